@@ -1,0 +1,24 @@
+"""pytest-benchmark view of the workloads behind `pygenmod bench`.
+
+Run: pytest bench/ --benchmark-only   (PYGENMOD_BENCH_QUICK=1 for small sizes).
+CI runs it with --benchmark-disable as a smoke test of every candidate.
+"""
+import os
+
+import pytest
+
+from pygenmod.benchmarks import all_workloads
+from pygenmod.benchmarks.runner import Missing
+
+QUICK = os.environ.get("PYGENMOD_BENCH_QUICK", "0") == "1"
+CASES = [(w, c) for w in all_workloads(quick=QUICK) for c in w.candidates]
+
+
+@pytest.mark.parametrize("workload,candidate", CASES, ids=[f"{w.id}-{c.name}" for w, c in CASES])
+def test_workload(benchmark, workload, candidate):
+    try:
+        fn = candidate.setup()
+    except Missing as exc:
+        pytest.skip(f"{candidate.name} missing: {exc}")
+    benchmark.group = workload.id
+    benchmark(fn)

@@ -1,0 +1,26 @@
+"""pygenmod: fast, batched, exact primitives for generative models and reinforcement learning.
+
+Families: ``pygenmod.mdp`` / ``pygenmod.returns`` (Bellman backups, GAE), ``pygenmod.gmm``,
+``pygenmod.spatial``, ``pygenmod.sampling``, ``pygenmod.mcts``. Importing pygenmod compiles
+nothing: numba kernels compile (and cache) on first use.
+"""
+from ._backend import (
+    BackendError,
+    backends,
+    get_num_threads,
+    set_backend,
+    set_num_threads,
+    use_backend,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "backends",
+    "get_num_threads",
+    "set_backend",
+    "set_num_threads",
+    "use_backend",
+    "__version__",
+]

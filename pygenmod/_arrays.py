@@ -1,0 +1,67 @@
+"""Array interop: NumPy and CuPy natively, anything else that speaks DLPack zero-copy.
+
+Public functions convert their inputs with :func:`to_native` and convert results back
+to the caller's array type with the function :func:`returner` gives for the principal input.
+PyTorch is never imported unless the caller passed a tensor.
+"""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+_DLPACK_CPU, _DLPACK_CUDA = 1, 2
+
+
+def _is_cupy(x) -> bool:
+    cp = sys.modules.get("cupy")
+    return cp is not None and isinstance(x, cp.ndarray)
+
+
+def is_device(x) -> bool:
+    """True for arrays that live on a CUDA device."""
+    return _is_cupy(x) or hasattr(x, "__cuda_array_interface__")
+
+
+def xp_of(x):
+    """The array module (numpy or cupy) that owns a native array."""
+    if _is_cupy(x):
+        return sys.modules["cupy"]
+    return np
+
+
+def to_native(x):
+    """A NumPy or CuPy view of ``x``: zero-copy for DLPack producers, np.asarray otherwise."""
+    if isinstance(x, np.ndarray) or _is_cupy(x):
+        return x
+    mod = type(x).__module__.split(".")[0]
+    if mod == "torch" and getattr(x, "requires_grad", False):
+        x = x.detach()
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
+        dev_type = int(x.__dlpack_device__()[0])
+        if dev_type == _DLPACK_CPU:
+            return np.from_dlpack(x)
+        if dev_type == _DLPACK_CUDA:
+            import cupy
+
+            return cupy.from_dlpack(x)
+        raise TypeError(f"unsupported DLPack device type {dev_type} for {type(x).__name__}")
+    if hasattr(x, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy.asarray(x)
+    return np.asarray(x)
+
+
+def returner(x):
+    """A function that turns a NumPy/CuPy result into the array type of input ``x``."""
+    mod = type(x).__module__.split(".")[0]
+    if mod == "torch":
+        import torch
+
+        return lambda a: a if a is None or isinstance(a, (int, float)) else torch.from_dlpack(a)
+    if mod in ("jax", "jaxlib"):
+        import jax.numpy as jnp
+
+        return lambda a: a if a is None or isinstance(a, (int, float)) else jnp.from_dlpack(a)
+    return lambda a: a

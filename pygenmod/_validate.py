@@ -1,0 +1,110 @@
+"""The shared validation layer: every public function checks its arguments here.
+
+Errors name the argument and say what was expected. Conventions (documented in the README):
+- floating inputs must be float32 or float64; integer, bool and complex arrays are
+  rejected (Python lists/scalars are converted to float64);
+- the principal argument fixes the dtype of a call; other float arguments are cast to it;
+- non-contiguous inputs are copied to C order (outputs are always C-contiguous);
+- NaN/inf are rejected wherever they would make the result meaningless.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._arrays import to_native, xp_of
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=None):
+    """``x`` as a C-contiguous float32/float64 NumPy or CuPy array.
+
+    ndim: an int or a tuple of allowed ranks. dtype: cast to this float dtype
+    (used for secondary arguments); None keeps x's own float dtype.
+    """
+    if x is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    was_array = hasattr(x, "dtype")
+    a = to_native(x)
+    if xp is not None and xp_of(a) is not xp:
+        a = xp.asarray(a)
+    kind = a.dtype.kind
+    if kind == "f" and a.dtype.itemsize in (4, 8):
+        pass
+    elif not was_array and kind in "iub":
+        a = a.astype(np.float64)
+    else:
+        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+    if dtype is not None and a.dtype != dtype:
+        a = a.astype(dtype)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
+    if finite and a.size and not bool(xp_of(a).isfinite(a).all()):
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return xp_of(a).ascontiguousarray(a)
+
+
+def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
+    """``x`` as a C-contiguous integer array (int64 by default); floats and bools rejected."""
+    a = to_native(x)
+    if xp is not None and xp_of(a) is not xp:
+        a = xp.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_shape_str(a.shape)}")
+    return xp_of(a).ascontiguousarray(a, dtype=dtype)
+
+
+def check_shape(a, name: str, shape) -> None:
+    """Exact shape check; ``None`` entries match any extent."""
+    if len(a.shape) != len(shape) or any(s is not None and s != n for s, n in zip(shape, a.shape)):
+        want = _shape_str(["*" if s is None else s for s in shape])
+        raise ValueError(f"{name}: expected shape {want}, got {_shape_str(a.shape)}")
+
+
+def per_batch(value, name: str, batch: int, dtype, xp=np, *, lo=None, hi=None,
+              lo_closed=True, hi_closed=True):
+    """A scalar or a (batch,) array of a parameter, checked against [lo, hi] bounds."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        arr = xp.full((batch,), float(value), dtype=dtype)
+    else:
+        arr = float_array(value, name, ndim=(0, 1), dtype=dtype, xp=xp)
+        if arr.ndim == 0:
+            arr = xp.full((batch,), float(arr), dtype=dtype)
+        elif arr.shape != (batch,):
+            raise ValueError(f"{name}: expected a scalar or shape ({batch},), got {_shape_str(arr.shape)}")
+    if not bool(xp.isfinite(arr).all()):
+        raise ValueError(f"{name}: contains NaN or infinity")
+    if lo is not None and bool((arr < lo).any() if lo_closed else (arr <= lo).any()):
+        raise ValueError(f"{name}: must be {'>=' if lo_closed else '>'} {lo}, got {_first(arr)}")
+    if hi is not None and bool((arr > hi).any() if hi_closed else (arr >= hi).any()):
+        raise ValueError(f"{name}: must be {'<=' if hi_closed else '<'} {hi}, got {_first(arr)}")
+    return xp.ascontiguousarray(arr)
+
+
+def _first(arr):
+    return float(arr.reshape(-1)[0]) if arr.size == 1 else "a value outside the range"
+
+
+def positive_int(value, name: str, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def choice(value, name: str, options) -> str:
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {tuple(options)}, got {value!r}")
+    return value

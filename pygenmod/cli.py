@@ -1,0 +1,87 @@
+"""The `pygenmod` command: info, demo, bench."""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+
+import pygenmod
+
+
+def cmd_info(args) -> int:
+    from pygenmod import _backend
+
+    print(f"pygenmod {pygenmod.__version__}  (python {platform.python_version()}, {platform.machine()})")
+    try:
+        from pygenmod import _build_info as bi
+
+        print(f"built with {bi.CXX_COMPILER}; CUDA built: {bi.CUDA_BUILT}"
+              + (f" (nvcc {bi.CUDA_COMPILER_VERSION}, archs {';'.join(bi.CUDA_ARCHITECTURES)})" if bi.CUDA_BUILT else "")
+              + ("; -march=native" if bi.NATIVE else ""))
+    except ImportError:
+        print("build info: not available (extension not built)")
+    print("backends:")
+    for name, b in _backend.backends().items():
+        print(f"  {name:<6} {'yes' if b['available'] else 'no ':<4} {b['reason']}")
+    print(f"threads: {pygenmod.get_num_threads()} (os.cpu_count()={os.cpu_count()}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    if _backend.is_available("cpu"):
+        from pygenmod import _cpu_runtime as rt
+
+        print(f"CPU SIMD: supported {', '.join(rt.cpu_features()) or 'none detected'}; "
+              f"kernels compiled for {rt.compiled_simd()}; OpenMP {rt.openmp_version()}")
+    try:
+        from pygenmod import _cuda_runtime as crt
+
+        n = crt.device_count()
+        print(f"CUDA runtime {crt.runtime_version()}; devices: {n}")
+        for i in range(n):
+            print(f"  [{i}] {crt.device_info(i)}")
+    except ImportError:
+        pass
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from pygenmod import demos
+
+    return demos.run(args.sections or None)
+
+
+def cmd_bench(args) -> int:
+    from pygenmod import benchmarks
+    from pygenmod.benchmarks import machine
+
+    ws = benchmarks.all_workloads(args.family or None, quick=args.quick)
+    if args.only:
+        keep = {w.strip() for w in args.only.split(",")}
+        ws = [w for w in ws if w.id in keep]
+    print(f"pygenmod {pygenmod.__version__} bench on {platform.node()} "
+          f"({os.cpu_count()} cpus, {pygenmod.get_num_threads()} threads){'  [quick sizes]' if args.quick else ''}")
+    lim = machine.limits()
+    print(f"machine: copy {lim['copy_bw'] / 1e9:.1f} GB/s (read+write), read {lim['read_bw'] / 1e9:.1f} GB/s; "
+          f"matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s f64, {lim['peak_f32'] / 1e9:.0f} GFLOP/s f32")
+    benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"])
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="pygenmod", description=pygenmod.__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("info", help="version, backends, threads, SIMD, CUDA devices").set_defaults(fn=cmd_info)
+    d = sub.add_parser("demo", help="run every kernel family on built-in data and print a report")
+    d.add_argument("sections", nargs="*", help="only these sections (default: all)")
+    d.set_defaults(fn=cmd_demo)
+    b = sub.add_parser("bench", help="side-by-side benchmarks against the peer libraries")
+    b.add_argument("--family", action="append", help="only this family (repeatable)")
+    b.add_argument("--only", help="comma-separated workload ids, e.g. W6a,W7")
+    b.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    b.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate (default 5)")
+    b.set_defaults(fn=cmd_bench)
+    args = p.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Shared test fixtures: every kernel test runs once per backend.
+
+A backend that is absent here is reported as skipped with the reason, never passed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pygenmod
+from pygenmod import _backend
+
+BACKEND_NAMES = ("cpu", "numba", "cuda")
+
+
+class Backend:
+    """A backend under test: converts test data to its arrays and results back to NumPy."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def asarray(self, x):
+        if self.name == "cuda":
+            import cupy
+
+            return cupy.asarray(x)
+        return np.asarray(x)
+
+    @staticmethod
+    def numpy(y):
+        if hasattr(y, "get"):
+            return y.get()
+        return np.asarray(y)
+
+    def __repr__(self):
+        return self.name
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def backend(request):
+    name = request.param
+    ok, why = _backend._probe(name)
+    if not ok:
+        pytest.skip(f"backend {name!r} unavailable: {why}")
+    with pygenmod.use_backend(name):
+        yield Backend(name)
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+def tol(dtype) -> dict:
+    """Comparison tolerance against a float64 reference for results in ``dtype``."""
+    return dict(rtol=2e-4, atol=2e-5) if np.dtype(dtype) == np.float32 else dict(rtol=1e-9, atol=1e-10)
+
+
+@pytest.fixture
+def rng(request):
+    # Fresh random inputs per test, reproducible from the test's name.
+    import zlib
+
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))

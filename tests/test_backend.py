@@ -1,0 +1,124 @@
+"""Backend selection, dispatch, thread control, DLPack interop and the shared validation."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import pygenmod
+from pygenmod import _backend, _validate as val
+from pygenmod._dispatch import get_kernel
+
+
+def test_backends_report_every_backend_with_a_reason():
+    b = pygenmod.backends()
+    assert set(b) == {"cpu", "numba", "cuda"}
+    for info in b.values():
+        assert isinstance(info["available"], bool) and info["reason"]
+
+
+def test_default_backend_is_cpu_when_compiled():
+    if os.environ.get("CI"):  # in CI the extension must have been built
+        assert _backend.is_available("cpu"), _backend._probe("cpu")[1]
+    if not _backend.is_available("cpu"):
+        pytest.skip("compiled extension unavailable: " + _backend._probe("cpu")[1])
+    assert _backend.choose(on_device=False) == "cpu"
+
+
+def test_override_context_and_env(monkeypatch):
+    with pygenmod.use_backend("numba"):
+        assert _backend.choose(False) == "numba"
+    monkeypatch.setenv("PYGENMOD_BACKEND", "numba")
+    assert _backend.choose(False) == "numba"
+    with pygenmod.use_backend("cpu"):
+        assert _backend.requested_backend() == "cpu"
+    monkeypatch.setenv("PYGENMOD_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        _backend.choose(False)
+
+
+def test_forcing_cuda_with_host_arrays_is_an_error():
+    with pygenmod.use_backend("cuda"), pytest.raises(pygenmod.BackendError, match="CuPy"):
+        _backend.choose(False)
+
+
+def test_unknown_backend_name_rejected():
+    with pytest.raises(ValueError):
+        pygenmod.set_backend("tpu")
+
+
+def test_missing_kernel_is_a_clear_error():
+    with pytest.raises(pygenmod.BackendError, match="not implemented|no 'nosuchfamily'"):
+        get_kernel("nosuchfamily", "f", "numba")
+
+
+def test_set_num_threads_roundtrip():
+    n0 = pygenmod.get_num_threads()
+    pygenmod.set_num_threads(1)
+    try:
+        if _backend.is_available("cpu"):
+            assert pygenmod.get_num_threads() == 1
+    finally:
+        pygenmod.set_num_threads(n0)
+    with pytest.raises(ValueError):
+        pygenmod.set_num_threads(0)
+
+
+def test_import_is_fast_and_does_not_import_numba():
+    code = ("import time,sys; t=time.perf_counter(); import pygenmod, pygenmod.mdp; "
+            "print(time.perf_counter()-t, 'numba' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    seconds, numba_loaded = out.stdout.split()
+    assert numba_loaded == "False"
+    assert float(seconds) < 1.0
+
+
+# ---------------------------------------------------------------------- validation
+@pytest.mark.parametrize("bad", [np.arange(4), np.ones(4, bool), np.ones(4, complex), np.ones(4, np.float16)])
+def test_float_array_rejects_non_float_arrays(bad):
+    with pytest.raises(TypeError, match="x: expected a float32 or float64 array"):
+        val.float_array(bad, "x")
+
+
+def test_float_array_accepts_lists_and_copies_noncontiguous():
+    assert val.float_array([1, 2], "x").dtype == np.float64
+    a = np.ones((4, 4))[:, ::2]
+    b = val.float_array(a, "x")
+    assert b.flags.c_contiguous and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("v", [np.nan, np.inf])
+def test_float_array_rejects_nonfinite(v):
+    with pytest.raises(ValueError, match="x: contains NaN"):
+        val.float_array(np.array([1.0, v]), "x")
+
+
+def test_per_batch_bounds_and_shape():
+    assert val.per_batch(0.5, "g", 3, np.float64).shape == (3,)
+    with pytest.raises(ValueError, match="g: must be < 1"):
+        val.per_batch(1.0, "g", 3, np.float64, lo=0, hi=1, hi_closed=False)
+    with pytest.raises(ValueError, match=r"g: expected a scalar or shape \(3,\)"):
+        val.per_batch(np.ones(2), "g", 3, np.float64)
+
+
+def test_check_shape_message():
+    with pytest.raises(ValueError, match=r"R: expected shape \(\*, 3\), got \(2, 4\)"):
+        val.check_shape(np.ones((2, 4)), "R", (None, 3))
+
+
+# ---------------------------------------------------------------------- DLPack interop
+def test_torch_cpu_tensors_zero_copy_and_returned_as_tensors():
+    torch = pytest.importorskip("torch")
+    from pygenmod import mdp
+
+    rng = np.random.default_rng(0)
+    P = rng.random((3, 2, 3))
+    P /= P.sum(-1, keepdims=True)
+    Pt = torch.from_numpy(P).requires_grad_(True)
+    out = mdp.bellman_backup(Pt, torch.zeros(3, 2, dtype=torch.float64), torch.zeros(3, dtype=torch.float64), 0.9)
+    assert isinstance(out.V, torch.Tensor) and out.V.dtype == torch.float64
+    from pygenmod._arrays import to_native
+
+    assert np.shares_memory(to_native(Pt), P)
