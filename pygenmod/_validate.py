@@ -22,11 +22,14 @@ def _shape_str(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=None):
+def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=None,
+                allow_half: bool = False):
     """``x`` as a C-contiguous float32/float64 NumPy or CuPy array.
 
     ndim: an int or a tuple of allowed ranks. dtype: cast to this float dtype
     (used for secondary arguments); None keeps x's own float dtype.
+    allow_half: accept float16 input and compute on it in float32 (the caller decides the
+    output dtype, see :func:`is_half`); without it float16 is rejected.
     """
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
@@ -37,6 +40,8 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     kind = a.dtype.kind
     if kind == "f" and a.dtype.itemsize in (4, 8):
         pass
+    elif allow_half and kind == "f" and a.dtype.itemsize == 2:
+        a = a.astype(np.float32)
     elif not was_array and kind in "iub":
         a = a.astype(np.float64)
     else:
@@ -51,6 +56,26 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     if finite and a.size and not bool(xp_of(a).isfinite(a).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
     return xp_of(a).ascontiguousarray(a)
+
+
+def is_half(x) -> bool:
+    """True for a 16-bit float input (NumPy/CuPy float16, or a tensor's float16/bfloat16)."""
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return False
+    if isinstance(dt, np.dtype):
+        return dt.kind == "f" and dt.itemsize == 2
+    return str(dt) in ("torch.float16", "torch.bfloat16", "float16", "bfloat16")
+
+
+def seed_int(seed, name: str = "seed") -> int:
+    """A generator seed / stream / offset: a Python or NumPy integer in [0, 2**64)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{name}: expected a non-negative integer, got {type(seed).__name__}")
+    seed = int(seed)
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"{name}: must be in [0, 2**64), got {seed}")
+    return seed
 
 
 def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):

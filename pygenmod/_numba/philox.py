@@ -2,6 +2,8 @@
 
 key = (seed lo, seed hi); counter = (block lo, block hi, stream lo, stream hi).
 """
+import math
+
 import numba as nb
 import numpy as np
 
@@ -44,3 +46,138 @@ def uniform_f64(hi, lo):
 @nb.njit(cache=True, inline="always")
 def uniform_f32(w):
     return np.float32((np.float32(np.uint32(w) >> np.uint32(8)) + np.float32(0.5)) * np.float32(2.0**-24))
+
+
+# ---------------------------------------------------------------------------------------
+# Transforms (the same formulas as random.hpp; float32 values agree to rounding, since the
+# C++ build may fuse multiply-adds). See random.hpp for the element layout of a stream.
+# ---------------------------------------------------------------------------------------
+_F = np.float32
+_LN2 = _F(0.693147180559945)
+_SQRTH = _F(0.70710678118654752)
+_C3, _C5, _C7, _C9 = _F(0.6666666667), _F(0.4), _F(0.2857142857), _F(0.2222222222)
+_TWO_PI_F = _F(6.283185307179586)
+_S3, _S5, _S7, _S9 = _F(-1.6666667e-1), _F(8.3333333e-3), _F(-1.9841270e-4), _F(2.7557319e-6)
+_K2, _K4, _K6, _K8, _K10 = _F(-0.5), _F(4.1666667e-2), _F(-1.3888889e-3), _F(2.4801587e-5), _F(-2.7557319e-7)
+_E2, _E3, _E4, _E5, _E6 = _F(0.5), _F(1.6666667e-1), _F(4.1666668e-2), _F(8.3333338e-3), _F(1.3888889e-3)
+_LN2_HI, _LN2_LO = _F(0.693145751953125), _F(1.428606765330187e-06)
+_LOG2E = _F(1.4426950408889634)
+_ONE, _TWO, _HALF, _QUARTER, _FOUR = _F(1.0), _F(2.0), _F(0.5), _F(0.25), _F(4.0)
+
+
+@nb.njit(cache=True, inline="always")
+def log_f32(x):
+    """random.hpp log_f32: x = m 2^e, m in [sqrt(1/2), sqrt(2)), atanh series."""
+    m, e = math.frexp(np.float64(x))  # exact: m in [0.5, 1)
+    m = _F(m)
+    if m < _SQRTH:
+        m = m * _TWO
+        e -= 1
+    s = (m - _ONE) / (m + _ONE)
+    s2 = s * s
+    p = _TWO + s2 * (_C3 + s2 * (_C5 + s2 * (_C7 + s2 * _C9)))
+    return _F(e) * _LN2 + s * p
+
+
+@nb.njit(cache=True, inline="always")
+def exp_f32(x):
+    x = _F(x)
+    if x < _F(-87.3):
+        x = _F(-87.3)
+    if x > _F(88.37):
+        x = _F(88.37)
+    fn = (x * _LOG2E + _F(12582912.0)) - _F(12582912.0)  # round to nearest, as random.hpp
+    r = (x - fn * _LN2_HI) - fn * _LN2_LO
+    p = _ONE + r * (_ONE + r * (_E2 + r * (_E3 + r * (_E4 + r * (_E5 + r * _E6)))))
+    return _F(math.ldexp(np.float64(p), int(fn)))
+
+
+@nb.njit(cache=True, inline="always")
+def sincos_2pi_f32(u):
+    qi = np.int32(u * _FOUR + _HALF)
+    q = _F(qi)
+    t = (u - _QUARTER * q) * _TWO_PI_F
+    t2 = t * t
+    s = t * (_ONE + t2 * (_S3 + t2 * (_S5 + t2 * (_S7 + t2 * _S9))))
+    c = _ONE + t2 * (_K2 + t2 * (_K4 + t2 * (_K6 + t2 * (_K8 + t2 * _K10))))
+    if qi & 1:
+        s, c = c, s
+    if qi & 2:
+        s = -s
+    if (qi + 1) & 2:
+        c = -c
+    return s, c
+
+
+@nb.njit(cache=True, inline="always")
+def box_muller_f32(w0, w1):
+    r = _F(math.sqrt(np.float64(_F(-2.0) * log_f32(uniform_f32(w0)))))
+    s, c = sincos_2pi_f32(uniform_f32(w1))
+    return r * c, r * s
+
+
+@nb.njit(cache=True, inline="always")
+def box_muller_f64(w0, w1, w2, w3):
+    u1 = uniform_f64(w0, w1)
+    u2 = uniform_f64(w2, w3)
+    r = math.sqrt(-2.0 * math.log(u1))
+    a = 6.283185307179586 * u2
+    return r * math.cos(a), r * math.sin(a)
+
+
+@nb.njit(cache=True, inline="always")
+def gumbel_f32(w):
+    return -log_f32(-log_f32(uniform_f32(w)))
+
+
+@nb.njit(cache=True, inline="always")
+def gumbel_f64(hi, lo):
+    return -math.log(-math.log(uniform_f64(hi, lo)))
+
+
+UNIFORM, NORMAL, GUMBEL = 0, 1, 2
+
+
+@nb.njit(cache=True)
+def fill_range_f32(dist, seed, stream, start, n, out):
+    """out[:n] = float32 elements [start, start + n) of `stream` (layout of random.hpp)."""
+    if n <= 0:
+        return
+    b0 = start // 4
+    b1 = (start + n - 1) // 4
+    for blk in range(b0, b1 + 1):
+        w0, w1, w2, w3 = block(seed, stream, blk)
+        if dist == NORMAL:
+            v0, v1 = box_muller_f32(w0, w1)
+            v2, v3 = box_muller_f32(w2, w3)
+        elif dist == UNIFORM:
+            v0, v1, v2, v3 = uniform_f32(w0), uniform_f32(w1), uniform_f32(w2), uniform_f32(w3)
+        else:
+            v0, v1, v2, v3 = gumbel_f32(w0), gumbel_f32(w1), gumbel_f32(w2), gumbel_f32(w3)
+        base = blk * 4 - start
+        for k in range(4):
+            i = base + k
+            if 0 <= i < n:
+                out[i] = v0 if k == 0 else (v1 if k == 1 else (v2 if k == 2 else v3))
+
+
+@nb.njit(cache=True)
+def fill_range_f64(dist, seed, stream, start, n, out):
+    """out[:n] = float64 elements [start, start + n) of `stream` (layout of random.hpp)."""
+    if n <= 0:
+        return
+    b0 = start // 2
+    b1 = (start + n - 1) // 2
+    for blk in range(b0, b1 + 1):
+        w0, w1, w2, w3 = block(seed, stream, blk)
+        if dist == NORMAL:
+            v0, v1 = box_muller_f64(w0, w1, w2, w3)
+        elif dist == UNIFORM:
+            v0, v1 = uniform_f64(w0, w1), uniform_f64(w2, w3)
+        else:
+            v0, v1 = gumbel_f64(w0, w1), gumbel_f64(w2, w3)
+        base = blk * 2 - start
+        if 0 <= base < n:
+            out[base] = v0
+        if 0 <= base + 1 < n:
+            out[base + 1] = v1

@@ -9,7 +9,9 @@
 // `block` indexes 4-word blocks along it. Word k of block n is element 4n + k of the stream.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "pygenmod/common.hpp"
 
@@ -56,5 +58,132 @@ PGM_HD double uniform_f64(std::uint32_t hi, std::uint32_t lo) {
 PGM_HD float uniform_f32(std::uint32_t w) {
   return (static_cast<float>(w >> 8) + 0.5f) * 0x1.0p-24f;
 }
+
+// ---------------------------------------------------------------------------------------
+// Element layout of a stream (shared by every backend; see docs/sampling.md):
+//   uniform / gumbel float32:  element n = word n % 4 of block n / 4       (24 bits)
+//   uniform / gumbel float64:  element n = words (2k, 2k+1), k = n % 2, of block n / 2
+//   normal float32:  block n / 4 gives 4 normals: Box-Muller on (w0, w1) -> elements 0, 1
+//                    and on (w2, w3) -> elements 2, 3
+//   normal float64:  block n / 2 gives 2 normals: Box-Muller on u1 = (w0, w1),
+//                    u2 = (w2, w3) -> elements 0 (cos branch), 1 (sin branch)
+// Box-Muller: r = sqrt(-2 log u1), z0 = r cos(2 pi u2), z1 = r sin(2 pi u2), with u1, u2 in
+// the open interval (0, 1), so r is finite (|z| <= 5.8 in float32, <= 8.6 in float64).
+// The float32 transform uses the branch-free polynomial log / sincos below, so it
+// vectorises and gives the same values (to rounding) on every backend.
+// ---------------------------------------------------------------------------------------
+
+// Natural log for x in (0, 1] (float32, ~1 ulp): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// log m = 2 atanh(s), s = (m - 1) / (m + 1), |s| <= 0.1716, odd series to s^9.
+PGM_HD std::uint32_t f32_bits(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  std::uint32_t i;
+  std::memcpy(&i, &x, 4);
+  return i;
+#endif
+}
+PGM_HD float f32_from_bits(std::uint32_t i) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(i);
+#else
+  float x;
+  std::memcpy(&x, &i, 4);
+  return x;
+#endif
+}
+
+PGM_HD float log_f32(float x) {
+  std::uint32_t ix = f32_bits(x);
+  // Subtracting the bits of sqrt(1/2) puts the mantissa in [sqrt(1/2), sqrt(2)).
+  ix -= 0x3f3504f3u;
+  const std::int32_t e = static_cast<std::int32_t>(ix) >> 23;
+  const float m = f32_from_bits((ix & 0x007fffffu) + 0x3f3504f3u);
+  const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+  const float p = 2.0f + s2 * (0.6666666667f + s2 * (0.4f + s2 * (0.2857142857f + s2 * 0.2222222222f)));
+  return static_cast<float>(e) * 0.693147180559945f + s * p;
+}
+
+// exp for float32 (~2 ulp, branch-free so loops vectorise): x = n ln2 + r, |r| <= ln2 / 2,
+// degree-6 Taylor of exp(r), times 2^n built in the exponent bits. x is clamped to
+// [-87.3, 88.37] (results stay normal and finite: large inputs saturate at ~2.6e38).
+PGM_HD float exp_f32(float x) {
+  x = x < -87.3f ? -87.3f : x;
+  x = x > 88.37f ? 88.37f : x;
+  // n = round(x / ln2) by the 1.5 * 2^23 trick (pure float ops: vectorises everywhere)
+  const float fn = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f;
+  const std::int32_t n = static_cast<std::int32_t>(fn);
+  const float r = (x - fn * 0.693145751953125f) - fn * 1.428606765330187e-06f;
+  const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f + r * 1.3888889e-3f)))));
+  return p * f32_from_bits(static_cast<std::uint32_t>(n + 127) << 23);
+}
+
+// sin(2 pi u) and cos(2 pi u) for u in [0, 1] (float32): u = q/4 + r exactly for the 24-bit
+// uniforms, |r| <= 1/8, t = 2 pi r in [-pi/4, pi/4], Taylor to t^9 / t^10, quadrant select.
+struct f32x2 {
+  float a, b;
+};
+
+PGM_HD f32x2 sincos_2pi_f32(float u) {
+  const std::int32_t qi = static_cast<std::int32_t>(u * 4.0f + 0.5f);  // u >= 0: truncation = floor
+  const float q = static_cast<float>(qi);
+  const float t = (u - 0.25f * q) * 6.283185307179586f, t2 = t * t;
+  const float s = t * (1.0f + t2 * (-1.6666667e-1f + t2 * (8.3333333e-3f + t2 * (-1.9841270e-4f + t2 * 2.7557319e-6f))));
+  const float c = 1.0f + t2 * (-0.5f + t2 * (4.1666667e-2f + t2 * (-1.3888889e-3f + t2 * (2.4801587e-5f + t2 * -2.7557319e-7f))));
+  const bool swap = (qi & 1) != 0, neg_s = (qi & 2) != 0, neg_c = ((qi + 1) & 2) != 0;
+  const float ss = swap ? c : s, cc = swap ? s : c;
+  return f32x2{neg_s ? -ss : ss, neg_c ? -cc : cc};  // (sin, cos)
+}
+
+// Box-Muller (float32) on two words: two independent standard normals (cos, sin branch).
+PGM_HD f32x2 box_muller_f32(std::uint32_t w0, std::uint32_t w1) {
+  const float r = sqrtf(-2.0f * log_f32(uniform_f32(w0)));
+  const f32x2 sc = sincos_2pi_f32(uniform_f32(w1));
+  return f32x2{r * sc.b, r * sc.a};
+}
+
+// Box-Muller (float64) on a whole block: two independent standard normals.
+PGM_HD void box_muller_f64(u32x4 w, double* z0, double* z1) {
+  const double u1 = uniform_f64(w.v[0], w.v[1]), u2 = uniform_f64(w.v[2], w.v[3]);
+  const double r = sqrt(-2.0 * log(u1));
+  const double a = 6.283185307179586 * u2;
+  *z0 = r * cos(a);
+  *z1 = r * sin(a);
+}
+
+// Standard Gumbel: -log(-log u), u in the open interval (0, 1).
+PGM_HD float gumbel_f32(std::uint32_t w) { return -log_f32(-log_f32(uniform_f32(w))); }
+PGM_HD double gumbel_f64(std::uint32_t hi, std::uint32_t lo) { return -log(-log(uniform_f64(hi, lo))); }
+
+// Element n of a stream, one at a time (reference / odd edges; the fill loops below are
+// the fast path and give the same values).
+enum Dist : int { UNIFORM = 0, NORMAL = 1, GUMBEL = 2 };
+
+template <class T> struct elem;
+template <> struct elem<float> {
+  static PGM_HD float at(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t n) {
+    const u32x4 w = block(seed, stream, n >> 2);
+    const int k = static_cast<int>(n & 3);
+    if (dist == UNIFORM) return uniform_f32(w.v[k]);
+    if (dist == GUMBEL) return gumbel_f32(w.v[k]);
+    const f32x2 z = box_muller_f32(w.v[k & 2], w.v[(k & 2) + 1]);
+    return (k & 1) ? z.b : z.a;
+  }
+};
+template <> struct elem<double> {
+  static PGM_HD double at(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t n) {
+    const u32x4 w = block(seed, stream, n >> 1);
+    const int k = static_cast<int>(n & 1);
+    if (dist == UNIFORM) return uniform_f64(w.v[2 * k], w.v[2 * k + 1]);
+    if (dist == GUMBEL) return gumbel_f64(w.v[2 * k], w.v[2 * k + 1]);
+    double z0, z1;
+    box_muller_f64(w, &z0, &z1);
+    return k ? z1 : z0;
+  }
+};
+
+// Elements per Philox block for a distribution in T (4 words -> 4 float32 or 2 float64).
+template <class T> constexpr int per_block() { return sizeof(T) == 4 ? 4 : 2; }
 
 }  // namespace pygenmod::rng

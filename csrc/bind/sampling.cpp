@@ -1,0 +1,228 @@
+// _cpu_sampling: bindings of the RNG fills and the sampling / KL / log-density kernels.
+// Arrays in, GIL released, no math here. Optional inputs and outputs are passed as arrays
+// of size 0 (they become null pointers).
+#include "bind_common.hpp"
+#include "pygenmod/sampling.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+using namespace pygenmod;
+using namespace pygenmod::bind;
+using std::uint64_t;
+
+// A pointer to an optional array: null when it has no elements, else checked like in_ptr.
+template <class T>
+static const T* opt_in(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
+  return a.size() == 0 ? nullptr : in_ptr<T>(a, name, shape);
+}
+template <class T>
+static T* opt_out(py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
+  return a.size() == 0 ? nullptr : out_ptr<T>(a, name, shape);
+}
+
+static py::ssize_t dim(const py::array& a, int i) { return a.ndim() > i ? a.shape(i) : 0; }
+
+static void fill(uint64_t seed, uint64_t stream, uint64_t offset, int dist, py::array out) {
+  if (dist < 0 || dist > 2) throw std::invalid_argument("dist: expected 0 (uniform), 1 (normal) or 2 (gumbel)");
+  dispatch_float(out, "out", [&](auto tag) {
+    using T = decltype(tag);
+    const auto R = dim(out, 0), N = dim(out, 1);
+    T* o = out_ptr<T>(out, "out", {R, N});
+    py::gil_scoped_release nogil;
+    sampling::fill_cpu<T>(dist, seed, stream, offset, R, N, o);
+  });
+}
+
+static void bits(uint64_t seed, uint64_t stream, uint64_t offset, py::array out) {
+  const auto R = dim(out, 0), N = dim(out, 1);
+  auto* o = out_ptr<std::uint32_t>(out, "out", {R, N});
+  py::gil_scoped_release nogil;
+  sampling::bits_cpu(seed, stream, offset, R, N, o);
+}
+
+static void normal_head(py::array mu, py::array p, py::array eps_in, int kind, double lo, double hi, uint64_t seed,
+                        uint64_t stream, uint64_t offset, py::array z, py::array eps_out, py::array kl,
+                        py::array logq, py::array status) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), S = dim(z, 0);
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* pp = in_ptr<T>(p, "scale", {B, D});
+    const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
+    T* zo = out_ptr<T>(z, "z", {S, B, D});
+    T* eo = opt_out<T>(eps_out, "eps_out", {S, B, D});
+    T* k = opt_out<T>(kl, "kl", {B});
+    T* lq = opt_out<T>(logq, "logq", {S, B});
+    auto* st = out_ptr<std::int32_t>(status, "status", {B});
+    py::gil_scoped_release nogil;
+    sampling::normal_head_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, zo, eo, k, lq, st);
+  });
+}
+
+static void normal_head_backward(py::array mu, py::array p, py::array eps_in, int kind, double lo, double hi,
+                                 uint64_t seed, uint64_t stream, uint64_t offset, py::ssize_t S, py::array gz,
+                                 py::array gkl, py::array glogq, py::array dmu, py::array dp) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1);
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* pp = in_ptr<T>(p, "scale", {B, D});
+    const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
+    const T* g1 = opt_in<T>(gz, "grad_z", {S, B, D});
+    const T* g2 = opt_in<T>(gkl, "grad_kl", {B});
+    const T* g3 = opt_in<T>(glogq, "grad_logq", {S, B});
+    T* dm = out_ptr<T>(dmu, "dmu", {B, D});
+    T* dpp = out_ptr<T>(dp, "dscale", {B, D});
+    py::gil_scoped_release nogil;
+    sampling::normal_head_backward_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, g1, g2, g3,
+                                          dm, dpp);
+  });
+}
+
+static void kl_normal(py::array mu, py::array p, py::array pm, py::array pp, int kind, double lo, double hi,
+                      py::array kl, py::array status) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1);
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* q = in_ptr<T>(p, "scale", {B, D});
+    const T* m2 = opt_in<T>(pm, "prior_mu", {B, D});
+    const T* q2 = opt_in<T>(pp, "prior_scale", {B, D});
+    T* k = out_ptr<T>(kl, "kl", {B});
+    auto* st = out_ptr<std::int32_t>(status, "status", {B});
+    py::gil_scoped_release nogil;
+    sampling::kl_normal_cpu<T>(m, q, m2, q2, kind, T(lo), T(hi), B, D, k, st);
+  });
+}
+
+static void kl_normal_backward(py::array mu, py::array p, py::array pm, py::array pp, int kind, double lo,
+                               double hi, py::array g, py::array dmu, py::array dp, py::array dpm, py::array dpp) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1);
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* q = in_ptr<T>(p, "scale", {B, D});
+    const T* m2 = opt_in<T>(pm, "prior_mu", {B, D});
+    const T* q2 = opt_in<T>(pp, "prior_scale", {B, D});
+    const T* gg = in_ptr<T>(g, "grad", {B});
+    T* o1 = out_ptr<T>(dmu, "dmu", {B, D});
+    T* o2 = out_ptr<T>(dp, "dscale", {B, D});
+    T* o3 = opt_out<T>(dpm, "dprior_mu", {B, D});
+    T* o4 = opt_out<T>(dpp, "dprior_scale", {B, D});
+    py::gil_scoped_release nogil;
+    sampling::kl_normal_backward_cpu<T>(m, q, m2, q2, kind, T(lo), T(hi), B, D, gg, o1, o2, o3, o4);
+  });
+}
+
+static void normal_log_prob(py::array x, py::array mu, py::array p, int kind, double lo, double hi, py::array out,
+                            py::array status) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), R = dim(x, 0);
+    if (B == 0 ? R != 0 : R % B != 0) throw std::invalid_argument("x: rows must be a multiple of mu's rows");
+    const T* xx = in_ptr<T>(x, "x", {R, D});
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* q = in_ptr<T>(p, "scale", {B, D});
+    T* o = out_ptr<T>(out, "out", {R});
+    auto* st = out_ptr<std::int32_t>(status, "status", {R});
+    py::gil_scoped_release nogil;
+    sampling::normal_log_prob_cpu<T>(xx, m, q, kind, T(lo), T(hi), R, B, D, o, st);
+  });
+}
+
+static void normal_log_prob_backward(py::array x, py::array mu, py::array p, int kind, double lo, double hi,
+                                     py::array g, py::array dx, py::array dmu, py::array dp) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), R = dim(x, 0);
+    if (B == 0 ? R != 0 : R % B != 0) throw std::invalid_argument("x: rows must be a multiple of mu's rows");
+    const T* xx = in_ptr<T>(x, "x", {R, D});
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* q = in_ptr<T>(p, "scale", {B, D});
+    const T* gg = in_ptr<T>(g, "grad", {R});
+    T* o1 = out_ptr<T>(dx, "dx", {R, D});
+    T* o2 = out_ptr<T>(dmu, "dmu", {B, D});
+    T* o3 = out_ptr<T>(dp, "dscale", {B, D});
+    py::gil_scoped_release nogil;
+    sampling::normal_log_prob_backward_cpu<T>(xx, m, q, kind, T(lo), T(hi), R, B, D, gg, o1, o2, o3);
+  });
+}
+
+static void mvn_head(py::array mu, py::array L, py::array eps_in, bool check_upper, uint64_t seed, uint64_t stream,
+                     uint64_t offset, py::array z, py::array eps_out, py::array kl, py::array logq,
+                     py::array status) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), S = dim(z, 0), LB = dim(L, 0);
+    if (LB != 1 && LB != B) throw std::invalid_argument("scale_tril: expected 1 or B matrices");
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* l = in_ptr<T>(L, "scale_tril", {LB, D, D});
+    const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
+    T* zo = out_ptr<T>(z, "z", {S, B, D});
+    T* eo = opt_out<T>(eps_out, "eps_out", {S, B, D});
+    T* k = opt_out<T>(kl, "kl", {B});
+    T* lq = opt_out<T>(logq, "logq", {S, B});
+    auto* st = out_ptr<std::int32_t>(status, "status", {B});
+    py::gil_scoped_release nogil;
+    sampling::mvn_head_cpu<T>(m, l, LB == 1 && B != 1, check_upper, ei, seed, stream, offset, S, B, D, zo, eo, k, lq,
+                              st);
+  });
+}
+
+static void mvn_head_backward(py::array mu, py::array L, py::array eps_in, uint64_t seed, uint64_t stream,
+                              uint64_t offset, py::ssize_t S, py::array gz, py::array gkl, py::array glogq,
+                              py::array dmu, py::array dL) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), LB = dim(L, 0);
+    if (LB != 1 && LB != B) throw std::invalid_argument("scale_tril: expected 1 or B matrices");
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* l = in_ptr<T>(L, "scale_tril", {LB, D, D});
+    const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
+    const T* g1 = opt_in<T>(gz, "grad_z", {S, B, D});
+    const T* g2 = opt_in<T>(gkl, "grad_kl", {B});
+    const T* g3 = opt_in<T>(glogq, "grad_logq", {S, B});
+    T* dm = out_ptr<T>(dmu, "dmu", {B, D});
+    T* dl = out_ptr<T>(dL, "dscale_tril", {LB, D, D});
+    py::gil_scoped_release nogil;
+    sampling::mvn_head_backward_cpu<T>(m, l, LB == 1 && B != 1, ei, seed, stream, offset, S, B, D, g1, g2, g3, dm,
+                                       dl);
+  });
+}
+
+static void tri_solve(py::array L, py::array R, bool trans, py::array X) {
+  dispatch_float(R, "rhs", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(R, 0), D = dim(R, 1), K = dim(R, 2), LB = dim(L, 0);
+    if (LB != 1 && LB != B) throw std::invalid_argument("L: expected 1 or B matrices");
+    const T* l = in_ptr<T>(L, "L", {LB, D, D});
+    const T* r = in_ptr<T>(R, "rhs", {B, D, K});
+    T* x = out_ptr<T>(X, "out", {B, D, K});
+    py::gil_scoped_release nogil;
+    sampling::tri_solve_cpu<T>(l, LB == 1 && B != 1, r, B, D, K, trans, x);
+  });
+}
+
+PYBIND11_MODULE(_cpu_sampling, m) {
+  m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
+  m.def("fill", &fill, "seed"_a, "stream"_a, "offset"_a, "dist"_a, "out"_a);
+  m.def("bits", &bits, "seed"_a, "stream"_a, "offset"_a, "out"_a);
+  m.def("normal_head", &normal_head, "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a, "seed"_a, "stream"_a,
+        "offset"_a, "z"_a, "eps_out"_a, "kl"_a, "logq"_a, "status"_a);
+  m.def("normal_head_backward", &normal_head_backward, "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a,
+        "seed"_a, "stream"_a, "offset"_a, "n_samples"_a, "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a,
+        "dscale"_a);
+  m.def("kl_normal", &kl_normal, "mu"_a, "scale"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a,
+        "kl"_a, "status"_a);
+  m.def("kl_normal_backward", &kl_normal_backward, "mu"_a, "scale"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a,
+        "lo"_a, "hi"_a, "grad"_a, "dmu"_a, "dscale"_a, "dprior_mu"_a, "dprior_scale"_a);
+  m.def("normal_log_prob", &normal_log_prob, "x"_a, "mu"_a, "scale"_a, "kind"_a, "lo"_a, "hi"_a, "out"_a,
+        "status"_a);
+  m.def("normal_log_prob_backward", &normal_log_prob_backward, "x"_a, "mu"_a, "scale"_a, "kind"_a, "lo"_a, "hi"_a,
+        "grad"_a, "dx"_a, "dmu"_a, "dscale"_a);
+  m.def("mvn_head", &mvn_head, "mu"_a, "scale_tril"_a, "eps"_a, "check_upper"_a, "seed"_a, "stream"_a, "offset"_a,
+        "z"_a, "eps_out"_a, "kl"_a, "logq"_a, "status"_a);
+  m.def("mvn_head_backward", &mvn_head_backward, "mu"_a, "scale_tril"_a, "eps"_a, "seed"_a, "stream"_a,
+        "offset"_a, "n_samples"_a, "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a, "dscale_tril"_a);
+  m.def("tri_solve", &tri_solve, "L"_a, "rhs"_a, "trans"_a, "out"_a);
+}

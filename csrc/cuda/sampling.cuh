@@ -1,0 +1,47 @@
+// Host-side declarations of the CUDA RNG and sampling launchers (no device code here).
+// Optional pointers may be null, as in pygenmod/sampling.hpp's CPU launchers.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "pygenmod/common.hpp"
+
+namespace pygenmod::cuda {
+using u64 = std::uint64_t;
+
+template <class T>
+void sampling_fill(int dist, u64 seed, u64 stream, u64 offset, index_t R, index_t N, T* out, cudaStream_t st);
+void sampling_bits(u64 seed, u64 stream, u64 offset, index_t R, index_t N, std::uint32_t* out, cudaStream_t st);
+template <class T>
+void normal_head(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, u64 seed, u64 stream, u64 offset,
+                 index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl, T* logq, std::int32_t* status,
+                 cudaStream_t st);
+template <class T>
+void normal_head_backward(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, u64 seed, u64 stream,
+                          u64 offset, index_t S, index_t B, index_t D, const T* gz, const T* gkl, const T* glogq,
+                          T* dmu, T* dp, cudaStream_t st);
+template <class T>
+void kl_normal(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D, T* kl,
+               std::int32_t* status, cudaStream_t st);
+template <class T>
+void kl_normal_backward(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
+                        index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp, cudaStream_t st);
+template <class T>
+void normal_log_prob(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D,
+                     T* out, std::int32_t* status, cudaStream_t st);
+template <class T>
+void normal_log_prob_backward(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
+                              index_t D, const T* g, T* dx, T* dmu, T* dp, cudaStream_t st);
+template <class T>
+void mvn_head(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, u64 seed, u64 stream,
+              u64 offset, index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl, T* logq, std::int32_t* status,
+              cudaStream_t st);
+template <class T>
+void mvn_head_backward(const T* mu, const T* L, bool shared, const T* eps_in, u64 seed, u64 stream, u64 offset,
+                       index_t S, index_t B, index_t D, const T* gz, const T* gkl, const T* glogq, T* dmu, T* dL,
+                       cudaStream_t st);
+template <class T>
+void tri_solve(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X,
+               cudaStream_t st);
+}  // namespace pygenmod::cuda

@@ -1,0 +1,623 @@
+// Reparameterized sampling, KL divergences and Gaussian log-densities: the per-row math,
+// shared by the CPU launchers (here) and the CUDA launchers (csrc/cuda/sampling.cu).
+//
+// Randomness (random.hpp): row b of a call draws from Philox stream `stream + b`; element
+// e of that row's noise for sample s is stream element `offset + s * D + e`. A row's draws
+// therefore do not depend on the batch it sits in, the backend or the thread count.
+//
+// Diagonal Gaussians are given by mu and one scale parameter p of kind
+//   LOGVAR (p = log sigma^2), LOG_STD (p = log sigma) or STD (p = sigma),
+// clamped to [lo, hi] (in p's units; gradients are zero where the clamp is active).
+// Every launcher writes a per-row status (0 = fine, 1 = a non-finite input or a
+// non-positive scale, 2 = a scale_tril that is not lower triangular or has a non-positive
+// diagonal); the Python layer turns non-zero status into a ValueError.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "pygenmod/common.hpp"
+#include "pygenmod/random.hpp"
+
+namespace pygenmod::sampling {
+
+using std::exp;
+using std::log;
+
+enum ScaleKind : int { LOGVAR = 0, LOG_STD = 1, STD = 2 };
+
+constexpr double HALF_LOG_2PI = 0.91893853320467274178;
+
+// exp / log: the vectorisable float32 versions of random.hpp, libm for float64.
+PGM_HD float exp_t(float x) { return rng::exp_f32(x); }
+PGM_HD double exp_t(double x) { return exp(x); }
+PGM_HD float log_t(float x) { return rng::log_f32(x); }  // x > 0 normal (scales); NaN-safe via nan_if_bad
+PGM_HD double log_t(double x) { return log(x); }
+
+template <class T>
+struct Scale {
+  T sigma, log_sigma, dlog_dp;  // sigma, log sigma, d log(sigma) / dp (0 where clamped)
+};
+
+template <class T>
+PGM_HD Scale<T> scale_of(int kind, T p, T lo, T hi) {
+  T pc = p < lo ? lo : p;  // (a NaN p stays NaN and is flagged by nan_if_bad upstream)
+  pc = pc > hi ? hi : pc;
+  const T pass = static_cast<T>(p >= lo) * static_cast<T>(p <= hi);
+  Scale<T> s;
+  if (kind == LOGVAR) {
+    s.log_sigma = T(0.5) * pc;
+    s.sigma = exp_t(s.log_sigma);
+    s.dlog_dp = T(0.5) * pass;
+  } else if (kind == LOG_STD) {
+    s.log_sigma = pc;
+    s.sigma = exp_t(pc);
+    s.dlog_dp = pass;
+  } else {
+    s.sigma = pc;
+    s.log_sigma = pc > T(0) ? log_t(pc) : std::numeric_limits<T>::quiet_NaN();  // flagged upstream
+    s.dlog_dp = pass / pc;
+  }
+  return s;
+}
+
+// 0 for finite x, NaN otherwise (summed, it flags a non-finite input without a branch).
+template <class T>
+PGM_HD T nan_if_bad(T x) { return x * T(0); }
+
+// Elements [start, start + n) of a stream, one Philox block at a time (device code and
+// reference; the CPU fill below is the vectorised equivalent).
+template <class T>
+PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t start, index_t n,
+                              T* out) {
+  constexpr int per = rng::per_block<T>();
+  for (index_t i = 0; i < n;) {
+    const std::uint64_t e = start + static_cast<std::uint64_t>(i);
+    const std::uint64_t blk = e / per;
+    const rng::u32x4 w = rng::block(seed, stream, blk);
+    for (int k = static_cast<int>(e % per); k < per && i < n; ++k, ++i) {
+      if (per == 4) {
+        if (dist == rng::UNIFORM) out[i] = static_cast<T>(rng::uniform_f32(w.v[k]));
+        else if (dist == rng::GUMBEL) out[i] = static_cast<T>(rng::gumbel_f32(w.v[k]));
+        else {
+          const rng::f32x2 z = rng::box_muller_f32(w.v[k & 2], w.v[(k & 2) + 1]);
+          out[i] = static_cast<T>((k & 1) ? z.b : z.a);
+        }
+      } else {
+        if (dist == rng::UNIFORM) out[i] = static_cast<T>(rng::uniform_f64(w.v[2 * k], w.v[2 * k + 1]));
+        else if (dist == rng::GUMBEL) out[i] = static_cast<T>(rng::gumbel_f64(w.v[2 * k], w.v[2 * k + 1]));
+        else {
+          double z0, z1;
+          rng::box_muller_f64(w, &z0, &z1);
+          out[i] = static_cast<T>(k ? z1 : z0);
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// CPU fill: elements [start, start + n) of one stream, vectorised in chunks of blocks.
+// ---------------------------------------------------------------------------------------
+#if !defined(__CUDACC__)
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define PGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define PGM_CLONES
+#endif
+#define PGM_NOINLINE __attribute__((noinline))
+
+constexpr int CHUNK = 64;  // blocks per chunk (256 words)
+
+// The words of blocks [b0, b0 + nb) of a stream, in stream order.
+PGM_CLONES inline void philox_words(std::uint64_t seed, std::uint64_t stream, std::uint64_t b0,
+                                    int nb, std::uint32_t* __restrict w) {
+  const std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
+  const std::uint32_t s0 = static_cast<std::uint32_t>(stream), s1 = static_cast<std::uint32_t>(stream >> 32);
+#pragma omp simd
+  for (int j = 0; j < nb; ++j) {
+    const std::uint64_t blk = b0 + static_cast<std::uint64_t>(j);
+    const rng::u32x4 r = rng::philox4x32_10(
+        rng::u32x4{{static_cast<std::uint32_t>(blk), static_cast<std::uint32_t>(blk >> 32), s0, s1}}, k0, k1);
+    w[4 * j] = r.v[0];
+    w[4 * j + 1] = r.v[1];
+    w[4 * j + 2] = r.v[2];
+    w[4 * j + 3] = r.v[3];
+  }
+}
+
+// Box-Muller over word pairs: out[2p], out[2p + 1] from (w[2p], w[2p + 1]).
+PGM_CLONES inline void box_muller_words(const std::uint32_t* __restrict w, int npairs, float* __restrict out) {
+#pragma omp simd
+  for (int p = 0; p < npairs; ++p) {
+    const rng::f32x2 z = rng::box_muller_f32(w[2 * p], w[2 * p + 1]);
+    out[2 * p] = z.a;
+    out[2 * p + 1] = z.b;
+  }
+}
+
+PGM_CLONES inline void uniform_words(const std::uint32_t* __restrict w, int n, float* __restrict out) {
+#pragma omp simd
+  for (int i = 0; i < n; ++i) out[i] = rng::uniform_f32(w[i]);
+}
+
+PGM_CLONES inline void gumbel_words(const std::uint32_t* __restrict w, int n, float* __restrict out) {
+#pragma omp simd
+  for (int i = 0; i < n; ++i) out[i] = rng::gumbel_f32(w[i]);
+}
+
+inline void transform_words(int dist, const std::uint32_t* w, int nwords, float* out) {
+  if (dist == rng::NORMAL) box_muller_words(w, nwords / 2, out);
+  else if (dist == rng::UNIFORM) uniform_words(w, nwords, out);
+  else gumbel_words(w, nwords, out);
+}
+
+inline void transform_words(int dist, const std::uint32_t* w, int nwords, double* out) {
+  for (int j = 0; j < nwords / 4; ++j) {
+    const rng::u32x4 b{{w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]}};
+    if (dist == rng::NORMAL) {
+      rng::box_muller_f64(b, &out[2 * j], &out[2 * j + 1]);
+    } else {
+      for (int k = 0; k < 2; ++k)
+        out[2 * j + k] = dist == rng::UNIFORM ? rng::uniform_f64(b.v[2 * k], b.v[2 * k + 1])
+                                              : rng::gumbel_f64(b.v[2 * k], b.v[2 * k + 1]);
+    }
+  }
+}
+
+// out[0..n) = elements [start, start + n) of `stream` for distribution `dist`.
+template <class T>
+void fill_range(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t start, index_t n, T* out) {
+  constexpr int per = rng::per_block<T>();
+  alignas(64) std::uint32_t w[4 * CHUNK];
+  alignas(64) T buf[per * CHUNK];
+  std::uint64_t blk = start / per;
+  index_t skip = static_cast<index_t>(start % per), done = 0;
+  while (done < n) {
+    const index_t need = n - done + skip;
+    const int nb = static_cast<int>(std::min<index_t>(CHUNK, (need + per - 1) / per));
+    philox_words(seed, stream, blk, nb, w);
+    const index_t avail = std::min<index_t>(static_cast<index_t>(nb) * per - skip, n - done);
+    if (skip == 0 && avail == static_cast<index_t>(nb) * per) {
+      transform_words(dist, w, 4 * nb, out + done);  // straight into the output
+    } else {
+      transform_words(dist, w, 4 * nb, buf);
+      for (index_t i = 0; i < avail; ++i) out[done + i] = buf[skip + i];
+    }
+    done += avail;
+    blk += nb;
+    skip = 0;
+  }
+}
+
+// out (R, N): row r is elements [offset, offset + N) of stream `stream + r`.
+template <class T>
+void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R,
+              index_t N, T* out) {
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < R; ++r) fill_range<T>(dist, seed, stream + r, offset, N, out + r * N);
+}
+
+inline void bits_cpu(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R, index_t N,
+                     std::uint32_t* out) {
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < R; ++r) {
+    alignas(64) std::uint32_t w[4 * CHUNK];
+    std::uint64_t blk = offset / 4;
+    index_t skip = static_cast<index_t>(offset % 4), done = 0;
+    while (done < N) {
+      const int nb = static_cast<int>(std::min<index_t>(CHUNK, (N - done + skip + 3) / 4));
+      philox_words(seed, stream + r, blk, nb, w);
+      const index_t avail = std::min<index_t>(4 * nb - skip, N - done);
+      for (index_t i = 0; i < avail; ++i) out[r * N + done + i] = w[skip + i];
+      done += avail;
+      blk += nb;
+      skip = 0;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Diagonal Gaussian head: z = mu + sigma * eps for S samples, KL(q || N(0, I)) per row and
+// log q(z | x) per (sample, row), in one pass. eps_in (S, B, D) replaces the generator when
+// given. Null outputs are skipped. The loops are written for `omp simd` (the scale kind is
+// a template parameter so each loop is branch-free).
+// ---------------------------------------------------------------------------------------
+template <int KIND, class T>
+PGM_CLONES inline void head_scales(const T* __restrict m, const T* __restrict p, T lo, T hi, index_t D,
+                                   T* __restrict sig, T* sums) {
+  T logsig = 0, kl = 0, chk = 0;
+#pragma omp simd reduction(+ : logsig, kl, chk)
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
+    sig[d] = sc.sigma;
+    logsig += sc.log_sigma;
+    kl += T(0.5) * (sc.sigma * sc.sigma + m[d] * m[d] - T(1)) - sc.log_sigma;
+    chk += nan_if_bad(m[d]) + nan_if_bad(p[d]) + nan_if_bad(sc.log_sigma);
+  }
+  sums[0] = logsig;
+  sums[1] = kl;
+  sums[2] = chk;
+}
+
+template <class T>
+inline void head_scales(int kind, const T* m, const T* p, T lo, T hi, index_t D, T* sig, T* sums) {
+  if (kind == LOGVAR) head_scales<LOGVAR, T>(m, p, lo, hi, D, sig, sums);
+  else if (kind == LOG_STD) head_scales<LOG_STD, T>(m, p, lo, hi, D, sig, sums);
+  else head_scales<STD, T>(m, p, lo, hi, D, sig, sums);
+}
+
+// z = m + sig * e; returns sum e^2.
+template <class T>
+PGM_CLONES inline T affine_row(const T* __restrict m, const T* __restrict sig, const T* __restrict e, index_t D,
+                               T* __restrict z) {
+  T sq = 0;
+#pragma omp simd reduction(+ : sq)
+  for (index_t d = 0; d < D; ++d) {
+    z[d] = m[d] + sig[d] * e[d];
+    sq += e[d] * e[d];
+  }
+  return sq;
+}
+
+template <class T>
+void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
+                     std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z,
+                     T* eps_out, T* kl, T* logq, std::int32_t* status) {
+#pragma omp parallel
+  {
+    std::vector<T> sig(D), eb(D);
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < B; ++b) {
+      const T* m = mu + b * D;
+      T sums[3];
+      head_scales<T>(kind, m, p + b * D, lo, hi, D, sig.data(), sums);
+      T chk = sums[2];
+      if (kl) kl[b] = sums[1];
+      for (index_t s = 0; s < S; ++s) {
+        const index_t row = s * B + b;
+        T* eo = eps_out ? eps_out + row * D : eb.data();
+        const T* e = eps_in ? eps_in + row * D : eo;
+        if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eo);
+        const T sq = affine_row<T>(m, sig.data(), e, D, z + row * D);
+        if (eps_in) {
+          chk += nan_if_bad(sq);
+          if (eps_out) std::copy(e, e + D, eps_out + row * D);
+        }
+        if (logq) logq[row] = T(-0.5) * sq - sums[0] - T(D * HALF_LOG_2PI);
+      }
+      status[b] = chk == T(0) ? 0 : 1;
+    }
+  }
+}
+
+template <int KIND, class T>
+PGM_CLONES inline void head_backward_scales(const T* __restrict m, const T* __restrict p, T lo, T hi, index_t D,
+                                            T gk, T glq, T* __restrict dm, T* __restrict dp) {
+#pragma omp simd
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
+    dm[d] += gk * m[d];
+    dp[d] = (dp[d] * sc.sigma + gk * (sc.sigma * sc.sigma - T(1)) - glq) * sc.dlog_dp;
+  }
+}
+
+// dm += g, dls += g * e (sum over samples of the reparameterization path).
+template <class T>
+PGM_CLONES inline void path_grad_row(const T* __restrict g, const T* __restrict e, index_t D, T* __restrict dm,
+                                     T* __restrict dls) {
+#pragma omp simd
+  for (index_t d = 0; d < D; ++d) {
+    dm[d] += g[d];
+    dls[d] += g[d] * e[d];
+  }
+}
+
+// VJP of normal_head: gz (S, B, D), gkl (B,), glogq (S, B), each may be null. The noise is
+// regenerated from (seed, stream, offset) unless eps_in is given.
+template <class T>
+void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi,
+                              std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t S,
+                              index_t B, index_t D, const T* gz, const T* gkl, const T* glogq, T* dmu, T* dp) {
+#pragma omp parallel
+  {
+    std::vector<T> eb(D);
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < B; ++b) {
+      const T* m = mu + b * D;
+      const T* pb = p + b * D;
+      T* dm = dmu + b * D;
+      T* dpb = dp + b * D;
+      const T gk = gkl ? gkl[b] : T(0);
+      T glq = 0;
+      if (glogq)
+        for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
+      std::fill(dm, dm + D, T(0));
+      std::fill(dpb, dpb + D, T(0));  // accumulates sum_s g e first
+      if (gz) {
+        for (index_t s = 0; s < S; ++s) {
+          const index_t row = s * B + b;
+          const T* e = eps_in ? eps_in + row * D : eb.data();
+          if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
+          path_grad_row<T>(gz + row * D, e, D, dm, dpb);
+        }
+      }
+      if (kind == LOGVAR) head_backward_scales<LOGVAR, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+      else if (kind == LOG_STD) head_backward_scales<LOG_STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+      else head_backward_scales<STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+    }
+  }
+}
+#endif  // !__CUDACC__
+
+// ---------------------------------------------------------------------------------------
+// KL between diagonal Gaussians, per row; the prior (pmu, pp) may be null: N(0, I).
+// ---------------------------------------------------------------------------------------
+template <class T>
+PGM_HD T kl_normal_row(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t D,
+                       T* chk_out) {
+  T kl = 0, chk = 0;
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
+    const T m2 = pm ? pm[d] : T(0);
+    Scale<T> r{T(1), T(0), T(0)};
+    if (pp) r = scale_of<T>(kind, pp[d], lo, hi);
+    const T diff = m[d] - m2, ir2 = T(1) / (r.sigma * r.sigma);
+    kl += r.log_sigma - q.log_sigma + T(0.5) * (q.sigma * q.sigma + diff * diff) * ir2 - T(0.5);
+    chk += nan_if_bad(m[d]) + nan_if_bad(q.log_sigma) + nan_if_bad(diff) + nan_if_bad(r.log_sigma);
+  }
+  *chk_out = chk;
+  return kl;
+}
+
+template <class T>
+PGM_HD void kl_normal_row_backward(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi,
+                                   index_t D, T g, T* dm, T* dp, T* dpm, T* dpp) {
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
+    const T m2 = pm ? pm[d] : T(0);
+    Scale<T> r{T(1), T(0), T(0)};
+    if (pp) r = scale_of<T>(kind, pp[d], lo, hi);
+    const T diff = m[d] - m2, ir2 = T(1) / (r.sigma * r.sigma), q2 = q.sigma * q.sigma;
+    dm[d] = g * diff * ir2;
+    dp[d] = g * (q2 * ir2 - T(1)) * q.dlog_dp;
+    if (dpm) dpm[d] = -g * diff * ir2;
+    if (dpp) dpp[d] = g * (T(1) - (q2 + diff * diff) * ir2) * r.dlog_dp;
+  }
+}
+
+// Diagonal Gaussian log-density per row: x row r against (mu, p) row r % B.
+template <class T>
+PGM_HD T normal_log_prob_row(const T* x, const T* m, const T* p, int kind, T lo, T hi, index_t D, T* chk_out) {
+  T lp = 0, chk = 0;
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
+    const T u = (x[d] - m[d]) / q.sigma;
+    lp += T(-0.5) * u * u - q.log_sigma;
+    chk += nan_if_bad(u) + nan_if_bad(q.log_sigma);
+  }
+  *chk_out = chk;
+  return lp - T(D * HALF_LOG_2PI);
+}
+
+template <class T>
+PGM_HD void normal_log_prob_row_backward(const T* x, const T* m, const T* p, int kind, T lo, T hi, index_t D,
+                                         T g, T* dx, T* dm, T* dp) {
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
+    const T u = (x[d] - m[d]) / q.sigma;
+    const T gx = -g * u / q.sigma;
+    dx[d] = gx;
+    dm[d] += -gx;  // accumulated over the rows that share (mu, p)
+    dp[d] += g * (u * u - T(1)) * q.dlog_dp;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Full-covariance head: z = mu + L eps (L lower triangular, row-major (D, D)), KL(N(mu, L L^T)
+// || N(0, I)) and log q(z | x) per sample. Row b uses L + (shared ? 0 : b D^2).
+// ---------------------------------------------------------------------------------------
+template <class T>
+PGM_HD int check_tril(const T* L, index_t D, bool upper, T* logdet) {
+  T ld = 0, chk = 0;
+  int bad = 0;
+  for (index_t i = 0; i < D; ++i) {
+    const T lii = L[i * D + i];
+    if (!(lii > T(0))) bad = 2;
+    ld += log_t(lii);
+    for (index_t j = 0; j <= i; ++j) chk += nan_if_bad(L[i * D + j]);
+    if (upper)
+      for (index_t j = i + 1; j < D; ++j)
+        if (L[i * D + j] != T(0)) bad = 2;
+  }
+  if (chk != T(0)) bad = bad ? bad : 1;
+  *logdet = ld;
+  return bad;
+}
+
+template <class T>
+PGM_HD void tril_matvec_add(const T* L, const T* m, const T* e, index_t D, T* z) {
+  for (index_t i = 0; i < D; ++i) {
+    T acc = m[i];
+    const T* Li = L + i * D;
+    for (index_t j = 0; j <= i; ++j) acc += Li[j] * e[j];
+    z[i] = acc;
+  }
+}
+
+template <class T>
+PGM_HD T mvn_kl_std(const T* m, const T* L, index_t D, T logdet) {
+  T fro = 0, mm = 0;
+  for (index_t i = 0; i < D; ++i) {
+    mm += m[i] * m[i];
+    for (index_t j = 0; j <= i; ++j) fro += L[i * D + j] * L[i * D + j];
+  }
+  return T(0.5) * (fro + mm - T(D)) - logdet;
+}
+
+#if !defined(__CUDACC__)
+template <class T>
+void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, std::uint64_t seed,
+                  std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
+                  T* kl, T* logq, std::int32_t* status) {
+#pragma omp parallel
+  {
+    std::vector<T> eb(D);
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < B; ++b) {
+      const T* m = mu + b * D;
+      const T* Lb = L + (shared ? 0 : b * D * D);
+      T logdet = 0;
+      int bad = check_tril<T>(Lb, D, check_upper && (!shared || b == 0), &logdet);
+      T chk = 0;
+      for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
+      if (kl) kl[b] = mvn_kl_std<T>(m, Lb, D, logdet);
+      for (index_t s = 0; s < S; ++s) {
+        const index_t row = s * B + b;
+        const T* e = eps_in ? eps_in + row * D : eb.data();
+        if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
+        tril_matvec_add<T>(Lb, m, e, D, z + row * D);
+        T sq = 0;
+        for (index_t d = 0; d < D; ++d) sq += e[d] * e[d];
+        if (eps_in) chk += nan_if_bad(sq);
+        if (eps_out) std::copy(e, e + D, eps_out + row * D);
+        if (logq) logq[row] = T(-0.5) * sq - logdet - T(D * HALF_LOG_2PI);
+      }
+      status[b] = bad ? bad : (chk == T(0) ? 0 : 1);
+    }
+  }
+}
+
+// VJP of mvn_head. dL has L's shape; with a shared L the rows' contributions are summed.
+template <class T>
+void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in, std::uint64_t seed,
+                           std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D,
+                           const T* gz, const T* gkl, const T* glogq, T* dmu, T* dL) {
+  if (shared) std::fill(dL, dL + D * D, T(0));
+#pragma omp parallel
+  {
+    std::vector<T> eb(D), acc(shared ? D * D : 0, T(0));
+#pragma omp for schedule(static)
+    for (index_t b = 0; b < B; ++b) {
+      const T* m = mu + b * D;
+      const T* Lb = L + (shared ? 0 : b * D * D);
+      T* dLb = shared ? acc.data() : dL + b * D * D;
+      T* dm = dmu + b * D;
+      const T gk = gkl ? gkl[b] : T(0);
+      T glq = 0;
+      if (glogq)
+        for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
+      for (index_t i = 0; i < D; ++i) {
+        dm[i] = gk * m[i];
+        for (index_t j = 0; j < D; ++j) {
+          const T v = j <= i ? gk * Lb[i * D + j] - (i == j ? (gk + glq) / Lb[i * D + i] : T(0)) : T(0);
+          dLb[i * D + j] = shared ? dLb[i * D + j] + v : v;
+        }
+      }
+      if (gz) {
+        for (index_t s = 0; s < S; ++s) {
+          const index_t row = s * B + b;
+          const T* e = eps_in ? eps_in + row * D : eb.data();
+          if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
+          const T* g = gz + row * D;
+          for (index_t i = 0; i < D; ++i) {
+            dm[i] += g[i];
+            T* dLi = dLb + i * D;
+            for (index_t j = 0; j <= i; ++j) dLi[j] += g[i] * e[j];
+          }
+        }
+      }
+    }
+    if (shared) {
+#pragma omp critical
+      for (index_t k = 0; k < D * D; ++k) dL[k] += acc[k];
+    }
+  }
+}
+#endif  // !__CUDACC__
+
+// ---------------------------------------------------------------------------------------
+// Batched triangular solve: L X = R (trans = 0) or L^T X = R (trans = 1), L lower
+// triangular (Lb, D, D) with Lb in {1, B}, R and X (B, D, K). X may alias R.
+// ---------------------------------------------------------------------------------------
+template <class T>
+PGM_HD void tri_solve_one(const T* L, const T* R, index_t D, index_t K, index_t k, bool trans, T* X) {
+  if (!trans) {
+    for (index_t i = 0; i < D; ++i) {
+      T acc = R[i * K + k];
+      for (index_t j = 0; j < i; ++j) acc -= L[i * D + j] * X[j * K + k];
+      X[i * K + k] = acc / L[i * D + i];
+    }
+  } else {
+    for (index_t i = D; i-- > 0;) {
+      T acc = R[i * K + k];
+      for (index_t j = i + 1; j < D; ++j) acc -= L[j * D + i] * X[j * K + k];
+      X[i * K + k] = acc / L[i * D + i];
+    }
+  }
+}
+
+#if !defined(__CUDACC__)
+template <class T>
+void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X) {
+#pragma omp parallel for collapse(2) schedule(static)
+  for (index_t b = 0; b < B; ++b)
+    for (index_t k = 0; k < K; ++k)
+      tri_solve_one<T>(L + (shared ? 0 : b * D * D), R + b * D * K, D, K, k, trans, X + b * D * K);
+}
+
+template <class T>
+void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
+                   index_t D, T* kl, std::int32_t* status) {
+#pragma omp parallel for schedule(static)
+  for (index_t b = 0; b < B; ++b) {
+    T chk;
+    kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
+                             lo, hi, D, &chk);
+    status[b] = chk == T(0) ? 0 : 1;
+  }
+}
+
+template <class T>
+void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
+                            index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
+#pragma omp parallel for schedule(static)
+  for (index_t b = 0; b < B; ++b)
+    kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
+                              lo, hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
+                              dpp ? dpp + b * D : nullptr);
+}
+
+// x (R, D) rows against (mu, p) (B, D) rows r % B, R a multiple of B.
+template <class T>
+void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
+                         index_t D, T* out, std::int32_t* status) {
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < R; ++r) {
+    T chk;
+    const index_t b = r % B;
+    out[r] = normal_log_prob_row<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, &chk);
+    status[r] = chk == T(0) ? 0 : 1;
+  }
+}
+
+template <class T>
+void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R,
+                                  index_t B, index_t D, const T* g, T* dx, T* dmu, T* dp) {
+  // Parallel over the (mu, p) rows b; each accumulates its S = R / B samples in order.
+#pragma omp parallel for schedule(static)
+  for (index_t b = 0; b < B; ++b) {
+    std::fill(dmu + b * D, dmu + (b + 1) * D, T(0));
+    std::fill(dp + b * D, dp + (b + 1) * D, T(0));
+    for (index_t r = b; r < R; r += B)
+      normal_log_prob_row_backward<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, g[r], dx + r * D,
+                                      dmu + b * D, dp + b * D);
+  }
+}
+#endif  // !__CUDACC__
+
+}  // namespace pygenmod::sampling

@@ -1,0 +1,110 @@
+"""Counter-based random numbers (Philox-4x32-10) that are the same on every backend.
+
+A draw is a pure function of ``(seed, stream, element)``:
+
+- ``seed`` (0 <= seed < 2**64) is the Philox key;
+- an array of shape ``(R, ...)`` with two or more axes takes row ``r`` from stream
+  ``stream + r``; a 1-D array (or a scalar) is one stream, ``stream``;
+- within a stream, element ``offset + i`` (row-major over the trailing axes) is used.
+
+So row ``r`` of ``normal(seed, (B, D))`` is the same whatever ``B`` is, on the CPU, numba and
+CUDA backends and whatever the thread count. ``bits`` and ``uniform`` are bit-identical on
+every backend; ``normal`` (Box-Muller) and ``gumbel`` agree to float rounding. The element
+layout of a stream and the transforms are documented in csrc/include/pygenmod/random.hpp
+and docs/sampling.md.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import _validate as val
+from ._dispatch import kernel
+
+UNIFORM, NORMAL, GUMBEL = 0, 1, 2
+
+
+def _shape(shape) -> tuple:
+    if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"shape: expected an int or a tuple of ints, got {shape!r}") from None
+    if any(s < 0 for s in shape):
+        raise ValueError(f"shape: extents must be >= 0, got {shape}")
+    return shape
+
+
+def _xp(device):
+    val.choice(device, "device", ("cpu", "cuda"))
+    if device == "cuda":
+        import cupy
+
+        return cupy
+    return np
+
+
+def _rows(shape):
+    """(R, N) of the kernel view of ``shape``."""
+    if len(shape) <= 1:
+        return 1, (shape[0] if shape else 1)
+    return shape[0], math.prod(shape[1:])
+
+
+def _draw(dist, seed, shape, stream, offset, dtype, device):
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    shape = _shape(shape)
+    dtype = np.dtype(dtype)
+    if dtype not in val.FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    xp = _xp(device)
+    R, N = _rows(shape)
+    out = xp.empty((R, N), dtype)
+    _, fill = kernel("sampling", "fill", device == "cuda")
+    fill(seed, stream, offset, dist, out)
+    return out.reshape(shape)
+
+
+def uniform(seed, shape, *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+    """Uniform numbers in the open interval (0, 1): float32 from the top 24 bits of one Philox
+    word, float64 from 53 bits of two words (exact, never 0 or 1)."""
+    return _draw(UNIFORM, seed, shape, stream, offset, dtype, device)
+
+
+def normal(seed, shape, *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+    """Standard normal numbers by Box-Muller on pairs of uniforms (see module docstring)."""
+    return _draw(NORMAL, seed, shape, stream, offset, dtype, device)
+
+
+def gumbel(seed, shape, *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+    """Standard Gumbel numbers ``-log(-log(u))``, u uniform in (0, 1)."""
+    return _draw(GUMBEL, seed, shape, stream, offset, dtype, device)
+
+
+def bits(seed, shape, *, stream=0, offset=0, device="cpu"):
+    """The raw uint32 Philox words (element ``n`` of a stream is word ``n % 4`` of block ``n // 4``)."""
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    shape = _shape(shape)
+    xp = _xp(device)
+    R, N = _rows(shape)
+    out = xp.empty((R, N), np.uint32)
+    _, fn = kernel("sampling", "bits", device == "cuda")
+    fn(seed, stream, offset, out)
+    return out.reshape(shape)
+
+
+def philox4x32_10(counter, key):
+    """One Philox-4x32-10 block (reference implementation in Python, for tests and docs):
+    counter is 4 uint32 words, key is 2; returns 4 uint32 words."""
+    M0, M1, W0, W1, mask = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85, 0xFFFFFFFF
+    c = [int(v) & mask for v in counter]
+    k0, k1 = (int(v) & mask for v in key)
+    for r in range(10):
+        if r:
+            k0, k1 = (k0 + W0) & mask, (k1 + W1) & mask
+        p0, p1 = M0 * c[0], M1 * c[2]
+        c = [((p1 >> 32) ^ c[1] ^ k0) & mask, p1 & mask, ((p0 >> 32) ^ c[3] ^ k1) & mask, p0 & mask]
+    return c

@@ -1,0 +1,811 @@
+"""Reparameterized sampling, KL divergences and Gaussian log-densities, forward and backward.
+
+Conventions (docs/sampling.md):
+
+- Batched rows: ``mu`` is ``(B, D)`` (a single ``(D,)`` row is a batch of one). Samples are
+  ``(B, D)``, or ``(S, B, D)`` when ``n_samples=S`` is given.
+- A diagonal Gaussian's scale is given by exactly one of ``logvar`` (log sigma^2, the
+  default positional argument), ``log_std`` or ``std``. ``clamp=(lo, hi)`` clamps that
+  parameter (in its own units) before use; gradients are zero where the clamp is active.
+- Noise: row ``b``, sample ``s``, dimension ``d`` is element ``offset + s * D + d`` of the
+  Philox stream ``stream + b`` under ``seed`` (see :mod:`pygenmod.random`), so a row's
+  sample does not depend on the batch it is in, the backend or the thread count. The
+  backward functions regenerate the same noise from ``(seed, stream, offset)``: nothing
+  has to be stored between forward and backward. Pass ``eps`` to use your own noise.
+- float32 / float64 in, the same dtype out. float16 input is computed in float32; samples
+  come back in float16, reductions (KL, log-densities) in float32 (they overflow float16).
+- Full covariances are given by a lower-triangular Cholesky factor ``scale_tril`` with a
+  positive diagonal, per row ``(B, D, D)`` or shared ``(D, D)``. :func:`scale_tril_from_cov`
+  builds one from a covariance matrix, with jitter and an eigenvalue fallback.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _validate as val
+from ._arrays import is_device, returner, xp_of
+from ._dispatch import kernel
+
+KINDS = {"logvar": 0, "log_std": 1, "std": 2}
+HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class Head(NamedTuple):
+    """Output of the fused heads :func:`normal_head` / :func:`mvn_head`."""
+
+    z: object  #: (B, D) or (S, B, D) samples
+    kl: object  #: (B,) KL(q || N(0, I)) per row
+    log_q: object  #: (B,) or (S, B) log q(z | x), or None when not requested
+    eps: object  #: the standard-normal noise, or None when not requested
+
+
+# ---------------------------------------------------------------------------------------
+# argument handling
+# ---------------------------------------------------------------------------------------
+def _empty(xp, dtype):
+    return xp.empty(0, dtype)
+
+
+def _scale_arg(logvar, log_std, std):
+    given = [(n, v) for n, v in (("logvar", logvar), ("log_std", log_std), ("std", std)) if v is not None]
+    if len(given) != 1:
+        raise TypeError("give exactly one of logvar, log_std or std")
+    return given[0]
+
+
+def _clamp(clamp):
+    if clamp is None:
+        return -math.inf, math.inf
+    try:
+        lo, hi = (float(c) if c is not None else None for c in clamp)
+    except (TypeError, ValueError):
+        raise TypeError(f"clamp: expected (lo, hi), got {clamp!r}") from None
+    lo = -math.inf if lo is None else lo
+    hi = math.inf if hi is None else hi
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise ValueError(f"clamp: expected lo <= hi, got {clamp!r}")
+    return lo, hi
+
+
+def _rows2d(a, name, D=None):
+    """(B, D) view of a (B, D) or (D,) array; returns (array2d, was_1d)."""
+    if a.ndim == 1:
+        a = a.reshape(1, -1)
+        one = True
+    else:
+        one = False
+    if D is not None and a.shape[1] != D:
+        raise ValueError(f"{name}: expected {D} columns, got shape {a.shape}")
+    return a, one
+
+
+def _main(mu, name="mu"):
+    """mu as a (B, D) float array, plus (returner, output dtype, single-row flag, half flag)."""
+    back = returner(mu)
+    half = val.is_half(mu)
+    m = val.float_array(mu, name, ndim=(1, 2), finite=False, allow_half=True)
+    m, one = _rows2d(m, name)
+    return m, back, half, one
+
+
+def _like(x, name, ref, shape=None, finite=False):
+    a = val.float_array(x, name, dtype=ref.dtype, xp=xp_of(ref), finite=finite, allow_half=True)
+    if shape is not None:
+        if a.shape != tuple(shape):
+            if a.size == math.prod(shape) and a.ndim + 1 == len(shape) and shape[0] == 1:
+                a = a.reshape(shape)
+            else:
+                val.check_shape(a, name, shape)
+    return a
+
+
+def _status(status, what, first_axis="row"):
+    if status.size and bool(status.any()):
+        bad = int(xp_of(status).flatnonzero(status)[0]) if hasattr(xp_of(status), "flatnonzero") else int(
+            np.flatnonzero(np.asarray(status))[0])
+        code = int(status[bad])
+        if code == 2:
+            raise ValueError(f"scale_tril: matrix {bad} is not lower triangular with a positive diagonal "
+                             "(use scale_tril_from_cov for a covariance)")
+        raise ValueError(f"{what}: {first_axis} {bad} contains NaN or infinity"
+                         + (" or a non-positive std" if "std" in what else ""))
+
+
+def _samples(n_samples):
+    if n_samples is None:
+        return 1, False
+    return val.positive_int(n_samples, "n_samples", minimum=0), True
+
+
+def _cast(x, half, xp=None):
+    if x is None or not half:
+        return x
+    return x.astype(np.float16)
+
+
+def _red(x, half):
+    return x  # reductions stay float32 for half input
+
+
+def _out_z(z, S, multi, one):
+    if not multi:
+        z = z[0]
+        return z[0] if one else z
+    return z[:, 0] if one else z
+
+
+def _out_row(v, one):
+    return v[0] if (one and v is not None) else v
+
+
+def _out_sb(v, multi, one):
+    if v is None:
+        return None
+    if not multi:
+        v = v[0]
+        return v[0] if one else v
+    return v[:, 0] if one else v
+
+
+# ---------------------------------------------------------------------------------------
+# diagonal Gaussians
+# ---------------------------------------------------------------------------------------
+def _eps_arg(eps, m, S, multi, one):
+    xp = xp_of(m)
+    if eps is None:
+        return _empty(xp, m.dtype)
+    B, D = m.shape
+    e = _like(eps, "eps", m, finite=False)
+    want = (S, B, D) if multi else (B, D)
+    if one:
+        want = (S, D) if multi else (D,)
+    val.check_shape(e, "eps", want)
+    return xp.ascontiguousarray(e.reshape(S, B, D))
+
+
+def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
+                eps=None, clamp=None, log_q=False, return_eps=False):
+    """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
+    row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`."""
+    m, back, half, one = _main(mu)
+    pname, p = _scale_arg(logvar, log_std, std)
+    p = _like(p, pname, m, shape=m.shape)
+    S, multi = _samples(n_samples)
+    lo, hi = _clamp(clamp)
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    xp = xp_of(m)
+    B, D = m.shape
+    e_in = _eps_arg(eps, m, S, multi, one)
+    z = xp.empty((S, B, D), m.dtype)
+    e_out = xp.empty((S, B, D), m.dtype) if return_eps else _empty(xp, m.dtype)
+    kl = xp.empty(B, m.dtype)
+    lq = xp.empty((S, B), m.dtype) if log_q else _empty(xp, m.dtype)
+    status = xp.empty(B, np.int32)
+    _, fn = kernel("sampling", "normal_head", is_device(m))
+    fn(m, p, e_in, KINDS[pname], lo, hi, seed, stream, offset, z, e_out, kl, lq, status)
+    _status(status, f"mu or {pname}" + (" or eps" if eps is not None else ""))
+    return Head(back(_cast(_out_z(z, S, multi, one), half)), back(_out_row(kl, one)),
+                back(_out_sb(lq, multi, one)) if log_q else None,
+                back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None)
+
+
+def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
+                   eps=None, clamp=None, return_eps=False):
+    """Reparameterized sample ``z = mu + sigma * eps`` of a diagonal Gaussian.
+
+    Returns z, or (z, eps) with ``return_eps=True``. See the module docstring for the noise
+    convention, ``clamp`` and dtypes.
+    """
+    h = normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
+                    offset=offset, eps=eps, clamp=clamp, return_eps=return_eps)
+    return (h.z, h.eps) if return_eps else h.z
+
+
+def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None, grad_kl=None, grad_log_q=None,
+                         seed=0, n_samples=None, stream=0, offset=0, eps=None, clamp=None):
+    """VJP of :func:`normal_head` (and of :func:`rsample_normal`, with only ``grad_z``): returns
+    ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. The noise is
+    regenerated from ``(seed, stream, offset)`` unless ``eps`` is passed."""
+    m, back, half, one = _main(mu)
+    pname, p = _scale_arg(logvar, log_std, std)
+    p = _like(p, pname, m, shape=m.shape)
+    S, multi = _samples(n_samples)
+    lo, hi = _clamp(clamp)
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    xp = xp_of(m)
+    B, D = m.shape
+    e_in = _eps_arg(eps, m, S, multi, one)
+    gz = _empty(xp, m.dtype)
+    if grad_z is not None:
+        gz = _like(grad_z, "grad_z", m, finite=True)
+        want = ((S,) if multi else ()) + ((D,) if one else (B, D))
+        val.check_shape(gz, "grad_z", want)
+        gz = xp.ascontiguousarray(gz.reshape(S, B, D))
+    gk = _empty(xp, m.dtype)
+    if grad_kl is not None:
+        gk = _like(grad_kl, "grad_kl", m, finite=True)
+        gk = xp.ascontiguousarray(xp.broadcast_to(gk, (B,)) if gk.ndim == 0 else gk.reshape(-1))
+        val.check_shape(gk, "grad_kl", (B,))
+    gq = _empty(xp, m.dtype)
+    if grad_log_q is not None:
+        gq = _like(grad_log_q, "grad_log_q", m, finite=True)
+        val.check_shape(gq, "grad_log_q", ((S,) if multi else ()) + (() if one else (B,)))
+        gq = xp.ascontiguousarray(gq.reshape(S, B))
+    dmu = xp.empty_like(m)
+    dp = xp.empty_like(m)
+    _, fn = kernel("sampling", "normal_head_backward", is_device(m))
+    fn(m, p, e_in, KINDS[pname], lo, hi, seed, stream, offset, S, gz, gk, gq, dmu, dp)
+    if one:
+        dmu, dp = dmu[0], dp[0]
+    return back(_cast(dmu, half)), back(_cast(dp, half))
+
+
+def rsample_normal_backward(grad_z, mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0,
+                            offset=0, eps=None, clamp=None):
+    """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``."""
+    return normal_head_backward(mu, logvar, log_std=log_std, std=std, grad_z=grad_z, seed=seed,
+                                n_samples=n_samples, stream=stream, offset=offset, eps=eps, clamp=clamp)
+
+
+def _prior(prior, name, m):
+    xp = xp_of(m)
+    if prior is None:
+        return _empty(xp, m.dtype)
+    if isinstance(prior, (int, float)) and not isinstance(prior, bool):
+        if prior == 0 and name.endswith("mu"):
+            return _empty(xp, m.dtype)
+        return xp.full(m.shape, float(prior), m.dtype)
+    a = _like(prior, name, m)
+    if a.ndim > 2:
+        raise ValueError(f"{name}: expected a scalar, (D,) or (B, D), got shape {a.shape}")
+    try:
+        return xp.ascontiguousarray(xp.broadcast_to(a, m.shape))
+    except ValueError:
+        raise ValueError(f"{name}: shape {a.shape} does not broadcast to {m.shape}") from None
+
+
+def _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, prior_std, clamp):
+    m, back, half, one = _main(mu)
+    pname, p = _scale_arg(logvar, log_std, std)
+    p = _like(p, pname, m, shape=m.shape)
+    given = [(n, v) for n, v in (("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std),
+                                 ("prior_std", prior_std)) if v is not None]
+    if len(given) > 1:
+        raise TypeError("give at most one of prior_logvar, prior_log_std, prior_std")
+    if given and given[0][0] != "prior_" + pname:
+        raise TypeError(f"the prior's scale must use the same parametrisation as {pname} ({'prior_' + pname})")
+    pm = _prior(prior_mu, "prior_mu", m)
+    pp = _empty(xp_of(m), m.dtype)
+    if given:
+        pp = _prior(given[0][1], given[0][0], m)
+    return m, back, half, one, pname, p, pm, pp, _clamp(clamp)
+
+
+def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None, std=None, prior_log_std=None,
+              prior_std=None, clamp=None):
+    """``KL(N(mu, sigma^2) || N(prior_mu, prior_sigma^2))`` summed over the last axis, per row
+    (diagonal Gaussians; the prior defaults to N(0, I) and may be a scalar, (D,) or (B, D),
+    in the same parametrisation as the posterior's scale)."""
+    m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar,
+                                                              prior_log_std, prior_std, clamp)
+    xp = xp_of(m)
+    B = m.shape[0]
+    kl = xp.empty(B, m.dtype)
+    status = xp.empty(B, np.int32)
+    _, fn = kernel("sampling", "kl_normal", is_device(m))
+    fn(m, p, pm, pp, KINDS[pname], lo, hi, kl, status)
+    _status(status, f"mu, {pname} or the prior")
+    return back(_out_row(kl, one))
+
+
+def kl_normal_backward(grad, mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None, std=None,
+                       prior_log_std=None, prior_std=None, clamp=None):
+    """VJP of :func:`kl_normal`: ``(grad_mu, grad_scale, grad_prior_mu, grad_prior_scale)``; the
+    prior gradients are (B, D) (sum them yourself for a broadcast prior), None without a prior."""
+    m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar,
+                                                              prior_log_std, prior_std, clamp)
+    xp = xp_of(m)
+    B = m.shape[0]
+    g = _like(grad, "grad", m, finite=True)
+    g = xp.ascontiguousarray(xp.broadcast_to(g, (B,)) if g.ndim == 0 else g.reshape(-1))
+    val.check_shape(g, "grad", (B,))
+    dmu, dp = xp.empty_like(m), xp.empty_like(m)
+    dpm = xp.empty_like(m) if prior_mu is not None else _empty(xp, m.dtype)
+    dpp = xp.empty_like(m) if pp.size else _empty(xp, m.dtype)
+    _, fn = kernel("sampling", "kl_normal_backward", is_device(m))
+    fn(m, p, pm, pp, KINDS[pname], lo, hi, g, dmu, dp, dpm, dpp)
+    outs = [dmu, dp, dpm if prior_mu is not None else None, dpp if pp.size else None]
+    return tuple(back(_cast(o[0] if one else o, half)) if o is not None else None for o in outs)
+
+
+def _x_rows(x, m, one):
+    """x as (R, D) rows with R = S * B, and the leading shape to restore."""
+    a = _like(x, "x", m, finite=False)
+    B, D = m.shape
+    if a.ndim == 0 or a.shape[-1] != D:
+        raise ValueError(f"x: expected a last axis of {D}, got shape {a.shape}")
+    lead = a.shape[:-1]
+    if one:
+        R = math.prod(lead)
+    else:
+        if len(lead) == 0 or lead[-1] != B:
+            raise ValueError(f"x: expected shape (..., {B}, {D}) to match mu {m.shape}, got {a.shape}")
+        R = math.prod(lead)
+    if one and B == 1:
+        pass
+    return xp_of(m).ascontiguousarray(a.reshape(R, D)), lead
+
+
+def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
+    """``log N(x; mu, diag(sigma^2))`` summed over the last axis. x is (B, D) or (S, B, D)
+    (samples of each row); returns (B,) or (S, B)."""
+    m, back, half, one = _main(mu)
+    pname, p = _scale_arg(logvar, log_std, std)
+    p = _like(p, pname, m, shape=m.shape)
+    lo, hi = _clamp(clamp)
+    xr, lead = _x_rows(x, m, one)
+    xp = xp_of(m)
+    out = xp.empty(xr.shape[0], m.dtype)
+    status = xp.empty(xr.shape[0], np.int32)
+    _, fn = kernel("sampling", "normal_log_prob", is_device(m))
+    fn(xr, m, p, KINDS[pname], lo, hi, out, status)
+    _status(status, f"x, mu or {pname}", "row of x")
+    return back(out.reshape(lead))
+
+
+def normal_log_prob_backward(grad, x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
+    """VJP of :func:`normal_log_prob`: ``(grad_x, grad_mu, grad_scale)``."""
+    m, back, half, one = _main(mu)
+    pname, p = _scale_arg(logvar, log_std, std)
+    p = _like(p, pname, m, shape=m.shape)
+    lo, hi = _clamp(clamp)
+    xr, lead = _x_rows(x, m, one)
+    xp = xp_of(m)
+    g = _like(grad, "grad", m, finite=True)
+    val.check_shape(g, "grad", lead)
+    g = xp.ascontiguousarray(g.reshape(-1))
+    dx, dmu, dp = xp.empty_like(xr), xp.empty_like(m), xp.empty_like(m)
+    _, fn = kernel("sampling", "normal_log_prob_backward", is_device(m))
+    fn(xr, m, p, KINDS[pname], lo, hi, g, dx, dmu, dp)
+    dx = dx.reshape(lead + (m.shape[1],))
+    if one:
+        dmu, dp = dmu[0], dp[0]
+    return back(_cast(dx, half)), back(_cast(dmu, half)), back(_cast(dp, half))
+
+
+# ---------------------------------------------------------------------------------------
+# full covariance (Cholesky factors)
+# ---------------------------------------------------------------------------------------
+def _tril_arg(L, name, m):
+    """L as (LB, D, D) with LB in {1, B}; (D, D) is shared by every row."""
+    a = _like(L, name, m, finite=False)
+    B, D = m.shape
+    if a.ndim == 2:
+        a = a.reshape(1, *a.shape)
+    if a.ndim != 3 or a.shape[1:] != (D, D) or a.shape[0] not in (1, B):
+        raise ValueError(f"{name}: expected shape ({D}, {D}) or ({B}, {D}, {D}), got {tuple(L.shape)}")
+    return xp_of(m).ascontiguousarray(a)
+
+
+def check_scale_tril(L, name="scale_tril"):
+    """Raise ValueError unless every matrix of ``L`` is lower triangular with a positive,
+    finite diagonal and finite entries."""
+    xp = xp_of(L)
+    if not bool(xp.isfinite(L).all()):
+        raise ValueError(f"{name}: contains NaN or infinity")
+    D = L.shape[-1]
+    iu = np.triu_indices(D, 1)
+    if bool((L[..., iu[0], iu[1]] != 0).any()):
+        raise ValueError(f"{name}: not lower triangular (entries above the diagonal are non-zero)")
+    if not bool((xp.diagonal(L, axis1=-2, axis2=-1) > 0).all()):
+        raise ValueError(f"{name}: the diagonal must be positive")
+
+
+def mvn_head(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, log_q=False,
+             return_eps=False, validate=True):
+    """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
+    with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``validate=False`` skips the
+    check that the entries above the diagonal are zero (they are never read)."""
+    m, back, half, one = _main(mu)
+    L = _tril_arg(scale_tril, "scale_tril", m)
+    S, multi = _samples(n_samples)
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    xp = xp_of(m)
+    B, D = m.shape
+    e_in = _eps_arg(eps, m, S, multi, one)
+    z = xp.empty((S, B, D), m.dtype)
+    e_out = xp.empty((S, B, D), m.dtype) if return_eps else _empty(xp, m.dtype)
+    kl = xp.empty(B, m.dtype)
+    lq = xp.empty((S, B), m.dtype) if log_q else _empty(xp, m.dtype)
+    status = xp.empty(B, np.int32)
+    _, fn = kernel("sampling", "mvn_head", is_device(m))
+    fn(m, L, e_in, bool(validate), seed, stream, offset, z, e_out, kl, lq, status)
+    _status(status, "mu, scale_tril" + (" or eps" if eps is not None else ""))
+    return Head(back(_cast(_out_z(z, S, multi, one), half)), back(_out_row(kl, one)),
+                back(_out_sb(lq, multi, one)) if log_q else None,
+                back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None)
+
+
+def rsample_mvn(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
+                validate=True):
+    """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D)."""
+    h = mvn_head(mu, scale_tril, seed=seed, n_samples=n_samples, stream=stream, offset=offset, eps=eps,
+                 return_eps=return_eps, validate=validate)
+    return (h.z, h.eps) if return_eps else h.z
+
+
+def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=None, seed=0, n_samples=None,
+                      stream=0, offset=0, eps=None):
+    """VJP of :func:`mvn_head`: ``(grad_mu, grad_scale_tril)`` (grad_scale_tril is lower
+    triangular, shaped like scale_tril; summed over rows for a shared L)."""
+    m, back, half, one = _main(mu)
+    shared_in = getattr(scale_tril, "ndim", 3) == 2
+    L = _tril_arg(scale_tril, "scale_tril", m)
+    S, multi = _samples(n_samples)
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    xp = xp_of(m)
+    B, D = m.shape
+    e_in = _eps_arg(eps, m, S, multi, one)
+    gz = gk = gq = _empty(xp, m.dtype)
+    if grad_z is not None:
+        gz = _like(grad_z, "grad_z", m, finite=True)
+        val.check_shape(gz, "grad_z", ((S,) if multi else ()) + ((D,) if one else (B, D)))
+        gz = xp.ascontiguousarray(gz.reshape(S, B, D))
+    if grad_kl is not None:
+        gk = _like(grad_kl, "grad_kl", m, finite=True)
+        gk = xp.ascontiguousarray(xp.broadcast_to(gk, (B,)) if gk.ndim == 0 else gk.reshape(-1))
+        val.check_shape(gk, "grad_kl", (B,))
+    if grad_log_q is not None:
+        gq = _like(grad_log_q, "grad_log_q", m, finite=True)
+        val.check_shape(gq, "grad_log_q", ((S,) if multi else ()) + (() if one else (B,)))
+        gq = xp.ascontiguousarray(gq.reshape(S, B))
+    dmu = xp.empty_like(m)
+    dL = xp.empty_like(L)
+    _, fn = kernel("sampling", "mvn_head_backward", is_device(m))
+    fn(m, L, e_in, seed, stream, offset, S, gz, gk, gq, dmu, dL)
+    if one:
+        dmu = dmu[0]
+    if shared_in or one:
+        dL = dL[0]
+    return back(_cast(dmu, half)), back(_cast(dL, half))
+
+
+def rsample_mvn_backward(grad_z, mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None):
+    """VJP of :func:`rsample_mvn`: ``(grad_mu, grad_scale_tril)``."""
+    return mvn_head_backward(mu, scale_tril, grad_z=grad_z, seed=seed, n_samples=n_samples, stream=stream,
+                             offset=offset, eps=eps)
+
+
+def _tri_solve(L, R, trans=False):
+    """Solve ``L X = R`` (or ``L^T X = R``) for L (LB, D, D), R (B, D, K)."""
+    X = xp_of(R).empty_like(R)
+    _, fn = kernel("sampling", "tri_solve", is_device(R))
+    fn(L, R, bool(trans), X)
+    return X
+
+
+def _logdiag(L):
+    xp = xp_of(L)
+    return xp.log(xp.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+
+
+def _maha_args(x, mu, scale_tril, precision_tril):
+    if (scale_tril is None) == (precision_tril is None):
+        raise TypeError("give exactly one of scale_tril or precision_tril")
+    m, back, half, one = _main(mu)
+    name = "scale_tril" if scale_tril is not None else "precision_tril"
+    L = _tril_arg(scale_tril if scale_tril is not None else precision_tril, name, m)
+    check_scale_tril(L, name)
+    xr, lead = _x_rows(x, m, one)
+    B, D = m.shape
+    xp = xp_of(m)
+    d = (xr.reshape(-1, B, D) - m).reshape(-1, D)  # (S * B, D)
+    S = d.shape[0] // B if B else 0
+    return m, back, half, one, name, L, lead, d, S
+
+
+def _expand_L(L, S, B):
+    """L (LB, D, D) for the S * B rows (s-major): shared stays shared, per-row tiles."""
+    if L.shape[0] == 1 or S == 1:
+        return L
+    xp = xp_of(L)
+    return xp.ascontiguousarray(xp.broadcast_to(L, (S,) + L.shape).reshape(-1, *L.shape[1:]))
+
+
+def _maha_y(L, d, name, S, B):
+    xp = xp_of(d)
+    if name == "scale_tril":
+        return _tri_solve(_expand_L(L, S, B), xp.ascontiguousarray(d[..., None]))[..., 0]
+    # y = U^T d per row
+    Ut = xp.swapaxes(L, -1, -2)
+    if L.shape[0] == 1:
+        return d @ L[0]
+    return xp.einsum("sbij,sbj->sbi", xp.broadcast_to(Ut, (S,) + Ut.shape), d.reshape(S, B, -1)).reshape(d.shape)
+
+
+def mahalanobis(x, mu, scale_tril=None, *, precision_tril=None, squared=True):
+    """Squared Mahalanobis distance ``(x - mu)^T Sigma^{-1} (x - mu)`` per row, with either the
+    covariance's Cholesky factor ``scale_tril`` (Sigma = L L^T) or a lower-triangular factor of
+    the precision ``precision_tril`` (Sigma^{-1} = U U^T); per row (B, D, D) or shared (D, D).
+    x is (B, D) or (S, B, D). ``squared=False`` returns the distance itself."""
+    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, precision_tril)
+    y = _maha_y(L, d, name, S, m.shape[0])
+    r = (y * y).sum(-1)
+    if not squared:
+        r = xp_of(r).sqrt(r)
+    return back(r.reshape(lead))
+
+
+def mahalanobis_backward(grad, x, mu, scale_tril=None, *, precision_tril=None, squared=True):
+    """VJP of :func:`mahalanobis`: ``(grad_x, grad_mu, grad_factor)``; grad_factor is lower
+    triangular, shaped like the factor given (summed over rows for a shared factor)."""
+    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, precision_tril)
+    xp = xp_of(m)
+    B, D = m.shape
+    y = _maha_y(L, d, name, S, B)
+    g = _like(grad, "grad", m, finite=True).reshape(-1)
+    if g.shape[0] != d.shape[0]:
+        raise ValueError(f"grad: expected shape {lead}, got {grad.shape}")
+    if not squared:
+        r = xp.sqrt((y * y).sum(-1))
+        g = xp.where(r > 0, g / (2 * xp.where(r > 0, r, 1)), 0)
+    if name == "scale_tril":
+        w = _tri_solve(_expand_L(L, S, B), xp.ascontiguousarray(y[..., None]), trans=True)[..., 0]  # L^-T y
+        dd = 2 * g[:, None] * w
+        outer = -2 * (g[:, None] * w)[:, :, None] * y[:, None, :]  # d/dL = -2 w y^T
+    else:
+        # y = U^T d: d(y.y) = 2 y^T dU^T d -> dU = 2 d y^T; dd = 2 U y
+        dd = 2 * g[:, None] * _apply(L, y, S, B)
+        outer = 2 * (g[:, None] * d)[:, :, None] * y[:, None, :]
+    outer = xp.tril(outer)
+    if L.shape[0] == 1 and (getattr(scale_tril if scale_tril is not None else precision_tril, "ndim", 3) == 2
+                            or B == 1):
+        dL = outer.sum(0)
+    else:
+        dL = outer.reshape(S, B, D, D).sum(0)
+        if L.shape[0] == 1:
+            dL = dL.sum(0, keepdims=True)
+    dx = dd.reshape(lead + (D,))
+    dmu = -dd.reshape(S, B, D).sum(0)
+    if one:
+        dmu = dmu[0]
+        if dL.ndim == 3:
+            dL = dL[0]
+    return back(_cast(dx, half)), back(_cast(dmu, half)), back(_cast(dL, half))
+
+
+def _apply(L, v, S, B):
+    """L v per row (rows s-major over S * B)."""
+    xp = xp_of(v)
+    if L.shape[0] == 1:
+        return v @ L[0].T
+    return xp.einsum("bij,sbj->sbi", L, v.reshape(S, B, -1)).reshape(v.shape)
+
+
+def mvn_log_prob(x, mu, scale_tril):
+    """``log N(x; mu, L L^T)`` per row; x (B, D) or (S, B, D); L per row or shared."""
+    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
+    B, D = m.shape
+    y = _maha_y(L, d, name, S, B)
+    maha = (y * y).sum(-1).reshape(S, B)
+    ld = _logdiag(L)
+    lp = -0.5 * maha - ld[None, :] - D * HALF_LOG_2PI
+    return back(lp.reshape(lead))
+
+
+def mvn_log_prob_backward(grad, x, mu, scale_tril):
+    """VJP of :func:`mvn_log_prob`: ``(grad_x, grad_mu, grad_scale_tril)``."""
+    xp = xp_of(val.float_array(mu, "mu", finite=False, allow_half=True))
+    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
+    B, D = m.shape
+    g = _like(grad, "grad", m, finite=True)
+    dx, dmu, dL = mahalanobis_backward(-0.5 * g, x, mu, scale_tril)
+    dx, dmu, dL = (val.float_array(a, n, finite=False, allow_half=True) for a, n in ((dx, "dx"), (dmu, "dmu"),
+                                                                                   (dL, "dL")))
+    gs = g.reshape(S, B).sum(0)  # d/dL_ii of -sum log L_ii
+    eye = xp.eye(D, dtype=m.dtype)
+    Ld = xp.diagonal(L, axis1=-2, axis2=-1)
+    corr = -(gs[:, None] / Ld)[:, :, None] * eye if L.shape[0] != 1 else -(gs.sum() / Ld[0])[None, :] * eye
+    dL = dL + corr.reshape(dL.shape) if L.shape[0] != 1 else dL + corr.reshape(dL.shape)
+    return back(_cast(dx, half)), back(_cast(dmu, half)), back(_cast(dL, half))
+
+
+def _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril):
+    m, back, half, one = _main(mu)
+    L1 = _tril_arg(scale_tril, "scale_tril", m)
+    check_scale_tril(L1, "scale_tril")
+    xp = xp_of(m)
+    B, D = m.shape
+    m2 = xp.zeros_like(m) if prior_mu is None else xp.ascontiguousarray(
+        xp.broadcast_to(_like(prior_mu, "prior_mu", m), m.shape))
+    L2 = None
+    if prior_scale_tril is not None:
+        L2 = _tril_arg(prior_scale_tril, "prior_scale_tril", m)
+        check_scale_tril(L2, "prior_scale_tril")
+    return m, back, half, one, L1, m2, L2
+
+
+def kl_mvn(mu, scale_tril, prior_mu=None, prior_scale_tril=None):
+    """``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (Cholesky factors, per row or shared);
+    the prior defaults to N(0, I), which takes the fused one-pass kernel."""
+    if prior_mu is None and prior_scale_tril is None:
+        m, back, half, one = _main(mu)
+        h = mvn_head(mu, scale_tril, n_samples=0, validate=True)
+        return h.kl
+    m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
+    xp = xp_of(m)
+    B, D = m.shape
+    if L2 is None:
+        L2 = xp.eye(D, dtype=m.dtype)[None]
+    L1f = xp.ascontiguousarray(xp.broadcast_to(L1, (B, D, D)))
+    M = _tri_solve(L2, L1f)  # L2^-1 L1
+    a = _tri_solve(L2, xp.ascontiguousarray((m2 - m)[..., None]))[..., 0]
+    kl = 0.5 * ((M * M).sum((-1, -2)) + (a * a).sum(-1) - D) + _logdiag(L2) - _logdiag(L1)
+    kl = xp.broadcast_to(kl, (B,))
+    return back(_out_row(xp.ascontiguousarray(kl), one))
+
+
+def kl_mvn_backward(grad, mu, scale_tril, prior_mu=None, prior_scale_tril=None):
+    """VJP of :func:`kl_mvn`: ``(grad_mu, grad_scale_tril, grad_prior_mu, grad_prior_scale_tril)``
+    (prior gradients None when the prior was not given; factor gradients lower triangular and
+    summed over rows for a shared factor)."""
+    m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
+    xp = xp_of(m)
+    B, D = m.shape
+    g = _like(grad, "grad", m, finite=True)
+    g = xp.broadcast_to(g, (B,)) if g.ndim == 0 else g.reshape(-1)
+    val.check_shape(g, "grad", (B,))
+    std_prior = L2 is None
+    if std_prior:
+        L2 = xp.eye(D, dtype=m.dtype)[None]
+    L1f = xp.ascontiguousarray(xp.broadcast_to(L1, (B, D, D)))
+    M = _tri_solve(L2, L1f)
+    a = _tri_solve(L2, xp.ascontiguousarray((m2 - m)[..., None]))[..., 0]
+    L2tM = _tri_solve(L2, M, trans=True)  # L2^-T M
+    L2ta = _tri_solve(L2, xp.ascontiguousarray(a[..., None]), trans=True)[..., 0]  # L2^-T a
+    eye = xp.eye(D, dtype=m.dtype)
+    gb = g[:, None, None]
+    dL1 = gb * xp.tril(L2tM - eye / xp.diagonal(L1f, axis1=-2, axis2=-1)[:, None, :])
+    dm1 = -g[:, None] * L2ta
+    dm2 = -dm1
+    MMt = M @ xp.swapaxes(M, -1, -2)
+    dL2 = gb * xp.tril(-(_tri_solve(L2, xp.ascontiguousarray(MMt), trans=True))
+                       - L2ta[:, :, None] * a[:, None, :]
+                       + eye / xp.diagonal(L2, axis1=-2, axis2=-1)[:, None, :])
+
+    def fold(dL, L_in, L_arr):
+        if L_arr.shape[0] == 1 and (getattr(L_in, "ndim", 3) == 2 or B == 1):
+            return dL.sum(0)
+        return dL if L_arr.shape[0] == B else dL.sum(0, keepdims=True)
+
+    dL1 = fold(dL1, scale_tril, L1)
+    dL2 = None if std_prior else fold(dL2, prior_scale_tril, L2)
+    dm2 = None if prior_mu is None else dm2
+    if one:
+        dm1 = dm1[0]
+        dm2 = None if dm2 is None else dm2[0]
+    outs = (dm1, dL1, dm2, dL2)
+    return tuple(None if o is None else back(_cast(o, half)) for o in outs)
+
+
+def scale_tril_from_cov(cov, *, jitter=1e-6, max_tries=6, eigen_fallback=True):
+    """Lower-triangular ``L`` with ``L L^T ~= cov`` for a batch (..., D, D) of symmetric covariances.
+
+    Tries a plain Cholesky; for the matrices where it fails, retries with ``jitter * mean(diag)``
+    added to the diagonal, growing 10x per try (``max_tries``); what still fails (indefinite or
+    rank-deficient matrices) gets the eigenvalue fallback: eigenvalues clipped to
+    ``jitter * max(eigenvalue)`` and ``L`` from a QR factorisation of ``sqrt(Lambda) V^T``.
+    Without the fallback a matrix that never factors raises ValueError.
+    """
+    back = returner(cov)
+    C = val.float_array(cov, "cov", finite=True)
+    if C.ndim < 2 or C.shape[-1] != C.shape[-2]:
+        raise ValueError(f"cov: expected (..., D, D), got shape {C.shape}")
+    xp = xp_of(C)
+    C = 0.5 * (C + xp.swapaxes(C, -1, -2))
+    lead, D = C.shape[:-2], C.shape[-1]
+    flat = C.reshape(-1, D, D)
+    out = xp.zeros_like(flat)
+    todo = xp.arange(flat.shape[0])
+    scale = xp.abs(xp.diagonal(flat, axis1=-2, axis2=-1)).mean(-1)
+    scale = xp.where(scale > 0, scale, 1.0)
+    eye = xp.eye(D, dtype=C.dtype)
+    for t in range(max_tries + 1):
+        if todo.size == 0:
+            break
+        add = 0.0 if t == 0 else jitter * 10.0 ** (t - 1)
+        A = flat[todo] + (add * scale[todo])[:, None, None] * eye
+        Ls = _chol_each(A)
+        ok = xp.isfinite(Ls).all((-1, -2))
+        out[todo[ok]] = Ls[ok]
+        todo = todo[~ok]
+    if todo.size:
+        if not eigen_fallback:
+            raise ValueError(f"cov: {int(todo.size)} matrices are not positive definite even with jitter "
+                             f"{jitter * 10.0 ** (max_tries - 1):g} x mean(diag)")
+        lam, V = xp.linalg.eigh(flat[todo])
+        floor = jitter * xp.maximum(lam.max(-1, keepdims=True), 1e-300)
+        lam = xp.maximum(lam, floor)
+        A = xp.sqrt(lam)[:, :, None] * xp.swapaxes(V, -1, -2)  # cov = A^T A
+        R = xp.linalg.qr(A)[1] if hasattr(xp.linalg, "qr") else None
+        R = R * xp.sign(xp.diagonal(R, axis1=-2, axis2=-1))[:, :, None]
+        out[todo] = xp.swapaxes(R, -1, -2)
+    return back(out.reshape(C.shape))
+
+
+def _chol_each(A):
+    """Batched Cholesky; matrices that fail come back as NaN (NumPy raises for the whole batch)."""
+    xp = xp_of(A)
+    try:
+        L = xp.linalg.cholesky(A)
+        if xp is np:
+            return L
+        return L  # CuPy returns NaN for failures
+    except np.linalg.LinAlgError:
+        out = xp.full_like(A, np.nan)
+        for i in range(A.shape[0]):
+            try:
+                out[i] = xp.linalg.cholesky(A[i])
+            except np.linalg.LinAlgError:
+                pass
+        return out
+
+
+# ---------------------------------------------------------------------------------------
+# Gumbel-softmax / relaxed categorical
+# ---------------------------------------------------------------------------------------
+class GumbelSoftmax(NamedTuple):
+    y: object  #: the sample: soft (relaxed one-hot) or, with hard=True, exactly one-hot
+    y_soft: object  #: the relaxed sample (what gradients flow through)
+    index: object  #: int64 argmax of the perturbed logits (the categorical sample)
+
+
+def gumbel_softmax(logits, tau=1.0, *, seed=0, hard=False, stream=0, offset=0):
+    """Relaxed categorical sample ``softmax((logits + g) / tau)`` over the last axis, g standard
+    Gumbel noise from the counter-based generator (row r of the flattened leading axes uses
+    stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y`` (straight-through:
+    use :func:`gumbel_softmax_backward` with ``y_soft``). Returns :class:`GumbelSoftmax`."""
+    back = returner(logits)
+    half = val.is_half(logits)
+    lg = val.float_array(logits, "logits", finite=False, allow_half=True)
+    if lg.ndim == 0:
+        raise ValueError("logits: expected at least one axis (the categories)")
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
+        raise ValueError(f"tau: expected a positive finite number, got {tau!r}")
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    xp = xp_of(lg)
+    K = lg.shape[-1]
+    rows = lg.reshape(-1, K)
+    if bool(xp.isnan(rows).any()) or bool(xp.isposinf(rows).any()):
+        raise ValueError("logits: contains NaN or +infinity (-inf masks a category)")
+    g = xp.empty(rows.shape, rows.dtype)
+    _, fill = kernel("sampling", "fill", is_device(rows))
+    fill(seed, stream, offset, 2, g)
+    t = (rows + g) / rows.dtype.type(tau)
+    idx = t.argmax(-1)
+    t = t - t.max(-1, keepdims=True)
+    e = xp.exp(t)
+    y_soft = e / e.sum(-1, keepdims=True)
+    if hard:
+        y = xp.zeros_like(y_soft)
+        y[xp.arange(y.shape[0]), idx] = 1
+    else:
+        y = y_soft
+    shp = lg.shape
+    return GumbelSoftmax(back(_cast(y.reshape(shp), half)), back(_cast(y_soft.reshape(shp), half)),
+                         back(idx.reshape(shp[:-1])))
+
+
+def gumbel_softmax_backward(grad, y_soft, tau=1.0):
+    """VJP of the relaxed sample w.r.t. the logits: ``y * (g - sum(g * y)) / tau`` (also the
+    straight-through gradient for ``hard=True``)."""
+    back = returner(y_soft)
+    half = val.is_half(y_soft)
+    y = val.float_array(y_soft, "y_soft", allow_half=True)
+    g = val.float_array(grad, "grad", dtype=y.dtype, xp=xp_of(y), allow_half=True)
+    val.check_shape(g, "grad", y.shape)
+    r = y * (g - (g * y).sum(-1, keepdims=True)) / y.dtype.type(tau)
+    return back(_cast(r, half))
