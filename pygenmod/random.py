@@ -96,6 +96,20 @@ def bits(seed, shape, *, stream=0, offset=0, device="cpu"):
     return out.reshape(shape)
 
 
+def philox_blocks(counter, key, *, device="cpu"):
+    """Raw Philox-4x32-10 on the current backend: counter (N, 4) and key (N, 2) uint32 words ->
+    (N, 4) uint32 (for known-answer tests against Random123's vectors)."""
+    xp = _xp(device)
+    c = xp.ascontiguousarray(xp.asarray(counter, dtype=np.uint32).reshape(-1, 4))
+    k = xp.ascontiguousarray(xp.asarray(key, dtype=np.uint32).reshape(-1, 2))
+    if c.shape[0] != k.shape[0]:
+        raise ValueError(f"key: expected {c.shape[0]} keys, got {k.shape[0]}")
+    out = xp.empty_like(c)
+    _, fn = kernel("sampling", "philox", device == "cuda")
+    fn(c, k, out)
+    return out
+
+
 def philox4x32_10(counter, key):
     """One Philox-4x32-10 block (reference implementation in Python, for tests and docs):
     counter is 4 uint32 words, key is 2; returns 4 uint32 words."""

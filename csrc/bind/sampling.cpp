@@ -40,6 +40,15 @@ static void bits(uint64_t seed, uint64_t stream, uint64_t offset, py::array out)
   sampling::bits_cpu(seed, stream, offset, R, N, o);
 }
 
+static void philox(py::array ctr, py::array key, py::array out) {
+  const auto n = dim(ctr, 0);
+  const auto* c = in_ptr<std::uint32_t>(ctr, "counter", {n, 4});
+  const auto* k = in_ptr<std::uint32_t>(key, "key", {n, 2});
+  auto* o = out_ptr<std::uint32_t>(out, "out", {n, 4});
+  py::gil_scoped_release nogil;
+  sampling::philox_cpu(c, k, n, o);
+}
+
 static void normal_head(py::array mu, py::array p, py::array eps_in, int kind, double lo, double hi, uint64_t seed,
                         uint64_t stream, uint64_t offset, py::array z, py::array eps_out, py::array kl,
                         py::array logq, py::array status) {
@@ -207,6 +216,7 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
   m.def("fill", &fill, "seed"_a, "stream"_a, "offset"_a, "dist"_a, "out"_a);
   m.def("bits", &bits, "seed"_a, "stream"_a, "offset"_a, "out"_a);
+  m.def("philox", &philox, "counter"_a, "key"_a, "out"_a);
   m.def("normal_head", &normal_head, "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a, "seed"_a, "stream"_a,
         "offset"_a, "z"_a, "eps_out"_a, "kl"_a, "logq"_a, "status"_a);
   m.def("normal_head_backward", &normal_head_backward, "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a,

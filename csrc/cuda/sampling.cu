@@ -29,6 +29,21 @@ __global__ void bits_kernel(u64 seed, u64 stream, u64 offset, index_t R, index_t
   out[t] = rng::block(seed, stream + r, e / 4).v[e % 4];
 }
 
+__global__ void philox_kernel(const std::uint32_t* ctr, const std::uint32_t* key, index_t n, std::uint32_t* out) {
+  const index_t i = tid();
+  if (i >= n) return;
+  const rng::u32x4 r = rng::philox4x32_10(
+      rng::u32x4{{ctr[4 * i], ctr[4 * i + 1], ctr[4 * i + 2], ctr[4 * i + 3]}}, key[2 * i], key[2 * i + 1]);
+  for (int k = 0; k < 4; ++k) out[4 * i + k] = r.v[k];
+}
+
+void sampling_philox(const std::uint32_t* ctr, const std::uint32_t* key, index_t n, std::uint32_t* out,
+                     cudaStream_t st) {
+  if (n == 0) return;
+  philox_kernel<<<blocks_for(n, THREADS), THREADS, 0, st>>>(ctr, key, n, out);
+  check_launch("philox");
+}
+
 template <class T>
 void sampling_fill(int dist, u64 seed, u64 stream, u64 offset, index_t R, index_t N, T* out, cudaStream_t st) {
   const index_t n = R * ((N + CH - 1) / CH);

@@ -12,6 +12,8 @@ using u64 = std::uint64_t;
 
 template <class T>
 void sampling_fill(int dist, u64 seed, u64 stream, u64 offset, index_t R, index_t N, T* out, cudaStream_t st);
+void sampling_philox(const std::uint32_t* ctr, const std::uint32_t* key, index_t n, std::uint32_t* out,
+                     cudaStream_t st);
 void sampling_bits(u64 seed, u64 stream, u64 offset, index_t R, index_t N, std::uint32_t* out, cudaStream_t st);
 template <class T>
 void normal_head(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, u64 seed, u64 stream, u64 offset,

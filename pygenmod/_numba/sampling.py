@@ -5,7 +5,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .philox import block, fill_range_f32, fill_range_f64
+from .philox import block, fill_range_f32, fill_range_f64, philox4x32_10
 
 LOGVAR, LOG_STD, STD = 0, 1, 2
 HALF_LOG_2PI = 0.91893853320467274178
@@ -45,6 +45,21 @@ def _bits(seed, stream, offset, out):
 
 def bits(seed, stream, offset, out):
     _bits(np.uint64(seed), np.uint64(stream), np.uint64(offset), out)
+
+
+def _o(a, ndim, dtype=None):
+    """Optional arrays arrive with size 0 and any rank; numba needs the rank it indexes with."""
+    if a.size == 0 and a.ndim != ndim:
+        return np.empty((0,) * ndim, a.dtype if dtype is None else dtype)
+    return a
+
+
+@nb.njit(cache=True)
+def philox(ctr, key, out):
+    for i in range(ctr.shape[0]):
+        r = philox4x32_10(ctr[i, 0], ctr[i, 1], ctr[i, 2], ctr[i, 3], key[i, 0], key[i, 1])
+        for k in range(4):
+            out[i, k] = r[k]
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -101,8 +116,8 @@ def _normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, 
 
 
 def normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, kl, logq, status):
-    _normal_head(mu, p, eps_in, kind, float(lo), float(hi), np.uint64(seed), np.uint64(stream),
-                 np.uint64(offset), z, eps_out, kl, logq, status)
+    _normal_head(mu, p, _o(eps_in, 3), kind, float(lo), float(hi), np.uint64(seed), np.uint64(stream),
+                 np.uint64(offset), z, _o(eps_out, 3), _o(kl, 1), _o(logq, 2), status)
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -135,8 +150,8 @@ def _normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, S, 
 
 
 def normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, n_samples, gz, gkl, glogq, dmu, dp):
-    _normal_head_backward(mu, p, eps_in, kind, float(lo), float(hi), np.uint64(seed), np.uint64(stream),
-                          np.uint64(offset), int(n_samples), gz, gkl, glogq, dmu, dp)
+    _normal_head_backward(mu, p, _o(eps_in, 3), kind, float(lo), float(hi), np.uint64(seed), np.uint64(stream),
+                          np.uint64(offset), int(n_samples), _o(gz, 3), _o(gkl, 1), _o(glogq, 2), dmu, dp)
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -161,7 +176,7 @@ def _kl_normal(mu, p, pm, pp, kind, lo, hi, kl, status):
 
 
 def kl_normal(mu, p, pm, pp, kind, lo, hi, kl, status):
-    _kl_normal(mu, p, pm, pp, kind, float(lo), float(hi), kl, status)
+    _kl_normal(mu, p, _o(pm, 2), _o(pp, 2), kind, float(lo), float(hi), kl, status)
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -187,7 +202,8 @@ def _kl_normal_backward(mu, p, pm, pp, kind, lo, hi, g, dmu, dp, dpm, dpp):
 
 
 def kl_normal_backward(mu, p, pm, pp, kind, lo, hi, g, dmu, dp, dpm, dpp):
-    _kl_normal_backward(mu, p, pm, pp, kind, float(lo), float(hi), g, dmu, dp, dpm, dpp)
+    _kl_normal_backward(mu, p, _o(pm, 2), _o(pp, 2), kind, float(lo), float(hi), g, dmu, dp, _o(dpm, 2),
+                        _o(dpp, 2))
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -247,7 +263,7 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
     shared = L.shape[0] == 1 and B != 1
     have_eps, want_eps, want_kl, want_lq = eps_in.size > 0, eps_out.size > 0, kl.size > 0, logq.size > 0
     for b in nb.prange(B):
-        lb = 0 if shared else b
+        lb = b - b if shared else b
         e = np.empty(D, mu.dtype)
         bad = 0
         logdet = 0.0
@@ -298,8 +314,8 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
 def mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, logq, status):
     if L.shape[0] not in (1, mu.shape[0]):
         raise ValueError("scale_tril: expected 1 or B matrices")
-    _mvn_head(mu, L, eps_in, bool(check_upper), np.uint64(seed), np.uint64(stream), np.uint64(offset), z, eps_out,
-              kl, logq, status)
+    _mvn_head(mu, L, _o(eps_in, 3), bool(check_upper), np.uint64(seed), np.uint64(stream), np.uint64(offset), z,
+              _o(eps_out, 3), _o(kl, 1), _o(logq, 2), status)
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -309,7 +325,7 @@ def _mvn_head_backward_rows(mu, L, eps_in, seed, stream, offset, S, gz, gkl, glo
     shared = L.shape[0] == 1 and B != 1
     have_eps, have_gz, have_gkl, have_glq = eps_in.size > 0, gz.size > 0, gkl.size > 0, glogq.size > 0
     for b in nb.prange(B):
-        lb = 0 if shared else b
+        lb = b - b if shared else b
         e = np.empty(D, mu.dtype)
         gk = np.float64(gkl[b]) if have_gkl else 0.0
         glq = 0.0
@@ -345,8 +361,8 @@ def mvn_head_backward(mu, L, eps_in, seed, stream, offset, n_samples, gz, gkl, g
         raise ValueError("scale_tril: expected 1 or B matrices")
     shared = L.shape[0] == 1 and B != 1
     target = np.empty((B,) + dL.shape[1:], dL.dtype) if shared else dL
-    _mvn_head_backward_rows(mu, L, eps_in, np.uint64(seed), np.uint64(stream), np.uint64(offset), int(n_samples),
-                            gz, gkl, glogq, dmu, target)
+    _mvn_head_backward_rows(mu, L, _o(eps_in, 3), np.uint64(seed), np.uint64(stream), np.uint64(offset),
+                            int(n_samples), _o(gz, 3), _o(gkl, 1), _o(glogq, 2), dmu, target)
     if shared:
         dL[0] = target.sum(0)
 
@@ -357,7 +373,7 @@ def _tri_solve(L, R, trans, X):
     shared = L.shape[0] == 1 and B != 1
     for bk in nb.prange(B * K):
         b, k = bk // K, bk % K
-        lb = 0 if shared else b
+        lb = b - b if shared else b
         if not trans:
             for i in range(D):
                 acc = R[b, i, k]

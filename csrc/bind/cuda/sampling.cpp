@@ -46,6 +46,15 @@ PYBIND11_MODULE(_cuda_sampling, m) {
       },
       "seed"_a, "stream"_a, "offset"_a, "dist"_a, "out"_a, "cuda_stream"_a = 0);
   m.def(
+      "philox",
+      [](py::object ctr, py::object key, py::object out, std::uintptr_t st) {
+        const auto n = dim(ctr, "counter", 0);
+        cuda::sampling_philox(device_ptr<std::uint32_t>(ctr, "counter", {n, 4}),
+                              device_ptr<std::uint32_t>(key, "key", {n, 2}),
+                              n, device_ptr<std::uint32_t>(out, "out", {n, 4}, true), as_stream(st));
+      },
+      "counter"_a, "key"_a, "out"_a, "cuda_stream"_a = 0);
+  m.def(
       "bits",
       [](u64 seed, u64 stream, u64 offset, py::object out, std::uintptr_t st) {
         const auto R = dim(out, "out", 0), N = dim(out, "out", 1);

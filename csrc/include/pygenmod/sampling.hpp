@@ -202,6 +202,15 @@ void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t 
   for (index_t r = 0; r < R; ++r) fill_range<T>(dist, seed, stream + r, offset, N, out + r * N);
 }
 
+// Raw Philox-4x32-10 blocks for arbitrary counters and keys (known-answer tests).
+inline void philox_cpu(const std::uint32_t* ctr, const std::uint32_t* key, index_t n, std::uint32_t* out) {
+  for (index_t i = 0; i < n; ++i) {
+    const rng::u32x4 r = rng::philox4x32_10(
+        rng::u32x4{{ctr[4 * i], ctr[4 * i + 1], ctr[4 * i + 2], ctr[4 * i + 3]}}, key[2 * i], key[2 * i + 1]);
+    for (int k = 0; k < 4; ++k) out[4 * i + k] = r.v[k];
+  }
+}
+
 inline void bits_cpu(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R, index_t N,
                      std::uint32_t* out) {
 #pragma omp parallel for schedule(static)
