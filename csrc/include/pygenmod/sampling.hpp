@@ -22,6 +22,10 @@
 #include "pygenmod/common.hpp"
 #include "pygenmod/random.hpp"
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#endif
+
 namespace pygenmod::sampling {
 
 using std::exp;
@@ -121,10 +125,12 @@ PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream
 #define PGM_NOINLINE __attribute__((noinline))
 
 constexpr int CHUNK = 64;  // blocks per chunk (256 words)
+// Below this many elements of work a launcher runs on one thread: waking a team costs more.
+constexpr index_t PAR_MIN = 1 << 15;
 
-// The words of blocks [b0, b0 + nb) of a stream, in stream order.
-PGM_CLONES inline void philox_words(std::uint64_t seed, std::uint64_t stream, std::uint64_t b0,
-                                    int nb, std::uint32_t* __restrict w) {
+// The words of blocks [b0, b0 + nb) of a stream, in stream order: portable loop.
+PGM_CLONES inline void philox_words_generic(std::uint64_t seed, std::uint64_t stream, std::uint64_t b0, int nb,
+                                            std::uint32_t* __restrict w) {
   const std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
   const std::uint32_t s0 = static_cast<std::uint32_t>(stream), s1 = static_cast<std::uint32_t>(stream >> 32);
 #pragma omp simd
@@ -137,6 +143,106 @@ PGM_CLONES inline void philox_words(std::uint64_t seed, std::uint64_t stream, st
     w[4 * j + 2] = r.v[2];
     w[4 * j + 3] = r.v[3];
   }
+}
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define PGM_PHILOX_X86 1
+// Philox on 8 (AVX2) or 16 (AVX-512) blocks at once, the counter words in separate registers
+// (32-bit lanes; the 32x32 -> 64 products of even and odd lanes by two vpmuludq and blends),
+// then transposed to stream order. Integer arithmetic only: the same words as the portable loop.
+__attribute__((target("avx2"))) inline void philox8_avx2(std::uint32_t k0, std::uint32_t k1, std::uint32_t s0,
+                                                         std::uint32_t s1, std::uint32_t lo, std::uint32_t hi,
+                                                         std::uint32_t* w) {
+  const __m256i M0 = _mm256_set1_epi64x(0xD2511F53), M1 = _mm256_set1_epi64x(0xCD9E8D57);
+  __m256i c0 = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(lo)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  __m256i c1 = _mm256_set1_epi32(static_cast<int>(hi)), c2 = _mm256_set1_epi32(static_cast<int>(s0)),
+          c3 = _mm256_set1_epi32(static_cast<int>(s1));
+  for (int r = 0; r < 10; ++r) {
+    const __m256i K0 = _mm256_set1_epi32(static_cast<int>(k0 + 0x9E3779B9u * r)),
+                  K1 = _mm256_set1_epi32(static_cast<int>(k1 + 0xBB67AE85u * r));
+    const __m256i pe0 = _mm256_mul_epu32(c0, M0), po0 = _mm256_mul_epu32(_mm256_srli_epi64(c0, 32), M0);
+    const __m256i pe1 = _mm256_mul_epu32(c2, M1), po1 = _mm256_mul_epu32(_mm256_srli_epi64(c2, 32), M1);
+    const __m256i hi0 = _mm256_blend_epi32(_mm256_srli_epi64(pe0, 32), po0, 0xAA);
+    const __m256i lo0 = _mm256_blend_epi32(pe0, _mm256_slli_epi64(po0, 32), 0xAA);
+    const __m256i hi1 = _mm256_blend_epi32(_mm256_srli_epi64(pe1, 32), po1, 0xAA);
+    const __m256i lo1 = _mm256_blend_epi32(pe1, _mm256_slli_epi64(po1, 32), 0xAA);
+    c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), K0);
+    c1 = lo1;
+    c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), K1);
+    c3 = lo0;
+  }
+  const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+  const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+  const __m256i u0 = _mm256_unpacklo_epi64(t0, t2), u1 = _mm256_unpackhi_epi64(t0, t2);  // blocks 0,4 / 1,5
+  const __m256i u2 = _mm256_unpacklo_epi64(t1, t3), u3 = _mm256_unpackhi_epi64(t1, t3);  // blocks 2,6 / 3,7
+  auto* o = reinterpret_cast<__m256i*>(w);
+  _mm256_storeu_si256(o + 0, _mm256_permute2x128_si256(u0, u1, 0x20));
+  _mm256_storeu_si256(o + 1, _mm256_permute2x128_si256(u2, u3, 0x20));
+  _mm256_storeu_si256(o + 2, _mm256_permute2x128_si256(u0, u1, 0x31));
+  _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
+}
+
+__attribute__((target("avx512f"))) inline void philox16_avx512(std::uint32_t k0, std::uint32_t k1,
+                                                               std::uint32_t s0, std::uint32_t s1,
+                                                               std::uint32_t lo, std::uint32_t hi,
+                                                               std::uint32_t* w) {
+  const __m512i M0 = _mm512_set1_epi64(0xD2511F53), M1 = _mm512_set1_epi64(0xCD9E8D57);
+  __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(lo)),
+                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  __m512i c1 = _mm512_set1_epi32(static_cast<int>(hi)), c2 = _mm512_set1_epi32(static_cast<int>(s0)),
+          c3 = _mm512_set1_epi32(static_cast<int>(s1));
+  const __mmask16 odd = 0xAAAA;
+  for (int r = 0; r < 10; ++r) {
+    const __m512i K0 = _mm512_set1_epi32(static_cast<int>(k0 + 0x9E3779B9u * r)),
+                  K1 = _mm512_set1_epi32(static_cast<int>(k1 + 0xBB67AE85u * r));
+    const __m512i pe0 = _mm512_mul_epu32(c0, M0), po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), M0);
+    const __m512i pe1 = _mm512_mul_epu32(c2, M1), po1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), M1);
+    const __m512i hi0 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(pe0, 32), po0);
+    const __m512i lo0 = _mm512_mask_blend_epi32(odd, pe0, _mm512_slli_epi64(po0, 32));
+    const __m512i hi1 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(pe1, 32), po1);
+    const __m512i lo1 = _mm512_mask_blend_epi32(odd, pe1, _mm512_slli_epi64(po1, 32));
+    c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), K0);
+    c1 = lo1;
+    c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), K1);
+    c3 = lo0;
+  }
+  const __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);
+  const __m512i t2 = _mm512_unpacklo_epi32(c2, c3), t3 = _mm512_unpackhi_epi32(c2, c3);
+  const __m512i u0 = _mm512_unpacklo_epi64(t0, t2), u1 = _mm512_unpackhi_epi64(t0, t2);  // 0,4,8,12 / 1,5,9,13
+  const __m512i u2 = _mm512_unpacklo_epi64(t1, t3), u3 = _mm512_unpackhi_epi64(t1, t3);  // 2,6,10,14 / 3,7,11,15
+  const __m512i a = _mm512_shuffle_i32x4(u0, u1, 0x44), b = _mm512_shuffle_i32x4(u2, u3, 0x44);
+  const __m512i c = _mm512_shuffle_i32x4(u0, u1, 0xEE), d = _mm512_shuffle_i32x4(u2, u3, 0xEE);
+  _mm512_storeu_si512(w, _mm512_shuffle_i32x4(a, b, 0x88));
+  _mm512_storeu_si512(w + 16, _mm512_shuffle_i32x4(a, b, 0xDD));
+  _mm512_storeu_si512(w + 32, _mm512_shuffle_i32x4(c, d, 0x88));
+  _mm512_storeu_si512(w + 48, _mm512_shuffle_i32x4(c, d, 0xDD));
+}
+
+inline int philox_simd_level() {
+  static const int level = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") ? 1 : 0);
+  return level;
+}
+#endif
+
+// The words of blocks [b0, b0 + nb) of a stream, in stream order.
+inline void philox_words(std::uint64_t seed, std::uint64_t stream, std::uint64_t b0, int nb,
+                         std::uint32_t* __restrict w) {
+#ifdef PGM_PHILOX_X86
+  const std::uint32_t lo = static_cast<std::uint32_t>(b0);
+  const int level = philox_simd_level();
+  if (level > 0 && static_cast<std::uint64_t>(lo) + static_cast<std::uint64_t>(nb) <= 0x100000000ull) {
+    const std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
+    const std::uint32_t s0 = static_cast<std::uint32_t>(stream), s1 = static_cast<std::uint32_t>(stream >> 32);
+    const std::uint32_t hi = static_cast<std::uint32_t>(b0 >> 32);
+    int j = 0;
+    if (level == 2)
+      for (; j + 16 <= nb; j += 16) philox16_avx512(k0, k1, s0, s1, lo + j, hi, w + 4 * j);
+    for (; j + 8 <= nb; j += 8) philox8_avx2(k0, k1, s0, s1, lo + j, hi, w + 4 * j);
+    if (j < nb) philox_words_generic(seed, stream, b0 + j, nb - j, w + 4 * j);
+    return;
+  }
+#endif
+  philox_words_generic(seed, stream, b0, nb, w);
 }
 
 // Box-Muller over word pairs: out[2p], out[2p + 1] from (w[2p], w[2p + 1]).
@@ -207,7 +313,7 @@ void fill_range(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_
 template <class T>
 void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R,
               index_t N, T* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * N > PAR_MIN)
   for (index_t r = 0; r < R; ++r) fill_range<T>(dist, seed, stream + r, offset, N, out + r * N);
 }
 
@@ -222,7 +328,7 @@ inline void philox_cpu(const std::uint32_t* ctr, const std::uint32_t* key, index
 
 inline void bits_cpu(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R, index_t N,
                      std::uint32_t* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * N > PAR_MIN)
   for (index_t r = 0; r < R; ++r) {
     alignas(64) std::uint32_t w[4 * CHUNK];
     std::uint64_t blk = offset / 4;
@@ -286,7 +392,7 @@ template <class T>
 void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
                      std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z,
                      T* eps_out, T* kl, T* logq, std::int32_t* status) {
-#pragma omp parallel
+#pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
   {
     std::vector<T> sig(D), eb(D);
 #pragma omp for schedule(static)
@@ -341,7 +447,7 @@ template <class T>
 void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi,
                               std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t S,
                               index_t B, index_t D, const T* gz, const T* gkl, const T* glogq, T* dmu, T* dp) {
-#pragma omp parallel
+#pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
   {
     std::vector<T> eb(D);
 #pragma omp for schedule(static)
@@ -504,7 +610,7 @@ template <class T>
 void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
                   T* kl, T* logq, std::int32_t* status) {
-#pragma omp parallel
+#pragma omp parallel if (B * D * D > PAR_MIN)
   {
     std::vector<T> eb(D);
 #pragma omp for schedule(static)
@@ -538,7 +644,7 @@ void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in
                            std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D,
                            const T* gz, const T* gkl, const T* glogq, T* dmu, T* dL) {
   if (shared) std::fill(dL, dL + D * D, T(0));
-#pragma omp parallel
+#pragma omp parallel if (B * D * D > PAR_MIN)
   {
     std::vector<T> eb(D), acc(shared ? D * D : 0, T(0));
 #pragma omp for schedule(static)
@@ -606,7 +712,7 @@ PGM_HD void tri_solve_one(const T* L, const T* R, index_t D, index_t K, index_t 
 #if !defined(__CUDACC__)
 template <class T>
 void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X) {
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (B * K * D * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b)
     for (index_t k = 0; k < K; ++k)
       tri_solve_one<T>(L + (shared ? 0 : b * D * D), R + b * D * K, D, K, k, trans, X + b * D * K);
@@ -615,7 +721,7 @@ void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, in
 template <class T>
 void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
                    index_t D, T* kl, std::int32_t* status) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b) {
     T chk;
     kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
@@ -627,7 +733,7 @@ void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, 
 template <class T>
 void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
                             index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b)
     kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
                               lo, hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
@@ -638,7 +744,7 @@ void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, i
 template <class T>
 void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
                          index_t D, T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * D > PAR_MIN)
   for (index_t r = 0; r < R; ++r) {
     T chk;
     const index_t b = r % B;
@@ -651,7 +757,7 @@ template <class T>
 void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R,
                                   index_t B, index_t D, const T* g, T* dx, T* dmu, T* dp) {
   // Parallel over the (mu, p) rows b; each accumulates its S = R / B samples in order.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (R * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b) {
     std::fill(dmu + b * D, dmu + (b + 1) * D, T(0));
     std::fill(dp + b * D, dp + (b + 1) * D, T(0));
