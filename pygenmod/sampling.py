@@ -126,10 +126,6 @@ def _cast(x, half, xp=None):
     return x.astype(np.float16)
 
 
-def _red(x, half):
-    return x  # reductions stay float32 for half input
-
-
 def _out_z(z, S, multi, one):
     if not multi:
         z = z[0]
@@ -166,30 +162,76 @@ def _eps_arg(eps, m, S, multi, one):
     return xp.ascontiguousarray(e.reshape(S, B, D))
 
 
+class _Call(NamedTuple):
+    """The common arguments of the sampling heads and their VJPs, validated."""
+
+    m: object
+    back: object
+    half: bool
+    one: bool
+    S: int
+    multi: bool
+    seed: int
+    stream: int
+    offset: int
+    eps: object  #: (S, B, D) or size 0
+
+
+def _call(mu, seed, n_samples, stream, offset, eps):
+    m, back, half, one = _main(mu)
+    S, multi = _samples(n_samples)
+    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    return _Call(m, back, half, one, S, multi, seed, stream, offset, _eps_arg(eps, m, S, multi, one))
+
+
+def _head_outputs(c: _Call, log_q, return_eps):
+    """Preallocated (z, eps_out, kl, log_q, status) for a head call."""
+    xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
+    return (xp.empty((c.S, B, D), dt), xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
+            xp.empty(B, dt), xp.empty((c.S, B), dt) if log_q else _empty(xp, dt), xp.empty(B, np.int32))
+
+
+def _head_result(c: _Call, z, e_out, kl, lq, log_q, return_eps):
+    S, multi, one, half, back = c.S, c.multi, c.one, c.half, c.back
+    return Head(back(_cast(_out_z(z, S, multi, one), half)), back(_out_row(kl, one)),
+                back(_out_sb(lq, multi, one)) if log_q else None,
+                back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None)
+
+
+def _head_grads(c: _Call, grad_z, grad_kl, grad_log_q):
+    """The upstream gradients of a head as (S, B, D), (B,), (S, B) arrays (size 0 when None)."""
+    m, S, multi, one = c.m, c.S, c.multi, c.one
+    xp = xp_of(m)
+    B, D = m.shape
+    gz = gk = gq = _empty(xp, m.dtype)
+    if grad_z is not None:
+        gz = _like(grad_z, "grad_z", m, finite=True)
+        val.check_shape(gz, "grad_z", ((S,) if multi else ()) + ((D,) if one else (B, D)))
+        gz = xp.ascontiguousarray(gz.reshape(S, B, D))
+    if grad_kl is not None:
+        gk = _like(grad_kl, "grad_kl", m, finite=True)
+        gk = xp.ascontiguousarray(xp.broadcast_to(gk, (B,)) if gk.ndim == 0 else gk.reshape(-1))
+        val.check_shape(gk, "grad_kl", (B,))
+    if grad_log_q is not None:
+        gq = _like(grad_log_q, "grad_log_q", m, finite=True)
+        val.check_shape(gq, "grad_log_q", ((S,) if multi else ()) + (() if one else (B,)))
+        gq = xp.ascontiguousarray(gq.reshape(S, B))
+    return gz, gk, gq
+
+
 def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
                 eps=None, clamp=None, log_q=False, return_eps=False):
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
     row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`."""
-    m, back, half, one = _main(mu)
+    c = _call(mu, seed, n_samples, stream, offset, eps)
     pname, p = _scale_arg(logvar, log_std, std)
-    p = _like(p, pname, m, shape=m.shape)
-    S, multi = _samples(n_samples)
+    p = _like(p, pname, c.m, shape=c.m.shape)
     lo, hi = _clamp(clamp)
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
-    xp = xp_of(m)
-    B, D = m.shape
-    e_in = _eps_arg(eps, m, S, multi, one)
-    z = xp.empty((S, B, D), m.dtype)
-    e_out = xp.empty((S, B, D), m.dtype) if return_eps else _empty(xp, m.dtype)
-    kl = xp.empty(B, m.dtype)
-    lq = xp.empty((S, B), m.dtype) if log_q else _empty(xp, m.dtype)
-    status = xp.empty(B, np.int32)
-    _, fn = kernel("sampling", "normal_head", is_device(m))
-    fn(m, p, e_in, KINDS[pname], lo, hi, seed, stream, offset, z, e_out, kl, lq, status)
-    _status(status, f"mu or {pname}" + (" or eps" if eps is not None else ""))
-    return Head(back(_cast(_out_z(z, S, multi, one), half)), back(_out_row(kl, one)),
-                back(_out_sb(lq, multi, one)) if log_q else None,
-                back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None)
+    outs = _head_outputs(c, log_q, return_eps)
+    _, fn = kernel("sampling", "normal_head", is_device(c.m))
+    fn(c.m, p, c.eps, KINDS[pname], lo, hi, c.seed, c.stream, c.offset, *outs)
+    _status(outs[-1], f"mu or {pname}" + (" or eps" if eps is not None else ""))
+    return _head_result(c, *outs[:-1], log_q, return_eps)
 
 
 def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
@@ -209,38 +251,18 @@ def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None
     """VJP of :func:`normal_head` (and of :func:`rsample_normal`, with only ``grad_z``): returns
     ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. The noise is
     regenerated from ``(seed, stream, offset)`` unless ``eps`` is passed."""
-    m, back, half, one = _main(mu)
+    c = _call(mu, seed, n_samples, stream, offset, eps)
     pname, p = _scale_arg(logvar, log_std, std)
-    p = _like(p, pname, m, shape=m.shape)
-    S, multi = _samples(n_samples)
+    p = _like(p, pname, c.m, shape=c.m.shape)
     lo, hi = _clamp(clamp)
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
-    xp = xp_of(m)
-    B, D = m.shape
-    e_in = _eps_arg(eps, m, S, multi, one)
-    gz = _empty(xp, m.dtype)
-    if grad_z is not None:
-        gz = _like(grad_z, "grad_z", m, finite=True)
-        want = ((S,) if multi else ()) + ((D,) if one else (B, D))
-        val.check_shape(gz, "grad_z", want)
-        gz = xp.ascontiguousarray(gz.reshape(S, B, D))
-    gk = _empty(xp, m.dtype)
-    if grad_kl is not None:
-        gk = _like(grad_kl, "grad_kl", m, finite=True)
-        gk = xp.ascontiguousarray(xp.broadcast_to(gk, (B,)) if gk.ndim == 0 else gk.reshape(-1))
-        val.check_shape(gk, "grad_kl", (B,))
-    gq = _empty(xp, m.dtype)
-    if grad_log_q is not None:
-        gq = _like(grad_log_q, "grad_log_q", m, finite=True)
-        val.check_shape(gq, "grad_log_q", ((S,) if multi else ()) + (() if one else (B,)))
-        gq = xp.ascontiguousarray(gq.reshape(S, B))
-    dmu = xp.empty_like(m)
-    dp = xp.empty_like(m)
-    _, fn = kernel("sampling", "normal_head_backward", is_device(m))
-    fn(m, p, e_in, KINDS[pname], lo, hi, seed, stream, offset, S, gz, gk, gq, dmu, dp)
-    if one:
+    grads = _head_grads(c, grad_z, grad_kl, grad_log_q)
+    xp = xp_of(c.m)
+    dmu, dp = xp.empty_like(c.m), xp.empty_like(c.m)
+    _, fn = kernel("sampling", "normal_head_backward", is_device(c.m))
+    fn(c.m, p, c.eps, KINDS[pname], lo, hi, c.seed, c.stream, c.offset, c.S, *grads, dmu, dp)
+    if c.one:
         dmu, dp = dmu[0], dp[0]
-    return back(_cast(dmu, half)), back(_cast(dp, half))
+    return c.back(_cast(dmu, c.half)), c.back(_cast(dp, c.half))
 
 
 def rsample_normal_backward(grad_z, mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0,
@@ -409,24 +431,13 @@ def mvn_head(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=
     """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``validate=False`` skips the
     check that the entries above the diagonal are zero (they are never read)."""
-    m, back, half, one = _main(mu)
-    L = _tril_arg(scale_tril, "scale_tril", m)
-    S, multi = _samples(n_samples)
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
-    xp = xp_of(m)
-    B, D = m.shape
-    e_in = _eps_arg(eps, m, S, multi, one)
-    z = xp.empty((S, B, D), m.dtype)
-    e_out = xp.empty((S, B, D), m.dtype) if return_eps else _empty(xp, m.dtype)
-    kl = xp.empty(B, m.dtype)
-    lq = xp.empty((S, B), m.dtype) if log_q else _empty(xp, m.dtype)
-    status = xp.empty(B, np.int32)
-    _, fn = kernel("sampling", "mvn_head", is_device(m))
-    fn(m, L, e_in, bool(validate), seed, stream, offset, z, e_out, kl, lq, status)
-    _status(status, "mu, scale_tril" + (" or eps" if eps is not None else ""))
-    return Head(back(_cast(_out_z(z, S, multi, one), half)), back(_out_row(kl, one)),
-                back(_out_sb(lq, multi, one)) if log_q else None,
-                back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None)
+    c = _call(mu, seed, n_samples, stream, offset, eps)
+    L = _tril_arg(scale_tril, "scale_tril", c.m)
+    outs = _head_outputs(c, log_q, return_eps)
+    _, fn = kernel("sampling", "mvn_head", is_device(c.m))
+    fn(c.m, L, c.eps, bool(validate), c.seed, c.stream, c.offset, *outs)
+    _status(outs[-1], "mu, scale_tril" + (" or eps" if eps is not None else ""))
+    return _head_result(c, *outs[:-1], log_q, return_eps)
 
 
 def rsample_mvn(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
@@ -441,36 +452,19 @@ def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=N
                       stream=0, offset=0, eps=None):
     """VJP of :func:`mvn_head`: ``(grad_mu, grad_scale_tril)`` (grad_scale_tril is lower
     triangular, shaped like scale_tril; summed over rows for a shared L)."""
-    m, back, half, one = _main(mu)
+    c = _call(mu, seed, n_samples, stream, offset, eps)
     shared_in = getattr(scale_tril, "ndim", 3) == 2
-    L = _tril_arg(scale_tril, "scale_tril", m)
-    S, multi = _samples(n_samples)
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
-    xp = xp_of(m)
-    B, D = m.shape
-    e_in = _eps_arg(eps, m, S, multi, one)
-    gz = gk = gq = _empty(xp, m.dtype)
-    if grad_z is not None:
-        gz = _like(grad_z, "grad_z", m, finite=True)
-        val.check_shape(gz, "grad_z", ((S,) if multi else ()) + ((D,) if one else (B, D)))
-        gz = xp.ascontiguousarray(gz.reshape(S, B, D))
-    if grad_kl is not None:
-        gk = _like(grad_kl, "grad_kl", m, finite=True)
-        gk = xp.ascontiguousarray(xp.broadcast_to(gk, (B,)) if gk.ndim == 0 else gk.reshape(-1))
-        val.check_shape(gk, "grad_kl", (B,))
-    if grad_log_q is not None:
-        gq = _like(grad_log_q, "grad_log_q", m, finite=True)
-        val.check_shape(gq, "grad_log_q", ((S,) if multi else ()) + (() if one else (B,)))
-        gq = xp.ascontiguousarray(gq.reshape(S, B))
-    dmu = xp.empty_like(m)
-    dL = xp.empty_like(L)
-    _, fn = kernel("sampling", "mvn_head_backward", is_device(m))
-    fn(m, L, e_in, seed, stream, offset, S, gz, gk, gq, dmu, dL)
-    if one:
+    L = _tril_arg(scale_tril, "scale_tril", c.m)
+    grads = _head_grads(c, grad_z, grad_kl, grad_log_q)
+    xp = xp_of(c.m)
+    dmu, dL = xp.empty_like(c.m), xp.empty_like(L)
+    _, fn = kernel("sampling", "mvn_head_backward", is_device(c.m))
+    fn(c.m, L, c.eps, c.seed, c.stream, c.offset, c.S, *grads, dmu, dL)
+    if c.one:
         dmu = dmu[0]
-    if shared_in or one:
+    if shared_in or c.one:
         dL = dL[0]
-    return back(_cast(dmu, half)), back(_cast(dL, half))
+    return c.back(_cast(dmu, c.half)), c.back(_cast(dL, c.half))
 
 
 def rsample_mvn_backward(grad_z, mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None):

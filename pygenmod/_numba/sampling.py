@@ -19,6 +19,21 @@ def _fill_range(dist, seed, stream, start, n, out):
         fill_range_f64(dist, seed, stream, start, n, out)
 
 
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e):
+    """Row b's noise for sample s_ into e (the caller's eps, or the generator); False if the
+    caller's eps holds a non-finite value."""
+    ok = True
+    if have_eps:
+        for d in range(D):
+            e[d] = eps_in[s_, b, d]
+            if not math.isfinite(e[d]):
+                ok = False
+    else:
+        _fill_range(1, seed, stream + np.uint64(b), offset + np.uint64(s_ * D), D, e)
+    return ok
+
+
 @nb.njit(parallel=True, cache=True, error_model="numpy")
 def _fill(seed, stream, offset, dist, out):
     R, N = out.shape
@@ -97,13 +112,8 @@ def _normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, 
         if want_kl:
             kl[b] = klsum
         for s_ in range(S):
-            if have_eps:
-                for d in range(D):
-                    e[d] = eps_in[s_, b, d]
-                    if not math.isfinite(e[d]):
-                        bad = True
-            else:
-                _fill_range(1, seed, stream + np.uint64(b), offset + np.uint64(s_ * D), D, e)
+            if not _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e):
+                bad = True
             sq = 0.0
             for d in range(D):
                 z[s_, b, d] = mu[b, d] + sig[d] * e[d]
@@ -135,11 +145,7 @@ def _normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, S, 
                 glq += glogq[s_, b]
         if have_gz:
             for s_ in range(S):
-                if have_eps:
-                    for d in range(D):
-                        e[d] = eps_in[s_, b, d]
-                else:
-                    _fill_range(1, seed, stream + np.uint64(b), offset + np.uint64(s_ * D), D, e)
+                _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e)
                 for d in range(D):
                     acc_m[d] += gz[s_, b, d]
                     acc_p[d] += np.float64(gz[s_, b, d]) * e[d]
@@ -290,13 +296,8 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
         if want_kl:
             kl[b] = 0.5 * (fro + mm - D) - logdet
         for s_ in range(S):
-            if have_eps:
-                for d in range(D):
-                    e[d] = eps_in[s_, b, d]
-                    if not math.isfinite(e[d]):
-                        fin = False
-            else:
-                _fill_range(1, seed, stream + np.uint64(b), offset + np.uint64(s_ * D), D, e)
+            if not _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e):
+                fin = False
             sq = 0.0
             for i in range(D):
                 acc = np.float64(mu[b, i])
@@ -343,11 +344,7 @@ def _mvn_head_backward_rows(mu, L, eps_in, seed, stream, offset, S, gz, gkl, glo
                 dL[b, i, j] = v
         if have_gz:
             for s_ in range(S):
-                if have_eps:
-                    for d in range(D):
-                        e[d] = eps_in[s_, b, d]
-                else:
-                    _fill_range(1, seed, stream + np.uint64(b), offset + np.uint64(s_ * D), D, e)
+                _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e)
                 for i in range(D):
                     g = gz[s_, b, i]
                     dmu[b, i] += g
