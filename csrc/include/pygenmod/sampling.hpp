@@ -368,6 +368,34 @@ PGM_CLONES inline void head_scales(const T* __restrict m, const T* __restrict p,
   sums[2] = chk;
 }
 
+// head_scales fused with the first sample's z = m + sig * e (one pass over mu, p and z).
+template <int KIND, class T>
+PGM_CLONES inline void head_first(const T* __restrict m, const T* __restrict p, const T* __restrict e, T lo, T hi,
+                                  index_t D, T* __restrict sig, T* __restrict z, T* sums) {
+  T logsig = 0, kl = 0, chk = 0, sq = 0;
+#pragma omp simd reduction(+ : logsig, kl, chk, sq)
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
+    sig[d] = sc.sigma;
+    z[d] = m[d] + sc.sigma * e[d];
+    sq += e[d] * e[d];
+    logsig += sc.log_sigma;
+    kl += T(0.5) * (sc.sigma * sc.sigma + m[d] * m[d] - T(1)) - sc.log_sigma;
+    chk += nan_if_bad(m[d]) + nan_if_bad(p[d]) + nan_if_bad(sc.log_sigma);
+  }
+  sums[0] = logsig;
+  sums[1] = kl;
+  sums[2] = chk;
+  sums[3] = sq;
+}
+
+template <class T>
+inline void head_first(int kind, const T* m, const T* p, const T* e, T lo, T hi, index_t D, T* sig, T* z, T* sums) {
+  if (kind == LOGVAR) head_first<LOGVAR, T>(m, p, e, lo, hi, D, sig, z, sums);
+  else if (kind == LOG_STD) head_first<LOG_STD, T>(m, p, e, lo, hi, D, sig, z, sums);
+  else head_first<STD, T>(m, p, e, lo, hi, D, sig, z, sums);
+}
+
 template <class T>
 inline void head_scales(int kind, const T* m, const T* p, T lo, T hi, index_t D, T* sig, T* sums) {
   if (kind == LOGVAR) head_scales<LOGVAR, T>(m, p, lo, hi, D, sig, sums);
@@ -398,11 +426,23 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
 #pragma omp for schedule(static)
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
-      T sums[3];
-      head_scales<T>(kind, m, p + b * D, lo, hi, D, sig.data(), sums);
+      T sums[4];
+      index_t s0 = 0;
+      if (S > 0) {  // the first sample fused with the scales: one pass over mu, p and z
+        T* eo = eps_out ? eps_out + b * D : eb.data();
+        const T* e = eps_in ? eps_in + b * D : eo;
+        if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset, D, eo);
+        head_first<T>(kind, m, p + b * D, e, lo, hi, D, sig.data(), z + b * D, sums);
+        if (eps_in && eps_out) std::copy(e, e + D, eps_out + b * D);
+        if (logq) logq[b] = T(-0.5) * sums[3] - sums[0] - T(D * HALF_LOG_2PI);
+        if (eps_in) sums[2] += nan_if_bad(sums[3]);
+        s0 = 1;
+      } else {
+        head_scales<T>(kind, m, p + b * D, lo, hi, D, sig.data(), sums);
+      }
       T chk = sums[2];
       if (kl) kl[b] = sums[1];
-      for (index_t s = 0; s < S; ++s) {
+      for (index_t s = s0; s < S; ++s) {
         const index_t row = s * B + b;
         T* eo = eps_out ? eps_out + row * D : eb.data();
         const T* e = eps_in ? eps_in + row * D : eo;
