@@ -184,10 +184,24 @@ def _call(mu, seed, n_samples, stream, offset, eps):
     return _Call(m, back, half, one, S, multi, seed, stream, offset, _eps_arg(eps, m, S, multi, one))
 
 
-def _head_outputs(c: _Call, log_q, return_eps):
+def _out_arg(out, c: _Call):
+    """z's buffer: a fresh (S, B, D) array, or the caller's ``out`` (same dtype, C-contiguous)."""
+    xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
+    if out is None:
+        return xp.empty((c.S, B, D), dt)
+    want = ((c.S,) if c.multi else ()) + ((D,) if c.one else (B, D))
+    if c.half or xp_of(out) is not xp or getattr(out, "dtype", None) != dt:
+        raise TypeError(f"out: expected a {xp.__name__} array of dtype {dt}")
+    val.check_shape(out, "out", want)
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out: must be C-contiguous and writeable")
+    return out.reshape(c.S, B, D)
+
+
+def _head_outputs(c: _Call, log_q, return_eps, out=None):
     """Preallocated (z, eps_out, kl, log_q, status) for a head call."""
     xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
-    return (xp.empty((c.S, B, D), dt), xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
+    return (_out_arg(out, c), xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
             xp.empty(B, dt), xp.empty((c.S, B), dt) if log_q else _empty(xp, dt), xp.empty(B, np.int32))
 
 
@@ -220,14 +234,15 @@ def _head_grads(c: _Call, grad_z, grad_kl, grad_log_q):
 
 
 def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
-                eps=None, clamp=None, log_q=False, return_eps=False):
+                eps=None, clamp=None, log_q=False, return_eps=False, out=None):
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
-    row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`."""
+    row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`.
+    ``out``: an optional NumPy/CuPy buffer for z (saves the page faults of a fresh array)."""
     c = _call(mu, seed, n_samples, stream, offset, eps)
     pname, p = _scale_arg(logvar, log_std, std)
     p = _like(p, pname, c.m, shape=c.m.shape)
     lo, hi = _clamp(clamp)
-    outs = _head_outputs(c, log_q, return_eps)
+    outs = _head_outputs(c, log_q, return_eps, out)
     _, fn = kernel("sampling", "normal_head", is_device(c.m))
     fn(c.m, p, c.eps, KINDS[pname], lo, hi, c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], f"mu or {pname}" + (" or eps" if eps is not None else ""))
@@ -235,14 +250,14 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=No
 
 
 def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
-                   eps=None, clamp=None, return_eps=False):
+                   eps=None, clamp=None, return_eps=False, out=None):
     """Reparameterized sample ``z = mu + sigma * eps`` of a diagonal Gaussian.
 
     Returns z, or (z, eps) with ``return_eps=True``. See the module docstring for the noise
     convention, ``clamp`` and dtypes.
     """
     h = normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
-                    offset=offset, eps=eps, clamp=clamp, return_eps=return_eps)
+                    offset=offset, eps=eps, clamp=clamp, return_eps=return_eps, out=out)
     return (h.z, h.eps) if return_eps else h.z
 
 
@@ -427,13 +442,13 @@ def check_scale_tril(L, name="scale_tril"):
 
 
 def mvn_head(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, log_q=False,
-             return_eps=False, validate=True):
+             return_eps=False, validate=True, out=None):
     """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``validate=False`` skips the
     check that the entries above the diagonal are zero (they are never read)."""
     c = _call(mu, seed, n_samples, stream, offset, eps)
     L = _tril_arg(scale_tril, "scale_tril", c.m)
-    outs = _head_outputs(c, log_q, return_eps)
+    outs = _head_outputs(c, log_q, return_eps, out)
     _, fn = kernel("sampling", "mvn_head", is_device(c.m))
     fn(c.m, L, c.eps, bool(validate), c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], "mu, scale_tril" + (" or eps" if eps is not None else ""))
@@ -441,10 +456,10 @@ def mvn_head(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=
 
 
 def rsample_mvn(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
-                validate=True):
+                validate=True, out=None):
     """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D)."""
     h = mvn_head(mu, scale_tril, seed=seed, n_samples=n_samples, stream=stream, offset=offset, eps=eps,
-                 return_eps=return_eps, validate=validate)
+                 return_eps=return_eps, validate=validate, out=out)
     return (h.z, h.eps) if return_eps else h.z
 
 

@@ -89,6 +89,24 @@ def test_user_eps_and_clamp(backend, dtype, rng):
     np.testing.assert_allclose(z, want, **tol(dtype))
 
 
+def test_out_buffer(backend, rng):
+    mu, lv = _gauss(rng, 5, 7, np.float32)
+    buf = backend.asarray(np.empty((2, 5, 7), np.float32))
+    z = S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=3, n_samples=2, out=buf)
+    np.testing.assert_array_equal(backend.numpy(buf), backend.numpy(
+        S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=3, n_samples=2)))
+    assert backend.numpy(z).shape == (2, 5, 7)
+    with pytest.raises(ValueError, match="out"):
+        S.rsample_normal(backend.asarray(mu), backend.asarray(lv), out=buf)
+    with pytest.raises(TypeError, match="out"):
+        S.rsample_normal(backend.asarray(mu), backend.asarray(lv), out=backend.asarray(np.empty((5, 7))))
+    L = np.broadcast_to(np.eye(7, dtype=np.float32), (5, 7, 7)).copy()
+    zb = backend.asarray(np.empty((5, 7), np.float32))
+    S.rsample_mvn(backend.asarray(mu), backend.asarray(L), seed=2, out=zb)
+    np.testing.assert_allclose(backend.numpy(zb), backend.numpy(S.rsample_mvn(backend.asarray(mu),
+                                                                                backend.asarray(L), seed=2)))
+
+
 def test_moments_and_ks_of_z(rng):
     from scipy import stats
 

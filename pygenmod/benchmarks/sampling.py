@@ -52,6 +52,13 @@ def workloads(quick: bool = False):
         mu, lv, _ = _diag(B, D)
         return lambda: sampling.rsample_normal(mu, lv, seed=1)
 
+    def ours_sample_out():
+        from pygenmod import sampling
+
+        mu, lv, _ = _diag(B, D)
+        out = np.empty_like(mu)
+        return lambda: sampling.rsample_normal(mu, lv, seed=1, out=out)
+
     def torch_sample():
         torch = _torch()
         mu, lv, _ = (torch.from_numpy(a) for a in _diag(B, D))
@@ -129,7 +136,8 @@ def workloads(quick: bool = False):
         from pygenmod import sampling
 
         mu, L, _ = _full(BF, DF)
-        return lambda: sampling.rsample_mvn(mu, L, seed=1, validate=False)
+        out = np.empty_like(mu)
+        return lambda: sampling.rsample_mvn(mu, L, seed=1, validate=False, out=out)
 
     def torch_mvn():
         torch = _torch()
@@ -200,7 +208,9 @@ def workloads(quick: bool = False):
     n = B * D
     return [
         Workload("W4a", f"diagonal rsample z = mu + exp(lv/2) eps, B={B}, D={D}, float32",
-                 [Candidate("pygenmod", ours_sample, is_ours=True), Candidate("torch eager one-liner", torch_sample),
+                 [Candidate("pygenmod", ours_sample, is_ours=True),
+                  Candidate("pygenmod out=", ours_sample_out, is_ours=True, note="reused output buffer"),
+                  Candidate("torch eager one-liner", torch_sample),
                   Candidate("numpy", numpy_sample)], bytes_moved=3 * n * f4),
         Workload("W4b", f"sample + KL, forward + backward, B={B}, D={D}, float32",
                  [Candidate("pygenmod (arrays)", ours_vae, is_ours=True),
@@ -209,7 +219,7 @@ def workloads(quick: bool = False):
                   Candidate("torch.distributions", torch_dist_vae)], bytes_moved=(3 + 5) * n * f4),
         Workload("W4c", f"full-cov rsample z = mu + L eps, B={BF}, D={DF}, float32",
                  [Candidate("pygenmod", ours_mvn, is_ours=True),
-                  Candidate("pygenmod validate=False", ours_mvn_nocheck, is_ours=True),
+                  Candidate("pygenmod validate=False, out=", ours_mvn_nocheck, is_ours=True),
                   Candidate("torch MultivariateNormal", torch_mvn), Candidate("torch bmm one-liner", torch_bmm),
                   Candidate("numpy einsum", numpy_mvn)], bytes_moved=(BF * DF * (DF + 1) // 2 + 2 * BF * DF) * f4),
         Workload("W4d", f"full-cov sample + KL, forward + backward, B={BF}, D={DF}, float32",
