@@ -365,15 +365,9 @@ def _x_rows(x, m, one):
     if a.ndim == 0 or a.shape[-1] != D:
         raise ValueError(f"x: expected a last axis of {D}, got shape {a.shape}")
     lead = a.shape[:-1]
-    if one:
-        R = math.prod(lead)
-    else:
-        if len(lead) == 0 or lead[-1] != B:
-            raise ValueError(f"x: expected shape (..., {B}, {D}) to match mu {m.shape}, got {a.shape}")
-        R = math.prod(lead)
-    if one and B == 1:
-        pass
-    return xp_of(m).ascontiguousarray(a.reshape(R, D)), lead
+    if not one and (len(lead) == 0 or lead[-1] != B):
+        raise ValueError(f"x: expected shape (..., {B}, {D}) to match mu {m.shape}, got {a.shape}")
+    return xp_of(m).ascontiguousarray(a.reshape(math.prod(lead), D)), lead
 
 
 def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
@@ -641,9 +635,7 @@ def kl_mvn(mu, scale_tril, prior_mu=None, prior_scale_tril=None):
     """``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (Cholesky factors, per row or shared);
     the prior defaults to N(0, I), which takes the fused one-pass kernel."""
     if prior_mu is None and prior_scale_tril is None:
-        m, back, half, one = _main(mu)
-        h = mvn_head(mu, scale_tril, n_samples=0, validate=True)
-        return h.kl
+        return mvn_head(mu, scale_tril, n_samples=0, validate=True).kl
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
     xp = xp_of(m)
     B, D = m.shape

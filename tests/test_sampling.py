@@ -70,6 +70,25 @@ def test_row_sample_independent_of_batch(backend, dtype, rng):
     np.testing.assert_array_equal(row, big[0, 7])
 
 
+def test_thread_count_invariance(rng):
+    from pygenmod import _backend
+
+    mu, lv = _gauss(rng, 700, 64, np.float32)  # large enough for the parallel path
+    L = _tril(rng, 700, 16, np.float32)
+    before = _backend.get_num_threads()
+    try:
+        _backend.set_num_threads(1)
+        a = S.normal_head(mu, lv, seed=3, n_samples=2, log_q=True)
+        m1 = S.mvn_head(mu[:, :16], L, seed=3, log_q=True)
+        _backend.set_num_threads(2)
+        b = S.normal_head(mu, lv, seed=3, n_samples=2, log_q=True)
+        m2 = S.mvn_head(mu[:, :16], L, seed=3, log_q=True)
+    finally:
+        _backend.set_num_threads(before)
+    for x, y in zip(a[:3] + m1[:3], b[:3] + m2[:3]):
+        np.testing.assert_array_equal(x, y)
+
+
 def test_backends_agree(backend, dtype, rng):
     mu, lv = _gauss(rng, 9, 11, dtype)
     ref = S.normal_head(mu, lv, seed=4, n_samples=2, log_q=True)

@@ -620,9 +620,11 @@ PGM_HD T dot8(const T* a, const T* b, index_t n) {
   return ((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7]));
 }
 
+// z = m + L e. With `full` the upper triangle is known to be zero (checked in the same pass)
+// and whole rows are used: fixed-length dots vectorise better than the triangular ones.
 template <class T>
-PGM_HD void tril_matvec_add(const T* L, const T* m, const T* e, index_t D, T* z) {
-  for (index_t i = 0; i < D; ++i) z[i] = m[i] + dot8<T>(L + i * D, e, i + 1);
+PGM_HD void tril_matvec_add(const T* L, const T* m, const T* e, index_t D, T* z, bool full = false) {
+  for (index_t i = 0; i < D; ++i) z[i] = m[i] + dot8<T>(L + i * D, e, full ? D : i + 1);
 }
 
 template <class T>
@@ -637,8 +639,8 @@ PGM_HD T mvn_kl_std(const T* m, const T* L, index_t D, T logdet) {
 
 #if !defined(__CUDACC__)
 template <class T>
-PGM_CLONES inline void tril_matvec_add_cpu(const T* L, const T* m, const T* e, index_t D, T* z) {
-  tril_matvec_add<T>(L, m, e, D, z);
+PGM_CLONES inline void tril_matvec_add_cpu(const T* L, const T* m, const T* e, index_t D, T* z, bool full) {
+  tril_matvec_add<T>(L, m, e, D, z, full);
 }
 
 template <class T>
@@ -657,6 +659,9 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
       const T* Lb = L + (shared ? 0 : b * D * D);
+      if (!shared && b + 2 < B)  // the matrices stream from memory: ask for the one after next
+        for (index_t k = 0; k < D * D; k += 64 / static_cast<index_t>(sizeof(T)))
+          __builtin_prefetch(L + (b + 2) * D * D + k);
       T logdet = 0;
       int bad = check_tril<T>(Lb, D, check_upper && (!shared || b == 0), &logdet);
       T chk = 0;
@@ -666,7 +671,7 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
         const index_t row = s * B + b;
         const T* e = eps_in ? eps_in + row * D : eb.data();
         if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
-        tril_matvec_add_cpu<T>(Lb, m, e, D, z + row * D);
+        tril_matvec_add_cpu<T>(Lb, m, e, D, z + row * D, check_upper);
         T sq = 0;
         for (index_t d = 0; d < D; ++d) sq += e[d] * e[d];
         if (eps_in) chk += nan_if_bad(sq);
