@@ -370,14 +370,18 @@ def _x_rows(x, m, one):
     return xp_of(m).ascontiguousarray(a.reshape(math.prod(lead), D)), lead
 
 
-def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
-    """``log N(x; mu, diag(sigma^2))`` summed over the last axis. x is (B, D) or (S, B, D)
-    (samples of each row); returns (B,) or (S, B)."""
+def _log_prob_args(x, mu, logvar, log_std, std, clamp):
     m, back, half, one = _main(mu)
     pname, p = _scale_arg(logvar, log_std, std)
     p = _like(p, pname, m, shape=m.shape)
-    lo, hi = _clamp(clamp)
     xr, lead = _x_rows(x, m, one)
+    return m, back, half, one, pname, p, _clamp(clamp), xr, lead
+
+
+def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
+    """``log N(x; mu, diag(sigma^2))`` summed over the last axis. x is (B, D) or (S, B, D)
+    (samples of each row); returns (B,) or (S, B)."""
+    m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
     xp = xp_of(m)
     out = xp.empty(xr.shape[0], m.dtype)
     status = xp.empty(xr.shape[0], np.int32)
@@ -389,11 +393,7 @@ def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
 
 def normal_log_prob_backward(grad, x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
     """VJP of :func:`normal_log_prob`: ``(grad_x, grad_mu, grad_scale)``."""
-    m, back, half, one = _main(mu)
-    pname, p = _scale_arg(logvar, log_std, std)
-    p = _like(p, pname, m, shape=m.shape)
-    lo, hi = _clamp(clamp)
-    xr, lead = _x_rows(x, m, one)
+    m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
     xp = xp_of(m)
     g = _like(grad, "grad", m, finite=True)
     val.check_shape(g, "grad", lead)

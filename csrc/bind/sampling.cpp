@@ -22,6 +22,30 @@ static T* opt_out(py::array& a, const char* name, std::initializer_list<py::ssiz
 
 static py::ssize_t dim(const py::array& a, int i) { return a.ndim() > i ? a.shape(i) : 0; }
 
+// The outputs of a sampling head: z (S, B, D), optional eps (S, B, D), kl (B,), logq (S, B), status (B,).
+template <class T>
+struct HeadOut {
+  T *z, *eps, *kl, *logq;
+  std::int32_t* status;
+};
+template <class T>
+static HeadOut<T> head_out(py::array& z, py::array& eps_out, py::array& kl, py::array& logq, py::array& status,
+                           py::ssize_t S, py::ssize_t B, py::ssize_t D) {
+  return {out_ptr<T>(z, "z", {S, B, D}), opt_out<T>(eps_out, "eps_out", {S, B, D}), opt_out<T>(kl, "kl", {B}),
+          opt_out<T>(logq, "logq", {S, B}), out_ptr<std::int32_t>(status, "status", {B})};
+}
+
+// The upstream gradients of a head (each optional): grad_z (S, B, D), grad_kl (B,), grad_logq (S, B).
+template <class T>
+struct HeadGrad {
+  const T *gz, *gkl, *glogq;
+};
+template <class T>
+static HeadGrad<T> head_grad(const py::array& gz, const py::array& gkl, const py::array& glogq, py::ssize_t S,
+                             py::ssize_t B, py::ssize_t D) {
+  return {opt_in<T>(gz, "grad_z", {S, B, D}), opt_in<T>(gkl, "grad_kl", {B}), opt_in<T>(glogq, "grad_logq", {S, B})};
+}
+
 static void fill(uint64_t seed, uint64_t stream, uint64_t offset, int dist, py::array out) {
   if (dist < 0 || dist > 2) throw std::invalid_argument("dist: expected 0 (uniform), 1 (normal) or 2 (gumbel)");
   dispatch_float(out, "out", [&](auto tag) {
@@ -58,13 +82,10 @@ static void normal_head(py::array mu, py::array p, py::array eps_in, int kind, d
     const T* m = in_ptr<T>(mu, "mu", {B, D});
     const T* pp = in_ptr<T>(p, "scale", {B, D});
     const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
-    T* zo = out_ptr<T>(z, "z", {S, B, D});
-    T* eo = opt_out<T>(eps_out, "eps_out", {S, B, D});
-    T* k = opt_out<T>(kl, "kl", {B});
-    T* lq = opt_out<T>(logq, "logq", {S, B});
-    auto* st = out_ptr<std::int32_t>(status, "status", {B});
+    const auto o = head_out<T>(z, eps_out, kl, logq, status, S, B, D);
     py::gil_scoped_release nogil;
-    sampling::normal_head_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, zo, eo, k, lq, st);
+    sampling::normal_head_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, o.z, o.eps, o.kl,
+                                 o.logq, o.status);
   });
 }
 
@@ -77,14 +98,12 @@ static void normal_head_backward(py::array mu, py::array p, py::array eps_in, in
     const T* m = in_ptr<T>(mu, "mu", {B, D});
     const T* pp = in_ptr<T>(p, "scale", {B, D});
     const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
-    const T* g1 = opt_in<T>(gz, "grad_z", {S, B, D});
-    const T* g2 = opt_in<T>(gkl, "grad_kl", {B});
-    const T* g3 = opt_in<T>(glogq, "grad_logq", {S, B});
+    const auto g = head_grad<T>(gz, gkl, glogq, S, B, D);
     T* dm = out_ptr<T>(dmu, "dmu", {B, D});
     T* dpp = out_ptr<T>(dp, "dscale", {B, D});
     py::gil_scoped_release nogil;
-    sampling::normal_head_backward_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, g1, g2, g3,
-                                          dm, dpp);
+    sampling::normal_head_backward_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, g.gz, g.gkl,
+                                          g.glogq, dm, dpp);
   });
 }
 
@@ -167,14 +186,10 @@ static void mvn_head(py::array mu, py::array L, py::array eps_in, bool check_upp
     const T* m = in_ptr<T>(mu, "mu", {B, D});
     const T* l = in_ptr<T>(L, "scale_tril", {LB, D, D});
     const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
-    T* zo = out_ptr<T>(z, "z", {S, B, D});
-    T* eo = opt_out<T>(eps_out, "eps_out", {S, B, D});
-    T* k = opt_out<T>(kl, "kl", {B});
-    T* lq = opt_out<T>(logq, "logq", {S, B});
-    auto* st = out_ptr<std::int32_t>(status, "status", {B});
+    const auto o = head_out<T>(z, eps_out, kl, logq, status, S, B, D);
     py::gil_scoped_release nogil;
-    sampling::mvn_head_cpu<T>(m, l, LB == 1 && B != 1, check_upper, ei, seed, stream, offset, S, B, D, zo, eo, k, lq,
-                              st);
+    sampling::mvn_head_cpu<T>(m, l, LB == 1 && B != 1, check_upper, ei, seed, stream, offset, S, B, D, o.z, o.eps,
+                              o.kl, o.logq, o.status);
   });
 }
 
@@ -188,14 +203,12 @@ static void mvn_head_backward(py::array mu, py::array L, py::array eps_in, uint6
     const T* m = in_ptr<T>(mu, "mu", {B, D});
     const T* l = in_ptr<T>(L, "scale_tril", {LB, D, D});
     const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
-    const T* g1 = opt_in<T>(gz, "grad_z", {S, B, D});
-    const T* g2 = opt_in<T>(gkl, "grad_kl", {B});
-    const T* g3 = opt_in<T>(glogq, "grad_logq", {S, B});
+    const auto g = head_grad<T>(gz, gkl, glogq, S, B, D);
     T* dm = out_ptr<T>(dmu, "dmu", {B, D});
     T* dl = out_ptr<T>(dL, "dscale_tril", {LB, D, D});
     py::gil_scoped_release nogil;
-    sampling::mvn_head_backward_cpu<T>(m, l, LB == 1 && B != 1, ei, seed, stream, offset, S, B, D, g1, g2, g3, dm,
-                                       dl);
+    sampling::mvn_head_backward_cpu<T>(m, l, LB == 1 && B != 1, ei, seed, stream, offset, S, B, D, g.gz, g.gkl,
+                                       g.glogq, dm, dl);
   });
 }
 
