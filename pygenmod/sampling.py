@@ -714,13 +714,19 @@ def scale_tril_from_cov(cov, *, jitter=1e-6, max_tries=6, eigen_fallback=True):
     scale = xp.abs(xp.diagonal(flat, axis1=-2, axis2=-1)).mean(-1)
     scale = xp.where(scale > 0, scale, 1.0)
     eye = xp.eye(D, dtype=C.dtype)
+    tol = (1e-4 if C.dtype == np.float32 else 1e-9) * D
     for t in range(max_tries + 1):
         if todo.size == 0:
             break
         add = 0.0 if t == 0 else jitter * 10.0 ** (t - 1)
         A = flat[todo] + (add * scale[todo])[:, None, None] * eye
         Ls = _chol_each(A)
-        ok = xp.isfinite(Ls).all((-1, -2))
+        # accept a factor only if it is finite, has a positive diagonal and reproduces A
+        # (CuPy's batched Cholesky does not raise on failure)
+        good = xp.isfinite(Ls).all((-1, -2)) & (xp.diagonal(Ls, axis1=-2, axis2=-1) > 0).all(-1)
+        Lz = xp.where(good[:, None, None], Ls, 0)
+        err = xp.abs(Lz @ xp.swapaxes(Lz, -1, -2) - A).max((-1, -2))
+        ok = good & (err <= tol * scale[todo])
         out[todo[ok]] = Ls[ok]
         todo = todo[~ok]
     if todo.size:
@@ -731,8 +737,12 @@ def scale_tril_from_cov(cov, *, jitter=1e-6, max_tries=6, eigen_fallback=True):
         floor = jitter * xp.maximum(lam.max(-1, keepdims=True), 1e-300)
         lam = xp.maximum(lam, floor)
         A = xp.sqrt(lam)[:, :, None] * xp.swapaxes(V, -1, -2)  # cov = A^T A
-        R = xp.linalg.qr(A)[1] if hasattr(xp.linalg, "qr") else None
-        R = R * xp.sign(xp.diagonal(R, axis1=-2, axis2=-1))[:, :, None]
+        try:
+            R = xp.linalg.qr(A)[1]
+        except Exception:  # a backend without batched QR
+            R = xp.stack([xp.linalg.qr(a)[1] for a in A])
+        sign = xp.sign(xp.diagonal(R, axis1=-2, axis2=-1))
+        R = R * xp.where(sign == 0, 1, sign)[:, :, None]
         out[todo] = xp.swapaxes(R, -1, -2)
     return back(out.reshape(C.shape))
 
@@ -741,10 +751,7 @@ def _chol_each(A):
     """Batched Cholesky; matrices that fail come back as NaN (NumPy raises for the whole batch)."""
     xp = xp_of(A)
     try:
-        L = xp.linalg.cholesky(A)
-        if xp is np:
-            return L
-        return L  # CuPy returns NaN for failures
+        return xp.linalg.cholesky(A)  # CuPy does not raise: the caller checks the factors
     except np.linalg.LinAlgError:
         out = xp.full_like(A, np.nan)
         for i in range(A.shape[0]):
