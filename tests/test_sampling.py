@@ -10,7 +10,6 @@ from pygenmod import random as R
 from pygenmod import sampling as S
 
 torch = pytest.importorskip("torch")
-torch.set_default_dtype(torch.float64)
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -242,6 +241,11 @@ def test_kl_and_log_prob_backward_vs_autograd(backend, rng):
 
 
 # ------------------------------------------------------------------ full covariance
+def _std_mvn(D):
+    return torch.distributions.MultivariateNormal(torch.zeros(D, dtype=torch.float64),
+                                                  scale_tril=torch.eye(D, dtype=torch.float64))
+
+
 def _tril(rng, B, D, dtype):
     A = rng.standard_normal((B, D, D)) * 0.3
     L = np.tril(A)
@@ -263,7 +267,7 @@ def test_mvn_head_vs_torch(backend, dtype, rng, shared):
                                rtol=1e-5, atol=1e-6)
     td = torch.distributions
     q = td.MultivariateNormal(torch.tensor(mu, dtype=torch.float64), scale_tril=torch.tensor(L64))
-    p0 = td.MultivariateNormal(torch.zeros(D), scale_tril=torch.eye(D))
+    p0 = _std_mvn(D)
     np.testing.assert_allclose(backend.numpy(h.kl), td.kl_divergence(q, p0).numpy(), **tol(dtype))
     np.testing.assert_allclose(backend.numpy(h.log_q), q.log_prob(torch.tensor(z, dtype=torch.float64)).numpy(),
                                rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-4)
@@ -286,7 +290,7 @@ def test_mvn_head_backward_vs_autograd(backend, rng, shared):
     z = tm + torch.einsum("ij,sbj->sbi" if shared else "bij,sbj->sbi", Lt, e)
     td = torch.distributions
     q = td.MultivariateNormal(tm, scale_tril=Lt)
-    kl = td.kl_divergence(q, td.MultivariateNormal(torch.zeros(D), scale_tril=torch.eye(D)))
+    kl = td.kl_divergence(q, _std_mvn(D))
     lq = q.log_prob(z)
     ((z * torch.tensor(gz)).sum() + (kl * torch.tensor(gkl)).sum() + (lq * torch.tensor(glq)).sum()).backward()
     np.testing.assert_allclose(backend.numpy(dmu), tm.grad.numpy(), rtol=1e-9, atol=1e-10)
@@ -304,7 +308,7 @@ def test_kl_mvn_general_and_backward(rng):
     np.testing.assert_allclose(S.kl_mvn(m1, L1, m2, L2), kl_t.detach().numpy(), rtol=1e-10)
     np.testing.assert_allclose(S.kl_mvn(m1, L1), td.kl_divergence(
         td.MultivariateNormal(t[0], scale_tril=t[1]),
-        td.MultivariateNormal(torch.zeros(D), scale_tril=torch.eye(D))).detach().numpy(), rtol=1e-10)
+        _std_mvn(D)).detach().numpy(), rtol=1e-10)
     g = rng.standard_normal(B)
     (kl_t * torch.tensor(g)).sum().backward()
     for a, b in zip(S.kl_mvn_backward(g, m1, L1, m2, L2), t):
@@ -459,7 +463,7 @@ def test_bad_input(rng):
 
 
 def test_fuzz_kernel_boundary():
-    hyp = pytest.importorskip("hypothesis")
+    pytest.importorskip("hypothesis")
     from hypothesis import given, settings, strategies as st
 
     @settings(max_examples=40, deadline=None)

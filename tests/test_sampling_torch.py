@@ -1,6 +1,5 @@
 """PyTorch wrappers: torch.autograd.gradcheck (float64) of every differentiable op, agreement
 with torch.distributions, half-precision inputs, and the torch.library custom ops."""
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
