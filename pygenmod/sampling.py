@@ -424,12 +424,11 @@ def _tril_arg(L, name, m):
 def check_scale_tril(L, name="scale_tril"):
     """Raise ValueError unless every matrix of ``L`` is lower triangular with a positive,
     finite diagonal and finite entries."""
+    L = val.float_array(L, name, finite=False, allow_half=True)
     xp = xp_of(L)
     if not bool(xp.isfinite(L).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
-    D = L.shape[-1]
-    iu = np.triu_indices(D, 1)
-    if bool((L[..., iu[0], iu[1]] != 0).any()):
+    if bool((xp.triu(L, 1) != 0).any()):
         raise ValueError(f"{name}: not lower triangular (entries above the diagonal are non-zero)")
     if not bool((xp.diagonal(L, axis1=-2, axis2=-1) > 0).all()):
         raise ValueError(f"{name}: the diagonal must be positive")
