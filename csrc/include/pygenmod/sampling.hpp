@@ -126,6 +126,9 @@ PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream
 
 constexpr int CHUNK = 64;  // blocks per chunk (256 words)
 // Below this many elements of work a launcher runs on one thread: waking a team costs more.
+// Rows are handed out dynamically in chunks of 32: a thread that the OS has descheduled (a busy,
+// shared machine) then delays a call by its chunk, not by half of the work. Results do not
+// depend on the schedule: every row is computed the same way by whichever thread takes it.
 constexpr index_t PAR_MIN = 1 << 15;
 
 // The words of blocks [b0, b0 + nb) of a stream, in stream order: portable loop.
@@ -313,7 +316,7 @@ void fill_range(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_
 template <class T>
 void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R,
               index_t N, T* out) {
-#pragma omp parallel for schedule(static) if (R * N > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 32) if (R * N > PAR_MIN)
   for (index_t r = 0; r < R; ++r) fill_range<T>(dist, seed, stream + r, offset, N, out + r * N);
 }
 
@@ -328,7 +331,7 @@ inline void philox_cpu(const std::uint32_t* ctr, const std::uint32_t* key, index
 
 inline void bits_cpu(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R, index_t N,
                      std::uint32_t* out) {
-#pragma omp parallel for schedule(static) if (R * N > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 32) if (R * N > PAR_MIN)
   for (index_t r = 0; r < R; ++r) {
     alignas(64) std::uint32_t w[4 * CHUNK];
     std::uint64_t blk = offset / 4;
@@ -423,7 +426,7 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
 #pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
   {
     std::vector<T> sig(D), eb(D);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 32)
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
       T sums[4];
@@ -490,7 +493,7 @@ void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind
 #pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
   {
     std::vector<T> eb(D);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 32)
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
       const T* pb = p + b * D;
@@ -655,7 +658,7 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
 #pragma omp parallel if (B * D * D > PAR_MIN)
   {
     std::vector<T> eb(D);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 32)
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
       const T* Lb = L + (shared ? 0 : b * D * D);
@@ -692,7 +695,7 @@ void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in
 #pragma omp parallel if (B * D * D > PAR_MIN)
   {
     std::vector<T> eb(D), acc(shared ? D * D : 0, T(0));
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 32)
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
       const T* Lb = L + (shared ? 0 : b * D * D);
@@ -757,7 +760,7 @@ PGM_HD void tri_solve_one(const T* L, const T* R, index_t D, index_t K, index_t 
 #if !defined(__CUDACC__)
 template <class T>
 void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X) {
-#pragma omp parallel for collapse(2) schedule(static) if (B * K * D * D > PAR_MIN)
+#pragma omp parallel for collapse(2) schedule(dynamic, 32) if (B * K * D * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b)
     for (index_t k = 0; k < K; ++k)
       tri_solve_one<T>(L + (shared ? 0 : b * D * D), R + b * D * K, D, K, k, trans, X + b * D * K);
@@ -766,7 +769,7 @@ void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, in
 template <class T>
 void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
                    index_t D, T* kl, std::int32_t* status) {
-#pragma omp parallel for schedule(static) if (B * D > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 32) if (B * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b) {
     T chk;
     kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
@@ -778,7 +781,7 @@ void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, 
 template <class T>
 void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
                             index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
-#pragma omp parallel for schedule(static) if (B * D > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 32) if (B * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b)
     kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
                               lo, hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
@@ -789,7 +792,7 @@ void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, i
 template <class T>
 void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
                          index_t D, T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(static) if (R * D > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 32) if (R * D > PAR_MIN)
   for (index_t r = 0; r < R; ++r) {
     T chk;
     const index_t b = r % B;
@@ -802,7 +805,7 @@ template <class T>
 void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R,
                                   index_t B, index_t D, const T* g, T* dx, T* dmu, T* dp) {
   // Parallel over the (mu, p) rows b; each accumulates its S = R / B samples in order.
-#pragma omp parallel for schedule(static) if (R * D > PAR_MIN)
+#pragma omp parallel for schedule(dynamic, 32) if (R * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b) {
     std::fill(dmu + b * D, dmu + (b + 1) * D, T(0));
     std::fill(dp + b * D, dp + (b + 1) * D, T(0));
