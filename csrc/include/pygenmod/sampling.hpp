@@ -130,6 +130,7 @@ constexpr int CHUNK = 64;  // blocks per chunk (256 words)
 // shared machine) then delays a call by its chunk, not by half of the work. Results do not
 // depend on the schedule: every row is computed the same way by whichever thread takes it.
 constexpr index_t PAR_MIN = 1 << 15;
+constexpr index_t PREFETCH_ROWS = 8;  // how far ahead the row loops prefetch their inputs
 
 // The words of blocks [b0, b0 + nb) of a stream, in stream order: portable loop.
 PGM_CLONES inline void philox_words_generic(std::uint64_t seed, std::uint64_t stream, std::uint64_t b0, int nb,
@@ -429,6 +430,14 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
 #pragma omp for schedule(dynamic, 32)
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
+      // The RNG below is compute-bound: have the next rows' mu, scale and z lines on their way
+      // meanwhile (sequential streams, but the hardware prefetcher alone leaves them serial).
+      if (b + PREFETCH_ROWS < B)
+        for (index_t k = 0; k < D; k += 64 / static_cast<index_t>(sizeof(T))) {
+          __builtin_prefetch(mu + (b + PREFETCH_ROWS) * D + k);
+          __builtin_prefetch(p + (b + PREFETCH_ROWS) * D + k);
+          __builtin_prefetch(z + (b + PREFETCH_ROWS) * D + k, 1);
+        }
       T sums[4];
       index_t s0 = 0;
       if (S > 0) {  // the first sample fused with the scales: one pass over mu, p and z
