@@ -143,18 +143,83 @@ PGM_HD f32x2 box_muller_f32(std::uint32_t w0, std::uint32_t w1) {
   return f32x2{r * sc.b, r * sc.a};
 }
 
-// Box-Muller (float64) on a whole block: two independent standard normals.
+PGM_HD std::uint64_t f64_bits(double x) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<std::uint64_t>(__double_as_longlong(x));
+#else
+  std::uint64_t i;
+  std::memcpy(&i, &x, 8);
+  return i;
+#endif
+}
+PGM_HD double f64_from_bits(std::uint64_t i) {
+#if defined(__CUDA_ARCH__)
+  return __longlong_as_double(static_cast<long long>(i));
+#else
+  double x;
+  std::memcpy(&x, &i, 8);
+  return x;
+#endif
+}
+
+// Natural log for positive normal float64 (~1 ulp), branch-free: the float32 method with the
+// atanh series to s^21 and ln 2 split in two (fdlibm's constants).
+PGM_HD double log_f64(double x) {
+  const std::uint64_t ix = f64_bits(x) - 0x3FE6A09E667F3BCDull;  // bits of sqrt(1/2)
+  // the exponent from the high word in 32-bit arithmetic (vectorises without AVX-512DQ)
+  const double e = static_cast<double>(static_cast<std::int32_t>(static_cast<std::uint32_t>(ix >> 32)) >> 20);
+  const double m = f64_from_bits((ix & 0x000FFFFFFFFFFFFFull) + 0x3FE6A09E667F3BCDull);
+  const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
+  const double p =
+      2.0 + s2 * (2.0 / 3 + s2 * (2.0 / 5 + s2 * (2.0 / 7 + s2 * (2.0 / 9 + s2 * (2.0 / 11 + s2 * (2.0 / 13 +
+      s2 * (2.0 / 15 + s2 * (2.0 / 17 + s2 * (2.0 / 19 + s2 * (2.0 / 21))))))))));
+  return e * 6.93147180369123816490e-01 + (s * p + e * 1.90821492927058770002e-10);
+}
+
+// sin(2 pi u), cos(2 pi u) for u in [0, 1] (float64): exact quadrant reduction of the 53-bit
+// uniform, Taylor to t^17 / t^18 on [-pi/4, pi/4].
+struct f64x2 {
+  double a, b;
+};
+
+PGM_HD f64x2 sincos_2pi_f64(double u) {
+  const std::int32_t qi = static_cast<std::int32_t>(u * 4.0 + 0.5);
+  const double t = (u - 0.25 * static_cast<double>(qi)) * 6.283185307179586477, t2 = t * t;
+  const double s = t * (1.0 + t2 * (-1.0 / 6 + t2 * (1.0 / 120 + t2 * (-1.0 / 5040 + t2 * (1.0 / 362880 +
+                   t2 * (-1.0 / 39916800 + t2 * (1.0 / 6227020800.0 + t2 * (-1.0 / 1307674368000.0 +
+                   t2 * (1.0 / 355687428096000.0)))))))));
+  const double c = 1.0 + t2 * (-0.5 + t2 * (1.0 / 24 + t2 * (-1.0 / 720 + t2 * (1.0 / 40320 + t2 * (-1.0 / 3628800 +
+                   t2 * (1.0 / 479001600.0 + t2 * (-1.0 / 87178291200.0 + t2 * (1.0 / 20922789888000.0 +
+                   t2 * (-1.0 / 6402373705728000.0)))))))));
+  const bool swap = (qi & 1) != 0, neg_s = (qi & 2) != 0, neg_c = ((qi + 1) & 2) != 0;
+  const double ss = swap ? c : s, cc = swap ? s : c;
+  return f64x2{neg_s ? -ss : ss, neg_c ? -cc : cc};  // (sin, cos)
+}
+
+// uniform_f64 in a form that vectorises (no 64-bit integer -> double conversion): the same
+// value, since hi * 2^21 + (lo >> 11) < 2^53 is exact and the rounding of + 0.5 is unchanged.
+PGM_HD double uniform_f64_v(std::uint32_t hi, std::uint32_t lo) {
+  const double dhi = static_cast<double>(static_cast<std::int32_t>(hi ^ 0x80000000u)) + 2147483648.0;  // exact
+  const double bits = dhi * 2097152.0 + static_cast<double>(static_cast<std::int32_t>(lo >> 11));
+  return (bits + 0.5) * 0x1.0p-53;
+}
+
+// Box-Muller (float64) on a whole block: two independent standard normals (cos, sin branch).
+PGM_HD f64x2 box_muller_f64(std::uint32_t w0, std::uint32_t w1, std::uint32_t w2, std::uint32_t w3) {
+  const double r = sqrt(-2.0 * log_f64(uniform_f64_v(w0, w1)));
+  const f64x2 sc = sincos_2pi_f64(uniform_f64_v(w2, w3));
+  return f64x2{r * sc.b, r * sc.a};
+}
+
 PGM_HD void box_muller_f64(u32x4 w, double* z0, double* z1) {
-  const double u1 = uniform_f64(w.v[0], w.v[1]), u2 = uniform_f64(w.v[2], w.v[3]);
-  const double r = sqrt(-2.0 * log(u1));
-  const double a = 6.283185307179586 * u2;
-  *z0 = r * cos(a);
-  *z1 = r * sin(a);
+  const f64x2 z = box_muller_f64(w.v[0], w.v[1], w.v[2], w.v[3]);
+  *z0 = z.a;
+  *z1 = z.b;
 }
 
 // Standard Gumbel: -log(-log u), u in the open interval (0, 1).
 PGM_HD float gumbel_f32(std::uint32_t w) { return -log_f32(-log_f32(uniform_f32(w))); }
-PGM_HD double gumbel_f64(std::uint32_t hi, std::uint32_t lo) { return -log(-log(uniform_f64(hi, lo))); }
+PGM_HD double gumbel_f64(std::uint32_t hi, std::uint32_t lo) { return -log_f64(-log_f64(uniform_f64_v(hi, lo))); }
 
 // Element n of a stream, one at a time (reference / odd edges; the fill loops below are
 // the fast path and give the same values).

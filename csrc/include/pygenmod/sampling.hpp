@@ -275,17 +275,30 @@ inline void transform_words(int dist, const std::uint32_t* w, int nwords, float*
   else gumbel_words(w, nwords, out);
 }
 
-inline void transform_words(int dist, const std::uint32_t* w, int nwords, double* out) {
-  for (int j = 0; j < nwords / 4; ++j) {
-    const rng::u32x4 b{{w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]}};
-    if (dist == rng::NORMAL) {
-      rng::box_muller_f64(b, &out[2 * j], &out[2 * j + 1]);
-    } else {
-      for (int k = 0; k < 2; ++k)
-        out[2 * j + k] = dist == rng::UNIFORM ? rng::uniform_f64(b.v[2 * k], b.v[2 * k + 1])
-                                              : rng::gumbel_f64(b.v[2 * k], b.v[2 * k + 1]);
-    }
+PGM_CLONES inline void box_muller_words_f64(const std::uint32_t* __restrict w, int nblocks,
+                                            double* __restrict out) {
+#pragma omp simd
+  for (int j = 0; j < nblocks; ++j) {
+    const rng::f64x2 z = rng::box_muller_f64(w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]);
+    out[2 * j] = z.a;
+    out[2 * j + 1] = z.b;
   }
+}
+
+PGM_CLONES inline void uniform_words_f64(const std::uint32_t* __restrict w, int n, double* __restrict out) {
+#pragma omp simd
+  for (int i = 0; i < n; ++i) out[i] = rng::uniform_f64_v(w[2 * i], w[2 * i + 1]);
+}
+
+PGM_CLONES inline void gumbel_words_f64(const std::uint32_t* __restrict w, int n, double* __restrict out) {
+#pragma omp simd
+  for (int i = 0; i < n; ++i) out[i] = rng::gumbel_f64(w[2 * i], w[2 * i + 1]);
+}
+
+inline void transform_words(int dist, const std::uint32_t* w, int nwords, double* out) {
+  if (dist == rng::NORMAL) box_muller_words_f64(w, nwords / 4, out);
+  else if (dist == rng::UNIFORM) uniform_words_f64(w, nwords / 2, out);
+  else gumbel_words_f64(w, nwords / 2, out);
 }
 
 // out[0..n) = elements [start, start + n) of `stream` for distribution `dist`.
