@@ -2,7 +2,8 @@
 
 Errors name the argument and say what was expected. Conventions (documented in the README):
 - floating inputs must be float32 or float64; integer, bool and complex arrays are
-  rejected (Python lists/scalars are converted to float64);
+  rejected (Python lists/scalars are converted to float64); kernels that widen half precision
+  themselves opt in to float16 with ``allow_half=True``;
 - the principal argument fixes the dtype of a call; other float arguments are cast to it;
 - non-contiguous inputs are copied to C order (outputs are always C-contiguous);
 - NaN/inf are rejected wherever they would make the result meaningless.
@@ -16,17 +17,26 @@ import numpy as np
 from ._arrays import to_native, xp_of
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+HALF_DTYPE = np.dtype(np.float16)
+
+
+def compute_dtype(dtype):
+    """The dtype a kernel computes and returns in for input ``dtype`` (float16 -> float32)."""
+    return np.dtype(np.float32) if np.dtype(dtype) == HALF_DTYPE else np.dtype(dtype)
 
 
 def _shape_str(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=None):
+def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=None,
+                allow_half: bool = False):
     """``x`` as a C-contiguous float32/float64 NumPy or CuPy array.
 
     ndim: an int or a tuple of allowed ranks. dtype: cast to this float dtype
-    (used for secondary arguments); None keeps x's own float dtype.
+    (used for secondary arguments); None keeps x's own float dtype. allow_half: also accept
+    float16 (for kernels that load half precision and accumulate in float32).
+    finite=False skips the NaN/inf scan (for kernels that detect non-finite input themselves).
     """
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
@@ -37,10 +47,13 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     kind = a.dtype.kind
     if kind == "f" and a.dtype.itemsize in (4, 8):
         pass
+    elif allow_half and a.dtype == HALF_DTYPE:
+        pass
     elif not was_array and kind in "iub":
         a = a.astype(np.float64)
     else:
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+        want = "float16, float32 or float64" if allow_half else "float32 or float64"
+        raise TypeError(f"{name}: expected a {want} array, got dtype {a.dtype}")
     if dtype is not None and a.dtype != dtype:
         a = a.astype(dtype)
     if ndim is not None:
@@ -63,6 +76,20 @@ def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_shape_str(a.shape)}")
     return xp_of(a).ascontiguousarray(a, dtype=dtype)
+
+
+def bool_mask(x, name: str, *, xp=None):
+    """``x`` as a C-contiguous bool array; accepts bool or integer 0/1 arrays (floats rejected)."""
+    if x is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    a = to_native(x)
+    if xp is not None and xp_of(a) is not xp:
+        a = xp.asarray(a)
+    if a.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected a bool (or 0/1 integer) array, got dtype {a.dtype}")
+    if a.dtype.kind != "b" and a.size and bool(((a != 0) & (a != 1)).any()):
+        raise ValueError(f"{name}: integer masks must hold only 0 and 1")
+    return xp_of(a).ascontiguousarray(a != 0)
 
 
 def check_shape(a, name: str, shape) -> None:
