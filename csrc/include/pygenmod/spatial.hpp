@@ -58,8 +58,8 @@ PGM_HD float load(const half_t* p, index_t i) { return half_to_float(p[i].bits);
 // degree-6 polynomial on |r| <= ln2/2 (relative error < 2e-7), 2^n through the exponent bits.
 // Returns exactly 0 below -87 (where expf would be subnormal).
 PGM_HD float exp_neg(float t) {
-  const bool under = t < -87.0f;
-  t = under ? -87.0f : t;
+  const float keep = static_cast<float>(t >= -87.0f);  // 0 below the range (and for NaN)
+  t = t < -87.0f ? -87.0f : t;                         // NaN passes through and stays NaN
   const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (t * 1.44269504088896341f + magic) - magic;
   const float r = (t - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
@@ -71,7 +71,7 @@ PGM_HD float exp_neg(float t) {
   p = p * r + 1.0f;
   p = p * r + 1.0f;
   const float scale = bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
-  return under ? 0.0f : p * scale;
+  return p * scale * keep;
 }
 PGM_HD double exp_neg(double t) { return exp(t); }
 
@@ -196,12 +196,86 @@ namespace detail {
 // (max pass) and again from L1 (exp pass).
 inline index_t chunk_rows(index_t W) { return std::max<index_t>(1, 2048 / std::max<index_t>(W, 1)); }
 
+// Software prefetch of one row (the memory pass of the next chunk overlaps this chunk's exps).
+template <class S>
+inline void prefetch_row(const S* p, index_t n) {
+#if defined(__GNUC__)
+  const char* c = reinterpret_cast<const char*>(p);
+  for (index_t b = 0; b < n * static_cast<index_t>(sizeof(S)); b += 64) __builtin_prefetch(c + b);
+#else
+  (void)p; (void)n;
+#endif
+}
+
+// Column accumulators of a chunk of rows i0 .. i1 (relative to max m): c0[j] = sum_i e_ij,
+// cy[j] = sum_i e_ij py_i, cyy[j] = sum_i e_ij py_i^2. The inner loop is elementwise (no
+// loop-carried reduction), so it vectorizes; the columns are folded into `acc` (float64) once
+// per chunk in a fixed order.
+template <class S, bool Cov, bool HasMask, class T>
+inline void chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, int W, T inv,
+                       T m, Grid g, T* c0, T* cy, T* cyy, Moments<double>& acc) {
+  const T x0 = static_cast<T>(g.x0), dx = static_cast<T>(g.dx);
+  for (int j = 0; j < W; ++j) c0[j] = cy[j] = cyy[j] = 0;
+  const index_t rows = i1 - i0;
+  for (index_t i = i0; i < i1; ++i) {
+    const S* xr = x + i * W;
+    const std::uint8_t* mr = HasMask ? mk + i * W : nullptr;
+    const T py = static_cast<T>(g.y0 + static_cast<double>(i) * g.dy);
+    prefetch_row(xr + rows * W, W);  // the next chunk (or map) streams in while this one computes
+#pragma omp simd
+    for (int j = 0; j < W; ++j) {
+      T e = exp_neg(load(xr, j) * inv - m);
+      if (HasMask) e = mr[j] ? e : T(0);
+      const T ey = e * py;
+      c0[j] += e;
+      cy[j] += ey;
+      if (Cov) cyy[j] += ey * py;
+    }
+  }
+  double s0 = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+  for (int j = 0; j < W; ++j) {
+    const double px = static_cast<double>(x0 + static_cast<T>(j) * dx);
+    s0 += c0[j];
+    sx += px * c0[j];
+    sy += cy[j];
+    if (Cov) {
+      sxx += px * px * c0[j];
+      syy += cyy[j];
+      sxy += px * cy[j];
+    }
+  }
+  acc.s0 += s0;
+  acc.sx += sx;
+  acc.sy += sy;
+  if (Cov) {
+    acc.sxx += sxx;
+    acc.syy += syy;
+    acc.sxy += sxy;
+  }
+}
+
+// Scratch of 3 * W values for one map, on the stack for W <= 1024.
+template <class T>
+struct Scratch {
+  T local[3 * 1024];
+  std::vector<T> heap;
+  T* p;
+  explicit Scratch(index_t n) {
+    if (n <= 3 * 1024) {
+      p = local;
+    } else {
+      heap.resize(static_cast<size_t>(n));
+      p = heap.data();
+    }
+  }
+};
+
 // ---- NCHW: one contiguous map
 template <class S, bool Cov, bool HasMask>
 inline void fwd_map_nchw(const S* x, compute_t<S> inv, index_t H, index_t W, Grid g,
                          const std::uint8_t* mk, Moments<double>& acc) {
   using T = compute_t<S>;
-  const T x0 = static_cast<T>(g.x0), dx = static_cast<T>(g.dx);
+  Scratch<T> buf(3 * W);
   const index_t R = chunk_rows(W);
   for (index_t i0 = 0; i0 < H; i0 += R) {
     const index_t i1 = std::min(H, i0 + R), n = (i1 - i0) * W;
@@ -219,40 +293,8 @@ inline void fwd_map_nchw(const S* x, compute_t<S> inv, index_t H, index_t W, Gri
     }
     if (cm == neg_inf<T>()) continue;  // all masked
     raise_max(acc, static_cast<double>(cm));
-    const T m = static_cast<T>(acc.m);
-    for (index_t i = i0; i < i1; ++i) {
-      const S* xr = x + i * W;
-      T r0 = 0, r1 = 0, r2 = 0;
-      if (HasMask) {
-        const std::uint8_t* mr = mk + i * W;
-#pragma omp simd reduction(+ : r0, r1, r2)
-        for (index_t j = 0; j < W; ++j) {
-          const T e = mr[j] ? exp_neg(load(xr, j) * inv - m) : T(0);
-          const T px = x0 + static_cast<T>(j) * dx;
-          r0 += e;
-          r1 += e * px;
-          if (Cov) r2 += e * px * px;
-        }
-      } else {
-#pragma omp simd reduction(+ : r0, r1, r2)
-        for (index_t j = 0; j < W; ++j) {
-          const T e = exp_neg(load(xr, j) * inv - m);
-          const T px = x0 + static_cast<T>(j) * dx;
-          r0 += e;
-          r1 += e * px;
-          if (Cov) r2 += e * px * px;
-        }
-      }
-      const double py = g.y0 + static_cast<double>(i) * g.dy;
-      acc.s0 += r0;
-      acc.sx += r1;
-      acc.sy += py * r0;
-      if (Cov) {
-        acc.sxx += r2;
-        acc.syy += py * py * r0;
-        acc.sxy += py * r1;
-      }
-    }
+    chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, static_cast<int>(W), inv, static_cast<T>(acc.m), g,
+                                buf.p, buf.p + W, buf.p + 2 * W, acc);
   }
 }
 
@@ -282,13 +324,16 @@ inline double maps_dot_nchw(const S* x, T inv, T m, T inv_l, index_t n, const st
   return static_cast<double>(acc) * static_cast<double>(inv_l);
 }
 
-// grad_x of one map; returns sum_p gz_p (z_p - m) (for the temperature gradient).
+// grad_x of one map; returns sum_p gz_p (z_p - m) (for the temperature gradient), accumulated
+// per column (elementwise inner loop) and folded in a fixed order.
 template <class S, class T, bool HasGS>
 inline double bwd_map_nchw(const S* x, T inv, T m, T inv_l, index_t H, index_t W, Grid g,
                            const BackCoef<double>& k, const std::uint8_t* mk, const T* gS, T* gx) {
   const T x0 = static_cast<T>(g.x0), dx = static_cast<T>(g.dx);
   const T gxx = static_cast<T>(k.gxx);
-  double ga = 0;
+  Scratch<T> buf(W);
+  T* cga = buf.p;
+  for (index_t j = 0; j < W; ++j) cga[j] = 0;
   for (index_t i = 0; i < H; ++i) {
     const double py = g.y0 + static_cast<double>(i) * g.dy;
     const T cr = static_cast<T>(k.c0 + k.ay * py + k.gyy * py * py);
@@ -297,21 +342,33 @@ inline double bwd_map_nchw(const S* x, T inv, T m, T inv_l, index_t H, index_t W
     T* gr = gx + i * W;
     const std::uint8_t* mr = mk ? mk + i * W : nullptr;
     const T* gsr = HasGS ? gS + i * W : nullptr;
-    T gar = 0;
-#pragma omp simd reduction(+ : gar)
-    for (index_t j = 0; j < W; ++j) {
-      const T t = load(xr, j) * inv - m;
-      T s = exp_neg(t) * inv_l;
-      if (mr) s = mr[j] ? s : T(0);
-      const T px = x0 + static_cast<T>(j) * dx;
-      T d = cr + px * (bx + gxx * px);
-      if (HasGS) d += gsr[j];
-      const T gz = s * d;
-      gr[j] = gz * inv;
-      gar += gz * t;
+    if (mr) {
+      for (index_t j = 0; j < W; ++j) {
+        const T t = load(xr, j) * inv - m;
+        const T s = mr[j] ? exp_neg(t) * inv_l : T(0);
+        const T px = x0 + static_cast<T>(j) * dx;
+        T d = cr + px * (bx + gxx * px);
+        if (HasGS) d += gsr[j];
+        const T gz = s * d;
+        gr[j] = gz * inv;
+        cga[j] += mr[j] ? gz * t : T(0);
+      }
+    } else {
+#pragma omp simd
+      for (int j = 0; j < static_cast<int>(W); ++j) {
+        const T t = load(xr, j) * inv - m;
+        const T s = exp_neg(t) * inv_l;
+        const T px = x0 + static_cast<T>(j) * dx;
+        T d = cr + px * (bx + gxx * px);
+        if (HasGS) d += gsr[j];
+        const T gz = s * d;
+        gr[j] = gz * inv;
+        cga[j] += gz * t;
+      }
     }
-    ga += gar;
   }
+  double ga = 0;
+  for (index_t j = 0; j < W; ++j) ga += cga[j];
   return ga;
 }
 
