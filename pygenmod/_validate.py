@@ -63,7 +63,8 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
             raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
     if finite and a.size and not bool(xp_of(a).isfinite(a).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
-    return xp_of(a).ascontiguousarray(a)
+    # (ascontiguousarray would turn a 0-d array into shape (1,))
+    return a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a)
 
 
 def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
