@@ -131,6 +131,24 @@ def test_stable_for_large_logits_and_small_temperature(backend, dtype, rng):
     np.testing.assert_allclose(kp, reference(x, 1e-2)[0], **tol(dtype))
 
 
+@pytest.mark.parametrize("rise", [10.0, 1e3, 1e30])
+def test_max_rising_late_in_the_map(backend, dtype, rng, rise):
+    # The compiled forward streams a map in chunks of rows against a lagging reference max;
+    # a maximum that appears late (and far above the first rows) must still be exact.
+    x = rng.standard_normal((1, 2, 700, 8)).astype(dtype)
+    x[0, 0, 650, 3] = rise
+    x[0, 1, 300:, :] += np.asarray(rise, dtype) / 10
+    res = spatial.spatial_softmax(backend.asarray(x), return_cov=True, return_maps=True)
+    kp, cov, maps = reference(x)
+    np.testing.assert_allclose(backend.numpy(res.keypoints), kp, **tol(dtype))
+    np.testing.assert_allclose(backend.numpy(res.cov), cov, **tol(dtype))
+    np.testing.assert_allclose(backend.numpy(res.maps), maps, **tol(dtype))
+    g = rng.standard_normal((1, 2, 2))
+    gx, gt = spatial.spatial_softmax_vjp(backend.asarray(x), 1.0, backend.asarray(g.astype(dtype)))
+    gx_ref, gt_ref = reference_vjp(x, 1.0, g)
+    np.testing.assert_allclose(backend.numpy(gx), gx_ref, **tol(dtype))
+
+
 def test_large_map_512(backend, rng):
     x = rng.standard_normal((1, 2, 512, 512)).astype(np.float32) * 4
     res = spatial.spatial_softmax(backend.asarray(x), 0.5, return_cov=True)

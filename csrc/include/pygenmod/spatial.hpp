@@ -54,7 +54,8 @@ PGM_HD float half_to_float(std::uint16_t h) {
 template <class S> PGM_HD compute_t<S> load(const S* p, index_t i) { return p[i]; }
 PGM_HD float load(const half_t* p, index_t i) { return half_to_float(p[i].bits); }
 
-// exp(t) for t <= 0 (max-subtracted logits), vectorizable: Cody-Waite reduction t = n ln2 + r,
+// exp(t) for t <= 88 (max-subtracted logits; the CPU forward lets the reference max lag by up
+// to kLag = 64), vectorizable: Cody-Waite reduction t = n ln2 + r,
 // degree-6 polynomial on |r| <= ln2/2 (relative error < 2e-7), 2^n through the exponent bits.
 // Returns exactly 0 below -87 (where expf would be subnormal).
 PGM_HD float exp_neg(float t) {
@@ -207,15 +208,18 @@ inline void prefetch_row(const S* p, index_t n) {
 #endif
 }
 
-// Column accumulators of a chunk of rows i0 .. i1 (relative to max m): c0[j] = sum_i e_ij,
-// cy[j] = sum_i e_ij py_i, cyy[j] = sum_i e_ij py_i^2. The inner loop is elementwise (no
-// loop-carried reduction), so it vectorizes; the columns are folded into `acc` (float64) once
-// per chunk in a fixed order.
+// Column accumulators of a chunk of rows i0 .. i1, relative to a reference max m:
+// c0[j] = sum_i e_ij, cy[j] = sum_i e_ij py_i, cyy[j] = sum_i e_ij py_i^2, e = exp(z - m), and
+// the column maxima of z (valid pixels). The inner loop is elementwise (no loop-carried
+// reduction), so it vectorizes. Returns the chunk's max logit. m may lag behind the true max:
+// the caller redoes the chunk when the max rose by more than kLag (exp_neg is exact up to +88).
 template <class S, bool Cov, bool HasMask, class T>
-inline void chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, int W, T inv,
-                       T m, Grid g, T* c0, T* cy, T* cyy, Moments<double>& acc) {
-  const T x0 = static_cast<T>(g.x0), dx = static_cast<T>(g.dx);
-  for (int j = 0; j < W; ++j) c0[j] = cy[j] = cyy[j] = 0;
+inline T chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, int W, T inv, T m,
+                    Grid g, T* c0, T* cy, T* cyy, T* cmx) {
+  for (int j = 0; j < W; ++j) {
+    c0[j] = cy[j] = cyy[j] = 0;
+    cmx[j] = neg_inf<T>();
+  }
   const index_t rows = i1 - i0;
   for (index_t i = i0; i < i1; ++i) {
     const S* xr = x + i * W;
@@ -224,14 +228,30 @@ inline void chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i
     prefetch_row(xr + rows * W, W);  // the next chunk (or map) streams in while this one computes
 #pragma omp simd
     for (int j = 0; j < W; ++j) {
-      T e = exp_neg(load(xr, j) * inv - m);
+      const T z = load(xr, j) * inv;
+      T e = exp_neg(z - m);
       if (HasMask) e = mr[j] ? e : T(0);
       const T ey = e * py;
       c0[j] += e;
       cy[j] += ey;
       if (Cov) cyy[j] += ey * py;
+      if (HasMask) {
+        cmx[j] = (mr[j] && z > cmx[j]) ? z : cmx[j];
+      } else {
+        cmx[j] = z > cmx[j] ? z : cmx[j];
+      }
     }
   }
+  T cm = neg_inf<T>();
+  for (int j = 0; j < W; ++j) cm = cmx[j] > cm ? cmx[j] : cm;
+  return cm;
+}
+
+// Adds the column accumulators of a chunk to the map's moments (float64, fixed order).
+template <bool Cov, class T>
+inline void fold_columns(const T* c0, const T* cy, const T* cyy, int W, Grid g,
+                         Moments<double>& acc) {
+  const T x0 = static_cast<T>(g.x0), dx = static_cast<T>(g.dx);
   double s0 = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
   for (int j = 0; j < W; ++j) {
     const double px = static_cast<double>(x0 + static_cast<T>(j) * dx);
@@ -254,14 +274,17 @@ inline void chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i
   }
 }
 
-// Scratch of 3 * W values for one map, on the stack for W <= 1024.
+// How far the running reference max may lag behind a chunk's max before the chunk is redone.
+constexpr double kLag = 64.0;
+
+// Scratch of n values for one map, on the stack for n <= 4096.
 template <class T>
 struct Scratch {
-  T local[3 * 1024];
+  T local[4096];
   std::vector<T> heap;
   T* p;
   explicit Scratch(index_t n) {
-    if (n <= 3 * 1024) {
+    if (n <= 4096) {
       p = local;
     } else {
       heap.resize(static_cast<size_t>(n));
@@ -271,30 +294,45 @@ struct Scratch {
 };
 
 // ---- NCHW: one contiguous map
+// One pass over x: the first chunk with a valid pixel gets a max pass (from L1) to set the
+// reference max m; later chunks reuse m while their max stays below m + kLag (the usual case:
+// one read of x from memory) and are redone with a raised m otherwise.
 template <class S, bool Cov, bool HasMask>
 inline void fwd_map_nchw(const S* x, compute_t<S> inv, index_t H, index_t W, Grid g,
                          const std::uint8_t* mk, Moments<double>& acc) {
   using T = compute_t<S>;
-  Scratch<T> buf(3 * W);
+  Scratch<T> buf(4 * W);
+  T *c0 = buf.p, *cy = buf.p + W, *cyy = buf.p + 2 * W, *cmx = buf.p + 3 * W;
+  const int Wi = static_cast<int>(W);
   const index_t R = chunk_rows(W);
+  T m = neg_inf<T>();
   for (index_t i0 = 0; i0 < H; i0 += R) {
     const index_t i1 = std::min(H, i0 + R), n = (i1 - i0) * W;
-    const S* xc = x + i0 * W;
-    T cm = neg_inf<T>();
-    if (HasMask) {
-      const std::uint8_t* mc = mk + i0 * W;
-      for (index_t k = 0; k < n; ++k) {
-        const T z = load(xc, k) * inv;
-        cm = (mc[k] && z > cm) ? z : cm;
-      }
-    } else {
+    if (m == neg_inf<T>()) {  // no reference yet: max pass over this chunk
+      const S* xc = x + i0 * W;
+      T cm = neg_inf<T>();
+      if (HasMask) {
+        const std::uint8_t* mc = mk + i0 * W;
+        for (index_t k = 0; k < n; ++k) {
+          const T z = load(xc, k) * inv;
+          cm = (mc[k] && z > cm) ? z : cm;
+        }
+      } else {
 #pragma omp simd reduction(max : cm)
-      for (index_t k = 0; k < n; ++k) cm = std::max(cm, load(xc, k) * inv);
+        for (index_t k = 0; k < n; ++k) cm = std::max(cm, load(xc, k) * inv);
+      }
+      if (cm == neg_inf<T>()) continue;  // all masked (or -inf)
+      m = cm;
+      acc.m = static_cast<double>(m);
     }
-    if (cm == neg_inf<T>()) continue;  // all masked
-    raise_max(acc, static_cast<double>(cm));
-    chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, static_cast<int>(W), inv, static_cast<T>(acc.m), g,
-                                buf.p, buf.p + W, buf.p + 2 * W, acc);
+    const T cm = chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, Wi, inv, m, g, c0, cy, cyy, cmx);
+    if (static_cast<double>(cm) > static_cast<double>(m) + kLag) {  // max rose a lot: redo
+      rescale(acc, std::exp(static_cast<double>(m) - static_cast<double>(cm)));
+      m = cm;
+      acc.m = static_cast<double>(m);
+      chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, Wi, inv, m, g, c0, cy, cyy, cmx);
+    }
+    fold_columns<Cov>(c0, cy, cyy, Wi, g, acc);
   }
 }
 
@@ -600,24 +638,41 @@ PGM_FLATTEN void bwd_nhwc_item(const BwdArgs<S>& a, index_t bt) {
     a.g_temp[b * C + c0 + c] = static_cast<T>(-static_cast<double>(iv[c]) * ga[c]);
 }
 
-// Each item function exists twice on x86-64 with GCC: an AVX2+FMA clone and the baseline,
-// the clone chosen at run time from the CPU's features (no -march flag needed at build time).
+// Each item function exists three times on x86-64 with GCC: AVX-512 and AVX2+FMA clones and
+// the baseline, the clone chosen at run time from the CPU's features (no -march flag needed at
+// build time). The column accumulators make the result independent of the vector width.
 #if PGM_SPATIAL_CLONES
-#define PGM_AVX2_CLONE(name, Args, ...)                                                \
-  template <class S, __VA_ARGS__>                                                      \
-  __attribute__((target("avx2,fma"))) PGM_FLATTEN void name##_avx2(const Args<S>& a,   \
-                                                                    index_t i)
-PGM_AVX2_CLONE(fwd_nchw_item, FwdArgs, bool Cov, bool HasMask) { fwd_nchw_item<S, Cov, HasMask>(a, i); }
-PGM_AVX2_CLONE(fwd_nhwc_item, FwdArgs, bool Cov, bool HasMask) { fwd_nhwc_item<S, Cov, HasMask>(a, i); }
-PGM_AVX2_CLONE(bwd_nchw_item, BwdArgs, bool HasGS) { bwd_nchw_item<S, HasGS>(a, i); }
-PGM_AVX2_CLONE(bwd_nhwc_item, BwdArgs, bool HasGS) { bwd_nhwc_item<S, HasGS>(a, i); }
-#undef PGM_AVX2_CLONE
-inline bool use_avx2() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+#define PGM_CLONE(name, suffix, target_str, Args, ...)                                  \
+  template <class S, __VA_ARGS__>                                                       \
+  __attribute__((target(target_str))) PGM_FLATTEN void name##_##suffix(const Args<S>& a, \
+                                                                        index_t i)
+#define PGM_CLONES(suffix, target_str)                                                         \
+  PGM_CLONE(fwd_nchw_item, suffix, target_str, FwdArgs, bool Cov, bool HasMask) {              \
+    fwd_nchw_item<S, Cov, HasMask>(a, i);                                                      \
+  }                                                                                            \
+  PGM_CLONE(fwd_nhwc_item, suffix, target_str, FwdArgs, bool Cov, bool HasMask) {              \
+    fwd_nhwc_item<S, Cov, HasMask>(a, i);                                                      \
+  }                                                                                            \
+  PGM_CLONE(bwd_nchw_item, suffix, target_str, BwdArgs, bool HasGS) { bwd_nchw_item<S, HasGS>(a, i); } \
+  PGM_CLONE(bwd_nhwc_item, suffix, target_str, BwdArgs, bool HasGS) { bwd_nhwc_item<S, HasGS>(a, i); }
+PGM_CLONES(avx2, "avx2,fma")
+PGM_CLONES(avx512, "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+#undef PGM_CLONES
+#undef PGM_CLONE
+// 0: baseline, 1: AVX2+FMA, 2: AVX-512 (F/VL/DQ/BW).
+inline int isa_level() {
+  static const int level = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
+      return 2;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
+    return 0;
+  }();
+  return level;
 }
 #else
-inline bool use_avx2() { return false; }
+inline int isa_level() { return 0; }
 #endif
 
 template <class S>
@@ -628,7 +683,10 @@ using bwd_item_fn = void (*)(const BwdArgs<S>&, index_t);
 template <class S, bool Cov, bool HasMask>
 fwd_item_fn<S> pick_fwd(bool channels_last) {
 #if PGM_SPATIAL_CLONES
-  if (use_avx2())
+  if (isa_level() == 2)
+    return channels_last ? &fwd_nhwc_item_avx512<S, Cov, HasMask>
+                         : &fwd_nchw_item_avx512<S, Cov, HasMask>;
+  if (isa_level() == 1)
     return channels_last ? &fwd_nhwc_item_avx2<S, Cov, HasMask> : &fwd_nchw_item_avx2<S, Cov, HasMask>;
 #endif
   return channels_last ? &fwd_nhwc_item<S, Cov, HasMask> : &fwd_nchw_item<S, Cov, HasMask>;
@@ -637,7 +695,10 @@ fwd_item_fn<S> pick_fwd(bool channels_last) {
 template <class S, bool HasGS>
 bwd_item_fn<S> pick_bwd(bool channels_last) {
 #if PGM_SPATIAL_CLONES
-  if (use_avx2()) return channels_last ? &bwd_nhwc_item_avx2<S, HasGS> : &bwd_nchw_item_avx2<S, HasGS>;
+  if (isa_level() == 2)
+    return channels_last ? &bwd_nhwc_item_avx512<S, HasGS> : &bwd_nchw_item_avx512<S, HasGS>;
+  if (isa_level() == 1)
+    return channels_last ? &bwd_nhwc_item_avx2<S, HasGS> : &bwd_nchw_item_avx2<S, HasGS>;
 #endif
   return channels_last ? &bwd_nhwc_item<S, HasGS> : &bwd_nchw_item<S, HasGS>;
 }
