@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate as val
-from ._arrays import is_device, returner, xp_of
+from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -181,7 +181,8 @@ def spatial_softmax_forward(x, temperature=1.0, *, layout="NCHW", coords="normal
 
 
 def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps=None, *,
-                        saved=None, layout="NCHW", coords="normalized", order="xy", mask=None):
+                        saved=None, layout="NCHW", coords="normalized", order="xy", mask=None,
+                        out=None):
     """Vector-Jacobian product of :func:`spatial_softmax`.
 
     Given upstream gradients of the keypoints (B, C, 2) (and optionally of the covariance
@@ -189,7 +190,9 @@ def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps
     grad_x in x's shape and dtype, grad_temperature with the temperature's shape (a 0-d array
     for a scalar temperature). ``saved``: the :class:`SpatialSoftmaxResult` of the forward
     with the same arguments (must hold ``cov`` when ``grad_cov`` is given); without it the
-    forward statistics are recomputed (one extra pass over x).
+    forward statistics are recomputed (one extra pass over x). ``out``: an optional
+    preallocated grad_x buffer (C-contiguous, x's shape, float32/float64 as x) -- reusing it
+    avoids the page faults of a fresh large allocation on every call.
     """
     back = returner(x)
     c = _prepare(x, temperature, layout, coords, order, mask)
@@ -218,7 +221,14 @@ def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps
         g_cov = None if g_cov is None else xp.ascontiguousarray(g_cov[..., ::-1, ::-1])
     if g_cov is None:
         cov = None
-    gx = xp.empty(c.x.shape, dt)
+    if out is not None:
+        gx = to_native(out)
+        if (xp_of(gx) is not xp or gx.dtype != dt or tuple(gx.shape) != tuple(c.x.shape)
+                or not gx.flags.c_contiguous or not gx.flags.writeable):
+            raise ValueError(f"out: expected a writable C-contiguous {np.dtype(dt).name} array of shape "
+                             f"{tuple(c.x.shape)} on x's device")
+    else:
+        gx = xp.empty(c.x.shape, dt)
     g_temp = xp.empty((c.B, c.C), dt)
     _, bwd = kernel("spatial", "backward", c.on_device)
     bwd(c.x, c.inv_temp, c.mask, *c.grid, c.channels_last, stats, kp, cov, g_kp, g_cov, g_maps,

@@ -234,6 +234,20 @@ def test_vjp_with_saved_forward_and_order_yx(backend, rng):
     np.testing.assert_allclose(backend.numpy(gt), gt_ref.sum(), **tol(np.float64))
 
 
+def test_vjp_out_buffer(backend, dtype, rng):
+    x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
+    g = rng.standard_normal((2, 3, 2)).astype(dtype)
+    out = backend.asarray(np.full(x.shape, np.nan, dtype))
+    gx, gt = spatial.spatial_softmax_vjp(backend.asarray(x), 1.2, backend.asarray(g), out=out)
+    assert gx is out
+    np.testing.assert_allclose(backend.numpy(out), reference_vjp(x, 1.2, g)[0], **tol(dtype))
+    with pytest.raises(ValueError, match="out"):
+        spatial.spatial_softmax_vjp(backend.asarray(x), 1.2, backend.asarray(g), out=backend.asarray(np.zeros((2, 3, 4, 4), dtype)))
+    with pytest.raises(ValueError, match="out"):
+        spatial.spatial_softmax_vjp(backend.asarray(x), 1.2, backend.asarray(g),
+                                    out=backend.asarray(np.zeros(x.shape, np.float16)))
+
+
 def test_vjp_masked_pixels_get_zero_gradient(backend, rng):
     x = rng.standard_normal((1, 2, 4, 4))
     m = np.ones((4, 4), bool)

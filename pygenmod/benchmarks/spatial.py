@@ -103,6 +103,18 @@ def workloads(quick: bool = False):
 
         return run
 
+    def ours_fb_out():
+        from pygenmod import spatial
+
+        x, g = _data(*shape)
+        out = np.empty_like(x)
+
+        def run():
+            saved = spatial.spatial_softmax_forward(x, 1.0, return_cov=False)
+            return spatial.spatial_softmax_vjp(x, 1.0, g, saved=saved, out=out)
+
+        return run
+
     def ours_torch_fb():
         torch = _torch()
         from pygenmod.torch import spatial_softmax
@@ -150,6 +162,8 @@ def workloads(quick: bool = False):
                  bytes_moved=nbytes, unit="call", repeats=11),
         Workload("W3-fb", f"spatial softmax keypoints, forward+backward (x, alpha), {size}",
                  [Candidate("pygenmod (VJP)", ours_fb, is_ours=True),
+                  Candidate("pygenmod (VJP, out=)", ours_fb_out, is_ours=True,
+                            note="grad_x buffer reused: no page faults"),
                   Candidate("pygenmod (torch autograd)", ours_torch_fb, is_ours=True),
                   Candidate("kornia autograd", torch_fb("kornia")),
                   Candidate("torch eager autograd", torch_fb("eager")),
