@@ -79,6 +79,20 @@ void dispatch_storage(const py::array& x, F&& f) {
   throw std::invalid_argument("x: expected float16, float32 or float64");
 }
 
+using L = std::initializer_list<py::ssize_t>;
+
+// The arguments forward and backward share: x, 1 / temperature, sizes, grid and mask.
+template <class Args, class S = std::remove_const_t<std::remove_pointer_t<decltype(Args::x)>>>
+void common(Args& a, const py::array& x, const py::array& inv_temp, const py::object& mask,
+            const Dims& d, bool cl, double x0, double dx, double y0, double dy) {
+  using T = spatial::compute_t<S>;
+  a.x = layout_ptr<const S*>(d, cl, [&](L s) { return x_ptr<S>(x, s); });
+  a.inv = in_ptr<T>(inv_temp, "inv_temp", {d.C});
+  a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
+  a.g = {x0, dx, y0, dy};
+  a.mask = get_mask(mask, d);
+}
+
 void forward(py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0,
              double dy, bool channels_last, py::array kp, py::object cov, py::object maps,
              py::array stats) {
@@ -86,13 +100,8 @@ void forward(py::array x, py::array inv_temp, py::object mask, double x0, double
   dispatch_storage(x, [&](auto tag) {
     using S = decltype(tag);
     using T = spatial::compute_t<S>;
-    using L = std::initializer_list<py::ssize_t>;
     spatial::detail::FwdArgs<S> a{};
-    a.x = layout_ptr<const S*>(d, channels_last, [&](L s) { return x_ptr<S>(x, s); });
-    a.inv = in_ptr<T>(inv_temp, "inv_temp", {d.C});
-    a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
-    a.g = {x0, dx, y0, dy};
-    a.mask = get_mask(mask, d);
+    common(a, x, inv_temp, mask, d, channels_last, x0, dx, y0, dy);
     a.kp = out_ptr<T>(kp, "keypoints", {d.B, d.C, 2});
     a.cov = opt_out<T>(cov, "cov", {d.B, d.C, 2, 2});
     a.maps = layout_ptr<T*>(d, channels_last, [&](L s) { return opt_out<T>(maps, "maps", s); });
@@ -110,13 +119,8 @@ void backward(py::array x, py::array inv_temp, py::object mask, double x0, doubl
   dispatch_storage(x, [&](auto tag) {
     using S = decltype(tag);
     using T = spatial::compute_t<S>;
-    using L = std::initializer_list<py::ssize_t>;
     spatial::detail::BwdArgs<S> a{};
-    a.x = layout_ptr<const S*>(d, channels_last, [&](L s) { return x_ptr<S>(x, s); });
-    a.inv = in_ptr<T>(inv_temp, "inv_temp", {d.C});
-    a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
-    a.g = {x0, dx, y0, dy};
-    a.mask = get_mask(mask, d);
+    common(a, x, inv_temp, mask, d, channels_last, x0, dx, y0, dy);
     a.stats = in_ptr<T>(stats, "stats", {d.B, d.C, 2});
     a.kp = in_ptr<T>(kp, "keypoints", {d.B, d.C, 2});
     a.cov = opt_in<T>(cov, "cov", {d.B, d.C, 2, 2});

@@ -8,35 +8,23 @@ using namespace pygenmod;
 using namespace pygenmod::bind;
 using spatial::half_t;
 
+namespace pygenmod::bind {
+template <> inline const char* typestr_of<half_t>() { return "<f2"; }
+template <> inline const char* typestr_of<std::uint8_t>() { return "|u1"; }
+}  // namespace pygenmod::bind
+
 namespace {
 
-const char* storage_typestr(const half_t*) { return "<f2"; }
-const char* storage_typestr(const float*) { return "<f4"; }
-const char* storage_typestr(const double*) { return "<f8"; }
-
-// Checks typestr and shape of a device array; returns its pointer (nullptr for None).
+// Optional device array: nullptr for None, else device_ptr's checks (dtype, shape, writability).
 template <class T>
 T* dev(const py::object& obj, const char* name, std::initializer_list<py::ssize_t> shape,
-       const char* typestr, bool writable = false, bool optional = false) {
+       bool writable = false, bool optional = false) {
   if (obj.is_none()) {
     if (optional) return nullptr;
     throw std::invalid_argument(std::string(name) + ": required");
   }
-  DeviceArray a = device_array(obj, name);
-  if (a.typestr != typestr)
-    throw std::invalid_argument(std::string(name) + ": wrong dtype " + a.typestr);
-  if (a.shape.size() != shape.size())
-    throw std::invalid_argument(std::string(name) + ": wrong number of dimensions");
-  size_t i = 0;
-  for (auto n : shape) {
-    if (n >= 0 && a.shape[i] != n) throw std::invalid_argument(std::string(name) + ": wrong shape");
-    ++i;
-  }
-  if (writable && a.readonly) throw std::invalid_argument(std::string(name) + ": read-only");
-  return static_cast<T*>(a.ptr);
+  return device_ptr<std::remove_const_t<T>>(obj, name, shape, writable);
 }
-
-template <class T> const char* ts() { return storage_typestr(static_cast<const T*>(nullptr)); }
 
 struct Dims {
   py::ssize_t B, C, H, W;
@@ -62,7 +50,7 @@ spatial::Mask get_mask(const py::object& m, const Dims& d) {
     throw std::invalid_argument("mask: expected (Bm, Cm, H*W)");
   mask.Bm = s[0];
   mask.Cm = s[1];
-  mask.p = dev<const std::uint8_t>(m, "mask", {s[0], s[1], d.H * d.W}, "|u1");
+  mask.p = dev<const std::uint8_t>(m, "mask", {s[0], s[1], d.H * d.W});
   return mask;
 }
 
@@ -77,6 +65,18 @@ void dispatch(const py::object& x, F&& f) {
 
 using L = std::initializer_list<py::ssize_t>;
 
+// The arguments forward and backward share: x, 1 / temperature, sizes, grid and mask.
+template <class Args, class S = std::remove_const_t<std::remove_pointer_t<decltype(Args::x)>>>
+void common(Args& a, const py::object& x, const py::object& inv_temp, const py::object& mask,
+            const Dims& d, bool cl, double x0, double dx, double y0, double dy) {
+  using T = spatial::compute_t<S>;
+  a.x = layout_ptr<const S*>(d, cl, [&](L s) { return dev<const S>(x, "x", s); });
+  a.inv = dev<const T>(inv_temp, "inv_temp", {d.C});
+  a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
+  a.g = {x0, dx, y0, dy};
+  a.mask = get_mask(mask, d);
+}
+
 void forward(py::object x, py::object inv_temp, py::object mask, double x0, double dx, double y0,
              double dy, bool cl, py::object kp, py::object cov, py::object maps, py::object stats,
              std::uintptr_t stream) {
@@ -85,15 +85,11 @@ void forward(py::object x, py::object inv_temp, py::object mask, double x0, doub
     using S = decltype(tag);
     using T = spatial::compute_t<S>;
     spatial::detail::FwdArgs<S> a{};
-    a.x = layout_ptr<const S*>(d, cl, [&](L s) { return dev<const S>(x, "x", s, ts<S>()); });
-    a.inv = dev<const T>(inv_temp, "inv_temp", {d.C}, ts<T>());
-    a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
-    a.g = {x0, dx, y0, dy};
-    a.mask = get_mask(mask, d);
-    a.kp = dev<T>(kp, "keypoints", {d.B, d.C, 2}, ts<T>(), true);
-    a.cov = dev<T>(cov, "cov", {d.B, d.C, 2, 2}, ts<T>(), true, true);
-    a.maps = layout_ptr<T*>(d, cl, [&](L s) { return dev<T>(maps, "maps", s, ts<T>(), true, true); });
-    a.stats = dev<T>(stats, "stats", {d.B, d.C, 2}, ts<T>(), true);
+    common(a, x, inv_temp, mask, d, cl, x0, dx, y0, dy);
+    a.kp = dev<T>(kp, "keypoints", {d.B, d.C, 2}, true);
+    a.cov = dev<T>(cov, "cov", {d.B, d.C, 2, 2}, true, true);
+    a.maps = layout_ptr<T*>(d, cl, [&](L s) { return dev<T>(maps, "maps", s, true, true); });
+    a.stats = dev<T>(stats, "stats", {d.B, d.C, 2}, true);
     cuda::spatial_forward(a, cl, as_stream(stream));
   });
 }
@@ -107,21 +103,17 @@ void backward(py::object x, py::object inv_temp, py::object mask, double x0, dou
     using S = decltype(tag);
     using T = spatial::compute_t<S>;
     spatial::detail::BwdArgs<S> a{};
-    a.x = layout_ptr<const S*>(d, cl, [&](L s) { return dev<const S>(x, "x", s, ts<S>()); });
-    a.inv = dev<const T>(inv_temp, "inv_temp", {d.C}, ts<T>());
-    a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
-    a.g = {x0, dx, y0, dy};
-    a.mask = get_mask(mask, d);
-    a.stats = dev<const T>(stats, "stats", {d.B, d.C, 2}, ts<T>());
-    a.kp = dev<const T>(kp, "keypoints", {d.B, d.C, 2}, ts<T>());
-    a.cov = dev<const T>(cov, "cov", {d.B, d.C, 2, 2}, ts<T>(), false, true);
-    a.g_kp = dev<const T>(g_kp, "grad_keypoints", {d.B, d.C, 2}, ts<T>());
-    a.g_cov = dev<const T>(g_cov, "grad_cov", {d.B, d.C, 2, 2}, ts<T>(), false, true);
+    common(a, x, inv_temp, mask, d, cl, x0, dx, y0, dy);
+    a.stats = dev<const T>(stats, "stats", {d.B, d.C, 2});
+    a.kp = dev<const T>(kp, "keypoints", {d.B, d.C, 2});
+    a.cov = dev<const T>(cov, "cov", {d.B, d.C, 2, 2}, false, true);
+    a.g_kp = dev<const T>(g_kp, "grad_keypoints", {d.B, d.C, 2});
+    a.g_cov = dev<const T>(g_cov, "grad_cov", {d.B, d.C, 2, 2}, false, true);
     a.g_maps = layout_ptr<const T*>(
-        d, cl, [&](L s) { return dev<const T>(g_maps, "grad_maps", s, ts<T>(), false, true); });
+        d, cl, [&](L s) { return dev<const T>(g_maps, "grad_maps", s, false, true); });
     if (a.g_cov && !a.cov) throw std::invalid_argument("cov: needed with grad_cov");
-    a.gx = layout_ptr<T*>(d, cl, [&](L s) { return dev<T>(gx, "grad_x", s, ts<T>(), true); });
-    a.g_temp = dev<T>(g_temp, "grad_temp", {d.B, d.C}, ts<T>(), true);
+    a.gx = layout_ptr<T*>(d, cl, [&](L s) { return dev<T>(gx, "grad_x", s, true); });
+    a.g_temp = dev<T>(g_temp, "grad_temp", {d.B, d.C}, true);
     cuda::spatial_backward(a, cl, as_stream(stream));
   });
 }
