@@ -58,29 +58,32 @@ def _compute_dtype(dtype):
 
 @torch.library.custom_op("pygenmod::spatial_softmax_fwd", mutates_args=())
 def _spatial_fwd(x: Tensor, temperature: Tensor, mask: Optional[Tensor], layout: str, coords: str,
-                 order: str, want_maps: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                 order: str, want_cov: bool, want_maps: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     res = _spatial.spatial_softmax_forward(
-        _native(x), _native(temperature), mask=_native(mask), return_cov=True, return_maps=want_maps,
-        **_spatial_opts(layout, coords, order))
-    maps = _tensor(res.maps, x) if want_maps else x.new_empty((0,), dtype=_compute_dtype(x.dtype))
-    return _tensor(res.keypoints, x), _tensor(res.cov, x), maps, _tensor(res.stats, x)
+        _native(x), _native(temperature), mask=_native(mask), return_cov=want_cov,
+        return_maps=want_maps, **_spatial_opts(layout, coords, order))
+    none = x.new_empty((0,), dtype=_compute_dtype(x.dtype))  # outputs not asked for are empty
+    cov = _tensor(res.cov, x) if want_cov else none
+    maps = _tensor(res.maps, x) if want_maps else none.clone()
+    return _tensor(res.keypoints, x), cov, maps, _tensor(res.stats, x)
 
 
 @_spatial_fwd.register_fake
-def _(x, temperature, mask, layout, coords, order, want_maps):
+def _(x, temperature, mask, layout, coords, order, want_cov, want_maps):
     B = x.shape[0]
     C = x.shape[3] if layout == "NHWC" else x.shape[1]
     dt = _compute_dtype(x.dtype)
+    cov = x.new_empty((B, C, 2, 2) if want_cov else (0,), dtype=dt)
     maps = x.new_empty(x.shape if want_maps else (0,), dtype=dt)
-    return (x.new_empty((B, C, 2), dtype=dt), x.new_empty((B, C, 2, 2), dtype=dt), maps,
-            x.new_empty((B, C, 2), dtype=dt))
+    return x.new_empty((B, C, 2), dtype=dt), cov, maps, x.new_empty((B, C, 2), dtype=dt)
 
 
 @torch.library.custom_op("pygenmod::spatial_softmax_bwd", mutates_args=())
 def _spatial_bwd(x: Tensor, temperature: Tensor, mask: Optional[Tensor], layout: str, coords: str,
                  order: str, keypoints: Tensor, cov: Tensor, stats: Tensor, grad_keypoints: Tensor,
                  grad_cov: Optional[Tensor], grad_maps: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-    saved = _spatial.SpatialSoftmaxResult(_native(keypoints), _native(cov), None, _native(stats))
+    saved = _spatial.SpatialSoftmaxResult(_native(keypoints), None if _empty(cov) else _native(cov),
+                                          None, _native(stats))
     gx, gt = _spatial.spatial_softmax_vjp(
         _native(x), _native(temperature), _native(grad_keypoints), _native(grad_cov), _native(grad_maps),
         saved=saved, mask=_native(mask), **_spatial_opts(layout, coords, order))
@@ -96,7 +99,7 @@ def _(x, temperature, mask, layout, coords, order, keypoints, cov, stats, grad_k
 
 
 def _spatial_setup(ctx, inputs, output):
-    x, temperature, mask, layout, coords, order, _want_maps = inputs
+    x, temperature, mask, layout, coords, order, _want_cov, _want_maps = inputs
     keypoints, cov, _maps, stats = output
     ctx.save_for_backward(x, temperature, mask, keypoints, cov, stats)
     ctx.opts = (layout, coords, order)
@@ -113,7 +116,7 @@ def _spatial_backward(ctx, g_kp, g_cov, g_maps, _g_stats):
     gx, gt = _spatial_bwd(x, temperature, mask, layout, coords, order, keypoints, cov, stats,
                           g_kp.contiguous(), None if _empty(g_cov) else g_cov.contiguous(),
                           None if g_maps is None else g_maps.contiguous())
-    return gx, gt, None, None, None, None, None
+    return gx, gt, None, None, None, None, None, None
 
 
 torch.library.register_autograd("pygenmod::spatial_softmax_fwd", _spatial_backward,
@@ -134,7 +137,7 @@ def spatial_softmax(x: Tensor, temperature=1.0, *, layout: str = "NCHW", coords:
         temperature = torch.tensor(float(temperature), dtype=_compute_dtype(x.dtype), device=x.device)
     if mask is not None:
         mask = mask.to(torch.bool)
-    kp, cov, maps, _ = _spatial_fwd(x, temperature, mask, layout, coords, order, return_maps)
+    kp, cov, maps, _ = _spatial_fwd(x, temperature, mask, layout, coords, order, return_cov, return_maps)
     out = (kp,) + ((cov,) if return_cov else ()) + ((maps,) if return_maps else ())
     return out[0] if len(out) == 1 else out
 
