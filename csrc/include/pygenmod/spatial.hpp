@@ -210,23 +210,21 @@ inline void prefetch_row(const S* p, index_t n) {
 
 // Column accumulators of a chunk of rows i0 .. i1, relative to a reference max m:
 // c0[j] = sum_i e_ij, cy[j] = sum_i e_ij py_i, cyy[j] = sum_i e_ij py_i^2, e = exp(z - m), and
-// the column maxima of z (valid pixels). The inner loop is elementwise (no loop-carried
-// reduction), so it vectorizes. Returns the chunk's max logit. m may lag behind the true max:
+// the chunk's max logit (valid pixels) is returned. The sums are elementwise (no loop-carried
+// reduction), so they vectorize and do not depend on the vector width. m may lag behind the true max:
 // the caller redoes the chunk when the max rose by more than kLag (exp_neg is exact up to +88).
 template <class S, bool Cov, bool HasMask, class T>
 inline T chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, int W, T inv, T m,
-                    Grid g, T* c0, T* cy, T* cyy, T* cmx) {
-  for (int j = 0; j < W; ++j) {
-    c0[j] = cy[j] = cyy[j] = 0;
-    cmx[j] = neg_inf<T>();
-  }
+                    Grid g, T* c0, T* cy, T* cyy) {
+  for (int j = 0; j < W; ++j) c0[j] = cy[j] = cyy[j] = 0;
   const index_t rows = i1 - i0;
+  T cm = neg_inf<T>();  // a max is exact in any order: the vector reduction is deterministic
   for (index_t i = i0; i < i1; ++i) {
     const S* xr = x + i * W;
     const std::uint8_t* mr = HasMask ? mk + i * W : nullptr;
     const T py = static_cast<T>(g.y0 + static_cast<double>(i) * g.dy);
     prefetch_row(xr + rows * W, W);  // the next chunk (or map) streams in while this one computes
-#pragma omp simd
+#pragma omp simd reduction(max : cm)
     for (int j = 0; j < W; ++j) {
       const T z = load(xr, j) * inv;
       T e = exp_neg(z - m);
@@ -236,14 +234,12 @@ inline T chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, 
       cy[j] += ey;
       if (Cov) cyy[j] += ey * py;
       if (HasMask) {
-        cmx[j] = (mr[j] && z > cmx[j]) ? z : cmx[j];
+        cm = (mr[j] && z > cm) ? z : cm;
       } else {
-        cmx[j] = z > cmx[j] ? z : cmx[j];
+        cm = z > cm ? z : cm;
       }
     }
   }
-  T cm = neg_inf<T>();
-  for (int j = 0; j < W; ++j) cm = cmx[j] > cm ? cmx[j] : cm;
   return cm;
 }
 
@@ -301,8 +297,8 @@ template <class S, bool Cov, bool HasMask>
 inline void fwd_map_nchw(const S* x, compute_t<S> inv, index_t H, index_t W, Grid g,
                          const std::uint8_t* mk, Moments<double>& acc) {
   using T = compute_t<S>;
-  Scratch<T> buf(4 * W);
-  T *c0 = buf.p, *cy = buf.p + W, *cyy = buf.p + 2 * W, *cmx = buf.p + 3 * W;
+  Scratch<T> buf(3 * W);
+  T *c0 = buf.p, *cy = buf.p + W, *cyy = buf.p + 2 * W;
   const int Wi = static_cast<int>(W);
   const index_t R = chunk_rows(W);
   T m = neg_inf<T>();
@@ -325,12 +321,12 @@ inline void fwd_map_nchw(const S* x, compute_t<S> inv, index_t H, index_t W, Gri
       m = cm;
       acc.m = static_cast<double>(m);
     }
-    const T cm = chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, Wi, inv, m, g, c0, cy, cyy, cmx);
+    const T cm = chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, Wi, inv, m, g, c0, cy, cyy);
     if (static_cast<double>(cm) > static_cast<double>(m) + kLag) {  // max rose a lot: redo
       rescale(acc, std::exp(static_cast<double>(m) - static_cast<double>(cm)));
       m = cm;
       acc.m = static_cast<double>(m);
-      chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, Wi, inv, m, g, c0, cy, cyy, cmx);
+      chunk_sums<S, Cov, HasMask>(x, mk, i0, i1, Wi, inv, m, g, c0, cy, cyy);
     }
     fold_columns<Cov>(c0, cy, cyy, Wi, g, acc);
   }
