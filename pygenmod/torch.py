@@ -13,6 +13,7 @@ Each family has one section below with the same shape:
 To add a family, add a section with its ops named ``pygenmod::<family>_<op>``; the helpers
 ``_native`` / ``_tensor`` are shared.
 """
+import contextlib
 from typing import Optional
 
 import torch
@@ -40,6 +41,16 @@ def _tensor(a, like: Tensor) -> Tensor:
     return torch.from_dlpack(a).to(like.device)
 
 
+def _on_torch_stream(t: Tensor):
+    """For CUDA tensors: run pygenmod's CuPy-launched kernels on torch's current stream, so
+    they are ordered with the surrounding torch work. A no-op context on the CPU."""
+    if not t.is_cuda:
+        return contextlib.nullcontext()
+    import cupy
+
+    return cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream)
+
+
 def _empty(t: Optional[Tensor]) -> bool:
     return t is None or t.numel() == 0
 
@@ -59,9 +70,10 @@ def _compute_dtype(dtype):
 @torch.library.custom_op("pygenmod::spatial_softmax_fwd", mutates_args=())
 def _spatial_fwd(x: Tensor, temperature: Tensor, mask: Optional[Tensor], layout: str, coords: str,
                  order: str, want_cov: bool, want_maps: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    res = _spatial.spatial_softmax_forward(
-        _native(x), _native(temperature), mask=_native(mask), return_cov=want_cov,
-        return_maps=want_maps, **_spatial_opts(layout, coords, order))
+    with _on_torch_stream(x):
+        res = _spatial.spatial_softmax_forward(
+            _native(x), _native(temperature), mask=_native(mask), return_cov=want_cov,
+            return_maps=want_maps, **_spatial_opts(layout, coords, order))
     none = x.new_empty((0,), dtype=_compute_dtype(x.dtype))  # outputs not asked for are empty
     cov = _tensor(res.cov, x) if want_cov else none
     maps = _tensor(res.maps, x) if want_maps else none.clone()
@@ -84,9 +96,10 @@ def _spatial_bwd(x: Tensor, temperature: Tensor, mask: Optional[Tensor], layout:
                  grad_cov: Optional[Tensor], grad_maps: Optional[Tensor]) -> tuple[Tensor, Tensor]:
     saved = _spatial.SpatialSoftmaxResult(_native(keypoints), None if _empty(cov) else _native(cov),
                                           None, _native(stats))
-    gx, gt = _spatial.spatial_softmax_vjp(
-        _native(x), _native(temperature), _native(grad_keypoints), _native(grad_cov), _native(grad_maps),
-        saved=saved, mask=_native(mask), **_spatial_opts(layout, coords, order))
+    with _on_torch_stream(x):
+        gx, gt = _spatial.spatial_softmax_vjp(
+            _native(x), _native(temperature), _native(grad_keypoints), _native(grad_cov),
+            _native(grad_maps), saved=saved, mask=_native(mask), **_spatial_opts(layout, coords, order))
     gx = _tensor(gx, x).to(x.dtype)
     gt = _tensor(gt, x).to(temperature.dtype).reshape(temperature.shape)
     return gx, gt
