@@ -51,6 +51,17 @@ __device__ MapRef map_ref(index_t C, index_t HW) {
   return r;
 }
 
+// Row and column of pixel p (32-bit division when it fits: 64-bit division is slow on GPUs).
+__device__ __forceinline__ void row_col(index_t p, index_t W, index_t& i, index_t& j) {
+  if (p <= 0xffffffffLL && W <= 0xffffffffLL) {
+    const unsigned q = static_cast<unsigned>(p) / static_cast<unsigned>(W);
+    i = q;
+  } else {
+    i = p / W;
+  }
+  j = p - i * W;
+}
+
 // Tree-merge of the shared moments of one map group; the result lands in sh[root].
 template <bool CL>
 __device__ int reduce_moments(Moments<double>* sh) {
@@ -111,7 +122,8 @@ __global__ void __launch_bounds__(NT) forward_kernel(FwdArgs<S> a) {
         m = z;
       }
       const T e = exp_neg(z - m);
-      const index_t i = p / a.W, j = p - i * a.W;
+      index_t i, j;
+      row_col(p, a.W, i, j);
       const T px = static_cast<T>(a.g.x0 + static_cast<double>(j) * a.g.dx);
       const T py = static_cast<T>(a.g.y0 + static_cast<double>(i) * a.g.dy);
       const T ex = e * px, ey = e * py;
@@ -178,7 +190,8 @@ __global__ void __launch_bounds__(NT) backward_kernel(BwdArgs<S> a) {
         a.gx[q] = T(0);
         continue;
       }
-      const index_t i = p / a.W, j = p - i * a.W;
+      index_t i, j;
+      row_col(p, a.W, i, j);
       const double py = a.g.y0 + static_cast<double>(i) * a.g.dy;
       const T px = static_cast<T>(a.g.x0 + static_cast<double>(j) * a.g.dx);
       const T cr = static_cast<T>(k.c0 + k.ay * py + k.gyy * py * py);

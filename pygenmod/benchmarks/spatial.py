@@ -151,6 +151,59 @@ def workloads(quick: bool = False):
 
         return setup
 
+    # ---------------------------------------------------------------- GPU rows (skip without one)
+    def ours_cuda(backward):
+        def setup():
+            from pygenmod import _backend, spatial
+
+            ok, why = _backend._probe("cuda")
+            if not ok:
+                raise Missing(why)
+            import cupy
+
+            x0, g0 = _data(*shape)
+            x, g = cupy.asarray(x0), cupy.asarray(g0)
+
+            def run():
+                if backward:
+                    saved = spatial.spatial_softmax_forward(x, 1.0, return_cov=False)
+                    spatial.spatial_softmax_vjp(x, 1.0, g, saved=saved)
+                else:
+                    spatial.spatial_softmax(x, 1.0)
+                cupy.cuda.get_current_stream().synchronize()
+
+            return run
+
+        return setup
+
+    def torch_cuda(kind, backward):
+        def setup():
+            torch = _torch()
+            if not torch.cuda.is_available():
+                raise Missing("no CUDA device for torch")
+            fn = _eager(torch)
+            if kind == "compile":
+                fn = torch.compile(fn)
+            x0, g0 = _data(*shape)
+            x = torch.from_numpy(x0).cuda().requires_grad_(backward)
+            t = torch.tensor(1.0, device="cuda", requires_grad=backward)
+            g = torch.from_numpy(g0).cuda()
+
+            def run():
+                if backward:
+                    x.grad = t.grad = None
+                    fn(x, t).backward(g)
+                else:
+                    with torch.no_grad():
+                        fn(x, t)
+                torch.cuda.synchronize()
+
+            run()
+            run()
+            return run
+
+        return setup
+
     size = f"B={B}, C={C}, H={H}, W={W} float32 NCHW"
     return [
         Workload("W3-fwd", f"spatial softmax keypoints, forward, {size}",
@@ -158,7 +211,10 @@ def workloads(quick: bool = False):
                   Candidate("pygenmod (torch op)", ours_torch, is_ours=True),
                   Candidate("kornia", torch_fwd("kornia")),
                   Candidate("torch eager", torch_fwd("eager")),
-                  Candidate("torch.compile", torch_fwd("compile"), note="compile time excluded")],
+                  Candidate("torch.compile", torch_fwd("compile"), note="compile time excluded"),
+                  Candidate("pygenmod (cuda)", ours_cuda(False), is_ours=True),
+                  Candidate("torch eager (cuda)", torch_cuda("eager", False)),
+                  Candidate("torch.compile (cuda)", torch_cuda("compile", False))],
                  bytes_moved=nbytes, unit="call", repeats=11),
         Workload("W3-fb", f"spatial softmax keypoints, forward+backward (x, alpha), {size}",
                  [Candidate("pygenmod (VJP)", ours_fb, is_ours=True),
@@ -167,6 +223,9 @@ def workloads(quick: bool = False):
                   Candidate("pygenmod (torch autograd)", ours_torch_fb, is_ours=True),
                   Candidate("kornia autograd", torch_fb("kornia")),
                   Candidate("torch eager autograd", torch_fb("eager")),
-                  Candidate("torch.compile autograd", torch_fb("compile"), note="compile time excluded")],
+                  Candidate("torch.compile autograd", torch_fb("compile"), note="compile time excluded"),
+                  Candidate("pygenmod (cuda, VJP)", ours_cuda(True), is_ours=True),
+                  Candidate("torch eager autograd (cuda)", torch_cuda("eager", True)),
+                  Candidate("torch.compile autograd (cuda)", torch_cuda("compile", True))],
                  bytes_moved=3 * nbytes, unit="call", repeats=11),
     ]
