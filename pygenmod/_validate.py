@@ -3,7 +3,7 @@
 Errors name the argument and say what was expected. Conventions (documented in the README):
 - floating inputs must be float32 or float64; integer, bool and complex arrays are
   rejected (Python lists/scalars are converted to float64); kernels that widen half precision
-  themselves opt in to float16 with ``allow_half=True``;
+  themselves opt in to float16 / bfloat16 (ml_dtypes) with ``allow_half=True``;
 - the principal argument fixes the dtype of a call; other float arguments are cast to it;
 - non-contiguous inputs are copied to C order (outputs are always C-contiguous);
 - NaN/inf are rejected wherever they would make the result meaningless.
@@ -20,9 +20,15 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 HALF_DTYPE = np.dtype(np.float16)
 
 
+def is_half(dtype) -> bool:
+    """float16, or bfloat16 (ml_dtypes' NumPy dtype, as JAX uses)."""
+    dtype = np.dtype(dtype)
+    return dtype == HALF_DTYPE or (dtype.itemsize == 2 and dtype.name == "bfloat16")
+
+
 def compute_dtype(dtype):
-    """The dtype a kernel computes and returns in for input ``dtype`` (float16 -> float32)."""
-    return np.dtype(np.float32) if np.dtype(dtype) == HALF_DTYPE else np.dtype(dtype)
+    """The dtype a kernel computes and returns in for input ``dtype`` (half precision -> float32)."""
+    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
 
 
 def _shape_str(shape) -> str:
@@ -35,7 +41,8 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
 
     ndim: an int or a tuple of allowed ranks. dtype: cast to this float dtype
     (used for secondary arguments); None keeps x's own float dtype. allow_half: also accept
-    float16 (for kernels that load half precision and accumulate in float32).
+    float16 and ml_dtypes' bfloat16 (for kernels that load half precision and accumulate
+    in float32).
     finite=False skips the NaN/inf scan (for kernels that detect non-finite input themselves).
     """
     if x is None:
@@ -47,12 +54,12 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     kind = a.dtype.kind
     if kind == "f" and a.dtype.itemsize in (4, 8):
         pass
-    elif allow_half and a.dtype == HALF_DTYPE:
+    elif allow_half and is_half(a.dtype):
         pass
     elif not was_array and kind in "iub":
         a = a.astype(np.float64)
     else:
-        want = "float16, float32 or float64" if allow_half else "float32 or float64"
+        want = "float16, bfloat16, float32 or float64" if allow_half else "float32 or float64"
         raise TypeError(f"{name}: expected a {want} array, got dtype {a.dtype}")
     if dtype is not None and a.dtype != dtype:
         a = a.astype(dtype)

@@ -18,10 +18,10 @@ Contract (the same on every backend):
   each axis uses its own extent.
 - **Temperature**: a positive finite scalar or one per channel (shape (C,)); logits are
   ``x / temperature``. Non-positive, NaN or infinite temperatures raise ValueError.
-- **Numerics**: max-subtracted softmax; sums accumulated in float64 per map (in float32 per
-  row in the compiled kernels). float16 input is loaded as float16 and computed in float32;
-  outputs and the temperature gradient are float32 (as torch autocast does for softmax),
-  grad_x is returned in x's dtype.
+- **Numerics**: max-subtracted softmax; sums accumulated in float64 per map (in the compute
+  type over short column runs in the compiled kernels). float16 (and ml_dtypes' bfloat16 on
+  the CPU) input is loaded as such and computed in float32; outputs and the temperature
+  gradient are float32 (as torch autocast does for softmax), grad_x is returned in x's dtype.
 - **Non-finite input**: NaN or +inf in a valid pixel (or a logit x / temperature that
   overflows) raises ValueError -- detected from the per-map statistics, without an extra pass
   over x. -inf is a pixel of probability 0 (like a masked one).

@@ -27,17 +27,32 @@ __all__ = ["spatial_softmax", "SpatialSoftmax"]
 # ============================================================================ shared helpers
 def _native(t: Optional[Tensor]):
     """A NumPy (CPU) or CuPy (CUDA) view of ``t`` through DLPack (contiguous first; no copy
-    when it already is). bfloat16 has no NumPy dtype: it is widened to float32 here."""
+    when it already is). bfloat16 has no DLPack/NumPy dtype: on the CPU it is handed over as
+    ml_dtypes' bfloat16 (a zero-copy view of the same bits) when ml_dtypes is installed,
+    otherwise (and on CUDA) it is widened to float32 here."""
     if t is None:
         return None
-    t = t.detach()
+    t = t.detach().contiguous()
     if t.dtype == torch.bfloat16:
-        t = t.float()
-    return to_native(t.contiguous())
+        bf16 = _ml_bfloat16()
+        if bf16 is None or t.is_cuda:
+            return to_native(t.float())
+        return to_native(t.view(torch.int16)).view(bf16)
+    return to_native(t)
+
+
+def _ml_bfloat16():
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return ml_dtypes.bfloat16
 
 
 def _tensor(a, like: Tensor) -> Tensor:
     """The NumPy/CuPy result ``a`` as a tensor on ``like``'s device (zero-copy DLPack)."""
+    if a.dtype.itemsize == 2 and a.dtype.name == "bfloat16":
+        return torch.from_dlpack(a.view("int16")).view(torch.bfloat16).to(like.device)
     return torch.from_dlpack(a).to(like.device)
 
 

@@ -187,6 +187,22 @@ def test_float16_input_accumulates_in_float32(backend, rng):
     assert backend.numpy(gx).dtype == np.float16
 
 
+def test_bfloat16_input_accumulates_in_float32(backend, rng):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    if backend.name == "cuda":
+        pytest.skip("CuPy has no bfloat16 arrays (pygenmod.torch widens CUDA bfloat16 tensors)")
+    x = (rng.standard_normal((2, 3, 9, 7)) * 3).astype(ml_dtypes.bfloat16)
+    res = spatial.spatial_softmax(x, 0.8, return_maps=True)
+    assert res.keypoints.dtype == np.float32
+    kp, _, maps = reference(x.astype(np.float64), 0.8)
+    np.testing.assert_allclose(res.keypoints, kp, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(res.maps, maps, rtol=1e-5, atol=1e-6)
+    gx, gt = spatial.spatial_softmax_vjp(x, 0.8, np.ones((2, 3, 2), np.float32))
+    assert gx.dtype == x.dtype
+    gx_ref, _ = reference_vjp(x.astype(np.float64), 0.8, np.ones((2, 3, 2)))
+    np.testing.assert_allclose(gx.astype(np.float64), gx_ref, rtol=1e-2, atol=1e-3)  # rounded to bfloat16
+
+
 def test_float16_special_values_in_loads(rng):
     # the C++ half loader: subnormals, large values (inf is rejected below)
     x = np.array([6e-8, 1e-5, 6.1e-5, 1.0, 65504.0, -65504.0], np.float16).reshape(1, 1, 2, 3)

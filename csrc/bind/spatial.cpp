@@ -6,17 +6,23 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
+using spatial::bf16_t;
 using spatial::half_t;
 
 namespace {
 
 bool is_float16(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 2; }
+// ml_dtypes' bfloat16 (what JAX and torch-via-pygenmod.torch hand over for bfloat16).
+bool is_bfloat16(const py::array& a) {
+  return a.itemsize() == 2 && py::str(a.dtype().attr("name")).cast<std::string>() == "bfloat16";
+}
 
-// x as storage type S: float, double, or half_t (NumPy float16).
+// x as storage type S: float, double, half_t (NumPy float16) or bf16_t (ml_dtypes bfloat16).
 template <class S>
 const S* x_ptr(const py::array& a, std::initializer_list<py::ssize_t> shape) {
-  if constexpr (std::is_same_v<S, half_t>) {
-    if (!is_float16(a)) throw std::invalid_argument("x: wrong dtype for this kernel");
+  if constexpr (std::is_same_v<S, half_t> || std::is_same_v<S, bf16_t>) {
+    if (std::is_same_v<S, half_t> ? !is_float16(a) : !is_bfloat16(a))
+      throw std::invalid_argument("x: wrong dtype for this kernel");
     if (!(a.flags() & py::array::c_style)) throw std::invalid_argument("x: must be C-contiguous");
     py::ssize_t i = 0;
     for (auto n : shape)
@@ -76,7 +82,8 @@ void dispatch_storage(const py::array& x, F&& f) {
   if (is_float64(x)) return f(double{});
   if (is_float32(x)) return f(float{});
   if (is_float16(x)) return f(half_t{});
-  throw std::invalid_argument("x: expected float16, float32 or float64");
+  if (is_bfloat16(x)) return f(bf16_t{});
+  throw std::invalid_argument("x: expected float16, bfloat16, float32 or float64");
 }
 
 using L = std::initializer_list<py::ssize_t>;

@@ -9,7 +9,8 @@
 // - stats[b, c] = (m, l) are saved for the backward pass;
 // - an optional uint8 mask (Bm, Cm, H*W), Bm in {1, B}, Cm in {1, C}, marks valid pixels
 //   (masked pixels have s = 0 and zero gradient); every map must keep one valid pixel.
-// Storage types: float, double and half_t (IEEE binary16 bits, computed in float).
+// Storage types: float, double, half_t (IEEE binary16 bits) and bf16_t (bfloat16 bits), the
+// last two computed in float.
 #pragma once
 
 #include <algorithm>
@@ -25,8 +26,13 @@ struct half_t {
   std::uint16_t bits;
 };
 
+struct bf16_t {
+  std::uint16_t bits;
+};
+
 template <class S> struct compute { using type = S; };
 template <> struct compute<half_t> { using type = float; };
+template <> struct compute<bf16_t> { using type = float; };
 template <class S> using compute_t = typename compute<S>::type;
 
 PGM_HD float bits_to_float(std::int32_t i) {
@@ -53,6 +59,10 @@ PGM_HD float half_to_float(std::uint16_t h) {
 
 template <class S> PGM_HD compute_t<S> load(const S* p, index_t i) { return p[i]; }
 PGM_HD float load(const half_t* p, index_t i) { return half_to_float(p[i].bits); }
+// bfloat16 is the top half of a float32: exact widening.
+PGM_HD float load(const bf16_t* p, index_t i) {
+  return bits_to_float(static_cast<std::int32_t>(static_cast<std::uint32_t>(p[i].bits) << 16));
+}
 
 // exp(t) for t <= 88 (max-subtracted logits; the CPU forward lets the reference max lag by up
 // to kLag = 64), vectorizable: Cody-Waite reduction t = n ln2 + r,
