@@ -50,7 +50,12 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
             raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
     if finite and a.size and not bool(xp_of(a).isfinite(a).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
-    return xp_of(a).ascontiguousarray(a)
+    return _c_order(a)
+
+
+def _c_order(a):
+    # np.ascontiguousarray would turn a 0-d array into 1-d: copy only when needed.
+    return a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a)
 
 
 def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
@@ -62,7 +67,7 @@ def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_shape_str(a.shape)}")
-    return xp_of(a).ascontiguousarray(a, dtype=dtype)
+    return _c_order(a.astype(dtype, copy=False))
 
 
 def check_shape(a, name: str, shape) -> None:
