@@ -70,7 +70,11 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
             raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
     if finite and a.size and not bool(xp_of(a).isfinite(a).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
-    # (ascontiguousarray would turn a 0-d array into shape (1,))
+    return _c_order(a)
+
+
+def _c_order(a):
+    # np.ascontiguousarray would turn a 0-d array into 1-d: copy only when needed.
     return a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a)
 
 
@@ -83,7 +87,7 @@ def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_shape_str(a.shape)}")
-    return xp_of(a).ascontiguousarray(a, dtype=dtype)
+    return _c_order(a.astype(dtype, copy=False))
 
 
 def bool_mask(x, name: str, *, xp=None):
@@ -97,7 +101,7 @@ def bool_mask(x, name: str, *, xp=None):
         raise TypeError(f"{name}: expected a bool (or 0/1 integer) array, got dtype {a.dtype}")
     if a.dtype.kind != "b" and a.size and bool(((a != 0) & (a != 1)).any()):
         raise ValueError(f"{name}: integer masks must hold only 0 and 1")
-    return xp_of(a).ascontiguousarray(a != 0)
+    return _c_order(a != 0)
 
 
 def check_shape(a, name: str, shape) -> None:
