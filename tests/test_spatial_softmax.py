@@ -361,6 +361,56 @@ def test_overflowing_logits_rejected():
         spatial.spatial_softmax(x, 1e-3)
 
 
+# ----------------------------------------------------------------------------- CPU clones
+_ISA_SCRIPT = """
+import numpy as np, pygenmod
+from pygenmod import spatial
+rng = np.random.default_rng(5)
+out = {}
+for dt in (np.float32, np.float64):
+    x = (rng.standard_normal((2, 70, 9, 37)) * 3).astype(dt)
+    t = rng.uniform(0.5, 2, 70).astype(dt)
+    m = rng.random((2, 1, 9, 37)) < 0.7
+    m[..., 0, 0] = True
+    g = rng.standard_normal((2, 70, 2)).astype(dt)
+    for lay, xx, mm in (("NCHW", x, m), ("NHWC", np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                                          np.ascontiguousarray(m.transpose(0, 2, 3, 1)))):
+        with pygenmod.use_backend("cpu"):
+            r = spatial.spatial_softmax(xx, t, layout=lay, mask=mm, return_cov=True, return_maps=True)
+            gx, gt = spatial.spatial_softmax_vjp(xx, t, g, layout=lay, mask=mm)
+        for k, v in dict(kp=r.keypoints, cov=r.cov, maps=r.maps, gx=gx, gt=gt).items():
+            out[f"{dt.__name__}-{lay}-{k}"] = v
+np.savez(OUT, **out)
+"""
+
+
+def test_cpu_isa_clones_agree(tmp_path):
+    # The compiled CPU kernels pick an AVX-512, AVX2 or baseline clone at run time; run each
+    # (capped through $PYGENMOD_CPU_ISA, in a fresh process) and compare.
+    import os
+    import subprocess
+    import sys
+
+    if not pygenmod_backend_available("cpu"):
+        pytest.skip("compiled CPU backend unavailable")
+    results = {}
+    for isa in ("baseline", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.npz"
+        env = dict(os.environ, PYGENMOD_CPU_ISA=isa)
+        subprocess.run([sys.executable, "-c", f"OUT = {str(out)!r}\n" + _ISA_SCRIPT], env=env, check=True)
+        results[isa] = dict(np.load(out))
+    for key, ref in results["baseline"].items():
+        for isa in ("avx2", "avx512"):
+            t = tol(np.float32) if key.startswith("float32") else tol(np.float64)
+            np.testing.assert_allclose(results[isa][key], ref, err_msg=f"{isa} {key}", **t)
+
+
+def pygenmod_backend_available(name):
+    import pygenmod
+
+    return pygenmod.backends()[name]["available"]
+
+
 # ----------------------------------------------------------------------------- fuzz of the C++ boundary
 @settings(max_examples=40, deadline=None)
 @given(B=st.integers(0, 3), C=st.integers(0, 5), H=st.integers(1, 9), W=st.integers(1, 40),

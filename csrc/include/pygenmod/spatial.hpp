@@ -14,7 +14,9 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "pygenmod/common.hpp"
@@ -666,14 +668,20 @@ PGM_CLONES(avx512, "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 #undef PGM_CLONES
 #undef PGM_CLONE
 // 0: baseline, 1: AVX2+FMA, 2: AVX-512 (F/VL/DQ/BW).
+// $PYGENMOD_CPU_ISA (baseline, avx2 or avx512) caps the level: tests run every clone that way.
 inline int isa_level() {
   static const int level = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+    int hw = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) hw = 1;
+    if (hw == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
-      return 2;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return 1;
-    return 0;
+      hw = 2;
+    const char* cap = std::getenv("PYGENMOD_CPU_ISA");
+    if (cap == nullptr) return hw;
+    const std::string c(cap);
+    const int want = c == "baseline" ? 0 : c == "avx2" ? 1 : 2;
+    return std::min(hw, want);
   }();
   return level;
 }
