@@ -2,7 +2,8 @@
 
 Errors name the argument and say what was expected. Conventions (documented in the README):
 - floating inputs must be float32 or float64; integer, bool and complex arrays are
-  rejected (Python lists/scalars are converted to float64);
+  rejected (Python lists/scalars are converted to float64); kernels that widen half precision
+  themselves opt in to float16 / bfloat16 (ml_dtypes) with ``allow_half=True``;
 - the principal argument fixes the dtype of a call; other float arguments are cast to it;
 - non-contiguous inputs are copied to C order (outputs are always C-contiguous);
 - NaN/inf are rejected wherever they would make the result meaningless.
@@ -16,6 +17,18 @@ import numpy as np
 from ._arrays import to_native, xp_of
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+HALF_DTYPE = np.dtype(np.float16)
+
+
+def is_half(dtype) -> bool:
+    """float16, or bfloat16 (ml_dtypes' NumPy dtype, as JAX uses)."""
+    dtype = np.dtype(dtype)
+    return dtype == HALF_DTYPE or (dtype.itemsize == 2 and dtype.name == "bfloat16")
+
+
+def compute_dtype(dtype):
+    """The dtype a kernel computes and returns in for input ``dtype`` (half precision -> float32)."""
+    return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)
 
 
 def _shape_str(shape) -> str:
@@ -27,9 +40,10 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     """``x`` as a C-contiguous float32/float64 NumPy or CuPy array.
 
     ndim: an int or a tuple of allowed ranks. dtype: cast to this float dtype
-    (used for secondary arguments); None keeps x's own float dtype.
-    allow_half: accept float16 input and compute on it in float32 (the caller decides the
-    output dtype, see :func:`is_half`); without it float16 is rejected.
+    (used for secondary arguments); None keeps x's own float dtype. allow_half: also accept
+    float16 and ml_dtypes' bfloat16 (for kernels that load half precision and accumulate
+    in float32).
+    finite=False skips the NaN/inf scan (for kernels that detect non-finite input themselves).
     """
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
@@ -40,12 +54,13 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     kind = a.dtype.kind
     if kind == "f" and a.dtype.itemsize in (4, 8):
         pass
-    elif allow_half and kind == "f" and a.dtype.itemsize == 2:
-        a = a.astype(np.float32)
+    elif allow_half and is_half(a.dtype):
+        pass
     elif not was_array and kind in "iub":
         a = a.astype(np.float64)
     else:
-        raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {a.dtype}")
+        want = "float16, bfloat16, float32 or float64" if allow_half else "float32 or float64"
+        raise TypeError(f"{name}: expected a {want} array, got dtype {a.dtype}")
     if dtype is not None and a.dtype != dtype:
         a = a.astype(dtype)
     if ndim is not None:
@@ -55,17 +70,12 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
             raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
     if finite and a.size and not bool(xp_of(a).isfinite(a).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
-    return xp_of(a).ascontiguousarray(a)
+    return _c_order(a)
 
 
-def is_half(x) -> bool:
-    """True for a 16-bit float input (NumPy/CuPy float16, or a tensor's float16/bfloat16)."""
-    dt = getattr(x, "dtype", None)
-    if dt is None:
-        return False
-    if isinstance(dt, np.dtype):
-        return dt.kind == "f" and dt.itemsize == 2
-    return str(dt) in ("torch.float16", "torch.bfloat16", "float16", "bfloat16")
+def _c_order(a):
+    # np.ascontiguousarray would turn a 0-d array into 1-d: copy only when needed.
+    return a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a)
 
 
 def seed_int(seed, name: str = "seed") -> int:
@@ -87,7 +97,21 @@ def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_shape_str(a.shape)}")
-    return xp_of(a).ascontiguousarray(a, dtype=dtype)
+    return _c_order(a.astype(dtype, copy=False))
+
+
+def bool_mask(x, name: str, *, xp=None):
+    """``x`` as a C-contiguous bool array; accepts bool or integer 0/1 arrays (floats rejected)."""
+    if x is None:
+        raise TypeError(f"{name}: expected an array, got None")
+    a = to_native(x)
+    if xp is not None and xp_of(a) is not xp:
+        a = xp.asarray(a)
+    if a.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected a bool (or 0/1 integer) array, got dtype {a.dtype}")
+    if a.dtype.kind != "b" and a.size and bool(((a != 0) & (a != 1)).any()):
+        raise ValueError(f"{name}: integer masks must hold only 0 and 1")
+    return _c_order(a != 0)
 
 
 def check_shape(a, name: str, shape) -> None:

@@ -83,12 +83,19 @@ def _rows2d(a, name, D=None):
 
 
 def _main(mu, name="mu"):
-    """mu as a (B, D) float array, plus (returner, output dtype, single-row flag, half flag)."""
+    """mu as a (B, D) float array, plus (returner, the half dtype to return samples in or None,
+    single-row flag). Half precision (float16, ml_dtypes' bfloat16) is computed in float32."""
     back = returner(mu)
-    half = val.is_half(mu)
-    m = val.float_array(mu, name, ndim=(1, 2), finite=False, allow_half=True)
+    m, half = _widen(val.float_array(mu, name, ndim=(1, 2), finite=False, allow_half=True))
     m, one = _rows2d(m, name)
     return m, back, half, one
+
+
+def _widen(a):
+    """(a, None), or (a in float32, its half dtype) for float16 / bfloat16 input."""
+    if val.is_half(a.dtype):
+        return a.astype(val.compute_dtype(a.dtype)), a.dtype
+    return a, None
 
 
 def _like(x, name, ref, shape=None, finite=False):
@@ -120,10 +127,11 @@ def _samples(n_samples):
     return val.positive_int(n_samples, "n_samples", minimum=0), True
 
 
-def _cast(x, half, xp=None):
-    if x is None or not half:
+def _cast(x, half):
+    """x back in the caller's half dtype (None: unchanged)."""
+    if x is None or half is None:
         return x
-    return x.astype(np.float16)
+    return x.astype(half)
 
 
 def _out_z(z, S, multi, one):
@@ -167,7 +175,7 @@ class _Call(NamedTuple):
 
     m: object
     back: object
-    half: bool
+    half: object  #: the caller's half dtype, or None
     one: bool
     S: int
     multi: bool
@@ -190,7 +198,7 @@ def _out_arg(out, c: _Call):
     if out is None:
         return xp.empty((c.S, B, D), dt)
     want = ((c.S,) if c.multi else ()) + ((D,) if c.one else (B, D))
-    if c.half or xp_of(out) is not xp or getattr(out, "dtype", None) != dt:
+    if c.half is not None or xp_of(out) is not xp or getattr(out, "dtype", None) != dt:
         raise TypeError(f"out: expected a {xp.__name__} array of dtype {dt}")
     val.check_shape(out, "out", want)
     if not out.flags.c_contiguous or not out.flags.writeable:
@@ -424,7 +432,7 @@ def _tril_arg(L, name, m):
 def check_scale_tril(L, name="scale_tril"):
     """Raise ValueError unless every matrix of ``L`` is lower triangular with a positive,
     finite diagonal and finite entries."""
-    L = val.float_array(L, name, finite=False, allow_half=True)
+    L = _widen(val.float_array(L, name, finite=False, allow_half=True))[0]
     xp = xp_of(L)
     if not bool(xp.isfinite(L).all()):
         raise ValueError(f"{name}: contains NaN or infinity")
@@ -600,13 +608,13 @@ def mvn_log_prob(x, mu, scale_tril):
 
 def mvn_log_prob_backward(grad, x, mu, scale_tril):
     """VJP of :func:`mvn_log_prob`: ``(grad_x, grad_mu, grad_scale_tril)``."""
-    xp = xp_of(val.float_array(mu, "mu", finite=False, allow_half=True))
     m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
+    xp = xp_of(m)
     B, D = m.shape
     g = _like(grad, "grad", m, finite=True)
     dx, dmu, dL = mahalanobis_backward(-0.5 * g, x, mu, scale_tril)
-    dx, dmu, dL = (val.float_array(a, n, finite=False, allow_half=True) for a, n in ((dx, "dx"), (dmu, "dmu"),
-                                                                                   (dL, "dL")))
+    dx, dmu, dL = (_widen(val.float_array(a, n, finite=False, allow_half=True))[0]
+                   for a, n in ((dx, "dx"), (dmu, "dmu"), (dL, "dL")))
     gs = g.reshape(S, B).sum(0)  # d/dL_ii of -sum log L_ii
     eye = xp.eye(D, dtype=m.dtype)
     Ld = xp.diagonal(L, axis1=-2, axis2=-1)
@@ -776,8 +784,7 @@ def gumbel_softmax(logits, tau=1.0, *, seed=0, hard=False, stream=0, offset=0):
     stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y`` (straight-through:
     use :func:`gumbel_softmax_backward` with ``y_soft``). Returns :class:`GumbelSoftmax`."""
     back = returner(logits)
-    half = val.is_half(logits)
-    lg = val.float_array(logits, "logits", finite=False, allow_half=True)
+    lg, half = _widen(val.float_array(logits, "logits", finite=False, allow_half=True))
     if lg.ndim == 0:
         raise ValueError("logits: expected at least one axis (the categories)")
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
@@ -810,8 +817,7 @@ def gumbel_softmax_backward(grad, y_soft, tau=1.0):
     """VJP of the relaxed sample w.r.t. the logits: ``y * (g - sum(g * y)) / tau`` (also the
     straight-through gradient for ``hard=True``)."""
     back = returner(y_soft)
-    half = val.is_half(y_soft)
-    y = val.float_array(y_soft, "y_soft", allow_half=True)
+    y, half = _widen(val.float_array(y_soft, "y_soft", allow_half=True))
     g = val.float_array(grad, "grad", dtype=y.dtype, xp=xp_of(y), allow_half=True)
     val.check_shape(g, "grad", y.shape)
     r = y * (g - (g * y).sum(-1, keepdims=True)) / y.dtype.type(tau)

@@ -411,6 +411,16 @@ def test_float16_computed_in_float32(rng):
                                rtol=2e-3, atol=1e-3)
 
 
+def test_bfloat16_numpy_input(rng):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    mu = rng.standard_normal((3, 8)).astype(ml_dtypes.bfloat16)
+    lv = np.zeros((3, 8), ml_dtypes.bfloat16)
+    h = S.normal_head(mu, lv, seed=2)
+    assert h.z.dtype == ml_dtypes.bfloat16 and h.kl.dtype == np.float32
+    np.testing.assert_allclose(h.z.astype(np.float32), S.rsample_normal(mu.astype(np.float32), lv.astype(np.float32),
+                                                                         seed=2), rtol=1e-2, atol=1e-2)
+
+
 def test_bad_input(rng):
     mu, lv = _gauss(rng, 3, 4, np.float64)
     with pytest.raises(TypeError, match="exactly one"):

@@ -3,10 +3,34 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <pybind11/numpy.h>
+
 #include <string>
 #include <vector>
 
 namespace py = pybind11;
+
+// Memory-bandwidth probes for `pygenmod bench`: all OpenMP threads stream an array.
+static double stream_read(py::array_t<double, py::array::c_style> a) {
+  const double* p = a.data();
+  const py::ssize_t n = a.size();
+  double total = 0;
+  py::gil_scoped_release nogil;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+  for (py::ssize_t i = 0; i < n; ++i) total += p[i];
+  return total;
+}
+
+static void stream_copy(py::array_t<double, py::array::c_style> src,
+                        py::array_t<double, py::array::c_style> dst) {
+  if (src.size() != dst.size()) throw std::invalid_argument("src and dst sizes differ");
+  const double* s = src.data();
+  double* d = dst.mutable_data();
+  const py::ssize_t n = src.size();
+  py::gil_scoped_release nogil;
+#pragma omp parallel for schedule(static)
+  for (py::ssize_t i = 0; i < n; ++i) d[i] = s[i];
+}
 
 static std::vector<std::string> simd_features() {
   std::vector<std::string> out;
@@ -39,5 +63,7 @@ PYBIND11_MODULE(_cpu_runtime, m) {
   m.def("get_max_threads", []() { return omp_get_max_threads(); });
   m.def("openmp_version", []() { return _OPENMP; });
   m.def("cpu_features", &simd_features, "SIMD features of the CPU running now");
+  m.def("stream_read", &stream_read, "sum of a float64 array on all threads (bandwidth probe)");
+  m.def("stream_copy", &stream_copy, "copy src to dst on all threads (bandwidth probe)");
   m.def("compiled_simd", &compiled_simd, "SIMD level the kernels were compiled for");
 }

@@ -8,7 +8,7 @@ import importlib
 
 from ._report import Report
 
-SECTIONS = ("mdp", "sampling")
+SECTIONS = ("mdp", "spatial", "sampling")
 
 
 def run(sections=None, out=None) -> int:

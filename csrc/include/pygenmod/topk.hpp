@@ -1,0 +1,38 @@
+// Batched top-k: the indices of the k largest values of each row, largest first; among
+// equal values the lower index comes first (deterministic). Used for CEM elite selection.
+#pragma once
+
+#include "pygenmod/common.hpp"
+
+namespace pygenmod::topk {
+
+// a ranks before b: larger value, or equal value and lower index. NaN never ranks first.
+template <class T>
+PGM_HD bool before(T va, index_t ia, T vb, index_t ib) {
+  return va > vb || (va == vb && ia < ib);
+}
+
+// Insertion into a sorted list of k (value, index) pairs kept in idx[0..k); O(n k) per row,
+// which beats sorting for the small k of elite selection.
+template <class T>
+PGM_HD void row_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
+  index_t filled = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    if (filled == k && !before(v, i, x[idx[k - 1]], idx[k - 1])) continue;
+    index_t pos = filled < k ? filled++ : k - 1;
+    while (pos > 0 && before(v, i, x[idx[pos - 1]], idx[pos - 1])) {
+      idx[pos] = idx[pos - 1];
+      --pos;
+    }
+    idx[pos] = i;
+  }
+}
+
+template <class T>
+void top_k_cpu(const T* x, index_t rows, index_t n, index_t k, std::int64_t* idx) {
+#pragma omp parallel for schedule(static)
+  for (index_t r = 0; r < rows; ++r) row_top_k(x + r * n, n, k, idx + r * k);
+}
+
+}  // namespace pygenmod::topk

@@ -1,0 +1,180 @@
+"""Adversarial objectives from discriminator outputs, with their gradients.
+
+Every loss is computed from logits with log-sigmoid forms (no log(0), finite for logits of
+any size) and returned with its gradient with respect to the discriminator outputs, so that
+a training loop in any framework can use it without autograd. Inputs are arrays of shape
+(..., N): the last axis holds the N samples of one problem, leading axes are a batch of
+independent problems. ``reduction`` is applied over the last axis: ``"mean"`` (default),
+``"sum"`` or ``"none"`` (elementwise losses; gradients are then the elementwise derivatives).
+
+Conventions:
+- ``D = sigmoid(logit)`` is the discriminator's probability that a sample is *real*
+  (data for GANs, expert for GAIL).
+- GAN value V(D, G) = E[log D(x)] + E[log(1 - D(G(z)))]; the discriminator minimises -V,
+  the minimax generator minimises E[log(1 - D(G(z)))], the non-saturating generator
+  minimises -E[log D(G(z))].
+- LSGAN losses act on raw discriminator outputs (no sigmoid), with targets a (fake),
+  b (real) and c (what the generator wants D to say): defaults a=-1, b=1, c=0 as in the goal
+  GAN of Florensa et al. (2018). No factor 1/2.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import _validate as val
+from ._arrays import returner, xp_of
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+class LossGrad(NamedTuple):
+    #: (...) reduced loss; with reduction="none", the elementwise terms of the first argument
+    loss: object
+    grad: object  #: d loss / d first argument (same shape as it)
+    grad_other: object = None  #: d loss / d second argument, for two-argument losses
+    loss_other: object = None  #: with reduction="none": the elementwise terms of the second argument
+
+
+def _log_sigmoid(xp, x):
+    return -xp.logaddexp(0, -x)
+
+
+def _sigmoid(xp, x):
+    return 0.5 * (1 + xp.tanh(0.5 * x))  # stable for any |x|
+
+
+def _reduce(xp, elem, reduction):
+    if reduction == "none":
+        return elem, 1.0
+    n = elem.shape[-1]
+    if reduction == "sum":
+        return elem.sum(-1), 1.0
+    return elem.mean(-1), 1.0 / n
+
+
+def _pair(back, l_first, l_second, g_first, g_second, reduction) -> LossGrad:
+    if reduction == "none":
+        return LossGrad(back(l_first), back(g_first), back(g_second), back(l_second))
+    return LossGrad(back(l_first + l_second), back(g_first), back(g_second))
+
+
+def _inputs(first, name_first, second=None, name_second=None, reduction="mean"):
+    val.choice(reduction, "reduction", REDUCTIONS)
+    a = val.float_array(first, name_first)
+    if a.ndim == 0:
+        raise ValueError(f"{name_first}: expected shape (..., N) with a samples axis, got a scalar")
+    if a.shape[-1] == 0 and reduction == "mean":
+        raise ValueError(f"{name_first}: the last axis (samples) is empty; mean is undefined")
+    if second is None:
+        return a, None
+    b = val.float_array(second, name_second, ndim=a.ndim, dtype=a.dtype, xp=xp_of(a))
+    if b.shape[:-1] != a.shape[:-1]:
+        raise ValueError(f"{name_second}: leading (batch) axes {b.shape[:-1]} differ from "
+                         f"{name_first}'s {a.shape[:-1]}")
+    if b.shape[-1] == 0 and reduction == "mean":
+        raise ValueError(f"{name_second}: the last axis (samples) is empty; mean is undefined")
+    return a, b
+
+
+def gan_value(real_logits, fake_logits, reduction="mean") -> LossGrad:
+    """The minimax value E[log D(x)] + E[log(1 - D(G(z)))] and its gradients w.r.t. both logits."""
+    back = returner(real_logits)
+    r, f = _inputs(real_logits, "real_logits", fake_logits, "fake_logits", reduction)
+    xp = xp_of(r)
+    lr, sr = _reduce(xp, _log_sigmoid(xp, r), reduction)
+    lf, sf = _reduce(xp, _log_sigmoid(xp, -f), reduction)
+    g_real = _sigmoid(xp, -r) * sr  # d/dl log sigmoid(l) = 1 - sigmoid(l)
+    g_fake = -_sigmoid(xp, f) * sf  # d/dl log(1 - sigmoid(l)) = -sigmoid(l)
+    return _pair(back, lr, lf, g_real, g_fake, reduction)
+
+
+def gan_discriminator_loss(real_logits, fake_logits, reduction="mean") -> LossGrad:
+    """-V(D, G): binary cross-entropy of real vs fake samples, from logits."""
+    out = gan_value(real_logits, fake_logits, reduction)
+    return LossGrad(*(None if t is None else -t for t in out))
+
+
+def gan_generator_loss(fake_logits, non_saturating=True, reduction="mean") -> LossGrad:
+    """Generator loss from the discriminator's logits on generated samples.
+
+    non_saturating=True: -E[log D(G(z))] (strong gradients early in training);
+    False: the minimax form E[log(1 - D(G(z)))].
+    """
+    back = returner(fake_logits)
+    f, _ = _inputs(fake_logits, "fake_logits", reduction=reduction)
+    xp = xp_of(f)
+    if non_saturating:
+        loss, s = _reduce(xp, -_log_sigmoid(xp, f), reduction)
+        grad = -_sigmoid(xp, -f) * s
+    else:
+        loss, s = _reduce(xp, _log_sigmoid(xp, -f), reduction)
+        grad = -_sigmoid(xp, f) * s
+    return LossGrad(back(loss), back(grad))
+
+
+def lsgan_discriminator_loss(real_out, fake_out, a=-1.0, b=1.0, labels=None,
+                             reduction="mean") -> LossGrad:
+    """Least-squares discriminator loss E[(D(x) - b)^2] + E[(D(G(z)) - a)^2].
+
+    With ``labels`` y (same shape as real_out, values in [0, 1]) the labelled goal-GAN form
+    E[y (D(g) - b)^2 + (1 - y)(D(g) - a)^2] + E[(D(G(z)) - a)^2] is used: goals labelled 0 are
+    pushed towards the fake target a.
+    """
+    back = returner(real_out)
+    r, f = _inputs(real_out, "real_out", fake_out, "fake_out", reduction)
+    xp = xp_of(r)
+    if labels is None:
+        y = xp.ones_like(r)
+    else:
+        y = val.float_array(labels, "labels", ndim=r.ndim, dtype=r.dtype, xp=xp)
+        val.check_shape(y, "labels", r.shape)
+        if bool(((y < 0) | (y > 1)).any()):
+            raise ValueError("labels: must lie in [0, 1]")
+    lr, sr = _reduce(xp, y * (r - b) ** 2 + (1 - y) * (r - a) ** 2, reduction)
+    lf, sf = _reduce(xp, (f - a) ** 2, reduction)
+    g_real = 2 * (y * (r - b) + (1 - y) * (r - a)) * sr
+    g_fake = 2 * (f - a) * sf
+    return _pair(back, lr, lf, g_real, g_fake, reduction)
+
+
+def lsgan_generator_loss(fake_out, c=0.0, reduction="mean") -> LossGrad:
+    """Least-squares generator loss E[(D(G(z)) - c)^2]."""
+    back = returner(fake_out)
+    f, _ = _inputs(fake_out, "fake_out", reduction=reduction)
+    xp = xp_of(f)
+    loss, s = _reduce(xp, (f - c) ** 2, reduction)
+    return LossGrad(back(loss), back(2 * (f - c) * s))
+
+
+def gail_discriminator_loss(expert_logits, policy_logits, reduction="mean") -> LossGrad:
+    """GAIL discriminator loss -E_expert[log D] - E_policy[log(1 - D)], D = P(expert | s, a)."""
+    return gan_discriminator_loss(expert_logits, policy_logits, reduction)
+
+
+def gail_reward(policy_logits, kind="log_d"):
+    """The policy's surrogate reward per (s, a), from the discriminator's logits.
+
+    kind="log_d": log D(s, a) (always <= 0; survival-neutral tasks);
+    kind="neg_log_one_minus_d": -log(1 - D(s, a)) (always >= 0, i.e. softplus(logit)).
+    Elementwise; any shape.
+    """
+    back = returner(policy_logits)
+    val.choice(kind, "kind", ("log_d", "neg_log_one_minus_d"))
+    x = val.float_array(policy_logits, "policy_logits")
+    xp = xp_of(x)
+    return back(_log_sigmoid(xp, x) if kind == "log_d" else -_log_sigmoid(xp, -x))
+
+
+def label_goals(success_rates, r_min=0.1, r_max=0.9):
+    """Goals of intermediate difficulty: 1.0 where r_min <= success rate <= r_max, else 0.0.
+
+    success_rates: any shape, values in [0, 1]; returns labels in its dtype, ready to be the
+    ``labels`` of :func:`lsgan_discriminator_loss`.
+    """
+    back = returner(success_rates)
+    r = val.float_array(success_rates, "success_rates")
+    if not 0.0 <= r_min <= r_max <= 1.0:
+        raise ValueError(f"need 0 <= r_min <= r_max <= 1, got r_min={r_min}, r_max={r_max}")
+    if bool(((r < 0) | (r > 1)).any()):
+        raise ValueError("success_rates: must lie in [0, 1]")
+    return back(((r >= r_min) & (r <= r_max)).astype(r.dtype))
