@@ -206,3 +206,24 @@ class SpatialSoftmax(nn.Module):
     def extra_repr(self) -> str:
         return (f"num_channels={self.num_channels}, temperature_shape={tuple(self.temperature.shape)}, "
                 f"layout={self.layout!r}, coords={self.coords!r}, order={self.order!r}")
+
+
+# ============================================================================ sampling
+# Reparameterized samplers, KL and log-densities (autograd Functions and the
+# pygenmod::normal_head / pygenmod::mvn_head custom ops) live in _torch_sampling.
+from . import _torch_sampling as _sampling  # noqa: E402
+from ._torch_sampling import (  # noqa: E402,F401
+    gumbel_softmax,
+    kl_mvn,
+    kl_normal,
+    mahalanobis,
+    mvn_head,
+    mvn_log_prob,
+    normal_head,
+    normal_log_prob,
+    rsample_mvn,
+    rsample_normal,
+)
+
+HAVE_SAMPLING_CUSTOM_OPS = _sampling.HAVE_CUSTOM_OPS
+__all__ += _sampling.__all__

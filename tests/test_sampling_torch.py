@@ -3,7 +3,7 @@ with torch.distributions, half-precision inputs, and the torch.library custom op
 import pytest
 
 torch = pytest.importorskip("torch")
-T = pytest.importorskip("pygenmod.torch_sampling")
+T = pytest.importorskip("pygenmod.torch")
 from pygenmod import sampling as S  # noqa: E402
 
 gradcheck = torch.autograd.gradcheck
@@ -112,7 +112,7 @@ def test_half_inputs_computed_in_float32(gen, dt):
 
 
 def test_custom_ops():
-    if not T.HAVE_CUSTOM_OPS:
+    if not T.HAVE_SAMPLING_CUSTOM_OPS:
         pytest.skip("torch.library.custom_op unavailable")
     mu = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     lv = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)

@@ -84,7 +84,7 @@ def workloads(quick: bool = False):
 
     def ours_vae_torch():
         torch = _torch()
-        from pygenmod import torch_sampling as T
+        from pygenmod import torch as T
 
         mu0, lv0, gz0 = (torch.from_numpy(a) for a in _diag(B, D))
 
@@ -214,7 +214,7 @@ def workloads(quick: bool = False):
                   Candidate("numpy", numpy_sample)], bytes_moved=3 * n * f4),
         Workload("W4b", f"sample + KL, forward + backward, B={B}, D={D}, float32",
                  [Candidate("pygenmod (arrays)", ours_vae, is_ours=True),
-                  Candidate("pygenmod.torch_sampling", ours_vae_torch, is_ours=True),
+                  Candidate("pygenmod.torch", ours_vae_torch, is_ours=True),
                   Candidate("torch autograd one-liner", torch_autograd_vae),
                   Candidate("torch.distributions", torch_dist_vae)], bytes_moved=(3 + 5) * n * f4),
         Workload("W4c", f"full-cov rsample z = mu + L eps, B={BF}, D={DF}, float32",

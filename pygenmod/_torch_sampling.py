@@ -1,4 +1,4 @@
-"""PyTorch autograd wrappers of :mod:`pygenmod.sampling` (optional: imports torch).
+"""PyTorch autograd wrappers of :mod:`pygenmod.sampling`, re-exported by :mod:`pygenmod.torch`.
 
 Tensors go to the kernels zero-copy through DLPack (CPU tensors to the C++ kernels, CUDA
 tensors to the CUDA kernels through CuPy); gradients come from the package's own VJPs, and
