@@ -53,6 +53,7 @@ mcts::Params params_of(const py::array& params, const py::array& table) {
 
 template <class F>
 void with_tree(py::tuple tree, F&& f) {
+  if (tree.size() != 14) throw std::invalid_argument("tree: expected a tuple of 14 arrays");
   py::array logits = tree[8].cast<py::array>();
   dispatch_float(logits, "logits", [&](auto tag) {
     using T = decltype(tag);
