@@ -70,14 +70,20 @@ class RecurrentOutput(NamedTuple):
 
 
 class TabularModel(NamedTuple):
-    """A known tabular model; build it with :func:`tabular_model` (validates and converts)."""
+    """A known tabular model; build it with :func:`tabular_model` (validates and converts).
+
+    The per-state node data is precomputed once: ``logits`` are the prior logits shifted by
+    their max over valid actions (-inf where invalid), ``prior`` their softmax; a terminal
+    state has value 0 and every action invalid.
+    """
     next_state: object  #: [S, A] int64
     reward: object  #: [S, A]
-    prior_logits: object  #: [S, A]
-    value: object  #: [S]
     discount: object  #: [S, A]
-    terminal: object  #: [S] uint8 or None
-    invalid_actions: object  #: [S, A] uint8 or None
+    logits: object  #: [S, A]
+    prior: object  #: [S, A]
+    value: object  #: [S]
+    invalid: object  #: [S, A] uint8 (1 = invalid; all 1 for terminal states)
+    terminal: object  #: [S] uint8
 
 
 class PolicyOutput(NamedTuple):
@@ -211,19 +217,30 @@ def _mask(x, name, shape, xp):
     return xp.ascontiguousarray(m != 0, dtype=xp.uint8)
 
 
-def _set_root_logits(tree: Tree, logits, invalid) -> None:
-    """Root logits (shifted by their max over valid actions, -inf where invalid) and prior."""
-    xp = xp_of(tree.visits)
+def _normalise(logits, invalid):
+    """(shifted logits with -inf where invalid, softmax, invalid uint8) along the last axis."""
+    xp = xp_of(logits)
     bad = (invalid != 0) | xp.isneginf(logits)
     m = xp.max(xp.where(bad, -xp.inf, logits), axis=-1, keepdims=True)
-    if bool(xp.any(xp.all(bad, axis=-1))):
-        b = int(xp.argmax(xp.all(bad, axis=-1)))
-        raise ValueError(f"invalid_actions: all actions are invalid at the root of tree {b}")
-    lg = xp.where(bad, -xp.inf, logits - m).astype(tree.dtype)
+    m = xp.where(xp.isfinite(m), m, 0)
+    lg = xp.where(bad, -xp.inf, logits - m).astype(logits.dtype)
     e = xp.where(bad, 0, xp.exp(lg))
-    tree.logits[:, 0] = lg
-    tree.prior[:, 0] = e / e.sum(-1, keepdims=True)
-    tree.invalid[:, 0] = bad
+    z = e.sum(-1, keepdims=True)
+    prior = xp.where(z > 0, e / xp.where(z > 0, z, 1), 0).astype(logits.dtype)
+    return lg, prior, bad.astype(xp.uint8)
+
+
+def _set_root_logits(tree: Tree, logits, invalid, prior=None) -> None:
+    """Root logits (shifted by their max over valid actions, -inf where invalid) and prior."""
+    xp = xp_of(tree.visits)
+    if prior is None:
+        logits, prior, invalid = _normalise(logits.astype(tree.dtype), invalid)
+    dead = xp.all(invalid != 0, axis=-1)
+    if bool(xp.any(dead)):
+        raise ValueError(f"invalid_actions: all actions are invalid at the root of tree {int(xp.argmax(dead))}")
+    tree.logits[:, 0] = logits
+    tree.prior[:, 0] = prior
+    tree.invalid[:, 0] = invalid
 
 
 def init_root(tree: Tree, prior_logits, value, *, invalid_actions=None, state=None, embedding=None) -> Tree:
@@ -233,17 +250,25 @@ def init_root(tree: Tree, prior_logits, value, *, invalid_actions=None, state=No
     logits = _float(prior_logits, "prior_logits", (B, A), tree.dtype, xp, allow_neg_inf=True)
     value = _float(value, "value", (B,), tree.dtype, xp)
     inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
-    fresh = new_tree(B, A, tree.capacity, tree.dtype, xp=xp)
     for f in TREE_FIELDS:
-        getattr(tree, f)[...] = getattr(fresh, f)
+        getattr(tree, f)[...] = -1 if f in ("parent", "action", "children") else 0
+    return _fill_root(tree, logits, value, inv, state, embedding)
+
+
+def _fill_root(tree: Tree, logits, value, inv, state, embedding, prior=None) -> Tree:
+    """Writes the roots into a freshly reset tree (inputs already validated)."""
+    xp = xp_of(tree.visits)
+    B, A = tree.batch_size, tree.num_actions
     tree.visits[:, 0] = 1
     tree.value_sum[:, 0] = value
     tree.raw_value[:, 0] = value
     tree.discount[:, 0] = 1
     tree.num_nodes[:] = 1
     if state is not None:
-        tree.state[:, 0] = val.int_array(state, "state", ndim=1, xp=xp)
-    _set_root_logits(tree, logits, xp.zeros((B, A), xp.uint8) if inv is None else inv)
+        st = val.int_array(state, "state", ndim=1, xp=xp)
+        val.check_shape(st, "state", (B,))
+        tree.state[:, 0] = st
+    _set_root_logits(tree, logits, xp.zeros((B, A), xp.uint8) if inv is None else inv, prior)
     if embedding is not None:
         emb = to_native(embedding)
         if xp_of(emb) is not xp:
@@ -298,16 +323,20 @@ def tabular_model(next_state, reward, prior_logits, value, discount=1.0, *, term
             raise ValueError("discount: must be in [-1, 1]")
     term = _mask(terminal, "terminal", (S,), xp)
     inv = _mask(invalid_actions, "invalid_actions", (S, A), xp)
-    if inv is not None or True:
-        bad = xp.isneginf(L) if inv is None else (inv != 0) | xp.isneginf(L)
-        dead = bad.all(-1)
-        if term is not None:
-            dead &= term == 0
-        if bool(dead.any()):
-            s = int(xp.argmax(dead))
-            raise ValueError(f"invalid_actions: all actions are invalid in non-terminal state {s} "
-                             "(mark it terminal)")
-    return TabularModel(ns, R, L, V, D, term, inv)
+    term = xp.zeros(S, xp.uint8) if term is None else term
+    inv = xp.zeros((S, A), xp.uint8) if inv is None else inv
+    lg, prior, bad = _normalise(L, inv)
+    dead = bad.all(-1) & (term == 0)
+    if bool(dead.any()):
+        raise ValueError(f"invalid_actions: all actions are invalid in non-terminal state {int(xp.argmax(dead))} "
+                         "(mark it terminal)")
+    t = term[:, None] != 0
+    lg = xp.where(t, -xp.inf, lg).astype(L.dtype)
+    prior = xp.where(t, 0, prior).astype(L.dtype)
+    bad = xp.where(t, 1, bad).astype(xp.uint8)
+    V = xp.where(term != 0, 0, V).astype(L.dtype)
+    return TabularModel(ns, R, D, xp.ascontiguousarray(lg), xp.ascontiguousarray(prior), V,
+                        xp.ascontiguousarray(bad), term)
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -490,21 +519,21 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, dtyp
         raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + num_simulations} "
                          f"nodes, capacity is {cap}")
     if tabular:
-        xp = xp_of(model.prior_logits)
+        xp = xp_of(model.logits)
         back = returner(root)
         states = val.int_array(root, "root", ndim=1, xp=xp)
-        S, A = model.prior_logits.shape
+        S, A = model.logits.shape
         if bool(((states < 0) | (states >= S)).any()):
             raise ValueError(f"root: root states must lie in [0, {S})")
-        if model.terminal is not None and bool((model.terminal[states] != 0).any()):
+        if bool((model.terminal[states] != 0).any()):
             raise ValueError("root: a root state is terminal (all actions are invalid)")
         B = int(states.shape[0])
-        tree = new_tree(B, A, cap, model.prior_logits.dtype, xp=xp)
-        inv = model.invalid_actions[states] if model.invalid_actions is not None else None
+        tree = new_tree(B, A, cap, model.logits.dtype, xp=xp)
+        lg, prior, inv = model.logits[states], model.prior[states], model.invalid[states]
         if invalid_actions is not None:
-            extra = _mask(invalid_actions, "invalid_actions", (B, A), xp)
-            inv = extra if inv is None else (inv | extra)
-        init_root(tree, model.prior_logits[states], model.value[states], invalid_actions=inv, state=states)
+            inv = inv | _mask(invalid_actions, "invalid_actions", (B, A), xp)
+            lg, prior, inv = _normalise(lg, inv)
+        _fill_root(tree, lg, model.value[states], inv, states, None, prior=prior)
         return tree, back, num_simulations
     if not isinstance(root, Root):
         if isinstance(root, tuple) and len(root) in (2, 3):
@@ -517,7 +546,10 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, dtyp
     logits = val.float_array(logits, "prior_logits", ndim=2, xp=xp, finite=False)
     B, A = logits.shape
     tree = new_tree(B, A, cap, logits.dtype, xp=xp)
-    init_root(tree, logits, root.value, invalid_actions=invalid_actions, embedding=root.embedding)
+    logits = _float(logits, "prior_logits", (B, A), tree.dtype, xp, allow_neg_inf=True)
+    value = _float(root.value, "value", (B,), tree.dtype, xp)
+    inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
+    _fill_root(tree, logits, value, inv, None, root.embedding)
     return tree, back, num_simulations
 
 
@@ -528,11 +560,13 @@ def _run(tree: Tree, model, num_simulations: int, params, table):
         return
     arrays = tree.arrays()
     if isinstance(model, TabularModel):
-        if model.prior_logits.dtype != tree.dtype or xp_of(model.prior_logits) is not xp:
+        if model.logits.dtype != tree.dtype or xp_of(model.logits) is not xp:
             raise TypeError("recurrent_fn: the tabular model's dtype/array type differs from the tree's")
+        if int(model.logits.shape[1]) != tree.num_actions:
+            raise ValueError("recurrent_fn: the tabular model's number of actions differs from the tree's")
         _kernel(tree, "search_tabular")(arrays, params, table, num_simulations, model.next_state,
-                                        model.reward, model.discount, model.prior_logits, model.value,
-                                        model.terminal, model.invalid_actions)
+                                        model.reward, model.discount, model.logits, model.prior,
+                                        model.value, model.invalid)
         return
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
     B, A = tree.batch_size, tree.num_actions

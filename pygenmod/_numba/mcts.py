@@ -308,36 +308,42 @@ def backup(tree, node):
 
 
 @nb.njit(parallel=True, cache=True)
-def _search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                    value, terminal, has_terminal, invalid, has_invalid):
+def search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
+                   prior, value, invalid):
     B = tree[7].shape[0]
-    dummy = np.zeros(1, np.uint8)
     for b in nb.prange(B):
         t = _view(tree, b)
+        visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g = t
+        A = children.shape[1]
         for _ in range(num_simulations):
             node, action = _select_one(t, params, table)
             leaf = node
             if action >= 0:
-                s = t[11][node]
-                s2 = next_state[s, action]
-                term = has_terminal and terminal[s2] != 0
-                v = 0.0 if term else value[s2]
-                inv = invalid[s2] if has_invalid else dummy
-                leaf = _expand_one(t, node, action, reward[s, action], discount[s, action],
-                                   logits[s2], v, inv, has_invalid, term, s2)
-                if leaf < 0:
+                c = nn[0]
+                if c >= children.shape[0]:
                     break
+                nn[0] = c + 1
+                s = st[node]
+                s2 = next_state[s, action]
+                visits[c] = 1
+                value_sum[c] = value[s2]
+                raw_value[c] = value[s2]
+                rew[c] = reward[s, action]
+                disc[c] = discount[s, action]
+                par[c] = node
+                act[c] = action
+                st[c] = s2
+                for a in range(A):
+                    children[c, a] = -1
+                    lg[c, a] = logits[s2, a]
+                    pr[c, a] = prior[s2, a]
+                    inv[c, a] = invalid[s2, a]
+                children[node, action] = c
+                leaf = c
             else:
-                _expand_one(t, node, -1, 0.0, 0.0, logits[0], 0.0, dummy, False, False, 0)
+                visits[node] += 1
+                value_sum[node] += raw_value[node]
             _backup_one(t, leaf)
-
-
-def search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                   value, terminal, invalid):
-    ht, hi = terminal is not None, invalid is not None
-    _search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                    value, terminal if ht else np.zeros(1, np.uint8), ht,
-                    invalid if hi else np.zeros((1, 1), np.uint8), hi)
 
 
 @nb.njit(cache=True)

@@ -119,13 +119,10 @@ PGM_HD i32 child_visits(const TreeRef<T>& t, i32 n, index_t a) {
   return c >= 0 ? t.visits[c] : 0;
 }
 
-// Writes node c's fields; logits are shifted by their max over valid actions and the
-// prior is their softmax. all_invalid marks a terminal node (no valid action).
+// Writes node c's scalar fields and marks its children unexpanded.
 template <class T>
-PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
-                      const T* logits, T value, const u8* invalid, bool all_invalid,
-                      std::int64_t state) {
-  const index_t A = t.A;
+PGM_HD void link_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
+                      T value, std::int64_t state) {
   t.visits[c] = 1;
   t.value_sum[c] = value;
   t.raw_value[c] = value;
@@ -134,13 +131,23 @@ PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T 
   t.parent[c] = parent;
   t.action[c] = action;
   t.state[c] = state;
-  i32* ch = t.children + c * A;
+  i32* ch = t.children + c * t.A;
+  for (index_t a = 0; a < t.A; ++a) ch[a] = -1;
+}
+
+// Writes node c; logits are shifted by their max over valid actions and the prior is their
+// softmax. all_invalid marks a terminal node (no valid action); -inf logits are invalid.
+template <class T>
+PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
+                      const T* logits, T value, const u8* invalid, bool all_invalid,
+                      std::int64_t state) {
+  const index_t A = t.A;
+  link_node(t, c, parent, action, reward, discount, value, state);
   T* lg = t.logits + c * A;
   T* pr = t.prior + c * A;
   u8* inv = t.invalid + c * A;
   T m = neg_inf<T>();
   for (index_t a = 0; a < A; ++a) {
-    ch[a] = -1;
     const bool bad = all_invalid || (invalid && invalid[a]) || !(logits[a] > neg_inf<T>());
     inv[a] = bad ? 1 : 0;
     if (!bad) m = m_max(m, logits[a]);
@@ -159,16 +166,22 @@ PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T 
   for (index_t a = 0; a < A; ++a) pr[a] = z > 0 ? pr[a] / z : T(0);
 }
 
-// mctx qtransform_by_parent_and_siblings + PUCT (muzero_action_selection).
+// mctx qtransform_by_parent_and_siblings + PUCT (muzero_action_selection). Child Q-values
+// are cached in a small local buffer when A <= kQCache (recomputed otherwise).
+constexpr int kQCache = 32;
+
 template <class T>
 PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
   const index_t A = t.A;
   const i32* ch = t.children + n * A;
+  const bool cache = A <= kQCache;
+  T qbuf[kQCache];
   const T node_value = t.value_sum[n] / static_cast<T>(t.visits[n]);
   T lo = node_value, hi = node_value;
   for (index_t a = 0; a < A; ++a)
     if (ch[a] >= 0) {
       const T q = child_q(t, ch[a]);
+      if (cache) qbuf[a] = q;
       lo = m_min(lo, q);
       hi = m_max(hi, q);
     }
@@ -177,14 +190,20 @@ PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
   const T c2 = static_cast<T>(p.pb_c_base);
   const T pb_c = static_cast<T>(p.pb_c_init) + m_log((N + c2 + T(1)) / c2);
   const T scale = m_sqrt(N) * pb_c;
+  const T* prior = t.prior + n * A;
+  const u8* invalid = t.invalid + n * A;
   i32 best = -1;
   T best_score = neg_inf<T>();
   for (index_t a = 0; a < A; ++a) {
-    if (t.invalid[n * A + a]) continue;
+    if (invalid[a]) continue;
     const i32 c = ch[a];
-    const T value_score = c >= 0 ? (child_q(t, c) - lo) / denom : T(0);
-    const T nv = c >= 0 ? static_cast<T>(t.visits[c]) : T(0);
-    const T score = value_score + scale * t.prior[n * A + a] / (nv + T(1));
+    T score;
+    if (c >= 0) {
+      const T q = cache ? qbuf[a] : child_q(t, c);
+      score = (q - lo) / denom + scale * prior[a] / (static_cast<T>(t.visits[c]) + T(1));
+    } else {
+      score = scale * prior[a];
+    }
     if (best < 0 || score > best_score) {
       best = static_cast<i32>(a);
       best_score = score;
@@ -385,29 +404,37 @@ PGM_HD void backup_one(TreeRef<T>& t, i32 node) {
   }
 }
 
-// The whole search on a tabular model: next_state[S,A], reward[S,A], discount[S,A],
-// logits[S,A], value[S], optional terminal[S] and invalid[S,A] masks (nullptr = none).
-// Entering a terminal state: the node's value is 0 and it has no valid action.
+// The whole search on a tabular model whose per-state node data is precomputed (by
+// pygenmod.mcts.tabular_model): next_state[S,A], reward[S,A], discount[S,A], logits[S,A]
+// (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
+// A terminal state has value 0 and every action invalid.
 template <class T>
 PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
                                const std::int64_t* next_state, const T* reward,
-                               const T* discount, const T* logits, const T* value,
-                               const u8* terminal, const u8* invalid) {
+                               const T* discount, const T* logits, const T* prior,
+                               const T* value, const u8* invalid) {
   const index_t A = t.A;
   for (index_t sim = 0; sim < num_simulations; ++sim) {
     i32 node, action;
     select_one(t, p, &node, &action);
     i32 leaf = node;
     if (action >= 0) {
-      const std::int64_t s = t.state[node];
-      const std::int64_t s2 = next_state[s * A + action];
-      const bool term = terminal && terminal[s2];
-      leaf = expand_one(t, node, action, reward[s * A + action], discount[s * A + action],
-                        logits + s2 * A, term ? T(0) : value[s2],
-                        invalid ? invalid + s2 * A : nullptr, term, s2);
-      if (leaf < 0) return;  // capacity: checked by the caller beforehand
+      const i32 c = t.num_nodes[0];
+      if (c >= t.N) return;  // capacity: checked by the caller beforehand
+      t.num_nodes[0] = c + 1;
+      const std::int64_t s = t.state[node], sa = s * A + action;
+      const std::int64_t s2 = next_state[sa];
+      link_node(t, c, node, action, reward[sa], discount[sa], value[s2], s2);
+      for (index_t a = 0; a < A; ++a) {
+        t.logits[c * A + a] = logits[s2 * A + a];
+        t.prior[c * A + a] = prior[s2 * A + a];
+        t.invalid[c * A + a] = invalid[s2 * A + a];
+      }
+      t.children[node * A + action] = c;
+      leaf = c;
     } else {
-      expand_one(t, node, -1, T(0), T(0), logits, T(0), nullptr, false, 0);
+      t.visits[node] += 1;
+      t.value_sum[node] += t.raw_value[node];
     }
     backup_one(t, leaf);
   }
@@ -564,7 +591,7 @@ void expand_cpu(const Batch<T>& t, index_t B, const i32* node, const i32* action
                 const T* reward, const T* discount, const T* logits, const T* value,
                 const u8* invalid, const std::int64_t* state, i32* out) {
   const index_t A = t.A;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * A > 65536)
   for (index_t b = 0; b < B; ++b) {
     TreeRef<T> r = tree_at(t, b);
     out[b] = expand_one(r, node[b], action[b], reward[b], discount[b], logits + b * A, value[b],
@@ -574,7 +601,7 @@ void expand_cpu(const Batch<T>& t, index_t B, const i32* node, const i32* action
 
 template <class T>
 void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B > 4096)
   for (index_t b = 0; b < B; ++b) {
     TreeRef<T> r = tree_at(t, b);
     if (node[b] >= 0 && node[b] < r.num_nodes[0]) backup_one(r, node[b]);
@@ -584,12 +611,12 @@ void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
 template <class T>
 void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t num_simulations,
                         const std::int64_t* next_state, const T* reward, const T* discount,
-                        const T* logits, const T* value, const u8* terminal, const u8* invalid) {
+                        const T* logits, const T* prior, const T* value, const u8* invalid) {
 #pragma omp parallel for schedule(dynamic, 4)
   for (index_t b = 0; b < B; ++b) {
     TreeRef<T> r = tree_at(t, b);
-    search_tabular_one(r, p, num_simulations, next_state, reward, discount, logits, value,
-                       terminal, invalid);
+    search_tabular_one(r, p, num_simulations, next_state, reward, discount, logits, prior, value,
+                       invalid);
   }
 }
 
@@ -605,20 +632,20 @@ void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index
 
 template <class T>
 void dirichlet_cpu(std::uint64_t seed, double alpha, index_t B, index_t A, T* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * A > 16384)
   for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, b, A, out + b * A);
 }
 
 template <class T>
 void gumbel_cpu(std::uint64_t seed, index_t B, index_t A, T* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * A > 65536)
   for (index_t b = 0; b < B; ++b) gumbel_one(seed, b, A, out + b * A);
 }
 
 template <class T>
 void sample_cpu(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
                 std::int64_t* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * A > 65536)
   for (index_t b = 0; b < B; ++b)
     out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, b);
 }
