@@ -389,8 +389,9 @@ def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvi
     return params, table
 
 
-def _on(xp, *arrays):
-    return tuple(a if xp is np else xp.asarray(a) for a in arrays)
+def _on(xp, params, table):
+    """The kernels' (params, table): params stay a host array (read by the launchers)."""
+    return params, (table if xp is np else xp.asarray(table))
 
 
 def _kernel(tree: Tree, name: str):

@@ -582,7 +582,9 @@ PGM_HD std::int64_t sample_one(const T* w, index_t A, double temperature, std::u
 // ----------------------------------------------------------------------------- CPU launchers
 template <class T>
 void select_cpu(const Batch<T>& t, index_t B, const Params& p, i32* node, i32* action) {
-#pragma omp parallel for schedule(static)
+  // One call per simulation on the callback path: a parallel region only pays off for large
+  // batches (and waking OpenMP workers is slow on a busy, oversubscribed machine).
+#pragma omp parallel for schedule(static) if (B >= 1024)
   for (index_t b = 0; b < B; ++b) select_one(tree_at(t, b), p, node + b, action + b);
 }
 
