@@ -116,6 +116,8 @@ class Tree:
     num_nodes: object
     gumbel: object
     embeddings: object = None
+    #: converts gathered embeddings/actions back to the caller's array type (torch, jax...)
+    emb_back: object = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def batch_size(self) -> int:
@@ -138,7 +140,7 @@ class Tree:
 
     def copy(self) -> "Tree":
         emb = None if self.embeddings is None else self.embeddings.copy()
-        return Tree(*(a.copy() for a in self.arrays()), embeddings=emb)
+        return Tree(*(a.copy() for a in self.arrays()), embeddings=emb, emb_back=self.emb_back)
 
     def node_values(self):
         """[B, N] mean backed-up value of every node (0 for free slots)."""
@@ -182,6 +184,7 @@ class Tree:
             emb = xp.zeros((self.batch_size, capacity) + self.embeddings.shape[2:], self.embeddings.dtype)
             emb[:, :N] = self.embeddings
             new.embeddings = emb
+        new.emb_back = self.emb_back
         return new
 
 
@@ -220,7 +223,7 @@ def _mask(x, name, shape, xp):
 def _normalise(logits, invalid):
     """(shifted logits with -inf where invalid, softmax, invalid uint8) along the last axis."""
     xp = xp_of(logits)
-    bad = (invalid != 0) | xp.isneginf(logits)
+    bad = (invalid != 0) | (logits == -xp.inf)
     m = xp.max(xp.where(bad, -xp.inf, logits), axis=-1, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0)
     lg = xp.where(bad, -xp.inf, logits - m).astype(logits.dtype)
@@ -277,6 +280,7 @@ def _fill_root(tree: Tree, logits, value, inv, state, embedding, prior=None) -> 
             raise ValueError(f"embedding: expected a leading batch axis of {B}, got shape {emb.shape}")
         tree.embeddings = xp.zeros((B, tree.capacity) + emb.shape[1:], emb.dtype)
         tree.embeddings[:, 0] = emb
+        tree.emb_back = returner(embedding)
     return tree
 
 
@@ -284,7 +288,7 @@ def _float(x, name, shape, dtype, xp, allow_neg_inf=False):
     a = val.float_array(x, name, dtype=dtype, xp=xp, finite=False)
     val.check_shape(a, name, shape)
     if a.size:
-        bad = xp.isnan(a) | (xp.isposinf(a) if allow_neg_inf else ~xp.isfinite(a))
+        bad = xp.isnan(a) | ((a == xp.inf) if allow_neg_inf else ~xp.isfinite(a))
         if bool(bad.any()):
             raise ValueError(f"{name}: contains NaN or infinity" + (" (-inf marks an invalid action)" if allow_neg_inf else ""))
     return a
@@ -506,6 +510,10 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, dtyp
         if not isinstance(tree, Tree):
             raise TypeError(f"tree: expected a pygenmod.mcts.Tree, got {type(tree).__name__}")
         _check_has_root(tree)
+        dead = xp_of(tree.invalid).all(tree.invalid[:, 0] != 0, axis=-1)
+        if bool(dead.any()):
+            raise ValueError(f"tree: all actions are invalid at the root of tree {int(dead.argmax())} "
+                             "(a terminal state)")
         back = returner(tree.logits)
         need = int(tree.num_nodes.max()) + num_simulations if tree.batch_size else 0
         if need > tree.capacity:
@@ -551,6 +559,8 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, dtyp
     value = _float(root.value, "value", (B,), tree.dtype, xp)
     inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
     _fill_root(tree, logits, value, inv, None, root.embedding)
+    if tree.emb_back is None:
+        tree.emb_back = back
     return tree, back, num_simulations
 
 
@@ -575,19 +585,20 @@ def _run(tree: Tree, model, num_simulations: int, params, table):
     node = xp.empty(B, xp.int32)
     action = xp.empty(B, xp.int32)
     leaf = xp.empty(B, xp.int32)
-    emb_back = returner(tree.embeddings) if tree.embeddings is not None else (lambda a: a)
+    emb_back = tree.emb_back or (lambda a: a)
     dt = tree.dtype
     for _ in range(num_simulations):
         sel(arrays, params, table, node, action)
         emb = None if tree.embeddings is None else emb_back(tree.embeddings[rows, node])
         act = xp.maximum(action, 0).astype(xp.int64)
-        out = model(emb, emb_back(act) if tree.embeddings is not None else act)
+        out = model(emb, emb_back(act))
         if not isinstance(out, tuple) or len(out) not in (5, 6):
             raise TypeError("recurrent_fn: must return (reward, discount, prior_logits, value, "
                             "next_embedding[, invalid_actions])")
         r, d, lg, v = (_cb_float(x, n, s, dt, xp) for x, n, s in zip(
             out[:4], ("reward", "discount", "prior_logits", "value"), ((B,), (B,), (B, A), (B,))))
         inv = _mask(out[5], "invalid_actions", (B, A), xp) if len(out) == 6 else None
+        _check_outputs(xp, r, d, lg, v)
         state = tree.num_nodes.astype(xp.int64)
         exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
         if bool((leaf < 0).any()):
@@ -618,12 +629,21 @@ def _cb_float(x, name, shape, dtype, xp):
         a = a.astype(dtype)
     if a.shape != shape:
         raise ValueError(f"recurrent_fn: {name} has shape {a.shape}, expected {shape}")
-    if name == "prior_logits":
-        if bool(xp.isnan(a).any() or xp.isposinf(a).any()):
-            raise ValueError("recurrent_fn: prior_logits contains NaN or +inf (-inf marks an invalid action)")
-    elif not bool(xp.isfinite(a).all()):
-        raise ValueError(f"recurrent_fn: {name} contains NaN or infinity")
     return xp.ascontiguousarray(a)
+
+
+def _check_outputs(xp, r, d, lg, v):
+    """One reduction (one device sync) for NaN/inf in the recurrent_fn outputs."""
+    bad = (xp.isnan(lg) | (lg == xp.inf)).any()
+    for a in (r, d, v):
+        bad = bad | ~xp.isfinite(a).all()
+    if not bool(bad):
+        return
+    if bool((xp.isnan(lg) | (lg == xp.inf)).any()):
+        raise ValueError("recurrent_fn: prior_logits contains NaN or +inf (-inf marks an invalid action)")
+    for name, a in (("reward", r), ("discount", d), ("value", v)):
+        if not bool(xp.isfinite(a).all()):
+            raise ValueError(f"recurrent_fn: {name} contains NaN or infinity")
 
 
 def _noise(tree: Tree, name: str, seed: int, *args):
@@ -675,8 +695,9 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
     _run(tree, recurrent_fn, sims, params, table)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
-    A = tree.num_actions
-    weights = xp.where(total > 0, counts / xp.maximum(total, 1), 1.0 / A).astype(tree.dtype)
+    valid = (tree.invalid[:, 0] == 0)
+    uniform = valid / xp.maximum(valid.sum(-1, keepdims=True), 1)  # no simulation: uniform over valid
+    weights = xp.where(total > 0, counts / xp.maximum(total, 1), uniform).astype(tree.dtype)
     action = xp.empty(tree.batch_size, xp.int64)
     if tree.batch_size:
         _kernel(tree, "sample_action")(weights, temps, seed, action)

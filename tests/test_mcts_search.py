@@ -425,3 +425,55 @@ def test_grow_keeps_nodes_and_allows_more_simulations(rng):
     np.testing.assert_array_equal(big.visits[:, :11], out.tree.visits)
     more = mcts.muzero_policy(None, model, 5, tree=big, dirichlet_fraction=0.0)
     assert (more.tree.num_nodes == 16).all()
+
+
+# ----------------------------------------------------------------------------- interop, edge sizes
+def test_torch_model_gets_and_returns_tensors(rng):
+    torch = pytest.importorskip("torch")
+    S, A, B = 9, 3, 4
+    m = random_model(rng, S, A)
+    ns, R, L, V = (torch.from_numpy(m[k]) for k in ("ns", "R", "L", "V"))
+    seen = []
+
+    def fn(emb, act):
+        seen.append((type(emb), type(act)))
+        s2 = ns[emb, act]
+        return R[emb, act], torch.full((len(act),), 0.9, dtype=torch.float64), L[s2], V[s2], s2
+
+    roots = torch.from_numpy(rng.integers(0, S, B))
+    out = mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), fn, 10, dirichlet_fraction=0.0)
+    assert all(e is torch.Tensor and a is torch.Tensor for e, a in seen)
+    assert isinstance(out.action_weights, torch.Tensor) and isinstance(out.action, torch.Tensor)
+    ref_out = mcts.muzero_policy(roots.numpy(), to_model(m, _host()), 10, dirichlet_fraction=0.0)
+    np.testing.assert_array_equal(out.visit_counts.numpy(), ref_out.visit_counts)
+
+
+def _host():
+    class H:
+        name = "cpu"
+        asarray = staticmethod(np.asarray)
+        numpy = staticmethod(np.asarray)
+    return H
+
+
+def test_empty_batch_and_zero_simulations(backend):
+    ns, R, L, V = two_arm_model(np.float64)
+    model = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(L), backend.asarray(V), 0.9)
+    for policy in ("muzero", "gumbel"):
+        out = mcts.search(backend.asarray(np.zeros(0, np.int64)), model, 5, policy=policy)
+        assert backend.numpy(out.action_weights).shape == (0, 2)
+        out = mcts.search(backend.asarray([0, 1]), model, 0, policy=policy)
+        np.testing.assert_array_equal(backend.numpy(out.visit_counts), 0)
+        np.testing.assert_allclose(backend.numpy(out.action_weights).sum(-1), 1)
+
+
+def test_float32_tree_close_to_float64(rng):
+    m64 = random_model(rng, 40, 6)
+    m32 = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v) for k, v in m64.items()}
+    roots = rng.integers(0, 40, 32)
+    a = mcts.muzero_policy(roots, to_model(m64, _host()), 48, dirichlet_fraction=0.0)
+    b = mcts.muzero_policy(roots, to_model(m32, _host()), 48, dirichlet_fraction=0.0)
+    assert b.action_weights.dtype == np.float32
+    same = (a.visit_counts == b.visit_counts).all(-1)
+    assert same.mean() >= 0.9
+    np.testing.assert_allclose(b.value[same], a.value[same], rtol=1e-4, atol=1e-5)

@@ -101,7 +101,7 @@ def _select_muzero(t, n, pb_c_init, pb_c_base):
 
 @nb.njit(cache=True)
 def _completed(t, n, value_scale, maxvisit_init, rescale, use_mixed):
-    """(mixed, lo, inv_range, scale) of mctx qtransform_completed_by_mix_value at node n."""
+    """(mixed, lo, range, scale) of mctx qtransform_completed_by_mix_value at node n."""
     children, prior = t[7], t[9]
     A = children.shape[1]
     tiny = np.finfo(prior.dtype).tiny
@@ -127,7 +127,7 @@ def _completed(t, n, value_scale, maxvisit_init, rescale, use_mixed):
     else:
         mixed = float(raw)
     lo = 0.0
-    inv_range = 1.0
+    rng_ = 1.0
     if rescale:
         lo = np.inf
         hi = -np.inf
@@ -136,16 +136,16 @@ def _completed(t, n, value_scale, maxvisit_init, rescale, use_mixed):
             q = _child_q(t, c) if c >= 0 else mixed
             lo = min(lo, q)
             hi = max(hi, q)
-        inv_range = 1.0 / max(hi - lo, 1e-8)
-    return mixed, lo, inv_range, (maxvisit_init + maxvisit) * value_scale, rescale
+        rng_ = max(hi - lo, 1e-8)
+    return mixed, lo, rng_, (maxvisit_init + maxvisit) * value_scale, rescale
 
 
 @nb.njit(cache=True, inline="always")
 def _cq(t, n, a, cq):
-    mixed, lo, inv_range, scale, rescale = cq
+    mixed, lo, rng_, scale, rescale = cq
     c = t[7][n, a]
     q = _child_q(t, c) if c >= 0 else mixed
-    return scale * ((q - lo) * inv_range if rescale else q)
+    return scale * ((q - lo) / rng_ if rescale else q)
 
 
 @nb.njit(cache=True)

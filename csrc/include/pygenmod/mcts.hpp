@@ -212,27 +212,32 @@ PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
   return best;
 }
 
-// mctx qtransform_completed_by_mix_value, computed without scratch arrays: the mixed value,
-// the min/max of the completed Q-values, and the final scale. completed(a) then gives
-// the transformed value of action a.
+// mctx qtransform_completed_by_mix_value. For A <= kQCache the completed values are
+// computed once into a local buffer; otherwise they are recomputed per action from the
+// mixed value, the min/max and the scale (no scratch memory needed).
 template <class T>
 struct Completed {
-  T mixed, lo, inv_range, scale;
+  T mixed, lo, range, scale;  // as mctx: scale * (q - lo) / range
   bool rescale;
+  const T* cache;  // final completed values, or nullptr
   PGM_HD T raw(const TreeRef<T>& t, i32 n, index_t a) const {
     const i32 c = t.children[n * t.A + a];
     return c >= 0 ? child_q(t, c) : mixed;
   }
   PGM_HD T operator()(const TreeRef<T>& t, i32 n, index_t a) const {
+    if (cache) return cache[a];
     const T q = raw(t, n, a);
-    return scale * (rescale ? (q - lo) * inv_range : q);
+    return scale * (rescale ? (q - lo) / range : q);
   }
 };
 
+// buf: kQCache entries of scratch, used when A <= kQCache.
 template <class T>
-PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p) {
+PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p, T* buf) {
   const index_t A = t.A;
   const i32* ch = t.children + n * A;
+  const T* prior = t.prior + n * A;
+  const bool cached = A <= kQCache;
   T sum_n = 0, sum_p = 0, wq = 0;
   i32 maxvisit = 0;
   for (index_t a = 0; a < A; ++a) {
@@ -241,32 +246,43 @@ PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p) {
     const i32 v = t.visits[c];
     sum_n += static_cast<T>(v);
     maxvisit = v > maxvisit ? v : maxvisit;
-    sum_p += m_max(tiny_of<T>(), t.prior[n * A + a]);
+    sum_p += m_max(tiny_of<T>(), prior[a]);
+    if (cached) buf[a] = child_q(t, c);
   }
   Completed<T> out;
+  out.cache = nullptr;
   const T raw_value = t.raw_value[n];
   if (p.use_mixed_value) {
     for (index_t a = 0; a < A; ++a)
-      if (ch[a] >= 0) wq += m_max(tiny_of<T>(), t.prior[n * A + a]) * child_q(t, ch[a]) / sum_p;
+      if (ch[a] >= 0)
+        wq += m_max(tiny_of<T>(), prior[a]) * (cached ? buf[a] : child_q(t, ch[a])) / sum_p;
     out.mixed = (raw_value + sum_n * wq) / (sum_n + T(1));
   } else {
     out.mixed = raw_value;
   }
+  if (cached)
+    for (index_t a = 0; a < A; ++a)
+      if (ch[a] < 0) buf[a] = out.mixed;
   out.rescale = p.rescale_values != 0;
   out.lo = 0;
-  out.inv_range = 1;
+  out.range = 1;
   if (out.rescale) {
-    T lo = out.raw(t, n, 0), hi = lo;
+    T lo = cached ? buf[0] : out.raw(t, n, 0), hi = lo;
     for (index_t a = 1; a < A; ++a) {
-      const T q = out.raw(t, n, a);
+      const T q = cached ? buf[a] : out.raw(t, n, a);
       lo = m_min(lo, q);
       hi = m_max(hi, q);
     }
     out.lo = lo;
-    out.inv_range = T(1) / m_max(hi - lo, static_cast<T>(1e-8));
+    out.range = m_max(hi - lo, static_cast<T>(1e-8));
   }
   out.scale = (static_cast<T>(p.maxvisit_init) + static_cast<T>(maxvisit)) *
               static_cast<T>(p.value_scale);
+  if (cached) {
+    for (index_t a = 0; a < A; ++a)
+      buf[a] = out.scale * (out.rescale ? (buf[a] - out.lo) / out.range : buf[a]);
+    out.cache = buf;
+  }
   return out;
 }
 
@@ -281,7 +297,8 @@ PGM_HD T gumbel_score(const TreeRef<T>& t, i32 n, index_t a, T lmax, const Compl
 template <class T>
 PGM_HD i32 select_gumbel_root(const TreeRef<T>& t, const Params& p) {
   const index_t A = t.A;
-  const Completed<T> cq = completed_q(t, 0, p);
+  T buf[kQCache];
+  const Completed<T> cq = completed_q(t, 0, p, buf);
   int num_valid = 0;
   i32 sim = 0;
   T lmax = neg_inf<T>();
@@ -317,21 +334,24 @@ PGM_HD i32 select_gumbel_root(const TreeRef<T>& t, const Params& p) {
 template <class T>
 PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   const index_t A = t.A;
-  const Completed<T> cq = completed_q(t, n, p);
+  T buf[kQCache];
+  const Completed<T> cq = completed_q(t, n, p, buf);
+  const T* logits = t.logits + n * A;
+  const u8* invalid = t.invalid + n * A;
   T m = neg_inf<T>();
   i32 total = 0;
   for (index_t a = 0; a < A; ++a) {
     total += child_visits(t, n, a);
-    if (!t.invalid[n * A + a]) m = m_max(m, t.logits[n * A + a] + cq(t, n, a));
+    if (!invalid[a]) m = m_max(m, logits[a] + cq(t, n, a));
   }
   T z = 0;
   for (index_t a = 0; a < A; ++a)
-    if (!t.invalid[n * A + a]) z += m_exp(t.logits[n * A + a] + cq(t, n, a) - m);
+    if (!invalid[a]) z += m_exp(logits[a] + cq(t, n, a) - m);
   i32 best = -1;
   T best_score = neg_inf<T>();
   for (index_t a = 0; a < A; ++a) {
-    if (t.invalid[n * A + a]) continue;
-    const T prob = m_exp(t.logits[n * A + a] + cq(t, n, a) - m) / z;
+    if (invalid[a]) continue;
+    const T prob = m_exp(logits[a] + cq(t, n, a) - m) / z;
     const T s = prob - static_cast<T>(child_visits(t, n, a)) / static_cast<T>(1 + total);
     if (best < 0 || s > best_score) {
       best = static_cast<i32>(a);
