@@ -55,7 +55,7 @@ def ours(policy, m, roots, sims, invalid=None, gumbel=None, **kw):
     return mcts.gumbel_muzero_policy(roots, tm, sims, invalid_actions=invalid, gumbel=gumbel, **kw)
 
 
-@pytest.mark.parametrize("sims", [8, 32])
+@pytest.mark.parametrize("sims", [32])
 def test_muzero_policy_agrees_with_mctx(rng, sims):
     B, S, A = 32, 50, 6
     m = model(rng, S, A, 0.95)
@@ -70,7 +70,7 @@ def test_muzero_policy_agrees_with_mctx(rng, sims):
     np.testing.assert_allclose(out.value[same], ref["value"][same], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("sims,M", [(8, 4), (32, 16), (20, 3)])
+@pytest.mark.parametrize("sims,M", [(32, 16), (20, 3)])
 def test_gumbel_muzero_policy_agrees_with_mctx(rng, sims, M):
     B, S, A = 32, 50, 6
     m = model(rng, S, A, 0.95)

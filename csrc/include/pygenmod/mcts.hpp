@@ -334,7 +334,8 @@ PGM_HD i32 select_gumbel_root(const TreeRef<T>& t, const Params& p) {
 template <class T>
 PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   const index_t A = t.A;
-  T buf[kQCache];
+  T buf[kQCache], ebuf[kQCache];
+  const bool cached = A <= kQCache;
   const Completed<T> cq = completed_q(t, n, p, buf);
   const T* logits = t.logits + n * A;
   const u8* invalid = t.invalid + n * A;
@@ -346,12 +347,16 @@ PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   }
   T z = 0;
   for (index_t a = 0; a < A; ++a)
-    if (!invalid[a]) z += m_exp(logits[a] + cq(t, n, a) - m);
+    if (!invalid[a]) {
+      const T e = m_exp(logits[a] + cq(t, n, a) - m);
+      if (cached) ebuf[a] = e;
+      z += e;
+    }
   i32 best = -1;
   T best_score = neg_inf<T>();
   for (index_t a = 0; a < A; ++a) {
     if (invalid[a]) continue;
-    const T prob = m_exp(logits[a] + cq(t, n, a) - m) / z;
+    const T prob = (cached ? ebuf[a] : m_exp(logits[a] + cq(t, n, a) - m)) / z;
     const T s = prob - static_cast<T>(child_visits(t, n, a)) / static_cast<T>(1 + total);
     if (best < 0 || s > best_score) {
       best = static_cast<i32>(a);
