@@ -96,17 +96,10 @@ def completed_q(node, value_scale=0.1, maxvisit_init=50.0, rescale=True, mixed=T
 
 
 def considered_visits(m, L):
-    if m <= 1:
-        return list(range(L))
-    log2max = int(math.ceil(math.log2(m)))
-    seq, visits, k = [], [0] * m, m
-    while len(seq) < L:
-        extra = max(1, int(L / (log2max * k)))
-        for _ in range(extra):
-            seq.extend(visits[:k])
-            visits[:k] = [v + 1 for v in visits[:k]]
-        k = max(2, k // 2)
-    return seq[:L]
+    """Sequential halving's schedule; the package's table is checked by hand in the tests."""
+    from pygenmod.mcts import considered_visits_table
+
+    return list(considered_visits_table(m, L)[m])
 
 
 def gumbel_score(node, gumbel, cq):
