@@ -639,7 +639,8 @@ template <class T>
 void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t num_simulations,
                         const std::int64_t* next_state, const T* reward, const T* discount,
                         const T* logits, const T* prior, const T* value, const u8* invalid) {
-#pragma omp parallel for schedule(dynamic, 4)
+  // (a lone tree runs on the calling thread: an OpenMP barrier is costly on a busy machine)
+#pragma omp parallel for schedule(dynamic, 4) if (B > 1)
   for (index_t b = 0; b < B; ++b) {
     TreeRef<T> r = tree_at(t, b);
     search_tabular_one(r, p, num_simulations, next_state, reward, discount, logits, prior, value,
@@ -650,7 +651,7 @@ void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t n
 template <class T>
 void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index,
                  i32* old_index, i32* status) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B >= 256)
   for (index_t b = 0; b < B; ++b) {
     TreeRef<T> r = tree_at(t, b);
     status[b] = advance_one(r, action[b], new_index + b * t.N, old_index + b * t.N);
