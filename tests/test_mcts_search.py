@@ -364,21 +364,31 @@ def test_advance_callback_compacts_embeddings(backend, rng):
 
 
 # ----------------------------------------------------------------------------- ops composed
-def test_select_expand_backup_compose_to_search(backend, rng):
+@pytest.mark.parametrize("policy", ["muzero", "gumbel"])
+def test_select_expand_backup_compose_to_search(backend, rng, policy):
     S, A, B, sims = 13, 4, 3, 25
     m = random_model(rng, S, A)
     roots = rng.integers(0, S, B)
+    g = rng.gumbel(size=(B, A))
     tree = mcts.new_tree(B, A, sims + 1, xp=xp_for(backend))
     mcts.init_root(tree, backend.asarray(m["L"][roots]), backend.asarray(m["V"][roots]), state=backend.asarray(roots))
+    kw = {}
+    if policy == "gumbel":
+        tree.gumbel[...] = backend.asarray(g)
+        kw = dict(policy="gumbel", num_simulations=sims, max_num_considered_actions=3)
     for _ in range(sims):
-        node, action = mcts.select(tree)
+        node, action = mcts.select(tree, **kw)
         node_h, act_h = backend.numpy(node), backend.numpy(action)
         s = backend.numpy(tree.state)[np.arange(B), node_h]
         s2 = m["ns"][s, act_h]
         leaf = mcts.expand(tree, node, action, backend.asarray(m["R"][s, act_h]), backend.asarray(m["D"][s, act_h]),
                            backend.asarray(m["L"][s2]), backend.asarray(m["V"][s2]), state=backend.asarray(s2))
         mcts.backup(tree, leaf)
-    full = mcts.muzero_policy(backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0)
+    if policy == "muzero":
+        full = mcts.muzero_policy(backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0)
+    else:
+        full = mcts.gumbel_muzero_policy(backend.asarray(roots), to_model(m, backend), sims,
+                                         gumbel=backend.asarray(g), max_num_considered_actions=3)
     for k in mcts.TREE_FIELDS[:-1]:
         x, y = backend.numpy(getattr(tree, k)), backend.numpy(getattr(full.tree, k))
         if x.dtype.kind == "f":  # the tabular model's prior is a NumPy softmax, expand's the kernel's
