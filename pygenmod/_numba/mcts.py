@@ -67,7 +67,7 @@ def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, h
         pr[c, a] = pr[c, a] / z if z > 0 else 0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _select_muzero(t, n, pb_c_init, pb_c_base):
     children, prior, invalid = t[7], t[9], t[10]
     A = children.shape[1]
@@ -212,7 +212,7 @@ def _select_gumbel_interior(t, n, p):
     return best
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _select_action(t, n, p, table):
     if p[0] == 1:
         if n == 0:
@@ -221,7 +221,7 @@ def _select_action(t, n, p, table):
     return _select_muzero(t, n, p[1], p[2])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _select_one(t, p, table):
     n = 0
     while True:
@@ -260,7 +260,7 @@ def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_i
     return c
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _backup_one(t, node):
     visits, value_sum, raw_value, reward, discount, parent = t[0], t[1], t[2], t[3], t[4], t[5]
     g = raw_value[node]
@@ -282,7 +282,7 @@ def select(tree, params, table, node, action):
         action[b] = a
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _expand(tree, node, action, reward, discount, logits, value, invalid, has_invalid, state, out):
     B = tree[7].shape[0]
     for b in nb.prange(B):
@@ -298,7 +298,7 @@ def expand(tree, node, action, reward, discount, logits, value, invalid, state, 
     _expand(tree, node, action, reward, discount, logits, value, inv, has, state, out)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def backup(tree, node):
     B = tree[7].shape[0]
     for b in nb.prange(B):
@@ -402,7 +402,7 @@ def _advance_one(t, action, new_index, old_index):
     return 0
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def advance(tree, action, new_index, old_index, status):
     B = tree[7].shape[0]
     for b in nb.prange(B):
@@ -436,7 +436,7 @@ def _gamma(alpha, seed, stream):
             return d * v * boost
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _dirichlet(seed, alpha, out):
     B, A = out.shape
     for b in nb.prange(B):
@@ -453,7 +453,7 @@ def dirichlet_noise(seed, alpha, out):
     _dirichlet(np.uint64(seed), float(alpha), out)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _gumbel(seed, out):
     B, A = out.shape
     for b in nb.prange(B):
@@ -469,7 +469,7 @@ def gumbel_noise(seed, out):
     _gumbel(np.uint64(seed), out)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _sample(w, temperature, seed, out):
     B, A = w.shape
     for b in nb.prange(B):
