@@ -279,8 +279,11 @@ PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p, T* 
   out.scale = (static_cast<T>(p.maxvisit_init) + static_cast<T>(maxvisit)) *
               static_cast<T>(p.value_scale);
   if (cached) {
-    for (index_t a = 0; a < A; ++a)
-      buf[a] = out.scale * (out.rescale ? (buf[a] - out.lo) / out.range : buf[a]);
+    const T scale = out.scale, lo = out.lo, range = out.range;
+    if (out.rescale)
+      for (index_t a = 0; a < A; ++a) buf[a] = scale * ((buf[a] - lo) / range);
+    else
+      for (index_t a = 0; a < A; ++a) buf[a] = scale * buf[a];
     out.cache = buf;
   }
   return out;
@@ -334,7 +337,7 @@ PGM_HD i32 select_gumbel_root(const TreeRef<T>& t, const Params& p) {
 template <class T>
 PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   const index_t A = t.A;
-  T buf[kQCache], ebuf[kQCache];
+  T buf[kQCache], ebuf[kQCache], nbuf[kQCache];
   const bool cached = A <= kQCache;
   const Completed<T> cq = completed_q(t, n, p, buf);
   const T* logits = t.logits + n * A;
@@ -342,21 +345,38 @@ PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   T m = neg_inf<T>();
   i32 total = 0;
   for (index_t a = 0; a < A; ++a) {
-    total += child_visits(t, n, a);
+    const i32 v = child_visits(t, n, a);
+    if (cached) nbuf[a] = static_cast<T>(v);
+    total += v;
     if (!invalid[a]) m = m_max(m, logits[a] + cq(t, n, a));
+  }
+  if (cached) {
+    // Branch-free passes over the small buffers (invalid logits are -inf: exp gives 0, and
+    // adding 0 to z is exact, so z equals the sum over valid actions).
+    T z = 0;
+    for (index_t a = 0; a < A; ++a) {
+      ebuf[a] = m_exp(logits[a] + buf[a] - m);
+      z += ebuf[a];
+    }
+    const T denom = static_cast<T>(1 + total);
+    for (index_t a = 0; a < A; ++a) ebuf[a] = ebuf[a] / z - nbuf[a] / denom;
+    i32 best = -1;
+    T best_score = neg_inf<T>();
+    for (index_t a = 0; a < A; ++a)
+      if (!invalid[a] && (best < 0 || ebuf[a] > best_score)) {
+        best = static_cast<i32>(a);
+        best_score = ebuf[a];
+      }
+    return best;
   }
   T z = 0;
   for (index_t a = 0; a < A; ++a)
-    if (!invalid[a]) {
-      const T e = m_exp(logits[a] + cq(t, n, a) - m);
-      if (cached) ebuf[a] = e;
-      z += e;
-    }
+    if (!invalid[a]) z += m_exp(logits[a] + cq(t, n, a) - m);
   i32 best = -1;
   T best_score = neg_inf<T>();
   for (index_t a = 0; a < A; ++a) {
     if (invalid[a]) continue;
-    const T prob = (cached ? ebuf[a] : m_exp(logits[a] + cq(t, n, a) - m)) / z;
+    const T prob = m_exp(logits[a] + cq(t, n, a) - m) / z;
     const T s = prob - static_cast<T>(child_visits(t, n, a)) / static_cast<T>(1 + total);
     if (best < 0 || s > best_score) {
       best = static_cast<i32>(a);
