@@ -255,6 +255,7 @@ def init_root(tree: Tree, prior_logits, value, *, invalid_actions=None, state=No
     inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
     for f in TREE_FIELDS:
         getattr(tree, f)[...] = -1 if f in ("parent", "action", "children") else 0
+    tree.embeddings = tree.emb_back = None
     return _fill_root(tree, logits, value, inv, state, embedding)
 
 
@@ -500,7 +501,7 @@ def _check_has_root(tree: Tree):
 
 
 # ----------------------------------------------------------------------------- search
-def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, dtype_hint):
+def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
     """(tree, model-or-callback, back) with the root initialised (or the given tree kept)."""
     num_simulations = val.positive_int(num_simulations, "num_simulations", minimum=0)
     tabular = isinstance(model, TabularModel)
@@ -676,7 +677,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
     :class:`PolicyOutput` with action_weights = visit_counts / sum (the policy target).
     """
     seed = _seed(seed)
-    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, None)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
     xp = xp_of(tree.visits)
     frac = float(dirichlet_fraction)
     if not 0 <= frac <= 1:
@@ -743,7 +744,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int 
     improved policy softmax(logits + completed Q).
     """
     seed = _seed(seed)
-    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, None)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
     xp = xp_of(tree.visits)
     B, A = tree.batch_size, tree.num_actions
     if gumbel is not None:
