@@ -274,12 +274,20 @@ def _backup_one(t, node):
 
 
 @nb.njit(parallel=True, cache=True)
+def _select_parallel(tree, params, table, node, action):
+    for b in nb.prange(tree[7].shape[0]):
+        node[b], action[b] = _select_one(_view(tree, b), params, table)
+
+
+@nb.njit(cache=True)
+def _select_serial(tree, params, table, node, action):
+    for b in range(tree[7].shape[0]):
+        node[b], action[b] = _select_one(_view(tree, b), params, table)
+
+
 def select(tree, params, table, node, action):
-    B = tree[7].shape[0]
-    for b in nb.prange(B):
-        n, a = _select_one(_view(tree, b), params, table)
-        node[b] = n
-        action[b] = a
+    # As in C++: threads only for large batches (one call per simulation on the callback path).
+    (_select_parallel if node.shape[0] >= 1024 else _select_serial)(tree, params, table, node, action)
 
 
 @nb.njit(cache=True)
