@@ -8,7 +8,7 @@ import importlib
 
 from ._report import Report
 
-SECTIONS = ("mdp", "spatial", "sampling")
+SECTIONS = ("mdp", "spatial", "sampling", "mcts")
 
 
 def run(sections=None, out=None) -> int:

@@ -50,6 +50,7 @@ template <> inline const char* typestr_of<double>() { return "<f8"; }
 template <> inline const char* typestr_of<std::int64_t>() { return "<i8"; }
 template <> inline const char* typestr_of<std::int32_t>() { return "<i4"; }
 template <> inline const char* typestr_of<std::uint32_t>() { return "<u4"; }
+template <> inline const char* typestr_of<std::uint8_t>() { return "|u1"; }
 
 template <class T>
 T* device_ptr(const py::object& obj, const char* name, std::initializer_list<py::ssize_t> shape,

@@ -1,0 +1,171 @@
+// _cuda_mcts: bindings of the CUDA MCTS launchers. Device arrays in (the tree tuple in the
+// order of pygenmod/mcts.py TREE_FIELDS), `params` a host float64 array, no math here.
+#include "bind_common.hpp"
+#include "cuda_array.hpp"
+#include "mcts.cuh"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+using namespace pygenmod;
+using namespace pygenmod::bind;
+using mcts::i32;
+using mcts::u8;
+
+namespace {
+
+template <class T>
+mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
+  if (tree.size() != 14) throw std::invalid_argument("tree: expected a tuple of 14 arrays");
+  auto shp = device_shape(tree[7], "children");
+  if (shp.size() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
+  const py::ssize_t b = shp[0], N = shp[1], A = shp[2];
+  *B = b;
+  mcts::Batch<T> t;
+  t.N = N;
+  t.A = A;
+  t.visits = device_ptr<i32>(tree[0], "visits", {b, N}, true);
+  t.value_sum = device_ptr<T>(tree[1], "value_sum", {b, N}, true);
+  t.raw_value = device_ptr<T>(tree[2], "raw_value", {b, N}, true);
+  t.reward = device_ptr<T>(tree[3], "reward", {b, N}, true);
+  t.discount = device_ptr<T>(tree[4], "discount", {b, N}, true);
+  t.parent = device_ptr<i32>(tree[5], "parent", {b, N}, true);
+  t.action = device_ptr<i32>(tree[6], "action", {b, N}, true);
+  t.children = device_ptr<i32>(tree[7], "children", {b, N, A}, true);
+  t.logits = device_ptr<T>(tree[8], "logits", {b, N, A}, true);
+  t.prior = device_ptr<T>(tree[9], "prior", {b, N, A}, true);
+  t.invalid = device_ptr<u8>(tree[10], "invalid", {b, N, A}, true);
+  t.state = device_ptr<std::int64_t>(tree[11], "state", {b, N}, true);
+  t.num_nodes = device_ptr<i32>(tree[12], "num_nodes", {b}, true);
+  t.gumbel = device_ptr<T>(tree[13], "gumbel", {b, A}, true);
+  return t;
+}
+
+mcts::Params params_of(const py::array& params, const py::object& table) {
+  const double* p = in_ptr<double>(params, "params", {mcts::kNumParams});
+  auto shp = device_shape(table, "table");
+  if (shp.size() != 2) throw std::invalid_argument("table: expected 2 dimensions");
+  const i32* tb = device_ptr<i32>(table, "table", {shp[0], shp[1]});
+  mcts::Params q = mcts::make_params(p, tb, static_cast<int>(shp[1]));
+  if (q.max_considered < 0 || shp[0] < q.max_considered + 1 || shp[1] < 1)
+    throw std::invalid_argument("table: expected shape (max_num_considered_actions + 1, L >= 1)");
+  return q;
+}
+
+template <class F>
+void with_tree(const py::tuple& tree, F&& f) {
+  if (tree.size() != 14) throw std::invalid_argument("tree: expected a tuple of 14 arrays");
+  const auto t = device_typestr(tree[8], "logits");
+  py::ssize_t B;
+  if (t == "<f8") {
+    auto b = batch_of<double>(tree, &B);
+    return f(b, B, double{});
+  }
+  if (t == "<f4") {
+    auto b = batch_of<float>(tree, &B);
+    return f(b, B, float{});
+  }
+  throw std::invalid_argument("logits: expected float32 or float64");
+}
+
+template <class F>
+void with_float(const py::object& a, const char* name, F&& f) {
+  const auto t = device_typestr(a, name);
+  if (t == "<f8") return f(double{});
+  if (t == "<f4") return f(float{});
+  throw std::invalid_argument(std::string(name) + ": expected float32 or float64");
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cuda_mcts, m) {
+  m.doc() = "pygenmod batched Monte Carlo tree search, CUDA kernels (one thread per tree)";
+  m.def("select", [](py::tuple tree, py::array params, py::object table, py::object node,
+                     py::object action, std::uintptr_t stream) {
+    with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
+      auto p = params_of(params, table);
+      cuda::mcts_select(t, B, p, device_ptr<i32>(node, "node", {B}, true),
+                        device_ptr<i32>(action, "action", {B}, true), as_stream(stream));
+    });
+  }, "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a, "stream"_a = 0);
+  m.def("expand", [](py::tuple tree, py::object node, py::object action, py::object reward,
+                     py::object discount, py::object logits, py::object value, py::object invalid,
+                     py::object state, py::object out, std::uintptr_t stream) {
+    with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
+      using T = decltype(tag);
+      const py::ssize_t A = t.A;
+      const u8* inv = invalid.is_none() ? nullptr : device_ptr<u8>(invalid, "invalid_actions", {B, A});
+      cuda::mcts_expand(t, B, device_ptr<i32>(node, "node", {B}), device_ptr<i32>(action, "action", {B}),
+                        device_ptr<T>(reward, "reward", {B}), device_ptr<T>(discount, "discount", {B}),
+                        device_ptr<T>(logits, "prior_logits", {B, A}), device_ptr<T>(value, "value", {B}),
+                        inv, device_ptr<std::int64_t>(state, "state", {B}),
+                        device_ptr<i32>(out, "out", {B}, true), as_stream(stream));
+    });
+  }, "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a, "invalid"_a,
+     "state"_a, "out"_a, "stream"_a = 0);
+  m.def("backup", [](py::tuple tree, py::object node, std::uintptr_t stream) {
+    with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
+      cuda::mcts_backup(t, B, device_ptr<i32>(node, "node", {B}), as_stream(stream));
+    });
+  }, "tree"_a, "node"_a, "stream"_a = 0);
+  m.def("search_tabular", [](py::tuple tree, py::array params, py::object table,
+                             std::int64_t num_simulations, py::object next_state, py::object reward,
+                             py::object discount, py::object logits, py::object prior,
+                             py::object value, py::object invalid, std::uintptr_t stream) {
+    with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
+      using T = decltype(tag);
+      auto p = params_of(params, table);
+      const py::ssize_t A = t.A;
+      auto shp = device_shape(next_state, "next_state");
+      if (shp.size() != 2) throw std::invalid_argument("next_state: expected (S, A)");
+      const py::ssize_t S = shp[0];
+      if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
+      cuda::mcts_search_tabular(
+          t, B, p, num_simulations, device_ptr<std::int64_t>(next_state, "next_state", {S, A}),
+          device_ptr<T>(reward, "reward", {S, A}), device_ptr<T>(discount, "discount", {S, A}),
+          device_ptr<T>(logits, "logits", {S, A}), device_ptr<T>(prior, "prior", {S, A}),
+          device_ptr<T>(value, "value", {S}), device_ptr<u8>(invalid, "invalid", {S, A}),
+          as_stream(stream));
+    });
+  }, "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a,
+     "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "stream"_a = 0);
+  m.def("advance", [](py::tuple tree, py::object action, py::object new_index, py::object old_index,
+                      py::object status, std::uintptr_t stream) {
+    with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
+      const py::ssize_t N = t.N;
+      cuda::mcts_advance(t, B, device_ptr<i32>(action, "actions", {B}),
+                         device_ptr<i32>(new_index, "new_index", {B, N}, true),
+                         device_ptr<i32>(old_index, "old_index", {B, N}, true),
+                         device_ptr<i32>(status, "status", {B}, true), as_stream(stream));
+    });
+  }, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a, "stream"_a = 0);
+  m.def("dirichlet_noise", [](std::uint64_t seed, double alpha, py::object out, std::uintptr_t stream) {
+    with_float(out, "out", [&](auto tag) {
+      using T = decltype(tag);
+      auto shp = device_shape(out, "out");
+      if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
+      cuda::mcts_dirichlet(seed, alpha, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+                           as_stream(stream));
+    });
+  }, "seed"_a, "alpha"_a, "out"_a, "stream"_a = 0);
+  m.def("gumbel_noise", [](std::uint64_t seed, py::object out, std::uintptr_t stream) {
+    with_float(out, "out", [&](auto tag) {
+      using T = decltype(tag);
+      auto shp = device_shape(out, "out");
+      if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
+      cuda::mcts_gumbel(seed, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+                        as_stream(stream));
+    });
+  }, "seed"_a, "out"_a, "stream"_a = 0);
+  m.def("sample_action", [](py::object weights, py::object temperature, std::uint64_t seed,
+                            py::object out, std::uintptr_t stream) {
+    with_float(weights, "weights", [&](auto tag) {
+      using T = decltype(tag);
+      auto shp = device_shape(weights, "weights");
+      if (shp.size() != 2) throw std::invalid_argument("weights: expected (B, A)");
+      const py::ssize_t B = shp[0], A = shp[1];
+      cuda::mcts_sample(device_ptr<T>(weights, "weights", {B, A}), B, A,
+                        device_ptr<T>(temperature, "temperature", {B}), seed,
+                        device_ptr<std::int64_t>(out, "out", {B}, true), as_stream(stream));
+    });
+  }, "weights"_a, "temperature"_a, "seed"_a, "out"_a, "stream"_a = 0);
+}

@@ -1,0 +1,169 @@
+// CUDA launchers for batched MCTS: one thread per tree runs select / expand / backup /
+// advance / the whole tabular search; the math is pygenmod/mcts.hpp's.
+#include "cuda_check.cuh"
+#include "mcts.cuh"
+
+namespace pygenmod::cuda {
+using mcts::i32;
+using mcts::u8;
+
+namespace {
+constexpr unsigned kThreads = 64;
+
+__device__ __forceinline__ index_t tid() {
+  return blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+}
+
+template <class T>
+__global__ void select_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, i32* node, i32* action) {
+  const index_t b = tid();
+  if (b < B) mcts::select_one(mcts::tree_at(t, b), p, node + b, action + b);
+}
+
+template <class T>
+__global__ void expand_kernel(mcts::Batch<T> t, index_t B, const i32* node, const i32* action,
+                              const T* reward, const T* discount, const T* logits, const T* value,
+                              const u8* invalid, const std::int64_t* state, i32* out) {
+  const index_t b = tid();
+  if (b >= B) return;
+  mcts::TreeRef<T> r = mcts::tree_at(t, b);
+  out[b] = mcts::expand_one(r, node[b], action[b], reward[b], discount[b], logits + b * t.A,
+                            value[b], invalid ? invalid + b * t.A : nullptr, false, state[b]);
+}
+
+template <class T>
+__global__ void backup_kernel(mcts::Batch<T> t, index_t B, const i32* node) {
+  const index_t b = tid();
+  if (b >= B) return;
+  mcts::TreeRef<T> r = mcts::tree_at(t, b);
+  if (node[b] >= 0 && node[b] < r.num_nodes[0]) mcts::backup_one(r, node[b]);
+}
+
+template <class T>
+__global__ void search_tabular_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, index_t sims,
+                                      const std::int64_t* next_state, const T* reward,
+                                      const T* discount, const T* logits, const T* prior,
+                                      const T* value, const u8* invalid) {
+  const index_t b = tid();
+  if (b >= B) return;
+  mcts::TreeRef<T> r = mcts::tree_at(t, b);
+  mcts::search_tabular_one(r, p, sims, next_state, reward, discount, logits, prior, value, invalid);
+}
+
+template <class T>
+__global__ void advance_kernel(mcts::Batch<T> t, index_t B, const i32* action, i32* new_index,
+                               i32* old_index, i32* status) {
+  const index_t b = tid();
+  if (b >= B) return;
+  mcts::TreeRef<T> r = mcts::tree_at(t, b);
+  status[b] = mcts::advance_one(r, action[b], new_index + b * t.N, old_index + b * t.N);
+}
+
+template <class T>
+__global__ void dirichlet_kernel(std::uint64_t seed, double alpha, index_t B, index_t A, T* out) {
+  const index_t b = tid();
+  if (b < B) mcts::dirichlet_one(seed, alpha, b, A, out + b * A);
+}
+
+template <class T>
+__global__ void gumbel_kernel(std::uint64_t seed, index_t B, index_t A, T* out) {
+  const index_t b = tid();
+  if (b < B) mcts::gumbel_one(seed, b, A, out + b * A);
+}
+
+template <class T>
+__global__ void sample_kernel(const T* w, index_t B, index_t A, const T* temperature,
+                              std::uint64_t seed, std::int64_t* out) {
+  const index_t b = tid();
+  if (b < B) out[b] = mcts::sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, b);
+}
+}  // namespace
+
+template <class T>
+void mcts_select(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, i32* node, i32* action,
+                 cudaStream_t stream) {
+  if (B == 0) return;
+  select_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, p, node, action);
+  check_launch("mcts select");
+}
+
+template <class T>
+void mcts_expand(const mcts::Batch<T>& t, index_t B, const i32* node, const i32* action,
+                 const T* reward, const T* discount, const T* logits, const T* value,
+                 const u8* invalid, const std::int64_t* state, i32* out, cudaStream_t stream) {
+  if (B == 0) return;
+  expand_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
+      t, B, node, action, reward, discount, logits, value, invalid, state, out);
+  check_launch("mcts expand");
+}
+
+template <class T>
+void mcts_backup(const mcts::Batch<T>& t, index_t B, const i32* node, cudaStream_t stream) {
+  if (B == 0) return;
+  backup_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, node);
+  check_launch("mcts backup");
+}
+
+template <class T>
+void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params& p,
+                         index_t num_simulations, const std::int64_t* next_state, const T* reward,
+                         const T* discount, const T* logits, const T* prior, const T* value,
+                         const u8* invalid, cudaStream_t stream) {
+  if (B == 0 || num_simulations == 0) return;
+  search_tabular_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
+      t, B, p, num_simulations, next_state, reward, discount, logits, prior, value, invalid);
+  check_launch("mcts search_tabular");
+}
+
+template <class T>
+void mcts_advance(const mcts::Batch<T>& t, index_t B, const i32* action, i32* new_index,
+                  i32* old_index, i32* status, cudaStream_t stream) {
+  if (B == 0) return;
+  advance_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, action, new_index,
+                                                                        old_index, status);
+  check_launch("mcts advance");
+}
+
+template <class T>
+void mcts_dirichlet(std::uint64_t seed, double alpha, index_t B, index_t A, T* out,
+                    cudaStream_t stream) {
+  if (B == 0) return;
+  dirichlet_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, alpha, B, A, out);
+  check_launch("mcts dirichlet_noise");
+}
+
+template <class T>
+void mcts_gumbel(std::uint64_t seed, index_t B, index_t A, T* out, cudaStream_t stream) {
+  if (B == 0) return;
+  gumbel_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, B, A, out);
+  check_launch("mcts gumbel_noise");
+}
+
+template <class T>
+void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
+                 std::int64_t* out, cudaStream_t stream) {
+  if (B == 0) return;
+  sample_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(w, B, A, temperature, seed, out);
+  check_launch("mcts sample_action");
+}
+
+#define PGM_MCTS_INSTANTIATE(T)                                                                   \
+  template void mcts_select<T>(const mcts::Batch<T>&, index_t, const mcts::Params&, i32*, i32*,   \
+                               cudaStream_t);                                                     \
+  template void mcts_expand<T>(const mcts::Batch<T>&, index_t, const i32*, const i32*, const T*,  \
+                               const T*, const T*, const T*, const u8*, const std::int64_t*,      \
+                               i32*, cudaStream_t);                                               \
+  template void mcts_backup<T>(const mcts::Batch<T>&, index_t, const i32*, cudaStream_t);         \
+  template void mcts_search_tabular<T>(const mcts::Batch<T>&, index_t, const mcts::Params&,       \
+                                       index_t, const std::int64_t*, const T*, const T*,          \
+                                       const T*, const T*, const T*, const u8*, cudaStream_t);    \
+  template void mcts_advance<T>(const mcts::Batch<T>&, index_t, const i32*, i32*, i32*, i32*,     \
+                                cudaStream_t);                                                    \
+  template void mcts_dirichlet<T>(std::uint64_t, double, index_t, index_t, T*, cudaStream_t);     \
+  template void mcts_gumbel<T>(std::uint64_t, index_t, index_t, T*, cudaStream_t);                \
+  template void mcts_sample<T>(const T*, index_t, index_t, const T*, std::uint64_t,               \
+                               std::int64_t*, cudaStream_t);
+PGM_MCTS_INSTANTIATE(float)
+PGM_MCTS_INSTANTIATE(double)
+
+}  // namespace pygenmod::cuda

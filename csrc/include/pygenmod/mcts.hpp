@@ -1,0 +1,701 @@
+// Batched Monte Carlo tree search: the per-tree operations (select, expand, backup,
+// advance, the whole tabular search) as PGM_HD functions shared by the CPU and CUDA
+// launchers, plus the CPU launchers (OpenMP over trees). No Python here.
+//
+// A batch of B trees is a struct of arrays with a node capacity N (independent of the
+// number of simulations) and A actions. Node 0 of every tree is its root.
+//   visits[B,N] int32      times the node was evaluated or backed up through (root starts at 1)
+//   value_sum[B,N] T       sum of the returns backed up through the node (incl. its own value)
+//   raw_value[B,N] T       the model's value estimate of the node
+//   reward[B,N] T          reward of the edge parent -> node
+//   discount[B,N] T        discount of the edge parent -> node (negative: the player changed)
+//   parent[B,N] int32      -1 for the root and for free slots
+//   action[B,N] int32      action taken from the parent (-1 for the root)
+//   children[B,N,A] int32  node index of each child, -1 when not expanded
+//   logits[B,N,A] T        the node's prior logits, minus their max; -inf for invalid actions
+//   prior[B,N,A] T         softmax of logits (0 for invalid actions)
+//   invalid[B,N,A] uint8   invalid-action mask of the node (1 = invalid)
+//   state[B,N] int64       embedding index (tabular: the state; callback path: the slot)
+//   num_nodes[B] int32     nodes in use
+//   gumbel[B,A] T          Gumbel noise at the root (Gumbel MuZero), 0 otherwise
+// Q(node, a) = reward[c] + discount[c] * value_sum[c] / visits[c] for the child c.
+//
+// Semantics follow mctx (google-deepmind/mctx) muzero_policy and gumbel_muzero_policy.
+// Tie-breaking is deterministic: every argmax takes the lowest action index among equal
+// scores (mctx adds 1e-7 * uniform noise to the PUCT score instead).
+#pragma once
+
+#include <cstdint>
+
+#include "pygenmod/common.hpp"
+#include "pygenmod/random.hpp"
+
+namespace pygenmod::mcts {
+
+using i32 = std::int32_t;
+using u8 = std::uint8_t;
+
+PGM_HD double m_log(double x) { return ::log(x); }
+PGM_HD float m_log(float x) { return ::logf(x); }
+PGM_HD double m_exp(double x) { return ::exp(x); }
+PGM_HD float m_exp(float x) { return ::expf(x); }
+PGM_HD double m_sqrt(double x) { return ::sqrt(x); }
+PGM_HD float m_sqrt(float x) { return ::sqrtf(x); }
+template <class T> PGM_HD T m_max(T a, T b) { return a > b ? a : b; }
+template <class T> PGM_HD T m_min(T a, T b) { return a < b ? a : b; }
+template <class T> PGM_HD T tiny_of();
+template <> PGM_HD float tiny_of<float>() { return 1.17549435e-38f; }
+template <> PGM_HD double tiny_of<double>() { return 2.2250738585072014e-308; }
+
+// Error codes returned by expand / advance (0 = ok).
+enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kNotExpanded = -4 };
+
+// Search parameters, read from a float64 array (the bindings' `params` argument):
+// [policy, pb_c_init, pb_c_base, value_scale, maxvisit_init, rescale_values,
+//  use_mixed_value, max_num_considered_actions], and the sequential-halving table
+// table[m, k] (int32, (M + 1) x L) of mctx's get_table_of_considered_visits.
+struct Params {
+  int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero
+  double pb_c_init = 1.25, pb_c_base = 19652.0;
+  double value_scale = 0.1, maxvisit_init = 50.0;
+  int rescale_values = 1, use_mixed_value = 1, max_considered = 16;
+  const i32* table = nullptr;
+  int table_len = 0;
+};
+constexpr int kNumParams = 8;
+
+PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
+  Params q;
+  q.policy = static_cast<int>(p[0]);
+  q.pb_c_init = p[1];
+  q.pb_c_base = p[2];
+  q.value_scale = p[3];
+  q.maxvisit_init = p[4];
+  q.rescale_values = static_cast<int>(p[5]);
+  q.use_mixed_value = static_cast<int>(p[6]);
+  q.max_considered = static_cast<int>(p[7]);
+  q.table = table;
+  q.table_len = table_len;
+  return q;
+}
+
+// The arrays of the whole batch.
+template <class T>
+struct Batch {
+  index_t N = 0, A = 0;
+  i32* visits; T* value_sum; T* raw_value; T* reward; T* discount;
+  i32* parent; i32* action; i32* children; T* logits; T* prior; u8* invalid;
+  std::int64_t* state; i32* num_nodes; T* gumbel;
+};
+
+// One tree of the batch: the same arrays offset to tree b.
+template <class T>
+struct TreeRef {
+  index_t N, A;
+  i32* visits; T* value_sum; T* raw_value; T* reward; T* discount;
+  i32* parent; i32* action; i32* children; T* logits; T* prior; u8* invalid;
+  std::int64_t* state; i32* num_nodes; T* gumbel;
+};
+
+template <class T>
+PGM_HD TreeRef<T> tree_at(const Batch<T>& t, index_t b) {
+  const index_t N = t.N, A = t.A;
+  return TreeRef<T>{N, A,
+                    t.visits + b * N, t.value_sum + b * N, t.raw_value + b * N,
+                    t.reward + b * N, t.discount + b * N, t.parent + b * N, t.action + b * N,
+                    t.children + b * N * A, t.logits + b * N * A, t.prior + b * N * A,
+                    t.invalid + b * N * A, t.state + b * N, t.num_nodes + b, t.gumbel + b * A};
+}
+
+// ----------------------------------------------------------------------------- node math
+template <class T>
+PGM_HD T child_q(const TreeRef<T>& t, i32 c) {
+  return t.reward[c] + t.discount[c] * (t.value_sum[c] / static_cast<T>(t.visits[c]));
+}
+
+template <class T>
+PGM_HD i32 child_visits(const TreeRef<T>& t, i32 n, index_t a) {
+  const i32 c = t.children[n * t.A + a];
+  return c >= 0 ? t.visits[c] : 0;
+}
+
+// Writes node c's scalar fields and marks its children unexpanded.
+template <class T>
+PGM_HD void link_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
+                      T value, std::int64_t state) {
+  t.visits[c] = 1;
+  t.value_sum[c] = value;
+  t.raw_value[c] = value;
+  t.reward[c] = reward;
+  t.discount[c] = discount;
+  t.parent[c] = parent;
+  t.action[c] = action;
+  t.state[c] = state;
+  i32* ch = t.children + c * t.A;
+  for (index_t a = 0; a < t.A; ++a) ch[a] = -1;
+}
+
+// Writes node c; logits are shifted by their max over valid actions and the prior is their
+// softmax. all_invalid marks a terminal node (no valid action); -inf logits are invalid.
+template <class T>
+PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
+                      const T* logits, T value, const u8* invalid, bool all_invalid,
+                      std::int64_t state) {
+  const index_t A = t.A;
+  link_node(t, c, parent, action, reward, discount, value, state);
+  T* lg = t.logits + c * A;
+  T* pr = t.prior + c * A;
+  u8* inv = t.invalid + c * A;
+  T m = neg_inf<T>();
+  for (index_t a = 0; a < A; ++a) {
+    const bool bad = all_invalid || (invalid && invalid[a]) || !(logits[a] > neg_inf<T>());
+    inv[a] = bad ? 1 : 0;
+    if (!bad) m = m_max(m, logits[a]);
+  }
+  T z = 0;
+  for (index_t a = 0; a < A; ++a) {
+    if (inv[a]) {
+      lg[a] = neg_inf<T>();
+      pr[a] = 0;
+    } else {
+      lg[a] = logits[a] - m;
+      pr[a] = m_exp(lg[a]);
+      z += pr[a];
+    }
+  }
+  for (index_t a = 0; a < A; ++a) pr[a] = z > 0 ? pr[a] / z : T(0);
+}
+
+// mctx qtransform_by_parent_and_siblings + PUCT (muzero_action_selection). Child Q-values
+// are cached in a small local buffer when A <= kQCache (recomputed otherwise).
+constexpr int kQCache = 32;
+
+template <class T>
+PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
+  const index_t A = t.A;
+  const i32* ch = t.children + n * A;
+  const bool cache = A <= kQCache;
+  T qbuf[kQCache];
+  const T node_value = t.value_sum[n] / static_cast<T>(t.visits[n]);
+  T lo = node_value, hi = node_value;
+  for (index_t a = 0; a < A; ++a)
+    if (ch[a] >= 0) {
+      const T q = child_q(t, ch[a]);
+      if (cache) qbuf[a] = q;
+      lo = m_min(lo, q);
+      hi = m_max(hi, q);
+    }
+  const T denom = m_max(hi - lo, static_cast<T>(1e-8));
+  const T N = static_cast<T>(t.visits[n]);
+  const T c2 = static_cast<T>(p.pb_c_base);
+  const T pb_c = static_cast<T>(p.pb_c_init) + m_log((N + c2 + T(1)) / c2);
+  const T scale = m_sqrt(N) * pb_c;
+  const T* prior = t.prior + n * A;
+  const u8* invalid = t.invalid + n * A;
+  i32 best = -1;
+  T best_score = neg_inf<T>();
+  for (index_t a = 0; a < A; ++a) {
+    if (invalid[a]) continue;
+    const i32 c = ch[a];
+    T score;
+    if (c >= 0) {
+      const T q = cache ? qbuf[a] : child_q(t, c);
+      score = (q - lo) / denom + scale * prior[a] / (static_cast<T>(t.visits[c]) + T(1));
+    } else {
+      score = scale * prior[a];
+    }
+    if (best < 0 || score > best_score) {
+      best = static_cast<i32>(a);
+      best_score = score;
+    }
+  }
+  return best;
+}
+
+// mctx qtransform_completed_by_mix_value. For A <= kQCache the completed values are
+// computed once into a local buffer; otherwise they are recomputed per action from the
+// mixed value, the min/max and the scale (no scratch memory needed).
+template <class T>
+struct Completed {
+  T mixed, lo, range, scale;  // as mctx: scale * (q - lo) / range
+  bool rescale;
+  const T* cache;  // final completed values, or nullptr
+  PGM_HD T raw(const TreeRef<T>& t, i32 n, index_t a) const {
+    const i32 c = t.children[n * t.A + a];
+    return c >= 0 ? child_q(t, c) : mixed;
+  }
+  PGM_HD T operator()(const TreeRef<T>& t, i32 n, index_t a) const {
+    if (cache) return cache[a];
+    const T q = raw(t, n, a);
+    return scale * (rescale ? (q - lo) / range : q);
+  }
+};
+
+// buf: kQCache entries of scratch, used when A <= kQCache.
+template <class T>
+PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p, T* buf) {
+  const index_t A = t.A;
+  const i32* ch = t.children + n * A;
+  const T* prior = t.prior + n * A;
+  const bool cached = A <= kQCache;
+  T sum_n = 0, sum_p = 0, wq = 0;
+  i32 maxvisit = 0;
+  for (index_t a = 0; a < A; ++a) {
+    const i32 c = ch[a];
+    if (c < 0) continue;
+    const i32 v = t.visits[c];
+    sum_n += static_cast<T>(v);
+    maxvisit = v > maxvisit ? v : maxvisit;
+    sum_p += m_max(tiny_of<T>(), prior[a]);
+    if (cached) buf[a] = child_q(t, c);
+  }
+  Completed<T> out;
+  out.cache = nullptr;
+  const T raw_value = t.raw_value[n];
+  if (p.use_mixed_value) {
+    for (index_t a = 0; a < A; ++a)
+      if (ch[a] >= 0)
+        wq += m_max(tiny_of<T>(), prior[a]) * (cached ? buf[a] : child_q(t, ch[a])) / sum_p;
+    out.mixed = (raw_value + sum_n * wq) / (sum_n + T(1));
+  } else {
+    out.mixed = raw_value;
+  }
+  if (cached)
+    for (index_t a = 0; a < A; ++a)
+      if (ch[a] < 0) buf[a] = out.mixed;
+  out.rescale = p.rescale_values != 0;
+  out.lo = 0;
+  out.range = 1;
+  if (out.rescale) {
+    T lo = cached ? buf[0] : out.raw(t, n, 0), hi = lo;
+    for (index_t a = 1; a < A; ++a) {
+      const T q = cached ? buf[a] : out.raw(t, n, a);
+      lo = m_min(lo, q);
+      hi = m_max(hi, q);
+    }
+    out.lo = lo;
+    out.range = m_max(hi - lo, static_cast<T>(1e-8));
+  }
+  out.scale = (static_cast<T>(p.maxvisit_init) + static_cast<T>(maxvisit)) *
+              static_cast<T>(p.value_scale);
+  if (cached) {
+    const T scale = out.scale, lo = out.lo, range = out.range;
+    if (out.rescale)
+      for (index_t a = 0; a < A; ++a) buf[a] = scale * ((buf[a] - lo) / range);
+    else
+      for (index_t a = 0; a < A; ++a) buf[a] = scale * buf[a];
+    out.cache = buf;
+  }
+  return out;
+}
+
+// mctx seq_halving.score_considered, without the penalty.
+template <class T>
+PGM_HD T gumbel_score(const TreeRef<T>& t, i32 n, index_t a, T lmax, const Completed<T>& cq) {
+  const T s = t.gumbel[a] + (t.logits[n * t.A + a] - lmax) + cq(t, n, a);
+  return m_max(static_cast<T>(-1e9), s);
+}
+
+// mctx gumbel_muzero_root_action_selection (sequential halving with Gumbel).
+template <class T>
+PGM_HD i32 select_gumbel_root(const TreeRef<T>& t, const Params& p) {
+  const index_t A = t.A;
+  T buf[kQCache];
+  const Completed<T> cq = completed_q(t, 0, p, buf);
+  int num_valid = 0;
+  i32 sim = 0;
+  T lmax = neg_inf<T>();
+  for (index_t a = 0; a < A; ++a) {
+    if (!t.invalid[a]) ++num_valid;
+    sim += child_visits(t, 0, a);
+    lmax = m_max(lmax, t.logits[a]);
+  }
+  const int considered_n = num_valid < p.max_considered ? num_valid : p.max_considered;
+  if (sim >= p.table_len) sim = p.table_len - 1;  // jnp indexing clamps
+  const i32 considered = p.table[considered_n * p.table_len + sim];
+  i32 best = -1, fallback = -1;
+  T best_score = neg_inf<T>(), fb_score = neg_inf<T>();
+  for (index_t a = 0; a < A; ++a) {
+    if (t.invalid[a]) continue;
+    const T s = gumbel_score(t, 0, a, lmax, cq);
+    if (child_visits(t, 0, a) == considered && (best < 0 || s > best_score)) {
+      best = static_cast<i32>(a);
+      best_score = s;
+    }
+    if (fallback < 0 || s > fb_score) {
+      fallback = static_cast<i32>(a);
+      fb_score = s;
+    }
+  }
+  // No valid action has the considered visit count (possible on a reused tree):
+  // the best Gumbel score among valid actions.
+  return best >= 0 ? best : fallback;
+}
+
+// mctx gumbel_muzero_interior_action_selection: argmax of
+// softmax(logits + completed_q) - visits / (1 + sum visits).
+template <class T>
+PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
+  const index_t A = t.A;
+  T buf[kQCache], ebuf[kQCache], nbuf[kQCache];
+  const bool cached = A <= kQCache;
+  const Completed<T> cq = completed_q(t, n, p, buf);
+  const T* logits = t.logits + n * A;
+  const u8* invalid = t.invalid + n * A;
+  T m = neg_inf<T>();
+  i32 total = 0;
+  for (index_t a = 0; a < A; ++a) {
+    const i32 v = child_visits(t, n, a);
+    if (cached) nbuf[a] = static_cast<T>(v);
+    total += v;
+    if (!invalid[a]) m = m_max(m, logits[a] + cq(t, n, a));
+  }
+  if (cached) {
+    // Branch-free passes over the small buffers (invalid logits are -inf: exp gives 0, and
+    // adding 0 to z is exact, so z equals the sum over valid actions).
+    T z = 0;
+    for (index_t a = 0; a < A; ++a) {
+      ebuf[a] = m_exp(logits[a] + buf[a] - m);
+      z += ebuf[a];
+    }
+    const T denom = static_cast<T>(1 + total);
+    for (index_t a = 0; a < A; ++a) ebuf[a] = ebuf[a] / z - nbuf[a] / denom;
+    i32 best = -1;
+    T best_score = neg_inf<T>();
+    for (index_t a = 0; a < A; ++a)
+      if (!invalid[a] && (best < 0 || ebuf[a] > best_score)) {
+        best = static_cast<i32>(a);
+        best_score = ebuf[a];
+      }
+    return best;
+  }
+  T z = 0;
+  for (index_t a = 0; a < A; ++a)
+    if (!invalid[a]) z += m_exp(logits[a] + cq(t, n, a) - m);
+  i32 best = -1;
+  T best_score = neg_inf<T>();
+  for (index_t a = 0; a < A; ++a) {
+    if (invalid[a]) continue;
+    const T prob = m_exp(logits[a] + cq(t, n, a) - m) / z;
+    const T s = prob - static_cast<T>(child_visits(t, n, a)) / static_cast<T>(1 + total);
+    if (best < 0 || s > best_score) {
+      best = static_cast<i32>(a);
+      best_score = s;
+    }
+  }
+  return best;
+}
+
+// The action the policy picks at node n (-1 when n has no valid action).
+template <class T>
+PGM_HD i32 select_action(const TreeRef<T>& t, i32 n, const Params& p) {
+  if (p.policy == 1) return n == 0 ? select_gumbel_root(t, p) : select_gumbel_interior(t, n, p);
+  return select_muzero(t, n, p);
+}
+
+// Descends from the root to the first unexpanded edge: (node, action). A node without a
+// valid action (terminal) ends the descent with action -1.
+template <class T>
+PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32* out_action) {
+  i32 n = 0;
+  for (;;) {
+    const i32 a = select_action(t, n, p);
+    if (a < 0) break;
+    const i32 c = t.children[n * t.A + a];
+    if (c < 0) {
+      *out_node = n;
+      *out_action = a;
+      return;
+    }
+    n = c;
+  }
+  *out_node = n;
+  *out_action = -1;
+}
+
+// Attaches the child (node, action). Action -1 re-evaluates the terminal `node` itself
+// (one more visit with its raw value). Returns the node to back up from, or an error code.
+template <class T>
+PGM_HD i32 expand_one(TreeRef<T>& t, i32 node, i32 action, T reward, T discount,
+                      const T* logits, T value, const u8* invalid, bool all_invalid,
+                      std::int64_t state) {
+  if (node < 0 || node >= t.num_nodes[0]) return kBadAction;
+  if (action < 0) {
+    t.visits[node] += 1;
+    t.value_sum[node] += t.raw_value[node];
+    return node;
+  }
+  if (action >= t.A) return kBadAction;
+  if (t.children[node * t.A + action] >= 0) return kAlreadyExpanded;
+  const i32 c = t.num_nodes[0];
+  if (c >= t.N) return kCapacity;
+  t.num_nodes[0] = c + 1;
+  init_node(t, c, node, action, reward, discount, logits, value, invalid, all_invalid, state);
+  t.children[node * t.A + action] = c;
+  return c;
+}
+
+// Backs the leaf's value up to the root: G <- reward + discount * G along each edge.
+template <class T>
+PGM_HD void backup_one(TreeRef<T>& t, i32 node) {
+  T g = t.raw_value[node];
+  i32 c = node;
+  while (t.parent[c] >= 0) {
+    const i32 p = t.parent[c];
+    g = t.reward[c] + t.discount[c] * g;
+    t.visits[p] += 1;
+    t.value_sum[p] += g;
+    c = p;
+  }
+}
+
+// The whole search on a tabular model whose per-state node data is precomputed (by
+// pygenmod.mcts.tabular_model): next_state[S,A], reward[S,A], discount[S,A], logits[S,A]
+// (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
+// A terminal state has value 0 and every action invalid.
+template <class T>
+PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
+                               const std::int64_t* next_state, const T* reward,
+                               const T* discount, const T* logits, const T* prior,
+                               const T* value, const u8* invalid) {
+  const index_t A = t.A;
+  for (index_t sim = 0; sim < num_simulations; ++sim) {
+    i32 node, action;
+    select_one(t, p, &node, &action);
+    i32 leaf = node;
+    if (action >= 0) {
+      const i32 c = t.num_nodes[0];
+      if (c >= t.N) return;  // capacity: checked by the caller beforehand
+      t.num_nodes[0] = c + 1;
+      const std::int64_t s = t.state[node], sa = s * A + action;
+      const std::int64_t s2 = next_state[sa];
+      link_node(t, c, node, action, reward[sa], discount[sa], value[s2], s2);
+      for (index_t a = 0; a < A; ++a) {
+        t.logits[c * A + a] = logits[s2 * A + a];
+        t.prior[c * A + a] = prior[s2 * A + a];
+        t.invalid[c * A + a] = invalid[s2 * A + a];
+      }
+      t.children[node * A + action] = c;
+      leaf = c;
+    } else {
+      t.visits[node] += 1;
+      t.value_sum[node] += t.raw_value[node];
+    }
+    backup_one(t, leaf);
+  }
+}
+
+// Keeps the subtree under the root's child `action` as the new tree, compacted in place.
+// new_index[N] (old -> new, -1 = dropped) and old_index[N] (new -> old, -1 = free).
+template <class T>
+PGM_HD i32 advance_one(TreeRef<T>& t, i32 action, i32* new_index, i32* old_index) {
+  const index_t N = t.N, A = t.A;
+  if (action < 0 || action >= A) return kBadAction;
+  const i32 r = t.children[action];
+  if (r < 0) return kNotExpanded;
+  const i32 nn = t.num_nodes[0];
+  i32 cnt = 0;
+  for (i32 i = 0; i < static_cast<i32>(N); ++i) {
+    old_index[i] = -1;
+    new_index[i] = -1;
+  }
+  for (i32 i = r; i < nn; ++i)
+    if (i == r || (t.parent[i] >= 0 && new_index[t.parent[i]] >= 0)) new_index[i] = cnt++;
+  // Parents precede children, so new index <= old index: copying in increasing order
+  // never overwrites a node that is still to be read.
+  for (i32 i = r; i < nn; ++i) {
+    const i32 j = new_index[i];
+    if (j < 0) continue;
+    old_index[j] = i;
+    t.visits[j] = t.visits[i];
+    t.value_sum[j] = t.value_sum[i];
+    t.raw_value[j] = t.raw_value[i];
+    t.reward[j] = t.reward[i];
+    t.discount[j] = t.discount[i];
+    t.parent[j] = i == r ? -1 : new_index[t.parent[i]];
+    t.action[j] = i == r ? -1 : t.action[i];
+    t.state[j] = t.state[i];
+    for (index_t a = 0; a < A; ++a) {
+      const i32 c = t.children[i * A + a];
+      t.children[j * A + a] = c >= 0 ? new_index[c] : -1;
+      t.logits[j * A + a] = t.logits[i * A + a];
+      t.prior[j * A + a] = t.prior[i * A + a];
+      t.invalid[j * A + a] = t.invalid[i * A + a];
+    }
+  }
+  t.reward[0] = 0;
+  t.discount[0] = 1;
+  for (i32 j = cnt; j < nn; ++j) {
+    t.visits[j] = 0;
+    t.value_sum[j] = 0;
+    t.raw_value[j] = 0;
+    t.reward[j] = 0;
+    t.discount[j] = 0;
+    t.parent[j] = -1;
+    t.action[j] = -1;
+    t.state[j] = 0;
+    for (index_t a = 0; a < A; ++a) {
+      t.children[j * A + a] = -1;
+      t.logits[j * A + a] = 0;
+      t.prior[j * A + a] = 0;
+      t.invalid[j * A + a] = 0;
+    }
+  }
+  t.num_nodes[0] = cnt;
+  return kOk;
+}
+
+// ----------------------------------------------------------------------------- noise
+// Streams: (purpose << 56) | index. Gamma (Marsaglia-Tsang) and Gumbel transforms of the
+// Philox uniforms are local to this family until the sampling helpers provide them.
+enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3 };
+
+PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
+  return (purpose << 56) | index;
+}
+
+PGM_HD double gamma_sample(double alpha, std::uint64_t seed, std::uint64_t stream) {
+  double boost = 1.0, a = alpha;
+  if (alpha < 1.0) {
+    const rng::u32x4 w = rng::block(seed, stream, 0);
+    boost = ::exp(::log(rng::uniform_f64(w.v[0], w.v[1])) / alpha);
+    a = alpha + 1.0;
+  }
+  const double d = a - 1.0 / 3.0, c = 1.0 / ::sqrt(9.0 * d);
+  for (std::uint64_t blk = 1;; blk += 2) {
+    const rng::u32x4 w = rng::block(seed, stream, blk);
+    const rng::u32x4 w2 = rng::block(seed, stream, blk + 1);
+    const double u1 = rng::uniform_f64(w.v[0], w.v[1]), u2 = rng::uniform_f64(w.v[2], w.v[3]);
+    const double x = ::sqrt(-2.0 * ::log(u1)) * ::cos(6.283185307179586 * u2);
+    const double u = rng::uniform_f64(w2.v[0], w2.v[1]);
+    double v = 1.0 + c * x;
+    if (v <= 0.0) continue;
+    v = v * v * v;
+    if (::log(u) < 0.5 * x * x + d - d * v + d * ::log(v)) return d * v * boost;
+  }
+}
+
+// Dirichlet(alpha, ..., alpha) sample over A actions for tree b into out[A].
+template <class T>
+PGM_HD void dirichlet_one(std::uint64_t seed, double alpha, index_t b, index_t A, T* out) {
+  double z = 0;
+  for (index_t a = 0; a < A; ++a) {
+    const double g = gamma_sample(alpha, seed, stream_of(kDirichletStream, b * A + a));
+    out[a] = static_cast<T>(g);
+    z += g;
+  }
+  for (index_t a = 0; a < A; ++a) out[a] = static_cast<T>(static_cast<double>(out[a]) / z);
+}
+
+// Standard Gumbel noise -log(-log U) for tree b into out[A].
+template <class T>
+PGM_HD void gumbel_one(std::uint64_t seed, index_t b, index_t A, T* out) {
+  const std::uint64_t stream = stream_of(kGumbelStream, b);
+  for (index_t a = 0; a < A; a += 2) {
+    const rng::u32x4 w = rng::block(seed, stream, static_cast<std::uint64_t>(a / 2));
+    out[a] = static_cast<T>(-::log(-::log(rng::uniform_f64(w.v[0], w.v[1]))));
+    if (a + 1 < A) out[a + 1] = static_cast<T>(-::log(-::log(rng::uniform_f64(w.v[2], w.v[3]))));
+  }
+}
+
+// Samples an action with probability proportional to weights^(1 / temperature);
+// temperature <= 0: the argmax (lowest index among ties). Zero weights are never drawn.
+template <class T>
+PGM_HD std::int64_t sample_one(const T* w, index_t A, double temperature, std::uint64_t seed,
+                               index_t b) {
+  index_t arg = 0;
+  for (index_t a = 1; a < A; ++a)
+    if (w[a] > w[arg]) arg = a;
+  if (temperature <= 0.0 || !(w[arg] > 0)) return arg;
+  const double lmax = ::log(static_cast<double>(w[arg]));
+  double total = 0;
+  for (index_t a = 0; a < A; ++a)
+    if (w[a] > 0) total += ::exp((::log(static_cast<double>(w[a])) - lmax) / temperature);
+  const rng::u32x4 r = rng::block(seed, stream_of(kActionStream, b), 0);
+  const double u = rng::uniform_f64(r.v[0], r.v[1]) * total;
+  double acc = 0;
+  index_t last = arg;
+  for (index_t a = 0; a < A; ++a) {
+    if (!(w[a] > 0)) continue;
+    acc += ::exp((::log(static_cast<double>(w[a])) - lmax) / temperature);
+    last = a;
+    if (u < acc) return a;
+  }
+  return last;
+}
+
+// ----------------------------------------------------------------------------- CPU launchers
+template <class T>
+void select_cpu(const Batch<T>& t, index_t B, const Params& p, i32* node, i32* action) {
+  // One call per simulation on the callback path: a parallel region only pays off for large
+  // batches (and waking OpenMP workers is slow on a busy, oversubscribed machine).
+#pragma omp parallel for schedule(static) if (B >= 1024)
+  for (index_t b = 0; b < B; ++b) select_one(tree_at(t, b), p, node + b, action + b);
+}
+
+template <class T>
+void expand_cpu(const Batch<T>& t, index_t B, const i32* node, const i32* action,
+                const T* reward, const T* discount, const T* logits, const T* value,
+                const u8* invalid, const std::int64_t* state, i32* out) {
+  const index_t A = t.A;
+#pragma omp parallel for schedule(static) if (B * A > 65536)
+  for (index_t b = 0; b < B; ++b) {
+    TreeRef<T> r = tree_at(t, b);
+    out[b] = expand_one(r, node[b], action[b], reward[b], discount[b], logits + b * A, value[b],
+                        invalid ? invalid + b * A : nullptr, false, state[b]);
+  }
+}
+
+template <class T>
+void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
+#pragma omp parallel for schedule(static) if (B > 4096)
+  for (index_t b = 0; b < B; ++b) {
+    TreeRef<T> r = tree_at(t, b);
+    if (node[b] >= 0 && node[b] < r.num_nodes[0]) backup_one(r, node[b]);
+  }
+}
+
+template <class T>
+void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t num_simulations,
+                        const std::int64_t* next_state, const T* reward, const T* discount,
+                        const T* logits, const T* prior, const T* value, const u8* invalid) {
+  // (a lone tree runs on the calling thread: an OpenMP barrier is costly on a busy machine)
+#pragma omp parallel for schedule(dynamic, 4) if (B > 1)
+  for (index_t b = 0; b < B; ++b) {
+    TreeRef<T> r = tree_at(t, b);
+    search_tabular_one(r, p, num_simulations, next_state, reward, discount, logits, prior, value,
+                       invalid);
+  }
+}
+
+template <class T>
+void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index,
+                 i32* old_index, i32* status) {
+#pragma omp parallel for schedule(static) if (B >= 256)
+  for (index_t b = 0; b < B; ++b) {
+    TreeRef<T> r = tree_at(t, b);
+    status[b] = advance_one(r, action[b], new_index + b * t.N, old_index + b * t.N);
+  }
+}
+
+template <class T>
+void dirichlet_cpu(std::uint64_t seed, double alpha, index_t B, index_t A, T* out) {
+#pragma omp parallel for schedule(static) if (B * A > 16384)
+  for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, b, A, out + b * A);
+}
+
+template <class T>
+void gumbel_cpu(std::uint64_t seed, index_t B, index_t A, T* out) {
+#pragma omp parallel for schedule(static) if (B * A > 65536)
+  for (index_t b = 0; b < B; ++b) gumbel_one(seed, b, A, out + b * A);
+}
+
+template <class T>
+void sample_cpu(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
+                std::int64_t* out) {
+#pragma omp parallel for schedule(static) if (B * A > 65536)
+  for (index_t b = 0; b < B; ++b)
+    out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, b);
+}
+
+}  // namespace pygenmod::mcts

@@ -1,0 +1,786 @@
+"""Batched Monte Carlo tree search: MuZero and Gumbel MuZero policies over a batch of trees.
+
+A batch of B trees is a struct of arrays (:class:`Tree`) with a node capacity chosen
+independently of the number of simulations, so a tree can be kept between moves
+(:func:`advance`) and grown (:meth:`Tree.grow`). The tree steps are compiled kernels
+(C++/OpenMP over trees, numba, CUDA with one thread per tree); Python only calls the model.
+
+Two ways to give the model:
+
+- a callback ``recurrent_fn(embeddings, actions) -> (reward, discount, prior_logits, value,
+  next_embedding[, invalid_actions])``, called once per simulation with the whole batch of
+  leaves (any framework: arrays are handed over zero-copy with DLPack), and a :class:`Root`;
+- a :class:`TabularModel` (next_state[S, A], reward[S, A], prior_logits[S, A], value[S],
+  discount, optional terminal[S] and invalid_actions[S, A]) and the root states [B]: the
+  whole search then runs in compiled code with no Python in the loop.
+
+Semantics follow mctx (google-deepmind/mctx): :func:`muzero_policy` is PUCT with
+``pb_c_init``/``pb_c_base``, Q normalised per node by min-max over the node's value and its
+visited children (mctx ``qtransform_by_parent_and_siblings``), Dirichlet noise at the root
+and a temperature for acting; :func:`gumbel_muzero_policy` is Gumbel top-k with sequential
+halving at the root, the deterministic improved-policy selection inside the tree, completed
+Q-values by the mixed value (``qtransform_completed_by_mix_value``) and the improved policy
+``softmax(logits + completed_q)`` as action weights. Differences from mctx:
+
+- ties are broken deterministically by the lowest action index (mctx adds 1e-7 noise);
+- invalid-action masks apply at every node (a mask per node from the model or the table),
+  not only at the root; a node without any valid action is terminal: a simulation that
+  reaches it backs up its value again instead of expanding;
+- noise comes from the package's counter-based Philox RNG, so a seed gives the same tree on
+  every backend and a tree's noise does not depend on the other trees in the batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from . import _validate as val
+from ._arrays import is_device, returner, to_native, xp_of
+from ._dispatch import kernel
+
+TREE_FIELDS = ("visits", "value_sum", "raw_value", "reward", "discount", "parent", "action",
+               "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel")
+
+_ERRORS = {-1: "capacity exceeded (the tree is full; grow it with Tree.grow or pass a larger capacity)",
+           -2: "the action at this node is already expanded",
+           -3: "node or action index out of range",
+           -4: "the root's child for this action was never expanded (start a fresh search)"}
+
+
+# ----------------------------------------------------------------------------- data types
+class Root(NamedTuple):
+    """The model's output at the roots: prior_logits [B, A], value [B], embedding [B, ...]."""
+    prior_logits: object
+    value: object
+    embedding: object = None
+
+
+class RecurrentOutput(NamedTuple):
+    """What ``recurrent_fn(embeddings, actions)`` returns (a plain tuple works too)."""
+    reward: object  #: [B]
+    discount: object  #: [B]; negative for a change of player (two-player zero-sum: -gamma)
+    prior_logits: object  #: [B, A]
+    value: object  #: [B]
+    next_embedding: object  #: [B, ...] or None
+    invalid_actions: object = None  #: optional [B, A] bool mask of the new nodes
+
+
+class TabularModel(NamedTuple):
+    """A known tabular model; build it with :func:`tabular_model` (validates and converts).
+
+    The per-state node data is precomputed once: ``logits`` are the prior logits shifted by
+    their max over valid actions (-inf where invalid), ``prior`` their softmax; a terminal
+    state has value 0 and every action invalid.
+    """
+    next_state: object  #: [S, A] int64
+    reward: object  #: [S, A]
+    discount: object  #: [S, A]
+    logits: object  #: [S, A]
+    prior: object  #: [S, A]
+    value: object  #: [S]
+    invalid: object  #: [S, A] uint8 (1 = invalid; all 1 for terminal states)
+    terminal: object  #: [S] uint8
+
+
+class PolicyOutput(NamedTuple):
+    action: object  #: [B] int64, the action to play
+    action_weights: object  #: [B, A], the policy target
+    visit_counts: object  #: [B, A] int32, visits of the root's children
+    value: object  #: [B], the root's search value
+    tree: "Tree"
+
+
+@dataclasses.dataclass
+class Tree:
+    """A batch of search trees as arrays (see csrc/include/pygenmod/mcts.hpp for the layout).
+
+    Node 0 is the root. ``embeddings`` ([B, N, ...], callback path) holds the model state of
+    each node; in the tabular path ``state`` holds the model state instead.
+    """
+    visits: object
+    value_sum: object
+    raw_value: object
+    reward: object
+    discount: object
+    parent: object
+    action: object
+    children: object
+    logits: object
+    prior: object
+    invalid: object
+    state: object
+    num_nodes: object
+    gumbel: object
+    embeddings: object = None
+    #: converts gathered embeddings/actions back to the caller's array type (torch, jax...)
+    emb_back: object = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.children.shape[0])
+
+    @property
+    def capacity(self) -> int:
+        return int(self.children.shape[1])
+
+    @property
+    def num_actions(self) -> int:
+        return int(self.children.shape[2])
+
+    @property
+    def dtype(self):
+        return self.logits.dtype
+
+    def arrays(self) -> tuple:
+        return tuple(getattr(self, f) for f in TREE_FIELDS)
+
+    def copy(self) -> "Tree":
+        emb = None if self.embeddings is None else self.embeddings.copy()
+        return Tree(*(a.copy() for a in self.arrays()), embeddings=emb, emb_back=self.emb_back)
+
+    def node_values(self):
+        """[B, N] mean backed-up value of every node (0 for free slots)."""
+        xp = xp_of(self.visits)
+        return self.value_sum / xp.maximum(self.visits, 1).astype(self.dtype)
+
+    def qvalues(self, node=0):
+        """[B, A] Q(node, a) = reward + discount * value of each child (0 when unexpanded)."""
+        xp = xp_of(self.visits)
+        B = self.batch_size
+        node = xp.broadcast_to(xp.asarray(node, dtype=xp.int64), (B,))
+        ch = self.children[xp.arange(B), node]
+        safe = xp.maximum(ch, 0)
+        rows = xp.arange(B)[:, None]
+        q = self.reward[rows, safe] + self.discount[rows, safe] * self.node_values()[rows, safe]
+        return xp.where(ch >= 0, q, 0).astype(self.dtype)
+
+    def child_visits(self, node=0):
+        """[B, A] int32 visit counts of the children of ``node`` (per tree)."""
+        xp = xp_of(self.visits)
+        B = self.batch_size
+        node = xp.broadcast_to(xp.asarray(node, dtype=xp.int64), (B,))
+        ch = self.children[xp.arange(B), node]
+        return xp.where(ch >= 0, self.visits[xp.arange(B)[:, None], xp.maximum(ch, 0)], 0).astype(xp.int32)
+
+    def grow(self, capacity: int) -> "Tree":
+        """A copy with room for ``capacity`` nodes per tree (existing nodes kept)."""
+        capacity = val.positive_int(capacity, "capacity")
+        if capacity < self.capacity:
+            raise ValueError(f"capacity: cannot shrink a tree from {self.capacity} to {capacity} nodes")
+        xp = xp_of(self.visits)
+        new = new_tree(self.batch_size, self.num_actions, capacity, self.dtype, xp=xp)
+        N = self.capacity
+        for f in TREE_FIELDS:
+            a, b = getattr(self, f), getattr(new, f)
+            if f in ("num_nodes", "gumbel"):
+                b[...] = a
+            else:
+                b[:, :N] = a
+        if self.embeddings is not None:
+            emb = xp.zeros((self.batch_size, capacity) + self.embeddings.shape[2:], self.embeddings.dtype)
+            emb[:, :N] = self.embeddings
+            new.embeddings = emb
+        new.emb_back = self.emb_back
+        return new
+
+
+def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64, *, xp=np) -> Tree:
+    """An empty batch of trees (no root yet; see :func:`init_root`)."""
+    B = val.positive_int(batch_size, "batch_size", minimum=0)
+    A = val.positive_int(num_actions, "num_actions")
+    N = val.positive_int(capacity, "capacity")
+    dtype = np.dtype(dtype)
+    if dtype not in val.FLOAT_DTYPES:
+        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    i32 = xp.int32
+    return Tree(
+        visits=xp.zeros((B, N), i32), value_sum=xp.zeros((B, N), dtype),
+        raw_value=xp.zeros((B, N), dtype), reward=xp.zeros((B, N), dtype),
+        discount=xp.zeros((B, N), dtype), parent=xp.full((B, N), -1, i32),
+        action=xp.full((B, N), -1, i32), children=xp.full((B, N, A), -1, i32),
+        logits=xp.zeros((B, N, A), dtype), prior=xp.zeros((B, N, A), dtype),
+        invalid=xp.zeros((B, N, A), xp.uint8), state=xp.zeros((B, N), xp.int64),
+        num_nodes=xp.zeros((B,), i32), gumbel=xp.zeros((B, A), dtype))
+
+
+def _mask(x, name, shape, xp):
+    """An optional boolean mask as uint8 (1 = invalid), shape-checked."""
+    if x is None:
+        return None
+    m = to_native(x)
+    if xp_of(m) is not xp:
+        m = xp.asarray(m)
+    if m.dtype.kind not in "biu":
+        raise TypeError(f"{name}: expected a boolean mask, got dtype {m.dtype}")
+    val.check_shape(m, name, shape)
+    return xp.ascontiguousarray(m != 0, dtype=xp.uint8)
+
+
+def _normalise(logits, invalid):
+    """(shifted logits with -inf where invalid, softmax, invalid uint8) along the last axis."""
+    xp = xp_of(logits)
+    bad = (invalid != 0) | (logits == -xp.inf)
+    m = xp.max(xp.where(bad, -xp.inf, logits), axis=-1, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    lg = xp.where(bad, -xp.inf, logits - m).astype(logits.dtype)
+    e = xp.where(bad, 0, xp.exp(lg))
+    z = e.sum(-1, keepdims=True)
+    prior = xp.where(z > 0, e / xp.where(z > 0, z, 1), 0).astype(logits.dtype)
+    return lg, prior, bad.astype(xp.uint8)
+
+
+def _set_root_logits(tree: Tree, logits, invalid, prior=None) -> None:
+    """Root logits (shifted by their max over valid actions, -inf where invalid) and prior."""
+    xp = xp_of(tree.visits)
+    if prior is None:
+        logits, prior, invalid = _normalise(logits.astype(tree.dtype), invalid)
+    dead = xp.all(invalid != 0, axis=-1)
+    if bool(xp.any(dead)):
+        raise ValueError(f"invalid_actions: all actions are invalid at the root of tree {int(xp.argmax(dead))}")
+    tree.logits[:, 0] = logits
+    tree.prior[:, 0] = prior
+    tree.invalid[:, 0] = invalid
+
+
+def init_root(tree: Tree, prior_logits, value, *, invalid_actions=None, state=None, embedding=None) -> Tree:
+    """Resets every tree to a single root node with the model's output at the root."""
+    xp = xp_of(tree.visits)
+    B, A = tree.batch_size, tree.num_actions
+    logits = _float(prior_logits, "prior_logits", (B, A), tree.dtype, xp, allow_neg_inf=True)
+    value = _float(value, "value", (B,), tree.dtype, xp)
+    inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
+    for f in TREE_FIELDS:
+        getattr(tree, f)[...] = -1 if f in ("parent", "action", "children") else 0
+    tree.embeddings = tree.emb_back = None
+    return _fill_root(tree, logits, value, inv, state, embedding)
+
+
+def _fill_root(tree: Tree, logits, value, inv, state, embedding, prior=None) -> Tree:
+    """Writes the roots into a freshly reset tree (inputs already validated)."""
+    xp = xp_of(tree.visits)
+    B, A = tree.batch_size, tree.num_actions
+    tree.visits[:, 0] = 1
+    tree.value_sum[:, 0] = value
+    tree.raw_value[:, 0] = value
+    tree.discount[:, 0] = 1
+    tree.num_nodes[:] = 1
+    if state is not None:
+        st = val.int_array(state, "state", ndim=1, xp=xp)
+        val.check_shape(st, "state", (B,))
+        tree.state[:, 0] = st
+    _set_root_logits(tree, logits, xp.zeros((B, A), xp.uint8) if inv is None else inv, prior)
+    if embedding is not None:
+        emb = to_native(embedding)
+        if xp_of(emb) is not xp:
+            emb = xp.asarray(emb)
+        if emb.ndim < 1 or emb.shape[0] != B:
+            raise ValueError(f"embedding: expected a leading batch axis of {B}, got shape {emb.shape}")
+        tree.embeddings = xp.zeros((B, tree.capacity) + emb.shape[1:], emb.dtype)
+        tree.embeddings[:, 0] = emb
+        tree.emb_back = returner(embedding)
+    return tree
+
+
+def _float(x, name, shape, dtype, xp, allow_neg_inf=False):
+    a = val.float_array(x, name, dtype=dtype, xp=xp, finite=False)
+    val.check_shape(a, name, shape)
+    if a.size:
+        bad = xp.isnan(a) | ((a == xp.inf) if allow_neg_inf else ~xp.isfinite(a))
+        if bool(bad.any()):
+            raise ValueError(f"{name}: contains NaN or infinity" + (" (-inf marks an invalid action)" if allow_neg_inf else ""))
+    return a
+
+
+# ----------------------------------------------------------------------------- tabular models
+def tabular_model(next_state, reward, prior_logits, value, discount=1.0, *, terminal=None,
+                  invalid_actions=None, dtype=None) -> TabularModel:
+    """A validated :class:`TabularModel` (deterministic transitions).
+
+    next_state [S, A] int; reward, prior_logits [S, A]; value [S]; discount a scalar or
+    [S, A] (negative for a change of player); terminal [S] bool (entering a terminal state:
+    value 0, no valid action); invalid_actions [S, A] bool. dtype: float32/float64 (default:
+    prior_logits' dtype).
+    """
+    xp = xp_of(to_native(prior_logits))
+    L = val.float_array(prior_logits, "prior_logits", ndim=2, dtype=dtype, xp=xp, finite=False)
+    S, A = L.shape
+    if S == 0:
+        raise ValueError("prior_logits: the model needs at least one state")
+    L = _float(L, "prior_logits", (S, A), L.dtype, xp, allow_neg_inf=True)
+    ns = val.int_array(next_state, "next_state", ndim=2, xp=xp)
+    val.check_shape(ns, "next_state", (S, A))
+    if bool(((ns < 0) | (ns >= S)).any()):
+        raise ValueError(f"next_state: entries must be state indices in [0, {S})")
+    R = _float(reward, "reward", (S, A), L.dtype, xp)
+    V = _float(value, "value", (S,), L.dtype, xp)
+    if np.ndim(discount) == 0 and not hasattr(discount, "shape"):
+        d = float(discount)
+        if not math.isfinite(d) or abs(d) > 1:
+            raise ValueError(f"discount: must be in [-1, 1], got {discount}")
+        D = xp.full((S, A), d, L.dtype)
+    else:
+        D = _float(discount, "discount", (S, A), L.dtype, xp)
+        if bool((xp.abs(D) > 1).any()):
+            raise ValueError("discount: must be in [-1, 1]")
+    term = _mask(terminal, "terminal", (S,), xp)
+    inv = _mask(invalid_actions, "invalid_actions", (S, A), xp)
+    term = xp.zeros(S, xp.uint8) if term is None else term
+    inv = xp.zeros((S, A), xp.uint8) if inv is None else inv
+    lg, prior, bad = _normalise(L, inv)
+    dead = bad.all(-1) & (term == 0)
+    if bool(dead.any()):
+        raise ValueError(f"invalid_actions: all actions are invalid in non-terminal state {int(xp.argmax(dead))} "
+                         "(mark it terminal)")
+    t = term[:, None] != 0
+    lg = xp.where(t, -xp.inf, lg).astype(L.dtype)
+    prior = xp.where(t, 0, prior).astype(L.dtype)
+    bad = xp.where(t, 1, bad).astype(xp.uint8)
+    V = xp.where(term != 0, 0, V).astype(L.dtype)
+    return TabularModel(ns, R, D, xp.ascontiguousarray(lg), xp.ascontiguousarray(prior), V,
+                        xp.ascontiguousarray(bad), term)
+
+
+# ----------------------------------------------------------------------------- parameters
+@functools.lru_cache(maxsize=64)
+def considered_visits_table(max_num_considered_actions: int, num_simulations: int) -> np.ndarray:
+    """Sequential halving's visit-count schedule (mctx get_table_of_considered_visits).
+
+    Row m is the sequence, over simulations, of the visit count an action must have to be
+    considered when m actions are considered. Shape (max_num_considered_actions + 1, L).
+    """
+    M, L = max_num_considered_actions, max(num_simulations, 1)
+    rows = []
+    for m in range(M + 1):
+        if m <= 1:
+            rows.append(list(range(L)))
+            continue
+        log2max = int(math.ceil(math.log2(m)))
+        seq, visits, k = [], [0] * m, m
+        while len(seq) < L:
+            extra = max(1, int(L / (log2max * k)))
+            for _ in range(extra):
+                seq.extend(visits[:k])
+                for i in range(k):
+                    visits[i] += 1
+            k = max(2, k // 2)
+        rows.append(seq[:L])
+    t = np.asarray(rows, dtype=np.int32)
+    t.setflags(write=False)
+    return t
+
+
+_NO_TABLE = np.zeros((1, 1), np.int32)
+
+
+def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
+            rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
+            num_simulations=1):
+    val.choice(policy, "policy", ("muzero", "gumbel"))
+    for name, v in (("pb_c_init", pb_c_init), ("pb_c_base", pb_c_base), ("value_scale", value_scale),
+                    ("maxvisit_init", maxvisit_init)):
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name}: must be finite, got {v}")
+    if float(pb_c_base) <= 0:
+        raise ValueError(f"pb_c_base: must be > 0, got {pb_c_base}")
+    M = val.positive_int(max_num_considered_actions, "max_num_considered_actions")
+    params = np.array([0 if policy == "muzero" else 1, pb_c_init, pb_c_base, value_scale,
+                       maxvisit_init, bool(rescale_values), bool(use_mixed_value),
+                       M if policy == "gumbel" else 0], np.float64)
+    table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
+    return params, table
+
+
+def _on(xp, params, table):
+    """The kernels' (params, table): params stay a host array (read by the launchers)."""
+    return params, (table if xp is np else xp.asarray(table))
+
+
+def _kernel(tree: Tree, name: str):
+    return kernel("mcts", name, is_device(tree.visits))[1]
+
+
+# ----------------------------------------------------------------------------- operations
+def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = None, **kw):
+    """Descends every tree from its root to the first unexpanded edge.
+
+    Returns (node [B] int32, action [B] int32); action -1 means the descent ended at a
+    terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base) or
+    "gumbel" (kw max_num_considered_actions, value_scale, maxvisit_init, rescale_values,
+    use_mixed_value; num_simulations sets the sequential-halving schedule).
+    """
+    xp = xp_of(tree.visits)
+    _check_has_root(tree)
+    params, table = _params(policy, num_simulations=num_simulations or tree.capacity, **kw)
+    node = xp.empty(tree.batch_size, xp.int32)
+    action = xp.empty(tree.batch_size, xp.int32)
+    _kernel(tree, "select")(tree.arrays(), *_on(xp, params, table), node, action)
+    return node, action
+
+
+def expand(tree: Tree, node, action, reward, discount, prior_logits, value, *,
+           invalid_actions=None, embedding=None, state=None):
+    """Attaches the child reached by ``action`` from ``node`` in every tree.
+
+    The new node gets the model's prior logits (-inf or ``invalid_actions`` mark invalid
+    actions), value, and the edge's reward and discount. action -1 re-evaluates a terminal
+    node. Returns the [B] int32 index of the node to back up from.
+    """
+    xp = xp_of(tree.visits)
+    B, A = tree.batch_size, tree.num_actions
+    node = val.int_array(node, "node", ndim=1, xp=xp, dtype=np.int32)
+    action = val.int_array(action, "action", ndim=1, xp=xp, dtype=np.int32)
+    val.check_shape(node, "node", (B,))
+    val.check_shape(action, "action", (B,))
+    r = _float(reward, "reward", (B,), tree.dtype, xp)
+    d = _float(discount, "discount", (B,), tree.dtype, xp)
+    lg = _float(prior_logits, "prior_logits", (B, A), tree.dtype, xp, allow_neg_inf=True)
+    v = _float(value, "value", (B,), tree.dtype, xp)
+    inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
+    st = tree.num_nodes.astype(xp.int64) if state is None else val.int_array(state, "state", ndim=1, xp=xp)
+    out = xp.empty(B, xp.int32)
+    _kernel(tree, "expand")(tree.arrays(), node, action, r, d, lg, v, inv, st, out)
+    _raise_codes(out, "expand")
+    if embedding is not None and tree.embeddings is not None:
+        e = to_native(embedding)
+        ok = action >= 0
+        rows = xp.arange(B)
+        tree.embeddings[rows[ok], out[ok]] = xp.asarray(e)[ok]
+    return out
+
+
+def backup(tree: Tree, node) -> None:
+    """Backs the value of ``node`` up to the root of every tree (reward + discount * G per edge)."""
+    xp = xp_of(tree.visits)
+    node = val.int_array(node, "node", ndim=1, xp=xp, dtype=np.int32)
+    val.check_shape(node, "node", (tree.batch_size,))
+    if bool(((node < 0) | (node >= tree.num_nodes)).any()):
+        raise ValueError("node: index outside the tree")
+    _kernel(tree, "backup")(tree.arrays(), node)
+
+
+def advance(tree: Tree, actions) -> Tree:
+    """Keeps the subtree under each root's child ``actions[b]`` as the new tree (in place).
+
+    The arrays are compacted: the kept nodes move to the front in their old order (the new
+    root at index 0) and the rest is cleared, so the next search has the capacity back.
+    """
+    xp = xp_of(tree.visits)
+    B, N = tree.batch_size, tree.capacity
+    _check_has_root(tree)
+    act = val.int_array(actions, "actions", ndim=1, xp=xp, dtype=np.int32)
+    val.check_shape(act, "actions", (B,))
+    new_index = xp.empty((B, N), xp.int32)
+    old_index = xp.empty((B, N), xp.int32)
+    status = xp.empty(B, xp.int32)
+    _kernel(tree, "advance")(tree.arrays(), act, new_index, old_index, status)
+    _raise_codes(status, "advance", what="actions")
+    if tree.embeddings is not None:
+        rows = xp.arange(B)[:, None]
+        keep = old_index >= 0
+        emb = tree.embeddings[rows, xp.maximum(old_index, 0)]
+        shape = keep.shape + (1,) * (emb.ndim - 2)
+        tree.embeddings = xp.where(keep.reshape(shape), emb, xp.zeros((), emb.dtype))
+    return tree
+
+
+def _raise_codes(codes, op, what="node/action"):
+    xp = xp_of(codes)
+    if codes.size and bool((codes < 0).any()):
+        b = int(xp.argmax(codes < 0))
+        c = int(codes[b])
+        raise ValueError(f"{op}: tree {b}: {_ERRORS.get(c, f'error {c}')} ({what})")
+
+
+def _check_has_root(tree: Tree):
+    if tree.batch_size and bool((tree.num_nodes < 1).any()):
+        raise ValueError("tree: has no root; call init_root first")
+
+
+# ----------------------------------------------------------------------------- search
+def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
+    """(tree, model-or-callback, back) with the root initialised (or the given tree kept)."""
+    num_simulations = val.positive_int(num_simulations, "num_simulations", minimum=0)
+    tabular = isinstance(model, TabularModel)
+    if not tabular and not callable(model):
+        raise TypeError("recurrent_fn: expected a callable or a TabularModel")
+    if tree is not None:
+        if not isinstance(tree, Tree):
+            raise TypeError(f"tree: expected a pygenmod.mcts.Tree, got {type(tree).__name__}")
+        _check_has_root(tree)
+        dead = xp_of(tree.invalid).all(tree.invalid[:, 0] != 0, axis=-1)
+        if bool(dead.any()):
+            raise ValueError(f"tree: all actions are invalid at the root of tree {int(dead.argmax())} "
+                             "(a terminal state)")
+        back = returner(tree.logits)
+        need = int(tree.num_nodes.max()) + num_simulations if tree.batch_size else 0
+        if need > tree.capacity:
+            raise ValueError(f"capacity exceeded: the tree holds up to {int(tree.num_nodes.max())} nodes, "
+                             f"{num_simulations} simulations need {need}, capacity is {tree.capacity} "
+                             "(use tree.grow)")
+        return tree, back, num_simulations
+    if root is None:
+        raise TypeError("root: expected the root output (or pass tree= to continue a search)")
+    cap = 1 + num_simulations if capacity is None else val.positive_int(capacity, "capacity")
+    if cap < 1 + num_simulations:
+        raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + num_simulations} "
+                         f"nodes, capacity is {cap}")
+    if tabular:
+        xp = xp_of(model.logits)
+        back = returner(root)
+        states = val.int_array(root, "root", ndim=1, xp=xp)
+        S, A = model.logits.shape
+        if bool(((states < 0) | (states >= S)).any()):
+            raise ValueError(f"root: root states must lie in [0, {S})")
+        if bool((model.terminal[states] != 0).any()):
+            raise ValueError("root: a root state is terminal (all actions are invalid)")
+        B = int(states.shape[0])
+        tree = new_tree(B, A, cap, model.logits.dtype, xp=xp)
+        lg, prior, inv = model.logits[states], model.prior[states], model.invalid[states]
+        if invalid_actions is not None:
+            inv = inv | _mask(invalid_actions, "invalid_actions", (B, A), xp)
+            lg, prior, inv = _normalise(lg, inv)
+        _fill_root(tree, lg, model.value[states], inv, states, None, prior=prior)
+        return tree, back, num_simulations
+    if not isinstance(root, Root):
+        if isinstance(root, tuple) and len(root) in (2, 3):
+            root = Root(*root)
+        else:
+            raise TypeError("root: expected a pygenmod.mcts.Root(prior_logits, value, embedding)")
+    back = returner(root.prior_logits)
+    logits = to_native(root.prior_logits)
+    xp = xp_of(logits)
+    logits = val.float_array(logits, "prior_logits", ndim=2, xp=xp, finite=False)
+    B, A = logits.shape
+    tree = new_tree(B, A, cap, logits.dtype, xp=xp)
+    logits = _float(logits, "prior_logits", (B, A), tree.dtype, xp, allow_neg_inf=True)
+    value = _float(root.value, "value", (B,), tree.dtype, xp)
+    inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
+    _fill_root(tree, logits, value, inv, None, root.embedding)
+    if tree.emb_back is None:
+        tree.emb_back = back
+    return tree, back, num_simulations
+
+
+def _run(tree: Tree, model, num_simulations: int, params, table):
+    xp = xp_of(tree.visits)
+    params, table = _on(xp, params, table)
+    if num_simulations == 0 or tree.batch_size == 0:
+        return
+    arrays = tree.arrays()
+    if isinstance(model, TabularModel):
+        if model.logits.dtype != tree.dtype or xp_of(model.logits) is not xp:
+            raise TypeError("recurrent_fn: the tabular model's dtype/array type differs from the tree's")
+        if int(model.logits.shape[1]) != tree.num_actions:
+            raise ValueError("recurrent_fn: the tabular model's number of actions differs from the tree's")
+        _kernel(tree, "search_tabular")(arrays, params, table, num_simulations, model.next_state,
+                                        model.reward, model.discount, model.logits, model.prior,
+                                        model.value, model.invalid)
+        return
+    sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
+    B, A = tree.batch_size, tree.num_actions
+    rows = xp.arange(B)
+    node = xp.empty(B, xp.int32)
+    action = xp.empty(B, xp.int32)
+    leaf = xp.empty(B, xp.int32)
+    emb_back = tree.emb_back or (lambda a: a)
+    dt = tree.dtype
+    for _ in range(num_simulations):
+        sel(arrays, params, table, node, action)
+        emb = None if tree.embeddings is None else emb_back(tree.embeddings[rows, node])
+        act = xp.maximum(action, 0).astype(xp.int64)
+        out = model(emb, emb_back(act))
+        if not isinstance(out, tuple) or len(out) not in (5, 6):
+            raise TypeError("recurrent_fn: must return (reward, discount, prior_logits, value, "
+                            "next_embedding[, invalid_actions])")
+        r, d, lg, v = (_cb_float(x, n, s, dt, xp) for x, n, s in zip(
+            out[:4], ("reward", "discount", "prior_logits", "value"), ((B,), (B,), (B, A), (B,))))
+        inv = _mask(out[5], "invalid_actions", (B, A), xp) if len(out) == 6 else None
+        _check_outputs(xp, r, d, lg, v)
+        state = tree.num_nodes.astype(xp.int64)
+        exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
+        if bool((leaf < 0).any()):
+            _raise_codes(leaf, "expand")
+        if tree.embeddings is not None and out[4] is not None:
+            e = to_native(out[4])
+            if xp_of(e) is not xp:
+                e = xp.asarray(e)
+            if e.shape != tree.embeddings.shape[:1] + tree.embeddings.shape[2:]:
+                raise ValueError(f"recurrent_fn: next_embedding has shape {e.shape}, expected "
+                                 f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}")
+            if bool((action < 0).any()):
+                ok = action >= 0
+                tree.embeddings[rows[ok], leaf[ok]] = e[ok]
+            else:
+                tree.embeddings[rows, leaf] = e
+        bk(arrays, leaf)
+
+
+def _cb_float(x, name, shape, dtype, xp):
+    """A recurrent_fn output as a contiguous array of the tree's dtype, cheaply checked."""
+    a = to_native(x)
+    if xp_of(a) is not xp:
+        a = xp.asarray(a)
+    if a.dtype != dtype:
+        if a.dtype.kind not in "fiu":
+            raise TypeError(f"recurrent_fn: {name} has dtype {a.dtype}, expected floats")
+        a = a.astype(dtype)
+    if a.shape != shape:
+        raise ValueError(f"recurrent_fn: {name} has shape {a.shape}, expected {shape}")
+    return xp.ascontiguousarray(a)
+
+
+def _check_outputs(xp, r, d, lg, v):
+    """One reduction (one device sync) for NaN/inf in the recurrent_fn outputs."""
+    bad = (xp.isnan(lg) | (lg == xp.inf)).any()
+    for a in (r, d, v):
+        bad = bad | ~xp.isfinite(a).all()
+    if not bool(bad):
+        return
+    if bool((xp.isnan(lg) | (lg == xp.inf)).any()):
+        raise ValueError("recurrent_fn: prior_logits contains NaN or +inf (-inf marks an invalid action)")
+    for name, a in (("reward", r), ("discount", d), ("value", v)):
+        if not bool(xp.isfinite(a).all()):
+            raise ValueError(f"recurrent_fn: {name} contains NaN or infinity")
+
+
+def _noise(tree: Tree, name: str, seed: int, *args):
+    xp = xp_of(tree.visits)
+    out = xp.empty((tree.batch_size, tree.num_actions), tree.dtype)
+    _kernel(tree, name)(seed, *args, out)
+    return out
+
+
+def _seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed: expected an integer, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
+    return int(seed)
+
+
+def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, invalid_actions=None,
+                  tree: Tree | None = None, capacity: int | None = None,
+                  dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
+                  pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
+                  temperature: float = 1.0) -> PolicyOutput:
+    """MuZero search (mctx ``muzero_policy``) over a batch of trees.
+
+    root: a :class:`Root` (callback ``recurrent_fn``) or the [B] root states (``recurrent_fn``
+    a :class:`TabularModel`); ignored when ``tree`` continues an earlier search.
+    Dirichlet noise (fraction, alpha) is mixed into the root prior at the start of every
+    search; the action is drawn proportionally to visit_counts ** (1 / temperature)
+    (temperature 0: the most visited action, lowest index among ties). Returns
+    :class:`PolicyOutput` with action_weights = visit_counts / sum (the policy target).
+    """
+    seed = _seed(seed)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    xp = xp_of(tree.visits)
+    frac = float(dirichlet_fraction)
+    if not 0 <= frac <= 1:
+        raise ValueError(f"dirichlet_fraction: must be in [0, 1], got {dirichlet_fraction}")
+    if not float(dirichlet_alpha) > 0:
+        raise ValueError(f"dirichlet_alpha: must be > 0, got {dirichlet_alpha}")
+    temps = val.per_batch(temperature, "temperature", tree.batch_size, tree.dtype, xp, lo=0.0)
+    if frac > 0 and tree.batch_size:
+        noise = _noise(tree, "dirichlet_noise", seed, float(dirichlet_alpha))
+        probs = (1 - frac) * tree.prior[:, 0] + frac * noise
+        # as mctx: logits of the noisy probabilities over all actions, then the mask
+        noisy = xp.log(xp.maximum(probs, np.finfo(tree.dtype).tiny)).astype(tree.dtype)
+        _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
+    tree.gumbel[...] = 0
+    params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base)
+    _run(tree, recurrent_fn, sims, params, table)
+    counts = tree.child_visits(0)
+    total = counts.sum(-1, keepdims=True)
+    valid = (tree.invalid[:, 0] == 0)
+    uniform = valid / xp.maximum(valid.sum(-1, keepdims=True), 1)  # no simulation: uniform over valid
+    weights = xp.where(total > 0, counts / xp.maximum(total, 1), uniform).astype(tree.dtype)
+    action = xp.empty(tree.batch_size, xp.int64)
+    if tree.batch_size:
+        _kernel(tree, "sample_action")(weights, temps, seed, action)
+    value = (tree.value_sum[:, 0] / xp.maximum(tree.visits[:, 0], 1)).astype(tree.dtype)
+    return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
+
+
+def _completed_q_root(tree: Tree, value_scale, maxvisit_init, rescale_values, use_mixed_value):
+    """mctx qtransform_completed_by_mix_value at the roots, [B, A] (NumPy/CuPy)."""
+    xp = xp_of(tree.visits)
+    dt = tree.dtype
+    counts = tree.child_visits(0)
+    visited = counts > 0
+    q = tree.qvalues(0)
+    prior = xp.maximum(tree.prior[:, 0], np.finfo(dt).tiny)
+    raw = tree.raw_value[:, 0]
+    if use_mixed_value:
+        sum_n = counts.sum(-1).astype(dt)
+        sum_p = xp.where(visited, prior, 0).sum(-1)
+        wq = xp.where(visited, prior * q / xp.where(sum_p > 0, sum_p, 1)[:, None], 0).sum(-1)
+        mixed = (raw + sum_n * wq) / (sum_n + 1)
+    else:
+        mixed = raw
+    cq = xp.where(visited, q, mixed[:, None])
+    if rescale_values:
+        lo, hi = cq.min(-1, keepdims=True), cq.max(-1, keepdims=True)
+        cq = (cq - lo) / xp.maximum(hi - lo, 1e-8)
+    scale = (maxvisit_init + counts.max(-1)).astype(dt) * value_scale
+    return (scale[:, None] * cq).astype(dt)
+
+
+def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0,
+                         invalid_actions=None, tree: Tree | None = None, capacity: int | None = None,
+                         max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
+                         gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
+                         rescale_values: bool = True, use_mixed_value: bool = True) -> PolicyOutput:
+    """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
+
+    Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
+    deterministic improved-policy selection inside the tree. ``gumbel`` [B, A] fixes the
+    Gumbel vector (else gumbel_scale * Gumbel noise from ``seed``). The action is the best
+    of the most visited actions by gumbel + logits + completed Q; action_weights is the
+    improved policy softmax(logits + completed Q).
+    """
+    seed = _seed(seed)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    xp = xp_of(tree.visits)
+    B, A = tree.batch_size, tree.num_actions
+    if gumbel is not None:
+        g = _float(gumbel, "gumbel", (B, A), tree.dtype, xp)
+    else:
+        scale = float(gumbel_scale)
+        if not math.isfinite(scale):
+            raise ValueError(f"gumbel_scale: must be finite, got {gumbel_scale}")
+        g = _noise(tree, "gumbel_noise", seed) * tree.dtype.type(scale) if B else xp.zeros((B, A), tree.dtype)
+    tree.gumbel[...] = g
+    kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
+              use_mixed_value=use_mixed_value)
+    params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
+                            num_simulations=max(sims, 1), **kw)
+    _run(tree, recurrent_fn, sims, params, table)
+    counts = tree.child_visits(0)
+    cq = _completed_q_root(tree, **kw)
+    logits = tree.logits[:, 0]
+    invalid = tree.invalid[:, 0] != 0
+    considered = counts.max(-1, keepdims=True)
+    lmax = xp.max(xp.where(invalid, -xp.inf, logits), -1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        score = xp.maximum(-1e9, g + (logits - lmax) + cq)
+    score = xp.where((counts == considered) & ~invalid, score, -xp.inf)
+    action = xp.argmax(score, -1).astype(xp.int64)
+    z = xp.where(invalid, -xp.inf, logits + cq)
+    z = z - z.max(-1, keepdims=True)
+    e = xp.where(invalid, 0, xp.exp(z))
+    weights = (e / e.sum(-1, keepdims=True)).astype(tree.dtype)
+    value = (tree.value_sum[:, 0] / xp.maximum(tree.visits[:, 0], 1)).astype(tree.dtype)
+    return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
+
+
+def search(root, recurrent_fn: Callable | TabularModel, num_simulations: int, *,
+           policy: str = "muzero", **kwargs) -> PolicyOutput:
+    """``muzero_policy`` (policy="muzero") or ``gumbel_muzero_policy`` (policy="gumbel")."""
+    val.choice(policy, "policy", ("muzero", "gumbel"))
+    fn = muzero_policy if policy == "muzero" else gumbel_muzero_policy
+    return fn(root, recurrent_fn, num_simulations, **kwargs)
