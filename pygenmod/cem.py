@@ -7,6 +7,8 @@ reparameterized samplers on the counter-based RNG, and the weighted GMM M-step w
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
@@ -31,3 +33,138 @@ def top_k(x, k: int):
     _, fn = kernel("cem", "top_k", is_device(x))
     fn(rows, idx)
     return back(idx.reshape(x.shape[:-1] + (k,)))
+
+
+# ----------------------------------------------------------------------------- CEM
+COVARIANCES = ("diag", "full")
+ELITE_WEIGHTS = ("uniform", "rank")
+
+
+class CEMState(NamedTuple):
+    mean: object  #: (B, D)
+    scale: object  #: (B, D) standard deviations ("diag") or (B, D, D) Cholesky factors ("full")
+
+
+class CEMResult(NamedTuple):
+    mean: object  #: (B, D) final sampling mean
+    scale: object  #: (B, D) std or (B, D, D) scale_tril
+    best_x: object  #: (B, D) best sample seen over all iterations
+    best_return: object  #: (B,) its return
+    elite_mean_return: object  #: (n_iter, B) mean return of the elites per iteration
+
+
+def _elite_weights(xp, dtype, idx, N, scheme):
+    """(B, N) point weights: zero off the elites; uniform or CMA-ES rank weights on them."""
+    B, k = idx.shape
+    if scheme == "uniform":
+        w_rank = xp.full(k, 1.0 / k, dtype=dtype)
+    else:  # log-rank weights of CMA-ES: w_i ~ log(k + 1/2) - log(i), i = 1..k
+        w_rank = xp.log(k + 0.5) - xp.log(xp.arange(1, k + 1, dtype=dtype))
+        w_rank = (w_rank / w_rank.sum()).astype(dtype)
+    w = xp.zeros((B, N), dtype)
+    xp.put_along_axis(w, idx, xp.broadcast_to(w_rank, (B, k)), axis=1)
+    return w
+
+
+
+def cem_step(mean, scale, samples, returns, n_elite: int, *, covariance: str = "diag",
+             alpha: float = 0.0, min_std: float = 0.0, elite_weights: str = "uniform",
+             reg: float = 0.0) -> CEMState:
+    """One CEM update for B independent optimisations (maximising the returns).
+
+    mean (B, D); scale: std (B, D) for covariance="diag" or scale_tril (B, D, D) for "full";
+    samples (B, N, D) and their returns (B, N). The n_elite best samples per row (batched
+    top-k, ties to the lower index) are refitted by the weighted GMM M-step with K = 1;
+    ``elite_weights`` "uniform" (1/n_elite) or "rank" (CMA-ES log-rank weights). Then
+    smoothing: new = alpha * old + (1 - alpha) * fitted (for "full", on the covariance), and a
+    floor: std >= min_std ("diag"), or min_std**2 added to the covariance diagonal ("full").
+    ``reg`` is added to the fitted variances (the M-step's reg_covar).
+    """
+    return _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, elite_weights, reg)[0]
+
+
+def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, elite_weights, reg):
+    """cem_step, also returning the (B, n_elite) elite indices."""
+    from . import gmm, sampling
+
+    back = returner(mean)
+    val.choice(covariance, "covariance", COVARIANCES)
+    val.choice(elite_weights, "elite_weights", ELITE_WEIGHTS)
+    m = val.float_array(mean, "mean", ndim=2)
+    xp, dt = xp_of(m), m.dtype
+    B, D = m.shape
+    X = val.float_array(samples, "samples", ndim=3, dtype=dt, xp=xp)
+    if X.shape[0] != B or X.shape[2] != D:
+        raise ValueError(f"samples: expected shape ({B}, N, {D}), got {X.shape}")
+    N = X.shape[1]
+    R = val.float_array(returns, "returns", ndim=2, dtype=dt, xp=xp)
+    val.check_shape(R, "returns", (B, N))
+    k = val.positive_int(n_elite, "n_elite")
+    if k > N:
+        raise ValueError(f"n_elite: must be <= the population size N = {N}, got {k}")
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
+    if min_std < 0:
+        raise ValueError(f"min_std: must be >= 0, got {min_std}")
+    if covariance == "diag":
+        S = val.float_array(scale, "scale", ndim=2, dtype=dt, xp=xp)
+        val.check_shape(S, "scale", (B, D))
+        if bool((S < 0).any()):
+            raise ValueError("scale: standard deviations must be >= 0")
+    else:
+        S = val.float_array(scale, "scale", ndim=3, dtype=dt, xp=xp)
+        val.check_shape(S, "scale", (B, D, D))
+        sampling.check_scale_tril(S, "scale")
+
+    idx = xp.empty((B, k), xp.int64)
+    kernel("cem", "top_k", is_device(m))[1](R, idx)
+    w = _elite_weights(xp, dt, idx, N, elite_weights)
+    fit = gmm.m_step(X, xp.ones((B, N, 1), dt), w, covariance_type=covariance, reg_covar=reg)
+    new_mean = alpha * m + (1 - alpha) * fit.means[:, 0]
+    if covariance == "diag":
+        new_std = alpha * S + (1 - alpha) * xp.sqrt(fit.covariances[:, 0])
+        new_scale = xp.maximum(new_std, dt.type(min_std))
+    else:
+        cov = alpha * (S @ xp.swapaxes(S, -1, -2)) + (1 - alpha) * fit.covariances[:, 0]
+        cov = cov + (min_std**2) * xp.eye(D, dtype=dt)
+        new_scale = xp.asarray(sampling.scale_tril_from_cov(cov))
+    return CEMState(back(xp.ascontiguousarray(new_mean)), back(xp.ascontiguousarray(new_scale))), idx
+
+
+def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed: int = 0,
+                 covariance: str = "diag", alpha: float = 0.0, min_std: float = 0.0,
+                 elite_weights: str = "uniform", reg: float = 0.0) -> CEMResult:
+    """Maximise ``objective`` with CEM, batched over B independent problems.
+
+    objective(samples) maps a (B, N, D) array to returns (B, N). Population t is drawn with
+    the reparameterized samplers (pygenmod.sampling) from ``(seed, stream=b, offset=t*N*D)``,
+    so the same seed gives the same trajectory on every backend and for every batch size.
+    """
+    from . import sampling
+
+    back = returner(mean)
+    state = CEMState(val.float_array(mean, "mean", ndim=2), val.float_array(scale, "scale", dtype=None))
+    xp = xp_of(state.mean)
+    B, D = state.mean.shape
+    N = val.positive_int(n_samples, "n_samples")
+    T = val.positive_int(n_iter, "n_iter")
+    best_x = xp.zeros((B, D), state.mean.dtype)
+    best_r = xp.full((B,), -xp.inf, state.mean.dtype)
+    history = xp.empty((T, B), state.mean.dtype)
+    for t in range(T):
+        if covariance == "diag":
+            z = sampling.rsample_normal(state.mean, std=state.scale, seed=seed, n_samples=N, offset=t * N * D)
+        else:
+            z = sampling.rsample_mvn(state.mean, state.scale, seed=seed, n_samples=N, offset=t * N * D)
+        X = xp.ascontiguousarray(xp.swapaxes(xp.asarray(z), 0, 1))  # (B, N, D)
+        R = val.float_array(objective(X), "objective(samples)", ndim=2, dtype=X.dtype, xp=xp)
+        val.check_shape(R, "objective(samples)", (B, N))
+        arg = R.argmax(1)
+        r_top = xp.take_along_axis(R, arg[:, None], 1)[:, 0]
+        better = r_top > best_r
+        best_r = xp.where(better, r_top, best_r)
+        best_x = xp.where(better[:, None], X[xp.arange(B), arg], best_x)
+        state, elite = _step(state.mean, state.scale, X, R, n_elite, covariance, alpha, min_std,
+                             elite_weights, reg)
+        history[t] = xp.take_along_axis(R, elite, 1).mean(1)
+    return CEMResult(back(state.mean), back(state.scale), back(best_x), back(best_r), back(history))

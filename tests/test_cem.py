@@ -29,3 +29,116 @@ def test_top_k_bad_input():
         cem.top_k(np.array([[1.0, np.nan]]), 1)
     with pytest.raises(TypeError, match="k"):
         cem.top_k(np.zeros((2, 3)), 1.5)
+
+
+# ------------------------------------------------------------------------------- CEM
+def reference_cem_step(mean, std, X, R, k, alpha, min_std, reg, weights="uniform"):
+    idx = reference_top_k(R, k)
+    if weights == "uniform":
+        w = np.full(k, 1.0 / k)
+    else:
+        w = np.log(k + 0.5) - np.log(np.arange(1, k + 1))
+        w /= w.sum()
+    E = np.take_along_axis(X, idx[..., None], 1)  # (B, k, D)
+    mu = np.einsum("k,bkd->bd", w, E)
+    var = np.einsum("k,bkd->bd", w, (E - mu[:, None]) ** 2) + reg
+    new_mean = alpha * mean + (1 - alpha) * mu
+    new_std = np.maximum(alpha * std + (1 - alpha) * np.sqrt(var), min_std)
+    return new_mean, new_std, mu, var, E, w
+
+
+@pytest.mark.parametrize("weights", ["uniform", "rank"])
+def test_cem_step_diag_matches_reference(backend, dtype, rng, weights):
+    B, N, D, k = 3, 29, 4, 7
+    mean, std = rng.standard_normal((B, D)), rng.random((B, D)) + 0.1
+    X, R = rng.standard_normal((B, N, D)), rng.standard_normal((B, N))
+    args = [backend.asarray(a.astype(dtype)) for a in (mean, std, X, R)]
+    out = cem.cem_step(*args, k, alpha=0.3, min_std=0.05, reg=1e-3, elite_weights=weights)
+    ref_mean, ref_std, *_ = reference_cem_step(*(a.astype(dtype).astype(np.float64) for a in (mean, std, X, R)),
+                                               k, 0.3, 0.05, 1e-3, weights)
+    t = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(backend.numpy(out.mean), ref_mean, **t)
+    np.testing.assert_allclose(backend.numpy(out.scale), ref_std, **t)
+
+
+def test_cem_step_full_matches_reference(backend, rng):
+    B, N, D, k = 2, 40, 3, 13
+    mean = rng.standard_normal((B, D))
+    L = np.tril(rng.standard_normal((B, D, D)) * 0.2) + np.eye(D)
+    X, R = rng.standard_normal((B, N, D)), rng.standard_normal((B, N))
+    out = cem.cem_step(*(backend.asarray(a) for a in (mean, L, X, R)), k, covariance="full", alpha=0.25,
+                       min_std=0.1)
+    idx = reference_top_k(R, k)
+    E = np.take_along_axis(X, idx[..., None], 1)
+    mu = E.mean(1)
+    C = np.einsum("bkd,bke->bde", E - mu[:, None], E - mu[:, None]) / k
+    C = 0.25 * L @ np.swapaxes(L, -1, -2) + 0.75 * C + 0.01 * np.eye(D)
+    Lo = backend.numpy(out.scale)
+    np.testing.assert_allclose(backend.numpy(out.mean), 0.25 * mean + 0.75 * mu, rtol=1e-10)
+    np.testing.assert_allclose(Lo @ np.swapaxes(Lo, -1, -2), C, rtol=1e-8, atol=1e-10)
+    assert np.allclose(np.triu(Lo, 1), 0)
+
+
+def sphere(opt):
+    return lambda X: -((X - opt[:, None, :]) ** 2).sum(-1)
+
+
+def rosenbrock(X):
+    x, y = X[..., 0], X[..., 1]
+    return -((1 - x) ** 2 + 100 * (y - x**2) ** 2)
+
+
+@pytest.mark.parametrize("covariance", ["diag", "full"])
+def test_cem_optimize_finds_batched_optima(covariance, rng):
+    B, D = 4, 3
+    opt = rng.uniform(-3, 3, (B, D))
+    scale = np.full((B, D), 2.0) if covariance == "diag" else np.broadcast_to(2 * np.eye(D), (B, D, D)).copy()
+    res = cem.cem_optimize(sphere(opt), np.zeros((B, D)), scale, n_samples=64, n_elite=8, n_iter=40, seed=1,
+                           covariance=covariance)
+    np.testing.assert_allclose(res.mean, opt, atol=1e-2)
+    assert res.elite_mean_return.shape == (40, B)
+    assert (np.diff(res.elite_mean_return[:, 0])[5:] > -1.0).all()  # no collapse late in the run
+
+
+def test_cem_optimize_rosenbrock_and_quadratic(rng):
+    res = cem.cem_optimize(rosenbrock, np.array([[-1.0, 1.5]]), np.array([[1.0, 1.0]]), n_samples=200,
+                           n_elite=20, n_iter=80, seed=3, alpha=0.2, min_std=1e-4)
+    np.testing.assert_allclose(res.best_x[0], [1.0, 1.0], atol=0.05)
+    A = np.array([[3.0, 0.5], [0.5, 1.0]])
+    x_star = np.array([0.7, -1.2])
+    quad = lambda X: -np.einsum("bnd,de,bne->bn", X - x_star, A, X - x_star)  # noqa: E731
+    q = cem.cem_optimize(quad, np.zeros((2, 2)), np.ones((2, 2)), n_samples=100, n_elite=10, n_iter=40, seed=5)
+    np.testing.assert_allclose(q.mean, np.broadcast_to(x_star, (2, 2)), atol=1e-2)
+
+
+def test_cem_same_seed_same_trajectory_on_every_backend(backend, rng):
+    opt = rng.uniform(-1, 1, (3, 2))
+    with __import__("pygenmod").use_backend("cpu" if backend.name == "numba" else "numba"):
+        other = cem.cem_optimize(sphere(opt), np.zeros((3, 2)), np.ones((3, 2)), n_samples=32, n_elite=4,
+                                 n_iter=5, seed=9)
+    mine = cem.cem_optimize(sphere(opt), np.zeros((3, 2)), np.ones((3, 2)), n_samples=32, n_elite=4, n_iter=5, seed=9)
+    np.testing.assert_allclose(mine.mean, other.mean, rtol=1e-9)
+    np.testing.assert_allclose(mine.elite_mean_return, other.elite_mean_return, rtol=1e-9)
+    # a row's trajectory does not depend on the other rows of the batch
+    one = cem.cem_optimize(sphere(opt[:1]), np.zeros((1, 2)), np.ones((1, 2)), n_samples=32, n_elite=4, n_iter=5,
+                           seed=9)
+    np.testing.assert_allclose(one.mean[0], mine.mean[0], rtol=1e-9)
+
+
+def test_cem_bad_input(rng):
+    m, s = np.zeros((2, 3)), np.ones((2, 3))
+    X, R = rng.standard_normal((2, 10, 3)), rng.standard_normal((2, 10))
+    with pytest.raises(ValueError, match="n_elite"):
+        cem.cem_step(m, s, X, R, 11)
+    with pytest.raises(ValueError, match="returns"):
+        cem.cem_step(m, s, X, R[:, :9], 3)
+    with pytest.raises(ValueError, match="alpha"):
+        cem.cem_step(m, s, X, R, 3, alpha=1.0)
+    with pytest.raises(ValueError, match="scale"):
+        cem.cem_step(m, -s, X, R, 3)
+    with pytest.raises(ValueError, match="covariance"):
+        cem.cem_step(m, s, X, R, 3, covariance="tied")
+    with pytest.raises(ValueError, match="NaN"):
+        cem.cem_step(m, s, X, np.where(R > 0, np.nan, R), 3)
+    with pytest.raises(ValueError, match="objective"):
+        cem.cem_optimize(lambda X: np.zeros((2, 3)), m, s, n_samples=10, n_elite=2, n_iter=1)
