@@ -154,7 +154,16 @@ struct Range {
   double mid() const { return 0.5 * (lo + hi); }
 };
 
-inline bool parallel_states(index_t S) { return S >= 256; }
+// Split one MDP's sweep over threads only when a sweep is long enough (about 2M multiply-adds)
+// to pay for a fork/join; smaller MDPs run each sweep on one thread.
+template <class M>
+bool parallel_states(const M& m);
+template <class T>
+bool parallel_states(const Dense<T>& m) { return m.S * m.S * m.A >= (index_t(1) << 21); }
+template <class T>
+bool parallel_states(const Csr<T>& m) {
+  return (m.indptr[m.S * m.A] - m.indptr[0]) >= (index_t(1) << 20);  // nnz of the first MDP
+}
 
 // u = T v (optimality), with Q and the greedy policy; returns the range of u - v.
 // `zero_v`: v is identically zero, so P v = 0 exactly and P is not read.
@@ -294,7 +303,7 @@ SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thres
 // Runs f(b, par) for every MDP: over MDPs in parallel when the batch can occupy the
 // threads, else one MDP after the other with the states of each sweep in parallel.
 template <class F>
-void for_each_mdp(index_t B, index_t S, F&& f) {
+void for_each_mdp(index_t B, bool split_states, F&& f) {
   int threads = 1;
 #if defined(_OPENMP)
   threads = omp_get_max_threads();
@@ -303,7 +312,7 @@ void for_each_mdp(index_t B, index_t S, F&& f) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (index_t b = 0; b < B; ++b) f(b, false);
   } else {
-    for (index_t b = 0; b < B; ++b) f(b, threads > 1 && parallel_states(S));
+    for (index_t b = 0; b < B; ++b) f(b, threads > 1 && split_states);
   }
 }
 
@@ -312,7 +321,7 @@ void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, ind
                const SolveOptions& opt, T* V, T* Q, std::int64_t* policy, std::int64_t* iterations,
                std::int64_t* eval_sweeps, double* residual, std::uint8_t* converged) {
   const index_t S = m.S, A = m.A;
-  for_each_mdp(B, S, [&](index_t b, bool par) {
+  for_each_mdp(B, parallel_states(m), [&](index_t b, bool par) {
     const SolveStats st = solve_one(m, b, R + b * S * A, gamma[b], thresh[b], opt, par, V + b * S,
                                     Q + b * S * A, policy + b * S);
     iterations[b] = st.iterations;
@@ -327,7 +336,7 @@ void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, 
                   std::int64_t max_iter, bool span, const std::int64_t* pi, const T* pi_stoch, T* V,
                   std::int64_t* iterations, double* residual, std::uint8_t* converged) {
   const index_t S = m.S, A = m.A;
-  for_each_mdp(B, S, [&](index_t b, bool par) {
+  for_each_mdp(B, parallel_states(m), [&](index_t b, bool par) {
     const SolveStats st = evaluate_one(m, b, R + b * S * A, gamma[b], thresh[b], max_iter, span,
                                        pi ? pi + b * S : nullptr, pi_stoch ? pi_stoch + b * S * A : nullptr,
                                        par, V + b * S);
