@@ -262,7 +262,7 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
         std::swap(x, w);
         if (target >= 0 && er.span() < target) break;
       }
-      if (x != u) std::swap(u, w);  // the latest iterate lives in u
+      if (x != u) { w = u; u = x; }  // the latest iterate lives in u
       if (k > 0 && er.lo <= er.hi) shift(u, S, k * er.mid());
     }
     // v <- u (keep V's storage as one of the two live buffers)
