@@ -80,7 +80,7 @@ def _w6a(quick):
 
         P, R = _dense(S, A)
         Pt, Rt = mdp.to_mdptoolbox(P, R)
-        vi = mdptoolbox.ValueIteration(Pt, Rt, GAMMA, skip_check=True)
+        vi = mdptoolbox.ValueIteration(Pt, Rt, GAMMA)
         V = np.random.default_rng(1).standard_normal(S)
         return lambda: vi._bellmanOperator(V)
 
@@ -257,7 +257,7 @@ def _w6c(quick):
         P, R = _sparse(S, A, k)
         M = sp.csr_matrix((P.data, P.indices, P.indptr), shape=(S * A, S))
         Pl = [M[a::A].tocsr() for a in range(A)]
-        vi = mdptoolbox.ValueIteration(Pl, R, GAMMA, skip_check=True)
+        vi = mdptoolbox.ValueIteration(Pl, R, GAMMA)
 
         def run():
             V = np.zeros(S)

@@ -40,12 +40,15 @@ struct Dense {
   index_t S, A;
   PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const {
     const T* row = P + ((b * S + s) * A + a) * S;
-    acc_t<T> acc = 0;
-#if !defined(__CUDACC__)
-#pragma omp simd reduction(+ : acc)
-#endif
-    for (index_t j = 0; j < S; ++j) acc += static_cast<acc_t<T>>(row[j]) * v[j];
-    return acc;
+    // 8 independent partial sums (a fixed order: deterministic), so the loop streams P at
+    // memory speed instead of waiting on one addition chain.
+    using U = acc_t<T>;
+    U c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    index_t j = 0;
+    for (; j + 8 <= S; j += 8)
+      for (int k = 0; k < 8; ++k) c[k] += static_cast<U>(row[j + k]) * v[j + k];
+    for (; j < S; ++j) c[0] += static_cast<U>(row[j]) * v[j];
+    return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
   }
 };
 

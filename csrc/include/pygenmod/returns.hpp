@@ -50,38 +50,44 @@ PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const
 }
 
 // CPU launcher: environments split into contiguous blocks, one thread per block; inside a
-// block the time loop runs outermost so each step reads contiguous rows (vectorisable).
+// block the time loop runs outermost so each step reads contiguous rows. Absent inputs are
+// replaced by rows of zeros (ones for the mask) so the inner loop has no branches and vectorises.
 template <class T, class F>
 void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstrap,
              const F* terminated, const F* truncated, const F* mask, const T* gamma, const T* lam,
              index_t Tn, index_t B, T* adv, T* ret) {
-  constexpr index_t W = 128;
+  constexpr index_t W = 256;
   const index_t nblocks = (B + W - 1) / W;
 #pragma omp parallel for schedule(static)
   for (index_t blk = 0; blk < nblocks; ++blk) {
     const index_t b0 = blk * W, n = (B - b0 < W) ? B - b0 : W;
-    T carry[W], g[W], gl[W];
-    for (index_t j = 0; j < n; ++j) {
-      carry[j] = 0;
-      g[j] = gamma[b0 + j];
-      gl[j] = gamma[b0 + j] * lam[b0 + j];
+    T carry[W], g[W], gl[W], zt[W], scratch[W];
+    F zf[W], onef[W];
+    for (index_t j = 0; j < W; ++j) {
+      carry[j] = zt[j] = T(0);
+      zf[j] = F(0);
+      onef[j] = F(1);
+      g[j] = j < n ? gamma[b0 + j] : T(0);
+      gl[j] = j < n ? gamma[b0 + j] * lam[b0 + j] : T(0);
     }
     for (index_t t = Tn - 1; t >= 0; --t) {
       const index_t row = t * B + b0;
-      const T* vn_row = next_values ? next_values + row
-                        : (t + 1 < Tn) ? (values ? values + row + B : nullptr)
-                                       : (bootstrap ? bootstrap + b0 : nullptr);
-      const T* v_row = values ? values + row : nullptr;
+      const T* vn = next_values ? next_values + row
+                    : (t + 1 < Tn) ? (values ? values + row + B : zt)
+                                   : (bootstrap ? bootstrap + b0 : zt);
+      const T* vr = values ? values + row : zt;
+      const F* te = terminated ? terminated + row : zf;
+      const F* tr = truncated ? truncated + row : zf;
+      const F* mk = mask ? mask + row : onef;
+      const T* rr = r + row;
+      T* ad = adv + row;
+      T* rt = ret ? ret + row : scratch;
 #pragma omp simd
       for (index_t j = 0; j < n; ++j) {
-        const index_t i = row + j;
-        const T vn = vn_row ? vn_row[j] : T(0);
-        const T v = v_row ? v_row[j] : T(0);
-        const bool valid = mask == nullptr || mask[i] != F(0);
-        const T a = gae_step(r[i], v, vn, flag(terminated, i), flag(truncated, i), valid, g[j],
-                             gl[j], carry[j]);
-        adv[i] = a;
-        if (ret) ret[i] = valid ? a + v : T(0);
+        const bool valid = mk[j] != F(0);
+        const T a = gae_step(rr[j], vr[j], vn[j], te[j] != F(0), tr[j] != F(0), valid, g[j], gl[j], carry[j]);
+        ad[j] = a;
+        rt[j] = valid ? a + vr[j] : T(0);
       }
     }
   }
