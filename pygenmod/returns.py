@@ -57,7 +57,7 @@ def _flag(x, name, shape, dtype, xp, time_axis):
 
 
 def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, bootstrap_value, mask, time_axis,
-         want_returns, need_values):
+         want_returns, need_values, out=None):
     back = returner(rewards)
     if time_axis not in (0, 1):
         raise ValueError(f"time_axis: expected 0 (time-major) or 1 (batch-major), got {time_axis!r}")
@@ -97,8 +97,7 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
         boot = xp.ascontiguousarray(xp.broadcast_to(boot, (B,)))
     g = val.per_batch(gamma, "gamma", B, r.dtype, xp, lo=0.0, hi=1.0)
     lm = val.per_batch(lam, "lam", B, r.dtype, xp, lo=0.0, hi=1.0)
-    adv = xp.empty((Tn, B), r.dtype)
-    ret = xp.empty((Tn, B), r.dtype) if want_returns else None
+    adv, ret = _outputs(out, (Tn, B), r.dtype, xp, want_returns, time_axis)
     if Tn:
         kernel("returns", "gae", is_device(r))[1](r, v, nv, boot, *flags, g, lm, adv, ret)
 
@@ -110,12 +109,35 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
     return out(adv), out(ret)
 
 
+def _outputs(out, shape, dtype, xp, want_returns, time_axis):
+    """Fresh outputs, or the caller's ``out=(advantages, returns)`` buffers (time-major, C-contiguous,
+    the rewards' dtype and array type; reusing them avoids page-faulting new memory every call)."""
+    if out is None or time_axis == 1:
+        if out is not None:
+            raise ValueError("out: only supported for time-major input (time_axis=0)")
+        return xp.empty(shape, dtype), (xp.empty(shape, dtype) if want_returns else None)
+    bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    if len(bufs) != (2 if want_returns else 1):
+        raise ValueError(f"out: expected {'(advantages, returns)' if want_returns else 'one array'}")
+    for i, b in enumerate(bufs):
+        name = f"out[{i}]"
+        if not hasattr(b, "dtype") or b.dtype != dtype or type(b) is not type(xp.empty(0)):
+            raise TypeError(f"{name}: expected a {xp.__name__} array of dtype {np.dtype(dtype)}")
+        val.check_shape(b, name, shape)
+        if not b.flags.c_contiguous:
+            raise ValueError(f"{name}: must be C-contiguous")
+    return bufs[0], (bufs[1] if want_returns else None)
+
+
 def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-        bootstrap_value=None, mask=None, time_axis: int = 0) -> GAE:
-    """Generalized advantage estimates and lambda-returns (module doc); (T, B) in, (T, B) out."""
+        bootstrap_value=None, mask=None, time_axis: int = 0, out=None) -> GAE:
+    """Generalized advantage estimates and lambda-returns (module doc); (T, B) in, (T, B) out.
+
+    out: optional ``(advantages, returns)`` buffers to write into (time-major only).
+    """
     adv, ret = _run(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
                     next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis,
-                    want_returns=True, need_values=True)
+                    want_returns=True, need_values=True, out=out)
     return GAE(adv, ret)
 
 

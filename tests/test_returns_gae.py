@@ -129,3 +129,15 @@ def test_bad_input():
         returns.gae(np.zeros((4, 0)), np.zeros((4, 0)))
     with pytest.raises(ValueError, match="time_axis"):
         returns.gae(r, r, time_axis=2)
+
+
+def test_out_buffers(rng):
+    r, v, term, *_ = data(rng, 9, 5, np.float32)
+    out = (np.empty_like(r), np.empty_like(r))
+    res = returns.gae(r, v, terminated=term, out=out)
+    assert res.advantages is out[0] and res.returns is out[1]
+    np.testing.assert_array_equal(res.advantages, returns.gae(r, v, terminated=term).advantages)
+    with pytest.raises(TypeError, match="out"):
+        returns.gae(r, v, out=(np.empty((9, 5)), np.empty((9, 5))))
+    with pytest.raises(ValueError, match="out"):
+        returns.gae(r, v, out=(np.empty_like(r),))

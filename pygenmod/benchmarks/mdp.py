@@ -320,6 +320,13 @@ def _w7(quick):
         r, v, d, boot = _gae_data(Tn, B)
         return lambda: returns.gae(r, v, gamma=0.99, lam=0.95, terminated=d, bootstrap_value=boot)
 
+    def ours_out():
+        from pygenmod import returns
+
+        r, v, d, boot = _gae_data(Tn, B)
+        out = (np.empty_like(r), np.empty_like(r))
+        return lambda: returns.gae(r, v, gamma=0.99, lam=0.95, terminated=d, bootstrap_value=boot, out=out)
+
     def numpy_vec():
         r, v, d, boot = _gae_data(Tn, B)
         return lambda: _gae_numpy(r, v, d, boot, gamma, lam)
@@ -332,6 +339,7 @@ def _w7(quick):
 
     return [Workload("W7", f"GAE over (T={Tn}, B={B}) float32, gamma=0.99, lambda=0.95",
                      [Candidate("pygenmod gae", ours, is_ours=True, note="advantages + lambda-returns"),
+                      Candidate("pygenmod gae out=", ours_out, is_ours=True, note="reused output buffers"),
                       Candidate("numpy vectorised over B", numpy_vec), Candidate("numba serial loop", numba_serial)],
                      bytes_moved=Tn * B * 4 * 5.0, unit="call")]
 

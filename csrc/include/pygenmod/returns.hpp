@@ -13,20 +13,34 @@
 
 #include "pygenmod/common.hpp"
 
+#if !defined(__CUDACC__)
+#include <algorithm>
+#include <vector>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+#endif
+
 namespace pygenmod::returns {
 
 // One step of the scan for one environment; `carry` is A_{t+1} on entry, A_t on exit.
+// The flags enter as 0/1 factors (branch-free, so the CPU loop vectorises; inputs are finite,
+// so 0 * x == 0): keep_next = 1 - terminated, keep_carry = keep_next * (1 - truncated),
+// valid = mask.
 template <class T>
-PGM_HD T gae_step(T r, T v, T vnext, bool terminated, bool truncated, bool valid, T gamma, T gl,
-                  T& carry) {
-  const T delta = r + (terminated ? T(0) : gamma * vnext) - v;
-  const T a = delta + ((terminated || truncated) ? T(0) : gl * carry);
-  carry = valid ? a : T(0);
+PGM_HD T gae_step(T r, T v, T vnext, T keep_next, T keep_carry, T valid, T gamma, T gl, T& carry) {
+  const T delta = r + gamma * keep_next * vnext - v;
+  carry = (delta + gl * keep_carry * carry) * valid;
   return carry;
 }
 
-template <class F>
-PGM_HD bool flag(const F* f, index_t i) { return f != nullptr && f[i] != F(0); }
+// The 0/1 factors of gae_step from the three flags (nonzero = true).
+template <class T, class F>
+PGM_HD void gae_factors(F terminated, F truncated, F mask, T& keep_next, T& keep_carry, T& valid) {
+  keep_next = T(1) - static_cast<T>(terminated != F(0));
+  keep_carry = keep_next * (T(1) - static_cast<T>(truncated != F(0)));
+  valid = static_cast<T>(mask != F(0));
+}
 
 // The scan for environments [b0, b1) (all pointers are the full (T, B) arrays; nullable:
 // values, next_values, bootstrap, terminated, truncated, mask, ret).
@@ -42,52 +56,72 @@ PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const
     else if (t + 1 < Tn) vn = values ? values[i + B] : T(0);
     else vn = bootstrap ? bootstrap[b] : T(0);
     const T v = values ? values[i] : T(0);
-    const bool valid = mask == nullptr || mask[i] != F(0);
-    const T a = gae_step(r[i], v, vn, flag(terminated, i), flag(truncated, i), valid, g, gl, carry);
+    T kn, kc, valid;
+    gae_factors<T, F>(terminated ? terminated[i] : F(0), truncated ? truncated[i] : F(0),
+                      mask ? mask[i] : F(1), kn, kc, valid);
+    const T a = gae_step(r[i], v, vn, kn, kc, valid, g, gl, carry);
     adv[i] = a;
-    if (ret) ret[i] = valid ? a + v : T(0);
+    if (ret) ret[i] = (a + v) * valid;
   }
 }
 
-// CPU launcher: environments split into contiguous blocks, one thread per block; inside a
-// block the time loop runs outermost so each step reads contiguous rows. Absent inputs are
-// replaced by rows of zeros (ones for the mask) so the inner loop has no branches and vectorises.
+// One time step of the CPU scan over n contiguous environments (a separate function so the
+// compiler vectorises it outside the OpenMP-outlined region).
+template <class T, class F>
+void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T* __restrict vn,
+             const F* __restrict te, const F* __restrict tr, const F* __restrict mk,
+             const T* __restrict g, const T* __restrict gl, T* __restrict carry, T* __restrict ad,
+             T* __restrict rt) {
+#pragma omp simd
+  for (index_t j = 0; j < n; ++j) {
+    T kn, kc, valid;
+    gae_factors<T, F>(te[j], tr[j], mk[j], kn, kc, valid);
+    const T a = gae_step(rr[j], vr[j], vn[j], kn, kc, valid, g[j], gl[j], carry[j]);
+    ad[j] = a;
+    rt[j] = (a + vr[j]) * valid;
+  }
+}
+
+// CPU launcher: the environments are split into one contiguous chunk per thread; each thread
+// walks time backwards over its chunk, so every step reads long contiguous row segments (the
+// hardware prefetcher follows them). Absent inputs are replaced by rows of zeros (ones for
+// the mask), so the inner loop has no branches on them and vectorises.
 template <class T, class F>
 void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstrap,
              const F* terminated, const F* truncated, const F* mask, const T* gamma, const T* lam,
              index_t Tn, index_t B, T* adv, T* ret) {
-  constexpr index_t W = 256;
-  const index_t nblocks = (B + W - 1) / W;
-#pragma omp parallel for schedule(static)
-  for (index_t blk = 0; blk < nblocks; ++blk) {
-    const index_t b0 = blk * W, n = (B - b0 < W) ? B - b0 : W;
-    T carry[W], g[W], gl[W], zt[W], scratch[W];
-    F zf[W], onef[W];
-    for (index_t j = 0; j < W; ++j) {
-      carry[j] = zt[j] = T(0);
-      zf[j] = F(0);
-      onef[j] = F(1);
-      g[j] = j < n ? gamma[b0 + j] : T(0);
-      gl[j] = j < n ? gamma[b0 + j] * lam[b0 + j] : T(0);
-    }
-    for (index_t t = Tn - 1; t >= 0; --t) {
-      const index_t row = t * B + b0;
-      const T* vn = next_values ? next_values + row
-                    : (t + 1 < Tn) ? (values ? values + row + B : zt)
-                                   : (bootstrap ? bootstrap + b0 : zt);
-      const T* vr = values ? values + row : zt;
-      const F* te = terminated ? terminated + row : zf;
-      const F* tr = truncated ? truncated + row : zf;
-      const F* mk = mask ? mask + row : onef;
-      const T* rr = r + row;
-      T* ad = adv + row;
-      T* rt = ret ? ret + row : scratch;
-#pragma omp simd
+#pragma omp parallel
+  {
+    index_t nt = 1, id = 0;
+#if defined(_OPENMP)
+    nt = omp_get_num_threads();
+    id = omp_get_thread_num();
+#endif
+    // chunks of whole 16-environment groups, so each row segment starts aligned-ish
+    const index_t groups = (B + 15) / 16, per = (groups + nt - 1) / nt;
+    const index_t b0 = std::min(B, id * per * 16), b1 = std::min(B, (id + 1) * per * 16), n = b1 - b0;
+    if (n > 0) {
+      std::vector<T> carry(n, T(0)), g(n), gl(n), zt(n, T(0)), scratch(ret ? 0 : n);
+      std::vector<F> zf(n, F(0)), onef(n, F(1));
       for (index_t j = 0; j < n; ++j) {
-        const bool valid = mk[j] != F(0);
-        const T a = gae_step(rr[j], vr[j], vn[j], te[j] != F(0), tr[j] != F(0), valid, g[j], gl[j], carry[j]);
-        ad[j] = a;
-        rt[j] = valid ? a + vr[j] : T(0);
+        g[j] = gamma[b0 + j];
+        gl[j] = gamma[b0 + j] * lam[b0 + j];
+      }
+      T* cy = carry.data();
+      const T *gg = g.data(), *ggl = gl.data();
+      for (index_t t = Tn - 1; t >= 0; --t) {
+        const index_t row = t * B + b0;
+        const T* vn = next_values ? next_values + row
+                      : (t + 1 < Tn) ? (values ? values + row + B : zt.data())
+                                     : (bootstrap ? bootstrap + b0 : zt.data());
+        const T* vr = values ? values + row : zt.data();
+        const F* te = terminated ? terminated + row : zf.data();
+        const F* tr = truncated ? truncated + row : zf.data();
+        const F* mk = mask ? mask + row : onef.data();
+        const T* rr = r + row;
+        T* ad = adv + row;
+        T* rt = ret ? ret + row : scratch.data();
+        gae_row(n, rr, vr, vn, te, tr, mk, gg, ggl, cy, ad, rt);
       }
     }
   }
