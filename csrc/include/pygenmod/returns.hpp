@@ -13,12 +13,11 @@
 
 #include "pygenmod/common.hpp"
 
-#if !defined(__CUDACC__)
 #include <algorithm>
 #include <vector>
-#if defined(_OPENMP)
+
+#if defined(_OPENMP) && !defined(__CUDACC__)
 #include <omp.h>
-#endif
 #endif
 
 namespace pygenmod::returns {
