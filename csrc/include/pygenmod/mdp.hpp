@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "pygenmod/common.hpp"
@@ -32,6 +33,76 @@ enum Kind : int {
   kSoft = 3,         // V = tau * log sum_a exp(Q[a] / tau)
 };
 
+// ------------------------------------------------------------------ dense dot products
+// sum_j row[j] * v[j] in acc_t<T>, with 8 independent partial sums in a fixed order (so it
+// streams P at memory speed instead of waiting on one addition chain; deterministic).
+template <class T>
+PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
+  using U = acc_t<T>;
+  U c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int k = 0; k < 8; ++k) c[k] += static_cast<U>(row[j + k]) * v[j + k];
+  for (; j < n; ++j) c[0] += static_cast<U>(row[j]) * v[j];
+  return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+}
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__) && \
+    !defined(__AVX2__)
+// The package is compiled for baseline x86-64 (SSE2); where the CPU has AVX2 and FMA the dense
+// dot product runs this copy instead (chosen once at load time). 16 partial sums = 4 vectors.
+#define PGM_MDP_AVX2_DISPATCH 1
+#include <immintrin.h>
+template <class T>
+__attribute__((target("avx2,fma"))) acc_t<T> dot_avx2(const T* row, const T* v, index_t n) {
+  using U = acc_t<T>;
+  U c[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  index_t j = 0;
+  for (; j + 16 <= n; j += 16)
+    for (int k = 0; k < 16; ++k) c[k] += static_cast<U>(row[j + k]) * v[j + k];
+  for (; j < n; ++j) c[0] += static_cast<U>(row[j]) * v[j];
+  for (int k = 0; k < 8; ++k) c[k] += c[k + 8];
+  return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+}
+// Four rows r0, r0 + stride, r0 + 2*stride, r0 + 3*stride against v at once: v is loaded once
+// for all four and the 8 vector accumulators are independent chains (small rows, e.g. S = 64,
+// are latency bound otherwise). out[k] = row k . v, in a fixed order.
+__attribute__((target("avx2,fma"))) inline void dot4_avx2(const double* r0, index_t stride,
+                                                           const double* v, index_t n, double* out) {
+  const double* r[4] = {r0, r0 + stride, r0 + 2 * stride, r0 + 3 * stride};
+  __m256d a0[4], a1[4];
+  for (int k = 0; k < 4; ++k) a0[k] = a1[k] = _mm256_setzero_pd();
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256d v0 = _mm256_loadu_pd(v + j), v1 = _mm256_loadu_pd(v + j + 4);
+    for (int k = 0; k < 4; ++k) {
+      a0[k] = _mm256_fmadd_pd(_mm256_loadu_pd(r[k] + j), v0, a0[k]);
+      a1[k] = _mm256_fmadd_pd(_mm256_loadu_pd(r[k] + j + 4), v1, a1[k]);
+    }
+  }
+  for (int k = 0; k < 4; ++k) {
+    alignas(32) double t[4];
+    _mm256_store_pd(t, _mm256_add_pd(a0[k], a1[k]));
+    double acc = (t[0] + t[1]) + (t[2] + t[3]);
+    for (index_t i = j; i < n; ++i) acc += r[k][i] * v[i];
+    out[k] = acc;
+  }
+}
+
+inline const bool kHaveAvx2 = [] {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}();
+#endif
+
+template <class T>
+PGM_HD acc_t<T> dot_dense(const T* row, const T* v, index_t n) {
+#if defined(PGM_MDP_AVX2_DISPATCH)
+  if (kHaveAvx2) return dot_avx2(row, v, n);
+#endif
+  return dot_generic(row, v, n);
+}
+
 // ------------------------------------------------------------------ transition models
 // Dense: row (b, s, a) is P + ((b*S + s)*A + a)*S.
 template <class T>
@@ -39,16 +110,16 @@ struct Dense {
   const T* P;
   index_t S, A;
   PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const {
-    const T* row = P + ((b * S + s) * A + a) * S;
-    // 8 independent partial sums (a fixed order: deterministic), so the loop streams P at
-    // memory speed instead of waiting on one addition chain.
-    using U = acc_t<T>;
-    U c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    index_t j = 0;
-    for (; j + 8 <= S; j += 8)
-      for (int k = 0; k < 8; ++k) c[k] += static_cast<U>(row[j + k]) * v[j + k];
-    for (; j < S; ++j) c[0] += static_cast<U>(row[j]) * v[j];
-    return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+    return dot_dense(P + ((b * S + s) * A + a) * S, v, S);
+  }
+  // out[k] = dot(b, s, a0 + k, v) for k < na (na <= 4).
+  PGM_HD void dot_block(index_t b, index_t s, index_t a0, int na, const T* v, acc_t<T>* out) const {
+#if defined(PGM_MDP_AVX2_DISPATCH)
+    if constexpr (std::is_same<T, double>::value) {
+      if (na == 4 && kHaveAvx2) return dot4_avx2(P + ((b * S + s) * A + a0) * S, S, v, S, out);
+    }
+#endif
+    for (int k = 0; k < na; ++k) out[k] = dot(b, s, a0 + k, v);
   }
 };
 
@@ -65,6 +136,9 @@ struct Csr {
     for (std::int64_t k = indptr[r]; k < indptr[r + 1]; ++k)
       acc += static_cast<acc_t<T>>(data[k]) * v[indices[k]];
     return acc;
+  }
+  PGM_HD void dot_block(index_t b, index_t s, index_t a0, int na, const T* v, acc_t<T>* out) const {
+    for (int k = 0; k < na; ++k) out[k] = dot(b, s, a0 + k, v);
   }
 };
 
@@ -85,11 +159,17 @@ PGM_HD T backup_state(const M& m, index_t b, index_t s, const T* r_s, const T* v
   T qmax = neg_inf<T>();
   std::int64_t arg = 0;
   acc_t<T> expect = 0;
-  for (index_t a = 0; a < m.A; ++a) {
-    const T q = q_value(m, b, s, a, r_s[a], v, gamma);
-    q_s[a] = q;
-    if (q > qmax) { qmax = q; arg = a; }
-    if (kind == kStochastic) expect += static_cast<acc_t<T>>(pi_s[a]) * q;
+  for (index_t a0 = 0; a0 < m.A; a0 += 4) {
+    const int na = m.A - a0 < 4 ? static_cast<int>(m.A - a0) : 4;
+    acc_t<T> d[4];
+    m.dot_block(b, s, a0, na, v, d);
+    for (int k = 0; k < na; ++k) {
+      const index_t a = a0 + k;
+      const T q = static_cast<T>(r_s[a] + gamma * d[k]);
+      q_s[a] = q;
+      if (q > qmax) { qmax = q; arg = a; }
+      if (kind == kStochastic) expect += static_cast<acc_t<T>>(pi_s[a]) * q;
+    }
   }
   *best = arg;
   if (kind == kPolicy) return q_s[pi_det];
