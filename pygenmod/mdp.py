@@ -386,17 +386,24 @@ def value_iteration(P, R, gamma, *, epsilon: float = 1e-6, tol: float | None = N
 
 def modified_policy_iteration(P, R, gamma, *, m: int | None = None, epsilon: float = 1e-6,
                               tol: float | None = None, stop: str = "span", max_iter: int = 10_000,
-                              max_eval: int = 1000, V0=None, check: bool = True) -> Solution:
+                              max_eval: int = 500, eval_rel: float = 0.0, V0=None,
+                              check: bool = True) -> Solution:
     """Modified policy iteration (Puterman 6.5): improvement sweep, then partial evaluation.
 
-    m: evaluation sweeps per improvement. ``None`` (default) adapts them: evaluate until an
-    evaluation step changes V by less than 1% of the last improvement residual (or, once the
-    policy stopped changing, until half the stopping threshold), at most ``max_eval`` sweeps,
-    then shift V by its MacQueen midpoint. ``m=0`` is value iteration. This is the fastest
-    solver here and the one :func:`solve` uses.
+    m: evaluation sweeps per improvement. ``None`` (default) adapts them: evaluate the greedy
+    policy (sweeps that read only its rows, 1/A of an improvement sweep each) until an
+    evaluation step changes V by less than ``eval_rel`` times the last improvement residual
+    (or half the stopping threshold, whichever is larger; once the policy stopped changing,
+    half the threshold), at most ``max_eval`` sweeps, then shift V by its MacQueen midpoint.
+    The default ``eval_rel=0`` evaluates each policy fully (policy iteration with a bounded
+    iterative evaluation), which needs the fewest full sweeps; ``m=k`` fixes k evaluation
+    sweeps (Puterman's MPI); ``m=0`` is value iteration. This is the solver :func:`solve` uses.
     """
     if m is None:
-        eval_max, eval_rel = val.positive_int(max_eval, "max_eval"), 0.01
+        eval_max = val.positive_int(max_eval, "max_eval")
+        eval_rel = float(eval_rel)
+        if not eval_rel >= 0:
+            raise ValueError(f"eval_rel: must be >= 0, got {eval_rel}")
     else:
         eval_max, eval_rel = val.positive_int(m, "m", minimum=0), -1.0
     return _solve(P, R, gamma, epsilon=epsilon, tol=tol, stop=stop, max_iter=max_iter, V0=V0,

@@ -430,7 +430,9 @@ void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, 
 }
 
 // ------------------------------------------------------------------ CPU: input checks
-// Over rows of length S (dense): out = {max |row sum - 1|, min entry, #non-finite entries}.
+// Over rows of length S (dense): out = {max |row sum - 1|, min entry, #rows with NaN/inf}.
+// A NaN or inf entry makes its row sum NaN or inf, so one vectorised pass of sums and minima
+// finds every problem.
 template <class T>
 void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
   double err = 0, mn = std::numeric_limits<double>::infinity();
@@ -438,17 +440,28 @@ void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
 #pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) reduction(+ : bad)
   for (index_t i = 0; i < rows; ++i) {
     const T* row = P + i * S;
-    double sum = 0, rmn = std::numeric_limits<double>::infinity();
-    std::int64_t rb = 0;
-    for (index_t j = 0; j < S; ++j) {
-      const double x = row[j];
-      sum += x;
-      rmn = std::min(rmn, x);
-      rb += !std::isfinite(x);
+    double c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    T m8[8];
+    for (int k = 0; k < 8; ++k) m8[k] = std::numeric_limits<T>::infinity();
+    index_t j = 0;
+    for (; j + 8 <= S; j += 8)
+      for (int k = 0; k < 8; ++k) {
+        c[k] += static_cast<double>(row[j + k]);
+        m8[k] = row[j + k] < m8[k] ? row[j + k] : m8[k];
+      }
+    for (; j < S; ++j) {
+      c[0] += static_cast<double>(row[j]);
+      m8[0] = row[j] < m8[0] ? row[j] : m8[0];
     }
-    err = std::max(err, std::fabs(sum - 1.0));
-    mn = std::min(mn, rmn);
-    bad += rb;
+    const double sum = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+    T rmn = m8[0];
+    for (int k = 1; k < 8; ++k) rmn = m8[k] < rmn ? m8[k] : rmn;
+    if (!std::isfinite(sum)) {
+      ++bad;
+    } else {
+      err = std::max(err, std::fabs(sum - 1.0));
+      mn = std::min(mn, static_cast<double>(rmn));
+    }
   }
   out[0] = bad ? std::numeric_limits<double>::quiet_NaN() : err;
   out[1] = mn;
