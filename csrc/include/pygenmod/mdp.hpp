@@ -9,6 +9,8 @@
 // Determinism: every state of a sweep is computed by one thread with a fixed summation
 // order, and the only cross-thread reductions are min/max (exact), so results do not
 // depend on the thread count or on whether a batch is split over MDPs or over states.
+// Sweeps hand out states with guided scheduling, so a thread that the OS preempts (busy,
+// shared machines) delays the others by one chunk rather than by its whole static share.
 #pragma once
 
 #include <algorithm>
@@ -203,7 +205,7 @@ void backup_sweep_cpu(const M& m, const T* R, const T* V, const T* gamma, index_
                       const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out,
                       std::int64_t* policy) {
   const index_t S = m.S, A = m.A;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(guided, 16)
   for (index_t b = 0; b < B; ++b)
     for (index_t s = 0; s < S; ++s) {
       const index_t bs = b * S + s;
@@ -255,7 +257,7 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
                     T* u, T* q, std::int64_t* pi) {
   const index_t S = m.S, A = m.A;
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-#pragma omp parallel for if (par) schedule(static) reduction(min : lo) reduction(max : hi)
+#pragma omp parallel for if (par) schedule(guided, 16) reduction(min : lo) reduction(max : hi)
   for (index_t s = 0; s < S; ++s) {
     T best;
     if (zero_v) {
@@ -284,7 +286,7 @@ Range policy_sweep(const M& m, index_t b, const T* r, const T* u, T gamma, const
                    const T* pi_stoch, bool par, T* w) {
   const index_t S = m.S, A = m.A;
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-#pragma omp parallel for if (par) schedule(static) reduction(min : lo) reduction(max : hi)
+#pragma omp parallel for if (par) schedule(guided, 16) reduction(min : lo) reduction(max : hi)
   for (index_t s = 0; s < S; ++s) {
     const T x = policy_value_state(m, b, s, r + s * A, u, gamma, pi ? pi[s] : 0,
                                    pi_stoch ? pi_stoch + s * A : static_cast<const T*>(nullptr));
@@ -437,7 +439,7 @@ template <class T>
 void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) reduction(+ : bad)
+#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad)
   for (index_t i = 0; i < rows; ++i) {
     const T* row = P + i * S;
     double c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
