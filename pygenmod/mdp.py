@@ -134,6 +134,8 @@ class _Model:
     """Validated transitions and rewards of a batch of MDPs."""
 
     def __init__(self, P, R, *, check=True, names=("P", "R")):
+        """check: verify P's rows (sums, signs, finiteness); CSR structure is always verified.
+        check="defer": the caller verifies the rows later (fused into a solver's sweep)."""
         pname, rname = names
         self.back = returner(R if _is_scipy_sparse(P) or isinstance(P, CSR) else P)
         if isinstance(P, CSR) or _is_scipy_sparse(P):
@@ -160,8 +162,7 @@ class _Model:
                            self.xp.ascontiguousarray(c.indptr, dtype=self.xp.int64), tuple(int(x) for x in c.shape))
             self.B, self.S, self.A = self.csr.shape
             self.P = None
-            if check:
-                self._check_csr(pname)
+            self._check_csr(pname, rows=check is True)
         else:
             P = val.float_array(P, pname, ndim=(3, 4), finite=False)
             self.single = P.ndim == 3
@@ -172,11 +173,19 @@ class _Model:
                 raise ValueError(f"{pname}: expected shape (B, S, A, S) or (S, A, S), got {P.shape}")
             self.P, self.csr, self.xp, self.dtype = P, None, xp_of(P), P.dtype
             self.B, self.S, self.A = B, S, A
-            if check:
+            if check is True:
                 self._check_dense(pname)
         if self.B == 0:
             raise ValueError(f"{pname}: empty batch (B = 0)")
         self.R = self._rewards(R, rname)
+        self.pname = pname
+
+    def check_rows(self):
+        """The row checks of P (for a caller that deferred them)."""
+        if self.sparse:
+            self._check_csr(self.pname)
+        else:
+            self._check_dense(self.pname)
 
     @property
     def sparse(self) -> bool:
@@ -210,7 +219,7 @@ class _Model:
             kernel("mdp", "row_stats_dense")[1](self.P, stats)
         self._stats_report(stats, pname)
 
-    def _check_csr(self, pname):
+    def _check_csr(self, pname, rows=True):
         xp, c = self.xp, self.csr
         B, S, A = c.shape
         if c.indptr.shape != (B * S * A + 1,) or int(c.indptr[0]) != 0 or int(c.indptr[-1]) != c.data.shape[0]:
@@ -222,6 +231,8 @@ class _Model:
                 raise ValueError(f"{pname}: CSR indptr must be non-decreasing")
             if int(c.indices.min()) < 0 or int(c.indices.max()) >= S:
                 raise ValueError(f"{pname}: CSR column indices must lie in [0, {S})")
+        if not rows:
+            return
         if self.on_device:
             rows = xp.repeat(xp.arange(B * S * A), xp.diff(c.indptr).astype(xp.int64))
             sums = xp.bincount(rows, weights=c.data.astype(xp.float64), minlength=B * S * A)
@@ -352,7 +363,7 @@ def _threshold(m, gamma, epsilon, tol, stop, xp_gamma):
 
 
 def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, eval_rel):
-    m = _Model(P, R, check=check)
+    m = _Model(P, R, check="defer" if check else False)
     g = m.gamma(gamma)
     stop = val.choice(stop, "stop", ("span", "sup"))
     max_iter = val.positive_int(max_iter, "max_iter")
@@ -364,10 +375,22 @@ def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, ev
     its, evs = np.zeros(m.B, np.int64), np.zeros(m.B, np.int64)
     res, conv = np.zeros(m.B), np.zeros(m.B, np.uint8)
     if m.on_device:
+        if check:
+            m.check_rows()
         _solve_host_loop(m, g, thresh, max_iter, stop == "span", eval_max, eval_rel, V, Q, pi, its, evs, res, conv)
     else:
+        # The row checks run inside the first sweep that reads P (the rows are in cache then);
+        # an MDP with bad rows stops there, and the error is raised below.
+        stats = np.zeros((m.B, 4))
+        row_tol = ROW_SUM_TOL[np.dtype(m.dtype)] if check else -1.0
         m.kernel("solve")(*m.args(), m.R, g, thresh, max_iter, stop == "span", eval_max, float(eval_rel),
-                          V, Q, pi, its, evs, res, conv)
+                          row_tol, V, Q, pi, its, evs, res, conv, stats)
+        if check:
+            if not stats[:, 0].all():
+                m.check_rows()  # some MDP never read P (e.g. gamma = 0): check separately
+            else:
+                err = np.nan if stats[:, 3].any() else stats[:, 1].max()
+                m._stats_report((err, stats[:, 2].min(), stats[:, 3].sum()), m.pname)
     stats = (m.out(its) if not m.single else int(its[0]), m.out(res) if not m.single else float(res[0]),
              m.out(conv.astype(bool)) if not m.single else bool(conv[0]),
              m.out(evs) if not m.single else int(evs[0]))

@@ -136,9 +136,9 @@ def test_host_loop_used_for_cuda_matches_compiled_loop():
         out = [np.zeros((3, 15)), np.empty((3, 15, 3)), np.empty((3, 15), np.int64), np.zeros(3, np.int64),
                np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)]
         mdp._solve_host_loop(m, g, th, 10_000, span, eval_max, eval_rel, *out)
-        m.kernel("solve")(*m.args(), m.R, g, th, 10_000, span, eval_max, eval_rel, *(
+        m.kernel("solve")(*m.args(), m.R, g, th, 10_000, span, eval_max, eval_rel, -1.0, *(
             ref := [np.zeros((3, 15)), np.empty((3, 15, 3)), np.empty((3, 15), np.int64), np.zeros(3, np.int64),
-                    np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)]))
+                    np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8), np.zeros((3, 4))]))
         np.testing.assert_allclose(out[0], ref[0], atol=1e-9)
         np.testing.assert_array_equal(out[2], ref[2])
         np.testing.assert_array_equal(out[3], ref[3])
@@ -258,3 +258,32 @@ def test_gridworld_known_policies():
     assert len(set(pols)) == 3
     V, _, _ = exact_optimum(*mdp.gridworld(-0.04)[:2], 0.999)
     np.testing.assert_allclose(sols[-0.04][0].V, V, atol=1e-7)
+
+
+@pytest.mark.parametrize("bad, match", [("rowsum", "sum to 1"), ("negative", ">= 0"), ("nan", "NaN")])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+@pytest.mark.parametrize("solver", ["vi", "mpi", "pi", "vi-v0", "gamma0"])
+def test_solvers_reject_bad_transitions(backend, bad, match, sparse, solver):
+    """The row checks run fused into the first sweep that reads P; they must still raise
+    (and return promptly: a bad P never iterates to max_iter)."""
+    P, R = mdp.random_mdp(9, 3, 2, seed=1)
+    if bad == "rowsum":
+        P[1, 4, 2] *= 3.0
+    elif bad == "negative":
+        P[0, 2, 1, 0] -= 0.5
+        P[0, 2, 1, 1] += 0.5
+    else:
+        P[1, 8, 0, 3] = np.nan
+    Pin = _bk(backend, P, sparse)
+    Rb = backend.asarray(R)
+    with pytest.raises(ValueError, match=match):
+        if solver == "vi":
+            mdp.value_iteration(Pin, Rb, 0.9, max_iter=10**9)
+        elif solver == "mpi":
+            mdp.solve(Pin, Rb, 0.9, max_iter=10**9)
+        elif solver == "pi":
+            mdp.policy_iteration(Pin, Rb, 0.9)
+        elif solver == "vi-v0":
+            mdp.value_iteration(Pin, Rb, 0.9, V0=backend.asarray(np.ones((2, 9))), max_iter=10**9)
+        else:
+            mdp.value_iteration(Pin, Rb, 0.0)

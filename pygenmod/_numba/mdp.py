@@ -91,7 +91,25 @@ def backup_csr(data, indices, indptr, n_states, n_actions, R, V, gamma, kind, pi
 
 # ----------------------------------------------------------------------------- solvers
 @nb.njit(cache=True)
-def _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, q, pi, S, A):
+def _row_sum_min(dense, P, data, indptr, b, s, a, S, A):
+    sm = 0.0
+    mn = np.inf
+    if dense:
+        for j in range(S):
+            x = np.float64(P[b, s, a, j])
+            sm += x
+            mn = min(mn, x)
+    else:
+        r = (b * S + s) * A + a
+        for k in range(indptr[r], indptr[r + 1]):
+            x = np.float64(data[k])
+            sm += x
+            mn = min(mn, x)
+    return sm, mn
+
+
+@nb.njit(cache=True)
+def _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, q, pi, S, A, check, chk):
     lo, hi = np.inf, -np.inf
     dummy = np.zeros(1, r.dtype)
     for s in range(S):
@@ -112,6 +130,14 @@ def _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, q, pi, 
         d = np.float64(x) - np.float64(v[s])
         lo = min(lo, d)
         hi = max(hi, d)
+        if check:
+            for a in range(A):
+                sm, rmn = _row_sum_min(dense, P, data, indptr, b, s, a, S, A)
+                if not np.isfinite(sm):
+                    chk[2] += 1
+                else:
+                    chk[0] = max(chk[0], abs(sm - 1.0))
+                    chk[1] = min(chk[1], rmn)
     return lo, hi
 
 
@@ -137,8 +163,8 @@ def _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_stoch,
 
 
 @nb.njit(cache=True)
-def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, span, eval_max, eval_rel, V, Q, pi,
-               S, A):
+def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
+               V, Q, pi, S, A, chk):
     u = np.empty(S, V.dtype)
     w = np.empty(S, V.dtype)
     prev = np.full(S, -1, np.int64)
@@ -153,9 +179,16 @@ def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, s
     dummy = np.zeros((1, 1), V.dtype)
     lo = hi = 0.0
     while True:
-        lo, hi = _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A)
+        do_check = row_tol >= 0 and chk[0] == 0 and not zero_v
+        if do_check:
+            chk[0] = 1.0
+            chk[1], chk[2], chk[3] = 0.0, np.inf, 0.0
+        lo, hi = _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
+                          chk[1:])
         zero_v = False
         its += 1
+        if do_check and (not (chk[1] <= row_tol) or chk[2] < 0 or chk[3] > 0):
+            break
         res = (hi - lo) if span else max(abs(lo), abs(hi))
         if res < thresh or res == 0:
             conv = True
@@ -194,12 +227,14 @@ def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, s
 
 
 @nb.njit(parallel=True, cache=True)
-def _solve(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, V, Q, policy,
-           iterations, eval_sweeps, residual, converged):
+def _solve(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q,
+           policy, iterations, eval_sweeps, residual, converged, check_stats):
     B = R.shape[0]
     for b in nb.prange(B):
+        check_stats[b, :] = 0.0
         its, evs, res, conv = _solve_one(dense, P, data, indices, indptr, b, R[b], gamma[b], thresh[b], max_iter,
-                                         span, eval_max, eval_rel, V[b], Q[b], policy[b], S, A)
+                                         span, eval_max, eval_rel, row_tol, V[b], Q[b], policy[b], S, A,
+                                         check_stats[b])
         iterations[b] = its
         eval_sweeps[b] = evs
         residual[b] = res
@@ -213,19 +248,21 @@ def _check_solve(max_iter, eval_max):
         raise ValueError("eval_max: must be >= 0")
 
 
-def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, V, Q, policy, iterations, eval_sweeps,
-                residual, converged):
+def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations,
+                eval_sweeps, residual, converged, check_stats):
     _check_solve(max_iter, eval_max)
     B, S, A = R.shape
     _solve(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
-           max_iter, span, eval_max, eval_rel, V, Q, policy, iterations, eval_sweeps, residual, converged)
+           max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged,
+           check_stats)
 
 
-def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel, V,
-              Q, policy, iterations, eval_sweeps, residual, converged):
+def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
+              row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
     _check_solve(max_iter, eval_max)
     _solve(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma, thresh,
-           max_iter, span, eval_max, eval_rel, V, Q, policy, iterations, eval_sweeps, residual, converged)
+           max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged,
+           check_stats)
 
 
 @nb.njit(parallel=True, cache=True)

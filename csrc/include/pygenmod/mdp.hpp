@@ -123,6 +123,26 @@ struct Dense {
 #endif
     for (int k = 0; k < na; ++k) out[k] = dot(b, s, a0 + k, v);
   }
+  // Sum and minimum of row (b, s, a), for the input check fused into a sweep.
+  PGM_HD void row_sum_min(index_t b, index_t s, index_t a, double& sum, double& mn) const {
+    const T* row = P + ((b * S + s) * A + a) * S;
+    double c[4] = {0, 0, 0, 0};
+    T m4[4] = {row[0], row[0], row[0], row[0]};
+    index_t j = 0;
+    for (; j + 4 <= S; j += 4)
+      for (int k = 0; k < 4; ++k) {
+        c[k] += static_cast<double>(row[j + k]);
+        m4[k] = row[j + k] < m4[k] ? row[j + k] : m4[k];
+      }
+    for (; j < S; ++j) {
+      c[0] += static_cast<double>(row[j]);
+      m4[0] = row[j] < m4[0] ? row[j] : m4[0];
+    }
+    sum = (c[0] + c[1]) + (c[2] + c[3]);
+    T mm = m4[0];
+    for (int k = 1; k < 4; ++k) mm = m4[k] < mm ? m4[k] : mm;
+    mn = static_cast<double>(mm);
+  }
 };
 
 // CSR over all MDPs of the batch (see the header comment).
@@ -141,6 +161,16 @@ struct Csr {
   }
   PGM_HD void dot_block(index_t b, index_t s, index_t a0, int na, const T* v, acc_t<T>* out) const {
     for (int k = 0; k < na; ++k) out[k] = dot(b, s, a0 + k, v);
+  }
+  PGM_HD void row_sum_min(index_t b, index_t s, index_t a, double& sum, double& mn) const {
+    const index_t r = (b * S + s) * A + a;
+    sum = 0;
+    mn = std::numeric_limits<double>::infinity();
+    for (std::int64_t k = indptr[r]; k < indptr[r + 1]; ++k) {
+      const double x = static_cast<double>(data[k]);
+      sum += x;
+      mn = x < mn ? x : mn;
+    }
   }
 };
 
@@ -222,6 +252,7 @@ struct SolveOptions {
   bool span = true;              // stop on span(T v - v) (true) or on ||T v - v||_inf
   std::int64_t eval_max = 0;     // evaluation sweeps per improvement: 0 = value iteration
   double eval_rel = -1;          // < 0: exactly eval_max sweeps; >= 0: adaptive (see solve_one)
+  double row_tol = -1;           // >= 0: check P's rows during the first sweep that reads P
 };
 
 // Per-MDP results.
@@ -229,6 +260,8 @@ struct SolveStats {
   std::int64_t iterations = 0, eval_sweeps = 0;
   double residual = 0;
   bool converged = false;
+  bool checked = false;                  // the fused input check ran (see row_tol)
+  double check[3] = {0, 0, 0};           // max |row sum - 1|, min entry, #rows with NaN/inf
 };
 
 // min and max of (u - v) over a sweep, exact under any thread split.
@@ -252,12 +285,16 @@ bool parallel_states(const Csr<T>& m) {
 
 // u = T v (optimality), with Q and the greedy policy; returns the range of u - v.
 // `zero_v`: v is identically zero, so P v = 0 exactly and P is not read.
+// `chk` (nullable): also the input check of every row {max |sum - 1|, min, #non-finite rows},
+// on rows that this sweep has just brought into cache.
 template <class T, class M>
 Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, T gamma, bool par,
-                    T* u, T* q, std::int64_t* pi) {
+                    T* u, T* q, std::int64_t* pi, double* chk = nullptr) {
   const index_t S = m.S, A = m.A;
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-#pragma omp parallel for if (par) schedule(guided, 16) reduction(min : lo) reduction(max : hi)
+  double err = 0, mn = std::numeric_limits<double>::infinity();
+  std::int64_t bad = 0;
+#pragma omp parallel for if (par) schedule(guided, 16) reduction(min : lo, mn) reduction(max : hi, err) reduction(+ : bad)
   for (index_t s = 0; s < S; ++s) {
     T best;
     if (zero_v) {
@@ -276,6 +313,23 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
     const double d = static_cast<double>(best) - static_cast<double>(v[s]);
     lo = std::min(lo, d);
     hi = std::max(hi, d);
+    if (chk) {
+      for (index_t a = 0; a < A; ++a) {
+        double sum, rmn;
+        m.row_sum_min(b, s, a, sum, rmn);
+        if (!std::isfinite(sum)) {
+          ++bad;
+        } else {
+          err = std::max(err, std::fabs(sum - 1.0));
+          mn = std::min(mn, rmn);
+        }
+      }
+    }
+  }
+  if (chk) {
+    chk[0] = err;
+    chk[1] = mn;
+    chk[2] = static_cast<double>(bad);
   }
   return Range{lo, hi};
 }
@@ -327,9 +381,14 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
   SolveStats st;
   Range rg;
   for (;;) {
-    rg = improve_sweep(m, b, r, v, zero_v, gamma, par, u, Q, pi);
+    const bool do_check = opt.row_tol >= 0 && !st.checked && !zero_v;
+    rg = improve_sweep(m, b, r, v, zero_v, gamma, par, u, Q, pi, do_check ? st.check : nullptr);
     zero_v = false;
     ++st.iterations;
+    if (do_check) {
+      st.checked = true;
+      if (!(st.check[0] <= opt.row_tol) || st.check[1] < 0 || st.check[2] > 0) break;  // invalid P
+    }
     st.residual = opt.span ? rg.span() : rg.sup();
     if (st.residual < thresh || st.residual == 0) { st.converged = true; break; }
     if (st.iterations >= opt.max_iter) break;
@@ -404,7 +463,8 @@ void for_each_mdp(index_t B, bool split_states, F&& f) {
 template <class T, class M>
 void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, index_t B,
                const SolveOptions& opt, T* V, T* Q, std::int64_t* policy, std::int64_t* iterations,
-               std::int64_t* eval_sweeps, double* residual, std::uint8_t* converged) {
+               std::int64_t* eval_sweeps, double* residual, std::uint8_t* converged,
+               double* check_stats) {
   const index_t S = m.S, A = m.A;
   for_each_mdp(B, parallel_states(m), [&](index_t b, bool par) {
     const SolveStats st = solve_one(m, b, R + b * S * A, gamma[b], thresh[b], opt, par, V + b * S,
@@ -413,6 +473,8 @@ void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, ind
     eval_sweeps[b] = st.eval_sweeps;
     residual[b] = st.residual;
     converged[b] = st.converged;
+    check_stats[4 * b] = st.checked;
+    for (int k = 0; k < 3; ++k) check_stats[4 * b + 1 + k] = st.check[k];
   });
 }
 
