@@ -61,7 +61,9 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
     back = returner(rewards)
     if time_axis not in (0, 1):
         raise ValueError(f"time_axis: expected 0 (time-major) or 1 (batch-major), got {time_axis!r}")
-    r = val.float_array(rewards, "rewards", ndim=2)
+    # NaN/inf are not scanned for up front: the kernel reports whether any reached the scan
+    # (every input does), and only then are the inputs checked to name the culprit.
+    r = val.float_array(rewards, "rewards", ndim=2, finite=False)
     xp = np if not is_device(r) else __import__("cupy")
     if time_axis == 1:
         r = xp.ascontiguousarray(r.T)
@@ -72,7 +74,7 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
     def arr(x, name):
         if x is None:
             return None
-        a = val.float_array(x, name, ndim=2, dtype=r.dtype, xp=xp)
+        a = val.float_array(x, name, ndim=2, dtype=r.dtype, xp=xp, finite=False)
         if time_axis == 1:
             val.check_shape(a, name, (B, Tn))
             a = xp.ascontiguousarray(a.T)
@@ -93,13 +95,19 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
                          "at which the episode was cut, before the reset)")
     boot = None
     if bootstrap_value is not None:
-        boot = val.float_array(bootstrap_value, "bootstrap_value", ndim=(0, 1), dtype=r.dtype, xp=xp)
+        boot = val.float_array(bootstrap_value, "bootstrap_value", ndim=(0, 1), dtype=r.dtype, xp=xp, finite=False)
         boot = xp.ascontiguousarray(xp.broadcast_to(boot, (B,)))
     g = val.per_batch(gamma, "gamma", B, r.dtype, xp, lo=0.0, hi=1.0)
     lm = val.per_batch(lam, "lam", B, r.dtype, xp, lo=0.0, hi=1.0)
     adv, ret = _outputs(out, (Tn, B), r.dtype, xp, want_returns, time_axis)
     if Tn:
-        kernel("returns", "gae", is_device(r))[1](r, v, nv, boot, *flags, g, lm, adv, ret)
+        status = xp.zeros(1, xp.uint8)
+        kernel("returns", "gae", is_device(r))[1](r, v, nv, boot, *flags, g, lm, adv, ret, status)
+        if int(status[0]):
+            for x, name in ((r, "rewards"), (v, "values"), (nv, "next_values"), (boot, "bootstrap_value")):
+                if x is not None and x.size and not val._all_finite(x):
+                    raise ValueError(f"{name}: contains NaN or infinity")
+            # otherwise finite inputs overflowed: the infinities are the honest result
 
     def out(x):
         if x is None:

@@ -141,3 +141,21 @@ def test_out_buffers(rng):
         returns.gae(r, v, out=(np.empty((9, 5)), np.empty((9, 5))))
     with pytest.raises(ValueError, match="out"):
         returns.gae(r, v, out=(np.empty_like(r),))
+
+
+@pytest.mark.parametrize("where", ["rewards", "values", "next_values", "bootstrap_value", "masked"])
+def test_nonfinite_inputs_named(backend, where):
+    """NaN/inf are detected by the scan itself (no separate pass) and reported by name."""
+    r, v = np.zeros((6, 3)), np.zeros((6, 3))
+    nv, boot = np.zeros((6, 3)), np.zeros(3)
+    mask = np.ones((6, 3), bool)
+    if where == "bootstrap_value":
+        boot[1] = np.inf
+    else:
+        {"rewards": r, "values": v, "next_values": nv, "masked": r}[where][2, 1] = np.nan
+    if where == "masked":
+        mask[2, 1] = False  # a NaN under the mask is still an error
+    a = backend.asarray
+    kw = dict(next_values=a(nv)) if where == "next_values" else dict(bootstrap_value=a(boot))
+    with pytest.raises(ValueError, match="rewards" if where == "masked" else where):
+        returns.gae(a(r), a(v), terminated=a(np.zeros((6, 3), bool)), mask=a(mask), **kw)

@@ -8,6 +8,8 @@
 //   A_t     = delta_t + gamma * lambda * (1 - (terminated_t | truncated_t)) * A_{t+1}
 //   ret_t   = A_t + values_t            (the lambda-return)
 // Invalid steps (mask 0) get A = ret = 0 and the recursion restarts before them.
+// `nonfinite` (nullable) is set to 1 when a NaN or inf entered the scan (inputs are not
+// checked separately: every input reaches A through a multiplication).
 // Flags (terminated, truncated, mask) are uint8 or the float type; nonzero means true.
 #pragma once
 
@@ -46,7 +48,8 @@ PGM_HD void gae_factors(F terminated, F truncated, F mask, T& keep_next, T& keep
 template <class T, class F>
 PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const T* bootstrap,
                         const F* terminated, const F* truncated, const F* mask, const T* gamma,
-                        const T* lam, index_t Tn, index_t B, index_t b, T& carry, T* adv, T* ret) {
+                        const T* lam, index_t Tn, index_t B, index_t b, T& carry, T* adv, T* ret,
+                        T& nf) {
   const T g = gamma[b], gl = gamma[b] * lam[b];
   for (index_t t = Tn - 1; t >= 0; --t) {
     const index_t i = t * B + b;
@@ -61,6 +64,7 @@ PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const
     const T a = gae_step(r[i], v, vn, kn, kc, valid, g, gl, carry);
     adv[i] = a;
     if (ret) ret[i] = (a + v) * valid;
+    nf += a * T(0);
   }
 }
 
@@ -70,7 +74,7 @@ template <class T, class F>
 void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T* __restrict vn,
              const F* __restrict te, const F* __restrict tr, const F* __restrict mk,
              const T* __restrict g, const T* __restrict gl, T* __restrict carry, T* __restrict ad,
-             T* __restrict rt) {
+             T* __restrict rt, T* __restrict nf) {
 #pragma omp simd
   for (index_t j = 0; j < n; ++j) {
     T kn, kc, valid;
@@ -78,6 +82,7 @@ void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T*
     const T a = gae_step(rr[j], vr[j], vn[j], kn, kc, valid, g[j], gl[j], carry[j]);
     ad[j] = a;
     rt[j] = (a + vr[j]) * valid;
+    nf[j] += a * T(0);  // stays 0 unless a NaN/inf reached the scan (every input does, via a)
   }
 }
 
@@ -88,8 +93,9 @@ void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T*
 template <class T, class F>
 void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstrap,
              const F* terminated, const F* truncated, const F* mask, const T* gamma, const T* lam,
-             index_t Tn, index_t B, T* adv, T* ret) {
-#pragma omp parallel
+             index_t Tn, index_t B, T* adv, T* ret, std::uint8_t* nonfinite) {
+  int bad = 0;
+#pragma omp parallel reduction(| : bad)
   {
     index_t nt = 1, id = 0;
 #if defined(_OPENMP)
@@ -100,7 +106,7 @@ void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstr
     const index_t groups = (B + 15) / 16, per = (groups + nt - 1) / nt;
     const index_t b0 = std::min(B, id * per * 16), b1 = std::min(B, (id + 1) * per * 16), n = b1 - b0;
     if (n > 0) {
-      std::vector<T> carry(n, T(0)), g(n), gl(n), zt(n, T(0)), scratch(ret ? 0 : n);
+      std::vector<T> carry(n, T(0)), g(n), gl(n), zt(n, T(0)), scratch(ret ? 0 : n), nf(n, T(0));
       std::vector<F> zf(n, F(0)), onef(n, F(1));
       for (index_t j = 0; j < n; ++j) {
         g[j] = gamma[b0 + j];
@@ -120,10 +126,12 @@ void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstr
         const T* rr = r + row;
         T* ad = adv + row;
         T* rt = ret ? ret + row : scratch.data();
-        gae_row(n, rr, vr, vn, te, tr, mk, gg, ggl, cy, ad, rt);
+        gae_row(n, rr, vr, vn, te, tr, mk, gg, ggl, cy, ad, rt, nf.data());
       }
+      for (index_t j = 0; j < n; ++j) bad |= !(nf[j] == T(0));
     }
   }
+  if (nonfinite) *nonfinite = static_cast<std::uint8_t>(bad != 0);
 }
 
 }  // namespace pygenmod::returns
