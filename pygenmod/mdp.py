@@ -350,7 +350,7 @@ def _threshold(m, gamma, epsilon, tol, stop, xp_gamma):
     g = np.asarray(xp_gamma.get() if hasattr(xp_gamma, "get") else xp_gamma, np.float64)
     if tol is not None:
         t = float(tol)
-        if not (t >= 0) or math.isinf(t) and False:
+        if not t >= 0:
             raise ValueError(f"tol: must be >= 0, got {tol}")
         return np.full(m.B, t)
     eps = float(epsilon)
@@ -665,26 +665,20 @@ def from_mdptoolbox(P, R):
     if any(_is_scipy_sparse(M) for M in mats):
         import scipy.sparse as sp
 
-        # row s*A + a of the stacked matrix is P[a][s]
+        # row s*A + a of the result is P[a][s], i.e. row a*S + s of the stacked matrix
         stacked = sp.vstack([sp.csr_matrix(M) for M in mats]).tocsr()
         order = (np.arange(S)[:, None] + S * np.arange(A)[None, :]).reshape(-1)
-        Pc = as_csr(stacked[order], A)
-        Pout = Pc
+        Pout = as_csr(stacked[order], A)
     else:
         Pout = np.ascontiguousarray(np.stack([np.asarray(M, np.float64) for M in mats], 1))
-    Rn = R
     if isinstance(R, (list, tuple)) or (hasattr(R, "ndim") and R.ndim == 3) or (
             hasattr(R, "shape") and len(R.shape) == 1 and R.shape[0] == A and S != A):
-        mats_r = list(R)
-        dense_p = Pout if not isinstance(Pout, CSR) else None
+        # R[a] is (S, S): the expected reward of (s, a) is sum_s' P[a][s, s'] R[a][s, s']
         Rsa = np.empty((S, A))
-        for a in range(A):
-            Ra = mats_r[a]
-            Pa = mats[a]
+        for a, (Pa, Ra) in enumerate(zip(mats, list(R))):
             prod = Pa.multiply(Ra) if _is_scipy_sparse(Pa) else np.asarray(Pa) * np.asarray(
                 Ra.toarray() if _is_scipy_sparse(Ra) else Ra)
             Rsa[:, a] = np.asarray(prod.sum(1)).reshape(-1)
-        del dense_p
         return Pout, Rsa
     Rn = np.asarray(R, np.float64)
     if Rn.ndim == 1:

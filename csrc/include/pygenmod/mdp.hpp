@@ -109,6 +109,7 @@ PGM_HD acc_t<T> dot_dense(const T* row, const T* v, index_t n) {
 // Dense: row (b, s, a) is P + ((b*S + s)*A + a)*S.
 template <class T>
 struct Dense {
+  static constexpr bool kBlockDots = true;
   const T* P;
   index_t S, A;
   PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const {
@@ -148,6 +149,7 @@ struct Dense {
 // CSR over all MDPs of the batch (see the header comment).
 template <class T>
 struct Csr {
+  static constexpr bool kBlockDots = false;
   const T* data;
   const std::int32_t* indices;
   const std::int64_t* indptr;
@@ -191,13 +193,22 @@ PGM_HD T backup_state(const M& m, index_t b, index_t s, const T* r_s, const T* v
   T qmax = neg_inf<T>();
   std::int64_t arg = 0;
   acc_t<T> expect = 0;
-  for (index_t a0 = 0; a0 < m.A; a0 += 4) {
-    const int na = m.A - a0 < 4 ? static_cast<int>(m.A - a0) : 4;
-    acc_t<T> d[4];
-    m.dot_block(b, s, a0, na, v, d);
-    for (int k = 0; k < na; ++k) {
-      const index_t a = a0 + k;
-      const T q = static_cast<T>(r_s[a] + gamma * d[k]);
+  if constexpr (M::kBlockDots) {  // dense: four actions per pass over v
+    for (index_t a0 = 0; a0 < m.A; a0 += 4) {
+      const int na = m.A - a0 < 4 ? static_cast<int>(m.A - a0) : 4;
+      acc_t<T> d[4];
+      m.dot_block(b, s, a0, na, v, d);
+      for (int k = 0; k < na; ++k) {
+        const index_t a = a0 + k;
+        const T q = static_cast<T>(r_s[a] + gamma * d[k]);
+        q_s[a] = q;
+        if (q > qmax) { qmax = q; arg = a; }
+        if (kind == kStochastic) expect += static_cast<acc_t<T>>(pi_s[a]) * q;
+      }
+    }
+  } else {
+    for (index_t a = 0; a < m.A; ++a) {
+      const T q = q_value(m, b, s, a, r_s[a], v, gamma);
       q_s[a] = q;
       if (q > qmax) { qmax = q; arg = a; }
       if (kind == kStochastic) expect += static_cast<acc_t<T>>(pi_s[a]) * q;
