@@ -510,32 +510,18 @@ void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, 
 // finds every problem.
 template <class T>
 void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
+  const Dense<T> m{P, S, 1};  // row i is "state" i of one MDP with one action
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
 #pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad)
   for (index_t i = 0; i < rows; ++i) {
-    const T* row = P + i * S;
-    double c[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    T m8[8];
-    for (int k = 0; k < 8; ++k) m8[k] = std::numeric_limits<T>::infinity();
-    index_t j = 0;
-    for (; j + 8 <= S; j += 8)
-      for (int k = 0; k < 8; ++k) {
-        c[k] += static_cast<double>(row[j + k]);
-        m8[k] = row[j + k] < m8[k] ? row[j + k] : m8[k];
-      }
-    for (; j < S; ++j) {
-      c[0] += static_cast<double>(row[j]);
-      m8[0] = row[j] < m8[0] ? row[j] : m8[0];
-    }
-    const double sum = ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
-    T rmn = m8[0];
-    for (int k = 1; k < 8; ++k) rmn = m8[k] < rmn ? m8[k] : rmn;
+    double sum, rmn;
+    m.row_sum_min(0, i, 0, sum, rmn);
     if (!std::isfinite(sum)) {
       ++bad;
     } else {
       err = std::max(err, std::fabs(sum - 1.0));
-      mn = std::min(mn, static_cast<double>(rmn));
+      mn = std::min(mn, rmn);
     }
   }
   out[0] = bad ? std::numeric_limits<double>::quiet_NaN() : err;
