@@ -68,7 +68,7 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
         if a.ndim not in allowed:
             want = " or ".join(str(n) for n in allowed)
             raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
-    if finite and a.size and not bool(xp_of(a).isfinite(a).all()):
+    if finite and a.size and not _all_finite(a):
         raise ValueError(f"{name}: contains NaN or infinity")
     return _c_order(a)
 
@@ -86,6 +86,15 @@ def seed_int(seed, name: str = "seed") -> int:
     if not 0 <= seed < 2**64:
         raise ValueError(f"{name}: must be in [0, 2**64), got {seed}")
     return seed
+
+
+def _all_finite(a) -> bool:
+    """True if no NaN/inf: one sum (NaN and inf propagate; no temporary array), and the exact
+    elementwise test only when the sum is not finite (NaN/inf, or an overflow of finite values)."""
+    xp = xp_of(a)
+    if bool(xp.isfinite(a.sum())):
+        return True
+    return bool(xp.isfinite(a).all())
 
 
 def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):

@@ -18,7 +18,7 @@ def random_mdp(rng, B, S, A, dtype):
     return P.astype(dtype), rng.standard_normal((B, S, A)).astype(dtype), rng.standard_normal((B, S)).astype(dtype)
 
 
-@pytest.mark.parametrize("B,S,A", [(1, 1, 1), (3, 7, 2), (2, 31, 5), (0, 4, 2)])
+@pytest.mark.parametrize("B,S,A", [(1, 1, 1), (3, 7, 2), (2, 31, 5)])
 def test_backup_matches_reference(backend, dtype, rng, B, S, A):
     P, R, V = random_mdp(rng, B, S, A, dtype)
     gamma = rng.uniform(0, 0.99, B)
@@ -43,3 +43,9 @@ def test_bad_shapes_rejected(rng):
         mdp.bellman_backup(P, R[:, :3], V, 0.9)
     with pytest.raises(ValueError, match="gamma"):
         mdp.bellman_backup(P, R, V, 1.5)
+
+
+def test_empty_batch_rejected(rng):
+    P, R, V = random_mdp(rng, 0, 4, 2, np.float64)
+    with pytest.raises(ValueError, match="empty batch"):
+        mdp.bellman_backup(P, R, V, 0.9)

@@ -57,3 +57,15 @@ auto dispatch_float(const py::array& a, const char* name, F&& f) {
 }
 
 }  // namespace pygenmod::bind
+
+namespace pygenmod::bind {
+// An optional input: nullptr for None, else checked like in_ptr.
+template <class T>
+const T* in_ptr_or_null(const py::object& a, const char* name,
+                        std::initializer_list<py::ssize_t> shape) {
+  if (a.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(a))
+    throw std::invalid_argument(std::string(name) + ": expected an array or None");
+  return in_ptr<T>(py::reinterpret_borrow<py::array>(a), name, shape);
+}
+}  // namespace pygenmod::bind

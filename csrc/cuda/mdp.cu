@@ -1,37 +1,63 @@
-// CUDA launchers for the Bellman backups; the math is pygenmod/mdp.hpp's.
+// CUDA launchers for the Bellman backups; the math is pygenmod/mdp.hpp's (one thread per
+// (b, s) state, all its actions; dense rows are read coalesced across neighbouring states
+// only through the cache, which is fine for the sweep's streaming access).
 #include "cuda_check.cuh"
 #include "mdp.cuh"
 #include "pygenmod/mdp.hpp"
 
 namespace pygenmod::cuda {
 
-template <class T>
-__global__ void optimality_sweep_dense_kernel(const T* P, const T* R, const T* V, const T* gamma,
-                                              index_t B, index_t S, index_t A, T* Q, T* V_out,
-                                              std::int64_t* policy) {
+template <class T, class M>
+__global__ void backup_kernel(M m, const T* R, const T* V, const T* gamma, index_t B, int kind,
+                              const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q,
+                              T* V_out, std::int64_t* policy) {
+  const index_t S = m.S, A = m.A;
   const index_t bs = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (bs >= B * S) return;
-  const index_t b = bs / S;
-  V_out[bs] = mdp::optimality_backup_state(P + bs * A * S, R + bs * A, V + b * S, S, A, gamma[b],
-                                           Q + bs * A, policy + bs);
+  const index_t b = bs / S, s = bs % S;
+  V_out[bs] = mdp::backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kind,
+                                pi_det ? pi_det[bs] : 0, pi_stoch ? pi_stoch + bs * A : nullptr,
+                                tau ? tau[b] : T(1), Q + bs * A, policy + bs);
+}
+
+template <class T, class M>
+void launch(const M& m, const T* R, const T* V, const T* gamma, index_t B, int kind,
+            const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out,
+            std::int64_t* policy, cudaStream_t stream, const char* what) {
+  if (B * m.S == 0) return;
+  const unsigned threads = 128;
+  backup_kernel<T, M><<<blocks_for(B * m.S, threads), threads, 0, stream>>>(
+      m, R, V, gamma, B, kind, pi_det, pi_stoch, tau, Q, V_out, policy);
+  check_launch(what);
 }
 
 template <class T>
-void optimality_sweep_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B,
-                            index_t S, index_t A, T* Q, T* V_out, std::int64_t* policy,
-                            cudaStream_t stream) {
-  if (B * S == 0) return;
-  const unsigned threads = 128;
-  optimality_sweep_dense_kernel<T><<<blocks_for(B * S, threads), threads, 0, stream>>>(
-      P, R, V, gamma, B, S, A, Q, V_out, policy);
-  check_launch("optimality_sweep_dense");
+void backup_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B, index_t S, index_t A,
+                  int kind, const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out,
+                  std::int64_t* policy, cudaStream_t stream) {
+  launch(mdp::Dense<T>{P, S, A}, R, V, gamma, B, kind, pi_det, pi_stoch, tau, Q, V_out, policy, stream,
+         "backup_dense");
 }
 
-template void optimality_sweep_dense<float>(const float*, const float*, const float*,
-                                            const float*, index_t, index_t, index_t, float*,
-                                            float*, std::int64_t*, cudaStream_t);
-template void optimality_sweep_dense<double>(const double*, const double*, const double*,
-                                             const double*, index_t, index_t, index_t, double*,
-                                             double*, std::int64_t*, cudaStream_t);
+template <class T>
+void backup_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R,
+                const T* V, const T* gamma, index_t B, index_t S, index_t A, int kind,
+                const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out,
+                std::int64_t* policy, cudaStream_t stream) {
+  launch(mdp::Csr<T>{data, indices, indptr, S, A}, R, V, gamma, B, kind, pi_det, pi_stoch, tau, Q, V_out,
+         policy, stream, "backup_csr");
+}
+
+#define PGM_INSTANTIATE(T)                                                                         \
+  template void backup_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t, \
+                                int, const std::int64_t*, const T*, const T*, T*, T*,              \
+                                std::int64_t*, cudaStream_t);                                      \
+  template void backup_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*,        \
+                              const T*, const T*, index_t, index_t, index_t, int,                  \
+                              const std::int64_t*, const T*, const T*, T*, T*, std::int64_t*,      \
+                              cudaStream_t);
+PGM_INSTANTIATE(float)
+PGM_INSTANTIATE(double)
+#undef PGM_INSTANTIATE
 
 }  // namespace pygenmod::cuda

@@ -1,23 +1,352 @@
-"""numba Bellman backups (same contract as csrc/bind/mdp.cpp)."""
+"""numba Bellman backups (same contract as csrc/bind/mdp.cpp and the math of mdp.hpp).
+
+Dense and CSR kernels share one body: a model is (dense, P, data, indices, indptr), the
+unused half being empty arrays. The solver loops run per MDP in compiled code, in parallel
+over the MDPs of a batch (each MDP's sweeps run on one thread).
+"""
 import numba as nb
 import numpy as np
 
+K_OPTIMAL, K_POLICY, K_STOCHASTIC, K_SOFT = 0, 1, 2, 3
+
+
+@nb.njit(cache=True, inline="always")
+def _dot(dense, P, data, indices, indptr, b, s, a, v, S, A):
+    acc = 0.0
+    if dense:
+        for j in range(S):
+            acc += np.float64(P[b, s, a, j]) * v[j]
+    else:
+        r = (b * S + s) * A + a
+        for k in range(indptr[r], indptr[r + 1]):
+            acc += np.float64(data[k]) * v[indices[k]]
+    return acc
+
+
+@nb.njit(cache=True)
+def _backup_state(dense, P, data, indices, indptr, b, s, r_s, v, gamma, kind, pi_det, pi_s, tau, q_s, S, A):
+    """All Q[a] of state s; returns (value for kind, greedy action)."""
+    qmax = -np.inf
+    arg = 0
+    expect = 0.0
+    for a in range(A):
+        q = q_s.dtype.type(r_s[a] + gamma * _dot(dense, P, data, indices, indptr, b, s, a, v, S, A))
+        q_s[a] = q
+        if q > qmax:
+            qmax = q
+            arg = a
+        if kind == K_STOCHASTIC:
+            expect += np.float64(pi_s[a]) * q
+    if kind == K_POLICY:
+        return q_s[pi_det], arg
+    if kind == K_STOCHASTIC:
+        return q_s.dtype.type(expect), arg
+    if kind == K_SOFT:
+        z = 0.0
+        for a in range(A):
+            z += np.exp(np.float64((q_s[a] - qmax) / tau))
+        return q_s.dtype.type(qmax + tau * np.log(z)), arg
+    return qmax, arg
+
 
 @nb.njit(parallel=True, cache=True)
-def optimality_sweep_dense(P, R, V, gamma, Q, V_out, policy):
-    B, S, A = R.shape
+def _backup(dense, P, data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy):
+    B = R.shape[0]
+    dummy = np.zeros(A, R.dtype)
     for bs in nb.prange(B * S):
         b, s = bs // S, bs % S
-        vmax = -np.inf
-        arg = 0
-        for a in range(A):
-            acc = 0.0  # float64 accumulation, as in C++
-            for j in range(S):
-                acc += np.float64(P[b, s, a, j]) * V[b, j]
-            q = R[b, s, a] + gamma[b] * acc
-            Q[b, s, a] = q
-            if Q[b, s, a] > vmax:
-                vmax = Q[b, s, a]
-                arg = a
-        V_out[b, s] = vmax
+        pd = pi_det[b, s] if kind == K_POLICY else 0
+        ps = pi_stoch[b, s] if kind == K_STOCHASTIC else dummy
+        t = tau[b] if kind == K_SOFT else R.dtype.type(1)
+        x, arg = _backup_state(dense, P, data, indices, indptr, b, s, R[b, s], V[b], gamma[b], kind, pd, ps, t,
+                               Q[b, s], S, A)
+        V_out[b, s] = x
         policy[b, s] = arg
+
+
+def _opt(x, shape, dtype):
+    return np.zeros(shape, dtype) if x is None else x
+
+
+def _check_policy(pi_det, A):
+    if pi_det is not None and pi_det.size and (pi_det.min() < 0 or pi_det.max() >= A):
+        raise ValueError("policy: action out of range")
+
+
+def backup_dense(P, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy):
+    B, S, A = R.shape
+    _check_policy(pi_det, A)
+    _backup(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, V, gamma, kind,
+            _opt(pi_det, (1, 1), np.int64), _opt(pi_stoch, (1, 1, 1), R.dtype), _opt(tau, 1, R.dtype), Q, V_out,
+            policy)
+
+
+def backup_csr(data, indices, indptr, n_states, n_actions, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out,
+               policy):
+    _check_policy(pi_det, n_actions)
+    _backup(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, V, gamma,
+            kind, _opt(pi_det, (1, 1), np.int64), _opt(pi_stoch, (1, 1, 1), R.dtype), _opt(tau, 1, R.dtype), Q,
+            V_out, policy)
+
+
+# ----------------------------------------------------------------------------- solvers
+@nb.njit(cache=True)
+def _row_sum_min(dense, P, data, indptr, b, s, a, S, A):
+    sm = 0.0
+    mn = np.inf
+    if dense:
+        for j in range(S):
+            x = np.float64(P[b, s, a, j])
+            sm += x
+            mn = min(mn, x)
+    else:
+        r = (b * S + s) * A + a
+        for k in range(indptr[r], indptr[r + 1]):
+            x = np.float64(data[k])
+            sm += x
+            mn = min(mn, x)
+    return sm, mn
+
+
+@nb.njit(cache=True)
+def _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, q, pi, S, A, check, chk):
+    lo, hi = np.inf, -np.inf
+    dummy = np.zeros(1, r.dtype)
+    for s in range(S):
+        if zero_v:
+            best = -np.inf
+            arg = 0
+            for a in range(A):
+                q[s, a] = r[s, a]
+                if r[s, a] > best:
+                    best = r[s, a]
+                    arg = a
+            x = r.dtype.type(best)
+        else:
+            x, arg = _backup_state(dense, P, data, indices, indptr, b, s, r[s], v, gamma, K_OPTIMAL, 0, dummy,
+                                   r.dtype.type(1), q[s], S, A)
+        pi[s] = arg
+        u[s] = x
+        d = np.float64(x) - np.float64(v[s])
+        lo = min(lo, d)
+        hi = max(hi, d)
+        if check:
+            for a in range(A):
+                sm, rmn = _row_sum_min(dense, P, data, indptr, b, s, a, S, A)
+                if not np.isfinite(sm):
+                    chk[2] += 1
+                else:
+                    chk[0] = max(chk[0], abs(sm - 1.0))
+                    chk[1] = min(chk[1], rmn)
+    return lo, hi
+
+
+@nb.njit(cache=True)
+def _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_stoch, stochastic, w, S, A):
+    lo, hi = np.inf, -np.inf
+    for s in range(S):
+        if stochastic:
+            acc = 0.0
+            for a in range(A):
+                if pi_stoch[s, a] != 0:
+                    qa = r.dtype.type(r[s, a] + gamma * _dot(dense, P, data, indices, indptr, b, s, a, u, S, A))
+                    acc += np.float64(pi_stoch[s, a]) * qa
+            x = r.dtype.type(acc)
+        else:
+            a = pi[s]
+            x = r.dtype.type(r[s, a] + gamma * _dot(dense, P, data, indices, indptr, b, s, a, u, S, A))
+        w[s] = x
+        d = np.float64(x) - np.float64(u[s])
+        lo = min(lo, d)
+        hi = max(hi, d)
+    return lo, hi
+
+
+@nb.njit(cache=True)
+def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
+               V, Q, pi, S, A, chk):
+    u = np.empty(S, V.dtype)
+    w = np.empty(S, V.dtype)
+    prev = np.full(S, -1, np.int64)
+    v = V.copy()
+    zero_v = True
+    for s in range(S):
+        if V[s] != 0:
+            zero_v = False
+    g = np.float64(gamma)
+    k = g / (1 - g) if g < 1 else 0.0
+    its, evs, res, conv = 0, 0, 0.0, False
+    dummy = np.zeros((1, 1), V.dtype)
+    lo = hi = 0.0
+    while True:
+        do_check = row_tol >= 0 and chk[0] == 0 and not zero_v
+        if do_check:
+            chk[0] = 1.0
+            chk[1], chk[2], chk[3] = 0.0, np.inf, 0.0
+        lo, hi = _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
+                          chk[1:])
+        zero_v = False
+        its += 1
+        if do_check and (not (chk[1] <= row_tol) or chk[2] < 0 or chk[3] > 0):
+            break
+        res = (hi - lo) if span else max(abs(lo), abs(hi))
+        if res < thresh or res == 0:
+            conv = True
+            break
+        if its >= max_iter:
+            break
+        if eval_max > 0:
+            same = True
+            for s in range(S):
+                if prev[s] != pi[s]:
+                    same = False
+                prev[s] = pi[s]
+            target = -1.0
+            if eval_rel >= 0:
+                target = max(0.5 * thresh, 0.0 if same else eval_rel * res)
+            elo = ehi = 0.0
+            for _ in range(eval_max):
+                elo, ehi = _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w, S, A)
+                evs += 1
+                u, w = w, u
+                if target >= 0 and ehi - elo < target:
+                    break
+            if k > 0:
+                c = k * 0.5 * (elo + ehi)
+                for s in range(S):
+                    u[s] = u.dtype.type(u[s] + c)
+        v, u = u, v
+    c = k * 0.5 * (lo + hi) if (span and k > 0) else 0.0
+    for s in range(S):
+        V[s] = V.dtype.type(u[s] + c)
+    if c != 0:
+        for s in range(S):
+            for a in range(A):
+                Q[s, a] = Q.dtype.type(Q[s, a] + c)
+    return its, evs, res, conv
+
+
+@nb.njit(parallel=True, cache=True)
+def _solve(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q,
+           policy, iterations, eval_sweeps, residual, converged, check_stats):
+    B = R.shape[0]
+    for b in nb.prange(B):
+        check_stats[b, :] = 0.0
+        its, evs, res, conv = _solve_one(dense, P, data, indices, indptr, b, R[b], gamma[b], thresh[b], max_iter,
+                                         span, eval_max, eval_rel, row_tol, V[b], Q[b], policy[b], S, A,
+                                         check_stats[b])
+        iterations[b] = its
+        eval_sweeps[b] = evs
+        residual[b] = res
+        converged[b] = conv
+
+
+def _check_solve(max_iter, eval_max):
+    if max_iter < 1:
+        raise ValueError("max_iter: must be >= 1")
+    if eval_max < 0:
+        raise ValueError("eval_max: must be >= 0")
+
+
+def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations,
+                eval_sweeps, residual, converged, check_stats):
+    _check_solve(max_iter, eval_max)
+    B, S, A = R.shape
+    _solve(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
+           max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged,
+           check_stats)
+
+
+def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
+              row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
+    _check_solve(max_iter, eval_max)
+    _solve(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma, thresh,
+           max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged,
+           check_stats)
+
+
+@nb.njit(parallel=True, cache=True)
+def _evaluate(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, stochastic,
+              V, iterations, residual, converged):
+    B = R.shape[0]
+    for b in nb.prange(B):
+        x = V[b].copy()
+        w = np.empty(S, V.dtype)
+        g = np.float64(gamma[b])
+        k = g / (1 - g) if g < 1 else 0.0
+        its, res, conv = 0, 0.0, False
+        lo = hi = 0.0
+        pd = pi_det[b] if not stochastic else pi_det[0]
+        ps = pi_stoch[b] if stochastic else pi_stoch[0]
+        while True:
+            lo, hi = _policy_sweep(dense, P, data, indices, indptr, b, R[b], x, gamma[b], pd, ps, stochastic, w, S, A)
+            x, w = w, x
+            its += 1
+            res = (hi - lo) if span else max(abs(lo), abs(hi))
+            if res < thresh[b] or res == 0:
+                conv = True
+                break
+            if its >= max_iter:
+                break
+        c = k * 0.5 * (lo + hi) if (span and k > 0) else 0.0
+        for s in range(S):
+            V[b, s] = V.dtype.type(x[s] + c)
+        iterations[b] = its
+        residual[b] = res
+        converged[b] = conv
+
+
+def _eval_args(pi_det, pi_stoch, A, dtype):
+    if (pi_det is None) == (pi_stoch is None):
+        raise ValueError("policy: give exactly one of a deterministic or stochastic policy")
+    _check_policy(pi_det, A)
+    return (_opt(pi_det, (1, 1), np.int64), _opt(pi_stoch, (1, 1, 1), dtype), pi_stoch is not None)
+
+
+def evaluate_dense(P, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, iterations, residual, converged):
+    if max_iter < 1:
+        raise ValueError("max_iter: must be >= 1")
+    B, S, A = R.shape
+    _evaluate(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
+              max_iter, span, *_eval_args(pi_det, pi_stoch, A, R.dtype), V, iterations, residual, converged)
+
+
+def evaluate_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V,
+                 iterations, residual, converged):
+    if max_iter < 1:
+        raise ValueError("max_iter: must be >= 1")
+    _evaluate(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma,
+              thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, n_actions, R.dtype), V, iterations, residual,
+              converged)
+
+
+# ----------------------------------------------------------------------------- input checks
+@nb.njit(parallel=True, cache=True)
+def _row_stats(data, indptr, out):
+    rows = indptr.shape[0] - 1
+    err = np.zeros(rows)
+    mn = np.full(rows, np.inf)
+    bad = np.zeros(rows, np.int64)
+    for i in nb.prange(rows):
+        sm = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            x = np.float64(data[k])
+            sm += x
+            mn[i] = min(mn[i], x)
+            if not np.isfinite(x):
+                bad[i] += 1
+        err[i] = abs(sm - 1.0)
+    nb_bad = bad.sum()
+    out[0] = np.nan if nb_bad else (err.max() if rows else 0.0)
+    out[1] = mn.min() if rows else 0.0
+    out[2] = nb_bad
+
+
+def row_stats_dense(P, out):
+    S = P.shape[-1]
+    rows = P.size // S if S else 0
+    _row_stats(P.reshape(-1), np.arange(rows + 1, dtype=np.int64) * S, out)
+
+
+def row_stats_csr(data, indptr, out):
+    _row_stats(data, indptr, out)

@@ -6,31 +6,100 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
+using i64 = std::int64_t;
+
+namespace {
 
 template <class T>
-static void sweep(const py::object& P, const py::object& R, const py::object& V,
-                  const py::object& gamma, const py::object& Q, const py::object& V_out,
-                  const py::object& policy, std::uintptr_t stream) {
+const T* opt_ptr(const py::object& o, const char* name, std::initializer_list<py::ssize_t> shape) {
+  return o.is_none() ? nullptr : device_ptr<T>(o, name, shape);
+}
+
+template <class T>
+struct Common {
+  const T *R, *V, *g, *ps, *tau;
+  const i64* pd;
+  T *Q, *Vo;
+  i64* pi;
+};
+
+template <class T>
+Common<T> common(i64 B, i64 S, i64 A, int kind, const py::object& R, const py::object& V,
+                 const py::object& gamma, const py::object& pi_det, const py::object& pi_stoch,
+                 const py::object& tau, const py::object& Q, const py::object& V_out,
+                 const py::object& policy) {
+  if (kind < 0 || kind > 3) throw std::invalid_argument("kind: expected 0..3");
+  Common<T> c{device_ptr<T>(R, "R", {B, S, A}), device_ptr<T>(V, "V", {B, S}),
+              device_ptr<T>(gamma, "gamma", {B}), opt_ptr<T>(pi_stoch, "policy", {B, S, A}),
+              opt_ptr<T>(tau, "temperature", {B}), opt_ptr<i64>(pi_det, "policy", {B, S}),
+              device_ptr<T>(Q, "Q", {B, S, A}, true), device_ptr<T>(V_out, "V_out", {B, S}, true),
+              device_ptr<i64>(policy, "policy_out", {B, S}, true)};
+  if (kind == 1 && !c.pd) throw std::invalid_argument("policy: required for kind 1");
+  if (kind == 2 && !c.ps) throw std::invalid_argument("policy: required for kind 2");
+  if (kind == 3 && !c.tau) throw std::invalid_argument("temperature: required for kind 3");
+  return c;
+}
+
+template <class T>
+void dense(const py::object& P, const py::object& R, const py::object& V, const py::object& gamma, int kind,
+           const py::object& pi_det, const py::object& pi_stoch, const py::object& tau, const py::object& Q,
+           const py::object& V_out, const py::object& policy, std::uintptr_t stream) {
   auto shp = device_shape(P, "P");
   if (shp.size() != 4) throw std::invalid_argument("P: expected (B, S, A, S)");
-  const auto B = shp[0], S = shp[1], A = shp[2];
-  cuda::optimality_sweep_dense<T>(
-      device_ptr<T>(P, "P", {B, S, A, S}), device_ptr<T>(R, "R", {B, S, A}),
-      device_ptr<T>(V, "V", {B, S}), device_ptr<T>(gamma, "gamma", {B}), B, S, A,
-      device_ptr<T>(Q, "Q", {B, S, A}, true), device_ptr<T>(V_out, "V_out", {B, S}, true),
-      device_ptr<std::int64_t>(policy, "policy", {B, S}, true), as_stream(stream));
+  const i64 B = shp[0], S = shp[1], A = shp[2];
+  auto c = common<T>(B, S, A, kind, R, V, gamma, pi_det, pi_stoch, tau, Q, V_out, policy);
+  cuda::backup_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), c.R, c.V, c.g, B, S, A, kind, c.pd, c.ps, c.tau,
+                        c.Q, c.Vo, c.pi, as_stream(stream));
 }
+
+template <class T>
+void csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
+         const py::object& R, const py::object& V, const py::object& gamma, int kind, const py::object& pi_det,
+         const py::object& pi_stoch, const py::object& tau, const py::object& Q, const py::object& V_out,
+         const py::object& policy, std::uintptr_t stream) {
+  if (S < 1 || A < 1) throw std::invalid_argument("n_states and n_actions must be >= 1");
+  auto pshape = device_shape(indptr, "indptr");
+  auto dshape = device_shape(data, "data");
+  if (pshape.size() != 1 || dshape.size() != 1 || (pshape[0] - 1) % (S * A) != 0)
+    throw std::invalid_argument("indptr: expected length B*S*A + 1");
+  const i64 B = (pshape[0] - 1) / (S * A), nnz = dshape[0];
+  auto c = common<T>(B, S, A, kind, R, V, gamma, pi_det, pi_stoch, tau, Q, V_out, policy);
+  // indptr/indices contents are validated by the Python layer (0 .. nnz, columns < S)
+  cuda::backup_csr<T>(device_ptr<T>(data, "data", {nnz}), device_ptr<std::int32_t>(indices, "indices", {nnz}),
+                      device_ptr<i64>(indptr, "indptr", {pshape[0]}), c.R, c.V, c.g, B, S, A, kind, c.pd, c.ps,
+                      c.tau, c.Q, c.Vo, c.pi, as_stream(stream));
+}
+
+}  // namespace
 
 PYBIND11_MODULE(_cuda_mdp, m) {
   m.doc() = "pygenmod Bellman backups, CUDA kernels";
   m.def(
-      "optimality_sweep_dense",
-      [](py::object P, py::object R, py::object V, py::object gamma, py::object Q,
-         py::object V_out, py::object policy, std::uintptr_t stream) {
+      "backup_dense",
+      [](py::object P, py::object R, py::object V, py::object gamma, int kind, py::object pi_det,
+         py::object pi_stoch, py::object tau, py::object Q, py::object V_out, py::object policy,
+         std::uintptr_t stream) {
         const auto t = device_typestr(P, "P");
-        if (t == "<f8") return sweep<double>(P, R, V, gamma, Q, V_out, policy, stream);
-        if (t == "<f4") return sweep<float>(P, R, V, gamma, Q, V_out, policy, stream);
+        if (t == "<f8") return dense<double>(P, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy, stream);
+        if (t == "<f4") return dense<float>(P, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy, stream);
         throw std::invalid_argument("P: expected float32 or float64");
       },
-      "P"_a, "R"_a, "V"_a, "gamma"_a, "Q"_a, "V_out"_a, "policy"_a, "stream"_a = 0);
+      "P"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a, "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a,
+      "stream"_a = 0);
+  m.def(
+      "backup_csr",
+      [](py::object data, py::object indices, py::object indptr, i64 S, i64 A, py::object R, py::object V,
+         py::object gamma, int kind, py::object pi_det, py::object pi_stoch, py::object tau, py::object Q,
+         py::object V_out, py::object policy, std::uintptr_t stream) {
+        const auto t = device_typestr(data, "data");
+        if (t == "<f8")
+          return csr<double>(data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out,
+                             policy, stream);
+        if (t == "<f4")
+          return csr<float>(data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out,
+                            policy, stream);
+        throw std::invalid_argument("data: expected float32 or float64");
+      },
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a,
+      "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a, "stream"_a = 0);
 }
