@@ -599,3 +599,8 @@ def _summary_warning(conv, flags, max_iter):
         warnings.warn("pygenmod.gmm.fit: " + "; ".join(parts) +
                       ". See FitResult.converged / .flags; pass warn=False to silence.",
                       GMMWarning, stacklevel=3)
+
+
+# Estimators (scikit-learn API) live in their own module; importing them imports no sklearn.
+from ._gmm_estimator import BatchGaussianMixture, GaussianMixture  # noqa: E402
+from ._gmr import GMR, GMRResult, gmr, gmr_sample  # noqa: E402
