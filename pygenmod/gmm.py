@@ -142,7 +142,7 @@ def _params(params, B, D, dtype, xp, single, name="params"):
             raise ValueError(f"{name}: needs covariances or precisions_cholesky")
         cov = val.float_array(cov, f"{name}.covariances", dtype=dtype, xp=xp)
         val.check_shape(cov, f"{name}.covariances", lead + cs)
-        pc = precisions_cholesky_from_covariances(cov, ct)
+        pc = precisions_cholesky_from_covariances(cov, ct, f"{name}.covariances")
     pc = val.float_array(pc, f"{name}.precisions_cholesky", dtype=dtype, xp=xp)
     val.check_shape(pc, f"{name}.precisions_cholesky", lead + cs)
     if cov is None:
@@ -168,7 +168,7 @@ def _unbatch(p: GMMParams, single: bool, back) -> GMMParams:
 
 
 # ----------------------------------------------------------------------------- conversions
-def precisions_cholesky_from_covariances(covariances, covariance_type: str):
+def precisions_cholesky_from_covariances(covariances, covariance_type: str, name: str = "covariances"):
     """Upper P with P P^T = inverse(covariance) (scikit-learn's precisions_cholesky_)."""
     xp = xp_of(to_native(covariances))
     cov = to_native(covariances)
@@ -176,17 +176,17 @@ def precisions_cholesky_from_covariances(covariances, covariance_type: str):
         try:
             L = xp.linalg.cholesky(cov)
         except Exception as exc:  # numpy LinAlgError
-            raise ValueError("covariances: must be symmetric positive definite") from exc
+            raise ValueError(f"{name}: must be symmetric positive definite") from exc
         if not bool(xp.isfinite(L).all()):
-            raise ValueError("covariances: must be symmetric positive definite")
+            raise ValueError(f"{name}: must be symmetric positive definite")
         eye = xp.broadcast_to(xp.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
         return xp.ascontiguousarray(xp.swapaxes(xp.linalg.solve(L, eye), -1, -2))
     if not bool((cov > 0).all()):
-        raise ValueError("covariances: must be positive")
+        raise ValueError(f"{name}: must be positive")
     return 1.0 / xp.sqrt(cov)
 
 
-def precisions_cholesky_from_precisions(precisions, covariance_type: str):
+def precisions_cholesky_from_precisions(precisions, covariance_type: str, name: str = "precisions"):
     """Upper P with P P^T = precision (scikit-learn's precisions_init convention)."""
     xp = xp_of(to_native(precisions))
     prec = to_native(precisions)
@@ -195,12 +195,12 @@ def precisions_cholesky_from_precisions(precisions, covariance_type: str):
         try:
             L = xp.linalg.cholesky(flip)
         except Exception as exc:
-            raise ValueError("precisions: must be symmetric positive definite") from exc
+            raise ValueError(f"{name}: must be symmetric positive definite") from exc
         if not bool(xp.isfinite(L).all()):
-            raise ValueError("precisions: must be symmetric positive definite")
+            raise ValueError(f"{name}: must be symmetric positive definite")
         return xp.ascontiguousarray(L[..., ::-1, ::-1])
     if not bool((prec > 0).all()):
-        raise ValueError("precisions: must be positive")
+        raise ValueError(f"{name}: must be positive")
     return xp.sqrt(prec)
 
 
@@ -554,7 +554,7 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
             mus = rep(given(means_init, "means_init", (K, D)))
         if precisions_init is not None:
             pi = given(precisions_init, "precisions_init", cov_shape(ct, None, K, D))
-            pcs = rep(precisions_cholesky_from_precisions(pi, ct))
+            pcs = rep(precisions_cholesky_from_precisions(pi, ct, "precisions_init"))
             covs = covariances_from_precisions_cholesky(pcs, ct)
         p0 = GMMParams(xp.ascontiguousarray(wts), xp.ascontiguousarray(mus),
                        xp.ascontiguousarray(covs), xp.ascontiguousarray(pcs), ct)
