@@ -540,7 +540,7 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
         else:
             R = _init_resp(X3, W, K, init, n_rep, seed)
             p0, _ = _m_step_arrays(X3, W, R, xp.repeat(reg, n_rep), ct, n_rep)
-        wts, mus, pcs, covs = (None,) * 4 if p0 is None else p0[:4]
+        wts, mus, covs, pcs = (None,) * 4 if p0 is None else p0[:4]
 
         def rep(a):
             return xp.repeat(a, n_rep, axis=0)

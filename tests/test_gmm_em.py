@@ -261,6 +261,16 @@ def test_warm_start_continues(rng):
     np.testing.assert_allclose(rest.lower_bound, full.lower_bound, rtol=1e-12)
 
 
+@pytest.mark.parametrize("ct", TYPES)
+def test_initial_params_are_consistent(ct, rng):
+    X = blobs(rng, 2, 90, 3, 3)
+    for init in gmm.INITS:
+        p = gmm.fit(X, 3, covariance_type=ct, init=init, max_iter=0, warn=False).params
+        np.testing.assert_allclose(gmm.covariances_from_precisions_cholesky(p.precisions_cholesky, ct),
+                                   p.covariances, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(p.weights.sum(1), 1.0, rtol=1e-6)
+
+
 def test_partial_given_init_overrides(rng):
     X = blobs(rng, 1, 90, 2, 3)[0]
     means = X[:3].copy()

@@ -532,6 +532,11 @@ def _init_u(seed, stream, j):
     return uniform_f64(w0, w1)
 
 
+@nb.njit(cache=True, inline="always")
+def _init_stream(stream0, s, Bx, n_rep):
+    return stream0 + np.uint64((s % n_rep) * Bx + s // n_rep)
+
+
 @nb.njit(parallel=True, cache=True)
 def _rfd_core(W, n_rep, K, seed, stream0, idx):
     B = idx.shape[0]
@@ -549,7 +554,7 @@ def _rfd_core(W, n_rep, K, seed, stream0, idx):
                 idx[s, j] = -1
                 continue
             if j < nv:
-                u = _init_u(seed, stream0 + s, j)
+                u = _init_u(seed, _init_stream(stream0, s, W.shape[0], n_rep), j)
                 r = j + np.int64(u * (nv - j))
                 r = min(r, nv - 1)
                 tmp = valid[j]
@@ -585,7 +590,7 @@ def _kpp_core(X, W, n_rep, K, seed, stream0, idx):
                 idx[s, j] = -1
                 continue
             by_weight = (j == 0) or not (tot > 0)
-            u = _init_u(seed, stream0 + s, j) * (totw if by_weight else tot)
+            u = _init_u(seed, _init_stream(stream0, s, X.shape[0], n_rep), j) * (totw if by_weight else tot)
             acc = 0.0
             pick = -1
             for n in range(N):
