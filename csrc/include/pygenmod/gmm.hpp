@@ -26,12 +26,6 @@
 #include <omp.h>
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__) && \
-    !defined(PGM_NO_CLONES)
-#define PGM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define PGM_CLONES
-#endif
 
 namespace pygenmod::gmm {
 
@@ -219,121 +213,249 @@ inline int max_threads() {
 #endif
 }
 
-// Per-iteration constants of one set's current parameters.
+// ---- SIMD micro-kernels ------------------------------------------------------------------
+// GCC/Clang vector extensions: 256-bit vectors (4 doubles / 8 floats). The bodies are
+// always-inlined into two entry points per kernel (see accumulate_group): one compiled for
+// AVX2+FMA and chosen at run time when the CPU has them, one for the baseline ISA (where the
+// compiler splits each vector into SSE2 halves). No -march flag is needed.
+#define PGM_INLINE inline __attribute__((always_inline))
+
+template <class T> struct simd;
+typedef double pgm_v4d __attribute__((vector_size(32)));
+typedef float pgm_v8f __attribute__((vector_size(32)));
+template <> struct simd<double> {
+  typedef pgm_v4d v;
+  static constexpr index_t W = 4;
+};
+template <> struct simd<float> {
+  typedef pgm_v8f v;
+  static constexpr index_t W = 8;
+};
+
+inline index_t round_up(index_t n, index_t w) { return (n + w - 1) / w * w; }
+
+// Unaligned loads/stores through memcpy (template arguments drop alignment attributes).
+template <class V, class T> PGM_INLINE V vload(const T* p) {
+  V x;
+  __builtin_memcpy(&x, p, sizeof(V));
+  return x;
+}
+template <class V, class T> PGM_INLINE void vstore(T* p, V x) { __builtin_memcpy(p, &x, sizeof(V)); }
+template <class V, class T> PGM_INLINE V vsplat(T s) { V x = {}; return x + s; }
+template <class T, class V> PGM_INLINE T hsum(V x) {
+  T s = 0;
+  for (index_t i = 0; i < static_cast<index_t>(sizeof(V) / sizeof(T)); ++i) s += x[i];
+  return s;
+}
+
+// C[i][j] = sum_{n<m} A[n*lda + i] * B[n*ldb + j] for i < I and j < Jp (Jp a multiple of the
+// vector width; B's padding columns must be finite). lower: only column vectors that touch
+// j <= i are computed (the rest of C is left unchanged). Register tile: 4 rows x 2 vectors.
+template <class T>
+PGM_INLINE void gemm_atb(const T* A, index_t lda, const T* B, index_t ldb, index_t m, index_t I,
+                         index_t Jp, T* C, index_t ldc, bool lower) {
+  using V = typename simd<T>::v;
+  constexpr index_t W = simd<T>::W;
+  index_t i = 0;
+  for (; i < I; i += 4) {
+    const index_t ri = std::min<index_t>(4, I - i);
+    const index_t jend = lower ? std::min(Jp, round_up(i + ri, W)) : Jp;
+    index_t j = 0;
+    if (ri == 4) {
+      for (; j + 2 * W <= jend; j += 2 * W) {
+        V c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
+        for (index_t n = 0; n < m; ++n) {
+          const T* b = B + n * ldb + j;
+          const V b0 = vload<V>(b), b1 = vload<V>(b + W);
+          const T* a = A + n * lda + i;
+          const T a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+          c00 += a0 * b0; c01 += a0 * b1;
+          c10 += a1 * b0; c11 += a1 * b1;
+          c20 += a2 * b0; c21 += a2 * b1;
+          c30 += a3 * b0; c31 += a3 * b1;
+        }
+        T* c = C + i * ldc + j;
+        vstore(c, c00); vstore(c + W, c01);
+        vstore(c + ldc, c10); vstore(c + ldc + W, c11);
+        vstore(c + 2 * ldc, c20); vstore(c + 2 * ldc + W, c21);
+        vstore(c + 3 * ldc, c30); vstore(c + 3 * ldc + W, c31);
+      }
+    }
+    for (index_t r = 0; r < ri; ++r) {
+      for (index_t jj = j; jj < jend; jj += W) {
+        V c0 = {};
+        for (index_t n = 0; n < m; ++n) c0 += A[n * lda + i + r] * vload<V>(B + n * ldb + jj);
+        vstore(C + (i + r) * ldc + jj, c0);
+      }
+    }
+  }
+}
+
+// out[n] = || X[n, :K] P - b ||^2 (square=true) or out[n*ldo + j] = (X[n, :K] P)[j] for
+// n < m, with P (K x Jp, row stride ldp) and b (Jp). upper: P[i][j] = 0 for i > j, so the
+// inner loop of column block j stops at i = j + 2W. Register tile: 4 points x 2 vectors.
+template <class T, bool square>
+PGM_INLINE void gemm_ab(const T* X, index_t ldx, index_t m, index_t K, const T* P, index_t ldp,
+                        index_t Jp, const T* b, bool upper, T* out, index_t ldo) {
+  using V = typename simd<T>::v;
+  constexpr index_t W = simd<T>::W;
+  index_t n = 0;
+  for (; n + 4 <= m; n += 4) {
+    V s0 = {}, s1 = {}, s2 = {}, s3 = {};
+    const T* x0 = X + n * ldx;
+    const T* x1 = x0 + ldx;
+    const T* x2 = x1 + ldx;
+    const T* x3 = x2 + ldx;
+    for (index_t j = 0; j < Jp; j += 2 * W) {
+      const bool two = j + W < Jp;
+      V a00, a01, a10, a11, a20, a21, a30, a31;
+      if (square) {
+        a00 = a10 = a20 = a30 = -vload<V>(b + j);
+        a01 = a11 = a21 = a31 = two ? -vload<V>(b + j + W) : V{};
+      } else {
+        a00 = a10 = a20 = a30 = a01 = a11 = a21 = a31 = V{};
+      }
+      const index_t iend = upper ? std::min(K, j + 2 * W) : K;
+      for (index_t i = 0; i < iend; ++i) {
+        const T* p = P + i * ldp + j;
+        const V p0 = vload<V>(p);
+        const V p1 = two ? vload<V>(p + W) : V{};
+        const T e0 = x0[i], e1 = x1[i], e2 = x2[i], e3 = x3[i];
+        a00 += e0 * p0; a01 += e0 * p1;
+        a10 += e1 * p0; a11 += e1 * p1;
+        a20 += e2 * p0; a21 += e2 * p1;
+        a30 += e3 * p0; a31 += e3 * p1;
+      }
+      if (square) {
+        s0 += a00 * a00 + a01 * a01;
+        s1 += a10 * a10 + a11 * a11;
+        s2 += a20 * a20 + a21 * a21;
+        s3 += a30 * a30 + a31 * a31;
+      } else {
+        T* o = out + n * ldo + j;
+        vstore(o, a00); vstore(o + ldo, a10); vstore(o + 2 * ldo, a20); vstore(o + 3 * ldo, a30);
+        if (two) {
+          vstore(o + W, a01); vstore(o + ldo + W, a11); vstore(o + 2 * ldo + W, a21);
+          vstore(o + 3 * ldo + W, a31);
+        }
+      }
+    }
+    if (square) {
+      out[n] = hsum<T>(s0); out[n + 1] = hsum<T>(s1); out[n + 2] = hsum<T>(s2); out[n + 3] = hsum<T>(s3);
+    }
+  }
+  for (; n < m; ++n) {
+    const T* x0 = X + n * ldx;
+    V s0 = {};
+    for (index_t j = 0; j < Jp; j += W) {
+      V a = square ? -vload<V>(b + j) : V{};
+      const index_t iend = upper ? std::min(K, j + W) : K;
+      for (index_t i = 0; i < iend; ++i) a += x0[i] * vload<V>(P + i * ldp + j);
+      if (square) s0 += a * a;
+      else vstore(out + n * ldo + j, a);
+    }
+    if (square) out[n] = hsum<T>(s0);
+  }
+}
+
+// Per-iteration constants of one set's current parameters, laid out for the micro-kernels.
 template <class T>
 struct Prepared {
-  std::vector<T> mu;        // K*D means minus the set centre c
-  std::vector<double> cst;  // K: log w_k + log det P_k - D/2 log 2pi
-  const T* pc = nullptr;
-  void build(int type, index_t K, index_t D, const T* weights, const T* means, const T* pc_,
+  index_t Dp = 0, Kp = 0;
+  std::vector<T> P;         // full/tied: K x D x Dp upper factors (zero padded)
+  std::vector<T> b;         // full/tied: K x Dp, (mu_k - c) P_k
+  std::vector<T> Wd;        // diag/spherical: 2D x Kp, rows [p^2 ; -2 p^2 (mu - c)]
+  std::vector<double> cst;  // K: log w_k + log det P_k - D/2 log 2pi (- 1/2 sum p^2 mu^2)
+  void build(int type, index_t K, index_t D, const T* weights, const T* means, const T* pc,
              const double* c) {
-    mu.resize(K * D);
-    cst.resize(K);
-    pc = pc_;
-    for (index_t k = 0; k < K; ++k) {
-      for (index_t d = 0; d < D; ++d)
-        mu[k * D + d] = static_cast<T>(static_cast<double>(means[k * D + d]) - c[d]);
-      cst[k] = std::log(static_cast<double>(weights[k])) + log_det_pc(type, pc_ + pc_offset(type, k, D), D) -
-               0.5 * D * kLog2Pi;
+    constexpr index_t W = simd<T>::W;
+    cst.assign(K, 0.0);
+    for (index_t k = 0; k < K; ++k)
+      cst[k] = std::log(static_cast<double>(weights[k])) +
+               log_det_pc(type, pc + pc_offset(type, k, D), D) - 0.5 * D * kLog2Pi;
+    if (type == FULL || type == TIED) {
+      Dp = round_up(D, W);
+      P.assign(K * D * Dp, T(0));
+      b.assign(K * Dp, T(0));
+      for (index_t k = 0; k < K; ++k) {
+        const T* pk = pc + pc_offset(type, k, D);
+        T* Pk = P.data() + k * D * Dp;
+        for (index_t i = 0; i < D; ++i)
+          for (index_t j = i; j < D; ++j) Pk[i * Dp + j] = pk[i * D + j];
+        for (index_t j = 0; j < D; ++j) {
+          double s = 0;
+          for (index_t i = 0; i <= j; ++i)
+            s += (static_cast<double>(means[k * D + i]) - c[i]) * static_cast<double>(pk[i * D + j]);
+          b[k * Dp + j] = static_cast<T>(s);
+        }
+      }
+    } else {
+      Kp = round_up(K, W);
+      Wd.assign(2 * D * Kp, T(0));
+      for (index_t k = 0; k < K; ++k) {
+        double q = 0;
+        for (index_t d = 0; d < D; ++d) {
+          const double p = static_cast<double>(type == DIAG ? pc[k * D + d] : pc[k]);
+          const double mu = static_cast<double>(means[k * D + d]) - c[d];
+          Wd[d * Kp + k] = static_cast<T>(p * p);
+          Wd[(D + d) * Kp + k] = static_cast<T>(-2 * p * p * mu);
+          q += p * p * mu * mu;
+        }
+        cst[k] -= 0.5 * q;
+      }
     }
   }
 };
 
 template <class T>
 struct ChunkWork {
-  static constexpr index_t CH = 64;
-  std::vector<T> xc;          // CH*D centred points
+  static constexpr index_t CH = 128;
+  index_t ldx = 0, ldz = 0, ldr = 0;
+  std::vector<T> xc;          // CH x ldx centred points (padding columns 0)
+  std::vector<T> z;           // CH x ldz: diag [x^2, x] for the E-step, [x, x^2] for the M-step
+  std::vector<T> ax;          // CH x ldx: responsibility-scaled points
+  std::vector<T> rt;          // CH x ldr responsibilities * weight, in T
+  std::vector<T> out;         // CH x max(ldr, ...) E-step outputs
+  std::vector<T> C;           // scratch for A^T B results
   std::vector<double> wv;     // CH point weights
   std::vector<index_t> idx;   // CH point indices
-  std::vector<double> r;      // CH*K log-probabilities, then weight * responsibility
-  std::vector<T> diff, y;     // 4*D each
-  std::vector<double> mahal;  // CH
-  void resize(index_t D, index_t K) {
-    xc.assign(CH * D, T(0));
+  std::vector<double> r;      // CH x K log-probabilities, then weight * responsibility
+  void resize(int type, index_t D, index_t K) {
+    constexpr index_t W = simd<T>::W;
+    ldx = round_up(D, W);
+    ldz = round_up(2 * D, W);
+    ldr = round_up(K, W);
+    xc.assign(CH * ldx, T(0));
+    z.assign(CH * ldz, T(0));
+    ax.assign(CH * ldx, T(0));
+    rt.assign(CH * ldr, T(0));
+    out.assign(CH * std::max(ldr, ldx), T(0));
+    C.assign(std::max(ldr, ldx) * std::max(ldz, ldx), T(0));
     wv.assign(CH, 0.0);
     idx.assign(CH, 0);
     r.assign(CH * K, 0.0);
-    diff.assign(4 * D, T(0));
-    y.assign(4 * D, T(0));
-    mahal.assign(CH, 0.0);
+    (void)type;
   }
 };
-
-// Squared Mahalanobis distances of m centred points (row-major m x D) from one component
-// (centred mean mu, upper factor P): y = (x - mu) P as a small GEMM, four points at a time.
-template <class T>
-PGM_CLONES void mahal_full_block(const T* xc, index_t m, index_t D, const T* mu, const T* P,
-                                 T* diff, T* y, double* out) {
-  index_t p = 0;
-  for (; p + 4 <= m; p += 4) {
-    T* __restrict d0 = diff; T* __restrict d1 = diff + D; T* __restrict d2 = diff + 2 * D;
-    T* __restrict d3 = diff + 3 * D;
-    T* __restrict y0 = y; T* __restrict y1 = y + D; T* __restrict y2 = y + 2 * D;
-    T* __restrict y3 = y + 3 * D;
-    const T* x0 = xc + p * D;
-    for (index_t i = 0; i < D; ++i) {
-      d0[i] = x0[i] - mu[i]; d1[i] = x0[D + i] - mu[i];
-      d2[i] = x0[2 * D + i] - mu[i]; d3[i] = x0[3 * D + i] - mu[i];
-      y0[i] = 0; y1[i] = 0; y2[i] = 0; y3[i] = 0;
-    }
-    for (index_t i = 0; i < D; ++i) {
-      const T a0 = d0[i], a1 = d1[i], a2 = d2[i], a3 = d3[i];
-      const T* __restrict row = P + i * D;
-      for (index_t j = i; j < D; ++j) {
-        const T r = row[j];
-        y0[j] += a0 * r; y1[j] += a1 * r; y2[j] += a2 * r; y3[j] += a3 * r;
-      }
-    }
-    T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (index_t j = 0; j < D; ++j) {
-      s0 += y0[j] * y0[j]; s1 += y1[j] * y1[j]; s2 += y2[j] * y2[j]; s3 += y3[j] * y3[j];
-    }
-    out[p] = s0; out[p + 1] = s1; out[p + 2] = s2; out[p + 3] = s3;
-  }
-  for (; p < m; ++p) out[p] = mahalanobis2<T>(FULL, xc + p * D, mu, P, D);
-}
-
-// S += sum_p a_p x_p x_p^T on the lower triangle (row-major), four points at a time.
-template <class T>
-PGM_CLONES void syrk_lower_block(const T* xc, const double* a, index_t a_stride, index_t m,
-                                 index_t D, double* S) {
-  index_t p = 0;
-  for (; p + 4 <= m; p += 4) {
-    const T* __restrict x0 = xc + p * D; const T* __restrict x1 = x0 + D;
-    const T* __restrict x2 = x1 + D; const T* __restrict x3 = x2 + D;
-    const double a0 = a[p * a_stride], a1 = a[(p + 1) * a_stride], a2 = a[(p + 2) * a_stride],
-                 a3 = a[(p + 3) * a_stride];
-    for (index_t i = 0; i < D; ++i) {
-      const double t0 = a0 * x0[i], t1 = a1 * x1[i], t2 = a2 * x2[i], t3 = a3 * x3[i];
-      double* __restrict row = S + i * D;
-      for (index_t j = 0; j <= i; ++j)
-        row[j] += t0 * static_cast<double>(x0[j]) + t1 * static_cast<double>(x1[j]) +
-                  t2 * static_cast<double>(x2[j]) + t3 * static_cast<double>(x3[j]);
-    }
-  }
-  for (; p < m; ++p) {
-    const T* x0 = xc + p * D;
-    const double a0 = a[p * a_stride];
-    for (index_t i = 0; i < D; ++i) {
-      const double t0 = a0 * x0[i];
-      double* row = S + i * D;
-      for (index_t j = 0; j <= i; ++j) row[j] += t0 * static_cast<double>(x0[j]);
-    }
-  }
-}
 
 // One group of points [n0, n1) of one set: the E-step (or the given responsibilities `resp`,
 // N x K) and the sufficient statistics, added into st. Points with weight <= 0 are skipped.
 template <class T>
-void accumulate_group(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
-                      index_t D, index_t K, const double* c, const Prepared<T>& prep, double* st,
-                      ChunkWork<T>& w) {
+PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T* resp, index_t n0,
+                                      index_t n1, index_t D, index_t K, const double* c,
+                                      const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
   constexpr index_t CH = ChunkWork<T>::CH;
   double* Nk = st;
   double* S1 = st + K;
   double* S2 = st + K + K * D;
   double* ll = st + K + K * D + s2_size(type, K, D);
   double* r = w.r.data();
+  const index_t ldx = w.ldx, ldz = w.ldz, ldr = w.ldr;
+  T* xc = w.xc.data();
+  T* z = w.z.data();
+  T* rt = w.rt.data();
+  T* C = w.C.data();
+  const bool fullish = (type == FULL || type == TIED);
   index_t n = n0;
   while (n < n1) {
     index_t m = 0;
@@ -341,69 +463,135 @@ void accumulate_group(int type, const T* X, const T* W, const T* resp, index_t n
       const double wt = static_cast<double>(W[n]);
       if (!(wt > 0)) continue;
       const T* x = X + n * D;
-      T* xo = w.xc.data() + m * D;
+      T* xo = xc + m * ldx;
       for (index_t d = 0; d < D; ++d) xo[d] = static_cast<T>(static_cast<double>(x[d]) - c[d]);
       w.wv[m] = wt;
       w.idx[m] = n;
       ++m;
     }
     if (m == 0) break;
-    const T* xc = w.xc.data();
+    if (!fullish) {  // z = [x^2, x] rows (padding zero)
+      for (index_t p = 0; p < m; ++p) {
+        const T* x = xc + p * ldx;
+        T* zp = z + p * ldz;
+        for (index_t d = 0; d < D; ++d) { zp[d] = x[d] * x[d]; zp[D + d] = x[d]; }
+      }
+    }
     if (!resp) {
-      for (index_t k = 0; k < K; ++k) {
-        const T* mu = prep.mu.data() + k * D;
-        const T* P = prep.pc + pc_offset(type, k, D);
-        if (type == FULL || type == TIED) {
-          mahal_full_block(xc, m, D, mu, P, w.diff.data(), w.y.data(), w.mahal.data());
-        } else {
-          for (index_t p = 0; p < m; ++p) w.mahal[p] = mahalanobis2<T>(type, xc + p * D, mu, P, D);
+      if (fullish) {
+        for (index_t k = 0; k < K; ++k) {
+          T* mah = w.out.data();
+          gemm_ab<T, true>(xc, ldx, m, D, prep.P.data() + k * D * prep.Dp, prep.Dp, prep.Dp,
+                           prep.b.data() + k * prep.Dp, true, mah, 1);
+          const double ck = prep.cst[k];
+          for (index_t p = 0; p < m; ++p) r[p * K + k] = ck - 0.5 * static_cast<double>(mah[p]);
         }
-        for (index_t p = 0; p < m; ++p) r[p * K + k] = prep.cst[k] - 0.5 * w.mahal[p];
+      } else {
+        T* o = w.out.data();
+        gemm_ab<T, false>(z, ldz, m, 2 * D, prep.Wd.data(), prep.Kp, prep.Kp, nullptr, false, o, ldr);
+        for (index_t p = 0; p < m; ++p)
+          for (index_t k = 0; k < K; ++k)
+            r[p * K + k] = prep.cst[k] - 0.5 * static_cast<double>(o[p * ldr + k]);
       }
       for (index_t p = 0; p < m; ++p) {
         double* rp = r + p * K;
-        const double lse = logsumexp(rp, K);
-        if (!(lse > -INFINITY) || !std::isfinite(lse)) {
-          // Underflow of every component (far outlier in float32): the point goes to the
+        double mx = -INFINITY;
+        for (index_t k = 0; k < K; ++k) mx = rp[k] > mx ? rp[k] : mx;
+        if (!(mx > -INFINITY) || !std::isfinite(mx)) {
+          // Every component underflows (a far outlier in float32): the point goes to the
           // component with the largest log-probability and does not enter the bound.
           index_t best = 0;
           for (index_t k = 1; k < K; ++k) best = rp[k] > rp[best] ? k : best;
           for (index_t k = 0; k < K; ++k) rp[k] = (k == best) ? w.wv[p] : 0.0;
           continue;
         }
-        *ll += w.wv[p] * lse;
-        for (index_t k = 0; k < K; ++k) rp[k] = w.wv[p] * std::exp(rp[k] - lse);
+        double s = 0;
+        for (index_t k = 0; k < K; ++k) { rp[k] = std::exp(rp[k] - mx); s += rp[k]; }
+        *ll += w.wv[p] * (mx + std::log(s));
+        const double f = w.wv[p] / s;
+        for (index_t k = 0; k < K; ++k) rp[k] *= f;
       }
     } else {
       for (index_t p = 0; p < m; ++p)
         for (index_t k = 0; k < K; ++k)
           r[p * K + k] = w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]);
     }
-    for (index_t p = 0; p < m; ++p)
-      for (index_t k = 0; k < K; ++k) Nk[k] += r[p * K + k];
-    for (index_t k = 0; k < K; ++k) {
-      double* s1 = S1 + k * D;
-      for (index_t p = 0; p < m; ++p) {
-        const double a = r[p * K + k];
-        const T* x = xc + p * D;
-        for (index_t d = 0; d < D; ++d) s1[d] += a * static_cast<double>(x[d]);
+    // statistics
+    for (index_t p = 0; p < m; ++p) {
+      T* rtp = rt + p * ldr;
+      for (index_t k = 0; k < K; ++k) {
+        Nk[k] += r[p * K + k];
+        rtp[k] = static_cast<T>(r[p * K + k]);
       }
     }
-    if (type == FULL) {
-      for (index_t k = 0; k < K; ++k) syrk_lower_block(xc, r + k, K, m, D, S2 + k * D * D);
-    } else if (type == TIED) {
-      syrk_lower_block(xc, w.wv.data(), 1, m, D, S2);
-    } else {
-      for (index_t k = 0; k < K; ++k) {
-        double* s2 = S2 + k * D;
+    if (fullish) {
+      // S1 (K x D) = r^T xc
+      gemm_atb(rt, ldr, xc, ldx, m, K, ldx, C, ldx, false);
+      for (index_t k = 0; k < K; ++k)
+        for (index_t d = 0; d < D; ++d) S1[k * D + d] += static_cast<double>(C[k * ldx + d]);
+      T* ax = w.ax.data();
+      const index_t nmat = (type == FULL) ? K : 1;
+      for (index_t q = 0; q < nmat; ++q) {
         for (index_t p = 0; p < m; ++p) {
-          const double a = r[p * K + k];
-          const T* x = xc + p * D;
-          for (index_t d = 0; d < D; ++d) s2[d] += a * static_cast<double>(x[d]) * x[d];
+          const T a = (type == FULL) ? rt[p * ldr + q] : static_cast<T>(w.wv[p]);
+          const T* x = xc + p * ldx;
+          T* o = ax + p * ldx;
+          for (index_t d = 0; d < D; ++d) o[d] = a * x[d];
         }
+        gemm_atb(ax, ldx, xc, ldx, m, D, ldx, C, ldx, true);
+        double* s2 = S2 + q * D * D;
+        for (index_t i = 0; i < D; ++i)
+          for (index_t j = 0; j <= i; ++j) s2[i * D + j] += static_cast<double>(C[i * ldx + j]);
       }
+    } else {
+      // [S1 | S2] (K x 2D) = r^T [x, x^2]
+      for (index_t p = 0; p < m; ++p) {
+        T* zp = z + p * ldz;
+        for (index_t d = 0; d < D; ++d) { const T x = zp[D + d]; zp[D + d] = zp[d]; zp[d] = x; }
+      }
+      gemm_atb(rt, ldr, z, ldz, m, K, ldz, C, ldz, false);
+      for (index_t k = 0; k < K; ++k)
+        for (index_t d = 0; d < D; ++d) {
+          S1[k * D + d] += static_cast<double>(C[k * ldz + d]);
+          S2[k * D + d] += static_cast<double>(C[k * ldz + D + d]);
+        }
     }
   }
+}
+
+template <class T>
+void accumulate_group_base(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
+                           index_t D, index_t K, const double* c, const Prepared<T>& prep,
+                           double* st, ChunkWork<T>& w) {
+  accumulate_group_impl<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define PGM_HAVE_AVX2_PATH 1
+template <class T>
+__attribute__((target("avx2,fma"))) void accumulate_group_avx2(
+    int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D, index_t K,
+    const double* c, const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+  accumulate_group_impl<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+}
+inline bool cpu_has_avx2_fma() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+}
+#endif
+
+template <class T>
+void accumulate_group(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
+                      index_t D, index_t K, const double* c, const Prepared<T>& prep, double* st,
+                      ChunkWork<T>& w) {
+#ifdef PGM_HAVE_AVX2_PATH
+  if (cpu_has_avx2_fma())
+    return accumulate_group_avx2<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+#endif
+  accumulate_group_base<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 
 // Weighted centre and total weight of one set (serial, fixed order).
@@ -608,7 +796,7 @@ struct SetWork {
   Prepared<T> prep;
   std::vector<double> stats, part, c, fin;
   void resize(int type, index_t K, index_t D) {
-    cw.resize(D, K);
+    cw.resize(type, D, K);
     stats.assign(stats_size(type, K, D), 0.0);
     part.assign(stats.size(), 0.0);
     c.assign(D, 0.0);
@@ -628,7 +816,7 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
 #pragma omp parallel
     {
       ChunkWork<T> cw;
-      cw.resize(D, K);
+      cw.resize(type, D, K);
 #pragma omp for schedule(dynamic, 1)
       for (index_t g = 0; g < G; ++g)
         accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K,
