@@ -280,9 +280,31 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, const T* B, index_t ldb, index
         vstore(c + 2 * ldc, c20); vstore(c + 2 * ldc + W, c21);
         vstore(c + 3 * ldc, c30); vstore(c + 3 * ldc + W, c31);
       }
+      if (j < jend) {  // one vector left: 4 x 1 tile
+        V c0 = {}, c1 = {}, c2 = {}, c3 = {};
+        for (index_t n = 0; n < m; ++n) {
+          const V b0 = vload<V>(B + n * ldb + j);
+          const T* a = A + n * lda + i;
+          c0 += a[0] * b0; c1 += a[1] * b0; c2 += a[2] * b0; c3 += a[3] * b0;
+        }
+        T* c = C + i * ldc + j;
+        vstore(c, c0); vstore(c + ldc, c1); vstore(c + 2 * ldc, c2); vstore(c + 3 * ldc, c3);
+      }
+      continue;
     }
     for (index_t r = 0; r < ri; ++r) {
-      for (index_t jj = j; jj < jend; jj += W) {
+      index_t jj = 0;
+      for (; jj + 2 * W <= jend; jj += 2 * W) {
+        V c0 = {}, c1 = {};
+        for (index_t n = 0; n < m; ++n) {
+          const T a = A[n * lda + i + r];
+          c0 += a * vload<V>(B + n * ldb + jj);
+          c1 += a * vload<V>(B + n * ldb + jj + W);
+        }
+        vstore(C + (i + r) * ldc + jj, c0);
+        vstore(C + (i + r) * ldc + jj + W, c1);
+      }
+      for (; jj < jend; jj += W) {
         V c0 = {};
         for (index_t n = 0; n < m; ++n) c0 += A[n * lda + i + r] * vload<V>(B + n * ldb + jj);
         vstore(C + (i + r) * ldc + jj, c0);
@@ -356,6 +378,38 @@ PGM_INLINE void gemm_ab(const T* X, index_t ldx, index_t m, index_t K, const T* 
     }
     if (square) out[n] = hsum<T>(s0);
   }
+}
+
+// exp(x) for x <= 0 without branches or library calls, so the responsibility loop vectorises:
+// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, degree-13 Taylor polynomial (relative error
+// < 2e-16), 2^n assembled from the rounding constant's low bits. exp(x) = 0 for x < -600
+// (relative contributions below 1e-260 are dropped; this also keeps products normal).
+PGM_INLINE double exp_nonpos(double x) {
+  constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52
+  const double xc = x < -600.0 ? -600.0 : x;
+  const double t = xc * 1.4426950408889634 + kShift;
+  const double n = t - kShift;
+  const double r = (xc - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+  double p = 1.0 / 6227020800.0;
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  std::uint64_t tb;
+  __builtin_memcpy(&tb, &t, 8);
+  const std::uint64_t sb = (tb + 1023u) << 52;
+  double scale;
+  __builtin_memcpy(&scale, &sb, 8);
+  return x < -600.0 ? 0.0 : p * scale;
 }
 
 // Per-iteration constants of one set's current parameters, laid out for the micro-kernels.
@@ -506,7 +560,8 @@ PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T*
           continue;
         }
         double s = 0;
-        for (index_t k = 0; k < K; ++k) { rp[k] = std::exp(rp[k] - mx); s += rp[k]; }
+        for (index_t k = 0; k < K; ++k) rp[k] = exp_nonpos(rp[k] - mx);
+        for (index_t k = 0; k < K; ++k) s += rp[k];
         *ll += w.wv[p] * (mx + std::log(s));
         const double f = w.wv[p] / s;
         for (index_t k = 0; k < K; ++k) rp[k] *= f;
@@ -517,11 +572,17 @@ PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T*
           r[p * K + k] = w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]);
     }
     // statistics
+    // Responsibilities below 1e-20 of the point's weight are flushed to zero in the (float32)
+    // copy used by the statistics GEMMs: they are far below float32 resolution and would
+    // otherwise create denormal products that are ~100x slower.
+    const double flush = sizeof(T) == 4 ? 1e-20 : 0.0;
     for (index_t p = 0; p < m; ++p) {
       T* rtp = rt + p * ldr;
+      const double lim = flush * w.wv[p];
       for (index_t k = 0; k < K; ++k) {
-        Nk[k] += r[p * K + k];
-        rtp[k] = static_cast<T>(r[p * K + k]);
+        const double v = r[p * K + k];
+        Nk[k] += v;
+        rtp[k] = static_cast<T>(v > lim ? v : 0.0);
       }
     }
     if (fullish) {
