@@ -412,6 +412,39 @@ PGM_INLINE double exp_nonpos(double x) {
   return x < -600.0 ? 0.0 : p * scale;
 }
 
+// The same on four doubles at once (vector extensions; the scalar version does not vectorise
+// because of its selects).
+typedef long long pgm_v4i __attribute__((vector_size(32)));
+PGM_INLINE pgm_v4d exp_nonpos_v(pgm_v4d x) {
+  const pgm_v4d lo = vsplat<pgm_v4d>(-600.0);
+  const pgm_v4d kShift = vsplat<pgm_v4d>(6755399441055744.0);
+  const pgm_v4i under = x < lo;
+  const pgm_v4d xc = under ? lo : x;
+  const pgm_v4d t = xc * 1.4426950408889634 + kShift;
+  const pgm_v4d n = t - kShift;
+  const pgm_v4d r = (xc - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
+  pgm_v4d p = vsplat<pgm_v4d>(1.0 / 6227020800.0);
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  p = p * r + 1.0;
+  p = p * r + 1.0;
+  pgm_v4i tb;
+  __builtin_memcpy(&tb, &t, 32);
+  const pgm_v4i sb = (tb + 1023) << 52;
+  pgm_v4d scale;
+  __builtin_memcpy(&scale, &sb, 32);
+  return under ? vsplat<pgm_v4d>(0.0) : p * scale;
+}
+
 // Per-iteration constants of one set's current parameters, laid out for the micro-kernels.
 template <class T>
 struct Prepared {
@@ -461,6 +494,165 @@ struct Prepared {
   }
 };
 
+// Small-D path (D <= 8): points in vector lanes. The chunk is stored transposed (xt[d][p]) so
+// the E-step and the statistics are vertical vector operations over points, which beats the
+// column-tiled GEMMs when D is too small to fill a register tile (many small mixtures).
+template <class T>
+struct SmallWork {
+  static constexpr index_t CH = 128;
+  std::vector<T> xt, rt, rx, wt;     // D x CH, K x CH, D x CH, CH
+  std::vector<double> lp, wv, mx, s;  // K x CH, CH, CH, CH
+  std::vector<index_t> idx;
+  void resize(index_t D, index_t K) {
+    xt.assign(D * CH, T(0)); rt.assign(K * CH, T(0)); rx.assign(D * CH, T(0)); wt.assign(CH, T(0));
+    lp.assign(K * CH, 0.0); wv.assign(CH, 0.0); mx.assign(CH, 0.0); s.assign(CH, 0.0);
+    idx.assign(CH, 0);
+  }
+};
+
+template <class T>
+PGM_INLINE T vdot(const T* a, const T* b, index_t mp) {
+  using V = typename simd<T>::v;
+  constexpr index_t W = simd<T>::W;
+  V acc = {};
+  for (index_t p = 0; p < mp; p += W) acc += vload<V>(a + p) * vload<V>(b + p);
+  return hsum<T>(acc);
+}
+
+template <class T>
+PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T* resp, index_t n0,
+                                      index_t n1, index_t D, index_t K, const double* c,
+                                      const Prepared<T>& prep, double* st, SmallWork<T>& w) {
+  using V = typename simd<T>::v;
+  constexpr index_t VW = simd<T>::W;
+  constexpr index_t CH = SmallWork<T>::CH;
+  double* Nk = st;
+  double* S1 = st + K;
+  double* S2 = st + K + K * D;
+  double* ll = st + K + K * D + s2_size(type, K, D);
+  const bool fullish = (type == FULL || type == TIED);
+  T* xt = w.xt.data();
+  T* rt = w.rt.data();
+  double* lp = w.lp.data();
+  index_t n = n0;
+  while (n < n1) {
+    index_t m = 0;
+    for (; n < n1 && m < CH; ++n) {
+      const double wgt = static_cast<double>(W[n]);
+      if (!(wgt > 0)) continue;
+      const T* x = X + n * D;
+      for (index_t d = 0; d < D; ++d) xt[d * CH + m] = static_cast<T>(static_cast<double>(x[d]) - c[d]);
+      w.wv[m] = wgt;
+      w.idx[m] = n;
+      ++m;
+    }
+    if (m == 0) break;
+    const index_t mp = round_up(m, VW);
+    for (index_t p = m; p < mp; ++p) {
+      for (index_t d = 0; d < D; ++d) xt[d * CH + p] = T(0);
+      w.wv[p] = 0.0;
+    }
+    if (!resp) {
+      for (index_t k = 0; k < K; ++k) {
+        double* lk = lp + k * CH;
+        const double ck = prep.cst[k];
+        for (index_t p = 0; p < mp; p += VW) {
+          V ssq = {};
+          if (fullish) {
+            const T* P = prep.P.data() + k * D * prep.Dp;
+            const T* b = prep.b.data() + k * prep.Dp;
+            for (index_t j = 0; j < D; ++j) {
+              V y = vsplat<V>(-b[j]);
+              for (index_t i = 0; i <= j; ++i) y += vload<V>(xt + i * CH + p) * P[i * prep.Dp + j];
+              ssq += y * y;
+            }
+          } else {
+            const T* Wd = prep.Wd.data();
+            for (index_t d = 0; d < D; ++d) {
+              const V x = vload<V>(xt + d * CH + p);
+              ssq += x * (x * Wd[d * prep.Kp + k] + Wd[(D + d) * prep.Kp + k]);
+            }
+          }
+          for (index_t q = 0; q < VW; ++q) lk[p + q] = ck - 0.5 * static_cast<double>(ssq[q]);
+        }
+      }
+      double* __restrict mx = w.mx.data();
+      double* __restrict s = w.s.data();
+      for (index_t p = 0; p < mp; ++p) mx[p] = lp[p];
+      for (index_t k = 1; k < K; ++k) {
+        const double* __restrict lk = lp + k * CH;
+        for (index_t p = 0; p < mp; ++p) mx[p] = lk[p] > mx[p] ? lk[p] : mx[p];
+      }
+      for (index_t p = 0; p < mp; ++p) s[p] = 0.0;
+      const index_t mp4 = round_up(mp, 4);
+      for (index_t p = mp; p < mp4; ++p) mx[p] = 0.0;
+      for (index_t k = 0; k < K; ++k) {
+        double* __restrict lk = lp + k * CH;
+        for (index_t p = mp; p < mp4; ++p) lk[p] = 0.0;
+        for (index_t p = 0; p < mp4; p += 4) {
+          const pgm_v4d e = exp_nonpos_v(vload<pgm_v4d>(lk + p) - vload<pgm_v4d>(mx + p));
+          vstore(lk + p, e);
+          vstore(s + p, vload<pgm_v4d>(s + p) + e);
+        }
+      }
+      for (index_t p = 0; p < m; ++p) {
+        if (!(mx[p] > -INFINITY) || !std::isfinite(mx[p])) {  // every component underflowed
+          for (index_t k = 0; k < K; ++k) lp[k * CH + p] = (k == 0) ? 1.0 : 0.0;
+          s[p] = 1.0;
+          continue;
+        }
+        *ll += w.wv[p] * (mx[p] + std::log(s[p]));
+      }
+      for (index_t p = 0; p < mp; ++p) s[p] = w.wv[p] / s[p];
+      for (index_t k = 0; k < K; ++k)
+        for (index_t p = 0; p < mp; ++p) lp[k * CH + p] *= s[p];
+    } else {
+      for (index_t k = 0; k < K; ++k)
+        for (index_t p = 0; p < mp; ++p)
+          lp[k * CH + p] = p < m ? w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
+    }
+    const double flush = sizeof(T) == 4 ? 1e-20 : 0.0;
+    for (index_t k = 0; k < K; ++k) {
+      double nk = 0;
+      for (index_t p = 0; p < m; ++p) {
+        const double v = lp[k * CH + p];
+        nk += v;
+        rt[k * CH + p] = static_cast<T>(v > flush * w.wv[p] ? v : 0.0);
+      }
+      for (index_t p = m; p < mp; ++p) rt[k * CH + p] = T(0);
+      Nk[k] += nk;
+    }
+    T* rx = w.rx.data();
+    for (index_t k = 0; k < K; ++k) {
+      const T* rk = rt + k * CH;
+      for (index_t i = 0; i < D; ++i) {
+        T* rxi = rx + i * CH;
+        const T* xi = xt + i * CH;
+        for (index_t p = 0; p < mp; p += VW) vstore(rxi + p, vload<V>(rk + p) * vload<V>(xi + p));
+        V acc = {};
+        for (index_t p = 0; p < mp; p += VW) acc += vload<V>(rxi + p);
+        S1[k * D + i] += static_cast<double>(hsum<T>(acc));
+        if (type == FULL) {
+          for (index_t j = 0; j <= i; ++j)
+            S2[k * D * D + i * D + j] += static_cast<double>(vdot(rxi, xt + j * CH, mp));
+        } else if (type != TIED) {
+          S2[k * D + i] += static_cast<double>(vdot(rxi, xi, mp));
+        }
+      }
+    }
+    if (type == TIED) {
+      T* wt = w.wt.data();
+      for (index_t p = 0; p < mp; ++p) wt[p] = static_cast<T>(w.wv[p]);
+      for (index_t i = 0; i < D; ++i) {
+        T* rxi = rx + i * CH;
+        for (index_t p = 0; p < mp; p += VW)
+          vstore(rxi + p, vload<V>(wt + p) * vload<V>(xt + i * CH + p));
+        for (index_t j = 0; j <= i; ++j) S2[i * D + j] += static_cast<double>(vdot(rxi, xt + j * CH, mp));
+      }
+    }
+  }
+}
+
 template <class T>
 struct ChunkWork {
   static constexpr index_t CH = 128;
@@ -474,8 +666,14 @@ struct ChunkWork {
   std::vector<double> wv;     // CH point weights
   std::vector<index_t> idx;   // CH point indices
   std::vector<double> r;      // CH x K log-probabilities, then weight * responsibility
+  SmallWork<T> small;         // the small-D path's buffers
+  static constexpr index_t kSmallD = 8;
   void resize(int type, index_t D, index_t K) {
     constexpr index_t W = simd<T>::W;
+    if (D <= kSmallD) {
+      small.resize(D, K);
+      return;
+    }
     ldx = round_up(D, W);
     ldz = round_up(2 * D, W);
     ldr = round_up(K, W);
@@ -498,6 +696,8 @@ template <class T>
 PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T* resp, index_t n0,
                                       index_t n1, index_t D, index_t K, const double* c,
                                       const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+  if (D <= ChunkWork<T>::kSmallD)
+    return accumulate_small_impl<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w.small);
   constexpr index_t CH = ChunkWork<T>::CH;
   double* Nk = st;
   double* S1 = st + K;
@@ -560,8 +760,10 @@ PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T*
           continue;
         }
         double s = 0;
-        for (index_t k = 0; k < K; ++k) rp[k] = exp_nonpos(rp[k] - mx);
-        for (index_t k = 0; k < K; ++k) s += rp[k];
+        index_t k = 0;
+        for (; k + 4 <= K; k += 4) vstore(rp + k, exp_nonpos_v(vload<pgm_v4d>(rp + k) - mx));
+        for (; k < K; ++k) rp[k] = exp_nonpos(rp[k] - mx);
+        for (k = 0; k < K; ++k) s += rp[k];
         *ll += w.wv[p] * (mx + std::log(s));
         const double f = w.wv[p] / s;
         for (index_t k = 0; k < K; ++k) rp[k] *= f;
