@@ -445,6 +445,38 @@ PGM_INLINE pgm_v4d exp_nonpos_v(pgm_v4d x) {
   return under ? vsplat<pgm_v4d>(0.0) : p * scale;
 }
 
+// log(s) for four doubles s >= 1 (finite): s = 2^e f with f in [sqrt(1/2), sqrt(2)),
+// log f = 2 atanh((f - 1) / (f + 1)) by its series to u^21 (relative error < 1e-16).
+PGM_INLINE pgm_v4d log_ge1_v(pgm_v4d s) {
+  pgm_v4i b;
+  __builtin_memcpy(&b, &s, 32);
+  pgm_v4i e = ((b >> 52) & 0x7ff) - 1023;
+  pgm_v4i fb = (b & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;
+  pgm_v4d f;
+  __builtin_memcpy(&f, &fb, 32);
+  const pgm_v4i big = f > 1.4142135623730951;
+  f = big ? f * 0.5 : f;
+  e = big ? e + 1 : e;
+  const pgm_v4i eb = e + 0x4330000000000000LL;  // e >= 0: exact conversion to double
+  pgm_v4d ed;
+  __builtin_memcpy(&ed, &eb, 32);
+  ed = ed - 4503599627370496.0;
+  const pgm_v4d u = (f - 1.0) / (f + 1.0);
+  const pgm_v4d u2 = u * u;
+  pgm_v4d q = vsplat<pgm_v4d>(1.0 / 21);
+  q = q * u2 + 1.0 / 19;
+  q = q * u2 + 1.0 / 17;
+  q = q * u2 + 1.0 / 15;
+  q = q * u2 + 1.0 / 13;
+  q = q * u2 + 1.0 / 11;
+  q = q * u2 + 1.0 / 9;
+  q = q * u2 + 1.0 / 7;
+  q = q * u2 + 1.0 / 5;
+  q = q * u2 + 1.0 / 3;
+  q = q * u2 + 1.0;
+  return ed * 0.6931471805599453 + 2.0 * u * q;
+}
+
 // Per-iteration constants of one set's current parameters, laid out for the micro-kernels.
 template <class T>
 struct Prepared {
@@ -501,11 +533,11 @@ template <class T>
 struct SmallWork {
   static constexpr index_t CH = 128;
   std::vector<T> xt, rt, rx, wt;     // D x CH, K x CH, D x CH, CH
-  std::vector<double> lp, wv, mx, s;  // K x CH, CH, CH, CH
+  std::vector<double> lp, wv, mx, s, lg;  // K x CH, CH, CH, CH, CH
   std::vector<index_t> idx;
   void resize(index_t D, index_t K) {
     xt.assign(D * CH, T(0)); rt.assign(K * CH, T(0)); rx.assign(D * CH, T(0)); wt.assign(CH, T(0));
-    lp.assign(K * CH, 0.0); wv.assign(CH, 0.0); mx.assign(CH, 0.0); s.assign(CH, 0.0);
+    lp.assign(K * CH, 0.0); wv.assign(CH, 0.0); mx.assign(CH, 0.0); s.assign(CH, 0.0); lg.assign(CH, 0.0);
     idx.assign(CH, 0);
   }
 };
@@ -573,7 +605,11 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
               ssq += x * (x * Wd[d * prep.Kp + k] + Wd[(D + d) * prep.Kp + k]);
             }
           }
-          for (index_t q = 0; q < VW; ++q) lk[p + q] = ck - 0.5 * static_cast<double>(ssq[q]);
+          if constexpr (sizeof(T) == 8) {
+            vstore(lk + p, ck - 0.5 * ssq);
+          } else {
+            for (index_t q = 0; q < VW; ++q) lk[p + q] = ck - 0.5 * static_cast<double>(ssq[q]);
+          }
         }
       }
       double* __restrict mx = w.mx.data();
@@ -595,13 +631,25 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
           vstore(s + p, vload<pgm_v4d>(s + p) + e);
         }
       }
-      for (index_t p = 0; p < m; ++p) {
-        if (!(mx[p] > -INFINITY) || !std::isfinite(mx[p])) {  // every component underflowed
-          for (index_t k = 0; k < K; ++k) lp[k * CH + p] = (k == 0) ? 1.0 : 0.0;
-          s[p] = 1.0;
-          continue;
+      bool finite = true;
+      for (index_t p = 0; p < m; ++p) finite = finite && (mx[p] > -INFINITY) && std::isfinite(mx[p]);
+      if (finite) {
+        double* __restrict lg = w.lg.data();
+        for (index_t p = 0; p < mp4; p += 4) {
+          pgm_v4d sv = vload<pgm_v4d>(s + p);
+          sv = sv >= 1.0 ? sv : vsplat<pgm_v4d>(1.0);  // padding lanes
+          vstore(lg + p, log_ge1_v(sv));
         }
-        *ll += w.wv[p] * (mx[p] + std::log(s[p]));
+        for (index_t p = 0; p < m; ++p) *ll += w.wv[p] * (mx[p] + lg[p]);
+      } else {
+        for (index_t p = 0; p < m; ++p) {
+          if (!(mx[p] > -INFINITY) || !std::isfinite(mx[p])) {  // every component underflowed
+            for (index_t k = 0; k < K; ++k) lp[k * CH + p] = (k == 0) ? 1.0 : 0.0;
+            s[p] = 1.0;
+            continue;
+          }
+          *ll += w.wv[p] * (mx[p] + std::log(s[p]));
+        }
       }
       for (index_t p = 0; p < mp; ++p) s[p] = w.wv[p] / s[p];
       for (index_t k = 0; k < K; ++k)
@@ -611,16 +659,22 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
         for (index_t p = 0; p < mp; ++p)
           lp[k * CH + p] = p < m ? w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
     }
-    const double flush = sizeof(T) == 4 ? 1e-20 : 0.0;
+    // (padding lanes have weight 0, so their responsibilities are 0)
     for (index_t k = 0; k < K; ++k) {
-      double nk = 0;
-      for (index_t p = 0; p < m; ++p) {
-        const double v = lp[k * CH + p];
-        nk += v;
-        rt[k * CH + p] = static_cast<T>(v > flush * w.wv[p] ? v : 0.0);
+      const double* __restrict lk = lp + k * CH;
+      T* __restrict rk = rt + k * CH;
+      pgm_v4d acc = {};
+      const index_t mp4 = round_up(mp, 4);
+      for (index_t p = 0; p < mp4; p += 4) acc += vload<pgm_v4d>(lk + p);
+      Nk[k] += hsum<double>(acc);
+      if constexpr (sizeof(T) == 8) {
+        for (index_t p = 0; p < mp; ++p) rk[p] = lk[p];
+      } else {
+        for (index_t p = 0; p < mp; ++p) {
+          const double v = lk[p];
+          rk[p] = static_cast<T>(v > 1e-20 * w.wv[p] ? v : 0.0);
+        }
       }
-      for (index_t p = m; p < mp; ++p) rt[k * CH + p] = T(0);
-      Nk[k] += nk;
     }
     T* rx = w.rx.data();
     for (index_t k = 0; k < K; ++k) {
