@@ -8,7 +8,7 @@ import importlib
 
 from ._report import Report
 
-SECTIONS = ("mdp",)
+SECTIONS = ("mdp", "gmm")
 
 
 def run(sections=None, out=None) -> int:

@@ -1130,7 +1130,7 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
   std::fill(sw.stats.begin(), sw.stats.end(), 0.0);
   if (par && G > 1) {
     parts.assign(G * ss, 0.0);
-#pragma omp parallel
+#pragma omp parallel  // only reached with more than one group
     {
       ChunkWork<T> cw;
       cw.resize(type, D, K);
@@ -1202,7 +1202,7 @@ void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t
            n_iter + s, converged + s, flags + s * K, sw, par, parts);
   };
   if (by_set) {
-#pragma omp parallel
+#pragma omp parallel if (B > 1)
     {
       SetWork<T> sw;
       sw.resize(type, K, D);
@@ -1235,7 +1235,7 @@ void m_step_cpu(int type, const T* X, const T* W, const T* resp, const T* reg, i
              weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, flags + s * K, sw.fin);
   };
   if (by_set) {
-#pragma omp parallel
+#pragma omp parallel if (B > 1)
     {
       SetWork<T> sw;
       sw.resize(type, K, D);
@@ -1257,7 +1257,7 @@ template <class T>
 void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B,
                 index_t N, index_t D, index_t K, T* lp, T* log_resp, T* log_norm) {
   const index_t cs = cov_size(type, K, D);
-#pragma omp parallel
+#pragma omp parallel if (B * N * K * D > 32768)
   {
     std::vector<double> row(K);
 #pragma omp for schedule(static)
@@ -1284,7 +1284,7 @@ void sample_cpu(int type, const T* weights, const T* means, const T* pc, index_t
                 index_t D, index_t n, std::uint64_t seed, std::uint64_t stream0, T* out,
                 std::int64_t* labels) {
   const index_t cs = cov_size(type, K, D);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (B * n * D > 32768)
   for (index_t bn = 0; bn < B * n; ++bn) {
     const index_t b = bn / n, i = bn % n;
     sample_one(type, weights + b * K, means + b * K * D, pc + b * cs, K, D, seed, stream0 + b, i,
@@ -1309,7 +1309,7 @@ template <class T>
 void random_from_data_cpu(const T* W, index_t Bx, index_t n_rep, index_t N, index_t K,
                           std::uint64_t seed, std::uint64_t stream0, std::int64_t* idx) {
   const index_t B = Bx * n_rep;
-#pragma omp parallel
+#pragma omp parallel if (B > 1)
   {
     std::vector<index_t> valid;
 #pragma omp for schedule(dynamic, 1)
@@ -1340,7 +1340,7 @@ template <class T>
 void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, index_t D,
                   index_t K, std::uint64_t seed, std::uint64_t stream0, std::int64_t* idx) {
   const index_t B = Bx * n_rep;
-#pragma omp parallel
+#pragma omp parallel if (B > 1)
   {
     std::vector<double> d2(N);
 #pragma omp for schedule(dynamic, 1)
@@ -1387,7 +1387,7 @@ template <class T>
 void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, index_t D,
                 index_t K, index_t max_iter, T* centers, std::int64_t* labels) {
   const index_t B = Bx * n_rep;
-#pragma omp parallel
+#pragma omp parallel if (B > 1)
   {
     std::vector<double> sum(K * D), cnt(K);
 #pragma omp for schedule(dynamic, 1)
