@@ -119,7 +119,7 @@ PGM_HD bool cholesky(double* a, index_t D) {
 
 // From the lower Cholesky factor L of a covariance, the upper precision factor P = L^{-T}
 // (row c of P is column c of L^{-1}), by forward substitution in float64.
-inline void precision_factor_d(const double* L, index_t D, double* Pd) {
+PGM_HD void precision_factor_d(const double* L, index_t D, double* Pd) {
   for (index_t c = 0; c < D; ++c)
     for (index_t r = 0; r < D; ++r) {
       if (r < c) { Pd[c * D + r] = 0; continue; }
@@ -186,6 +186,206 @@ PGM_HD void sample_one(int type, const T* weights, const T* means, const T* pc, 
   }
 }
 
+PGM_HD index_t s2_size(int type, index_t K, index_t D) {
+  return type == FULL ? K * D * D : type == TIED ? D * D : K * D;
+}
+// Statistics block of one set: [Nraw K][S1 K*D][S2 s2_size][ll 1]
+PGM_HD index_t stats_size(int type, index_t K, index_t D) {
+  return K + K * D + s2_size(type, K, D) + 1;
+}
+
+
+// Cholesky of the symmetric matrix C (full storage) into L; on failure, diagonal jitter
+// growing tenfold from 1e-10 * scale is added to C until it factors (flag REGULARISED).
+PGM_HD bool cholesky_jitter(double* C, double* L, index_t D, double scale, std::uint8_t* flag) {
+  for (index_t i = 0; i < D * D; ++i) L[i] = C[i];
+  if (cholesky(L, D)) return true;
+  double jit = 1e-10 * scale;
+  for (int t = 0; t < 20; ++t, jit *= 10) {
+    for (index_t i = 0; i < D * D; ++i) L[i] = C[i];
+    for (index_t d = 0; d < D; ++d) L[d * D + d] += jit;
+    if (cholesky(L, D)) {
+      for (index_t d = 0; d < D; ++d) C[d * D + d] += jit;
+      *flag |= REGULARISED;
+      return true;
+    }
+  }
+  // Hopeless (non-finite): fall back to scale * I.
+  for (index_t i = 0; i < D * D; ++i) C[i] = 0;
+  for (index_t d = 0; d < D; ++d) C[d * D + d] = scale;
+  for (index_t i = 0; i < D * D; ++i) L[i] = C[i];
+  cholesky(L, D);
+  *flag |= REGULARISED;
+  return false;
+}
+
+// Data scale of a set for jitter: mean variance, or 1 when the data has none.
+PGM_HD double jitter_scale(const double* var_diag, index_t D) {
+  double s = 0;
+  for (index_t d = 0; d < D; ++d) s += (std::isfinite(var_diag[d]) && var_diag[d] > 0) ? var_diag[d] : 0.0;
+  s /= (D > 1 ? D : 1);
+  return s > 0 ? s : 1.0;
+}
+
+// Neutral parameters for a set with no data: uniform weights, zero means, identity covariances.
+template <class T>
+PGM_HD void empty_set_params(int type, index_t K, index_t D, T* weights, T* means, T* cov, T* pc,
+                      std::uint8_t* flags) {
+  for (index_t k = 0; k < K; ++k) {
+    weights[k] = static_cast<T>(1.0 / K);
+    flags[k] = EMPTY_SET | COLLAPSED;
+  }
+  for (index_t i = 0; i < K * D; ++i) means[i] = 0;
+  const index_t cs = cov_size(type, K, D);
+  if (type == FULL || type == TIED) {
+    for (index_t i = 0; i < cs; ++i) { cov[i] = 0; pc[i] = 0; }
+    const index_t nm = type == FULL ? K : 1;
+    for (index_t q = 0; q < nm; ++q)
+      for (index_t d = 0; d < D; ++d) { cov[q * D * D + d * D + d] = 1; pc[q * D * D + d * D + d] = 1; }
+  } else {
+    for (index_t i = 0; i < cs; ++i) { cov[i] = 1; pc[i] = 1; }
+  }
+}
+
+// M-step of one set from its statistics (scikit-learn's formulas, in float64, centred at c).
+// Collapse policy: a component whose responsibility mass is <= 1e-12 of the set's weight is
+// placed at the set mean with the set covariance (+ reg) and keeps its ~0 weight (flag
+// COLLAPSED); a covariance that is not positive definite gets diagonal jitter (REGULARISED).
+// Workspace: finalize_workspace(K, D) doubles.
+PGM_HD index_t finalize_workspace(index_t K, index_t D) { return 4 * D * D + 3 * D + K; }
+
+template <class T>
+PGM_HD void finalize(int type, const double* st, const double* c, double wsum, index_t K, index_t D,
+                     double reg, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags,
+                     double* work) {
+  if (!(wsum > 0)) {
+    empty_set_params(type, K, D, weights, means, cov, pc, flags);
+    return;
+  }
+  const double* Nr = st;
+  const double* S1 = st + K;
+  const double* S2 = st + K + K * D;
+  double* C = work;
+  double* L = C + D * D;
+  double* Pd = L + D * D;
+  double* tot = Pd + D * D;  // set covariance (full D*D, or its diagonal in the first D)
+  double* m0 = tot + D * D;
+  double* m = m0 + D;
+  double* nk = m + D;
+  double nsum = 0;
+  for (index_t k = 0; k < K; ++k) {
+    nk[k] = Nr[k] + 10 * kEps;
+    nsum += nk[k];
+    flags[k] = 0;
+  }
+  // set mean (centred, ~0) and covariance
+  for (index_t d = 0; d < D; ++d) {
+    double s = 0;
+    for (index_t k = 0; k < K; ++k) s += S1[k * D + d];
+    m0[d] = s / wsum;
+  }
+  const bool fullish = (type == FULL || type == TIED);
+  if (fullish) {
+    for (index_t i = 0; i < D; ++i)
+      for (index_t j = 0; j <= i; ++j) {
+        double s = 0;
+        if (type == TIED) s = S2[i * D + j];
+        else
+          for (index_t k = 0; k < K; ++k) s += S2[k * D * D + i * D + j];
+        tot[i * D + j] = tot[j * D + i] = s / wsum - m0[i] * m0[j];
+      }
+  } else {
+    for (index_t d = 0; d < D; ++d) {
+      double s = 0;
+      for (index_t k = 0; k < K; ++k) s += S2[k * D + d];
+      tot[d] = s / wsum - m0[d] * m0[d];
+    }
+  }
+  double* vdiag = nk + K;
+  for (index_t d = 0; d < D; ++d) vdiag[d] = fullish ? tot[d * D + d] : tot[d];
+  const double scale = jitter_scale(vdiag, D);
+  const double tiny = 1e-12 * wsum;
+  for (index_t k = 0; k < K; ++k) {
+    weights[k] = static_cast<T>(nk[k] / nsum);
+    const bool col = !(Nr[k] > tiny);
+    if (col) flags[k] |= COLLAPSED;
+    for (index_t d = 0; d < D; ++d) {
+      const double mk = col ? m0[d] : S1[k * D + d] / nk[k];
+      means[k * D + d] = static_cast<T>(c[d] + mk);
+    }
+  }
+  if (type == FULL) {
+    for (index_t k = 0; k < K; ++k) {
+      const bool col = (flags[k] & COLLAPSED) != 0;
+      const double f = 2 * nk[k] - Nr[k];
+      for (index_t d = 0; d < D; ++d) m[d] = S1[k * D + d] / nk[k];
+      for (index_t i = 0; i < D; ++i)
+        for (index_t j = 0; j <= i; ++j) {
+          const double v = col ? tot[i * D + j] : (S2[k * D * D + i * D + j] - f * m[i] * m[j]) / nk[k];
+          C[i * D + j] = C[j * D + i] = v;
+        }
+      for (index_t d = 0; d < D; ++d) C[d * D + d] += reg;
+      cholesky_jitter(C, L, D, scale, &flags[k]);
+      precision_factor_d(L, D, Pd);
+      T* ck = cov + k * D * D;
+      T* pk = pc + k * D * D;
+      for (index_t i = 0; i < D * D; ++i) { ck[i] = static_cast<T>(C[i]); pk[i] = static_cast<T>(Pd[i]); }
+    }
+  } else if (type == TIED) {
+    for (index_t i = 0; i < D; ++i)
+      for (index_t j = 0; j <= i; ++j) {
+        double s = S2[i * D + j];
+        for (index_t k = 0; k < K; ++k) {
+          if (flags[k] & COLLAPSED) continue;
+          s -= S1[k * D + i] * S1[k * D + j] / nk[k];
+        }
+        C[i * D + j] = C[j * D + i] = s / nsum;
+      }
+    for (index_t d = 0; d < D; ++d) C[d * D + d] += reg;
+    std::uint8_t f = 0;
+    cholesky_jitter(C, L, D, scale, &f);
+    for (index_t k = 0; k < K; ++k) flags[k] |= f;
+    precision_factor_d(L, D, Pd);
+    for (index_t i = 0; i < D * D; ++i) { cov[i] = static_cast<T>(C[i]); pc[i] = static_cast<T>(Pd[i]); }
+  } else {
+    const double floor = 1e-10 * scale;
+    for (index_t k = 0; k < K; ++k) {
+      const bool col = (flags[k] & COLLAPSED) != 0;
+      const double f = 2 * nk[k] - Nr[k];
+      double vs = 0;
+      for (index_t d = 0; d < D; ++d) {
+        const double mk = S1[k * D + d] / nk[k];
+        double v = col ? tot[d] : (S2[k * D + d] - f * mk * mk) / nk[k];
+        v += reg;
+        if (!(v > 0) || !std::isfinite(v)) {
+          v = floor;
+          flags[k] |= REGULARISED;
+        }
+        if (type == DIAG) {
+          cov[k * D + d] = static_cast<T>(v);
+          pc[k * D + d] = static_cast<T>(1.0 / std::sqrt(v));
+        }
+        vs += v;
+      }
+      if (type == SPHERICAL) {
+        const double v = vs / D;
+        cov[k] = static_cast<T>(v);
+        pc[k] = static_cast<T>(1.0 / std::sqrt(v));
+      }
+    }
+  }
+}
+
+#if !defined(__CUDACC__)
+template <class T>
+void finalize(int type, const double* st, const double* c, double wsum, index_t K, index_t D,
+              double reg, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags,
+              std::vector<double>& work) {
+  work.resize(finalize_workspace(K, D));
+  finalize(type, st, c, wsum, K, D, reg, weights, means, cov, pc, flags, work.data());
+}
+#endif
+
 // ---------------------------------------------------------------------------------------
 // CPU side
 #if !defined(__CUDACC__)
@@ -196,14 +396,6 @@ inline index_t n_groups(index_t N) {
   return std::max<index_t>(1, std::min<index_t>(g, 64));
 }
 inline index_t group_begin(index_t N, index_t G, index_t g) { return (N * g) / G; }
-
-inline index_t s2_size(int type, index_t K, index_t D) {
-  return type == FULL ? K * D * D : type == TIED ? D * D : K * D;
-}
-// Statistics block of one set: [Nraw K][S1 K*D][S2 s2_size][ll 1]
-inline index_t stats_size(int type, index_t K, index_t D) {
-  return K + K * D + s2_size(type, K, D) + 1;
-}
 
 inline int max_threads() {
 #if defined(_OPENMP)
@@ -925,185 +1117,6 @@ double set_centre(const T* X, const T* W, index_t N, index_t D, double* c) {
   if (ws > 0)
     for (index_t d = 0; d < D; ++d) c[d] /= ws;
   return ws;
-}
-
-// Cholesky of the symmetric matrix C (full storage) into L; on failure, diagonal jitter
-// growing tenfold from 1e-10 * scale is added to C until it factors (flag REGULARISED).
-inline bool cholesky_jitter(double* C, double* L, index_t D, double scale, std::uint8_t* flag) {
-  std::memcpy(L, C, sizeof(double) * D * D);
-  if (cholesky(L, D)) return true;
-  double jit = 1e-10 * scale;
-  for (int t = 0; t < 20; ++t, jit *= 10) {
-    std::memcpy(L, C, sizeof(double) * D * D);
-    for (index_t d = 0; d < D; ++d) L[d * D + d] += jit;
-    if (cholesky(L, D)) {
-      for (index_t d = 0; d < D; ++d) C[d * D + d] += jit;
-      *flag |= REGULARISED;
-      return true;
-    }
-  }
-  // Hopeless (non-finite): fall back to scale * I.
-  for (index_t i = 0; i < D * D; ++i) C[i] = 0;
-  for (index_t d = 0; d < D; ++d) C[d * D + d] = scale;
-  std::memcpy(L, C, sizeof(double) * D * D);
-  cholesky(L, D);
-  *flag |= REGULARISED;
-  return false;
-}
-
-// Data scale of a set for jitter: mean variance, or 1 when the data has none.
-inline double jitter_scale(const double* var_diag, index_t D) {
-  double s = 0;
-  for (index_t d = 0; d < D; ++d) s += std::isfinite(var_diag[d]) ? std::max(var_diag[d], 0.0) : 0.0;
-  s /= std::max<index_t>(D, 1);
-  return s > 0 ? s : 1.0;
-}
-
-// Neutral parameters for a set with no data: uniform weights, zero means, identity covariances.
-template <class T>
-void empty_set_params(int type, index_t K, index_t D, T* weights, T* means, T* cov, T* pc,
-                      std::uint8_t* flags) {
-  for (index_t k = 0; k < K; ++k) {
-    weights[k] = static_cast<T>(1.0 / K);
-    flags[k] = EMPTY_SET | COLLAPSED;
-  }
-  for (index_t i = 0; i < K * D; ++i) means[i] = 0;
-  const index_t cs = cov_size(type, K, D);
-  if (type == FULL || type == TIED) {
-    for (index_t i = 0; i < cs; ++i) { cov[i] = 0; pc[i] = 0; }
-    const index_t nm = type == FULL ? K : 1;
-    for (index_t q = 0; q < nm; ++q)
-      for (index_t d = 0; d < D; ++d) { cov[q * D * D + d * D + d] = 1; pc[q * D * D + d * D + d] = 1; }
-  } else {
-    for (index_t i = 0; i < cs; ++i) { cov[i] = 1; pc[i] = 1; }
-  }
-}
-
-// M-step of one set from its statistics (scikit-learn's formulas, in float64, centred at c).
-// Collapse policy: a component whose responsibility mass is <= 1e-12 of the set's weight is
-// placed at the set mean with the set covariance (+ reg) and keeps its ~0 weight (flag
-// COLLAPSED); a covariance that is not positive definite gets diagonal jitter (REGULARISED).
-template <class T>
-void finalize(int type, const double* st, const double* c, double wsum, index_t K, index_t D,
-              double reg, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags,
-              std::vector<double>& work) {
-  if (!(wsum > 0)) {
-    empty_set_params(type, K, D, weights, means, cov, pc, flags);
-    return;
-  }
-  const double* Nr = st;
-  const double* S1 = st + K;
-  const double* S2 = st + K + K * D;
-  work.resize(4 * D * D + 2 * D + K);
-  double* C = work.data();
-  double* L = C + D * D;
-  double* Pd = L + D * D;
-  double* tot = Pd + D * D;  // set covariance (full D*D, or its diagonal in the first D)
-  double* m0 = tot + D * D;
-  double* m = m0 + D;
-  double* nk = m + D;
-  double nsum = 0;
-  for (index_t k = 0; k < K; ++k) {
-    nk[k] = Nr[k] + 10 * kEps;
-    nsum += nk[k];
-    flags[k] = 0;
-  }
-  // set mean (centred, ~0) and covariance
-  for (index_t d = 0; d < D; ++d) {
-    double s = 0;
-    for (index_t k = 0; k < K; ++k) s += S1[k * D + d];
-    m0[d] = s / wsum;
-  }
-  const bool fullish = (type == FULL || type == TIED);
-  if (fullish) {
-    for (index_t i = 0; i < D; ++i)
-      for (index_t j = 0; j <= i; ++j) {
-        double s = 0;
-        if (type == TIED) s = S2[i * D + j];
-        else
-          for (index_t k = 0; k < K; ++k) s += S2[k * D * D + i * D + j];
-        tot[i * D + j] = tot[j * D + i] = s / wsum - m0[i] * m0[j];
-      }
-  } else {
-    for (index_t d = 0; d < D; ++d) {
-      double s = 0;
-      for (index_t k = 0; k < K; ++k) s += S2[k * D + d];
-      tot[d] = s / wsum - m0[d] * m0[d];
-    }
-  }
-  std::vector<double> vdiag(D);
-  for (index_t d = 0; d < D; ++d) vdiag[d] = fullish ? tot[d * D + d] : tot[d];
-  const double scale = jitter_scale(vdiag.data(), D);
-  const double tiny = 1e-12 * wsum;
-  for (index_t k = 0; k < K; ++k) {
-    weights[k] = static_cast<T>(nk[k] / nsum);
-    const bool col = !(Nr[k] > tiny);
-    if (col) flags[k] |= COLLAPSED;
-    for (index_t d = 0; d < D; ++d) {
-      const double mk = col ? m0[d] : S1[k * D + d] / nk[k];
-      means[k * D + d] = static_cast<T>(c[d] + mk);
-    }
-  }
-  if (type == FULL) {
-    for (index_t k = 0; k < K; ++k) {
-      const bool col = flags[k] & COLLAPSED;
-      const double f = 2 * nk[k] - Nr[k];
-      for (index_t d = 0; d < D; ++d) m[d] = S1[k * D + d] / nk[k];
-      for (index_t i = 0; i < D; ++i)
-        for (index_t j = 0; j <= i; ++j) {
-          const double v = col ? tot[i * D + j] : (S2[k * D * D + i * D + j] - f * m[i] * m[j]) / nk[k];
-          C[i * D + j] = C[j * D + i] = v;
-        }
-      for (index_t d = 0; d < D; ++d) C[d * D + d] += reg;
-      cholesky_jitter(C, L, D, scale, &flags[k]);
-      precision_factor_d(L, D, Pd);
-      T* ck = cov + k * D * D;
-      T* pk = pc + k * D * D;
-      for (index_t i = 0; i < D * D; ++i) { ck[i] = static_cast<T>(C[i]); pk[i] = static_cast<T>(Pd[i]); }
-    }
-  } else if (type == TIED) {
-    for (index_t i = 0; i < D; ++i)
-      for (index_t j = 0; j <= i; ++j) {
-        double s = S2[i * D + j];
-        for (index_t k = 0; k < K; ++k) {
-          if (flags[k] & COLLAPSED) continue;
-          s -= S1[k * D + i] * S1[k * D + j] / nk[k];
-        }
-        C[i * D + j] = C[j * D + i] = s / nsum;
-      }
-    for (index_t d = 0; d < D; ++d) C[d * D + d] += reg;
-    std::uint8_t f = 0;
-    cholesky_jitter(C, L, D, scale, &f);
-    for (index_t k = 0; k < K; ++k) flags[k] |= f;
-    precision_factor_d(L, D, Pd);
-    for (index_t i = 0; i < D * D; ++i) { cov[i] = static_cast<T>(C[i]); pc[i] = static_cast<T>(Pd[i]); }
-  } else {
-    const double floor = 1e-10 * scale;
-    for (index_t k = 0; k < K; ++k) {
-      const bool col = flags[k] & COLLAPSED;
-      const double f = 2 * nk[k] - Nr[k];
-      double vs = 0;
-      for (index_t d = 0; d < D; ++d) {
-        const double mk = S1[k * D + d] / nk[k];
-        double v = col ? tot[d] : (S2[k * D + d] - f * mk * mk) / nk[k];
-        v += reg;
-        if (!(v > 0) || !std::isfinite(v)) {
-          v = floor;
-          flags[k] |= REGULARISED;
-        }
-        if (type == DIAG) {
-          cov[k * D + d] = static_cast<T>(v);
-          pc[k * D + d] = static_cast<T>(1.0 / std::sqrt(v));
-        }
-        vs += v;
-      }
-      if (type == SPHERICAL) {
-        const double v = vs / D;
-        cov[k] = static_cast<T>(v);
-        pc[k] = static_cast<T>(1.0 / std::sqrt(v));
-      }
-    }
-  }
 }
 
 // Per-thread workspace for one set's EM.
