@@ -457,24 +457,40 @@ def _one_hot(xp, dtype, B, N, K, idx=None, labels=None):
     return R
 
 
-def _init_resp(X3, W, K, init, n_rep, seed):
+def _device_fallback_kernel(name):
+    from ._backend import is_available
+    from ._dispatch import get_kernel
+
+    return get_kernel("gmm", name, "cpu" if is_available("cpu") else "numba")
+
+
+def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
     xp = xp_of(X3)
     Bx, N, D = X3.shape
     B = Bx * n_rep
-    dev = is_device(X3)
+    if is_device(X3) and init != "random":
+        # The initialisation kernels (sequential per set) run on the host; the draws are the
+        # same as for host input.
+        return xp.asarray(_init_resp(xp.asnumpy(X3), xp.asnumpy(W), K, init, n_rep, seed, True))
+
+    def _host_kernel(name):
+        if from_device:
+            return _device_fallback_kernel(name)
+        return kernel("gmm", name, False)[1]
+
     if init == "random_from_data":
-        idx = xp.empty((B, K), xp.int64)
-        kernel("gmm", "random_from_data", dev)[1](W, n_rep, K, seed, 0, idx)
+        idx = np.empty((B, K), np.int64)
+        _host_kernel("random_from_data")(W, n_rep, K, seed, 0, idx)
         return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
     if init in ("k-means++", "kmeans"):
-        idx = xp.empty((B, K), xp.int64)
-        kernel("gmm", "kmeanspp", dev)[1](X3, W, n_rep, K, seed, 0, idx)
+        idx = np.empty((B, K), np.int64)
+        _host_kernel("kmeanspp")(X3, W, n_rep, K, seed, 0, idx)
         if init == "k-means++":
             return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
-        sets = xp.arange(B)[:, None] // n_rep
-        centers = xp.ascontiguousarray(X3[sets, xp.maximum(idx, 0)])
-        labels = xp.empty((B, N), xp.int64)
-        kernel("gmm", "kmeans", dev)[1](X3, W, n_rep, 100, centers, labels)
+        sets = np.arange(B)[:, None] // n_rep
+        centers = np.ascontiguousarray(X3[sets, np.maximum(idx, 0)])
+        labels = np.empty((B, N), np.int64)
+        _host_kernel("kmeans")(X3, W, n_rep, 100, centers, labels)
         return _one_hot(xp, X3.dtype, B, N, K, labels=labels)
     # 'random': uniform responsibilities from the host generator (like scikit-learn)
     R = np.random.default_rng(seed).uniform(size=(B, N, K)).astype(X3.dtype)
