@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _validate as val
 from ._arrays import returner, to_native, xp_of
+from ._gmm_estimator import _Base
 
 
 class GMRResult(NamedTuple):
@@ -141,7 +142,7 @@ def gmr_sample(params, x, in_dims, n_samples: int, *, out_dims=None, seed: int =
     return back(out[0] if single else out)
 
 
-class GMR:
+class GMR(_Base):
     """Regressor: a joint GaussianMixture over [X, Y]; predict(X) is the GMR mean.
 
     predict_dist(X) gives the full :class:`GMRResult`; sample_y(X, n) draws from the
@@ -159,16 +160,8 @@ class GMR:
         self.init_params = init_params
         self.random_state = random_state
 
-    def get_params(self, deep=True):
-        return {k: getattr(self, k) for k in ("n_components", "covariance_type", "tol", "reg_covar",
-                                              "max_iter", "n_init", "init_params", "random_state")}
-
-    def set_params(self, **params):
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ValueError(f"Invalid parameter {k!r} for estimator GMR")
-            setattr(self, k, v)
-        return self
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "gmm_")
 
     def fit(self, X, y, sample_weight=None):
         from ._gmm_estimator import GaussianMixture

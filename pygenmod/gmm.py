@@ -365,22 +365,23 @@ def log_prob(X, params, *, per: str = "mixture"):
     return back(res[0] if single else res)
 
 
+def _log_resp(X, params):
+    X3, _, single, back = _data(X, None)
+    p, K = _params(params, X3.shape[0], X3.shape[2], X3.dtype, xp_of(X3), single)
+    return _e_step_arrays(X3, p, K)[1], single, back
+
+
 def predict_proba(X, params):
     """Responsibilities (B, N, K)."""
-    X3, _, single, back = _data(X, None)
-    xp = xp_of(X3)
-    p, K = _params(params, X3.shape[0], X3.shape[2], X3.dtype, xp, single)
-    _, log_resp, _ = _e_step_arrays(X3, p, K)
-    r = xp.exp(log_resp)
+    log_resp, single, back = _log_resp(X, params)
+    r = xp_of(log_resp).exp(log_resp)
     return back(r[0] if single else r)
 
 
 def predict(X, params):
     """Most probable component (B, N) int64."""
-    X3, _, single, back = _data(X, None)
-    xp = xp_of(X3)
-    p, K = _params(params, X3.shape[0], X3.shape[2], X3.dtype, xp, single)
-    _, log_resp, _ = _e_step_arrays(X3, p, K)
+    log_resp, single, back = _log_resp(X, params)
+    xp = xp_of(log_resp)
     lab = xp.argmax(log_resp, axis=-1).astype(xp.int64)
     return back(lab[0] if single else lab)
 

@@ -13,10 +13,6 @@ using namespace pygenmod::bind;
 
 namespace {
 
-int check_type(int t) {
-  if (t < 0 || t > 3) throw std::invalid_argument("cov_type: expected 0 (full), 1 (tied), 2 (diag) or 3 (spherical)");
-  return t;
-}
 
 // Checked pointer of a per-set covariance-shaped array (B sets, K components, D dims).
 template <class T, class Ptr>
@@ -40,7 +36,7 @@ void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_typ
          py::ssize_t max_iter, double tol, py::array weights, py::array means, py::array cov,
          py::array prec_chol, py::array lower_bound, py::array n_iter, py::array converged,
          py::array flags) {
-  check_type(cov_type);
+  gmm::check_cov_type(cov_type);
   if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
   if (max_iter < 0) throw std::invalid_argument("max_iter: must be >= 0");
   dispatch_float(X, "X", [&](auto tag) {
@@ -66,7 +62,7 @@ void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_typ
 
 void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type,
             py::array weights, py::array means, py::array cov, py::array prec_chol, py::array flags) {
-  check_type(cov_type);
+  gmm::check_cov_type(cov_type);
   dispatch_float(X, "X", [&](auto tag) {
     using T = decltype(tag);
     if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
@@ -88,7 +84,7 @@ void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t
 
 void e_step(py::array X, py::array weights, py::array means, py::array prec_chol, int cov_type,
             py::array lp, py::array log_resp, py::array log_norm) {
-  check_type(cov_type);
+  gmm::check_cov_type(cov_type);
   dispatch_float(X, "X", [&](auto tag) {
     using T = decltype(tag);
     const auto B = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(weights, 1);
@@ -106,7 +102,7 @@ void e_step(py::array X, py::array weights, py::array means, py::array prec_chol
 
 void sample(py::array weights, py::array means, py::array prec_chol, int cov_type,
             std::uint64_t seed, std::uint64_t stream, py::array out, py::array labels) {
-  check_type(cov_type);
+  gmm::check_cov_type(cov_type);
   dispatch_float(weights, "weights", [&](auto tag) {
     using T = decltype(tag);
     const auto B = dim(weights, 0), K = dim(weights, 1), D = dim(means, 2), n = dim(out, 1);

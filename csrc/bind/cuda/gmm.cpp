@@ -5,6 +5,7 @@
 
 #include "cuda_array.hpp"
 #include "gmm.cuh"
+#include "pygenmod/gmm.hpp"  // check_cov_type
 
 // uint8 status arrays (CuPy typestr "|u1"); cuda_array.hpp knows floats and int64 only.
 namespace pygenmod::bind {
@@ -18,10 +19,6 @@ using namespace pygenmod::bind;
 
 namespace {
 
-int check_type(int t) {
-  if (t < 0 || t > 3) throw std::invalid_argument("cov_type: expected 0 (full), 1 (tied), 2 (diag) or 3 (spherical)");
-  return t;
-}
 
 template <class T>
 T* cov_dev(const py::object& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D,
@@ -124,7 +121,7 @@ PYBIND11_MODULE(_cuda_gmm, m) {
   m.def("fit", [](py::object X, py::object W, py::object reg, py::ssize_t n_rep, int type, py::ssize_t max_iter,
                   double tol, py::object weights, py::object means, py::object cov, py::object pc, py::object lb,
                   py::object n_iter, py::object conv, py::object flags, std::uintptr_t stream) {
-          check_type(type);
+          gmm::check_cov_type(type);
           by_dtype(X, "X", [&](auto tag) {
             fit_t<decltype(tag)>(X, W, reg, n_rep, type, max_iter, tol, weights, means, cov, pc, lb, n_iter,
                                  conv, flags, stream);
@@ -134,7 +131,7 @@ PYBIND11_MODULE(_cuda_gmm, m) {
   m.def("m_step", [](py::object X, py::object W, py::object resp, py::object reg, py::ssize_t n_rep, int type,
                      py::object weights, py::object means, py::object cov, py::object pc, py::object flags,
                      std::uintptr_t stream) {
-          check_type(type);
+          gmm::check_cov_type(type);
           by_dtype(X, "X", [&](auto tag) {
             m_step_t<decltype(tag)>(X, W, resp, reg, n_rep, type, weights, means, cov, pc, flags, stream);
           });
@@ -142,7 +139,7 @@ PYBIND11_MODULE(_cuda_gmm, m) {
         "prec_chol"_a, "flags"_a, "stream"_a = 0);
   m.def("e_step", [](py::object X, py::object weights, py::object means, py::object pc, int type, py::object lp,
                      py::object log_resp, py::object log_norm, std::uintptr_t stream) {
-          check_type(type);
+          gmm::check_cov_type(type);
           by_dtype(X, "X", [&](auto tag) {
             e_step_t<decltype(tag)>(X, weights, means, pc, type, lp, log_resp, log_norm, stream);
           });
@@ -150,7 +147,7 @@ PYBIND11_MODULE(_cuda_gmm, m) {
         "stream"_a = 0);
   m.def("sample", [](py::object weights, py::object means, py::object pc, int type, std::uint64_t seed,
                      std::uint64_t stream0, py::object out, py::object labels, std::uintptr_t stream) {
-          check_type(type);
+          gmm::check_cov_type(type);
           by_dtype(weights, "weights", [&](auto tag) {
             sample_t<decltype(tag)>(weights, means, pc, type, seed, stream0, out, labels, stream);
           });

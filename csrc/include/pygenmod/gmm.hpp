@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "pygenmod/common.hpp"
@@ -30,6 +31,15 @@
 namespace pygenmod::gmm {
 
 enum CovType : int { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3 };
+
+#if !defined(__CUDACC__)
+// Argument check shared by the CPU and CUDA bindings.
+inline int check_cov_type(int t) {
+  if (t < 0 || t > 3)
+    throw std::invalid_argument("cov_type: expected 0 (full), 1 (tied), 2 (diag) or 3 (spherical)");
+  return t;
+}
+#endif
 
 // Status flags per component (uint8).
 enum Flag : std::uint8_t {
@@ -1199,21 +1209,11 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
   *lower_bound = static_cast<T>(lb);
 }
 
-// Batched EM. Set s (of B = Bx * n_rep) uses data set s / n_rep. Parameters are in/out.
-template <class T>
-void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N,
-             index_t D, index_t K, index_t max_iter, double tol, T* weights, T* means, T* cov,
-             T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged,
-             std::uint8_t* flags) {
-  const index_t B = Bx * n_rep;
-  const index_t cs = cov_size(type, K, D);
+// Runs one(s, work, par, parts) for every set: parallel over sets when there are enough of
+// them (or a set has a single point group), else sets in turn, each parallel over its groups.
+template <class T, class F>
+void for_each_set(int type, index_t B, index_t N, index_t D, index_t K, F&& one) {
   const bool by_set = B >= 2 * max_threads() || n_groups(N) == 1 || max_threads() == 1;
-  auto one = [&](index_t s, SetWork<T>& sw, bool par, std::vector<double>& parts) {
-    const index_t xb = s / n_rep;
-    em_set(type, X + xb * N * D, W + xb * N, N, D, K, static_cast<double>(reg[s]), max_iter, tol,
-           weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, lower_bound + s,
-           n_iter + s, converged + s, flags + s * K, sw, par, parts);
-  };
   if (by_set) {
 #pragma omp parallel if (B > 1)
     {
@@ -1231,6 +1231,23 @@ void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t
   }
 }
 
+// Batched EM. Set s (of B = Bx * n_rep) uses data set s / n_rep. Parameters are in/out.
+template <class T>
+void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N,
+             index_t D, index_t K, index_t max_iter, double tol, T* weights, T* means, T* cov,
+             T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged,
+             std::uint8_t* flags) {
+  const index_t B = Bx * n_rep;
+  const index_t cs = cov_size(type, K, D);
+  auto one = [&](index_t s, SetWork<T>& sw, bool par, std::vector<double>& parts) {
+    const index_t xb = s / n_rep;
+    em_set(type, X + xb * N * D, W + xb * N, N, D, K, static_cast<double>(reg[s]), max_iter, tol,
+           weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, lower_bound + s,
+           n_iter + s, converged + s, flags + s * K, sw, par, parts);
+  };
+  for_each_set<T>(type, B, N, D, K, one);
+}
+
 // M-step from responsibilities resp[B, N, K] (times the point weights).
 // Set s of B = Bx * n_rep uses data set s / n_rep and resp[s].
 template <class T>
@@ -1239,7 +1256,6 @@ void m_step_cpu(int type, const T* X, const T* W, const T* resp, const T* reg, i
                 T* pc, std::uint8_t* flags) {
   const index_t B = Bx * n_rep;
   const index_t cs = cov_size(type, K, D);
-  const bool by_set = B >= 2 * max_threads() || n_groups(N) == 1 || max_threads() == 1;
   auto one = [&](index_t s, SetWork<T>& sw, bool par, std::vector<double>& parts) {
     const index_t xb = s / n_rep;
     const double wsum = set_centre(X + xb * N * D, W + xb * N, N, D, sw.c.data());
@@ -1247,21 +1263,7 @@ void m_step_cpu(int type, const T* X, const T* W, const T* resp, const T* reg, i
     finalize(type, sw.stats.data(), sw.c.data(), wsum, K, D, static_cast<double>(reg[s]),
              weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, flags + s * K, sw.fin);
   };
-  if (by_set) {
-#pragma omp parallel if (B > 1)
-    {
-      SetWork<T> sw;
-      sw.resize(type, K, D);
-      std::vector<double> parts;
-#pragma omp for schedule(dynamic, 1)
-      for (index_t s = 0; s < B; ++s) one(s, sw, false, parts);
-    }
-  } else {
-    SetWork<T> sw;
-    sw.resize(type, K, D);
-    std::vector<double> parts;
-    for (index_t s = 0; s < B; ++s) one(s, sw, true, parts);
-  }
+  for_each_set<T>(type, B, N, D, K, one);
 }
 
 // Per point: component log-densities lp[b,n,k] = log N(x | k), responsibilities log_resp and
