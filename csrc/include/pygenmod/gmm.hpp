@@ -744,13 +744,38 @@ struct SmallWork {
   }
 };
 
+// sum_p a[p] * b[p] over mp (a multiple of the vector width) entries; four accumulators so the
+// FMA latency is hidden (the summation order depends on mp only).
 template <class T>
 PGM_INLINE T vdot(const T* a, const T* b, index_t mp) {
   using V = typename simd<T>::v;
   constexpr index_t W = simd<T>::W;
-  V acc = {};
-  for (index_t p = 0; p < mp; p += W) acc += vload<V>(a + p) * vload<V>(b + p);
-  return hsum<T>(acc);
+  V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  index_t p = 0;
+  for (; p + 4 * W <= mp; p += 4 * W) {
+    a0 += vload<V>(a + p) * vload<V>(b + p);
+    a1 += vload<V>(a + p + W) * vload<V>(b + p + W);
+    a2 += vload<V>(a + p + 2 * W) * vload<V>(b + p + 2 * W);
+    a3 += vload<V>(a + p + 3 * W) * vload<V>(b + p + 3 * W);
+  }
+  for (; p < mp; p += W) a0 += vload<V>(a + p) * vload<V>(b + p);
+  return hsum<T>((a0 + a1) + (a2 + a3));
+}
+
+template <class T>
+PGM_INLINE T vsum(const T* a, index_t mp) {
+  using V = typename simd<T>::v;
+  constexpr index_t W = simd<T>::W;
+  V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  index_t p = 0;
+  for (; p + 4 * W <= mp; p += 4 * W) {
+    a0 += vload<V>(a + p);
+    a1 += vload<V>(a + p + W);
+    a2 += vload<V>(a + p + 2 * W);
+    a3 += vload<V>(a + p + 3 * W);
+  }
+  for (; p < mp; p += W) a0 += vload<V>(a + p);
+  return hsum<T>((a0 + a1) + (a2 + a3));
 }
 
 template <class T>
@@ -842,7 +867,9 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
           sv = sv >= 1.0 ? sv : vsplat<pgm_v4d>(1.0);  // padding lanes
           vstore(lg + p, log_ge1_v(sv));
         }
-        for (index_t p = 0; p < m; ++p) *ll += w.wv[p] * (mx[p] + lg[p]);
+        double acc = 0;
+        for (index_t p = 0; p < m; ++p) acc += w.wv[p] * (mx[p] + lg[p]);
+        *ll += acc;
       } else {
         for (index_t p = 0; p < m; ++p) {
           if (!(mx[p] > -INFINITY) || !std::isfinite(mx[p])) {  // every component underflowed
@@ -885,9 +912,7 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
         T* rxi = rx + i * CH;
         const T* xi = xt + i * CH;
         for (index_t p = 0; p < mp; p += VW) vstore(rxi + p, vload<V>(rk + p) * vload<V>(xi + p));
-        V acc = {};
-        for (index_t p = 0; p < mp; p += VW) acc += vload<V>(rxi + p);
-        S1[k * D + i] += static_cast<double>(hsum<T>(acc));
+        S1[k * D + i] += static_cast<double>(vsum(rxi, mp));
         if (type == FULL) {
           for (index_t j = 0; j <= i; ++j)
             S2[k * D * D + i * D + j] += static_cast<double>(vdot(rxi, xt + j * CH, mp));
