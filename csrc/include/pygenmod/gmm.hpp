@@ -400,9 +400,9 @@ void finalize(int type, const double* st, const double* c, double wsum, index_t 
 // CPU side
 #if !defined(__CUDACC__)
 // The 256-bit vector helpers below are inline and never cross a translation-unit boundary, so
-// GCC's note that their calling convention depends on -mavx does not apply.
+// GCC's note that their calling convention depends on -mavx does not apply. (Not popped: GCC
+// reports it where templates are instantiated, at the end of the including file.)
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 
@@ -1474,9 +1474,6 @@ void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
     }
   }
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 #endif  // !__CUDACC__
 
 }  // namespace pygenmod::gmm
