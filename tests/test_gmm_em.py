@@ -472,3 +472,14 @@ def test_fuzz_fit_is_finite(B, N, D, K, ct, f32, seed, zero_frac, scale):
     if B:
         lp = gmm.log_prob(X, res.params)
         assert not np.isnan(lp).any()
+
+
+def test_torch_tensors_in_and_out(rng):
+    torch = pytest.importorskip("torch")
+    X = torch.from_numpy(blobs(rng, 2, 60, 2, 2))
+    r = gmm.fit(X, 2, max_iter=5, random_state=0, warn=False)
+    assert isinstance(r.params.means, torch.Tensor) and r.params.means.shape == (2, 2, 2)
+    ref = gmm.fit(X.numpy(), 2, max_iter=5, random_state=0, warn=False)
+    np.testing.assert_array_equal(r.params.means.numpy(), ref.params.means)
+    lp = gmm.log_prob(X, r.params)
+    assert isinstance(lp, torch.Tensor) and lp.shape == (2, 60)

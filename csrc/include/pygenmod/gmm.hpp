@@ -592,36 +592,8 @@ PGM_INLINE void gemm_ab(const T* X, index_t ldx, index_t m, index_t K, const T* 
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, degree-13 Taylor polynomial (relative error
 // < 2e-16), 2^n assembled from the rounding constant's low bits. exp(x) = 0 for x < -600
 // (relative contributions below 1e-260 are dropped; this also keeps products normal).
-PGM_INLINE double exp_nonpos(double x) {
-  constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52
-  const double xc = x < -600.0 ? -600.0 : x;
-  const double t = xc * 1.4426950408889634 + kShift;
-  const double n = t - kShift;
-  const double r = (xc - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  std::uint64_t tb;
-  __builtin_memcpy(&tb, &t, 8);
-  const std::uint64_t sb = (tb + 1023u) << 52;
-  double scale;
-  __builtin_memcpy(&scale, &sb, 8);
-  return x < -600.0 ? 0.0 : p * scale;
-}
-
-// The same on four doubles at once (vector extensions; the scalar version does not vectorise
-// because of its selects).
+// (on four doubles at once, with vector extensions: a scalar version with selects does not
+// vectorise)
 typedef long long pgm_v4i __attribute__((vector_size(32)));
 PGM_INLINE pgm_v4d exp_nonpos_v(pgm_v4d x) {
   const pgm_v4d lo = vsplat<pgm_v4d>(-600.0);
@@ -652,6 +624,8 @@ PGM_INLINE pgm_v4d exp_nonpos_v(pgm_v4d x) {
   __builtin_memcpy(&scale, &sb, 32);
   return under ? vsplat<pgm_v4d>(0.0) : p * scale;
 }
+
+PGM_INLINE double exp_nonpos(double x) { return exp_nonpos_v(vsplat<pgm_v4d>(x))[0]; }
 
 // log(s) for four doubles s >= 1 (finite): s = 2^e f with f in [sqrt(1/2), sqrt(2)),
 // log f = 2 atanh((f - 1) / (f + 1)) by its series to u^21 (relative error < 1e-16).
