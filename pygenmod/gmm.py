@@ -100,7 +100,9 @@ def _data(X, weights, name="X"):
     xp = xp_of(X)
     single = X.ndim == 2
     X3 = X[None] if single else X
-    B, N, _ = X3.shape
+    B, N, D = X3.shape
+    if D < 1:
+        raise ValueError(f"{name}: need at least one dimension, got shape {tuple(X.shape)}")
     if weights is None:
         W = xp.ones((B, N), X.dtype)
     else:
@@ -469,6 +471,8 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
     xp = xp_of(X3)
     Bx, N, D = X3.shape
     B = Bx * n_rep
+    if N == 0:
+        return xp.zeros((B, 0, K), X3.dtype)
     if is_device(X3) and init != "random":
         # The initialisation kernels (sequential per set) run on the host; the draws are the
         # same as for host input.

@@ -379,6 +379,11 @@ def test_float32_large_offset_matches_float64(rng):
 def test_empty_and_tiny_shapes():
     r = gmm.fit(np.zeros((0, 5, 2)), 2, warn=False)
     assert r.params.means.shape == (0, 2, 2)
+    for init in gmm.INITS:  # sets without points: neutral parameters
+        r = gmm.fit(np.zeros((2, 0, 3)), 2, init=init, warn=False)
+        assert (r.lower_bound == -np.inf).all() and (r.flags & gmm.EMPTY_SET).all()
+    with pytest.raises(ValueError, match="dimension"):
+        gmm.fit(np.zeros((2, 5, 0)), 2)
     r = gmm.fit(np.array([[1.0, 2.0]]), 1, warn=False)  # one point, one component
     _finite(r)
     np.testing.assert_allclose(r.params.means, [[1.0, 2.0]])
