@@ -130,7 +130,8 @@ def test_integer_weights_equal_repeated_points(ct, rng):
 
 # ----------------------------------------------------------------------------- numpy reference
 @pytest.mark.parametrize("ct", TYPES)
-@pytest.mark.parametrize("B,N,D,K", [(3, 61, 3, 2), (2, 37, 1, 3), (1, 97, 5, 4)])
+@pytest.mark.parametrize("B,N,D,K", [(3, 61, 3, 2), (2, 37, 1, 3), (1, 97, 5, 4), (2, 131, 11, 3),
+                                     (1, 2600, 9, 2), (1, 70, 16, 5)])
 def test_matches_numpy_reference_weighted(backend, dtype, ct, B, N, D, K, rng):
     X = blobs(rng, B, N, D, K, dtype=dtype)
     w = rng.uniform(0.2, 2.0, (B, N)) * (rng.random((B, N)) > 0.15)

@@ -665,12 +665,28 @@ struct Prepared {
   index_t Dp = 0, Kp = 0;
   std::vector<T> P;         // full/tied: K x D x Dp upper factors (zero padded)
   std::vector<T> b;         // full/tied: K x Dp, (mu_k - c) P_k
+  // float32 evaluates (x - mu) P instead of x P - mu P (no cancellation with large precisions)
+  std::vector<T> mu;        // K x Dp centred means (zero padded)
+  std::vector<T> pd;        // diag/spherical: K x Dp precision factors (zero padded)
+  std::vector<T> zero;      // Dp zeros
   std::vector<T> Wd;        // diag/spherical: 2D x Kp, rows [p^2 ; -2 p^2 (mu - c)]
   std::vector<double> cst;  // K: log w_k + log det P_k - D/2 log 2pi (- 1/2 sum p^2 mu^2)
   void build(int type, index_t K, index_t D, const T* weights, const T* means, const T* pc,
              const double* c) {
     constexpr index_t W = simd<T>::W;
     cst.assign(K, 0.0);
+    {
+      const index_t ld = round_up(D, W);
+      mu.assign(K * ld, T(0));
+      pd.assign(K * ld, T(0));
+      zero.assign(ld, T(0));
+      for (index_t k = 0; k < K; ++k)
+        for (index_t d = 0; d < D; ++d) {
+          mu[k * ld + d] = static_cast<T>(static_cast<double>(means[k * D + d]) - c[d]);
+          if (type == DIAG) pd[k * ld + d] = pc[k * D + d];
+          if (type == SPHERICAL) pd[k * ld + d] = pc[k];
+        }
+    }
     for (index_t k = 0; k < K; ++k)
       cst[k] = std::log(static_cast<double>(weights[k])) +
                log_det_pc(type, pc + pc_offset(type, k, D), D) - 0.5 * D * kLog2Pi;
@@ -702,11 +718,13 @@ struct Prepared {
           Wd[(D + d) * Kp + k] = static_cast<T>(-2 * p * p * mu);
           q += p * p * mu * mu;
         }
-        cst[k] -= 0.5 * q;
+        if (sizeof(T) == 8) cst[k] -= 0.5 * q;  // float32 evaluates (x - mu) directly
       }
     }
   }
 };
+
+constexpr index_t kSmallDMax = 8;
 
 // Small-D path (D <= 8): points in vector lanes. The chunk is stored transposed (xt[d][p]) so
 // the E-step and the statistics are vertical vector operations over points, which beats the
@@ -714,11 +732,12 @@ struct Prepared {
 template <class T>
 struct SmallWork {
   static constexpr index_t CH = 128;
-  std::vector<T> xt, rt, rx, wt;     // D x CH, K x CH, D x CH, CH
+  std::vector<T> xt;                 // D x CH
+  std::vector<double> xtd, rxd;      // D x CH float64 copies for the statistics
   std::vector<double> lp, wv, mx, s, lg;  // K x CH, CH, CH, CH, CH
   std::vector<index_t> idx;
   void resize(index_t D, index_t K) {
-    xt.assign(D * CH, T(0)); rt.assign(K * CH, T(0)); rx.assign(D * CH, T(0)); wt.assign(CH, T(0));
+    xt.assign(D * CH, T(0)); xtd.assign(D * CH, 0.0); rxd.assign(D * CH, 0.0);
     lp.assign(K * CH, 0.0); wv.assign(CH, 0.0); mx.assign(CH, 0.0); s.assign(CH, 0.0); lg.assign(CH, 0.0);
     idx.assign(CH, 0);
   }
@@ -771,7 +790,6 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
   double* ll = st + K + K * D + s2_size(type, K, D);
   const bool fullish = (type == FULL || type == TIED);
   T* xt = w.xt.data();
-  T* rt = w.rt.data();
   double* lp = w.lp.data();
   index_t n = n0;
   while (n < n1) {
@@ -797,7 +815,26 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
         const double ck = prep.cst[k];
         for (index_t p = 0; p < mp; p += VW) {
           V ssq = {};
-          if (fullish) {
+          if (sizeof(T) == 4) {  // float32: (x - mu) P, see Prepared
+            const index_t ld = round_up(D, VW);
+            const T* mk = prep.mu.data() + k * ld;
+            V dv[kSmallDMax];
+            for (index_t i = 0; i < D; ++i) dv[i] = vload<V>(xt + i * CH + p) - mk[i];
+            if (fullish) {
+              const T* P = prep.P.data() + k * D * prep.Dp;
+              for (index_t j = 0; j < D; ++j) {
+                V y = {};
+                for (index_t i = 0; i <= j; ++i) y += dv[i] * P[i * prep.Dp + j];
+                ssq += y * y;
+              }
+            } else {
+              const T* pk = prep.pd.data() + k * ld;
+              for (index_t i = 0; i < D; ++i) {
+                const V y = dv[i] * pk[i];
+                ssq += y * y;
+              }
+            }
+          } else if (fullish) {
             const T* P = prep.P.data() + k * D * prep.Dp;
             const T* b = prep.b.data() + k * prep.Dp;
             for (index_t j = 0; j < D; ++j) {
@@ -868,49 +905,84 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T*
         for (index_t p = 0; p < mp; ++p)
           lp[k * CH + p] = p < m ? w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
     }
-    // (padding lanes have weight 0, so their responsibilities are 0)
-    for (index_t k = 0; k < K; ++k) {
-      const double* __restrict lk = lp + k * CH;
-      T* __restrict rk = rt + k * CH;
-      pgm_v4d acc = {};
-      const index_t mp4 = round_up(mp, 4);
-      for (index_t p = 0; p < mp4; p += 4) acc += vload<pgm_v4d>(lk + p);
-      Nk[k] += hsum<double>(acc);
-      if constexpr (sizeof(T) == 8) {
-        for (index_t p = 0; p < mp; ++p) rk[p] = lk[p];
-      } else {
-        for (index_t p = 0; p < mp; ++p) {
-          const double v = lk[p];
-          rk[p] = static_cast<T>(v > 1e-20 * w.wv[p] ? v : 0.0);
-        }
-      }
+    // (padding lanes have weight 0, so their responsibilities are 0). Statistics in float64:
+    // the weighted responsibilities already are; float32 points are widened (exact products).
+    const double* xs;
+    if constexpr (sizeof(T) == 8) {
+      xs = xt;
+    } else {
+      double* xd = w.xtd.data();
+      for (index_t i = 0; i < D; ++i)
+        for (index_t p = 0; p < mp; ++p) xd[i * CH + p] = static_cast<double>(xt[i * CH + p]);
+      xs = xd;
     }
-    T* rx = w.rx.data();
+    using VD = pgm_v4d;
+    double* rx = w.rxd.data();
     for (index_t k = 0; k < K; ++k) {
-      const T* rk = rt + k * CH;
+      const double* rk = lp + k * CH;
+      Nk[k] += vsum(rk, mp);
       for (index_t i = 0; i < D; ++i) {
-        T* rxi = rx + i * CH;
-        const T* xi = xt + i * CH;
-        for (index_t p = 0; p < mp; p += VW) vstore(rxi + p, vload<V>(rk + p) * vload<V>(xi + p));
-        S1[k * D + i] += static_cast<double>(vsum(rxi, mp));
+        double* rxi = rx + i * CH;
+        const double* xi = xs + i * CH;
+        for (index_t p = 0; p < mp; p += 4) vstore(rxi + p, vload<VD>(rk + p) * vload<VD>(xi + p));
+        S1[k * D + i] += vsum(rxi, mp);
         if (type == FULL) {
-          for (index_t j = 0; j <= i; ++j)
-            S2[k * D * D + i * D + j] += static_cast<double>(vdot(rxi, xt + j * CH, mp));
+          for (index_t j = 0; j <= i; ++j) S2[k * D * D + i * D + j] += vdot(rxi, xs + j * CH, mp);
         } else if (type != TIED) {
-          S2[k * D + i] += static_cast<double>(vdot(rxi, xi, mp));
+          S2[k * D + i] += vdot(rxi, xi, mp);
         }
       }
     }
     if (type == TIED) {
-      T* wt = w.wt.data();
-      for (index_t p = 0; p < mp; ++p) wt[p] = static_cast<T>(w.wv[p]);
+      const double* wt = w.wv.data();
       for (index_t i = 0; i < D; ++i) {
-        T* rxi = rx + i * CH;
-        for (index_t p = 0; p < mp; p += VW)
-          vstore(rxi + p, vload<V>(wt + p) * vload<V>(xt + i * CH + p));
-        for (index_t j = 0; j <= i; ++j) S2[i * D + j] += static_cast<double>(vdot(rxi, xt + j * CH, mp));
+        double* rxi = rx + i * CH;
+        for (index_t p = 0; p < mp; p += 4) vstore(rxi + p, vload<VD>(wt + p) * vload<VD>(xs + i * CH + p));
+        for (index_t j = 0; j <= i; ++j) S2[i * D + j] += vdot(rxi, xs + j * CH, mp);
       }
     }
+  }
+}
+
+// Statistics of m points (large-D layout): Nk, S1 (K x D), S2 (lower triangles) from the
+// weighted responsibilities rt (m x ldr) and centred points xc (m x ldx); z holds [x^2, x]
+// rows (diag/spherical) and is reordered in place. All buffers' padding entries are zero.
+template <class A>
+PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* xc, index_t ldx, A* z,
+                            index_t ldz, const A* rt, index_t ldr, A* ax, A* C, const double* wv,
+                            double* Nk, double* S1, double* S2) {
+  for (index_t p = 0; p < m; ++p)
+    for (index_t k = 0; k < K; ++k) Nk[k] += rt[p * ldr + k];
+  if (type == FULL || type == TIED) {
+    // S1 (K x D) = r^T xc
+    gemm_atb(rt, ldr, xc, ldx, m, K, ldx, C, ldx, false);
+    for (index_t k = 0; k < K; ++k)
+      for (index_t d = 0; d < D; ++d) S1[k * D + d] += C[k * ldx + d];
+    const index_t nmat = (type == FULL) ? K : 1;
+    for (index_t q = 0; q < nmat; ++q) {
+      for (index_t p = 0; p < m; ++p) {
+        const A a = (type == FULL) ? rt[p * ldr + q] : static_cast<A>(wv[p]);
+        const A* x = xc + p * ldx;
+        A* o = ax + p * ldx;
+        for (index_t d = 0; d < D; ++d) o[d] = a * x[d];
+      }
+      gemm_atb(ax, ldx, xc, ldx, m, D, ldx, C, ldx, true);
+      double* s2 = S2 + q * D * D;
+      for (index_t i = 0; i < D; ++i)
+        for (index_t j = 0; j <= i; ++j) s2[i * D + j] += C[i * ldx + j];
+    }
+  } else {
+    // [S1 | S2] (K x 2D) = r^T [x, x^2]
+    for (index_t p = 0; p < m; ++p) {
+      A* zp = z + p * ldz;
+      for (index_t d = 0; d < D; ++d) { const A x = zp[D + d]; zp[D + d] = zp[d]; zp[d] = x; }
+    }
+    gemm_atb(rt, ldr, z, ldz, m, K, ldz, C, ldz, false);
+    for (index_t k = 0; k < K; ++k)
+      for (index_t d = 0; d < D; ++d) {
+        S1[k * D + d] += C[k * ldz + d];
+        S2[k * D + d] += C[k * ldz + D + d];
+      }
   }
 }
 
@@ -927,8 +999,10 @@ struct ChunkWork {
   std::vector<double> wv;     // CH point weights
   std::vector<index_t> idx;   // CH point indices
   std::vector<double> r;      // CH x K log-probabilities, then weight * responsibility
+  index_t ldxd = 0, ldzd = 0, ldrd = 0;
+  std::vector<double> xcd, zd, rtd, axd, Cd;  // float64 copies for the statistics (float32 input)
   SmallWork<T> small;         // the small-D path's buffers
-  static constexpr index_t kSmallD = 8;
+  static constexpr index_t kSmallD = kSmallDMax;
   void resize(int type, index_t D, index_t K) {
     constexpr index_t W = simd<T>::W;
     if (D <= kSmallD) {
@@ -947,6 +1021,17 @@ struct ChunkWork {
     wv.assign(CH, 0.0);
     idx.assign(CH, 0);
     r.assign(CH * K, 0.0);
+    if (sizeof(T) == 4) {
+      constexpr index_t Wd = simd<double>::W;
+      ldxd = round_up(D, Wd);
+      ldzd = round_up(2 * D, Wd);
+      ldrd = round_up(K, Wd);
+      xcd.assign(CH * ldxd, 0.0);
+      zd.assign(CH * ldzd, 0.0);
+      rtd.assign(CH * ldrd, 0.0);
+      axd.assign(CH * ldxd, 0.0);
+      Cd.assign(std::max(ldrd, ldxd) * std::max(ldzd, ldxd), 0.0);
+    }
     (void)type;
   }
 };
@@ -993,7 +1078,34 @@ PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T*
       }
     }
     if (!resp) {
-      if (fullish) {
+      if (sizeof(T) == 4) {  // float32: (x - mu) P, see Prepared
+        using V = typename simd<T>::v;
+        constexpr index_t VW = simd<T>::W;
+        T* dbuf = w.ax.data();
+        T* mah = w.out.data();
+        for (index_t k = 0; k < K; ++k) {
+          const T* mk = prep.mu.data() + k * ldx;
+          if (fullish) {
+            for (index_t p = 0; p < m; ++p)
+              for (index_t v = 0; v < ldx; v += VW)
+                vstore(dbuf + p * ldx + v, vload<V>(xc + p * ldx + v) - vload<V>(mk + v));
+            gemm_ab<T, true>(dbuf, ldx, m, D, prep.P.data() + k * D * prep.Dp, prep.Dp, prep.Dp,
+                             prep.zero.data(), true, mah, 1);
+          } else {
+            const T* pk = prep.pd.data() + k * ldx;
+            for (index_t p = 0; p < m; ++p) {
+              V acc = {};
+              for (index_t v = 0; v < ldx; v += VW) {
+                const V y = (vload<V>(xc + p * ldx + v) - vload<V>(mk + v)) * vload<V>(pk + v);
+                acc += y * y;
+              }
+              mah[p] = hsum<T>(acc);
+            }
+          }
+          const double ck = prep.cst[k];
+          for (index_t p = 0; p < m; ++p) r[p * K + k] = ck - 0.5 * static_cast<double>(mah[p]);
+        }
+      } else if (fullish) {
         for (index_t k = 0; k < K; ++k) {
           T* mah = w.out.data();
           gemm_ab<T, true>(xc, ldx, m, D, prep.P.data() + k * D * prep.Dp, prep.Dp, prep.Dp,
@@ -1034,51 +1146,28 @@ PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T*
         for (index_t k = 0; k < K; ++k)
           r[p * K + k] = w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]);
     }
-    // statistics
-    // Responsibilities below 1e-20 of the point's weight are flushed to zero in the (float32)
-    // copy used by the statistics GEMMs: they are far below float32 resolution and would
-    // otherwise create denormal products that are ~100x slower.
-    const double flush = sizeof(T) == 4 ? 1e-20 : 0.0;
-    for (index_t p = 0; p < m; ++p) {
-      T* rtp = rt + p * ldr;
-      const double lim = flush * w.wv[p];
-      for (index_t k = 0; k < K; ++k) {
-        const double v = r[p * K + k];
-        Nk[k] += v;
-        rtp[k] = static_cast<T>(v > lim ? v : 0.0);
-      }
-    }
-    if (fullish) {
-      // S1 (K x D) = r^T xc
-      gemm_atb(rt, ldr, xc, ldx, m, K, ldx, C, ldx, false);
-      for (index_t k = 0; k < K; ++k)
-        for (index_t d = 0; d < D; ++d) S1[k * D + d] += static_cast<double>(C[k * ldx + d]);
-      T* ax = w.ax.data();
-      const index_t nmat = (type == FULL) ? K : 1;
-      for (index_t q = 0; q < nmat; ++q) {
-        for (index_t p = 0; p < m; ++p) {
-          const T a = (type == FULL) ? rt[p * ldr + q] : static_cast<T>(w.wv[p]);
-          const T* x = xc + p * ldx;
-          T* o = ax + p * ldx;
-          for (index_t d = 0; d < D; ++d) o[d] = a * x[d];
-        }
-        gemm_atb(ax, ldx, xc, ldx, m, D, ldx, C, ldx, true);
-        double* s2 = S2 + q * D * D;
-        for (index_t i = 0; i < D; ++i)
-          for (index_t j = 0; j <= i; ++j) s2[i * D + j] += static_cast<double>(C[i * ldx + j]);
-      }
+    // statistics, always in float64 (float32 products are exact there, and the centred second
+    // moments of near-singular components need the precision)
+    if constexpr (sizeof(T) == 8) {
+      for (index_t p = 0; p < m; ++p)
+        for (index_t k = 0; k < K; ++k) rt[p * ldr + k] = r[p * K + k];
+      large_stats<double>(type, m, D, K, xc, ldx, z, ldz, rt, ldr, w.ax.data(), C, w.wv.data(), Nk, S1, S2);
     } else {
-      // [S1 | S2] (K x 2D) = r^T [x, x^2]
+      const index_t lxd = w.ldxd, lzd = w.ldzd, lrd = w.ldrd;
+      double* xcd = w.xcd.data();
+      double* zd = w.zd.data();
+      double* rtd = w.rtd.data();
       for (index_t p = 0; p < m; ++p) {
-        T* zp = z + p * ldz;
-        for (index_t d = 0; d < D; ++d) { const T x = zp[D + d]; zp[D + d] = zp[d]; zp[d] = x; }
+        for (index_t d = 0; d < D; ++d) xcd[p * lxd + d] = static_cast<double>(xc[p * ldx + d]);
+        if (!fullish)
+          for (index_t d = 0; d < D; ++d) {
+            zd[p * lzd + d] = xcd[p * lxd + d] * xcd[p * lxd + d];
+            zd[p * lzd + D + d] = xcd[p * lxd + d];
+          }
+        for (index_t k = 0; k < K; ++k) rtd[p * lrd + k] = r[p * K + k];
       }
-      gemm_atb(rt, ldr, z, ldz, m, K, ldz, C, ldz, false);
-      for (index_t k = 0; k < K; ++k)
-        for (index_t d = 0; d < D; ++d) {
-          S1[k * D + d] += static_cast<double>(C[k * ldz + d]);
-          S2[k * D + d] += static_cast<double>(C[k * ldz + D + d]);
-        }
+      large_stats<double>(type, m, D, K, xcd, lxd, zd, lzd, rtd, lrd, w.axd.data(), w.Cd.data(),
+                          w.wv.data(), Nk, S1, S2);
     }
   }
 }
