@@ -22,7 +22,9 @@ inline std::string shape_str(const py::array& a) {
 // Checks dtype T, C-contiguity and the exact shape (-1 = any extent); returns the data pointer.
 template <class T>
 const T* in_ptr(const py::array& a, const char* name, std::initializer_list<py::ssize_t> shape) {
-  if (!py::isinstance<py::array_t<T>>(a) || !py::dtype::of<T>().is(a.dtype()))
+  // Equivalence (PyArray_EquivTypes), not identity: unpickled / memmapped arrays carry their
+  // own dtype objects.
+  if (!py::isinstance<py::array_t<T>>(a))
     throw std::invalid_argument(std::string(name) + ": wrong dtype for this kernel");
   if (!(a.flags() & py::array::c_style))
     throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
@@ -45,8 +47,8 @@ T* out_ptr(py::array& a, const char* name, std::initializer_list<py::ssize_t> sh
   return static_cast<T*>(a.mutable_data());
 }
 
-inline bool is_float64(const py::array& a) { return py::dtype::of<double>().is(a.dtype()); }
-inline bool is_float32(const py::array& a) { return py::dtype::of<float>().is(a.dtype()); }
+inline bool is_float64(const py::array& a) { return py::isinstance<py::array_t<double>>(a); }
+inline bool is_float32(const py::array& a) { return py::isinstance<py::array_t<float>>(a); }
 
 // Calls f.template operator()<T>() with T the dtype of `a` (float32 or float64).
 template <class F>

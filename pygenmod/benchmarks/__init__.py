@@ -9,7 +9,7 @@ import importlib
 
 from .runner import Candidate, Workload, run_table  # noqa: F401
 
-FAMILIES = ("mdp", "spatial", "sampling", "mcts")
+FAMILIES = ("mdp", "gmm", "spatial", "sampling", "mcts")
 
 
 def all_workloads(families=None, quick: bool = False):

@@ -8,7 +8,7 @@ import importlib
 
 from ._report import Report
 
-SECTIONS = ("mdp", "spatial", "sampling", "mcts", "compose")
+SECTIONS = ("mdp", "gmm", "spatial", "sampling", "mcts", "compose")
 
 
 def run(sections=None, out=None) -> int:

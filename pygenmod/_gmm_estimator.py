@@ -1,0 +1,381 @@
+"""scikit-learn compatible estimators around :mod:`pygenmod.gmm`.
+
+scikit-learn is not imported here: the estimator protocol (get_params / set_params /
+__sklearn_tags__ / n_features_in_) is implemented directly, and sklearn's own classes
+(Tags, ConvergenceWarning) are imported only inside methods that sklearn itself calls, or when
+it is installed.
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+import warnings
+
+import numpy as np
+
+from . import gmm as _g
+from . import _validate as val
+
+
+def _convergence_warning():
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+
+        return ConvergenceWarning
+    except ImportError:  # pragma: no cover - sklearn is a test dependency only
+        return _g.GMMWarning
+
+
+def _seed(random_state) -> int:
+    if random_state is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        if random_state < 0:
+            raise ValueError(f"random_state: must be >= 0, got {random_state}")
+        return int(random_state)
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    raise ValueError(f"random_state: expected None, an int, a RandomState or a Generator, "
+                     f"got {type(random_state).__name__}")
+
+
+def _check_sample_weight(sample_weight, n, dtype):
+    if sample_weight is None:
+        return None
+    sw = np.asarray(sample_weight)
+    if sw.ndim == 0:
+        sw = np.full(n, float(sw))
+    if sw.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight: expected numbers, got dtype {sw.dtype}")
+    sw = sw.astype(dtype)
+    if sw.shape != (n,):
+        raise ValueError(f"sample_weight.shape == {sw.shape}, expected ({n},)!")
+    if not np.isfinite(sw).all() or (sw < 0).any():
+        raise ValueError("sample_weight: must be finite and non-negative")
+    if not sw.sum() > 0:
+        raise ValueError("sample_weight: all weights are zero (at least one must be positive)")
+    return sw
+
+
+class _Base:
+    """Minimal estimator protocol (what sklearn.base.BaseEstimator provides)."""
+
+    @classmethod
+    def _get_param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep=True):
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        valid = self._get_param_names()
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
+                                 f"Valid parameters are: {valid!r}.")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self):
+        sig = inspect.signature(type(self).__init__)
+        parts = []
+        for name in self._get_param_names():
+            default = sig.parameters[name].default
+            value = getattr(self, name, None)
+            same = value is default or (not isinstance(value, np.ndarray) and value == default
+                                        if not isinstance(default, np.ndarray) else False)
+            if not same:
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False),
+                    transformer_tags=None, regressor_tags=None, classifier_tags=None,
+                    input_tags=InputTags(allow_nan=False, sparse=False, two_d_array=True))
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "converged_")
+
+    def _check_fitted(self):
+        if not hasattr(self, "converged_"):
+            try:
+                from sklearn.exceptions import NotFittedError
+            except ImportError:  # pragma: no cover
+                NotFittedError = AttributeError  # noqa: N806
+            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call "
+                                 "'fit' with appropriate arguments before using this estimator.")
+
+
+class _MixtureParams:
+    """Parameter validation shared by the single and batched estimators."""
+
+    def _check_params(self):
+        val.positive_int(self.n_components, "n_components")
+        val.choice(self.covariance_type, "covariance_type", _g.COVARIANCE_TYPES)
+        if not isinstance(self.tol, numbers.Real) or not self.tol >= 0:
+            raise ValueError(f"tol: must be a number >= 0, got {self.tol!r}")
+        if isinstance(self.reg_covar, numbers.Real) and not self.reg_covar >= 0:
+            raise ValueError(f"reg_covar: must be >= 0, got {self.reg_covar!r}")
+        val.positive_int(self.max_iter, "max_iter", minimum=0)
+        val.positive_int(self.n_init, "n_init")
+        val.choice(self.init_params, "init_params", _g.INITS)
+
+    def _params(self) -> _g.GMMParams:
+        return _g.GMMParams(self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
+                            self.covariance_type)
+
+    def _set_fitted(self, res: _g.FitResult):
+        p = res.params
+        self.weights_, self.means_ = p.weights, p.means
+        self.covariances_, self.precisions_cholesky_ = p.covariances, p.precisions_cholesky
+        self.precisions_ = _g.precisions(p)
+        self.converged_ = res.converged
+        self.n_iter_ = res.n_iter
+        self.lower_bound_ = res.lower_bound
+        self.flags_ = res.flags
+
+
+class GaussianMixture(_MixtureParams, _Base):
+    """scikit-learn's GaussianMixture API on pygenmod's EM kernels.
+
+    Same parameters, methods and fitted attributes as ``sklearn.mixture.GaussianMixture``
+    (weights_, means_, covariances_, precisions_, precisions_cholesky_, converged_, n_iter_,
+    lower_bound_, n_features_in_), plus ``flags_`` (per-component status, see
+    :mod:`pygenmod.gmm`) and ``sample_weight`` in fit. Differences: init_params
+    'kmeans' uses pygenmod's own k-means (so the same random_state gives other initial
+    means than sklearn); fewer samples than components is handled (duplicate components) rather
+    than rejected; ``sample`` uses pygenmod's Philox generator.
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
+                 precisions_init=None, random_state=None, warm_start=False, verbose=0,
+                 verbose_interval=10):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # -- input
+    def _check_X(self, X, reset: bool):
+        if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
+            raise TypeError(f"{type(self).__name__} does not accept sparse data; "
+                            "convert it to a dense array (X.toarray()).")
+        names = getattr(X, "columns", None)
+        if names is not None:
+            names = np.asarray(names, dtype=object)
+            if not all(isinstance(n, str) for n in names):
+                names = None
+        if hasattr(X, "dtype") and getattr(X.dtype, "kind", "f") == "c":
+            raise ValueError("Complex data not supported")
+        arr = np.asarray(X) if not hasattr(X, "__dlpack__") and not hasattr(X, "dtype") else X
+        if getattr(arr, "dtype", None) is not None and np.dtype(arr.dtype).kind == "c":
+            raise ValueError("Complex data not supported")
+        if getattr(arr, "dtype", None) is not None and np.dtype(arr.dtype).kind in "iub":
+            arr = np.asarray(arr, dtype=np.float64)
+        if getattr(arr, "dtype", None) is not None and np.dtype(arr.dtype).kind == "O":
+            try:
+                arr = np.asarray(arr, dtype=np.float64)
+            except TypeError as exc:
+                raise TypeError(f"X: could not convert to float: {exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"X: could not convert to float: {exc}") from None
+        Xa = val.float_array(arr, "X")
+        if Xa.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {Xa.ndim}D array instead: X with shape "
+                             f"{Xa.shape}. Reshape your data either using array.reshape(-1, 1) if "
+                             "your data has a single feature or array.reshape(1, -1) if it "
+                             "contains a single sample.")
+        if Xa.shape[0] < 1:
+            raise ValueError(f"Found array with 0 sample(s) (shape={Xa.shape}) while a minimum of "
+                             "1 is required.")
+        if Xa.shape[1] < 1:
+            raise ValueError(f"Found array with 0 feature(s) (shape={Xa.shape}) while a minimum of "
+                             "1 is required.")
+        if reset:
+            self.n_features_in_ = Xa.shape[1]
+            if names is not None:
+                self.feature_names_in_ = names
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        else:
+            fitted = getattr(self, "feature_names_in_", None)
+            if fitted is not None and names is None:
+                warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
+                              "was fitted with feature names", UserWarning)
+            elif fitted is None and names is not None:
+                warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
+                              "without feature names", UserWarning)
+            elif fitted is not None and (len(fitted) != len(names) or (fitted != names).any()):
+                raise ValueError("The feature names should match those that were passed during fit.")
+            if Xa.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {Xa.shape[1]} features, but {type(self).__name__} is "
+                                 f"expecting {self.n_features_in_} features as input.")
+        return Xa
+
+    # -- fitting
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit with EM (n_init runs in one batched call, the best lower bound kept)."""
+        self.fit_predict(X, y, sample_weight=sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        self._check_params()
+        X = self._check_X(X, reset=True)
+        sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        kw = dict(covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
+                  max_iter=self.max_iter, warn=False)
+        if do_init:
+            res = _g.fit(X, self.n_components, sample_weight, n_init=self.n_init,
+                         init=self.init_params, weights_init=self.weights_init,
+                         means_init=self.means_init, precisions_init=self.precisions_init,
+                         random_state=_seed(self.random_state), **kw)
+        else:
+            res = _g.fit(X, self.n_components, sample_weight, init_params=self._params(),
+                         lower_bound_init=self.lower_bound_, **kw)
+        self._set_fitted(res)
+        if not self.converged_ and self.max_iter > 0:
+            warnings.warn("Best performing initialization did not converge. Try different init "
+                          "parameters, or increase max_iter, tol, or check for degenerate data.",
+                          _convergence_warning(), stacklevel=2)
+        return self.predict(X)
+
+    # -- queries
+    def score_samples(self, X):
+        """Log-density of each sample under the mixture."""
+        self._check_fitted()
+        return _g.log_prob(self._check_X(X, reset=False), self._params())
+
+    def score(self, X, y=None):
+        """Mean log-likelihood of X."""
+        return float(np.mean(self.score_samples(X)))
+
+    def predict(self, X):
+        self._check_fitted()
+        return _g.predict(self._check_X(X, reset=False), self._params())
+
+    def predict_proba(self, X):
+        self._check_fitted()
+        return _g.predict_proba(self._check_X(X, reset=False), self._params())
+
+    def sample(self, n_samples=1):
+        """(X, y): n_samples draws and their component labels (pygenmod's Philox RNG)."""
+        self._check_fitted()
+        n = val.positive_int(n_samples, "n_samples")
+        seed = _seed(self.random_state)
+        X, y = _g.sample(self._params(), n, seed=seed)
+        return X, y
+
+    def _n_parameters(self):
+        return _g.n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
+
+    def bic(self, X):
+        X = self._check_X(X, reset=False)
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
+
+    def aic(self, X):
+        X = self._check_X(X, reset=False)
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+
+class BatchGaussianMixture(_MixtureParams, _Base):
+    """B mixtures fitted at once to X (B, N, D) with optional sample_weight (B, N) (0 = padding).
+
+    Same parameters as :class:`GaussianMixture`; reg_covar may be a (B,) array. Fitted attributes
+    carry a leading batch axis (weights_ (B, K), means_ (B, K, D), ..., converged_ (B,),
+    n_iter_ (B,), lower_bound_ (B,), flags_ (B, K)); query methods take X (B, M, D) and return
+    per-set results (score: (B,)).
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
+                 precisions_init=None, random_state=None, warm_start=False, warn=True):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.warn = warn
+
+    def _check_X(self, X, reset):
+        X = val.float_array(X, "X", ndim=3)
+        if reset:
+            self.n_features_in_ = X.shape[2]
+            self.n_sets_ = X.shape[0]
+        elif X.shape[2] != self.n_features_in_ or X.shape[0] != self.n_sets_:
+            raise ValueError(f"X: expected shape ({self.n_sets_}, M, {self.n_features_in_}), "
+                             f"got {X.shape}")
+        return X
+
+    def fit(self, X, y=None, sample_weight=None):
+        self._check_params()
+        X = self._check_X(X, reset=not (self.warm_start and hasattr(self, "converged_")))
+        kw = dict(covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
+                  max_iter=self.max_iter, warn=self.warn)
+        if self.warm_start and hasattr(self, "converged_"):
+            res = _g.fit(X, self.n_components, sample_weight, init_params=self._params(),
+                         lower_bound_init=self.lower_bound_, **kw)
+        else:
+            res = _g.fit(X, self.n_components, sample_weight, n_init=self.n_init,
+                         init=self.init_params, weights_init=self.weights_init,
+                         means_init=self.means_init, precisions_init=self.precisions_init,
+                         random_state=_seed(self.random_state), **kw)
+        self._set_fitted(res)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    def score_samples(self, X):
+        self._check_fitted()
+        return _g.log_prob(self._check_X(X, False), self._params())
+
+    def score(self, X, y=None, sample_weight=None):
+        """Per-set (weighted) mean log-likelihood, shape (B,)."""
+        self._check_fitted()
+        return _g.e_step(self._check_X(X, False), self._params(), sample_weight).lower_bound
+
+    def predict(self, X):
+        self._check_fitted()
+        return _g.predict(self._check_X(X, False), self._params())
+
+    def predict_proba(self, X):
+        self._check_fitted()
+        return _g.predict_proba(self._check_X(X, False), self._params())
+
+    def sample(self, n_samples=1):
+        self._check_fitted()
+        return _g.sample(self._params(), val.positive_int(n_samples, "n_samples"),
+                         seed=_seed(self.random_state))
+
+    def bic(self, X, sample_weight=None):
+        self._check_fitted()
+        return _g.bic(self._check_X(X, False), self._params(), sample_weight)
+
+    def aic(self, X, sample_weight=None):
+        self._check_fitted()
+        return _g.aic(self._check_X(X, False), self._params(), sample_weight)

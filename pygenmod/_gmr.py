@@ -1,0 +1,206 @@
+"""Gaussian mixture regression: condition B joint mixtures over (input, output) dimensions on
+many query inputs at once.
+
+For component k with joint mean (mu_i, mu_o) and covariance [[S_ii, S_io], [S_oi, S_oo]]:
+    h_k(x)  proportional to  w_k N(x | mu_i, S_ii)                 (conditional weights)
+    m_k(x)  = mu_o + S_oi S_ii^+ (x - mu_i)                        (conditional means)
+    C_k     = S_oo - S_oi S_ii^+ S_io                              (conditional covariances)
+    mean(x) = sum_k h_k m_k
+    cov(x)  = sum_k h_k (C_k + (m_k - mean)(m_k - mean)^T)         (PSD by construction)
+Any covariance type (converted to full matrices). Numerically safe: S_ii is inverted through
+its eigendecomposition with eigenvalues clipped at 1e-12 x the largest (a pseudo-inverse for
+a near-singular input block), and C_k is symmetrised with negative eigenvalues clipped to 0.
+Computed in float64, returned in the parameters' dtype.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _validate as val
+from ._arrays import returner, to_native, xp_of
+from ._gmm_estimator import _Base
+
+
+class GMRResult(NamedTuple):
+    weights: object  #: (B, Q, K) conditional mixture weights
+    means: object  #: (B, Q, K, O) conditional component means
+    covariances: object  #: (B, K, O, O) conditional component covariances (independent of x)
+    mean: object  #: (B, Q, O) predictive mean
+    covariance: object  #: (B, Q, O, O) predictive covariance of the conditional mixture
+
+
+def _dims(in_dims, out_dims, D):
+    ind = [int(i) for i in np.atleast_1d(np.asarray(in_dims)).ravel()]
+    if not ind or len(set(ind)) != len(ind) or min(ind) < 0 or max(ind) >= D:
+        raise ValueError(f"in_dims: expected distinct indices in [0, {D}), got {in_dims!r}")
+    if out_dims is None:
+        outd = [d for d in range(D) if d not in ind]
+    else:
+        outd = [int(i) for i in np.atleast_1d(np.asarray(out_dims)).ravel()]
+        if (not outd or len(set(outd)) != len(outd) or min(outd) < 0 or max(outd) >= D
+                or set(outd) & set(ind)):
+            raise ValueError(f"out_dims: expected distinct indices in [0, {D}) not in in_dims, "
+                             f"got {out_dims!r}")
+    if not outd:
+        raise ValueError("out_dims: no output dimension left")
+    return ind, outd
+
+
+def _conditional(params, x, in_dims, out_dims):
+    from . import gmm as g
+
+    w0 = to_native(params[0] if not isinstance(params, g.GMMParams) else params.weights)
+    single = w0.ndim == 1
+    xp = xp_of(w0)
+    dtype = w0.dtype if w0.dtype in val.FLOAT_DTYPES else np.dtype(np.float64)
+    means = to_native(params[1] if not isinstance(params, g.GMMParams) else params.means)
+    D = means.shape[-1]
+    B = 1 if single else w0.shape[0]
+    p, K = g._params(params, B, D, dtype, xp, single)
+    ind, outd = _dims(in_dims, out_dims, D)
+    I, O = len(ind), len(outd)
+    xq = val.float_array(x, "x", dtype=dtype, xp=xp)
+    if single:
+        if xq.ndim == 1 and I == 1:
+            xq = xq[:, None]
+        val.check_shape(xq, "x", (None, I))
+        xq = xq[None]
+    else:
+        val.check_shape(xq, "x", (B, None, I))
+    f64 = xp.float64
+    S = g._full_covariances(p, K, D).astype(f64)
+    mu = p.means.astype(f64)
+    ia, oa = xp.asarray(ind), xp.asarray(outd)
+    Sii = S[:, :, ia][:, :, :, ia]
+    Soi = S[:, :, oa][:, :, :, ia]
+    Soo = S[:, :, oa][:, :, :, oa]
+    Sii = 0.5 * (Sii + xp.swapaxes(Sii, -1, -2))
+    lam, V = xp.linalg.eigh(Sii)  # (B, K, I), (B, K, I, I)
+    top = xp.maximum(lam.max(-1, keepdims=True), np.finfo(np.float64).tiny)
+    lam = xp.maximum(lam, 1e-12 * top)
+    Sinv = (V / lam[..., None, :]) @ xp.swapaxes(V, -1, -2)
+    A = Soi @ Sinv  # (B, K, O, I)
+    C = Soo - A @ xp.swapaxes(Soi, -1, -2)
+    C = 0.5 * (C + xp.swapaxes(C, -1, -2))
+    lc, Vc = xp.linalg.eigh(C)
+    C = (Vc * xp.maximum(lc, 0)[..., None, :]) @ xp.swapaxes(Vc, -1, -2)
+    diff = xq.astype(f64)[:, :, None, :] - mu[:, None, :, ia]  # (B, Q, K, I)
+    z = xp.einsum("bkij,bqki->bqkj", V, diff) / xp.sqrt(lam)[:, None]
+    logn = -0.5 * ((z * z).sum(-1) + xp.log(lam).sum(-1)[:, None] + I * np.log(2 * np.pi))
+    with np.errstate(divide="ignore"):
+        logw = xp.log(p.weights.astype(f64))[:, None, :] + logn  # (B, Q, K)
+    mx = logw.max(-1, keepdims=True)
+    mx = xp.where(xp.isfinite(mx), mx, 0)
+    h = xp.exp(logw - mx)
+    hs = h.sum(-1, keepdims=True)
+    h = xp.where(hs > 0, h / xp.where(hs > 0, hs, 1), 1.0 / K)
+    m = mu[:, None, :, oa] + xp.einsum("bkoi,bqki->bqko", A, diff)  # (B, Q, K, O)
+    mean = (h[..., None] * m).sum(2)
+    dm = m - mean[:, :, None, :]
+    cov = xp.einsum("bqk,bkoj->bqoj", h, C) + xp.einsum("bqk,bqko,bqkj->bqoj", h, dm, dm)
+    cov = 0.5 * (cov + xp.swapaxes(cov, -1, -2))
+    return single, dtype, (h, m, C, mean, cov), B
+
+
+def gmr(params, x, in_dims, out_dims=None) -> GMRResult:
+    """Condition the mixture(s) on inputs x at dimensions ``in_dims``.
+
+    params: GMMParams of B mixtures (or one, without batch axis); x: (B, Q, I) (or (Q, I)).
+    out_dims: the output dimensions (default: all others). Returns :class:`GMRResult`.
+    """
+    back = returner(x)
+    single, dtype, (h, m, C, mean, cov), _ = _conditional(params, x, in_dims, out_dims)
+    cast = (lambda a: back(a[0].astype(dtype))) if single else (lambda a: back(a.astype(dtype)))
+    return GMRResult(cast(h), cast(m), cast(C), cast(mean), cast(cov))
+
+
+def gmr_sample(params, x, in_dims, n_samples: int, *, out_dims=None, seed: int = 0):
+    """Draws from the conditional mixture at each query: (B, Q, n_samples, O).
+
+    Query q of mixture b draws from Philox stream b * Q + q (pygenmod.gmm.sample's convention),
+    so results are identical on every backend. A singular conditional covariance gets 1e-12 x
+    its trace (or 1e-300) of diagonal jitter so it can be factored.
+    """
+    from . import gmm as g
+
+    back = returner(x)
+    n = val.positive_int(n_samples, "n_samples", minimum=0)
+    single, dtype, (h, m, C, mean, cov), B = _conditional(params, x, in_dims, out_dims)
+    xp = xp_of(h)
+    Q, K, O = m.shape[1], m.shape[2], m.shape[3]
+    tr = xp.trace(C, axis1=-2, axis2=-1)[..., None, None]
+    Cj = C + (1e-12 * tr + 1e-300) * xp.eye(O)
+    pc = g.precisions_cholesky_from_covariances(Cj, "full")  # (B, K, O, O)
+    pc = xp.broadcast_to(pc[:, None], (B, Q, K, O, O)).reshape(B * Q, K, O, O)
+    Cb = xp.broadcast_to(Cj[:, None], (B, Q, K, O, O)).reshape(B * Q, K, O, O)
+    prm = g.GMMParams(h.reshape(B * Q, K).astype(dtype), m.reshape(B * Q, K, O).astype(dtype),
+                      Cb.astype(dtype), pc.astype(dtype), "full")
+    out, _ = g.sample(prm, n, seed=seed)
+    out = out.reshape(B, Q, n, O)
+    return back(out[0] if single else out)
+
+
+class GMR(_Base):
+    """Regressor: a joint GaussianMixture over [X, Y]; predict(X) is the GMR mean.
+
+    predict_dist(X) gives the full :class:`GMRResult`; sample_y(X, n) draws from the
+    conditional. Parameters are GaussianMixture's.
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
+                 max_iter=100, n_init=1, init_params="kmeans", random_state=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.random_state = random_state
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "gmm_")
+
+    def fit(self, X, y, sample_weight=None):
+        from ._gmm_estimator import GaussianMixture
+
+        X = val.float_array(X, "X", ndim=(1, 2))
+        y = val.float_array(y, "y", ndim=(1, 2), dtype=X.dtype)
+        X2 = X.reshape(X.shape[0], -1)
+        self._y1d = y.ndim == 1
+        y2 = y.reshape(y.shape[0], -1)
+        if y2.shape[0] != X2.shape[0]:
+            raise ValueError(f"y: expected {X2.shape[0]} rows like X, got {y2.shape[0]}")
+        self.n_features_in_ = X2.shape[1]
+        self.gmm_ = GaussianMixture(**self.get_params()).fit(np.concatenate([X2, y2], 1),
+                                                            sample_weight=sample_weight)
+        self.in_dims_ = list(range(X2.shape[1]))
+        return self
+
+    def _x(self, X):
+        if not hasattr(self, "gmm_"):
+            raise AttributeError("GMR is not fitted yet; call fit first")
+        X = val.float_array(X, "X", ndim=(1, 2))
+        return X.reshape(X.shape[0], -1) if X.ndim == 2 or self.n_features_in_ > 1 else X[:, None]
+
+    def _params(self):
+        return self.gmm_._params()
+
+    def predict_dist(self, X) -> GMRResult:
+        return gmr(self._params(), self._x(X), self.in_dims_)
+
+    def predict(self, X):
+        mean = self.predict_dist(X).mean
+        return mean[:, 0] if self._y1d else mean
+
+    def sample_y(self, X, n_samples=1, random_state=0):
+        return gmr_sample(self._params(), self._x(X), self.in_dims_, n_samples, seed=int(random_state))
+
+    def score(self, X, y):
+        y = np.asarray(y, dtype=np.float64)
+        pred = self.predict(X)
+        ss_res = ((y - pred) ** 2).sum()
+        ss_tot = ((y - y.mean(0)) ** 2).sum()
+        return float(1 - ss_res / ss_tot) if ss_tot > 0 else 0.0

@@ -1,0 +1,627 @@
+"""Gaussian mixtures: batched EM over many data sets at once, and Gaussian mixture regression.
+
+Layout: data ``X[b, n, d]`` (or ``X[n, d]`` for one set) with optional point weights
+``weights[b, n]`` (0 = padding, so ragged batches need no Python loop; weights are also
+scikit-learn's missing ``sample_weight``). Parameters follow scikit-learn's conventions, with a
+leading batch axis:
+
+=============  ==============  =================================================
+covariance     covariances     precisions_cholesky (precision = P P^T, P upper)
+=============  ==============  =================================================
+``full``       (B, K, D, D)    (B, K, D, D)
+``tied``       (B, D, D)       (B, D, D)
+``diag``       (B, K, D)       (B, K, D)   (1 / sqrt(variance))
+``spherical``  (B, K)          (B, K)
+=============  ==============  =================================================
+
+Degenerate data never produces NaN. Policy (status arrays carry the detail, at most one summary
+:class:`GMMWarning` is issued per call, silenced with ``warn=False``):
+
+- a component whose responsibility mass falls to <= 1e-12 of its set's total weight is
+  *collapsed*: it is placed at the set mean with the set covariance (+ reg_covar) and keeps
+  its ~0 weight, so it is inert but finite (``flags & COLLAPSED``);
+- a covariance that is not positive definite (reg_covar=0, a constant dimension, fewer points
+  than dimensions) gets diagonal jitter growing tenfold from 1e-10 x the set's mean variance
+  until its Cholesky factor exists (``flags & REGULARISED``);
+- a set with no point of positive weight gets uniform weights, zero means and identity
+  covariances, ``lower_bound = -inf``, ``n_iter = 0``, ``converged = False``
+  (``flags & EMPTY_SET``);
+- with fewer points than components, initialisation repeats points (duplicate components).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _validate as val
+from ._arrays import is_device, returner, to_native, xp_of
+from ._dispatch import kernel
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+INITS = ("kmeans", "k-means++", "random_from_data", "random")
+
+#: flag bits of ``FitResult.flags`` (per set and component)
+COLLAPSED, REGULARISED, EMPTY_SET = 1, 2, 4
+
+
+class GMMWarning(UserWarning):
+    """Summary of sets that did not converge or had collapsed / regularised components."""
+
+
+class GMMParams(NamedTuple):
+    """Parameters of B mixtures (no batch axis for a single mixture)."""
+
+    weights: object  #: (B, K)
+    means: object  #: (B, K, D)
+    covariances: object  #: shape by covariance_type (see module doc)
+    precisions_cholesky: object  #: same shape as covariances
+    covariance_type: str = "full"
+
+
+class FitResult(NamedTuple):
+    """Fitted parameters and per-set status of :func:`fit`."""
+
+    params: GMMParams
+    lower_bound: object  #: (B,) weighted mean log-likelihood at the last E-step
+    n_iter: object  #: (B,) int64 EM iterations run (of the best init)
+    converged: object  #: (B,) bool
+    flags: object  #: (B, K) uint8: COLLAPSED | REGULARISED | EMPTY_SET
+
+
+class EStep(NamedTuple):
+    log_resp: object  #: (B, N, K) log responsibilities
+    log_prob_norm: object  #: (B, N) log mixture density of each point
+    lower_bound: object  #: (B,) weighted mean of log_prob_norm
+
+
+# ----------------------------------------------------------------------------- shapes
+def cov_shape(covariance_type: str, B, K: int, D: int) -> tuple:
+    """Shape of the covariances / precisions_cholesky of B mixtures (B=None: no batch axis)."""
+    base = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
+    return base if B is None else (B,) + base
+
+
+def n_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+    """Free parameters of one mixture (scikit-learn's count)."""
+    K, D = n_components, n_features
+    cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2, "spherical": K}[
+        val.choice(covariance_type, "covariance_type", COVARIANCE_TYPES)]
+    return int(cov + D * K + K - 1)
+
+
+def _data(X, weights, name="X"):
+    """(X3, W, single, back): X as (B, N, D), weights as (B, N) in X's dtype."""
+    back = returner(X)
+    X = val.float_array(X, name, ndim=(2, 3))
+    xp = xp_of(X)
+    single = X.ndim == 2
+    X3 = X[None] if single else X
+    B, N, D = X3.shape
+    if D < 1:
+        raise ValueError(f"{name}: need at least one dimension, got shape {tuple(X.shape)}")
+    if weights is None:
+        W = xp.ones((B, N), X.dtype)
+    else:
+        W = val.float_array(weights, "weights", ndim=1 if single else 2, dtype=X.dtype, xp=xp)
+        val.check_shape(W, "weights", (N,) if single else (B, N))
+        if bool((W < 0).any()):
+            raise ValueError("weights: must be >= 0 (0 marks padding)")
+        W = xp.ascontiguousarray(W.reshape(B, N))
+    return xp.ascontiguousarray(X3), W, single, back
+
+
+def _params(params, B, D, dtype, xp, single, name="params"):
+    """Validated, batched, C-contiguous GMMParams arrays in dtype; returns (GMMParams, K)."""
+    if not isinstance(params, GMMParams):
+        if isinstance(params, dict):
+            params = GMMParams(**params)
+        else:
+            try:
+                params = GMMParams(*params)
+            except TypeError:
+                raise TypeError(f"{name}: expected GMMParams (weights, means, covariances, "
+                                f"precisions_cholesky, covariance_type)") from None
+    ct = val.choice(params.covariance_type, f"{name}.covariance_type", COVARIANCE_TYPES)
+    lead = () if single else (B,)
+    w = val.float_array(params.weights, f"{name}.weights", ndim=len(lead) + 1, dtype=dtype, xp=xp)
+    K = w.shape[-1]
+    if K < 1:
+        raise ValueError(f"{name}.weights: need at least one component")
+    val.check_shape(w, f"{name}.weights", lead + (K,))
+    if bool((w < 0).any()):
+        raise ValueError(f"{name}.weights: must be >= 0")
+    mu = val.float_array(params.means, f"{name}.means", dtype=dtype, xp=xp)
+    val.check_shape(mu, f"{name}.means", lead + (K, D))
+    pc = params.precisions_cholesky
+    cs = cov_shape(ct, None, K, D)
+    cov = params.covariances
+    if pc is None:
+        if cov is None:
+            raise ValueError(f"{name}: needs covariances or precisions_cholesky")
+        cov = val.float_array(cov, f"{name}.covariances", dtype=dtype, xp=xp)
+        val.check_shape(cov, f"{name}.covariances", lead + cs)
+        pc = precisions_cholesky_from_covariances(cov, ct, f"{name}.covariances")
+    pc = val.float_array(pc, f"{name}.precisions_cholesky", dtype=dtype, xp=xp)
+    val.check_shape(pc, f"{name}.precisions_cholesky", lead + cs)
+    if cov is None:
+        cov = covariances_from_precisions_cholesky(pc, ct)
+    cov = val.float_array(cov, f"{name}.covariances", dtype=dtype, xp=xp)
+    val.check_shape(cov, f"{name}.covariances", lead + cs)
+    if ct in ("full", "tied"):
+        diag = xp.diagonal(pc, axis1=-2, axis2=-1)
+    else:
+        diag = pc
+    if not bool((diag > 0).all()):
+        raise ValueError(f"{name}.precisions_cholesky: diagonal must be positive")
+    if single:
+        w, mu, cov, pc = w[None], mu[None], cov[None], pc[None]
+    c = xp.ascontiguousarray
+    return GMMParams(c(w), c(mu), c(cov), c(pc), ct), K
+
+
+def _unbatch(p: GMMParams, single: bool, back) -> GMMParams:
+    f = (lambda a: back(a[0])) if single else back
+    return GMMParams(f(p.weights), f(p.means), f(p.covariances), f(p.precisions_cholesky),
+                     p.covariance_type)
+
+
+# ----------------------------------------------------------------------------- conversions
+def precisions_cholesky_from_covariances(covariances, covariance_type: str, name: str = "covariances"):
+    """Upper P with P P^T = inverse(covariance) (scikit-learn's precisions_cholesky_)."""
+    xp = xp_of(to_native(covariances))
+    cov = to_native(covariances)
+    if covariance_type in ("full", "tied"):
+        try:
+            L = xp.linalg.cholesky(cov)
+        except Exception as exc:  # numpy LinAlgError
+            raise ValueError(f"{name}: must be symmetric positive definite") from exc
+        if not bool(xp.isfinite(L).all()):
+            raise ValueError(f"{name}: must be symmetric positive definite")
+        eye = xp.broadcast_to(xp.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
+        return xp.ascontiguousarray(xp.swapaxes(xp.linalg.solve(L, eye), -1, -2))
+    if not bool((cov > 0).all()):
+        raise ValueError(f"{name}: must be positive")
+    return 1.0 / xp.sqrt(cov)
+
+
+def precisions_cholesky_from_precisions(precisions, covariance_type: str, name: str = "precisions"):
+    """Upper P with P P^T = precision (scikit-learn's precisions_init convention)."""
+    xp = xp_of(to_native(precisions))
+    prec = to_native(precisions)
+    if covariance_type in ("full", "tied"):
+        flip = prec[..., ::-1, ::-1]
+        try:
+            L = xp.linalg.cholesky(flip)
+        except Exception as exc:
+            raise ValueError(f"{name}: must be symmetric positive definite") from exc
+        if not bool(xp.isfinite(L).all()):
+            raise ValueError(f"{name}: must be symmetric positive definite")
+        return xp.ascontiguousarray(L[..., ::-1, ::-1])
+    if not bool((prec > 0).all()):
+        raise ValueError(f"{name}: must be positive")
+    return xp.sqrt(prec)
+
+
+def covariances_from_precisions_cholesky(prec_chol, covariance_type: str):
+    xp = xp_of(to_native(prec_chol))
+    P = to_native(prec_chol)
+    if covariance_type in ("full", "tied"):
+        eye = xp.broadcast_to(xp.eye(P.shape[-1], dtype=P.dtype), P.shape)
+        Pinv = xp.linalg.solve(P, eye)  # P^{-1}; cov = P^{-T} P^{-1}
+        return xp.ascontiguousarray(xp.swapaxes(Pinv, -1, -2) @ Pinv)
+    return 1.0 / (P * P)
+
+
+def precisions(params: GMMParams):
+    """Precision matrices (full/tied) or precisions (diag/spherical), like sklearn's precisions_."""
+    P = to_native(params.precisions_cholesky)
+    xp = xp_of(P)
+    if params.covariance_type in ("full", "tied"):
+        return P @ xp.swapaxes(P, -1, -2)
+    return P * P
+
+
+def _full_covariances(p: GMMParams, K: int, D: int):
+    """(B, K, D, D) covariance matrices of batched params of any type."""
+    xp = xp_of(p.means)
+    cov, B = p.covariances, p.means.shape[0]
+    if p.covariance_type == "full":
+        return cov
+    if p.covariance_type == "tied":
+        return xp.broadcast_to(cov[:, None], (B, K, D, D))
+    eye = xp.eye(D, dtype=cov.dtype)
+    if p.covariance_type == "diag":
+        return cov[..., None] * eye
+    return cov[:, :, None, None] * eye
+
+
+# ----------------------------------------------------------------------------- kernels
+def e_step(X, params, weights=None) -> EStep:
+    """E-step: log responsibilities, per-point log mixture density, weighted mean bound."""
+    X3, W, single, back = _data(X, weights)
+    xp = xp_of(X3)
+    B, N, D = X3.shape
+    p, K = _params(params, B, D, X3.dtype, xp, single)
+    lp, log_resp, log_norm = _e_step_arrays(X3, p, K)
+    lb = _lower_bound(log_norm, W)
+    if single:
+        return EStep(back(log_resp[0]), back(log_norm[0]), float(lb[0]))
+    return EStep(back(log_resp), back(log_norm), back(lb))
+
+
+def _e_step_arrays(X3, p: GMMParams, K):
+    xp = xp_of(X3)
+    B, N, _ = X3.shape
+    lp = xp.empty((B, N, K), X3.dtype)
+    log_resp = xp.empty((B, N, K), X3.dtype)
+    log_norm = xp.empty((B, N), X3.dtype)
+    _, k = kernel("gmm", "e_step", is_device(X3))
+    k(X3, p.weights, p.means, p.precisions_cholesky, _CODE[p.covariance_type], lp, log_resp, log_norm)
+    return lp, log_resp, log_norm
+
+
+def _lower_bound(log_norm, W):
+    xp = xp_of(log_norm)
+    ws = W.sum(1)
+    masked = xp.where(W > 0, log_norm, 0).astype(xp.float64)
+    tot = (masked * W).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lb = xp.where(ws > 0, tot / xp.where(ws > 0, ws, 1), -xp.inf)
+    return lb.astype(log_norm.dtype)
+
+
+def m_step(X, resp, weights=None, *, covariance_type: str = "full", reg_covar=1e-6) -> GMMParams:
+    """M-step from responsibilities resp[b, n, k] (times the point weights)."""
+    X3, W, single, back = _data(X, weights)
+    xp = xp_of(X3)
+    B, N, D = X3.shape
+    ct = val.choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    R = val.float_array(resp, "resp", ndim=2 if single else 3, dtype=X3.dtype, xp=xp)
+    if R.shape[:-1] != ((N,) if single else (B, N)):
+        raise ValueError(f"resp: expected shape {('(N, K)' if single else '(B, N, K)')} matching X, "
+                         f"got {R.shape}")
+    if bool((R < 0).any()):
+        raise ValueError("resp: must be >= 0")
+    R = xp.ascontiguousarray(R.reshape(B, N, -1))
+    reg = val.per_batch(reg_covar, "reg_covar", B, X3.dtype, xp, lo=0.0)
+    p, _ = _m_step_arrays(X3, W, R, reg, ct, 1)
+    return _unbatch(p, single, back)
+
+
+def _m_step_arrays(X3, W, R, reg, ct, n_rep):
+    xp = xp_of(X3)
+    Bx, N, D = X3.shape
+    B, K = Bx * n_rep, R.shape[-1]
+    if K < 1:
+        raise ValueError("resp: need at least one component")
+    out = _empty_params(xp, X3.dtype, ct, B, K, D)
+    flags = xp.zeros((B, K), xp.uint8)
+    _, k = kernel("gmm", "m_step", is_device(X3))
+    k(X3, W, R, reg, n_rep, _CODE[ct], out.weights, out.means, out.covariances,
+      out.precisions_cholesky, flags)
+    return out, flags
+
+
+def _empty_params(xp, dtype, ct, B, K, D) -> GMMParams:
+    return GMMParams(xp.empty((B, K), dtype), xp.empty((B, K, D), dtype),
+                     xp.empty(cov_shape(ct, B, K, D), dtype), xp.empty(cov_shape(ct, B, K, D), dtype), ct)
+
+
+def _copy_params(p: GMMParams) -> GMMParams:
+    xp = xp_of(p.means)
+    return GMMParams(*(xp.array(a, copy=True) for a in p[:4]), p.covariance_type)
+
+
+def _run_fit(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None):
+    """Runs the fit kernel on copies of p; returns (params, lb, n_iter, converged, flags)."""
+    xp = xp_of(X3)
+    B, K = p.weights.shape
+    out = _copy_params(p)
+    lb = xp.full((B,), -np.inf, X3.dtype) if lb0 is None else xp.array(lb0, dtype=X3.dtype, copy=True)
+    n_iter = xp.zeros((B,), xp.int64)
+    conv = xp.zeros((B,), xp.uint8)
+    flags = xp.zeros((B, K), xp.uint8)
+    _, k = kernel("gmm", "fit", is_device(X3))
+    k(X3, W, reg, n_rep, _CODE[p.covariance_type], max_iter, float(tol), out.weights, out.means,
+      out.covariances, out.precisions_cholesky, lb, n_iter, conv, flags)
+    return out, lb, n_iter, conv, flags
+
+
+def em_step(X, params, weights=None, *, reg_covar=1e-6):
+    """One EM iteration as a pure function: returns (new GMMParams, lower_bound).
+
+    ``lower_bound`` is the weighted mean log-likelihood of X under the *input* parameters
+    (scikit-learn's convention); the new parameters come from the M-step that follows.
+    """
+    X3, W, single, back = _data(X, weights)
+    xp = xp_of(X3)
+    B, N, D = X3.shape
+    p, K = _params(params, B, D, X3.dtype, xp, single)
+    reg = val.per_batch(reg_covar, "reg_covar", B, X3.dtype, xp, lo=0.0)
+    out, lb, _, _, _ = _run_fit(X3, W, p, reg, 1, 1, -1.0)
+    if single:
+        return _unbatch(out, True, back), float(lb[0])
+    return _unbatch(out, False, back), back(lb)
+
+
+def log_prob(X, params, *, per: str = "mixture"):
+    """Log-densities: per='mixture' (B, N), 'component' (B, N, K) log N(x | k) or
+    'weighted' (B, N, K) log w_k + log N(x | k)."""
+    val.choice(per, "per", ("mixture", "component", "weighted"))
+    X3, _, single, back = _data(X, None)
+    xp = xp_of(X3)
+    B, N, D = X3.shape
+    p, K = _params(params, B, D, X3.dtype, xp, single)
+    lp, log_resp, log_norm = _e_step_arrays(X3, p, K)
+    if per == "mixture":
+        res = log_norm
+    elif per == "component":
+        res = lp
+    else:
+        with np.errstate(divide="ignore"):
+            res = lp + xp.log(p.weights)[:, None, :]
+    return back(res[0] if single else res)
+
+
+def _log_resp(X, params):
+    X3, _, single, back = _data(X, None)
+    p, K = _params(params, X3.shape[0], X3.shape[2], X3.dtype, xp_of(X3), single)
+    return _e_step_arrays(X3, p, K)[1], single, back
+
+
+def predict_proba(X, params):
+    """Responsibilities (B, N, K)."""
+    log_resp, single, back = _log_resp(X, params)
+    r = xp_of(log_resp).exp(log_resp)
+    return back(r[0] if single else r)
+
+
+def predict(X, params):
+    """Most probable component (B, N) int64."""
+    log_resp, single, back = _log_resp(X, params)
+    xp = xp_of(log_resp)
+    lab = xp.argmax(log_resp, axis=-1).astype(xp.int64)
+    return back(lab[0] if single else lab)
+
+
+def sample(params, n_samples: int, *, seed: int = 0, stream: int = 0):
+    """``n_samples`` draws from each mixture: (X (B, n, D), labels (B, n) int64).
+
+    Draw i of mixture b is a pure function of (seed, stream + b, i) through the package's
+    Philox-4x32-10 generator: identical on every backend and thread count.
+    """
+    n = val.positive_int(n_samples, "n_samples", minimum=0)
+    seed = _u64(seed, "seed")
+    stream = _u64(stream, "stream")
+    w0 = to_native(params.weights if isinstance(params, GMMParams) else GMMParams(*params).weights)
+    single = w0.ndim == 1
+    back = returner(params.weights if isinstance(params, GMMParams) else w0)
+    dtype = w0.dtype if w0.dtype in val.FLOAT_DTYPES else np.dtype(np.float64)
+    xp = xp_of(w0)
+    means = to_native(params[1])
+    D = means.shape[-1]
+    B = 1 if single else w0.shape[0]
+    p, K = _params(params, B, D, dtype, xp, single)
+    out = xp.empty((B, n, D), dtype)
+    labels = xp.empty((B, n), xp.int64)
+    _, k = kernel("gmm", "sample", is_device(p.weights))
+    k(p.weights, p.means, p.precisions_cholesky, _CODE[p.covariance_type], seed, stream, out, labels)
+    if single:
+        return back(out[0]), back(labels[0])
+    return back(out), back(labels)
+
+
+def _u64(v, name):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(v).__name__}")
+    if not 0 <= int(v) < 2**64:
+        raise ValueError(f"{name}: must be in [0, 2**64), got {v}")
+    return int(v)
+
+
+def bic(X, params, weights=None):
+    """Bayesian information criterion per set: -2 log L + n_params log(n) (n = sum of weights)."""
+    return _ic(X, params, weights, "bic")
+
+
+def aic(X, params, weights=None):
+    """Akaike information criterion per set: -2 log L + 2 n_params."""
+    return _ic(X, params, weights, "aic")
+
+
+def _ic(X, params, weights, kind):
+    X3, W, single, back = _data(X, weights)
+    xp = xp_of(X3)
+    B, N, D = X3.shape
+    p, K = _params(params, B, D, X3.dtype, xp, single)
+    _, _, log_norm = _e_step_arrays(X3, p, K)
+    ws = W.sum(1).astype(xp.float64)
+    ll = (xp.where(W > 0, log_norm, 0).astype(xp.float64) * W).sum(1)
+    npar = n_parameters(p.covariance_type, K, D)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pen = npar * xp.log(ws) if kind == "bic" else 2.0 * npar
+    res = -2.0 * ll + pen
+    return float(res[0]) if single else back(res)
+
+
+# ----------------------------------------------------------------------------- fitting
+def _one_hot(xp, dtype, B, N, K, idx=None, labels=None):
+    R = xp.zeros((B, N, K), dtype)
+    if idx is not None:
+        b, k = xp.nonzero(idx >= 0)
+        R[b, idx[b, k], k] = 1
+    else:
+        b, n = xp.nonzero(labels >= 0)
+        R[b, n, labels[b, n]] = 1
+    return R
+
+
+def _device_fallback_kernel(name):
+    from ._backend import is_available
+    from ._dispatch import get_kernel
+
+    return get_kernel("gmm", name, "cpu" if is_available("cpu") else "numba")
+
+
+def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
+    xp = xp_of(X3)
+    Bx, N, D = X3.shape
+    B = Bx * n_rep
+    if N == 0:
+        return xp.zeros((B, 0, K), X3.dtype)
+    if is_device(X3) and init != "random":
+        # The initialisation kernels (sequential per set) run on the host; the draws are the
+        # same as for host input.
+        return xp.asarray(_init_resp(xp.asnumpy(X3), xp.asnumpy(W), K, init, n_rep, seed, True))
+
+    def _host_kernel(name):
+        if from_device:
+            return _device_fallback_kernel(name)
+        return kernel("gmm", name, False)[1]
+
+    if init == "random_from_data":
+        idx = np.empty((B, K), np.int64)
+        _host_kernel("random_from_data")(W, n_rep, K, seed, 0, idx)
+        return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
+    if init in ("k-means++", "kmeans"):
+        idx = np.empty((B, K), np.int64)
+        _host_kernel("kmeanspp")(X3, W, n_rep, K, seed, 0, idx)
+        if init == "k-means++":
+            return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
+        sets = np.arange(B)[:, None] // n_rep
+        centers = np.ascontiguousarray(X3[sets, np.maximum(idx, 0)])
+        labels = np.empty((B, N), np.int64)
+        _host_kernel("kmeans")(X3, W, n_rep, 100, centers, labels)
+        return _one_hot(xp, X3.dtype, B, N, K, labels=labels)
+    # 'random': uniform responsibilities from the host generator (like scikit-learn)
+    R = np.random.default_rng(seed).uniform(size=(B, N, K)).astype(X3.dtype)
+    R /= R.sum(-1, keepdims=True)
+    return xp.asarray(R)
+
+
+def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", tol: float = 1e-3,
+        reg_covar=1e-6, max_iter: int = 100, n_init: int = 1, init: str = "kmeans",
+        init_params=None, weights_init=None, means_init=None, precisions_init=None,
+        resp_init=None, lower_bound_init=None, random_state: int = 0, warn: bool = True) -> FitResult:
+    """Batched EM: fits one K-component mixture to every set of X (B, N, D) (or (N, D)).
+
+    Each set stops on its own when the change of its lower bound is < tol (``tol=0``: run
+    max_iter iterations); a converged set costs no more work. ``n_init`` initialisations run as
+    an extra batch axis; the best lower bound per set is kept (the first on ties).
+
+    Initialisation: ``init`` in 'kmeans' (k-means++ seeding + Lloyd iterations, the
+    default as in scikit-learn), 'k-means++' (seeding only), 'random_from_data' (K distinct
+    points), 'random' (random responsibilities), all drawn from Philox streams keyed by
+    ``random_state``. Given values override it: ``init_params`` (a GMMParams, e.g. a previous
+    fit: warm start), or any of ``weights_init`` / ``means_init`` / ``precisions_init`` (the
+    rest from ``init``, scikit-learn semantics), or ``resp_init`` (B, N, K) responsibilities.
+    ``lower_bound_init`` seeds the convergence test (warm start: the previous bound).
+    """
+    X3, W, single, back = _data(X, weights)
+    xp = xp_of(X3)
+    Bx, N, D = X3.shape
+    K = val.positive_int(n_components, "n_components")
+    ct = val.choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    tol = float(tol)
+    if not (tol >= 0 and math.isfinite(tol)):
+        raise ValueError(f"tol: must be a finite number >= 0, got {tol}")
+    max_iter = val.positive_int(max_iter, "max_iter", minimum=0)
+    n_init = val.positive_int(n_init, "n_init")
+    val.choice(init, "init", INITS)
+    seed = _u64(random_state if random_state is not None else 0, "random_state")
+    reg = val.per_batch(reg_covar, "reg_covar", Bx, X3.dtype, xp, lo=0.0)
+    lead = () if single else (Bx,)
+
+    def given(a, name, shape):
+        a = val.float_array(a, name, dtype=X3.dtype, xp=xp)
+        val.check_shape(a, name, lead + shape)
+        return a if not single else a[None]
+
+    if init_params is not None:
+        p0, K0 = _params(init_params, Bx, D, X3.dtype, xp, single, "init_params")
+        if K0 != K or p0.covariance_type != ct:
+            raise ValueError("init_params: n_components / covariance_type differ from the fit's")
+        n_rep = 1
+    elif resp_init is not None:
+        R = given(resp_init, "resp_init", (N, K))
+        if bool((R < 0).any()):
+            raise ValueError("resp_init: must be >= 0")
+        p0, _ = _m_step_arrays(X3, W, xp.ascontiguousarray(R), reg, ct, 1)
+        n_rep = 1
+    else:
+        all_given = weights_init is not None and means_init is not None and precisions_init is not None
+        n_rep = 1 if all_given else n_init
+        B = Bx * n_rep
+        if all_given:
+            p0 = None
+        else:
+            R = _init_resp(X3, W, K, init, n_rep, seed)
+            p0, _ = _m_step_arrays(X3, W, R, xp.repeat(reg, n_rep), ct, n_rep)
+        wts, mus, covs, pcs = (None,) * 4 if p0 is None else p0[:4]
+
+        def rep(a):
+            return xp.repeat(a, n_rep, axis=0)
+
+        if weights_init is not None:
+            wi = given(weights_init, "weights_init", (K,))
+            if bool((wi < 0).any()) or not bool(xp.allclose(wi.sum(-1), 1.0, atol=1e-5)):
+                raise ValueError("weights_init: must be >= 0 and sum to 1")
+            wts = rep(wi)
+        if means_init is not None:
+            mus = rep(given(means_init, "means_init", (K, D)))
+        if precisions_init is not None:
+            pi = given(precisions_init, "precisions_init", cov_shape(ct, None, K, D))
+            pcs = rep(precisions_cholesky_from_precisions(pi, ct, "precisions_init"))
+            covs = covariances_from_precisions_cholesky(pcs, ct)
+        p0 = GMMParams(xp.ascontiguousarray(wts), xp.ascontiguousarray(mus),
+                       xp.ascontiguousarray(covs), xp.ascontiguousarray(pcs), ct)
+    if lower_bound_init is not None:
+        lb0 = val.float_array(lower_bound_init, "lower_bound_init", ndim=(0, 1), finite=False,
+                              dtype=X3.dtype, xp=xp).reshape(-1)
+        lb0 = xp.repeat(xp.broadcast_to(lb0, (Bx,)), n_rep)
+    else:
+        lb0 = None
+    out, lb, n_iter, conv, flags = _run_fit(X3, W, p0, xp.repeat(reg, n_rep), n_rep, max_iter, tol, lb0)
+    if n_rep > 1:
+        lbr = lb.reshape(Bx, n_rep).astype(xp.float64)
+        best = xp.argmax(xp.where(xp.isnan(lbr), -xp.inf, lbr), axis=1)
+        pick = xp.arange(Bx) * n_rep + best
+        out = GMMParams(*(a[pick] for a in out[:4]), ct)
+        lb, n_iter, conv, flags = lb[pick], n_iter[pick], conv[pick], flags[pick]
+    conv = conv.astype(bool)
+    if warn:
+        _summary_warning(conv, flags, max_iter)
+    res_p = _unbatch(out, single, back)
+    if single:
+        return FitResult(res_p, float(lb[0]), int(n_iter[0]), bool(conv[0]), back(flags[0]))
+    return FitResult(res_p, back(lb), back(n_iter), back(conv), back(flags))
+
+
+def _summary_warning(conv, flags, max_iter):
+    B = conv.shape[0]
+    empty = int(((flags & EMPTY_SET) != 0).any(axis=-1).sum())
+    not_conv = int((~conv).sum()) - empty if max_iter > 0 else 0
+    coll = int((((flags & COLLAPSED) != 0) & ((flags & EMPTY_SET) == 0)).sum())
+    regd = int(((flags & REGULARISED) != 0).sum())
+    parts = []
+    if not_conv:
+        parts.append(f"{not_conv} of {B} sets did not converge")
+    if coll:
+        parts.append(f"{coll} components collapsed (placed at their set's mean, ~0 weight)")
+    if regd:
+        parts.append(f"{regd} covariances needed extra diagonal jitter")
+    if empty:
+        parts.append(f"{empty} sets have no data (neutral parameters)")
+    if parts:
+        warnings.warn("pygenmod.gmm.fit: " + "; ".join(parts) +
+                      ". See FitResult.converged / .flags; pass warn=False to silence.",
+                      GMMWarning, stacklevel=3)
+
+
+# Estimators (scikit-learn API) live in their own module; importing them imports no sklearn.
+from ._gmm_estimator import BatchGaussianMixture, GaussianMixture  # noqa: E402
+from ._gmr import GMR, GMRResult, gmr, gmr_sample  # noqa: E402
