@@ -410,6 +410,26 @@ def test_dirichlet_and_gumbel_noise_statistics(backend):
     np.testing.assert_allclose(g.var(), np.pi ** 2 / 6, rtol=0.05)
 
 
+@pytest.mark.parametrize("alpha", [0.03, 0.3, 1.0, 3.0])
+def test_noise_kernels_cpu_equal_numba(alpha):
+    # Both use the shared transforms (rng::gamma_f64 / gumbel_f64 and their numba twins in
+    # _numba/philox.py): equal to rounding, with the same accept / reject path.
+    import pygenmod
+    from pygenmod._dispatch import get_kernel
+
+    if not pygenmod.backends()["numba"]["available"]:
+        pytest.skip("numba unavailable")
+    res = {}
+    for name in ("cpu", "numba"):
+        d = np.empty((37, 7))
+        g = np.empty((37, 7))
+        get_kernel("mcts", "dirichlet_noise", name)(2**40 + 3, alpha, d)
+        get_kernel("mcts", "gumbel_noise", name)(2**40 + 3, g)
+        res[name] = d, g
+    np.testing.assert_allclose(res["cpu"][0], res["numba"][0], rtol=1e-11, atol=1e-300)
+    np.testing.assert_allclose(res["cpu"][1], res["numba"][1], rtol=1e-12, atol=1e-13)
+
+
 def test_temperature_sampling_frequencies(backend):
     from pygenmod._dispatch import get_kernel
 

@@ -8,7 +8,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .philox import block, uniform_f64
+from .philox import block, gamma_f64, gumbel_f64, uniform_f64
 
 _K_DIRICHLET = np.uint64(1) << np.uint64(56)
 _K_GUMBEL = np.uint64(2) << np.uint64(56)
@@ -421,39 +421,12 @@ def advance(tree, action, new_index, old_index, status):
 
 
 @nb.njit(cache=True)
-def _gamma(alpha, seed, stream):
-    boost = 1.0
-    a = alpha
-    if alpha < 1.0:
-        w = block(seed, stream, 0)
-        boost = math.exp(math.log(uniform_f64(w[0], w[1])) / alpha)
-        a = alpha + 1.0
-    d = a - 1.0 / 3.0
-    c = 1.0 / math.sqrt(9.0 * d)
-    blk = 1
-    while True:
-        w = block(seed, stream, blk)
-        w2 = block(seed, stream, blk + 1)
-        blk += 2
-        u1 = uniform_f64(w[0], w[1])
-        u2 = uniform_f64(w[2], w[3])
-        x = math.sqrt(-2.0 * math.log(u1)) * math.cos(6.283185307179586 * u2)
-        u = uniform_f64(w2[0], w2[1])
-        v = 1.0 + c * x
-        if v <= 0.0:
-            continue
-        v = v * v * v
-        if math.log(u) < 0.5 * x * x + d - d * v + d * math.log(v):
-            return d * v * boost
-
-
-@nb.njit(cache=True)
 def _dirichlet(seed, alpha, out):
     B, A = out.shape
     for b in nb.prange(B):
         z = 0.0
         for a in range(A):
-            g = _gamma(alpha, seed, _K_DIRICHLET | np.uint64(b * A + a))
+            g = gamma_f64(alpha, seed, _K_DIRICHLET | np.uint64(b * A + a))
             out[b, a] = g
             z += g
         for a in range(A):
@@ -471,9 +444,9 @@ def _gumbel(seed, out):
         stream = _K_GUMBEL | np.uint64(b)
         for a in range(0, A, 2):
             w = block(seed, stream, a // 2)
-            out[b, a] = -math.log(-math.log(uniform_f64(w[0], w[1])))
+            out[b, a] = gumbel_f64(w[0], w[1])
             if a + 1 < A:
-                out[b, a + 1] = -math.log(-math.log(uniform_f64(w[2], w[3])))
+                out[b, a + 1] = gumbel_f64(w[2], w[3])
 
 
 def gumbel_noise(seed, out):

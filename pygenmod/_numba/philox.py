@@ -135,6 +135,33 @@ def gumbel_f64(hi, lo):
     return -math.log(-math.log(uniform_f64(hi, lo)))
 
 
+@nb.njit(cache=True)
+def gamma_f64(alpha, seed, stream):
+    """random.hpp gamma_f64: one Gamma(alpha, 1) variate per stream (Marsaglia-Tsang), the same
+    block layout: the alpha < 1 boost from block 0, attempt k on blocks 2k + 1 and 2k + 2."""
+    boost = 1.0
+    a = alpha
+    if alpha < 1.0:
+        w = block(seed, stream, 0)
+        boost = math.exp(math.log(uniform_f64(w[0], w[1])) / alpha)
+        a = alpha + 1.0
+    d = a - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    blk = 1
+    while True:
+        w0, w1, w2, w3 = block(seed, stream, blk)
+        x = box_muller_f64(w0, w1, w2, w3)[0]
+        w = block(seed, stream, blk + 1)
+        blk += 2
+        u = uniform_f64(w[0], w[1])
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        if math.log(u) < 0.5 * x * x + d - d * v + d * math.log(v):
+            return d * v * boost
+
+
 UNIFORM, NORMAL, GUMBEL = 0, 1, 2
 
 

@@ -546,33 +546,17 @@ PGM_HD i32 advance_one(TreeRef<T>& t, i32 action, i32* new_index, i32* old_index
 }
 
 // ----------------------------------------------------------------------------- noise
-// Streams: (purpose << 56) | index. Gamma (Marsaglia-Tsang) and Gumbel transforms of the
-// Philox uniforms are local to this family until the sampling helpers provide them.
+// Streams: (purpose << 56) | index, one purpose per kind of draw:
+//   Dirichlet: stream (1 << 56) | (b * A + a), one rng::gamma_f64(alpha) variate per
+//              (tree b, action a), normalised over the A actions of the tree;
+//   Gumbel:    stream (2 << 56) | b, element a of the float64 Gumbel layout of random.hpp
+//              (rng::gumbel_f64 on words (2k, 2k+1), k = a % 2, of block a / 2), cast to T;
+//   action:    stream (3 << 56) | b, uniform_f64 of words (0, 1) of block 0.
+// The transforms are the shared ones of random.hpp (numba twins in _numba/philox.py).
 enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3 };
 
 PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
   return (purpose << 56) | index;
-}
-
-PGM_HD double gamma_sample(double alpha, std::uint64_t seed, std::uint64_t stream) {
-  double boost = 1.0, a = alpha;
-  if (alpha < 1.0) {
-    const rng::u32x4 w = rng::block(seed, stream, 0);
-    boost = ::exp(::log(rng::uniform_f64(w.v[0], w.v[1])) / alpha);
-    a = alpha + 1.0;
-  }
-  const double d = a - 1.0 / 3.0, c = 1.0 / ::sqrt(9.0 * d);
-  for (std::uint64_t blk = 1;; blk += 2) {
-    const rng::u32x4 w = rng::block(seed, stream, blk);
-    const rng::u32x4 w2 = rng::block(seed, stream, blk + 1);
-    const double u1 = rng::uniform_f64(w.v[0], w.v[1]), u2 = rng::uniform_f64(w.v[2], w.v[3]);
-    const double x = ::sqrt(-2.0 * ::log(u1)) * ::cos(6.283185307179586 * u2);
-    const double u = rng::uniform_f64(w2.v[0], w2.v[1]);
-    double v = 1.0 + c * x;
-    if (v <= 0.0) continue;
-    v = v * v * v;
-    if (::log(u) < 0.5 * x * x + d - d * v + d * ::log(v)) return d * v * boost;
-  }
 }
 
 // Dirichlet(alpha, ..., alpha) sample over A actions for tree b into out[A].
@@ -580,21 +564,21 @@ template <class T>
 PGM_HD void dirichlet_one(std::uint64_t seed, double alpha, index_t b, index_t A, T* out) {
   double z = 0;
   for (index_t a = 0; a < A; ++a) {
-    const double g = gamma_sample(alpha, seed, stream_of(kDirichletStream, b * A + a));
+    const double g = rng::gamma_f64(alpha, seed, stream_of(kDirichletStream, b * A + a));
     out[a] = static_cast<T>(g);
     z += g;
   }
   for (index_t a = 0; a < A; ++a) out[a] = static_cast<T>(static_cast<double>(out[a]) / z);
 }
 
-// Standard Gumbel noise -log(-log U) for tree b into out[A].
+// Standard Gumbel noise for tree b into out[A] (float64 elements 0..A-1 of its stream).
 template <class T>
 PGM_HD void gumbel_one(std::uint64_t seed, index_t b, index_t A, T* out) {
   const std::uint64_t stream = stream_of(kGumbelStream, b);
   for (index_t a = 0; a < A; a += 2) {
     const rng::u32x4 w = rng::block(seed, stream, static_cast<std::uint64_t>(a / 2));
-    out[a] = static_cast<T>(-::log(-::log(rng::uniform_f64(w.v[0], w.v[1]))));
-    if (a + 1 < A) out[a + 1] = static_cast<T>(-::log(-::log(rng::uniform_f64(w.v[2], w.v[3]))));
+    out[a] = static_cast<T>(rng::gumbel_f64(w.v[0], w.v[1]));
+    if (a + 1 < A) out[a + 1] = static_cast<T>(rng::gumbel_f64(w.v[2], w.v[3]));
   }
 }
 

@@ -221,6 +221,32 @@ PGM_HD void box_muller_f64(u32x4 w, double* z0, double* z1) {
 PGM_HD float gumbel_f32(std::uint32_t w) { return -log_f32(-log_f32(uniform_f32(w))); }
 PGM_HD double gumbel_f64(std::uint32_t hi, std::uint32_t lo) { return -log_f64(-log_f64(uniform_f64_v(hi, lo))); }
 
+// Gamma(alpha, 1) by Marsaglia-Tsang (ACM TOMS 26(3), 2000), one variate per stream.
+// Layout: alpha < 1 uses Gamma(alpha + 1) * U^(1 / alpha) with U from words (0, 1) of block 0;
+// attempt k (k = 0, 1, ...) takes its normal from box_muller_f64 (cos branch) of block 2k + 1
+// and its acceptance uniform from words (0, 1) of block 2k + 2. alpha must be > 0; for tiny
+// alpha the result can underflow to 0.
+PGM_HD double gamma_f64(double alpha, std::uint64_t seed, std::uint64_t stream) {
+  double boost = 1.0, a = alpha;
+  if (alpha < 1.0) {
+    const u32x4 w = block(seed, stream, 0);
+    boost = exp(log_f64(uniform_f64_v(w.v[0], w.v[1])) / alpha);
+    a = alpha + 1.0;
+  }
+  const double d = a - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+  for (std::uint64_t blk = 1;; blk += 2) {
+    const u32x4 w = block(seed, stream, blk);
+    const double x = box_muller_f64(w.v[0], w.v[1], w.v[2], w.v[3]).a;
+    const u32x4 w2 = block(seed, stream, blk + 1);
+    const double u = uniform_f64_v(w2.v[0], w2.v[1]);
+    double v = 1.0 + c * x;
+    if (v <= 0.0) continue;
+    v = v * v * v;
+    // v is normal here unless the attempt is rejected anyway (log v < -708 fails the test)
+    if (log_f64(u) < 0.5 * x * x + d - d * v + d * log_f64(v)) return d * v * boost;
+  }
+}
+
 // Element n of a stream, one at a time (reference / odd edges; the fill loops below are
 // the fast path and give the same values).
 enum Dist : int { UNIFORM = 0, NORMAL = 1, GUMBEL = 2 };
