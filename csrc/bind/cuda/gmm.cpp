@@ -7,10 +7,6 @@
 #include "gmm.cuh"
 #include "pygenmod/gmm.hpp"  // check_cov_type
 
-// uint8 status arrays (CuPy typestr "|u1"); cuda_array.hpp knows floats and int64 only.
-namespace pygenmod::bind {
-template <> inline const char* typestr_of<std::uint8_t>() { return "|u1"; }
-}  // namespace pygenmod::bind
 
 namespace py = pybind11;
 using namespace pybind11::literals;

@@ -7,10 +7,6 @@ using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
 
-namespace pygenmod::bind {
-template <>
-inline const char* typestr_of<std::uint8_t>() { return "|u1"; }
-}  // namespace pygenmod::bind
 
 namespace {
 

@@ -10,7 +10,6 @@ using spatial::half_t;
 
 namespace pygenmod::bind {
 template <> inline const char* typestr_of<half_t>() { return "<f2"; }
-template <> inline const char* typestr_of<std::uint8_t>() { return "|u1"; }
 }  // namespace pygenmod::bind
 
 namespace {
