@@ -62,3 +62,22 @@ def rng(request):
     import zlib
 
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+def run_python(args, env=None, **kwargs):
+    """Run ``python *args`` importing the same pygenmod as this test session.
+
+    The child runs outside the repository (a bare ``python -c`` / ``-m`` puts the working
+    directory first on sys.path, where the source tree without compiled modules would
+    shadow the installed package).
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    pkg_parent = os.path.dirname(os.path.dirname(pygenmod.__file__))
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, env.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, *args], cwd=cwd, env=env, **kwargs)

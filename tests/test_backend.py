@@ -1,12 +1,11 @@
 """Backend selection, dispatch, thread control, DLPack interop and the shared validation."""
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import pygenmod
+from conftest import run_python
 from pygenmod import _backend, _validate as val
 from pygenmod._dispatch import get_kernel
 
@@ -68,8 +67,7 @@ def test_set_num_threads_roundtrip():
 def test_import_is_fast_and_does_not_import_numba():
     code = ("import time,sys; t=time.perf_counter(); import pygenmod, pygenmod.mdp; "
             "print(time.perf_counter()-t, 'numba' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    out = run_python(["-c", code], capture_output=True, text=True, check=True)
     seconds, numba_loaded = out.stdout.split()
     assert numba_loaded == "False"
     assert float(seconds) < 1.0

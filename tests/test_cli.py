@@ -1,13 +1,10 @@
 """The `pygenmod` command runs end to end."""
-import os
-import subprocess
-import sys
+from conftest import run_python
+from pygenmod import _backend
 
 
 def _run(*args):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([sys.executable, "-m", "pygenmod", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+    return run_python(["-m", "pygenmod", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_info_lists_backends():
@@ -15,6 +12,8 @@ def test_info_lists_backends():
     assert out.returncode == 0, out.stderr
     for name in ("cpu", "numba", "cuda"):
         assert name in out.stdout
+    # the child sees the same (compiled) package as this session
+    assert ("cpu    yes" in out.stdout) == _backend.is_available("cpu"), out.stdout
 
 
 def test_demo_runs():

@@ -1,11 +1,10 @@
 """GaussianMixture / BatchGaussianMixture: scikit-learn's estimator contract and parity."""
-import subprocess
-import sys
 import warnings
 
 import numpy as np
 import pytest
 
+from conftest import run_python
 from pygenmod import gmm
 from pygenmod.gmm import BatchGaussianMixture, GaussianMixture
 
@@ -155,4 +154,4 @@ def test_not_fitted_and_bad_params(rng):
 
 def test_import_does_not_import_sklearn():
     code = "import sys, pygenmod.gmm; assert 'sklearn' not in sys.modules, 'sklearn imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    run_python(["-c", code], check=True)

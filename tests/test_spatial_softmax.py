@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import tol
+from conftest import run_python, tol
 from pygenmod import spatial
 
 
@@ -388,8 +388,6 @@ def test_cpu_isa_clones_agree(tmp_path):
     # The compiled CPU kernels pick an AVX-512, AVX2 or baseline clone at run time; run each
     # (capped through $PYGENMOD_CPU_ISA, in a fresh process) and compare.
     import os
-    import subprocess
-    import sys
 
     if not pygenmod_backend_available("cpu"):
         pytest.skip("compiled CPU backend unavailable")
@@ -397,7 +395,7 @@ def test_cpu_isa_clones_agree(tmp_path):
     for isa in ("baseline", "avx2", "avx512"):
         out = tmp_path / f"{isa}.npz"
         env = dict(os.environ, PYGENMOD_CPU_ISA=isa)
-        subprocess.run([sys.executable, "-c", f"OUT = {str(out)!r}\n" + _ISA_SCRIPT], env=env, check=True)
+        run_python(["-c", f"OUT = {str(out)!r}\n" + _ISA_SCRIPT], env=env, check=True)
         results[isa] = dict(np.load(out))
     for key, ref in results["baseline"].items():
         for isa in ("avx2", "avx512"):
