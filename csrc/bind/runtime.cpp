@@ -14,10 +14,17 @@ namespace py = pybind11;
 static double stream_read(py::array_t<double, py::array::c_style> a) {
   const double* p = a.data();
   const py::ssize_t n = a.size();
+  // Eight independent partial sums: one chain of dependent adds would be bound by the add
+  // latency (about 12 GB/s on two cores here), not by memory.
   double total = 0;
   py::gil_scoped_release nogil;
 #pragma omp parallel for reduction(+ : total) schedule(static)
-  for (py::ssize_t i = 0; i < n; ++i) total += p[i];
+  for (py::ssize_t blk = 0; blk < n / 8; ++blk) {
+    double s[8];
+    for (int k = 0; k < 8; ++k) s[k] = p[8 * blk + k];
+    total += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  }
+  for (py::ssize_t i = n - n % 8; i < n; ++i) total += p[i];
   return total;
 }
 
