@@ -8,11 +8,11 @@ independently of the number of simulations, so a tree can be kept between moves
 Two ways to give the model:
 
 - a callback ``recurrent_fn(embeddings, actions) -> (reward, discount, prior_logits, value,
-  next_embedding[, invalid_actions])``, called once per simulation with the whole batch of
+  next_embedding[, invalid_actions[, player_changed]])``, called once per simulation with the whole batch of
   leaves (any framework: arrays are handed over zero-copy with DLPack), and a :class:`Root`;
 - a :class:`TabularModel` (next_state[S, A], reward[S, A], prior_logits[S, A], value[S],
-  discount, optional terminal[S] and invalid_actions[S, A]) and the root states [B]: the
-  whole search then runs in compiled code with no Python in the loop.
+  discount, optional terminal[S], invalid_actions[S, A] and player_changed[S, A]) and the
+  root states [B]: the whole search then runs in compiled code with no Python in the loop.
 
 Semantics follow mctx (google-deepmind/mctx): :func:`muzero_policy` is PUCT with
 ``pb_c_init``/``pb_c_base``, Q normalised per node by min-max over the node's value and its
@@ -67,6 +67,9 @@ class RecurrentOutput(NamedTuple):
     value: object  #: [B]
     next_embedding: object  #: [B, ...] or None
     invalid_actions: object = None  #: optional [B, A] bool mask of the new nodes
+    #: optional [B] bool: the player to move changed along this edge (non-alternating turns);
+    #: the edge's discount is then -|discount| (see :func:`_fold_player_changed`)
+    player_changed: object = None
 
 
 class TabularModel(NamedTuple):
@@ -220,6 +223,21 @@ def _mask(x, name, shape, xp):
     return xp.ascontiguousarray(m != 0, dtype=xp.uint8)
 
 
+def _fold_player_changed(discount, changed):
+    """The per-edge discount with the player-changed flag folded into its sign.
+
+    A tree stores one signed discount per edge (mctx's convention: negative = the player to
+    move changed, so the child's value is seen from the parent's player with its sign
+    flipped). Where ``changed`` is set the discount becomes -|discount|; elsewhere it is kept
+    as given, so a negative discount still means a change of player (backward compatible).
+    Folding it here, once, means select/backup and every backend need no second code path.
+    """
+    if changed is None:
+        return discount
+    xp = xp_of(discount)
+    return xp.ascontiguousarray(xp.where(changed != 0, -xp.abs(discount), discount).astype(discount.dtype))
+
+
 def _normalise(logits, invalid):
     """(shifted logits with -inf where invalid, softmax, invalid uint8) along the last axis."""
     xp = xp_of(logits)
@@ -297,13 +315,15 @@ def _float(x, name, shape, dtype, xp, allow_neg_inf=False):
 
 # ----------------------------------------------------------------------------- tabular models
 def tabular_model(next_state, reward, prior_logits, value, discount=1.0, *, terminal=None,
-                  invalid_actions=None, dtype=None) -> TabularModel:
+                  invalid_actions=None, player_changed=None, dtype=None) -> TabularModel:
     """A validated :class:`TabularModel` (deterministic transitions).
 
     next_state [S, A] int; reward, prior_logits [S, A]; value [S]; discount a scalar or
     [S, A] (negative for a change of player); terminal [S] bool (entering a terminal state:
-    value 0, no valid action); invalid_actions [S, A] bool. dtype: float32/float64 (default:
-    prior_logits' dtype).
+    value 0, no valid action); invalid_actions [S, A] bool; player_changed [S, A] bool (the
+    player to move at next_state differs from the one at the state: non-alternating turns;
+    the stored discount is -|discount| there). Values and rewards are seen from the player to
+    move at the state they belong to. dtype: float32/float64 (default: prior_logits' dtype).
     """
     xp = xp_of(to_native(prior_logits))
     L = val.float_array(prior_logits, "prior_logits", ndim=2, dtype=dtype, xp=xp, finite=False)
@@ -326,6 +346,7 @@ def tabular_model(next_state, reward, prior_logits, value, discount=1.0, *, term
         D = _float(discount, "discount", (S, A), L.dtype, xp)
         if bool((xp.abs(D) > 1).any()):
             raise ValueError("discount: must be in [-1, 1]")
+    D = _fold_player_changed(D, _mask(player_changed, "player_changed", (S, A), xp))
     term = _mask(terminal, "terminal", (S,), xp)
     inv = _mask(invalid_actions, "invalid_actions", (S, A), xp)
     term = xp.zeros(S, xp.uint8) if term is None else term
@@ -422,11 +443,12 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
 
 
 def expand(tree: Tree, node, action, reward, discount, prior_logits, value, *,
-           invalid_actions=None, embedding=None, state=None):
+           invalid_actions=None, embedding=None, state=None, player_changed=None):
     """Attaches the child reached by ``action`` from ``node`` in every tree.
 
     The new node gets the model's prior logits (-inf or ``invalid_actions`` mark invalid
-    actions), value, and the edge's reward and discount. action -1 re-evaluates a terminal
+    actions), value, and the edge's reward and discount (stored as -|discount| where the
+    [B] bool ``player_changed`` is set). action -1 re-evaluates a terminal
     node. Returns the [B] int32 index of the node to back up from.
     """
     xp = xp_of(tree.visits)
@@ -437,6 +459,7 @@ def expand(tree: Tree, node, action, reward, discount, prior_logits, value, *,
     val.check_shape(action, "action", (B,))
     r = _float(reward, "reward", (B,), tree.dtype, xp)
     d = _float(discount, "discount", (B,), tree.dtype, xp)
+    d = _fold_player_changed(d, _mask(player_changed, "player_changed", (B,), xp))
     lg = _float(prior_logits, "prior_logits", (B, A), tree.dtype, xp, allow_neg_inf=True)
     v = _float(value, "value", (B,), tree.dtype, xp)
     inv = _mask(invalid_actions, "invalid_actions", (B, A), xp)
@@ -593,13 +616,15 @@ def _run(tree: Tree, model, num_simulations: int, params, table):
         emb = None if tree.embeddings is None else emb_back(tree.embeddings[rows, node])
         act = xp.maximum(action, 0).astype(xp.int64)
         out = model(emb, emb_back(act))
-        if not isinstance(out, tuple) or len(out) not in (5, 6):
+        if not isinstance(out, tuple) or len(out) not in (5, 6, 7):
             raise TypeError("recurrent_fn: must return (reward, discount, prior_logits, value, "
-                            "next_embedding[, invalid_actions])")
+                            "next_embedding[, invalid_actions[, player_changed]])")
         r, d, lg, v = (_cb_float(x, n, s, dt, xp) for x, n, s in zip(
             out[:4], ("reward", "discount", "prior_logits", "value"), ((B,), (B,), (B, A), (B,))))
-        inv = _mask(out[5], "invalid_actions", (B, A), xp) if len(out) == 6 else None
+        inv = _mask(out[5], "invalid_actions", (B, A), xp) if len(out) >= 6 else None
         _check_outputs(xp, r, d, lg, v)
+        if len(out) == 7 and out[6] is not None:
+            d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
         state = tree.num_nodes.astype(xp.int64)
         exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
         if bool((leaf < 0).any()):

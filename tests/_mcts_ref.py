@@ -25,7 +25,7 @@ def softmax_masked(logits, invalid):
 
 
 class Node:
-    def __init__(self, logits, value, invalid, state, reward=0.0, discount=1.0):
+    def __init__(self, logits, value, invalid, state, reward=0.0, discount=1.0, player_changed=False):
         self.invalid = np.asarray(invalid, bool)
         logits = np.asarray(logits, np.float64)
         self.prior = softmax_masked(logits, self.invalid)
@@ -35,8 +35,15 @@ class Node:
         self.visits = 1
         self.value_sum = float(value)
         self.reward, self.discount = float(reward), float(discount)
+        # the player to move changed along the edge into this node: the node's value is seen
+        # from the other player, so its sign flips when seen from the parent
+        self.player_changed = bool(player_changed)
         self.children = {}
         self.state = state
+
+    @property
+    def signed_discount(self):
+        return -abs(self.discount) if self.player_changed else self.discount
 
     @property
     def value(self):
@@ -51,7 +58,7 @@ class Node:
     def qvalues(self):
         q = np.zeros(len(self.prior))
         for a, c in self.children.items():
-            q[a] = c.reward + c.discount * c.value
+            q[a] = c.reward + c.signed_discount * c.value
         return q
 
 
@@ -128,7 +135,8 @@ def gumbel_interior_select(node, qkw):
 
 def search(step, root_logits, root_value, root_invalid, root_state, sims, *, policy="muzero",
            gumbel=None, M=16, pb_c_init=1.25, pb_c_base=19652.0, qkw=None):
-    """One tree. step(state, action) -> (reward, discount, logits, value, invalid, next_state)."""
+    """One tree. step(state, action) -> (reward, discount, logits, value, invalid, next_state
+    [, player_changed])."""
     qkw = qkw or {}
     root = Node(root_logits, root_value, root_invalid, root_state)
     A = len(root.prior)
@@ -155,13 +163,13 @@ def search(step, root_logits, root_value, root_invalid, root_state, sims, *, pol
             node.value_sum += node.raw
             leaf = node
         else:
-            r, d, lg, v, inv, s2 = step(node.state, a)
-            leaf = Node(lg, v, inv, s2, r, d)
+            r, d, lg, v, inv, s2, *pc = step(node.state, a)
+            leaf = Node(lg, v, inv, s2, r, d, bool(pc and pc[0]))
             node.children[a] = leaf
             path.append(leaf)
         g = leaf.raw
         for child, parent in zip(path[::-1][:-1], path[::-1][1:]):
-            g = child.reward + child.discount * g
+            g = child.reward + child.signed_discount * g
             parent.visits += 1
             parent.value_sum += g
     counts = root.child_counts()
@@ -176,13 +184,14 @@ def search(step, root_logits, root_value, root_invalid, root_state, sims, *, pol
     return out
 
 
-def tabular_step(ns, R, D, L, V, terminal=None, invalid=None):
+def tabular_step(ns, R, D, L, V, terminal=None, invalid=None, player_changed=None):
     def step(s, a):
         s2 = int(ns[s, a])
         term = terminal is not None and bool(terminal[s2])
         inv = np.ones(L.shape[1], bool) if term else (
             np.zeros(L.shape[1], bool) if invalid is None else np.asarray(invalid[s2], bool))
-        return float(R[s, a]), float(D[s, a]), L[s2], 0.0 if term else float(V[s2]), inv, s2
+        pc = player_changed is not None and bool(player_changed[s, a])
+        return float(R[s, a]), float(D[s, a]), L[s2], 0.0 if term else float(V[s2]), inv, s2, pc
     return step
 
 
