@@ -8,11 +8,14 @@ independently of the number of simulations, so a tree can be kept between moves
 Two ways to give the model:
 
 - a callback ``recurrent_fn(embeddings, actions) -> (reward, discount, prior_logits, value,
-  next_embedding[, invalid_actions[, player_changed]])``, called once per simulation with the whole batch of
-  leaves (any framework: arrays are handed over zero-copy with DLPack), and a :class:`Root`;
+  next_embedding[, invalid_actions[, player_changed]])``, called once per simulation with
+  the whole batch of leaves (any framework: arrays are handed over zero-copy with DLPack), and a :class:`Root`;
 - a :class:`TabularModel` (next_state[S, A], reward[S, A], prior_logits[S, A], value[S],
   discount, optional terminal[S], invalid_actions[S, A] and player_changed[S, A]) and the
   root states [B]: the whole search then runs in compiled code with no Python in the loop.
+  :func:`stochastic_tabular_model` (transition probabilities P[S, A, S']) and
+  :func:`mdp_model` (a ``pygenmod.mdp`` problem P, R, gamma) sample the next state of every
+  expansion natively from the package's Philox RNG.
 
 Semantics follow mctx (google-deepmind/mctx): :func:`muzero_policy` is PUCT with
 ``pb_c_init``/``pb_c_base``, Q normalised per node by min-max over the node's value and its
@@ -87,6 +90,9 @@ class TabularModel(NamedTuple):
     value: object  #: [S]
     invalid: object  #: [S, A] uint8 (1 = invalid; all 1 for terminal states)
     terminal: object  #: [S] uint8
+    #: [S, A, S] float64 cumulative transition probabilities (stochastic models, see
+    #: :func:`stochastic_tabular_model`), or None: deterministic ``next_state``
+    cdf: object = None
 
 
 class PolicyOutput(NamedTuple):
@@ -365,6 +371,61 @@ def tabular_model(next_state, reward, prior_logits, value, discount=1.0, *, term
                         xp.ascontiguousarray(bad), term)
 
 
+def stochastic_tabular_model(transition, reward, prior_logits, value, discount=1.0, *, terminal=None,
+                             invalid_actions=None, player_changed=None, dtype=None,
+                             atol: float = 1e-6) -> TabularModel:
+    """A validated :class:`TabularModel` with stochastic transitions P[S, A, S'] (dense).
+
+    Every expansion samples the child's state from P[s, a, :] by inverse CDF with the
+    package's Philox RNG: the uniform of tree b at simulation k is element k of the float64
+    uniform layout of stream (4 << 56) | b under the search's ``seed`` (see mcts.hpp), so a
+    search is deterministic given the seed, each tree's draws are independent of the other
+    trees, and every backend draws the same states (the CDF is float64 whatever ``dtype``).
+    A search continued with ``tree=`` restarts k at 0: pass a new seed for fresh draws.
+    Each row of P must be nonnegative and sum to 1 within ``atol`` (rows are renormalised).
+    The other arguments are those of :func:`tabular_model`; ``next_state`` of the result
+    holds each row's most probable state. A one-hot P gives exactly the deterministic search.
+    """
+    xp = xp_of(to_native(prior_logits))
+    P = val.float_array(transition, "transition", ndim=3, dtype=np.float64, xp=xp, finite=False)
+    S = int(P.shape[0])
+    L = val.float_array(prior_logits, "prior_logits", ndim=2, dtype=dtype, xp=xp, finite=False)
+    if P.shape[2] != S or tuple(P.shape[:2]) != tuple(L.shape):
+        raise ValueError(f"transition: expected shape (S, A, S) matching prior_logits, got {tuple(P.shape)}")
+    if P.size and not bool(xp.isfinite(P).all()):
+        raise ValueError("transition: contains NaN or infinity")
+    if P.size and bool((P < 0).any()):
+        raise ValueError("transition: probabilities must be >= 0")
+    tot = P.sum(-1)
+    if tot.size and bool((xp.abs(tot - 1) > atol).any()):
+        bad = int(xp.argmax(xp.abs(tot - 1).reshape(-1)))
+        raise ValueError(f"transition: every row P[s, a, :] must sum to 1 (row (s={bad // P.shape[1]}, "
+                         f"a={bad % P.shape[1]}) sums to {float(tot.reshape(-1)[bad])})")
+    base = tabular_model(xp.argmax(P, -1), reward, prior_logits, value, discount, terminal=terminal,
+                         invalid_actions=invalid_actions, player_changed=player_changed, dtype=dtype)
+    cdf = xp.cumsum(P / tot[..., None], axis=-1)
+    # last entry exactly 1 from the last state with positive probability on (never below any u)
+    pos = P > 0
+    last = S - 1 - xp.argmax(pos[..., ::-1], axis=-1)
+    cdf = xp.where(xp.arange(S) >= last[..., None], 1.0, cdf)
+    return base._replace(cdf=xp.ascontiguousarray(cdf, dtype=xp.float64))
+
+
+def mdp_model(P, R, gamma, *, prior_logits=None, value=None, terminal=None, dtype=None,
+              atol: float = 1e-6) -> TabularModel:
+    """A stochastic tabular model from a ``pygenmod.mdp`` problem (dense P[S, A, S'], R[S, A]).
+
+    gamma is the discount of every edge; prior_logits default to uniform (zeros [S, A]) and
+    value to 0 (e.g. pass value iteration's V as a perfect value estimate).
+    """
+    xp = xp_of(to_native(R))
+    Rn = val.float_array(R, "R", ndim=2, dtype=dtype, xp=xp)
+    S, A = Rn.shape
+    L = xp.zeros((S, A), Rn.dtype) if prior_logits is None else prior_logits
+    V = xp.zeros(S, Rn.dtype) if value is None else value
+    return stochastic_tabular_model(P, Rn, L, V, gamma, terminal=terminal, dtype=dtype, atol=atol)
+
+
 # ----------------------------------------------------------------------------- parameters
 @functools.lru_cache(maxsize=64)
 def considered_visits_table(max_num_considered_actions: int, num_simulations: int) -> np.ndarray:
@@ -588,7 +649,7 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
     return tree, back, num_simulations
 
 
-def _run(tree: Tree, model, num_simulations: int, params, table):
+def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
     xp = xp_of(tree.visits)
     params, table = _on(xp, params, table)
     if num_simulations == 0 or tree.batch_size == 0:
@@ -601,7 +662,7 @@ def _run(tree: Tree, model, num_simulations: int, params, table):
             raise ValueError("recurrent_fn: the tabular model's number of actions differs from the tree's")
         _kernel(tree, "search_tabular")(arrays, params, table, num_simulations, model.next_state,
                                         model.reward, model.discount, model.logits, model.prior,
-                                        model.value, model.invalid)
+                                        model.value, model.invalid, model.cdf, seed)
         return
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
     B, A = tree.batch_size, tree.num_actions
@@ -718,7 +779,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
         _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
     tree.gumbel[...] = 0
     params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base)
-    _run(tree, recurrent_fn, sims, params, table)
+    _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
     valid = (tree.invalid[:, 0] == 0)
@@ -784,7 +845,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int 
               use_mixed_value=use_mixed_value)
     params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
                             num_simulations=max(sims, 1), **kw)
-    _run(tree, recurrent_fn, sims, params, table)
+    _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)
     logits = tree.logits[:, 0]

@@ -110,7 +110,7 @@ void b_backup(py::tuple tree, py::array node) {
 void b_search_tabular(py::tuple tree, py::array params, py::array table,
                       std::int64_t num_simulations, py::array next_state, py::array reward,
                       py::array discount, py::array logits, py::array prior, py::array value,
-                      py::array invalid) {
+                      py::array invalid, py::object cdf, std::uint64_t seed) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
     auto p = params_of(params, table);
@@ -123,9 +123,13 @@ void b_search_tabular(py::tuple tree, py::array params, py::array table,
     const T* pr = in_ptr<T>(prior, "prior", {S, A});
     const T* v = in_ptr<T>(value, "value", {S});
     const u8* inv = in_ptr<u8>(invalid, "invalid", {S, A});
+    mcts::Transitions tr;
+    tr.S = S;
+    tr.seed = seed;
+    if (!cdf.is_none()) tr.cdf = in_ptr<double>(cdf.cast<py::array>(), "cdf", {S, A, S});
     if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
     py::gil_scoped_release nogil;
-    mcts::search_tabular_cpu(t, B, p, num_simulations, ns, r, d, l, pr, v, inv);
+    mcts::search_tabular_cpu(t, B, p, num_simulations, ns, r, d, l, pr, v, inv, tr);
   });
 }
 
@@ -184,7 +188,8 @@ PYBIND11_MODULE(_cpu_mcts, m) {
         "logits"_a, "value"_a, "invalid"_a, "state"_a, "out"_a);
   m.def("backup", &b_backup, "tree"_a, "node"_a);
   m.def("search_tabular", &b_search_tabular, "tree"_a, "params"_a, "table"_a, "num_simulations"_a,
-        "next_state"_a, "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a);
+        "next_state"_a, "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a,
+        "cdf"_a = py::none(), "seed"_a = 0);
   m.def("advance", &b_advance, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a);
   m.def("dirichlet_noise", &b_dirichlet_noise, "seed"_a, "alpha"_a, "out"_a);
   m.def("gumbel_noise", &b_gumbel_noise, "seed"_a, "out"_a);

@@ -43,11 +43,12 @@ template <class T>
 __global__ void search_tabular_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, index_t sims,
                                       const std::int64_t* next_state, const T* reward,
                                       const T* discount, const T* logits, const T* prior,
-                                      const T* value, const u8* invalid) {
+                                      const T* value, const u8* invalid, mcts::Transitions tr) {
   const index_t b = tid();
   if (b >= B) return;
   mcts::TreeRef<T> r = mcts::tree_at(t, b);
-  mcts::search_tabular_one(r, p, sims, next_state, reward, discount, logits, prior, value, invalid);
+  mcts::search_tabular_one(r, p, sims, next_state, reward, discount, logits, prior, value, invalid,
+                           tr, b);
 }
 
 template <class T>
@@ -108,10 +109,10 @@ template <class T>
 void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params& p,
                          index_t num_simulations, const std::int64_t* next_state, const T* reward,
                          const T* discount, const T* logits, const T* prior, const T* value,
-                         const u8* invalid, cudaStream_t stream) {
+                         const u8* invalid, const mcts::Transitions& tr, cudaStream_t stream) {
   if (B == 0 || num_simulations == 0) return;
   search_tabular_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
-      t, B, p, num_simulations, next_state, reward, discount, logits, prior, value, invalid);
+      t, B, p, num_simulations, next_state, reward, discount, logits, prior, value, invalid, tr);
   check_launch("mcts search_tabular");
 }
 
@@ -156,7 +157,8 @@ void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::ui
   template void mcts_backup<T>(const mcts::Batch<T>&, index_t, const i32*, cudaStream_t);         \
   template void mcts_search_tabular<T>(const mcts::Batch<T>&, index_t, const mcts::Params&,       \
                                        index_t, const std::int64_t*, const T*, const T*,          \
-                                       const T*, const T*, const T*, const u8*, cudaStream_t);    \
+                                       const T*, const T*, const T*, const u8*,                   \
+                                       const mcts::Transitions&, cudaStream_t);                   \
   template void mcts_advance<T>(const mcts::Batch<T>&, index_t, const i32*, i32*, i32*, i32*,     \
                                 cudaStream_t);                                                    \
   template void mcts_dirichlet<T>(std::uint64_t, double, index_t, index_t, T*, cudaStream_t);     \

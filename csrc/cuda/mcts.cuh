@@ -20,7 +20,8 @@ template <class T>
 void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params& p,
                          index_t num_simulations, const std::int64_t* next_state,
                          const T* reward, const T* discount, const T* logits, const T* prior,
-                         const T* value, const mcts::u8* invalid, cudaStream_t stream);
+                         const T* value, const mcts::u8* invalid, const mcts::Transitions& tr,
+                         cudaStream_t stream);
 template <class T>
 void mcts_advance(const mcts::Batch<T>& t, index_t B, const mcts::i32* action,
                   mcts::i32* new_index, mcts::i32* old_index, mcts::i32* status,

@@ -13,6 +13,28 @@ from .philox import block, gamma_f64, gumbel_f64, uniform_f64
 _K_DIRICHLET = np.uint64(1) << np.uint64(56)
 _K_GUMBEL = np.uint64(2) << np.uint64(56)
 _K_ACTION = np.uint64(3) << np.uint64(56)
+_K_TRANSITION = np.uint64(4) << np.uint64(56)
+
+
+@nb.njit(cache=True, inline="always")
+def _transition_uniform(seed, b, sim):
+    """Element ``sim`` of the float64 uniform layout of stream (4 << 56) | b (mcts.hpp)."""
+    w = block(seed, _K_TRANSITION | np.uint64(b), sim // 2)
+    if sim % 2 == 0:
+        return uniform_f64(w[0], w[1])
+    return uniform_f64(w[2], w[3])
+
+
+@nb.njit(cache=True, inline="always")
+def _inverse_cdf(row, u):
+    lo, hi = 0, row.shape[0] - 1
+    while lo < hi:
+        mid = lo + (hi - lo) // 2
+        if u < row[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
 
 
 @nb.njit(cache=True, inline="always")
@@ -318,15 +340,22 @@ def backup(tree, node):
             _backup_one(t, node[b])
 
 
-@nb.njit(parallel=True, cache=True)
 def search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                   prior, value, invalid):
+                   prior, value, invalid, cdf=None, seed=0):
+    has = cdf is not None
+    _search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
+                    prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed))
+
+
+@nb.njit(parallel=True, cache=True)
+def _search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
+                    prior, value, invalid, cdf, has_cdf, seed):
     B = tree[7].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
         visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g = t
         A = children.shape[1]
-        for _ in range(num_simulations):
+        for sim in range(num_simulations):
             node, action = _select_one(t, params, table)
             leaf = node
             if action >= 0:
@@ -335,7 +364,10 @@ def search_tabular(tree, params, table, num_simulations, next_state, reward, dis
                     break
                 nn[0] = c + 1
                 s = st[node]
-                s2 = next_state[s, action]
+                if has_cdf:
+                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, b, sim))
+                else:
+                    s2 = next_state[s, action]
                 visits[c] = 1
                 value_sum[c] = value[s2]
                 raw_value[c] = value[s2]

@@ -110,7 +110,8 @@ PYBIND11_MODULE(_cuda_mcts, m) {
   m.def("search_tabular", [](py::tuple tree, py::array params, py::object table,
                              std::int64_t num_simulations, py::object next_state, py::object reward,
                              py::object discount, py::object logits, py::object prior,
-                             py::object value, py::object invalid, std::uintptr_t stream) {
+                             py::object value, py::object invalid, py::object cdf,
+                             std::uint64_t seed, std::uintptr_t stream) {
     with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
       using T = decltype(tag);
       auto p = params_of(params, table);
@@ -119,15 +120,20 @@ PYBIND11_MODULE(_cuda_mcts, m) {
       if (shp.size() != 2) throw std::invalid_argument("next_state: expected (S, A)");
       const py::ssize_t S = shp[0];
       if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
+      mcts::Transitions tr;
+      tr.S = S;
+      tr.seed = seed;
+      if (!cdf.is_none()) tr.cdf = device_ptr<double>(cdf, "cdf", {S, A, S});
       cuda::mcts_search_tabular(
           t, B, p, num_simulations, device_ptr<std::int64_t>(next_state, "next_state", {S, A}),
           device_ptr<T>(reward, "reward", {S, A}), device_ptr<T>(discount, "discount", {S, A}),
           device_ptr<T>(logits, "logits", {S, A}), device_ptr<T>(prior, "prior", {S, A}),
-          device_ptr<T>(value, "value", {S}), device_ptr<u8>(invalid, "invalid", {S, A}),
+          device_ptr<T>(value, "value", {S}), device_ptr<u8>(invalid, "invalid", {S, A}), tr,
           as_stream(stream));
     });
   }, "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a,
-     "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "stream"_a = 0);
+     "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(),
+     "seed"_a = 0, "stream"_a = 0);
   m.def("advance", [](py::tuple tree, py::object action, py::object new_index, py::object old_index,
                       py::object status, std::uintptr_t stream) {
     with_tree(tree, [&](auto& t, py::ssize_t B, auto) {

@@ -8,7 +8,9 @@
 //   value_sum[B,N] T       sum of the returns backed up through the node (incl. its own value)
 //   raw_value[B,N] T       the model's value estimate of the node
 //   reward[B,N] T          reward of the edge parent -> node
-//   discount[B,N] T        discount of the edge parent -> node (negative: the player changed)
+//   discount[B,N] T        discount of the edge parent -> node (negative: the player changed;
+//                          pygenmod.mcts folds a model's per-edge player_changed flag into
+//                          this sign, -|discount|, before the kernels see it)
 //   parent[B,N] int32      -1 for the root and for free slots
 //   action[B,N] int32      action taken from the parent (-1 for the root)
 //   children[B,N,A] int32  node index of each child, -1 when not expanded
@@ -449,15 +451,56 @@ PGM_HD void backup_one(TreeRef<T>& t, i32 node) {
   }
 }
 
+// Stochastic transitions: the next state of an expansion in tree b at simulation `sim` is
+// drawn by inverse CDF from the row cdf[s, a, :] (float64, nondecreasing, last entry exactly
+// 1, built by pygenmod.mcts.stochastic_tabular_model) with the uniform
+//   u = element `sim` of the float64 uniform layout of stream (4 << 56) | b
+//     = rng::uniform_f64 on words (2k, 2k+1), k = sim % 2, of block sim / 2,
+// and s' = the first index with u < cdf[s'] (binary search; zero-probability states are
+// never drawn). A pure function of (seed, b, sim): independent of the other trees.
+struct Transitions {
+  const double* cdf = nullptr;  // [S, A, S], or nullptr: deterministic next_state
+  index_t S = 0;
+  std::uint64_t seed = 0;
+};
+
+// Random streams: (purpose << 56) | index, one purpose per kind of draw (listed under
+// "noise" below).
+enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3,
+                       kTransitionStream = 4 };
+
+PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
+  return (purpose << 56) | index;
+}
+
+PGM_HD double transition_uniform(std::uint64_t seed, index_t b, index_t sim) {
+  const rng::u32x4 w = rng::block(seed, stream_of(kTransitionStream, static_cast<std::uint64_t>(b)),
+                                  static_cast<std::uint64_t>(sim / 2));
+  return sim % 2 == 0 ? rng::uniform_f64(w.v[0], w.v[1]) : rng::uniform_f64(w.v[2], w.v[3]);
+}
+
+PGM_HD std::int64_t inverse_cdf(const double* row, index_t S, double u) {
+  index_t lo = 0, hi = S - 1;
+  while (lo < hi) {
+    const index_t mid = lo + (hi - lo) / 2;
+    if (u < row[mid]) hi = mid;
+    else lo = mid + 1;
+  }
+  return static_cast<std::int64_t>(lo);
+}
+
 // The whole search on a tabular model whose per-state node data is precomputed (by
 // pygenmod.mcts.tabular_model): next_state[S,A], reward[S,A], discount[S,A], logits[S,A]
 // (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
-// A terminal state has value 0 and every action invalid.
+// A terminal state has value 0 and every action invalid. With tr.cdf set the next state is
+// sampled per expansion (see Transitions) instead of read from next_state; b is the tree's
+// index in the batch (its random stream).
 template <class T>
 PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
                                const std::int64_t* next_state, const T* reward,
                                const T* discount, const T* logits, const T* prior,
-                               const T* value, const u8* invalid) {
+                               const T* value, const u8* invalid, const Transitions& tr,
+                               index_t b) {
   const index_t A = t.A;
   for (index_t sim = 0; sim < num_simulations; ++sim) {
     i32 node, action;
@@ -468,7 +511,9 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
       if (c >= t.N) return;  // capacity: checked by the caller beforehand
       t.num_nodes[0] = c + 1;
       const std::int64_t s = t.state[node], sa = s * A + action;
-      const std::int64_t s2 = next_state[sa];
+      const std::int64_t s2 =
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, b, sim))
+                 : next_state[sa];
       link_node(t, c, node, action, reward[sa], discount[sa], value[s2], s2);
       for (index_t a = 0; a < A; ++a) {
         t.logits[c * A + a] = logits[s2 * A + a];
@@ -551,13 +596,11 @@ PGM_HD i32 advance_one(TreeRef<T>& t, i32 action, i32* new_index, i32* old_index
 //              (tree b, action a), normalised over the A actions of the tree;
 //   Gumbel:    stream (2 << 56) | b, element a of the float64 Gumbel layout of random.hpp
 //              (rng::gumbel_f64 on words (2k, 2k+1), k = a % 2, of block a / 2), cast to T;
-//   action:    stream (3 << 56) | b, uniform_f64 of words (0, 1) of block 0.
+//   action:    stream (3 << 56) | b, uniform_f64 of words (0, 1) of block 0;
+//   transition: stream (4 << 56) | b, element sim of the float64 uniform layout (see
+//              Transitions above).
 // The transforms are the shared ones of random.hpp (numba twins in _numba/philox.py).
-enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3 };
-
-PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
-  return (purpose << 56) | index;
-}
+// (stream purposes and stream_of: see "Random streams" above search_tabular_one)
 
 // Dirichlet(alpha, ..., alpha) sample over A actions for tree b into out[A].
 template <class T>
@@ -642,13 +685,14 @@ void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
 template <class T>
 void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t num_simulations,
                         const std::int64_t* next_state, const T* reward, const T* discount,
-                        const T* logits, const T* prior, const T* value, const u8* invalid) {
+                        const T* logits, const T* prior, const T* value, const u8* invalid,
+                        const Transitions& tr) {
   // (a lone tree runs on the calling thread: an OpenMP barrier is costly on a busy machine)
 #pragma omp parallel for schedule(dynamic, 4) if (B > 1)
   for (index_t b = 0; b < B; ++b) {
     TreeRef<T> r = tree_at(t, b);
     search_tabular_one(r, p, num_simulations, next_state, reward, discount, logits, prior, value,
-                       invalid);
+                       invalid, tr, b);
   }
 }
 
