@@ -138,11 +138,10 @@ def test_callback_flag_equals_tabular_flag(backend, dtype, rng):
 
 def test_expand_player_changed_stores_signed_discount(backend):
     a = backend.asarray
-    tree = mcts.init_root(mcts.new_tree(2, 2, 4), a(np.zeros((2, 2))), a([0.0, 0.0]))
+    xp = np
     if backend.name == "cuda":
-        import cupy
-
-        tree = mcts.Tree(*(cupy.asarray(x) for x in tree.arrays()))
+        import cupy as xp
+    tree = mcts.init_root(mcts.new_tree(2, 2, 4, xp=xp), a(np.zeros((2, 2))), a([0.0, 0.0]))
     leaf = mcts.expand(tree, a([0, 0]), a([1, 1]), a([0.0, 0.0]), a([0.9, 0.9]), a(np.zeros((2, 2))),
                        a([1.0, 1.0]), player_changed=a([True, False]))
     mcts.backup(tree, leaf)

@@ -144,3 +144,49 @@ def test_bad_transitions():
         mcts.stochastic_tabular_model(P[:, :1], R, L, V)
     with pytest.raises(ValueError, match="transition"):
         mcts.stochastic_tabular_model(P[0], R, L, V)
+
+
+def test_kernel_boundary_rejects_bad_cdf():
+    from pygenmod._dispatch import kernel
+
+    S, A = 4, 2
+    P = np.full((S, A, S), 1 / S)
+    m = mcts.stochastic_tabular_model(P, np.zeros((S, A)), np.zeros((S, A)), np.zeros(S))
+    tree = mcts.new_tree(2, A, 5)
+    mcts.init_root(tree, np.zeros((2, A)), np.zeros(2), state=np.array([0, 1]))
+    params, table = mcts._params("muzero")
+    run = kernel("mcts", "search_tabular", False)[1]
+    args = (m.next_state, m.reward, m.discount, m.logits, m.prior, m.value, m.invalid)
+    with pytest.raises(ValueError, match="cdf"):
+        run(tree.arrays(), params, table, 2, *args, m.cdf[:, :, :3].copy(), 0)
+    with pytest.raises(ValueError, match="cdf"):
+        run(tree.arrays(), params, table, 2, *args, m.cdf.astype(np.float32), 0)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(S=st.integers(1, 8), A=st.integers(1, 4), B=st.integers(1, 3), sims=st.integers(0, 25),
+       policy=st.sampled_from(["muzero", "gumbel"]), seed=st.integers(0, 2**63), data_seed=st.integers(0, 2**31))
+def test_fuzz_cpu_equals_numba_and_draws_are_supported(S, A, B, sims, policy, seed, data_seed):
+    import pygenmod
+
+    if not pygenmod.backends()["numba"]["available"]:
+        pytest.skip("numba unavailable")
+    rng = np.random.default_rng(data_seed)
+    P, R, L, V, gamma = random_stochastic(rng, S, A)
+    roots = rng.integers(0, S, B)
+    outs = []
+    for name in ("cpu", "numba"):
+        with pygenmod.use_backend(name):
+            m = mcts.stochastic_tabular_model(P, R, L, V, gamma)
+            outs.append(mcts.search(roots, m, sims, policy=policy, seed=seed))
+    t1, t2 = outs[0].tree, outs[1].tree
+    for f in mcts.TREE_FIELDS:
+        np.testing.assert_allclose(getattr(t1, f), getattr(t2, f), rtol=1e-12, atol=1e-12, err_msg=f)
+    for b in range(B):
+        for n in range(1, int(t1.num_nodes[b])):
+            p, a = t1.parent[b, n], t1.action[b, n]
+            assert P[t1.state[b, p], a, t1.state[b, n]] > 0
