@@ -673,14 +673,75 @@ PGM_CLONES inline T mvn_kl_std_cpu(const T* m, const T* L, index_t D, T logdet) 
   return mvn_kl_std<T>(m, L, D, logdet);
 }
 
+// The sample-only row (no KL, no log q): z = m + L e with tril_matvec_add's dot8 order, in one
+// pass over the lower triangle that also returns sum nan_if_bad(L_ij) (j <= i) and flags a
+// non-positive diagonal (*diag_bad). The partial 8-chunk at the end of row i is a full chunk
+// with the entries j > i selected away (they are never used, so may hold anything); it stays
+// inside row i whenever the chunk fits in D, otherwise the tail is scalar. Same sums as dot8:
+// lane l of chunk k adds L_i,k+l e_k+l, or nothing.
+template <class T>
+PGM_CLONES inline T tril_matvec_fused_cpu(const T* __restrict L, const T* __restrict m, const T* __restrict e,
+                                          index_t D, T* __restrict z, int* diag_bad) {
+  T chk[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int bad = 0;
+  for (index_t i = 0; i < D; ++i) {
+    const T* __restrict Li = L + i * D;
+    const index_t n = i + 1;
+    bad |= !(Li[i] > T(0));
+    T p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    index_t k = 0;
+    for (; k + 8 <= n; k += 8)
+      for (int l = 0; l < 8; ++l) {
+        p[l] += Li[k + l] * e[k + l];
+        chk[l] += nan_if_bad(Li[k + l]);
+      }
+    if (k < n) {
+      if (k + 8 <= D) {
+        for (int l = 0; l < 8; ++l) {
+          const bool in = k + l < n;
+          const T a = in ? Li[k + l] : T(0), b = in ? e[k + l] : T(0);
+          p[l] += in ? a * b : T(0);
+          chk[l] += in ? nan_if_bad(a) : T(0);
+        }
+      } else {
+        for (int l = 0; k + l < n; ++l) {
+          p[l] += Li[k + l] * e[k + l];
+          chk[l] += nan_if_bad(Li[k + l]);
+        }
+      }
+    }
+    z[i] = m[i] + (((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7])));
+  }
+  *diag_bad = bad;
+  return ((chk[0] + chk[4]) + (chk[1] + chk[5])) + ((chk[2] + chk[6]) + (chk[3] + chk[7]));
+}
+
+// Entries above the diagonal that are not zero (NaN counts): 2, else 0.
+template <class T>
+inline int tril_upper_bad(const T* L, index_t D) {
+  for (index_t i = 0; i < D; ++i) {
+    const T* Li = L + i * D;
+    T nz = 0;
+    PGM_SIMD_SUM(nz)
+    for (index_t j = i + 1; j < D; ++j) nz += Li[j] != T(0) ? T(1) : T(0);
+    if (nz != T(0)) return 2;
+  }
+  return 0;
+}
+
 template <class T>
 void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
                   T* kl, T* logq, std::int32_t* status) {
+  // Without KL and log q no log-determinant is needed: the validity checks ride on the first
+  // sample's mat-vec (one pass over the lower triangle, no logs).
+  const bool fused = !kl && !logq && S > 0;
+  // A static schedule: each thread streams one contiguous block of matrices (the hardware
+  // prefetcher follows it); the per-row work is uniform.
 #pragma omp parallel if (B * D * D > PAR_MIN)
   {
     std::vector<T> eb(D);
-#pragma omp for schedule(dynamic, 32)
+#pragma omp for schedule(static)
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
       const T* Lb = L + (shared ? 0 : b * D * D);
@@ -688,20 +749,37 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
         for (index_t k = 0; k < D * D; k += 64 / static_cast<index_t>(sizeof(T)))
           __builtin_prefetch(L + (b + 2) * D * D + k);
       T logdet = 0;
-      int bad = check_tril<T>(Lb, D, check_upper && (!shared || b == 0), &logdet);
+      int bad = 0;
       T chk = 0;
+      const bool upper = check_upper && (!shared || b == 0);
+      if (fused) {
+        if (upper) bad = tril_upper_bad<T>(Lb, D);
+      } else {
+        bad = check_tril<T>(Lb, D, upper, &logdet);
+      }
       for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
       if (kl) kl[b] = mvn_kl_std_cpu<T>(m, Lb, D, logdet);
       for (index_t s = 0; s < S; ++s) {
         const index_t row = s * B + b;
         const T* e = eps_in ? eps_in + row * D : eb.data();
         if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
-        tril_matvec_add_cpu<T>(Lb, m, e, D, z + row * D, check_upper);
-        T sq = 0;
-        for (index_t d = 0; d < D; ++d) sq += e[d] * e[d];
-        if (eps_in) chk += nan_if_bad(sq);
+        if (fused) {
+          int dbad = 0;
+          const T lchk = tril_matvec_fused_cpu<T>(Lb, m, e, D, z + row * D, &dbad);
+          if (s == 0) {
+            chk += lchk;
+            if (dbad) bad = 2;
+          }
+        } else {
+          tril_matvec_add_cpu<T>(Lb, m, e, D, z + row * D, check_upper);
+        }
+        if (eps_in || logq) {
+          T sq = 0;
+          for (index_t d = 0; d < D; ++d) sq += e[d] * e[d];
+          if (eps_in) chk += nan_if_bad(sq);
+          if (logq) logq[row] = T(-0.5) * sq - logdet - T(D * HALF_LOG_2PI);
+        }
         if (eps_out) std::copy(e, e + D, eps_out + row * D);
-        if (logq) logq[row] = T(-0.5) * sq - logdet - T(D * HALF_LOG_2PI);
       }
       status[b] = bad ? bad : (chk == T(0) ? 0 : 1);
     }
