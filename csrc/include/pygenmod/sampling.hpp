@@ -665,11 +665,6 @@ PGM_HD T mvn_kl_std(const T* m, const T* L, index_t D, T logdet) {
 
 #if !defined(__CUDACC__)
 template <class T>
-PGM_CLONES inline void tril_matvec_add_cpu(const T* L, const T* m, const T* e, index_t D, T* z, bool full) {
-  tril_matvec_add<T>(L, m, e, D, z, full);
-}
-
-template <class T>
 PGM_CLONES inline T mvn_kl_std_cpu(const T* m, const T* L, index_t D, T logdet) {
   return mvn_kl_std<T>(m, L, D, logdet);
 }
@@ -846,15 +841,12 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
         const index_t row = s * B + b;
         const T* e = eps_in ? eps_in + row * D : eb.data();
         if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
-        if (fused) {
-          int dbad = 0;
-          const T lchk = tril_matvec_fused<T>(Lb, m, e, D, z + row * D, &dbad);
-          if (s == 0) {
-            chk += lchk;
-            if (dbad) bad = 2;
-          }
-        } else {
-          tril_matvec_add_cpu<T>(Lb, m, e, D, z + row * D, check_upper);
+        // (the same z with or without KL / log q: both paths take tril_matvec_fused)
+        int dbad = 0;
+        const T lchk = tril_matvec_fused<T>(Lb, m, e, D, z + row * D, &dbad);
+        if (fused && s == 0) {
+          chk += lchk;
+          if (dbad) bad = 2;
         }
         if (eps_in || logq) {
           T sq = 0;
