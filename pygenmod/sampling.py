@@ -206,11 +206,11 @@ def _out_arg(out, c: _Call):
     return out.reshape(c.S, B, D)
 
 
-def _head_outputs(c: _Call, log_q, return_eps, out=None):
-    """Preallocated (z, eps_out, kl, log_q, status) for a head call."""
+def _head_outputs(c: _Call, log_q, return_eps, out=None, want_kl=True):
+    """Preallocated (z, eps_out, kl, log_q, status) for a head call (kl size 0 without want_kl)."""
     xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
     return (_out_arg(out, c), xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
-            xp.empty(B, dt), xp.empty((c.S, B), dt) if log_q else _empty(xp, dt), xp.empty(B, np.int32))
+            xp.empty(B, dt) if want_kl else _empty(xp, dt), xp.empty((c.S, B), dt) if log_q else _empty(xp, dt), xp.empty(B, np.int32))
 
 
 def _head_result(c: _Call, z, e_out, kl, lq, log_q, return_eps):
@@ -447,20 +447,26 @@ def mvn_head(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=
     """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``validate=False`` skips the
     check that the entries above the diagonal are zero (they are never read)."""
+    return _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, validate, out, True)
+
+
+def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, validate, out, want_kl):
+    """mvn_head; without ``want_kl`` the KL output is size 0 (the kernel then skips it and the
+    log-determinant) and the result's kl is None."""
     c = _call(mu, seed, n_samples, stream, offset, eps)
     L = _tril_arg(scale_tril, "scale_tril", c.m)
-    outs = _head_outputs(c, log_q, return_eps, out)
+    outs = _head_outputs(c, log_q, return_eps, out, want_kl)
     _, fn = kernel("sampling", "mvn_head", is_device(c.m))
     fn(c.m, L, c.eps, bool(validate), c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], "mu, scale_tril" + (" or eps" if eps is not None else ""))
-    return _head_result(c, *outs[:-1], log_q, return_eps)
+    h = _head_result(c, outs[0], outs[1], outs[2] if want_kl else None, outs[3], log_q, return_eps)
+    return h if want_kl else h._replace(kl=None)
 
 
 def rsample_mvn(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
                 validate=True, out=None):
     """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D)."""
-    h = mvn_head(mu, scale_tril, seed=seed, n_samples=n_samples, stream=stream, offset=offset, eps=eps,
-                 return_eps=return_eps, validate=validate, out=out)
+    h = _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, False, return_eps, validate, out, False)
     return (h.z, h.eps) if return_eps else h.z
 
 
