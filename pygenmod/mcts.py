@@ -46,7 +46,7 @@ from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
 
 TREE_FIELDS = ("visits", "value_sum", "raw_value", "reward", "discount", "parent", "action",
-               "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel")
+               "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel", "qbounds")
 
 _ERRORS = {-1: "capacity exceeded (the tree is full; grow it with Tree.grow or pass a larger capacity)",
            -2: "the action at this node is already expanded",
@@ -124,6 +124,9 @@ class Tree:
     state: object
     num_nodes: object
     gumbel: object
+    #: [B, 2] (min, max) of reward + discount * value over the backed-up paths (MuZero's
+    #: MinMaxStats, used by q_normalization="tree"); (+inf, -inf) while empty
+    qbounds: object
     embeddings: object = None
     #: converts gathered embeddings/actions back to the caller's array type (torch, jax...)
     emb_back: object = dataclasses.field(default=None, repr=False, compare=False)
@@ -185,7 +188,7 @@ class Tree:
         N = self.capacity
         for f in TREE_FIELDS:
             a, b = getattr(self, f), getattr(new, f)
-            if f in ("num_nodes", "gumbel"):
+            if f in ("num_nodes", "gumbel", "qbounds"):
                 b[...] = a
             else:
                 b[:, :N] = a
@@ -213,7 +216,15 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64,
         action=xp.full((B, N), -1, i32), children=xp.full((B, N, A), -1, i32),
         logits=xp.zeros((B, N, A), dtype), prior=xp.zeros((B, N, A), dtype),
         invalid=xp.zeros((B, N, A), xp.uint8), state=xp.zeros((B, N), xp.int64),
-        num_nodes=xp.zeros((B,), i32), gumbel=xp.zeros((B, A), dtype))
+        num_nodes=xp.zeros((B,), i32), gumbel=xp.zeros((B, A), dtype),
+        qbounds=_empty_bounds(B, dtype, xp))
+
+
+def _empty_bounds(B, dtype, xp):
+    qb = xp.empty((B, 2), dtype)
+    qb[:, 0] = np.inf
+    qb[:, 1] = -np.inf
+    return qb
 
 
 def _mask(x, name, shape, xp):
@@ -292,6 +303,8 @@ def _fill_root(tree: Tree, logits, value, inv, state, embedding, prior=None) -> 
     tree.raw_value[:, 0] = value
     tree.discount[:, 0] = 1
     tree.num_nodes[:] = 1
+    tree.qbounds[:, 0] = np.inf
+    tree.qbounds[:, 1] = -np.inf
     if state is not None:
         st = val.int_array(state, "state", ndim=1, xp=xp)
         val.check_shape(st, "state", (B,))
@@ -460,8 +473,11 @@ _NO_TABLE = np.zeros((1, 1), np.int32)
 
 def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
             rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
-            num_simulations=1):
+            num_simulations=1, q_normalization="node"):
     val.choice(policy, "policy", ("muzero", "gumbel"))
+    val.choice(q_normalization, "q_normalization", ("node", "tree"))
+    if q_normalization == "tree" and policy != "muzero":
+        raise ValueError('q_normalization: "tree" applies to policy="muzero" only')
     for name, v in (("pb_c_init", pb_c_init), ("pb_c_base", pb_c_base), ("value_scale", value_scale),
                     ("maxvisit_init", maxvisit_init)):
         if not math.isfinite(float(v)):
@@ -471,7 +487,7 @@ def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvi
     M = val.positive_int(max_num_considered_actions, "max_num_considered_actions")
     params = np.array([0 if policy == "muzero" else 1, pb_c_init, pb_c_base, value_scale,
                        maxvisit_init, bool(rescale_values), bool(use_mixed_value),
-                       M if policy == "gumbel" else 0], np.float64)
+                       M if policy == "gumbel" else 0, q_normalization == "tree"], np.float64)
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
 
@@ -490,7 +506,8 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
     """Descends every tree from its root to the first unexpanded edge.
 
     Returns (node [B] int32, action [B] int32); action -1 means the descent ended at a
-    terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base) or
+    terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base,
+    q_normalization "node" or "tree", see :func:`muzero_policy`) or
     "gumbel" (kw max_num_considered_actions, value_scale, maxvisit_init, rescale_values,
     use_mixed_value; num_simulations sets the sequential-halving schedule).
     """
@@ -752,8 +769,13 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
                   tree: Tree | None = None, capacity: int | None = None,
                   dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
                   pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
-                  temperature: float = 1.0) -> PolicyOutput:
+                  temperature: float = 1.0, q_normalization: str = "node") -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
+
+    q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
+    and its visited siblings) or "tree" (MuZero, Schrittwieser et al. 2020: over the min and
+    max of reward + discount * value of every node backed up in this tree so far, kept in
+    ``tree.qbounds``; Q is left unchanged while max <= min; unvisited children score 0).
 
     root: a :class:`Root` (callback ``recurrent_fn``) or the [B] root states (``recurrent_fn``
     a :class:`TabularModel`); ignored when ``tree`` continues an earlier search.
@@ -778,7 +800,8 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
         noisy = xp.log(xp.maximum(probs, np.finfo(tree.dtype).tiny)).astype(tree.dtype)
         _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
     tree.gumbel[...] = 0
-    params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base)
+    params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
+                            q_normalization=q_normalization)
     _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)

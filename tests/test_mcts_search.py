@@ -306,6 +306,10 @@ def extract_subtree(tree, b, action, backend):
         out["action"][j] = -1 if old == r else f["action"][old]
         out["children"][j] = [new[c] if c >= 0 else -1 for c in f["children"][old]]
     out["reward"][0], out["discount"][0] = 0, 1
+    # advance recomputes the min-max bounds over the kept nodes (reward + discount * mean)
+    n = len(order)
+    q = out["reward"][:n] + out["discount"][:n] * out["value_sum"][:n] / out["visits"][:n]
+    out["qbounds"][:] = [q.min(), q.max()]
     return out, len(order)
 
 
@@ -389,7 +393,7 @@ def test_select_expand_backup_compose_to_search(backend, rng, policy):
     else:
         full = mcts.gumbel_muzero_policy(backend.asarray(roots), to_model(m, backend), sims,
                                          gumbel=backend.asarray(g), max_num_considered_actions=3)
-    for k in mcts.TREE_FIELDS[:-1]:
+    for k in (f for f in mcts.TREE_FIELDS if f != "gumbel"):
         x, y = backend.numpy(getattr(tree, k)), backend.numpy(getattr(full.tree, k))
         if x.dtype.kind == "f":  # the tabular model's prior is a NumPy softmax, expand's the kernel's
             np.testing.assert_allclose(x, y, rtol=1e-14, atol=1e-15, err_msg=k)
