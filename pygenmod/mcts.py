@@ -473,7 +473,7 @@ _NO_TABLE = np.zeros((1, 1), np.int32)
 
 def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
             rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
-            num_simulations=1, q_normalization="node"):
+            num_simulations=1, q_normalization="node", max_depth=None):
     val.choice(policy, "policy", ("muzero", "gumbel"))
     val.choice(q_normalization, "q_normalization", ("node", "tree"))
     if q_normalization == "tree" and policy != "muzero":
@@ -485,9 +485,10 @@ def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvi
     if float(pb_c_base) <= 0:
         raise ValueError(f"pb_c_base: must be > 0, got {pb_c_base}")
     M = val.positive_int(max_num_considered_actions, "max_num_considered_actions")
+    depth = 0 if max_depth is None else val.positive_int(max_depth, "max_depth")
     params = np.array([0 if policy == "muzero" else 1, pb_c_init, pb_c_base, value_scale,
                        maxvisit_init, bool(rescale_values), bool(use_mixed_value),
-                       M if policy == "gumbel" else 0, q_normalization == "tree"], np.float64)
+                       M if policy == "gumbel" else 0, q_normalization == "tree", depth], np.float64)
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
 
@@ -509,7 +510,9 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
     terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base,
     q_normalization "node" or "tree", see :func:`muzero_policy`) or
     "gumbel" (kw max_num_considered_actions, value_scale, maxvisit_init, rescale_values,
-    use_mixed_value; num_simulations sets the sequential-halving schedule).
+    use_mixed_value; num_simulations sets the sequential-halving schedule). ``max_depth``
+    (both policies) ends the descent after that many edges: the returned action's child may
+    then exist already (re-evaluate it with ``expand(..., action=-2 - a)``).
     """
     xp = xp_of(tree.visits)
     _check_has_root(tree)
@@ -704,7 +707,12 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
         if len(out) == 7 and out[6] is not None:
             d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
         state = tree.num_nodes.astype(xp.int64)
-        exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
+        if params[9] > 0:  # max_depth cutoff at an expanded child: re-evaluate it (-2 - a)
+            cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
+            action_k = xp.where(cut, -2 - action, action).astype(xp.int32)
+        else:
+            action_k = action
+        exp_(arrays, node, action_k, r, d, lg, v, inv, state, leaf)
         if bool((leaf < 0).any()):
             _raise_codes(leaf, "expand")
         if tree.embeddings is not None and out[4] is not None:
@@ -769,13 +777,17 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
                   tree: Tree | None = None, capacity: int | None = None,
                   dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
                   pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
-                  temperature: float = 1.0, q_normalization: str = "node") -> PolicyOutput:
+                  temperature: float = 1.0, q_normalization: str = "node",
+                  max_depth: int | None = None) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
 
     q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
     and its visited siblings) or "tree" (MuZero, Schrittwieser et al. 2020: over the min and
     max of reward + discount * value of every node backed up in this tree so far, kept in
     ``tree.qbounds``; Q is left unchanged while max <= min; unvisited children score 0).
+    max_depth: mctx's: a simulation descends at most max_depth edges; an already expanded
+    child reached at the cutoff is re-evaluated (one more visit, its mean value replaced by
+    the model's new value, as mctx's update_tree_node). None: unlimited.
 
     root: a :class:`Root` (callback ``recurrent_fn``) or the [B] root states (``recurrent_fn``
     a :class:`TabularModel`); ignored when ``tree`` continues an earlier search.
@@ -801,7 +813,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
         _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
     tree.gumbel[...] = 0
     params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-                            q_normalization=q_normalization)
+                            q_normalization=q_normalization, max_depth=max_depth)
     _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
@@ -843,14 +855,15 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int 
                          invalid_actions=None, tree: Tree | None = None, capacity: int | None = None,
                          max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
                          gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
-                         rescale_values: bool = True, use_mixed_value: bool = True) -> PolicyOutput:
+                         rescale_values: bool = True, use_mixed_value: bool = True,
+                         max_depth: int | None = None) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
     Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
     deterministic improved-policy selection inside the tree. ``gumbel`` [B, A] fixes the
     Gumbel vector (else gumbel_scale * Gumbel noise from ``seed``). The action is the best
     of the most visited actions by gumbel + logits + completed Q; action_weights is the
-    improved policy softmax(logits + completed Q).
+    improved policy softmax(logits + completed Q). max_depth: as :func:`muzero_policy`.
     """
     seed = _seed(seed)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
@@ -867,7 +880,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int 
     kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
               use_mixed_value=use_mixed_value)
     params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
-                            num_simulations=max(sims, 1), **kw)
+                            num_simulations=max(sims, 1), max_depth=max_depth, **kw)
     _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)

@@ -139,7 +139,8 @@ def gumbel_interior_select(node, qkw):
 
 
 def search(step, root_logits, root_value, root_invalid, root_state, sims, *, policy="muzero",
-           gumbel=None, M=16, pb_c_init=1.25, pb_c_base=19652.0, qkw=None, q_normalization="node"):
+           gumbel=None, M=16, pb_c_init=1.25, pb_c_base=19652.0, qkw=None, q_normalization="node",
+           max_depth=None):
     """One tree. step(state, action) -> (reward, discount, logits, value, invalid, next_state
     [, player_changed])."""
     qkw = qkw or {}
@@ -160,12 +161,22 @@ def search(step, root_logits, root_value, root_invalid, root_state, sims, *, pol
                 a = gumbel_root_select(node, gumbel, M, sims, qkw)
             else:
                 a = gumbel_interior_select(node, qkw)
-            if a not in node.children:
+            if a not in node.children or (max_depth and depth + 1 >= max_depth):
                 break
             node = node.children[a]
             path.append(node)
             depth += 1
-        if a < 0:
+        if a >= 0 and a in node.children:
+            # mctx max_depth cutoff: the child is evaluated again (update_tree_node): one more
+            # visit, mean value replaced by the new value, new logits / edge reward, discount
+            r, d, lg, v, inv, s2, *pc = step(node.state, a)
+            leaf = node.children[a]
+            fresh = Node(lg, v, inv, s2, r, d, bool(pc and pc[0]))
+            fresh.children, fresh.visits = leaf.children, leaf.visits + 1
+            fresh.value_sum = v * fresh.visits
+            node.children[a] = leaf = fresh
+            path.append(leaf)
+        elif a < 0:
             node.visits += 1
             node.value_sum += node.raw
             leaf = node

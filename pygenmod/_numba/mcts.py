@@ -70,9 +70,17 @@ def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, h
     par[c] = parent
     act[c] = action
     st[c] = state
-    m = -np.inf
     for a in range(A):
         children[c, a] = -1
+    _set_logits(t, c, logits, invalid, has_invalid, all_invalid)
+
+
+@nb.njit(cache=True)
+def _set_logits(t, c, logits, invalid, has_invalid, all_invalid):
+    lg, pr, inv = t[8], t[9], t[10]
+    A = lg.shape[1]
+    m = -np.inf
+    for a in range(A):
         bad = all_invalid or (has_invalid and invalid[a] != 0) or not (logits[a] > -np.inf)
         inv[c, a] = 1 if bad else 0
         if not bad and logits[a] > m:
@@ -255,14 +263,27 @@ def _select_action(t, n, p, table):
 @nb.njit(cache=True, inline="always")
 def _select_one(t, p, table):
     n = 0
+    depth = 0
+    max_depth = int(p[9])
     while True:
         a = _select_action(t, n, p, table)
         if a < 0:
             return n, -1
         c = t[7][n, a]
-        if c < 0:
+        depth += 1
+        if c < 0 or (max_depth > 0 and depth >= max_depth):
             return n, a
         n = c
+
+
+@nb.njit(cache=True, inline="always")
+def _reevaluate_child(t, c, reward, discount, value):
+    # mctx update_tree_node on an existing node: mean value replaced, one more visit
+    t[0][c] += 1
+    t[1][c] = value * t[0][c]
+    t[2][c] = value
+    t[3][c] = reward
+    t[4][c] = discount
 
 
 @nb.njit(cache=True)
@@ -273,6 +294,16 @@ def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_i
     N, A = children.shape
     if node < 0 or node >= num_nodes[0]:
         return -3
+    if action <= -2:  # max_depth cutoff: re-evaluate the existing child -2 - action
+        a = -2 - action
+        if a >= A:
+            return -3
+        c = children[node, a]
+        if c < 0:
+            return -4
+        _reevaluate_child(t, c, reward, discount, value)
+        _set_logits(t, c, logits, invalid, has_invalid, all_invalid)
+        return c
     if action < 0:
         visits[node] += 1
         value_sum[node] += raw_value[node]
@@ -380,7 +411,21 @@ def _search_tabular(tree, params, table, num_simulations, next_state, reward, di
         for sim in range(num_simulations):
             node, action = _select_one(t, params, table)
             leaf = node
-            if action >= 0:
+            old = children[node, action] if action >= 0 else -1
+            if old >= 0:  # max_depth cutoff: re-evaluate the existing child
+                s = st[node]
+                if has_cdf:
+                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, b, sim))
+                else:
+                    s2 = next_state[s, action]
+                _reevaluate_child(t, old, reward[s, action], discount[s, action], value[s2])
+                st[old] = s2
+                for a in range(A):
+                    lg[old, a] = logits[s2, a]
+                    pr[old, a] = prior[s2, a]
+                    inv[old, a] = invalid[s2, a]
+                leaf = old
+            elif action >= 0:
                 c = nn[0]
                 if c >= children.shape[0]:
                     break

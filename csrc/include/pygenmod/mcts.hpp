@@ -57,7 +57,8 @@ enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kN
 
 // Search parameters, read from a float64 array (the bindings' `params` argument):
 // [policy, pb_c_init, pb_c_base, value_scale, maxvisit_init, rescale_values,
-//  use_mixed_value, max_num_considered_actions, q_normalization (0 node, 1 tree)], and the sequential-halving table
+//  use_mixed_value, max_num_considered_actions, q_normalization (0 node, 1 tree),
+//  max_depth (0 = unlimited)], and the sequential-halving table
 // table[m, k] (int32, (M + 1) x L) of mctx's get_table_of_considered_visits.
 struct Params {
   int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero
@@ -65,10 +66,11 @@ struct Params {
   double value_scale = 0.1, maxvisit_init = 50.0;
   int rescale_values = 1, use_mixed_value = 1, max_considered = 16;
   int q_tree = 0;  // 1: MuZero's per-tree min-max normalisation of Q (PUCT only)
+  int max_depth = 0;  // mctx max_depth: a descent stops after this many edges (0 = none)
   const i32* table = nullptr;
   int table_len = 0;
 };
-constexpr int kNumParams = 9;
+constexpr int kNumParams = 10;
 
 PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   Params q;
@@ -81,6 +83,7 @@ PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   q.use_mixed_value = static_cast<int>(p[6]);
   q.max_considered = static_cast<int>(p[7]);
   q.q_tree = static_cast<int>(p[8]);
+  q.max_depth = static_cast<int>(p[9]);
   q.table = table;
   q.table_len = table_len;
   return q;
@@ -143,14 +146,23 @@ PGM_HD void link_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T 
   for (index_t a = 0; a < t.A; ++a) ch[a] = -1;
 }
 
+template <class T>
+PGM_HD void set_logits(TreeRef<T>& t, i32 c, const T* logits, const u8* invalid, bool all_invalid);
+
 // Writes node c; logits are shifted by their max over valid actions and the prior is their
 // softmax. all_invalid marks a terminal node (no valid action); -inf logits are invalid.
 template <class T>
 PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
                       const T* logits, T value, const u8* invalid, bool all_invalid,
                       std::int64_t state) {
-  const index_t A = t.A;
   link_node(t, c, parent, action, reward, discount, value, state);
+  set_logits(t, c, logits, invalid, all_invalid);
+}
+
+// Node c's logits (shifted by their max over valid actions), prior and invalid mask.
+template <class T>
+PGM_HD void set_logits(TreeRef<T>& t, i32 c, const T* logits, const u8* invalid, bool all_invalid) {
+  const index_t A = t.A;
   T* lg = t.logits + c * A;
   T* pr = t.prior + c * A;
   u8* inv = t.invalid + c * A;
@@ -409,14 +421,18 @@ PGM_HD i32 select_action(const TreeRef<T>& t, i32 n, const Params& p) {
 
 // Descends from the root to the first unexpanded edge: (node, action). A node without a
 // valid action (terminal) ends the descent with action -1.
+// With p.max_depth > 0 the descent also ends after max_depth edges (mctx's simulate): the
+// returned action's child may then exist already (it is re-evaluated, see reevaluate_child).
 template <class T>
 PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32* out_action) {
   i32 n = 0;
+  int depth = 0;
   for (;;) {
     const i32 a = select_action(t, n, p);
     if (a < 0) break;
     const i32 c = t.children[n * t.A + a];
-    if (c < 0) {
+    ++depth;
+    if (c < 0 || (p.max_depth > 0 && depth >= p.max_depth)) {
       *out_node = n;
       *out_action = a;
       return;
@@ -427,13 +443,36 @@ PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32*
   *out_action = -1;
 }
 
+// mctx's expansion of an already expanded child at the max_depth cutoff (update_tree_node):
+// one more visit, the node's mean value REPLACED by the new value (value_sum = value *
+// visits), new raw value, edge reward/discount and logits; its children are kept.
+template <class T>
+PGM_HD void reevaluate_child(TreeRef<T>& t, i32 c, T reward, T discount, T value) {
+  t.visits[c] += 1;
+  t.value_sum[c] = value * static_cast<T>(t.visits[c]);
+  t.raw_value[c] = value;
+  t.reward[c] = reward;
+  t.discount[c] = discount;
+}
+
 // Attaches the child (node, action). Action -1 re-evaluates the terminal `node` itself
-// (one more visit with its raw value). Returns the node to back up from, or an error code.
+// (one more visit with its raw value); action -2 - a re-evaluates the existing child a of
+// `node` (the max_depth cutoff, see reevaluate_child; its state is kept). Returns the node
+// to back up from, or an error code.
 template <class T>
 PGM_HD i32 expand_one(TreeRef<T>& t, i32 node, i32 action, T reward, T discount,
                       const T* logits, T value, const u8* invalid, bool all_invalid,
                       std::int64_t state) {
   if (node < 0 || node >= t.num_nodes[0]) return kBadAction;
+  if (action <= -2) {
+    const i32 a = -2 - action;
+    if (a >= t.A) return kBadAction;
+    const i32 c = t.children[node * t.A + a];
+    if (c < 0) return kNotExpanded;
+    reevaluate_child(t, c, reward, discount, value);
+    set_logits(t, c, logits, invalid, all_invalid);
+    return c;
+  }
   if (action < 0) {
     t.visits[node] += 1;
     t.value_sum[node] += t.raw_value[node];
@@ -529,7 +568,21 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
     i32 node, action;
     select_one(t, p, &node, &action);
     i32 leaf = node;
-    if (action >= 0) {
+    const i32 old = action >= 0 ? t.children[node * A + action] : -1;
+    if (old >= 0) {  // max_depth cutoff: re-evaluate the existing child
+      const std::int64_t s = t.state[node], sa = s * A + action;
+      const std::int64_t s2 =
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, b, sim))
+                 : next_state[sa];
+      reevaluate_child(t, old, reward[sa], discount[sa], value[s2]);
+      t.state[old] = s2;
+      for (index_t a = 0; a < A; ++a) {
+        t.logits[old * A + a] = logits[s2 * A + a];
+        t.prior[old * A + a] = prior[s2 * A + a];
+        t.invalid[old * A + a] = invalid[s2 * A + a];
+      }
+      leaf = old;
+    } else if (action >= 0) {
       const i32 c = t.num_nodes[0];
       if (c >= t.N) return;  // capacity: checked by the caller beforehand
       t.num_nodes[0] = c + 1;
