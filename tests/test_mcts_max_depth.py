@@ -7,7 +7,7 @@ import pytest
 
 from conftest import tol
 from pygenmod import mcts
-from test_mcts_search import random_model, reference, to_model, xp_for
+from test_mcts_search import callback_of, random_model, reference, to_model, xp_for
 
 
 def chain(backend, dtype):
@@ -70,16 +70,10 @@ def test_callback_path_equals_tabular_path(backend, dtype, rng, policy):
     S, A, B, sims = 13, 3, 4, 25
     m = random_model(rng, S, A, invalid_frac=0.3, dtype=dtype)
     roots = rng.integers(0, S, B)
-    ns, R, L, V, inv = (backend.asarray(m[k]) for k in ("ns", "R", "L", "V", "invalid"))
-
-    def recurrent_fn(emb, act):
-        s2 = ns[emb, act]
-        return mcts.RecurrentOutput(R[emb, act], R[emb, act] * 0 + dtype.type(0.9), L[s2], V[s2], s2, inv[s2])
-
+    root, recurrent_fn, root_inv = callback_of(m, backend, roots)
     r = backend.asarray(roots)
     kw = dict(dirichlet_fraction=0.0) if policy == "muzero" else dict(gumbel=backend.asarray(rng.gumbel(size=(B, A)).astype(dtype)))
-    a = mcts.search(mcts.Root(L[r], V[r], r), recurrent_fn, sims, policy=policy, invalid_actions=inv[r],
-                    max_depth=2, **kw)
+    a = mcts.search(root, recurrent_fn, sims, policy=policy, invalid_actions=root_inv, max_depth=2, **kw)
     b = mcts.search(r, to_model(m, backend), sims, policy=policy, max_depth=2, **kw)
     np.testing.assert_array_equal(backend.numpy(a.visit_counts), backend.numpy(b.visit_counts))
     np.testing.assert_allclose(backend.numpy(a.value), backend.numpy(b.value), **tol(dtype))

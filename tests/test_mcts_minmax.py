@@ -8,7 +8,7 @@ import pytest
 import _mcts_ref as ref
 from conftest import tol
 from pygenmod import mcts
-from test_mcts_search import random_model, reference, to_model, xp_for
+from test_mcts_search import callback_of, random_model, reference, to_model, xp_for
 
 
 def hand_tree(backend, dtype):
@@ -115,15 +115,9 @@ def test_callback_path_equals_tabular_path_tree_normalisation(backend, dtype, rn
     S, A, B, sims = 17, 4, 5, 30
     m = random_model(rng, S, A, invalid_frac=0.3, dtype=dtype)
     roots = rng.integers(0, S, B)
-    ns, R, L, V, inv = (backend.asarray(m[k]) for k in ("ns", "R", "L", "V", "invalid"))
-
-    def recurrent_fn(emb, act):
-        s2 = ns[emb, act]
-        return mcts.RecurrentOutput(R[emb, act], R[emb, act] * 0 + dtype.type(0.9), L[s2], V[s2], s2, inv[s2])
-
+    root, recurrent_fn, root_inv = callback_of(m, backend, roots)
     r = backend.asarray(roots)
-    root = mcts.Root(L[r], V[r], r)
-    a = mcts.search(root, recurrent_fn, sims, invalid_actions=inv[r], dirichlet_fraction=0.0,
+    a = mcts.search(root, recurrent_fn, sims, invalid_actions=root_inv, dirichlet_fraction=0.0,
                     q_normalization="tree")
     b = mcts.search(r, to_model(m, backend), sims, dirichlet_fraction=0.0, q_normalization="tree")
     np.testing.assert_array_equal(backend.numpy(a.visit_counts), backend.numpy(b.visit_counts))

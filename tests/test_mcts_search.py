@@ -38,6 +38,18 @@ def to_model(m, backend):
                               invalid_actions=None if m["invalid"] is None else a(m["invalid"]))
 
 
+def callback_of(m, backend, roots):
+    """(Root, recurrent_fn, root invalid mask) of random_model m as a callback model."""
+    ns, R, D, L, V, inv = (backend.asarray(m[k]) for k in ("ns", "R", "D", "L", "V", "invalid"))
+
+    def recurrent_fn(emb, act):
+        s2 = ns[emb, act]
+        return mcts.RecurrentOutput(R[emb, act], D[emb, act], L[s2], V[s2], s2, inv[s2])
+
+    r = backend.asarray(roots)
+    return mcts.Root(L[r], V[r], r), recurrent_fn, inv[r]
+
+
 def reference(m, roots, sims, **kw):
     step = ref.tabular_step(m["ns"], m["R"].astype(np.float64), m["D"].astype(np.float64),
                             m["L"].astype(np.float64), m["V"].astype(np.float64), m["terminal"], m["invalid"])
