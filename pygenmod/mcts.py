@@ -46,7 +46,7 @@ from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
 
 TREE_FIELDS = ("visits", "value_sum", "raw_value", "reward", "discount", "parent", "action",
-               "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel")
+               "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel", "qbounds")
 
 _ERRORS = {-1: "capacity exceeded (the tree is full; grow it with Tree.grow or pass a larger capacity)",
            -2: "the action at this node is already expanded",
@@ -124,6 +124,9 @@ class Tree:
     state: object
     num_nodes: object
     gumbel: object
+    #: [B, 2] (min, max) of reward + discount * value over the backed-up paths (MuZero's
+    #: MinMaxStats, used by q_normalization="tree"); (+inf, -inf) while empty
+    qbounds: object
     embeddings: object = None
     #: converts gathered embeddings/actions back to the caller's array type (torch, jax...)
     emb_back: object = dataclasses.field(default=None, repr=False, compare=False)
@@ -185,7 +188,7 @@ class Tree:
         N = self.capacity
         for f in TREE_FIELDS:
             a, b = getattr(self, f), getattr(new, f)
-            if f in ("num_nodes", "gumbel"):
+            if f in ("num_nodes", "gumbel", "qbounds"):
                 b[...] = a
             else:
                 b[:, :N] = a
@@ -213,7 +216,15 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64,
         action=xp.full((B, N), -1, i32), children=xp.full((B, N, A), -1, i32),
         logits=xp.zeros((B, N, A), dtype), prior=xp.zeros((B, N, A), dtype),
         invalid=xp.zeros((B, N, A), xp.uint8), state=xp.zeros((B, N), xp.int64),
-        num_nodes=xp.zeros((B,), i32), gumbel=xp.zeros((B, A), dtype))
+        num_nodes=xp.zeros((B,), i32), gumbel=xp.zeros((B, A), dtype),
+        qbounds=_empty_bounds(B, dtype, xp))
+
+
+def _empty_bounds(B, dtype, xp):
+    qb = xp.empty((B, 2), dtype)
+    qb[:, 0] = np.inf
+    qb[:, 1] = -np.inf
+    return qb
 
 
 def _mask(x, name, shape, xp):
@@ -292,6 +303,8 @@ def _fill_root(tree: Tree, logits, value, inv, state, embedding, prior=None) -> 
     tree.raw_value[:, 0] = value
     tree.discount[:, 0] = 1
     tree.num_nodes[:] = 1
+    tree.qbounds[:, 0] = np.inf
+    tree.qbounds[:, 1] = -np.inf
     if state is not None:
         st = val.int_array(state, "state", ndim=1, xp=xp)
         val.check_shape(st, "state", (B,))
@@ -460,8 +473,11 @@ _NO_TABLE = np.zeros((1, 1), np.int32)
 
 def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
             rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
-            num_simulations=1):
+            num_simulations=1, q_normalization="node", max_depth=None):
     val.choice(policy, "policy", ("muzero", "gumbel"))
+    val.choice(q_normalization, "q_normalization", ("node", "tree"))
+    if q_normalization == "tree" and policy != "muzero":
+        raise ValueError('q_normalization: "tree" applies to policy="muzero" only')
     for name, v in (("pb_c_init", pb_c_init), ("pb_c_base", pb_c_base), ("value_scale", value_scale),
                     ("maxvisit_init", maxvisit_init)):
         if not math.isfinite(float(v)):
@@ -469,9 +485,10 @@ def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvi
     if float(pb_c_base) <= 0:
         raise ValueError(f"pb_c_base: must be > 0, got {pb_c_base}")
     M = val.positive_int(max_num_considered_actions, "max_num_considered_actions")
+    depth = 0 if max_depth is None else val.positive_int(max_depth, "max_depth")
     params = np.array([0 if policy == "muzero" else 1, pb_c_init, pb_c_base, value_scale,
                        maxvisit_init, bool(rescale_values), bool(use_mixed_value),
-                       M if policy == "gumbel" else 0], np.float64)
+                       M if policy == "gumbel" else 0, q_normalization == "tree", depth], np.float64)
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
 
@@ -490,9 +507,12 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
     """Descends every tree from its root to the first unexpanded edge.
 
     Returns (node [B] int32, action [B] int32); action -1 means the descent ended at a
-    terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base) or
+    terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base,
+    q_normalization "node" or "tree", see :func:`muzero_policy`) or
     "gumbel" (kw max_num_considered_actions, value_scale, maxvisit_init, rescale_values,
-    use_mixed_value; num_simulations sets the sequential-halving schedule).
+    use_mixed_value; num_simulations sets the sequential-halving schedule). ``max_depth``
+    (both policies) ends the descent after that many edges: the returned action's child may
+    then exist already (re-evaluate it with ``expand(..., action=-2 - a)``).
     """
     xp = xp_of(tree.visits)
     _check_has_root(tree)
@@ -687,7 +707,12 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
         if len(out) == 7 and out[6] is not None:
             d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
         state = tree.num_nodes.astype(xp.int64)
-        exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
+        if params[9] > 0:  # max_depth cutoff at an expanded child: re-evaluate it (-2 - a)
+            cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
+            action_k = xp.where(cut, -2 - action, action).astype(xp.int32)
+        else:
+            action_k = action
+        exp_(arrays, node, action_k, r, d, lg, v, inv, state, leaf)
         if bool((leaf < 0).any()):
             _raise_codes(leaf, "expand")
         if tree.embeddings is not None and out[4] is not None:
@@ -752,8 +777,17 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
                   tree: Tree | None = None, capacity: int | None = None,
                   dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
                   pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
-                  temperature: float = 1.0) -> PolicyOutput:
+                  temperature: float = 1.0, q_normalization: str = "node",
+                  max_depth: int | None = None) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
+
+    q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
+    and its visited siblings) or "tree" (MuZero, Schrittwieser et al. 2020: over the min and
+    max of reward + discount * value of every node backed up in this tree so far, kept in
+    ``tree.qbounds``; Q is left unchanged while max <= min; unvisited children score 0).
+    max_depth: mctx's: a simulation descends at most max_depth edges; an already expanded
+    child reached at the cutoff is re-evaluated (one more visit, its mean value replaced by
+    the model's new value, as mctx's update_tree_node). None: unlimited.
 
     root: a :class:`Root` (callback ``recurrent_fn``) or the [B] root states (``recurrent_fn``
     a :class:`TabularModel`); ignored when ``tree`` continues an earlier search.
@@ -778,7 +812,8 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
         noisy = xp.log(xp.maximum(probs, np.finfo(tree.dtype).tiny)).astype(tree.dtype)
         _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
     tree.gumbel[...] = 0
-    params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base)
+    params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
+                            q_normalization=q_normalization, max_depth=max_depth)
     _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
@@ -820,14 +855,15 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int 
                          invalid_actions=None, tree: Tree | None = None, capacity: int | None = None,
                          max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
                          gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
-                         rescale_values: bool = True, use_mixed_value: bool = True) -> PolicyOutput:
+                         rescale_values: bool = True, use_mixed_value: bool = True,
+                         max_depth: int | None = None) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
     Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
     deterministic improved-policy selection inside the tree. ``gumbel`` [B, A] fixes the
     Gumbel vector (else gumbel_scale * Gumbel noise from ``seed``). The action is the best
     of the most visited actions by gumbel + logits + completed Q; action_weights is the
-    improved policy softmax(logits + completed Q).
+    improved policy softmax(logits + completed Q). max_depth: as :func:`muzero_policy`.
     """
     seed = _seed(seed)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
@@ -844,7 +880,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int 
     kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
               use_mixed_value=use_mixed_value)
     params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
-                            num_simulations=max(sims, 1), **kw)
+                            num_simulations=max(sims, 1), max_depth=max_depth, **kw)
     _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)

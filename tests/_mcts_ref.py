@@ -72,13 +72,18 @@ def argmax_valid(score, invalid):
     return best
 
 
-def muzero_select(node, pb_c_init, pb_c_base):
+def muzero_select(node, pb_c_init, pb_c_base, bounds=None):
+    """bounds: None (mctx, per node) or the tree's [min, max] (MuZero MinMaxStats)."""
     n = node.child_counts()
     q = node.qvalues()
     visited = n > 0
-    safe = np.where(visited, q, node.value)
-    lo, hi = min(node.value, safe.min()), max(node.value, safe.max())
-    norm = np.where(visited, (q - lo) / max(hi - lo, 1e-8), 0.0)
+    if bounds is None:
+        safe = np.where(visited, q, node.value)
+        lo, hi = min(node.value, safe.min()), max(node.value, safe.max())
+        norm = np.where(visited, (q - lo) / max(hi - lo, 1e-8), 0.0)
+    else:
+        lo, hi = bounds
+        norm = np.where(visited, (q - lo) / (hi - lo) if hi > lo else q, 0.0)
     N = node.visits
     pb_c = pb_c_init + math.log((N + pb_c_base + 1) / pb_c_base)
     score = norm + math.sqrt(N) * pb_c * node.prior / (n + 1)
@@ -134,13 +139,15 @@ def gumbel_interior_select(node, qkw):
 
 
 def search(step, root_logits, root_value, root_invalid, root_state, sims, *, policy="muzero",
-           gumbel=None, M=16, pb_c_init=1.25, pb_c_base=19652.0, qkw=None):
+           gumbel=None, M=16, pb_c_init=1.25, pb_c_base=19652.0, qkw=None, q_normalization="node",
+           max_depth=None):
     """One tree. step(state, action) -> (reward, discount, logits, value, invalid, next_state
     [, player_changed])."""
     qkw = qkw or {}
     root = Node(root_logits, root_value, root_invalid, root_state)
     A = len(root.prior)
     gumbel = np.zeros(A) if gumbel is None else np.asarray(gumbel, np.float64)
+    bounds = [np.inf, -np.inf]
     for _ in range(sims):
         node, path, depth = root, [root], 0
         while True:
@@ -148,17 +155,28 @@ def search(step, root_logits, root_value, root_invalid, root_state, sims, *, pol
                 a = -1
                 break
             if policy == "muzero":
-                a = muzero_select(node, pb_c_init, pb_c_base)
+                a = muzero_select(node, pb_c_init, pb_c_base,
+                                  bounds if q_normalization == "tree" else None)
             elif depth == 0:
                 a = gumbel_root_select(node, gumbel, M, sims, qkw)
             else:
                 a = gumbel_interior_select(node, qkw)
-            if a not in node.children:
+            if a not in node.children or (max_depth and depth + 1 >= max_depth):
                 break
             node = node.children[a]
             path.append(node)
             depth += 1
-        if a < 0:
+        if a >= 0 and a in node.children:
+            # mctx max_depth cutoff: the child is evaluated again (update_tree_node): one more
+            # visit, mean value replaced by the new value, new logits / edge reward, discount
+            r, d, lg, v, inv, s2, *pc = step(node.state, a)
+            leaf = node.children[a]
+            fresh = Node(lg, v, inv, s2, r, d, bool(pc and pc[0]))
+            fresh.children, fresh.visits = leaf.children, leaf.visits + 1
+            fresh.value_sum = v * fresh.visits
+            node.children[a] = leaf = fresh
+            path.append(leaf)
+        elif a < 0:
             node.visits += 1
             node.value_sum += node.raw
             leaf = node
@@ -172,8 +190,11 @@ def search(step, root_logits, root_value, root_invalid, root_state, sims, *, pol
             g = child.reward + child.signed_discount * g
             parent.visits += 1
             parent.value_sum += g
+        for n in path:  # MuZero: min_max_stats.update(reward + discount * value) on the path
+            q = n.reward + n.signed_discount * n.value
+            bounds[0], bounds[1] = min(bounds[0], q), max(bounds[1], q)
     counts = root.child_counts()
-    out = dict(visit_counts=counts.astype(np.int64), value=root.value, root=root)
+    out = dict(visit_counts=counts.astype(np.int64), value=root.value, root=root, bounds=tuple(bounds))
     if policy == "muzero":
         out["weights"] = counts / max(counts.sum(), 1) if counts.sum() else np.full(A, 1 / A)
     else:

@@ -151,7 +151,7 @@ def test_kernel_boundary_rejects_bad_arrays():
     arrays[1] = arrays[1].astype(np.float32)
     with pytest.raises(ValueError, match="value_sum"):
         sel(tuple(arrays), params, table, np.empty(2, np.int32), np.empty(2, np.int32))
-    with pytest.raises(ValueError, match="14 arrays"):
+    with pytest.raises(ValueError, match="15 arrays"):
         sel(tree.arrays()[:5], params, table, np.empty(2, np.int32), np.empty(2, np.int32))
     with pytest.raises(ValueError, match="params"):
         sel(tree.arrays(), params[:3], table, np.empty(2, np.int32), np.empty(2, np.int32))

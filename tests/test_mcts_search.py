@@ -38,6 +38,18 @@ def to_model(m, backend):
                               invalid_actions=None if m["invalid"] is None else a(m["invalid"]))
 
 
+def callback_of(m, backend, roots):
+    """(Root, recurrent_fn, root invalid mask) of random_model m as a callback model."""
+    ns, R, D, L, V, inv = (backend.asarray(m[k]) for k in ("ns", "R", "D", "L", "V", "invalid"))
+
+    def recurrent_fn(emb, act):
+        s2 = ns[emb, act]
+        return mcts.RecurrentOutput(R[emb, act], D[emb, act], L[s2], V[s2], s2, inv[s2])
+
+    r = backend.asarray(roots)
+    return mcts.Root(L[r], V[r], r), recurrent_fn, inv[r]
+
+
 def reference(m, roots, sims, **kw):
     step = ref.tabular_step(m["ns"], m["R"].astype(np.float64), m["D"].astype(np.float64),
                             m["L"].astype(np.float64), m["V"].astype(np.float64), m["terminal"], m["invalid"])
@@ -306,6 +318,10 @@ def extract_subtree(tree, b, action, backend):
         out["action"][j] = -1 if old == r else f["action"][old]
         out["children"][j] = [new[c] if c >= 0 else -1 for c in f["children"][old]]
     out["reward"][0], out["discount"][0] = 0, 1
+    # advance recomputes the min-max bounds over the kept nodes (reward + discount * mean)
+    n = len(order)
+    q = out["reward"][:n] + out["discount"][:n] * out["value_sum"][:n] / out["visits"][:n]
+    out["qbounds"][:] = [q.min(), q.max()]
     return out, len(order)
 
 
@@ -389,7 +405,7 @@ def test_select_expand_backup_compose_to_search(backend, rng, policy):
     else:
         full = mcts.gumbel_muzero_policy(backend.asarray(roots), to_model(m, backend), sims,
                                          gumbel=backend.asarray(g), max_num_considered_actions=3)
-    for k in mcts.TREE_FIELDS[:-1]:
+    for k in (f for f in mcts.TREE_FIELDS if f != "gumbel"):
         x, y = backend.numpy(getattr(tree, k)), backend.numpy(getattr(full.tree, k))
         if x.dtype.kind == "f":  # the tabular model's prior is a NumPy softmax, expand's the kernel's
             np.testing.assert_allclose(x, y, rtol=1e-14, atol=1e-15, err_msg=k)

@@ -14,7 +14,7 @@ namespace {
 
 template <class T>
 mcts::Batch<T> batch_of(py::tuple tree, py::ssize_t* B) {
-  if (tree.size() != 14) throw std::invalid_argument("tree: expected a tuple of 14 arrays");
+  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
   auto arr = [&](int i) { return tree[i].cast<py::array>(); };
   py::array children = arr(7);
   if (children.ndim() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
@@ -38,6 +38,7 @@ mcts::Batch<T> batch_of(py::tuple tree, py::ssize_t* B) {
   a = arr(11); t.state = out_ptr<std::int64_t>(a, "state", {b, N});
   a = arr(12); t.num_nodes = out_ptr<i32>(a, "num_nodes", {b});
   a = arr(13); t.gumbel = out_ptr<T>(a, "gumbel", {b, A});
+  a = arr(14); t.qbounds = out_ptr<T>(a, "qbounds", {b, 2});
   return t;
 }
 
@@ -53,7 +54,7 @@ mcts::Params params_of(const py::array& params, const py::array& table) {
 
 template <class F>
 void with_tree(py::tuple tree, F&& f) {
-  if (tree.size() != 14) throw std::invalid_argument("tree: expected a tuple of 14 arrays");
+  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
   py::array logits = tree[8].cast<py::array>();
   dispatch_float(logits, "logits", [&](auto tag) {
     using T = decltype(tag);

@@ -1,6 +1,6 @@
 """numba batched MCTS (same contract as csrc/bind/mcts.cpp; math of csrc/include/pygenmod/mcts.hpp).
 
-``tree`` is the tuple of the 14 arrays of pygenmod.mcts.TREE_FIELDS; the per-tree helpers
+``tree`` is the tuple of the 15 arrays of pygenmod.mcts.TREE_FIELDS; the per-tree helpers
 take the views of one tree. Ties go to the lowest action index, as in C++.
 """
 import math
@@ -40,9 +40,10 @@ def _inverse_cdf(row, u):
 @nb.njit(cache=True, inline="always")
 def _view(tree, b):
     (visits, value_sum, raw_value, reward, discount, parent, action, children, logits, prior,
-     invalid, state, num_nodes, gumbel) = tree
+     invalid, state, num_nodes, gumbel, qbounds) = tree
     return (visits[b], value_sum[b], raw_value[b], reward[b], discount[b], parent[b], action[b],
-            children[b], logits[b], prior[b], invalid[b], state[b], num_nodes[b:b + 1], gumbel[b])
+            children[b], logits[b], prior[b], invalid[b], state[b], num_nodes[b:b + 1], gumbel[b],
+            qbounds[b])
 
 
 @nb.njit(cache=True, inline="always")
@@ -59,7 +60,7 @@ def _child_visits(t, n, a):
 @nb.njit(cache=True)
 def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, has_invalid,
                all_invalid, state):
-    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g = t
+    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
     A = children.shape[1]
     visits[c] = 1
     value_sum[c] = value
@@ -69,9 +70,17 @@ def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, h
     par[c] = parent
     act[c] = action
     st[c] = state
-    m = -np.inf
     for a in range(A):
         children[c, a] = -1
+    _set_logits(t, c, logits, invalid, has_invalid, all_invalid)
+
+
+@nb.njit(cache=True)
+def _set_logits(t, c, logits, invalid, has_invalid, all_invalid):
+    lg, pr, inv = t[8], t[9], t[10]
+    A = lg.shape[1]
+    m = -np.inf
+    for a in range(A):
         bad = all_invalid or (has_invalid and invalid[a] != 0) or not (logits[a] > -np.inf)
         inv[c, a] = 1 if bad else 0
         if not bad and logits[a] > m:
@@ -90,7 +99,7 @@ def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, h
 
 
 @nb.njit(cache=True, inline="always")
-def _select_muzero(t, n, pb_c_init, pb_c_base):
+def _select_muzero(t, n, pb_c_init, pb_c_base, q_tree):
     children, prior, invalid = t[7], t[9], t[10]
     A = children.shape[1]
     node_value = t[1][n] / t[0][n]
@@ -103,6 +112,8 @@ def _select_muzero(t, n, pb_c_init, pb_c_base):
             lo = min(lo, q)
             hi = max(hi, q)
     denom = max(hi - lo, 1e-8)
+    tmin = t[14][0]
+    tmax = t[14][1]
     N = float(t[0][n])
     pb_c = pb_c_init + math.log((N + pb_c_base + 1.0) / pb_c_base)
     scale = math.sqrt(N) * pb_c
@@ -112,7 +123,13 @@ def _select_muzero(t, n, pb_c_init, pb_c_base):
         if invalid[n, a]:
             continue
         c = children[n, a]
-        vs = (_child_q(t, c) - lo) / denom if c >= 0 else 0.0
+        if c < 0:
+            vs = 0.0
+        elif q_tree:
+            q = _child_q(t, c)
+            vs = (q - tmin) / (tmax - tmin) if tmax > tmin else q
+        else:
+            vs = (_child_q(t, c) - lo) / denom
         nv = float(t[0][c]) if c >= 0 else 0.0
         score = vs + scale * prior[n, a] / (nv + 1.0)
         if best < 0 or score > best_score:
@@ -240,20 +257,33 @@ def _select_action(t, n, p, table):
         if n == 0:
             return _select_gumbel_root(t, p, table)
         return _select_gumbel_interior(t, n, p)
-    return _select_muzero(t, n, p[1], p[2])
+    return _select_muzero(t, n, p[1], p[2], p[8] == 1)
 
 
 @nb.njit(cache=True, inline="always")
 def _select_one(t, p, table):
     n = 0
+    depth = 0
+    max_depth = int(p[9])
     while True:
         a = _select_action(t, n, p, table)
         if a < 0:
             return n, -1
         c = t[7][n, a]
-        if c < 0:
+        depth += 1
+        if c < 0 or (max_depth > 0 and depth >= max_depth):
             return n, a
         n = c
+
+
+@nb.njit(cache=True, inline="always")
+def _reevaluate_child(t, c, reward, discount, value):
+    # mctx update_tree_node on an existing node: mean value replaced, one more visit
+    t[0][c] += 1
+    t[1][c] = value * t[0][c]
+    t[2][c] = value
+    t[3][c] = reward
+    t[4][c] = discount
 
 
 @nb.njit(cache=True)
@@ -264,6 +294,16 @@ def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_i
     N, A = children.shape
     if node < 0 or node >= num_nodes[0]:
         return -3
+    if action <= -2:  # max_depth cutoff: re-evaluate the existing child -2 - action
+        a = -2 - action
+        if a >= A:
+            return -3
+        c = children[node, a]
+        if c < 0:
+            return -4
+        _reevaluate_child(t, c, reward, discount, value)
+        _set_logits(t, c, logits, invalid, has_invalid, all_invalid)
+        return c
     if action < 0:
         visits[node] += 1
         value_sum[node] += raw_value[node]
@@ -283,16 +323,29 @@ def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_i
 
 
 @nb.njit(cache=True, inline="always")
+def _update_bounds(t, c):
+    # MuZero's min_max_stats.update(reward + discount * value) for node c
+    q = _child_q(t, c)
+    qb = t[14]
+    if q < qb[0]:
+        qb[0] = q
+    if q > qb[1]:
+        qb[1] = q
+
+
+@nb.njit(cache=True, inline="always")
 def _backup_one(t, node):
     visits, value_sum, raw_value, reward, discount, parent = t[0], t[1], t[2], t[3], t[4], t[5]
     g = raw_value[node]
     c = node
+    _update_bounds(t, c)
     while parent[c] >= 0:
         p = parent[c]
         g = reward[c] + discount[c] * g
         visits[p] += 1
         value_sum[p] += g
         c = p
+        _update_bounds(t, c)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -353,12 +406,26 @@ def _search_tabular(tree, params, table, num_simulations, next_state, reward, di
     B = tree[7].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
-        visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g = t
+        visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
         A = children.shape[1]
         for sim in range(num_simulations):
             node, action = _select_one(t, params, table)
             leaf = node
-            if action >= 0:
+            old = children[node, action] if action >= 0 else -1
+            if old >= 0:  # max_depth cutoff: re-evaluate the existing child
+                s = st[node]
+                if has_cdf:
+                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, b, sim))
+                else:
+                    s2 = next_state[s, action]
+                _reevaluate_child(t, old, reward[s, action], discount[s, action], value[s2])
+                st[old] = s2
+                for a in range(A):
+                    lg[old, a] = logits[s2, a]
+                    pr[old, a] = prior[s2, a]
+                    inv[old, a] = invalid[s2, a]
+                leaf = old
+            elif action >= 0:
                 c = nn[0]
                 if c >= children.shape[0]:
                     break
@@ -391,7 +458,7 @@ def _search_tabular(tree, params, table, num_simulations, next_state, reward, di
 
 @nb.njit(cache=True)
 def _advance_one(t, action, new_index, old_index):
-    visits, value_sum, raw_value, reward, discount, parent, act, children, lg, pr, inv, st, nn, g = t
+    visits, value_sum, raw_value, reward, discount, parent, act, children, lg, pr, inv, st, nn, g, qb = t
     N, A = children.shape
     if action < 0 or action >= A:
         return -3
@@ -442,6 +509,11 @@ def _advance_one(t, action, new_index, old_index):
             pr[j, a] = 0
             inv[j, a] = 0
     nn[0] = cnt
+    # bounds recomputed over the kept subtree (as the C++ advance_one)
+    qb[0] = np.inf
+    qb[1] = -np.inf
+    for j in range(cnt):
+        _update_bounds(t, j)
     return 0
 
 

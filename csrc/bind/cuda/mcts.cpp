@@ -15,7 +15,7 @@ namespace {
 
 template <class T>
 mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
-  if (tree.size() != 14) throw std::invalid_argument("tree: expected a tuple of 14 arrays");
+  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
   auto shp = device_shape(tree[7], "children");
   if (shp.size() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
   const py::ssize_t b = shp[0], N = shp[1], A = shp[2];
@@ -37,6 +37,7 @@ mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
   t.state = device_ptr<std::int64_t>(tree[11], "state", {b, N}, true);
   t.num_nodes = device_ptr<i32>(tree[12], "num_nodes", {b}, true);
   t.gumbel = device_ptr<T>(tree[13], "gumbel", {b, A}, true);
+  t.qbounds = device_ptr<T>(tree[14], "qbounds", {b, 2}, true);
   return t;
 }
 
@@ -53,7 +54,7 @@ mcts::Params params_of(const py::array& params, const py::object& table) {
 
 template <class F>
 void with_tree(const py::tuple& tree, F&& f) {
-  if (tree.size() != 14) throw std::invalid_argument("tree: expected a tuple of 14 arrays");
+  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
   const auto t = device_typestr(tree[8], "logits");
   py::ssize_t B;
   if (t == "<f8") {

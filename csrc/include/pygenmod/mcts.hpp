@@ -20,6 +20,9 @@
 //   state[B,N] int64       embedding index (tabular: the state; callback path: the slot)
 //   num_nodes[B] int32     nodes in use
 //   gumbel[B,A] T          Gumbel noise at the root (Gumbel MuZero), 0 otherwise
+//   qbounds[B,2] T         MuZero's per-tree MinMaxStats (min, max) of reward + discount *
+//                          value over every node on every backed-up path (+inf, -inf = empty);
+//                          used by q_normalization = "tree"
 // Q(node, a) = reward[c] + discount[c] * value_sum[c] / visits[c] for the child c.
 //
 // Semantics follow mctx (google-deepmind/mctx) muzero_policy and gumbel_muzero_policy.
@@ -54,17 +57,20 @@ enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kN
 
 // Search parameters, read from a float64 array (the bindings' `params` argument):
 // [policy, pb_c_init, pb_c_base, value_scale, maxvisit_init, rescale_values,
-//  use_mixed_value, max_num_considered_actions], and the sequential-halving table
+//  use_mixed_value, max_num_considered_actions, q_normalization (0 node, 1 tree),
+//  max_depth (0 = unlimited)], and the sequential-halving table
 // table[m, k] (int32, (M + 1) x L) of mctx's get_table_of_considered_visits.
 struct Params {
   int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero
   double pb_c_init = 1.25, pb_c_base = 19652.0;
   double value_scale = 0.1, maxvisit_init = 50.0;
   int rescale_values = 1, use_mixed_value = 1, max_considered = 16;
+  int q_tree = 0;  // 1: MuZero's per-tree min-max normalisation of Q (PUCT only)
+  int max_depth = 0;  // mctx max_depth: a descent stops after this many edges (0 = none)
   const i32* table = nullptr;
   int table_len = 0;
 };
-constexpr int kNumParams = 8;
+constexpr int kNumParams = 10;
 
 PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   Params q;
@@ -76,6 +82,8 @@ PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   q.rescale_values = static_cast<int>(p[5]);
   q.use_mixed_value = static_cast<int>(p[6]);
   q.max_considered = static_cast<int>(p[7]);
+  q.q_tree = static_cast<int>(p[8]);
+  q.max_depth = static_cast<int>(p[9]);
   q.table = table;
   q.table_len = table_len;
   return q;
@@ -87,7 +95,7 @@ struct Batch {
   index_t N = 0, A = 0;
   i32* visits; T* value_sum; T* raw_value; T* reward; T* discount;
   i32* parent; i32* action; i32* children; T* logits; T* prior; u8* invalid;
-  std::int64_t* state; i32* num_nodes; T* gumbel;
+  std::int64_t* state; i32* num_nodes; T* gumbel; T* qbounds;
 };
 
 // One tree of the batch: the same arrays offset to tree b.
@@ -96,7 +104,7 @@ struct TreeRef {
   index_t N, A;
   i32* visits; T* value_sum; T* raw_value; T* reward; T* discount;
   i32* parent; i32* action; i32* children; T* logits; T* prior; u8* invalid;
-  std::int64_t* state; i32* num_nodes; T* gumbel;
+  std::int64_t* state; i32* num_nodes; T* gumbel; T* qbounds;
 };
 
 template <class T>
@@ -106,7 +114,8 @@ PGM_HD TreeRef<T> tree_at(const Batch<T>& t, index_t b) {
                     t.visits + b * N, t.value_sum + b * N, t.raw_value + b * N,
                     t.reward + b * N, t.discount + b * N, t.parent + b * N, t.action + b * N,
                     t.children + b * N * A, t.logits + b * N * A, t.prior + b * N * A,
-                    t.invalid + b * N * A, t.state + b * N, t.num_nodes + b, t.gumbel + b * A};
+                    t.invalid + b * N * A, t.state + b * N, t.num_nodes + b, t.gumbel + b * A,
+                    t.qbounds + b * 2};
 }
 
 // ----------------------------------------------------------------------------- node math
@@ -137,14 +146,23 @@ PGM_HD void link_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T 
   for (index_t a = 0; a < t.A; ++a) ch[a] = -1;
 }
 
+template <class T>
+PGM_HD void set_logits(TreeRef<T>& t, i32 c, const T* logits, const u8* invalid, bool all_invalid);
+
 // Writes node c; logits are shifted by their max over valid actions and the prior is their
 // softmax. all_invalid marks a terminal node (no valid action); -inf logits are invalid.
 template <class T>
 PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
                       const T* logits, T value, const u8* invalid, bool all_invalid,
                       std::int64_t state) {
-  const index_t A = t.A;
   link_node(t, c, parent, action, reward, discount, value, state);
+  set_logits(t, c, logits, invalid, all_invalid);
+}
+
+// Node c's logits (shifted by their max over valid actions), prior and invalid mask.
+template <class T>
+PGM_HD void set_logits(TreeRef<T>& t, i32 c, const T* logits, const u8* invalid, bool all_invalid) {
+  const index_t A = t.A;
   T* lg = t.logits + c * A;
   T* pr = t.prior + c * A;
   u8* inv = t.invalid + c * A;
@@ -188,6 +206,7 @@ PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
       hi = m_max(hi, q);
     }
   const T denom = m_max(hi - lo, static_cast<T>(1e-8));
+  const T tmin = t.qbounds[0], tmax = t.qbounds[1];
   const T N = static_cast<T>(t.visits[n]);
   const T c2 = static_cast<T>(p.pb_c_base);
   const T pb_c = static_cast<T>(p.pb_c_init) + m_log((N + c2 + T(1)) / c2);
@@ -202,7 +221,12 @@ PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
     T score;
     if (c >= 0) {
       const T q = cache ? qbuf[a] : child_q(t, c);
-      score = (q - lo) / denom + scale * prior[a] / (static_cast<T>(t.visits[c]) + T(1));
+      T v;
+      if (p.q_tree)  // MuZero MinMaxStats.normalize: Q unchanged while max <= min
+        v = tmax > tmin ? (q - tmin) / (tmax - tmin) : q;
+      else
+        v = (q - lo) / denom;
+      score = v + scale * prior[a] / (static_cast<T>(t.visits[c]) + T(1));
     } else {
       score = scale * prior[a];
     }
@@ -397,14 +421,18 @@ PGM_HD i32 select_action(const TreeRef<T>& t, i32 n, const Params& p) {
 
 // Descends from the root to the first unexpanded edge: (node, action). A node without a
 // valid action (terminal) ends the descent with action -1.
+// With p.max_depth > 0 the descent also ends after max_depth edges (mctx's simulate): the
+// returned action's child may then exist already (it is re-evaluated, see reevaluate_child).
 template <class T>
 PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32* out_action) {
   i32 n = 0;
+  int depth = 0;
   for (;;) {
     const i32 a = select_action(t, n, p);
     if (a < 0) break;
     const i32 c = t.children[n * t.A + a];
-    if (c < 0) {
+    ++depth;
+    if (c < 0 || (p.max_depth > 0 && depth >= p.max_depth)) {
       *out_node = n;
       *out_action = a;
       return;
@@ -415,13 +443,36 @@ PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32*
   *out_action = -1;
 }
 
+// mctx's expansion of an already expanded child at the max_depth cutoff (update_tree_node):
+// one more visit, the node's mean value REPLACED by the new value (value_sum = value *
+// visits), new raw value, edge reward/discount and logits; its children are kept.
+template <class T>
+PGM_HD void reevaluate_child(TreeRef<T>& t, i32 c, T reward, T discount, T value) {
+  t.visits[c] += 1;
+  t.value_sum[c] = value * static_cast<T>(t.visits[c]);
+  t.raw_value[c] = value;
+  t.reward[c] = reward;
+  t.discount[c] = discount;
+}
+
 // Attaches the child (node, action). Action -1 re-evaluates the terminal `node` itself
-// (one more visit with its raw value). Returns the node to back up from, or an error code.
+// (one more visit with its raw value); action -2 - a re-evaluates the existing child a of
+// `node` (the max_depth cutoff, see reevaluate_child; its state is kept). Returns the node
+// to back up from, or an error code.
 template <class T>
 PGM_HD i32 expand_one(TreeRef<T>& t, i32 node, i32 action, T reward, T discount,
                       const T* logits, T value, const u8* invalid, bool all_invalid,
                       std::int64_t state) {
   if (node < 0 || node >= t.num_nodes[0]) return kBadAction;
+  if (action <= -2) {
+    const i32 a = -2 - action;
+    if (a >= t.A) return kBadAction;
+    const i32 c = t.children[node * t.A + a];
+    if (c < 0) return kNotExpanded;
+    reevaluate_child(t, c, reward, discount, value);
+    set_logits(t, c, logits, invalid, all_invalid);
+    return c;
+  }
   if (action < 0) {
     t.visits[node] += 1;
     t.value_sum[node] += t.raw_value[node];
@@ -438,16 +489,27 @@ PGM_HD i32 expand_one(TreeRef<T>& t, i32 node, i32 action, T reward, T discount,
 }
 
 // Backs the leaf's value up to the root: G <- reward + discount * G along each edge.
+// Every node on the path (leaf and root included) then updates the tree's min-max bounds
+// with reward + discount * mean value (MuZero's min_max_stats.update in backpropagate).
+template <class T>
+PGM_HD void update_bounds(TreeRef<T>& t, i32 c) {
+  const T q = child_q(t, c);
+  t.qbounds[0] = m_min(t.qbounds[0], q);
+  t.qbounds[1] = m_max(t.qbounds[1], q);
+}
+
 template <class T>
 PGM_HD void backup_one(TreeRef<T>& t, i32 node) {
   T g = t.raw_value[node];
   i32 c = node;
+  update_bounds(t, c);
   while (t.parent[c] >= 0) {
     const i32 p = t.parent[c];
     g = t.reward[c] + t.discount[c] * g;
     t.visits[p] += 1;
     t.value_sum[p] += g;
     c = p;
+    update_bounds(t, c);
   }
 }
 
@@ -506,7 +568,21 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
     i32 node, action;
     select_one(t, p, &node, &action);
     i32 leaf = node;
-    if (action >= 0) {
+    const i32 old = action >= 0 ? t.children[node * A + action] : -1;
+    if (old >= 0) {  // max_depth cutoff: re-evaluate the existing child
+      const std::int64_t s = t.state[node], sa = s * A + action;
+      const std::int64_t s2 =
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, b, sim))
+                 : next_state[sa];
+      reevaluate_child(t, old, reward[sa], discount[sa], value[s2]);
+      t.state[old] = s2;
+      for (index_t a = 0; a < A; ++a) {
+        t.logits[old * A + a] = logits[s2 * A + a];
+        t.prior[old * A + a] = prior[s2 * A + a];
+        t.invalid[old * A + a] = invalid[s2 * A + a];
+      }
+      leaf = old;
+    } else if (action >= 0) {
       const i32 c = t.num_nodes[0];
       if (c >= t.N) return;  // capacity: checked by the caller beforehand
       t.num_nodes[0] = c + 1;
@@ -587,6 +663,11 @@ PGM_HD i32 advance_one(TreeRef<T>& t, i32 action, i32* new_index, i32* old_index
     }
   }
   t.num_nodes[0] = cnt;
+  // The min-max bounds are recomputed over the kept subtree (reward + discount * mean value
+  // of every kept node, the new root with reward 0 and discount 1).
+  t.qbounds[0] = -neg_inf<T>();
+  t.qbounds[1] = neg_inf<T>();
+  for (i32 j = 0; j < cnt; ++j) update_bounds(t, j);
   return kOk;
 }
 
