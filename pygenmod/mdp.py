@@ -44,6 +44,11 @@ from ._dispatch import kernel
 #: Allowed |sum_s' P(s'|s,a) - 1| per dtype.
 ROW_SUM_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 
+# The compiled solvers skip the rows of actions that provably cannot be greedy in a sweep
+# (action elimination, see docs/mdp.md); the results are the same floats as full sweeps.
+# Tests switch it off to compare.
+_ACTION_ELIMINATION = True
+
 _KIND = {"optimal": 0, "policy": 1, "stochastic": 2, "soft": 3}
 
 
@@ -383,8 +388,9 @@ def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, ev
         # an MDP with bad rows stops there, and the error is raised below.
         stats = np.zeros((m.B, 4))
         row_tol = ROW_SUM_TOL[np.dtype(m.dtype)] if check else -1.0
+        elim_tau = ROW_SUM_TOL[np.dtype(m.dtype)] if _ACTION_ELIMINATION else -1.0
         m.kernel("solve")(*m.args(), m.R, g, thresh, max_iter, stop == "span", eval_max, float(eval_rel),
-                          row_tol, V, Q, pi, its, evs, res, conv, stats)
+                          row_tol, elim_tau, V, Q, pi, its, evs, res, conv, stats)
         if check:
             if not stats[:, 0].all():
                 m.check_rows()  # some MDP never read P (e.g. gamma = 0): check separately

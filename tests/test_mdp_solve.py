@@ -136,7 +136,7 @@ def test_host_loop_used_for_cuda_matches_compiled_loop():
         out = [np.zeros((3, 15)), np.empty((3, 15, 3)), np.empty((3, 15), np.int64), np.zeros(3, np.int64),
                np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)]
         mdp._solve_host_loop(m, g, th, 10_000, span, eval_max, eval_rel, *out)
-        m.kernel("solve")(*m.args(), m.R, g, th, 10_000, span, eval_max, eval_rel, -1.0, *(
+        m.kernel("solve")(*m.args(), m.R, g, th, 10_000, span, eval_max, eval_rel, -1.0, 1e-6, *(
             ref := [np.zeros((3, 15)), np.empty((3, 15, 3)), np.empty((3, 15), np.int64), np.zeros(3, np.int64),
                     np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8), np.zeros((3, 4))]))
         np.testing.assert_allclose(out[0], ref[0], atol=1e-9)

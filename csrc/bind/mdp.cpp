@@ -65,7 +65,7 @@ void backup_impl(const M& m, index_t B, const py::array& R, const py::array& V,
 template <class T, class M>
 void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamma,
                 const py::array& thresh, i64 max_iter, bool span, i64 eval_max, double eval_rel,
-                double row_tol, py::array& V, py::array& Q, py::array& policy,
+                double row_tol, double elim_tau, py::array& V, py::array& Q, py::array& policy,
                 py::array& iterations, py::array& eval_sweeps, py::array& residual,
                 py::array& converged, py::array& check_stats) {
   const index_t S = m.S, A = m.A;
@@ -82,7 +82,7 @@ void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamm
   double* res = out_ptr<double>(residual, "residual", {B});
   auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
   double* cs = out_ptr<double>(check_stats, "check_stats", {B, 4});
-  mdp::SolveOptions opt{max_iter, span, eval_max, eval_rel, row_tol};
+  mdp::SolveOptions opt{max_iter, span, eval_max, eval_rel, row_tol, elim_tau};
   py::gil_scoped_release nogil;
   mdp::solve_cpu(m, r, g, th, B, opt, v, q, pi, it, es, res, conv, cs);
 }
@@ -144,7 +144,8 @@ PYBIND11_MODULE(_cpu_mdp, m) {
         "kind"_a, "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a);
 
   m.def("solve_dense", [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter,
-                          bool span, i64 eval_max, double eval_rel, double row_tol, py::array V,
+                          bool span, i64 eval_max, double eval_rel, double row_tol,
+                          double elim_tau, py::array V,
                           py::array Q, py::array policy, py::array iterations,
                           py::array eval_sweeps, py::array residual, py::array converged,
                           py::array check_stats) {
@@ -152,21 +153,22 @@ PYBIND11_MODULE(_cpu_mdp, m) {
       using T = decltype(tag);
       index_t B;
       auto md = dense<T>(P, B);
-      solve_impl<T>(md, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q,
+      solve_impl<T>(md, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q,
                     policy, iterations, eval_sweeps, residual, converged, check_stats);
     });
   });
 
   m.def("solve_csr", [](py::array data, py::array indices, py::array indptr, i64 S, i64 A,
                         py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span,
-                        i64 eval_max, double eval_rel, double row_tol, py::array V, py::array Q,
+                        i64 eval_max, double eval_rel, double row_tol, double elim_tau,
+                        py::array V, py::array Q,
                         py::array policy, py::array iterations, py::array eval_sweeps,
                         py::array residual, py::array converged, py::array check_stats) {
     dispatch_float(data, "data", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto mc = csr<T>(data, indices, indptr, S, A, B);
-      solve_impl<T>(mc, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q,
+      solve_impl<T>(mc, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q,
                     policy, iterations, eval_sweeps, residual, converged, check_stats);
     });
   });

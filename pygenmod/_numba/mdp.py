@@ -248,8 +248,10 @@ def _check_solve(max_iter, eval_max):
         raise ValueError("eval_max: must be >= 0")
 
 
-def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations,
-                eval_sweeps, residual, converged, check_stats):
+def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q, policy,
+                iterations, eval_sweeps, residual, converged, check_stats):
+    # elim_tau: the compiled solvers' action elimination; it skips work, never changes the
+    # result, so the numba solvers (full sweeps) take and ignore it.
     _check_solve(max_iter, eval_max)
     B, S, A = R.shape
     _solve(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
@@ -258,7 +260,7 @@ def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol
 
 
 def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-              row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
+              row_tol, elim_tau, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
     _check_solve(max_iter, eval_max)
     _solve(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma, thresh,
            max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged,

@@ -36,8 +36,11 @@ enum Kind : int {
 };
 
 // ------------------------------------------------------------------ dense dot products
-// sum_j row[j] * v[j] in acc_t<T>, with 8 independent partial sums in a fixed order (so it
-// streams P at memory speed instead of waiting on one addition chain; deterministic).
+// Every row of P is summed in one fixed order, whichever function computes it and however
+// many rows it computes at once (the solvers skip rows of eliminated actions, and the
+// answer must not depend on which rows were computed together).
+//
+// Generic (and float32, and device) order: 8 partial sums in acc_t<T>, tree-added.
 template <class T>
 PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
   using U = acc_t<T>;
@@ -49,29 +52,107 @@ PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
   return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
 }
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__) && \
-    !defined(__AVX2__)
-// The package is compiled for baseline x86-64 (SSE2); where the CPU has AVX2 and FMA the dense
-// dot product runs this copy instead (chosen once at load time). 16 partial sums = 4 vectors.
-#define PGM_MDP_AVX2_DISPATCH 1
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
+// The package is compiled for baseline x86-64; float64 rows use the widest of these that the
+// CPU has (chosen once at load time; no -march flag needed).
+//   AVX-512: two 8-lane partial sums (chunk i of 8 entries into sum i % 2, a short last
+//            chunk masked), added, then a tree over the 8 lanes.
+//   AVX2:    two 4-lane partial sums (entries j % 8 < 4 and >= 4), their sum tree-added over
+//            the 4 lanes, then the tail (n % 8 entries) in order.
+// The 1-row and multi-row versions of each follow exactly the same order per row; the latter
+// load v once for four or eight rows and keep 8 or 16 independent chains (one row of S = 64
+// entries is latency bound).
+#define PGM_MDP_X86_DISPATCH 1
 #include <immintrin.h>
-template <class T>
-__attribute__((target("avx2,fma"))) acc_t<T> dot_avx2(const T* row, const T* v, index_t n) {
-  using U = acc_t<T>;
-  U c[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-  index_t j = 0;
-  for (; j + 16 <= n; j += 16)
-    for (int k = 0; k < 16; ++k) c[k] += static_cast<U>(row[j + k]) * v[j + k];
-  for (; j < n; ++j) c[0] += static_cast<U>(row[j]) * v[j];
-  for (int k = 0; k < 8; ++k) c[k] += c[k + 8];
-  return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+#define PGM_MDP_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#define PGM_MDP_AVX2 __attribute__((target("avx2,fma")))
+
+PGM_MDP_AVX512 inline double lane_tree_avx512(__m512d x) {
+  alignas(64) double t[8];
+  _mm512_store_pd(t, x);
+  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
 }
-// Four rows r0, r0 + stride, r0 + 2*stride, r0 + 3*stride against v at once: v is loaded once
-// for all four and the 8 vector accumulators are independent chains (small rows, e.g. S = 64,
-// are latency bound otherwise). out[k] = row k . v, in a fixed order.
-__attribute__((target("avx2,fma"))) inline void dot4_avx2(const double* r0, index_t stride,
-                                                           const double* v, index_t n, double* out) {
-  const double* r[4] = {r0, r0 + stride, r0 + 2 * stride, r0 + 3 * stride};
+
+// The masked load of entries [j, min(j + 8, n)).
+PGM_MDP_AVX512 inline __m512d load8_avx512(const double* x, index_t j, index_t n) {
+  if (j + 8 <= n) return _mm512_loadu_pd(x + j);
+  return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << (n - j)) - 1), x + j);
+}
+
+PGM_MDP_AVX512 inline double dot1_avx512(const double* r, const double* v, index_t n) {
+  __m512d c0 = _mm512_setzero_pd(), c1 = _mm512_setzero_pd();
+  index_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    c0 = _mm512_fmadd_pd(_mm512_loadu_pd(r + j), _mm512_loadu_pd(v + j), c0);
+    c1 = _mm512_fmadd_pd(_mm512_loadu_pd(r + j + 8), _mm512_loadu_pd(v + j + 8), c1);
+  }
+  if (j < n) c0 = _mm512_fmadd_pd(load8_avx512(r, j, n), load8_avx512(v, j, n), c0);
+  if (j + 8 < n) c1 = _mm512_fmadd_pd(load8_avx512(r, j + 8, n), load8_avx512(v, j + 8, n), c1);
+  return lane_tree_avx512(_mm512_add_pd(c0, c1));
+}
+
+// K rows (K = 4 or 8) against v: out[k] = r[k] . v, the lane trees of all rows as one transpose.
+template <int K>
+PGM_MDP_AVX512 inline void dotk_avx512(const double* const* r, const double* v, index_t n, double* out) {
+  __m512d c0[K], c1[K];
+#pragma GCC unroll 8
+  for (int k = 0; k < K; ++k) c0[k] = c1[k] = _mm512_setzero_pd();
+  index_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512d x0 = _mm512_loadu_pd(v + j), x1 = _mm512_loadu_pd(v + j + 8);
+#pragma GCC unroll 8
+    for (int k = 0; k < K; ++k) {
+      c0[k] = _mm512_fmadd_pd(_mm512_loadu_pd(r[k] + j), x0, c0[k]);
+      c1[k] = _mm512_fmadd_pd(_mm512_loadu_pd(r[k] + j + 8), x1, c1[k]);
+    }
+  }
+  if (j < n) {  // a last chunk (into c0) and maybe one more (into c1), masked
+    const __m512d x = load8_avx512(v, j, n);
+#pragma GCC unroll 8
+    for (int k = 0; k < K; ++k) c0[k] = _mm512_fmadd_pd(load8_avx512(r[k], j, n), x, c0[k]);
+  }
+  if (j + 8 < n) {
+    const __m512d x = load8_avx512(v, j + 8, n);
+#pragma GCC unroll 8
+    for (int k = 0; k < K; ++k) c1[k] = _mm512_fmadd_pd(load8_avx512(r[k], j + 8, n), x, c1[k]);
+  }
+  __m512d a[8];
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k) a[k] = k < K ? _mm512_add_pd(c0[k], c1[k]) : _mm512_setzero_pd();
+  // lanes (0+1), (2+3), (4+5), (6+7) of row pairs (0,1), (2,3), (4,5), (6,7), interleaved
+  __m512d p[4];
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k)
+    p[k] = _mm512_add_pd(_mm512_unpacklo_pd(a[2 * k], a[2 * k + 1]), _mm512_unpackhi_pd(a[2 * k], a[2 * k + 1]));
+  // ((0+1) + (2+3)) and ((4+5) + (6+7)): rows 0,1 | 2,3 | 0,1 | 2,3 (and 4..7 likewise)
+  const __m512d w0 = _mm512_add_pd(_mm512_shuffle_f64x2(p[0], p[1], 0x88), _mm512_shuffle_f64x2(p[0], p[1], 0xDD));
+  const __m512d w1 = _mm512_add_pd(_mm512_shuffle_f64x2(p[2], p[3], 0x88), _mm512_shuffle_f64x2(p[2], p[3], 0xDD));
+  // + the other half: rows 0..7 in order
+  const __m512d z = _mm512_add_pd(_mm512_shuffle_f64x2(w0, w1, 0x88), _mm512_shuffle_f64x2(w0, w1, 0xDD));
+  alignas(64) double t[8];
+  _mm512_store_pd(t, z);
+  for (int k = 0; k < K; ++k) out[k] = t[k];
+}
+
+PGM_MDP_AVX2 inline double lane_tree_avx2(__m256d x) {
+  alignas(32) double t[4];
+  _mm256_store_pd(t, x);
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+PGM_MDP_AVX2 inline double dot1_avx2(const double* r, const double* v, index_t n) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    a0 = _mm256_fmadd_pd(_mm256_loadu_pd(r + j), _mm256_loadu_pd(v + j), a0);
+    a1 = _mm256_fmadd_pd(_mm256_loadu_pd(r + j + 4), _mm256_loadu_pd(v + j + 4), a1);
+  }
+  double acc = lane_tree_avx2(_mm256_add_pd(a0, a1));
+  for (; j < n; ++j) acc += r[j] * v[j];
+  return acc;
+}
+
+PGM_MDP_AVX2 inline void dot4_avx2(const double* const* r, const double* v, index_t n, double* out) {
   __m256d a0[4], a1[4];
   for (int k = 0; k < 4; ++k) a0[k] = a1[k] = _mm256_setzero_pd();
   index_t j = 0;
@@ -83,46 +164,67 @@ __attribute__((target("avx2,fma"))) inline void dot4_avx2(const double* r0, inde
     }
   }
   for (int k = 0; k < 4; ++k) {
-    alignas(32) double t[4];
-    _mm256_store_pd(t, _mm256_add_pd(a0[k], a1[k]));
-    double acc = (t[0] + t[1]) + (t[2] + t[3]);
+    double acc = lane_tree_avx2(_mm256_add_pd(a0[k], a1[k]));
     for (index_t i = j; i < n; ++i) acc += r[k][i] * v[i];
     out[k] = acc;
   }
 }
 
-inline const bool kHaveAvx2 = [] {
+// 2: AVX-512F, 1: AVX2 + FMA, 0: baseline.
+inline const int kMdpSimd = [] {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (__builtin_cpu_supports("avx512f")) return 2;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 }();
 #endif
 
 template <class T>
 PGM_HD acc_t<T> dot_dense(const T* row, const T* v, index_t n) {
-#if defined(PGM_MDP_AVX2_DISPATCH)
-  if (kHaveAvx2) return dot_avx2(row, v, n);
+#if defined(PGM_MDP_X86_DISPATCH)
+  if constexpr (std::is_same<T, double>::value) {
+    if (kMdpSimd == 2) return dot1_avx512(row, v, n);
+    if (kMdpSimd == 1) return dot1_avx2(row, v, n);
+  }
 #endif
   return dot_generic(row, v, n);
+}
+
+// out[k] = r[k] . v (rows of length n) for k < cnt <= 8: the dot_dense of each row, four or
+// eight rows per pass over v where the CPU allows.
+template <class T>
+PGM_HD void dot_ptrs(const T* const* r, int cnt, const T* v, index_t n, acc_t<T>* out) {
+  int k = 0;
+#if defined(PGM_MDP_X86_DISPATCH)
+  if constexpr (std::is_same<T, double>::value) {
+    if (kMdpSimd == 2) {
+      if (cnt == 8) return dotk_avx512<8>(r, v, n, out);
+      if (cnt >= 4) dotk_avx512<4>(r, v, n, out), k = 4;
+    } else if (kMdpSimd == 1) {
+      for (; k + 4 <= cnt; k += 4) dot4_avx2(r + k, v, n, out + k);
+    }
+  }
+#endif
+  for (; k < cnt; ++k) out[k] = dot_dense(r[k], v, n);
 }
 
 // ------------------------------------------------------------------ transition models
 // Dense: row (b, s, a) is P + ((b*S + s)*A + a)*S.
 template <class T>
 struct Dense {
-  static constexpr bool kBlockDots = true;
+  static constexpr bool kPackable = true;  // rows can be copied into a packed matrix
   const T* P;
   index_t S, A;
-  PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const {
-    return dot_dense(P + ((b * S + s) * A + a) * S, v, S);
-  }
-  // out[k] = dot(b, s, a0 + k, v) for k < na (na <= 4).
-  PGM_HD void dot_block(index_t b, index_t s, index_t a0, int na, const T* v, acc_t<T>* out) const {
-#if defined(PGM_MDP_AVX2_DISPATCH)
-    if constexpr (std::is_same<T, double>::value) {
-      if (na == 4 && kHaveAvx2) return dot4_avx2(P + ((b * S + s) * A + a0) * S, S, v, S, out);
+  PGM_HD const T* row(index_t b, index_t s, index_t a) const { return P + ((b * S + s) * A + a) * S; }
+  PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const { return dot_dense(row(b, s, a), v, S); }
+  // out[k] = (row rows[k] of MDP b, i.e. state rows[k] / A, action rows[k] % A) . v for k < n.
+  PGM_HD void dot_rows(index_t b, const index_t* rows, index_t n, const T* v, acc_t<T>* out) const {
+    const T* Pb = P + b * S * A * S;
+    for (index_t k0 = 0; k0 < n; k0 += 8) {
+      const T* r[8];
+      const int cnt = n - k0 < 8 ? static_cast<int>(n - k0) : 8;
+      for (int i = 0; i < cnt; ++i) r[i] = Pb + rows[k0 + i] * S;
+      dot_ptrs(r, cnt, v, S, out + k0);
     }
-#endif
-    for (int k = 0; k < na; ++k) out[k] = dot(b, s, a0 + k, v);
   }
   // Sum and minimum of row (b, s, a), for the input check fused into a sweep.
   PGM_HD void row_sum_min(index_t b, index_t s, index_t a, double& sum, double& mn) const {
@@ -149,7 +251,7 @@ struct Dense {
 // CSR over all MDPs of the batch (see the header comment).
 template <class T>
 struct Csr {
-  static constexpr bool kBlockDots = false;
+  static constexpr bool kPackable = false;
   const T* data;
   const std::int32_t* indices;
   const std::int64_t* indptr;
@@ -161,8 +263,8 @@ struct Csr {
       acc += static_cast<acc_t<T>>(data[k]) * v[indices[k]];
     return acc;
   }
-  PGM_HD void dot_block(index_t b, index_t s, index_t a0, int na, const T* v, acc_t<T>* out) const {
-    for (int k = 0; k < na; ++k) out[k] = dot(b, s, a0 + k, v);
+  PGM_HD void dot_rows(index_t b, const index_t* rows, index_t n, const T* v, acc_t<T>* out) const {
+    for (index_t k = 0; k < n; ++k) out[k] = dot(b, rows[k] / A, rows[k] % A, v);
   }
   PGM_HD void row_sum_min(index_t b, index_t s, index_t a, double& sum, double& mn) const {
     const index_t r = (b * S + s) * A + a;
@@ -193,22 +295,14 @@ PGM_HD T backup_state(const M& m, index_t b, index_t s, const T* r_s, const T* v
   T qmax = neg_inf<T>();
   std::int64_t arg = 0;
   acc_t<T> expect = 0;
-  if constexpr (M::kBlockDots) {  // dense: four actions per pass over v
-    for (index_t a0 = 0; a0 < m.A; a0 += 4) {
-      const int na = m.A - a0 < 4 ? static_cast<int>(m.A - a0) : 4;
-      acc_t<T> d[4];
-      m.dot_block(b, s, a0, na, v, d);
-      for (int k = 0; k < na; ++k) {
-        const index_t a = a0 + k;
-        const T q = static_cast<T>(r_s[a] + gamma * d[k]);
-        q_s[a] = q;
-        if (q > qmax) { qmax = q; arg = a; }
-        if (kind == kStochastic) expect += static_cast<acc_t<T>>(pi_s[a]) * q;
-      }
-    }
-  } else {
-    for (index_t a = 0; a < m.A; ++a) {
-      const T q = q_value(m, b, s, a, r_s[a], v, gamma);
+  for (index_t a0 = 0; a0 < m.A; a0 += 4) {  // four actions per call (dense: per pass over v)
+    const int na = m.A - a0 < 4 ? static_cast<int>(m.A - a0) : 4;
+    const index_t rows[4] = {s * m.A + a0, s * m.A + a0 + 1, s * m.A + a0 + 2, s * m.A + a0 + 3};
+    acc_t<T> d[4];
+    m.dot_rows(b, rows, na, v, d);
+    for (int k = 0; k < na; ++k) {
+      const index_t a = a0 + k;
+      const T q = static_cast<T>(r_s[a] + gamma * d[k]);
       q_s[a] = q;
       if (q > qmax) { qmax = q; arg = a; }
       if (kind == kStochastic) expect += static_cast<acc_t<T>>(pi_s[a]) * q;
@@ -264,6 +358,8 @@ struct SolveOptions {
   std::int64_t eval_max = 0;     // evaluation sweeps per improvement: 0 = value iteration
   double eval_rel = -1;          // < 0: exactly eval_max sweeps; >= 0: adaptive (see solve_one)
   double row_tol = -1;           // >= 0: check P's rows during the first sweep that reads P
+  double elim_tau = -1;          // >= 0: action elimination (ActionBounds), rows summing to 1
+                                 // within elim_tau (the input contract); < 0: full sweeps
 };
 
 // Per-MDP results.
@@ -294,55 +390,250 @@ bool parallel_states(const Csr<T>& m) {
   return (m.indptr[m.S * m.A] - m.indptr[0]) >= (index_t(1) << 20);  // nnz of the first MDP
 }
 
-// u = T v (optimality), with Q and the greedy policy; returns the range of u - v.
-// `zero_v`: v is identically zero, so P v = 0 exactly and P is not read.
-// `chk` (nullable): also the input check of every row {max |sum - 1|, min, #non-finite rows},
-// on rows that this sweep has just brought into cache.
+// ------------------------------------------------------------------ improvement sweeps
+// Action elimination. Value iteration reads every row of P in every sweep, yet after a few
+// sweeps the greedy action of most states provably stays ahead. Between two improvement
+// sweeps with inputs v_old and v, for rows that are probability vectors (sum within tau of 1,
+// no negative entry: the input contract, checked unless check=False),
+//   Q(s, a) - Q_old(s, a) = gamma P(.|s, a) (v - v_old) <= gamma (h + tau |h|),  h = max(v - v_old),
+// so adding that drift at every sweep to the best competitor's last computed value keeps an
+// upper bound G(s) >= max over a != pi(s) of Q(s, a) (stored rounded up). Each sweep computes
+// every state's greedy action c = pi(s) first; when G(s) + margin < Q(s, c) no other action
+// can reach the maximum and the state's other rows are not read; otherwise all its actions are
+// computed. The margin covers the rounding of a computed Q (the bound's origin and the value
+// it is compared with), so the maximum, the greedy action (lowest index among ties) and V are
+// the very floats of a full sweep; the Q entries a sweep skipped are computed after the last
+// sweep. This is MacQueen's (1967) suboptimality test (Puterman 1994, section 6.7.2) applied
+// to the iterates, one bound per state.
+
+// Buffers of one MDP's improvement sweeps (reused across sweeps) and the elimination state.
+template <class T>
+struct ImproveWork {
+  std::vector<acc_t<T>> dots;       // P v of the rows computed this sweep (by row s * A + a)
+  std::vector<index_t> rows;        // rows to compute
+  std::vector<T> v_old;             // input of the previous improvement sweep
+  std::vector<T> gap;               // G(s): bound on the best non-greedy Q(s, a)
+  std::vector<std::uint8_t> skipped;  // the latest sweep read only pi(s)'s row of state s
+  std::vector<T> p_pi;              // dense, small MDPs: row s = P(.|s, packed[s]), contiguous
+  std::vector<index_t> packed;      // (the greedy rows of P are 2 KB apart for S = 64, A = 4
+                                    // and alias in L1; packed, they stay in cache)
+  double tau = -1;                  // < 0: no elimination; else the row-sum tolerance
+  double r_max = 0, v_max = 0;      // max |R| of the MDP, max |v| seen so far
+  bool ready = false;               // Q, pi and gap hold a previous sweep's
+  ImproveWork(index_t S, index_t A, const T* r, double elim_tau)
+      : dots(S * A), rows(S * A), skipped(S, 0), tau(A > 1 ? elim_tau : -1) {
+    if (tau < 0) return;
+    v_old.resize(S);
+    gap.resize(S);
+    for (index_t i = 0; i < S * A; ++i) r_max = std::max(r_max, std::fabs(static_cast<double>(r[i])));
+  }
+  void enable_packing(index_t S) {
+    if (tau < 0) return;
+    p_pi.resize(S * S);
+    packed.assign(S, -1);
+  }
+};
+
+// A T not below x: x rounded to T, plus at least one unit in the last place.
+template <class T>
+inline T round_up(double x) {
+  const T y = static_cast<T>(x);
+  return y + (std::fabs(y) * std::numeric_limits<T>::epsilon() + std::numeric_limits<T>::denorm_min());
+}
+
+// f(i) for i in [0, n): over threads when `par`, else in this thread. (Not an `omp parallel
+// if (par)`: inside the per-MDP parallel loop that opens a nested one-thread region, a team
+// set-up per call, which cost more than a whole sweep of a small MDP.)
+template <class F>
+void for_each_index(bool par, index_t n, F&& f) {
+  if (par) {
+#pragma omp parallel for schedule(guided, 4)
+    for (index_t i = 0; i < n; ++i) f(i);
+  } else {
+    for (index_t i = 0; i < n; ++i) f(i);
+  }
+}
+
+// dots[rows[i]] = row . v for i < n, over threads when `par` (each row one fixed order).
 template <class T, class M>
-Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, T gamma, bool par,
-                    T* u, T* q, std::int64_t* pi, double* chk = nullptr) {
-  const index_t S = m.S, A = m.A;
-  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+void dot_list(const M& m, index_t b, const index_t* rows, index_t n, const T* v, bool par, acc_t<T>* dots) {
+  for_each_index(par, (n + 15) / 16, [&](index_t g) {
+    const index_t i0 = g * 16, cnt = std::min<index_t>(16, n - i0);
+    acc_t<T> d[16];
+    m.dot_rows(b, rows + i0, cnt, v, d);
+    for (index_t k = 0; k < cnt; ++k) dots[rows[i0 + k]] = d[k];
+  });
+}
+
+// Input check of MDP b's rows {max |sum - 1|, min entry, #rows with NaN/inf} into chk[0..3).
+template <class M>
+void check_rows(const M& m, index_t b, bool par, double* chk) {
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for if (par) schedule(guided, 16) reduction(min : lo, mn) reduction(max : hi, err) reduction(+ : bad)
+  auto state = [&](index_t s, double& err, double& mn, std::int64_t& bad) {
+    for (index_t a = 0; a < m.A; ++a) {
+      double sum, rmn;
+      m.row_sum_min(b, s, a, sum, rmn);
+      if (!std::isfinite(sum)) {
+        ++bad;
+      } else {
+        err = std::max(err, std::fabs(sum - 1.0));
+        mn = std::min(mn, rmn);
+      }
+    }
+  };
+  if (par) {  // (see for_each_index on why not `if (par)`)
+#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad)
+    for (index_t s = 0; s < m.S; ++s) state(s, err, mn, bad);
+  } else {
+    for (index_t s = 0; s < m.S; ++s) state(s, err, mn, bad);
+  }
+  chk[0] = err;
+  chk[1] = mn;
+  chk[2] = static_cast<double>(bad);
+}
+
+// u = T v (optimality), with Q and the greedy policy; returns the range of u - v.
+// `zero_v`: v is identically zero, so P v = 0 exactly and P is not read.
+// Elimination (see above) when w.tau >= 0 and the previous sweep's Q, pi and G are in place.
+// `chk` (nullable): also the input check of every row into chk (see check_rows).
+template <class T, class M>
+Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, T gamma, bool par,
+                    T* __restrict u, T* __restrict q, std::int64_t* __restrict pi, ImproveWork<T>& w,
+                    double* chk = nullptr) {
+  const index_t S = m.S, A = m.A;
+  const double g = static_cast<double>(gamma);
+  acc_t<T>* __restrict dots = w.dots.data();
+  index_t* __restrict rows = w.rows.data();
+  std::uint8_t* __restrict skipped = w.skipped.data();
+  T* __restrict gap = w.gap.data();
+  const bool keep_gap = w.tau >= 0;
+  double drift = std::numeric_limits<double>::infinity(), margin = 0;
+  if (keep_gap && w.ready && !zero_v) {
+    const T* __restrict v_old = w.v_old.data();
+    double h4[4], a4[4];  // four running maxima each (short dependency chains)
+    for (int k = 0; k < 4; ++k) h4[k] = -std::numeric_limits<double>::infinity(), a4[k] = w.v_max;
+    for (index_t s = 0; s < S; ++s) {
+      const double x = static_cast<double>(v[s]);
+      h4[s & 3] = std::max(h4[s & 3], x - static_cast<double>(v_old[s]));
+      a4[s & 3] = std::max(a4[s & 3], std::fabs(x));
+    }
+    const double h = std::max(std::max(h4[0], h4[1]), std::max(h4[2], h4[3]));
+    w.v_max = std::max(std::max(a4[0], a4[1]), std::max(a4[2], a4[3]));
+    drift = g * (h + w.tau * std::fabs(h));
+    // |error| of one computed Q: the dot over at most S terms in acc_t<T>, then r + g * dot
+    // rounded to T; twice (the bound's origin and the compared value), with slack 2.
+    const double u_acc = std::numeric_limits<acc_t<T>>::epsilon(), u_t = std::numeric_limits<T>::epsilon();
+    margin = 4 * ((static_cast<double>(S) + 2) * u_acc + u_t) * (w.r_max + g * (1 + w.tau) * w.v_max);
+    if (!std::isfinite(margin)) drift = std::numeric_limits<double>::infinity();
+  }
+  const bool eliminating = std::isfinite(drift);
+  // 1. The rows to read: every row, or each state's greedy row and then the other rows of
+  //    the states whose bound does not clear.
+  index_t n = 0;
+  if (zero_v) {
+    for (index_t i = 0; i < S * A; ++i) dots[i] = 0;
+    for (index_t s = 0; s < S; ++s) skipped[s] = 0;
+  } else if (eliminating) {  // the previous greedy actions first
+    bool done = false;
+    if constexpr (M::kPackable) {
+      if (!w.p_pi.empty()) {
+        T* __restrict pp = w.p_pi.data();
+        index_t* __restrict packed = w.packed.data();
+        for (index_t s = 0; s < S; ++s)
+          if (packed[s] != pi[s]) {
+            std::copy(m.row(b, s, pi[s]), m.row(b, s, pi[s]) + S, pp + s * S);
+            packed[s] = pi[s];
+          }
+        for (index_t s0 = 0; s0 < S; s0 += 8) {
+          const int cnt = S - s0 < 8 ? static_cast<int>(S - s0) : 8;
+          const T* ptr[8];
+          acc_t<T> d[8];
+          for (int k = 0; k < cnt; ++k) ptr[k] = pp + (s0 + k) * S;
+          dot_ptrs(ptr, cnt, v, S, d);
+          for (int k = 0; k < cnt; ++k) dots[(s0 + k) * A + pi[s0 + k]] = d[k];
+        }
+        done = true;
+      }
+    }
+    if (!done) {
+      for (index_t s = 0; s < S; ++s) rows[s] = s * A + pi[s];
+      dot_list(m, b, rows, S, v, par, dots);
+    }
+    for (index_t s = 0; s < S; ++s) {
+      const index_t c = s * A + pi[s];
+      const T qc = static_cast<T>(r[c] + gamma * dots[c]);
+      const T bound = round_up<T>(static_cast<double>(gap[s]) + drift);
+      if (static_cast<double>(bound) + margin < static_cast<double>(qc)) {
+        q[c] = qc;
+        gap[s] = bound;
+        skipped[s] = 1;
+      } else {
+        skipped[s] = 0;
+        for (index_t a = 0; a < A; ++a)
+          if (s * A + a != c) rows[n++] = s * A + a;
+      }
+    }
+    dot_list(m, b, rows, n, v, par, dots);
+  } else {
+    for (index_t i = 0; i < S * A; ++i) rows[i] = i;
+    dot_list(m, b, rows, S * A, v, par, dots);
+    for (index_t s = 0; s < S; ++s) skipped[s] = 0;
+  }
+  if (chk) check_rows(m, b, par, chk);  // (small MDPs: the rows are still in cache)
+  // 2. Q, the greedy action (lowest index among the maxima), G and u of every state.
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   for (index_t s = 0; s < S; ++s) {
     T best;
-    if (zero_v) {
+    if (skipped[s]) {
+      best = q[s * A + pi[s]];
+    } else {
       best = neg_inf<T>();
+      T second = neg_inf<T>();
       std::int64_t arg = 0;
       for (index_t a = 0; a < A; ++a) {
-        q[s * A + a] = r[s * A + a];
-        if (r[s * A + a] > best) { best = r[s * A + a]; arg = a; }
+        const index_t i = s * A + a;
+        const T x = static_cast<T>(r[i] + gamma * dots[i]);
+        q[i] = x;
+        if (x > best) {
+          second = best;
+          best = x;
+          arg = a;
+        } else {
+          second = x > second ? x : second;
+        }
       }
       pi[s] = arg;
-    } else {
-      best = backup_state(m, b, s, r + s * A, v, gamma, kOptimal, 0, static_cast<const T*>(nullptr),
-                          T(1), q + s * A, pi + s);
+      if (keep_gap) gap[s] = second;
     }
     u[s] = best;
     const double d = static_cast<double>(best) - static_cast<double>(v[s]);
     lo = std::min(lo, d);
     hi = std::max(hi, d);
-    if (chk) {
-      for (index_t a = 0; a < A; ++a) {
-        double sum, rmn;
-        m.row_sum_min(b, s, a, sum, rmn);
-        if (!std::isfinite(sum)) {
-          ++bad;
-        } else {
-          err = std::max(err, std::fabs(sum - 1.0));
-          mn = std::min(mn, rmn);
-        }
-      }
-    }
   }
-  if (chk) {
-    chk[0] = err;
-    chk[1] = mn;
-    chk[2] = static_cast<double>(bad);
+  if (keep_gap) {
+    std::copy(v, v + S, w.v_old.begin());
+    w.ready = true;
   }
   return Range{lo, hi};
+}
+
+// The Q entries that the last improvement sweep (input v) skipped get their values.
+template <class T, class M>
+void fill_skipped(const M& m, index_t b, const T* r, const T* v, T gamma, const std::int64_t* pi,
+                  ImproveWork<T>& w, T* q) {
+  const index_t S = m.S, A = m.A;
+  index_t n = 0;
+  for (index_t s = 0; s < S; ++s)
+    if (w.skipped[s])
+      for (index_t a = 0; a < A; ++a)
+        if (a != pi[s]) w.rows[n++] = s * A + a;
+  dot_list(m, b, w.rows.data(), n, v, false, w.dots.data());
+  for (index_t k = 0; k < n; ++k) {
+    const index_t i = w.rows[k];
+    q[i] = static_cast<T>(r[i] + gamma * w.dots[i]);
+  }
+  std::fill(w.skipped.begin(), w.skipped.end(), std::uint8_t(0));
 }
 
 // w = T_pi u for a deterministic (pi_s == nullptr) or stochastic policy; range of w - u.
@@ -351,14 +642,19 @@ Range policy_sweep(const M& m, index_t b, const T* r, const T* u, T gamma, const
                    const T* pi_stoch, bool par, T* w) {
   const index_t S = m.S, A = m.A;
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-#pragma omp parallel for if (par) schedule(guided, 16) reduction(min : lo) reduction(max : hi)
-  for (index_t s = 0; s < S; ++s) {
+  auto state = [&](index_t s, double& lo, double& hi) {
     const T x = policy_value_state(m, b, s, r + s * A, u, gamma, pi ? pi[s] : 0,
                                    pi_stoch ? pi_stoch + s * A : static_cast<const T*>(nullptr));
     w[s] = x;
     const double d = static_cast<double>(x) - static_cast<double>(u[s]);
     lo = std::min(lo, d);
     hi = std::max(hi, d);
+  };
+  if (par) {  // (see for_each_index on why not `if (par)`)
+#pragma omp parallel for schedule(guided, 16) reduction(min : lo) reduction(max : hi)
+    for (index_t s = 0; s < S; ++s) state(s, lo, hi);
+  } else {
+    for (index_t s = 0; s < S; ++s) state(s, lo, hi);
   }
   return Range{lo, hi};
 }
@@ -391,9 +687,13 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
   const double g = static_cast<double>(gamma), k = g < 1 ? g / (1 - g) : 0;
   SolveStats st;
   Range rg;
+  ImproveWork<T> work(S, A, r, opt.elim_tau);
+  if constexpr (M::kPackable) {
+    if (!par && S * S * static_cast<index_t>(sizeof(T)) <= (index_t(1) << 20)) work.enable_packing(S);
+  }
   for (;;) {
     const bool do_check = opt.row_tol >= 0 && !st.checked && !zero_v;
-    rg = improve_sweep(m, b, r, v, zero_v, gamma, par, u, Q, pi, do_check ? st.check : nullptr);
+    rg = improve_sweep(m, b, r, v, zero_v, gamma, par, u, Q, pi, work, do_check ? st.check : nullptr);
     zero_v = false;
     ++st.iterations;
     if (do_check) {
@@ -423,6 +723,7 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
     // v <- u (keep V's storage as one of the two live buffers)
     std::swap(v, u);
   }
+  fill_skipped(m, b, r, v, gamma, pi, work, Q);
   double c = 0;
   if (opt.span && k > 0) c = k * rg.mid();
   for (index_t s = 0; s < S; ++s) V[s] = static_cast<T>(u[s] + c);

@@ -1,0 +1,95 @@
+"""Action elimination in the compiled solvers (see mdp.hpp, "improvement sweeps"): it may only
+skip work. V, Q, the policy, the iteration counts and residuals must be the very same floats
+as with full sweeps, on MDPs where elimination bites (random, gridworld, forest), on exact
+ties (duplicated actions: the lowest index must still win) and on near-ties far below any
+useful tolerance (the rounding margin must hold)."""
+import numpy as np
+import pytest
+
+from pygenmod import mdp
+
+SOLVES = {
+    "vi-fixed": lambda P, R, g: mdp.value_iteration(P, R, g, tol=0.0, stop="sup", max_iter=150),
+    "vi-span": lambda P, R, g: mdp.value_iteration(P, R, g, epsilon=1e-9),
+    "mpi": lambda P, R, g: mdp.modified_policy_iteration(P, R, g, epsilon=1e-9),
+    "mpi-m3-sup": lambda P, R, g: mdp.modified_policy_iteration(P, R, g, m=3, epsilon=1e-9, stop="sup"),
+    "pi": lambda P, R, g: mdp.policy_iteration(P, R, g, epsilon=1e-9),
+    "vi-v0": lambda P, R, g: mdp.value_iteration(P, R, g, epsilon=1e-9, V0=np.full(R.shape[:-1], 3.0, R.dtype)),
+}
+
+
+def _both(monkeypatch, solve, P, R, g):
+    monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", False)
+    full = solve(P, R, g)
+    monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", True)
+    return full, solve(P, R, g)
+
+
+def assert_same(full, elim):
+    for name in ("V", "Q", "policy", "iterations", "residual", "converged", "eval_sweeps"):
+        np.testing.assert_array_equal(np.asarray(getattr(elim, name)), np.asarray(getattr(full, name)), err_msg=name)
+
+
+def _mdps(dtype):
+    yield "random-64x4", *mdp.random_mdp(64, 4, 5, seed=11, dtype=dtype), np.array([0.0, 0.5, 0.9, 0.95, 0.99])
+    yield "random-7x3", *mdp.random_mdp(7, 3, 2, seed=12, dtype=dtype), 0.9
+    yield "random-13x16", *mdp.random_mdp(13, 16, 3, seed=13, dtype=dtype), 0.95
+    yield "random-1x5", *mdp.random_mdp(1, 5, 2, seed=14, dtype=dtype), 0.8
+    yield "random-9x1", *mdp.random_mdp(9, 1, 2, seed=15, dtype=dtype), 0.8
+    yield "sparse-50x4", mdp.random_mdp(50, 4, 3, successors=5, seed=16, dtype=dtype), \
+        mdp.random_mdp(50, 4, 3, successors=5, seed=16, dtype=dtype)[1], 0.95
+    P, R, _ = mdp.gridworld(-0.04, dtype=dtype)
+    yield "gridworld", P, R, 0.99
+    P, R = mdp.forest(25, dtype=dtype)
+    yield "forest", P, R, 0.96
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("solve", list(SOLVES))
+def test_elimination_gives_the_same_floats(monkeypatch, solve, dtype):
+    for name, P, R, g in _mdps(dtype):
+        if isinstance(P, tuple):  # the sparse generator returns (CSR, R)
+            P = P[0]
+        full, elim = _both(monkeypatch, SOLVES[solve], P, R, g)
+        try:
+            assert_same(full, elim)
+        except AssertionError as exc:
+            raise AssertionError(f"{name}: {exc}") from None
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_exact_ties_keep_the_lowest_action(monkeypatch, dtype):
+    """Every action duplicated: each state has exact ties at every sweep."""
+    P, R = mdp.random_mdp(20, 3, 2, seed=21, dtype=dtype)
+    P2 = np.concatenate([P, P], axis=2)
+    R2 = np.concatenate([R, R], axis=2)
+    for solve in SOLVES.values():
+        full, elim = _both(monkeypatch, solve, P2, R2, 0.9)
+        assert_same(full, elim)
+        assert (np.asarray(elim.policy) < 3).all()  # the first copy wins
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_near_ties_within_rounding(monkeypatch, dtype):
+    """Competitors a few units in the last place apart (the elimination margin's business)."""
+    rng = np.random.default_rng(5)
+    P, R = mdp.random_mdp(30, 2, 2, seed=22, dtype=dtype)
+    P = np.concatenate([P, P, P], axis=2)
+    eps = np.finfo(dtype).eps
+    scale = np.abs(R).max() * 10
+    bumps = rng.integers(-3, 4, (2, 30, 2)).astype(dtype) * (eps * scale)
+    R = np.concatenate([R, R + bumps, R - bumps], axis=2)
+    for solve in SOLVES.values():
+        full, elim = _both(monkeypatch, solve, P, R, 0.95)
+        assert_same(full, elim)
+
+
+def test_elimination_matches_exact_optimum():
+    """With elimination on (the default), the solution is still the exact optimum."""
+    P, R = mdp.random_mdp(64, 4, 8, seed=31)
+    sol = mdp.value_iteration(P, R, 0.95, epsilon=1e-10)
+    for b in range(8):
+        Ppi = P[b, np.arange(64), sol.policy[b]]
+        V = np.linalg.solve(np.eye(64) - 0.95 * Ppi, R[b, np.arange(64), sol.policy[b]])
+        np.testing.assert_allclose(sol.V[b], V, atol=1e-8)
+        np.testing.assert_allclose(sol.Q[b], R[b] + 0.95 * P[b] @ sol.V[b], atol=1e-8)
