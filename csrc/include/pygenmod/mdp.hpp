@@ -256,15 +256,15 @@ struct Csr {
   const std::int32_t* indices;
   const std::int64_t* indptr;
   index_t S, A;
-  PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const {
-    const index_t r = (b * S + s) * A + a;
+  PGM_HD acc_t<T> dot_row(index_t r, const T* v) const {  // r: global row (b*S + s)*A + a
     acc_t<T> acc = 0;
     for (std::int64_t k = indptr[r]; k < indptr[r + 1]; ++k)
       acc += static_cast<acc_t<T>>(data[k]) * v[indices[k]];
     return acc;
   }
+  PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const { return dot_row((b * S + s) * A + a, v); }
   PGM_HD void dot_rows(index_t b, const index_t* rows, index_t n, const T* v, acc_t<T>* out) const {
-    for (index_t k = 0; k < n; ++k) out[k] = dot(b, rows[k] / A, rows[k] % A, v);
+    for (index_t k = 0; k < n; ++k) out[k] = dot_row(b * S * A + rows[k], v);
   }
   PGM_HD void row_sum_min(index_t b, index_t s, index_t a, double& sum, double& mn) const {
     const index_t r = (b * S + s) * A + a;
@@ -493,10 +493,47 @@ void check_rows(const M& m, index_t b, bool par, double* chk) {
   chk[2] = static_cast<double>(bad);
 }
 
+// Q(s, .) from the dots of its rows, the greedy action (lowest index among the maxima) and,
+// when kept, G(s) = the best non-greedy value; returns max_a Q(s, a).
+template <class T>
+inline T finish_state(index_t s, index_t A, const T* __restrict r, const acc_t<T>* __restrict dots, T gamma,
+                      bool keep_gap, T* __restrict q, std::int64_t* __restrict pi, T* __restrict gap) {
+  T best = neg_inf<T>(), second = neg_inf<T>();
+  std::int64_t arg = 0;
+  for (index_t a = 0; a < A; ++a) {
+    const index_t i = s * A + a;
+    const T x = static_cast<T>(r[i] + gamma * dots[i]);
+    q[i] = x;
+    if (x > best) {
+      second = best;
+      best = x;
+      arg = a;
+    } else {
+      second = x > second ? x : second;
+    }
+  }
+  pi[s] = arg;
+  if (keep_gap) gap[s] = second;
+  return best;
+}
+
+// The elimination test of state s once Q(s, c) of its greedy action c is known: true (and the
+// state's bound advanced) when no other action can reach Q(s, c).
+template <class T>
+inline bool greedy_stays(T qc, double drift, double margin, T& gap_s) {
+  const T bound = round_up<T>(static_cast<double>(gap_s) + drift);
+  if (!(static_cast<double>(bound) + margin < static_cast<double>(qc))) return false;
+  gap_s = bound;
+  return true;
+}
+
 // u = T v (optimality), with Q and the greedy policy; returns the range of u - v.
 // `zero_v`: v is identically zero, so P v = 0 exactly and P is not read.
 // Elimination (see above) when w.tau >= 0 and the previous sweep's Q, pi and G are in place.
 // `chk` (nullable): also the input check of every row into chk (see check_rows).
+// Two forms with the same results: state by state over threads (`par`, large MDPs), or in
+// phases over the whole MDP in one thread (small MDPs: the rows to read from all states go
+// through the 8-row dot kernels together, and the greedy rows are read from a packed copy).
 template <class T, class M>
 Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, T gamma, bool par,
                     T* __restrict u, T* __restrict q, std::int64_t* __restrict pi, ImproveWork<T>& w,
@@ -509,7 +546,7 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
   T* __restrict gap = w.gap.data();
   const bool keep_gap = w.tau >= 0;
   double drift = std::numeric_limits<double>::infinity(), margin = 0;
-  if (keep_gap && w.ready && !zero_v) {
+  if (keep_gap && w.ready && !zero_v && chk == nullptr) {
     const T* __restrict v_old = w.v_old.data();
     double h4[4], a4[4];  // four running maxima each (short dependency chains)
     for (int k = 0; k < 4; ++k) h4[k] = -std::numeric_limits<double>::infinity(), a4[k] = w.v_max;
@@ -528,88 +565,129 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
     if (!std::isfinite(margin)) drift = std::numeric_limits<double>::infinity();
   }
   const bool eliminating = std::isfinite(drift);
-  // 1. The rows to read: every row, or each state's greedy row and then the other rows of
-  //    the states whose bound does not clear.
-  index_t n = 0;
-  if (zero_v) {
-    for (index_t i = 0; i < S * A; ++i) dots[i] = 0;
-    for (index_t s = 0; s < S; ++s) skipped[s] = 0;
-  } else if (eliminating) {  // the previous greedy actions first
-    bool done = false;
-    if constexpr (M::kPackable) {
-      if (!w.p_pi.empty()) {
-        T* __restrict pp = w.p_pi.data();
-        index_t* __restrict packed = w.packed.data();
-        for (index_t s = 0; s < S; ++s)
-          if (packed[s] != pi[s]) {
-            std::copy(m.row(b, s, pi[s]), m.row(b, s, pi[s]) + S, pp + s * S);
-            packed[s] = pi[s];
-          }
-        for (index_t s0 = 0; s0 < S; s0 += 8) {
-          const int cnt = S - s0 < 8 ? static_cast<int>(S - s0) : 8;
-          const T* ptr[8];
-          acc_t<T> d[8];
-          for (int k = 0; k < cnt; ++k) ptr[k] = pp + (s0 + k) * S;
-          dot_ptrs(ptr, cnt, v, S, d);
-          for (int k = 0; k < cnt; ++k) dots[(s0 + k) * A + pi[s0 + k]] = d[k];
-        }
-        done = true;
-      }
-    }
-    if (!done) {
-      for (index_t s = 0; s < S; ++s) rows[s] = s * A + pi[s];
-      dot_list(m, b, rows, S, v, par, dots);
-    }
-    for (index_t s = 0; s < S; ++s) {
-      const index_t c = s * A + pi[s];
-      const T qc = static_cast<T>(r[c] + gamma * dots[c]);
-      const T bound = round_up<T>(static_cast<double>(gap[s]) + drift);
-      if (static_cast<double>(bound) + margin < static_cast<double>(qc)) {
-        q[c] = qc;
-        gap[s] = bound;
-        skipped[s] = 1;
-      } else {
-        skipped[s] = 0;
-        for (index_t a = 0; a < A; ++a)
-          if (s * A + a != c) rows[n++] = s * A + a;
-      }
-    }
-    dot_list(m, b, rows, n, v, par, dots);
-  } else {
-    for (index_t i = 0; i < S * A; ++i) rows[i] = i;
-    dot_list(m, b, rows, S * A, v, par, dots);
-    for (index_t s = 0; s < S; ++s) skipped[s] = 0;
-  }
-  if (chk) check_rows(m, b, par, chk);  // (small MDPs: the rows are still in cache)
-  // 2. Q, the greedy action (lowest index among the maxima), G and u of every state.
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-  for (index_t s = 0; s < S; ++s) {
-    T best;
-    if (skipped[s]) {
-      best = q[s * A + pi[s]];
-    } else {
-      best = neg_inf<T>();
-      T second = neg_inf<T>();
-      std::int64_t arg = 0;
-      for (index_t a = 0; a < A; ++a) {
-        const index_t i = s * A + a;
-        const T x = static_cast<T>(r[i] + gamma * dots[i]);
-        q[i] = x;
-        if (x > best) {
-          second = best;
-          best = x;
-          arg = a;
-        } else {
-          second = x > second ? x : second;
+
+  if (par && !zero_v) {
+    // ---- state by state, over threads
+    double err = 0, mn = std::numeric_limits<double>::infinity();
+    std::int64_t bad = 0;
+    auto state = [&](index_t s, double& lo, double& hi, double& err, double& mn, std::int64_t& bad) {
+      index_t own[16];
+      index_t n = 0;
+      T best;
+      skipped[s] = 0;
+      if (eliminating) {
+        const index_t c = s * A + pi[s];
+        m.dot_rows(b, &c, 1, v, dots + c);
+        const T qc = static_cast<T>(r[c] + gamma * dots[c]);
+        if (greedy_stays(qc, drift, margin, gap[s])) {
+          q[c] = qc;
+          skipped[s] = 1;
+          best = qc;
         }
       }
-      pi[s] = arg;
-      if (keep_gap) gap[s] = second;
+      if (!skipped[s]) {
+        for (index_t a = 0; a < A; ++a) {
+          const index_t i = s * A + a;
+          if (eliminating && a == pi[s]) continue;
+          own[n++] = i;
+          if (n == 16 || a == A - 1) {
+            acc_t<T> d[16];
+            m.dot_rows(b, own, n, v, d);
+            for (index_t k = 0; k < n; ++k) dots[own[k]] = d[k];
+            n = 0;
+          }
+        }
+        if (n > 0) {  // (the greedy action was the last one)
+          acc_t<T> d[16];
+          m.dot_rows(b, own, n, v, d);
+          for (index_t k = 0; k < n; ++k) dots[own[k]] = d[k];
+        }
+        best = finish_state(s, A, r, dots, gamma, keep_gap, q, pi, gap);
+      }
+      u[s] = best;
+      const double d = static_cast<double>(best) - static_cast<double>(v[s]);
+      lo = std::min(lo, d);
+      hi = std::max(hi, d);
+      if (chk) {  // the state's rows are in cache now
+        for (index_t a = 0; a < A; ++a) {
+          double sum, rmn;
+          m.row_sum_min(b, s, a, sum, rmn);
+          if (!std::isfinite(sum)) {
+            ++bad;
+          } else {
+            err = std::max(err, std::fabs(sum - 1.0));
+            mn = std::min(mn, rmn);
+          }
+        }
+      }
+    };
+#pragma omp parallel for schedule(guided, 16) reduction(min : lo, mn) reduction(max : hi, err) reduction(+ : bad)
+    for (index_t s = 0; s < S; ++s) state(s, lo, hi, err, mn, bad);
+    if (chk) {
+      chk[0] = err;
+      chk[1] = mn;
+      chk[2] = static_cast<double>(bad);
     }
-    u[s] = best;
-    const double d = static_cast<double>(best) - static_cast<double>(v[s]);
-    lo = std::min(lo, d);
-    hi = std::max(hi, d);
+  } else {
+    // ---- in phases, one thread: 1. the dots of the rows to read
+    if (zero_v) {
+      for (index_t i = 0; i < S * A; ++i) dots[i] = 0;
+      for (index_t s = 0; s < S; ++s) skipped[s] = 0;
+    } else if (eliminating) {  // the greedy rows first, then the other rows of the states that need them
+      bool done = false;
+      if constexpr (M::kPackable) {
+        if (!w.p_pi.empty()) {
+          T* __restrict pp = w.p_pi.data();
+          index_t* __restrict packed = w.packed.data();
+          for (index_t s = 0; s < S; ++s)
+            if (packed[s] != pi[s]) {
+              std::copy(m.row(b, s, pi[s]), m.row(b, s, pi[s]) + S, pp + s * S);
+              packed[s] = pi[s];
+            }
+          for (index_t s0 = 0; s0 < S; s0 += 8) {
+            const int cnt = S - s0 < 8 ? static_cast<int>(S - s0) : 8;
+            const T* ptr[8];
+            acc_t<T> d[8];
+            for (int k = 0; k < cnt; ++k) ptr[k] = pp + (s0 + k) * S;
+            dot_ptrs(ptr, cnt, v, S, d);
+            for (int k = 0; k < cnt; ++k) dots[(s0 + k) * A + pi[s0 + k]] = d[k];
+          }
+          done = true;
+        }
+      }
+      if (!done) {
+        for (index_t s = 0; s < S; ++s) rows[s] = s * A + pi[s];
+        dot_list(m, b, rows, S, v, false, dots);
+      }
+      index_t n = 0;
+      for (index_t s = 0; s < S; ++s) {
+        const index_t c = s * A + pi[s];
+        const T qc = static_cast<T>(r[c] + gamma * dots[c]);
+        if (greedy_stays(qc, drift, margin, gap[s])) {
+          q[c] = qc;
+          skipped[s] = 1;
+        } else {
+          skipped[s] = 0;
+          for (index_t a = 0; a < A; ++a)
+            if (s * A + a != c) rows[n++] = s * A + a;
+        }
+      }
+      dot_list(m, b, rows, n, v, false, dots);
+    } else {
+      for (index_t i = 0; i < S * A; ++i) rows[i] = i;
+      dot_list(m, b, rows, S * A, v, false, dots);
+      for (index_t s = 0; s < S; ++s) skipped[s] = 0;
+    }
+    if (chk) check_rows(m, b, false, chk);  // (a small MDP: its rows are still in cache)
+    // 2. Q, pi, G and u of every state
+    for (index_t s = 0; s < S; ++s) {
+      const T best = skipped[s] ? q[s * A + pi[s]] : finish_state(s, A, r, dots, gamma, keep_gap, q, pi, gap);
+      u[s] = best;
+      const double d = static_cast<double>(best) - static_cast<double>(v[s]);
+      lo = std::min(lo, d);
+      hi = std::max(hi, d);
+    }
   }
   if (keep_gap) {
     std::copy(v, v + S, w.v_old.begin());
