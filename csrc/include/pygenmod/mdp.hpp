@@ -465,23 +465,28 @@ void dot_list(const M& m, index_t b, const index_t* rows, index_t n, const T* v,
   });
 }
 
-// Input check of MDP b's rows {max |sum - 1|, min entry, #rows with NaN/inf} into chk[0..3).
+// Input check of the rows of state s of MDP b, folded into {max |sum - 1|, min entry, #rows
+// with NaN/inf}.
+template <class M>
+void check_state_rows(const M& m, index_t b, index_t s, double& err, double& mn, std::int64_t& bad) {
+  for (index_t a = 0; a < m.A; ++a) {
+    double sum, rmn;
+    m.row_sum_min(b, s, a, sum, rmn);
+    if (!std::isfinite(sum)) {
+      ++bad;
+    } else {
+      err = std::max(err, std::fabs(sum - 1.0));
+      mn = std::min(mn, rmn);
+    }
+  }
+}
+
+// The check of all of MDP b's rows into chk[0..3).
 template <class M>
 void check_rows(const M& m, index_t b, bool par, double* chk) {
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-  auto state = [&](index_t s, double& err, double& mn, std::int64_t& bad) {
-    for (index_t a = 0; a < m.A; ++a) {
-      double sum, rmn;
-      m.row_sum_min(b, s, a, sum, rmn);
-      if (!std::isfinite(sum)) {
-        ++bad;
-      } else {
-        err = std::max(err, std::fabs(sum - 1.0));
-        mn = std::min(mn, rmn);
-      }
-    }
-  };
+  auto state = [&](index_t s, double& err, double& mn, std::int64_t& bad) { check_state_rows(m, b, s, err, mn, bad); };
   if (par) {  // (see for_each_index on why not `if (par)`)
 #pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad)
     for (index_t s = 0; s < m.S; ++s) state(s, err, mn, bad);
@@ -572,8 +577,6 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
     double err = 0, mn = std::numeric_limits<double>::infinity();
     std::int64_t bad = 0;
     auto state = [&](index_t s, double& lo, double& hi, double& err, double& mn, std::int64_t& bad) {
-      index_t own[16];
-      index_t n = 0;
       T best;
       skipped[s] = 0;
       if (eliminating) {
@@ -587,21 +590,11 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
         }
       }
       if (!skipped[s]) {
-        for (index_t a = 0; a < A; ++a) {
-          const index_t i = s * A + a;
-          if (eliminating && a == pi[s]) continue;
-          own[n++] = i;
-          if (n == 16 || a == A - 1) {
-            acc_t<T> d[16];
-            m.dot_rows(b, own, n, v, d);
-            for (index_t k = 0; k < n; ++k) dots[own[k]] = d[k];
-            n = 0;
-          }
-        }
-        if (n > 0) {  // (the greedy action was the last one)
-          acc_t<T> d[16];
-          m.dot_rows(b, own, n, v, d);
-          for (index_t k = 0; k < n; ++k) dots[own[k]] = d[k];
+        for (index_t a0 = 0; a0 < A; a0 += 16) {  // (the greedy row's dot is in place already)
+          index_t own[16], n = 0;
+          for (index_t a = a0; a < std::min(A, a0 + 16); ++a)
+            if (!eliminating || a != pi[s]) own[n++] = s * A + a;
+          dot_list(m, b, own, n, v, false, dots);
         }
         best = finish_state(s, A, r, dots, gamma, keep_gap, q, pi, gap);
       }
@@ -609,18 +602,7 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
       const double d = static_cast<double>(best) - static_cast<double>(v[s]);
       lo = std::min(lo, d);
       hi = std::max(hi, d);
-      if (chk) {  // the state's rows are in cache now
-        for (index_t a = 0; a < A; ++a) {
-          double sum, rmn;
-          m.row_sum_min(b, s, a, sum, rmn);
-          if (!std::isfinite(sum)) {
-            ++bad;
-          } else {
-            err = std::max(err, std::fabs(sum - 1.0));
-            mn = std::min(mn, rmn);
-          }
-        }
-      }
+      if (chk) check_state_rows(m, b, s, err, mn, bad);  // (its rows are in cache now)
     };
 #pragma omp parallel for schedule(guided, 16) reduction(min : lo, mn) reduction(max : hi, err) reduction(+ : bad)
     for (index_t s = 0; s < S; ++s) state(s, lo, hi, err, mn, bad);
