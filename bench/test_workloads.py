@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pygenmod.benchmarks import all_workloads
-from pygenmod.benchmarks.runner import Missing
+from pygenmod.benchmarks.runner import InSubprocess, Missing
 
 QUICK = os.environ.get("PYGENMOD_BENCH_QUICK", "0") == "1"
 CASES = [(w, c) for w in all_workloads(quick=QUICK) for c in w.candidates]
@@ -20,5 +20,12 @@ def test_workload(benchmark, workload, candidate):
         fn = candidate.setup()
     except Missing as exc:
         pytest.skip(f"{candidate.name} missing: {exc}")
+    if isinstance(fn, InSubprocess):  # needs its own process (environment read at import)
+        try:
+            seconds = fn.time(repeats=1)
+        except Missing as exc:
+            pytest.skip(f"{candidate.name} missing: {exc}")
+        pytest.skip(f"{candidate.name} ran in a subprocess ({seconds:.3g} s per call); "
+                    "pytest-benchmark times in-process only: see `pygenmod bench`")
     benchmark.group = workload.id
     benchmark(fn)

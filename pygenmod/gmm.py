@@ -70,6 +70,27 @@ class FitResult(NamedTuple):
     n_iter: object  #: (B,) int64 EM iterations run (of the best init)
     converged: object  #: (B,) bool
     flags: object  #: (B, K) uint8: COLLAPSED | REGULARISED | EMPTY_SET
+    #: (B, max n_iter) lower bound of every iteration of the kept init, NaN after a set's last
+    #: iteration ((n_iter,) for one set); None unless fit(..., lower_bounds=True) or a callback
+    lower_bounds: object = None
+
+
+class FitProgress(NamedTuple):
+    """What :func:`fit` passes to its ``callback`` (host NumPy arrays).
+
+    Initialisations run one after another in this mode (``init`` = 0 .. n_init-1). Each starts
+    with one report at ``iteration == 0`` (before any EM step; ``lower_bound`` is the starting
+    bound: -inf, or ``lower_bound_init``), then one report after every EM iteration for the
+    sets still running.
+    """
+
+    init: int  #: which initialisation (0-based)
+    iteration: int  #: 0 = start of this init, then 1, 2, ...
+    sets: object  #: (A,) int64 indices of the data sets reported (those still running)
+    lower_bound: object  #: (A,) bound of this iteration (under the parameters before its M-step)
+    change: object  #: (A,) lower_bound minus the previous one (NaN at iteration 0)
+    finished: object  #: (A,) bool: the set stops after this iteration
+    converged: object  #: (A,) bool: ... because |change| < tol
 
 
 class EStep(NamedTuple):
@@ -331,6 +352,93 @@ def _run_fit(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None):
     return out, lb, n_iter, conv, flags
 
 
+def _host(a):
+    return xp_of(a).asnumpy(a) if is_device(a) else np.asarray(a)
+
+
+def _run_fit_stepwise(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None, callback=None):
+    """:func:`_run_fit` driven from Python, one EM iteration per kernel call, so that every
+    iteration's lower bound is seen (recorded, and passed to ``callback``).
+
+    Same arithmetic as the kernel's own loop (the fit kernel with max_iter=1 *is* one
+    iteration of that loop). Initialisations (the n_rep axis) run one after another. A set that
+    has stopped keeps its final parameters; it is masked out of later kernel calls by a zero
+    weight row (an empty set costs the kernel one pass over its points for the centre, no EM).
+    Returns (params, lb, n_iter, converged, flags, history (B, max n_iter) float64).
+    """
+    xp = xp_of(X3)
+    Bx = X3.shape[0]
+    B, K = p.weights.shape
+    ct = p.covariance_type
+    if max_iter == 0:  # no iteration to see: the kernel's own answer (empty sets included)
+        out = _run_fit(X3, W, p, reg, n_rep, 0, tol, lb0)
+        if callback is not None:
+            lb = _host(out[1]).astype(np.float64)
+            for r in range(n_rep):
+                sel = np.arange(Bx) * n_rep + r
+                callback(FitProgress(r, 0, np.arange(Bx), lb[sel], np.full(Bx, np.nan), np.ones(Bx, bool),
+                                     np.zeros(Bx, bool)))
+        return out + (xp.zeros((B, 0), xp.float64),)
+    res = _copy_params(p)
+    lb_all = (xp.full((B,), -np.inf, X3.dtype) if lb0 is None
+              else xp.array(lb0, dtype=X3.dtype, copy=True))
+    n_iter = np.zeros(B, np.int64)
+    conv = np.zeros(B, bool)
+    flags = xp.zeros((B, K), xp.uint8)
+    hist = []  # (iteration, set indices, bounds)
+    _, k = kernel("gmm", "fit", is_device(X3))
+    for r in range(n_rep):
+        sel = np.arange(Bx) * n_rep + r  # this init's sets, one per data set
+        work = GMMParams(*(xp.ascontiguousarray(a[sel]) for a in p[:4]), ct)
+        regr = xp.ascontiguousarray(reg[sel])
+        prev = _host(lb_all[sel]).astype(np.float64)
+        prev[np.isnan(prev)] = -np.inf
+        lbk = xp.empty((Bx,), X3.dtype)
+        nik = xp.zeros((Bx,), xp.int64)
+        cvk = xp.zeros((Bx,), xp.uint8)
+        flk = xp.zeros((Bx, K), xp.uint8)
+        active = np.ones(Bx, bool)
+        Wk = W
+        if callback is not None:
+            callback(FitProgress(r, 0, np.arange(Bx), prev.copy(), np.full(Bx, np.nan),
+                                 np.zeros(Bx, bool), np.zeros(Bx, bool)))
+        for it in range(1, max_iter + 1):
+            k(X3, Wk, regr, 1, _CODE[ct], 1, -1.0, work.weights, work.means, work.covariances,
+              work.precisions_cholesky, lbk, nik, cvk, flk)
+            idx = np.flatnonzero(active)
+            lb_it = _host(lbk)[idx].astype(np.float64)
+            ran = _host(nik)[idx] > 0  # 0: the set has no data (EMPTY_SET), nothing was run
+            with np.errstate(invalid="ignore"):  # -inf - -inf (a set with no data)
+                change = lb_it - prev[idx]
+                done = np.abs(change) < tol
+            fin = done | ~ran | (it == max_iter)
+            prev[idx] = lb_it
+            n_iter[sel[idx[ran]]] = it
+            conv[sel[idx]] = done
+            hist.append((it, sel[idx[ran]], lb_it[ran]))
+            if callback is not None:
+                callback(FitProgress(r, it, idx, lb_it, change, fin, done))
+            stop = idx[fin]
+            if stop.size:
+                s_stop = sel[stop]
+                for dst, src in zip(res[:4], work[:4]):
+                    dst[s_stop] = src[stop]
+                flags[s_stop] = flk[stop]
+                lb_all[s_stop] = lbk[stop]
+                active[stop] = False
+                if not active.any():
+                    break
+                if Wk is W:
+                    Wk = xp.array(W, copy=True)
+                Wk[stop] = 0
+    width = int(n_iter.max()) if B else 0
+    H = np.full((B, width), np.nan)
+    for it, s_idx, vals in hist:
+        H[s_idx, it - 1] = vals
+    return (res, lb_all, xp.asarray(n_iter), xp.asarray(conv.astype(np.uint8)), flags,
+            xp.asarray(H))
+
+
 def em_step(X, params, weights=None, *, reg_covar=1e-6):
     """One EM iteration as a pure function: returns (new GMMParams, lower_bound).
 
@@ -506,7 +614,8 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
 def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", tol: float = 1e-3,
         reg_covar=1e-6, max_iter: int = 100, n_init: int = 1, init: str = "kmeans",
         init_params=None, weights_init=None, means_init=None, precisions_init=None,
-        resp_init=None, lower_bound_init=None, random_state: int = 0, warn: bool = True) -> FitResult:
+        resp_init=None, lower_bound_init=None, random_state: int = 0, warn: bool = True,
+        lower_bounds: bool = False, callback=None) -> FitResult:
     """Batched EM: fits one K-component mixture to every set of X (B, N, D) (or (N, D)).
 
     Each set stops on its own when the change of its lower bound is < tol (``tol=0``: run
@@ -520,6 +629,14 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
     fit: warm start), or any of ``weights_init`` / ``means_init`` / ``precisions_init`` (the
     rest from ``init``, scikit-learn semantics), or ``resp_init`` (B, N, K) responsibilities.
     ``lower_bound_init`` seeds the convergence test (warm start: the previous bound).
+
+    ``lower_bounds=True`` records the bound of every iteration (``FitResult.lower_bounds``,
+    scikit-learn's ``lower_bounds_``), and ``callback(FitProgress)`` is called at the start of
+    every init and after every EM iteration. Either one drives the iterations from Python, one
+    kernel call per iteration, initialisations one after another: same results (float64: the
+    same arithmetic; float32: the bound is rounded to float32 between iterations, which can
+    move a borderline stop by one iteration), slower by the per-call overhead (tens of
+    microseconds per iteration; noticeable only for small problems).
     """
     X3, W, single, back = _data(X, weights)
     xp = xp_of(X3)
@@ -585,20 +702,32 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
         lb0 = xp.repeat(xp.broadcast_to(lb0, (Bx,)), n_rep)
     else:
         lb0 = None
-    out, lb, n_iter, conv, flags = _run_fit(X3, W, p0, xp.repeat(reg, n_rep), n_rep, max_iter, tol, lb0)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
+    if lower_bounds or callback is not None:
+        out, lb, n_iter, conv, flags, hist = _run_fit_stepwise(
+            X3, W, p0, xp.repeat(reg, n_rep), n_rep, max_iter, tol, lb0, callback)
+    else:
+        out, lb, n_iter, conv, flags = _run_fit(X3, W, p0, xp.repeat(reg, n_rep), n_rep, max_iter, tol, lb0)
+        hist = None
     if n_rep > 1:
         lbr = lb.reshape(Bx, n_rep).astype(xp.float64)
         best = xp.argmax(xp.where(xp.isnan(lbr), -xp.inf, lbr), axis=1)
         pick = xp.arange(Bx) * n_rep + best
         out = GMMParams(*(a[pick] for a in out[:4]), ct)
         lb, n_iter, conv, flags = lb[pick], n_iter[pick], conv[pick], flags[pick]
+        hist = None if hist is None else hist[pick]
     conv = conv.astype(bool)
+    if hist is not None:  # columns up to the longest kept run
+        hist = hist[:, :int(n_iter.max()) if Bx else 0]
     if warn:
         _summary_warning(conv, flags, max_iter)
     res_p = _unbatch(out, single, back)
     if single:
-        return FitResult(res_p, float(lb[0]), int(n_iter[0]), bool(conv[0]), back(flags[0]))
-    return FitResult(res_p, back(lb), back(n_iter), back(conv), back(flags))
+        return FitResult(res_p, float(lb[0]), int(n_iter[0]), bool(conv[0]), back(flags[0]),
+                         None if hist is None else back(hist[0]))
+    return FitResult(res_p, back(lb), back(n_iter), back(conv), back(flags),
+                     None if hist is None else back(hist))
 
 
 def _summary_warning(conv, flags, max_iter):

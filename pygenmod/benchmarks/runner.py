@@ -6,7 +6,10 @@ median of >= 5 repeats. Ratios are peer time / pygenmod time (> 1: pygenmod is f
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Callable
@@ -19,9 +22,67 @@ class Missing(Exception):
 @dataclasses.dataclass
 class Candidate:
     name: str  #: e.g. "pygenmod cpu", "numpy", "quantecon"
-    setup: Callable[[], Callable[[], object]]  #: returns the zero-argument callable to time
+    #: returns the zero-argument callable to time (or an :class:`InSubprocess`)
+    setup: Callable[[], Callable[[], object]]
     is_ours: bool = False
     note: str = ""
+    #: cap on the timed repeats (very slow peers), and warm-up calls before them
+    max_repeats: int | None = None
+    warmup: int = 1
+
+
+_RESULT = "PYGENMOD-BENCH-RESULT "
+
+
+@dataclasses.dataclass
+class InSubprocess:
+    """What a setup returns for a candidate that must be timed in a fresh Python process, e.g.
+    one that needs an environment variable read once at import (scikit-learn's array-API path
+    needs ``SCIPY_ARRAY_API=1`` before scipy is first imported, and the parent process has
+    imported scipy long before). The child imports ``target`` ("package.module:function"),
+    calls it with ``args`` to get the callable, and times it with :func:`time_call` (same rule:
+    warm-up, median of the repeats); only the median comes back. The child inherits the
+    parent's environment (threads, CPU affinity) plus ``env``."""
+
+    target: str
+    args: tuple = ()
+    env: dict = dataclasses.field(default_factory=dict)
+    timeout: float = 3600.0
+
+    def time(self, repeats: int = 5, warmup: int = 1) -> float:
+        import pygenmod
+
+        pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(pygenmod.__file__)))
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in self.env.items()})
+        env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in [env.get("PYTHONPATH")] if p])
+        job = json.dumps(dict(target=self.target, args=list(self.args), repeats=repeats, warmup=warmup))
+        # cwd: the package's parent, so that the child imports this same pygenmod
+        proc = subprocess.run([sys.executable, "-c", "from pygenmod.benchmarks.runner import _child; _child()",
+                               job], env=env, cwd=pkg_parent, capture_output=True, text=True,
+                              timeout=self.timeout)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT)]
+        if proc.returncode != 0 or not lines:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise RuntimeError(f"child process failed (rc={proc.returncode}): {' | '.join(tail)}")
+        res = json.loads(lines[-1][len(_RESULT):])
+        if "missing" in res:
+            raise Missing(res["missing"])
+        return float(res["seconds"])
+
+
+def _child():
+    """Entry point of :class:`InSubprocess` children."""
+    import importlib
+
+    job = json.loads(sys.argv[1])
+    mod, fn = job["target"].split(":")
+    try:
+        call = getattr(importlib.import_module(mod), fn)(*job["args"])
+        out = dict(seconds=time_call(call, job["repeats"], job["warmup"]))
+    except Missing as exc:
+        out = dict(missing=str(exc))
+    print(_RESULT + json.dumps(out), flush=True)
 
 
 @dataclasses.dataclass
@@ -59,7 +120,20 @@ def measure(workload: Workload, repeats: int | None = None):
         except Exception as exc:  # a peer failing must not hide the others
             rows.append((cand, None, f"failed: {type(exc).__name__}: {exc}"))
             continue
-        rows.append((cand, time_call(fn, repeats or workload.repeats), cand.note))
+        n = repeats or workload.repeats
+        n = min(n, cand.max_repeats) if cand.max_repeats else n
+        try:
+            if isinstance(fn, InSubprocess):
+                sec = fn.time(n, cand.warmup)
+            else:
+                sec = time_call(fn, n, cand.warmup)
+        except Missing as exc:
+            rows.append((cand, None, f"missing: {exc}"))
+            continue
+        except Exception as exc:
+            rows.append((cand, None, f"failed: {type(exc).__name__}: {exc}"))
+            continue
+        rows.append((cand, sec, cand.note))
     return rows
 
 
