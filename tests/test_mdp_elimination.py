@@ -93,3 +93,22 @@ def test_elimination_matches_exact_optimum():
         V = np.linalg.solve(np.eye(64) - 0.95 * Ppi, R[b, np.arange(64), sol.policy[b]])
         np.testing.assert_allclose(sol.V[b], V, atol=1e-8)
         np.testing.assert_allclose(sol.Q[b], R[b] + 0.95 * P[b] @ sol.V[b], atol=1e-8)
+
+
+def test_margin_covers_the_initial_values(monkeypatch):
+    """A huge V0 at one state and a row summing to 1 + 1e-6 (allowed): the bounds' first origin
+    is Q computed from V0, whose rounding the margin must cover (found by review)."""
+    p = 1 + 4503599627 * 2.0**-52  # the largest double with |p - 1| <= 1e-6
+    C, g, r1 = 4836751020966.603, 0.3036900446280879, -0.46674961687980204
+    for r0 in (r1, np.nextafter(r1, -np.inf)):  # an exact tie, and action 1 better by one ulp
+        P = np.zeros((3, 2, 3))
+        P[0, :, 0] = P[1, :, 0] = P[2, 0, 0] = 1
+        P[2, 1, 1] = p
+        R = np.array([[0.0, 0.0], [0.0, 0.0], [r0, r1]])
+        V0 = np.array([0.0, -C, 0.0])
+        for solve in (lambda: mdp.value_iteration(P, R, g, V0=V0, tol=0.0, max_iter=2),
+                      lambda: mdp.modified_policy_iteration(P, R, g, m=1, V0=V0, tol=0.0, max_iter=3)):
+            monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", False)
+            full = solve()
+            monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", True)
+            assert_same(full, solve())

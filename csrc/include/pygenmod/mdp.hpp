@@ -418,7 +418,7 @@ struct ImproveWork {
   std::vector<index_t> packed;      // (the greedy rows of P are 2 KB apart for S = 64, A = 4
                                     // and alias in L1; packed, they stay in cache)
   double tau = -1;                  // < 0: no elimination; else the row-sum tolerance
-  double r_max = 0, v_max = 0;      // max |R| of the MDP, max |v| seen so far
+  double r_max = 0, v_max = 0;      // max |R| of the MDP, max |v| of all sweep inputs so far
   bool ready = false;               // Q, pi and gap hold a previous sweep's
   ImproveWork(index_t S, index_t A, const T* r, double elim_tau)
       : dots(S * A), rows(S * A), skipped(S, 0), tau(A > 1 ? elim_tau : -1) {
@@ -558,7 +558,8 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
     for (index_t s = 0; s < S; ++s) {
       const double x = static_cast<double>(v[s]);
       h4[s & 3] = std::max(h4[s & 3], x - static_cast<double>(v_old[s]));
-      a4[s & 3] = std::max(a4[s & 3], std::fabs(x));
+      // (|v_old| too: the bounds of this sweep started from Q computed with v_old, e.g. V0)
+      a4[s & 3] = std::max(a4[s & 3], std::max(std::fabs(x), std::fabs(static_cast<double>(v_old[s]))));
     }
     const double h = std::max(std::max(h4[0], h4[1]), std::max(h4[2], h4[3]));
     w.v_max = std::max(std::max(a4[0], a4[1]), std::max(a4[2], a4[3]));
