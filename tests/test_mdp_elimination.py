@@ -112,3 +112,40 @@ def test_margin_covers_the_initial_values(monkeypatch):
             full = solve()
             monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", True)
             assert_same(full, solve())
+
+
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(S=st.sampled_from([1, 2, 5, 8, 9, 17, 31]), A=st.sampled_from([1, 2, 3, 5, 8, 17]),
+       B=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]),
+       kind=st.sampled_from(["plain", "ties", "quantised", "absorbing"]),
+       solver=st.sampled_from(["vi", "mpi", "mpi-m2", "pi"]), v0=st.sampled_from([None, 1e-3, 1e6]),
+       seed=st.integers(0, 2**31 - 1))
+def test_fuzz_elimination_bitwise(monkeypatch, S, A, B, dtype, kind, solver, v0, seed):
+    rng = np.random.default_rng(seed)
+    P = rng.random((B, S, A, S))
+    R = rng.standard_normal((B, S, A))
+    if kind == "ties":  # duplicated actions, a few ulps apart
+        h = (A + 1) // 2
+        P[:, :, h:] = P[:, :, :A - h]
+        R[:, :, h:] = R[:, :, :A - h] * (1 + rng.integers(-2, 3, (B, S, A - h)) * np.finfo(dtype).eps)
+    elif kind == "quantised":  # many exact ties
+        P = rng.integers(0, 4, P.shape).astype(float)
+        P[..., 0] += 1
+        R = np.round(R * 2) / 2
+    elif kind == "absorbing":
+        k = max(1, S // 3)
+        P[:, :k] = 0
+        P[:, np.arange(k), :, np.arange(k)] = 1
+    P = (P / P.sum(-1, keepdims=True)).astype(dtype)
+    R = R.astype(dtype)
+    g = rng.choice([0.0, 0.5, 0.95, 0.999], size=B).astype(dtype)
+    V0 = None if v0 is None else (rng.standard_normal((B, S)) * v0).astype(dtype)
+    solve = {"vi": lambda: mdp.value_iteration(P, R, g, epsilon=1e-8, V0=V0),
+             "mpi": lambda: mdp.modified_policy_iteration(P, R, g, epsilon=1e-8, V0=V0),
+             "mpi-m2": lambda: mdp.modified_policy_iteration(P, R, g, m=2, tol=0.0, max_iter=40, stop="sup", V0=V0),
+             "pi": lambda: mdp.policy_iteration(P, R, g, epsilon=1e-8)}[solver]
+    full, elim = _both(monkeypatch, lambda *_: solve(), None, None, None)
+    assert_same(full, elim)
