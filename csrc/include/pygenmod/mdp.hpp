@@ -409,8 +409,8 @@ bool parallel_states(const Csr<T>& m) {
 // Buffers of one MDP's improvement sweeps (reused across sweeps) and the elimination state.
 template <class T>
 struct ImproveWork {
-  std::vector<acc_t<T>> dots;       // P v of the rows computed this sweep (by row s * A + a)
-  std::vector<index_t> rows;        // rows to compute
+  std::vector<acc_t<T>> dots;       // phased sweeps: P v of the rows computed (by row s * A + a)
+  std::vector<index_t> rows;        // phased sweeps: the rows to compute
   std::vector<T> v_old;             // input of the previous improvement sweep
   std::vector<T> gap;               // G(s): bound on the best non-greedy Q(s, a)
   std::vector<std::uint8_t> skipped;  // the latest sweep read only pi(s)'s row of state s
@@ -420,8 +420,10 @@ struct ImproveWork {
   double tau = -1;                  // < 0: no elimination; else the row-sum tolerance
   double r_max = 0, v_max = 0;      // max |R| of the MDP, max |v| of all sweep inputs so far
   bool ready = false;               // Q, pi and gap hold a previous sweep's
-  ImproveWork(index_t S, index_t A, const T* r, double elim_tau)
-      : dots(S * A), rows(S * A), skipped(S, 0), tau(A > 1 ? elim_tau : -1) {
+  // `phased`: the sweeps run in phases in one thread (see improve_sweep); the state-by-state
+  // form keeps per-thread buffers of A values instead of these S * A ones.
+  ImproveWork(index_t S, index_t A, const T* r, double elim_tau, bool phased)
+      : dots(phased ? S * A : 0), rows(phased ? S * A : 0), skipped(S, 0), tau(A > 1 ? elim_tau : -1) {
     if (tau < 0) return;
     v_old.resize(S);
     gap.resize(S);
@@ -498,16 +500,16 @@ void check_rows(const M& m, index_t b, bool par, double* chk) {
   chk[2] = static_cast<double>(bad);
 }
 
-// Q(s, .) from the dots of its rows, the greedy action (lowest index among the maxima) and,
-// when kept, G(s) = the best non-greedy value; returns max_a Q(s, a).
+// Q(s, .) from the dots of its rows (ds[a]), the greedy action (lowest index among the maxima)
+// and, when kept, G(s) = the best non-greedy value; returns max_a Q(s, a).
 template <class T>
-inline T finish_state(index_t s, index_t A, const T* __restrict r, const acc_t<T>* __restrict dots, T gamma,
+inline T finish_state(index_t s, index_t A, const T* __restrict r, const acc_t<T>* __restrict ds, T gamma,
                       bool keep_gap, T* __restrict q, std::int64_t* __restrict pi, T* __restrict gap) {
   T best = neg_inf<T>(), second = neg_inf<T>();
   std::int64_t arg = 0;
   for (index_t a = 0; a < A; ++a) {
     const index_t i = s * A + a;
-    const T x = static_cast<T>(r[i] + gamma * dots[i]);
+    const T x = static_cast<T>(r[i] + gamma * ds[a]);
     q[i] = x;
     if (x > best) {
       second = best;
@@ -573,17 +575,29 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
   const bool eliminating = std::isfinite(drift);
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
 
-  if (par && !zero_v) {
+  if (zero_v) {
+    // ---- P v = 0: Q = R, P not read
+    const std::vector<acc_t<T>> zeros(A, acc_t<T>(0));
+    for (index_t s = 0; s < S; ++s) {
+      skipped[s] = 0;
+      const T best = finish_state(s, A, r, zeros.data(), gamma, keep_gap, q, pi, gap);
+      u[s] = best;
+      const double d = static_cast<double>(best) - static_cast<double>(v[s]);
+      lo = std::min(lo, d);
+      hi = std::max(hi, d);
+    }
+  } else if (par) {
     // ---- state by state, over threads
     double err = 0, mn = std::numeric_limits<double>::infinity();
     std::int64_t bad = 0;
-    auto state = [&](index_t s, double& lo, double& hi, double& err, double& mn, std::int64_t& bad) {
+    // ds: this thread's dots of one state's rows (by action)
+    auto state = [&](index_t s, acc_t<T>* ds, double& lo, double& hi, double& err, double& mn, std::int64_t& bad) {
       T best;
       skipped[s] = 0;
       if (eliminating) {
         const index_t c = s * A + pi[s];
-        m.dot_rows(b, &c, 1, v, dots + c);
-        const T qc = static_cast<T>(r[c] + gamma * dots[c]);
+        m.dot_rows(b, &c, 1, v, ds + pi[s]);
+        const T qc = static_cast<T>(r[c] + gamma * ds[pi[s]]);
         if (greedy_stays(qc, drift, margin, gap[s])) {
           q[c] = qc;
           skipped[s] = 1;
@@ -593,11 +607,13 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
       if (!skipped[s]) {
         for (index_t a0 = 0; a0 < A; a0 += 16) {  // (the greedy row's dot is in place already)
           index_t own[16], n = 0;
+          acc_t<T> d[16];
           for (index_t a = a0; a < std::min(A, a0 + 16); ++a)
             if (!eliminating || a != pi[s]) own[n++] = s * A + a;
-          dot_list(m, b, own, n, v, false, dots);
+          m.dot_rows(b, own, n, v, d);
+          for (index_t k = 0; k < n; ++k) ds[own[k] - s * A] = d[k];
         }
-        best = finish_state(s, A, r, dots, gamma, keep_gap, q, pi, gap);
+        best = finish_state(s, A, r, ds, gamma, keep_gap, q, pi, gap);
       }
       u[s] = best;
       const double d = static_cast<double>(best) - static_cast<double>(v[s]);
@@ -605,8 +621,12 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
       hi = std::max(hi, d);
       if (chk) check_state_rows(m, b, s, err, mn, bad);  // (its rows are in cache now)
     };
-#pragma omp parallel for schedule(guided, 16) reduction(min : lo, mn) reduction(max : hi, err) reduction(+ : bad)
-    for (index_t s = 0; s < S; ++s) state(s, lo, hi, err, mn, bad);
+#pragma omp parallel reduction(min : lo, mn) reduction(max : hi, err) reduction(+ : bad)
+    {
+      std::vector<acc_t<T>> ds(A);
+#pragma omp for schedule(guided, 16)
+      for (index_t s = 0; s < S; ++s) state(s, ds.data(), lo, hi, err, mn, bad);
+    }
     if (chk) {
       chk[0] = err;
       chk[1] = mn;
@@ -614,10 +634,7 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
     }
   } else {
     // ---- in phases, one thread: 1. the dots of the rows to read
-    if (zero_v) {
-      for (index_t i = 0; i < S * A; ++i) dots[i] = 0;
-      for (index_t s = 0; s < S; ++s) skipped[s] = 0;
-    } else if (eliminating) {  // the greedy rows first, then the other rows of the states that need them
+    if (eliminating) {  // the greedy rows first, then the other rows of the states that need them
       bool done = false;
       if constexpr (M::kPackable) {
         if (!w.p_pi.empty()) {
@@ -665,7 +682,7 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
     if (chk) check_rows(m, b, false, chk);  // (a small MDP: its rows are still in cache)
     // 2. Q, pi, G and u of every state
     for (index_t s = 0; s < S; ++s) {
-      const T best = skipped[s] ? q[s * A + pi[s]] : finish_state(s, A, r, dots, gamma, keep_gap, q, pi, gap);
+      const T best = skipped[s] ? q[s * A + pi[s]] : finish_state(s, A, r, dots + s * A, gamma, keep_gap, q, pi, gap);
       u[s] = best;
       const double d = static_cast<double>(best) - static_cast<double>(v[s]);
       lo = std::min(lo, d);
@@ -684,17 +701,18 @@ template <class T, class M>
 void fill_skipped(const M& m, index_t b, const T* r, const T* v, T gamma, const std::int64_t* pi,
                   ImproveWork<T>& w, T* q) {
   const index_t S = m.S, A = m.A;
-  index_t n = 0;
-  for (index_t s = 0; s < S; ++s)
-    if (w.skipped[s])
-      for (index_t a = 0; a < A; ++a)
-        if (a != pi[s]) w.rows[n++] = s * A + a;
-  dot_list(m, b, w.rows.data(), n, v, false, w.dots.data());
-  for (index_t k = 0; k < n; ++k) {
-    const index_t i = w.rows[k];
-    q[i] = static_cast<T>(r[i] + gamma * w.dots[i]);
+  for (index_t s = 0; s < S; ++s) {
+    if (!w.skipped[s]) continue;
+    for (index_t a0 = 0; a0 < A; a0 += 16) {
+      index_t own[16], n = 0;
+      acc_t<T> d[16];
+      for (index_t a = a0; a < std::min(A, a0 + 16); ++a)
+        if (a != pi[s]) own[n++] = s * A + a;
+      m.dot_rows(b, own, n, v, d);
+      for (index_t k = 0; k < n; ++k) q[own[k]] = static_cast<T>(r[own[k]] + gamma * d[k]);
+    }
+    w.skipped[s] = 0;
   }
-  std::fill(w.skipped.begin(), w.skipped.end(), std::uint8_t(0));
 }
 
 // w = T_pi u for a deterministic (pi_s == nullptr) or stochastic policy; range of w - u.
@@ -768,7 +786,7 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
   const double g = static_cast<double>(gamma), k = g < 1 ? g / (1 - g) : 0;
   SolveStats st;
   Range rg;
-  ImproveWork<T> work(S, A, r, opt.elim_tau);
+  ImproveWork<T> work(S, A, r, opt.elim_tau, !par);
   if constexpr (M::kPackable) {
     if (!par && S * S * static_cast<index_t>(sizeof(T)) <= (index_t(1) << 20)) work.enable_packing(S);
   }
