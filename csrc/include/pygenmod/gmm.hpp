@@ -634,16 +634,19 @@ PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const
 
 // Responsibilities of one lane block (points p .. p + W) from the log-probabilities lp[k][CH]
 // (T; overwritten by exp(lp - max)): r[k][CH] (double) = point weight * responsibility, and
-// llacc (double lanes) += weight * log p(x). Branch-free except for lanes whose largest
-// log-probability is not finite (every component underflowed, e.g. a far float32 outlier):
-// those go to component 0 and do not enter the bound.
+// llacc (double lanes) += weight * log p(x). Branch-free: lanes whose largest log-probability
+// is not finite (every component underflowed, e.g. a far float32 outlier) leave NaN in r and
+// in `bad`, and their max in mxb; resp_fixup then gives them to component 0 (they do not
+// enter the bound).
+// prod (chunks whose weights are all 1 or 0): the log of the mixture densities' scale is not
+// taken per point, the lanes' product of them (*prod, padding lanes excluded) is, once per
+// chunk (chunk_ll); each lane multiplies at most CH / W factors in [1, K].
 template <class T, int VB>
-PGM_INLINE void resp_block(T* lp, double* r, index_t K, index_t CH, index_t p, const T* wv,
-                           typename simd<double, VB>::v& llacc) {
+PGM_INLINE void resp_block(T* lp, double* r, T* mxb, index_t K, index_t CH, index_t p, const T* wv,
+                           typename simd<double, VB>::v& llacc, typename simd<T, VB>::v& bad,
+                           typename simd<T, VB>::v* prod) {
   using V = typename simd<T, VB>::v;
   using VD = typename simd<double, VB>::v;
-  constexpr index_t W = simd<T, VB>::W;
-  constexpr index_t WD = simd<double, VB>::W;
   V mx = vload<V>(lp + p);
   for (index_t k = 1; k < K; ++k) mx = vmax(mx, vload<V>(lp + k * CH + p));
   V s = {};
@@ -652,12 +655,22 @@ PGM_INLINE void resp_block(T* lp, double* r, index_t K, index_t CH, index_t p, c
     vstore(lp + k * CH + p, e);
     s += e;
   }
-  const auto fin = (mx - mx) == 0;  // false for +-inf and NaN
-  const V one = vsplat<V>(T(1));
-  const V sf = fin ? s : one;       // s >= 1 where finite
-  const V term = fin ? mx + vm::log_ge1(sf) : V{};
+  const V fm = mx - mx;  // 0, or NaN for +-inf and NaN
+  bad += fm;
+  vstore(mxb + p, mx);
+  const auto fin = fm == 0;
+  const V sf = fin ? s : vsplat<V>(T(1));  // s >= 1 where finite
   const V wvv = vload<V>(wv + p);
-  const V f = wvv / sf;
+  V inv, term;
+  if (prod) {
+    *prod *= wvv > 0 ? sf : vsplat<V>(T(1));
+    inv = T(1) / sf;
+    term = fin ? mx : V{};
+  } else {
+    const V lg = vm::log_ge1(sf, &inv);
+    term = fin ? mx + lg : V{};
+  }
+  const V f = wvv * inv;
   if constexpr (sizeof(T) == 8) {
     llacc += wvv * term;
   } else {
@@ -668,13 +681,42 @@ PGM_INLINE void resp_block(T* lp, double* r, index_t K, index_t CH, index_t p, c
     llacc += w1 * t1;
   }
   for (index_t k = 0; k < K; ++k) store_f64<T, VB>(r + k * CH + p, vload<V>(lp + k * CH + p) * f);
-  bool all = true;
-  for (index_t q = 0; q < W; ++q) all = all && fin[q];
-  if (!all)
-    for (index_t q = 0; q < W; ++q)
-      if (!fin[q])
-        for (index_t k = 0; k < K; ++k) r[k * CH + p + q] = k == 0 ? static_cast<double>(wv[p + q]) : 0.0;
-  (void)WD;
+}
+
+// Adds the log of the lanes' products of resp_block to llacc.
+template <class T, int VB>
+PGM_INLINE void chunk_ll(typename simd<T, VB>::v prod, typename simd<double, VB>::v& llacc) {
+  const typename simd<T, VB>::v lg = vm::log_ge1(prod);
+  if constexpr (sizeof(T) == 8) {
+    llacc += lg;
+  } else {
+    typename simd<double, VB>::v a, b;
+    widen<VB>(lg, a, b);
+    llacc += a + b;
+  }
+}
+
+// True when every weight of the chunk is 1 (padding lanes 0) and a lane's product of CH / W
+// factors in [1, K] cannot overflow.
+template <class T>
+PGM_INLINE bool unit_chunk(const T* wv, index_t m, index_t K, index_t CH, index_t W) {
+  const double lim = sizeof(T) == 8 ? 1e300 : 1e37;
+  if (std::pow(static_cast<double>(K), static_cast<double>(CH / W)) > lim) return false;
+  bool one = true;
+  for (index_t p = 0; p < m; ++p) one &= wv[p] == T(1);
+  return one;
+}
+
+// After the lane blocks of a chunk of m points: lanes flagged in `bad` go to component 0.
+template <class T, int VB>
+PGM_INLINE void resp_fixup(double* r, const T* mxb, index_t K, index_t CH, index_t m, const T* wv,
+                           typename simd<T, VB>::v bad) {
+  bool ok = true;
+  for (index_t q = 0; q < simd<T, VB>::W; ++q) ok = ok && bad[q] == 0;
+  if (ok) return;
+  for (index_t p = 0; p < m; ++p)
+    if (!(mxb[p] - mxb[p] == 0))
+      for (index_t k = 0; k < K; ++k) r[k * CH + p] = k == 0 ? static_cast<double>(wv[p]) : 0.0;
 }
 
 // Per-iteration constants of one set's current parameters, laid out for the micro-kernels
@@ -748,12 +790,12 @@ constexpr index_t kChunk = 128;  // points per chunk (a multiple of every lane c
 template <class T>
 struct SmallWork {
   static constexpr index_t CH = kChunk;
-  std::vector<T> xt, lp, wv;          // D x CH, K x CH, CH
+  std::vector<T> xt, lp, wv, mx;      // D x CH, K x CH, CH, CH
   std::vector<double> xd, r, acc;     // D x CH (float32 input), K x CH, accumulators
   std::vector<index_t> idx;
   void resize(index_t D, index_t K) {
     const index_t na = 1 + D + D * (D + 1) / 2;
-    xt.assign(D * CH, T(0)); lp.assign(K * CH, T(0)); wv.assign(CH, T(0));
+    xt.assign(D * CH, T(0)); lp.assign(K * CH, T(0)); wv.assign(CH, T(0)); mx.assign(CH, T(0));
     xd.assign(D * CH, 0.0); r.assign(K * CH, 0.0); acc.assign((K + 1) * na * 8, 0.0);
     idx.assign(CH, 0);
   }
@@ -766,6 +808,21 @@ template <class T>
 PGM_INLINE index_t gather_lanes(const T* X, const T* Wt, index_t& n, index_t n1, index_t D,
                                 const double* c, T* xt, T* wv, index_t* idx, index_t CH, index_t W) {
   index_t m = 0;
+  const index_t cnt = std::min(CH, n1 - n);
+  bool all = true;
+  for (index_t p = 0; p < cnt; ++p) all &= Wt[n + p] > 0;
+  if (all) {  // no padding points: plain transposition
+    for (index_t d = 0; d < D; ++d) {
+      const double cd = c[d];
+      for (index_t p = 0; p < cnt; ++p) xt[d * CH + p] = static_cast<T>(static_cast<double>(X[(n + p) * D + d]) - cd);
+    }
+    for (index_t p = 0; p < cnt; ++p) {
+      wv[p] = Wt[n + p];
+      idx[p] = n + p;
+    }
+    m = cnt;
+    n += cnt;
+  }
   for (; n < n1 && m < CH; ++n) {
     const T wgt = Wt[n];
     if (!(wgt > 0)) continue;
@@ -812,6 +869,8 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
     if (m == 0) break;
     const index_t mp = round_up(m, VW);
     if (!resp) {
+      V bad = {}, prod = vsplat<V>(T(1));
+      V* pprod = unit_chunk(wv, m, K, CH, VW) ? &prod : nullptr;
       for (index_t p = 0; p < mp; p += VW) {
         V x[DD];
         for (index_t i = 0; i < D; ++i) x[i] = vload<V>(xt + i * CH + p);
@@ -846,8 +905,10 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
           }
           vstore(lp + k * CH + p, static_cast<T>(prep.cst[k]) - T(0.5) * ssq);
         }
-        resp_block<T, VB>(lp, r, K, CH, p, wv, llacc);
+        resp_block<T, VB>(lp, r, w.mx.data(), K, CH, p, wv, llacc, bad, pprod);
       }
+      if (pprod) chunk_ll<T, VB>(prod, llacc);
+      resp_fixup<T, VB>(r, w.mx.data(), K, CH, m, wv, bad);
     } else {
       for (index_t k = 0; k < K; ++k)
         for (index_t p = 0; p < mp; ++p)
@@ -997,6 +1058,7 @@ struct ChunkWork {
   std::vector<T> dt;          // D x CH: float32 x - mu_k
   std::vector<T> lp;          // K x CH log-probabilities
   std::vector<T> wv;          // CH point weights
+  std::vector<T> mx;          // CH largest log-probabilities
   std::vector<double> wvd;    // CH point weights (float64)
   std::vector<index_t> idx;   // CH point indices
   std::vector<double> r;      // K x CH weight * responsibility
@@ -1012,6 +1074,7 @@ struct ChunkWork {
     dt.assign(D * CH, T(0));
     lp.assign(K * CH, T(0));
     wv.assign(CH, T(0));
+    mx.assign(CH, T(0));
     wvd.assign(CH, 0.0);
     idx.assign(CH, 0);
     r.assign(K * CH, 0.0);
@@ -1094,7 +1157,11 @@ PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T
           }
         }
       }
-      for (index_t p = 0; p < mp; p += VW) resp_block<T, VB>(lp, r, K, CH, p, wv, llacc);
+      V bad = {}, prod = vsplat<V>(T(1));
+      V* pprod = unit_chunk(wv, m, K, CH, VW) ? &prod : nullptr;
+      for (index_t p = 0; p < mp; p += VW) resp_block<T, VB>(lp, r, w.mx.data(), K, CH, p, wv, llacc, bad, pprod);
+      if (pprod) chunk_ll<T, VB>(prod, llacc);
+      resp_fixup<T, VB>(r, w.mx.data(), K, CH, m, wv, bad);
     } else {
       for (index_t k = 0; k < K; ++k)
         for (index_t p = 0; p < mp; ++p)

@@ -116,26 +116,41 @@ PGM_VINLINE V exp_nonpos_f32(V x) {
 }
 
 // log(s) for double lanes s >= 1 (finite): s = 2^e m, m in [sqrt(1/2), sqrt(2)) (random.hpp's
-// log_f64 reduction, restricted to s >= 1 so the exponent is non-negative).
+// log_f64 reduction, restricted to s >= 1 so the exponent is non-negative). With inv, also
+// *inv = 1/s (within 2 ulp), sharing the one division.
 template <class V>
-PGM_VINLINE V log_ge1_f64(V s) {
+PGM_VINLINE V log_ge1_f64(V s, V* inv = nullptr) {
   using VI = decltype(s < s);
   const VI ix = bitcast<VI>(s) - 0x3FE6A09E667F3BCDLL;  // bits of sqrt(1/2); >= 0 for s >= 1
   const VI e = (ix >> 52) & 0x7ff;  // (masked: a logical shift, also on AVX2)
   const V m = bitcast<V>((ix & 0x000FFFFFFFFFFFFFLL) + 0x3FE6A09E667F3BCDLL);
   const V ed = bitcast<V>(e + 0x4330000000000000LL) - 4503599627370496.0;  // exact for e >= 0
-  const V u = (m - 1.0) / (m + 1.0);
+  V u;
+  if (inv) {  // one division for both 1/s and (m - 1)/(m + 1)
+    const V q = 1.0 / ((m + 1.0) * s);
+    *inv = q * (m + 1.0);
+    u = (m - 1.0) * (q * s);
+  } else {
+    u = (m - 1.0) / (m + 1.0);
+  }
   return ed * kLn2Hi + (u * log_series_f64(u * u) + ed * kLn2Lo);
 }
 
 // log(s) for float lanes s >= 1 (finite): random.hpp's log_f32.
 template <class V>
-PGM_VINLINE V log_ge1_f32(V s) {
+PGM_VINLINE V log_ge1_f32(V s, V* inv = nullptr) {
   using VI = decltype(s < s);
   const VI ix = bitcast<VI>(s) - 0x3f3504f3;
   const VI e = ix >> 23;
   const V m = bitcast<V>((ix & 0x007fffff) + 0x3f3504f3);
-  const V u = (m - 1.0f) / (m + 1.0f);
+  V u;
+  if (inv) {
+    const V q = 1.0f / ((m + 1.0f) * s);
+    *inv = q * (m + 1.0f);
+    u = (m - 1.0f) * (q * s);
+  } else {
+    u = (m - 1.0f) / (m + 1.0f);
+  }
   return __builtin_convertvector(e, V) * 0.693147180559945f + u * log_series_f32(u * u);
 }
 
@@ -145,9 +160,9 @@ PGM_VINLINE V exp_nonpos(V x) {
   else return exp_nonpos_f32(x);
 }
 template <class V>
-PGM_VINLINE V log_ge1(V s) {
-  if constexpr (sizeof(s[0]) == 8) return log_ge1_f64(s);
-  else return log_ge1_f32(s);
+PGM_VINLINE V log_ge1(V s, V* inv = nullptr) {
+  if constexpr (sizeof(s[0]) == 8) return log_ge1_f64(s, inv);
+  else return log_ge1_f32(s, inv);
 }
 #endif
 
