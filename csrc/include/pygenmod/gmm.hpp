@@ -556,13 +556,22 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
         vstore(c + 2 * ldc, c20); vstore(c + 2 * ldc + W, c21);
         vstore(c + 3 * ldc, c30); vstore(c + 3 * ldc + W, c31);
       }
-      if (j < jend) {  // one vector left: 4 x 1 tile
-        V c0 = {}, c1 = {}, c2 = {}, c3 = {};
-        for (index_t n = 0; n < m; ++n) {
+      if (j < jend) {  // one vector left: 4 x 1 tile, even and odd n apart (8 FMA chains)
+        V c0 = {}, c1 = {}, c2 = {}, c3 = {}, d0 = {}, d1 = {}, d2 = {}, d3 = {};
+        index_t n = 0;
+        for (; n + 2 <= m; n += 2) {
+          const V b0 = vload<V>(B + n * ldb + j), b1 = vload<V>(B + (n + 1) * ldb + j);
+          const T* a = A + n * lda + i * sa;
+          const T* e = a + lda;
+          c0 += a[0] * b0; c1 += a[sa] * b0; c2 += a[2 * sa] * b0; c3 += a[3 * sa] * b0;
+          d0 += e[0] * b1; d1 += e[sa] * b1; d2 += e[2 * sa] * b1; d3 += e[3 * sa] * b1;
+        }
+        if (n < m) {
           const V b0 = vload<V>(B + n * ldb + j);
           const T* a = A + n * lda + i * sa;
           c0 += a[0] * b0; c1 += a[sa] * b0; c2 += a[2 * sa] * b0; c3 += a[3 * sa] * b0;
         }
+        c0 += d0; c1 += d1; c2 += d2; c3 += d3;
         T* c = C + i * ldc + j;
         vstore(c, c0); vstore(c + ldc, c1); vstore(c + 2 * ldc, c2); vstore(c + 3 * ldc, c3);
       }
@@ -702,9 +711,9 @@ template <class T>
 PGM_INLINE bool unit_chunk(const T* wv, index_t m, index_t K, index_t CH, index_t W) {
   const double lim = sizeof(T) == 8 ? 1e300 : 1e37;
   if (std::pow(static_cast<double>(K), static_cast<double>(CH / W)) > lim) return false;
-  bool one = true;
-  for (index_t p = 0; p < m; ++p) one &= wv[p] == T(1);
-  return one;
+  int other = 0;  // (an int reduction: vectorises, a bool one does not)
+  for (index_t p = 0; p < m; ++p) other |= wv[p] != T(1);
+  return other == 0;
 }
 
 // After the lane blocks of a chunk of m points: lanes flagged in `bad` go to component 0.
@@ -809,12 +818,17 @@ PGM_INLINE index_t gather_lanes(const T* X, const T* Wt, index_t& n, index_t n1,
                                 const double* c, T* xt, T* wv, index_t* idx, index_t CH, index_t W) {
   index_t m = 0;
   const index_t cnt = std::min(CH, n1 - n);
-  bool all = true;
-  for (index_t p = 0; p < cnt; ++p) all &= Wt[n + p] > 0;
-  if (all) {  // no padding points: plain transposition
-    for (index_t d = 0; d < D; ++d) {
-      const double cd = c[d];
-      for (index_t p = 0; p < cnt; ++p) xt[d * CH + p] = static_cast<T>(static_cast<double>(X[(n + p) * D + d]) - cd);
+  int pad = 0;  // (an int reduction: vectorises, a bool one does not)
+  for (index_t p = 0; p < cnt; ++p) pad |= !(Wt[n + p] > 0);
+  if (pad == 0) {  // no padding points: plain transposition
+    if (D <= kSmallDMax) {
+      for (index_t d = 0; d < D; ++d) {
+        const double cd = c[d];
+        for (index_t p = 0; p < cnt; ++p) xt[d * CH + p] = static_cast<T>(static_cast<double>(X[(n + p) * D + d]) - cd);
+      }
+    } else {
+      for (index_t p = 0; p < cnt; ++p)
+        for (index_t d = 0; d < D; ++d) xt[d * CH + p] = static_cast<T>(static_cast<double>(X[(n + p) * D + d]) - c[d]);
     }
     for (index_t p = 0; p < cnt; ++p) {
       wv[p] = Wt[n + p];
@@ -1028,11 +1042,12 @@ PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* 
       for (index_t d = 0; d < D; ++d) S1[k * D + d] += C[k * ldx + d];
     const index_t nmat = (type == FULL) ? K : 1;
     for (index_t q = 0; q < nmat; ++q) {
-      for (index_t p = 0; p < m; ++p) {
+      using VA = typename simd<A, VB>::v;
+      for (index_t p = 0; p < m; ++p) {  // (padding columns: 0 * 0)
         const A a = (type == FULL) ? r[q * CH + p] : static_cast<A>(wv[p]);
         const A* x = xc + p * ldx;
         A* o = ax + p * ldx;
-        for (index_t d = 0; d < D; ++d) o[d] = a * x[d];
+        for (index_t d = 0; d < ldx; d += simd<A, VB>::W) vstore(o + d, a * vload<VA>(x + d));
       }
       gemm_atb<A, VB>(ax, ldx, 1, xc, ldx, m, D, ldx, C, ldx, true);
       double* s2 = S2 + q * D * D;
