@@ -489,18 +489,18 @@ template <class V, class T> PGM_INLINE V vload(const T* p) {
   __builtin_memcpy(&x, p, sizeof(V));
   return x;
 }
-template <class V, class T> PGM_INLINE void vstore(T* p, V x) { __builtin_memcpy(p, &x, sizeof(V)); }
+template <class V, class T> PGM_INLINE void vstore(T* p, const V& x) { __builtin_memcpy(p, &x, sizeof(V)); }
 template <class V, class T> PGM_INLINE V vsplat(T s) { V x = {}; return x + s; }
-template <class T, class V> PGM_INLINE T hsum(V x) {
+template <class T, class V> PGM_INLINE T hsum(const V& x) {
   T s = 0;
   for (index_t i = 0; i < static_cast<index_t>(sizeof(V) / sizeof(T)); ++i) s += x[i];
   return s;
 }
-template <class V> PGM_INLINE V vmax(V a, V b) { return a > b ? a : b; }
+template <class V> PGM_INLINE V vmax(const V& a, const V& b) { return a > b ? a : b; }
 
 // Float lanes widened to double lanes: lo/hi halves of v.
 template <int VB>
-PGM_INLINE void widen(typename simd<float, VB>::v v, typename simd<double, VB>::v& lo,
+PGM_INLINE void widen(const typename simd<float, VB>::v& v, typename simd<double, VB>::v& lo,
                       typename simd<double, VB>::v& hi) {
   using H = typename simd<float, VB>::half;
   using VD = typename simd<double, VB>::v;
@@ -512,7 +512,7 @@ PGM_INLINE void widen(typename simd<float, VB>::v v, typename simd<double, VB>::
 }
 // Store T lanes as doubles.
 template <class T, int VB>
-PGM_INLINE void store_f64(double* dst, typename simd<T, VB>::v v) {
+PGM_INLINE void store_f64(double* dst, const typename simd<T, VB>::v& v) {
   if constexpr (sizeof(T) == 8) {
     vstore(dst, v);
   } else {
@@ -694,7 +694,7 @@ PGM_INLINE void resp_block(T* lp, double* r, T* mxb, index_t K, index_t CH, inde
 
 // Adds the log of the lanes' products of resp_block to llacc.
 template <class T, int VB>
-PGM_INLINE void chunk_ll(typename simd<T, VB>::v prod, typename simd<double, VB>::v& llacc) {
+PGM_INLINE void chunk_ll(const typename simd<T, VB>::v& prod, typename simd<double, VB>::v& llacc) {
   const typename simd<T, VB>::v lg = vm::log_ge1(prod);
   if constexpr (sizeof(T) == 8) {
     llacc += lg;
@@ -719,7 +719,7 @@ PGM_INLINE bool unit_chunk(const T* wv, index_t m, index_t K, index_t CH, index_
 // After the lane blocks of a chunk of m points: lanes flagged in `bad` go to component 0.
 template <class T, int VB>
 PGM_INLINE void resp_fixup(double* r, const T* mxb, index_t K, index_t CH, index_t m, const T* wv,
-                           typename simd<T, VB>::v bad) {
+                           const typename simd<T, VB>::v& bad) {
   bool ok = true;
   for (index_t q = 0; q < simd<T, VB>::W; ++q) ok = ok && bad[q] == 0;
   if (ok) return;

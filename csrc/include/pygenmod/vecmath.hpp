@@ -30,13 +30,13 @@ namespace pygenmod::vm {
 
 // exp(r) for |r| <= ln2/2, float32: degree-6 Taylor (~2 ulp after scaling).
 template <class F>
-PGM_VM_CORE F exp_poly_f32(F r) {
+PGM_VM_CORE F exp_poly_f32(const F& r) {
   return 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f + r * 1.3888889e-3f)))));
 }
 
 // exp(r) for |r| <= ln2/2, float64: degree-13 Taylor (relative error < 2e-16).
 template <class F>
-PGM_VM_CORE F exp_poly_f64(F r) {
+PGM_VM_CORE F exp_poly_f64(const F& r) {
   F p = r * (1.0 / 6227020800.0) + 1.0 / 479001600.0;
   p = p * r + 1.0 / 39916800.0;
   p = p * r + 1.0 / 3628800.0;
@@ -55,11 +55,11 @@ PGM_VM_CORE F exp_poly_f64(F r) {
 // log(m) = s * p(s^2) with s = (m - 1) / (m + 1), m in [sqrt(1/2), sqrt(2)): the atanh series
 // 2 s (1 + s^2/3 + ...), to s^9 in float32 and s^21 in float64.
 template <class F>
-PGM_VM_CORE F log_series_f32(F s2) {
+PGM_VM_CORE F log_series_f32(const F& s2) {
   return 2.0f + s2 * (0.6666666667f + s2 * (0.4f + s2 * (0.2857142857f + s2 * 0.2222222222f)));
 }
 template <class F>
-PGM_VM_CORE F log_series_f64(F s2) {
+PGM_VM_CORE F log_series_f64(const F& s2) {
   return 2.0 + s2 * (2.0 / 3 + s2 * (2.0 / 5 + s2 * (2.0 / 7 + s2 * (2.0 / 9 + s2 * (2.0 / 11 + s2 * (2.0 / 13 +
          s2 * (2.0 / 15 + s2 * (2.0 / 17 + s2 * (2.0 / 19 + s2 * (2.0 / 21))))))))));
 }
@@ -76,7 +76,7 @@ constexpr float kLn2LoF = 1.428606765330187e-06f;
 #define PGM_VINLINE inline __attribute__((always_inline))
 
 template <class V, class S> PGM_VINLINE V splat(S s) { V x = {}; return x + s; }
-template <class A, class B> PGM_VINLINE A bitcast(B b) {
+template <class A, class B> PGM_VINLINE A bitcast(const B& b) {
   static_assert(sizeof(A) == sizeof(B), "bitcast: sizes differ");
   A a;
   __builtin_memcpy(&a, &b, sizeof(A));
@@ -86,7 +86,7 @@ template <class A, class B> PGM_VINLINE A bitcast(B b) {
 // exp(x) for double lanes x <= 0: x = n ln2 + r, degree-13 polynomial, 2^n from the rounding
 // constant's low bits; exp(x) = 0 for x < -600 (this also keeps products normal).
 template <class V>
-PGM_VINLINE V exp_nonpos_f64(V x) {
+PGM_VINLINE V exp_nonpos_f64(const V& x) {
   using VI = decltype(x < x);  // signed 64-bit lanes
   const V lo = splat<V>(-600.0);
   const V kShift = splat<V>(6755399441055744.0);  // 1.5 * 2^52
@@ -104,7 +104,7 @@ PGM_VINLINE V exp_nonpos_f64(V x) {
 // x < -60 (relative contributions below 1e-26 are dropped: responsibilities stay normal
 // floats, denormal products are slow).
 template <class V>
-PGM_VINLINE V exp_nonpos_f32(V x) {
+PGM_VINLINE V exp_nonpos_f32(const V& x) {
   using VI = decltype(x < x);  // signed 32-bit lanes
   const VI under = x < -60.0f;
   const V xc = under ? splat<V>(-60.0f) : x;
@@ -119,7 +119,7 @@ PGM_VINLINE V exp_nonpos_f32(V x) {
 // log_f64 reduction, restricted to s >= 1 so the exponent is non-negative). With inv, also
 // *inv = 1/s (within 2 ulp), sharing the one division.
 template <class V>
-PGM_VINLINE V log_ge1_f64(V s, V* inv = nullptr) {
+PGM_VINLINE V log_ge1_f64(const V& s, V* inv = nullptr) {
   using VI = decltype(s < s);
   const VI ix = bitcast<VI>(s) - 0x3FE6A09E667F3BCDLL;  // bits of sqrt(1/2); >= 0 for s >= 1
   const VI e = (ix >> 52) & 0x7ff;  // (masked: a logical shift, also on AVX2)
@@ -138,7 +138,7 @@ PGM_VINLINE V log_ge1_f64(V s, V* inv = nullptr) {
 
 // log(s) for float lanes s >= 1 (finite): random.hpp's log_f32.
 template <class V>
-PGM_VINLINE V log_ge1_f32(V s, V* inv = nullptr) {
+PGM_VINLINE V log_ge1_f32(const V& s, V* inv = nullptr) {
   using VI = decltype(s < s);
   const VI ix = bitcast<VI>(s) - 0x3f3504f3;
   const VI e = ix >> 23;
@@ -155,12 +155,12 @@ PGM_VINLINE V log_ge1_f32(V s, V* inv = nullptr) {
 }
 
 template <class V>
-PGM_VINLINE V exp_nonpos(V x) {
+PGM_VINLINE V exp_nonpos(const V& x) {
   if constexpr (sizeof(x[0]) == 8) return exp_nonpos_f64(x);
   else return exp_nonpos_f32(x);
 }
 template <class V>
-PGM_VINLINE V log_ge1(V s, V* inv = nullptr) {
+PGM_VINLINE V log_ge1(const V& s, V* inv = nullptr) {
   if constexpr (sizeof(s[0]) == 8) return log_ge1_f64(s, inv);
   else return log_ge1_f32(s, inv);
 }
