@@ -752,9 +752,22 @@ struct Prepared {
         if (type == DIAG) pd[k * ld + d] = pc[k * D + d];
         if (type == SPHERICAL) pd[k * ld + d] = pc[k];
       }
-    for (index_t k = 0; k < K; ++k)
-      cst[k] = std::log(static_cast<double>(weights[k])) +
-               log_det_pc(type, pc + pc_offset(type, k, D), D) - 0.5 * D * kLog2Pi;
+    for (index_t k = 0; k < K; ++k) {
+      // log(w_k det P_k) as one log of the product when it stays well inside the normal range
+      // (small D: one log per component instead of D + 1), else as a sum of logs
+      const T* pk = pc + pc_offset(type, k, D);
+      double prod = static_cast<double>(weights[k]);
+      if (type == SPHERICAL) {
+        for (index_t d = 0; d < D; ++d) prod *= static_cast<double>(pk[0]);
+      } else {
+        const index_t step = (type == DIAG) ? 1 : D + 1;
+        for (index_t d = 0; d < D; ++d) prod *= static_cast<double>(pk[d * step]);
+      }
+      const double lwd = (prod > 1e-280 && prod < 1e280)
+                             ? std::log(prod)
+                             : std::log(static_cast<double>(weights[k])) + log_det_pc(type, pk, D);
+      cst[k] = lwd - 0.5 * D * kLog2Pi;
+    }
     if (type == FULL || type == TIED) {
       Dp = round_up(D, W);
       P.assign(K * D * Dp, T(0));
