@@ -26,7 +26,7 @@ def cases(rng, dtype):
     # small-D path (D <= 8, per-D template) and the large-D path; unit weights (the
     # per-chunk product of mixture scales) and general weights with padding points (w = 0)
     out = []
-    for D, N, B in ((3, 300, 3), (1, 257, 2), (8, 140, 2), (12, 700, 2)):
+    for D, N, B in ((3, 300, 3), (1, 257, 2), (8, 140, 2), (12, 700, 2), (13, 300, 1)):
         X = blobs(rng, B, N, D, 4).astype(dtype)
         w = rng.uniform(0.2, 2.0, (B, N)).astype(dtype)
         w[:, ::7] = 0
