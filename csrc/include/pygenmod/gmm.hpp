@@ -424,22 +424,26 @@ inline int max_threads() {
 }
 
 // ---- SIMD micro-kernels ------------------------------------------------------------------
-// GCC/Clang vector extensions of VB bytes (32: 4 doubles / 8 floats, 64: 8 doubles / 16
-// floats). The bodies are always-inlined into three entry points per kernel (see
-// accumulate_group), chosen at run time: AVX-512 (F/DQ/BW/VL, VB = 64), AVX2+FMA (VB = 32) and
-// the baseline ISA (VB = 32, which the compiler splits into SSE2 halves). No -march flag is
-// needed. The vector width only changes the order of some additions (rounding-level
+// GCC/Clang vector extensions of VB bytes (16: 2 doubles / 4 floats, 32: 4 / 8, 64: 8 / 16).
+// The bodies are always-inlined into three entry points per kernel (see accumulate_group),
+// chosen at run time: AVX-512 (F/DQ/BW/VL, VB = 64), AVX2+FMA (VB = 32) and the baseline ISA
+// (VB = 16: SSE2 on x86-64, NEON on aarch64; wider vectors there are split by the compiler,
+// and GCC scalarises their compares and selects). No -march flag is needed. The vector width only changes the order of some additions (rounding-level
 // differences between the paths); on one machine results are deterministic and independent of
 // the thread count.
 #define PGM_INLINE inline __attribute__((always_inline))
 
+typedef double pgm_v2d __attribute__((vector_size(16)));
 typedef double pgm_v4d __attribute__((vector_size(32)));
 typedef double pgm_v8d __attribute__((vector_size(64)));
+typedef float pgm_v2f __attribute__((vector_size(8)));
 typedef float pgm_v4f __attribute__((vector_size(16)));
 typedef float pgm_v8f __attribute__((vector_size(32)));
 typedef float pgm_v16f __attribute__((vector_size(64)));
 
 template <class T, int VB> struct simd;
+template <> struct simd<double, 16> { typedef pgm_v2d v; static constexpr index_t W = 2; };
+template <> struct simd<float, 16> { typedef pgm_v4f v; typedef pgm_v2f half; static constexpr index_t W = 4; };
 template <> struct simd<double, 32> { typedef pgm_v4d v; static constexpr index_t W = 4; };
 template <> struct simd<double, 64> { typedef pgm_v8d v; static constexpr index_t W = 8; };
 template <> struct simd<float, 32> { typedef pgm_v8f v; typedef pgm_v4f half; static constexpr index_t W = 8; };
@@ -478,7 +482,7 @@ inline int active_isa() {
 // Lanes of T in the vectors of an ISA's entry point.
 template <class T>
 inline index_t isa_lanes(int isa) {
-  return (isa == ISA_AVX512 ? 64 : 32) / static_cast<index_t>(sizeof(T));
+  return (isa == ISA_AVX512 ? 64 : isa == ISA_AVX2 ? 32 : 16) / static_cast<index_t>(sizeof(T));
 }
 
 inline index_t round_up(index_t n, index_t w) { return (n + w - 1) / w * w; }
@@ -1234,7 +1238,7 @@ template <class T>
 void accumulate_group_base(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
                            index_t D, index_t K, const double* c, const Prepared<T>& prep,
                            double* st, ChunkWork<T>& w) {
-  accumulate_group_impl<T, 32>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+  accumulate_group_impl<T, 16>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
