@@ -116,6 +116,14 @@ void sample(py::array weights, py::array means, py::array prec_chol, int cov_typ
   });
 }
 
+// Private: caps the instruction set of the EM kernels (-1 none, 0 baseline, 1 AVX2+FMA,
+// 2 AVX-512); returns (previous cap, instruction set the CPU has). For tests and diagnostics.
+py::tuple isa_cap(int cap) {
+  if (cap < -1 || cap > 2) throw std::invalid_argument("cap: expected -1, 0, 1 or 2");
+  const int prev = gmm::isa_cap().exchange(cap);
+  return py::make_tuple(prev, gmm::detected_isa());
+}
+
 void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
                       std::uint64_t stream, py::array idx) {
   if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
@@ -173,5 +181,6 @@ PYBIND11_MODULE(_cpu_gmm, m) {
         "stream"_a, "out"_a, "labels"_a);
   m.def("random_from_data", &random_from_data, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
   m.def("kmeanspp", &kmeanspp, "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
+  m.def("_isa_cap", &isa_cap, "cap"_a);
   m.def("kmeans", &kmeans, "X"_a, "W"_a, "n_rep"_a, "max_iter"_a, "centers"_a, "labels"_a);
 }

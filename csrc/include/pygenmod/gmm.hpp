@@ -14,6 +14,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +23,7 @@
 
 #include "pygenmod/common.hpp"
 #include "pygenmod/random.hpp"
+#include "pygenmod/vecmath.hpp"
 
 #if defined(_OPENMP) && !defined(__CUDACC__)
 #include <omp.h>
@@ -422,23 +424,66 @@ inline int max_threads() {
 }
 
 // ---- SIMD micro-kernels ------------------------------------------------------------------
-// GCC/Clang vector extensions: 256-bit vectors (4 doubles / 8 floats). The bodies are
-// always-inlined into two entry points per kernel (see accumulate_group): one compiled for
-// AVX2+FMA and chosen at run time when the CPU has them, one for the baseline ISA (where the
-// compiler splits each vector into SSE2 halves). No -march flag is needed.
+// GCC/Clang vector extensions of VB bytes (16: 2 doubles / 4 floats, 32: 4 / 8, 64: 8 / 16).
+// The bodies are always-inlined into three entry points per kernel (see accumulate_group),
+// chosen at run time: AVX-512 (F/DQ/BW/VL, VB = 64), AVX2+FMA (VB = 32) and the baseline ISA
+// (VB = 16: SSE2 on x86-64, NEON on aarch64; wider vectors there are split by the compiler,
+// and GCC scalarises their compares and selects). No -march flag is needed. The vector width only changes the order of some additions (rounding-level
+// differences between the paths); on one machine results are deterministic and independent of
+// the thread count.
 #define PGM_INLINE inline __attribute__((always_inline))
 
-template <class T> struct simd;
+typedef double pgm_v2d __attribute__((vector_size(16)));
 typedef double pgm_v4d __attribute__((vector_size(32)));
+typedef double pgm_v8d __attribute__((vector_size(64)));
+typedef float pgm_v2f __attribute__((vector_size(8)));
+typedef float pgm_v4f __attribute__((vector_size(16)));
 typedef float pgm_v8f __attribute__((vector_size(32)));
-template <> struct simd<double> {
-  typedef pgm_v4d v;
-  static constexpr index_t W = 4;
-};
-template <> struct simd<float> {
-  typedef pgm_v8f v;
-  static constexpr index_t W = 8;
-};
+typedef float pgm_v16f __attribute__((vector_size(64)));
+
+template <class T, int VB> struct simd;
+template <> struct simd<double, 16> { typedef pgm_v2d v; static constexpr index_t W = 2; };
+template <> struct simd<float, 16> { typedef pgm_v4f v; typedef pgm_v2f half; static constexpr index_t W = 4; };
+template <> struct simd<double, 32> { typedef pgm_v4d v; static constexpr index_t W = 4; };
+template <> struct simd<double, 64> { typedef pgm_v8d v; static constexpr index_t W = 8; };
+template <> struct simd<float, 32> { typedef pgm_v8f v; typedef pgm_v4f half; static constexpr index_t W = 8; };
+template <> struct simd<float, 64> { typedef pgm_v16f v; typedef pgm_v8f half; static constexpr index_t W = 16; };
+
+// Instruction sets of the kernel entry points.
+enum Isa : int { ISA_BASE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+inline int detected_isa() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const int isa = [] {
+    __builtin_cpu_init();
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+      return int(ISA_AVX512);
+    return avx2 ? int(ISA_AVX2) : int(ISA_BASE);
+  }();
+  return isa;
+#else
+  return ISA_BASE;
+#endif
+}
+
+// Highest instruction set the kernels may use (-1: whatever the CPU has). A private hook for
+// tests and diagnostics (the bindings' _isa_cap); read once per launcher call.
+inline std::atomic<int>& isa_cap() {
+  static std::atomic<int> cap{-1};
+  return cap;
+}
+inline int active_isa() {
+  const int cap = isa_cap().load(std::memory_order_relaxed);
+  const int d = detected_isa();
+  return cap < 0 ? d : std::min(cap, d);
+}
+// Lanes of T in the vectors of an ISA's entry point.
+template <class T>
+inline index_t isa_lanes(int isa) {
+  return (isa == ISA_AVX512 ? 64 : isa == ISA_AVX2 ? 32 : 16) / static_cast<index_t>(sizeof(T));
+}
 
 inline index_t round_up(index_t n, index_t w) { return (n + w - 1) / w * w; }
 
@@ -448,22 +493,49 @@ template <class V, class T> PGM_INLINE V vload(const T* p) {
   __builtin_memcpy(&x, p, sizeof(V));
   return x;
 }
-template <class V, class T> PGM_INLINE void vstore(T* p, V x) { __builtin_memcpy(p, &x, sizeof(V)); }
+template <class V, class T> PGM_INLINE void vstore(T* p, const V& x) { __builtin_memcpy(p, &x, sizeof(V)); }
 template <class V, class T> PGM_INLINE V vsplat(T s) { V x = {}; return x + s; }
-template <class T, class V> PGM_INLINE T hsum(V x) {
+template <class T, class V> PGM_INLINE T hsum(const V& x) {
   T s = 0;
   for (index_t i = 0; i < static_cast<index_t>(sizeof(V) / sizeof(T)); ++i) s += x[i];
   return s;
 }
+template <class V> PGM_INLINE V vmax(const V& a, const V& b) { return a > b ? a : b; }
 
-// C[i][j] = sum_{n<m} A[n*lda + i] * B[n*ldb + j] for i < I and j < Jp (Jp a multiple of the
+// Float lanes widened to double lanes: lo/hi halves of v.
+template <int VB>
+PGM_INLINE void widen(const typename simd<float, VB>::v& v, typename simd<double, VB>::v& lo,
+                      typename simd<double, VB>::v& hi) {
+  using H = typename simd<float, VB>::half;
+  using VD = typename simd<double, VB>::v;
+  H a, b;
+  __builtin_memcpy(&a, &v, sizeof(H));
+  __builtin_memcpy(&b, reinterpret_cast<const char*>(&v) + sizeof(H), sizeof(H));
+  lo = __builtin_convertvector(a, VD);
+  hi = __builtin_convertvector(b, VD);
+}
+// Store T lanes as doubles.
+template <class T, int VB>
+PGM_INLINE void store_f64(double* dst, const typename simd<T, VB>::v& v) {
+  if constexpr (sizeof(T) == 8) {
+    vstore(dst, v);
+  } else {
+    typename simd<double, VB>::v lo, hi;
+    widen<VB>(v, lo, hi);
+    vstore(dst, lo);
+    vstore(dst + simd<double, VB>::W, hi);
+  }
+}
+
+// C[i][j] = sum_{n<m} A[n*lda + i*sa] * B[n*ldb + j] for i < I and j < Jp (Jp a multiple of the
 // vector width; B's padding columns must be finite). lower: only column vectors that touch
 // j <= i are computed (the rest of C is left unchanged). Register tile: 4 rows x 2 vectors.
-template <class T>
-PGM_INLINE void gemm_atb(const T* A, index_t lda, const T* B, index_t ldb, index_t m, index_t I,
-                         index_t Jp, T* C, index_t ldc, bool lower) {
-  using V = typename simd<T>::v;
-  constexpr index_t W = simd<T>::W;
+// (The sum over n runs in order for every entry: the result does not depend on the width.)
+template <class T, int VB>
+PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_t ldb, index_t m,
+                         index_t I, index_t Jp, T* C, index_t ldc, bool lower) {
+  using V = typename simd<T, VB>::v;
+  constexpr index_t W = simd<T, VB>::W;
   index_t i = 0;
   for (; i < I; i += 4) {
     const index_t ri = std::min<index_t>(4, I - i);
@@ -475,8 +547,8 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, const T* B, index_t ldb, index
         for (index_t n = 0; n < m; ++n) {
           const T* b = B + n * ldb + j;
           const V b0 = vload<V>(b), b1 = vload<V>(b + W);
-          const T* a = A + n * lda + i;
-          const T a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+          const T* a = A + n * lda + i * sa;
+          const T a0 = a[0], a1 = a[sa], a2 = a[2 * sa], a3 = a[3 * sa];
           c00 += a0 * b0; c01 += a0 * b1;
           c10 += a1 * b0; c11 += a1 * b1;
           c20 += a2 * b0; c21 += a2 * b1;
@@ -488,13 +560,22 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, const T* B, index_t ldb, index
         vstore(c + 2 * ldc, c20); vstore(c + 2 * ldc + W, c21);
         vstore(c + 3 * ldc, c30); vstore(c + 3 * ldc + W, c31);
       }
-      if (j < jend) {  // one vector left: 4 x 1 tile
-        V c0 = {}, c1 = {}, c2 = {}, c3 = {};
-        for (index_t n = 0; n < m; ++n) {
-          const V b0 = vload<V>(B + n * ldb + j);
-          const T* a = A + n * lda + i;
-          c0 += a[0] * b0; c1 += a[1] * b0; c2 += a[2] * b0; c3 += a[3] * b0;
+      if (j < jend) {  // one vector left: 4 x 1 tile, even and odd n apart (8 FMA chains)
+        V c0 = {}, c1 = {}, c2 = {}, c3 = {}, d0 = {}, d1 = {}, d2 = {}, d3 = {};
+        index_t n = 0;
+        for (; n + 2 <= m; n += 2) {
+          const V b0 = vload<V>(B + n * ldb + j), b1 = vload<V>(B + (n + 1) * ldb + j);
+          const T* a = A + n * lda + i * sa;
+          const T* e = a + lda;
+          c0 += a[0] * b0; c1 += a[sa] * b0; c2 += a[2 * sa] * b0; c3 += a[3 * sa] * b0;
+          d0 += e[0] * b1; d1 += e[sa] * b1; d2 += e[2 * sa] * b1; d3 += e[3 * sa] * b1;
         }
+        if (n < m) {
+          const V b0 = vload<V>(B + n * ldb + j);
+          const T* a = A + n * lda + i * sa;
+          c0 += a[0] * b0; c1 += a[sa] * b0; c2 += a[2 * sa] * b0; c3 += a[3 * sa] * b0;
+        }
+        c0 += d0; c1 += d1; c2 += d2; c3 += d3;
         T* c = C + i * ldc + j;
         vstore(c, c0); vstore(c + ldc, c1); vstore(c + 2 * ldc, c2); vstore(c + 3 * ldc, c3);
       }
@@ -505,7 +586,7 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, const T* B, index_t ldb, index
       for (; jj + 2 * W <= jend; jj += 2 * W) {
         V c0 = {}, c1 = {};
         for (index_t n = 0; n < m; ++n) {
-          const T a = A[n * lda + i + r];
+          const T a = A[n * lda + (i + r) * sa];
           c0 += a * vload<V>(B + n * ldb + jj);
           c1 += a * vload<V>(B + n * ldb + jj + W);
         }
@@ -514,182 +595,183 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, const T* B, index_t ldb, index
       }
       for (; jj < jend; jj += W) {
         V c0 = {};
-        for (index_t n = 0; n < m; ++n) c0 += A[n * lda + i + r] * vload<V>(B + n * ldb + jj);
+        for (index_t n = 0; n < m; ++n) c0 += A[n * lda + (i + r) * sa] * vload<V>(B + n * ldb + jj);
         vstore(C + (i + r) * ldc + jj, c0);
       }
     }
   }
 }
 
-// out[n] = || X[n, :K] P - b ||^2 (square=true) or out[n*ldo + j] = (X[n, :K] P)[j] for
-// n < m, with P (K x Jp, row stride ldp) and b (Jp). upper: P[i][j] = 0 for i > j, so the
-// inner loop of column block j stops at i = j + 2W. Register tile: 4 points x 2 vectors.
-template <class T, bool square>
-PGM_INLINE void gemm_ab(const T* X, index_t ldx, index_t m, index_t K, const T* P, index_t ldp,
-                        index_t Jp, const T* b, bool upper, T* out, index_t ldo) {
-  using V = typename simd<T>::v;
-  constexpr index_t W = simd<T>::W;
-  index_t n = 0;
-  for (; n + 4 <= m; n += 4) {
-    V s0 = {}, s1 = {}, s2 = {}, s3 = {};
-    const T* x0 = X + n * ldx;
-    const T* x1 = x0 + ldx;
-    const T* x2 = x1 + ldx;
-    const T* x3 = x2 + ldx;
-    for (index_t j = 0; j < Jp; j += 2 * W) {
-      const bool two = j + W < Jp;
-      V a00, a01, a10, a11, a20, a21, a30, a31;
-      if (square) {
-        a00 = a10 = a20 = a30 = -vload<V>(b + j);
-        a01 = a11 = a21 = a31 = two ? -vload<V>(b + j + W) : V{};
-      } else {
-        a00 = a10 = a20 = a30 = a01 = a11 = a21 = a31 = V{};
-      }
-      const index_t iend = upper ? std::min(K, j + 2 * W) : K;
-      for (index_t i = 0; i < iend; ++i) {
-        const T* p = P + i * ldp + j;
-        const V p0 = vload<V>(p);
-        const V p1 = two ? vload<V>(p + W) : V{};
-        const T e0 = x0[i], e1 = x1[i], e2 = x2[i], e3 = x3[i];
-        a00 += e0 * p0; a01 += e0 * p1;
-        a10 += e1 * p0; a11 += e1 * p1;
-        a20 += e2 * p0; a21 += e2 * p1;
-        a30 += e3 * p0; a31 += e3 * p1;
-      }
-      if (square) {
-        s0 += a00 * a00 + a01 * a01;
-        s1 += a10 * a10 + a11 * a11;
-        s2 += a20 * a20 + a21 * a21;
-        s3 += a30 * a30 + a31 * a31;
-      } else {
-        T* o = out + n * ldo + j;
-        vstore(o, a00); vstore(o + ldo, a10); vstore(o + 2 * ldo, a20); vstore(o + 3 * ldo, a30);
-        if (two) {
-          vstore(o + W, a01); vstore(o + ldo + W, a11); vstore(o + 2 * ldo + W, a21);
-          vstore(o + 3 * ldo + W, a31);
-        }
-      }
+// Squared Mahalanobis distances of one lane block of points, transposed layout (dims in rows
+// of stride CH, points in lanes): out = sum_j (sum_{i<=j} x_i P[i][j] - b_j)^2 with P upper
+// triangular (row stride ldp, zero below the diagonal) and b (nullptr: 0). Two lane blocks
+// and four columns at a time; x rows are read from L1.
+template <class T, int VB>
+PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const T* P, index_t ldp,
+                            const T* b, typename simd<T, VB>::v& out0, typename simd<T, VB>::v& out1) {
+  using V = typename simd<T, VB>::v;
+  constexpr index_t W = simd<T, VB>::W;
+  V s0 = {}, s1 = {};
+  index_t j = 0;
+  for (; j + 4 <= D; j += 4) {
+    V y00, y01, y02, y03, y10, y11, y12, y13;
+    if (b) {
+      y00 = y10 = vsplat<V>(-b[j]); y01 = y11 = vsplat<V>(-b[j + 1]);
+      y02 = y12 = vsplat<V>(-b[j + 2]); y03 = y13 = vsplat<V>(-b[j + 3]);
+    } else {
+      y00 = y01 = y02 = y03 = y10 = y11 = y12 = y13 = V{};
     }
-    if (square) {
-      out[n] = hsum<T>(s0); out[n + 1] = hsum<T>(s1); out[n + 2] = hsum<T>(s2); out[n + 3] = hsum<T>(s3);
+    for (index_t i = 0; i < j + 4; ++i) {
+      const V x0 = vload<V>(xt + i * CH + p), x1 = vload<V>(xt + i * CH + p + W);
+      const T* pr = P + i * ldp + j;
+      const T q0 = pr[0], q1 = pr[1], q2 = pr[2], q3 = pr[3];
+      y00 += x0 * q0; y01 += x0 * q1; y02 += x0 * q2; y03 += x0 * q3;
+      y10 += x1 * q0; y11 += x1 * q1; y12 += x1 * q2; y13 += x1 * q3;
     }
+    s0 += (y00 * y00 + y01 * y01) + (y02 * y02 + y03 * y03);
+    s1 += (y10 * y10 + y11 * y11) + (y12 * y12 + y13 * y13);
   }
-  for (; n < m; ++n) {
-    const T* x0 = X + n * ldx;
-    V s0 = {};
-    for (index_t j = 0; j < Jp; j += W) {
-      V a = square ? -vload<V>(b + j) : V{};
-      const index_t iend = upper ? std::min(K, j + W) : K;
-      for (index_t i = 0; i < iend; ++i) a += x0[i] * vload<V>(P + i * ldp + j);
-      if (square) s0 += a * a;
-      else vstore(out + n * ldo + j, a);
+  for (; j < D; ++j) {
+    V y0 = b ? vsplat<V>(-b[j]) : V{}, y1 = y0;
+    for (index_t i = 0; i <= j; ++i) {
+      const T q = P[i * ldp + j];
+      y0 += vload<V>(xt + i * CH + p) * q;
+      y1 += vload<V>(xt + i * CH + p + W) * q;
     }
-    if (square) out[n] = hsum<T>(s0);
+    s0 += y0 * y0;
+    s1 += y1 * y1;
+  }
+  out0 = s0;
+  out1 = s1;
+}
+
+// Responsibilities of one lane block (points p .. p + W) from the log-probabilities lp[k][CH]
+// (T; overwritten by exp(lp - max)): r[k][CH] (double) = point weight * responsibility, and
+// llacc (double lanes) += weight * log p(x). Branch-free: lanes whose largest log-probability
+// is not finite (every component underflowed, e.g. a far float32 outlier) leave NaN in r and
+// in `bad`, and their max in mxb; resp_fixup then gives them to component 0 (they do not
+// enter the bound).
+// prod (chunks whose weights are all 1 or 0): the log of the mixture densities' scale is not
+// taken per point, the lanes' product of them (*prod, padding lanes excluded) is, once per
+// chunk (chunk_ll); each lane multiplies at most CH / W factors in [1, K].
+template <class T, int VB>
+PGM_INLINE void resp_block(T* lp, double* r, T* mxb, index_t K, index_t CH, index_t p, const T* wv,
+                           typename simd<double, VB>::v& llacc, typename simd<T, VB>::v& bad,
+                           typename simd<T, VB>::v* prod) {
+  using V = typename simd<T, VB>::v;
+  using VD = typename simd<double, VB>::v;
+  V mx = vload<V>(lp + p);
+  for (index_t k = 1; k < K; ++k) mx = vmax(mx, vload<V>(lp + k * CH + p));
+  V s = {};
+  for (index_t k = 0; k < K; ++k) {
+    const V e = vm::exp_nonpos(vload<V>(lp + k * CH + p) - mx);
+    vstore(lp + k * CH + p, e);
+    s += e;
+  }
+  const V fm = mx - mx;  // 0, or NaN for +-inf and NaN
+  bad += fm;
+  vstore(mxb + p, mx);
+  const auto fin = fm == 0;
+  const V sf = fin ? s : vsplat<V>(T(1));  // s >= 1 where finite
+  const V wvv = vload<V>(wv + p);
+  V inv, term;
+  if (prod) {
+    *prod *= wvv > 0 ? sf : vsplat<V>(T(1));
+    inv = T(1) / sf;
+    term = fin ? mx : V{};
+  } else {
+    const V lg = vm::log_ge1(sf, &inv);
+    term = fin ? mx + lg : V{};
+  }
+  const V f = wvv * inv;
+  if constexpr (sizeof(T) == 8) {
+    llacc += wvv * term;
+  } else {
+    VD t0, t1, w0, w1;
+    widen<VB>(term, t0, t1);
+    widen<VB>(wvv, w0, w1);
+    llacc += w0 * t0;
+    llacc += w1 * t1;
+  }
+  for (index_t k = 0; k < K; ++k) store_f64<T, VB>(r + k * CH + p, vload<V>(lp + k * CH + p) * f);
+}
+
+// Adds the log of the lanes' products of resp_block to llacc.
+template <class T, int VB>
+PGM_INLINE void chunk_ll(const typename simd<T, VB>::v& prod, typename simd<double, VB>::v& llacc) {
+  const typename simd<T, VB>::v lg = vm::log_ge1(prod);
+  if constexpr (sizeof(T) == 8) {
+    llacc += lg;
+  } else {
+    typename simd<double, VB>::v a, b;
+    widen<VB>(lg, a, b);
+    llacc += a + b;
   }
 }
 
-// exp(x) for x <= 0 without branches or library calls, so the responsibility loop vectorises:
-// Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, degree-13 Taylor polynomial (relative error
-// < 2e-16), 2^n assembled from the rounding constant's low bits. exp(x) = 0 for x < -600
-// (relative contributions below 1e-260 are dropped; this also keeps products normal).
-// (on four doubles at once, with vector extensions: a scalar version with selects does not
-// vectorise)
-typedef long long pgm_v4i __attribute__((vector_size(32)));
-PGM_INLINE pgm_v4d exp_nonpos_v(pgm_v4d x) {
-  const pgm_v4d lo = vsplat<pgm_v4d>(-600.0);
-  const pgm_v4d kShift = vsplat<pgm_v4d>(6755399441055744.0);
-  const pgm_v4i under = x < lo;
-  const pgm_v4d xc = under ? lo : x;
-  const pgm_v4d t = xc * 1.4426950408889634 + kShift;
-  const pgm_v4d n = t - kShift;
-  const pgm_v4d r = (xc - n * 0.6931471803691238) - n * 1.9082149292705877e-10;
-  pgm_v4d p = vsplat<pgm_v4d>(1.0 / 6227020800.0);
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
-  p = p * r + 1.0;
-  pgm_v4i tb;
-  __builtin_memcpy(&tb, &t, 32);
-  const pgm_v4i sb = (tb + 1023) << 52;
-  pgm_v4d scale;
-  __builtin_memcpy(&scale, &sb, 32);
-  return under ? vsplat<pgm_v4d>(0.0) : p * scale;
+// True when every weight of the chunk is 1 (padding lanes 0) and a lane's product of CH / W
+// factors in [1, K] cannot overflow.
+template <class T>
+PGM_INLINE bool unit_chunk(const T* wv, index_t m, index_t K, index_t CH, index_t W) {
+  const double lim = sizeof(T) == 8 ? 1e300 : 1e37;
+  if (std::pow(static_cast<double>(K), static_cast<double>(CH / W)) > lim) return false;
+  int other = 0;  // (an int reduction: vectorises, a bool one does not)
+  for (index_t p = 0; p < m; ++p) other |= wv[p] != T(1);
+  return other == 0;
 }
 
-PGM_INLINE double exp_nonpos(double x) { return exp_nonpos_v(vsplat<pgm_v4d>(x))[0]; }
-
-// log(s) for four doubles s >= 1 (finite): s = 2^e f with f in [sqrt(1/2), sqrt(2)),
-// log f = 2 atanh((f - 1) / (f + 1)) by its series to u^21 (relative error < 1e-16).
-PGM_INLINE pgm_v4d log_ge1_v(pgm_v4d s) {
-  pgm_v4i b;
-  __builtin_memcpy(&b, &s, 32);
-  pgm_v4i e = ((b >> 52) & 0x7ff) - 1023;
-  pgm_v4i fb = (b & 0x000fffffffffffffLL) | 0x3ff0000000000000LL;
-  pgm_v4d f;
-  __builtin_memcpy(&f, &fb, 32);
-  const pgm_v4i big = f > 1.4142135623730951;
-  f = big ? f * 0.5 : f;
-  e = big ? e + 1 : e;
-  const pgm_v4i eb = e + 0x4330000000000000LL;  // e >= 0: exact conversion to double
-  pgm_v4d ed;
-  __builtin_memcpy(&ed, &eb, 32);
-  ed = ed - 4503599627370496.0;
-  const pgm_v4d u = (f - 1.0) / (f + 1.0);
-  const pgm_v4d u2 = u * u;
-  pgm_v4d q = vsplat<pgm_v4d>(1.0 / 21);
-  q = q * u2 + 1.0 / 19;
-  q = q * u2 + 1.0 / 17;
-  q = q * u2 + 1.0 / 15;
-  q = q * u2 + 1.0 / 13;
-  q = q * u2 + 1.0 / 11;
-  q = q * u2 + 1.0 / 9;
-  q = q * u2 + 1.0 / 7;
-  q = q * u2 + 1.0 / 5;
-  q = q * u2 + 1.0 / 3;
-  q = q * u2 + 1.0;
-  return ed * 0.6931471805599453 + 2.0 * u * q;
+// After the lane blocks of a chunk of m points: lanes flagged in `bad` go to component 0.
+template <class T, int VB>
+PGM_INLINE void resp_fixup(double* r, const T* mxb, index_t K, index_t CH, index_t m, const T* wv,
+                           const typename simd<T, VB>::v& bad) {
+  bool ok = true;
+  for (index_t q = 0; q < simd<T, VB>::W; ++q) ok = ok && bad[q] == 0;
+  if (ok) return;
+  for (index_t p = 0; p < m; ++p)
+    if (!(mxb[p] - mxb[p] == 0))
+      for (index_t k = 0; k < K; ++k) r[k * CH + p] = k == 0 ? static_cast<double>(wv[p]) : 0.0;
 }
 
-// Per-iteration constants of one set's current parameters, laid out for the micro-kernels.
+// Per-iteration constants of one set's current parameters, laid out for the micro-kernels
+// (padded to the W lanes of the entry point that will use them).
 template <class T>
 struct Prepared {
-  index_t Dp = 0, Kp = 0;
+  index_t Dp = 0, Kp = 0, ld = 0;
   std::vector<T> P;         // full/tied: K x D x Dp upper factors (zero padded)
   std::vector<T> b;         // full/tied: K x Dp, (mu_k - c) P_k
   // float32 evaluates (x - mu) P instead of x P - mu P (no cancellation with large precisions)
-  std::vector<T> mu;        // K x Dp centred means (zero padded)
-  std::vector<T> pd;        // diag/spherical: K x Dp precision factors (zero padded)
-  std::vector<T> zero;      // Dp zeros
+  std::vector<T> mu;        // K x ld centred means (zero padded)
+  std::vector<T> pd;        // diag/spherical: K x ld precision factors (zero padded)
   std::vector<T> Wd;        // diag/spherical: 2D x Kp, rows [p^2 ; -2 p^2 (mu - c)]
   std::vector<double> cst;  // K: log w_k + log det P_k - D/2 log 2pi (- 1/2 sum p^2 mu^2)
   void build(int type, index_t K, index_t D, const T* weights, const T* means, const T* pc,
-             const double* c) {
-    constexpr index_t W = simd<T>::W;
+             const double* c, index_t W) {
     cst.assign(K, 0.0);
-    {
-      const index_t ld = round_up(D, W);
-      mu.assign(K * ld, T(0));
-      pd.assign(K * ld, T(0));
-      zero.assign(ld, T(0));
-      for (index_t k = 0; k < K; ++k)
-        for (index_t d = 0; d < D; ++d) {
-          mu[k * ld + d] = static_cast<T>(static_cast<double>(means[k * D + d]) - c[d]);
-          if (type == DIAG) pd[k * ld + d] = pc[k * D + d];
-          if (type == SPHERICAL) pd[k * ld + d] = pc[k];
-        }
-    }
+    ld = round_up(D, W);
+    mu.assign(K * ld, T(0));
+    pd.assign(K * ld, T(0));
     for (index_t k = 0; k < K; ++k)
-      cst[k] = std::log(static_cast<double>(weights[k])) +
-               log_det_pc(type, pc + pc_offset(type, k, D), D) - 0.5 * D * kLog2Pi;
+      for (index_t d = 0; d < D; ++d) {
+        mu[k * ld + d] = static_cast<T>(static_cast<double>(means[k * D + d]) - c[d]);
+        if (type == DIAG) pd[k * ld + d] = pc[k * D + d];
+        if (type == SPHERICAL) pd[k * ld + d] = pc[k];
+      }
+    for (index_t k = 0; k < K; ++k) {
+      // log(w_k det P_k) as one log of the product when it stays well inside the normal range
+      // (small D: one log per component instead of D + 1), else as a sum of logs
+      const T* pk = pc + pc_offset(type, k, D);
+      double prod = static_cast<double>(weights[k]);
+      if (type == SPHERICAL) {
+        for (index_t d = 0; d < D; ++d) prod *= static_cast<double>(pk[0]);
+      } else {
+        const index_t step = (type == DIAG) ? 1 : D + 1;
+        for (index_t d = 0; d < D; ++d) prod *= static_cast<double>(pk[d * step]);
+      }
+      const double lwd = (prod > 1e-280 && prod < 1e280)
+                             ? std::log(prod)
+                             : std::log(static_cast<double>(weights[k])) + log_det_pc(type, pk, D);
+      cst[k] = lwd - 0.5 * D * kLog2Pi;
+    }
     if (type == FULL || type == TIED) {
       Dp = round_up(D, W);
       P.assign(K * D * Dp, T(0));
@@ -725,259 +807,273 @@ struct Prepared {
 };
 
 constexpr index_t kSmallDMax = 8;
+constexpr index_t kChunk = 128;  // points per chunk (a multiple of every lane count)
 
-// Small-D path (D <= 8): points in vector lanes. The chunk is stored transposed (xt[d][p]) so
-// the E-step and the statistics are vertical vector operations over points, which beats the
-// column-tiled GEMMs when D is too small to fill a register tile (many small mixtures).
+// Small-D path (D <= 8, D a template argument): points in vector lanes. The chunk is stored
+// transposed (xt[d][p]) so the E-step and the statistics are vertical vector operations over
+// points with the dimensions and the statistics' accumulators in registers; the statistics
+// are summed lane-wise in float64 over the whole group and reduced across lanes at the end.
 template <class T>
 struct SmallWork {
-  static constexpr index_t CH = 128;
-  std::vector<T> xt;                 // D x CH
-  std::vector<double> xtd, rxd;      // D x CH float64 copies for the statistics
-  std::vector<double> lp, wv, mx, s, lg;  // K x CH, CH, CH, CH, CH
+  static constexpr index_t CH = kChunk;
+  std::vector<T> xt, lp, wv, mx;      // D x CH, K x CH, CH, CH
+  std::vector<double> xd, r, acc;     // D x CH (float32 input), K x CH, accumulators
   std::vector<index_t> idx;
   void resize(index_t D, index_t K) {
-    xt.assign(D * CH, T(0)); xtd.assign(D * CH, 0.0); rxd.assign(D * CH, 0.0);
-    lp.assign(K * CH, 0.0); wv.assign(CH, 0.0); mx.assign(CH, 0.0); s.assign(CH, 0.0); lg.assign(CH, 0.0);
+    const index_t na = 1 + D + D * (D + 1) / 2;
+    xt.assign(D * CH, T(0)); lp.assign(K * CH, T(0)); wv.assign(CH, T(0)); mx.assign(CH, T(0));
+    xd.assign(D * CH, 0.0); r.assign(K * CH, 0.0); acc.assign((K + 1) * na * 8, 0.0);
     idx.assign(CH, 0);
   }
 };
 
-// sum_p a[p] * b[p] over mp (a multiple of the vector width) entries; four accumulators so the
-// FMA latency is hidden (the summation order depends on mp only).
+// Gathers up to CH points with positive weight from [n, n1), centred at c, into the
+// transposed xt[d][CH] (and their weights / indices); returns their number, advances n.
+// Lanes [m, round_up(m, W)) are zero.
 template <class T>
-PGM_INLINE T vdot(const T* a, const T* b, index_t mp) {
-  using V = typename simd<T>::v;
-  constexpr index_t W = simd<T>::W;
-  V a0 = {}, a1 = {}, a2 = {}, a3 = {};
-  index_t p = 0;
-  for (; p + 4 * W <= mp; p += 4 * W) {
-    a0 += vload<V>(a + p) * vload<V>(b + p);
-    a1 += vload<V>(a + p + W) * vload<V>(b + p + W);
-    a2 += vload<V>(a + p + 2 * W) * vload<V>(b + p + 2 * W);
-    a3 += vload<V>(a + p + 3 * W) * vload<V>(b + p + 3 * W);
+PGM_INLINE index_t gather_lanes(const T* X, const T* Wt, index_t& n, index_t n1, index_t D,
+                                const double* c, T* xt, T* wv, index_t* idx, index_t CH, index_t W) {
+  index_t m = 0;
+  const index_t cnt = std::min(CH, n1 - n);
+  int pad = 0;  // (an int reduction: vectorises, a bool one does not)
+  for (index_t p = 0; p < cnt; ++p) pad |= !(Wt[n + p] > 0);
+  if (pad == 0) {  // no padding points: plain transposition
+    if (D <= kSmallDMax) {
+      for (index_t d = 0; d < D; ++d) {
+        const double cd = c[d];
+        for (index_t p = 0; p < cnt; ++p) xt[d * CH + p] = static_cast<T>(static_cast<double>(X[(n + p) * D + d]) - cd);
+      }
+    } else {
+      for (index_t p = 0; p < cnt; ++p)
+        for (index_t d = 0; d < D; ++d) xt[d * CH + p] = static_cast<T>(static_cast<double>(X[(n + p) * D + d]) - c[d]);
+    }
+    for (index_t p = 0; p < cnt; ++p) {
+      wv[p] = Wt[n + p];
+      idx[p] = n + p;
+    }
+    m = cnt;
+    n += cnt;
   }
-  for (; p < mp; p += W) a0 += vload<V>(a + p) * vload<V>(b + p);
-  return hsum<T>((a0 + a1) + (a2 + a3));
+  for (; n < n1 && m < CH; ++n) {
+    const T wgt = Wt[n];
+    if (!(wgt > 0)) continue;
+    const T* x = X + n * D;
+    for (index_t d = 0; d < D; ++d) xt[d * CH + m] = static_cast<T>(static_cast<double>(x[d]) - c[d]);
+    wv[m] = wgt;
+    idx[m] = n;
+    ++m;
+  }
+  for (index_t p = m; p < round_up(m, W); ++p) {
+    for (index_t d = 0; d < D; ++d) xt[d * CH + p] = T(0);
+    wv[p] = T(0);
+  }
+  return m;
 }
 
-template <class T>
-PGM_INLINE T vsum(const T* a, index_t mp) {
-  using V = typename simd<T>::v;
-  constexpr index_t W = simd<T>::W;
-  V a0 = {}, a1 = {}, a2 = {}, a3 = {};
-  index_t p = 0;
-  for (; p + 4 * W <= mp; p += 4 * W) {
-    a0 += vload<V>(a + p);
-    a1 += vload<V>(a + p + W);
-    a2 += vload<V>(a + p + 2 * W);
-    a3 += vload<V>(a + p + 3 * W);
-  }
-  for (; p < mp; p += W) a0 += vload<V>(a + p);
-  return hsum<T>((a0 + a1) + (a2 + a3));
-}
-
-template <class T>
-PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* W, const T* resp, index_t n0,
-                                      index_t n1, index_t D, index_t K, const double* c,
+template <class T, int VB, int DD>
+PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T* resp, index_t n0,
+                                      index_t n1, index_t K, const double* c,
                                       const Prepared<T>& prep, double* st, SmallWork<T>& w) {
-  using V = typename simd<T>::v;
-  constexpr index_t VW = simd<T>::W;
+  using V = typename simd<T, VB>::v;
+  using VD = typename simd<double, VB>::v;
+  constexpr index_t VW = simd<T, VB>::W;
+  constexpr index_t WD = simd<double, VB>::W;
   constexpr index_t CH = SmallWork<T>::CH;
+  constexpr index_t D = DD;
+  constexpr index_t NA = 1 + DD + DD * (DD + 1) / 2;  // Nk, S1[D], S2 (lower triangle or diagonal)
   double* Nk = st;
   double* S1 = st + K;
   double* S2 = st + K + K * D;
   double* ll = st + K + K * D + s2_size(type, K, D);
   const bool fullish = (type == FULL || type == TIED);
   T* xt = w.xt.data();
-  double* lp = w.lp.data();
+  T* lp = w.lp.data();
+  T* wv = w.wv.data();
+  double* r = w.r.data();
+  double* acc = w.acc.data();
+  std::fill(acc, acc + (K + 1) * NA * 8, 0.0);
+  VD llacc = {};
+  const index_t ld = prep.ld;
   index_t n = n0;
   while (n < n1) {
-    index_t m = 0;
-    for (; n < n1 && m < CH; ++n) {
-      const double wgt = static_cast<double>(W[n]);
-      if (!(wgt > 0)) continue;
-      const T* x = X + n * D;
-      for (index_t d = 0; d < D; ++d) xt[d * CH + m] = static_cast<T>(static_cast<double>(x[d]) - c[d]);
-      w.wv[m] = wgt;
-      w.idx[m] = n;
-      ++m;
-    }
+    const index_t m = gather_lanes(X, Wt, n, n1, D, c, xt, wv, w.idx.data(), CH, VW);
     if (m == 0) break;
     const index_t mp = round_up(m, VW);
-    for (index_t p = m; p < mp; ++p) {
-      for (index_t d = 0; d < D; ++d) xt[d * CH + p] = T(0);
-      w.wv[p] = 0.0;
-    }
     if (!resp) {
-      for (index_t k = 0; k < K; ++k) {
-        double* lk = lp + k * CH;
-        const double ck = prep.cst[k];
-        for (index_t p = 0; p < mp; p += VW) {
+      V bad = {}, prod = vsplat<V>(T(1));
+      V* pprod = unit_chunk(wv, m, K, CH, VW) ? &prod : nullptr;
+      for (index_t p = 0; p < mp; p += VW) {
+        V x[DD];
+        for (index_t i = 0; i < D; ++i) x[i] = vload<V>(xt + i * CH + p);
+        for (index_t k = 0; k < K; ++k) {
           V ssq = {};
-          if (sizeof(T) == 4) {  // float32: (x - mu) P, see Prepared
-            const index_t ld = round_up(D, VW);
-            const T* mk = prep.mu.data() + k * ld;
-            V dv[kSmallDMax];
-            for (index_t i = 0; i < D; ++i) dv[i] = vload<V>(xt + i * CH + p) - mk[i];
-            if (fullish) {
-              const T* P = prep.P.data() + k * D * prep.Dp;
+          if (fullish) {
+            const T* P = prep.P.data() + k * D * prep.Dp;
+            if constexpr (sizeof(T) == 4) {  // float32: (x - mu) P, see Prepared
+              V dv[DD];
+              for (index_t i = 0; i < D; ++i) dv[i] = x[i] - prep.mu[k * ld + i];
               for (index_t j = 0; j < D; ++j) {
-                V y = {};
-                for (index_t i = 0; i <= j; ++i) y += dv[i] * P[i * prep.Dp + j];
+                V y = dv[0] * P[j];
+                for (index_t i = 1; i <= j; ++i) y += dv[i] * P[i * prep.Dp + j];
                 ssq += y * y;
               }
             } else {
-              const T* pk = prep.pd.data() + k * ld;
-              for (index_t i = 0; i < D; ++i) {
-                const V y = dv[i] * pk[i];
+              const T* b = prep.b.data() + k * prep.Dp;
+              for (index_t j = 0; j < D; ++j) {
+                V y = x[0] * P[j] - b[j];
+                for (index_t i = 1; i <= j; ++i) y += x[i] * P[i * prep.Dp + j];
                 ssq += y * y;
               }
             }
-          } else if (fullish) {
-            const T* P = prep.P.data() + k * D * prep.Dp;
-            const T* b = prep.b.data() + k * prep.Dp;
-            for (index_t j = 0; j < D; ++j) {
-              V y = vsplat<V>(-b[j]);
-              for (index_t i = 0; i <= j; ++i) y += vload<V>(xt + i * CH + p) * P[i * prep.Dp + j];
+          } else if constexpr (sizeof(T) == 4) {
+            for (index_t i = 0; i < D; ++i) {
+              const V y = (x[i] - prep.mu[k * ld + i]) * prep.pd[k * ld + i];
               ssq += y * y;
             }
           } else {
             const T* Wd = prep.Wd.data();
-            for (index_t d = 0; d < D; ++d) {
-              const V x = vload<V>(xt + d * CH + p);
-              ssq += x * (x * Wd[d * prep.Kp + k] + Wd[(D + d) * prep.Kp + k]);
-            }
+            for (index_t i = 0; i < D; ++i) ssq += x[i] * (x[i] * Wd[i * prep.Kp + k] + Wd[(D + i) * prep.Kp + k]);
           }
-          if constexpr (sizeof(T) == 8) {
-            vstore(lk + p, ck - 0.5 * ssq);
-          } else {
-            for (index_t q = 0; q < VW; ++q) lk[p + q] = ck - 0.5 * static_cast<double>(ssq[q]);
-          }
+          vstore(lp + k * CH + p, static_cast<T>(prep.cst[k]) - T(0.5) * ssq);
         }
+        resp_block<T, VB>(lp, r, w.mx.data(), K, CH, p, wv, llacc, bad, pprod);
       }
-      double* __restrict mx = w.mx.data();
-      double* __restrict s = w.s.data();
-      for (index_t p = 0; p < mp; ++p) mx[p] = lp[p];
-      for (index_t k = 1; k < K; ++k) {
-        const double* __restrict lk = lp + k * CH;
-        for (index_t p = 0; p < mp; ++p) mx[p] = lk[p] > mx[p] ? lk[p] : mx[p];
-      }
-      for (index_t p = 0; p < mp; ++p) s[p] = 0.0;
-      const index_t mp4 = round_up(mp, 4);
-      for (index_t p = mp; p < mp4; ++p) mx[p] = 0.0;
-      for (index_t k = 0; k < K; ++k) {
-        double* __restrict lk = lp + k * CH;
-        for (index_t p = mp; p < mp4; ++p) lk[p] = 0.0;
-        for (index_t p = 0; p < mp4; p += 4) {
-          const pgm_v4d e = exp_nonpos_v(vload<pgm_v4d>(lk + p) - vload<pgm_v4d>(mx + p));
-          vstore(lk + p, e);
-          vstore(s + p, vload<pgm_v4d>(s + p) + e);
-        }
-      }
-      bool finite = true;
-      for (index_t p = 0; p < m; ++p) finite = finite && (mx[p] > -INFINITY) && std::isfinite(mx[p]);
-      if (finite) {
-        double* __restrict lg = w.lg.data();
-        for (index_t p = 0; p < mp4; p += 4) {
-          pgm_v4d sv = vload<pgm_v4d>(s + p);
-          sv = sv >= 1.0 ? sv : vsplat<pgm_v4d>(1.0);  // padding lanes
-          vstore(lg + p, log_ge1_v(sv));
-        }
-        double acc = 0;
-        for (index_t p = 0; p < m; ++p) acc += w.wv[p] * (mx[p] + lg[p]);
-        *ll += acc;
-      } else {
-        for (index_t p = 0; p < m; ++p) {
-          if (!(mx[p] > -INFINITY) || !std::isfinite(mx[p])) {  // every component underflowed
-            for (index_t k = 0; k < K; ++k) lp[k * CH + p] = (k == 0) ? 1.0 : 0.0;
-            s[p] = 1.0;
-            continue;
-          }
-          *ll += w.wv[p] * (mx[p] + std::log(s[p]));
-        }
-      }
-      for (index_t p = 0; p < mp; ++p) s[p] = w.wv[p] / s[p];
-      for (index_t k = 0; k < K; ++k)
-        for (index_t p = 0; p < mp; ++p) lp[k * CH + p] *= s[p];
+      if (pprod) chunk_ll<T, VB>(prod, llacc);
+      resp_fixup<T, VB>(r, w.mx.data(), K, CH, m, wv, bad);
     } else {
       for (index_t k = 0; k < K; ++k)
         for (index_t p = 0; p < mp; ++p)
-          lp[k * CH + p] = p < m ? w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
+          r[k * CH + p] = p < m ? static_cast<double>(wv[p]) * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
     }
-    // (padding lanes have weight 0, so their responsibilities are 0). Statistics in float64:
-    // the weighted responsibilities already are; float32 points are widened (exact products).
+    // Statistics in float64 lanes (float32 points are widened: products exact).
     const double* xs;
     if constexpr (sizeof(T) == 8) {
       xs = xt;
     } else {
-      double* xd = w.xtd.data();
+      double* xd = w.xd.data();
       for (index_t i = 0; i < D; ++i)
-        for (index_t p = 0; p < mp; ++p) xd[i * CH + p] = static_cast<double>(xt[i * CH + p]);
+        for (index_t p = 0; p < mp; p += VW) {
+          VD lo, hi;
+          widen<VB>(vload<V>(xt + i * CH + p), lo, hi);
+          vstore(xd + i * CH + p, lo);
+          vstore(xd + i * CH + p + WD, hi);
+        }
       xs = xd;
     }
-    using VD = pgm_v4d;
-    double* rx = w.rxd.data();
     for (index_t k = 0; k < K; ++k) {
-      const double* rk = lp + k * CH;
-      Nk[k] += vsum(rk, mp);
-      for (index_t i = 0; i < D; ++i) {
-        double* rxi = rx + i * CH;
-        const double* xi = xs + i * CH;
-        for (index_t p = 0; p < mp; p += 4) vstore(rxi + p, vload<VD>(rk + p) * vload<VD>(xi + p));
-        S1[k * D + i] += vsum(rxi, mp);
-        if (type == FULL) {
-          for (index_t j = 0; j <= i; ++j) S2[k * D * D + i * D + j] += vdot(rxi, xs + j * CH, mp);
-        } else if (type != TIED) {
-          S2[k * D + i] += vdot(rxi, xi, mp);
+      VD a[NA];
+      double* ak = acc + k * NA * 8;
+      for (index_t q = 0; q < NA; ++q) a[q] = vload<VD>(ak + q * 8);
+      const double* rk = r + k * CH;
+      if (type == FULL) {
+        for (index_t p = 0; p < mp; p += WD) {
+          const VD rr = vload<VD>(rk + p);
+          VD xv[DD];
+          for (index_t i = 0; i < D; ++i) xv[i] = vload<VD>(xs + i * CH + p);
+          a[0] += rr;
+          for (index_t i = 0; i < D; ++i) {
+            const VD rx = rr * xv[i];
+            a[1 + i] += rx;
+            for (index_t j = 0; j <= i; ++j) a[1 + D + i * (i + 1) / 2 + j] += rx * xv[j];
+          }
+        }
+      } else if (type == TIED) {
+        for (index_t p = 0; p < mp; p += WD) {
+          const VD rr = vload<VD>(rk + p);
+          a[0] += rr;
+          for (index_t i = 0; i < D; ++i) a[1 + i] += rr * vload<VD>(xs + i * CH + p);
+        }
+      } else {
+        for (index_t p = 0; p < mp; p += WD) {
+          const VD rr = vload<VD>(rk + p);
+          a[0] += rr;
+          for (index_t i = 0; i < D; ++i) {
+            const VD xi = vload<VD>(xs + i * CH + p);
+            const VD rx = rr * xi;
+            a[1 + i] += rx;
+            a[1 + D + i] += rx * xi;
+          }
         }
       }
+      for (index_t q = 0; q < NA; ++q) vstore(ak + q * 8, a[q]);
     }
-    if (type == TIED) {
-      const double* wt = w.wv.data();
-      for (index_t i = 0; i < D; ++i) {
-        double* rxi = rx + i * CH;
-        for (index_t p = 0; p < mp; p += 4) vstore(rxi + p, vload<VD>(wt + p) * vload<VD>(xs + i * CH + p));
-        for (index_t j = 0; j <= i; ++j) S2[i * D + j] += vdot(rxi, xs + j * CH, mp);
+    if (type == TIED) {  // S2 = sum_n w x x^T (slot K)
+      VD a[NA];
+      double* ak = acc + K * NA * 8;
+      for (index_t q = 0; q < NA; ++q) a[q] = vload<VD>(ak + q * 8);
+      for (index_t p = 0; p < mp; p += WD) {
+        VD ww;
+        if constexpr (sizeof(T) == 8) {
+          ww = vload<VD>(wv + p);
+        } else {
+          ww = __builtin_convertvector(vload<typename simd<float, VB>::half>(wv + p), VD);
+        }
+        VD xv[DD];
+        for (index_t i = 0; i < D; ++i) xv[i] = vload<VD>(xs + i * CH + p);
+        for (index_t i = 0; i < D; ++i) {
+          const VD wx = ww * xv[i];
+          for (index_t j = 0; j <= i; ++j) a[1 + D + i * (i + 1) / 2 + j] += wx * xv[j];
+        }
       }
+      for (index_t q = 0; q < NA; ++q) vstore(ak + q * 8, a[q]);
     }
   }
+  // Lane reductions (fixed order).
+  for (index_t k = 0; k < K; ++k) {
+    const double* ak = acc + k * NA * 8;
+    Nk[k] += hsum<double>(vload<VD>(ak));
+    for (index_t i = 0; i < D; ++i) {
+      S1[k * D + i] += hsum<double>(vload<VD>(ak + (1 + i) * 8));
+      if (type == FULL)
+        for (index_t j = 0; j <= i; ++j)
+          S2[k * D * D + i * D + j] += hsum<double>(vload<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
+      else if (type != TIED)
+        S2[k * D + i] += hsum<double>(vload<VD>(ak + (1 + D + i) * 8));
+    }
+  }
+  if (type == TIED) {
+    const double* ak = acc + K * NA * 8;
+    for (index_t i = 0; i < D; ++i)
+      for (index_t j = 0; j <= i; ++j)
+        S2[i * D + j] += hsum<double>(vload<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
+  }
+  *ll += hsum<double>(llacc);
 }
 
 // Statistics of m points (large-D layout): Nk, S1 (K x D), S2 (lower triangles) from the
-// weighted responsibilities rt (m x ldr) and centred points xc (m x ldx); z holds [x^2, x]
-// rows (diag/spherical) and is reordered in place. All buffers' padding entries are zero.
-template <class A>
-PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* xc, index_t ldx, A* z,
-                            index_t ldz, const A* rt, index_t ldr, A* ax, A* C, const double* wv,
-                            double* Nk, double* S1, double* S2) {
-  for (index_t p = 0; p < m; ++p)
-    for (index_t k = 0; k < K; ++k) Nk[k] += rt[p * ldr + k];
+// weighted responsibilities r[k * CH + p] and the centred points xc (m x ldx); z holds
+// [x, x^2] rows (diag/spherical). All buffers' padding entries are zero.
+template <class A, int VB>
+PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* xc, index_t ldx,
+                            const A* z, index_t ldz, const A* r, index_t CH, A* ax, A* C,
+                            const double* wv, double* Nk, double* S1, double* S2) {
+  for (index_t k = 0; k < K; ++k) {
+    double s = 0;
+    for (index_t p = 0; p < m; ++p) s += r[k * CH + p];
+    Nk[k] += s;
+  }
   if (type == FULL || type == TIED) {
     // S1 (K x D) = r^T xc
-    gemm_atb(rt, ldr, xc, ldx, m, K, ldx, C, ldx, false);
+    gemm_atb<A, VB>(r, 1, CH, xc, ldx, m, K, ldx, C, ldx, false);
     for (index_t k = 0; k < K; ++k)
       for (index_t d = 0; d < D; ++d) S1[k * D + d] += C[k * ldx + d];
     const index_t nmat = (type == FULL) ? K : 1;
     for (index_t q = 0; q < nmat; ++q) {
-      for (index_t p = 0; p < m; ++p) {
-        const A a = (type == FULL) ? rt[p * ldr + q] : static_cast<A>(wv[p]);
+      using VA = typename simd<A, VB>::v;
+      for (index_t p = 0; p < m; ++p) {  // (padding columns: 0 * 0)
+        const A a = (type == FULL) ? r[q * CH + p] : static_cast<A>(wv[p]);
         const A* x = xc + p * ldx;
         A* o = ax + p * ldx;
-        for (index_t d = 0; d < D; ++d) o[d] = a * x[d];
+        for (index_t d = 0; d < ldx; d += simd<A, VB>::W) vstore(o + d, a * vload<VA>(x + d));
       }
-      gemm_atb(ax, ldx, xc, ldx, m, D, ldx, C, ldx, true);
+      gemm_atb<A, VB>(ax, ldx, 1, xc, ldx, m, D, ldx, C, ldx, true);
       double* s2 = S2 + q * D * D;
       for (index_t i = 0; i < D; ++i)
         for (index_t j = 0; j <= i; ++j) s2[i * D + j] += C[i * ldx + j];
     }
   } else {
     // [S1 | S2] (K x 2D) = r^T [x, x^2]
-    for (index_t p = 0; p < m; ++p) {
-      A* zp = z + p * ldz;
-      for (index_t d = 0; d < D; ++d) { const A x = zp[D + d]; zp[D + d] = zp[d]; zp[d] = x; }
-    }
-    gemm_atb(rt, ldr, z, ldz, m, K, ldz, C, ldz, false);
+    gemm_atb<A, VB>(r, 1, CH, z, ldz, m, K, ldz, C, ldz, false);
     for (index_t k = 0; k < K; ++k)
       for (index_t d = 0; d < D; ++d) {
         S1[k * D + d] += C[k * ldz + d];
@@ -988,187 +1084,153 @@ PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* 
 
 template <class T>
 struct ChunkWork {
-  static constexpr index_t CH = 128;
-  index_t ldx = 0, ldz = 0, ldr = 0;
-  std::vector<T> xc;          // CH x ldx centred points (padding columns 0)
-  std::vector<T> z;           // CH x ldz: diag [x^2, x] for the E-step, [x, x^2] for the M-step
-  std::vector<T> ax;          // CH x ldx: responsibility-scaled points
-  std::vector<T> rt;          // CH x ldr responsibilities * weight, in T
-  std::vector<T> out;         // CH x max(ldr, ...) E-step outputs
-  std::vector<T> C;           // scratch for A^T B results
-  std::vector<double> wv;     // CH point weights
+  static constexpr index_t CH = kChunk;
+  index_t ldx = 0, ldz = 0, W = 0;
+  std::vector<T> xt;          // D x CH transposed centred points (E-step)
+  std::vector<T> dt;          // D x CH: float32 x - mu_k
+  std::vector<T> lp;          // K x CH log-probabilities
+  std::vector<T> wv;          // CH point weights
+  std::vector<T> mx;          // CH largest log-probabilities
+  std::vector<double> wvd;    // CH point weights (float64)
   std::vector<index_t> idx;   // CH point indices
-  std::vector<double> r;      // CH x K log-probabilities, then weight * responsibility
-  index_t ldxd = 0, ldzd = 0, ldrd = 0;
-  std::vector<double> xcd, zd, rtd, axd, Cd;  // float64 copies for the statistics (float32 input)
+  std::vector<double> r;      // K x CH weight * responsibility
+  std::vector<double> xcd, zd, axd, Cd;  // float64 point-major copies for the statistics
   SmallWork<T> small;         // the small-D path's buffers
-  static constexpr index_t kSmallD = kSmallDMax;
-  void resize(int type, index_t D, index_t K) {
-    constexpr index_t W = simd<T>::W;
-    if (D <= kSmallD) {
+  void resize(int type, index_t D, index_t K, index_t lanes) {
+    W = lanes;
+    if (D <= kSmallDMax) {
       small.resize(D, K);
       return;
     }
-    ldx = round_up(D, W);
-    ldz = round_up(2 * D, W);
-    ldr = round_up(K, W);
-    xc.assign(CH * ldx, T(0));
-    z.assign(CH * ldz, T(0));
-    ax.assign(CH * ldx, T(0));
-    rt.assign(CH * ldr, T(0));
-    out.assign(CH * std::max(ldr, ldx), T(0));
-    C.assign(std::max(ldr, ldx) * std::max(ldz, ldx), T(0));
-    wv.assign(CH, 0.0);
+    xt.assign(D * CH, T(0));
+    dt.assign(D * CH, T(0));
+    lp.assign(K * CH, T(0));
+    wv.assign(CH, T(0));
+    mx.assign(CH, T(0));
+    wvd.assign(CH, 0.0);
     idx.assign(CH, 0);
-    r.assign(CH * K, 0.0);
-    if (sizeof(T) == 4) {
-      constexpr index_t Wd = simd<double>::W;
-      ldxd = round_up(D, Wd);
-      ldzd = round_up(2 * D, Wd);
-      ldrd = round_up(K, Wd);
-      xcd.assign(CH * ldxd, 0.0);
-      zd.assign(CH * ldzd, 0.0);
-      rtd.assign(CH * ldrd, 0.0);
-      axd.assign(CH * ldxd, 0.0);
-      Cd.assign(std::max(ldrd, ldxd) * std::max(ldzd, ldxd), 0.0);
-    }
+    r.assign(K * CH, 0.0);
+    const index_t Wd = lanes * static_cast<index_t>(sizeof(T)) / 8;
+    ldx = round_up(D, Wd);
+    ldz = round_up(2 * D, Wd);
+    xcd.assign(CH * ldx, 0.0);
+    zd.assign(CH * ldz, 0.0);
+    axd.assign(CH * ldx, 0.0);
+    Cd.assign(std::max(round_up(K, 4), ldx) * std::max(ldz, ldx), 0.0);
     (void)type;
   }
 };
 
 // One group of points [n0, n1) of one set: the E-step (or the given responsibilities `resp`,
 // N x K) and the sufficient statistics, added into st. Points with weight <= 0 are skipped.
-template <class T>
-PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T* resp, index_t n0,
+// E-step: points in lanes (transposed chunk); statistics: float64 GEMMs on point-major rows.
+template <class T, int VB>
+PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T* resp, index_t n0,
                                       index_t n1, index_t D, index_t K, const double* c,
                                       const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
-  if (D <= ChunkWork<T>::kSmallD)
-    return accumulate_small_impl<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w.small);
+  using V = typename simd<T, VB>::v;
+  using VD = typename simd<double, VB>::v;
+  constexpr index_t VW = simd<T, VB>::W;
   constexpr index_t CH = ChunkWork<T>::CH;
   double* Nk = st;
   double* S1 = st + K;
   double* S2 = st + K + K * D;
   double* ll = st + K + K * D + s2_size(type, K, D);
   double* r = w.r.data();
-  const index_t ldx = w.ldx, ldz = w.ldz, ldr = w.ldr;
-  T* xc = w.xc.data();
-  T* z = w.z.data();
-  T* rt = w.rt.data();
-  T* C = w.C.data();
+  const index_t ldx = w.ldx, ldz = w.ldz, ld = prep.ld;
+  T* xt = w.xt.data();
+  T* dt = w.dt.data();
+  T* lp = w.lp.data();
+  T* wv = w.wv.data();
   const bool fullish = (type == FULL || type == TIED);
+  VD llacc = {};
   index_t n = n0;
   while (n < n1) {
-    index_t m = 0;
-    for (; n < n1 && m < CH; ++n) {
-      const double wt = static_cast<double>(W[n]);
-      if (!(wt > 0)) continue;
-      const T* x = X + n * D;
-      T* xo = xc + m * ldx;
-      for (index_t d = 0; d < D; ++d) xo[d] = static_cast<T>(static_cast<double>(x[d]) - c[d]);
-      w.wv[m] = wt;
-      w.idx[m] = n;
-      ++m;
-    }
+    const index_t m = gather_lanes(X, Wt, n, n1, D, c, xt, wv, w.idx.data(), CH, 2 * VW);
     if (m == 0) break;
-    if (!fullish) {  // z = [x^2, x] rows (padding zero)
-      for (index_t p = 0; p < m; ++p) {
-        const T* x = xc + p * ldx;
-        T* zp = z + p * ldz;
-        for (index_t d = 0; d < D; ++d) { zp[d] = x[d] * x[d]; zp[D + d] = x[d]; }
-      }
-    }
+    const index_t mp = round_up(m, 2 * VW);
     if (!resp) {
-      if (sizeof(T) == 4) {  // float32: (x - mu) P, see Prepared
-        using V = typename simd<T>::v;
-        constexpr index_t VW = simd<T>::W;
-        T* dbuf = w.ax.data();
-        T* mah = w.out.data();
-        for (index_t k = 0; k < K; ++k) {
-          const T* mk = prep.mu.data() + k * ldx;
-          if (fullish) {
-            for (index_t p = 0; p < m; ++p)
-              for (index_t v = 0; v < ldx; v += VW)
-                vstore(dbuf + p * ldx + v, vload<V>(xc + p * ldx + v) - vload<V>(mk + v));
-            gemm_ab<T, true>(dbuf, ldx, m, D, prep.P.data() + k * D * prep.Dp, prep.Dp, prep.Dp,
-                             prep.zero.data(), true, mah, 1);
-          } else {
-            const T* pk = prep.pd.data() + k * ldx;
-            for (index_t p = 0; p < m; ++p) {
-              V acc = {};
-              for (index_t v = 0; v < ldx; v += VW) {
-                const V y = (vload<V>(xc + p * ldx + v) - vload<V>(mk + v)) * vload<V>(pk + v);
-                acc += y * y;
-              }
-              mah[p] = hsum<T>(acc);
+      for (index_t k = 0; k < K; ++k) {
+        const T ck = static_cast<T>(prep.cst[k]);
+        if (fullish) {
+          const T* P = prep.P.data() + k * D * prep.Dp;
+          const T* src = xt;
+          const T* b = prep.b.data() + k * prep.Dp;
+          if constexpr (sizeof(T) == 4) {  // float32: (x - mu) P, see Prepared
+            for (index_t i = 0; i < D; ++i) {
+              const T mi = prep.mu[k * ld + i];
+              for (index_t p = 0; p < mp; p += VW) vstore(dt + i * CH + p, vload<V>(xt + i * CH + p) - mi);
             }
+            src = dt;
+            b = nullptr;
           }
-          const double ck = prep.cst[k];
-          for (index_t p = 0; p < m; ++p) r[p * K + k] = ck - 0.5 * static_cast<double>(mah[p]);
+          for (index_t p = 0; p < mp; p += 2 * VW) {
+            V s0, s1;
+            mahal_lanes<T, VB>(src, CH, p, D, P, prep.Dp, b, s0, s1);
+            vstore(lp + k * CH + p, ck - T(0.5) * s0);
+            vstore(lp + k * CH + p + VW, ck - T(0.5) * s1);
+          }
+        } else {
+          for (index_t p = 0; p < mp; p += VW) {
+            V ssq = {};
+            if constexpr (sizeof(T) == 4) {
+              for (index_t i = 0; i < D; ++i) {
+                const V y = (vload<V>(xt + i * CH + p) - prep.mu[k * ld + i]) * prep.pd[k * ld + i];
+                ssq += y * y;
+              }
+            } else {
+              const T* Wd = prep.Wd.data();
+              for (index_t i = 0; i < D; ++i) {
+                const V x = vload<V>(xt + i * CH + p);
+                ssq += x * (x * Wd[i * prep.Kp + k] + Wd[(D + i) * prep.Kp + k]);
+              }
+            }
+            vstore(lp + k * CH + p, ck - T(0.5) * ssq);
+          }
         }
-      } else if (fullish) {
-        for (index_t k = 0; k < K; ++k) {
-          T* mah = w.out.data();
-          gemm_ab<T, true>(xc, ldx, m, D, prep.P.data() + k * D * prep.Dp, prep.Dp, prep.Dp,
-                           prep.b.data() + k * prep.Dp, true, mah, 1);
-          const double ck = prep.cst[k];
-          for (index_t p = 0; p < m; ++p) r[p * K + k] = ck - 0.5 * static_cast<double>(mah[p]);
-        }
-      } else {
-        T* o = w.out.data();
-        gemm_ab<T, false>(z, ldz, m, 2 * D, prep.Wd.data(), prep.Kp, prep.Kp, nullptr, false, o, ldr);
-        for (index_t p = 0; p < m; ++p)
-          for (index_t k = 0; k < K; ++k)
-            r[p * K + k] = prep.cst[k] - 0.5 * static_cast<double>(o[p * ldr + k]);
       }
-      for (index_t p = 0; p < m; ++p) {
-        double* rp = r + p * K;
-        double mx = -INFINITY;
-        for (index_t k = 0; k < K; ++k) mx = rp[k] > mx ? rp[k] : mx;
-        if (!(mx > -INFINITY) || !std::isfinite(mx)) {
-          // Every component underflows (a far outlier in float32): the point goes to the
-          // component with the largest log-probability and does not enter the bound.
-          index_t best = 0;
-          for (index_t k = 1; k < K; ++k) best = rp[k] > rp[best] ? k : best;
-          for (index_t k = 0; k < K; ++k) rp[k] = (k == best) ? w.wv[p] : 0.0;
-          continue;
-        }
-        double s = 0;
-        index_t k = 0;
-        for (; k + 4 <= K; k += 4) vstore(rp + k, exp_nonpos_v(vload<pgm_v4d>(rp + k) - mx));
-        for (; k < K; ++k) rp[k] = exp_nonpos(rp[k] - mx);
-        for (k = 0; k < K; ++k) s += rp[k];
-        *ll += w.wv[p] * (mx + std::log(s));
-        const double f = w.wv[p] / s;
-        for (index_t k = 0; k < K; ++k) rp[k] *= f;
-      }
+      V bad = {}, prod = vsplat<V>(T(1));
+      V* pprod = unit_chunk(wv, m, K, CH, VW) ? &prod : nullptr;
+      for (index_t p = 0; p < mp; p += VW) resp_block<T, VB>(lp, r, w.mx.data(), K, CH, p, wv, llacc, bad, pprod);
+      if (pprod) chunk_ll<T, VB>(prod, llacc);
+      resp_fixup<T, VB>(r, w.mx.data(), K, CH, m, wv, bad);
     } else {
-      for (index_t p = 0; p < m; ++p)
-        for (index_t k = 0; k < K; ++k)
-          r[p * K + k] = w.wv[p] * static_cast<double>(resp[w.idx[p] * K + k]);
+      for (index_t k = 0; k < K; ++k)
+        for (index_t p = 0; p < mp; ++p)
+          r[k * CH + p] = p < m ? static_cast<double>(wv[p]) * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
     }
     // statistics, always in float64 (float32 products are exact there, and the centred second
-    // moments of near-singular components need the precision)
-    if constexpr (sizeof(T) == 8) {
-      for (index_t p = 0; p < m; ++p)
-        for (index_t k = 0; k < K; ++k) rt[p * ldr + k] = r[p * K + k];
-      large_stats<double>(type, m, D, K, xc, ldx, z, ldz, rt, ldr, w.ax.data(), C, w.wv.data(), Nk, S1, S2);
-    } else {
-      const index_t lxd = w.ldxd, lzd = w.ldzd, lrd = w.ldrd;
-      double* xcd = w.xcd.data();
-      double* zd = w.zd.data();
-      double* rtd = w.rtd.data();
-      for (index_t p = 0; p < m; ++p) {
-        for (index_t d = 0; d < D; ++d) xcd[p * lxd + d] = static_cast<double>(xc[p * ldx + d]);
-        if (!fullish)
-          for (index_t d = 0; d < D; ++d) {
-            zd[p * lzd + d] = xcd[p * lxd + d] * xcd[p * lxd + d];
-            zd[p * lzd + D + d] = xcd[p * lxd + d];
-          }
-        for (index_t k = 0; k < K; ++k) rtd[p * lrd + k] = r[p * K + k];
+    // moments of near-singular components need the precision): point-major copies
+    double* xcd = w.xcd.data();
+    double* zd = w.zd.data();
+    double* wvd = w.wvd.data();
+    for (index_t p = 0; p < m; ++p) {
+      double* xo = xcd + p * ldx;
+      for (index_t d = 0; d < D; ++d) xo[d] = static_cast<double>(xt[d * CH + p]);
+      if (!fullish) {
+        double* zp = zd + p * ldz;
+        for (index_t d = 0; d < D; ++d) { zp[d] = xo[d]; zp[D + d] = xo[d] * xo[d]; }
       }
-      large_stats<double>(type, m, D, K, xcd, lxd, zd, lzd, rtd, lrd, w.axd.data(), w.Cd.data(),
-                          w.wv.data(), Nk, S1, S2);
+      wvd[p] = static_cast<double>(wv[p]);
     }
+    large_stats<double, VB>(type, m, D, K, xcd, ldx, zd, ldz, r, CH, w.axd.data(), w.Cd.data(), wvd,
+                            Nk, S1, S2);
+  }
+  *ll += hsum<double>(llacc);
+}
+
+template <class T, int VB>
+PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T* resp, index_t n0,
+                                      index_t n1, index_t D, index_t K, const double* c,
+                                      const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+  switch (D) {
+#define PGM_SMALL_D(d) \
+  case d: return accumulate_small_impl<T, VB, d>(type, X, W, resp, n0, n1, K, c, prep, st, w.small);
+    PGM_SMALL_D(1) PGM_SMALL_D(2) PGM_SMALL_D(3) PGM_SMALL_D(4)
+    PGM_SMALL_D(5) PGM_SMALL_D(6) PGM_SMALL_D(7) PGM_SMALL_D(8)
+#undef PGM_SMALL_D
+    default:
+      return accumulate_large_impl<T, VB>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
   }
 }
 
@@ -1176,34 +1238,37 @@ template <class T>
 void accumulate_group_base(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
                            index_t D, index_t K, const double* c, const Prepared<T>& prep,
                            double* st, ChunkWork<T>& w) {
-  accumulate_group_impl<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+  accumulate_group_impl<T, 16>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define PGM_HAVE_AVX2_PATH 1
+#define PGM_HAVE_X86_PATHS 1
 template <class T>
 __attribute__((target("avx2,fma"))) void accumulate_group_avx2(
     int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D, index_t K,
     const double* c, const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
-  accumulate_group_impl<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+  accumulate_group_impl<T, 32>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
-inline bool cpu_has_avx2_fma() {
-  static const bool ok = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  }();
-  return ok;
+template <class T>
+__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void accumulate_group_avx512(
+    int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D, index_t K,
+    const double* c, const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+  accumulate_group_impl<T, 64>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 #endif
 
+// Entry point for the ISA chosen at the start of the launcher (w.W lanes: see isa_lanes).
 template <class T>
 void accumulate_group(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
                       index_t D, index_t K, const double* c, const Prepared<T>& prep, double* st,
-                      ChunkWork<T>& w) {
-#ifdef PGM_HAVE_AVX2_PATH
-  if (cpu_has_avx2_fma())
+                      ChunkWork<T>& w, int isa) {
+#ifdef PGM_HAVE_X86_PATHS
+  if (isa == ISA_AVX512)
+    return accumulate_group_avx512<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+  if (isa == ISA_AVX2)
     return accumulate_group_avx2<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 #endif
+  (void)isa;
   accumulate_group_base<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 
@@ -1229,8 +1294,10 @@ struct SetWork {
   ChunkWork<T> cw;
   Prepared<T> prep;
   std::vector<double> stats, part, c, fin;
-  void resize(int type, index_t K, index_t D) {
-    cw.resize(type, D, K);
+  int isa = ISA_BASE;
+  void resize(int type, index_t K, index_t D, int isa_) {
+    isa = isa_;
+    cw.resize(type, D, K, isa_lanes<T>(isa));
     stats.assign(stats_size(type, K, D), 0.0);
     part.assign(stats.size(), 0.0);
     c.assign(D, 0.0);
@@ -1250,11 +1317,11 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
 #pragma omp parallel  // only reached with more than one group
     {
       ChunkWork<T> cw;
-      cw.resize(type, D, K);
+      cw.resize(type, D, K, isa_lanes<T>(sw.isa));
 #pragma omp for schedule(dynamic, 1)
       for (index_t g = 0; g < G; ++g)
         accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K,
-                         sw.c.data(), sw.prep, parts.data() + g * ss, cw);
+                         sw.c.data(), sw.prep, parts.data() + g * ss, cw, sw.isa);
     }
     for (index_t g = 0; g < G; ++g)
       for (index_t i = 0; i < ss; ++i) sw.stats[i] += parts[g * ss + i];
@@ -1262,7 +1329,7 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
     for (index_t g = 0; g < G; ++g) {
       std::fill(sw.part.begin(), sw.part.end(), 0.0);
       accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K,
-                       sw.c.data(), sw.prep, sw.part.data(), sw.cw);
+                       sw.c.data(), sw.prep, sw.part.data(), sw.cw, sw.isa);
       for (index_t i = 0; i < ss; ++i) sw.stats[i] += sw.part[i];
     }
   }
@@ -1287,7 +1354,7 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
   double lb = prev;
   const index_t ll_at = stats_size(type, K, D) - 1;
   for (index_t it = 1; it <= max_iter; ++it) {
-    sw.prep.build(type, K, D, weights, means, pc, sw.c.data());
+    sw.prep.build(type, K, D, weights, means, pc, sw.c.data(), isa_lanes<T>(sw.isa));
     set_statistics(type, X, W, static_cast<const T*>(nullptr), N, D, K, sw, par, parts);
     lb = sw.stats[ll_at] / wsum;
     finalize(type, sw.stats.data(), sw.c.data(), wsum, K, D, reg, weights, means, cov, pc, flags,
@@ -1308,18 +1375,19 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
 template <class T, class F>
 void for_each_set(int type, index_t B, index_t N, index_t D, index_t K, F&& one) {
   const bool by_set = B >= 2 * max_threads() || n_groups(N) == 1 || max_threads() == 1;
+  const int isa = active_isa();
   if (by_set) {
 #pragma omp parallel if (B > 1)
     {
       SetWork<T> sw;
-      sw.resize(type, K, D);
+      sw.resize(type, K, D, isa);
       std::vector<double> parts;
 #pragma omp for schedule(dynamic, 1)
       for (index_t s = 0; s < B; ++s) one(s, sw, false, parts);
     }
   } else {
     SetWork<T> sw;
-    sw.resize(type, K, D);
+    sw.resize(type, K, D, isa);
     std::vector<double> parts;
     for (index_t s = 0; s < B; ++s) one(s, sw, true, parts);
   }

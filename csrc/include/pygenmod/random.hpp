@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/vecmath.hpp"  // polynomial cores of exp_f32 / log_f32 / log_f64
 
 namespace pygenmod::rng {
 
@@ -101,8 +102,7 @@ PGM_HD float log_f32(float x) {
   const std::int32_t e = static_cast<std::int32_t>(ix) >> 23;
   const float m = f32_from_bits((ix & 0x007fffffu) + 0x3f3504f3u);
   const float s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
-  const float p = 2.0f + s2 * (0.6666666667f + s2 * (0.4f + s2 * (0.2857142857f + s2 * 0.2222222222f)));
-  return static_cast<float>(e) * 0.693147180559945f + s * p;
+  return static_cast<float>(e) * 0.693147180559945f + s * vm::log_series_f32(s2);
 }
 
 // exp for float32 (~2 ulp, branch-free so loops vectorise): x = n ln2 + r, |r| <= ln2 / 2,
@@ -114,9 +114,8 @@ PGM_HD float exp_f32(float x) {
   // n = round(x / ln2) by the 1.5 * 2^23 trick (pure float ops: vectorises everywhere)
   const float fn = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f;
   const std::int32_t n = static_cast<std::int32_t>(fn);
-  const float r = (x - fn * 0.693145751953125f) - fn * 1.428606765330187e-06f;
-  const float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f + r * 1.3888889e-3f)))));
-  return p * f32_from_bits(static_cast<std::uint32_t>(n + 127) << 23);
+  const float r = (x - fn * vm::kLn2HiF) - fn * vm::kLn2LoF;
+  return vm::exp_poly_f32(r) * f32_from_bits(static_cast<std::uint32_t>(n + 127) << 23);
 }
 
 // sin(2 pi u) and cos(2 pi u) for u in [0, 1] (float32): u = q/4 + r exactly for the 24-bit
@@ -170,10 +169,7 @@ PGM_HD double log_f64(double x) {
   const double e = static_cast<double>(static_cast<std::int32_t>(static_cast<std::uint32_t>(ix >> 32)) >> 20);
   const double m = f64_from_bits((ix & 0x000FFFFFFFFFFFFFull) + 0x3FE6A09E667F3BCDull);
   const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
-  const double p =
-      2.0 + s2 * (2.0 / 3 + s2 * (2.0 / 5 + s2 * (2.0 / 7 + s2 * (2.0 / 9 + s2 * (2.0 / 11 + s2 * (2.0 / 13 +
-      s2 * (2.0 / 15 + s2 * (2.0 / 17 + s2 * (2.0 / 19 + s2 * (2.0 / 21))))))))));
-  return e * 6.93147180369123816490e-01 + (s * p + e * 1.90821492927058770002e-10);
+  return e * vm::kLn2Hi + (s * vm::log_series_f64(s2) + e * vm::kLn2Lo);
 }
 
 // sin(2 pi u), cos(2 pi u) for u in [0, 1] (float64): exact quadrant reduction of the 53-bit
