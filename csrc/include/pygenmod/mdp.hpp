@@ -696,13 +696,14 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
   return Range{lo, hi};
 }
 
-// The Q entries that the last improvement sweep (input v) skipped get their values.
+// The Q entries that the last improvement sweep (input v) skipped get their values (over
+// threads when `par`: up to (A-1)/A of a full sweep's reading).
 template <class T, class M>
-void fill_skipped(const M& m, index_t b, const T* r, const T* v, T gamma, const std::int64_t* pi,
+void fill_skipped(const M& m, index_t b, const T* r, const T* v, T gamma, const std::int64_t* pi, bool par,
                   ImproveWork<T>& w, T* q) {
-  const index_t S = m.S, A = m.A;
-  for (index_t s = 0; s < S; ++s) {
-    if (!w.skipped[s]) continue;
+  const index_t A = m.A;
+  for_each_index(par, m.S, [&](index_t s) {
+    if (!w.skipped[s]) return;
     for (index_t a0 = 0; a0 < A; a0 += 16) {
       index_t own[16], n = 0;
       acc_t<T> d[16];
@@ -712,7 +713,7 @@ void fill_skipped(const M& m, index_t b, const T* r, const T* v, T gamma, const 
       for (index_t k = 0; k < n; ++k) q[own[k]] = static_cast<T>(r[own[k]] + gamma * d[k]);
     }
     w.skipped[s] = 0;
-  }
+  });
 }
 
 // w = T_pi u for a deterministic (pi_s == nullptr) or stochastic policy; range of w - u.
@@ -822,7 +823,7 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
     // v <- u (keep V's storage as one of the two live buffers)
     std::swap(v, u);
   }
-  fill_skipped(m, b, r, v, gamma, pi, work, Q);
+  fill_skipped(m, b, r, v, gamma, pi, par, work, Q);
   double c = 0;
   if (opt.span && k > 0) c = k * rg.mid();
   for (index_t s = 0; s < S; ++s) V[s] = static_cast<T>(u[s] + c);
