@@ -138,14 +138,17 @@ def _outputs(out, shape, dtype, xp, want_returns, time_axis):
 
 
 def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-        bootstrap_value=None, mask=None, time_axis: int = 0, out=None) -> GAE:
+        bootstrap_value=None, mask=None, time_axis: int = 0, out=None, compute_returns: bool = True) -> GAE:
     """Generalized advantage estimates and lambda-returns (module doc); (T, B) in, (T, B) out.
 
-    out: optional ``(advantages, returns)`` buffers to write into (time-major only).
+    out: optional ``(advantages, returns)`` buffers to write into (time-major only); one
+    ``advantages`` buffer when ``compute_returns=False``.
+    compute_returns=False: advantages only (``.returns`` is None); the scan then writes one
+    array instead of two (it is memory bound, so this saves about a fifth of its time).
     """
     adv, ret = _run(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
                     next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis,
-                    want_returns=True, need_values=True, out=out)
+                    want_returns=bool(compute_returns), need_values=True, out=out)
     return GAE(adv, ret)
 
 

@@ -143,6 +143,20 @@ def test_out_buffers(rng):
         returns.gae(r, v, out=(np.empty_like(r),))
 
 
+def test_advantages_only(backend, rng):
+    r, v, term, *_ = data(rng, 11, 7, np.float32)
+    a = backend.asarray
+    both = returns.gae(a(r), a(v), terminated=a(term))
+    only = returns.gae(a(r), a(v), terminated=a(term), compute_returns=False)
+    assert only.returns is None
+    np.testing.assert_array_equal(backend.numpy(only.advantages), backend.numpy(both.advantages))
+    if backend.name == "cpu":
+        buf = np.empty_like(r)
+        assert returns.gae(r, v, terminated=term, compute_returns=False, out=(buf,)).advantages is buf
+        with pytest.raises(ValueError, match="out"):
+            returns.gae(r, v, compute_returns=False, out=(buf, np.empty_like(r)))
+
+
 @pytest.mark.parametrize("where", ["rewards", "values", "next_values", "bootstrap_value", "masked"])
 def test_nonfinite_inputs_named(backend, where):
     """NaN/inf are detected by the scan itself (no separate pass) and reported by name."""

@@ -355,6 +355,14 @@ def _w7(quick):
         out = (np.empty_like(r), np.empty_like(r))
         return lambda: returns.gae(r, v, gamma=0.99, lam=0.95, terminated=d, bootstrap_value=boot, out=out)
 
+    def ours_adv_only():
+        from pygenmod import returns
+
+        r, v, d, boot = _gae_data(Tn, B)
+        out = (np.empty_like(r),)
+        return lambda: returns.gae(r, v, gamma=0.99, lam=0.95, terminated=d, bootstrap_value=boot, out=out,
+                                   compute_returns=False)
+
     def numpy_vec():
         r, v, d, boot = _gae_data(Tn, B)
         return lambda: _gae_numpy(r, v, d, boot, gamma, lam)
@@ -368,6 +376,8 @@ def _w7(quick):
     return [Workload("W7", f"GAE over (T={Tn}, B={B}) float32, gamma=0.99, lambda=0.95",
                      [Candidate("pygenmod gae", ours, is_ours=True, note="advantages + lambda-returns"),
                       Candidate("pygenmod gae out=", ours_out, is_ours=True, note="reused output buffers"),
+                      Candidate("pygenmod advantages only", ours_adv_only, is_ours=True,
+                                note="out=, compute_returns=False: what the peers compute"),
                       Candidate("numpy vectorised over B", numpy_vec), Candidate("numba serial loop", numba_serial)],
                      bytes_moved=Tn * B * 4 * 5.0, unit="call")]
 
