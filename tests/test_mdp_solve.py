@@ -95,21 +95,29 @@ def test_per_mdp_convergence_and_max_iter():
     assert (np.asarray(capped.iterations) == 3).all() and not np.asarray(capped.converged).any()
 
 
-def test_results_do_not_depend_on_thread_count():
+@pytest.mark.parametrize("name", ["cpu", "numba"])
+def test_results_do_not_depend_on_thread_count(name):
+    if not pygenmod.backends()[name]["available"]:
+        pytest.skip(f"backend {name!r} unavailable: {pygenmod.backends()[name]['reason']}")
     P, R = mdp.random_mdp(600, 8, seed=4)  # large enough to split sweeps over threads
+    Ps, Rs = mdp.random_mdp(300_000, 4, successors=1, seed=4)  # CSR with over 2^20 non-zeros
     Pb, Rb = mdp.random_mdp(30, 3, 9, seed=4)  # batch split over MDPs
     n = pygenmod.get_num_threads()
     try:
         outs = []
-        for t in (1, 2, 3):
-            pygenmod.set_num_threads(t)
-            outs.append((mdp.solve(P, R, 0.95), mdp.value_iteration(Pb, Rb, 0.9)))
+        with pygenmod.use_backend(name):
+            for t in (1, 2, 3):
+                pygenmod.set_num_threads(t)
+                outs.append((mdp.solve(P, R, 0.95), mdp.value_iteration(Pb, Rb, 0.9),
+                             mdp.value_iteration(Ps, Rs, 0.9, tol=0.0, max_iter=3)))
     finally:
         pygenmod.set_num_threads(n)
-    for a, b in outs[1:]:
+    for a, b, c in outs[1:]:
         np.testing.assert_array_equal(a.V, outs[0][0].V)
+        np.testing.assert_array_equal(a.Q, outs[0][0].Q)
         np.testing.assert_array_equal(b.V, outs[0][1].V)
         np.testing.assert_array_equal(b.policy, outs[0][1].policy)
+        np.testing.assert_array_equal(c.V, outs[0][2].V)
 
 
 def test_backends_agree():

@@ -2,7 +2,8 @@
 
 Dense and CSR kernels share one body: a model is (dense, P, data, indices, indptr), the
 unused half being empty arrays. The solver loops run per MDP in compiled code, in parallel
-over the MDPs of a batch (each MDP's sweeps run on one thread).
+over the MDPs of a batch (each MDP's sweeps on one thread), or, when the batch has fewer MDPs
+than threads and they are large, one MDP after the other with each sweep's states over threads.
 """
 import numba as nb
 import numpy as np
@@ -109,52 +110,95 @@ def _row_sum_min(dense, P, data, indptr, b, s, a, S, A):
 
 
 @nb.njit(cache=True)
+def _improve_state(dense, P, data, indices, indptr, b, s, r, v, zero_v, gamma, q, S, A, dummy):
+    """Optimality backup of state s: (value, greedy action), Q[s] written."""
+    if zero_v:  # P v = 0: Q = R, P not read
+        best = -np.inf
+        arg = 0
+        for a in range(A):
+            q[s, a] = r[s, a]
+            if r[s, a] > best:
+                best = r[s, a]
+                arg = a
+        return r.dtype.type(best), arg
+    return _backup_state(dense, P, data, indices, indptr, b, s, r[s], v, gamma, K_OPTIMAL, 0, dummy,
+                         r.dtype.type(1), q[s], S, A)
+
+
+@nb.njit(cache=True)
+def _check_state(dense, P, data, indptr, b, s, S, A):
+    """Row check of state s: (max |sum - 1| of its finite rows, their min entry, #non-finite rows)."""
+    err, mn, bad = 0.0, np.inf, 0
+    for a in range(A):
+        sm, rmn = _row_sum_min(dense, P, data, indptr, b, s, a, S, A)
+        if not np.isfinite(sm):
+            bad += 1
+        else:
+            err = max(err, abs(sm - 1.0))
+            mn = min(mn, rmn)
+    return err, mn, bad
+
+
+@nb.njit(cache=True)
 def _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, q, pi, S, A, check, chk):
     lo, hi = np.inf, -np.inf
     dummy = np.zeros(1, r.dtype)
     for s in range(S):
-        if zero_v:
-            best = -np.inf
-            arg = 0
-            for a in range(A):
-                q[s, a] = r[s, a]
-                if r[s, a] > best:
-                    best = r[s, a]
-                    arg = a
-            x = r.dtype.type(best)
-        else:
-            x, arg = _backup_state(dense, P, data, indices, indptr, b, s, r[s], v, gamma, K_OPTIMAL, 0, dummy,
-                                   r.dtype.type(1), q[s], S, A)
+        x, arg = _improve_state(dense, P, data, indices, indptr, b, s, r, v, zero_v, gamma, q, S, A, dummy)
         pi[s] = arg
         u[s] = x
         d = np.float64(x) - np.float64(v[s])
         lo = min(lo, d)
         hi = max(hi, d)
         if check:
-            for a in range(A):
-                sm, rmn = _row_sum_min(dense, P, data, indptr, b, s, a, S, A)
-                if not np.isfinite(sm):
-                    chk[2] += 1
-                else:
-                    chk[0] = max(chk[0], abs(sm - 1.0))
-                    chk[1] = min(chk[1], rmn)
+            err, mn, bad = _check_state(dense, P, data, indptr, b, s, S, A)
+            chk[0] = max(chk[0], err)
+            chk[1] = min(chk[1], mn)
+            chk[2] += bad
     return lo, hi
+
+
+@nb.njit(parallel=True, cache=True)
+def _improve_par(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, q, pi, S, A, check, chk):
+    """_improve with the states over threads (one large MDP); per-state results, then the
+    min/max/count reductions in order (exact, so the same as the serial sweep)."""
+    dummy = np.zeros(1, r.dtype)
+    d = np.empty(S)
+    err = np.zeros(S)
+    mn = np.full(S, np.inf)
+    bad = np.zeros(S, np.int64)
+    for s in nb.prange(S):
+        x, arg = _improve_state(dense, P, data, indices, indptr, b, s, r, v, zero_v, gamma, q, S, A, dummy)
+        pi[s] = arg
+        u[s] = x
+        d[s] = np.float64(x) - np.float64(v[s])
+        if check:
+            err[s], mn[s], bad[s] = _check_state(dense, P, data, indptr, b, s, S, A)
+    if check:
+        chk[0] = max(chk[0], err.max())
+        chk[1] = min(chk[1], mn.min())
+        chk[2] += bad.sum()
+    return d.min(), d.max()
+
+
+@nb.njit(cache=True)
+def _policy_state(dense, P, data, indices, indptr, b, s, r, u, gamma, pi, pi_stoch, stochastic, S, A):
+    if stochastic:
+        acc = 0.0
+        for a in range(A):
+            if pi_stoch[s, a] != 0:
+                qa = r.dtype.type(r[s, a] + gamma * _dot(dense, P, data, indices, indptr, b, s, a, u, S, A))
+                acc += np.float64(pi_stoch[s, a]) * qa
+        return r.dtype.type(acc)
+    a = pi[s]
+    return r.dtype.type(r[s, a] + gamma * _dot(dense, P, data, indices, indptr, b, s, a, u, S, A))
 
 
 @nb.njit(cache=True)
 def _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_stoch, stochastic, w, S, A):
     lo, hi = np.inf, -np.inf
     for s in range(S):
-        if stochastic:
-            acc = 0.0
-            for a in range(A):
-                if pi_stoch[s, a] != 0:
-                    qa = r.dtype.type(r[s, a] + gamma * _dot(dense, P, data, indices, indptr, b, s, a, u, S, A))
-                    acc += np.float64(pi_stoch[s, a]) * qa
-            x = r.dtype.type(acc)
-        else:
-            a = pi[s]
-            x = r.dtype.type(r[s, a] + gamma * _dot(dense, P, data, indices, indptr, b, s, a, u, S, A))
+        x = _policy_state(dense, P, data, indices, indptr, b, s, r, u, gamma, pi, pi_stoch, stochastic, S, A)
         w[s] = x
         d = np.float64(x) - np.float64(u[s])
         lo = min(lo, d)
@@ -162,9 +206,19 @@ def _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_stoch,
     return lo, hi
 
 
+@nb.njit(parallel=True, cache=True)
+def _policy_sweep_par(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_stoch, stochastic, w, S, A):
+    d = np.empty(S)
+    for s in nb.prange(S):
+        x = _policy_state(dense, P, data, indices, indptr, b, s, r, u, gamma, pi, pi_stoch, stochastic, S, A)
+        w[s] = x
+        d[s] = np.float64(x) - np.float64(u[s])
+    return d.min(), d.max()
+
+
 @nb.njit(cache=True)
 def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
-               V, Q, pi, S, A, chk):
+               V, Q, pi, S, A, chk, par):
     u = np.empty(S, V.dtype)
     w = np.empty(S, V.dtype)
     prev = np.full(S, -1, np.int64)
@@ -183,8 +237,12 @@ def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, s
         if do_check:
             chk[0] = 1.0
             chk[1], chk[2], chk[3] = 0.0, np.inf, 0.0
-        lo, hi = _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
-                          chk[1:])
+        if par:
+            lo, hi = _improve_par(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
+                                  chk[1:])
+        else:
+            lo, hi = _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
+                              chk[1:])
         zero_v = False
         its += 1
         if do_check and (not (chk[1] <= row_tol) or chk[2] < 0 or chk[3] > 0):
@@ -206,7 +264,11 @@ def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, s
                 target = max(0.5 * thresh, 0.0 if same else eval_rel * res)
             elo = ehi = 0.0
             for _ in range(eval_max):
-                elo, ehi = _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w, S, A)
+                if par:
+                    elo, ehi = _policy_sweep_par(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w,
+                                                 S, A)
+                else:
+                    elo, ehi = _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w, S, A)
                 evs += 1
                 u, w = w, u
                 if target >= 0 and ehi - elo < target:
@@ -226,19 +288,38 @@ def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, s
     return its, evs, res, conv
 
 
+@nb.njit(cache=True)
+def _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
+               row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, par):
+    check_stats[b, :] = 0.0
+    its, evs, res, conv = _solve_one(dense, P, data, indices, indptr, b, R[b], gamma[b], thresh[b], max_iter, span,
+                                     eval_max, eval_rel, row_tol, V[b], Q[b], policy[b], S, A, check_stats[b], par)
+    iterations[b] = its
+    eval_sweeps[b] = evs
+    residual[b] = res
+    converged[b] = conv
+
+
 @nb.njit(parallel=True, cache=True)
 def _solve(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q,
            policy, iterations, eval_sweeps, residual, converged, check_stats):
-    B = R.shape[0]
-    for b in nb.prange(B):
-        check_stats[b, :] = 0.0
-        its, evs, res, conv = _solve_one(dense, P, data, indices, indptr, b, R[b], gamma[b], thresh[b], max_iter,
-                                         span, eval_max, eval_rel, row_tol, V[b], Q[b], policy[b], S, A,
-                                         check_stats[b])
-        iterations[b] = its
-        eval_sweeps[b] = evs
-        residual[b] = res
-        converged[b] = conv
+    for b in nb.prange(R.shape[0]):  # MDPs over threads, each MDP's sweeps in one thread
+        _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
+                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, False)
+
+
+@nb.njit(cache=True)
+def _solve_each(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
+                V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
+    for b in range(R.shape[0]):  # one MDP after the other, the states of each sweep over threads
+        _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
+                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, True)
+
+
+def _solver(B, work):
+    """Like the compiled solvers: over MDPs when the batch fills the threads, else over the states
+    of each sweep when a sweep is long enough (`work` multiply-adds, about 2M) to pay for it."""
+    return _solve_each if B < nb.get_num_threads() and work >= (1 << 21) else _solve
 
 
 def _check_solve(max_iter, eval_max):
@@ -254,17 +335,18 @@ def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol
     # result, so the numba solvers (full sweeps) take and ignore it.
     _check_solve(max_iter, eval_max)
     B, S, A = R.shape
-    _solve(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
-           max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged,
-           check_stats)
+    _solver(B, S * S * A)(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma,
+                          thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps,
+                          residual, converged, check_stats)
 
 
 def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
               row_tol, elim_tau, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
     _check_solve(max_iter, eval_max)
-    _solve(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma, thresh,
-           max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged,
-           check_stats)
+    nnz = int(indptr[n_states * n_actions] - indptr[0]) if len(indptr) > n_states * n_actions else 0
+    _solver(R.shape[0], 2 * nnz)(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions,
+                                 R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy,
+                                 iterations, eval_sweeps, residual, converged, check_stats)
 
 
 @nb.njit(parallel=True, cache=True)
