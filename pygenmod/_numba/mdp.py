@@ -349,35 +349,53 @@ def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_
                                  iterations, eval_sweeps, residual, converged, check_stats)
 
 
+@nb.njit(cache=True)
+def _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
+                  stochastic, V, iterations, residual, converged, par):
+    x = V[b].copy()
+    w = np.empty(S, V.dtype)
+    g = np.float64(gamma[b])
+    k = g / (1 - g) if g < 1 else 0.0
+    its, res, conv = 0, 0.0, False
+    lo = hi = 0.0
+    pd = pi_det[b] if not stochastic else pi_det[0]
+    ps = pi_stoch[b] if stochastic else pi_stoch[0]
+    while True:
+        if par:
+            lo, hi = _policy_sweep_par(dense, P, data, indices, indptr, b, R[b], x, gamma[b], pd, ps, stochastic, w,
+                                       S, A)
+        else:
+            lo, hi = _policy_sweep(dense, P, data, indices, indptr, b, R[b], x, gamma[b], pd, ps, stochastic, w, S, A)
+        x, w = w, x
+        its += 1
+        res = (hi - lo) if span else max(abs(lo), abs(hi))
+        if res < thresh[b] or res == 0:
+            conv = True
+            break
+        if its >= max_iter:
+            break
+    c = k * 0.5 * (lo + hi) if (span and k > 0) else 0.0
+    for s in range(S):
+        V[b, s] = V.dtype.type(x[s] + c)
+    iterations[b] = its
+    residual[b] = res
+    converged[b] = conv
+
+
 @nb.njit(parallel=True, cache=True)
 def _evaluate(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, stochastic,
               V, iterations, residual, converged):
-    B = R.shape[0]
-    for b in nb.prange(B):
-        x = V[b].copy()
-        w = np.empty(S, V.dtype)
-        g = np.float64(gamma[b])
-        k = g / (1 - g) if g < 1 else 0.0
-        its, res, conv = 0, 0.0, False
-        lo = hi = 0.0
-        pd = pi_det[b] if not stochastic else pi_det[0]
-        ps = pi_stoch[b] if stochastic else pi_stoch[0]
-        while True:
-            lo, hi = _policy_sweep(dense, P, data, indices, indptr, b, R[b], x, gamma[b], pd, ps, stochastic, w, S, A)
-            x, w = w, x
-            its += 1
-            res = (hi - lo) if span else max(abs(lo), abs(hi))
-            if res < thresh[b] or res == 0:
-                conv = True
-                break
-            if its >= max_iter:
-                break
-        c = k * 0.5 * (lo + hi) if (span and k > 0) else 0.0
-        for s in range(S):
-            V[b, s] = V.dtype.type(x[s] + c)
-        iterations[b] = its
-        residual[b] = res
-        converged[b] = conv
+    for b in nb.prange(R.shape[0]):
+        _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
+                      stochastic, V, iterations, residual, converged, False)
+
+
+@nb.njit(cache=True)
+def _evaluate_each(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
+                   stochastic, V, iterations, residual, converged):
+    for b in range(R.shape[0]):
+        _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
+                      stochastic, V, iterations, residual, converged, True)
 
 
 def _eval_args(pi_det, pi_stoch, A, dtype):
@@ -391,17 +409,20 @@ def evaluate_dense(P, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, ite
     if max_iter < 1:
         raise ValueError("max_iter: must be >= 1")
     B, S, A = R.shape
-    _evaluate(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
-              max_iter, span, *_eval_args(pi_det, pi_stoch, A, R.dtype), V, iterations, residual, converged)
+    run = _evaluate_each if _solver(B, S * S * A) is _solve_each else _evaluate  # (the compiled rule)
+    run(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
+        max_iter, span, *_eval_args(pi_det, pi_stoch, A, R.dtype), V, iterations, residual, converged)
 
 
 def evaluate_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V,
                  iterations, residual, converged):
     if max_iter < 1:
         raise ValueError("max_iter: must be >= 1")
-    _evaluate(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma,
-              thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, n_actions, R.dtype), V, iterations, residual,
-              converged)
+    nnz = int(indptr[n_states * n_actions] - indptr[0]) if len(indptr) > n_states * n_actions else 0
+    run = _evaluate_each if _solver(R.shape[0], 2 * nnz) is _solve_each else _evaluate
+    run(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma,
+        thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, n_actions, R.dtype), V, iterations, residual,
+        converged)
 
 
 # ----------------------------------------------------------------------------- input checks
