@@ -109,10 +109,12 @@ def test_results_do_not_depend_on_thread_count(name):
             for t in (1, 2, 3):
                 pygenmod.set_num_threads(t)
                 outs.append((mdp.solve(P, R, 0.95), mdp.value_iteration(Pb, Rb, 0.9),
-                             mdp.value_iteration(Ps, Rs, 0.9, tol=0.0, max_iter=3)))
+                             mdp.value_iteration(Ps, Rs, 0.9, tol=0.0, max_iter=3),
+                             mdp.policy_evaluation(P, R, 0.95, R.argmax(-1), method="iterative")))
     finally:
         pygenmod.set_num_threads(n)
-    for a, b, c in outs[1:]:
+    for a, b, c, e in outs[1:]:
+        np.testing.assert_array_equal(e.V, outs[0][3].V)
         np.testing.assert_array_equal(a.V, outs[0][0].V)
         np.testing.assert_array_equal(a.Q, outs[0][0].Q)
         np.testing.assert_array_equal(b.V, outs[0][1].V)
