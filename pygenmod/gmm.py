@@ -155,6 +155,8 @@ def _params(params, B, D, dtype, xp, single, name="params"):
     val.check_shape(w, f"{name}.weights", lead + (K,))
     if bool((w < 0).any()):
         raise ValueError(f"{name}.weights: must be >= 0")
+    if bool((w.sum(-1) <= 0).any()):
+        raise ValueError(f"{name}.weights: every mixture needs a positive weight (all are 0)")
     mu = val.float_array(params.means, f"{name}.means", dtype=dtype, xp=xp)
     val.check_shape(mu, f"{name}.means", lead + (K, D))
     pc = params.precisions_cholesky

@@ -101,3 +101,29 @@ def test_float32_fit_matches_float64(shape, ct, rng):
     assert _rel(r32.params.means, r64.params.means) < 1e-4
     assert _rel(r32.params.covariances, r64.params.covariances) < 1e-3
     np.testing.assert_allclose(r32.lower_bound, r64.lower_bound, rtol=1e-5)
+
+
+@pytest.mark.parametrize("N", [127, 128, 129])
+def test_padding_lanes_of_far_points_leave_no_nan(N):
+    """float32, D=1: a chunk's padding lanes sit at the set centre, where every component's
+    log-density overflows to -inf; they must not bring NaN into the statistics (found by
+    review: N=127 gave NaN parameters on the vector paths, N=128 did not)."""
+    X = np.zeros((N, 1), np.float32)
+    X[: N // 2], X[N // 2:] = 1e17, -1e17
+    for cap in range(DETECTED + 1):
+        prev = _cpu._isa_cap(cap)[0]
+        try:
+            r = gmm.fit(X, 2, covariance_type="diag", means_init=np.array([[1e17], [-1e17]]), max_iter=3, tol=0,
+                        warn=False)
+        finally:
+            _cpu._isa_cap(prev)
+        for x in (r.params.weights, r.params.means, r.params.covariances, r.lower_bound):
+            assert np.isfinite(x).all(), ISA_NAMES[cap]
+        np.testing.assert_allclose(r.params.weights, [(N // 2) / N, 1 - (N // 2) / N], rtol=1e-6)
+
+
+def test_all_zero_mixture_weights_rejected():
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    P = gmm.GMMParams(np.zeros(2), X[:2].copy(), np.ones((2, 2)), None, "diag")
+    with pytest.raises(ValueError, match="weights"):
+        gmm.em_step(X, P)

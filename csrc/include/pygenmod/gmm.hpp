@@ -693,7 +693,10 @@ PGM_INLINE void resp_block(T* lp, double* r, T* mxb, index_t K, index_t CH, inde
     llacc += w0 * t0;
     llacc += w1 * t1;
   }
-  for (index_t k = 0; k < K; ++k) store_f64<T, VB>(r + k * CH + p, vload<V>(lp + k * CH + p) * f);
+  // padding lanes (weight 0) store 0 even where their e is NaN (a padding lane that every
+  // component underflows: resp_fixup repairs only the chunk's real points)
+  const auto live = wvv > 0;
+  for (index_t k = 0; k < K; ++k) store_f64<T, VB>(r + k * CH + p, live ? vload<V>(lp + k * CH + p) * f : V{});
 }
 
 // Adds the log of the lanes' products of resp_block to llacc.
