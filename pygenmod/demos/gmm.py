@@ -30,10 +30,12 @@ def run(report) -> None:
     t, X, mean_demo = demonstrations()
     B, K = X.shape[0], 8
     gmm.fit(X[:2], K, max_iter=2, warn=False)  # warm-up (first-call costs)
-    with report.timed(f"batched fit: {B} tasks x {X.shape[1]} points, K={K}, full"):
-        t0 = time.perf_counter()
-        res = gmm.fit(X, K, max_iter=200, tol=1e-4, random_state=0, warn=False)
-        batched = time.perf_counter() - t0
+    with report.timed(f"batched fit: {B} tasks x {X.shape[1]} points, K={K}, full (best of 2)"):
+        batched = np.inf
+        for _ in range(2):  # (the first call also pays for first-touch memory and thread start-up)
+            t0 = time.perf_counter()
+            res = gmm.fit(X, K, max_iter=200, tol=1e-4, random_state=0, warn=False)
+            batched = min(batched, time.perf_counter() - t0)
     with report.timed(f"GMR: condition on time, {len(t)} queries per task"):
         traj = gmm.gmr(res.params, np.broadcast_to(t[None, :, None], (B, len(t), 1)), [0])
     err = np.sqrt(((traj.mean - mean_demo) ** 2).sum(-1).mean(-1))  # RMSE per task
