@@ -723,6 +723,16 @@ PGM_INLINE bool unit_chunk(const T* wv, index_t m, index_t K, index_t CH, index_
   return other == 0;
 }
 
+// r[k][p] = weight * the caller's responsibility of point idx[p] (the M-step from given
+// responsibilities); lanes m .. mp (padding) get 0.
+template <class T>
+PGM_INLINE void given_resp(double* r, const T* wv, const T* resp, const index_t* idx, index_t K, index_t CH,
+                           index_t m, index_t mp) {
+  for (index_t k = 0; k < K; ++k)
+    for (index_t p = 0; p < mp; ++p)
+      r[k * CH + p] = p < m ? static_cast<double>(wv[p]) * static_cast<double>(resp[idx[p] * K + k]) : 0.0;
+}
+
 // After the lane blocks of a chunk of m points: lanes flagged in `bad` go to component 0.
 template <class T, int VB>
 PGM_INLINE void resp_fixup(double* r, const T* mxb, index_t K, index_t CH, index_t m, const T* wv,
@@ -944,9 +954,7 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
       if (pprod) chunk_ll<T, VB>(prod, llacc);
       resp_fixup<T, VB>(r, w.mx.data(), K, CH, m, wv, bad);
     } else {
-      for (index_t k = 0; k < K; ++k)
-        for (index_t p = 0; p < mp; ++p)
-          r[k * CH + p] = p < m ? static_cast<double>(wv[p]) * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
+      given_resp(r, wv, resp, w.idx.data(), K, CH, m, mp);
     }
     // Statistics in float64 lanes (float32 points are widened: products exact).
     const double* xs;
@@ -1198,9 +1206,7 @@ PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T
       if (pprod) chunk_ll<T, VB>(prod, llacc);
       resp_fixup<T, VB>(r, w.mx.data(), K, CH, m, wv, bad);
     } else {
-      for (index_t k = 0; k < K; ++k)
-        for (index_t p = 0; p < mp; ++p)
-          r[k * CH + p] = p < m ? static_cast<double>(wv[p]) * static_cast<double>(resp[w.idx[p] * K + k]) : 0.0;
+      given_resp(r, wv, resp, w.idx.data(), K, CH, m, mp);
     }
     // statistics, always in float64 (float32 products are exact there, and the centred second
     // moments of near-singular components need the precision): point-major copies

@@ -59,19 +59,13 @@ PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
 //            chunk masked), added, then a tree over the 8 lanes.
 //   AVX2:    two 4-lane partial sums (entries j % 8 < 4 and >= 4), their sum tree-added over
 //            the 4 lanes, then the tail (n % 8 entries) in order.
-// The 1-row and multi-row versions of each follow exactly the same order per row; the latter
-// load v once for four or eight rows and keep 8 or 16 independent chains (one row of S = 64
-// entries is latency bound).
+// One template per instruction set computes 1, 4 or 8 rows, so a row's order is the same
+// whichever count it is computed in; several rows share each load of v and keep 8 or 16
+// independent chains (one row of S = 64 entries is latency bound).
 #define PGM_MDP_X86_DISPATCH 1
 #include <immintrin.h>
 #define PGM_MDP_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #define PGM_MDP_AVX2 __attribute__((target("avx2,fma")))
-
-PGM_MDP_AVX512 inline double lane_tree_avx512(__m512d x) {
-  alignas(64) double t[8];
-  _mm512_store_pd(t, x);
-  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-}
 
 // The masked load of entries [j, min(j + 8, n)).
 PGM_MDP_AVX512 inline __m512d load8_avx512(const double* x, index_t j, index_t n) {
@@ -79,19 +73,8 @@ PGM_MDP_AVX512 inline __m512d load8_avx512(const double* x, index_t j, index_t n
   return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << (n - j)) - 1), x + j);
 }
 
-PGM_MDP_AVX512 inline double dot1_avx512(const double* r, const double* v, index_t n) {
-  __m512d c0 = _mm512_setzero_pd(), c1 = _mm512_setzero_pd();
-  index_t j = 0;
-  for (; j + 16 <= n; j += 16) {
-    c0 = _mm512_fmadd_pd(_mm512_loadu_pd(r + j), _mm512_loadu_pd(v + j), c0);
-    c1 = _mm512_fmadd_pd(_mm512_loadu_pd(r + j + 8), _mm512_loadu_pd(v + j + 8), c1);
-  }
-  if (j < n) c0 = _mm512_fmadd_pd(load8_avx512(r, j, n), load8_avx512(v, j, n), c0);
-  if (j + 8 < n) c1 = _mm512_fmadd_pd(load8_avx512(r, j + 8, n), load8_avx512(v, j + 8, n), c1);
-  return lane_tree_avx512(_mm512_add_pd(c0, c1));
-}
-
-// K rows (K = 4 or 8) against v: out[k] = r[k] . v, the lane trees of all rows as one transpose.
+// K rows (K = 1, 4 or 8) against v: out[k] = r[k] . v, the lane trees of all rows as one
+// transpose (absent rows are zeros, which change no sum).
 template <int K>
 PGM_MDP_AVX512 inline void dotk_avx512(const double* const* r, const double* v, index_t n, double* out) {
   __m512d c0[K], c1[K];
@@ -134,37 +117,25 @@ PGM_MDP_AVX512 inline void dotk_avx512(const double* const* r, const double* v, 
   for (int k = 0; k < K; ++k) out[k] = t[k];
 }
 
-PGM_MDP_AVX2 inline double lane_tree_avx2(__m256d x) {
-  alignas(32) double t[4];
-  _mm256_store_pd(t, x);
-  return (t[0] + t[1]) + (t[2] + t[3]);
-}
-
-PGM_MDP_AVX2 inline double dot1_avx2(const double* r, const double* v, index_t n) {
-  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
-  index_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    a0 = _mm256_fmadd_pd(_mm256_loadu_pd(r + j), _mm256_loadu_pd(v + j), a0);
-    a1 = _mm256_fmadd_pd(_mm256_loadu_pd(r + j + 4), _mm256_loadu_pd(v + j + 4), a1);
-  }
-  double acc = lane_tree_avx2(_mm256_add_pd(a0, a1));
-  for (; j < n; ++j) acc += r[j] * v[j];
-  return acc;
-}
-
-PGM_MDP_AVX2 inline void dot4_avx2(const double* const* r, const double* v, index_t n, double* out) {
-  __m256d a0[4], a1[4];
-  for (int k = 0; k < 4; ++k) a0[k] = a1[k] = _mm256_setzero_pd();
+// K rows (K = 1 or 4) against v: out[k] = r[k] . v.
+template <int K>
+PGM_MDP_AVX2 inline void dotk_avx2(const double* const* r, const double* v, index_t n, double* out) {
+  __m256d a0[K], a1[K];
+#pragma GCC unroll 4
+  for (int k = 0; k < K; ++k) a0[k] = a1[k] = _mm256_setzero_pd();
   index_t j = 0;
   for (; j + 8 <= n; j += 8) {
     const __m256d v0 = _mm256_loadu_pd(v + j), v1 = _mm256_loadu_pd(v + j + 4);
-    for (int k = 0; k < 4; ++k) {
+#pragma GCC unroll 4
+    for (int k = 0; k < K; ++k) {
       a0[k] = _mm256_fmadd_pd(_mm256_loadu_pd(r[k] + j), v0, a0[k]);
       a1[k] = _mm256_fmadd_pd(_mm256_loadu_pd(r[k] + j + 4), v1, a1[k]);
     }
   }
-  for (int k = 0; k < 4; ++k) {
-    double acc = lane_tree_avx2(_mm256_add_pd(a0[k], a1[k]));
+  for (int k = 0; k < K; ++k) {
+    alignas(32) double t[4];
+    _mm256_store_pd(t, _mm256_add_pd(a0[k], a1[k]));
+    double acc = (t[0] + t[1]) + (t[2] + t[3]);
     for (index_t i = j; i < n; ++i) acc += r[k][i] * v[i];
     out[k] = acc;
   }
@@ -182,8 +153,9 @@ template <class T>
 PGM_HD acc_t<T> dot_dense(const T* row, const T* v, index_t n) {
 #if defined(PGM_MDP_X86_DISPATCH)
   if constexpr (std::is_same<T, double>::value) {
-    if (kMdpSimd == 2) return dot1_avx512(row, v, n);
-    if (kMdpSimd == 1) return dot1_avx2(row, v, n);
+    double d;
+    if (kMdpSimd == 2) return dotk_avx512<1>(&row, v, n, &d), d;
+    if (kMdpSimd == 1) return dotk_avx2<1>(&row, v, n, &d), d;
   }
 #endif
   return dot_generic(row, v, n);
@@ -200,7 +172,7 @@ PGM_HD void dot_ptrs(const T* const* r, int cnt, const T* v, index_t n, acc_t<T>
       if (cnt == 8) return dotk_avx512<8>(r, v, n, out);
       if (cnt >= 4) dotk_avx512<4>(r, v, n, out), k = 4;
     } else if (kMdpSimd == 1) {
-      for (; k + 4 <= cnt; k += 4) dot4_avx2(r + k, v, n, out + k);
+      for (; k + 4 <= cnt; k += 4) dotk_avx2<4>(r + k, v, n, out + k);
     }
   }
 #endif
@@ -467,6 +439,20 @@ void dot_list(const M& m, index_t b, const index_t* rows, index_t n, const T* v,
   });
 }
 
+// f(a, row (s, a) . v) for every action a of state s but `except` (-1: none), 16 rows per call.
+template <class M, class T, class F>
+void dot_state_rows(const M& m, index_t b, index_t s, index_t except, const T* v, F&& f) {
+  const index_t A = m.A;
+  for (index_t a0 = 0; a0 < A; a0 += 16) {
+    index_t rows[16], n = 0;
+    acc_t<T> d[16];
+    for (index_t a = a0; a < std::min(A, a0 + 16); ++a)
+      if (a != except) rows[n++] = s * A + a;
+    m.dot_rows(b, rows, n, v, d);
+    for (index_t k = 0; k < n; ++k) f(rows[k] - s * A, d[k]);
+  }
+}
+
 // Input check of the rows of state s of MDP b, folded into {max |sum - 1|, min entry, #rows
 // with NaN/inf}.
 template <class M>
@@ -605,14 +591,8 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
         }
       }
       if (!skipped[s]) {
-        for (index_t a0 = 0; a0 < A; a0 += 16) {  // (the greedy row's dot is in place already)
-          index_t own[16], n = 0;
-          acc_t<T> d[16];
-          for (index_t a = a0; a < std::min(A, a0 + 16); ++a)
-            if (!eliminating || a != pi[s]) own[n++] = s * A + a;
-          m.dot_rows(b, own, n, v, d);
-          for (index_t k = 0; k < n; ++k) ds[own[k] - s * A] = d[k];
-        }
+        // (the greedy row's dot is in place already when eliminating)
+        dot_state_rows(m, b, s, eliminating ? pi[s] : -1, v, [&](index_t a, acc_t<T> d) { ds[a] = d; });
         best = finish_state(s, A, r, ds, gamma, keep_gap, q, pi, gap);
       }
       u[s] = best;
@@ -704,14 +684,9 @@ void fill_skipped(const M& m, index_t b, const T* r, const T* v, T gamma, const 
   const index_t A = m.A;
   for_each_index(par, m.S, [&](index_t s) {
     if (!w.skipped[s]) return;
-    for (index_t a0 = 0; a0 < A; a0 += 16) {
-      index_t own[16], n = 0;
-      acc_t<T> d[16];
-      for (index_t a = a0; a < std::min(A, a0 + 16); ++a)
-        if (a != pi[s]) own[n++] = s * A + a;
-      m.dot_rows(b, own, n, v, d);
-      for (index_t k = 0; k < n; ++k) q[own[k]] = static_cast<T>(r[own[k]] + gamma * d[k]);
-    }
+    dot_state_rows(m, b, s, pi[s], v, [&](index_t a, acc_t<T> d) {
+      q[s * A + a] = static_cast<T>(r[s * A + a] + gamma * d);
+    });
     w.skipped[s] = 0;
   });
 }
