@@ -330,7 +330,7 @@ struct SolveOptions {
   std::int64_t eval_max = 0;     // evaluation sweeps per improvement: 0 = value iteration
   double eval_rel = -1;          // < 0: exactly eval_max sweeps; >= 0: adaptive (see solve_one)
   double row_tol = -1;           // >= 0: check P's rows during the first sweep that reads P
-  double elim_tau = -1;          // >= 0: action elimination (ActionBounds), rows summing to 1
+  double elim_tau = -1;          // >= 0: action elimination (ImproveWork), rows summing to 1
                                  // within elim_tau (the input contract); < 0: full sweeps
 };
 
@@ -428,15 +428,15 @@ void for_each_index(bool par, index_t n, F&& f) {
   }
 }
 
-// dots[rows[i]] = row . v for i < n, over threads when `par` (each row one fixed order).
+// dots[rows[i]] = row . v for i < n (one thread: the phased sweeps of small MDPs).
 template <class T, class M>
-void dot_list(const M& m, index_t b, const index_t* rows, index_t n, const T* v, bool par, acc_t<T>* dots) {
-  for_each_index(par, (n + 15) / 16, [&](index_t g) {
-    const index_t i0 = g * 16, cnt = std::min<index_t>(16, n - i0);
+void dot_list(const M& m, index_t b, const index_t* rows, index_t n, const T* v, acc_t<T>* dots) {
+  for (index_t i0 = 0; i0 < n; i0 += 16) {
+    const index_t cnt = std::min<index_t>(16, n - i0);
     acc_t<T> d[16];
     m.dot_rows(b, rows + i0, cnt, v, d);
     for (index_t k = 0; k < cnt; ++k) dots[rows[i0 + k]] = d[k];
-  });
+  }
 }
 
 // f(a, row (s, a) . v) for every action a of state s but `except` (-1: none), 16 rows per call.
@@ -638,7 +638,7 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
       }
       if (!done) {
         for (index_t s = 0; s < S; ++s) rows[s] = s * A + pi[s];
-        dot_list(m, b, rows, S, v, false, dots);
+        dot_list(m, b, rows, S, v, dots);
       }
       index_t n = 0;
       for (index_t s = 0; s < S; ++s) {
@@ -653,10 +653,10 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
             if (s * A + a != c) rows[n++] = s * A + a;
         }
       }
-      dot_list(m, b, rows, n, v, false, dots);
+      dot_list(m, b, rows, n, v, dots);
     } else {
       for (index_t i = 0; i < S * A; ++i) rows[i] = i;
-      dot_list(m, b, rows, S * A, v, false, dots);
+      dot_list(m, b, rows, S * A, v, dots);
       for (index_t s = 0; s < S; ++s) skipped[s] = 0;
     }
     if (chk) check_rows(m, b, false, chk);  // (a small MDP: its rows are still in cache)
