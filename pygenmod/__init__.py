@@ -12,6 +12,9 @@ from ._backend import (
     set_num_threads,
     use_backend,
 )
+from ._seed import get_state as get_rng_state
+from ._seed import manual_seed
+from ._seed import set_state as set_rng_state
 
 __version__ = "0.1.0"
 
@@ -22,5 +25,8 @@ __all__ = [
     "set_backend",
     "set_num_threads",
     "use_backend",
+    "manual_seed",
+    "get_rng_state",
+    "set_rng_state",
     "__version__",
 ]

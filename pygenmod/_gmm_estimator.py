@@ -16,6 +16,7 @@ import numpy as np
 
 from . import gmm as _g
 from . import _validate as val
+from ._seed import resolve_seed
 
 
 def _convergence_warning():
@@ -28,18 +29,15 @@ def _convergence_warning():
 
 
 def _seed(random_state) -> int:
-    if random_state is None:
-        return int(np.random.randint(0, 2**31 - 1))
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        if random_state < 0:
-            raise ValueError(f"random_state: must be >= 0, got {random_state}")
-        return int(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(0, 2**31 - 1))
-    raise ValueError(f"random_state: expected None, an int, a RandomState or a Generator, "
-                     f"got {type(random_state).__name__}")
+    """scikit-learn's random_state (None, int, RandomState, Generator) as a Philox key: None
+    draws from the package generator (:mod:`pygenmod.random`), so it follows manual_seed."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool) and random_state < 0:
+        raise ValueError(f"random_state: must be >= 0, got {random_state}")
+    try:
+        return resolve_seed(random_state, "random_state")
+    except TypeError:
+        raise ValueError(f"random_state: expected None, an int, a RandomState or a Generator, "
+                         f"got {type(random_state).__name__}") from None
 
 
 def _check_sample_weight(sample_weight, n, dtype):
@@ -156,7 +154,7 @@ class _MixtureParams:
         return _g.fit(X, self.n_components, sample_weight, n_init=self.n_init,
                       init=self.init_params, weights_init=self.weights_init,
                       means_init=self.means_init, precisions_init=self.precisions_init,
-                      random_state=_seed(self.random_state), **kw)
+                      seed=_seed(self.random_state), **kw)
 
     def _progress_printer(self, X):
         """scikit-learn's verbose messages, from pygenmod.gmm.fit's per-iteration callback."""

@@ -116,7 +116,7 @@ def gmr(params, x, in_dims, out_dims=None) -> GMRResult:
     return GMRResult(cast(h), cast(m), cast(C), cast(mean), cast(cov))
 
 
-def gmr_sample(params, x, in_dims, n_samples: int, *, out_dims=None, seed: int = 0):
+def gmr_sample(params, x, in_dims, n_samples: int, *, out_dims=None, seed=None):
     """Draws from the conditional mixture at each query: (B, Q, n_samples, O).
 
     Query q of mixture b draws from Philox stream b * Q + q (pygenmod.gmm.sample's convention),
@@ -195,8 +195,10 @@ class GMR(_Base):
         mean = self.predict_dist(X).mean
         return mean[:, 0] if self._y1d else mean
 
-    def sample_y(self, X, n_samples=1, random_state=0):
-        return gmr_sample(self._params(), self._x(X), self.in_dims_, n_samples, seed=int(random_state))
+    def sample_y(self, X, n_samples=1, random_state=None):
+        from ._gmm_estimator import _seed
+
+        return gmr_sample(self._params(), self._x(X), self.in_dims_, n_samples, seed=_seed(random_state))
 
     def score(self, X, y):
         y = np.asarray(y, dtype=np.float64)

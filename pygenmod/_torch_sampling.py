@@ -3,7 +3,8 @@
 Tensors go to the kernels zero-copy through DLPack (CPU tensors to the C++ kernels, CUDA
 tensors to the CUDA kernels through CuPy); gradients come from the package's own VJPs, and
 the backward passes regenerate the noise from ``(seed, stream, offset)`` instead of saving
-it. float16 / bfloat16 tensors are computed in float32: samples come back in the input
+it. ``seed=None`` (the default) takes one fresh key from the package generator per call
+(:mod:`pygenmod.random`), used by both the forward and the backward pass. float16 / bfloat16 tensors are computed in float32: samples come back in the input
 dtype, KL and log-densities in float32.
 
 The ``pygenmod::normal_head`` and ``pygenmod::mvn_head`` custom ops (torch.library, with
@@ -16,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from . import sampling as _S
+from ._seed import resolve_seed
 
 __all__ = ["rsample_normal", "normal_head", "kl_normal", "normal_log_prob", "rsample_mvn", "mvn_head", "kl_mvn",
            "mvn_log_prob", "mahalanobis", "gumbel_softmax"]
@@ -68,16 +70,17 @@ class _NormalHead(torch.autograd.Function):
         return dmu.to(mdt), dp.to(pdt), None, None, None, None, None, None, None, None
 
 
-def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0, eps=None,
+def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0, eps=None,
                 clamp=None, log_q=False):
     """Fused VAE head (differentiable): returns ``(z, kl, log_q)`` (log_q None unless requested).
     See :func:`pygenmod.sampling.normal_head`."""
     pname, p = _scale_kw(logvar, log_std, std)
+    seed = resolve_seed(seed)  # once: forward and backward must see the same key
     z, kl, lq = _NormalHead.apply(mu, p, eps, pname, seed, n_samples, stream, offset, clamp, bool(log_q))
     return z, kl, (lq if log_q else None)
 
 
-def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0, eps=None,
+def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0, eps=None,
                    clamp=None):
     """Differentiable ``z = mu + sigma * eps`` (see :func:`pygenmod.sampling.rsample_normal`)."""
     return normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
@@ -174,13 +177,14 @@ class _MvnHead(torch.autograd.Function):
         return dmu.to(mdt), dL.to(ldt), None, None, None, None, None, None, None
 
 
-def mvn_head(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, log_q=False, validate=True):
+def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, log_q=False, validate=True):
     """Differentiable full-covariance head: ``(z, kl, log_q)``; see :func:`pygenmod.sampling.mvn_head`."""
+    seed = resolve_seed(seed)  # once: forward and backward must see the same key
     z, kl, lq = _MvnHead.apply(mu, scale_tril, eps, seed, n_samples, stream, offset, bool(log_q), validate)
     return z, kl, (lq if log_q else None)
 
 
-def rsample_mvn(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, validate=True):
+def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, validate=True):
     """Differentiable ``z = mu + L eps``."""
     return mvn_head(mu, scale_tril, seed=seed, n_samples=n_samples, stream=stream, offset=offset, eps=eps,
                     validate=validate)[0]
@@ -246,11 +250,11 @@ class _GumbelSoftmax(torch.autograd.Function):
         return _S.gumbel_softmax_backward(_f32(g).contiguous(), ys, tau).to(dt), None, None, None, None, None
 
 
-def gumbel_softmax(logits, tau=1.0, *, seed=0, hard=False, stream=0, offset=0):
+def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0):
     """Differentiable Gumbel-softmax sample over the last axis; ``hard=True`` is straight-through
     (one-hot forward, the relaxed sample's gradient backward), like torch.nn.functional.gumbel_softmax
     but with the package's counter-based noise."""
-    return _GumbelSoftmax.apply(logits, float(tau), seed, bool(hard), stream, offset)
+    return _GumbelSoftmax.apply(logits, float(tau), resolve_seed(seed), bool(hard), stream, offset)
 
 
 # ---------------------------------------------------------------------------------------

@@ -131,17 +131,20 @@ def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, el
     return CEMState(back(xp.ascontiguousarray(new_mean)), back(xp.ascontiguousarray(new_scale))), idx
 
 
-def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed: int = 0,
+def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed=None,
                  covariance: str = "diag", alpha: float = 0.0, min_std: float = 0.0,
                  elite_weights: str = "uniform", reg: float = 0.0) -> CEMResult:
     """Maximise ``objective`` with CEM, batched over B independent problems.
 
     objective(samples) maps a (B, N, D) array to returns (B, N). Population t is drawn with
     the reparameterized samplers (pygenmod.sampling) from ``(seed, stream=b, offset=t*N*D)``,
-    so the same seed gives the same trajectory on every backend and for every batch size.
+    so the same seed gives the same trajectory on every backend and for every batch size;
+    ``seed=None`` (the default) takes one fresh key from the package generator per call.
     """
     from . import sampling
+    from ._seed import resolve_seed
 
+    seed = resolve_seed(seed)
     back = returner(mean)
     state = CEMState(val.float_array(mean, "mean", ndim=2), val.float_array(scale, "scale", dtype=None))
     xp = xp_of(state.mean)

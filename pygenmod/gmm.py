@@ -39,10 +39,12 @@ import numpy as np
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
+from ._seed import resolve_seed
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 INITS = ("kmeans", "k-means++", "random_from_data", "random")
+_DEPRECATED = object()  # default of a deprecated keyword: tells "not given" from None
 
 #: flag bits of ``FitResult.flags`` (per set and component)
 COLLAPSED, REGULARISED, EMPTY_SET = 1, 2, 4
@@ -498,14 +500,15 @@ def predict(X, params):
     return back(lab[0] if single else lab)
 
 
-def sample(params, n_samples: int, *, seed: int = 0, stream: int = 0):
+def sample(params, n_samples: int, *, seed=None, stream: int = 0):
     """``n_samples`` draws from each mixture: (X (B, n, D), labels (B, n) int64).
 
     Draw i of mixture b is a pure function of (seed, stream + b, i) through the package's
-    Philox-4x32-10 generator: identical on every backend and thread count.
+    Philox-4x32-10 generator: identical on every backend and thread count. ``seed=None``
+    (the default) takes a fresh key from the package generator (:mod:`pygenmod.random`).
     """
     n = val.positive_int(n_samples, "n_samples", minimum=0)
-    seed = _u64(seed, "seed")
+    seed = resolve_seed(seed)
     stream = _u64(stream, "stream")
     w0 = to_native(params.weights if isinstance(params, GMMParams) else GMMParams(*params).weights)
     single = w0.ndim == 1
@@ -577,7 +580,7 @@ def _device_fallback_kernel(name):
     return get_kernel("gmm", name, "cpu" if is_available("cpu") else "numba")
 
 
-def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
+def _init_resp(X3, W, K, init, n_rep, seed, from_device=False, stream=0):
     xp = xp_of(X3)
     Bx, N, D = X3.shape
     B = Bx * n_rep
@@ -586,7 +589,7 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
     if is_device(X3) and init != "random":
         # The initialisation kernels (sequential per set) run on the host; the draws are the
         # same as for host input.
-        return xp.asarray(_init_resp(xp.asnumpy(X3), xp.asnumpy(W), K, init, n_rep, seed, True))
+        return xp.asarray(_init_resp(xp.asnumpy(X3), xp.asnumpy(W), K, init, n_rep, seed, True, stream))
 
     def _host_kernel(name):
         if from_device:
@@ -595,11 +598,11 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
 
     if init == "random_from_data":
         idx = np.empty((B, K), np.int64)
-        _host_kernel("random_from_data")(W, n_rep, K, seed, 0, idx)
+        _host_kernel("random_from_data")(W, n_rep, K, seed, stream, idx)
         return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
     if init in ("k-means++", "kmeans"):
         idx = np.empty((B, K), np.int64)
-        _host_kernel("kmeanspp")(X3, W, n_rep, K, seed, 0, idx)
+        _host_kernel("kmeanspp")(X3, W, n_rep, K, seed, stream, idx)
         if init == "k-means++":
             return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
         sets = np.arange(B)[:, None] // n_rep
@@ -607,17 +610,22 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False):
         labels = np.empty((B, N), np.int64)
         _host_kernel("kmeans")(X3, W, n_rep, 100, centers, labels)
         return _one_hot(xp, X3.dtype, B, N, K, labels=labels)
-    # 'random': uniform responsibilities from the host generator (like scikit-learn)
-    R = np.random.default_rng(seed).uniform(size=(B, N, K)).astype(X3.dtype)
+    # 'random': uniform responsibilities (like scikit-learn), run r of set b from Philox stream
+    # (r << 32) + b (init_stream in gmm.hpp), so a set's draws never depend on its neighbours.
+    from . import random as _random
+
+    dev = "cuda" if is_device(X3) else "cpu"
+    R = xp.stack([_random.uniform(seed, (Bx, N * K), stream=stream + (r << 32), dtype=X3.dtype, device=dev)
+                  for r in range(n_rep)], axis=1).reshape(B, N, K)
     R /= R.sum(-1, keepdims=True)
-    return xp.asarray(R)
+    return R
 
 
 def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", tol: float = 1e-3,
         reg_covar=1e-6, max_iter: int = 100, n_init: int = 1, init: str = "kmeans",
         init_params=None, weights_init=None, means_init=None, precisions_init=None,
-        resp_init=None, lower_bound_init=None, random_state: int = 0, warn: bool = True,
-        lower_bounds: bool = False, callback=None) -> FitResult:
+        resp_init=None, lower_bound_init=None, seed=None, stream: int = 0, warn: bool = True,
+        lower_bounds: bool = False, callback=None, random_state=_DEPRECATED) -> FitResult:
     """Batched EM: fits one K-component mixture to every set of X (B, N, D) (or (N, D)).
 
     Each set stops on its own when the change of its lower bound is < tol (``tol=0``: run
@@ -627,7 +635,12 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
     Initialisation: ``init`` in 'kmeans' (k-means++ seeding + Lloyd iterations, the
     default as in scikit-learn), 'k-means++' (seeding only), 'random_from_data' (K distinct
     points), 'random' (random responsibilities), all drawn from Philox streams keyed by
-    ``random_state``. Given values override it: ``init_params`` (a GMMParams, e.g. a previous
+    ``seed`` (``None``, the default: a fresh key from the package generator; an integer:
+    reproducible): initialisation r of set b uses stream ``stream + (r << 32) + b``, so a set's
+    fit does not depend on the other sets in the batch, and run 0 draws what ``n_init=1`` draws;
+    ``stream`` is the global index of the first set when a batch is split into chunks (a chunk
+    starting at set g passes ``stream=g`` and fits exactly as in the whole batch).
+    ``random_state`` is the deprecated spelling of ``seed``. Given values override it: ``init_params`` (a GMMParams, e.g. a previous
     fit: warm start), or any of ``weights_init`` / ``means_init`` / ``precisions_init`` (the
     rest from ``init``, scikit-learn semantics), or ``resp_init`` (B, N, K) responsibilities.
     ``lower_bound_init`` seeds the convergence test (warm start: the previous bound).
@@ -651,7 +664,14 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
     max_iter = val.positive_int(max_iter, "max_iter", minimum=0)
     n_init = val.positive_int(n_init, "n_init")
     val.choice(init, "init", INITS)
-    seed = _u64(random_state if random_state is not None else 0, "random_state")
+    if random_state is not _DEPRECATED:
+        warnings.warn("gmm.fit(random_state=...) is deprecated; use seed=... (None: fresh draws)",
+                      DeprecationWarning, stacklevel=2)
+        if seed is not None:
+            raise TypeError("give seed or its deprecated spelling random_state, not both")
+        seed = random_state
+    seed = resolve_seed(seed)
+    stream = val.seed_int(stream, "stream")
     reg = val.per_batch(reg_covar, "reg_covar", Bx, X3.dtype, xp, lo=0.0)
     lead = () if single else (Bx,)
 
@@ -678,7 +698,7 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
         if all_given:
             p0 = None
         else:
-            R = _init_resp(X3, W, K, init, n_rep, seed)
+            R = _init_resp(X3, W, K, init, n_rep, seed, stream=stream)
             p0, _ = _m_step_arrays(X3, W, R, xp.repeat(reg, n_rep), ct, n_rep)
         wts, mus, covs, pcs = (None,) * 4 if p0 is None else p0[:4]
 

@@ -44,6 +44,7 @@ import numpy as np
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
+from ._seed import resolve_seed
 
 TREE_FIELDS = ("visits", "value_sum", "raw_value", "reward", "discount", "parent", "action",
                "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel", "qbounds")
@@ -394,7 +395,8 @@ def stochastic_tabular_model(transition, reward, prior_logits, value, discount=1
     uniform layout of stream (4 << 56) | b under the search's ``seed`` (see mcts.hpp), so a
     search is deterministic given the seed, each tree's draws are independent of the other
     trees, and every backend draws the same states (the CDF is float64 whatever ``dtype``).
-    A search continued with ``tree=`` restarts k at 0: pass a new seed for fresh draws.
+    A search continued with ``tree=`` restarts k at 0: with ``seed=None`` (the default) every
+    search draws a fresh key from the package generator; an explicit seed repeats its draws.
     Each row of P must be nonnegative and sum to 1 within ``atol`` (rows are renormalised).
     The other arguments are those of :func:`tabular_model`; ``next_state`` of the result
     holds each row's most probable state. A one-hot P gives exactly the deterministic search.
@@ -765,15 +767,7 @@ def _noise(tree: Tree, name: str, seed: int, *args):
     return out
 
 
-def _seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed: expected an integer, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**64:
-        raise ValueError(f"seed: must be in [0, 2**64), got {seed}")
-    return int(seed)
-
-
-def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, invalid_actions=None,
+def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
                   tree: Tree | None = None, capacity: int | None = None,
                   dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
                   pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
@@ -796,7 +790,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0, in
     (temperature 0: the most visited action, lowest index among ties). Returns
     :class:`PolicyOutput` with action_weights = visit_counts / sum (the policy target).
     """
-    seed = _seed(seed)
+    seed = resolve_seed(seed)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
     xp = xp_of(tree.visits)
     frac = float(dirichlet_fraction)
@@ -851,7 +845,7 @@ def _completed_q_root(tree: Tree, value_scale, maxvisit_init, rescale_values, us
     return (scale[:, None] * cq).astype(dt)
 
 
-def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int = 0,
+def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
                          invalid_actions=None, tree: Tree | None = None, capacity: int | None = None,
                          max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
                          gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
@@ -865,7 +859,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed: int 
     of the most visited actions by gumbel + logits + completed Q; action_weights is the
     improved policy softmax(logits + completed Q). max_depth: as :func:`muzero_policy`.
     """
-    seed = _seed(seed)
+    seed = resolve_seed(seed)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
     xp = xp_of(tree.visits)
     B, A = tree.batch_size, tree.num_actions

@@ -1,6 +1,10 @@
 """Counter-based random numbers (Philox-4x32-10) that are the same on every backend.
 
-A draw is a pure function of ``(seed, stream, element)``:
+The randomness rule of the whole package: ``seed=None`` draws a fresh key from the package
+generator (advancing on every call; :func:`manual_seed`, :func:`get_state`, :func:`set_state`),
+an explicit integer seed (or a ``numpy.random.Generator``, or a JAX PRNG key) gives the
+stateless, reproducible draw, unaffected by the package generator. With the key fixed,
+a draw is a pure function of ``(seed, stream, element)``:
 
 - ``seed`` (0 <= seed < 2**64) is the Philox key;
 - an array of shape ``(R, ...)`` with two or more axes takes row ``r`` from stream
@@ -22,6 +26,7 @@ import numpy as np
 
 from . import _validate as val
 from ._dispatch import kernel
+from ._seed import get_state, manual_seed, resolve_seed, set_state
 
 UNIFORM, NORMAL, GUMBEL = 0, 1, 2
 
@@ -55,7 +60,7 @@ def _rows(shape):
 
 
 def _draw(dist, seed, shape, stream, offset, dtype, device):
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     shape = _shape(shape)
     dtype = np.dtype(dtype)
     if dtype not in val.FLOAT_DTYPES:
@@ -68,25 +73,25 @@ def _draw(dist, seed, shape, stream, offset, dtype, device):
     return out.reshape(shape)
 
 
-def uniform(seed, shape, *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+def uniform(seed=None, shape=(), *, stream=0, offset=0, dtype=np.float32, device="cpu"):
     """Uniform numbers in the open interval (0, 1): float32 from the top 24 bits of one Philox
     word, float64 from 53 bits of two words (exact, never 0 or 1)."""
     return _draw(UNIFORM, seed, shape, stream, offset, dtype, device)
 
 
-def normal(seed, shape, *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+def normal(seed=None, shape=(), *, stream=0, offset=0, dtype=np.float32, device="cpu"):
     """Standard normal numbers by Box-Muller on pairs of uniforms (see module docstring)."""
     return _draw(NORMAL, seed, shape, stream, offset, dtype, device)
 
 
-def gumbel(seed, shape, *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+def gumbel(seed=None, shape=(), *, stream=0, offset=0, dtype=np.float32, device="cpu"):
     """Standard Gumbel numbers ``-log(-log(u))``, u uniform in (0, 1)."""
     return _draw(GUMBEL, seed, shape, stream, offset, dtype, device)
 
 
-def bits(seed, shape, *, stream=0, offset=0, device="cpu"):
+def bits(seed=None, shape=(), *, stream=0, offset=0, device="cpu"):
     """The raw uint32 Philox words (element ``n`` of a stream is word ``n % 4`` of block ``n // 4``)."""
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     shape = _shape(shape)
     xp = _xp(device)
     R, N = _rows(shape)

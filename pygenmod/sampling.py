@@ -9,9 +9,12 @@ Conventions (docs/sampling.md):
   parameter (in its own units) before use; gradients are zero where the clamp is active.
 - Noise: row ``b``, sample ``s``, dimension ``d`` is element ``offset + s * D + d`` of the
   Philox stream ``stream + b`` under ``seed`` (see :mod:`pygenmod.random`), so a row's
-  sample does not depend on the batch it is in, the backend or the thread count. The
-  backward functions regenerate the same noise from ``(seed, stream, offset)``: nothing
-  has to be stored between forward and backward. Pass ``eps`` to use your own noise.
+  sample does not depend on the batch it is in, the backend or the thread count.
+  ``seed=None`` (the default) draws a fresh key from the package generator on every call
+  (:func:`pygenmod.random.manual_seed` makes a sequence of calls reproducible); an explicit
+  seed is stateless. The backward functions regenerate the same noise from
+  ``(seed, stream, offset)``, so they need the forward's explicit seed (or its ``eps``):
+  nothing has to be stored between forward and backward. Pass ``eps`` to use your own noise.
 - float32 / float64 in, the same dtype out. float16 input is computed in float32; samples
   come back in float16, reductions (KL, log-densities) in float32 (they overflow float16).
 - Full covariances are given by a lower-triangular Cholesky factor ``scale_tril`` with a
@@ -28,6 +31,7 @@ import numpy as np
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
+from ._seed import resolve_seed
 
 KINDS = {"logvar": 0, "log_std": 1, "std": 2}
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -185,10 +189,13 @@ class _Call(NamedTuple):
     eps: object  #: (S, B, D) or size 0
 
 
-def _call(mu, seed, n_samples, stream, offset, eps):
+def _call(mu, seed, n_samples, stream, offset, eps, backward=False):
     m, back, half, one = _main(mu)
     S, multi = _samples(n_samples)
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    if backward and seed is None and eps is None:
+        raise TypeError("seed: a backward pass regenerates the forward's noise, so it needs the "
+                        "forward's explicit seed (or its eps=); seed=None would draw new noise")
+    seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     return _Call(m, back, half, one, S, multi, seed, stream, offset, _eps_arg(eps, m, S, multi, one))
 
 
@@ -241,7 +248,7 @@ def _head_grads(c: _Call, grad_z, grad_kl, grad_log_q):
     return gz, gk, gq
 
 
-def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
+def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
                 eps=None, clamp=None, log_q=False, return_eps=False, out=None):
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
     row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`.
@@ -257,7 +264,7 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=No
     return _head_result(c, *outs[:-1], log_q, return_eps)
 
 
-def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0, offset=0,
+def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
                    eps=None, clamp=None, return_eps=False, out=None):
     """Reparameterized sample ``z = mu + sigma * eps`` of a diagonal Gaussian.
 
@@ -270,11 +277,11 @@ def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples
 
 
 def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None, grad_kl=None, grad_log_q=None,
-                         seed=0, n_samples=None, stream=0, offset=0, eps=None, clamp=None):
+                         seed=None, n_samples=None, stream=0, offset=0, eps=None, clamp=None):
     """VJP of :func:`normal_head` (and of :func:`rsample_normal`, with only ``grad_z``): returns
     ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. The noise is
     regenerated from ``(seed, stream, offset)`` unless ``eps`` is passed."""
-    c = _call(mu, seed, n_samples, stream, offset, eps)
+    c = _call(mu, seed, n_samples, stream, offset, eps, backward=True)
     pname, p = _scale_arg(logvar, log_std, std)
     p = _like(p, pname, c.m, shape=c.m.shape)
     lo, hi = _clamp(clamp)
@@ -288,7 +295,7 @@ def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None
     return c.back(_cast(dmu, c.half)), c.back(_cast(dp, c.half))
 
 
-def rsample_normal_backward(grad_z, mu, logvar=None, *, log_std=None, std=None, seed=0, n_samples=None, stream=0,
+def rsample_normal_backward(grad_z, mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0,
                             offset=0, eps=None, clamp=None):
     """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``."""
     return normal_head_backward(mu, logvar, log_std=log_std, std=std, grad_z=grad_z, seed=seed,
@@ -442,7 +449,7 @@ def check_scale_tril(L, name="scale_tril"):
         raise ValueError(f"{name}: the diagonal must be positive")
 
 
-def mvn_head(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, log_q=False,
+def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, log_q=False,
              return_eps=False, validate=True, out=None):
     """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``validate=False`` skips the
@@ -463,18 +470,18 @@ def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps
     return h if want_kl else h._replace(kl=None)
 
 
-def rsample_mvn(mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
+def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
                 validate=True, out=None):
     """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D)."""
     h = _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, False, return_eps, validate, out, False)
     return (h.z, h.eps) if return_eps else h.z
 
 
-def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=None, seed=0, n_samples=None,
+def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=None, seed=None, n_samples=None,
                       stream=0, offset=0, eps=None):
     """VJP of :func:`mvn_head`: ``(grad_mu, grad_scale_tril)`` (grad_scale_tril is lower
     triangular, shaped like scale_tril; summed over rows for a shared L)."""
-    c = _call(mu, seed, n_samples, stream, offset, eps)
+    c = _call(mu, seed, n_samples, stream, offset, eps, backward=True)
     shared_in = getattr(scale_tril, "ndim", 3) == 2
     L = _tril_arg(scale_tril, "scale_tril", c.m)
     grads = _head_grads(c, grad_z, grad_kl, grad_log_q)
@@ -489,7 +496,7 @@ def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=N
     return c.back(_cast(dmu, c.half)), c.back(_cast(dL, c.half))
 
 
-def rsample_mvn_backward(grad_z, mu, scale_tril, *, seed=0, n_samples=None, stream=0, offset=0, eps=None):
+def rsample_mvn_backward(grad_z, mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None):
     """VJP of :func:`rsample_mvn`: ``(grad_mu, grad_scale_tril)``."""
     return mvn_head_backward(mu, scale_tril, grad_z=grad_z, seed=seed, n_samples=n_samples, stream=stream,
                              offset=offset, eps=eps)
@@ -784,7 +791,7 @@ class GumbelSoftmax(NamedTuple):
     index: object  #: int64 argmax of the perturbed logits (the categorical sample)
 
 
-def gumbel_softmax(logits, tau=1.0, *, seed=0, hard=False, stream=0, offset=0):
+def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0):
     """Relaxed categorical sample ``softmax((logits + g) / tau)`` over the last axis, g standard
     Gumbel noise from the counter-based generator (row r of the flattened leading axes uses
     stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y`` (straight-through:
@@ -795,7 +802,7 @@ def gumbel_softmax(logits, tau=1.0, *, seed=0, hard=False, stream=0, offset=0):
         raise ValueError("logits: expected at least one axis (the categories)")
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
         raise ValueError(f"tau: expected a positive finite number, got {tau!r}")
-    seed, stream, offset = val.seed_int(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     xp = xp_of(lg)
     K = lg.shape[-1]
     rows = lg.reshape(-1, K)

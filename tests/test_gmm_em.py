@@ -199,7 +199,7 @@ def test_ragged_batch_equals_per_set_fits(backend, ct, rng):
 
 def test_per_set_convergence(rng):
     X = blobs(rng, 6, 200, 2, 3)
-    r = gmm.fit(X, 3, max_iter=300, tol=1e-4, random_state=1, warn=False)
+    r = gmm.fit(X, 3, max_iter=300, tol=1e-4, seed=1, warn=False)
     assert r.converged.all()
     assert (r.n_iter < 300).all()
     # sets stop on their own
@@ -230,12 +230,12 @@ def test_n_init_keeps_best_and_inits_are_reproducible(backend, rng):
     X = blobs(rng, 4, 120, 2, 4, sep=3.0)
     Xd = backend.asarray(X)
     for init in gmm.INITS:
-        a = gmm.fit(Xd, 4, init=init, max_iter=20, random_state=5, warn=False)
-        b = gmm.fit(Xd, 4, init=init, max_iter=20, random_state=5, warn=False)
+        a = gmm.fit(Xd, 4, init=init, max_iter=20, seed=5, warn=False)
+        b = gmm.fit(Xd, 4, init=init, max_iter=20, seed=5, warn=False)
         np.testing.assert_array_equal(backend.numpy(a.params.means), backend.numpy(b.params.means))
         assert np.isfinite(backend.numpy(a.lower_bound)).all()
-    one = gmm.fit(Xd, 4, n_init=1, max_iter=30, random_state=3, warn=False)
-    best = gmm.fit(Xd, 4, n_init=4, max_iter=30, random_state=3, warn=False)
+    one = gmm.fit(Xd, 4, n_init=1, max_iter=30, seed=3, warn=False)
+    best = gmm.fit(Xd, 4, n_init=4, max_iter=30, seed=3, warn=False)
     assert (backend.numpy(best.lower_bound) >= backend.numpy(one.lower_bound) - 1e-12).all()
 
 
@@ -247,7 +247,7 @@ def test_init_identical_across_cpu_and_numba(rng):
     res = {}
     for name in avail:
         with pygenmod.use_backend(name):
-            res[name] = [gmm.fit(X, 3, init=i, max_iter=0, random_state=9, warn=False).params.means
+            res[name] = [gmm.fit(X, 3, init=i, max_iter=0, seed=9, warn=False).params.means
                          for i in ("kmeans", "k-means++", "random_from_data")]
     for a, b in zip(res["cpu"], res["numba"]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
@@ -255,8 +255,8 @@ def test_init_identical_across_cpu_and_numba(rng):
 
 def test_warm_start_continues(rng):
     X = blobs(rng, 2, 100, 2, 2)
-    full = gmm.fit(X, 2, max_iter=10, tol=0, random_state=0, warn=False)
-    half = gmm.fit(X, 2, max_iter=5, tol=0, random_state=0, warn=False)
+    full = gmm.fit(X, 2, max_iter=10, tol=0, seed=0, warn=False)
+    half = gmm.fit(X, 2, max_iter=5, tol=0, seed=0, warn=False)
     rest = gmm.fit(X, 2, max_iter=5, tol=0, init_params=half.params, lower_bound_init=half.lower_bound, warn=False)
     np.testing.assert_allclose(rest.params.means, full.params.means, rtol=1e-12)
     np.testing.assert_allclose(rest.lower_bound, full.lower_bound, rtol=1e-12)
@@ -471,7 +471,7 @@ def test_fuzz_fit_is_finite(B, N, D, K, ct, f32, seed, zero_frac, scale):
     if N > 2:
         X[:, : N // 3] = X[:, :1]  # duplicates
     W = (r.random((B, N)) >= zero_frac).astype(dt)
-    res = gmm.fit(X, K, W, covariance_type=ct, max_iter=5, init=r.choice(gmm.INITS), random_state=seed, warn=False)
+    res = gmm.fit(X, K, W, covariance_type=ct, max_iter=5, init=r.choice(gmm.INITS), seed=seed, warn=False)
     for a in res.params[:4]:
         assert a.dtype == dt and np.isfinite(a).all()
     assert not np.isnan(res.lower_bound).any()
@@ -483,9 +483,9 @@ def test_fuzz_fit_is_finite(B, N, D, K, ct, f32, seed, zero_frac, scale):
 def test_torch_tensors_in_and_out(rng):
     torch = pytest.importorskip("torch")
     X = torch.from_numpy(blobs(rng, 2, 60, 2, 2))
-    r = gmm.fit(X, 2, max_iter=5, random_state=0, warn=False)
+    r = gmm.fit(X, 2, max_iter=5, seed=0, warn=False)
     assert isinstance(r.params.means, torch.Tensor) and r.params.means.shape == (2, 2, 2)
-    ref = gmm.fit(X.numpy(), 2, max_iter=5, random_state=0, warn=False)
+    ref = gmm.fit(X.numpy(), 2, max_iter=5, seed=0, warn=False)
     np.testing.assert_array_equal(r.params.means.numpy(), ref.params.means)
     lp = gmm.log_prob(X, r.params)
     assert isinstance(lp, torch.Tensor) and lp.shape == (2, 60)

@@ -43,7 +43,7 @@ def test_stepwise_equals_compiled_loop(backend, ct, n_init, tol, rng):
     X[:, : N // 2] += 3
     W = rng.integers(0, 3, size=(B, N)).astype(float)
     W[3] = 0  # a set without data
-    kw = dict(covariance_type=ct, n_init=n_init, tol=tol, max_iter=40, random_state=1, warn=False)
+    kw = dict(covariance_type=ct, n_init=n_init, tol=tol, max_iter=40, seed=1, warn=False)
     a = gmm.fit(backend.asarray(X), 3, backend.asarray(W), **kw)
     b = gmm.fit(backend.asarray(X), 3, backend.asarray(W), lower_bounds=True, **kw)
     assert a.lower_bounds is None
@@ -62,11 +62,11 @@ def test_stepwise_equals_compiled_loop(backend, ct, n_init, tol, rng):
 
 def test_single_set_history_and_max_iter_zero(rng):
     X = blobs(rng)
-    r = gmm.fit(X, 3, max_iter=25, tol=1e-4, random_state=0, lower_bounds=True, warn=False)
+    r = gmm.fit(X, 3, max_iter=25, tol=1e-4, seed=0, lower_bounds=True, warn=False)
     assert r.lower_bounds.shape == (r.n_iter,) and r.lower_bounds[-1] == r.lower_bound
     # EM never decreases the bound (up to rounding)
     assert (np.diff(r.lower_bounds) > -1e-9).all()
-    r0 = gmm.fit(X, 3, max_iter=0, random_state=0, lower_bounds=True, warn=False)
+    r0 = gmm.fit(X, 3, max_iter=0, seed=0, lower_bounds=True, warn=False)
     assert r0.lower_bounds.shape == (0,) and r0.n_iter == 0 and r0.lower_bound == -np.inf
 
 
@@ -74,7 +74,7 @@ def test_callback_events(rng):
     B = 4
     X = np.stack([blobs(rng, N=100, D=2) for _ in range(B)])
     events = []
-    r = gmm.fit(X, 3, n_init=2, max_iter=30, tol=1e-3, random_state=0, warn=False, callback=events.append)
+    r = gmm.fit(X, 3, n_init=2, max_iter=30, tol=1e-3, seed=0, warn=False, callback=events.append)
     assert all(isinstance(e, gmm.FitProgress) for e in events)
     starts = [e for e in events if e.iteration == 0]
     assert [e.init for e in starts] == [0, 1]
@@ -134,7 +134,7 @@ def test_lower_bounds_best_of_n_init(rng):
     X = blobs(rng, N=300, K=4)
     g = quiet_fit(GaussianMixture(4, n_init=4, init_params="random", random_state=3, tol=1e-5), X)
     events = []
-    gmm.fit(X, 4, n_init=4, init="random", random_state=3, tol=1e-5, warn=False, callback=events.append)
+    gmm.fit(X, 4, n_init=4, init="random", seed=3, tol=1e-5, warn=False, callback=events.append)
     runs = [[float(e.lower_bound[0]) for e in events if e.init == i and e.iteration > 0] for i in range(4)]
     best = max(range(4), key=lambda i: runs[i][-1])
     assert len({r[-1] for r in runs}) > 1  # the inits differ, so the choice matters

@@ -72,7 +72,7 @@ def test_gmr_matches_gmr_package(rng):
 def test_any_covariance_type(rng, ct):
     X = rng.normal(size=(2, 80, 3))
     X[..., 2] = np.sin(X[..., 0]) + 0.1 * X[..., 2]
-    fit = gmm.fit(X, 3, covariance_type=ct, random_state=0, warn=False)
+    fit = gmm.fit(X, 3, covariance_type=ct, seed=0, warn=False)
     r = gmm.gmr(fit.params, X[:, :10, :2], [0, 1])
     assert r.mean.shape == (2, 10, 1) and r.covariance.shape == (2, 10, 1, 1)
     assert np.isfinite(r.mean).all() and (r.covariance[..., 0, 0] > 0).all()

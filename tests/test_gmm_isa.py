@@ -92,7 +92,7 @@ def test_float32_fit_matches_float64(shape, ct, rng):
     float32 accuracy of the float64 fit: parameters to ~1e-4 relative after 10 iterations."""
     B, N, D, K = shape
     X = blobs(rng, B, N, D, K, sep=4.0)
-    p0 = gmm.fit(X, K, covariance_type=ct, init="random_from_data", max_iter=0, random_state=1, warn=False).params
+    p0 = gmm.fit(X, K, covariance_type=ct, init="random_from_data", max_iter=0, seed=1, warn=False).params
     r64 = gmm.fit(X, K, covariance_type=ct, max_iter=10, tol=0, init_params=p0, warn=False)
     p32 = gmm.GMMParams(*(np.asarray(a, np.float32) for a in p0[:4]), ct)
     r32 = gmm.fit(X.astype(np.float32), K, covariance_type=ct, max_iter=10, tol=0, init_params=p32, warn=False)

@@ -52,32 +52,32 @@ def test_root_errors():
     fn = table_fn(ns, R, L, V)
     roots = np.array([0, 1])
     with pytest.raises(ValueError, match="prior_logits"):
-        mcts.muzero_policy(mcts.Root(L[0], V[:1], roots[:1]), fn, 4)
+        mcts.muzero_policy(mcts.Root(L[0], V[:1], roots[:1]), fn, 4, seed=0)
     with pytest.raises(ValueError, match="value"):
-        mcts.muzero_policy(mcts.Root(L[roots], V[:3], roots), fn, 4)
+        mcts.muzero_policy(mcts.Root(L[roots], V[:3], roots), fn, 4, seed=0)
     bad = L[roots].copy()
     bad[1, 0] = np.nan
     with pytest.raises(ValueError, match="prior_logits: contains NaN"):
-        mcts.muzero_policy(mcts.Root(bad, V[roots], roots), fn, 4)
+        mcts.muzero_policy(mcts.Root(bad, V[roots], roots), fn, 4, seed=0)
     with pytest.raises(TypeError, match="prior_logits"):
-        mcts.muzero_policy(mcts.Root(np.zeros((2, 3), np.int64), V[roots], roots), fn, 4)
+        mcts.muzero_policy(mcts.Root(np.zeros((2, 3), np.int64), V[roots], roots), fn, 4, seed=0)
     with pytest.raises(ValueError, match="all actions are invalid at the root of tree 1"):
         mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), fn, 4,
-                           invalid_actions=np.array([[0, 1, 0], [1, 1, 1]], bool))
+                           invalid_actions=np.array([[0, 1, 0], [1, 1, 1]], bool), seed=0)
     with pytest.raises(TypeError, match="recurrent_fn"):
-        mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), "model", 4)
+        mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), "model", 4, seed=0)
     with pytest.raises(ValueError, match="root states"):
-        mcts.muzero_policy(np.array([0, 99]), mcts.tabular_model(ns, R, L, V), 4)
+        mcts.muzero_policy(np.array([0, 99]), mcts.tabular_model(ns, R, L, V), 4, seed=0)
     with pytest.raises(ValueError, match="seed"):
         mcts.muzero_policy(roots, mcts.tabular_model(ns, R, L, V), 4, seed=-1)
     with pytest.raises(ValueError, match="dirichlet_fraction"):
-        mcts.muzero_policy(roots, mcts.tabular_model(ns, R, L, V), 4, dirichlet_fraction=2.0)
+        mcts.muzero_policy(roots, mcts.tabular_model(ns, R, L, V), 4, dirichlet_fraction=2.0, seed=0)
     with pytest.raises(ValueError, match="temperature"):
-        mcts.muzero_policy(roots, mcts.tabular_model(ns, R, L, V), 4, temperature=-1.0)
+        mcts.muzero_policy(roots, mcts.tabular_model(ns, R, L, V), 4, temperature=-1.0, seed=0)
     with pytest.raises(ValueError, match="gumbel"):
-        mcts.gumbel_muzero_policy(roots, mcts.tabular_model(ns, R, L, V), 4, gumbel=np.zeros((2, 2)))
+        mcts.gumbel_muzero_policy(roots, mcts.tabular_model(ns, R, L, V), 4, gumbel=np.zeros((2, 2)), seed=0)
     with pytest.raises(ValueError, match="policy"):
-        mcts.search(roots, mcts.tabular_model(ns, R, L, V), 4, policy="alphago")
+        mcts.search(roots, mcts.tabular_model(ns, R, L, V), 4, policy="alphago", seed=0)
 
 
 def test_recurrent_fn_output_errors():
@@ -92,22 +92,22 @@ def test_recurrent_fn_output_errors():
         return tuple(out)
 
     with pytest.raises(ValueError, match="recurrent_fn: prior_logits contains NaN"):
-        mcts.muzero_policy(root, nan_logits, 3)
+        mcts.muzero_policy(root, nan_logits, 3, seed=0)
     with pytest.raises(TypeError, match="recurrent_fn: must return"):
-        mcts.muzero_policy(root, lambda e, a: (1, 2, 3), 3)
+        mcts.muzero_policy(root, lambda e, a: (1, 2, 3), 3, seed=0)
     with pytest.raises(ValueError, match="recurrent_fn: value has shape"):
-        mcts.muzero_policy(root, lambda e, a: table_fn(ns, R, L, V)(e, a)[:3] + (V[:3], e), 3)
+        mcts.muzero_policy(root, lambda e, a: table_fn(ns, R, L, V)(e, a)[:3] + (V[:3], e), 3, seed=0)
     with pytest.raises(ValueError, match="recurrent_fn: reward contains NaN"):
-        mcts.muzero_policy(root, lambda e, a: (np.full(2, np.nan),) + table_fn(ns, R, L, V)(e, a)[1:], 3)
+        mcts.muzero_policy(root, lambda e, a: (np.full(2, np.nan),) + table_fn(ns, R, L, V)(e, a)[1:], 3, seed=0)
     with pytest.raises(ValueError, match="invalid_actions"):
-        mcts.muzero_policy(root, lambda e, a: table_fn(ns, R, L, V)(e, a) + (np.zeros((2, 7), bool),), 3)
+        mcts.muzero_policy(root, lambda e, a: table_fn(ns, R, L, V)(e, a) + (np.zeros((2, 7), bool),), 3, seed=0)
 
 
 def test_capacity_errors():
     ns, R, L, V = small_model()
     model = mcts.tabular_model(ns, R, L, V)
     with pytest.raises(ValueError, match="capacity exceeded"):
-        mcts.muzero_policy(np.array([0]), model, 10, capacity=5)
+        mcts.muzero_policy(np.array([0]), model, 10, capacity=5, seed=0)
     tree = mcts.new_tree(1, 3, 2)
     mcts.init_root(tree, L[:1], V[:1], state=[0])
     leaf = mcts.expand(tree, [0], [1], [0.0], [1.0], L[:1], V[:1])
@@ -126,7 +126,7 @@ def test_capacity_errors():
 
 def test_advance_errors():
     ns, R, L, V = small_model()
-    out = mcts.muzero_policy(np.array([0, 1]), mcts.tabular_model(ns, R, L, V), 2, dirichlet_fraction=0.0)
+    out = mcts.muzero_policy(np.array([0, 1]), mcts.tabular_model(ns, R, L, V), 2, dirichlet_fraction=0.0, seed=0)
     unvisited = (out.visit_counts == 0).argmax(-1)
     with pytest.raises(ValueError, match="never expanded"):
         mcts.advance(out.tree, unvisited)
@@ -180,9 +180,9 @@ def test_fuzz_against_reference(S, A, B, sims, policy, M, seed, backend, masks):
     with pygenmod.use_backend(backend):
         model = mcts.tabular_model(ns, R, L, V, D, terminal=term, invalid_actions=inv)
         if policy == "muzero":
-            out = mcts.muzero_policy(roots, model, sims, dirichlet_fraction=0.0)
+            out = mcts.muzero_policy(roots, model, sims, dirichlet_fraction=0.0, seed=0)
         else:
-            out = mcts.gumbel_muzero_policy(roots, model, sims, gumbel=g, max_num_considered_actions=M)
+            out = mcts.gumbel_muzero_policy(roots, model, sims, gumbel=g, max_num_considered_actions=M, seed=0)
     step = ref.tabular_step(ns, R, D, L, V, term, inv)
     for b, s in enumerate(roots):
         r = ref.search(step, L[s], V[s], np.zeros(A, bool) if inv is None else inv[s], int(s), sims,

@@ -85,7 +85,7 @@ def test_tabular_tree_normalisation_matches_reference(backend, rng, S, A, B, sim
     if m["terminal"] is not None:
         m["terminal"][roots] = False
     out = mcts.muzero_policy(backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0,
-                             q_normalization="tree")
+                             q_normalization="tree", seed=0)
     refs = reference(m, roots, sims, q_normalization="tree")
     counts = backend.numpy(out.visit_counts)
     qb = backend.numpy(out.tree.qbounds)
@@ -101,8 +101,8 @@ def test_node_and_tree_differ_on_some_random_model(rng):
     for _ in range(5):
         m = random_model(rng, 11, 4)
         roots = rng.integers(0, 11, 4)
-        a = mcts.muzero_policy(roots, to_model(m, _Np), 40, dirichlet_fraction=0.0)
-        b = mcts.muzero_policy(roots, to_model(m, _Np), 40, dirichlet_fraction=0.0, q_normalization="tree")
+        a = mcts.muzero_policy(roots, to_model(m, _Np), 40, dirichlet_fraction=0.0, seed=0)
+        b = mcts.muzero_policy(roots, to_model(m, _Np), 40, dirichlet_fraction=0.0, q_normalization="tree", seed=0)
         differ |= not np.array_equal(a.visit_counts, b.visit_counts)
     assert differ
 
@@ -118,8 +118,8 @@ def test_callback_path_equals_tabular_path_tree_normalisation(backend, dtype, rn
     root, recurrent_fn, root_inv = callback_of(m, backend, roots)
     r = backend.asarray(roots)
     a = mcts.search(root, recurrent_fn, sims, invalid_actions=root_inv, dirichlet_fraction=0.0,
-                    q_normalization="tree")
-    b = mcts.search(r, to_model(m, backend), sims, dirichlet_fraction=0.0, q_normalization="tree")
+                    q_normalization="tree", seed=0)
+    b = mcts.search(r, to_model(m, backend), sims, dirichlet_fraction=0.0, q_normalization="tree", seed=0)
     np.testing.assert_array_equal(backend.numpy(a.visit_counts), backend.numpy(b.visit_counts))
     np.testing.assert_allclose(backend.numpy(a.tree.qbounds), backend.numpy(b.tree.qbounds), **tol(dtype))
 
@@ -127,7 +127,7 @@ def test_callback_path_equals_tabular_path_tree_normalisation(backend, dtype, rn
 def test_bad_q_normalization():
     m = random_model(np.random.default_rng(0), 3, 2)
     with pytest.raises(ValueError, match="q_normalization"):
-        mcts.muzero_policy(np.array([0]), to_model(m, _Np), 2, q_normalization="global")
+        mcts.muzero_policy(np.array([0]), to_model(m, _Np), 2, q_normalization="global", seed=0)
     tree = mcts.new_tree(1, 2, 4)
     mcts.init_root(tree, np.zeros((1, 2)), np.zeros(1))
     with pytest.raises(ValueError, match="q_normalization"):

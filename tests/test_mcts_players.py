@@ -39,7 +39,7 @@ def test_known_answer_non_alternating_turns(backend, dtype):
     ns, pc, R, L, V = turns_model(dtype)
     a = backend.asarray
     model = mcts.tabular_model(a(ns), a(R), a(L), a(V), 1.0, player_changed=a(pc))
-    out = mcts.muzero_policy(a([0]), model, 3, dirichlet_fraction=0.0, temperature=0.0)
+    out = mcts.muzero_policy(a([0]), model, 3, dirichlet_fraction=0.0, temperature=0.0, seed=0)
     t = out.tree
     np.testing.assert_array_equal(backend.numpy(out.visit_counts), [[0, 3]])
     np.testing.assert_array_equal(backend.numpy(t.parent)[0], [-1, 0, 1, 1])
@@ -83,7 +83,7 @@ def test_flag_equals_negative_discount_encoding(backend, dtype, rng, policy):
     D = np.where(pc, -gamma, gamma).astype(dtype)
     neg = mcts.tabular_model(a(ns), a(R.astype(dtype)), a(L.astype(dtype)), a(V.astype(dtype)), a(D),
                              invalid_actions=a(inv))
-    kw = dict(dirichlet_fraction=0.0) if policy == "muzero" else dict(gumbel=a(rng.gumbel(size=(B, A)).astype(dtype)))
+    kw = dict(seed=0, dirichlet_fraction=0.0) if policy == "muzero" else dict(seed=0, gumbel=a(rng.gumbel(size=(B, A)).astype(dtype)))
     o1 = mcts.search(roots, flag, sims, policy=policy, **kw)
     o2 = mcts.search(roots, neg, sims, policy=policy, **kw)
     _tree_equal(backend, o1.tree, o2.tree, dtype)
@@ -105,9 +105,9 @@ def test_flag_matches_reference(backend, rng, policy):
     step = ref.tabular_step(ns, R, D, L, V, None, inv, player_changed=pc)
     g = rng.gumbel(size=(B, A))
     if policy == "muzero":
-        out = mcts.muzero_policy(a(roots), model, sims, dirichlet_fraction=0.0)
+        out = mcts.muzero_policy(a(roots), model, sims, dirichlet_fraction=0.0, seed=0)
     else:
-        out = mcts.gumbel_muzero_policy(a(roots), model, sims, gumbel=a(g), max_num_considered_actions=4)
+        out = mcts.gumbel_muzero_policy(a(roots), model, sims, gumbel=a(g), max_num_considered_actions=4, seed=0)
     for b, s in enumerate(roots):
         kw = {} if policy == "muzero" else dict(policy="gumbel", gumbel=g[b], M=4)
         r = ref.search(step, L[s], float(V[s]), inv[s], int(s), sims, **kw)
@@ -128,9 +128,9 @@ def test_callback_flag_equals_tabular_flag(backend, dtype, rng):
         d = Rd[emb, act] * 0 + dtype.type(gamma)
         return mcts.RecurrentOutput(Rd[emb, act], d, Ld[s2], Vd[s2], s2, None, pcd[emb, act])
 
-    o1 = mcts.muzero_policy(mcts.Root(Ld[roots], Vd[roots], roots), recurrent_fn, sims, dirichlet_fraction=0.0)
+    o1 = mcts.muzero_policy(mcts.Root(Ld[roots], Vd[roots], roots), recurrent_fn, sims, dirichlet_fraction=0.0, seed=0)
     o2 = mcts.muzero_policy(roots, mcts.tabular_model(nsd, Rd, Ld, Vd, gamma, player_changed=pcd), sims,
-                            dirichlet_fraction=0.0)
+                            dirichlet_fraction=0.0, seed=0)
     np.testing.assert_array_equal(backend.numpy(o1.visit_counts), backend.numpy(o2.visit_counts))
     np.testing.assert_allclose(backend.numpy(o1.tree.discount), backend.numpy(o2.tree.discount))
     np.testing.assert_allclose(backend.numpy(o1.value), backend.numpy(o2.value), **tol(dtype))
@@ -161,4 +161,4 @@ def test_player_changed_bad_input():
         return (np.zeros(B), np.ones(B), np.zeros((B, 2)), np.zeros(B), None, None, np.zeros((B, 2), bool))
 
     with pytest.raises(ValueError, match="player_changed"):
-        mcts.muzero_policy(mcts.Root(np.zeros((3, 2)), np.zeros(3)), bad_fn, 2)
+        mcts.muzero_policy(mcts.Root(np.zeros((3, 2)), np.zeros(3)), bad_fn, 2, seed=0)

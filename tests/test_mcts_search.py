@@ -85,7 +85,7 @@ def test_known_answer_muzero(backend, dtype):
     # Root visits [2, 2], root value (0 + 0 + 0 + 1 + 1) / 5 = 0.4.
     ns, R, L, V = two_arm_model(dtype)
     model = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(L), backend.asarray(V), 1.0)
-    out = mcts.muzero_policy(backend.asarray([0]), model, 4, dirichlet_fraction=0.0, temperature=0.0)
+    out = mcts.muzero_policy(backend.asarray([0]), model, 4, dirichlet_fraction=0.0, temperature=0.0, seed=0)
     np.testing.assert_array_equal(backend.numpy(out.visit_counts), [[2, 2]])
     np.testing.assert_allclose(backend.numpy(out.value), [0.4], **tol(dtype))
     np.testing.assert_allclose(backend.numpy(out.action_weights), [[0.5, 0.5]])
@@ -106,7 +106,7 @@ def test_known_answer_gumbel(backend, dtype):
     ns, R, L, V = two_arm_model(dtype)
     model = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(L), backend.asarray(V), 1.0)
     out = mcts.gumbel_muzero_policy(backend.asarray([0]), model, 2, gumbel=backend.asarray(np.zeros((1, 2), dtype)),
-                                    max_num_considered_actions=2)
+                                    max_num_considered_actions=2, seed=0)
     np.testing.assert_array_equal(backend.numpy(out.visit_counts), [[1, 1]])
     assert int(backend.numpy(out.action)[0]) == 0
     w = np.array([0.25 * np.exp(5.1), 0.75])
@@ -136,12 +136,12 @@ def test_tabular_matches_reference(backend, rng, policy, S, A, B, sims):
         m["terminal"][roots] = False
     model = to_model(m, backend)
     if policy == "muzero":
-        out = mcts.muzero_policy(backend.asarray(roots), model, sims, dirichlet_fraction=0.0)
+        out = mcts.muzero_policy(backend.asarray(roots), model, sims, dirichlet_fraction=0.0, seed=0)
         refs = reference(m, roots, sims)
     else:
         g = rng.gumbel(size=(B, A))
         out = mcts.gumbel_muzero_policy(backend.asarray(roots), model, sims, gumbel=backend.asarray(g),
-                                        max_num_considered_actions=4)
+                                        max_num_considered_actions=4, seed=0)
         refs = reference(m, roots, sims, policy="gumbel", gumbel_all=g, M=4)
     counts = backend.numpy(out.visit_counts)
     for b, r in enumerate(refs):
@@ -166,7 +166,7 @@ def test_callback_path_equals_tabular_path(backend, dtype, rng, policy):
         d = R[emb, act] * 0 + dtype.type(0.9)
         return mcts.RecurrentOutput(R[emb, act], d, L[s2], V[s2], s2, inv[s2])
 
-    kw = dict(dirichlet_fraction=0.0) if policy == "muzero" else dict(gumbel=backend.asarray(rng.gumbel(size=(B, A)).astype(dtype)))
+    kw = dict(seed=0, dirichlet_fraction=0.0) if policy == "muzero" else dict(seed=0, gumbel=backend.asarray(rng.gumbel(size=(B, A)).astype(dtype)))
     root = mcts.Root(L[backend.asarray(roots)], V[backend.asarray(roots)], backend.asarray(roots))
     a = mcts.search(root, recurrent_fn, sims, policy=policy, invalid_actions=inv[backend.asarray(roots)], **kw)
     b = mcts.search(backend.asarray(roots), to_model(m, backend), sims, policy=policy, **kw)
@@ -214,7 +214,7 @@ def test_gridworld_picks_value_iteration_optimal_action(backend, policy):
     model = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(np.zeros((S, A))),
                                backend.asarray(V_hat), gamma, terminal=backend.asarray(terminal))
     starts = np.flatnonzero(~terminal)
-    kw = dict(dirichlet_fraction=0.0, temperature=0.0) if policy == "muzero" else dict(gumbel_scale=0.0)
+    kw = dict(seed=0, dirichlet_fraction=0.0, temperature=0.0) if policy == "muzero" else dict(seed=0, gumbel_scale=0.0)
     out = mcts.search(backend.asarray(starts), model, 1000, policy=policy, **kw)
     for s, a in zip(starts, backend.numpy(out.action)):
         assert Q[s, a] >= Q[s].max() - 1e-9, (cells[s], a, Q[s])
@@ -331,7 +331,7 @@ def test_advance_equals_extracted_subtree_and_fresh_search(backend, rng, policy)
     m = random_model(rng, S, A, invalid_frac=0.2)
     model = to_model(m, backend)
     roots = rng.integers(0, S, B)
-    kw = dict(dirichlet_fraction=0.0) if policy == "muzero" else dict(gumbel=backend.asarray(np.zeros((B, A))))
+    kw = dict(seed=0, dirichlet_fraction=0.0) if policy == "muzero" else dict(seed=0, gumbel=backend.asarray(np.zeros((B, A))))
     out = mcts.search(backend.asarray(roots), model, 40, policy=policy, capacity=90, **kw)
     acts = backend.numpy(out.visit_counts).argmax(-1)
     expected = [extract_subtree(out.tree, b, acts[b], backend) for b in range(B)]
@@ -364,7 +364,7 @@ def test_advance_callback_compacts_embeddings(backend, rng):
         return R[emb, act], R[emb, act] * 0 + 0.9, L[s2], V[s2], s2
 
     roots = backend.asarray(rng.integers(0, S, B))
-    out = mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), fn, 20, capacity=40)
+    out = mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), fn, 20, capacity=40, seed=0)
     acts = backend.numpy(out.visit_counts).argmax(-1)
     tree = mcts.advance(out.tree, backend.asarray(acts))
     n = backend.numpy(tree.num_nodes).copy()
@@ -375,7 +375,7 @@ def test_advance_callback_compacts_embeddings(backend, rng):
         par, act = backend.numpy(tree.parent)[b], backend.numpy(tree.action)[b]
         for i in range(1, n[b]):
             assert emb[b, i] == m["ns"][emb[b, par[i]], act[i]]
-    more = mcts.muzero_policy(None, fn, 10, tree=tree)
+    more = mcts.muzero_policy(None, fn, 10, tree=tree, seed=0)
     assert (backend.numpy(more.tree.num_nodes) == n + 10).all()
 
 
@@ -401,10 +401,10 @@ def test_select_expand_backup_compose_to_search(backend, rng, policy):
                            backend.asarray(m["L"][s2]), backend.asarray(m["V"][s2]), state=backend.asarray(s2))
         mcts.backup(tree, leaf)
     if policy == "muzero":
-        full = mcts.muzero_policy(backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0)
+        full = mcts.muzero_policy(backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0, seed=0)
     else:
         full = mcts.gumbel_muzero_policy(backend.asarray(roots), to_model(m, backend), sims,
-                                         gumbel=backend.asarray(g), max_num_considered_actions=3)
+                                         gumbel=backend.asarray(g), max_num_considered_actions=3, seed=0)
     for k in (f for f in mcts.TREE_FIELDS if f != "gumbel"):
         x, y = backend.numpy(getattr(tree, k)), backend.numpy(getattr(full.tree, k))
         if x.dtype.kind == "f":  # the tabular model's prior is a NumPy softmax, expand's the kernel's
@@ -464,13 +464,13 @@ def test_temperature_sampling_frequencies(backend):
 def test_grow_keeps_nodes_and_allows_more_simulations(rng):
     m = random_model(rng, 9, 3)
     model = mcts.tabular_model(m["ns"], m["R"], m["L"], m["V"], m["D"])
-    out = mcts.muzero_policy(np.array([0, 1]), model, 10)
+    out = mcts.muzero_policy(np.array([0, 1]), model, 10, seed=0)
     with pytest.raises(ValueError, match="capacity exceeded"):
-        mcts.muzero_policy(None, model, 5, tree=out.tree)
+        mcts.muzero_policy(None, model, 5, tree=out.tree, seed=0)
     big = out.tree.grow(30)
     assert big.capacity == 30
     np.testing.assert_array_equal(big.visits[:, :11], out.tree.visits)
-    more = mcts.muzero_policy(None, model, 5, tree=big, dirichlet_fraction=0.0)
+    more = mcts.muzero_policy(None, model, 5, tree=big, dirichlet_fraction=0.0, seed=0)
     assert (more.tree.num_nodes == 16).all()
 
 
@@ -488,10 +488,10 @@ def test_torch_model_gets_and_returns_tensors(rng):
         return R[emb, act], torch.full((len(act),), 0.9, dtype=torch.float64), L[s2], V[s2], s2
 
     roots = torch.from_numpy(rng.integers(0, S, B))
-    out = mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), fn, 10, dirichlet_fraction=0.0)
+    out = mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), fn, 10, dirichlet_fraction=0.0, seed=0)
     assert all(e is torch.Tensor and a is torch.Tensor for e, a in seen)
     assert isinstance(out.action_weights, torch.Tensor) and isinstance(out.action, torch.Tensor)
-    ref_out = mcts.muzero_policy(roots.numpy(), to_model(m, _host()), 10, dirichlet_fraction=0.0)
+    ref_out = mcts.muzero_policy(roots.numpy(), to_model(m, _host()), 10, dirichlet_fraction=0.0, seed=0)
     np.testing.assert_array_equal(out.visit_counts.numpy(), ref_out.visit_counts)
 
 
@@ -507,9 +507,9 @@ def test_empty_batch_and_zero_simulations(backend):
     ns, R, L, V = two_arm_model(np.float64)
     model = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(L), backend.asarray(V), 0.9)
     for policy in ("muzero", "gumbel"):
-        out = mcts.search(backend.asarray(np.zeros(0, np.int64)), model, 5, policy=policy)
+        out = mcts.search(backend.asarray(np.zeros(0, np.int64)), model, 5, policy=policy, seed=0)
         assert backend.numpy(out.action_weights).shape == (0, 2)
-        out = mcts.search(backend.asarray([0, 1]), model, 0, policy=policy)
+        out = mcts.search(backend.asarray([0, 1]), model, 0, policy=policy, seed=0)
         np.testing.assert_array_equal(backend.numpy(out.visit_counts), 0)
         np.testing.assert_allclose(backend.numpy(out.action_weights).sum(-1), 1)
 
@@ -518,8 +518,8 @@ def test_float32_tree_close_to_float64(rng):
     m64 = random_model(rng, 40, 6)
     m32 = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v) for k, v in m64.items()}
     roots = rng.integers(0, 40, 32)
-    a = mcts.muzero_policy(roots, to_model(m64, _host()), 48, dirichlet_fraction=0.0)
-    b = mcts.muzero_policy(roots, to_model(m32, _host()), 48, dirichlet_fraction=0.0)
+    a = mcts.muzero_policy(roots, to_model(m64, _host()), 48, dirichlet_fraction=0.0, seed=0)
+    b = mcts.muzero_policy(roots, to_model(m32, _host()), 48, dirichlet_fraction=0.0, seed=0)
     assert b.action_weights.dtype == np.float32
     same = (a.visit_counts == b.visit_counts).all(-1)
     assert same.mean() >= 0.9

@@ -533,8 +533,9 @@ def _init_u(seed, stream, j):
 
 
 @nb.njit(cache=True, inline="always")
-def _init_stream(stream0, s, Bx, n_rep):
-    return stream0 + np.uint64((s % n_rep) * Bx + s // n_rep)
+def _init_stream(stream0, s, n_rep):
+    # run r of set b: stream stream0 + (r << 32) + b (gmm.hpp init_stream)
+    return stream0 + (np.uint64(s % n_rep) << np.uint64(32)) + np.uint64(s // n_rep)
 
 
 @nb.njit(parallel=True, cache=True)
@@ -554,7 +555,7 @@ def _rfd_core(W, n_rep, K, seed, stream0, idx):
                 idx[s, j] = -1
                 continue
             if j < nv:
-                u = _init_u(seed, _init_stream(stream0, s, W.shape[0], n_rep), j)
+                u = _init_u(seed, _init_stream(stream0, s, n_rep), j)
                 r = j + np.int64(u * (nv - j))
                 r = min(r, nv - 1)
                 tmp = valid[j]
@@ -590,7 +591,7 @@ def _kpp_core(X, W, n_rep, K, seed, stream0, idx):
                 idx[s, j] = -1
                 continue
             by_weight = (j == 0) or not (tot > 0)
-            u = _init_u(seed, _init_stream(stream0, s, X.shape[0], n_rep), j) * (totw if by_weight else tot)
+            u = _init_u(seed, _init_stream(stream0, s, n_rep), j) * (totw if by_weight else tot)
             acc = 0.0
             pick = -1
             for n in range(N):

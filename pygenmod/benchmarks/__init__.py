@@ -1,4 +1,4 @@
-"""Benchmark workloads (shared/WORKLOADS.md) and the side-by-side runner behind `pygenmod bench`.
+"""Benchmark workloads (bench/WORKLOADS.md) and the side-by-side runner behind `pygenmod bench`.
 
 Each family module here defines ``workloads(quick: bool) -> list[Workload]``; FAMILIES
 fixes their order. bench/test_workloads.py runs the same workloads under pytest-benchmark.

@@ -33,7 +33,7 @@ def _w1_data(B, N=256, D=3, K=4, seed=0):
     lab = rng.integers(0, K, size=(B, N))
     z = rng.normal(size=(B, N, D))
     X = means[np.arange(B)[:, None], lab] + np.einsum("bnij,bnj->bni", A[np.arange(B)[:, None], lab], z)
-    p0 = gmm.fit(X, K, init="random_from_data", max_iter=0, random_state=seed, warn=False).params
+    p0 = gmm.fit(X, K, init="random_from_data", max_iter=0, seed=seed, warn=False).params
     return X, p0
 
 
@@ -44,7 +44,7 @@ def _w2_data(ct, dtype, N=200_000, D=16, K=16, seed=0):
     rng = np.random.default_rng(seed)
     C = rng.normal(scale=3, size=(K, D))
     X = (C[rng.integers(0, K, N)] + rng.normal(size=(N, D)) * rng.uniform(0.5, 1.5, D)).astype(dtype)
-    p0 = gmm.fit(X, K, covariance_type=ct, init="random_from_data", max_iter=0, random_state=seed,
+    p0 = gmm.fit(X, K, covariance_type=ct, init="random_from_data", max_iter=0, seed=seed,
                  warn=False).params
     return X, p0
 

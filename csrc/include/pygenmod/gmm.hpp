@@ -1479,10 +1479,12 @@ void sample_cpu(int type, const T* weights, const T* means, const T* pc, index_t
 }
 
 // ---- initialisation --------------------------------------------------------------------
-// Draw j of run r of data set b uses stream (stream0 + r * Bx + b), block j: a uniform from its
-// first two words. Run 0 therefore draws the same numbers whatever n_rep (n_init) is.
-inline std::uint64_t init_stream(std::uint64_t stream0, index_t s, index_t Bx, index_t n_rep) {
-  return stream0 + static_cast<std::uint64_t>((s % n_rep) * Bx + s / n_rep);
+// Draw j of run r of data set b uses stream (stream0 + (r << 32) + b), block j: a uniform from
+// its first two words. A set's draws depend neither on the batch size nor on its neighbours
+// (a chunk starting at set g passes stream0 + g), and run 0 draws the same numbers whatever
+// n_rep (n_init) is.
+inline std::uint64_t init_stream(std::uint64_t stream0, index_t s, index_t n_rep) {
+  return stream0 + (static_cast<std::uint64_t>(s % n_rep) << 32) + static_cast<std::uint64_t>(s / n_rep);
 }
 inline double init_uniform(std::uint64_t seed, std::uint64_t stream, index_t j) {
   const rng::u32x4 w = rng::block(seed, stream, static_cast<std::uint64_t>(j));
@@ -1508,7 +1510,7 @@ void random_from_data_cpu(const T* W, index_t Bx, index_t n_rep, index_t N, inde
       for (index_t j = 0; j < K; ++j) {
         if (nv == 0) { idx[s * K + j] = -1; continue; }
         if (j < nv) {
-          const double u = init_uniform(seed, init_stream(stream0, s, Bx, n_rep), j);
+          const double u = init_uniform(seed, init_stream(stream0, s, n_rep), j);
           index_t r = j + static_cast<index_t>(u * (nv - j));
           r = std::min(r, nv - 1);
           std::swap(valid[j], valid[r]);
@@ -1543,7 +1545,7 @@ void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, 
         }
         if (!(totw > 0)) { idx[s * K + j] = -1; continue; }
         const bool by_weight = (j == 0) || !(tot > 0);
-        const double u = init_uniform(seed, init_stream(stream0, s, Bx, n_rep), j) * (by_weight ? totw : tot);
+        const double u = init_uniform(seed, init_stream(stream0, s, n_rep), j) * (by_weight ? totw : tot);
         double acc = 0;
         index_t pick = -1;
         for (index_t n = 0; n < N; ++n) {
