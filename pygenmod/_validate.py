@@ -79,13 +79,10 @@ def _c_order(a):
 
 
 def seed_int(seed, name: str = "seed") -> int:
-    """A generator seed / stream / offset: a Python or NumPy integer in [0, 2**64)."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"{name}: expected a non-negative integer, got {type(seed).__name__}")
-    seed = int(seed)
-    if not 0 <= seed < 2**64:
-        raise ValueError(f"{name}: must be in [0, 2**64), got {seed}")
-    return seed
+    """An explicit integer seed / stream / offset in [0, 2**64) (one check: pygenmod._seed)."""
+    from ._seed import check_int_seed
+
+    return check_int_seed(seed, name)
 
 
 def _all_finite(a) -> bool:

@@ -509,7 +509,7 @@ def sample(params, n_samples: int, *, seed=None, stream: int = 0):
     """
     n = val.positive_int(n_samples, "n_samples", minimum=0)
     seed = resolve_seed(seed)
-    stream = _u64(stream, "stream")
+    stream = val.seed_int(stream, "stream")
     w0 = to_native(params.weights if isinstance(params, GMMParams) else GMMParams(*params).weights)
     single = w0.ndim == 1
     back = returner(params.weights if isinstance(params, GMMParams) else w0)
@@ -526,14 +526,6 @@ def sample(params, n_samples: int, *, seed=None, stream: int = 0):
     if single:
         return back(out[0]), back(labels[0])
     return back(out), back(labels)
-
-
-def _u64(v, name):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer, got {type(v).__name__}")
-    if not 0 <= int(v) < 2**64:
-        raise ValueError(f"{name}: must be in [0, 2**64), got {v}")
-    return int(v)
 
 
 def bic(X, params, weights=None):
