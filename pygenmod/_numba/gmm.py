@@ -479,7 +479,7 @@ def _sample_core(t, wts, mus, pc, seed, stream0, out, labels):
     M = 1 + (D + 1) // 2
     for bn in nb.prange(B * n):
         b, i = bn // n, bn % n
-        stream = stream0 + b
+        stream = stream0 + np.uint64(b)  # uint64 + int64 would be float64 in numba
         b0 = i * M
         w0, w1, _, _ = block(seed, stream, b0)
         u = uniform_f64(w0, w1)
