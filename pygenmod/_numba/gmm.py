@@ -19,7 +19,8 @@ EPS = 2.220446049250313e-16
 
 
 def _flat(a, B):
-    return a.reshape(B, -1)
+    # explicit extents: reshape(0, -1) is an error for an empty batch (B = 0)
+    return a.reshape(B, a.size // B if B else math.prod(a.shape[1:]))
 
 
 def _check_type(t):
