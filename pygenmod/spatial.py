@@ -94,9 +94,10 @@ def _prepare(x, temperature, layout, coords, order, mask) -> _Call:
     if backend == "numba" and x.dtype != dtype:
         x = x.astype(dtype)  # numba has no float16 loads: widen first
     scalar_temp = len(getattr(temperature, "shape", np.shape(temperature))) == 0
-    temp = val.per_batch(temperature, "temperature", C, dtype, xp, lo=0.0, lo_closed=False)
+    # checked in float64: a tiny positive temperature must not round to 0 and read as "<= 0"
+    temp = val.per_batch(temperature, "temperature", C, np.float64, xp, lo=0.0, lo_closed=False)
     with np.errstate(over="ignore", divide="ignore"):
-        inv_temp = xp.ascontiguousarray((1.0 / temp.astype(np.float64)).astype(dtype))
+        inv_temp = xp.ascontiguousarray((1.0 / temp).astype(dtype))
     if not bool(xp.isfinite(inv_temp).all()):
         t = float(temp[~xp.isfinite(inv_temp)][0])
         raise ValueError(f"temperature: too small, 1 / temperature overflows {np.dtype(dtype).name} (got {t:g})")
