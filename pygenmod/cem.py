@@ -157,6 +157,7 @@ def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter
     B, D = state.mean.shape
     N = val.positive_int(n_samples, "n_samples")
     T = val.positive_int(n_iter, "n_iter")
+    val.check_size("n_iter", (T, B))  # the (n_iter, B) history
     best_x = xp.zeros((B, D), state.mean.dtype)
     best_r = xp.full((B,), -xp.inf, state.mean.dtype)
     history = xp.empty((T, B), state.mean.dtype)

@@ -248,3 +248,10 @@ def test_spatial_nan_still_reported_as_nan(backend, dtype):
 def test_random_mdp_seed_named(seed, err):
     with pytest.raises(err, match="seed"):
         mdp.random_mdp(3, 2, seed=seed)
+
+
+@pytest.mark.parametrize("n_iter,msg", [(2**63, "n_iter: must be <= 2"), (2**62, "n_iter: too large")])
+def test_cem_n_iter_beyond_what_can_be_stored(backend, n_iter, msg):
+    mean = backend.asarray(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=msg):
+        cem.cem_optimize(lambda x: x.sum(-1), mean, mean + 1, n_samples=4, n_elite=2, n_iter=n_iter)
