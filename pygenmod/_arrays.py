@@ -30,13 +30,14 @@ def xp_of(x):
     return np
 
 
-def to_native(x):
-    """A NumPy or CuPy view of ``x``: zero-copy for DLPack producers, np.asarray otherwise."""
+def to_native(x, name: str = "array"):
+    """A NumPy or CuPy view of ``x``: zero-copy for DLPack producers, np.asarray otherwise.
+    ``name`` (the argument) is named in the errors."""
     if isinstance(x, np.ndarray) or _is_cupy(x):
         return x
     mod = type(x).__module__.split(".")[0]
-    if mod == "torch" and getattr(x, "requires_grad", False):
-        x = x.detach()
+    if mod == "torch":
+        x = _torch_tensor(x, name)
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
         dev_type = int(x.__dlpack_device__()[0])
         if dev_type == _DLPACK_CPU:
@@ -45,12 +46,27 @@ def to_native(x):
             import cupy
 
             return cupy.from_dlpack(x)
-        raise TypeError(f"unsupported DLPack device type {dev_type} for {type(x).__name__}")
+        raise TypeError(f"{name}: unsupported DLPack device type {dev_type} for {type(x).__name__}")
     if hasattr(x, "__cuda_array_interface__"):
         import cupy
 
         return cupy.asarray(x)
     return np.asarray(x)
+
+
+def _torch_tensor(t, name):
+    """A torch tensor ready for DLPack: detached; bfloat16 (no DLPack/NumPy dtype) widened to
+    float32 as pygenmod.torch does without ml_dtypes; tensors without data (meta) rejected."""
+    if not hasattr(t, "device") or not hasattr(t, "dtype"):
+        return t
+    if t.device.type not in ("cpu", "cuda"):
+        raise TypeError(f"{name}: expected a CPU or CUDA tensor, got one on device {t.device.type!r}"
+                        + (" (a meta tensor has no data)" if t.device.type == "meta" else ""))
+    if getattr(t, "requires_grad", False):
+        t = t.detach()
+    if str(t.dtype) == "torch.bfloat16":
+        t = t.float()
+    return t
 
 
 def returner(x):

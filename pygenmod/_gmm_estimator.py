@@ -58,6 +58,66 @@ def _check_sample_weight(sample_weight, n, dtype):
     return sw
 
 
+# scikit-learn's own wording (sklearn/mixture/_gaussian_mixture.py), so the drop-in raises what
+# code written against sklearn.mixture.GaussianMixture expects.
+_ILL_DEFINED = ("Fitting the mixture model failed because some components have ill-defined empirical "
+                "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+                "the number of components, increase reg_covar, or scale the input data.")
+_ILL_DEFINED_F32 = (" The numerical accuracy can also be improved by passing float64 data instead of "
+                    "float32.")
+ON_DEGENERATE = ("regularise", "raise")
+
+
+def _sk_shape(a, shape, name):
+    if a.shape != shape:
+        raise ValueError("The parameter '%s' should have the shape of %s, but got %s" % (name, shape, a.shape))
+
+
+def _sk_float(a):
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float64)
+
+
+def _sk_check_weights(w, K):
+    w = _sk_float(w)
+    _sk_shape(w, (K,), "weights")
+    if (w < 0).any() or (w > 1).any():
+        # sklearn prints min under "max value" and max under "min value"; kept verbatim
+        raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max value %.5f, "
+                         "min value %.5f" % (np.min(w), np.max(w)))
+    atol = 1e-6 if w.dtype == np.float32 else 1e-8
+    if not np.allclose(float(np.abs(1.0 - np.sum(w))), 0.0, atol=atol):
+        raise ValueError("The parameter 'weights' should be normalized, but got sum(weights) = %.5f"
+                         % np.sum(w))
+
+
+def _sk_check_precisions(p, ct, K, D):
+    p = _sk_float(p)
+    shape = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[ct]
+    _sk_shape(p, shape, "%s precision" % ct)
+    if ct in ("diag", "spherical"):
+        if (p <= 0).any():
+            raise ValueError("'%s precision' should be positive" % ct)
+        return
+    for m in (p if ct == "full" else p[None]):
+        if not (np.isclose(m, m.T).all() and (np.linalg.eigvalsh(m) > 0).all()):
+            raise ValueError("'%s precision' should be symmetric, positive-definite" % ct)
+
+
+def _sklearn_constraints(est, skip=("random_state",)):
+    """scikit-learn's own parameter validation (its exact messages) when it is installed; the
+    package's checks run after it either way. random_state is checked by _seed (which also
+    takes a numpy Generator, which sklearn's constraint does not)."""
+    try:
+        from sklearn.mixture import GaussianMixture as _Sk
+        from sklearn.utils._param_validation import validate_parameter_constraints
+    except ImportError:  # pragma: no cover - sklearn is a test dependency only
+        return
+    cons = {k: v for k, v in _Sk._parameter_constraints.items() if k not in skip}
+    params = {k: v for k, v in est.get_params().items() if k in cons}
+    validate_parameter_constraints(cons, params, caller_name=type(est).__name__)
+
+
 class _Base:
     """Minimal estimator protocol (what sklearn.base.BaseEstimator provides)."""
 
@@ -223,6 +283,16 @@ class GaussianMixture(_MixtureParams, _Base):
     Unlike scikit-learn, all inits are initialised before the first EM iteration, so the time
     lapse of an init does not include its initialisation (k-means).
 
+    ``on_degenerate``: "regularise" (default, pygenmod's policy: a covariance that is not
+    positive definite gets growing diagonal jitter, flagged in ``flags_``; see
+    :mod:`pygenmod.gmm`) or "raise" (scikit-learn's behaviour: ValueError "Fitting the mixture
+    model failed because some components have ill-defined empirical covariance ..." when the
+    kept fit needed that jitter: a failed Cholesky factor (full / tied), or a variance below
+    1e-10 x the data's mean variance (diag / spherical; scikit-learn only fails at <= 0, so
+    "raise" is stricter there). Parameter errors use scikit-learn's wording (its own
+    validator when scikit-learn is installed; "The parameter 'weights' should have the shape
+    of (2,), but got (2, 1)", "Invalid value for 'n_samples'", ...).
+
     Differences: init_params
     'kmeans' uses pygenmod's own k-means (so the same random_state gives other initial
     means than sklearn); fewer samples than components is handled (duplicate components) rather
@@ -232,7 +302,7 @@ class GaussianMixture(_MixtureParams, _Base):
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
                  max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
                  precisions_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10):
+                 verbose_interval=10, on_degenerate="regularise"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -247,6 +317,7 @@ class GaussianMixture(_MixtureParams, _Base):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.on_degenerate = on_degenerate
 
     # -- input
     def _check_X(self, X, reset: bool):
@@ -312,16 +383,32 @@ class GaussianMixture(_MixtureParams, _Base):
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
+        _sklearn_constraints(self)
         self._check_params()
+        val.choice(self.on_degenerate, "on_degenerate", ON_DEGENERATE)
         X = self._check_X(X, reset=True)
+        self._check_initial_parameters(X.shape[1])
         sample_weight = _check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        self._set_fitted(self._fit_result(X, sample_weight, record=True))
+        res = self._fit_result(X, sample_weight, record=True)
+        if self.on_degenerate == "raise" and bool((np.asarray(res.flags) & _g.REGULARISED).any()):
+            raise ValueError(_ILL_DEFINED + (_ILL_DEFINED_F32 if X.dtype == np.float32 else ""))
+        self._set_fitted(res)
         self.lower_bounds_ = [float(v) for v in self.lower_bounds_]  # a list, as in sklearn
         if not self.converged_ and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different init "
                           "parameters, or increase max_iter, tol, or check for degenerate data.",
                           _convergence_warning(), stacklevel=2)
         return self.predict(X)
+
+    def _check_initial_parameters(self, D):
+        """weights_init / means_init / precisions_init, with scikit-learn's messages."""
+        K, ct = self.n_components, self.covariance_type
+        if self.weights_init is not None:
+            _sk_check_weights(self.weights_init, K)
+        if self.means_init is not None:
+            _sk_shape(_sk_float(self.means_init), (K, D), "means")
+        if self.precisions_init is not None:
+            _sk_check_precisions(self.precisions_init, ct, K, D)
 
     # -- queries
     def score_samples(self, X):
@@ -344,6 +431,9 @@ class GaussianMixture(_MixtureParams, _Base):
     def sample(self, n_samples=1):
         """(X, y): n_samples draws and their component labels (pygenmod's Philox RNG)."""
         self._check_fitted()
+        if isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool) and n_samples < 1:
+            raise ValueError("Invalid value for 'n_samples': %d . The sampling requires at least one sample."
+                             % n_samples)
         n = val.positive_int(n_samples, "n_samples")
         seed = _seed(self.random_state)
         X, y = _g.sample(self._params(), n, seed=seed)

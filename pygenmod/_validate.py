@@ -48,7 +48,7 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
     was_array = hasattr(x, "dtype")
-    a = to_native(x)
+    a = _native_order(to_native(x, name))
     if xp is not None and xp_of(a) is not xp:
         a = xp.asarray(a)
     kind = a.dtype.kind
@@ -71,6 +71,11 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     if finite and a.size and not _all_finite(a):
         raise ValueError(f"{name}: contains NaN or infinity")
     return _c_order(a)
+
+
+def _native_order(a):
+    """``a`` in native byte order (big-endian '>f8' input is converted; the kernels read native)."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
 
 
 def _c_order(a):
@@ -96,7 +101,7 @@ def _all_finite(a) -> bool:
 
 def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
     """``x`` as a C-contiguous integer array (int64 by default); floats and bools rejected."""
-    a = to_native(x)
+    a = to_native(x, name)
     if xp is not None and xp_of(a) is not xp:
         a = xp.asarray(a)
     if a.dtype.kind not in "iu":
@@ -110,7 +115,7 @@ def bool_mask(x, name: str, *, xp=None):
     """``x`` as a C-contiguous bool array; accepts bool or integer 0/1 arrays (floats rejected)."""
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
-    a = to_native(x)
+    a = _native_order(to_native(x, name))
     if xp is not None and xp_of(a) is not xp:
         a = xp.asarray(a)
     if a.dtype.kind not in "biu":
@@ -151,12 +156,54 @@ def _first(arr):
     return float(arr.reshape(-1)[0]) if arr.size == 1 else "a value outside the range"
 
 
-def positive_int(value, name: str, *, minimum: int = 1) -> int:
+INT64_MAX = 2**63 - 1
+
+
+def positive_int(value, name: str, *, minimum: int = 1, maximum: int = INT64_MAX) -> int:
+    """An integer count in [minimum, maximum]. The default maximum is what every kernel takes
+    (int64 / ssize_t), so a larger value is a ValueError naming the argument on every backend
+    (not a pybind11 TypeError on cpu, an OverflowError or a silent wrap-around on numba)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    if value > maximum:
+        most = "2**63 - 1" if maximum == INT64_MAX else maximum
+        raise ValueError(f"{name}: must be <= {most}, got {value}")
     return int(value)
+
+
+def check_size(name: str, shape, itemsize: int = 8) -> None:
+    """ValueError naming ``name`` when an array of ``shape`` could never be allocated (NumPy
+    would say "Maximum allowed dimension exceeded" without naming the argument)."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    if n * itemsize > INT64_MAX:
+        raise ValueError(f"{name}: too large (the result would hold {n} elements)")
+
+
+def out_buffer(out, name: str, inputs=()) -> None:
+    """Checks shared by every ``out=`` argument: writable, and sharing no memory with an input
+    the kernel reads (``inputs``: (name, array) pairs, after validation: a copy made there is
+    safe) -- the kernels read inputs while writing outputs, so an alias gives wrong answers."""
+    flags = getattr(out, "flags", None)
+    if flags is not None and not flags.writeable:
+        raise ValueError(f"{name}: is read-only")
+    for in_name, a in inputs:
+        if a is not None and getattr(a, "size", 0) and out.size and _overlap(out, a):
+            raise ValueError(f"{name}: shares memory with {in_name}; pass a separate output buffer")
+
+
+def _overlap(a, b) -> bool:
+    xp = xp_of(a)
+    if xp_of(b) is not xp:
+        return False
+    # exact for the C-contiguous arrays the kernels take; bounded work for odd views
+    try:
+        return bool(xp.shares_memory(a, b, max_work=1000)) if xp is np else bool(xp.may_share_memory(a, b))
+    except getattr(np, "exceptions", np).TooHardError:  # numpy < 1.25: np.TooHardError
+        return True
 
 
 def choice(value, name: str, options) -> str:

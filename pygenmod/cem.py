@@ -7,6 +7,7 @@ reparameterized samplers on the counter-based RNG, and the weighted GMM M-step w
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from . import _validate as val
@@ -28,7 +29,7 @@ def top_k(x, k: int):
     if k > x.shape[-1]:
         raise ValueError(f"k: must be <= N = {x.shape[-1]}, got {k}")
     xp = xp_of(x)
-    rows = x.reshape(-1, x.shape[-1])
+    rows = x.reshape(math.prod(x.shape[:-1]), x.shape[-1])  # explicit: N may be 0
     idx = xp.empty((rows.shape[0], k), xp.int64)
     _, fn = kernel("cem", "top_k", is_device(x))
     fn(rows, idx)
@@ -83,6 +84,14 @@ def cem_step(mean, scale, samples, returns, n_elite: int, *, covariance: str = "
     return _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, elite_weights, reg)[0]
 
 
+def _mean(mean):
+    m = val.float_array(mean, "mean", ndim=2)
+    if 0 in m.shape:
+        raise ValueError(f"mean: expected shape (B, D) with B >= 1 problems of D >= 1 dimensions, "
+                         f"got {tuple(m.shape)}")
+    return m
+
+
 def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, elite_weights, reg):
     """cem_step, also returning the (B, n_elite) elite indices."""
     from . import gmm, sampling
@@ -90,7 +99,7 @@ def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, el
     back = returner(mean)
     val.choice(covariance, "covariance", COVARIANCES)
     val.choice(elite_weights, "elite_weights", ELITE_WEIGHTS)
-    m = val.float_array(mean, "mean", ndim=2)
+    m = _mean(mean)
     xp, dt = xp_of(m), m.dtype
     B, D = m.shape
     X = val.float_array(samples, "samples", ndim=3, dtype=dt, xp=xp)
@@ -146,11 +155,12 @@ def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter
 
     seed = resolve_seed(seed)
     back = returner(mean)
-    state = CEMState(val.float_array(mean, "mean", ndim=2), val.float_array(scale, "scale", dtype=None))
+    state = CEMState(_mean(mean), val.float_array(scale, "scale", dtype=None))
     xp = xp_of(state.mean)
     B, D = state.mean.shape
     N = val.positive_int(n_samples, "n_samples")
     T = val.positive_int(n_iter, "n_iter")
+    val.check_size("n_iter", (T, B))  # the (n_iter, B) history
     best_x = xp.zeros((B, D), state.mean.dtype)
     best_r = xp.full((B,), -xp.inf, state.mean.dtype)
     history = xp.empty((T, B), state.mean.dtype)

@@ -519,6 +519,7 @@ def sample(params, n_samples: int, *, seed=None, stream: int = 0):
     D = means.shape[-1]
     B = 1 if single else w0.shape[0]
     p, K = _params(params, B, D, dtype, xp, single)
+    val.check_size("n_samples", (B, n, D))
     out = xp.empty((B, n, D), dtype)
     labels = xp.empty((B, n), xp.int64)
     _, k = kernel("gmm", "sample", is_device(p.weights))

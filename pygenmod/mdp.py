@@ -799,7 +799,7 @@ def random_mdp(n_states: int, n_actions: int, batch: int | None = None, *, succe
     S = val.positive_int(n_states, "n_states")
     A = val.positive_int(n_actions, "n_actions")
     B = 1 if batch is None else val.positive_int(batch, "batch")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed if seed is None else val.seed_int(seed))
     dtype = np.dtype(dtype)
     if successors is None:
         P = rng.random((B, S, A, S))

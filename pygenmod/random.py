@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 
 import numpy as np
 
@@ -35,12 +36,20 @@ def _shape(shape) -> tuple:
     if isinstance(shape, numbers.Integral) and not isinstance(shape, bool):
         shape = (int(shape),)
     try:
-        shape = tuple(int(s) for s in shape)
+        shape = tuple(_extent(s) for s in shape)
     except TypeError:
         raise TypeError(f"shape: expected an int or a tuple of ints, got {shape!r}") from None
     if any(s < 0 for s in shape):
         raise ValueError(f"shape: extents must be >= 0, got {shape}")
+    val.check_size("shape", shape)
     return shape
+
+
+def _extent(s) -> int:
+    """An integer extent: operator.index, not int(), so 2.7 is not silently 2 (nor True 1)."""
+    if isinstance(s, bool):
+        raise TypeError
+    return operator.index(s)
 
 
 def _xp(device):

@@ -38,7 +38,7 @@ class GAE(NamedTuple):
 def _flag(x, name, shape, dtype, xp, time_axis):
     if x is None:
         return None
-    a = to_native(x)
+    a = to_native(x, name)
     if xp is not np and not hasattr(a, "__cuda_array_interface__"):
         a = xp.asarray(a)
     if a.dtype == np.bool_:
@@ -100,6 +100,12 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
     g = val.per_batch(gamma, "gamma", B, r.dtype, xp, lo=0.0, hi=1.0)
     lm = val.per_batch(lam, "lam", B, r.dtype, xp, lo=0.0, hi=1.0)
     adv, ret = _outputs(out, (Tn, B), r.dtype, xp, want_returns, time_axis)
+    if out is not None:
+        ins = [("rewards", r), ("values", v), ("next_values", nv), ("bootstrap_value", boot), ("gamma", g),
+               ("lam", lm)] + [(n, f) for n, f in zip(("terminated", "truncated", "mask"), flags)]
+        val.out_buffer(adv, "out[0]", ins)
+        if ret is not None:
+            val.out_buffer(ret, "out[1]", ins + [("out[0]", adv)])
     if Tn:
         status = xp.zeros(1, xp.uint8)
         kernel("returns", "gae", is_device(r))[1](r, v, nv, boot, *flags, g, lm, adv, ret, status)

@@ -199,10 +199,12 @@ def _call(mu, seed, n_samples, stream, offset, eps, backward=False):
     return _Call(m, back, half, one, S, multi, seed, stream, offset, _eps_arg(eps, m, S, multi, one))
 
 
-def _out_arg(out, c: _Call):
-    """z's buffer: a fresh (S, B, D) array, or the caller's ``out`` (same dtype, C-contiguous)."""
+def _out_arg(out, c: _Call, inputs=()):
+    """z's buffer: a fresh (S, B, D) array, or the caller's ``out`` (same dtype, C-contiguous,
+    writable, sharing no memory with ``inputs``, the (name, array) pairs the kernel reads)."""
     xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
     if out is None:
+        val.check_size("n_samples", (c.S, B, D))
         return xp.empty((c.S, B, D), dt)
     want = ((c.S,) if c.multi else ()) + ((D,) if c.one else (B, D))
     if c.half is not None or xp_of(out) is not xp or getattr(out, "dtype", None) != dt:
@@ -210,13 +212,14 @@ def _out_arg(out, c: _Call):
     val.check_shape(out, "out", want)
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise ValueError("out: must be C-contiguous and writeable")
+    val.out_buffer(out, "out", (("mu", c.m), ("eps", c.eps)) + tuple(inputs))
     return out.reshape(c.S, B, D)
 
 
-def _head_outputs(c: _Call, log_q, return_eps, out=None, want_kl=True):
+def _head_outputs(c: _Call, log_q, return_eps, out=None, want_kl=True, inputs=()):
     """Preallocated (z, eps_out, kl, log_q, status) for a head call (kl size 0 without want_kl)."""
     xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
-    return (_out_arg(out, c), xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
+    return (_out_arg(out, c, inputs), xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
             xp.empty(B, dt) if want_kl else _empty(xp, dt), xp.empty((c.S, B), dt) if log_q else _empty(xp, dt), xp.empty(B, np.int32))
 
 
@@ -257,7 +260,7 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples
     pname, p = _scale_arg(logvar, log_std, std)
     p = _like(p, pname, c.m, shape=c.m.shape)
     lo, hi = _clamp(clamp)
-    outs = _head_outputs(c, log_q, return_eps, out)
+    outs = _head_outputs(c, log_q, return_eps, out, inputs=((pname, p),))
     _, fn = kernel("sampling", "normal_head", is_device(c.m))
     fn(c.m, p, c.eps, KINDS[pname], lo, hi, c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], f"mu or {pname}" + (" or eps" if eps is not None else ""))
@@ -462,7 +465,7 @@ def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps
     log-determinant) and the result's kl is None."""
     c = _call(mu, seed, n_samples, stream, offset, eps)
     L = _tril_arg(scale_tril, "scale_tril", c.m)
-    outs = _head_outputs(c, log_q, return_eps, out, want_kl)
+    outs = _head_outputs(c, log_q, return_eps, out, want_kl, inputs=(("scale_tril", L),))
     _, fn = kernel("sampling", "mvn_head", is_device(c.m))
     fn(c.m, L, c.eps, bool(validate), c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], "mu, scale_tril" + (" or eps" if eps is not None else ""))
@@ -525,8 +528,8 @@ def _maha_args(x, mu, scale_tril, precision_tril):
     xr, lead = _x_rows(x, m, one)
     B, D = m.shape
     xp = xp_of(m)
-    d = (xr.reshape(-1, B, D) - m).reshape(-1, D)  # (S * B, D)
-    S = d.shape[0] // B if B else 0
+    S = math.prod(lead) if one else math.prod(lead[:-1])  # explicit extents: D or B may be 0
+    d = (xr.reshape(S, B, D) - m).reshape(S * B, D)
     return m, back, half, one, name, L, lead, d, S
 
 
@@ -805,7 +808,9 @@ def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     xp = xp_of(lg)
     K = lg.shape[-1]
-    rows = lg.reshape(-1, K)
+    if K == 0:
+        raise ValueError(f"logits: the last axis (the categories) is empty, got shape {lg.shape}")
+    rows = lg.reshape(math.prod(lg.shape[:-1]), K)
     if bool(xp.isnan(rows).any()) or bool(xp.isposinf(rows).any()):
         raise ValueError("logits: contains NaN or +infinity (-inf masks a category)")
     g = xp.empty(rows.shape, rows.dtype)

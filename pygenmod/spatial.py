@@ -94,8 +94,13 @@ def _prepare(x, temperature, layout, coords, order, mask) -> _Call:
     if backend == "numba" and x.dtype != dtype:
         x = x.astype(dtype)  # numba has no float16 loads: widen first
     scalar_temp = len(getattr(temperature, "shape", np.shape(temperature))) == 0
-    temp = val.per_batch(temperature, "temperature", C, dtype, xp, lo=0.0, lo_closed=False)
-    inv_temp = xp.ascontiguousarray((1.0 / temp.astype(np.float64)).astype(dtype))
+    # checked in float64: a tiny positive temperature must not round to 0 and read as "<= 0"
+    temp = val.per_batch(temperature, "temperature", C, np.float64, xp, lo=0.0, lo_closed=False)
+    with np.errstate(over="ignore", divide="ignore"):
+        inv_temp = xp.ascontiguousarray((1.0 / temp).astype(dtype))
+    if not bool(xp.isfinite(inv_temp).all()):
+        t = float(temp[~xp.isfinite(inv_temp)][0])
+        raise ValueError(f"temperature: too small, 1 / temperature overflows {np.dtype(dtype).name} (got {t:g})")
     m = None
     if mask is not None:
         m = _mask(mask, xp, B, C, H, W, channels_last)
@@ -131,8 +136,12 @@ def _mask(mask, xp, B, C, H, W, channels_last):
 
 def _check_stats(stats, xp):
     if stats.size and not bool(xp.isfinite(stats).all()):
-        bad = np.argwhere(~np.isfinite(stats.get() if hasattr(stats, "get") else stats).all(-1))[0]
-        raise ValueError(f"x: NaN or +infinity in x / temperature (map b={bad[0]}, c={bad[1]})")
+        s = stats.get() if hasattr(stats, "get") else stats
+        bad = np.argwhere(~np.isfinite(s).all(-1))[0]
+        where = f"map b={bad[0]}, c={bad[1]}"
+        if s[bad[0], bad[1], 0] == -np.inf:  # the max logit: every valid pixel is -inf
+            raise ValueError(f"x: every valid pixel of {where} is -infinity (the softmax is undefined)")
+        raise ValueError(f"x: NaN or +infinity in x / temperature ({where})")
 
 
 def _forward(c: _Call, want_cov: bool, want_maps: bool):
@@ -227,6 +236,9 @@ def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps
                 or not gx.flags.c_contiguous or not gx.flags.writeable):
             raise ValueError(f"out: expected a writable C-contiguous {np.dtype(dt).name} array of shape "
                              f"{tuple(c.x.shape)} on x's device")
+        val.out_buffer(gx, "out", (("x", c.x), ("grad_keypoints", g_kp), ("grad_cov", g_cov),
+                                   ("grad_maps", g_maps), ("saved.stats", stats), ("saved.keypoints", kp),
+                                   ("saved.cov", cov), ("mask", c.mask), ("temperature", c.inv_temp)))
     else:
         gx = xp.empty(c.x.shape, dt)
     g_temp = xp.empty((c.B, c.C), dt)

@@ -19,7 +19,8 @@ EPS = 2.220446049250313e-16
 
 
 def _flat(a, B):
-    return a.reshape(B, -1)
+    # explicit extents: reshape(0, -1) is an error for an empty batch (B = 0)
+    return a.reshape(B, a.size // B if B else math.prod(a.shape[1:]))
 
 
 def _check_type(t):
@@ -479,7 +480,7 @@ def _sample_core(t, wts, mus, pc, seed, stream0, out, labels):
     M = 1 + (D + 1) // 2
     for bn in nb.prange(B * n):
         b, i = bn // n, bn % n
-        stream = stream0 + b
+        stream = stream0 + np.uint64(b)  # uint64 + int64 would be float64 in numba
         b0 = i * M
         w0, w1, _, _ = block(seed, stream, b0)
         u = uniform_f64(w0, w1)

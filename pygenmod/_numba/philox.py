@@ -167,13 +167,18 @@ UNIFORM, NORMAL, GUMBEL = 0, 1, 2
 
 @nb.njit(cache=True)
 def fill_range_f32(dist, seed, stream, start, n, out):
-    """out[:n] = float32 elements [start, start + n) of `stream` (layout of random.hpp)."""
+    """out[:n] = float32 elements [start, start + n) of `stream` (layout of random.hpp).
+
+    Counter arithmetic stays in uint64 (numba turns uint64 +- int64 into float64, which
+    loses the low bits past 2**53): block b0 + j holds elements 4 (b0 + j) .. 4 (b0 + j) + 3,
+    so elements past 2**64 continue into blocks >= 2**62 exactly as the C++ fill does."""
     if n <= 0:
         return
-    b0 = start // 4
-    b1 = (start + n - 1) // 4
-    for blk in range(b0, b1 + 1):
-        w0, w1, w2, w3 = block(seed, stream, blk)
+    start = np.uint64(start)
+    b0 = start // np.uint64(4)
+    skip = np.int64(start % np.uint64(4))
+    for j in range((skip + n + 3) // 4):
+        w0, w1, w2, w3 = block(seed, stream, b0 + np.uint64(j))
         if dist == NORMAL:
             v0, v1 = box_muller_f32(w0, w1)
             v2, v3 = box_muller_f32(w2, w3)
@@ -181,7 +186,7 @@ def fill_range_f32(dist, seed, stream, start, n, out):
             v0, v1, v2, v3 = uniform_f32(w0), uniform_f32(w1), uniform_f32(w2), uniform_f32(w3)
         else:
             v0, v1, v2, v3 = gumbel_f32(w0), gumbel_f32(w1), gumbel_f32(w2), gumbel_f32(w3)
-        base = blk * 4 - start
+        base = j * 4 - skip
         for k in range(4):
             i = base + k
             if 0 <= i < n:
@@ -190,20 +195,22 @@ def fill_range_f32(dist, seed, stream, start, n, out):
 
 @nb.njit(cache=True)
 def fill_range_f64(dist, seed, stream, start, n, out):
-    """out[:n] = float64 elements [start, start + n) of `stream` (layout of random.hpp)."""
+    """out[:n] = float64 elements [start, start + n) of `stream` (layout of random.hpp; uint64
+    counter arithmetic as in fill_range_f32)."""
     if n <= 0:
         return
-    b0 = start // 2
-    b1 = (start + n - 1) // 2
-    for blk in range(b0, b1 + 1):
-        w0, w1, w2, w3 = block(seed, stream, blk)
+    start = np.uint64(start)
+    b0 = start // np.uint64(2)
+    skip = np.int64(start % np.uint64(2))
+    for j in range((skip + n + 1) // 2):
+        w0, w1, w2, w3 = block(seed, stream, b0 + np.uint64(j))
         if dist == NORMAL:
             v0, v1 = box_muller_f64(w0, w1, w2, w3)
         elif dist == UNIFORM:
             v0, v1 = uniform_f64(w0, w1), uniform_f64(w2, w3)
         else:
             v0, v1 = gumbel_f64(w0, w1), gumbel_f64(w2, w3)
-        base = blk * 2 - start
+        base = j * 2 - skip
         if 0 <= base < n:
             out[base] = v0
         if 0 <= base + 1 < n:

@@ -38,7 +38,7 @@ def _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e):
 def _fill(seed, stream, offset, dist, out):
     R, N = out.shape
     for r in nb.prange(R):
-        _fill_range(dist, seed, stream + r, offset, N, out[r])
+        _fill_range(dist, seed, stream + np.uint64(r), offset, N, out[r])  # uint64 + uint64 wraps as in C++
 
 
 def fill(seed, stream, offset, dist, out):
@@ -50,11 +50,14 @@ def fill(seed, stream, offset, dist, out):
 @nb.njit(parallel=True, cache=True, error_model="numpy")
 def _bits(seed, stream, offset, out):
     R, N = out.shape
+    b0 = offset // np.uint64(4)
+    skip = np.int64(offset % np.uint64(4))
     for r in nb.prange(R):
         for i in range(N):
-            n = offset + np.uint64(i)
-            w = block(seed, stream + np.uint64(r), n // np.uint64(4))
-            k = n % np.uint64(4)
+            # element offset + i without wrapping at 2**64 (block b0 + (skip + i) // 4), as C++
+            n = skip + i
+            w = block(seed, stream + np.uint64(r), b0 + np.uint64(n // 4))
+            k = n % 4
             out[r, i] = w[0] if k == 0 else (w[1] if k == 1 else (w[2] if k == 2 else w[3]))
 
 
