@@ -1,0 +1,169 @@
+"""`pygenmod bench --json FILE --plot FILE.png`: the raw rows of a run, and one chart of them.
+
+Rows are what :func:`pygenmod.benchmarks.runner.run_table` returns: dicts with ``workload``,
+``title``, ``candidate``, ``ours``, ``seconds`` {mode: median seconds}, ``ratio`` {mode: peer
+time / fastest pygenmod time} (None for pygenmod's rows), ``limit`` (fraction of the machine's
+read bandwidth or float64 matmul peak, or None) and ``note``. Modes are "alone",
+"interleaved" and "busy"; a row carries those that were measured.
+
+Re-plot a saved run without timing anything: ``python -m pygenmod.benchmarks.report RUN.json OUT.png``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from importlib import metadata as _md
+
+from .. import _plot
+
+MODES = ("alone", "interleaved", "busy")
+MODE_LABELS = {"alone": "alone", "interleaved": "interleaved with the peers", "busy": "busy cores"}
+MODE_COLORS = {"alone": "#3465a4", "interleaved": "#f57900", "busy": "#73a946"}
+PEERS = ("scipy", "numba", "torch", "kornia", "scikit-learn", "pomegranate", "quantecon", "pymdptoolbox",
+         "jax", "mctx", "cupy-cuda13x")
+
+
+def peer_versions() -> dict:
+    """Versions of the installed peer libraries (those not installed are left out)."""
+    out = {}
+    for name in PEERS:
+        try:
+            out[name] = _md.version(name)
+        except _md.PackageNotFoundError:
+            pass
+    return out
+
+
+def metadata(**run) -> dict:
+    """Machine, versions and the run's settings (``run``: quick, repeats, limits, ...)."""
+    return dict(machine=_plot.machine(), peers=peer_versions(), run=run, argv=sys.argv[1:])
+
+
+def write_json(path, rows, meta: dict) -> str:
+    path = os.fspath(path)
+    if os.path.dirname(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(dict(meta=meta, rows=rows), f, indent=1)
+        f.write("\n")
+    return path
+
+
+def read_json(path):
+    """(rows, meta) of a file written by :func:`write_json`."""
+    with open(path) as f:
+        doc = json.load(f)
+    return doc["rows"], doc.get("meta", {})
+
+
+def _modes(rows):
+    seen = {m for r in rows for m in (r.get("seconds") or {})}
+    return [m for m in MODES if m in seen] + sorted(seen - set(MODES))
+
+
+def _layout(rows):
+    """Per workload (in row order): id, title, pygenmod's limit fraction, its peer rows."""
+    groups = {}
+    for r in rows:
+        g = groups.setdefault(r["workload"], dict(id=r["workload"], title=r.get("title", ""), limit=None,
+                                                  best=math.inf, peers=[]))
+        if r.get("ours"):
+            sec = (r.get("seconds") or {}).get("alone")
+            if sec is not None and sec < g["best"]:  # the limit of the fastest pygenmod row
+                g["best"], g["limit"] = sec, r.get("limit")
+        else:
+            g["peers"].append(r)
+    return list(groups.values())
+
+
+def _ratio_text(v):
+    return f"{v:.3g}×" if v < 100 else f"{v:.0f}×"
+
+
+def plot(rows, path, meta: dict | None = None, *, dpi: int = 100, width: float = 10.0) -> str:
+    """One chart of a run: per workload, pygenmod's speed-up over each peer (log axis), one bar
+    per timing mode; pygenmod's fraction of the machine limit where the workload has one."""
+    meta = meta or metadata()
+    groups = _layout(rows)
+    modes = _modes(rows) or ["alone"]
+    n_slots = sum(1 + max(1, len(g["peers"])) for g in groups)
+    slot_h = 0.2 + 0.08 * len(modes)
+    fig = _plot.figure(width, 1.6 + slot_h * max(n_slots, 3))
+    ax = fig.add_subplot()
+    from matplotlib.ticker import FuncFormatter
+
+    ratios = [v for g in groups for r in g["peers"] for v in (r.get("ratio") or {}).values() if v]
+    lo = min(ratios + [1.0]) / 2.0
+    hi = max(ratios + [1.0]) * 4.0
+    bar_h = 0.8 / len(modes)
+    y, ticks, labels = 0, [], []
+    for k, g in enumerate(groups):
+        top = y
+        title = g["title"] if len(g["title"]) <= 95 else g["title"][:94] + "…"
+        ax.text(0.005, y, f"{g['id']}  {title}", transform=ax.get_yaxis_transform(), va="center",
+                fontsize=8.5, fontweight="bold")
+        if g["limit"] is not None:
+            ax.text(0.995, y, f"pygenmod: {100 * g['limit']:.0f}% of the machine limit",
+                    transform=ax.get_yaxis_transform(), va="center", ha="right", fontsize=8, color="#a40000")
+        y -= 1
+        if not g["peers"]:
+            ax.text(1.0, y, "  no peer timed", va="center", fontsize=8, color="0.4", style="italic")
+            y -= 1
+        for r in g["peers"]:
+            ticks.append(y)
+            labels.append(r["candidate"])
+            ratio = r.get("ratio") or {}
+            shown = [(i, m) for i, m in enumerate(modes) if ratio.get(m)]
+            if not shown:
+                why = r.get("note") or ("no pygenmod time" if r.get("seconds") else "not timed")
+                ax.text(1.0, y, f"  {why[:80]}", va="center", fontsize=7.5, color="0.4", style="italic")
+            for i, m in shown:
+                v = ratio[m]
+                yy = y + (len(modes) - 1) / 2 * bar_h - i * bar_h
+                ax.barh(yy, v - 1.0, left=1.0, height=bar_h * 0.9, color=MODE_COLORS.get(m, "0.5"))
+                ax.text(v * (1.06 if v >= 1 else 0.94), yy, _ratio_text(v), va="center",
+                        ha="left" if v >= 1 else "right", fontsize=7)
+            y -= 1
+        if k % 2 == 0:
+            ax.axhspan(y + 0.5, top + 0.5, color="0.94", zorder=0)
+    ax.axvline(1.0, color="0.2", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(y + 0.5, 0.5)
+    ax.set_yticks(ticks, labels, fontsize=8)
+    ax.tick_params(axis="y", length=0)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.set_xlabel("speed-up of pygenmod = peer time ÷ pygenmod time (log scale; > 1× means pygenmod is faster)")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=MODE_COLORS.get(m, "0.5"), label=MODE_LABELS.get(m, m)) for m in modes]
+    fig.legend(handles=handles, title="timing mode", loc="outside upper right", ncols=len(modes), fontsize=8,
+               title_fontsize=8, frameon=False)
+    run = meta.get("run", {})
+    how = f"median of {run.get('repeats') or 5} calls after a warm-up" + (", quick sizes" if run.get("quick") else "")
+    fig.suptitle(f"pygenmod against its peers, per workload\n({how})", fontsize=11, x=0.02, ha="left")
+    peers = ", ".join(f"{k} {v}" for k, v in (meta.get("peers") or {}).items())
+    extra = peers
+    lim = run.get("limits") or {}
+    if lim:
+        extra += (f" | machine limits (red, fastest pygenmod row): read {lim['read_bw'] / 1e9:.1f} GB/s, "
+                  f"float64 matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s")
+    info = meta.get("machine") or _plot.machine()
+    fig.supxlabel(_plot.caption(info, extra, width=int(width * 17)), fontsize=7, color="0.3")
+    return _plot.save(fig, path, dpi)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m pygenmod.benchmarks.report RUN.json OUT.png", file=sys.stderr)
+        return 2
+    rows, meta = read_json(argv[0])
+    print(plot(rows, argv[1], meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
