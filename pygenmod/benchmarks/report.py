@@ -101,7 +101,8 @@ def plot(rows, path, meta: dict | None = None, *, dpi: int = 100, width: float =
     y, ticks, labels = 0, [], []
     for k, g in enumerate(groups):
         top = y
-        title = g["title"] if len(g["title"]) <= 95 else g["title"][:94] + "…"
+        room = int(width * (6.5 if g["limit"] is not None else 9.5))  # characters before the limit text
+        title = g["title"] if len(g["title"]) <= room else g["title"][:room - 1] + "…"
         ax.text(0.005, y, f"{g['id']}  {title}", transform=ax.get_yaxis_transform(), va="center",
                 fontsize=8.5, fontweight="bold")
         if g["limit"] is not None:
@@ -142,7 +143,7 @@ def plot(rows, path, meta: dict | None = None, *, dpi: int = 100, width: float =
     fig.legend(handles=handles, title="timing mode", loc="outside upper right", ncols=len(modes), fontsize=8,
                title_fontsize=8, frameon=False)
     run = meta.get("run", {})
-    how = f"median of {run.get('repeats') or 5} calls after a warm-up" + (", quick sizes" if run.get("quick") else "")
+    how = f"median of {run.get('repeats') or 5} timed calls after a warm-up" + (", quick sizes" if run.get("quick") else "")
     fig.suptitle(f"pygenmod against its peers, per workload\n({how})", fontsize=11, x=0.02, ha="left")
     peers = ", ".join(f"{k} {v}" for k, v in (meta.get("peers") or {}).items())
     extra = peers

@@ -227,7 +227,7 @@ def compose_figure(fig) -> None:
         return _rosenbrock(X)
 
     res = cem.cem_optimize(objective, np.array([[-1.0, 1.5]]), np.eye(2)[None], n_samples=200, n_elite=20,
-                           n_iter=150, seed=3, alpha=0.2, min_std=0.01, covariance="full")
+                           n_iter=80, seed=3, alpha=0.2, min_std=0.01, covariance="full")
     path = np.array([p.mean(0) for p in pops])
     a1, a2 = fig.subplots(1, 2, width_ratios=[1.4, 1])
     gx, gy = np.meshgrid(np.linspace(-2, 2, 300), np.linspace(-1, 3, 300))
