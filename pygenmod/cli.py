@@ -69,6 +69,7 @@ def cmd_bench(args) -> int:
 
     if args.plot and not _need_matplotlib("bench --plot"):
         return 2
+    load_before = report.load_average()
 
     ws = benchmarks.all_workloads(args.family or None, quick=args.quick)
     if args.only:
@@ -81,7 +82,7 @@ def cmd_bench(args) -> int:
           f"matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s f64, {lim['peak_f32'] / 1e9:.0f} GFLOP/s f32")
     rows = benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"])
     if args.json or args.plot:
-        meta = report.metadata(quick=args.quick, repeats=args.repeats, limits=lim)
+        meta = report.metadata(quick=args.quick, repeats=args.repeats, limits=lim, load_before=load_before)
         if args.json:
             print(f"wrote {report.write_json(args.json, rows, meta)}")
         if args.plot:

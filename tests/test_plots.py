@@ -69,7 +69,7 @@ def test_bench_chart_from_rows(tmp_path):
 def test_json_round_trip(tmp_path):
     meta = report.metadata(quick=False, repeats=5)
     rows, back = report.read_json(report.write_json(tmp_path / "sub" / "run.json", ROWS, meta))
-    assert rows == ROWS and back["machine"]["pygenmod"] and back["run"] == {"quick": False, "repeats": 5}
+    assert rows == ROWS and back["machine"]["pygenmod"] and back["run"]["repeats"] == 5
     assert report.main([str(tmp_path / "sub" / "run.json"), str(tmp_path / "again.png")]) == 0
     _check_png(tmp_path / "again.png")
 

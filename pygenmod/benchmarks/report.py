@@ -36,9 +36,19 @@ def peer_versions() -> dict:
     return out
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): a busy machine's timings are noisy."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def metadata(**run) -> dict:
-    """Machine, versions and the run's settings (``run``: quick, repeats, limits, ...)."""
-    return dict(machine=_plot.machine(), peers=peer_versions(), run=run, argv=sys.argv[1:])
+    """Machine, versions and the run's settings (``run``: quick, repeats, limits, load_before, ...);
+    the load average now is added as ``load_after``."""
+    return dict(machine=_plot.machine(), peers=peer_versions(), run=dict(run, load_after=load_average()),
+                argv=sys.argv[1:])
 
 
 def write_json(path, rows, meta: dict) -> str:
@@ -151,6 +161,9 @@ def plot(rows, path, meta: dict | None = None, *, dpi: int = 100, width: float =
     if lim:
         extra += (f" | machine limits (red, fastest pygenmod row): read {lim['read_bw'] / 1e9:.1f} GB/s, "
                   f"float64 matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s")
+    loads = [run.get(k) for k in ("load_before", "load_after") if run.get(k) is not None]
+    if loads:
+        extra += f" | 1-min load average {' → '.join(f'{v:.1f}' for v in loads)} (run start → end)"
     info = meta.get("machine") or _plot.machine()
     fig.supxlabel(_plot.caption(info, extra, width=int(width * 17)), fontsize=7, color="0.3")
     return _plot.save(fig, path, dpi)

@@ -6,6 +6,7 @@ median of >= 5 repeats. Ratios are peer time / pygenmod time (> 1: pygenmod is f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import statistics
@@ -161,19 +162,13 @@ def run_table(workloads, out=None, repeats: int | None = None, bandwidth: float 
     "alone" mode is timed here; a candidate that was not timed has empty dicts."""
     out = out or sys.stdout
     results = []
-    n_rows, done = sum(len(w.candidates) for w in workloads), 0
+    n_rows, counter = sum(len(w.candidates) for w in workloads), itertools.count(1)
     header = f"{'workload':<8} {'implementation':<28} {'time/' + 'call':>12} {'vs ours':>9} {'rate':>22}  note"
     print(header, file=out)
     print("-" * len(header), file=out)
     for w in workloads:
         print(f"{w.id:<8} {w.title}", file=out, flush=True)
-
-        def on_row(cand, w=w):
-            nonlocal done
-            done += 1
-            _progress(done, n_rows, w.id, cand.name)
-
-        rows = measure(w, repeats, on_row)
+        rows = measure(w, repeats, lambda c, w=w: _progress(next(counter), n_rows, w.id, c.name))
         ours = [s for c, s, _ in rows if c.is_ours and s is not None]
         best_ours = min(ours) if ours else None
         for cand, sec, note in rows:
