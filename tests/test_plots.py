@@ -70,8 +70,10 @@ def test_json_round_trip(tmp_path):
     meta = report.metadata(quick=False, repeats=5)
     rows, back = report.read_json(report.write_json(tmp_path / "sub" / "run.json", ROWS, meta))
     assert rows == ROWS and back["machine"]["pygenmod"] and back["run"]["repeats"] == 5
-    assert report.main([str(tmp_path / "sub" / "run.json"), str(tmp_path / "again.png")]) == 0
+    assert report.main([str(tmp_path / "sub" / "run.json"), str(tmp_path / "again.png"), "40"]) == 0
+    assert _png_size(tmp_path / "again.png")[0] == 400  # 10 inches at 40 dpi
     _check_png(tmp_path / "again.png")
+    assert report.main([]) == 2
 
 
 def _absent():

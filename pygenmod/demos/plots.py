@@ -63,7 +63,7 @@ def gmm_figure(fig) -> None:
                 ax.set_title(f"task {b}: {K} components, {int(res.n_iter[b])} EM iterations", fontsize=10)
             else:
                 ax.set_xlabel("time t")
-    axes[0, 0].legend(fontsize=7, loc="lower left", ncols=2)
+    axes[0, 0].legend(fontsize=8, loc="lower left", ncols=2)
     fig.suptitle("Gaussian mixture over (t, x, y) demonstrations, fitted for both tasks in one batched call; "
                  "GMR conditions it on t", fontsize=10.5)
 
