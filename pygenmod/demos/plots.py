@@ -1,8 +1,8 @@
 """`pygenmod demo --plots DIR`: one PNG per demo section, on the same built-in data as the report.
 
-Kept apart from the printed report: each ``<section>_figure()`` runs the section's kernels at a
-small size and draws them; :func:`render` writes the PNGs. matplotlib (the ``plot`` extra) is
-imported only through :mod:`pygenmod._plot` (Agg canvas, no display).
+Kept apart from the printed report: each ``<section>_figure(fig)`` runs the section's kernels at
+a small size and draws them into a matplotlib Figure; :func:`render` writes the PNGs. matplotlib
+(the ``plot`` extra) is imported only through :mod:`pygenmod._plot` (Agg canvas, no display).
 """
 from __future__ import annotations
 
@@ -11,16 +11,6 @@ import os
 import numpy as np
 
 from .. import _plot
-
-#: section -> (file name, figure size in inches); render() writes DIR/<file name>
-FIGURES = {
-    "mdp": ("gridworld.png", (10.5, 3.6)),
-    "gmm": ("gmm_gmr.png", (10.0, 6.0)),
-    "spatial": ("spatial_softmax.png", (10.0, 5.0)),
-    "sampling": ("sampling.png", (11.0, 3.8)),
-    "mcts": ("mcts.png", (10.0, 6.6)),
-    "compose": ("cem.png", (10.0, 4.4)),
-}
 
 
 def _ellipse(ax, mean, cov, n_std=2.0, **kw):
@@ -255,15 +245,28 @@ def compose_figure(fig) -> None:
 
 
 # ----------------------------------------------------------------------------- driver
+#: section -> (file name, figure size in inches, drawing function); render() writes DIR/<file name>
+FIGURES = {
+    "mdp": ("gridworld.png", (10.5, 3.6), mdp_figure),
+    "gmm": ("gmm_gmr.png", (10.0, 6.0), gmm_figure),
+    "spatial": ("spatial_softmax.png", (10.0, 5.0), spatial_figure),
+    "sampling": ("sampling.png", (11.0, 3.8), sampling_figure),
+    "mcts": ("mcts.png", (10.0, 6.6), mcts_figure),
+    "compose": ("cem.png", (10.0, 4.4), compose_figure),
+}
+
+
 def render(directory, sections=None, dpi: int = 100) -> list:
     """Write the figure of each section (default: all) into ``directory``; returns the paths."""
     _plot.require("pygenmod demo --plots")
-    paths = []
-    for name in sections or FIGURES:
+    sections = list(sections or FIGURES)
+    for name in sections:
         if name not in FIGURES:
             raise ValueError(f"sections: no figure for {name!r}; expected some of {', '.join(FIGURES)}")
-        fname, size = FIGURES[name]
+    paths = []
+    for name in sections:
+        fname, size, draw = FIGURES[name]
         fig = _plot.figure(*size)
-        globals()[f"{name}_figure"](fig)
+        draw(fig)
         paths.append(_plot.save(fig, os.path.join(os.fspath(directory), fname), dpi))
     return paths
