@@ -63,6 +63,7 @@ def test_bench_chart_from_rows(tmp_path):
     _check_png(path)
     # a chart of nothing but pygenmod rows (no peer) still renders
     _check_png(report.plot(ROWS[:1], tmp_path / "alone.png", meta, dpi=50))
+    assert _png_size(report.plot([], tmp_path / "empty.png", meta, dpi=50))[0] == 500  # --only matched nothing
 
 
 @needs_mpl

@@ -176,6 +176,9 @@ def plot(rows, path, meta: dict | None = None, *, dpi: int = 100, width: float =
     for k, g in enumerate(groups):
         y, rows_k = _draw_group(ax, g, y, modes, "0.94" if k % 2 == 0 else "white", width)
         ticks += rows_k
+    if not groups:
+        ax.text(1.0, -1, "no workload was timed", ha="center", va="center", fontsize=10, color="0.4")
+        y = -2
     ratios = [v for g in groups for r in g["peers"] for v in (r.get("ratio") or {}).values() if v]
     ax.axvline(1.0, color="0.2", lw=0.8)
     ax.set_xscale("log")
