@@ -43,15 +43,33 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _need_matplotlib(flag: str) -> bool:
+    """False (and the install command on stderr) when ``flag`` asks for figures without matplotlib."""
+    from pygenmod import _plot
+
+    try:
+        _plot.require(f"pygenmod {flag}")
+    except _plot.MissingMatplotlib as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_demo(args) -> int:
     from pygenmod import demos
 
-    return demos.run(args.sections or None)
+    if args.plots and not _need_matplotlib("demo --plots"):
+        return 2
+    return demos.run(args.sections or None, plots=args.plots)
 
 
 def cmd_bench(args) -> int:
     from pygenmod import benchmarks
-    from pygenmod.benchmarks import machine
+    from pygenmod.benchmarks import machine, report
+
+    if args.plot and not _need_matplotlib("bench --plot"):
+        return 2
+    load_before = report.load_average()
 
     ws = benchmarks.all_workloads(args.family or None, quick=args.quick)
     if args.only:
@@ -62,7 +80,13 @@ def cmd_bench(args) -> int:
     lim = machine.limits()
     print(f"machine: copy {lim['copy_bw'] / 1e9:.1f} GB/s (read+write), read {lim['read_bw'] / 1e9:.1f} GB/s; "
           f"matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s f64, {lim['peak_f32'] / 1e9:.0f} GFLOP/s f32")
-    benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"])
+    rows = benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"])
+    if args.json or args.plot:
+        meta = report.metadata(quick=args.quick, repeats=args.repeats, limits=lim, load_before=load_before)
+        if args.json:
+            print(f"wrote {report.write_json(args.json, rows, meta)}")
+        if args.plot:
+            print(f"wrote {report.plot(rows, args.plot, meta)}")
     return 0
 
 
@@ -72,12 +96,17 @@ def main(argv=None) -> int:
     sub.add_parser("info", help="version, backends, threads, SIMD, CUDA devices").set_defaults(fn=cmd_info)
     d = sub.add_parser("demo", help="run every kernel family on built-in data and print a report")
     d.add_argument("sections", nargs="*", help="only these sections (default: all)")
+    d.add_argument("--plots", metavar="DIR", help='also write one PNG per section into DIR (needs matplotlib: '
+                   'pip install "pygenmod[plot]")')
     d.set_defaults(fn=cmd_demo)
     b = sub.add_parser("bench", help="side-by-side benchmarks against the peer libraries")
     b.add_argument("--family", action="append", help="only this family (repeatable)")
     b.add_argument("--only", help="comma-separated workload ids, e.g. W6a,W7")
     b.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     b.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate (default 5)")
+    b.add_argument("--json", metavar="FILE", help="write the measured rows, machine and versions as JSON")
+    b.add_argument("--plot", metavar="FILE.png", help='write a chart of the speed-ups (needs matplotlib: '
+                   'pip install "pygenmod[plot]")')
     b.set_defaults(fn=cmd_bench)
     args = p.parse_args(argv)
     return args.fn(args)

@@ -6,6 +6,7 @@ median of >= 5 repeats. Ratios are peer time / pygenmod time (> 1: pygenmod is f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import statistics
@@ -108,10 +109,18 @@ def time_call(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> fl
     return statistics.median(times)
 
 
-def measure(workload: Workload, repeats: int | None = None):
-    """Rows of (candidate, seconds or None, note) for one workload."""
+def _progress(i: int, n: int, wid: str, name: str) -> None:
+    """'[i/n] W6a <candidate> ...' on stderr before a row is timed (the table stays on stdout)."""
+    print(f"[{i}/{n}] {wid} {name} ...", file=sys.stderr, flush=True)
+
+
+def measure(workload: Workload, repeats: int | None = None, on_row: Callable | None = None):
+    """Rows of (candidate, seconds or None, note) for one workload; ``on_row(candidate)`` is
+    called before each candidate is timed."""
     rows = []
     for cand in workload.candidates:
+        if on_row is not None:
+            on_row(cand)
         try:
             fn = cand.setup()
         except Missing as exc:
@@ -147,35 +156,45 @@ def _fmt_time(s: float) -> str:
 
 def run_table(workloads, out=None, repeats: int | None = None, bandwidth: float | None = None,
               peak_flops: float | None = None):
-    """Measure every workload and print one table; returns the measured rows."""
+    """Measure every workload and print one table; returns the rows as dicts: workload, title,
+    candidate, ours, seconds {mode: median s}, ratio {mode: peer / fastest pygenmod} (None for
+    pygenmod's rows), limit (fraction of read bandwidth or f64 peak, or None), note. Only the
+    "alone" mode is timed here; a candidate that was not timed has empty dicts."""
     out = out or sys.stdout
     results = []
+    n_rows, counter = sum(len(w.candidates) for w in workloads), itertools.count(1)
     header = f"{'workload':<8} {'implementation':<28} {'time/' + 'call':>12} {'vs ours':>9} {'rate':>22}  note"
     print(header, file=out)
     print("-" * len(header), file=out)
     for w in workloads:
         print(f"{w.id:<8} {w.title}", file=out, flush=True)
-        rows = measure(w, repeats)
+        rows = measure(w, repeats, lambda c, w=w: _progress(next(counter), n_rows, w.id, c.name))
         ours = [s for c, s, _ in rows if c.is_ours and s is not None]
         best_ours = min(ours) if ours else None
         for cand, sec, note in rows:
+            row = dict(workload=w.id, title=w.title, candidate=cand.name, ours=cand.is_ours, seconds={},
+                       ratio=None if cand.is_ours else {}, limit=None, note=note)
+            results.append(row)
             if sec is None:
                 print(f"{'':<8} {cand.name:<28} {'-':>12} {'-':>9} {'':>22}  {note}", file=out)
-                results.append(dict(workload=w.id, impl=cand.name, seconds=None, note=note))
                 continue
+            row["seconds"]["alone"] = sec
+            if best_ours and not cand.is_ours:
+                row["ratio"]["alone"] = sec / best_ours
             ratio = f"{sec / best_ours:.2f}x" if best_ours else "-"
             rate = ""
             if w.bytes_moved:
                 gbs = w.bytes_moved / sec / 1e9
                 rate = f"{gbs:.1f} GB/s"
                 if bandwidth:
-                    rate += f" ({100 * gbs * 1e9 / bandwidth:.0f}% bw)"
+                    row["limit"] = gbs * 1e9 / bandwidth
+                    rate += f" ({100 * row['limit']:.0f}% bw)"
             elif w.flops:
                 gf = w.flops / sec / 1e9
                 rate = f"{gf:.1f} GFLOP/s"
                 if peak_flops:
-                    rate += f" ({100 * gf * 1e9 / peak_flops:.0f}% pk)"
+                    row["limit"] = gf * 1e9 / peak_flops
+                    rate += f" ({100 * row['limit']:.0f}% pk)"
             print(f"{'':<8} {cand.name:<28} {_fmt_time(sec):>12} {ratio:>9} {rate:>22}  {note}",
                   file=out, flush=True)
-            results.append(dict(workload=w.id, impl=cand.name, seconds=sec, note=note))
     return results
