@@ -178,3 +178,16 @@ def label_goals(success_rates, r_min=0.1, r_max=0.9):
     if bool(((r < 0) | (r > 1)).any()):
         raise ValueError("success_rates: must lie in [0, 1]")
     return back(((r >= r_min) & (r <= r_max)).astype(r.dtype))
+
+__all__ = [
+    'LossGrad',
+    'REDUCTIONS',
+    'gail_discriminator_loss',
+    'gail_reward',
+    'gan_discriminator_loss',
+    'gan_generator_loss',
+    'gan_value',
+    'label_goals',
+    'lsgan_discriminator_loss',
+    'lsgan_generator_loss',
+]

@@ -769,3 +769,38 @@ def _summary_warning(conv, flags, max_iter):
 # Estimators (scikit-learn API) live in their own module; importing them imports no sklearn.
 from ._gmm_estimator import BatchGaussianMixture, GaussianMixture  # noqa: E402
 from ._gmr import GMR, GMRResult, gmr, gmr_sample  # noqa: E402
+
+__all__ = [
+    'BatchGaussianMixture',
+    'COLLAPSED',
+    'COVARIANCE_TYPES',
+    'EMPTY_SET',
+    'EStep',
+    'FitProgress',
+    'FitResult',
+    'GMMParams',
+    'GMMWarning',
+    'GMR',
+    'GMRResult',
+    'GaussianMixture',
+    'INITS',
+    'REGULARISED',
+    'aic',
+    'bic',
+    'cov_shape',
+    'covariances_from_precisions_cholesky',
+    'e_step',
+    'em_step',
+    'fit',
+    'gmr',
+    'gmr_sample',
+    'log_prob',
+    'm_step',
+    'n_parameters',
+    'precisions',
+    'precisions_cholesky_from_covariances',
+    'precisions_cholesky_from_precisions',
+    'predict',
+    'predict_proba',
+    'sample',
+]

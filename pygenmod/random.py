@@ -136,3 +136,18 @@ def philox4x32_10(counter, key):
         p0, p1 = M0 * c[0], M1 * c[2]
         c = [((p1 >> 32) ^ c[1] ^ k0) & mask, p1 & mask, ((p0 >> 32) ^ c[3] ^ k1) & mask, p0 & mask]
     return c
+
+__all__ = [
+    'GUMBEL',
+    'NORMAL',
+    'UNIFORM',
+    'bits',
+    'get_state',
+    'gumbel',
+    'manual_seed',
+    'normal',
+    'philox4x32_10',
+    'philox_blocks',
+    'set_state',
+    'uniform',
+]

@@ -189,3 +189,10 @@ def discounted_returns(rewards, *, gamma=0.99, terminated=None, truncated=None, 
                   next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis,
                   want_returns=False, need_values=False)
     return adv
+
+__all__ = [
+    'GAE',
+    'discounted_returns',
+    'gae',
+    'lambda_returns',
+]
