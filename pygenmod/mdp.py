@@ -135,6 +135,15 @@ def as_csr(P, n_actions: int | None = None, *, dtype=None) -> CSR:
     return CSR(xp.ascontiguousarray(flat[nz]), xp.ascontiguousarray(cols), indptr, (B, S, A))
 
 
+def _csr_row_ids(xp, indptr, nnz):
+    """The row of every stored entry of a CSR matrix (int64, length nnz).
+
+    searchsorted instead of ``repeat(arange, diff(indptr))``: CuPy < 14.1 rejects a device
+    array of repeat counts, and this works the same on NumPy and CuPy (empty rows included).
+    """
+    return xp.searchsorted(indptr, xp.arange(nnz, dtype=xp.int64), side="right").astype(xp.int64) - 1
+
+
 class _Model:
     """Validated transitions and rewards of a batch of MDPs."""
 
@@ -239,7 +248,7 @@ class _Model:
         if not rows:
             return
         if self.on_device:
-            rows = xp.repeat(xp.arange(B * S * A), xp.diff(c.indptr).astype(xp.int64))
+            rows = _csr_row_ids(xp, c.indptr, c.data.shape[0])
             sums = xp.bincount(rows, weights=c.data.astype(xp.float64), minlength=B * S * A)
             stats = (float(xp.abs(sums - 1).max()) if sums.size else 0.0,
                      float(c.data.min()) if c.data.size else 0.0, float((~xp.isfinite(c.data)).sum()))
@@ -262,7 +271,7 @@ class _Model:
             if not self.sparse:
                 return xp.ascontiguousarray(xp.einsum("bsat,bsat->bsa", self.P, R4))
             c = self.csr
-            rows = xp.repeat(xp.arange(B * S * A), xp.diff(c.indptr).astype(xp.int64))
+            rows = _csr_row_ids(xp, c.indptr, c.data.shape[0])
             vals = c.data * R4.reshape(B * S * A, S)[rows, c.indices]
             out = xp.bincount(rows, weights=vals.astype(xp.float64), minlength=B * S * A)
             return xp.ascontiguousarray(out.astype(self.dtype).reshape(B, S, A))
@@ -563,8 +572,9 @@ def policy_evaluation(P, R, gamma, policy, *, method: str = "exact", epsilon: fl
 # ============================================================================ device loops
 def _ranges(xp, new, old):
     d = (new.astype(xp.float64) - old.astype(xp.float64))
-    lo, hi = d.min(-1), d.max(-1)
-    return np.asarray(lo.get() if hasattr(lo, "get") else lo), np.asarray(hi.get() if hasattr(hi, "get") else hi)
+    both = xp.stack([d.min(-1), d.max(-1)])  # one device-to-host copy (one sync) per sweep
+    both = np.asarray(both.get() if hasattr(both, "get") else both)
+    return both[0], both[1]
 
 
 def _solve_host_loop(m, g, thresh, max_iter, span, eval_max, eval_rel, V, Q, pi, its, evs, res, conv):
@@ -609,13 +619,14 @@ def _solve_host_loop(m, g, thresh, max_iter, span, eval_max, eval_rel, V, Q, pi,
             ev_active = active.copy()
             elo = np.zeros(m.B)
             ehi = np.zeros(m.B)
+            psweep = m.kernel("policy_sweep")  # reads only the policy's rows
             for _ in range(eval_max):
-                w = xp.empty_like(x)
-                backup(*m.args(), m.R, x, g, 1, pit, None, None, Qt, w, xp.empty_like(pi))
+                w = xp.empty_like(x)  # MDPs out of evaluation keep their values (copied)
+                psweep(*m.args(), m.R, x, g, pit, None, xp.asarray(ev_active.astype(np.uint8)), w)
                 lo2, hi2 = _ranges(xp, w, x)
                 evs[ev_active] += 1
                 elo[ev_active], ehi[ev_active] = lo2[ev_active], hi2[ev_active]
-                x = xp.where(xp.asarray(ev_active)[:, None], w, x)
+                x = w
                 if target is not None:
                     ev_active &= ~((hi2 - lo2) < target)
                 if not ev_active.any():
@@ -629,22 +640,19 @@ def _solve_host_loop(m, g, thresh, max_iter, span, eval_max, eval_rel, V, Q, pi,
 
 def _evaluate_host_loop(m, g, thresh, max_iter, span, det, stoch, V, its, res, conv):
     xp = m.xp
-    backup = m.kernel("backup")
+    psweep = m.kernel("policy_sweep")  # reads only the policy's rows
     g64 = np.asarray(g.get() if hasattr(g, "get") else g, np.float64)
     k = np.where(g64 < 1, g64 / np.where(g64 < 1, 1 - g64, 1), 0.0)
-    Qt = xp.empty((m.B, m.S, m.A), m.dtype)
-    pit = xp.empty((m.B, m.S), xp.int64)
-    kind = 1 if det is not None else 2
     active = np.ones(m.B, bool)
     shift = np.zeros(m.B)
     while active.any():
-        w = xp.empty_like(V)
-        backup(*m.args(), m.R, V, g, kind, det, stoch, None, Qt, w, pit)
+        w = xp.empty_like(V)  # finished MDPs keep their values (copied)
+        psweep(*m.args(), m.R, V, g, det, stoch, xp.asarray(active.astype(np.uint8)), w)
         lo, hi = _ranges(xp, w, V)
         r = (hi - lo) if span else np.maximum(np.abs(lo), np.abs(hi))
         its[active] += 1
         res[active] = r[active]
-        V[...] = xp.where(xp.asarray(active)[:, None], w, V)
+        V[...] = w
         stop_now = active & ((r < thresh) | (r == 0))
         conv[stop_now] = 1
         if span:
