@@ -255,3 +255,52 @@ def test_cuda_probe_reports_the_real_error(monkeypatch, probe, cc, ok, match):
         match = "sm_90" if ok else "cupy is not installed"
     assert got_ok is ok
     assert __import__("re").search(match, why), why
+
+
+# ----------------------------------------------------------------------------- device solver loops
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("eval_max,eval_rel,span", [(0, -1.0, True), (500, 0.0, True), (1000, 0.01, True),
+                                                    (3, -1.0, False), (0, -1.0, False)])
+def test_device_solve_loop_matches_compiled_loop(dtype, sparse, eval_max, eval_rel, span):
+    # the loop CUDA arrays use (state on the device, a host check every few sweeps), run on
+    # NumPy arrays with the CPU sweep kernels, against the compiled solver
+    P, R = mdp.random_mdp(17, 3, 4, successors=5 if sparse else None, seed=11)
+    P = mdp.CSR(P.data.astype(dtype), P.indices, P.indptr, P.shape) if sparse else P.astype(dtype)
+    m = mdp._Model(P, R.astype(dtype))
+    g = m.gamma([0.0, 0.5, 0.9, 0.97])
+    th = mdp._threshold(m, g, 1e-3 if dtype == np.float32 else 1e-9, None, "span" if span else "sup", g)
+
+    def outs():
+        return [np.zeros((4, 17), dtype), np.empty((4, 17, 3), dtype), np.empty((4, 17), np.int64),
+                np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4), np.zeros(4, np.uint8)]
+
+    got = outs()
+    mdp._solve_host_loop(m, g, th, 5000, span, eval_max, eval_rel, *got)
+    ref = outs()
+    m.kernel("solve")(*m.args(), m.R, g, th, 5000, span, eval_max, eval_rel, -1.0, -1.0, *ref, np.zeros((4, 4)))
+    t = tol(dtype)
+    np.testing.assert_allclose(got[0], ref[0], rtol=t["rtol"], atol=t["atol"] * 100)
+    np.testing.assert_allclose(got[1], ref[1], rtol=t["rtol"], atol=t["atol"] * 100)
+    np.testing.assert_array_equal(got[6], ref[6])  # converged
+    if dtype == np.float64:
+        np.testing.assert_array_equal(got[2], ref[2])
+        np.testing.assert_array_equal(got[3], ref[3])
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_device_evaluate_loop_matches_exact(stochastic, rng):
+    P, R = mdp.random_mdp(13, 3, 3, seed=12)
+    m = mdp._Model(P, R)
+    g = m.gamma([0.3, 0.9, 0.95])
+    if stochastic:
+        pi = rng.random((3, 13, 3))
+        pi /= pi.sum(-1, keepdims=True)
+        det, stoch = None, pi
+    else:
+        det, stoch = rng.integers(0, 3, (3, 13)), None
+    th = mdp._threshold(m, g, 1e-10, None, "span", g)
+    V, its, res, conv = np.zeros((3, 13)), np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)
+    mdp._evaluate_host_loop(m, g, th, 100_000, True, det, stoch, V, its, res, conv)
+    exact = mdp.policy_evaluation(P, R, [0.3, 0.9, 0.95], det if det is not None else stoch).V
+    np.testing.assert_allclose(V, exact, atol=1e-8)
+    assert conv.all() and (its > 0).all()
