@@ -28,7 +28,8 @@ Stopping rules of the solvers (``epsilon``: the wanted sup-norm error of V):
 
 Per-MDP convergence: every MDP of a batch iterates until its own test passes (or max_iter);
 a converged MDP costs no further work. The CPU and numba backends run the whole loop in
-compiled code; the CUDA backend runs sweeps on the device from a host loop.
+compiled code; the CUDA backend keeps the loop's state on the device and launches one sweep
+kernel per step (the host checks for a running MDP every few sweeps).
 """
 from __future__ import annotations
 

@@ -32,7 +32,9 @@ inline void check_on_current_device(const void* ptr, const char* name) {
     cudaGetLastError();  // not a sticky error: clear it so no later check reports it
     throw std::invalid_argument(std::string(name) + ": not a CUDA device pointer (" + cudaGetErrorName(err) + ")");
   }
-  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) return;  // host-mapped memory
+  if (attr.type == cudaMemoryTypeUnregistered)
+    throw std::invalid_argument(std::string(name) + ": host memory, not a CUDA device array");
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) return;  // pinned host memory
   int cur = -1;
   if (cudaGetDevice(&cur) != cudaSuccess) {
     cudaGetLastError();
