@@ -460,7 +460,7 @@ def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: flo
     evaluation="iterative" (default): each policy is evaluated by sweeps of its own rows
     until an evaluation step is below half the stopping threshold (compiled loop; the
     epsilon guarantees of the module doc hold). evaluation="exact": each policy is
-    evaluated by a dense linear solve (LAPACK; scipy for sparse P) and the loop stops when
+    evaluated by a linear solve (LAPACK; scipy / cupyx sparse for sparse P) and the loop stops when
     the greedy policy repeats; V is then the exact value of the returned policy.
     """
     evaluation = val.choice(evaluation, "evaluation", ("iterative", "exact"))
@@ -515,7 +515,10 @@ def _exact_values(m, g, det, stoch):
         V = xp.linalg.solve(M, r_pi.astype(xp.float64)[..., None])[..., 0]
         return xp.ascontiguousarray(V.astype(m.dtype))
     if m.on_device:
-        raise NotImplementedError("exact policy evaluation of sparse P on CUDA: use method='iterative'")
+        import cupyx.scipy.sparse as csp
+        import cupyx.scipy.sparse.linalg as cspla
+
+        return _exact_sparse(csp, cspla, xp, m, g, det, stoch, r_pi)
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
@@ -533,6 +536,28 @@ def _exact_values(m, g, det, stoch):
             Pp = W @ blk
         lhs = (sp.identity(S, format="csc") - gg[b] * Pp).tocsc()
         out[b] = spla.spsolve(lhs, r_pi[b].astype(np.float64))
+    return out
+
+
+def _exact_sparse(sp, spla, xp, m, g, det, stoch, r_pi):
+    """V^pi for sparse P with a scipy-like sparse module ``sp`` (cupyx.scipy.sparse on CUDA):
+    P_pi = W @ P_b with W (S, S*A) the policy's weights (a one-hot row for a deterministic
+    policy), then one sparse solve per MDP (cuSOLVER's QR on CUDA). Only the API subset that
+    scipy and cupyx share, so the tests run this on the CPU with scipy."""
+    B, S, A = m.B, m.S, m.A
+    c = m.csr
+    M = sp.csr_matrix((c.data.astype(xp.float64), c.indices, c.indptr), shape=(B * S * A, S))
+    gg = g.astype(xp.float64)
+    rows = xp.repeat(xp.arange(S), A) if det is None else xp.arange(S)
+    out = xp.empty((B, S), m.dtype)
+    for b in range(B):
+        if det is None:
+            W = sp.coo_matrix((stoch[b].reshape(-1).astype(xp.float64), (rows, xp.arange(S * A))), shape=(S, S * A))
+        else:
+            W = sp.coo_matrix((xp.ones(S), (rows, xp.arange(S) * A + det[b])), shape=(S, S * A))
+        Pp = W.tocsr() @ M[b * S * A:(b + 1) * S * A]
+        lhs = (sp.identity(S, format="csr") - float(gg[b]) * Pp).tocsr()
+        out[b] = spla.spsolve(lhs, r_pi[b].astype(xp.float64))
     return out
 
 

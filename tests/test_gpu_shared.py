@@ -304,3 +304,24 @@ def test_device_evaluate_loop_matches_exact(stochastic, rng):
     exact = mdp.policy_evaluation(P, R, [0.3, 0.9, 0.95], det if det is not None else stoch).V
     np.testing.assert_allclose(V, exact, atol=1e-8)
     assert conv.all() and (its > 0).all()
+
+
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_exact_sparse_evaluation_shared_with_cuda(stochastic, rng):
+    # the cupyx path of exact evaluation for sparse P, run with scipy.sparse on the CPU
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    P, R = mdp.random_mdp(11, 3, 2, successors=4, seed=13)
+    m = mdp._Model(P, R)
+    g = m.gamma([0.5, 0.95])
+    if stochastic:
+        pi = rng.random((2, 11, 3))
+        pi /= pi.sum(-1, keepdims=True)
+        det, stoch, r_pi = None, pi, (pi * m.R).sum(-1)
+    else:
+        det, stoch = rng.integers(0, 3, (2, 11)), None
+        r_pi = np.take_along_axis(m.R, det[..., None], -1)[..., 0]
+    got = mdp._exact_sparse(sp, spla, np, m, g, det, stoch, r_pi)
+    want = mdp._exact_values(m, g, det, stoch)  # the CPU's scipy path
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
