@@ -183,7 +183,7 @@ bench() {
   if ((DRY)); then
     "$PY" -m pygenmod.benchmarks.gpu --dry-run --out "$OUTDIR"
   else
-    "$PY" -m pygenmod.benchmarks.gpu --out "$OUTDIR"
+    "$PY" -m pygenmod.benchmarks.gpu --repeats 5 --out "$OUTDIR"
   fi
 }
 
@@ -197,7 +197,7 @@ step build 150 build
 step probe 30 probe
 step tests-cuda 120 tests_cuda
 step determinism 40 determinism
-step bench 90 bench
+step bench 150 bench
 step sanitizer 60 sanitizer
 step tests-all 400 tests_all
 
