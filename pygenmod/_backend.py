@@ -35,16 +35,43 @@ def _probe(name: str) -> tuple[bool, str]:
             return False, "numba is not installed"
         return True, "numba JIT kernels (compiled on first call, cached on disk)"
     if name == "cuda":
-        try:
-            rt = importlib.import_module("pygenmod._cuda_runtime")
-        except ImportError:
-            return False, "built without CUDA (no nvcc at build time, or PYGENMOD_CUDA=OFF)"
-        if rt.device_count() == 0:
-            return False, "CUDA kernels are built, but no CUDA device/driver is present"
-        if importlib.util.find_spec("cupy") is None:
-            return False, "a CUDA device is present, but cupy is not installed (pip install pygenmod[cuda])"
-        return True, "compiled CUDA kernels on " + rt.device_info(0)["name"]
+        return _probe_cuda()
     raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+
+
+#: Oldest compute capability the CUDA kernels are built for (sm_75, Turing): see CMakeLists.txt.
+CUDA_MIN_CC = (7, 5)
+
+
+def _probe_cuda() -> tuple[bool, str]:
+    """The CUDA backend's availability; an unavailable reason names the real CUDA error
+    (an old driver is not "no device")."""
+    try:
+        rt = importlib.import_module("pygenmod._cuda_runtime")
+    except ImportError:
+        return False, "built without CUDA (no nvcc at build time, or PYGENMOD_CUDA=OFF)"
+    p = rt.probe() if hasattr(rt, "probe") else {"count": rt.device_count(), "error": ""}
+    if p["error"] == "cudaErrorInsufficientDriver":
+        drv = p.get("driver_version", 0)
+        return False, (f"the NVIDIA driver is missing or too old for CUDA runtime "
+                       f"{_cuda_version(p.get('runtime_version', 0))} (driver supports "
+                       f"{_cuda_version(drv) if drv else 'none'}): {p['error']}")
+    if p["error"] and p["error"] != "cudaErrorNoDevice":
+        return False, f"CUDA initialisation failed: {p['error']} ({p.get('message', '')})"
+    if p["count"] == 0:
+        return False, "CUDA kernels are built, but no CUDA device is present (cudaErrorNoDevice)"
+    info = rt.device_info(0)
+    cc = tuple(info["compute_capability"])
+    if cc < CUDA_MIN_CC:
+        return False, (f"device 0 ({info['name']}) is sm_{cc[0]}{cc[1]}; the CUDA kernels need "
+                       f"sm_{CUDA_MIN_CC[0]}{CUDA_MIN_CC[1]} or newer")
+    if importlib.util.find_spec("cupy") is None:
+        return False, "a CUDA device is present, but cupy is not installed (pip install pygenmod[cuda])"
+    return True, f"compiled CUDA kernels on {info['name']} (sm_{cc[0]}{cc[1]})"
+
+
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
 
 
 def backends() -> dict[str, dict[str, object]]:

@@ -14,10 +14,50 @@ plain autograd Functions and work without them.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+
 import torch
 
-from . import sampling as _S
+from . import sampling as _sampling
 from ._seed import resolve_seed
+
+
+def on_torch_stream(*tensors):
+    """For CUDA tensors: run the CuPy-launched kernels on torch's current stream of the first
+    CUDA tensor's device, with that device current, so they are ordered with the surrounding
+    torch work (and can be captured in a CUDA graph). A no-op context when no tensor is on CUDA."""
+    t = next((x for x in tensors if isinstance(x, torch.Tensor) and x.is_cuda), None)
+    if t is None:
+        return contextlib.nullcontext()
+    import cupy
+
+    dev = t.device.index if t.device.index is not None else torch.cuda.current_device()
+    stack = contextlib.ExitStack()
+    stack.enter_context(cupy.cuda.Device(dev))
+    stack.enter_context(cupy.cuda.ExternalStream(torch.cuda.current_stream(dev).cuda_stream, device_id=dev))
+    return stack
+
+
+class _OnTorchStream:
+    """pygenmod.sampling with every function run under :func:`on_torch_stream` of its tensor
+    arguments (the wrappers below call it as ``_S``)."""
+
+    def __getattr__(self, name):
+        fn = getattr(_sampling, name)
+        if not callable(fn):
+            return fn
+
+        @functools.wraps(fn)
+        def call(*args, **kwargs):
+            with on_torch_stream(*args, *kwargs.values()):
+                return fn(*args, **kwargs)
+
+        setattr(self, name, call)  # cache: later lookups skip __getattr__
+        return call
+
+
+_S = _OnTorchStream()
 
 __all__ = ["rsample_normal", "normal_head", "kl_normal", "normal_log_prob", "rsample_mvn", "mvn_head", "kl_mvn",
            "mvn_log_prob", "mahalanobis", "gumbel_softmax"]

@@ -28,7 +28,8 @@ Stopping rules of the solvers (``epsilon``: the wanted sup-norm error of V):
 
 Per-MDP convergence: every MDP of a batch iterates until its own test passes (or max_iter);
 a converged MDP costs no further work. The CPU and numba backends run the whole loop in
-compiled code; the CUDA backend runs sweeps on the device from a host loop.
+compiled code; the CUDA backend keeps the loop's state on the device and launches one sweep
+kernel per step (the host checks for a running MDP every few sweeps).
 """
 from __future__ import annotations
 
@@ -135,6 +136,15 @@ def as_csr(P, n_actions: int | None = None, *, dtype=None) -> CSR:
     return CSR(xp.ascontiguousarray(flat[nz]), xp.ascontiguousarray(cols), indptr, (B, S, A))
 
 
+def _csr_row_ids(xp, indptr, nnz):
+    """The row of every stored entry of a CSR matrix (int64, length nnz).
+
+    searchsorted instead of ``repeat(arange, diff(indptr))``: CuPy < 14.1 rejects a device
+    array of repeat counts, and this works the same on NumPy and CuPy (empty rows included).
+    """
+    return xp.searchsorted(indptr, xp.arange(nnz, dtype=xp.int64), side="right").astype(xp.int64) - 1
+
+
 class _Model:
     """Validated transitions and rewards of a batch of MDPs."""
 
@@ -239,7 +249,7 @@ class _Model:
         if not rows:
             return
         if self.on_device:
-            rows = xp.repeat(xp.arange(B * S * A), xp.diff(c.indptr).astype(xp.int64))
+            rows = _csr_row_ids(xp, c.indptr, c.data.shape[0])
             sums = xp.bincount(rows, weights=c.data.astype(xp.float64), minlength=B * S * A)
             stats = (float(xp.abs(sums - 1).max()) if sums.size else 0.0,
                      float(c.data.min()) if c.data.size else 0.0, float((~xp.isfinite(c.data)).sum()))
@@ -262,7 +272,7 @@ class _Model:
             if not self.sparse:
                 return xp.ascontiguousarray(xp.einsum("bsat,bsat->bsa", self.P, R4))
             c = self.csr
-            rows = xp.repeat(xp.arange(B * S * A), xp.diff(c.indptr).astype(xp.int64))
+            rows = _csr_row_ids(xp, c.indptr, c.data.shape[0])
             vals = c.data * R4.reshape(B * S * A, S)[rows, c.indices]
             out = xp.bincount(rows, weights=vals.astype(xp.float64), minlength=B * S * A)
             return xp.ascontiguousarray(out.astype(self.dtype).reshape(B, S, A))
@@ -450,7 +460,7 @@ def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: flo
     evaluation="iterative" (default): each policy is evaluated by sweeps of its own rows
     until an evaluation step is below half the stopping threshold (compiled loop; the
     epsilon guarantees of the module doc hold). evaluation="exact": each policy is
-    evaluated by a dense linear solve (LAPACK; scipy for sparse P) and the loop stops when
+    evaluated by a linear solve (LAPACK; scipy / cupyx sparse for sparse P) and the loop stops when
     the greedy policy repeats; V is then the exact value of the returned policy.
     """
     evaluation = val.choice(evaluation, "evaluation", ("iterative", "exact"))
@@ -505,7 +515,10 @@ def _exact_values(m, g, det, stoch):
         V = xp.linalg.solve(M, r_pi.astype(xp.float64)[..., None])[..., 0]
         return xp.ascontiguousarray(V.astype(m.dtype))
     if m.on_device:
-        raise NotImplementedError("exact policy evaluation of sparse P on CUDA: use method='iterative'")
+        import cupyx.scipy.sparse as csp
+        import cupyx.scipy.sparse.linalg as cspla
+
+        return _exact_sparse(csp, cspla, xp, m, g, det, stoch, r_pi)
     import scipy.sparse as sp
     import scipy.sparse.linalg as spla
 
@@ -523,6 +536,28 @@ def _exact_values(m, g, det, stoch):
             Pp = W @ blk
         lhs = (sp.identity(S, format="csc") - gg[b] * Pp).tocsc()
         out[b] = spla.spsolve(lhs, r_pi[b].astype(np.float64))
+    return out
+
+
+def _exact_sparse(sp, spla, xp, m, g, det, stoch, r_pi):
+    """V^pi for sparse P with a scipy-like sparse module ``sp`` (cupyx.scipy.sparse on CUDA):
+    P_pi = W @ P_b with W (S, S*A) the policy's weights (a one-hot row for a deterministic
+    policy), then one sparse solve per MDP (cuSOLVER's QR on CUDA). Only the API subset that
+    scipy and cupyx share, so the tests run this on the CPU with scipy."""
+    B, S, A = m.B, m.S, m.A
+    c = m.csr
+    M = sp.csr_matrix((c.data.astype(xp.float64), c.indices, c.indptr), shape=(B * S * A, S))
+    gg = g.astype(xp.float64)
+    rows = xp.repeat(xp.arange(S), A) if det is None else xp.arange(S)
+    out = xp.empty((B, S), m.dtype)
+    for b in range(B):
+        if det is None:
+            W = sp.coo_matrix((stoch[b].reshape(-1).astype(xp.float64), (rows, xp.arange(S * A))), shape=(S, S * A))
+        else:
+            W = sp.coo_matrix((xp.ones(S), (rows, xp.arange(S) * A + det[b])), shape=(S, S * A))
+        Pp = W.tocsr() @ M[b * S * A:(b + 1) * S * A]
+        lhs = (sp.identity(S, format="csr") - float(gg[b]) * Pp).tocsr()
+        out[b] = spla.spsolve(lhs, r_pi[b].astype(xp.float64))
     return out
 
 
@@ -561,96 +596,135 @@ def policy_evaluation(P, R, gamma, policy, *, method: str = "exact", epsilon: fl
 
 
 # ============================================================================ device loops
+#: Sweeps between the host's checks of "is any MDP still running" in the device loops (the
+#: only device-to-host synchronisation inside a solve; sweeps after the last MDP stopped are
+#: no-ops, so k only trades launches for syncs).
+_SYNC_EVERY = 8
+
+
 def _ranges(xp, new, old):
-    d = (new.astype(xp.float64) - old.astype(xp.float64))
-    lo, hi = d.min(-1), d.max(-1)
-    return np.asarray(lo.get() if hasattr(lo, "get") else lo), np.asarray(hi.get() if hasattr(hi, "get") else hi)
+    """Per MDP min and max of new - old (float64, on new's device; no synchronisation)."""
+    d = new.astype(xp.float64) - old.astype(xp.float64)
+    return d.min(-1), d.max(-1)
+
+
+def _policy_sweep(m, g):
+    """f(V, pi_det, pi_stoch, active_u8, V_out): an evaluation sweep reading only the policy's
+    rows, MDPs with active == 0 copied. CUDA: one kernel; host arrays (the tests of these
+    loops): a backup sweep and a select."""
+    if m.on_device:
+        k = m.kernel("policy_sweep")
+        return lambda V, det, stoch, act, out: k(*m.args(), m.R, V, g, det, stoch, act, out)
+    backup, xp = m.kernel("backup"), m.xp
+    Qt = xp.empty((m.B, m.S, m.A), m.dtype)
+    pit = xp.empty((m.B, m.S), xp.int64)
+
+    def sweep(V, det, stoch, act, out):
+        backup(*m.args(), m.R, V, g, 1 if det is not None else 2, det, stoch, None, Qt, out, pit)
+        out[...] = xp.where(act.astype(bool)[:, None], out, V)
+    return sweep
 
 
 def _solve_host_loop(m, g, thresh, max_iter, span, eval_max, eval_rel, V, Q, pi, its, evs, res, conv):
-    """The modified-policy-iteration loop of mdp.hpp's solve_one, driven from the host with one
-    batched sweep kernel per step (used for CUDA arrays). Same results and stopping rules;
-    converged MDPs are frozen (their values no longer change) but still swept."""
+    """The modified-policy-iteration loop of mdp.hpp's solve_one for CUDA arrays: the per-MDP
+    state (running, iterations, residual, ...) lives on the device and is updated there with
+    masks; the host only launches sweeps and asks "is any MDP still running" once per
+    improvement sweep when evaluating (else every _SYNC_EVERY sweeps) and every _SYNC_EVERY
+    evaluation sweeps. Same results and stopping rules as the compiled loop (to rounding);
+    stopped MDPs are frozen (still swept, values unchanged). its/evs/res/conv: NumPy outputs."""
     xp = m.xp
     backup = m.kernel("backup")
-    g64 = np.asarray(g.get() if hasattr(g, "get") else g, np.float64)
-    k = np.where(g64 < 1, g64 / np.where(g64 < 1, 1 - g64, 1), 0.0)
-    active = np.ones(m.B, bool)
+    psweep = _policy_sweep(m, g)
+    g64 = g.astype(xp.float64)
+    k = xp.where(g64 < 1, g64 / xp.where(g64 < 1, 1 - g64, 1), 0.0)
+    th = xp.asarray(thresh, dtype=xp.float64)
+    active = xp.ones(m.B, bool)
+    its_d, evs_d = xp.zeros(m.B, xp.int64), xp.zeros(m.B, xp.int64)
+    res_d, conv_d, final_shift = xp.zeros(m.B), xp.zeros(m.B, bool), xp.zeros(m.B)
     u = xp.empty_like(V)
-    Qt = xp.empty_like(Q)
-    pit = xp.empty_like(pi)
+    ebuf = (xp.empty_like(V), xp.empty_like(V)) if eval_max > 0 else ()  # evaluation iterates
+    Qt, pit = xp.empty_like(Q), xp.empty_like(pi)
     prev = xp.full_like(pi, -1)
-    final_shift = np.zeros(m.B)
-    while active.any():
+    n = 0
+    while True:
         backup(*m.args(), m.R, V, g, 0, None, None, None, Qt, u, pit)
         lo, hi = _ranges(xp, u, V)
-        r = (hi - lo) if span else np.maximum(np.abs(lo), np.abs(hi))
-        its[active] += 1
-        res[active] = r[active]
-        act_d = xp.asarray(active)
-        Q[...] = xp.where(act_d[:, None, None], Qt, Q)
-        pi[...] = xp.where(act_d[:, None], pit, pi)
-        stop_now = active & ((r < thresh) | (r == 0))
-        conv[stop_now] = 1
+        r = (hi - lo) if span else xp.maximum(xp.abs(lo), xp.abs(hi))
+        a = active
+        its_d += a
+        res_d = xp.where(a, r, res_d)
+        Q[...] = xp.where(a[:, None, None], Qt, Q)
+        pi[...] = xp.where(a[:, None], pit, pi)
+        stop_now = a & ((r < th) | (r == 0))
+        conv_d |= stop_now
         if span:
-            final_shift[stop_now] = (k * 0.5 * (lo + hi))[stop_now]
-        finished = stop_now | (active & (its >= max_iter))
-        fin_d = xp.asarray(finished)
-        V[...] = xp.where(fin_d[:, None], u, V)
-        active &= ~finished
-        if not active.any():
+            final_shift = xp.where(stop_now, k * 0.5 * (lo + hi), final_shift)
+        finished = stop_now | (a & (its_d >= max_iter))
+        V[...] = xp.where(finished[:, None], u, V)
+        active = a & ~finished
+        n += 1
+        if (eval_max > 0 or n % _SYNC_EVERY == 0) and not bool(active.any()):
             break
-        act_d = xp.asarray(active)
         x = u
         if eval_max > 0:
-            same = np.asarray(((pit == prev).all(-1)).get() if hasattr(pit, "get") else (pit == prev).all(-1))
+            same = (pit == prev).all(-1)
             prev[...] = pit
-            target = np.where(same, 0.5 * thresh, np.maximum(0.5 * thresh, eval_rel * r)) if eval_rel >= 0 else None
-            ev_active = active.copy()
-            elo = np.zeros(m.B)
-            ehi = np.zeros(m.B)
-            for _ in range(eval_max):
-                w = xp.empty_like(x)
-                backup(*m.args(), m.R, x, g, 1, pit, None, None, Qt, w, xp.empty_like(pi))
+            target = (xp.where(same, 0.5 * th, xp.maximum(0.5 * th, eval_rel * r)) if eval_rel >= 0 else None)
+            ev = active.copy()
+            elo, ehi = xp.zeros(m.B), xp.zeros(m.B)
+            for j in range(eval_max):
+                w = ebuf[j % 2]  # never x: a sweep does not run in place
+                psweep(x, pit, None, ev.astype(xp.uint8), w)
                 lo2, hi2 = _ranges(xp, w, x)
-                evs[ev_active] += 1
-                elo[ev_active], ehi[ev_active] = lo2[ev_active], hi2[ev_active]
-                x = xp.where(xp.asarray(ev_active)[:, None], w, x)
+                evs_d += ev
+                elo, ehi = xp.where(ev, lo2, elo), xp.where(ev, hi2, ehi)
+                x = w
                 if target is not None:
-                    ev_active &= ~((hi2 - lo2) < target)
-                if not ev_active.any():
-                    break
-            x = x + xp.asarray(k * 0.5 * (elo + ehi)).astype(x.dtype)[:, None]
-        V[...] = xp.where(act_d[:, None], x, V)
-    sh = xp.asarray(final_shift).astype(V.dtype)
+                    ev &= ~((hi2 - lo2) < target)
+                    if (j + 1) % _SYNC_EVERY == 0 and not bool(ev.any()):
+                        break
+            x = x + (k * 0.5 * (elo + ehi)).astype(x.dtype)[:, None]
+        V[...] = xp.where(active[:, None], x, V)
+    sh = final_shift.astype(V.dtype)
     V += sh[:, None]
     Q += sh[:, None, None]
+    _to_host(its_d, its), _to_host(evs_d, evs), _to_host(res_d, res), _to_host(conv_d, conv)
+
+
+def _to_host(src, dst):
+    dst[...] = src.get() if hasattr(src, "get") else src
 
 
 def _evaluate_host_loop(m, g, thresh, max_iter, span, det, stoch, V, its, res, conv):
+    """Iterative policy evaluation (mdp.hpp's evaluate_one) for CUDA arrays, state on the
+    device as in :func:`_solve_host_loop`; the host checks every _SYNC_EVERY sweeps."""
     xp = m.xp
-    backup = m.kernel("backup")
-    g64 = np.asarray(g.get() if hasattr(g, "get") else g, np.float64)
-    k = np.where(g64 < 1, g64 / np.where(g64 < 1, 1 - g64, 1), 0.0)
-    Qt = xp.empty((m.B, m.S, m.A), m.dtype)
-    pit = xp.empty((m.B, m.S), xp.int64)
-    kind = 1 if det is not None else 2
-    active = np.ones(m.B, bool)
-    shift = np.zeros(m.B)
-    while active.any():
-        w = xp.empty_like(V)
-        backup(*m.args(), m.R, V, g, kind, det, stoch, None, Qt, w, pit)
+    psweep = _policy_sweep(m, g)
+    g64 = g.astype(xp.float64)
+    k = xp.where(g64 < 1, g64 / xp.where(g64 < 1, 1 - g64, 1), 0.0)
+    th = xp.asarray(thresh, dtype=xp.float64)
+    active = xp.ones(m.B, bool)
+    its_d, res_d, conv_d, shift = xp.zeros(m.B, xp.int64), xp.zeros(m.B), xp.zeros(m.B, bool), xp.zeros(m.B)
+    w = xp.empty_like(V)
+    n = 0
+    while True:
+        psweep(V, det, stoch, active.astype(xp.uint8), w)  # stopped MDPs keep their values
         lo, hi = _ranges(xp, w, V)
-        r = (hi - lo) if span else np.maximum(np.abs(lo), np.abs(hi))
-        its[active] += 1
-        res[active] = r[active]
-        V[...] = xp.where(xp.asarray(active)[:, None], w, V)
-        stop_now = active & ((r < thresh) | (r == 0))
-        conv[stop_now] = 1
+        r = (hi - lo) if span else xp.maximum(xp.abs(lo), xp.abs(hi))
+        a = active
+        its_d += a
+        res_d = xp.where(a, r, res_d)
+        V[...] = w
+        stop_now = a & ((r < th) | (r == 0))
+        conv_d |= stop_now
         if span:
-            shift[stop_now] = (k * 0.5 * (lo + hi))[stop_now]
-        active &= ~(stop_now | (its >= max_iter))
-    V += xp.asarray(shift).astype(V.dtype)[:, None]
+            shift = xp.where(stop_now, k * 0.5 * (lo + hi), shift)
+        active = a & ~(stop_now | (its_d >= max_iter))
+        n += 1
+        if n % _SYNC_EVERY == 0 and not bool(active.any()):
+            break
+    V += shift.astype(V.dtype)[:, None]
+    _to_host(its_d, its), _to_host(res_d, res), _to_host(conv_d, conv)
 
 
 # ============================================================================ conversions

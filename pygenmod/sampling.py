@@ -210,7 +210,8 @@ def _out_arg(out, c: _Call, inputs=()):
     if c.half is not None or xp_of(out) is not xp or getattr(out, "dtype", None) != dt:
         raise TypeError(f"out: expected a {xp.__name__} array of dtype {dt}")
     val.check_shape(out, "out", want)
-    if not out.flags.c_contiguous or not out.flags.writeable:
+    # CuPy's flags have no 'writeable' (device arrays are always writable)
+    if not out.flags.c_contiguous or not getattr(out.flags, "writeable", True):
         raise ValueError("out: must be C-contiguous and writeable")
     val.out_buffer(out, "out", (("mu", c.m), ("eps", c.eps)) + tuple(inputs))
     return out.reshape(c.S, B, D)

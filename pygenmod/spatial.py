@@ -233,7 +233,7 @@ def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps
     if out is not None:
         gx = to_native(out)
         if (xp_of(gx) is not xp or gx.dtype != dt or tuple(gx.shape) != tuple(c.x.shape)
-                or not gx.flags.c_contiguous or not gx.flags.writeable):
+                or not gx.flags.c_contiguous or not getattr(gx.flags, "writeable", True)):  # CuPy: no 'writeable'
             raise ValueError(f"out: expected a writable C-contiguous {np.dtype(dt).name} array of shape "
                              f"{tuple(c.x.shape)} on x's device")
         val.out_buffer(gx, "out", (("x", c.x), ("grad_keypoints", g_kp), ("grad_cov", g_cov),

@@ -13,7 +13,6 @@ Each family has one section below with the same shape:
 To add a family, add a section with its ops named ``pygenmod::<family>_<op>``; the helpers
 ``_native`` / ``_tensor`` are shared.
 """
-import contextlib
 from typing import Optional
 
 import torch
@@ -59,11 +58,9 @@ def _tensor(a, like: Tensor) -> Tensor:
 def _on_torch_stream(t: Tensor):
     """For CUDA tensors: run pygenmod's CuPy-launched kernels on torch's current stream, so
     they are ordered with the surrounding torch work. A no-op context on the CPU."""
-    if not t.is_cuda:
-        return contextlib.nullcontext()
-    import cupy
+    from ._torch_sampling import on_torch_stream  # one implementation (device + stream)
 
-    return cupy.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream)
+    return on_torch_stream(t)
 
 
 def _empty(t: Optional[Tensor]) -> bool:

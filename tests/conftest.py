@@ -1,8 +1,13 @@
 """Shared test fixtures: every kernel test runs once per backend.
 
 A backend that is absent here is reported as skipped with the reason, never passed.
+``PYGENMOD_REQUIRE_CUDA=1`` (the GPU check, tools/gpu-check.sh) turns every skip that says
+CUDA is unavailable into a failure, so a broken driver or build cannot pass as "skipped".
 """
 from __future__ import annotations
+
+import os
+import re
 
 import numpy as np
 import pytest
@@ -34,6 +39,42 @@ class Backend:
 
     def __repr__(self):
         return self.name
+
+
+def require_cuda() -> bool:
+    """True when CUDA-unavailable skips must fail ($PYGENMOD_REQUIRE_CUDA=1)."""
+    return os.environ.get("PYGENMOD_REQUIRE_CUDA", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# Skip reasons that mean "no usable CUDA here" (the backend fixture's, importorskip of cupy,
+# and the hand-written ones in the test files); other skips (e.g. a dtype CuPy lacks) stay skips.
+_CUDA_UNAVAILABLE = re.compile(
+    r"backend 'cuda' unavailable|could not import 'cupy'|cupy is not installed|"
+    r"\bno (cuda|gpu)\b|cuda (is )?(not |un)available|cuda modules not built|"
+    r"needs? (a |the )?(gpu|cuda)|requires? (a |the )?(gpu|cuda)|built without cuda|"
+    r"pygenmod_cuda=off|no nvcc", re.IGNORECASE)
+
+
+def is_cuda_unavailable_skip(reason: str) -> bool:
+    return bool(_CUDA_UNAVAILABLE.search(reason or ""))
+
+
+def pytest_report_header(config):
+    ok, why = _backend._probe("cuda")
+    return [f"pygenmod cuda: {'available' if ok else 'unavailable'} ({why})"
+            + ("; PYGENMOD_REQUIRE_CUDA=1: CUDA skips fail" if require_cuda() else "")]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if not (rep.skipped and require_cuda()) or getattr(rep, "wasxfail", None) is not None:
+        return
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    if is_cuda_unavailable_skip(reason):
+        rep.outcome = "failed"
+        rep.longrepr = f"PYGENMOD_REQUIRE_CUDA=1 but the test was skipped: {reason}"
 
 
 @pytest.fixture(params=BACKEND_NAMES)

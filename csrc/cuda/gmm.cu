@@ -15,6 +15,7 @@
 #include "cuda_check.cuh"
 #include "gmm.cuh"
 #include "pygenmod/gmm.hpp"
+#include "scratch.cuh"
 
 namespace pygenmod::cuda {
 namespace {
@@ -26,19 +27,22 @@ index_t groups_for(index_t N) {
   return g < 1 ? 1 : (g > 64 ? 64 : g);
 }
 
-// Device buffer owned for one launcher call (freed asynchronously on the stream).
-template <class U>
-struct DevBuf {
-  U* p = nullptr;
-  cudaStream_t s;
-  DevBuf(size_t n, cudaStream_t st) : s(st) {
-    if (n) PGM_CUDA_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&p), n * sizeof(U), s));
+// The EM buffers of one launcher call, carved from the caller's scratch (see scratch.cuh).
+struct EmBuffers {
+  double *r, *llp, *part, *st, *c, *wsum, *prev, *work;
+  std::uint8_t* active;
+  EmBuffers(Carve& cv, int type, index_t B, index_t N, index_t D, index_t K) {
+    const auto n = [](index_t x) { return static_cast<std::size_t>(x); };
+    r = cv.take<double>(n(B * N * K));
+    llp = cv.take<double>(n(B * N));
+    part = cv.take<double>(n(B * groups_for(N) * stats_size(type, K, D)));
+    st = cv.take<double>(n(B * stats_size(type, K, D)));
+    c = cv.take<double>(n(B * D));
+    wsum = cv.take<double>(n(B));
+    prev = cv.take<double>(n(B));
+    work = cv.take<double>(n(B * finalize_workspace(K, D)));
+    active = cv.take<std::uint8_t>(n(B));
   }
-  ~DevBuf() {
-    if (p) cudaFreeAsync(p, s);
-  }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
 };
 
 // Weighted centre and weight of each set: one thread per (set, dim), serial over points.
@@ -196,45 +200,71 @@ __global__ void finish_kernel(int type, index_t B, index_t D, index_t K, const d
   }
 }
 
+// Per set before the first iteration, as em_set on the CPU: an empty set gets the neutral
+// parameters and bound -inf and stays inactive; otherwise the bound starts at the given value
+// (NaN: -inf) and is the result when max_iter = 0.
 template <class T>
-__global__ void init_fit_kernel(index_t B, const T* lower_bound, std::uint8_t* active, double* prev,
-                                std::int64_t* n_iter, std::uint8_t* converged) {
+__global__ void init_fit_kernel(int type, index_t B, index_t D, index_t K, const double* wsum, T* weights,
+                                T* means, T* cov, T* pc, std::uint8_t* flags, T* lower_bound,
+                                std::uint8_t* active, double* prev, std::int64_t* n_iter,
+                                std::uint8_t* converged) {
   const index_t s = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (s >= B) return;
-  const double lb = static_cast<double>(lower_bound[s]);
-  prev[s] = isnan(lb) ? -INFINITY : lb;
-  active[s] = 1;
   n_iter[s] = 0;
   converged[s] = 0;
+  if (!(wsum[s] > 0)) {
+    const index_t cs = cov_size(type, K, D);
+    empty_set_params(type, K, D, weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, flags + s * K);
+    lower_bound[s] = static_cast<T>(-INFINITY);
+    active[s] = 0;
+    return;
+  }
+  const double lb = static_cast<double>(lower_bound[s]);
+  prev[s] = isnan(lb) ? -INFINITY : lb;
+  lower_bound[s] = static_cast<T>(prev[s]);
+  active[s] = 1;
 }
 
+// Component log-density of point x under component k of set b (the CPU's e_step_cpu expression).
+template <class T>
+__device__ double comp_logpdf(int type, const T* x, const T* means, const T* pc, index_t b, index_t k,
+                              index_t D, index_t K) {
+  const T* P = pc + b * cov_size(type, K, D) + pc_offset(type, k, D);
+  return log_det_pc(type, P, D) - 0.5 * D * kLog2Pi -
+         0.5 * static_cast<double>(mahalanobis2<T>(type, x, means + (b * K + k) * D, P, D));
+}
+
+// One thread per point, the CPU's arithmetic: the log-sum-exp runs over the unrounded float64
+// log-densities (gmm.hpp logsumexp: max, then sum of exp). float64 data reads them back from
+// lp (exact); float32 recomputes them, since lp holds them rounded to float32.
 template <class T>
 __global__ void e_step_kernel(int type, const T* X, const T* weights, const T* means, const T* pc,
                               index_t B, index_t N, index_t D, index_t K, T* lp, T* log_resp, T* log_norm) {
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * N) return;
   const index_t b = t / N;
-  const index_t cs = cov_size(type, K, D);
   const T* x = X + t * D;
+  constexpr bool exact = sizeof(T) == sizeof(double);
+  auto row = [&](index_t k, double l) { return l + log(static_cast<double>(weights[b * K + k])); };
+  auto logpdf = [&](index_t k) {
+    return exact ? static_cast<double>(lp[t * K + k]) : comp_logpdf<T>(type, x, means, pc, b, k, D, K);
+  };
   double mx = -INFINITY;
   for (index_t k = 0; k < K; ++k) {
-    const T* P = pc + b * cs + pc_offset(type, k, D);
-    const double l = log_det_pc(type, P, D) - 0.5 * D * kLog2Pi -
-                     0.5 * static_cast<double>(mahalanobis2<T>(type, x, means + (b * K + k) * D, P, D));
+    const double l = comp_logpdf<T>(type, x, means, pc, b, k, D, K);
     lp[t * K + k] = static_cast<T>(l);
-    const double wl = l + log(static_cast<double>(weights[b * K + k]));
+    const double wl = row(k, l);
     mx = wl > mx ? wl : mx;
   }
-  double sum = 0;
-  if (mx > -INFINITY && isfinite(mx))
-    for (index_t k = 0; k < K; ++k)
-      sum += exp(static_cast<double>(lp[t * K + k]) + log(static_cast<double>(weights[b * K + k])) - mx);
-  const double lse = (mx > -INFINITY && isfinite(mx)) ? mx + log(sum) : mx;
-  log_norm[t] = static_cast<T>(lse);
-  for (index_t k = 0; k < K; ++k) {
-    const double wl = static_cast<double>(lp[t * K + k]) + log(static_cast<double>(weights[b * K + k]));
-    log_resp[t * K + k] = static_cast<T>(isfinite(lse) ? wl - lse : (k == 0 ? 0.0 : -INFINITY));
+  double lse = mx;
+  if (mx > -INFINITY) {
+    double sum = 0;
+    for (index_t k = 0; k < K; ++k) sum += exp(row(k, logpdf(k)) - mx);
+    lse = mx + log(sum);
   }
+  log_norm[t] = static_cast<T>(lse);
+  for (index_t k = 0; k < K; ++k)
+    log_resp[t * K + k] = static_cast<T>(isfinite(lse) ? row(k, logpdf(k)) - lse : (k == 0 ? 0.0 : -INFINITY));
 }
 
 template <class T>
@@ -256,71 +286,82 @@ template <class T>
 void em_pass(int type, const T* X, const T* W, const T* resp, const T* reg, index_t B, index_t n_rep,
              index_t N, index_t D, index_t K, double tol, index_t it, T* weights, T* means, T* cov,
              T* pc, T* lb, std::int64_t* n_iter, std::uint8_t* conv, std::uint8_t* flags,
-             std::uint8_t* active, double* prev, double* r, double* llp, double* part, double* st,
-             const double* c, const double* wsum, double* work, bool fit_mode, cudaStream_t stream) {
+             const EmBuffers& e, bool fit_mode, cudaStream_t stream) {
   const index_t G = groups_for(N);
   const index_t SS = stats_size(type, K, D);
-  if (resp)
-    resp_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(W, resp, B, n_rep, N, K, r, llp);
-  else
-    estep_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(
-        type, X, W, B, n_rep, N, D, K, weights, means, pc, active, r, llp);
-  check_launch("gmm e-step");
+  if (B * N > 0) {  // N = 0: no point, the statistics below are zeros
+    if (resp)
+      resp_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(W, resp, B, n_rep, N, K, e.r, e.llp);
+    else
+      estep_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(
+          type, X, W, B, n_rep, N, D, K, weights, means, pc, e.active, e.r, e.llp);
+    check_launch("gmm e-step");
+  }
   stats_kernel<T><<<blocks_for(B * G * SS, kThreads), kThreads, 0, stream>>>(
-      type, X, W, B, n_rep, N, D, K, G, c, r, llp, active, part);
+      type, X, W, B, n_rep, N, D, K, G, e.c, e.r, e.llp, e.active, e.part);
   check_launch("gmm statistics");
-  reduce_kernel<<<blocks_for(B * SS, kThreads), kThreads, 0, stream>>>(B, G, SS, active, part, st);
+  reduce_kernel<<<blocks_for(B * SS, kThreads), kThreads, 0, stream>>>(B, G, SS, e.active, e.part, e.st);
   check_launch("gmm reduce");
   finish_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
-      type, B, D, K, st, c, wsum, reg, tol, it, weights, means, cov, pc, lb, n_iter, conv, flags,
-      active, prev, work, fit_mode);
+      type, B, D, K, e.st, e.c, e.wsum, reg, tol, it, weights, means, cov, pc, lb, n_iter, conv, flags,
+      e.active, e.prev, e.work, fit_mode);
   check_launch("gmm m-step");
 }
 
 }  // namespace
 
+std::size_t gmm_fit_scratch_bytes(int type, index_t B, index_t N, index_t D, index_t K) {
+  Carve cv;
+  EmBuffers e(cv, type, B, N, D, K);
+  return cv.used;
+}
+
+std::size_t gmm_m_step_scratch_bytes(int type, index_t B, index_t N, index_t D, index_t K) {
+  Carve cv;
+  EmBuffers e(cv, type, B, N, D, K);
+  cv.take<double>(static_cast<std::size_t>(B));        // lower bound (unused by the M-step)
+  cv.take<std::int64_t>(static_cast<std::size_t>(B));  // n_iter (unused)
+  cv.take<std::uint8_t>(static_cast<std::size_t>(B));  // converged (unused)
+  return cv.used;
+}
+
 template <class T>
 void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N,
              index_t D, index_t K, index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc,
              T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags,
-             cudaStream_t stream) {
+             void* scratch, std::size_t scratch_bytes, cudaStream_t stream) {
   const index_t B = Bx * n_rep;
   if (B == 0) return;
-  const index_t G = groups_for(N), SS = stats_size(type, K, D);
-  DevBuf<double> r(B * N * K, stream), llp(B * N, stream), part(B * G * SS, stream), st(B * SS, stream),
-      c(B * D, stream), wsum(B, stream), prev(B, stream), work(B * finalize_workspace(K, D), stream);
-  DevBuf<std::uint8_t> active(B, stream);
-  centre_kernel<T><<<blocks_for(B * D > 0 ? B * D : 1, kThreads), kThreads, 0, stream>>>(
-      X, W, B, n_rep, N, D, c.p, wsum.p);
+  Carve cv(scratch);
+  const EmBuffers e(cv, type, B, N, D, K);
+  check_scratch(cv, scratch_bytes, "gmm_fit");
+  centre_kernel<T><<<blocks_for(B * D, kThreads), kThreads, 0, stream>>>(X, W, B, n_rep, N, D, e.c, e.wsum);
   check_launch("gmm centre");
-  init_fit_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(B, lower_bound, active.p, prev.p,
-                                                                       n_iter, converged);
+  init_fit_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
+      type, B, D, K, e.wsum, weights, means, cov, pc, flags, lower_bound, e.active, e.prev, n_iter, converged);
   check_launch("gmm init");
   for (index_t it = 1; it <= max_iter; ++it)
     em_pass<T>(type, X, W, static_cast<const T*>(nullptr), reg, B, n_rep, N, D, K, tol, it, weights,
-               means, cov, pc, lower_bound, n_iter, converged, flags, active.p, prev.p, r.p, llp.p,
-               part.p, st.p, c.p, wsum.p, work.p, true, stream);
+               means, cov, pc, lower_bound, n_iter, converged, flags, e, true, stream);
 }
 
 template <class T>
 void gmm_m_step(int type, const T* X, const T* W, const T* resp, const T* reg, index_t Bx,
                 index_t n_rep, index_t N, index_t D, index_t K, T* weights, T* means, T* cov, T* pc,
-                std::uint8_t* flags, cudaStream_t stream) {
+                std::uint8_t* flags, void* scratch, std::size_t scratch_bytes, cudaStream_t stream) {
   const index_t B = Bx * n_rep;
   if (B == 0) return;
-  const index_t G = groups_for(N), SS = stats_size(type, K, D);
-  DevBuf<double> r(B * N * K, stream), llp(B * N, stream), part(B * G * SS, stream), st(B * SS, stream),
-      c(B * D, stream), wsum(B, stream), prev(B, stream), work(B * finalize_workspace(K, D), stream);
-  DevBuf<std::uint8_t> active(B, stream);
-  DevBuf<T> lb(B, stream);
-  DevBuf<std::int64_t> ni(B, stream);
-  DevBuf<std::uint8_t> cv(B, stream);
-  PGM_CUDA_CHECK(cudaMemsetAsync(active.p, 1, B, stream));
-  centre_kernel<T><<<blocks_for(B * D > 0 ? B * D : 1, kThreads), kThreads, 0, stream>>>(
-      X, W, B, n_rep, N, D, c.p, wsum.p);
+  Carve cv(scratch);
+  const EmBuffers e(cv, type, B, N, D, K);
+  T* lb = reinterpret_cast<T*>(cv.take<double>(static_cast<std::size_t>(B)));
+  auto* ni = cv.take<std::int64_t>(static_cast<std::size_t>(B));
+  auto* cvg = cv.take<std::uint8_t>(static_cast<std::size_t>(B));
+  check_scratch(cv, scratch_bytes, "gmm_m_step");
+  PGM_CUDA_CHECK(cudaMemsetAsync(e.active, 1, B, stream));
+  centre_kernel<T><<<blocks_for(B * D, kThreads), kThreads, 0, stream>>>(X, W, B, n_rep, N, D, e.c, e.wsum);
   check_launch("gmm centre");
-  em_pass<T>(type, X, W, resp, reg, B, n_rep, N, D, K, 0.0, 0, weights, means, cov, pc, lb.p, ni.p,
-             cv.p, flags, active.p, prev.p, r.p, llp.p, part.p, st.p, c.p, wsum.p, work.p, false, stream);
+  em_pass<T>(type, X, W, resp, reg, B, n_rep, N, D, K, 0.0, 0, weights, means, cov, pc, lb, ni, cvg, flags, e,
+             false, stream);
 }
 
 template <class T>
@@ -345,9 +386,10 @@ void gmm_sample(int type, const T* weights, const T* means, const T* pc, index_t
 #define PGM_GMM_INSTANTIATE(T)                                                                        \
   template void gmm_fit<T>(int, const T*, const T*, const T*, index_t, index_t, index_t, index_t,      \
                            index_t, index_t, double, T*, T*, T*, T*, T*, std::int64_t*, std::uint8_t*, \
-                           std::uint8_t*, cudaStream_t);                                               \
+                           std::uint8_t*, void*, std::size_t, cudaStream_t);                           \
   template void gmm_m_step<T>(int, const T*, const T*, const T*, const T*, index_t, index_t, index_t,  \
-                              index_t, index_t, T*, T*, T*, T*, std::uint8_t*, cudaStream_t);          \
+                              index_t, index_t, T*, T*, T*, T*, std::uint8_t*, void*, std::size_t,     \
+                              cudaStream_t);                                                           \
   template void gmm_e_step<T>(int, const T*, const T*, const T*, const T*, index_t, index_t, index_t,  \
                               index_t, T*, T*, T*, cudaStream_t);                                      \
   template void gmm_sample<T>(int, const T*, const T*, const T*, index_t, index_t, index_t, index_t,   \

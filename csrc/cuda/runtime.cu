@@ -6,15 +6,21 @@
 
 namespace pygenmod::cuda {
 
-int device_count() {
-  int n = 0;
-  // No driver or no GPU: report zero devices instead of raising.
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+Probe probe() {
+  Probe p;
+  cudaRuntimeGetVersion(&p.runtime_version);
+  if (cudaDriverGetVersion(&p.driver_version) != cudaSuccess) cudaGetLastError();
+  const cudaError_t err = cudaGetDeviceCount(&p.count);
+  if (err != cudaSuccess) {
     cudaGetLastError();
-    return 0;
+    p.count = 0;
+    p.error = cudaGetErrorName(err);
+    p.message = cudaGetErrorString(err);
   }
-  return n;
+  return p;
 }
+
+int device_count() { return probe().count; }
 
 DeviceInfo device_info(int device) {
   cudaDeviceProp prop{};
@@ -28,5 +34,7 @@ int runtime_version() {
   cudaRuntimeGetVersion(&v);
   return v;
 }
+
+bool sync_after_launch_enabled() { return sync_after_launch(); }
 
 }  // namespace pygenmod::cuda

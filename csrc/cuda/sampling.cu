@@ -2,6 +2,8 @@
 // scales, KL and log-density rows, triangular solves) is pygenmod/random.hpp's and
 // pygenmod/sampling.hpp's, so a draw is the same function of (seed, stream, element) as on
 // the CPU. Threads own a chunk of 4 elements of a row, or a whole row for the reductions.
+#include <stdexcept>
+
 #include "cuda_check.cuh"
 #include "pygenmod/sampling.hpp"
 #include "sampling.cuh"
@@ -306,12 +308,7 @@ void mvn_head(const T* mu, const T* L, bool shared, bool check_upper, const T* e
   check_launch("mvn_head (samples)");
 }
 
-template <class T>
-__device__ void add_to(T* dst, T v, bool atomic) {
-  if (atomic) atomicAdd(dst, v);
-  else *dst += v;
-}
-
+// Per row b: dmu, and dL[b] when every row has its own scale_tril.
 template <class T>
 __global__ void mvn_backward_kernel(const T* mu, const T* L, bool shared, const T* eps_in, u64 seed, u64 stream,
                                     u64 offset, index_t S, index_t B, index_t D, const T* gz, const T* gkl,
@@ -319,7 +316,7 @@ __global__ void mvn_backward_kernel(const T* mu, const T* L, bool shared, const 
   const index_t b = tid();
   if (b >= B) return;
   const T* Lb = L + (shared ? 0 : b * D * D);
-  T* dLb = dL + (shared ? 0 : b * D * D);
+  T* dLb = shared ? nullptr : dL + b * D * D;  // shared: mvn_shared_dL_* below
   T* dm = dmu + b * D;
   const T gk = gkl ? gkl[b] : T(0);
   T glq = 0;
@@ -327,37 +324,97 @@ __global__ void mvn_backward_kernel(const T* mu, const T* L, bool shared, const 
     for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
   for (index_t i = 0; i < D; ++i) {
     dm[i] = gk * mu[b * D + i];
-    for (index_t j = 0; j <= i; ++j) {
-      const T v = gk * Lb[i * D + j] - (i == j ? (gk + glq) / Lb[i * D + i] : T(0));
-      if (shared) atomicAdd(dLb + i * D + j, v);
-      else dLb[i * D + j] = v;
-    }
-    if (!shared)
-      for (index_t j = i + 1; j < D; ++j) dLb[i * D + j] = T(0);
+    if (!dLb) continue;
+    for (index_t j = 0; j < D; ++j)
+      dLb[i * D + j] = j <= i ? gk * Lb[i * D + j] - (i == j ? (gk + glq) / Lb[i * D + i] : T(0)) : T(0);
   }
   if (!gz) return;
   T e[CH];
   for (index_t s = 0; s < S; ++s) {
     const T* g = gz + (s * B + b) * D;
     for (index_t i = 0; i < D; ++i) dm[i] += g[i];
+    if (!dLb) continue;
     for (index_t j0 = 0; j0 < D; j0 += CH) {
       const index_t n = D - j0 < CH ? D - j0 : CH;
       noise<T>(eps_in, seed, stream, offset, s, b, B, D, j0, n, e);
       for (index_t k = 0; k < n; ++k)
-        for (index_t i = j0 + k; i < D; ++i) add_to(dLb + i * D + j0 + k, g[i] * e[k], shared);
+        for (index_t i = j0 + k; i < D; ++i) dLb[i * D + j0 + k] += g[i] * e[k];
     }
   }
+}
+
+// One scale_tril shared by all B rows: its gradient is a sum over rows, reduced in a fixed
+// order (no atomics, so the result is the same on every run): G row chunks, one thread per
+// (chunk, i, j) sums its rows in order into part[g], then one thread per (i, j) adds the G
+// partials in order. G depends only on (B, D).
+inline index_t mvn_shared_chunks(index_t B, index_t D) {
+  const index_t want = (65536 + D * D - 1) / (D * D > 0 ? D * D : 1);
+  return want < 1 ? 1 : (want > B ? (B > 0 ? B : 1) : want);
+}
+
+template <class T>
+__global__ void mvn_shared_dL_partial(const T* L, const T* eps_in, u64 seed, u64 stream, u64 offset, index_t S,
+                                      index_t B, index_t D, index_t G, const T* gz, const T* gkl, const T* glogq,
+                                      T* part) {
+  const index_t t = tid();
+  if (t >= G * D * D) return;
+  const index_t g = t / (D * D), i = (t % (D * D)) / D, j = t % D;
+  if (j > i) {
+    part[t] = T(0);
+    return;
+  }
+  const index_t b0 = B * g / G, b1 = B * (g + 1) / G, j0 = j - j % CH, n = D - j0 < CH ? D - j0 : CH;
+  const T lij = L[i * D + j], lii = L[i * D + i];
+  T acc = 0, e[CH];
+  for (index_t b = b0; b < b1; ++b) {
+    const T gk = gkl ? gkl[b] : T(0);
+    T glq = 0;
+    if (glogq)
+      for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
+    acc += gk * lij - (i == j ? (gk + glq) / lii : T(0));
+    if (!gz) continue;
+    for (index_t s = 0; s < S; ++s) {
+      noise<T>(eps_in, seed, stream, offset, s, b, B, D, j0, n, e);
+      acc += gz[(s * B + b) * D + i] * e[j - j0];
+    }
+  }
+  part[t] = acc;
+}
+
+template <class T>
+__global__ void mvn_shared_dL_reduce(const T* part, index_t G, index_t DD, T* dL) {
+  const index_t t = tid();
+  if (t >= DD) return;
+  T acc = 0;
+  for (index_t g = 0; g < G; ++g) acc += part[g * DD + t];
+  dL[t] = acc;
+}
+
+std::size_t mvn_head_backward_scratch_bytes(bool shared, index_t B, index_t D, std::size_t elem_size) {
+  return shared ? static_cast<std::size_t>(mvn_shared_chunks(B, D) * D * D) * elem_size : 0;
 }
 
 template <class T>
 void mvn_head_backward(const T* mu, const T* L, bool shared, const T* eps_in, u64 seed, u64 stream, u64 offset,
                        index_t S, index_t B, index_t D, const T* gz, const T* gkl, const T* glogq, T* dmu, T* dL,
-                       cudaStream_t st) {
-  if (shared) PGM_CUDA_CHECK(cudaMemsetAsync(dL, 0, sizeof(T) * D * D, st));
-  if (B == 0) return;
+                       void* scratch, std::size_t scratch_bytes, cudaStream_t st) {
+  if (B == 0) {
+    if (shared) PGM_CUDA_CHECK(cudaMemsetAsync(dL, 0, sizeof(T) * D * D, st));
+    return;
+  }
   mvn_backward_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, L, shared, eps_in, seed, stream, offset, S,
                                                                      B, D, gz, gkl, glogq, dmu, dL);
   check_launch("mvn_head_backward");
+  if (!shared || D == 0) return;
+  const index_t G = mvn_shared_chunks(B, D);
+  if (scratch_bytes < mvn_head_backward_scratch_bytes(true, B, D, sizeof(T)))
+    throw std::logic_error("mvn_head_backward: scratch buffer too small");
+  T* part = static_cast<T*>(scratch);
+  mvn_shared_dL_partial<T><<<blocks_for(G * D * D, THREADS), THREADS, 0, st>>>(L, eps_in, seed, stream, offset, S, B,
+                                                                               D, G, gz, gkl, glogq, part);
+  check_launch("mvn_head_backward (shared partials)");
+  mvn_shared_dL_reduce<T><<<blocks_for(D * D, THREADS), THREADS, 0, st>>>(part, G, D * D, dL);
+  check_launch("mvn_head_backward (shared reduce)");
 }
 
 template <class T>
@@ -394,7 +451,8 @@ void tri_solve(const T* L, bool shared, const T* R, index_t B, index_t D, index_
   template void mvn_head<T>(const T*, const T*, bool, bool, const T*, u64, u64, u64, index_t, index_t, index_t,   \
                             T*, T*, T*, T*, std::int32_t*, cudaStream_t);                                          \
   template void mvn_head_backward<T>(const T*, const T*, bool, const T*, u64, u64, u64, index_t, index_t,         \
-                                     index_t, const T*, const T*, const T*, T*, T*, cudaStream_t);                 \
+                                     index_t, const T*, const T*, const T*, T*, T*, void*, std::size_t,           \
+                                     cudaStream_t);                                                                \
   template void tri_solve<T>(const T*, bool, const T*, index_t, index_t, index_t, bool, T*, cudaStream_t);
 
 PGM_INSTANTIATE(float)

@@ -3,6 +3,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "pygenmod/common.hpp"
@@ -39,10 +40,13 @@ template <class T>
 void mvn_head(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, u64 seed, u64 stream,
               u64 offset, index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl, T* logq, std::int32_t* status,
               cudaStream_t st);
+// Scratch (device bytes, from the caller's allocator) of mvn_head_backward: nonzero only for a
+// scale_tril shared by all rows, whose gradient is reduced over the rows in a fixed order.
+std::size_t mvn_head_backward_scratch_bytes(bool shared, index_t B, index_t D, std::size_t elem_size);
 template <class T>
 void mvn_head_backward(const T* mu, const T* L, bool shared, const T* eps_in, u64 seed, u64 stream, u64 offset,
                        index_t S, index_t B, index_t D, const T* gz, const T* gkl, const T* glogq, T* dmu, T* dL,
-                       cudaStream_t st);
+                       void* scratch, std::size_t scratch_bytes, cudaStream_t st);
 template <class T>
 void tri_solve(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X,
                cudaStream_t st);

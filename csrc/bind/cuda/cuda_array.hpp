@@ -22,7 +22,32 @@ struct DeviceArray {
   bool readonly = false;
 };
 
-inline DeviceArray device_array(const py::object& obj, const char* name) {
+// Kernels run on the current device's stream: data on another GPU would be read through a
+// foreign context (or fault). Check the pointer's device and say what to do instead.
+inline void check_on_current_device(const void* ptr, const char* name) {
+  if (ptr == nullptr) return;  // size-0 arrays may carry a null pointer
+  cudaPointerAttributes attr{};
+  cudaError_t err = cudaPointerGetAttributes(&attr, ptr);
+  if (err != cudaSuccess) {
+    cudaGetLastError();  // not a sticky error: clear it so no later check reports it
+    throw std::invalid_argument(std::string(name) + ": not a CUDA device pointer (" + cudaGetErrorName(err) + ")");
+  }
+  if (attr.type == cudaMemoryTypeUnregistered)
+    throw std::invalid_argument(std::string(name) + ": host memory, not a CUDA device array");
+  if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) return;  // pinned host memory
+  int cur = -1;
+  if (cudaGetDevice(&cur) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  if (attr.device != cur)
+    throw std::invalid_argument(std::string(name) + ": array is on CUDA device " + std::to_string(attr.device) +
+                                " but the current device is " + std::to_string(cur) +
+                                "; call under `with cupy.cuda.Device(" + std::to_string(attr.device) + "):`");
+}
+
+// check_device: verify the pointer's device (device_ptr does; shape/dtype queries need not).
+inline DeviceArray device_array(const py::object& obj, const char* name, bool check_device = false) {
   if (!py::hasattr(obj, "__cuda_array_interface__"))
     throw std::invalid_argument(std::string(name) + ": expected a CUDA array (CuPy or DLPack)");
   py::dict cai = obj.attr("__cuda_array_interface__");
@@ -32,6 +57,7 @@ inline DeviceArray device_array(const py::object& obj, const char* name) {
   a.readonly = data[1].cast<bool>();
   a.shape = cai["shape"].cast<std::vector<py::ssize_t>>();
   a.typestr = cai["typestr"].cast<std::string>();
+  if (check_device) check_on_current_device(a.ptr, name);
   if (cai.contains("strides") && !cai["strides"].is_none()) {
     auto strides = cai["strides"].cast<std::vector<py::ssize_t>>();
     py::ssize_t expect = std::stoi(a.typestr.substr(2));
@@ -55,7 +81,7 @@ template <> inline const char* typestr_of<std::uint8_t>() { return "|u1"; }
 template <class T>
 T* device_ptr(const py::object& obj, const char* name, std::initializer_list<py::ssize_t> shape,
               bool writable = false) {
-  DeviceArray a = device_array(obj, name);
+  DeviceArray a = device_array(obj, name, true);
   if (a.typestr != typestr_of<T>())
     throw std::invalid_argument(std::string(name) + ": wrong dtype " + a.typestr);
   if (a.shape.size() != shape.size())
@@ -78,5 +104,24 @@ inline std::string device_typestr(const py::object& obj, const char* name) {
 }
 
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
+
+// Scratch memory from the caller's allocator: a CuPy byte array from CuPy's pool on the current
+// device and stream (the stream the launch is queued on, see pygenmod._dispatch), so it is
+// reused in stream order and counts against the caller's pool limits. Keep `owner` alive
+// until the launch is queued.
+struct Scratch {
+  py::object owner;
+  void* ptr = nullptr;
+  std::size_t bytes = 0;
+};
+
+inline Scratch scratch(std::size_t bytes) {
+  Scratch s;
+  s.bytes = bytes;
+  if (bytes == 0) return s;
+  s.owner = py::module_::import("cupy").attr("empty")(py::int_(bytes), py::str("uint8"));
+  s.ptr = device_array(s.owner, "scratch").ptr;
+  return s;
+}
 
 }  // namespace pygenmod::bind

@@ -44,13 +44,14 @@ void fit_t(const py::object& X, const py::object& W, const py::object& reg, py::
   if (ws.size() != 2 || n_rep < 1 || max_iter < 0) throw std::invalid_argument("weights: expected (B, K)");
   const auto B = Bx * n_rep, K = ws[1];
   if (K < 1) throw std::invalid_argument("weights: need at least one component");
+  const Scratch tmp = scratch(cuda::gmm_fit_scratch_bytes(type, B, N, D, K));
   cuda::gmm_fit<T>(type, device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}),
                    device_ptr<T>(reg, "reg", {B}), Bx, n_rep, N, D, K, max_iter, tol,
                    device_ptr<T>(weights, "weights", {B, K}, true), device_ptr<T>(means, "means", {B, K, D}, true),
                    cov_dev<T>(cov, "covariances", type, B, K, D, true), cov_dev<T>(pc, "prec_chol", type, B, K, D, true),
                    device_ptr<T>(lb, "lower_bound", {B}, true), device_ptr<std::int64_t>(n_iter, "n_iter", {B}, true),
                    device_ptr<std::uint8_t>(conv, "converged", {B}, true),
-                   device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), as_stream(stream));
+                   device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes, as_stream(stream));
 }
 
 template <class T>
@@ -63,12 +64,14 @@ void m_step_t(const py::object& X, const py::object& W, const py::object& resp, 
   if (rs.size() != 3 || n_rep < 1) throw std::invalid_argument("resp: expected (B, N, K)");
   const auto B = Bx * n_rep, K = rs[2];
   if (K < 1) throw std::invalid_argument("resp: need at least one component");
+  const Scratch tmp = scratch(cuda::gmm_m_step_scratch_bytes(type, B, N, D, K));
   cuda::gmm_m_step<T>(type, device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}),
                       device_ptr<T>(resp, "resp", {B, N, K}), device_ptr<T>(reg, "reg", {B}), Bx, n_rep, N, D, K,
                       device_ptr<T>(weights, "weights", {B, K}, true), device_ptr<T>(means, "means", {B, K, D}, true),
                       cov_dev<T>(cov, "covariances", type, B, K, D, true),
                       cov_dev<T>(pc, "prec_chol", type, B, K, D, true),
-                      device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), as_stream(stream));
+                      device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes,
+                      as_stream(stream));
 }
 
 template <class T>

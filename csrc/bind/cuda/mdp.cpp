@@ -70,6 +70,54 @@ void csr(const py::object& data, const py::object& indices, const py::object& in
                       c.tau, c.Q, c.Vo, c.pi, as_stream(stream));
 }
 
+template <class T>
+struct PolicyArgs {
+  const T *R, *V, *g, *ps;
+  const i64* pd;
+  const std::uint8_t* active;
+  T* Vo;
+};
+
+template <class T>
+PolicyArgs<T> policy_args(i64 B, i64 S, i64 A, const py::object& R, const py::object& V, const py::object& gamma,
+                          const py::object& pi_det, const py::object& pi_stoch, const py::object& active,
+                          const py::object& V_out) {
+  PolicyArgs<T> a{device_ptr<T>(R, "R", {B, S, A}), device_ptr<T>(V, "V", {B, S}), device_ptr<T>(gamma, "gamma", {B}),
+                  opt_ptr<T>(pi_stoch, "policy", {B, S, A}), opt_ptr<i64>(pi_det, "policy", {B, S}),
+                  opt_ptr<std::uint8_t>(active, "active", {B}), device_ptr<T>(V_out, "V_out", {B, S}, true)};
+  if ((a.pd == nullptr) == (a.ps == nullptr)) throw std::invalid_argument("policy: give pi_det or pi_stoch");
+  return a;
+}
+
+template <class T>
+void policy_dense(const py::object& P, const py::object& R, const py::object& V, const py::object& gamma,
+                  const py::object& pi_det, const py::object& pi_stoch, const py::object& active,
+                  const py::object& V_out, std::uintptr_t stream) {
+  auto shp = device_shape(P, "P");
+  if (shp.size() != 4) throw std::invalid_argument("P: expected (B, S, A, S)");
+  const i64 B = shp[0], S = shp[1], A = shp[2];
+  auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
+  cuda::policy_sweep_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), a.R, a.V, a.g, B, S, A, a.pd, a.ps, a.active,
+                              a.Vo, as_stream(stream));
+}
+
+template <class T>
+void policy_csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
+                const py::object& R, const py::object& V, const py::object& gamma, const py::object& pi_det,
+                const py::object& pi_stoch, const py::object& active, const py::object& V_out,
+                std::uintptr_t stream) {
+  if (S < 1 || A < 1) throw std::invalid_argument("n_states and n_actions must be >= 1");
+  auto pshape = device_shape(indptr, "indptr");
+  auto dshape = device_shape(data, "data");
+  if (pshape.size() != 1 || dshape.size() != 1 || (pshape[0] - 1) % (S * A) != 0)
+    throw std::invalid_argument("indptr: expected length B*S*A + 1");
+  const i64 B = (pshape[0] - 1) / (S * A), nnz = dshape[0];
+  auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
+  cuda::policy_sweep_csr<T>(device_ptr<T>(data, "data", {nnz}), device_ptr<std::int32_t>(indices, "indices", {nnz}),
+                            device_ptr<i64>(indptr, "indptr", {pshape[0]}), a.R, a.V, a.g, B, S, A, a.pd, a.ps,
+                            a.active, a.Vo, as_stream(stream));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cuda_mdp, m) {
@@ -102,4 +150,32 @@ PYBIND11_MODULE(_cuda_mdp, m) {
       },
       "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a,
       "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a, "stream"_a = 0);
+  // CUDA-only helpers of the device solver loop (pygenmod.mdp): evaluation sweeps that read
+  // only the policy's rows; MDPs with active[b] == 0 copy V to V_out.
+  m.def(
+      "policy_sweep_dense",
+      [](py::object P, py::object R, py::object V, py::object gamma, py::object pi_det, py::object pi_stoch,
+         py::object active, py::object V_out, std::uintptr_t stream) {
+        const auto t = device_typestr(P, "P");
+        if (t == "<f8") return policy_dense<double>(P, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
+        if (t == "<f4") return policy_dense<float>(P, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
+        throw std::invalid_argument("P: expected float32 or float64");
+      },
+      "P"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a, "pi_stoch"_a, "active"_a, "V_out"_a, "stream"_a = 0);
+  m.def(
+      "policy_sweep_csr",
+      [](py::object data, py::object indices, py::object indptr, i64 S, i64 A, py::object R, py::object V,
+         py::object gamma, py::object pi_det, py::object pi_stoch, py::object active, py::object V_out,
+         std::uintptr_t stream) {
+        const auto t = device_typestr(data, "data");
+        if (t == "<f8")
+          return policy_csr<double>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out,
+                                    stream);
+        if (t == "<f4")
+          return policy_csr<float>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out,
+                                   stream);
+        throw std::invalid_argument("data: expected float32 or float64");
+      },
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a,
+      "pi_stoch"_a, "active"_a, "V_out"_a, "stream"_a = 0);
 }

@@ -182,11 +182,13 @@ PYBIND11_MODULE(_cuda_sampling, m) {
           using T = decltype(tag);
           const auto B = dim(mu, "mu", 0), D = dim(mu, "mu", 1), LB = dim(L, "scale_tril", 0);
           if (LB != 1 && LB != B) throw std::invalid_argument("scale_tril: expected 1 or B matrices");
+          const bool shared = LB == 1 && B != 1;
+          const Scratch tmp = scratch(cuda::mvn_head_backward_scratch_bytes(shared, B, D, sizeof(T)));
           cuda::mvn_head_backward<T>(
-              device_ptr<T>(mu, "mu", {B, D}), device_ptr<T>(L, "scale_tril", {LB, D, D}), LB == 1 && B != 1,
+              device_ptr<T>(mu, "mu", {B, D}), device_ptr<T>(L, "scale_tril", {LB, D, D}), shared,
               opt<T>(eps, "eps", {S, B, D}), seed, stream, offset, S, B, D, opt<T>(gz, "grad_z", {S, B, D}),
               opt<T>(gkl, "grad_kl", {B}), opt<T>(glogq, "grad_logq", {S, B}), device_ptr<T>(dmu, "dmu", {B, D}, true),
-              device_ptr<T>(dL, "dscale_tril", {LB, D, D}, true), as_stream(st));
+              device_ptr<T>(dL, "dscale_tril", {LB, D, D}, true), tmp.ptr, tmp.bytes, as_stream(st));
         });
       },
       "mu"_a, "scale_tril"_a, "eps"_a, "seed"_a, "stream"_a, "offset"_a, "n_samples"_a, "grad_z"_a, "grad_kl"_a,
