@@ -663,7 +663,7 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
         if seed is not None:
             raise TypeError("give seed or its deprecated spelling random_state, not both")
         seed = random_state
-    seed = resolve_seed(seed)
+    seed = resolve_seed(seed, "seed" if random_state is _DEPRECATED else "random_state")
     stream = val.seed_int(stream, "stream")
     reg = val.per_batch(reg_covar, "reg_covar", Bx, X3.dtype, xp, lo=0.0)
     lead = () if single else (Bx,)

@@ -36,7 +36,9 @@ def test_fit_max_iter_int64_max_runs_to_convergence(backend, X):
 
 @pytest.mark.parametrize("name,value,err", [("max_iter", 1.5, TypeError), ("max_iter", True, TypeError),
                                             ("max_iter", -1, ValueError), ("n_init", 0, ValueError),
+                                            ("seed", -1, ValueError), ("seed", 2**64, ValueError), ("seed", 1.5, TypeError),
                                             ("random_state", -1, ValueError), ("random_state", 2**64, ValueError)])
+@pytest.mark.filterwarnings("ignore:gmm.fit.random_state:DeprecationWarning")
 def test_fit_bad_integer_arguments(backend, X, name, value, err):
     with pytest.raises(err, match=name):
         gmm.fit(backend.asarray(X), 2, **{name: value})

@@ -28,7 +28,7 @@ def test_byte_order_is_converted(backend, dtype, order, rng):
         (lambda u, v: returns.gae(u, v).advantages, (a, b)),
         (lambda u: spatial.spatial_softmax(u), (x4,)),
         (lambda u: cem.top_k(u, 2), (a,)),
-        (lambda u: gmm.fit(u, 2, max_iter=3, warn=False).params.means, (X,)),
+        (lambda u: gmm.fit(u, 2, max_iter=3, seed=0, warn=False).params.means, (X,)),
         (lambda u: spatial.spatial_softmax(x4, mask=u), (np.ones((4, 5), np.int32),)),
     ]
     for fn, args in cases:
