@@ -159,3 +159,16 @@ def test_fuzz_cpp_boundary(B, S, A, seed, sparse, kind):
     with pytest.raises(ValueError):
         _cpu_mdp.backup_dense(P, R, V, np.full(B, 0.7), 1, np.full((B, S), A, np.int64), None, None,
                               np.empty((B, S, A)), np.empty((B, S)), np.empty((B, S), np.int64))
+
+
+def test_single_mdp_without_batch_axis(backend, rng):
+    P, R, V = random_mdp(rng, 1, 5, 3, np.float64)
+    out = mdp.bellman_backup(backend.asarray(P[0]), backend.asarray(R[0]), backend.asarray(V[0]), 0.9)
+    assert backend.numpy(out.V).shape == (5,)
+    np.testing.assert_allclose(backend.numpy(out.Q), ref_q(P, R, V, 0.9)[0], rtol=1e-12, atol=1e-12)
+
+
+def test_empty_batch_rejected(rng):
+    P, R, V = random_mdp(rng, 0, 4, 2, np.float64)
+    with pytest.raises(ValueError, match="empty batch"):
+        mdp.bellman_backup(P, R, V, 0.9)
