@@ -424,7 +424,7 @@ constexpr index_t CT = 64;
 
 template <class S, bool Cov, bool HasMask>
 inline void fwd_tile_nhwc(const S* x, const compute_t<S>* inv, index_t H, index_t W, index_t C,
-                          index_t nc, Grid g, const std::uint8_t* const* mk, index_t HW,
+                          index_t nc, Grid g, const std::uint8_t* const* mk, index_t /*HW*/,
                           Moments<double>* acc) {
   using T = compute_t<S>;
   T cm[CT], m[CT], r0[CT], r1[CT], r2[CT];
