@@ -69,6 +69,7 @@ def test_gae_matches_python(lib, dtype, T, B):
     r = rng.standard_normal((T, B)).astype(dtype)
     v = rng.standard_normal((T, B)).astype(dtype)
     boot = rng.standard_normal(B).astype(dtype)
+    nv = rng.standard_normal((T, B)).astype(dtype)
     term = (rng.random((T, B)) < 0.1).astype(np.uint8)
     trunc = (rng.random((T, B)) < 0.1).astype(np.uint8)
     gamma, lam = 0.97, 0.9
@@ -76,14 +77,29 @@ def test_gae_matches_python(lib, dtype, T, B):
     g = np.full(B, gamma, dtype)
     la = np.full(B, lam, dtype)
     fn = getattr(lib, f"pgm_gae_{_SUFFIX[dtype]}")
-    rc = fn(_p(r), _p(v), _p(boot), _p(term), _p(trunc), _p(g), _p(la), _I64(T), _I64(B), _p(adv), _p(ret))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    # terminations and a bootstrap value after the last step
+    rc = fn(_p(r), _p(v), None, _p(boot), _p(term), None, _p(g), _p(la), _I64(T), _I64(B), _p(adv), _p(ret))
+    assert rc == 0, lib.pgm_last_error()
+    with pygenmod.use_backend("cpu"):
+        ref = returns.gae(r, v, gamma=gamma, lam=lam, terminated=term.astype(bool), bootstrap_value=boot)
+    np.testing.assert_allclose(adv, ref.advantages, **tol)
+    np.testing.assert_allclose(ret, ref.returns, **tol)
+    # truncations need the next observations' values
+    rc = fn(_p(r), _p(v), _p(nv), None, _p(term), _p(trunc), _p(g), _p(la), _I64(T), _I64(B), _p(adv), _p(ret))
     assert rc == 0, lib.pgm_last_error()
     with pygenmod.use_backend("cpu"):
         ref = returns.gae(r, v, gamma=gamma, lam=lam, terminated=term.astype(bool), truncated=trunc.astype(bool),
-                          bootstrap_value=boot)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+                          next_values=nv)
     np.testing.assert_allclose(adv, ref.advantages, **tol)
     np.testing.assert_allclose(ret, ref.returns, **tol)
+    # against an independent float64 loop
+    a64, carry = np.zeros((T, B)), np.zeros(B)
+    for t in range(T - 1, -1, -1):
+        delta = r[t] + gamma * (1 - term[t]) * nv[t].astype(np.float64) - v[t]
+        carry = delta + gamma * lam * (1 - (term[t] | trunc[t])) * carry
+        a64[t] = carry
+    np.testing.assert_allclose(adv, a64, **(dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else tol))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -114,7 +130,7 @@ def test_mcts_search_matches_python(lib, dtype, S, A, B, sims):
 
 def test_errors_are_codes_with_messages(lib):
     out = np.empty(4)
-    rc = lib.pgm_gae_f64(None, None, None, None, None, None, None, _I64(2), _I64(2), _p(out), None)
+    rc = lib.pgm_gae_f64(None, None, None, None, None, None, None, None, _I64(2), _I64(2), _p(out), None)
     assert rc == 1
     assert b"must not be NULL" in lib.pgm_last_error()
     P = np.ones((1, 2, 1, 2)) / 2
@@ -124,7 +140,8 @@ def test_errors_are_codes_with_messages(lib):
                                     _p(Q), _p(Vo), _p(pi))
     assert rc == 1 and b"kind" in lib.pgm_last_error()
     bad = np.array([[np.nan, 0.0]])
-    rc = lib.pgm_gae_f64(_p(bad), _p(np.zeros((1, 2))), None, None, None, _p(np.ones(2)), _p(np.ones(2)), _I64(1),
+    rc = lib.pgm_gae_f64(_p(bad), _p(np.zeros((1, 2))), None, None, None, None, _p(np.ones(2)), _p(np.ones(2)),
+                         _I64(1),
                          _I64(2), _p(np.empty((1, 2))), None)
     assert rc == 1 and b"NaN" in lib.pgm_last_error()
     assert lib.pgm_bellman_backup_f64(_p(P), _p(R), _p(V), _p(g), _I64(1), _I64(2), _I64(1), 0, None, None, None,

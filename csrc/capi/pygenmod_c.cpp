@@ -74,12 +74,14 @@ void bellman(const T* P, const T* R, const T* V, const T* gamma, int64_t B, int6
 }
 
 template <class T>
-void gae(const T* r, const T* v, const T* boot, const uint8_t* term, const uint8_t* trunc, const T* gamma,
+void gae(const T* r, const T* v, const T* next_v, const T* boot, const uint8_t* term, const uint8_t* trunc, const T* gamma,
          const T* lam, int64_t Tn, int64_t B, T* adv, T* ret) {
   need(Tn >= 0 && B >= 0, "T and B must be >= 0");
   need(r && v && gamma && lam && adv, "rewards, values, gamma, lam and advantages must not be NULL");
+  need(!trunc || next_v, "next_values: required when truncated is given (the value of the observation where "
+                         "the episode was cut)");
   std::uint8_t nonfinite = 0;
-  pygenmod::returns::gae_cpu<T, std::uint8_t>(r, v, nullptr, boot, term, trunc, nullptr, gamma, lam, Tn, B, adv,
+  pygenmod::returns::gae_cpu<T, std::uint8_t>(r, v, next_v, boot, term, trunc, nullptr, gamma, lam, Tn, B, adv,
                                               ret, &nonfinite);
   need(nonfinite == 0, "the inputs contain NaN or infinity");
 }
@@ -127,18 +129,18 @@ int pgm_bellman_backup_f32(const float* P, const float* R, const float* V, const
   return guarded(__func__, [&] { bellman(P, R, V, gamma, B, S, A, kind, pi_det, pi_stoch, tau, Q, V_out, policy); });
 }
 
-int pgm_gae_f64(const double* rewards, const double* values, const double* bootstrap, const uint8_t* terminated,
-                const uint8_t* truncated, const double* gamma, const double* lam, int64_t T, int64_t B,
-                double* advantages, double* returns) {
+int pgm_gae_f64(const double* rewards, const double* values, const double* next_values, const double* bootstrap,
+                const uint8_t* terminated, const uint8_t* truncated, const double* gamma, const double* lam,
+                int64_t T, int64_t B, double* advantages, double* returns) {
   return guarded(__func__, [&] {
-    gae(rewards, values, bootstrap, terminated, truncated, gamma, lam, T, B, advantages, returns);
+    gae(rewards, values, next_values, bootstrap, terminated, truncated, gamma, lam, T, B, advantages, returns);
   });
 }
-int pgm_gae_f32(const float* rewards, const float* values, const float* bootstrap, const uint8_t* terminated,
-                const uint8_t* truncated, const float* gamma, const float* lam, int64_t T, int64_t B,
-                float* advantages, float* returns) {
+int pgm_gae_f32(const float* rewards, const float* values, const float* next_values, const float* bootstrap,
+                const uint8_t* terminated, const uint8_t* truncated, const float* gamma, const float* lam,
+                int64_t T, int64_t B, float* advantages, float* returns) {
   return guarded(__func__, [&] {
-    gae(rewards, values, bootstrap, terminated, truncated, gamma, lam, T, B, advantages, returns);
+    gae(rewards, values, next_values, bootstrap, terminated, truncated, gamma, lam, T, B, advantages, returns);
   });
 }
 

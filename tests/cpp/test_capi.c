@@ -34,9 +34,11 @@ int main(void) {
   const float r[3] = {1, 1, 1}, v[3] = {0, 0, 0}, g = 0.5f, l = 0.5f;
   const uint8_t term[3] = {0, 0, 1};
   float adv[3], ret[3];
-  CHECK(pgm_gae_f32(r, v, NULL, term, NULL, &g, &l, 3, 1, adv, ret) == PGM_OK);
+  CHECK(pgm_gae_f32(r, v, NULL, NULL, term, NULL, &g, &l, 3, 1, adv, ret) == PGM_OK);
   CHECK(adv[2] == 1.0f && adv[1] == 1.25f && adv[0] == 1.3125f && ret[0] == 1.3125f);
-  CHECK(pgm_gae_f32(NULL, v, NULL, term, NULL, &g, &l, 3, 1, adv, ret) == PGM_ERR_ARGUMENT);
+  CHECK(pgm_gae_f32(NULL, v, NULL, NULL, term, NULL, &g, &l, 3, 1, adv, ret) == PGM_ERR_ARGUMENT);
+  CHECK(pgm_gae_f32(r, v, NULL, NULL, term, term, &g, &l, 3, 1, adv, ret) == PGM_ERR_ARGUMENT);
+  CHECK(strstr(pgm_last_error(), "next_values") != NULL);
 
   /* MCTS: the hand-computed tree of test_mcts.cpp (6 simulations: visits (5, 1), value 5/7). */
   const int64_t ns[6] = {1, 2, 1, 2, 2, 2}, roots[2] = {0, 0};

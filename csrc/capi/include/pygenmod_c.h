@@ -59,14 +59,18 @@ PGM_C_API int pgm_bellman_backup_f32(const float* P, const float* R, const float
 /* Generalized advantage estimation over (T, B), time-major (pygenmod.returns.gae):
  *   delta_t = r_t + gamma (1 - terminated_t) V_{t+1} - V_t,
  *   A_t = delta_t + gamma lam (1 - (terminated_t | truncated_t)) A_{t+1},  returns = A + V.
- * rewards, values (T,B); bootstrap (B,) the value after the last step, or NULL (0);
- * terminated / truncated (T,B) uint8 or NULL; gamma, lam: one per environment (B,).
+ * rewards, values (T,B); next_values (T,B) the value of each step's true next observation,
+ * or NULL: V_{t+1} = values[t+1] and, after the last step, bootstrap (B,) (NULL: 0);
+ * terminated / truncated (T,B) uint8 or NULL (truncated needs next_values: the value of the
+ * observation where the episode was cut); gamma, lam: one per environment (B,).
  * Outputs advantages (T,B) and returns (T,B) (NULL: not computed). A NaN or inf in the
  * inputs gives PGM_ERR_ARGUMENT (the outputs are then written but meaningless). */
-PGM_C_API int pgm_gae_f64(const double* rewards, const double* values, const double* bootstrap,
+PGM_C_API int pgm_gae_f64(const double* rewards, const double* values, const double* next_values,
+                          const double* bootstrap,
                           const uint8_t* terminated, const uint8_t* truncated, const double* gamma,
                           const double* lam, int64_t T, int64_t B, double* advantages, double* returns);
-PGM_C_API int pgm_gae_f32(const float* rewards, const float* values, const float* bootstrap,
+PGM_C_API int pgm_gae_f32(const float* rewards, const float* values, const float* next_values,
+                          const float* bootstrap,
                           const uint8_t* terminated, const uint8_t* truncated, const float* gamma,
                           const float* lam, int64_t T, int64_t B, float* advantages, float* returns);
 
