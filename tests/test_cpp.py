@@ -23,7 +23,7 @@ def _cmake():
     exe = shutil.which("cmake")
     if exe is None:
         return None, "cmake not found on PATH"
-    out = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
     m = re.search(r"version (\d+)\.(\d+)", out)
     if not m or (int(m[1]), int(m[2])) < (3, 24):
         return None, f"cmake >= 3.24 needed, found: {out.splitlines()[0] if out else '?'}"
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(CMAKE is None or COMPILERS is None, reason=_why_
 
 
 def _run(cmd, what, **kw):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, **kw)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, check=False, **kw)
     if p.returncode != 0:
         out = (p.stdout + p.stderr)[-20000:]
         pytest.fail(f"{what} failed (exit {p.returncode}): {' '.join(map(str, cmd))}\n{out}", pytrace=False)

@@ -58,7 +58,7 @@ def test_bellman_backup_matches_python(lib, dtype, B, S, A):
     # and against an independent float64 reference
     q64 = R.astype(np.float64) + gamma[:, None, None].astype(np.float64) * np.einsum(
         "bsat,bt->bsa", P.astype(np.float64), V.astype(np.float64))
-    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = {"rtol": 2e-4, "atol": 2e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
     np.testing.assert_allclose(Q, q64, **tol)
 
 
@@ -77,7 +77,7 @@ def test_gae_matches_python(lib, dtype, T, B):
     g = np.full(B, gamma, dtype)
     la = np.full(B, lam, dtype)
     fn = getattr(lib, f"pgm_gae_{_SUFFIX[dtype]}")
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
     # terminations and a bootstrap value after the last step
     rc = fn(_p(r), _p(v), None, _p(boot), _p(term), None, _p(g), _p(la), _I64(T), _I64(B), _p(adv), _p(ret))
     assert rc == 0, lib.pgm_last_error()
@@ -99,7 +99,7 @@ def test_gae_matches_python(lib, dtype, T, B):
         delta = r[t] + gamma * (1 - term[t]) * nv[t].astype(np.float64) - v[t]
         carry = delta + gamma * lam * (1 - (term[t] | trunc[t])) * carry
         a64[t] = carry
-    np.testing.assert_allclose(adv, a64, **(dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else tol))
+    np.testing.assert_allclose(adv, a64, **({"rtol": 1e-4, "atol": 1e-4} if dtype == np.float32 else tol))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

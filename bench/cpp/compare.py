@@ -23,7 +23,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 MCTS_CASES = [(256, 64), (256, 256), (1, 64)]
-MDP = dict(B=1024, S=64, A=4)
+MDP = {"B": 1024, "S": 64, "A": 4}
 
 _PY = r"""
 import json, sys, time
@@ -111,9 +111,9 @@ def main():
             res[("cpp", threads)] = run([exe, d, str(args.repeats)], threads)
             res[("py", threads)] = run([sys.executable, "-c", py], threads)
     nthreads = os.cpu_count()
-    lines = [f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.processor() or platform.machine()}, "
+    lines = [(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.processor() or platform.machine()}, "
              f"{nthreads} CPUs; best of {args.repeats} calls after one warm-up (median in brackets). "
-             "`python bench/cpp/compare.py` reproduces it.", "",
+             "`python bench/cpp/compare.py` reproduces it."), "",
              "| case | threads | C++ (headers) | Python API | Python overhead | per simulation (C++) |",
              "|---|---|---|---|---|---|"]
     for threads in (None, 1):
