@@ -18,6 +18,33 @@ from ._seed import set_state as set_rng_state
 
 __version__ = "0.1.0"
 
+
+def get_include() -> str:
+    """The directory of the C++ headers (``#include "pygenmod/mdp.hpp"``; see docs/cpp.md).
+
+    In an installed wheel: ``<site-packages>/pygenmod/include``; in a source checkout: ``csrc/include``.
+    """
+    import os
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (os.path.join(here, "include"), os.path.join(os.path.dirname(here), "csrc", "include")):
+        if os.path.isfile(os.path.join(d, "pygenmod", "common.hpp")):
+            return d
+    raise FileNotFoundError("pygenmod's C++ headers are not installed with this copy of pygenmod")
+
+
+def cmake_dir() -> str:
+    """The directory of pygenmodConfig.cmake in an installed wheel: pass it as ``pygenmod_DIR``
+    (or put it on ``CMAKE_PREFIX_PATH``) for ``find_package(pygenmod CONFIG REQUIRED)``."""
+    import os
+
+    d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "share", "cmake", "pygenmod")
+    if not os.path.isfile(os.path.join(d, "pygenmodConfig.cmake")):
+        raise FileNotFoundError("pygenmod's CMake package is installed by `pip install` (a wheel), not by "
+                                "tools/dev-build.sh; in a source checkout use add_subdirectory or "
+                                "cmake -DPYGENMOD_PYTHON=OFF + cmake --install (docs/cpp.md)")
+    return d
+
 __all__ = [
     "BackendError",
     "backends",
@@ -29,4 +56,6 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "__version__",
+    "cmake_dir",
+    "get_include",
 ]

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 cmake -S . -B build/dev -G Ninja -DCMAKE_BUILD_TYPE=Release \
-  -DPYGENMOD_CUDA="${PYGENMOD_CUDA:-OFF}" \
+  -DPYGENMOD_CUDA="${PYGENMOD_CUDA:-OFF}" -DPYGENMOD_WHEEL_LAYOUT=ON \
   -Dpybind11_DIR="$($py -m pybind11 --cmakedir)" -DPython_EXECUTABLE="$(command -v $py)" "$@" >/dev/null
 cmake --build build/dev -j "${JOBS:-2}"
-cmake --install build/dev --prefix . >/dev/null
+# modules and libpygenmod_c into pygenmod/ (the C++ headers and config stay in csrc/, cmake/)
+cmake --install build/dev --prefix . --component python >/dev/null

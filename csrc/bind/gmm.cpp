@@ -120,8 +120,8 @@ void sample(py::array weights, py::array means, py::array prec_chol, int cov_typ
 // 2 AVX-512); returns (previous cap, instruction set the CPU has). For tests and diagnostics.
 py::tuple isa_cap(int cap) {
   if (cap < -1 || cap > 2) throw std::invalid_argument("cap: expected -1, 0, 1 or 2");
-  const int prev = gmm::isa_cap().exchange(cap);
-  return py::make_tuple(prev, gmm::detected_isa());
+  const int prev = cpu::set_isa_cap(cap);
+  return py::make_tuple(prev, cpu::detected_isa());
 }
 
 void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,

@@ -6,7 +6,10 @@
 #include <pybind11/numpy.h>
 
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "pygenmod/cpu_features.hpp"
 
 namespace py = pybind11;
 
@@ -40,15 +43,12 @@ static void stream_copy(py::array_t<double, py::array::c_style> src,
 }
 
 static std::vector<std::string> simd_features() {
+  const pygenmod::cpu::Features& f = pygenmod::cpu::features();
   std::vector<std::string> out;
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("sse4.2")) out.emplace_back("sse4.2");
-  if (__builtin_cpu_supports("avx")) out.emplace_back("avx");
-  if (__builtin_cpu_supports("avx2")) out.emplace_back("avx2");
-  if (__builtin_cpu_supports("fma")) out.emplace_back("fma");
-  if (__builtin_cpu_supports("avx512f")) out.emplace_back("avx512f");
-#endif
+  const std::pair<bool, const char*> named[] = {{f.sse42, "sse4.2"}, {f.avx, "avx"}, {f.avx2, "avx2"},
+                                                {f.fma, "fma"}, {f.avx512f, "avx512f"}};
+  for (const auto& [has, name] : named)
+    if (has) out.emplace_back(name);
   return out;
 }
 

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/cpu_features.hpp"
 #include "pygenmod/random.hpp"
 #include "pygenmod/vecmath.hpp"
 
@@ -449,36 +450,13 @@ template <> struct simd<double, 64> { typedef pgm_v8d v; static constexpr index_
 template <> struct simd<float, 32> { typedef pgm_v8f v; typedef pgm_v4f half; static constexpr index_t W = 8; };
 template <> struct simd<float, 64> { typedef pgm_v16f v; typedef pgm_v8f half; static constexpr index_t W = 16; };
 
-// Instruction sets of the kernel entry points.
-enum Isa : int { ISA_BASE = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
-
-inline int detected_isa() {
-#if defined(__x86_64__) && defined(__GNUC__)
-  static const int isa = [] {
-    __builtin_cpu_init();
-    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-      return int(ISA_AVX512);
-    return avx2 ? int(ISA_AVX2) : int(ISA_BASE);
-  }();
-  return isa;
-#else
-  return ISA_BASE;
-#endif
-}
-
-// Highest instruction set the kernels may use (-1: whatever the CPU has). A private hook for
-// tests and diagnostics (the bindings' _isa_cap); read once per launcher call.
-inline std::atomic<int>& isa_cap() {
-  static std::atomic<int> cap{-1};
-  return cap;
-}
-inline int active_isa() {
-  const int cap = isa_cap().load(std::memory_order_relaxed);
-  const int d = detected_isa();
-  return cap < 0 ? d : std::min(cap, d);
-}
+// Instruction sets of the kernel entry points (pygenmod/cpu_features.hpp: the detector and
+// the cap that tests use); read once per launcher call.
+using cpu::Isa;
+using cpu::ISA_BASE;
+using cpu::ISA_AVX2;
+using cpu::ISA_AVX512;
+inline int active_isa() { return cpu::isa(); }
 // Lanes of T in the vectors of an ISA's entry point.
 template <class T>
 inline index_t isa_lanes(int isa) {

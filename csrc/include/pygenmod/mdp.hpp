@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/cpu_features.hpp"
 
 #if defined(_OPENMP) && !defined(__CUDACC__)
 #include <omp.h>
@@ -54,7 +55,7 @@ PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
 // The package is compiled for baseline x86-64; float64 rows use the widest of these that the
-// CPU has (chosen once at load time; no -march flag needed).
+// CPU has (pygenmod/cpu_features.hpp; no -march flag needed).
 //   AVX-512: two 8-lane partial sums (chunk i of 8 entries into sum i % 2, a short last
 //            chunk masked), added, then a tree over the 8 lanes.
 //   AVX2:    two 4-lane partial sums (entries j % 8 < 4 and >= 4), their sum tree-added over
@@ -140,13 +141,6 @@ PGM_MDP_AVX2 inline void dotk_avx2(const double* const* r, const double* v, inde
     out[k] = acc;
   }
 }
-
-// 2: AVX-512F, 1: AVX2 + FMA, 0: baseline.
-inline const int kMdpSimd = [] {
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return 2;
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
-}();
 #endif
 
 template <class T>
@@ -154,8 +148,9 @@ PGM_HD acc_t<T> dot_dense(const T* row, const T* v, index_t n) {
 #if defined(PGM_MDP_X86_DISPATCH)
   if constexpr (std::is_same<T, double>::value) {
     double d;
-    if (kMdpSimd == 2) return dotk_avx512<1>(&row, v, n, &d), d;
-    if (kMdpSimd == 1) return dotk_avx2<1>(&row, v, n, &d), d;
+    const int isa = cpu::isa();
+    if (isa == cpu::ISA_AVX512) return dotk_avx512<1>(&row, v, n, &d), d;
+    if (isa == cpu::ISA_AVX2) return dotk_avx2<1>(&row, v, n, &d), d;
   }
 #endif
   return dot_generic(row, v, n);
@@ -168,10 +163,11 @@ PGM_HD void dot_ptrs(const T* const* r, int cnt, const T* v, index_t n, acc_t<T>
   int k = 0;
 #if defined(PGM_MDP_X86_DISPATCH)
   if constexpr (std::is_same<T, double>::value) {
-    if (kMdpSimd == 2) {
+    const int isa = cpu::isa();
+    if (isa == cpu::ISA_AVX512) {
       if (cnt == 8) return dotk_avx512<8>(r, v, n, out);
       if (cnt >= 4) dotk_avx512<4>(r, v, n, out), k = 4;
-    } else if (kMdpSimd == 1) {
+    } else if (isa == cpu::ISA_AVX2) {
       for (; k + 4 <= cnt; k += 4) dotk_avx2<4>(r + k, v, n, out + k);
     }
   }

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/cpu_features.hpp"
 #include "pygenmod/random.hpp"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
@@ -223,10 +224,8 @@ __attribute__((target("avx512f"))) inline void philox16_avx512(std::uint32_t k0,
   _mm512_storeu_si512(w + 48, _mm512_shuffle_i32x4(c, d, 0xDD));
 }
 
-inline int philox_simd_level() {
-  static const int level = __builtin_cpu_supports("avx512f") ? 2 : (__builtin_cpu_supports("avx2") ? 1 : 0);
-  return level;
-}
+// 2: AVX-512, 1: AVX2, 0: baseline (pygenmod/cpu_features.hpp).
+inline int philox_simd_level() { return cpu::isa(); }
 #endif
 
 // The words of blocks [b0, b0 + nb) of a stream, in stream order.
@@ -779,10 +778,7 @@ __attribute__((target("avx2,fma"))) inline float tril_matvec_fused_avx2(const fl
   return ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
 }
 
-inline bool fused_avx2_ok() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
+inline bool fused_avx2_ok() { return cpu::isa() >= cpu::ISA_AVX2; }
 #endif
 
 template <class T>

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/cpu_features.hpp"
 
 namespace pygenmod::spatial {
 
@@ -423,7 +424,7 @@ constexpr index_t CT = 64;
 
 template <class S, bool Cov, bool HasMask>
 inline void fwd_tile_nhwc(const S* x, const compute_t<S>* inv, index_t H, index_t W, index_t C,
-                          index_t nc, Grid g, const std::uint8_t* const* mk, index_t HW,
+                          index_t nc, Grid g, const std::uint8_t* const* mk, index_t /*HW*/,
                           Moments<double>* acc) {
   using T = compute_t<S>;
   T cm[CT], m[CT], r0[CT], r1[CT], r2[CT];
@@ -667,24 +668,9 @@ PGM_CLONES(avx2, "avx2,fma")
 PGM_CLONES(avx512, "avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
 #undef PGM_CLONES
 #undef PGM_CLONE
-// 0: baseline, 1: AVX2+FMA, 2: AVX-512 (F/VL/DQ/BW).
-// $PYGENMOD_CPU_ISA (baseline, avx2 or avx512) caps the level: tests run every clone that way.
-inline int isa_level() {
-  static const int level = [] {
-    __builtin_cpu_init();
-    int hw = 0;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) hw = 1;
-    if (hw == 1 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
-      hw = 2;
-    const char* cap = std::getenv("PYGENMOD_CPU_ISA");
-    if (cap == nullptr) return hw;
-    const std::string c(cap);
-    const int want = c == "baseline" ? 0 : c == "avx2" ? 1 : 2;
-    return std::min(hw, want);
-  }();
-  return level;
-}
+// 0: baseline, 1: AVX2+FMA, 2: AVX-512 (F/VL/DQ/BW): pygenmod/cpu_features.hpp (whose
+// $PYGENMOD_CPU_ISA cap the tests use to run every clone).
+inline int isa_level() { return cpu::isa(); }
 #else
 inline int isa_level() { return 0; }
 #endif
