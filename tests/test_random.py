@@ -185,3 +185,14 @@ def test_shapes_and_bad_input():
         R.normal(0, (3,), device="tpu")
     with pytest.raises(ValueError, match="stream"):
         R.normal(0, (3,), stream=-2)
+
+
+def test_uniform_stays_below_one_at_the_top_word():
+    # (2**b - 1/2) 2**-b rounds to exactly 1 in float32 (b=24) and float64 (b=53); capped below 1
+    # (a float32 Gumbel draw was +inf for 1 word in 2**24). Numba's transforms; C++: tests/cpp.
+    from pygenmod._numba import philox
+
+    assert np.float32(philox.uniform_f32(0xFFFFFFFF)) < 1
+    assert philox.uniform_f64(0xFFFFFFFF, 0xFFFFFFFF) < 1
+    assert philox.uniform_f32(0xFFFFFEFF) == np.float32((2**24 - 2 + 0.5) * 2.0**-24)
+    assert philox.uniform_f32(0) > 0 and philox.uniform_f64(0, 0) > 0

@@ -37,15 +37,21 @@ def block(seed, stream, blk):
     return philox4x32_10(blk & _MASK, blk >> _S32, stream & _MASK, stream >> _S32, seed & _MASK, seed >> _S32)
 
 
+_BELOW_ONE_64 = np.nextafter(1.0, 0.0)
+_BELOW_ONE_32 = np.nextafter(np.float32(1), np.float32(0))
+
+
 @nb.njit(cache=True, inline="always")
 def uniform_f64(hi, lo):
+    # capped below 1 as in random.hpp: the top value (2**53 - 1/2) 2**-53 rounds to exactly 1
     bits = ((np.uint64(hi) << _S32) | np.uint64(lo)) >> np.uint64(11)
-    return (np.float64(bits) + 0.5) * 2.0**-53
+    return min((np.float64(bits) + 0.5) * 2.0**-53, _BELOW_ONE_64)
 
 
 @nb.njit(cache=True, inline="always")
 def uniform_f32(w):
-    return np.float32((np.float32(np.uint32(w) >> np.uint32(8)) + np.float32(0.5)) * np.float32(2.0**-24))
+    u = np.float32((np.float32(np.uint32(w) >> np.uint32(8)) + np.float32(0.5)) * np.float32(2.0**-24))
+    return min(u, _BELOW_ONE_32)
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,9 +31,16 @@ int main() {
     const rng::u32x4 b = rng::block(seed, stream, blk);
     for (int i = 0; i < 4; ++i) CHECK(b.v[i] == k.want[i]);
   }
-  // uniform_f64 never returns 0 (the bottom of its open interval; at the top, the largest
-  // 53-bit value (2^53 - 1 + 0.5) 2^-53 rounds to exactly 1.0: see the report of issue 13)
+  // the uniforms stay in the open interval (0, 1) at both ends: the top value (2^b - 1/2) 2^-b
+  // rounds to exactly 1 and is capped at the largest value below 1; the rest is unchanged
   CHECK(rng::uniform_f64(0, 0) > 0.0);
+  CHECK(rng::uniform_f64(0xffffffffu, 0xffffffffu) < 1.0);
+  CHECK(rng::uniform_f64_v(0xffffffffu, 0xffffffffu) < 1.0);
+  CHECK(rng::uniform_f64(0xffffffffu, 0xfffff7ffu) == (double((1ull << 53) - 2) + 0.5) * 0x1.0p-53);
+  CHECK(rng::uniform_f32(0u) > 0.0f);
+  CHECK(rng::uniform_f32(0xffffffffu) < 1.0f);
+  CHECK(rng::uniform_f32(0xfffffeffu) == (float((1u << 24) - 2) + 0.5f) * 0x1.0p-24f);
+  CHECK(rng::gumbel_f32(0xffffffffu) < 1e30f);  // was +inf
 
   // the samplers' bulk generator (SIMD where the CPU has it) against the scalar definition
   const int detected = pygenmod::cpu::detected_isa();

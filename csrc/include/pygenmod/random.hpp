@@ -49,15 +49,23 @@ PGM_HD u32x4 block(std::uint64_t seed, std::uint64_t stream, std::uint64_t block
   return philox4x32_10(c, static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32));
 }
 
-// Uniform in the open interval (0, 1) from 53 bits of two words (exact in float64).
+// (k + 1/2) 2^-b for the top b bits k rounds to exactly 1 at k = 2^b - 1 (the tie rounds to
+// even): capped at the largest value below 1, so the interval stays open (-log(-log u) of a
+// Gumbel draw would be +inf) and every other value is unchanged.
+constexpr double kBelowOne64 = 0x1.fffffffffffffp-1;
+constexpr float kBelowOne32 = 0x1.fffffep-1f;
+
+// Uniform in the open interval (0, 1) from 53 bits of two words.
 PGM_HD double uniform_f64(std::uint32_t hi, std::uint32_t lo) {
   const std::uint64_t bits = ((static_cast<std::uint64_t>(hi) << 32) | lo) >> 11;
-  return (static_cast<double>(bits) + 0.5) * 0x1.0p-53;
+  const double u = (static_cast<double>(bits) + 0.5) * 0x1.0p-53;
+  return u < kBelowOne64 ? u : kBelowOne64;
 }
 
-// Uniform in the open interval (0, 1) from 24 bits of one word (exact in float32).
+// Uniform in the open interval (0, 1) from 24 bits of one word.
 PGM_HD float uniform_f32(std::uint32_t w) {
-  return (static_cast<float>(w >> 8) + 0.5f) * 0x1.0p-24f;
+  const float u = (static_cast<float>(w >> 8) + 0.5f) * 0x1.0p-24f;
+  return u < kBelowOne32 ? u : kBelowOne32;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -197,7 +205,8 @@ PGM_HD f64x2 sincos_2pi_f64(double u) {
 PGM_HD double uniform_f64_v(std::uint32_t hi, std::uint32_t lo) {
   const double dhi = static_cast<double>(static_cast<std::int32_t>(hi ^ 0x80000000u)) + 2147483648.0;  // exact
   const double bits = dhi * 2097152.0 + static_cast<double>(static_cast<std::int32_t>(lo >> 11));
-  return (bits + 0.5) * 0x1.0p-53;
+  const double u = (bits + 0.5) * 0x1.0p-53;
+  return u < kBelowOne64 ? u : kBelowOne64;
 }
 
 // Box-Muller (float64) on a whole block: two independent standard normals (cos, sin branch).
