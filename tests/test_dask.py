@@ -32,7 +32,7 @@ def client():
     # the CEM objectives below live in this module, which the workers cannot import
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
         yield c
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
@@ -234,6 +234,22 @@ def test_threads_follow_the_worker(client):
     fut = client.submit(pdask._probe_threads, 2, pure=False)
     inside, after = fut.result()
     assert inside == 2 and after == 1
+
+
+def _busy_probe():
+    time.sleep(0.5)  # both tasks are executing when either measures ...
+    r = pdask._probe_threads()
+    time.sleep(0.5)  # ... and still when the other one does
+    return r
+
+
+def test_threads_split_between_the_tasks_of_a_worker():
+    """A worker with nthreads=2: one task gets 2 threads, two concurrent tasks 1 each."""
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,  # in-process comms
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
+        assert c.submit(pdask._probe_threads, pure=False).result()[0] == 2
+        futs = [c.submit(_busy_probe, pure=False) for _ in range(2)]
+        assert [f.result()[0] for f in futs] == [1, 1]
 
 
 def test_threads_outside_a_worker_are_left_alone():

@@ -93,7 +93,7 @@ def main(argv=None):
     overhead = None
     for n in (1, 2):
         with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None) as cl, distributed.Client(cl) as c:
+                                      dashboard_address=":0") as cl, distributed.Client(cl) as c:
             Xd = c.persist(da.from_array(X, chunks=(a.chunk, -1, -1)))
             wd, md, pd = (c.persist(da.from_array(v, chunks=(a.chunk,) + (-1,) * (v.ndim - 1)))
                           for v in (p0.weights, p0.means, prec))
