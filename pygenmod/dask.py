@@ -31,9 +31,11 @@ import operator
 import numpy as np
 
 from . import _validate as val
+from . import gmm as _gmm
 from ._seed import resolve_seed
 
 __all__ = [
+    "BatchGaussianMixture",
     "cem_optimize",
     "fit",
     "gae",
@@ -249,6 +251,42 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", re
     fn = functools.partial(_fit_chunk, seed=resolve_seed(seed), stream=val.seed_int(stream, "stream"), kw=kw)
     w, m, c, pc, lb, it, conv, flags = _map(fn, "gmm-fit", args, outs, threads=threads, backend=backend)
     return gmm.FitResult(gmm.GMMParams(w, m, c, pc, ct), lb, it, conv, flags)
+
+
+class BatchGaussianMixture(_gmm.BatchGaussianMixture):
+    """:class:`pygenmod.gmm.BatchGaussianMixture` whose ``fit`` runs on Dask (:func:`fit`).
+
+    X: a (B, N, D) dask array chunked along B, or a NumPy array (chunked along B by Dask's
+    "auto" rule). The fitted attributes are computed (NumPy) arrays, bitwise equal to the
+    single-process estimator's with the same ``random_state``; the query methods (predict,
+    score, ...) then run locally as usual. Not on Dask: ``verbose``, ``record_lower_bounds``
+    and ``warm_start`` refits (ValueError); the convergence warning is not raised (read
+    ``converged_`` and ``flags_``).
+    """
+
+    def fit(self, X, y=None, sample_weight=None):
+        import dask
+
+        from ._gmm_estimator import _seed
+
+        da = _da()
+        self._check_params()
+        if self.verbose or self.record_lower_bounds:
+            raise ValueError("verbose / record_lower_bounds: not supported by pygenmod.dask.BatchGaussianMixture")
+        if self.warm_start and hasattr(self, "converged_"):
+            raise ValueError("warm_start: a refit is not supported by pygenmod.dask.BatchGaussianMixture")
+        if not isinstance(X, da.Array):
+            X = da.from_array(val.float_array(X, "X", ndim=3), chunks={0: "auto", 1: -1, 2: -1})
+        elif X.ndim != 3:
+            raise ValueError(f"X: expected a (B, N, D) array, got {X.ndim} dimensions")
+        self.n_sets_, self.n_features_in_ = X.shape[0], X.shape[2]
+        lazy = fit(X, self.n_components, sample_weight, covariance_type=self.covariance_type, tol=self.tol,
+                   reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init=self.init_params,
+                   weights_init=self.weights_init, means_init=self.means_init,
+                   precisions_init=self.precisions_init, seed=_seed(self.random_state), warn=False)
+        (res,) = dask.compute(lazy)
+        self._set_fitted(res)
+        return self
 
 
 # ------------------------------------------------------------------------------ mdp

@@ -95,6 +95,20 @@ def test_seed_none_resolved_once_on_client(client, gmm_data):
     same(got, gmm.fit(gmm_data, 2))
 
 
+def test_batch_gaussian_mixture_estimator(client, gmm_data):
+    reg = np.full(B, 1e-5)
+    want = gmm.BatchGaussianMixture(2, random_state=4, reg_covar=reg, n_init=2, warn=False).fit(gmm_data)
+    est = pdask.BatchGaussianMixture(2, random_state=4, reg_covar=reg, n_init=2).fit(chunked(gmm_data, (4, 2)))
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
+                 "n_iter_", "lower_bound_", "flags_"):
+        same(getattr(est, attr), getattr(want, attr), attr)
+    same(est.predict(gmm_data), want.predict(gmm_data))
+    same(pdask.BatchGaussianMixture(2, random_state=4).fit(gmm_data).means_,
+         gmm.BatchGaussianMixture(2, random_state=4).fit(gmm_data).means_)
+    with pytest.raises(ValueError, match="verbose"):
+        pdask.BatchGaussianMixture(2, verbose=1).fit(gmm_data)
+
+
 # ------------------------------------------------------------------------------ mdp
 @pytest.fixture(scope="module")
 def mdps():
@@ -297,3 +311,10 @@ def test_worker_lost_mid_computation(client):
     distributed.wait(futs, timeout=60)
     same(tuple(client.gather(futs)), want)
     assert set(client.run(os.getpid).values()) != set(pids.values())
+
+
+def test_import_first_in_a_fresh_process():
+    """A worker unpickles a task by importing pygenmod.dask before anything else of pygenmod."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", "import pygenmod.dask"], check=True)
