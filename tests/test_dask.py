@@ -318,3 +318,25 @@ def test_import_first_in_a_fresh_process():
     import subprocess
 
     subprocess.run([sys.executable, "-c", "import pygenmod.dask"], check=True)
+
+
+FORK_SCRIPT = """
+import dask, dask.array as da, distributed, numpy as np, pygenmod
+from pygenmod import dask as pdask, mdp
+pygenmod.set_num_threads(2)
+P, R = mdp.random_mdp(16, 3, 64, seed=0)
+want = mdp.solve(P, R, 0.9)  # a parallel region has run in this (the parent) process
+with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as cl, distributed.Client(cl):
+        (got,) = dask.compute(pdask.solve(da.from_array(P, chunks=(16, -1, -1, -1)), R, 0.9))
+assert got.V.tobytes() == want.V.tobytes() and got.policy.tobytes() == want.policy.tobytes()
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork-started workers: Linux only")
+def test_fork_started_worker_after_a_parallel_kernel():
+    """Workers forked from a parent whose OpenMP pool ran: no hang, exact results (own process, timeout)."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", FORK_SCRIPT], check=True, timeout=120, capture_output=True)
