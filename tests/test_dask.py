@@ -73,10 +73,11 @@ def gmm_data():
 
 
 @pytest.mark.parametrize("chunks", CHUNKINGS)
-@pytest.mark.parametrize("ct", ["full", "diag"])
+@pytest.mark.parametrize("ct", ["full", "diag", "tied", "spherical"])
 def test_gmm_fit(client, gmm_data, chunks, ct):
-    want = gmm.fit(gmm_data, 2, covariance_type=ct, seed=7, n_init=2)
-    got = run(pdask.fit(chunked(gmm_data, chunks), 2, covariance_type=ct, seed=7, n_init=2))
+    w = np.random.default_rng(2).random(gmm_data.shape[:2])
+    want = gmm.fit(gmm_data, 2, w, covariance_type=ct, seed=7, n_init=2)
+    got = run(pdask.fit(chunked(gmm_data, chunks), 2, chunked(w, chunks), covariance_type=ct, seed=7, n_init=2))
     same(got, want)
 
 
@@ -128,11 +129,15 @@ def test_mdp_solvers(client, mdps, chunks, fname):
 @pytest.mark.parametrize("chunks", CHUNKINGS)
 def test_mdp_policy_evaluation(client, mdps, chunks):
     P, R, _ = mdps
-    pi = np.random.default_rng(0).integers(0, 3, size=(B, 5))
-    for method in ("exact", "iterative"):
-        want = mdp.policy_evaluation(P, R, 0.9, pi, method=method)
-        got = run(pdask.policy_evaluation(chunked(P, chunks), chunked(R, chunks), 0.9, pi, method=method))
-        same(got, want, method)
+    rng = np.random.default_rng(0)
+    det = rng.integers(0, 3, size=(B, 5))
+    stoch = rng.random((B, 5, 3))
+    stoch /= stoch.sum(-1, keepdims=True)
+    for pi in (det, stoch):
+        for method in ("exact", "iterative"):
+            want = mdp.policy_evaluation(P, R, 0.9, pi, method=method)
+            got = run(pdask.policy_evaluation(chunked(P, chunks), chunked(R, chunks), 0.9, pi, method=method))
+            same(got, want, method)
 
 
 def test_mdp_exact_policy_iteration_float32(client, mdps):
