@@ -111,9 +111,18 @@ def _empty_like_block(block, shape, dtype):
     return np.empty(shape, dtype)
 
 
+class _Literal:
+    """A per-chunk argument built on the client (a CSR slice), opaque to Dask's graph traversal."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
 def _run_chunk(fn, outs, threads, backend, names, offset, n, *blocks):
     """One task: ``fn(offset, **blocks)`` under the thread budget and backend; a flat tuple."""
-    kw = dict(zip(names, blocks))
+    kw = dict(zip(names, (b.value if isinstance(b, _Literal) else b for b in blocks)))
     if n == 0:  # an empty chunk: empty outputs of the right shapes, no kernel call
         ref = blocks[0]
         return tuple(None if o is None else _empty_like_block(ref, _shape(o[0], 0), o[1]) for o in outs)
@@ -137,9 +146,11 @@ def _batched(da, x, axis, name):
     return x.rechunk({a: -1 for a in range(x.ndim) if a != axis})
 
 
-def _map(fn, label, args, outs, *, threads=None, backend=None):
+def _map(fn, label, args, outs, *, threads=None, backend=None, split=None):
     """Run ``fn(offset, **chunks)`` over the batch chunks of ``args`` (name -> (array, axis)).
 
+    split: name -> ``f(start, stop)`` building that argument of the chunk of rows
+    [start, stop) on the client (sparse transitions), for arguments that are not arrays.
     outs: one ``(shape template with None at the batch axis, dtype)`` per output, or None for
     an output that is None. Returns a list of dask arrays (None where an output is None).
     """
@@ -170,11 +181,15 @@ def _map(fn, label, args, outs, *, threads=None, backend=None):
 
     name = f"pygenmod-{label}-" + tokenize(fn, [x.name for x in arrs], outs, threads, backend)
     # the static arguments travel in a partial, opaque to Dask's graph traversal
-    task = functools.partial(_run_chunk, fn, outs, threads, backend, names)
+    split = split or {}
+    task = functools.partial(_run_chunk, fn, outs, threads, backend, names + list(split))
+    if split:
+        name += "-" + tokenize(*(id(f) for f in split.values()))  # same-shaped sparse inputs differ
     layer = {}
     for i, (off, n) in enumerate(zip(offsets, chunks)):
         keys = [(x.name,) + tuple(i if a == ax else 0 for a in range(x.ndim)) for x, ax in zip(arrs, axes)]
-        layer[(name, i)] = (task, off, n, *keys)
+        lits = [_Literal(f(off, off + n)) for f in split.values()]
+        layer[(name, i)] = (task, off, n, *keys, *lits)
     main = HighLevelGraph.from_collections(name, layer, dependencies=arrs)
     meta_ref = first._meta
     results = []
@@ -296,20 +311,35 @@ def _mdp_chunk(offset, *, fname, kw, **arrays):
     return tuple(getattr(mdp, fname)(**arrays, **kw))
 
 
+def _csr_rows(c, start, stop):
+    """MDPs [start, stop) of a CSR batch, as a CSR of their own (indptr rebased to 0)."""
+    from . import mdp
+
+    _, S, A = c.shape
+    ip = c.indptr[start * S * A:stop * S * A + 1]
+    lo, hi = int(ip[0]), int(ip[-1])
+    return mdp.CSR(c.data[lo:hi], c.indices[lo:hi], ip - lo, (stop - start, S, A))
+
+
 def _mdp_args(P, R, gamma, V0=None, policy=None):
-    if getattr(P, "ndim", None) != 4:
-        raise ValueError("P: expected a dense (B, S, A, S) dask array (batch axis 0); "
-                         "sparse transitions are not supported by pygenmod.dask")
+    """(array args, split args, S, A, dtype) of a batched MDP call."""
+    from . import mdp
+
     if getattr(R, "ndim", None) not in (3, 4):
         raise ValueError("R: expected a (B, S, A) or (B, S, A, S) array (batch axis 0)")
-    return {"P": (P, 0), "R": (R, 0), "gamma": _per_batch(gamma), "V0": _per_batch(V0),
-            "policy": _per_batch(policy)}
+    args = {"R": (R, 0), "gamma": _per_batch(gamma), "V0": _per_batch(V0), "policy": _per_batch(policy)}
+    if isinstance(P, mdp.CSR):
+        c = mdp.as_csr(P)  # validated, NumPy; the chunks follow R's batch chunks
+        if c.shape[0] != R.shape[0]:
+            raise ValueError(f"P: {c.shape[0]} MDPs, R has {R.shape[0]}")
+        return args, {"P": functools.partial(_csr_rows, c)}, c.shape[1], c.shape[2], _fdtype(c.data)
+    if getattr(P, "ndim", None) != 4:
+        raise ValueError("P: expected a dense (B, S, A, S) array (batch axis 0) or a pygenmod.mdp.CSR")
+    return {"P": (P, 0), **args}, None, P.shape[1], P.shape[2], _fdtype(P)
 
 
 def _solution_map(fname, P, R, gamma, threads, backend, V0=None, **kw):
-    args = _mdp_args(P, R, gamma, V0)
-    _, S, A, _ = P.shape
-    dt = _fdtype(P)
+    args, split, S, A, dt = _mdp_args(P, R, gamma, V0)
     if np.ndim(gamma) == 0:
         kw["gamma"] = gamma
     outs = [((None, S), dt), ((None, S), np.int64), ((None, S, A), dt), ((None,), np.int64),
@@ -317,12 +347,14 @@ def _solution_map(fname, P, R, gamma, threads, backend, V0=None, **kw):
     fn = functools.partial(_mdp_chunk, fname=fname, kw=kw)
     from . import mdp
 
-    return mdp.Solution(*_map(fn, fname, args, outs, threads=threads, backend=backend))
+    return mdp.Solution(*_map(fn, fname, args, outs, threads=threads, backend=backend, split=split))
 
 
 def modified_policy_iteration(P, R, gamma, *, V0=None, threads=None, backend=None, **kwargs):
     """:func:`pygenmod.mdp.modified_policy_iteration` (= ``mdp.solve``) over the chunks of the
-    batch axis of dense P (B, S, A, S); gamma and V0 may be per MDP. A lazy Solution."""
+    batch axis of dense P (B, S, A, S); a :class:`pygenmod.mdp.CSR` P (NumPy) is split on the
+    client along R's batch chunks (each task gets its MDPs' rows). gamma and V0 may be per
+    MDP. A lazy Solution."""
     return _solution_map("modified_policy_iteration", P, R, gamma, threads, backend, V0=V0, **kwargs)
 
 
@@ -343,14 +375,14 @@ def policy_evaluation(P, R, gamma, policy, *, V0=None, threads=None, backend=Non
     """:func:`pygenmod.mdp.policy_evaluation` over batch chunks; ``policy`` (B, S) or (B, S, A)."""
     from . import mdp
 
-    args = _mdp_args(P, R, gamma, V0, policy)
-    S = P.shape[1]
+    args, split, S, _, dt = _mdp_args(P, R, gamma, V0, policy)
     kw = dict(kwargs, gamma=gamma) if np.ndim(gamma) == 0 else dict(kwargs)
-    outs = [((None, S), _fdtype(P)), ((None,), np.int64), ((None,), np.float64), ((None,), np.bool_)]
+    outs = [((None, S), dt), ((None,), np.int64), ((None,), np.float64), ((None,), np.bool_)]
     fn = functools.partial(_mdp_chunk, fname="policy_evaluation", kw=kw)
     if args["policy"] is None:
         raise ValueError("policy: expected a (B, S) or (B, S, A) array")
-    return mdp.Evaluation(*_map(fn, "policy_evaluation", args, outs, threads=threads, backend=backend))
+    return mdp.Evaluation(*_map(fn, "policy_evaluation", args, outs, threads=threads, backend=backend,
+                                split=split))
 
 
 # ------------------------------------------------------------------------------ returns

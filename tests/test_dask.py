@@ -147,10 +147,25 @@ def test_mdp_exact_policy_iteration_float32(client, mdps):
     same(run(pdask.policy_iteration(chunked(P32, (4, 2)), chunked(R32, (4, 2)), 0.9, evaluation="exact")), want)
 
 
-def test_mdp_sparse_is_refused(mdps):
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+def test_mdp_sparse(client, chunks):
+    """CSR transitions are split on the client along R's batch chunks."""
+    P, R = mdp.random_mdp(7, 3, B, successors=3, seed=4)
+    g = np.linspace(0.5, 0.95, B)
+    for fname in ("solve", "value_iteration", "policy_iteration"):
+        same(run(getattr(pdask, fname)(P, chunked(R, chunks), g)), getattr(mdp, fname)(P, R, g), fname)
+    pi = np.random.default_rng(1).integers(0, 3, size=(B, 7))
+    for method in ("exact", "iterative"):
+        same(run(pdask.policy_evaluation(P, chunked(R, chunks), 0.9, pi, method=method)),
+             mdp.policy_evaluation(P, R, 0.9, pi, method=method), method)
+
+
+def test_mdp_bad_transitions(mdps):
     P, R = mdp.random_mdp(5, 3, 2, successors=2, seed=0)
+    with pytest.raises(ValueError, match="P: 2 MDPs, R has 3"):
+        pdask.solve(P, np.zeros((3, 5, 3)), 0.9)
     with pytest.raises(ValueError, match="P: expected a dense"):
-        pdask.solve(P, R, 0.9)
+        pdask.solve(np.zeros((2, 5, 3)), R, 0.9)
 
 
 # ------------------------------------------------------------------------------ returns
