@@ -360,3 +360,17 @@ def test_fork_started_worker_after_a_parallel_kernel():
     import subprocess
 
     subprocess.run([sys.executable, "-c", FORK_SCRIPT], check=True, timeout=120, capture_output=True)
+
+
+@pytest.mark.parametrize("scheduler", ["threads", "sync"])
+def test_local_schedulers_with_a_progress_bar(traj, scheduler, capsys):
+    """No cluster needed: the local schedulers, with dask's ProgressBar, give the same bits."""
+    import dask
+    from dask.diagnostics import ProgressBar
+
+    r, v, term, _, gam = traj
+    lazy = pdask.gae(chunked(r, (2, 2, 2), 1), chunked(v, (2, 2, 2), 1), terminated=term, gamma=gam)
+    with ProgressBar():
+        (got,) = dask.compute(lazy, scheduler=scheduler)
+    same(got, returns.gae(r, v, terminated=term, gamma=gam))
+    assert "100%" in capsys.readouterr().out
