@@ -179,12 +179,11 @@ def _map(fn, label, args, outs, *, threads=None, backend=None, split=None):
     arrs = [x if x.chunks[ax] == chunks else x.rechunk({ax: chunks}) for x, ax in zip(arrs, axes)]
     offsets = np.concatenate([[0], np.cumsum(chunks)[:-1]]).astype(int).tolist()
 
-    name = f"pygenmod-{label}-" + tokenize(fn, [x.name for x in arrs], outs, threads, backend)
-    # the static arguments travel in a partial, opaque to Dask's graph traversal
     split = split or {}
+    # the split inputs (partials over NumPy arrays) are hashed by content, like the rest
+    name = f"pygenmod-{label}-" + tokenize(fn, [x.name for x in arrs], outs, threads, backend, list(split.items()))
+    # the static arguments travel in a partial, opaque to Dask's graph traversal
     task = functools.partial(_run_chunk, fn, outs, threads, backend, names + list(split))
-    if split:
-        name += "-" + tokenize(*(id(f) for f in split.values()))  # same-shaped sparse inputs differ
     layer = {}
     for i, (off, n) in enumerate(zip(offsets, chunks)):
         keys = [(x.name,) + tuple(i if a == ax else 0 for a in range(x.ndim)) for x, ax in zip(arrs, axes)]
