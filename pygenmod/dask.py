@@ -79,27 +79,44 @@ def _worker_budget():
 
 @contextlib.contextmanager
 def _thread_budget(threads):
-    from ._backend import get_num_threads, set_num_threads
+    """pygenmod's threads (OpenMP and numba, both per calling thread) for one task."""
+    import sys
+
+    from ._backend import (
+        get_num_threads,
+        is_available,
+        requested_backend,
+        set_num_threads,
+    )
 
     n = _worker_budget() if threads is None else threads
     if n is None:
         yield
         return
-    old = get_num_threads()
+    if requested_backend() == "numba" or not is_available("cpu"):
+        import numba  # noqa: F401 - loaded now, so that set_num_threads reaches it too
+    nb = sys.modules.get("numba")
+    old, old_nb = get_num_threads(), (nb.get_num_threads() if nb is not None else None)
     set_num_threads(n)
     try:
         yield
     finally:
         set_num_threads(old)
+        if nb is not None:
+            nb.set_num_threads(old_nb)
 
 
-def _probe_threads(threads=None):
-    """pygenmod's thread count inside a task's budget, and after it (for the tests)."""
-    from ._backend import get_num_threads
+def _probe_threads(threads=None, backend=None):
+    """(OpenMP threads inside a task's budget, after it, numba threads inside or None): for tests."""
+    import sys
 
-    with _thread_budget(threads):
+    from ._backend import get_num_threads, use_backend
+
+    with use_backend(backend), _thread_budget(threads):
         inside = get_num_threads()
-    return inside, get_num_threads()
+        nb = sys.modules.get("numba")
+        inside_nb = nb.get_num_threads() if nb is not None else None
+    return inside, get_num_threads(), inside_nb
 
 
 # ------------------------------------------------------------------------------ the map
@@ -128,7 +145,8 @@ def _run_chunk(fn, outs, threads, backend, names, offset, n, *blocks):
         return tuple(None if o is None else _empty_like_block(ref, _shape(o[0], 0), o[1]) for o in outs)
     from ._backend import use_backend
 
-    with _thread_budget(threads), (use_backend(backend) if backend is not None else contextlib.nullcontext()):
+    # the backend first: the thread budget loads numba when it is the one that will run
+    with (use_backend(backend) if backend is not None else contextlib.nullcontext()), _thread_budget(threads):
         res = fn(offset, **kw)
     return tuple(None if o is None else r for o, r in zip(outs, res))
 

@@ -263,11 +263,17 @@ def test_cem_stream_matches_a_slice():
 # ------------------------------------------------------------------------------ threads, backends, robustness
 def test_threads_follow_the_worker(client):
     # workers have nthreads=1: a task runs 1 thread, and the worker's setting is restored after
-    for inside, after in client.run(pdask._probe_threads).values():
+    for inside, _, _ in client.run(pdask._probe_threads).values():
         assert inside == 1
-    fut = client.submit(pdask._probe_threads, 2, pure=False)
-    inside, after = fut.result()
+    inside, after, _ = client.submit(pdask._probe_threads, 2, pure=False).result()
     assert inside == 2 and after == 1
+
+
+@pytest.mark.skipif(not is_available("numba"), reason="numba is not installed")
+def test_numba_threads_follow_the_worker(client):
+    # numba is loaded by the budget itself when it is the backend, so its count is set too
+    assert client.submit(pdask._probe_threads, None, "numba", pure=False).result()[2] == 1
+    assert client.submit(pdask._probe_threads, 2, "numba", pure=False).result()[2] == 2
 
 
 def _busy_probe():
@@ -288,7 +294,7 @@ def test_threads_split_between_the_tasks_of_a_worker():
 
 def test_threads_outside_a_worker_are_left_alone():
     before = pygenmod.get_num_threads()
-    assert pdask._probe_threads() == (before, before)
+    assert pdask._probe_threads()[:2] == (before, before)
 
 
 @pytest.mark.skipif(not is_available("numba"), reason="numba is not installed")
