@@ -304,6 +304,10 @@ def test_numba_backend_on_workers(client, traj, mdps):
         want = returns.gae(r, v, terminated=term, gamma=gam)
     got = run(pdask.gae(chunked(r, (4, 2), 1), chunked(v, (4, 2), 1), terminated=term, gamma=gam, backend="numba"))
     same(got, want)
+    P, R, g = mdps
+    with pygenmod.use_backend("numba"):
+        want = mdp.solve(P, R, g)
+    same(run(pdask.solve(chunked(P, (1, 5)), chunked(R, (1, 5)), g, backend="numba")), want)
 
 
 def test_bad_arguments(client, gmm_data):
