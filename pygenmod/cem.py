@@ -140,20 +140,23 @@ def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, el
     return CEMState(back(xp.ascontiguousarray(new_mean)), back(xp.ascontiguousarray(new_scale))), idx
 
 
-def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed=None,
+def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed=None, stream: int = 0,
                  covariance: str = "diag", alpha: float = 0.0, min_std: float = 0.0,
                  elite_weights: str = "uniform", reg: float = 0.0) -> CEMResult:
     """Maximise ``objective`` with CEM, batched over B independent problems.
 
     objective(samples) maps a (B, N, D) array to returns (B, N). Population t is drawn with
-    the reparameterized samplers (pygenmod.sampling) from ``(seed, stream=b, offset=t*N*D)``,
+    the reparameterized samplers (pygenmod.sampling) from ``(seed, stream + b, offset=t*N*D)``,
     so the same seed gives the same trajectory on every backend and for every batch size;
     ``seed=None`` (the default) takes one fresh key from the package generator per call.
+    ``stream`` is the global index of row 0 (problem b draws from stream ``stream + b``): a
+    chunk of a larger batch starting at problem g passes ``stream=g`` and runs exactly as there.
     """
     from . import sampling
     from ._seed import resolve_seed
 
     seed = resolve_seed(seed)
+    stream = val.seed_int(stream, "stream")
     back = returner(mean)
     state = CEMState(_mean(mean), val.float_array(scale, "scale", dtype=None))
     xp = xp_of(state.mean)
@@ -166,9 +169,11 @@ def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter
     history = xp.empty((T, B), state.mean.dtype)
     for t in range(T):
         if covariance == "diag":
-            z = sampling.rsample_normal(state.mean, std=state.scale, seed=seed, n_samples=N, offset=t * N * D)
+            z = sampling.rsample_normal(state.mean, std=state.scale, seed=seed, n_samples=N, stream=stream,
+                                        offset=t * N * D)
         else:
-            z = sampling.rsample_mvn(state.mean, state.scale, seed=seed, n_samples=N, offset=t * N * D)
+            z = sampling.rsample_mvn(state.mean, state.scale, seed=seed, n_samples=N, stream=stream,
+                                     offset=t * N * D)
         X = xp.ascontiguousarray(xp.swapaxes(xp.asarray(z), 0, 1))  # (B, N, D)
         R = val.float_array(objective(X), "objective(samples)", ndim=2, dtype=X.dtype, xp=xp)
         val.check_shape(R, "objective(samples)", (B, N))
