@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
-from ._dispatch import kernel
+from ._dispatch import get_kernel, kernel
 
 
 def top_k(x, k: int):
@@ -131,6 +133,13 @@ def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, el
     return CEMState(back(xp.ascontiguousarray(new_mean)), back(xp.ascontiguousarray(new_scale))), idx
 
 
+def _rank_weights(xp, dtype, k, scheme):
+    if scheme == "uniform":
+        return xp.full(k, 1.0 / k, dtype=dtype)
+    w = xp.log(k + 0.5) - xp.log(xp.arange(1, k + 1, dtype=dtype))  # CMA-ES log-rank weights
+    return (w / w.sum()).astype(dtype)
+
+
 def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed: int = 0,
                  covariance: str = "diag", alpha: float = 0.0, min_std: float = 0.0,
                  elite_weights: str = "uniform", reg: float = 0.0) -> CEMResult:
@@ -139,15 +148,81 @@ def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter
     objective(samples) maps a (B, N, D) array to returns (B, N). Population t is drawn with
     the reparameterized samplers (pygenmod.sampling) from ``(seed, stream=b, offset=t*N*D)``,
     so the same seed gives the same trajectory on every backend and for every batch size.
+    With ``covariance="diag"`` on the CPU backends an iteration is two kernel calls around the
+    objective (sample; select the elites and refit); the samples array is reused for the next
+    population unless the objective keeps a reference to it.
     """
-    from . import sampling
-
     back = returner(mean)
-    state = CEMState(val.float_array(mean, "mean", ndim=2), val.float_array(scale, "scale", dtype=None))
-    xp = xp_of(state.mean)
-    B, D = state.mean.shape
+    val.choice(covariance, "covariance", COVARIANCES)
+    val.choice(elite_weights, "elite_weights", ELITE_WEIGHTS)
+    m0 = val.float_array(mean, "mean", ndim=2)
+    if 0 in m0.shape:
+        raise ValueError(f"mean: expected shape (B, D) with B >= 1 and D >= 1, got {m0.shape}")
     N = val.positive_int(n_samples, "n_samples")
     T = val.positive_int(n_iter, "n_iter")
+    if covariance == "diag" and not is_device(m0):
+        backend, sample = kernel("cem", "sample_diag")
+        res = _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, alpha, min_std, elite_weights,
+                                   reg, sample, get_kernel("cem", "update_diag", backend))
+        return CEMResult(*(back(a) for a in res))
+    return _optimize_composed(objective, m0, scale, N, n_elite, T, seed, covariance, alpha, min_std,
+                              elite_weights, reg, back)
+
+
+def _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, alpha, min_std, elite_weights, reg,
+                         sample, update):
+    """cem_optimize for diagonal Gaussians on the CPU: all checks once, then per iteration one
+    sampling call, the objective, one update call (elites, best-so-far, history, refit)."""
+    import sys
+
+    dt = m0.dtype
+    B, D = m0.shape
+    m = m0.copy()
+    S = val.float_array(scale, "scale", ndim=2, dtype=dt).copy()
+    val.check_shape(S, "scale", (B, D))
+    if bool((S < 0).any()):
+        raise ValueError("scale: standard deviations must be >= 0")
+    k = val.positive_int(n_elite, "n_elite")
+    if k > N:
+        raise ValueError(f"n_elite: must be <= the population size N = {N}, got {k}")
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
+    if min_std < 0:
+        raise ValueError(f"min_std: must be >= 0, got {min_std}")
+    seed = val.seed_int(seed)
+    if (T * N * D) >= 2**64 - 1:
+        raise ValueError("n_iter * n_samples * D: the noise offsets exceed 2**64")
+    w = _rank_weights(np, dt, k, elite_weights)
+    best_x = np.zeros((B, D), dt)
+    best_r = np.full((B,), -np.inf, dt)
+    history = np.empty((T, B), dt)
+    idx = np.empty((B, k), np.int64)
+    X = np.empty((B, N, D), dt)
+    alpha, min_std, reg = float(alpha), float(min_std), float(reg)
+    free = sys.getrefcount(X)
+    for t in range(T):
+        if sys.getrefcount(X) != free:  # the objective kept the last population: a fresh one
+            X = np.empty((B, N, D), dt)
+            free = sys.getrefcount(X)
+        sample(m, S, seed, t * N * D, X)
+        R = objective(X)
+        if not (type(R) is np.ndarray and R.dtype == dt and R.shape == (B, N) and R.flags.c_contiguous):
+            R = val.float_array(R, "objective(samples)", ndim=2, dtype=dt, xp=np, finite=False)
+            val.check_shape(R, "objective(samples)", (B, N))
+        if update(X, R, w, alpha, min_std, reg, m, S, best_x, best_r, history[t], idx):
+            raise ValueError("objective(samples): contains NaN or infinity")
+        del R
+    return m, S, best_x, best_r, history
+
+
+def _optimize_composed(objective, m0, scale, N, n_elite, T, seed, covariance, alpha, min_std, elite_weights,
+                       reg, back):
+    """cem_optimize from the separate kernels (full covariance; CUDA arrays)."""
+    from . import sampling
+
+    state = CEMState(m0, val.float_array(scale, "scale", dtype=None))
+    xp = xp_of(state.mean)
+    B, D = state.mean.shape
     best_x = xp.zeros((B, D), state.mean.dtype)
     best_r = xp.full((B,), -xp.inf, state.mean.dtype)
     history = xp.empty((T, B), state.mean.dtype)

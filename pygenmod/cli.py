@@ -62,7 +62,14 @@ def cmd_bench(args) -> int:
     lim = machine.limits()
     print(f"machine: copy {lim['copy_bw'] / 1e9:.1f} GB/s (read+write), read {lim['read_bw'] / 1e9:.1f} GB/s; "
           f"matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s f64, {lim['peak_f32'] / 1e9:.0f} GFLOP/s f32")
-    benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"])
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in benchmarks.runner.MODES]
+    if bad or not modes:
+        print(f"--modes: expected a comma-separated subset of {','.join(benchmarks.runner.MODES)}, got {args.modes!r}",
+              file=sys.stderr)
+        return 2
+    benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"],
+                         modes=modes)
     return 0
 
 
@@ -78,6 +85,9 @@ def main(argv=None) -> int:
     b.add_argument("--only", help="comma-separated workload ids, e.g. W6a,W7")
     b.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     b.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate (default 5)")
+    b.add_argument("--modes", default="alone,interleaved,busy",
+                   help="timing modes, comma-separated: alone, interleaved (between BLAS/torch calls), "
+                        "busy (one core kept busy) (default: all three)")
     b.set_defaults(fn=cmd_bench)
     args = p.parse_args(argv)
     return args.fn(args)
