@@ -28,10 +28,12 @@ import sys
 import threading
 
 #: GOMP_SPINCOUNT applied at load unless the user set OMP_WAIT_POLICY / GOMP_SPINCOUNT. A pause
-#: loop of this many iterations is ~10-50 us: back-to-back regions of one call still find the
-#: workers awake, and a worker gives its core back soon after a region or a stalled barrier
-#: (bench/interleaved.py --policy measures default, passive and this).
-SPINCOUNT = "10000"
+#: loop of this many iterations is some microseconds: back-to-back regions of one call still find
+#: the workers awake, and a worker gives its core back right after a region or a stalled barrier.
+#: `python bench/interleaved.py policy` measures libgomp's default (300000), 10000, this and
+#: passive waiting (bench/RESULTS.md): 1000 and passive tie on the issue-11 reproductions and on
+#: large kernels; 10000 still left 5-67 ms stalls in policy iteration next to OpenBLAS.
+SPINCOUNT = "1000"
 _ENV_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 
 _lock = threading.Lock()

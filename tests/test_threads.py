@@ -177,3 +177,20 @@ def test_set_backend_is_process_wide_and_use_backend_per_thread():
         pygenmod.set_backend(None)
     assert seen == {"after set_backend": "numba", "during another thread's use_backend": "numba"}
     assert _backend.requested_backend() is None
+
+
+@needs_cpu
+@pytest.mark.parametrize("S, B", [(12, 1), (64, 8), (128, 8), (181, 1)])  # B*S*S*4 around 2**17
+def test_bellman_backup_same_on_both_sides_of_the_threshold(S, B, restore_threads):
+    from pygenmod import mdp
+
+    P, R = mdp.random_mdp(S, 4, B, seed=S)
+    V = np.random.default_rng(S).standard_normal((B, S))
+    runs = []
+    for threads in (1, 2):
+        pygenmod.set_num_threads(threads)
+        runs.append(mdp.bellman_backup(P, R, V, 0.9))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    Q = R + 0.9 * np.einsum("bsat,bt->bsa", P, V)  # P (B, S, A, S)
+    np.testing.assert_allclose(runs[0].V, Q.max(-1), rtol=1e-12)

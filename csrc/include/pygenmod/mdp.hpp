@@ -305,21 +305,36 @@ PGM_HD T policy_value_state(const M& m, index_t b, index_t s, const T* r_s, cons
 }
 
 // ------------------------------------------------------------------ CPU: one sweep
-// One backup sweep over B MDPs, OpenMP over (b, s). pi_det: (B, S) int64 or nullptr;
+// Multiply-adds of one sweep of one MDP (the work-size measure of the sweep's threshold).
+template <class T>
+index_t sweep_madds(const Dense<T>& m) { return m.S * m.S * m.A; }
+template <class T>
+index_t sweep_madds(const Csr<T>& m) { return m.indptr[m.S * m.A] - m.indptr[0]; }
+// Below this many multiply-adds a sweep stays on the calling thread: a fork/join costs more
+// than it saves, and far more next to other thread pools or a busy core (measured with
+// bench W8-mdp rows: 1 and 2 threads tie up to 64K, 2 threads gain from 256K).
+constexpr index_t BACKUP_PAR_MIN = index_t(1) << 17;
+
+// One backup sweep over B MDPs, OpenMP over (b, s) when large enough. pi_det: (B, S) int64 or nullptr;
 // pi_stoch: (B, S, A) or nullptr; tau: (B,) or nullptr.
 template <class T, class M>
 void backup_sweep_cpu(const M& m, const T* R, const T* V, const T* gamma, index_t B, int kind,
                       const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out,
                       std::int64_t* policy) {
   const index_t S = m.S, A = m.A;
+  auto one = [&](index_t b, index_t s) {
+    const index_t bs = b * S + s;
+    V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kind, pi_det ? pi_det[bs] : 0,
+                             pi_stoch ? pi_stoch + bs * A : nullptr, tau ? tau[b] : T(1), Q + bs * A, policy + bs);
+  };
+  if (B * sweep_madds(m) >= BACKUP_PAR_MIN) {  // (an if/else, not `if (...)`: see for_each_index)
 #pragma omp parallel for collapse(2) schedule(guided, 16)
-  for (index_t b = 0; b < B; ++b)
-    for (index_t s = 0; s < S; ++s) {
-      const index_t bs = b * S + s;
-      V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kind,
-                               pi_det ? pi_det[bs] : 0, pi_stoch ? pi_stoch + bs * A : nullptr,
-                               tau ? tau[b] : T(1), Q + bs * A, policy + bs);
-    }
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) one(b, s);
+  } else {
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) one(b, s);
+  }
 }
 
 // ------------------------------------------------------------------ CPU: solver loops
