@@ -194,3 +194,18 @@ def test_bellman_backup_same_on_both_sides_of_the_threshold(S, B, restore_thread
         np.testing.assert_array_equal(a, b)
     Q = R + 0.9 * np.einsum("bsat,bt->bsa", P, V)  # P (B, S, A, S)
     np.testing.assert_allclose(runs[0].V, Q.max(-1), rtol=1e-12)
+
+
+@needs_cpu
+@pytest.mark.parametrize("T, B", [(8, 1), (4096, 8), (512, 64), (1024, 100)])  # below / above GAE's bound
+def test_gae_same_on_both_sides_of_the_threshold(T, B, restore_threads, rng):
+    from pygenmod import returns
+
+    r, v = rng.standard_normal((T, B)), rng.standard_normal((T, B))
+    done = rng.random((T, B)) < 0.05
+    runs = []
+    for threads in (1, 2):
+        pygenmod.set_num_threads(threads)
+        runs.append(returns.gae(r, v, gamma=0.99, lam=0.95, terminated=done))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)

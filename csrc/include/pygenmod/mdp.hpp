@@ -896,6 +896,10 @@ void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, 
 }
 
 // ------------------------------------------------------------------ CPU: input checks
+// Below this many entries a check stays on the calling thread (a streaming pass of 64K
+// doubles takes about as long as a fork/join; min/max/count reductions do not depend on it).
+constexpr index_t CHECK_PAR_MIN = index_t(1) << 16;
+
 // Over rows of length S (dense): out = {max |row sum - 1|, min entry, #rows with NaN/inf}.
 // A NaN or inf entry makes its row sum NaN or inf, so one vectorised pass of sums and minima
 // finds every problem.
@@ -904,7 +908,8 @@ void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
   const Dense<T> m{P, S, 1};  // row i is "state" i of one MDP with one action
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad)
+#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad) \
+    if (rows * S >= CHECK_PAR_MIN)
   for (index_t i = 0; i < rows; ++i) {
     double sum, rmn;
     m.row_sum_min(0, i, 0, sum, rmn);
@@ -925,7 +930,8 @@ template <class T>
 void row_stats_csr_cpu(const T* data, const std::int64_t* indptr, index_t rows, double* out) {
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) reduction(+ : bad)
+#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) reduction(+ : bad) \
+    if (indptr[rows] - indptr[0] >= CHECK_PAR_MIN)
   for (index_t i = 0; i < rows; ++i) {
     double sum = 0;
     for (std::int64_t k = indptr[i]; k < indptr[i + 1]; ++k) {
