@@ -146,18 +146,22 @@ def test_cem_bad_input(rng):
 
 
 @pytest.mark.parametrize("weights", ["uniform", "rank"])
-def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, weights):
+@pytest.mark.parametrize("k, ties", [(6, False), (20, False), (20, True)])  # insertion / selection, with ties
+def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, weights, k, ties):
     """cem_optimize's fused diagonal path (sample; elites + refit) against the composition of
     rsample_normal, top_k and the weighted M-step that cem_step uses."""
     if backend.name == "cuda":
         pytest.skip("the fused path is the CPU backends'")
     B, D, N = 3, 4, 40
     opt = rng.standard_normal((B, D))
+    f = sphere(opt)
+    if ties:
+        f = (lambda g: lambda X: np.round(g(X), 0))(f)
     m0, s0 = np.zeros((B, D), dtype), np.full((B, D), 1.5, dtype)
-    kw = dict(n_samples=N, n_elite=6, n_iter=8, seed=4, covariance="diag", alpha=0.2, min_std=0.05,
+    kw = dict(n_samples=N, n_elite=k, n_iter=8, seed=4, covariance="diag", alpha=0.2, min_std=0.05,
               elite_weights=weights, reg=1e-6)
-    got = cem.cem_optimize(sphere(opt), m0, s0, **kw)
-    ref = cem._optimize_composed(sphere(opt), m0, s0, N, 6, 8, 4, "diag", 0.2, 0.05, weights, 1e-6, lambda a: a)
+    got = cem.cem_optimize(f, m0, s0, **kw)
+    ref = cem._optimize_composed(f, m0, s0, N, k, 8, 4, "diag", 0.2, 0.05, weights, 1e-6, lambda a: a)
     t = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     for a, b in zip(got, ref):
         assert a.dtype == dtype
