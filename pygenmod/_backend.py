@@ -27,7 +27,7 @@ class BackendError(RuntimeError):
     """A requested backend is unavailable or cannot serve the given arrays."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(name: str) -> tuple[bool, str]:
     if name == "cpu":
         try:
@@ -114,7 +114,7 @@ def requested_backend() -> str | None:
     return _env_backend()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _default_host() -> str:
     if is_available("cpu"):
         return "cpu"

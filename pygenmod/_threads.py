@@ -172,7 +172,7 @@ def _after_fork_in_child() -> None:
     if nb is not None:
         try:
             layer = nb.threading_layer()  # ValueError: numba never launched its threads
-        except Exception:
+        except Exception:  # noqa: BLE001 (any failure: numba never launched)
             layer = None
         _numba_fork_unsafe = layer == "omp"
 
@@ -240,7 +240,7 @@ class _RegisterOnImport(importlib.abc.MetaPathFinder):
             try:
                 sys.modules[name] = module
                 register_threadpoolctl()
-            except Exception:  # never break the user's import of threadpoolctl
+            except Exception:  # noqa: BLE001, S110 (never break the user's import of threadpoolctl)
                 pass
 
         spec.loader.exec_module = exec_and_register

@@ -107,7 +107,7 @@ def test_cem_optimize_rosenbrock_and_quadratic(rng):
     np.testing.assert_allclose(res.best_x[0], [1.0, 1.0], atol=0.02)
     A = np.array([[3.0, 0.5], [0.5, 1.0]])
     x_star = np.array([0.7, -1.2])
-    quad = lambda X: -np.einsum("bnd,de,bne->bn", X - x_star, A, X - x_star)  # noqa: E731
+    quad = lambda X: -np.einsum("bnd,de,bne->bn", X - x_star, A, X - x_star)
     q = cem.cem_optimize(quad, np.zeros((2, 2)), np.ones((2, 2)), n_samples=100, n_elite=10, n_iter=40, seed=5)
     np.testing.assert_allclose(q.mean, np.broadcast_to(x_star, (2, 2)), atol=1e-2)
 

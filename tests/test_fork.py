@@ -7,8 +7,8 @@ import os
 import sys
 
 import pytest
-
 from conftest import run_python
+
 from pygenmod import _backend
 
 pytestmark = [pytest.mark.reliability,

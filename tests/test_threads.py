@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import pygenmod
-from conftest import run_python
 from pygenmod import _backend, _threads, cem
 
 needs_cpu = pytest.mark.skipif(not _backend.is_available("cpu"), reason="compiled extension unavailable")

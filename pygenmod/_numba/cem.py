@@ -100,7 +100,7 @@ def _update_row(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, i
         sd = math.sqrt(var[d] / wsum + rg)
         mean[b, d] = a * mean[b, d] + (dt(1) - a) * mu[d]
         s = a * std[b, d] + (dt(1) - a) * sd
-        std[b, d] = s if s > fl else fl
+        std[b, d] = max(fl, s)
     return 0
 
 
