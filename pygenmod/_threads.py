@@ -118,8 +118,10 @@ def set_num_threads(n) -> None:
 
 def get_num_threads() -> int:
     """The threads a kernel called from this thread would use."""
+    if _serial_here():
+        return 1
     if _target is not None:
-        return 1 if _serial_here() else _target
+        return _target
     rt = _runtime_or_none()
     if rt is not None:
         return rt.get_max_threads()
