@@ -221,7 +221,8 @@ def register_threadpoolctl() -> None:
     _registered = True
     import threadpoolctl
 
-    threadpoolctl.register(_controller_class())
+    if hasattr(threadpoolctl, "register"):  # custom controllers: threadpoolctl >= 3.5
+        threadpoolctl.register(_controller_class())
 
 
 class _RegisterOnImport(importlib.abc.MetaPathFinder):

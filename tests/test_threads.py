@@ -75,7 +75,7 @@ def test_thread_count_is_process_wide(restore_threads):
 
 @needs_cpu
 def test_threadpoolctl_sees_and_limits_the_pool(restore_threads):
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    threadpoolctl = pytest.importorskip("threadpoolctl", minversion="3.5")
     pygenmod.set_num_threads(2)
     info = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "pygenmod"]
     assert len(info) == 1 and info[0]["num_threads"] == 2
