@@ -1,19 +1,117 @@
-"""Interleaved min-of-N timings of the `pygenmod bench` workloads (robust to other processes).
+"""In-use timings that `pygenmod bench` does not cover.
 
-Usage: OMP_NUM_THREADS=1 python bench/interleaved.py [N] [W6a,W6c,...] [--family mdp]
-Calls every candidate of a workload in turn, N rounds, and keeps each one's fastest call, so a
-burst of load from elsewhere on the machine hits all candidates alike.
+  python bench/interleaved.py policy [--repeats 20]
+      The threading-policy measurements behind pygenmod/_threads.py (docs/threads.md): the
+      issue-11 reproductions run in fresh processes under each libgomp wait setting:
+        pi    policy_iteration(gridworld, evaluation="exact") with numpy.linalg.solve (300x300)
+              between calls: median and worst of the repeats
+        cem   cem_optimize on the demo problem (B=4, D=3, 64 samples, 8 elites, 40 iterations)
+              while one other process spins on one core: median and worst
+        W1    512 GMM fits (the W1 row), alone: what the setting costs a large parallel kernel
+        W4a   diagonal rsample (65536 x 64, float32), alone
+  OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
+      Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load
+      from elsewhere: a burst hits all candidates alike).
 """
+import json
+import os
+import subprocess
 import sys
 import time
 
 import numpy as np
 
-from pygenmod.benchmarks import all_workloads
-from pygenmod.benchmarks.runner import Missing
+SETTINGS = {  # name -> environment for the child (the keys libgomp reads at load)
+    "libgomp default (spin 300000)": {"GOMP_SPINCOUNT": "300000"},
+    "spin 10000": {"GOMP_SPINCOUNT": "10000"},
+    "pygenmod default (spin 1000)": {},
+    "passive": {"OMP_WAIT_POLICY": "passive"},
+}
 
 
-def main(argv):
+def _stats(ts):
+    ts = np.asarray(ts) * 1e3
+    return dict(median_ms=float(np.median(ts)), max_ms=float(ts.max()))
+
+
+def scenario(name, repeats):
+    """Runs in the child: one scenario, JSON on stdout."""
+    import pygenmod  # noqa: F401  (loads libgomp with the child's environment)
+    from pygenmod import _threads, cem, mdp
+
+    rng = np.random.default_rng(0)
+    if name == "pi":
+        P, R, _ = mdp.gridworld()
+        A, b = rng.standard_normal((300, 300)) + 300 * np.eye(300), rng.standard_normal(300)
+        mdp.policy_iteration(P, R, 0.99, evaluation="exact")
+        ts = []
+        for _ in range(repeats):
+            np.linalg.solve(A, b)
+            t = time.perf_counter()
+            mdp.policy_iteration(P, R, 0.99, evaluation="exact")
+            ts.append(time.perf_counter() - t)
+    elif name == "cem":
+        opt = rng.uniform(-3, 3, (4, 3))
+
+        def f(X):
+            d = X - opt[:, None]
+            return -np.einsum("bnd,bnd->bn", d, d)
+
+        def run():
+            return cem.cem_optimize(f, np.zeros((4, 3)), np.full((4, 3), 2.0), n_samples=64, n_elite=8, n_iter=40,
+                                    seed=1, min_std=0.01)
+
+        run()
+        busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.2)
+            ts = []
+            for _ in range(max(5, repeats // 4)):
+                t = time.perf_counter()
+                run()
+                ts.append(time.perf_counter() - t)
+        finally:
+            busy.kill()
+            busy.wait()
+    else:
+        from pygenmod.benchmarks import all_workloads
+
+        w = next(w for w in all_workloads(["gmm", "sampling"]) if w.id == name)
+        fn = next(c for c in w.candidates if c.is_ours).setup()
+        fn()
+        ts = []
+        for _ in range(max(5, repeats // 4)):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    print(json.dumps(dict(_stats(ts), spin=_threads.state["spincount"])))
+
+
+def policy(argv):
+    repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 20
+    scen = ["pi", "cem", "W1", "W4a"]
+    print(f"threading-policy check: {os.cpu_count()} cpus; median / worst ms; each cell a fresh process")
+    print(f"{'setting':<32}" + "".join(f"{s:>22}" for s in scen))
+    here = os.path.dirname(os.path.abspath(__file__))
+    for label, extra in SETTINGS.items():
+        env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+        env.update(extra)
+        cells = []
+        for s in scen:
+            out = subprocess.run([sys.executable, os.path.join(here, "interleaved.py"), "_scenario", s, str(repeats)],
+                                 env=env, capture_output=True, text=True, timeout=900)
+            try:
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                cells.append(f"{r['median_ms']:8.2f} / {r['max_ms']:8.2f}")
+            except (IndexError, ValueError):
+                cells.append("failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:12])
+        print(f"{label:<32}" + "".join(f"{c:>22}" for c in cells), flush=True)
+
+
+def minof(argv):
+    from pygenmod.benchmarks import all_workloads
+    from pygenmod.benchmarks.runner import Missing
+
     fam = None
     if "--family" in argv:
         i = argv.index("--family")
@@ -46,4 +144,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cmd, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("minof", [])
+    if cmd == "_scenario":
+        scenario(rest[0], int(rest[1]))
+    elif cmd == "policy":
+        policy(rest)
+    else:
+        minof(rest if cmd == "minof" else sys.argv[1:])

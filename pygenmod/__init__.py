@@ -4,6 +4,7 @@ Families: ``pygenmod.mdp`` / ``pygenmod.returns`` (Bellman backups, GAE), ``pyge
 ``pygenmod.spatial``, ``pygenmod.sampling``, ``pygenmod.mcts``. Importing pygenmod compiles
 nothing: numba kernels compile (and cache) on first use.
 """
+from . import _threads
 from ._backend import (
     BackendError,
     backends,
@@ -17,6 +18,14 @@ from ._seed import manual_seed
 from ._seed import set_state as set_rng_state
 
 __version__ = "0.1.0"
+
+# Load the OpenMP runtime now, before another package loads libgomp with its defaults
+# (docs/threads.md), and let threadpoolctl see pygenmod's pool.
+try:
+    _threads.load_runtime()
+except ImportError:  # no compiled extension: the numba backend serves
+    pass
+_threads.install_threadpoolctl_hook()
 
 
 def get_include() -> str:
@@ -44,6 +53,7 @@ def cmake_dir() -> str:
                                 "tools/dev-build.sh; in a source checkout use add_subdirectory or "
                                 "cmake -DPYGENMOD_PYTHON=OFF + cmake --install (docs/cpp.md)")
     return d
+
 
 __all__ = [
     "BackendError",

@@ -13,20 +13,25 @@ import importlib
 import importlib.util
 import os
 
+from . import _threads
+
 BACKENDS = ("cpu", "numba", "cuda")
 
-_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("pygenmod_backend", default=None)
-
+_UNSET = object()
+#: use_backend's per-context override (a thread, an asyncio task): wins over _process_wide
+_override: contextvars.ContextVar = contextvars.ContextVar("pygenmod_backend", default=_UNSET)
+#: set_backend's choice, seen by every thread
+_process_wide: str | None = None
 
 class BackendError(RuntimeError):
     """A requested backend is unavailable or cannot serve the given arrays."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _probe(name: str) -> tuple[bool, str]:
     if name == "cpu":
         try:
-            importlib.import_module("pygenmod._cpu_runtime")
+            _threads.load_runtime()  # first load of libgomp: with pygenmod's spin setting
         except ImportError as exc:
             return False, f"compiled extension not importable ({exc}); reinstall with a C++ compiler"
         return True, "compiled C++ kernels (OpenMP)"
@@ -92,13 +97,20 @@ def _check_name(name: str | None) -> str | None:
 
 
 def set_backend(name: str | None) -> None:
-    """Force a backend for subsequent calls in this context (None: choose from the arrays)."""
-    _override.set(_check_name(name))
+    """Force a backend for subsequent calls in every thread (None: choose from the arrays).
+
+    Process-wide, so worker threads follow the main thread; a :func:`use_backend` block
+    overrides it for the thread (or asyncio task) that runs the block."""
+    global _process_wide
+    _process_wide = _check_name(name)
 
 
 @contextlib.contextmanager
 def use_backend(name: str | None):
-    """Context manager form of :func:`set_backend`."""
+    """Force a backend inside a ``with`` block, for the calling thread (context) only.
+
+    Other threads keep the process-wide choice of :func:`set_backend`; threads started inside
+    the block do not inherit it (contextvars are per thread). None: choose from the arrays."""
     token = _override.set(_check_name(name))
     try:
         yield
@@ -106,28 +118,31 @@ def use_backend(name: str | None):
         _override.reset(token)
 
 
+def _env_backend() -> str | None:
+    # os.environ.get encodes and decodes on every call (microseconds on a loaded machine);
+    # the dict behind it answers the common "not set" case in tens of nanoseconds.
+    if _ENV_DATA is not None and _ENV_KEY not in _ENV_DATA:
+        return None
+    return _check_name(os.environ.get("PYGENMOD_BACKEND", "").strip().lower() or None)
+
+
+_ENV_DATA = getattr(os.environ, "_data", None) if os.name == "posix" else None
+_ENV_KEY = b"PYGENMOD_BACKEND"
+
+
 def requested_backend() -> str | None:
-    """The forced backend: the context's, else ``$PYGENMOD_BACKEND``, else None."""
+    """The forced backend: this context's use_backend, else set_backend's, else
+    ``$PYGENMOD_BACKEND``, else None."""
     forced = _override.get()
-    if forced is None:
-        forced = _check_name(os.environ.get("PYGENMOD_BACKEND", "").strip().lower() or None)
-    return forced
-
-
-def choose(on_device: bool) -> str:
-    """The backend for a call whose arrays live on a CUDA device (``on_device``) or the host."""
-    forced = requested_backend()
-    if on_device:
-        if forced not in (None, "cuda"):
-            raise BackendError(f"inputs are CUDA arrays but the backend is forced to {forced!r}")
-        forced = "cuda"
-    elif forced == "cuda":
-        raise BackendError("backend 'cuda' needs CuPy (or CUDA DLPack) inputs; got host arrays")
-    if forced is not None:
-        ok, why = _probe(forced)
-        if not ok:
-            raise BackendError(f"backend {forced!r} is unavailable: {why}")
+    if forced is not _UNSET:
         return forced
+    if _process_wide is not None:
+        return _process_wide
+    return _env_backend()
+
+
+@functools.cache
+def _default_host() -> str:
     if is_available("cpu"):
         return "cpu"
     if is_available("numba"):
@@ -135,28 +150,51 @@ def choose(on_device: bool) -> str:
     raise BackendError("no CPU backend: the extension is missing and numba is not installed")
 
 
+def choose(on_device: bool) -> str:
+    """The backend for a call whose arrays live on a CUDA device (``on_device``) or the host.
+
+    For the CPU backends this also brings the calling thread's pool in line with the
+    process-wide thread count (pygenmod._threads)."""
+    forced = requested_backend()
+    if on_device:
+        if forced not in (None, "cuda"):
+            raise BackendError(f"inputs are CUDA arrays but the backend is forced to {forced!r}")
+        return _checked("cuda")
+    if forced is None:
+        forced = _default_host()
+        if forced == "numba":
+            _checked(forced)
+    elif forced == "cuda":
+        raise BackendError("backend 'cuda' needs CuPy (or CUDA DLPack) inputs; got host arrays")
+    else:
+        _checked(forced)
+    _threads.apply(forced == "numba")
+    return forced
+
+
+def _checked(name: str) -> str:
+    ok, why = _probe(name)
+    if ok and name == "numba":
+        why = _threads.numba_usable()
+        ok = why is None
+    if not ok:
+        raise BackendError(f"backend {name!r} is unavailable: {why}")
+    return name
+
+
 # ----------------------------------------------------------------------------- threads
 def set_num_threads(n: int) -> None:
-    """Threads used by the CPU kernels (OpenMP) and, if loaded, by numba.
+    """Threads used by the CPU kernels (OpenMP) and numba, in every thread of the process.
 
-    Results do not depend on the thread count: parallel loops split independent
-    rows (batch, state, point) and every reduction runs in a fixed order.
+    ``n``: an int in [1, max(64, 4 * os.cpu_count())]; anything else raises (TypeError for
+    non-integers such as 1.5, "2" or True). Results do not depend on the thread count: parallel
+    loops split independent rows (batch, state, point) and every reduction runs in a fixed
+    order. ``threadpoolctl.threadpool_limits`` sets the same count (user_api "pygenmod").
     """
-    n = int(n)
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    if is_available("cpu"):
-        importlib.import_module("pygenmod._cpu_runtime").set_num_threads(n)
-    import sys
-
-    if "numba" in sys.modules:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    _threads.set_num_threads(n)
 
 
 def get_num_threads() -> int:
-    """Threads the CPU kernels use (honours OMP_NUM_THREADS)."""
-    if is_available("cpu"):
-        return importlib.import_module("pygenmod._cpu_runtime").get_max_threads()
-    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
+    """Threads a CPU kernel called from this thread uses (honours set_num_threads,
+    threadpoolctl and OMP_NUM_THREADS; 1 in the thread that forked a child, inside the child)."""
+    return _threads.get_num_threads()

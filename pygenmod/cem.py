@@ -8,11 +8,15 @@ reparameterized samplers on the counter-based RNG, and the weighted GMM M-step w
 from __future__ import annotations
 
 import math
+
 from typing import NamedTuple
+
+import numpy as np
 
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
-from ._dispatch import kernel
+from ._dispatch import get_kernel, kernel
+from ._seed import resolve_seed
 
 
 def top_k(x, k: int):
@@ -68,6 +72,14 @@ def _elite_weights(xp, dtype, idx, N, scheme):
 
 
 
+def _mean(mean):
+    m = val.float_array(mean, "mean", ndim=2)
+    if 0 in m.shape:
+        raise ValueError(f"mean: expected shape (B, D) with B >= 1 problems of D >= 1 dimensions, "
+                         f"got {tuple(m.shape)}")
+    return m
+
+
 def cem_step(mean, scale, samples, returns, n_elite: int, *, covariance: str = "diag",
              alpha: float = 0.0, min_std: float = 0.0, elite_weights: str = "uniform",
              reg: float = 0.0) -> CEMState:
@@ -82,14 +94,6 @@ def cem_step(mean, scale, samples, returns, n_elite: int, *, covariance: str = "
     ``reg`` is added to the fitted variances (the M-step's reg_covar).
     """
     return _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, elite_weights, reg)[0]
-
-
-def _mean(mean):
-    m = val.float_array(mean, "mean", ndim=2)
-    if 0 in m.shape:
-        raise ValueError(f"mean: expected shape (B, D) with B >= 1 problems of D >= 1 dimensions, "
-                         f"got {tuple(m.shape)}")
-    return m
 
 
 def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, elite_weights, reg):
@@ -140,6 +144,13 @@ def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, el
     return CEMState(back(xp.ascontiguousarray(new_mean)), back(xp.ascontiguousarray(new_scale))), idx
 
 
+def _rank_weights(xp, dtype, k, scheme):
+    if scheme == "uniform":
+        return xp.full(k, 1.0 / k, dtype=dtype)
+    w = xp.log(k + 0.5) - xp.log(xp.arange(1, k + 1, dtype=dtype))  # CMA-ES log-rank weights
+    return (w / w.sum()).astype(dtype)
+
+
 def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed=None, stream: int = 0,
                  covariance: str = "diag", alpha: float = 0.0, min_std: float = 0.0,
                  elite_weights: str = "uniform", reg: float = 0.0) -> CEMResult:
@@ -151,19 +162,80 @@ def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter
     ``seed=None`` (the default) takes one fresh key from the package generator per call.
     ``stream`` is the global index of row 0 (problem b draws from stream ``stream + b``): a
     chunk of a larger batch starting at problem g passes ``stream=g`` and runs exactly as there.
+    With ``covariance="diag"`` on the CPU backends an iteration is two kernel calls around the
+    objective (sample; select the elites and refit); the samples array is reused for the next
+    population unless the objective keeps a reference to it.
     """
-    from . import sampling
-    from ._seed import resolve_seed
-
-    seed = resolve_seed(seed)
-    stream = val.seed_int(stream, "stream")
     back = returner(mean)
-    state = CEMState(_mean(mean), val.float_array(scale, "scale", dtype=None))
-    xp = xp_of(state.mean)
-    B, D = state.mean.shape
+    val.choice(covariance, "covariance", COVARIANCES)
+    val.choice(elite_weights, "elite_weights", ELITE_WEIGHTS)
+    m0 = _mean(mean)
     N = val.positive_int(n_samples, "n_samples")
     T = val.positive_int(n_iter, "n_iter")
-    val.check_size("n_iter", (T, B))  # the (n_iter, B) history
+    val.check_size("n_iter", (T, m0.shape[0]))  # the (n_iter, B) history
+    seed, stream = resolve_seed(seed), val.seed_int(stream, "stream")
+    if covariance == "diag" and not is_device(m0):
+        backend, sample = kernel("cem", "sample_diag")
+        res = _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std,
+                                   elite_weights, reg, sample, get_kernel("cem", "update_diag", backend))
+        return CEMResult(*(back(a) for a in res))
+    return _optimize_composed(objective, m0, scale, N, n_elite, T, seed, stream, covariance, alpha, min_std,
+                              elite_weights, reg, back)
+
+
+def _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std, elite_weights, reg,
+                         sample, update):
+    """cem_optimize for diagonal Gaussians on the CPU: all checks once, then per iteration one
+    sampling call, the objective, one update call (elites, best-so-far, history, refit)."""
+    import sys
+
+    dt = m0.dtype
+    B, D = m0.shape
+    m = m0.copy()
+    S = val.float_array(scale, "scale", ndim=2, dtype=dt).copy()
+    val.check_shape(S, "scale", (B, D))
+    if bool((S < 0).any()):
+        raise ValueError("scale: standard deviations must be >= 0")
+    k = val.positive_int(n_elite, "n_elite")
+    if k > N:
+        raise ValueError(f"n_elite: must be <= the population size N = {N}, got {k}")
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
+    if min_std < 0:
+        raise ValueError(f"min_std: must be >= 0, got {min_std}")
+    if (T * N * D) >= 2**64 - 1:
+        raise ValueError("n_iter * n_samples * D: the noise offsets exceed 2**64")
+    w = _rank_weights(np, dt, k, elite_weights)
+    best_x = np.zeros((B, D), dt)
+    best_r = np.full((B,), -np.inf, dt)
+    history = np.empty((T, B), dt)
+    idx = np.empty((B, k), np.int64)
+    X = np.empty((B, N, D), dt)
+    alpha, min_std, reg = float(alpha), float(min_std), float(reg)
+    free = sys.getrefcount(X)
+    for t in range(T):
+        if sys.getrefcount(X) != free:  # the objective kept the last population: a fresh one
+            X = np.empty((B, N, D), dt)
+            free = sys.getrefcount(X)
+        sample(m, S, seed, stream, t * N * D, X)
+        R = objective(X)
+        if not (type(R) is np.ndarray and R.dtype == dt and R.shape == (B, N) and R.flags.c_contiguous):
+            R = val.float_array(R, "objective(samples)", ndim=2, dtype=dt, xp=np, finite=False)
+            val.check_shape(R, "objective(samples)", (B, N))
+        if update(X, R, w, alpha, min_std, reg, m, S, best_x, best_r, history[t], idx):
+            raise ValueError("objective(samples): contains NaN or infinity")
+        del R
+    return m, S, best_x, best_r, history
+
+
+def _optimize_composed(objective, m0, scale, N, n_elite, T, seed, stream, covariance, alpha, min_std, elite_weights,
+                       reg, back):
+    """cem_optimize from the separate kernels (full covariance; CUDA arrays)."""
+    from . import sampling
+
+    state = CEMState(m0, val.float_array(scale, "scale", dtype=None))
+    xp = xp_of(state.mean)
+    B, D = state.mean.shape
     best_x = xp.zeros((B, D), state.mean.dtype)
     best_r = xp.full((B,), -xp.inf, state.mean.dtype)
     history = xp.empty((T, B), state.mean.dtype)

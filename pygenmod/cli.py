@@ -67,6 +67,12 @@ def cmd_bench(args) -> int:
     from pygenmod import benchmarks
     from pygenmod.benchmarks import machine, report
 
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in benchmarks.runner.MODES]
+    if bad or not modes:
+        print(f"--modes: expected a comma-separated subset of {','.join(benchmarks.runner.MODES)}, got {args.modes!r}",
+              file=sys.stderr)
+        return 2
     if args.plot and not _need_matplotlib("bench --plot"):
         return 2
     load_before = report.load_average()
@@ -80,7 +86,8 @@ def cmd_bench(args) -> int:
     lim = machine.limits()
     print(f"machine: copy {lim['copy_bw'] / 1e9:.1f} GB/s (read+write), read {lim['read_bw'] / 1e9:.1f} GB/s; "
           f"matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s f64, {lim['peak_f32'] / 1e9:.0f} GFLOP/s f32")
-    rows = benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"])
+    rows = benchmarks.run_table(ws, repeats=args.repeats, bandwidth=lim["read_bw"], peak_flops=lim["peak_f64"],
+                                modes=modes)
     if args.json or args.plot:
         meta = report.metadata(quick=args.quick, repeats=args.repeats, limits=lim, load_before=load_before)
         if args.json:
@@ -107,6 +114,9 @@ def main(argv=None) -> int:
     b.add_argument("--json", metavar="FILE", help="write the measured rows, machine and versions as JSON")
     b.add_argument("--plot", metavar="FILE.png", help='write a chart of the speed-ups (needs matplotlib: '
                    'pip install "pygenmod[plot]")')
+    b.add_argument("--modes", default="alone,interleaved,busy",
+                   help="timing modes, comma-separated: alone, interleaved (between BLAS/torch calls), "
+                        "busy (one core kept busy) (default: all three)")
     b.set_defaults(fn=cmd_bench)
     args = p.parse_args(argv)
     return args.fn(args)

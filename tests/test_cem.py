@@ -107,7 +107,7 @@ def test_cem_optimize_rosenbrock_and_quadratic(rng):
     np.testing.assert_allclose(res.best_x[0], [1.0, 1.0], atol=0.02)
     A = np.array([[3.0, 0.5], [0.5, 1.0]])
     x_star = np.array([0.7, -1.2])
-    quad = lambda X: -np.einsum("bnd,de,bne->bn", X - x_star, A, X - x_star)  # noqa: E731
+    quad = lambda X: -np.einsum("bnd,de,bne->bn", X - x_star, A, X - x_star)
     q = cem.cem_optimize(quad, np.zeros((2, 2)), np.ones((2, 2)), n_samples=100, n_elite=10, n_iter=40, seed=5)
     np.testing.assert_allclose(q.mean, np.broadcast_to(x_star, (2, 2)), atol=1e-2)
 
@@ -143,3 +143,61 @@ def test_cem_bad_input(rng):
         cem.cem_step(m, s, X, np.where(R > 0, np.nan, R), 3)
     with pytest.raises(ValueError, match="objective"):
         cem.cem_optimize(lambda X: np.zeros((2, 3)), m, s, n_samples=10, n_elite=2, n_iter=1)
+
+
+@pytest.mark.parametrize("weights", ["uniform", "rank"])
+@pytest.mark.parametrize("k, ties", [(6, False), (20, False), (20, True)])  # insertion / selection, with ties
+def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, weights, k, ties):
+    """cem_optimize's fused diagonal path (sample; elites + refit) against the composition of
+    rsample_normal, top_k and the weighted M-step that cem_step uses."""
+    if backend.name == "cuda":
+        pytest.skip("the fused path is the CPU backends'")
+    B, D, N = 3, 4, 40
+    opt = rng.standard_normal((B, D))
+    f = sphere(opt)
+    if ties:
+        f = (lambda g: lambda X: np.round(g(X), 0))(f)
+    m0, s0 = np.zeros((B, D), dtype), np.full((B, D), 1.5, dtype)
+    kw = dict(n_samples=N, n_elite=k, n_iter=8, seed=4, covariance="diag", alpha=0.2, min_std=0.05,
+              elite_weights=weights, reg=1e-6)
+    got = cem.cem_optimize(f, m0, s0, **kw)
+    ref = cem._optimize_composed(f, m0, s0, N, k, 8, 4, "diag", 0.2, 0.05, weights, 1e-6, lambda a: a)
+    t = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for a, b in zip(got, ref):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, **t)
+
+
+def test_objective_that_keeps_the_samples_gets_fresh_arrays(rng):
+    kept = []
+
+    def f(X):
+        kept.append(X)
+        return -(X**2).sum(-1)
+
+    cem.cem_optimize(f, np.zeros((2, 3)), np.ones((2, 3)), n_samples=16, n_elite=4, n_iter=4, seed=0)
+    copies = []
+    cem.cem_optimize(lambda X: (copies.append(X.copy()), -(X**2).sum(-1))[1], np.zeros((2, 3)), np.ones((2, 3)),
+                     n_samples=16, n_elite=4, n_iter=4, seed=0)
+    assert len({id(x) for x in kept}) == 4
+    for a, b in zip(kept, copies):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_fused_path_rejects_nonfinite_returns(bad):
+    def f(X):
+        r = -(X**2).sum(-1)
+        r[1, 3] = bad
+        return r
+
+    with pytest.raises(ValueError, match="objective"):
+        cem.cem_optimize(f, np.zeros((2, 3)), np.ones((2, 3)), n_samples=8, n_elite=2, n_iter=2)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("shape", [(0, 3), (2, 0)])
+def test_cem_optimize_empty_batch_or_dimension_names_mean(shape):
+    with pytest.raises(ValueError, match="mean"):
+        cem.cem_optimize(lambda X: X.sum(-1), np.zeros(shape), np.ones(shape), n_samples=8, n_elite=2, n_iter=2)

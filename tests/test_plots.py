@@ -91,7 +91,7 @@ def _tiny_workloads(quick=False):
 
 
 def test_run_table_rows_and_progress(capsys):
-    rows = runner.run_table(_tiny_workloads(), repeats=1, bandwidth=1e9)
+    rows = runner.run_table(_tiny_workloads(), repeats=1, bandwidth=1e9, modes=("alone",))
     ours, peer, absent = rows
     assert set(ours) == {"workload", "title", "candidate", "ours", "seconds", "ratio", "limit", "note"}
     assert ours["ours"] and ours["ratio"] is None and set(ours["seconds"]) == {"alone"} and ours["limit"] > 0
@@ -109,7 +109,7 @@ def test_bench_cli_writes_json_and_chart(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(benchmarks, "all_workloads", lambda fams=None, quick=False: _tiny_workloads())
     monkeypatch.setattr(machine, "limits", lambda: dict(copy_bw=2e10, read_bw=3e10, peak_f64=1e11, peak_f32=2e11))
     js, png = tmp_path / "run.json", tmp_path / "run.png"
-    assert cli.main(["bench", "--only", "T1", "--repeats", "1", "--json", str(js), "--plot", str(png)]) == 0
+    assert cli.main(["bench", "--only", "T1", "--repeats", "1", "--modes", "alone", "--json", str(js), "--plot", str(png)]) == 0
     doc = json.loads(js.read_text())
     assert [r["candidate"] for r in doc["rows"]] == ["pygenmod sum", "slow peer", "absent peer"]
     assert doc["meta"]["run"]["limits"]["read_bw"] == 3e10

@@ -1,5 +1,7 @@
-// _cpu_cem: bindings of the kernels behind the cross-entropy method (batched top-k).
+// _cpu_cem: bindings of the kernels behind the cross-entropy method (batched top-k; one fused
+// iteration: sample the population, then select elites and refit the diagonal Gaussian).
 #include "bind_common.hpp"
+#include "pygenmod/cem.hpp"
 #include "pygenmod/topk.hpp"
 
 namespace py = pybind11;
@@ -21,7 +23,50 @@ static void top_k(py::array x, py::array idx) {
   });
 }
 
+static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std::uint64_t stream,
+                        std::uint64_t offset, py::array X) {
+  dispatch_float(mean, "mean", [&](auto tag) {
+    using T = decltype(tag);
+    if (mean.ndim() != 2 || X.ndim() != 3) throw std::invalid_argument("mean must be 2-D and X 3-D");
+    const auto B = mean.shape(0), D = mean.shape(1), N = X.shape(1);
+    const T* m = in_ptr<T>(mean, "mean", {B, D});
+    const T* s = in_ptr<T>(std_, "scale", {B, D});
+    T* x = out_ptr<T>(X, "X", {B, N, D});
+    py::gil_scoped_release nogil;
+    cem::sample_diag<T>(m, s, seed, stream, offset, B, N, D, x);
+  });
+}
+
+// Returns the number of rows whose returns hold NaN or infinity (0: all rows updated).
+static py::ssize_t update_diag(py::array X, py::array R, py::array w, double alpha, double min_std, double reg,
+                               py::array mean, py::array std_, py::array best_x, py::array best_r, py::array hist,
+                               py::array idx) {
+  return dispatch_float(X, "X", [&](auto tag) -> py::ssize_t {
+    using T = decltype(tag);
+    if (X.ndim() != 3 || idx.ndim() != 2) throw std::invalid_argument("X must be 3-D and idx 2-D");
+    const auto B = X.shape(0), N = X.shape(1), D = X.shape(2), k = idx.shape(1);
+    if (k < 1 || k > N) throw std::invalid_argument("idx: k must be in [1, N]");
+    const T* px = in_ptr<T>(X, "X", {B, N, D});
+    const T* pr = in_ptr<T>(R, "returns", {B, N});
+    const T* pw = in_ptr<T>(w, "w", {k});
+    T* m = out_ptr<T>(mean, "mean", {B, D});
+    T* s = out_ptr<T>(std_, "scale", {B, D});
+    T* bx = out_ptr<T>(best_x, "best_x", {B, D});
+    T* br = out_ptr<T>(best_r, "best_r", {B});
+    T* h = out_ptr<T>(hist, "hist", {B});
+    auto* pi = out_ptr<std::int64_t>(idx, "idx", {B, k});
+    py::gil_scoped_release nogil;
+    return cem::update_diag<T>(px, pr, B, N, D, pw, {k, alpha, min_std, reg}, m, s, bx, br, h, pi);
+  });
+}
+
 PYBIND11_MODULE(_cpu_cem, m) {
   m.doc() = "pygenmod cross-entropy-method kernels (CPU)";
   m.def("top_k", &top_k, "x"_a, "idx"_a, "indices of the k largest per row, largest first");
+  m.def("sample_diag", &sample_diag, "mean"_a, "std"_a, "seed"_a, "stream"_a, "offset"_a, "X"_a,
+        "X[b, s] = mean[b] + std[b] * eps on normal stream stream + b from offset (one CEM population)");
+  m.def("update_diag", &update_diag, "X"_a, "R"_a, "w"_a, "alpha"_a, "min_std"_a, "reg"_a, "mean"_a, "std"_a,
+        "best_x"_a, "best_r"_a, "hist"_a, "idx"_a,
+        "elites, best-so-far and the smoothed diagonal refit in place; returns the count of rows with bad returns");
+  m.attr("PAR_MIN") = cem::PAR_MIN;
 }

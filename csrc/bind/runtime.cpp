@@ -5,6 +5,7 @@
 
 #include <pybind11/numpy.h>
 
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -66,7 +67,11 @@ static std::string compiled_simd() {
 
 PYBIND11_MODULE(_cpu_runtime, m) {
   m.doc() = "pygenmod runtime: OpenMP threads and CPU features";
-  m.def("set_num_threads", [](int n) { omp_set_num_threads(n); });
+  // Per OS thread (an OpenMP ICV); pygenmod._threads applies the process-wide count in each.
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw std::invalid_argument("n: must be >= 1");
+    omp_set_num_threads(n);
+  });
   m.def("get_max_threads", []() { return omp_get_max_threads(); });
   m.def("openmp_version", []() { return _OPENMP; });
   m.def("cpu_features", &simd_features, "SIMD features of the CPU running now");

@@ -1,10 +1,36 @@
-"""numba batched top-k (same contract and tie-breaking as csrc/include/pygenmod/topk.hpp)."""
+"""numba kernels of the cross-entropy method: batched top-k and one fused diagonal iteration
+(same contracts and tie-breaking as csrc/include/pygenmod/topk.hpp and cem.hpp)."""
+import math
+
 import numba as nb
+import numpy as np
+
+from .philox import NORMAL
+from .sampling import _fill_range
 
 
 @nb.njit(cache=True, inline="always")
 def _before(va, ia, vb, ib):
     return va > vb or (va == vb and ia < ib)
+
+
+@nb.njit(cache=True)
+def _row_top_k(x, k, idx):
+    """idx[:k] = the k largest of x, largest first, ties to the lower index."""
+    filled = 0
+    for i in range(x.shape[0]):
+        v = x[i]
+        if filled == k and not _before(v, i, x[idx[k - 1]], idx[k - 1]):
+            continue
+        if filled < k:
+            pos = filled
+            filled += 1
+        else:
+            pos = k - 1
+        while pos > 0 and _before(v, i, x[idx[pos - 1]], idx[pos - 1]):
+            idx[pos] = idx[pos - 1]
+            pos -= 1
+        idx[pos] = i
 
 
 @nb.njit(parallel=True, cache=True)
@@ -16,17 +42,71 @@ def top_k(x, idx):
     if k == 0:
         return
     for r in nb.prange(rows):
-        filled = 0
-        for i in range(n):
-            v = x[r, i]
-            if filled == k and not _before(v, i, x[r, idx[r, k - 1]], idx[r, k - 1]):
-                continue
-            if filled < k:
-                pos = filled
-                filled += 1
-            else:
-                pos = k - 1
-            while pos > 0 and _before(v, i, x[r, idx[r, pos - 1]], idx[r, pos - 1]):
-                idx[r, pos] = idx[r, pos - 1]
-                pos -= 1
-            idx[r, pos] = i
+        _row_top_k(x[r], k, idx[r])
+
+
+# ------------------------------------------------------------ one fused CEM iteration (diag)
+# Same contract as csrc/include/pygenmod/cem.hpp: sample_diag fills the population on the
+# samplers' noise layout; update_diag selects the elites and refits the moments in place.
+@nb.njit(parallel=True, cache=True, error_model="numpy")
+def _sample_diag(mean, std, seed, stream0, offset, X):
+    B, N, D = X.shape
+    for b in nb.prange(B):
+        flat = X[b].reshape(N * D)
+        _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, flat)
+        for i in range(N):
+            for d in range(D):
+                X[b, i, d] = mean[b, d] + std[b, d] * X[b, i, d]
+
+
+def sample_diag(mean, std, seed, stream, offset, X):
+    _sample_diag(mean, std, np.uint64(seed), np.uint64(stream), np.uint64(offset), X)
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _update_row(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, idx, b):
+    N, D = X.shape[1], X.shape[2]
+    k = idx.shape[1]
+    arg = 0
+    for i in range(N):
+        if not math.isfinite(R[b, i]):
+            return 1
+        if R[b, i] > R[b, arg]:
+            arg = i
+    if R[b, arg] > best_r[b]:
+        best_r[b] = R[b, arg]
+        for d in range(D):
+            best_x[b, d] = X[b, arg, d]
+    _row_top_k(R[b], k, idx[b])
+    dt = X.dtype.type
+    mu = np.zeros(D, X.dtype)
+    var = np.zeros(D, X.dtype)
+    wsum = dt(0)
+    rsum = dt(0)
+    for j in range(k):
+        wsum += w[j]
+        rsum += R[b, idx[b, j]]
+        for d in range(D):
+            mu[d] += w[j] * X[b, idx[b, j], d]
+    hist[b] = rsum / dt(k)
+    for d in range(D):
+        mu[d] /= wsum
+    for j in range(k):
+        for d in range(D):
+            c = X[b, idx[b, j], d] - mu[d]
+            var[d] += w[j] * c * c
+    a, fl, rg = dt(alpha), dt(min_std), dt(reg)
+    for d in range(D):
+        sd = math.sqrt(var[d] / wsum + rg)
+        mean[b, d] = a * mean[b, d] + (dt(1) - a) * mu[d]
+        s = a * std[b, d] + (dt(1) - a) * sd
+        std[b, d] = max(fl, s)
+    return 0
+
+
+@nb.njit(parallel=True, cache=True, error_model="numpy")
+def update_diag(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, idx):
+    bad = 0
+    for b in nb.prange(X.shape[0]):
+        bad += _update_row(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, idx, b)
+    return bad

@@ -9,7 +9,7 @@ import importlib
 
 from .runner import Candidate, Workload, run_table  # noqa: F401
 
-FAMILIES = ("mdp", "gmm", "spatial", "sampling", "mcts")
+FAMILIES = ("mdp", "gmm", "spatial", "sampling", "mcts", "cem", "tiny")  # cem: W9, tiny: W8
 
 
 def all_workloads(families=None, quick: bool = False):

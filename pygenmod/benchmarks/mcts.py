@@ -110,7 +110,7 @@ def workloads(quick: bool = False):
          Candidate("mctx gumbel_muzero_policy (jit)", mctx_search(B, sims, "gumbel"))],
         unit="search"))
     out.append(Workload(
-        f"W5-b1", f"latency: muzero_policy, B=1, {sims} simulations, float32",
+        "W5-b1", f"latency: muzero_policy, B=1, {sims} simulations, float32",
         [Candidate("pygenmod cpu (tabular)", ours_tabular(1, sims, backend="cpu"), is_ours=True),
          Candidate("pygenmod callback (NumPy fn)", ours_callback(1, sims), is_ours=True),
          Candidate("mctx muzero_policy (jit)", mctx_search(1, sims))],

@@ -301,21 +301,36 @@ PGM_HD T policy_value_state(const M& m, index_t b, index_t s, const T* r_s, cons
 }
 
 // ------------------------------------------------------------------ CPU: one sweep
-// One backup sweep over B MDPs, OpenMP over (b, s). pi_det: (B, S) int64 or nullptr;
+// Multiply-adds of one sweep of one MDP (the work-size measure of the sweep's threshold).
+template <class T>
+index_t sweep_madds(const Dense<T>& m) { return m.S * m.S * m.A; }
+template <class T>
+index_t sweep_madds(const Csr<T>& m) { return m.indptr[m.S * m.A] - m.indptr[0]; }
+// Below this many multiply-adds a sweep stays on the calling thread: a fork/join costs more
+// than it saves, and far more next to other thread pools or a busy core (measured with
+// bench W8-mdp rows: 1 and 2 threads tie up to 64K, 2 threads gain from 256K).
+constexpr index_t BACKUP_PAR_MIN = index_t(1) << 17;
+
+// One backup sweep over B MDPs, OpenMP over (b, s) when large enough. pi_det: (B, S) int64 or nullptr;
 // pi_stoch: (B, S, A) or nullptr; tau: (B,) or nullptr.
 template <class T, class M>
 void backup_sweep_cpu(const M& m, const T* R, const T* V, const T* gamma, index_t B, int kind,
                       const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out,
                       std::int64_t* policy) {
   const index_t S = m.S, A = m.A;
+  auto one = [&](index_t b, index_t s) {
+    const index_t bs = b * S + s;
+    V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kind, pi_det ? pi_det[bs] : 0,
+                             pi_stoch ? pi_stoch + bs * A : nullptr, tau ? tau[b] : T(1), Q + bs * A, policy + bs);
+  };
+  if (B * sweep_madds(m) >= BACKUP_PAR_MIN) {  // (an if/else, not `if (...)`: see for_each_index)
 #pragma omp parallel for collapse(2) schedule(guided, 16)
-  for (index_t b = 0; b < B; ++b)
-    for (index_t s = 0; s < S; ++s) {
-      const index_t bs = b * S + s;
-      V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kind,
-                               pi_det ? pi_det[bs] : 0, pi_stoch ? pi_stoch + bs * A : nullptr,
-                               tau ? tau[b] : T(1), Q + bs * A, policy + bs);
-    }
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) one(b, s);
+  } else {
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) one(b, s);
+  }
 }
 
 // ------------------------------------------------------------------ CPU: solver loops
@@ -877,6 +892,10 @@ void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, 
 }
 
 // ------------------------------------------------------------------ CPU: input checks
+// Below this many entries a check stays on the calling thread (a streaming pass of 64K
+// doubles takes about as long as a fork/join; min/max/count reductions do not depend on it).
+constexpr index_t CHECK_PAR_MIN = index_t(1) << 16;
+
 // Over rows of length S (dense): out = {max |row sum - 1|, min entry, #rows with NaN/inf}.
 // A NaN or inf entry makes its row sum NaN or inf, so one vectorised pass of sums and minima
 // finds every problem.
@@ -885,7 +904,8 @@ void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
   const Dense<T> m{P, S, 1};  // row i is "state" i of one MDP with one action
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad)
+#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad) \
+    if (rows * S >= CHECK_PAR_MIN)
   for (index_t i = 0; i < rows; ++i) {
     double sum, rmn;
     m.row_sum_min(0, i, 0, sum, rmn);
@@ -906,7 +926,8 @@ template <class T>
 void row_stats_csr_cpu(const T* data, const std::int64_t* indptr, index_t rows, double* out) {
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) reduction(+ : bad)
+#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) reduction(+ : bad) \
+    if (indptr[rows] - indptr[0] >= CHECK_PAR_MIN)
   for (index_t i = 0; i < rows; ++i) {
     double sum = 0;
     for (std::int64_t k = indptr[i]; k < indptr[i + 1]; ++k) {

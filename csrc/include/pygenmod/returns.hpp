@@ -95,7 +95,10 @@ void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstr
              const F* terminated, const F* truncated, const F* mask, const T* gamma, const T* lam,
              index_t Tn, index_t B, T* adv, T* ret, std::uint8_t* nonfinite) {
   int bad = 0;
-#pragma omp parallel reduction(| : bad)
+  // Small scans stay on the calling thread: with one 16-environment group the other threads
+  // have nothing to do, and below ~32K steps a fork/join costs more than it saves.
+  constexpr index_t GAE_PAR_MIN = index_t(1) << 15;
+#pragma omp parallel reduction(| : bad) if (B > 16 && Tn * B >= GAE_PAR_MIN)
   {
     index_t nt = 1, id = 0;
 #if defined(_OPENMP)

@@ -1,0 +1,136 @@
+// Fused cross-entropy-method iteration (diagonal Gaussian), so that one CEM iteration is two
+// kernel calls around the user's objective: sample the population, then select the elites and
+// refit the moments. Same results as the composition of the separate kernels (the samplers'
+// noise layout, batched top-k, the weighted M-step with K = 1).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "pygenmod/sampling.hpp"
+#include "pygenmod/topk.hpp"
+
+namespace pygenmod::cem {
+
+// Below this many sample elements (B * N * D) a call stays on the calling thread: a parallel
+// region costs ~5-20 us to open and more when a core is busy (measured, bench/interleaved.py).
+constexpr index_t PAR_MIN = index_t(1) << 15;
+
+// X (B, N, D): X[b, s] = mean[b] + std[b] * eps, eps = elements [offset + s*D, offset + (s+1)*D)
+// of normal stream stream0 + b: the layout of sampling::normal_head with n_samples = N.
+template <class T>
+void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t N,
+                index_t D, T* x) {
+  sampling::fill_range<T>(rng::NORMAL, seed, stream, offset, N * D, x);
+  for (index_t i = 0; i < N; ++i)
+    for (index_t d = 0; d < D; ++d) x[i * D + d] = m[d] + s[d] * x[i * D + d];
+}
+
+template <class T>
+void sample_diag(const T* mean, const T* std_, std::uint64_t seed, std::uint64_t stream0, std::uint64_t offset,
+                 index_t B, index_t N, index_t D, T* X) {
+  // An if/else rather than `omp parallel if (...)`: a one-thread region still costs a team set-up.
+  if (B > 1 && B * N * D > PAR_MIN) {
+#pragma omp parallel for schedule(static)
+    for (index_t b = 0; b < B; ++b) sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
+  } else {
+    for (index_t b = 0; b < B; ++b) sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
+  }
+}
+
+// The k best of R (largest first, ties to the lower index: topk::before, a strict total order,
+// so the same indices as topk::row_top_k). Insertion for small k; for large k (W9b: 100 of
+// 1000) a selection then a sort of the k: O(N + k log k) instead of O(N k). scratch: N entries.
+template <class T>
+void select_elites(const T* R, index_t N, index_t k, std::int64_t* idx, std::int64_t* scratch) {
+  if (k <= 16) {
+    topk::row_top_k(R, N, k, idx);
+    return;
+  }
+  for (index_t i = 0; i < N; ++i) scratch[i] = i;
+  auto first = [R](std::int64_t a, std::int64_t b) { return topk::before(R[a], a, R[b], b); };
+  std::nth_element(scratch, scratch + (k - 1), scratch + N, first);
+  std::sort(scratch, scratch + k, first);
+  std::copy(scratch, scratch + k, idx);
+}
+
+struct UpdateOptions {
+  index_t k;  // elites
+  double alpha, min_std, reg;
+};
+
+// One row: best-so-far, elites (idx), their mean return (hist), and the smoothed, floored refit of
+// mean/std in place. w: the k elite weights, largest first. Returns false if R has NaN/inf.
+template <class T>
+bool update_row(const T* X, const T* R, index_t N, index_t D, const T* w, const UpdateOptions& o, T* mean, T* std_,
+                T* best_x, T* best_r, T* hist, std::int64_t* idx, T* mu, T* var, std::int64_t* scratch) {
+  index_t arg = 0;
+  for (index_t i = 0; i < N; ++i) {
+    if (!std::isfinite(R[i])) return false;
+    if (R[i] > R[arg]) arg = i;
+  }
+  if (R[arg] > *best_r) {
+    *best_r = R[arg];
+    for (index_t d = 0; d < D; ++d) best_x[d] = X[arg * D + d];
+  }
+  const index_t k = o.k;
+  select_elites(R, N, k, idx, scratch);
+  T wsum = 0, rsum = 0;
+  for (index_t d = 0; d < D; ++d) mu[d] = var[d] = 0;
+  for (index_t j = 0; j < k; ++j) {
+    const T* x = X + idx[j] * D;
+    wsum += w[j];
+    rsum += R[idx[j]];
+    for (index_t d = 0; d < D; ++d) mu[d] += w[j] * x[d];
+  }
+  *hist = rsum / T(k);
+  for (index_t d = 0; d < D; ++d) mu[d] /= wsum;
+  for (index_t j = 0; j < k; ++j) {
+    const T* x = X + idx[j] * D;
+    for (index_t d = 0; d < D; ++d) {
+      const T c = x[d] - mu[d];
+      var[d] += w[j] * c * c;
+    }
+  }
+  const T a = T(o.alpha), floor = T(o.min_std), reg = T(o.reg);
+  for (index_t d = 0; d < D; ++d) {
+    const T sd = std::sqrt(var[d] / wsum + reg);
+    mean[d] = a * mean[d] + (T(1) - a) * mu[d];
+    const T s = a * std_[d] + (T(1) - a) * sd;
+    std_[d] = s > floor ? s : floor;
+  }
+  return true;
+}
+
+// Every row; returns the number of rows whose returns hold NaN or infinity (their state is
+// left as it was only up to the first bad row; the caller raises and discards the state).
+template <class T>
+index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, const T* w, const UpdateOptions& o,
+                    T* mean, T* std_, T* best_x, T* best_r, T* hist, std::int64_t* idx) {
+  struct Scratch {
+    std::vector<T> mu, var;
+    std::vector<std::int64_t> order;
+    Scratch(index_t D, index_t N) : mu(D), var(D), order(N) {}
+  };
+  auto row = [&](index_t b, Scratch& s) {
+    return !update_row<T>(X + b * N * D, R + b * N, N, D, w, o, mean + b * D, std_ + b * D, best_x + b * D,
+                          best_r + b, hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.order.data());
+  };
+  index_t bad = 0;
+  if (B > 1 && B * N * D > PAR_MIN) {
+#pragma omp parallel reduction(+ : bad)
+    {
+      Scratch s(D, N);
+#pragma omp for schedule(static)
+      for (index_t b = 0; b < B; ++b) bad += row(b, s);
+    }
+  } else {
+    Scratch s(D, N);
+    for (index_t b = 0; b < B; ++b) bad += row(b, s);
+  }
+  return bad;
+}
+
+}  // namespace pygenmod::cem
