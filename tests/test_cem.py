@@ -160,12 +160,14 @@ def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, 
     m0, s0 = np.zeros((B, D), dtype), np.full((B, D), 1.5, dtype)
     kw = dict(n_samples=N, n_elite=k, n_iter=8, seed=4, covariance="diag", alpha=0.2, min_std=0.05,
               elite_weights=weights, reg=1e-6)
-    got = cem.cem_optimize(f, m0, s0, **kw)
-    ref = cem._optimize_composed(f, m0, s0, N, k, 8, 4, "diag", 0.2, 0.05, weights, 1e-6, lambda a: a)
     t = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
-    for a, b in zip(got, ref):
-        assert a.dtype == dtype
-        np.testing.assert_allclose(a, b, **t)
+    for stream in (0, 5):  # stream: the global index of row 0 (chunked batches)
+        got = cem.cem_optimize(f, m0, s0, stream=stream, **kw)
+        ref = cem._optimize_composed(f, m0, s0, N, k, 8, 4, stream, "diag", 0.2, 0.05, weights, 1e-6,
+                                     lambda a: a)
+        for a, b in zip(got, ref):
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, b, **t)
 
 
 def test_objective_that_keeps_the_samples_gets_fresh_arrays(rng):
