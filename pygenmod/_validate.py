@@ -106,6 +106,10 @@ def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_shape_str(a.shape)}")
+    if a.size and not np.can_cast(a.dtype, dtype):  # a narrowing cast must not wrap around
+        info = np.iinfo(dtype)
+        if int(a.min()) < info.min or int(a.max()) > info.max:
+            raise ValueError(f"{name}: values must lie in [{info.min}, {info.max}] ({np.dtype(dtype).name})")
     return _c_order(a.astype(dtype, copy=False))
 
 
@@ -154,11 +158,18 @@ def _first(arr):
     return float(arr.reshape(-1)[0]) if arr.size == 1 else "a value outside the range"
 
 
-def positive_int(value, name: str, *, minimum: int = 1) -> int:
+#: Largest count accepted by :func:`positive_int`: kernels keep counts in int64 and loop to
+#: ``count + 1``, so anything larger would overflow (and no run gets anywhere near it).
+MAX_COUNT = 2**62
+
+
+def positive_int(value, name: str, *, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name}: must be <= {maximum}, got {value}")
     return int(value)
 
 
