@@ -109,3 +109,39 @@ def test_handler_that_does_not_raise_lets_the_loop_finish(backend):
     r = run_python(["-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("FINISHED"), (r.stdout, r.stderr[-2000:])
 
+
+
+# The numba loops run in slices so that Ctrl-C lands between calls (pygenmod/_numba/slices.py);
+# a sliced loop must be the same floats as one call (the MDP solvers: test_reliability_mdp.py).
+@pytest.mark.parametrize("family", ["gmm", "mcts"])
+def test_numba_slices_same_as_one_call(backend, family, monkeypatch, rng):
+    import itertools
+
+    import numpy as np
+
+    if backend.name != "numba":
+        pytest.skip("only the numba loops run in slices")
+    from pygenmod import gmm, mcts
+    from pygenmod._numba import gmm as ngmm
+    from pygenmod._numba import mcts as nmcts
+
+    mod = ngmm if family == "gmm" else nmcts
+    X = rng.standard_normal((3, 200, 2))
+    S, A = 7, 3
+    model = mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), rng.standard_normal((S, A)),
+                               rng.standard_normal(S), 0.95)
+    runs = []
+    for budget in (1 << 40, 1, 3):  # one call; one iteration/simulation per call; odd slices
+        monkeypatch.setattr(mod, "budgets", lambda *_, b=budget, **__: itertools.repeat(b))
+        if family == "gmm":
+            runs.append(gmm.fit(X, 3, max_iter=30, tol=1e-6, n_init=2, random_state=1))
+        else:
+            out = mcts.gumbel_muzero_policy(np.arange(4) % S, model, 40, seed=3)
+            runs.append(tuple(out[:4]) + out.tree.arrays())
+    for other in runs[1:]:
+        for a, b in zip(other, runs[0]):
+            if hasattr(a, "_fields") or isinstance(a, tuple):
+                for x, y in zip(a, b):
+                    np.testing.assert_array_equal(x, y)
+            else:
+                np.testing.assert_array_equal(a, b)

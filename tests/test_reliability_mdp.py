@@ -93,7 +93,7 @@ def test_sliced_solver_same_as_one_call(backend, kw, rng, monkeypatch):
     pi = rng.integers(0, 4, (3, 30))
     runs = []
     for budget in (1 << 40, 1, 3):  # one call; a sweep per call; odd slices
-        monkeypatch.setattr(nmdp, "budgets", lambda b=budget: itertools.repeat(b))
+        monkeypatch.setattr(nmdp, "budgets", lambda *_, b=budget, **__: itertools.repeat(b))
         runs.append((mdp.modified_policy_iteration(P, R, 0.95, V0=V0, **kw),
                      mdp.policy_evaluation(P, R, 0.95, pi, method="iterative", epsilon=1e-9)))
     (ref, ev_ref), *others = runs

@@ -399,7 +399,7 @@ def search_tabular(tree, params, table, num_simulations, next_state, reward, dis
     has = cdf is not None
     # in slices of simulations (Ctrl-C between them; a split search is the same search)
     sim = 0
-    for budget in budgets(first=64):
+    for budget in budgets(first=256):
         if sim >= num_simulations:
             return
         end = min(num_simulations, sim + budget)

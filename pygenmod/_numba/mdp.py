@@ -356,7 +356,12 @@ def _check_solve(max_iter, eval_max):
         raise ValueError("eval_max: must be >= 0")
 
 
-def _run_solver(run, model, V, rest):
+def _first_budget(B, work):
+    """Sweeps of a first call of about 2**22 multiply-adds (small problems: one call)."""
+    return max(4, (1 << 22) // max(1, B * work))
+
+
+def _run_solver(run, model, V, rest, work):
     """Runs a solver kernel in slices (Ctrl-C between them) until every MDP is done."""
     B, S = V.shape
     v = V.copy()
@@ -366,7 +371,7 @@ def _run_solver(run, model, V, rest):
     fst = np.zeros((B, 6))
     ist[:, _ZERO] = ~(V != 0).any(1)
     rest[-1][:] = 0.0  # check_stats
-    for budget in budgets():
+    for budget in budgets(_first_budget(B, work)):
         run(*model, *rest[:5], V, *rest[5:], v, u, prev, ist, fst, budget)
         if (ist[:, _PHASE] == 2).all():
             return
@@ -380,7 +385,7 @@ def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol
     B, S, A = R.shape
     model = (True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh)
     _run_solver(_solver(B, S * S * A), model, V, (max_iter, span, eval_max, eval_rel, row_tol, Q, policy, iterations,
-                                                   eval_sweeps, residual, converged, check_stats))
+                                                   eval_sweeps, residual, converged, check_stats), S * S * A)
 
 
 def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
@@ -389,7 +394,8 @@ def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_
     nnz = int(indptr[n_states * n_actions] - indptr[0]) if len(indptr) > n_states * n_actions else 0
     model = (False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma, thresh)
     _run_solver(_solver(R.shape[0], 2 * nnz), model, V, (max_iter, span, eval_max, eval_rel, row_tol, Q, policy,
-                                                          iterations, eval_sweeps, residual, converged, check_stats))
+                                                          iterations, eval_sweeps, residual, converged, check_stats),
+                2 * nnz + n_states)
 
 
 # Iterative policy evaluation, in slices like the solver: x (B, S) the iterate, ist (B, 3)
@@ -453,11 +459,11 @@ def _eval_args(pi_det, pi_stoch, A, dtype):
     return (_opt(pi_det, (1, 1), np.int64), _opt(pi_stoch, (1, 1, 1), dtype), pi_stoch is not None)
 
 
-def _run_evaluate(run, args, V):
+def _run_evaluate(run, args, V, work):
     x = V.copy()
     ist = np.zeros((V.shape[0], 3), np.int64)
     fst = np.zeros((V.shape[0], 3))
-    for budget in budgets():
+    for budget in budgets(_first_budget(V.shape[0], work)):
         run(*args, x, ist, fst, budget)
         if ist[:, 1].all():
             return
@@ -470,7 +476,7 @@ def evaluate_dense(P, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, ite
     run = _evaluate_each if _solver(B, S * S * A) is _solve_each else _evaluate  # (the compiled rule)
     _run_evaluate(run, (True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma,
                         thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, A, R.dtype), V, iterations, residual,
-                        converged), V)
+                        converged), V, S * S)
 
 
 def evaluate_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V,
@@ -481,7 +487,7 @@ def evaluate_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, m
     run = _evaluate_each if _solver(R.shape[0], 2 * nnz) is _solve_each else _evaluate
     _run_evaluate(run, (False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R,
                         gamma, thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, n_actions, R.dtype), V,
-                        iterations, residual, converged), V)
+                        iterations, residual, converged), V, 2 * nnz // max(1, n_actions) + n_states)
 
 
 # ----------------------------------------------------------------------------- input checks

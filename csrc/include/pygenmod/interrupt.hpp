@@ -78,10 +78,20 @@ class ItemQueue {
     return i < n_;
   }
   void done() { done_.fetch_add(1, std::memory_order_release); }
-  // The calling thread, out of items, polls until the other threads have finished theirs.
+  // The calling thread, out of items, polls until the other threads have finished theirs:
+  // yielding at first (a short tail ends as soon as it would at a barrier), then napping
+  // (20 us doubling up to 1 ms) so that a long tail does not keep a core spinning.
   void drain() {
     if (!stop_.is_owner()) return;
-    while (done_.load(std::memory_order_acquire) < n_ && !stop_.poll()) std::this_thread::yield();
+    auto nap = std::chrono::microseconds(20);
+    for (int spins = 0; done_.load(std::memory_order_acquire) < n_ && !stop_.poll(); ++spins) {
+      if (spins < 2000) {
+        std::this_thread::yield();
+        continue;
+      }
+      std::this_thread::sleep_for(nap);
+      if (nap < std::chrono::milliseconds(1)) nap *= 2;
+    }
   }
 
  private:
