@@ -407,7 +407,7 @@ def fit(X, W, reg, n_rep, cov_type, max_iter, tol, weights, means, covariances, 
     converged[:] = 0
     done = np.zeros(B, np.uint8)
     work = B * X.shape[1] * K * D * (D + 1)  # multiply-adds of an iteration
-    for budget in budgets(max(1, (1 << 22) // max(1, work))):
+    for budget in budgets(max(1, (1 << 25) // max(1, work))):
         _fit_core(cov_type, X, W, reg, n_rep, max_iter, tol, weights, means, _flat(covariances, B),
                   _flat(prec_chol, B), lower_bound, n_iter, converged, flags, _s2_size(cov_type, K, D), done, budget)
         if done.all():

@@ -357,8 +357,9 @@ def _check_solve(max_iter, eval_max):
 
 
 def _first_budget(B, work):
-    """Sweeps of a first call of about 2**22 multiply-adds (small problems: one call)."""
-    return max(4, (1 << 22) // max(1, B * work))
+    """Sweeps of a first call of about 2**25 multiply-adds (~20 ms; most solves: one or two
+    calls, as each call wakes the thread pool, costly on a busy machine)."""
+    return max(4, (1 << 25) // max(1, B * work))
 
 
 def _run_solver(run, model, V, rest, work):
