@@ -10,7 +10,6 @@ import sys
 import textwrap
 
 import pytest
-
 from conftest import run_python
 
 pytestmark = [pytest.mark.reliability,
@@ -62,9 +61,9 @@ CASES = {
     "gmm_fit": ("rng = np.random.default_rng(0); X = rng.standard_normal((2, 40000, 8))",
                 "gmm.fit(X[:, :500], 4, max_iter=2)",
                 "gmm.fit(X, 24, tol=0.0, max_iter=10**9, init='random')"),
-    "mcts_tabular": ("rng = np.random.default_rng(0); S, A = 50, 2; "
-                     "model = mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), "
-                     "rng.standard_normal((S, A)), rng.standard_normal(S), 0.99)",
+    "mcts_tabular": (("rng = np.random.default_rng(0); S, A = 50, 2; "
+                      "model = mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), "
+                      "rng.standard_normal((S, A)), rng.standard_normal(S), 0.99)"),
                      "mcts.muzero_policy(np.array([0, 1]), model, 50)",
                      "mcts.muzero_policy(np.array([0, 1]), model, 400_000)"),
 }

@@ -128,7 +128,6 @@ def test_overflowing_values_rejected(backend, dtype, policy):
     roots = backend.asarray(np.array([0, 1]))
     with pytest.raises(ValueError, match="overflowed"):
         mcts.search(roots, model, 8, policy=policy)
-    ns, R, L, V = small_model(S, A)
 
     def huge(emb, act):
         n = len(np.asarray(emb))
