@@ -69,15 +69,30 @@ def _torch_tensor(t, name):
     return t
 
 
+def _same(a):
+    return a
+
+
+def _to_torch(a):
+    import torch
+
+    return a if a is None or isinstance(a, (int, float)) else torch.from_dlpack(a)
+
+
+def _to_jax(a):
+    import jax.numpy as jnp
+
+    return a if a is None or isinstance(a, (int, float)) else jnp.from_dlpack(a)
+
+
 def returner(x):
-    """A function that turns a NumPy/CuPy result into the array type of input ``x``."""
+    """A function that turns a NumPy/CuPy result into the array type of input ``x``.
+
+    (Module-level functions, not lambdas: results that keep one, e.g. an MCTS ``Tree``,
+    must pickle.)"""
     mod = type(x).__module__.split(".")[0]
     if mod == "torch":
-        import torch
-
-        return lambda a: a if a is None or isinstance(a, (int, float)) else torch.from_dlpack(a)
+        return _to_torch
     if mod in ("jax", "jaxlib"):
-        import jax.numpy as jnp
-
-        return lambda a: a if a is None or isinstance(a, (int, float)) else jnp.from_dlpack(a)
-    return lambda a: a
+        return _to_jax
+    return _same

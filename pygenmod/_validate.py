@@ -108,6 +108,10 @@ def int_array(x, name: str, *, ndim=None, xp=None, dtype=np.int64):
         raise TypeError(f"{name}: expected an integer array, got dtype {a.dtype}")
     if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name}: expected {ndim} dimensions, got shape {_shape_str(a.shape)}")
+    if a.size and not np.can_cast(a.dtype, dtype):  # a narrowing cast must not wrap around
+        info = np.iinfo(dtype)
+        if int(a.min()) < info.min or int(a.max()) > info.max:
+            raise ValueError(f"{name}: values must lie in [{info.min}, {info.max}] ({np.dtype(dtype).name})")
     return _c_order(a.astype(dtype, copy=False))
 
 
@@ -156,19 +160,22 @@ def _first(arr):
     return float(arr.reshape(-1)[0]) if arr.size == 1 else "a value outside the range"
 
 
-INT64_MAX = 2**63 - 1
+#: Largest count accepted by :func:`positive_int`: kernels keep counts in int64 and loop to
+#: ``count + 1``, so anything larger would overflow (and no run gets anywhere near it).
+MAX_COUNT = 2**62
 
 
-def positive_int(value, name: str, *, minimum: int = 1, maximum: int = INT64_MAX) -> int:
-    """An integer count in [minimum, maximum]. The default maximum is what every kernel takes
-    (int64 / ssize_t), so a larger value is a ValueError naming the argument on every backend
-    (not a pybind11 TypeError on cpu, an OverflowError or a silent wrap-around on numba)."""
+def positive_int(value, name: str, *, minimum: int = 1, maximum: int = MAX_COUNT) -> int:
+    """An integer count in [minimum, maximum]. The default maximum keeps every kernel's int64
+    loop counter (``count + 1``) from overflowing, so a larger value is a ValueError naming the
+    argument on every backend (not a pybind11 TypeError on cpu, an OverflowError or a silent
+    wrap-around on numba)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name}: must be >= {minimum}, got {value}")
     if value > maximum:
-        most = "2**63 - 1" if maximum == INT64_MAX else maximum
+        most = "2**62" if maximum == MAX_COUNT else maximum
         raise ValueError(f"{name}: must be <= {most}, got {value}")
     return int(value)
 
@@ -179,7 +186,7 @@ def check_size(name: str, shape, itemsize: int = 8) -> None:
     n = 1
     for s in shape:
         n *= int(s)
-    if n * itemsize > INT64_MAX:
+    if n * itemsize > 2**63 - 1:  # beyond ssize_t: no allocator can serve it
         raise ValueError(f"{name}: too large (the result would hold {n} elements)")
 
 

@@ -181,7 +181,7 @@ class Tree:
 
     def grow(self, capacity: int) -> "Tree":
         """A copy with room for ``capacity`` nodes per tree (existing nodes kept)."""
-        capacity = val.positive_int(capacity, "capacity")
+        capacity = _capacity(capacity)
         if capacity < self.capacity:
             raise ValueError(f"capacity: cannot shrink a tree from {self.capacity} to {capacity} nodes")
         xp = xp_of(self.visits)
@@ -205,7 +205,7 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64,
     """An empty batch of trees (no root yet; see :func:`init_root`)."""
     B = val.positive_int(batch_size, "batch_size", minimum=0)
     A = val.positive_int(num_actions, "num_actions")
-    N = val.positive_int(capacity, "capacity")
+    N = _capacity(capacity)
     dtype = np.dtype(dtype)
     if dtype not in val.FLOAT_DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
@@ -219,6 +219,17 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64,
         invalid=xp.zeros((B, N, A), xp.uint8), state=xp.zeros((B, N), xp.int64),
         num_nodes=xp.zeros((B,), i32), gumbel=xp.zeros((B, A), dtype),
         qbounds=_empty_bounds(B, dtype, xp))
+
+
+#: node indices are int32: a tree holds at most this many nodes
+MAX_CAPACITY = 2**31 - 1
+
+
+def _capacity(capacity, name="capacity") -> int:
+    N = val.positive_int(capacity, name)
+    if N > MAX_CAPACITY:
+        raise ValueError(f"{name}: at most {MAX_CAPACITY} nodes (int32 node indices), got {N}")
+    return N
 
 
 def _empty_bounds(B, dtype, xp):
@@ -475,7 +486,7 @@ _NO_TABLE = np.zeros((1, 1), np.int32)
 
 def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
             rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
-            num_simulations=1, q_normalization="node", max_depth=None):
+            num_simulations=1, q_normalization="node", max_depth=None, num_actions=None):
     val.choice(policy, "policy", ("muzero", "gumbel"))
     val.choice(q_normalization, "q_normalization", ("node", "tree"))
     if q_normalization == "tree" and policy != "muzero":
@@ -487,6 +498,8 @@ def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvi
     if float(pb_c_base) <= 0:
         raise ValueError(f"pb_c_base: must be > 0, got {pb_c_base}")
     M = val.positive_int(max_num_considered_actions, "max_num_considered_actions")
+    if num_actions is not None:  # at most A actions are ever considered (the table is O(M^2))
+        M = min(M, int(num_actions))
     depth = 0 if max_depth is None else val.positive_int(max_depth, "max_depth")
     params = np.array([0 if policy == "muzero" else 1, pb_c_init, pb_c_base, value_scale,
                        maxvisit_init, bool(rescale_values), bool(use_mixed_value),
@@ -518,7 +531,8 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
     """
     xp = xp_of(tree.visits)
     _check_has_root(tree)
-    params, table = _params(policy, num_simulations=num_simulations or tree.capacity, **kw)
+    params, table = _params(policy, num_simulations=num_simulations or tree.capacity,
+                            num_actions=tree.num_actions, **kw)
     node = xp.empty(tree.batch_size, xp.int32)
     action = xp.empty(tree.batch_size, xp.int32)
     _kernel(tree, "select")(tree.arrays(), *_on(xp, params, table), node, action)
@@ -577,8 +591,19 @@ def advance(tree: Tree, actions) -> Tree:
     xp = xp_of(tree.visits)
     B, N = tree.batch_size, tree.capacity
     _check_has_root(tree)
-    act = val.int_array(actions, "actions", ndim=1, xp=xp, dtype=np.int32)
+    act = val.int_array(actions, "actions", ndim=1, xp=xp)
     val.check_shape(act, "actions", (B,))
+    # Validate every tree before the kernel moves any of them (advance works in place).
+    A = tree.num_actions
+    bad = (act < 0) | (act >= A)
+    if bool(bad.any()):
+        b = int(xp.argmax(bad))
+        raise ValueError(f"advance: tree {b}: {_ERRORS[-3]} (actions[{b}] = {int(act[b])}, expected [0, {A}))")
+    act = act.astype(xp.int32)
+    unexpanded = tree.children[xp.arange(B), 0, act] < 0
+    if bool(unexpanded.any()):
+        b = int(xp.argmax(unexpanded))
+        raise ValueError(f"advance: tree {b}: {_ERRORS[-4]} (actions)")
     new_index = xp.empty((B, N), xp.int32)
     old_index = xp.empty((B, N), xp.int32)
     status = xp.empty(B, xp.int32)
@@ -610,6 +635,8 @@ def _check_has_root(tree: Tree):
 def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
     """(tree, model-or-callback, back) with the root initialised (or the given tree kept)."""
     num_simulations = val.positive_int(num_simulations, "num_simulations", minimum=0)
+    if num_simulations >= MAX_CAPACITY:  # every simulation may add a node (int32 indices)
+        raise ValueError(f"num_simulations: must be below {MAX_CAPACITY} (a tree's node limit), got {num_simulations}")
     tabular = isinstance(model, TabularModel)
     if not tabular and not callable(model):
         raise TypeError("recurrent_fn: expected a callable or a TabularModel")
@@ -630,7 +657,7 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
         return tree, back, num_simulations
     if root is None:
         raise TypeError("root: expected the root output (or pass tree= to continue a search)")
-    cap = 1 + num_simulations if capacity is None else val.positive_int(capacity, "capacity")
+    cap = 1 + num_simulations if capacity is None else _capacity(capacity)
     if cap < 1 + num_simulations:
         raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + num_simulations} "
                          f"nodes, capacity is {cap}")
@@ -685,6 +712,7 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
         _kernel(tree, "search_tabular")(arrays, params, table, num_simulations, model.next_state,
                                         model.reward, model.discount, model.logits, model.prior,
                                         model.value, model.invalid, model.cdf, seed)
+        _check_overflow(tree.value_sum)
         return
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
     B, A = tree.batch_size, tree.num_actions
@@ -708,6 +736,14 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
         _check_outputs(xp, r, d, lg, v)
         if len(out) == 7 and out[6] is not None:
             d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
+        e = None
+        if tree.embeddings is not None and out[4] is not None:
+            e = to_native(out[4])
+            if xp_of(e) is not xp:
+                e = xp.asarray(e)
+            if e.shape != tree.embeddings.shape[:1] + tree.embeddings.shape[2:]:
+                raise ValueError(f"recurrent_fn: next_embedding has shape {e.shape}, expected "
+                                 f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}")
         state = tree.num_nodes.astype(xp.int64)
         if params[9] > 0:  # max_depth cutoff at an expanded child: re-evaluate it (-2 - a)
             cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
@@ -717,19 +753,25 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
         exp_(arrays, node, action_k, r, d, lg, v, inv, state, leaf)
         if bool((leaf < 0).any()):
             _raise_codes(leaf, "expand")
-        if tree.embeddings is not None and out[4] is not None:
-            e = to_native(out[4])
-            if xp_of(e) is not xp:
-                e = xp.asarray(e)
-            if e.shape != tree.embeddings.shape[:1] + tree.embeddings.shape[2:]:
-                raise ValueError(f"recurrent_fn: next_embedding has shape {e.shape}, expected "
-                                 f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}")
-            if bool((action < 0).any()):
-                ok = action >= 0
-                tree.embeddings[rows[ok], leaf[ok]] = e[ok]
-            else:
-                tree.embeddings[rows, leaf] = e
-        bk(arrays, leaf)
+        try:
+            if e is not None:
+                if bool((action < 0).any()):
+                    ok = action >= 0
+                    tree.embeddings[rows[ok], leaf[ok]] = e[ok]
+                else:
+                    tree.embeddings[rows, leaf] = e
+        finally:  # a new node is always backed up (Ctrl-C here must not leave it half-made)
+            bk(arrays, leaf)
+    _check_overflow(tree.value_sum)
+
+
+def _check_overflow(*arrays):
+    """Finite rewards and values can still sum to +-inf (e.g. values near the dtype's max):
+    say so instead of returning NaN policies."""
+    for a in arrays:
+        if a.size and not bool(xp_of(a).isfinite(a).all()):
+            raise ValueError(f"value: the search's returns overflowed {a.dtype} (rewards and values "
+                             "too large to sum); rescale the model's rewards and values")
 
 
 def _cb_float(x, name, shape, dtype, xp):
@@ -874,7 +916,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
     kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
               use_mixed_value=use_mixed_value)
     params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
-                            num_simulations=max(sims, 1), max_depth=max_depth, **kw)
+                            num_simulations=max(sims, 1), max_depth=max_depth, num_actions=A, **kw)
     _run(tree, recurrent_fn, sims, params, table, seed)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)
@@ -890,6 +932,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
     z = z - z.max(-1, keepdims=True)
     e = xp.where(invalid, 0, xp.exp(z))
     weights = (e / e.sum(-1, keepdims=True)).astype(tree.dtype)
+    _check_overflow(weights)
     value = (tree.value_sum[:, 0] / xp.maximum(tree.visits[:, 0], 1)).astype(tree.dtype)
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 

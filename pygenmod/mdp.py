@@ -118,7 +118,7 @@ def as_csr(P, n_actions: int | None = None, *, dtype=None) -> CSR:
         B = rows // (S * A)
         data = val.float_array(M.data, "P", ndim=1, dtype=dtype, finite=False)
         xp = xp_of(data)
-        return CSR(data, xp.ascontiguousarray(M.indices, dtype=xp.int32),
+        return CSR(data, _indices(M.indices, S, "P"),
                    xp.ascontiguousarray(M.indptr, dtype=xp.int64), (B, S, A))
     P = val.float_array(P, "P", ndim=(3, 4), dtype=dtype, finite=False)
     xp = xp_of(P)
@@ -143,6 +143,14 @@ def _csr_row_ids(xp, indptr, nnz):
     array of repeat counts, and this works the same on NumPy and CuPy (empty rows included).
     """
     return xp.searchsorted(indptr, xp.arange(nnz, dtype=xp.int64), side="right").astype(xp.int64) - 1
+
+
+def _indices(indices, S, pname, xp=None):
+    """CSR column indices as int32, range-checked before the cast (a cast would wrap)."""
+    ix = val.int_array(indices, f"{pname}: CSR indices", ndim=1, xp=xp)
+    if ix.size and (int(ix.min()) < 0 or int(ix.max()) >= S):
+        raise ValueError(f"{pname}: CSR column indices must lie in [0, {S})")
+    return xp_of(ix).ascontiguousarray(ix, dtype=xp_of(ix).int32)
 
 
 class _Model:
@@ -173,7 +181,7 @@ class _Model:
             data = val.float_array(c.data, pname, ndim=1, finite=False)
             self.xp = xp_of(data)
             self.dtype = data.dtype
-            self.csr = CSR(data, self.xp.ascontiguousarray(c.indices, dtype=self.xp.int32),
+            self.csr = CSR(data, _indices(c.indices, int(c.shape[1]), pname, self.xp),
                            self.xp.ascontiguousarray(c.indptr, dtype=self.xp.int64), tuple(int(x) for x in c.shape))
             self.B, self.S, self.A = self.csr.shape
             self.P = None
@@ -192,6 +200,8 @@ class _Model:
                 self._check_dense(pname)
         if self.B == 0:
             raise ValueError(f"{pname}: empty batch (B = 0)")
+        if self.A == 0:
+            raise ValueError(f"{pname}: the MDP has no actions (A = 0)")
         self.R = self._rewards(R, rname)
         self.pname = pname
 

@@ -527,6 +527,8 @@ def _maha_args(x, mu, scale_tril, precision_tril):
     L = _tril_arg(scale_tril if scale_tril is not None else precision_tril, name, m)
     check_scale_tril(L, name)
     xr, lead = _x_rows(x, m, one)
+    if xr.size and not val._all_finite(xr):  # (the kernels here do not flag it themselves)
+        raise ValueError("x: contains NaN or infinity")
     B, D = m.shape
     xp = xp_of(m)
     S = math.prod(lead) if one else math.prod(lead[:-1])  # explicit extents: D or B may be 0
@@ -814,6 +816,8 @@ def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0
     rows = lg.reshape(math.prod(lg.shape[:-1]), K)
     if bool(xp.isnan(rows).any()) or bool(xp.isposinf(rows).any()):
         raise ValueError("logits: contains NaN or +infinity (-inf masks a category)")
+    if rows.size and bool(xp.isneginf(rows).all(-1).any()):
+        raise ValueError("logits: a row has every category masked (all -inf)")
     g = xp.empty(rows.shape, rows.dtype)
     _, fill = kernel("sampling", "fill", is_device(rows))
     fill(seed, stream, offset, 2, g)

@@ -7,8 +7,11 @@
 #include <pybind11/pybind11.h>
 
 #include <initializer_list>
+#include <memory>
 #include <stdexcept>
 #include <string>
+
+#include "pygenmod/interrupt.hpp"
 
 namespace pygenmod::bind {
 namespace py = pybind11;
@@ -70,4 +73,29 @@ const T* in_ptr_or_null(const py::object& a, const char* name,
     throw std::invalid_argument(std::string(name) + ": expected an array or None");
   return in_ptr<T>(py::reinterpret_borrow<py::array>(a), name, shape);
 }
+}  // namespace pygenmod::bind
+
+namespace pygenmod::bind {
+// Ctrl-C for a compiled loop: a Stop whose hook runs PyErr_CheckSignals under a briefly
+// re-acquired GIL. Make it with the GIL held (before gil_scoped_release), pass stop() to the
+// launcher, then call rethrow() with the GIL held again: it raises what the signal handler
+// raised (KeyboardInterrupt), so no result of an interrupted loop is ever returned.
+class Interruptible {
+ public:
+  Interruptible() : stop_(&Interruptible::check, this) {}
+  Stop& stop() { return stop_; }
+  void rethrow() {
+    if (error_) throw *error_;
+  }
+
+ private:
+  static bool check(void* self) {
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return false;
+    static_cast<Interruptible*>(self)->error_ = std::make_unique<py::error_already_set>();
+    return true;
+  }
+  Stop stop_;
+  std::unique_ptr<py::error_already_set> error_;
+};
 }  // namespace pygenmod::bind

@@ -55,8 +55,13 @@ void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_typ
     auto* cvg = out_ptr<std::uint8_t>(converged, "converged", {B});
     auto* fl = out_ptr<std::uint8_t>(flags, "flags", {B, K});
     if (K < 1) throw std::invalid_argument("weights: need at least one component");
-    py::gil_scoped_release nogil;
-    gmm::fit_cpu<T>(cov_type, x, w, r, Bx, n_rep, N, D, K, max_iter, tol, wt, mu, cv, pc, lb, ni, cvg, fl);
+    Interruptible intr;
+    {
+      py::gil_scoped_release nogil;
+      gmm::fit_cpu<T>(cov_type, x, w, r, Bx, n_rep, N, D, K, max_iter, tol, wt, mu, cv, pc, lb, ni, cvg, fl,
+                      intr.stop());
+    }
+    intr.rethrow();
   });
 }
 

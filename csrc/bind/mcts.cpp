@@ -129,8 +129,12 @@ void b_search_tabular(py::tuple tree, py::array params, py::array table,
     tr.seed = seed;
     if (!cdf.is_none()) tr.cdf = in_ptr<double>(cdf.cast<py::array>(), "cdf", {S, A, S});
     if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
-    py::gil_scoped_release nogil;
-    mcts::search_tabular_cpu(t, B, p, num_simulations, ns, r, d, l, pr, v, inv, tr);
+    Interruptible intr;
+    {
+      py::gil_scoped_release nogil;
+      mcts::search_tabular_cpu(t, B, p, num_simulations, ns, r, d, l, pr, v, inv, tr, intr.stop());
+    }
+    intr.rethrow();
   });
 }
 

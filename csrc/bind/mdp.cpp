@@ -83,8 +83,12 @@ void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamm
   auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
   double* cs = out_ptr<double>(check_stats, "check_stats", {B, 4});
   mdp::SolveOptions opt{max_iter, span, eval_max, eval_rel, row_tol, elim_tau};
-  py::gil_scoped_release nogil;
-  mdp::solve_cpu(m, r, g, th, B, opt, v, q, pi, it, es, res, conv, cs);
+  Interruptible intr;
+  {
+    py::gil_scoped_release nogil;
+    mdp::solve_cpu(m, r, g, th, B, opt, v, q, pi, it, es, res, conv, cs, intr.stop());
+  }
+  intr.rethrow();
 }
 
 template <class T, class M>
@@ -109,8 +113,12 @@ void evaluate_impl(const M& m, index_t B, const py::array& R, const py::array& g
   i64* it = out_ptr<i64>(iterations, "iterations", {B});
   double* res = out_ptr<double>(residual, "residual", {B});
   auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
-  py::gil_scoped_release nogil;
-  mdp::evaluate_cpu(m, r, g, th, B, max_iter, span, pd, ps, v, it, res, conv);
+  Interruptible intr;
+  {
+    py::gil_scoped_release nogil;
+    mdp::evaluate_cpu(m, r, g, th, B, max_iter, span, pd, ps, v, it, res, conv, intr.stop());
+  }
+  intr.rethrow();
 }
 
 }  // namespace

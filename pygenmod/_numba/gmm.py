@@ -11,6 +11,7 @@ import numba as nb
 import numpy as np
 
 from .philox import block, uniform_f64
+from .slices import budgets
 
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 COLLAPSED, REGULARISED, EMPTY_SET = 1, 2, 4
@@ -353,21 +354,25 @@ def _s2_size(t, K, D):
 
 
 @nb.njit(parallel=True, cache=True)
-def _fit_core(t, X, W, reg, n_rep, max_iter, tol, wts, mus, cov, pc, lb, n_iter, conv, fl, s2n):
+def _fit_core(t, X, W, reg, n_rep, max_iter, tol, wts, mus, cov, pc, lb, n_iter, conv, fl, s2n, done, budget):
+    """Up to `budget` EM iterations of every set not `done`, resuming from its parameters, lb
+    and n_iter (the loop's whole state), so a fit run in slices is the same fit (Ctrl-C
+    between slices, see slices.py)."""
     B, K = wts.shape
     N, D = X.shape[1], X.shape[2]
     for s in nb.prange(B):
+        if done[s]:
+            continue
         xb = s // n_rep
         x = X[xb]
         w = W[xb]
         c = np.empty(D)
         wsum = _centre(x, w, c)
-        n_iter[s] = 0
-        conv[s] = 0
         mu = mus[s].reshape(K * D)
         if not (wsum > 0):
             _empty_params(t, K, D, wts[s], mu, cov[s], pc[s], fl[s])
             lb[s] = -np.inf
+            done[s] = 1
             continue
         Nk = np.zeros(K)
         S1 = np.zeros((K, D))
@@ -377,7 +382,7 @@ def _fit_core(t, X, W, reg, n_rep, max_iter, tol, wts, mus, cov, pc, lb, n_iter,
         if math.isnan(prev):
             prev = -np.inf
         cur = prev
-        for it in range(1, max_iter + 1):
+        for it in range(n_iter[s] + 1, min(max_iter, n_iter[s] + budget) + 1):
             wk = wts[s].astype(np.float64)
             mk = mus[s].astype(np.float64)
             pk = pc[s].astype(X.dtype)
@@ -391,6 +396,7 @@ def _fit_core(t, X, W, reg, n_rep, max_iter, tol, wts, mus, cov, pc, lb, n_iter,
                 conv[s] = 1
                 break
         lb[s] = cur
+        done[s] = conv[s] or n_iter[s] >= max_iter
 
 
 def fit(X, W, reg, n_rep, cov_type, max_iter, tol, weights, means, covariances, prec_chol,
@@ -398,8 +404,15 @@ def fit(X, W, reg, n_rep, cov_type, max_iter, tol, weights, means, covariances, 
     _check_type(cov_type)
     B, K = weights.shape
     D = X.shape[2]
-    _fit_core(cov_type, X, W, reg, n_rep, max_iter, tol, weights, means, _flat(covariances, B),
-              _flat(prec_chol, B), lower_bound, n_iter, converged, flags, _s2_size(cov_type, K, D))
+    n_iter[:] = 0
+    converged[:] = 0
+    done = np.zeros(B, np.uint8)
+    work = B * X.shape[1] * K * D * (D + 1)  # multiply-adds of an iteration
+    for budget in budgets(max(1, (1 << 25) // max(1, work))):
+        _fit_core(cov_type, X, W, reg, n_rep, max_iter, tol, weights, means, _flat(covariances, B),
+                  _flat(prec_chol, B), lower_bound, n_iter, converged, flags, _s2_size(cov_type, K, D), done, budget)
+        if done.all():
+            return
 
 
 @nb.njit(parallel=True, cache=True)

@@ -9,6 +9,7 @@ import numba as nb
 import numpy as np
 
 from .philox import block, gamma_f64, gumbel_f64, uniform_f64
+from .slices import budgets
 
 _K_DIRICHLET = np.uint64(1) << np.uint64(56)
 _K_GUMBEL = np.uint64(2) << np.uint64(56)
@@ -396,19 +397,26 @@ def backup(tree, node):
 def search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
                    prior, value, invalid, cdf=None, seed=0):
     has = cdf is not None
-    _search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                    prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed))
+    # in slices of simulations (Ctrl-C between them; a split search is the same search)
+    sim = 0
+    for budget in budgets(first=256):
+        if sim >= num_simulations:
+            return
+        end = min(num_simulations, sim + budget)
+        _search_tabular(tree, params, table, sim, end, next_state, reward, discount, logits,
+                        prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed))
+        sim = end
 
 
 @nb.njit(parallel=True, cache=True)
-def _search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
+def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discount, logits,
                     prior, value, invalid, cdf, has_cdf, seed):
     B = tree[7].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
         visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
         A = children.shape[1]
-        for sim in range(num_simulations):
+        for sim in range(sim0, sim1):
             node, action = _select_one(t, params, table)
             leaf = node
             old = children[node, action] if action >= 0 else -1
@@ -533,6 +541,16 @@ def _dirichlet(seed, alpha, out):
             g = gamma_f64(alpha, seed, _K_DIRICHLET | np.uint64(b * A + a))
             out[b, a] = g
             z += g
+        if not z > 0:  # every variate underflowed (tiny alpha): one-hot, as mcts.hpp dirichlet_one
+            best, u_best = 0, -1.0
+            for a in range(A):
+                w = block(seed, _K_DIRICHLET | np.uint64(b * A + a), 0)
+                u = uniform_f64(w[0], w[1])
+                if u > u_best:
+                    best, u_best = a, u
+            for a in range(A):
+                out[b, a] = 1.0 if a == best else 0.0
+            continue
         for a in range(A):
             out[b, a] = np.float64(out[b, a]) / z
 

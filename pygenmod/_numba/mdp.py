@@ -8,6 +8,8 @@ than threads and they are large, one MDP after the other with each sweep's state
 import numba as nb
 import numpy as np
 
+from .slices import budgets
+
 K_OPTIMAL, K_POLICY, K_STOCHASTIC, K_SOFT = 0, 1, 2, 3
 
 
@@ -216,23 +218,59 @@ def _policy_sweep_par(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_st
     return d.min(), d.max()
 
 
+# The solver loops run as a series of calls (see slices.py: Ctrl-C between calls), each doing
+# at most `budget` sweeps per MDP and resuming from a per-MDP state:
+#   v, u (B, S): the input of the next improvement sweep and the latest iterate; prev (B, S):
+#   the previous greedy policy; ist (B, 6) int64: iterations, eval sweeps, phase (0: an
+#   improvement sweep is next, 1: evaluating, 2: done), eval sweeps of this policy, zero_v,
+#   converged; fst (B, 6): residual, lo, hi (last improvement), elo, ehi (last evaluation),
+#   target (adaptive evaluation). The state carries every value the loop carries, so the
+#   result is the same floats as one uninterrupted loop (mdp.hpp solve_one).
+_IT, _EV, _PHASE, _EJ, _ZERO, _CONV = range(6)
+_RES, _LO, _HI, _ELO, _EHI, _TGT = range(6)
+
+
 @nb.njit(cache=True)
-def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
-               V, Q, pi, S, A, chk, par):
-    u = np.empty(S, V.dtype)
-    w = np.empty(S, V.dtype)
-    prev = np.full(S, -1, np.int64)
-    v = V.copy()
-    zero_v = True
+def _finish(V, Q, u, fst, ist, span, k, S, A):
+    c = k * 0.5 * (fst[_LO] + fst[_HI]) if (span and k > 0) else 0.0
     for s in range(S):
-        if V[s] != 0:
-            zero_v = False
+        V[s] = V.dtype.type(u[s] + c)
+    if c != 0:
+        for s in range(S):
+            for a in range(A):
+                Q[s, a] = Q.dtype.type(Q[s, a] + c)
+    ist[_PHASE] = 2
+
+
+@nb.njit(cache=True)
+def _solve_steps(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
+                 V, Q, pi, S, A, chk, par, v, u, prev, ist, fst, budget):
+    """Up to `budget` sweeps of modified policy iteration on MDP b (mdp.hpp solve_one)."""
+    w = np.empty(S, V.dtype)
     g = np.float64(gamma)
     k = g / (1 - g) if g < 1 else 0.0
-    its, evs, res, conv = 0, 0, 0.0, False
     dummy = np.zeros((1, 1), V.dtype)
-    lo = hi = 0.0
-    while True:
+    sweeps = 0
+    while ist[_PHASE] != 2 and sweeps < budget:
+        sweeps += 1
+        if ist[_PHASE] == 1:  # one evaluation sweep of the greedy policy
+            if par:
+                elo, ehi = _policy_sweep_par(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w, S, A)
+            else:
+                elo, ehi = _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w, S, A)
+            u[:] = w
+            ist[_EV] += 1
+            ist[_EJ] += 1
+            fst[_ELO], fst[_EHI] = elo, ehi
+            if (fst[_TGT] >= 0 and ehi - elo < fst[_TGT]) or ist[_EJ] >= eval_max:
+                if k > 0:
+                    c = k * 0.5 * (elo + ehi)
+                    for s in range(S):
+                        u[s] = u.dtype.type(u[s] + c)
+                v[:] = u
+                ist[_PHASE] = 0
+            continue
+        zero_v = ist[_ZERO] != 0
         do_check = row_tol >= 0 and chk[0] == 0 and not zero_v
         if do_check:
             chk[0] = 1.0
@@ -243,15 +281,20 @@ def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, s
         else:
             lo, hi = _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
                               chk[1:])
-        zero_v = False
-        its += 1
+        ist[_ZERO] = 0
+        ist[_IT] += 1
+        fst[_LO], fst[_HI] = lo, hi
         if do_check and (not (chk[1] <= row_tol) or chk[2] < 0 or chk[3] > 0):
+            _finish(V, Q, u, fst, ist, span, k, S, A)  # invalid P: reported by the caller
             break
         res = (hi - lo) if span else max(abs(lo), abs(hi))
+        fst[_RES] = res
         if res < thresh or res == 0:
-            conv = True
+            ist[_CONV] = 1
+            _finish(V, Q, u, fst, ist, span, k, S, A)
             break
-        if its >= max_iter:
+        if ist[_IT] >= max_iter:
+            _finish(V, Q, u, fst, ist, span, k, S, A)
             break
         if eval_max > 0:
             same = True
@@ -259,61 +302,45 @@ def _solve_one(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, s
                 if prev[s] != pi[s]:
                     same = False
                 prev[s] = pi[s]
-            target = -1.0
+            fst[_TGT] = -1.0
             if eval_rel >= 0:
-                target = max(0.5 * thresh, 0.0 if same else eval_rel * res)
-            elo = ehi = 0.0
-            for _ in range(eval_max):
-                if par:
-                    elo, ehi = _policy_sweep_par(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w,
-                                                 S, A)
-                else:
-                    elo, ehi = _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, dummy, False, w, S, A)
-                evs += 1
-                u, w = w, u
-                if target >= 0 and ehi - elo < target:
-                    break
-            if k > 0:
-                c = k * 0.5 * (elo + ehi)
-                for s in range(S):
-                    u[s] = u.dtype.type(u[s] + c)
-        v, u = u, v
-    c = k * 0.5 * (lo + hi) if (span and k > 0) else 0.0
-    for s in range(S):
-        V[s] = V.dtype.type(u[s] + c)
-    if c != 0:
-        for s in range(S):
-            for a in range(A):
-                Q[s, a] = Q.dtype.type(Q[s, a] + c)
-    return its, evs, res, conv
+                fst[_TGT] = max(0.5 * thresh, 0.0 if same else eval_rel * res)
+            ist[_EJ] = 0
+            ist[_PHASE] = 1
+        else:
+            v[:] = u
 
 
 @nb.njit(cache=True)
 def _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-               row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, par):
-    check_stats[b, :] = 0.0
-    its, evs, res, conv = _solve_one(dense, P, data, indices, indptr, b, R[b], gamma[b], thresh[b], max_iter, span,
-                                     eval_max, eval_rel, row_tol, V[b], Q[b], policy[b], S, A, check_stats[b], par)
-    iterations[b] = its
-    eval_sweeps[b] = evs
-    residual[b] = res
-    converged[b] = conv
+               row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, par, v, u, prev, ist,
+               fst, budget):
+    if ist[b, _PHASE] == 2:
+        return
+    _solve_steps(dense, P, data, indices, indptr, b, R[b], gamma[b], thresh[b], max_iter, span, eval_max, eval_rel,
+                 row_tol, V[b], Q[b], policy[b], S, A, check_stats[b], par, v[b], u[b], prev[b], ist[b], fst[b], budget)
+    iterations[b] = ist[b, _IT]
+    eval_sweeps[b] = ist[b, _EV]
+    residual[b] = fst[b, _RES]
+    converged[b] = ist[b, _CONV]
 
 
 @nb.njit(parallel=True, cache=True)
 def _solve(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q,
-           policy, iterations, eval_sweeps, residual, converged, check_stats):
+           policy, iterations, eval_sweeps, residual, converged, check_stats, v, u, prev, ist, fst, budget):
     for b in nb.prange(R.shape[0]):  # MDPs over threads, each MDP's sweeps in one thread
         _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, False)
+                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, False, v, u, prev,
+                   ist, fst, budget)
 
 
 @nb.njit(cache=True)
 def _solve_each(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
-                V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
+                V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, v, u, prev, ist, fst, budget):
     for b in range(R.shape[0]):  # one MDP after the other, the states of each sweep over threads
         _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, True)
+                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, True, v, u, prev,
+                   ist, fst, budget)
 
 
 def _solver(B, work):
@@ -329,73 +356,101 @@ def _check_solve(max_iter, eval_max):
         raise ValueError("eval_max: must be >= 0")
 
 
+def _first_budget(B, work):
+    """Sweeps of a first call of about 2**25 multiply-adds (~20 ms; most solves: one or two
+    calls, as each call wakes the thread pool, costly on a busy machine)."""
+    return max(4, (1 << 25) // max(1, B * work))
+
+
+def _run_solver(run, model, V, rest, work):
+    """Runs a solver kernel in slices (Ctrl-C between them) until every MDP is done."""
+    B, S = V.shape
+    v = V.copy()
+    u = np.empty_like(V)
+    prev = np.full((B, S), -1, np.int64)
+    ist = np.zeros((B, 6), np.int64)
+    fst = np.zeros((B, 6))
+    ist[:, _ZERO] = ~(V != 0).any(1)
+    rest[-1][:] = 0.0  # check_stats
+    for budget in budgets(_first_budget(B, work)):
+        run(*model, *rest[:5], V, *rest[5:], v, u, prev, ist, fst, budget)
+        if (ist[:, _PHASE] == 2).all():
+            return
+
+
 def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q, policy,
                 iterations, eval_sweeps, residual, converged, check_stats):
     # elim_tau: the compiled solvers' action elimination; it skips work, never changes the
     # result, so the numba solvers (full sweeps) take and ignore it.
     _check_solve(max_iter, eval_max)
     B, S, A = R.shape
-    _solver(B, S * S * A)(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma,
-                          thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy, iterations, eval_sweeps,
-                          residual, converged, check_stats)
+    model = (True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh)
+    _run_solver(_solver(B, S * S * A), model, V, (max_iter, span, eval_max, eval_rel, row_tol, Q, policy, iterations,
+                                                   eval_sweeps, residual, converged, check_stats), S * S * A)
 
 
 def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
               row_tol, elim_tau, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
     _check_solve(max_iter, eval_max)
     nnz = int(indptr[n_states * n_actions] - indptr[0]) if len(indptr) > n_states * n_actions else 0
-    _solver(R.shape[0], 2 * nnz)(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions,
-                                 R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q, policy,
-                                 iterations, eval_sweeps, residual, converged, check_stats)
+    model = (False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma, thresh)
+    _run_solver(_solver(R.shape[0], 2 * nnz), model, V, (max_iter, span, eval_max, eval_rel, row_tol, Q, policy,
+                                                          iterations, eval_sweeps, residual, converged, check_stats),
+                2 * nnz + n_states)
 
 
+# Iterative policy evaluation, in slices like the solver: x (B, S) the iterate, ist (B, 3)
+# iterations, done, converged; fst (B, 3) residual, lo, hi.
 @nb.njit(cache=True)
 def _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                  stochastic, V, iterations, residual, converged, par):
-    x = V[b].copy()
+                  stochastic, V, iterations, residual, converged, par, x, ist, fst, budget):
+    if ist[b, 1]:
+        return
+    xb = x[b]
     w = np.empty(S, V.dtype)
     g = np.float64(gamma[b])
     k = g / (1 - g) if g < 1 else 0.0
-    its, res, conv = 0, 0.0, False
-    lo = hi = 0.0
     pd = pi_det[b] if not stochastic else pi_det[0]
     ps = pi_stoch[b] if stochastic else pi_stoch[0]
-    while True:
+    for _ in range(budget):
         if par:
-            lo, hi = _policy_sweep_par(dense, P, data, indices, indptr, b, R[b], x, gamma[b], pd, ps, stochastic, w,
+            lo, hi = _policy_sweep_par(dense, P, data, indices, indptr, b, R[b], xb, gamma[b], pd, ps, stochastic, w,
                                        S, A)
         else:
-            lo, hi = _policy_sweep(dense, P, data, indices, indptr, b, R[b], x, gamma[b], pd, ps, stochastic, w, S, A)
-        x, w = w, x
-        its += 1
+            lo, hi = _policy_sweep(dense, P, data, indices, indptr, b, R[b], xb, gamma[b], pd, ps, stochastic, w, S, A)
+        xb[:] = w
+        ist[b, 0] += 1
         res = (hi - lo) if span else max(abs(lo), abs(hi))
+        fst[b, 0], fst[b, 1], fst[b, 2] = res, lo, hi
         if res < thresh[b] or res == 0:
-            conv = True
+            ist[b, 2] = 1
+            ist[b, 1] = 1
+        elif ist[b, 0] >= max_iter:
+            ist[b, 1] = 1
+        if ist[b, 1]:
+            c = k * 0.5 * (lo + hi) if (span and k > 0) else 0.0
+            for s in range(S):
+                V[b, s] = V.dtype.type(xb[s] + c)
             break
-        if its >= max_iter:
-            break
-    c = k * 0.5 * (lo + hi) if (span and k > 0) else 0.0
-    for s in range(S):
-        V[b, s] = V.dtype.type(x[s] + c)
-    iterations[b] = its
-    residual[b] = res
-    converged[b] = conv
+    iterations[b] = ist[b, 0]
+    residual[b] = fst[b, 0]
+    converged[b] = ist[b, 2]
 
 
 @nb.njit(parallel=True, cache=True)
 def _evaluate(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, stochastic,
-              V, iterations, residual, converged):
+              V, iterations, residual, converged, x, ist, fst, budget):
     for b in nb.prange(R.shape[0]):
         _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                      stochastic, V, iterations, residual, converged, False)
+                      stochastic, V, iterations, residual, converged, False, x, ist, fst, budget)
 
 
 @nb.njit(cache=True)
 def _evaluate_each(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                   stochastic, V, iterations, residual, converged):
+                   stochastic, V, iterations, residual, converged, x, ist, fst, budget):
     for b in range(R.shape[0]):
         _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                      stochastic, V, iterations, residual, converged, True)
+                      stochastic, V, iterations, residual, converged, True, x, ist, fst, budget)
 
 
 def _eval_args(pi_det, pi_stoch, A, dtype):
@@ -405,13 +460,24 @@ def _eval_args(pi_det, pi_stoch, A, dtype):
     return (_opt(pi_det, (1, 1), np.int64), _opt(pi_stoch, (1, 1, 1), dtype), pi_stoch is not None)
 
 
+def _run_evaluate(run, args, V, work):
+    x = V.copy()
+    ist = np.zeros((V.shape[0], 3), np.int64)
+    fst = np.zeros((V.shape[0], 3))
+    for budget in budgets(_first_budget(V.shape[0], work)):
+        run(*args, x, ist, fst, budget)
+        if ist[:, 1].all():
+            return
+
+
 def evaluate_dense(P, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, iterations, residual, converged):
     if max_iter < 1:
         raise ValueError("max_iter: must be >= 1")
     B, S, A = R.shape
     run = _evaluate_each if _solver(B, S * S * A) is _solve_each else _evaluate  # (the compiled rule)
-    run(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh,
-        max_iter, span, *_eval_args(pi_det, pi_stoch, A, R.dtype), V, iterations, residual, converged)
+    _run_evaluate(run, (True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma,
+                        thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, A, R.dtype), V, iterations, residual,
+                        converged), V, S * S)
 
 
 def evaluate_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V,
@@ -420,9 +486,9 @@ def evaluate_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, m
         raise ValueError("max_iter: must be >= 1")
     nnz = int(indptr[n_states * n_actions] - indptr[0]) if len(indptr) > n_states * n_actions else 0
     run = _evaluate_each if _solver(R.shape[0], 2 * nnz) is _solve_each else _evaluate
-    run(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma,
-        thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, n_actions, R.dtype), V, iterations, residual,
-        converged)
+    _run_evaluate(run, (False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R,
+                        gamma, thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, n_actions, R.dtype), V,
+                        iterations, residual, converged), V, 2 * nnz // max(1, n_actions) + n_states)
 
 
 # ----------------------------------------------------------------------------- input checks

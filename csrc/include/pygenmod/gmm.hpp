@@ -23,6 +23,7 @@
 
 #include "pygenmod/common.hpp"
 #include "pygenmod/cpu_features.hpp"
+#include "pygenmod/interrupt.hpp"
 #include "pygenmod/random.hpp"
 #include "pygenmod/vecmath.hpp"
 
@@ -1327,7 +1328,7 @@ template <class T>
 void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, double reg,
             index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc, T* lower_bound,
             std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags, SetWork<T>& sw,
-            bool par, std::vector<double>& parts) {
+            bool par, std::vector<double>& parts, Stop& stop) {
   const double wsum = set_centre(X, W, N, D, sw.c.data());
   *n_iter = 0;
   *converged = 0;
@@ -1353,30 +1354,33 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
       *converged = 1;
       break;
     }
+    if (stop.poll(static_cast<double>(N) * K * D * (D + 1))) return;  // interrupted: discarded
   }
   *lower_bound = static_cast<T>(lb);
 }
 
 // Runs one(s, work, par, parts) for every set: parallel over sets when there are enough of
 // them (or a set has a single point group), else sets in turn, each parallel over its groups.
+// After a stop (Ctrl-C, see interrupt.hpp) no further set starts.
 template <class T, class F>
-void for_each_set(int type, index_t B, index_t N, index_t D, index_t K, F&& one) {
+void for_each_set(int type, index_t B, index_t N, index_t D, index_t K, Stop& stop, F&& one) {
   const bool by_set = B >= 2 * max_threads() || n_groups(N) == 1 || max_threads() == 1;
   const int isa = active_isa();
   if (by_set) {
+    ItemQueue q(B, stop);
 #pragma omp parallel if (B > 1)
     {
       SetWork<T> sw;
       sw.resize(type, K, D, isa);
       std::vector<double> parts;
-#pragma omp for schedule(dynamic, 1)
-      for (index_t s = 0; s < B; ++s) one(s, sw, false, parts);
+      for (std::int64_t s; q.next(s); q.done()) one(s, sw, false, parts);
+      q.drain();
     }
   } else {
     SetWork<T> sw;
     sw.resize(type, K, D, isa);
     std::vector<double> parts;
-    for (index_t s = 0; s < B; ++s) one(s, sw, true, parts);
+    for (index_t s = 0; s < B && !stop.stopped(); ++s) one(s, sw, true, parts);
   }
 }
 
@@ -1385,16 +1389,16 @@ template <class T>
 void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N,
              index_t D, index_t K, index_t max_iter, double tol, T* weights, T* means, T* cov,
              T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged,
-             std::uint8_t* flags) {
+             std::uint8_t* flags, Stop& stop = Stop::never()) {
   const index_t B = Bx * n_rep;
   const index_t cs = cov_size(type, K, D);
   auto one = [&](index_t s, SetWork<T>& sw, bool par, std::vector<double>& parts) {
     const index_t xb = s / n_rep;
     em_set(type, X + xb * N * D, W + xb * N, N, D, K, static_cast<double>(reg[s]), max_iter, tol,
            weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, lower_bound + s,
-           n_iter + s, converged + s, flags + s * K, sw, par, parts);
+           n_iter + s, converged + s, flags + s * K, sw, par, parts, stop);
   };
-  for_each_set<T>(type, B, N, D, K, one);
+  for_each_set<T>(type, B, N, D, K, stop, one);
 }
 
 // M-step from responsibilities resp[B, N, K] (times the point weights).
@@ -1412,7 +1416,8 @@ void m_step_cpu(int type, const T* X, const T* W, const T* resp, const T* reg, i
     finalize(type, sw.stats.data(), sw.c.data(), wsum, K, D, static_cast<double>(reg[s]),
              weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, flags + s * K, sw.fin);
   };
-  for_each_set<T>(type, B, N, D, K, one);
+  Stop never;  // one pass: not worth interrupting
+  for_each_set<T>(type, B, N, D, K, never, one);
 }
 
 // Per point: component log-densities lp[b,n,k] = log N(x | k), responsibilities log_resp and

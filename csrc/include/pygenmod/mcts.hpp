@@ -33,6 +33,7 @@
 #include <cstdint>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/interrupt.hpp"
 #include "pygenmod/random.hpp"
 
 namespace pygenmod::mcts {
@@ -556,15 +557,16 @@ PGM_HD std::int64_t inverse_cdf(const double* row, index_t S, double u) {
 // (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
 // A terminal state has value 0 and every action invalid. With tr.cdf set the next state is
 // sampled per expansion (see Transitions) instead of read from next_state; b is the tree's
-// index in the batch (its random stream).
+// index in the batch (its random stream). Runs simulations sim_begin .. num_simulations - 1
+// (a search split into such ranges is the same search).
 template <class T>
 PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
                                const std::int64_t* next_state, const T* reward,
                                const T* discount, const T* logits, const T* prior,
                                const T* value, const u8* invalid, const Transitions& tr,
-                               index_t b) {
+                               index_t b, index_t sim_begin = 0) {
   const index_t A = t.A;
-  for (index_t sim = 0; sim < num_simulations; ++sim) {
+  for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
     i32 node, action;
     select_one(t, p, &node, &action);
     i32 leaf = node;
@@ -692,6 +694,20 @@ PGM_HD void dirichlet_one(std::uint64_t seed, double alpha, index_t b, index_t A
     out[a] = static_cast<T>(g);
     z += g;
   }
+  if (!(z > 0)) {
+    // Every variate underflowed (alpha ~ 1e-300: each is boost * O(1), boost = U^(1/alpha)).
+    // The sample is then one-hot at the largest variate, i.e. at the largest boost uniform U
+    // (block 0 of the action's stream); the numba twin does the same.
+    index_t best = 0;
+    double u_best = -1;
+    for (index_t a = 0; a < A; ++a) {
+      const rng::u32x4 w = rng::block(seed, stream_of(kDirichletStream, b * A + a), 0);
+      const double u = rng::uniform_f64(w.v[0], w.v[1]);
+      if (u > u_best) u_best = u, best = a;
+    }
+    for (index_t a = 0; a < A; ++a) out[a] = static_cast<T>(a == best ? 1 : 0);
+    return;
+  }
   for (index_t a = 0; a < A; ++a) out[a] = static_cast<T>(static_cast<double>(out[a]) / z);
 }
 
@@ -763,17 +779,33 @@ void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
   }
 }
 
+// Each tree runs its simulations in slices of kSimSlice with a Stop::poll in between, so a
+// search can be interrupted; an interrupted tree holds whole simulations only (consistent).
 template <class T>
 void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t num_simulations,
                         const std::int64_t* next_state, const T* reward, const T* discount,
                         const T* logits, const T* prior, const T* value, const u8* invalid,
-                        const Transitions& tr) {
-  // (a lone tree runs on the calling thread: an OpenMP barrier is costly on a busy machine)
-#pragma omp parallel for schedule(dynamic, 4) if (B > 1)
-  for (index_t b = 0; b < B; ++b) {
+                        const Transitions& tr, Stop& stop = Stop::never()) {
+  constexpr index_t kSimSlice = 64;
+  auto one = [&](index_t b) {
     TreeRef<T> r = tree_at(t, b);
-    search_tabular_one(r, p, num_simulations, next_state, reward, discount, logits, prior, value,
-                       invalid, tr, b);
+    for (index_t s0 = 0; s0 < num_simulations; s0 += kSimSlice) {
+      const index_t s1 = num_simulations - s0 > kSimSlice ? s0 + kSimSlice : num_simulations;
+      search_tabular_one(r, p, s1, next_state, reward, discount, logits, prior, value, invalid,
+                         tr, b, s0);
+      if (stop.poll(static_cast<double>(s1 - s0) * 8 * t.A)) return;
+    }
+  };
+  // (a lone tree runs on the calling thread: an OpenMP barrier is costly on a busy machine)
+  if (B <= 1) {
+    if (B == 1) one(0);
+    return;
+  }
+  ItemQueue q(B, stop);
+#pragma omp parallel
+  {
+    for (std::int64_t b; q.next(b); q.done()) one(b);
+    q.drain();
   }
 }
 

@@ -21,6 +21,7 @@
 
 #include "pygenmod/common.hpp"
 #include "pygenmod/cpu_features.hpp"
+#include "pygenmod/interrupt.hpp"
 
 #if defined(_OPENMP) && !defined(__CUDACC__)
 #include <omp.h>
@@ -761,9 +762,15 @@ void shift(T* x, index_t n, double c) {
 //         for span stopping, which is shift invariant; it only speeds up sup stopping).
 //   span stop: V = u + g/(1-g) * mid(u - v), so ||V - V*||_inf <= g/(1-g) * res / 2.
 //   sup stop:  V = u, so ||V - V*||_inf <= g/(1-g) * res.
+// Multiply-adds of one improvement sweep of an MDP (for Stop::poll; eval sweeps read 1/A).
+template <class T>
+double sweep_work(const Dense<T>& m) { return static_cast<double>(m.S) * m.S * m.A; }
+template <class T>
+double sweep_work(const Csr<T>& m) { return static_cast<double>(m.indptr[m.S * m.A] - m.indptr[0]) + m.S; }
+
 template <class T, class M>
 SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
-                     const SolveOptions& opt, bool par, T* V, T* Q, std::int64_t* pi) {
+                     const SolveOptions& opt, bool par, T* V, T* Q, std::int64_t* pi, Stop& stop) {
   const index_t S = m.S, A = m.A;
   std::vector<T> bufu(S), bufw(S);
   std::vector<std::int64_t> prev(S, -1);
@@ -782,6 +789,7 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
     rg = improve_sweep(m, b, r, v, zero_v, gamma, par, u, Q, pi, work, do_check ? st.check : nullptr);
     zero_v = false;
     ++st.iterations;
+    if (stop.poll(sweep_work(m))) return st;  // interrupted: the caller discards the outputs
     if (do_check) {
       st.checked = true;
       if (!(st.check[0] <= opt.row_tol) || st.check[1] < 0 || st.check[2] > 0) break;  // invalid P
@@ -802,6 +810,7 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
         ++st.eval_sweeps;
         std::swap(x, w);
         if (target >= 0 && er.span() < target) break;
+        if (stop.poll(sweep_work(m) / A)) return st;
       }
       if (x != u) { w = u; u = x; }  // the latest iterate lives in u
       if (k > 0 && er.lo <= er.hi) shift(u, S, k * er.mid());
@@ -822,7 +831,7 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
 template <class T, class M>
 SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thresh,
                         std::int64_t max_iter, bool span, const std::int64_t* pi,
-                        const T* pi_stoch, bool par, T* V) {
+                        const T* pi_stoch, bool par, T* V, Stop& stop) {
   const index_t S = m.S;
   std::vector<T> buf(S);
   T *x = V, *w = buf.data();
@@ -833,6 +842,7 @@ SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thres
     rg = policy_sweep(m, b, r, x, gamma, pi, pi_stoch, par, w);
     std::swap(x, w);
     ++st.iterations;
+    if (stop.poll(sweep_work(m) / (pi_stoch ? 1 : m.A))) return st;
     st.residual = span ? rg.span() : rg.sup();
     if (st.residual < thresh || st.residual == 0) { st.converged = true; break; }
     if (st.iterations >= max_iter) break;
@@ -844,17 +854,22 @@ SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thres
 
 // Runs f(b, par) for every MDP: over MDPs in parallel when the batch can occupy the
 // threads, else one MDP after the other with the states of each sweep in parallel.
+// After a stop, no further MDP starts.
 template <class F>
-void for_each_mdp(index_t B, bool split_states, F&& f) {
+void for_each_mdp(index_t B, bool split_states, Stop& stop, F&& f) {
   int threads = 1;
 #if defined(_OPENMP)
   threads = omp_get_max_threads();
 #endif
   if (B >= threads && B > 1) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (index_t b = 0; b < B; ++b) f(b, false);
+    ItemQueue q(B, stop);
+#pragma omp parallel
+    {
+      for (std::int64_t b; q.next(b); q.done()) f(b, false);
+      q.drain();
+    }
   } else {
-    for (index_t b = 0; b < B; ++b) f(b, threads > 1 && split_states);
+    for (index_t b = 0; b < B && !stop.stopped(); ++b) f(b, threads > 1 && split_states);
   }
 }
 
@@ -862,11 +877,11 @@ template <class T, class M>
 void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, index_t B,
                const SolveOptions& opt, T* V, T* Q, std::int64_t* policy, std::int64_t* iterations,
                std::int64_t* eval_sweeps, double* residual, std::uint8_t* converged,
-               double* check_stats) {
+               double* check_stats, Stop& stop = Stop::never()) {
   const index_t S = m.S, A = m.A;
-  for_each_mdp(B, parallel_states(m), [&](index_t b, bool par) {
+  for_each_mdp(B, parallel_states(m), stop, [&](index_t b, bool par) {
     const SolveStats st = solve_one(m, b, R + b * S * A, gamma[b], thresh[b], opt, par, V + b * S,
-                                    Q + b * S * A, policy + b * S);
+                                    Q + b * S * A, policy + b * S, stop);
     iterations[b] = st.iterations;
     eval_sweeps[b] = st.eval_sweeps;
     residual[b] = st.residual;
@@ -879,12 +894,13 @@ void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, ind
 template <class T, class M>
 void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, index_t B,
                   std::int64_t max_iter, bool span, const std::int64_t* pi, const T* pi_stoch, T* V,
-                  std::int64_t* iterations, double* residual, std::uint8_t* converged) {
+                  std::int64_t* iterations, double* residual, std::uint8_t* converged,
+                  Stop& stop = Stop::never()) {
   const index_t S = m.S, A = m.A;
-  for_each_mdp(B, parallel_states(m), [&](index_t b, bool par) {
+  for_each_mdp(B, parallel_states(m), stop, [&](index_t b, bool par) {
     const SolveStats st = evaluate_one(m, b, R + b * S * A, gamma[b], thresh[b], max_iter, span,
                                        pi ? pi + b * S : nullptr, pi_stoch ? pi_stoch + b * S * A : nullptr,
-                                       par, V + b * S);
+                                       par, V + b * S, stop);
     iterations[b] = st.iterations;
     residual[b] = st.residual;
     converged[b] = st.converged;
