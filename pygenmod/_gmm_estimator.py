@@ -14,8 +14,8 @@ import warnings
 
 import numpy as np
 
-from . import gmm as _g
 from . import _validate as val
+from . import gmm as _g
 from ._seed import resolve_seed
 
 
@@ -365,10 +365,10 @@ class GaussianMixture(_MixtureParams, _Base):
             fitted = getattr(self, "feature_names_in_", None)
             if fitted is not None and names is None:
                 warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
-                              "was fitted with feature names", UserWarning)
+                              "was fitted with feature names", UserWarning, stacklevel=3)
             elif fitted is None and names is not None:
                 warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
-                              "without feature names", UserWarning)
+                              "without feature names", UserWarning, stacklevel=3)
             elif fitted is not None and (len(fitted) != len(names) or (fitted != names).any()):
                 raise ValueError("The feature names should match those that were passed during fit.")
             if Xa.shape[1] != self.n_features_in_:

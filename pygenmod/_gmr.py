@@ -60,7 +60,7 @@ def _conditional(params, x, in_dims, out_dims):
     B = 1 if single else w0.shape[0]
     p, K = g._params(params, B, D, dtype, xp, single)
     ind, outd = _dims(in_dims, out_dims, D)
-    I, O = len(ind), len(outd)
+    I = len(ind)
     xq = val.float_array(x, "x", dtype=dtype, xp=xp)
     if single:
         if xq.ndim == 1 and I == 1:

@@ -8,7 +8,6 @@ reparameterized samplers on the counter-based RNG, and the weighted GMM M-step w
 from __future__ import annotations
 
 import math
-
 from typing import NamedTuple
 
 import numpy as np
@@ -258,3 +257,13 @@ def _optimize_composed(objective, m0, scale, N, n_elite, T, seed, stream, covari
                              elite_weights, reg)
         history[t] = xp.take_along_axis(R, elite, 1).mean(1)
     return CEMResult(back(state.mean), back(state.scale), back(best_x), back(best_r), back(history))
+
+__all__ = [
+    'CEMResult',
+    'CEMState',
+    'COVARIANCES',
+    'ELITE_WEIGHTS',
+    'cem_optimize',
+    'cem_step',
+    'top_k',
+]

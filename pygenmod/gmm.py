@@ -687,7 +687,6 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
     else:
         all_given = weights_init is not None and means_init is not None and precisions_init is not None
         n_rep = 1 if all_given else n_init
-        B = Bx * n_rep
         if all_given:
             p0 = None
         else:

@@ -943,3 +943,25 @@ def search(root, recurrent_fn: Callable | TabularModel, num_simulations: int, *,
     val.choice(policy, "policy", ("muzero", "gumbel"))
     fn = muzero_policy if policy == "muzero" else gumbel_muzero_policy
     return fn(root, recurrent_fn, num_simulations, **kwargs)
+
+__all__ = [
+    'MAX_CAPACITY',
+    'PolicyOutput',
+    'RecurrentOutput',
+    'Root',
+    'TREE_FIELDS',
+    'TabularModel',
+    'Tree',
+    'advance',
+    'backup',
+    'expand',
+    'gumbel_muzero_policy',
+    'init_root',
+    'mdp_model',
+    'muzero_policy',
+    'new_tree',
+    'search',
+    'select',
+    'stochastic_tabular_model',
+    'tabular_model',
+]

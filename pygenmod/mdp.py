@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate as val
-from ._arrays import is_device, returner, to_native, xp_of
+from ._arrays import returner, to_native, xp_of
 from ._dispatch import kernel
 
 #: Allowed |sum_s' P(s'|s,a) - 1| per dtype.
@@ -910,3 +910,27 @@ def random_mdp(n_states: int, n_actions: int, batch: int | None = None, *, succe
     data /= np.bincount(row_of, weights=data, minlength=rows)[row_of]
     R = rng.standard_normal((B, S, A)).astype(dtype)
     return CSR(data.astype(dtype), indices, indptr, (B, S, A)), (R[0] if batch is None else R)
+
+__all__ = [
+    'Backup',
+    'CSR',
+    'Evaluation',
+    'GRID_ACTIONS',
+    'GRID_ARROWS',
+    'ROW_SUM_TOL',
+    'Solution',
+    'as_csr',
+    'bellman_backup',
+    'forest',
+    'from_mdptoolbox',
+    'from_quantecon',
+    'gridworld',
+    'modified_policy_iteration',
+    'policy_evaluation',
+    'policy_iteration',
+    'random_mdp',
+    'solve',
+    'to_mdptoolbox',
+    'to_quantecon',
+    'value_iteration',
+]

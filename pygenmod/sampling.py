@@ -530,7 +530,6 @@ def _maha_args(x, mu, scale_tril, precision_tril):
     if xr.size and not val._all_finite(xr):  # (the kernels here do not flag it themselves)
         raise ValueError("x: contains NaN or infinity")
     B, D = m.shape
-    xp = xp_of(m)
     S = math.prod(lead) if one else math.prod(lead[:-1])  # explicit extents: D or B may be 0
     d = (xr.reshape(S, B, D) - m).reshape(S * B, D)
     return m, back, half, one, name, L, lead, d, S
@@ -733,7 +732,7 @@ def scale_tril_from_cov(cov, *, jitter=1e-6, max_tries=6, eigen_fallback=True):
         raise ValueError(f"cov: expected (..., D, D), got shape {C.shape}")
     xp = xp_of(C)
     C = 0.5 * (C + xp.swapaxes(C, -1, -2))
-    lead, D = C.shape[:-2], C.shape[-1]
+    D = C.shape[-1]
     flat = C.reshape(-1, D, D)
     out = xp.zeros_like(flat)
     todo = xp.arange(flat.shape[0])
@@ -845,3 +844,32 @@ def gumbel_softmax_backward(grad, y_soft, tau=1.0):
     val.check_shape(g, "grad", y.shape)
     r = y * (g - (g * y).sum(-1, keepdims=True)) / y.dtype.type(tau)
     return back(_cast(r, half))
+
+__all__ = [
+    'GumbelSoftmax',
+    'HALF_LOG_2PI',
+    'Head',
+    'KINDS',
+    'check_scale_tril',
+    'gumbel_softmax',
+    'gumbel_softmax_backward',
+    'kl_mvn',
+    'kl_mvn_backward',
+    'kl_normal',
+    'kl_normal_backward',
+    'mahalanobis',
+    'mahalanobis_backward',
+    'mvn_head',
+    'mvn_head_backward',
+    'mvn_log_prob',
+    'mvn_log_prob_backward',
+    'normal_head',
+    'normal_head_backward',
+    'normal_log_prob',
+    'normal_log_prob_backward',
+    'rsample_mvn',
+    'rsample_mvn_backward',
+    'rsample_normal',
+    'rsample_normal_backward',
+    'scale_tril_from_cov',
+]

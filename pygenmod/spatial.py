@@ -250,3 +250,13 @@ def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps
     g_t = g_temp.sum(axis=0, dtype=np.float64)
     g_t = g_t.sum() if c.scalar_temp else g_t
     return back(gx), back(xp.asarray(g_t, dtype=dt))
+
+__all__ = [
+    'COORDS',
+    'LAYOUTS',
+    'ORDERS',
+    'SpatialSoftmaxResult',
+    'spatial_softmax',
+    'spatial_softmax_forward',
+    'spatial_softmax_vjp',
+]

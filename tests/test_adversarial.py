@@ -1,8 +1,8 @@
 """Adversarial objectives: closed forms vs a float64 NumPy reference and torch autograd."""
 import numpy as np
 import pytest
-
 from conftest import tol
+
 from pygenmod import adversarial as adv
 
 

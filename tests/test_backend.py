@@ -3,10 +3,11 @@ import os
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import pygenmod
-from conftest import run_python
-from pygenmod import _backend, _validate as val
+from pygenmod import _backend
+from pygenmod import _validate as val
 from pygenmod._dispatch import get_kernel
 
 

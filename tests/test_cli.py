@@ -1,5 +1,6 @@
 """The `pygenmod` command runs end to end."""
 from conftest import run_python
+
 from pygenmod import _backend
 
 

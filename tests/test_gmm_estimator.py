@@ -3,8 +3,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import run_python
+
 from pygenmod import gmm
 from pygenmod.gmm import BatchGaussianMixture, GaussianMixture
 

@@ -2,11 +2,10 @@
 float32 fits agree with float64 fits from the same start to what float32 allows."""
 import numpy as np
 import pytest
+from test_gmm_em import blobs, init_params
 
 import pygenmod
 from pygenmod import gmm
-
-from test_gmm_em import blobs, init_params
 
 _cpu = pytest.importorskip("pygenmod._cpu_gmm")
 ISA_NAMES = {0: "baseline", 1: "avx2", 2: "avx512"}

@@ -1,10 +1,10 @@
 """Bad input -> clear exceptions, and a hypothesis fuzz of the kernels against the reference."""
+import _mcts_ref as ref
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import _mcts_ref as ref
 from pygenmod import mcts
 from pygenmod._dispatch import get_kernel
 

@@ -4,10 +4,10 @@ value replaced by the new value). Hand-computed chains, the plain-Python referen
 == tabular, on every backend."""
 import numpy as np
 import pytest
-
 from conftest import tol
-from pygenmod import mcts
 from test_mcts_search import callback_of, random_model, reference, to_model, xp_for
+
+from pygenmod import mcts
 
 
 def chain(backend, dtype):

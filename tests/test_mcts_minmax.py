@@ -4,11 +4,10 @@ where the two pick different actions, the stored bounds, advance, and the plain-
 reference on random models, on every backend."""
 import numpy as np
 import pytest
-
-import _mcts_ref as ref
 from conftest import tol
-from pygenmod import mcts
 from test_mcts_search import callback_of, random_model, reference, to_model, xp_for
+
+from pygenmod import mcts
 
 
 def hand_tree(backend, dtype):

@@ -1,11 +1,11 @@
 """MCTS with a per-edge "player changed" flag (non-alternating turns), on every backend:
 a hand-computed tree, equality with mctx's negative-discount encoding, the plain-Python
 reference, the callback path and the composed operations."""
+import _mcts_ref as ref
 import numpy as np
 import pytest
-
-import _mcts_ref as ref
 from conftest import tol
+
 from pygenmod import mcts
 
 

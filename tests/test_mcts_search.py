@@ -1,10 +1,10 @@
 """Batched MCTS: known-answer trees, the plain-Python mctx-semantics reference, gridworld vs
 value iteration, masks, batch independence, subtree reuse, noise, on every backend."""
+import _mcts_ref as ref
 import numpy as np
 import pytest
-
-import _mcts_ref as ref
 from conftest import tol
+
 from pygenmod import mcts
 
 

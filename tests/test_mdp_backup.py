@@ -2,9 +2,10 @@
 against a plain float64 NumPy reference on every backend; input validation."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
-
 from conftest import tol
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pygenmod import mdp
 
 

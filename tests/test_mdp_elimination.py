@@ -106,15 +106,17 @@ def test_margin_covers_the_initial_values(monkeypatch):
         P[2, 1, 1] = p
         R = np.array([[0.0, 0.0], [0.0, 0.0], [r0, r1]])
         V0 = np.array([0.0, -C, 0.0])
-        for solve in (lambda: mdp.value_iteration(P, R, g, V0=V0, tol=0.0, max_iter=2),
-                      lambda: mdp.modified_policy_iteration(P, R, g, m=1, V0=V0, tol=0.0, max_iter=3)):
+        for solve in (lambda P=P, R=R, V0=V0: mdp.value_iteration(P, R, g, V0=V0, tol=0.0, max_iter=2),
+                      lambda P=P, R=R, V0=V0: mdp.modified_policy_iteration(P, R, g, m=1, V0=V0, tol=0.0,
+                                                                             max_iter=3)):
             monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", False)
             full = solve()
             monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", True)
             assert_same(full, solve())
 
 
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -204,7 +204,7 @@ def test_against_pymdptoolbox_and_quantecon():
 
 
 def test_converters_roundtrip_and_sparse_peers():
-    sp = pytest.importorskip("scipy.sparse")
+    pytest.importorskip("scipy.sparse")
     pytest.importorskip("mdptoolbox")
     import mdptoolbox.example
 

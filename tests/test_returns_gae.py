@@ -2,8 +2,8 @@
 truncations, masks, per-env gamma/lambda), on every backend; layouts and bad input."""
 import numpy as np
 import pytest
-
 from conftest import tol
+
 from pygenmod import returns
 
 

@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import tol
+
 from pygenmod import random as R
 from pygenmod import sampling as S
 
@@ -474,7 +474,8 @@ def test_bad_input(rng):
 
 def test_fuzz_kernel_boundary():
     pytest.importorskip("hypothesis")
-    from hypothesis import given, settings, strategies as st
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
 
     @settings(max_examples=40, deadline=None)
     @given(B=st.integers(0, 6), D=st.integers(1, 9), S_=st.integers(0, 3), seed=st.integers(0, 2**64 - 1),

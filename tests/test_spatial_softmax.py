@@ -2,10 +2,10 @@
 backend; the written contract (order, grid, H != W, layouts, mask, temperature); bad input."""
 import numpy as np
 import pytest
+from conftest import run_python, tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import run_python, tol
 from pygenmod import spatial
 
 

@@ -26,8 +26,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import pygenmod
-from pygenmod import _backend
-from pygenmod import cem, gmm, mcts, mdp, random, returns, sampling, spatial
+from pygenmod import _backend, cem, gmm, mcts, mdp, random, returns, sampling, spatial
 
 #: relative tolerance of a "rounding" promise (the tests' float tolerances, tests/conftest.py tol)
 RTOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}

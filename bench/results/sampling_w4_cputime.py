@@ -2,8 +2,15 @@
 process_time per call is far less sensitive to a shared, oversubscribed machine than wall time.
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=$PWD python bench/results/sampling_w4_cputime.py [--wall]
 (--wall: wall-clock time instead, e.g. for a two-thread run)."""
-import sys, time, numpy as np, torch
-from pygenmod import sampling, _cpu_sampling as K
+import sys
+import time
+
+import numpy as np
+import torch
+
+from pygenmod import _cpu_sampling as K
+from pygenmod import sampling
+
 B, D = 65536, 64
 rng = np.random.default_rng(0)
 mu = rng.standard_normal((B, D), dtype=np.float32); lv = 0.5 * rng.standard_normal((B, D), dtype=np.float32)

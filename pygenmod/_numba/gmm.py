@@ -359,7 +359,7 @@ def _fit_core(t, X, W, reg, n_rep, max_iter, tol, wts, mus, cov, pc, lb, n_iter,
     and n_iter (the loop's whole state), so a fit run in slices is the same fit (Ctrl-C
     between slices, see slices.py)."""
     B, K = wts.shape
-    N, D = X.shape[1], X.shape[2]
+    D = X.shape[2]
     for s in nb.prange(B):
         if done[s]:
             continue

@@ -224,7 +224,7 @@ def measure_modes(workload: Workload, repeats: int | None = None, modes=MODES, o
         with BusyCore():
             for i, fn in ready.items():
                 rows[i][1]["busy"] = time_call(fn, reps[i], 0)
-    for cand, secs, _ in rows:
+    for _, secs, _ in rows:
         for k in secs:
             secs[k] /= workload.calls
     return rows
