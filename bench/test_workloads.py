@@ -1,7 +1,7 @@
 """pytest-benchmark view of the workloads behind `pygenmod bench`.
 
 Run: pytest bench/ --benchmark-only   (PYGENMOD_BENCH_QUICK=1 for small sizes).
-CI runs it with --benchmark-disable as a smoke test of every candidate.
+CI runs it at quick sizes with --benchmark-disable (tests/test_bench_smoke.py), a smoke test of every candidate.
 """
 import os
 

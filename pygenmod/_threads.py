@@ -113,7 +113,8 @@ def set_num_threads(n) -> None:
     with _lock:
         _target = n
         _generation += 1
-    apply()
+    # this thread now; numba too if it is loaded (never imported just for this: ~0.5 s)
+    apply(numba_too="numba" in sys.modules)
 
 
 def get_num_threads() -> int:
