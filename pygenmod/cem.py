@@ -71,6 +71,18 @@ def _elite_weights(xp, dtype, idx, N, scheme):
 
 
 
+def _check_update_options(n_elite, N, alpha, min_std) -> int:
+    """The elite count (checked against the population size N) after checking alpha and min_std."""
+    k = val.positive_int(n_elite, "n_elite")
+    if k > N:
+        raise ValueError(f"n_elite: must be <= the population size N = {N}, got {k}")
+    if not 0.0 <= alpha < 1.0:
+        raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
+    if min_std < 0:
+        raise ValueError(f"min_std: must be >= 0, got {min_std}")
+    return k
+
+
 def _mean(mean):
     m = val.float_array(mean, "mean", ndim=2)
     if 0 in m.shape:
@@ -111,13 +123,7 @@ def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, el
     N = X.shape[1]
     R = val.float_array(returns, "returns", ndim=2, dtype=dt, xp=xp)
     val.check_shape(R, "returns", (B, N))
-    k = val.positive_int(n_elite, "n_elite")
-    if k > N:
-        raise ValueError(f"n_elite: must be <= the population size N = {N}, got {k}")
-    if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
-    if min_std < 0:
-        raise ValueError(f"min_std: must be >= 0, got {min_std}")
+    k = _check_update_options(n_elite, N, alpha, min_std)
     if covariance == "diag":
         S = val.float_array(scale, "scale", ndim=2, dtype=dt, xp=xp)
         val.check_shape(S, "scale", (B, D))
@@ -195,13 +201,7 @@ def _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, stream, alph
     val.check_shape(S, "scale", (B, D))
     if bool((S < 0).any()):
         raise ValueError("scale: standard deviations must be >= 0")
-    k = val.positive_int(n_elite, "n_elite")
-    if k > N:
-        raise ValueError(f"n_elite: must be <= the population size N = {N}, got {k}")
-    if not 0.0 <= alpha < 1.0:
-        raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
-    if min_std < 0:
-        raise ValueError(f"min_std: must be >= 0, got {min_std}")
+    k = _check_update_options(n_elite, N, alpha, min_std)
     if (T * N * D) >= 2**64 - 1:
         raise ValueError("n_iter * n_samples * D: the noise offsets exceed 2**64")
     w = _rank_weights(np, dt, k, elite_weights)
