@@ -16,6 +16,8 @@ import pytest
 da = pytest.importorskip("dask.array", reason="dask[array] is not installed (pip install 'pygenmod[dask]')")
 distributed = pytest.importorskip("distributed", reason="distributed is not installed (pip install 'pygenmod[dask]')")
 
+from conftest import run_python
+
 import pygenmod
 from pygenmod import cem, gmm, mdp, returns, sampling
 from pygenmod import dask as pdask
@@ -345,9 +347,9 @@ def test_worker_lost_mid_computation(client):
 
 def test_import_first_in_a_fresh_process():
     """A worker unpickles a task by importing pygenmod.dask before anything else of pygenmod."""
-    import subprocess
 
-    subprocess.run([sys.executable, "-c", "import pygenmod.dask"], check=True)
+    out = run_python(["-c", "import pygenmod.dask"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 FORK_SCRIPT = """
@@ -367,9 +369,9 @@ assert got.V.tobytes() == want.V.tobytes() and got.policy.tobytes() == want.poli
 @pytest.mark.skipif(sys.platform != "linux", reason="fork-started workers: Linux only")
 def test_fork_started_worker_after_a_parallel_kernel():
     """Workers forked from a parent whose OpenMP pool ran: no hang, exact results (own process, timeout)."""
-    import subprocess
-
-    subprocess.run([sys.executable, "-c", FORK_SCRIPT], check=True, timeout=120, capture_output=True)
+    # run_python: a child in the repository root would import the source tree (no compiled modules)
+    out = run_python(["-c", FORK_SCRIPT], timeout=120, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
 
 
 @pytest.mark.parametrize("scheduler", ["threads", "sync"])

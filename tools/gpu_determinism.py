@@ -22,7 +22,9 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
+if __name__ == "__main__" and ROOT not in sys.path:
+    # run as a script from a checkout (gpu-check.sh also sets PYTHONPATH); never when imported,
+    # where it would put the source tree ahead of an installed pygenmod for every child process
     sys.path.insert(0, ROOT)
 
 import pygenmod
