@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 py=${PYTHON:-python3}
 out=docs/img
 mkdir -p "$out"
-ONLY=${ONLY:-W6a-solve,W6b,W7,W1,W2-full-f64,W3-fb,W4b,W5-mz16}
+ONLY=${ONLY:-W6a-solve,W6b,W7,W1,W2-full-f64,W3-fb,W4b,W5-mz64}
 "$py" -m pygenmod bench --only "$ONLY" --json "$out/bench.json" "$@"
 "$py" -m pygenmod.benchmarks.report "$out/bench.json" "$out/bench.png" 80  # = bench --plot, at 80 dpi (file size)
 "$py" - "$out" <<'PY'
