@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from ._arrays import to_native, xp_of
+from ._seed import check_int_seed
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 HALF_DTYPE = np.dtype(np.float16)
@@ -83,11 +84,8 @@ def _c_order(a):
     return a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a)
 
 
-def seed_int(seed, name: str = "seed") -> int:
-    """An explicit integer seed / stream / offset in [0, 2**64) (one check: pygenmod._seed)."""
-    from ._seed import check_int_seed
-
-    return check_int_seed(seed, name)
+#: An explicit integer seed / stream / offset in [0, 2**64) (one check: pygenmod._seed).
+seed_int = check_int_seed
 
 
 def _all_finite(a) -> bool:

@@ -1,4 +1,5 @@
 // _cuda_mdp: bindings of the CUDA Bellman launchers. Device arrays in, no math here.
+#include <utility>
 #include "cuda_array.hpp"
 #include "mdp.cuh"
 
@@ -52,21 +53,26 @@ void dense(const py::object& P, const py::object& R, const py::object& V, const 
                         c.Q, c.Vo, c.pi, as_stream(stream));
 }
 
-template <class T>
-void csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
-         const py::object& R, const py::object& V, const py::object& gamma, int kind, const py::object& pi_det,
-         const py::object& pi_stoch, const py::object& tau, const py::object& Q, const py::object& V_out,
-         const py::object& policy, std::uintptr_t stream) {
+// (B, nnz) of a batched CSR transition matrix: indptr holds B*S*A + 1 row offsets.
+inline std::pair<i64, i64> csr_dims(const py::object& data, const py::object& indptr, i64 S, i64 A) {
   if (S < 1 || A < 1) throw std::invalid_argument("n_states and n_actions must be >= 1");
   auto pshape = device_shape(indptr, "indptr");
   auto dshape = device_shape(data, "data");
   if (pshape.size() != 1 || dshape.size() != 1 || (pshape[0] - 1) % (S * A) != 0)
     throw std::invalid_argument("indptr: expected length B*S*A + 1");
-  const i64 B = (pshape[0] - 1) / (S * A), nnz = dshape[0];
+  return {(pshape[0] - 1) / (S * A), dshape[0]};
+}
+
+template <class T>
+void csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
+         const py::object& R, const py::object& V, const py::object& gamma, int kind, const py::object& pi_det,
+         const py::object& pi_stoch, const py::object& tau, const py::object& Q, const py::object& V_out,
+         const py::object& policy, std::uintptr_t stream) {
+  const auto [B, nnz] = csr_dims(data, indptr, S, A);
   auto c = common<T>(B, S, A, kind, R, V, gamma, pi_det, pi_stoch, tau, Q, V_out, policy);
   // indptr/indices contents are validated by the Python layer (0 .. nnz, columns < S)
   cuda::backup_csr<T>(device_ptr<T>(data, "data", {nnz}), device_ptr<std::int32_t>(indices, "indices", {nnz}),
-                      device_ptr<i64>(indptr, "indptr", {pshape[0]}), c.R, c.V, c.g, B, S, A, kind, c.pd, c.ps,
+                      device_ptr<i64>(indptr, "indptr", {B * S * A + 1}), c.R, c.V, c.g, B, S, A, kind, c.pd, c.ps,
                       c.tau, c.Q, c.Vo, c.pi, as_stream(stream));
 }
 
@@ -106,15 +112,10 @@ void policy_csr(const py::object& data, const py::object& indices, const py::obj
                 const py::object& R, const py::object& V, const py::object& gamma, const py::object& pi_det,
                 const py::object& pi_stoch, const py::object& active, const py::object& V_out,
                 std::uintptr_t stream) {
-  if (S < 1 || A < 1) throw std::invalid_argument("n_states and n_actions must be >= 1");
-  auto pshape = device_shape(indptr, "indptr");
-  auto dshape = device_shape(data, "data");
-  if (pshape.size() != 1 || dshape.size() != 1 || (pshape[0] - 1) % (S * A) != 0)
-    throw std::invalid_argument("indptr: expected length B*S*A + 1");
-  const i64 B = (pshape[0] - 1) / (S * A), nnz = dshape[0];
+  const auto [B, nnz] = csr_dims(data, indptr, S, A);
   auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
   cuda::policy_sweep_csr<T>(device_ptr<T>(data, "data", {nnz}), device_ptr<std::int32_t>(indices, "indices", {nnz}),
-                            device_ptr<i64>(indptr, "indptr", {pshape[0]}), a.R, a.V, a.g, B, S, A, a.pd, a.ps,
+                            device_ptr<i64>(indptr, "indptr", {B * S * A + 1}), a.R, a.V, a.g, B, S, A, a.pd, a.ps,
                             a.active, a.Vo, as_stream(stream));
 }
 
