@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -94,6 +95,24 @@ def _native_order(a):
 def _c_order(a):
     # np.ascontiguousarray would turn a 0-d array into 1-d: copy only when needed.
     return a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a)
+
+
+#: Default of a deprecated keyword argument: tells "not given" apart from None.
+DEPRECATED = object()
+
+
+def renamed(new_value, old_value, new: str, old: str, *, func: str, default=None):
+    """The value of a keyword argument renamed from ``old`` to ``new``: the old spelling keeps
+    working for one release, with a DeprecationWarning (docs/conventions.md lists them).
+    ``default`` is the new argument's default (giving both spellings is a TypeError)."""
+    if old_value is DEPRECATED:
+        return new_value
+    warnings.warn(f"{func}({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=3)
+    at_default = new_value is default or (type(new_value) is type(default) and isinstance(default, (int, float, str))
+                                          and new_value == default)
+    if not at_default:
+        raise TypeError(f"{func}: give {new} or its deprecated spelling {old}, not both")
+    return old_value
 
 
 #: An explicit integer seed / stream / offset in [0, 2**64) (one check: pygenmod._seed).

@@ -577,16 +577,19 @@ def _exact_sparse(sp, spla, xp, m, g, det, stoch, r_pi):
     return out
 
 
-def policy_evaluation(P, R, gamma, policy, *, method: str = "exact", epsilon: float = 1e-6,
+def policy_evaluation(P, R, gamma, policy, *, evaluation: str = "exact", epsilon: float = 1e-6,
                       tol: float | None = None, stop: str = "span", max_iter: int = 100_000, V0=None,
-                      check: bool = True) -> Evaluation:
+                      check: bool = True, method=val.DEPRECATED) -> Evaluation:
     """The value V^pi of a deterministic (B, S) or stochastic (B, S, A) policy.
 
-    method="exact": linear solve of ``(I - gamma P_pi) V = r_pi`` (float64 internally).
-    method="iterative": sweeps ``V <- T_pi V`` (compiled loop, only the policy's rows are
+    evaluation="exact": linear solve of ``(I - gamma P_pi) V = r_pi`` (float64 internally).
+    evaluation="iterative": sweeps ``V <- T_pi V`` (compiled loop, only the policy's rows are
     read) with the stopping rules of the module doc (``||V - V^pi|| <= epsilon/2``).
+    ``method=`` is the deprecated spelling of ``evaluation=`` (the name policy_iteration uses).
     """
-    method = val.choice(method, "method", ("exact", "iterative"))
+    evaluation = val.renamed(evaluation, method, "evaluation", "method", func="mdp.policy_evaluation",
+                             default="exact")
+    method = val.choice(evaluation, "evaluation", ("exact", "iterative"))
     m = _Model(P, R, check=check)
     g = m.gamma(gamma)
     det, stoch = m.policy(policy)
