@@ -42,7 +42,7 @@ from ._dispatch import kernel
 from ._seed import resolve_seed
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}  #: C++ gmm::CovType (tests/test_contracts.py)
 INITS = ("kmeans", "k-means++", "random_from_data", "random")
 
 #: flag bits of ``FitResult.flags`` (per set and component)

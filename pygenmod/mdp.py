@@ -50,7 +50,7 @@ ROW_SUM_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 # Tests switch it off to compare.
 _ACTION_ELIMINATION = True
 
-_KIND = {"optimal": 0, "policy": 1, "stochastic": 2, "soft": 3}
+_KIND = {"optimal": 0, "policy": 1, "stochastic": 2, "soft": 3}  # C++ mdp::Kind (tests/test_contracts.py)
 
 
 class Backup(NamedTuple):

@@ -32,6 +32,7 @@ from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from .random import GUMBEL
 
 KINDS = {"logvar": 0, "log_std": 1, "std": 2}
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -833,7 +834,7 @@ def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, 
         raise ValueError("logits: a row has every category masked (all -inf)")
     g = xp.empty(rows.shape, rows.dtype)
     _, fill = kernel("sampling", "fill", is_device(rows))
-    fill(seed, stream, offset, 2, g)
+    fill(seed, stream, offset, GUMBEL, g)
     t = (rows + g) / rows.dtype.type(tau)
     idx = t.argmax(-1)
     t = t - t.max(-1, keepdims=True)
