@@ -1,21 +1,22 @@
 """PyTorch front-ends for the pygenmod kernels (optional: importing this module needs torch;
-the rest of pygenmod never imports it).
+the rest of pygenmod never imports it). Guide: docs/torch.md.
 
-Each family has one section below with the same shape:
+Every differentiable operation is a ``torch.library`` custom op named
+``pygenmod::<family>_<op>``; each family has the same shape:
 
-1. ``torch.library.custom_op("pygenmod::<name>")`` wrappers around the public NumPy/CuPy API,
-   called through zero-copy DLPack views (no copies for contiguous inputs);
+1. ``torch.library.custom_op`` wrappers around the public NumPy/CuPy API, called through
+   zero-copy DLPack views (CUDA tensors on torch's current stream);
 2. a ``register_fake`` shape function per op, so ``torch.compile`` traces through without a
    graph break;
-3. ``register_autograd`` wiring the backward op (the family's fused VJP kernel);
-4. a functional front-end and an ``nn.Module``.
+3. ``register_autograd`` wiring the backward, itself a custom op with a fake kernel (the
+   family's VJP);
+4. functional front-ends (seeds resolved once per call, then passed to the op as ints) and,
+   where useful, an ``nn.Module``.
 
-To add a family, put it in a private module ``pygenmod/_torch_<topic>.py`` with its ops named
-``pygenmod::<family>_<op>`` and re-export it here with one import line (see the sections at the
-end). The helpers ``_native`` / ``_tensor`` / ``_on_torch_stream`` (and the seed arguments,
-``seed_arg`` / ``int_arg`` / ``key``) are shared, from :mod:`pygenmod._torch_common`.
-
-Docs: docs/torch.md (ops, gradients, seeds under torch.compile, CUDA streams).
+Spatial softmax lives below; every other family lives in a private module
+``pygenmod/_torch_<topic>.py`` re-exported at the end of this file by one import line. The
+shared helpers ``_native`` / ``_tensor`` / ``_on_torch_stream`` (and the op-argument seeds
+``seed_arg`` / ``int_arg`` / ``key``) come from :mod:`pygenmod._torch_common`.
 """
 from typing import Optional
 

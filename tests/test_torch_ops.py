@@ -131,7 +131,7 @@ def test_every_op_is_registered_and_covered():
     covered = {c[1]._qualified_op_name.split("::")[1] for c in _opcheck_cases(F64)}
     registered = {n for n in dir(ops) if not n.startswith("_") and isinstance(getattr(ops, n), torch._ops.OpOverloadPacket)}
     mine = {n for n in registered if n.startswith(("sampling_", "spatial_", "returns_"))}
-    assert mine <= covered, mine - covered
+    assert len(mine) >= 19 and mine <= covered, mine - covered
 
 
 # ------------------------------------------------------------------------------ references (float64)
