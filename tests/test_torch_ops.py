@@ -123,6 +123,20 @@ def test_opcheck(case, dt):
     torch.library.opcheck(op.default, args)
 
 
+_HALF_IDS = [c[0] for c in _opcheck_cases(F64) if c[1]._qualified_op_name.startswith("pygenmod::sampling_")
+             and not c[0].endswith("_backward")]
+
+
+@pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
+@pytest.mark.parametrize("case", _HALF_IDS)
+def test_opcheck_half_precision(case, dt):
+    # the sampling ops compute half in float32: the fake kernels must give the same dtypes
+    # (samples and gradients in the input dtype, reductions in float32). Spatial softmax takes
+    # a float32 temperature with half maps (its wrapper converts); GAE takes float32/float64.
+    name, op, args = next(c for c in _opcheck_cases(dt) if c[0] == case)
+    torch.library.opcheck(op.default, args)
+
+
 def test_every_op_is_registered_and_covered():
     # a new pygenmod:: op must get an opcheck case here
     import pygenmod._torch_returns
