@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ._arrays import to_native
-from ._seed import resolve_seed
+from ._seed import check_int_seed, resolve_seed
 
 #: half-precision dtypes the kernels compute in float32
 LOW = (torch.float16, torch.bfloat16)
@@ -126,6 +126,4 @@ def int_arg(value, name: str):
     """A stream / offset argument (an integer in [0, 2**64)) for an op."""
     if isinstance(value, torch.SymInt):
         return value
-    from ._seed import check_int_seed
-
     return op_int(check_int_seed(value, name))

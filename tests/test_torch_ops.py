@@ -374,6 +374,8 @@ def test_compile_seed_is_an_int_argument():
     # TypeError as an unsupported exception; without fullgraph it graph-breaks and runs eagerly)
     with pytest.raises(Exception, match="explicit integer seed"):
         torch.compile(lambda m, l: T.rsample_normal(m, l), fullgraph=True, backend=backend)(mu, lv)
+    loose = torch.compile(lambda m, l: T.rsample_normal(m, l) * 2, backend="eager")
+    assert not torch.equal(loose(mu, lv), loose(mu, lv))  # a graph break: fresh noise per call
 
 
 def test_docs_page_examples_run():
