@@ -224,3 +224,4 @@ from ._torch_sampling import (  # noqa: E402,F401
 
 HAVE_SAMPLING_CUSTOM_OPS = _sampling.HAVE_CUSTOM_OPS
 __all__ += _sampling.__all__
+from ._torch_trpo import fisher_vector_product  # noqa: E402,F401  (TRPO: F v by double backprop)
