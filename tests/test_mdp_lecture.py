@@ -198,3 +198,14 @@ def test_policy_iteration_initial_policy_errors(kw, err, match, evaluation):
     P, R = mdp.random_mdp(9, 3, 2, seed=1)
     with pytest.raises(err, match=match):
         mdp.policy_iteration(P, R, 0.9, evaluation=evaluation, **kw)
+
+
+def test_demo_lecture_gridworld():
+    import io
+
+    from pygenmod.demos import _report
+    from pygenmod.demos import mdp as demo
+
+    buf = io.StringIO()
+    demo._lecture_gridworld(_report.Report(buf))
+    assert buf.getvalue().count("optimal under VI's Q: True") == 3, buf.getvalue()

@@ -462,3 +462,18 @@ def test_torch_trpo_step_matches_reference():
     assert bool(out.search.accepted) == acc and float(out.search.step_frac) == frac
     np.testing.assert_allclose(float(out.step_size), beta, rtol=1e-8)
     np.testing.assert_allclose(out.x.numpy(), x_ref, rtol=1e-8, atol=1e-12)
+
+
+def test_demo_section_agrees_with_its_reference():
+    import io
+    import re
+
+    from pygenmod.demos import _report
+    from pygenmod.demos import trpo as demo
+
+    buf = io.StringIO()
+    demo.run(_report.Report(buf))
+    out = buf.getvalue()
+    worst = float(re.search(r"worst \|theta - explicit reference\| = (\S+)", out).group(1))
+    assert worst < 1e-9, out
+    assert "converged" in out
