@@ -172,9 +172,11 @@ def _call(fn, x, name, shape, ops):
     if not hasattr(y, "shape") or tuple(y.shape) != tuple(shape):
         got = tuple(y.shape) if hasattr(y, "shape") else type(y).__name__
         raise ValueError(f"{name}: must return an array of shape {tuple(shape)}, got {got}")
-    if ops.torch:
-        y = y.detach()
-    return y.to(ops.dtype) if ops.torch else y.astype(ops.dtype, copy=False)
+    is_torch = type(y).__module__.split(".")[0] == "torch"
+    if is_torch != ops.torch or (not is_torch and xp_of(y) is not ops.xp):
+        raise TypeError(f"{name}: must return the array type of the inputs ({ops.xp.__name__}), "
+                        f"got {type(y).__module__}.{type(y).__name__}")
+    return y.detach().to(ops.dtype) if ops.torch else y.astype(ops.dtype, copy=False)
 
 
 def _out(single, *arrays):
@@ -355,7 +357,8 @@ def trpo_step(x0, g, fvp, surrogate, kl, *, max_kl: float = 0.01, damping: float
     with the expected improvement ``g^T fullstep``.
 
     x0: (B, n) current parameters; g: (B, n) gradient of the surrogate at x0; fvp, surrogate,
-    kl: callables as in the functions above. A problem whose CG direction has no step size
+    kl: callables as in the functions above (always called with (B, n) arrays; B = 1 when
+    x0 and g are a single (n,) problem, whose results come back without the batch axis). A problem whose CG direction has no step size
     (``x^T F x <= 0``, e.g. g = 0) keeps x0 (``search.accepted`` False).
     """
     ops = _Ops(g, "g")

@@ -160,6 +160,7 @@ def test_cg_torch_matches_numpy():
     (lambda mv, g: trpo.conjugate_gradient(mv, g, tol=float("nan")), ValueError, "tol"),
     (lambda mv, g: trpo.conjugate_gradient(mv, np.full_like(g, np.nan)), ValueError, "g: contains NaN"),
     (lambda mv, g: trpo.conjugate_gradient(3, g), TypeError, "fvp: expected a callable"),
+    (lambda mv, g: trpo.conjugate_gradient(lambda V: list(V), g), ValueError, "fvp: must return an array"),
 ])
 def test_cg_errors(call, err, match):
     g = np.ones((2, 3))
@@ -477,3 +478,11 @@ def test_demo_section_agrees_with_its_reference():
     worst = float(re.search(r"worst \|theta - explicit reference\| = (\S+)", out).group(1))
     assert worst < 1e-9, out
     assert "converged" in out
+
+
+def test_callables_must_return_the_inputs_array_type():
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match="fvp: must return the array type"):
+        trpo.conjugate_gradient(lambda V: torch.from_numpy(V), np.ones((2, 3)))
+    with pytest.raises(TypeError, match="fvp: must return the array type"):
+        trpo.conjugate_gradient(lambda V: V.numpy(), torch.ones(2, 3, dtype=torch.float64))
