@@ -325,6 +325,8 @@ class BatchGaussianMixture(_gmm.BatchGaussianMixture):
 def _mdp_chunk(offset, *, fname, kw, **arrays):
     from . import mdp
 
+    if isinstance(kw.get("initial_policy"), str):  # "random": MDP b draws from stream + b (global b)
+        kw = dict(kw, stream=kw.get("stream", 0) + offset)
     return tuple(getattr(mdp, fname)(**arrays, **kw))
 
 
@@ -356,7 +358,14 @@ def _mdp_args(P, R, gamma, V0=None, policy=None):
 
 
 def _solution_map(fname, P, R, gamma, threads, backend, V0=None, **kw):
-    args, split, S, A, dt = _mdp_args(P, R, gamma, V0)
+    init = kw.get("initial_policy")
+    per_row_init = init is not None and not isinstance(init, str)
+    args, split, S, A, dt = _mdp_args(P, R, gamma, V0, kw.pop("initial_policy") if per_row_init else None)
+    args["initial_policy"] = args.pop("policy")
+    if isinstance(init, str):
+        from ._seed import resolve_seed
+
+        kw["seed"] = resolve_seed(kw.get("seed"))  # once for all chunks
     if np.ndim(gamma) == 0:
         kw["gamma"] = gamma
     outs = [((None, S), dt), ((None, S), np.int64), ((None, S, A), dt), ((None,), np.int64),
@@ -384,7 +393,9 @@ def value_iteration(P, R, gamma, *, V0=None, threads=None, backend=None, **kwarg
 
 
 def policy_iteration(P, R, gamma, *, threads=None, backend=None, **kwargs):
-    """:func:`pygenmod.mdp.policy_iteration` over batch chunks (see :func:`solve`)."""
+    """:func:`pygenmod.mdp.policy_iteration` over batch chunks (see :func:`solve`); an
+    ``initial_policy`` array (B, S) is chunked with R, and ``"random"`` draws MDP b's start from
+    stream ``stream + b`` (global b), so the result does not depend on the chunking."""
     return _solution_map("policy_iteration", P, R, gamma, threads, backend, **kwargs)
 
 

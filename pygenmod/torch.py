@@ -195,3 +195,8 @@ from ._torch_returns import discounted_returns, gae, lambda_returns  # noqa: E40
 
 __all__ += _returns.__all__
 
+# ============================================================================ TRPO
+# F v by double backprop for a policy's KL (pygenmod.trpo's machinery).
+from ._torch_trpo import fisher_vector_product  # noqa: E402
+
+__all__ += ["fisher_vector_product"]

@@ -142,6 +142,23 @@ def test_mdp_policy_evaluation(client, mdps, chunks):
             same(got, want, method)
 
 
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+def test_mdp_policy_iteration_initial_policy(client, mdps, chunks):
+    """An initial-policy array is chunked with R; "random" draws MDP b's start from stream + b
+    (global b): the same result for every chunking."""
+    P, R, g = mdps
+    start = np.random.default_rng(2).integers(0, 3, size=(B, 5))
+    for evaluation in ("iterative", "exact"):
+        want = mdp.policy_iteration(P, R, g, evaluation=evaluation, initial_policy=start)
+        got = run(pdask.policy_iteration(chunked(P, chunks), chunked(R, chunks), g, evaluation=evaluation,
+                                         initial_policy=start))
+        same(got, want, evaluation)
+        want = mdp.policy_iteration(P, R, g, evaluation=evaluation, initial_policy="random", seed=7, stream=3)
+        got = run(pdask.policy_iteration(chunked(P, chunks), chunked(R, chunks), g, evaluation=evaluation,
+                                         initial_policy="random", seed=7, stream=3))
+        same(got, want, evaluation)
+
+
 def test_mdp_exact_policy_iteration_float32(client, mdps):
     P, R, _g = mdps
     P32, R32 = P.astype(np.float32), R.astype(np.float32)
