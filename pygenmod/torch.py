@@ -224,3 +224,8 @@ from ._torch_sampling import (  # noqa: E402,F401
 
 HAVE_SAMPLING_CUSTOM_OPS = _sampling.HAVE_CUSTOM_OPS
 __all__ += _sampling.__all__
+
+# ============================================================================ categorical
+# pygenmod::categorical_* custom ops (log-prob, entropy, KL, SI-GARL target) and pg_loss.
+from ._torch_categorical import *  # noqa: E402,F401,F403
+__all__ += ["categorical_log_prob", "categorical_entropy", "categorical_kl", "policy_target_kl", "pg_loss"]
