@@ -227,5 +227,12 @@ __all__ += _sampling.__all__
 
 # ============================================================================ categorical
 # pygenmod::categorical_* custom ops (log-prob, entropy, KL, SI-GARL target) and pg_loss.
-from ._torch_categorical import *  # noqa: E402,F401,F403
+from ._torch_categorical import (  # noqa: E402,F401
+    categorical_entropy,
+    categorical_kl,
+    categorical_log_prob,
+    pg_loss,
+    policy_target_kl,
+)
+
 __all__ += ["categorical_log_prob", "categorical_entropy", "categorical_kl", "policy_target_kl", "pg_loss"]
