@@ -119,3 +119,15 @@ def test_rig_posterior_reward_is_goal_log_likelihood(rng):
     np.testing.assert_allclose(goals.rig_posterior_reward(mu, zg, L), goals.rig_posterior_reward(mu, zg, logvar=logvar))
     with pytest.raises(TypeError, match="exactly one"):
         goals.rig_posterior_reward(mu, zg)
+
+
+def test_goal_gan_example_runs(tmp_path):
+    import pathlib
+
+    from conftest import run_python
+
+    script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "goal_gan_point.py"
+    r = run_python([str(script), "--iters", "3", "--goals", "8", "--rollouts", "2", "--gan-steps", "2"],
+                   capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "intermediate" in r.stdout and r.stdout.count("\n") >= 4
