@@ -18,15 +18,24 @@
 #pragma once
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/random.hpp"  // rng::exp_f32: a branch-free float exp that vectorises
 
 #include <cstdint>
 #include <limits>
+
+// `omp simd` with a sum reduction on the host (float sums do not vectorise without it).
+#if !defined(__CUDACC__) && defined(_OPENMP)
+#define PGM_CAT_PRAGMA(x) _Pragma(#x)
+#define PGM_CAT_SIMD_SUM(v) PGM_CAT_PRAGMA(omp simd reduction(+ : v))
+#else
+#define PGM_CAT_SIMD_SUM(v)
+#endif
 
 namespace pygenmod::categorical {
 
 enum : std::int32_t { OK = 0, P_ALL_MASKED = 1, P_NONFINITE = 2, Q_ALL_MASKED = 3, Q_NONFINITE = 4, BAD_ACTION = 5 };
 
-PGM_HD float exp_(float x) { return expf(x); }
+PGM_HD float exp_(float x) { return rng::exp_f32(x); }  // ~2 ulp; exp(-87.3) for smaller x
 PGM_HD double exp_(double x) { return exp(x); }
 PGM_HD float log_(float x) { return logf(x); }
 PGM_HD double log_(double x) { return log(x); }
@@ -63,8 +72,8 @@ PGM_HD std::int32_t row_logz(const T* x, const std::uint8_t* m, index_t K, LogZ<
   if (n == 0) return all_masked;
   if (!(chk == T(0))) return nonfinite;
   T s = 0;
-  for (index_t j = 0; j < K; ++j)
-    if (allowed(m, j)) s += exp_(x[j] - mx);
+  PGM_CAT_SIMD_SUM(s)
+  for (index_t j = 0; j < K; ++j) s += allowed(m, j) ? exp_(x[j] - mx) : T(0);
   logz = {mx, log_(s)};  // s >= 1 (the maximum contributes exp(0))
   return OK;
 }
@@ -98,10 +107,10 @@ PGM_HD std::int32_t entropy_row(const T* x, const std::uint8_t* m, index_t K, T*
   const std::int32_t st = row_logz(x, m, K, logz);
   if (st != OK) return st;
   T h = 0;
+  PGM_CAT_SIMD_SUM(h)
   for (index_t j = 0; j < K; ++j) {
-    if (!allowed(m, j)) continue;
-    const T lp = logz.logp(x[j]);
-    h -= exp_(lp) * lp;  // an underflowed p_j = 0 contributes 0 (lp is finite)
+    const T lp = allowed(m, j) ? logz.logp(x[j]) : T(0);  // (a masked logit may be NaN: never used)
+    h -= exp_(lp) * lp;  // an underflowed p_j ~ 0 contributes ~0 (lp is finite); masked: 1 * 0
   }
   *out = h;
   return OK;
@@ -116,11 +125,11 @@ PGM_HD void entropy_row_backward(const T* x, const std::uint8_t* m, index_t K, T
     for (index_t j = 0; j < K; ++j) dx[j] = nan_<T>();
     return;
   }
-  for (index_t j = 0; j < K; ++j)
-    if (allowed(m, j)) {
-      const T lp = logz.logp(x[j]);
-      h -= exp_(lp) * lp;
-    }
+  PGM_CAT_SIMD_SUM(h)
+  for (index_t j = 0; j < K; ++j) {
+    const T lp = allowed(m, j) ? logz.logp(x[j]) : T(0);
+    h -= exp_(lp) * lp;
+  }
   for (index_t j = 0; j < K; ++j) {
     const T lp = logz.logp(x[j]);
     dx[j] = allowed(m, j) ? -g * exp_(lp) * (lp + h) : T(0);
