@@ -128,3 +128,12 @@ def test_errors_reach_torch_users():
         pg_loss(x, x, x, lam=-1.0)
     assert np.isinf(categorical_kl(x, x, torch.ones(2, 3, dtype=torch.bool),
                                    torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool))[0].item())
+
+
+def test_numpy_api_accepts_tensors_and_returns_tensors():
+    from pygenmod import categorical as cat
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    h = cat.entropy(x)
+    assert isinstance(h, torch.Tensor)
+    torch.testing.assert_close(h, D.Categorical(logits=x).entropy())
