@@ -346,3 +346,27 @@ def test_errors(backend):
         cat.policy_target_kl(B(np.array([[1.0, np.nan, 0], [0, 0, 1]])), x)
     with pytest.raises(ValueError, match="grad_entropy: expected shape"):
         cat.entropy_backward(x, grad_entropy=B(np.ones(3)))
+
+
+def test_thread_count_and_layout_do_not_change_results(backend, rng):
+    import pygenmod
+
+    x = rng.standard_normal((4096, 24))  # B * K above the parallel threshold
+    y = rng.standard_normal((4096, 24))
+    m = random_mask(rng, x.shape)
+    runs, n0 = [], pygenmod.get_num_threads()
+    try:
+        for n in (1, 2):
+            pygenmod.set_num_threads(n)
+            runs.append([backend.numpy(cat.kl(backend.asarray(x), backend.asarray(y), mask=backend.asarray(m))),
+                         backend.numpy(cat.kl_backward(backend.asarray(x), backend.asarray(y),
+                                                       grad_kl=backend.asarray(np.ones(4096)),
+                                                       mask=backend.asarray(m))[1])])
+    finally:
+        pygenmod.set_num_threads(n0)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    # non-contiguous input is copied, not misread
+    wide = np.repeat(x, 2, axis=1)
+    np.testing.assert_array_equal(backend.numpy(cat.entropy(backend.asarray(wide)[:, ::2])),
+                                  backend.numpy(cat.entropy(backend.asarray(x))))
