@@ -200,7 +200,7 @@ class _MvnHead(torch.autograd.Function):
     def forward(ctx, mu, L, eps, seed, n_samples, stream, offset, log_q, validate):
         m32, L32, e32 = _f32(mu), _f32(L), _f32(eps)
         h = _S.mvn_head(m32, L32, seed=seed, n_samples=n_samples, stream=stream, offset=offset, eps=e32,
-                        log_q=log_q, validate=validate)
+                        log_q=log_q, check=validate)
         ctx.save_for_backward(m32, L32, e32 if eps is not None else None)
         ctx.args = (seed, n_samples, stream, offset, log_q, mu.dtype, L.dtype)
         z = h.z.to(mu.dtype) if mu.dtype in _LOW else h.z

@@ -137,8 +137,8 @@ def test_mdp_policy_evaluation(client, mdps, chunks):
     stoch /= stoch.sum(-1, keepdims=True)
     for pi in (det, stoch):
         for method in ("exact", "iterative"):
-            want = mdp.policy_evaluation(P, R, 0.9, pi, method=method)
-            got = run(pdask.policy_evaluation(chunked(P, chunks), chunked(R, chunks), 0.9, pi, method=method))
+            want = mdp.policy_evaluation(P, R, 0.9, pi, evaluation=method)
+            got = run(pdask.policy_evaluation(chunked(P, chunks), chunked(R, chunks), 0.9, pi, evaluation=method))
             same(got, want, method)
 
 
@@ -158,8 +158,8 @@ def test_mdp_sparse(client, chunks):
         same(run(getattr(pdask, fname)(P, chunked(R, chunks), g)), getattr(mdp, fname)(P, R, g), fname)
     pi = np.random.default_rng(1).integers(0, 3, size=(B, 7))
     for method in ("exact", "iterative"):
-        same(run(pdask.policy_evaluation(P, chunked(R, chunks), 0.9, pi, method=method)),
-             mdp.policy_evaluation(P, R, 0.9, pi, method=method), method)
+        same(run(pdask.policy_evaluation(P, chunked(R, chunks), 0.9, pi, evaluation=method)),
+             mdp.policy_evaluation(P, R, 0.9, pi, evaluation=method), method)
 
 
 def test_mdp_bad_transitions(mdps):
