@@ -29,8 +29,11 @@ from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
 from .adversarial import REDUCTIONS, LossGrad
 
-# status codes of the kernels (csrc/include/pygenmod/categorical.hpp)
-_P_ALL_MASKED, _P_NONFINITE, _Q_ALL_MASKED, _Q_NONFINITE, _BAD_ACTION = 1, 2, 3, 4, 5
+# Per-row status codes of the kernels (categorical.hpp's enum, exported by _cpu_categorical as
+# STATUS; tests/test_contracts.py checks this copy, which the numba backend uses).
+_STATUS = {"OK": 0, "P_ALL_MASKED": 1, "P_NONFINITE": 2, "Q_ALL_MASKED": 3, "Q_NONFINITE": 4, "BAD_ACTION": 5}
+_P_ALL_MASKED, _P_NONFINITE, _Q_ALL_MASKED, _Q_NONFINITE, _BAD_ACTION = (
+    _STATUS[k] for k in ("P_ALL_MASKED", "P_NONFINITE", "Q_ALL_MASKED", "Q_NONFINITE", "BAD_ACTION"))
 
 
 class _Rows:

@@ -33,6 +33,11 @@ index_t dim(const py::array& a, int i, const char* name) {
 
 PYBIND11_MODULE(_cpu_categorical, m) {
   m.doc() = "pygenmod categorical distributions (log-prob, entropy, KL), compiled CPU kernels (OpenMP)";
+  m.attr("STATUS") = py::dict("OK"_a = int(categorical::OK), "P_ALL_MASKED"_a = int(categorical::P_ALL_MASKED),
+                              "P_NONFINITE"_a = int(categorical::P_NONFINITE),
+                              "Q_ALL_MASKED"_a = int(categorical::Q_ALL_MASKED),
+                              "Q_NONFINITE"_a = int(categorical::Q_NONFINITE),
+                              "BAD_ACTION"_a = int(categorical::BAD_ACTION));
   m.def("log_prob", [](py::array x, py::object mask, py::array a, py::array out, py::array status) {
     dispatch_float(x, "logits", [&](auto tag) {
       using T = decltype(tag);

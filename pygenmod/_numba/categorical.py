@@ -3,7 +3,10 @@ categorical.hpp: masked actions have probability 0, infinite values get NaN grad
 import numba as nb
 import numpy as np
 
-OK, P_ALL_MASKED, P_NONFINITE, Q_ALL_MASKED, Q_NONFINITE, BAD_ACTION = 0, 1, 2, 3, 4, 5
+from ..categorical import _STATUS
+
+OK, P_ALL_MASKED, P_NONFINITE, Q_ALL_MASKED, Q_NONFINITE, BAD_ACTION = (
+    _STATUS[k] for k in ("OK", "P_ALL_MASKED", "P_NONFINITE", "Q_ALL_MASKED", "Q_NONFINITE", "BAD_ACTION"))
 
 
 @nb.njit(cache=True, inline="always")
