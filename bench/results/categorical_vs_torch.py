@@ -1,4 +1,4 @@
-"""Categorical kernels vs torch.distributions (CPU, float32, one thread each)."""
+"""Categorical kernels vs torch.distributions (CPU, float32, one thread each); see categorical.md."""
 import timeit
 
 import numpy as np
@@ -6,23 +6,31 @@ import torch
 
 from pygenmod import categorical as cat
 
-torch.set_num_threads(1)
 D = torch.distributions
-for B, K in [(16384, 18), (1024, 512)]:
+
+
+def best(f, n=20):
+    return min(timeit.repeat(f, number=n, repeat=5)) / n * 1e3
+
+
+def run(B, K):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((2, B, K)).astype(np.float32)
     a = rng.integers(0, K, B)
     tx, ty, ta = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(a)
-
-    def best(f, n=20):
-        return min(timeit.repeat(f, number=n, repeat=5)) / n * 1e3
-
+    g = np.ones(B, np.float32)
     rows = {
         "entropy": (lambda: cat.entropy(x), lambda: D.Categorical(logits=tx).entropy()),
         "log_prob": (lambda: cat.log_prob(x, a), lambda: D.Categorical(logits=tx).log_prob(ta)),
         "kl": (lambda: cat.kl(x, y), lambda: D.kl_divergence(D.Categorical(logits=tx), D.Categorical(logits=ty))),
-        "entropy_backward": (lambda: cat.entropy_backward(x, grad_entropy=np.ones(B, np.float32)), None),
+        "entropy_backward": (lambda: cat.entropy_backward(x, grad_entropy=g), None),
     }
-    for n, (f, g) in rows.items():
-        t = f"{best(g):8.3f}" if g else "       -"
-        print(f"| {B}x{K} | {n} | {best(f):8.3f} | {t} |")
+    for name, (ours, peer) in rows.items():
+        t = f"{best(peer):8.3f}" if peer else "       -"
+        print(f"| {B}x{K} | {name} | {best(ours):8.3f} | {t} |")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    for B, K in [(16384, 18), (1024, 512)]:
+        run(B, K)
