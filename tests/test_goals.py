@@ -84,7 +84,7 @@ def test_goal_errors():
 
 # ------------------------------------------------------------------------------ RIG
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_rig_reward(rng, dtype):
+def test_rig_reward(backend, rng, dtype):  # (the triangular solve behind it runs on every backend)
     B, D = 6, 4
     z, zg = rng.standard_normal((2, B, D)).astype(dtype)
     A = rng.standard_normal((B, D, D))
@@ -93,14 +93,15 @@ def test_rig_reward(rng, dtype):
     diff = (z - zg).astype(np.float64)
     want = -np.sqrt(np.einsum("bi,bij,bj->b", diff, np.linalg.inv(cov), diff))
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10)
-    got = goals.rig_reward(z, zg, L)
+    B_ = backend.asarray
+    got = backend.numpy(goals.rig_reward(B_(z), B_(zg), B_(L)))
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, **tol)
-    np.testing.assert_allclose(goals.rig_reward(z, zg, L, squared=True), -want ** 2, **tol)
-    np.testing.assert_allclose(goals.rig_reward(z, zg), -np.linalg.norm(diff, axis=-1), **tol)
+    np.testing.assert_allclose(backend.numpy(goals.rig_reward(B_(z), B_(zg), B_(L), squared=True)), -want ** 2, **tol)
+    np.testing.assert_allclose(backend.numpy(goals.rig_reward(B_(z), B_(zg))), -np.linalg.norm(diff, axis=-1), **tol)
     P = np.linalg.cholesky(np.linalg.inv(cov)).astype(dtype)  # precision factor
-    np.testing.assert_allclose(goals.rig_reward(z, zg, precision_tril=P), want, **tol)
-    np.testing.assert_array_equal(goals.rig_reward(zg, zg, L), 0)
+    np.testing.assert_allclose(backend.numpy(goals.rig_reward(B_(z), B_(zg), precision_tril=B_(P))), want, **tol)
+    np.testing.assert_array_equal(backend.numpy(goals.rig_reward(B_(zg), B_(zg), B_(L))), 0)
 
 
 def test_rig_posterior_reward_is_goal_log_likelihood(rng):
