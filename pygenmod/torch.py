@@ -200,3 +200,15 @@ __all__ += _returns.__all__
 from ._torch_trpo import fisher_vector_product  # noqa: E402
 
 __all__ += ["fisher_vector_product"]
+
+# ============================================================================ categorical
+# pygenmod::categorical_* custom ops (log-prob, entropy, KL, SI-GARL target) and pg_loss.
+from ._torch_categorical import (  # noqa: E402,F401
+    categorical_entropy,
+    categorical_kl,
+    categorical_log_prob,
+    pg_loss,
+    policy_target_kl,
+)
+
+__all__ += ["categorical_log_prob", "categorical_entropy", "categorical_kl", "policy_target_kl", "pg_loss"]

@@ -3,7 +3,7 @@ compiled module exports its C++ enums as dicts, and the Python layer's copies (n
 backend, which runs without the extension) must match them."""
 import pytest
 
-from pygenmod import gmm, mdp, random, sampling
+from pygenmod import categorical, gmm, mdp, random, sampling
 
 
 def _module(name):
@@ -30,3 +30,8 @@ def test_sampling_codes():
 def test_mdp_codes():
     m = _module("_cpu_mdp")
     assert m.BACKUP_KINDS == mdp._KIND
+
+
+def test_categorical_codes():
+    m = _module("_cpu_categorical")
+    assert m.STATUS == categorical._STATUS
