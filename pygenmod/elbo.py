@@ -225,8 +225,9 @@ def _terms(a: _Args):
     xp, B = xp_of(m), m.shape[0]
     out, ll, kl = xp.empty(B, m.dtype), xp.empty(B, m.dtype), xp.empty(B, m.dtype)
     status = xp.empty(B, np.int32)
-    _, fn = kernel("elbo", "elbo", is_device(m))
-    fn(*a.kargs, out, ll, kl, status)
+    if B:  # (with no rows a size-0 scale_tril would read as "not given")
+        _, fn = kernel("elbo", "elbo", is_device(m))
+        fn(*a.kargs, out, ll, kl, status)
     return out, ll, kl, status
 
 
@@ -308,7 +309,7 @@ def elbo_backward(x, dec, mu, logvar=None, *, log_std=None, std=None, scale_tril
     xp, (B, D), dt = xp_of(m), m.shape, m.dtype
     ge, gl, gk = (_upstream(g, n, B, m) for g, n in ((grad_elbo, "grad_elbo"), (grad_log_lik, "grad_log_lik"),
                                                      (grad_kl, "grad_kl")))
-    full = a.kargs[2].size > 0
+    full = a.kargs[2].ndim == 3
     pm, pp = a.kargs[3], a.kargs[4]
     d, dp = a.kargs[11], a.kargs[12]
     dmu = xp.empty((B, D), dt)
@@ -319,8 +320,9 @@ def elbo_backward(x, dec, mu, logvar=None, *, log_std=None, std=None, scale_tril
     ddec = xp.empty_like(d)
     ddp = xp.empty_like(dp) if a.learned else xp.empty(0, dt)
     kgk = gk if a.mvn_prior is None else xp.empty(0, dt)  # the given prior's KL: kl_mvn_backward below
-    _, fn = kernel("elbo", "elbo_backward", is_device(m))
-    fn(*a.kargs, ge, gl, kgk, dmu, dsc, dL, dpm, dpp, ddec, ddp)
+    if B:
+        _, fn = kernel("elbo", "elbo_backward", is_device(m))
+        fn(*a.kargs, ge, gl, kgk, dmu, dsc, dL, dpm, dpp, ddec, ddp)
     g_prior_mu = g_prior_scale = None
     if a.mvn_prior is not None:
         pmu, pL, beta_, _ = a.mvn_prior
