@@ -224,5 +224,6 @@ from ._torch_sampling import (  # noqa: E402,F401
 
 HAVE_SAMPLING_CUSTOM_OPS = _sampling.HAVE_CUSTOM_OPS
 __all__ += _sampling.__all__
-from ._torch_elbo import __all__ as _elbo_all, elbo, elbo_terms  # noqa: E402,F401  (the VAE ELBO op)
-__all__ += _elbo_all
+from ._torch_elbo import elbo, elbo_terms  # noqa: E402,F401  (the VAE ELBO, pygenmod::elbo; _torch_elbo)
+
+__all__ += ["elbo", "elbo_terms"]

@@ -5,7 +5,7 @@ import inspect
 
 import pytest
 
-PUBLIC_MODULES = ["pygenmod.adversarial", "pygenmod.cem", "pygenmod.gmm", "pygenmod.mcts", "pygenmod.mdp",
+PUBLIC_MODULES = ["pygenmod.adversarial", "pygenmod.cem", "pygenmod.elbo", "pygenmod.gmm", "pygenmod.mcts", "pygenmod.mdp",
                   "pygenmod.random", "pygenmod.returns", "pygenmod.sampling", "pygenmod.spatial"]
 
 # Functions whose seed is the leading positional argument by design (jax.random style: key first).

@@ -1,7 +1,5 @@
 """The fused ELBO (pygenmod.elbo) against a float64 NumPy/SciPy reference and against
 torch.distributions + autograd, on every backend, both dtypes and odd shapes; bad input."""
-import math
-
 import numpy as np
 import pytest
 from conftest import tol
