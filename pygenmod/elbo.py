@@ -54,7 +54,6 @@ class _Args(NamedTuple):
     back: object
     one: bool
     dec_shape: tuple
-    scale_shape: tuple
     shared_tril: bool
     learned: bool
     prior: tuple  #: (prior_mu shape or None, prior scale shape or None) as given
@@ -120,12 +119,12 @@ def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, 
             raise TypeError("with scale_tril, give the prior as prior_mu / prior_scale_tril")
         if prior_mu is not None or prior_scale_tril is not None:
             mvn_prior = (prior_mu, prior_scale_tril)
-        pk, kind, scale_shape = empty, 0, tuple(getattr(p, "shape", ()))
+        pk, kind = empty, 0
     else:
         if prior_scale_tril is not None:
             raise TypeError("prior_scale_tril: give the posterior as scale_tril too (or a diagonal prior scale)")
         pk = _s._like(p, pname, m, shape=m.shape)
-        L, kind, scale_shape = empty, _s.KINDS[pname], tuple(pk.shape)
+        L, kind = empty, _s.KINDS[pname]
         qname, q = _opt1((("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std),
                           ("prior_std", prior_std)), "the prior's scale")
         if qname is not None and qname != "prior_" + pname:
@@ -192,18 +191,18 @@ def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, 
             dp = xp.full(X, float(dsc), dt)
         else:
             a = val.float_array(dsc, dname, dtype=dt, xp=xp, finite=False)
-            if a.shape == tuple(d.shape[:0]) or a.ndim == 0:
-                dp = xp.full(X, a.reshape(()), dt)
+            if a.shape == tuple(np.shape(dec)):  # (first: for one row and one sample dec's shape is F)
+                dp, learned = xp.ascontiguousarray(a.reshape(S, B, X)), True
+            elif a.ndim == 0:
+                dp = xp.zeros(X, dt) + a.reshape(())
             elif a.shape == F:
                 dp = xp.ascontiguousarray(a.reshape(X))
-            elif a.shape == tuple(np.shape(dec)):
-                dp, learned = xp.ascontiguousarray(a.reshape(S, B, X)), True
             else:
                 raise ValueError(f"{dname}: expected a scalar, shape {tuple(F)} (fixed) or dec's shape "
                                  f"{tuple(np.shape(dec))} (learned), got {tuple(a.shape)}")
     kargs = (m, pk, L, pm, pp, kind, lo, hi, LIKELIHOODS[lik], empty if cat else xf,
              xf if cat else xp.empty(0, np.int32), d, dp, dkind, 0.0 if mvn_prior else beta)
-    return _Args(kargs, back, one, tuple(np.shape(dec)), scale_shape, shared_tril, learned, prior_shapes,
+    return _Args(kargs, back, one, tuple(np.shape(dec)), shared_tril, learned, prior_shapes,
                  mvn_prior + (beta, pname) if mvn_prior else None)
 
 

@@ -29,7 +29,6 @@
 namespace pygenmod::elbo {
 
 using sampling::nan_if_bad;
-using std::log1p;
 
 enum Lik : int { GAUSSIAN = 0, BERNOULLI = 1, CATEGORICAL = 2 };
 
@@ -53,10 +52,20 @@ struct Args {
   index_t S, B, D, X, K;
 };
 
+// log(1 + e^l) without overflow. log(1 + e) rather than log1p(e), e = e^-|l| in (0, 1]: the
+// vectorisable log of sampling.hpp, and the absolute error (e below the rounding of 1 + e) is
+// under one unit in the last place of 1.
 template <class T>
-PGM_HD T softplus(T l) {  // log(1 + e^l) without overflow
-  return (l > T(0) ? l : T(0)) + log1p(sampling::exp_t(-(l < T(0) ? -l : l)));
+PGM_HD T softplus(T l) {
+  return (l > T(0) ? l : T(0)) + sampling::log_t(T(1) + sampling::exp_t(-(l < T(0) ? -l : l)));
 }
+
+// `omp simd` with the two sums of a likelihood row (host only).
+#if !defined(__CUDACC__) && defined(_OPENMP)
+#define PGM_ELBO_SIMD _Pragma("omp simd reduction(+ : lp, chk)")
+#else
+#define PGM_ELBO_SIMD
+#endif
 
 template <class T>
 PGM_HD T sigmoid(T l) {
@@ -76,6 +85,7 @@ PGM_HD T log_lik_row(const Args<T>& a, index_t s, index_t b, T* chk_out) {
   } else if (a.lik == BERNOULLI) {
     const T* l = a.dec + row * X;
     const T* x = a.x + b * X;
+    PGM_ELBO_SIMD
     for (index_t j = 0; j < X; ++j) {
       lp += x[j] * l[j] - softplus<T>(l[j]);
       chk += nan_if_bad(l[j]);
