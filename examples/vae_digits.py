@@ -19,7 +19,6 @@ import argparse
 import copy
 import time
 
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from torch import nn
