@@ -1,8 +1,8 @@
 """PyTorch front-end of :mod:`pygenmod.elbo`, re-exported by :mod:`pygenmod.torch`.
 
-``pygenmod::elbo`` is a ``torch.library`` custom op with a fake kernel (``torch.compile``
+``pygenmod::elbo_terms`` is a ``torch.library`` custom op with a fake kernel (``torch.compile``
 traces through it) and a registered autograd formula, the fused backward kernel
-(``pygenmod::elbo_backward``). Draw z with :func:`pygenmod.torch.rsample_normal` (or any
+(``pygenmod::elbo_terms_backward``). Draw z with :func:`pygenmod.torch.rsample_normal` (or any
 reparameterized sampler), run the decoder on it, then call :func:`elbo`: the gradient reaches
 the encoder through both the closed-form KL (here) and z (the sampler's own backward).
 """
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from . import elbo as _E
-from ._torch_sampling import on_torch_stream
+from ._torch_common import on_torch_stream
 
 __all__ = ["elbo", "elbo_terms"]
 
@@ -35,7 +35,7 @@ def _kw(scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta, lo, 
     return kw
 
 
-@torch.library.custom_op("pygenmod::elbo", mutates_args=())
+@torch.library.custom_op("pygenmod::elbo_terms", mutates_args=())
 def _elbo_op(x: Tensor, dec: Tensor, mu: Tensor, scale: Tensor, dec_scale: Optional[Tensor],
              prior_mu: Optional[Tensor], prior_scale: Optional[Tensor], kind: int, lik: int, dec_kind: int,
              beta: float, lo: float, hi: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -51,7 +51,7 @@ def _(x, dec, mu, scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, 
     return mu.new_empty(shape), mu.new_empty(shape), mu.new_empty(shape)
 
 
-@torch.library.custom_op("pygenmod::elbo_backward", mutates_args=())
+@torch.library.custom_op("pygenmod::elbo_terms_backward", mutates_args=())
 def _elbo_backward_op(x: Tensor, dec: Tensor, mu: Tensor, scale: Tensor, dec_scale: Optional[Tensor],
                       prior_mu: Optional[Tensor], prior_scale: Optional[Tensor], kind: int, lik: int, dec_kind: int,
                       beta: float, lo: float, hi: float, grad_elbo: Tensor, grad_log_lik: Tensor,

@@ -1,4 +1,4 @@
-"""pygenmod.torch.elbo: the pygenmod::elbo custom op against torch.distributions + autograd,
+"""pygenmod.torch.elbo: the pygenmod::elbo_terms custom op against torch.distributions + autograd,
 torch.library.opcheck, gradcheck and torch.compile(fullgraph=True)."""
 import numpy as np
 import pytest
@@ -99,7 +99,7 @@ def test_opcheck_and_gradcheck(lik, kind, prior):
     pscale = next((v for n, v in kw.items() if n.startswith("prior_") and n != "prior_mu"), None)
     args = (x, dec, mu, kw[kinds[k]], kw.get("dec_logvar"), kw.get("prior_mu"), pscale, k,
             ("gaussian", "bernoulli", "categorical").index(lik), 0, 0.7, float("-inf"), float("inf"))
-    torch.library.opcheck(torch.ops.pygenmod.elbo.default, args)
+    torch.library.opcheck(torch.ops.pygenmod.elbo_terms.default, args)
     f = lambda dec, mu, s: pt.elbo(x, dec, mu, likelihood=lik, beta=0.7,  # noqa: E731
                                    **{**kw, kinds[k]: s})
     s = kw[kinds[k]]
