@@ -91,7 +91,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # one thread: a 64-wide MLP gains nothing from more, and idle OpenMP workers spinning on a
+    # shared machine cost 10x (docs/threads.md)
+    torch.set_num_threads(1)
     X = torch.tensor(load_digits().data / 16.0, dtype=torch.float32)
     perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(args.seed))
     x_train, x_test = X[perm[:args.n_train]], X[perm[args.n_train:]]
@@ -113,6 +115,10 @@ def main(argv=None):
         print(f"{name:<22}{a:>22.6f}{b:>24.6f}{s:>9.2f}")
     a, b = results["pygenmod"][0], results["torch.distributions"][1]
     print(f"difference between the two trained models' test ELBOs: {abs(a - b):.2e} nats/image")
+    eps = torch.randn(4, x_test.shape[0], args.latent, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        d = (elbo_pygenmod(init, x_test, eps, 1.0) - elbo_torch(init, x_test, eps, 1.0)).abs().max()
+    print(f"largest per-image difference of the two ELBO implementations on one model: {float(d):.2e}")
     return results
 
 
