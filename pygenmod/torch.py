@@ -212,3 +212,9 @@ from ._torch_categorical import (  # noqa: E402,F401
 )
 
 __all__ += ["categorical_log_prob", "categorical_entropy", "categorical_kl", "policy_target_kl", "pg_loss"]
+
+# ============================================================================ ELBO
+# The VAE ELBO (pygenmod::elbo_terms and its fused backward) lives in _torch_elbo.
+from ._torch_elbo import elbo, elbo_terms  # noqa: E402,F401  (pygenmod::elbo_terms)
+
+__all__ += ["elbo", "elbo_terms"]

@@ -7,9 +7,9 @@ import pytest
 
 from pygenmod._validate import DEPRECATED
 
-PUBLIC_MODULES = ["pygenmod.adversarial", "pygenmod.categorical", "pygenmod.cem", "pygenmod.gmm", "pygenmod.goals",
-                  "pygenmod.mcts", "pygenmod.mdp", "pygenmod.random", "pygenmod.returns", "pygenmod.sampling",
-                  "pygenmod.spatial", "pygenmod.trpo"]
+PUBLIC_MODULES = ["pygenmod.adversarial", "pygenmod.categorical", "pygenmod.cem", "pygenmod.elbo", "pygenmod.gmm",
+                  "pygenmod.goals", "pygenmod.mcts", "pygenmod.mdp", "pygenmod.random", "pygenmod.returns",
+                  "pygenmod.sampling", "pygenmod.spatial", "pygenmod.trpo"]
 
 # Functions whose seed is the leading positional argument by design (jax.random style: key first).
 SEED_FIRST = {"pygenmod.random." + f for f in ("uniform", "normal", "gumbel", "bits")}
