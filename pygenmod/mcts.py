@@ -698,7 +698,7 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
     return tree, back, num_simulations
 
 
-def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
+def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, stream: int = 0):
     xp = xp_of(tree.visits)
     params, table = _on(xp, params, table)
     if num_simulations == 0 or tree.batch_size == 0:
@@ -711,7 +711,7 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
             raise ValueError("recurrent_fn: the tabular model's number of actions differs from the tree's")
         _kernel(tree, "search_tabular")(arrays, params, table, num_simulations, model.next_state,
                                         model.reward, model.discount, model.logits, model.prior,
-                                        model.value, model.invalid, model.cdf, seed)
+                                        model.value, model.invalid, model.cdf, seed, stream)
         _check_overflow(tree.value_sum)
         return
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
@@ -802,11 +802,21 @@ def _check_outputs(xp, r, d, lg, v):
             raise ValueError(f"recurrent_fn: {name} contains NaN or infinity")
 
 
-def _noise(tree: Tree, name: str, seed: int, *args):
+def _noise(tree: Tree, name: str, seed: int, stream: int, *args):
     xp = xp_of(tree.visits)
     out = xp.empty((tree.batch_size, tree.num_actions), tree.dtype)
-    _kernel(tree, name)(seed, *args, out)
+    _kernel(tree, name)(seed, stream, *args, out)
     return out
+
+
+def _stream(stream, tree: Tree) -> int:
+    """The global batch index of tree 0 (docs/conventions.md#randomness): tree b draws as tree
+    ``stream + b`` of a larger batch. The per-(tree, action) Dirichlet streams use the low 56
+    bits of a Philox stream id, so (stream + B) * A must stay below 2**56."""
+    s = val.seed_int(stream, "stream")
+    if (s + tree.batch_size) * max(tree.num_actions, 1) >= 2**56:
+        raise ValueError(f"stream: (stream + batch size) * num_actions must be below 2**56, got stream={s}")
+    return s
 
 
 def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
@@ -814,7 +824,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
                   dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
                   pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
                   temperature: float = 1.0, q_normalization: str = "node",
-                  max_depth: int | None = None) -> PolicyOutput:
+                  max_depth: int | None = None, stream: int = 0) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
 
     q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
@@ -831,9 +841,13 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
     search; the action is drawn proportionally to visit_counts ** (1 / temperature)
     (temperature 0: the most visited action, lowest index among ties). Returns
     :class:`PolicyOutput` with action_weights = visit_counts / sum (the policy target).
+    stream: the global batch index of tree 0 (tree b draws its noise, sampled transitions and
+    action as tree ``stream + b``): ``search(roots[a:b], ..., seed=s, stream=a)`` equals rows
+    a:b of the whole batch's search bitwise.
     """
     seed = resolve_seed(seed)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    stream = _stream(stream, tree)
     xp = xp_of(tree.visits)
     frac = float(dirichlet_fraction)
     if not 0 <= frac <= 1:
@@ -842,7 +856,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
         raise ValueError(f"dirichlet_alpha: must be > 0, got {dirichlet_alpha}")
     temps = val.per_batch(temperature, "temperature", tree.batch_size, tree.dtype, xp, lo=0.0)
     if frac > 0 and tree.batch_size:
-        noise = _noise(tree, "dirichlet_noise", seed, float(dirichlet_alpha))
+        noise = _noise(tree, "dirichlet_noise", seed, stream, float(dirichlet_alpha))
         probs = (1 - frac) * tree.prior[:, 0] + frac * noise
         # as mctx: logits of the noisy probabilities over all actions, then the mask
         noisy = xp.log(xp.maximum(probs, np.finfo(tree.dtype).tiny)).astype(tree.dtype)
@@ -850,7 +864,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
     tree.gumbel[...] = 0
     params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
                             q_normalization=q_normalization, max_depth=max_depth)
-    _run(tree, recurrent_fn, sims, params, table, seed)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
     valid = (tree.invalid[:, 0] == 0)
@@ -858,7 +872,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
     weights = xp.where(total > 0, counts / xp.maximum(total, 1), uniform).astype(tree.dtype)
     action = xp.empty(tree.batch_size, xp.int64)
     if tree.batch_size:
-        _kernel(tree, "sample_action")(weights, temps, seed, action)
+        _kernel(tree, "sample_action")(weights, temps, seed, stream, action)
     value = (tree.value_sum[:, 0] / xp.maximum(tree.visits[:, 0], 1)).astype(tree.dtype)
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
@@ -892,17 +906,18 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
                          max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
                          gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
                          rescale_values: bool = True, use_mixed_value: bool = True,
-                         max_depth: int | None = None) -> PolicyOutput:
+                         max_depth: int | None = None, stream: int = 0) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
     Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
     deterministic improved-policy selection inside the tree. ``gumbel`` [B, A] fixes the
     Gumbel vector (else gumbel_scale * Gumbel noise from ``seed``). The action is the best
     of the most visited actions by gumbel + logits + completed Q; action_weights is the
-    improved policy softmax(logits + completed Q). max_depth: as :func:`muzero_policy`.
+    improved policy softmax(logits + completed Q). max_depth, stream: as :func:`muzero_policy`.
     """
     seed = resolve_seed(seed)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    stream = _stream(stream, tree)
     xp = xp_of(tree.visits)
     B, A = tree.batch_size, tree.num_actions
     if gumbel is not None:
@@ -911,13 +926,13 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
         scale = float(gumbel_scale)
         if not math.isfinite(scale):
             raise ValueError(f"gumbel_scale: must be finite, got {gumbel_scale}")
-        g = _noise(tree, "gumbel_noise", seed) * tree.dtype.type(scale) if B else xp.zeros((B, A), tree.dtype)
+        g = _noise(tree, "gumbel_noise", seed, stream) * tree.dtype.type(scale) if B else xp.zeros((B, A), tree.dtype)
     tree.gumbel[...] = g
     kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
               use_mixed_value=use_mixed_value)
     params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
                             num_simulations=max(sims, 1), max_depth=max_depth, num_actions=A, **kw)
-    _run(tree, recurrent_fn, sims, params, table, seed)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)
     logits = tree.logits[:, 0]

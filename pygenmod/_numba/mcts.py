@@ -19,7 +19,8 @@ _K_TRANSITION = np.uint64(4) << np.uint64(56)
 
 @nb.njit(cache=True, inline="always")
 def _transition_uniform(seed, b, sim):
-    """Element ``sim`` of the float64 uniform layout of stream (4 << 56) | b (mcts.hpp)."""
+    """Element ``sim`` of the float64 uniform layout of stream (4 << 56) | b (mcts.hpp);
+    b is the tree's global batch index (stream0 + index in the call)."""
     w = block(seed, _K_TRANSITION | np.uint64(b), sim // 2)
     if sim % 2 == 0:
         return uniform_f64(w[0], w[1])
@@ -395,7 +396,7 @@ def backup(tree, node):
 
 
 def search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                   prior, value, invalid, cdf=None, seed=0):
+                   prior, value, invalid, cdf=None, seed=0, stream0=0):
     has = cdf is not None
     # in slices of simulations (Ctrl-C between them; a split search is the same search)
     sim = 0
@@ -404,16 +405,18 @@ def search_tabular(tree, params, table, num_simulations, next_state, reward, dis
             return
         end = min(num_simulations, sim + budget)
         _search_tabular(tree, params, table, sim, end, next_state, reward, discount, logits,
-                        prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed))
+                        prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed),
+                        np.int64(stream0))
         sim = end
 
 
 @nb.njit(parallel=True, cache=True)
 def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discount, logits,
-                    prior, value, invalid, cdf, has_cdf, seed):
+                    prior, value, invalid, cdf, has_cdf, seed, stream0):
     B = tree[7].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
+        gi = stream0 + b  # the tree's global index: its random streams
         visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
         A = children.shape[1]
         for sim in range(sim0, sim1):
@@ -423,7 +426,7 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
             if old >= 0:  # max_depth cutoff: re-evaluate the existing child
                 s = st[node]
                 if has_cdf:
-                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, b, sim))
+                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, gi, sim))
                 else:
                     s2 = next_state[s, action]
                 _reevaluate_child(t, old, reward[s, action], discount[s, action], value[s2])
@@ -440,7 +443,7 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
                 nn[0] = c + 1
                 s = st[node]
                 if has_cdf:
-                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, b, sim))
+                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, gi, sim))
                 else:
                     s2 = next_state[s, action]
                 visits[c] = 1
@@ -533,13 +536,14 @@ def advance(tree, action, new_index, old_index, status):
 
 
 @nb.njit(cache=True)
-def _dirichlet(seed, alpha, out):
+def _dirichlet(seed, stream0, alpha, out):
     B, A = out.shape
-    for b in nb.prange(B):
+    for i in nb.prange(B):
+        b = stream0 + i  # global tree index (streams); row i of out
         z = 0.0
         for a in range(A):
             g = gamma_f64(alpha, seed, _K_DIRICHLET | np.uint64(b * A + a))
-            out[b, a] = g
+            out[i, a] = g
             z += g
         if not z > 0:  # every variate underflowed (tiny alpha): one-hot, as mcts.hpp dirichlet_one
             best, u_best = 0, -1.0
@@ -549,21 +553,21 @@ def _dirichlet(seed, alpha, out):
                 if u > u_best:
                     best, u_best = a, u
             for a in range(A):
-                out[b, a] = 1.0 if a == best else 0.0
+                out[i, a] = 1.0 if a == best else 0.0
             continue
         for a in range(A):
-            out[b, a] = np.float64(out[b, a]) / z
+            out[i, a] = np.float64(out[i, a]) / z
 
 
-def dirichlet_noise(seed, alpha, out):
-    _dirichlet(np.uint64(seed), float(alpha), out)
+def dirichlet_noise(seed, stream0, alpha, out):
+    _dirichlet(np.uint64(seed), np.int64(stream0), float(alpha), out)
 
 
 @nb.njit(cache=True)
-def _gumbel(seed, out):
+def _gumbel(seed, stream0, out):
     B, A = out.shape
     for b in nb.prange(B):
-        stream = _K_GUMBEL | np.uint64(b)
+        stream = _K_GUMBEL | np.uint64(stream0 + b)
         for a in range(0, A, 2):
             w = block(seed, stream, a // 2)
             out[b, a] = gumbel_f64(w[0], w[1])
@@ -571,12 +575,12 @@ def _gumbel(seed, out):
                 out[b, a + 1] = gumbel_f64(w[2], w[3])
 
 
-def gumbel_noise(seed, out):
-    _gumbel(np.uint64(seed), out)
+def gumbel_noise(seed, stream0, out):
+    _gumbel(np.uint64(seed), np.int64(stream0), out)
 
 
 @nb.njit(cache=True)
-def _sample(w, temperature, seed, out):
+def _sample(w, temperature, seed, stream0, out):
     B, A = w.shape
     for b in nb.prange(B):
         arg = 0
@@ -592,7 +596,7 @@ def _sample(w, temperature, seed, out):
         for a in range(A):
             if w[b, a] > 0:
                 total += math.exp((math.log(float(w[b, a])) - lmax) / temp)
-        r = block(seed, _K_ACTION | np.uint64(b), 0)
+        r = block(seed, _K_ACTION | np.uint64(stream0 + b), 0)
         u = uniform_f64(r[0], r[1]) * total
         acc = 0.0
         last = arg
@@ -608,5 +612,5 @@ def _sample(w, temperature, seed, out):
         out[b] = chosen if chosen >= 0 else last
 
 
-def sample_action(weights, temperature, seed, out):
-    _sample(weights, temperature, np.uint64(seed), out)
+def sample_action(weights, temperature, seed, stream0, out):
+    _sample(weights, temperature, np.uint64(seed), np.int64(stream0), out)

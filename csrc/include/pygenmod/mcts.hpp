@@ -521,10 +521,13 @@ PGM_HD void backup_one(TreeRef<T>& t, i32 node) {
 //     = rng::uniform_f64 on words (2k, 2k+1), k = sim % 2, of block sim / 2,
 // and s' = the first index with u < cdf[s'] (binary search; zero-probability states are
 // never drawn). A pure function of (seed, b, sim): independent of the other trees.
+// b is the tree's *global* batch index stream0 + (index in this call), so a chunk of a batch
+// that starts at row g (stream0 = g) draws exactly what the whole batch draws for its rows.
 struct Transitions {
   const double* cdf = nullptr;  // [S, A, S], or nullptr: deterministic next_state
   index_t S = 0;
   std::uint64_t seed = 0;
+  std::uint64_t stream0 = 0;  // global batch index of the call's tree 0
 };
 
 // Random streams: (purpose << 56) | index, one purpose per kind of draw (listed under
@@ -557,7 +560,7 @@ PGM_HD std::int64_t inverse_cdf(const double* row, index_t S, double u) {
 // (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
 // A terminal state has value 0 and every action invalid. With tr.cdf set the next state is
 // sampled per expansion (see Transitions) instead of read from next_state; b is the tree's
-// index in the batch (its random stream). Runs simulations sim_begin .. num_simulations - 1
+// index in the call (its random streams are those of global index tr.stream0 + b). Runs simulations sim_begin .. num_simulations - 1
 // (a search split into such ranges is the same search).
 template <class T>
 PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
@@ -566,6 +569,7 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
                                const T* value, const u8* invalid, const Transitions& tr,
                                index_t b, index_t sim_begin = 0) {
   const index_t A = t.A;
+  const index_t g = static_cast<index_t>(tr.stream0) + b;  // the tree's global index (streams)
   for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
     i32 node, action;
     select_one(t, p, &node, &action);
@@ -574,7 +578,7 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
     if (old >= 0) {  // max_depth cutoff: re-evaluate the existing child
       const std::int64_t s = t.state[node], sa = s * A + action;
       const std::int64_t s2 =
-          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, b, sim))
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
                  : next_state[sa];
       reevaluate_child(t, old, reward[sa], discount[sa], value[s2]);
       t.state[old] = s2;
@@ -590,7 +594,7 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
       t.num_nodes[0] = c + 1;
       const std::int64_t s = t.state[node], sa = s * A + action;
       const std::int64_t s2 =
-          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, b, sim))
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
                  : next_state[sa];
       link_node(t, c, node, action, reward[sa], discount[sa], value[s2], s2);
       for (index_t a = 0; a < A; ++a) {
@@ -685,7 +689,7 @@ PGM_HD i32 advance_one(TreeRef<T>& t, i32 action, i32* new_index, i32* old_index
 // The transforms are the shared ones of random.hpp (numba twins in _numba/philox.py).
 // (stream purposes and stream_of: see "Random streams" above search_tabular_one)
 
-// Dirichlet(alpha, ..., alpha) sample over A actions for tree b into out[A].
+// Dirichlet(alpha, ..., alpha) sample over A actions for tree b (global index) into out[A].
 template <class T>
 PGM_HD void dirichlet_one(std::uint64_t seed, double alpha, index_t b, index_t A, T* out) {
   double z = 0;
@@ -819,24 +823,29 @@ void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index
   }
 }
 
+// Noise launchers: row b of the call draws as tree stream0 + b of a larger batch.
 template <class T>
-void dirichlet_cpu(std::uint64_t seed, double alpha, index_t B, index_t A, T* out) {
+void dirichlet_cpu(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
+                   T* out) {
+  const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 16384)
-  for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, b, A, out + b * A);
+  for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, g0 + b, A, out + b * A);
 }
 
 template <class T>
-void gumbel_cpu(std::uint64_t seed, index_t B, index_t A, T* out) {
+void gumbel_cpu(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out) {
+  const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 65536)
-  for (index_t b = 0; b < B; ++b) gumbel_one(seed, b, A, out + b * A);
+  for (index_t b = 0; b < B; ++b) gumbel_one(seed, g0 + b, A, out + b * A);
 }
 
 template <class T>
 void sample_cpu(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
-                std::int64_t* out) {
+                std::uint64_t stream0, std::int64_t* out) {
+  const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 65536)
   for (index_t b = 0; b < B; ++b)
-    out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, b);
+    out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, g0 + b);
 }
 
 }  // namespace pygenmod::mcts
