@@ -50,6 +50,7 @@ __all__ = [
     "rsample_normal",
     "search",
     "solve",
+    "uct_policy",
     "value_iteration",
 ]
 
@@ -603,8 +604,17 @@ def gumbel_muzero_policy(roots, model, num_simulations: int, *, seed=None, strea
                      {"invalid_actions": (invalid_actions, 2), "gumbel": (gumbel, 2)}, dict(kwargs))
 
 
+def uct_policy(roots, model, num_simulations: int, *, seed=None, stream=0, invalid_actions=None,
+               temperature=0.0, threads=None, backend=None, **kwargs):
+    """:func:`pygenmod.mcts.uct_policy` on a tabular model over the chunks of ``roots`` (see
+    :func:`muzero_policy`; the rollouts are keyed by the global tree index too)."""
+    return _mcts_map("uct_policy", roots, model, num_simulations, seed, stream, threads, backend,
+                     {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)}, dict(kwargs))
+
+
 def search(roots, model, num_simulations: int, *, policy: str = "muzero", **kwargs):
-    """:func:`muzero_policy` (policy="muzero") or :func:`gumbel_muzero_policy` ("gumbel")."""
-    val.choice(policy, "policy", ("muzero", "gumbel"))
-    fn = muzero_policy if policy == "muzero" else gumbel_muzero_policy
+    """:func:`muzero_policy` (policy="muzero"), :func:`gumbel_muzero_policy` ("gumbel") or
+    :func:`uct_policy` ("uct")."""
+    val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
+    fn = {"muzero": muzero_policy, "gumbel": gumbel_muzero_policy, "uct": uct_policy}[policy]
     return fn(roots, model, num_simulations, **kwargs)

@@ -223,6 +223,7 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64,
 
 #: node indices are int32: a tree holds at most this many nodes
 MAX_CAPACITY = 2**31 - 1
+UCT_EXPLORATION = math.sqrt(2)  #: UCB1's exploration constant c in Q + c * sqrt(ln N / n)
 
 
 def _capacity(capacity, name="capacity") -> int:
@@ -486,24 +487,29 @@ _NO_TABLE = np.zeros((1, 1), np.int32)
 
 def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
             rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
-            num_simulations=1, q_normalization="node", max_depth=None, num_actions=None):
-    val.choice(policy, "policy", ("muzero", "gumbel"))
+            num_simulations=1, q_normalization="node", max_depth=None, num_actions=None,
+            exploration=UCT_EXPLORATION, rollout_depth=0):
+    val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
     val.choice(q_normalization, "q_normalization", ("node", "tree"))
     if q_normalization == "tree" and policy != "muzero":
         raise ValueError('q_normalization: "tree" applies to policy="muzero" only')
     for name, v in (("pb_c_init", pb_c_init), ("pb_c_base", pb_c_base), ("value_scale", value_scale),
-                    ("maxvisit_init", maxvisit_init)):
+                    ("maxvisit_init", maxvisit_init), ("exploration", exploration)):
         if not math.isfinite(float(v)):
             raise ValueError(f"{name}: must be finite, got {v}")
+    if float(exploration) < 0:
+        raise ValueError(f"exploration: must be >= 0, got {exploration}")
+    rollout = val.positive_int(rollout_depth, "rollout_depth", minimum=0, maximum=2**31 - 1)
     if float(pb_c_base) <= 0:
         raise ValueError(f"pb_c_base: must be > 0, got {pb_c_base}")
     M = val.positive_int(max_num_considered_actions, "max_num_considered_actions")
     if num_actions is not None:  # at most A actions are ever considered (the table is O(M^2))
         M = min(M, int(num_actions))
     depth = 0 if max_depth is None else val.positive_int(max_depth, "max_depth")
-    params = np.array([0 if policy == "muzero" else 1, pb_c_init, pb_c_base, value_scale,
+    params = np.array([("muzero", "gumbel", "uct").index(policy), pb_c_init, pb_c_base, value_scale,
                        maxvisit_init, bool(rescale_values), bool(use_mixed_value),
-                       M if policy == "gumbel" else 0, q_normalization == "tree", depth], np.float64)
+                       M if policy == "gumbel" else 0, q_normalization == "tree", depth,
+                       exploration, rollout], np.float64)
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
 
@@ -523,7 +529,8 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
 
     Returns (node [B] int32, action [B] int32); action -1 means the descent ended at a
     terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base,
-    q_normalization "node" or "tree", see :func:`muzero_policy`) or
+    q_normalization "node" or "tree", see :func:`muzero_policy`), "uct" (UCB1; kw
+    exploration, see :func:`uct_policy`) or
     "gumbel" (kw max_num_considered_actions, value_scale, maxvisit_init, rescale_values,
     use_mixed_value; num_simulations sets the sequential-halving schedule). ``max_depth``
     (both policies) ends the descent after that many edges: the returned action's child may
@@ -865,6 +872,13 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
     params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
                             q_normalization=q_normalization, max_depth=max_depth)
     _run(tree, recurrent_fn, sims, params, table, seed, stream)
+    return _visit_output(tree, temps, seed, stream, back)
+
+
+def _visit_output(tree: Tree, temps, seed, stream, back) -> PolicyOutput:
+    """A visit-count policy's output: weights = root visit distribution, action drawn with
+    weights ** (1 / temperature) (argmax at 0), value = the root's mean."""
+    xp = xp_of(tree.visits)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
     valid = (tree.invalid[:, 0] == 0)
@@ -952,11 +966,49 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
 
+def uct_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
+               tree: Tree | None = None, capacity: int | None = None, exploration: float = UCT_EXPLORATION,
+               rollout_depth: int | None = None, temperature: float = 0.0, max_depth: int | None = None,
+               stream: int = 0) -> PolicyOutput:
+    """Classic UCT (Kocsis & Szepesvari 2006; Browne et al. 2012) over a batch of trees.
+
+    Selection by UCB1: an unexpanded valid action first (lowest index), else the argmax of
+    ``Q(n, a) + exploration * sqrt(ln N(n) / N(a))`` (N(n): the node's visits, its own first
+    evaluation included; Q seen from the player to move at n). The prior logits only mask.
+    Leaf values: on a tabular model a uniformly random rollout of ``rollout_depth`` steps
+    (default 100; 0: the table's value) that stops at a terminal state and adds the
+    discounted table value of the state it ends in (use value 0 for plain rollouts); with a
+    callback, its value output (run rollouts inside ``recurrent_fn``; ``rollout_depth`` is
+    then an error). Mean backup as the other policies. The action is drawn from the visit
+    counts with ``temperature`` (default 0: the most visited, lowest index among ties);
+    action_weights are the visit distribution. Rollout draws: Philox stream (5 << 56) | g,
+    block sim * rollout_depth + step (docs/mcts.md). seed, stream, max_depth: as
+    :func:`muzero_policy`.
+    """
+    seed = resolve_seed(seed)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    stream = _stream(stream, tree)
+    xp = xp_of(tree.visits)
+    if rollout_depth is None:
+        depth = 100 if isinstance(recurrent_fn, TabularModel) else 0
+    elif not isinstance(recurrent_fn, TabularModel):
+        raise ValueError("rollout_depth: random rollouts run on tabular models only (a callback returns "
+                         "the leaf value itself)")
+    else:
+        depth = rollout_depth
+    temps = val.per_batch(temperature, "temperature", tree.batch_size, tree.dtype, xp, lo=0.0)
+    tree.gumbel[...] = 0
+    params, table = _params("uct", exploration=exploration, rollout_depth=depth, max_depth=max_depth)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream)
+    return _visit_output(tree, temps, seed, stream, back)
+
+
 def search(root, recurrent_fn: Callable | TabularModel, num_simulations: int, *,
            policy: str = "muzero", **kwargs) -> PolicyOutput:
-    """``muzero_policy`` (policy="muzero") or ``gumbel_muzero_policy`` (policy="gumbel")."""
-    val.choice(policy, "policy", ("muzero", "gumbel"))
-    fn = muzero_policy if policy == "muzero" else gumbel_muzero_policy
+    """``muzero_policy`` (policy="muzero"), ``gumbel_muzero_policy`` ("gumbel") or
+    ``uct_policy`` ("uct")."""
+    val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
+    fn = {"muzero": muzero_policy, "gumbel": gumbel_muzero_policy, "uct": uct_policy}[policy]
     return fn(root, recurrent_fn, num_simulations, **kwargs)
 
 __all__ = [
@@ -967,6 +1019,7 @@ __all__ = [
     'TREE_FIELDS',
     'TabularModel',
     'Tree',
+    'UCT_EXPLORATION',
     'advance',
     'backup',
     'expand',
@@ -979,4 +1032,5 @@ __all__ = [
     'select',
     'stochastic_tabular_model',
     'tabular_model',
+    'uct_policy',
 ]

@@ -282,13 +282,13 @@ def _policy_rows(out):
 
 
 @pytest.mark.parametrize("chunks", CHUNKINGS)
-@pytest.mark.parametrize("policy", ["muzero", "gumbel"])
+@pytest.mark.parametrize("policy", ["muzero", "gumbel", "uct"])
 @pytest.mark.parametrize("stochastic", [False, True])
 def test_mcts_search(client, mcts_models, chunks, policy, stochastic):
     det, sto, roots, inv = mcts_models
     m = sto if stochastic else det
     kw = {"seed": 3, "stream": 10, "invalid_actions": inv}
-    kw.update({"temperature": np.linspace(0.0, 2.0, B)} if policy == "muzero" else {"max_num_considered_actions": 2})
+    kw.update({"temperature": np.linspace(0.0, 2.0, B)} if policy != "gumbel" else {"max_num_considered_actions": 2})
     want = mcts.search(roots, m, 12, policy=policy, **kw)
     kw["invalid_actions"] = chunked(inv, chunks)
     got = run(pdask.search(chunked(roots, chunks), m, 12, policy=policy, **kw))

@@ -29,12 +29,13 @@ def _rows(backend, out, lo, hi):
 
 
 @pytest.mark.parametrize("stochastic", [False, True])
-@pytest.mark.parametrize("policy", ["muzero", "gumbel"])
+@pytest.mark.parametrize("policy", ["muzero", "gumbel", "uct"])
 def test_slice_with_stream_equals_rows_of_the_whole_batch(backend, dtype, rng, policy, stochastic):
     B, sims = 11, 24
     m = _model(rng, backend, dtype, stochastic)
     roots = rng.integers(0, 9, B)
-    kw = dict(temperature=1.0, dirichlet_fraction=0.5) if policy == "muzero" else dict(max_num_considered_actions=3)
+    kw = {"muzero": dict(temperature=1.0, dirichlet_fraction=0.5), "gumbel": dict(max_num_considered_actions=3),
+          "uct": dict(temperature=1.0, rollout_depth=4)}[policy]
     whole = mcts.search(backend.asarray(roots), m, sims, policy=policy, seed=123, stream=40, capacity=sims + 1, **kw)
     for lo, hi in SLICES:
         part = mcts.search(backend.asarray(roots[lo:hi]), m, sims, policy=policy, seed=123, stream=40 + lo,
@@ -54,7 +55,7 @@ def test_stream_changes_the_draws(rng):
     assert not np.array_equal(o0.visit_counts, o1.visit_counts)
 
 
-@pytest.mark.parametrize("policy", ["muzero", "gumbel"])
+@pytest.mark.parametrize("policy", ["muzero", "gumbel", "uct"])
 def test_bad_stream(rng, policy):
     m = _model(rng, type("B", (), {"asarray": staticmethod(np.asarray)}), np.float64, False)
     roots = np.zeros(3, np.int64)

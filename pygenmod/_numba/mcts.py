@@ -15,6 +15,7 @@ _K_DIRICHLET = np.uint64(1) << np.uint64(56)
 _K_GUMBEL = np.uint64(2) << np.uint64(56)
 _K_ACTION = np.uint64(3) << np.uint64(56)
 _K_TRANSITION = np.uint64(4) << np.uint64(56)
+_K_ROLLOUT = np.uint64(5) << np.uint64(56)
 
 
 @nb.njit(cache=True, inline="always")
@@ -253,12 +254,36 @@ def _select_gumbel_interior(t, n, p):
     return best
 
 
+@nb.njit(cache=True)
+def _select_uct(t, n, c):
+    """UCB1 (mcts.hpp select_uct): the first unexpanded valid action, else the argmax of
+    Q + c * sqrt(ln N(n) / N(child))."""
+    children, invalid = t[7], t[10]
+    A = children.shape[1]
+    log_n = math.log(t[0][n])
+    best = -1
+    best_score = -np.inf
+    for a in range(A):
+        if invalid[n, a]:
+            continue
+        ch = children[n, a]
+        if ch < 0:
+            return a
+        score = _child_q(t, ch) + c * math.sqrt(log_n / t[0][ch])
+        if best < 0 or score > best_score:
+            best = a
+            best_score = score
+    return best
+
+
 @nb.njit(cache=True, inline="always")
 def _select_action(t, n, p, table):
     if p[0] == 1:
         if n == 0:
             return _select_gumbel_root(t, p, table)
         return _select_gumbel_interior(t, n, p)
+    if p[0] == 2:
+        return _select_uct(t, n, p[10])
     return _select_muzero(t, n, p[1], p[2], p[8] == 1)
 
 
@@ -410,6 +435,40 @@ def search_tabular(tree, params, table, num_simulations, next_state, reward, dis
         sim = end
 
 
+@nb.njit(cache=True)
+def _leaf_value(s, depth, next_state, reward, discount, value, invalid, cdf, has_cdf, seed, gi, sim):
+    """mcts.hpp leaf_value: the table's value, or a random rollout's (float64) when depth > 0."""
+    if depth <= 0:
+        return value[s]
+    A = invalid.shape[1]
+    stream = _K_ROLLOUT | np.uint64(gi)
+    ret = 0.0
+    scale = 1.0
+    for k in range(depth):
+        n_valid = 0
+        for a in range(A):
+            if not invalid[s, a]:
+                n_valid += 1
+        if n_valid == 0:
+            return ret
+        w = block(seed, stream, np.uint64(sim) * np.uint64(depth) + np.uint64(k))
+        j = min(int(uniform_f64(w[0], w[1]) * n_valid), n_valid - 1)
+        act = 0
+        for a in range(A):
+            if not invalid[s, a]:
+                if j == 0:
+                    act = a
+                    break
+                j -= 1
+        ret += scale * np.float64(reward[s, act])
+        scale *= np.float64(discount[s, act])
+        if has_cdf:
+            s = _inverse_cdf(cdf[s, act], uniform_f64(w[2], w[3]))
+        else:
+            s = next_state[s, act]
+    return ret + scale * np.float64(value[s])
+
+
 @nb.njit(parallel=True, cache=True)
 def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discount, logits,
                     prior, value, invalid, cdf, has_cdf, seed, stream0):
@@ -419,6 +478,7 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
         gi = stream0 + b  # the tree's global index: its random streams
         visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
         A = children.shape[1]
+        depth = int(params[11])
         for sim in range(sim0, sim1):
             node, action = _select_one(t, params, table)
             leaf = node
@@ -429,7 +489,10 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
                     s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, gi, sim))
                 else:
                     s2 = next_state[s, action]
-                _reevaluate_child(t, old, reward[s, action], discount[s, action], value[s2])
+                # (through raw_value: the leaf value rounded to the tree's dtype, as in C++)
+                raw_value[old] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf,
+                                             has_cdf, seed, gi, sim)
+                _reevaluate_child(t, old, reward[s, action], discount[s, action], raw_value[old])
                 st[old] = s2
                 for a in range(A):
                     lg[old, a] = logits[s2, a]
@@ -447,8 +510,9 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
                 else:
                     s2 = next_state[s, action]
                 visits[c] = 1
-                value_sum[c] = value[s2]
-                raw_value[c] = value[s2]
+                raw_value[c] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf,
+                                           has_cdf, seed, gi, sim)
+                value_sum[c] = raw_value[c]
                 rew[c] = reward[s, action]
                 disc[c] = discount[s, action]
                 par[c] = node

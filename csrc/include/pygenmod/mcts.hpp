@@ -25,7 +25,9 @@
 //                          used by q_normalization = "tree"
 // Q(node, a) = reward[c] + discount[c] * value_sum[c] / visits[c] for the child c.
 //
-// Semantics follow mctx (google-deepmind/mctx) muzero_policy and gumbel_muzero_policy.
+// Semantics follow mctx (google-deepmind/mctx) muzero_policy and gumbel_muzero_policy;
+// policy 2 is classic UCT (UCB1 selection, random rollouts on tabular models; Browne et al.
+// 2012, "A Survey of Monte Carlo Tree Search Methods").
 // Tie-breaking is deterministic: every argmax takes the lowest action index among equal
 // scores (mctx adds 1e-7 * uniform noise to the PUCT score instead).
 #pragma once
@@ -59,19 +61,22 @@ enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kN
 // Search parameters, read from a float64 array (the bindings' `params` argument):
 // [policy, pb_c_init, pb_c_base, value_scale, maxvisit_init, rescale_values,
 //  use_mixed_value, max_num_considered_actions, q_normalization (0 node, 1 tree),
-//  max_depth (0 = unlimited)], and the sequential-halving table
+//  max_depth (0 = unlimited), uct_c (UCB1 exploration constant), rollout_depth (0 = the
+//  table's value, no rollout)], and the sequential-halving table
 // table[m, k] (int32, (M + 1) x L) of mctx's get_table_of_considered_visits.
 struct Params {
-  int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero
+  int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero, 2 = UCT (UCB1)
   double pb_c_init = 1.25, pb_c_base = 19652.0;
   double value_scale = 0.1, maxvisit_init = 50.0;
   int rescale_values = 1, use_mixed_value = 1, max_considered = 16;
   int q_tree = 0;  // 1: MuZero's per-tree min-max normalisation of Q (PUCT only)
   int max_depth = 0;  // mctx max_depth: a descent stops after this many edges (0 = none)
+  double uct_c = 1.4142135623730951;  // UCB1 exploration constant (policy 2)
+  int rollout_depth = 0;  // tabular search: random-rollout leaf values of this many steps
   const i32* table = nullptr;
   int table_len = 0;
 };
-constexpr int kNumParams = 10;
+constexpr int kNumParams = 12;
 
 PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   Params q;
@@ -85,6 +90,8 @@ PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   q.max_considered = static_cast<int>(p[7]);
   q.q_tree = static_cast<int>(p[8]);
   q.max_depth = static_cast<int>(p[9]);
+  q.uct_c = p[10];
+  q.rollout_depth = static_cast<int>(p[11]);
   q.table = table;
   q.table_len = table_len;
   return q;
@@ -413,10 +420,36 @@ PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   return best;
 }
 
+// UCT (Kocsis & Szepesvari 2006; Browne et al. 2012): the first unexpanded valid action (lowest
+// index), else argmax over valid actions of Q(n, a) + c * sqrt(ln N(n) / N(child)), with
+// N(n) = visits[n] (the node's own evaluation included) and Q seen from n's player (a
+// negative discount flips the child's value). The prior is not used; only the mask.
+template <class T>
+PGM_HD i32 select_uct(const TreeRef<T>& t, i32 n, const Params& p) {
+  const index_t A = t.A;
+  const i32* ch = t.children + n * A;
+  const u8* invalid = t.invalid + n * A;
+  const T log_n = m_log(static_cast<T>(t.visits[n]));
+  const T c = static_cast<T>(p.uct_c);
+  i32 best = -1;
+  T best_score = neg_inf<T>();
+  for (index_t a = 0; a < A; ++a) {
+    if (invalid[a]) continue;
+    if (ch[a] < 0) return static_cast<i32>(a);
+    const T score = child_q(t, ch[a]) + c * m_sqrt(log_n / static_cast<T>(t.visits[ch[a]]));
+    if (best < 0 || score > best_score) {
+      best = static_cast<i32>(a);
+      best_score = score;
+    }
+  }
+  return best;
+}
+
 // The action the policy picks at node n (-1 when n has no valid action).
 template <class T>
 PGM_HD i32 select_action(const TreeRef<T>& t, i32 n, const Params& p) {
   if (p.policy == 1) return n == 0 ? select_gumbel_root(t, p) : select_gumbel_interior(t, n, p);
+  if (p.policy == 2) return select_uct(t, n, p);
   return select_muzero(t, n, p);
 }
 
@@ -533,7 +566,7 @@ struct Transitions {
 // Random streams: (purpose << 56) | index, one purpose per kind of draw (listed under
 // "noise" below).
 enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3,
-                       kTransitionStream = 4 };
+                       kTransitionStream = 4, kRolloutStream = 5 };
 
 PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
   return (purpose << 56) | index;
@@ -555,13 +588,61 @@ PGM_HD std::int64_t inverse_cdf(const double* row, index_t S, double u) {
   return static_cast<std::int64_t>(lo);
 }
 
+// The leaf value of UCT on a tabular model: a random rollout of at most p.rollout_depth steps
+// from state s, sum_k (prod_{j<k} d_j) r_k, plus the discounted table value of the state it
+// ends in (0 for a terminal state, where it stops early). Step k of simulation sim of tree g
+// uses block sim * rollout_depth + k of stream (5 << 56) | g: uniform_f64 of words (0, 1)
+// picks the action (the floor(u * n_valid)-th valid one), words (2, 3) the next state when
+// the model is stochastic (inverse CDF). Accumulated in float64 whatever T.
+template <class T>
+PGM_HD T rollout_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state,
+                       const T* reward, const T* discount, const T* value, const u8* invalid,
+                       const Transitions& tr, index_t g, index_t sim) {
+  const std::uint64_t stream = stream_of(kRolloutStream, static_cast<std::uint64_t>(g));
+  double ret = 0, scale = 1;
+  for (int k = 0; k < p.rollout_depth; ++k) {
+    const u8* inv = invalid + s * A;
+    index_t n_valid = 0;
+    for (index_t a = 0; a < A; ++a) n_valid += inv[a] ? 0 : 1;
+    if (n_valid == 0) return static_cast<T>(ret);  // terminal: value 0
+    const rng::u32x4 w = rng::block(
+        tr.seed, stream, static_cast<std::uint64_t>(sim) * static_cast<std::uint64_t>(p.rollout_depth) +
+                             static_cast<std::uint64_t>(k));
+    index_t j = static_cast<index_t>(rng::uniform_f64(w.v[0], w.v[1]) * static_cast<double>(n_valid));
+    if (j >= n_valid) j = n_valid - 1;
+    index_t act = 0;
+    for (index_t a = 0; a < A; ++a)
+      if (!inv[a] && j-- == 0) {
+        act = a;
+        break;
+      }
+    const std::int64_t sa = s * A + act;
+    ret += scale * static_cast<double>(reward[sa]);
+    scale *= static_cast<double>(discount[sa]);
+    s = tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, rng::uniform_f64(w.v[2], w.v[3]))
+               : next_state[sa];
+  }
+  return static_cast<T>(ret + scale * static_cast<double>(value[s]));
+}
+
+// A new (or re-evaluated) node's value: the table's, or a random rollout's (UCT).
+template <class T>
+PGM_HD T leaf_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state,
+                    const T* reward, const T* discount, const T* value, const u8* invalid,
+                    const Transitions& tr, index_t g, index_t sim) {
+  if (p.rollout_depth <= 0) return value[s];
+  return rollout_value(s, A, p, next_state, reward, discount, value, invalid, tr, g, sim);
+}
+
 // The whole search on a tabular model whose per-state node data is precomputed (by
 // pygenmod.mcts.tabular_model): next_state[S,A], reward[S,A], discount[S,A], logits[S,A]
 // (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
 // A terminal state has value 0 and every action invalid. With tr.cdf set the next state is
 // sampled per expansion (see Transitions) instead of read from next_state; b is the tree's
-// index in the call (its random streams are those of global index tr.stream0 + b). Runs simulations sim_begin .. num_simulations - 1
-// (a search split into such ranges is the same search).
+// index in the call (its random streams are those of global index tr.stream0 + b). With
+// p.rollout_depth > 0 a new node's value is a random rollout's (UCT, see rollout_value).
+// Runs simulations sim_begin .. num_simulations - 1 (a search split into such ranges is the
+// same search).
 template <class T>
 PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
                                const std::int64_t* next_state, const T* reward,
@@ -580,7 +661,8 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
       const std::int64_t s2 =
           tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
                  : next_state[sa];
-      reevaluate_child(t, old, reward[sa], discount[sa], value[s2]);
+      reevaluate_child(t, old, reward[sa], discount[sa],
+                       leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim));
       t.state[old] = s2;
       for (index_t a = 0; a < A; ++a) {
         t.logits[old * A + a] = logits[s2 * A + a];
@@ -596,7 +678,8 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
       const std::int64_t s2 =
           tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
                  : next_state[sa];
-      link_node(t, c, node, action, reward[sa], discount[sa], value[s2], s2);
+      link_node(t, c, node, action, reward[sa], discount[sa],
+                leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim), s2);
       for (index_t a = 0; a < A; ++a) {
         t.logits[c * A + a] = logits[s2 * A + a];
         t.prior[c * A + a] = prior[s2 * A + a];
