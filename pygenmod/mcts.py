@@ -488,7 +488,7 @@ _NO_TABLE = np.zeros((1, 1), np.int32)
 def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
             rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
             num_simulations=1, q_normalization="node", max_depth=None, num_actions=None,
-            exploration=UCT_EXPLORATION, rollout_depth=0):
+            exploration=UCT_EXPLORATION, rollout_depth=0, chance_nodes=False):
     val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
     val.choice(q_normalization, "q_normalization", ("node", "tree"))
     if q_normalization == "tree" and policy != "muzero":
@@ -509,7 +509,7 @@ def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvi
     params = np.array([("muzero", "gumbel", "uct").index(policy), pb_c_init, pb_c_base, value_scale,
                        maxvisit_init, bool(rescale_values), bool(use_mixed_value),
                        M if policy == "gumbel" else 0, q_normalization == "tree", depth,
-                       exploration, rollout], np.float64)
+                       exploration, rollout, bool(chance_nodes)], np.float64)
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
 
@@ -611,6 +611,9 @@ def advance(tree: Tree, actions) -> Tree:
     if bool(unexpanded.any()):
         b = int(xp.argmax(unexpanded))
         raise ValueError(f"advance: tree {b}: {_ERRORS[-4]} (actions)")
+    if bool((tree.state[xp.arange(B), tree.children[xp.arange(B), 0, act]] < 0).any()):
+        raise ValueError("advance: the root's child is a chance node (a search with chance_nodes=True); "
+                         "advancing through an outcome is not supported")
     new_index = xp.empty((B, N), xp.int32)
     old_index = xp.empty((B, N), xp.int32)
     status = xp.empty(B, xp.int32)
@@ -639,10 +642,12 @@ def _check_has_root(tree: Tree):
 
 
 # ----------------------------------------------------------------------------- search
-def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
-    """(tree, model-or-callback, back) with the root initialised (or the given tree kept)."""
+def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, chance_nodes=False):
+    """(tree, model-or-callback, back) with the root initialised (or the given tree kept).
+    With chance nodes a simulation adds up to 2 nodes (a chance node and an outcome)."""
     num_simulations = val.positive_int(num_simulations, "num_simulations", minimum=0)
-    if num_simulations >= MAX_CAPACITY:  # every simulation may add a node (int32 indices)
+    k = 2 if chance_nodes else 1
+    if k * num_simulations >= MAX_CAPACITY:  # every simulation may add a node (int32 indices)
         raise ValueError(f"num_simulations: must be below {MAX_CAPACITY} (a tree's node limit), got {num_simulations}")
     tabular = isinstance(model, TabularModel)
     if not tabular and not callable(model):
@@ -655,8 +660,10 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
         if bool(dead.any()):
             raise ValueError(f"tree: all actions are invalid at the root of tree {int(dead.argmax())} "
                              "(a terminal state)")
+        if not chance_nodes and tree.batch_size and bool((tree.state < 0).any()):
+            raise ValueError("tree: it holds chance nodes: continue it with chance_nodes=True")
         back = returner(tree.logits)
-        need = int(tree.num_nodes.max()) + num_simulations if tree.batch_size else 0
+        need = int(tree.num_nodes.max()) + k * num_simulations if tree.batch_size else 0
         if need > tree.capacity:
             raise ValueError(f"capacity exceeded: the tree holds up to {int(tree.num_nodes.max())} nodes, "
                              f"{num_simulations} simulations need {need}, capacity is {tree.capacity} "
@@ -664,9 +671,9 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
         return tree, back, num_simulations
     if root is None:
         raise TypeError("root: expected the root output (or pass tree= to continue a search)")
-    cap = 1 + num_simulations if capacity is None else _capacity(capacity)
-    if cap < 1 + num_simulations:
-        raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + num_simulations} "
+    cap = 1 + k * num_simulations if capacity is None else _capacity(capacity)
+    if cap < 1 + k * num_simulations:
+        raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + k * num_simulations} "
                          f"nodes, capacity is {cap}")
     if tabular:
         xp = xp_of(model.logits)
@@ -831,7 +838,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
                   dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
                   pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
                   temperature: float = 1.0, q_normalization: str = "node",
-                  max_depth: int | None = None, stream: int = 0) -> PolicyOutput:
+                  max_depth: int | None = None, stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
 
     q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
@@ -850,10 +857,13 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
     :class:`PolicyOutput` with action_weights = visit_counts / sum (the policy target).
     stream: the global batch index of tree 0 (tree b draws its noise, sampled transitions and
     action as tree ``stream + b``): ``search(roots[a:b], ..., seed=s, stream=a)`` equals rows
-    a:b of the whole batch's search bitwise.
+    a:b of the whole batch's search bitwise. chance_nodes: on a stochastic tabular model, draw the
+    outcome of an edge at every visit and keep a child per outcome (docs/mcts.md, "Chance
+    nodes"); the default capacity is then 1 + 2 * num_simulations.
     """
     seed = resolve_seed(seed)
-    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
     stream = _stream(stream, tree)
     xp = xp_of(tree.visits)
     frac = float(dirichlet_fraction)
@@ -870,9 +880,24 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
         _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
     tree.gumbel[...] = 0
     params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-                            q_normalization=q_normalization, max_depth=max_depth)
+                            q_normalization=q_normalization, max_depth=max_depth, chance_nodes=chance_nodes)
     _run(tree, recurrent_fn, sims, params, table, seed, stream)
     return _visit_output(tree, temps, seed, stream, back)
+
+
+def _check_chance(chance_nodes, model, max_depth) -> bool:
+    if not isinstance(chance_nodes, (bool, np.bool_)):
+        raise TypeError(f"chance_nodes: expected a bool, got {type(chance_nodes).__name__}")
+    if not chance_nodes:
+        return False
+    if not isinstance(model, TabularModel) or model.cdf is None:
+        raise ValueError("chance_nodes: needs a stochastic tabular model (stochastic_tabular_model / mdp_model)")
+    if int(model.logits.shape[1]) < 2:
+        raise ValueError("chance_nodes: needs at least 2 actions (the last child slot links a chance node's "
+                         "further outcomes)")
+    if max_depth is not None:
+        raise ValueError("chance_nodes: max_depth is not supported with chance nodes")
+    return True
 
 
 def _visit_output(tree: Tree, temps, seed, stream, back) -> PolicyOutput:
@@ -920,17 +945,20 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
                          max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
                          gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
                          rescale_values: bool = True, use_mixed_value: bool = True,
-                         max_depth: int | None = None, stream: int = 0) -> PolicyOutput:
+                         max_depth: int | None = None, stream: int = 0,
+                         chance_nodes: bool = False) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
     Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
     deterministic improved-policy selection inside the tree. ``gumbel`` [B, A] fixes the
     Gumbel vector (else gumbel_scale * Gumbel noise from ``seed``). The action is the best
     of the most visited actions by gumbel + logits + completed Q; action_weights is the
-    improved policy softmax(logits + completed Q). max_depth, stream: as :func:`muzero_policy`.
+    improved policy softmax(logits + completed Q). max_depth, stream, chance_nodes: as
+    :func:`muzero_policy`.
     """
     seed = resolve_seed(seed)
-    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
     stream = _stream(stream, tree)
     xp = xp_of(tree.visits)
     B, A = tree.batch_size, tree.num_actions
@@ -945,7 +973,8 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
     kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
               use_mixed_value=use_mixed_value)
     params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
-                            num_simulations=max(sims, 1), max_depth=max_depth, num_actions=A, **kw)
+                            num_simulations=max(sims, 1), max_depth=max_depth, num_actions=A,
+                            chance_nodes=chance_nodes, **kw)
     _run(tree, recurrent_fn, sims, params, table, seed, stream)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)
@@ -969,7 +998,7 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
 def uct_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
                tree: Tree | None = None, capacity: int | None = None, exploration: float = UCT_EXPLORATION,
                rollout_depth: int | None = None, temperature: float = 0.0, max_depth: int | None = None,
-               stream: int = 0) -> PolicyOutput:
+               stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
     """Classic UCT (Kocsis & Szepesvari 2006; Browne et al. 2012) over a batch of trees.
 
     Selection by UCB1: an unexpanded valid action first (lowest index), else the argmax of
@@ -982,11 +1011,12 @@ def uct_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_a
     then an error). Mean backup as the other policies. The action is drawn from the visit
     counts with ``temperature`` (default 0: the most visited, lowest index among ties);
     action_weights are the visit distribution. Rollout draws: Philox stream (5 << 56) | g,
-    block sim * rollout_depth + step (docs/mcts.md). seed, stream, max_depth: as
+    block sim * rollout_depth + step (docs/mcts.md). seed, stream, max_depth, chance_nodes: as
     :func:`muzero_policy`.
     """
     seed = resolve_seed(seed)
-    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
     stream = _stream(stream, tree)
     xp = xp_of(tree.visits)
     if rollout_depth is None:
@@ -998,7 +1028,8 @@ def uct_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_a
         depth = rollout_depth
     temps = val.per_batch(temperature, "temperature", tree.batch_size, tree.dtype, xp, lo=0.0)
     tree.gumbel[...] = 0
-    params, table = _params("uct", exploration=exploration, rollout_depth=depth, max_depth=max_depth)
+    params, table = _params("uct", exploration=exploration, rollout_depth=depth, max_depth=max_depth,
+                            chance_nodes=chance_nodes)
     _run(tree, recurrent_fn, sims, params, table, seed, stream)
     return _visit_output(tree, temps, seed, stream, back)
 

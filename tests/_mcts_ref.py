@@ -341,3 +341,13 @@ def uct_search(ns, R, D, V, invalid, root_state, sims, *, c=2 ** 0.5, rollout_de
             parent.value_sum += ret
     counts = np.array([root.children[a].visits if a in root.children else 0 for a in range(A)])
     return counts, root.value_sum / root.visits
+
+
+def expectimax(P, R, gamma, terminal, s, depth):
+    """Finite-depth expectimax value of state s (float64, recursive): max over actions of
+    R[s, a] + gamma * sum_s' P[s, a, s'] V(s'), 0 at terminal states and at depth 0."""
+    if depth == 0 or terminal[s]:
+        return 0.0
+    return max(float(R[s, a]) + gamma * sum(float(P[s, a, t]) * expectimax(P, R, gamma, terminal, t, depth - 1)
+                                            for t in np.flatnonzero(P[s, a]))
+               for a in range(P.shape[1]))

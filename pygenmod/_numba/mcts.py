@@ -16,6 +16,8 @@ _K_GUMBEL = np.uint64(2) << np.uint64(56)
 _K_ACTION = np.uint64(3) << np.uint64(56)
 _K_TRANSITION = np.uint64(4) << np.uint64(56)
 _K_ROLLOUT = np.uint64(5) << np.uint64(56)
+_K_CHANCE = np.uint64(6) << np.uint64(56)
+_CHANCE_STATE = -1
 
 
 @nb.njit(cache=True, inline="always")
@@ -469,6 +471,93 @@ def _leaf_value(s, depth, next_state, reward, discount, value, invalid, cdf, has
     return ret + scale * np.float64(value[s])
 
 
+@nb.njit(cache=True)
+def _init_chance(t, c, parent, action, reward, discount):
+    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits[c] = 0
+    value_sum[c] = 0
+    raw_value[c] = 0
+    rew[c] = reward
+    disc[c] = discount
+    par[c] = parent
+    act[c] = action
+    st[c] = _CHANCE_STATE
+    for a in range(children.shape[1]):
+        children[c, a] = -1
+        lg[c, a] = -np.inf
+        pr[c, a] = 0
+        inv[c, a] = 1
+
+
+@nb.njit(cache=True)
+def _simulate_chance(t, params, table, next_state, reward, discount, logits, prior, value, invalid, cdf,
+                     seed, gi, sim, depth):
+    """mcts.hpp simulate_chance: one simulation with chance nodes; returns the node to back up."""
+    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    A = children.shape[1]
+    n = 0
+    d = 0
+    while True:
+        a = _select_action(t, n, params, table)
+        if a < 0:
+            visits[n] += 1
+            value_sum[n] += raw_value[n]
+            return n
+        s = st[n]
+        host = children[n, a]
+        if host < 0:
+            host = nn[0]
+            nn[0] = host + 1
+            _init_chance(t, host, n, a, reward[s, a], discount[s, a])
+            children[n, a] = host
+        w = block(seed, _K_CHANCE | np.uint64(gi), (np.uint64(sim) << np.uint64(32)) | np.uint64(d))
+        s2 = _inverse_cdf(cdf[s, a], uniform_f64(w[0], w[1]))
+        d += 1
+        slot = -1
+        o = -1
+        while True:
+            for k in range(A - 1):
+                ch = children[host, k]
+                if ch < 0 or st[ch] == s2:
+                    slot = k
+                    o = ch
+                    break
+            if slot >= 0:
+                break
+            nxt = children[host, A - 1]
+            if nxt >= 0:
+                host = nxt
+                continue
+            link = nn[0]
+            nn[0] = link + 1
+            _init_chance(t, link, host, A - 1, 0.0, 1.0)
+            children[host, A - 1] = link
+            host = link
+            slot = 0
+            break
+        if o >= 0:
+            n = o
+            continue
+        o = nn[0]
+        nn[0] = o + 1
+        visits[o] = 1
+        raw_value[o] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf, True, seed,
+                                   gi, sim)
+        value_sum[o] = raw_value[o]
+        rew[o] = 0
+        disc[o] = 1
+        par[o] = host
+        act[o] = slot
+        st[o] = s2
+        for b in range(A):
+            children[o, b] = -1
+            lg[o, b] = logits[s2, b]
+            pr[o, b] = prior[s2, b]
+            inv[o, b] = invalid[s2, b]
+        children[host, slot] = o
+        return o
+
+
 @nb.njit(parallel=True, cache=True)
 def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discount, logits,
                     prior, value, invalid, cdf, has_cdf, seed, stream0):
@@ -479,7 +568,14 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
         visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
         A = children.shape[1]
         depth = int(params[11])
+        chance = params[12] != 0 and has_cdf
         for sim in range(sim0, sim1):
+            if chance:  # chance nodes (mcts.hpp simulate_chance)
+                if nn[0] + 2 > children.shape[0]:
+                    break
+                _backup_one(t, _simulate_chance(t, params, table, next_state, reward, discount, logits, prior,
+                                                value, invalid, cdf, seed, gi, sim, depth))
+                continue
             node, action = _select_one(t, params, table)
             leaf = node
             old = children[node, action] if action >= 0 else -1

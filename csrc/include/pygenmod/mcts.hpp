@@ -62,7 +62,8 @@ enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kN
 // [policy, pb_c_init, pb_c_base, value_scale, maxvisit_init, rescale_values,
 //  use_mixed_value, max_num_considered_actions, q_normalization (0 node, 1 tree),
 //  max_depth (0 = unlimited), uct_c (UCB1 exploration constant), rollout_depth (0 = the
-//  table's value, no rollout)], and the sequential-halving table
+//  table's value, no rollout), chance (1: chance nodes on stochastic tabular models)], and
+//  the sequential-halving table
 // table[m, k] (int32, (M + 1) x L) of mctx's get_table_of_considered_visits.
 struct Params {
   int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero, 2 = UCT (UCB1)
@@ -73,10 +74,11 @@ struct Params {
   int max_depth = 0;  // mctx max_depth: a descent stops after this many edges (0 = none)
   double uct_c = 1.4142135623730951;  // UCB1 exploration constant (policy 2)
   int rollout_depth = 0;  // tabular search: random-rollout leaf values of this many steps
+  int chance = 0;  // stochastic tabular search: an outcome drawn at every visit (chance nodes)
   const i32* table = nullptr;
   int table_len = 0;
 };
-constexpr int kNumParams = 12;
+constexpr int kNumParams = 13;
 
 PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   Params q;
@@ -92,6 +94,7 @@ PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   q.max_depth = static_cast<int>(p[9]);
   q.uct_c = p[10];
   q.rollout_depth = static_cast<int>(p[11]);
+  q.chance = static_cast<int>(p[12]);
   q.table = table;
   q.table_len = table_len;
   return q;
@@ -566,7 +569,7 @@ struct Transitions {
 // Random streams: (purpose << 56) | index, one purpose per kind of draw (listed under
 // "noise" below).
 enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3,
-                       kTransitionStream = 4, kRolloutStream = 5 };
+                       kTransitionStream = 4, kRolloutStream = 5, kChanceStream = 6 };
 
 PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
   return (purpose << 56) | index;
@@ -634,6 +637,108 @@ PGM_HD T leaf_value(std::int64_t s, index_t A, const Params& p, const std::int64
   return rollout_value(s, A, p, next_state, reward, discount, value, invalid, tr, g, sim);
 }
 
+// ----------------------------------------------------------------------------- chance nodes
+// With p.chance (stochastic tabular models), the edge (n, a) leads to a chance node c
+// (state kChanceState, reward/discount of the edge, visits and value_sum = the sums over
+// its outcomes, no own evaluation), and every visit of c draws an outcome s' ~ P(s, a, .).
+// Each distinct outcome gets its own child (a decision node, edge reward 0 and discount 1),
+// kept in c's child slots 0 .. A-2; slot A-1 links to a further chance node of the same edge
+// (reward 0, discount 1) when those are full, so an edge keeps any number of outcomes
+// (found by a linear scan; A >= 2 is required). Then Q(n, a) = r + d * mean over every
+// visit's outcome, an estimate of the expectation over P. The d-th outcome draw of
+// simulation sim of tree g is uniform_f64 of words (0, 1) of block (sim << 32) | d of
+// stream (6 << 56) | g.
+constexpr std::int64_t kChanceState = -1;
+
+PGM_HD double chance_uniform(std::uint64_t seed, index_t g, index_t sim, index_t d) {
+  const rng::u32x4 w = rng::block(seed, stream_of(kChanceStream, static_cast<std::uint64_t>(g)),
+                                  (static_cast<std::uint64_t>(sim) << 32) | static_cast<std::uint64_t>(d));
+  return rng::uniform_f64(w.v[0], w.v[1]);
+}
+
+template <class T>
+PGM_HD void init_chance(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount) {
+  link_node(t, c, parent, action, reward, discount, T(0), kChanceState);
+  t.visits[c] = 0;
+  for (index_t a = 0; a < t.A; ++a) {
+    t.logits[c * t.A + a] = neg_inf<T>();
+    t.prior[c * t.A + a] = 0;
+    t.invalid[c * t.A + a] = 1;
+  }
+}
+
+// Copies the tabular model's node data of state s into node c.
+template <class T>
+PGM_HD void copy_state_row(TreeRef<T>& t, i32 c, std::int64_t s, const T* logits, const T* prior,
+                           const u8* invalid) {
+  for (index_t a = 0; a < t.A; ++a) {
+    t.logits[c * t.A + a] = logits[s * t.A + a];
+    t.prior[c * t.A + a] = prior[s * t.A + a];
+    t.invalid[c * t.A + a] = invalid[s * t.A + a];
+  }
+}
+
+// One simulation with chance nodes (the caller checked 2 free nodes): descends, draws an
+// outcome at every chance node, adds at most a chance node and an outcome node; returns the
+// node to back up from.
+template <class T>
+PGM_HD i32 simulate_chance(TreeRef<T>& t, const Params& p, const std::int64_t* next_state,
+                           const T* reward, const T* discount, const T* logits, const T* prior,
+                           const T* value, const u8* invalid, const Transitions& tr, index_t g,
+                           index_t sim) {
+  const index_t A = t.A;
+  i32 n = 0;
+  for (index_t d = 0;; ++d) {
+    const i32 a = select_action(t, n, p);
+    if (a < 0) {  // terminal: evaluated again
+      t.visits[n] += 1;
+      t.value_sum[n] += t.raw_value[n];
+      return n;
+    }
+    const std::int64_t sa = t.state[n] * A + a;
+    i32 host = t.children[n * A + a];
+    if (host < 0) {
+      host = t.num_nodes[0]++;
+      init_chance(t, host, n, a, reward[sa], discount[sa]);
+      t.children[n * A + a] = host;
+    }
+    const std::int64_t s2 = inverse_cdf(tr.cdf + sa * tr.S, tr.S, chance_uniform(tr.seed, g, sim, d));
+    i32 slot = -1, o = -1;
+    for (;;) {  // the outcome's slot in the chain of chance nodes of this edge
+      for (index_t k = 0; k + 1 < A; ++k) {
+        const i32 ch = t.children[host * A + k];
+        if (ch < 0 || t.state[ch] == s2) {
+          slot = static_cast<i32>(k);
+          o = ch;
+          break;
+        }
+      }
+      if (slot >= 0) break;
+      const i32 next = t.children[host * A + A - 1];
+      if (next >= 0) {
+        host = next;
+        continue;
+      }
+      const i32 link = t.num_nodes[0]++;
+      init_chance(t, link, host, static_cast<i32>(A - 1), T(0), T(1));
+      t.children[host * A + A - 1] = link;
+      host = link;
+      slot = 0;
+      break;
+    }
+    if (o >= 0) {
+      n = o;
+      continue;
+    }
+    o = t.num_nodes[0]++;
+    link_node(t, o, host, slot, T(0), T(1),
+              leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim), s2);
+    copy_state_row(t, o, s2, logits, prior, invalid);
+    t.children[host * A + slot] = o;
+    return o;
+  }
+}
+
 // The whole search on a tabular model whose per-state node data is precomputed (by
 // pygenmod.mcts.tabular_model): next_state[S,A], reward[S,A], discount[S,A], logits[S,A]
 // (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
@@ -651,6 +756,14 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
                                index_t b, index_t sim_begin = 0) {
   const index_t A = t.A;
   const index_t g = static_cast<index_t>(tr.stream0) + b;  // the tree's global index (streams)
+  if (p.chance && tr.cdf) {
+    for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
+      if (t.num_nodes[0] + 2 > t.N) return;  // capacity: checked by the caller beforehand
+      backup_one(t, simulate_chance(t, p, next_state, reward, discount, logits, prior, value,
+                                    invalid, tr, g, sim));
+    }
+    return;
+  }
   for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
     i32 node, action;
     select_one(t, p, &node, &action);
