@@ -881,7 +881,10 @@ PGM_HD i32 advance_one(TreeRef<T>& t, i32 action, i32* new_index, i32* old_index
 //              (rng::gumbel_f64 on words (2k, 2k+1), k = a % 2, of block a / 2), cast to T;
 //   action:    stream (3 << 56) | b, uniform_f64 of words (0, 1) of block 0;
 //   transition: stream (4 << 56) | b, element sim of the float64 uniform layout (see
-//              Transitions above).
+//              Transitions above);
+//   rollout:   stream (5 << 56) | b, block sim * rollout_depth + step (see rollout_value);
+//   chance:    stream (6 << 56) | b, block (sim << 32) | d (see chance_uniform).
+// b is always the tree's global batch index (stream0 + its index in the call).
 // The transforms are the shared ones of random.hpp (numba twins in _numba/philox.py).
 // (stream purposes and stream_of: see "Random streams" above search_tabular_one)
 
