@@ -146,3 +146,22 @@ def test_bad_input(rng):
         mcts.advance(out.tree, out.action)
     cont = mcts.gumbel_muzero_policy(None, sto, 2, tree=out.tree.grow(30), chance_nodes=True, seed=0)
     assert cont.visit_counts.sum() == out.visit_counts.sum() + 2 * 2  # 2 more simulations in each of 2 trees
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_uct_finds_value_iterations_action_on_stochastic_mdps(seed):
+    """Random dense MDPs (every state reachable from every edge): UCT with chance nodes and
+    random rollouts picks value iteration's action from every state where its Q gap is clear
+    (with one outcome per edge it does not, e.g. seeds 0 and 2: see test_mcts_uct.py)."""
+    from pygenmod import mdp
+
+    S, A, gamma = 5, 3, 0.6
+    P, R = mdp.random_mdp(S, A, 1, seed=seed)
+    sol = mdp.value_iteration(P, R, gamma, tol=1e-12)
+    Q = R[0] + gamma * P[0] @ sol.V[0]
+    m = mcts.mdp_model(P[0], R[0], gamma)
+    out = mcts.uct_policy(np.arange(S), m, 8000, seed=seed, rollout_depth=30, exploration=1.0, chance_nodes=True)
+    qs = np.sort(Q, -1)
+    clear = qs[:, -1] - qs[:, -2] > 0.05
+    assert clear.sum() >= 3
+    np.testing.assert_array_equal(out.action[clear], Q.argmax(-1)[clear])
