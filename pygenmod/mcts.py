@@ -1,4 +1,5 @@
-"""Batched Monte Carlo tree search: MuZero and Gumbel MuZero policies over a batch of trees.
+"""Batched Monte Carlo tree search: MuZero, Gumbel MuZero and classic UCT policies over a
+batch of trees (chance nodes for stochastic tabular models).
 
 A batch of B trees is a struct of arrays (:class:`Tree`) with a node capacity chosen
 independently of the number of simulations, so a tree can be kept between moves

@@ -296,6 +296,14 @@ def test_mcts_search(client, mcts_models, chunks, policy, stochastic):
     same(_policy_rows(got), _policy_rows(want))
 
 
+@pytest.mark.parametrize("policy", ["muzero", "uct"])
+def test_mcts_chance_nodes(client, mcts_models, policy):
+    _, sto, roots, _ = mcts_models
+    want = mcts.search(roots, sto, 12, policy=policy, seed=6, chance_nodes=True)
+    got = run(pdask.search(chunked(roots, (3, 2, 1, 0)), sto, 12, policy=policy, seed=6, chance_nodes=True))
+    same(_policy_rows(got), _policy_rows(want))
+
+
 @pytest.mark.skipif(not is_available("numba"), reason="numba is not installed")
 def test_mcts_numba_backend_on_workers(client, mcts_models):
     _, sto, roots, _ = mcts_models
