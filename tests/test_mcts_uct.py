@@ -182,3 +182,26 @@ def test_bad_input(rng):
         mcts.uct_policy(roots, m, 4, temperature=-1.0)
     with pytest.raises(ValueError, match="policy"):
         mcts.search(roots, m, 4, policy="ucb")
+
+
+def test_composed_loop_with_select_uct(rng):
+    """select(policy="uct") / expand / backup by hand build the uct_policy callback tree."""
+    ns, R, D, V, terminal, inv, _ = random_tables(rng, 8, 3)
+    m = build((ns, R, D, V, terminal, inv, None))
+    roots = np.where(terminal[np.arange(4)], 5, np.arange(4))
+    root_inv = np.asarray(m.invalid)[roots] != 0
+    ref = mcts.uct_policy(roots, m, 12, rollout_depth=0, exploration=0.7)
+    tree = mcts.new_tree(4, 3, 13)
+    mcts.init_root(tree, np.asarray(m.logits)[roots], np.asarray(m.value)[roots], invalid_actions=root_inv,
+                   state=roots)
+    for _ in range(12):
+        node, action = mcts.select(tree, policy="uct", exploration=0.7)
+        s = tree.state[np.arange(4), node]
+        a = np.maximum(action, 0)
+        s2 = np.asarray(m.next_state)[s, a]
+        leaf = mcts.expand(tree, node, action, np.asarray(m.reward)[s, a], np.asarray(m.discount)[s, a],
+                           np.asarray(m.logits)[s2], np.asarray(m.value)[s2], state=s2,
+                           invalid_actions=np.asarray(m.invalid)[s2] != 0)
+        mcts.backup(tree, leaf)
+    np.testing.assert_array_equal(tree.child_visits(0), ref.visit_counts)
+    np.testing.assert_array_equal(tree.visits, ref.tree.visits)
