@@ -77,6 +77,14 @@ def cmd_bench(args) -> int:
         return 2
     load_before = report.load_average()
 
+    if args.family and "dask" in args.family:  # scale-out rows: LocalClusters, their own table
+        from pygenmod.benchmarks import dask as bench_dask
+
+        bench_dask.main(["--fits", "256", "--mdps", "256", "--chunk", "64", "--tasks", "20", "--repeat", "1"]
+                        if args.quick else [])
+        args.family = [f for f in args.family if f != "dask"]
+        if not args.family:
+            return 0
     ws = benchmarks.all_workloads(args.family or None, quick=args.quick)
     if args.only:
         keep = {w.strip() for w in args.only.split(",")}

@@ -39,14 +39,18 @@ __all__ = [
     "cem_optimize",
     "fit",
     "gae",
+    "gumbel_muzero_policy",
     "lambda_returns",
     "modified_policy_iteration",
+    "muzero_policy",
     "normal_head",
     "policy_evaluation",
     "policy_iteration",
     "rsample_mvn",
     "rsample_normal",
+    "search",
     "solve",
+    "uct_policy",
     "value_iteration",
 ]
 
@@ -552,3 +556,76 @@ def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter
                            stream=val.seed_int(stream, "stream"), kw=kw)
     return cem.CEMResult(*_map(fn, "cem", {"mean": (mean, 0), "scale": (scale, 0)}, outs,
                                threads=threads, backend=backend))
+
+
+# ------------------------------------------------------------------------------ mcts
+def _mcts_chunk(offset, *, fname, model, num_simulations, seed, stream, kw, **arrays):
+    from . import mcts
+
+    out = getattr(mcts, fname)(arrays.pop("roots"), model, num_simulations, **arrays, **kw, seed=seed,
+                               stream=stream + offset)
+    return out.action, out.action_weights, out.visit_counts, out.value
+
+
+def _mcts_map(fname, roots, model, num_simulations, seed, stream, threads, backend, batched, kw):
+    from . import mcts
+
+    if not isinstance(model, mcts.TabularModel):
+        raise TypeError("model: expected a pygenmod.mcts.TabularModel (tabular_model / stochastic_tabular_model / "
+                        "mdp_model); callback searches are not distributed")
+    for k in ("tree", "root"):
+        if kw.get(k) is not None:
+            raise ValueError(f"{k}: not supported by pygenmod.dask (each task builds its chunk's trees)")
+        kw.pop(k, None)
+    if getattr(roots, "ndim", None) != 1:
+        raise ValueError("roots: expected a (B,) array of root states (batch axis 0)")
+    A = int(model.logits.shape[1])
+    dt = np.dtype(model.logits.dtype)
+    args = {"roots": (roots, 0)}
+    for k, (v, nd) in batched.items():
+        if v is not None and np.ndim(v) == nd:
+            args[k] = (v, 0)
+        elif v is not None:
+            kw[k] = v  # a scalar argument: the same in every chunk
+    outs = [((None,), np.int64), ((None, A), dt), ((None, A), np.int32), ((None,), dt)]
+    fn = functools.partial(_mcts_chunk, fname=fname, model=model, num_simulations=num_simulations,
+                           seed=resolve_seed(seed), stream=val.seed_int(stream, "stream"), kw=kw)
+    return mcts.PolicyOutput(*_map(fn, f"mcts-{fname}", args, outs, threads=threads, backend=backend), None)
+
+
+def muzero_policy(roots, model, num_simulations: int, *, seed=None, stream=0, invalid_actions=None,
+                  temperature=1.0, threads=None, backend=None, **kwargs):
+    """:func:`pygenmod.mcts.muzero_policy` on a tabular model over the chunks of ``roots`` (B,).
+
+    Tree b draws its noise, sampled transitions and action as tree ``stream + b`` whatever its
+    chunk, so the result equals the single-process search bitwise with the same integer ``seed``
+    (``None`` is resolved once here). ``invalid_actions`` (B, A) and ``temperature`` (B,) may be
+    per tree (chunked with roots); the model goes to every task. A lazy PolicyOutput whose
+    ``tree`` is None (the trees stay on the workers); ``tree=`` continuation is not supported.
+    """
+    return _mcts_map("muzero_policy", roots, model, num_simulations, seed, stream, threads, backend,
+                     {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)}, dict(kwargs))
+
+
+def gumbel_muzero_policy(roots, model, num_simulations: int, *, seed=None, stream=0, invalid_actions=None,
+                         gumbel=None, threads=None, backend=None, **kwargs):
+    """:func:`pygenmod.mcts.gumbel_muzero_policy` on a tabular model over the chunks of
+    ``roots`` (see :func:`muzero_policy`); ``gumbel`` (B, A) is chunked with roots."""
+    return _mcts_map("gumbel_muzero_policy", roots, model, num_simulations, seed, stream, threads, backend,
+                     {"invalid_actions": (invalid_actions, 2), "gumbel": (gumbel, 2)}, dict(kwargs))
+
+
+def uct_policy(roots, model, num_simulations: int, *, seed=None, stream=0, invalid_actions=None,
+               temperature=0.0, threads=None, backend=None, **kwargs):
+    """:func:`pygenmod.mcts.uct_policy` on a tabular model over the chunks of ``roots`` (see
+    :func:`muzero_policy`; the rollouts are keyed by the global tree index too)."""
+    return _mcts_map("uct_policy", roots, model, num_simulations, seed, stream, threads, backend,
+                     {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)}, dict(kwargs))
+
+
+def search(roots, model, num_simulations: int, *, policy: str = "muzero", **kwargs):
+    """:func:`muzero_policy` (policy="muzero"), :func:`gumbel_muzero_policy` ("gumbel") or
+    :func:`uct_policy` ("uct")."""
+    val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
+    fn = {"muzero": muzero_policy, "gumbel": gumbel_muzero_policy, "uct": uct_policy}[policy]
+    return fn(roots, model, num_simulations, **kwargs)

@@ -1,4 +1,5 @@
-"""Batched Monte Carlo tree search: MuZero and Gumbel MuZero policies over a batch of trees.
+"""Batched Monte Carlo tree search: MuZero, Gumbel MuZero and classic UCT policies over a
+batch of trees (chance nodes for stochastic tabular models).
 
 A batch of B trees is a struct of arrays (:class:`Tree`) with a node capacity chosen
 independently of the number of simulations, so a tree can be kept between moves
@@ -223,6 +224,7 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64,
 
 #: node indices are int32: a tree holds at most this many nodes
 MAX_CAPACITY = 2**31 - 1
+UCT_EXPLORATION = math.sqrt(2)  #: UCB1's exploration constant c in Q + c * sqrt(ln N / n)
 
 
 def _capacity(capacity, name="capacity") -> int:
@@ -486,24 +488,29 @@ _NO_TABLE = np.zeros((1, 1), np.int32)
 
 def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
             rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
-            num_simulations=1, q_normalization="node", max_depth=None, num_actions=None):
-    val.choice(policy, "policy", ("muzero", "gumbel"))
+            num_simulations=1, q_normalization="node", max_depth=None, num_actions=None,
+            exploration=UCT_EXPLORATION, rollout_depth=0, chance_nodes=False):
+    val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
     val.choice(q_normalization, "q_normalization", ("node", "tree"))
     if q_normalization == "tree" and policy != "muzero":
         raise ValueError('q_normalization: "tree" applies to policy="muzero" only')
     for name, v in (("pb_c_init", pb_c_init), ("pb_c_base", pb_c_base), ("value_scale", value_scale),
-                    ("maxvisit_init", maxvisit_init)):
+                    ("maxvisit_init", maxvisit_init), ("exploration", exploration)):
         if not math.isfinite(float(v)):
             raise ValueError(f"{name}: must be finite, got {v}")
+    if float(exploration) < 0:
+        raise ValueError(f"exploration: must be >= 0, got {exploration}")
+    rollout = val.positive_int(rollout_depth, "rollout_depth", minimum=0, maximum=2**31 - 1)
     if float(pb_c_base) <= 0:
         raise ValueError(f"pb_c_base: must be > 0, got {pb_c_base}")
     M = val.positive_int(max_num_considered_actions, "max_num_considered_actions")
     if num_actions is not None:  # at most A actions are ever considered (the table is O(M^2))
         M = min(M, int(num_actions))
     depth = 0 if max_depth is None else val.positive_int(max_depth, "max_depth")
-    params = np.array([0 if policy == "muzero" else 1, pb_c_init, pb_c_base, value_scale,
+    params = np.array([("muzero", "gumbel", "uct").index(policy), pb_c_init, pb_c_base, value_scale,
                        maxvisit_init, bool(rescale_values), bool(use_mixed_value),
-                       M if policy == "gumbel" else 0, q_normalization == "tree", depth], np.float64)
+                       M if policy == "gumbel" else 0, q_normalization == "tree", depth,
+                       exploration, rollout, bool(chance_nodes)], np.float64)
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
 
@@ -523,7 +530,8 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
 
     Returns (node [B] int32, action [B] int32); action -1 means the descent ended at a
     terminal node (no valid action). ``policy``: "muzero" (PUCT; kw pb_c_init, pb_c_base,
-    q_normalization "node" or "tree", see :func:`muzero_policy`) or
+    q_normalization "node" or "tree", see :func:`muzero_policy`), "uct" (UCB1; kw
+    exploration, see :func:`uct_policy`) or
     "gumbel" (kw max_num_considered_actions, value_scale, maxvisit_init, rescale_values,
     use_mixed_value; num_simulations sets the sequential-halving schedule). ``max_depth``
     (both policies) ends the descent after that many edges: the returned action's child may
@@ -604,6 +612,9 @@ def advance(tree: Tree, actions) -> Tree:
     if bool(unexpanded.any()):
         b = int(xp.argmax(unexpanded))
         raise ValueError(f"advance: tree {b}: {_ERRORS[-4]} (actions)")
+    if bool((tree.state[xp.arange(B), tree.children[xp.arange(B), 0, act]] < 0).any()):
+        raise ValueError("advance: the root's child is a chance node (a search with chance_nodes=True); "
+                         "advancing through an outcome is not supported")
     new_index = xp.empty((B, N), xp.int32)
     old_index = xp.empty((B, N), xp.int32)
     status = xp.empty(B, xp.int32)
@@ -632,10 +643,12 @@ def _check_has_root(tree: Tree):
 
 
 # ----------------------------------------------------------------------------- search
-def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
-    """(tree, model-or-callback, back) with the root initialised (or the given tree kept)."""
+def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, chance_nodes=False):
+    """(tree, model-or-callback, back) with the root initialised (or the given tree kept).
+    With chance nodes a simulation adds up to 2 nodes (a chance node and an outcome)."""
     num_simulations = val.positive_int(num_simulations, "num_simulations", minimum=0)
-    if num_simulations >= MAX_CAPACITY:  # every simulation may add a node (int32 indices)
+    k = 2 if chance_nodes else 1
+    if k * num_simulations >= MAX_CAPACITY:  # every simulation may add a node (int32 indices)
         raise ValueError(f"num_simulations: must be below {MAX_CAPACITY} (a tree's node limit), got {num_simulations}")
     tabular = isinstance(model, TabularModel)
     if not tabular and not callable(model):
@@ -648,8 +661,10 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
         if bool(dead.any()):
             raise ValueError(f"tree: all actions are invalid at the root of tree {int(dead.argmax())} "
                              "(a terminal state)")
+        if not chance_nodes and tree.batch_size and bool((tree.state < 0).any()):
+            raise ValueError("tree: it holds chance nodes: continue it with chance_nodes=True")
         back = returner(tree.logits)
-        need = int(tree.num_nodes.max()) + num_simulations if tree.batch_size else 0
+        need = int(tree.num_nodes.max()) + k * num_simulations if tree.batch_size else 0
         if need > tree.capacity:
             raise ValueError(f"capacity exceeded: the tree holds up to {int(tree.num_nodes.max())} nodes, "
                              f"{num_simulations} simulations need {need}, capacity is {tree.capacity} "
@@ -657,9 +672,9 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
         return tree, back, num_simulations
     if root is None:
         raise TypeError("root: expected the root output (or pass tree= to continue a search)")
-    cap = 1 + num_simulations if capacity is None else _capacity(capacity)
-    if cap < 1 + num_simulations:
-        raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + num_simulations} "
+    cap = 1 + k * num_simulations if capacity is None else _capacity(capacity)
+    if cap < 1 + k * num_simulations:
+        raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + k * num_simulations} "
                          f"nodes, capacity is {cap}")
     if tabular:
         xp = xp_of(model.logits)
@@ -698,7 +713,7 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions):
     return tree, back, num_simulations
 
 
-def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
+def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, stream: int = 0):
     xp = xp_of(tree.visits)
     params, table = _on(xp, params, table)
     if num_simulations == 0 or tree.batch_size == 0:
@@ -711,7 +726,7 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0):
             raise ValueError("recurrent_fn: the tabular model's number of actions differs from the tree's")
         _kernel(tree, "search_tabular")(arrays, params, table, num_simulations, model.next_state,
                                         model.reward, model.discount, model.logits, model.prior,
-                                        model.value, model.invalid, model.cdf, seed)
+                                        model.value, model.invalid, model.cdf, seed, stream)
         _check_overflow(tree.value_sum)
         return
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
@@ -802,11 +817,21 @@ def _check_outputs(xp, r, d, lg, v):
             raise ValueError(f"recurrent_fn: {name} contains NaN or infinity")
 
 
-def _noise(tree: Tree, name: str, seed: int, *args):
+def _noise(tree: Tree, name: str, seed: int, stream: int, *args):
     xp = xp_of(tree.visits)
     out = xp.empty((tree.batch_size, tree.num_actions), tree.dtype)
-    _kernel(tree, name)(seed, *args, out)
+    _kernel(tree, name)(seed, stream, *args, out)
     return out
+
+
+def _stream(stream, tree: Tree) -> int:
+    """The global batch index of tree 0 (docs/conventions.md#randomness): tree b draws as tree
+    ``stream + b`` of a larger batch. The per-(tree, action) Dirichlet streams use the low 56
+    bits of a Philox stream id, so (stream + B) * A must stay below 2**56."""
+    s = val.seed_int(stream, "stream")
+    if (s + tree.batch_size) * max(tree.num_actions, 1) >= 2**56:
+        raise ValueError(f"stream: (stream + batch size) * num_actions must be below 2**56, got stream={s}")
+    return s
 
 
 def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
@@ -814,7 +839,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
                   dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
                   pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
                   temperature: float = 1.0, q_normalization: str = "node",
-                  max_depth: int | None = None) -> PolicyOutput:
+                  max_depth: int | None = None, stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
 
     q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
@@ -831,9 +856,16 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
     search; the action is drawn proportionally to visit_counts ** (1 / temperature)
     (temperature 0: the most visited action, lowest index among ties). Returns
     :class:`PolicyOutput` with action_weights = visit_counts / sum (the policy target).
+    stream: the global batch index of tree 0 (tree b draws its noise, sampled transitions and
+    action as tree ``stream + b``): ``search(roots[a:b], ..., seed=s, stream=a)`` equals rows
+    a:b of the whole batch's search bitwise. chance_nodes: on a stochastic tabular model, draw the
+    outcome of an edge at every visit and keep a child per outcome (docs/mcts.md, "Chance
+    nodes"); the default capacity is then 1 + 2 * num_simulations.
     """
     seed = resolve_seed(seed)
-    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
+    stream = _stream(stream, tree)
     xp = xp_of(tree.visits)
     frac = float(dirichlet_fraction)
     if not 0 <= frac <= 1:
@@ -842,15 +874,37 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
         raise ValueError(f"dirichlet_alpha: must be > 0, got {dirichlet_alpha}")
     temps = val.per_batch(temperature, "temperature", tree.batch_size, tree.dtype, xp, lo=0.0)
     if frac > 0 and tree.batch_size:
-        noise = _noise(tree, "dirichlet_noise", seed, float(dirichlet_alpha))
+        noise = _noise(tree, "dirichlet_noise", seed, stream, float(dirichlet_alpha))
         probs = (1 - frac) * tree.prior[:, 0] + frac * noise
         # as mctx: logits of the noisy probabilities over all actions, then the mask
         noisy = xp.log(xp.maximum(probs, np.finfo(tree.dtype).tiny)).astype(tree.dtype)
         _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
     tree.gumbel[...] = 0
     params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-                            q_normalization=q_normalization, max_depth=max_depth)
-    _run(tree, recurrent_fn, sims, params, table, seed)
+                            q_normalization=q_normalization, max_depth=max_depth, chance_nodes=chance_nodes)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream)
+    return _visit_output(tree, temps, seed, stream, back)
+
+
+def _check_chance(chance_nodes, model, max_depth) -> bool:
+    if not isinstance(chance_nodes, (bool, np.bool_)):
+        raise TypeError(f"chance_nodes: expected a bool, got {type(chance_nodes).__name__}")
+    if not chance_nodes:
+        return False
+    if not isinstance(model, TabularModel) or model.cdf is None:
+        raise ValueError("chance_nodes: needs a stochastic tabular model (stochastic_tabular_model / mdp_model)")
+    if int(model.logits.shape[1]) < 2:
+        raise ValueError("chance_nodes: needs at least 2 actions (the last child slot links a chance node's "
+                         "further outcomes)")
+    if max_depth is not None:
+        raise ValueError("chance_nodes: max_depth is not supported with chance nodes")
+    return True
+
+
+def _visit_output(tree: Tree, temps, seed, stream, back) -> PolicyOutput:
+    """A visit-count policy's output: weights = root visit distribution, action drawn with
+    weights ** (1 / temperature) (argmax at 0), value = the root's mean."""
+    xp = xp_of(tree.visits)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
     valid = (tree.invalid[:, 0] == 0)
@@ -858,7 +912,7 @@ def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invali
     weights = xp.where(total > 0, counts / xp.maximum(total, 1), uniform).astype(tree.dtype)
     action = xp.empty(tree.batch_size, xp.int64)
     if tree.batch_size:
-        _kernel(tree, "sample_action")(weights, temps, seed, action)
+        _kernel(tree, "sample_action")(weights, temps, seed, stream, action)
     value = (tree.value_sum[:, 0] / xp.maximum(tree.visits[:, 0], 1)).astype(tree.dtype)
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
@@ -892,17 +946,21 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
                          max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
                          gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
                          rescale_values: bool = True, use_mixed_value: bool = True,
-                         max_depth: int | None = None) -> PolicyOutput:
+                         max_depth: int | None = None, stream: int = 0,
+                         chance_nodes: bool = False) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
     Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
     deterministic improved-policy selection inside the tree. ``gumbel`` [B, A] fixes the
     Gumbel vector (else gumbel_scale * Gumbel noise from ``seed``). The action is the best
     of the most visited actions by gumbel + logits + completed Q; action_weights is the
-    improved policy softmax(logits + completed Q). max_depth: as :func:`muzero_policy`.
+    improved policy softmax(logits + completed Q). max_depth, stream, chance_nodes: as
+    :func:`muzero_policy`.
     """
     seed = resolve_seed(seed)
-    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions)
+    chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
+    stream = _stream(stream, tree)
     xp = xp_of(tree.visits)
     B, A = tree.batch_size, tree.num_actions
     if gumbel is not None:
@@ -911,13 +969,14 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
         scale = float(gumbel_scale)
         if not math.isfinite(scale):
             raise ValueError(f"gumbel_scale: must be finite, got {gumbel_scale}")
-        g = _noise(tree, "gumbel_noise", seed) * tree.dtype.type(scale) if B else xp.zeros((B, A), tree.dtype)
+        g = _noise(tree, "gumbel_noise", seed, stream) * tree.dtype.type(scale) if B else xp.zeros((B, A), tree.dtype)
     tree.gumbel[...] = g
     kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
               use_mixed_value=use_mixed_value)
     params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
-                            num_simulations=max(sims, 1), max_depth=max_depth, num_actions=A, **kw)
-    _run(tree, recurrent_fn, sims, params, table, seed)
+                            num_simulations=max(sims, 1), max_depth=max_depth, num_actions=A,
+                            chance_nodes=chance_nodes, **kw)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)
     logits = tree.logits[:, 0]
@@ -937,11 +996,51 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
 
+def uct_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
+               tree: Tree | None = None, capacity: int | None = None, exploration: float = UCT_EXPLORATION,
+               rollout_depth: int | None = None, temperature: float = 0.0, max_depth: int | None = None,
+               stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
+    """Classic UCT (Kocsis & Szepesvari 2006; Browne et al. 2012) over a batch of trees.
+
+    Selection by UCB1: an unexpanded valid action first (lowest index), else the argmax of
+    ``Q(n, a) + exploration * sqrt(ln N(n) / N(a))`` (N(n): the node's visits, its own first
+    evaluation included; Q seen from the player to move at n). The prior logits only mask.
+    Leaf values: on a tabular model a uniformly random rollout of ``rollout_depth`` steps
+    (default 100; 0: the table's value) that stops at a terminal state and adds the
+    discounted table value of the state it ends in (use value 0 for plain rollouts); with a
+    callback, its value output (run rollouts inside ``recurrent_fn``; ``rollout_depth`` is
+    then an error). Mean backup as the other policies. The action is drawn from the visit
+    counts with ``temperature`` (default 0: the most visited, lowest index among ties);
+    action_weights are the visit distribution. Rollout draws: Philox stream (5 << 56) | g,
+    block sim * rollout_depth + step (docs/mcts.md). seed, stream, max_depth, chance_nodes: as
+    :func:`muzero_policy`.
+    """
+    seed = resolve_seed(seed)
+    chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
+    tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
+    stream = _stream(stream, tree)
+    xp = xp_of(tree.visits)
+    if rollout_depth is None:
+        depth = 100 if isinstance(recurrent_fn, TabularModel) else 0
+    elif not isinstance(recurrent_fn, TabularModel):
+        raise ValueError("rollout_depth: random rollouts run on tabular models only (a callback returns "
+                         "the leaf value itself)")
+    else:
+        depth = rollout_depth
+    temps = val.per_batch(temperature, "temperature", tree.batch_size, tree.dtype, xp, lo=0.0)
+    tree.gumbel[...] = 0
+    params, table = _params("uct", exploration=exploration, rollout_depth=depth, max_depth=max_depth,
+                            chance_nodes=chance_nodes)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream)
+    return _visit_output(tree, temps, seed, stream, back)
+
+
 def search(root, recurrent_fn: Callable | TabularModel, num_simulations: int, *,
            policy: str = "muzero", **kwargs) -> PolicyOutput:
-    """``muzero_policy`` (policy="muzero") or ``gumbel_muzero_policy`` (policy="gumbel")."""
-    val.choice(policy, "policy", ("muzero", "gumbel"))
-    fn = muzero_policy if policy == "muzero" else gumbel_muzero_policy
+    """``muzero_policy`` (policy="muzero"), ``gumbel_muzero_policy`` ("gumbel") or
+    ``uct_policy`` ("uct")."""
+    val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
+    fn = {"muzero": muzero_policy, "gumbel": gumbel_muzero_policy, "uct": uct_policy}[policy]
     return fn(root, recurrent_fn, num_simulations, **kwargs)
 
 __all__ = [
@@ -952,6 +1051,7 @@ __all__ = [
     'TREE_FIELDS',
     'TabularModel',
     'Tree',
+    'UCT_EXPLORATION',
     'advance',
     'backup',
     'expand',
@@ -964,4 +1064,5 @@ __all__ = [
     'select',
     'stochastic_tabular_model',
     'tabular_model',
+    'uct_policy',
 ]

@@ -248,3 +248,106 @@ def value_iteration(ns, R, terminal, gamma, iters=200):
         Q = R + gamma * np.where(terminal[ns], 0.0, V[ns])
         V = np.where(terminal, 0.0, Q.max(-1))
     return V, R + gamma * np.where(terminal[ns], 0.0, V[ns])
+
+
+# ----------------------------------------------------------------------------- UCT
+_M32 = 0xFFFFFFFF
+
+
+def philox_uniform_pair(seed, stream, blk):
+    """The two float64 uniforms (words 0-1, 2-3) of Philox block ``blk`` of ``stream``, from
+    the pure-Python Philox of pygenmod.random and random.hpp's uniform_f64 written again."""
+    from pygenmod.random import philox4x32_10
+
+    w = philox4x32_10([blk & _M32, blk >> 32, stream & _M32, stream >> 32], [seed & _M32, seed >> 32])
+
+    def u(hi, lo):
+        return min(((((hi << 32) | lo) >> 11) + 0.5) * 2.0**-53, float(np.nextafter(1.0, 0.0)))
+
+    return u(w[0], w[1]), u(w[2], w[3])
+
+
+class UNode:
+    def __init__(self, state, value, reward=0.0, discount=1.0):
+        self.state, self.reward, self.discount = state, float(reward), float(discount)
+        self.raw = self.value_sum = float(value)
+        self.visits = 1
+        self.children = {}
+
+    def q(self):
+        return self.reward + self.discount * self.value_sum / self.visits
+
+
+def uct_search(ns, R, D, V, invalid, root_state, sims, *, c=2 ** 0.5, rollout_depth=0, seed=0, g=0,
+               cdf=None):
+    """One UCT tree (Browne et al. 2012, Algorithm 2-3, with the package's deterministic
+    tie-breaks): UCB1 selection (an unexpanded valid action first, lowest index; else argmax
+    Q + c sqrt(ln N / n)), one expansion, a uniformly random rollout of ``rollout_depth``
+    steps bootstrapped with V (0 steps: V itself), mean backup. ``invalid`` [S, A] (terminal
+    rows all True, V 0 there), D signed (negative: the player changed). Random draws as
+    documented in docs/mcts.md: expansion transitions from stream (4 << 56) | g (element
+    sim), rollout steps from stream (5 << 56) | g (block sim * rollout_depth + step).
+    Returns (root visit counts [A], root mean value)."""
+    S, A = ns.shape
+
+    def nxt(s, a, u):
+        if cdf is None:
+            return int(ns[s, a])
+        return min(int(np.searchsorted(cdf[s, a], u, side="right")), S - 1)
+
+    def rollout(s, sim):
+        ret, scale = 0.0, 1.0
+        for k in range(rollout_depth):
+            valid = np.flatnonzero(~invalid[s])
+            if len(valid) == 0:
+                return ret
+            u0, u1 = philox_uniform_pair(seed, (5 << 56) | g, sim * rollout_depth + k)
+            a = int(valid[min(int(u0 * len(valid)), len(valid) - 1)])
+            ret += scale * float(R[s, a])
+            scale *= float(D[s, a])
+            s = nxt(s, a, u1)
+        return ret + scale * float(V[s])
+
+    root = UNode(root_state, V[root_state])
+    for sim in range(sims):
+        node, path = root, [root]
+        while True:
+            valid = np.flatnonzero(~invalid[node.state])
+            if len(valid) == 0:
+                a = -1
+                break
+            fresh = [a for a in valid if a not in node.children]
+            if fresh:
+                a = int(fresh[0])
+                break
+            ucb = [node.children[a].q() + c * math.sqrt(math.log(node.visits) / node.children[a].visits)
+                   for a in valid]
+            node = node.children[int(valid[int(np.argmax(ucb))])]
+            path.append(node)
+        if a < 0:
+            node.visits += 1
+            node.value_sum += node.raw
+            leaf = node
+        else:
+            u = philox_uniform_pair(seed, (4 << 56) | g, sim // 2)[sim % 2]
+            s2 = nxt(node.state, a, u)
+            leaf = UNode(s2, rollout(s2, sim), R[node.state, a], D[node.state, a])
+            node.children[a] = leaf
+            path.append(leaf)
+        ret = leaf.raw
+        for child, parent in zip(path[::-1][:-1], path[::-1][1:]):
+            ret = child.reward + child.discount * ret
+            parent.visits += 1
+            parent.value_sum += ret
+    counts = np.array([root.children[a].visits if a in root.children else 0 for a in range(A)])
+    return counts, root.value_sum / root.visits
+
+
+def expectimax(P, R, gamma, terminal, s, depth):
+    """Finite-depth expectimax value of state s (float64, recursive): max over actions of
+    R[s, a] + gamma * sum_s' P[s, a, s'] V(s'), 0 at terminal states and at depth 0."""
+    if depth == 0 or terminal[s]:
+        return 0.0
+    return max(float(R[s, a]) + gamma * sum(float(P[s, a, t]) * expectimax(P, R, gamma, terminal, t, depth - 1)
+                                            for t in np.flatnonzero(P[s, a]))
+               for a in range(P.shape[1]))

@@ -19,7 +19,7 @@ distributed = pytest.importorskip("distributed", reason="distributed is not inst
 from conftest import run_python
 
 import pygenmod
-from pygenmod import cem, gmm, mdp, returns, sampling
+from pygenmod import cem, gmm, mcts, mdp, returns, sampling
 from pygenmod import dask as pdask
 from pygenmod._backend import is_available
 
@@ -277,6 +277,73 @@ def test_cem_stream_matches_a_slice():
     part = cem.cem_optimize(row_quadratic, mean[2:], scale[2:], stream=2, **kw)
     for w, p in zip(whole, part):
         same(p, w[..., 2:] if w.shape[0] == 2 else w[2:])
+
+
+# ------------------------------------------------------------------------------ mcts
+@pytest.fixture(scope="module")
+def mcts_models():
+    rng = np.random.default_rng(8)
+    S, A = 7, 3
+    R, L, V = rng.normal(size=(S, A)), rng.normal(size=(S, A)), rng.normal(size=S)
+    det = mcts.tabular_model(rng.integers(0, S, (S, A)), R, L, V, 0.9)
+    sto = mcts.stochastic_tabular_model(rng.dirichlet(np.ones(S), (S, A)), R.astype(np.float32),
+                                        L.astype(np.float32), V.astype(np.float32), 0.9)
+    roots = rng.integers(0, S, B)
+    inv = rng.random((B, A)) < 0.3
+    inv[:, 0] = False
+    return det, sto, roots, inv
+
+
+def _policy_rows(out):
+    return tuple(out[:4])
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+@pytest.mark.parametrize("policy", ["muzero", "gumbel", "uct"])
+@pytest.mark.parametrize("stochastic", [False, True])
+def test_mcts_search(client, mcts_models, chunks, policy, stochastic):
+    det, sto, roots, inv = mcts_models
+    m = sto if stochastic else det
+    kw = {"seed": 3, "stream": 10, "invalid_actions": inv}
+    kw.update({"temperature": np.linspace(0.0, 2.0, B)} if policy != "gumbel" else {"max_num_considered_actions": 2})
+    want = mcts.search(roots, m, 12, policy=policy, **kw)
+    kw["invalid_actions"] = chunked(inv, chunks)
+    got = run(pdask.search(chunked(roots, chunks), m, 12, policy=policy, **kw))
+    assert got.tree is None
+    same(_policy_rows(got), _policy_rows(want))
+
+
+@pytest.mark.parametrize("policy", ["muzero", "uct"])
+def test_mcts_chance_nodes(client, mcts_models, policy):
+    _, sto, roots, _ = mcts_models
+    want = mcts.search(roots, sto, 12, policy=policy, seed=6, chance_nodes=True)
+    got = run(pdask.search(chunked(roots, (3, 2, 1, 0)), sto, 12, policy=policy, seed=6, chance_nodes=True))
+    same(_policy_rows(got), _policy_rows(want))
+
+
+@pytest.mark.skipif(not is_available("numba"), reason="numba is not installed")
+def test_mcts_numba_backend_on_workers(client, mcts_models):
+    _, sto, roots, _ = mcts_models
+    with pygenmod.use_backend("numba"):
+        want = mcts.muzero_policy(roots, sto, 10, seed=4)
+    same(_policy_rows(run(pdask.muzero_policy(chunked(roots, (2, 4)), sto, 10, seed=4, backend="numba"))),
+         _policy_rows(want))
+
+
+def test_mcts_seed_none_and_bad_arguments(client, mcts_models):
+    det, _, roots, _ = mcts_models
+    pygenmod.manual_seed(9)
+    got = run(pdask.muzero_policy(chunked(roots, (1,) * B), det, 8))
+    pygenmod.manual_seed(9)
+    same(_policy_rows(got), _policy_rows(mcts.muzero_policy(roots, det, 8)))
+    with pytest.raises(TypeError, match="model"):
+        pdask.muzero_policy(chunked(roots, (B,)), lambda e, a: None, 4)
+    with pytest.raises(ValueError, match="tree"):
+        pdask.gumbel_muzero_policy(chunked(roots, (B,)), det, 4, tree=object())
+    with pytest.raises(ValueError, match="roots"):
+        pdask.search(chunked(np.zeros((B, 2), int), (B,)), det, 4)
+    with pytest.raises(ValueError, match="policy"):
+        pdask.search(chunked(roots, (B,)), det, 4, policy="uct?")
 
 
 # ------------------------------------------------------------------------------ threads, backends, robustness

@@ -416,12 +416,12 @@ def test_select_expand_backup_compose_to_search(backend, rng, policy):
 # ----------------------------------------------------------------------------- noise and acting
 def test_dirichlet_and_gumbel_noise_statistics(backend):
     tree = mcts.new_tree(4000, 5, 2, xp=xp_for(backend))
-    d = backend.numpy(mcts._noise(tree, "dirichlet_noise", 3, 0.5))
+    d = backend.numpy(mcts._noise(tree, "dirichlet_noise", 3, 0, 0.5))
     np.testing.assert_allclose(d.sum(-1), 1, rtol=1e-12)
     np.testing.assert_allclose(d.mean(0), 0.2, atol=0.01)
     # Dirichlet(0.5 * 1): Var = (1/5)(4/5) / (2.5 + 1)
     np.testing.assert_allclose(d.var(0), 0.2 * 0.8 / 3.5, rtol=0.1)
-    g = backend.numpy(mcts._noise(tree, "gumbel_noise", 3))
+    g = backend.numpy(mcts._noise(tree, "gumbel_noise", 3, 0))
     np.testing.assert_allclose(g.mean(), np.euler_gamma, atol=0.03)
     np.testing.assert_allclose(g.var(), np.pi ** 2 / 6, rtol=0.05)
 
@@ -439,8 +439,8 @@ def test_noise_kernels_cpu_equal_numba(alpha):
     for name in ("cpu", "numba"):
         d = np.empty((37, 7))
         g = np.empty((37, 7))
-        get_kernel("mcts", "dirichlet_noise", name)(2**40 + 3, alpha, d)
-        get_kernel("mcts", "gumbel_noise", name)(2**40 + 3, g)
+        get_kernel("mcts", "dirichlet_noise", name)(2**40 + 3, 0, alpha, d)
+        get_kernel("mcts", "gumbel_noise", name)(2**40 + 3, 0, g)
         res[name] = d, g
     np.testing.assert_allclose(res["cpu"][0], res["numba"][0], rtol=1e-11, atol=1e-300)
     np.testing.assert_allclose(res["cpu"][1], res["numba"][1], rtol=1e-12, atol=1e-13)
@@ -454,10 +454,10 @@ def test_temperature_sampling_frequencies(backend):
     out = np.empty(B, np.int64)
     if backend.name == "cuda":
         pytest.skip("host check of the sampling kernel")
-    get_kernel("mcts", "sample_action", backend.name)(w, np.full(B, 2.0), 9, out)
+    get_kernel("mcts", "sample_action", backend.name)(w, np.full(B, 2.0), 9, 0, out)
     p = np.sqrt([0.1, 0.0, 0.6, 0.3])
     np.testing.assert_allclose(np.bincount(out, minlength=4) / B, p / p.sum(), atol=0.015)
-    get_kernel("mcts", "sample_action", backend.name)(w, np.zeros(B), 9, out)
+    get_kernel("mcts", "sample_action", backend.name)(w, np.zeros(B), 9, 0, out)
     assert (out == 2).all()
 
 

@@ -52,8 +52,8 @@ def test_gumbel_considered_actions_capped_at_num_actions(backend, M):
     roots = backend.asarray(np.array([0, 1]))
     params, table = mcts._params("gumbel", max_num_considered_actions=M, num_simulations=8, num_actions=2)
     assert params[7] == 2 and table.shape[0] == 3
-    ref = mcts.gumbel_muzero_policy(roots, model, 8, max_num_considered_actions=2)
-    out = mcts.gumbel_muzero_policy(roots, model, 8, max_num_considered_actions=M)  # seconds before: minutes
+    ref = mcts.gumbel_muzero_policy(roots, model, 8, max_num_considered_actions=2, seed=0)
+    out = mcts.gumbel_muzero_policy(roots, model, 8, max_num_considered_actions=M, seed=0)  # seconds before: minutes
     for a, b in zip(out[:4], ref[:4]):
         np.testing.assert_array_equal(backend.numpy(a), backend.numpy(b))
 
@@ -151,14 +151,14 @@ def test_tiny_dirichlet_alpha_same_on_every_backend(backend):
     model = mcts.tabular_model(ns, R, L, V)
     roots = np.array([0, 1, 2, 3])
     noise = np.empty((4, 3))
-    get_kernel("mcts", "dirichlet_noise", backend.name)(7, 1e-300, noise)
+    get_kernel("mcts", "dirichlet_noise", backend.name)(7, 0, 1e-300, noise)
     assert ((noise == 0) | (noise == 1)).all() and (noise.sum(1) == 1).all()
     out = mcts.muzero_policy(roots, model, 8, dirichlet_alpha=1e-300, dirichlet_fraction=1.0, seed=7)
     assert np.isfinite(out.action_weights).all()
     with pygenmod.use_backend("cpu"):
         ref = mcts.muzero_policy(roots, model, 8, dirichlet_alpha=1e-300, dirichlet_fraction=1.0, seed=7)
     ref_noise = np.empty((4, 3))
-    get_kernel("mcts", "dirichlet_noise", "cpu")(7, 1e-300, ref_noise)
+    get_kernel("mcts", "dirichlet_noise", "cpu")(7, 0, 1e-300, ref_noise)
     np.testing.assert_array_equal(noise, ref_noise)
     for a, b in zip(out[:4], ref[:4]):
         np.testing.assert_array_equal(a, b)

@@ -111,7 +111,7 @@ void b_backup(py::tuple tree, py::array node) {
 void b_search_tabular(py::tuple tree, py::array params, py::array table,
                       std::int64_t num_simulations, py::array next_state, py::array reward,
                       py::array discount, py::array logits, py::array prior, py::array value,
-                      py::array invalid, py::object cdf, std::uint64_t seed) {
+                      py::array invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
     auto p = params_of(params, table);
@@ -127,6 +127,7 @@ void b_search_tabular(py::tuple tree, py::array params, py::array table,
     mcts::Transitions tr;
     tr.S = S;
     tr.seed = seed;
+    tr.stream0 = stream0;
     if (!cdf.is_none()) tr.cdf = in_ptr<double>(cdf.cast<py::array>(), "cdf", {S, A, S});
     if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
     Interruptible intr;
@@ -151,27 +152,28 @@ void b_advance(py::tuple tree, py::array action, py::array new_index, py::array 
   });
 }
 
-void b_dirichlet_noise(std::uint64_t seed, double alpha, py::array out) {
+void b_dirichlet_noise(std::uint64_t seed, std::uint64_t stream0, double alpha, py::array out) {
   dispatch_float(out, "out", [&](auto tag) {
     using T = decltype(tag);
     const py::ssize_t B = out.ndim() == 2 ? out.shape(0) : 0, A = out.ndim() == 2 ? out.shape(1) : 0;
     T* o = out_ptr<T>(out, "out", {B, A});
     py::gil_scoped_release nogil;
-    mcts::dirichlet_cpu(seed, alpha, B, A, o);
+    mcts::dirichlet_cpu(seed, stream0, alpha, B, A, o);
   });
 }
 
-void b_gumbel_noise(std::uint64_t seed, py::array out) {
+void b_gumbel_noise(std::uint64_t seed, std::uint64_t stream0, py::array out) {
   dispatch_float(out, "out", [&](auto tag) {
     using T = decltype(tag);
     const py::ssize_t B = out.ndim() == 2 ? out.shape(0) : 0, A = out.ndim() == 2 ? out.shape(1) : 0;
     T* o = out_ptr<T>(out, "out", {B, A});
     py::gil_scoped_release nogil;
-    mcts::gumbel_cpu(seed, B, A, o);
+    mcts::gumbel_cpu(seed, stream0, B, A, o);
   });
 }
 
-void b_sample_action(py::array weights, py::array temperature, std::uint64_t seed, py::array out) {
+void b_sample_action(py::array weights, py::array temperature, std::uint64_t seed, std::uint64_t stream0,
+                     py::array out) {
   dispatch_float(weights, "weights", [&](auto tag) {
     using T = decltype(tag);
     const py::ssize_t B = weights.ndim() == 2 ? weights.shape(0) : 0,
@@ -180,7 +182,7 @@ void b_sample_action(py::array weights, py::array temperature, std::uint64_t see
     const T* tp = in_ptr<T>(temperature, "temperature", {B});
     auto* o = out_ptr<std::int64_t>(out, "out", {B});
     py::gil_scoped_release nogil;
-    mcts::sample_cpu(w, B, A, tp, seed, o);
+    mcts::sample_cpu(w, B, A, tp, seed, stream0, o);
   });
 }
 
@@ -194,9 +196,9 @@ PYBIND11_MODULE(_cpu_mcts, m) {
   m.def("backup", &b_backup, "tree"_a, "node"_a);
   m.def("search_tabular", &b_search_tabular, "tree"_a, "params"_a, "table"_a, "num_simulations"_a,
         "next_state"_a, "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a,
-        "cdf"_a = py::none(), "seed"_a = 0);
+        "cdf"_a = py::none(), "seed"_a = 0, "stream0"_a = 0);
   m.def("advance", &b_advance, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a);
-  m.def("dirichlet_noise", &b_dirichlet_noise, "seed"_a, "alpha"_a, "out"_a);
-  m.def("gumbel_noise", &b_gumbel_noise, "seed"_a, "out"_a);
-  m.def("sample_action", &b_sample_action, "weights"_a, "temperature"_a, "seed"_a, "out"_a);
+  m.def("dirichlet_noise", &b_dirichlet_noise, "seed"_a, "stream0"_a, "alpha"_a, "out"_a);
+  m.def("gumbel_noise", &b_gumbel_noise, "seed"_a, "stream0"_a, "out"_a);
+  m.def("sample_action", &b_sample_action, "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a);
 }

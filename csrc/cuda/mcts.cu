@@ -60,23 +60,27 @@ __global__ void advance_kernel(mcts::Batch<T> t, index_t B, const i32* action, i
   status[b] = mcts::advance_one(r, action[b], new_index + b * t.N, old_index + b * t.N);
 }
 
+// Row b of a launch draws as tree stream0 + b (its global batch index).
 template <class T>
-__global__ void dirichlet_kernel(std::uint64_t seed, double alpha, index_t B, index_t A, T* out) {
+__global__ void dirichlet_kernel(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B,
+                                 index_t A, T* out) {
   const index_t b = tid();
-  if (b < B) mcts::dirichlet_one(seed, alpha, b, A, out + b * A);
+  if (b < B) mcts::dirichlet_one(seed, alpha, static_cast<index_t>(stream0) + b, A, out + b * A);
 }
 
 template <class T>
-__global__ void gumbel_kernel(std::uint64_t seed, index_t B, index_t A, T* out) {
+__global__ void gumbel_kernel(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out) {
   const index_t b = tid();
-  if (b < B) mcts::gumbel_one(seed, b, A, out + b * A);
+  if (b < B) mcts::gumbel_one(seed, static_cast<index_t>(stream0) + b, A, out + b * A);
 }
 
 template <class T>
 __global__ void sample_kernel(const T* w, index_t B, index_t A, const T* temperature,
-                              std::uint64_t seed, std::int64_t* out) {
+                              std::uint64_t seed, std::uint64_t stream0, std::int64_t* out) {
   const index_t b = tid();
-  if (b < B) out[b] = mcts::sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, b);
+  if (b < B)
+    out[b] = mcts::sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed,
+                              static_cast<index_t>(stream0) + b);
 }
 }  // namespace
 
@@ -126,25 +130,28 @@ void mcts_advance(const mcts::Batch<T>& t, index_t B, const i32* action, i32* ne
 }
 
 template <class T>
-void mcts_dirichlet(std::uint64_t seed, double alpha, index_t B, index_t A, T* out,
-                    cudaStream_t stream) {
+void mcts_dirichlet(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
+                    T* out, cudaStream_t stream) {
   if (B == 0) return;
-  dirichlet_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, alpha, B, A, out);
+  dirichlet_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, stream0, alpha, B, A,
+                                                                          out);
   check_launch("mcts dirichlet_noise");
 }
 
 template <class T>
-void mcts_gumbel(std::uint64_t seed, index_t B, index_t A, T* out, cudaStream_t stream) {
+void mcts_gumbel(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out,
+                 cudaStream_t stream) {
   if (B == 0) return;
-  gumbel_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, B, A, out);
+  gumbel_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, stream0, B, A, out);
   check_launch("mcts gumbel_noise");
 }
 
 template <class T>
 void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
-                 std::int64_t* out, cudaStream_t stream) {
+                 std::uint64_t stream0, std::int64_t* out, cudaStream_t stream) {
   if (B == 0) return;
-  sample_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(w, B, A, temperature, seed, out);
+  sample_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(w, B, A, temperature, seed,
+                                                                       stream0, out);
   check_launch("mcts sample_action");
 }
 
@@ -161,10 +168,11 @@ void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::ui
                                        const mcts::Transitions&, cudaStream_t);                   \
   template void mcts_advance<T>(const mcts::Batch<T>&, index_t, const i32*, i32*, i32*, i32*,     \
                                 cudaStream_t);                                                    \
-  template void mcts_dirichlet<T>(std::uint64_t, double, index_t, index_t, T*, cudaStream_t);     \
-  template void mcts_gumbel<T>(std::uint64_t, index_t, index_t, T*, cudaStream_t);                \
+  template void mcts_dirichlet<T>(std::uint64_t, std::uint64_t, double, index_t, index_t, T*,     \
+                                  cudaStream_t);                                                  \
+  template void mcts_gumbel<T>(std::uint64_t, std::uint64_t, index_t, index_t, T*, cudaStream_t); \
   template void mcts_sample<T>(const T*, index_t, index_t, const T*, std::uint64_t,               \
-                               std::int64_t*, cudaStream_t);
+                               std::uint64_t, std::int64_t*, cudaStream_t);
 PGM_MCTS_INSTANTIATE(float)
 PGM_MCTS_INSTANTIATE(double)
 

@@ -27,11 +27,12 @@ void mcts_advance(const mcts::Batch<T>& t, index_t B, const mcts::i32* action,
                   mcts::i32* new_index, mcts::i32* old_index, mcts::i32* status,
                   cudaStream_t stream);
 template <class T>
-void mcts_dirichlet(std::uint64_t seed, double alpha, index_t B, index_t A, T* out,
-                    cudaStream_t stream);
+void mcts_dirichlet(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
+                    T* out, cudaStream_t stream);
 template <class T>
-void mcts_gumbel(std::uint64_t seed, index_t B, index_t A, T* out, cudaStream_t stream);
+void mcts_gumbel(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out,
+                 cudaStream_t stream);
 template <class T>
 void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
-                 std::int64_t* out, cudaStream_t stream);
+                 std::uint64_t stream0, std::int64_t* out, cudaStream_t stream);
 }  // namespace pygenmod::cuda

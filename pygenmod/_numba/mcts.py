@@ -15,11 +15,15 @@ _K_DIRICHLET = np.uint64(1) << np.uint64(56)
 _K_GUMBEL = np.uint64(2) << np.uint64(56)
 _K_ACTION = np.uint64(3) << np.uint64(56)
 _K_TRANSITION = np.uint64(4) << np.uint64(56)
+_K_ROLLOUT = np.uint64(5) << np.uint64(56)
+_K_CHANCE = np.uint64(6) << np.uint64(56)
+_CHANCE_STATE = -1
 
 
 @nb.njit(cache=True, inline="always")
 def _transition_uniform(seed, b, sim):
-    """Element ``sim`` of the float64 uniform layout of stream (4 << 56) | b (mcts.hpp)."""
+    """Element ``sim`` of the float64 uniform layout of stream (4 << 56) | b (mcts.hpp);
+    b is the tree's global batch index (stream0 + index in the call)."""
     w = block(seed, _K_TRANSITION | np.uint64(b), sim // 2)
     if sim % 2 == 0:
         return uniform_f64(w[0], w[1])
@@ -252,12 +256,36 @@ def _select_gumbel_interior(t, n, p):
     return best
 
 
+@nb.njit(cache=True)
+def _select_uct(t, n, c):
+    """UCB1 (mcts.hpp select_uct): the first unexpanded valid action, else the argmax of
+    Q + c * sqrt(ln N(n) / N(child))."""
+    children, invalid = t[7], t[10]
+    A = children.shape[1]
+    log_n = math.log(t[0][n])
+    best = -1
+    best_score = -np.inf
+    for a in range(A):
+        if invalid[n, a]:
+            continue
+        ch = children[n, a]
+        if ch < 0:
+            return a
+        score = _child_q(t, ch) + c * math.sqrt(log_n / t[0][ch])
+        if best < 0 or score > best_score:
+            best = a
+            best_score = score
+    return best
+
+
 @nb.njit(cache=True, inline="always")
 def _select_action(t, n, p, table):
     if p[0] == 1:
         if n == 0:
             return _select_gumbel_root(t, p, table)
         return _select_gumbel_interior(t, n, p)
+    if p[0] == 2:
+        return _select_uct(t, n, p[10])
     return _select_muzero(t, n, p[1], p[2], p[8] == 1)
 
 
@@ -395,7 +423,7 @@ def backup(tree, node):
 
 
 def search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                   prior, value, invalid, cdf=None, seed=0):
+                   prior, value, invalid, cdf=None, seed=0, stream0=0):
     has = cdf is not None
     # in slices of simulations (Ctrl-C between them; a split search is the same search)
     sim = 0
@@ -404,29 +432,163 @@ def search_tabular(tree, params, table, num_simulations, next_state, reward, dis
             return
         end = min(num_simulations, sim + budget)
         _search_tabular(tree, params, table, sim, end, next_state, reward, discount, logits,
-                        prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed))
+                        prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed),
+                        np.int64(stream0))
         sim = end
+
+
+@nb.njit(cache=True)
+def _leaf_value(s, depth, next_state, reward, discount, value, invalid, cdf, has_cdf, seed, gi, sim):
+    """mcts.hpp leaf_value: the table's value, or a random rollout's (float64) when depth > 0."""
+    if depth <= 0:
+        return value[s]
+    A = invalid.shape[1]
+    stream = _K_ROLLOUT | np.uint64(gi)
+    ret = 0.0
+    scale = 1.0
+    for k in range(depth):
+        n_valid = 0
+        for a in range(A):
+            if not invalid[s, a]:
+                n_valid += 1
+        if n_valid == 0:
+            return ret
+        w = block(seed, stream, np.uint64(sim) * np.uint64(depth) + np.uint64(k))
+        j = min(int(uniform_f64(w[0], w[1]) * n_valid), n_valid - 1)
+        act = 0
+        for a in range(A):
+            if not invalid[s, a]:
+                if j == 0:
+                    act = a
+                    break
+                j -= 1
+        ret += scale * np.float64(reward[s, act])
+        scale *= np.float64(discount[s, act])
+        if has_cdf:
+            s = _inverse_cdf(cdf[s, act], uniform_f64(w[2], w[3]))
+        else:
+            s = next_state[s, act]
+    return ret + scale * np.float64(value[s])
+
+
+@nb.njit(cache=True)
+def _init_chance(t, c, parent, action, reward, discount):
+    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits[c] = 0
+    value_sum[c] = 0
+    raw_value[c] = 0
+    rew[c] = reward
+    disc[c] = discount
+    par[c] = parent
+    act[c] = action
+    st[c] = _CHANCE_STATE
+    for a in range(children.shape[1]):
+        children[c, a] = -1
+        lg[c, a] = -np.inf
+        pr[c, a] = 0
+        inv[c, a] = 1
+
+
+@nb.njit(cache=True)
+def _simulate_chance(t, params, table, next_state, reward, discount, logits, prior, value, invalid, cdf,
+                     seed, gi, sim, depth):
+    """mcts.hpp simulate_chance: one simulation with chance nodes; returns the node to back up."""
+    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    A = children.shape[1]
+    n = 0
+    d = 0
+    while True:
+        a = _select_action(t, n, params, table)
+        if a < 0:
+            visits[n] += 1
+            value_sum[n] += raw_value[n]
+            return n
+        s = st[n]
+        host = children[n, a]
+        if host < 0:
+            host = nn[0]
+            nn[0] = host + 1
+            _init_chance(t, host, n, a, reward[s, a], discount[s, a])
+            children[n, a] = host
+        w = block(seed, _K_CHANCE | np.uint64(gi), (np.uint64(sim) << np.uint64(32)) | np.uint64(d))
+        s2 = _inverse_cdf(cdf[s, a], uniform_f64(w[0], w[1]))
+        d += 1
+        slot = -1
+        o = -1
+        while True:
+            for k in range(A - 1):
+                ch = children[host, k]
+                if ch < 0 or st[ch] == s2:
+                    slot = k
+                    o = ch
+                    break
+            if slot >= 0:
+                break
+            nxt = children[host, A - 1]
+            if nxt >= 0:
+                host = nxt
+                continue
+            link = nn[0]
+            nn[0] = link + 1
+            _init_chance(t, link, host, A - 1, 0.0, 1.0)
+            children[host, A - 1] = link
+            host = link
+            slot = 0
+            break
+        if o >= 0:
+            n = o
+            continue
+        o = nn[0]
+        nn[0] = o + 1
+        visits[o] = 1
+        raw_value[o] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf, True, seed,
+                                   gi, sim)
+        value_sum[o] = raw_value[o]
+        rew[o] = 0
+        disc[o] = 1
+        par[o] = host
+        act[o] = slot
+        st[o] = s2
+        for b in range(A):
+            children[o, b] = -1
+            lg[o, b] = logits[s2, b]
+            pr[o, b] = prior[s2, b]
+            inv[o, b] = invalid[s2, b]
+        children[host, slot] = o
+        return o
 
 
 @nb.njit(parallel=True, cache=True)
 def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discount, logits,
-                    prior, value, invalid, cdf, has_cdf, seed):
+                    prior, value, invalid, cdf, has_cdf, seed, stream0):
     B = tree[7].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
+        gi = stream0 + b  # the tree's global index: its random streams
         visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
         A = children.shape[1]
+        depth = int(params[11])
+        chance = params[12] != 0 and has_cdf
         for sim in range(sim0, sim1):
+            if chance:  # chance nodes (mcts.hpp simulate_chance)
+                if nn[0] + 2 > children.shape[0]:
+                    break
+                _backup_one(t, _simulate_chance(t, params, table, next_state, reward, discount, logits, prior,
+                                                value, invalid, cdf, seed, gi, sim, depth))
+                continue
             node, action = _select_one(t, params, table)
             leaf = node
             old = children[node, action] if action >= 0 else -1
             if old >= 0:  # max_depth cutoff: re-evaluate the existing child
                 s = st[node]
                 if has_cdf:
-                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, b, sim))
+                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, gi, sim))
                 else:
                     s2 = next_state[s, action]
-                _reevaluate_child(t, old, reward[s, action], discount[s, action], value[s2])
+                # (through raw_value: the leaf value rounded to the tree's dtype, as in C++)
+                raw_value[old] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf,
+                                             has_cdf, seed, gi, sim)
+                _reevaluate_child(t, old, reward[s, action], discount[s, action], raw_value[old])
                 st[old] = s2
                 for a in range(A):
                     lg[old, a] = logits[s2, a]
@@ -440,12 +602,13 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
                 nn[0] = c + 1
                 s = st[node]
                 if has_cdf:
-                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, b, sim))
+                    s2 = _inverse_cdf(cdf[s, action], _transition_uniform(seed, gi, sim))
                 else:
                     s2 = next_state[s, action]
                 visits[c] = 1
-                value_sum[c] = value[s2]
-                raw_value[c] = value[s2]
+                raw_value[c] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf,
+                                           has_cdf, seed, gi, sim)
+                value_sum[c] = raw_value[c]
                 rew[c] = reward[s, action]
                 disc[c] = discount[s, action]
                 par[c] = node
@@ -533,13 +696,14 @@ def advance(tree, action, new_index, old_index, status):
 
 
 @nb.njit(cache=True)
-def _dirichlet(seed, alpha, out):
+def _dirichlet(seed, stream0, alpha, out):
     B, A = out.shape
-    for b in nb.prange(B):
+    for i in nb.prange(B):
+        b = stream0 + i  # global tree index (streams); row i of out
         z = 0.0
         for a in range(A):
             g = gamma_f64(alpha, seed, _K_DIRICHLET | np.uint64(b * A + a))
-            out[b, a] = g
+            out[i, a] = g
             z += g
         if not z > 0:  # every variate underflowed (tiny alpha): one-hot, as mcts.hpp dirichlet_one
             best, u_best = 0, -1.0
@@ -549,21 +713,21 @@ def _dirichlet(seed, alpha, out):
                 if u > u_best:
                     best, u_best = a, u
             for a in range(A):
-                out[b, a] = 1.0 if a == best else 0.0
+                out[i, a] = 1.0 if a == best else 0.0
             continue
         for a in range(A):
-            out[b, a] = np.float64(out[b, a]) / z
+            out[i, a] = np.float64(out[i, a]) / z
 
 
-def dirichlet_noise(seed, alpha, out):
-    _dirichlet(np.uint64(seed), float(alpha), out)
+def dirichlet_noise(seed, stream0, alpha, out):
+    _dirichlet(np.uint64(seed), np.int64(stream0), float(alpha), out)
 
 
 @nb.njit(cache=True)
-def _gumbel(seed, out):
+def _gumbel(seed, stream0, out):
     B, A = out.shape
     for b in nb.prange(B):
-        stream = _K_GUMBEL | np.uint64(b)
+        stream = _K_GUMBEL | np.uint64(stream0 + b)
         for a in range(0, A, 2):
             w = block(seed, stream, a // 2)
             out[b, a] = gumbel_f64(w[0], w[1])
@@ -571,12 +735,12 @@ def _gumbel(seed, out):
                 out[b, a + 1] = gumbel_f64(w[2], w[3])
 
 
-def gumbel_noise(seed, out):
-    _gumbel(np.uint64(seed), out)
+def gumbel_noise(seed, stream0, out):
+    _gumbel(np.uint64(seed), np.int64(stream0), out)
 
 
 @nb.njit(cache=True)
-def _sample(w, temperature, seed, out):
+def _sample(w, temperature, seed, stream0, out):
     B, A = w.shape
     for b in nb.prange(B):
         arg = 0
@@ -592,7 +756,7 @@ def _sample(w, temperature, seed, out):
         for a in range(A):
             if w[b, a] > 0:
                 total += math.exp((math.log(float(w[b, a])) - lmax) / temp)
-        r = block(seed, _K_ACTION | np.uint64(b), 0)
+        r = block(seed, _K_ACTION | np.uint64(stream0 + b), 0)
         u = uniform_f64(r[0], r[1]) * total
         acc = 0.0
         last = arg
@@ -608,5 +772,5 @@ def _sample(w, temperature, seed, out):
         out[b] = chosen if chosen >= 0 else last
 
 
-def sample_action(weights, temperature, seed, out):
-    _sample(weights, temperature, np.uint64(seed), out)
+def sample_action(weights, temperature, seed, stream0, out):
+    _sample(weights, temperature, np.uint64(seed), np.int64(stream0), out)

@@ -112,7 +112,7 @@ PYBIND11_MODULE(_cuda_mcts, m) {
                              std::int64_t num_simulations, py::object next_state, py::object reward,
                              py::object discount, py::object logits, py::object prior,
                              py::object value, py::object invalid, py::object cdf,
-                             std::uint64_t seed, std::uintptr_t stream) {
+                             std::uint64_t seed, std::uint64_t stream0, std::uintptr_t stream) {
     with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
       using T = decltype(tag);
       auto p = params_of(params, table);
@@ -124,6 +124,7 @@ PYBIND11_MODULE(_cuda_mcts, m) {
       mcts::Transitions tr;
       tr.S = S;
       tr.seed = seed;
+      tr.stream0 = stream0;
       if (!cdf.is_none()) tr.cdf = device_ptr<double>(cdf, "cdf", {S, A, S});
       cuda::mcts_search_tabular(
           t, B, p, num_simulations, device_ptr<std::int64_t>(next_state, "next_state", {S, A}),
@@ -134,7 +135,7 @@ PYBIND11_MODULE(_cuda_mcts, m) {
     });
   }, "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a,
      "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(),
-     "seed"_a = 0, "stream"_a = 0);
+     "seed"_a = 0, "stream0"_a = 0, "stream"_a = 0);
   m.def("advance", [](py::tuple tree, py::object action, py::object new_index, py::object old_index,
                       py::object status, std::uintptr_t stream) {
     with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
@@ -145,34 +146,36 @@ PYBIND11_MODULE(_cuda_mcts, m) {
                          device_ptr<i32>(status, "status", {B}, true), as_stream(stream));
     });
   }, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a, "stream"_a = 0);
-  m.def("dirichlet_noise", [](std::uint64_t seed, double alpha, py::object out, std::uintptr_t stream) {
+  m.def("dirichlet_noise", [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object out,
+                              std::uintptr_t stream) {
     with_float(out, "out", [&](auto tag) {
       using T = decltype(tag);
       auto shp = device_shape(out, "out");
       if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-      cuda::mcts_dirichlet(seed, alpha, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+      cuda::mcts_dirichlet(seed, stream0, alpha, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
                            as_stream(stream));
     });
-  }, "seed"_a, "alpha"_a, "out"_a, "stream"_a = 0);
-  m.def("gumbel_noise", [](std::uint64_t seed, py::object out, std::uintptr_t stream) {
+  }, "seed"_a, "stream0"_a, "alpha"_a, "out"_a, "stream"_a = 0);
+  m.def("gumbel_noise", [](std::uint64_t seed, std::uint64_t stream0, py::object out,
+                           std::uintptr_t stream) {
     with_float(out, "out", [&](auto tag) {
       using T = decltype(tag);
       auto shp = device_shape(out, "out");
       if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-      cuda::mcts_gumbel(seed, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+      cuda::mcts_gumbel(seed, stream0, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
                         as_stream(stream));
     });
-  }, "seed"_a, "out"_a, "stream"_a = 0);
+  }, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
   m.def("sample_action", [](py::object weights, py::object temperature, std::uint64_t seed,
-                            py::object out, std::uintptr_t stream) {
+                            std::uint64_t stream0, py::object out, std::uintptr_t stream) {
     with_float(weights, "weights", [&](auto tag) {
       using T = decltype(tag);
       auto shp = device_shape(weights, "weights");
       if (shp.size() != 2) throw std::invalid_argument("weights: expected (B, A)");
       const py::ssize_t B = shp[0], A = shp[1];
       cuda::mcts_sample(device_ptr<T>(weights, "weights", {B, A}), B, A,
-                        device_ptr<T>(temperature, "temperature", {B}), seed,
+                        device_ptr<T>(temperature, "temperature", {B}), seed, stream0,
                         device_ptr<std::int64_t>(out, "out", {B}, true), as_stream(stream));
     });
-  }, "weights"_a, "temperature"_a, "seed"_a, "out"_a, "stream"_a = 0);
+  }, "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
 }

@@ -25,7 +25,9 @@
 //                          used by q_normalization = "tree"
 // Q(node, a) = reward[c] + discount[c] * value_sum[c] / visits[c] for the child c.
 //
-// Semantics follow mctx (google-deepmind/mctx) muzero_policy and gumbel_muzero_policy.
+// Semantics follow mctx (google-deepmind/mctx) muzero_policy and gumbel_muzero_policy;
+// policy 2 is classic UCT (UCB1 selection, random rollouts on tabular models; Browne et al.
+// 2012, "A Survey of Monte Carlo Tree Search Methods").
 // Tie-breaking is deterministic: every argmax takes the lowest action index among equal
 // scores (mctx adds 1e-7 * uniform noise to the PUCT score instead).
 #pragma once
@@ -59,19 +61,24 @@ enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kN
 // Search parameters, read from a float64 array (the bindings' `params` argument):
 // [policy, pb_c_init, pb_c_base, value_scale, maxvisit_init, rescale_values,
 //  use_mixed_value, max_num_considered_actions, q_normalization (0 node, 1 tree),
-//  max_depth (0 = unlimited)], and the sequential-halving table
+//  max_depth (0 = unlimited), uct_c (UCB1 exploration constant), rollout_depth (0 = the
+//  table's value, no rollout), chance (1: chance nodes on stochastic tabular models)], and
+//  the sequential-halving table
 // table[m, k] (int32, (M + 1) x L) of mctx's get_table_of_considered_visits.
 struct Params {
-  int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero
+  int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero, 2 = UCT (UCB1)
   double pb_c_init = 1.25, pb_c_base = 19652.0;
   double value_scale = 0.1, maxvisit_init = 50.0;
   int rescale_values = 1, use_mixed_value = 1, max_considered = 16;
   int q_tree = 0;  // 1: MuZero's per-tree min-max normalisation of Q (PUCT only)
   int max_depth = 0;  // mctx max_depth: a descent stops after this many edges (0 = none)
+  double uct_c = 1.4142135623730951;  // UCB1 exploration constant (policy 2)
+  int rollout_depth = 0;  // tabular search: random-rollout leaf values of this many steps
+  int chance = 0;  // stochastic tabular search: an outcome drawn at every visit (chance nodes)
   const i32* table = nullptr;
   int table_len = 0;
 };
-constexpr int kNumParams = 10;
+constexpr int kNumParams = 13;
 
 PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   Params q;
@@ -85,6 +92,9 @@ PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   q.max_considered = static_cast<int>(p[7]);
   q.q_tree = static_cast<int>(p[8]);
   q.max_depth = static_cast<int>(p[9]);
+  q.uct_c = p[10];
+  q.rollout_depth = static_cast<int>(p[11]);
+  q.chance = static_cast<int>(p[12]);
   q.table = table;
   q.table_len = table_len;
   return q;
@@ -413,10 +423,36 @@ PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   return best;
 }
 
+// UCT (Kocsis & Szepesvari 2006; Browne et al. 2012): the first unexpanded valid action (lowest
+// index), else argmax over valid actions of Q(n, a) + c * sqrt(ln N(n) / N(child)), with
+// N(n) = visits[n] (the node's own evaluation included) and Q seen from n's player (a
+// negative discount flips the child's value). The prior is not used; only the mask.
+template <class T>
+PGM_HD i32 select_uct(const TreeRef<T>& t, i32 n, const Params& p) {
+  const index_t A = t.A;
+  const i32* ch = t.children + n * A;
+  const u8* invalid = t.invalid + n * A;
+  const T log_n = m_log(static_cast<T>(t.visits[n]));
+  const T c = static_cast<T>(p.uct_c);
+  i32 best = -1;
+  T best_score = neg_inf<T>();
+  for (index_t a = 0; a < A; ++a) {
+    if (invalid[a]) continue;
+    if (ch[a] < 0) return static_cast<i32>(a);
+    const T score = child_q(t, ch[a]) + c * m_sqrt(log_n / static_cast<T>(t.visits[ch[a]]));
+    if (best < 0 || score > best_score) {
+      best = static_cast<i32>(a);
+      best_score = score;
+    }
+  }
+  return best;
+}
+
 // The action the policy picks at node n (-1 when n has no valid action).
 template <class T>
 PGM_HD i32 select_action(const TreeRef<T>& t, i32 n, const Params& p) {
   if (p.policy == 1) return n == 0 ? select_gumbel_root(t, p) : select_gumbel_interior(t, n, p);
+  if (p.policy == 2) return select_uct(t, n, p);
   return select_muzero(t, n, p);
 }
 
@@ -521,16 +557,19 @@ PGM_HD void backup_one(TreeRef<T>& t, i32 node) {
 //     = rng::uniform_f64 on words (2k, 2k+1), k = sim % 2, of block sim / 2,
 // and s' = the first index with u < cdf[s'] (binary search; zero-probability states are
 // never drawn). A pure function of (seed, b, sim): independent of the other trees.
+// b is the tree's *global* batch index stream0 + (index in this call), so a chunk of a batch
+// that starts at row g (stream0 = g) draws exactly what the whole batch draws for its rows.
 struct Transitions {
   const double* cdf = nullptr;  // [S, A, S], or nullptr: deterministic next_state
   index_t S = 0;
   std::uint64_t seed = 0;
+  std::uint64_t stream0 = 0;  // global batch index of the call's tree 0
 };
 
 // Random streams: (purpose << 56) | index, one purpose per kind of draw (listed under
 // "noise" below).
 enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3,
-                       kTransitionStream = 4 };
+                       kTransitionStream = 4, kRolloutStream = 5, kChanceStream = 6 };
 
 PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
   return (purpose << 56) | index;
@@ -552,13 +591,163 @@ PGM_HD std::int64_t inverse_cdf(const double* row, index_t S, double u) {
   return static_cast<std::int64_t>(lo);
 }
 
+// The leaf value of UCT on a tabular model: a random rollout of at most p.rollout_depth steps
+// from state s, sum_k (prod_{j<k} d_j) r_k, plus the discounted table value of the state it
+// ends in (0 for a terminal state, where it stops early). Step k of simulation sim of tree g
+// uses block sim * rollout_depth + k of stream (5 << 56) | g: uniform_f64 of words (0, 1)
+// picks the action (the floor(u * n_valid)-th valid one), words (2, 3) the next state when
+// the model is stochastic (inverse CDF). Accumulated in float64 whatever T.
+template <class T>
+PGM_HD T rollout_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state,
+                       const T* reward, const T* discount, const T* value, const u8* invalid,
+                       const Transitions& tr, index_t g, index_t sim) {
+  const std::uint64_t stream = stream_of(kRolloutStream, static_cast<std::uint64_t>(g));
+  double ret = 0, scale = 1;
+  for (int k = 0; k < p.rollout_depth; ++k) {
+    const u8* inv = invalid + s * A;
+    index_t n_valid = 0;
+    for (index_t a = 0; a < A; ++a) n_valid += inv[a] ? 0 : 1;
+    if (n_valid == 0) return static_cast<T>(ret);  // terminal: value 0
+    const rng::u32x4 w = rng::block(
+        tr.seed, stream, static_cast<std::uint64_t>(sim) * static_cast<std::uint64_t>(p.rollout_depth) +
+                             static_cast<std::uint64_t>(k));
+    index_t j = static_cast<index_t>(rng::uniform_f64(w.v[0], w.v[1]) * static_cast<double>(n_valid));
+    if (j >= n_valid) j = n_valid - 1;
+    index_t act = 0;
+    for (index_t a = 0; a < A; ++a)
+      if (!inv[a] && j-- == 0) {
+        act = a;
+        break;
+      }
+    const std::int64_t sa = s * A + act;
+    ret += scale * static_cast<double>(reward[sa]);
+    scale *= static_cast<double>(discount[sa]);
+    s = tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, rng::uniform_f64(w.v[2], w.v[3]))
+               : next_state[sa];
+  }
+  return static_cast<T>(ret + scale * static_cast<double>(value[s]));
+}
+
+// A new (or re-evaluated) node's value: the table's, or a random rollout's (UCT).
+template <class T>
+PGM_HD T leaf_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state,
+                    const T* reward, const T* discount, const T* value, const u8* invalid,
+                    const Transitions& tr, index_t g, index_t sim) {
+  if (p.rollout_depth <= 0) return value[s];
+  return rollout_value(s, A, p, next_state, reward, discount, value, invalid, tr, g, sim);
+}
+
+// ----------------------------------------------------------------------------- chance nodes
+// With p.chance (stochastic tabular models), the edge (n, a) leads to a chance node c
+// (state kChanceState, reward/discount of the edge, visits and value_sum = the sums over
+// its outcomes, no own evaluation), and every visit of c draws an outcome s' ~ P(s, a, .).
+// Each distinct outcome gets its own child (a decision node, edge reward 0 and discount 1),
+// kept in c's child slots 0 .. A-2; slot A-1 links to a further chance node of the same edge
+// (reward 0, discount 1) when those are full, so an edge keeps any number of outcomes
+// (found by a linear scan; A >= 2 is required). Then Q(n, a) = r + d * mean over every
+// visit's outcome, an estimate of the expectation over P. The d-th outcome draw of
+// simulation sim of tree g is uniform_f64 of words (0, 1) of block (sim << 32) | d of
+// stream (6 << 56) | g.
+constexpr std::int64_t kChanceState = -1;
+
+PGM_HD double chance_uniform(std::uint64_t seed, index_t g, index_t sim, index_t d) {
+  const rng::u32x4 w = rng::block(seed, stream_of(kChanceStream, static_cast<std::uint64_t>(g)),
+                                  (static_cast<std::uint64_t>(sim) << 32) | static_cast<std::uint64_t>(d));
+  return rng::uniform_f64(w.v[0], w.v[1]);
+}
+
+template <class T>
+PGM_HD void init_chance(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount) {
+  link_node(t, c, parent, action, reward, discount, T(0), kChanceState);
+  t.visits[c] = 0;
+  for (index_t a = 0; a < t.A; ++a) {
+    t.logits[c * t.A + a] = neg_inf<T>();
+    t.prior[c * t.A + a] = 0;
+    t.invalid[c * t.A + a] = 1;
+  }
+}
+
+// Copies the tabular model's node data of state s into node c.
+template <class T>
+PGM_HD void copy_state_row(TreeRef<T>& t, i32 c, std::int64_t s, const T* logits, const T* prior,
+                           const u8* invalid) {
+  for (index_t a = 0; a < t.A; ++a) {
+    t.logits[c * t.A + a] = logits[s * t.A + a];
+    t.prior[c * t.A + a] = prior[s * t.A + a];
+    t.invalid[c * t.A + a] = invalid[s * t.A + a];
+  }
+}
+
+// One simulation with chance nodes (the caller checked 2 free nodes): descends, draws an
+// outcome at every chance node, adds at most a chance node and an outcome node; returns the
+// node to back up from.
+template <class T>
+PGM_HD i32 simulate_chance(TreeRef<T>& t, const Params& p, const std::int64_t* next_state,
+                           const T* reward, const T* discount, const T* logits, const T* prior,
+                           const T* value, const u8* invalid, const Transitions& tr, index_t g,
+                           index_t sim) {
+  const index_t A = t.A;
+  i32 n = 0;
+  for (index_t d = 0;; ++d) {
+    const i32 a = select_action(t, n, p);
+    if (a < 0) {  // terminal: evaluated again
+      t.visits[n] += 1;
+      t.value_sum[n] += t.raw_value[n];
+      return n;
+    }
+    const std::int64_t sa = t.state[n] * A + a;
+    i32 host = t.children[n * A + a];
+    if (host < 0) {
+      host = t.num_nodes[0]++;
+      init_chance(t, host, n, a, reward[sa], discount[sa]);
+      t.children[n * A + a] = host;
+    }
+    const std::int64_t s2 = inverse_cdf(tr.cdf + sa * tr.S, tr.S, chance_uniform(tr.seed, g, sim, d));
+    i32 slot = -1, o = -1;
+    for (;;) {  // the outcome's slot in the chain of chance nodes of this edge
+      for (index_t k = 0; k + 1 < A; ++k) {
+        const i32 ch = t.children[host * A + k];
+        if (ch < 0 || t.state[ch] == s2) {
+          slot = static_cast<i32>(k);
+          o = ch;
+          break;
+        }
+      }
+      if (slot >= 0) break;
+      const i32 next = t.children[host * A + A - 1];
+      if (next >= 0) {
+        host = next;
+        continue;
+      }
+      const i32 link = t.num_nodes[0]++;
+      init_chance(t, link, host, static_cast<i32>(A - 1), T(0), T(1));
+      t.children[host * A + A - 1] = link;
+      host = link;
+      slot = 0;
+      break;
+    }
+    if (o >= 0) {
+      n = o;
+      continue;
+    }
+    o = t.num_nodes[0]++;
+    link_node(t, o, host, slot, T(0), T(1),
+              leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim), s2);
+    copy_state_row(t, o, s2, logits, prior, invalid);
+    t.children[host * A + slot] = o;
+    return o;
+  }
+}
+
 // The whole search on a tabular model whose per-state node data is precomputed (by
 // pygenmod.mcts.tabular_model): next_state[S,A], reward[S,A], discount[S,A], logits[S,A]
 // (shifted, -inf where invalid), prior[S,A] (their softmax), value[S], invalid[S,A].
 // A terminal state has value 0 and every action invalid. With tr.cdf set the next state is
 // sampled per expansion (see Transitions) instead of read from next_state; b is the tree's
-// index in the batch (its random stream). Runs simulations sim_begin .. num_simulations - 1
-// (a search split into such ranges is the same search).
+// index in the call (its random streams are those of global index tr.stream0 + b). With
+// p.rollout_depth > 0 a new node's value is a random rollout's (UCT, see rollout_value).
+// Runs simulations sim_begin .. num_simulations - 1 (a search split into such ranges is the
+// same search).
 template <class T>
 PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
                                const std::int64_t* next_state, const T* reward,
@@ -566,6 +755,15 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
                                const T* value, const u8* invalid, const Transitions& tr,
                                index_t b, index_t sim_begin = 0) {
   const index_t A = t.A;
+  const index_t g = static_cast<index_t>(tr.stream0) + b;  // the tree's global index (streams)
+  if (p.chance && tr.cdf) {
+    for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
+      if (t.num_nodes[0] + 2 > t.N) return;  // capacity: checked by the caller beforehand
+      backup_one(t, simulate_chance(t, p, next_state, reward, discount, logits, prior, value,
+                                    invalid, tr, g, sim));
+    }
+    return;
+  }
   for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
     i32 node, action;
     select_one(t, p, &node, &action);
@@ -574,9 +772,10 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
     if (old >= 0) {  // max_depth cutoff: re-evaluate the existing child
       const std::int64_t s = t.state[node], sa = s * A + action;
       const std::int64_t s2 =
-          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, b, sim))
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
                  : next_state[sa];
-      reevaluate_child(t, old, reward[sa], discount[sa], value[s2]);
+      reevaluate_child(t, old, reward[sa], discount[sa],
+                       leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim));
       t.state[old] = s2;
       for (index_t a = 0; a < A; ++a) {
         t.logits[old * A + a] = logits[s2 * A + a];
@@ -590,9 +789,10 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
       t.num_nodes[0] = c + 1;
       const std::int64_t s = t.state[node], sa = s * A + action;
       const std::int64_t s2 =
-          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, b, sim))
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
                  : next_state[sa];
-      link_node(t, c, node, action, reward[sa], discount[sa], value[s2], s2);
+      link_node(t, c, node, action, reward[sa], discount[sa],
+                leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim), s2);
       for (index_t a = 0; a < A; ++a) {
         t.logits[c * A + a] = logits[s2 * A + a];
         t.prior[c * A + a] = prior[s2 * A + a];
@@ -681,11 +881,14 @@ PGM_HD i32 advance_one(TreeRef<T>& t, i32 action, i32* new_index, i32* old_index
 //              (rng::gumbel_f64 on words (2k, 2k+1), k = a % 2, of block a / 2), cast to T;
 //   action:    stream (3 << 56) | b, uniform_f64 of words (0, 1) of block 0;
 //   transition: stream (4 << 56) | b, element sim of the float64 uniform layout (see
-//              Transitions above).
+//              Transitions above);
+//   rollout:   stream (5 << 56) | b, block sim * rollout_depth + step (see rollout_value);
+//   chance:    stream (6 << 56) | b, block (sim << 32) | d (see chance_uniform).
+// b is always the tree's global batch index (stream0 + its index in the call).
 // The transforms are the shared ones of random.hpp (numba twins in _numba/philox.py).
 // (stream purposes and stream_of: see "Random streams" above search_tabular_one)
 
-// Dirichlet(alpha, ..., alpha) sample over A actions for tree b into out[A].
+// Dirichlet(alpha, ..., alpha) sample over A actions for tree b (global index) into out[A].
 template <class T>
 PGM_HD void dirichlet_one(std::uint64_t seed, double alpha, index_t b, index_t A, T* out) {
   double z = 0;
@@ -819,24 +1022,29 @@ void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index
   }
 }
 
+// Noise launchers: row b of the call draws as tree stream0 + b of a larger batch.
 template <class T>
-void dirichlet_cpu(std::uint64_t seed, double alpha, index_t B, index_t A, T* out) {
+void dirichlet_cpu(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
+                   T* out) {
+  const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 16384)
-  for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, b, A, out + b * A);
+  for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, g0 + b, A, out + b * A);
 }
 
 template <class T>
-void gumbel_cpu(std::uint64_t seed, index_t B, index_t A, T* out) {
+void gumbel_cpu(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out) {
+  const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 65536)
-  for (index_t b = 0; b < B; ++b) gumbel_one(seed, b, A, out + b * A);
+  for (index_t b = 0; b < B; ++b) gumbel_one(seed, g0 + b, A, out + b * A);
 }
 
 template <class T>
 void sample_cpu(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
-                std::int64_t* out) {
+                std::uint64_t stream0, std::int64_t* out) {
+  const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 65536)
   for (index_t b = 0; b < B; ++b)
-    out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, b);
+    out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, g0 + b);
 }
 
 }  // namespace pygenmod::mcts
