@@ -136,7 +136,8 @@ def log_prob(logits, actions, *, mask=None):
 
 
 def log_prob_backward(logits, actions, *, grad_log_prob, mask=None):
-    """VJP of :func:`log_prob`: ``grad_logits`` (its one differentiable input) with ``grad_logits[j] = g (1{j = a} - p_j)``
+    """VJP of :func:`log_prob`: ``grad_logits`` (its one differentiable input),
+    ``grad_logits[j] = g (1{j = a} - p_j)``
     (0 at masked actions; NaN on rows whose action is masked)."""
     rows = _Rows(logits, "logits")
     m, a = rows.mask(mask, "mask"), _actions(actions, rows)

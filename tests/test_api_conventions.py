@@ -257,7 +257,8 @@ OLD_GRAD_CALLS = [
     ("sampling.rsample_normal_backward(gz, mu, lv, seed=3)",
      "sampling.rsample_normal_backward(mu, lv, grad_z=gz, seed=3)"),
     ("sampling.rsample_mvn_backward(gz, mu, L, seed=3)", "sampling.rsample_mvn_backward(mu, L, grad_z=gz, seed=3)"),
-    ("sampling.gumbel_softmax_backward(gy, ys, 0.5)", "sampling.gumbel_softmax_backward(None, 0.5, grad_y=gy, y_soft=ys)"),
+    ("sampling.gumbel_softmax_backward(gy, ys, 0.5)",
+     "sampling.gumbel_softmax_backward(None, 0.5, grad_y=gy, y_soft=ys)"),
     ("sampling.gumbel_softmax_backward(gy, ys)", "sampling.gumbel_softmax_backward(logits, grad_y=gy, y_soft=ys)"),
 ]
 

@@ -204,7 +204,8 @@ def test_gradients_float32_close_to_float64(backend, rng):
     x = rng.standard_normal((6, 11)) * 3
     g = rng.standard_normal(6)
     d64 = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(g))
-    d32 = cat.entropy_backward(backend.asarray(x.astype(np.float32)), grad_entropy=backend.asarray(g.astype(np.float32)))
+    d32 = cat.entropy_backward(backend.asarray(x.astype(np.float32)),
+                               grad_entropy=backend.asarray(g.astype(np.float32)))
     assert backend.numpy(d32).dtype == np.float32
     np.testing.assert_allclose(backend.numpy(d32), backend.numpy(d64), **tol(np.float32))
 

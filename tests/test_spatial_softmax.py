@@ -183,7 +183,8 @@ def test_float16_input_accumulates_in_float32(backend, rng):
     kp, _, maps = reference(x.astype(np.float64), 0.8)
     np.testing.assert_allclose(backend.numpy(res.keypoints), kp, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(backend.numpy(res.maps), maps, rtol=1e-5, atol=1e-6)
-    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.8, grad_keypoints=backend.asarray(np.ones((2, 3, 2), np.float32)))
+    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.8,
+                                              grad_keypoints=backend.asarray(np.ones((2, 3, 2), np.float32)))
     assert backend.numpy(gx).dtype == np.float16
 
 
@@ -226,8 +227,8 @@ def test_vjp_matches_reference(backend, dtype, rng, layout, per_channel, which):
     A = backend.asarray
     tin = A(np.asarray(t, dtype)) if per_channel else t
     gx, gt = spatial.spatial_softmax_backward(A(xin), tin, grad_keypoints=A(g_kp.astype(dtype)),
-                                         grad_cov=None if g_cov is None else A(g_cov.astype(dtype)),
-                                         grad_maps=None if gm is None else A(gm.astype(dtype)), layout=layout)
+                                              grad_cov=None if g_cov is None else A(g_cov.astype(dtype)),
+                                              grad_maps=None if gm is None else A(gm.astype(dtype)), layout=layout)
     gx, gt = backend.numpy(gx), backend.numpy(gt)
     if layout == "NHWC":
         gx = gx.transpose(0, 3, 1, 2)
@@ -242,8 +243,8 @@ def test_vjp_with_saved_forward_and_order_yx(backend, rng):
     g_kp = rng.standard_normal((2, 2, 2))
     g_cov = rng.standard_normal((2, 2, 2, 2))
     saved = spatial.spatial_softmax_forward(backend.asarray(x), 0.7, order="yx", return_cov=True)
-    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.7, grad_keypoints=backend.asarray(g_kp), grad_cov=backend.asarray(g_cov),
-                                         saved=saved, order="yx")
+    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.7, grad_keypoints=backend.asarray(g_kp),
+                                              grad_cov=backend.asarray(g_cov), saved=saved, order="yx")
     # the yx gradients are the xy gradients with the axes swapped
     gx_ref, gt_ref = reference_vjp(x, 0.7, g_kp[..., ::-1], g_cov[..., ::-1, ::-1])
     np.testing.assert_allclose(backend.numpy(gx), gx_ref, **tol(np.float64))
@@ -258,18 +259,20 @@ def test_vjp_out_buffer(backend, dtype, rng):
     assert gx is out
     np.testing.assert_allclose(backend.numpy(out), reference_vjp(x, 1.2, g)[0], **tol(dtype))
     with pytest.raises(ValueError, match="out"):
-        spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g), out=backend.asarray(np.zeros((2, 3, 4, 4), dtype)))
+        spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g),
+                                         out=backend.asarray(np.zeros((2, 3, 4, 4), dtype)))
     with pytest.raises(ValueError, match="out"):
         spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g),
-                                    out=backend.asarray(np.zeros(x.shape, np.float16)))
+                                         out=backend.asarray(np.zeros(x.shape, np.float16)))
 
 
 def test_vjp_masked_pixels_get_zero_gradient(backend, rng):
     x = rng.standard_normal((1, 2, 4, 4))
     m = np.ones((4, 4), bool)
     m[1:3, 1:3] = False
-    gx, _ = spatial.spatial_softmax_backward(backend.asarray(x), 1.0, grad_keypoints=backend.asarray(rng.standard_normal((1, 2, 2))),
-                                        mask=backend.asarray(m))
+    gx, _ = spatial.spatial_softmax_backward(backend.asarray(x), 1.0,
+                                             grad_keypoints=backend.asarray(rng.standard_normal((1, 2, 2))),
+                                             mask=backend.asarray(m))
     gx = backend.numpy(gx)
     assert np.all(gx[:, :, 1:3, 1:3] == 0)
     assert np.abs(gx).sum() > 0
@@ -431,7 +434,8 @@ def test_fuzz_against_reference(B, C, H, W, layout, f32, scale, seed, masked):
     np.testing.assert_allclose(res.keypoints, kp, **loose)
     np.testing.assert_allclose(res.cov, cov, **loose)
     g = rng.standard_normal((B, C, 2))
-    gx, gt = spatial.spatial_softmax_backward(xin, t.astype(dtype), grad_keypoints=g.astype(dtype), layout=layout, mask=min_)
+    gx, gt = spatial.spatial_softmax_backward(xin, t.astype(dtype), grad_keypoints=g.astype(dtype), layout=layout,
+                                              mask=min_)
     gx_ref, gt_ref = reference_vjp(x, t, g, mask=m)
     gx = gx if layout == "NCHW" else gx.transpose(0, 3, 1, 2)
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-3 if f32 else 1e-7, atol=(1e-3 if f32 else 1e-9) * (1 + 1 / t.min(initial=1.0)))
