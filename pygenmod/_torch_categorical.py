@@ -50,7 +50,7 @@ def _(logits, actions, mask):
 @torch.library.custom_op("pygenmod::categorical_log_prob_backward", mutates_args=())
 def _log_prob_bwd(logits: Tensor, actions: Tensor, mask: Optional[Tensor], grad: Tensor) -> Tensor:
     with on_torch_stream(logits):
-        (g,) = _cat.log_prob_backward(_np(logits), _np(actions), grad_log_prob=_np(grad), mask=_np(mask))
+        g = _cat.log_prob_backward(_np(logits), _np(actions), grad_log_prob=_np(grad), mask=_np(mask))
     return _t(g, logits)
 
 
@@ -87,7 +87,7 @@ def _(logits, mask):
 @torch.library.custom_op("pygenmod::categorical_entropy_backward", mutates_args=())
 def _entropy_bwd(logits: Tensor, mask: Optional[Tensor], grad: Tensor) -> Tensor:
     with on_torch_stream(logits):
-        (g,) = _cat.entropy_backward(_np(logits), grad_entropy=_np(grad), mask=_np(mask))
+        g = _cat.entropy_backward(_np(logits), grad_entropy=_np(grad), mask=_np(mask))
     return _t(g, logits)
 
 
@@ -127,7 +127,7 @@ def _kl_bwd(p: Tensor, q_logits: Tensor, mask: Optional[Tensor], q_mask: Optiona
             grad: Tensor) -> tuple[Tensor, Tensor]:
     with on_torch_stream(q_logits):
         if p_is_prob:
-            (dq,) = _cat.policy_target_kl_backward(_np(p), _np(q_logits), grad_kl=_np(grad), mask=_np(q_mask))
+            dq = _cat.policy_target_kl_backward(_np(p), _np(q_logits), grad_kl=_np(grad), mask=_np(q_mask))
             return q_logits.new_empty((0,)), _t(dq, q_logits)
         dp, dq = _cat.kl_backward(_np(p), _np(q_logits), grad_kl=_np(grad), mask=_np(mask), q_mask=_np(q_mask))
     return _t(dp, q_logits), _t(dq, q_logits)

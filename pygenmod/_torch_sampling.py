@@ -261,7 +261,7 @@ def _kl_normal_bwd(grad: Tensor, mu: Tensor, scale: Tensor, kind: int, prior_mu:
     name = KINDS[kind]
     prior = {} if prior_scale is None else {"prior_" + name: _n(prior_scale)}
     with on_torch_stream(mu):
-        grads = _S.kl_normal_backward(_n(grad), _n(mu), prior_mu=_n(prior_mu), clamp=(clamp_lo, clamp_hi),
+        grads = _S.kl_normal_backward(_n(mu), prior_mu=_n(prior_mu), grad_kl=_n(grad), clamp=(clamp_lo, clamp_hi),
                                       **{name: _n(scale)}, **prior)
     return tuple(mu.new_empty((0,)) if g is None else _back(g, mu, mu.dtype) for g in grads)
 
@@ -322,7 +322,7 @@ def _(x, mu, scale, kind, clamp_lo, clamp_hi):
 def _normal_log_prob_bwd(grad: Tensor, x: Tensor, mu: Tensor, scale: Tensor, kind: int, clamp_lo: float,
                          clamp_hi: float) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        dx, dmu, dp = _S.normal_log_prob_backward(_n(grad), _n(x), _n(mu), clamp=(clamp_lo, clamp_hi),
+        dx, dmu, dp = _S.normal_log_prob_backward(_n(x), _n(mu), grad_log_prob=_n(grad), clamp=(clamp_lo, clamp_hi),
                                                   **{KINDS[kind]: _n(scale)})
     return _back(dx, mu, x.dtype), _back(dmu, mu, mu.dtype), _back(dp, mu, scale.dtype)
 
@@ -372,7 +372,8 @@ def _kl_mvn_bwd(grad: Tensor, mu: Tensor, scale_tril: Tensor, prior_mu: Optional
     """(grad_mu, grad_scale_tril, grad_prior_mu (mu-shaped), grad_prior_scale_tril); empty
     where that prior was not given."""
     with on_torch_stream(mu):
-        dm, dL, dpm, dpL = _S.kl_mvn_backward(_n(grad), _n(mu), _n(scale_tril), _n(prior_mu), _n(prior_scale_tril))
+        dm, dL, dpm, dpL = _S.kl_mvn_backward(_n(mu), _n(scale_tril), _n(prior_mu), _n(prior_scale_tril),
+                                              grad_kl=_n(grad))
     return (_back(dm, mu, mu.dtype), _back(dL, mu, scale_tril.dtype),
             mu.new_empty((0,)) if dpm is None else _back(dpm, mu, mu.dtype),
             mu.new_empty((0,)) if dpL is None else _back(dpL, mu, prior_scale_tril.dtype))
@@ -419,7 +420,7 @@ def _(x, mu, scale_tril):
 @_op("pygenmod::sampling_mvn_log_prob_backward", mutates_args=())
 def _mvn_log_prob_bwd(grad: Tensor, x: Tensor, mu: Tensor, scale_tril: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        dx, dmu, dL = _S.mvn_log_prob_backward(_n(grad), _n(x), _n(mu), _n(scale_tril))
+        dx, dmu, dL = _S.mvn_log_prob_backward(_n(x), _n(mu), _n(scale_tril), grad_log_prob=_n(grad))
     return _back(dx, mu, x.dtype), _back(dmu, mu, mu.dtype), _back(dL, mu, scale_tril.dtype)
 
 
@@ -460,7 +461,7 @@ def _(x, mu, factor, precision, squared):
 def _mahalanobis_bwd(grad: Tensor, x: Tensor, mu: Tensor, factor: Tensor, precision: bool,
                      squared: bool) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        dx, dmu, dL = _S.mahalanobis_backward(_n(grad), _n(x), _n(mu), squared=squared,
+        dx, dmu, dL = _S.mahalanobis_backward(_n(x), _n(mu), grad_mahalanobis=_n(grad), squared=squared,
                                               **_maha_kw(factor, precision))
     return _back(dx, mu, x.dtype), _back(dmu, mu, mu.dtype), _back(dL, mu, factor.dtype)
 
@@ -510,7 +511,7 @@ def _(logits, tau, seed, stream, offset, hard):
 @_op("pygenmod::sampling_gumbel_softmax_backward", mutates_args=())
 def _gumbel_bwd(grad: Tensor, y_soft: Tensor, tau: float) -> Tensor:
     with on_torch_stream(y_soft):
-        g = _S.gumbel_softmax_backward(_n(grad), _n(y_soft), tau)
+        g = _S.gumbel_softmax_backward(None, tau, grad_y=_n(grad), y_soft=_n(y_soft))
     return _back(g, y_soft, y_soft.dtype)
 
 

@@ -136,14 +136,15 @@ def log_prob(logits, actions, *, mask=None):
 
 
 def log_prob_backward(logits, actions, *, grad_log_prob, mask=None):
-    """VJP of :func:`log_prob`: ``(grad_logits,)`` with ``grad_logits[j] = g (1{j = a} - p_j)``
+    """VJP of :func:`log_prob`: ``grad_logits`` (its one differentiable input),
+    ``grad_logits[j] = g (1{j = a} - p_j)``
     (0 at masked actions; NaN on rows whose action is masked)."""
     rows = _Rows(logits, "logits")
     m, a = rows.mask(mask, "mask"), _actions(actions, rows)
     g = rows.per_row(grad_log_prob, "grad_log_prob")
     dx = rows.xp.empty_like(rows.x)
     _run("log_prob_backward", rows.x, m, a, g, dx)
-    return (rows.grad(dx),)
+    return rows.grad(dx)
 
 
 # ------------------------------------------------------------------------------- entropy
@@ -159,13 +160,13 @@ def entropy(logits, *, mask=None):
 
 
 def entropy_backward(logits, *, grad_entropy, mask=None):
-    """VJP of :func:`entropy`: ``(grad_logits,)``, ``dH/dx_j = -p_j (log p_j + H)``."""
+    """VJP of :func:`entropy`: ``grad_logits``, ``dH/dx_j = -p_j (log p_j + H)``."""
     rows = _Rows(logits, "logits")
     m = rows.mask(mask, "mask")
     g = rows.per_row(grad_entropy, "grad_entropy")
     dx = rows.xp.empty_like(rows.x)
     _run("entropy_backward", rows.x, m, g, dx)
-    return (rows.grad(dx),)
+    return rows.grad(dx)
 
 
 # ------------------------------------------------------------------------------- KL(p || q)
@@ -236,13 +237,13 @@ def policy_target_kl(weights, logits, *, mask=None):
 
 
 def policy_target_kl_backward(weights, logits, *, grad_kl, mask=None):
-    """VJP of :func:`policy_target_kl` w.r.t. the logits: ``(grad_logits,)``,
+    """VJP of :func:`policy_target_kl` w.r.t. the logits: ``grad_logits``,
     ``g (pi_theta(j) - w_j)`` with w normalised (the weights are a fixed target)."""
     rows, w, m = _target_args(weights, logits, mask)
     g = rows.per_row(grad_kl, "grad_kl")
     dq = rows.xp.empty_like(rows.x)
     _run("kl_backward", w, rows.x, None, m, True, g, None, dq)
-    return (rows.grad(dq),)
+    return rows.grad(dq)
 
 
 # ------------------------------------------------------------------------------- GAIL's policy step

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _grads
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
@@ -288,10 +289,12 @@ def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samp
     return Sample(h.z, h.eps) if return_eps else h.z
 
 
+@_grads.backward("grad_z", "grad_kl", "grad_log_q")
 def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None, grad_kl=None, grad_log_q=None,
                          seed=None, n_samples=None, stream=0, offset=0, eps=None, clamp=None):
     """VJP of :func:`normal_head` (and of :func:`rsample_normal`, with only ``grad_z``): returns
-    ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. The noise is
+    ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. Pass the upstream
+    gradients of the outputs you use (at least one; None or left out: zero). The noise is
     regenerated from ``(seed, stream, offset)`` unless ``eps`` is passed."""
     c = _call(mu, seed, n_samples, stream, offset, eps, backward=True)
     pname, p = _scale_arg(logvar, log_std, std)
@@ -307,9 +310,11 @@ def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None
     return c.back(_cast(dmu, c.half)), c.back(_cast(dp, c.half))
 
 
-def rsample_normal_backward(grad_z, mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0,
+@_grads.backward("grad_z", old=("grad_z", "mu", "logvar"))
+def rsample_normal_backward(mu, logvar=None, *, grad_z, log_std=None, std=None, seed=None, n_samples=None, stream=0,
                             offset=0, eps=None, clamp=None):
-    """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``."""
+    """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``. The old grad-first form
+    ``rsample_normal_backward(grad_z, mu, ...)`` is deprecated."""
     return normal_head_backward(mu, logvar, log_std=log_std, std=std, grad_z=grad_z, seed=seed,
                                 n_samples=n_samples, stream=stream, offset=offset, eps=eps, clamp=clamp)
 
@@ -365,17 +370,20 @@ def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None
     return back(_out_row(kl, one))
 
 
-def kl_normal_backward(grad, mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None, std=None,
+@_grads.backward("grad_kl", old=("grad", "mu", "logvar", "prior_mu", "prior_logvar"))
+def kl_normal_backward(mu, logvar=None, prior_mu=None, prior_logvar=None, *, grad_kl, log_std=None, std=None,
                        prior_log_std=None, prior_std=None, clamp=None):
     """VJP of :func:`kl_normal`: ``(grad_mu, grad_scale, grad_prior_mu, grad_prior_scale)``; the
-    prior gradients are (B, D) (sum them yourself for a broadcast prior), None without a prior."""
+    prior gradients are (B, D) (sum them yourself for a broadcast prior), None without a prior.
+    ``grad_kl``: (B,) or a scalar. The old grad-first form ``kl_normal_backward(grad, mu, ...)``
+    is deprecated."""
     m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar,
                                                               prior_log_std, prior_std, clamp)
     xp = xp_of(m)
     B = m.shape[0]
-    g = _like(grad, "grad", m, finite=True)
+    g = _like(grad_kl, "grad_kl", m, finite=True)
     g = xp.ascontiguousarray(xp.broadcast_to(g, (B,)) if g.ndim == 0 else g.reshape(-1))
-    val.check_shape(g, "grad", (B,))
+    val.check_shape(g, "grad_kl", (B,))
     dmu, dp = xp.empty_like(m), xp.empty_like(m)
     dpm = xp.empty_like(m) if prior_mu is not None else _empty(xp, m.dtype)
     dpp = xp.empty_like(m) if pp.size else _empty(xp, m.dtype)
@@ -418,12 +426,14 @@ def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
     return back(out.reshape(lead))
 
 
-def normal_log_prob_backward(grad, x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
-    """VJP of :func:`normal_log_prob`: ``(grad_x, grad_mu, grad_scale)``."""
+@_grads.backward("grad_log_prob", old=("grad", "x", "mu", "logvar"))
+def normal_log_prob_backward(x, mu, logvar=None, *, grad_log_prob, log_std=None, std=None, clamp=None):
+    """VJP of :func:`normal_log_prob`: ``(grad_x, grad_mu, grad_scale)``; ``grad_log_prob`` has
+    the forward's result shape. The old form ``normal_log_prob_backward(grad, x, ...)`` is deprecated."""
     m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
     xp = xp_of(m)
-    g = _like(grad, "grad", m, finite=True)
-    val.check_shape(g, "grad", lead)
+    g = _like(grad_log_prob, "grad_log_prob", m, finite=True)
+    val.check_shape(g, "grad_log_prob", lead)
     g = xp.ascontiguousarray(g.reshape(-1))
     dx, dmu, dp = xp.empty_like(xr), xp.empty_like(m), xp.empty_like(m)
     _, fn = kernel("sampling", "normal_log_prob_backward", is_device(m))
@@ -493,10 +503,12 @@ def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0
     return Sample(h.z, h.eps) if return_eps else h.z
 
 
+@_grads.backward("grad_z", "grad_kl", "grad_log_q")
 def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=None, seed=None, n_samples=None,
                       stream=0, offset=0, eps=None):
     """VJP of :func:`mvn_head`: ``(grad_mu, grad_scale_tril)`` (grad_scale_tril is lower
-    triangular, shaped like scale_tril; summed over rows for a shared L)."""
+    triangular, shaped like scale_tril; summed over rows for a shared L). Pass the upstream
+    gradients of the outputs you use (at least one; None or left out: zero)."""
     c = _call(mu, seed, n_samples, stream, offset, eps, backward=True)
     shared_in = getattr(scale_tril, "ndim", 3) == 2
     L = _tril_arg(scale_tril, "scale_tril", c.m)
@@ -512,8 +524,10 @@ def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=N
     return c.back(_cast(dmu, c.half)), c.back(_cast(dL, c.half))
 
 
-def rsample_mvn_backward(grad_z, mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None):
-    """VJP of :func:`rsample_mvn`: ``(grad_mu, grad_scale_tril)``."""
+@_grads.backward("grad_z", old=("grad_z", "mu", "scale_tril"))
+def rsample_mvn_backward(mu, scale_tril, *, grad_z, seed=None, n_samples=None, stream=0, offset=0, eps=None):
+    """VJP of :func:`rsample_mvn`: ``(grad_mu, grad_scale_tril)``. The old grad-first form
+    ``rsample_mvn_backward(grad_z, mu, scale_tril, ...)`` is deprecated."""
     return mvn_head_backward(mu, scale_tril, grad_z=grad_z, seed=seed, n_samples=n_samples, stream=stream,
                              offset=offset, eps=eps)
 
@@ -579,16 +593,20 @@ def mahalanobis(x, mu, scale_tril=None, *, precision_tril=None, squared=True):
     return back(r.reshape(lead))
 
 
-def mahalanobis_backward(grad, x, mu, scale_tril=None, *, precision_tril=None, squared=True):
+@_grads.backward("grad_mahalanobis", old=("grad", "x", "mu", "scale_tril"))
+def mahalanobis_backward(x, mu, scale_tril=None, *, grad_mahalanobis, precision_tril=None, squared=True):
     """VJP of :func:`mahalanobis`: ``(grad_x, grad_mu, grad_factor)``; grad_factor is lower
-    triangular, shaped like the factor given (summed over rows for a shared factor)."""
+    triangular, shaped like the factor given (summed over rows for a shared factor).
+    ``grad_mahalanobis`` has the forward's result shape. The old form
+    ``mahalanobis_backward(grad, x, ...)`` is deprecated."""
     m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, precision_tril)
     xp = xp_of(m)
     B, D = m.shape
     y = _maha_y(L, d, name, S, B)
-    g = _like(grad, "grad", m, finite=True).reshape(-1)
-    if g.shape[0] != d.shape[0]:
-        raise ValueError(f"grad: expected shape {lead}, got {grad.shape}")
+    g = _like(grad_mahalanobis, "grad_mahalanobis", m, finite=True)
+    if g.size != d.shape[0]:
+        raise ValueError(f"grad_mahalanobis: expected shape {lead}, got {g.shape}")
+    g = g.reshape(-1)
     if not squared:
         r = xp.sqrt((y * y).sum(-1))
         g = xp.where(r > 0, g / (2 * xp.where(r > 0, r, 1)), 0)
@@ -636,13 +654,15 @@ def mvn_log_prob(x, mu, scale_tril):
     return back(lp.reshape(lead))
 
 
-def mvn_log_prob_backward(grad, x, mu, scale_tril):
-    """VJP of :func:`mvn_log_prob`: ``(grad_x, grad_mu, grad_scale_tril)``."""
+@_grads.backward("grad_log_prob", old=("grad", "x", "mu", "scale_tril"))
+def mvn_log_prob_backward(x, mu, scale_tril, *, grad_log_prob):
+    """VJP of :func:`mvn_log_prob`: ``(grad_x, grad_mu, grad_scale_tril)``; ``grad_log_prob``
+    has the forward's result shape. The old form ``mvn_log_prob_backward(grad, x, ...)`` is deprecated."""
     m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
     xp = xp_of(m)
     B, D = m.shape
-    g = _like(grad, "grad", m, finite=True)
-    dx, dmu, dL = mahalanobis_backward(-0.5 * g, x, mu, scale_tril)
+    g = _like(grad_log_prob, "grad_log_prob", m, finite=True)
+    dx, dmu, dL = mahalanobis_backward(x, mu, scale_tril, grad_mahalanobis=-0.5 * g)
     dx, dmu, dL = (_widen(val.float_array(a, n, finite=False, allow_half=True))[0]
                    for a, n in ((dx, "dx"), (dmu, "dmu"), (dL, "dL")))
     gs = g.reshape(S, B).sum(0)  # d/dL_ii of -sum log L_ii
@@ -686,16 +706,18 @@ def kl_mvn(mu, scale_tril, prior_mu=None, prior_scale_tril=None):
     return back(_out_row(xp.ascontiguousarray(kl), one))
 
 
-def kl_mvn_backward(grad, mu, scale_tril, prior_mu=None, prior_scale_tril=None):
+@_grads.backward("grad_kl", old=("grad", "mu", "scale_tril", "prior_mu", "prior_scale_tril"))
+def kl_mvn_backward(mu, scale_tril, prior_mu=None, prior_scale_tril=None, *, grad_kl):
     """VJP of :func:`kl_mvn`: ``(grad_mu, grad_scale_tril, grad_prior_mu, grad_prior_scale_tril)``
     (prior gradients None when the prior was not given; factor gradients lower triangular and
-    summed over rows for a shared factor)."""
+    summed over rows for a shared factor). ``grad_kl``: (B,) or a scalar. The old grad-first form
+    ``kl_mvn_backward(grad, mu, ...)`` is deprecated."""
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
     xp = xp_of(m)
     B, D = m.shape
-    g = _like(grad, "grad", m, finite=True)
+    g = _like(grad_kl, "grad_kl", m, finite=True)
     g = xp.broadcast_to(g, (B,)) if g.ndim == 0 else g.reshape(-1)
-    val.check_shape(g, "grad", (B,))
+    val.check_shape(g, "grad_kl", (B,))
     std_prior = L2 is None
     if std_prior:
         L2 = xp.eye(D, dtype=m.dtype)[None]
@@ -808,20 +830,19 @@ class GumbelSoftmax(NamedTuple):
     index: object  #: int64 argmax of the perturbed logits (the categorical sample)
 
 
-def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, offset=0, tau=val.DEPRECATED):
-    """Relaxed categorical sample ``softmax((logits + g) / temperature)`` over the last axis, g
-    standard Gumbel noise from the counter-based generator (row r of the flattened leading axes
-    uses stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y``
-    (straight-through: use :func:`gumbel_softmax_backward` with ``y_soft``). Returns
-    :class:`GumbelSoftmax`. ``tau=`` is the deprecated spelling of ``temperature=`` (the
-    package's one name for it; ``pygenmod.torch.gumbel_softmax`` keeps torch's ``tau``)."""
-    tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax", default=1.0)
-    back = returner(logits)
+def _gumbel_temperature(tau):
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
+        raise ValueError(f"temperature: expected a positive finite number, got {tau!r}")
+    return tau
+
+
+def _gumbel_rows(logits, tau, seed, stream, offset):
+    """The forward's work, shared by the backward so that a regenerated y_soft is bitwise the
+    forward's: (logits widened, its caller's half dtype, the perturbed logits / tau as (R, K) rows)."""
     lg, half = _widen(val.float_array(logits, "logits", finite=False, allow_half=True))
     if lg.ndim == 0:
         raise ValueError("logits: expected at least one axis (the categories)")
-    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
-        raise ValueError(f"temperature: expected a positive finite number, got {tau!r}")
+    tau = _gumbel_temperature(tau)
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     xp = xp_of(lg)
     K = lg.shape[-1]
@@ -835,14 +856,31 @@ def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, 
     g = xp.empty(rows.shape, rows.dtype)
     _, fill = kernel("sampling", "fill", is_device(rows))
     fill(seed, stream, offset, GUMBEL, g)
-    t = (rows + g) / rows.dtype.type(tau)
-    idx = t.argmax(-1)
+    return lg, half, (rows + g) / rows.dtype.type(tau)
+
+
+def _softmax_rows(t):
+    xp = xp_of(t)
     t = t - t.max(-1, keepdims=True)
     e = xp.exp(t)
-    y_soft = e / e.sum(-1, keepdims=True)
+    return e / e.sum(-1, keepdims=True)
+
+
+def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, offset=0, tau=val.DEPRECATED):
+    """Relaxed categorical sample ``softmax((logits + g) / temperature)`` over the last axis, g
+    standard Gumbel noise from the counter-based generator (row r of the flattened leading axes
+    uses stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y``
+    (straight-through: :func:`gumbel_softmax_backward` gives the relaxed sample's gradient).
+    Returns :class:`GumbelSoftmax`. ``tau=`` is the deprecated spelling of ``temperature=`` (the
+    package's one name for it; ``pygenmod.torch.gumbel_softmax`` keeps torch's ``tau``)."""
+    tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax", default=1.0)
+    back = returner(logits)
+    lg, half, t = _gumbel_rows(logits, tau, seed, stream, offset)
+    idx = t.argmax(-1)
+    y_soft = _softmax_rows(t)
     if hard:
-        y = xp.zeros_like(y_soft)
-        y[xp.arange(y.shape[0]), idx] = 1
+        y = xp_of(y_soft).zeros_like(y_soft)
+        y[xp_of(y).arange(y.shape[0]), idx] = 1
     else:
         y = y_soft
     shp = lg.shape
@@ -850,14 +888,32 @@ def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, 
                          back(idx.reshape(shp[:-1])))
 
 
-def gumbel_softmax_backward(grad, y_soft, temperature=1.0, *, tau=val.DEPRECATED):
-    """VJP of the relaxed sample w.r.t. the logits: ``y * (g - sum(g * y)) / temperature`` (also
-    the straight-through gradient for ``hard=True``)."""
+@_grads.backward("grad_y", old=("grad", "y_soft", "temperature"), fill={"logits": None})
+def gumbel_softmax_backward(logits, temperature=1.0, *, grad_y, seed=None, stream=0, offset=0, y_soft=None,
+                            tau=val.DEPRECATED):
+    """VJP of :func:`gumbel_softmax` w.r.t. the logits: ``y_soft * (g - sum(g * y_soft)) /
+    temperature`` with ``g = grad_y`` (also the straight-through gradient for ``hard=True``).
+
+    Like the other samplers' backward passes it regenerates the forward's relaxed sample from
+    ``(seed, stream, offset)`` (the forward's explicit seed), or takes it as ``y_soft=`` (the
+    forward's saved output: ``logits`` may then be None, it is only checked against y_soft's
+    shape). The old form ``gumbel_softmax_backward(grad, y_soft, temperature)`` is deprecated."""
     tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax_backward", default=1.0)
-    back = returner(y_soft)
-    y, half = _widen(val.float_array(y_soft, "y_soft", allow_half=True))
-    g = val.float_array(grad, "grad", dtype=y.dtype, xp=xp_of(y), allow_half=True)
-    val.check_shape(g, "grad", y.shape)
+    if y_soft is None:
+        if seed is None:
+            raise TypeError("seed: a backward pass regenerates the forward's noise, so it needs the "
+                            "forward's explicit seed (or its y_soft=); seed=None would draw new noise")
+        back = returner(logits)
+        lg, half, t = _gumbel_rows(logits, tau, seed, stream, offset)
+        y = _softmax_rows(t).reshape(lg.shape)
+    else:
+        back = returner(y_soft)
+        y, half = _widen(val.float_array(y_soft, "y_soft", allow_half=True))
+        tau = _gumbel_temperature(tau)
+        if logits is not None and tuple(np.shape(logits)) != tuple(y.shape):
+            raise ValueError(f"logits: expected y_soft's shape {tuple(y.shape)}, got {tuple(np.shape(logits))}")
+    g = val.float_array(grad_y, "grad_y", dtype=y.dtype, xp=xp_of(y), allow_half=True)
+    val.check_shape(g, "grad_y", y.shape)
     r = y * (g - (g * y).sum(-1, keepdims=True)) / y.dtype.type(tau)
     return back(_cast(r, half))
 

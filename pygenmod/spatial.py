@@ -31,10 +31,12 @@ Contract (the same on every backend):
 """
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 
+from . import _grads
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
@@ -181,7 +183,7 @@ def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", o
 def spatial_softmax_forward(x, temperature=1.0, *, layout="NCHW", coords="normalized",
                             order="xy", mask=None, return_cov=True, return_maps=False):
     """Like :func:`spatial_softmax` but always returns a :class:`SpatialSoftmaxResult`
-    (pass it as ``saved=`` to :func:`spatial_softmax_vjp` to skip recomputing the forward)."""
+    (pass it as ``saved=`` to :func:`spatial_softmax_backward` to skip recomputing the forward)."""
     back = returner(x)
     c = _prepare(x, temperature, layout, coords, order, mask)
     kp, cov, maps, stats = _forward(c, return_cov, return_maps)
@@ -189,13 +191,14 @@ def spatial_softmax_forward(x, temperature=1.0, *, layout="NCHW", coords="normal
     return SpatialSoftmaxResult(back(kp), back(cov), back(maps), back(stats))
 
 
-def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps=None, *,
-                        saved=None, layout="NCHW", coords="normalized", order="xy", mask=None,
-                        out=None):
+@_grads.backward("grad_keypoints", "grad_cov", "grad_maps")
+def spatial_softmax_backward(x, temperature=1.0, *, grad_keypoints=None, grad_cov=None, grad_maps=None,
+                             layout="NCHW", coords="normalized", order="xy", mask=None, saved=None, out=None):
     """Vector-Jacobian product of :func:`spatial_softmax`.
 
-    Given upstream gradients of the keypoints (B, C, 2) (and optionally of the covariance
-    (B, C, 2, 2) and of the softmax maps, x's layout), returns ``(grad_x, grad_temperature)``:
+    Given upstream gradients of the keypoints (B, C, 2), of the covariance (B, C, 2, 2) and of
+    the softmax maps (x's layout) -- at least one; None or left out: zero -- returns
+    ``(grad_x, grad_temperature)``:
     grad_x in x's shape and dtype, grad_temperature with the temperature's shape (a 0-d array
     for a scalar temperature). ``saved``: the :class:`SpatialSoftmaxResult` of the forward
     with the same arguments (must hold ``cov`` when ``grad_cov`` is given); without it the
@@ -206,8 +209,11 @@ def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps
     back = returner(x)
     c = _prepare(x, temperature, layout, coords, order, mask)
     xp, dt = c.xp, c.dtype
-    g_kp = val.float_array(grad_keypoints, "grad_keypoints", ndim=3, dtype=dt, xp=xp)
-    val.check_shape(g_kp, "grad_keypoints", (c.B, c.C, 2))
+    if grad_keypoints is None:
+        g_kp = xp.zeros((c.B, c.C, 2), dt)
+    else:
+        g_kp = val.float_array(grad_keypoints, "grad_keypoints", ndim=3, dtype=dt, xp=xp)
+        val.check_shape(g_kp, "grad_keypoints", (c.B, c.C, 2))
     g_cov = None
     if grad_cov is not None:
         g_cov = val.float_array(grad_cov, "grad_cov", ndim=4, dtype=dt, xp=xp)
@@ -251,12 +257,27 @@ def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps
     g_t = g_t.sum() if c.scalar_temp else g_t
     return back(gx), back(xp.asarray(g_t, dtype=dt))
 
+
+def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps=None, *,
+                        saved=None, layout="NCHW", coords="normalized", order="xy", mask=None,
+                        out=None):
+    """Deprecated alias of :func:`spatial_softmax_backward`, whose upstream gradients are
+    keyword-only (``grad_keypoints=``, ``grad_cov=``, ``grad_maps=``)."""
+    warnings.warn("spatial.spatial_softmax_vjp is deprecated: use spatial_softmax_backward(x, temperature, "
+                  "grad_keypoints=..., grad_cov=..., grad_maps=...)", DeprecationWarning, stacklevel=2)
+    if grad_keypoints is None:  # required in the old form (the new one reads None as zero)
+        raise TypeError("grad_keypoints: expected an array, got None")
+    return spatial_softmax_backward(x, temperature, grad_keypoints=grad_keypoints, grad_cov=grad_cov,
+                                    grad_maps=grad_maps, saved=saved, layout=layout, coords=coords, order=order,
+                                    mask=mask, out=out)
+
 __all__ = [
     'COORDS',
     'LAYOUTS',
     'ORDERS',
     'SpatialSoftmaxResult',
     'spatial_softmax',
+    'spatial_softmax_backward',
     'spatial_softmax_forward',
     'spatial_softmax_vjp',
 ]

@@ -72,9 +72,9 @@ def _spatial_bwd(x: Tensor, temperature: Tensor, mask: Optional[Tensor], layout:
     saved = _spatial.SpatialSoftmaxResult(_native(keypoints), None if _empty(cov) else _native(cov),
                                           None, _native(stats))
     with _on_torch_stream(x):
-        gx, gt = _spatial.spatial_softmax_vjp(
-            _native(x), _native(temperature), _native(grad_keypoints), _native(grad_cov),
-            _native(grad_maps), saved=saved, mask=_native(mask), **_spatial_opts(layout, coords, order))
+        gx, gt = _spatial.spatial_softmax_backward(
+            _native(x), _native(temperature), grad_keypoints=_native(grad_keypoints), grad_cov=_native(grad_cov),
+            grad_maps=_native(grad_maps), saved=saved, mask=_native(mask), **_spatial_opts(layout, coords, order))
     gx = _tensor(gx, x).to(x.dtype)
     gt = _tensor(gt, x).to(temperature.dtype).reshape(temperature.shape)
     return gx, gt

@@ -106,7 +106,8 @@ def _data():
     "gmm.aic(X, p, weights=w)",
     "mdp.policy_evaluation(P, R, 0.9, np.zeros(12, np.int64), method='iterative')",
     "sampling.gumbel_softmax(X, tau=0.5, seed=0)",
-    "sampling.gumbel_softmax_backward(X, sampling.gumbel_softmax(X, seed=0).y_soft, tau=0.5)",
+    "sampling.gumbel_softmax_backward(X, grad_y=X, y_soft=sampling.gumbel_softmax(X, seed=0).y_soft, tau=0.5)",
+    "sampling.gumbel_softmax_backward(X, grad_y=X, seed=0, tau=0.5)",
     "sampling.rsample_mvn(X, np.eye(2), seed=0, validate=False)",
     "sampling.mvn_head(X, np.eye(2), seed=0, validate=False)",
 ])
@@ -160,3 +161,179 @@ def test_package_generator_is_exported():
         assert f in pygenmod.__all__ and callable(getattr(pygenmod, f))
     for f in ("manual_seed", "get_state", "set_state"):
         assert callable(getattr(random, f))
+
+
+# ------------------------------------------------------------------------------------ gradients
+# docs/conventions.md#gradients: <forward>_backward(<the forward's positional arguments, same names,
+# order and defaults>, *, grad_<output>=..., <the forward's options>) -> the gradients of the
+# forward's differentiable inputs.
+BACKWARDS = [(name, fn) for (_, name), fn in FUNCTIONS if name.endswith("_backward")]
+# Forward options a backward does not take: they shape or check the forward's result only.
+FORWARD_ONLY = {"return_eps", "return_cov", "return_maps", "log_q", "out", "hard", "check"}
+# Backward-only options: a saved forward result to start from (allowed where the forward is
+# random or expensive: docs/conventions.md#gradients) and the output buffer.
+BACKWARD_ONLY = {"saved", "y_soft", "out"}
+# Renamed public functions kept for one release (they warn): not held to the convention.
+DEPRECATED_FUNCTIONS = {"pygenmod.spatial.spatial_softmax_vjp"}
+
+
+def _positional(params):
+    return [(p.name, p.default) for p in params.values()
+            if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+
+
+def test_every_family_with_gradients_has_backwards():
+    names = {n for n, _ in BACKWARDS}
+    for n in ("pygenmod.sampling.kl_normal_backward", "pygenmod.spatial.spatial_softmax_backward",
+              "pygenmod.categorical.entropy_backward"):
+        assert n in names
+
+
+@pytest.mark.parametrize("name, fn", BACKWARDS, ids=[n for n, _ in BACKWARDS])
+def test_backward_follows_the_gradient_convention(name, fn):
+    modname, fname = name.rsplit(".", 1)
+    forward = getattr(importlib.import_module(modname), fname[:-len("_backward")], None)
+    assert forward is not None, f"{name}: no forward {fname[:-len('_backward')]} in {modname}"
+    bp, fp = inspect.signature(fn).parameters, inspect.signature(forward).parameters
+    assert _positional(bp) == _positional(fp), \
+        f"{name}: positional parameters {_positional(bp)} must be the forward's {_positional(fp)}"
+    grads = [p for p in bp.values() if p.name.startswith("grad")]
+    assert grads, f"{name}: takes no upstream gradient grad_<output>="
+    for p in grads:
+        assert p.kind is inspect.Parameter.KEYWORD_ONLY and p.name.startswith("grad_"), \
+            f"{name}: the upstream gradient {p.name} must be a keyword-only grad_<output>="
+    for p in bp.values():
+        if p.kind is not inspect.Parameter.KEYWORD_ONLY or p.name.startswith("grad_") or p.default is DEPRECATED:
+            continue
+        if p.name in fp:
+            assert p.default == fp[p.name].default, f"{name}: {p.name}= must default as in the forward"
+        else:
+            assert p.name in BACKWARD_ONLY, f"{name}: option {p.name}= is not the forward's"
+    for p in fp.values():
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.default is not DEPRECATED and p.name not in FORWARD_ONLY:
+            assert p.name in bp, f"{name}: misses the forward's option {p.name}="
+
+
+def test_no_other_gradient_spellings():
+    for (_, name), fn in FUNCTIONS:
+        if name in DEPRECATED_FUNCTIONS:
+            continue
+        assert not name.endswith("_vjp"), f"{name}: backward functions are named <forward>_backward"
+        for p in inspect.signature(fn).parameters.values():
+            assert p.name != "grad", \
+                f"{name}: an upstream gradient is spelled grad_<output>= (keyword-only)"
+
+
+def _grad_data():
+    import numpy as np
+
+    from pygenmod import sampling
+
+    rng = np.random.default_rng(1)
+    B, D = 5, 3
+    A = rng.standard_normal((B, D, D))
+    L = np.linalg.cholesky(A @ A.transpose(0, 2, 1) + np.eye(D))
+    return dict(np=np, sampling=sampling, mu=rng.standard_normal((B, D)), lv=0.3 * rng.standard_normal((B, D)),
+                pm=rng.standard_normal((B, D)), plv=0.3 * rng.standard_normal((B, D)), L=L, L2=L[::-1].copy(),
+                x=rng.standard_normal((2, B, D)), gB=rng.standard_normal(B), gSB=rng.standard_normal((2, B)),
+                gz=rng.standard_normal((B, D)), logits=rng.standard_normal((B, 4)),
+                gy=rng.standard_normal((B, 4)), ys=sampling.gumbel_softmax(rng.standard_normal((B, 4)), seed=0).y_soft)
+
+
+# (old grad-first call, new call): the old one warns and gives bitwise the new one's result.
+OLD_GRAD_CALLS = [
+    ("sampling.kl_normal_backward(gB, mu, lv)", "sampling.kl_normal_backward(mu, lv, grad_kl=gB)"),
+    ("sampling.kl_normal_backward(gB, mu, lv, pm, plv)", "sampling.kl_normal_backward(mu, lv, pm, plv, grad_kl=gB)"),
+    ("sampling.kl_normal_backward(gB, mu, log_std=lv, prior_mu=pm)",
+     "sampling.kl_normal_backward(mu, log_std=lv, prior_mu=pm, grad_kl=gB)"),
+    ("sampling.kl_normal_backward(grad=gB, mu=mu, logvar=lv)", "sampling.kl_normal_backward(mu, lv, grad_kl=gB)"),
+    ("sampling.kl_mvn_backward(gB, mu, L, pm, L2)", "sampling.kl_mvn_backward(mu, L, pm, L2, grad_kl=gB)"),
+    ("sampling.mahalanobis_backward(gSB, x, mu, L)", "sampling.mahalanobis_backward(x, mu, L, grad_mahalanobis=gSB)"),
+    ("sampling.mahalanobis_backward(gSB, x, mu, precision_tril=L, squared=False)",
+     "sampling.mahalanobis_backward(x, mu, precision_tril=L, squared=False, grad_mahalanobis=gSB)"),
+    ("sampling.mvn_log_prob_backward(gSB, x, mu, L)", "sampling.mvn_log_prob_backward(x, mu, L, grad_log_prob=gSB)"),
+    ("sampling.normal_log_prob_backward(gSB, x, mu, lv)",
+     "sampling.normal_log_prob_backward(x, mu, lv, grad_log_prob=gSB)"),
+    ("sampling.rsample_normal_backward(gz, mu, lv, seed=3)",
+     "sampling.rsample_normal_backward(mu, lv, grad_z=gz, seed=3)"),
+    ("sampling.rsample_mvn_backward(gz, mu, L, seed=3)", "sampling.rsample_mvn_backward(mu, L, grad_z=gz, seed=3)"),
+    ("sampling.gumbel_softmax_backward(gy, ys, 0.5)",
+     "sampling.gumbel_softmax_backward(None, 0.5, grad_y=gy, y_soft=ys)"),
+    ("sampling.gumbel_softmax_backward(gy, ys)", "sampling.gumbel_softmax_backward(logits, grad_y=gy, y_soft=ys)"),
+]
+
+
+@pytest.mark.parametrize("old, new", OLD_GRAD_CALLS, ids=[o for o, _ in OLD_GRAD_CALLS])
+def test_old_grad_first_calls_warn_and_agree(old, new):
+    import numpy as np
+
+    env = _grad_data()
+    with pytest.warns(DeprecationWarning, match="upstream gradient as grad_"):
+        got = eval(old, env)
+    want = eval(new, env)
+    got, want = (got if isinstance(got, tuple) else (got,)), (want if isinstance(want, tuple) else (want,))
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_old_keyword_calls_are_the_new_form():
+    """rsample_*_backward's upstream gradient was already called grad_z: a keyword call is unchanged."""
+    import warnings
+
+    env = _grad_data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        eval("sampling.rsample_normal_backward(grad_z=gz, mu=mu, logvar=lv, seed=3)", env)
+
+
+def test_spatial_softmax_vjp_is_a_deprecated_alias():
+    import numpy as np
+
+    from pygenmod import spatial
+
+    rng = np.random.default_rng(2)
+    x, g, gc = rng.standard_normal((2, 3, 4, 5)), rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 3, 2, 2))
+    with pytest.warns(DeprecationWarning, match="spatial_softmax_backward"):
+        old = spatial.spatial_softmax_vjp(x, 0.7, g, gc)
+    new = spatial.spatial_softmax_backward(x, 0.7, grad_keypoints=g, grad_cov=gc)
+    for a, b in zip(old, new):
+        np.testing.assert_array_equal(a, b)
+    # the new form reads a missing upstream gradient as zero
+    np.testing.assert_array_equal(spatial.spatial_softmax_backward(x, 0.7, grad_cov=gc)[0],
+                                  spatial.spatial_softmax_backward(x, 0.7, grad_keypoints=0 * g, grad_cov=gc)[0])
+
+
+@pytest.mark.parametrize("call, match", [
+    # no upstream gradient at all: nothing to map
+    ("sampling.kl_normal_backward(mu=mu, logvar=lv)", "missing the upstream gradient: pass grad_kl="),
+    ("sampling.normal_head_backward(mu, lv, seed=3)", "missing the upstream gradient: pass one or more of grad_z="),
+    ("sampling.mvn_head_backward(mu, L, seed=3)", "missing the upstream gradient"),
+    ("spatial.spatial_softmax_backward(x4, 0.7)", "missing the upstream gradient: pass one or more of grad_keypoints="),
+    ("categorical.entropy_backward(logits)", "grad_entropy"),
+    # more positional arguments than the old form had
+    ("sampling.kl_normal_backward(gB, mu, lv, pm, plv, lv)", "at most 5 positional arguments, not 6"),
+    ("sampling.mvn_log_prob_backward(gSB, x, mu, L, L)", "at most 4 positional arguments"),
+    # the old form would get an argument twice
+    ("sampling.kl_normal_backward(gB, mu, mu=mu)", "gets mu both by position and by keyword"),
+    ("sampling.gumbel_softmax_backward(gy, ys, y_soft=ys)", "gets y_soft both by position and by keyword"),
+])
+def test_missing_upstream_gradient_is_a_clear_type_error(call, match):
+    import numpy as np
+
+    from pygenmod import categorical, spatial
+
+    env = dict(_grad_data(), spatial=spatial, categorical=categorical, x4=np.ones((2, 3, 4, 5)))
+    with pytest.raises(TypeError, match=match):
+        eval(call, env)
+
+
+def test_forgotten_gradient_in_the_new_form_is_not_silent():
+    """A new-form call that forgets grad_kl= is read as the old form: it warns, and the arguments
+    then do not fit (here: no scale left), with a note that says how the call was read."""
+    env = _grad_data()
+    with pytest.warns(DeprecationWarning), pytest.raises((TypeError, ValueError)) as e:
+        eval("sampling.kl_normal_backward(mu, lv)", env)
+    assert "read as the deprecated grad-first form" in "".join(getattr(e.value, "__notes__", []))

@@ -107,7 +107,7 @@ def test_masked_action_log_prob_is_minus_inf(backend, dtype):
     x = backend.asarray(np.array([[0.0, 1.0, 2.0]], dtype))
     m = backend.asarray(np.array([[True, False, True]]))
     assert backend.numpy(cat.log_prob(x, backend.asarray(np.array([1])), mask=m))[0] == -np.inf
-    (g,) = cat.log_prob_backward(x, backend.asarray(np.array([1])), grad_log_prob=backend.asarray(np.ones(1, dtype)),
+    g = cat.log_prob_backward(x, backend.asarray(np.array([1])), grad_log_prob=backend.asarray(np.ones(1, dtype)),
                                  mask=m)
     assert np.isnan(backend.numpy(g)).all()
 
@@ -119,7 +119,7 @@ def test_masked_logits_are_never_read(backend, dtype):
     for fn in (lambda z: cat.entropy(z, mask=backend.asarray(m)),
                lambda z: cat.log_prob(z, backend.asarray(np.array([2, 1])), mask=backend.asarray(m)),
                lambda z: cat.entropy_backward(z, grad_entropy=backend.asarray(np.ones(2, dtype)),
-                                              mask=backend.asarray(m))[0]):
+                                              mask=backend.asarray(m))):
         np.testing.assert_array_equal(backend.numpy(fn(backend.asarray(x))), backend.numpy(fn(backend.asarray(clean))))
 
 
@@ -144,7 +144,7 @@ def test_large_logits_are_stable(backend, dtype, rng, scale):
     np.testing.assert_allclose(lp, ref_logp(x.astype(np.float64))[np.arange(8), a], rtol=1e-4, atol=1e-3)
     k = backend.numpy(cat.kl(backend.asarray(x), backend.asarray(x[::-1].copy())))
     assert np.isfinite(k).all() and (k >= -1e-3 * scale * 1e-4).all()
-    (g,) = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(np.ones(8, dtype)))
+    g = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(np.ones(8, dtype)))
     assert np.isfinite(backend.numpy(g)).all()
 
 
@@ -166,7 +166,7 @@ def test_k1_is_degenerate(backend, dtype):
 def test_empty_batch(backend, dtype):
     x = backend.asarray(np.zeros((0, 4), dtype))
     assert backend.numpy(cat.entropy(x)).shape == (0,)
-    assert backend.numpy(cat.entropy_backward(x, grad_entropy=backend.asarray(np.zeros(0, dtype)))[0]).shape == (0, 4)
+    assert backend.numpy(cat.entropy_backward(x, grad_entropy=backend.asarray(np.zeros(0, dtype)))).shape == (0, 4)
 
 
 # ------------------------------------------------------------------------------ gradients
@@ -185,9 +185,9 @@ def test_gradients_match_finite_differences(backend, rng, shape, masked):
     def lp_sum(z):
         return (np.take_along_axis(ref_logp(z, m), a[..., None], -1)[..., 0] * g).sum()
 
-    (got,) = cat.log_prob_backward(B(x), B(a), grad_log_prob=B(g), mask=mm)
+    got = cat.log_prob_backward(B(x), B(a), grad_log_prob=B(g), mask=mm)
     np.testing.assert_allclose(backend.numpy(got), fd_grad(lp_sum, x), rtol=1e-6, atol=1e-7)
-    (got,) = cat.entropy_backward(B(x), grad_entropy=B(g), mask=mm)
+    got = cat.entropy_backward(B(x), grad_entropy=B(g), mask=mm)
     np.testing.assert_allclose(backend.numpy(got), fd_grad(lambda z: (ref_entropy(z, m) * g).sum(), x),
                                rtol=1e-6, atol=1e-7)
     gp, gq = cat.kl_backward(B(x), B(y), grad_kl=B(g), mask=mm)
@@ -203,8 +203,9 @@ def test_gradients_match_finite_differences(backend, rng, shape, masked):
 def test_gradients_float32_close_to_float64(backend, rng):
     x = rng.standard_normal((6, 11)) * 3
     g = rng.standard_normal(6)
-    (d64,) = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(g))
-    (d32,) = cat.entropy_backward(backend.asarray(x.astype(np.float32)), grad_entropy=backend.asarray(g.astype(np.float32)))
+    d64 = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(g))
+    d32 = cat.entropy_backward(backend.asarray(x.astype(np.float32)),
+                               grad_entropy=backend.asarray(g.astype(np.float32)))
     assert backend.numpy(d32).dtype == np.float32
     np.testing.assert_allclose(backend.numpy(d32), backend.numpy(d64), **tol(np.float32))
 
@@ -226,7 +227,7 @@ def test_policy_target_kl(backend, dtype, rng, masked):
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, **tol(dtype))
     g = rng.standard_normal(7).astype(dtype)
-    (dq,) = cat.policy_target_kl_backward(B(counts), B(logits), grad_kl=B(g), mask=B(m) if masked else None)
+    dq = cat.policy_target_kl_backward(B(counts), B(logits), grad_kl=B(g), mask=B(m) if masked else None)
     pi = np.exp(ref_logp(logits, m))
     np.testing.assert_allclose(backend.numpy(dq), g[:, None] * (pi - w), **tol(dtype))
 
@@ -236,7 +237,7 @@ def test_policy_target_kl_fd_and_infinity(backend, rng):
     x = rng.standard_normal((2, 3))
     m = np.array([[1, 1, 0], [1, 1, 1]], bool)
     B = backend.asarray
-    (got,) = cat.policy_target_kl_backward(B(w), B(x), grad_kl=B(np.ones(2)), mask=B(m))
+    got = cat.policy_target_kl_backward(B(w), B(x), grad_kl=B(np.ones(2)), mask=B(m))
 
     def f(z):
         return ref_kl(np.log(np.where(w > 0, w, 1)) + np.where(w > 0, 0, -np.inf), ref_logp(z, m)).sum()
@@ -282,8 +283,8 @@ def test_pg_loss_from_kernels_matches_torch_autograd(backend, rng):
     lp = cat.log_prob(B(logits), B(a))
     h = cat.entropy(B(logits))
     r = cat.pg_loss(lp, B(q), h, lam=lam)
-    (g1,) = cat.log_prob_backward(B(logits), B(a), grad_log_prob=r.grad)
-    (g2,) = cat.entropy_backward(B(logits), grad_entropy=r.grad_other)
+    g1 = cat.log_prob_backward(B(logits), B(a), grad_log_prob=r.grad)
+    g2 = cat.entropy_backward(B(logits), grad_entropy=r.grad_other)
     t = torch.tensor(logits, requires_grad=True)
     d = torch.distributions.Categorical(logits=t)
     loss = -(d.log_prob(torch.tensor(a)) * torch.tensor(q)).mean() - lam * d.entropy().mean()

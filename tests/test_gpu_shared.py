@@ -66,9 +66,9 @@ def test_out_argument_on_device_arrays(backend, rng):
     x = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
     g = rng.normal(size=(2, 3, 2)).astype(np.float32)
     gx = backend.asarray(np.empty_like(x))
-    spatial.spatial_softmax_vjp(backend.asarray(x), 1.0, backend.asarray(g), out=gx)
+    spatial.spatial_softmax_backward(backend.asarray(x), 1.0, grad_keypoints=backend.asarray(g), out=gx)
     with pygenmod.use_backend("cpu"):
-        want = spatial.spatial_softmax_vjp(x, 1.0, g)[0]
+        want = spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g)[0]
     np.testing.assert_allclose(backend.numpy(gx), want, **tol(np.float32))
 
 
@@ -209,7 +209,7 @@ def test_spatial_softmax_cuda_smoke(backend, rng):
     with pygenmod.use_backend("cpu"):
         ref = spatial.spatial_softmax(x, 0.8)
     np.testing.assert_allclose(backend.numpy(kp), ref, **tol(np.float32))
-    spatial.spatial_softmax_vjp(backend.asarray(x), 0.8, backend.asarray(g))
+    spatial.spatial_softmax_backward(backend.asarray(x), 0.8, grad_keypoints=backend.asarray(g))
 
 
 # ----------------------------------------------------------------------------- the probe

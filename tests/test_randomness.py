@@ -134,11 +134,11 @@ def test_jax_key_seed():
 def test_backward_needs_the_forwards_seed():
     gz = np.ones_like(MU)
     with pytest.raises(TypeError, match="seed"):
-        sampling.rsample_normal_backward(gz, MU, LV)
+        sampling.rsample_normal_backward(MU, LV, grad_z=gz)
     with pytest.raises(TypeError, match="seed"):
         sampling.mvn_head_backward(MU, np.eye(6), grad_z=gz)
     z, eps = sampling.rsample_normal(MU, LV, return_eps=True)  # fresh noise: backward through eps
-    gmu, glv = sampling.rsample_normal_backward(gz, MU, LV, eps=eps)
+    gmu, glv = sampling.rsample_normal_backward(MU, LV, grad_z=gz, eps=eps)
     assert _same(gmu, gz) and np.allclose(glv, 0.5 * np.exp(0.5 * LV) * eps)
 
 

@@ -120,11 +120,12 @@ def test_spatial_vjp_out_read_only_and_aliasing(backend, rng):
     g = backend.asarray(rng.standard_normal((2, 3, 2)))
     gm = backend.asarray(rng.standard_normal((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="out: expected a writable"):
-        spatial.spatial_softmax_vjp(x, 1.0, g, out=_read_only(backend, backend.asarray(np.zeros((2, 3, 4, 5)))))
+        spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g,
+                                         out=_read_only(backend, backend.asarray(np.zeros((2, 3, 4, 5)))))
     with pytest.raises(ValueError, match="out: shares memory with x"):
-        spatial.spatial_softmax_vjp(x, 1.0, g, out=x)
+        spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, out=x)
     with pytest.raises(ValueError, match="out: shares memory with grad_maps"):
-        spatial.spatial_softmax_vjp(x, 1.0, g, grad_maps=gm, out=gm)
+        spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, grad_maps=gm, out=gm)
 
 
 # ----------------------------------------------------------------- torch tensors (item 14)

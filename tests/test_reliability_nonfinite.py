@@ -29,7 +29,8 @@ def test_mahalanobis_nonfinite_x(backend, dtype, bad, fn, rng):
     x[1, 0] = bad
     args = (backend.asarray(x), backend.asarray(mu))
     call = (lambda: sampling.mahalanobis(*args, backend.asarray(L))) if fn == "mahalanobis" else (
-        lambda: sampling.mahalanobis_backward(backend.asarray(np.ones(B, dtype)), *args, backend.asarray(L)))
+        lambda: sampling.mahalanobis_backward(*args, backend.asarray(L),
+                                              grad_mahalanobis=backend.asarray(np.ones(B, dtype))))
     with pytest.raises(ValueError, match="x: contains NaN or infinity"):
         call()
     with pytest.raises(ValueError, match="x: contains NaN or infinity"):  # samples (S, B, D) too

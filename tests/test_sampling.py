@@ -223,7 +223,7 @@ def test_kl_and_log_prob_backward_vs_autograd(backend, rng):
     pm, plv = _gauss(rng, 4, 3, np.float64)
     g = rng.standard_normal(4)
     xp = backend.asarray
-    dmu, dlv, dpm, dplv = S.kl_normal_backward(xp(g), xp(mu), xp(lv), xp(pm), xp(plv))
+    dmu, dlv, dpm, dplv = S.kl_normal_backward(xp(mu), xp(lv), xp(pm), xp(plv), grad_kl=xp(g))
     t = [_t(a) for a in (mu, lv, pm, plv)]
     td = torch.distributions
     kl = td.kl_divergence(td.Normal(t[0], torch.exp(0.5 * t[1])), td.Normal(t[2], torch.exp(0.5 * t[3]))).sum(-1)
@@ -232,7 +232,7 @@ def test_kl_and_log_prob_backward_vs_autograd(backend, rng):
         np.testing.assert_allclose(backend.numpy(a), b.grad.numpy(), rtol=1e-9, atol=1e-12)
     x = rng.standard_normal((2, 4, 3))
     gx = rng.standard_normal((2, 4))
-    dx, dmu, dlv = S.normal_log_prob_backward(xp(gx), xp(x), xp(mu), xp(lv))
+    dx, dmu, dlv = S.normal_log_prob_backward(xp(x), xp(mu), xp(lv), grad_log_prob=xp(gx))
     tx, tm, tl = _t(x), _t(mu), _t(lv)
     lp = td.Normal(tm, torch.exp(0.5 * tl)).log_prob(tx).sum(-1)
     (lp * torch.tensor(gx)).sum().backward()
@@ -311,7 +311,7 @@ def test_kl_mvn_general_and_backward(rng):
         _std_mvn(D)).detach().numpy(), rtol=1e-10)
     g = rng.standard_normal(B)
     (kl_t * torch.tensor(g)).sum().backward()
-    for a, b in zip(S.kl_mvn_backward(g, m1, L1, m2, L2), t):
+    for a, b in zip(S.kl_mvn_backward(m1, L1, m2, L2, grad_kl=g), t):
         np.testing.assert_allclose(a, np.tril(b.grad.numpy()) if a.ndim == 3 else b.grad.numpy(), rtol=1e-8,
                                    atol=1e-10)
 
@@ -355,9 +355,10 @@ def test_mahalanobis_and_mvn_log_prob(backend, rng, shared):
             y = torch.einsum("ji,sbj->sbi" if shared else "bji,sbj->sbi", Ft, dd)
             out = (y * y).sum(-1)
         (out * torch.tensor(g)).sum().backward()
-        args = {kw: backend.asarray(F)} if fn is S.mahalanobis else {}
-        res = bw(backend.asarray(g), backend.asarray(x), backend.asarray(mu),
-                 *([backend.asarray(F)] if fn is S.mvn_log_prob else []), **args)
+        args = {kw: backend.asarray(F), "grad_mahalanobis": backend.asarray(g)} if fn is S.mahalanobis else {
+            "grad_log_prob": backend.asarray(g)}
+        res = bw(backend.asarray(x), backend.asarray(mu), *([backend.asarray(F)] if fn is S.mvn_log_prob else []),
+                 **args)
         for a, b in zip(res, (tx, tm, tF)):
             np.testing.assert_allclose(backend.numpy(a), b.grad.numpy(), rtol=1e-8, atol=1e-10)
 
@@ -393,9 +394,14 @@ def test_gumbel_softmax(backend, dtype, rng):
     gr = rng.standard_normal(ys.shape)
     t = _t(logits)
     torch.softmax((t + torch.tensor(g, dtype=torch.float64)) / 0.5, -1).mul(torch.tensor(gr)).sum().backward()
-    np.testing.assert_allclose(backend.numpy(S.gumbel_softmax_backward(backend.asarray(gr.astype(dtype)),
-                                                                       backend.asarray(ys), 0.5)),
-                               t.grad.numpy(), rtol=1e-3 if dtype == np.float32 else 1e-8, atol=1e-5)
+    got = S.gumbel_softmax_backward(None, 0.5, grad_y=backend.asarray(gr.astype(dtype)), y_soft=backend.asarray(ys))
+    np.testing.assert_allclose(backend.numpy(got), t.grad.numpy(), rtol=1e-3 if dtype == np.float32 else 1e-8,
+                               atol=1e-5)
+    # regenerated from the forward's seed: bitwise the same as from its saved y_soft
+    regen = S.gumbel_softmax_backward(backend.asarray(logits), 0.5, grad_y=backend.asarray(gr.astype(dtype)), seed=3)
+    np.testing.assert_array_equal(backend.numpy(regen), backend.numpy(got))
+    with pytest.raises(TypeError, match="seed"):
+        S.gumbel_softmax_backward(backend.asarray(logits), 0.5, grad_y=backend.asarray(gr.astype(dtype)))
 
 
 # ------------------------------------------------------------------ dtypes and bad input

@@ -144,7 +144,7 @@ def test_max_rising_late_in_the_map(backend, dtype, rng, rise):
     np.testing.assert_allclose(backend.numpy(res.cov), cov, **tol(dtype))
     np.testing.assert_allclose(backend.numpy(res.maps), maps, **tol(dtype))
     g = rng.standard_normal((1, 2, 2))
-    gx, gt = spatial.spatial_softmax_vjp(backend.asarray(x), 1.0, backend.asarray(g.astype(dtype)))
+    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 1.0, grad_keypoints=backend.asarray(g.astype(dtype)))
     gx_ref, gt_ref = reference_vjp(x, 1.0, g)
     np.testing.assert_allclose(backend.numpy(gx), gx_ref, **tol(dtype))
 
@@ -183,7 +183,8 @@ def test_float16_input_accumulates_in_float32(backend, rng):
     kp, _, maps = reference(x.astype(np.float64), 0.8)
     np.testing.assert_allclose(backend.numpy(res.keypoints), kp, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(backend.numpy(res.maps), maps, rtol=1e-5, atol=1e-6)
-    gx, gt = spatial.spatial_softmax_vjp(backend.asarray(x), 0.8, backend.asarray(np.ones((2, 3, 2), np.float32)))
+    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.8,
+                                              grad_keypoints=backend.asarray(np.ones((2, 3, 2), np.float32)))
     assert backend.numpy(gx).dtype == np.float16
 
 
@@ -197,7 +198,7 @@ def test_bfloat16_input_accumulates_in_float32(backend, rng):
     kp, _, maps = reference(x.astype(np.float64), 0.8)
     np.testing.assert_allclose(res.keypoints, kp, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.maps, maps, rtol=1e-5, atol=1e-6)
-    gx, gt = spatial.spatial_softmax_vjp(x, 0.8, np.ones((2, 3, 2), np.float32))
+    gx, gt = spatial.spatial_softmax_backward(x, 0.8, grad_keypoints=np.ones((2, 3, 2), np.float32))
     assert gx.dtype == x.dtype
     gx_ref, _ = reference_vjp(x.astype(np.float64), 0.8, np.ones((2, 3, 2)))
     np.testing.assert_allclose(gx.astype(np.float64), gx_ref, rtol=1e-2, atol=1e-3)  # rounded to bfloat16
@@ -225,9 +226,9 @@ def test_vjp_matches_reference(backend, dtype, rng, layout, per_channel, which):
     xin, gm = (x, g_maps) if layout == "NCHW" else (to_nhwc(x), None if g_maps is None else to_nhwc(g_maps))
     A = backend.asarray
     tin = A(np.asarray(t, dtype)) if per_channel else t
-    gx, gt = spatial.spatial_softmax_vjp(A(xin), tin, A(g_kp.astype(dtype)),
-                                         None if g_cov is None else A(g_cov.astype(dtype)),
-                                         None if gm is None else A(gm.astype(dtype)), layout=layout)
+    gx, gt = spatial.spatial_softmax_backward(A(xin), tin, grad_keypoints=A(g_kp.astype(dtype)),
+                                              grad_cov=None if g_cov is None else A(g_cov.astype(dtype)),
+                                              grad_maps=None if gm is None else A(gm.astype(dtype)), layout=layout)
     gx, gt = backend.numpy(gx), backend.numpy(gt)
     if layout == "NHWC":
         gx = gx.transpose(0, 3, 1, 2)
@@ -242,8 +243,8 @@ def test_vjp_with_saved_forward_and_order_yx(backend, rng):
     g_kp = rng.standard_normal((2, 2, 2))
     g_cov = rng.standard_normal((2, 2, 2, 2))
     saved = spatial.spatial_softmax_forward(backend.asarray(x), 0.7, order="yx", return_cov=True)
-    gx, gt = spatial.spatial_softmax_vjp(backend.asarray(x), 0.7, backend.asarray(g_kp), backend.asarray(g_cov),
-                                         saved=saved, order="yx")
+    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.7, grad_keypoints=backend.asarray(g_kp),
+                                              grad_cov=backend.asarray(g_cov), saved=saved, order="yx")
     # the yx gradients are the xy gradients with the axes swapped
     gx_ref, gt_ref = reference_vjp(x, 0.7, g_kp[..., ::-1], g_cov[..., ::-1, ::-1])
     np.testing.assert_allclose(backend.numpy(gx), gx_ref, **tol(np.float64))
@@ -254,22 +255,24 @@ def test_vjp_out_buffer(backend, dtype, rng):
     x = rng.standard_normal((2, 3, 4, 5)).astype(dtype)
     g = rng.standard_normal((2, 3, 2)).astype(dtype)
     out = backend.asarray(np.full(x.shape, np.nan, dtype))
-    gx, gt = spatial.spatial_softmax_vjp(backend.asarray(x), 1.2, backend.asarray(g), out=out)
+    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g), out=out)
     assert gx is out
     np.testing.assert_allclose(backend.numpy(out), reference_vjp(x, 1.2, g)[0], **tol(dtype))
     with pytest.raises(ValueError, match="out"):
-        spatial.spatial_softmax_vjp(backend.asarray(x), 1.2, backend.asarray(g), out=backend.asarray(np.zeros((2, 3, 4, 4), dtype)))
+        spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g),
+                                         out=backend.asarray(np.zeros((2, 3, 4, 4), dtype)))
     with pytest.raises(ValueError, match="out"):
-        spatial.spatial_softmax_vjp(backend.asarray(x), 1.2, backend.asarray(g),
-                                    out=backend.asarray(np.zeros(x.shape, np.float16)))
+        spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g),
+                                         out=backend.asarray(np.zeros(x.shape, np.float16)))
 
 
 def test_vjp_masked_pixels_get_zero_gradient(backend, rng):
     x = rng.standard_normal((1, 2, 4, 4))
     m = np.ones((4, 4), bool)
     m[1:3, 1:3] = False
-    gx, _ = spatial.spatial_softmax_vjp(backend.asarray(x), 1.0, backend.asarray(rng.standard_normal((1, 2, 2))),
-                                        mask=backend.asarray(m))
+    gx, _ = spatial.spatial_softmax_backward(backend.asarray(x), 1.0,
+                                             grad_keypoints=backend.asarray(rng.standard_normal((1, 2, 2))),
+                                             mask=backend.asarray(m))
     gx = backend.numpy(gx)
     assert np.all(gx[:, :, 1:3, 1:3] == 0)
     assert np.abs(gx).sum() > 0
@@ -285,7 +288,7 @@ def test_vjp_finite_differences(rng):
         r = spatial.spatial_softmax(x, t, return_cov=True)
         return (r.keypoints * g_kp).sum() + (r.cov * g_cov).sum()
 
-    gx, gt = spatial.spatial_softmax_vjp(x, t, g_kp, g_cov)
+    gx, gt = spatial.spatial_softmax_backward(x, t, grad_keypoints=g_kp, grad_cov=g_cov)
     h = 1e-6
     for idx in [(0, 0, 0, 0), (0, 1, 2, 3), (0, 0, 1, 2)]:
         e = np.zeros_like(x)
@@ -329,9 +332,9 @@ def test_bad_input_rejected():
     with pytest.raises(TypeError, match="mask"):
         spatial.spatial_softmax(x, mask=np.ones((4, 5)))
     with pytest.raises(ValueError, match="grad_keypoints"):
-        spatial.spatial_softmax_vjp(x, 1.0, np.zeros((2, 3, 3)))
+        spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=np.zeros((2, 3, 3)))
     with pytest.raises(ValueError, match="grad_cov"):
-        spatial.spatial_softmax_vjp(x, 1.0, np.zeros((2, 3, 2)), np.zeros((2, 3, 2)))
+        spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=np.zeros((2, 3, 2)), grad_cov=np.zeros((2, 3, 2)))
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -377,7 +380,7 @@ for dt in (np.float32, np.float64):
                                           np.ascontiguousarray(m.transpose(0, 2, 3, 1)))):
         with pygenmod.use_backend("cpu"):
             r = spatial.spatial_softmax(xx, t, layout=lay, mask=mm, return_cov=True, return_maps=True)
-            gx, gt = spatial.spatial_softmax_vjp(xx, t, g, layout=lay, mask=mm)
+            gx, gt = spatial.spatial_softmax_backward(xx, t, grad_keypoints=g, layout=lay, mask=mm)
         for k, v in dict(kp=r.keypoints, cov=r.cov, maps=r.maps, gx=gx, gt=gt).items():
             out[f"{dt.__name__}-{lay}-{k}"] = v
 np.savez(OUT, **out)
@@ -431,7 +434,8 @@ def test_fuzz_against_reference(B, C, H, W, layout, f32, scale, seed, masked):
     np.testing.assert_allclose(res.keypoints, kp, **loose)
     np.testing.assert_allclose(res.cov, cov, **loose)
     g = rng.standard_normal((B, C, 2))
-    gx, gt = spatial.spatial_softmax_vjp(xin, t.astype(dtype), g.astype(dtype), layout=layout, mask=min_)
+    gx, gt = spatial.spatial_softmax_backward(xin, t.astype(dtype), grad_keypoints=g.astype(dtype), layout=layout,
+                                              mask=min_)
     gx_ref, gt_ref = reference_vjp(x, t, g, mask=m)
     gx = gx if layout == "NCHW" else gx.transpose(0, 3, 1, 2)
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-3 if f32 else 1e-7, atol=(1e-3 if f32 else 1e-9) * (1 + 1 / t.min(initial=1.0)))

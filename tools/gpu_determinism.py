@@ -105,7 +105,7 @@ def c_spatial(c):
     x = r.normal(size=(4, 16, 24, 20)).astype(np.float32)
     kp = spatial.spatial_softmax(c.a(x), 0.7)
     gkp = r.normal(size=(4, 16, 2)).astype(np.float32)
-    g = spatial.spatial_softmax_vjp(c.a(x), 0.7, c.a(gkp))
+    g = spatial.spatial_softmax_backward(c.a(x), 0.7, grad_keypoints=c.a(gkp))
     out = {"keypoints": kp}
     if isinstance(g, tuple):
         out.update({f"vjp[{i}]": v for i, v in enumerate(g) if v is not None and not np.isscalar(v)})

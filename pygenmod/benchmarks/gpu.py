@@ -138,7 +138,7 @@ def _w3(dev: Device, size):
             def run():
                 if backward:
                     saved = spatial.spatial_softmax_forward(x, 1.0)
-                    return spatial.spatial_softmax_vjp(x, 1.0, g, saved=saved)
+                    return spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, saved=saved)
                 return spatial.spatial_softmax(x, 1.0)
             return dev.timed(run)
         return setup

@@ -99,7 +99,7 @@ def workloads(quick: bool = False):
 
         def run():
             saved = spatial.spatial_softmax_forward(x, 1.0, return_cov=False)
-            return spatial.spatial_softmax_vjp(x, 1.0, g, saved=saved)
+            return spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, saved=saved)
 
         return run
 
@@ -111,7 +111,7 @@ def workloads(quick: bool = False):
 
         def run():
             saved = spatial.spatial_softmax_forward(x, 1.0, return_cov=False)
-            return spatial.spatial_softmax_vjp(x, 1.0, g, saved=saved, out=out)
+            return spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, saved=saved, out=out)
 
         return run
 
@@ -167,7 +167,7 @@ def workloads(quick: bool = False):
             def run():
                 if backward:
                     saved = spatial.spatial_softmax_forward(x, 1.0, return_cov=False)
-                    spatial.spatial_softmax_vjp(x, 1.0, g, saved=saved)
+                    spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, saved=saved)
                 else:
                     spatial.spatial_softmax(x, 1.0)
                 cupy.cuda.get_current_stream().synchronize()

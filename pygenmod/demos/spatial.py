@@ -38,7 +38,7 @@ def run(report) -> None:
     report.line(f"  normalized [-1, 1] keypoints mapped back to pixels agree to {np.abs(back - kp).max():.1e} px")
     # one gradient step on the temperature through the fused VJP
     g = kp - np.stack([cols, rows], -1)
-    _, g_t = spatial.spatial_softmax_vjp(x, 1.0, g.astype(np.float32), coords="pixel")
+    _, g_t = spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g.astype(np.float32), coords="pixel")
     report.line(f"  d(0.5 * squared error)/d(temperature) = {float(g_t):.3f} (fused backward)")
     rows_b = []
     kp0 = None
