@@ -327,7 +327,7 @@ def elbo_backward(x, dec, mu, logvar=None, *, log_std=None, std=None, scale_tril
         pmu, pL, beta_, _ = a.mvn_prior
         gkl_total = (gk if gk.size else 0) - beta_ * (ge if ge.size else 0)
         gkl_total = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(gkl_total, dt), (B,)))
-        r = _s.kl_mvn_backward(gkl_total, m, a.kargs[2], pmu, pL)
+        r = _s.kl_mvn_backward(m, a.kargs[2], pmu, pL, grad_kl=gkl_total)
         dmu = dmu + xp.asarray(r[0])
         dL = dL + xp.asarray(r[1])
         g_prior_mu = None if r[2] is None else _reduce_to(xp.asarray(r[2]), np.shape(pmu), xp)
