@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "Array", "ArrayLike", "CemCovariance", "CovarianceType", "DTypeLike", "EliteWeights", "Evaluation",
+    "Array", "ArrayLike", "CemCovariance", "CovarianceType", "DTypeLike", "EliteWeights", "EvaluationMethod",
     "GailRewardKind", "GMMInit", "Likelihood", "LogProbPer", "MctsPolicy", "OnDegenerate", "QNormalization",
     "Reduction", "RewardOn", "SeedLike", "Stop", "SupportsDLPack", "Device",
 ]
@@ -45,7 +45,7 @@ GMMInit = Literal["kmeans", "k-means++", "random_from_data", "random"]
 LogProbPer = Literal["mixture", "component", "weighted"]
 OnDegenerate = Literal["regularise", "raise"]
 Stop = Literal["span", "sup"]
-Evaluation = Literal["iterative", "exact"]
+EvaluationMethod = Literal["iterative", "exact"]
 RewardOn = Literal["exit", "entry"]
 MctsPolicy = Literal["muzero", "gumbel", "uct"]
 QNormalization = Literal["node", "tree"]
