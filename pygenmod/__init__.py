@@ -4,6 +4,8 @@ Families: ``pygenmod.mdp`` / ``pygenmod.returns`` (Bellman backups, GAE), ``pyge
 ``pygenmod.spatial``, ``pygenmod.sampling``, ``pygenmod.mcts``. Importing pygenmod compiles
 nothing: numba kernels compile (and cache) on first use.
 """
+from __future__ import annotations
+
 from . import _threads
 from ._backend import (
     BackendError,

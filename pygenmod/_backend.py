@@ -12,6 +12,7 @@ import functools
 import importlib
 import importlib.util
 import os
+from collections.abc import Iterator
 
 from . import _threads
 
@@ -106,7 +107,7 @@ def set_backend(name: str | None) -> None:
 
 
 @contextlib.contextmanager
-def use_backend(name: str | None):
+def use_backend(name: str | None) -> Iterator[None]:
     """Force a backend inside a ``with`` block, for the calling thread (context) only.
 
     Other threads keep the process-wide choice of :func:`set_backend`; threads started inside

@@ -11,12 +11,14 @@ import inspect
 import numbers
 import time
 import warnings
+from typing import Any
 
 import numpy as np
 
 from . import _validate as val
 from . import gmm as _g
 from ._seed import resolve_seed
+from ._typing import Array, ArrayLike, CovarianceType, GMMInit, OnDegenerate, SeedLike
 
 
 def _convergence_warning():
@@ -127,10 +129,10 @@ class _Base:
         return sorted(p.name for p in sig.parameters.values()
                       if p.name != "self" and p.kind != p.VAR_KEYWORD)
 
-    def get_params(self, deep=True):
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._get_param_names()}
 
-    def set_params(self, **params):
+    def set_params(self, **params) -> _Base:
         valid = self._get_param_names()
         for key, value in params.items():
             if key not in valid:
@@ -299,10 +301,11 @@ class GaussianMixture(_MixtureParams, _Base):
     than rejected; ``sample`` uses pygenmod's Philox generator.
     """
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
-                 precisions_init=None, random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, on_degenerate="regularise"):
+    def __init__(self, n_components: int = 1, *, covariance_type: CovarianceType = "full", tol: float = 1e-3,
+                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: GMMInit = "kmeans",
+                 weights_init: ArrayLike | None = None, means_init: ArrayLike | None = None,
+                 precisions_init: ArrayLike | None = None, random_state: SeedLike = None, warm_start: bool = False,
+                 verbose: int = 0, verbose_interval: int = 10, on_degenerate: OnDegenerate = "regularise") -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -377,12 +380,12 @@ class GaussianMixture(_MixtureParams, _Base):
         return Xa
 
     # -- fitting
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> GaussianMixture:
         """Fit with EM (n_init runs in one batched call, the best lower bound kept)."""
         self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> Array:
         _sklearn_constraints(self)
         self._check_params()
         val.choice(self.on_degenerate, "on_degenerate", ON_DEGENERATE)
@@ -411,24 +414,24 @@ class GaussianMixture(_MixtureParams, _Base):
             _sk_check_precisions(self.precisions_init, ct, K, D)
 
     # -- queries
-    def score_samples(self, X):
+    def score_samples(self, X: ArrayLike) -> Array:
         """Log-density of each sample under the mixture."""
         self._check_fitted()
         return _g.log_prob(self._check_X(X, reset=False), self._params())
 
-    def score(self, X, y=None):
+    def score(self, X: ArrayLike, y: object = None) -> float:
         """Mean log-likelihood of X."""
         return float(np.mean(self.score_samples(X)))
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> Array:
         self._check_fitted()
         return _g.predict(self._check_X(X, reset=False), self._params())
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> Array:
         self._check_fitted()
         return _g.predict_proba(self._check_X(X, reset=False), self._params())
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple[Array, Array]:
         """(X, y): n_samples draws and their component labels (pygenmod's Philox RNG)."""
         self._check_fitted()
         if isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool) and n_samples < 1:
@@ -442,11 +445,11 @@ class GaussianMixture(_MixtureParams, _Base):
     def _n_parameters(self):
         return _g.n_parameters(self.covariance_type, self.n_components, self.means_.shape[1])
 
-    def bic(self, X):
+    def bic(self, X: ArrayLike) -> float:
         X = self._check_X(X, reset=False)
         return -2 * self.score(X) * X.shape[0] + self._n_parameters() * np.log(X.shape[0])
 
-    def aic(self, X):
+    def aic(self, X: ArrayLike) -> float:
         X = self._check_X(X, reset=False)
         return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
 
@@ -470,10 +473,12 @@ class BatchGaussianMixture(_MixtureParams, _Base):
     and the mean last bound.
     """
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", weights_init=None, means_init=None,
-                 precisions_init=None, random_state=None, warm_start=False, warn=True,
-                 verbose=0, verbose_interval=10, record_lower_bounds=False):
+    def __init__(self, n_components: int = 1, *, covariance_type: CovarianceType = "full", tol: float = 1e-3,
+                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: GMMInit = "kmeans",
+                 weights_init: ArrayLike | None = None, means_init: ArrayLike | None = None,
+                 precisions_init: ArrayLike | None = None, random_state: SeedLike = None, warm_start: bool = False,
+                 warn: bool = True, verbose: int = 0, verbose_interval: int = 10,
+                 record_lower_bounds: bool = False) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -501,42 +506,42 @@ class BatchGaussianMixture(_MixtureParams, _Base):
                              f"got {X.shape}")
         return X
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> BatchGaussianMixture:
         self._check_params()
         X = self._check_X(X, reset=not (self.warm_start and hasattr(self, "converged_")))
         record = bool(self.record_lower_bounds) or bool(self.verbose)
         self._set_fitted(self._fit_result(X, sample_weight, record=record))
         return self
 
-    def fit_predict(self, X, y=None, sample_weight=None):
+    def fit_predict(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> Array:
         return self.fit(X, sample_weight=sample_weight).predict(X)
 
-    def score_samples(self, X):
+    def score_samples(self, X: ArrayLike) -> Array:
         self._check_fitted()
         return _g.log_prob(self._check_X(X, False), self._params())
 
-    def score(self, X, y=None, sample_weight=None):
+    def score(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> Array:
         """Per-set (weighted) mean log-likelihood, shape (B,)."""
         self._check_fitted()
         return _g.e_step(self._check_X(X, False), self._params(), sample_weight).lower_bound
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> Array:
         self._check_fitted()
         return _g.predict(self._check_X(X, False), self._params())
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> Array:
         self._check_fitted()
         return _g.predict_proba(self._check_X(X, False), self._params())
 
-    def sample(self, n_samples=1):
+    def sample(self, n_samples: int = 1) -> tuple[Array, Array]:
         self._check_fitted()
         return _g.sample(self._params(), val.positive_int(n_samples, "n_samples"),
                          seed=_seed(self.random_state))
 
-    def bic(self, X, sample_weight=None):
+    def bic(self, X: ArrayLike, sample_weight: ArrayLike | None = None) -> Array:
         self._check_fitted()
         return _g.bic(self._check_X(X, False), self._params(), sample_weight)
 
-    def aic(self, X, sample_weight=None):
+    def aic(self, X: ArrayLike, sample_weight: ArrayLike | None = None) -> Array:
         self._check_fitted()
         return _g.aic(self._check_X(X, False), self._params(), sample_weight)

@@ -14,6 +14,7 @@ Computed in float64, returned in the parameters' dtype.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -21,6 +22,8 @@ import numpy as np
 from . import _validate as val
 from ._arrays import returner, to_native, xp_of
 from ._gmm_estimator import _Base
+from ._typing import Array, ArrayLike, CovarianceType, GMMInit, SeedLike
+from .gmm import GMMParams
 
 
 class GMRResult(NamedTuple):
@@ -104,7 +107,7 @@ def _conditional(params, x, in_dims, out_dims):
     return single, dtype, (h, m, C, mean, cov), B
 
 
-def gmr(params, x, in_dims, out_dims=None) -> GMRResult:
+def gmr(params: GMMParams, x: ArrayLike, in_dims: Sequence[int], out_dims: Sequence[int] | None = None) -> GMRResult:
     """Condition the mixture(s) on inputs x at dimensions ``in_dims``.
 
     params: GMMParams of B mixtures (or one, without batch axis); x: (B, Q, I) (or (Q, I)).
@@ -116,7 +119,8 @@ def gmr(params, x, in_dims, out_dims=None) -> GMRResult:
     return GMRResult(cast(h), cast(m), cast(C), cast(mean), cast(cov))
 
 
-def gmr_sample(params, x, in_dims, n_samples: int, *, out_dims=None, seed=None):
+def gmr_sample(params: GMMParams, x: ArrayLike, in_dims: Sequence[int], n_samples: int, *,
+               out_dims: Sequence[int] | None = None, seed: SeedLike = None) -> Array:
     """Draws from the conditional mixture at each query: (B, Q, n_samples, O).
 
     Query q of mixture b draws from Philox stream b * Q + q (pygenmod.gmm.sample's convention),
@@ -149,8 +153,9 @@ class GMR(_Base):
     conditional. Parameters are GaussianMixture's.
     """
 
-    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6,
-                 max_iter=100, n_init=1, init_params="kmeans", random_state=None):
+    def __init__(self, n_components: int = 1, *, covariance_type: CovarianceType = "full", tol: float = 1e-3,
+                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: GMMInit = "kmeans",
+                 random_state: SeedLike = None) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -163,7 +168,7 @@ class GMR(_Base):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "gmm_")
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None) -> GMR:
         from ._gmm_estimator import GaussianMixture
 
         X = val.float_array(X, "X", ndim=(1, 2))
@@ -188,19 +193,19 @@ class GMR(_Base):
     def _params(self):
         return self.gmm_._params()
 
-    def predict_dist(self, X) -> GMRResult:
+    def predict_dist(self, X: ArrayLike) -> GMRResult:
         return gmr(self._params(), self._x(X), self.in_dims_)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> Array:
         mean = self.predict_dist(X).mean
         return mean[:, 0] if self._y1d else mean
 
-    def sample_y(self, X, n_samples=1, random_state=None):
+    def sample_y(self, X: ArrayLike, n_samples: int = 1, random_state: SeedLike = None) -> Array:
         from ._gmm_estimator import _seed
 
         return gmr_sample(self._params(), self._x(X), self.in_dims_, n_samples, seed=_seed(random_state))
 
-    def score(self, X, y):
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
         y = np.asarray(y, dtype=np.float64)
         pred = self.predict(X)
         ss_res = ((y - pred) ** 2).sum()

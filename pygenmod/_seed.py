@@ -136,6 +136,6 @@ def get_state() -> dict:
     return _GENERATOR.get_state()
 
 
-def set_state(state) -> None:
+def set_state(state: dict) -> None:
     """Restore a state from :func:`get_state`: the default calls that follow repeat those after it."""
     _GENERATOR.set_state(state)

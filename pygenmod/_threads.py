@@ -26,6 +26,7 @@ import numbers
 import os
 import sys
 import threading
+from types import ModuleType
 
 #: GOMP_SPINCOUNT applied at load unless the user set OMP_WAIT_POLICY / GOMP_SPINCOUNT. A pause
 #: loop of this many iterations is some microseconds: back-to-back regions of one call still find
@@ -54,7 +55,7 @@ def max_threads() -> int:
     return max(64, 4 * (os.cpu_count() or 1))
 
 
-def check_count(n, name: str = "n") -> int:
+def check_count(n: int, name: str = "n") -> int:
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
         raise TypeError(f"{name}: expected a positive int, got {n!r} ({type(n).__name__})")
     n = int(n)
@@ -71,7 +72,7 @@ def _libgomp_loaded() -> bool:
         return False
 
 
-def load_runtime():
+def load_runtime() -> ModuleType:
     """Import the compiled runtime once, with the spin setting in place for libgomp's load."""
     global _runtime, _default_threads
     if _runtime is not None:
@@ -107,7 +108,7 @@ def _runtime_or_none():
 
 
 # ----------------------------------------------------------------------------- thread count
-def set_num_threads(n) -> None:
+def set_num_threads(n: int) -> None:
     global _target, _generation
     n = check_count(n)
     with _lock:

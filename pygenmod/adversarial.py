@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 from . import _validate as val
 from ._arrays import returner, xp_of
+from ._typing import Array, ArrayLike, GailRewardKind, Reduction
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -76,7 +77,7 @@ def _inputs(first, name_first, second=None, name_second=None, reduction="mean"):
     return a, b
 
 
-def gan_value(real_logits, fake_logits, reduction="mean") -> LossGrad:
+def gan_value(real_logits: ArrayLike, fake_logits: ArrayLike, reduction: Reduction = "mean") -> LossGrad:
     """The minimax value E[log D(x)] + E[log(1 - D(G(z)))] and its gradients w.r.t. both logits."""
     back = returner(real_logits)
     r, f = _inputs(real_logits, "real_logits", fake_logits, "fake_logits", reduction)
@@ -88,13 +89,13 @@ def gan_value(real_logits, fake_logits, reduction="mean") -> LossGrad:
     return _pair(back, lr, lf, g_real, g_fake, reduction)
 
 
-def gan_discriminator_loss(real_logits, fake_logits, reduction="mean") -> LossGrad:
+def gan_discriminator_loss(real_logits: ArrayLike, fake_logits: ArrayLike, reduction: Reduction = "mean") -> LossGrad:
     """-V(D, G): binary cross-entropy of real vs fake samples, from logits."""
     out = gan_value(real_logits, fake_logits, reduction)
     return LossGrad(*(None if t is None else -t for t in out))
 
 
-def gan_generator_loss(fake_logits, non_saturating=True, reduction="mean") -> LossGrad:
+def gan_generator_loss(fake_logits: ArrayLike, non_saturating: bool = True, reduction: Reduction = "mean") -> LossGrad:
     """Generator loss from the discriminator's logits on generated samples.
 
     non_saturating=True: -E[log D(G(z))] (strong gradients early in training);
@@ -112,8 +113,8 @@ def gan_generator_loss(fake_logits, non_saturating=True, reduction="mean") -> Lo
     return LossGrad(back(loss), back(grad))
 
 
-def lsgan_discriminator_loss(real_out, fake_out, a=-1.0, b=1.0, labels=None,
-                             reduction="mean") -> LossGrad:
+def lsgan_discriminator_loss(real_out: ArrayLike, fake_out: ArrayLike, a: float = -1.0, b: float = 1.0,
+                             labels: ArrayLike | None = None, reduction: Reduction = "mean") -> LossGrad:
     """Least-squares discriminator loss E[(D(x) - b)^2] + E[(D(G(z)) - a)^2].
 
     With ``labels`` y (same shape as real_out, values in [0, 1]) the labelled goal-GAN form
@@ -137,7 +138,7 @@ def lsgan_discriminator_loss(real_out, fake_out, a=-1.0, b=1.0, labels=None,
     return _pair(back, lr, lf, g_real, g_fake, reduction)
 
 
-def lsgan_generator_loss(fake_out, c=0.0, reduction="mean") -> LossGrad:
+def lsgan_generator_loss(fake_out: ArrayLike, c: float = 0.0, reduction: Reduction = "mean") -> LossGrad:
     """Least-squares generator loss E[(D(G(z)) - c)^2]."""
     back = returner(fake_out)
     f, _ = _inputs(fake_out, "fake_out", reduction=reduction)
@@ -146,12 +147,13 @@ def lsgan_generator_loss(fake_out, c=0.0, reduction="mean") -> LossGrad:
     return LossGrad(back(loss), back(2 * (f - c) * s))
 
 
-def gail_discriminator_loss(expert_logits, policy_logits, reduction="mean") -> LossGrad:
+def gail_discriminator_loss(expert_logits: ArrayLike, policy_logits: ArrayLike,
+                            reduction: Reduction = "mean") -> LossGrad:
     """GAIL discriminator loss -E_expert[log D] - E_policy[log(1 - D)], D = P(expert | s, a)."""
     return gan_discriminator_loss(expert_logits, policy_logits, reduction)
 
 
-def gail_reward(policy_logits, kind="log_d"):
+def gail_reward(policy_logits: ArrayLike, kind: GailRewardKind = "log_d") -> Array:
     """The policy's surrogate reward per (s, a), from the discriminator's logits.
 
     kind="log_d": log D(s, a) (always <= 0; survival-neutral tasks);
@@ -165,7 +167,7 @@ def gail_reward(policy_logits, kind="log_d"):
     return back(_log_sigmoid(xp, x) if kind == "log_d" else -_log_sigmoid(xp, -x))
 
 
-def label_goals(success_rates, r_min=0.1, r_max=0.9):
+def label_goals(success_rates: ArrayLike, r_min: float = 0.1, r_max: float = 0.9) -> Array:
     """Goals of intermediate difficulty: 1.0 where r_min <= success rate <= r_max, else 0.0.
 
     success_rates: any shape, values in [0, 1]; returns labels in its dtype, ready to be the

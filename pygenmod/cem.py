@@ -8,7 +8,8 @@ reparameterized samplers on the counter-based RNG, and the weighted GMM M-step w
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -16,9 +17,10 @@ from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import get_kernel, kernel
 from ._seed import resolve_seed
+from ._typing import Array, ArrayLike, CemCovariance, EliteWeights, SeedLike
 
 
-def top_k(x, k: int):
+def top_k(x: ArrayLike, k: int) -> Array:
     """Indices (int64) of the k largest entries of each row of x (..., N), largest first.
 
     Ties go to the lower index, so the result is deterministic on every backend. NaN is
@@ -91,9 +93,9 @@ def _mean(mean):
     return m
 
 
-def cem_step(mean, scale, samples, returns, n_elite: int, *, covariance: str = "diag",
-             alpha: float = 0.0, min_std: float = 0.0, elite_weights: str = "uniform",
-             reg: float = 0.0) -> CEMState:
+def cem_step(mean: ArrayLike, scale: ArrayLike, samples: ArrayLike, returns: ArrayLike, n_elite: int, *,
+             covariance: CemCovariance = "diag", alpha: float = 0.0, min_std: float = 0.0,
+             elite_weights: EliteWeights = "uniform", reg: float = 0.0) -> CEMState:
     """One CEM update for B independent optimisations (maximising the returns).
 
     mean (B, D); scale: std (B, D) for covariance="diag" or scale_tril (B, D, D) for "full";
@@ -156,9 +158,10 @@ def _rank_weights(xp, dtype, k, scheme):
     return (w / w.sum()).astype(dtype)
 
 
-def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed=None, stream: int = 0,
-                 covariance: str = "diag", alpha: float = 0.0, min_std: float = 0.0,
-                 elite_weights: str = "uniform", reg: float = 0.0) -> CEMResult:
+def cem_optimize(objective: Callable[[Array], Any], mean: ArrayLike, scale: ArrayLike, *, n_samples: int, n_elite: int,
+                 n_iter: int, seed: SeedLike = None, stream: int = 0, covariance: CemCovariance = "diag",
+                 alpha: float = 0.0, min_std: float = 0.0, elite_weights: EliteWeights = "uniform",
+                 reg: float = 0.0) -> CEMResult:
     """Maximise ``objective`` with CEM, batched over B independent problems.
 
     objective(samples) maps a (B, N, D) array to returns (B, N). Population t is drawn with

@@ -27,12 +27,20 @@ from __future__ import annotations
 import contextlib
 import functools
 import operator
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from . import _validate as val
 from . import gmm as _gmm
 from ._seed import resolve_seed
+from ._typing import Array, ArrayLike, CovarianceType, MctsPolicy, SeedLike
+from .cem import CEMResult
+from .mcts import PolicyOutput, Root, TabularModel
+from .mdp import CSR, Evaluation, Solution
+from .returns import GAE
+from .sampling import Head, Sample
 
 __all__ = [
     "BatchGaussianMixture",
@@ -252,9 +260,11 @@ def _fit_chunk(offset, *, seed, stream, kw, **arrays):
     return (p.weights, p.means, p.covariances, p.precisions_cholesky, r.lower_bound, r.n_iter, r.converged, r.flags)
 
 
-def fit(X, n_components: int, sample_weight=None, *, covariance_type: str = "full", reg_covar=1e-6,
-        weights_init=None, means_init=None, precisions_init=None, resp_init=None, lower_bound_init=None,
-        seed=None, stream: int = 0, threads=None, backend=None, **kwargs):
+def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None, *,
+        covariance_type: CovarianceType = "full", reg_covar: float = 1e-6, weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,
+        resp_init: ArrayLike | None = None, lower_bound_init: ArrayLike | None = None, seed: SeedLike = None,
+        stream: int = 0, threads: int | None = None, backend: str | None = None, **kwargs) -> _gmm.FitResult:
     """:func:`pygenmod.gmm.fit` over the chunks of X (B, N, D) along B; a lazy FitResult.
 
     Equal bitwise to ``gmm.fit`` on the whole batch with the same integer ``seed`` (``None`` is
@@ -300,7 +310,7 @@ class BatchGaussianMixture(_gmm.BatchGaussianMixture):
     ``converged_`` and ``flags_``).
     """
 
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> BatchGaussianMixture:
         import dask
 
         from ._gmm_estimator import _seed
@@ -380,7 +390,8 @@ def _solution_map(fname, P, R, gamma, threads, backend, V0=None, **kw):
     return mdp.Solution(*_map(fn, fname, args, outs, threads=threads, backend=backend, split=split))
 
 
-def modified_policy_iteration(P, R, gamma, *, V0=None, threads=None, backend=None, **kwargs):
+def modified_policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, V0: ArrayLike | None = None,
+                              threads: int | None = None, backend: str | None = None, **kwargs) -> Solution:
     """:func:`pygenmod.mdp.modified_policy_iteration` (= ``mdp.solve``) over the chunks of the
     batch axis of dense P (B, S, A, S); a :class:`pygenmod.mdp.CSR` P (NumPy) is split on the
     client along R's batch chunks (each task gets its MDPs' rows). gamma and V0 may be per
@@ -391,19 +402,23 @@ def modified_policy_iteration(P, R, gamma, *, V0=None, threads=None, backend=Non
 solve = modified_policy_iteration
 
 
-def value_iteration(P, R, gamma, *, V0=None, threads=None, backend=None, **kwargs):
+def value_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, V0: ArrayLike | None = None,
+                    threads: int | None = None, backend: str | None = None, **kwargs) -> Solution:
     """:func:`pygenmod.mdp.value_iteration` over batch chunks (see :func:`solve`)."""
     return _solution_map("value_iteration", P, R, gamma, threads, backend, V0=V0, **kwargs)
 
 
-def policy_iteration(P, R, gamma, *, threads=None, backend=None, **kwargs):
+def policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, threads: int | None = None,
+                     backend: str | None = None, **kwargs) -> Solution:
     """:func:`pygenmod.mdp.policy_iteration` over batch chunks (see :func:`solve`); an
     ``initial_policy`` array (B, S) is chunked with R, and ``"random"`` draws MDP b's start from
     stream ``stream + b`` (global b), so the result does not depend on the chunking."""
     return _solution_map("policy_iteration", P, R, gamma, threads, backend, **kwargs)
 
 
-def policy_evaluation(P, R, gamma, policy, *, V0=None, threads=None, backend=None, **kwargs):
+def policy_evaluation(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, policy: ArrayLike, *,
+                      V0: ArrayLike | None = None, threads: int | None = None, backend: str | None = None,
+                      **kwargs) -> Evaluation:
     """:func:`pygenmod.mdp.policy_evaluation` over batch chunks; ``policy`` (B, S) or (B, S, A)."""
     from . import mdp
 
@@ -424,9 +439,10 @@ def _gae_chunk(offset, *, kw, **arrays):
     return tuple(returns.gae(**arrays, **kw))
 
 
-def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-        bootstrap_value=None, mask=None, time_axis: int = 0, compute_returns: bool = True,
-        threads=None, backend=None):
+def gae(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: ArrayLike = 0.95,
+        terminated: ArrayLike | None = None, truncated: ArrayLike | None = None, next_values: ArrayLike | None = None,
+        bootstrap_value: ArrayLike | None = None, mask: ArrayLike | None = None, time_axis: int = 0,
+        compute_returns: bool = True, threads: int | None = None, backend: str | None = None) -> GAE:
     """:func:`pygenmod.returns.gae` over the chunks of the environment axis (axis 1 of the
     time-major (T, B) arrays; axis 0 with ``time_axis=1``); the time axis is one chunk. gamma,
     lam and bootstrap_value may be per environment (B,). A lazy GAE."""
@@ -453,7 +469,7 @@ def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=Non
     return returns.GAE(adv, ret)
 
 
-def lambda_returns(rewards, values, **kwargs):
+def lambda_returns(rewards: ArrayLike, values: ArrayLike, **kwargs) -> Array:
     """:func:`pygenmod.returns.lambda_returns` over environment chunks (see :func:`gae`)."""
     return gae(rewards, values, **kwargs).returns
 
@@ -497,8 +513,10 @@ def _sampling(fname, mu, scales, *, seed, stream, n_samples, kw, threads, backen
     return sampling.Sample(*res) if ret_eps else res[0]
 
 
-def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
-                   clamp=None, return_eps=False, threads=None, backend=None):
+def rsample_normal(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
+                   std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
+                   offset: int = 0, clamp: tuple[float | None, float | None] | None = None, return_eps: bool = False,
+                   threads: int | None = None, backend: str | None = None) -> Array | Sample:
     """:func:`pygenmod.sampling.rsample_normal` over the row chunks of mu (B, D): row b draws
     from stream ``stream + b`` whatever its chunk. The scale (B, D) is chunked with mu."""
     kw = {"offset": offset, "clamp": clamp, "return_eps": return_eps}
@@ -506,8 +524,10 @@ def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samp
                      seed=seed, stream=stream, n_samples=n_samples, kw=kw, threads=threads, backend=backend)
 
 
-def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
-                clamp=None, log_q=False, return_eps=False, threads=None, backend=None):
+def normal_head(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
+                std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
+                offset: int = 0, clamp: tuple[float | None, float | None] | None = None, log_q: bool = False,
+                return_eps: bool = False, threads: int | None = None, backend: str | None = None) -> Head:
     """:func:`pygenmod.sampling.normal_head` over row chunks (see :func:`rsample_normal`); a lazy Head."""
     kw = {"offset": offset, "clamp": clamp, "log_q": log_q, "return_eps": return_eps}
     return _sampling("normal_head", mu, {"logvar": (logvar, 2), "log_std": (log_std, 2), "std": (std, 2)},
@@ -515,8 +535,9 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples
                      head=True)
 
 
-def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, return_eps=False,
-                check=True, threads=None, backend=None):
+def rsample_mvn(mu: ArrayLike, scale_tril: ArrayLike, *, seed: SeedLike = None, n_samples: int | None = None,
+                stream: int = 0, offset: int = 0, return_eps: bool = False, check: bool = True,
+                threads: int | None = None, backend: str | None = None) -> Array | Sample:
     """:func:`pygenmod.sampling.rsample_mvn` over row chunks; scale_tril (B, D, D) is chunked
     with mu, a shared (D, D) one goes to every chunk."""
     kw = {"offset": offset, "return_eps": return_eps, "check": check}
@@ -534,8 +555,9 @@ def _cem_chunk(offset, *, objective, seed, stream, kw, **arrays):
                                   stream=stream + offset))
 
 
-def cem_optimize(objective, mean, scale, *, n_samples: int, n_elite: int, n_iter: int, seed=None, stream=0,
-                 threads=None, backend=None, **kwargs):
+def cem_optimize(objective: Callable[[Array], Any], mean: ArrayLike, scale: ArrayLike, *, n_samples: int, n_elite: int,
+                 n_iter: int, seed: SeedLike = None, stream: int = 0, threads: int | None = None,
+                 backend: str | None = None, **kwargs) -> CEMResult:
     """:func:`pygenmod.cem.cem_optimize` over the row chunks of mean (B, D) and scale.
 
     ``objective`` must be *vectorised per problem*: row b of its (B, N) output depends only on
@@ -593,8 +615,9 @@ def _mcts_map(fname, roots, model, num_simulations, seed, stream, threads, backe
     return mcts.PolicyOutput(*_map(fn, f"mcts-{fname}", args, outs, threads=threads, backend=backend), None)
 
 
-def muzero_policy(roots, model, num_simulations: int, *, seed=None, stream=0, invalid_actions=None,
-                  temperature=1.0, threads=None, backend=None, **kwargs):
+def muzero_policy(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *, seed: SeedLike = None,
+                  stream: int = 0, invalid_actions: ArrayLike | None = None, temperature: ArrayLike = 1.0,
+                  threads: int | None = None, backend: str | None = None, **kwargs) -> PolicyOutput:
     """:func:`pygenmod.mcts.muzero_policy` on a tabular model over the chunks of ``roots`` (B,).
 
     Tree b draws its noise, sampled transitions and action as tree ``stream + b`` whatever its
@@ -607,23 +630,27 @@ def muzero_policy(roots, model, num_simulations: int, *, seed=None, stream=0, in
                      {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)}, dict(kwargs))
 
 
-def gumbel_muzero_policy(roots, model, num_simulations: int, *, seed=None, stream=0, invalid_actions=None,
-                         gumbel=None, threads=None, backend=None, **kwargs):
+def gumbel_muzero_policy(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *,
+                         seed: SeedLike = None, stream: int = 0, invalid_actions: ArrayLike | None = None,
+                         gumbel: ArrayLike | None = None, threads: int | None = None, backend: str | None = None,
+                         **kwargs) -> PolicyOutput:
     """:func:`pygenmod.mcts.gumbel_muzero_policy` on a tabular model over the chunks of
     ``roots`` (see :func:`muzero_policy`); ``gumbel`` (B, A) is chunked with roots."""
     return _mcts_map("gumbel_muzero_policy", roots, model, num_simulations, seed, stream, threads, backend,
                      {"invalid_actions": (invalid_actions, 2), "gumbel": (gumbel, 2)}, dict(kwargs))
 
 
-def uct_policy(roots, model, num_simulations: int, *, seed=None, stream=0, invalid_actions=None,
-               temperature=0.0, threads=None, backend=None, **kwargs):
+def uct_policy(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *, seed: SeedLike = None,
+               stream: int = 0, invalid_actions: ArrayLike | None = None, temperature: ArrayLike = 0.0,
+               threads: int | None = None, backend: str | None = None, **kwargs) -> PolicyOutput:
     """:func:`pygenmod.mcts.uct_policy` on a tabular model over the chunks of ``roots`` (see
     :func:`muzero_policy`; the rollouts are keyed by the global tree index too)."""
     return _mcts_map("uct_policy", roots, model, num_simulations, seed, stream, threads, backend,
                      {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)}, dict(kwargs))
 
 
-def search(roots, model, num_simulations: int, *, policy: str = "muzero", **kwargs):
+def search(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *,
+           policy: MctsPolicy = "muzero", **kwargs) -> PolicyOutput:
     """:func:`muzero_policy` (policy="muzero"), :func:`gumbel_muzero_policy` ("gumbel") or
     :func:`uct_policy` ("uct")."""
     val.choice(policy, "policy", ("muzero", "gumbel", "uct"))

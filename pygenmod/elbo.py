@@ -25,6 +25,7 @@ from . import _validate as val
 from . import sampling as _s
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
+from ._typing import Array, ArrayLike, Likelihood
 
 LIKELIHOODS = {"gaussian": 0, "bernoulli": 1, "categorical": 2}
 
@@ -235,9 +236,14 @@ def _pname(logvar, log_std, std, scale_tril):
                 if v is not None) if any(v is not None for v in (logvar, log_std, std, scale_tril)) else "scale"
 
 
-def elbo_terms(x, dec, mu, logvar=None, *, log_std=None, std=None, scale_tril=None, prior_mu=None,
-               prior_logvar=None, prior_log_std=None, prior_std=None, prior_scale_tril=None,
-               likelihood="gaussian", dec_logvar=None, dec_log_std=None, dec_std=None, beta=1.0, clamp=None):
+def elbo_terms(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
+               log_std: ArrayLike | None = None, std: ArrayLike | None = None, scale_tril: ArrayLike | None = None,
+               prior_mu: ArrayLike | None = None, prior_logvar: ArrayLike | None = None,
+               prior_log_std: ArrayLike | None = None, prior_std: ArrayLike | None = None,
+               prior_scale_tril: ArrayLike | None = None, likelihood: Likelihood = "gaussian",
+               dec_logvar: ArrayLike | None = None, dec_log_std: ArrayLike | None = None,
+               dec_std: ArrayLike | None = None, beta: float = 1.0,
+               clamp: tuple[float | None, float | None] | None = None) -> Terms:
     """The ELBO and its two terms per row, as :class:`Terms` ``(elbo, log_lik, kl)``.
 
     ``likelihood``: ``"gaussian"`` (``dec`` the means; the decoder's scale ``dec_logvar``,
@@ -262,9 +268,13 @@ def elbo_terms(x, dec, mu, logvar=None, *, log_std=None, std=None, scale_tril=No
     return Terms(a.back(out), a.back(ll), a.back(kl))
 
 
-def elbo(x, dec, mu, logvar=None, *, log_std=None, std=None, scale_tril=None, prior_mu=None, prior_logvar=None,
-         prior_log_std=None, prior_std=None, prior_scale_tril=None, likelihood="gaussian", dec_logvar=None,
-         dec_log_std=None, dec_std=None, beta=1.0, clamp=None):
+def elbo(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
+         log_std: ArrayLike | None = None, std: ArrayLike | None = None, scale_tril: ArrayLike | None = None,
+         prior_mu: ArrayLike | None = None, prior_logvar: ArrayLike | None = None,
+         prior_log_std: ArrayLike | None = None, prior_std: ArrayLike | None = None,
+         prior_scale_tril: ArrayLike | None = None, likelihood: Likelihood = "gaussian",
+         dec_logvar: ArrayLike | None = None, dec_log_std: ArrayLike | None = None, dec_std: ArrayLike | None = None,
+         beta: float = 1.0, clamp: tuple[float | None, float | None] | None = None) -> Array:
     """Per-row ELBO ``mean_s log p(x | dec_s) - beta * KL(q || p)``, shape (B,) (see
     :func:`elbo_terms` for the arguments). Maximise it (minimise ``-elbo(...).mean()``)."""
     return elbo_terms(x, dec, mu, logvar, log_std=log_std, std=std, scale_tril=scale_tril, prior_mu=prior_mu,
@@ -295,10 +305,15 @@ def _upstream(g, name, B, m):
     return xp_of(m).ascontiguousarray(a)
 
 
-def elbo_backward(x, dec, mu, logvar=None, *, log_std=None, std=None, scale_tril=None, prior_mu=None,
-                  prior_logvar=None, prior_log_std=None, prior_std=None, prior_scale_tril=None,
-                  likelihood="gaussian", dec_logvar=None, dec_log_std=None, dec_std=None, beta=1.0, clamp=None,
-                  grad_elbo=None, grad_log_lik=None, grad_kl=None):
+def elbo_backward(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
+                  log_std: ArrayLike | None = None, std: ArrayLike | None = None, scale_tril: ArrayLike | None = None,
+                  prior_mu: ArrayLike | None = None, prior_logvar: ArrayLike | None = None,
+                  prior_log_std: ArrayLike | None = None, prior_std: ArrayLike | None = None,
+                  prior_scale_tril: ArrayLike | None = None, likelihood: Likelihood = "gaussian",
+                  dec_logvar: ArrayLike | None = None, dec_log_std: ArrayLike | None = None,
+                  dec_std: ArrayLike | None = None, beta: float = 1.0,
+                  clamp: tuple[float | None, float | None] | None = None, grad_elbo: ArrayLike | None = None,
+                  grad_log_lik: ArrayLike | None = None, grad_kl: ArrayLike | None = None) -> ElboGrads:
     """VJP of :func:`elbo_terms` (and of :func:`elbo`, with only ``grad_elbo``): returns
     :class:`ElboGrads` ``(dec, mu, scale, dec_scale, prior_mu, prior_scale)``, each shaped like
     its input (None where not given or fixed). The upstream gradients are (B,) or scalars."""

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from ._typing import Array, ArrayLike, CovarianceType, GMMInit, LogProbPer, SeedLike
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 _CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}  #: C++ gmm::CovType (tests/test_contracts.py)
@@ -101,13 +103,13 @@ class EStep(NamedTuple):
 
 
 # ----------------------------------------------------------------------------- shapes
-def cov_shape(covariance_type: str, B, K: int, D: int) -> tuple:
+def cov_shape(covariance_type: CovarianceType, B: int | None, K: int, D: int) -> tuple[int, ...]:
     """Shape of the covariances / precisions_cholesky of B mixtures (B=None: no batch axis)."""
     base = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[covariance_type]
     return base if B is None else (B,) + base
 
 
-def n_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+def n_parameters(covariance_type: CovarianceType, n_components: int, n_features: int) -> int:
     """Free parameters of one mixture (scikit-learn's count)."""
     K, D = n_components, n_features
     cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2, "spherical": K}[
@@ -194,7 +196,8 @@ def _unbatch(p: GMMParams, single: bool, back) -> GMMParams:
 
 
 # ----------------------------------------------------------------------------- conversions
-def precisions_cholesky_from_covariances(covariances, covariance_type: str, name: str = "covariances"):
+def precisions_cholesky_from_covariances(covariances: ArrayLike, covariance_type: CovarianceType,
+                                         name: str = "covariances") -> Array:
     """Upper P with P P^T = inverse(covariance) (scikit-learn's precisions_cholesky_)."""
     xp = xp_of(to_native(covariances))
     cov = to_native(covariances)
@@ -212,7 +215,8 @@ def precisions_cholesky_from_covariances(covariances, covariance_type: str, name
     return 1.0 / xp.sqrt(cov)
 
 
-def precisions_cholesky_from_precisions(precisions, covariance_type: str, name: str = "precisions"):
+def precisions_cholesky_from_precisions(precisions: ArrayLike, covariance_type: CovarianceType,
+                                        name: str = "precisions") -> Array:
     """Upper P with P P^T = precision (scikit-learn's precisions_init convention)."""
     xp = xp_of(to_native(precisions))
     prec = to_native(precisions)
@@ -230,7 +234,7 @@ def precisions_cholesky_from_precisions(precisions, covariance_type: str, name: 
     return xp.sqrt(prec)
 
 
-def covariances_from_precisions_cholesky(prec_chol, covariance_type: str):
+def covariances_from_precisions_cholesky(prec_chol: ArrayLike, covariance_type: CovarianceType) -> Array:
     xp = xp_of(to_native(prec_chol))
     P = to_native(prec_chol)
     if covariance_type in ("full", "tied"):
@@ -240,7 +244,7 @@ def covariances_from_precisions_cholesky(prec_chol, covariance_type: str):
     return 1.0 / (P * P)
 
 
-def precisions(params: GMMParams):
+def precisions(params: GMMParams) -> Array:
     """Precision matrices (full/tied) or precisions (diag/spherical), like sklearn's precisions_."""
     P = to_native(params.precisions_cholesky)
     xp = xp_of(P)
@@ -264,7 +268,8 @@ def _full_covariances(p: GMMParams, K: int, D: int):
 
 
 # ----------------------------------------------------------------------------- kernels
-def e_step(X, params, sample_weight=None, *, weights=val.DEPRECATED) -> EStep:
+def e_step(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *,
+           weights: Any = val.DEPRECATED) -> EStep:
     """E-step: log responsibilities, per-point log mixture density, weighted mean bound."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.e_step")
     X3, W, single, back = _data(X, sample_weight)
@@ -299,8 +304,9 @@ def _lower_bound(log_norm, W):
     return lb.astype(log_norm.dtype)
 
 
-def m_step(X, resp, sample_weight=None, *, covariance_type: str = "full", reg_covar=1e-6,
-           weights=val.DEPRECATED) -> GMMParams:
+def m_step(X: ArrayLike, resp: ArrayLike, sample_weight: ArrayLike | None = None, *,
+           covariance_type: CovarianceType = "full", reg_covar: float = 1e-6,
+           weights: Any = val.DEPRECATED) -> GMMParams:
     """M-step from responsibilities resp[b, n, k] (times the point weights)."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.m_step")
     X3, W, single, back = _data(X, sample_weight)
@@ -445,7 +451,8 @@ def _run_fit_stepwise(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None, 
             xp.asarray(H))
 
 
-def em_step(X, params, sample_weight=None, *, reg_covar=1e-6, weights=val.DEPRECATED):
+def em_step(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *, reg_covar: float = 1e-6,
+            weights: Any = val.DEPRECATED) -> tuple[GMMParams, Array | float]:
     """One EM iteration as a pure function: returns (new GMMParams, lower_bound).
 
     ``lower_bound`` is the weighted mean log-likelihood of X under the *input* parameters
@@ -463,7 +470,7 @@ def em_step(X, params, sample_weight=None, *, reg_covar=1e-6, weights=val.DEPREC
     return _unbatch(out, False, back), back(lb)
 
 
-def log_prob(X, params, *, per: str = "mixture"):
+def log_prob(X: ArrayLike, params: GMMParams, *, per: LogProbPer = "mixture") -> Array:
     """Log-densities: per='mixture' (B, N), 'component' (B, N, K) log N(x | k) or
     'weighted' (B, N, K) log w_k + log N(x | k)."""
     val.choice(per, "per", ("mixture", "component", "weighted"))
@@ -488,14 +495,14 @@ def _log_resp(X, params):
     return _e_step_arrays(X3, p, K)[1], single, back
 
 
-def predict_proba(X, params):
+def predict_proba(X: ArrayLike, params: GMMParams) -> Array:
     """Responsibilities (B, N, K)."""
     log_resp, single, back = _log_resp(X, params)
     r = xp_of(log_resp).exp(log_resp)
     return back(r[0] if single else r)
 
 
-def predict(X, params):
+def predict(X: ArrayLike, params: GMMParams) -> Array:
     """Most probable component (B, N) int64."""
     log_resp, single, back = _log_resp(X, params)
     xp = xp_of(log_resp)
@@ -503,7 +510,7 @@ def predict(X, params):
     return back(lab[0] if single else lab)
 
 
-def sample(params, n_samples: int, *, seed=None, stream: int = 0):
+def sample(params: GMMParams, n_samples: int, *, seed: SeedLike = None, stream: int = 0) -> tuple[Array, Array]:
     """``n_samples`` draws from each mixture: (X (B, n, D), labels (B, n) int64).
 
     Draw i of mixture b is a pure function of (seed, stream + b, i) through the package's
@@ -532,13 +539,15 @@ def sample(params, n_samples: int, *, seed=None, stream: int = 0):
     return back(out), back(labels)
 
 
-def bic(X, params, sample_weight=None, *, weights=val.DEPRECATED):
+def bic(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *,
+        weights: Any = val.DEPRECATED) -> Array | float:
     """Bayesian information criterion per set: -2 log L + n_params log(n) (n = sum of weights)."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.bic")
     return _ic(X, params, sample_weight, "bic")
 
 
-def aic(X, params, sample_weight=None, *, weights=val.DEPRECATED):
+def aic(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *,
+        weights: Any = val.DEPRECATED) -> Array | float:
     """Akaike information criterion per set: -2 log L + 2 n_params."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.aic")
     return _ic(X, params, sample_weight, "aic")
@@ -619,12 +628,14 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False, stream=0):
     return R
 
 
-def fit(X, n_components: int, sample_weight=None, *, covariance_type: str = "full", tol: float = 1e-3,
-        reg_covar=1e-6, max_iter: int = 100, n_init: int = 1, init="kmeans",
-        weights_init=None, means_init=None, precisions_init=None,
-        resp_init=None, lower_bound_init=None, seed=None, stream: int = 0, warn: bool = True,
-        lower_bounds: bool = False, callback=None, weights=val.DEPRECATED, init_params=val.DEPRECATED,
-        random_state=val.DEPRECATED) -> FitResult:
+def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None, *,
+        covariance_type: CovarianceType = "full", tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
+        n_init: int = 1, init: GMMInit = "kmeans", weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,
+        resp_init: ArrayLike | None = None, lower_bound_init: ArrayLike | None = None, seed: SeedLike = None,
+        stream: int = 0, warn: bool = True, lower_bounds: bool = False,
+        callback: Callable[[FitProgress], object] | None = None, weights: Any = val.DEPRECATED,
+        init_params: Any = val.DEPRECATED, random_state: Any = val.DEPRECATED) -> FitResult:
     """Batched EM: fits one K-component mixture to every set of X (B, N, D) (or (N, D)).
 
     Each set stops on its own when the change of its lower bound is < tol (``tol=0``: run

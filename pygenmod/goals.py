@@ -24,6 +24,7 @@ These are compositions in NumPy / CuPy (elementwise work and reductions), not ke
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +32,7 @@ import numpy as np
 from . import _validate as val
 from . import sampling as _sampling
 from ._arrays import returner, xp_of
+from ._typing import Array, ArrayLike
 from .adversarial import label_goals
 
 
@@ -82,20 +84,23 @@ def _reached(states, goals, epsilon, dims, mask):
     return hit, back, g.dtype
 
 
-def goal_reward(states, goals, *, epsilon, dims=None, mask=None):
+def goal_reward(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
+                mask: ArrayLike | None = None) -> Array:
     """Goal-GAN's reward ``1{ ||f(s_t) - g|| < ε }`` per step: (..., R, T) in the goals' dtype
     (0 at masked steps)."""
     hit, back, dt = _reached(states, goals, epsilon, dims, mask)
     return back(hit.astype(dt))
 
 
-def goal_success(states, goals, *, epsilon, dims=None, mask=None):
+def goal_success(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
+                 mask: ArrayLike | None = None) -> Array:
     """Whether each rollout reached its goal at any step: (..., R) in the goals' dtype (0 / 1)."""
     hit, back, dt = _reached(states, goals, epsilon, dims, mask)
     return back(hit.any(-1).astype(dt))
 
 
-def goal_returns(states, goals, *, epsilon, dims=None, mask=None):
+def goal_returns(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
+                 mask: ArrayLike | None = None) -> Array:
     """``R^g(π)`` per goal: the fraction of its R rollouts that reached it at some step, (...)."""
     hit, back, dt = _reached(states, goals, epsilon, dims, mask)
     if hit.shape[-2] == 0:
@@ -103,7 +108,8 @@ def goal_returns(states, goals, *, epsilon, dims=None, mask=None):
     return back(hit.any(-1).mean(-1).astype(dt))
 
 
-def goal_labels(states, goals, *, epsilon, dims=None, mask=None, r_min=0.1, r_max=0.9) -> GoalLabels:
+def goal_labels(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
+                mask: ArrayLike | None = None, r_min: float = 0.1, r_max: float = 0.9) -> GoalLabels:
     """``R^g(π)`` from rollouts and the goal labels of eq. 4.4: 1 where ``r_min <= R^g <= r_max``
     (goals of intermediate difficulty). Pass ``labels`` to
     :func:`pygenmod.adversarial.lsgan_discriminator_loss` with the discriminator's outputs on
@@ -113,7 +119,8 @@ def goal_labels(states, goals, *, epsilon, dims=None, mask=None, r_min=0.1, r_ma
 
 
 # ------------------------------------------------------------------------------------ RIG
-def rig_reward(z, z_goal, scale_tril=None, *, precision_tril=None, squared=False):
+def rig_reward(z: ArrayLike, z_goal: ArrayLike, scale_tril: ArrayLike | None = None, *,
+               precision_tril: ArrayLike | None = None, squared: bool = False) -> Array:
     """RIG's reward ``-||z - z_goal||_A``: the negative Mahalanobis distance between encoded
     states z and goal latents z_goal, both (B, D) (z may be (S, B, D)), with
     ``A = (L L^T)^{-1}`` from a covariance Cholesky factor ``scale_tril`` or ``A = U U^T`` from a
@@ -132,7 +139,8 @@ def rig_reward(z, z_goal, scale_tril=None, *, precision_tril=None, squared=False
     return -d
 
 
-def rig_posterior_reward(mu, z_goal, scale_tril=None, *, logvar=None, squared=False):
+def rig_posterior_reward(mu: ArrayLike, z_goal: ArrayLike, scale_tril: ArrayLike | None = None, *,
+                         logvar: ArrayLike | None = None, squared: bool = False) -> Array:
     """The latent-posterior variant of RIG's reward: ``-||z_goal - mu||_{Σ^{-1}}`` with the
     encoder's posterior ``q(z | s) = N(mu, Σ)`` at the current state, given by its Cholesky factor
     ``scale_tril`` (B, D, D) or by a diagonal ``logvar`` (B, D) (Σ = diag(exp(logvar))).

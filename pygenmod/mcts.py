@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -46,6 +46,7 @@ from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from ._typing import Array, ArrayLike, DTypeLike, MctsPolicy, QNormalization, SeedLike
 
 TREE_FIELDS = ("visits", "value_sum", "raw_value", "reward", "discount", "parent", "action",
                "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel", "qbounds")
@@ -146,22 +147,22 @@ class Tree:
         return int(self.children.shape[2])
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.logits.dtype
 
-    def arrays(self) -> tuple:
+    def arrays(self) -> tuple[Array, ...]:
         return tuple(getattr(self, f) for f in TREE_FIELDS)
 
     def copy(self) -> "Tree":
         emb = None if self.embeddings is None else self.embeddings.copy()
         return Tree(*(a.copy() for a in self.arrays()), embeddings=emb, emb_back=self.emb_back)
 
-    def node_values(self):
+    def node_values(self) -> Array:
         """[B, N] mean backed-up value of every node (0 for free slots)."""
         xp = xp_of(self.visits)
         return self.value_sum / xp.maximum(self.visits, 1).astype(self.dtype)
 
-    def qvalues(self, node=0):
+    def qvalues(self, node: int | ArrayLike = 0) -> Array:
         """[B, A] Q(node, a) = reward + discount * value of each child (0 when unexpanded)."""
         xp = xp_of(self.visits)
         B = self.batch_size
@@ -172,7 +173,7 @@ class Tree:
         q = self.reward[rows, safe] + self.discount[rows, safe] * self.node_values()[rows, safe]
         return xp.where(ch >= 0, q, 0).astype(self.dtype)
 
-    def child_visits(self, node=0):
+    def child_visits(self, node: int | ArrayLike = 0) -> Array:
         """[B, A] int32 visit counts of the children of ``node`` (per tree)."""
         xp = xp_of(self.visits)
         B = self.batch_size
@@ -202,7 +203,7 @@ class Tree:
         return new
 
 
-def new_tree(batch_size: int, num_actions: int, capacity: int, dtype=np.float64, *, xp=np) -> Tree:
+def new_tree(batch_size: int, num_actions: int, capacity: int, dtype: DTypeLike = np.float64, *, xp: Any = np) -> Tree:
     """An empty batch of trees (no root yet; see :func:`init_root`)."""
     B = val.positive_int(batch_size, "batch_size", minimum=0)
     A = val.positive_int(num_actions, "num_actions")
@@ -295,7 +296,8 @@ def _set_root_logits(tree: Tree, logits, invalid, prior=None) -> None:
     tree.invalid[:, 0] = invalid
 
 
-def init_root(tree: Tree, prior_logits, value, *, invalid_actions=None, state=None, embedding=None) -> Tree:
+def init_root(tree: Tree, prior_logits: ArrayLike, value: ArrayLike, *, invalid_actions: ArrayLike | None = None,
+              state: ArrayLike | None = None, embedding: Any = None) -> Tree:
     """Resets every tree to a single root node with the model's output at the root."""
     xp = xp_of(tree.visits)
     B, A = tree.batch_size, tree.num_actions
@@ -347,8 +349,10 @@ def _float(x, name, shape, dtype, xp, allow_neg_inf=False):
 
 
 # ----------------------------------------------------------------------------- tabular models
-def tabular_model(next_state, reward, prior_logits, value, discount=1.0, *, terminal=None,
-                  invalid_actions=None, player_changed=None, dtype=None) -> TabularModel:
+def tabular_model(next_state: ArrayLike, reward: ArrayLike, prior_logits: ArrayLike, value: ArrayLike,
+                  discount: ArrayLike = 1.0, *, terminal: ArrayLike | None = None,
+                  invalid_actions: ArrayLike | None = None, player_changed: ArrayLike | None = None,
+                  dtype: DTypeLike | None = None) -> TabularModel:
     """A validated :class:`TabularModel` (deterministic transitions).
 
     next_state [S, A] int; reward, prior_logits [S, A]; value [S]; discount a scalar or
@@ -398,9 +402,10 @@ def tabular_model(next_state, reward, prior_logits, value, discount=1.0, *, term
                         xp.ascontiguousarray(bad), term)
 
 
-def stochastic_tabular_model(transition, reward, prior_logits, value, discount=1.0, *, terminal=None,
-                             invalid_actions=None, player_changed=None, dtype=None,
-                             atol: float = 1e-6) -> TabularModel:
+def stochastic_tabular_model(transition: ArrayLike, reward: ArrayLike, prior_logits: ArrayLike, value: ArrayLike,
+                             discount: ArrayLike = 1.0, *, terminal: ArrayLike | None = None,
+                             invalid_actions: ArrayLike | None = None, player_changed: ArrayLike | None = None,
+                             dtype: DTypeLike | None = None, atol: float = 1e-6) -> TabularModel:
     """A validated :class:`TabularModel` with stochastic transitions P[S, A, S'] (dense).
 
     Every expansion samples the child's state from P[s, a, :] by inverse CDF with the
@@ -439,7 +444,8 @@ def stochastic_tabular_model(transition, reward, prior_logits, value, discount=1
     return base._replace(cdf=xp.ascontiguousarray(cdf, dtype=xp.float64))
 
 
-def mdp_model(P, R, gamma, *, prior_logits=None, value=None, terminal=None, dtype=None,
+def mdp_model(P: Any, R: ArrayLike, gamma: ArrayLike, *, prior_logits: ArrayLike | None = None,
+              value: ArrayLike | None = None, terminal: ArrayLike | None = None, dtype: DTypeLike | None = None,
               atol: float = 1e-6) -> TabularModel:
     """A stochastic tabular model from a ``pygenmod.mdp`` problem (dense P[S, A, S'], R[S, A]).
 
@@ -525,7 +531,8 @@ def _kernel(tree: Tree, name: str):
 
 
 # ----------------------------------------------------------------------------- operations
-def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = None, **kw):
+def select(tree: Tree, *, policy: MctsPolicy = "muzero", num_simulations: int | None = None,
+           **kw) -> tuple[Array, Array]:
     """Descends every tree from its root to the first unexpanded edge.
 
     Returns (node [B] int32, action [B] int32); action -1 means the descent ended at a
@@ -547,8 +554,9 @@ def select(tree: Tree, *, policy: str = "muzero", num_simulations: int | None = 
     return node, action
 
 
-def expand(tree: Tree, node, action, reward, discount, prior_logits, value, *,
-           invalid_actions=None, embedding=None, state=None, player_changed=None):
+def expand(tree: Tree, node: ArrayLike, action: ArrayLike, reward: ArrayLike, discount: ArrayLike,
+           prior_logits: ArrayLike, value: ArrayLike, *, invalid_actions: ArrayLike | None = None,
+           embedding: Any = None, state: ArrayLike | None = None, player_changed: ArrayLike | None = None) -> Array:
     """Attaches the child reached by ``action`` from ``node`` in every tree.
 
     The new node gets the model's prior logits (-inf or ``invalid_actions`` mark invalid
@@ -580,7 +588,7 @@ def expand(tree: Tree, node, action, reward, discount, prior_logits, value, *,
     return out
 
 
-def backup(tree: Tree, node) -> None:
+def backup(tree: Tree, node: ArrayLike) -> None:
     """Backs the value of ``node`` up to the root of every tree (reward + discount * G per edge)."""
     xp = xp_of(tree.visits)
     node = val.int_array(node, "node", ndim=1, xp=xp, dtype=np.int32)
@@ -590,7 +598,7 @@ def backup(tree: Tree, node) -> None:
     _kernel(tree, "backup")(tree.arrays(), node)
 
 
-def advance(tree: Tree, actions) -> Tree:
+def advance(tree: Tree, actions: ArrayLike) -> Tree:
     """Keeps the subtree under each root's child ``actions[b]`` as the new tree (in place).
 
     The arrays are compacted: the kept nodes move to the front in their old order (the new
@@ -834,12 +842,12 @@ def _stream(stream, tree: Tree) -> int:
     return s
 
 
-def muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
-                  tree: Tree | None = None, capacity: int | None = None,
-                  dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
-                  pb_c_init: float = 1.25, pb_c_base: float = 19652.0,
-                  temperature: float = 1.0, q_normalization: str = "node",
-                  max_depth: int | None = None, stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
+def muzero_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
+                  seed: SeedLike = None, invalid_actions: ArrayLike | None = None, tree: Tree | None = None,
+                  capacity: int | None = None, dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
+                  pb_c_init: float = 1.25, pb_c_base: float = 19652.0, temperature: float = 1.0,
+                  q_normalization: QNormalization = "node", max_depth: int | None = None, stream: int = 0,
+                  chance_nodes: bool = False) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
 
     q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
@@ -941,13 +949,12 @@ def _completed_q_root(tree: Tree, value_scale, maxvisit_init, rescale_values, us
     return (scale[:, None] * cq).astype(dt)
 
 
-def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
-                         invalid_actions=None, tree: Tree | None = None, capacity: int | None = None,
-                         max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
-                         gumbel=None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
-                         rescale_values: bool = True, use_mixed_value: bool = True,
-                         max_depth: int | None = None, stream: int = 0,
-                         chance_nodes: bool = False) -> PolicyOutput:
+def gumbel_muzero_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
+                         seed: SeedLike = None, invalid_actions: ArrayLike | None = None, tree: Tree | None = None,
+                         capacity: int | None = None, max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
+                         gumbel: ArrayLike | None = None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
+                         rescale_values: bool = True, use_mixed_value: bool = True, max_depth: int | None = None,
+                         stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
     Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
@@ -996,10 +1003,11 @@ def gumbel_muzero_policy(root, recurrent_fn, num_simulations: int, *, seed=None,
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
 
-def uct_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_actions=None,
-               tree: Tree | None = None, capacity: int | None = None, exploration: float = UCT_EXPLORATION,
-               rollout_depth: int | None = None, temperature: float = 0.0, max_depth: int | None = None,
-               stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
+def uct_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
+               seed: SeedLike = None, invalid_actions: ArrayLike | None = None, tree: Tree | None = None,
+               capacity: int | None = None, exploration: float = UCT_EXPLORATION, rollout_depth: int | None = None,
+               temperature: float = 0.0, max_depth: int | None = None, stream: int = 0,
+               chance_nodes: bool = False) -> PolicyOutput:
     """Classic UCT (Kocsis & Szepesvari 2006; Browne et al. 2012) over a batch of trees.
 
     Selection by UCB1: an unexpanded valid action first (lowest index), else the argmax of
@@ -1035,8 +1043,8 @@ def uct_policy(root, recurrent_fn, num_simulations: int, *, seed=None, invalid_a
     return _visit_output(tree, temps, seed, stream, back)
 
 
-def search(root, recurrent_fn: Callable | TabularModel, num_simulations: int, *,
-           policy: str = "muzero", **kwargs) -> PolicyOutput:
+def search(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
+           policy: MctsPolicy = "muzero", **kwargs) -> PolicyOutput:
     """``muzero_policy`` (policy="muzero"), ``gumbel_muzero_policy`` ("gumbel") or
     ``uct_policy`` ("uct")."""
     val.choice(policy, "policy", ("muzero", "gumbel", "uct"))

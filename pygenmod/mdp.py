@@ -34,13 +34,14 @@ kernel per step (the host checks for a running MDP every few sweeps).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _validate as val
 from ._arrays import returner, to_native, xp_of
 from ._dispatch import kernel
+from ._typing import ArrayLike, DTypeLike, EvaluationMethod, RewardOn, SeedLike, Stop
 
 #: Allowed |sum_s' P(s'|s,a) - 1| per dtype.
 ROW_SUM_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
@@ -89,7 +90,7 @@ class CSR(NamedTuple):
     shape: tuple
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self.data.dtype
 
 
@@ -99,7 +100,7 @@ def _is_scipy_sparse(x) -> bool:
     return mod.startswith("scipy.sparse") or mod.startswith("cupyx.scipy.sparse")
 
 
-def as_csr(P, n_actions: int | None = None, *, dtype=None) -> CSR:
+def as_csr(P: ArrayLike | CSR | Any, n_actions: int | None = None, *, dtype: DTypeLike | None = None) -> CSR:
     """Sparse transitions as a :class:`CSR`.
 
     P: a :class:`CSR` (returned as is), a ``scipy.sparse`` matrix of shape ``(S*A, S)`` or
@@ -337,7 +338,8 @@ class _Model:
 
 
 # ============================================================================ backups
-def bellman_backup(P, R, V, gamma, *, policy=None, temperature=None, check: bool = True) -> Backup:
+def bellman_backup(P: ArrayLike | CSR, R: ArrayLike, V: ArrayLike, gamma: ArrayLike, *, policy: ArrayLike | None = None,
+                   temperature: ArrayLike | None = None, check: bool = True) -> Backup:
     """One Bellman backup of V for every state of every MDP.
 
     - default: optimality backup ``V'(s) = max_a Q(s, a)``,
@@ -423,8 +425,9 @@ def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, ev
     return Solution(m.out(V), m.out(pi), m.out(Q), *stats[:3], stats[3])
 
 
-def value_iteration(P, R, gamma, *, epsilon: float = 1e-6, tol: float | None = None, stop: str = "span",
-                    max_iter: int = 100_000, V0=None, check: bool = True) -> Solution:
+def value_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, epsilon: float = 1e-6,
+                    tol: float | None = None, stop: Stop = "span", max_iter: int = 100_000, V0: ArrayLike | None = None,
+                    check: bool = True) -> Solution:
     """Value iteration ``v <- T v`` until the stopping rule (module doc) holds, per MDP.
 
     Returns :class:`Solution` (V, policy, Q, iterations, residual, converged, eval_sweeps).
@@ -433,10 +436,10 @@ def value_iteration(P, R, gamma, *, epsilon: float = 1e-6, tol: float | None = N
                   check=check, eval_max=0, eval_rel=-1.0)
 
 
-def modified_policy_iteration(P, R, gamma, *, m: int | None = None, epsilon: float = 1e-6,
-                              tol: float | None = None, stop: str = "span", max_iter: int = 10_000,
-                              max_eval: int = 500, eval_rel: float = 0.0, V0=None,
-                              check: bool = True) -> Solution:
+def modified_policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, m: int | None = None,
+                              epsilon: float = 1e-6, tol: float | None = None, stop: Stop = "span",
+                              max_iter: int = 10_000, max_eval: int = 500, eval_rel: float = 0.0,
+                              V0: ArrayLike | None = None, check: bool = True) -> Solution:
     """Modified policy iteration (Puterman 6.5): improvement sweep, then partial evaluation.
 
     m: evaluation sweeps per improvement. ``None`` (default) adapts them: evaluate the greedy
@@ -462,9 +465,10 @@ def modified_policy_iteration(P, R, gamma, *, m: int | None = None, epsilon: flo
 solve = modified_policy_iteration
 
 
-def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: float = 1e-6,
-                     stop: str = "span", max_iter: int = 1000, max_eval: int = 100_000,
-                     initial_policy=None, seed=None, stream: int = 0, check: bool = True) -> Solution:
+def policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, evaluation: EvaluationMethod = "iterative",
+                     epsilon: float = 1e-6, stop: Stop = "span", max_iter: int = 1000, max_eval: int = 100_000,
+                     initial_policy: ArrayLike | str | None = None, seed: SeedLike = None, stream: int = 0,
+                     check: bool = True) -> Solution:
     """Policy iteration: evaluate the policy, improve greedily, until the policy is optimal.
 
     evaluation="iterative" (default): each policy is evaluated by sweeps of its own rows
@@ -619,9 +623,10 @@ def _exact_sparse(sp, spla, xp, m, g, det, stoch, r_pi):
     return out
 
 
-def policy_evaluation(P, R, gamma, policy, *, evaluation: str = "exact", epsilon: float = 1e-6,
-                      tol: float | None = None, stop: str = "span", max_iter: int = 100_000, V0=None,
-                      check: bool = True, method=val.DEPRECATED) -> Evaluation:
+def policy_evaluation(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, policy: ArrayLike, *,
+                      evaluation: EvaluationMethod = "exact", epsilon: float = 1e-6, tol: float | None = None,
+                      stop: Stop = "span", max_iter: int = 100_000, V0: ArrayLike | None = None, check: bool = True,
+                      method: Any = val.DEPRECATED) -> Evaluation:
     """The value V^pi of a deterministic (B, S) or stochastic (B, S, A) policy.
 
     evaluation="exact": linear solve of ``(I - gamma P_pi) V = r_pi`` (float64 internally).
@@ -789,7 +794,7 @@ def _evaluate_host_loop(m, g, thresh, max_iter, span, det, stoch, V, its, res, c
 
 
 # ============================================================================ conversions
-def from_mdptoolbox(P, R):
+def from_mdptoolbox(P: Any, R: Any) -> tuple[np.ndarray | CSR, np.ndarray]:
     """pymdptoolbox's ``P (A, S, S)`` (array or list of A matrices, dense or scipy.sparse) and
     ``R`` ((S,), (S, A) or (A, S, S)) -> ``(P, R)`` in pygenmod's single-MDP layout:
     dense ``P (S, A, S)`` or a :class:`CSR` (if any input matrix is sparse), ``R (S, A)``."""
@@ -829,13 +834,13 @@ def from_mdptoolbox(P, R):
     return Pout, np.ascontiguousarray(Rn)
 
 
-def to_mdptoolbox(P, R):
+def to_mdptoolbox(P: ArrayLike, R: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """Single dense MDP ``P (S, A, S)``, ``R (S, A)`` -> pymdptoolbox's ``P (A, S, S)``, ``R (S, A)``."""
     P = np.asarray(P)
     return np.ascontiguousarray(P.transpose(1, 0, 2)), np.asarray(R)
 
 
-def from_quantecon(R, Q):
+def from_quantecon(R: ArrayLike, Q: Any) -> tuple[np.ndarray | CSR, np.ndarray]:
     """quantecon's ``DiscreteDP(R, Q, beta)`` product formulation, ``R (S, A)``, ``Q (S, A, S)``
     (dense or scipy.sparse ``(S*A, S)``) -> ``(P, R)``: the same layout, so a view for dense
     Q and a :class:`CSR` for sparse Q. (Infeasible actions, R = -inf, are not supported.)"""
@@ -847,7 +852,7 @@ def from_quantecon(R, Q):
     return np.asarray(Q), R
 
 
-def to_quantecon(P, R):
+def to_quantecon(P: ArrayLike | CSR, R: ArrayLike) -> tuple[np.ndarray, Any]:
     """Single MDP -> quantecon's ``(R (S, A), Q (S, A, S))`` (CSR -> scipy.sparse ``(S*A, S)``)."""
     if isinstance(P, CSR):
         import scipy.sparse as sp
@@ -866,8 +871,8 @@ GRID_ARROWS = ("^", ">", "v", "<")
 GRID_REWARD_ON = ("exit", "entry")
 
 
-def gridworld(step_reward: float = -0.04, noise: float | None = None, dtype=np.float64, *,
-              deterministic: bool = False, reward_on: str = "exit"):
+def gridworld(step_reward: float = -0.04, noise: float | None = None, dtype: DTypeLike = np.float64, *,
+              deterministic: bool = False, reward_on: RewardOn = "exit") -> tuple[np.ndarray, np.ndarray, list]:
     """The 4x3 gridworld of Russell & Norvig (and of the lecture): +1 at (col 3, row 2), -1 at
     (col 3, row 1), a wall at (col 1, row 1) (0-based, row 0 at the bottom). Bumping into the
     wall or the edge stays put.
@@ -927,7 +932,8 @@ def gridworld(step_reward: float = -0.04, noise: float | None = None, dtype=np.f
     return P.astype(dtype), R.astype(dtype), cells + [None]
 
 
-def forest(n_states: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1, dtype=np.float64):
+def forest(n_states: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1,
+           dtype: DTypeLike = np.float64) -> tuple[np.ndarray, np.ndarray]:
     """pymdptoolbox's forest-management MDP in pygenmod's layout: ``P (S, 2, S)``, ``R (S, 2)``.
 
     Action 0 waits (the forest grows one age class, or burns to state 0 with probability p),
@@ -951,7 +957,7 @@ def forest(n_states: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1, 
 
 
 def random_mdp(n_states: int, n_actions: int, batch: int | None = None, *, successors: int | None = None,
-               seed: int = 0, dtype=np.float64):
+               seed: int = 0, dtype: DTypeLike = np.float64) -> tuple[np.ndarray | CSR, np.ndarray]:
     """A seeded random MDP (or a batch of ``batch``): rows of P uniform(0,1) weights normalised
     to 1 over all S next states (dense) or over ``successors`` next states drawn uniformly
     (sparse, returned as a :class:`CSR`; repeated draws merge); R standard normal.

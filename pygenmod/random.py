@@ -28,6 +28,7 @@ import numpy as np
 from . import _validate as val
 from ._dispatch import kernel
 from ._seed import get_state, manual_seed, resolve_seed, set_state
+from ._typing import Array, ArrayLike, Device, DTypeLike, SeedLike
 
 UNIFORM, NORMAL, GUMBEL = 0, 1, 2
 
@@ -82,23 +83,27 @@ def _draw(dist, seed, shape, stream, offset, dtype, device):
     return out.reshape(shape)
 
 
-def uniform(seed=None, shape=(), *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+def uniform(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
+            dtype: DTypeLike = np.float32, device: Device = "cpu") -> Array:
     """Uniform numbers in the open interval (0, 1): float32 from the top 24 bits of one Philox
     word, float64 from 53 bits of two words (exact, never 0 or 1)."""
     return _draw(UNIFORM, seed, shape, stream, offset, dtype, device)
 
 
-def normal(seed=None, shape=(), *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+def normal(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
+           dtype: DTypeLike = np.float32, device: Device = "cpu") -> Array:
     """Standard normal numbers by Box-Muller on pairs of uniforms (see module docstring)."""
     return _draw(NORMAL, seed, shape, stream, offset, dtype, device)
 
 
-def gumbel(seed=None, shape=(), *, stream=0, offset=0, dtype=np.float32, device="cpu"):
+def gumbel(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
+           dtype: DTypeLike = np.float32, device: Device = "cpu") -> Array:
     """Standard Gumbel numbers ``-log(-log(u))``, u uniform in (0, 1)."""
     return _draw(GUMBEL, seed, shape, stream, offset, dtype, device)
 
 
-def bits(seed=None, shape=(), *, stream=0, offset=0, device="cpu"):
+def bits(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
+         device: Device = "cpu") -> Array:
     """The raw uint32 Philox words (element ``n`` of a stream is word ``n % 4`` of block ``n // 4``)."""
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     shape = _shape(shape)
@@ -110,7 +115,7 @@ def bits(seed=None, shape=(), *, stream=0, offset=0, device="cpu"):
     return out.reshape(shape)
 
 
-def philox_blocks(counter, key, *, device="cpu"):
+def philox_blocks(counter: ArrayLike, key: ArrayLike, *, device: Device = "cpu") -> Array:
     """Raw Philox-4x32-10 on the current backend: counter (N, 4) and key (N, 2) uint32 words ->
     (N, 4) uint32 (for known-answer tests against Random123's vectors)."""
     xp = _xp(device)
@@ -124,7 +129,7 @@ def philox_blocks(counter, key, *, device="cpu"):
     return out
 
 
-def philox4x32_10(counter, key):
+def philox4x32_10(counter: ArrayLike, key: ArrayLike) -> Array:
     """One Philox-4x32-10 block (reference implementation in Python, for tests and docs):
     counter is 4 uint32 words, key is 2; returns 4 uint32 words."""
     M0, M1, W0, W1, mask = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85, 0xFFFFFFFF

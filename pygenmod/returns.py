@@ -28,6 +28,7 @@ import numpy as np
 from . import _validate as val
 from ._arrays import is_device, returner, to_native
 from ._dispatch import kernel
+from ._typing import Array, ArrayLike
 
 
 class GAE(NamedTuple):
@@ -143,8 +144,10 @@ def _outputs(out, shape, dtype, xp, want_returns, time_axis):
     return bufs[0], (bufs[1] if want_returns else None)
 
 
-def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-        bootstrap_value=None, mask=None, time_axis: int = 0, out=None, compute_returns: bool = True) -> GAE:
+def gae(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: ArrayLike = 0.95,
+        terminated: ArrayLike | None = None, truncated: ArrayLike | None = None, next_values: ArrayLike | None = None,
+        bootstrap_value: ArrayLike | None = None, mask: ArrayLike | None = None, time_axis: int = 0,
+        out: Array | tuple[Array, Array] | None = None, compute_returns: bool = True) -> GAE:
     """Generalized advantage estimates and lambda-returns (module doc); (T, B) in, (T, B) out.
 
     out: optional ``(advantages, returns)`` buffers to write into (time-major only); one
@@ -158,15 +161,19 @@ def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=Non
     return GAE(adv, ret)
 
 
-def lambda_returns(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-                   bootstrap_value=None, mask=None, time_axis: int = 0):
+def lambda_returns(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: ArrayLike = 0.95,
+                   terminated: ArrayLike | None = None, truncated: ArrayLike | None = None,
+                   next_values: ArrayLike | None = None, bootstrap_value: ArrayLike | None = None,
+                   mask: ArrayLike | None = None, time_axis: int = 0) -> Array:
     """TD(lambda) returns ``G_t = A_t + V_t`` (the GAE identity); (T, B)."""
     return gae(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
                next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis).returns
 
 
-def discounted_returns(rewards, *, gamma=0.99, terminated=None, truncated=None, next_values=None,
-                       bootstrap_value=None, mask=None, time_axis: int = 0):
+def discounted_returns(rewards: ArrayLike, *, gamma: ArrayLike = 0.99, terminated: ArrayLike | None = None,
+                       truncated: ArrayLike | None = None, next_values: ArrayLike | None = None,
+                       bootstrap_value: ArrayLike | None = None, mask: ArrayLike | None = None,
+                       time_axis: int = 0) -> Array:
     """Discounted returns ``G_t = r_t + gamma (1 - done_t) G_{t+1}``, bootstrapping from
     ``next_values`` at truncated steps (only read there) and from ``bootstrap_value`` after
     the last step."""

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._arrays import xp_of
+from ._typing import Array, ArrayLike
 
 #: Per-problem status codes of :class:`CGResult` (``CG_STATUS[code]`` is the name).
 CG_CONVERGED, CG_MAX_ITER, CG_BREAKDOWN = 0, 1, 2
@@ -45,7 +47,7 @@ class CGResult(NamedTuple):
     residual: object  #: (B,) norm of the (recursively updated) residual g - (F + damping I) x
 
     @property
-    def converged(self):
+    def converged(self) -> Array | bool:
         """(B,) bool: status == CG_CONVERGED."""
         return self.status == CG_CONVERGED
 
@@ -184,8 +186,9 @@ def _out(single, *arrays):
 
 
 # ============================================================================ conjugate gradient
-def conjugate_gradient(fvp, g, *, damping: float = 0.0, tol: float = 1e-10, atol: float = 0.0,
-                       max_iter: int = 10, x0=None) -> CGResult:
+def conjugate_gradient(fvp: Callable[[Array], Any], g: ArrayLike, *, damping: float | ArrayLike = 0.0,
+                       tol: float = 1e-10, atol: float = 0.0, max_iter: int = 10,
+                       x0: ArrayLike | None = None) -> CGResult:
     """Solve ``(F + damping I) x = g`` for B problems at once by conjugate gradient.
 
     fvp: a callable taking a (B, n) array ``v`` and returning ``F v`` (B, n), in the array type
@@ -256,7 +259,7 @@ def conjugate_gradient(fvp, g, *, damping: float = 0.0, tol: float = 1e-10, atol
 
 
 # ============================================================================ step size
-def natural_step_size(x, Fx, max_kl):
+def natural_step_size(x: ArrayLike, Fx: ArrayLike, max_kl: float | ArrayLike) -> Array | float:
     """The natural-gradient step size ``beta = sqrt(2 max_kl / x^T F x)`` per problem.
 
     x: (B, n) search directions (e.g. ``conjugate_gradient(...).x``); Fx: (B, n) their
@@ -285,7 +288,8 @@ def natural_step_size(x, Fx, max_kl):
 
 
 # ============================================================================ line search
-def line_search(surrogate, kl, x0, fullstep, *, max_kl, expected_improve=None, accept_ratio: float = 0.1,
+def line_search(surrogate: Callable[[Array], Any], kl: Callable[[Array], Any], x0: ArrayLike, fullstep: ArrayLike, *,
+                max_kl: float | ArrayLike, expected_improve: ArrayLike | None = None, accept_ratio: float = 0.1,
                 backtrack_ratio: float = 0.5, max_backtracks: int = 10) -> LineSearchResult:
     """Backtracking line search of TRPO on B problems: try ``x0 + f * fullstep`` for
     ``f = backtrack_ratio**k``, k = 0 .. max_backtracks - 1, and accept the first step whose
@@ -348,7 +352,8 @@ def line_search(surrogate, kl, x0, fullstep, *, max_kl, expected_improve=None, a
 
 
 # ============================================================================ one TRPO step
-def trpo_step(x0, g, fvp, surrogate, kl, *, max_kl: float = 0.01, damping: float = 0.1, cg_iters: int = 10,
+def trpo_step(x0: ArrayLike, g: ArrayLike, fvp: Callable[[Array], Any], surrogate: Callable[[Array], Any],
+              kl: Callable[[Array], Any], *, max_kl: float = 0.01, damping: float = 0.1, cg_iters: int = 10,
               cg_tol: float = 1e-10, accept_ratio: float = 0.1, backtrack_ratio: float = 0.5,
               max_backtracks: int = 10) -> TRPOStep:
     """One TRPO update of B problems: solve ``(F + damping I) x = g`` by
