@@ -1,0 +1,522 @@
+"""pygenmod's compiled kernels inside ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (XLA FFI).
+
+The CPU kernels are registered as XLA FFI targets (``jax.ffi.register_ffi_target``) and called
+with ``jax.ffi.ffi_call``, so they run inside compiled JAX programs; the handlers
+(``pygenmod._jax_ffi``, sources in ``csrc/jax/``) call the same kernel bodies as the NumPy API,
+so results equal it (bitwise: same code, same inputs). docs/jax.md has the details.
+
+- **vmap**: the kernels are batch-first, so a vmapped axis is folded into the kernel's batch
+  axis (``jax.custom_batching.custom_vmap``): one kernel call over ``N * B`` items, never a
+  Python loop. Arguments without a batch axis (spatial softmax's per-channel temperature)
+  that are themselves vmapped fall back to ``jax.lax.map`` (one call per vmapped element).
+- **grad**: spatial softmax has a ``jax.custom_vjp`` calling the fused backward kernel. GAE,
+  lambda-returns and Bellman backups are not differentiable: differentiating them raises
+  TypeError (apply ``jax.lax.stop_gradient`` to their inputs, as targets usually are).
+- **checks**: shapes and dtypes are checked when the function is traced (ValueError /
+  TypeError naming the argument); value checks (ranges, NaN/inf) run only on concrete
+  (non-traced) inputs, since a traced value is unknown until the program runs.
+
+Requires ``pip install "pygenmod[jax]"`` (jax >= 0.10.2, see ``_MIN_JAX``).
+"""
+from __future__ import annotations
+
+import functools
+import re
+from typing import NamedTuple
+
+import numpy as np
+
+# The FFI handlers are compiled against the XLA FFI API headers vendored in
+# third_party/xla_ffi (API 0.3, from jaxlib 0.10.2): a jaxlib older than those headers rejects
+# them at run time, so the import refuses it up front. Raise together with the vendored copy.
+_MIN_JAX = (0, 10, 2)
+_INSTALL = 'pip install "pygenmod[jax]"'
+
+try:
+    import jax
+    import jax.numpy as jnp
+except ImportError as e:  # pragma: no cover - exercised where JAX is absent
+    raise ImportError(f"pygenmod.jax needs JAX >= {'.'.join(map(str, _MIN_JAX))}: {_INSTALL}") from e
+
+
+def _version(v: str) -> tuple:
+    return tuple(int(x) for x in re.findall(r"\d+", v)[:3])
+
+
+if _version(jax.__version__) < _MIN_JAX:
+    raise ImportError(f"pygenmod.jax needs JAX >= {'.'.join(map(str, _MIN_JAX))} (the XLA FFI API its handlers "
+                      f"were built against), found jax {jax.__version__}: {_INSTALL}")
+
+try:
+    from . import _jax_ffi
+except ImportError as e:  # pragma: no cover - a build without compiled modules
+    raise ImportError("pygenmod.jax needs the compiled module pygenmod._jax_ffi, which this installation lacks "
+                      "(built without a C++ compiler?); reinstall pygenmod from a wheel or a source build") from e
+
+
+from .mdp import Backup
+from .returns import GAE
+
+for _name, _capsule in _jax_ffi.registrations().items():
+    jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")
+
+
+# ============================================================================ helpers
+def _concrete(x):
+    """x as a NumPy array when it is a concrete value, None when it is traced (inside jit)."""
+    try:
+        return np.asarray(x)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _float(x, name, ndim=None, dtype=None):
+    x = jnp.asarray(x)
+    if dtype is None:
+        if x.dtype not in (jnp.float32, jnp.float64):
+            raise TypeError(f"{name}: expected a float32 or float64 array, got dtype {x.dtype}")
+    elif x.dtype != dtype:
+        if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
+            raise TypeError(f"{name}: expected a float array of dtype {np.dtype(dtype).name}, got {x.dtype}")
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            raise TypeError(f"{name}: dtype {x.dtype} differs from {np.dtype(dtype).name} (cast it first)")
+        x = x.astype(dtype)
+    if ndim is not None and x.ndim not in ((ndim,) if isinstance(ndim, int) else ndim):
+        raise ValueError(f"{name}: expected {ndim} dimensions, got shape {tuple(x.shape)}")
+    return x
+
+
+def _shape(x, name, shape):
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def _per_batch(x, name, B, dtype, lo=None, hi=None, lo_closed=True, hi_closed=True):
+    """A scalar or one value per batch item -> (B,) of dtype; range-checked when concrete."""
+    a = jnp.asarray(x, dtype=dtype) if not hasattr(x, "dtype") or jnp.issubdtype(x.dtype, jnp.number) else x
+    if a.ndim > 1 or (a.ndim == 1 and a.shape[0] != B):
+        raise ValueError(f"{name}: expected a scalar or shape ({B},), got {tuple(a.shape)}")
+    c = _concrete(a)
+    if c is not None:
+        bad = ~np.isfinite(c)
+        if lo is not None:
+            bad |= (c < lo) if lo_closed else (c <= lo)
+        if hi is not None:
+            bad |= (c > hi) if hi_closed else (c >= hi)
+        if bad.any():
+            lb, hb = "[(" [not lo_closed], "])"[not hi_closed]
+            raise ValueError(f"{name}: must lie in {lb}{lo}, {hi}{hb}, got {c[bad].flat[0]!r}")
+    return jnp.broadcast_to(a.astype(dtype), (B,))
+
+
+def _flag(x, name, shape, time_axis):
+    """A bool / numeric flag array -> uint8 0/1 (nonzero = true), time-major."""
+    if x is None:
+        return None
+    a = jnp.asarray(x)
+    if not (a.dtype == jnp.bool_ or jnp.issubdtype(a.dtype, jnp.number)):
+        raise TypeError(f"{name}: expected a bool or numeric array, got dtype {a.dtype}")
+    if time_axis == 1:
+        _shape(a, name, shape[::-1])
+        a = a.T
+    _shape(a, name, shape)
+    return (a != 0).astype(jnp.uint8)
+
+
+def _empty(dtype):
+    return jnp.zeros((0,), dtype)  # "absent" for an optional FFI operand
+
+
+def _int_dtype():
+    return jnp.int64 if jax.config.jax_enable_x64 else jnp.int32
+
+
+# ---------------------------------------------------------------------------- vmap folding
+# A kernel operand's batch axis: 0 (batch-first), 1 (time-major (T, B)), "0|1" (batch axis 0 of
+# extent B or 1, broadcast by the kernel: masks) or None (no batch axis, e.g. a per-channel
+# temperature). The vmapped axis N is folded into the batch axis (N*B items in one call);
+# a vmapped operand without a batch axis makes the call fall back to jax.lax.map.
+def _fold(x, axis, batched, n):
+    if x is None or axis is None:  # (a vmapped operand without a batch axis never gets here)
+        return x
+    if axis == "0|1":
+        if not batched and x.shape[0] == 1:
+            return x
+        axis = 0
+    if not batched:
+        x = jnp.broadcast_to(x, (n,) + x.shape)
+    if axis == 1:
+        x = jnp.moveaxis(x, 0, 1)
+        return x.reshape((x.shape[0], n * x.shape[2]) + x.shape[3:])
+    return x.reshape((n * x.shape[1],) + x.shape[2:])
+
+
+def _unfold(y, axis, n):
+    if y is None:
+        return None
+    if axis == 1:
+        return jnp.moveaxis(y.reshape((y.shape[0], n, y.shape[1] // n) + y.shape[2:]), 1, 0)
+    return y.reshape((n, y.shape[0] // n) + y.shape[1:])
+
+
+def _batch_first(call, in_axes, out_axes):
+    """``call`` (operands -> tuple of results) with a vmap rule folding the vmapped axis into the
+    kernel's batch axis (axes as above). Returns the custom_vmap-wrapped function."""
+    f = jax.custom_batching.custom_vmap(call)
+
+    @f.def_vmap
+    def rule(n, in_batched, *args):
+        if any(b and ax is None for b, ax in zip(in_batched, in_axes)):
+            # an operand without a batch axis varies: one call per vmapped element
+            ins = [None if a is None else (a if b else jnp.broadcast_to(a, (n,) + a.shape))
+                   for a, b in zip(args, in_batched)]
+            out = jax.lax.map(lambda xs: f(*xs), ins)
+        else:
+            out = f(*[_fold(a, ax, b, n) for a, ax, b in zip(args, in_axes, in_batched)])
+            out = tuple(_unfold(y, ax, n) for y, ax in zip(out, out_axes))
+        return out, tuple(None if y is None else True for y in out)
+
+    return f
+
+
+def _not_differentiable(name, f):
+    g = jax.custom_jvp(f)
+
+    @g.defjvp
+    def _jvp(primals, tangents):
+        raise TypeError(f"pygenmod.jax.{name} is not differentiable; apply jax.lax.stop_gradient to its inputs "
+                        "(targets and advantages are constants of the loss)")
+
+    return g
+
+
+# ============================================================================ GAE
+@functools.lru_cache(maxsize=None)
+def _gae_op(want_returns: bool):
+    def call(r, v, nv, boot, te, tr, mk, g, l):
+        dt = r.dtype
+        ops = [r, v, nv, boot, te, tr, mk, g, l]
+        ops = [(_empty(jnp.uint8 if i in (4, 5, 6) else dt) if a is None else a) for i, a in enumerate(ops)]
+        shapes = (jax.ShapeDtypeStruct(r.shape, dt),
+                  jax.ShapeDtypeStruct(r.shape if want_returns else (0,), dt),
+                  jax.ShapeDtypeStruct((1,), jnp.uint8))
+        adv, ret, _status = jax.ffi.ffi_call("pygenmod_gae", shapes, vmap_method="sequential")(*ops)
+        return adv, (ret if want_returns else None)
+
+    return _not_differentiable("gae", _batch_first(call, (1, 1, 1, 0, 1, 1, 1, 0, 0), (1, 1)))
+
+
+def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
+        bootstrap_value=None, mask=None, time_axis: int = 0, compute_returns: bool = True) -> GAE:
+    """:func:`pygenmod.returns.gae` for JAX arrays, usable inside ``jit`` / ``vmap`` (not ``grad``).
+
+    Same arguments and results (time-major (T, B) unless ``time_axis=1``); NaN/inf inputs are
+    not reported (the NumPy API raises ValueError) but propagate into the results.
+    """
+    if time_axis not in (0, 1):
+        raise ValueError(f"time_axis: expected 0 (time-major) or 1 (batch-major), got {time_axis!r}")
+    r = _float(rewards, "rewards", ndim=2)
+    if time_axis == 1:
+        r = r.T
+    Tn, B = r.shape
+    if B == 0:
+        raise ValueError("rewards: empty batch (B = 0)")
+
+    def arr(x, name):
+        if x is None:
+            return None
+        a = _float(x, name, ndim=2, dtype=r.dtype)
+        a = a.T if time_axis == 1 else a
+        _shape(a, name, (Tn, B))
+        return a
+
+    v = arr(values, "values")
+    if v is None:
+        raise ValueError("values: required")
+    nv = arr(next_values, "next_values")
+    te, tr, mk = (_flag(f, n, (Tn, B), time_axis) for f, n in
+                  ((terminated, "terminated"), (truncated, "truncated"), (mask, "mask")))
+    if tr is not None and nv is None:
+        raise ValueError("next_values: required when truncated is given (the value of the observation "
+                         "at which the episode was cut, before the reset)")
+    boot = None
+    if bootstrap_value is not None:
+        boot = _float(bootstrap_value, "bootstrap_value", ndim=(0, 1), dtype=r.dtype)
+        boot = jnp.broadcast_to(boot, (B,))
+    g = _per_batch(gamma, "gamma", B, r.dtype, lo=0.0, hi=1.0)
+    lm = _per_batch(lam, "lam", B, r.dtype, lo=0.0, hi=1.0)
+    if Tn == 0:
+        adv = ret = jnp.zeros((0, B), r.dtype)
+    else:
+        adv, ret = _gae_op(bool(compute_returns))(r, v, nv, boot, te, tr, mk, g, lm)
+    if not compute_returns:
+        ret = None
+    if time_axis == 1:
+        adv, ret = adv.T, (None if ret is None else ret.T)
+    return GAE(adv, ret)
+
+
+def lambda_returns(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
+                   bootstrap_value=None, mask=None, time_axis: int = 0):
+    """TD(lambda) returns ``A + V`` (:func:`pygenmod.returns.lambda_returns`); (T, B)."""
+    return gae(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
+               next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis).returns
+
+
+# ============================================================================ Bellman backup
+_KIND = {"optimal": 0, "policy": 1, "stochastic": 2, "soft": 3}
+
+
+@functools.lru_cache(maxsize=None)
+def _backup_op(kind: int):
+    def call(P, R, V, g, det, stoch, tau):
+        B, S, A = R.shape
+        dt = P.dtype
+        ops = [P, R, V, g, _empty(_int_dtype()) if det is None else det, _empty(dt) if stoch is None else stoch,
+               _empty(dt) if tau is None else tau]
+        shapes = (jax.ShapeDtypeStruct((B, S, A), dt), jax.ShapeDtypeStruct((B, S), dt),
+                  jax.ShapeDtypeStruct((B, S), _int_dtype()))
+        return tuple(jax.ffi.ffi_call("pygenmod_backup_dense", shapes, vmap_method="sequential")(
+            *ops, kind=np.int64(kind)))
+
+    return _not_differentiable("bellman_backup", _batch_first(call, (0,) * 7, (0, 0, 0)))
+
+
+def bellman_backup(P, R, V, gamma, *, policy=None, temperature=None) -> Backup:
+    """:func:`pygenmod.mdp.bellman_backup` for JAX arrays (dense P), inside ``jit`` / ``vmap``.
+
+    P (B, S, A, S) or (S, A, S) for one MDP; R (B, S, A) expected rewards; V (B, S); gamma a
+    scalar or (B,) in [0, 1); ``policy`` int actions (B, S) or probabilities (B, S, A);
+    ``temperature`` (> 0) for the soft backup. Returns :class:`pygenmod.mdp.Backup`
+    (Q, V, greedy policy; the policy is int64 with ``jax_enable_x64``, else int32). Rows of P
+    are not checked here (use :func:`pygenmod.mdp.bellman_backup` once to check a model).
+    """
+    P = _float(P, "P", ndim=(3, 4))
+    single = P.ndim == 3
+    if single:
+        P = P[None]
+    B, S, A, S2 = P.shape
+    if S2 != S:
+        raise ValueError(f"P: expected shape (B, S, A, S), got {tuple(P.shape)}")
+    lead = () if single else (B,)
+    R = _float(R, "R", dtype=P.dtype)
+    _shape(R, "R", lead + (S, A))
+    V = _float(V, "V", dtype=P.dtype)
+    _shape(V, "V", lead + (S,))
+    R, V = R.reshape(B, S, A), V.reshape(B, S)
+    g = _per_batch(gamma, "gamma", B, P.dtype, lo=0.0, hi=1.0, hi_closed=False)
+    det = stoch = tau = None
+    kind = "optimal"
+    if policy is not None and temperature is not None:
+        raise ValueError("policy and temperature: give at most one")
+    if policy is not None:
+        p = jnp.asarray(policy)
+        if jnp.issubdtype(p.dtype, jnp.integer):
+            _shape(p, "policy", lead + (S,))
+            c = _concrete(p)
+            if c is not None and c.size and (c.min() < 0 or c.max() >= A):
+                raise ValueError(f"policy: actions must lie in [0, {A})")
+            det, kind = p.reshape(B, S).astype(_int_dtype()), "policy"
+        else:
+            p = _float(p, "policy", dtype=P.dtype)
+            _shape(p, "policy", lead + (S, A))
+            stoch, kind = p.reshape(B, S, A), "stochastic"
+    if temperature is not None:
+        tau, kind = _per_batch(temperature, "temperature", B, P.dtype, lo=0.0, lo_closed=False), "soft"
+    Q, Vo, pi = _backup_op(_KIND[kind])(P, R, V, g, det, stoch, tau)
+    if single:
+        Q, Vo, pi = Q[0], Vo[0], pi[0]
+    return Backup(Q, Vo, pi)
+
+
+def value_iteration(P, R, gamma, *, tol: float = 1e-8, max_iter: int = 10_000, V0=None):
+    """Value iteration ``V <- T V`` as a ``jax.lax.while_loop`` over the backup kernel, until
+    ``max|T V - V| < tol`` for every MDP of the batch (or ``max_iter`` sweeps).
+
+    Returns ``(V, policy, Q, iterations)``. Unlike :func:`pygenmod.mdp.value_iteration` (one
+    compiled loop with per-MDP stopping, span rule and action elimination) every MDP sweeps
+    until the slowest has converged, and ``tol`` is a raw sup-norm threshold; the result agrees
+    with it to the tolerance, not bitwise.
+    """
+    P = _float(P, "P", ndim=(3, 4))
+    single = P.ndim == 3
+    Pb = P[None] if single else P
+    B, S, A, _ = Pb.shape
+    Rb = _float(R, "R", dtype=P.dtype).reshape(B, S, A)
+    V = jnp.zeros((B, S), P.dtype) if V0 is None else _float(V0, "V0", dtype=P.dtype).reshape(B, S)
+    g = _per_batch(gamma, "gamma", B, P.dtype, lo=0.0, hi=1.0, hi_closed=False)
+    op = _backup_op(0)
+    tol = jnp.asarray(tol, P.dtype)
+
+    def cond(state):
+        it, _, diff, _, _ = state
+        return (it < max_iter) & (diff >= tol)
+
+    def body(state):
+        it, V, _, _, _ = state
+        Q, Vn, pi = op(Pb, Rb, V, g, None, None, None)
+        return it + 1, Vn, jnp.max(jnp.abs(Vn - V)), Q, pi
+
+    init = (jnp.asarray(0, _int_dtype()), V, jnp.asarray(jnp.inf, P.dtype), jnp.zeros((B, S, A), P.dtype),
+            jnp.zeros((B, S), _int_dtype()))
+    it, V, _, Q, pi = jax.lax.while_loop(cond, body, init)
+    if single:
+        V, pi, Q = V[0], pi[0], Q[0]
+    return V, pi, Q, it
+
+
+# ============================================================================ spatial softmax
+class _SpatialConfig(NamedTuple):
+    channels_last: bool
+    grid: tuple  # x0, dx, y0, dy
+    swap: bool
+    want_cov: bool
+    scalar_temp: bool
+
+
+def _grid(n: int, coords: str):
+    if coords == "pixel":
+        return 0.0, 1.0
+    return (-1.0, 2.0 / (n - 1)) if n > 1 else (0.0, 0.0)
+
+
+def _attrs(cfg):
+    x0, dx, y0, dy = cfg.grid
+    return dict(channels_last=cfg.channels_last, x0=np.float64(x0), dx=np.float64(dx), y0=np.float64(y0),
+                dy=np.float64(dy))
+
+
+@functools.lru_cache(maxsize=None)
+def _spatial_fwd_op(cfg: _SpatialConfig):
+    def call(x, inv, mask):
+        B, C = x.shape[0], (x.shape[3] if cfg.channels_last else x.shape[1])
+        dt = x.dtype
+        shapes = (jax.ShapeDtypeStruct((B, C, 2), dt),
+                  jax.ShapeDtypeStruct((B, C, 2, 2) if cfg.want_cov else (0,), dt),
+                  jax.ShapeDtypeStruct((B, C, 2), dt))
+        kp, cov, stats = jax.ffi.ffi_call("pygenmod_spatial_fwd", shapes, vmap_method="sequential")(
+            x, inv, _empty(jnp.uint8) if mask is None else mask, **_attrs(cfg))
+        return kp, (cov if cfg.want_cov else None), stats
+
+    return _batch_first(call, (0, None, "0|1"), (0, 0, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _spatial_bwd_op(cfg: _SpatialConfig):
+    def call(x, inv, mask, stats, kp, cov, g_kp, g_cov):
+        B, C = kp.shape[:2]
+        dt = x.dtype
+        shapes = (jax.ShapeDtypeStruct(x.shape, dt), jax.ShapeDtypeStruct((B, C), dt))
+        e = _empty(dt)
+        gx, g_temp = jax.ffi.ffi_call("pygenmod_spatial_bwd", shapes, vmap_method="sequential")(
+            x, inv, _empty(jnp.uint8) if mask is None else mask, stats, kp, e if cov is None else cov, g_kp,
+            e if g_cov is None else g_cov, **_attrs(cfg))
+        return gx, g_temp
+
+    return _batch_first(call, (0, None, "0|1", 0, 0, 0, 0, 0), (0, 0))
+
+
+def _to_order(kp, cov, swap):
+    if not swap:
+        return kp, cov
+    return kp[..., ::-1], (None if cov is None else cov[..., ::-1, ::-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _spatial(cfg, x, temperature, mask):
+    kp, cov, _ = _spatial_fwd_op(cfg)(x, _inv(temperature, x, cfg), mask)
+    return _to_order(kp, cov, cfg.swap)
+
+
+def _inv(temperature, x, cfg):
+    C = x.shape[3] if cfg.channels_last else x.shape[1]
+    return jnp.broadcast_to(1.0 / temperature, (C,)).astype(x.dtype)
+
+
+def _spatial_fwd(cfg, x, temperature, mask):
+    inv = _inv(temperature, x, cfg)
+    kp, cov, stats = _spatial_fwd_op(cfg)(x, inv, mask)
+    return _to_order(kp, cov, cfg.swap), (x, inv, mask, stats, kp, cov, temperature)
+
+
+def _spatial_bwd(cfg, res, grads):
+    x, inv, mask, stats, kp, cov, temperature = res
+    g_kp, g_cov = grads
+    if cfg.swap:
+        g_kp = g_kp[..., ::-1]
+        g_cov = None if g_cov is None else g_cov[..., ::-1, ::-1]
+    if cov is None:
+        g_cov = None
+    gx, g_temp = _spatial_bwd_op(cfg)(x, inv, mask, stats, kp, cov, g_kp, g_cov)
+    g_t = g_temp.sum(axis=0)
+    g_t = (g_t.sum() if cfg.scalar_temp else g_t).astype(jnp.result_type(temperature))
+    g_mask = None if mask is None else np.zeros(mask.shape, jax.dtypes.float0)
+    return gx, g_t, g_mask
+
+
+_spatial.defvjp(_spatial_fwd, _spatial_bwd)
+
+
+def _mask(mask, B, C, H, W, channels_last):
+    m = jnp.asarray(mask)
+    if not (m.dtype == jnp.bool_ or jnp.issubdtype(m.dtype, jnp.number)):
+        raise TypeError(f"mask: expected a bool or 0/1 array, got dtype {m.dtype}")
+    m = m != 0
+    if m.ndim == 2:
+        _shape(m, "mask", (H, W))
+        m = m.reshape(1, 1, H * W)
+    elif m.ndim == 3:
+        if m.shape[0] not in (1, B) or m.shape[1:] != (H, W):
+            raise ValueError(f"mask: expected shape ({B}, {H}, {W}) (or (1, {H}, {W})), got {m.shape}")
+        m = m.reshape(m.shape[0], 1, H * W)
+    elif m.ndim == 4:
+        if channels_last and m.shape[1:3] == (H, W):
+            m = jnp.moveaxis(m, 3, 1)
+        if not (m.shape[0] in (1, B) and m.shape[1] in (1, C) and m.shape[2:] == (H, W)):
+            raise ValueError(f"mask: expected x's shape with B and C axes of x's extent or 1, got {m.shape}")
+        m = m.reshape(m.shape[0], m.shape[1], H * W)
+    else:
+        raise ValueError(f"mask: expected 2, 3 or 4 dimensions, got shape {m.shape}")
+    c = _concrete(m)
+    if c is not None and c.size and not c.any(axis=-1).all():
+        raise ValueError("mask: every map needs at least one valid pixel")
+    return m.astype(jnp.uint8)
+
+
+def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", order="xy", mask=None,
+                    return_cov=False):
+    """:func:`pygenmod.spatial.spatial_softmax` for JAX arrays: keypoints (B, C, 2) (and the
+    covariance (B, C, 2, 2) with ``return_cov``), inside ``jit`` / ``vmap`` / ``grad``.
+
+    Differentiable in ``x`` and ``temperature`` (a ``jax.custom_vjp`` calling the fused backward
+    kernel). float32 / float64 input; ``return_maps`` is not offered here. NaN/+inf input is
+    not reported (the NumPy API raises ValueError); it propagates into the keypoints.
+    """
+    if layout not in ("NCHW", "NHWC"):
+        raise ValueError(f"layout: expected one of ('NCHW', 'NHWC'), got {layout!r}")
+    if coords not in ("normalized", "pixel"):
+        raise ValueError(f"coords: expected one of ('normalized', 'pixel'), got {coords!r}")
+    if order not in ("xy", "yx"):
+        raise ValueError(f"order: expected one of ('xy', 'yx'), got {order!r}")
+    x = _float(x, "x", ndim=4)
+    cl = layout == "NHWC"
+    B, H, W, C = x.shape if cl else (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
+    if H < 1 or W < 1:
+        raise ValueError(f"x: maps must have at least one pixel, got H={H}, W={W}")
+    t = jnp.asarray(temperature)
+    if not jnp.issubdtype(t.dtype, jnp.floating):
+        t = t.astype(x.dtype)
+    _per_batch(t, "temperature", C, x.dtype, lo=0.0, lo_closed=False)  # shape / range check
+    m = None if mask is None else _mask(mask, B, C, H, W, cl)
+    cfg = _SpatialConfig(cl, _grid(W, coords) + _grid(H, coords), order == "yx", bool(return_cov), t.ndim == 0)
+    kp, cov = _spatial(cfg, x, t, m)
+    return (kp, cov) if return_cov else kp
+
+
+__all__ = [
+    'bellman_backup',
+    'gae',
+    'lambda_returns',
+    'spatial_softmax',
+    'value_iteration',
+]
