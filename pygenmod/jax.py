@@ -54,8 +54,8 @@ except ImportError as e:  # pragma: no cover - a build without compiled modules
                       "(built without a C++ compiler?); reinstall pygenmod from a wheel or a source build") from e
 
 
-from .mdp import Backup
-from .returns import GAE
+from .mdp import Backup  # noqa: E402  (after the version and build checks above)
+from .returns import GAE  # noqa: E402
 
 for _name, _capsule in _jax_ffi.registrations().items():
     jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")
