@@ -1,6 +1,6 @@
 """pygenmod's compiled kernels inside ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (XLA FFI).
 
-The CPU kernels are registered as XLA FFI targets (``jax.ffi.register_ffi_target``) and called
+The kernels (CPU, and CUDA where built) are registered as XLA FFI targets (``jax.ffi.register_ffi_target``) and called
 with ``jax.ffi.ffi_call``, so they run inside compiled JAX programs; the handlers
 (``pygenmod._jax_ffi``, sources in ``csrc/jax/``) call the same kernel bodies as the NumPy API,
 so results equal it (bitwise: same code, same inputs). docs/jax.md has the details.
@@ -59,6 +59,13 @@ from .returns import GAE  # noqa: E402
 
 for _name, _capsule in _jax_ffi.registrations().items():
     jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")
+try:  # the CUDA handlers, where the CUDA build exists (same target names, platform CUDA)
+    from . import _jax_ffi_cuda
+except ImportError:
+    _jax_ffi_cuda = None
+else:
+    for _name, _capsule in _jax_ffi_cuda.registrations().items():
+        jax.ffi.register_ffi_target(_name, _capsule, platform="CUDA")
 
 
 # ============================================================================ helpers

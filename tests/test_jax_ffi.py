@@ -371,3 +371,51 @@ def test_docs_examples_run(tmp_path, monkeypatch):
             exec(compile(code, "docs/jax.md", "exec"), ns)
     finally:
         jax.config.update("jax_enable_x64", prev)
+
+
+# ============================================================================ CUDA handlers
+def _cuda_built():
+    try:
+        from pygenmod import _build_info
+    except ImportError:
+        return False
+    return bool(getattr(_build_info, "CUDA_BUILT", False))
+
+
+@pytest.mark.skipif(not _cuda_built(), reason="CUDA modules not built (no nvcc at build time)")
+def test_cuda_handlers_built():
+    from pygenmod import _jax_ffi_cuda
+
+    assert _jax_ffi_cuda.FFI_API_VERSION == (0, 3)
+    assert set(_jax_ffi_cuda.registrations()) == set(pj._jax_ffi.registrations())
+
+
+def _jax_gpu():
+    try:
+        return jax.devices("gpu")[0]
+    except RuntimeError:
+        return None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_jax_gpu() is None or pj._jax_ffi_cuda is None,
+                    reason="needs a JAX CUDA device and the CUDA handlers (pygenmod built with CUDA)")
+def test_cuda_handlers_match_cpu():
+    rng = np.random.default_rng(11)
+    dev = _jax_gpu()
+    r, v, nv, te, tr, mk, boot, g = _gae_inputs(rng, 40, 33, np.float32)
+    got = jax.jit(lambda r, v, t: pj.gae(r, v, terminated=t))(*jax.device_put((r, v, te), dev))
+    np.testing.assert_allclose(np.asarray(got.advantages), returns.gae(r, v, terminated=te).advantages,
+                               rtol=1e-5, atol=1e-5)
+    P, R, V = _mdp(rng, 3, 6, 4, np.float32)
+    for kw in ({}, {"policy": rng.integers(0, 4, (3, 6)).astype(np.int32)}, {"temperature": 0.5}):
+        got = jax.jit(lambda P, R, V, kw=kw: pj.bellman_backup(P, R, V, 0.9, **kw))(*jax.device_put((P, R, V), dev))
+        want = mdp.bellman_backup(P, R, V, 0.9, **kw)
+        np.testing.assert_allclose(np.asarray(got.Q), want.Q, rtol=1e-5, atol=1e-5)
+    x = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
+    gk = rng.normal(size=(2, 3, 2)).astype(np.float32)
+    xd = jax.device_put(x, dev)
+    np.testing.assert_allclose(np.asarray(jax.jit(pj.spatial_softmax)(xd)), spatial.spatial_softmax(x), rtol=1e-5,
+                               atol=1e-6)
+    gx = jax.jit(jax.grad(lambda x: (pj.spatial_softmax(x) * gk).sum()))(xd)
+    np.testing.assert_allclose(np.asarray(gx), spatial.spatial_softmax_vjp(x, 1.0, gk)[0], rtol=1e-4, atol=1e-6)
