@@ -21,6 +21,8 @@ Requires ``pip install "pygenmod[jax]"`` (jax >= 0.10.2, see ``_MIN_JAX``).
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import re
 from typing import NamedTuple
 
@@ -54,8 +56,10 @@ except ImportError as e:  # pragma: no cover - a build without compiled modules
                       "(built without a C++ compiler?); reinstall pygenmod from a wheel or a source build") from e
 
 
-from .mdp import Backup  # noqa: E402  (after the version and build checks above)
+from ._seed import check_int_seed  # noqa: E402  (after the version and build checks above)
+from .mdp import Backup  # noqa: E402
 from .returns import GAE  # noqa: E402
+from .sampling import Head  # noqa: E402
 
 for _name, _capsule in _jax_ffi.registrations().items():
     jax.ffi.register_ffi_target(_name, _capsule, platform="cpu")
@@ -520,10 +524,234 @@ def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", o
     return (kp, cov) if return_cov else kp
 
 
+
+# ============================================================================ diagonal Gaussian head, KL
+class _HeadConfig(NamedTuple):
+    kind: int
+    lo: float
+    hi: float
+    stream: int
+    offset: int
+    S: int
+    want_logq: bool
+
+
+def _key_words(seed, name="seed"):
+    """The Philox key of a draw as a uint32[2] operand (high word first, as pygenmod._seed maps
+    JAX keys): an integer seed, a typed JAX key or a raw uint32[2] key array (may be traced)."""
+    if seed is None:
+        raise TypeError(f"{name}: pygenmod.jax needs an explicit seed (a JAX PRNG key or an integer): inside jit a "
+                        "default key would be drawn once, when tracing, and repeat on every call")
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        k = check_int_seed(seed, name)
+        return jnp.asarray(np.array([k >> 32, k & 0xFFFFFFFF], np.uint32))
+    a = seed
+    if hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+        a = jax.random.key_data(a)
+    a = jnp.asarray(a)
+    if a.dtype != jnp.uint32 or a.shape != (2,):
+        raise ValueError(f"{name}: a JAX key must hold two uint32 words (threefry2x32), got dtype {a.dtype} and "
+                         f"shape {tuple(a.shape)}")
+    return a
+
+
+def _scale_arg(logvar, log_std, std):
+    given = [(n, v) for n, v in (("logvar", logvar), ("log_std", log_std), ("std", std)) if v is not None]
+    if len(given) != 1:
+        raise TypeError("give exactly one of logvar, log_std or std")
+    return given[0]
+
+
+def _rows(mu, p, pname):
+    m = _float(mu, "mu", ndim=(1, 2))
+    one = m.ndim == 1
+    m = m.reshape(1, -1) if one else m
+    q = _float(p, pname, dtype=m.dtype)
+    _shape(q, pname, m.shape[1:] if one else m.shape)
+    return m, q.reshape(m.shape), one
+
+
+def _head_call(cfg, mu, p, key):
+    B, D = mu.shape
+    dt = mu.dtype
+    shapes = (jax.ShapeDtypeStruct((cfg.S, B, D), dt), jax.ShapeDtypeStruct((B,), dt),
+              jax.ShapeDtypeStruct((cfg.S, B) if cfg.want_logq else (0,), dt), jax.ShapeDtypeStruct((B,), jnp.int32))
+    # vmap: "sequential" -- the noise of row b depends on the row index, so folding a vmapped
+    # axis into B would change it; each vmapped element is its own call.
+    z, kl, lq, _ = jax.ffi.ffi_call("pygenmod_normal_head", shapes, vmap_method="sequential")(
+        mu, p, _empty(dt), key, **_head_attrs(cfg))
+    return z, kl, (lq if cfg.want_logq else None)
+
+
+def _head_attrs(cfg):
+    return dict(kind=np.int64(cfg.kind), lo=np.float64(cfg.lo), hi=np.float64(cfg.hi), stream=np.uint64(cfg.stream),
+                offset=np.uint64(cfg.offset), n_samples=np.int64(cfg.S))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _head(cfg, mu, p, key):
+    return _head_call(cfg, mu, p, key)
+
+
+def _head_fwd(cfg, mu, p, key):
+    return _head_call(cfg, mu, p, key), (mu, p, key)
+
+
+def _head_bwd(cfg, res, grads):
+    mu, p, key = res
+    gz, gkl, glq = grads
+    dt = mu.dtype
+    shapes = (jax.ShapeDtypeStruct(mu.shape, dt), jax.ShapeDtypeStruct(mu.shape, dt))
+    dmu, dp = jax.ffi.ffi_call("pygenmod_normal_head_bwd", shapes, vmap_method="sequential")(
+        mu, p, _empty(dt), key, gz, gkl, _empty(dt) if glq is None else glq, **_head_attrs(cfg))
+    return dmu, dp, np.zeros(key.shape, jax.dtypes.float0)
+
+
+_head.defvjp(_head_fwd, _head_bwd)
+
+
+def _clamp(clamp):
+    if clamp is None:
+        return -math.inf, math.inf
+    lo, hi = (float(c) if c is not None else None for c in clamp)
+    lo = -math.inf if lo is None else lo
+    hi = math.inf if hi is None else hi
+    if math.isnan(lo) or math.isnan(hi) or lo > hi:
+        raise ValueError(f"clamp: expected lo <= hi, got {clamp!r}")
+    return lo, hi
+
+
+def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
+                clamp=None, log_q=False) -> Head:
+    """:func:`pygenmod.sampling.normal_head` for JAX arrays, inside ``jit`` / ``vmap`` / ``grad``:
+    ``z = mu + sigma * eps`` on pygenmod's Philox noise, ``KL(q || N(0, I))`` per row and, with
+    ``log_q``, ``log q(z)`` per sample; differentiable in ``mu`` and the scale (a
+    ``jax.custom_vjp`` calling the fused backward kernel, which regenerates the noise).
+
+    ``seed`` is required: a JAX PRNG key (typed, or a raw uint32[2]; may be traced) or an
+    integer; the same key gives the same noise as the NumPy API. ``eps=`` / ``return_eps`` /
+    ``out=`` and half precision are not offered here. Returns :class:`pygenmod.sampling.Head`
+    (``eps`` None).
+    """
+    pname, p = _scale_arg(logvar, log_std, std)
+    m, q, one = _rows(mu, p, pname)
+    multi = n_samples is not None
+    S = 1 if not multi else int(n_samples)
+    if S < 0:
+        raise ValueError(f"n_samples: must be >= 0, got {n_samples}")
+    lo, hi = _clamp(clamp)
+    cfg = _HeadConfig(_KINDS_SCALE[pname], lo, hi, check_int_seed(stream, "stream"), check_int_seed(offset, "offset"),
+                      S, bool(log_q))
+    z, kl, lq = _head(cfg, m, q, _key_words(seed))
+    if not multi:
+        z, lq = z[0], (None if lq is None else lq[0])
+    if one:
+        z, kl = (z[:, 0] if multi else z[0]), kl[0]
+        lq = None if lq is None else (lq[:, 0] if multi else lq[0])
+    return Head(z, kl, lq, None)
+
+
+def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
+                   clamp=None):
+    """Reparameterized sample ``z = mu + sigma * eps`` (:func:`pygenmod.sampling.rsample_normal`),
+    differentiable; ``seed`` as in :func:`normal_head`."""
+    return normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
+                       offset=offset, clamp=clamp).z
+
+
+_KINDS_SCALE = {"logvar": 0, "log_std": 1, "std": 2}
+
+
+class _KlConfig(NamedTuple):
+    kind: int
+    lo: float
+    hi: float
+
+
+def _kl_call(cfg, mu, p, pm, pp):
+    B = mu.shape[0]
+    dt = mu.dtype
+    e = _empty(dt)
+    kl, _ = jax.ffi.ffi_call("pygenmod_kl_normal", (jax.ShapeDtypeStruct((B,), dt), jax.ShapeDtypeStruct((B,), jnp.int32)),
+                             vmap_method="sequential")(
+        mu, p, e if pm is None else pm, e if pp is None else pp, kind=np.int64(cfg.kind), lo=np.float64(cfg.lo),
+        hi=np.float64(cfg.hi))
+    return kl
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _kl(cfg, mu, p, pm, pp):
+    return _kl_op(cfg)(mu, p, pm, pp)[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _kl_op(cfg):
+    return _batch_first(lambda mu, p, pm, pp: (_kl_call(cfg, mu, p, pm, pp),), (0, 0, 0, 0), (0,))
+
+
+@functools.lru_cache(maxsize=None)
+def _kl_bwd_op(cfg, has_pm, has_pp):
+    def call(mu, p, pm, pp, g):
+        dt = mu.dtype
+        shapes = (jax.ShapeDtypeStruct(mu.shape, dt), jax.ShapeDtypeStruct(mu.shape, dt),
+                  jax.ShapeDtypeStruct(mu.shape if has_pm else (0,), dt),
+                  jax.ShapeDtypeStruct(mu.shape if has_pp else (0,), dt))
+        e = _empty(dt)
+        dmu, dp, dpm, dpp = jax.ffi.ffi_call("pygenmod_kl_normal_bwd", shapes, vmap_method="sequential")(
+            mu, p, e if pm is None else pm, e if pp is None else pp, g, kind=np.int64(cfg.kind),
+            lo=np.float64(cfg.lo), hi=np.float64(cfg.hi))
+        return dmu, dp, (dpm if has_pm else None), (dpp if has_pp else None)
+
+    return _batch_first(call, (0, 0, 0, 0, 0), (0, 0, 0, 0))
+
+
+def _kl_fwd(cfg, mu, p, pm, pp):
+    return _kl(cfg, mu, p, pm, pp), (mu, p, pm, pp)
+
+
+def _kl_bwd(cfg, res, g):
+    mu, p, pm, pp = res
+    return _kl_bwd_op(cfg, pm is not None, pp is not None)(mu, p, pm, pp, g)
+
+
+_kl.defvjp(_kl_fwd, _kl_bwd)
+
+
+def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None, std=None, prior_log_std=None,
+              prior_std=None, clamp=None):
+    """``KL(N(mu, sigma^2) || N(prior_mu, prior_sigma^2))`` per row (:func:`pygenmod.sampling.kl_normal`),
+    inside ``jit`` / ``vmap`` / ``grad`` (differentiable in every argument; a broadcast prior's
+    gradient is summed back by JAX)."""
+    pname, p = _scale_arg(logvar, log_std, std)
+    m, q, one = _rows(mu, p, pname)
+    given = [(n, v) for n, v in (("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std),
+                                 ("prior_std", prior_std)) if v is not None]
+    if len(given) > 1:
+        raise TypeError("give at most one of prior_logvar, prior_log_std, prior_std")
+    if given and given[0][0] != "prior_" + pname:
+        raise TypeError(f"the prior's scale must use the same parametrisation as {pname} ({'prior_' + pname})")
+
+    def prior(x, name):
+        if x is None:
+            return None
+        a = _float(x, name, dtype=m.dtype)
+        try:
+            return jnp.broadcast_to(a, m.shape)
+        except ValueError:
+            raise ValueError(f"{name}: shape {tuple(a.shape)} does not broadcast to {tuple(m.shape)}") from None
+
+    pm = prior(prior_mu, "prior_mu")
+    pp = prior(given[0][1], given[0][0]) if given else None
+    kl = _kl(_KlConfig(_KINDS_SCALE[pname], *_clamp(clamp)), m, q, pm, pp)
+    return kl[0] if one else kl
+
 __all__ = [
     'bellman_backup',
     'gae',
+    'kl_normal',
     'lambda_returns',
+    'normal_head',
+    'rsample_normal',
     'spatial_softmax',
     'value_iteration',
 ]

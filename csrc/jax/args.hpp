@@ -151,6 +151,34 @@ spatial::detail::BwdArgs<T> spatial_bwd_args(const Buf& x, const Buf& inv, const
   return a;
 }
 
+
+// ---------------------------------------------------------------- diagonal Gaussian head
+// The Philox key of a draw: a uint32[2] operand (a JAX key's words, high word first, as
+// pygenmod._seed maps JAX keys), so a traced key works inside jit. It is read on the host here
+// (the CPU handlers only; a CUDA handler would have to copy it from the device).
+inline std::uint64_t philox_key(const Buf& key) {
+  const auto* w = in<std::uint32_t>(key, "seed", {2});
+  return (std::uint64_t(w[0]) << 32) | w[1];
+}
+
+template <class T>
+struct NormalArgs {
+  const T *mu, *p, *eps;  // eps (S, B, D) or null
+  i64 S, B, D;
+};
+
+template <class T>
+NormalArgs<T> normal_args(const Buf& mu, const Buf& p, const Buf& eps, i64 S) {
+  const i64 B = dim(mu, 0, 2, "mu"), D = mu.dimensions()[1];
+  if (S < 0) throw std::invalid_argument("n_samples: must be >= 0");
+  return {in<T>(mu, "mu", {B, D}), in<T>(p, "scale", {B, D}), opt<T>(eps, "eps", {S, B, D}), S, B, D};
+}
+
+template <class T>
+void check_kind(i64 kind) {
+  if (kind < 0 || kind > 2) throw std::invalid_argument("kind: expected 0 (logvar), 1 (log_std) or 2 (std)");
+}
+
 }  // namespace pygenmod::jaxffi
 
 // The handler bindings, shared by both platforms (the CUDA ones bind the stream and a scratch

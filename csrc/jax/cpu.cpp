@@ -5,6 +5,9 @@
 
 #include <vector>
 
+// sampling.hpp before args.hpp: mdp.hpp (via args.hpp) includes <immintrin.h> inside its namespace,
+// which would hide the intrinsics from sampling.hpp when included first.
+#include "pygenmod/sampling.hpp"
 #include "args.hpp"
 #include "pygenmod/returns.hpp"
 
@@ -69,6 +72,69 @@ ffi::Error spatial_bwd(Buf x, Buf inv, Buf mask, Buf stats, Buf kp, Buf cov, Buf
   });
 }
 
+// mu, scale, eps?, seed words -> z (S, B, D), kl (B,), log_q (S, B)?, status (B,)
+ffi::Error normal_head(Buf mu, Buf p, Buf eps, Buf key, Out z, Out kl, Out logq, Out status, i64 kind, double lo,
+                       double hi, std::uint64_t stream, std::uint64_t offset, i64 S) {
+  return guarded([&] {
+    dispatch_float(mu, "mu", [&](auto tag) {
+      using T = decltype(tag);
+      check_kind<T>(kind);
+      const auto a = normal_args<T>(mu, p, eps, S);
+      sampling::normal_head_cpu<T>(a.mu, a.p, a.eps, static_cast<int>(kind), T(lo), T(hi), philox_key(key), stream,
+                                   offset, a.S, a.B, a.D, out<T>(z, "z", {a.S, a.B, a.D}), nullptr,
+                                   out<T>(kl, "kl", {a.B}), opt_out<T>(logq, "log_q", {a.S, a.B}),
+                                   out<std::int32_t>(status, "status", {a.B}));
+    });
+  });
+}
+
+// mu, scale, eps?, seed words, grad_z?, grad_kl?, grad_log_q? -> grad_mu, grad_scale
+ffi::Error normal_head_bwd(Buf mu, Buf p, Buf eps, Buf key, Buf gz, Buf gkl, Buf glogq, Out dmu, Out dp, i64 kind,
+                           double lo, double hi, std::uint64_t stream, std::uint64_t offset, i64 S) {
+  return guarded([&] {
+    dispatch_float(mu, "mu", [&](auto tag) {
+      using T = decltype(tag);
+      check_kind<T>(kind);
+      const auto a = normal_args<T>(mu, p, eps, S);
+      sampling::normal_head_backward_cpu<T>(
+          a.mu, a.p, a.eps, static_cast<int>(kind), T(lo), T(hi), philox_key(key), stream, offset, a.S, a.B, a.D,
+          opt<T>(gz, "grad_z", {a.S, a.B, a.D}), opt<T>(gkl, "grad_kl", {a.B}), opt<T>(glogq, "grad_log_q", {a.S, a.B}),
+          out<T>(dmu, "grad_mu", {a.B, a.D}), out<T>(dp, "grad_scale", {a.B, a.D}));
+    });
+  });
+}
+
+// mu, scale, prior_mu?, prior_scale? -> kl (B,), status (B,)
+ffi::Error kl_normal(Buf mu, Buf p, Buf pm, Buf pp, Out kl, Out status, i64 kind, double lo, double hi) {
+  return guarded([&] {
+    dispatch_float(mu, "mu", [&](auto tag) {
+      using T = decltype(tag);
+      check_kind<T>(kind);
+      const i64 B = dim(mu, 0, 2, "mu"), D = mu.dimensions()[1];
+      sampling::kl_normal_cpu<T>(in<T>(mu, "mu", {B, D}), in<T>(p, "scale", {B, D}), opt<T>(pm, "prior_mu", {B, D}),
+                                 opt<T>(pp, "prior_scale", {B, D}), static_cast<int>(kind), T(lo), T(hi), B, D,
+                                 out<T>(kl, "kl", {B}), out<std::int32_t>(status, "status", {B}));
+    });
+  });
+}
+
+// mu, scale, prior_mu?, prior_scale?, grad (B,) -> grad_mu, grad_scale, grad_prior_mu?, grad_prior_scale?
+ffi::Error kl_normal_bwd(Buf mu, Buf p, Buf pm, Buf pp, Buf g, Out dmu, Out dp, Out dpm, Out dpp, i64 kind, double lo,
+                         double hi) {
+  return guarded([&] {
+    dispatch_float(mu, "mu", [&](auto tag) {
+      using T = decltype(tag);
+      check_kind<T>(kind);
+      const i64 B = dim(mu, 0, 2, "mu"), D = mu.dimensions()[1];
+      sampling::kl_normal_backward_cpu<T>(
+          in<T>(mu, "mu", {B, D}), in<T>(p, "scale", {B, D}), opt<T>(pm, "prior_mu", {B, D}),
+          opt<T>(pp, "prior_scale", {B, D}), static_cast<int>(kind), T(lo), T(hi), B, D, in<T>(g, "grad", {B}),
+          out<T>(dmu, "grad_mu", {B, D}), out<T>(dp, "grad_scale", {B, D}), opt_out<T>(dpm, "grad_prior_mu", {B, D}),
+          opt_out<T>(dpp, "grad_prior_scale", {B, D}));
+    });
+  });
+}
+
 }  // namespace
 
 // Handler symbols: the binding lists the operands, results then attributes in the order of
@@ -76,6 +142,15 @@ ffi::Error spatial_bwd(Buf x, Buf inv, Buf mask, Buf stats, Buf kp, Buf cov, Buf
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGae, gae, (bind<9, 3>(ffi::Ffi::Bind())));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmBackupDense, backup, (bind<7, 3>(ffi::Ffi::Bind()).Attr<i64>("kind")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialFwd, spatial_fwd, (bind<3, 3>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
+#define PGM_HEAD_ATTRS                                                                                   \
+  .Attr<i64>("kind").Attr<double>("lo").Attr<double>("hi").Attr<std::uint64_t>("stream")                \
+      .Attr<std::uint64_t>("offset").Attr<i64>("n_samples")
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmNormalHead, normal_head, (bind<4, 4>(ffi::Ffi::Bind()) PGM_HEAD_ATTRS));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmNormalHeadBwd, normal_head_bwd, (bind<7, 2>(ffi::Ffi::Bind()) PGM_HEAD_ATTRS));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmKlNormal, kl_normal,
+                              (bind<4, 2>(ffi::Ffi::Bind()).Attr<i64>("kind").Attr<double>("lo").Attr<double>("hi")));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmKlNormalBwd, kl_normal_bwd,
+                              (bind<5, 4>(ffi::Ffi::Bind()).Attr<i64>("kind").Attr<double>("lo").Attr<double>("hi")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
 
 namespace {
@@ -94,6 +169,10 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_backup_dense"] = capsule(PgmBackupDense);
     d["pygenmod_spatial_fwd"] = capsule(PgmSpatialFwd);
     d["pygenmod_spatial_bwd"] = capsule(PgmSpatialBwd);
+    d["pygenmod_normal_head"] = capsule(PgmNormalHead);
+    d["pygenmod_normal_head_bwd"] = capsule(PgmNormalHeadBwd);
+    d["pygenmod_kl_normal"] = capsule(PgmKlNormal);
+    d["pygenmod_kl_normal_bwd"] = capsule(PgmKlNormalBwd);
     return d;
   });
 }
