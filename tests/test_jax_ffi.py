@@ -21,7 +21,7 @@ except ImportError:
 from conftest import run_python
 
 import pygenmod.jax as pj
-from pygenmod import mdp, returns, spatial
+from pygenmod import mdp, returns, sampling, spatial
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -339,6 +339,114 @@ def test_spatial_bad_input():
         pj.spatial_softmax(x, mask=np.zeros((3, 3), bool))
 
 
+# ============================================================================ diagonal Gaussian head, KL
+def _gauss(rng, B, D, dtype):
+    return rng.normal(size=(B, D)).astype(dtype), (0.3 * rng.normal(size=(B, D))).astype(dtype)
+
+
+@pytest.mark.parametrize("scale", ["logvar", "log_std", "std"])
+def test_normal_head_equals_numpy(dtype, scale):
+    rng = np.random.default_rng(12)
+    mu, p = _gauss(rng, 6, 5, dtype)
+    if scale == "std":
+        p = np.exp(p)
+    key = jax.random.key(3)
+    for seed in (key, jax.random.key_data(key), 2**40 + 5):
+        for n in (None, 3):
+            # a key may be a traced argument; an integer seed is a Python int (closed over)
+            f = (lambda mu, p, s, n=n: pj.normal_head(mu, seed=s, n_samples=n, log_q=True, stream=7, **{scale: p}))
+            h = jax.jit(f)(mu, p, seed) if not isinstance(seed, int) else jax.jit(
+                lambda mu, p, n=n, s=seed, f=f: f(mu, p, s, n))(mu, p)
+            w = sampling.normal_head(mu, seed=seed, n_samples=n, log_q=True, stream=7, **{scale: p})
+            same(h.z, w.z)
+            same(h.kl, w.kl)
+            same(h.log_q, w.log_q)
+    # one row, clamp
+    same(pj.rsample_normal(mu[0], seed=1, clamp=(-0.5, 0.5), **{scale: p[0]}),
+         sampling.rsample_normal(mu[0], seed=1, clamp=(-0.5, 0.5), **{scale: p[0]}))
+
+
+def test_normal_head_grad(dtype):
+    rng = np.random.default_rng(13)
+    mu, lv = _gauss(rng, 4, 3, dtype)
+    gz = rng.normal(size=(2, 4, 3)).astype(dtype)
+    gq = rng.normal(size=(2, 4)).astype(dtype)
+    key = jax.random.key(9)
+
+    def loss(mu, lv):
+        h = pj.normal_head(mu, lv, seed=key, n_samples=2, log_q=True)
+        return (h.z * gz).sum() + h.kl.sum() + (h.log_q * gq).sum()
+
+    g = jax.jit(jax.grad(loss, argnums=(0, 1)))(mu, lv)
+    want = sampling.normal_head_backward(mu, lv, grad_z=gz, grad_kl=np.ones(4, dtype), grad_log_q=gq, seed=key,
+                                         n_samples=2)
+    same(g[0], want[0])
+    same(g[1], want[1])
+
+
+def test_normal_head_grad_vs_reference(x64):
+    rng = np.random.default_rng(14)
+    mu, lv = _gauss(rng, 4, 3, np.float64)
+    key = jax.random.key(2)
+    check_grads(lambda mu, lv: pj.rsample_normal(mu, lv, seed=key), (mu, lv), order=1, modes=["rev"])
+    check_grads(lambda mu, lv: pj.normal_head(mu, lv, seed=key, log_q=True).log_q, (mu, lv), order=1, modes=["rev"])
+    # independent reference: z = mu + exp(lv / 2) eps with the head's own eps
+    eps = (np.asarray(pj.rsample_normal(mu, lv, seed=key)) - mu) / np.exp(lv / 2)
+    gz = rng.normal(size=mu.shape)
+    ref = jax.grad(lambda mu, lv: ((mu + jnp.exp(lv / 2) * eps) * gz).sum(), (0, 1))(mu, lv)
+    got = jax.grad(lambda mu, lv: (pj.rsample_normal(mu, lv, seed=key) * gz).sum(), (0, 1))(mu, lv)
+    for a, b in zip(got, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_kl_normal(dtype):
+    rng = np.random.default_rng(15)
+    mu, lv = _gauss(rng, 5, 4, dtype)
+    pm, pl = rng.normal(size=4).astype(dtype), dtype(0.2)
+    same(jax.jit(pj.kl_normal)(mu, lv), sampling.kl_normal(mu, lv))
+    same(jax.jit(pj.kl_normal)(mu, lv, pm, pl), sampling.kl_normal(mu, lv, pm, pl))
+    g = jax.grad(lambda *a: pj.kl_normal(*a).sum(), argnums=(0, 1, 2, 3))(mu, lv, pm, pl)
+    want = sampling.kl_normal_backward(np.ones(5, dtype), mu, lv, np.broadcast_to(pm, mu.shape),
+                                       np.full(mu.shape, pl, dtype))
+    same(g[0], want[0])
+    same(g[1], want[1])
+    np.testing.assert_allclose(g[2], want[2].sum(0), rtol=1e-5)
+    np.testing.assert_allclose(g[3], want[3].sum(), rtol=1e-5)
+    # independent float64 reference
+    ref = lambda mu, lv: 0.5 * jnp.sum(jnp.exp(lv) + mu**2 - 1 - lv, -1)
+    np.testing.assert_allclose(pj.kl_normal(mu, lv), ref(mu.astype(np.float64), lv.astype(np.float64)), rtol=1e-5)
+
+
+def test_sampling_vmap():
+    rng = np.random.default_rng(16)
+    mu, lv = _gauss(rng, 5, 3, np.float32)
+    keys = jax.random.split(jax.random.key(1), 3)
+    z = jax.jit(jax.vmap(lambda k: pj.rsample_normal(mu, lv, seed=k)))(keys)
+    mus = rng.normal(size=(3, 5, 3)).astype(np.float32)
+    z2 = jax.vmap(lambda m: pj.rsample_normal(m, lv, seed=keys[0]))(mus)
+    kl = jax.vmap(lambda m: pj.kl_normal(m, lv))(mus)
+    for i in range(3):
+        same(z[i], sampling.rsample_normal(mu, lv, seed=keys[i]))
+        same(z2[i], sampling.rsample_normal(mus[i], lv, seed=keys[0]))
+        same(kl[i], sampling.kl_normal(mus[i], lv))
+
+
+def test_sampling_bad_input():
+    mu = np.zeros((2, 3), np.float32)
+    with pytest.raises(TypeError, match="seed.*explicit"):
+        pj.rsample_normal(mu, mu)
+    with pytest.raises(TypeError, match="exactly one"):
+        pj.rsample_normal(mu, mu, std=mu, seed=0)
+    with pytest.raises(ValueError, match="seed.*two uint32"):
+        pj.rsample_normal(mu, mu, seed=np.zeros(4, np.uint32))
+    with pytest.raises(ValueError, match="seed"):
+        pj.rsample_normal(mu, mu, seed=-1)
+    with pytest.raises(ValueError, match="logvar"):
+        pj.rsample_normal(mu, mu[:, :2], seed=0)
+    with pytest.raises(TypeError, match="prior_logvar"):
+        pj.kl_normal(mu, mu, prior_std=1.0)
+
+
 # ============================================================================ packaging
 def test_ffi_api_version_and_min_jax():
     from pygenmod import _jax_ffi
@@ -387,7 +495,8 @@ def test_cuda_handlers_built():
     from pygenmod import _jax_ffi_cuda
 
     assert _jax_ffi_cuda.FFI_API_VERSION == (0, 3)
-    assert set(_jax_ffi_cuda.registrations()) == set(pj._jax_ffi.registrations())
+    assert {"pygenmod_gae", "pygenmod_backup_dense", "pygenmod_spatial_fwd", "pygenmod_spatial_bwd"} == set(
+        _jax_ffi_cuda.registrations())
 
 
 def _jax_gpu():
