@@ -7,9 +7,11 @@ so results equal it (bitwise: same code, same inputs). docs/jax.md has the detai
 
 - **vmap**: the kernels are batch-first, so a vmapped axis is folded into the kernel's batch
   axis (``jax.custom_batching.custom_vmap``): one kernel call over ``N * B`` items, never a
-  Python loop. Arguments without a batch axis (spatial softmax's per-channel temperature)
+  Python loop (sampling excepted: a row's noise depends on its index, so each vmapped element
+  is its own call). Arguments without a batch axis (spatial softmax's per-channel temperature)
   that are themselves vmapped fall back to ``jax.lax.map`` (one call per vmapped element).
-- **grad**: spatial softmax has a ``jax.custom_vjp`` calling the fused backward kernel. GAE,
+- **grad**: spatial softmax, the diagonal Gaussian head and its KL have ``jax.custom_vjp`` rules
+  calling the fused backward kernels. GAE,
   lambda-returns and Bellman backups are not differentiable: differentiating them raises
   TypeError (apply ``jax.lax.stop_gradient`` to their inputs, as targets usually are).
 - **checks**: shapes and dtypes are checked when the function is traced (ValueError /
