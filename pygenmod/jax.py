@@ -59,6 +59,7 @@ except ImportError as e:  # pragma: no cover - a build without compiled modules
 
 
 from ._seed import check_int_seed  # noqa: E402  (after the version and build checks above)
+from .gmm import EStep, GMMParams  # noqa: E402
 from .mdp import Backup  # noqa: E402
 from .returns import GAE  # noqa: E402
 from .sampling import Head  # noqa: E402
@@ -747,9 +748,80 @@ def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None
     kl = _kl(_KlConfig(_KINDS_SCALE[pname], *_clamp(clamp)), m, q, pm, pp)
     return kl[0] if one else kl
 
+
+# ============================================================================ GMM E-step
+_COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+
+
+@functools.lru_cache(maxsize=None)
+def _e_step_op(cov_type: str):
+    def call(X, w, mu, pc):
+        B, N, _ = X.shape
+        K = w.shape[1]
+        dt = X.dtype
+        shapes = (jax.ShapeDtypeStruct((B, N, K), dt), jax.ShapeDtypeStruct((B, N, K), dt),
+                  jax.ShapeDtypeStruct((B, N), dt))
+        _, lr, ln = jax.ffi.ffi_call("pygenmod_gmm_e_step", shapes, vmap_method="sequential")(
+            X, w, mu, pc, cov_type=np.int64(_COV_CODE[cov_type]))
+        return lr, ln
+
+    return _not_differentiable("gmm_e_step", _batch_first(call, (0, 0, 0, 0), (0, 0)))
+
+
+def gmm_e_step(X, params, weights=None) -> EStep:
+    """:func:`pygenmod.gmm.e_step` for JAX arrays, inside ``jit`` / ``vmap`` (not ``grad``).
+
+    X (B, N, D) or (N, D); ``params`` a :class:`pygenmod.gmm.GMMParams` (its
+    ``precisions_cholesky`` and ``covariance_type`` are used; ``covariance_type`` is static);
+    ``weights`` (B, N) per-point weights (0 = padding). Returns :class:`pygenmod.gmm.EStep`
+    (log_resp, log_prob_norm bitwise equal to the NumPy API; the lower bound is reduced by XLA,
+    in float64 under x64, so it agrees to rounding). Parameters are not validated for values
+    (positive weights, a valid Cholesky factor): validate them once with the NumPy API.
+    """
+    if not isinstance(params, GMMParams):
+        params = GMMParams(**params) if isinstance(params, dict) else GMMParams(*params)
+    ct = params.covariance_type
+    if ct not in _COV_CODE:
+        raise ValueError(f"params.covariance_type: expected one of {tuple(_COV_CODE)}, got {ct!r}")
+    X = _float(X, "X", ndim=(2, 3))
+    single = X.ndim == 2
+    X3 = X[None] if single else X
+    B, N, D = X3.shape
+    if D < 1:
+        raise ValueError(f"X: need at least one dimension, got shape {tuple(X.shape)}")
+    lead = () if single else (B,)
+    w = _float(params.weights, "params.weights", dtype=X.dtype)
+    K = w.shape[-1] if w.ndim else 0
+    if K < 1:
+        raise ValueError("params.weights: need at least one component")
+    _shape(w, "params.weights", lead + (K,))
+    mu = _float(params.means, "params.means", dtype=X.dtype)
+    _shape(mu, "params.means", lead + (K, D))
+    pc = _float(params.precisions_cholesky, "params.precisions_cholesky", dtype=X.dtype)
+    _shape(pc, "params.precisions_cholesky", lead + {"full": (K, D, D), "tied": (D, D), "diag": (K, D),
+                                                      "spherical": (K,)}[ct])
+    if weights is None:
+        W = jnp.ones((B, N), X.dtype)
+    else:
+        W = _float(weights, "weights", dtype=X.dtype)
+        _shape(W, "weights", (N,) if single else (B, N))
+        c = _concrete(W)
+        if c is not None and (c < 0).any():
+            raise ValueError("weights: must be >= 0 (0 marks padding)")
+        W = W.reshape(B, N)
+    lr, ln = _e_step_op(ct)(X3, w.reshape(B, K), mu.reshape(B, K, D), pc.reshape((B,) + pc.shape[len(lead):]))
+    acc = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    ws = W.astype(acc).sum(1)
+    tot = (jnp.where(W > 0, ln, 0).astype(acc) * W).sum(1)
+    lb = jnp.where(ws > 0, tot / jnp.where(ws > 0, ws, 1), -jnp.inf).astype(X.dtype)
+    if single:
+        return EStep(lr[0], ln[0], lb[0])
+    return EStep(lr, ln, lb)
+
 __all__ = [
     'bellman_backup',
     'gae',
+    'gmm_e_step',
     'kl_normal',
     'lambda_returns',
     'normal_head',

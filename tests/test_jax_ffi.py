@@ -21,7 +21,7 @@ except ImportError:
 from conftest import run_python
 
 import pygenmod.jax as pj
-from pygenmod import mdp, returns, sampling, spatial
+from pygenmod import gmm, mdp, returns, sampling, spatial
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -445,6 +445,43 @@ def test_sampling_bad_input():
         pj.rsample_normal(mu, mu[:, :2], seed=0)
     with pytest.raises(TypeError, match="prior_logvar"):
         pj.kl_normal(mu, mu, prior_std=1.0)
+
+
+# ============================================================================ GMM E-step
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_gmm_e_step(dtype, ct):
+    rng = np.random.default_rng(17)
+    X = rng.normal(size=(3, 40, 2)).astype(dtype)
+    p = gmm.fit(X, 3, covariance_type=ct, seed=0, max_iter=5, warn=False).params
+    W = (rng.random((3, 40)) > 0.2).astype(dtype)
+    got = jax.jit(lambda X, W: pj.gmm_e_step(X, p, W))(X, W)
+    want = gmm.e_step(X, p, W)
+    same(got.log_resp, want.log_resp)
+    same(got.log_prob_norm, want.log_prob_norm)
+    np.testing.assert_allclose(got.lower_bound, want.lower_bound, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    # independent reference: log_resp rows are normalised log-probabilities
+    np.testing.assert_allclose(np.exp(np.asarray(got.log_resp, np.float64)).sum(-1), 1.0, rtol=1e-5)
+    one = pj.gmm_e_step(X[0], gmm.GMMParams(*(a[0] for a in p[:4]), ct))
+    same(one.log_resp, gmm.e_step(X[0], gmm.GMMParams(*(a[0] for a in p[:4]), ct)).log_resp)
+    Xs = rng.normal(size=(4, 3, 40, 2)).astype(dtype)
+    out = jax.vmap(lambda X: pj.gmm_e_step(X, p))(Xs)
+    for i in range(4):
+        same(out.log_resp[i], gmm.e_step(Xs[i], p).log_resp)
+
+
+def test_gmm_e_step_bad_input():
+    X = np.zeros((2, 5, 2), np.float32)
+    p = gmm.fit(np.random.default_rng(0).normal(size=(2, 20, 2)).astype(np.float32), 2, seed=0).params
+    with pytest.raises(ValueError, match="X"):
+        pj.gmm_e_step(X[:, :, :0], p)
+    with pytest.raises(ValueError, match="means"):
+        pj.gmm_e_step(np.zeros((2, 5, 3), np.float32), p)
+    with pytest.raises(ValueError, match="covariance_type"):
+        pj.gmm_e_step(X, p._replace(covariance_type="banded"))
+    with pytest.raises(ValueError, match="weights"):
+        pj.gmm_e_step(X, p, -np.ones((2, 5), np.float32))
+    with pytest.raises(TypeError, match="not differentiable"):
+        jax.grad(lambda X: pj.gmm_e_step(X, p).lower_bound.sum())(X)
 
 
 # ============================================================================ packaging

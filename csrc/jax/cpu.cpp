@@ -9,6 +9,7 @@
 // which would hide the intrinsics from sampling.hpp when included first.
 #include "pygenmod/sampling.hpp"
 #include "args.hpp"
+#include "pygenmod/gmm.hpp"
 #include "pygenmod/returns.hpp"
 
 namespace py = pybind11;
@@ -135,6 +136,29 @@ ffi::Error kl_normal_bwd(Buf mu, Buf p, Buf pm, Buf pp, Buf g, Out dmu, Out dp, 
   });
 }
 
+// ---------------------------------------------------------------- GMM E-step
+// X (B, N, D), weights (B, K), means (B, K, D), prec_chol (shape by covariance type)
+// -> lp, log_resp (B, N, K), log_norm (B, N)
+ffi::Error gmm_e_step(Buf X, Buf w, Buf mu, Buf pc, Out lp, Out lr, Out ln, i64 cov_type) {
+  return guarded([&] {
+    gmm::check_cov_type(static_cast<int>(cov_type));
+    dispatch_float(X, "X", [&](auto tag) {
+      using T = decltype(tag);
+      const i64 B = dim(X, 0, 3, "X"), N = X.dimensions()[1], D = X.dimensions()[2], K = dim(w, 1, 2, "weights");
+      const T* p = nullptr;
+      switch (cov_type) {
+        case gmm::FULL: p = in<T>(pc, "precisions_cholesky", {B, K, D, D}); break;
+        case gmm::TIED: p = in<T>(pc, "precisions_cholesky", {B, D, D}); break;
+        case gmm::DIAG: p = in<T>(pc, "precisions_cholesky", {B, K, D}); break;
+        default: p = in<T>(pc, "precisions_cholesky", {B, K});
+      }
+      gmm::e_step_cpu<T>(static_cast<int>(cov_type), in<T>(X, "X", {B, N, D}), in<T>(w, "weights", {B, K}),
+                         in<T>(mu, "means", {B, K, D}), p, B, N, D, K, out<T>(lp, "lp", {B, N, K}),
+                         out<T>(lr, "log_resp", {B, N, K}), out<T>(ln, "log_norm", {B, N}));
+    });
+  });
+}
+
 }  // namespace
 
 // Handler symbols: the binding lists the operands, results then attributes in the order of
@@ -151,6 +175,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmKlNormal, kl_normal,
                               (bind<4, 2>(ffi::Ffi::Bind()).Attr<i64>("kind").Attr<double>("lo").Attr<double>("hi")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmKlNormalBwd, kl_normal_bwd,
                               (bind<5, 4>(ffi::Ffi::Bind()).Attr<i64>("kind").Attr<double>("lo").Attr<double>("hi")));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGmmEStep, gmm_e_step, (bind<4, 3>(ffi::Ffi::Bind()).Attr<i64>("cov_type")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
 
 namespace {
@@ -169,6 +194,7 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_backup_dense"] = capsule(PgmBackupDense);
     d["pygenmod_spatial_fwd"] = capsule(PgmSpatialFwd);
     d["pygenmod_spatial_bwd"] = capsule(PgmSpatialBwd);
+    d["pygenmod_gmm_e_step"] = capsule(PgmGmmEStep);
     d["pygenmod_normal_head"] = capsule(PgmNormalHead);
     d["pygenmod_normal_head_bwd"] = capsule(PgmNormalHeadBwd);
     d["pygenmod_kl_normal"] = capsule(PgmKlNormal);
