@@ -818,13 +818,106 @@ def gmm_e_step(X, params, weights=None) -> EStep:
         return EStep(lr[0], ln[0], lb[0])
     return EStep(lr, ln, lb)
 
+
+# ============================================================================ full-covariance head
+class _MvnConfig(NamedTuple):
+    stream: int
+    offset: int
+    S: int
+    want_kl: bool
+    want_logq: bool
+
+
+def _mvn_attrs(cfg):
+    return dict(stream=np.uint64(cfg.stream), offset=np.uint64(cfg.offset), n_samples=np.int64(cfg.S))
+
+
+def _mvn_call(cfg, mu, L, key):
+    B, D = mu.shape
+    dt = mu.dtype
+    shapes = (jax.ShapeDtypeStruct((cfg.S, B, D), dt), jax.ShapeDtypeStruct((B,) if cfg.want_kl else (0,), dt),
+              jax.ShapeDtypeStruct((cfg.S, B) if cfg.want_logq else (0,), dt), jax.ShapeDtypeStruct((B,), jnp.int32))
+    z, kl, lq, _ = jax.ffi.ffi_call("pygenmod_mvn_head", shapes, vmap_method="sequential")(mu, L, key,
+                                                                                         **_mvn_attrs(cfg))
+    return z, (kl if cfg.want_kl else None), (lq if cfg.want_logq else None)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _mvn(cfg, mu, L, key):
+    return _mvn_call(cfg, mu, L, key)
+
+
+def _mvn_fwd(cfg, mu, L, key):
+    return _mvn_call(cfg, mu, L, key), (mu, L, key)
+
+
+def _mvn_bwd(cfg, res, grads):
+    mu, L, key = res
+    gz, gkl, glq = grads
+    dt = mu.dtype
+    e = _empty(dt)
+    dmu, dL = jax.ffi.ffi_call("pygenmod_mvn_head_bwd", (jax.ShapeDtypeStruct(mu.shape, dt),
+                                                         jax.ShapeDtypeStruct(L.shape, dt)),
+                               vmap_method="sequential")(mu, L, key, gz, e if gkl is None else gkl,
+                                                         e if glq is None else glq, **_mvn_attrs(cfg))
+    return dmu, dL, np.zeros(key.shape, jax.dtypes.float0)
+
+
+_mvn.defvjp(_mvn_fwd, _mvn_bwd)
+
+
+def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, log_q=False, _want_kl=True) -> Head:
+    """:func:`pygenmod.sampling.mvn_head` for JAX arrays, inside ``jit`` / ``vmap`` / ``grad``:
+    ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and, with ``log_q``, ``log q(z)``;
+    differentiable in ``mu`` and ``scale_tril`` (L per row (B, D, D) or shared (D, D); its
+    gradient is lower triangular, summed over rows for a shared L). ``seed`` as in
+    :func:`normal_head`. A concrete L is checked (lower triangular, positive diagonal); a
+    traced one is not (a bad one gives NaN).
+    """
+    m = _float(mu, "mu", ndim=(1, 2))
+    one = m.ndim == 1
+    m = m.reshape(1, -1) if one else m
+    B, D = m.shape
+    L = _float(scale_tril, "scale_tril", ndim=(2, 3), dtype=m.dtype)
+    shared = L.ndim == 2
+    if L.shape[-2:] != (D, D) or (not shared and L.shape[0] not in ((1,) if one else (B,))):
+        raise ValueError(f"scale_tril: expected shape ({D}, {D}) or ({B}, {D}, {D}), got {tuple(L.shape)}")
+    c = _concrete(L)
+    if c is not None and c.size:
+        if np.triu(c, 1).any() or not (np.diagonal(c, axis1=-2, axis2=-1) > 0).all():
+            raise ValueError("scale_tril: not lower triangular with a positive diagonal "
+                             "(use pygenmod.sampling.scale_tril_from_cov for a covariance)")
+    L3 = L[None] if shared else L
+    multi = n_samples is not None
+    S = 1 if not multi else int(n_samples)
+    if S < 0:
+        raise ValueError(f"n_samples: must be >= 0, got {n_samples}")
+    cfg = _MvnConfig(check_int_seed(stream, "stream"), check_int_seed(offset, "offset"), S, bool(_want_kl),
+                     bool(log_q))
+    z, kl, lq = _mvn(cfg, m, L3, _key_words(seed))
+    if not multi:
+        z, lq = z[0], (None if lq is None else lq[0])
+    if one:
+        z = z[:, 0] if multi else z[0]
+        kl = None if kl is None else kl[0]
+        lq = None if lq is None else (lq[:, 0] if multi else lq[0])
+    return Head(z, kl, lq, None)
+
+
+def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0):
+    """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``
+    (:func:`pygenmod.sampling.rsample_mvn`), differentiable; see :func:`mvn_head`."""
+    return mvn_head(mu, scale_tril, seed=seed, n_samples=n_samples, stream=stream, offset=offset, _want_kl=False).z
+
 __all__ = [
     'bellman_backup',
     'gae',
     'gmm_e_step',
     'kl_normal',
     'lambda_returns',
+    'mvn_head',
     'normal_head',
+    'rsample_mvn',
     'rsample_normal',
     'spatial_softmax',
     'value_iteration',

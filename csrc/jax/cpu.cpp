@@ -159,6 +159,40 @@ ffi::Error gmm_e_step(Buf X, Buf w, Buf mu, Buf pc, Out lp, Out lr, Out ln, i64 
   });
 }
 
+// mu (B, D), scale_tril (LB, D, D) with LB = 1 (shared) or B, seed words
+// -> z (S, B, D), kl (B,)? , log_q (S, B)?, status (B,). The triangle is checked in Python.
+ffi::Error mvn_head(Buf mu, Buf L, Buf key, Out z, Out kl, Out logq, Out status, std::uint64_t stream,
+                    std::uint64_t offset, i64 S) {
+  return guarded([&] {
+    dispatch_float(mu, "mu", [&](auto tag) {
+      using T = decltype(tag);
+      const i64 B = dim(mu, 0, 2, "mu"), D = mu.dimensions()[1], LB = dim(L, 0, 3, "scale_tril");
+      if (LB != 1 && LB != B) throw std::invalid_argument("scale_tril: expected 1 or B matrices");
+      if (S < 0) throw std::invalid_argument("n_samples: must be >= 0");
+      sampling::mvn_head_cpu<T>(in<T>(mu, "mu", {B, D}), in<T>(L, "scale_tril", {LB, D, D}), LB == 1 && B != 1, false,
+                                nullptr, philox_key(key), stream, offset, S, B, D, out<T>(z, "z", {S, B, D}), nullptr,
+                                opt_out<T>(kl, "kl", {B}), opt_out<T>(logq, "log_q", {S, B}),
+                                out<std::int32_t>(status, "status", {B}));
+    });
+  });
+}
+
+// mu, scale_tril, seed words, grad_z?, grad_kl?, grad_log_q? -> grad_mu (B, D), grad_scale_tril (LB, D, D)
+ffi::Error mvn_head_bwd(Buf mu, Buf L, Buf key, Buf gz, Buf gkl, Buf glogq, Out dmu, Out dL, std::uint64_t stream,
+                        std::uint64_t offset, i64 S) {
+  return guarded([&] {
+    dispatch_float(mu, "mu", [&](auto tag) {
+      using T = decltype(tag);
+      const i64 B = dim(mu, 0, 2, "mu"), D = mu.dimensions()[1], LB = dim(L, 0, 3, "scale_tril");
+      if (LB != 1 && LB != B) throw std::invalid_argument("scale_tril: expected 1 or B matrices");
+      sampling::mvn_head_backward_cpu<T>(
+          in<T>(mu, "mu", {B, D}), in<T>(L, "scale_tril", {LB, D, D}), LB == 1 && B != 1, nullptr, philox_key(key),
+          stream, offset, S, B, D, opt<T>(gz, "grad_z", {S, B, D}), opt<T>(gkl, "grad_kl", {B}),
+          opt<T>(glogq, "grad_log_q", {S, B}), out<T>(dmu, "grad_mu", {B, D}), out<T>(dL, "grad_scale_tril", {LB, D, D}));
+    });
+  });
+}
+
 }  // namespace
 
 // Handler symbols: the binding lists the operands, results then attributes in the order of
@@ -176,6 +210,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmKlNormal, kl_normal,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmKlNormalBwd, kl_normal_bwd,
                               (bind<5, 4>(ffi::Ffi::Bind()).Attr<i64>("kind").Attr<double>("lo").Attr<double>("hi")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGmmEStep, gmm_e_step, (bind<4, 3>(ffi::Ffi::Bind()).Attr<i64>("cov_type")));
+#define PGM_MVN_ATTRS .Attr<std::uint64_t>("stream").Attr<std::uint64_t>("offset").Attr<i64>("n_samples")
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmMvnHead, mvn_head, (bind<3, 4>(ffi::Ffi::Bind()) PGM_MVN_ATTRS));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmMvnHeadBwd, mvn_head_bwd, (bind<6, 2>(ffi::Ffi::Bind()) PGM_MVN_ATTRS));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
 
 namespace {
@@ -195,6 +232,8 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_spatial_fwd"] = capsule(PgmSpatialFwd);
     d["pygenmod_spatial_bwd"] = capsule(PgmSpatialBwd);
     d["pygenmod_gmm_e_step"] = capsule(PgmGmmEStep);
+    d["pygenmod_mvn_head"] = capsule(PgmMvnHead);
+    d["pygenmod_mvn_head_bwd"] = capsule(PgmMvnHeadBwd);
     d["pygenmod_normal_head"] = capsule(PgmNormalHead);
     d["pygenmod_normal_head_bwd"] = capsule(PgmNormalHeadBwd);
     d["pygenmod_kl_normal"] = capsule(PgmKlNormal);
