@@ -750,6 +750,10 @@ def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None
 
 
 # ============================================================================ GMM E-step
+# GMMParams as a pytree whose covariance_type (a string) is static aux data, so parameters can
+# be arguments and results of jitted / vmapped functions.
+jax.tree_util.register_pytree_node(GMMParams, lambda p: (tuple(p[:4]), p.covariance_type),
+                                   lambda ct, leaves: GMMParams(*leaves, ct))
 _COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 
 
@@ -778,38 +782,10 @@ def gmm_e_step(X, params, weights=None) -> EStep:
     in float64 under x64, so it agrees to rounding). Parameters are not validated for values
     (positive weights, a valid Cholesky factor): validate them once with the NumPy API.
     """
-    if not isinstance(params, GMMParams):
-        params = GMMParams(**params) if isinstance(params, dict) else GMMParams(*params)
-    ct = params.covariance_type
-    if ct not in _COV_CODE:
-        raise ValueError(f"params.covariance_type: expected one of {tuple(_COV_CODE)}, got {ct!r}")
-    X = _float(X, "X", ndim=(2, 3))
-    single = X.ndim == 2
-    X3 = X[None] if single else X
-    B, N, D = X3.shape
-    if D < 1:
-        raise ValueError(f"X: need at least one dimension, got shape {tuple(X.shape)}")
-    lead = () if single else (B,)
-    w = _float(params.weights, "params.weights", dtype=X.dtype)
-    K = w.shape[-1] if w.ndim else 0
-    if K < 1:
-        raise ValueError("params.weights: need at least one component")
-    _shape(w, "params.weights", lead + (K,))
-    mu = _float(params.means, "params.means", dtype=X.dtype)
-    _shape(mu, "params.means", lead + (K, D))
-    pc = _float(params.precisions_cholesky, "params.precisions_cholesky", dtype=X.dtype)
-    _shape(pc, "params.precisions_cholesky", lead + {"full": (K, D, D), "tied": (D, D), "diag": (K, D),
-                                                      "spherical": (K,)}[ct])
-    if weights is None:
-        W = jnp.ones((B, N), X.dtype)
-    else:
-        W = _float(weights, "weights", dtype=X.dtype)
-        _shape(W, "weights", (N,) if single else (B, N))
-        c = _concrete(W)
-        if c is not None and (c < 0).any():
-            raise ValueError("weights: must be >= 0 (0 marks padding)")
-        W = W.reshape(B, N)
-    lr, ln = _e_step_op(ct)(X3, w.reshape(B, K), mu.reshape(B, K, D), pc.reshape((B,) + pc.shape[len(lead):]))
+    X3, W, p, single, ct, B, K, D = _gmm_inputs(X, params, weights)
+    if p.precisions_cholesky is None:
+        raise ValueError("params.precisions_cholesky: needed")
+    lr, ln = _e_step_op(ct)(X3, p.weights, p.means, p.precisions_cholesky)
     acc = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     ws = W.astype(acc).sum(1)
     tot = (jnp.where(W > 0, ln, 0).astype(acc) * W).sum(1)
@@ -909,10 +885,116 @@ def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0
     (:func:`pygenmod.sampling.rsample_mvn`), differentiable; see :func:`mvn_head`."""
     return mvn_head(mu, scale_tril, seed=seed, n_samples=n_samples, stream=stream, offset=offset, _want_kl=False).z
 
+
+class GMMEMResult(NamedTuple):
+    """Result of :func:`gmm_em` (:class:`pygenmod.gmm.FitResult` without the history)."""
+
+    params: GMMParams
+    lower_bound: object  #: (B,) at the last E-step
+    n_iter: object  #: (B,) EM iterations run (int64 under x64, else int32)
+    converged: object  #: (B,) bool
+    flags: object  #: (B, K) uint8: COLLAPSED | REGULARISED | EMPTY_SET (pygenmod.gmm)
+
+
+def _gmm_inputs(X, params, weights):
+    """(X3, W, params batched, single, ct, B, K, D), checked for shapes."""
+    if not isinstance(params, GMMParams):
+        params = GMMParams(**params) if isinstance(params, dict) else GMMParams(*params)
+    ct = params.covariance_type
+    if ct not in _COV_CODE:
+        raise ValueError(f"params.covariance_type: expected one of {tuple(_COV_CODE)}, got {ct!r}")
+    X = _float(X, "X", ndim=(2, 3))
+    single = X.ndim == 2
+    X3 = X[None] if single else X
+    B, N, D = X3.shape
+    if D < 1:
+        raise ValueError(f"X: need at least one dimension, got shape {tuple(X.shape)}")
+    lead = () if single else (B,)
+    w = _float(params.weights, "params.weights", dtype=X.dtype)
+    K = w.shape[-1] if w.ndim else 0
+    if K < 1:
+        raise ValueError("params.weights: need at least one component")
+    _shape(w, "params.weights", lead + (K,))
+    mu = _float(params.means, "params.means", dtype=X.dtype)
+    _shape(mu, "params.means", lead + (K, D))
+    cs = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}[ct]
+    arrs = []
+    for name in ("covariances", "precisions_cholesky"):
+        a = getattr(params, name)
+        if a is None:
+            arrs.append(None)
+            continue
+        a = _float(a, f"params.{name}", dtype=X.dtype)
+        _shape(a, f"params.{name}", lead + cs)
+        arrs.append(a.reshape((B,) + cs))
+    if weights is None:
+        W = jnp.ones((B, N), X.dtype)
+    else:
+        W = _float(weights, "weights", dtype=X.dtype)
+        _shape(W, "weights", (N,) if single else (B, N))
+        c = _concrete(W)
+        if c is not None and (c < 0).any():
+            raise ValueError("weights: must be >= 0 (0 marks padding)")
+        W = W.reshape(B, N)
+    p = GMMParams(w.reshape(B, K), mu.reshape(B, K, D), arrs[0], arrs[1], ct)
+    return X3, W, p, single, ct, B, K, D
+
+
+@functools.lru_cache(maxsize=None)
+def _fit_op(ct: str, max_iter: int, tol: float):
+    def call(X, W, reg, w, mu, cv, pc, lb0):
+        dt = X.dtype
+        shapes = tuple(jax.ShapeDtypeStruct(a.shape, dt) for a in (w, mu, cv, pc, lb0)) + (
+            jax.ShapeDtypeStruct(lb0.shape, _int_dtype()), jax.ShapeDtypeStruct(lb0.shape, jnp.uint8),
+            jax.ShapeDtypeStruct(w.shape, jnp.uint8))
+        return tuple(jax.ffi.ffi_call("pygenmod_gmm_fit", shapes, vmap_method="sequential")(
+            X, W, reg, w, mu, cv, pc, lb0, cov_type=np.int64(_COV_CODE[ct]), max_iter=np.int64(max_iter),
+            tol=np.float64(tol)))
+
+    return _not_differentiable("gmm_em", _batch_first(call, (0,) * 8, (0,) * 8))
+
+
+def gmm_em(X, params, weights=None, *, reg_covar=1e-6, max_iter: int = 100, tol: float = 1e-3,
+           lower_bound_init=None) -> GMMEMResult:
+    """EM from the given initial parameters, the whole loop in one kernel call (the loop of
+    :func:`pygenmod.gmm.fit` after its initialisation), inside ``jit`` / ``vmap`` (not ``grad``).
+
+    ``params`` a full :class:`pygenmod.gmm.GMMParams` (covariances and their Cholesky
+    precisions); per-set stopping when the lower bound improves by less than ``tol``. Bitwise
+    equal to the NumPy API's fit loop from the same initial parameters (``gmm.em_step`` is
+    ``max_iter=1``). Initialisation (k-means, k-means++) is not offered here: run
+    :func:`pygenmod.gmm.fit` or draw initial parameters outside the compiled function.
+    """
+    X3, W, p, single, ct, B, K, D = _gmm_inputs(X, params, weights)
+    if p.covariances is None or p.precisions_cholesky is None:
+        raise ValueError("params: covariances and precisions_cholesky are both needed")
+    max_iter = int(max_iter)
+    if max_iter < 0:
+        raise ValueError(f"max_iter: must be >= 0, got {max_iter}")
+    reg = _per_batch(reg_covar, "reg_covar", B, X3.dtype, lo=0.0)
+    lb0 = jnp.full((B,), -jnp.inf, X3.dtype) if lower_bound_init is None else jnp.broadcast_to(
+        _float(lower_bound_init, "lower_bound_init", dtype=X3.dtype), (B,))
+    w, mu, cv, pc, lb, it, conv, flags = _fit_op(ct, max_iter, float(tol))(X3, W, reg, *p[:4], lb0)
+    out = GMMParams(w, mu, cv, pc, ct)
+    if single:
+        out = GMMParams(*(a[0] for a in out[:4]), ct)
+        lb, it, conv, flags = lb[0], it[0], conv[0], flags[0]
+    return GMMEMResult(out, lb, it, conv.astype(bool), flags)
+
+
+def gmm_em_step(X, params, weights=None, *, reg_covar=1e-6):
+    """One EM iteration (:func:`pygenmod.gmm.em_step`): ``(new GMMParams, lower_bound)``, the bound
+    of X under the *input* parameters; inside ``jit`` / ``vmap`` (not ``grad``)."""
+    r = gmm_em(X, params, weights, reg_covar=reg_covar, max_iter=1, tol=-1.0)
+    return r.params, r.lower_bound
+
 __all__ = [
     'bellman_backup',
+    'GMMEMResult',
     'gae',
     'gmm_e_step',
+    'gmm_em',
+    'gmm_em_step',
     'kl_normal',
     'lambda_returns',
     'mvn_head',

@@ -534,6 +534,36 @@ def test_gmm_e_step(dtype, ct):
         same(out.log_resp[i], gmm.e_step(Xs[i], p).log_resp)
 
 
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_gmm_em_equals_numpy(dtype, ct):
+    rng = np.random.default_rng(21)
+    X = rng.normal(size=(3, 50, 2)).astype(dtype)
+    W = (rng.random((3, 50)) > 0.1).astype(dtype)
+    p = gmm.fit(X, 3, W, covariance_type=ct, seed=1, max_iter=2, warn=False).params
+    new, lb = jax.jit(lambda X, W, p: pj.gmm_em_step(X, p, W))(X, W, p)
+    want, wlb = gmm.em_step(X, p, W)
+    for a, b in zip(new[:4], want[:4]):
+        same(a, b)
+    assert new.covariance_type == ct
+    same(lb, wlb)
+    # the whole loop in one call = the fit kernel's loop from the same start
+    r = jax.jit(lambda X, p: pj.gmm_em(X, p, W, max_iter=40, tol=1e-4))(X, p)
+    ref = gmm._run_fit(X, W, p, np.full(3, 1e-6, dtype), 1, 40, 1e-4)
+    for a, b in zip(r.params[:4], ref[0][:4]):
+        same(a, b)
+    same(r.lower_bound, ref[1])
+    np.testing.assert_array_equal(r.n_iter, ref[2])
+    np.testing.assert_array_equal(r.converged, ref[3].astype(bool))
+    same(r.flags, ref[4])
+    # vmap folds into the batch of mixtures; a single mixture works without the batch axis
+    Xs = rng.normal(size=(2, 3, 50, 2)).astype(dtype)
+    out, lbs = jax.vmap(lambda X: pj.gmm_em_step(X, p))(Xs)
+    for i in range(2):
+        same(out.means[i], gmm.em_step(Xs[i], p)[0].means)
+    p1 = gmm.GMMParams(*(a[0] for a in p[:4]), ct)
+    same(pj.gmm_em_step(X[0], p1)[0].means, gmm.em_step(X[0], p1)[0].means)
+
+
 def test_gmm_e_step_bad_input():
     X = np.zeros((2, 5, 2), np.float32)
     p = gmm.fit(np.random.default_rng(0).normal(size=(2, 20, 2)).astype(np.float32), 2, seed=0).params
@@ -547,6 +577,10 @@ def test_gmm_e_step_bad_input():
         pj.gmm_e_step(X, p, -np.ones((2, 5), np.float32))
     with pytest.raises(TypeError, match="not differentiable"):
         jax.grad(lambda X: pj.gmm_e_step(X, p).lower_bound.sum())(X)
+    with pytest.raises(ValueError, match="max_iter"):
+        pj.gmm_em(X, p, max_iter=-1)
+    with pytest.raises(ValueError, match="covariances"):
+        pj.gmm_em(X, p._replace(covariances=None))
 
 
 # ============================================================================ packaging
@@ -630,3 +664,11 @@ def test_cuda_handlers_match_cpu():
                                atol=1e-6)
     gx = jax.jit(jax.grad(lambda x: (pj.spatial_softmax(x) * gk).sum()))(xd)
     np.testing.assert_allclose(np.asarray(gx), spatial.spatial_softmax_vjp(x, 1.0, gk)[0], rtol=1e-4, atol=1e-6)
+
+
+def test_bench_runs_at_tiny_sizes():
+    """python -m pygenmod.benchmarks.jax runs (and checks its results) at tiny sizes."""
+    out = run_python(["-m", "pygenmod.benchmarks.jax", "--T", "8", "--B", "4", "--repeat", "1"], capture_output=True,
+                     text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "W7 GAE" in out.stdout and "pygenmod.jax.gae inside jit" in out.stdout

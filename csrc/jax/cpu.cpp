@@ -3,6 +3,8 @@
 // The module only hands out the handlers as PyCapsules; pygenmod/jax.py registers them.
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstring>
 #include <vector>
 
 // sampling.hpp before args.hpp: mdp.hpp (via args.hpp) includes <immintrin.h> inside its namespace,
@@ -193,6 +195,54 @@ ffi::Error mvn_head_bwd(Buf mu, Buf L, Buf key, Buf gz, Buf gkl, Buf glogq, Out 
   });
 }
 
+// X (B, N, D), W (B, N), reg (B,), initial weights / means / covariances / prec_chol, initial
+// lower bound (B,) -> the same parameters after EM, lower bound, n_iter (int64 or int32),
+// converged (B,) uint8, flags (B, K) uint8. The kernel works in place: the initial values are
+// copied into the results first (a copy, not math); n_iter, converged and flags start at 0.
+ffi::Error gmm_fit(Buf X, Buf W, Buf reg, Buf w0, Buf mu0, Buf cv0, Buf pc0, Buf lb0, Out w, Out mu, Out cv, Out pc,
+                   Out lb, Out n_iter, Out conv, Out flags, i64 cov_type, i64 max_iter, double tol) {
+  return guarded([&] {
+    gmm::check_cov_type(static_cast<int>(cov_type));
+    if (max_iter < 0) throw std::invalid_argument("max_iter: must be >= 0");
+    dispatch_float(X, "X", [&](auto tag) {
+      using T = decltype(tag);
+      const i64 B = dim(X, 0, 3, "X"), N = X.dimensions()[1], D = X.dimensions()[2], K = dim(w0, 1, 2, "weights");
+      if (K < 1) throw std::invalid_argument("weights: need at least one component");
+      // f(shape) with the covariance shape of the type (each branch keeps its list alive)
+      auto cov = [&](auto&& f) {
+        switch (cov_type) {
+          case gmm::FULL: return f({B, K, D, D});
+          case gmm::TIED: return f({B, D, D});
+          case gmm::DIAG: return f({B, K, D});
+          default: return f({B, K});
+        }
+      };
+      using L = std::initializer_list<i64>;
+      auto copy = [](const T* src, T* dst, i64 n) { std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(T)); };
+      T* wt = out<T>(w, "weights", {B, K});
+      T* m = out<T>(mu, "means", {B, K, D});
+      T* c = cov([&](L sh) { return out<T>(cv, "covariances", sh); });
+      T* p = cov([&](L sh) { return out<T>(pc, "precisions_cholesky", sh); });
+      T* l = out<T>(lb, "lower_bound", {B});
+      const i64 nc = static_cast<i64>(cv->element_count());
+      copy(in<T>(w0, "params.weights", {B, K}), wt, B * K);
+      copy(in<T>(mu0, "params.means", {B, K, D}), m, B * K * D);
+      copy(cov([&](L sh) { return in<T>(cv0, "params.covariances", sh); }), c, nc);
+      copy(cov([&](L sh) { return in<T>(pc0, "params.precisions_cholesky", sh); }), p, nc);
+      copy(in<T>(lb0, "lower_bound_init", {B}), l, B);
+      std::vector<i64> it(B, 0);
+      auto* cg = out<std::uint8_t>(conv, "converged", {B});
+      auto* fl = out<std::uint8_t>(flags, "flags", {B, K});
+      std::fill(cg, cg + B, 0);
+      std::fill(fl, fl + B * K, 0);
+      gmm::fit_cpu<T>(static_cast<int>(cov_type), in<T>(X, "X", {B, N, D}), in<T>(W, "weights", {B, N}),
+                      in<T>(reg, "reg_covar", {B}), B, 1, N, D, K, max_iter, tol, wt, m, c, p, l, it.data(), cg, fl);
+      if (n_iter->element_type() == ffi::DataType::S64) std::copy(it.begin(), it.end(), out<i64>(n_iter, "n_iter", {B}));
+      else std::copy(it.begin(), it.end(), out<std::int32_t>(n_iter, "n_iter", {B}));
+    });
+  });
+}
+
 }  // namespace
 
 // Handler symbols: the binding lists the operands, results then attributes in the order of
@@ -213,6 +263,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGmmEStep, gmm_e_step, (bind<4, 3>(ffi::Ffi::Bin
 #define PGM_MVN_ATTRS .Attr<std::uint64_t>("stream").Attr<std::uint64_t>("offset").Attr<i64>("n_samples")
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmMvnHead, mvn_head, (bind<3, 4>(ffi::Ffi::Bind()) PGM_MVN_ATTRS));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmMvnHeadBwd, mvn_head_bwd, (bind<6, 2>(ffi::Ffi::Bind()) PGM_MVN_ATTRS));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGmmFit, gmm_fit,
+                              (bind<8, 8>(ffi::Ffi::Bind())
+                                   .Attr<i64>("cov_type")
+                                   .Attr<i64>("max_iter")
+                                   .Attr<double>("tol")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
 
 namespace {
@@ -232,6 +287,7 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_spatial_fwd"] = capsule(PgmSpatialFwd);
     d["pygenmod_spatial_bwd"] = capsule(PgmSpatialBwd);
     d["pygenmod_gmm_e_step"] = capsule(PgmGmmEStep);
+    d["pygenmod_gmm_fit"] = capsule(PgmGmmFit);
     d["pygenmod_mvn_head"] = capsule(PgmMvnHead);
     d["pygenmod_mvn_head_bwd"] = capsule(PgmMvnHeadBwd);
     d["pygenmod_normal_head"] = capsule(PgmNormalHead);
