@@ -209,7 +209,7 @@ class _MixtureParams:
                   max_iter=self.max_iter, warn=getattr(self, "warn", False),
                   lower_bounds=record, callback=self._progress_printer(X))
         if self.warm_start and hasattr(self, "converged_"):
-            return _g.fit(X, self.n_components, sample_weight, init_params=self._params(),
+            return _g.fit(X, self.n_components, sample_weight, init=self._params(),
                           lower_bound_init=self.lower_bound_, **kw)
         return _g.fit(X, self.n_components, sample_weight, n_init=self.n_init,
                       init=self.init_params, weights_init=self.weights_init,

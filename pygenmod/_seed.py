@@ -81,6 +81,8 @@ if hasattr(os, "register_at_fork"):
 
 def check_int_seed(seed, name: str = "seed") -> int:
     """An explicit integer key / stream / offset in [0, 2**64)."""
+    if type(seed) is int and 0 <= seed < 18446744073709551616:  # the common case, without ABC checks
+        return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"{name}: expected a non-negative integer, got {type(seed).__name__}")
     seed = int(seed)
@@ -108,7 +110,7 @@ def resolve_seed(seed, name: str = "seed") -> int:
     """The 64-bit Philox key for one call under the package's randomness rule (module doc)."""
     if seed is None:
         return _GENERATOR.next_key()
-    if isinstance(seed, numbers.Integral):
+    if type(seed) is int or isinstance(seed, numbers.Integral):
         return check_int_seed(seed, name)
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**64, dtype=np.uint64))

@@ -10,7 +10,9 @@ Errors name the argument and say what was expected. Conventions (documented in t
 """
 from __future__ import annotations
 
+import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -46,6 +48,24 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
     in float32).
     finite=False skips the NaN/inf scan (for kernels that detect non-finite input themselves).
     """
+    if type(x) is np.ndarray and (xp is None or xp is np) and x.dtype.char in "fd" and x.dtype.isnative:
+        # Fast path for the common case (a native float32/float64 NumPy array): the per-call
+        # cost of tiny problems is mostly this layer (issue 11), so skip the generic conversions.
+        a = x if dtype is None or x.dtype == dtype else x.astype(dtype)
+    else:
+        a = _generic_float_array(x, name, dtype, xp, allow_half)
+    if ndim is not None and a.ndim != ndim:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if a.ndim not in allowed:
+            want = " or ".join(str(n) for n in allowed)
+            raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
+    if finite and a.size and not _all_finite(a):
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return _c_order(a)
+
+
+def _generic_float_array(x, name, dtype, xp, allow_half):
+    """float_array's conversions for anything but a native float32/float64 NumPy array."""
     if x is None:
         raise TypeError(f"{name}: expected an array, got None")
     was_array = hasattr(x, "dtype")
@@ -64,14 +84,7 @@ def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=
         raise TypeError(f"{name}: expected a {want} array, got dtype {a.dtype}")
     if dtype is not None and a.dtype != dtype:
         a = a.astype(dtype)
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if a.ndim not in allowed:
-            want = " or ".join(str(n) for n in allowed)
-            raise ValueError(f"{name}: expected {want} dimensions, got shape {_shape_str(a.shape)}")
-    if finite and a.size and not _all_finite(a):
-        raise ValueError(f"{name}: contains NaN or infinity")
-    return _c_order(a)
+    return a
 
 
 def _native_order(a):
@@ -84,6 +97,24 @@ def _c_order(a):
     return a if a.flags.c_contiguous else xp_of(a).ascontiguousarray(a)
 
 
+#: Default of a deprecated keyword argument: tells "not given" apart from None.
+DEPRECATED = object()
+
+
+def renamed(new_value, old_value, new: str, old: str, *, func: str, default=None):
+    """The value of a keyword argument renamed from ``old`` to ``new``: the old spelling keeps
+    working for one release, with a DeprecationWarning (docs/conventions.md lists them).
+    ``default`` is the new argument's default (giving both spellings is a TypeError)."""
+    if old_value is DEPRECATED:
+        return new_value
+    warnings.warn(f"{func}({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=3)
+    at_default = new_value is default or (type(new_value) is type(default) and isinstance(default, (int, float, str))
+                                          and new_value == default)
+    if not at_default:
+        raise TypeError(f"{func}: give {new} or its deprecated spelling {old}, not both")
+    return old_value
+
+
 #: An explicit integer seed / stream / offset in [0, 2**64) (one check: pygenmod._seed).
 seed_int = check_int_seed
 
@@ -92,6 +123,10 @@ def _all_finite(a) -> bool:
     """True if no NaN/inf: one sum (NaN and inf propagate; no temporary array), and the exact
     elementwise test only when the sum is not finite (NaN/inf, or an overflow of finite values)."""
     xp = xp_of(a)
+    if xp is np:
+        if math.isfinite(a.sum()):  # a NumPy scalar: no second ufunc call
+            return True
+        return bool(np.isfinite(a).all())
     if bool(xp.isfinite(a.sum())):
         return True
     return bool(xp.isfinite(a).all())
@@ -137,6 +172,17 @@ def check_shape(a, name: str, shape) -> None:
 def per_batch(value, name: str, batch: int, dtype, xp=np, *, lo=None, hi=None,
               lo_closed=True, hi_closed=True):
     """A scalar or a (batch,) array of a parameter, checked against [lo, hi] bounds."""
+    if type(value) in (float, int):
+        # A Python number (the usual case): check it in Python after the cast to the kernel's
+        # dtype (a float32 gamma of 0.99999999 is 1.0), then fill; no array scans.
+        v = float(np.dtype(dtype).type(value))
+        if not math.isfinite(v):
+            raise ValueError(f"{name}: contains NaN or infinity")
+        if lo is not None and (v < lo if lo_closed else v <= lo):
+            raise ValueError(f"{name}: must be {'>=' if lo_closed else '>'} {lo}, got {v}")
+        if hi is not None and (v > hi if hi_closed else v >= hi):
+            raise ValueError(f"{name}: must be {'<=' if hi_closed else '<'} {hi}, got {v}")
+        return xp.full((batch,), v, dtype=dtype)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         arr = xp.full((batch,), float(value), dtype=dtype)
     else:

@@ -248,13 +248,13 @@ def _fit_chunk(offset, *, seed, stream, kw, **arrays):
     return (p.weights, p.means, p.covariances, p.precisions_cholesky, r.lower_bound, r.n_iter, r.converged, r.flags)
 
 
-def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", reg_covar=1e-6,
+def fit(X, n_components: int, sample_weight=None, *, covariance_type: str = "full", reg_covar=1e-6,
         weights_init=None, means_init=None, precisions_init=None, resp_init=None, lower_bound_init=None,
         seed=None, stream: int = 0, threads=None, backend=None, **kwargs):
     """:func:`pygenmod.gmm.fit` over the chunks of X (B, N, D) along B; a lazy FitResult.
 
     Equal bitwise to ``gmm.fit`` on the whole batch with the same integer ``seed`` (``None`` is
-    resolved once here). ``reg_covar``, ``weights`` and the ``*_init`` arrays may be per set
+    resolved once here). ``reg_covar``, ``sample_weight`` and the ``*_init`` arrays may be per set
     (chunked with X). ``lower_bounds`` / ``callback`` / ``init_params`` are not supported
     (their shapes or side effects are not per chunk); the other ``gmm.fit`` keywords pass through.
     """
@@ -273,7 +273,7 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", re
     kw = dict(n_components=K, covariance_type=ct, **kwargs)
     if np.ndim(reg_covar) == 0:
         kw["reg_covar"] = reg_covar
-    args = {"X": (X, 0), "weights": _per_batch(weights), "reg_covar": _per_batch(reg_covar),
+    args = {"X": (X, 0), "sample_weight": _per_batch(sample_weight), "reg_covar": _per_batch(reg_covar),
             "weights_init": _per_batch(weights_init), "means_init": _per_batch(means_init),
             "precisions_init": _per_batch(precisions_init), "resp_init": _per_batch(resp_init),
             "lower_bound_init": _per_batch(lower_bound_init)}
@@ -325,6 +325,8 @@ class BatchGaussianMixture(_gmm.BatchGaussianMixture):
 def _mdp_chunk(offset, *, fname, kw, **arrays):
     from . import mdp
 
+    if isinstance(kw.get("initial_policy"), str):  # "random": MDP b draws from stream + b (global b)
+        kw = dict(kw, stream=kw.get("stream", 0) + offset)
     return tuple(getattr(mdp, fname)(**arrays, **kw))
 
 
@@ -356,7 +358,14 @@ def _mdp_args(P, R, gamma, V0=None, policy=None):
 
 
 def _solution_map(fname, P, R, gamma, threads, backend, V0=None, **kw):
-    args, split, S, A, dt = _mdp_args(P, R, gamma, V0)
+    init = kw.get("initial_policy")
+    per_row_init = init is not None and not isinstance(init, str)
+    args, split, S, A, dt = _mdp_args(P, R, gamma, V0, kw.pop("initial_policy") if per_row_init else None)
+    args["initial_policy"] = args.pop("policy")
+    if isinstance(init, str):
+        from ._seed import resolve_seed
+
+        kw["seed"] = resolve_seed(kw.get("seed"))  # once for all chunks
     if np.ndim(gamma) == 0:
         kw["gamma"] = gamma
     outs = [((None, S), dt), ((None, S), np.int64), ((None, S, A), dt), ((None,), np.int64),
@@ -384,7 +393,9 @@ def value_iteration(P, R, gamma, *, V0=None, threads=None, backend=None, **kwarg
 
 
 def policy_iteration(P, R, gamma, *, threads=None, backend=None, **kwargs):
-    """:func:`pygenmod.mdp.policy_iteration` over batch chunks (see :func:`solve`)."""
+    """:func:`pygenmod.mdp.policy_iteration` over batch chunks (see :func:`solve`); an
+    ``initial_policy`` array (B, S) is chunked with R, and ``"random"`` draws MDP b's start from
+    stream ``stream + b`` (global b), so the result does not depend on the chunking."""
     return _solution_map("policy_iteration", P, R, gamma, threads, backend, **kwargs)
 
 
@@ -479,7 +490,7 @@ def _sampling(fname, mu, scales, *, seed, stream, n_samples, kw, threads, backen
     res = _map(fn, fname, args, outs, threads=threads, backend=backend)
     if head:
         return sampling.Head(*res)
-    return tuple(res) if ret_eps else res[0]
+    return sampling.Sample(*res) if ret_eps else res[0]
 
 
 def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
@@ -501,10 +512,10 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples
 
 
 def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, return_eps=False,
-                validate=True, threads=None, backend=None):
+                check=True, threads=None, backend=None):
     """:func:`pygenmod.sampling.rsample_mvn` over row chunks; scale_tril (B, D, D) is chunked
     with mu, a shared (D, D) one goes to every chunk."""
-    kw = {"offset": offset, "return_eps": return_eps, "validate": validate}
+    kw = {"offset": offset, "return_eps": return_eps, "check": check}
     if np.ndim(scale_tril) == 2:
         scale_tril = np.asarray(scale_tril.compute() if hasattr(scale_tril, "compute") else scale_tril)
     return _sampling("rsample_mvn", mu, {"scale_tril": (scale_tril, 3)}, seed=seed, stream=stream,

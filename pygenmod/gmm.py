@@ -42,9 +42,8 @@ from ._dispatch import kernel
 from ._seed import resolve_seed
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
+_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}  #: C++ gmm::CovType (tests/test_contracts.py)
 INITS = ("kmeans", "k-means++", "random_from_data", "random")
-_DEPRECATED = object()  # default of a deprecated keyword: tells "not given" from None
 
 #: flag bits of ``FitResult.flags`` (per set and component)
 COLLAPSED, REGULARISED, EMPTY_SET = 1, 2, 4
@@ -116,8 +115,8 @@ def n_parameters(covariance_type: str, n_components: int, n_features: int) -> in
     return int(cov + D * K + K - 1)
 
 
-def _data(X, weights, name="X"):
-    """(X3, W, single, back): X as (B, N, D), weights as (B, N) in X's dtype."""
+def _data(X, sample_weight, name="X"):
+    """(X3, W, single, back): X as (B, N, D), the point weights as (B, N) in X's dtype."""
     back = returner(X)
     X = val.float_array(X, name, ndim=(2, 3))
     xp = xp_of(X)
@@ -126,13 +125,13 @@ def _data(X, weights, name="X"):
     B, N, D = X3.shape
     if D < 1:
         raise ValueError(f"{name}: need at least one dimension, got shape {tuple(X.shape)}")
-    if weights is None:
+    if sample_weight is None:
         W = xp.ones((B, N), X.dtype)
     else:
-        W = val.float_array(weights, "weights", ndim=1 if single else 2, dtype=X.dtype, xp=xp)
-        val.check_shape(W, "weights", (N,) if single else (B, N))
+        W = val.float_array(sample_weight, "sample_weight", ndim=1 if single else 2, dtype=X.dtype, xp=xp)
+        val.check_shape(W, "sample_weight", (N,) if single else (B, N))
         if bool((W < 0).any()):
-            raise ValueError("weights: must be >= 0 (0 marks padding)")
+            raise ValueError("sample_weight: must be >= 0 (0 marks padding)")
         W = xp.ascontiguousarray(W.reshape(B, N))
     return xp.ascontiguousarray(X3), W, single, back
 
@@ -265,9 +264,10 @@ def _full_covariances(p: GMMParams, K: int, D: int):
 
 
 # ----------------------------------------------------------------------------- kernels
-def e_step(X, params, weights=None) -> EStep:
+def e_step(X, params, sample_weight=None, *, weights=val.DEPRECATED) -> EStep:
     """E-step: log responsibilities, per-point log mixture density, weighted mean bound."""
-    X3, W, single, back = _data(X, weights)
+    sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.e_step")
+    X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     B, N, D = X3.shape
     p, K = _params(params, B, D, X3.dtype, xp, single)
@@ -299,9 +299,11 @@ def _lower_bound(log_norm, W):
     return lb.astype(log_norm.dtype)
 
 
-def m_step(X, resp, weights=None, *, covariance_type: str = "full", reg_covar=1e-6) -> GMMParams:
+def m_step(X, resp, sample_weight=None, *, covariance_type: str = "full", reg_covar=1e-6,
+           weights=val.DEPRECATED) -> GMMParams:
     """M-step from responsibilities resp[b, n, k] (times the point weights)."""
-    X3, W, single, back = _data(X, weights)
+    sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.m_step")
+    X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     B, N, D = X3.shape
     ct = val.choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
@@ -443,13 +445,14 @@ def _run_fit_stepwise(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None, 
             xp.asarray(H))
 
 
-def em_step(X, params, weights=None, *, reg_covar=1e-6):
+def em_step(X, params, sample_weight=None, *, reg_covar=1e-6, weights=val.DEPRECATED):
     """One EM iteration as a pure function: returns (new GMMParams, lower_bound).
 
     ``lower_bound`` is the weighted mean log-likelihood of X under the *input* parameters
     (scikit-learn's convention); the new parameters come from the M-step that follows.
     """
-    X3, W, single, back = _data(X, weights)
+    sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.em_step")
+    X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     B, N, D = X3.shape
     p, K = _params(params, B, D, X3.dtype, xp, single)
@@ -529,18 +532,20 @@ def sample(params, n_samples: int, *, seed=None, stream: int = 0):
     return back(out), back(labels)
 
 
-def bic(X, params, weights=None):
+def bic(X, params, sample_weight=None, *, weights=val.DEPRECATED):
     """Bayesian information criterion per set: -2 log L + n_params log(n) (n = sum of weights)."""
-    return _ic(X, params, weights, "bic")
+    sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.bic")
+    return _ic(X, params, sample_weight, "bic")
 
 
-def aic(X, params, weights=None):
+def aic(X, params, sample_weight=None, *, weights=val.DEPRECATED):
     """Akaike information criterion per set: -2 log L + 2 n_params."""
-    return _ic(X, params, weights, "aic")
+    sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.aic")
+    return _ic(X, params, sample_weight, "aic")
 
 
-def _ic(X, params, weights, kind):
-    X3, W, single, back = _data(X, weights)
+def _ic(X, params, sample_weight, kind):
+    X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     B, N, D = X3.shape
     p, K = _params(params, B, D, X3.dtype, xp, single)
@@ -614,11 +619,12 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False, stream=0):
     return R
 
 
-def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", tol: float = 1e-3,
-        reg_covar=1e-6, max_iter: int = 100, n_init: int = 1, init: str = "kmeans",
-        init_params=None, weights_init=None, means_init=None, precisions_init=None,
+def fit(X, n_components: int, sample_weight=None, *, covariance_type: str = "full", tol: float = 1e-3,
+        reg_covar=1e-6, max_iter: int = 100, n_init: int = 1, init="kmeans",
+        weights_init=None, means_init=None, precisions_init=None,
         resp_init=None, lower_bound_init=None, seed=None, stream: int = 0, warn: bool = True,
-        lower_bounds: bool = False, callback=None, random_state=_DEPRECATED) -> FitResult:
+        lower_bounds: bool = False, callback=None, weights=val.DEPRECATED, init_params=val.DEPRECATED,
+        random_state=val.DEPRECATED) -> FitResult:
     """Batched EM: fits one K-component mixture to every set of X (B, N, D) (or (N, D)).
 
     Each set stops on its own when the change of its lower bound is < tol (``tol=0``: run
@@ -633,9 +639,12 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
     fit does not depend on the other sets in the batch, and run 0 draws what ``n_init=1`` draws;
     ``stream`` is the global index of the first set when a batch is split into chunks (a chunk
     starting at set g passes ``stream=g`` and fits exactly as in the whole batch).
-    ``random_state`` is the deprecated spelling of ``seed``. Given values override it: ``init_params`` (a GMMParams, e.g. a previous
-    fit: warm start), or any of ``weights_init`` / ``means_init`` / ``precisions_init`` (the
-    rest from ``init``, scikit-learn semantics), or ``resp_init`` (B, N, K) responsibilities.
+    ``init`` may also be a :class:`GMMParams` (e.g. a previous fit: warm start). Given values
+    override a string ``init``: any of ``weights_init`` / ``means_init`` / ``precisions_init``
+    (the rest from ``init``, scikit-learn semantics), or ``resp_init`` (B, N, K) responsibilities.
+    ``sample_weight`` (B, N) (or (N,)): point weights, 0 marks padding.
+    Deprecated spellings (one release, DeprecationWarning): ``weights=`` (now ``sample_weight``),
+    ``init_params=GMMParams`` (now ``init=``), ``random_state=`` (now ``seed``).
     ``lower_bound_init`` seeds the convergence test (warm start: the previous bound).
 
     ``lower_bounds=True`` records the bound of every iteration (``FitResult.lower_bounds``,
@@ -646,7 +655,11 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
     move a borderline stop by one iteration), slower by the per-call overhead (tens of
     microseconds per iteration; noticeable only for small problems).
     """
-    X3, W, single, back = _data(X, weights)
+    sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.fit")
+    if init_params is not None:  # None meant "not given" before the rename
+        init = val.renamed(init, init_params, "init", "init_params", func="gmm.fit", default="kmeans")
+    seed = val.renamed(seed, random_state, "seed", "random_state", func="gmm.fit")
+    X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     Bx, N, D = X3.shape
     K = val.positive_int(n_components, "n_components")
@@ -656,14 +669,10 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
         raise ValueError(f"tol: must be a finite number >= 0, got {tol}")
     max_iter = val.positive_int(max_iter, "max_iter", minimum=0)
     n_init = val.positive_int(n_init, "n_init")
-    val.choice(init, "init", INITS)
-    if random_state is not _DEPRECATED:
-        warnings.warn("gmm.fit(random_state=...) is deprecated; use seed=... (None: fresh draws)",
-                      DeprecationWarning, stacklevel=2)
-        if seed is not None:
-            raise TypeError("give seed or its deprecated spelling random_state, not both")
-        seed = random_state
-    seed = resolve_seed(seed, "seed" if random_state is _DEPRECATED else "random_state")
+    warm = not isinstance(init, str)
+    if not warm:
+        val.choice(init, "init", INITS)
+    seed = resolve_seed(seed, "seed" if random_state is val.DEPRECATED else "random_state")
     stream = val.seed_int(stream, "stream")
     reg = val.per_batch(reg_covar, "reg_covar", Bx, X3.dtype, xp, lo=0.0)
     lead = () if single else (Bx,)
@@ -673,10 +682,10 @@ def fit(X, n_components: int, weights=None, *, covariance_type: str = "full", to
         val.check_shape(a, name, lead + shape)
         return a if not single else a[None]
 
-    if init_params is not None:
-        p0, K0 = _params(init_params, Bx, D, X3.dtype, xp, single, "init_params")
+    if warm:
+        p0, K0 = _params(init, Bx, D, X3.dtype, xp, single, "init")
         if K0 != K or p0.covariance_type != ct:
-            raise ValueError("init_params: n_components / covariance_type differ from the fit's")
+            raise ValueError("init: the GMMParams' n_components / covariance_type differ from the fit's")
         n_rep = 1
     elif resp_init is not None:
         R = given(resp_init, "resp_init", (N, K))

@@ -50,7 +50,7 @@ ROW_SUM_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 # Tests switch it off to compare.
 _ACTION_ELIMINATION = True
 
-_KIND = {"optimal": 0, "policy": 1, "stochastic": 2, "soft": 3}
+_KIND = {"optimal": 0, "policy": 1, "stochastic": 2, "soft": 3}  # C++ mdp::Kind (tests/test_contracts.py)
 
 
 class Backup(NamedTuple):
@@ -464,7 +464,7 @@ solve = modified_policy_iteration
 
 def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: float = 1e-6,
                      stop: str = "span", max_iter: int = 1000, max_eval: int = 100_000,
-                     check: bool = True) -> Solution:
+                     initial_policy=None, seed=None, stream: int = 0, check: bool = True) -> Solution:
     """Policy iteration: evaluate the policy, improve greedily, until the policy is optimal.
 
     evaluation="iterative" (default): each policy is evaluated by sweeps of its own rows
@@ -472,11 +472,31 @@ def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: flo
     epsilon guarantees of the module doc hold). evaluation="exact": each policy is
     evaluated by a linear solve (LAPACK; scipy / cupyx sparse for sparse P) and the loop stops when
     the greedy policy repeats; V is then the exact value of the returned policy.
+
+    initial_policy: the policy the iteration starts from. ``None`` (default): the greedy policy
+    of V = 0 (the first improvement of value 0); int actions ``(B, S)`` (or ``(S,)`` for one
+    MDP); or ``"random"``: one action per state drawn uniformly, keyed by ``seed`` under the
+    package's randomness rule (docs/conventions.md; the same policy on every backend), MDP b
+    by the global batch index ``stream + b`` (a chunk starting at MDP g passes ``stream=g``). With
+    evaluation="iterative" the initial policy is evaluated by the same sweeps (counted in
+    ``eval_sweeps``) and the loop starts from its value, so the first improvement sweep
+    improves it; with "exact", ``iterations`` counts the evaluations, the initial one included.
     """
     evaluation = val.choice(evaluation, "evaluation", ("iterative", "exact"))
+    if initial_policy is None and (seed is not None or stream != 0):
+        raise ValueError("seed, stream: only used with initial_policy='random'")
     if evaluation == "iterative":
-        return _solve(P, R, gamma, epsilon=epsilon, tol=None, stop=stop, max_iter=max_iter, V0=None,
-                      check=check, eval_max=val.positive_int(max_eval, "max_eval"), eval_rel=0.0)
+        max_eval = val.positive_int(max_eval, "max_eval")
+        V0, sweeps0 = None, 0
+        if initial_policy is not None:
+            m = _Model(P, R, check=check)
+            pi0 = _initial_policy(m, initial_policy, seed, stream)
+            ev = policy_evaluation(P, R, gamma, m.out(pi0), method="iterative", epsilon=epsilon, stop=stop,
+                                   max_iter=max_eval, check=False)
+            V0, sweeps0 = ev.V, ev.iterations
+        sol = _solve(P, R, gamma, epsilon=epsilon, tol=None, stop=stop, max_iter=max_iter, V0=V0,
+                     check=check and initial_policy is None, eval_max=max_eval, eval_rel=0.0)
+        return sol._replace(eval_sweeps=sol.eval_sweeps + sweeps0) if initial_policy is not None else sol
     m = _Model(P, R, check=check)
     g = m.gamma(gamma)
     max_iter = val.positive_int(max_iter, "max_iter")
@@ -484,9 +504,12 @@ def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: flo
     backup = m.kernel("backup")
     Q = xp.empty((m.B, m.S, m.A), m.dtype)
     Vb = xp.empty((m.B, m.S), m.dtype)
-    pi = xp.empty((m.B, m.S), xp.int64)
-    V = xp.zeros((m.B, m.S), m.dtype)
-    backup(*m.args(), m.R, V, g, 0, None, None, None, Q, Vb, pi)
+    if initial_policy is None:
+        pi = xp.empty((m.B, m.S), xp.int64)
+        V = xp.zeros((m.B, m.S), m.dtype)
+        backup(*m.args(), m.R, V, g, 0, None, None, None, Q, Vb, pi)
+    else:
+        pi = _initial_policy(m, initial_policy, seed, stream)
     its = np.zeros(m.B, np.int64)
     done = np.zeros(m.B, bool)
     for _ in range(max_iter):
@@ -495,9 +518,8 @@ def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: flo
         new_pi = xp.empty_like(pi)
         backup(*m.args(), m.R, V, g, 0, None, None, None, Q, Vb, new_pi)
         # keep the current action where it is still greedy (ties), so the loop terminates
-        cur_q = xp.take_along_axis(Q, pi[..., None], -1)[..., 0]
-        best_q = xp.take_along_axis(Q, new_pi[..., None], -1)[..., 0]
-        keep = cur_q >= best_q
+        b_ix, s_ix = _row_index(m)
+        keep = Q[b_ix, s_ix, pi] >= Q[b_ix, s_ix, new_pi]
         new_pi = xp.where(keep, pi, new_pi)
         same = np.asarray((new_pi == pi).all(-1).get() if m.on_device else (new_pi == pi).all(-1))
         done |= same
@@ -509,16 +531,42 @@ def policy_iteration(P, R, gamma, *, evaluation: str = "iterative", epsilon: flo
                                                       for x in (its, res, done, np.zeros(m.B, np.int64))))
 
 
+def _row_index(m):
+    """(B, 1) and (1, S) index arrays: ``X[b_ix, s_ix, pi]`` picks X[b, s, pi[b, s]] (plain
+    fancy indexing: take_along_axis costs ~25 us a call at gridworld size)."""
+    xp = m.xp
+    return xp.arange(m.B)[:, None], xp.arange(m.S)[None, :]
+
+
+def _initial_policy(m, initial_policy, seed, stream):
+    """The (B, S) int64 starting policy of policy_iteration on m's device."""
+    if isinstance(initial_policy, str):
+        val.choice(initial_policy, "initial_policy", ("random",))
+        from . import random as _random
+        from ._seed import resolve_seed
+
+        # uniform(0, 1) per (MDP, state), row b keyed by stream + b: the same policy on every backend
+        u = _random.uniform(resolve_seed(seed), (m.B, m.S), stream=stream, dtype=np.float64)
+        pi = np.minimum((u * m.A).astype(np.int64), m.A - 1)
+        return m.xp.asarray(pi)
+    if seed is not None or stream != 0:
+        raise ValueError("seed, stream: only used with initial_policy='random'")
+    if to_native(initial_policy).dtype.kind not in "iu":
+        raise TypeError("initial_policy: expected int actions (B, S), 'random' or None")
+    det, _ = m.policy(initial_policy, "initial_policy")
+    return m.xp.ascontiguousarray(det.copy())
+
+
 def _exact_values(m, g, det, stoch):
     """V^pi by a linear solve of (I - g P_pi) V = r_pi for every MDP."""
     xp, B, S, A = m.xp, m.B, m.S, m.A
     if det is not None:
-        r_pi = xp.take_along_axis(m.R, det[..., None], -1)[..., 0]
+        r_pi = m.R[(*_row_index(m), det)]
     else:
         r_pi = (stoch * m.R).sum(-1)
     if not m.sparse:
         if det is not None:
-            P_pi = xp.take_along_axis(m.P, det[:, :, None, None], 2)[:, :, 0, :]
+            P_pi = m.P[(*_row_index(m), det)]
         else:
             P_pi = xp.einsum("bsa,bsat->bst", stoch, m.P)
         M = xp.eye(S, dtype=xp.float64)[None] - g.astype(xp.float64)[:, None, None] * P_pi
@@ -571,16 +619,19 @@ def _exact_sparse(sp, spla, xp, m, g, det, stoch, r_pi):
     return out
 
 
-def policy_evaluation(P, R, gamma, policy, *, method: str = "exact", epsilon: float = 1e-6,
+def policy_evaluation(P, R, gamma, policy, *, evaluation: str = "exact", epsilon: float = 1e-6,
                       tol: float | None = None, stop: str = "span", max_iter: int = 100_000, V0=None,
-                      check: bool = True) -> Evaluation:
+                      check: bool = True, method=val.DEPRECATED) -> Evaluation:
     """The value V^pi of a deterministic (B, S) or stochastic (B, S, A) policy.
 
-    method="exact": linear solve of ``(I - gamma P_pi) V = r_pi`` (float64 internally).
-    method="iterative": sweeps ``V <- T_pi V`` (compiled loop, only the policy's rows are
+    evaluation="exact": linear solve of ``(I - gamma P_pi) V = r_pi`` (float64 internally).
+    evaluation="iterative": sweeps ``V <- T_pi V`` (compiled loop, only the policy's rows are
     read) with the stopping rules of the module doc (``||V - V^pi|| <= epsilon/2``).
+    ``method=`` is the deprecated spelling of ``evaluation=`` (the name policy_iteration uses).
     """
-    method = val.choice(method, "method", ("exact", "iterative"))
+    evaluation = val.renamed(evaluation, method, "evaluation", "method", func="mdp.policy_evaluation",
+                             default="exact")
+    method = val.choice(evaluation, "evaluation", ("exact", "iterative"))
     m = _Model(P, R, check=check)
     g = m.gamma(gamma)
     det, stoch = m.policy(policy)
@@ -811,16 +862,44 @@ GRID_ACTIONS = ("up", "right", "down", "left")
 GRID_ARROWS = ("^", ">", "v", "<")
 
 
-def gridworld(step_reward: float = -0.04, noise: float = 0.2, dtype=np.float64):
-    """Russell & Norvig's 4x3 gridworld: +1 at (col 3, row 2), -1 at (col 3, row 1), a wall at
-    (col 1, row 1) (0-based, row 0 at the bottom). Moves succeed with probability 1 - noise and
-    slip to either perpendicular direction with noise/2; bumping into the wall or the edge
-    stays put. Every move from a non-terminal cell earns ``step_reward``; any action in a
-    terminal cell earns its +1/-1 and moves to an absorbing exit state.
+#: Where the +1/-1 of the gridworld's terminal squares is received (see :func:`gridworld`).
+GRID_REWARD_ON = ("exit", "entry")
+
+
+def gridworld(step_reward: float = -0.04, noise: float | None = None, dtype=np.float64, *,
+              deterministic: bool = False, reward_on: str = "exit"):
+    """The 4x3 gridworld of Russell & Norvig (and of the lecture): +1 at (col 3, row 2), -1 at
+    (col 3, row 1), a wall at (col 1, row 1) (0-based, row 0 at the bottom). Bumping into the
+    wall or the edge stays put.
+
+    Moves: succeed with probability ``1 - noise`` and slip to either perpendicular direction
+    with ``noise/2`` (``noise`` defaults to 0.2, the textbook's 0.8/0.1/0.1);
+    ``deterministic=True`` is ``noise=0`` (every move succeeds).
+
+    Rewards (``reward_on``):
+
+    - ``"exit"`` (default, the textbook's R(s)): every move from a non-terminal cell earns
+      ``step_reward``; any action in a terminal cell earns its +1/-1 and moves to an absorbing
+      exit state (so V(+1 square) = 1);
+    - ``"entry"`` (the lecture's convention): a move earns the reward of the cell it enters:
+      +1/-1 on entering a terminal cell, ``step_reward`` otherwise (also when bumping and
+      staying put); a terminal cell then moves to the exit state with reward 0 (V = 0 there).
 
     Returns ``(P (S, A, S), R (S, A), cells)`` with S = 12 (11 cells + exit), A = 4 actions
-    (up, right, down, left); cells[s] = (col, row) of state s (the exit is ``None``).
+    (up, right, down, left; :data:`GRID_ACTIONS`); cells[s] = (col, row) of state s (the exit is
+    ``None``). R is the expected reward ``sum_s' P(s'|s, a) r(s, a, s')``.
     """
+    reward_on = val.choice(reward_on, "reward_on", GRID_REWARD_ON)
+    if deterministic:
+        if noise not in (None, 0, 0.0):
+            raise ValueError(f"noise: deterministic=True means noise=0, got noise={noise}")
+        noise = 0.0
+    noise = 0.2 if noise is None else float(noise)
+    if not 0.0 <= noise <= 1.0:
+        raise ValueError(f"noise: must lie in [0, 1], got {noise}")
+    step_reward = float(step_reward)
+    if not math.isfinite(step_reward):
+        raise ValueError(f"step_reward: must be finite, got {step_reward}")
     cols, rows = 4, 3
     wall = (1, 1)
     terminal = {(3, 2): 1.0, (3, 1): -1.0}
@@ -834,9 +913,8 @@ def gridworld(step_reward: float = -0.04, noise: float = 0.2, dtype=np.float64):
     for (c, r), s in index.items():
         if (c, r) in terminal:
             P[s, :, exit_] = 1.0
-            R[s, :] = terminal[(c, r)]
+            R[s, :] = terminal[(c, r)] if reward_on == "exit" else 0.0
             continue
-        R[s, :] = step_reward
         for a in range(A):
             for da, p in ((a, 1 - noise), ((a + 1) % 4, noise / 2), ((a + 3) % 4, noise / 2)):
                 dc, dr = moves[da]
@@ -844,6 +922,7 @@ def gridworld(step_reward: float = -0.04, noise: float = 0.2, dtype=np.float64):
                 if not (0 <= nxt[0] < cols and 0 <= nxt[1] < rows) or nxt == wall:
                     nxt = (c, r)
                 P[s, a, index[nxt]] += p
+                R[s, a] += p * (terminal.get(nxt, step_reward) if reward_on == "entry" else step_reward)
     P[exit_, :, exit_] = 1.0
     return P.astype(dtype), R.astype(dtype), cells + [None]
 
@@ -917,6 +996,7 @@ __all__ = [
     'Evaluation',
     'GRID_ACTIONS',
     'GRID_ARROWS',
+    'GRID_REWARD_ON',
     'ROW_SUM_TOL',
     'Solution',
     'as_csr',

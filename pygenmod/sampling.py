@@ -32,6 +32,7 @@ from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from .random import GUMBEL
 
 KINDS = {"logvar": 0, "log_std": 1, "std": 2}
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -44,6 +45,13 @@ class Head(NamedTuple):
     kl: object  #: (B,) KL(q || N(0, I)) per row
     log_q: object  #: (B,) or (S, B) log q(z | x), or None when not requested
     eps: object  #: the standard-normal noise, or None when not requested
+
+
+class Sample(NamedTuple):
+    """``rsample_*(..., return_eps=True)``: the sample and the noise that made it."""
+
+    z: object  #: (B, D) or (S, B, D) samples
+    eps: object  #: the standard-normal noise, same shape
 
 
 # ---------------------------------------------------------------------------------------
@@ -272,12 +280,12 @@ def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samp
                    eps=None, clamp=None, return_eps=False, out=None):
     """Reparameterized sample ``z = mu + sigma * eps`` of a diagonal Gaussian.
 
-    Returns z, or (z, eps) with ``return_eps=True``. See the module docstring for the noise
+    Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``. See the module docstring for the noise
     convention, ``clamp`` and dtypes.
     """
     h = normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
                     offset=offset, eps=eps, clamp=clamp, return_eps=return_eps, out=out)
-    return (h.z, h.eps) if return_eps else h.z
+    return Sample(h.z, h.eps) if return_eps else h.z
 
 
 def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None, grad_kl=None, grad_log_q=None,
@@ -454,31 +462,35 @@ def check_scale_tril(L, name="scale_tril"):
 
 
 def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, log_q=False,
-             return_eps=False, validate=True, out=None):
+             return_eps=False, check=True, out=None, validate=val.DEPRECATED):
     """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
-    with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``validate=False`` skips the
-    check that the entries above the diagonal are zero (they are never read)."""
-    return _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, validate, out, True)
+    with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``check=False`` skips the
+    check that the entries above the diagonal are zero (they are never read); ``validate=`` is
+    its deprecated spelling."""
+    check = val.renamed(check, validate, "check", "validate", func="sampling.mvn_head", default=True)
+    return _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, check, out, True)
 
 
-def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, validate, out, want_kl):
+def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, check, out, want_kl):
     """mvn_head; without ``want_kl`` the KL output is size 0 (the kernel then skips it and the
     log-determinant) and the result's kl is None."""
     c = _call(mu, seed, n_samples, stream, offset, eps)
     L = _tril_arg(scale_tril, "scale_tril", c.m)
     outs = _head_outputs(c, log_q, return_eps, out, want_kl, inputs=(("scale_tril", L),))
     _, fn = kernel("sampling", "mvn_head", is_device(c.m))
-    fn(c.m, L, c.eps, bool(validate), c.seed, c.stream, c.offset, *outs)
+    fn(c.m, L, c.eps, bool(check), c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], "mu, scale_tril" + (" or eps" if eps is not None else ""))
     h = _head_result(c, outs[0], outs[1], outs[2] if want_kl else None, outs[3], log_q, return_eps)
     return h if want_kl else h._replace(kl=None)
 
 
 def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
-                validate=True, out=None):
-    """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D)."""
-    h = _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, False, return_eps, validate, out, False)
-    return (h.z, h.eps) if return_eps else h.z
+                check=True, out=None, validate=val.DEPRECATED):
+    """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D).
+    Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``; ``check`` as in :func:`mvn_head`."""
+    check = val.renamed(check, validate, "check", "validate", func="sampling.rsample_mvn", default=True)
+    h = _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, False, return_eps, check, out, False)
+    return Sample(h.z, h.eps) if return_eps else h.z
 
 
 def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=None, seed=None, n_samples=None,
@@ -660,7 +672,7 @@ def kl_mvn(mu, scale_tril, prior_mu=None, prior_scale_tril=None):
     """``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (Cholesky factors, per row or shared);
     the prior defaults to N(0, I), which takes the fused one-pass kernel."""
     if prior_mu is None and prior_scale_tril is None:
-        return mvn_head(mu, scale_tril, n_samples=0, validate=True).kl
+        return mvn_head(mu, scale_tril, n_samples=0, check=True).kl
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
     xp = xp_of(m)
     B, D = m.shape
@@ -796,17 +808,20 @@ class GumbelSoftmax(NamedTuple):
     index: object  #: int64 argmax of the perturbed logits (the categorical sample)
 
 
-def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0):
-    """Relaxed categorical sample ``softmax((logits + g) / tau)`` over the last axis, g standard
-    Gumbel noise from the counter-based generator (row r of the flattened leading axes uses
-    stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y`` (straight-through:
-    use :func:`gumbel_softmax_backward` with ``y_soft``). Returns :class:`GumbelSoftmax`."""
+def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, offset=0, tau=val.DEPRECATED):
+    """Relaxed categorical sample ``softmax((logits + g) / temperature)`` over the last axis, g
+    standard Gumbel noise from the counter-based generator (row r of the flattened leading axes
+    uses stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y``
+    (straight-through: use :func:`gumbel_softmax_backward` with ``y_soft``). Returns
+    :class:`GumbelSoftmax`. ``tau=`` is the deprecated spelling of ``temperature=`` (the
+    package's one name for it; ``pygenmod.torch.gumbel_softmax`` keeps torch's ``tau``)."""
+    tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax", default=1.0)
     back = returner(logits)
     lg, half = _widen(val.float_array(logits, "logits", finite=False, allow_half=True))
     if lg.ndim == 0:
         raise ValueError("logits: expected at least one axis (the categories)")
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
-        raise ValueError(f"tau: expected a positive finite number, got {tau!r}")
+        raise ValueError(f"temperature: expected a positive finite number, got {tau!r}")
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     xp = xp_of(lg)
     K = lg.shape[-1]
@@ -819,7 +834,7 @@ def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0
         raise ValueError("logits: a row has every category masked (all -inf)")
     g = xp.empty(rows.shape, rows.dtype)
     _, fill = kernel("sampling", "fill", is_device(rows))
-    fill(seed, stream, offset, 2, g)
+    fill(seed, stream, offset, GUMBEL, g)
     t = (rows + g) / rows.dtype.type(tau)
     idx = t.argmax(-1)
     t = t - t.max(-1, keepdims=True)
@@ -835,9 +850,10 @@ def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0
                          back(idx.reshape(shp[:-1])))
 
 
-def gumbel_softmax_backward(grad, y_soft, tau=1.0):
-    """VJP of the relaxed sample w.r.t. the logits: ``y * (g - sum(g * y)) / tau`` (also the
-    straight-through gradient for ``hard=True``)."""
+def gumbel_softmax_backward(grad, y_soft, temperature=1.0, *, tau=val.DEPRECATED):
+    """VJP of the relaxed sample w.r.t. the logits: ``y * (g - sum(g * y)) / temperature`` (also
+    the straight-through gradient for ``hard=True``)."""
+    tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax_backward", default=1.0)
     back = returner(y_soft)
     y, half = _widen(val.float_array(y_soft, "y_soft", allow_half=True))
     g = val.float_array(grad, "grad", dtype=y.dtype, xp=xp_of(y), allow_half=True)
@@ -850,6 +866,7 @@ __all__ = [
     'HALF_LOG_2PI',
     'Head',
     'KINDS',
+    'Sample',
     'check_scale_tril',
     'gumbel_softmax',
     'gumbel_softmax_backward',

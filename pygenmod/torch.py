@@ -1,71 +1,38 @@
 """PyTorch front-ends for the pygenmod kernels (optional: importing this module needs torch;
-the rest of pygenmod never imports it).
+the rest of pygenmod never imports it). Guide: docs/torch.md.
 
-Each family has one section below with the same shape:
+Every differentiable operation is a ``torch.library`` custom op named
+``pygenmod::<family>_<op>``; each family has the same shape:
 
-1. ``torch.library.custom_op("pygenmod::<name>")`` wrappers around the public NumPy/CuPy API,
-   called through zero-copy DLPack views (no copies for contiguous inputs);
+1. ``torch.library.custom_op`` wrappers around the public NumPy/CuPy API, called through
+   zero-copy DLPack views (CUDA tensors on torch's current stream);
 2. a ``register_fake`` shape function per op, so ``torch.compile`` traces through without a
    graph break;
-3. ``register_autograd`` wiring the backward op (the family's fused VJP kernel);
-4. a functional front-end and an ``nn.Module``.
+3. ``register_autograd`` wiring the backward, itself a custom op with a fake kernel (the
+   family's VJP);
+4. functional front-ends (seeds resolved once per call, then passed to the op as ints) and,
+   where useful, an ``nn.Module``.
 
-To add a family, add a section with its ops named ``pygenmod::<family>_<op>``; the helpers
-``_native`` / ``_tensor`` are shared.
+Spatial softmax lives below; every other family lives in a private module
+``pygenmod/_torch_<topic>.py`` re-exported at the end of this file by one import line. The
+shared helpers ``_native`` / ``_tensor`` / ``_on_torch_stream`` (and the op-argument seeds
+``seed_arg`` / ``int_arg`` / ``key``) come from :mod:`pygenmod._torch_common`.
 """
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from ._arrays import to_native
+# The shared helpers (defined in _torch_common, so that the _torch_<topic> modules can import
+# them from either place without an import cycle).
+from ._torch_common import compute_dtype as _compute_dtype
+from ._torch_common import empty as _empty
+from ._torch_common import fresh_seed
+from ._torch_common import native as _native
+from ._torch_common import on_torch_stream as _on_torch_stream
+from ._torch_common import tensor as _tensor
 
-__all__ = ["spatial_softmax", "SpatialSoftmax"]
-
-
-# ============================================================================ shared helpers
-def _native(t: Optional[Tensor]):
-    """A NumPy (CPU) or CuPy (CUDA) view of ``t`` through DLPack (contiguous first; no copy
-    when it already is). bfloat16 has no DLPack/NumPy dtype: on the CPU it is handed over as
-    ml_dtypes' bfloat16 (a zero-copy view of the same bits) when ml_dtypes is installed,
-    otherwise (and on CUDA) it is widened to float32 here."""
-    if t is None:
-        return None
-    t = t.detach().contiguous()
-    if t.dtype == torch.bfloat16:
-        bf16 = _ml_bfloat16()
-        if bf16 is None or t.is_cuda:
-            return to_native(t.float())
-        return to_native(t.view(torch.int16)).view(bf16)
-    return to_native(t)
-
-
-def _ml_bfloat16():
-    try:
-        import ml_dtypes
-    except ImportError:
-        return None
-    return ml_dtypes.bfloat16
-
-
-def _tensor(a, like: Tensor) -> Tensor:
-    """The NumPy/CuPy result ``a`` as a tensor on ``like``'s device (zero-copy DLPack)."""
-    if a.dtype.itemsize == 2 and a.dtype.name == "bfloat16":
-        return torch.from_dlpack(a.view("int16")).view(torch.bfloat16).to(like.device)
-    return torch.from_dlpack(a).to(like.device)
-
-
-def _on_torch_stream(t: Tensor):
-    """For CUDA tensors: run pygenmod's CuPy-launched kernels on torch's current stream, so
-    they are ordered with the surrounding torch work. A no-op context on the CPU."""
-    from ._torch_sampling import on_torch_stream  # one implementation (device + stream)
-
-    return on_torch_stream(t)
-
-
-def _empty(t: Optional[Tensor]) -> bool:
-    return t is None or t.numel() == 0
-
+__all__ = ["spatial_softmax", "SpatialSoftmax", "fresh_seed"]
 
 # ============================================================================ spatial
 from . import spatial as _spatial  # noqa: E402
@@ -73,10 +40,6 @@ from . import spatial as _spatial  # noqa: E402
 
 def _spatial_opts(layout: str, coords: str, order: str) -> dict:
     return dict(layout=layout, coords=coords, order=order)
-
-
-def _compute_dtype(dtype):
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 @torch.library.custom_op("pygenmod::spatial_softmax_fwd", mutates_args=())
@@ -206,8 +169,8 @@ class SpatialSoftmax(nn.Module):
 
 
 # ============================================================================ sampling
-# Reparameterized samplers, KL and log-densities (autograd Functions and the
-# pygenmod::normal_head / pygenmod::mvn_head custom ops) live in _torch_sampling.
+# Reparameterized samplers, KL, log-densities, Mahalanobis and Gumbel-softmax: the
+# pygenmod::sampling_* custom ops live in _torch_sampling.
 from . import _torch_sampling as _sampling  # noqa: E402
 from ._torch_sampling import (  # noqa: E402,F401
     gumbel_softmax,
@@ -224,3 +187,34 @@ from ._torch_sampling import (  # noqa: E402,F401
 
 HAVE_SAMPLING_CUSTOM_OPS = _sampling.HAVE_CUSTOM_OPS
 __all__ += _sampling.__all__
+
+# ============================================================================ returns
+# GAE, lambda-returns, discounted returns: non-differentiable pygenmod::returns_* ops.
+from . import _torch_returns as _returns  # noqa: E402
+from ._torch_returns import discounted_returns, gae, lambda_returns  # noqa: E402,F401
+
+__all__ += _returns.__all__
+
+# ============================================================================ TRPO
+# F v by double backprop for a policy's KL (pygenmod.trpo's machinery).
+from ._torch_trpo import fisher_vector_product  # noqa: E402
+
+__all__ += ["fisher_vector_product"]
+
+# ============================================================================ categorical
+# pygenmod::categorical_* custom ops (log-prob, entropy, KL, SI-GARL target) and pg_loss.
+from ._torch_categorical import (  # noqa: E402,F401
+    categorical_entropy,
+    categorical_kl,
+    categorical_log_prob,
+    pg_loss,
+    policy_target_kl,
+)
+
+__all__ += ["categorical_log_prob", "categorical_entropy", "categorical_kl", "policy_target_kl", "pg_loss"]
+
+# ============================================================================ ELBO
+# The VAE ELBO (pygenmod::elbo_terms and its fused backward) lives in _torch_elbo.
+from ._torch_elbo import elbo, elbo_terms  # noqa: E402,F401  (pygenmod::elbo_terms)
+
+__all__ += ["elbo", "elbo_terms"]

@@ -137,9 +137,26 @@ def test_mdp_policy_evaluation(client, mdps, chunks):
     stoch /= stoch.sum(-1, keepdims=True)
     for pi in (det, stoch):
         for method in ("exact", "iterative"):
-            want = mdp.policy_evaluation(P, R, 0.9, pi, method=method)
-            got = run(pdask.policy_evaluation(chunked(P, chunks), chunked(R, chunks), 0.9, pi, method=method))
+            want = mdp.policy_evaluation(P, R, 0.9, pi, evaluation=method)
+            got = run(pdask.policy_evaluation(chunked(P, chunks), chunked(R, chunks), 0.9, pi, evaluation=method))
             same(got, want, method)
+
+
+@pytest.mark.parametrize("chunks", CHUNKINGS)
+def test_mdp_policy_iteration_initial_policy(client, mdps, chunks):
+    """An initial-policy array is chunked with R; "random" draws MDP b's start from stream + b
+    (global b): the same result for every chunking."""
+    P, R, g = mdps
+    start = np.random.default_rng(2).integers(0, 3, size=(B, 5))
+    for evaluation in ("iterative", "exact"):
+        want = mdp.policy_iteration(P, R, g, evaluation=evaluation, initial_policy=start)
+        got = run(pdask.policy_iteration(chunked(P, chunks), chunked(R, chunks), g, evaluation=evaluation,
+                                         initial_policy=start))
+        same(got, want, evaluation)
+        want = mdp.policy_iteration(P, R, g, evaluation=evaluation, initial_policy="random", seed=7, stream=3)
+        got = run(pdask.policy_iteration(chunked(P, chunks), chunked(R, chunks), g, evaluation=evaluation,
+                                         initial_policy="random", seed=7, stream=3))
+        same(got, want, evaluation)
 
 
 def test_mdp_exact_policy_iteration_float32(client, mdps):
@@ -158,8 +175,8 @@ def test_mdp_sparse(client, chunks):
         same(run(getattr(pdask, fname)(P, chunked(R, chunks), g)), getattr(mdp, fname)(P, R, g), fname)
     pi = np.random.default_rng(1).integers(0, 3, size=(B, 7))
     for method in ("exact", "iterative"):
-        same(run(pdask.policy_evaluation(P, chunked(R, chunks), 0.9, pi, method=method)),
-             mdp.policy_evaluation(P, R, 0.9, pi, method=method), method)
+        same(run(pdask.policy_evaluation(P, chunked(R, chunks), 0.9, pi, evaluation=method)),
+             mdp.policy_evaluation(P, R, 0.9, pi, evaluation=method), method)
 
 
 def test_mdp_bad_transitions(mdps):

@@ -101,7 +101,7 @@ def test_matches_sklearn_fixed_iterations(backend, ct, rng):
         warnings.simplefilter("ignore")
         sk.fit(X)
     r = gmm.fit(backend.asarray(X), 3, covariance_type=ct, max_iter=12, tol=0,
-                init_params=gmm.GMMParams(p0.weights[0], p0.means[0], p0.covariances[0], None, ct), warn=False)
+                init=gmm.GMMParams(p0.weights[0], p0.means[0], p0.covariances[0], None, ct), warn=False)
     p = r.params
     for ours, ref in [(p.weights, sk.weights_), (p.means, sk.means_), (p.covariances, sk.covariances_),
                       (p.precisions_cholesky, sk.precisions_cholesky_)]:
@@ -121,8 +121,8 @@ def test_integer_weights_equal_repeated_points(ct, rng):
     reps = rng.integers(0, 3, size=80)
     p0 = init_params(rng, X[None], 2, ct)
     p0 = gmm.GMMParams(*(a[0] for a in p0[:3]), None, ct)
-    a = gmm.fit(X, 2, reps.astype(float), covariance_type=ct, max_iter=8, tol=0, init_params=p0, warn=False)
-    b = gmm.fit(np.repeat(X, reps, axis=0), 2, covariance_type=ct, max_iter=8, tol=0, init_params=p0, warn=False)
+    a = gmm.fit(X, 2, reps.astype(float), covariance_type=ct, max_iter=8, tol=0, init=p0, warn=False)
+    b = gmm.fit(np.repeat(X, reps, axis=0), 2, covariance_type=ct, max_iter=8, tol=0, init=p0, warn=False)
     for x, y in zip(a.params[:4], b.params[:4]):
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-10)
     assert abs(a.lower_bound - b.lower_bound) < 1e-10
@@ -139,7 +139,7 @@ def test_matches_numpy_reference_weighted(backend, dtype, ct, B, N, D, K, rng):
     p0 = init_params(rng, X, K, ct)
     n_iter = 4
     r = gmm.fit(backend.asarray(X), K, backend.asarray(w), covariance_type=ct, max_iter=n_iter, tol=0,
-                init_params=gmm.GMMParams(*(backend.asarray(a.astype(dtype)) for a in p0[:3]), None, ct), warn=False)
+                init=gmm.GMMParams(*(backend.asarray(a.astype(dtype)) for a in p0[:3]), None, ct), warn=False)
     assert backend.numpy(r.params.means).dtype == dtype
     t = dict(rtol=1e-8, atol=1e-9) if dtype == np.float64 else dict(rtol=2e-3, atol=2e-3)
     for b in range(B):
@@ -187,10 +187,10 @@ def test_ragged_batch_equals_per_set_fits(backend, ct, rng):
         sets.append(xb)
     p0 = init_params(rng, np.stack([np.pad(s, ((0, Nmax - len(s)), (0, 0)), mode="edge") for s in sets]), K, ct)
     r = gmm.fit(backend.asarray(X), K, backend.asarray(W), covariance_type=ct, max_iter=15, tol=1e-6,
-                init_params=gmm.GMMParams(*(backend.asarray(a) for a in p0[:3]), None, ct), warn=False)
+                init=gmm.GMMParams(*(backend.asarray(a) for a in p0[:3]), None, ct), warn=False)
     for b, xb in enumerate(sets):
         one = gmm.fit(backend.asarray(xb), K, covariance_type=ct, max_iter=15, tol=1e-6,
-                      init_params=gmm.GMMParams(*(backend.asarray(a[b]) for a in p0[:3]), None, ct), warn=False)
+                      init=gmm.GMMParams(*(backend.asarray(a[b]) for a in p0[:3]), None, ct), warn=False)
         for a, c in zip(r.params[:4], one.params[:4]):
             np.testing.assert_allclose(backend.numpy(a)[b], backend.numpy(c), rtol=1e-12, atol=1e-12)
         assert int(backend.numpy(r.n_iter)[b]) == one.n_iter
@@ -214,7 +214,7 @@ def test_thread_count_does_not_change_results(rng):
         out = []
         for n in (1, 2):
             pygenmod.set_num_threads(n)
-            out.append(gmm.fit(X, 3, max_iter=5, tol=0, init_params=p0, warn=False))
+            out.append(gmm.fit(X, 3, max_iter=5, tol=0, init=p0, warn=False))
     finally:
         pygenmod.set_num_threads(n0)
     for a, b in zip(out[0].params[:4], out[1].params[:4]):
@@ -222,7 +222,7 @@ def test_thread_count_does_not_change_results(rng):
     # and a set processed inside a batch equals the same set alone
     Xb = np.concatenate([X, X[:, ::-1]], 0)
     pb = gmm.GMMParams(*(np.concatenate([a, a]) for a in p0[:3]), None, "full")
-    rb = gmm.fit(Xb, 3, max_iter=5, tol=0, init_params=pb, warn=False)
+    rb = gmm.fit(Xb, 3, max_iter=5, tol=0, init=pb, warn=False)
     np.testing.assert_array_equal(rb.params.means[0], out[0].params.means[0])
 
 
@@ -257,7 +257,7 @@ def test_warm_start_continues(rng):
     X = blobs(rng, 2, 100, 2, 2)
     full = gmm.fit(X, 2, max_iter=10, tol=0, seed=0, warn=False)
     half = gmm.fit(X, 2, max_iter=5, tol=0, seed=0, warn=False)
-    rest = gmm.fit(X, 2, max_iter=5, tol=0, init_params=half.params, lower_bound_init=half.lower_bound, warn=False)
+    rest = gmm.fit(X, 2, max_iter=5, tol=0, init=half.params, lower_bound_init=half.lower_bound, warn=False)
     np.testing.assert_allclose(rest.params.means, full.params.means, rtol=1e-12)
     np.testing.assert_allclose(rest.lower_bound, full.lower_bound, rtol=1e-12)
 
@@ -360,7 +360,7 @@ def test_collapsed_component_flag(rng):
     X = blobs(rng, 1, 60, 2, 1)[0]
     p0 = gmm.GMMParams(np.array([0.5, 0.5]), np.array([[0.0, 0.0], [1e6, 1e6]]),
                        np.stack([np.eye(2), np.eye(2) * 1e-4]), None, "full")
-    r = gmm.fit(X, 2, init_params=p0, max_iter=3, tol=0, warn=False)
+    r = gmm.fit(X, 2, init=p0, max_iter=3, tol=0, warn=False)
     assert r.flags[1] & gmm.COLLAPSED and not r.flags[0] & gmm.COLLAPSED
     _finite(r)
     np.testing.assert_allclose(r.params.means[1], X.mean(0), rtol=1e-8)
@@ -370,9 +370,9 @@ def test_collapsed_component_flag(rng):
 def test_float32_large_offset_matches_float64(rng):
     X = blobs(rng, 1, 400, 3, 2) + 1e4
     p0 = init_params(rng, X, 2, "full")
-    r64 = gmm.fit(X, 2, max_iter=10, tol=0, init_params=p0, warn=False)
+    r64 = gmm.fit(X, 2, max_iter=10, tol=0, init=p0, warn=False)
     r32 = gmm.fit(X.astype(np.float32), 2, max_iter=10, tol=0,
-                  init_params=gmm.GMMParams(*(a.astype(np.float32) for a in p0[:3]), None, "full"), warn=False)
+                  init=gmm.GMMParams(*(a.astype(np.float32) for a in p0[:3]), None, "full"), warn=False)
     np.testing.assert_allclose(r32.params.means, r64.params.means, rtol=1e-6)
     np.testing.assert_allclose(r32.params.covariances, r64.params.covariances, rtol=2e-3, atol=2e-3)
 
@@ -399,9 +399,9 @@ def test_bad_input_raises_clear_errors(rng):
         gmm.fit(np.full((5, 2), np.nan), 2)
     with pytest.raises(TypeError, match="X"):
         gmm.fit(X.astype(np.int32), 2)
-    with pytest.raises(ValueError, match="weights"):
+    with pytest.raises(ValueError, match="sample_weight"):
         gmm.fit(X, 2, -np.ones((2, 10)))
-    with pytest.raises(ValueError, match="weights"):
+    with pytest.raises(ValueError, match="sample_weight"):
         gmm.fit(X, 2, np.ones((2, 9)))
     with pytest.raises(ValueError, match="covariance_type"):
         gmm.fit(X, 2, covariance_type="banana")

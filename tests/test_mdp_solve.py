@@ -110,7 +110,7 @@ def test_results_do_not_depend_on_thread_count(name):
                 pygenmod.set_num_threads(t)
                 outs.append((mdp.solve(P, R, 0.95), mdp.value_iteration(Pb, Rb, 0.9),
                              mdp.value_iteration(Ps, Rs, 0.9, tol=0.0, max_iter=3),
-                             mdp.policy_evaluation(P, R, 0.95, R.argmax(-1), method="iterative")))
+                             mdp.policy_evaluation(P, R, 0.95, R.argmax(-1), evaluation="iterative")))
     finally:
         pygenmod.set_num_threads(n)
     for a, b, c, e in outs[1:]:
@@ -177,7 +177,7 @@ def test_policy_evaluation(backend, method, stochastic):
     ref = np.stack([np.linalg.solve(np.eye(14) - 0.9 * Ppi[b], rpi[b]) for b in range(2)])
     for sparse in (False, True):
         ev = mdp.policy_evaluation(_bk(backend, P, sparse), backend.asarray(R), 0.9, backend.asarray(pi),
-                                   method=method, epsilon=1e-8)
+                                   evaluation=method, epsilon=1e-8)
         np.testing.assert_allclose(backend.numpy(ev.V), ref, atol=1e-7)
 
 

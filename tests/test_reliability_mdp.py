@@ -63,7 +63,7 @@ def test_huge_counts_rejected(backend, big):
     with pytest.raises(ValueError, match="max_eval: must be <="):
         mdp.modified_policy_iteration(P, R, 0.9, max_eval=big)
     with pytest.raises(ValueError, match="max_iter: must be <="):
-        mdp.policy_evaluation(P, R, 0.9, np.zeros(4, np.int64), method="iterative", max_iter=big)
+        mdp.policy_evaluation(P, R, 0.9, np.zeros(4, np.int64), evaluation="iterative", max_iter=big)
     with pytest.raises(ValueError, match="max_iter: must be <="):
         mdp.policy_iteration(P, R, 0.9, max_iter=big)
 
@@ -95,7 +95,7 @@ def test_sliced_solver_same_as_one_call(backend, kw, rng, monkeypatch):
     for budget in (1 << 40, 1, 3):  # one call; a sweep per call; odd slices
         monkeypatch.setattr(nmdp, "budgets", lambda *_, b=budget, **__: itertools.repeat(b))
         runs.append((mdp.modified_policy_iteration(P, R, 0.95, V0=V0, **kw),
-                     mdp.policy_evaluation(P, R, 0.95, pi, method="iterative", epsilon=1e-9)))
+                     mdp.policy_evaluation(P, R, 0.95, pi, evaluation="iterative", epsilon=1e-9)))
     (ref, ev_ref), *others = runs
     assert ref.converged.all() and ev_ref.converged.all()
     for out, ev in others:

@@ -382,7 +382,7 @@ def test_scale_tril_from_cov(rng):
 # ------------------------------------------------------------------ gumbel-softmax
 def test_gumbel_softmax(backend, dtype, rng):
     logits = np.log(np.array([[0.1, 0.2, 0.7]] * 20000)).astype(dtype)
-    out = S.gumbel_softmax(backend.asarray(logits), tau=0.5, seed=3, hard=True)
+    out = S.gumbel_softmax(backend.asarray(logits), temperature=0.5, seed=3, hard=True)
     y, ys, idx = (backend.numpy(a) for a in out)
     np.testing.assert_allclose(ys.sum(-1), 1, rtol=1e-5)
     assert set(np.unique(y)) <= {0, 1} and (y.sum(-1) == 1).all()
@@ -468,8 +468,8 @@ def test_bad_input(rng):
         S.rsample_mvn(mu, nanL)
     with pytest.raises(ValueError, match="x"):
         S.normal_log_prob(np.zeros((3, 5)), mu, lv)
-    with pytest.raises(ValueError, match="tau"):
-        S.gumbel_softmax(mu, tau=0)
+    with pytest.raises(ValueError, match="temperature"):
+        S.gumbel_softmax(mu, temperature=0)
 
 
 def test_fuzz_kernel_boundary():
@@ -495,7 +495,7 @@ def test_fuzz_kernel_boundary():
 @pytest.mark.parametrize("D", [8, 13, 32])
 def test_rsample_mvn_wide_rows_garbage_above_diagonal(backend, dtype, rng, D):
     """The vectorised triangular mat-vec (float32, D % 8 == 0 on the CPU) never reads the entries
-    above the diagonal with validate=False, keeps the checks of the lower triangle, gives the same
+    above the diagonal with check=False, keeps the checks of the lower triangle, gives the same
     z as mvn_head, and does not depend on the thread count."""
     import pygenmod
 
@@ -505,7 +505,7 @@ def test_rsample_mvn_wide_rows_garbage_above_diagonal(backend, dtype, rng, D):
     junk = L.copy()
     iu = np.triu_indices(D, 1)
     junk[:, iu[0], iu[1]] = np.where(rng.uniform(size=(B, len(iu[0]))) < 0.5, np.nan, 1e30).astype(dtype)
-    z, eps = S.rsample_mvn(backend.asarray(mu), backend.asarray(junk), seed=5, validate=False, return_eps=True)
+    z, eps = S.rsample_mvn(backend.asarray(mu), backend.asarray(junk), seed=5, check=False, return_eps=True)
     z, eps = backend.numpy(z), backend.numpy(eps).astype(np.float64)
     np.testing.assert_allclose(z, mu + np.einsum("bij,bj->bi", L.astype(np.float64), eps), **tol(dtype))
     h = S.mvn_head(backend.asarray(mu), backend.asarray(L), seed=5, log_q=True)
@@ -514,17 +514,17 @@ def test_rsample_mvn_wide_rows_garbage_above_diagonal(backend, dtype, rng, D):
     n0 = pygenmod.get_num_threads()
     try:
         pygenmod.set_num_threads(1)
-        z1 = backend.numpy(S.rsample_mvn(backend.asarray(mu), backend.asarray(junk), seed=5, validate=False))
+        z1 = backend.numpy(S.rsample_mvn(backend.asarray(mu), backend.asarray(junk), seed=5, check=False))
     finally:
         pygenmod.set_num_threads(n0)
     np.testing.assert_array_equal(z1, z)
     bad = junk.copy()
     bad[B - 1, D - 1, D - 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        S.rsample_mvn(backend.asarray(mu), backend.asarray(bad), seed=5, validate=False)
+        S.rsample_mvn(backend.asarray(mu), backend.asarray(bad), seed=5, check=False)
     bad = junk.copy()
     bad[3, D - 1, D - 1] = 0
     with pytest.raises(ValueError, match="positive diagonal"):
-        S.rsample_mvn(backend.asarray(mu), backend.asarray(bad), seed=5, validate=False)
+        S.rsample_mvn(backend.asarray(mu), backend.asarray(bad), seed=5, check=False)
     with pytest.raises(ValueError, match="lower triangular"):
         S.rsample_mvn(backend.asarray(mu), backend.asarray(junk), seed=5)

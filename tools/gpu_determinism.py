@@ -28,7 +28,7 @@ if __name__ == "__main__" and ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import pygenmod
-from pygenmod import _backend, cem, gmm, mcts, mdp, random, returns, sampling, spatial
+from pygenmod import _backend, categorical, cem, gmm, mcts, mdp, random, returns, sampling, spatial
 
 #: relative tolerance of a "rounding" promise (the tests' float tolerances, tests/conftest.py tol)
 RTOL = {np.dtype(np.float32): 2e-4, np.dtype(np.float64): 1e-9}
@@ -165,6 +165,19 @@ def c_cem(c):
     return {"top_k": cem.top_k(c.a(x), 20)}
 
 
+def c_categorical(c):
+    r = _rng(10)
+    x, y = r.normal(size=(2, 512, 33)) * 3
+    m = r.random((512, 33)) < 0.8
+    m[:, 0] = True
+    a = np.zeros(512, np.int64)
+    g = np.ones(512)
+    return {"log_prob": categorical.log_prob(c.a(x), c.a(a), mask=c.a(m)),
+            "entropy": categorical.entropy(c.a(x), mask=c.a(m)),
+            "kl": categorical.kl(c.a(x), c.a(y), mask=c.a(m)),
+            "kl grad_q": categorical.kl_backward(c.a(x), c.a(y), grad_kl=c.a(g), mask=c.a(m))[1]}
+
+
 CASES = [
     ("random", "bits", "bitwise", c_random_bits),
     ("random", "uniform", "bitwise", c_random_uniform),
@@ -178,6 +191,7 @@ CASES = [
     ("returns", "gae", "rounding", c_gae),
     ("mcts", "muzero_policy tabular", "rounding", c_mcts),
     ("cem", "top_k", "rounding", c_cem),
+    ("categorical", "log_prob/entropy/kl (+backward), masked", "rounding", c_categorical),
 ]
 
 

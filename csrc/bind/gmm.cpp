@@ -175,6 +175,12 @@ void kmeans(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t max_iter, p
 
 PYBIND11_MODULE(_cpu_gmm, m) {
   m.doc() = "pygenmod Gaussian mixtures, compiled CPU kernels (OpenMP)";
+  // The integer codes of the Python <-> C++ contract, named once here (the Python layer's copies
+  // are checked against these by tests/test_contracts.py).
+  m.attr("COV_TYPES") = py::dict("full"_a = int(gmm::FULL), "tied"_a = int(gmm::TIED), "diag"_a = int(gmm::DIAG),
+                                 "spherical"_a = int(gmm::SPHERICAL));
+  m.attr("FLAGS") = py::dict("COLLAPSED"_a = int(gmm::COLLAPSED), "REGULARISED"_a = int(gmm::REGULARISED),
+                             "EMPTY_SET"_a = int(gmm::EMPTY_SET));
   m.def("fit", &fit, "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a,
         "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "lower_bound"_a, "n_iter"_a,
         "converged"_a, "flags"_a);

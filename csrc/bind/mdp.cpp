@@ -125,6 +125,9 @@ void evaluate_impl(const M& m, index_t B, const py::array& R, const py::array& g
 
 PYBIND11_MODULE(_cpu_mdp, m) {
   m.doc() = "pygenmod Bellman backups, compiled CPU kernels (OpenMP)";
+  // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
+  m.attr("BACKUP_KINDS") = py::dict("optimal"_a = int(mdp::kOptimal), "policy"_a = int(mdp::kPolicy),
+                                    "stochastic"_a = int(mdp::kStochastic), "soft"_a = int(mdp::kSoft));
 
   m.def("backup_dense", [](py::array P, py::array R, py::array V, py::array gamma, int kind,
                            py::object pi_det, py::object pi_stoch, py::object tau, py::array Q,

@@ -227,6 +227,10 @@ static void tri_solve(py::array L, py::array R, bool trans, py::array X) {
 
 PYBIND11_MODULE(_cpu_sampling, m) {
   m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
+  // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
+  m.attr("SCALE_KINDS") = py::dict("logvar"_a = int(sampling::LOGVAR), "log_std"_a = int(sampling::LOG_STD),
+                                   "std"_a = int(sampling::STD));
+  m.attr("DISTS") = py::dict("uniform"_a = int(rng::UNIFORM), "normal"_a = int(rng::NORMAL), "gumbel"_a = int(rng::GUMBEL));
   m.def("fill", &fill, "seed"_a, "stream"_a, "offset"_a, "dist"_a, "out"_a);
   m.def("bits", &bits, "seed"_a, "stream"_a, "offset"_a, "out"_a);
   m.def("philox", &philox, "counter"_a, "key"_a, "out"_a);

@@ -326,7 +326,7 @@ __global__ void mvn_backward_kernel(const T* mu, const T* L, bool shared, const 
     dm[i] = gk * mu[b * D + i];
     if (!dLb) continue;
     for (index_t j = 0; j < D; ++j)
-      dLb[i * D + j] = j <= i ? gk * Lb[i * D + j] - (i == j ? (gk + glq) / Lb[i * D + i] : T(0)) : T(0);
+      dLb[i * D + j] = mvn_kl_std_dL<T>(Lb, D, i, j, gk, glq);
   }
   if (!gz) return;
   T e[CH];

@@ -102,7 +102,7 @@ def _w1(B):
 
             def run():
                 with pygenmod.use_backend(backend):
-                    return gmm.fit(X, 4, max_iter=iters, tol=0, init_params=p0, warn=False)
+                    return gmm.fit(X, 4, max_iter=iters, tol=0, init=p0, warn=False)
             return run
         return setup
 

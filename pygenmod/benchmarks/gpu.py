@@ -196,7 +196,7 @@ def _w4(dev: Device, B, D, Bm, Dm):
         mu = dev.asarray(data(Bm, Dm)[0])
         L = dev.asarray(np.tril(np.random.default_rng(1).standard_normal((Bm, Dm, Dm)) * 0.1, -1).astype(np.float32)
                         + np.eye(Dm, dtype=np.float32))
-        return dev.timed(lambda: sampling.mvn_head(mu, L, seed=1, validate=False))
+        return dev.timed(lambda: sampling.mvn_head(mu, L, seed=1, check=False))
 
     def torch_normal():
         torch = _torch(dev)

@@ -137,7 +137,7 @@ def workloads(quick: bool = False):
 
         mu, L, _ = _full(BF, DF)
         out = np.empty_like(mu)
-        return lambda: sampling.rsample_mvn(mu, L, seed=1, validate=False, out=out)
+        return lambda: sampling.rsample_mvn(mu, L, seed=1, check=False, out=out)
 
     def torch_mvn():
         torch = _torch()
@@ -219,7 +219,7 @@ def workloads(quick: bool = False):
                   Candidate("torch.distributions", torch_dist_vae)], bytes_moved=(3 + 5) * n * f4),
         Workload("W4c", f"full-cov rsample z = mu + L eps, B={BF}, D={DF}, float32",
                  [Candidate("pygenmod", ours_mvn, is_ours=True),
-                  Candidate("pygenmod validate=False, out=", ours_mvn_nocheck, is_ours=True),
+                  Candidate("pygenmod check=False, out=", ours_mvn_nocheck, is_ours=True),
                   Candidate("torch MultivariateNormal", torch_mvn), Candidate("torch bmm one-liner", torch_bmm),
                   Candidate("numpy einsum", numpy_mvn)], bytes_moved=(BF * DF * (DF + 1) // 2 + 2 * BF * DF) * f4),
         Workload("W4d", f"full-cov sample + KL, forward + backward, B={BF}, D={DF}, float32",

@@ -9,7 +9,7 @@ import importlib
 
 from ._report import Report
 
-SECTIONS = ("mdp", "gmm", "spatial", "sampling", "mcts", "compose")
+SECTIONS = ("mdp", "gmm", "spatial", "sampling", "vae", "mcts", "compose", "trpo")
 
 
 def run(sections=None, out=None, plots=None) -> int:

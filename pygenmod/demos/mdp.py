@@ -46,6 +46,31 @@ def _gridworld(report):
             report.line(f"{a}      {v}")
 
 
+def _lecture_gridworld(report):
+    report.line()
+    report.line("The lecture's 4x3 gridworld: deterministic moves, +1/-1 received on entering the square")
+    report.line("(mdp.gridworld(step, deterministic=True, reward_on='entry')), gamma = 0.999; policy iteration")
+    report.line("from a random initial policy (the lecture's Algorithm 5), checked against value iteration.")
+    terminal = {(3, 2): "+1", (3, 1): "-1"}
+    for step in (-0.04, -0.5, -2.0):
+        P, R, cells = mdp.gridworld(step, deterministic=True, reward_on="entry")
+        pi = mdp.policy_iteration(P, R, 0.999, initial_policy="random", seed=0, epsilon=1e-10)
+        vi = mdp.value_iteration(P, R, 0.999, epsilon=1e-10)
+        # ties (two shortest paths) may pick different actions: compare the values of the choices
+        q_pi = vi.Q[np.arange(len(cells)), pi.policy]
+        optimal = bool(np.all(q_pi >= vi.V - 1e-8))
+        report.line()
+        report.line(f"  step reward {step:+.2f}: PI from a random policy, {pi.iterations} improvements; "
+                    f"its actions optimal under VI's Q: {optimal}; max |V_PI - V_VI| = "
+                    f"{np.abs(pi.V - vi.V).max():.1e}")
+        arrows = _grid(pi.policy, cells, lambda a, c: terminal.get(c, mdp.GRID_ARROWS[int(a)]))
+        vals = _grid(pi.V, cells, lambda v, c: f"{v:+.3f}" if c not in terminal else "0")
+        for a, v in zip(arrows, vals):
+            report.line(f"{a}      {v}")
+    report.line("  -0.04 and -0.5: shortest paths to +1 (no slipping, so no detour around -1); -2: the")
+    report.line("  bottom row and the square left of -1 end the episode in -1 at once or soon.")
+
+
 def _random_mdp(report):
     B, S, A = 4, 300, 6
     P, R = mdp.random_mdp(S, A, B, seed=0)
@@ -115,5 +140,6 @@ def _gae(report):
 
 def run(report) -> None:
     _gridworld(report)
+    _lecture_gridworld(report)
     _random_mdp(report)
     _gae(report)

@@ -600,9 +600,9 @@ PGM_HD void normal_log_prob_row_backward(const T* x, const T* m, const T* p, int
     const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
     const T u = (x[d] - m[d]) / q.sigma;
     const T gx = -g * u / q.sigma;
-    dx[d] = gx;
+    if (dx) dx[d] = gx;  // (dx / dp null: not wanted, as for a fixed decoder variance in elbo.hpp)
     dm[d] += -gx;  // accumulated over the rows that share (mu, p)
-    dp[d] += g * (u * u - T(1)) * q.dlog_dp;
+    if (dp) dp[d] += g * (u * u - T(1)) * q.dlog_dp;
   }
 }
 
@@ -650,6 +650,13 @@ PGM_HD T dot8(const T* a, const T* b, index_t n) {
 template <class T>
 PGM_HD void tril_matvec_add(const T* L, const T* m, const T* e, index_t D, T* z, bool full = false) {
   for (index_t i = 0; i < D; ++i) z[i] = m[i] + dot8<T>(L + i * D, e, full ? D : i + 1);
+}
+
+// Entry (i, j) of d/dL of gk * KL(N(m, L L^T) || N(0, I)) + glq * (-log det L) (the log q
+// term's dependence on L); d/dm of the KL is gk * m.
+template <class T>
+PGM_HD T mvn_kl_std_dL(const T* L, index_t D, index_t i, index_t j, T gk, T glq) {
+  return j <= i ? gk * L[i * D + j] - (i == j ? (gk + glq) / L[i * D + i] : T(0)) : T(0);
 }
 
 template <class T>
@@ -879,7 +886,7 @@ void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in
       for (index_t i = 0; i < D; ++i) {
         dm[i] = gk * m[i];
         for (index_t j = 0; j < D; ++j) {
-          const T v = j <= i ? gk * Lb[i * D + j] - (i == j ? (gk + glq) / Lb[i * D + i] : T(0)) : T(0);
+          const T v = mvn_kl_std_dL<T>(Lb, D, i, j, gk, glq);
           dLb[i * D + j] = shared ? dLb[i * D + j] + v : v;
         }
       }

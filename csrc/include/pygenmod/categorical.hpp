@@ -1,0 +1,262 @@
+// Categorical distributions from logits, per row of K actions: log-probability of an action,
+// entropy, KL(p || q), and their fused backward passes. One row = one distribution.
+//
+// Masks (nullable, uint8, nonzero = the action is allowed): a masked action has probability 0;
+// its logit is never read for the value (it may hold anything, -inf or NaN included) and its
+// gradient is 0. The log-softmax is stable: logits are shifted by their row maximum over the
+// allowed actions before exp, so logits of any finite size (1e4 and more) are fine.
+//
+//   log p_j  = x_j - logsumexp_{allowed} x
+//   H(p)     = -sum_j p_j log p_j                        (0 log 0 = 0)
+//   KL(p||q) = sum_{p_j > 0} p_j (log p_j - log q_j)     (+inf when p_j > 0 where q masks j)
+//
+// p is given as logits (with its own mask) or as probabilities / weights w (already
+// normalised by the caller; zero weights contribute nothing: 0 log 0 = 0).
+// Rows whose value is infinite (a masked action's log-probability, an infinite KL) get NaN
+// gradients: the derivative does not exist there.
+// Status per row: OK, or the first problem found (all actions masked, a non-finite allowed logit).
+#pragma once
+
+#include "pygenmod/common.hpp"
+#include "pygenmod/random.hpp"  // rng::exp_f32: a branch-free float exp that vectorises
+
+#include <cstdint>
+#include <limits>
+
+// `omp simd` with a sum reduction on the host (float sums do not vectorise without it).
+#if !defined(__CUDACC__) && defined(_OPENMP)
+#define PGM_CAT_PRAGMA(x) _Pragma(#x)
+#define PGM_CAT_SIMD_SUM(v) PGM_CAT_PRAGMA(omp simd reduction(+ : v))
+#else
+#define PGM_CAT_SIMD_SUM(v)
+#endif
+
+namespace pygenmod::categorical {
+
+enum : std::int32_t { OK = 0, P_ALL_MASKED = 1, P_NONFINITE = 2, Q_ALL_MASKED = 3, Q_NONFINITE = 4, BAD_ACTION = 5 };
+
+PGM_HD float exp_(float x) { return rng::exp_f32(x); }  // ~2 ulp; exp(-87.3) for smaller x
+PGM_HD double exp_(double x) { return exp(x); }
+PGM_HD float log_(float x) { return logf(x); }
+PGM_HD double log_(double x) { return log(x); }
+
+template <class T>
+PGM_HD T nan_() { return std::numeric_limits<T>::quiet_NaN(); }
+
+template <class T>
+PGM_HD T inf_() { return std::numeric_limits<T>::infinity(); }
+
+PGM_HD bool allowed(const std::uint8_t* m, index_t j) { return m == nullptr || m[j] != 0; }
+
+// The log-partition of one row's allowed logits, kept as (row maximum, log of the shifted sum)
+// so that log p_j = (x_j - max) - log_sum is computed without rounding max + log_sum (at logits
+// of 1e6 a float32 sum would lose everything below 0.06). Returns OK, or `all_masked` /
+// `nonfinite` (then lz is left unset).
+template <class T>
+struct LogZ {
+  T max, log_sum;
+  PGM_HD T logp(T x) const { return (x - max) - log_sum; }
+};
+
+template <class T>
+PGM_HD std::int32_t row_logz(const T* x, const std::uint8_t* m, index_t K, LogZ<T>& logz,
+                             std::int32_t all_masked = P_ALL_MASKED, std::int32_t nonfinite = P_NONFINITE) {
+  T mx = neg_inf<T>(), chk = 0;
+  index_t n = 0;
+  for (index_t j = 0; j < K; ++j) {
+    if (!allowed(m, j)) continue;
+    mx = x[j] > mx ? x[j] : mx;
+    chk += x[j] * T(0);  // NaN unless x[j] is finite
+    ++n;
+  }
+  if (n == 0) return all_masked;
+  if (!(chk == T(0))) return nonfinite;
+  T s = 0;
+  PGM_CAT_SIMD_SUM(s)
+  for (index_t j = 0; j < K; ++j) s += allowed(m, j) ? exp_(x[j] - mx) : T(0);
+  logz = {mx, log_(s)};  // s >= 1 (the maximum contributes exp(0))
+  return OK;
+}
+
+// ---------------------------------------------------------------------------------------- log p(a)
+template <class T>
+PGM_HD std::int32_t log_prob_row(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T* out) {
+  LogZ<T> logz;
+  if (a < 0 || a >= K) return BAD_ACTION;  // (validated in Python; never read out of bounds)
+  const std::int32_t st = row_logz(x, m, K, logz);
+  if (st != OK) return st;
+  *out = allowed(m, a) ? logz.logp(x[a]) : neg_inf<T>();
+  return OK;
+}
+
+// d/dx_j [g log p_a] = g (1{j = a} - p_j) on allowed j, 0 on masked j.
+template <class T>
+PGM_HD void log_prob_row_backward(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T g, T* dx) {
+  LogZ<T> logz;
+  const bool ok = a >= 0 && a < K && row_logz(x, m, K, logz) == OK && allowed(m, a);
+  for (index_t j = 0; j < K; ++j) {
+    if (!ok) dx[j] = nan_<T>();
+    else dx[j] = allowed(m, j) ? g * (T(j == a) - exp_(logz.logp(x[j]))) : T(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------- H(p)
+template <class T>
+PGM_HD std::int32_t entropy_row(const T* x, const std::uint8_t* m, index_t K, T* out) {
+  LogZ<T> logz;
+  const std::int32_t st = row_logz(x, m, K, logz);
+  if (st != OK) return st;
+  T h = 0;
+  PGM_CAT_SIMD_SUM(h)
+  for (index_t j = 0; j < K; ++j) {
+    const T lp = allowed(m, j) ? logz.logp(x[j]) : T(0);  // (a masked logit may be NaN: never used)
+    h -= exp_(lp) * lp;  // an underflowed p_j ~ 0 contributes ~0 (lp is finite); masked: 1 * 0
+  }
+  *out = h;
+  return OK;
+}
+
+// dH/dx_j = -p_j (log p_j + H).
+template <class T>
+PGM_HD void entropy_row_backward(const T* x, const std::uint8_t* m, index_t K, T g, T* dx) {
+  LogZ<T> logz;
+  T h = 0;
+  if (row_logz(x, m, K, logz) != OK) {
+    for (index_t j = 0; j < K; ++j) dx[j] = nan_<T>();
+    return;
+  }
+  PGM_CAT_SIMD_SUM(h)
+  for (index_t j = 0; j < K; ++j) {
+    const T lp = allowed(m, j) ? logz.logp(x[j]) : T(0);
+    h -= exp_(lp) * lp;
+  }
+  for (index_t j = 0; j < K; ++j) {
+    const T lp = logz.logp(x[j]);
+    dx[j] = allowed(m, j) ? -g * exp_(lp) * (lp + h) : T(0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------- KL(p || q)
+// p: logits (p_is_prob false, mask mp) or normalised weights (p_is_prob true, mp unused).
+// The log-partition functions are returned for the backward pass.
+template <class T>
+PGM_HD std::int32_t kl_row_logz(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
+                                bool p_is_prob, LogZ<T>& lzp, LogZ<T>& lzq) {
+  lzp = {T(0), T(0)};
+  if (!p_is_prob) {
+    const std::int32_t st = row_logz(p, mp, K, lzp);
+    if (st != OK) return st;
+  }
+  return row_logz(q, mq, K, lzq, Q_ALL_MASKED, Q_NONFINITE);
+}
+
+// Whether p puts mass on action j (every allowed action of a logit row has p_j > 0).
+template <class T>
+PGM_HD bool has_mass(const T* p, const std::uint8_t* mp, index_t j, bool p_is_prob) {
+  return p_is_prob ? p[j] > T(0) : allowed(mp, j);
+}
+
+template <class T>
+PGM_HD T kl_value(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K, bool p_is_prob,
+                  const LogZ<T>& lzp, const LogZ<T>& lzq) {
+  T kl = 0;
+  for (index_t j = 0; j < K; ++j) {
+    if (!has_mass(p, mp, j, p_is_prob)) continue;
+    if (!allowed(mq, j)) return inf_<T>();
+    const T lp = p_is_prob ? log_(p[j]) : lzp.logp(p[j]);
+    const T pj = p_is_prob ? p[j] : exp_(lp);
+    kl += pj * (lp - lzq.logp(q[j]));  // pj underflowed to 0: contributes 0
+  }
+  return kl;
+}
+
+template <class T>
+PGM_HD std::int32_t kl_row(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
+                           bool p_is_prob, T* out) {
+  LogZ<T> lzp, lzq;
+  const std::int32_t st = kl_row_logz(p, q, mp, mq, K, p_is_prob, lzp, lzq);
+  if (st != OK) return st;
+  *out = kl_value(p, q, mp, mq, K, p_is_prob, lzp, lzq);
+  return OK;
+}
+
+// dKL/dp_j = p_j (log p_j - log q_j - KL) (logits only; dp may be null), dKL/dq_j = q_j - p_j.
+template <class T>
+PGM_HD void kl_row_backward(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
+                            bool p_is_prob, T g, T* dp, T* dq) {
+  LogZ<T> lzp, lzq;
+  T kl = nan_<T>();
+  if (kl_row_logz(p, q, mp, mq, K, p_is_prob, lzp, lzq) == OK) kl = kl_value(p, q, mp, mq, K, p_is_prob, lzp, lzq);
+  const bool ok = kl == kl && kl != inf_<T>();
+  for (index_t j = 0; j < K; ++j) {
+    if (!ok) {
+      if (dp) dp[j] = nan_<T>();
+      dq[j] = nan_<T>();
+      continue;
+    }
+    const bool pm = has_mass(p, mp, j, p_is_prob);
+    const T lp = pm ? (p_is_prob ? log_(p[j]) : lzp.logp(p[j])) : T(0);
+    const T pj = pm ? (p_is_prob ? p[j] : exp_(lp)) : T(0);
+    const T lq = allowed(mq, j) ? lzq.logp(q[j]) : T(0);
+    if (dp) dp[j] = (!p_is_prob && allowed(mp, j)) ? g * pj * (lp - lq - kl) : T(0);
+    dq[j] = allowed(mq, j) ? g * (exp_(lq) - pj) : T(0);
+  }
+}
+
+// Row r reads mask row r, or the shared mask (mask_rows == 1), or none (mask null).
+PGM_HD const std::uint8_t* mask_row(const std::uint8_t* m, index_t mask_rows, index_t r, index_t K) {
+  return m == nullptr ? nullptr : m + (mask_rows == 1 ? 0 : r * K);
+}
+
+#if !defined(__CUDACC__)
+// ---------------------------------------------------------------------------------------- CPU launchers
+// OpenMP over rows once the batch is large enough to pay for a fork/join.
+constexpr index_t CAT_PAR_MIN = index_t(1) << 15;
+
+template <class T>
+void log_prob_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K,
+                  T* out, std::int32_t* status) {
+#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+  for (index_t b = 0; b < B; ++b) status[b] = log_prob_row(x + b * K, mask_row(m, mrows, b, K), K, a[b], out + b);
+}
+
+template <class T>
+void log_prob_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
+                           index_t K, const T* g, T* dx) {
+#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+  for (index_t b = 0; b < B; ++b) log_prob_row_backward(x + b * K, mask_row(m, mrows, b, K), K, a[b], g[b], dx + b * K);
+}
+
+template <class T>
+void entropy_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, T* out,
+                 std::int32_t* status) {
+#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+  for (index_t b = 0; b < B; ++b) status[b] = entropy_row(x + b * K, mask_row(m, mrows, b, K), K, out + b);
+}
+
+template <class T>
+void entropy_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, const T* g, T* dx) {
+#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+  for (index_t b = 0; b < B; ++b) entropy_row_backward(x + b * K, mask_row(m, mrows, b, K), K, g[b], dx + b * K);
+}
+
+template <class T>
+void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, const std::uint8_t* mq, index_t mqrows,
+            bool p_is_prob, index_t B, index_t K, T* out, std::int32_t* status) {
+#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+  for (index_t b = 0; b < B; ++b)
+    status[b] = kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob,
+                       out + b);
+}
+
+template <class T>
+void kl_backward_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, const std::uint8_t* mq,
+                     index_t mqrows, bool p_is_prob, index_t B, index_t K, const T* g, T* dp, T* dq) {
+#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+  for (index_t b = 0; b < B; ++b)
+    kl_row_backward(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, g[b],
+                    dp ? dp + b * K : nullptr, dq + b * K);
+}
+#endif  // !__CUDACC__
+
+}  // namespace pygenmod::categorical

@@ -1,0 +1,308 @@
+"""Categorical distributions from logits: log-probability, entropy, KL, with masks and gradients;
+the policy-gradient pieces built on them (GAIL's entropy-regularised surrogate, SI-GARL's
+policy-improvement target).
+
+Conventions (docs/categorical.md):
+
+- ``logits`` is ``(..., K)``: the last axis holds the K actions of one distribution, leading
+  axes are a batch (a single ``(K,)`` row gives scalar results). float32 / float64; other float
+  arguments are cast to the logits' dtype. Results are ``logits.shape[:-1]``.
+- ``mask`` (optional, bool or 0/1 integers): True where the action is **allowed**; shape
+  ``logits.shape`` or ``(K,)`` (one mask for every row). A masked action has probability 0 and
+  its logit is never read (it may hold anything, -inf or NaN included); its gradient is 0.
+  (MCTS's ``invalid_actions`` is the complement: pass ``mask=~invalid``.)
+- The log-softmax is stable (shifted by the row maximum over allowed actions): logits of any
+  finite size are fine. A NaN or infinite logit at an allowed action, or a row that masks every
+  action, raises ``ValueError`` naming the argument and the row.
+- Infinite values are honest: ``log_prob`` of a masked action is ``-inf``; ``KL(p || q)`` is
+  ``+inf`` where p puts mass on an action q masks. Their gradients are NaN (they do not exist).
+- Backward functions take the forward's arguments and the upstream gradient ``grad_<output>``
+  and return a tuple of the gradients of the differentiable inputs (the logits), computed by
+  one fused kernel per row. They check shapes and dtypes; they assume the forward succeeded.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _validate as val
+from ._arrays import is_device, returner, xp_of
+from ._dispatch import kernel
+from .adversarial import REDUCTIONS, LossGrad
+
+# Per-row status codes of the kernels (categorical.hpp's enum, exported by _cpu_categorical as
+# STATUS; tests/test_contracts.py checks this copy, which the numba backend uses).
+_STATUS = {"OK": 0, "P_ALL_MASKED": 1, "P_NONFINITE": 2, "Q_ALL_MASKED": 3, "Q_NONFINITE": 4, "BAD_ACTION": 5}
+_P_ALL_MASKED, _P_NONFINITE, _Q_ALL_MASKED, _Q_NONFINITE, _BAD_ACTION = (
+    _STATUS[k] for k in ("P_ALL_MASKED", "P_NONFINITE", "Q_ALL_MASKED", "Q_NONFINITE", "BAD_ACTION"))
+
+
+class _Rows:
+    """Logits as (N, K) rows plus what is needed to shape results and name errors."""
+
+    def __init__(self, logits, name, dtype=None, xp=None):
+        self.back = returner(logits)
+        a = val.float_array(logits, name, finite=False, dtype=dtype, xp=xp)  # the kernels flag NaN/inf
+        if a.ndim == 0:
+            raise ValueError(f"{name}: expected shape (..., K) with an actions axis, got a scalar")
+        self.name, self.lead, self.K = name, a.shape[:-1], a.shape[-1]
+        if self.K == 0:
+            raise ValueError(f"{name}: the actions axis is empty (K = 0)")
+        self.x = a.reshape(-1, self.K)
+        self.xp = xp_of(a)
+        self.dtype = a.dtype
+
+    def mask(self, mask, name):
+        """A (N, K) or shared (1, K) uint8 mask, or None."""
+        if mask is None:
+            return None
+        m = val.bool_mask(mask, name, xp=self.xp)
+        if m.shape == (self.K,):
+            return m.reshape(1, self.K).view(np.uint8)
+        if m.shape != self.lead + (self.K,):
+            val.check_shape(m, name, self.lead + (self.K,))
+        return m.reshape(-1, self.K).view(np.uint8)
+
+    def like(self, x, name):
+        """Another (..., K) float argument of the same shape, as (N, K) rows of this dtype."""
+        a = val.float_array(x, name, finite=False, dtype=self.dtype, xp=self.xp)
+        val.check_shape(a, name, self.lead + (self.K,))
+        return a.reshape(-1, self.K)
+
+    def per_row(self, g, name):
+        """An upstream gradient of shape ``lead`` as (N,) of this dtype."""
+        a = val.float_array(g, name, dtype=self.dtype, xp=self.xp, finite=False)
+        if a.shape != self.lead:
+            a = self.xp.broadcast_to(a, self.lead) if a.ndim == 0 else a
+            val.check_shape(a, name, self.lead)
+        return self.xp.ascontiguousarray(a.reshape(-1))
+
+    def result(self, y):
+        return self.back(y.reshape(self.lead))
+
+    def grad(self, g):
+        return self.back(g.reshape(self.lead + (self.K,)))
+
+
+def _run(family_fn, *args):
+    return kernel("categorical", family_fn, is_device(args[0]))[1](*args)
+
+
+def _raise_status(status, names, actions=None, K=None):
+    """ValueError for the first bad row (names: p logits, p mask, q logits, q mask)."""
+    st = status.get() if hasattr(status, "get") else status
+    bad = np.flatnonzero(st)
+    if not bad.size:
+        return
+    r = int(bad[0])
+    code = int(st[r])
+    p_logits, p_mask, q_logits, q_mask = names
+    if code == _P_ALL_MASKED:
+        raise ValueError(f"{p_mask}: row {r} masks every action (a distribution needs at least one)")
+    if code == _P_NONFINITE:
+        raise ValueError(f"{p_logits}: row {r} has a NaN or infinite logit at an allowed action "
+                         "(mask the action instead)")
+    if code == _Q_ALL_MASKED:
+        raise ValueError(f"{q_mask}: row {r} masks every action (a distribution needs at least one)")
+    if code == _Q_NONFINITE:
+        raise ValueError(f"{q_logits}: row {r} has a NaN or infinite logit at an allowed action "
+                         "(mask the action instead)")
+    a = actions.reshape(-1)[r]
+    raise ValueError(f"actions: row {r} selects action {int(a)}, outside [0, {K})")
+
+
+def _actions(actions, rows):
+    a = val.int_array(actions, "actions", xp=rows.xp)
+    if a.shape != rows.lead:
+        val.check_shape(a, "actions", rows.lead)
+    return a.reshape(-1)
+
+
+_NAMES = ("logits", "mask", None, None)
+
+
+# ------------------------------------------------------------------------------- log-probability
+def log_prob(logits, actions, *, mask=None):
+    """``log p(a)`` per row: ``logits[..., a] - logsumexp(logits over allowed actions)``.
+
+    logits (..., K); actions (...) integers in [0, K); -inf where the action is masked.
+    """
+    rows = _Rows(logits, "logits")
+    m, a = rows.mask(mask, "mask"), _actions(actions, rows)
+    xp, N = rows.xp, rows.x.shape[0]
+    out, status = xp.empty(N, rows.dtype), xp.zeros(N, xp.int32)
+    _run("log_prob", rows.x, m, a, out, status)
+    _raise_status(status, _NAMES, a, rows.K)
+    return rows.result(out)
+
+
+def log_prob_backward(logits, actions, *, grad_log_prob, mask=None):
+    """VJP of :func:`log_prob`: ``(grad_logits,)`` with ``grad_logits[j] = g (1{j = a} - p_j)``
+    (0 at masked actions; NaN on rows whose action is masked)."""
+    rows = _Rows(logits, "logits")
+    m, a = rows.mask(mask, "mask"), _actions(actions, rows)
+    g = rows.per_row(grad_log_prob, "grad_log_prob")
+    dx = rows.xp.empty_like(rows.x)
+    _run("log_prob_backward", rows.x, m, a, g, dx)
+    return (rows.grad(dx),)
+
+
+# ------------------------------------------------------------------------------- entropy
+def entropy(logits, *, mask=None):
+    """``H(p) = -sum_j p_j log p_j`` per row (nats; masked actions excluded, 0 log 0 = 0)."""
+    rows = _Rows(logits, "logits")
+    m = rows.mask(mask, "mask")
+    xp, N = rows.xp, rows.x.shape[0]
+    out, status = xp.empty(N, rows.dtype), xp.zeros(N, xp.int32)
+    _run("entropy", rows.x, m, out, status)
+    _raise_status(status, _NAMES)
+    return rows.result(out)
+
+
+def entropy_backward(logits, *, grad_entropy, mask=None):
+    """VJP of :func:`entropy`: ``(grad_logits,)``, ``dH/dx_j = -p_j (log p_j + H)``."""
+    rows = _Rows(logits, "logits")
+    m = rows.mask(mask, "mask")
+    g = rows.per_row(grad_entropy, "grad_entropy")
+    dx = rows.xp.empty_like(rows.x)
+    _run("entropy_backward", rows.x, m, g, dx)
+    return (rows.grad(dx),)
+
+
+# ------------------------------------------------------------------------------- KL(p || q)
+def _kl_args(p_logits, q_logits, mask, q_mask):
+    rows = _Rows(q_logits, "q_logits")
+    p = rows.like(p_logits, "p_logits")
+    mp = rows.mask(mask, "mask")
+    mq = mp if q_mask is None else rows.mask(q_mask, "q_mask")
+    return rows, p, mp, mq
+
+
+def kl(p_logits, q_logits, *, mask=None, q_mask=None):
+    """``KL(p || q) = sum_j p_j (log p_j - log q_j)`` per row, both from logits (..., K).
+
+    mask: the actions p allows (and q too, unless ``q_mask`` is given); q_mask: q's own mask.
+    ``+inf`` on rows where p allows an action that q masks. The dtype is q_logits'.
+    """
+    rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
+    xp, N = rows.xp, rows.x.shape[0]
+    out, status = xp.empty(N, rows.dtype), xp.zeros(N, xp.int32)
+    _run("kl", p, rows.x, mp, mq, False, out, status)
+    _raise_status(status, ("p_logits", "mask", "q_logits", "q_mask" if q_mask is not None else "mask"))
+    return rows.result(out)
+
+
+def kl_backward(p_logits, q_logits, *, grad_kl, mask=None, q_mask=None):
+    """VJP of :func:`kl`: ``(grad_p_logits, grad_q_logits)`` with
+    ``dKL/dp_j = p_j (log p_j - log q_j - KL)`` and ``dKL/dq_j = q_j - p_j``."""
+    rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
+    g = rows.per_row(grad_kl, "grad_kl")
+    dp, dq = rows.xp.empty_like(rows.x), rows.xp.empty_like(rows.x)
+    _run("kl_backward", p, rows.x, mp, mq, False, g, dp, dq)
+    return rows.grad(dp), rows.grad(dq)
+
+
+# ------------------------------------------------------------------------------- SI-GARL target
+def _target_args(weights, logits, mask):
+    rows = _Rows(logits, "logits")
+    w = rows.like(weights, "weights")
+    xp = rows.xp
+    if w.size and not val._all_finite(w):
+        raise ValueError("weights: contains NaN or infinity")
+    if bool((w < 0).any()):
+        raise ValueError("weights: must be >= 0")
+    s = w.sum(-1, keepdims=True)
+    if bool((s <= 0).any()):
+        r = int(xp.flatnonzero(s[:, 0] <= 0)[0])
+        raise ValueError(f"weights: row {r} sums to 0 (an improved policy needs some mass)")
+    return rows, xp.ascontiguousarray(w / s), rows.mask(mask, "mask")
+
+
+def policy_target_kl(weights, logits, *, mask=None):
+    """SI-GARL's policy update target ``KL(pi_improved || pi_theta)`` per row.
+
+    weights (..., K): the improved policy as non-negative weights (MCTS ``action_weights``,
+    visit counts, CEM elite frequencies), normalised per row here; zero weights contribute
+    nothing (0 log 0 = 0). logits (..., K): the network policy ``pi_theta`` (``mask``: its
+    allowed actions). ``+inf`` on rows that put weight on an action the mask excludes.
+    Minimising it over theta is minimising the cross-entropy ``-sum_j w_j log pi_theta(j)``
+    (AlphaZero's policy loss): they differ by the weights' entropy, a constant.
+    """
+    rows, w, m = _target_args(weights, logits, mask)
+    xp, N = rows.xp, rows.x.shape[0]
+    out, status = xp.empty(N, rows.dtype), xp.zeros(N, xp.int32)
+    _run("kl", w, rows.x, None, m, True, out, status)
+    _raise_status(status, ("weights", "weights", "logits", "mask"))
+    return rows.result(out)
+
+
+def policy_target_kl_backward(weights, logits, *, grad_kl, mask=None):
+    """VJP of :func:`policy_target_kl` w.r.t. the logits: ``(grad_logits,)``,
+    ``g (pi_theta(j) - w_j)`` with w normalised (the weights are a fixed target)."""
+    rows, w, m = _target_args(weights, logits, mask)
+    g = rows.per_row(grad_kl, "grad_kl")
+    dq = rows.xp.empty_like(rows.x)
+    _run("kl_backward", w, rows.x, None, m, True, g, None, dq)
+    return (rows.grad(dq),)
+
+
+# ------------------------------------------------------------------------------- GAIL's policy step
+def pg_loss(log_probs, q_values, entropy=None, *, lam=0.0, q_is="reward", reduction="mean") -> LossGrad:
+    """The entropy-regularised policy-gradient surrogate of GAIL (Ho & Ermon 2016, eq. 18; the
+    thesis's eq. 4.5), as a loss to minimise, with its gradients.
+
+    log_probs (..., N): ``log pi_theta(a|s)`` of the N sampled (s, a) pairs of a problem;
+    q_values (..., N): ``Q(s, a)`` or advantages (a fixed weight: no gradient flows into it);
+    entropy (..., N), optional: ``H(pi_theta(.|s))`` at the sampled states; lam: λ >= 0.
+
+    - ``q_is="reward"`` (higher is better; the sign of :func:`pygenmod.adversarial.gail_reward`
+      and of advantages): ``loss = -E[log pi Q] - λ E[H]``;
+    - ``q_is="cost"`` (GAIL's Q, the expected ``log D`` of a discriminator that says 1 on policy
+      samples): ``loss = E[log pi Q] - λ E[H]``.
+
+    Its gradient w.r.t. theta is the policy-gradient estimate of GAIL's eq. 18, ``E[grad log pi Q]
+    - λ grad H`` for costs (the entropy bonus is always maximised). E is the ``reduction`` over
+    the last axis (``"mean"``, ``"sum"`` or ``"none"``). Returns ``LossGrad(loss, grad, grad_other)``:
+    ``grad`` = d loss / d log_probs, ``grad_other`` = d loss / d entropy (None without entropy).
+    """
+    val.choice(reduction, "reduction", REDUCTIONS)
+    val.choice(q_is, "q_is", ("reward", "cost"))
+    back = returner(log_probs)
+    lp = val.float_array(log_probs, "log_probs")
+    if lp.ndim == 0:
+        raise ValueError("log_probs: expected shape (..., N) with a samples axis, got a scalar")
+    xp = xp_of(lp)
+    n = lp.shape[-1]
+    if n == 0 and reduction == "mean":
+        raise ValueError("log_probs: the last axis (samples) is empty; mean is undefined")
+    q = val.float_array(q_values, "q_values", dtype=lp.dtype, xp=xp)
+    val.check_shape(q, "q_values", lp.shape)
+    lam = float(lam)
+    if not lam >= 0 or lam == float("inf"):
+        raise ValueError(f"lam: must be a finite number >= 0, got {lam}")
+    sign = -1.0 if q_is == "reward" else 1.0
+    scale = 1.0 / n if reduction == "mean" else 1.0
+    elem = sign * lp * q
+    g_lp = sign * q * scale
+    g_h = None
+    if entropy is not None:
+        h = val.float_array(entropy, "entropy", dtype=lp.dtype, xp=xp)
+        val.check_shape(h, "entropy", lp.shape)
+        elem = elem - lam * h
+        g_h = xp.full(lp.shape, -lam * scale, dtype=lp.dtype)
+    elif lam != 0:
+        raise ValueError("entropy: required when lam != 0")
+    loss = elem if reduction == "none" else (elem.sum(-1) if reduction == "sum" else elem.mean(-1))
+    return LossGrad(back(loss), back(g_lp), None if g_h is None else back(g_h))
+
+
+__all__ = [
+    'entropy',
+    'entropy_backward',
+    'kl',
+    'kl_backward',
+    'log_prob',
+    'log_prob_backward',
+    'pg_loss',
+    'policy_target_kl',
+    'policy_target_kl_backward',
+]

@@ -1,0 +1,372 @@
+"""pygenmod.categorical: log-prob, entropy, KL (masked), their VJPs, the SI-GARL target and GAIL's
+policy-gradient surrogate, on every backend, against a float64 NumPy/SciPy reference (and
+torch.distributions where installed)."""
+import numpy as np
+import pytest
+from conftest import tol
+from scipy.special import log_softmax
+
+from pygenmod import categorical as cat
+
+
+# ------------------------------------------------------------------------------ float64 reference
+def ref_logp(x, m=None):
+    """log-softmax over allowed actions (float64), -inf at masked ones."""
+    x = np.asarray(x, np.float64)
+    if m is None:
+        return log_softmax(x, axis=-1)
+    m = np.broadcast_to(np.asarray(m, bool), x.shape)
+    return np.where(m, log_softmax(np.where(m, x, -np.inf), axis=-1), -np.inf)
+
+
+def ref_entropy(x, m=None):
+    lp = ref_logp(x, m)
+    p = np.exp(lp)
+    return -np.where(p > 0, p * np.where(p > 0, lp, 0), 0).sum(-1)
+
+
+def ref_kl(lp, lq):
+    p = np.exp(lp)
+    with np.errstate(invalid="ignore"):
+        t = np.where(p > 0, p * (lp - lq), 0.0)
+    inf_rows = ((p > 0) & np.isneginf(lq)).any(-1)
+    return np.where(inf_rows, np.inf, t.sum(-1))
+
+
+def fd_grad(f, x, eps=1e-6):
+    """Central finite differences of a scalar function of x (float64)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += eps
+        xm[i] -= eps
+        g[i] = (f(xp) - f(xm)) / (2 * eps)
+    return g
+
+
+SHAPES = [(1, 1), (5, 1), (4, 7), (3, 2, 5), (17, 33)]
+
+
+def random_mask(rng, shape):
+    m = rng.random(shape) < 0.7
+    m[..., rng.integers(shape[-1], size=shape[:-1]) if len(shape) > 1 else 0] = True  # never all-masked
+    flat = m.reshape(-1, shape[-1])
+    flat[~flat.any(-1), 0] = True
+    return flat.reshape(shape)
+
+
+# ------------------------------------------------------------------------------ values
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_log_prob_entropy_match_reference(backend, dtype, rng, shape, masked):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    m = random_mask(rng, shape) if masked else None
+    lp = ref_logp(x, m)
+    # actions drawn from the allowed ones
+    a = np.array([rng.choice(np.flatnonzero(row)) for row in np.isfinite(lp).reshape(-1, shape[-1])]).reshape(shape[:-1])
+    mm = None if m is None else backend.asarray(m)
+    got = backend.numpy(cat.log_prob(backend.asarray(x), backend.asarray(a), mask=mm))
+    assert got.dtype == dtype and got.shape == shape[:-1]
+    np.testing.assert_allclose(got, np.take_along_axis(lp, a[..., None], -1)[..., 0], **tol(dtype))
+    h = backend.numpy(cat.entropy(backend.asarray(x), mask=mm))
+    assert h.dtype == dtype and h.shape == shape[:-1]
+    np.testing.assert_allclose(h, ref_entropy(x, m), **tol(dtype))
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_kl_matches_reference(backend, dtype, rng, shape, masked):
+    xp_, xq = (rng.standard_normal((2,) + shape) * 2).astype(dtype)
+    m = random_mask(rng, shape) if masked else None
+    mm = None if m is None else backend.asarray(m)
+    got = backend.numpy(cat.kl(backend.asarray(xp_), backend.asarray(xq), mask=mm))
+    assert got.dtype == dtype and got.shape == shape[:-1]
+    np.testing.assert_allclose(got, ref_kl(ref_logp(xp_, m), ref_logp(xq, m)), **tol(dtype))
+    np.testing.assert_allclose(backend.numpy(cat.kl(backend.asarray(xq), backend.asarray(xq), mask=mm)), 0,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_kl_separate_masks_and_infinity(backend, dtype):
+    p = np.zeros((3, 4), dtype)
+    q = np.array([[1, 2, 3, 4]] * 3, dtype)
+    pm = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 1]], bool)
+    qm = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
+    got = backend.numpy(cat.kl(backend.asarray(p), backend.asarray(q), mask=backend.asarray(pm),
+                               q_mask=backend.asarray(qm)))
+    want = ref_kl(ref_logp(p, pm), ref_logp(q, qm))
+    assert np.isinf(got[1]) and got[1] > 0  # p allows action 3, q masks it
+    np.testing.assert_allclose(got, want, **tol(dtype))
+    gp, gq = cat.kl_backward(backend.asarray(p), backend.asarray(q), grad_kl=backend.asarray(np.ones(3, dtype)),
+                             mask=backend.asarray(pm), q_mask=backend.asarray(qm))
+    gp, gq = backend.numpy(gp), backend.numpy(gq)
+    assert np.isnan(gp[1]).all() and np.isnan(gq[1]).all()  # no derivative at +inf
+    assert np.isfinite(gp[[0, 2]]).all() and np.isfinite(gq[[0, 2]]).all()
+
+
+def test_masked_action_log_prob_is_minus_inf(backend, dtype):
+    x = backend.asarray(np.array([[0.0, 1.0, 2.0]], dtype))
+    m = backend.asarray(np.array([[True, False, True]]))
+    assert backend.numpy(cat.log_prob(x, backend.asarray(np.array([1])), mask=m))[0] == -np.inf
+    (g,) = cat.log_prob_backward(x, backend.asarray(np.array([1])), grad_log_prob=backend.asarray(np.ones(1, dtype)),
+                                 mask=m)
+    assert np.isnan(backend.numpy(g)).all()
+
+
+def test_masked_logits_are_never_read(backend, dtype):
+    x = np.array([[0.5, np.nan, -1.0, np.inf], [-np.inf, 2.0, 1.0, 0.0]], dtype)
+    m = np.isfinite(x)
+    clean = np.where(m, x, 123.0).astype(dtype)
+    for fn in (lambda z: cat.entropy(z, mask=backend.asarray(m)),
+               lambda z: cat.log_prob(z, backend.asarray(np.array([2, 1])), mask=backend.asarray(m)),
+               lambda z: cat.entropy_backward(z, grad_entropy=backend.asarray(np.ones(2, dtype)),
+                                              mask=backend.asarray(m))[0]):
+        np.testing.assert_array_equal(backend.numpy(fn(backend.asarray(x))), backend.numpy(fn(backend.asarray(clean))))
+
+
+def test_shared_mask(backend, dtype, rng):
+    x = rng.standard_normal((6, 5)).astype(dtype)
+    m = np.array([1, 0, 1, 1, 0], bool)
+    got = backend.numpy(cat.entropy(backend.asarray(x), mask=backend.asarray(m)))
+    np.testing.assert_allclose(got, ref_entropy(x, np.broadcast_to(m, x.shape)), **tol(dtype))
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e6])
+def test_large_logits_are_stable(backend, dtype, rng, scale):
+    x = (rng.standard_normal((8, 9)) * scale).astype(dtype)
+    x[:, 0] = scale  # ties at the maximum
+    x[:, 1] = scale
+    x[:, 2] = -scale
+    a = np.arange(8) % 9
+    h = backend.numpy(cat.entropy(backend.asarray(x)))
+    lp = backend.numpy(cat.log_prob(backend.asarray(x), backend.asarray(a)))
+    assert np.isfinite(h).all() and np.isfinite(lp).all()
+    np.testing.assert_allclose(h, ref_entropy(x.astype(np.float64)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(lp, ref_logp(x.astype(np.float64))[np.arange(8), a], rtol=1e-4, atol=1e-3)
+    k = backend.numpy(cat.kl(backend.asarray(x), backend.asarray(x[::-1].copy())))
+    assert np.isfinite(k).all() and (k >= -1e-3 * scale * 1e-4).all()
+    (g,) = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(np.ones(8, dtype)))
+    assert np.isfinite(backend.numpy(g)).all()
+
+
+def test_single_row_without_batch_axis(backend, dtype):
+    x = backend.asarray(np.array([0.1, 0.2, 0.7], dtype))
+    h = backend.numpy(cat.entropy(x))
+    assert np.ndim(h) == 0
+    np.testing.assert_allclose(h, ref_entropy(np.array([0.1, 0.2, 0.7])), **tol(dtype))
+    assert np.ndim(backend.numpy(cat.log_prob(x, 2))) == 0
+
+
+def test_k1_is_degenerate(backend, dtype):
+    x = backend.asarray(np.array([[3.0], [-1e4]], dtype))
+    np.testing.assert_array_equal(backend.numpy(cat.entropy(x)), 0)
+    np.testing.assert_array_equal(backend.numpy(cat.log_prob(x, backend.asarray(np.zeros(2, np.int64)))), 0)
+    np.testing.assert_array_equal(backend.numpy(cat.kl(x, x)), 0)
+
+
+def test_empty_batch(backend, dtype):
+    x = backend.asarray(np.zeros((0, 4), dtype))
+    assert backend.numpy(cat.entropy(x)).shape == (0,)
+    assert backend.numpy(cat.entropy_backward(x, grad_entropy=backend.asarray(np.zeros(0, dtype)))[0]).shape == (0, 4)
+
+
+# ------------------------------------------------------------------------------ gradients
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 2, 3)])
+@pytest.mark.parametrize("masked", [False, True])
+def test_gradients_match_finite_differences(backend, rng, shape, masked):
+    x = rng.standard_normal(shape) * 2
+    y = rng.standard_normal(shape) * 2
+    m = random_mask(rng, shape) if masked else None
+    a = np.array([rng.choice(np.flatnonzero(r)) for r in np.isfinite(ref_logp(x, m)).reshape(-1, shape[-1])])
+    a = a.reshape(shape[:-1])
+    g = rng.standard_normal(shape[:-1])
+    mm = None if m is None else backend.asarray(m)
+    B = backend.asarray
+
+    def lp_sum(z):
+        return (np.take_along_axis(ref_logp(z, m), a[..., None], -1)[..., 0] * g).sum()
+
+    (got,) = cat.log_prob_backward(B(x), B(a), grad_log_prob=B(g), mask=mm)
+    np.testing.assert_allclose(backend.numpy(got), fd_grad(lp_sum, x), rtol=1e-6, atol=1e-7)
+    (got,) = cat.entropy_backward(B(x), grad_entropy=B(g), mask=mm)
+    np.testing.assert_allclose(backend.numpy(got), fd_grad(lambda z: (ref_entropy(z, m) * g).sum(), x),
+                               rtol=1e-6, atol=1e-7)
+    gp, gq = cat.kl_backward(B(x), B(y), grad_kl=B(g), mask=mm)
+    np.testing.assert_allclose(backend.numpy(gp), fd_grad(lambda z: (ref_kl(ref_logp(z, m), ref_logp(y, m)) * g).sum(), x),
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(backend.numpy(gq), fd_grad(lambda z: (ref_kl(ref_logp(x, m), ref_logp(z, m)) * g).sum(), y),
+                               rtol=1e-6, atol=1e-7)
+    if m is not None:  # masked actions get no gradient
+        for arr in (gp, gq, got):
+            assert (backend.numpy(arr)[~m] == 0).all()
+
+
+def test_gradients_float32_close_to_float64(backend, rng):
+    x = rng.standard_normal((6, 11)) * 3
+    g = rng.standard_normal(6)
+    (d64,) = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(g))
+    (d32,) = cat.entropy_backward(backend.asarray(x.astype(np.float32)), grad_entropy=backend.asarray(g.astype(np.float32)))
+    assert backend.numpy(d32).dtype == np.float32
+    np.testing.assert_allclose(backend.numpy(d32), backend.numpy(d64), **tol(np.float32))
+
+
+# ------------------------------------------------------------------------------ SI-GARL target
+@pytest.mark.parametrize("masked", [False, True])
+def test_policy_target_kl(backend, dtype, rng, masked):
+    shape = (7, 6)
+    logits = (rng.standard_normal(shape) * 2).astype(dtype)
+    m = random_mask(rng, shape) if masked else np.ones(shape, bool)
+    counts = rng.integers(0, 5, shape).astype(dtype) * m  # visit counts, zero on masked actions
+    counts[:, :][counts.sum(-1) == 0] = m[counts.sum(-1) == 0]
+    w = counts / counts.sum(-1, keepdims=True)
+    lw = np.log(np.where(w > 0, w, 1.0)).astype(np.float64)
+    lw = np.where(w > 0, lw, -np.inf)
+    want = ref_kl(lw, ref_logp(logits, m))
+    B = backend.asarray
+    got = backend.numpy(cat.policy_target_kl(B(counts), B(logits), mask=B(m) if masked else None))
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, want, **tol(dtype))
+    g = rng.standard_normal(7).astype(dtype)
+    (dq,) = cat.policy_target_kl_backward(B(counts), B(logits), grad_kl=B(g), mask=B(m) if masked else None)
+    pi = np.exp(ref_logp(logits, m))
+    np.testing.assert_allclose(backend.numpy(dq), g[:, None] * (pi - w), **tol(dtype))
+
+
+def test_policy_target_kl_fd_and_infinity(backend, rng):
+    w = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    x = rng.standard_normal((2, 3))
+    m = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    B = backend.asarray
+    (got,) = cat.policy_target_kl_backward(B(w), B(x), grad_kl=B(np.ones(2)), mask=B(m))
+
+    def f(z):
+        return ref_kl(np.log(np.where(w > 0, w, 1)) + np.where(w > 0, 0, -np.inf), ref_logp(z, m)).sum()
+
+    np.testing.assert_allclose(backend.numpy(got), fd_grad(f, x), rtol=1e-6, atol=1e-7)
+    k = backend.numpy(cat.policy_target_kl(B(np.array([[0.2, 0.8, 0.0]])), B(x[:1]), mask=B(np.array([[1, 0, 1]], bool))))
+    assert k[0] == np.inf
+
+
+# ------------------------------------------------------------------------------ GAIL surrogate
+@pytest.mark.parametrize("q_is, sign", [("reward", -1.0), ("cost", 1.0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_pg_loss(rng, q_is, sign, reduction):
+    lp, q, h = rng.standard_normal((3, 4, 9))
+    lam = 0.3
+    r = cat.pg_loss(lp, q, h, lam=lam, q_is=q_is, reduction=reduction)
+    elem = sign * lp * q - lam * h
+    red = {"mean": lambda e: e.mean(-1), "sum": lambda e: e.sum(-1), "none": lambda e: e}[reduction]
+    np.testing.assert_allclose(r.loss, red(elem))
+    s = 1 / 9 if reduction == "mean" else 1.0
+    np.testing.assert_allclose(r.grad, sign * q * s)
+    np.testing.assert_allclose(r.grad_other, np.full_like(h, -lam * s))
+
+
+def test_pg_loss_errors():
+    with pytest.raises(ValueError, match="entropy"):
+        cat.pg_loss(np.zeros(3), np.zeros(3), lam=0.1)
+    with pytest.raises(ValueError, match="lam"):
+        cat.pg_loss(np.zeros(3), np.zeros(3), np.zeros(3), lam=-1)
+    with pytest.raises(ValueError, match="q_values"):
+        cat.pg_loss(np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="q_is"):
+        cat.pg_loss(np.zeros(3), np.zeros(3), q_is="advantage")
+
+
+def test_pg_loss_from_kernels_matches_torch_autograd(backend, rng):
+    torch = pytest.importorskip("torch")
+    logits = rng.standard_normal((5, 4))
+    a = rng.integers(0, 4, 5)
+    q = rng.standard_normal(5)
+    lam = 0.1
+    B = backend.asarray
+    lp = cat.log_prob(B(logits), B(a))
+    h = cat.entropy(B(logits))
+    r = cat.pg_loss(lp, B(q), h, lam=lam)
+    (g1,) = cat.log_prob_backward(B(logits), B(a), grad_log_prob=r.grad)
+    (g2,) = cat.entropy_backward(B(logits), grad_entropy=r.grad_other)
+    t = torch.tensor(logits, requires_grad=True)
+    d = torch.distributions.Categorical(logits=t)
+    loss = -(d.log_prob(torch.tensor(a)) * torch.tensor(q)).mean() - lam * d.entropy().mean()
+    loss.backward()
+    np.testing.assert_allclose(float(backend.numpy(r.loss)), loss.item(), rtol=1e-10)
+    np.testing.assert_allclose(backend.numpy(g1) + backend.numpy(g2), t.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ peer: torch.distributions
+def test_matches_torch_distributions(rng):
+    torch = pytest.importorskip("torch")
+    x, y = rng.standard_normal((2, 9, 6)) * 2
+    a = rng.integers(0, 6, 9)
+    p = torch.distributions.Categorical(logits=torch.tensor(x))
+    q = torch.distributions.Categorical(logits=torch.tensor(y))
+    np.testing.assert_allclose(cat.log_prob(x, a), p.log_prob(torch.tensor(a)).numpy(), rtol=1e-12)
+    np.testing.assert_allclose(cat.entropy(x), p.entropy().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(cat.kl(x, y), torch.distributions.kl_divergence(p, q).numpy(), rtol=1e-10)
+
+
+# ------------------------------------------------------------------------------ errors
+def test_errors(backend):
+    B = backend.asarray
+    x = B(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="mask: row 1 masks every action"):
+        cat.entropy(x, mask=B(np.array([[1, 0, 0], [0, 0, 0]], bool)))
+    with pytest.raises(ValueError, match="q_mask: row 0 masks every action"):
+        cat.kl(x, x, q_mask=B(np.array([[0, 0, 0], [1, 1, 1]], bool)))
+    with pytest.raises(ValueError, match="logits: row 1 has a NaN"):
+        cat.entropy(B(np.array([[0.0, 1, 2], [0, np.nan, 1]])))
+    with pytest.raises(ValueError, match="q_logits: row 0 has a NaN"):
+        cat.kl(x, B(np.array([[np.inf, 1, 2], [0, 0, 1]])))
+    with pytest.raises(ValueError, match="p_logits: row 0"):
+        cat.kl(B(np.array([[np.inf, 1, 2], [0, 0, 1]])), x)
+    with pytest.raises(ValueError, match=r"actions: row 1 selects action 3, outside \[0, 3\)"):
+        cat.log_prob(x, B(np.array([0, 3])))
+    with pytest.raises(ValueError, match="actions: row 0 selects action -1"):
+        cat.log_prob(x, B(np.array([-1, 0])))
+    with pytest.raises(TypeError, match="actions"):
+        cat.log_prob(x, B(np.array([0.0, 1.0])))
+    with pytest.raises(ValueError, match="actions: expected shape"):
+        cat.log_prob(x, B(np.array([0, 1, 2])))
+    with pytest.raises(ValueError, match="K = 0"):
+        cat.entropy(B(np.zeros((2, 0))))
+    with pytest.raises(ValueError, match="scalar"):
+        cat.entropy(B(np.float64(1.0)))
+    with pytest.raises(TypeError, match="logits"):
+        cat.entropy(B(np.zeros((2, 3), np.int32)))
+    with pytest.raises(ValueError, match="mask: expected shape"):
+        cat.entropy(x, mask=B(np.ones((3, 3), bool)))
+    with pytest.raises(TypeError, match="mask"):
+        cat.entropy(x, mask=B(np.ones((2, 3))))
+    with pytest.raises(ValueError, match="p_logits: expected shape"):
+        cat.kl(B(np.zeros((2, 4))), x)
+    with pytest.raises(ValueError, match="weights: must be >= 0"):
+        cat.policy_target_kl(B(np.array([[1.0, -1, 1], [1, 1, 1]])), x)
+    with pytest.raises(ValueError, match="weights: row 1 sums to 0"):
+        cat.policy_target_kl(B(np.array([[1.0, 0, 0], [0, 0, 0]])), x)
+    with pytest.raises(ValueError, match="weights: contains NaN"):
+        cat.policy_target_kl(B(np.array([[1.0, np.nan, 0], [0, 0, 1]])), x)
+    with pytest.raises(ValueError, match="grad_entropy: expected shape"):
+        cat.entropy_backward(x, grad_entropy=B(np.ones(3)))
+
+
+def test_thread_count_and_layout_do_not_change_results(backend, rng):
+    import pygenmod
+
+    x = rng.standard_normal((4096, 24))  # B * K above the parallel threshold
+    y = rng.standard_normal((4096, 24))
+    m = random_mask(rng, x.shape)
+    runs, n0 = [], pygenmod.get_num_threads()
+    try:
+        for n in (1, 2):
+            pygenmod.set_num_threads(n)
+            runs.append([backend.numpy(cat.kl(backend.asarray(x), backend.asarray(y), mask=backend.asarray(m))),
+                         backend.numpy(cat.kl_backward(backend.asarray(x), backend.asarray(y),
+                                                       grad_kl=backend.asarray(np.ones(4096)),
+                                                       mask=backend.asarray(m))[1])])
+    finally:
+        pygenmod.set_num_threads(n0)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    # non-contiguous input is copied, not misread
+    wide = np.repeat(x, 2, axis=1)
+    np.testing.assert_array_equal(backend.numpy(cat.entropy(backend.asarray(wide)[:, ::2])),
+                                  backend.numpy(cat.entropy(backend.asarray(x))))
