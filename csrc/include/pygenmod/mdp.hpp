@@ -23,6 +23,12 @@
 #include "pygenmod/cpu_features.hpp"
 #include "pygenmod/interrupt.hpp"
 
+// (outside the namespace below: a system header included inside it would declare its
+// intrinsics in pygenmod::mdp and break any file that includes it again later)
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#endif
+
 #if defined(_OPENMP) && !defined(__CUDACC__)
 #include <omp.h>
 #endif
@@ -65,7 +71,6 @@ PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
 // whichever count it is computed in; several rows share each load of v and keep 8 or 16
 // independent chains (one row of S = 64 entries is latency bound).
 #define PGM_MDP_X86_DISPATCH 1
-#include <immintrin.h>
 #define PGM_MDP_AVX512 __attribute__((target("avx512f,avx2,fma")))
 #define PGM_MDP_AVX2 __attribute__((target("avx2,fma")))
 

@@ -1,0 +1,131 @@
+"""pygenmod.jax rows: per-call overhead under ``jax.jit`` at tiny sizes, and W7 (GAE) called from
+inside ``jax.jit`` against a ``jax.lax.scan`` GAE and the NumPy API.
+
+    python -m pygenmod.benchmarks.jax [--T 1024] [--B 4096] [--repeat 20] [--quick]
+
+Every time is the median of ``--repeat`` calls after a warm-up (compilation excluded), each
+call ending in ``block_until_ready``. The rows check their results: the FFI call bitwise
+against the NumPy API, the scan to 1e-4.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+
+def _median(fn, repeat):
+    fn()
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def _scan_gae(r, v, done, gamma, lam):
+    """The usual JAX GAE: a reverse lax.scan over time (bootstrap 0 after the last step)."""
+    import jax
+    import jax.numpy as jnp
+
+    v_next = jnp.concatenate([v[1:], jnp.zeros_like(v[:1])], 0)
+    keep = 1.0 - done
+    delta = r + gamma * keep * v_next - v
+
+    def step(carry, x):
+        d, k = x
+        carry = d + gamma * lam * k * carry
+        return carry, carry
+
+    _, adv = jax.lax.scan(step, jnp.zeros_like(r[0]), (delta, keep), reverse=True)
+    return adv
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--T", type=int, default=1024)
+    ap.add_argument("--B", type=int, default=4096)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="W7 at T=256, B=1024 and fewer repeats")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.T, a.B, a.repeat = 256, 1024, 5
+
+    import jax
+    import jax.numpy as jnp
+
+    import pygenmod.jax as pgj
+    from pygenmod import mdp, returns, spatial
+
+    rng = np.random.default_rng(0)
+    rows = []
+
+    # ---- per-call overhead at tiny sizes
+    n = max(200, a.repeat * 20)
+    empty = jax.jit(lambda x: x + 1)
+    x0 = jnp.zeros(4, jnp.float32)
+    rows.append(("jit dispatch, x + 1 (baseline)", _median(lambda: empty(x0).block_until_ready(), n), None))
+
+    r = rng.normal(size=(8, 4)).astype(np.float32)
+    v = rng.normal(size=(8, 4)).astype(np.float32)
+    f = jax.jit(lambda r, v: pgj.gae(r, v).advantages)
+    assert np.array_equal(np.asarray(f(r, v)), returns.gae(r, v).advantages)
+    rj, vj = jnp.asarray(r), jnp.asarray(v)
+    rows.append(("gae (8, 4)", _median(lambda: f(rj, vj).block_until_ready(), n),
+                 _median(lambda: returns.gae(r, v), n)))
+
+    P = rng.random((1, 4, 2, 4)).astype(np.float32)
+    P /= P.sum(-1, keepdims=True)
+    R = rng.normal(size=(1, 4, 2)).astype(np.float32)
+    V = np.zeros((1, 4), np.float32)
+    f = jax.jit(lambda P, R, V: pgj.bellman_backup(P, R, V, 0.9).V)
+    assert np.array_equal(np.asarray(f(P, R, V)), mdp.bellman_backup(P, R, V, 0.9).V)
+    Pj, Rj, Vj = map(jnp.asarray, (P, R, V))
+    rows.append(("bellman_backup (1, 4, 2)", _median(lambda: f(Pj, Rj, Vj).block_until_ready(), n),
+                 _median(lambda: mdp.bellman_backup(P, R, V, 0.9), n)))
+
+    x = rng.normal(size=(1, 2, 4, 4)).astype(np.float32)
+    f = jax.jit(lambda x: pgj.spatial_softmax(x))
+    assert np.array_equal(np.asarray(f(x)), spatial.spatial_softmax(x))
+    xj = jnp.asarray(x)
+    rows.append(("spatial_softmax (1, 2, 4, 4)", _median(lambda: f(xj).block_until_ready(), n),
+                 _median(lambda: spatial.spatial_softmax(x), n)))
+    g = jax.jit(jax.grad(lambda x: pgj.spatial_softmax(x).sum()))
+    kp = spatial.spatial_softmax(x)
+    rows.append(("spatial_softmax grad (1, 2, 4, 4)", _median(lambda: g(xj).block_until_ready(), n),
+                 _median(lambda: spatial.spatial_softmax_vjp(x, 1.0, np.ones_like(kp)), n)))
+
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}; median of {n} calls")
+    print("| tiny call | pygenmod.jax under jit (us) | NumPy API (us) |")
+    print("|---|---|---|")
+    for name, tj, tn in rows:
+        print(f"| {name} | {tj * 1e6:.1f} | {'-' if tn is None else f'{tn * 1e6:.1f}'} |")
+
+    # ---- W7 from inside jit
+    T, B = a.T, a.B
+    r = rng.normal(size=(T, B)).astype(np.float32)
+    v = rng.normal(size=(T, B)).astype(np.float32)
+    done = (rng.random((T, B)) < 0.01)
+    rj, vj, dj = jnp.asarray(r), jnp.asarray(v), jnp.asarray(done)
+    ffi = jax.jit(lambda r, v, d: pgj.gae(r, v, gamma=0.99, lam=0.95, terminated=d, compute_returns=False).advantages)
+    scan = jax.jit(lambda r, v, d: _scan_gae(r, v, d.astype(r.dtype), 0.99, 0.95))
+    want = returns.gae(r, v, gamma=0.99, lam=0.95, terminated=done, compute_returns=False).advantages
+    assert np.array_equal(np.asarray(ffi(rj, vj, dj)), want)
+    np.testing.assert_allclose(np.asarray(scan(rj, vj, dj)), want, rtol=1e-4, atol=1e-4)
+    t_ffi = _median(lambda: ffi(rj, vj, dj).block_until_ready(), a.repeat)
+    t_scan = _median(lambda: scan(rj, vj, dj).block_until_ready(), a.repeat)
+    t_np = _median(lambda: returns.gae(r, v, gamma=0.99, lam=0.95, terminated=done, compute_returns=False), a.repeat)
+    print()
+    print(f"W7 GAE, T={T}, B={B}, float32, 1% terminations; median of {a.repeat}")
+    print("| candidate | ms | vs pygenmod.jax |")
+    print("|---|---|---|")
+    for name, t in (("pygenmod.jax.gae inside jit", t_ffi), ("jax.lax.scan GAE inside jit", t_scan),
+                    ("pygenmod.returns.gae (NumPy)", t_np)):
+        print(f"| {name} | {t * 1e3:.2f} | {t / t_ffi:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
