@@ -1,7 +1,8 @@
-"""The repository passes the ruff lint configured in pyproject.toml (CI runs it through the
-README's test command)."""
+"""The repository passes the ruff lint and format configured in pyproject.toml and clang-format
+with .clang-format (CI runs them through the README's test command)."""
 import importlib.util
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -16,3 +17,19 @@ def test_ruff_check():
     out = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", *paths], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _cpp_sources():
+    exts = {".hpp", ".cpp", ".cu", ".cuh", ".h"}
+    dirs = [ROOT / d for d in ("csrc", "tests/cpp", "examples/cpp", "bench/cpp")]
+    return sorted(str(p) for d in dirs if d.exists() for p in d.rglob("*") if p.suffix in exts)
+
+
+@pytest.mark.skipif(shutil.which("clang-format") is None, reason="clang-format is not installed (a test extra)")
+def test_clang_format():
+    """C++/CUDA is formatted by clang-format with the repository's .clang-format; run
+    `clang-format -i` on the files listed to fix."""
+    out = subprocess.run(["clang-format", "--dry-run", "-Werror", *_cpp_sources()], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    bad = sorted({line.split(":")[0] for line in out.stderr.splitlines() if ": error:" in line})
+    assert out.returncode == 0, "not clang-formatted:\n" + "\n".join(bad)

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
 
   // ---- W5: MuZero search on the tabular model (float32), S x A, roots B, sims
   const auto dims = load<std::int64_t>(dir + "/mcts_dims.bin");  // S, A
-  const std::int64_t A = dims[1];  // (dims[0] = S: the arrays' sizes carry it)
+  const std::int64_t A = dims[1];                                // (dims[0] = S: the arrays' sizes carry it)
   const auto ns = load<std::int64_t>(dir + "/mcts_next_state.bin");
   const auto rw = load<float>(dir + "/mcts_reward.bin"), disc = load<float>(dir + "/mcts_discount.bin");
   const auto lg = load<float>(dir + "/mcts_logits.bin"), pr = load<float>(dir + "/mcts_prior.bin");
@@ -77,8 +77,8 @@ int main(int argc, char** argv) {
   std::vector<double> Q(B * Sm * Am), Vo(B * Sm);
   std::vector<std::int64_t> pi(B * Sm);
   const mdp::Dense<double> m{P.data(), Sm, Am};
-  const std::string name = "bellman sweep B=" + std::to_string(B) + " S=" + std::to_string(Sm) + " A=" +
-                           std::to_string(Am);
+  const std::string name =
+      "bellman sweep B=" + std::to_string(B) + " S=" + std::to_string(Sm) + " A=" + std::to_string(Am);
   timeit(name.c_str(), repeats, [&] {
     mdp::backup_sweep_cpu<double>(m, R.data(), V.data(), gamma.data(), B, mdp::kOptimal, nullptr, nullptr, nullptr,
                                   Q.data(), Vo.data(), pi.data());

@@ -29,8 +29,7 @@ const T* in_ptr(const py::array& a, const char* name, std::initializer_list<py::
   // own dtype objects.
   if (!py::isinstance<py::array_t<T>>(a))
     throw std::invalid_argument(std::string(name) + ": wrong dtype for this kernel");
-  if (!(a.flags() & py::array::c_style))
-    throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+  if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
   if (static_cast<size_t>(a.ndim()) != shape.size())
     throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(shape.size()) +
                                 " dimensions, got shape " + shape_str(a));
@@ -66,11 +65,9 @@ auto dispatch_float(const py::array& a, const char* name, F&& f) {
 namespace pygenmod::bind {
 // An optional input: nullptr for None, else checked like in_ptr.
 template <class T>
-const T* in_ptr_or_null(const py::object& a, const char* name,
-                        std::initializer_list<py::ssize_t> shape) {
+const T* in_ptr_or_null(const py::object& a, const char* name, std::initializer_list<py::ssize_t> shape) {
   if (a.is_none()) return nullptr;
-  if (!py::isinstance<py::array>(a))
-    throw std::invalid_argument(std::string(name) + ": expected an array or None");
+  if (!py::isinstance<py::array>(a)) throw std::invalid_argument(std::string(name) + ": expected an array or None");
   return in_ptr<T>(py::reinterpret_borrow<py::array>(a), name, shape);
 }
 }  // namespace pygenmod::bind

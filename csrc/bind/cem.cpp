@@ -23,8 +23,8 @@ static void top_k(py::array x, py::array idx) {
   });
 }
 
-static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std::uint64_t stream,
-                        std::uint64_t offset, py::array X) {
+static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
+                        py::array X) {
   dispatch_float(mean, "mean", [&](auto tag) {
     using T = decltype(tag);
     if (mean.ndim() != 2 || X.ndim() != 3) throw std::invalid_argument("mean must be 2-D and X 3-D");

@@ -62,9 +62,9 @@ static elbo::Args<T> args_of(const py::array& mu, const py::array& p, const py::
   return a;
 }
 
-static void elbo_fwd(py::array mu, py::array p, py::array L, py::array pm, py::array pp, int kind, double lo,
-                     double hi, int lik, py::array x, py::array xi, py::array dec, py::array dp, int dkind,
-                     double beta, py::array out, py::array log_lik, py::array kl, py::array status) {
+static void elbo_fwd(py::array mu, py::array p, py::array L, py::array pm, py::array pp, int kind, double lo, double hi,
+                     int lik, py::array x, py::array xi, py::array dec, py::array dp, int dkind, double beta,
+                     py::array out, py::array log_lik, py::array kl, py::array status) {
   dispatch_float(mu, "mu", [&](auto tag) {
     using T = decltype(tag);
     const auto a = args_of<T>(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, dkind, beta);
@@ -77,10 +77,10 @@ static void elbo_fwd(py::array mu, py::array p, py::array L, py::array pm, py::a
   });
 }
 
-static void elbo_bwd(py::array mu, py::array p, py::array L, py::array pm, py::array pp, int kind, double lo,
-                     double hi, int lik, py::array x, py::array xi, py::array dec, py::array dp, int dkind,
-                     double beta, py::array gelbo, py::array gll, py::array gkl, py::array dmu, py::array dscale,
-                     py::array dL, py::array dpm, py::array dpp, py::array ddec, py::array ddp) {
+static void elbo_bwd(py::array mu, py::array p, py::array L, py::array pm, py::array pp, int kind, double lo, double hi,
+                     int lik, py::array x, py::array xi, py::array dec, py::array dp, int dkind, double beta,
+                     py::array gelbo, py::array gll, py::array gkl, py::array dmu, py::array dscale, py::array dL,
+                     py::array dpm, py::array dpp, py::array ddec, py::array ddp) {
   dispatch_float(mu, "mu", [&](auto tag) {
     using T = decltype(tag);
     const auto a = args_of<T>(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, dkind, beta);
@@ -102,11 +102,11 @@ static void elbo_bwd(py::array mu, py::array p, py::array L, py::array pm, py::a
 
 PYBIND11_MODULE(_cpu_elbo, m) {
   m.doc() = "pygenmod fused VAE ELBO, compiled CPU kernels (OpenMP)";
-  m.def("elbo", &elbo_fwd, "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a,
-        "hi"_a, "likelihood"_a, "x"_a, "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "elbo"_a,
-        "log_lik"_a, "kl"_a, "status"_a);
-  m.def("elbo_backward", &elbo_bwd, "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a,
-        "lo"_a, "hi"_a, "likelihood"_a, "x"_a, "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a,
-        "grad_elbo"_a, "grad_log_lik"_a, "grad_kl"_a, "dmu"_a, "dscale"_a, "dscale_tril"_a, "dprior_mu"_a,
-        "dprior_scale"_a, "ddec"_a, "ddec_scale"_a);
+  m.def("elbo", &elbo_fwd, "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a,
+        "likelihood"_a, "x"_a, "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "elbo"_a, "log_lik"_a, "kl"_a,
+        "status"_a);
+  m.def("elbo_backward", &elbo_bwd, "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a,
+        "hi"_a, "likelihood"_a, "x"_a, "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "grad_elbo"_a,
+        "grad_log_lik"_a, "grad_kl"_a, "dmu"_a, "dscale"_a, "dscale_tril"_a, "dprior_mu"_a, "dprior_scale"_a, "ddec"_a,
+        "ddec_scale"_a);
 }

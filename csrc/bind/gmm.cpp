@@ -13,29 +13,30 @@ using namespace pygenmod::bind;
 
 namespace {
 
-
 // Checked pointer of a per-set covariance-shaped array (B sets, K components, D dims).
 template <class T, class Ptr>
-Ptr* cov_ptr(py::array& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D,
-             bool out) {
+Ptr* cov_ptr(py::array& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D, bool out) {
   auto get = [&](std::initializer_list<py::ssize_t> shape) -> Ptr* {
     if (out) return out_ptr<T>(a, name, shape);
     return const_cast<Ptr*>(in_ptr<T>(a, name, shape));
   };
   switch (type) {
-    case gmm::FULL: return get({B, K, D, D});
-    case gmm::TIED: return get({B, D, D});
-    case gmm::DIAG: return get({B, K, D});
-    default: return get({B, K});
+    case gmm::FULL:
+      return get({B, K, D, D});
+    case gmm::TIED:
+      return get({B, D, D});
+    case gmm::DIAG:
+      return get({B, K, D});
+    default:
+      return get({B, K});
   }
 }
 
 py::ssize_t dim(const py::array& a, int i) { return a.ndim() > i ? a.shape(i) : 0; }
 
-void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_type,
-         py::ssize_t max_iter, double tol, py::array weights, py::array means, py::array cov,
-         py::array prec_chol, py::array lower_bound, py::array n_iter, py::array converged,
-         py::array flags) {
+void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_type, py::ssize_t max_iter, double tol,
+         py::array weights, py::array means, py::array cov, py::array prec_chol, py::array lower_bound,
+         py::array n_iter, py::array converged, py::array flags) {
   gmm::check_cov_type(cov_type);
   if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
   if (max_iter < 0) throw std::invalid_argument("max_iter: must be >= 0");
@@ -65,8 +66,8 @@ void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_typ
   });
 }
 
-void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type,
-            py::array weights, py::array means, py::array cov, py::array prec_chol, py::array flags) {
+void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type, py::array weights,
+            py::array means, py::array cov, py::array prec_chol, py::array flags) {
   gmm::check_cov_type(cov_type);
   dispatch_float(X, "X", [&](auto tag) {
     using T = decltype(tag);
@@ -87,8 +88,8 @@ void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t
   });
 }
 
-void e_step(py::array X, py::array weights, py::array means, py::array prec_chol, int cov_type,
-            py::array lp, py::array log_resp, py::array log_norm) {
+void e_step(py::array X, py::array weights, py::array means, py::array prec_chol, int cov_type, py::array lp,
+            py::array log_resp, py::array log_norm) {
   gmm::check_cov_type(cov_type);
   dispatch_float(X, "X", [&](auto tag) {
     using T = decltype(tag);
@@ -105,8 +106,8 @@ void e_step(py::array X, py::array weights, py::array means, py::array prec_chol
   });
 }
 
-void sample(py::array weights, py::array means, py::array prec_chol, int cov_type,
-            std::uint64_t seed, std::uint64_t stream, py::array out, py::array labels) {
+void sample(py::array weights, py::array means, py::array prec_chol, int cov_type, std::uint64_t seed,
+            std::uint64_t stream, py::array out, py::array labels) {
   gmm::check_cov_type(cov_type);
   dispatch_float(weights, "weights", [&](auto tag) {
     using T = decltype(tag);
@@ -129,8 +130,8 @@ py::tuple isa_cap(int cap) {
   return py::make_tuple(prev, cpu::detected_isa());
 }
 
-void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
-                      std::uint64_t stream, py::array idx) {
+void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream,
+                      py::array idx) {
   if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
   dispatch_float(W, "W", [&](auto tag) {
     using T = decltype(tag);
@@ -142,8 +143,8 @@ void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64
   });
 }
 
-void kmeanspp(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
-              std::uint64_t stream, py::array idx) {
+void kmeanspp(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream,
+              py::array idx) {
   if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
   dispatch_float(X, "X", [&](auto tag) {
     using T = decltype(tag);
@@ -156,8 +157,7 @@ void kmeanspp(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t K, std::u
   });
 }
 
-void kmeans(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t max_iter, py::array centers,
-            py::array labels) {
+void kmeans(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t max_iter, py::array centers, py::array labels) {
   if (n_rep < 1 || max_iter < 0) throw std::invalid_argument("n_rep >= 1 and max_iter >= 0 required");
   dispatch_float(X, "X", [&](auto tag) {
     using T = decltype(tag);
@@ -181,15 +181,14 @@ PYBIND11_MODULE(_cpu_gmm, m) {
                                  "spherical"_a = int(gmm::SPHERICAL));
   m.attr("FLAGS") = py::dict("COLLAPSED"_a = int(gmm::COLLAPSED), "REGULARISED"_a = int(gmm::REGULARISED),
                              "EMPTY_SET"_a = int(gmm::EMPTY_SET));
-  m.def("fit", &fit, "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a,
-        "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "lower_bound"_a, "n_iter"_a,
-        "converged"_a, "flags"_a);
+  m.def("fit", &fit, "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a,
+        "covariances"_a, "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a);
   m.def("m_step", &m_step, "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a,
         "covariances"_a, "prec_chol"_a, "flags"_a);
-  m.def("e_step", &e_step, "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a,
-        "log_resp"_a, "log_norm"_a);
-  m.def("sample", &sample, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a,
-        "stream"_a, "out"_a, "labels"_a);
+  m.def("e_step", &e_step, "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a, "log_resp"_a,
+        "log_norm"_a);
+  m.def("sample", &sample, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a,
+        "labels"_a);
   m.def("random_from_data", &random_from_data, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
   m.def("kmeanspp", &kmeanspp, "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
   m.def("_isa_cap", &isa_cap, "cap"_a);

@@ -24,21 +24,35 @@ mcts::Batch<T> batch_of(py::tuple tree, py::ssize_t* B) {
   t.N = N;
   t.A = A;
   py::array a;
-  a = arr(0); t.visits = out_ptr<i32>(a, "visits", {b, N});
-  a = arr(1); t.value_sum = out_ptr<T>(a, "value_sum", {b, N});
-  a = arr(2); t.raw_value = out_ptr<T>(a, "raw_value", {b, N});
-  a = arr(3); t.reward = out_ptr<T>(a, "reward", {b, N});
-  a = arr(4); t.discount = out_ptr<T>(a, "discount", {b, N});
-  a = arr(5); t.parent = out_ptr<i32>(a, "parent", {b, N});
-  a = arr(6); t.action = out_ptr<i32>(a, "action", {b, N});
+  a = arr(0);
+  t.visits = out_ptr<i32>(a, "visits", {b, N});
+  a = arr(1);
+  t.value_sum = out_ptr<T>(a, "value_sum", {b, N});
+  a = arr(2);
+  t.raw_value = out_ptr<T>(a, "raw_value", {b, N});
+  a = arr(3);
+  t.reward = out_ptr<T>(a, "reward", {b, N});
+  a = arr(4);
+  t.discount = out_ptr<T>(a, "discount", {b, N});
+  a = arr(5);
+  t.parent = out_ptr<i32>(a, "parent", {b, N});
+  a = arr(6);
+  t.action = out_ptr<i32>(a, "action", {b, N});
   t.children = out_ptr<i32>(children, "children", {b, N, A});
-  a = arr(8); t.logits = out_ptr<T>(a, "logits", {b, N, A});
-  a = arr(9); t.prior = out_ptr<T>(a, "prior", {b, N, A});
-  a = arr(10); t.invalid = out_ptr<u8>(a, "invalid", {b, N, A});
-  a = arr(11); t.state = out_ptr<std::int64_t>(a, "state", {b, N});
-  a = arr(12); t.num_nodes = out_ptr<i32>(a, "num_nodes", {b});
-  a = arr(13); t.gumbel = out_ptr<T>(a, "gumbel", {b, A});
-  a = arr(14); t.qbounds = out_ptr<T>(a, "qbounds", {b, 2});
+  a = arr(8);
+  t.logits = out_ptr<T>(a, "logits", {b, N, A});
+  a = arr(9);
+  t.prior = out_ptr<T>(a, "prior", {b, N, A});
+  a = arr(10);
+  t.invalid = out_ptr<u8>(a, "invalid", {b, N, A});
+  a = arr(11);
+  t.state = out_ptr<std::int64_t>(a, "state", {b, N});
+  a = arr(12);
+  t.num_nodes = out_ptr<i32>(a, "num_nodes", {b});
+  a = arr(13);
+  t.gumbel = out_ptr<T>(a, "gumbel", {b, A});
+  a = arr(14);
+  t.qbounds = out_ptr<T>(a, "qbounds", {b, 2});
   return t;
 }
 
@@ -64,8 +78,7 @@ void with_tree(py::tuple tree, F&& f) {
   });
 }
 
-const u8* optional_mask(const py::object& m, const char* name,
-                        std::initializer_list<py::ssize_t> shape) {
+const u8* optional_mask(const py::object& m, const char* name, std::initializer_list<py::ssize_t> shape) {
   if (m.is_none()) return nullptr;
   return in_ptr<u8>(m.cast<py::array>(), name, shape);
 }
@@ -80,9 +93,8 @@ void b_select(py::tuple tree, py::array params, py::array table, py::array node,
   });
 }
 
-void b_expand(py::tuple tree, py::array node, py::array action, py::array reward,
-            py::array discount, py::array logits, py::array value, py::object invalid,
-            py::array state, py::array out) {
+void b_expand(py::tuple tree, py::array node, py::array action, py::array reward, py::array discount, py::array logits,
+              py::array value, py::object invalid, py::array state, py::array out) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
     const py::ssize_t A = t.A;
@@ -108,10 +120,9 @@ void b_backup(py::tuple tree, py::array node) {
   });
 }
 
-void b_search_tabular(py::tuple tree, py::array params, py::array table,
-                      std::int64_t num_simulations, py::array next_state, py::array reward,
-                      py::array discount, py::array logits, py::array prior, py::array value,
-                      py::array invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0) {
+void b_search_tabular(py::tuple tree, py::array params, py::array table, std::int64_t num_simulations,
+                      py::array next_state, py::array reward, py::array discount, py::array logits, py::array prior,
+                      py::array value, py::array invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
     auto p = params_of(params, table);
@@ -139,8 +150,7 @@ void b_search_tabular(py::tuple tree, py::array params, py::array table,
   });
 }
 
-void b_advance(py::tuple tree, py::array action, py::array new_index, py::array old_index,
-             py::array status) {
+void b_advance(py::tuple tree, py::array action, py::array new_index, py::array old_index, py::array status) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
     const py::ssize_t N = t.N;
     const i32* a = in_ptr<i32>(action, "actions", {B});
@@ -176,8 +186,7 @@ void b_sample_action(py::array weights, py::array temperature, std::uint64_t see
                      py::array out) {
   dispatch_float(weights, "weights", [&](auto tag) {
     using T = decltype(tag);
-    const py::ssize_t B = weights.ndim() == 2 ? weights.shape(0) : 0,
-                      A = weights.ndim() == 2 ? weights.shape(1) : 0;
+    const py::ssize_t B = weights.ndim() == 2 ? weights.shape(0) : 0, A = weights.ndim() == 2 ? weights.shape(1) : 0;
     const T* w = in_ptr<T>(weights, "weights", {B, A});
     const T* tp = in_ptr<T>(temperature, "temperature", {B});
     auto* o = out_ptr<std::int64_t>(out, "out", {B});
@@ -191,12 +200,12 @@ void b_sample_action(py::array weights, py::array temperature, std::uint64_t see
 PYBIND11_MODULE(_cpu_mcts, m) {
   m.doc() = "pygenmod batched Monte Carlo tree search, compiled CPU kernels (OpenMP over trees)";
   m.def("select", &b_select, "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a);
-  m.def("expand", &b_expand, "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a,
-        "logits"_a, "value"_a, "invalid"_a, "state"_a, "out"_a);
+  m.def("expand", &b_expand, "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a,
+        "invalid"_a, "state"_a, "out"_a);
   m.def("backup", &b_backup, "tree"_a, "node"_a);
-  m.def("search_tabular", &b_search_tabular, "tree"_a, "params"_a, "table"_a, "num_simulations"_a,
-        "next_state"_a, "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a,
-        "cdf"_a = py::none(), "seed"_a = 0, "stream0"_a = 0);
+  m.def("search_tabular", &b_search_tabular, "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a,
+        "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0,
+        "stream0"_a = 0);
   m.def("advance", &b_advance, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a);
   m.def("dirichlet_noise", &b_dirichlet_noise, "seed"_a, "stream0"_a, "alpha"_a, "out"_a);
   m.def("gumbel_noise", &b_gumbel_noise, "seed"_a, "stream0"_a, "out"_a);

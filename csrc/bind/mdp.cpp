@@ -21,8 +21,8 @@ mdp::Dense<T> dense(const py::array& P, index_t& B) {
 
 // The CSR model over B MDPs (indptr has B*S*A + 1 entries).
 template <class T>
-mdp::Csr<T> csr(const py::array& data, const py::array& indices, const py::array& indptr,
-                index_t S, index_t A, index_t& B) {
+mdp::Csr<T> csr(const py::array& data, const py::array& indices, const py::array& indptr, index_t S, index_t A,
+                index_t& B) {
   if (S < 1 || A < 1) throw std::invalid_argument("n_states and n_actions must be >= 1");
   if (indptr.ndim() != 1 || (indptr.shape(0) - 1) % (S * A) != 0)
     throw std::invalid_argument("indptr: expected length B*S*A + 1");
@@ -31,15 +31,13 @@ mdp::Csr<T> csr(const py::array& data, const py::array& indices, const py::array
   const auto nnz = data.ndim() == 1 ? data.shape(0) : -2;
   if (ptr[0] != 0 || ptr[indptr.shape(0) - 1] != nnz)
     throw std::invalid_argument("indptr: must start at 0 and end at len(data)");
-  return mdp::Csr<T>{in_ptr<T>(data, "data", {nnz}), in_ptr<std::int32_t>(indices, "indices", {nnz}),
-                     ptr, S, A};
+  return mdp::Csr<T>{in_ptr<T>(data, "data", {nnz}), in_ptr<std::int32_t>(indices, "indices", {nnz}), ptr, S, A};
 }
 
 template <class T, class M>
-void backup_impl(const M& m, index_t B, const py::array& R, const py::array& V,
-                 const py::array& gamma, int kind, const py::object& pi_det,
-                 const py::object& pi_stoch, const py::object& tau, py::array& Q, py::array& V_out,
-                 py::array& policy) {
+void backup_impl(const M& m, index_t B, const py::array& R, const py::array& V, const py::array& gamma, int kind,
+                 const py::object& pi_det, const py::object& pi_stoch, const py::object& tau, py::array& Q,
+                 py::array& V_out, py::array& policy) {
   const index_t S = m.S, A = m.A;
   if (kind < 0 || kind > 3) throw std::invalid_argument("kind: expected 0..3");
   const T* r = in_ptr<T>(R, "R", {B, S, A});
@@ -63,10 +61,9 @@ void backup_impl(const M& m, index_t B, const py::array& R, const py::array& V,
 }
 
 template <class T, class M>
-void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamma,
-                const py::array& thresh, i64 max_iter, bool span, i64 eval_max, double eval_rel,
-                double row_tol, double elim_tau, py::array& V, py::array& Q, py::array& policy,
-                py::array& iterations, py::array& eval_sweeps, py::array& residual,
+void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamma, const py::array& thresh,
+                i64 max_iter, bool span, i64 eval_max, double eval_rel, double row_tol, double elim_tau, py::array& V,
+                py::array& Q, py::array& policy, py::array& iterations, py::array& eval_sweeps, py::array& residual,
                 py::array& converged, py::array& check_stats) {
   const index_t S = m.S, A = m.A;
   if (max_iter < 1) throw std::invalid_argument("max_iter: must be >= 1");
@@ -92,10 +89,9 @@ void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamm
 }
 
 template <class T, class M>
-void evaluate_impl(const M& m, index_t B, const py::array& R, const py::array& gamma,
-                   const py::array& thresh, i64 max_iter, bool span, const py::object& pi_det,
-                   const py::object& pi_stoch, py::array& V, py::array& iterations,
-                   py::array& residual, py::array& converged) {
+void evaluate_impl(const M& m, index_t B, const py::array& R, const py::array& gamma, const py::array& thresh,
+                   i64 max_iter, bool span, const py::object& pi_det, const py::object& pi_stoch, py::array& V,
+                   py::array& iterations, py::array& residual, py::array& converged) {
   const index_t S = m.S, A = m.A;
   if (max_iter < 1) throw std::invalid_argument("max_iter: must be >= 1");
   const T* r = in_ptr<T>(R, "R", {B, S, A});
@@ -129,84 +125,80 @@ PYBIND11_MODULE(_cpu_mdp, m) {
   m.attr("BACKUP_KINDS") = py::dict("optimal"_a = int(mdp::kOptimal), "policy"_a = int(mdp::kPolicy),
                                     "stochastic"_a = int(mdp::kStochastic), "soft"_a = int(mdp::kSoft));
 
-  m.def("backup_dense", [](py::array P, py::array R, py::array V, py::array gamma, int kind,
-                           py::object pi_det, py::object pi_stoch, py::object tau, py::array Q,
-                           py::array V_out, py::array policy) {
+  m.def(
+      "backup_dense",
+      [](py::array P, py::array R, py::array V, py::array gamma, int kind, py::object pi_det, py::object pi_stoch,
+         py::object tau, py::array Q, py::array V_out, py::array policy) {
+        dispatch_float(P, "P", [&](auto tag) {
+          using T = decltype(tag);
+          index_t B;
+          auto md = dense<T>(P, B);
+          backup_impl<T>(md, B, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy);
+        });
+      },
+      "P"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a, "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a);
+
+  m.def(
+      "backup_csr",
+      [](py::array data, py::array indices, py::array indptr, i64 S, i64 A, py::array R, py::array V, py::array gamma,
+         int kind, py::object pi_det, py::object pi_stoch, py::object tau, py::array Q, py::array V_out,
+         py::array policy) {
+        dispatch_float(data, "data", [&](auto tag) {
+          using T = decltype(tag);
+          index_t B;
+          auto mc = csr<T>(data, indices, indptr, S, A, B);
+          backup_impl<T>(mc, B, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy);
+        });
+      },
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a, "pi_det"_a,
+      "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a);
+
+  m.def("solve_dense", [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span,
+                          i64 eval_max, double eval_rel, double row_tol, double elim_tau, py::array V, py::array Q,
+                          py::array policy, py::array iterations, py::array eval_sweeps, py::array residual,
+                          py::array converged, py::array check_stats) {
     dispatch_float(P, "P", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto md = dense<T>(P, B);
-      backup_impl<T>(md, B, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy);
+      solve_impl<T>(md, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q, policy,
+                    iterations, eval_sweeps, residual, converged, check_stats);
     });
-  }, "P"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a, "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a,
-        "policy"_a);
+  });
 
-  m.def("backup_csr", [](py::array data, py::array indices, py::array indptr, i64 S, i64 A,
-                         py::array R, py::array V, py::array gamma, int kind, py::object pi_det,
-                         py::object pi_stoch, py::object tau, py::array Q, py::array V_out,
-                         py::array policy) {
+  m.def("solve_csr", [](py::array data, py::array indices, py::array indptr, i64 S, i64 A, py::array R, py::array gamma,
+                        py::array thresh, i64 max_iter, bool span, i64 eval_max, double eval_rel, double row_tol,
+                        double elim_tau, py::array V, py::array Q, py::array policy, py::array iterations,
+                        py::array eval_sweeps, py::array residual, py::array converged, py::array check_stats) {
     dispatch_float(data, "data", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto mc = csr<T>(data, indices, indptr, S, A, B);
-      backup_impl<T>(mc, B, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy);
+      solve_impl<T>(mc, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q, policy,
+                    iterations, eval_sweeps, residual, converged, check_stats);
     });
-  }, "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a,
-        "kind"_a, "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a);
+  });
 
-  m.def("solve_dense", [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter,
-                          bool span, i64 eval_max, double eval_rel, double row_tol,
-                          double elim_tau, py::array V,
-                          py::array Q, py::array policy, py::array iterations,
-                          py::array eval_sweeps, py::array residual, py::array converged,
-                          py::array check_stats) {
+  m.def("evaluate_dense", [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span,
+                             py::object pi_det, py::object pi_stoch, py::array V, py::array iterations,
+                             py::array residual, py::array converged) {
     dispatch_float(P, "P", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto md = dense<T>(P, B);
-      solve_impl<T>(md, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q,
-                    policy, iterations, eval_sweeps, residual, converged, check_stats);
+      evaluate_impl<T>(md, B, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, iterations, residual, converged);
     });
   });
 
-  m.def("solve_csr", [](py::array data, py::array indices, py::array indptr, i64 S, i64 A,
-                        py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span,
-                        i64 eval_max, double eval_rel, double row_tol, double elim_tau,
-                        py::array V, py::array Q,
-                        py::array policy, py::array iterations, py::array eval_sweeps,
-                        py::array residual, py::array converged, py::array check_stats) {
+  m.def("evaluate_csr", [](py::array data, py::array indices, py::array indptr, i64 S, i64 A, py::array R,
+                           py::array gamma, py::array thresh, i64 max_iter, bool span, py::object pi_det,
+                           py::object pi_stoch, py::array V, py::array iterations, py::array residual,
+                           py::array converged) {
     dispatch_float(data, "data", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto mc = csr<T>(data, indices, indptr, S, A, B);
-      solve_impl<T>(mc, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q,
-                    policy, iterations, eval_sweeps, residual, converged, check_stats);
-    });
-  });
-
-  m.def("evaluate_dense", [](py::array P, py::array R, py::array gamma, py::array thresh,
-                             i64 max_iter, bool span, py::object pi_det, py::object pi_stoch,
-                             py::array V, py::array iterations, py::array residual,
-                             py::array converged) {
-    dispatch_float(P, "P", [&](auto tag) {
-      using T = decltype(tag);
-      index_t B;
-      auto md = dense<T>(P, B);
-      evaluate_impl<T>(md, B, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, iterations,
-                       residual, converged);
-    });
-  });
-
-  m.def("evaluate_csr", [](py::array data, py::array indices, py::array indptr, i64 S, i64 A,
-                           py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span,
-                           py::object pi_det, py::object pi_stoch, py::array V,
-                           py::array iterations, py::array residual, py::array converged) {
-    dispatch_float(data, "data", [&](auto tag) {
-      using T = decltype(tag);
-      index_t B;
-      auto mc = csr<T>(data, indices, indptr, S, A, B);
-      evaluate_impl<T>(mc, B, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, iterations,
-                       residual, converged);
+      evaluate_impl<T>(mc, B, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, iterations, residual, converged);
     });
   });
 

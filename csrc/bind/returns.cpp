@@ -10,9 +10,8 @@ using namespace pygenmod::bind;
 namespace {
 
 template <class T, class F>
-void gae_impl(const py::array& r, const py::object& values, const py::object& next_values,
-              const py::object& bootstrap, const py::object& terminated,
-              const py::object& truncated, const py::object& mask, const py::array& gamma,
+void gae_impl(const py::array& r, const py::object& values, const py::object& next_values, const py::object& bootstrap,
+              const py::object& terminated, const py::object& truncated, const py::object& mask, const py::array& gamma,
               const py::array& lam, py::array& adv, const py::object& ret, py::array& status) {
   if (r.ndim() != 2) throw std::invalid_argument("rewards: expected shape (T, B)");
   const index_t Tn = r.shape(0), B = r.shape(1);
@@ -52,15 +51,22 @@ bool flags_are_u8(std::initializer_list<const py::object*> flags) {
 
 PYBIND11_MODULE(_cpu_returns, m) {
   m.doc() = "pygenmod returns (GAE, lambda-returns), compiled CPU kernels (OpenMP)";
-  m.def("gae", [](py::array r, py::object values, py::object next_values, py::object bootstrap,
-                  py::object terminated, py::object truncated, py::object mask, py::array gamma,
-                  py::array lam, py::array adv, py::object ret, py::array status) {
-    const bool u8 = flags_are_u8({&terminated, &truncated, &mask});
-    dispatch_float(r, "rewards", [&](auto tag) {
-      using T = decltype(tag);
-      if (u8) gae_impl<T, std::uint8_t>(r, values, next_values, bootstrap, terminated, truncated, mask, gamma, lam, adv, ret, status);
-      else gae_impl<T, T>(r, values, next_values, bootstrap, terminated, truncated, mask, gamma, lam, adv, ret, status);
-    });
-  }, "rewards"_a, "values"_a, "next_values"_a, "bootstrap"_a, "terminated"_a, "truncated"_a,
-        "mask"_a, "gamma"_a, "lam"_a, "advantages"_a, "returns"_a, "status"_a);
+  m.def(
+      "gae",
+      [](py::array r, py::object values, py::object next_values, py::object bootstrap, py::object terminated,
+         py::object truncated, py::object mask, py::array gamma, py::array lam, py::array adv, py::object ret,
+         py::array status) {
+        const bool u8 = flags_are_u8({&terminated, &truncated, &mask});
+        dispatch_float(r, "rewards", [&](auto tag) {
+          using T = decltype(tag);
+          if (u8)
+            gae_impl<T, std::uint8_t>(r, values, next_values, bootstrap, terminated, truncated, mask, gamma, lam, adv,
+                                      ret, status);
+          else
+            gae_impl<T, T>(r, values, next_values, bootstrap, terminated, truncated, mask, gamma, lam, adv, ret,
+                           status);
+        });
+      },
+      "rewards"_a, "values"_a, "next_values"_a, "bootstrap"_a, "terminated"_a, "truncated"_a, "mask"_a, "gamma"_a,
+      "lam"_a, "advantages"_a, "returns"_a, "status"_a);
 }

@@ -32,8 +32,7 @@ static double stream_read(py::array_t<double, py::array::c_style> a) {
   return total;
 }
 
-static void stream_copy(py::array_t<double, py::array::c_style> src,
-                        py::array_t<double, py::array::c_style> dst) {
+static void stream_copy(py::array_t<double, py::array::c_style> src, py::array_t<double, py::array::c_style> dst) {
   if (src.size() != dst.size()) throw std::invalid_argument("src and dst sizes differ");
   const double* s = src.data();
   double* d = dst.mutable_data();
@@ -46,8 +45,8 @@ static void stream_copy(py::array_t<double, py::array::c_style> src,
 static std::vector<std::string> simd_features() {
   const pygenmod::cpu::Features& f = pygenmod::cpu::features();
   std::vector<std::string> out;
-  const std::pair<bool, const char*> named[] = {{f.sse42, "sse4.2"}, {f.avx, "avx"}, {f.avx2, "avx2"},
-                                                {f.fma, "fma"}, {f.avx512f, "avx512f"}};
+  const std::pair<bool, const char*> named[] = {
+      {f.sse42, "sse4.2"}, {f.avx, "avx"}, {f.avx2, "avx2"}, {f.fma, "fma"}, {f.avx512f, "avx512f"}};
   for (const auto& [has, name] : named)
     if (has) out.emplace_back(name);
   return out;

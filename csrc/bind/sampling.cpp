@@ -74,8 +74,8 @@ static void philox(py::array ctr, py::array key, py::array out) {
 }
 
 static void normal_head(py::array mu, py::array p, py::array eps_in, int kind, double lo, double hi, uint64_t seed,
-                        uint64_t stream, uint64_t offset, py::array z, py::array eps_out, py::array kl,
-                        py::array logq, py::array status) {
+                        uint64_t stream, uint64_t offset, py::array z, py::array eps_out, py::array kl, py::array logq,
+                        py::array status) {
   dispatch_float(mu, "mu", [&](auto tag) {
     using T = decltype(tag);
     const auto B = dim(mu, 0), D = dim(mu, 1), S = dim(z, 0);
@@ -84,8 +84,8 @@ static void normal_head(py::array mu, py::array p, py::array eps_in, int kind, d
     const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
     const auto o = head_out<T>(z, eps_out, kl, logq, status, S, B, D);
     py::gil_scoped_release nogil;
-    sampling::normal_head_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, o.z, o.eps, o.kl,
-                                 o.logq, o.status);
+    sampling::normal_head_cpu<T>(m, pp, ei, kind, T(lo), T(hi), seed, stream, offset, S, B, D, o.z, o.eps, o.kl, o.logq,
+                                 o.status);
   });
 }
 
@@ -123,8 +123,8 @@ static void kl_normal(py::array mu, py::array p, py::array pm, py::array pp, int
   });
 }
 
-static void kl_normal_backward(py::array mu, py::array p, py::array pm, py::array pp, int kind, double lo,
-                               double hi, py::array g, py::array dmu, py::array dp, py::array dpm, py::array dpp) {
+static void kl_normal_backward(py::array mu, py::array p, py::array pm, py::array pp, int kind, double lo, double hi,
+                               py::array g, py::array dmu, py::array dp, py::array dpm, py::array dpp) {
   dispatch_float(mu, "mu", [&](auto tag) {
     using T = decltype(tag);
     const auto B = dim(mu, 0), D = dim(mu, 1);
@@ -177,8 +177,7 @@ static void normal_log_prob_backward(py::array x, py::array mu, py::array p, int
 }
 
 static void mvn_head(py::array mu, py::array L, py::array eps_in, bool check_upper, uint64_t seed, uint64_t stream,
-                     uint64_t offset, py::array z, py::array eps_out, py::array kl, py::array logq,
-                     py::array status) {
+                     uint64_t offset, py::array z, py::array eps_out, py::array kl, py::array logq, py::array status) {
   dispatch_float(mu, "mu", [&](auto tag) {
     using T = decltype(tag);
     const auto B = dim(mu, 0), D = dim(mu, 1), S = dim(z, 0), LB = dim(L, 0);
@@ -188,8 +187,8 @@ static void mvn_head(py::array mu, py::array L, py::array eps_in, bool check_upp
     const T* ei = opt_in<T>(eps_in, "eps", {S, B, D});
     const auto o = head_out<T>(z, eps_out, kl, logq, status, S, B, D);
     py::gil_scoped_release nogil;
-    sampling::mvn_head_cpu<T>(m, l, LB == 1 && B != 1, check_upper, ei, seed, stream, offset, S, B, D, o.z, o.eps,
-                              o.kl, o.logq, o.status);
+    sampling::mvn_head_cpu<T>(m, l, LB == 1 && B != 1, check_upper, ei, seed, stream, offset, S, B, D, o.z, o.eps, o.kl,
+                              o.logq, o.status);
   });
 }
 
@@ -207,8 +206,8 @@ static void mvn_head_backward(py::array mu, py::array L, py::array eps_in, uint6
     T* dm = out_ptr<T>(dmu, "dmu", {B, D});
     T* dl = out_ptr<T>(dL, "dscale_tril", {LB, D, D});
     py::gil_scoped_release nogil;
-    sampling::mvn_head_backward_cpu<T>(m, l, LB == 1 && B != 1, ei, seed, stream, offset, S, B, D, g.gz, g.gkl,
-                                       g.glogq, dm, dl);
+    sampling::mvn_head_backward_cpu<T>(m, l, LB == 1 && B != 1, ei, seed, stream, offset, S, B, D, g.gz, g.gkl, g.glogq,
+                                       dm, dl);
   });
 }
 
@@ -228,28 +227,27 @@ static void tri_solve(py::array L, py::array R, bool trans, py::array X) {
 PYBIND11_MODULE(_cpu_sampling, m) {
   m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
   // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
-  m.attr("SCALE_KINDS") = py::dict("logvar"_a = int(sampling::LOGVAR), "log_std"_a = int(sampling::LOG_STD),
-                                   "std"_a = int(sampling::STD));
-  m.attr("DISTS") = py::dict("uniform"_a = int(rng::UNIFORM), "normal"_a = int(rng::NORMAL), "gumbel"_a = int(rng::GUMBEL));
+  m.attr("SCALE_KINDS") =
+      py::dict("logvar"_a = int(sampling::LOGVAR), "log_std"_a = int(sampling::LOG_STD), "std"_a = int(sampling::STD));
+  m.attr("DISTS") =
+      py::dict("uniform"_a = int(rng::UNIFORM), "normal"_a = int(rng::NORMAL), "gumbel"_a = int(rng::GUMBEL));
   m.def("fill", &fill, "seed"_a, "stream"_a, "offset"_a, "dist"_a, "out"_a);
   m.def("bits", &bits, "seed"_a, "stream"_a, "offset"_a, "out"_a);
   m.def("philox", &philox, "counter"_a, "key"_a, "out"_a);
   m.def("normal_head", &normal_head, "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a, "seed"_a, "stream"_a,
         "offset"_a, "z"_a, "eps_out"_a, "kl"_a, "logq"_a, "status"_a);
-  m.def("normal_head_backward", &normal_head_backward, "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a,
-        "seed"_a, "stream"_a, "offset"_a, "n_samples"_a, "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a,
-        "dscale"_a);
-  m.def("kl_normal", &kl_normal, "mu"_a, "scale"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a,
-        "kl"_a, "status"_a);
-  m.def("kl_normal_backward", &kl_normal_backward, "mu"_a, "scale"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a,
-        "lo"_a, "hi"_a, "grad"_a, "dmu"_a, "dscale"_a, "dprior_mu"_a, "dprior_scale"_a);
-  m.def("normal_log_prob", &normal_log_prob, "x"_a, "mu"_a, "scale"_a, "kind"_a, "lo"_a, "hi"_a, "out"_a,
+  m.def("normal_head_backward", &normal_head_backward, "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a, "seed"_a,
+        "stream"_a, "offset"_a, "n_samples"_a, "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a, "dscale"_a);
+  m.def("kl_normal", &kl_normal, "mu"_a, "scale"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a, "kl"_a,
         "status"_a);
+  m.def("kl_normal_backward", &kl_normal_backward, "mu"_a, "scale"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a,
+        "hi"_a, "grad"_a, "dmu"_a, "dscale"_a, "dprior_mu"_a, "dprior_scale"_a);
+  m.def("normal_log_prob", &normal_log_prob, "x"_a, "mu"_a, "scale"_a, "kind"_a, "lo"_a, "hi"_a, "out"_a, "status"_a);
   m.def("normal_log_prob_backward", &normal_log_prob_backward, "x"_a, "mu"_a, "scale"_a, "kind"_a, "lo"_a, "hi"_a,
         "grad"_a, "dx"_a, "dmu"_a, "dscale"_a);
   m.def("mvn_head", &mvn_head, "mu"_a, "scale_tril"_a, "eps"_a, "check_upper"_a, "seed"_a, "stream"_a, "offset"_a,
         "z"_a, "eps_out"_a, "kl"_a, "logq"_a, "status"_a);
-  m.def("mvn_head_backward", &mvn_head_backward, "mu"_a, "scale_tril"_a, "eps"_a, "seed"_a, "stream"_a,
-        "offset"_a, "n_samples"_a, "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a, "dscale_tril"_a);
+  m.def("mvn_head_backward", &mvn_head_backward, "mu"_a, "scale_tril"_a, "eps"_a, "seed"_a, "stream"_a, "offset"_a,
+        "n_samples"_a, "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a, "dscale_tril"_a);
   m.def("tri_solve", &tri_solve, "L"_a, "rhs"_a, "trans"_a, "out"_a);
 }

@@ -90,19 +90,21 @@ using L = std::initializer_list<py::ssize_t>;
 
 // The arguments forward and backward share: x, 1 / temperature, sizes, grid and mask.
 template <class Args, class S = std::remove_const_t<std::remove_pointer_t<decltype(Args::x)>>>
-void common(Args& a, const py::array& x, const py::array& inv_temp, const py::object& mask,
-            const Dims& d, bool cl, double x0, double dx, double y0, double dy) {
+void common(Args& a, const py::array& x, const py::array& inv_temp, const py::object& mask, const Dims& d, bool cl,
+            double x0, double dx, double y0, double dy) {
   using T = spatial::compute_t<S>;
   a.x = layout_ptr<const S*>(d, cl, [&](L s) { return x_ptr<S>(x, s); });
   a.inv = in_ptr<T>(inv_temp, "inv_temp", {d.C});
-  a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
+  a.B = d.B;
+  a.C = d.C;
+  a.H = d.H;
+  a.W = d.W;
   a.g = {x0, dx, y0, dy};
   a.mask = get_mask(mask, d);
 }
 
-void forward(py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0,
-             double dy, bool channels_last, py::array kp, py::object cov, py::object maps,
-             py::array stats) {
+void forward(py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0, double dy,
+             bool channels_last, py::array kp, py::object cov, py::object maps, py::array stats) {
   const Dims d = dims(x, channels_last);
   dispatch_storage(x, [&](auto tag) {
     using S = decltype(tag);
@@ -118,10 +120,9 @@ void forward(py::array x, py::array inv_temp, py::object mask, double x0, double
   });
 }
 
-void backward(py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0,
-              double dy, bool channels_last, py::array stats, py::array kp, py::object cov,
-              py::array g_kp, py::object g_cov, py::object g_maps, py::array gx,
-              py::array g_temp) {
+void backward(py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0, double dy,
+              bool channels_last, py::array stats, py::array kp, py::object cov, py::array g_kp, py::object g_cov,
+              py::object g_maps, py::array gx, py::array g_temp) {
   const Dims d = dims(x, channels_last);
   dispatch_storage(x, [&](auto tag) {
     using S = decltype(tag);
@@ -133,8 +134,7 @@ void backward(py::array x, py::array inv_temp, py::object mask, double x0, doubl
     a.cov = opt_in<T>(cov, "cov", {d.B, d.C, 2, 2});
     a.g_kp = in_ptr<T>(g_kp, "grad_keypoints", {d.B, d.C, 2});
     a.g_cov = opt_in<T>(g_cov, "grad_cov", {d.B, d.C, 2, 2});
-    a.g_maps = layout_ptr<const T*>(d, channels_last,
-                                    [&](L s) { return opt_in<T>(g_maps, "grad_maps", s); });
+    a.g_maps = layout_ptr<const T*>(d, channels_last, [&](L s) { return opt_in<T>(g_maps, "grad_maps", s); });
     if (a.g_cov && !a.cov) throw std::invalid_argument("cov: needed with grad_cov");
     a.gx = layout_ptr<T*>(d, channels_last, [&](L s) { return out_ptr<T>(gx, "grad_x", s); });
     a.g_temp = out_ptr<T>(g_temp, "grad_temp", {d.B, d.C});
@@ -147,9 +147,8 @@ void backward(py::array x, py::array inv_temp, py::object mask, double x0, doubl
 
 PYBIND11_MODULE(_cpu_spatial, m) {
   m.doc() = "pygenmod spatial softmax keypoints, compiled CPU kernels (OpenMP)";
-  m.def("forward", &forward, "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a,
-        "channels_last"_a, "keypoints"_a, "cov"_a, "maps"_a, "stats"_a);
-  m.def("backward", &backward, "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a,
-        "channels_last"_a, "stats"_a, "keypoints"_a, "cov"_a, "grad_keypoints"_a, "grad_cov"_a,
-        "grad_maps"_a, "grad_x"_a, "grad_temp"_a);
+  m.def("forward", &forward, "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a,
+        "keypoints"_a, "cov"_a, "maps"_a, "stats"_a);
+  m.def("backward", &backward, "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a,
+        "stats"_a, "keypoints"_a, "cov"_a, "grad_keypoints"_a, "grad_cov"_a, "grad_maps"_a, "grad_x"_a, "grad_temp"_a);
 }

@@ -69,20 +69,21 @@ void bellman(const T* P, const T* R, const T* V, const T* gamma, int64_t B, int6
     for (int64_t b = 0; b < B; ++b) need(tau[b] > 0, "tau: must be > 0");
   mdp::Dense<T> m{P, S, A};
   mdp::backup_sweep_cpu(m, R, V, gamma, B, kind, kind == mdp::kPolicy ? pi_det : nullptr,
-                        kind == mdp::kStochastic ? pi_stoch : nullptr, kind == mdp::kSoft ? tau : nullptr, Q,
-                        V_out, policy);
+                        kind == mdp::kStochastic ? pi_stoch : nullptr, kind == mdp::kSoft ? tau : nullptr, Q, V_out,
+                        policy);
 }
 
 template <class T>
-void gae(const T* r, const T* v, const T* next_v, const T* boot, const uint8_t* term, const uint8_t* trunc, const T* gamma,
-         const T* lam, int64_t Tn, int64_t B, T* adv, T* ret) {
+void gae(const T* r, const T* v, const T* next_v, const T* boot, const uint8_t* term, const uint8_t* trunc,
+         const T* gamma, const T* lam, int64_t Tn, int64_t B, T* adv, T* ret) {
   need(Tn >= 0 && B >= 0, "T and B must be >= 0");
   need(r && v && gamma && lam && adv, "rewards, values, gamma, lam and advantages must not be NULL");
-  need(!trunc || next_v, "next_values: required when truncated is given (the value of the observation where "
-                         "the episode was cut)");
+  need(!trunc || next_v,
+       "next_values: required when truncated is given (the value of the observation where "
+       "the episode was cut)");
   std::uint8_t nonfinite = 0;
-  pygenmod::returns::gae_cpu<T, std::uint8_t>(r, v, next_v, boot, term, trunc, nullptr, gamma, lam, Tn, B, adv,
-                                              ret, &nonfinite);
+  pygenmod::returns::gae_cpu<T, std::uint8_t>(r, v, next_v, boot, term, trunc, nullptr, gamma, lam, Tn, B, adv, ret,
+                                              &nonfinite);
   need(nonfinite == 0, "the inputs contain NaN or infinity");
 }
 
@@ -118,47 +119,45 @@ extern "C" {
 const char* pgm_last_error(void) { return g_error.c_str(); }
 const char* pgm_version(void) { return PYGENMOD_VERSION; }
 
-int pgm_bellman_backup_f64(const double* P, const double* R, const double* V, const double* gamma, int64_t B,
-                           int64_t S, int64_t A, int kind, const int64_t* pi_det, const double* pi_stoch,
-                           const double* tau, double* Q, double* V_out, int64_t* policy) {
+int pgm_bellman_backup_f64(const double* P, const double* R, const double* V, const double* gamma, int64_t B, int64_t S,
+                           int64_t A, int kind, const int64_t* pi_det, const double* pi_stoch, const double* tau,
+                           double* Q, double* V_out, int64_t* policy) {
   return guarded(__func__, [&] { bellman(P, R, V, gamma, B, S, A, kind, pi_det, pi_stoch, tau, Q, V_out, policy); });
 }
-int pgm_bellman_backup_f32(const float* P, const float* R, const float* V, const float* gamma, int64_t B,
-                           int64_t S, int64_t A, int kind, const int64_t* pi_det, const float* pi_stoch,
-                           const float* tau, float* Q, float* V_out, int64_t* policy) {
+int pgm_bellman_backup_f32(const float* P, const float* R, const float* V, const float* gamma, int64_t B, int64_t S,
+                           int64_t A, int kind, const int64_t* pi_det, const float* pi_stoch, const float* tau,
+                           float* Q, float* V_out, int64_t* policy) {
   return guarded(__func__, [&] { bellman(P, R, V, gamma, B, S, A, kind, pi_det, pi_stoch, tau, Q, V_out, policy); });
 }
 
 int pgm_gae_f64(const double* rewards, const double* values, const double* next_values, const double* bootstrap,
-                const uint8_t* terminated, const uint8_t* truncated, const double* gamma, const double* lam,
-                int64_t T, int64_t B, double* advantages, double* returns) {
+                const uint8_t* terminated, const uint8_t* truncated, const double* gamma, const double* lam, int64_t T,
+                int64_t B, double* advantages, double* returns) {
   return guarded(__func__, [&] {
     gae(rewards, values, next_values, bootstrap, terminated, truncated, gamma, lam, T, B, advantages, returns);
   });
 }
 int pgm_gae_f32(const float* rewards, const float* values, const float* next_values, const float* bootstrap,
-                const uint8_t* terminated, const uint8_t* truncated, const float* gamma, const float* lam,
-                int64_t T, int64_t B, float* advantages, float* returns) {
+                const uint8_t* terminated, const uint8_t* truncated, const float* gamma, const float* lam, int64_t T,
+                int64_t B, float* advantages, float* returns) {
   return guarded(__func__, [&] {
     gae(rewards, values, next_values, bootstrap, terminated, truncated, gamma, lam, T, B, advantages, returns);
   });
 }
 
 int pgm_mcts_search_tabular_f64(const int64_t* next_state, const double* reward, const double* discount,
-                                const double* logits, const double* prior, const double* value,
-                                const uint8_t* invalid, int64_t S, int64_t A, const int64_t* roots, int64_t B,
-                                int64_t num_simulations, double pb_c_init, double pb_c_base,
-                                int32_t* visit_counts, double* root_value) {
+                                const double* logits, const double* prior, const double* value, const uint8_t* invalid,
+                                int64_t S, int64_t A, const int64_t* roots, int64_t B, int64_t num_simulations,
+                                double pb_c_init, double pb_c_base, int32_t* visit_counts, double* root_value) {
   return guarded(__func__, [&] {
     mcts_tabular(next_state, reward, discount, logits, prior, value, invalid, S, A, roots, B, num_simulations,
                  pb_c_init, pb_c_base, visit_counts, root_value);
   });
 }
 int pgm_mcts_search_tabular_f32(const int64_t* next_state, const float* reward, const float* discount,
-                                const float* logits, const float* prior, const float* value,
-                                const uint8_t* invalid, int64_t S, int64_t A, const int64_t* roots, int64_t B,
-                                int64_t num_simulations, double pb_c_init, double pb_c_base,
-                                int32_t* visit_counts, float* root_value) {
+                                const float* logits, const float* prior, const float* value, const uint8_t* invalid,
+                                int64_t S, int64_t A, const int64_t* roots, int64_t B, int64_t num_simulations,
+                                double pb_c_init, double pb_c_base, int32_t* visit_counts, float* root_value) {
   return guarded(__func__, [&] {
     mcts_tabular(next_state, reward, discount, logits, prior, value, invalid, S, A, roots, B, num_simulations,
                  pb_c_init, pb_c_base, visit_counts, root_value);

@@ -44,8 +44,8 @@ __global__ void kl_kernel(const T* p, const T* q, const std::uint8_t* mp, index_
                           index_t mqrows, bool p_is_prob, index_t B, index_t K, T* out, std::int32_t* status) {
   const index_t b = row_id();
   if (b < B)
-    status[b] = kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob,
-                       out + b);
+    status[b] =
+        kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, out + b);
 }
 
 template <class T>
@@ -60,16 +60,16 @@ __global__ void kl_backward_kernel(const T* p, const T* q, const std::uint8_t* m
 }  // namespace
 
 template <class T>
-void categorical_log_prob(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
-                          index_t K, T* out, std::int32_t* status, cudaStream_t st) {
+void categorical_log_prob(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K,
+                          T* out, std::int32_t* status, cudaStream_t st) {
   if (B == 0) return;
   log_prob_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(x, m, mrows, a, B, K, out, status);
   check_launch("categorical_log_prob");
 }
 
 template <class T>
-void categorical_log_prob_backward(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a,
-                                   index_t B, index_t K, const T* g, T* dx, cudaStream_t st) {
+void categorical_log_prob_backward(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
+                                   index_t K, const T* g, T* dx, cudaStream_t st) {
   if (B == 0) return;
   log_prob_backward_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(x, m, mrows, a, B, K, g, dx);
   check_launch("categorical_log_prob_backward");
@@ -105,23 +105,23 @@ void categorical_kl_backward(const T* p, const T* q, const std::uint8_t* mp, ind
                              index_t mqrows, bool p_is_prob, index_t B, index_t K, const T* g, T* dp, T* dq,
                              cudaStream_t st) {
   if (B == 0) return;
-  kl_backward_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(p, q, mp, mprows, mq, mqrows, p_is_prob, B, K, g,
-                                                                    dp, dq);
+  kl_backward_kernel<T>
+      <<<blocks_for(B, THREADS), THREADS, 0, st>>>(p, q, mp, mprows, mq, mqrows, p_is_prob, B, K, g, dp, dq);
   check_launch("categorical_kl_backward");
 }
 
-#define PGM_INSTANTIATE(T)                                                                                          \
-  template void categorical_log_prob<T>(const T*, const std::uint8_t*, index_t, const std::int64_t*, index_t,       \
-                                        index_t, T*, std::int32_t*, cudaStream_t);                                  \
-  template void categorical_log_prob_backward<T>(const T*, const std::uint8_t*, index_t, const std::int64_t*,       \
-                                                 index_t, index_t, const T*, T*, cudaStream_t);                     \
-  template void categorical_entropy<T>(const T*, const std::uint8_t*, index_t, index_t, index_t, T*, std::int32_t*, \
-                                       cudaStream_t);                                                               \
-  template void categorical_entropy_backward<T>(const T*, const std::uint8_t*, index_t, index_t, index_t, const T*, \
-                                                T*, cudaStream_t);                                                  \
-  template void categorical_kl<T>(const T*, const T*, const std::uint8_t*, index_t, const std::uint8_t*, index_t,   \
-                                  bool, index_t, index_t, T*, std::int32_t*, cudaStream_t);                         \
-  template void categorical_kl_backward<T>(const T*, const T*, const std::uint8_t*, index_t, const std::uint8_t*,   \
+#define PGM_INSTANTIATE(T)                                                                                             \
+  template void categorical_log_prob<T>(const T*, const std::uint8_t*, index_t, const std::int64_t*, index_t, index_t, \
+                                        T*, std::int32_t*, cudaStream_t);                                              \
+  template void categorical_log_prob_backward<T>(const T*, const std::uint8_t*, index_t, const std::int64_t*, index_t, \
+                                                 index_t, const T*, T*, cudaStream_t);                                 \
+  template void categorical_entropy<T>(const T*, const std::uint8_t*, index_t, index_t, index_t, T*, std::int32_t*,    \
+                                       cudaStream_t);                                                                  \
+  template void categorical_entropy_backward<T>(const T*, const std::uint8_t*, index_t, index_t, index_t, const T*,    \
+                                                T*, cudaStream_t);                                                     \
+  template void categorical_kl<T>(const T*, const T*, const std::uint8_t*, index_t, const std::uint8_t*, index_t,      \
+                                  bool, index_t, index_t, T*, std::int32_t*, cudaStream_t);                            \
+  template void categorical_kl_backward<T>(const T*, const T*, const std::uint8_t*, index_t, const std::uint8_t*,      \
                                            index_t, bool, index_t, index_t, const T*, T*, T*, cudaStream_t);
 PGM_INSTANTIATE(float)
 PGM_INSTANTIATE(double)

@@ -9,11 +9,11 @@
 namespace pygenmod::cuda {
 // One thread per row of K logits (see pygenmod/categorical.hpp). Masks: null, or mrows 1 / B.
 template <class T>
-void categorical_log_prob(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
-                          index_t K, T* out, std::int32_t* status, cudaStream_t stream);
+void categorical_log_prob(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K,
+                          T* out, std::int32_t* status, cudaStream_t stream);
 template <class T>
-void categorical_log_prob_backward(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a,
-                                   index_t B, index_t K, const T* g, T* dx, cudaStream_t stream);
+void categorical_log_prob_backward(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
+                                   index_t K, const T* g, T* dx, cudaStream_t stream);
 template <class T>
 void categorical_entropy(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, T* out,
                          std::int32_t* status, cudaStream_t stream);

@@ -12,8 +12,8 @@ namespace pygenmod::cuda {
 
 inline void check(cudaError_t err, const char* what) {
   if (err != cudaSuccess)
-    throw std::runtime_error(std::string("pygenmod CUDA error in ") + what + ": " +
-                             cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")");
+    throw std::runtime_error(std::string("pygenmod CUDA error in ") + what + ": " + cudaGetErrorName(err) + " (" +
+                             cudaGetErrorString(err) + ")");
 }
 
 // PYGENMOD_CUDA_SYNC=1 (debug): synchronise the device after every launch, so that an

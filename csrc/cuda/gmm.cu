@@ -47,8 +47,8 @@ struct EmBuffers {
 
 // Weighted centre and weight of each set: one thread per (set, dim), serial over points.
 template <class T>
-__global__ void centre_kernel(const T* X, const T* W, index_t B, index_t n_rep, index_t N, index_t D,
-                              double* c, double* wsum) {
+__global__ void centre_kernel(const T* X, const T* W, index_t B, index_t n_rep, index_t N, index_t D, double* c,
+                              double* wsum) {
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * D) return;
   const index_t s = t / D, d = t % D, xb = s / n_rep;
@@ -65,9 +65,9 @@ __global__ void centre_kernel(const T* X, const T* W, index_t B, index_t n_rep, 
 
 // Weighted responsibilities (double) and w * log-norm of each point of the active sets.
 template <class T>
-__global__ void estep_kernel(int type, const T* X, const T* W, index_t B, index_t n_rep, index_t N,
-                             index_t D, index_t K, const T* weights, const T* means, const T* pc,
-                             const std::uint8_t* active, double* r, double* llp) {
+__global__ void estep_kernel(int type, const T* X, const T* W, index_t B, index_t n_rep, index_t N, index_t D,
+                             index_t K, const T* weights, const T* means, const T* pc, const std::uint8_t* active,
+                             double* r, double* llp) {
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * N) return;
   const index_t s = t / N, n = t % N, xb = s / n_rep;
@@ -84,8 +84,7 @@ __global__ void estep_kernel(int type, const T* X, const T* W, index_t B, index_
   double mx = -INFINITY;
   for (index_t k = 0; k < K; ++k) {
     const T* P = pc + s * cs + pc_offset(type, k, D);
-    const double l = log(static_cast<double>(weights[s * K + k])) + log_det_pc(type, P, D) -
-                     0.5 * D * kLog2Pi -
+    const double l = log(static_cast<double>(weights[s * K + k])) + log_det_pc(type, P, D) - 0.5 * D * kLog2Pi -
                      0.5 * static_cast<double>(mahalanobis2<T>(type, x, means + (s * K + k) * D, P, D));
     rp[k] = l;
     mx = l > mx ? l : mx;
@@ -104,8 +103,8 @@ __global__ void estep_kernel(int type, const T* X, const T* W, index_t B, index_
 
 // Responsibilities given by the caller (times the point weights).
 template <class T>
-__global__ void resp_kernel(const T* W, const T* resp, index_t B, index_t n_rep, index_t N, index_t K,
-                            double* r, double* llp) {
+__global__ void resp_kernel(const T* W, const T* resp, index_t B, index_t n_rep, index_t N, index_t K, double* r,
+                            double* llp) {
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * N) return;
   const index_t s = t / N, n = t % N, xb = s / n_rep;
@@ -116,9 +115,9 @@ __global__ void resp_kernel(const T* W, const T* resp, index_t B, index_t n_rep,
 
 // Statistic `q` of set s over point group g: [Nk K][S1 K*D][S2][ll 1], centred at c.
 template <class T>
-__global__ void stats_kernel(int type, const T* X, const T* W, index_t B, index_t n_rep, index_t N,
-                             index_t D, index_t K, index_t G, const double* c, const double* r,
-                             const double* llp, const std::uint8_t* active, double* part) {
+__global__ void stats_kernel(int type, const T* X, const T* W, index_t B, index_t n_rep, index_t N, index_t D,
+                             index_t K, index_t G, const double* c, const double* r, const double* llp,
+                             const std::uint8_t* active, double* part) {
   const index_t SS = stats_size(type, K, D);
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * G * SS) return;
@@ -141,13 +140,25 @@ __global__ void stats_kernel(int type, const T* X, const T* W, index_t B, index_
   } else {
     const index_t e = q - o2;
     index_t k = 0, i = 0, j = 0;
-    if (type == FULL) { k = e / (D * D); i = (e % (D * D)) / D; j = e % D; }
-    else if (type == TIED) { i = e / D; j = e % D; }
-    else { k = e / D; i = j = e % D; }
-    if (j > i) { part[t] = 0; return; }  // upper triangle unused
+    if (type == FULL) {
+      k = e / (D * D);
+      i = (e % (D * D)) / D;
+      j = e % D;
+    } else if (type == TIED) {
+      i = e / D;
+      j = e % D;
+    } else {
+      k = e / D;
+      i = j = e % D;
+    }
+    if (j > i) {
+      part[t] = 0;
+      return;
+    }  // upper triangle unused
     for (index_t n = n0; n < n1; ++n) {
-      const double a = (type == TIED) ? ((static_cast<double>(W[xb * N + n]) > 0) ? static_cast<double>(W[xb * N + n]) : 0.0)
-                                      : r[(s * N + n) * K + k];
+      const double a = (type == TIED)
+                           ? ((static_cast<double>(W[xb * N + n]) > 0) ? static_cast<double>(W[xb * N + n]) : 0.0)
+                           : r[(s * N + n) * K + k];
       if (a == 0) continue;
       const T* x = X + (xb * N + n) * D;
       acc += a * (static_cast<double>(x[i]) - cs[i]) * (static_cast<double>(x[j]) - cs[j]);
@@ -156,8 +167,8 @@ __global__ void stats_kernel(int type, const T* X, const T* W, index_t B, index_
   part[t] = acc;
 }
 
-__global__ void reduce_kernel(index_t B, index_t G, index_t SS, const std::uint8_t* active,
-                              const double* part, double* st) {
+__global__ void reduce_kernel(index_t B, index_t G, index_t SS, const std::uint8_t* active, const double* part,
+                              double* st) {
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * SS) return;
   const index_t s = t / SS, q = t % SS;
@@ -169,18 +180,17 @@ __global__ void reduce_kernel(index_t B, index_t G, index_t SS, const std::uint8
 
 // M-step, bound and convergence test of one set per thread.
 template <class T>
-__global__ void finish_kernel(int type, index_t B, index_t D, index_t K, const double* st,
-                              const double* c, const double* wsum, const T* reg, double tol, index_t it,
-                              T* weights, T* means, T* cov, T* pc, T* lower_bound, std::int64_t* n_iter,
-                              std::uint8_t* converged, std::uint8_t* flags, std::uint8_t* active,
-                              double* prev, double* work, bool fit_mode) {
+__global__ void finish_kernel(int type, index_t B, index_t D, index_t K, const double* st, const double* c,
+                              const double* wsum, const T* reg, double tol, index_t it, T* weights, T* means, T* cov,
+                              T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags,
+                              std::uint8_t* active, double* prev, double* work, bool fit_mode) {
   const index_t s = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (s >= B || !active[s]) return;
   const index_t SS = stats_size(type, K, D);
   const index_t cs = cov_size(type, K, D);
   const double* sts = st + s * SS;
-  finalize(type, sts, c + s * D, wsum[s], K, D, static_cast<double>(reg[s]), weights + s * K,
-           means + s * K * D, cov + s * cs, pc + s * cs, flags + s * K, work + s * finalize_workspace(K, D));
+  finalize(type, sts, c + s * D, wsum[s], K, D, static_cast<double>(reg[s]), weights + s * K, means + s * K * D,
+           cov + s * cs, pc + s * cs, flags + s * K, work + s * finalize_workspace(K, D));
   if (!fit_mode) return;
   if (!(wsum[s] > 0)) {
     lower_bound[s] = static_cast<T>(-INFINITY);
@@ -204,10 +214,9 @@ __global__ void finish_kernel(int type, index_t B, index_t D, index_t K, const d
 // parameters and bound -inf and stays inactive; otherwise the bound starts at the given value
 // (NaN: -inf) and is the result when max_iter = 0.
 template <class T>
-__global__ void init_fit_kernel(int type, index_t B, index_t D, index_t K, const double* wsum, T* weights,
-                                T* means, T* cov, T* pc, std::uint8_t* flags, T* lower_bound,
-                                std::uint8_t* active, double* prev, std::int64_t* n_iter,
-                                std::uint8_t* converged) {
+__global__ void init_fit_kernel(int type, index_t B, index_t D, index_t K, const double* wsum, T* weights, T* means,
+                                T* cov, T* pc, std::uint8_t* flags, T* lower_bound, std::uint8_t* active, double* prev,
+                                std::int64_t* n_iter, std::uint8_t* converged) {
   const index_t s = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (s >= B) return;
   n_iter[s] = 0;
@@ -227,8 +236,8 @@ __global__ void init_fit_kernel(int type, index_t B, index_t D, index_t K, const
 
 // Component log-density of point x under component k of set b (the CPU's e_step_cpu expression).
 template <class T>
-__device__ double comp_logpdf(int type, const T* x, const T* means, const T* pc, index_t b, index_t k,
-                              index_t D, index_t K) {
+__device__ double comp_logpdf(int type, const T* x, const T* means, const T* pc, index_t b, index_t k, index_t D,
+                              index_t K) {
   const T* P = pc + b * cov_size(type, K, D) + pc_offset(type, k, D);
   return log_det_pc(type, P, D) - 0.5 * D * kLog2Pi -
          0.5 * static_cast<double>(mahalanobis2<T>(type, x, means + (b * K + k) * D, P, D));
@@ -238,8 +247,8 @@ __device__ double comp_logpdf(int type, const T* x, const T* means, const T* pc,
 // log-densities (gmm.hpp logsumexp: max, then sum of exp). float64 data reads them back from
 // lp (exact); float32 recomputes them, since lp holds them rounded to float32.
 template <class T>
-__global__ void e_step_kernel(int type, const T* X, const T* weights, const T* means, const T* pc,
-                              index_t B, index_t N, index_t D, index_t K, T* lp, T* log_resp, T* log_norm) {
+__global__ void e_step_kernel(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B, index_t N,
+                              index_t D, index_t K, T* lp, T* log_resp, T* log_norm) {
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * N) return;
   const index_t b = t / N;
@@ -268,43 +277,42 @@ __global__ void e_step_kernel(int type, const T* X, const T* weights, const T* m
 }
 
 template <class T>
-__global__ void sample_kernel(int type, const T* weights, const T* means, const T* pc, index_t B,
-                              index_t K, index_t D, index_t n, std::uint64_t seed, std::uint64_t stream0,
-                              T* out, std::int64_t* labels) {
+__global__ void sample_kernel(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K, index_t D,
+                              index_t n, std::uint64_t seed, std::uint64_t stream0, T* out, std::int64_t* labels) {
   const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (t >= B * n) return;
   const index_t b = t / n, i = t % n;
   const index_t cs = cov_size(type, K, D);
-  sample_one(type, weights + b * K, means + b * K * D, pc + b * cs, K, D, seed, stream0 + b, i,
-             out + t * D, labels + t);
+  sample_one(type, weights + b * K, means + b * K * D, pc + b * cs, K, D, seed, stream0 + b, i, out + t * D,
+             labels + t);
 }
 
 constexpr unsigned kThreads = 128;
 
 // One EM pass (E-step or given resp, statistics, M-step) for all active sets.
 template <class T>
-void em_pass(int type, const T* X, const T* W, const T* resp, const T* reg, index_t B, index_t n_rep,
-             index_t N, index_t D, index_t K, double tol, index_t it, T* weights, T* means, T* cov,
-             T* pc, T* lb, std::int64_t* n_iter, std::uint8_t* conv, std::uint8_t* flags,
-             const EmBuffers& e, bool fit_mode, cudaStream_t stream) {
+void em_pass(int type, const T* X, const T* W, const T* resp, const T* reg, index_t B, index_t n_rep, index_t N,
+             index_t D, index_t K, double tol, index_t it, T* weights, T* means, T* cov, T* pc, T* lb,
+             std::int64_t* n_iter, std::uint8_t* conv, std::uint8_t* flags, const EmBuffers& e, bool fit_mode,
+             cudaStream_t stream) {
   const index_t G = groups_for(N);
   const index_t SS = stats_size(type, K, D);
   if (B * N > 0) {  // N = 0: no point, the statistics below are zeros
     if (resp)
       resp_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(W, resp, B, n_rep, N, K, e.r, e.llp);
     else
-      estep_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(
-          type, X, W, B, n_rep, N, D, K, weights, means, pc, e.active, e.r, e.llp);
+      estep_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(type, X, W, B, n_rep, N, D, K, weights,
+                                                                            means, pc, e.active, e.r, e.llp);
     check_launch("gmm e-step");
   }
-  stats_kernel<T><<<blocks_for(B * G * SS, kThreads), kThreads, 0, stream>>>(
-      type, X, W, B, n_rep, N, D, K, G, e.c, e.r, e.llp, e.active, e.part);
+  stats_kernel<T><<<blocks_for(B * G * SS, kThreads), kThreads, 0, stream>>>(type, X, W, B, n_rep, N, D, K, G, e.c, e.r,
+                                                                             e.llp, e.active, e.part);
   check_launch("gmm statistics");
   reduce_kernel<<<blocks_for(B * SS, kThreads), kThreads, 0, stream>>>(B, G, SS, e.active, e.part, e.st);
   check_launch("gmm reduce");
-  finish_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
-      type, B, D, K, e.st, e.c, e.wsum, reg, tol, it, weights, means, cov, pc, lb, n_iter, conv, flags,
-      e.active, e.prev, e.work, fit_mode);
+  finish_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(type, B, D, K, e.st, e.c, e.wsum, reg, tol, it,
+                                                                     weights, means, cov, pc, lb, n_iter, conv, flags,
+                                                                     e.active, e.prev, e.work, fit_mode);
   check_launch("gmm m-step");
 }
 
@@ -326,10 +334,10 @@ std::size_t gmm_m_step_scratch_bytes(int type, index_t B, index_t N, index_t D, 
 }
 
 template <class T>
-void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N,
-             index_t D, index_t K, index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc,
-             T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags,
-             void* scratch, std::size_t scratch_bytes, cudaStream_t stream) {
+void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N, index_t D, index_t K,
+             index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc, T* lower_bound, std::int64_t* n_iter,
+             std::uint8_t* converged, std::uint8_t* flags, void* scratch, std::size_t scratch_bytes,
+             cudaStream_t stream) {
   const index_t B = Bx * n_rep;
   if (B == 0) return;
   Carve cv(scratch);
@@ -341,14 +349,14 @@ void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t
       type, B, D, K, e.wsum, weights, means, cov, pc, flags, lower_bound, e.active, e.prev, n_iter, converged);
   check_launch("gmm init");
   for (index_t it = 1; it <= max_iter; ++it)
-    em_pass<T>(type, X, W, static_cast<const T*>(nullptr), reg, B, n_rep, N, D, K, tol, it, weights,
-               means, cov, pc, lower_bound, n_iter, converged, flags, e, true, stream);
+    em_pass<T>(type, X, W, static_cast<const T*>(nullptr), reg, B, n_rep, N, D, K, tol, it, weights, means, cov, pc,
+               lower_bound, n_iter, converged, flags, e, true, stream);
 }
 
 template <class T>
-void gmm_m_step(int type, const T* X, const T* W, const T* resp, const T* reg, index_t Bx,
-                index_t n_rep, index_t N, index_t D, index_t K, T* weights, T* means, T* cov, T* pc,
-                std::uint8_t* flags, void* scratch, std::size_t scratch_bytes, cudaStream_t stream) {
+void gmm_m_step(int type, const T* X, const T* W, const T* resp, const T* reg, index_t Bx, index_t n_rep, index_t N,
+                index_t D, index_t K, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags, void* scratch,
+                std::size_t scratch_bytes, cudaStream_t stream) {
   const index_t B = Bx * n_rep;
   if (B == 0) return;
   Carve cv(scratch);
@@ -360,40 +368,38 @@ void gmm_m_step(int type, const T* X, const T* W, const T* resp, const T* reg, i
   PGM_CUDA_CHECK(cudaMemsetAsync(e.active, 1, B, stream));
   centre_kernel<T><<<blocks_for(B * D, kThreads), kThreads, 0, stream>>>(X, W, B, n_rep, N, D, e.c, e.wsum);
   check_launch("gmm centre");
-  em_pass<T>(type, X, W, resp, reg, B, n_rep, N, D, K, 0.0, 0, weights, means, cov, pc, lb, ni, cvg, flags, e,
-             false, stream);
+  em_pass<T>(type, X, W, resp, reg, B, n_rep, N, D, K, 0.0, 0, weights, means, cov, pc, lb, ni, cvg, flags, e, false,
+             stream);
 }
 
 template <class T>
-void gmm_e_step(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B,
-                index_t N, index_t D, index_t K, T* lp, T* log_resp, T* log_norm, cudaStream_t stream) {
+void gmm_e_step(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B, index_t N, index_t D,
+                index_t K, T* lp, T* log_resp, T* log_norm, cudaStream_t stream) {
   if (B * N == 0) return;
-  e_step_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(type, X, weights, means, pc, B, N,
-                                                                         D, K, lp, log_resp, log_norm);
+  e_step_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(type, X, weights, means, pc, B, N, D, K, lp,
+                                                                         log_resp, log_norm);
   check_launch("gmm e_step");
 }
 
 template <class T>
-void gmm_sample(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K,
-                index_t D, index_t n, std::uint64_t seed, std::uint64_t stream0, T* out,
-                std::int64_t* labels, cudaStream_t stream) {
+void gmm_sample(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K, index_t D, index_t n,
+                std::uint64_t seed, std::uint64_t stream0, T* out, std::int64_t* labels, cudaStream_t stream) {
   if (B * n == 0) return;
-  sample_kernel<T><<<blocks_for(B * n, kThreads), kThreads, 0, stream>>>(type, weights, means, pc, B, K, D,
-                                                                         n, seed, stream0, out, labels);
+  sample_kernel<T><<<blocks_for(B * n, kThreads), kThreads, 0, stream>>>(type, weights, means, pc, B, K, D, n, seed,
+                                                                         stream0, out, labels);
   check_launch("gmm sample");
 }
 
-#define PGM_GMM_INSTANTIATE(T)                                                                        \
-  template void gmm_fit<T>(int, const T*, const T*, const T*, index_t, index_t, index_t, index_t,      \
-                           index_t, index_t, double, T*, T*, T*, T*, T*, std::int64_t*, std::uint8_t*, \
-                           std::uint8_t*, void*, std::size_t, cudaStream_t);                           \
-  template void gmm_m_step<T>(int, const T*, const T*, const T*, const T*, index_t, index_t, index_t,  \
-                              index_t, index_t, T*, T*, T*, T*, std::uint8_t*, void*, std::size_t,     \
-                              cudaStream_t);                                                           \
-  template void gmm_e_step<T>(int, const T*, const T*, const T*, const T*, index_t, index_t, index_t,  \
-                              index_t, T*, T*, T*, cudaStream_t);                                      \
-  template void gmm_sample<T>(int, const T*, const T*, const T*, index_t, index_t, index_t, index_t,   \
-                              std::uint64_t, std::uint64_t, T*, std::int64_t*, cudaStream_t);
+#define PGM_GMM_INSTANTIATE(T)                                                                                         \
+  template void gmm_fit<T>(int, const T*, const T*, const T*, index_t, index_t, index_t, index_t, index_t, index_t,    \
+                           double, T*, T*, T*, T*, T*, std::int64_t*, std::uint8_t*, std::uint8_t*, void*,             \
+                           std::size_t, cudaStream_t);                                                                 \
+  template void gmm_m_step<T>(int, const T*, const T*, const T*, const T*, index_t, index_t, index_t, index_t,         \
+                              index_t, T*, T*, T*, T*, std::uint8_t*, void*, std::size_t, cudaStream_t);               \
+  template void gmm_e_step<T>(int, const T*, const T*, const T*, const T*, index_t, index_t, index_t, index_t, T*, T*, \
+                              T*, cudaStream_t);                                                                       \
+  template void gmm_sample<T>(int, const T*, const T*, const T*, index_t, index_t, index_t, index_t, std::uint64_t,    \
+                              std::uint64_t, T*, std::int64_t*, cudaStream_t);
 PGM_GMM_INSTANTIATE(float)
 PGM_GMM_INSTANTIATE(double)
 

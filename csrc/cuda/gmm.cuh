@@ -15,23 +15,22 @@ std::size_t gmm_m_step_scratch_bytes(int type, index_t B, index_t N, index_t D, 
 
 // Batched EM on the device: set s of B = Bx * n_rep uses data set s / n_rep; parameters in/out.
 template <class T>
-void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N,
-             index_t D, index_t K, index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc,
-             T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags,
-             void* scratch, std::size_t scratch_bytes, cudaStream_t stream);
+void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N, index_t D, index_t K,
+             index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc, T* lower_bound, std::int64_t* n_iter,
+             std::uint8_t* converged, std::uint8_t* flags, void* scratch, std::size_t scratch_bytes,
+             cudaStream_t stream);
 
 template <class T>
-void gmm_m_step(int type, const T* X, const T* W, const T* resp, const T* reg, index_t Bx,
-                index_t n_rep, index_t N, index_t D, index_t K, T* weights, T* means, T* cov, T* pc,
-                std::uint8_t* flags, void* scratch, std::size_t scratch_bytes, cudaStream_t stream);
+void gmm_m_step(int type, const T* X, const T* W, const T* resp, const T* reg, index_t Bx, index_t n_rep, index_t N,
+                index_t D, index_t K, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags, void* scratch,
+                std::size_t scratch_bytes, cudaStream_t stream);
 
 template <class T>
-void gmm_e_step(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B,
-                index_t N, index_t D, index_t K, T* lp, T* log_resp, T* log_norm, cudaStream_t stream);
+void gmm_e_step(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B, index_t N, index_t D,
+                index_t K, T* lp, T* log_resp, T* log_norm, cudaStream_t stream);
 
 template <class T>
-void gmm_sample(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K,
-                index_t D, index_t n, std::uint64_t seed, std::uint64_t stream0, T* out,
-                std::int64_t* labels, cudaStream_t stream);
+void gmm_sample(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K, index_t D, index_t n,
+                std::uint64_t seed, std::uint64_t stream0, T* out, std::int64_t* labels, cudaStream_t stream);
 
 }  // namespace pygenmod::cuda

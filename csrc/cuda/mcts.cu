@@ -10,9 +10,7 @@ using mcts::u8;
 namespace {
 constexpr unsigned kThreads = 64;
 
-__device__ __forceinline__ index_t tid() {
-  return blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
-}
+__device__ __forceinline__ index_t tid() { return blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; }
 
 template <class T>
 __global__ void select_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, i32* node, i32* action) {
@@ -21,14 +19,14 @@ __global__ void select_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, i32* 
 }
 
 template <class T>
-__global__ void expand_kernel(mcts::Batch<T> t, index_t B, const i32* node, const i32* action,
-                              const T* reward, const T* discount, const T* logits, const T* value,
-                              const u8* invalid, const std::int64_t* state, i32* out) {
+__global__ void expand_kernel(mcts::Batch<T> t, index_t B, const i32* node, const i32* action, const T* reward,
+                              const T* discount, const T* logits, const T* value, const u8* invalid,
+                              const std::int64_t* state, i32* out) {
   const index_t b = tid();
   if (b >= B) return;
   mcts::TreeRef<T> r = mcts::tree_at(t, b);
-  out[b] = mcts::expand_one(r, node[b], action[b], reward[b], discount[b], logits + b * t.A,
-                            value[b], invalid ? invalid + b * t.A : nullptr, false, state[b]);
+  out[b] = mcts::expand_one(r, node[b], action[b], reward[b], discount[b], logits + b * t.A, value[b],
+                            invalid ? invalid + b * t.A : nullptr, false, state[b]);
 }
 
 template <class T>
@@ -41,19 +39,18 @@ __global__ void backup_kernel(mcts::Batch<T> t, index_t B, const i32* node) {
 
 template <class T>
 __global__ void search_tabular_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, index_t sims,
-                                      const std::int64_t* next_state, const T* reward,
-                                      const T* discount, const T* logits, const T* prior,
-                                      const T* value, const u8* invalid, mcts::Transitions tr) {
+                                      const std::int64_t* next_state, const T* reward, const T* discount,
+                                      const T* logits, const T* prior, const T* value, const u8* invalid,
+                                      mcts::Transitions tr) {
   const index_t b = tid();
   if (b >= B) return;
   mcts::TreeRef<T> r = mcts::tree_at(t, b);
-  mcts::search_tabular_one(r, p, sims, next_state, reward, discount, logits, prior, value, invalid,
-                           tr, b);
+  mcts::search_tabular_one(r, p, sims, next_state, reward, discount, logits, prior, value, invalid, tr, b);
 }
 
 template <class T>
-__global__ void advance_kernel(mcts::Batch<T> t, index_t B, const i32* action, i32* new_index,
-                               i32* old_index, i32* status) {
+__global__ void advance_kernel(mcts::Batch<T> t, index_t B, const i32* action, i32* new_index, i32* old_index,
+                               i32* status) {
   const index_t b = tid();
   if (b >= B) return;
   mcts::TreeRef<T> r = mcts::tree_at(t, b);
@@ -62,8 +59,8 @@ __global__ void advance_kernel(mcts::Batch<T> t, index_t B, const i32* action, i
 
 // Row b of a launch draws as tree stream0 + b (its global batch index).
 template <class T>
-__global__ void dirichlet_kernel(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B,
-                                 index_t A, T* out) {
+__global__ void dirichlet_kernel(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
+                                 T* out) {
   const index_t b = tid();
   if (b < B) mcts::dirichlet_one(seed, alpha, static_cast<index_t>(stream0) + b, A, out + b * A);
 }
@@ -75,12 +72,12 @@ __global__ void gumbel_kernel(std::uint64_t seed, std::uint64_t stream0, index_t
 }
 
 template <class T>
-__global__ void sample_kernel(const T* w, index_t B, index_t A, const T* temperature,
-                              std::uint64_t seed, std::uint64_t stream0, std::int64_t* out) {
+__global__ void sample_kernel(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
+                              std::uint64_t stream0, std::int64_t* out) {
   const index_t b = tid();
   if (b < B)
-    out[b] = mcts::sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed,
-                              static_cast<index_t>(stream0) + b);
+    out[b] =
+        mcts::sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, static_cast<index_t>(stream0) + b);
 }
 }  // namespace
 
@@ -93,12 +90,12 @@ void mcts_select(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, i32*
 }
 
 template <class T>
-void mcts_expand(const mcts::Batch<T>& t, index_t B, const i32* node, const i32* action,
-                 const T* reward, const T* discount, const T* logits, const T* value,
-                 const u8* invalid, const std::int64_t* state, i32* out, cudaStream_t stream) {
+void mcts_expand(const mcts::Batch<T>& t, index_t B, const i32* node, const i32* action, const T* reward,
+                 const T* discount, const T* logits, const T* value, const u8* invalid, const std::int64_t* state,
+                 i32* out, cudaStream_t stream) {
   if (B == 0) return;
-  expand_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
-      t, B, node, action, reward, discount, logits, value, invalid, state, out);
+  expand_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, node, action, reward, discount, logits,
+                                                                     value, invalid, state, out);
   check_launch("mcts expand");
 }
 
@@ -110,10 +107,10 @@ void mcts_backup(const mcts::Batch<T>& t, index_t B, const i32* node, cudaStream
 }
 
 template <class T>
-void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params& p,
-                         index_t num_simulations, const std::int64_t* next_state, const T* reward,
-                         const T* discount, const T* logits, const T* prior, const T* value,
-                         const u8* invalid, const mcts::Transitions& tr, cudaStream_t stream) {
+void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, index_t num_simulations,
+                         const std::int64_t* next_state, const T* reward, const T* discount, const T* logits,
+                         const T* prior, const T* value, const u8* invalid, const mcts::Transitions& tr,
+                         cudaStream_t stream) {
   if (B == 0 || num_simulations == 0) return;
   search_tabular_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
       t, B, p, num_simulations, next_state, reward, discount, logits, prior, value, invalid, tr);
@@ -121,58 +118,49 @@ void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params&
 }
 
 template <class T>
-void mcts_advance(const mcts::Batch<T>& t, index_t B, const i32* action, i32* new_index,
-                  i32* old_index, i32* status, cudaStream_t stream) {
+void mcts_advance(const mcts::Batch<T>& t, index_t B, const i32* action, i32* new_index, i32* old_index, i32* status,
+                  cudaStream_t stream) {
   if (B == 0) return;
-  advance_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, action, new_index,
-                                                                        old_index, status);
+  advance_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, action, new_index, old_index, status);
   check_launch("mcts advance");
 }
 
 template <class T>
-void mcts_dirichlet(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
-                    T* out, cudaStream_t stream) {
+void mcts_dirichlet(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A, T* out,
+                    cudaStream_t stream) {
   if (B == 0) return;
-  dirichlet_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, stream0, alpha, B, A,
-                                                                          out);
+  dirichlet_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, stream0, alpha, B, A, out);
   check_launch("mcts dirichlet_noise");
 }
 
 template <class T>
-void mcts_gumbel(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out,
-                 cudaStream_t stream) {
+void mcts_gumbel(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out, cudaStream_t stream) {
   if (B == 0) return;
   gumbel_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(seed, stream0, B, A, out);
   check_launch("mcts gumbel_noise");
 }
 
 template <class T>
-void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
-                 std::uint64_t stream0, std::int64_t* out, cudaStream_t stream) {
+void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed, std::uint64_t stream0,
+                 std::int64_t* out, cudaStream_t stream) {
   if (B == 0) return;
-  sample_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(w, B, A, temperature, seed,
-                                                                       stream0, out);
+  sample_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(w, B, A, temperature, seed, stream0, out);
   check_launch("mcts sample_action");
 }
 
-#define PGM_MCTS_INSTANTIATE(T)                                                                   \
-  template void mcts_select<T>(const mcts::Batch<T>&, index_t, const mcts::Params&, i32*, i32*,   \
-                               cudaStream_t);                                                     \
-  template void mcts_expand<T>(const mcts::Batch<T>&, index_t, const i32*, const i32*, const T*,  \
-                               const T*, const T*, const T*, const u8*, const std::int64_t*,      \
-                               i32*, cudaStream_t);                                               \
-  template void mcts_backup<T>(const mcts::Batch<T>&, index_t, const i32*, cudaStream_t);         \
-  template void mcts_search_tabular<T>(const mcts::Batch<T>&, index_t, const mcts::Params&,       \
-                                       index_t, const std::int64_t*, const T*, const T*,          \
-                                       const T*, const T*, const T*, const u8*,                   \
-                                       const mcts::Transitions&, cudaStream_t);                   \
-  template void mcts_advance<T>(const mcts::Batch<T>&, index_t, const i32*, i32*, i32*, i32*,     \
-                                cudaStream_t);                                                    \
-  template void mcts_dirichlet<T>(std::uint64_t, std::uint64_t, double, index_t, index_t, T*,     \
-                                  cudaStream_t);                                                  \
-  template void mcts_gumbel<T>(std::uint64_t, std::uint64_t, index_t, index_t, T*, cudaStream_t); \
-  template void mcts_sample<T>(const T*, index_t, index_t, const T*, std::uint64_t,               \
-                               std::uint64_t, std::int64_t*, cudaStream_t);
+#define PGM_MCTS_INSTANTIATE(T)                                                                                      \
+  template void mcts_select<T>(const mcts::Batch<T>&, index_t, const mcts::Params&, i32*, i32*, cudaStream_t);       \
+  template void mcts_expand<T>(const mcts::Batch<T>&, index_t, const i32*, const i32*, const T*, const T*, const T*, \
+                               const T*, const u8*, const std::int64_t*, i32*, cudaStream_t);                        \
+  template void mcts_backup<T>(const mcts::Batch<T>&, index_t, const i32*, cudaStream_t);                            \
+  template void mcts_search_tabular<T>(const mcts::Batch<T>&, index_t, const mcts::Params&, index_t,                 \
+                                       const std::int64_t*, const T*, const T*, const T*, const T*, const T*,        \
+                                       const u8*, const mcts::Transitions&, cudaStream_t);                           \
+  template void mcts_advance<T>(const mcts::Batch<T>&, index_t, const i32*, i32*, i32*, i32*, cudaStream_t);         \
+  template void mcts_dirichlet<T>(std::uint64_t, std::uint64_t, double, index_t, index_t, T*, cudaStream_t);         \
+  template void mcts_gumbel<T>(std::uint64_t, std::uint64_t, index_t, index_t, T*, cudaStream_t);                    \
+  template void mcts_sample<T>(const T*, index_t, index_t, const T*, std::uint64_t, std::uint64_t, std::int64_t*,    \
+                               cudaStream_t);
 PGM_MCTS_INSTANTIATE(float)
 PGM_MCTS_INSTANTIATE(double)
 

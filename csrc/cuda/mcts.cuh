@@ -7,32 +7,28 @@
 
 namespace pygenmod::cuda {
 template <class T>
-void mcts_select(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, mcts::i32* node,
-                 mcts::i32* action, cudaStream_t stream);
+void mcts_select(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, mcts::i32* node, mcts::i32* action,
+                 cudaStream_t stream);
 template <class T>
-void mcts_expand(const mcts::Batch<T>& t, index_t B, const mcts::i32* node,
-                 const mcts::i32* action, const T* reward, const T* discount, const T* logits,
-                 const T* value, const mcts::u8* invalid, const std::int64_t* state,
+void mcts_expand(const mcts::Batch<T>& t, index_t B, const mcts::i32* node, const mcts::i32* action, const T* reward,
+                 const T* discount, const T* logits, const T* value, const mcts::u8* invalid, const std::int64_t* state,
                  mcts::i32* out, cudaStream_t stream);
 template <class T>
 void mcts_backup(const mcts::Batch<T>& t, index_t B, const mcts::i32* node, cudaStream_t stream);
 template <class T>
-void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params& p,
-                         index_t num_simulations, const std::int64_t* next_state,
-                         const T* reward, const T* discount, const T* logits, const T* prior,
-                         const T* value, const mcts::u8* invalid, const mcts::Transitions& tr,
+void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, index_t num_simulations,
+                         const std::int64_t* next_state, const T* reward, const T* discount, const T* logits,
+                         const T* prior, const T* value, const mcts::u8* invalid, const mcts::Transitions& tr,
                          cudaStream_t stream);
 template <class T>
-void mcts_advance(const mcts::Batch<T>& t, index_t B, const mcts::i32* action,
-                  mcts::i32* new_index, mcts::i32* old_index, mcts::i32* status,
-                  cudaStream_t stream);
+void mcts_advance(const mcts::Batch<T>& t, index_t B, const mcts::i32* action, mcts::i32* new_index,
+                  mcts::i32* old_index, mcts::i32* status, cudaStream_t stream);
 template <class T>
-void mcts_dirichlet(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
-                    T* out, cudaStream_t stream);
+void mcts_dirichlet(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A, T* out,
+                    cudaStream_t stream);
 template <class T>
-void mcts_gumbel(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out,
-                 cudaStream_t stream);
+void mcts_gumbel(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out, cudaStream_t stream);
 template <class T>
-void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
-                 std::uint64_t stream0, std::int64_t* out, cudaStream_t stream);
+void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed, std::uint64_t stream0,
+                 std::int64_t* out, cudaStream_t stream);
 }  // namespace pygenmod::cuda

@@ -25,8 +25,7 @@ int device_count() { return probe().count; }
 DeviceInfo device_info(int device) {
   cudaDeviceProp prop{};
   PGM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-  return {prop.name, prop.major, prop.minor, prop.multiProcessorCount,
-          static_cast<long long>(prop.totalGlobalMem)};
+  return {prop.name, prop.major, prop.minor, prop.multiProcessorCount, static_cast<long long>(prop.totalGlobalMem)};
 }
 
 int runtime_version() {

@@ -34,8 +34,8 @@ __global__ void bits_kernel(u64 seed, u64 stream, u64 offset, index_t R, index_t
 __global__ void philox_kernel(const std::uint32_t* ctr, const std::uint32_t* key, index_t n, std::uint32_t* out) {
   const index_t i = tid();
   if (i >= n) return;
-  const rng::u32x4 r = rng::philox4x32_10(
-      rng::u32x4{{ctr[4 * i], ctr[4 * i + 1], ctr[4 * i + 2], ctr[4 * i + 3]}}, key[2 * i], key[2 * i + 1]);
+  const rng::u32x4 r = rng::philox4x32_10(rng::u32x4{{ctr[4 * i], ctr[4 * i + 1], ctr[4 * i + 2], ctr[4 * i + 3]}},
+                                          key[2 * i], key[2 * i + 1]);
   for (int k = 0; k < 4; ++k) out[4 * i + k] = r.v[k];
 }
 
@@ -88,9 +88,8 @@ __global__ void normal_z_kernel(const T* mu, const T* p, const T* eps_in, int ki
 }
 
 template <class T>
-__global__ void normal_rows_kernel(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, u64 seed,
-                                   u64 stream, u64 offset, index_t S, index_t B, index_t D, T* kl, T* logq,
-                                   std::int32_t* status) {
+__global__ void normal_rows_kernel(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, u64 seed, u64 stream,
+                                   u64 offset, index_t S, index_t B, index_t D, T* kl, T* logq, std::int32_t* status) {
   const index_t b = tid();
   if (b >= B) return;
   T chk = 0, klsum = 0, logsig = 0;
@@ -123,13 +122,13 @@ void normal_head(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi,
                  cudaStream_t st) {
   const index_t n = S * B * ((D + CH - 1) / CH);
   if (n > 0) {
-    normal_z_kernel<T><<<blocks_for(n, THREADS), THREADS, 0, st>>>(mu, p, eps_in, kind, lo, hi, seed, stream, offset,
-                                                                   S, B, D, z, eps_out);
+    normal_z_kernel<T><<<blocks_for(n, THREADS), THREADS, 0, st>>>(mu, p, eps_in, kind, lo, hi, seed, stream, offset, S,
+                                                                   B, D, z, eps_out);
     check_launch("normal_head (z)");
   }
   if (B > 0) {
-    normal_rows_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, p, eps_in, kind, lo, hi, seed, stream,
-                                                                      offset, S, B, D, kl, logq, status);
+    normal_rows_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, p, eps_in, kind, lo, hi, seed, stream, offset,
+                                                                      S, B, D, kl, logq, status);
     check_launch("normal_head (rows)");
   }
 }
@@ -180,8 +179,8 @@ __global__ void kl_normal_kernel(const T* mu, const T* p, const T* pm, const T* 
   const index_t b = tid();
   if (b >= B) return;
   T chk;
-  kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo,
-                           hi, D, &chk);
+  kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi, D,
+                           &chk);
   status[b] = chk == T(0) ? 0 : 1;
 }
 
@@ -198,17 +197,16 @@ __global__ void kl_normal_backward_kernel(const T* mu, const T* p, const T* pm, 
                                           index_t B, index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
   const index_t b = tid();
   if (b >= B) return;
-  kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo,
-                            hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
-                            dpp ? dpp + b * D : nullptr);
+  kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
+                            D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr, dpp ? dpp + b * D : nullptr);
 }
 
 template <class T>
-void kl_normal_backward(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
-                        index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp, cudaStream_t st) {
+void kl_normal_backward(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D,
+                        const T* g, T* dmu, T* dp, T* dpm, T* dpp, cudaStream_t st) {
   if (B == 0) return;
-  kl_normal_backward_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, p, pm, pp, kind, lo, hi, B, D, g,
-                                                                           dmu, dp, dpm, dpp);
+  kl_normal_backward_kernel<T>
+      <<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, p, pm, pp, kind, lo, hi, B, D, g, dmu, dp, dpm, dpp);
   check_launch("kl_normal_backward");
 }
 
@@ -224,8 +222,8 @@ __global__ void log_prob_kernel(const T* x, const T* mu, const T* p, int kind, T
 }
 
 template <class T>
-void normal_log_prob(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D,
-                     T* out, std::int32_t* status, cudaStream_t st) {
+void normal_log_prob(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D, T* out,
+                     std::int32_t* status, cudaStream_t st) {
   if (R == 0) return;
   log_prob_kernel<T><<<blocks_for(R, THREADS), THREADS, 0, st>>>(x, mu, p, kind, lo, hi, R, B, D, out, status);
   check_launch("normal_log_prob");
@@ -246,8 +244,8 @@ template <class T>
 void normal_log_prob_backward(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
                               index_t D, const T* g, T* dx, T* dmu, T* dp, cudaStream_t st) {
   if (B == 0) return;
-  log_prob_backward_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(x, mu, p, kind, lo, hi, R, B, D, g, dx,
-                                                                          dmu, dp);
+  log_prob_backward_kernel<T>
+      <<<blocks_for(B, THREADS), THREADS, 0, st>>>(x, mu, p, kind, lo, hi, R, B, D, g, dx, dmu, dp);
   check_launch("normal_log_prob_backward");
 }
 
@@ -296,15 +294,15 @@ __global__ void mvn_samples_kernel(const T* mu, const T* L, bool shared, const T
 }
 
 template <class T>
-void mvn_head(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, u64 seed, u64 stream,
-              u64 offset, index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl, T* logq, std::int32_t* status,
+void mvn_head(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, u64 seed, u64 stream, u64 offset,
+              index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl, T* logq, std::int32_t* status,
               cudaStream_t st) {
   if (B == 0) return;
   mvn_rows_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, L, shared, check_upper, B, D, kl, status);
   check_launch("mvn_head (rows)");
   if (S * B == 0) return;
-  mvn_samples_kernel<T><<<blocks_for(S * B, THREADS), THREADS, 0, st>>>(mu, L, shared, eps_in, seed, stream, offset,
-                                                                        S, B, D, z, eps_out, logq, status);
+  mvn_samples_kernel<T><<<blocks_for(S * B, THREADS), THREADS, 0, st>>>(mu, L, shared, eps_in, seed, stream, offset, S,
+                                                                        B, D, z, eps_out, logq, status);
   check_launch("mvn_head (samples)");
 }
 
@@ -325,8 +323,7 @@ __global__ void mvn_backward_kernel(const T* mu, const T* L, bool shared, const 
   for (index_t i = 0; i < D; ++i) {
     dm[i] = gk * mu[b * D + i];
     if (!dLb) continue;
-    for (index_t j = 0; j < D; ++j)
-      dLb[i * D + j] = mvn_kl_std_dL<T>(Lb, D, i, j, gk, glq);
+    for (index_t j = 0; j < D; ++j) dLb[i * D + j] = mvn_kl_std_dL<T>(Lb, D, i, j, gk, glq);
   }
   if (!gz) return;
   T e[CH];
@@ -402,16 +399,16 @@ void mvn_head_backward(const T* mu, const T* L, bool shared, const T* eps_in, u6
     if (shared) PGM_CUDA_CHECK(cudaMemsetAsync(dL, 0, sizeof(T) * D * D, st));
     return;
   }
-  mvn_backward_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, L, shared, eps_in, seed, stream, offset, S,
-                                                                     B, D, gz, gkl, glogq, dmu, dL);
+  mvn_backward_kernel<T><<<blocks_for(B, THREADS), THREADS, 0, st>>>(mu, L, shared, eps_in, seed, stream, offset, S, B,
+                                                                     D, gz, gkl, glogq, dmu, dL);
   check_launch("mvn_head_backward");
   if (!shared || D == 0) return;
   const index_t G = mvn_shared_chunks(B, D);
   if (scratch_bytes < mvn_head_backward_scratch_bytes(true, B, D, sizeof(T)))
     throw std::logic_error("mvn_head_backward: scratch buffer too small");
   T* part = static_cast<T*>(scratch);
-  mvn_shared_dL_partial<T><<<blocks_for(G * D * D, THREADS), THREADS, 0, st>>>(L, eps_in, seed, stream, offset, S, B,
-                                                                               D, G, gz, gkl, glogq, part);
+  mvn_shared_dL_partial<T><<<blocks_for(G * D * D, THREADS), THREADS, 0, st>>>(L, eps_in, seed, stream, offset, S, B, D,
+                                                                               G, gz, gkl, glogq, part);
   check_launch("mvn_head_backward (shared partials)");
   mvn_shared_dL_reduce<T><<<blocks_for(D * D, THREADS), THREADS, 0, st>>>(part, G, D * D, dL);
   check_launch("mvn_head_backward (shared reduce)");
@@ -434,25 +431,24 @@ void tri_solve(const T* L, bool shared, const T* R, index_t B, index_t D, index_
   check_launch("tri_solve");
 }
 
-#define PGM_INSTANTIATE(T)                                                                                        \
-  template void sampling_fill<T>(int, u64, u64, u64, index_t, index_t, T*, cudaStream_t);                          \
-  template void normal_head<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t, index_t, \
-                               T*, T*, T*, T*, std::int32_t*, cudaStream_t);                                       \
-  template void normal_head_backward<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t, \
-                                        index_t, const T*, const T*, const T*, T*, T*, cudaStream_t);              \
-  template void kl_normal<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t, T*,             \
-                             std::int32_t*, cudaStream_t);                                                         \
-  template void kl_normal_backward<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t,        \
-                                      const T*, T*, T*, T*, T*, cudaStream_t);                                     \
-  template void normal_log_prob<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t, T*,        \
-                                   std::int32_t*, cudaStream_t);                                                   \
-  template void normal_log_prob_backward<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t,   \
-                                            const T*, T*, T*, T*, cudaStream_t);                                   \
-  template void mvn_head<T>(const T*, const T*, bool, bool, const T*, u64, u64, u64, index_t, index_t, index_t,   \
-                            T*, T*, T*, T*, std::int32_t*, cudaStream_t);                                          \
-  template void mvn_head_backward<T>(const T*, const T*, bool, const T*, u64, u64, u64, index_t, index_t,         \
-                                     index_t, const T*, const T*, const T*, T*, T*, void*, std::size_t,           \
-                                     cudaStream_t);                                                                \
+#define PGM_INSTANTIATE(T)                                                                                            \
+  template void sampling_fill<T>(int, u64, u64, u64, index_t, index_t, T*, cudaStream_t);                             \
+  template void normal_head<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t, index_t, T*, \
+                               T*, T*, T*, std::int32_t*, cudaStream_t);                                              \
+  template void normal_head_backward<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t,     \
+                                        index_t, const T*, const T*, const T*, T*, T*, cudaStream_t);                 \
+  template void kl_normal<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t, T*, std::int32_t*,  \
+                             cudaStream_t);                                                                           \
+  template void kl_normal_backward<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t, const T*,  \
+                                      T*, T*, T*, T*, cudaStream_t);                                                  \
+  template void normal_log_prob<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t, T*,            \
+                                   std::int32_t*, cudaStream_t);                                                      \
+  template void normal_log_prob_backward<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t,       \
+                                            const T*, T*, T*, T*, cudaStream_t);                                      \
+  template void mvn_head<T>(const T*, const T*, bool, bool, const T*, u64, u64, u64, index_t, index_t, index_t, T*,   \
+                            T*, T*, T*, std::int32_t*, cudaStream_t);                                                 \
+  template void mvn_head_backward<T>(const T*, const T*, bool, const T*, u64, u64, u64, index_t, index_t, index_t,    \
+                                     const T*, const T*, const T*, T*, T*, void*, std::size_t, cudaStream_t);         \
   template void tri_solve<T>(const T*, bool, const T*, index_t, index_t, index_t, bool, T*, cudaStream_t);
 
 PGM_INSTANTIATE(float)

@@ -28,18 +28,17 @@ template <class T>
 void kl_normal(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D, T* kl,
                std::int32_t* status, cudaStream_t st);
 template <class T>
-void kl_normal_backward(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
-                        index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp, cudaStream_t st);
+void kl_normal_backward(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D,
+                        const T* g, T* dmu, T* dp, T* dpm, T* dpp, cudaStream_t st);
 template <class T>
-void normal_log_prob(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D,
-                     T* out, std::int32_t* status, cudaStream_t st);
+void normal_log_prob(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D, T* out,
+                     std::int32_t* status, cudaStream_t st);
 template <class T>
 void normal_log_prob_backward(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
                               index_t D, const T* g, T* dx, T* dmu, T* dp, cudaStream_t st);
 template <class T>
-void mvn_head(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, u64 seed, u64 stream,
-              u64 offset, index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl, T* logq, std::int32_t* status,
-              cudaStream_t st);
+void mvn_head(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, u64 seed, u64 stream, u64 offset,
+              index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl, T* logq, std::int32_t* status, cudaStream_t st);
 // Scratch (device bytes, from the caller's allocator) of mvn_head_backward: nonzero only for a
 // scale_tril shared by all rows, whose gradient is reduced over the rows in a fixed order.
 std::size_t mvn_head_backward_scratch_bytes(bool shared, index_t B, index_t D, std::size_t elem_size);
@@ -48,6 +47,5 @@ void mvn_head_backward(const T* mu, const T* L, bool shared, const T* eps_in, u6
                        index_t S, index_t B, index_t D, const T* gz, const T* gkl, const T* glogq, T* dmu, T* dL,
                        void* scratch, std::size_t scratch_bytes, cudaStream_t st);
 template <class T>
-void tri_solve(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X,
-               cudaStream_t st);
+void tri_solve(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X, cudaStream_t st);
 }  // namespace pygenmod::cuda

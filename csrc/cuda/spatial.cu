@@ -118,7 +118,12 @@ __global__ void __launch_bounds__(NT) forward_kernel(FwdArgs<S> a) {
       if (z == neg_inf<T>()) continue;  // probability 0, as on the CPU
       if (z > m) {
         const T f = exp_neg(m - z);
-        s0 *= f; sx *= f; sy *= f; sxx *= f; syy *= f; sxy *= f;
+        s0 *= f;
+        sx *= f;
+        sy *= f;
+        sxx *= f;
+        syy *= f;
+        sxy *= f;
         m = z;
       }
       const T e = exp_neg(z - m);
@@ -127,12 +132,17 @@ __global__ void __launch_bounds__(NT) forward_kernel(FwdArgs<S> a) {
       const T px = static_cast<T>(a.g.x0 + static_cast<double>(j) * a.g.dx);
       const T py = static_cast<T>(a.g.y0 + static_cast<double>(i) * a.g.dy);
       const T ex = e * px, ey = e * py;
-      s0 += e; sx += ex; sy += ey;
-      if (cov) { sxx += ex * px; syy += ey * py; sxy += ex * py; }
+      s0 += e;
+      sx += ex;
+      sy += ey;
+      if (cov) {
+        sxx += ex * px;
+        syy += ey * py;
+        sxy += ex * py;
+      }
     }
   }
-  sh[t] = Moments<double>{m == neg_inf<T>() ? neg_inf<double>() : static_cast<double>(m),
-                          s0, sx, sy, sxx, syy, sxy};
+  sh[t] = Moments<double>{m == neg_inf<T>() ? neg_inf<double>() : static_cast<double>(m), s0, sx, sy, sxx, syy, sxy};
   __syncthreads();
   const int root = reduce_moments<CL>(sh);
   const Moments<double> fin = sh[root];
@@ -211,9 +221,7 @@ __global__ void __launch_bounds__(NT) backward_kernel(BwdArgs<S> a) {
   if (r.active && r.lane == 0) a.g_temp[bc] = static_cast<T>(-static_cast<double>(inv) * total);
 }
 
-unsigned n_blocks(index_t B, index_t C, bool cl) {
-  return static_cast<unsigned>(cl ? B * ((C + TX - 1) / TX) : B * C);
-}
+unsigned n_blocks(index_t B, index_t C, bool cl) { return static_cast<unsigned>(cl ? B * ((C + TX - 1) / TX) : B * C); }
 
 }  // namespace
 
@@ -241,8 +249,8 @@ void spatial_backward(const BwdArgs<S>& a, bool channels_last, cudaStream_t stre
   check_launch("spatial_backward");
 }
 
-#define PGM_SPATIAL_INSTANTIATE(S)                                                   \
-  template void spatial_forward<S>(const FwdArgs<S>&, bool, cudaStream_t);          \
+#define PGM_SPATIAL_INSTANTIATE(S)                                         \
+  template void spatial_forward<S>(const FwdArgs<S>&, bool, cudaStream_t); \
   template void spatial_backward<S>(const BwdArgs<S>&, bool, cudaStream_t);
 PGM_SPATIAL_INSTANTIATE(float)
 PGM_SPATIAL_INSTANTIATE(double)

@@ -27,10 +27,19 @@ GaeArgs<T> gae_args(const Buf& r, const Buf& v, const Buf& nv, const Buf& boot, 
                     const Buf& mk, const Buf& gamma, const Buf& lam, Out& adv, Out& ret, Out& status) {
   using F = std::uint8_t;
   const i64 Tn = dim(r, 0, 2, "rewards"), B = dim(r, 1, 2, "rewards");
-  return {in<T>(r, "rewards", {Tn, B}), opt<T>(v, "values", {Tn, B}), opt<T>(nv, "next_values", {Tn, B}),
-          opt<T>(boot, "bootstrap_value", {B}), opt<F>(te, "terminated", {Tn, B}), opt<F>(tr, "truncated", {Tn, B}),
-          opt<F>(mk, "mask", {Tn, B}), in<T>(gamma, "gamma", {B}), in<T>(lam, "lam", {B}), Tn, B,
-          out<T>(adv, "advantages", {Tn, B}), opt_out<T>(ret, "returns", {Tn, B}),
+  return {in<T>(r, "rewards", {Tn, B}),
+          opt<T>(v, "values", {Tn, B}),
+          opt<T>(nv, "next_values", {Tn, B}),
+          opt<T>(boot, "bootstrap_value", {B}),
+          opt<F>(te, "terminated", {Tn, B}),
+          opt<F>(tr, "truncated", {Tn, B}),
+          opt<F>(mk, "mask", {Tn, B}),
+          in<T>(gamma, "gamma", {B}),
+          in<T>(lam, "lam", {B}),
+          Tn,
+          B,
+          out<T>(adv, "advantages", {Tn, B}),
+          opt_out<T>(ret, "returns", {Tn, B}),
           out<std::uint8_t>(status, "status", {1})};
 }
 
@@ -52,10 +61,20 @@ BackupArgs<T, I> backup_args(const Buf& P, const Buf& R, const Buf& V, const Buf
                              const Buf& pi_stoch, const Buf& tau, i64 kind, Out& Q, Out& V_out, Out& policy) {
   const i64 B = dim(P, 0, 4, "P"), S = P.dimensions()[1], A = P.dimensions()[2];
   if (kind < 0 || kind > 3) throw std::invalid_argument("kind: expected 0..3");
-  BackupArgs<T, I> a{in<T>(P, "P", {B, S, A, S}), in<T>(R, "R", {B, S, A}), in<T>(V, "V", {B, S}),
-                     in<T>(gamma, "gamma", {B}), opt<I>(pi_det, "policy", {B, S}), opt<T>(pi_stoch, "policy", {B, S, A}),
-                     opt<T>(tau, "temperature", {B}), B, S, A, static_cast<int>(kind), out<T>(Q, "Q", {B, S, A}),
-                     out<T>(V_out, "V_out", {B, S}), out<I>(policy, "policy_out", {B, S})};
+  BackupArgs<T, I> a{in<T>(P, "P", {B, S, A, S}),
+                     in<T>(R, "R", {B, S, A}),
+                     in<T>(V, "V", {B, S}),
+                     in<T>(gamma, "gamma", {B}),
+                     opt<I>(pi_det, "policy", {B, S}),
+                     opt<T>(pi_stoch, "policy", {B, S, A}),
+                     opt<T>(tau, "temperature", {B}),
+                     B,
+                     S,
+                     A,
+                     static_cast<int>(kind),
+                     out<T>(Q, "Q", {B, S, A}),
+                     out<T>(V_out, "V_out", {B, S}),
+                     out<I>(policy, "policy_out", {B, S})};
   if (kind == mdp::kPolicy && !a.pi_det) throw std::invalid_argument("policy: required for kind 1");
   if (kind == mdp::kStochastic && !a.pi_stoch) throw std::invalid_argument("policy: required for kind 2");
   if (kind == mdp::kSoft && !a.tau) throw std::invalid_argument("temperature: required for kind 3");
@@ -66,8 +85,10 @@ BackupArgs<T, I> backup_args(const Buf& P, const Buf& R, const Buf& V, const Buf
 template <class F>
 void dispatch_backup(const Buf& P, Out& policy, F&& f) {
   dispatch_float(P, "P", [&](auto t) {
-    if (policy->element_type() == ffi::DataType::S64) f(t, i64{});
-    else f(t, std::int32_t{});
+    if (policy->element_type() == ffi::DataType::S64)
+      f(t, i64{});
+    else
+      f(t, std::int32_t{});
   });
 }
 
@@ -112,7 +133,10 @@ void spatial_common(Args& a, const Buf& x, const Buf& inv, const Buf& mask, cons
                     const SpatialAttrs& at) {
   a.x = x_like<T>(x, "x", d, at.cl);
   a.inv = in<T>(inv, "inv_temp", {d.C});
-  a.B = d.B; a.C = d.C; a.H = d.H; a.W = d.W;
+  a.B = d.B;
+  a.C = d.C;
+  a.H = d.H;
+  a.W = d.W;
   a.g = {at.x0, at.dx, at.y0, at.dy};
   a.mask = spatial_mask(mask, d);
 }
@@ -134,8 +158,8 @@ spatial::detail::FwdArgs<T> spatial_fwd_args(const Buf& x, const Buf& inv, const
 // x, inv_temp, mask?, stats, keypoints, cov?, grad_keypoints, grad_cov? -> grad_x, grad_temp (B, C)
 template <class T>
 spatial::detail::BwdArgs<T> spatial_bwd_args(const Buf& x, const Buf& inv, const Buf& mask, const Buf& stats,
-                                             const Buf& kp, const Buf& cov, const Buf& g_kp, const Buf& g_cov,
-                                             Out& gx, Out& g_temp, const SpatialAttrs& at) {
+                                             const Buf& kp, const Buf& cov, const Buf& g_kp, const Buf& g_cov, Out& gx,
+                                             Out& g_temp, const SpatialAttrs& at) {
   const SpatialDims d = spatial_dims(x, at.cl);
   spatial::detail::BwdArgs<T> a{};
   spatial_common<T>(a, x, inv, mask, d, at);
@@ -150,7 +174,6 @@ spatial::detail::BwdArgs<T> spatial_bwd_args(const Buf& x, const Buf& inv, const
   a.g_temp = out<T>(g_temp, "grad_temp", {d.B, d.C});
   return a;
 }
-
 
 // ---------------------------------------------------------------- diagonal Gaussian head
 // The Philox key of a draw: a uint32[2] operand (a JAX key's words, high word first, as
@@ -183,5 +206,5 @@ void check_kind(i64 kind) {
 
 // The handler bindings, shared by both platforms (the CUDA ones bind the stream and a scratch
 // allocator first): operands, results, then attributes (matched by name).
-#define PGM_SPATIAL_ATTRS                                                                              \
+#define PGM_SPATIAL_ATTRS \
   .Attr<bool>("channels_last").Attr<double>("x0").Attr<double>("dx").Attr<double>("y0").Attr<double>("dy")

@@ -62,8 +62,8 @@ ffi::Error spatial_fwd(Buf x, Buf inv, Buf mask, Out kp, Out cov, Out stats, boo
   });
 }
 
-ffi::Error spatial_bwd(Buf x, Buf inv, Buf mask, Buf stats, Buf kp, Buf cov, Buf g_kp, Buf g_cov, Out gx,
-                       Out g_temp, bool cl, double x0, double dx, double y0, double dy) {
+ffi::Error spatial_bwd(Buf x, Buf inv, Buf mask, Buf stats, Buf kp, Buf cov, Buf g_kp, Buf g_cov, Out gx, Out g_temp,
+                       bool cl, double x0, double dx, double y0, double dy) {
   return guarded([&] {
     dispatch_float(x, "x", [&](auto tag) {
       using T = decltype(tag);
@@ -97,10 +97,10 @@ ffi::Error normal_head_bwd(Buf mu, Buf p, Buf eps, Buf key, Buf gz, Buf gkl, Buf
       using T = decltype(tag);
       check_kind<T>(kind);
       const auto a = normal_args<T>(mu, p, eps, S);
-      sampling::normal_head_backward_cpu<T>(
-          a.mu, a.p, a.eps, static_cast<int>(kind), T(lo), T(hi), philox_key(key), stream, offset, a.S, a.B, a.D,
-          opt<T>(gz, "grad_z", {a.S, a.B, a.D}), opt<T>(gkl, "grad_kl", {a.B}), opt<T>(glogq, "grad_log_q", {a.S, a.B}),
-          out<T>(dmu, "grad_mu", {a.B, a.D}), out<T>(dp, "grad_scale", {a.B, a.D}));
+      sampling::normal_head_backward_cpu<T>(a.mu, a.p, a.eps, static_cast<int>(kind), T(lo), T(hi), philox_key(key),
+                                            stream, offset, a.S, a.B, a.D, opt<T>(gz, "grad_z", {a.S, a.B, a.D}),
+                                            opt<T>(gkl, "grad_kl", {a.B}), opt<T>(glogq, "grad_log_q", {a.S, a.B}),
+                                            out<T>(dmu, "grad_mu", {a.B, a.D}), out<T>(dp, "grad_scale", {a.B, a.D}));
     });
   });
 }
@@ -147,10 +147,17 @@ ffi::Error gmm_e_step(Buf X, Buf w, Buf mu, Buf pc, Out lp, Out lr, Out ln, i64 
       const i64 B = dim(X, 0, 3, "X"), N = X.dimensions()[1], D = X.dimensions()[2], K = dim(w, 1, 2, "weights");
       const T* p = nullptr;
       switch (cov_type) {
-        case gmm::FULL: p = in<T>(pc, "precisions_cholesky", {B, K, D, D}); break;
-        case gmm::TIED: p = in<T>(pc, "precisions_cholesky", {B, D, D}); break;
-        case gmm::DIAG: p = in<T>(pc, "precisions_cholesky", {B, K, D}); break;
-        default: p = in<T>(pc, "precisions_cholesky", {B, K});
+        case gmm::FULL:
+          p = in<T>(pc, "precisions_cholesky", {B, K, D, D});
+          break;
+        case gmm::TIED:
+          p = in<T>(pc, "precisions_cholesky", {B, D, D});
+          break;
+        case gmm::DIAG:
+          p = in<T>(pc, "precisions_cholesky", {B, K, D});
+          break;
+        default:
+          p = in<T>(pc, "precisions_cholesky", {B, K});
       }
       gmm::e_step_cpu<T>(static_cast<int>(cov_type), in<T>(X, "X", {B, N, D}), in<T>(w, "weights", {B, K}),
                          in<T>(mu, "means", {B, K, D}), p, B, N, D, K, out<T>(lp, "lp", {B, N, K}),
@@ -185,10 +192,11 @@ ffi::Error mvn_head_bwd(Buf mu, Buf L, Buf key, Buf gz, Buf gkl, Buf glogq, Out 
       using T = decltype(tag);
       const i64 B = dim(mu, 0, 2, "mu"), D = mu.dimensions()[1], LB = dim(L, 0, 3, "scale_tril");
       if (LB != 1 && LB != B) throw std::invalid_argument("scale_tril: expected 1 or B matrices");
-      sampling::mvn_head_backward_cpu<T>(
-          in<T>(mu, "mu", {B, D}), in<T>(L, "scale_tril", {LB, D, D}), LB == 1 && B != 1, nullptr, philox_key(key),
-          stream, offset, S, B, D, opt<T>(gz, "grad_z", {S, B, D}), opt<T>(gkl, "grad_kl", {B}),
-          opt<T>(glogq, "grad_log_q", {S, B}), out<T>(dmu, "grad_mu", {B, D}), out<T>(dL, "grad_scale_tril", {LB, D, D}));
+      sampling::mvn_head_backward_cpu<T>(in<T>(mu, "mu", {B, D}), in<T>(L, "scale_tril", {LB, D, D}), LB == 1 && B != 1,
+                                         nullptr, philox_key(key), stream, offset, S, B, D,
+                                         opt<T>(gz, "grad_z", {S, B, D}), opt<T>(gkl, "grad_kl", {B}),
+                                         opt<T>(glogq, "grad_log_q", {S, B}), out<T>(dmu, "grad_mu", {B, D}),
+                                         out<T>(dL, "grad_scale_tril", {LB, D, D}));
     });
   });
 }
@@ -209,10 +217,14 @@ ffi::Error gmm_fit(Buf X, Buf W, Buf reg, Buf w0, Buf mu0, Buf cv0, Buf pc0, Buf
       // f(shape) with the covariance shape of the type (each branch keeps its list alive)
       auto cov = [&](auto&& f) {
         switch (cov_type) {
-          case gmm::FULL: return f({B, K, D, D});
-          case gmm::TIED: return f({B, D, D});
-          case gmm::DIAG: return f({B, K, D});
-          default: return f({B, K});
+          case gmm::FULL:
+            return f({B, K, D, D});
+          case gmm::TIED:
+            return f({B, D, D});
+          case gmm::DIAG:
+            return f({B, K, D});
+          default:
+            return f({B, K});
         }
       };
       using L = std::initializer_list<i64>;
@@ -235,8 +247,10 @@ ffi::Error gmm_fit(Buf X, Buf W, Buf reg, Buf w0, Buf mu0, Buf cv0, Buf pc0, Buf
       std::fill(fl, fl + B * K, 0);
       gmm::fit_cpu<T>(static_cast<int>(cov_type), in<T>(X, "X", {B, N, D}), in<T>(W, "weights", {B, N}),
                       in<T>(reg, "reg_covar", {B}), B, 1, N, D, K, max_iter, tol, wt, m, c, p, l, it.data(), cg, fl);
-      if (n_iter->element_type() == ffi::DataType::S64) std::copy(it.begin(), it.end(), out<i64>(n_iter, "n_iter", {B}));
-      else std::copy(it.begin(), it.end(), out<std::int32_t>(n_iter, "n_iter", {B}));
+      if (n_iter->element_type() == ffi::DataType::S64)
+        std::copy(it.begin(), it.end(), out<i64>(n_iter, "n_iter", {B}));
+      else
+        std::copy(it.begin(), it.end(), out<std::int32_t>(n_iter, "n_iter", {B}));
     });
   });
 }
@@ -248,9 +262,13 @@ ffi::Error gmm_fit(Buf X, Buf W, Buf reg, Buf w0, Buf mu0, Buf cv0, Buf pc0, Buf
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGae, gae, (bind<9, 3>(ffi::Ffi::Bind())));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmBackupDense, backup, (bind<7, 3>(ffi::Ffi::Bind()).Attr<i64>("kind")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialFwd, spatial_fwd, (bind<3, 3>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
-#define PGM_HEAD_ATTRS                                                                                   \
-  .Attr<i64>("kind").Attr<double>("lo").Attr<double>("hi").Attr<std::uint64_t>("stream")                \
-      .Attr<std::uint64_t>("offset").Attr<i64>("n_samples")
+#define PGM_HEAD_ATTRS               \
+  .Attr<i64>("kind")                 \
+      .Attr<double>("lo")            \
+      .Attr<double>("hi")            \
+      .Attr<std::uint64_t>("stream") \
+      .Attr<std::uint64_t>("offset") \
+      .Attr<i64>("n_samples")
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmNormalHead, normal_head, (bind<4, 4>(ffi::Ffi::Bind()) PGM_HEAD_ATTRS));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmNormalHeadBwd, normal_head_bwd, (bind<7, 2>(ffi::Ffi::Bind()) PGM_HEAD_ATTRS));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmKlNormal, kl_normal,
@@ -261,11 +279,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGmmEStep, gmm_e_step, (bind<4, 3>(ffi::Ffi::Bin
 #define PGM_MVN_ATTRS .Attr<std::uint64_t>("stream").Attr<std::uint64_t>("offset").Attr<i64>("n_samples")
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmMvnHead, mvn_head, (bind<3, 4>(ffi::Ffi::Bind()) PGM_MVN_ATTRS));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmMvnHeadBwd, mvn_head_bwd, (bind<6, 2>(ffi::Ffi::Bind()) PGM_MVN_ATTRS));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGmmFit, gmm_fit,
-                              (bind<8, 8>(ffi::Ffi::Bind())
-                                   .Attr<i64>("cov_type")
-                                   .Attr<i64>("max_iter")
-                                   .Attr<double>("tol")));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    PgmGmmFit, gmm_fit, (bind<8, 8>(ffi::Ffi::Bind()).Attr<i64>("cov_type").Attr<i64>("max_iter").Attr<double>("tol")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
 
 namespace {

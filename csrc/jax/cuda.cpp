@@ -17,8 +17,8 @@ using Stream = ffi::PlatformStream<cudaStream_t>;
 
 namespace {
 
-ffi::Error gae(cudaStream_t stream, Buf r, Buf v, Buf nv, Buf boot, Buf te, Buf tr, Buf mk, Buf gamma, Buf lam,
-               Out adv, Out ret, Out status) {
+ffi::Error gae(cudaStream_t stream, Buf r, Buf v, Buf nv, Buf boot, Buf te, Buf tr, Buf mk, Buf gamma, Buf lam, Out adv,
+               Out ret, Out status) {
   return guarded([&] {
     dispatch_float(r, "rewards", [&](auto tag) {
       using T = decltype(tag);
@@ -75,8 +75,7 @@ ffi::Error spatial_bwd(cudaStream_t stream, Buf x, Buf inv, Buf mask, Buf stats,
     dispatch_float(x, "x", [&](auto tag) {
       using T = decltype(tag);
       cuda::spatial_backward(
-          spatial_bwd_args<T>(x, inv, mask, stats, kp, cov, g_kp, g_cov, gx, g_temp, {cl, x0, dx, y0, dy}), cl,
-          stream);
+          spatial_bwd_args<T>(x, inv, mask, stats, kp, cov, g_kp, g_cov, gx, g_temp, {cl, x0, dx, y0, dy}), cl, stream);
     });
   });
 }
@@ -84,9 +83,9 @@ ffi::Error spatial_bwd(cudaStream_t stream, Buf x, Buf inv, Buf mask, Buf stats,
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmGaeCuda, gae, (bind<9, 3>(ffi::Ffi::Bind().Ctx<Stream>())));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmBackupDenseCuda, backup,
-                              (bind<7, 3>(ffi::Ffi::Bind().Ctx<Stream>().Ctx<ffi::ScratchAllocator>())
-                                   .Attr<i64>("kind")));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    PgmBackupDenseCuda, backup,
+    (bind<7, 3>(ffi::Ffi::Bind().Ctx<Stream>().Ctx<ffi::ScratchAllocator>()).Attr<i64>("kind")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialFwdCuda, spatial_fwd,
                               (bind<3, 3>(ffi::Ffi::Bind().Ctx<Stream>()) PGM_SPATIAL_ATTRS));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwdCuda, spatial_bwd,

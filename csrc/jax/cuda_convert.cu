@@ -34,10 +34,8 @@ void widen_actions(const I* in, std::int64_t* out, std::int64_t n, std::int64_t 
   widen_kernel<I><<<blocks(n), 256, 0, stream>>>(in, out, n, A);
   check("widen_actions");
 }
-template void widen_actions<std::int32_t>(const std::int32_t*, std::int64_t*, std::int64_t, std::int64_t,
-                                          cudaStream_t);
-template void widen_actions<std::int64_t>(const std::int64_t*, std::int64_t*, std::int64_t, std::int64_t,
-                                          cudaStream_t);
+template void widen_actions<std::int32_t>(const std::int32_t*, std::int64_t*, std::int64_t, std::int64_t, cudaStream_t);
+template void widen_actions<std::int64_t>(const std::int64_t*, std::int64_t*, std::int64_t, std::int64_t, cudaStream_t);
 
 void narrow_actions(const std::int64_t* in, std::int32_t* out, std::int64_t n, cudaStream_t stream) {
   if (n == 0) return;

@@ -25,11 +25,16 @@ using Out = ffi::Result<ffi::AnyBuffer>;
 
 template <class T>
 constexpr ffi::DataType dtype_of() {
-  if constexpr (std::is_same_v<T, float>) return ffi::DataType::F32;
-  else if constexpr (std::is_same_v<T, double>) return ffi::DataType::F64;
-  else if constexpr (std::is_same_v<T, std::int64_t>) return ffi::DataType::S64;
-  else if constexpr (std::is_same_v<T, std::int32_t>) return ffi::DataType::S32;
-  else if constexpr (std::is_same_v<T, std::uint32_t>) return ffi::DataType::U32;
+  if constexpr (std::is_same_v<T, float>)
+    return ffi::DataType::F32;
+  else if constexpr (std::is_same_v<T, double>)
+    return ffi::DataType::F64;
+  else if constexpr (std::is_same_v<T, std::int64_t>)
+    return ffi::DataType::S64;
+  else if constexpr (std::is_same_v<T, std::int32_t>)
+    return ffi::DataType::S32;
+  else if constexpr (std::is_same_v<T, std::uint32_t>)
+    return ffi::DataType::U32;
   else {
     static_assert(std::is_same_v<T, std::uint8_t>, "unsupported element type");
     return ffi::DataType::U8;
@@ -46,7 +51,8 @@ inline std::string dims_str(const Buf& b) {
 // Checks the element type and exact shape (-1 = any extent) of `b`.
 template <class T>
 void check(const Buf& b, const char* name, std::initializer_list<std::int64_t> shape) {
-  if (b.element_type() != dtype_of<T>()) throw std::invalid_argument(std::string(name) + ": wrong dtype for this kernel");
+  if (b.element_type() != dtype_of<T>())
+    throw std::invalid_argument(std::string(name) + ": wrong dtype for this kernel");
   const auto d = b.dimensions();
   bool ok = d.size() == shape.size();
   size_t i = 0;
@@ -79,7 +85,8 @@ T* opt_out(Out& b, const char* name, std::initializer_list<std::int64_t> shape) 
 
 inline std::int64_t dim(const Buf& b, size_t i, size_t rank, const char* name) {
   if (b.dimensions().size() != rank)
-    throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(rank) + " dimensions, got " + dims_str(b));
+    throw std::invalid_argument(std::string(name) + ": expected " + std::to_string(rank) + " dimensions, got " +
+                                dims_str(b));
   return b.dimensions()[i];
 }
 
@@ -112,10 +119,14 @@ ffi::Error guarded(F&& f) {
 template <int NArgs, int NRets, class B>
 auto bind(B&& b) {
   static_assert(NArgs + NRets >= 1);
-  if constexpr (NArgs == 1 && NRets == 0) return std::move(b).template Arg<Buf>();
-  else if constexpr (NArgs > 0) return bind<NArgs - 1, NRets>(std::move(b).template Arg<Buf>());
-  else if constexpr (NRets == 1) return std::move(b).template Ret<Buf>();
-  else return bind<0, NRets - 1>(std::move(b).template Ret<Buf>());
+  if constexpr (NArgs == 1 && NRets == 0)
+    return std::move(b).template Arg<Buf>();
+  else if constexpr (NArgs > 0)
+    return bind<NArgs - 1, NRets>(std::move(b).template Arg<Buf>());
+  else if constexpr (NRets == 1)
+    return std::move(b).template Ret<Buf>();
+  else
+    return bind<0, NRets - 1>(std::move(b).template Ret<Buf>());
 }
 
 }  // namespace pygenmod::jaxffi

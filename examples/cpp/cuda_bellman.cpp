@@ -44,8 +44,8 @@ int main() {
   cudaMalloc(&dQ, R.size() * sizeof(double));
   cudaMalloc(&dVo, V.size() * sizeof(double));
   cudaMalloc(&dpi, V.size() * sizeof(std::int64_t));
-  pygenmod::cuda::backup_dense<double>(dP, dR, dV, dg, B, S, A, pygenmod::mdp::kOptimal, nullptr, nullptr, nullptr,
-                                       dQ, dVo, dpi, nullptr);
+  pygenmod::cuda::backup_dense<double>(dP, dR, dV, dg, B, S, A, pygenmod::mdp::kOptimal, nullptr, nullptr, nullptr, dQ,
+                                       dVo, dpi, nullptr);
   std::vector<double> Vg(V.size());
   if (cudaMemcpy(Vg.data(), dVo, Vg.size() * sizeof(double), cudaMemcpyDeviceToHost) != cudaSuccess) {
     std::printf("cuda_bellman: CUDA error: %s\n", cudaGetErrorString(cudaGetLastError()));
@@ -54,8 +54,8 @@ int main() {
   std::vector<double> Q(R.size()), Vc(V.size());
   std::vector<std::int64_t> pi(V.size());
   pygenmod::mdp::backup_sweep_cpu<double>(pygenmod::mdp::Dense<double>{P.data(), S, A}, R.data(), V.data(),
-                                          gamma.data(), B, pygenmod::mdp::kOptimal, nullptr, nullptr, nullptr,
-                                          Q.data(), Vc.data(), pi.data());
+                                          gamma.data(), B, pygenmod::mdp::kOptimal, nullptr, nullptr, nullptr, Q.data(),
+                                          Vc.data(), pi.data());
   double err = 0;
   for (std::size_t i = 0; i < V.size(); ++i) err = std::fmax(err, std::fabs(Vg[i] - Vc[i]));
   std::printf("cuda_bellman: %d MDPs, GPU vs CPU max |dV| = %.3g\n", B, err);

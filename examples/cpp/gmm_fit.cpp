@@ -43,7 +43,7 @@ int main() {
   std::printf("GMM: %d of %d sets converged; set 0 after %lld iterations, mean log-likelihood %.4f\n", ok, B,
               static_cast<long long>(n_iter[0]), lower_bound[0]);
   for (int k = 0; k < K; ++k)
-    std::printf("  component %d: weight %.3f, mean (%+.3f, %+.3f), var (%.3f, %.3f)\n", k, weights[k],
-                means[k * D], means[k * D + 1], cov[k * D * D], cov[k * D * D + 3]);
+    std::printf("  component %d: weight %.3f, mean (%+.3f, %+.3f), var (%.3f, %.3f)\n", k, weights[k], means[k * D],
+                means[k * D + 1], cov[k * D * D], cov[k * D * D + 3]);
   return ok == B ? 0 : 1;
 }

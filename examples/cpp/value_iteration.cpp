@@ -59,9 +59,12 @@ int main() {
   for (int r = 2; r >= 0; --r) {
     for (int c = 0; c < 4; ++c) {
       const int s = index[r][c];
-      if (s < 0) std::printf("  #####  ");
-      else if (c == 3 && r >= 1) std::printf(" %+6.3f  ", V[s]);
-      else std::printf(" %6.3f %c", V[s], arrow[policy[s]]);
+      if (s < 0)
+        std::printf("  #####  ");
+      else if (c == 3 && r >= 1)
+        std::printf(" %+6.3f  ", V[s]);
+      else
+        std::printf(" %6.3f %c", V[s], arrow[policy[s]]);
     }
     std::printf("\n");
   }

@@ -28,8 +28,10 @@ void two_clusters(int type) {
     for (int k = 0; k < K; ++k) {  // start off-centre: (-+4, 1)
       means[(b * K + k) * D] = T((k ? 4 : -4) + shift[b][0]);
       means[(b * K + k) * D + 1] = T(1 + shift[b][1]);
-      if (type == gmm::FULL) pc[b * cs + k * D * D] = pc[b * cs + k * D * D + 3] = T(1);  // identity factor
-      else pc[b * cs + k * D] = pc[b * cs + k * D + 1] = T(1);
+      if (type == gmm::FULL)
+        pc[b * cs + k * D * D] = pc[b * cs + k * D * D + 3] = T(1);  // identity factor
+      else
+        pc[b * cs + k * D] = pc[b * cs + k * D + 1] = T(1);
     }
   }
   std::vector<T> lb(B, T(NAN));

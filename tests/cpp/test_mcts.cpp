@@ -34,9 +34,8 @@ void hand_tree() {
   const int B = 3, sims = 6;
   mcts::TreeStorage<T> t(B, A, sims + 1);
   t.init_roots_tabular(roots.data(), logits.data(), prior.data(), invalid.data(), value.data());
-  mcts::search_tabular_cpu(t.batch(), B, mcts::puct_params(), sims, next_state.data(), reward.data(),
-                           discount.data(), logits.data(), prior.data(), value.data(), invalid.data(),
-                           mcts::Transitions{});
+  mcts::search_tabular_cpu(t.batch(), B, mcts::puct_params(), sims, next_state.data(), reward.data(), discount.data(),
+                           logits.data(), prior.data(), value.data(), invalid.data(), mcts::Transitions{});
   std::vector<std::int32_t> counts(B * A);
   std::vector<T> v(B);
   t.root_stats(counts.data(), v.data());

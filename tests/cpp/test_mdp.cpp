@@ -20,8 +20,8 @@ static void iterate(const Gridworld& g, double gamma, std::vector<double>& V, st
   V.assign(g.S, 0.0);
   pi.assign(g.S, 0);
   for (int it = 0; it < 10000; ++it) {
-    mdp::backup_sweep_cpu<double>(m, g.R.data(), V.data(), &gamma, 1, mdp::kOptimal, nullptr, nullptr, nullptr, Q.data(),
-                          Vn.data(), pi.data());
+    mdp::backup_sweep_cpu<double>(m, g.R.data(), V.data(), &gamma, 1, mdp::kOptimal, nullptr, nullptr, nullptr,
+                                  Q.data(), Vn.data(), pi.data());
     double diff = 0;
     for (int s = 0; s < g.S; ++s) diff = std::max(diff, std::fabs(Vn[s] - V[s]));
     V.swap(Vn);
@@ -32,11 +32,15 @@ static void iterate(const Gridworld& g, double gamma, std::vector<double>& V, st
 int main() {
   const Gridworld g;
   // AIMA Fig. 17.3 (3 decimals), by (col, row) from the bottom-left; policy Fig. 17.2.
-  struct Cell { int c, r; double v; int a; };
+  struct Cell {
+    int c, r;
+    double v;
+    int a;
+  };
   enum { UP = 0, RIGHT = 1, DOWN = 2, LEFT = 3 };
-  const Cell want[] = {{0, 0, 0.705, UP},    {1, 0, 0.655, LEFT},  {2, 0, 0.611, LEFT}, {3, 0, 0.388, LEFT},
-                       {0, 1, 0.762, UP},    {2, 1, 0.660, UP},    {0, 2, 0.812, RIGHT}, {1, 2, 0.868, RIGHT},
-                       {2, 2, 0.918, RIGHT}, {3, 2, 1.0, -1},      {3, 1, -1.0, -1}};
+  const Cell want[] = {{0, 0, 0.705, UP},    {1, 0, 0.655, LEFT}, {2, 0, 0.611, LEFT},  {3, 0, 0.388, LEFT},
+                       {0, 1, 0.762, UP},    {2, 1, 0.660, UP},   {0, 2, 0.812, RIGHT}, {1, 2, 0.868, RIGHT},
+                       {2, 2, 0.918, RIGHT}, {3, 2, 1.0, -1},     {3, 1, -1.0, -1}};
   const int detected = pygenmod::cpu::detected_isa();
   std::vector<double> V0;
   for (int cap = 0; cap <= detected; ++cap) {
@@ -67,8 +71,8 @@ int main() {
     std::vector<std::int64_t> pi(g.S), iters(1), evals(1);
     std::uint8_t converged = 0;
     mdp::SolveOptions opt;
-    mdp::solve_cpu(m, g.R.data(), &gamma, &thresh, 1, opt, V.data(), Q.data(), pi.data(), iters.data(),
-                   evals.data(), residual.data(), &converged, check_stats.data());
+    mdp::solve_cpu(m, g.R.data(), &gamma, &thresh, 1, opt, V.data(), Q.data(), pi.data(), iters.data(), evals.data(),
+                   residual.data(), &converged, check_stats.data());
     CHECK(converged == 1);
     for (int s = 0; s < g.S; ++s) {
       CHECK_NEAR(V[s], Vs[s], 1e-8);
@@ -82,8 +86,8 @@ int main() {
     const double gamma = 1.0;
     std::vector<double> V(g.S, 1.0), Q(g.S * g.A), Vn(g.S);
     std::vector<std::int64_t> pi(g.S);
-    mdp::backup_sweep_cpu<double>(m, g.R.data(), V.data(), &gamma, 1, mdp::kOptimal, nullptr, nullptr, nullptr, Q.data(),
-                          Vn.data(), pi.data());
+    mdp::backup_sweep_cpu<double>(m, g.R.data(), V.data(), &gamma, 1, mdp::kOptimal, nullptr, nullptr, nullptr,
+                                  Q.data(), Vn.data(), pi.data());
     for (int a = 0; a < g.A; ++a) CHECK_NEAR(Q[g.index(0, 0) * g.A + a], 0.96, 1e-15);
     CHECK(pi[g.index(0, 0)] == 0);  // ties: the lowest action
   }

@@ -21,8 +21,8 @@ void moments(bool channels_last) {
     return channels_last ? x[((b * H + i) * W + j) * C + c] : x[((b * C + c) * H + i) * W + j];
   };
   for (int b = 0; b < B; ++b) {
-    at(b, 1, 3, 2) = T(60);                      // channel 1: one hot pixel at row 3, col 2
-    at(b, 2, 1, 1) = at(b, 2, 1, 5) = T(60);     // channel 2: two hot pixels, same row
+    at(b, 1, 3, 2) = T(60);                   // channel 1: one hot pixel at row 3, col 2
+    at(b, 2, 1, 1) = at(b, 2, 1, 5) = T(60);  // channel 2: two hot pixels, same row
   }
   std::vector<T> inv(C, T(1)), kp(B * C * 2), cov(B * C * 4), stats(B * C * 2);
   sp::detail::FwdArgs<T> a{};

@@ -70,22 +70,39 @@ inline DeviceArray device_array(const py::object& obj, const char* name, bool ch
   return a;
 }
 
-template <class T> const char* typestr_of();
-template <> inline const char* typestr_of<float>() { return "<f4"; }
-template <> inline const char* typestr_of<double>() { return "<f8"; }
-template <> inline const char* typestr_of<std::int64_t>() { return "<i8"; }
-template <> inline const char* typestr_of<std::int32_t>() { return "<i4"; }
-template <> inline const char* typestr_of<std::uint32_t>() { return "<u4"; }
-template <> inline const char* typestr_of<std::uint8_t>() { return "|u1"; }
+template <class T>
+const char* typestr_of();
+template <>
+inline const char* typestr_of<float>() {
+  return "<f4";
+}
+template <>
+inline const char* typestr_of<double>() {
+  return "<f8";
+}
+template <>
+inline const char* typestr_of<std::int64_t>() {
+  return "<i8";
+}
+template <>
+inline const char* typestr_of<std::int32_t>() {
+  return "<i4";
+}
+template <>
+inline const char* typestr_of<std::uint32_t>() {
+  return "<u4";
+}
+template <>
+inline const char* typestr_of<std::uint8_t>() {
+  return "|u1";
+}
 
 template <class T>
 T* device_ptr(const py::object& obj, const char* name, std::initializer_list<py::ssize_t> shape,
               bool writable = false) {
   DeviceArray a = device_array(obj, name, true);
-  if (a.typestr != typestr_of<T>())
-    throw std::invalid_argument(std::string(name) + ": wrong dtype " + a.typestr);
-  if (a.shape.size() != shape.size())
-    throw std::invalid_argument(std::string(name) + ": wrong number of dimensions");
+  if (a.typestr != typestr_of<T>()) throw std::invalid_argument(std::string(name) + ": wrong dtype " + a.typestr);
+  if (a.shape.size() != shape.size()) throw std::invalid_argument(std::string(name) + ": wrong number of dimensions");
   size_t i = 0;
   for (auto n : shape) {
     if (n >= 0 && a.shape[i] != n) throw std::invalid_argument(std::string(name) + ": wrong shape");
@@ -99,9 +116,7 @@ inline std::vector<py::ssize_t> device_shape(const py::object& obj, const char* 
   return device_array(obj, name).shape;
 }
 
-inline std::string device_typestr(const py::object& obj, const char* name) {
-  return device_array(obj, name).typestr;
-}
+inline std::string device_typestr(const py::object& obj, const char* name) { return device_array(obj, name).typestr; }
 
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 

@@ -83,19 +83,19 @@ PYBIND11_MODULE(_cuda_elbo, m) {
           using T = decltype(tag);
           const auto a = args_of<T>(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, dkind, beta);
           cuda::elbo_forward<T>(a, opt<T>(out, "elbo", {a.B}, true), opt<T>(log_lik, "log_lik", {a.B}, true),
-                                opt<T>(kl, "kl", {a.B}, true),
-                                device_ptr<std::int32_t>(status, "status", {a.B}, true), as_stream(st));
+                                opt<T>(kl, "kl", {a.B}, true), device_ptr<std::int32_t>(status, "status", {a.B}, true),
+                                as_stream(st));
         });
       },
-      "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a, "likelihood"_a,
-      "x"_a, "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "elbo"_a, "log_lik"_a, "kl"_a, "status"_a,
+      "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a, "likelihood"_a, "x"_a,
+      "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "elbo"_a, "log_lik"_a, "kl"_a, "status"_a,
       "cuda_stream"_a = 0);
   m.def(
       "elbo_backward",
       [](py::object mu, py::object p, py::object L, py::object pm, py::object pp, int kind, double lo, double hi,
-         int lik, py::object x, py::object xi, py::object dec, py::object dp, int dkind, double beta,
-         py::object gelbo, py::object gll, py::object gkl, py::object dmu, py::object dscale, py::object dL,
-         py::object dpm, py::object dpp, py::object ddec, py::object ddp, std::uintptr_t st) {
+         int lik, py::object x, py::object xi, py::object dec, py::object dp, int dkind, double beta, py::object gelbo,
+         py::object gll, py::object gkl, py::object dmu, py::object dscale, py::object dL, py::object dpm,
+         py::object dpp, py::object ddec, py::object ddp, std::uintptr_t st) {
         by_dtype(mu, "mu", [&](auto tag) {
           using T = decltype(tag);
           const auto a = args_of<T>(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, dkind, beta);
@@ -107,12 +107,11 @@ PYBIND11_MODULE(_cuda_elbo, m) {
                                            : device_ptr<T>(ddec, "ddec", {a.S, a.B, a.X}, true);
           T* o7 = lik == elbo::GAUSSIAN && !a.dp_shared ? opt<T>(ddp, "ddec_scale", {a.S, a.B, a.X}, true) : nullptr;
           cuda::elbo_backward<T>(a, opt<T>(gelbo, "grad_elbo", {a.B}), opt<T>(gll, "grad_log_lik", {a.B}),
-                                 opt<T>(gkl, "grad_kl", {a.B}), device_ptr<T>(dmu, "dmu", {a.B, a.D}, true), o2, o3,
-                                 o4, o5, o6, o7, as_stream(st));
+                                 opt<T>(gkl, "grad_kl", {a.B}), device_ptr<T>(dmu, "dmu", {a.B, a.D}, true), o2, o3, o4,
+                                 o5, o6, o7, as_stream(st));
         });
       },
-      "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a, "likelihood"_a,
-      "x"_a, "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "grad_elbo"_a, "grad_log_lik"_a, "grad_kl"_a,
-      "dmu"_a, "dscale"_a, "dscale_tril"_a, "dprior_mu"_a, "dprior_scale"_a, "ddec"_a, "ddec_scale"_a,
-      "cuda_stream"_a = 0);
+      "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a, "likelihood"_a, "x"_a,
+      "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "grad_elbo"_a, "grad_log_lik"_a, "grad_kl"_a, "dmu"_a,
+      "dscale"_a, "dscale_tril"_a, "dprior_mu"_a, "dprior_scale"_a, "ddec"_a, "ddec_scale"_a, "cuda_stream"_a = 0);
 }

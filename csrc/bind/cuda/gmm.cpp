@@ -7,7 +7,6 @@
 #include "gmm.cuh"
 #include "pygenmod/gmm.hpp"  // check_cov_type
 
-
 namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
@@ -15,15 +14,18 @@ using namespace pygenmod::bind;
 
 namespace {
 
-
 template <class T>
 T* cov_dev(const py::object& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D,
            bool writable) {
   switch (type) {
-    case 0: return device_ptr<T>(a, name, {B, K, D, D}, writable);
-    case 1: return device_ptr<T>(a, name, {B, D, D}, writable);
-    case 2: return device_ptr<T>(a, name, {B, K, D}, writable);
-    default: return device_ptr<T>(a, name, {B, K}, writable);
+    case 0:
+      return device_ptr<T>(a, name, {B, K, D, D}, writable);
+    case 1:
+      return device_ptr<T>(a, name, {B, D, D}, writable);
+    case 2:
+      return device_ptr<T>(a, name, {B, K, D}, writable);
+    default:
+      return device_ptr<T>(a, name, {B, K}, writable);
   }
 }
 
@@ -35,9 +37,9 @@ std::vector<py::ssize_t> shape3(const py::object& X, const char* name) {
 
 template <class T>
 void fit_t(const py::object& X, const py::object& W, const py::object& reg, py::ssize_t n_rep, int type,
-           py::ssize_t max_iter, double tol, const py::object& weights, const py::object& means,
-           const py::object& cov, const py::object& pc, const py::object& lb, const py::object& n_iter,
-           const py::object& conv, const py::object& flags, std::uintptr_t stream) {
+           py::ssize_t max_iter, double tol, const py::object& weights, const py::object& means, const py::object& cov,
+           const py::object& pc, const py::object& lb, const py::object& n_iter, const py::object& conv,
+           const py::object& flags, std::uintptr_t stream) {
   auto s = shape3(X, "X");
   const auto Bx = s[0], N = s[1], D = s[2];
   auto ws = device_shape(weights, "weights");
@@ -45,19 +47,19 @@ void fit_t(const py::object& X, const py::object& W, const py::object& reg, py::
   const auto B = Bx * n_rep, K = ws[1];
   if (K < 1) throw std::invalid_argument("weights: need at least one component");
   const Scratch tmp = scratch(cuda::gmm_fit_scratch_bytes(type, B, N, D, K));
-  cuda::gmm_fit<T>(type, device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}),
-                   device_ptr<T>(reg, "reg", {B}), Bx, n_rep, N, D, K, max_iter, tol,
-                   device_ptr<T>(weights, "weights", {B, K}, true), device_ptr<T>(means, "means", {B, K, D}, true),
-                   cov_dev<T>(cov, "covariances", type, B, K, D, true), cov_dev<T>(pc, "prec_chol", type, B, K, D, true),
-                   device_ptr<T>(lb, "lower_bound", {B}, true), device_ptr<std::int64_t>(n_iter, "n_iter", {B}, true),
-                   device_ptr<std::uint8_t>(conv, "converged", {B}, true),
-                   device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes, as_stream(stream));
+  cuda::gmm_fit<T>(
+      type, device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}), device_ptr<T>(reg, "reg", {B}), Bx,
+      n_rep, N, D, K, max_iter, tol, device_ptr<T>(weights, "weights", {B, K}, true),
+      device_ptr<T>(means, "means", {B, K, D}, true), cov_dev<T>(cov, "covariances", type, B, K, D, true),
+      cov_dev<T>(pc, "prec_chol", type, B, K, D, true), device_ptr<T>(lb, "lower_bound", {B}, true),
+      device_ptr<std::int64_t>(n_iter, "n_iter", {B}, true), device_ptr<std::uint8_t>(conv, "converged", {B}, true),
+      device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes, as_stream(stream));
 }
 
 template <class T>
 void m_step_t(const py::object& X, const py::object& W, const py::object& resp, const py::object& reg,
-              py::ssize_t n_rep, int type, const py::object& weights, const py::object& means,
-              const py::object& cov, const py::object& pc, const py::object& flags, std::uintptr_t stream) {
+              py::ssize_t n_rep, int type, const py::object& weights, const py::object& means, const py::object& cov,
+              const py::object& pc, const py::object& flags, std::uintptr_t stream) {
   auto s = shape3(X, "X");
   const auto Bx = s[0], N = s[1], D = s[2];
   auto rs = device_shape(resp, "resp");
@@ -70,30 +72,27 @@ void m_step_t(const py::object& X, const py::object& W, const py::object& resp, 
                       device_ptr<T>(weights, "weights", {B, K}, true), device_ptr<T>(means, "means", {B, K, D}, true),
                       cov_dev<T>(cov, "covariances", type, B, K, D, true),
                       cov_dev<T>(pc, "prec_chol", type, B, K, D, true),
-                      device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes,
-                      as_stream(stream));
+                      device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes, as_stream(stream));
 }
 
 template <class T>
-void e_step_t(const py::object& X, const py::object& weights, const py::object& means, const py::object& pc,
-              int type, const py::object& lp, const py::object& log_resp, const py::object& log_norm,
-              std::uintptr_t stream) {
+void e_step_t(const py::object& X, const py::object& weights, const py::object& means, const py::object& pc, int type,
+              const py::object& lp, const py::object& log_resp, const py::object& log_norm, std::uintptr_t stream) {
   auto s = shape3(X, "X");
   const auto B = s[0], N = s[1], D = s[2];
   auto ws = device_shape(weights, "weights");
   if (ws.size() != 2) throw std::invalid_argument("weights: expected (B, K)");
   const auto K = ws[1];
   cuda::gmm_e_step<T>(type, device_ptr<T>(X, "X", {B, N, D}), device_ptr<T>(weights, "weights", {B, K}),
-                      device_ptr<T>(means, "means", {B, K, D}), cov_dev<T>(pc, "prec_chol", type, B, K, D, false),
-                      B, N, D, K, device_ptr<T>(lp, "lp", {B, N, K}, true),
+                      device_ptr<T>(means, "means", {B, K, D}), cov_dev<T>(pc, "prec_chol", type, B, K, D, false), B, N,
+                      D, K, device_ptr<T>(lp, "lp", {B, N, K}, true),
                       device_ptr<T>(log_resp, "log_resp", {B, N, K}, true),
                       device_ptr<T>(log_norm, "log_norm", {B, N}, true), as_stream(stream));
 }
 
 template <class T>
-void sample_t(const py::object& weights, const py::object& means, const py::object& pc, int type,
-              std::uint64_t seed, std::uint64_t stream0, const py::object& out, const py::object& labels,
-              std::uintptr_t stream) {
+void sample_t(const py::object& weights, const py::object& means, const py::object& pc, int type, std::uint64_t seed,
+              std::uint64_t stream0, const py::object& out, const py::object& labels, std::uintptr_t stream) {
   auto ws = device_shape(weights, "weights");
   auto ms = device_shape(means, "means");
   auto os = device_shape(out, "out");
@@ -117,39 +116,49 @@ void by_dtype(const py::object& a, const char* name, F&& f) {
 
 PYBIND11_MODULE(_cuda_gmm, m) {
   m.doc() = "pygenmod Gaussian mixtures, CUDA kernels";
-  m.def("fit", [](py::object X, py::object W, py::object reg, py::ssize_t n_rep, int type, py::ssize_t max_iter,
-                  double tol, py::object weights, py::object means, py::object cov, py::object pc, py::object lb,
-                  py::object n_iter, py::object conv, py::object flags, std::uintptr_t stream) {
-          gmm::check_cov_type(type);
-          by_dtype(X, "X", [&](auto tag) {
-            fit_t<decltype(tag)>(X, W, reg, n_rep, type, max_iter, tol, weights, means, cov, pc, lb, n_iter,
-                                 conv, flags, stream);
-          });
-        }, "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a,
-        "covariances"_a, "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a, "stream"_a = 0);
-  m.def("m_step", [](py::object X, py::object W, py::object resp, py::object reg, py::ssize_t n_rep, int type,
-                     py::object weights, py::object means, py::object cov, py::object pc, py::object flags,
-                     std::uintptr_t stream) {
-          gmm::check_cov_type(type);
-          by_dtype(X, "X", [&](auto tag) {
-            m_step_t<decltype(tag)>(X, W, resp, reg, n_rep, type, weights, means, cov, pc, flags, stream);
-          });
-        }, "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a, "covariances"_a,
-        "prec_chol"_a, "flags"_a, "stream"_a = 0);
-  m.def("e_step", [](py::object X, py::object weights, py::object means, py::object pc, int type, py::object lp,
-                     py::object log_resp, py::object log_norm, std::uintptr_t stream) {
-          gmm::check_cov_type(type);
-          by_dtype(X, "X", [&](auto tag) {
-            e_step_t<decltype(tag)>(X, weights, means, pc, type, lp, log_resp, log_norm, stream);
-          });
-        }, "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a, "log_resp"_a, "log_norm"_a,
-        "stream"_a = 0);
-  m.def("sample", [](py::object weights, py::object means, py::object pc, int type, std::uint64_t seed,
-                     std::uint64_t stream0, py::object out, py::object labels, std::uintptr_t stream) {
-          gmm::check_cov_type(type);
-          by_dtype(weights, "weights", [&](auto tag) {
-            sample_t<decltype(tag)>(weights, means, pc, type, seed, stream0, out, labels, stream);
-          });
-        }, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a, "labels"_a,
-        "cuda_stream"_a = 0);
+  m.def(
+      "fit",
+      [](py::object X, py::object W, py::object reg, py::ssize_t n_rep, int type, py::ssize_t max_iter, double tol,
+         py::object weights, py::object means, py::object cov, py::object pc, py::object lb, py::object n_iter,
+         py::object conv, py::object flags, std::uintptr_t stream) {
+        gmm::check_cov_type(type);
+        by_dtype(X, "X", [&](auto tag) {
+          fit_t<decltype(tag)>(X, W, reg, n_rep, type, max_iter, tol, weights, means, cov, pc, lb, n_iter, conv, flags,
+                               stream);
+        });
+      },
+      "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a, "covariances"_a,
+      "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a, "stream"_a = 0);
+  m.def(
+      "m_step",
+      [](py::object X, py::object W, py::object resp, py::object reg, py::ssize_t n_rep, int type, py::object weights,
+         py::object means, py::object cov, py::object pc, py::object flags, std::uintptr_t stream) {
+        gmm::check_cov_type(type);
+        by_dtype(X, "X", [&](auto tag) {
+          m_step_t<decltype(tag)>(X, W, resp, reg, n_rep, type, weights, means, cov, pc, flags, stream);
+        });
+      },
+      "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a,
+      "flags"_a, "stream"_a = 0);
+  m.def(
+      "e_step",
+      [](py::object X, py::object weights, py::object means, py::object pc, int type, py::object lp,
+         py::object log_resp, py::object log_norm, std::uintptr_t stream) {
+        gmm::check_cov_type(type);
+        by_dtype(X, "X", [&](auto tag) {
+          e_step_t<decltype(tag)>(X, weights, means, pc, type, lp, log_resp, log_norm, stream);
+        });
+      },
+      "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a, "log_resp"_a, "log_norm"_a, "stream"_a = 0);
+  m.def(
+      "sample",
+      [](py::object weights, py::object means, py::object pc, int type, std::uint64_t seed, std::uint64_t stream0,
+         py::object out, py::object labels, std::uintptr_t stream) {
+        gmm::check_cov_type(type);
+        by_dtype(weights, "weights", [&](auto tag) {
+          sample_t<decltype(tag)>(weights, means, pc, type, seed, stream0, out, labels, stream);
+        });
+      },
+      "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a, "labels"_a,
+      "cuda_stream"_a = 0);
 }

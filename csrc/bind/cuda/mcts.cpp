@@ -80,102 +80,119 @@ void with_float(const py::object& a, const char* name, F&& f) {
 
 PYBIND11_MODULE(_cuda_mcts, m) {
   m.doc() = "pygenmod batched Monte Carlo tree search, CUDA kernels (one thread per tree)";
-  m.def("select", [](py::tuple tree, py::array params, py::object table, py::object node,
-                     py::object action, std::uintptr_t stream) {
-    with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-      auto p = params_of(params, table);
-      cuda::mcts_select(t, B, p, device_ptr<i32>(node, "node", {B}, true),
-                        device_ptr<i32>(action, "action", {B}, true), as_stream(stream));
-    });
-  }, "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a, "stream"_a = 0);
-  m.def("expand", [](py::tuple tree, py::object node, py::object action, py::object reward,
-                     py::object discount, py::object logits, py::object value, py::object invalid,
-                     py::object state, py::object out, std::uintptr_t stream) {
-    with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
-      using T = decltype(tag);
-      const py::ssize_t A = t.A;
-      const u8* inv = invalid.is_none() ? nullptr : device_ptr<u8>(invalid, "invalid_actions", {B, A});
-      cuda::mcts_expand(t, B, device_ptr<i32>(node, "node", {B}), device_ptr<i32>(action, "action", {B}),
-                        device_ptr<T>(reward, "reward", {B}), device_ptr<T>(discount, "discount", {B}),
-                        device_ptr<T>(logits, "prior_logits", {B, A}), device_ptr<T>(value, "value", {B}),
-                        inv, device_ptr<std::int64_t>(state, "state", {B}),
-                        device_ptr<i32>(out, "out", {B}, true), as_stream(stream));
-    });
-  }, "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a, "invalid"_a,
-     "state"_a, "out"_a, "stream"_a = 0);
-  m.def("backup", [](py::tuple tree, py::object node, std::uintptr_t stream) {
-    with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-      cuda::mcts_backup(t, B, device_ptr<i32>(node, "node", {B}), as_stream(stream));
-    });
-  }, "tree"_a, "node"_a, "stream"_a = 0);
-  m.def("search_tabular", [](py::tuple tree, py::array params, py::object table,
-                             std::int64_t num_simulations, py::object next_state, py::object reward,
-                             py::object discount, py::object logits, py::object prior,
-                             py::object value, py::object invalid, py::object cdf,
-                             std::uint64_t seed, std::uint64_t stream0, std::uintptr_t stream) {
-    with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
-      using T = decltype(tag);
-      auto p = params_of(params, table);
-      const py::ssize_t A = t.A;
-      auto shp = device_shape(next_state, "next_state");
-      if (shp.size() != 2) throw std::invalid_argument("next_state: expected (S, A)");
-      const py::ssize_t S = shp[0];
-      if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
-      mcts::Transitions tr;
-      tr.S = S;
-      tr.seed = seed;
-      tr.stream0 = stream0;
-      if (!cdf.is_none()) tr.cdf = device_ptr<double>(cdf, "cdf", {S, A, S});
-      cuda::mcts_search_tabular(
-          t, B, p, num_simulations, device_ptr<std::int64_t>(next_state, "next_state", {S, A}),
-          device_ptr<T>(reward, "reward", {S, A}), device_ptr<T>(discount, "discount", {S, A}),
-          device_ptr<T>(logits, "logits", {S, A}), device_ptr<T>(prior, "prior", {S, A}),
-          device_ptr<T>(value, "value", {S}), device_ptr<u8>(invalid, "invalid", {S, A}), tr,
-          as_stream(stream));
-    });
-  }, "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a,
-     "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(),
-     "seed"_a = 0, "stream0"_a = 0, "stream"_a = 0);
-  m.def("advance", [](py::tuple tree, py::object action, py::object new_index, py::object old_index,
-                      py::object status, std::uintptr_t stream) {
-    with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-      const py::ssize_t N = t.N;
-      cuda::mcts_advance(t, B, device_ptr<i32>(action, "actions", {B}),
-                         device_ptr<i32>(new_index, "new_index", {B, N}, true),
-                         device_ptr<i32>(old_index, "old_index", {B, N}, true),
-                         device_ptr<i32>(status, "status", {B}, true), as_stream(stream));
-    });
-  }, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a, "stream"_a = 0);
-  m.def("dirichlet_noise", [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object out,
-                              std::uintptr_t stream) {
-    with_float(out, "out", [&](auto tag) {
-      using T = decltype(tag);
-      auto shp = device_shape(out, "out");
-      if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-      cuda::mcts_dirichlet(seed, stream0, alpha, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
-                           as_stream(stream));
-    });
-  }, "seed"_a, "stream0"_a, "alpha"_a, "out"_a, "stream"_a = 0);
-  m.def("gumbel_noise", [](std::uint64_t seed, std::uint64_t stream0, py::object out,
-                           std::uintptr_t stream) {
-    with_float(out, "out", [&](auto tag) {
-      using T = decltype(tag);
-      auto shp = device_shape(out, "out");
-      if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-      cuda::mcts_gumbel(seed, stream0, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
-                        as_stream(stream));
-    });
-  }, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
-  m.def("sample_action", [](py::object weights, py::object temperature, std::uint64_t seed,
-                            std::uint64_t stream0, py::object out, std::uintptr_t stream) {
-    with_float(weights, "weights", [&](auto tag) {
-      using T = decltype(tag);
-      auto shp = device_shape(weights, "weights");
-      if (shp.size() != 2) throw std::invalid_argument("weights: expected (B, A)");
-      const py::ssize_t B = shp[0], A = shp[1];
-      cuda::mcts_sample(device_ptr<T>(weights, "weights", {B, A}), B, A,
-                        device_ptr<T>(temperature, "temperature", {B}), seed, stream0,
-                        device_ptr<std::int64_t>(out, "out", {B}, true), as_stream(stream));
-    });
-  }, "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
+  m.def(
+      "select",
+      [](py::tuple tree, py::array params, py::object table, py::object node, py::object action,
+         std::uintptr_t stream) {
+        with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
+          auto p = params_of(params, table);
+          cuda::mcts_select(t, B, p, device_ptr<i32>(node, "node", {B}, true),
+                            device_ptr<i32>(action, "action", {B}, true), as_stream(stream));
+        });
+      },
+      "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a, "stream"_a = 0);
+  m.def(
+      "expand",
+      [](py::tuple tree, py::object node, py::object action, py::object reward, py::object discount, py::object logits,
+         py::object value, py::object invalid, py::object state, py::object out, std::uintptr_t stream) {
+        with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
+          using T = decltype(tag);
+          const py::ssize_t A = t.A;
+          const u8* inv = invalid.is_none() ? nullptr : device_ptr<u8>(invalid, "invalid_actions", {B, A});
+          cuda::mcts_expand(t, B, device_ptr<i32>(node, "node", {B}), device_ptr<i32>(action, "action", {B}),
+                            device_ptr<T>(reward, "reward", {B}), device_ptr<T>(discount, "discount", {B}),
+                            device_ptr<T>(logits, "prior_logits", {B, A}), device_ptr<T>(value, "value", {B}), inv,
+                            device_ptr<std::int64_t>(state, "state", {B}), device_ptr<i32>(out, "out", {B}, true),
+                            as_stream(stream));
+        });
+      },
+      "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a, "invalid"_a, "state"_a, "out"_a,
+      "stream"_a = 0);
+  m.def(
+      "backup",
+      [](py::tuple tree, py::object node, std::uintptr_t stream) {
+        with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
+          cuda::mcts_backup(t, B, device_ptr<i32>(node, "node", {B}), as_stream(stream));
+        });
+      },
+      "tree"_a, "node"_a, "stream"_a = 0);
+  m.def(
+      "search_tabular",
+      [](py::tuple tree, py::array params, py::object table, std::int64_t num_simulations, py::object next_state,
+         py::object reward, py::object discount, py::object logits, py::object prior, py::object value,
+         py::object invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0, std::uintptr_t stream) {
+        with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
+          using T = decltype(tag);
+          auto p = params_of(params, table);
+          const py::ssize_t A = t.A;
+          auto shp = device_shape(next_state, "next_state");
+          if (shp.size() != 2) throw std::invalid_argument("next_state: expected (S, A)");
+          const py::ssize_t S = shp[0];
+          if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
+          mcts::Transitions tr;
+          tr.S = S;
+          tr.seed = seed;
+          tr.stream0 = stream0;
+          if (!cdf.is_none()) tr.cdf = device_ptr<double>(cdf, "cdf", {S, A, S});
+          cuda::mcts_search_tabular(
+              t, B, p, num_simulations, device_ptr<std::int64_t>(next_state, "next_state", {S, A}),
+              device_ptr<T>(reward, "reward", {S, A}), device_ptr<T>(discount, "discount", {S, A}),
+              device_ptr<T>(logits, "logits", {S, A}), device_ptr<T>(prior, "prior", {S, A}),
+              device_ptr<T>(value, "value", {S}), device_ptr<u8>(invalid, "invalid", {S, A}), tr, as_stream(stream));
+        });
+      },
+      "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a, "discount"_a, "logits"_a,
+      "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0, "stream0"_a = 0, "stream"_a = 0);
+  m.def(
+      "advance",
+      [](py::tuple tree, py::object action, py::object new_index, py::object old_index, py::object status,
+         std::uintptr_t stream) {
+        with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
+          const py::ssize_t N = t.N;
+          cuda::mcts_advance(t, B, device_ptr<i32>(action, "actions", {B}),
+                             device_ptr<i32>(new_index, "new_index", {B, N}, true),
+                             device_ptr<i32>(old_index, "old_index", {B, N}, true),
+                             device_ptr<i32>(status, "status", {B}, true), as_stream(stream));
+        });
+      },
+      "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a, "stream"_a = 0);
+  m.def(
+      "dirichlet_noise",
+      [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object out, std::uintptr_t stream) {
+        with_float(out, "out", [&](auto tag) {
+          using T = decltype(tag);
+          auto shp = device_shape(out, "out");
+          if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
+          cuda::mcts_dirichlet(seed, stream0, alpha, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+                               as_stream(stream));
+        });
+      },
+      "seed"_a, "stream0"_a, "alpha"_a, "out"_a, "stream"_a = 0);
+  m.def(
+      "gumbel_noise",
+      [](std::uint64_t seed, std::uint64_t stream0, py::object out, std::uintptr_t stream) {
+        with_float(out, "out", [&](auto tag) {
+          using T = decltype(tag);
+          auto shp = device_shape(out, "out");
+          if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
+          cuda::mcts_gumbel(seed, stream0, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+                            as_stream(stream));
+        });
+      },
+      "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
+  m.def(
+      "sample_action",
+      [](py::object weights, py::object temperature, std::uint64_t seed, std::uint64_t stream0, py::object out,
+         std::uintptr_t stream) {
+        with_float(weights, "weights", [&](auto tag) {
+          using T = decltype(tag);
+          auto shp = device_shape(weights, "weights");
+          if (shp.size() != 2) throw std::invalid_argument("weights: expected (B, A)");
+          const py::ssize_t B = shp[0], A = shp[1];
+          cuda::mcts_sample(device_ptr<T>(weights, "weights", {B, A}), B, A,
+                            device_ptr<T>(temperature, "temperature", {B}), seed, stream0,
+                            device_ptr<std::int64_t>(out, "out", {B}, true), as_stream(stream));
+        });
+      },
+      "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
 }

@@ -25,15 +25,18 @@ struct Common {
 };
 
 template <class T>
-Common<T> common(i64 B, i64 S, i64 A, int kind, const py::object& R, const py::object& V,
-                 const py::object& gamma, const py::object& pi_det, const py::object& pi_stoch,
-                 const py::object& tau, const py::object& Q, const py::object& V_out,
-                 const py::object& policy) {
+Common<T> common(i64 B, i64 S, i64 A, int kind, const py::object& R, const py::object& V, const py::object& gamma,
+                 const py::object& pi_det, const py::object& pi_stoch, const py::object& tau, const py::object& Q,
+                 const py::object& V_out, const py::object& policy) {
   if (kind < 0 || kind > 3) throw std::invalid_argument("kind: expected 0..3");
-  Common<T> c{device_ptr<T>(R, "R", {B, S, A}), device_ptr<T>(V, "V", {B, S}),
-              device_ptr<T>(gamma, "gamma", {B}), opt_ptr<T>(pi_stoch, "policy", {B, S, A}),
-              opt_ptr<T>(tau, "temperature", {B}), opt_ptr<i64>(pi_det, "policy", {B, S}),
-              device_ptr<T>(Q, "Q", {B, S, A}, true), device_ptr<T>(V_out, "V_out", {B, S}, true),
+  Common<T> c{device_ptr<T>(R, "R", {B, S, A}),
+              device_ptr<T>(V, "V", {B, S}),
+              device_ptr<T>(gamma, "gamma", {B}),
+              opt_ptr<T>(pi_stoch, "policy", {B, S, A}),
+              opt_ptr<T>(tau, "temperature", {B}),
+              opt_ptr<i64>(pi_det, "policy", {B, S}),
+              device_ptr<T>(Q, "Q", {B, S, A}, true),
+              device_ptr<T>(V_out, "V_out", {B, S}, true),
               device_ptr<i64>(policy, "policy_out", {B, S}, true)};
   if (kind == 1 && !c.pd) throw std::invalid_argument("policy: required for kind 1");
   if (kind == 2 && !c.ps) throw std::invalid_argument("policy: required for kind 2");
@@ -49,8 +52,8 @@ void dense(const py::object& P, const py::object& R, const py::object& V, const 
   if (shp.size() != 4) throw std::invalid_argument("P: expected (B, S, A, S)");
   const i64 B = shp[0], S = shp[1], A = shp[2];
   auto c = common<T>(B, S, A, kind, R, V, gamma, pi_det, pi_stoch, tau, Q, V_out, policy);
-  cuda::backup_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), c.R, c.V, c.g, B, S, A, kind, c.pd, c.ps, c.tau,
-                        c.Q, c.Vo, c.pi, as_stream(stream));
+  cuda::backup_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), c.R, c.V, c.g, B, S, A, kind, c.pd, c.ps, c.tau, c.Q, c.Vo,
+                        c.pi, as_stream(stream));
 }
 
 // (B, nnz) of a batched CSR transition matrix: indptr holds B*S*A + 1 row offsets.
@@ -64,10 +67,10 @@ inline std::pair<i64, i64> csr_dims(const py::object& data, const py::object& in
 }
 
 template <class T>
-void csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
-         const py::object& R, const py::object& V, const py::object& gamma, int kind, const py::object& pi_det,
-         const py::object& pi_stoch, const py::object& tau, const py::object& Q, const py::object& V_out,
-         const py::object& policy, std::uintptr_t stream) {
+void csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A, const py::object& R,
+         const py::object& V, const py::object& gamma, int kind, const py::object& pi_det, const py::object& pi_stoch,
+         const py::object& tau, const py::object& Q, const py::object& V_out, const py::object& policy,
+         std::uintptr_t stream) {
   const auto [B, nnz] = csr_dims(data, indptr, S, A);
   auto c = common<T>(B, S, A, kind, R, V, gamma, pi_det, pi_stoch, tau, Q, V_out, policy);
   // indptr/indices contents are validated by the Python layer (0 .. nnz, columns < S)
@@ -88,9 +91,10 @@ template <class T>
 PolicyArgs<T> policy_args(i64 B, i64 S, i64 A, const py::object& R, const py::object& V, const py::object& gamma,
                           const py::object& pi_det, const py::object& pi_stoch, const py::object& active,
                           const py::object& V_out) {
-  PolicyArgs<T> a{device_ptr<T>(R, "R", {B, S, A}), device_ptr<T>(V, "V", {B, S}), device_ptr<T>(gamma, "gamma", {B}),
-                  opt_ptr<T>(pi_stoch, "policy", {B, S, A}), opt_ptr<i64>(pi_det, "policy", {B, S}),
-                  opt_ptr<std::uint8_t>(active, "active", {B}), device_ptr<T>(V_out, "V_out", {B, S}, true)};
+  PolicyArgs<T> a{device_ptr<T>(R, "R", {B, S, A}),           device_ptr<T>(V, "V", {B, S}),
+                  device_ptr<T>(gamma, "gamma", {B}),         opt_ptr<T>(pi_stoch, "policy", {B, S, A}),
+                  opt_ptr<i64>(pi_det, "policy", {B, S}),     opt_ptr<std::uint8_t>(active, "active", {B}),
+                  device_ptr<T>(V_out, "V_out", {B, S}, true)};
   if ((a.pd == nullptr) == (a.ps == nullptr)) throw std::invalid_argument("policy: give pi_det or pi_stoch");
   return a;
 }
@@ -103,15 +107,14 @@ void policy_dense(const py::object& P, const py::object& R, const py::object& V,
   if (shp.size() != 4) throw std::invalid_argument("P: expected (B, S, A, S)");
   const i64 B = shp[0], S = shp[1], A = shp[2];
   auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
-  cuda::policy_sweep_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), a.R, a.V, a.g, B, S, A, a.pd, a.ps, a.active,
-                              a.Vo, as_stream(stream));
+  cuda::policy_sweep_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), a.R, a.V, a.g, B, S, A, a.pd, a.ps, a.active, a.Vo,
+                              as_stream(stream));
 }
 
 template <class T>
 void policy_csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
                 const py::object& R, const py::object& V, const py::object& gamma, const py::object& pi_det,
-                const py::object& pi_stoch, const py::object& active, const py::object& V_out,
-                std::uintptr_t stream) {
+                const py::object& pi_stoch, const py::object& active, const py::object& V_out, std::uintptr_t stream) {
   const auto [B, nnz] = csr_dims(data, indptr, S, A);
   auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
   cuda::policy_sweep_csr<T>(device_ptr<T>(data, "data", {nnz}), device_ptr<std::int32_t>(indices, "indices", {nnz}),
@@ -125,9 +128,8 @@ PYBIND11_MODULE(_cuda_mdp, m) {
   m.doc() = "pygenmod Bellman backups, CUDA kernels";
   m.def(
       "backup_dense",
-      [](py::object P, py::object R, py::object V, py::object gamma, int kind, py::object pi_det,
-         py::object pi_stoch, py::object tau, py::object Q, py::object V_out, py::object policy,
-         std::uintptr_t stream) {
+      [](py::object P, py::object R, py::object V, py::object gamma, int kind, py::object pi_det, py::object pi_stoch,
+         py::object tau, py::object Q, py::object V_out, py::object policy, std::uintptr_t stream) {
         const auto t = device_typestr(P, "P");
         if (t == "<f8") return dense<double>(P, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy, stream);
         if (t == "<f4") return dense<float>(P, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy, stream);
@@ -142,15 +144,15 @@ PYBIND11_MODULE(_cuda_mdp, m) {
          py::object V_out, py::object policy, std::uintptr_t stream) {
         const auto t = device_typestr(data, "data");
         if (t == "<f8")
-          return csr<double>(data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out,
-                             policy, stream);
+          return csr<double>(data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy,
+                             stream);
         if (t == "<f4")
-          return csr<float>(data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out,
-                            policy, stream);
+          return csr<float>(data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy,
+                            stream);
         throw std::invalid_argument("data: expected float32 or float64");
       },
-      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a,
-      "pi_det"_a, "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a, "stream"_a = 0);
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a, "pi_det"_a,
+      "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a, "stream"_a = 0);
   // CUDA-only helpers of the device solver loop (pygenmod.mdp): evaluation sweeps that read
   // only the policy's rows; MDPs with active[b] == 0 copy V to V_out.
   m.def(
@@ -170,13 +172,11 @@ PYBIND11_MODULE(_cuda_mdp, m) {
          std::uintptr_t stream) {
         const auto t = device_typestr(data, "data");
         if (t == "<f8")
-          return policy_csr<double>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out,
-                                    stream);
+          return policy_csr<double>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
         if (t == "<f4")
-          return policy_csr<float>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out,
-                                   stream);
+          return policy_csr<float>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
         throw std::invalid_argument("data: expected float32 or float64");
       },
-      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a,
-      "pi_stoch"_a, "active"_a, "V_out"_a, "stream"_a = 0);
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a, "pi_stoch"_a,
+      "active"_a, "V_out"_a, "stream"_a = 0);
 }

@@ -50,8 +50,8 @@ PYBIND11_MODULE(_cuda_sampling, m) {
       [](py::object ctr, py::object key, py::object out, std::uintptr_t st) {
         const auto n = dim(ctr, "counter", 0);
         cuda::sampling_philox(device_ptr<std::uint32_t>(ctr, "counter", {n, 4}),
-                              device_ptr<std::uint32_t>(key, "key", {n, 2}),
-                              n, device_ptr<std::uint32_t>(out, "out", {n, 4}, true), as_stream(st));
+                              device_ptr<std::uint32_t>(key, "key", {n, 2}), n,
+                              device_ptr<std::uint32_t>(out, "out", {n, 4}, true), as_stream(st));
       },
       "counter"_a, "key"_a, "out"_a, "cuda_stream"_a = 0);
   m.def(
@@ -64,9 +64,8 @@ PYBIND11_MODULE(_cuda_sampling, m) {
       "seed"_a, "stream"_a, "offset"_a, "out"_a, "cuda_stream"_a = 0);
   m.def(
       "normal_head",
-      [](py::object mu, py::object p, py::object eps, int kind, double lo, double hi, u64 seed, u64 stream,
-         u64 offset, py::object z, py::object eps_out, py::object kl, py::object logq, py::object status,
-         std::uintptr_t st) {
+      [](py::object mu, py::object p, py::object eps, int kind, double lo, double hi, u64 seed, u64 stream, u64 offset,
+         py::object z, py::object eps_out, py::object kl, py::object logq, py::object status, std::uintptr_t st) {
         by_dtype(mu, "mu", [&](auto tag) {
           using T = decltype(tag);
           const auto B = dim(mu, "mu", 0), D = dim(mu, "mu", 1), S = dim(z, "z", 0);
@@ -81,21 +80,21 @@ PYBIND11_MODULE(_cuda_sampling, m) {
       "kl"_a, "logq"_a, "status"_a, "cuda_stream"_a = 0);
   m.def(
       "normal_head_backward",
-      [](py::object mu, py::object p, py::object eps, int kind, double lo, double hi, u64 seed, u64 stream,
-         u64 offset, py::ssize_t S, py::object gz, py::object gkl, py::object glogq, py::object dmu, py::object dp,
+      [](py::object mu, py::object p, py::object eps, int kind, double lo, double hi, u64 seed, u64 stream, u64 offset,
+         py::ssize_t S, py::object gz, py::object gkl, py::object glogq, py::object dmu, py::object dp,
          std::uintptr_t st) {
         by_dtype(mu, "mu", [&](auto tag) {
           using T = decltype(tag);
           const auto B = dim(mu, "mu", 0), D = dim(mu, "mu", 1);
-          cuda::normal_head_backward<T>(
-              device_ptr<T>(mu, "mu", {B, D}), device_ptr<T>(p, "scale", {B, D}), opt<T>(eps, "eps", {S, B, D}),
-              kind, T(lo), T(hi), seed, stream, offset, S, B, D, opt<T>(gz, "grad_z", {S, B, D}),
-              opt<T>(gkl, "grad_kl", {B}), opt<T>(glogq, "grad_logq", {S, B}), device_ptr<T>(dmu, "dmu", {B, D}, true),
-              device_ptr<T>(dp, "dscale", {B, D}, true), as_stream(st));
+          cuda::normal_head_backward<T>(device_ptr<T>(mu, "mu", {B, D}), device_ptr<T>(p, "scale", {B, D}),
+                                        opt<T>(eps, "eps", {S, B, D}), kind, T(lo), T(hi), seed, stream, offset, S, B,
+                                        D, opt<T>(gz, "grad_z", {S, B, D}), opt<T>(gkl, "grad_kl", {B}),
+                                        opt<T>(glogq, "grad_logq", {S, B}), device_ptr<T>(dmu, "dmu", {B, D}, true),
+                                        device_ptr<T>(dp, "dscale", {B, D}, true), as_stream(st));
         });
       },
-      "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a, "seed"_a, "stream"_a, "offset"_a, "n_samples"_a,
-      "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a, "dscale"_a, "cuda_stream"_a = 0);
+      "mu"_a, "scale"_a, "eps"_a, "kind"_a, "lo"_a, "hi"_a, "seed"_a, "stream"_a, "offset"_a, "n_samples"_a, "grad_z"_a,
+      "grad_kl"_a, "grad_logq"_a, "dmu"_a, "dscale"_a, "cuda_stream"_a = 0);
   m.def(
       "kl_normal",
       [](py::object mu, py::object p, py::object pm, py::object pp, int kind, double lo, double hi, py::object kl,

@@ -47,14 +47,12 @@ enum pgm_backup_kind {
  *   policy[b,s] = argmax_a Q (lowest index among ties).
  * P (B,S,A,S), R (B,S,A), V (B,S), gamma (B,); pi_det / pi_stoch / tau: NULL unless `kind`
  * needs them. Outputs Q (B,S,A), V_out (B,S), policy (B,S) int64. */
-PGM_C_API int pgm_bellman_backup_f64(const double* P, const double* R, const double* V, const double* gamma,
-                                     int64_t B, int64_t S, int64_t A, int kind, const int64_t* pi_det,
-                                     const double* pi_stoch, const double* tau, double* Q, double* V_out,
-                                     int64_t* policy);
-PGM_C_API int pgm_bellman_backup_f32(const float* P, const float* R, const float* V, const float* gamma,
-                                     int64_t B, int64_t S, int64_t A, int kind, const int64_t* pi_det,
-                                     const float* pi_stoch, const float* tau, float* Q, float* V_out,
-                                     int64_t* policy);
+PGM_C_API int pgm_bellman_backup_f64(const double* P, const double* R, const double* V, const double* gamma, int64_t B,
+                                     int64_t S, int64_t A, int kind, const int64_t* pi_det, const double* pi_stoch,
+                                     const double* tau, double* Q, double* V_out, int64_t* policy);
+PGM_C_API int pgm_bellman_backup_f32(const float* P, const float* R, const float* V, const float* gamma, int64_t B,
+                                     int64_t S, int64_t A, int kind, const int64_t* pi_det, const float* pi_stoch,
+                                     const float* tau, float* Q, float* V_out, int64_t* policy);
 
 /* Generalized advantage estimation over (T, B), time-major (pygenmod.returns.gae):
  *   delta_t = r_t + gamma (1 - terminated_t) V_{t+1} - V_t,
@@ -66,13 +64,12 @@ PGM_C_API int pgm_bellman_backup_f32(const float* P, const float* R, const float
  * Outputs advantages (T,B) and returns (T,B) (NULL: not computed). A NaN or inf in the
  * inputs gives PGM_ERR_ARGUMENT (the outputs are then written but meaningless). */
 PGM_C_API int pgm_gae_f64(const double* rewards, const double* values, const double* next_values,
-                          const double* bootstrap,
-                          const uint8_t* terminated, const uint8_t* truncated, const double* gamma,
-                          const double* lam, int64_t T, int64_t B, double* advantages, double* returns);
-PGM_C_API int pgm_gae_f32(const float* rewards, const float* values, const float* next_values,
-                          const float* bootstrap,
-                          const uint8_t* terminated, const uint8_t* truncated, const float* gamma,
-                          const float* lam, int64_t T, int64_t B, float* advantages, float* returns);
+                          const double* bootstrap, const uint8_t* terminated, const uint8_t* truncated,
+                          const double* gamma, const double* lam, int64_t T, int64_t B, double* advantages,
+                          double* returns);
+PGM_C_API int pgm_gae_f32(const float* rewards, const float* values, const float* next_values, const float* bootstrap,
+                          const uint8_t* terminated, const uint8_t* truncated, const float* gamma, const float* lam,
+                          int64_t T, int64_t B, float* advantages, float* returns);
 
 /* MuZero (PUCT) search on a tabular model, one tree per root state (pygenmod.mcts.muzero_policy
  * with a pygenmod.mcts.tabular_model, no Dirichlet noise). The model, (S, A) arrays:
@@ -84,14 +81,14 @@ PGM_C_API int pgm_gae_f32(const float* rewards, const float* values, const float
  * visits), root_value (B,) (the root's mean backed-up value). */
 PGM_C_API int pgm_mcts_search_tabular_f64(const int64_t* next_state, const double* reward, const double* discount,
                                           const double* logits, const double* prior, const double* value,
-                                          const uint8_t* invalid, int64_t S, int64_t A, const int64_t* roots,
-                                          int64_t B, int64_t num_simulations, double pb_c_init,
-                                          double pb_c_base, int32_t* visit_counts, double* root_value);
+                                          const uint8_t* invalid, int64_t S, int64_t A, const int64_t* roots, int64_t B,
+                                          int64_t num_simulations, double pb_c_init, double pb_c_base,
+                                          int32_t* visit_counts, double* root_value);
 PGM_C_API int pgm_mcts_search_tabular_f32(const int64_t* next_state, const float* reward, const float* discount,
                                           const float* logits, const float* prior, const float* value,
-                                          const uint8_t* invalid, int64_t S, int64_t A, const int64_t* roots,
-                                          int64_t B, int64_t num_simulations, double pb_c_init,
-                                          double pb_c_base, int32_t* visit_counts, float* root_value);
+                                          const uint8_t* invalid, int64_t S, int64_t A, const int64_t* roots, int64_t B,
+                                          int64_t num_simulations, double pb_c_init, double pb_c_base,
+                                          int32_t* visit_counts, float* root_value);
 
 #ifdef __cplusplus
 }

@@ -41,10 +41,14 @@ PGM_HD float log_(float x) { return logf(x); }
 PGM_HD double log_(double x) { return log(x); }
 
 template <class T>
-PGM_HD T nan_() { return std::numeric_limits<T>::quiet_NaN(); }
+PGM_HD T nan_() {
+  return std::numeric_limits<T>::quiet_NaN();
+}
 
 template <class T>
-PGM_HD T inf_() { return std::numeric_limits<T>::infinity(); }
+PGM_HD T inf_() {
+  return std::numeric_limits<T>::infinity();
+}
 
 PGM_HD bool allowed(const std::uint8_t* m, index_t j) { return m == nullptr || m[j] != 0; }
 
@@ -95,8 +99,10 @@ PGM_HD void log_prob_row_backward(const T* x, const std::uint8_t* m, index_t K, 
   LogZ<T> logz;
   const bool ok = a >= 0 && a < K && row_logz(x, m, K, logz) == OK && allowed(m, a);
   for (index_t j = 0; j < K; ++j) {
-    if (!ok) dx[j] = nan_<T>();
-    else dx[j] = allowed(m, j) ? g * (T(j == a) - exp_(logz.logp(x[j]))) : T(0);
+    if (!ok)
+      dx[j] = nan_<T>();
+    else
+      dx[j] = allowed(m, j) ? g * (T(j == a) - exp_(logz.logp(x[j]))) : T(0);
   }
 }
 
@@ -214,8 +220,8 @@ PGM_HD const std::uint8_t* mask_row(const std::uint8_t* m, index_t mask_rows, in
 constexpr index_t CAT_PAR_MIN = index_t(1) << 15;
 
 template <class T>
-void log_prob_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K,
-                  T* out, std::int32_t* status) {
+void log_prob_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K, T* out,
+                  std::int32_t* status) {
 #pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b) status[b] = log_prob_row(x + b * K, mask_row(m, mrows, b, K), K, a[b], out + b);
 }
@@ -228,8 +234,7 @@ void log_prob_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, con
 }
 
 template <class T>
-void entropy_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, T* out,
-                 std::int32_t* status) {
+void entropy_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, T* out, std::int32_t* status) {
 #pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b) status[b] = entropy_row(x + b * K, mask_row(m, mrows, b, K), K, out + b);
 }
@@ -245,8 +250,8 @@ void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, cons
             bool p_is_prob, index_t B, index_t K, T* out, std::int32_t* status) {
 #pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b)
-    status[b] = kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob,
-                       out + b);
+    status[b] =
+        kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, out + b);
 }
 
 template <class T>

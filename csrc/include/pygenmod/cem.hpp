@@ -34,9 +34,11 @@ void sample_diag(const T* mean, const T* std_, std::uint64_t seed, std::uint64_t
   // An if/else rather than `omp parallel if (...)`: a one-thread region still costs a team set-up.
   if (B > 1 && B * N * D > PAR_MIN) {
 #pragma omp parallel for schedule(static)
-    for (index_t b = 0; b < B; ++b) sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
+    for (index_t b = 0; b < B; ++b)
+      sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
   } else {
-    for (index_t b = 0; b < B; ++b) sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
+    for (index_t b = 0; b < B; ++b)
+      sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
   }
 }
 
@@ -115,8 +117,8 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
     Scratch(index_t D, index_t N) : mu(D), var(D), order(N) {}
   };
   auto row = [&](index_t b, Scratch& s) {
-    return !update_row<T>(X + b * N * D, R + b * N, N, D, w, o, mean + b * D, std_ + b * D, best_x + b * D,
-                          best_r + b, hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.order.data());
+    return !update_row<T>(X + b * N * D, R + b * N, N, D, w, o, mean + b * D, std_ + b * D, best_x + b * D, best_r + b,
+                          hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.order.data());
   };
   index_t bad = 0;
   if (B > 1 && B * N * D > PAR_MIN) {

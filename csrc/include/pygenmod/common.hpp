@@ -17,11 +17,17 @@ namespace pygenmod {
 using index_t = std::int64_t;
 
 template <class T>
-PGM_HD T neg_inf() { return -std::numeric_limits<T>::infinity(); }
+PGM_HD T neg_inf() {
+  return -std::numeric_limits<T>::infinity();
+}
 
 // Accumulator type: float64 sums for float32 data where the sum is long enough
 // for float32 rounding to matter (reductions over a state axis, EM statistics).
-template <class T> struct acc_type { using type = double; };
-template <class T> using acc_t = typename acc_type<T>::type;
+template <class T>
+struct acc_type {
+  using type = double;
+};
+template <class T>
+using acc_t = typename acc_type<T>::type;
 
 }  // namespace pygenmod

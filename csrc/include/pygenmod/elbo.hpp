@@ -34,18 +34,18 @@ enum Lik : int { GAUSSIAN = 0, BERNOULLI = 1, CATEGORICAL = 2 };
 
 template <class T>
 struct Args {
-  const T* mu;   // (B, D)
-  const T* p;    // (B, D) diagonal scale of kind `kind`, or null with L
-  const T* L;    // (B, D, D) lower-triangular factor, or null
-  const T* pm;   // (B, D) prior mean, or null (0)
-  const T* pp;   // (B, D) prior scale (kind `kind`), or null (1)
+  const T* mu;  // (B, D)
+  const T* p;   // (B, D) diagonal scale of kind `kind`, or null with L
+  const T* L;   // (B, D, D) lower-triangular factor, or null
+  const T* pm;  // (B, D) prior mean, or null (0)
+  const T* pp;  // (B, D) prior scale (kind `kind`), or null (1)
   int kind;
-  T lo, hi;      // clamp of the encoder / prior scale parameter
+  T lo, hi;  // clamp of the encoder / prior scale parameter
   int lik;
-  const T* x;                // (B, X), GAUSSIAN / BERNOULLI
-  const std::int32_t* xi;    // (B, X), CATEGORICAL
-  const T* dec;              // (S, B, X) or (S, B, X, K)
-  const T* dp;               // decoder scale: (S, B, X), (X,) when dp_shared, null for the others
+  const T* x;              // (B, X), GAUSSIAN / BERNOULLI
+  const std::int32_t* xi;  // (B, X), CATEGORICAL
+  const T* dec;            // (S, B, X) or (S, B, X, K)
+  const T* dp;             // decoder scale: (S, B, X), (X,) when dp_shared, null for the others
   bool dp_shared;
   int dkind;
   T beta;
@@ -80,8 +80,8 @@ PGM_HD T log_lik_row(const Args<T>& a, index_t s, index_t b, T* chk_out) {
   T lp = 0, chk = 0;
   if (a.lik == GAUSSIAN) {
     const T* dp = a.dp_shared ? a.dp : a.dp + row * X;
-    lp = sampling::normal_log_prob_row<T>(a.x + b * X, a.dec + row * X, dp, a.dkind, neg_inf<T>(),
-                                          -neg_inf<T>(), X, &chk);
+    lp = sampling::normal_log_prob_row<T>(a.x + b * X, a.dec + row * X, dp, a.dkind, neg_inf<T>(), -neg_inf<T>(), X,
+                                          &chk);
   } else if (a.lik == BERNOULLI) {
     const T* l = a.dec + row * X;
     const T* x = a.x + b * X;
@@ -128,8 +128,8 @@ PGM_HD int elbo_row(const Args<T>& a, index_t b, T* elbo, T* log_lik, T* kl) {
     for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
     if (!bad) k = sampling::mvn_kl_std<T>(m, L, D, logdet);
   } else {
-    k = sampling::kl_normal_row<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr, a.pp ? a.pp + b * D : nullptr,
-                                   a.kind, a.lo, a.hi, D, &chk);
+    k = sampling::kl_normal_row<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr, a.pp ? a.pp + b * D : nullptr, a.kind,
+                                   a.lo, a.hi, D, &chk);
   }
   if (!bad && chk != T(0)) bad = 1;
   T ll = 0, dchk = 0;
@@ -151,8 +151,8 @@ PGM_HD int elbo_row(const Args<T>& a, index_t b, T* elbo, T* log_lik, T* kl) {
 // ddec like dec, ddp (S, B, X) for a learned scale (null otherwise). Every output is written
 // (not accumulated).
 template <class T>
-PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl, T* dmu, T* dp, T* dL, T* dpm,
-                              T* dpp, T* ddec, T* ddp) {
+PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl, T* dmu, T* dp, T* dL, T* dpm, T* dpp,
+                              T* ddec, T* ddp) {
   const index_t D = a.D, X = a.X;
   const T gk = gkl - a.beta * gelbo, gr = (gelbo + gll) / static_cast<T>(a.S);
   const T* m = a.mu + b * D;
@@ -164,9 +164,9 @@ PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl
       for (index_t j = 0; j < D; ++j) dLb[i * D + j] = sampling::mvn_kl_std_dL<T>(L, D, i, j, gk, T(0));
     }
   } else {
-    sampling::kl_normal_row_backward<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr,
-                                        a.pp ? a.pp + b * D : nullptr, a.kind, a.lo, a.hi, D, gk, dmu + b * D,
-                                        dp + b * D, dpm ? dpm + b * D : nullptr, dpp ? dpp + b * D : nullptr);
+    sampling::kl_normal_row_backward<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr, a.pp ? a.pp + b * D : nullptr,
+                                        a.kind, a.lo, a.hi, D, gk, dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
+                                        dpp ? dpp + b * D : nullptr);
   }
   for (index_t s = 0; s < a.S; ++s) {
     const index_t row = s * a.B + b;
@@ -178,9 +178,8 @@ PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl
         if (dq) dq[j] = T(0);
       }
       const T* q = a.dp_shared ? a.dp : a.dp + row * X;
-      sampling::normal_log_prob_row_backward<T>(a.x + b * X, a.dec + row * X, q, a.dkind,
-                                                neg_inf<T>(), -neg_inf<T>(), X, gr,
-                                                nullptr, dm, dq);
+      sampling::normal_log_prob_row_backward<T>(a.x + b * X, a.dec + row * X, q, a.dkind, neg_inf<T>(), -neg_inf<T>(),
+                                                X, gr, nullptr, dm, dq);
     } else if (a.lik == BERNOULLI) {
       const T* l = a.dec + row * X;
       const T* x = a.x + b * X;
@@ -217,8 +216,8 @@ void elbo_backward_cpu(const Args<T>& a, const T* gelbo, const T* gll, const T* 
   const index_t work = a.B * (a.D * (a.L ? a.D : 1) + a.S * a.X * (a.lik == CATEGORICAL ? a.K : 1));
 #pragma omp parallel for schedule(dynamic, 32) if (work > sampling::PAR_MIN)
   for (index_t b = 0; b < a.B; ++b)
-    elbo_row_backward<T>(a, b, gelbo ? gelbo[b] : T(0), gll ? gll[b] : T(0), gkl ? gkl[b] : T(0), dmu, dp, dL,
-                         dpm, dpp, ddec, ddp);
+    elbo_row_backward<T>(a, b, gelbo ? gelbo[b] : T(0), gll ? gll[b] : T(0), gkl ? gkl[b] : T(0), dmu, dp, dL, dpm, dpp,
+                         ddec, ddp);
 }
 #endif  // !__CUDACC__
 

@@ -21,13 +21,12 @@ namespace pygenmod {
 
 class Stop {
  public:
-  using Hook = bool (*)(void*);  // true: stop now (e.g. a KeyboardInterrupt is pending)
+  using Hook = bool (*)(void*);                  // true: stop now (e.g. a KeyboardInterrupt is pending)
   static constexpr double kClockWork = 1 << 16;  // ~ multiply-adds between clock reads
   static constexpr std::chrono::milliseconds kInterval{50};
 
   Stop() = default;
-  Stop(Hook hook, void* ctx)
-      : hook_(hook), ctx_(ctx), owner_(std::this_thread::get_id()), last_(clock::now()) {}
+  Stop(Hook hook, void* ctx) : hook_(hook), ctx_(ctx), owner_(std::this_thread::get_id()), last_(clock::now()) {}
   Stop(const Stop&) = delete;
   Stop& operator=(const Stop&) = delete;
   // A shared Stop that never stops (the default argument of the launchers; it is never

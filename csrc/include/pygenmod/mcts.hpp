@@ -49,11 +49,24 @@ PGM_HD double m_exp(double x) { return ::exp(x); }
 PGM_HD float m_exp(float x) { return ::expf(x); }
 PGM_HD double m_sqrt(double x) { return ::sqrt(x); }
 PGM_HD float m_sqrt(float x) { return ::sqrtf(x); }
-template <class T> PGM_HD T m_max(T a, T b) { return a > b ? a : b; }
-template <class T> PGM_HD T m_min(T a, T b) { return a < b ? a : b; }
-template <class T> PGM_HD T tiny_of();
-template <> PGM_HD float tiny_of<float>() { return 1.17549435e-38f; }
-template <> PGM_HD double tiny_of<double>() { return 2.2250738585072014e-308; }
+template <class T>
+PGM_HD T m_max(T a, T b) {
+  return a > b ? a : b;
+}
+template <class T>
+PGM_HD T m_min(T a, T b) {
+  return a < b ? a : b;
+}
+template <class T>
+PGM_HD T tiny_of();
+template <>
+PGM_HD float tiny_of<float>() {
+  return 1.17549435e-38f;
+}
+template <>
+PGM_HD double tiny_of<double>() {
+  return 2.2250738585072014e-308;
+}
 
 // Error codes returned by expand / advance (0 = ok).
 enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kNotExpanded = -4 };
@@ -70,11 +83,11 @@ struct Params {
   double pb_c_init = 1.25, pb_c_base = 19652.0;
   double value_scale = 0.1, maxvisit_init = 50.0;
   int rescale_values = 1, use_mixed_value = 1, max_considered = 16;
-  int q_tree = 0;  // 1: MuZero's per-tree min-max normalisation of Q (PUCT only)
-  int max_depth = 0;  // mctx max_depth: a descent stops after this many edges (0 = none)
+  int q_tree = 0;                     // 1: MuZero's per-tree min-max normalisation of Q (PUCT only)
+  int max_depth = 0;                  // mctx max_depth: a descent stops after this many edges (0 = none)
   double uct_c = 1.4142135623730951;  // UCB1 exploration constant (policy 2)
-  int rollout_depth = 0;  // tabular search: random-rollout leaf values of this many steps
-  int chance = 0;  // stochastic tabular search: an outcome drawn at every visit (chance nodes)
+  int rollout_depth = 0;              // tabular search: random-rollout leaf values of this many steps
+  int chance = 0;                     // stochastic tabular search: an outcome drawn at every visit (chance nodes)
   const i32* table = nullptr;
   int table_len = 0;
 };
@@ -104,28 +117,63 @@ PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
 template <class T>
 struct Batch {
   index_t N = 0, A = 0;
-  i32* visits; T* value_sum; T* raw_value; T* reward; T* discount;
-  i32* parent; i32* action; i32* children; T* logits; T* prior; u8* invalid;
-  std::int64_t* state; i32* num_nodes; T* gumbel; T* qbounds;
+  i32* visits;
+  T* value_sum;
+  T* raw_value;
+  T* reward;
+  T* discount;
+  i32* parent;
+  i32* action;
+  i32* children;
+  T* logits;
+  T* prior;
+  u8* invalid;
+  std::int64_t* state;
+  i32* num_nodes;
+  T* gumbel;
+  T* qbounds;
 };
 
 // One tree of the batch: the same arrays offset to tree b.
 template <class T>
 struct TreeRef {
   index_t N, A;
-  i32* visits; T* value_sum; T* raw_value; T* reward; T* discount;
-  i32* parent; i32* action; i32* children; T* logits; T* prior; u8* invalid;
-  std::int64_t* state; i32* num_nodes; T* gumbel; T* qbounds;
+  i32* visits;
+  T* value_sum;
+  T* raw_value;
+  T* reward;
+  T* discount;
+  i32* parent;
+  i32* action;
+  i32* children;
+  T* logits;
+  T* prior;
+  u8* invalid;
+  std::int64_t* state;
+  i32* num_nodes;
+  T* gumbel;
+  T* qbounds;
 };
 
 template <class T>
 PGM_HD TreeRef<T> tree_at(const Batch<T>& t, index_t b) {
   const index_t N = t.N, A = t.A;
-  return TreeRef<T>{N, A,
-                    t.visits + b * N, t.value_sum + b * N, t.raw_value + b * N,
-                    t.reward + b * N, t.discount + b * N, t.parent + b * N, t.action + b * N,
-                    t.children + b * N * A, t.logits + b * N * A, t.prior + b * N * A,
-                    t.invalid + b * N * A, t.state + b * N, t.num_nodes + b, t.gumbel + b * A,
+  return TreeRef<T>{N,
+                    A,
+                    t.visits + b * N,
+                    t.value_sum + b * N,
+                    t.raw_value + b * N,
+                    t.reward + b * N,
+                    t.discount + b * N,
+                    t.parent + b * N,
+                    t.action + b * N,
+                    t.children + b * N * A,
+                    t.logits + b * N * A,
+                    t.prior + b * N * A,
+                    t.invalid + b * N * A,
+                    t.state + b * N,
+                    t.num_nodes + b,
+                    t.gumbel + b * A,
                     t.qbounds + b * 2};
 }
 
@@ -143,8 +191,7 @@ PGM_HD i32 child_visits(const TreeRef<T>& t, i32 n, index_t a) {
 
 // Writes node c's scalar fields and marks its children unexpanded.
 template <class T>
-PGM_HD void link_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
-                      T value, std::int64_t state) {
+PGM_HD void link_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount, T value, std::int64_t state) {
   t.visits[c] = 1;
   t.value_sum[c] = value;
   t.raw_value[c] = value;
@@ -163,9 +210,8 @@ PGM_HD void set_logits(TreeRef<T>& t, i32 c, const T* logits, const u8* invalid,
 // Writes node c; logits are shifted by their max over valid actions and the prior is their
 // softmax. all_invalid marks a terminal node (no valid action); -inf logits are invalid.
 template <class T>
-PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount,
-                      const T* logits, T value, const u8* invalid, bool all_invalid,
-                      std::int64_t state) {
+PGM_HD void init_node(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, T discount, const T* logits, T value,
+                      const u8* invalid, bool all_invalid, std::int64_t state) {
   link_node(t, c, parent, action, reward, discount, value, state);
   set_logits(t, c, logits, invalid, all_invalid);
 }
@@ -291,8 +337,7 @@ PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p, T* 
   const T raw_value = t.raw_value[n];
   if (p.use_mixed_value) {
     for (index_t a = 0; a < A; ++a)
-      if (ch[a] >= 0)
-        wq += m_max(tiny_of<T>(), prior[a]) * (cached ? buf[a] : child_q(t, ch[a])) / sum_p;
+      if (ch[a] >= 0) wq += m_max(tiny_of<T>(), prior[a]) * (cached ? buf[a] : child_q(t, ch[a])) / sum_p;
     out.mixed = (raw_value + sum_n * wq) / (sum_n + T(1));
   } else {
     out.mixed = raw_value;
@@ -313,8 +358,7 @@ PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p, T* 
     out.lo = lo;
     out.range = m_max(hi - lo, static_cast<T>(1e-8));
   }
-  out.scale = (static_cast<T>(p.maxvisit_init) + static_cast<T>(maxvisit)) *
-              static_cast<T>(p.value_scale);
+  out.scale = (static_cast<T>(p.maxvisit_init) + static_cast<T>(maxvisit)) * static_cast<T>(p.value_scale);
   if (cached) {
     const T scale = out.scale, lo = out.lo, range = out.range;
     if (out.rescale)
@@ -497,9 +541,8 @@ PGM_HD void reevaluate_child(TreeRef<T>& t, i32 c, T reward, T discount, T value
 // `node` (the max_depth cutoff, see reevaluate_child; its state is kept). Returns the node
 // to back up from, or an error code.
 template <class T>
-PGM_HD i32 expand_one(TreeRef<T>& t, i32 node, i32 action, T reward, T discount,
-                      const T* logits, T value, const u8* invalid, bool all_invalid,
-                      std::int64_t state) {
+PGM_HD i32 expand_one(TreeRef<T>& t, i32 node, i32 action, T reward, T discount, const T* logits, T value,
+                      const u8* invalid, bool all_invalid, std::int64_t state) {
   if (node < 0 || node >= t.num_nodes[0]) return kBadAction;
   if (action <= -2) {
     const i32 a = -2 - action;
@@ -568,12 +611,16 @@ struct Transitions {
 
 // Random streams: (purpose << 56) | index, one purpose per kind of draw (listed under
 // "noise" below).
-enum : std::uint64_t { kDirichletStream = 1, kGumbelStream = 2, kActionStream = 3,
-                       kTransitionStream = 4, kRolloutStream = 5, kChanceStream = 6 };
+enum : std::uint64_t {
+  kDirichletStream = 1,
+  kGumbelStream = 2,
+  kActionStream = 3,
+  kTransitionStream = 4,
+  kRolloutStream = 5,
+  kChanceStream = 6
+};
 
-PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) {
-  return (purpose << 56) | index;
-}
+PGM_HD std::uint64_t stream_of(std::uint64_t purpose, std::uint64_t index) { return (purpose << 56) | index; }
 
 PGM_HD double transition_uniform(std::uint64_t seed, index_t b, index_t sim) {
   const rng::u32x4 w = rng::block(seed, stream_of(kTransitionStream, static_cast<std::uint64_t>(b)),
@@ -585,8 +632,10 @@ PGM_HD std::int64_t inverse_cdf(const double* row, index_t S, double u) {
   index_t lo = 0, hi = S - 1;
   while (lo < hi) {
     const index_t mid = lo + (hi - lo) / 2;
-    if (u < row[mid]) hi = mid;
-    else lo = mid + 1;
+    if (u < row[mid])
+      hi = mid;
+    else
+      lo = mid + 1;
   }
   return static_cast<std::int64_t>(lo);
 }
@@ -598,9 +647,9 @@ PGM_HD std::int64_t inverse_cdf(const double* row, index_t S, double u) {
 // picks the action (the floor(u * n_valid)-th valid one), words (2, 3) the next state when
 // the model is stochastic (inverse CDF). Accumulated in float64 whatever T.
 template <class T>
-PGM_HD T rollout_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state,
-                       const T* reward, const T* discount, const T* value, const u8* invalid,
-                       const Transitions& tr, index_t g, index_t sim) {
+PGM_HD T rollout_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state, const T* reward,
+                       const T* discount, const T* value, const u8* invalid, const Transitions& tr, index_t g,
+                       index_t sim) {
   const std::uint64_t stream = stream_of(kRolloutStream, static_cast<std::uint64_t>(g));
   double ret = 0, scale = 1;
   for (int k = 0; k < p.rollout_depth; ++k) {
@@ -609,8 +658,8 @@ PGM_HD T rollout_value(std::int64_t s, index_t A, const Params& p, const std::in
     for (index_t a = 0; a < A; ++a) n_valid += inv[a] ? 0 : 1;
     if (n_valid == 0) return static_cast<T>(ret);  // terminal: value 0
     const rng::u32x4 w = rng::block(
-        tr.seed, stream, static_cast<std::uint64_t>(sim) * static_cast<std::uint64_t>(p.rollout_depth) +
-                             static_cast<std::uint64_t>(k));
+        tr.seed, stream,
+        static_cast<std::uint64_t>(sim) * static_cast<std::uint64_t>(p.rollout_depth) + static_cast<std::uint64_t>(k));
     index_t j = static_cast<index_t>(rng::uniform_f64(w.v[0], w.v[1]) * static_cast<double>(n_valid));
     if (j >= n_valid) j = n_valid - 1;
     index_t act = 0;
@@ -622,17 +671,16 @@ PGM_HD T rollout_value(std::int64_t s, index_t A, const Params& p, const std::in
     const std::int64_t sa = s * A + act;
     ret += scale * static_cast<double>(reward[sa]);
     scale *= static_cast<double>(discount[sa]);
-    s = tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, rng::uniform_f64(w.v[2], w.v[3]))
-               : next_state[sa];
+    s = tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, rng::uniform_f64(w.v[2], w.v[3])) : next_state[sa];
   }
   return static_cast<T>(ret + scale * static_cast<double>(value[s]));
 }
 
 // A new (or re-evaluated) node's value: the table's, or a random rollout's (UCT).
 template <class T>
-PGM_HD T leaf_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state,
-                    const T* reward, const T* discount, const T* value, const u8* invalid,
-                    const Transitions& tr, index_t g, index_t sim) {
+PGM_HD T leaf_value(std::int64_t s, index_t A, const Params& p, const std::int64_t* next_state, const T* reward,
+                    const T* discount, const T* value, const u8* invalid, const Transitions& tr, index_t g,
+                    index_t sim) {
   if (p.rollout_depth <= 0) return value[s];
   return rollout_value(s, A, p, next_state, reward, discount, value, invalid, tr, g, sim);
 }
@@ -669,8 +717,7 @@ PGM_HD void init_chance(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, 
 
 // Copies the tabular model's node data of state s into node c.
 template <class T>
-PGM_HD void copy_state_row(TreeRef<T>& t, i32 c, std::int64_t s, const T* logits, const T* prior,
-                           const u8* invalid) {
+PGM_HD void copy_state_row(TreeRef<T>& t, i32 c, std::int64_t s, const T* logits, const T* prior, const u8* invalid) {
   for (index_t a = 0; a < t.A; ++a) {
     t.logits[c * t.A + a] = logits[s * t.A + a];
     t.prior[c * t.A + a] = prior[s * t.A + a];
@@ -682,10 +729,9 @@ PGM_HD void copy_state_row(TreeRef<T>& t, i32 c, std::int64_t s, const T* logits
 // outcome at every chance node, adds at most a chance node and an outcome node; returns the
 // node to back up from.
 template <class T>
-PGM_HD i32 simulate_chance(TreeRef<T>& t, const Params& p, const std::int64_t* next_state,
-                           const T* reward, const T* discount, const T* logits, const T* prior,
-                           const T* value, const u8* invalid, const Transitions& tr, index_t g,
-                           index_t sim) {
+PGM_HD i32 simulate_chance(TreeRef<T>& t, const Params& p, const std::int64_t* next_state, const T* reward,
+                           const T* discount, const T* logits, const T* prior, const T* value, const u8* invalid,
+                           const Transitions& tr, index_t g, index_t sim) {
   const index_t A = t.A;
   i32 n = 0;
   for (index_t d = 0;; ++d) {
@@ -749,18 +795,15 @@ PGM_HD i32 simulate_chance(TreeRef<T>& t, const Params& p, const std::int64_t* n
 // Runs simulations sim_begin .. num_simulations - 1 (a search split into such ranges is the
 // same search).
 template <class T>
-PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations,
-                               const std::int64_t* next_state, const T* reward,
-                               const T* discount, const T* logits, const T* prior,
-                               const T* value, const u8* invalid, const Transitions& tr,
-                               index_t b, index_t sim_begin = 0) {
+PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations, const std::int64_t* next_state,
+                               const T* reward, const T* discount, const T* logits, const T* prior, const T* value,
+                               const u8* invalid, const Transitions& tr, index_t b, index_t sim_begin = 0) {
   const index_t A = t.A;
   const index_t g = static_cast<index_t>(tr.stream0) + b;  // the tree's global index (streams)
   if (p.chance && tr.cdf) {
     for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
       if (t.num_nodes[0] + 2 > t.N) return;  // capacity: checked by the caller beforehand
-      backup_one(t, simulate_chance(t, p, next_state, reward, discount, logits, prior, value,
-                                    invalid, tr, g, sim));
+      backup_one(t, simulate_chance(t, p, next_state, reward, discount, logits, prior, value, invalid, tr, g, sim));
     }
     return;
   }
@@ -772,8 +815,7 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
     if (old >= 0) {  // max_depth cutoff: re-evaluate the existing child
       const std::int64_t s = t.state[node], sa = s * A + action;
       const std::int64_t s2 =
-          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
-                 : next_state[sa];
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim)) : next_state[sa];
       reevaluate_child(t, old, reward[sa], discount[sa],
                        leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim));
       t.state[old] = s2;
@@ -789,8 +831,7 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
       t.num_nodes[0] = c + 1;
       const std::int64_t s = t.state[node], sa = s * A + action;
       const std::int64_t s2 =
-          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim))
-                 : next_state[sa];
+          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim)) : next_state[sa];
       link_node(t, c, node, action, reward[sa], discount[sa],
                 leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim), s2);
       for (index_t a = 0; a < A; ++a) {
@@ -928,8 +969,7 @@ PGM_HD void gumbel_one(std::uint64_t seed, index_t b, index_t A, T* out) {
 // Samples an action with probability proportional to weights^(1 / temperature);
 // temperature <= 0: the argmax (lowest index among ties). Zero weights are never drawn.
 template <class T>
-PGM_HD std::int64_t sample_one(const T* w, index_t A, double temperature, std::uint64_t seed,
-                               index_t b) {
+PGM_HD std::int64_t sample_one(const T* w, index_t A, double temperature, std::uint64_t seed, index_t b) {
   index_t arg = 0;
   for (index_t a = 1; a < A; ++a)
     if (w[a] > w[arg]) arg = a;
@@ -961,9 +1001,8 @@ void select_cpu(const Batch<T>& t, index_t B, const Params& p, i32* node, i32* a
 }
 
 template <class T>
-void expand_cpu(const Batch<T>& t, index_t B, const i32* node, const i32* action,
-                const T* reward, const T* discount, const T* logits, const T* value,
-                const u8* invalid, const std::int64_t* state, i32* out) {
+void expand_cpu(const Batch<T>& t, index_t B, const i32* node, const i32* action, const T* reward, const T* discount,
+                const T* logits, const T* value, const u8* invalid, const std::int64_t* state, i32* out) {
   const index_t A = t.A;
 #pragma omp parallel for schedule(static) if (B * A > 65536)
   for (index_t b = 0; b < B; ++b) {
@@ -986,16 +1025,15 @@ void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
 // search can be interrupted; an interrupted tree holds whole simulations only (consistent).
 template <class T>
 void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t num_simulations,
-                        const std::int64_t* next_state, const T* reward, const T* discount,
-                        const T* logits, const T* prior, const T* value, const u8* invalid,
-                        const Transitions& tr, Stop& stop = Stop::never()) {
+                        const std::int64_t* next_state, const T* reward, const T* discount, const T* logits,
+                        const T* prior, const T* value, const u8* invalid, const Transitions& tr,
+                        Stop& stop = Stop::never()) {
   constexpr index_t kSimSlice = 64;
   auto one = [&](index_t b) {
     TreeRef<T> r = tree_at(t, b);
     for (index_t s0 = 0; s0 < num_simulations; s0 += kSimSlice) {
       const index_t s1 = num_simulations - s0 > kSimSlice ? s0 + kSimSlice : num_simulations;
-      search_tabular_one(r, p, s1, next_state, reward, discount, logits, prior, value, invalid,
-                         tr, b, s0);
+      search_tabular_one(r, p, s1, next_state, reward, discount, logits, prior, value, invalid, tr, b, s0);
       if (stop.poll(static_cast<double>(s1 - s0) * 8 * t.A)) return;
     }
   };
@@ -1013,8 +1051,7 @@ void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t n
 }
 
 template <class T>
-void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index,
-                 i32* old_index, i32* status) {
+void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index, i32* old_index, i32* status) {
 #pragma omp parallel for schedule(static) if (B >= 256)
   for (index_t b = 0; b < B; ++b) {
     TreeRef<T> r = tree_at(t, b);
@@ -1024,8 +1061,7 @@ void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index
 
 // Noise launchers: row b of the call draws as tree stream0 + b of a larger batch.
 template <class T>
-void dirichlet_cpu(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A,
-                   T* out) {
+void dirichlet_cpu(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A, T* out) {
   const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 16384)
   for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, g0 + b, A, out + b * A);
@@ -1039,12 +1075,11 @@ void gumbel_cpu(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A,
 }
 
 template <class T>
-void sample_cpu(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed,
-                std::uint64_t stream0, std::int64_t* out) {
+void sample_cpu(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed, std::uint64_t stream0,
+                std::int64_t* out) {
   const index_t g0 = static_cast<index_t>(stream0);
 #pragma omp parallel for schedule(static) if (B * A > 65536)
-  for (index_t b = 0; b < B; ++b)
-    out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, g0 + b);
+  for (index_t b = 0; b < B; ++b) out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, g0 + b);
 }
 
 }  // namespace pygenmod::mcts

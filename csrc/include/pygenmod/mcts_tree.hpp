@@ -22,15 +22,42 @@ struct TreeStorage {
 
   // B empty trees of capacity N (nodes) over A actions.
   TreeStorage(index_t B_, index_t A_, index_t N_)
-      : B(B_), N(N_), A(A_), visits(B * N, 0), parent(B * N, -1), action(B * N, -1),
-        children(B * N * A, -1), num_nodes(B, 0), value_sum(B * N, T(0)), raw_value(B * N, T(0)),
-        reward(B * N, T(0)), discount(B * N, T(0)), logits(B * N * A, T(0)), prior(B * N * A, T(0)),
-        gumbel(B * A, T(0)), qbounds(2 * B, T(0)), invalid(B * N * A, 0), state(B * N, 0) {}
+      : B(B_),
+        N(N_),
+        A(A_),
+        visits(B * N, 0),
+        parent(B * N, -1),
+        action(B * N, -1),
+        children(B * N * A, -1),
+        num_nodes(B, 0),
+        value_sum(B * N, T(0)),
+        raw_value(B * N, T(0)),
+        reward(B * N, T(0)),
+        discount(B * N, T(0)),
+        logits(B * N * A, T(0)),
+        prior(B * N * A, T(0)),
+        gumbel(B * A, T(0)),
+        qbounds(2 * B, T(0)),
+        invalid(B * N * A, 0),
+        state(B * N, 0) {}
 
   Batch<T> batch() {
-    return Batch<T>{N, A, visits.data(), value_sum.data(), raw_value.data(), reward.data(),
-                    discount.data(), parent.data(), action.data(), children.data(), logits.data(),
-                    prior.data(), invalid.data(), state.data(), num_nodes.data(), gumbel.data(),
+    return Batch<T>{N,
+                    A,
+                    visits.data(),
+                    value_sum.data(),
+                    raw_value.data(),
+                    reward.data(),
+                    discount.data(),
+                    parent.data(),
+                    action.data(),
+                    children.data(),
+                    logits.data(),
+                    prior.data(),
+                    invalid.data(),
+                    state.data(),
+                    num_nodes.data(),
+                    gumbel.data(),
                     qbounds.data()};
   }
 

@@ -37,10 +37,10 @@ namespace pygenmod::mdp {
 
 // Backup kinds (the `kind` argument of the sweep kernels).
 enum Kind : int {
-  kOptimal = 0,      // V = max_a Q
-  kPolicy = 1,       // V = Q[pi(s)] (deterministic policy)
-  kStochastic = 2,   // V = sum_a pi(a|s) Q[a]
-  kSoft = 3,         // V = tau * log sum_a exp(Q[a] / tau)
+  kOptimal = 0,     // V = max_a Q
+  kPolicy = 1,      // V = Q[pi(s)] (deterministic policy)
+  kStochastic = 2,  // V = sum_a pi(a|s) Q[a]
+  kSoft = 3,        // V = tau * log sum_a exp(Q[a] / tau)
 };
 
 // ------------------------------------------------------------------ dense dot products
@@ -232,8 +232,7 @@ struct Csr {
   index_t S, A;
   PGM_HD acc_t<T> dot_row(index_t r, const T* v) const {  // r: global row (b*S + s)*A + a
     acc_t<T> acc = 0;
-    for (std::int64_t k = indptr[r]; k < indptr[r + 1]; ++k)
-      acc += static_cast<acc_t<T>>(data[k]) * v[indices[k]];
+    for (std::int64_t k = indptr[r]; k < indptr[r + 1]; ++k) acc += static_cast<acc_t<T>>(data[k]) * v[indices[k]];
     return acc;
   }
   PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const { return dot_row((b * S + s) * A + a, v); }
@@ -263,9 +262,8 @@ PGM_HD T q_value(const M& m, index_t b, index_t s, index_t a, T r, const T* v, T
 // among ties) and returns the backed-up value for `kind` (see Kind). r_s = R + (b*S+s)*A,
 // v = V + b*S; pi_det is pi(s) (kPolicy), pi_s = pi(.|s) (kStochastic), tau (kSoft).
 template <class T, class M>
-PGM_HD T backup_state(const M& m, index_t b, index_t s, const T* r_s, const T* v, T gamma,
-                      int kind, std::int64_t pi_det, const T* pi_s, T tau, T* q_s,
-                      std::int64_t* best) {
+PGM_HD T backup_state(const M& m, index_t b, index_t s, const T* r_s, const T* v, T gamma, int kind,
+                      std::int64_t pi_det, const T* pi_s, T tau, T* q_s, std::int64_t* best) {
   T qmax = neg_inf<T>();
   std::int64_t arg = 0;
   acc_t<T> expect = 0;
@@ -278,7 +276,10 @@ PGM_HD T backup_state(const M& m, index_t b, index_t s, const T* r_s, const T* v
       const index_t a = a0 + k;
       const T q = static_cast<T>(r_s[a] + gamma * d[k]);
       q_s[a] = q;
-      if (q > qmax) { qmax = q; arg = a; }
+      if (q > qmax) {
+        qmax = q;
+        arg = a;
+      }
       if (kind == kStochastic) expect += static_cast<acc_t<T>>(pi_s[a]) * q;
     }
   }
@@ -297,8 +298,8 @@ PGM_HD T backup_state(const M& m, index_t b, index_t s, const T* r_s, const T* v
 // deterministic (pi_s == nullptr) r(s, pi) + gamma P(.|s, pi) v, or stochastic
 // sum_a pi(a|s) (r + gamma P v) skipping actions of probability zero.
 template <class T, class M>
-PGM_HD T policy_value_state(const M& m, index_t b, index_t s, const T* r_s, const T* v, T gamma,
-                            std::int64_t pi_det, const T* pi_s) {
+PGM_HD T policy_value_state(const M& m, index_t b, index_t s, const T* r_s, const T* v, T gamma, std::int64_t pi_det,
+                            const T* pi_s) {
   if (pi_s == nullptr) return q_value(m, b, s, pi_det, r_s[pi_det], v, gamma);
   acc_t<T> acc = 0;
   for (index_t a = 0; a < m.A; ++a)
@@ -309,9 +310,13 @@ PGM_HD T policy_value_state(const M& m, index_t b, index_t s, const T* r_s, cons
 // ------------------------------------------------------------------ CPU: one sweep
 // Multiply-adds of one sweep of one MDP (the work-size measure of the sweep's threshold).
 template <class T>
-index_t sweep_madds(const Dense<T>& m) { return m.S * m.S * m.A; }
+index_t sweep_madds(const Dense<T>& m) {
+  return m.S * m.S * m.A;
+}
 template <class T>
-index_t sweep_madds(const Csr<T>& m) { return m.indptr[m.S * m.A] - m.indptr[0]; }
+index_t sweep_madds(const Csr<T>& m) {
+  return m.indptr[m.S * m.A] - m.indptr[0];
+}
 // Below this many multiply-adds a sweep stays on the calling thread: a fork/join costs more
 // than it saves, and far more next to other thread pools or a busy core (measured with
 // bench W8-mdp rows: 1 and 2 threads tie up to 64K, 2 threads gain from 256K).
@@ -356,8 +361,8 @@ struct SolveStats {
   std::int64_t iterations = 0, eval_sweeps = 0;
   double residual = 0;
   bool converged = false;
-  bool checked = false;                  // the fused input check ran (see row_tol)
-  double check[3] = {0, 0, 0};           // max |row sum - 1|, min entry, #rows with NaN/inf
+  bool checked = false;         // the fused input check ran (see row_tol)
+  double check[3] = {0, 0, 0};  // max |row sum - 1|, min entry, #rows with NaN/inf
 };
 
 // min and max of (u - v) over a sweep, exact under any thread split.
@@ -373,7 +378,9 @@ struct Range {
 template <class M>
 bool parallel_states(const M& m);
 template <class T>
-bool parallel_states(const Dense<T>& m) { return m.S * m.S * m.A >= (index_t(1) << 21); }
+bool parallel_states(const Dense<T>& m) {
+  return m.S * m.S * m.A >= (index_t(1) << 21);
+}
 template <class T>
 bool parallel_states(const Csr<T>& m) {
   return (m.indptr[m.S * m.A] - m.indptr[0]) >= (index_t(1) << 20);  // nnz of the first MDP
@@ -398,17 +405,17 @@ bool parallel_states(const Csr<T>& m) {
 // Buffers of one MDP's improvement sweeps (reused across sweeps) and the elimination state.
 template <class T>
 struct ImproveWork {
-  std::vector<acc_t<T>> dots;       // phased sweeps: P v of the rows computed (by row s * A + a)
-  std::vector<index_t> rows;        // phased sweeps: the rows to compute
-  std::vector<T> v_old;             // input of the previous improvement sweep
-  std::vector<T> gap;               // G(s): bound on the best non-greedy Q(s, a)
+  std::vector<acc_t<T>> dots;         // phased sweeps: P v of the rows computed (by row s * A + a)
+  std::vector<index_t> rows;          // phased sweeps: the rows to compute
+  std::vector<T> v_old;               // input of the previous improvement sweep
+  std::vector<T> gap;                 // G(s): bound on the best non-greedy Q(s, a)
   std::vector<std::uint8_t> skipped;  // the latest sweep read only pi(s)'s row of state s
-  std::vector<T> p_pi;              // dense, small MDPs: row s = P(.|s, packed[s]), contiguous
-  std::vector<index_t> packed;      // (the greedy rows of P are 2 KB apart for S = 64, A = 4
-                                    // and alias in L1; packed, they stay in cache)
-  double tau = -1;                  // < 0: no elimination; else the row-sum tolerance
-  double r_max = 0, v_max = 0;      // max |R| of the MDP, max |v| of all sweep inputs so far
-  bool ready = false;               // Q, pi and gap hold a previous sweep's
+  std::vector<T> p_pi;                // dense, small MDPs: row s = P(.|s, packed[s]), contiguous
+  std::vector<index_t> packed;        // (the greedy rows of P are 2 KB apart for S = 64, A = 4
+                                      // and alias in L1; packed, they stay in cache)
+  double tau = -1;                    // < 0: no elimination; else the row-sum tolerance
+  double r_max = 0, v_max = 0;        // max |R| of the MDP, max |v| of all sweep inputs so far
+  bool ready = false;                 // Q, pi and gap hold a previous sweep's
   // `phased`: the sweeps run in phases in one thread (see improve_sweep); the state-by-state
   // form keeps per-thread buffers of A values instead of these S * A ones.
   ImproveWork(index_t S, index_t A, const T* r, double elim_tau, bool phased)
@@ -545,9 +552,8 @@ inline bool greedy_stays(T qc, double drift, double margin, T& gap_s) {
 // phases over the whole MDP in one thread (small MDPs: the rows to read from all states go
 // through the 8-row dot kernels together, and the greedy rows are read from a packed copy).
 template <class T, class M>
-Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, T gamma, bool par,
-                    T* __restrict u, T* __restrict q, std::int64_t* __restrict pi, ImproveWork<T>& w,
-                    double* chk = nullptr) {
+Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, T gamma, bool par, T* __restrict u,
+                    T* __restrict q, std::int64_t* __restrict pi, ImproveWork<T>& w, double* chk = nullptr) {
   const index_t S = m.S, A = m.A;
   const double g = static_cast<double>(gamma);
   acc_t<T>* __restrict dots = w.dots.data();
@@ -701,17 +707,16 @@ void fill_skipped(const M& m, index_t b, const T* r, const T* v, T gamma, const 
   const index_t A = m.A;
   for_each_index(par, m.S, [&](index_t s) {
     if (!w.skipped[s]) return;
-    dot_state_rows(m, b, s, pi[s], v, [&](index_t a, acc_t<T> d) {
-      q[s * A + a] = static_cast<T>(r[s * A + a] + gamma * d);
-    });
+    dot_state_rows(m, b, s, pi[s], v,
+                   [&](index_t a, acc_t<T> d) { q[s * A + a] = static_cast<T>(r[s * A + a] + gamma * d); });
     w.skipped[s] = 0;
   });
 }
 
 // w = T_pi u for a deterministic (pi_s == nullptr) or stochastic policy; range of w - u.
 template <class T, class M>
-Range policy_sweep(const M& m, index_t b, const T* r, const T* u, T gamma, const std::int64_t* pi,
-                   const T* pi_stoch, bool par, T* w) {
+Range policy_sweep(const M& m, index_t b, const T* r, const T* u, T gamma, const std::int64_t* pi, const T* pi_stoch,
+                   bool par, T* w) {
   const index_t S = m.S, A = m.A;
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
   auto state = [&](index_t s, double& lo, double& hi) {
@@ -769,13 +774,17 @@ void shift(T* x, index_t n, double c) {
 //   sup stop:  V = u, so ||V - V*||_inf <= g/(1-g) * res.
 // Multiply-adds of one improvement sweep of an MDP (for Stop::poll; eval sweeps read 1/A).
 template <class T>
-double sweep_work(const Dense<T>& m) { return static_cast<double>(m.S) * m.S * m.A; }
+double sweep_work(const Dense<T>& m) {
+  return static_cast<double>(m.S) * m.S * m.A;
+}
 template <class T>
-double sweep_work(const Csr<T>& m) { return static_cast<double>(m.indptr[m.S * m.A] - m.indptr[0]) + m.S; }
+double sweep_work(const Csr<T>& m) {
+  return static_cast<double>(m.indptr[m.S * m.A] - m.indptr[0]) + m.S;
+}
 
 template <class T, class M>
-SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
-                     const SolveOptions& opt, bool par, T* V, T* Q, std::int64_t* pi, Stop& stop) {
+SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh, const SolveOptions& opt, bool par, T* V,
+                     T* Q, std::int64_t* pi, Stop& stop) {
   const index_t S = m.S, A = m.A;
   std::vector<T> bufu(S), bufw(S);
   std::vector<std::int64_t> prev(S, -1);
@@ -800,14 +809,16 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
       if (!(st.check[0] <= opt.row_tol) || st.check[1] < 0 || st.check[2] > 0) break;  // invalid P
     }
     st.residual = opt.span ? rg.span() : rg.sup();
-    if (st.residual < thresh || st.residual == 0) { st.converged = true; break; }
+    if (st.residual < thresh || st.residual == 0) {
+      st.converged = true;
+      break;
+    }
     if (st.iterations >= opt.max_iter) break;
     if (opt.eval_max > 0) {
       bool same = true;
       for (index_t s = 0; s < S && same; ++s) same = prev[s] == pi[s];
       std::copy(pi, pi + S, prev.begin());
-      const double target =
-          opt.eval_rel < 0 ? -1.0 : std::max(0.5 * thresh, same ? 0.0 : opt.eval_rel * st.residual);
+      const double target = opt.eval_rel < 0 ? -1.0 : std::max(0.5 * thresh, same ? 0.0 : opt.eval_rel * st.residual);
       T* x = u;
       Range er;
       for (std::int64_t j = 0; j < opt.eval_max; ++j) {
@@ -817,7 +828,10 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
         if (target >= 0 && er.span() < target) break;
         if (stop.poll(sweep_work(m) / A)) return st;
       }
-      if (x != u) { w = u; u = x; }  // the latest iterate lives in u
+      if (x != u) {
+        w = u;
+        u = x;
+      }  // the latest iterate lives in u
       if (k > 0 && er.lo <= er.hi) shift(u, S, k * er.mid());
     }
     // v <- u (keep V's storage as one of the two live buffers)
@@ -834,9 +848,8 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh,
 // Iterative policy evaluation on MDP b: v <- T_pi v until the span (or sup) of a step is
 // below thresh; the span rule adds the midpoint correction (error <= g/(1-g) * res / 2).
 template <class T, class M>
-SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thresh,
-                        std::int64_t max_iter, bool span, const std::int64_t* pi,
-                        const T* pi_stoch, bool par, T* V, Stop& stop) {
+SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thresh, std::int64_t max_iter, bool span,
+                        const std::int64_t* pi, const T* pi_stoch, bool par, T* V, Stop& stop) {
   const index_t S = m.S;
   std::vector<T> buf(S);
   T *x = V, *w = buf.data();
@@ -849,7 +862,10 @@ SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thres
     ++st.iterations;
     if (stop.poll(sweep_work(m) / (pi_stoch ? 1 : m.A))) return st;
     st.residual = span ? rg.span() : rg.sup();
-    if (st.residual < thresh || st.residual == 0) { st.converged = true; break; }
+    if (st.residual < thresh || st.residual == 0) {
+      st.converged = true;
+      break;
+    }
     if (st.iterations >= max_iter) break;
   }
   const double c = span && k > 0 ? k * rg.mid() : 0;
@@ -879,14 +895,13 @@ void for_each_mdp(index_t B, bool split_states, Stop& stop, F&& f) {
 }
 
 template <class T, class M>
-void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, index_t B,
-               const SolveOptions& opt, T* V, T* Q, std::int64_t* policy, std::int64_t* iterations,
-               std::int64_t* eval_sweeps, double* residual, std::uint8_t* converged,
-               double* check_stats, Stop& stop = Stop::never()) {
+void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, index_t B, const SolveOptions& opt, T* V,
+               T* Q, std::int64_t* policy, std::int64_t* iterations, std::int64_t* eval_sweeps, double* residual,
+               std::uint8_t* converged, double* check_stats, Stop& stop = Stop::never()) {
   const index_t S = m.S, A = m.A;
   for_each_mdp(B, parallel_states(m), stop, [&](index_t b, bool par) {
-    const SolveStats st = solve_one(m, b, R + b * S * A, gamma[b], thresh[b], opt, par, V + b * S,
-                                    Q + b * S * A, policy + b * S, stop);
+    const SolveStats st =
+        solve_one(m, b, R + b * S * A, gamma[b], thresh[b], opt, par, V + b * S, Q + b * S * A, policy + b * S, stop);
     iterations[b] = st.iterations;
     eval_sweeps[b] = st.eval_sweeps;
     residual[b] = st.residual;
@@ -897,15 +912,14 @@ void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, ind
 }
 
 template <class T, class M>
-void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, index_t B,
-                  std::int64_t max_iter, bool span, const std::int64_t* pi, const T* pi_stoch, T* V,
-                  std::int64_t* iterations, double* residual, std::uint8_t* converged,
-                  Stop& stop = Stop::never()) {
+void evaluate_cpu(const M& m, const T* R, const T* gamma, const double* thresh, index_t B, std::int64_t max_iter,
+                  bool span, const std::int64_t* pi, const T* pi_stoch, T* V, std::int64_t* iterations,
+                  double* residual, std::uint8_t* converged, Stop& stop = Stop::never()) {
   const index_t S = m.S, A = m.A;
   for_each_mdp(B, parallel_states(m), stop, [&](index_t b, bool par) {
-    const SolveStats st = evaluate_one(m, b, R + b * S * A, gamma[b], thresh[b], max_iter, span,
-                                       pi ? pi + b * S : nullptr, pi_stoch ? pi_stoch + b * S * A : nullptr,
-                                       par, V + b * S, stop);
+    const SolveStats st =
+        evaluate_one(m, b, R + b * S * A, gamma[b], thresh[b], max_iter, span, pi ? pi + b * S : nullptr,
+                     pi_stoch ? pi_stoch + b * S * A : nullptr, par, V + b * S, stop);
     iterations[b] = st.iterations;
     residual[b] = st.residual;
     converged[b] = st.converged;
@@ -925,8 +939,8 @@ void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
   const Dense<T> m{P, S, 1};  // row i is "state" i of one MDP with one action
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad) \
-    if (rows * S >= CHECK_PAR_MIN)
+#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) \
+    reduction(+ : bad) if (rows * S >= CHECK_PAR_MIN)
   for (index_t i = 0; i < rows; ++i) {
     double sum, rmn;
     m.row_sum_min(0, i, 0, sum, rmn);
@@ -947,8 +961,8 @@ template <class T>
 void row_stats_csr_cpu(const T* data, const std::int64_t* indptr, index_t rows, double* out) {
   double err = 0, mn = std::numeric_limits<double>::infinity();
   std::int64_t bad = 0;
-#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) reduction(+ : bad) \
-    if (indptr[rows] - indptr[0] >= CHECK_PAR_MIN)
+#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) \
+    reduction(+ : bad) if (indptr[rows] - indptr[0] >= CHECK_PAR_MIN)
   for (index_t i = 0; i < rows; ++i) {
     double sum = 0;
     for (std::int64_t k = indptr[i]; k < indptr[i + 1]; ++k) {

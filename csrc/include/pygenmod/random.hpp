@@ -33,7 +33,10 @@ PGM_HD u32x4 philox4x32_10(u32x4 c, std::uint32_t k0, std::uint32_t k1) {
   constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
   constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
   for (int r = 0; r < 10; ++r) {
-    if (r > 0) { k0 += W0; k1 += W1; }
+    if (r > 0) {
+      k0 += W0;
+      k1 += W1;
+    }
     std::uint32_t hi0, lo0, hi1, lo1;
     mulhilo32(M0, c.v[0], &hi0, &lo0);
     mulhilo32(M1, c.v[2], &hi1, &lo1);
@@ -136,8 +139,10 @@ PGM_HD f32x2 sincos_2pi_f32(float u) {
   const std::int32_t qi = static_cast<std::int32_t>(u * 4.0f + 0.5f);  // u >= 0: truncation = floor
   const float q = static_cast<float>(qi);
   const float t = (u - 0.25f * q) * 6.283185307179586f, t2 = t * t;
-  const float s = t * (1.0f + t2 * (-1.6666667e-1f + t2 * (8.3333333e-3f + t2 * (-1.9841270e-4f + t2 * 2.7557319e-6f))));
-  const float c = 1.0f + t2 * (-0.5f + t2 * (4.1666667e-2f + t2 * (-1.3888889e-3f + t2 * (2.4801587e-5f + t2 * -2.7557319e-7f))));
+  const float s =
+      t * (1.0f + t2 * (-1.6666667e-1f + t2 * (8.3333333e-3f + t2 * (-1.9841270e-4f + t2 * 2.7557319e-6f))));
+  const float c =
+      1.0f + t2 * (-0.5f + t2 * (4.1666667e-2f + t2 * (-1.3888889e-3f + t2 * (2.4801587e-5f + t2 * -2.7557319e-7f))));
   const bool swap = (qi & 1) != 0, neg_s = (qi & 2) != 0, neg_c = ((qi + 1) & 2) != 0;
   const float ss = swap ? c : s, cc = swap ? s : c;
   return f32x2{neg_s ? -ss : ss, neg_c ? -cc : cc};  // (sin, cos)
@@ -189,12 +194,23 @@ struct f64x2 {
 PGM_HD f64x2 sincos_2pi_f64(double u) {
   const std::int32_t qi = static_cast<std::int32_t>(u * 4.0 + 0.5);
   const double t = (u - 0.25 * static_cast<double>(qi)) * 6.283185307179586477, t2 = t * t;
-  const double s = t * (1.0 + t2 * (-1.0 / 6 + t2 * (1.0 / 120 + t2 * (-1.0 / 5040 + t2 * (1.0 / 362880 +
-                   t2 * (-1.0 / 39916800 + t2 * (1.0 / 6227020800.0 + t2 * (-1.0 / 1307674368000.0 +
-                   t2 * (1.0 / 355687428096000.0)))))))));
-  const double c = 1.0 + t2 * (-0.5 + t2 * (1.0 / 24 + t2 * (-1.0 / 720 + t2 * (1.0 / 40320 + t2 * (-1.0 / 3628800 +
-                   t2 * (1.0 / 479001600.0 + t2 * (-1.0 / 87178291200.0 + t2 * (1.0 / 20922789888000.0 +
-                   t2 * (-1.0 / 6402373705728000.0)))))))));
+  const double s =
+      t * (1.0 +
+           t2 * (-1.0 / 6 +
+                 t2 * (1.0 / 120 + t2 * (-1.0 / 5040 +
+                                         t2 * (1.0 / 362880 + t2 * (-1.0 / 39916800 +
+                                                                    t2 * (1.0 / 6227020800.0 +
+                                                                          t2 * (-1.0 / 1307674368000.0 +
+                                                                                t2 * (1.0 / 355687428096000.0)))))))));
+  const double c =
+      1.0 +
+      t2 * (-0.5 +
+            t2 * (1.0 / 24 + t2 * (-1.0 / 720 +
+                                   t2 * (1.0 / 40320 + t2 * (-1.0 / 3628800 +
+                                                             t2 * (1.0 / 479001600.0 +
+                                                                   t2 * (-1.0 / 87178291200.0 +
+                                                                         t2 * (1.0 / 20922789888000.0 +
+                                                                               t2 * (-1.0 / 6402373705728000.0)))))))));
   const bool swap = (qi & 1) != 0, neg_s = (qi & 2) != 0, neg_c = ((qi + 1) & 2) != 0;
   const double ss = swap ? c : s, cc = swap ? s : c;
   return f64x2{neg_s ? -ss : ss, neg_c ? -cc : cc};  // (sin, cos)
@@ -256,8 +272,10 @@ PGM_HD double gamma_f64(double alpha, std::uint64_t seed, std::uint64_t stream) 
 // the fast path and give the same values).
 enum Dist : int { UNIFORM = 0, NORMAL = 1, GUMBEL = 2 };
 
-template <class T> struct elem;
-template <> struct elem<float> {
+template <class T>
+struct elem;
+template <>
+struct elem<float> {
   static PGM_HD float at(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t n) {
     const u32x4 w = block(seed, stream, n >> 2);
     const int k = static_cast<int>(n & 3);
@@ -267,7 +285,8 @@ template <> struct elem<float> {
     return (k & 1) ? z.b : z.a;
   }
 };
-template <> struct elem<double> {
+template <>
+struct elem<double> {
   static PGM_HD double at(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t n) {
     const u32x4 w = block(seed, stream, n >> 1);
     const int k = static_cast<int>(n & 1);
@@ -280,6 +299,9 @@ template <> struct elem<double> {
 };
 
 // Elements per Philox block for a distribution in T (4 words -> 4 float32 or 2 float64).
-template <class T> constexpr int per_block() { return sizeof(T) == 4 ? 4 : 2; }
+template <class T>
+constexpr int per_block() {
+  return sizeof(T) == 4 ? 4 : 2;
+}
 
 }  // namespace pygenmod::rng

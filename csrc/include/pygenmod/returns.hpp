@@ -46,21 +46,23 @@ PGM_HD void gae_factors(F terminated, F truncated, F mask, T& keep_next, T& keep
 // The scan for environments [b0, b1) (all pointers are the full (T, B) arrays; nullable:
 // values, next_values, bootstrap, terminated, truncated, mask, ret).
 template <class T, class F>
-PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const T* bootstrap,
-                        const F* terminated, const F* truncated, const F* mask, const T* gamma,
-                        const T* lam, index_t Tn, index_t B, index_t b, T& carry, T* adv, T* ret,
-                        T& nf) {
+PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const T* bootstrap, const F* terminated,
+                        const F* truncated, const F* mask, const T* gamma, const T* lam, index_t Tn, index_t B,
+                        index_t b, T& carry, T* adv, T* ret, T& nf) {
   const T g = gamma[b], gl = gamma[b] * lam[b];
   for (index_t t = Tn - 1; t >= 0; --t) {
     const index_t i = t * B + b;
     T vn;
-    if (next_values) vn = next_values[i];
-    else if (t + 1 < Tn) vn = values ? values[i + B] : T(0);
-    else vn = bootstrap ? bootstrap[b] : T(0);
+    if (next_values)
+      vn = next_values[i];
+    else if (t + 1 < Tn)
+      vn = values ? values[i + B] : T(0);
+    else
+      vn = bootstrap ? bootstrap[b] : T(0);
     const T v = values ? values[i] : T(0);
     T kn, kc, valid;
-    gae_factors<T, F>(terminated ? terminated[i] : F(0), truncated ? truncated[i] : F(0),
-                      mask ? mask[i] : F(1), kn, kc, valid);
+    gae_factors<T, F>(terminated ? terminated[i] : F(0), truncated ? truncated[i] : F(0), mask ? mask[i] : F(1), kn, kc,
+                      valid);
     const T a = gae_step(r[i], v, vn, kn, kc, valid, g, gl, carry);
     adv[i] = a;
     if (ret) ret[i] = (a + v) * valid;
@@ -71,10 +73,9 @@ PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const
 // One time step of the CPU scan over n contiguous environments (a separate function so the
 // compiler vectorises it outside the OpenMP-outlined region).
 template <class T, class F>
-void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T* __restrict vn,
-             const F* __restrict te, const F* __restrict tr, const F* __restrict mk,
-             const T* __restrict g, const T* __restrict gl, T* __restrict carry, T* __restrict ad,
-             T* __restrict rt, T* __restrict nf) {
+void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T* __restrict vn, const F* __restrict te,
+             const F* __restrict tr, const F* __restrict mk, const T* __restrict g, const T* __restrict gl,
+             T* __restrict carry, T* __restrict ad, T* __restrict rt, T* __restrict nf) {
 #pragma omp simd
   for (index_t j = 0; j < n; ++j) {
     T kn, kc, valid;
@@ -91,9 +92,9 @@ void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T*
 // hardware prefetcher follows them). Absent inputs are replaced by rows of zeros (ones for
 // the mask), so the inner loop has no branches on them and vectorises.
 template <class T, class F>
-void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstrap,
-             const F* terminated, const F* truncated, const F* mask, const T* gamma, const T* lam,
-             index_t Tn, index_t B, T* adv, T* ret, std::uint8_t* nonfinite) {
+void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstrap, const F* terminated,
+             const F* truncated, const F* mask, const T* gamma, const T* lam, index_t Tn, index_t B, T* adv, T* ret,
+             std::uint8_t* nonfinite) {
   int bad = 0;
   // Small scans stay on the calling thread: with one 16-environment group the other threads
   // have nothing to do, and below ~32K steps a fork/join costs more than it saves.
@@ -119,7 +120,7 @@ void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstr
       const T *gg = g.data(), *ggl = gl.data();
       for (index_t t = Tn - 1; t >= 0; --t) {
         const index_t row = t * B + b0;
-        const T* vn = next_values ? next_values + row
+        const T* vn = next_values    ? next_values + row
                       : (t + 1 < Tn) ? (values ? values + row + B : zt.data())
                                      : (bootstrap ? bootstrap + b0 : zt.data());
         const T* vr = values ? values + row : zt.data();

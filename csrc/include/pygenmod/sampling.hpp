@@ -81,7 +81,9 @@ PGM_HD Scale<T> scale_of(int kind, T p, T lo, T hi) {
 
 // 0 for finite x, NaN otherwise (summed, it flags a non-finite input without a branch).
 template <class T>
-PGM_HD T nan_if_bad(T x) { return x * T(0); }
+PGM_HD T nan_if_bad(T x) {
+  return x * T(0);
+}
 
 // Elements [start, start + n) of a stream, one Philox block at a time (device code and
 // reference; the CPU fill below is the vectorised equivalent).
@@ -95,15 +97,19 @@ PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream
     const rng::u32x4 w = rng::block(seed, stream, blk);
     for (int k = static_cast<int>(e % per); k < per && i < n; ++k, ++i) {
       if (per == 4) {
-        if (dist == rng::UNIFORM) out[i] = static_cast<T>(rng::uniform_f32(w.v[k]));
-        else if (dist == rng::GUMBEL) out[i] = static_cast<T>(rng::gumbel_f32(w.v[k]));
+        if (dist == rng::UNIFORM)
+          out[i] = static_cast<T>(rng::uniform_f32(w.v[k]));
+        else if (dist == rng::GUMBEL)
+          out[i] = static_cast<T>(rng::gumbel_f32(w.v[k]));
         else {
           const rng::f32x2 z = rng::box_muller_f32(w.v[k & 2], w.v[(k & 2) + 1]);
           out[i] = static_cast<T>((k & 1) ? z.b : z.a);
         }
       } else {
-        if (dist == rng::UNIFORM) out[i] = static_cast<T>(rng::uniform_f64(w.v[2 * k], w.v[2 * k + 1]));
-        else if (dist == rng::GUMBEL) out[i] = static_cast<T>(rng::gumbel_f64(w.v[2 * k], w.v[2 * k + 1]));
+        if (dist == rng::UNIFORM)
+          out[i] = static_cast<T>(rng::uniform_f64(w.v[2 * k], w.v[2 * k + 1]));
+        else if (dist == rng::GUMBEL)
+          out[i] = static_cast<T>(rng::gumbel_f64(w.v[2 * k], w.v[2 * k + 1]));
         else {
           double z0, z1;
           rng::box_muller_f64(w, &z0, &z1);
@@ -188,9 +194,8 @@ __attribute__((target("avx2"))) inline void philox8_avx2(std::uint32_t k0, std::
   _mm256_storeu_si256(o + 3, _mm256_permute2x128_si256(u2, u3, 0x31));
 }
 
-__attribute__((target("avx512f"))) inline void philox16_avx512(std::uint32_t k0, std::uint32_t k1,
-                                                               std::uint32_t s0, std::uint32_t s1,
-                                                               std::uint32_t lo, std::uint32_t hi,
+__attribute__((target("avx512f"))) inline void philox16_avx512(std::uint32_t k0, std::uint32_t k1, std::uint32_t s0,
+                                                               std::uint32_t s1, std::uint32_t lo, std::uint32_t hi,
                                                                std::uint32_t* w) {
   const __m512i M0 = _mm512_set1_epi64(0xD2511F53), M1 = _mm512_set1_epi64(0xCD9E8D57);
   __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(lo)),
@@ -270,13 +275,15 @@ PGM_CLONES inline void gumbel_words(const std::uint32_t* __restrict w, int n, fl
 }
 
 inline void transform_words(int dist, const std::uint32_t* w, int nwords, float* out) {
-  if (dist == rng::NORMAL) box_muller_words(w, nwords / 2, out);
-  else if (dist == rng::UNIFORM) uniform_words(w, nwords, out);
-  else gumbel_words(w, nwords, out);
+  if (dist == rng::NORMAL)
+    box_muller_words(w, nwords / 2, out);
+  else if (dist == rng::UNIFORM)
+    uniform_words(w, nwords, out);
+  else
+    gumbel_words(w, nwords, out);
 }
 
-PGM_CLONES inline void box_muller_words_f64(const std::uint32_t* __restrict w, int nblocks,
-                                            double* __restrict out) {
+PGM_CLONES inline void box_muller_words_f64(const std::uint32_t* __restrict w, int nblocks, double* __restrict out) {
 #pragma omp simd
   for (int j = 0; j < nblocks; ++j) {
     const rng::f64x2 z = rng::box_muller_f64(w[4 * j], w[4 * j + 1], w[4 * j + 2], w[4 * j + 3]);
@@ -296,9 +303,12 @@ PGM_CLONES inline void gumbel_words_f64(const std::uint32_t* __restrict w, int n
 }
 
 inline void transform_words(int dist, const std::uint32_t* w, int nwords, double* out) {
-  if (dist == rng::NORMAL) box_muller_words_f64(w, nwords / 4, out);
-  else if (dist == rng::UNIFORM) uniform_words_f64(w, nwords / 2, out);
-  else gumbel_words_f64(w, nwords / 2, out);
+  if (dist == rng::NORMAL)
+    box_muller_words_f64(w, nwords / 4, out);
+  else if (dist == rng::UNIFORM)
+    uniform_words_f64(w, nwords / 2, out);
+  else
+    gumbel_words_f64(w, nwords / 2, out);
 }
 
 // out[0..n) = elements [start, start + n) of `stream` for distribution `dist`.
@@ -328,8 +338,7 @@ void fill_range(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_
 
 // out (R, N): row r is elements [offset, offset + N) of stream `stream + r`.
 template <class T>
-void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R,
-              index_t N, T* out) {
+void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R, index_t N, T* out) {
 #pragma omp parallel for schedule(dynamic, 32) if (R * N > PAR_MIN)
   for (index_t r = 0; r < R; ++r) fill_range<T>(dist, seed, stream + r, offset, N, out + r * N);
 }
@@ -337,8 +346,8 @@ void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t 
 // Raw Philox-4x32-10 blocks for arbitrary counters and keys (known-answer tests).
 inline void philox_cpu(const std::uint32_t* ctr, const std::uint32_t* key, index_t n, std::uint32_t* out) {
   for (index_t i = 0; i < n; ++i) {
-    const rng::u32x4 r = rng::philox4x32_10(
-        rng::u32x4{{ctr[4 * i], ctr[4 * i + 1], ctr[4 * i + 2], ctr[4 * i + 3]}}, key[2 * i], key[2 * i + 1]);
+    const rng::u32x4 r = rng::philox4x32_10(rng::u32x4{{ctr[4 * i], ctr[4 * i + 1], ctr[4 * i + 2], ctr[4 * i + 3]}},
+                                            key[2 * i], key[2 * i + 1]);
     for (int k = 0; k < 4; ++k) out[4 * i + k] = r.v[k];
   }
 }
@@ -408,16 +417,22 @@ PGM_CLONES inline void head_first(const T* __restrict m, const T* __restrict p, 
 
 template <class T>
 inline void head_first(int kind, const T* m, const T* p, const T* e, T lo, T hi, index_t D, T* sig, T* z, T* sums) {
-  if (kind == LOGVAR) head_first<LOGVAR, T>(m, p, e, lo, hi, D, sig, z, sums);
-  else if (kind == LOG_STD) head_first<LOG_STD, T>(m, p, e, lo, hi, D, sig, z, sums);
-  else head_first<STD, T>(m, p, e, lo, hi, D, sig, z, sums);
+  if (kind == LOGVAR)
+    head_first<LOGVAR, T>(m, p, e, lo, hi, D, sig, z, sums);
+  else if (kind == LOG_STD)
+    head_first<LOG_STD, T>(m, p, e, lo, hi, D, sig, z, sums);
+  else
+    head_first<STD, T>(m, p, e, lo, hi, D, sig, z, sums);
 }
 
 template <class T>
 inline void head_scales(int kind, const T* m, const T* p, T lo, T hi, index_t D, T* sig, T* sums) {
-  if (kind == LOGVAR) head_scales<LOGVAR, T>(m, p, lo, hi, D, sig, sums);
-  else if (kind == LOG_STD) head_scales<LOG_STD, T>(m, p, lo, hi, D, sig, sums);
-  else head_scales<STD, T>(m, p, lo, hi, D, sig, sums);
+  if (kind == LOGVAR)
+    head_scales<LOGVAR, T>(m, p, lo, hi, D, sig, sums);
+  else if (kind == LOG_STD)
+    head_scales<LOG_STD, T>(m, p, lo, hi, D, sig, sums);
+  else
+    head_scales<STD, T>(m, p, lo, hi, D, sig, sums);
 }
 
 // z = m + sig * e; returns sum e^2.
@@ -435,8 +450,8 @@ PGM_CLONES inline T affine_row(const T* __restrict m, const T* __restrict sig, c
 
 template <class T>
 void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
-                     std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z,
-                     T* eps_out, T* kl, T* logq, std::int32_t* status) {
+                     std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
+                     T* kl, T* logq, std::int32_t* status) {
 #pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
   {
     std::vector<T> sig(D), eb(D);
@@ -485,8 +500,8 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
 }
 
 template <int KIND, class T>
-PGM_CLONES inline void head_backward_scales(const T* __restrict m, const T* __restrict p, T lo, T hi, index_t D,
-                                            T gk, T glq, T* __restrict dm, T* __restrict dp) {
+PGM_CLONES inline void head_backward_scales(const T* __restrict m, const T* __restrict p, T lo, T hi, index_t D, T gk,
+                                            T glq, T* __restrict dm, T* __restrict dp) {
 #pragma omp simd
   for (index_t d = 0; d < D; ++d) {
     const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
@@ -509,9 +524,9 @@ PGM_CLONES inline void path_grad_row(const T* __restrict g, const T* __restrict 
 // VJP of normal_head: gz (S, B, D), gkl (B,), glogq (S, B), each may be null. The noise is
 // regenerated from (seed, stream, offset) unless eps_in is given.
 template <class T>
-void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi,
-                              std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t S,
-                              index_t B, index_t D, const T* gz, const T* gkl, const T* glogq, T* dmu, T* dp) {
+void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
+                              std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, const T* gz,
+                              const T* gkl, const T* glogq, T* dmu, T* dp) {
 #pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
   {
     std::vector<T> eb(D);
@@ -535,9 +550,12 @@ void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind
           path_grad_row<T>(gz + row * D, e, D, dm, dpb);
         }
       }
-      if (kind == LOGVAR) head_backward_scales<LOGVAR, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
-      else if (kind == LOG_STD) head_backward_scales<LOG_STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
-      else head_backward_scales<STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+      if (kind == LOGVAR)
+        head_backward_scales<LOGVAR, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+      else if (kind == LOG_STD)
+        head_backward_scales<LOG_STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+      else
+        head_backward_scales<STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
     }
   }
 }
@@ -547,8 +565,7 @@ void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind
 // KL between diagonal Gaussians, per row; the prior (pmu, pp) may be null: N(0, I).
 // ---------------------------------------------------------------------------------------
 template <class T>
-PGM_HD T kl_normal_row(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t D,
-                       T* chk_out) {
+PGM_HD T kl_normal_row(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t D, T* chk_out) {
   T kl = 0, chk = 0;
   for (index_t d = 0; d < D; ++d) {
     const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
@@ -564,8 +581,8 @@ PGM_HD T kl_normal_row(const T* m, const T* p, const T* pm, const T* pp, int kin
 }
 
 template <class T>
-PGM_HD void kl_normal_row_backward(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi,
-                                   index_t D, T g, T* dm, T* dp, T* dpm, T* dpp) {
+PGM_HD void kl_normal_row_backward(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t D,
+                                   T g, T* dm, T* dp, T* dpm, T* dpp) {
   for (index_t d = 0; d < D; ++d) {
     const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
     const T m2 = pm ? pm[d] : T(0);
@@ -594,14 +611,14 @@ PGM_HD T normal_log_prob_row(const T* x, const T* m, const T* p, int kind, T lo,
 }
 
 template <class T>
-PGM_HD void normal_log_prob_row_backward(const T* x, const T* m, const T* p, int kind, T lo, T hi, index_t D,
-                                         T g, T* dx, T* dm, T* dp) {
+PGM_HD void normal_log_prob_row_backward(const T* x, const T* m, const T* p, int kind, T lo, T hi, index_t D, T g,
+                                         T* dx, T* dm, T* dp) {
   for (index_t d = 0; d < D; ++d) {
     const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
     const T u = (x[d] - m[d]) / q.sigma;
     const T gx = -g * u / q.sigma;
     if (dx) dx[d] = gx;  // (dx / dp null: not wanted, as for a fixed decoder variance in elbo.hpp)
-    dm[d] += -gx;  // accumulated over the rows that share (mu, p)
+    dm[d] += -gx;        // accumulated over the rows that share (mu, p)
     if (dp) dp[d] += g * (u * u - T(1)) * q.dlog_dp;
   }
 }
@@ -724,13 +741,13 @@ PGM_CLONES inline T tril_matvec_fused_cpu(const T* __restrict L, const T* __rest
 // entries j > i are zeroed, never used). The per-row reduction is dot8's tree
 // ((p0 + p4) + (p1 + p5)) + ((p2 + p6) + (p3 + p7)), done for the eight rows together.
 __attribute__((target("avx2,fma"))) inline float tril_matvec_fused_avx2(const float* __restrict L,
-                                                                         const float* __restrict m,
-                                                                         const float* __restrict e, index_t D,
-                                                                         float* __restrict z, int* diag_bad) {
-  alignas(32) static const std::int32_t tri[8][8] = {
-      {-1, 0, 0, 0, 0, 0, 0, 0},     {-1, -1, 0, 0, 0, 0, 0, 0},     {-1, -1, -1, 0, 0, 0, 0, 0},
-      {-1, -1, -1, -1, 0, 0, 0, 0},  {-1, -1, -1, -1, -1, 0, 0, 0},  {-1, -1, -1, -1, -1, -1, 0, 0},
-      {-1, -1, -1, -1, -1, -1, -1, 0}, {-1, -1, -1, -1, -1, -1, -1, -1}};
+                                                                        const float* __restrict m,
+                                                                        const float* __restrict e, index_t D,
+                                                                        float* __restrict z, int* diag_bad) {
+  alignas(32) static const std::int32_t tri[8][8] = {{-1, 0, 0, 0, 0, 0, 0, 0},       {-1, -1, 0, 0, 0, 0, 0, 0},
+                                                     {-1, -1, -1, 0, 0, 0, 0, 0},     {-1, -1, -1, -1, 0, 0, 0, 0},
+                                                     {-1, -1, -1, -1, -1, 0, 0, 0},   {-1, -1, -1, -1, -1, -1, 0, 0},
+                                                     {-1, -1, -1, -1, -1, -1, -1, 0}, {-1, -1, -1, -1, -1, -1, -1, -1}};
   const __m256 zero = _mm256_setzero_ps();
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   __m256 c0 = zero, c1 = zero, c2 = zero, c3 = zero;  // sum L_ij * 0: NaN iff a non-finite entry
@@ -738,8 +755,8 @@ __attribute__((target("avx2,fma"))) inline float tril_matvec_fused_avx2(const fl
   for (index_t i0 = 0; i0 < D; i0 += 8) {
     const float* Lr = L + i0 * D;
     __m256 p0 = zero, p1 = zero, p2 = zero, p3 = zero, p4 = zero, p5 = zero, p6 = zero, p7 = zero;
-#define PGM_ROW(r, acc, c, a)                \
-  acc = _mm256_fmadd_ps(a, ek, acc);         \
+#define PGM_ROW(r, acc, c, a)        \
+  acc = _mm256_fmadd_ps(a, ek, acc); \
   c = _mm256_fmadd_ps(a, zero, c);
     for (index_t k = 0; k < i0; k += 8) {
       const __m256 ek = _mm256_loadu_ps(e + k);
@@ -754,12 +771,12 @@ __attribute__((target("avx2,fma"))) inline float tril_matvec_fused_avx2(const fl
     }
     {
       const __m256 ek = _mm256_loadu_ps(e + i0);
-#define PGM_DIAG(r, acc, c)                                                                              \
-  {                                                                                                      \
-    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(Lr + (r) * D + i0),                                   \
-                                   _mm256_load_ps(reinterpret_cast<const float*>(tri[r])));              \
-    PGM_ROW(r, acc, c, a)                                                                                \
-    bad |= !(Lr[(r) * D + i0 + (r)] > 0.0f);                                                             \
+#define PGM_DIAG(r, acc, c)                                                                                        \
+  {                                                                                                                \
+    const __m256 a =                                                                                               \
+        _mm256_and_ps(_mm256_loadu_ps(Lr + (r) * D + i0), _mm256_load_ps(reinterpret_cast<const float*>(tri[r]))); \
+    PGM_ROW(r, acc, c, a)                                                                                          \
+    bad |= !(Lr[(r) * D + i0 + (r)] > 0.0f);                                                                       \
   }
       PGM_DIAG(0, p0, c0)
       PGM_DIAG(1, p1, c1)
@@ -812,8 +829,8 @@ inline int tril_upper_bad(const T* L, index_t D) {
 
 template <class T>
 void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, std::uint64_t seed,
-                  std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
-                  T* kl, T* logq, std::int32_t* status) {
+                  std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl,
+                  T* logq, std::int32_t* status) {
   // Without KL and log q no log-determinant is needed: the validity checks ride on the first
   // sample's mat-vec (one pass over the lower triangle, no logs).
   const bool fused = !kl && !logq && S > 0;
@@ -867,8 +884,8 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
 // VJP of mvn_head. dL has L's shape; with a shared L the rows' contributions are summed.
 template <class T>
 void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in, std::uint64_t seed,
-                           std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D,
-                           const T* gz, const T* gkl, const T* glogq, T* dmu, T* dL) {
+                           std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, const T* gz,
+                           const T* gkl, const T* glogq, T* dmu, T* dL) {
   if (shared) std::fill(dL, dL + D * D, T(0));
 #pragma omp parallel if (B * D * D > PAR_MIN)
   {
@@ -945,13 +962,13 @@ void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, in
 }
 
 template <class T>
-void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
-                   index_t D, T* kl, std::int32_t* status) {
+void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D, T* kl,
+                   std::int32_t* status) {
 #pragma omp parallel for schedule(dynamic, 32) if (B * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b) {
     T chk;
-    kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
-                             lo, hi, D, &chk);
+    kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
+                             D, &chk);
     status[b] = chk == T(0) ? 0 : 1;
   }
 }
@@ -961,15 +978,15 @@ void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, i
                             index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
 #pragma omp parallel for schedule(dynamic, 32) if (B * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b)
-    kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
-                              lo, hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
+    kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
+                              D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
                               dpp ? dpp + b * D : nullptr);
 }
 
 // x (R, D) rows against (mu, p) (B, D) rows r % B, R a multiple of B.
 template <class T>
-void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
-                         index_t D, T* out, std::int32_t* status) {
+void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D,
+                         T* out, std::int32_t* status) {
 #pragma omp parallel for schedule(dynamic, 32) if (R * D > PAR_MIN)
   for (index_t r = 0; r < R; ++r) {
     T chk;
@@ -980,16 +997,16 @@ void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T 
 }
 
 template <class T>
-void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R,
-                                  index_t B, index_t D, const T* g, T* dx, T* dmu, T* dp) {
+void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
+                                  index_t D, const T* g, T* dx, T* dmu, T* dp) {
   // Parallel over the (mu, p) rows b; each accumulates its S = R / B samples in order.
 #pragma omp parallel for schedule(dynamic, 32) if (R * D > PAR_MIN)
   for (index_t b = 0; b < B; ++b) {
     std::fill(dmu + b * D, dmu + (b + 1) * D, T(0));
     std::fill(dp + b * D, dp + (b + 1) * D, T(0));
     for (index_t r = b; r < R; r += B)
-      normal_log_prob_row_backward<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, g[r], dx + r * D,
-                                      dmu + b * D, dp + b * D);
+      normal_log_prob_row_backward<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, g[r], dx + r * D, dmu + b * D,
+                                      dp + b * D);
   }
 }
 #endif  // !__CUDACC__

@@ -33,10 +33,20 @@ struct bf16_t {
   std::uint16_t bits;
 };
 
-template <class S> struct compute { using type = S; };
-template <> struct compute<half_t> { using type = float; };
-template <> struct compute<bf16_t> { using type = float; };
-template <class S> using compute_t = typename compute<S>::type;
+template <class S>
+struct compute {
+  using type = S;
+};
+template <>
+struct compute<half_t> {
+  using type = float;
+};
+template <>
+struct compute<bf16_t> {
+  using type = float;
+};
+template <class S>
+using compute_t = typename compute<S>::type;
 
 PGM_HD float bits_to_float(std::int32_t i) {
 #if defined(__CUDA_ARCH__)
@@ -60,7 +70,10 @@ PGM_HD float half_to_float(std::uint16_t h) {
   return sign ? -f : f;
 }
 
-template <class S> PGM_HD compute_t<S> load(const S* p, index_t i) { return p[i]; }
+template <class S>
+PGM_HD compute_t<S> load(const S* p, index_t i) {
+  return p[i];
+}
 PGM_HD float load(const half_t* p, index_t i) { return half_to_float(p[i].bits); }
 // bfloat16 is the top half of a float32: exact widening.
 PGM_HD float load(const bf16_t* p, index_t i) {
@@ -74,7 +87,7 @@ PGM_HD float load(const bf16_t* p, index_t i) {
 PGM_HD float exp_neg(float t) {
   const float keep = static_cast<float>(t >= -87.0f);  // 0 below the range (and for NaN)
   t = t < -87.0f ? -87.0f : t;                         // NaN passes through and stays NaN
-  const float magic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float magic = 12582912.0f;                     // 1.5 * 2^23: adding it rounds to an integer
   const float n = (t * 1.44269504088896341f + magic) - magic;
   const float r = (t - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
   float p = 1.0f / 720;
@@ -104,14 +117,22 @@ PGM_HD Moments<A> empty_moments() {
 
 template <class A>
 PGM_HD void rescale(Moments<A>& a, A f) {
-  a.s0 *= f; a.sx *= f; a.sy *= f; a.sxx *= f; a.syy *= f; a.sxy *= f;
+  a.s0 *= f;
+  a.sx *= f;
+  a.sy *= f;
+  a.sxx *= f;
+  a.syy *= f;
+  a.sxy *= f;
 }
 
 // a <- a (+) b: the moments of the union of two disjoint pixel sets.
 template <class A>
 PGM_HD void merge(Moments<A>& a, const Moments<A>& b) {
   if (b.m == neg_inf<A>()) return;
-  if (a.m == neg_inf<A>()) { a = b; return; }
+  if (a.m == neg_inf<A>()) {
+    a = b;
+    return;
+  }
   Moments<A> c = b;
   if (a.m >= c.m) {
     rescale(c, exp(c.m - a.m));
@@ -119,7 +140,12 @@ PGM_HD void merge(Moments<A>& a, const Moments<A>& b) {
     rescale(a, exp(a.m - c.m));
     a.m = c.m;
   }
-  a.s0 += c.s0; a.sx += c.sx; a.sy += c.sy; a.sxx += c.sxx; a.syy += c.syy; a.sxy += c.sxy;
+  a.s0 += c.s0;
+  a.sx += c.sx;
+  a.sy += c.sy;
+  a.sxx += c.sxx;
+  a.syy += c.syy;
+  a.sxy += c.sxy;
 }
 
 // Raise the reference max of `a` to `m_new` (>= a.m).
@@ -217,7 +243,8 @@ inline void prefetch_row(const S* p, index_t n) {
   const char* c = reinterpret_cast<const char*>(p);
   for (index_t b = 0; b < n * static_cast<index_t>(sizeof(S)); b += 64) __builtin_prefetch(c + b);
 #else
-  (void)p; (void)n;
+  (void)p;
+  (void)n;
 #endif
 }
 
@@ -227,8 +254,8 @@ inline void prefetch_row(const S* p, index_t n) {
 // reduction), so they vectorize and do not depend on the vector width. m may lag behind the true max:
 // the caller redoes the chunk when the max rose by more than kLag (exp_neg is exact up to +88).
 template <class S, bool Cov, bool HasMask, class T>
-inline T chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, int W, T inv, T m,
-                    Grid g, T* c0, T* cy, T* cyy) {
+inline T chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, int W, T inv, T m, Grid g, T* c0, T* cy,
+                    T* cyy) {
   for (int j = 0; j < W; ++j) c0[j] = cy[j] = cyy[j] = 0;
   const index_t rows = i1 - i0;
   T cm = neg_inf<T>();  // a max is exact in any order: the vector reduction is deterministic
@@ -258,8 +285,7 @@ inline T chunk_sums(const S* x, const std::uint8_t* mk, index_t i0, index_t i1, 
 
 // Adds the column accumulators of a chunk to the map's moments (float64, fixed order).
 template <bool Cov, class T>
-inline void fold_columns(const T* c0, const T* cy, const T* cyy, int W, Grid g,
-                         Moments<double>& acc) {
+inline void fold_columns(const T* c0, const T* cy, const T* cyy, int W, Grid g, Moments<double>& acc) {
   const T x0 = static_cast<T>(g.x0), dx = static_cast<T>(g.dx);
   double s0 = 0, sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
   for (int j = 0; j < W; ++j) {
@@ -307,8 +333,8 @@ struct Scratch {
 // reference max m; later chunks reuse m while their max stays below m + kLag (the usual case:
 // one read of x from memory) and are redone with a raised m otherwise.
 template <class S, bool Cov, bool HasMask>
-inline void fwd_map_nchw(const S* x, compute_t<S> inv, index_t H, index_t W, Grid g,
-                         const std::uint8_t* mk, Moments<double>& acc) {
+inline void fwd_map_nchw(const S* x, compute_t<S> inv, index_t H, index_t W, Grid g, const std::uint8_t* mk,
+                         Moments<double>& acc) {
   using T = compute_t<S>;
   Scratch<T> buf(3 * W);
   T *c0 = buf.p, *cy = buf.p + W, *cyy = buf.p + 2 * W;
@@ -358,8 +384,7 @@ inline void maps_nchw(const S* x, T inv, T m, T inv_l, index_t n, const std::uin
 
 // sum_p s_p gS_p over one map (only needed when the maps have an upstream gradient).
 template <class S, class T>
-inline double maps_dot_nchw(const S* x, T inv, T m, T inv_l, index_t n, const std::uint8_t* mk,
-                            const T* gS) {
+inline double maps_dot_nchw(const S* x, T inv, T m, T inv_l, index_t n, const std::uint8_t* mk, const T* gS) {
   T acc = 0;
   if (mk) {
 #pragma omp simd reduction(+ : acc)
@@ -374,8 +399,8 @@ inline double maps_dot_nchw(const S* x, T inv, T m, T inv_l, index_t n, const st
 // grad_x of one map; returns sum_p gz_p (z_p - m) (for the temperature gradient), accumulated
 // per column (elementwise inner loop) and folded in a fixed order.
 template <class S, class T, bool HasGS>
-inline double bwd_map_nchw(const S* x, T inv, T m, T inv_l, index_t H, index_t W, Grid g,
-                           const BackCoef<double>& k, const std::uint8_t* mk, const T* gS, T* gx) {
+inline double bwd_map_nchw(const S* x, T inv, T m, T inv_l, index_t H, index_t W, Grid g, const BackCoef<double>& k,
+                           const std::uint8_t* mk, const T* gS, T* gx) {
   const T x0 = static_cast<T>(g.x0), dx = static_cast<T>(g.dx);
   const T gxx = static_cast<T>(k.gxx);
   Scratch<T> buf(W);
@@ -423,9 +448,8 @@ inline double bwd_map_nchw(const S* x, T inv, T m, T inv_l, index_t H, index_t W
 constexpr index_t CT = 64;
 
 template <class S, bool Cov, bool HasMask>
-inline void fwd_tile_nhwc(const S* x, const compute_t<S>* inv, index_t H, index_t W, index_t C,
-                          index_t nc, Grid g, const std::uint8_t* const* mk, index_t /*HW*/,
-                          Moments<double>* acc) {
+inline void fwd_tile_nhwc(const S* x, const compute_t<S>* inv, index_t H, index_t W, index_t C, index_t nc, Grid g,
+                          const std::uint8_t* const* mk, index_t /*HW*/, Moments<double>* acc) {
   using T = compute_t<S>;
   T cm[CT], m[CT], r0[CT], r1[CT], r2[CT];
   const index_t R = std::max<index_t>(1, 8192 / std::max<index_t>(W * nc, 1));
@@ -513,8 +537,7 @@ PGM_FLATTEN void fwd_nchw_item(const FwdArgs<S>& a, index_t bc) {
   fwd_map_nchw<S, Cov, HasMask>(a.x + bc * HW, a.inv[c], a.H, a.W, a.g, mk, acc);
   finalize(acc, a.kp + bc * 2, Cov ? a.cov + bc * 4 : static_cast<T*>(nullptr), a.stats + bc * 2);
   if (a.maps)
-    maps_nchw(a.x + bc * HW, a.inv[c], static_cast<T>(acc.m), static_cast<T>(1.0 / acc.s0), HW, mk,
-              a.maps + bc * HW);
+    maps_nchw(a.x + bc * HW, a.inv[c], static_cast<T>(acc.m), static_cast<T>(1.0 / acc.s0), HW, mk, a.maps + bc * HW);
 }
 
 // One tile (b, channels c0 .. c0 + CT) of an NHWC forward.
@@ -533,8 +556,7 @@ PGM_FLATTEN void fwd_nhwc_item(const FwdArgs<S>& a, index_t bt) {
   fwd_tile_nhwc<S, Cov, HasMask>(xb, a.inv + c0, a.H, a.W, C, nc, a.g, mk, HW, acc);
   for (index_t c = 0; c < nc; ++c) {
     const index_t bc = b * C + c0 + c;
-    finalize(acc[c], a.kp + bc * 2, Cov ? a.cov + bc * 4 : static_cast<T*>(nullptr),
-             a.stats + bc * 2);
+    finalize(acc[c], a.kp + bc * 2, Cov ? a.cov + bc * 4 : static_cast<T*>(nullptr), a.stats + bc * 2);
   }
   if (a.maps) {
     T mm[CT], il[CT], iv[CT];
@@ -561,14 +583,14 @@ PGM_FLATTEN void bwd_nchw_item(const BwdArgs<S>& a, index_t bc) {
   using T = compute_t<S>;
   const index_t HW = a.H * a.W, b = bc / a.C, c = bc % a.C;
   const std::uint8_t* mk = a.mask.p ? a.mask.map(b, c, HW) : nullptr;
-  BackCoef<double> k = back_coef<double>(a.kp + bc * 2, a.cov ? a.cov + bc * 4 : nullptr,
-                                         a.g_kp + bc * 2, a.g_cov ? a.g_cov + bc * 4 : nullptr);
+  BackCoef<double> k = back_coef<double>(a.kp + bc * 2, a.cov ? a.cov + bc * 4 : nullptr, a.g_kp + bc * 2,
+                                         a.g_cov ? a.g_cov + bc * 4 : nullptr);
   const T m = a.stats[bc * 2];
   const T inv_l = static_cast<T>(1.0 / static_cast<double>(a.stats[bc * 2 + 1]));
   const T* gS = HasGS ? a.g_maps + bc * HW : nullptr;
   if (HasGS) k.c0 -= maps_dot_nchw(a.x + bc * HW, a.inv[c], m, inv_l, HW, mk, gS);
-  const double ga = bwd_map_nchw<S, T, HasGS>(a.x + bc * HW, a.inv[c], m, inv_l, a.H, a.W, a.g, k,
-                                              mk, gS, a.gx + bc * HW);
+  const double ga =
+      bwd_map_nchw<S, T, HasGS>(a.x + bc * HW, a.inv[c], m, inv_l, a.H, a.W, a.g, k, mk, gS, a.gx + bc * HW);
   a.g_temp[bc] = static_cast<T>(-static_cast<double>(a.inv[c]) * ga);
 }
 
@@ -643,25 +665,23 @@ PGM_FLATTEN void bwd_nhwc_item(const BwdArgs<S>& a, index_t bt) {
     }
     for (index_t c = 0; c < nc; ++c) ga[c] += gar[c];
   }
-  for (index_t c = 0; c < nc; ++c)
-    a.g_temp[b * C + c0 + c] = static_cast<T>(-static_cast<double>(iv[c]) * ga[c]);
+  for (index_t c = 0; c < nc; ++c) a.g_temp[b * C + c0 + c] = static_cast<T>(-static_cast<double>(iv[c]) * ga[c]);
 }
 
 // Each item function exists three times on x86-64 with GCC: AVX-512 and AVX2+FMA clones and
 // the baseline, the clone chosen at run time from the CPU's features (no -march flag needed at
 // build time). The column accumulators make the result independent of the vector width.
 #if PGM_SPATIAL_CLONES
-#define PGM_CLONE(name, suffix, target_str, Args, ...)                                  \
-  template <class S, __VA_ARGS__>                                                       \
-  __attribute__((target(target_str))) PGM_FLATTEN void name##_##suffix(const Args<S>& a, \
-                                                                        index_t i)
-#define PGM_CLONES(suffix, target_str)                                                         \
-  PGM_CLONE(fwd_nchw_item, suffix, target_str, FwdArgs, bool Cov, bool HasMask) {              \
-    fwd_nchw_item<S, Cov, HasMask>(a, i);                                                      \
-  }                                                                                            \
-  PGM_CLONE(fwd_nhwc_item, suffix, target_str, FwdArgs, bool Cov, bool HasMask) {              \
-    fwd_nhwc_item<S, Cov, HasMask>(a, i);                                                      \
-  }                                                                                            \
+#define PGM_CLONE(name, suffix, target_str, Args, ...) \
+  template <class S, __VA_ARGS__>                      \
+  __attribute__((target(target_str))) PGM_FLATTEN void name##_##suffix(const Args<S>& a, index_t i)
+#define PGM_CLONES(suffix, target_str)                                                                 \
+  PGM_CLONE(fwd_nchw_item, suffix, target_str, FwdArgs, bool Cov, bool HasMask) {                      \
+    fwd_nchw_item<S, Cov, HasMask>(a, i);                                                              \
+  }                                                                                                    \
+  PGM_CLONE(fwd_nhwc_item, suffix, target_str, FwdArgs, bool Cov, bool HasMask) {                      \
+    fwd_nhwc_item<S, Cov, HasMask>(a, i);                                                              \
+  }                                                                                                    \
   PGM_CLONE(bwd_nchw_item, suffix, target_str, BwdArgs, bool HasGS) { bwd_nchw_item<S, HasGS>(a, i); } \
   PGM_CLONE(bwd_nhwc_item, suffix, target_str, BwdArgs, bool HasGS) { bwd_nhwc_item<S, HasGS>(a, i); }
 PGM_CLONES(avx2, "avx2,fma")
@@ -684,8 +704,7 @@ template <class S, bool Cov, bool HasMask>
 fwd_item_fn<S> pick_fwd(bool channels_last) {
 #if PGM_SPATIAL_CLONES
   if (isa_level() == 2)
-    return channels_last ? &fwd_nhwc_item_avx512<S, Cov, HasMask>
-                         : &fwd_nchw_item_avx512<S, Cov, HasMask>;
+    return channels_last ? &fwd_nhwc_item_avx512<S, Cov, HasMask> : &fwd_nchw_item_avx512<S, Cov, HasMask>;
   if (isa_level() == 1)
     return channels_last ? &fwd_nhwc_item_avx2<S, Cov, HasMask> : &fwd_nchw_item_avx2<S, Cov, HasMask>;
 #endif
@@ -695,10 +714,8 @@ fwd_item_fn<S> pick_fwd(bool channels_last) {
 template <class S, bool HasGS>
 bwd_item_fn<S> pick_bwd(bool channels_last) {
 #if PGM_SPATIAL_CLONES
-  if (isa_level() == 2)
-    return channels_last ? &bwd_nhwc_item_avx512<S, HasGS> : &bwd_nchw_item_avx512<S, HasGS>;
-  if (isa_level() == 1)
-    return channels_last ? &bwd_nhwc_item_avx2<S, HasGS> : &bwd_nchw_item_avx2<S, HasGS>;
+  if (isa_level() == 2) return channels_last ? &bwd_nhwc_item_avx512<S, HasGS> : &bwd_nchw_item_avx512<S, HasGS>;
+  if (isa_level() == 1) return channels_last ? &bwd_nhwc_item_avx2<S, HasGS> : &bwd_nchw_item_avx2<S, HasGS>;
 #endif
   return channels_last ? &bwd_nhwc_item<S, HasGS> : &bwd_nchw_item<S, HasGS>;
 }
@@ -720,10 +737,9 @@ template <class S>
 void forward_cpu(const detail::FwdArgs<S>& a, bool channels_last) {
   using namespace detail;
   const bool c = a.cov != nullptr, mk = a.mask.p != nullptr;
-  const fwd_item_fn<S> f = c ? (mk ? pick_fwd<S, true, true>(channels_last)
-                                   : pick_fwd<S, true, false>(channels_last))
-                             : (mk ? pick_fwd<S, false, true>(channels_last)
-                                   : pick_fwd<S, false, false>(channels_last));
+  const fwd_item_fn<S> f =
+      c ? (mk ? pick_fwd<S, true, true>(channels_last) : pick_fwd<S, true, false>(channels_last))
+        : (mk ? pick_fwd<S, false, true>(channels_last) : pick_fwd<S, false, false>(channels_last));
   const index_t n = n_items(a.B, a.C, channels_last);
   const bool par = n > 1 && a.B * a.C * a.H * a.W >= kParallelMin;
 #pragma omp parallel for schedule(static) if (par)
@@ -736,8 +752,7 @@ void forward_cpu(const detail::FwdArgs<S>& a, bool channels_last) {
 template <class S>
 void backward_cpu(const detail::BwdArgs<S>& a, bool channels_last) {
   using namespace detail;
-  const bwd_item_fn<S> f =
-      a.g_maps ? pick_bwd<S, true>(channels_last) : pick_bwd<S, false>(channels_last);
+  const bwd_item_fn<S> f = a.g_maps ? pick_bwd<S, true>(channels_last) : pick_bwd<S, false>(channels_last);
   const index_t n = n_items(a.B, a.C, channels_last);
   const bool par = n > 1 && a.B * a.C * a.H * a.W >= kParallelMin;
 #pragma omp parallel for schedule(static) if (par)

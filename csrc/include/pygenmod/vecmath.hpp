@@ -31,7 +31,8 @@ namespace pygenmod::vm {
 // exp(r) for |r| <= ln2/2, float32: degree-6 Taylor (~2 ulp after scaling).
 template <class F>
 PGM_VM_CORE F exp_poly_f32(const F& r) {
-  return 1.0f + r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f + r * 1.3888889e-3f)))));
+  return 1.0f +
+         r * (1.0f + r * (0.5f + r * (1.6666667e-1f + r * (4.1666668e-2f + r * (8.3333338e-3f + r * 1.3888889e-3f)))));
 }
 
 // exp(r) for |r| <= ln2/2, float64: degree-13 Taylor (relative error < 2e-16).
@@ -60,8 +61,15 @@ PGM_VM_CORE F log_series_f32(const F& s2) {
 }
 template <class F>
 PGM_VM_CORE F log_series_f64(const F& s2) {
-  return 2.0 + s2 * (2.0 / 3 + s2 * (2.0 / 5 + s2 * (2.0 / 7 + s2 * (2.0 / 9 + s2 * (2.0 / 11 + s2 * (2.0 / 13 +
-         s2 * (2.0 / 15 + s2 * (2.0 / 17 + s2 * (2.0 / 19 + s2 * (2.0 / 21))))))))));
+  return 2.0 +
+         s2 *
+             (2.0 / 3 +
+              s2 * (2.0 / 5 +
+                    s2 * (2.0 / 7 +
+                          s2 * (2.0 / 9 +
+                                s2 * (2.0 / 11 +
+                                      s2 * (2.0 / 13 +
+                                            s2 * (2.0 / 15 + s2 * (2.0 / 17 + s2 * (2.0 / 19 + s2 * (2.0 / 21))))))))));
 }
 
 // Reduction constants: ln 2 split in two (fdlibm / Cody-Waite), 1 / ln 2, rounding shifts.
@@ -75,8 +83,13 @@ constexpr float kLn2LoF = 1.428606765330187e-06f;
 // ---- CPU vector versions (any vector_size; V a float or double vector) -------------------
 #define PGM_VINLINE inline __attribute__((always_inline))
 
-template <class V, class S> PGM_VINLINE V splat(S s) { V x = {}; return x + s; }
-template <class A, class B> PGM_VINLINE A bitcast(const B& b) {
+template <class V, class S>
+PGM_VINLINE V splat(S s) {
+  V x = {};
+  return x + s;
+}
+template <class A, class B>
+PGM_VINLINE A bitcast(const B& b) {
   static_assert(sizeof(A) == sizeof(B), "bitcast: sizes differ");
   A a;
   __builtin_memcpy(&a, &b, sizeof(A));
@@ -122,7 +135,7 @@ template <class V>
 PGM_VINLINE V log_ge1_f64(const V& s, V* inv = nullptr) {
   using VI = decltype(s < s);
   const VI ix = bitcast<VI>(s) - 0x3FE6A09E667F3BCDLL;  // bits of sqrt(1/2); >= 0 for s >= 1
-  const VI e = (ix >> 52) & 0x7ff;  // (masked: a logical shift, also on AVX2)
+  const VI e = (ix >> 52) & 0x7ff;                      // (masked: a logical shift, also on AVX2)
   const V m = bitcast<V>((ix & 0x000FFFFFFFFFFFFFLL) + 0x3FE6A09E667F3BCDLL);
   const V ed = bitcast<V>(e + 0x4330000000000000LL) - 4503599627370496.0;  // exact for e >= 0
   V u;
@@ -156,13 +169,17 @@ PGM_VINLINE V log_ge1_f32(const V& s, V* inv = nullptr) {
 
 template <class V>
 PGM_VINLINE V exp_nonpos(const V& x) {
-  if constexpr (sizeof(x[0]) == 8) return exp_nonpos_f64(x);
-  else return exp_nonpos_f32(x);
+  if constexpr (sizeof(x[0]) == 8)
+    return exp_nonpos_f64(x);
+  else
+    return exp_nonpos_f32(x);
 }
 template <class V>
 PGM_VINLINE V log_ge1(const V& s, V* inv = nullptr) {
-  if constexpr (sizeof(s[0]) == 8) return log_ge1_f64(s, inv);
-  else return log_ge1_f32(s, inv);
+  if constexpr (sizeof(s[0]) == 8)
+    return log_ge1_f64(s, inv);
+  else
+    return log_ge1_f32(s, inv);
 }
 #endif
 

@@ -39,15 +39,15 @@ inline int max_threads() {
 template <class T>
 struct Prepared {
   index_t Dp = 0, Kp = 0, ld = 0;
-  std::vector<T> P;         // full/tied: K x D x Dp upper factors (zero padded)
-  std::vector<T> b;         // full/tied: K x Dp, (mu_k - c) P_k
+  std::vector<T> P;  // full/tied: K x D x Dp upper factors (zero padded)
+  std::vector<T> b;  // full/tied: K x Dp, (mu_k - c) P_k
   // float32 evaluates (x - mu) P instead of x P - mu P (no cancellation with large precisions)
   std::vector<T> mu;        // K x ld centred means (zero padded)
   std::vector<T> pd;        // diag/spherical: K x ld precision factors (zero padded)
   std::vector<T> Wd;        // diag/spherical: 2D x Kp, rows [p^2 ; -2 p^2 (mu - c)]
   std::vector<double> cst;  // K: log w_k + log det P_k - D/2 log 2pi (- 1/2 sum p^2 mu^2)
-  void build(int type, index_t K, index_t D, const T* weights, const T* means, const T* pc,
-             const double* c, index_t W) {
+  void build(int type, index_t K, index_t D, const T* weights, const T* means, const T* pc, const double* c,
+             index_t W) {
     cst.assign(K, 0.0);
     ld = round_up(D, W);
     mu.assign(K * ld, T(0));
@@ -118,13 +118,18 @@ constexpr index_t kChunk = 128;  // points per chunk (a multiple of every lane c
 template <class T>
 struct SmallWork {
   static constexpr index_t CH = kChunk;
-  std::vector<T> xt, lp, wv, mx;      // D x CH, K x CH, CH, CH
-  std::vector<double> xd, r, acc;     // D x CH (float32 input), K x CH, accumulators
+  std::vector<T> xt, lp, wv, mx;   // D x CH, K x CH, CH, CH
+  std::vector<double> xd, r, acc;  // D x CH (float32 input), K x CH, accumulators
   std::vector<index_t> idx;
   void resize(index_t D, index_t K) {
     const index_t na = 1 + D + D * (D + 1) / 2;
-    xt.assign(D * CH, T(0)); lp.assign(K * CH, T(0)); wv.assign(CH, T(0)); mx.assign(CH, T(0));
-    xd.assign(D * CH, 0.0); r.assign(K * CH, 0.0); acc.assign((K + 1) * na * 8, 0.0);
+    xt.assign(D * CH, T(0));
+    lp.assign(K * CH, T(0));
+    wv.assign(CH, T(0));
+    mx.assign(CH, T(0));
+    xd.assign(D * CH, 0.0);
+    r.assign(K * CH, 0.0);
+    acc.assign((K + 1) * na * 8, 0.0);
     idx.assign(CH, 0);
   }
 };
@@ -133,8 +138,8 @@ struct SmallWork {
 // transposed xt[d][CH] (and their weights / indices); returns their number, advances n.
 // Lanes [m, round_up(m, W)) are zero.
 template <class T>
-PGM_INLINE index_t gather_lanes(const T* X, const T* Wt, index_t& n, index_t n1, index_t D,
-                                const double* c, T* xt, T* wv, index_t* idx, index_t CH, index_t W) {
+PGM_INLINE index_t gather_lanes(const T* X, const T* Wt, index_t& n, index_t n1, index_t D, const double* c, T* xt,
+                                T* wv, index_t* idx, index_t CH, index_t W) {
   index_t m = 0;
   const index_t cnt = std::min(CH, n1 - n);
   int pad = 0;  // (an int reduction: vectorises, a bool one does not)
@@ -173,9 +178,9 @@ PGM_INLINE index_t gather_lanes(const T* X, const T* Wt, index_t& n, index_t n1,
 }
 
 template <class T, int VB, int DD>
-PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T* resp, index_t n0,
-                                      index_t n1, index_t K, const double* c,
-                                      const Prepared<T>& prep, double* st, SmallWork<T>& w) {
+PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T* resp, index_t n0, index_t n1,
+                                      index_t K, const double* c, const Prepared<T>& prep, double* st,
+                                      SmallWork<T>& w) {
   using V = typename simd<T, VB>::v;
   using VD = typename simd<double, VB>::v;
   constexpr index_t VW = simd<T, VB>::W;
@@ -334,8 +339,7 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
   if (type == TIED) {
     const double* ak = acc + K * NA * 8;
     for (index_t i = 0; i < D; ++i)
-      for (index_t j = 0; j <= i; ++j)
-        S2[i * D + j] += hsum<double>(vload<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
+      for (index_t j = 0; j <= i; ++j) S2[i * D + j] += hsum<double>(vload<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
   }
   *ll += hsum<double>(llacc);
 }
@@ -344,9 +348,9 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
 // weighted responsibilities r[k * CH + p] and the centred points xc (m x ldx); z holds
 // [x, x^2] rows (diag/spherical). All buffers' padding entries are zero.
 template <class A, int VB>
-PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* xc, index_t ldx,
-                            const A* z, index_t ldz, const A* r, index_t CH, A* ax, A* C,
-                            const double* wv, double* Nk, double* S1, double* S2) {
+PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* xc, index_t ldx, const A* z,
+                            index_t ldz, const A* r, index_t CH, A* ax, A* C, const double* wv, double* Nk, double* S1,
+                            double* S2) {
   for (index_t k = 0; k < K; ++k) {
     double s = 0;
     for (index_t p = 0; p < m; ++p) s += r[k * CH + p];
@@ -386,16 +390,16 @@ template <class T>
 struct ChunkWork {
   static constexpr index_t CH = kChunk;
   index_t ldx = 0, ldz = 0, W = 0;
-  std::vector<T> xt;          // D x CH transposed centred points (E-step)
-  std::vector<T> dt;          // D x CH: float32 x - mu_k
-  std::vector<T> lp;          // K x CH log-probabilities
-  std::vector<T> wv;          // CH point weights
-  std::vector<T> mx;          // CH largest log-probabilities
-  std::vector<double> wvd;    // CH point weights (float64)
-  std::vector<index_t> idx;   // CH point indices
-  std::vector<double> r;      // K x CH weight * responsibility
+  std::vector<T> xt;                     // D x CH transposed centred points (E-step)
+  std::vector<T> dt;                     // D x CH: float32 x - mu_k
+  std::vector<T> lp;                     // K x CH log-probabilities
+  std::vector<T> wv;                     // CH point weights
+  std::vector<T> mx;                     // CH largest log-probabilities
+  std::vector<double> wvd;               // CH point weights (float64)
+  std::vector<index_t> idx;              // CH point indices
+  std::vector<double> r;                 // K x CH weight * responsibility
   std::vector<double> xcd, zd, axd, Cd;  // float64 point-major copies for the statistics
-  SmallWork<T> small;         // the small-D path's buffers
+  SmallWork<T> small;                    // the small-D path's buffers
   void resize(int type, index_t D, index_t K, index_t lanes) {
     W = lanes;
     if (D <= kSmallDMax) {
@@ -425,9 +429,9 @@ struct ChunkWork {
 // N x K) and the sufficient statistics, added into st. Points with weight <= 0 are skipped.
 // E-step: points in lanes (transposed chunk); statistics: float64 GEMMs on point-major rows.
 template <class T, int VB>
-PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T* resp, index_t n0,
-                                      index_t n1, index_t D, index_t K, const double* c,
-                                      const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T* resp, index_t n0, index_t n1,
+                                      index_t D, index_t K, const double* c, const Prepared<T>& prep, double* st,
+                                      ChunkWork<T>& w) {
   using V = typename simd<T, VB>::v;
   using VD = typename simd<double, VB>::v;
   constexpr index_t VW = simd<T, VB>::W;
@@ -507,64 +511,65 @@ PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T
       for (index_t d = 0; d < D; ++d) xo[d] = static_cast<double>(xt[d * CH + p]);
       if (!fullish) {
         double* zp = zd + p * ldz;
-        for (index_t d = 0; d < D; ++d) { zp[d] = xo[d]; zp[D + d] = xo[d] * xo[d]; }
+        for (index_t d = 0; d < D; ++d) {
+          zp[d] = xo[d];
+          zp[D + d] = xo[d] * xo[d];
+        }
       }
       wvd[p] = static_cast<double>(wv[p]);
     }
-    large_stats<double, VB>(type, m, D, K, xcd, ldx, zd, ldz, r, CH, w.axd.data(), w.Cd.data(), wvd,
-                            Nk, S1, S2);
+    large_stats<double, VB>(type, m, D, K, xcd, ldx, zd, ldz, r, CH, w.axd.data(), w.Cd.data(), wvd, Nk, S1, S2);
   }
   *ll += hsum<double>(llacc);
 }
 
 template <class T, int VB>
-PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T* resp, index_t n0,
-                                      index_t n1, index_t D, index_t K, const double* c,
-                                      const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+PGM_INLINE void accumulate_group_impl(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
+                                      index_t D, index_t K, const double* c, const Prepared<T>& prep, double* st,
+                                      ChunkWork<T>& w) {
+  // Macro-generated cases: clang-format does not settle on one layout for them.
+  // clang-format off
   switch (D) {
 #define PGM_SMALL_D(d) \
   case d: return accumulate_small_impl<T, VB, d>(type, X, W, resp, n0, n1, K, c, prep, st, w.small);
     PGM_SMALL_D(1) PGM_SMALL_D(2) PGM_SMALL_D(3) PGM_SMALL_D(4)
     PGM_SMALL_D(5) PGM_SMALL_D(6) PGM_SMALL_D(7) PGM_SMALL_D(8)
 #undef PGM_SMALL_D
-    default:
-      return accumulate_large_impl<T, VB>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+    default: return accumulate_large_impl<T, VB>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
   }
+  // clang-format on
 }
 
 template <class T>
-void accumulate_group_base(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
-                           index_t D, index_t K, const double* c, const Prepared<T>& prep,
-                           double* st, ChunkWork<T>& w) {
+void accumulate_group_base(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D,
+                           index_t K, const double* c, const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
   accumulate_group_impl<T, 16>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define PGM_HAVE_X86_PATHS 1
 template <class T>
-__attribute__((target("avx2,fma"))) void accumulate_group_avx2(
-    int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D, index_t K,
-    const double* c, const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+__attribute__((target("avx2,fma"))) void accumulate_group_avx2(int type, const T* X, const T* W, const T* resp,
+                                                               index_t n0, index_t n1, index_t D, index_t K,
+                                                               const double* c, const Prepared<T>& prep, double* st,
+                                                               ChunkWork<T>& w) {
   accumulate_group_impl<T, 32>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 template <class T>
 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma"))) void accumulate_group_avx512(
-    int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D, index_t K,
-    const double* c, const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
+    int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D, index_t K, const double* c,
+    const Prepared<T>& prep, double* st, ChunkWork<T>& w) {
   accumulate_group_impl<T, 64>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 }
 #endif
 
 // Entry point for the ISA chosen at the start of the launcher (w.W lanes: see isa_lanes).
 template <class T>
-void accumulate_group(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1,
-                      index_t D, index_t K, const double* c, const Prepared<T>& prep, double* st,
-                      ChunkWork<T>& w, int isa) {
+void accumulate_group(int type, const T* X, const T* W, const T* resp, index_t n0, index_t n1, index_t D, index_t K,
+                      const double* c, const Prepared<T>& prep, double* st, ChunkWork<T>& w, int isa) {
 #ifdef PGM_HAVE_X86_PATHS
-  if (isa == ISA_AVX512)
-    return accumulate_group_avx512<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
-  if (isa == ISA_AVX2)
-    return accumulate_group_avx2<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+  if (isa == ISA_AVX512) return accumulate_group_avx512<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
+  if (isa == ISA_AVX2) return accumulate_group_avx2<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
 #endif
   (void)isa;
   accumulate_group_base<T>(type, X, W, resp, n0, n1, D, K, c, prep, st, w);
@@ -605,8 +610,8 @@ struct SetWork {
 // Statistics of one set: groups in order, each summed serially (parallel over groups when
 // `par` and there is more than one group; identical result either way).
 template <class T>
-void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, index_t D,
-                    index_t K, SetWork<T>& sw, bool par, std::vector<double>& parts) {
+void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, index_t D, index_t K, SetWork<T>& sw,
+                    bool par, std::vector<double>& parts) {
   const index_t G = n_groups(N);
   const index_t ss = stats_size(type, K, D);
   std::fill(sw.stats.begin(), sw.stats.end(), 0.0);
@@ -618,16 +623,16 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
       cw.resize(type, D, K, isa_lanes<T>(sw.isa));
 #pragma omp for schedule(dynamic, 1)
       for (index_t g = 0; g < G; ++g)
-        accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K,
-                         sw.c.data(), sw.prep, parts.data() + g * ss, cw, sw.isa);
+        accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K, sw.c.data(), sw.prep,
+                         parts.data() + g * ss, cw, sw.isa);
     }
     for (index_t g = 0; g < G; ++g)
       for (index_t i = 0; i < ss; ++i) sw.stats[i] += parts[g * ss + i];
   } else {
     for (index_t g = 0; g < G; ++g) {
       std::fill(sw.part.begin(), sw.part.end(), 0.0);
-      accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K,
-                       sw.c.data(), sw.prep, sw.part.data(), sw.cw, sw.isa);
+      accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K, sw.c.data(), sw.prep,
+                       sw.part.data(), sw.cw, sw.isa);
       for (index_t i = 0; i < ss; ++i) sw.stats[i] += sw.part[i];
     }
   }
@@ -635,10 +640,9 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
 
 // EM on one set: up to max_iter iterations, stopping when |change of the bound| < tol.
 template <class T>
-void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, double reg,
-            index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc, T* lower_bound,
-            std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags, SetWork<T>& sw,
-            bool par, std::vector<double>& parts, Stop& stop) {
+void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, double reg, index_t max_iter, double tol,
+            T* weights, T* means, T* cov, T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged,
+            std::uint8_t* flags, SetWork<T>& sw, bool par, std::vector<double>& parts, Stop& stop) {
   const double wsum = set_centre(X, W, N, D, sw.c.data());
   *n_iter = 0;
   *converged = 0;
@@ -655,8 +659,7 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
     sw.prep.build(type, K, D, weights, means, pc, sw.c.data(), isa_lanes<T>(sw.isa));
     set_statistics(type, X, W, static_cast<const T*>(nullptr), N, D, K, sw, par, parts);
     lb = sw.stats[ll_at] / wsum;
-    finalize(type, sw.stats.data(), sw.c.data(), wsum, K, D, reg, weights, means, cov, pc, flags,
-             sw.fin);
+    finalize(type, sw.stats.data(), sw.c.data(), wsum, K, D, reg, weights, means, cov, pc, flags, sw.fin);
     *n_iter = it;
     const double change = lb - prev;
     prev = lb;
@@ -696,17 +699,16 @@ void for_each_set(int type, index_t B, index_t N, index_t D, index_t K, Stop& st
 
 // Batched EM. Set s (of B = Bx * n_rep) uses data set s / n_rep. Parameters are in/out.
 template <class T>
-void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N,
-             index_t D, index_t K, index_t max_iter, double tol, T* weights, T* means, T* cov,
-             T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged,
-             std::uint8_t* flags, Stop& stop = Stop::never()) {
+void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N, index_t D, index_t K,
+             index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc, T* lower_bound, std::int64_t* n_iter,
+             std::uint8_t* converged, std::uint8_t* flags, Stop& stop = Stop::never()) {
   const index_t B = Bx * n_rep;
   const index_t cs = cov_size(type, K, D);
   auto one = [&](index_t s, SetWork<T>& sw, bool par, std::vector<double>& parts) {
     const index_t xb = s / n_rep;
-    em_set(type, X + xb * N * D, W + xb * N, N, D, K, static_cast<double>(reg[s]), max_iter, tol,
-           weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, lower_bound + s,
-           n_iter + s, converged + s, flags + s * K, sw, par, parts, stop);
+    em_set(type, X + xb * N * D, W + xb * N, N, D, K, static_cast<double>(reg[s]), max_iter, tol, weights + s * K,
+           means + s * K * D, cov + s * cs, pc + s * cs, lower_bound + s, n_iter + s, converged + s, flags + s * K, sw,
+           par, parts, stop);
   };
   for_each_set<T>(type, B, N, D, K, stop, one);
 }
@@ -714,17 +716,16 @@ void fit_cpu(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t
 // M-step from responsibilities resp[B, N, K] (times the point weights).
 // Set s of B = Bx * n_rep uses data set s / n_rep and resp[s].
 template <class T>
-void m_step_cpu(int type, const T* X, const T* W, const T* resp, const T* reg, index_t Bx,
-                index_t n_rep, index_t N, index_t D, index_t K, T* weights, T* means, T* cov,
-                T* pc, std::uint8_t* flags) {
+void m_step_cpu(int type, const T* X, const T* W, const T* resp, const T* reg, index_t Bx, index_t n_rep, index_t N,
+                index_t D, index_t K, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags) {
   const index_t B = Bx * n_rep;
   const index_t cs = cov_size(type, K, D);
   auto one = [&](index_t s, SetWork<T>& sw, bool par, std::vector<double>& parts) {
     const index_t xb = s / n_rep;
     const double wsum = set_centre(X + xb * N * D, W + xb * N, N, D, sw.c.data());
     set_statistics(type, X + xb * N * D, W + xb * N, resp + s * N * K, N, D, K, sw, par, parts);
-    finalize(type, sw.stats.data(), sw.c.data(), wsum, K, D, static_cast<double>(reg[s]),
-             weights + s * K, means + s * K * D, cov + s * cs, pc + s * cs, flags + s * K, sw.fin);
+    finalize(type, sw.stats.data(), sw.c.data(), wsum, K, D, static_cast<double>(reg[s]), weights + s * K,
+             means + s * K * D, cov + s * cs, pc + s * cs, flags + s * K, sw.fin);
   };
   Stop never;  // one pass: not worth interrupting
   for_each_set<T>(type, B, N, D, K, never, one);
@@ -733,8 +734,8 @@ void m_step_cpu(int type, const T* X, const T* W, const T* resp, const T* reg, i
 // Per point: component log-densities lp[b,n,k] = log N(x | k), responsibilities log_resp and
 // the mixture log-density log_norm[b,n].
 template <class T>
-void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B,
-                index_t N, index_t D, index_t K, T* lp, T* log_resp, T* log_norm) {
+void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B, index_t N, index_t D,
+                index_t K, T* lp, T* log_resp, T* log_norm) {
   const index_t cs = cov_size(type, K, D);
 #pragma omp parallel if (B * N * K * D > 32768)
   {
@@ -759,18 +760,16 @@ void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T*
 }
 
 template <class T>
-void sample_cpu(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K,
-                index_t D, index_t n, std::uint64_t seed, std::uint64_t stream0, T* out,
-                std::int64_t* labels) {
+void sample_cpu(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K, index_t D, index_t n,
+                std::uint64_t seed, std::uint64_t stream0, T* out, std::int64_t* labels) {
   const index_t cs = cov_size(type, K, D);
 #pragma omp parallel for schedule(static) if (B * n * D > 32768)
   for (index_t bn = 0; bn < B * n; ++bn) {
     const index_t b = bn / n, i = bn % n;
-    sample_one(type, weights + b * K, means + b * K * D, pc + b * cs, K, D, seed, stream0 + b, i,
-               out + bn * D, labels + bn);
+    sample_one(type, weights + b * K, means + b * K * D, pc + b * cs, K, D, seed, stream0 + b, i, out + bn * D,
+               labels + bn);
   }
 }
-
 
 }  // namespace pygenmod::gmm
 

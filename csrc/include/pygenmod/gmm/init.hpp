@@ -29,8 +29,8 @@ inline double init_uniform(std::uint64_t seed, std::uint64_t stream, index_t j) 
 // K distinct points with positive weight per set (uniformly, partial Fisher-Yates); with
 // fewer than K such points, they are repeated in order. idx = -1 for a set with none.
 template <class T>
-void random_from_data_cpu(const T* W, index_t Bx, index_t n_rep, index_t N, index_t K,
-                          std::uint64_t seed, std::uint64_t stream0, std::int64_t* idx) {
+void random_from_data_cpu(const T* W, index_t Bx, index_t n_rep, index_t N, index_t K, std::uint64_t seed,
+                          std::uint64_t stream0, std::int64_t* idx) {
   const index_t B = Bx * n_rep;
 #pragma omp parallel if (B > 1)
   {
@@ -43,7 +43,10 @@ void random_from_data_cpu(const T* W, index_t Bx, index_t n_rep, index_t N, inde
         if (w[n] > 0) valid.push_back(n);
       const index_t nv = static_cast<index_t>(valid.size());
       for (index_t j = 0; j < K; ++j) {
-        if (nv == 0) { idx[s * K + j] = -1; continue; }
+        if (nv == 0) {
+          idx[s * K + j] = -1;
+          continue;
+        }
         if (j < nv) {
           const double u = init_uniform(seed, init_stream(stream0, s, n_rep), j);
           index_t r = j + static_cast<index_t>(u * (nv - j));
@@ -60,8 +63,8 @@ void random_from_data_cpu(const T* W, index_t Bx, index_t n_rep, index_t N, inde
 
 // k-means++ seeding (weighted D^2 sampling, one candidate per step).
 template <class T>
-void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, index_t D,
-                  index_t K, std::uint64_t seed, std::uint64_t stream0, std::int64_t* idx) {
+void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, index_t D, index_t K,
+                  std::uint64_t seed, std::uint64_t stream0, std::int64_t* idx) {
   const index_t B = Bx * n_rep;
 #pragma omp parallel if (B > 1)
   {
@@ -78,7 +81,10 @@ void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, 
           totw += static_cast<double>(w[n]);
           if (j > 0) tot += static_cast<double>(w[n]) * d2[n];
         }
-        if (!(totw > 0)) { idx[s * K + j] = -1; continue; }
+        if (!(totw > 0)) {
+          idx[s * K + j] = -1;
+          continue;
+        }
         const bool by_weight = (j == 0) || !(tot > 0);
         const double u = init_uniform(seed, init_stream(stream0, s, n_rep), j) * (by_weight ? totw : tot);
         double acc = 0;
@@ -107,8 +113,8 @@ void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, 
 // Lloyd iterations (weighted means; an empty cluster keeps its centre), stopping when no label
 // changes. centers: in/out [B, K, D]; labels [B, N] (nearest centre, also for padded points).
 template <class T>
-void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, index_t D,
-                index_t K, index_t max_iter, T* centers, std::int64_t* labels) {
+void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, index_t D, index_t K, index_t max_iter,
+                T* centers, std::int64_t* labels) {
   const index_t B = Bx * n_rep;
 #pragma omp parallel if (B > 1)
   {
@@ -131,9 +137,15 @@ void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
               const double t = static_cast<double>(x[n * D + d]) - c[k * D + d];
               e += t * t;
             }
-            if (e < best) { best = e; arg = k; }
+            if (e < best) {
+              best = e;
+              arg = k;
+            }
           }
-          if (lab[n] != arg) { changed = true; lab[n] = arg; }
+          if (lab[n] != arg) {
+            changed = true;
+            lab[n] = arg;
+          }
         }
         if ((!changed && it > 0) || it == max_iter) break;
         std::fill(sum.begin(), sum.end(), 0.0);

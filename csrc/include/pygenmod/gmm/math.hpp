@@ -30,8 +30,7 @@ enum CovType : int { FULL = 0, TIED = 1, DIAG = 2, SPHERICAL = 3 };
 #if !defined(__CUDACC__)
 // Argument check shared by the CPU and CUDA bindings.
 inline int check_cov_type(int t) {
-  if (t < 0 || t > 3)
-    throw std::invalid_argument("cov_type: expected 0 (full), 1 (tied), 2 (diag) or 3 (spherical)");
+  if (t < 0 || t > 3) throw std::invalid_argument("cov_type: expected 0 (full), 1 (tied), 2 (diag) or 3 (spherical)");
   return t;
 }
 #endif
@@ -127,7 +126,10 @@ PGM_HD bool cholesky(double* a, index_t D) {
 PGM_HD void precision_factor_d(const double* L, index_t D, double* Pd) {
   for (index_t c = 0; c < D; ++c)
     for (index_t r = 0; r < D; ++r) {
-      if (r < c) { Pd[c * D + r] = 0; continue; }
+      if (r < c) {
+        Pd[c * D + r] = 0;
+        continue;
+      }
       double s = (r == c) ? 1.0 : 0.0;
       for (index_t p = c; p < r; ++p) s -= L[r * D + p] * Pd[c * D + p];
       Pd[c * D + r] = s / L[r * D + r];
@@ -150,9 +152,8 @@ PGM_HD void normal_pair(const rng::u32x4& w, double* z0, double* z1) {
 PGM_HD index_t sample_blocks(index_t D) { return 1 + (D + 1) / 2; }
 
 template <class T>
-PGM_HD void sample_one(int type, const T* weights, const T* means, const T* pc, index_t K,
-                       index_t D, std::uint64_t seed, std::uint64_t stream, index_t n, T* x,
-                       std::int64_t* label) {
+PGM_HD void sample_one(int type, const T* weights, const T* means, const T* pc, index_t K, index_t D,
+                       std::uint64_t seed, std::uint64_t stream, index_t n, T* x, std::int64_t* label) {
   const index_t M = sample_blocks(D);
   const std::uint64_t b0 = static_cast<std::uint64_t>(n) * M;
   const rng::u32x4 w0 = rng::block(seed, stream, b0);
@@ -163,7 +164,10 @@ PGM_HD void sample_one(int type, const T* weights, const T* means, const T* pc, 
   index_t comp = K - 1;
   for (index_t k = 0; k < K; ++k) {
     acc += static_cast<double>(weights[k]);
-    if (u * total < acc) { comp = k; break; }
+    if (u * total < acc) {
+      comp = k;
+      break;
+    }
   }
   while (comp > 0 && !(weights[comp] > 0)) --comp;  // never pick a zero-weight component
   *label = comp;
@@ -195,10 +199,7 @@ PGM_HD index_t s2_size(int type, index_t K, index_t D) {
   return type == FULL ? K * D * D : type == TIED ? D * D : K * D;
 }
 // Statistics block of one set: [Nraw K][S1 K*D][S2 s2_size][ll 1]
-PGM_HD index_t stats_size(int type, index_t K, index_t D) {
-  return K + K * D + s2_size(type, K, D) + 1;
-}
-
+PGM_HD index_t stats_size(int type, index_t K, index_t D) { return K + K * D + s2_size(type, K, D) + 1; }
 
 // Cholesky of the symmetric matrix C (full storage) into L; on failure, diagonal jitter
 // growing tenfold from 1e-10 * scale is added to C until it factors (flag REGULARISED).
@@ -234,8 +235,7 @@ PGM_HD double jitter_scale(const double* var_diag, index_t D) {
 
 // Neutral parameters for a set with no data: uniform weights, zero means, identity covariances.
 template <class T>
-PGM_HD void empty_set_params(int type, index_t K, index_t D, T* weights, T* means, T* cov, T* pc,
-                      std::uint8_t* flags) {
+PGM_HD void empty_set_params(int type, index_t K, index_t D, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags) {
   for (index_t k = 0; k < K; ++k) {
     weights[k] = static_cast<T>(1.0 / K);
     flags[k] = EMPTY_SET | COLLAPSED;
@@ -243,12 +243,21 @@ PGM_HD void empty_set_params(int type, index_t K, index_t D, T* weights, T* mean
   for (index_t i = 0; i < K * D; ++i) means[i] = 0;
   const index_t cs = cov_size(type, K, D);
   if (type == FULL || type == TIED) {
-    for (index_t i = 0; i < cs; ++i) { cov[i] = 0; pc[i] = 0; }
+    for (index_t i = 0; i < cs; ++i) {
+      cov[i] = 0;
+      pc[i] = 0;
+    }
     const index_t nm = type == FULL ? K : 1;
     for (index_t q = 0; q < nm; ++q)
-      for (index_t d = 0; d < D; ++d) { cov[q * D * D + d * D + d] = 1; pc[q * D * D + d * D + d] = 1; }
+      for (index_t d = 0; d < D; ++d) {
+        cov[q * D * D + d * D + d] = 1;
+        pc[q * D * D + d * D + d] = 1;
+      }
   } else {
-    for (index_t i = 0; i < cs; ++i) { cov[i] = 1; pc[i] = 1; }
+    for (index_t i = 0; i < cs; ++i) {
+      cov[i] = 1;
+      pc[i] = 1;
+    }
   }
 }
 
@@ -260,9 +269,8 @@ PGM_HD void empty_set_params(int type, index_t K, index_t D, T* weights, T* mean
 PGM_HD index_t finalize_workspace(index_t K, index_t D) { return 4 * D * D + 3 * D + K; }
 
 template <class T>
-PGM_HD void finalize(int type, const double* st, const double* c, double wsum, index_t K, index_t D,
-                     double reg, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags,
-                     double* work) {
+PGM_HD void finalize(int type, const double* st, const double* c, double wsum, index_t K, index_t D, double reg,
+                     T* weights, T* means, T* cov, T* pc, std::uint8_t* flags, double* work) {
   if (!(wsum > 0)) {
     empty_set_params(type, K, D, weights, means, cov, pc, flags);
     return;
@@ -294,7 +302,8 @@ PGM_HD void finalize(int type, const double* st, const double* c, double wsum, i
     for (index_t i = 0; i < D; ++i)
       for (index_t j = 0; j <= i; ++j) {
         double s = 0;
-        if (type == TIED) s = S2[i * D + j];
+        if (type == TIED)
+          s = S2[i * D + j];
         else
           for (index_t k = 0; k < K; ++k) s += S2[k * D * D + i * D + j];
         tot[i * D + j] = tot[j * D + i] = s / wsum - m0[i] * m0[j];
@@ -334,7 +343,10 @@ PGM_HD void finalize(int type, const double* st, const double* c, double wsum, i
       precision_factor_d(L, D, Pd);
       T* ck = cov + k * D * D;
       T* pk = pc + k * D * D;
-      for (index_t i = 0; i < D * D; ++i) { ck[i] = static_cast<T>(C[i]); pk[i] = static_cast<T>(Pd[i]); }
+      for (index_t i = 0; i < D * D; ++i) {
+        ck[i] = static_cast<T>(C[i]);
+        pk[i] = static_cast<T>(Pd[i]);
+      }
     }
   } else if (type == TIED) {
     for (index_t i = 0; i < D; ++i)
@@ -351,7 +363,10 @@ PGM_HD void finalize(int type, const double* st, const double* c, double wsum, i
     cholesky_jitter(C, L, D, scale, &f);
     for (index_t k = 0; k < K; ++k) flags[k] |= f;
     precision_factor_d(L, D, Pd);
-    for (index_t i = 0; i < D * D; ++i) { cov[i] = static_cast<T>(C[i]); pc[i] = static_cast<T>(Pd[i]); }
+    for (index_t i = 0; i < D * D; ++i) {
+      cov[i] = static_cast<T>(C[i]);
+      pc[i] = static_cast<T>(Pd[i]);
+    }
   } else {
     const double floor = 1e-10 * scale;
     for (index_t k = 0; k < K; ++k) {
@@ -383,13 +398,11 @@ PGM_HD void finalize(int type, const double* st, const double* c, double wsum, i
 
 #if !defined(__CUDACC__)
 template <class T>
-void finalize(int type, const double* st, const double* c, double wsum, index_t K, index_t D,
-              double reg, T* weights, T* means, T* cov, T* pc, std::uint8_t* flags,
-              std::vector<double>& work) {
+void finalize(int type, const double* st, const double* c, double wsum, index_t K, index_t D, double reg, T* weights,
+              T* means, T* cov, T* pc, std::uint8_t* flags, std::vector<double>& work) {
   work.resize(finalize_workspace(K, D));
   finalize(type, st, c, wsum, K, D, reg, weights, means, cov, pc, flags, work.data());
 }
 #endif
 
 }  // namespace pygenmod::gmm
-

@@ -24,9 +24,9 @@ namespace pygenmod::gmm {
 // The bodies are always-inlined into three entry points per kernel (see accumulate_group),
 // chosen at run time: AVX-512 (F/DQ/BW/VL, VB = 64), AVX2+FMA (VB = 32) and the baseline ISA
 // (VB = 16: SSE2 on x86-64, NEON on aarch64; wider vectors there are split by the compiler,
-// and GCC scalarises their compares and selects). No -march flag is needed. The vector width only changes the order of some additions (rounding-level
-// differences between the paths); on one machine results are deterministic and independent of
-// the thread count.
+// and GCC scalarises their compares and selects). No -march flag is needed. The vector width only changes the order of
+// some additions (rounding-level differences between the paths); on one machine results are deterministic and
+// independent of the thread count.
 #define PGM_INLINE inline __attribute__((always_inline))
 
 typedef double pgm_v2d __attribute__((vector_size(16)));
@@ -37,20 +37,48 @@ typedef float pgm_v4f __attribute__((vector_size(16)));
 typedef float pgm_v8f __attribute__((vector_size(32)));
 typedef float pgm_v16f __attribute__((vector_size(64)));
 
-template <class T, int VB> struct simd;
-template <> struct simd<double, 16> { typedef pgm_v2d v; static constexpr index_t W = 2; };
-template <> struct simd<float, 16> { typedef pgm_v4f v; typedef pgm_v2f half; static constexpr index_t W = 4; };
-template <> struct simd<double, 32> { typedef pgm_v4d v; static constexpr index_t W = 4; };
-template <> struct simd<double, 64> { typedef pgm_v8d v; static constexpr index_t W = 8; };
-template <> struct simd<float, 32> { typedef pgm_v8f v; typedef pgm_v4f half; static constexpr index_t W = 8; };
-template <> struct simd<float, 64> { typedef pgm_v16f v; typedef pgm_v8f half; static constexpr index_t W = 16; };
+template <class T, int VB>
+struct simd;
+template <>
+struct simd<double, 16> {
+  typedef pgm_v2d v;
+  static constexpr index_t W = 2;
+};
+template <>
+struct simd<float, 16> {
+  typedef pgm_v4f v;
+  typedef pgm_v2f half;
+  static constexpr index_t W = 4;
+};
+template <>
+struct simd<double, 32> {
+  typedef pgm_v4d v;
+  static constexpr index_t W = 4;
+};
+template <>
+struct simd<double, 64> {
+  typedef pgm_v8d v;
+  static constexpr index_t W = 8;
+};
+template <>
+struct simd<float, 32> {
+  typedef pgm_v8f v;
+  typedef pgm_v4f half;
+  static constexpr index_t W = 8;
+};
+template <>
+struct simd<float, 64> {
+  typedef pgm_v16f v;
+  typedef pgm_v8f half;
+  static constexpr index_t W = 16;
+};
 
 // Instruction sets of the kernel entry points (pygenmod/cpu_features.hpp: the detector and
 // the cap that tests use); read once per launcher call.
 using cpu::Isa;
-using cpu::ISA_BASE;
 using cpu::ISA_AVX2;
 using cpu::ISA_AVX512;
+using cpu::ISA_BASE;
 inline int active_isa() { return cpu::isa(); }
 // Lanes of T in the vectors of an ISA's entry point.
 template <class T>
@@ -61,19 +89,31 @@ inline index_t isa_lanes(int isa) {
 inline index_t round_up(index_t n, index_t w) { return (n + w - 1) / w * w; }
 
 // Unaligned loads/stores through memcpy (template arguments drop alignment attributes).
-template <class V, class T> PGM_INLINE V vload(const T* p) {
+template <class V, class T>
+PGM_INLINE V vload(const T* p) {
   V x;
   __builtin_memcpy(&x, p, sizeof(V));
   return x;
 }
-template <class V, class T> PGM_INLINE void vstore(T* p, const V& x) { __builtin_memcpy(p, &x, sizeof(V)); }
-template <class V, class T> PGM_INLINE V vsplat(T s) { V x = {}; return x + s; }
-template <class T, class V> PGM_INLINE T hsum(const V& x) {
+template <class V, class T>
+PGM_INLINE void vstore(T* p, const V& x) {
+  __builtin_memcpy(p, &x, sizeof(V));
+}
+template <class V, class T>
+PGM_INLINE V vsplat(T s) {
+  V x = {};
+  return x + s;
+}
+template <class T, class V>
+PGM_INLINE T hsum(const V& x) {
   T s = 0;
   for (index_t i = 0; i < static_cast<index_t>(sizeof(V) / sizeof(T)); ++i) s += x[i];
   return s;
 }
-template <class V> PGM_INLINE V vmax(const V& a, const V& b) { return a > b ? a : b; }
+template <class V>
+PGM_INLINE V vmax(const V& a, const V& b) {
+  return a > b ? a : b;
+}
 
 // Float lanes widened to double lanes: lo/hi halves of v.
 template <int VB>
@@ -105,8 +145,8 @@ PGM_INLINE void store_f64(double* dst, const typename simd<T, VB>::v& v) {
 // j <= i are computed (the rest of C is left unchanged). Register tile: 4 rows x 2 vectors.
 // (The sum over n runs in order for every entry: the result does not depend on the width.)
 template <class T, int VB>
-PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_t ldb, index_t m,
-                         index_t I, index_t Jp, T* C, index_t ldc, bool lower) {
+PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_t ldb, index_t m, index_t I, index_t Jp,
+                         T* C, index_t ldc, bool lower) {
   using V = typename simd<T, VB>::v;
   constexpr index_t W = simd<T, VB>::W;
   index_t i = 0;
@@ -122,16 +162,24 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
           const V b0 = vload<V>(b), b1 = vload<V>(b + W);
           const T* a = A + n * lda + i * sa;
           const T a0 = a[0], a1 = a[sa], a2 = a[2 * sa], a3 = a[3 * sa];
-          c00 += a0 * b0; c01 += a0 * b1;
-          c10 += a1 * b0; c11 += a1 * b1;
-          c20 += a2 * b0; c21 += a2 * b1;
-          c30 += a3 * b0; c31 += a3 * b1;
+          c00 += a0 * b0;
+          c01 += a0 * b1;
+          c10 += a1 * b0;
+          c11 += a1 * b1;
+          c20 += a2 * b0;
+          c21 += a2 * b1;
+          c30 += a3 * b0;
+          c31 += a3 * b1;
         }
         T* c = C + i * ldc + j;
-        vstore(c, c00); vstore(c + W, c01);
-        vstore(c + ldc, c10); vstore(c + ldc + W, c11);
-        vstore(c + 2 * ldc, c20); vstore(c + 2 * ldc + W, c21);
-        vstore(c + 3 * ldc, c30); vstore(c + 3 * ldc + W, c31);
+        vstore(c, c00);
+        vstore(c + W, c01);
+        vstore(c + ldc, c10);
+        vstore(c + ldc + W, c11);
+        vstore(c + 2 * ldc, c20);
+        vstore(c + 2 * ldc + W, c21);
+        vstore(c + 3 * ldc, c30);
+        vstore(c + 3 * ldc + W, c31);
       }
       if (j < jend) {  // one vector left: 4 x 1 tile, even and odd n apart (8 FMA chains)
         V c0 = {}, c1 = {}, c2 = {}, c3 = {}, d0 = {}, d1 = {}, d2 = {}, d3 = {};
@@ -140,17 +188,32 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
           const V b0 = vload<V>(B + n * ldb + j), b1 = vload<V>(B + (n + 1) * ldb + j);
           const T* a = A + n * lda + i * sa;
           const T* e = a + lda;
-          c0 += a[0] * b0; c1 += a[sa] * b0; c2 += a[2 * sa] * b0; c3 += a[3 * sa] * b0;
-          d0 += e[0] * b1; d1 += e[sa] * b1; d2 += e[2 * sa] * b1; d3 += e[3 * sa] * b1;
+          c0 += a[0] * b0;
+          c1 += a[sa] * b0;
+          c2 += a[2 * sa] * b0;
+          c3 += a[3 * sa] * b0;
+          d0 += e[0] * b1;
+          d1 += e[sa] * b1;
+          d2 += e[2 * sa] * b1;
+          d3 += e[3 * sa] * b1;
         }
         if (n < m) {
           const V b0 = vload<V>(B + n * ldb + j);
           const T* a = A + n * lda + i * sa;
-          c0 += a[0] * b0; c1 += a[sa] * b0; c2 += a[2 * sa] * b0; c3 += a[3 * sa] * b0;
+          c0 += a[0] * b0;
+          c1 += a[sa] * b0;
+          c2 += a[2 * sa] * b0;
+          c3 += a[3 * sa] * b0;
         }
-        c0 += d0; c1 += d1; c2 += d2; c3 += d3;
+        c0 += d0;
+        c1 += d1;
+        c2 += d2;
+        c3 += d3;
         T* c = C + i * ldc + j;
-        vstore(c, c0); vstore(c + ldc, c1); vstore(c + 2 * ldc, c2); vstore(c + 3 * ldc, c3);
+        vstore(c, c0);
+        vstore(c + ldc, c1);
+        vstore(c + 2 * ldc, c2);
+        vstore(c + 3 * ldc, c3);
       }
       continue;
     }
@@ -180,8 +243,8 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
 // triangular (row stride ldp, zero below the diagonal) and b (nullptr: 0). Two lane blocks
 // and four columns at a time; x rows are read from L1.
 template <class T, int VB>
-PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const T* P, index_t ldp,
-                            const T* b, typename simd<T, VB>::v& out0, typename simd<T, VB>::v& out1) {
+PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const T* P, index_t ldp, const T* b,
+                            typename simd<T, VB>::v& out0, typename simd<T, VB>::v& out1) {
   using V = typename simd<T, VB>::v;
   constexpr index_t W = simd<T, VB>::W;
   V s0 = {}, s1 = {};
@@ -189,8 +252,10 @@ PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const
   for (; j + 4 <= D; j += 4) {
     V y00, y01, y02, y03, y10, y11, y12, y13;
     if (b) {
-      y00 = y10 = vsplat<V>(-b[j]); y01 = y11 = vsplat<V>(-b[j + 1]);
-      y02 = y12 = vsplat<V>(-b[j + 2]); y03 = y13 = vsplat<V>(-b[j + 3]);
+      y00 = y10 = vsplat<V>(-b[j]);
+      y01 = y11 = vsplat<V>(-b[j + 1]);
+      y02 = y12 = vsplat<V>(-b[j + 2]);
+      y03 = y13 = vsplat<V>(-b[j + 3]);
     } else {
       y00 = y01 = y02 = y03 = y10 = y11 = y12 = y13 = V{};
     }
@@ -198,8 +263,14 @@ PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const
       const V x0 = vload<V>(xt + i * CH + p), x1 = vload<V>(xt + i * CH + p + W);
       const T* pr = P + i * ldp + j;
       const T q0 = pr[0], q1 = pr[1], q2 = pr[2], q3 = pr[3];
-      y00 += x0 * q0; y01 += x0 * q1; y02 += x0 * q2; y03 += x0 * q3;
-      y10 += x1 * q0; y11 += x1 * q1; y12 += x1 * q2; y13 += x1 * q3;
+      y00 += x0 * q0;
+      y01 += x0 * q1;
+      y02 += x0 * q2;
+      y03 += x0 * q3;
+      y10 += x1 * q0;
+      y11 += x1 * q1;
+      y12 += x1 * q2;
+      y13 += x1 * q3;
     }
     s0 += (y00 * y00 + y01 * y01) + (y02 * y02 + y03 * y03);
     s1 += (y10 * y10 + y11 * y11) + (y12 * y12 + y13 * y13);
@@ -299,8 +370,8 @@ PGM_INLINE bool unit_chunk(const T* wv, index_t m, index_t K, index_t CH, index_
 // r[k][p] = weight * the caller's responsibility of point idx[p] (the M-step from given
 // responsibilities); lanes m .. mp (padding) get 0.
 template <class T>
-PGM_INLINE void given_resp(double* r, const T* wv, const T* resp, const index_t* idx, index_t K, index_t CH,
-                           index_t m, index_t mp) {
+PGM_INLINE void given_resp(double* r, const T* wv, const T* resp, const index_t* idx, index_t K, index_t CH, index_t m,
+                           index_t mp) {
   for (index_t k = 0; k < K; ++k)
     for (index_t p = 0; p < mp; ++p)
       r[k * CH + p] = p < m ? static_cast<double>(wv[p]) * static_cast<double>(resp[idx[p] * K + k]) : 0.0;
@@ -317,7 +388,6 @@ PGM_INLINE void resp_fixup(double* r, const T* mxb, index_t K, index_t CH, index
     if (!(mxb[p] - mxb[p] == 0))
       for (index_t k = 0; k < K; ++k) r[k * CH + p] = k == 0 ? static_cast<double>(wv[p]) : 0.0;
 }
-
 
 }  // namespace pygenmod::gmm
 
