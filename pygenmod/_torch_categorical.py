@@ -17,6 +17,7 @@ from torch import Tensor
 from . import categorical as _cat
 from ._arrays import to_native
 from ._torch_sampling import on_torch_stream
+from ._typing import QIs, Reduction
 
 __all__ = ["categorical_log_prob", "categorical_entropy", "categorical_kl", "policy_target_kl", "pg_loss"]
 
@@ -180,7 +181,7 @@ def policy_target_kl(weights: Tensor, logits: Tensor, mask: Optional[Tensor] = N
 
 
 def pg_loss(log_probs: Tensor, q_values: Tensor, entropy: Optional[Tensor] = None, *, lam: float = 0.0,
-            q_is: str = "reward", reduction: str = "mean") -> Tensor:
+            q_is: QIs = "reward", reduction: Reduction = "mean") -> Tensor:
     """GAIL's entropy-regularised policy-gradient surrogate as a loss to minimise (plain torch
     ops; q_values are detached): ``-E[log pi Q] - lam E[H]`` for rewards / advantages,
     ``E[log pi Q] - lam E[H]`` for GAIL's costs (``q_is="cost"``); E over the last axis.

@@ -4,7 +4,7 @@ seeds as custom-op arguments. Importing this module needs torch."""
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ from ._seed import check_int_seed, resolve_seed
 LOW = (torch.float16, torch.bfloat16)
 
 
-def native(t: Optional[Tensor]):
+def native(t: Optional[Tensor]) -> Any:
     """A NumPy (CPU) or CuPy (CUDA) view of ``t`` through DLPack (contiguous first; no copy
     when it already is). bfloat16 has no DLPack/NumPy dtype: on the CPU it is handed over as
     ml_dtypes' bfloat16 (a zero-copy view of the same bits) when ml_dtypes is installed,
@@ -41,7 +41,7 @@ def _ml_bfloat16():
     return ml_dtypes.bfloat16
 
 
-def tensor(a, like: Tensor) -> Tensor:
+def tensor(a: Any, like: Tensor) -> Tensor:
     """The NumPy/CuPy result ``a`` as a tensor on ``like``'s device (zero-copy DLPack)."""
     if isinstance(a, np.generic):  # a NumPy scalar (one row's reduction): its DLPack capsule is unusable
         a = np.asarray(a)
@@ -50,7 +50,7 @@ def tensor(a, like: Tensor) -> Tensor:
     return torch.from_dlpack(a).to(like.device)
 
 
-def on_torch_stream(*tensors):
+def on_torch_stream(*tensors: Any) -> contextlib.AbstractContextManager:
     """For CUDA tensors: run the CuPy-launched kernels on torch's current stream of the first
     CUDA tensor's device, with that device current, so they are ordered with the surrounding
     torch work (and can be captured in a CUDA graph). A no-op context when no tensor is on CUDA."""
@@ -78,7 +78,7 @@ def f32(t: Optional[Tensor]) -> Optional[Tensor]:
     return t.float() if t.dtype in LOW else t
 
 
-def compute_dtype(dtype):
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype the kernels compute (and return reductions) in for inputs of ``dtype``."""
     return torch.float32 if dtype in LOW else dtype
 
@@ -102,7 +102,7 @@ def key(value: int) -> int:
     return int(value) % _TWO64
 
 
-def seed_arg(seed, name: str = "seed"):
+def seed_arg(seed: Any, name: str = "seed") -> Union[int, torch.SymInt]:
     """The seed of one wrapper call as an op argument: resolved once (``None`` draws a fresh
     key from the package generator), so the op's forward and backward share it."""
     if isinstance(seed, torch.SymInt):
@@ -122,7 +122,7 @@ def fresh_seed() -> int:
     return resolve_seed(None) >> 1
 
 
-def int_arg(value, name: str):
+def int_arg(value: Any, name: str) -> Union[int, torch.SymInt]:
     """A stream / offset argument (an integer in [0, 2**64)) for an op."""
     if isinstance(value, torch.SymInt):
         return value

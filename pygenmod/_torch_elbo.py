@@ -8,13 +8,14 @@ the encoder through both the closed-form KL (here) and z (the sampler's own back
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
 
 from . import elbo as _E
 from ._torch_common import on_torch_stream
+from ._typing import Clamp, Likelihood
 
 __all__ = ["elbo", "elbo_terms"]
 
@@ -99,10 +100,14 @@ def _t(v, like):
     return v if v is None or isinstance(v, Tensor) else torch.as_tensor(v, dtype=like.dtype, device=like.device)
 
 
-def elbo_terms(x: Tensor, dec: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, *, log_std=None, std=None,
-               scale_tril=None, prior_mu=None, prior_logvar=None, prior_log_std=None, prior_std=None,
-               prior_scale_tril=None, likelihood: str = "gaussian", dec_logvar=None, dec_log_std=None, dec_std=None,
-               beta: float = 1.0, clamp=None) -> _E.Terms:
+def elbo_terms(x: Tensor, dec: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, *,
+               log_std: Optional[Tensor] = None, std: Optional[Tensor] = None, scale_tril: Optional[Tensor] = None,
+               prior_mu: Union[Tensor, float, None] = None, prior_logvar: Union[Tensor, float, None] = None,
+               prior_log_std: Union[Tensor, float, None] = None, prior_std: Union[Tensor, float, None] = None,
+               prior_scale_tril: Optional[Tensor] = None, likelihood: Likelihood = "gaussian",
+               dec_logvar: Union[Tensor, float, None] = None, dec_log_std: Union[Tensor, float, None] = None,
+               dec_std: Union[Tensor, float, None] = None, beta: float = 1.0,
+               clamp: Optional[Clamp] = None) -> _E.Terms:
     """:func:`pygenmod.elbo.elbo_terms` for tensors, differentiable w.r.t. dec, mu, the scale, a
     decoder scale and the prior (a decoder scale that requires grad is treated as learned)."""
     scales = [(i, v) for i, v in enumerate((logvar, log_std, std, scale_tril)) if v is not None]
@@ -132,6 +137,6 @@ def elbo_terms(x: Tensor, dec: Tensor, mu: Tensor, logvar: Optional[Tensor] = No
     return _E.Terms(*t)
 
 
-def elbo(x: Tensor, dec: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, **kwargs) -> Tensor:
+def elbo(x: Tensor, dec: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, **kwargs: Any) -> Tensor:
     """Per-row ELBO (B,) as a differentiable tensor; the arguments of :func:`elbo_terms`."""
     return elbo_terms(x, dec, mu, logvar, **kwargs).elbo

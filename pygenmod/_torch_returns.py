@@ -9,7 +9,7 @@ require grad and backpropagating through it raises torch's "no autograd formula"
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor
@@ -69,8 +69,10 @@ def _call(rewards, values, gamma, lam, terminated, truncated, next_values, boots
                    discounted)
 
 
-def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-        bootstrap_value=None, mask=None, time_axis: int = 0, compute_returns: bool = True):
+def gae(rewards: Tensor, values: Tensor, *, gamma: Union[Tensor, float] = 0.99, lam: Union[Tensor, float] = 0.95,
+        terminated: Optional[Tensor] = None, truncated: Optional[Tensor] = None,
+        next_values: Optional[Tensor] = None, bootstrap_value: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None, time_axis: int = 0, compute_returns: bool = True) -> _R.GAE:
     """:func:`pygenmod.returns.gae` on tensors: ``GAE(advantages, returns)`` (returns None with
     ``compute_returns=False``). Not differentiable (the inputs are detached).
     Op ``pygenmod::returns_gae``."""
@@ -79,15 +81,20 @@ def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=Non
     return _R.GAE(adv, ret if compute_returns else None)
 
 
-def lambda_returns(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-                   bootstrap_value=None, mask=None, time_axis: int = 0):
+def lambda_returns(rewards: Tensor, values: Tensor, *, gamma: Union[Tensor, float] = 0.99,
+                   lam: Union[Tensor, float] = 0.95, terminated: Optional[Tensor] = None,
+                   truncated: Optional[Tensor] = None, next_values: Optional[Tensor] = None,
+                   bootstrap_value: Optional[Tensor] = None, mask: Optional[Tensor] = None,
+                   time_axis: int = 0) -> Tensor:
     """TD(lambda) returns ``A_t + V_t`` on tensors (not differentiable). Op ``pygenmod::returns_gae``."""
     return gae(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
                next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis).returns
 
 
-def discounted_returns(rewards, *, gamma=0.99, terminated=None, truncated=None, next_values=None,
-                       bootstrap_value=None, mask=None, time_axis: int = 0):
+def discounted_returns(rewards: Tensor, *, gamma: Union[Tensor, float] = 0.99, terminated: Optional[Tensor] = None,
+                       truncated: Optional[Tensor] = None, next_values: Optional[Tensor] = None,
+                       bootstrap_value: Optional[Tensor] = None, mask: Optional[Tensor] = None,
+                       time_axis: int = 0) -> Tensor:
     """:func:`pygenmod.returns.discounted_returns` on tensors (not differentiable).
     Op ``pygenmod::returns_gae`` with ``discounted=True``."""
     return _call(rewards, None, gamma, 1.0, terminated, truncated, next_values, bootstrap_value, mask, time_axis,

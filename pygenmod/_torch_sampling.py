@@ -22,7 +22,7 @@ float32: samples come back in the input dtype, KL and log-densities in float32. 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -40,6 +40,7 @@ from ._torch_common import (  # noqa: F401  (on_torch_stream: the older import p
     seed_arg,
     tensor,
 )
+from ._typing import Clamp, SeedLike
 
 __all__ = ["rsample_normal", "normal_head", "kl_normal", "normal_log_prob", "rsample_mvn", "mvn_head", "kl_mvn",
            "mvn_log_prob", "mahalanobis", "gumbel_softmax"]
@@ -138,8 +139,10 @@ def _normal_head_backward(ctx, gz, gkl, glq):
 _normal_head_op.register_autograd(_normal_head_backward, setup_context=_normal_head_setup)
 
 
-def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0, eps=None,
-                clamp=None, log_q=False):
+def normal_head(mu: Tensor, logvar: Optional[Tensor] = None, *, log_std: Optional[Tensor] = None,
+                std: Optional[Tensor] = None, seed: SeedLike = None, n_samples: Optional[int] = None, stream: int = 0,
+                offset: int = 0, eps: Optional[Tensor] = None, clamp: Optional[Clamp] = None,
+                log_q: bool = False) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Fused VAE head (differentiable w.r.t. ``mu`` and the scale; not w.r.t. ``eps``): returns
     ``(z, kl, log_q)`` (log_q None unless requested). See :func:`pygenmod.sampling.normal_head`.
     Op ``pygenmod::sampling_normal_head``."""
@@ -150,8 +153,10 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples
     return z, kl, (lq if log_q else None)
 
 
-def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0, eps=None,
-                   clamp=None):
+def rsample_normal(mu: Tensor, logvar: Optional[Tensor] = None, *, log_std: Optional[Tensor] = None,
+                   std: Optional[Tensor] = None, seed: SeedLike = None, n_samples: Optional[int] = None,
+                   stream: int = 0, offset: int = 0, eps: Optional[Tensor] = None,
+                   clamp: Optional[Clamp] = None) -> Tensor:
     """Differentiable ``z = mu + sigma * eps`` (see :func:`pygenmod.sampling.rsample_normal`)."""
     return normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
                        offset=offset, eps=eps, clamp=clamp)[0]
@@ -213,8 +218,9 @@ def _mvn_call(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, want_
                         int_arg(offset, "offset"), bool(log_q), want_kl, bool(check))
 
 
-def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, log_q=False, check=True,
-             validate=val.DEPRECATED):
+def mvn_head(mu: Tensor, scale_tril: Tensor, *, seed: SeedLike = None, n_samples: Optional[int] = None,
+             stream: int = 0, offset: int = 0, eps: Optional[Tensor] = None, log_q: bool = False, check: bool = True,
+             validate: Any = val.DEPRECATED) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Differentiable full-covariance head: ``(z, kl, log_q)``; see :func:`pygenmod.sampling.mvn_head`.
     Op ``pygenmod::sampling_mvn_head``. ``validate=`` is the deprecated spelling of ``check=``."""
     check = val.renamed(check, validate, "check", "validate", func="pygenmod.torch.mvn_head", default=True)
@@ -222,8 +228,9 @@ def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, e
     return z, kl, (lq if log_q else None)
 
 
-def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, check=True,
-                validate=val.DEPRECATED):
+def rsample_mvn(mu: Tensor, scale_tril: Tensor, *, seed: SeedLike = None, n_samples: Optional[int] = None,
+                stream: int = 0, offset: int = 0, eps: Optional[Tensor] = None, check: bool = True,
+                validate: Any = val.DEPRECATED) -> Tensor:
     """Differentiable ``z = mu + L eps`` (the head without its KL pass)."""
     check = val.renamed(check, validate, "check", "validate", func="pygenmod.torch.rsample_mvn", default=True)
     return _mvn_call(mu, scale_tril, seed, n_samples, stream, offset, eps, False, False, check)[0]
@@ -294,8 +301,10 @@ def _prior_tensor(v, mu):
     return torch.tensor(float(v), dtype=mu.dtype, device=mu.device)
 
 
-def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None, std=None, prior_log_std=None,
-              prior_std=None, clamp=None):
+def kl_normal(mu: Tensor, logvar: Optional[Tensor] = None, prior_mu: Union[Tensor, float, None] = None,
+              prior_logvar: Union[Tensor, float, None] = None, *, log_std: Optional[Tensor] = None,
+              std: Optional[Tensor] = None, prior_log_std: Union[Tensor, float, None] = None,
+              prior_std: Union[Tensor, float, None] = None, clamp: Optional[Clamp] = None) -> Tensor:
     """Differentiable per-row KL between diagonal Gaussians (prior default N(0, I); a prior may be
     a number, (D,) or (B, D), in the posterior's parametrisation). Op ``pygenmod::sampling_kl_normal``."""
     kind, p = _kind(logvar, log_std, std)
@@ -344,7 +353,8 @@ def _log_prob_backward(ctx, g):
 _normal_log_prob_op.register_autograd(_log_prob_backward, setup_context=_log_prob_setup)
 
 
-def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
+def normal_log_prob(x: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, *, log_std: Optional[Tensor] = None,
+                    std: Optional[Tensor] = None, clamp: Optional[Clamp] = None) -> Tensor:
     """Differentiable diagonal Gaussian log-density summed over the last axis.
     Op ``pygenmod::sampling_normal_log_prob``."""
     kind, p = _kind(logvar, log_std, std)
@@ -399,7 +409,8 @@ def _kl_mvn_backward(ctx, g):
 _kl_mvn_op.register_autograd(_kl_mvn_backward, setup_context=_kl_mvn_setup)
 
 
-def kl_mvn(mu, scale_tril, prior_mu=None, prior_scale_tril=None):
+def kl_mvn(mu: Tensor, scale_tril: Tensor, prior_mu: Union[Tensor, float, None] = None,
+           prior_scale_tril: Optional[Tensor] = None) -> Tensor:
     """Differentiable ``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (prior default N(0, I),
     which takes the fused head kernel). Op ``pygenmod::sampling_kl_mvn``."""
     return _kl_mvn_op(mu, scale_tril, _prior_tensor(prior_mu, mu), prior_scale_tril)
@@ -436,7 +447,7 @@ def _save_all(ctx, inputs, output):
 _mvn_log_prob_op.register_autograd(lambda ctx, g: _mvn_log_prob_bwd(g, *ctx.saved_tensors), setup_context=_save_all)
 
 
-def mvn_log_prob(x, mu, scale_tril):
+def mvn_log_prob(x: Tensor, mu: Tensor, scale_tril: Tensor) -> Tensor:
     """Differentiable ``log N(x; mu, L L^T)``. Op ``pygenmod::sampling_mvn_log_prob``."""
     return _mvn_log_prob_op(x, mu, scale_tril)
 
@@ -483,7 +494,8 @@ def _maha_backward(ctx, g):
 _mahalanobis_op.register_autograd(_maha_backward, setup_context=_maha_setup)
 
 
-def mahalanobis(x, mu, scale_tril=None, *, precision_tril=None, squared=True):
+def mahalanobis(x: Tensor, mu: Tensor, scale_tril: Optional[Tensor] = None, *,
+                precision_tril: Optional[Tensor] = None, squared: bool = True) -> Tensor:
     """Differentiable (squared) Mahalanobis distance with a scale or precision Cholesky factor.
     Op ``pygenmod::sampling_mahalanobis``."""
     if (scale_tril is None) == (precision_tril is None):
@@ -538,7 +550,8 @@ def _gumbel_backward(ctx, gy, g_soft):
 _gumbel_op.register_autograd(_gumbel_backward, setup_context=_gumbel_setup)
 
 
-def gumbel_softmax(logits, tau=1.0, *, seed=None, hard=False, stream=0, offset=0):
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, *, seed: SeedLike = None, hard: bool = False, stream: int = 0,
+                   offset: int = 0) -> Tensor:
     """Differentiable Gumbel-softmax sample over the last axis; ``hard=True`` is straight-through
     (one-hot forward, the relaxed sample's gradient backward), like torch.nn.functional.gumbel_softmax
     but with the package's counter-based noise. ``tau`` is a Python number (no gradient).

@@ -9,12 +9,15 @@ through it, so F is never formed.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 
 __all__ = ["fisher_vector_product"]
 
 
-def fisher_vector_product(kl, params, *, damping: float = 0.0):
+def fisher_vector_product(kl: Callable[[], torch.Tensor], params: torch.nn.Module | Iterable[torch.Tensor], *,
+                          damping: float = 0.0) -> Callable[[torch.Tensor], torch.Tensor]:
     """A callable ``fvp(v) = (F + damping I) v`` for a torch policy.
 
     kl: a closure returning the scalar mean KL(pi_old || pi_theta) over the batch of states,

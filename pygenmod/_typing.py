@@ -11,9 +11,10 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "Array", "ArrayLike", "CemCovariance", "CovarianceType", "DTypeLike", "EliteWeights", "EvaluationMethod",
-    "GailRewardKind", "GMMInit", "Likelihood", "LogProbPer", "MctsPolicy", "OnDegenerate", "QNormalization",
-    "Reduction", "RewardOn", "SeedLike", "Stop", "SupportsDLPack", "Device",
+    "Array", "ArrayLike", "CemCovariance", "Clamp", "CoordOrder", "Coords", "CovarianceType", "DTypeLike",
+    "EliteWeights", "EvaluationMethod", "GailRewardKind", "GMMInit", "Layout", "Likelihood", "LogProbPer",
+    "MctsPolicy", "OnDegenerate", "QIs", "QNormalization", "Reduction", "RewardOn", "SeedLike", "Stop",
+    "SupportsDLPack", "Device",
 ]
 
 
@@ -39,6 +40,9 @@ SeedLike = Union[None, int, np.random.Generator, np.random.RandomState, Any]
 
 DTypeLike = npt.DTypeLike
 
+#: ``clamp=`` of the diagonal-Gaussian functions: ``(lo, hi)`` bounds of the scale parameter (None: open side).
+Clamp = tuple[Union[float, None], Union[float, None]]
+
 # String options (the values each function accepts, as checked by val.choice).
 CovarianceType = Literal["full", "tied", "diag", "spherical"]
 GMMInit = Literal["kmeans", "k-means++", "random_from_data", "random"]
@@ -55,3 +59,7 @@ Reduction = Literal["mean", "sum", "none"]
 GailRewardKind = Literal["log_d", "neg_log_one_minus_d"]
 Likelihood = Literal["gaussian", "bernoulli", "categorical"]
 Device = Literal["cpu", "cuda"]
+Layout = Literal["NCHW", "NHWC"]  # spatial softmax: x is (B, C, H, W) or (B, H, W, C)
+Coords = Literal["normalized", "pixel"]
+CoordOrder = Literal["xy", "yx"]
+QIs = Literal["reward", "cost"]  # categorical.pg_loss: what q_values measure

@@ -27,6 +27,7 @@ import numpy as np
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
+from ._typing import Array, ArrayLike, QIs, Reduction
 from .adversarial import REDUCTIONS, LossGrad
 
 # Per-row status codes of the kernels (categorical.hpp's enum, exported by _cpu_categorical as
@@ -121,7 +122,7 @@ _NAMES = ("logits", "mask", None, None)
 
 
 # ------------------------------------------------------------------------------- log-probability
-def log_prob(logits, actions, *, mask=None):
+def log_prob(logits: ArrayLike, actions: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
     """``log p(a)`` per row: ``logits[..., a] - logsumexp(logits over allowed actions)``.
 
     logits (..., K); actions (...) integers in [0, K); -inf where the action is masked.
@@ -135,7 +136,8 @@ def log_prob(logits, actions, *, mask=None):
     return rows.result(out)
 
 
-def log_prob_backward(logits, actions, *, grad_log_prob, mask=None):
+def log_prob_backward(logits: ArrayLike, actions: ArrayLike, *, grad_log_prob: ArrayLike,
+                      mask: ArrayLike | None = None) -> Array:
     """VJP of :func:`log_prob`: ``grad_logits`` (its one differentiable input),
     ``grad_logits[j] = g (1{j = a} - p_j)``
     (0 at masked actions; NaN on rows whose action is masked)."""
@@ -148,7 +150,7 @@ def log_prob_backward(logits, actions, *, grad_log_prob, mask=None):
 
 
 # ------------------------------------------------------------------------------- entropy
-def entropy(logits, *, mask=None):
+def entropy(logits: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
     """``H(p) = -sum_j p_j log p_j`` per row (nats; masked actions excluded, 0 log 0 = 0)."""
     rows = _Rows(logits, "logits")
     m = rows.mask(mask, "mask")
@@ -159,7 +161,7 @@ def entropy(logits, *, mask=None):
     return rows.result(out)
 
 
-def entropy_backward(logits, *, grad_entropy, mask=None):
+def entropy_backward(logits: ArrayLike, *, grad_entropy: ArrayLike, mask: ArrayLike | None = None) -> Array:
     """VJP of :func:`entropy`: ``grad_logits``, ``dH/dx_j = -p_j (log p_j + H)``."""
     rows = _Rows(logits, "logits")
     m = rows.mask(mask, "mask")
@@ -178,7 +180,8 @@ def _kl_args(p_logits, q_logits, mask, q_mask):
     return rows, p, mp, mq
 
 
-def kl(p_logits, q_logits, *, mask=None, q_mask=None):
+def kl(p_logits: ArrayLike, q_logits: ArrayLike, *, mask: ArrayLike | None = None,
+       q_mask: ArrayLike | None = None) -> Array:
     """``KL(p || q) = sum_j p_j (log p_j - log q_j)`` per row, both from logits (..., K).
 
     mask: the actions p allows (and q too, unless ``q_mask`` is given); q_mask: q's own mask.
@@ -192,7 +195,8 @@ def kl(p_logits, q_logits, *, mask=None, q_mask=None):
     return rows.result(out)
 
 
-def kl_backward(p_logits, q_logits, *, grad_kl, mask=None, q_mask=None):
+def kl_backward(p_logits: ArrayLike, q_logits: ArrayLike, *, grad_kl: ArrayLike, mask: ArrayLike | None = None,
+                q_mask: ArrayLike | None = None) -> tuple[Array, Array]:
     """VJP of :func:`kl`: ``(grad_p_logits, grad_q_logits)`` with
     ``dKL/dp_j = p_j (log p_j - log q_j - KL)`` and ``dKL/dq_j = q_j - p_j``."""
     rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
@@ -218,7 +222,7 @@ def _target_args(weights, logits, mask):
     return rows, xp.ascontiguousarray(w / s), rows.mask(mask, "mask")
 
 
-def policy_target_kl(weights, logits, *, mask=None):
+def policy_target_kl(weights: ArrayLike, logits: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
     """SI-GARL's policy update target ``KL(pi_improved || pi_theta)`` per row.
 
     weights (..., K): the improved policy as non-negative weights (MCTS ``action_weights``,
@@ -236,7 +240,8 @@ def policy_target_kl(weights, logits, *, mask=None):
     return rows.result(out)
 
 
-def policy_target_kl_backward(weights, logits, *, grad_kl, mask=None):
+def policy_target_kl_backward(weights: ArrayLike, logits: ArrayLike, *, grad_kl: ArrayLike,
+                              mask: ArrayLike | None = None) -> Array:
     """VJP of :func:`policy_target_kl` w.r.t. the logits: ``grad_logits``,
     ``g (pi_theta(j) - w_j)`` with w normalised (the weights are a fixed target)."""
     rows, w, m = _target_args(weights, logits, mask)
@@ -247,7 +252,8 @@ def policy_target_kl_backward(weights, logits, *, grad_kl, mask=None):
 
 
 # ------------------------------------------------------------------------------- GAIL's policy step
-def pg_loss(log_probs, q_values, entropy=None, *, lam=0.0, q_is="reward", reduction="mean") -> LossGrad:
+def pg_loss(log_probs: ArrayLike, q_values: ArrayLike, entropy: ArrayLike | None = None, *, lam: float = 0.0,
+            q_is: QIs = "reward", reduction: Reduction = "mean") -> LossGrad:
     """The entropy-regularised policy-gradient surrogate of GAIL (Ho & Ermon 2016, eq. 18; the
     thesis's eq. 4.5), as a loss to minimise, with its gradients.
 

@@ -24,7 +24,7 @@ Conventions (docs/sampling.md):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from ._typing import Array, ArrayLike, Clamp, SeedLike
 from .random import GUMBEL
 
 KINDS = {"logvar": 0, "log_std": 1, "std": 2}
@@ -261,8 +262,10 @@ def _head_grads(c: _Call, grad_z, grad_kl, grad_log_q):
     return gz, gk, gq
 
 
-def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
-                eps=None, clamp=None, log_q=False, return_eps=False, out=None):
+def normal_head(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
+                std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
+                offset: int = 0, eps: ArrayLike | None = None, clamp: Clamp | None = None, log_q: bool = False,
+                return_eps: bool = False, out: Array | None = None) -> Head:
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
     row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`.
     ``out``: an optional NumPy/CuPy buffer for z (saves the page faults of a fresh array)."""
@@ -277,8 +280,10 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples
     return _head_result(c, *outs[:-1], log_q, return_eps)
 
 
-def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
-                   eps=None, clamp=None, return_eps=False, out=None):
+def rsample_normal(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
+                   std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
+                   offset: int = 0, eps: ArrayLike | None = None, clamp: Clamp | None = None, return_eps: bool = False,
+                   out: Array | None = None) -> Array | Sample:
     """Reparameterized sample ``z = mu + sigma * eps`` of a diagonal Gaussian.
 
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``. See the module docstring for the noise
@@ -290,8 +295,11 @@ def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samp
 
 
 @_grads.backward("grad_z", "grad_kl", "grad_log_q")
-def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None, grad_kl=None, grad_log_q=None,
-                         seed=None, n_samples=None, stream=0, offset=0, eps=None, clamp=None):
+def normal_head_backward(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
+                         std: ArrayLike | None = None, grad_z: ArrayLike | None = None,
+                         grad_kl: ArrayLike | None = None, grad_log_q: ArrayLike | None = None, seed: SeedLike = None,
+                         n_samples: int | None = None, stream: int = 0, offset: int = 0, eps: ArrayLike | None = None,
+                         clamp: Clamp | None = None) -> tuple[Array, Array]:
     """VJP of :func:`normal_head` (and of :func:`rsample_normal`, with only ``grad_z``): returns
     ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. Pass the upstream
     gradients of the outputs you use (at least one; None or left out: zero). The noise is
@@ -311,8 +319,10 @@ def normal_head_backward(mu, logvar=None, *, log_std=None, std=None, grad_z=None
 
 
 @_grads.backward("grad_z", old=("grad_z", "mu", "logvar"))
-def rsample_normal_backward(mu, logvar=None, *, grad_z, log_std=None, std=None, seed=None, n_samples=None, stream=0,
-                            offset=0, eps=None, clamp=None):
+def rsample_normal_backward(mu: ArrayLike, logvar: ArrayLike | None = None, *, grad_z: ArrayLike,
+                            log_std: ArrayLike | None = None, std: ArrayLike | None = None, seed: SeedLike = None,
+                            n_samples: int | None = None, stream: int = 0, offset: int = 0,
+                            eps: ArrayLike | None = None, clamp: Clamp | None = None) -> tuple[Array, Array]:
     """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``. The old grad-first form
     ``rsample_normal_backward(grad_z, mu, ...)`` is deprecated."""
     return normal_head_backward(mu, logvar, log_std=log_std, std=std, grad_z=grad_z, seed=seed,
@@ -353,8 +363,10 @@ def _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, pr
     return m, back, half, one, pname, p, pm, pp, _clamp(clamp)
 
 
-def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None, std=None, prior_log_std=None,
-              prior_std=None, clamp=None):
+def kl_normal(mu: ArrayLike, logvar: ArrayLike | None = None, prior_mu: ArrayLike | None = None,
+              prior_logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
+              std: ArrayLike | None = None, prior_log_std: ArrayLike | None = None,
+              prior_std: ArrayLike | None = None, clamp: Clamp | None = None) -> Array:
     """``KL(N(mu, sigma^2) || N(prior_mu, prior_sigma^2))`` summed over the last axis, per row
     (diagonal Gaussians; the prior defaults to N(0, I) and may be a scalar, (D,) or (B, D),
     in the same parametrisation as the posterior's scale)."""
@@ -371,8 +383,11 @@ def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None
 
 
 @_grads.backward("grad_kl", old=("grad", "mu", "logvar", "prior_mu", "prior_logvar"))
-def kl_normal_backward(mu, logvar=None, prior_mu=None, prior_logvar=None, *, grad_kl, log_std=None, std=None,
-                       prior_log_std=None, prior_std=None, clamp=None):
+def kl_normal_backward(mu: ArrayLike, logvar: ArrayLike | None = None, prior_mu: ArrayLike | None = None,
+                       prior_logvar: ArrayLike | None = None, *, grad_kl: ArrayLike, log_std: ArrayLike | None = None,
+                       std: ArrayLike | None = None, prior_log_std: ArrayLike | None = None,
+                       prior_std: ArrayLike | None = None,
+                       clamp: Clamp | None = None) -> tuple[Array, Array, Array | None, Array | None]:
     """VJP of :func:`kl_normal`: ``(grad_mu, grad_scale, grad_prior_mu, grad_prior_scale)``; the
     prior gradients are (B, D) (sum them yourself for a broadcast prior), None without a prior.
     ``grad_kl``: (B,) or a scalar. The old grad-first form ``kl_normal_backward(grad, mu, ...)``
@@ -413,7 +428,9 @@ def _log_prob_args(x, mu, logvar, log_std, std, clamp):
     return m, back, half, one, pname, p, _clamp(clamp), xr, lead
 
 
-def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
+def normal_log_prob(x: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
+                    log_std: ArrayLike | None = None, std: ArrayLike | None = None,
+                    clamp: Clamp | None = None) -> Array:
     """``log N(x; mu, diag(sigma^2))`` summed over the last axis. x is (B, D) or (S, B, D)
     (samples of each row); returns (B,) or (S, B)."""
     m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
@@ -427,7 +444,9 @@ def normal_log_prob(x, mu, logvar=None, *, log_std=None, std=None, clamp=None):
 
 
 @_grads.backward("grad_log_prob", old=("grad", "x", "mu", "logvar"))
-def normal_log_prob_backward(x, mu, logvar=None, *, grad_log_prob, log_std=None, std=None, clamp=None):
+def normal_log_prob_backward(x: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
+                             grad_log_prob: ArrayLike, log_std: ArrayLike | None = None,
+                             std: ArrayLike | None = None, clamp: Clamp | None = None) -> tuple[Array, Array, Array]:
     """VJP of :func:`normal_log_prob`: ``(grad_x, grad_mu, grad_scale)``; ``grad_log_prob`` has
     the forward's result shape. The old form ``normal_log_prob_backward(grad, x, ...)`` is deprecated."""
     m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
@@ -458,7 +477,7 @@ def _tril_arg(L, name, m):
     return xp_of(m).ascontiguousarray(a)
 
 
-def check_scale_tril(L, name="scale_tril"):
+def check_scale_tril(L: ArrayLike, name: str = "scale_tril") -> None:
     """Raise ValueError unless every matrix of ``L`` is lower triangular with a positive,
     finite diagonal and finite entries."""
     L = _widen(val.float_array(L, name, finite=False, allow_half=True))[0]
@@ -471,8 +490,10 @@ def check_scale_tril(L, name="scale_tril"):
         raise ValueError(f"{name}: the diagonal must be positive")
 
 
-def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, log_q=False,
-             return_eps=False, check=True, out=None, validate=val.DEPRECATED):
+def mvn_head(mu: ArrayLike, scale_tril: ArrayLike, *, seed: SeedLike = None, n_samples: int | None = None,
+             stream: int = 0, offset: int = 0, eps: ArrayLike | None = None, log_q: bool = False,
+             return_eps: bool = False, check: bool = True, out: Array | None = None,
+             validate: Any = val.DEPRECATED) -> Head:
     """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``check=False`` skips the
     check that the entries above the diagonal are zero (they are never read); ``validate=`` is
@@ -494,8 +515,10 @@ def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps
     return h if want_kl else h._replace(kl=None)
 
 
-def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, eps=None, return_eps=False,
-                check=True, out=None, validate=val.DEPRECATED):
+def rsample_mvn(mu: ArrayLike, scale_tril: ArrayLike, *, seed: SeedLike = None, n_samples: int | None = None,
+                stream: int = 0, offset: int = 0, eps: ArrayLike | None = None, return_eps: bool = False,
+                check: bool = True, out: Array | None = None,
+                validate: Any = val.DEPRECATED) -> Array | Sample:
     """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D).
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``; ``check`` as in :func:`mvn_head`."""
     check = val.renamed(check, validate, "check", "validate", func="sampling.rsample_mvn", default=True)
@@ -504,8 +527,10 @@ def rsample_mvn(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0
 
 
 @_grads.backward("grad_z", "grad_kl", "grad_log_q")
-def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=None, seed=None, n_samples=None,
-                      stream=0, offset=0, eps=None):
+def mvn_head_backward(mu: ArrayLike, scale_tril: ArrayLike, *, grad_z: ArrayLike | None = None,
+                      grad_kl: ArrayLike | None = None, grad_log_q: ArrayLike | None = None, seed: SeedLike = None,
+                      n_samples: int | None = None, stream: int = 0, offset: int = 0,
+                      eps: ArrayLike | None = None) -> tuple[Array, Array]:
     """VJP of :func:`mvn_head`: ``(grad_mu, grad_scale_tril)`` (grad_scale_tril is lower
     triangular, shaped like scale_tril; summed over rows for a shared L). Pass the upstream
     gradients of the outputs you use (at least one; None or left out: zero)."""
@@ -525,7 +550,9 @@ def mvn_head_backward(mu, scale_tril, *, grad_z=None, grad_kl=None, grad_log_q=N
 
 
 @_grads.backward("grad_z", old=("grad_z", "mu", "scale_tril"))
-def rsample_mvn_backward(mu, scale_tril, *, grad_z, seed=None, n_samples=None, stream=0, offset=0, eps=None):
+def rsample_mvn_backward(mu: ArrayLike, scale_tril: ArrayLike, *, grad_z: ArrayLike, seed: SeedLike = None,
+                         n_samples: int | None = None, stream: int = 0, offset: int = 0,
+                         eps: ArrayLike | None = None) -> tuple[Array, Array]:
     """VJP of :func:`rsample_mvn`: ``(grad_mu, grad_scale_tril)``. The old grad-first form
     ``rsample_mvn_backward(grad_z, mu, scale_tril, ...)`` is deprecated."""
     return mvn_head_backward(mu, scale_tril, grad_z=grad_z, seed=seed, n_samples=n_samples, stream=stream,
@@ -580,7 +607,8 @@ def _maha_y(L, d, name, S, B):
     return xp.einsum("sbij,sbj->sbi", xp.broadcast_to(Ut, (S,) + Ut.shape), d.reshape(S, B, -1)).reshape(d.shape)
 
 
-def mahalanobis(x, mu, scale_tril=None, *, precision_tril=None, squared=True):
+def mahalanobis(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike | None = None, *,
+                precision_tril: ArrayLike | None = None, squared: bool = True) -> Array:
     """Squared Mahalanobis distance ``(x - mu)^T Sigma^{-1} (x - mu)`` per row, with either the
     covariance's Cholesky factor ``scale_tril`` (Sigma = L L^T) or a lower-triangular factor of
     the precision ``precision_tril`` (Sigma^{-1} = U U^T); per row (B, D, D) or shared (D, D).
@@ -594,7 +622,9 @@ def mahalanobis(x, mu, scale_tril=None, *, precision_tril=None, squared=True):
 
 
 @_grads.backward("grad_mahalanobis", old=("grad", "x", "mu", "scale_tril"))
-def mahalanobis_backward(x, mu, scale_tril=None, *, grad_mahalanobis, precision_tril=None, squared=True):
+def mahalanobis_backward(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike | None = None, *,
+                         grad_mahalanobis: ArrayLike, precision_tril: ArrayLike | None = None,
+                         squared: bool = True) -> tuple[Array, Array, Array]:
     """VJP of :func:`mahalanobis`: ``(grad_x, grad_mu, grad_factor)``; grad_factor is lower
     triangular, shaped like the factor given (summed over rows for a shared factor).
     ``grad_mahalanobis`` has the forward's result shape. The old form
@@ -643,7 +673,7 @@ def _apply(L, v, S, B):
     return xp.einsum("bij,sbj->sbi", L, v.reshape(S, B, -1)).reshape(v.shape)
 
 
-def mvn_log_prob(x, mu, scale_tril):
+def mvn_log_prob(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike) -> Array:
     """``log N(x; mu, L L^T)`` per row; x (B, D) or (S, B, D); L per row or shared."""
     m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
     B, D = m.shape
@@ -655,7 +685,8 @@ def mvn_log_prob(x, mu, scale_tril):
 
 
 @_grads.backward("grad_log_prob", old=("grad", "x", "mu", "scale_tril"))
-def mvn_log_prob_backward(x, mu, scale_tril, *, grad_log_prob):
+def mvn_log_prob_backward(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike, *,
+                          grad_log_prob: ArrayLike) -> tuple[Array, Array, Array]:
     """VJP of :func:`mvn_log_prob`: ``(grad_x, grad_mu, grad_scale_tril)``; ``grad_log_prob``
     has the forward's result shape. The old form ``mvn_log_prob_backward(grad, x, ...)`` is deprecated."""
     m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
@@ -688,7 +719,8 @@ def _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril):
     return m, back, half, one, L1, m2, L2
 
 
-def kl_mvn(mu, scale_tril, prior_mu=None, prior_scale_tril=None):
+def kl_mvn(mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | None = None,
+           prior_scale_tril: ArrayLike | None = None) -> Array:
     """``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (Cholesky factors, per row or shared);
     the prior defaults to N(0, I), which takes the fused one-pass kernel."""
     if prior_mu is None and prior_scale_tril is None:
@@ -707,7 +739,9 @@ def kl_mvn(mu, scale_tril, prior_mu=None, prior_scale_tril=None):
 
 
 @_grads.backward("grad_kl", old=("grad", "mu", "scale_tril", "prior_mu", "prior_scale_tril"))
-def kl_mvn_backward(mu, scale_tril, prior_mu=None, prior_scale_tril=None, *, grad_kl):
+def kl_mvn_backward(mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | None = None,
+                    prior_scale_tril: ArrayLike | None = None, *,
+                    grad_kl: ArrayLike) -> tuple[Array, Array, Array | None, Array | None]:
     """VJP of :func:`kl_mvn`: ``(grad_mu, grad_scale_tril, grad_prior_mu, grad_prior_scale_tril)``
     (prior gradients None when the prior was not given; factor gradients lower triangular and
     summed over rows for a shared factor). ``grad_kl``: (B,) or a scalar. The old grad-first form
@@ -751,7 +785,8 @@ def kl_mvn_backward(mu, scale_tril, prior_mu=None, prior_scale_tril=None, *, gra
     return tuple(None if o is None else back(_cast(o, half)) for o in outs)
 
 
-def scale_tril_from_cov(cov, *, jitter=1e-6, max_tries=6, eigen_fallback=True):
+def scale_tril_from_cov(cov: ArrayLike, *, jitter: float = 1e-6, max_tries: int = 6,
+                        eigen_fallback: bool = True) -> Array:
     """Lower-triangular ``L`` with ``L L^T ~= cov`` for a batch (..., D, D) of symmetric covariances.
 
     Tries a plain Cholesky; for the matrices where it fails, retries with ``jitter * mean(diag)``
@@ -866,7 +901,8 @@ def _softmax_rows(t):
     return e / e.sum(-1, keepdims=True)
 
 
-def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, offset=0, tau=val.DEPRECATED):
+def gumbel_softmax(logits: ArrayLike, temperature: float = 1.0, *, seed: SeedLike = None, hard: bool = False,
+                   stream: int = 0, offset: int = 0, tau: Any = val.DEPRECATED) -> GumbelSoftmax:
     """Relaxed categorical sample ``softmax((logits + g) / temperature)`` over the last axis, g
     standard Gumbel noise from the counter-based generator (row r of the flattened leading axes
     uses stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y``
@@ -889,8 +925,9 @@ def gumbel_softmax(logits, temperature=1.0, *, seed=None, hard=False, stream=0, 
 
 
 @_grads.backward("grad_y", old=("grad", "y_soft", "temperature"), fill={"logits": None})
-def gumbel_softmax_backward(logits, temperature=1.0, *, grad_y, seed=None, stream=0, offset=0, y_soft=None,
-                            tau=val.DEPRECATED):
+def gumbel_softmax_backward(logits: ArrayLike | None, temperature: float = 1.0, *, grad_y: ArrayLike,
+                            seed: SeedLike = None, stream: int = 0, offset: int = 0,
+                            y_soft: ArrayLike | None = None, tau: Any = val.DEPRECATED) -> Array:
     """VJP of :func:`gumbel_softmax` w.r.t. the logits: ``y_soft * (g - sum(g * y_soft)) /
     temperature`` with ``g = grad_y`` (also the straight-through gradient for ``hard=True``).
 

@@ -40,6 +40,7 @@ from . import _grads
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
+from ._typing import Array, ArrayLike, CoordOrder, Coords, Layout
 
 LAYOUTS = ("NCHW", "NHWC")
 COORDS = ("normalized", "pixel")
@@ -165,8 +166,9 @@ def _to_order(kp, cov, swap):
     return kp, (None if cov is None else cov[..., ::-1, ::-1].copy())
 
 
-def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", order="xy",
-                    mask=None, return_cov=False, return_maps=False):
+def spatial_softmax(x: ArrayLike, temperature: ArrayLike = 1.0, *, layout: Layout = "NCHW",
+                    coords: Coords = "normalized", order: CoordOrder = "xy", mask: ArrayLike | None = None,
+                    return_cov: bool = False, return_maps: bool = False) -> Array | SpatialSoftmaxResult:
     """Spatial softmax keypoints of every (b, c) map of ``x``.
 
     Returns the keypoints (B, C, 2); with ``return_cov`` or ``return_maps`` a
@@ -180,8 +182,9 @@ def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", o
     return res.keypoints
 
 
-def spatial_softmax_forward(x, temperature=1.0, *, layout="NCHW", coords="normalized",
-                            order="xy", mask=None, return_cov=True, return_maps=False):
+def spatial_softmax_forward(x: ArrayLike, temperature: ArrayLike = 1.0, *, layout: Layout = "NCHW",
+                            coords: Coords = "normalized", order: CoordOrder = "xy", mask: ArrayLike | None = None,
+                            return_cov: bool = True, return_maps: bool = False) -> SpatialSoftmaxResult:
     """Like :func:`spatial_softmax` but always returns a :class:`SpatialSoftmaxResult`
     (pass it as ``saved=`` to :func:`spatial_softmax_backward` to skip recomputing the forward)."""
     back = returner(x)
@@ -192,8 +195,11 @@ def spatial_softmax_forward(x, temperature=1.0, *, layout="NCHW", coords="normal
 
 
 @_grads.backward("grad_keypoints", "grad_cov", "grad_maps")
-def spatial_softmax_backward(x, temperature=1.0, *, grad_keypoints=None, grad_cov=None, grad_maps=None,
-                             layout="NCHW", coords="normalized", order="xy", mask=None, saved=None, out=None):
+def spatial_softmax_backward(x: ArrayLike, temperature: ArrayLike = 1.0, *, grad_keypoints: ArrayLike | None = None,
+                             grad_cov: ArrayLike | None = None, grad_maps: ArrayLike | None = None,
+                             layout: Layout = "NCHW", coords: Coords = "normalized", order: CoordOrder = "xy",
+                             mask: ArrayLike | None = None, saved: SpatialSoftmaxResult | None = None,
+                             out: Array | None = None) -> tuple[Array, Array]:
     """Vector-Jacobian product of :func:`spatial_softmax`.
 
     Given upstream gradients of the keypoints (B, C, 2), of the covariance (B, C, 2, 2) and of
@@ -258,9 +264,11 @@ def spatial_softmax_backward(x, temperature=1.0, *, grad_keypoints=None, grad_co
     return back(gx), back(xp.asarray(g_t, dtype=dt))
 
 
-def spatial_softmax_vjp(x, temperature, grad_keypoints, grad_cov=None, grad_maps=None, *,
-                        saved=None, layout="NCHW", coords="normalized", order="xy", mask=None,
-                        out=None):
+def spatial_softmax_vjp(x: ArrayLike, temperature: ArrayLike, grad_keypoints: ArrayLike | None,
+                        grad_cov: ArrayLike | None = None, grad_maps: ArrayLike | None = None, *,
+                        saved: SpatialSoftmaxResult | None = None, layout: Layout = "NCHW",
+                        coords: Coords = "normalized", order: CoordOrder = "xy", mask: ArrayLike | None = None,
+                        out: Array | None = None) -> tuple[Array, Array]:
     """Deprecated alias of :func:`spatial_softmax_backward`, whose upstream gradients are
     keyword-only (``grad_keypoints=``, ``grad_cov=``, ``grad_maps=``)."""
     warnings.warn("spatial.spatial_softmax_vjp is deprecated: use spatial_softmax_backward(x, temperature, "

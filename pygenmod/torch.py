@@ -18,7 +18,7 @@ Spatial softmax lives below; every other family lives in a private module
 shared helpers ``_native`` / ``_tensor`` / ``_on_torch_stream`` (and the op-argument seeds
 ``seed_arg`` / ``int_arg`` / ``key``) come from :mod:`pygenmod._torch_common`.
 """
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ from ._torch_common import fresh_seed
 from ._torch_common import native as _native
 from ._torch_common import on_torch_stream as _on_torch_stream
 from ._torch_common import tensor as _tensor
+from ._typing import CoordOrder, Coords, Layout
 
 __all__ = ["spatial_softmax", "SpatialSoftmax", "fresh_seed"]
 
@@ -111,9 +112,9 @@ torch.library.register_autograd("pygenmod::spatial_softmax_fwd", _spatial_backwa
                                 setup_context=_spatial_setup)
 
 
-def spatial_softmax(x: Tensor, temperature=1.0, *, layout: str = "NCHW", coords: str = "normalized",
-                    order: str = "xy", mask: Optional[Tensor] = None, return_cov: bool = False,
-                    return_maps: bool = False):
+def spatial_softmax(x: Tensor, temperature: Union[Tensor, float] = 1.0, *, layout: Layout = "NCHW",
+                    coords: Coords = "normalized", order: CoordOrder = "xy", mask: Optional[Tensor] = None,
+                    return_cov: bool = False, return_maps: bool = False) -> Union[Tensor, tuple[Tensor, ...]]:
     """Differentiable spatial softmax keypoints of a tensor (see :mod:`pygenmod.spatial` for
     the contract). Gradients flow to ``x`` and to ``temperature`` (a tensor, scalar or (C,)).
 
@@ -140,8 +141,8 @@ class SpatialSoftmax(nn.Module):
     """
 
     def __init__(self, num_channels: Optional[int] = None, temperature: float = 1.0, *,
-                 learnable: bool = True, per_channel: bool = False, layout: str = "NCHW",
-                 coords: str = "normalized", order: str = "xy", return_cov: bool = False):
+                 learnable: bool = True, per_channel: bool = False, layout: Layout = "NCHW",
+                 coords: Coords = "normalized", order: CoordOrder = "xy", return_cov: bool = False) -> None:
         super().__init__()
         if per_channel and not num_channels:
             raise ValueError("num_channels: needed with per_channel=True")
@@ -156,7 +157,7 @@ class SpatialSoftmax(nn.Module):
         self.num_channels = num_channels
         self.layout, self.coords, self.order, self.return_cov = layout, coords, order, return_cov
 
-    def forward(self, x: Tensor, mask: Optional[Tensor] = None):
+    def forward(self, x: Tensor, mask: Optional[Tensor] = None) -> Union[Tensor, tuple[Tensor, Tensor]]:
         t = self.temperature
         if t.dtype != _compute_dtype(x.dtype):
             t = t.to(_compute_dtype(x.dtype))
