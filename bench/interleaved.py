@@ -1,18 +1,19 @@
 """In-use timings that `pygenmod bench` does not cover.
 
-  python bench/interleaved.py policy [--repeats 20]
-      The threading-policy measurements behind pygenmod/_threads.py (docs/threads.md): the
-      issue-11 reproductions run in fresh processes under each libgomp wait setting:
-        pi    policy_iteration(gridworld, evaluation="exact") with numpy.linalg.solve (300x300)
-              between calls: median and worst of the repeats
-        cem   cem_optimize on the demo problem (B=4, D=3, 64 samples, 8 elites, 40 iterations)
-              while one other process spins on one core: median and worst
-        W1    512 GMM fits (the W1 row), alone: what the setting costs a large parallel kernel
-        W4a   diagonal rsample (65536 x 64, float32), alone
-  OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
-      Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load
-      from elsewhere: a burst hits all candidates alike).
+python bench/interleaved.py policy [--repeats 20]
+    The threading-policy measurements behind pygenmod/_threads.py (docs/threads.md): the
+    issue-11 reproductions run in fresh processes under each libgomp wait setting:
+      pi    policy_iteration(gridworld, evaluation="exact") with numpy.linalg.solve (300x300)
+            between calls: median and worst of the repeats
+      cem   cem_optimize on the demo problem (B=4, D=3, 64 samples, 8 elites, 40 iterations)
+            while one other process spins on one core: median and worst
+      W1    512 GMM fits (the W1 row), alone: what the setting costs a large parallel kernel
+      W4a   diagonal rsample (65536 x 64, float32), alone
+OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
+    Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load
+    from elsewhere: a burst hits all candidates alike).
 """
+
 import json
 import os
 import subprocess
@@ -58,8 +59,9 @@ def scenario(name, repeats):
             return -np.einsum("bnd,bnd->bn", d, d)
 
         def run():
-            return cem.cem_optimize(f, np.zeros((4, 3)), np.full((4, 3), 2.0), n_samples=64, n_elite=8, n_iter=40,
-                                    seed=1, min_std=0.01)
+            return cem.cem_optimize(
+                f, np.zeros((4, 3)), np.full((4, 3), 2.0), n_samples=64, n_elite=8, n_iter=40, seed=1, min_std=0.01
+            )
 
         run()
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -98,8 +100,13 @@ def policy(argv):
         env.update(extra)
         cells = []
         for s in scen:
-            out = subprocess.run([sys.executable, os.path.join(here, "interleaved.py"), "_scenario", s, str(repeats)],
-                                 env=env, capture_output=True, text=True, timeout=900)
+            out = subprocess.run(
+                [sys.executable, os.path.join(here, "interleaved.py"), "_scenario", s, str(repeats)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+            )
             try:
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 cells.append(f"{r['median_ms']:8.2f} / {r['max_ms']:8.2f}")
@@ -116,7 +123,7 @@ def minof(argv):
     if "--family" in argv:
         i = argv.index("--family")
         fam = [argv[i + 1]]
-        argv = argv[:i] + argv[i + 2:]
+        argv = argv[:i] + argv[i + 2 :]
     n = int(argv[0]) if argv else 5
     only = set(argv[1].split(",")) if len(argv) > 1 else None
     for w in all_workloads(fam):

@@ -3,6 +3,7 @@
 Run: pytest bench/ --benchmark-only   (PYGENMOD_BENCH_QUICK=1 for small sizes).
 CI runs it at quick sizes with --benchmark-disable (tests/test_bench_smoke.py), a smoke test of every candidate.
 """
+
 import os
 
 import pytest
@@ -25,7 +26,9 @@ def test_workload(benchmark, workload, candidate):
             seconds = fn.time(repeats=1)
         except Missing as exc:
             pytest.skip(f"{candidate.name} missing: {exc}")
-        pytest.skip(f"{candidate.name} ran in a subprocess ({seconds:.3g} s per call); "
-                    "pytest-benchmark times in-process only: see `pygenmod bench`")
+        pytest.skip(
+            f"{candidate.name} ran in a subprocess ({seconds:.3g} s per call); "
+            "pytest-benchmark times in-process only: see `pygenmod bench`"
+        )
     benchmark.group = workload.id
     benchmark(fn)

@@ -19,6 +19,7 @@ frontier grows. ``--plot out.png`` draws the goals of a few iterations (needs ma
 
     python examples/goal_gan_point.py [--iters 60] [--goals 64] [--seed 0] [--plot goals.png]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -71,7 +72,7 @@ class MLP:
         for p, g, m, v in zip(self.params, grads, self.m, self.v):
             m[:] = b1 * m + (1 - b1) * g
             v[:] = b2 * v + (1 - b2) * g * g
-            p -= self.lr * (m / (1 - b1 ** self.t)) / (np.sqrt(v / (1 - b2 ** self.t)) + 1e-8)
+            p -= self.lr * (m / (1 - b1**self.t)) / (np.sqrt(v / (1 - b2**self.t)) + 1e-8)
 
 
 # ----------------------------------------------------------------------------- environment and policy
@@ -86,7 +87,7 @@ class PointPolicy:
 
     def competence(self, g):
         d2 = ((g[:, None, :] - self.practised[None]) ** 2).sum(-1).min(1)
-        return np.exp(-d2 / (2 * self.rho ** 2))
+        return np.exp(-d2 / (2 * self.rho**2))
 
     def rollouts(self, g, n_rollouts, n_steps, rng):
         """States (G, R, T, 2) of R rollouts of T steps towards each of the G goals."""
@@ -97,8 +98,11 @@ class PointPolicy:
         for t in range(n_steps):
             to_goal = g[:, None, :] - s
             dist = np.linalg.norm(to_goal, axis=-1, keepdims=True)
-            step = np.where(knows[..., None], to_goal / np.maximum(dist, 1e-9) * np.minimum(dist, self.speed),
-                            rng.standard_normal(s.shape) * self.speed / 4)
+            step = np.where(
+                knows[..., None],
+                to_goal / np.maximum(dist, 1e-9) * np.minimum(dist, self.speed),
+                rng.standard_normal(s.shape) * self.speed / 4,
+            )
             s = np.clip(s + step + self.noise * rng.standard_normal(s.shape), -ARENA, ARENA)
             out[:, :, t] = s
         return out
@@ -136,8 +140,7 @@ def main(argv=None):
         z = rng.standard_normal((n, nz))
         return np.clip(gen(z), -ARENA, ARENA)
 
-    print(f"{'iter':>4} {'|goal| mean':>11} {'|goal| p90':>10} {'R^g mean':>8} {'intermediate':>12} "
-          f"{'frontier':>8}")
+    print(f"{'iter':>4} {'|goal| mean':>11} {'|goal| p90':>10} {'R^g mean':>8} {'intermediate':>12} {'frontier':>8}")
     for it in range(args.iters):
         # 1. goals: new ones from G, a third as many replayed intermediate goals
         new = generate(args.goals)
@@ -177,8 +180,10 @@ def main(argv=None):
         frontier = np.linalg.norm(policy.practised, axis=1).max()
         history.append(new)
         if it % max(1, args.iters // 12) == 0 or it == args.iters - 1:
-            print(f"{it:>4} {r.mean():>11.2f} {np.quantile(r, 0.9):>10.2f} {lab.returns[:len(new)].mean():>8.2f} "
-                  f"{lab.labels[:len(new)].mean():>12.2f} {frontier:>8.2f}")
+            print(
+                f"{it:>4} {r.mean():>11.2f} {np.quantile(r, 0.9):>10.2f} {lab.returns[: len(new)].mean():>8.2f} "
+                f"{lab.labels[: len(new)].mean():>12.2f} {frontier:>8.2f}"
+            )
     print(f"done in {time.perf_counter() - t0:.1f} s")
 
     if args.plot:

@@ -13,6 +13,7 @@ pygenmod's path:  z = pygenmod.torch.rsample_normal(mu, logvar, eps=eps); logits
 reference path:   q = Normal(mu, exp(logvar / 2)); z = q.loc + q.scale * eps;
                   elbo = Bernoulli(logits=decoder(z)).log_prob(x).sum(-1) - kl(q, N(0, I)).sum(-1)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -63,7 +64,7 @@ def train(model, elbo_fn, x_train, args, latent):
     for _ in range(args.epochs):
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, args.batch):
-            xb = x_train[perm[i:i + args.batch]]
+            xb = x_train[perm[i : i + args.batch]]
             eps = torch.randn(args.samples, xb.shape[0], latent, generator=gen, dtype=xb.dtype)
             loss = -elbo_fn(model, xb, eps, args.beta).mean()
             opt.zero_grad()
@@ -96,7 +97,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     X = torch.tensor(load_digits().data / 16.0, dtype=torch.float32)
     perm = torch.randperm(X.shape[0], generator=torch.Generator().manual_seed(args.seed))
-    x_train, x_test = X[perm[:args.n_train]], X[perm[args.n_train:]]
+    x_train, x_test = X[perm[: args.n_train]], X[perm[args.n_train :]]
 
     torch.manual_seed(args.seed)
     init = VAE(X.shape[1], args.hidden, args.latent)
@@ -106,10 +107,15 @@ def main(argv=None):
         model = train(copy.deepcopy(init), fn, x_train, args, args.latent)
         secs = time.perf_counter() - t0
         # each trained model scored by both ELBO implementations (they must agree on the same model)
-        results[name] = (test_elbo(model, elbo_pygenmod, x_test, args.latent),
-                         test_elbo(model, elbo_torch, x_test, args.latent), secs)
-    print(f"VAE on digits: {x_train.shape[0]} train / {x_test.shape[0]} test images, latent {args.latent}, "
-          f"{args.epochs} epochs, {args.samples} sample(s) of z, beta {args.beta}")
+        results[name] = (
+            test_elbo(model, elbo_pygenmod, x_test, args.latent),
+            test_elbo(model, elbo_torch, x_test, args.latent),
+            secs,
+        )
+    print(
+        f"VAE on digits: {x_train.shape[0]} train / {x_test.shape[0]} test images, latent {args.latent}, "
+        f"{args.epochs} epochs, {args.samples} sample(s) of z, beta {args.beta}"
+    )
     print(f"{'trained with':<22}{'test ELBO (pygenmod)':>22}{'test ELBO (torch.dist)':>24}{'train s':>9}")
     for name, (a, b, s) in results.items():
         print(f"{name:<22}{a:>22.6f}{b:>24.6f}{s:>9.2f}")

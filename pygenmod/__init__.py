@@ -4,6 +4,7 @@ Families: ``pygenmod.mdp`` / ``pygenmod.returns`` (Bellman backups, GAE), ``pyge
 ``pygenmod.spatial``, ``pygenmod.sampling``, ``pygenmod.mcts``. Importing pygenmod compiles
 nothing: numba kernels compile (and cache) on first use.
 """
+
 from __future__ import annotations
 
 from . import _threads
@@ -51,9 +52,11 @@ def cmake_dir() -> str:
 
     d = os.path.join(os.path.dirname(os.path.abspath(__file__)), "share", "cmake", "pygenmod")
     if not os.path.isfile(os.path.join(d, "pygenmodConfig.cmake")):
-        raise FileNotFoundError("pygenmod's CMake package is installed by `pip install` (a wheel), not by "
-                                "tools/dev-build.sh; in a source checkout use add_subdirectory or "
-                                "cmake -DPYGENMOD_PYTHON=OFF + cmake --install (docs/cpp.md)")
+        raise FileNotFoundError(
+            "pygenmod's CMake package is installed by `pip install` (a wheel), not by "
+            "tools/dev-build.sh; in a source checkout use add_subdirectory or "
+            "cmake -DPYGENMOD_PYTHON=OFF + cmake --install (docs/cpp.md)"
+        )
     return d
 
 

@@ -4,6 +4,7 @@ Public functions convert their inputs with :func:`to_native` and convert results
 to the caller's array type with the function :func:`returner` gives for the principal input.
 PyTorch is never imported unless the caller passed a tensor.
 """
+
 from __future__ import annotations
 
 import sys
@@ -60,8 +61,10 @@ def _torch_tensor(t, name):
     if not hasattr(t, "device") or not hasattr(t, "dtype"):
         return t
     if t.device.type not in ("cpu", "cuda"):
-        raise TypeError(f"{name}: expected a CPU or CUDA tensor, got one on device {t.device.type!r}"
-                        + (" (a meta tensor has no data)" if t.device.type == "meta" else ""))
+        raise TypeError(
+            f"{name}: expected a CPU or CUDA tensor, got one on device {t.device.type!r}"
+            + (" (a meta tensor has no data)" if t.device.type == "meta" else "")
+        )
     if getattr(t, "requires_grad", False):
         t = t.detach()
     if str(t.dtype) == "torch.bfloat16":

@@ -4,6 +4,7 @@ Backends: ``cpu`` (compiled C++/OpenMP), ``numba`` (JIT fallback) and ``cuda``
 (compiled CUDA, for CuPy / CUDA-DLPack input). Nothing here imports numba or touches
 a GPU at import time: availability is probed lazily and cached.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +24,7 @@ _UNSET = object()
 _override: contextvars.ContextVar = contextvars.ContextVar("pygenmod_backend", default=_UNSET)
 #: set_backend's choice, seen by every thread
 _process_wide: str | None = None
+
 
 class BackendError(RuntimeError):
     """A requested backend is unavailable or cannot serve the given arrays."""
@@ -59,9 +61,11 @@ def _probe_cuda() -> tuple[bool, str]:
     p = rt.probe() if hasattr(rt, "probe") else {"count": rt.device_count(), "error": ""}
     if p["error"] == "cudaErrorInsufficientDriver":
         drv = p.get("driver_version", 0)
-        return False, (f"the NVIDIA driver is missing or too old for CUDA runtime "
-                       f"{_cuda_version(p.get('runtime_version', 0))} (driver supports "
-                       f"{_cuda_version(drv) if drv else 'none'}): {p['error']}")
+        return False, (
+            f"the NVIDIA driver is missing or too old for CUDA runtime "
+            f"{_cuda_version(p.get('runtime_version', 0))} (driver supports "
+            f"{_cuda_version(drv) if drv else 'none'}): {p['error']}"
+        )
     if p["error"] and p["error"] != "cudaErrorNoDevice":
         return False, f"CUDA initialisation failed: {p['error']} ({p.get('message', '')})"
     if p["count"] == 0:
@@ -69,8 +73,10 @@ def _probe_cuda() -> tuple[bool, str]:
     info = rt.device_info(0)
     cc = tuple(info["compute_capability"])
     if cc < CUDA_MIN_CC:
-        return False, (f"device 0 ({info['name']}) is sm_{cc[0]}{cc[1]}; the CUDA kernels need "
-                       f"sm_{CUDA_MIN_CC[0]}{CUDA_MIN_CC[1]} or newer")
+        return False, (
+            f"device 0 ({info['name']}) is sm_{cc[0]}{cc[1]}; the CUDA kernels need "
+            f"sm_{CUDA_MIN_CC[0]}{CUDA_MIN_CC[1]} or newer"
+        )
     if importlib.util.find_spec("cupy") is None:
         return False, "a CUDA device is present, but cupy is not installed (pip install pygenmod[cuda])"
     return True, f"compiled CUDA kernels on {info['name']} (sm_{cc[0]}{cc[1]})"

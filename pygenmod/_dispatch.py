@@ -7,6 +7,7 @@ same positional arguments (inputs, then preallocated outputs) on every backend.
 - numba: ``pygenmod._numba.<family>.<name>``
 - cuda:  ``pygenmod._cuda_<family>.<name>``, called with the current CuPy stream
 """
+
 from __future__ import annotations
 
 import functools

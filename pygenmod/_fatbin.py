@@ -5,6 +5,7 @@ nvcc stores device code in the ELF section ``.nv_fatbin``: a sequence of fat bin
 the SM version they were compiled for. Used by the test that catches CUDA builds which
 silently ship no GPU code.
 """
+
 from __future__ import annotations
 
 import struct
@@ -17,7 +18,7 @@ def _section(data: bytes, wanted: str) -> bytes | None:
     # ELF64 little-endian: section header table at e_shoff, names in section e_shstrndx.
     if data[:4] != b"\x7fELF" or data[4] != 2:
         raise ValueError("not a 64-bit ELF file")
-    e_shoff, = struct.unpack_from("<Q", data, 0x28)
+    (e_shoff,) = struct.unpack_from("<Q", data, 0x28)
     e_shentsize, e_shnum, e_shstrndx = struct.unpack_from("<HHH", data, 0x3A)
 
     def header(i):
@@ -28,8 +29,8 @@ def _section(data: bytes, wanted: str) -> bytes | None:
     for i in range(e_shnum):
         name, off, size = header(i)
         end = data.index(b"\0", str_off + name)
-        if data[str_off + name:end].decode() == wanted:
-            return data[off:off + size]
+        if data[str_off + name : end].decode() == wanted:
+            return data[off : off + size]
     return None
 
 
@@ -49,7 +50,7 @@ def embedded_architectures(path: str) -> set[tuple[str, int]]:
         entry, end = pos + hsize, pos + hsize + fsize
         while entry + 32 <= end:
             kind, _v, ehsize, payload = struct.unpack_from("<HHIQ", sec, entry)
-            sm, = struct.unpack_from("<I", sec, entry + 28)
+            (sm,) = struct.unpack_from("<I", sec, entry + 28)
             if kind in _KINDS:
                 found.add((_KINDS[kind], sm))
             if ehsize == 0:

@@ -5,6 +5,7 @@ __sklearn_tags__ / n_features_in_) is implemented directly, and sklearn's own cl
 (Tags, ConvergenceWarning) are imported only inside methods that sklearn itself calls, or when
 it is installed.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -38,8 +39,9 @@ def _seed(random_state) -> int:
     try:
         return resolve_seed(random_state, "random_state")
     except TypeError:
-        raise ValueError(f"random_state: expected None, an int, a RandomState or a Generator, "
-                         f"got {type(random_state).__name__}") from None
+        raise ValueError(
+            f"random_state: expected None, an int, a RandomState or a Generator, got {type(random_state).__name__}"
+        ) from None
 
 
 def _check_sample_weight(sample_weight, n, dtype):
@@ -62,11 +64,12 @@ def _check_sample_weight(sample_weight, n, dtype):
 
 # scikit-learn's own wording (sklearn/mixture/_gaussian_mixture.py), so the drop-in raises what
 # code written against sklearn.mixture.GaussianMixture expects.
-_ILL_DEFINED = ("Fitting the mixture model failed because some components have ill-defined empirical "
-                "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
-                "the number of components, increase reg_covar, or scale the input data.")
-_ILL_DEFINED_F32 = (" The numerical accuracy can also be improved by passing float64 data instead of "
-                    "float32.")
+_ILL_DEFINED = (
+    "Fitting the mixture model failed because some components have ill-defined empirical "
+    "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
+    "the number of components, increase reg_covar, or scale the input data."
+)
+_ILL_DEFINED_F32 = " The numerical accuracy can also be improved by passing float64 data instead of float32."
 ON_DEGENERATE = ("regularise", "raise")
 
 
@@ -85,12 +88,13 @@ def _sk_check_weights(w, K):
     _sk_shape(w, (K,), "weights")
     if (w < 0).any() or (w > 1).any():
         # sklearn prints min under "max value" and max under "min value"; kept verbatim
-        raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max value %.5f, "
-                         "min value %.5f" % (np.min(w), np.max(w)))
+        raise ValueError(
+            "The parameter 'weights' should be in the range [0, 1], but got max value %.5f, "
+            "min value %.5f" % (np.min(w), np.max(w))
+        )
     atol = 1e-6 if w.dtype == np.float32 else 1e-8
     if not np.allclose(float(np.abs(1.0 - np.sum(w))), 0.0, atol=atol):
-        raise ValueError("The parameter 'weights' should be normalized, but got sum(weights) = %.5f"
-                         % np.sum(w))
+        raise ValueError("The parameter 'weights' should be normalized, but got sum(weights) = %.5f" % np.sum(w))
 
 
 def _sk_check_precisions(p, ct, K, D):
@@ -101,7 +105,7 @@ def _sk_check_precisions(p, ct, K, D):
         if (p <= 0).any():
             raise ValueError("'%s precision' should be positive" % ct)
         return
-    for m in (p if ct == "full" else p[None]):
+    for m in p if ct == "full" else p[None]:
         if not (np.isclose(m, m.T).all() and (np.linalg.eigvalsh(m) > 0).all()):
             raise ValueError("'%s precision' should be symmetric, positive-definite" % ct)
 
@@ -126,8 +130,7 @@ class _Base:
     @classmethod
     def _get_param_names(cls):
         sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values()
-                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+        return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self._get_param_names()}
@@ -136,8 +139,9 @@ class _Base:
         valid = self._get_param_names()
         for key, value in params.items():
             if key not in valid:
-                raise ValueError(f"Invalid parameter {key!r} for estimator {type(self).__name__}. "
-                                 f"Valid parameters are: {valid!r}.")
+                raise ValueError(
+                    f"Invalid parameter {key!r} for estimator {type(self).__name__}. Valid parameters are: {valid!r}."
+                )
             setattr(self, key, value)
         return self
 
@@ -147,8 +151,9 @@ class _Base:
         for name in self._get_param_names():
             default = sig.parameters[name].default
             value = getattr(self, name, None)
-            same = value is default or (not isinstance(value, np.ndarray) and value == default
-                                        if not isinstance(default, np.ndarray) else False)
+            same = value is default or (
+                not isinstance(value, np.ndarray) and value == default if not isinstance(default, np.ndarray) else False
+            )
             if not same:
                 parts.append(f"{name}={value!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
@@ -156,9 +161,14 @@ class _Base:
     def __sklearn_tags__(self):
         from sklearn.utils import InputTags, Tags, TargetTags
 
-        return Tags(estimator_type="density_estimator", target_tags=TargetTags(required=False),
-                    transformer_tags=None, regressor_tags=None, classifier_tags=None,
-                    input_tags=InputTags(allow_nan=False, sparse=False, two_d_array=True))
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            transformer_tags=None,
+            regressor_tags=None,
+            classifier_tags=None,
+            input_tags=InputTags(allow_nan=False, sparse=False, two_d_array=True),
+        )
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "converged_")
@@ -169,8 +179,10 @@ class _Base:
                 from sklearn.exceptions import NotFittedError
             except ImportError:  # pragma: no cover
                 NotFittedError = AttributeError  # noqa: N806
-            raise NotFittedError(f"This {type(self).__name__} instance is not fitted yet. Call "
-                                 "'fit' with appropriate arguments before using this estimator.")
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call "
+                "'fit' with appropriate arguments before using this estimator."
+            )
 
 
 class _MixtureParams:
@@ -191,8 +203,9 @@ class _MixtureParams:
         val.positive_int(self.verbose_interval, "verbose_interval")
 
     def _params(self) -> _g.GMMParams:
-        return _g.GMMParams(self.weights_, self.means_, self.covariances_, self.precisions_cholesky_,
-                            self.covariance_type)
+        return _g.GMMParams(
+            self.weights_, self.means_, self.covariances_, self.precisions_cholesky_, self.covariance_type
+        )
 
     def _set_fitted(self, res: _g.FitResult):
         p = res.params
@@ -207,16 +220,31 @@ class _MixtureParams:
 
     def _fit_result(self, X, sample_weight, record: bool):
         """Runs pygenmod.gmm.fit with the estimator's parameters (initial fit or warm start)."""
-        kw = dict(covariance_type=self.covariance_type, tol=self.tol, reg_covar=self.reg_covar,
-                  max_iter=self.max_iter, warn=getattr(self, "warn", False),
-                  lower_bounds=record, callback=self._progress_printer(X))
+        kw = dict(
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            warn=getattr(self, "warn", False),
+            lower_bounds=record,
+            callback=self._progress_printer(X),
+        )
         if self.warm_start and hasattr(self, "converged_"):
-            return _g.fit(X, self.n_components, sample_weight, init=self._params(),
-                          lower_bound_init=self.lower_bound_, **kw)
-        return _g.fit(X, self.n_components, sample_weight, n_init=self.n_init,
-                      init=self.init_params, weights_init=self.weights_init,
-                      means_init=self.means_init, precisions_init=self.precisions_init,
-                      seed=_seed(self.random_state), **kw)
+            return _g.fit(
+                X, self.n_components, sample_weight, init=self._params(), lower_bound_init=self.lower_bound_, **kw
+            )
+        return _g.fit(
+            X,
+            self.n_components,
+            sample_weight,
+            n_init=self.n_init,
+            init=self.init_params,
+            weights_init=self.weights_init,
+            means_init=self.means_init,
+            precisions_init=self.precisions_init,
+            seed=_seed(self.random_state),
+            **kw,
+        )
 
     def _progress_printer(self, X):
         """scikit-learn's verbose messages, from pygenmod.gmm.fit's per-iteration callback."""
@@ -230,26 +258,28 @@ class _MixtureParams:
             now = time.time()
             if ev.iteration == 0:
                 print("Initialization %d" % ev.init)
-                clock.update(init=now, iter=now, left=len(ev.sets), conv=0,
-                             final=np.full(len(ev.sets), np.nan))
+                clock.update(init=now, iter=now, left=len(ev.sets), conv=0, final=np.full(len(ev.sets), np.nan))
                 return
             clock["final"][ev.sets[ev.finished]] = ev.lower_bound[ev.finished]
             clock["left"] -= int(ev.finished.sum())
             clock["conv"] += int(ev.converged.sum())
             if ev.iteration % every == 0:
                 if batched:
-                    line = "  Iteration %d\t %d of %d sets running" % (
-                        ev.iteration, len(ev.sets), X.shape[0])
+                    line = "  Iteration %d\t %d of %d sets running" % (ev.iteration, len(ev.sets), X.shape[0])
                     if verbose >= 2:
                         ch = np.abs(ev.change[np.isfinite(ev.change)])
                         line += "\t time lapse %.5fs\t max |ll change| %.5f" % (
-                            now - clock["iter"], ch.max() if ch.size else np.nan)
+                            now - clock["iter"],
+                            ch.max() if ch.size else np.nan,
+                        )
                     print(line)
                 elif verbose == 1:
                     print("  Iteration %d" % ev.iteration)
                 else:
-                    print("  Iteration %d\t time lapse %.5fs\t ll change %.5f"
-                          % (ev.iteration, now - clock["iter"], ev.change[0]))
+                    print(
+                        "  Iteration %d\t time lapse %.5fs\t ll change %.5f"
+                        % (ev.iteration, now - clock["iter"], ev.change[0])
+                    )
                 clock["iter"] = now
             if clock["left"] > 0:
                 return
@@ -301,11 +331,25 @@ class GaussianMixture(_MixtureParams, _Base):
     than rejected; ``sample`` uses pygenmod's Philox generator.
     """
 
-    def __init__(self, n_components: int = 1, *, covariance_type: CovarianceType = "full", tol: float = 1e-3,
-                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: GMMInit = "kmeans",
-                 weights_init: ArrayLike | None = None, means_init: ArrayLike | None = None,
-                 precisions_init: ArrayLike | None = None, random_state: SeedLike = None, warm_start: bool = False,
-                 verbose: int = 0, verbose_interval: int = 10, on_degenerate: OnDegenerate = "regularise") -> None:
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: CovarianceType = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: GMMInit = "kmeans",
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
+        random_state: SeedLike = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        on_degenerate: OnDegenerate = "regularise",
+    ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -325,8 +369,9 @@ class GaussianMixture(_MixtureParams, _Base):
     # -- input
     def _check_X(self, X, reset: bool):
         if hasattr(X, "toarray") or type(X).__module__.startswith("scipy.sparse"):
-            raise TypeError(f"{type(self).__name__} does not accept sparse data; "
-                            "convert it to a dense array (X.toarray()).")
+            raise TypeError(
+                f"{type(self).__name__} does not accept sparse data; convert it to a dense array (X.toarray())."
+            )
         names = getattr(X, "columns", None)
         if names is not None:
             names = np.asarray(names, dtype=object)
@@ -348,16 +393,16 @@ class GaussianMixture(_MixtureParams, _Base):
                 raise ValueError(f"X: could not convert to float: {exc}") from None
         Xa = val.float_array(arr, "X")
         if Xa.ndim != 2:
-            raise ValueError(f"Expected 2D array, got {Xa.ndim}D array instead: X with shape "
-                             f"{Xa.shape}. Reshape your data either using array.reshape(-1, 1) if "
-                             "your data has a single feature or array.reshape(1, -1) if it "
-                             "contains a single sample.")
+            raise ValueError(
+                f"Expected 2D array, got {Xa.ndim}D array instead: X with shape "
+                f"{Xa.shape}. Reshape your data either using array.reshape(-1, 1) if "
+                "your data has a single feature or array.reshape(1, -1) if it "
+                "contains a single sample."
+            )
         if Xa.shape[0] < 1:
-            raise ValueError(f"Found array with 0 sample(s) (shape={Xa.shape}) while a minimum of "
-                             "1 is required.")
+            raise ValueError(f"Found array with 0 sample(s) (shape={Xa.shape}) while a minimum of 1 is required.")
         if Xa.shape[1] < 1:
-            raise ValueError(f"Found array with 0 feature(s) (shape={Xa.shape}) while a minimum of "
-                             "1 is required.")
+            raise ValueError(f"Found array with 0 feature(s) (shape={Xa.shape}) while a minimum of 1 is required.")
         if reset:
             self.n_features_in_ = Xa.shape[1]
             if names is not None:
@@ -367,16 +412,24 @@ class GaussianMixture(_MixtureParams, _Base):
         else:
             fitted = getattr(self, "feature_names_in_", None)
             if fitted is not None and names is None:
-                warnings.warn(f"X does not have valid feature names, but {type(self).__name__} "
-                              "was fitted with feature names", UserWarning, stacklevel=3)
+                warnings.warn(
+                    f"X does not have valid feature names, but {type(self).__name__} was fitted with feature names",
+                    UserWarning,
+                    stacklevel=3,
+                )
             elif fitted is None and names is not None:
-                warnings.warn(f"X has feature names, but {type(self).__name__} was fitted "
-                              "without feature names", UserWarning, stacklevel=3)
+                warnings.warn(
+                    f"X has feature names, but {type(self).__name__} was fitted without feature names",
+                    UserWarning,
+                    stacklevel=3,
+                )
             elif fitted is not None and (len(fitted) != len(names) or (fitted != names).any()):
                 raise ValueError("The feature names should match those that were passed during fit.")
             if Xa.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {Xa.shape[1]} features, but {type(self).__name__} is "
-                                 f"expecting {self.n_features_in_} features as input.")
+                raise ValueError(
+                    f"X has {Xa.shape[1]} features, but {type(self).__name__} is "
+                    f"expecting {self.n_features_in_} features as input."
+                )
         return Xa
 
     # -- fitting
@@ -398,9 +451,12 @@ class GaussianMixture(_MixtureParams, _Base):
         self._set_fitted(res)
         self.lower_bounds_ = [float(v) for v in self.lower_bounds_]  # a list, as in sklearn
         if not self.converged_ and self.max_iter > 0:
-            warnings.warn("Best performing initialization did not converge. Try different init "
-                          "parameters, or increase max_iter, tol, or check for degenerate data.",
-                          _convergence_warning(), stacklevel=2)
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                _convergence_warning(),
+                stacklevel=2,
+            )
         return self.predict(X)
 
     def _check_initial_parameters(self, D):
@@ -435,8 +491,9 @@ class GaussianMixture(_MixtureParams, _Base):
         """(X, y): n_samples draws and their component labels (pygenmod's Philox RNG)."""
         self._check_fitted()
         if isinstance(n_samples, numbers.Integral) and not isinstance(n_samples, bool) and n_samples < 1:
-            raise ValueError("Invalid value for 'n_samples': %d . The sampling requires at least one sample."
-                             % n_samples)
+            raise ValueError(
+                "Invalid value for 'n_samples': %d . The sampling requires at least one sample." % n_samples
+            )
         n = val.positive_int(n_samples, "n_samples")
         seed = _seed(self.random_state)
         X, y = _g.sample(self._params(), n, seed=seed)
@@ -473,12 +530,26 @@ class BatchGaussianMixture(_MixtureParams, _Base):
     and the mean last bound.
     """
 
-    def __init__(self, n_components: int = 1, *, covariance_type: CovarianceType = "full", tol: float = 1e-3,
-                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: GMMInit = "kmeans",
-                 weights_init: ArrayLike | None = None, means_init: ArrayLike | None = None,
-                 precisions_init: ArrayLike | None = None, random_state: SeedLike = None, warm_start: bool = False,
-                 warn: bool = True, verbose: int = 0, verbose_interval: int = 10,
-                 record_lower_bounds: bool = False) -> None:
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: CovarianceType = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: GMMInit = "kmeans",
+        weights_init: ArrayLike | None = None,
+        means_init: ArrayLike | None = None,
+        precisions_init: ArrayLike | None = None,
+        random_state: SeedLike = None,
+        warm_start: bool = False,
+        warn: bool = True,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        record_lower_bounds: bool = False,
+    ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -502,8 +573,7 @@ class BatchGaussianMixture(_MixtureParams, _Base):
             self.n_features_in_ = X.shape[2]
             self.n_sets_ = X.shape[0]
         elif X.shape[2] != self.n_features_in_ or X.shape[0] != self.n_sets_:
-            raise ValueError(f"X: expected shape ({self.n_sets_}, M, {self.n_features_in_}), "
-                             f"got {X.shape}")
+            raise ValueError(f"X: expected shape ({self.n_sets_}, M, {self.n_features_in_}), got {X.shape}")
         return X
 
     def fit(self, X: ArrayLike, y: object = None, sample_weight: ArrayLike | None = None) -> BatchGaussianMixture:
@@ -535,8 +605,7 @@ class BatchGaussianMixture(_MixtureParams, _Base):
 
     def sample(self, n_samples: int = 1) -> tuple[Array, Array]:
         self._check_fitted()
-        return _g.sample(self._params(), val.positive_int(n_samples, "n_samples"),
-                         seed=_seed(self.random_state))
+        return _g.sample(self._params(), val.positive_int(n_samples, "n_samples"), seed=_seed(self.random_state))
 
     def bic(self, X: ArrayLike, sample_weight: ArrayLike | None = None) -> Array:
         self._check_fitted()

@@ -12,6 +12,7 @@ its eigendecomposition with eigenvalues clipped at 1e-12 x the largest (a pseudo
 a near-singular input block), and C_k is symmetrised with negative eigenvalues clipped to 0.
 Computed in float64, returned in the parameters' dtype.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,10 +43,8 @@ def _dims(in_dims, out_dims, D):
         outd = [d for d in range(D) if d not in ind]
     else:
         outd = [int(i) for i in np.atleast_1d(np.asarray(out_dims)).ravel()]
-        if (not outd or len(set(outd)) != len(outd) or min(outd) < 0 or max(outd) >= D
-                or set(outd) & set(ind)):
-            raise ValueError(f"out_dims: expected distinct indices in [0, {D}) not in in_dims, "
-                             f"got {out_dims!r}")
+        if not outd or len(set(outd)) != len(outd) or min(outd) < 0 or max(outd) >= D or set(outd) & set(ind):
+            raise ValueError(f"out_dims: expected distinct indices in [0, {D}) not in in_dims, got {out_dims!r}")
     if not outd:
         raise ValueError("out_dims: no output dimension left")
     return ind, outd
@@ -119,8 +118,15 @@ def gmr(params: GMMParams, x: ArrayLike, in_dims: Sequence[int], out_dims: Seque
     return GMRResult(cast(h), cast(m), cast(C), cast(mean), cast(cov))
 
 
-def gmr_sample(params: GMMParams, x: ArrayLike, in_dims: Sequence[int], n_samples: int, *,
-               out_dims: Sequence[int] | None = None, seed: SeedLike = None) -> Array:
+def gmr_sample(
+    params: GMMParams,
+    x: ArrayLike,
+    in_dims: Sequence[int],
+    n_samples: int,
+    *,
+    out_dims: Sequence[int] | None = None,
+    seed: SeedLike = None,
+) -> Array:
     """Draws from the conditional mixture at each query: (B, Q, n_samples, O).
 
     Query q of mixture b draws from Philox stream b * Q + q (pygenmod.gmm.sample's convention),
@@ -139,8 +145,13 @@ def gmr_sample(params: GMMParams, x: ArrayLike, in_dims: Sequence[int], n_sample
     pc = g.precisions_cholesky_from_covariances(Cj, "full")  # (B, K, O, O)
     pc = xp.broadcast_to(pc[:, None], (B, Q, K, O, O)).reshape(B * Q, K, O, O)
     Cb = xp.broadcast_to(Cj[:, None], (B, Q, K, O, O)).reshape(B * Q, K, O, O)
-    prm = g.GMMParams(h.reshape(B * Q, K).astype(dtype), m.reshape(B * Q, K, O).astype(dtype),
-                      Cb.astype(dtype), pc.astype(dtype), "full")
+    prm = g.GMMParams(
+        h.reshape(B * Q, K).astype(dtype),
+        m.reshape(B * Q, K, O).astype(dtype),
+        Cb.astype(dtype),
+        pc.astype(dtype),
+        "full",
+    )
     out, _ = g.sample(prm, n, seed=seed)
     out = out.reshape(B, Q, n, O)
     return back(out[0] if single else out)
@@ -153,9 +164,18 @@ class GMR(_Base):
     conditional. Parameters are GaussianMixture's.
     """
 
-    def __init__(self, n_components: int = 1, *, covariance_type: CovarianceType = "full", tol: float = 1e-3,
-                 reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: GMMInit = "kmeans",
-                 random_state: SeedLike = None) -> None:
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: CovarianceType = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: GMMInit = "kmeans",
+        random_state: SeedLike = None,
+    ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -179,8 +199,7 @@ class GMR(_Base):
         if y2.shape[0] != X2.shape[0]:
             raise ValueError(f"y: expected {X2.shape[0]} rows like X, got {y2.shape[0]}")
         self.n_features_in_ = X2.shape[1]
-        self.gmm_ = GaussianMixture(**self.get_params()).fit(np.concatenate([X2, y2], 1),
-                                                            sample_weight=sample_weight)
+        self.gmm_ = GaussianMixture(**self.get_params()).fit(np.concatenate([X2, y2], 1), sample_weight=sample_weight)
         self.in_dims_ = list(range(X2.shape[1]))
         return self
 

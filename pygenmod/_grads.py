@@ -8,6 +8,7 @@ is read in the old form, with a DeprecationWarning, or refused with a TypeError 
 be read that way -- never bound silently to the wrong parameters (an old
 ``kl_normal_backward(g, mu, logvar)`` would otherwise bind ``g`` to ``mu``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -23,6 +24,7 @@ def backward(*grads: str, old: tuple[str, ...] | None = None, fill: dict | None 
     names are the new function's own. None: there is no older form.
     fill: values for the new function's arguments that the old form did not have.
     """
+
     def wrap(f):
         name = f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}"
         spell = grads[0] + "=" if len(grads) == 1 else "one or more of " + ", ".join(g + "=" for g in grads)
@@ -34,7 +36,9 @@ def backward(*grads: str, old: tuple[str, ...] | None = None, fill: dict | None 
                 if g in kwargs:
                     return f(*args, **kwargs)
             return _old_form(f, name, spell, new, old, fill, args, kwargs)
+
         return call
+
     return wrap
 
 
@@ -46,31 +50,41 @@ def _old_form(f, name, spell, new, old, fill, args, kwargs):
     if grad in kwargs:
         # The old keyword spelling (grad=g). The old form could not take positional arguments
         # after a keyword gradient, so any positional ones are the new form's: only a rename.
-        warnings.warn(f"{name}({grad}=...) is deprecated: pass the upstream gradient as {new}=",
-                      DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"{name}({grad}=...) is deprecated: pass the upstream gradient as {new}=", DeprecationWarning, stacklevel=3
+        )
         kwargs[new] = kwargs.pop(grad)
         return f(*args, **kwargs)
     form = f"{name}({', '.join(old)}, ...)"
     if not args:
         raise TypeError(f"{name}: missing the upstream gradient: pass {spell} (keyword-only)")
     if len(args) > len(old):
-        raise TypeError(f"{name}: pass the upstream gradient as {spell} (keyword-only). Without it the call "
-                        f"reads as the deprecated grad-first form {form}, which takes at most {len(old)} "
-                        f"positional arguments, not {len(args)}")
+        raise TypeError(
+            f"{name}: pass the upstream gradient as {spell} (keyword-only). Without it the call "
+            f"reads as the deprecated grad-first form {form}, which takes at most {len(old)} "
+            f"positional arguments, not {len(args)}"
+        )
     bound = dict(zip(old, args))
     clash = [k for k in bound if k in kwargs]
     if clash:
-        raise TypeError(f"{name}: pass the upstream gradient as {spell} (keyword-only). Without it the call "
-                        f"reads as the deprecated grad-first form {form}, which gets {clash[0]} both by "
-                        "position and by keyword")
-    warnings.warn(f"{name}: pass the upstream gradient as {new}=; the grad-first positional form {form} is "
-                  "deprecated", DeprecationWarning, stacklevel=3)
+        raise TypeError(
+            f"{name}: pass the upstream gradient as {spell} (keyword-only). Without it the call "
+            f"reads as the deprecated grad-first form {form}, which gets {clash[0]} both by "
+            "position and by keyword"
+        )
+    warnings.warn(
+        f"{name}: pass the upstream gradient as {new}=; the grad-first positional form {form} is deprecated",
+        DeprecationWarning,
+        stacklevel=3,
+    )
     bound[new] = bound.pop(grad)
     for k, v in (fill or {}).items():
         bound.setdefault(k, v)
     try:
         return f(**bound, **kwargs)
     except (TypeError, ValueError) as e:  # a new-form call that forgot its gradient lands here
-        e.add_note(f"({name} was called without {spell}, so its positional arguments were read as the "
-                   f"deprecated grad-first form {form})")
+        e.add_note(
+            f"({name} was called without {spell}, so its positional arguments were read as the "
+            f"deprecated grad-first form {form})"
+        )
         raise

@@ -4,6 +4,7 @@ matplotlib is optional (the ``plot`` extra) and imported only here, on first use
 built as ``matplotlib.figure.Figure`` objects on an Agg canvas, never through pyplot: nothing
 needs a display, and a caller's own pyplot backend and figure list are left alone.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -24,8 +25,9 @@ def require(what: str = "figures") -> None:
         import matplotlib  # noqa: F401
         from matplotlib.backends import backend_agg  # noqa: F401
     except ImportError as exc:
-        raise MissingMatplotlib(f"{what} need matplotlib, which is not installed; install it with: "
-                                f"{INSTALL_HINT}") from exc
+        raise MissingMatplotlib(
+            f"{what} need matplotlib, which is not installed; install it with: {INSTALL_HINT}"
+        ) from exc
 
 
 def figure(width: float, height: float):
@@ -66,16 +68,25 @@ def machine() -> dict:
 
     import pygenmod
 
-    return dict(cpu=cpu_model(), cpus=os.cpu_count(), threads=pygenmod.get_num_threads(),
-                system=f"{platform.system()} {platform.machine()}", python=platform.python_version(),
-                numpy=np.__version__, pygenmod=pygenmod.__version__,
-                date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    return dict(
+        cpu=cpu_model(),
+        cpus=os.cpu_count(),
+        threads=pygenmod.get_num_threads(),
+        system=f"{platform.system()} {platform.machine()}",
+        python=platform.python_version(),
+        numpy=np.__version__,
+        pygenmod=pygenmod.__version__,
+        date=f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+    )
 
 
 def caption(info: dict | None = None, extra: str = "", width: int = 160) -> str:
     """Machine, threads, versions and date of ``info`` (default: this machine, now), wrapped."""
     m = info or machine()
-    text = (f"{m['cpu']}, {m['cpus']} CPUs, {m['threads']} threads, {m['system']} | "
-            f"pygenmod {m['pygenmod']}, Python {m['python']}, NumPy {m['numpy']}"
-            + (f", {extra}" if extra else "") + f" | {m['date']}")
+    text = (
+        f"{m['cpu']}, {m['cpus']} CPUs, {m['threads']} threads, {m['system']} | "
+        f"pygenmod {m['pygenmod']}, Python {m['python']}, NumPy {m['numpy']}"
+        + (f", {extra}" if extra else "")
+        + f" | {m['date']}"
+    )
     return "\n".join(textwrap.wrap(text, width))

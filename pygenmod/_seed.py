@@ -16,6 +16,7 @@ Every pygenmod function that draws random numbers takes ``seed=None``:
 The derivation of the k-th fresh key is ``splitmix64(key + k * 0x9E3779B97F4A7C15)``: cheap
 (a few integer operations per call) and decorrelated between neighbouring counters.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -67,8 +68,7 @@ class _PackageGenerator:
         try:
             key, counter = state["key"], state["counter"]
         except (TypeError, KeyError):
-            raise TypeError("state: expected the dict returned by get_state() "
-                            "({'key': int, 'counter': int})") from None
+            raise TypeError("state: expected the dict returned by get_state() ({'key': int, 'counter': int})") from None
         key, counter = check_int_seed(key, "state['key']"), check_int_seed(counter, "state['counter']")
         with self._lock:
             self._key, self._counter = key, counter
@@ -119,11 +119,15 @@ def resolve_seed(seed, name: str = "seed") -> int:
     words = _jax_key_words(seed)
     if words is not None:
         if words.dtype != np.uint32 or words.shape != (2,):
-            raise ValueError(f"{name}: a JAX key must hold two uint32 words (threefry2x32), "
-                             f"got dtype {words.dtype} and shape {words.shape}")
+            raise ValueError(
+                f"{name}: a JAX key must hold two uint32 words (threefry2x32), "
+                f"got dtype {words.dtype} and shape {words.shape}"
+            )
         return int(words[0]) << 32 | int(words[1])
-    raise TypeError(f"{name}: expected None, an integer in [0, 2**64), a numpy.random.Generator "
-                    f"or a JAX PRNG key, got {type(seed).__name__}")
+    raise TypeError(
+        f"{name}: expected None, an integer in [0, 2**64), a numpy.random.Generator "
+        f"or a JAX PRNG key, got {type(seed).__name__}"
+    )
 
 
 def manual_seed(seed: int) -> None:

@@ -17,6 +17,7 @@
   (other threads the child starts get a fresh pool); the numba backend, whose GNU OpenMP layer
   kills such a child, raises BackendError at once instead.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -158,9 +159,11 @@ def apply(numba_too: bool = False) -> None:
 def numba_usable() -> str | None:
     """None, or why the numba backend cannot run in this (forked) process."""
     if _numba_fork_unsafe:
-        return ("this process was forked after numba's GNU OpenMP threading layer ran, and that "
-                "layer terminates forked children; use the 'cpu' backend, the multiprocessing start "
-                "method 'spawn' or 'forkserver', or NUMBA_THREADING_LAYER=tbb/workqueue")
+        return (
+            "this process was forked after numba's GNU OpenMP threading layer ran, and that "
+            "layer terminates forked children; use the 'cpu' backend, the multiprocessing start "
+            "method 'spawn' or 'forkserver', or NUMBA_THREADING_LAYER=tbb/workqueue"
+        )
     return None
 
 

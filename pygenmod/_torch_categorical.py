@@ -7,6 +7,7 @@ Tensors reach the kernels zero-copy through DLPack (CPU tensors: C++ kernels; CU
 CUDA kernels on torch's current stream). float16 / bfloat16 logits are computed in float32 and
 the results are float32.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -124,8 +125,9 @@ def _(p, q_logits, mask, q_mask, p_is_prob):
 
 
 @torch.library.custom_op("pygenmod::categorical_kl_backward", mutates_args=())
-def _kl_bwd(p: Tensor, q_logits: Tensor, mask: Optional[Tensor], q_mask: Optional[Tensor], p_is_prob: bool,
-            grad: Tensor) -> tuple[Tensor, Tensor]:
+def _kl_bwd(
+    p: Tensor, q_logits: Tensor, mask: Optional[Tensor], q_mask: Optional[Tensor], p_is_prob: bool, grad: Tensor
+) -> tuple[Tensor, Tensor]:
     with on_torch_stream(q_logits):
         if p_is_prob:
             dq = _cat.policy_target_kl_backward(_np(p), _np(q_logits), grad_kl=_np(grad), mask=_np(q_mask))
@@ -165,8 +167,9 @@ def categorical_entropy(logits: Tensor, mask: Optional[Tensor] = None) -> Tensor
     return _entropy(_f32(logits), _mask(mask))
 
 
-def categorical_kl(p_logits: Tensor, q_logits: Tensor, mask: Optional[Tensor] = None,
-                   q_mask: Optional[Tensor] = None) -> Tensor:
+def categorical_kl(
+    p_logits: Tensor, q_logits: Tensor, mask: Optional[Tensor] = None, q_mask: Optional[Tensor] = None
+) -> Tensor:
     """Differentiable ``KL(p || q)`` per row from logits, gradients to both
     (see :func:`pygenmod.categorical.kl`)."""
     q = _f32(q_logits)
@@ -180,8 +183,15 @@ def policy_target_kl(weights: Tensor, logits: Tensor, mask: Optional[Tensor] = N
     return _kl(weights.detach().to(q.dtype), q, None, _mask(mask), True)
 
 
-def pg_loss(log_probs: Tensor, q_values: Tensor, entropy: Optional[Tensor] = None, *, lam: float = 0.0,
-            q_is: QIs = "reward", reduction: Reduction = "mean") -> Tensor:
+def pg_loss(
+    log_probs: Tensor,
+    q_values: Tensor,
+    entropy: Optional[Tensor] = None,
+    *,
+    lam: float = 0.0,
+    q_is: QIs = "reward",
+    reduction: Reduction = "mean",
+) -> Tensor:
     """GAIL's entropy-regularised policy-gradient surrogate as a loss to minimise (plain torch
     ops; q_values are detached): ``-E[log pi Q] - lam E[H]`` for rewards / advantages,
     ``E[log pi Q] - lam E[H]`` for GAIL's costs (``q_is="cost"``); E over the last axis.

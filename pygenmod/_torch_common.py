@@ -1,6 +1,7 @@
 """Helpers shared by the PyTorch front-ends (:mod:`pygenmod.torch` and its private
 ``_torch_<topic>`` modules): tensors to NumPy/CuPy views and back, torch's CUDA stream, and
 seeds as custom-op arguments. Importing this module needs torch."""
+
 from __future__ import annotations
 
 import contextlib
@@ -110,9 +111,11 @@ def seed_arg(seed: Any, name: str = "seed") -> Union[int, torch.SymInt]:
     if seed is None and torch.compiler.is_compiling():
         # (fullgraph=True reports this as an unsupported exception; otherwise dynamo breaks the
         # graph here and runs the call eagerly, where None draws a fresh key as it should)
-        raise TypeError(f"{name}: under torch.compile pass an explicit integer {name} (an argument of "
-                        f"the compiled function, e.g. a step counter or pygenmod.torch.fresh_seed() "
-                        f"drawn outside it); {name}=None would be fixed into the graph as a constant")
+        raise TypeError(
+            f"{name}: under torch.compile pass an explicit integer {name} (an argument of "
+            f"the compiled function, e.g. a step counter or pygenmod.torch.fresh_seed() "
+            f"drawn outside it); {name}=None would be fixed into the graph as a constant"
+        )
     return op_int(resolve_seed(seed, name))
 
 

@@ -6,6 +6,7 @@ traces through it) and a registered autograd formula, the fused backward kernel
 reparameterized sampler), run the decoder on it, then call :func:`elbo`: the gradient reaches
 the encoder through both the closed-form KL (here) and z (the sampler's own backward).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Union
@@ -37,12 +38,23 @@ def _kw(scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta, lo, 
 
 
 @torch.library.custom_op("pygenmod::elbo_terms", mutates_args=())
-def _elbo_op(x: Tensor, dec: Tensor, mu: Tensor, scale: Tensor, dec_scale: Optional[Tensor],
-             prior_mu: Optional[Tensor], prior_scale: Optional[Tensor], kind: int, lik: int, dec_kind: int,
-             beta: float, lo: float, hi: float) -> tuple[Tensor, Tensor, Tensor]:
+def _elbo_op(
+    x: Tensor,
+    dec: Tensor,
+    mu: Tensor,
+    scale: Tensor,
+    dec_scale: Optional[Tensor],
+    prior_mu: Optional[Tensor],
+    prior_scale: Optional[Tensor],
+    kind: int,
+    lik: int,
+    dec_kind: int,
+    beta: float,
+    lo: float,
+    hi: float,
+) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        t = _E.elbo_terms(x, dec, mu, **_kw(scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta,
-                                             lo, hi))
+        t = _E.elbo_terms(x, dec, mu, **_kw(scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta, lo, hi))
     return t.elbo, t.log_lik, t.kl
 
 
@@ -53,14 +65,34 @@ def _(x, dec, mu, scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, 
 
 
 @torch.library.custom_op("pygenmod::elbo_terms_backward", mutates_args=())
-def _elbo_backward_op(x: Tensor, dec: Tensor, mu: Tensor, scale: Tensor, dec_scale: Optional[Tensor],
-                      prior_mu: Optional[Tensor], prior_scale: Optional[Tensor], kind: int, lik: int, dec_kind: int,
-                      beta: float, lo: float, hi: float, grad_elbo: Tensor, grad_log_lik: Tensor,
-                      grad_kl: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _elbo_backward_op(
+    x: Tensor,
+    dec: Tensor,
+    mu: Tensor,
+    scale: Tensor,
+    dec_scale: Optional[Tensor],
+    prior_mu: Optional[Tensor],
+    prior_scale: Optional[Tensor],
+    kind: int,
+    lik: int,
+    dec_kind: int,
+    beta: float,
+    lo: float,
+    hi: float,
+    grad_elbo: Tensor,
+    grad_log_lik: Tensor,
+    grad_kl: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        g = _E.elbo_backward(x, dec, mu, grad_elbo=grad_elbo.contiguous(), grad_log_lik=grad_log_lik.contiguous(),
-                             grad_kl=grad_kl.contiguous(),
-                             **_kw(scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta, lo, hi))
+        g = _E.elbo_backward(
+            x,
+            dec,
+            mu,
+            grad_elbo=grad_elbo.contiguous(),
+            grad_log_lik=grad_log_lik.contiguous(),
+            grad_kl=grad_kl.contiguous(),
+            **_kw(scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta, lo, hi),
+        )
     return tuple(mu.new_empty(0) if t is None else t for t in g)  # (distinct tensors: no aliased outputs)
 
 
@@ -71,10 +103,14 @@ def _learned(dec_scale, dec):
 @_elbo_backward_op.register_fake
 def _(x, dec, mu, scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta, lo, hi, ge, gl, gk):
     e = mu.new_empty
-    return (torch.empty_like(dec), torch.empty_like(mu), torch.empty_like(scale),
-            torch.empty_like(dec_scale) if _learned(dec_scale, dec) else e(0),
-            e(0) if prior_mu is None else torch.empty_like(prior_mu),
-            e(0) if prior_scale is None else torch.empty_like(prior_scale))
+    return (
+        torch.empty_like(dec),
+        torch.empty_like(mu),
+        torch.empty_like(scale),
+        torch.empty_like(dec_scale) if _learned(dec_scale, dec) else e(0),
+        e(0) if prior_mu is None else torch.empty_like(prior_mu),
+        e(0) if prior_scale is None else torch.empty_like(prior_scale),
+    )
 
 
 def _setup(ctx, inputs, output):
@@ -89,8 +125,15 @@ def _backward(ctx, ge, gl, gk):
     z = torch.zeros_like(mu[..., 0])
     ge, gl, gk = (z if g is None else g for g in (ge, gl, gk))
     ddec, dmu, dscale, ddsc, dpm, dps = _elbo_backward_op(x, dec, mu, scale, dsc, pm, ps, *ctx.args, ge, gl, gk)
-    return (None, ddec, dmu, dscale, ddsc if _learned(dsc, dec) else None, None if pm is None else dpm,
-            None if ps is None else dps) + (None,) * 6
+    return (
+        None,
+        ddec,
+        dmu,
+        dscale,
+        ddsc if _learned(dsc, dec) else None,
+        None if pm is None else dpm,
+        None if ps is None else dps,
+    ) + (None,) * 6
 
 
 _elbo_op.register_autograd(_backward, setup_context=_setup)
@@ -100,14 +143,27 @@ def _t(v, like):
     return v if v is None or isinstance(v, Tensor) else torch.as_tensor(v, dtype=like.dtype, device=like.device)
 
 
-def elbo_terms(x: Tensor, dec: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, *,
-               log_std: Optional[Tensor] = None, std: Optional[Tensor] = None, scale_tril: Optional[Tensor] = None,
-               prior_mu: Union[Tensor, float, None] = None, prior_logvar: Union[Tensor, float, None] = None,
-               prior_log_std: Union[Tensor, float, None] = None, prior_std: Union[Tensor, float, None] = None,
-               prior_scale_tril: Optional[Tensor] = None, likelihood: Likelihood = "gaussian",
-               dec_logvar: Union[Tensor, float, None] = None, dec_log_std: Union[Tensor, float, None] = None,
-               dec_std: Union[Tensor, float, None] = None, beta: float = 1.0,
-               clamp: Optional[Clamp] = None) -> _E.Terms:
+def elbo_terms(
+    x: Tensor,
+    dec: Tensor,
+    mu: Tensor,
+    logvar: Optional[Tensor] = None,
+    *,
+    log_std: Optional[Tensor] = None,
+    std: Optional[Tensor] = None,
+    scale_tril: Optional[Tensor] = None,
+    prior_mu: Union[Tensor, float, None] = None,
+    prior_logvar: Union[Tensor, float, None] = None,
+    prior_log_std: Union[Tensor, float, None] = None,
+    prior_std: Union[Tensor, float, None] = None,
+    prior_scale_tril: Optional[Tensor] = None,
+    likelihood: Likelihood = "gaussian",
+    dec_logvar: Union[Tensor, float, None] = None,
+    dec_log_std: Union[Tensor, float, None] = None,
+    dec_std: Union[Tensor, float, None] = None,
+    beta: float = 1.0,
+    clamp: Optional[Clamp] = None,
+) -> _E.Terms:
     """:func:`pygenmod.elbo.elbo_terms` for tensors, differentiable w.r.t. dec, mu, the scale, a
     decoder scale and the prior (a decoder scale that requires grad is treated as learned)."""
     scales = [(i, v) for i, v in enumerate((logvar, log_std, std, scale_tril)) if v is not None]
@@ -132,8 +188,21 @@ def elbo_terms(x: Tensor, dec: Tensor, mu: Tensor, logvar: Optional[Tensor] = No
     if kind == 3 and clamp is not None:
         raise TypeError("clamp: applies to a diagonal scale, not to scale_tril")
     lo, hi = _E._s._clamp(clamp)
-    t = _elbo_op(x, dec, mu, scale, dec_scale, _t(prior_mu, mu), _t(pss[0] if pss else None, mu), kind,
-                 _E.LIKELIHOODS[_E.val.choice(likelihood, "likelihood", _LIKS)], dec_kind, float(beta), lo, hi)
+    t = _elbo_op(
+        x,
+        dec,
+        mu,
+        scale,
+        dec_scale,
+        _t(prior_mu, mu),
+        _t(pss[0] if pss else None, mu),
+        kind,
+        _E.LIKELIHOODS[_E.val.choice(likelihood, "likelihood", _LIKS)],
+        dec_kind,
+        float(beta),
+        lo,
+        hi,
+    )
     return _E.Terms(*t)
 
 

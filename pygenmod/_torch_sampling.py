@@ -19,6 +19,7 @@ to the CUDA kernels on torch's current stream). float16 / bfloat16 tensors are c
 float32: samples come back in the input dtype, KL and log-densities in float32. Seeds: see
 :func:`pygenmod._torch_common.seed_arg` (resolved once per call; forward and backward share it).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,18 @@ from ._torch_common import (  # noqa: F401  (on_torch_stream: the older import p
 )
 from ._typing import Clamp, SeedLike
 
-__all__ = ["rsample_normal", "normal_head", "kl_normal", "normal_log_prob", "rsample_mvn", "mvn_head", "kl_mvn",
-           "mvn_log_prob", "mahalanobis", "gumbel_softmax"]
+__all__ = [
+    "rsample_normal",
+    "normal_head",
+    "kl_normal",
+    "normal_log_prob",
+    "rsample_mvn",
+    "mvn_head",
+    "kl_mvn",
+    "mvn_log_prob",
+    "mahalanobis",
+    "gumbel_softmax",
+]
 
 #: the custom ops are always registered (torch >= 2.4); kept for code that checked it
 HAVE_CUSTOM_OPS = True
@@ -67,8 +78,7 @@ def _nsamp(n_samples) -> int:
 
 
 def _s_kw(seed, n_samples, stream, offset):
-    return dict(seed=key(seed), n_samples=None if n_samples < 0 else n_samples, stream=key(stream),
-                offset=key(offset))
+    return dict(seed=key(seed), n_samples=None if n_samples < 0 else n_samples, stream=key(stream), offset=key(offset))
 
 
 def _sample_shape(mu, n_samples):
@@ -88,12 +98,28 @@ def _none_if_empty(t):
 
 # ============================================================================ diagonal head
 @_op("pygenmod::sampling_normal_head", mutates_args=())
-def _normal_head_op(mu: Tensor, scale: Tensor, kind: int, eps: Optional[Tensor], seed: int, n_samples: int,
-                    stream: int, offset: int, clamp_lo: float, clamp_hi: float,
-                    log_q: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _normal_head_op(
+    mu: Tensor,
+    scale: Tensor,
+    kind: int,
+    eps: Optional[Tensor],
+    seed: int,
+    n_samples: int,
+    stream: int,
+    offset: int,
+    clamp_lo: float,
+    clamp_hi: float,
+    log_q: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        h = _S.normal_head(_n(mu), eps=_n(eps), clamp=(clamp_lo, clamp_hi), log_q=log_q,
-                           **_s_kw(seed, n_samples, stream, offset), **{KINDS[kind]: _n(scale)})
+        h = _S.normal_head(
+            _n(mu),
+            eps=_n(eps),
+            clamp=(clamp_lo, clamp_hi),
+            log_q=log_q,
+            **_s_kw(seed, n_samples, stream, offset),
+            **{KINDS[kind]: _n(scale)},
+        )
     cdt = compute_dtype(mu.dtype)
     lq = _back(h.log_q, mu, cdt) if log_q else mu.new_empty((0,), dtype=cdt)
     return _back(h.z, mu, mu.dtype), _back(h.kl, mu, cdt), lq
@@ -103,18 +129,40 @@ def _normal_head_op(mu: Tensor, scale: Tensor, kind: int, eps: Optional[Tensor],
 def _(mu, scale, kind, eps, seed, n_samples, stream, offset, clamp_lo, clamp_hi, log_q):
     cdt = compute_dtype(mu.dtype)
     lead = ((n_samples,) if n_samples >= 0 else ()) + tuple(mu.shape[:-1])
-    return (mu.new_empty(_sample_shape(mu, n_samples)), mu.new_empty(mu.shape[:-1], dtype=cdt),
-            mu.new_empty(lead if log_q else (0,), dtype=cdt))
+    return (
+        mu.new_empty(_sample_shape(mu, n_samples)),
+        mu.new_empty(mu.shape[:-1], dtype=cdt),
+        mu.new_empty(lead if log_q else (0,), dtype=cdt),
+    )
 
 
 @_op("pygenmod::sampling_normal_head_backward", mutates_args=())
-def _normal_head_bwd(mu: Tensor, scale: Tensor, kind: int, eps: Optional[Tensor], seed: int, n_samples: int,
-                     stream: int, offset: int, clamp_lo: float, clamp_hi: float, grad_z: Optional[Tensor],
-                     grad_kl: Optional[Tensor], grad_log_q: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+def _normal_head_bwd(
+    mu: Tensor,
+    scale: Tensor,
+    kind: int,
+    eps: Optional[Tensor],
+    seed: int,
+    n_samples: int,
+    stream: int,
+    offset: int,
+    clamp_lo: float,
+    clamp_hi: float,
+    grad_z: Optional[Tensor],
+    grad_kl: Optional[Tensor],
+    grad_log_q: Optional[Tensor],
+) -> tuple[Tensor, Tensor]:
     with on_torch_stream(mu):
-        dmu, dp = _S.normal_head_backward(_n(mu), eps=_n(eps), clamp=(clamp_lo, clamp_hi), grad_z=_n(grad_z),
-                                          grad_kl=_n(grad_kl), grad_log_q=_n(grad_log_q),
-                                          **_s_kw(seed, n_samples, stream, offset), **{KINDS[kind]: _n(scale)})
+        dmu, dp = _S.normal_head_backward(
+            _n(mu),
+            eps=_n(eps),
+            clamp=(clamp_lo, clamp_hi),
+            grad_z=_n(grad_z),
+            grad_kl=_n(grad_kl),
+            grad_log_q=_n(grad_log_q),
+            **_s_kw(seed, n_samples, stream, offset),
+            **{KINDS[kind]: _n(scale)},
+        )
     return _back(dmu, mu, mu.dtype), _back(dp, mu, scale.dtype)
 
 
@@ -139,36 +187,98 @@ def _normal_head_backward(ctx, gz, gkl, glq):
 _normal_head_op.register_autograd(_normal_head_backward, setup_context=_normal_head_setup)
 
 
-def normal_head(mu: Tensor, logvar: Optional[Tensor] = None, *, log_std: Optional[Tensor] = None,
-                std: Optional[Tensor] = None, seed: SeedLike = None, n_samples: Optional[int] = None, stream: int = 0,
-                offset: int = 0, eps: Optional[Tensor] = None, clamp: Optional[Clamp] = None,
-                log_q: bool = False) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+def normal_head(
+    mu: Tensor,
+    logvar: Optional[Tensor] = None,
+    *,
+    log_std: Optional[Tensor] = None,
+    std: Optional[Tensor] = None,
+    seed: SeedLike = None,
+    n_samples: Optional[int] = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: Optional[Tensor] = None,
+    clamp: Optional[Clamp] = None,
+    log_q: bool = False,
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Fused VAE head (differentiable w.r.t. ``mu`` and the scale; not w.r.t. ``eps``): returns
     ``(z, kl, log_q)`` (log_q None unless requested). See :func:`pygenmod.sampling.normal_head`.
     Op ``pygenmod::sampling_normal_head``."""
     kind, p = _kind(logvar, log_std, std)
     lo, hi = _S._clamp(clamp)
-    z, kl, lq = _normal_head_op(mu, p, kind, eps, seed_arg(seed), _nsamp(n_samples), int_arg(stream, "stream"),
-                                int_arg(offset, "offset"), lo, hi, bool(log_q))
+    z, kl, lq = _normal_head_op(
+        mu,
+        p,
+        kind,
+        eps,
+        seed_arg(seed),
+        _nsamp(n_samples),
+        int_arg(stream, "stream"),
+        int_arg(offset, "offset"),
+        lo,
+        hi,
+        bool(log_q),
+    )
     return z, kl, (lq if log_q else None)
 
 
-def rsample_normal(mu: Tensor, logvar: Optional[Tensor] = None, *, log_std: Optional[Tensor] = None,
-                   std: Optional[Tensor] = None, seed: SeedLike = None, n_samples: Optional[int] = None,
-                   stream: int = 0, offset: int = 0, eps: Optional[Tensor] = None,
-                   clamp: Optional[Clamp] = None) -> Tensor:
+def rsample_normal(
+    mu: Tensor,
+    logvar: Optional[Tensor] = None,
+    *,
+    log_std: Optional[Tensor] = None,
+    std: Optional[Tensor] = None,
+    seed: SeedLike = None,
+    n_samples: Optional[int] = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: Optional[Tensor] = None,
+    clamp: Optional[Clamp] = None,
+) -> Tensor:
     """Differentiable ``z = mu + sigma * eps`` (see :func:`pygenmod.sampling.rsample_normal`)."""
-    return normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
-                       offset=offset, eps=eps, clamp=clamp)[0]
+    return normal_head(
+        mu,
+        logvar,
+        log_std=log_std,
+        std=std,
+        seed=seed,
+        n_samples=n_samples,
+        stream=stream,
+        offset=offset,
+        eps=eps,
+        clamp=clamp,
+    )[0]
 
 
 # ============================================================================ full-covariance head
 @_op("pygenmod::sampling_mvn_head", mutates_args=())
-def _mvn_head_op(mu: Tensor, scale_tril: Tensor, eps: Optional[Tensor], seed: int, n_samples: int, stream: int,
-                 offset: int, log_q: bool, want_kl: bool, check: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _mvn_head_op(
+    mu: Tensor,
+    scale_tril: Tensor,
+    eps: Optional[Tensor],
+    seed: int,
+    n_samples: int,
+    stream: int,
+    offset: int,
+    log_q: bool,
+    want_kl: bool,
+    check: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        h = _S._mvn(_n(mu), _n(scale_tril), key(seed), None if n_samples < 0 else n_samples, key(stream),
-                    key(offset), _n(eps), log_q, False, check, None, want_kl)
+        h = _S._mvn(
+            _n(mu),
+            _n(scale_tril),
+            key(seed),
+            None if n_samples < 0 else n_samples,
+            key(stream),
+            key(offset),
+            _n(eps),
+            log_q,
+            False,
+            check,
+            None,
+            want_kl,
+        )
     cdt = compute_dtype(mu.dtype)
     kl = _back(h.kl, mu, cdt) if want_kl else mu.new_empty((0,), dtype=cdt)
     lq = _back(h.log_q, mu, cdt) if log_q else mu.new_empty((0,), dtype=cdt)
@@ -179,17 +289,36 @@ def _mvn_head_op(mu: Tensor, scale_tril: Tensor, eps: Optional[Tensor], seed: in
 def _(mu, scale_tril, eps, seed, n_samples, stream, offset, log_q, want_kl, check):
     cdt = compute_dtype(mu.dtype)
     lead = ((n_samples,) if n_samples >= 0 else ()) + tuple(mu.shape[:-1])
-    return (mu.new_empty(_sample_shape(mu, n_samples)), mu.new_empty(mu.shape[:-1] if want_kl else (0,), dtype=cdt),
-            mu.new_empty(lead if log_q else (0,), dtype=cdt))
+    return (
+        mu.new_empty(_sample_shape(mu, n_samples)),
+        mu.new_empty(mu.shape[:-1] if want_kl else (0,), dtype=cdt),
+        mu.new_empty(lead if log_q else (0,), dtype=cdt),
+    )
 
 
 @_op("pygenmod::sampling_mvn_head_backward", mutates_args=())
-def _mvn_head_bwd(mu: Tensor, scale_tril: Tensor, eps: Optional[Tensor], seed: int, n_samples: int, stream: int,
-                  offset: int, grad_z: Optional[Tensor], grad_kl: Optional[Tensor],
-                  grad_log_q: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+def _mvn_head_bwd(
+    mu: Tensor,
+    scale_tril: Tensor,
+    eps: Optional[Tensor],
+    seed: int,
+    n_samples: int,
+    stream: int,
+    offset: int,
+    grad_z: Optional[Tensor],
+    grad_kl: Optional[Tensor],
+    grad_log_q: Optional[Tensor],
+) -> tuple[Tensor, Tensor]:
     with on_torch_stream(mu):
-        dmu, dL = _S.mvn_head_backward(_n(mu), _n(scale_tril), eps=_n(eps), grad_z=_n(grad_z), grad_kl=_n(grad_kl),
-                                       grad_log_q=_n(grad_log_q), **_s_kw(seed, n_samples, stream, offset))
+        dmu, dL = _S.mvn_head_backward(
+            _n(mu),
+            _n(scale_tril),
+            eps=_n(eps),
+            grad_z=_n(grad_z),
+            grad_kl=_n(grad_kl),
+            grad_log_q=_n(grad_log_q),
+            **_s_kw(seed, n_samples, stream, offset),
+        )
     return _back(dmu, mu, mu.dtype), _back(dL, mu, scale_tril.dtype)
 
 
@@ -214,13 +343,33 @@ _mvn_head_op.register_autograd(_mvn_head_backward, setup_context=_mvn_head_setup
 
 
 def _mvn_call(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, want_kl, check):
-    return _mvn_head_op(mu, scale_tril, eps, seed_arg(seed), _nsamp(n_samples), int_arg(stream, "stream"),
-                        int_arg(offset, "offset"), bool(log_q), want_kl, bool(check))
+    return _mvn_head_op(
+        mu,
+        scale_tril,
+        eps,
+        seed_arg(seed),
+        _nsamp(n_samples),
+        int_arg(stream, "stream"),
+        int_arg(offset, "offset"),
+        bool(log_q),
+        want_kl,
+        bool(check),
+    )
 
 
-def mvn_head(mu: Tensor, scale_tril: Tensor, *, seed: SeedLike = None, n_samples: Optional[int] = None,
-             stream: int = 0, offset: int = 0, eps: Optional[Tensor] = None, log_q: bool = False, check: bool = True,
-             validate: Any = val.DEPRECATED) -> tuple[Tensor, Tensor, Optional[Tensor]]:
+def mvn_head(
+    mu: Tensor,
+    scale_tril: Tensor,
+    *,
+    seed: SeedLike = None,
+    n_samples: Optional[int] = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: Optional[Tensor] = None,
+    log_q: bool = False,
+    check: bool = True,
+    validate: Any = val.DEPRECATED,
+) -> tuple[Tensor, Tensor, Optional[Tensor]]:
     """Differentiable full-covariance head: ``(z, kl, log_q)``; see :func:`pygenmod.sampling.mvn_head`.
     Op ``pygenmod::sampling_mvn_head``. ``validate=`` is the deprecated spelling of ``check=``."""
     check = val.renamed(check, validate, "check", "validate", func="pygenmod.torch.mvn_head", default=True)
@@ -228,9 +377,18 @@ def mvn_head(mu: Tensor, scale_tril: Tensor, *, seed: SeedLike = None, n_samples
     return z, kl, (lq if log_q else None)
 
 
-def rsample_mvn(mu: Tensor, scale_tril: Tensor, *, seed: SeedLike = None, n_samples: Optional[int] = None,
-                stream: int = 0, offset: int = 0, eps: Optional[Tensor] = None, check: bool = True,
-                validate: Any = val.DEPRECATED) -> Tensor:
+def rsample_mvn(
+    mu: Tensor,
+    scale_tril: Tensor,
+    *,
+    seed: SeedLike = None,
+    n_samples: Optional[int] = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: Optional[Tensor] = None,
+    check: bool = True,
+    validate: Any = val.DEPRECATED,
+) -> Tensor:
     """Differentiable ``z = mu + L eps`` (the head without its KL pass)."""
     check = val.renamed(check, validate, "check", "validate", func="pygenmod.torch.rsample_mvn", default=True)
     return _mvn_call(mu, scale_tril, seed, n_samples, stream, offset, eps, False, False, check)[0]
@@ -245,8 +403,15 @@ def _sum_to(g: Optional[Tensor], like: Optional[Tensor]):
 
 
 @_op("pygenmod::sampling_kl_normal", mutates_args=())
-def _kl_normal_op(mu: Tensor, scale: Tensor, kind: int, prior_mu: Optional[Tensor], prior_scale: Optional[Tensor],
-                  clamp_lo: float, clamp_hi: float) -> Tensor:
+def _kl_normal_op(
+    mu: Tensor,
+    scale: Tensor,
+    kind: int,
+    prior_mu: Optional[Tensor],
+    prior_scale: Optional[Tensor],
+    clamp_lo: float,
+    clamp_hi: float,
+) -> Tensor:
     name = KINDS[kind]
     prior = {} if prior_scale is None else {"prior_" + name: _n(prior_scale)}
     with on_torch_stream(mu):
@@ -260,23 +425,35 @@ def _(mu, scale, kind, prior_mu, prior_scale, clamp_lo, clamp_hi):
 
 
 @_op("pygenmod::sampling_kl_normal_backward", mutates_args=())
-def _kl_normal_bwd(grad: Tensor, mu: Tensor, scale: Tensor, kind: int, prior_mu: Optional[Tensor],
-                   prior_scale: Optional[Tensor], clamp_lo: float,
-                   clamp_hi: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _kl_normal_bwd(
+    grad: Tensor,
+    mu: Tensor,
+    scale: Tensor,
+    kind: int,
+    prior_mu: Optional[Tensor],
+    prior_scale: Optional[Tensor],
+    clamp_lo: float,
+    clamp_hi: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(grad_mu, grad_scale, grad_prior_mu, grad_prior_scale); the prior gradients are mu-shaped
     (summed to the prior's shape by the autograd formula), empty without that prior."""
     name = KINDS[kind]
     prior = {} if prior_scale is None else {"prior_" + name: _n(prior_scale)}
     with on_torch_stream(mu):
-        grads = _S.kl_normal_backward(_n(mu), prior_mu=_n(prior_mu), grad_kl=_n(grad), clamp=(clamp_lo, clamp_hi),
-                                      **{name: _n(scale)}, **prior)
+        grads = _S.kl_normal_backward(
+            _n(mu), prior_mu=_n(prior_mu), grad_kl=_n(grad), clamp=(clamp_lo, clamp_hi), **{name: _n(scale)}, **prior
+        )
     return tuple(mu.new_empty((0,)) if g is None else _back(g, mu, mu.dtype) for g in grads)
 
 
 @_kl_normal_bwd.register_fake
 def _(grad, mu, scale, kind, prior_mu, prior_scale, clamp_lo, clamp_hi):
-    return (torch.empty_like(mu), torch.empty_like(mu), torch.empty_like(mu) if prior_mu is not None else
-            mu.new_empty((0,)), torch.empty_like(mu) if prior_scale is not None else mu.new_empty((0,)))
+    return (
+        torch.empty_like(mu),
+        torch.empty_like(mu),
+        torch.empty_like(mu) if prior_mu is not None else mu.new_empty((0,)),
+        torch.empty_like(mu) if prior_scale is not None else mu.new_empty((0,)),
+    )
 
 
 def _kl_normal_setup(ctx, inputs, output):
@@ -301,10 +478,18 @@ def _prior_tensor(v, mu):
     return torch.tensor(float(v), dtype=mu.dtype, device=mu.device)
 
 
-def kl_normal(mu: Tensor, logvar: Optional[Tensor] = None, prior_mu: Union[Tensor, float, None] = None,
-              prior_logvar: Union[Tensor, float, None] = None, *, log_std: Optional[Tensor] = None,
-              std: Optional[Tensor] = None, prior_log_std: Union[Tensor, float, None] = None,
-              prior_std: Union[Tensor, float, None] = None, clamp: Optional[Clamp] = None) -> Tensor:
+def kl_normal(
+    mu: Tensor,
+    logvar: Optional[Tensor] = None,
+    prior_mu: Union[Tensor, float, None] = None,
+    prior_logvar: Union[Tensor, float, None] = None,
+    *,
+    log_std: Optional[Tensor] = None,
+    std: Optional[Tensor] = None,
+    prior_log_std: Union[Tensor, float, None] = None,
+    prior_std: Union[Tensor, float, None] = None,
+    clamp: Optional[Clamp] = None,
+) -> Tensor:
     """Differentiable per-row KL between diagonal Gaussians (prior default N(0, I); a prior may be
     a number, (D,) or (B, D), in the posterior's parametrisation). Op ``pygenmod::sampling_kl_normal``."""
     kind, p = _kind(logvar, log_std, std)
@@ -328,11 +513,13 @@ def _(x, mu, scale, kind, clamp_lo, clamp_hi):
 
 
 @_op("pygenmod::sampling_normal_log_prob_backward", mutates_args=())
-def _normal_log_prob_bwd(grad: Tensor, x: Tensor, mu: Tensor, scale: Tensor, kind: int, clamp_lo: float,
-                         clamp_hi: float) -> tuple[Tensor, Tensor, Tensor]:
+def _normal_log_prob_bwd(
+    grad: Tensor, x: Tensor, mu: Tensor, scale: Tensor, kind: int, clamp_lo: float, clamp_hi: float
+) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        dx, dmu, dp = _S.normal_log_prob_backward(_n(x), _n(mu), grad_log_prob=_n(grad), clamp=(clamp_lo, clamp_hi),
-                                                  **{KINDS[kind]: _n(scale)})
+        dx, dmu, dp = _S.normal_log_prob_backward(
+            _n(x), _n(mu), grad_log_prob=_n(grad), clamp=(clamp_lo, clamp_hi), **{KINDS[kind]: _n(scale)}
+        )
     return _back(dx, mu, x.dtype), _back(dmu, mu, mu.dtype), _back(dp, mu, scale.dtype)
 
 
@@ -353,8 +540,15 @@ def _log_prob_backward(ctx, g):
 _normal_log_prob_op.register_autograd(_log_prob_backward, setup_context=_log_prob_setup)
 
 
-def normal_log_prob(x: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, *, log_std: Optional[Tensor] = None,
-                    std: Optional[Tensor] = None, clamp: Optional[Clamp] = None) -> Tensor:
+def normal_log_prob(
+    x: Tensor,
+    mu: Tensor,
+    logvar: Optional[Tensor] = None,
+    *,
+    log_std: Optional[Tensor] = None,
+    std: Optional[Tensor] = None,
+    clamp: Optional[Clamp] = None,
+) -> Tensor:
     """Differentiable diagonal Gaussian log-density summed over the last axis.
     Op ``pygenmod::sampling_normal_log_prob``."""
     kind, p = _kind(logvar, log_std, std)
@@ -365,7 +559,9 @@ def normal_log_prob(x: Tensor, mu: Tensor, logvar: Optional[Tensor] = None, *, l
 # ============================================================================ full-covariance KL,
 # log-density, Mahalanobis: backward from the NumPy API's VJPs (Python layer over tri_solve)
 @_op("pygenmod::sampling_kl_mvn", mutates_args=())
-def _kl_mvn_op(mu: Tensor, scale_tril: Tensor, prior_mu: Optional[Tensor], prior_scale_tril: Optional[Tensor]) -> Tensor:
+def _kl_mvn_op(
+    mu: Tensor, scale_tril: Tensor, prior_mu: Optional[Tensor], prior_scale_tril: Optional[Tensor]
+) -> Tensor:
     with on_torch_stream(mu):
         kl = _S.kl_mvn(_n(mu), _n(scale_tril), _n(prior_mu), _n(prior_scale_tril))
     return _back(kl, mu, compute_dtype(mu.dtype))
@@ -377,23 +573,31 @@ def _(mu, scale_tril, prior_mu, prior_scale_tril):
 
 
 @_op("pygenmod::sampling_kl_mvn_backward", mutates_args=())
-def _kl_mvn_bwd(grad: Tensor, mu: Tensor, scale_tril: Tensor, prior_mu: Optional[Tensor],
-                prior_scale_tril: Optional[Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _kl_mvn_bwd(
+    grad: Tensor, mu: Tensor, scale_tril: Tensor, prior_mu: Optional[Tensor], prior_scale_tril: Optional[Tensor]
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(grad_mu, grad_scale_tril, grad_prior_mu (mu-shaped), grad_prior_scale_tril); empty
     where that prior was not given."""
     with on_torch_stream(mu):
-        dm, dL, dpm, dpL = _S.kl_mvn_backward(_n(mu), _n(scale_tril), _n(prior_mu), _n(prior_scale_tril),
-                                              grad_kl=_n(grad))
-    return (_back(dm, mu, mu.dtype), _back(dL, mu, scale_tril.dtype),
-            mu.new_empty((0,)) if dpm is None else _back(dpm, mu, mu.dtype),
-            mu.new_empty((0,)) if dpL is None else _back(dpL, mu, prior_scale_tril.dtype))
+        dm, dL, dpm, dpL = _S.kl_mvn_backward(
+            _n(mu), _n(scale_tril), _n(prior_mu), _n(prior_scale_tril), grad_kl=_n(grad)
+        )
+    return (
+        _back(dm, mu, mu.dtype),
+        _back(dL, mu, scale_tril.dtype),
+        mu.new_empty((0,)) if dpm is None else _back(dpm, mu, mu.dtype),
+        mu.new_empty((0,)) if dpL is None else _back(dpL, mu, prior_scale_tril.dtype),
+    )
 
 
 @_kl_mvn_bwd.register_fake
 def _(grad, mu, scale_tril, prior_mu, prior_scale_tril):
-    return (torch.empty_like(mu), torch.empty_like(scale_tril),
-            torch.empty_like(mu) if prior_mu is not None else mu.new_empty((0,)),
-            torch.empty_like(prior_scale_tril) if prior_scale_tril is not None else mu.new_empty((0,)))
+    return (
+        torch.empty_like(mu),
+        torch.empty_like(scale_tril),
+        torch.empty_like(mu) if prior_mu is not None else mu.new_empty((0,)),
+        torch.empty_like(prior_scale_tril) if prior_scale_tril is not None else mu.new_empty((0,)),
+    )
 
 
 def _kl_mvn_setup(ctx, inputs, output):
@@ -409,8 +613,12 @@ def _kl_mvn_backward(ctx, g):
 _kl_mvn_op.register_autograd(_kl_mvn_backward, setup_context=_kl_mvn_setup)
 
 
-def kl_mvn(mu: Tensor, scale_tril: Tensor, prior_mu: Union[Tensor, float, None] = None,
-           prior_scale_tril: Optional[Tensor] = None) -> Tensor:
+def kl_mvn(
+    mu: Tensor,
+    scale_tril: Tensor,
+    prior_mu: Union[Tensor, float, None] = None,
+    prior_scale_tril: Optional[Tensor] = None,
+) -> Tensor:
     """Differentiable ``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (prior default N(0, I),
     which takes the fused head kernel). Op ``pygenmod::sampling_kl_mvn``."""
     return _kl_mvn_op(mu, scale_tril, _prior_tensor(prior_mu, mu), prior_scale_tril)
@@ -469,11 +677,13 @@ def _(x, mu, factor, precision, squared):
 
 
 @_op("pygenmod::sampling_mahalanobis_backward", mutates_args=())
-def _mahalanobis_bwd(grad: Tensor, x: Tensor, mu: Tensor, factor: Tensor, precision: bool,
-                     squared: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _mahalanobis_bwd(
+    grad: Tensor, x: Tensor, mu: Tensor, factor: Tensor, precision: bool, squared: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     with on_torch_stream(mu):
-        dx, dmu, dL = _S.mahalanobis_backward(_n(x), _n(mu), grad_mahalanobis=_n(grad), squared=squared,
-                                              **_maha_kw(factor, precision))
+        dx, dmu, dL = _S.mahalanobis_backward(
+            _n(x), _n(mu), grad_mahalanobis=_n(grad), squared=squared, **_maha_kw(factor, precision)
+        )
     return _back(dx, mu, x.dtype), _back(dmu, mu, mu.dtype), _back(dL, mu, factor.dtype)
 
 
@@ -494,8 +704,14 @@ def _maha_backward(ctx, g):
 _mahalanobis_op.register_autograd(_maha_backward, setup_context=_maha_setup)
 
 
-def mahalanobis(x: Tensor, mu: Tensor, scale_tril: Optional[Tensor] = None, *,
-                precision_tril: Optional[Tensor] = None, squared: bool = True) -> Tensor:
+def mahalanobis(
+    x: Tensor,
+    mu: Tensor,
+    scale_tril: Optional[Tensor] = None,
+    *,
+    precision_tril: Optional[Tensor] = None,
+    squared: bool = True,
+) -> Tensor:
     """Differentiable (squared) Mahalanobis distance with a scale or precision Cholesky factor.
     Op ``pygenmod::sampling_mahalanobis``."""
     if (scale_tril is None) == (precision_tril is None):
@@ -506,8 +722,7 @@ def mahalanobis(x: Tensor, mu: Tensor, scale_tril: Optional[Tensor] = None, *,
 
 # ============================================================================ Gumbel-softmax
 @_op("pygenmod::sampling_gumbel_softmax", mutates_args=())
-def _gumbel_op(logits: Tensor, tau: float, seed: int, stream: int, offset: int,
-               hard: bool) -> tuple[Tensor, Tensor]:
+def _gumbel_op(logits: Tensor, tau: float, seed: int, stream: int, offset: int, hard: bool) -> tuple[Tensor, Tensor]:
     """(y, y_soft): with hard=False y is the relaxed sample and y_soft is empty (no second copy)."""
     with on_torch_stream(logits):
         r = _S.gumbel_softmax(_n(logits), tau, seed=key(seed), hard=hard, stream=key(stream), offset=key(offset))
@@ -550,8 +765,9 @@ def _gumbel_backward(ctx, gy, g_soft):
 _gumbel_op.register_autograd(_gumbel_backward, setup_context=_gumbel_setup)
 
 
-def gumbel_softmax(logits: Tensor, tau: float = 1.0, *, seed: SeedLike = None, hard: bool = False, stream: int = 0,
-                   offset: int = 0) -> Tensor:
+def gumbel_softmax(
+    logits: Tensor, tau: float = 1.0, *, seed: SeedLike = None, hard: bool = False, stream: int = 0, offset: int = 0
+) -> Tensor:
     """Differentiable Gumbel-softmax sample over the last axis; ``hard=True`` is straight-through
     (one-hot forward, the relaxed sample's gradient backward), like torch.nn.functional.gumbel_softmax
     but with the package's counter-based noise. ``tau`` is a Python number (no gradient).
@@ -559,5 +775,6 @@ def gumbel_softmax(logits: Tensor, tau: float = 1.0, *, seed: SeedLike = None, h
     calls ``temperature``.)"""
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
         raise ValueError(f"tau: expected a positive finite number, got {tau!r}")
-    return _gumbel_op(logits, float(tau), seed_arg(seed), int_arg(stream, "stream"), int_arg(offset, "offset"),
-                      bool(hard))[0]
+    return _gumbel_op(
+        logits, float(tau), seed_arg(seed), int_arg(stream, "stream"), int_arg(offset, "offset"), bool(hard)
+    )[0]

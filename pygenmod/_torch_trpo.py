@@ -7,6 +7,7 @@ Hessian is the Fisher information matrix F, so ``F v = d/dtheta ((d KL / dtheta)
 of the KL is built once with ``create_graph=True``; each product is one more backward pass
 through it, so F is never formed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -16,8 +17,9 @@ import torch
 __all__ = ["fisher_vector_product"]
 
 
-def fisher_vector_product(kl: Callable[[], torch.Tensor], params: torch.nn.Module | Iterable[torch.Tensor], *,
-                          damping: float = 0.0) -> Callable[[torch.Tensor], torch.Tensor]:
+def fisher_vector_product(
+    kl: Callable[[], torch.Tensor], params: torch.nn.Module | Iterable[torch.Tensor], *, damping: float = 0.0
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """A callable ``fvp(v) = (F + damping I) v`` for a torch policy.
 
     kl: a closure returning the scalar mean KL(pi_old || pi_theta) over the batch of states,
@@ -50,15 +52,17 @@ def fisher_vector_product(kl: Callable[[], torch.Tensor], params: torch.nn.Modul
 
     def fvp(v):
         if not isinstance(v, torch.Tensor) or v.shape[-1:] != (n,) or v.ndim not in (1, 2):
-            raise ValueError(f"v: expected a tensor of shape (n,) or (B, n) with n = {n}, "
-                             f"got {tuple(getattr(v, 'shape', ()))}")
+            raise ValueError(
+                f"v: expected a tensor of shape (n,) or (B, n) with n = {n}, got {tuple(getattr(v, 'shape', ()))}"
+            )
         rows = v.detach().reshape(-1, n).to(dtype=flat.dtype, device=flat.device)
         out = torch.empty_like(rows)
         with torch.enable_grad():
             for b in range(rows.shape[0]):  # one Hessian-vector product per row
                 hv = torch.autograd.grad(flat @ rows[b], params, retain_graph=True, allow_unused=True)
-                out[b] = torch.cat([(h if h is not None else torch.zeros_like(p)).reshape(-1)
-                                    for h, p in zip(hv, params)])
+                out[b] = torch.cat(
+                    [(h if h is not None else torch.zeros_like(p)).reshape(-1) for h, p in zip(hv, params)]
+                )
         out = out + damping * rows
         return out.reshape(v.shape).to(v.dtype)
 

@@ -3,6 +3,7 @@
 Everything here is importable at runtime (not only under TYPE_CHECKING) so that
 ``typing.get_type_hints`` resolves every public signature.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal, Protocol, Union, runtime_checkable
@@ -11,10 +12,31 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "Array", "ArrayLike", "CemCovariance", "Clamp", "CoordOrder", "Coords", "CovarianceType", "DTypeLike",
-    "EliteWeights", "EvaluationMethod", "GailRewardKind", "GMMInit", "Layout", "Likelihood", "LogProbPer",
-    "MctsPolicy", "OnDegenerate", "QIs", "QNormalization", "Reduction", "RewardOn", "SeedLike", "Stop",
-    "SupportsDLPack", "Device",
+    "Array",
+    "ArrayLike",
+    "CemCovariance",
+    "Clamp",
+    "CoordOrder",
+    "Coords",
+    "CovarianceType",
+    "DTypeLike",
+    "EliteWeights",
+    "EvaluationMethod",
+    "GailRewardKind",
+    "GMMInit",
+    "Layout",
+    "Likelihood",
+    "LogProbPer",
+    "MctsPolicy",
+    "OnDegenerate",
+    "QIs",
+    "QNormalization",
+    "Reduction",
+    "RewardOn",
+    "SeedLike",
+    "Stop",
+    "SupportsDLPack",
+    "Device",
 ]
 
 

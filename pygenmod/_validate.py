@@ -8,6 +8,7 @@ Errors name the argument and say what was expected. Conventions (documented in t
 - non-contiguous inputs are copied to C order (outputs are always C-contiguous);
 - NaN/inf are rejected wherever they would make the result meaningless.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,7 @@ def _shape_str(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=None,
-                allow_half: bool = False):
+def float_array(x, name: str, *, ndim=None, dtype=None, finite: bool = True, xp=None, allow_half: bool = False):
     """``x`` as a C-contiguous float32/float64 NumPy or CuPy array.
 
     ndim: an int or a tuple of allowed ranks. dtype: cast to this float dtype
@@ -108,8 +108,9 @@ def renamed(new_value, old_value, new: str, old: str, *, func: str, default=None
     if old_value is DEPRECATED:
         return new_value
     warnings.warn(f"{func}({old}=...) is deprecated; use {new}=...", DeprecationWarning, stacklevel=3)
-    at_default = new_value is default or (type(new_value) is type(default) and isinstance(default, (int, float, str))
-                                          and new_value == default)
+    at_default = new_value is default or (
+        type(new_value) is type(default) and isinstance(default, (int, float, str)) and new_value == default
+    )
     if not at_default:
         raise TypeError(f"{func}: give {new} or its deprecated spelling {old}, not both")
     return old_value
@@ -169,8 +170,7 @@ def check_shape(a, name: str, shape) -> None:
         raise ValueError(f"{name}: expected shape {want}, got {_shape_str(a.shape)}")
 
 
-def per_batch(value, name: str, batch: int, dtype, xp=np, *, lo=None, hi=None,
-              lo_closed=True, hi_closed=True):
+def per_batch(value, name: str, batch: int, dtype, xp=np, *, lo=None, hi=None, lo_closed=True, hi_closed=True):
     """A scalar or a (batch,) array of a parameter, checked against [lo, hi] bounds."""
     if type(value) in (float, int):
         # A Python number (the usual case): check it in Python after the cast to the kernel's

@@ -17,6 +17,7 @@ Conventions:
   b (real) and c (what the generator wants D to say): defaults a=-1, b=1, c=0 as in the goal
   GAN of Florensa et al. (2018). No factor 1/2.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -70,8 +71,9 @@ def _inputs(first, name_first, second=None, name_second=None, reduction="mean"):
         return a, None
     b = val.float_array(second, name_second, ndim=a.ndim, dtype=a.dtype, xp=xp_of(a))
     if b.shape[:-1] != a.shape[:-1]:
-        raise ValueError(f"{name_second}: leading (batch) axes {b.shape[:-1]} differ from "
-                         f"{name_first}'s {a.shape[:-1]}")
+        raise ValueError(
+            f"{name_second}: leading (batch) axes {b.shape[:-1]} differ from {name_first}'s {a.shape[:-1]}"
+        )
     if b.shape[-1] == 0 and reduction == "mean":
         raise ValueError(f"{name_second}: the last axis (samples) is empty; mean is undefined")
     return a, b
@@ -113,8 +115,14 @@ def gan_generator_loss(fake_logits: ArrayLike, non_saturating: bool = True, redu
     return LossGrad(back(loss), back(grad))
 
 
-def lsgan_discriminator_loss(real_out: ArrayLike, fake_out: ArrayLike, a: float = -1.0, b: float = 1.0,
-                             labels: ArrayLike | None = None, reduction: Reduction = "mean") -> LossGrad:
+def lsgan_discriminator_loss(
+    real_out: ArrayLike,
+    fake_out: ArrayLike,
+    a: float = -1.0,
+    b: float = 1.0,
+    labels: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> LossGrad:
     """Least-squares discriminator loss E[(D(x) - b)^2] + E[(D(G(z)) - a)^2].
 
     With ``labels`` y (same shape as real_out, values in [0, 1]) the labelled goal-GAN form
@@ -147,8 +155,9 @@ def lsgan_generator_loss(fake_out: ArrayLike, c: float = 0.0, reduction: Reducti
     return LossGrad(back(loss), back(2 * (f - c) * s))
 
 
-def gail_discriminator_loss(expert_logits: ArrayLike, policy_logits: ArrayLike,
-                            reduction: Reduction = "mean") -> LossGrad:
+def gail_discriminator_loss(
+    expert_logits: ArrayLike, policy_logits: ArrayLike, reduction: Reduction = "mean"
+) -> LossGrad:
     """GAIL discriminator loss -E_expert[log D] - E_policy[log(1 - D)], D = P(expert | s, a)."""
     return gan_discriminator_loss(expert_logits, policy_logits, reduction)
 
@@ -181,15 +190,16 @@ def label_goals(success_rates: ArrayLike, r_min: float = 0.1, r_max: float = 0.9
         raise ValueError("success_rates: must lie in [0, 1]")
     return back(((r >= r_min) & (r <= r_max)).astype(r.dtype))
 
+
 __all__ = [
-    'LossGrad',
-    'REDUCTIONS',
-    'gail_discriminator_loss',
-    'gail_reward',
-    'gan_discriminator_loss',
-    'gan_generator_loss',
-    'gan_value',
-    'label_goals',
-    'lsgan_discriminator_loss',
-    'lsgan_generator_loss',
+    "LossGrad",
+    "REDUCTIONS",
+    "gail_discriminator_loss",
+    "gail_reward",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
+    "gan_value",
+    "label_goals",
+    "lsgan_discriminator_loss",
+    "lsgan_generator_loss",
 ]

@@ -20,6 +20,7 @@ Conventions (docs/categorical.md):
   and return a tuple of the gradients of the differentiable inputs (the logits), computed by
   one fused kernel per row. They check shapes and dtypes; they assume the forward succeeded.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,8 @@ from .adversarial import REDUCTIONS, LossGrad
 # STATUS; tests/test_contracts.py checks this copy, which the numba backend uses).
 _STATUS = {"OK": 0, "P_ALL_MASKED": 1, "P_NONFINITE": 2, "Q_ALL_MASKED": 3, "Q_NONFINITE": 4, "BAD_ACTION": 5}
 _P_ALL_MASKED, _P_NONFINITE, _Q_ALL_MASKED, _Q_NONFINITE, _BAD_ACTION = (
-    _STATUS[k] for k in ("P_ALL_MASKED", "P_NONFINITE", "Q_ALL_MASKED", "Q_NONFINITE", "BAD_ACTION"))
+    _STATUS[k] for k in ("P_ALL_MASKED", "P_NONFINITE", "Q_ALL_MASKED", "Q_NONFINITE", "BAD_ACTION")
+)
 
 
 class _Rows:
@@ -100,13 +102,15 @@ def _raise_status(status, names, actions=None, K=None):
     if code == _P_ALL_MASKED:
         raise ValueError(f"{p_mask}: row {r} masks every action (a distribution needs at least one)")
     if code == _P_NONFINITE:
-        raise ValueError(f"{p_logits}: row {r} has a NaN or infinite logit at an allowed action "
-                         "(mask the action instead)")
+        raise ValueError(
+            f"{p_logits}: row {r} has a NaN or infinite logit at an allowed action (mask the action instead)"
+        )
     if code == _Q_ALL_MASKED:
         raise ValueError(f"{q_mask}: row {r} masks every action (a distribution needs at least one)")
     if code == _Q_NONFINITE:
-        raise ValueError(f"{q_logits}: row {r} has a NaN or infinite logit at an allowed action "
-                         "(mask the action instead)")
+        raise ValueError(
+            f"{q_logits}: row {r} has a NaN or infinite logit at an allowed action (mask the action instead)"
+        )
     a = actions.reshape(-1)[r]
     raise ValueError(f"actions: row {r} selects action {int(a)}, outside [0, {K})")
 
@@ -136,8 +140,9 @@ def log_prob(logits: ArrayLike, actions: ArrayLike, *, mask: ArrayLike | None = 
     return rows.result(out)
 
 
-def log_prob_backward(logits: ArrayLike, actions: ArrayLike, *, grad_log_prob: ArrayLike,
-                      mask: ArrayLike | None = None) -> Array:
+def log_prob_backward(
+    logits: ArrayLike, actions: ArrayLike, *, grad_log_prob: ArrayLike, mask: ArrayLike | None = None
+) -> Array:
     """VJP of :func:`log_prob`: ``grad_logits`` (its one differentiable input),
     ``grad_logits[j] = g (1{j = a} - p_j)``
     (0 at masked actions; NaN on rows whose action is masked)."""
@@ -180,8 +185,9 @@ def _kl_args(p_logits, q_logits, mask, q_mask):
     return rows, p, mp, mq
 
 
-def kl(p_logits: ArrayLike, q_logits: ArrayLike, *, mask: ArrayLike | None = None,
-       q_mask: ArrayLike | None = None) -> Array:
+def kl(
+    p_logits: ArrayLike, q_logits: ArrayLike, *, mask: ArrayLike | None = None, q_mask: ArrayLike | None = None
+) -> Array:
     """``KL(p || q) = sum_j p_j (log p_j - log q_j)`` per row, both from logits (..., K).
 
     mask: the actions p allows (and q too, unless ``q_mask`` is given); q_mask: q's own mask.
@@ -195,8 +201,14 @@ def kl(p_logits: ArrayLike, q_logits: ArrayLike, *, mask: ArrayLike | None = Non
     return rows.result(out)
 
 
-def kl_backward(p_logits: ArrayLike, q_logits: ArrayLike, *, grad_kl: ArrayLike, mask: ArrayLike | None = None,
-                q_mask: ArrayLike | None = None) -> tuple[Array, Array]:
+def kl_backward(
+    p_logits: ArrayLike,
+    q_logits: ArrayLike,
+    *,
+    grad_kl: ArrayLike,
+    mask: ArrayLike | None = None,
+    q_mask: ArrayLike | None = None,
+) -> tuple[Array, Array]:
     """VJP of :func:`kl`: ``(grad_p_logits, grad_q_logits)`` with
     ``dKL/dp_j = p_j (log p_j - log q_j - KL)`` and ``dKL/dq_j = q_j - p_j``."""
     rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
@@ -240,8 +252,9 @@ def policy_target_kl(weights: ArrayLike, logits: ArrayLike, *, mask: ArrayLike |
     return rows.result(out)
 
 
-def policy_target_kl_backward(weights: ArrayLike, logits: ArrayLike, *, grad_kl: ArrayLike,
-                              mask: ArrayLike | None = None) -> Array:
+def policy_target_kl_backward(
+    weights: ArrayLike, logits: ArrayLike, *, grad_kl: ArrayLike, mask: ArrayLike | None = None
+) -> Array:
     """VJP of :func:`policy_target_kl` w.r.t. the logits: ``grad_logits``,
     ``g (pi_theta(j) - w_j)`` with w normalised (the weights are a fixed target)."""
     rows, w, m = _target_args(weights, logits, mask)
@@ -252,8 +265,15 @@ def policy_target_kl_backward(weights: ArrayLike, logits: ArrayLike, *, grad_kl:
 
 
 # ------------------------------------------------------------------------------- GAIL's policy step
-def pg_loss(log_probs: ArrayLike, q_values: ArrayLike, entropy: ArrayLike | None = None, *, lam: float = 0.0,
-            q_is: QIs = "reward", reduction: Reduction = "mean") -> LossGrad:
+def pg_loss(
+    log_probs: ArrayLike,
+    q_values: ArrayLike,
+    entropy: ArrayLike | None = None,
+    *,
+    lam: float = 0.0,
+    q_is: QIs = "reward",
+    reduction: Reduction = "mean",
+) -> LossGrad:
     """The entropy-regularised policy-gradient surrogate of GAIL (Ho & Ermon 2016, eq. 18; the
     thesis's eq. 4.5), as a loss to minimise, with its gradients.
 
@@ -303,13 +323,13 @@ def pg_loss(log_probs: ArrayLike, q_values: ArrayLike, entropy: ArrayLike | None
 
 
 __all__ = [
-    'entropy',
-    'entropy_backward',
-    'kl',
-    'kl_backward',
-    'log_prob',
-    'log_prob_backward',
-    'pg_loss',
-    'policy_target_kl',
-    'policy_target_kl_backward',
+    "entropy",
+    "entropy_backward",
+    "kl",
+    "kl_backward",
+    "log_prob",
+    "log_prob_backward",
+    "pg_loss",
+    "policy_target_kl",
+    "policy_target_kl_backward",
 ]

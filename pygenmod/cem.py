@@ -5,6 +5,7 @@ elites with the highest returns and refits the Gaussian to them. The pieces are 
 package's kernels: batched top-k for elite selection (this module's kernel), the
 reparameterized samplers on the counter-based RNG, and the weighted GMM M-step with K=1.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,7 +73,6 @@ def _elite_weights(xp, dtype, idx, N, scheme):
     return w
 
 
-
 def _check_update_options(n_elite, N, alpha, min_std) -> int:
     """The elite count (checked against the population size N) after checking alpha and min_std."""
     k = val.positive_int(n_elite, "n_elite")
@@ -88,14 +88,23 @@ def _check_update_options(n_elite, N, alpha, min_std) -> int:
 def _mean(mean):
     m = val.float_array(mean, "mean", ndim=2)
     if 0 in m.shape:
-        raise ValueError(f"mean: expected shape (B, D) with B >= 1 problems of D >= 1 dimensions, "
-                         f"got {tuple(m.shape)}")
+        raise ValueError(f"mean: expected shape (B, D) with B >= 1 problems of D >= 1 dimensions, got {tuple(m.shape)}")
     return m
 
 
-def cem_step(mean: ArrayLike, scale: ArrayLike, samples: ArrayLike, returns: ArrayLike, n_elite: int, *,
-             covariance: CemCovariance = "diag", alpha: float = 0.0, min_std: float = 0.0,
-             elite_weights: EliteWeights = "uniform", reg: float = 0.0) -> CEMState:
+def cem_step(
+    mean: ArrayLike,
+    scale: ArrayLike,
+    samples: ArrayLike,
+    returns: ArrayLike,
+    n_elite: int,
+    *,
+    covariance: CemCovariance = "diag",
+    alpha: float = 0.0,
+    min_std: float = 0.0,
+    elite_weights: EliteWeights = "uniform",
+    reg: float = 0.0,
+) -> CEMState:
     """One CEM update for B independent optimisations (maximising the returns).
 
     mean (B, D); scale: std (B, D) for covariance="diag" or scale_tril (B, D, D) for "full";
@@ -158,10 +167,22 @@ def _rank_weights(xp, dtype, k, scheme):
     return (w / w.sum()).astype(dtype)
 
 
-def cem_optimize(objective: Callable[[Array], Any], mean: ArrayLike, scale: ArrayLike, *, n_samples: int, n_elite: int,
-                 n_iter: int, seed: SeedLike = None, stream: int = 0, covariance: CemCovariance = "diag",
-                 alpha: float = 0.0, min_std: float = 0.0, elite_weights: EliteWeights = "uniform",
-                 reg: float = 0.0) -> CEMResult:
+def cem_optimize(
+    objective: Callable[[Array], Any],
+    mean: ArrayLike,
+    scale: ArrayLike,
+    *,
+    n_samples: int,
+    n_elite: int,
+    n_iter: int,
+    seed: SeedLike = None,
+    stream: int = 0,
+    covariance: CemCovariance = "diag",
+    alpha: float = 0.0,
+    min_std: float = 0.0,
+    elite_weights: EliteWeights = "uniform",
+    reg: float = 0.0,
+) -> CEMResult:
     """Maximise ``objective`` with CEM, batched over B independent problems.
 
     objective(samples) maps a (B, N, D) array to returns (B, N). Population t is drawn with
@@ -184,15 +205,31 @@ def cem_optimize(objective: Callable[[Array], Any], mean: ArrayLike, scale: Arra
     seed, stream = resolve_seed(seed), val.seed_int(stream, "stream")
     if covariance == "diag" and not is_device(m0):
         backend, sample = kernel("cem", "sample_diag")
-        res = _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std,
-                                   elite_weights, reg, sample, get_kernel("cem", "update_diag", backend))
+        res = _optimize_diag_fused(
+            objective,
+            m0,
+            scale,
+            N,
+            n_elite,
+            T,
+            seed,
+            stream,
+            alpha,
+            min_std,
+            elite_weights,
+            reg,
+            sample,
+            get_kernel("cem", "update_diag", backend),
+        )
         return CEMResult(*(back(a) for a in res))
-    return _optimize_composed(objective, m0, scale, N, n_elite, T, seed, stream, covariance, alpha, min_std,
-                              elite_weights, reg, back)
+    return _optimize_composed(
+        objective, m0, scale, N, n_elite, T, seed, stream, covariance, alpha, min_std, elite_weights, reg, back
+    )
 
 
-def _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std, elite_weights, reg,
-                         sample, update):
+def _optimize_diag_fused(
+    objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std, elite_weights, reg, sample, update
+):
     """cem_optimize for diagonal Gaussians on the CPU: all checks once, then per iteration one
     sampling call, the objective, one update call (elites, best-so-far, history, refit)."""
     import sys
@@ -230,8 +267,9 @@ def _optimize_diag_fused(objective, m0, scale, N, n_elite, T, seed, stream, alph
     return m, S, best_x, best_r, history
 
 
-def _optimize_composed(objective, m0, scale, N, n_elite, T, seed, stream, covariance, alpha, min_std, elite_weights,
-                       reg, back):
+def _optimize_composed(
+    objective, m0, scale, N, n_elite, T, seed, stream, covariance, alpha, min_std, elite_weights, reg, back
+):
     """cem_optimize from the separate kernels (full covariance; CUDA arrays)."""
     from . import sampling
 
@@ -243,11 +281,11 @@ def _optimize_composed(objective, m0, scale, N, n_elite, T, seed, stream, covari
     history = xp.empty((T, B), state.mean.dtype)
     for t in range(T):
         if covariance == "diag":
-            z = sampling.rsample_normal(state.mean, std=state.scale, seed=seed, n_samples=N, stream=stream,
-                                        offset=t * N * D)
+            z = sampling.rsample_normal(
+                state.mean, std=state.scale, seed=seed, n_samples=N, stream=stream, offset=t * N * D
+            )
         else:
-            z = sampling.rsample_mvn(state.mean, state.scale, seed=seed, n_samples=N, stream=stream,
-                                     offset=t * N * D)
+            z = sampling.rsample_mvn(state.mean, state.scale, seed=seed, n_samples=N, stream=stream, offset=t * N * D)
         X = xp.ascontiguousarray(xp.swapaxes(xp.asarray(z), 0, 1))  # (B, N, D)
         R = val.float_array(objective(X), "objective(samples)", ndim=2, dtype=X.dtype, xp=xp)
         val.check_shape(R, "objective(samples)", (B, N))
@@ -256,17 +294,17 @@ def _optimize_composed(objective, m0, scale, N, n_elite, T, seed, stream, covari
         better = r_top > best_r
         best_r = xp.where(better, r_top, best_r)
         best_x = xp.where(better[:, None], X[xp.arange(B), arg], best_x)
-        state, elite = _step(state.mean, state.scale, X, R, n_elite, covariance, alpha, min_std,
-                             elite_weights, reg)
+        state, elite = _step(state.mean, state.scale, X, R, n_elite, covariance, alpha, min_std, elite_weights, reg)
         history[t] = xp.take_along_axis(R, elite, 1).mean(1)
     return CEMResult(back(state.mean), back(state.scale), back(best_x), back(best_r), back(history))
 
+
 __all__ = [
-    'CEMResult',
-    'CEMState',
-    'COVARIANCES',
-    'ELITE_WEIGHTS',
-    'cem_optimize',
-    'cem_step',
-    'top_k',
+    "CEMResult",
+    "CEMState",
+    "COVARIANCES",
+    "ELITE_WEIGHTS",
+    "cem_optimize",
+    "cem_step",
+    "top_k",
 ]

@@ -22,6 +22,7 @@ Rules (docs/dask.md):
 - ``backend=`` ("cpu", "numba", "cuda" or None) forces a backend inside the tasks (None: the
   worker's own choice, e.g. ``PYGENMOD_BACKEND`` in its environment).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,7 @@ def _da():
     try:
         import dask.array as da
     except ImportError as e:  # pragma: no cover - exercised only without dask
-        raise ImportError('pygenmod.dask needs Dask: pip install "pygenmod[dask]" '
-                          '(dask[array] and distributed)') from e
+        raise ImportError('pygenmod.dask needs Dask: pip install "pygenmod[dask]" (dask[array] and distributed)') from e
     return da
 
 
@@ -158,7 +158,7 @@ def _run_chunk(fn, outs, threads, backend, names, offset, n, *blocks):
     from ._backend import use_backend
 
     # the backend first: the thread budget loads numba when it is the one that will run
-    with (use_backend(backend) if backend is not None else contextlib.nullcontext()), _thread_budget(threads):
+    with use_backend(backend) if backend is not None else contextlib.nullcontext(), _thread_budget(threads):
         res = fn(offset, **kw)
     return tuple(None if o is None else r for o, r in zip(outs, res))
 
@@ -229,8 +229,10 @@ def _map(fn, label, args, outs, *, threads=None, backend=None, split=None):
         template, dtype = o
         bax = template.index(None)
         oname = f"{name}-{j}"
-        olayer = {(oname,) + tuple(i if a == bax else 0 for a in range(len(template))):
-                  (operator.getitem, (name, i), j) for i in range(len(chunks))}
+        olayer = {
+            (oname,) + tuple(i if a == bax else 0 for a in range(len(template))): (operator.getitem, (name, i), j)
+            for i in range(len(chunks))
+        }
         layers = dict(main.layers)
         layers[oname] = olayer
         deps = dict(main.dependencies)
@@ -260,11 +262,24 @@ def _fit_chunk(offset, *, seed, stream, kw, **arrays):
     return (p.weights, p.means, p.covariances, p.precisions_cholesky, r.lower_bound, r.n_iter, r.converged, r.flags)
 
 
-def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None, *,
-        covariance_type: CovarianceType = "full", reg_covar: float = 1e-6, weights_init: ArrayLike | None = None,
-        means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,
-        resp_init: ArrayLike | None = None, lower_bound_init: ArrayLike | None = None, seed: SeedLike = None,
-        stream: int = 0, threads: int | None = None, backend: str | None = None, **kwargs) -> _gmm.FitResult:
+def fit(
+    X: ArrayLike,
+    n_components: int,
+    sample_weight: ArrayLike | None = None,
+    *,
+    covariance_type: CovarianceType = "full",
+    reg_covar: float = 1e-6,
+    weights_init: ArrayLike | None = None,
+    means_init: ArrayLike | None = None,
+    precisions_init: ArrayLike | None = None,
+    resp_init: ArrayLike | None = None,
+    lower_bound_init: ArrayLike | None = None,
+    seed: SeedLike = None,
+    stream: int = 0,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> _gmm.FitResult:
     """:func:`pygenmod.gmm.fit` over the chunks of X (B, N, D) along B; a lazy FitResult.
 
     Equal bitwise to ``gmm.fit`` on the whole batch with the same integer ``seed`` (``None`` is
@@ -287,13 +302,27 @@ def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None,
     kw = dict(n_components=K, covariance_type=ct, **kwargs)
     if np.ndim(reg_covar) == 0:
         kw["reg_covar"] = reg_covar
-    args = {"X": (X, 0), "sample_weight": _per_batch(sample_weight), "reg_covar": _per_batch(reg_covar),
-            "weights_init": _per_batch(weights_init), "means_init": _per_batch(means_init),
-            "precisions_init": _per_batch(precisions_init), "resp_init": _per_batch(resp_init),
-            "lower_bound_init": _per_batch(lower_bound_init)}
+    args = {
+        "X": (X, 0),
+        "sample_weight": _per_batch(sample_weight),
+        "reg_covar": _per_batch(reg_covar),
+        "weights_init": _per_batch(weights_init),
+        "means_init": _per_batch(means_init),
+        "precisions_init": _per_batch(precisions_init),
+        "resp_init": _per_batch(resp_init),
+        "lower_bound_init": _per_batch(lower_bound_init),
+    }
     cov = (None,) + gmm.cov_shape(ct, None, K, D)
-    outs = [((None, K), dt), ((None, K, D), dt), (cov, dt), (cov, dt), ((None,), dt),
-            ((None,), np.int64), ((None,), np.bool_), ((None, K), np.uint8)]
+    outs = [
+        ((None, K), dt),
+        ((None, K, D), dt),
+        (cov, dt),
+        (cov, dt),
+        ((None,), dt),
+        ((None,), np.int64),
+        ((None,), np.bool_),
+        ((None, K), np.uint8),
+    ]
     fn = functools.partial(_fit_chunk, seed=resolve_seed(seed), stream=val.seed_int(stream, "stream"), kw=kw)
     w, m, c, pc, lb, it, conv, flags = _map(fn, "gmm-fit", args, outs, threads=threads, backend=backend)
     return gmm.FitResult(gmm.GMMParams(w, m, c, pc, ct), lb, it, conv, flags)
@@ -326,10 +355,22 @@ class BatchGaussianMixture(_gmm.BatchGaussianMixture):
         elif X.ndim != 3:
             raise ValueError(f"X: expected a (B, N, D) array, got {X.ndim} dimensions")
         self.n_sets_, self.n_features_in_ = X.shape[0], X.shape[2]
-        lazy = fit(X, self.n_components, sample_weight, covariance_type=self.covariance_type, tol=self.tol,
-                   reg_covar=self.reg_covar, max_iter=self.max_iter, n_init=self.n_init, init=self.init_params,
-                   weights_init=self.weights_init, means_init=self.means_init,
-                   precisions_init=self.precisions_init, seed=_seed(self.random_state), warn=False)
+        lazy = fit(
+            X,
+            self.n_components,
+            sample_weight,
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            init=self.init_params,
+            weights_init=self.weights_init,
+            means_init=self.means_init,
+            precisions_init=self.precisions_init,
+            seed=_seed(self.random_state),
+            warn=False,
+        )
         (res,) = dask.compute(lazy)
         self._set_fitted(res)
         return self
@@ -349,7 +390,7 @@ def _csr_rows(c, start, stop):
     from . import mdp
 
     _, S, A = c.shape
-    ip = c.indptr[start * S * A:stop * S * A + 1]
+    ip = c.indptr[start * S * A : stop * S * A + 1]
     lo, hi = int(ip[0]), int(ip[-1])
     return mdp.CSR(c.data[lo:hi], c.indices[lo:hi], ip - lo, (stop - start, S, A))
 
@@ -382,16 +423,31 @@ def _solution_map(fname, P, R, gamma, threads, backend, V0=None, **kw):
         kw["seed"] = resolve_seed(kw.get("seed"))  # once for all chunks
     if np.ndim(gamma) == 0:
         kw["gamma"] = gamma
-    outs = [((None, S), dt), ((None, S), np.int64), ((None, S, A), dt), ((None,), np.int64),
-            ((None,), np.float64), ((None,), np.bool_), ((None,), np.int64)]
+    outs = [
+        ((None, S), dt),
+        ((None, S), np.int64),
+        ((None, S, A), dt),
+        ((None,), np.int64),
+        ((None,), np.float64),
+        ((None,), np.bool_),
+        ((None,), np.int64),
+    ]
     fn = functools.partial(_mdp_chunk, fname=fname, kw=kw)
     from . import mdp
 
     return mdp.Solution(*_map(fn, fname, args, outs, threads=threads, backend=backend, split=split))
 
 
-def modified_policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, V0: ArrayLike | None = None,
-                              threads: int | None = None, backend: str | None = None, **kwargs) -> Solution:
+def modified_policy_iteration(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    V0: ArrayLike | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> Solution:
     """:func:`pygenmod.mdp.modified_policy_iteration` (= ``mdp.solve``) over the chunks of the
     batch axis of dense P (B, S, A, S); a :class:`pygenmod.mdp.CSR` P (NumPy) is split on the
     client along R's batch chunks (each task gets its MDPs' rows). gamma and V0 may be per
@@ -402,23 +458,46 @@ def modified_policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike
 solve = modified_policy_iteration
 
 
-def value_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, V0: ArrayLike | None = None,
-                    threads: int | None = None, backend: str | None = None, **kwargs) -> Solution:
+def value_iteration(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    V0: ArrayLike | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> Solution:
     """:func:`pygenmod.mdp.value_iteration` over batch chunks (see :func:`solve`)."""
     return _solution_map("value_iteration", P, R, gamma, threads, backend, V0=V0, **kwargs)
 
 
-def policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, threads: int | None = None,
-                     backend: str | None = None, **kwargs) -> Solution:
+def policy_iteration(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> Solution:
     """:func:`pygenmod.mdp.policy_iteration` over batch chunks (see :func:`solve`); an
     ``initial_policy`` array (B, S) is chunked with R, and ``"random"`` draws MDP b's start from
     stream ``stream + b`` (global b), so the result does not depend on the chunking."""
     return _solution_map("policy_iteration", P, R, gamma, threads, backend, **kwargs)
 
 
-def policy_evaluation(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, policy: ArrayLike, *,
-                      V0: ArrayLike | None = None, threads: int | None = None, backend: str | None = None,
-                      **kwargs) -> Evaluation:
+def policy_evaluation(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    policy: ArrayLike,
+    *,
+    V0: ArrayLike | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> Evaluation:
     """:func:`pygenmod.mdp.policy_evaluation` over batch chunks; ``policy`` (B, S) or (B, S, A)."""
     from . import mdp
 
@@ -428,8 +507,7 @@ def policy_evaluation(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, policy
     fn = functools.partial(_mdp_chunk, fname="policy_evaluation", kw=kw)
     if args["policy"] is None:
         raise ValueError("policy: expected a (B, S) or (B, S, A) array")
-    return mdp.Evaluation(*_map(fn, "policy_evaluation", args, outs, threads=threads, backend=backend,
-                                split=split))
+    return mdp.Evaluation(*_map(fn, "policy_evaluation", args, outs, threads=threads, backend=backend, split=split))
 
 
 # ------------------------------------------------------------------------------ returns
@@ -439,10 +517,22 @@ def _gae_chunk(offset, *, kw, **arrays):
     return tuple(returns.gae(**arrays, **kw))
 
 
-def gae(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: ArrayLike = 0.95,
-        terminated: ArrayLike | None = None, truncated: ArrayLike | None = None, next_values: ArrayLike | None = None,
-        bootstrap_value: ArrayLike | None = None, mask: ArrayLike | None = None, time_axis: int = 0,
-        compute_returns: bool = True, threads: int | None = None, backend: str | None = None) -> GAE:
+def gae(
+    rewards: ArrayLike,
+    values: ArrayLike,
+    *,
+    gamma: ArrayLike = 0.99,
+    lam: ArrayLike = 0.95,
+    terminated: ArrayLike | None = None,
+    truncated: ArrayLike | None = None,
+    next_values: ArrayLike | None = None,
+    bootstrap_value: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    time_axis: int = 0,
+    compute_returns: bool = True,
+    threads: int | None = None,
+    backend: str | None = None,
+) -> GAE:
     """:func:`pygenmod.returns.gae` over the chunks of the environment axis (axis 1 of the
     time-major (T, B) arrays; axis 0 with ``time_axis=1``); the time axis is one chunk. gamma,
     lam and bootstrap_value may be per environment (B,). A lazy GAE."""
@@ -454,13 +544,17 @@ def gae(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: 
         raise ValueError("rewards: expected a 2-D (T, B) array")
     bax = 1 - time_axis
     args = {"rewards": (rewards, bax), "values": (values, bax)}
-    for k, v in (("terminated", terminated), ("truncated", truncated), ("next_values", next_values),
-                 ("mask", mask)):
+    for k, v in (("terminated", terminated), ("truncated", truncated), ("next_values", next_values), ("mask", mask)):
         args[k] = None if v is None else (v, bax)
     args.update(gamma=_per_batch(gamma), lam=_per_batch(lam), bootstrap_value=_per_batch(bootstrap_value))
     kw = {"time_axis": time_axis, "compute_returns": bool(compute_returns)}
-    kw.update({k: v for k, v in (("gamma", gamma), ("lam", lam), ("bootstrap_value", bootstrap_value))
-               if np.ndim(v) == 0 and v is not None})
+    kw.update(
+        {
+            k: v
+            for k, v in (("gamma", gamma), ("lam", lam), ("bootstrap_value", bootstrap_value))
+            if np.ndim(v) == 0 and v is not None
+        }
+    )
     T = rewards.shape[time_axis]
     tmpl = (T, None) if time_axis == 0 else (None, T)
     dt = _fdtype(rewards)
@@ -505,59 +599,130 @@ def _sampling(fname, mu, scales, *, seed, stream, n_samples, kw, threads, backen
         outs = [(zt, dt), ((None,), dt), None if lq is None else (lq, dt), (zt, dt) if ret_eps else None]
     else:
         outs = [(zt, dt)] + ([(zt, dt)] if ret_eps else [])
-    fn = functools.partial(_head_chunk, fname=fname, seed=resolve_seed(seed),
-                           stream=val.seed_int(stream, "stream"), kw=kw)
+    fn = functools.partial(
+        _head_chunk, fname=fname, seed=resolve_seed(seed), stream=val.seed_int(stream, "stream"), kw=kw
+    )
     res = _map(fn, fname, args, outs, threads=threads, backend=backend)
     if head:
         return sampling.Head(*res)
     return sampling.Sample(*res) if ret_eps else res[0]
 
 
-def rsample_normal(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
-                   std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
-                   offset: int = 0, clamp: tuple[float | None, float | None] | None = None, return_eps: bool = False,
-                   threads: int | None = None, backend: str | None = None) -> Array | Sample:
+def rsample_normal(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    clamp: tuple[float | None, float | None] | None = None,
+    return_eps: bool = False,
+    threads: int | None = None,
+    backend: str | None = None,
+) -> Array | Sample:
     """:func:`pygenmod.sampling.rsample_normal` over the row chunks of mu (B, D): row b draws
     from stream ``stream + b`` whatever its chunk. The scale (B, D) is chunked with mu."""
     kw = {"offset": offset, "clamp": clamp, "return_eps": return_eps}
-    return _sampling("rsample_normal", mu, {"logvar": (logvar, 2), "log_std": (log_std, 2), "std": (std, 2)},
-                     seed=seed, stream=stream, n_samples=n_samples, kw=kw, threads=threads, backend=backend)
+    return _sampling(
+        "rsample_normal",
+        mu,
+        {"logvar": (logvar, 2), "log_std": (log_std, 2), "std": (std, 2)},
+        seed=seed,
+        stream=stream,
+        n_samples=n_samples,
+        kw=kw,
+        threads=threads,
+        backend=backend,
+    )
 
 
-def normal_head(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
-                std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
-                offset: int = 0, clamp: tuple[float | None, float | None] | None = None, log_q: bool = False,
-                return_eps: bool = False, threads: int | None = None, backend: str | None = None) -> Head:
+def normal_head(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    clamp: tuple[float | None, float | None] | None = None,
+    log_q: bool = False,
+    return_eps: bool = False,
+    threads: int | None = None,
+    backend: str | None = None,
+) -> Head:
     """:func:`pygenmod.sampling.normal_head` over row chunks (see :func:`rsample_normal`); a lazy Head."""
     kw = {"offset": offset, "clamp": clamp, "log_q": log_q, "return_eps": return_eps}
-    return _sampling("normal_head", mu, {"logvar": (logvar, 2), "log_std": (log_std, 2), "std": (std, 2)},
-                     seed=seed, stream=stream, n_samples=n_samples, kw=kw, threads=threads, backend=backend,
-                     head=True)
+    return _sampling(
+        "normal_head",
+        mu,
+        {"logvar": (logvar, 2), "log_std": (log_std, 2), "std": (std, 2)},
+        seed=seed,
+        stream=stream,
+        n_samples=n_samples,
+        kw=kw,
+        threads=threads,
+        backend=backend,
+        head=True,
+    )
 
 
-def rsample_mvn(mu: ArrayLike, scale_tril: ArrayLike, *, seed: SeedLike = None, n_samples: int | None = None,
-                stream: int = 0, offset: int = 0, return_eps: bool = False, check: bool = True,
-                threads: int | None = None, backend: str | None = None) -> Array | Sample:
+def rsample_mvn(
+    mu: ArrayLike,
+    scale_tril: ArrayLike,
+    *,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    return_eps: bool = False,
+    check: bool = True,
+    threads: int | None = None,
+    backend: str | None = None,
+) -> Array | Sample:
     """:func:`pygenmod.sampling.rsample_mvn` over row chunks; scale_tril (B, D, D) is chunked
     with mu, a shared (D, D) one goes to every chunk."""
     kw = {"offset": offset, "return_eps": return_eps, "check": check}
     if np.ndim(scale_tril) == 2:
         scale_tril = np.asarray(scale_tril.compute() if hasattr(scale_tril, "compute") else scale_tril)
-    return _sampling("rsample_mvn", mu, {"scale_tril": (scale_tril, 3)}, seed=seed, stream=stream,
-                     n_samples=n_samples, kw=kw, threads=threads, backend=backend)
+    return _sampling(
+        "rsample_mvn",
+        mu,
+        {"scale_tril": (scale_tril, 3)},
+        seed=seed,
+        stream=stream,
+        n_samples=n_samples,
+        kw=kw,
+        threads=threads,
+        backend=backend,
+    )
 
 
 # ------------------------------------------------------------------------------ cem
 def _cem_chunk(offset, *, objective, seed, stream, kw, **arrays):
     from . import cem
 
-    return tuple(cem.cem_optimize(objective, arrays["mean"], arrays["scale"], **kw, seed=seed,
-                                  stream=stream + offset))
+    return tuple(cem.cem_optimize(objective, arrays["mean"], arrays["scale"], **kw, seed=seed, stream=stream + offset))
 
 
-def cem_optimize(objective: Callable[[Array], Any], mean: ArrayLike, scale: ArrayLike, *, n_samples: int, n_elite: int,
-                 n_iter: int, seed: SeedLike = None, stream: int = 0, threads: int | None = None,
-                 backend: str | None = None, **kwargs) -> CEMResult:
+def cem_optimize(
+    objective: Callable[[Array], Any],
+    mean: ArrayLike,
+    scale: ArrayLike,
+    *,
+    n_samples: int,
+    n_elite: int,
+    n_iter: int,
+    seed: SeedLike = None,
+    stream: int = 0,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> CEMResult:
     """:func:`pygenmod.cem.cem_optimize` over the row chunks of mean (B, D) and scale.
 
     ``objective`` must be *vectorised per problem*: row b of its (B, N) output depends only on
@@ -574,18 +739,21 @@ def cem_optimize(objective: Callable[[Array], Any], mean: ArrayLike, scale: Arra
     st = (None, D) if kwargs.get("covariance", "diag") == "diag" else (None, D, D)
     outs = [((None, D), dt), (st, dt), ((None, D), dt), ((None,), dt), ((T, None), dt)]
     kw = dict(kwargs, n_samples=n_samples, n_elite=n_elite, n_iter=T)
-    fn = functools.partial(_cem_chunk, objective=objective, seed=resolve_seed(seed),
-                           stream=val.seed_int(stream, "stream"), kw=kw)
-    return cem.CEMResult(*_map(fn, "cem", {"mean": (mean, 0), "scale": (scale, 0)}, outs,
-                               threads=threads, backend=backend))
+    fn = functools.partial(
+        _cem_chunk, objective=objective, seed=resolve_seed(seed), stream=val.seed_int(stream, "stream"), kw=kw
+    )
+    return cem.CEMResult(
+        *_map(fn, "cem", {"mean": (mean, 0), "scale": (scale, 0)}, outs, threads=threads, backend=backend)
+    )
 
 
 # ------------------------------------------------------------------------------ mcts
 def _mcts_chunk(offset, *, fname, model, num_simulations, seed, stream, kw, **arrays):
     from . import mcts
 
-    out = getattr(mcts, fname)(arrays.pop("roots"), model, num_simulations, **arrays, **kw, seed=seed,
-                               stream=stream + offset)
+    out = getattr(mcts, fname)(
+        arrays.pop("roots"), model, num_simulations, **arrays, **kw, seed=seed, stream=stream + offset
+    )
     return out.action, out.action_weights, out.visit_counts, out.value
 
 
@@ -593,8 +761,10 @@ def _mcts_map(fname, roots, model, num_simulations, seed, stream, threads, backe
     from . import mcts
 
     if not isinstance(model, mcts.TabularModel):
-        raise TypeError("model: expected a pygenmod.mcts.TabularModel (tabular_model / stochastic_tabular_model / "
-                        "mdp_model); callback searches are not distributed")
+        raise TypeError(
+            "model: expected a pygenmod.mcts.TabularModel (tabular_model / stochastic_tabular_model / "
+            "mdp_model); callback searches are not distributed"
+        )
     for k in ("tree", "root"):
         if kw.get(k) is not None:
             raise ValueError(f"{k}: not supported by pygenmod.dask (each task builds its chunk's trees)")
@@ -610,14 +780,31 @@ def _mcts_map(fname, roots, model, num_simulations, seed, stream, threads, backe
         elif v is not None:
             kw[k] = v  # a scalar argument: the same in every chunk
     outs = [((None,), np.int64), ((None, A), dt), ((None, A), np.int32), ((None,), dt)]
-    fn = functools.partial(_mcts_chunk, fname=fname, model=model, num_simulations=num_simulations,
-                           seed=resolve_seed(seed), stream=val.seed_int(stream, "stream"), kw=kw)
+    fn = functools.partial(
+        _mcts_chunk,
+        fname=fname,
+        model=model,
+        num_simulations=num_simulations,
+        seed=resolve_seed(seed),
+        stream=val.seed_int(stream, "stream"),
+        kw=kw,
+    )
     return mcts.PolicyOutput(*_map(fn, f"mcts-{fname}", args, outs, threads=threads, backend=backend), None)
 
 
-def muzero_policy(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *, seed: SeedLike = None,
-                  stream: int = 0, invalid_actions: ArrayLike | None = None, temperature: ArrayLike = 1.0,
-                  threads: int | None = None, backend: str | None = None, **kwargs) -> PolicyOutput:
+def muzero_policy(
+    roots: Root,
+    model: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    seed: SeedLike = None,
+    stream: int = 0,
+    invalid_actions: ArrayLike | None = None,
+    temperature: ArrayLike = 1.0,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> PolicyOutput:
     """:func:`pygenmod.mcts.muzero_policy` on a tabular model over the chunks of ``roots`` (B,).
 
     Tree b draws its noise, sampled transitions and action as tree ``stream + b`` whatever its
@@ -626,31 +813,86 @@ def muzero_policy(roots: Root, model: Callable[..., Any] | TabularModel, num_sim
     per tree (chunked with roots); the model goes to every task. A lazy PolicyOutput whose
     ``tree`` is None (the trees stay on the workers); ``tree=`` continuation is not supported.
     """
-    return _mcts_map("muzero_policy", roots, model, num_simulations, seed, stream, threads, backend,
-                     {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)}, dict(kwargs))
+    return _mcts_map(
+        "muzero_policy",
+        roots,
+        model,
+        num_simulations,
+        seed,
+        stream,
+        threads,
+        backend,
+        {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)},
+        dict(kwargs),
+    )
 
 
-def gumbel_muzero_policy(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *,
-                         seed: SeedLike = None, stream: int = 0, invalid_actions: ArrayLike | None = None,
-                         gumbel: ArrayLike | None = None, threads: int | None = None, backend: str | None = None,
-                         **kwargs) -> PolicyOutput:
+def gumbel_muzero_policy(
+    roots: Root,
+    model: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    seed: SeedLike = None,
+    stream: int = 0,
+    invalid_actions: ArrayLike | None = None,
+    gumbel: ArrayLike | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> PolicyOutput:
     """:func:`pygenmod.mcts.gumbel_muzero_policy` on a tabular model over the chunks of
     ``roots`` (see :func:`muzero_policy`); ``gumbel`` (B, A) is chunked with roots."""
-    return _mcts_map("gumbel_muzero_policy", roots, model, num_simulations, seed, stream, threads, backend,
-                     {"invalid_actions": (invalid_actions, 2), "gumbel": (gumbel, 2)}, dict(kwargs))
+    return _mcts_map(
+        "gumbel_muzero_policy",
+        roots,
+        model,
+        num_simulations,
+        seed,
+        stream,
+        threads,
+        backend,
+        {"invalid_actions": (invalid_actions, 2), "gumbel": (gumbel, 2)},
+        dict(kwargs),
+    )
 
 
-def uct_policy(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *, seed: SeedLike = None,
-               stream: int = 0, invalid_actions: ArrayLike | None = None, temperature: ArrayLike = 0.0,
-               threads: int | None = None, backend: str | None = None, **kwargs) -> PolicyOutput:
+def uct_policy(
+    roots: Root,
+    model: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    seed: SeedLike = None,
+    stream: int = 0,
+    invalid_actions: ArrayLike | None = None,
+    temperature: ArrayLike = 0.0,
+    threads: int | None = None,
+    backend: str | None = None,
+    **kwargs,
+) -> PolicyOutput:
     """:func:`pygenmod.mcts.uct_policy` on a tabular model over the chunks of ``roots`` (see
     :func:`muzero_policy`; the rollouts are keyed by the global tree index too)."""
-    return _mcts_map("uct_policy", roots, model, num_simulations, seed, stream, threads, backend,
-                     {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)}, dict(kwargs))
+    return _mcts_map(
+        "uct_policy",
+        roots,
+        model,
+        num_simulations,
+        seed,
+        stream,
+        threads,
+        backend,
+        {"invalid_actions": (invalid_actions, 2), "temperature": (temperature, 1)},
+        dict(kwargs),
+    )
 
 
-def search(roots: Root, model: Callable[..., Any] | TabularModel, num_simulations: int, *,
-           policy: MctsPolicy = "muzero", **kwargs) -> PolicyOutput:
+def search(
+    roots: Root,
+    model: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    policy: MctsPolicy = "muzero",
+    **kwargs,
+) -> PolicyOutput:
     """:func:`muzero_policy` (policy="muzero"), :func:`gumbel_muzero_policy` ("gumbel") or
     :func:`uct_policy` ("uct")."""
     val.choice(policy, "policy", ("muzero", "gumbel", "uct"))

@@ -14,6 +14,7 @@ outputs ``dec`` (B, *F) for one sample of z or (S, B, *F) for S samples (their m
 with a trailing category axis K for the categorical likelihood. A single row without the batch
 axis (``mu`` (D,), ``x`` (*F)) is accepted.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,26 @@ def _beta(beta):
     return float(beta)
 
 
-def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, prior_log_std, prior_std,
-          prior_scale_tril, likelihood, dec_logvar, dec_log_std, dec_std, beta, clamp) -> _Args:
+def _args(
+    x,
+    dec,
+    mu,
+    logvar,
+    log_std,
+    std,
+    scale_tril,
+    prior_mu,
+    prior_logvar,
+    prior_log_std,
+    prior_std,
+    prior_scale_tril,
+    likelihood,
+    dec_logvar,
+    dec_log_std,
+    dec_std,
+    beta,
+    clamp,
+) -> _Args:
     back = returner(mu)
     m = val.float_array(mu, "mu", ndim=(1, 2), finite=False)
     one = m.ndim == 1
@@ -101,8 +120,9 @@ def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, 
     empty = xp.empty(0, dt)
 
     # posterior
-    pname, p = _opt1((("logvar", logvar), ("log_std", log_std), ("std", std), ("scale_tril", scale_tril)),
-                     "the posterior's scale")
+    pname, p = _opt1(
+        (("logvar", logvar), ("log_std", log_std), ("std", std), ("scale_tril", scale_tril)), "the posterior's scale"
+    )
     if pname is None:
         raise TypeError("give one of logvar, log_std, std or scale_tril (the posterior's scale)")
     lo, hi = _s._clamp(clamp)
@@ -126,8 +146,10 @@ def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, 
             raise TypeError("prior_scale_tril: give the posterior as scale_tril too (or a diagonal prior scale)")
         pk = _s._like(p, pname, m, shape=m.shape)
         L, kind = empty, _s.KINDS[pname]
-        qname, q = _opt1((("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std),
-                          ("prior_std", prior_std)), "the prior's scale")
+        qname, q = _opt1(
+            (("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std), ("prior_std", prior_std)),
+            "the prior's scale",
+        )
         if qname is not None and qname != "prior_" + pname:
             raise TypeError(f"the prior's scale must use the same parametrisation as {pname} ({'prior_' + pname})")
         pm = _prior_arr(prior_mu, "prior_mu", m)
@@ -152,11 +174,12 @@ def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, 
     tail = F + ((d.shape[-1],) if cat else ())
     nl = d.ndim - len(tail)
     base = () if one else (B,)
-    lead = d.shape[:max(nl, 0)]
+    lead = d.shape[: max(nl, 0)]
     if nl < len(base) or tuple(d.shape[nl:]) != tail or lead not in (base, lead[:1] + base):
         want = ", ".join(map(str, base + tail))
-        raise ValueError(f"dec: expected shape ({want}) or (S, {want}) to match x's features {tuple(F)}, "
-                         f"got {tuple(d.shape)}")
+        raise ValueError(
+            f"dec: expected shape ({want}) or (S, {want}) to match x's features {tuple(F)}, got {tuple(d.shape)}"
+        )
     multi = nl == len(base) + 1
     S = lead[0] if multi else 1
     if S < 1:
@@ -177,8 +200,9 @@ def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, 
             raise ValueError("x: contains NaN or infinity")
 
     # decoder scale (Gaussian only)
-    dname, dsc = _opt1((("dec_logvar", dec_logvar), ("dec_log_std", dec_log_std), ("dec_std", dec_std)),
-                       "the decoder's scale")
+    dname, dsc = _opt1(
+        (("dec_logvar", dec_logvar), ("dec_log_std", dec_log_std), ("dec_std", dec_std)), "the decoder's scale"
+    )
     learned = False
     if lik != "gaussian":
         if dname is not None:
@@ -199,12 +223,37 @@ def _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, 
             elif a.shape == F:
                 dp = xp.ascontiguousarray(a.reshape(X))
             else:
-                raise ValueError(f"{dname}: expected a scalar, shape {tuple(F)} (fixed) or dec's shape "
-                                 f"{tuple(np.shape(dec))} (learned), got {tuple(a.shape)}")
-    kargs = (m, pk, L, pm, pp, kind, lo, hi, LIKELIHOODS[lik], empty if cat else xf,
-             xf if cat else xp.empty(0, np.int32), d, dp, dkind, 0.0 if mvn_prior else beta)
-    return _Args(kargs, back, one, tuple(np.shape(dec)), shared_tril, learned, prior_shapes,
-                 mvn_prior + (beta, pname) if mvn_prior else None)
+                raise ValueError(
+                    f"{dname}: expected a scalar, shape {tuple(F)} (fixed) or dec's shape "
+                    f"{tuple(np.shape(dec))} (learned), got {tuple(a.shape)}"
+                )
+    kargs = (
+        m,
+        pk,
+        L,
+        pm,
+        pp,
+        kind,
+        lo,
+        hi,
+        LIKELIHOODS[lik],
+        empty if cat else xf,
+        xf if cat else xp.empty(0, np.int32),
+        d,
+        dp,
+        dkind,
+        0.0 if mvn_prior else beta,
+    )
+    return _Args(
+        kargs,
+        back,
+        one,
+        tuple(np.shape(dec)),
+        shared_tril,
+        learned,
+        prior_shapes,
+        mvn_prior + (beta, pname) if mvn_prior else None,
+    )
 
 
 def _check(status, pname):
@@ -232,18 +281,38 @@ def _terms(a: _Args):
 
 
 def _pname(logvar, log_std, std, scale_tril):
-    return next(n for n, v in (("logvar", logvar), ("log_std", log_std), ("std", std), ("scale_tril", scale_tril))
-                if v is not None) if any(v is not None for v in (logvar, log_std, std, scale_tril)) else "scale"
+    return (
+        next(
+            n
+            for n, v in (("logvar", logvar), ("log_std", log_std), ("std", std), ("scale_tril", scale_tril))
+            if v is not None
+        )
+        if any(v is not None for v in (logvar, log_std, std, scale_tril))
+        else "scale"
+    )
 
 
-def elbo_terms(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
-               log_std: ArrayLike | None = None, std: ArrayLike | None = None, scale_tril: ArrayLike | None = None,
-               prior_mu: ArrayLike | None = None, prior_logvar: ArrayLike | None = None,
-               prior_log_std: ArrayLike | None = None, prior_std: ArrayLike | None = None,
-               prior_scale_tril: ArrayLike | None = None, likelihood: Likelihood = "gaussian",
-               dec_logvar: ArrayLike | None = None, dec_log_std: ArrayLike | None = None,
-               dec_std: ArrayLike | None = None, beta: float = 1.0,
-               clamp: tuple[float | None, float | None] | None = None) -> Terms:
+def elbo_terms(
+    x: ArrayLike,
+    dec: ArrayLike,
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    scale_tril: ArrayLike | None = None,
+    prior_mu: ArrayLike | None = None,
+    prior_logvar: ArrayLike | None = None,
+    prior_log_std: ArrayLike | None = None,
+    prior_std: ArrayLike | None = None,
+    prior_scale_tril: ArrayLike | None = None,
+    likelihood: Likelihood = "gaussian",
+    dec_logvar: ArrayLike | None = None,
+    dec_log_std: ArrayLike | None = None,
+    dec_std: ArrayLike | None = None,
+    beta: float = 1.0,
+    clamp: tuple[float | None, float | None] | None = None,
+) -> Terms:
     """The ELBO and its two terms per row, as :class:`Terms` ``(elbo, log_lik, kl)``.
 
     ``likelihood``: ``"gaussian"`` (``dec`` the means; the decoder's scale ``dec_logvar``,
@@ -255,8 +324,26 @@ def elbo_terms(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | 
     or with ``scale_tril`` a full Gaussian ``prior_mu`` / ``prior_scale_tril``. ``beta`` weights
     the KL; ``clamp`` clamps the posterior's (and a diagonal prior's) scale parameter.
     """
-    a = _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, prior_log_std, prior_std,
-              prior_scale_tril, likelihood, dec_logvar, dec_log_std, dec_std, beta, clamp)
+    a = _args(
+        x,
+        dec,
+        mu,
+        logvar,
+        log_std,
+        std,
+        scale_tril,
+        prior_mu,
+        prior_logvar,
+        prior_log_std,
+        prior_std,
+        prior_scale_tril,
+        likelihood,
+        dec_logvar,
+        dec_log_std,
+        dec_std,
+        beta,
+        clamp,
+    )
     out, ll, kl, status = _terms(a)
     _check(status, _pname(logvar, log_std, std, scale_tril))
     if a.mvn_prior is not None:  # a full covariance against a given prior: sampling.kl_mvn's solves
@@ -268,19 +355,49 @@ def elbo_terms(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | 
     return Terms(a.back(out), a.back(ll), a.back(kl))
 
 
-def elbo(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
-         log_std: ArrayLike | None = None, std: ArrayLike | None = None, scale_tril: ArrayLike | None = None,
-         prior_mu: ArrayLike | None = None, prior_logvar: ArrayLike | None = None,
-         prior_log_std: ArrayLike | None = None, prior_std: ArrayLike | None = None,
-         prior_scale_tril: ArrayLike | None = None, likelihood: Likelihood = "gaussian",
-         dec_logvar: ArrayLike | None = None, dec_log_std: ArrayLike | None = None, dec_std: ArrayLike | None = None,
-         beta: float = 1.0, clamp: tuple[float | None, float | None] | None = None) -> Array:
+def elbo(
+    x: ArrayLike,
+    dec: ArrayLike,
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    scale_tril: ArrayLike | None = None,
+    prior_mu: ArrayLike | None = None,
+    prior_logvar: ArrayLike | None = None,
+    prior_log_std: ArrayLike | None = None,
+    prior_std: ArrayLike | None = None,
+    prior_scale_tril: ArrayLike | None = None,
+    likelihood: Likelihood = "gaussian",
+    dec_logvar: ArrayLike | None = None,
+    dec_log_std: ArrayLike | None = None,
+    dec_std: ArrayLike | None = None,
+    beta: float = 1.0,
+    clamp: tuple[float | None, float | None] | None = None,
+) -> Array:
     """Per-row ELBO ``mean_s log p(x | dec_s) - beta * KL(q || p)``, shape (B,) (see
     :func:`elbo_terms` for the arguments). Maximise it (minimise ``-elbo(...).mean()``)."""
-    return elbo_terms(x, dec, mu, logvar, log_std=log_std, std=std, scale_tril=scale_tril, prior_mu=prior_mu,
-                      prior_logvar=prior_logvar, prior_log_std=prior_log_std, prior_std=prior_std,
-                      prior_scale_tril=prior_scale_tril, likelihood=likelihood, dec_logvar=dec_logvar,
-                      dec_log_std=dec_log_std, dec_std=dec_std, beta=beta, clamp=clamp).elbo
+    return elbo_terms(
+        x,
+        dec,
+        mu,
+        logvar,
+        log_std=log_std,
+        std=std,
+        scale_tril=scale_tril,
+        prior_mu=prior_mu,
+        prior_logvar=prior_logvar,
+        prior_log_std=prior_log_std,
+        prior_std=prior_std,
+        prior_scale_tril=prior_scale_tril,
+        likelihood=likelihood,
+        dec_logvar=dec_logvar,
+        dec_log_std=dec_log_std,
+        dec_std=dec_std,
+        beta=beta,
+        clamp=clamp,
+    ).elbo
 
 
 def _reduce_to(g, shape, xp):
@@ -305,24 +422,59 @@ def _upstream(g, name, B, m):
     return xp_of(m).ascontiguousarray(a)
 
 
-def elbo_backward(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
-                  log_std: ArrayLike | None = None, std: ArrayLike | None = None, scale_tril: ArrayLike | None = None,
-                  prior_mu: ArrayLike | None = None, prior_logvar: ArrayLike | None = None,
-                  prior_log_std: ArrayLike | None = None, prior_std: ArrayLike | None = None,
-                  prior_scale_tril: ArrayLike | None = None, likelihood: Likelihood = "gaussian",
-                  dec_logvar: ArrayLike | None = None, dec_log_std: ArrayLike | None = None,
-                  dec_std: ArrayLike | None = None, beta: float = 1.0,
-                  clamp: tuple[float | None, float | None] | None = None, grad_elbo: ArrayLike | None = None,
-                  grad_log_lik: ArrayLike | None = None, grad_kl: ArrayLike | None = None) -> ElboGrads:
+def elbo_backward(
+    x: ArrayLike,
+    dec: ArrayLike,
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    scale_tril: ArrayLike | None = None,
+    prior_mu: ArrayLike | None = None,
+    prior_logvar: ArrayLike | None = None,
+    prior_log_std: ArrayLike | None = None,
+    prior_std: ArrayLike | None = None,
+    prior_scale_tril: ArrayLike | None = None,
+    likelihood: Likelihood = "gaussian",
+    dec_logvar: ArrayLike | None = None,
+    dec_log_std: ArrayLike | None = None,
+    dec_std: ArrayLike | None = None,
+    beta: float = 1.0,
+    clamp: tuple[float | None, float | None] | None = None,
+    grad_elbo: ArrayLike | None = None,
+    grad_log_lik: ArrayLike | None = None,
+    grad_kl: ArrayLike | None = None,
+) -> ElboGrads:
     """VJP of :func:`elbo_terms` (and of :func:`elbo`, with only ``grad_elbo``): returns
     :class:`ElboGrads` ``(dec, mu, scale, dec_scale, prior_mu, prior_scale)``, each shaped like
     its input (None where not given or fixed). The upstream gradients are (B,) or scalars."""
-    a = _args(x, dec, mu, logvar, log_std, std, scale_tril, prior_mu, prior_logvar, prior_log_std, prior_std,
-              prior_scale_tril, likelihood, dec_logvar, dec_log_std, dec_std, beta, clamp)
+    a = _args(
+        x,
+        dec,
+        mu,
+        logvar,
+        log_std,
+        std,
+        scale_tril,
+        prior_mu,
+        prior_logvar,
+        prior_log_std,
+        prior_std,
+        prior_scale_tril,
+        likelihood,
+        dec_logvar,
+        dec_log_std,
+        dec_std,
+        beta,
+        clamp,
+    )
     m = a.kargs[0]
     xp, (B, D), dt = xp_of(m), m.shape, m.dtype
-    ge, gl, gk = (_upstream(g, n, B, m) for g, n in ((grad_elbo, "grad_elbo"), (grad_log_lik, "grad_log_lik"),
-                                                     (grad_kl, "grad_kl")))
+    ge, gl, gk = (
+        _upstream(g, n, B, m)
+        for g, n in ((grad_elbo, "grad_elbo"), (grad_log_lik, "grad_log_lik"), (grad_kl, "grad_kl"))
+    )
     full = a.kargs[2].ndim == 3
     pm, pp = a.kargs[3], a.kargs[4]
     d, dp = a.kargs[11], a.kargs[12]
@@ -346,9 +498,13 @@ def elbo_backward(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike
         dmu = dmu + xp.asarray(r[0])
         dL = dL + xp.asarray(r[1])
         g_prior_mu = None if r[2] is None else _reduce_to(xp.asarray(r[2]), np.shape(pmu), xp)
-        g_prior_scale = None if r[3] is None else _reduce_to(xp.asarray(r[3]).reshape(-1, D, D).sum(0)
-                                                             if np.ndim(pL) == 2 else xp.asarray(r[3]),
-                                                             np.shape(pL), xp)
+        g_prior_scale = (
+            None
+            if r[3] is None
+            else _reduce_to(
+                xp.asarray(r[3]).reshape(-1, D, D).sum(0) if np.ndim(pL) == 2 else xp.asarray(r[3]), np.shape(pL), xp
+            )
+        )
     else:
         g_prior_mu = _reduce_to(dpm, a.prior[0], xp)
         g_prior_scale = _reduce_to(dpp, a.prior[1], xp)
@@ -357,10 +513,14 @@ def elbo_backward(x: ArrayLike, dec: ArrayLike, mu: ArrayLike, logvar: ArrayLike
     else:
         g_scale = dsc[0] if a.one else dsc
     back = a.back
-    return ElboGrads(back(ddec.reshape(a.dec_shape)), back(dmu[0] if a.one else dmu), back(g_scale),
-                     back(ddp.reshape(a.dec_shape)) if a.learned else None,
-                     None if g_prior_mu is None else back(g_prior_mu),
-                     None if g_prior_scale is None else back(g_prior_scale))
+    return ElboGrads(
+        back(ddec.reshape(a.dec_shape)),
+        back(dmu[0] if a.one else dmu),
+        back(g_scale),
+        back(ddp.reshape(a.dec_shape)) if a.learned else None,
+        None if g_prior_mu is None else back(g_prior_mu),
+        None if g_prior_scale is None else back(g_prior_scale),
+    )
 
 
 __all__ = ["ElboGrads", "LIKELIHOODS", "Terms", "elbo", "elbo_backward", "elbo_terms"]

@@ -28,6 +28,7 @@ Degenerate data never produces NaN. Policy (status arrays carry the detail, at m
   (``flags & EMPTY_SET``);
 - with fewer points than components, initialisation repeats points (duplicate components).
 """
+
 from __future__ import annotations
 
 import math
@@ -113,7 +114,8 @@ def n_parameters(covariance_type: CovarianceType, n_components: int, n_features:
     """Free parameters of one mixture (scikit-learn's count)."""
     K, D = n_components, n_features
     cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2, "spherical": K}[
-        val.choice(covariance_type, "covariance_type", COVARIANCE_TYPES)]
+        val.choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    ]
     return int(cov + D * K + K - 1)
 
 
@@ -147,8 +149,9 @@ def _params(params, B, D, dtype, xp, single, name="params"):
             try:
                 params = GMMParams(*params)
             except TypeError:
-                raise TypeError(f"{name}: expected GMMParams (weights, means, covariances, "
-                                f"precisions_cholesky, covariance_type)") from None
+                raise TypeError(
+                    f"{name}: expected GMMParams (weights, means, covariances, precisions_cholesky, covariance_type)"
+                ) from None
     ct = val.choice(params.covariance_type, f"{name}.covariance_type", COVARIANCE_TYPES)
     lead = () if single else (B,)
     w = val.float_array(params.weights, f"{name}.weights", ndim=len(lead) + 1, dtype=dtype, xp=xp)
@@ -191,13 +194,13 @@ def _params(params, B, D, dtype, xp, single, name="params"):
 
 def _unbatch(p: GMMParams, single: bool, back) -> GMMParams:
     f = (lambda a: back(a[0])) if single else back
-    return GMMParams(f(p.weights), f(p.means), f(p.covariances), f(p.precisions_cholesky),
-                     p.covariance_type)
+    return GMMParams(f(p.weights), f(p.means), f(p.covariances), f(p.precisions_cholesky), p.covariance_type)
 
 
 # ----------------------------------------------------------------------------- conversions
-def precisions_cholesky_from_covariances(covariances: ArrayLike, covariance_type: CovarianceType,
-                                         name: str = "covariances") -> Array:
+def precisions_cholesky_from_covariances(
+    covariances: ArrayLike, covariance_type: CovarianceType, name: str = "covariances"
+) -> Array:
     """Upper P with P P^T = inverse(covariance) (scikit-learn's precisions_cholesky_)."""
     xp = xp_of(to_native(covariances))
     cov = to_native(covariances)
@@ -215,8 +218,9 @@ def precisions_cholesky_from_covariances(covariances: ArrayLike, covariance_type
     return 1.0 / xp.sqrt(cov)
 
 
-def precisions_cholesky_from_precisions(precisions: ArrayLike, covariance_type: CovarianceType,
-                                        name: str = "precisions") -> Array:
+def precisions_cholesky_from_precisions(
+    precisions: ArrayLike, covariance_type: CovarianceType, name: str = "precisions"
+) -> Array:
     """Upper P with P P^T = precision (scikit-learn's precisions_init convention)."""
     xp = xp_of(to_native(precisions))
     prec = to_native(precisions)
@@ -268,8 +272,9 @@ def _full_covariances(p: GMMParams, K: int, D: int):
 
 
 # ----------------------------------------------------------------------------- kernels
-def e_step(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *,
-           weights: Any = val.DEPRECATED) -> EStep:
+def e_step(
+    X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *, weights: Any = val.DEPRECATED
+) -> EStep:
     """E-step: log responsibilities, per-point log mixture density, weighted mean bound."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.e_step")
     X3, W, single, back = _data(X, sample_weight)
@@ -304,9 +309,15 @@ def _lower_bound(log_norm, W):
     return lb.astype(log_norm.dtype)
 
 
-def m_step(X: ArrayLike, resp: ArrayLike, sample_weight: ArrayLike | None = None, *,
-           covariance_type: CovarianceType = "full", reg_covar: float = 1e-6,
-           weights: Any = val.DEPRECATED) -> GMMParams:
+def m_step(
+    X: ArrayLike,
+    resp: ArrayLike,
+    sample_weight: ArrayLike | None = None,
+    *,
+    covariance_type: CovarianceType = "full",
+    reg_covar: float = 1e-6,
+    weights: Any = val.DEPRECATED,
+) -> GMMParams:
     """M-step from responsibilities resp[b, n, k] (times the point weights)."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.m_step")
     X3, W, single, back = _data(X, sample_weight)
@@ -315,8 +326,7 @@ def m_step(X: ArrayLike, resp: ArrayLike, sample_weight: ArrayLike | None = None
     ct = val.choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     R = val.float_array(resp, "resp", ndim=2 if single else 3, dtype=X3.dtype, xp=xp)
     if R.shape[:-1] != ((N,) if single else (B, N)):
-        raise ValueError(f"resp: expected shape {('(N, K)' if single else '(B, N, K)')} matching X, "
-                         f"got {R.shape}")
+        raise ValueError(f"resp: expected shape {('(N, K)' if single else '(B, N, K)')} matching X, got {R.shape}")
     if bool((R < 0).any()):
         raise ValueError("resp: must be >= 0")
     R = xp.ascontiguousarray(R.reshape(B, N, -1))
@@ -334,14 +344,18 @@ def _m_step_arrays(X3, W, R, reg, ct, n_rep):
     out = _empty_params(xp, X3.dtype, ct, B, K, D)
     flags = xp.zeros((B, K), xp.uint8)
     _, k = kernel("gmm", "m_step", is_device(X3))
-    k(X3, W, R, reg, n_rep, _CODE[ct], out.weights, out.means, out.covariances,
-      out.precisions_cholesky, flags)
+    k(X3, W, R, reg, n_rep, _CODE[ct], out.weights, out.means, out.covariances, out.precisions_cholesky, flags)
     return out, flags
 
 
 def _empty_params(xp, dtype, ct, B, K, D) -> GMMParams:
-    return GMMParams(xp.empty((B, K), dtype), xp.empty((B, K, D), dtype),
-                     xp.empty(cov_shape(ct, B, K, D), dtype), xp.empty(cov_shape(ct, B, K, D), dtype), ct)
+    return GMMParams(
+        xp.empty((B, K), dtype),
+        xp.empty((B, K, D), dtype),
+        xp.empty(cov_shape(ct, B, K, D), dtype),
+        xp.empty(cov_shape(ct, B, K, D), dtype),
+        ct,
+    )
 
 
 def _copy_params(p: GMMParams) -> GMMParams:
@@ -359,8 +373,23 @@ def _run_fit(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None):
     conv = xp.zeros((B,), xp.uint8)
     flags = xp.zeros((B, K), xp.uint8)
     _, k = kernel("gmm", "fit", is_device(X3))
-    k(X3, W, reg, n_rep, _CODE[p.covariance_type], max_iter, float(tol), out.weights, out.means,
-      out.covariances, out.precisions_cholesky, lb, n_iter, conv, flags)
+    k(
+        X3,
+        W,
+        reg,
+        n_rep,
+        _CODE[p.covariance_type],
+        max_iter,
+        float(tol),
+        out.weights,
+        out.means,
+        out.covariances,
+        out.precisions_cholesky,
+        lb,
+        n_iter,
+        conv,
+        flags,
+    )
     return out, lb, n_iter, conv, flags
 
 
@@ -388,12 +417,14 @@ def _run_fit_stepwise(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None, 
             lb = _host(out[1]).astype(np.float64)
             for r in range(n_rep):
                 sel = np.arange(Bx) * n_rep + r
-                callback(FitProgress(r, 0, np.arange(Bx), lb[sel], np.full(Bx, np.nan), np.ones(Bx, bool),
-                                     np.zeros(Bx, bool)))
+                callback(
+                    FitProgress(
+                        r, 0, np.arange(Bx), lb[sel], np.full(Bx, np.nan), np.ones(Bx, bool), np.zeros(Bx, bool)
+                    )
+                )
         return out + (xp.zeros((B, 0), xp.float64),)
     res = _copy_params(p)
-    lb_all = (xp.full((B,), -np.inf, X3.dtype) if lb0 is None
-              else xp.array(lb0, dtype=X3.dtype, copy=True))
+    lb_all = xp.full((B,), -np.inf, X3.dtype) if lb0 is None else xp.array(lb0, dtype=X3.dtype, copy=True)
     n_iter = np.zeros(B, np.int64)
     conv = np.zeros(B, bool)
     flags = xp.zeros((B, K), xp.uint8)
@@ -412,11 +443,29 @@ def _run_fit_stepwise(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None, 
         active = np.ones(Bx, bool)
         Wk = W
         if callback is not None:
-            callback(FitProgress(r, 0, np.arange(Bx), prev.copy(), np.full(Bx, np.nan),
-                                 np.zeros(Bx, bool), np.zeros(Bx, bool)))
+            callback(
+                FitProgress(
+                    r, 0, np.arange(Bx), prev.copy(), np.full(Bx, np.nan), np.zeros(Bx, bool), np.zeros(Bx, bool)
+                )
+            )
         for it in range(1, max_iter + 1):
-            k(X3, Wk, regr, 1, _CODE[ct], 1, -1.0, work.weights, work.means, work.covariances,
-              work.precisions_cholesky, lbk, nik, cvk, flk)
+            k(
+                X3,
+                Wk,
+                regr,
+                1,
+                _CODE[ct],
+                1,
+                -1.0,
+                work.weights,
+                work.means,
+                work.covariances,
+                work.precisions_cholesky,
+                lbk,
+                nik,
+                cvk,
+                flk,
+            )
             idx = np.flatnonzero(active)
             lb_it = _host(lbk)[idx].astype(np.float64)
             ran = _host(nik)[idx] > 0  # 0: the set has no data (EMPTY_SET), nothing was run
@@ -447,12 +496,17 @@ def _run_fit_stepwise(X3, W, p: GMMParams, reg, n_rep, max_iter, tol, lb0=None, 
     H = np.full((B, width), np.nan)
     for it, s_idx, vals in hist:
         H[s_idx, it - 1] = vals
-    return (res, lb_all, xp.asarray(n_iter), xp.asarray(conv.astype(np.uint8)), flags,
-            xp.asarray(H))
+    return (res, lb_all, xp.asarray(n_iter), xp.asarray(conv.astype(np.uint8)), flags, xp.asarray(H))
 
 
-def em_step(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *, reg_covar: float = 1e-6,
-            weights: Any = val.DEPRECATED) -> tuple[GMMParams, Array | float]:
+def em_step(
+    X: ArrayLike,
+    params: GMMParams,
+    sample_weight: ArrayLike | None = None,
+    *,
+    reg_covar: float = 1e-6,
+    weights: Any = val.DEPRECATED,
+) -> tuple[GMMParams, Array | float]:
     """One EM iteration as a pure function: returns (new GMMParams, lower_bound).
 
     ``lower_bound`` is the weighted mean log-likelihood of X under the *input* parameters
@@ -539,15 +593,17 @@ def sample(params: GMMParams, n_samples: int, *, seed: SeedLike = None, stream: 
     return back(out), back(labels)
 
 
-def bic(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *,
-        weights: Any = val.DEPRECATED) -> Array | float:
+def bic(
+    X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *, weights: Any = val.DEPRECATED
+) -> Array | float:
     """Bayesian information criterion per set: -2 log L + n_params log(n) (n = sum of weights)."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.bic")
     return _ic(X, params, sample_weight, "bic")
 
 
-def aic(X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *,
-        weights: Any = val.DEPRECATED) -> Array | float:
+def aic(
+    X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *, weights: Any = val.DEPRECATED
+) -> Array | float:
     """Akaike information criterion per set: -2 log L + 2 n_params."""
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.aic")
     return _ic(X, params, sample_weight, "aic")
@@ -622,20 +678,42 @@ def _init_resp(X3, W, K, init, n_rep, seed, from_device=False, stream=0):
     from . import random as _random
 
     dev = "cuda" if is_device(X3) else "cpu"
-    R = xp.stack([_random.uniform(seed, (Bx, N * K), stream=stream + (r << 32), dtype=X3.dtype, device=dev)
-                  for r in range(n_rep)], axis=1).reshape(B, N, K)
+    R = xp.stack(
+        [
+            _random.uniform(seed, (Bx, N * K), stream=stream + (r << 32), dtype=X3.dtype, device=dev)
+            for r in range(n_rep)
+        ],
+        axis=1,
+    ).reshape(B, N, K)
     R /= R.sum(-1, keepdims=True)
     return R
 
 
-def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None, *,
-        covariance_type: CovarianceType = "full", tol: float = 1e-3, reg_covar: float = 1e-6, max_iter: int = 100,
-        n_init: int = 1, init: GMMInit = "kmeans", weights_init: ArrayLike | None = None,
-        means_init: ArrayLike | None = None, precisions_init: ArrayLike | None = None,
-        resp_init: ArrayLike | None = None, lower_bound_init: ArrayLike | None = None, seed: SeedLike = None,
-        stream: int = 0, warn: bool = True, lower_bounds: bool = False,
-        callback: Callable[[FitProgress], object] | None = None, weights: Any = val.DEPRECATED,
-        init_params: Any = val.DEPRECATED, random_state: Any = val.DEPRECATED) -> FitResult:
+def fit(
+    X: ArrayLike,
+    n_components: int,
+    sample_weight: ArrayLike | None = None,
+    *,
+    covariance_type: CovarianceType = "full",
+    tol: float = 1e-3,
+    reg_covar: float = 1e-6,
+    max_iter: int = 100,
+    n_init: int = 1,
+    init: GMMInit = "kmeans",
+    weights_init: ArrayLike | None = None,
+    means_init: ArrayLike | None = None,
+    precisions_init: ArrayLike | None = None,
+    resp_init: ArrayLike | None = None,
+    lower_bound_init: ArrayLike | None = None,
+    seed: SeedLike = None,
+    stream: int = 0,
+    warn: bool = True,
+    lower_bounds: bool = False,
+    callback: Callable[[FitProgress], object] | None = None,
+    weights: Any = val.DEPRECATED,
+    init_params: Any = val.DEPRECATED,
+    random_state: Any = val.DEPRECATED,
+) -> FitResult:
     """Batched EM: fits one K-component mixture to every set of X (B, N, D) (or (N, D)).
 
     Each set stops on its own when the change of its lower bound is < tol (``tol=0``: run
@@ -728,11 +806,17 @@ def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None,
             pi = given(precisions_init, "precisions_init", cov_shape(ct, None, K, D))
             pcs = rep(precisions_cholesky_from_precisions(pi, ct, "precisions_init"))
             covs = covariances_from_precisions_cholesky(pcs, ct)
-        p0 = GMMParams(xp.ascontiguousarray(wts), xp.ascontiguousarray(mus),
-                       xp.ascontiguousarray(covs), xp.ascontiguousarray(pcs), ct)
+        p0 = GMMParams(
+            xp.ascontiguousarray(wts),
+            xp.ascontiguousarray(mus),
+            xp.ascontiguousarray(covs),
+            xp.ascontiguousarray(pcs),
+            ct,
+        )
     if lower_bound_init is not None:
-        lb0 = val.float_array(lower_bound_init, "lower_bound_init", ndim=(0, 1), finite=False,
-                              dtype=X3.dtype, xp=xp).reshape(-1)
+        lb0 = val.float_array(
+            lower_bound_init, "lower_bound_init", ndim=(0, 1), finite=False, dtype=X3.dtype, xp=xp
+        ).reshape(-1)
         lb0 = xp.repeat(xp.broadcast_to(lb0, (Bx,)), n_rep)
     else:
         lb0 = None
@@ -740,7 +824,8 @@ def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None,
         raise TypeError(f"callback: expected a callable, got {type(callback).__name__}")
     if lower_bounds or callback is not None:
         out, lb, n_iter, conv, flags, hist = _run_fit_stepwise(
-            X3, W, p0, xp.repeat(reg, n_rep), n_rep, max_iter, tol, lb0, callback)
+            X3, W, p0, xp.repeat(reg, n_rep), n_rep, max_iter, tol, lb0, callback
+        )
     else:
         out, lb, n_iter, conv, flags = _run_fit(X3, W, p0, xp.repeat(reg, n_rep), n_rep, max_iter, tol, lb0)
         hist = None
@@ -753,15 +838,15 @@ def fit(X: ArrayLike, n_components: int, sample_weight: ArrayLike | None = None,
         hist = None if hist is None else hist[pick]
     conv = conv.astype(bool)
     if hist is not None:  # columns up to the longest kept run
-        hist = hist[:, :int(n_iter.max()) if Bx else 0]
+        hist = hist[:, : int(n_iter.max()) if Bx else 0]
     if warn:
         _summary_warning(conv, flags, max_iter)
     res_p = _unbatch(out, single, back)
     if single:
-        return FitResult(res_p, float(lb[0]), int(n_iter[0]), bool(conv[0]), back(flags[0]),
-                         None if hist is None else back(hist[0]))
-    return FitResult(res_p, back(lb), back(n_iter), back(conv), back(flags),
-                     None if hist is None else back(hist))
+        return FitResult(
+            res_p, float(lb[0]), int(n_iter[0]), bool(conv[0]), back(flags[0]), None if hist is None else back(hist[0])
+        )
+    return FitResult(res_p, back(lb), back(n_iter), back(conv), back(flags), None if hist is None else back(hist))
 
 
 def _summary_warning(conv, flags, max_iter):
@@ -780,9 +865,11 @@ def _summary_warning(conv, flags, max_iter):
     if empty:
         parts.append(f"{empty} sets have no data (neutral parameters)")
     if parts:
-        warnings.warn("pygenmod.gmm.fit: " + "; ".join(parts) +
-                      ". See FitResult.converged / .flags; pass warn=False to silence.",
-                      GMMWarning, stacklevel=3)
+        warnings.warn(
+            "pygenmod.gmm.fit: " + "; ".join(parts) + ". See FitResult.converged / .flags; pass warn=False to silence.",
+            GMMWarning,
+            stacklevel=3,
+        )
 
 
 # Estimators (scikit-learn API) live in their own module; importing them imports no sklearn.
@@ -790,36 +877,36 @@ from ._gmm_estimator import BatchGaussianMixture, GaussianMixture  # noqa: E402
 from ._gmr import GMR, GMRResult, gmr, gmr_sample  # noqa: E402
 
 __all__ = [
-    'BatchGaussianMixture',
-    'COLLAPSED',
-    'COVARIANCE_TYPES',
-    'EMPTY_SET',
-    'EStep',
-    'FitProgress',
-    'FitResult',
-    'GMMParams',
-    'GMMWarning',
-    'GMR',
-    'GMRResult',
-    'GaussianMixture',
-    'INITS',
-    'REGULARISED',
-    'aic',
-    'bic',
-    'cov_shape',
-    'covariances_from_precisions_cholesky',
-    'e_step',
-    'em_step',
-    'fit',
-    'gmr',
-    'gmr_sample',
-    'log_prob',
-    'm_step',
-    'n_parameters',
-    'precisions',
-    'precisions_cholesky_from_covariances',
-    'precisions_cholesky_from_precisions',
-    'predict',
-    'predict_proba',
-    'sample',
+    "BatchGaussianMixture",
+    "COLLAPSED",
+    "COVARIANCE_TYPES",
+    "EMPTY_SET",
+    "EStep",
+    "FitProgress",
+    "FitResult",
+    "GMMParams",
+    "GMMWarning",
+    "GMR",
+    "GMRResult",
+    "GaussianMixture",
+    "INITS",
+    "REGULARISED",
+    "aic",
+    "bic",
+    "cov_shape",
+    "covariances_from_precisions_cholesky",
+    "e_step",
+    "em_step",
+    "fit",
+    "gmr",
+    "gmr_sample",
+    "log_prob",
+    "m_step",
+    "n_parameters",
+    "precisions",
+    "precisions_cholesky_from_covariances",
+    "precisions_cholesky_from_precisions",
+    "predict",
+    "predict_proba",
+    "sample",
 ]

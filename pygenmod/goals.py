@@ -21,6 +21,7 @@ precision; built on :func:`pygenmod.sampling.mahalanobis`.
 
 These are compositions in NumPy / CuPy (elementwise work and reductions), not kernels.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -70,11 +71,14 @@ def _reached(states, goals, epsilon, dims, mask):
         raise ValueError(f"epsilon: must be a finite number > 0, got {epsilon!r}")
     fs = _project(s, dims, xp)
     if fs.shape[-1] != g.shape[-1]:
-        raise ValueError(f"goals: expected D = {fs.shape[-1]} goal coordinates (f(s) has {fs.shape[-1]}), "
-                         f"got {g.shape[-1]}")
+        raise ValueError(
+            f"goals: expected D = {fs.shape[-1]} goal coordinates (f(s) has {fs.shape[-1]}), got {g.shape[-1]}"
+        )
     if s.shape[:-3] != g.shape[:-1]:
-        raise ValueError(f"goals: leading axes {g.shape[:-1]} differ from states' {s.shape[:-3]} "
-                         "(states are (..., R, T, S) for goals (..., D))")
+        raise ValueError(
+            f"goals: leading axes {g.shape[:-1]} differ from states' {s.shape[:-3]} "
+            "(states are (..., R, T, S) for goals (..., D))"
+        )
     d2 = ((fs - g[..., None, None, :]) ** 2).sum(-1)  # (..., R, T)
     hit = d2 < float(epsilon) ** 2
     if mask is not None:
@@ -84,23 +88,41 @@ def _reached(states, goals, epsilon, dims, mask):
     return hit, back, g.dtype
 
 
-def goal_reward(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
-                mask: ArrayLike | None = None) -> Array:
+def goal_reward(
+    states: ArrayLike,
+    goals: ArrayLike,
+    *,
+    epsilon: float,
+    dims: Sequence[int] | ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> Array:
     """Goal-GAN's reward ``1{ ||f(s_t) - g|| < ε }`` per step: (..., R, T) in the goals' dtype
     (0 at masked steps)."""
     hit, back, dt = _reached(states, goals, epsilon, dims, mask)
     return back(hit.astype(dt))
 
 
-def goal_success(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
-                 mask: ArrayLike | None = None) -> Array:
+def goal_success(
+    states: ArrayLike,
+    goals: ArrayLike,
+    *,
+    epsilon: float,
+    dims: Sequence[int] | ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> Array:
     """Whether each rollout reached its goal at any step: (..., R) in the goals' dtype (0 / 1)."""
     hit, back, dt = _reached(states, goals, epsilon, dims, mask)
     return back(hit.any(-1).astype(dt))
 
 
-def goal_returns(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
-                 mask: ArrayLike | None = None) -> Array:
+def goal_returns(
+    states: ArrayLike,
+    goals: ArrayLike,
+    *,
+    epsilon: float,
+    dims: Sequence[int] | ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+) -> Array:
     """``R^g(π)`` per goal: the fraction of its R rollouts that reached it at some step, (...)."""
     hit, back, dt = _reached(states, goals, epsilon, dims, mask)
     if hit.shape[-2] == 0:
@@ -108,8 +130,16 @@ def goal_returns(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: S
     return back(hit.any(-1).mean(-1).astype(dt))
 
 
-def goal_labels(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Sequence[int] | ArrayLike | None = None,
-                mask: ArrayLike | None = None, r_min: float = 0.1, r_max: float = 0.9) -> GoalLabels:
+def goal_labels(
+    states: ArrayLike,
+    goals: ArrayLike,
+    *,
+    epsilon: float,
+    dims: Sequence[int] | ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    r_min: float = 0.1,
+    r_max: float = 0.9,
+) -> GoalLabels:
     """``R^g(π)`` from rollouts and the goal labels of eq. 4.4: 1 where ``r_min <= R^g <= r_max``
     (goals of intermediate difficulty). Pass ``labels`` to
     :func:`pygenmod.adversarial.lsgan_discriminator_loss` with the discriminator's outputs on
@@ -119,8 +149,14 @@ def goal_labels(states: ArrayLike, goals: ArrayLike, *, epsilon: float, dims: Se
 
 
 # ------------------------------------------------------------------------------------ RIG
-def rig_reward(z: ArrayLike, z_goal: ArrayLike, scale_tril: ArrayLike | None = None, *,
-               precision_tril: ArrayLike | None = None, squared: bool = False) -> Array:
+def rig_reward(
+    z: ArrayLike,
+    z_goal: ArrayLike,
+    scale_tril: ArrayLike | None = None,
+    *,
+    precision_tril: ArrayLike | None = None,
+    squared: bool = False,
+) -> Array:
     """RIG's reward ``-||z - z_goal||_A``: the negative Mahalanobis distance between encoded
     states z and goal latents z_goal, both (B, D) (z may be (S, B, D)), with
     ``A = (L L^T)^{-1}`` from a covariance Cholesky factor ``scale_tril`` or ``A = U U^T`` from a
@@ -131,7 +167,7 @@ def rig_reward(z: ArrayLike, z_goal: ArrayLike, scale_tril: ArrayLike | None = N
         back = returner(z_goal)
         zg = val.float_array(z_goal, "z_goal", ndim=(1, 2))
         zz = val.float_array(z, "z", dtype=zg.dtype, xp=xp_of(zg))
-        if zz.shape[-zg.ndim:] != zg.shape:
+        if zz.shape[-zg.ndim :] != zg.shape:
             raise ValueError(f"z: expected shape (..., {', '.join(map(str, zg.shape))}), got {zz.shape}")
         d2 = ((zz - zg) ** 2).sum(-1)
         return back(-(d2 if squared else xp_of(d2).sqrt(d2)))
@@ -139,8 +175,14 @@ def rig_reward(z: ArrayLike, z_goal: ArrayLike, scale_tril: ArrayLike | None = N
     return -d
 
 
-def rig_posterior_reward(mu: ArrayLike, z_goal: ArrayLike, scale_tril: ArrayLike | None = None, *,
-                         logvar: ArrayLike | None = None, squared: bool = False) -> Array:
+def rig_posterior_reward(
+    mu: ArrayLike,
+    z_goal: ArrayLike,
+    scale_tril: ArrayLike | None = None,
+    *,
+    logvar: ArrayLike | None = None,
+    squared: bool = False,
+) -> Array:
     """The latent-posterior variant of RIG's reward: ``-||z_goal - mu||_{Σ^{-1}}`` with the
     encoder's posterior ``q(z | s) = N(mu, Σ)`` at the current state, given by its Cholesky factor
     ``scale_tril`` (B, D, D) or by a diagonal ``logvar`` (B, D) (Σ = diag(exp(logvar))).
@@ -162,11 +204,11 @@ def rig_posterior_reward(mu: ArrayLike, z_goal: ArrayLike, scale_tril: ArrayLike
 
 
 __all__ = [
-    'GoalLabels',
-    'goal_labels',
-    'goal_returns',
-    'goal_reward',
-    'goal_success',
-    'rig_posterior_reward',
-    'rig_reward',
+    "GoalLabels",
+    "goal_labels",
+    "goal_returns",
+    "goal_reward",
+    "goal_success",
+    "rig_posterior_reward",
+    "rig_reward",
 ]

@@ -20,6 +20,7 @@ so results equal it (bitwise: same code, same inputs). docs/jax.md has the detai
 
 Requires ``pip install "pygenmod[jax]"`` (jax >= 0.10.2, see ``_MIN_JAX``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -48,14 +49,18 @@ def _version(v: str) -> tuple:
 
 
 if _version(jax.__version__) < _MIN_JAX:
-    raise ImportError(f"pygenmod.jax needs JAX >= {'.'.join(map(str, _MIN_JAX))} (the XLA FFI API its handlers "
-                      f"were built against), found jax {jax.__version__}: {_INSTALL}")
+    raise ImportError(
+        f"pygenmod.jax needs JAX >= {'.'.join(map(str, _MIN_JAX))} (the XLA FFI API its handlers "
+        f"were built against), found jax {jax.__version__}: {_INSTALL}"
+    )
 
 try:
     from . import _jax_ffi
 except ImportError as e:  # pragma: no cover - a build without compiled modules
-    raise ImportError("pygenmod.jax needs the compiled module pygenmod._jax_ffi, which this installation lacks "
-                      "(built without a C++ compiler?); reinstall pygenmod from a wheel or a source build") from e
+    raise ImportError(
+        "pygenmod.jax needs the compiled module pygenmod._jax_ffi, which this installation lacks "
+        "(built without a C++ compiler?); reinstall pygenmod from a wheel or a source build"
+    ) from e
 
 
 from ._seed import check_int_seed  # noqa: E402  (after the version and build checks above)
@@ -118,7 +123,7 @@ def _per_batch(x, name, B, dtype, lo=None, hi=None, lo_closed=True, hi_closed=Tr
         if hi is not None:
             bad |= (c > hi) if hi_closed else (c >= hi)
         if bad.any():
-            lb, hb = "[(" [not lo_closed], "])"[not hi_closed]
+            lb, hb = "[("[not lo_closed], "])"[not hi_closed]
             raise ValueError(f"{name}: must lie in {lb}{lo}, {hi}{hb}, got {c[bad].flat[0]!r}")
     return jnp.broadcast_to(a.astype(dtype), (B,))
 
@@ -182,8 +187,10 @@ def _batch_first(call, in_axes, out_axes):
     def rule(n, in_batched, *args):
         if any(b and ax is None for b, ax in zip(in_batched, in_axes)):
             # an operand without a batch axis varies: one call per vmapped element
-            ins = [None if a is None else (a if b else jnp.broadcast_to(a, (n,) + a.shape))
-                   for a, b in zip(args, in_batched)]
+            ins = [
+                None if a is None else (a if b else jnp.broadcast_to(a, (n,) + a.shape))
+                for a, b in zip(args, in_batched)
+            ]
             out = jax.lax.map(lambda xs: f(*xs), ins)
         else:
             out = f(*[_fold(a, ax, b, n) for a, ax, b in zip(args, in_axes, in_batched)])
@@ -198,8 +205,10 @@ def _not_differentiable(name, f):
 
     @g.defjvp
     def _jvp(primals, tangents):
-        raise TypeError(f"pygenmod.jax.{name} is not differentiable; apply jax.lax.stop_gradient to its inputs "
-                        "(targets and advantages are constants of the loss)")
+        raise TypeError(
+            f"pygenmod.jax.{name} is not differentiable; apply jax.lax.stop_gradient to its inputs "
+            "(targets and advantages are constants of the loss)"
+        )
 
     return g
 
@@ -211,17 +220,31 @@ def _gae_op(want_returns: bool):
         dt = r.dtype
         ops = [r, v, nv, boot, te, tr, mk, g, l]
         ops = [(_empty(jnp.uint8 if i in (4, 5, 6) else dt) if a is None else a) for i, a in enumerate(ops)]
-        shapes = (jax.ShapeDtypeStruct(r.shape, dt),
-                  jax.ShapeDtypeStruct(r.shape if want_returns else (0,), dt),
-                  jax.ShapeDtypeStruct((1,), jnp.uint8))
+        shapes = (
+            jax.ShapeDtypeStruct(r.shape, dt),
+            jax.ShapeDtypeStruct(r.shape if want_returns else (0,), dt),
+            jax.ShapeDtypeStruct((1,), jnp.uint8),
+        )
         adv, ret, _status = jax.ffi.ffi_call("pygenmod_gae", shapes, vmap_method="sequential")(*ops)
         return adv, (ret if want_returns else None)
 
     return _not_differentiable("gae", _batch_first(call, (1, 1, 1, 0, 1, 1, 1, 0, 0), (1, 1)))
 
 
-def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-        bootstrap_value=None, mask=None, time_axis: int = 0, compute_returns: bool = True) -> GAE:
+def gae(
+    rewards,
+    values,
+    *,
+    gamma=0.99,
+    lam=0.95,
+    terminated=None,
+    truncated=None,
+    next_values=None,
+    bootstrap_value=None,
+    mask=None,
+    time_axis: int = 0,
+    compute_returns: bool = True,
+) -> GAE:
     """:func:`pygenmod.returns.gae` for JAX arrays, usable inside ``jit`` / ``vmap`` (not ``grad``).
 
     Same arguments and results (time-major (T, B) unless ``time_axis=1``); NaN/inf inputs are
@@ -248,11 +271,15 @@ def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=Non
     if v is None:
         raise ValueError("values: required")
     nv = arr(next_values, "next_values")
-    te, tr, mk = (_flag(f, n, (Tn, B), time_axis) for f, n in
-                  ((terminated, "terminated"), (truncated, "truncated"), (mask, "mask")))
+    te, tr, mk = (
+        _flag(f, n, (Tn, B), time_axis)
+        for f, n in ((terminated, "terminated"), (truncated, "truncated"), (mask, "mask"))
+    )
     if tr is not None and nv is None:
-        raise ValueError("next_values: required when truncated is given (the value of the observation "
-                         "at which the episode was cut, before the reset)")
+        raise ValueError(
+            "next_values: required when truncated is given (the value of the observation "
+            "at which the episode was cut, before the reset)"
+        )
     boot = None
     if bootstrap_value is not None:
         boot = _float(bootstrap_value, "bootstrap_value", ndim=(0, 1), dtype=r.dtype)
@@ -270,11 +297,32 @@ def gae(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=Non
     return GAE(adv, ret)
 
 
-def lambda_returns(rewards, values, *, gamma=0.99, lam=0.95, terminated=None, truncated=None, next_values=None,
-                   bootstrap_value=None, mask=None, time_axis: int = 0):
+def lambda_returns(
+    rewards,
+    values,
+    *,
+    gamma=0.99,
+    lam=0.95,
+    terminated=None,
+    truncated=None,
+    next_values=None,
+    bootstrap_value=None,
+    mask=None,
+    time_axis: int = 0,
+):
     """TD(lambda) returns ``A + V`` (:func:`pygenmod.returns.lambda_returns`); (T, B)."""
-    return gae(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
-               next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis).returns
+    return gae(
+        rewards,
+        values,
+        gamma=gamma,
+        lam=lam,
+        terminated=terminated,
+        truncated=truncated,
+        next_values=next_values,
+        bootstrap_value=bootstrap_value,
+        mask=mask,
+        time_axis=time_axis,
+    ).returns
 
 
 # ============================================================================ Bellman backup
@@ -286,12 +334,23 @@ def _backup_op(kind: int):
     def call(P, R, V, g, det, stoch, tau):
         B, S, A = R.shape
         dt = P.dtype
-        ops = [P, R, V, g, _empty(_int_dtype()) if det is None else det, _empty(dt) if stoch is None else stoch,
-               _empty(dt) if tau is None else tau]
-        shapes = (jax.ShapeDtypeStruct((B, S, A), dt), jax.ShapeDtypeStruct((B, S), dt),
-                  jax.ShapeDtypeStruct((B, S), _int_dtype()))
-        return tuple(jax.ffi.ffi_call("pygenmod_backup_dense", shapes, vmap_method="sequential")(
-            *ops, kind=np.int64(kind)))
+        ops = [
+            P,
+            R,
+            V,
+            g,
+            _empty(_int_dtype()) if det is None else det,
+            _empty(dt) if stoch is None else stoch,
+            _empty(dt) if tau is None else tau,
+        ]
+        shapes = (
+            jax.ShapeDtypeStruct((B, S, A), dt),
+            jax.ShapeDtypeStruct((B, S), dt),
+            jax.ShapeDtypeStruct((B, S), _int_dtype()),
+        )
+        return tuple(
+            jax.ffi.ffi_call("pygenmod_backup_dense", shapes, vmap_method="sequential")(*ops, kind=np.int64(kind))
+        )
 
     return _not_differentiable("bellman_backup", _batch_first(call, (0,) * 7, (0, 0, 0)))
 
@@ -371,8 +430,13 @@ def value_iteration(P, R, gamma, *, tol: float = 1e-8, max_iter: int = 10_000, V
         Q, Vn, pi = op(Pb, Rb, V, g, None, None, None)
         return it + 1, Vn, jnp.max(jnp.abs(Vn - V)), Q, pi
 
-    init = (jnp.asarray(0, _int_dtype()), V, jnp.asarray(jnp.inf, P.dtype), jnp.zeros((B, S, A), P.dtype),
-            jnp.zeros((B, S), _int_dtype()))
+    init = (
+        jnp.asarray(0, _int_dtype()),
+        V,
+        jnp.asarray(jnp.inf, P.dtype),
+        jnp.zeros((B, S, A), P.dtype),
+        jnp.zeros((B, S), _int_dtype()),
+    )
     it, V, _, Q, pi = jax.lax.while_loop(cond, body, init)
     if single:
         V, pi, Q = V[0], pi[0], Q[0]
@@ -396,8 +460,9 @@ def _grid(n: int, coords: str):
 
 def _attrs(cfg):
     x0, dx, y0, dy = cfg.grid
-    return dict(channels_last=cfg.channels_last, x0=np.float64(x0), dx=np.float64(dx), y0=np.float64(y0),
-                dy=np.float64(dy))
+    return dict(
+        channels_last=cfg.channels_last, x0=np.float64(x0), dx=np.float64(dx), y0=np.float64(y0), dy=np.float64(dy)
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -405,11 +470,14 @@ def _spatial_fwd_op(cfg: _SpatialConfig):
     def call(x, inv, mask):
         B, C = x.shape[0], (x.shape[3] if cfg.channels_last else x.shape[1])
         dt = x.dtype
-        shapes = (jax.ShapeDtypeStruct((B, C, 2), dt),
-                  jax.ShapeDtypeStruct((B, C, 2, 2) if cfg.want_cov else (0,), dt),
-                  jax.ShapeDtypeStruct((B, C, 2), dt))
+        shapes = (
+            jax.ShapeDtypeStruct((B, C, 2), dt),
+            jax.ShapeDtypeStruct((B, C, 2, 2) if cfg.want_cov else (0,), dt),
+            jax.ShapeDtypeStruct((B, C, 2), dt),
+        )
         kp, cov, stats = jax.ffi.ffi_call("pygenmod_spatial_fwd", shapes, vmap_method="sequential")(
-            x, inv, _empty(jnp.uint8) if mask is None else mask, **_attrs(cfg))
+            x, inv, _empty(jnp.uint8) if mask is None else mask, **_attrs(cfg)
+        )
         return kp, (cov if cfg.want_cov else None), stats
 
     return _batch_first(call, (0, None, "0|1"), (0, 0, 0))
@@ -423,8 +491,16 @@ def _spatial_bwd_op(cfg: _SpatialConfig):
         shapes = (jax.ShapeDtypeStruct(x.shape, dt), jax.ShapeDtypeStruct((B, C), dt))
         e = _empty(dt)
         gx, g_temp = jax.ffi.ffi_call("pygenmod_spatial_bwd", shapes, vmap_method="sequential")(
-            x, inv, _empty(jnp.uint8) if mask is None else mask, stats, kp, e if cov is None else cov, g_kp,
-            e if g_cov is None else g_cov, **_attrs(cfg))
+            x,
+            inv,
+            _empty(jnp.uint8) if mask is None else mask,
+            stats,
+            kp,
+            e if cov is None else cov,
+            g_kp,
+            e if g_cov is None else g_cov,
+            **_attrs(cfg),
+        )
         return gx, g_temp
 
     return _batch_first(call, (0, None, "0|1", 0, 0, 0, 0, 0), (0, 0))
@@ -497,8 +573,7 @@ def _mask(mask, B, C, H, W, channels_last):
     return m.astype(jnp.uint8)
 
 
-def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", order="xy", mask=None,
-                    return_cov=False):
+def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", order="xy", mask=None, return_cov=False):
     """:func:`pygenmod.spatial.spatial_softmax` for JAX arrays: keypoints (B, C, 2) (and the
     covariance (B, C, 2, 2) with ``return_cov``), inside ``jit`` / ``vmap`` / ``grad``.
 
@@ -527,7 +602,6 @@ def spatial_softmax(x, temperature=1.0, *, layout="NCHW", coords="normalized", o
     return (kp, cov) if return_cov else kp
 
 
-
 # ============================================================================ diagonal Gaussian head, KL
 class _HeadConfig(NamedTuple):
     kind: int
@@ -543,8 +617,10 @@ def _key_words(seed, name="seed"):
     """The Philox key of a draw as a uint32[2] operand (high word first, as pygenmod._seed maps
     JAX keys): an integer seed, a typed JAX key or a raw uint32[2] key array (may be traced)."""
     if seed is None:
-        raise TypeError(f"{name}: pygenmod.jax needs an explicit seed (a JAX PRNG key or an integer): inside jit a "
-                        "default key would be drawn once, when tracing, and repeat on every call")
+        raise TypeError(
+            f"{name}: pygenmod.jax needs an explicit seed (a JAX PRNG key or an integer): inside jit a "
+            "default key would be drawn once, when tracing, and repeat on every call"
+        )
     if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         k = check_int_seed(seed, name)
         return jnp.asarray(np.array([k >> 32, k & 0xFFFFFFFF], np.uint32))
@@ -553,8 +629,10 @@ def _key_words(seed, name="seed"):
         a = jax.random.key_data(a)
     a = jnp.asarray(a)
     if a.dtype != jnp.uint32 or a.shape != (2,):
-        raise ValueError(f"{name}: a JAX key must hold two uint32 words (threefry2x32), got dtype {a.dtype} and "
-                         f"shape {tuple(a.shape)}")
+        raise ValueError(
+            f"{name}: a JAX key must hold two uint32 words (threefry2x32), got dtype {a.dtype} and "
+            f"shape {tuple(a.shape)}"
+        )
     return a
 
 
@@ -577,18 +655,29 @@ def _rows(mu, p, pname):
 def _head_call(cfg, mu, p, key):
     B, D = mu.shape
     dt = mu.dtype
-    shapes = (jax.ShapeDtypeStruct((cfg.S, B, D), dt), jax.ShapeDtypeStruct((B,), dt),
-              jax.ShapeDtypeStruct((cfg.S, B) if cfg.want_logq else (0,), dt), jax.ShapeDtypeStruct((B,), jnp.int32))
+    shapes = (
+        jax.ShapeDtypeStruct((cfg.S, B, D), dt),
+        jax.ShapeDtypeStruct((B,), dt),
+        jax.ShapeDtypeStruct((cfg.S, B) if cfg.want_logq else (0,), dt),
+        jax.ShapeDtypeStruct((B,), jnp.int32),
+    )
     # vmap: "sequential" -- the noise of row b depends on the row index, so folding a vmapped
     # axis into B would change it; each vmapped element is its own call.
     z, kl, lq, _ = jax.ffi.ffi_call("pygenmod_normal_head", shapes, vmap_method="sequential")(
-        mu, p, _empty(dt), key, **_head_attrs(cfg))
+        mu, p, _empty(dt), key, **_head_attrs(cfg)
+    )
     return z, kl, (lq if cfg.want_logq else None)
 
 
 def _head_attrs(cfg):
-    return dict(kind=np.int64(cfg.kind), lo=np.float64(cfg.lo), hi=np.float64(cfg.hi), stream=np.uint64(cfg.stream),
-                offset=np.uint64(cfg.offset), n_samples=np.int64(cfg.S))
+    return dict(
+        kind=np.int64(cfg.kind),
+        lo=np.float64(cfg.lo),
+        hi=np.float64(cfg.hi),
+        stream=np.uint64(cfg.stream),
+        offset=np.uint64(cfg.offset),
+        n_samples=np.int64(cfg.S),
+    )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -606,7 +695,8 @@ def _head_bwd(cfg, res, grads):
     dt = mu.dtype
     shapes = (jax.ShapeDtypeStruct(mu.shape, dt), jax.ShapeDtypeStruct(mu.shape, dt))
     dmu, dp = jax.ffi.ffi_call("pygenmod_normal_head_bwd", shapes, vmap_method="sequential")(
-        mu, p, _empty(dt), key, gz, gkl, _empty(dt) if glq is None else glq, **_head_attrs(cfg))
+        mu, p, _empty(dt), key, gz, gkl, _empty(dt) if glq is None else glq, **_head_attrs(cfg)
+    )
     return dmu, dp, np.zeros(key.shape, jax.dtypes.float0)
 
 
@@ -624,8 +714,9 @@ def _clamp(clamp):
     return lo, hi
 
 
-def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
-                clamp=None, log_q=False) -> Head:
+def normal_head(
+    mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0, clamp=None, log_q=False
+) -> Head:
     """:func:`pygenmod.sampling.normal_head` for JAX arrays, inside ``jit`` / ``vmap`` / ``grad``:
     ``z = mu + sigma * eps`` on pygenmod's Philox noise, ``KL(q || N(0, I))`` per row and, with
     ``log_q``, ``log q(z)`` per sample; differentiable in ``mu`` and the scale (a
@@ -643,8 +734,9 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples
     if S < 0:
         raise ValueError(f"n_samples: must be >= 0, got {n_samples}")
     lo, hi = _clamp(clamp)
-    cfg = _HeadConfig(_KINDS_SCALE[pname], lo, hi, check_int_seed(stream, "stream"), check_int_seed(offset, "offset"),
-                      S, bool(log_q))
+    cfg = _HeadConfig(
+        _KINDS_SCALE[pname], lo, hi, check_int_seed(stream, "stream"), check_int_seed(offset, "offset"), S, bool(log_q)
+    )
     z, kl, lq = _head(cfg, m, q, _key_words(seed))
     if not multi:
         z, lq = z[0], (None if lq is None else lq[0])
@@ -654,12 +746,14 @@ def normal_head(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples
     return Head(z, kl, lq, None)
 
 
-def rsample_normal(mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0,
-                   clamp=None):
+def rsample_normal(
+    mu, logvar=None, *, log_std=None, std=None, seed=None, n_samples=None, stream=0, offset=0, clamp=None
+):
     """Reparameterized sample ``z = mu + sigma * eps`` (:func:`pygenmod.sampling.rsample_normal`),
     differentiable; ``seed`` as in :func:`normal_head`."""
-    return normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
-                       offset=offset, clamp=clamp).z
+    return normal_head(
+        mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream, offset=offset, clamp=clamp
+    ).z
 
 
 _KINDS_SCALE = {"logvar": 0, "log_std": 1, "std": 2}
@@ -675,10 +769,19 @@ def _kl_call(cfg, mu, p, pm, pp):
     B = mu.shape[0]
     dt = mu.dtype
     e = _empty(dt)
-    kl, _ = jax.ffi.ffi_call("pygenmod_kl_normal", (jax.ShapeDtypeStruct((B,), dt), jax.ShapeDtypeStruct((B,), jnp.int32)),
-                             vmap_method="sequential")(
-        mu, p, e if pm is None else pm, e if pp is None else pp, kind=np.int64(cfg.kind), lo=np.float64(cfg.lo),
-        hi=np.float64(cfg.hi))
+    kl, _ = jax.ffi.ffi_call(
+        "pygenmod_kl_normal",
+        (jax.ShapeDtypeStruct((B,), dt), jax.ShapeDtypeStruct((B,), jnp.int32)),
+        vmap_method="sequential",
+    )(
+        mu,
+        p,
+        e if pm is None else pm,
+        e if pp is None else pp,
+        kind=np.int64(cfg.kind),
+        lo=np.float64(cfg.lo),
+        hi=np.float64(cfg.hi),
+    )
     return kl
 
 
@@ -696,13 +799,23 @@ def _kl_op(cfg):
 def _kl_bwd_op(cfg, has_pm, has_pp):
     def call(mu, p, pm, pp, g):
         dt = mu.dtype
-        shapes = (jax.ShapeDtypeStruct(mu.shape, dt), jax.ShapeDtypeStruct(mu.shape, dt),
-                  jax.ShapeDtypeStruct(mu.shape if has_pm else (0,), dt),
-                  jax.ShapeDtypeStruct(mu.shape if has_pp else (0,), dt))
+        shapes = (
+            jax.ShapeDtypeStruct(mu.shape, dt),
+            jax.ShapeDtypeStruct(mu.shape, dt),
+            jax.ShapeDtypeStruct(mu.shape if has_pm else (0,), dt),
+            jax.ShapeDtypeStruct(mu.shape if has_pp else (0,), dt),
+        )
         e = _empty(dt)
         dmu, dp, dpm, dpp = jax.ffi.ffi_call("pygenmod_kl_normal_bwd", shapes, vmap_method="sequential")(
-            mu, p, e if pm is None else pm, e if pp is None else pp, g, kind=np.int64(cfg.kind),
-            lo=np.float64(cfg.lo), hi=np.float64(cfg.hi))
+            mu,
+            p,
+            e if pm is None else pm,
+            e if pp is None else pp,
+            g,
+            kind=np.int64(cfg.kind),
+            lo=np.float64(cfg.lo),
+            hi=np.float64(cfg.hi),
+        )
         return dmu, dp, (dpm if has_pm else None), (dpp if has_pp else None)
 
     return _batch_first(call, (0, 0, 0, 0, 0), (0, 0, 0, 0))
@@ -720,15 +833,28 @@ def _kl_bwd(cfg, res, g):
 _kl.defvjp(_kl_fwd, _kl_bwd)
 
 
-def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None, std=None, prior_log_std=None,
-              prior_std=None, clamp=None):
+def kl_normal(
+    mu,
+    logvar=None,
+    prior_mu=None,
+    prior_logvar=None,
+    *,
+    log_std=None,
+    std=None,
+    prior_log_std=None,
+    prior_std=None,
+    clamp=None,
+):
     """``KL(N(mu, sigma^2) || N(prior_mu, prior_sigma^2))`` per row (:func:`pygenmod.sampling.kl_normal`),
     inside ``jit`` / ``vmap`` / ``grad`` (differentiable in every argument; a broadcast prior's
     gradient is summed back by JAX)."""
     pname, p = _scale_arg(logvar, log_std, std)
     m, q, one = _rows(mu, p, pname)
-    given = [(n, v) for n, v in (("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std),
-                                 ("prior_std", prior_std)) if v is not None]
+    given = [
+        (n, v)
+        for n, v in (("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std), ("prior_std", prior_std))
+        if v is not None
+    ]
     if len(given) > 1:
         raise TypeError("give at most one of prior_logvar, prior_log_std, prior_std")
     if given and given[0][0] != "prior_" + pname:
@@ -752,8 +878,9 @@ def kl_normal(mu, logvar=None, prior_mu=None, prior_logvar=None, *, log_std=None
 # ============================================================================ GMM E-step
 # GMMParams as a pytree whose covariance_type (a string) is static aux data, so parameters can
 # be arguments and results of jitted / vmapped functions.
-jax.tree_util.register_pytree_node(GMMParams, lambda p: (tuple(p[:4]), p.covariance_type),
-                                   lambda ct, leaves: GMMParams(*leaves, ct))
+jax.tree_util.register_pytree_node(
+    GMMParams, lambda p: (tuple(p[:4]), p.covariance_type), lambda ct, leaves: GMMParams(*leaves, ct)
+)
 _COV_CODE = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 
 
@@ -763,10 +890,14 @@ def _e_step_op(cov_type: str):
         B, N, _ = X.shape
         K = w.shape[1]
         dt = X.dtype
-        shapes = (jax.ShapeDtypeStruct((B, N, K), dt), jax.ShapeDtypeStruct((B, N, K), dt),
-                  jax.ShapeDtypeStruct((B, N), dt))
+        shapes = (
+            jax.ShapeDtypeStruct((B, N, K), dt),
+            jax.ShapeDtypeStruct((B, N, K), dt),
+            jax.ShapeDtypeStruct((B, N), dt),
+        )
         _, lr, ln = jax.ffi.ffi_call("pygenmod_gmm_e_step", shapes, vmap_method="sequential")(
-            X, w, mu, pc, cov_type=np.int64(_COV_CODE[cov_type]))
+            X, w, mu, pc, cov_type=np.int64(_COV_CODE[cov_type])
+        )
         return lr, ln
 
     return _not_differentiable("gmm_e_step", _batch_first(call, (0, 0, 0, 0), (0, 0)))
@@ -811,10 +942,15 @@ def _mvn_attrs(cfg):
 def _mvn_call(cfg, mu, L, key):
     B, D = mu.shape
     dt = mu.dtype
-    shapes = (jax.ShapeDtypeStruct((cfg.S, B, D), dt), jax.ShapeDtypeStruct((B,) if cfg.want_kl else (0,), dt),
-              jax.ShapeDtypeStruct((cfg.S, B) if cfg.want_logq else (0,), dt), jax.ShapeDtypeStruct((B,), jnp.int32))
-    z, kl, lq, _ = jax.ffi.ffi_call("pygenmod_mvn_head", shapes, vmap_method="sequential")(mu, L, key,
-                                                                                         **_mvn_attrs(cfg))
+    shapes = (
+        jax.ShapeDtypeStruct((cfg.S, B, D), dt),
+        jax.ShapeDtypeStruct((B,) if cfg.want_kl else (0,), dt),
+        jax.ShapeDtypeStruct((cfg.S, B) if cfg.want_logq else (0,), dt),
+        jax.ShapeDtypeStruct((B,), jnp.int32),
+    )
+    z, kl, lq, _ = jax.ffi.ffi_call("pygenmod_mvn_head", shapes, vmap_method="sequential")(
+        mu, L, key, **_mvn_attrs(cfg)
+    )
     return z, (kl if cfg.want_kl else None), (lq if cfg.want_logq else None)
 
 
@@ -832,10 +968,11 @@ def _mvn_bwd(cfg, res, grads):
     gz, gkl, glq = grads
     dt = mu.dtype
     e = _empty(dt)
-    dmu, dL = jax.ffi.ffi_call("pygenmod_mvn_head_bwd", (jax.ShapeDtypeStruct(mu.shape, dt),
-                                                         jax.ShapeDtypeStruct(L.shape, dt)),
-                               vmap_method="sequential")(mu, L, key, gz, e if gkl is None else gkl,
-                                                         e if glq is None else glq, **_mvn_attrs(cfg))
+    dmu, dL = jax.ffi.ffi_call(
+        "pygenmod_mvn_head_bwd",
+        (jax.ShapeDtypeStruct(mu.shape, dt), jax.ShapeDtypeStruct(L.shape, dt)),
+        vmap_method="sequential",
+    )(mu, L, key, gz, e if gkl is None else gkl, e if glq is None else glq, **_mvn_attrs(cfg))
     return dmu, dL, np.zeros(key.shape, jax.dtypes.float0)
 
 
@@ -861,15 +998,16 @@ def mvn_head(mu, scale_tril, *, seed=None, n_samples=None, stream=0, offset=0, l
     c = _concrete(L)
     if c is not None and c.size:
         if np.triu(c, 1).any() or not (np.diagonal(c, axis1=-2, axis2=-1) > 0).all():
-            raise ValueError("scale_tril: not lower triangular with a positive diagonal "
-                             "(use pygenmod.sampling.scale_tril_from_cov for a covariance)")
+            raise ValueError(
+                "scale_tril: not lower triangular with a positive diagonal "
+                "(use pygenmod.sampling.scale_tril_from_cov for a covariance)"
+            )
     L3 = L[None] if shared else L
     multi = n_samples is not None
     S = 1 if not multi else int(n_samples)
     if S < 0:
         raise ValueError(f"n_samples: must be >= 0, got {n_samples}")
-    cfg = _MvnConfig(check_int_seed(stream, "stream"), check_int_seed(offset, "offset"), S, bool(_want_kl),
-                     bool(log_q))
+    cfg = _MvnConfig(check_int_seed(stream, "stream"), check_int_seed(offset, "offset"), S, bool(_want_kl), bool(log_q))
     z, kl, lq = _mvn(cfg, m, L3, _key_words(seed))
     if not multi:
         z, lq = z[0], (None if lq is None else lq[0])
@@ -945,17 +1083,32 @@ def _fit_op(ct: str, max_iter: int, tol: float):
     def call(X, W, reg, w, mu, cv, pc, lb0):
         dt = X.dtype
         shapes = tuple(jax.ShapeDtypeStruct(a.shape, dt) for a in (w, mu, cv, pc, lb0)) + (
-            jax.ShapeDtypeStruct(lb0.shape, _int_dtype()), jax.ShapeDtypeStruct(lb0.shape, jnp.uint8),
-            jax.ShapeDtypeStruct(w.shape, jnp.uint8))
-        return tuple(jax.ffi.ffi_call("pygenmod_gmm_fit", shapes, vmap_method="sequential")(
-            X, W, reg, w, mu, cv, pc, lb0, cov_type=np.int64(_COV_CODE[ct]), max_iter=np.int64(max_iter),
-            tol=np.float64(tol)))
+            jax.ShapeDtypeStruct(lb0.shape, _int_dtype()),
+            jax.ShapeDtypeStruct(lb0.shape, jnp.uint8),
+            jax.ShapeDtypeStruct(w.shape, jnp.uint8),
+        )
+        return tuple(
+            jax.ffi.ffi_call("pygenmod_gmm_fit", shapes, vmap_method="sequential")(
+                X,
+                W,
+                reg,
+                w,
+                mu,
+                cv,
+                pc,
+                lb0,
+                cov_type=np.int64(_COV_CODE[ct]),
+                max_iter=np.int64(max_iter),
+                tol=np.float64(tol),
+            )
+        )
 
     return _not_differentiable("gmm_em", _batch_first(call, (0,) * 8, (0,) * 8))
 
 
-def gmm_em(X, params, weights=None, *, reg_covar=1e-6, max_iter: int = 100, tol: float = 1e-3,
-           lower_bound_init=None) -> GMMEMResult:
+def gmm_em(
+    X, params, weights=None, *, reg_covar=1e-6, max_iter: int = 100, tol: float = 1e-3, lower_bound_init=None
+) -> GMMEMResult:
     """EM from the given initial parameters, the whole loop in one kernel call (the loop of
     :func:`pygenmod.gmm.fit` after its initialisation), inside ``jit`` / ``vmap`` (not ``grad``).
 
@@ -972,8 +1125,11 @@ def gmm_em(X, params, weights=None, *, reg_covar=1e-6, max_iter: int = 100, tol:
     if max_iter < 0:
         raise ValueError(f"max_iter: must be >= 0, got {max_iter}")
     reg = _per_batch(reg_covar, "reg_covar", B, X3.dtype, lo=0.0)
-    lb0 = jnp.full((B,), -jnp.inf, X3.dtype) if lower_bound_init is None else jnp.broadcast_to(
-        _float(lower_bound_init, "lower_bound_init", dtype=X3.dtype), (B,))
+    lb0 = (
+        jnp.full((B,), -jnp.inf, X3.dtype)
+        if lower_bound_init is None
+        else jnp.broadcast_to(_float(lower_bound_init, "lower_bound_init", dtype=X3.dtype), (B,))
+    )
     w, mu, cv, pc, lb, it, conv, flags = _fit_op(ct, max_iter, float(tol))(X3, W, reg, *p[:4], lb0)
     out = GMMParams(w, mu, cv, pc, ct)
     if single:
@@ -988,19 +1144,20 @@ def gmm_em_step(X, params, weights=None, *, reg_covar=1e-6):
     r = gmm_em(X, params, weights, reg_covar=reg_covar, max_iter=1, tol=-1.0)
     return r.params, r.lower_bound
 
+
 __all__ = [
-    'bellman_backup',
-    'GMMEMResult',
-    'gae',
-    'gmm_e_step',
-    'gmm_em',
-    'gmm_em_step',
-    'kl_normal',
-    'lambda_returns',
-    'mvn_head',
-    'normal_head',
-    'rsample_mvn',
-    'rsample_normal',
-    'spatial_softmax',
-    'value_iteration',
+    "bellman_backup",
+    "GMMEMResult",
+    "gae",
+    "gmm_e_step",
+    "gmm_em",
+    "gmm_em_step",
+    "kl_normal",
+    "lambda_returns",
+    "mvn_head",
+    "normal_head",
+    "rsample_mvn",
+    "rsample_normal",
+    "spatial_softmax",
+    "value_iteration",
 ]

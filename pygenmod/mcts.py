@@ -33,6 +33,7 @@ Q-values by the mixed value (``qtransform_completed_by_mix_value``) and the impr
 - noise comes from the package's counter-based Philox RNG, so a seed gives the same tree on
   every backend and a tree's noise does not depend on the other trees in the batch.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -48,18 +49,36 @@ from ._dispatch import kernel
 from ._seed import resolve_seed
 from ._typing import Array, ArrayLike, DTypeLike, MctsPolicy, QNormalization, SeedLike
 
-TREE_FIELDS = ("visits", "value_sum", "raw_value", "reward", "discount", "parent", "action",
-               "children", "logits", "prior", "invalid", "state", "num_nodes", "gumbel", "qbounds")
+TREE_FIELDS = (
+    "visits",
+    "value_sum",
+    "raw_value",
+    "reward",
+    "discount",
+    "parent",
+    "action",
+    "children",
+    "logits",
+    "prior",
+    "invalid",
+    "state",
+    "num_nodes",
+    "gumbel",
+    "qbounds",
+)
 
-_ERRORS = {-1: "capacity exceeded (the tree is full; grow it with Tree.grow or pass a larger capacity)",
-           -2: "the action at this node is already expanded",
-           -3: "node or action index out of range",
-           -4: "the root's child for this action was never expanded (start a fresh search)"}
+_ERRORS = {
+    -1: "capacity exceeded (the tree is full; grow it with Tree.grow or pass a larger capacity)",
+    -2: "the action at this node is already expanded",
+    -3: "node or action index out of range",
+    -4: "the root's child for this action was never expanded (start a fresh search)",
+}
 
 
 # ----------------------------------------------------------------------------- data types
 class Root(NamedTuple):
     """The model's output at the roots: prior_logits [B, A], value [B], embedding [B, ...]."""
+
     prior_logits: object
     value: object
     embedding: object = None
@@ -67,6 +86,7 @@ class Root(NamedTuple):
 
 class RecurrentOutput(NamedTuple):
     """What ``recurrent_fn(embeddings, actions)`` returns (a plain tuple works too)."""
+
     reward: object  #: [B]
     discount: object  #: [B]; negative for a change of player (two-player zero-sum: -gamma)
     prior_logits: object  #: [B, A]
@@ -85,6 +105,7 @@ class TabularModel(NamedTuple):
     their max over valid actions (-inf where invalid), ``prior`` their softmax; a terminal
     state has value 0 and every action invalid.
     """
+
     next_state: object  #: [S, A] int64
     reward: object  #: [S, A]
     discount: object  #: [S, A]
@@ -113,6 +134,7 @@ class Tree:
     Node 0 is the root. ``embeddings`` ([B, N, ...], callback path) holds the model state of
     each node; in the tabular path ``state`` holds the model state instead.
     """
+
     visits: object
     value_sum: object
     raw_value: object
@@ -213,14 +235,22 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype: DTypeLike 
         raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
     i32 = xp.int32
     return Tree(
-        visits=xp.zeros((B, N), i32), value_sum=xp.zeros((B, N), dtype),
-        raw_value=xp.zeros((B, N), dtype), reward=xp.zeros((B, N), dtype),
-        discount=xp.zeros((B, N), dtype), parent=xp.full((B, N), -1, i32),
-        action=xp.full((B, N), -1, i32), children=xp.full((B, N, A), -1, i32),
-        logits=xp.zeros((B, N, A), dtype), prior=xp.zeros((B, N, A), dtype),
-        invalid=xp.zeros((B, N, A), xp.uint8), state=xp.zeros((B, N), xp.int64),
-        num_nodes=xp.zeros((B,), i32), gumbel=xp.zeros((B, A), dtype),
-        qbounds=_empty_bounds(B, dtype, xp))
+        visits=xp.zeros((B, N), i32),
+        value_sum=xp.zeros((B, N), dtype),
+        raw_value=xp.zeros((B, N), dtype),
+        reward=xp.zeros((B, N), dtype),
+        discount=xp.zeros((B, N), dtype),
+        parent=xp.full((B, N), -1, i32),
+        action=xp.full((B, N), -1, i32),
+        children=xp.full((B, N, A), -1, i32),
+        logits=xp.zeros((B, N, A), dtype),
+        prior=xp.zeros((B, N, A), dtype),
+        invalid=xp.zeros((B, N, A), xp.uint8),
+        state=xp.zeros((B, N), xp.int64),
+        num_nodes=xp.zeros((B,), i32),
+        gumbel=xp.zeros((B, A), dtype),
+        qbounds=_empty_bounds(B, dtype, xp),
+    )
 
 
 #: node indices are int32: a tree holds at most this many nodes
@@ -296,8 +326,15 @@ def _set_root_logits(tree: Tree, logits, invalid, prior=None) -> None:
     tree.invalid[:, 0] = invalid
 
 
-def init_root(tree: Tree, prior_logits: ArrayLike, value: ArrayLike, *, invalid_actions: ArrayLike | None = None,
-              state: ArrayLike | None = None, embedding: Any = None) -> Tree:
+def init_root(
+    tree: Tree,
+    prior_logits: ArrayLike,
+    value: ArrayLike,
+    *,
+    invalid_actions: ArrayLike | None = None,
+    state: ArrayLike | None = None,
+    embedding: Any = None,
+) -> Tree:
     """Resets every tree to a single root node with the model's output at the root."""
     xp = xp_of(tree.visits)
     B, A = tree.batch_size, tree.num_actions
@@ -344,15 +381,25 @@ def _float(x, name, shape, dtype, xp, allow_neg_inf=False):
     if a.size:
         bad = xp.isnan(a) | ((a == xp.inf) if allow_neg_inf else ~xp.isfinite(a))
         if bool(bad.any()):
-            raise ValueError(f"{name}: contains NaN or infinity" + (" (-inf marks an invalid action)" if allow_neg_inf else ""))
+            raise ValueError(
+                f"{name}: contains NaN or infinity" + (" (-inf marks an invalid action)" if allow_neg_inf else "")
+            )
     return a
 
 
 # ----------------------------------------------------------------------------- tabular models
-def tabular_model(next_state: ArrayLike, reward: ArrayLike, prior_logits: ArrayLike, value: ArrayLike,
-                  discount: ArrayLike = 1.0, *, terminal: ArrayLike | None = None,
-                  invalid_actions: ArrayLike | None = None, player_changed: ArrayLike | None = None,
-                  dtype: DTypeLike | None = None) -> TabularModel:
+def tabular_model(
+    next_state: ArrayLike,
+    reward: ArrayLike,
+    prior_logits: ArrayLike,
+    value: ArrayLike,
+    discount: ArrayLike = 1.0,
+    *,
+    terminal: ArrayLike | None = None,
+    invalid_actions: ArrayLike | None = None,
+    player_changed: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+) -> TabularModel:
     """A validated :class:`TabularModel` (deterministic transitions).
 
     next_state [S, A] int; reward, prior_logits [S, A]; value [S]; discount a scalar or
@@ -391,21 +438,32 @@ def tabular_model(next_state: ArrayLike, reward: ArrayLike, prior_logits: ArrayL
     lg, prior, bad = _normalise(L, inv)
     dead = bad.all(-1) & (term == 0)
     if bool(dead.any()):
-        raise ValueError(f"invalid_actions: all actions are invalid in non-terminal state {int(xp.argmax(dead))} "
-                         "(mark it terminal)")
+        raise ValueError(
+            f"invalid_actions: all actions are invalid in non-terminal state {int(xp.argmax(dead))} (mark it terminal)"
+        )
     t = term[:, None] != 0
     lg = xp.where(t, -xp.inf, lg).astype(L.dtype)
     prior = xp.where(t, 0, prior).astype(L.dtype)
     bad = xp.where(t, 1, bad).astype(xp.uint8)
     V = xp.where(term != 0, 0, V).astype(L.dtype)
-    return TabularModel(ns, R, D, xp.ascontiguousarray(lg), xp.ascontiguousarray(prior), V,
-                        xp.ascontiguousarray(bad), term)
+    return TabularModel(
+        ns, R, D, xp.ascontiguousarray(lg), xp.ascontiguousarray(prior), V, xp.ascontiguousarray(bad), term
+    )
 
 
-def stochastic_tabular_model(transition: ArrayLike, reward: ArrayLike, prior_logits: ArrayLike, value: ArrayLike,
-                             discount: ArrayLike = 1.0, *, terminal: ArrayLike | None = None,
-                             invalid_actions: ArrayLike | None = None, player_changed: ArrayLike | None = None,
-                             dtype: DTypeLike | None = None, atol: float = 1e-6) -> TabularModel:
+def stochastic_tabular_model(
+    transition: ArrayLike,
+    reward: ArrayLike,
+    prior_logits: ArrayLike,
+    value: ArrayLike,
+    discount: ArrayLike = 1.0,
+    *,
+    terminal: ArrayLike | None = None,
+    invalid_actions: ArrayLike | None = None,
+    player_changed: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    atol: float = 1e-6,
+) -> TabularModel:
     """A validated :class:`TabularModel` with stochastic transitions P[S, A, S'] (dense).
 
     Every expansion samples the child's state from P[s, a, :] by inverse CDF with the
@@ -432,10 +490,21 @@ def stochastic_tabular_model(transition: ArrayLike, reward: ArrayLike, prior_log
     tot = P.sum(-1)
     if tot.size and bool((xp.abs(tot - 1) > atol).any()):
         bad = int(xp.argmax(xp.abs(tot - 1).reshape(-1)))
-        raise ValueError(f"transition: every row P[s, a, :] must sum to 1 (row (s={bad // P.shape[1]}, "
-                         f"a={bad % P.shape[1]}) sums to {float(tot.reshape(-1)[bad])})")
-    base = tabular_model(xp.argmax(P, -1), reward, prior_logits, value, discount, terminal=terminal,
-                         invalid_actions=invalid_actions, player_changed=player_changed, dtype=dtype)
+        raise ValueError(
+            f"transition: every row P[s, a, :] must sum to 1 (row (s={bad // P.shape[1]}, "
+            f"a={bad % P.shape[1]}) sums to {float(tot.reshape(-1)[bad])})"
+        )
+    base = tabular_model(
+        xp.argmax(P, -1),
+        reward,
+        prior_logits,
+        value,
+        discount,
+        terminal=terminal,
+        invalid_actions=invalid_actions,
+        player_changed=player_changed,
+        dtype=dtype,
+    )
     cdf = xp.cumsum(P / tot[..., None], axis=-1)
     # last entry exactly 1 from the last state with positive probability on (never below any u)
     pos = P > 0
@@ -444,9 +513,17 @@ def stochastic_tabular_model(transition: ArrayLike, reward: ArrayLike, prior_log
     return base._replace(cdf=xp.ascontiguousarray(cdf, dtype=xp.float64))
 
 
-def mdp_model(P: Any, R: ArrayLike, gamma: ArrayLike, *, prior_logits: ArrayLike | None = None,
-              value: ArrayLike | None = None, terminal: ArrayLike | None = None, dtype: DTypeLike | None = None,
-              atol: float = 1e-6) -> TabularModel:
+def mdp_model(
+    P: Any,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    prior_logits: ArrayLike | None = None,
+    value: ArrayLike | None = None,
+    terminal: ArrayLike | None = None,
+    dtype: DTypeLike | None = None,
+    atol: float = 1e-6,
+) -> TabularModel:
     """A stochastic tabular model from a ``pygenmod.mdp`` problem (dense P[S, A, S'], R[S, A]).
 
     gamma is the discount of every edge; prior_logits default to uniform (zeros [S, A]) and
@@ -492,16 +569,35 @@ def considered_visits_table(max_num_considered_actions: int, num_simulations: in
 _NO_TABLE = np.zeros((1, 1), np.int32)
 
 
-def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvisit_init=50.0,
-            rescale_values=True, use_mixed_value=True, max_num_considered_actions=16,
-            num_simulations=1, q_normalization="node", max_depth=None, num_actions=None,
-            exploration=UCT_EXPLORATION, rollout_depth=0, chance_nodes=False):
+def _params(
+    policy,
+    *,
+    pb_c_init=1.25,
+    pb_c_base=19652.0,
+    value_scale=0.1,
+    maxvisit_init=50.0,
+    rescale_values=True,
+    use_mixed_value=True,
+    max_num_considered_actions=16,
+    num_simulations=1,
+    q_normalization="node",
+    max_depth=None,
+    num_actions=None,
+    exploration=UCT_EXPLORATION,
+    rollout_depth=0,
+    chance_nodes=False,
+):
     val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
     val.choice(q_normalization, "q_normalization", ("node", "tree"))
     if q_normalization == "tree" and policy != "muzero":
         raise ValueError('q_normalization: "tree" applies to policy="muzero" only')
-    for name, v in (("pb_c_init", pb_c_init), ("pb_c_base", pb_c_base), ("value_scale", value_scale),
-                    ("maxvisit_init", maxvisit_init), ("exploration", exploration)):
+    for name, v in (
+        ("pb_c_init", pb_c_init),
+        ("pb_c_base", pb_c_base),
+        ("value_scale", value_scale),
+        ("maxvisit_init", maxvisit_init),
+        ("exploration", exploration),
+    ):
         if not math.isfinite(float(v)):
             raise ValueError(f"{name}: must be finite, got {v}")
     if float(exploration) < 0:
@@ -513,10 +609,24 @@ def _params(policy, *, pb_c_init=1.25, pb_c_base=19652.0, value_scale=0.1, maxvi
     if num_actions is not None:  # at most A actions are ever considered (the table is O(M^2))
         M = min(M, int(num_actions))
     depth = 0 if max_depth is None else val.positive_int(max_depth, "max_depth")
-    params = np.array([("muzero", "gumbel", "uct").index(policy), pb_c_init, pb_c_base, value_scale,
-                       maxvisit_init, bool(rescale_values), bool(use_mixed_value),
-                       M if policy == "gumbel" else 0, q_normalization == "tree", depth,
-                       exploration, rollout, bool(chance_nodes)], np.float64)
+    params = np.array(
+        [
+            ("muzero", "gumbel", "uct").index(policy),
+            pb_c_init,
+            pb_c_base,
+            value_scale,
+            maxvisit_init,
+            bool(rescale_values),
+            bool(use_mixed_value),
+            M if policy == "gumbel" else 0,
+            q_normalization == "tree",
+            depth,
+            exploration,
+            rollout,
+            bool(chance_nodes),
+        ],
+        np.float64,
+    )
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
 
@@ -531,8 +641,9 @@ def _kernel(tree: Tree, name: str):
 
 
 # ----------------------------------------------------------------------------- operations
-def select(tree: Tree, *, policy: MctsPolicy = "muzero", num_simulations: int | None = None,
-           **kw) -> tuple[Array, Array]:
+def select(
+    tree: Tree, *, policy: MctsPolicy = "muzero", num_simulations: int | None = None, **kw
+) -> tuple[Array, Array]:
     """Descends every tree from its root to the first unexpanded edge.
 
     Returns (node [B] int32, action [B] int32); action -1 means the descent ended at a
@@ -546,17 +657,29 @@ def select(tree: Tree, *, policy: MctsPolicy = "muzero", num_simulations: int | 
     """
     xp = xp_of(tree.visits)
     _check_has_root(tree)
-    params, table = _params(policy, num_simulations=num_simulations or tree.capacity,
-                            num_actions=tree.num_actions, **kw)
+    params, table = _params(
+        policy, num_simulations=num_simulations or tree.capacity, num_actions=tree.num_actions, **kw
+    )
     node = xp.empty(tree.batch_size, xp.int32)
     action = xp.empty(tree.batch_size, xp.int32)
     _kernel(tree, "select")(tree.arrays(), *_on(xp, params, table), node, action)
     return node, action
 
 
-def expand(tree: Tree, node: ArrayLike, action: ArrayLike, reward: ArrayLike, discount: ArrayLike,
-           prior_logits: ArrayLike, value: ArrayLike, *, invalid_actions: ArrayLike | None = None,
-           embedding: Any = None, state: ArrayLike | None = None, player_changed: ArrayLike | None = None) -> Array:
+def expand(
+    tree: Tree,
+    node: ArrayLike,
+    action: ArrayLike,
+    reward: ArrayLike,
+    discount: ArrayLike,
+    prior_logits: ArrayLike,
+    value: ArrayLike,
+    *,
+    invalid_actions: ArrayLike | None = None,
+    embedding: Any = None,
+    state: ArrayLike | None = None,
+    player_changed: ArrayLike | None = None,
+) -> Array:
     """Attaches the child reached by ``action`` from ``node`` in every tree.
 
     The new node gets the model's prior logits (-inf or ``invalid_actions`` mark invalid
@@ -621,8 +744,10 @@ def advance(tree: Tree, actions: ArrayLike) -> Tree:
         b = int(xp.argmax(unexpanded))
         raise ValueError(f"advance: tree {b}: {_ERRORS[-4]} (actions)")
     if bool((tree.state[xp.arange(B), tree.children[xp.arange(B), 0, act]] < 0).any()):
-        raise ValueError("advance: the root's child is a chance node (a search with chance_nodes=True); "
-                         "advancing through an outcome is not supported")
+        raise ValueError(
+            "advance: the root's child is a chance node (a search with chance_nodes=True); "
+            "advancing through an outcome is not supported"
+        )
     new_index = xp.empty((B, N), xp.int32)
     old_index = xp.empty((B, N), xp.int32)
     status = xp.empty(B, xp.int32)
@@ -667,23 +792,27 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, chan
         _check_has_root(tree)
         dead = xp_of(tree.invalid).all(tree.invalid[:, 0] != 0, axis=-1)
         if bool(dead.any()):
-            raise ValueError(f"tree: all actions are invalid at the root of tree {int(dead.argmax())} "
-                             "(a terminal state)")
+            raise ValueError(
+                f"tree: all actions are invalid at the root of tree {int(dead.argmax())} (a terminal state)"
+            )
         if not chance_nodes and tree.batch_size and bool((tree.state < 0).any()):
             raise ValueError("tree: it holds chance nodes: continue it with chance_nodes=True")
         back = returner(tree.logits)
         need = int(tree.num_nodes.max()) + k * num_simulations if tree.batch_size else 0
         if need > tree.capacity:
-            raise ValueError(f"capacity exceeded: the tree holds up to {int(tree.num_nodes.max())} nodes, "
-                             f"{num_simulations} simulations need {need}, capacity is {tree.capacity} "
-                             "(use tree.grow)")
+            raise ValueError(
+                f"capacity exceeded: the tree holds up to {int(tree.num_nodes.max())} nodes, "
+                f"{num_simulations} simulations need {need}, capacity is {tree.capacity} "
+                "(use tree.grow)"
+            )
         return tree, back, num_simulations
     if root is None:
         raise TypeError("root: expected the root output (or pass tree= to continue a search)")
     cap = 1 + k * num_simulations if capacity is None else _capacity(capacity)
     if cap < 1 + k * num_simulations:
-        raise ValueError(f"capacity exceeded: {num_simulations} simulations need {1 + k * num_simulations} "
-                         f"nodes, capacity is {cap}")
+        raise ValueError(
+            f"capacity exceeded: {num_simulations} simulations need {1 + k * num_simulations} nodes, capacity is {cap}"
+        )
     if tabular:
         xp = xp_of(model.logits)
         back = returner(root)
@@ -732,9 +861,22 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             raise TypeError("recurrent_fn: the tabular model's dtype/array type differs from the tree's")
         if int(model.logits.shape[1]) != tree.num_actions:
             raise ValueError("recurrent_fn: the tabular model's number of actions differs from the tree's")
-        _kernel(tree, "search_tabular")(arrays, params, table, num_simulations, model.next_state,
-                                        model.reward, model.discount, model.logits, model.prior,
-                                        model.value, model.invalid, model.cdf, seed, stream)
+        _kernel(tree, "search_tabular")(
+            arrays,
+            params,
+            table,
+            num_simulations,
+            model.next_state,
+            model.reward,
+            model.discount,
+            model.logits,
+            model.prior,
+            model.value,
+            model.invalid,
+            model.cdf,
+            seed,
+            stream,
+        )
         _check_overflow(tree.value_sum)
         return
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
@@ -751,10 +893,14 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
         act = xp.maximum(action, 0).astype(xp.int64)
         out = model(emb, emb_back(act))
         if not isinstance(out, tuple) or len(out) not in (5, 6, 7):
-            raise TypeError("recurrent_fn: must return (reward, discount, prior_logits, value, "
-                            "next_embedding[, invalid_actions[, player_changed]])")
-        r, d, lg, v = (_cb_float(x, n, s, dt, xp) for x, n, s in zip(
-            out[:4], ("reward", "discount", "prior_logits", "value"), ((B,), (B,), (B, A), (B,))))
+            raise TypeError(
+                "recurrent_fn: must return (reward, discount, prior_logits, value, "
+                "next_embedding[, invalid_actions[, player_changed]])"
+            )
+        r, d, lg, v = (
+            _cb_float(x, n, s, dt, xp)
+            for x, n, s in zip(out[:4], ("reward", "discount", "prior_logits", "value"), ((B,), (B,), (B, A), (B,)))
+        )
         inv = _mask(out[5], "invalid_actions", (B, A), xp) if len(out) >= 6 else None
         _check_outputs(xp, r, d, lg, v)
         if len(out) == 7 and out[6] is not None:
@@ -765,8 +911,10 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             if xp_of(e) is not xp:
                 e = xp.asarray(e)
             if e.shape != tree.embeddings.shape[:1] + tree.embeddings.shape[2:]:
-                raise ValueError(f"recurrent_fn: next_embedding has shape {e.shape}, expected "
-                                 f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}")
+                raise ValueError(
+                    f"recurrent_fn: next_embedding has shape {e.shape}, expected "
+                    f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}"
+                )
         state = tree.num_nodes.astype(xp.int64)
         if params[9] > 0:  # max_depth cutoff at an expanded child: re-evaluate it (-2 - a)
             cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
@@ -793,8 +941,10 @@ def _check_overflow(*arrays):
     say so instead of returning NaN policies."""
     for a in arrays:
         if a.size and not bool(xp_of(a).isfinite(a).all()):
-            raise ValueError(f"value: the search's returns overflowed {a.dtype} (rewards and values "
-                             "too large to sum); rescale the model's rewards and values")
+            raise ValueError(
+                f"value: the search's returns overflowed {a.dtype} (rewards and values "
+                "too large to sum); rescale the model's rewards and values"
+            )
 
 
 def _cb_float(x, name, shape, dtype, xp):
@@ -842,12 +992,25 @@ def _stream(stream, tree: Tree) -> int:
     return s
 
 
-def muzero_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
-                  seed: SeedLike = None, invalid_actions: ArrayLike | None = None, tree: Tree | None = None,
-                  capacity: int | None = None, dirichlet_fraction: float = 0.25, dirichlet_alpha: float = 0.3,
-                  pb_c_init: float = 1.25, pb_c_base: float = 19652.0, temperature: float = 1.0,
-                  q_normalization: QNormalization = "node", max_depth: int | None = None, stream: int = 0,
-                  chance_nodes: bool = False) -> PolicyOutput:
+def muzero_policy(
+    root: Root,
+    recurrent_fn: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    seed: SeedLike = None,
+    invalid_actions: ArrayLike | None = None,
+    tree: Tree | None = None,
+    capacity: int | None = None,
+    dirichlet_fraction: float = 0.25,
+    dirichlet_alpha: float = 0.3,
+    pb_c_init: float = 1.25,
+    pb_c_base: float = 19652.0,
+    temperature: float = 1.0,
+    q_normalization: QNormalization = "node",
+    max_depth: int | None = None,
+    stream: int = 0,
+    chance_nodes: bool = False,
+) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
 
     q_normalization: "node" (mctx: each child's Q min-max normalised over the parent's value
@@ -888,8 +1051,14 @@ def muzero_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, n
         noisy = xp.log(xp.maximum(probs, np.finfo(tree.dtype).tiny)).astype(tree.dtype)
         _set_root_logits(tree, noisy, tree.invalid[:, 0].copy())
     tree.gumbel[...] = 0
-    params, table = _params("muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base,
-                            q_normalization=q_normalization, max_depth=max_depth, chance_nodes=chance_nodes)
+    params, table = _params(
+        "muzero",
+        pb_c_init=pb_c_init,
+        pb_c_base=pb_c_base,
+        q_normalization=q_normalization,
+        max_depth=max_depth,
+        chance_nodes=chance_nodes,
+    )
     _run(tree, recurrent_fn, sims, params, table, seed, stream)
     return _visit_output(tree, temps, seed, stream, back)
 
@@ -902,8 +1071,9 @@ def _check_chance(chance_nodes, model, max_depth) -> bool:
     if not isinstance(model, TabularModel) or model.cdf is None:
         raise ValueError("chance_nodes: needs a stochastic tabular model (stochastic_tabular_model / mdp_model)")
     if int(model.logits.shape[1]) < 2:
-        raise ValueError("chance_nodes: needs at least 2 actions (the last child slot links a chance node's "
-                         "further outcomes)")
+        raise ValueError(
+            "chance_nodes: needs at least 2 actions (the last child slot links a chance node's further outcomes)"
+        )
     if max_depth is not None:
         raise ValueError("chance_nodes: max_depth is not supported with chance nodes")
     return True
@@ -915,7 +1085,7 @@ def _visit_output(tree: Tree, temps, seed, stream, back) -> PolicyOutput:
     xp = xp_of(tree.visits)
     counts = tree.child_visits(0)
     total = counts.sum(-1, keepdims=True)
-    valid = (tree.invalid[:, 0] == 0)
+    valid = tree.invalid[:, 0] == 0
     uniform = valid / xp.maximum(valid.sum(-1, keepdims=True), 1)  # no simulation: uniform over valid
     weights = xp.where(total > 0, counts / xp.maximum(total, 1), uniform).astype(tree.dtype)
     action = xp.empty(tree.batch_size, xp.int64)
@@ -949,12 +1119,26 @@ def _completed_q_root(tree: Tree, value_scale, maxvisit_init, rescale_values, us
     return (scale[:, None] * cq).astype(dt)
 
 
-def gumbel_muzero_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
-                         seed: SeedLike = None, invalid_actions: ArrayLike | None = None, tree: Tree | None = None,
-                         capacity: int | None = None, max_num_considered_actions: int = 16, gumbel_scale: float = 1.0,
-                         gumbel: ArrayLike | None = None, value_scale: float = 0.1, maxvisit_init: float = 50.0,
-                         rescale_values: bool = True, use_mixed_value: bool = True, max_depth: int | None = None,
-                         stream: int = 0, chance_nodes: bool = False) -> PolicyOutput:
+def gumbel_muzero_policy(
+    root: Root,
+    recurrent_fn: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    seed: SeedLike = None,
+    invalid_actions: ArrayLike | None = None,
+    tree: Tree | None = None,
+    capacity: int | None = None,
+    max_num_considered_actions: int = 16,
+    gumbel_scale: float = 1.0,
+    gumbel: ArrayLike | None = None,
+    value_scale: float = 0.1,
+    maxvisit_init: float = 50.0,
+    rescale_values: bool = True,
+    use_mixed_value: bool = True,
+    max_depth: int | None = None,
+    stream: int = 0,
+    chance_nodes: bool = False,
+) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
     Sequential halving with Gumbel over at most ``max_num_considered_actions`` root actions,
@@ -978,11 +1162,21 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularM
             raise ValueError(f"gumbel_scale: must be finite, got {gumbel_scale}")
         g = _noise(tree, "gumbel_noise", seed, stream) * tree.dtype.type(scale) if B else xp.zeros((B, A), tree.dtype)
     tree.gumbel[...] = g
-    kw = dict(value_scale=value_scale, maxvisit_init=maxvisit_init, rescale_values=rescale_values,
-              use_mixed_value=use_mixed_value)
-    params, table = _params("gumbel", max_num_considered_actions=max_num_considered_actions,
-                            num_simulations=max(sims, 1), max_depth=max_depth, num_actions=A,
-                            chance_nodes=chance_nodes, **kw)
+    kw = dict(
+        value_scale=value_scale,
+        maxvisit_init=maxvisit_init,
+        rescale_values=rescale_values,
+        use_mixed_value=use_mixed_value,
+    )
+    params, table = _params(
+        "gumbel",
+        max_num_considered_actions=max_num_considered_actions,
+        num_simulations=max(sims, 1),
+        max_depth=max_depth,
+        num_actions=A,
+        chance_nodes=chance_nodes,
+        **kw,
+    )
     _run(tree, recurrent_fn, sims, params, table, seed, stream)
     counts = tree.child_visits(0)
     cq = _completed_q_root(tree, **kw)
@@ -1003,11 +1197,22 @@ def gumbel_muzero_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularM
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
 
-def uct_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
-               seed: SeedLike = None, invalid_actions: ArrayLike | None = None, tree: Tree | None = None,
-               capacity: int | None = None, exploration: float = UCT_EXPLORATION, rollout_depth: int | None = None,
-               temperature: float = 0.0, max_depth: int | None = None, stream: int = 0,
-               chance_nodes: bool = False) -> PolicyOutput:
+def uct_policy(
+    root: Root,
+    recurrent_fn: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    seed: SeedLike = None,
+    invalid_actions: ArrayLike | None = None,
+    tree: Tree | None = None,
+    capacity: int | None = None,
+    exploration: float = UCT_EXPLORATION,
+    rollout_depth: int | None = None,
+    temperature: float = 0.0,
+    max_depth: int | None = None,
+    stream: int = 0,
+    chance_nodes: bool = False,
+) -> PolicyOutput:
     """Classic UCT (Kocsis & Szepesvari 2006; Browne et al. 2012) over a batch of trees.
 
     Selection by UCB1: an unexpanded valid action first (lowest index), else the argmax of
@@ -1031,46 +1236,55 @@ def uct_policy(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_
     if rollout_depth is None:
         depth = 100 if isinstance(recurrent_fn, TabularModel) else 0
     elif not isinstance(recurrent_fn, TabularModel):
-        raise ValueError("rollout_depth: random rollouts run on tabular models only (a callback returns "
-                         "the leaf value itself)")
+        raise ValueError(
+            "rollout_depth: random rollouts run on tabular models only (a callback returns the leaf value itself)"
+        )
     else:
         depth = rollout_depth
     temps = val.per_batch(temperature, "temperature", tree.batch_size, tree.dtype, xp, lo=0.0)
     tree.gumbel[...] = 0
-    params, table = _params("uct", exploration=exploration, rollout_depth=depth, max_depth=max_depth,
-                            chance_nodes=chance_nodes)
+    params, table = _params(
+        "uct", exploration=exploration, rollout_depth=depth, max_depth=max_depth, chance_nodes=chance_nodes
+    )
     _run(tree, recurrent_fn, sims, params, table, seed, stream)
     return _visit_output(tree, temps, seed, stream, back)
 
 
-def search(root: Root, recurrent_fn: Callable[..., Any] | TabularModel, num_simulations: int, *,
-           policy: MctsPolicy = "muzero", **kwargs) -> PolicyOutput:
+def search(
+    root: Root,
+    recurrent_fn: Callable[..., Any] | TabularModel,
+    num_simulations: int,
+    *,
+    policy: MctsPolicy = "muzero",
+    **kwargs,
+) -> PolicyOutput:
     """``muzero_policy`` (policy="muzero"), ``gumbel_muzero_policy`` ("gumbel") or
     ``uct_policy`` ("uct")."""
     val.choice(policy, "policy", ("muzero", "gumbel", "uct"))
     fn = {"muzero": muzero_policy, "gumbel": gumbel_muzero_policy, "uct": uct_policy}[policy]
     return fn(root, recurrent_fn, num_simulations, **kwargs)
 
+
 __all__ = [
-    'MAX_CAPACITY',
-    'PolicyOutput',
-    'RecurrentOutput',
-    'Root',
-    'TREE_FIELDS',
-    'TabularModel',
-    'Tree',
-    'UCT_EXPLORATION',
-    'advance',
-    'backup',
-    'expand',
-    'gumbel_muzero_policy',
-    'init_root',
-    'mdp_model',
-    'muzero_policy',
-    'new_tree',
-    'search',
-    'select',
-    'stochastic_tabular_model',
-    'tabular_model',
-    'uct_policy',
+    "MAX_CAPACITY",
+    "PolicyOutput",
+    "RecurrentOutput",
+    "Root",
+    "TREE_FIELDS",
+    "TabularModel",
+    "Tree",
+    "UCT_EXPLORATION",
+    "advance",
+    "backup",
+    "expand",
+    "gumbel_muzero_policy",
+    "init_root",
+    "mdp_model",
+    "muzero_policy",
+    "new_tree",
+    "search",
+    "select",
+    "stochastic_tabular_model",
+    "tabular_model",
+    "uct_policy",
 ]

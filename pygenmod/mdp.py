@@ -31,6 +31,7 @@ a converged MDP costs no further work. The CPU and numba backends run the whole 
 compiled code; the CUDA backend keeps the loop's state on the device and launches one sweep
 kernel per step (the host checks for a running MDP every few sweeps).
 """
+
 from __future__ import annotations
 
 import math
@@ -119,8 +120,7 @@ def as_csr(P: ArrayLike | CSR | Any, n_actions: int | None = None, *, dtype: DTy
         B = rows // (S * A)
         data = val.float_array(M.data, "P", ndim=1, dtype=dtype, finite=False)
         xp = xp_of(data)
-        return CSR(data, _indices(M.indices, S, "P"),
-                   xp.ascontiguousarray(M.indptr, dtype=xp.int64), (B, S, A))
+        return CSR(data, _indices(M.indices, S, "P"), xp.ascontiguousarray(M.indptr, dtype=xp.int64), (B, S, A))
     P = val.float_array(P, "P", ndim=(3, 4), dtype=dtype, finite=False)
     xp = xp_of(P)
     if P.ndim == 3:
@@ -177,13 +177,19 @@ class _Model:
                 elif Rn.ndim in (3, 4):
                     A, self.single = Rn.shape[2], False
                 else:
-                    raise ValueError(f"{rname}: expected (S, A), (B, S, A) or with a trailing S' axis, got shape {Rn.shape}")
+                    raise ValueError(
+                        f"{rname}: expected (S, A), (B, S, A) or with a trailing S' axis, got shape {Rn.shape}"
+                    )
                 c = as_csr(P, A)
             data = val.float_array(c.data, pname, ndim=1, finite=False)
             self.xp = xp_of(data)
             self.dtype = data.dtype
-            self.csr = CSR(data, _indices(c.indices, int(c.shape[1]), pname, self.xp),
-                           self.xp.ascontiguousarray(c.indptr, dtype=self.xp.int64), tuple(int(x) for x in c.shape))
+            self.csr = CSR(
+                data,
+                _indices(c.indices, int(c.shape[1]), pname, self.xp),
+                self.xp.ascontiguousarray(c.indptr, dtype=self.xp.int64),
+                tuple(int(x) for x in c.shape),
+            )
             self.B, self.S, self.A = self.csr.shape
             self.P = None
             self._check_csr(pname, rows=check is True)
@@ -229,8 +235,9 @@ class _Model:
             raise ValueError(f"{pname}: transition probabilities must be >= 0, found {mn:.3g}")
         tol = ROW_SUM_TOL[np.dtype(self.dtype)]
         if err > tol:
-            raise ValueError(f"{pname}: every row P[b, s, a, :] must sum to 1 (tolerance {tol:g}); "
-                             f"worst row is off by {err:.3g}")
+            raise ValueError(
+                f"{pname}: every row P[b, s, a, :] must sum to 1 (tolerance {tol:g}); worst row is off by {err:.3g}"
+            )
 
     def _check_dense(self, pname):
         if self.P.size == 0:
@@ -238,8 +245,11 @@ class _Model:
         if self.on_device:
             xp = self.xp
             P = self.P
-            stats = (float(xp.abs(P.sum(-1, dtype=xp.float64) - 1).max()), float(P.min()),
-                     float((~xp.isfinite(P)).sum()))
+            stats = (
+                float(xp.abs(P.sum(-1, dtype=xp.float64) - 1).max()),
+                float(P.min()),
+                float((~xp.isfinite(P)).sum()),
+            )
         else:
             stats = np.empty(3)
             kernel("mdp", "row_stats_dense")[1](self.P, stats)
@@ -262,8 +272,11 @@ class _Model:
         if self.on_device:
             rows = _csr_row_ids(xp, c.indptr, c.data.shape[0])
             sums = xp.bincount(rows, weights=c.data.astype(xp.float64), minlength=B * S * A)
-            stats = (float(xp.abs(sums - 1).max()) if sums.size else 0.0,
-                     float(c.data.min()) if c.data.size else 0.0, float((~xp.isfinite(c.data)).sum()))
+            stats = (
+                float(xp.abs(sums - 1).max()) if sums.size else 0.0,
+                float(c.data.min()) if c.data.size else 0.0,
+                float((~xp.isfinite(c.data)).sum()),
+            )
         else:
             stats = np.empty(3)
             if B * S * A:
@@ -338,8 +351,16 @@ class _Model:
 
 
 # ============================================================================ backups
-def bellman_backup(P: ArrayLike | CSR, R: ArrayLike, V: ArrayLike, gamma: ArrayLike, *, policy: ArrayLike | None = None,
-                   temperature: ArrayLike | None = None, check: bool = True) -> Backup:
+def bellman_backup(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    V: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    policy: ArrayLike | None = None,
+    temperature: ArrayLike | None = None,
+    check: bool = True,
+) -> Backup:
     """One Bellman backup of V for every state of every MDP.
 
     - default: optimality backup ``V'(s) = max_a Q(s, a)``,
@@ -411,35 +432,87 @@ def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, ev
         stats = np.zeros((m.B, 4))
         row_tol = ROW_SUM_TOL[np.dtype(m.dtype)] if check else -1.0
         elim_tau = ROW_SUM_TOL[np.dtype(m.dtype)] if _ACTION_ELIMINATION else -1.0
-        m.kernel("solve")(*m.args(), m.R, g, thresh, max_iter, stop == "span", eval_max, float(eval_rel),
-                          row_tol, elim_tau, V, Q, pi, its, evs, res, conv, stats)
+        m.kernel("solve")(
+            *m.args(),
+            m.R,
+            g,
+            thresh,
+            max_iter,
+            stop == "span",
+            eval_max,
+            float(eval_rel),
+            row_tol,
+            elim_tau,
+            V,
+            Q,
+            pi,
+            its,
+            evs,
+            res,
+            conv,
+            stats,
+        )
         if check:
             if not stats[:, 0].all():
                 m.check_rows()  # some MDP never read P (e.g. gamma = 0): check separately
             else:
                 err = np.nan if stats[:, 3].any() else stats[:, 1].max()
                 m._stats_report((err, stats[:, 2].min(), stats[:, 3].sum()), m.pname)
-    stats = (m.out(its) if not m.single else int(its[0]), m.out(res) if not m.single else float(res[0]),
-             m.out(conv.astype(bool)) if not m.single else bool(conv[0]),
-             m.out(evs) if not m.single else int(evs[0]))
+    stats = (
+        m.out(its) if not m.single else int(its[0]),
+        m.out(res) if not m.single else float(res[0]),
+        m.out(conv.astype(bool)) if not m.single else bool(conv[0]),
+        m.out(evs) if not m.single else int(evs[0]),
+    )
     return Solution(m.out(V), m.out(pi), m.out(Q), *stats[:3], stats[3])
 
 
-def value_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, epsilon: float = 1e-6,
-                    tol: float | None = None, stop: Stop = "span", max_iter: int = 100_000, V0: ArrayLike | None = None,
-                    check: bool = True) -> Solution:
+def value_iteration(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    epsilon: float = 1e-6,
+    tol: float | None = None,
+    stop: Stop = "span",
+    max_iter: int = 100_000,
+    V0: ArrayLike | None = None,
+    check: bool = True,
+) -> Solution:
     """Value iteration ``v <- T v`` until the stopping rule (module doc) holds, per MDP.
 
     Returns :class:`Solution` (V, policy, Q, iterations, residual, converged, eval_sweeps).
     """
-    return _solve(P, R, gamma, epsilon=epsilon, tol=tol, stop=stop, max_iter=max_iter, V0=V0,
-                  check=check, eval_max=0, eval_rel=-1.0)
+    return _solve(
+        P,
+        R,
+        gamma,
+        epsilon=epsilon,
+        tol=tol,
+        stop=stop,
+        max_iter=max_iter,
+        V0=V0,
+        check=check,
+        eval_max=0,
+        eval_rel=-1.0,
+    )
 
 
-def modified_policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, m: int | None = None,
-                              epsilon: float = 1e-6, tol: float | None = None, stop: Stop = "span",
-                              max_iter: int = 10_000, max_eval: int = 500, eval_rel: float = 0.0,
-                              V0: ArrayLike | None = None, check: bool = True) -> Solution:
+def modified_policy_iteration(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    m: int | None = None,
+    epsilon: float = 1e-6,
+    tol: float | None = None,
+    stop: Stop = "span",
+    max_iter: int = 10_000,
+    max_eval: int = 500,
+    eval_rel: float = 0.0,
+    V0: ArrayLike | None = None,
+    check: bool = True,
+) -> Solution:
     """Modified policy iteration (Puterman 6.5): improvement sweep, then partial evaluation.
 
     m: evaluation sweeps per improvement. ``None`` (default) adapts them: evaluate the greedy
@@ -458,17 +531,39 @@ def modified_policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike
             raise ValueError(f"eval_rel: must be >= 0, got {eval_rel}")
     else:
         eval_max, eval_rel = val.positive_int(m, "m", minimum=0), -1.0
-    return _solve(P, R, gamma, epsilon=epsilon, tol=tol, stop=stop, max_iter=max_iter, V0=V0,
-                  check=check, eval_max=eval_max, eval_rel=eval_rel)
+    return _solve(
+        P,
+        R,
+        gamma,
+        epsilon=epsilon,
+        tol=tol,
+        stop=stop,
+        max_iter=max_iter,
+        V0=V0,
+        check=check,
+        eval_max=eval_max,
+        eval_rel=eval_rel,
+    )
 
 
 solve = modified_policy_iteration
 
 
-def policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, evaluation: EvaluationMethod = "iterative",
-                     epsilon: float = 1e-6, stop: Stop = "span", max_iter: int = 1000, max_eval: int = 100_000,
-                     initial_policy: ArrayLike | str | None = None, seed: SeedLike = None, stream: int = 0,
-                     check: bool = True) -> Solution:
+def policy_iteration(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    *,
+    evaluation: EvaluationMethod = "iterative",
+    epsilon: float = 1e-6,
+    stop: Stop = "span",
+    max_iter: int = 1000,
+    max_eval: int = 100_000,
+    initial_policy: ArrayLike | str | None = None,
+    seed: SeedLike = None,
+    stream: int = 0,
+    check: bool = True,
+) -> Solution:
     """Policy iteration: evaluate the policy, improve greedily, until the policy is optimal.
 
     evaluation="iterative" (default): each policy is evaluated by sweeps of its own rows
@@ -495,11 +590,23 @@ def policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, eval
         if initial_policy is not None:
             m = _Model(P, R, check=check)
             pi0 = _initial_policy(m, initial_policy, seed, stream)
-            ev = policy_evaluation(P, R, gamma, m.out(pi0), method="iterative", epsilon=epsilon, stop=stop,
-                                   max_iter=max_eval, check=False)
+            ev = policy_evaluation(
+                P, R, gamma, m.out(pi0), method="iterative", epsilon=epsilon, stop=stop, max_iter=max_eval, check=False
+            )
             V0, sweeps0 = ev.V, ev.iterations
-        sol = _solve(P, R, gamma, epsilon=epsilon, tol=None, stop=stop, max_iter=max_iter, V0=V0,
-                     check=check and initial_policy is None, eval_max=max_eval, eval_rel=0.0)
+        sol = _solve(
+            P,
+            R,
+            gamma,
+            epsilon=epsilon,
+            tol=None,
+            stop=stop,
+            max_iter=max_iter,
+            V0=V0,
+            check=check and initial_policy is None,
+            eval_max=max_eval,
+            eval_rel=0.0,
+        )
         return sol._replace(eval_sweeps=sol.eval_sweeps + sweeps0) if initial_policy is not None else sol
     m = _Model(P, R, check=check)
     g = m.gamma(gamma)
@@ -531,8 +638,12 @@ def policy_iteration(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, *, eval
         if done.all():
             break
     res = np.zeros(m.B)
-    return Solution(m.out(V), m.out(pi), m.out(Q), *(m.out(x) if not m.single else x[0].item()
-                                                      for x in (its, res, done, np.zeros(m.B, np.int64))))
+    return Solution(
+        m.out(V),
+        m.out(pi),
+        m.out(Q),
+        *(m.out(x) if not m.single else x[0].item() for x in (its, res, done, np.zeros(m.B, np.int64))),
+    )
 
 
 def _row_index(m):
@@ -589,12 +700,14 @@ def _exact_values(m, g, det, stoch):
     out = np.empty((B, S), m.dtype)
     gg = np.asarray(g, np.float64)
     for b in range(B):
-        blk = M[b * S * A:(b + 1) * S * A]
+        blk = M[b * S * A : (b + 1) * S * A]
         if det is not None:
             Pp = blk[np.arange(S) * A + det[b]]
         else:
-            W = sp.csr_matrix((stoch[b].reshape(-1).astype(np.float64), (np.repeat(np.arange(S), A),
-                               np.arange(S * A))), shape=(S, S * A))
+            W = sp.csr_matrix(
+                (stoch[b].reshape(-1).astype(np.float64), (np.repeat(np.arange(S), A), np.arange(S * A))),
+                shape=(S, S * A),
+            )
             Pp = W @ blk
         lhs = (sp.identity(S, format="csc") - gg[b] * Pp).tocsc()
         out[b] = spla.spsolve(lhs, r_pi[b].astype(np.float64))
@@ -617,16 +730,27 @@ def _exact_sparse(sp, spla, xp, m, g, det, stoch, r_pi):
             W = sp.coo_matrix((stoch[b].reshape(-1).astype(xp.float64), (rows, xp.arange(S * A))), shape=(S, S * A))
         else:
             W = sp.coo_matrix((xp.ones(S), (rows, xp.arange(S) * A + det[b])), shape=(S, S * A))
-        Pp = W.tocsr() @ M[b * S * A:(b + 1) * S * A]
+        Pp = W.tocsr() @ M[b * S * A : (b + 1) * S * A]
         lhs = (sp.identity(S, format="csr") - float(gg[b]) * Pp).tocsr()
         out[b] = spla.spsolve(lhs, r_pi[b].astype(xp.float64))
     return out
 
 
-def policy_evaluation(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, policy: ArrayLike, *,
-                      evaluation: EvaluationMethod = "exact", epsilon: float = 1e-6, tol: float | None = None,
-                      stop: Stop = "span", max_iter: int = 100_000, V0: ArrayLike | None = None, check: bool = True,
-                      method: Any = val.DEPRECATED) -> Evaluation:
+def policy_evaluation(
+    P: ArrayLike | CSR,
+    R: ArrayLike,
+    gamma: ArrayLike,
+    policy: ArrayLike,
+    *,
+    evaluation: EvaluationMethod = "exact",
+    epsilon: float = 1e-6,
+    tol: float | None = None,
+    stop: Stop = "span",
+    max_iter: int = 100_000,
+    V0: ArrayLike | None = None,
+    check: bool = True,
+    method: Any = val.DEPRECATED,
+) -> Evaluation:
     """The value V^pi of a deterministic (B, S) or stochastic (B, S, A) policy.
 
     evaluation="exact": linear solve of ``(I - gamma P_pi) V = r_pi`` (float64 internally).
@@ -634,8 +758,7 @@ def policy_evaluation(P: ArrayLike | CSR, R: ArrayLike, gamma: ArrayLike, policy
     read) with the stopping rules of the module doc (``||V - V^pi|| <= epsilon/2``).
     ``method=`` is the deprecated spelling of ``evaluation=`` (the name policy_iteration uses).
     """
-    evaluation = val.renamed(evaluation, method, "evaluation", "method", func="mdp.policy_evaluation",
-                             default="exact")
+    evaluation = val.renamed(evaluation, method, "evaluation", "method", func="mdp.policy_evaluation", default="exact")
     method = val.choice(evaluation, "evaluation", ("exact", "iterative"))
     m = _Model(P, R, check=check)
     g = m.gamma(gamma)
@@ -688,6 +811,7 @@ def _policy_sweep(m, g):
     def sweep(V, det, stoch, act, out):
         backup(*m.args(), m.R, V, g, 1 if det is not None else 2, det, stoch, None, Qt, out, pit)
         out[...] = xp.where(act.astype(bool)[:, None], out, V)
+
     return sweep
 
 
@@ -735,7 +859,7 @@ def _solve_host_loop(m, g, thresh, max_iter, span, eval_max, eval_rel, V, Q, pi,
         if eval_max > 0:
             same = (pit == prev).all(-1)
             prev[...] = pit
-            target = (xp.where(same, 0.5 * th, xp.maximum(0.5 * th, eval_rel * r)) if eval_rel >= 0 else None)
+            target = xp.where(same, 0.5 * th, xp.maximum(0.5 * th, eval_rel * r)) if eval_rel >= 0 else None
             ev = active.copy()
             elo, ehi = xp.zeros(m.B), xp.zeros(m.B)
             for j in range(eval_max):
@@ -817,13 +941,19 @@ def from_mdptoolbox(P: Any, R: Any) -> tuple[np.ndarray | CSR, np.ndarray]:
         Pout = as_csr(stacked[order], A)
     else:
         Pout = np.ascontiguousarray(np.stack([np.asarray(M, np.float64) for M in mats], 1))
-    if isinstance(R, (list, tuple)) or (hasattr(R, "ndim") and R.ndim == 3) or (
-            hasattr(R, "shape") and len(R.shape) == 1 and R.shape[0] == A and S != A):
+    if (
+        isinstance(R, (list, tuple))
+        or (hasattr(R, "ndim") and R.ndim == 3)
+        or (hasattr(R, "shape") and len(R.shape) == 1 and R.shape[0] == A and S != A)
+    ):
         # R[a] is (S, S): the expected reward of (s, a) is sum_s' P[a][s, s'] R[a][s, s']
         Rsa = np.empty((S, A))
         for a, (Pa, Ra) in enumerate(zip(mats, list(R))):
-            prod = Pa.multiply(Ra) if _is_scipy_sparse(Pa) else np.asarray(Pa) * np.asarray(
-                Ra.toarray() if _is_scipy_sparse(Ra) else Ra)
+            prod = (
+                Pa.multiply(Ra)
+                if _is_scipy_sparse(Pa)
+                else np.asarray(Pa) * np.asarray(Ra.toarray() if _is_scipy_sparse(Ra) else Ra)
+            )
             Rsa[:, a] = np.asarray(prod.sum(1)).reshape(-1)
         return Pout, Rsa
     Rn = np.asarray(R, np.float64)
@@ -871,8 +1001,14 @@ GRID_ARROWS = ("^", ">", "v", "<")
 GRID_REWARD_ON = ("exit", "entry")
 
 
-def gridworld(step_reward: float = -0.04, noise: float | None = None, dtype: DTypeLike = np.float64, *,
-              deterministic: bool = False, reward_on: RewardOn = "exit") -> tuple[np.ndarray, np.ndarray, list]:
+def gridworld(
+    step_reward: float = -0.04,
+    noise: float | None = None,
+    dtype: DTypeLike = np.float64,
+    *,
+    deterministic: bool = False,
+    reward_on: RewardOn = "exit",
+) -> tuple[np.ndarray, np.ndarray, list]:
     """The 4x3 gridworld of Russell & Norvig (and of the lecture): +1 at (col 3, row 2), -1 at
     (col 3, row 1), a wall at (col 1, row 1) (0-based, row 0 at the bottom). Bumping into the
     wall or the edge stays put.
@@ -932,8 +1068,9 @@ def gridworld(step_reward: float = -0.04, noise: float | None = None, dtype: DTy
     return P.astype(dtype), R.astype(dtype), cells + [None]
 
 
-def forest(n_states: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1,
-           dtype: DTypeLike = np.float64) -> tuple[np.ndarray, np.ndarray]:
+def forest(
+    n_states: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1, dtype: DTypeLike = np.float64
+) -> tuple[np.ndarray, np.ndarray]:
     """pymdptoolbox's forest-management MDP in pygenmod's layout: ``P (S, 2, S)``, ``R (S, 2)``.
 
     Action 0 waits (the forest grows one age class, or burns to state 0 with probability p),
@@ -956,8 +1093,15 @@ def forest(n_states: int = 3, r1: float = 4.0, r2: float = 2.0, p: float = 0.1,
     return P.astype(dtype), R.astype(dtype)
 
 
-def random_mdp(n_states: int, n_actions: int, batch: int | None = None, *, successors: int | None = None,
-               seed: int = 0, dtype: DTypeLike = np.float64) -> tuple[np.ndarray | CSR, np.ndarray]:
+def random_mdp(
+    n_states: int,
+    n_actions: int,
+    batch: int | None = None,
+    *,
+    successors: int | None = None,
+    seed: int = 0,
+    dtype: DTypeLike = np.float64,
+) -> tuple[np.ndarray | CSR, np.ndarray]:
     """A seeded random MDP (or a batch of ``batch``): rows of P uniform(0,1) weights normalised
     to 1 over all S next states (dense) or over ``successors`` next states drawn uniformly
     (sparse, returned as a :class:`CSR`; repeated draws merge); R standard normal.
@@ -996,27 +1140,28 @@ def random_mdp(n_states: int, n_actions: int, batch: int | None = None, *, succe
     R = rng.standard_normal((B, S, A)).astype(dtype)
     return CSR(data.astype(dtype), indices, indptr, (B, S, A)), (R[0] if batch is None else R)
 
+
 __all__ = [
-    'Backup',
-    'CSR',
-    'Evaluation',
-    'GRID_ACTIONS',
-    'GRID_ARROWS',
-    'GRID_REWARD_ON',
-    'ROW_SUM_TOL',
-    'Solution',
-    'as_csr',
-    'bellman_backup',
-    'forest',
-    'from_mdptoolbox',
-    'from_quantecon',
-    'gridworld',
-    'modified_policy_iteration',
-    'policy_evaluation',
-    'policy_iteration',
-    'random_mdp',
-    'solve',
-    'to_mdptoolbox',
-    'to_quantecon',
-    'value_iteration',
+    "Backup",
+    "CSR",
+    "Evaluation",
+    "GRID_ACTIONS",
+    "GRID_ARROWS",
+    "GRID_REWARD_ON",
+    "ROW_SUM_TOL",
+    "Solution",
+    "as_csr",
+    "bellman_backup",
+    "forest",
+    "from_mdptoolbox",
+    "from_quantecon",
+    "gridworld",
+    "modified_policy_iteration",
+    "policy_evaluation",
+    "policy_iteration",
+    "random_mdp",
+    "solve",
+    "to_mdptoolbox",
+    "to_quantecon",
+    "value_iteration",
 ]

@@ -17,6 +17,7 @@ every backend; ``normal`` (Box-Muller) and ``gumbel`` agree to float rounding. T
 layout of a stream and the transforms are documented in csrc/include/pygenmod/random.hpp
 and docs/sampling.md.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,27 +84,54 @@ def _draw(dist, seed, shape, stream, offset, dtype, device):
     return out.reshape(shape)
 
 
-def uniform(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
-            dtype: DTypeLike = np.float32, device: Device = "cpu") -> Array:
+def uniform(
+    seed: SeedLike = None,
+    shape: int | tuple[int, ...] = (),
+    *,
+    stream: int = 0,
+    offset: int = 0,
+    dtype: DTypeLike = np.float32,
+    device: Device = "cpu",
+) -> Array:
     """Uniform numbers in the open interval (0, 1): float32 from the top 24 bits of one Philox
     word, float64 from 53 bits of two words (exact, never 0 or 1)."""
     return _draw(UNIFORM, seed, shape, stream, offset, dtype, device)
 
 
-def normal(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
-           dtype: DTypeLike = np.float32, device: Device = "cpu") -> Array:
+def normal(
+    seed: SeedLike = None,
+    shape: int | tuple[int, ...] = (),
+    *,
+    stream: int = 0,
+    offset: int = 0,
+    dtype: DTypeLike = np.float32,
+    device: Device = "cpu",
+) -> Array:
     """Standard normal numbers by Box-Muller on pairs of uniforms (see module docstring)."""
     return _draw(NORMAL, seed, shape, stream, offset, dtype, device)
 
 
-def gumbel(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
-           dtype: DTypeLike = np.float32, device: Device = "cpu") -> Array:
+def gumbel(
+    seed: SeedLike = None,
+    shape: int | tuple[int, ...] = (),
+    *,
+    stream: int = 0,
+    offset: int = 0,
+    dtype: DTypeLike = np.float32,
+    device: Device = "cpu",
+) -> Array:
     """Standard Gumbel numbers ``-log(-log(u))``, u uniform in (0, 1)."""
     return _draw(GUMBEL, seed, shape, stream, offset, dtype, device)
 
 
-def bits(seed: SeedLike = None, shape: int | tuple[int, ...] = (), *, stream: int = 0, offset: int = 0,
-         device: Device = "cpu") -> Array:
+def bits(
+    seed: SeedLike = None,
+    shape: int | tuple[int, ...] = (),
+    *,
+    stream: int = 0,
+    offset: int = 0,
+    device: Device = "cpu",
+) -> Array:
     """The raw uint32 Philox words (element ``n`` of a stream is word ``n % 4`` of block ``n // 4``)."""
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     shape = _shape(shape)
@@ -142,17 +170,18 @@ def philox4x32_10(counter: ArrayLike, key: ArrayLike) -> Array:
         c = [((p1 >> 32) ^ c[1] ^ k0) & mask, p1 & mask, ((p0 >> 32) ^ c[3] ^ k1) & mask, p0 & mask]
     return c
 
+
 __all__ = [
-    'GUMBEL',
-    'NORMAL',
-    'UNIFORM',
-    'bits',
-    'get_state',
-    'gumbel',
-    'manual_seed',
-    'normal',
-    'philox4x32_10',
-    'philox_blocks',
-    'set_state',
-    'uniform',
+    "GUMBEL",
+    "NORMAL",
+    "UNIFORM",
+    "bits",
+    "get_state",
+    "gumbel",
+    "manual_seed",
+    "normal",
+    "philox4x32_10",
+    "philox_blocks",
+    "set_state",
+    "uniform",
 ]

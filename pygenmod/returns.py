@@ -19,6 +19,7 @@ GAE (Schulman et al. 2015):
 ``A_t = delta_t + gamma lam (1 - done_t) A_{t+1}`` with ``done = terminated | truncated``;
 the lambda-return is ``A_t + V_t``.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -57,8 +58,22 @@ def _flag(x, name, shape, dtype, xp, time_axis):
     return xp.ascontiguousarray(a)
 
 
-def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, bootstrap_value, mask, time_axis,
-         want_returns, need_values, out=None):
+def _run(
+    rewards,
+    values,
+    *,
+    gamma,
+    lam,
+    terminated,
+    truncated,
+    next_values,
+    bootstrap_value,
+    mask,
+    time_axis,
+    want_returns,
+    need_values,
+    out=None,
+):
     back = returner(rewards)
     if time_axis not in (0, 1):
         raise ValueError(f"time_axis: expected 0 (time-major) or 1 (batch-major), got {time_axis!r}")
@@ -86,14 +101,18 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
     if need_values and v is None:
         raise ValueError("values: required")
     nv = arr(next_values, "next_values")
-    flags = [_flag(f, n, (Tn, B), r.dtype, xp, time_axis) for f, n in
-             ((terminated, "terminated"), (truncated, "truncated"), (mask, "mask"))]
+    flags = [
+        _flag(f, n, (Tn, B), r.dtype, xp, time_axis)
+        for f, n in ((terminated, "terminated"), (truncated, "truncated"), (mask, "mask"))
+    ]
     kinds = {f.dtype for f in flags if f is not None}
     if len(kinds) > 1:
         flags = [None if f is None else (f != 0).view(np.uint8) if f.dtype != np.uint8 else f for f in flags]
     if flags[1] is not None and nv is None:
-        raise ValueError("next_values: required when truncated is given (the value of the observation "
-                         "at which the episode was cut, before the reset)")
+        raise ValueError(
+            "next_values: required when truncated is given (the value of the observation "
+            "at which the episode was cut, before the reset)"
+        )
     boot = None
     if bootstrap_value is not None:
         boot = val.float_array(bootstrap_value, "bootstrap_value", ndim=(0, 1), dtype=r.dtype, xp=xp, finite=False)
@@ -102,8 +121,14 @@ def _run(rewards, values, *, gamma, lam, terminated, truncated, next_values, boo
     lm = val.per_batch(lam, "lam", B, r.dtype, xp, lo=0.0, hi=1.0)
     adv, ret = _outputs(out, (Tn, B), r.dtype, xp, want_returns, time_axis)
     if out is not None:
-        ins = [("rewards", r), ("values", v), ("next_values", nv), ("bootstrap_value", boot), ("gamma", g),
-               ("lam", lm)] + [(n, f) for n, f in zip(("terminated", "truncated", "mask"), flags)]
+        ins = [
+            ("rewards", r),
+            ("values", v),
+            ("next_values", nv),
+            ("bootstrap_value", boot),
+            ("gamma", g),
+            ("lam", lm),
+        ] + [(n, f) for n, f in zip(("terminated", "truncated", "mask"), flags)]
         val.out_buffer(adv, "out[0]", ins)
         if ret is not None:
             val.out_buffer(ret, "out[1]", ins + [("out[0]", adv)])
@@ -144,10 +169,21 @@ def _outputs(out, shape, dtype, xp, want_returns, time_axis):
     return bufs[0], (bufs[1] if want_returns else None)
 
 
-def gae(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: ArrayLike = 0.95,
-        terminated: ArrayLike | None = None, truncated: ArrayLike | None = None, next_values: ArrayLike | None = None,
-        bootstrap_value: ArrayLike | None = None, mask: ArrayLike | None = None, time_axis: int = 0,
-        out: Array | tuple[Array, Array] | None = None, compute_returns: bool = True) -> GAE:
+def gae(
+    rewards: ArrayLike,
+    values: ArrayLike,
+    *,
+    gamma: ArrayLike = 0.99,
+    lam: ArrayLike = 0.95,
+    terminated: ArrayLike | None = None,
+    truncated: ArrayLike | None = None,
+    next_values: ArrayLike | None = None,
+    bootstrap_value: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    time_axis: int = 0,
+    out: Array | tuple[Array, Array] | None = None,
+    compute_returns: bool = True,
+) -> GAE:
     """Generalized advantage estimates and lambda-returns (module doc); (T, B) in, (T, B) out.
 
     out: optional ``(advantages, returns)`` buffers to write into (time-major only); one
@@ -155,25 +191,63 @@ def gae(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: 
     compute_returns=False: advantages only (``.returns`` is None); the scan then writes one
     array instead of two (it is memory bound, so this saves about a fifth of its time).
     """
-    adv, ret = _run(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
-                    next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis,
-                    want_returns=bool(compute_returns), need_values=True, out=out)
+    adv, ret = _run(
+        rewards,
+        values,
+        gamma=gamma,
+        lam=lam,
+        terminated=terminated,
+        truncated=truncated,
+        next_values=next_values,
+        bootstrap_value=bootstrap_value,
+        mask=mask,
+        time_axis=time_axis,
+        want_returns=bool(compute_returns),
+        need_values=True,
+        out=out,
+    )
     return GAE(adv, ret)
 
 
-def lambda_returns(rewards: ArrayLike, values: ArrayLike, *, gamma: ArrayLike = 0.99, lam: ArrayLike = 0.95,
-                   terminated: ArrayLike | None = None, truncated: ArrayLike | None = None,
-                   next_values: ArrayLike | None = None, bootstrap_value: ArrayLike | None = None,
-                   mask: ArrayLike | None = None, time_axis: int = 0) -> Array:
+def lambda_returns(
+    rewards: ArrayLike,
+    values: ArrayLike,
+    *,
+    gamma: ArrayLike = 0.99,
+    lam: ArrayLike = 0.95,
+    terminated: ArrayLike | None = None,
+    truncated: ArrayLike | None = None,
+    next_values: ArrayLike | None = None,
+    bootstrap_value: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    time_axis: int = 0,
+) -> Array:
     """TD(lambda) returns ``G_t = A_t + V_t`` (the GAE identity); (T, B)."""
-    return gae(rewards, values, gamma=gamma, lam=lam, terminated=terminated, truncated=truncated,
-               next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis).returns
+    return gae(
+        rewards,
+        values,
+        gamma=gamma,
+        lam=lam,
+        terminated=terminated,
+        truncated=truncated,
+        next_values=next_values,
+        bootstrap_value=bootstrap_value,
+        mask=mask,
+        time_axis=time_axis,
+    ).returns
 
 
-def discounted_returns(rewards: ArrayLike, *, gamma: ArrayLike = 0.99, terminated: ArrayLike | None = None,
-                       truncated: ArrayLike | None = None, next_values: ArrayLike | None = None,
-                       bootstrap_value: ArrayLike | None = None, mask: ArrayLike | None = None,
-                       time_axis: int = 0) -> Array:
+def discounted_returns(
+    rewards: ArrayLike,
+    *,
+    gamma: ArrayLike = 0.99,
+    terminated: ArrayLike | None = None,
+    truncated: ArrayLike | None = None,
+    next_values: ArrayLike | None = None,
+    bootstrap_value: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    time_axis: int = 0,
+) -> Array:
     """Discounted returns ``G_t = r_t + gamma (1 - done_t) G_{t+1}``, bootstrapping from
     ``next_values`` at truncated steps (only read there) and from ``bootstrap_value`` after
     the last step."""
@@ -192,14 +266,26 @@ def discounted_returns(rewards: ArrayLike, *, gamma: ArrayLike = 0.99, terminate
             last = (slice(None), -1) if time_axis == 1 else (-1, slice(None))
             bv = xp.broadcast_to(xp.asarray(bootstrap_value, dtype=next_values.dtype), next_values[last].shape)
             next_values[last] = xp.where(tr[last], next_values[last], bv)
-    adv, _ = _run(rewards, None, gamma=gamma, lam=1.0, terminated=terminated, truncated=truncated,
-                  next_values=next_values, bootstrap_value=bootstrap_value, mask=mask, time_axis=time_axis,
-                  want_returns=False, need_values=False)
+    adv, _ = _run(
+        rewards,
+        None,
+        gamma=gamma,
+        lam=1.0,
+        terminated=terminated,
+        truncated=truncated,
+        next_values=next_values,
+        bootstrap_value=bootstrap_value,
+        mask=mask,
+        time_axis=time_axis,
+        want_returns=False,
+        need_values=False,
+    )
     return adv
 
+
 __all__ = [
-    'GAE',
-    'discounted_returns',
-    'gae',
-    'lambda_returns',
+    "GAE",
+    "discounted_returns",
+    "gae",
+    "lambda_returns",
 ]

@@ -21,6 +21,7 @@ Conventions (docs/sampling.md):
   positive diagonal, per row ``(B, D, D)`` or shared ``(D, D)``. :func:`scale_tril_from_cov`
   builds one from a covariance matrix, with jitter and an eigenvalue fallback.
 """
+
 from __future__ import annotations
 
 import math
@@ -125,14 +126,20 @@ def _like(x, name, ref, shape=None, finite=False):
 
 def _status(status, what, first_axis="row"):
     if status.size and bool(status.any()):
-        bad = int(xp_of(status).flatnonzero(status)[0]) if hasattr(xp_of(status), "flatnonzero") else int(
-            np.flatnonzero(np.asarray(status))[0])
+        bad = (
+            int(xp_of(status).flatnonzero(status)[0])
+            if hasattr(xp_of(status), "flatnonzero")
+            else int(np.flatnonzero(np.asarray(status))[0])
+        )
         code = int(status[bad])
         if code == 2:
-            raise ValueError(f"scale_tril: matrix {bad} is not lower triangular with a positive diagonal "
-                             "(use scale_tril_from_cov for a covariance)")
-        raise ValueError(f"{what}: {first_axis} {bad} contains NaN or infinity"
-                         + (" or a non-positive std" if "std" in what else ""))
+            raise ValueError(
+                f"scale_tril: matrix {bad} is not lower triangular with a positive diagonal "
+                "(use scale_tril_from_cov for a covariance)"
+            )
+        raise ValueError(
+            f"{what}: {first_axis} {bad} contains NaN or infinity" + (" or a non-positive std" if "std" in what else "")
+        )
 
 
 def _samples(n_samples):
@@ -203,8 +210,10 @@ def _call(mu, seed, n_samples, stream, offset, eps, backward=False):
     m, back, half, one = _main(mu)
     S, multi = _samples(n_samples)
     if backward and seed is None and eps is None:
-        raise TypeError("seed: a backward pass regenerates the forward's noise, so it needs the "
-                        "forward's explicit seed (or its eps=); seed=None would draw new noise")
+        raise TypeError(
+            "seed: a backward pass regenerates the forward's noise, so it needs the "
+            "forward's explicit seed (or its eps=); seed=None would draw new noise"
+        )
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     return _Call(m, back, half, one, S, multi, seed, stream, offset, _eps_arg(eps, m, S, multi, one))
 
@@ -230,15 +239,23 @@ def _out_arg(out, c: _Call, inputs=()):
 def _head_outputs(c: _Call, log_q, return_eps, out=None, want_kl=True, inputs=()):
     """Preallocated (z, eps_out, kl, log_q, status) for a head call (kl size 0 without want_kl)."""
     xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
-    return (_out_arg(out, c, inputs), xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
-            xp.empty(B, dt) if want_kl else _empty(xp, dt), xp.empty((c.S, B), dt) if log_q else _empty(xp, dt), xp.empty(B, np.int32))
+    return (
+        _out_arg(out, c, inputs),
+        xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
+        xp.empty(B, dt) if want_kl else _empty(xp, dt),
+        xp.empty((c.S, B), dt) if log_q else _empty(xp, dt),
+        xp.empty(B, np.int32),
+    )
 
 
 def _head_result(c: _Call, z, e_out, kl, lq, log_q, return_eps):
     S, multi, one, half, back = c.S, c.multi, c.one, c.half, c.back
-    return Head(back(_cast(_out_z(z, S, multi, one), half)), back(_out_row(kl, one)),
-                back(_out_sb(lq, multi, one)) if log_q else None,
-                back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None)
+    return Head(
+        back(_cast(_out_z(z, S, multi, one), half)),
+        back(_out_row(kl, one)),
+        back(_out_sb(lq, multi, one)) if log_q else None,
+        back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None,
+    )
 
 
 def _head_grads(c: _Call, grad_z, grad_kl, grad_log_q):
@@ -262,10 +279,22 @@ def _head_grads(c: _Call, grad_z, grad_kl, grad_log_q):
     return gz, gk, gq
 
 
-def normal_head(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
-                std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
-                offset: int = 0, eps: ArrayLike | None = None, clamp: Clamp | None = None, log_q: bool = False,
-                return_eps: bool = False, out: Array | None = None) -> Head:
+def normal_head(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+    log_q: bool = False,
+    return_eps: bool = False,
+    out: Array | None = None,
+) -> Head:
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
     row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`.
     ``out``: an optional NumPy/CuPy buffer for z (saves the page faults of a fresh array)."""
@@ -280,26 +309,60 @@ def normal_head(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: Arra
     return _head_result(c, *outs[:-1], log_q, return_eps)
 
 
-def rsample_normal(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
-                   std: ArrayLike | None = None, seed: SeedLike = None, n_samples: int | None = None, stream: int = 0,
-                   offset: int = 0, eps: ArrayLike | None = None, clamp: Clamp | None = None, return_eps: bool = False,
-                   out: Array | None = None) -> Array | Sample:
+def rsample_normal(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+    return_eps: bool = False,
+    out: Array | None = None,
+) -> Array | Sample:
     """Reparameterized sample ``z = mu + sigma * eps`` of a diagonal Gaussian.
 
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``. See the module docstring for the noise
     convention, ``clamp`` and dtypes.
     """
-    h = normal_head(mu, logvar, log_std=log_std, std=std, seed=seed, n_samples=n_samples, stream=stream,
-                    offset=offset, eps=eps, clamp=clamp, return_eps=return_eps, out=out)
+    h = normal_head(
+        mu,
+        logvar,
+        log_std=log_std,
+        std=std,
+        seed=seed,
+        n_samples=n_samples,
+        stream=stream,
+        offset=offset,
+        eps=eps,
+        clamp=clamp,
+        return_eps=return_eps,
+        out=out,
+    )
     return Sample(h.z, h.eps) if return_eps else h.z
 
 
 @_grads.backward("grad_z", "grad_kl", "grad_log_q")
-def normal_head_backward(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
-                         std: ArrayLike | None = None, grad_z: ArrayLike | None = None,
-                         grad_kl: ArrayLike | None = None, grad_log_q: ArrayLike | None = None, seed: SeedLike = None,
-                         n_samples: int | None = None, stream: int = 0, offset: int = 0, eps: ArrayLike | None = None,
-                         clamp: Clamp | None = None) -> tuple[Array, Array]:
+def normal_head_backward(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    grad_z: ArrayLike | None = None,
+    grad_kl: ArrayLike | None = None,
+    grad_log_q: ArrayLike | None = None,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Array, Array]:
     """VJP of :func:`normal_head` (and of :func:`rsample_normal`, with only ``grad_z``): returns
     ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. Pass the upstream
     gradients of the outputs you use (at least one; None or left out: zero). The noise is
@@ -319,14 +382,35 @@ def normal_head_backward(mu: ArrayLike, logvar: ArrayLike | None = None, *, log_
 
 
 @_grads.backward("grad_z", old=("grad_z", "mu", "logvar"))
-def rsample_normal_backward(mu: ArrayLike, logvar: ArrayLike | None = None, *, grad_z: ArrayLike,
-                            log_std: ArrayLike | None = None, std: ArrayLike | None = None, seed: SeedLike = None,
-                            n_samples: int | None = None, stream: int = 0, offset: int = 0,
-                            eps: ArrayLike | None = None, clamp: Clamp | None = None) -> tuple[Array, Array]:
+def rsample_normal_backward(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    grad_z: ArrayLike,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Array, Array]:
     """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``. The old grad-first form
     ``rsample_normal_backward(grad_z, mu, ...)`` is deprecated."""
-    return normal_head_backward(mu, logvar, log_std=log_std, std=std, grad_z=grad_z, seed=seed,
-                                n_samples=n_samples, stream=stream, offset=offset, eps=eps, clamp=clamp)
+    return normal_head_backward(
+        mu,
+        logvar,
+        log_std=log_std,
+        std=std,
+        grad_z=grad_z,
+        seed=seed,
+        n_samples=n_samples,
+        stream=stream,
+        offset=offset,
+        eps=eps,
+        clamp=clamp,
+    )
 
 
 def _prior(prior, name, m):
@@ -350,8 +434,11 @@ def _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, pr
     m, back, half, one = _main(mu)
     pname, p = _scale_arg(logvar, log_std, std)
     p = _like(p, pname, m, shape=m.shape)
-    given = [(n, v) for n, v in (("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std),
-                                 ("prior_std", prior_std)) if v is not None]
+    given = [
+        (n, v)
+        for n, v in (("prior_logvar", prior_logvar), ("prior_log_std", prior_log_std), ("prior_std", prior_std))
+        if v is not None
+    ]
     if len(given) > 1:
         raise TypeError("give at most one of prior_logvar, prior_log_std, prior_std")
     if given and given[0][0] != "prior_" + pname:
@@ -363,15 +450,24 @@ def _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, pr
     return m, back, half, one, pname, p, pm, pp, _clamp(clamp)
 
 
-def kl_normal(mu: ArrayLike, logvar: ArrayLike | None = None, prior_mu: ArrayLike | None = None,
-              prior_logvar: ArrayLike | None = None, *, log_std: ArrayLike | None = None,
-              std: ArrayLike | None = None, prior_log_std: ArrayLike | None = None,
-              prior_std: ArrayLike | None = None, clamp: Clamp | None = None) -> Array:
+def kl_normal(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    prior_mu: ArrayLike | None = None,
+    prior_logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    prior_log_std: ArrayLike | None = None,
+    prior_std: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+) -> Array:
     """``KL(N(mu, sigma^2) || N(prior_mu, prior_sigma^2))`` summed over the last axis, per row
     (diagonal Gaussians; the prior defaults to N(0, I) and may be a scalar, (D,) or (B, D),
     in the same parametrisation as the posterior's scale)."""
-    m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar,
-                                                              prior_log_std, prior_std, clamp)
+    m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(
+        mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, prior_std, clamp
+    )
     xp = xp_of(m)
     B = m.shape[0]
     kl = xp.empty(B, m.dtype)
@@ -383,17 +479,26 @@ def kl_normal(mu: ArrayLike, logvar: ArrayLike | None = None, prior_mu: ArrayLik
 
 
 @_grads.backward("grad_kl", old=("grad", "mu", "logvar", "prior_mu", "prior_logvar"))
-def kl_normal_backward(mu: ArrayLike, logvar: ArrayLike | None = None, prior_mu: ArrayLike | None = None,
-                       prior_logvar: ArrayLike | None = None, *, grad_kl: ArrayLike, log_std: ArrayLike | None = None,
-                       std: ArrayLike | None = None, prior_log_std: ArrayLike | None = None,
-                       prior_std: ArrayLike | None = None,
-                       clamp: Clamp | None = None) -> tuple[Array, Array, Array | None, Array | None]:
+def kl_normal_backward(
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    prior_mu: ArrayLike | None = None,
+    prior_logvar: ArrayLike | None = None,
+    *,
+    grad_kl: ArrayLike,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    prior_log_std: ArrayLike | None = None,
+    prior_std: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Array, Array, Array | None, Array | None]:
     """VJP of :func:`kl_normal`: ``(grad_mu, grad_scale, grad_prior_mu, grad_prior_scale)``; the
     prior gradients are (B, D) (sum them yourself for a broadcast prior), None without a prior.
     ``grad_kl``: (B,) or a scalar. The old grad-first form ``kl_normal_backward(grad, mu, ...)``
     is deprecated."""
-    m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(mu, logvar, log_std, std, prior_mu, prior_logvar,
-                                                              prior_log_std, prior_std, clamp)
+    m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(
+        mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, prior_std, clamp
+    )
     xp = xp_of(m)
     B = m.shape[0]
     g = _like(grad_kl, "grad_kl", m, finite=True)
@@ -428,9 +533,15 @@ def _log_prob_args(x, mu, logvar, log_std, std, clamp):
     return m, back, half, one, pname, p, _clamp(clamp), xr, lead
 
 
-def normal_log_prob(x: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
-                    log_std: ArrayLike | None = None, std: ArrayLike | None = None,
-                    clamp: Clamp | None = None) -> Array:
+def normal_log_prob(
+    x: ArrayLike,
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+) -> Array:
     """``log N(x; mu, diag(sigma^2))`` summed over the last axis. x is (B, D) or (S, B, D)
     (samples of each row); returns (B,) or (S, B)."""
     m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
@@ -444,9 +555,16 @@ def normal_log_prob(x: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None
 
 
 @_grads.backward("grad_log_prob", old=("grad", "x", "mu", "logvar"))
-def normal_log_prob_backward(x: ArrayLike, mu: ArrayLike, logvar: ArrayLike | None = None, *,
-                             grad_log_prob: ArrayLike, log_std: ArrayLike | None = None,
-                             std: ArrayLike | None = None, clamp: Clamp | None = None) -> tuple[Array, Array, Array]:
+def normal_log_prob_backward(
+    x: ArrayLike,
+    mu: ArrayLike,
+    logvar: ArrayLike | None = None,
+    *,
+    grad_log_prob: ArrayLike,
+    log_std: ArrayLike | None = None,
+    std: ArrayLike | None = None,
+    clamp: Clamp | None = None,
+) -> tuple[Array, Array, Array]:
     """VJP of :func:`normal_log_prob`: ``(grad_x, grad_mu, grad_scale)``; ``grad_log_prob`` has
     the forward's result shape. The old form ``normal_log_prob_backward(grad, x, ...)`` is deprecated."""
     m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
@@ -490,10 +608,21 @@ def check_scale_tril(L: ArrayLike, name: str = "scale_tril") -> None:
         raise ValueError(f"{name}: the diagonal must be positive")
 
 
-def mvn_head(mu: ArrayLike, scale_tril: ArrayLike, *, seed: SeedLike = None, n_samples: int | None = None,
-             stream: int = 0, offset: int = 0, eps: ArrayLike | None = None, log_q: bool = False,
-             return_eps: bool = False, check: bool = True, out: Array | None = None,
-             validate: Any = val.DEPRECATED) -> Head:
+def mvn_head(
+    mu: ArrayLike,
+    scale_tril: ArrayLike,
+    *,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+    log_q: bool = False,
+    return_eps: bool = False,
+    check: bool = True,
+    out: Array | None = None,
+    validate: Any = val.DEPRECATED,
+) -> Head:
     """Fused full-covariance head: ``z = mu + L eps``, ``KL(N(mu, L L^T) || N(0, I))`` per row and,
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``check=False`` skips the
     check that the entries above the diagonal are zero (they are never read); ``validate=`` is
@@ -515,10 +644,20 @@ def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps
     return h if want_kl else h._replace(kl=None)
 
 
-def rsample_mvn(mu: ArrayLike, scale_tril: ArrayLike, *, seed: SeedLike = None, n_samples: int | None = None,
-                stream: int = 0, offset: int = 0, eps: ArrayLike | None = None, return_eps: bool = False,
-                check: bool = True, out: Array | None = None,
-                validate: Any = val.DEPRECATED) -> Array | Sample:
+def rsample_mvn(
+    mu: ArrayLike,
+    scale_tril: ArrayLike,
+    *,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+    return_eps: bool = False,
+    check: bool = True,
+    out: Array | None = None,
+    validate: Any = val.DEPRECATED,
+) -> Array | Sample:
     """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D).
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``; ``check`` as in :func:`mvn_head`."""
     check = val.renamed(check, validate, "check", "validate", func="sampling.rsample_mvn", default=True)
@@ -527,10 +666,19 @@ def rsample_mvn(mu: ArrayLike, scale_tril: ArrayLike, *, seed: SeedLike = None, 
 
 
 @_grads.backward("grad_z", "grad_kl", "grad_log_q")
-def mvn_head_backward(mu: ArrayLike, scale_tril: ArrayLike, *, grad_z: ArrayLike | None = None,
-                      grad_kl: ArrayLike | None = None, grad_log_q: ArrayLike | None = None, seed: SeedLike = None,
-                      n_samples: int | None = None, stream: int = 0, offset: int = 0,
-                      eps: ArrayLike | None = None) -> tuple[Array, Array]:
+def mvn_head_backward(
+    mu: ArrayLike,
+    scale_tril: ArrayLike,
+    *,
+    grad_z: ArrayLike | None = None,
+    grad_kl: ArrayLike | None = None,
+    grad_log_q: ArrayLike | None = None,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+) -> tuple[Array, Array]:
     """VJP of :func:`mvn_head`: ``(grad_mu, grad_scale_tril)`` (grad_scale_tril is lower
     triangular, shaped like scale_tril; summed over rows for a shared L). Pass the upstream
     gradients of the outputs you use (at least one; None or left out: zero)."""
@@ -550,13 +698,22 @@ def mvn_head_backward(mu: ArrayLike, scale_tril: ArrayLike, *, grad_z: ArrayLike
 
 
 @_grads.backward("grad_z", old=("grad_z", "mu", "scale_tril"))
-def rsample_mvn_backward(mu: ArrayLike, scale_tril: ArrayLike, *, grad_z: ArrayLike, seed: SeedLike = None,
-                         n_samples: int | None = None, stream: int = 0, offset: int = 0,
-                         eps: ArrayLike | None = None) -> tuple[Array, Array]:
+def rsample_mvn_backward(
+    mu: ArrayLike,
+    scale_tril: ArrayLike,
+    *,
+    grad_z: ArrayLike,
+    seed: SeedLike = None,
+    n_samples: int | None = None,
+    stream: int = 0,
+    offset: int = 0,
+    eps: ArrayLike | None = None,
+) -> tuple[Array, Array]:
     """VJP of :func:`rsample_mvn`: ``(grad_mu, grad_scale_tril)``. The old grad-first form
     ``rsample_mvn_backward(grad_z, mu, scale_tril, ...)`` is deprecated."""
-    return mvn_head_backward(mu, scale_tril, grad_z=grad_z, seed=seed, n_samples=n_samples, stream=stream,
-                             offset=offset, eps=eps)
+    return mvn_head_backward(
+        mu, scale_tril, grad_z=grad_z, seed=seed, n_samples=n_samples, stream=stream, offset=offset, eps=eps
+    )
 
 
 def _tri_solve(L, R, trans=False):
@@ -607,8 +764,14 @@ def _maha_y(L, d, name, S, B):
     return xp.einsum("sbij,sbj->sbi", xp.broadcast_to(Ut, (S,) + Ut.shape), d.reshape(S, B, -1)).reshape(d.shape)
 
 
-def mahalanobis(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike | None = None, *,
-                precision_tril: ArrayLike | None = None, squared: bool = True) -> Array:
+def mahalanobis(
+    x: ArrayLike,
+    mu: ArrayLike,
+    scale_tril: ArrayLike | None = None,
+    *,
+    precision_tril: ArrayLike | None = None,
+    squared: bool = True,
+) -> Array:
     """Squared Mahalanobis distance ``(x - mu)^T Sigma^{-1} (x - mu)`` per row, with either the
     covariance's Cholesky factor ``scale_tril`` (Sigma = L L^T) or a lower-triangular factor of
     the precision ``precision_tril`` (Sigma^{-1} = U U^T); per row (B, D, D) or shared (D, D).
@@ -622,9 +785,15 @@ def mahalanobis(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike | None = None
 
 
 @_grads.backward("grad_mahalanobis", old=("grad", "x", "mu", "scale_tril"))
-def mahalanobis_backward(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike | None = None, *,
-                         grad_mahalanobis: ArrayLike, precision_tril: ArrayLike | None = None,
-                         squared: bool = True) -> tuple[Array, Array, Array]:
+def mahalanobis_backward(
+    x: ArrayLike,
+    mu: ArrayLike,
+    scale_tril: ArrayLike | None = None,
+    *,
+    grad_mahalanobis: ArrayLike,
+    precision_tril: ArrayLike | None = None,
+    squared: bool = True,
+) -> tuple[Array, Array, Array]:
     """VJP of :func:`mahalanobis`: ``(grad_x, grad_mu, grad_factor)``; grad_factor is lower
     triangular, shaped like the factor given (summed over rows for a shared factor).
     ``grad_mahalanobis`` has the forward's result shape. The old form
@@ -649,8 +818,9 @@ def mahalanobis_backward(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike | No
         dd = 2 * g[:, None] * _apply(L, y, S, B)
         outer = 2 * (g[:, None] * d)[:, :, None] * y[:, None, :]
     outer = xp.tril(outer)
-    if L.shape[0] == 1 and (getattr(scale_tril if scale_tril is not None else precision_tril, "ndim", 3) == 2
-                            or B == 1):
+    if L.shape[0] == 1 and (
+        getattr(scale_tril if scale_tril is not None else precision_tril, "ndim", 3) == 2 or B == 1
+    ):
         dL = outer.sum(0)
     else:
         dL = outer.reshape(S, B, D, D).sum(0)
@@ -685,8 +855,9 @@ def mvn_log_prob(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike) -> Array:
 
 
 @_grads.backward("grad_log_prob", old=("grad", "x", "mu", "scale_tril"))
-def mvn_log_prob_backward(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike, *,
-                          grad_log_prob: ArrayLike) -> tuple[Array, Array, Array]:
+def mvn_log_prob_backward(
+    x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike, *, grad_log_prob: ArrayLike
+) -> tuple[Array, Array, Array]:
     """VJP of :func:`mvn_log_prob`: ``(grad_x, grad_mu, grad_scale_tril)``; ``grad_log_prob``
     has the forward's result shape. The old form ``mvn_log_prob_backward(grad, x, ...)`` is deprecated."""
     m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
@@ -694,8 +865,10 @@ def mvn_log_prob_backward(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike, *,
     B, D = m.shape
     g = _like(grad_log_prob, "grad_log_prob", m, finite=True)
     dx, dmu, dL = mahalanobis_backward(x, mu, scale_tril, grad_mahalanobis=-0.5 * g)
-    dx, dmu, dL = (_widen(val.float_array(a, n, finite=False, allow_half=True))[0]
-                   for a, n in ((dx, "dx"), (dmu, "dmu"), (dL, "dL")))
+    dx, dmu, dL = (
+        _widen(val.float_array(a, n, finite=False, allow_half=True))[0]
+        for a, n in ((dx, "dx"), (dmu, "dmu"), (dL, "dL"))
+    )
     gs = g.reshape(S, B).sum(0)  # d/dL_ii of -sum log L_ii
     eye = xp.eye(D, dtype=m.dtype)
     Ld = xp.diagonal(L, axis1=-2, axis2=-1)
@@ -710,8 +883,11 @@ def _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril):
     check_scale_tril(L1, "scale_tril")
     xp = xp_of(m)
     B, D = m.shape
-    m2 = xp.zeros_like(m) if prior_mu is None else xp.ascontiguousarray(
-        xp.broadcast_to(_like(prior_mu, "prior_mu", m), m.shape))
+    m2 = (
+        xp.zeros_like(m)
+        if prior_mu is None
+        else xp.ascontiguousarray(xp.broadcast_to(_like(prior_mu, "prior_mu", m), m.shape))
+    )
     L2 = None
     if prior_scale_tril is not None:
         L2 = _tril_arg(prior_scale_tril, "prior_scale_tril", m)
@@ -719,8 +895,9 @@ def _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril):
     return m, back, half, one, L1, m2, L2
 
 
-def kl_mvn(mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | None = None,
-           prior_scale_tril: ArrayLike | None = None) -> Array:
+def kl_mvn(
+    mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | None = None, prior_scale_tril: ArrayLike | None = None
+) -> Array:
     """``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (Cholesky factors, per row or shared);
     the prior defaults to N(0, I), which takes the fused one-pass kernel."""
     if prior_mu is None and prior_scale_tril is None:
@@ -739,9 +916,14 @@ def kl_mvn(mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | None = No
 
 
 @_grads.backward("grad_kl", old=("grad", "mu", "scale_tril", "prior_mu", "prior_scale_tril"))
-def kl_mvn_backward(mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | None = None,
-                    prior_scale_tril: ArrayLike | None = None, *,
-                    grad_kl: ArrayLike) -> tuple[Array, Array, Array | None, Array | None]:
+def kl_mvn_backward(
+    mu: ArrayLike,
+    scale_tril: ArrayLike,
+    prior_mu: ArrayLike | None = None,
+    prior_scale_tril: ArrayLike | None = None,
+    *,
+    grad_kl: ArrayLike,
+) -> tuple[Array, Array, Array | None, Array | None]:
     """VJP of :func:`kl_mvn`: ``(grad_mu, grad_scale_tril, grad_prior_mu, grad_prior_scale_tril)``
     (prior gradients None when the prior was not given; factor gradients lower triangular and
     summed over rows for a shared factor). ``grad_kl``: (B,) or a scalar. The old grad-first form
@@ -766,9 +948,11 @@ def kl_mvn_backward(mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | 
     dm1 = -g[:, None] * L2ta
     dm2 = -dm1
     MMt = M @ xp.swapaxes(M, -1, -2)
-    dL2 = gb * xp.tril(-(_tri_solve(L2, xp.ascontiguousarray(MMt), trans=True))
-                       - L2ta[:, :, None] * a[:, None, :]
-                       + eye / xp.diagonal(L2, axis1=-2, axis2=-1)[:, None, :])
+    dL2 = gb * xp.tril(
+        -(_tri_solve(L2, xp.ascontiguousarray(MMt), trans=True))
+        - L2ta[:, :, None] * a[:, None, :]
+        + eye / xp.diagonal(L2, axis1=-2, axis2=-1)[:, None, :]
+    )
 
     def fold(dL, L_in, L_arr):
         if L_arr.shape[0] == 1 and (getattr(L_in, "ndim", 3) == 2 or B == 1):
@@ -785,8 +969,9 @@ def kl_mvn_backward(mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | 
     return tuple(None if o is None else back(_cast(o, half)) for o in outs)
 
 
-def scale_tril_from_cov(cov: ArrayLike, *, jitter: float = 1e-6, max_tries: int = 6,
-                        eigen_fallback: bool = True) -> Array:
+def scale_tril_from_cov(
+    cov: ArrayLike, *, jitter: float = 1e-6, max_tries: int = 6, eigen_fallback: bool = True
+) -> Array:
     """Lower-triangular ``L`` with ``L L^T ~= cov`` for a batch (..., D, D) of symmetric covariances.
 
     Tries a plain Cholesky; for the matrices where it fails, retries with ``jitter * mean(diag)``
@@ -825,8 +1010,10 @@ def scale_tril_from_cov(cov: ArrayLike, *, jitter: float = 1e-6, max_tries: int 
         todo = todo[~ok]
     if todo.size:
         if not eigen_fallback:
-            raise ValueError(f"cov: {int(todo.size)} matrices are not positive definite even with jitter "
-                             f"{jitter * 10.0 ** (max_tries - 1):g} x mean(diag)")
+            raise ValueError(
+                f"cov: {int(todo.size)} matrices are not positive definite even with jitter "
+                f"{jitter * 10.0 ** (max_tries - 1):g} x mean(diag)"
+            )
         lam, V = xp.linalg.eigh(flat[todo])
         floor = jitter * xp.maximum(lam.max(-1, keepdims=True), 1e-300)
         lam = xp.maximum(lam, floor)
@@ -901,8 +1088,16 @@ def _softmax_rows(t):
     return e / e.sum(-1, keepdims=True)
 
 
-def gumbel_softmax(logits: ArrayLike, temperature: float = 1.0, *, seed: SeedLike = None, hard: bool = False,
-                   stream: int = 0, offset: int = 0, tau: Any = val.DEPRECATED) -> GumbelSoftmax:
+def gumbel_softmax(
+    logits: ArrayLike,
+    temperature: float = 1.0,
+    *,
+    seed: SeedLike = None,
+    hard: bool = False,
+    stream: int = 0,
+    offset: int = 0,
+    tau: Any = val.DEPRECATED,
+) -> GumbelSoftmax:
     """Relaxed categorical sample ``softmax((logits + g) / temperature)`` over the last axis, g
     standard Gumbel noise from the counter-based generator (row r of the flattened leading axes
     uses stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y``
@@ -920,14 +1115,23 @@ def gumbel_softmax(logits: ArrayLike, temperature: float = 1.0, *, seed: SeedLik
     else:
         y = y_soft
     shp = lg.shape
-    return GumbelSoftmax(back(_cast(y.reshape(shp), half)), back(_cast(y_soft.reshape(shp), half)),
-                         back(idx.reshape(shp[:-1])))
+    return GumbelSoftmax(
+        back(_cast(y.reshape(shp), half)), back(_cast(y_soft.reshape(shp), half)), back(idx.reshape(shp[:-1]))
+    )
 
 
 @_grads.backward("grad_y", old=("grad", "y_soft", "temperature"), fill={"logits": None})
-def gumbel_softmax_backward(logits: ArrayLike | None, temperature: float = 1.0, *, grad_y: ArrayLike,
-                            seed: SeedLike = None, stream: int = 0, offset: int = 0,
-                            y_soft: ArrayLike | None = None, tau: Any = val.DEPRECATED) -> Array:
+def gumbel_softmax_backward(
+    logits: ArrayLike | None,
+    temperature: float = 1.0,
+    *,
+    grad_y: ArrayLike,
+    seed: SeedLike = None,
+    stream: int = 0,
+    offset: int = 0,
+    y_soft: ArrayLike | None = None,
+    tau: Any = val.DEPRECATED,
+) -> Array:
     """VJP of :func:`gumbel_softmax` w.r.t. the logits: ``y_soft * (g - sum(g * y_soft)) /
     temperature`` with ``g = grad_y`` (also the straight-through gradient for ``hard=True``).
 
@@ -938,8 +1142,10 @@ def gumbel_softmax_backward(logits: ArrayLike | None, temperature: float = 1.0, 
     tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax_backward", default=1.0)
     if y_soft is None:
         if seed is None:
-            raise TypeError("seed: a backward pass regenerates the forward's noise, so it needs the "
-                            "forward's explicit seed (or its y_soft=); seed=None would draw new noise")
+            raise TypeError(
+                "seed: a backward pass regenerates the forward's noise, so it needs the "
+                "forward's explicit seed (or its y_soft=); seed=None would draw new noise"
+            )
         back = returner(logits)
         lg, half, t = _gumbel_rows(logits, tau, seed, stream, offset)
         y = _softmax_rows(t).reshape(lg.shape)
@@ -954,32 +1160,33 @@ def gumbel_softmax_backward(logits: ArrayLike | None, temperature: float = 1.0, 
     r = y * (g - (g * y).sum(-1, keepdims=True)) / y.dtype.type(tau)
     return back(_cast(r, half))
 
+
 __all__ = [
-    'GumbelSoftmax',
-    'HALF_LOG_2PI',
-    'Head',
-    'KINDS',
-    'Sample',
-    'check_scale_tril',
-    'gumbel_softmax',
-    'gumbel_softmax_backward',
-    'kl_mvn',
-    'kl_mvn_backward',
-    'kl_normal',
-    'kl_normal_backward',
-    'mahalanobis',
-    'mahalanobis_backward',
-    'mvn_head',
-    'mvn_head_backward',
-    'mvn_log_prob',
-    'mvn_log_prob_backward',
-    'normal_head',
-    'normal_head_backward',
-    'normal_log_prob',
-    'normal_log_prob_backward',
-    'rsample_mvn',
-    'rsample_mvn_backward',
-    'rsample_normal',
-    'rsample_normal_backward',
-    'scale_tril_from_cov',
+    "GumbelSoftmax",
+    "HALF_LOG_2PI",
+    "Head",
+    "KINDS",
+    "Sample",
+    "check_scale_tril",
+    "gumbel_softmax",
+    "gumbel_softmax_backward",
+    "kl_mvn",
+    "kl_mvn_backward",
+    "kl_normal",
+    "kl_normal_backward",
+    "mahalanobis",
+    "mahalanobis_backward",
+    "mvn_head",
+    "mvn_head_backward",
+    "mvn_log_prob",
+    "mvn_log_prob_backward",
+    "normal_head",
+    "normal_head_backward",
+    "normal_log_prob",
+    "normal_log_prob_backward",
+    "rsample_mvn",
+    "rsample_mvn_backward",
+    "rsample_normal",
+    "rsample_normal_backward",
+    "scale_tril_from_cov",
 ]

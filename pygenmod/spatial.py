@@ -29,6 +29,7 @@ Contract (the same on every backend):
   shape (any of its B and C axes may be 1). Masked pixels get probability 0 and zero
   gradient; every map must keep at least one valid pixel.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -109,8 +110,23 @@ def _prepare(x, temperature, layout, coords, order, mask) -> _Call:
         m = _mask(mask, xp, B, C, H, W, channels_last)
     x0, dx = _grid(W, coords)
     y0, dy = _grid(H, coords)
-    return _Call(x, xp, B, C, H, W, channels_last, order == "yx", (x0, dx, y0, dy), inv_temp,
-                 scalar_temp, m, dtype, in_dtype, is_device(x))
+    return _Call(
+        x,
+        xp,
+        B,
+        C,
+        H,
+        W,
+        channels_last,
+        order == "yx",
+        (x0, dx, y0, dy),
+        inv_temp,
+        scalar_temp,
+        m,
+        dtype,
+        in_dtype,
+        is_device(x),
+    )
 
 
 def _mask(mask, xp, B, C, H, W, channels_last):
@@ -166,25 +182,49 @@ def _to_order(kp, cov, swap):
     return kp, (None if cov is None else cov[..., ::-1, ::-1].copy())
 
 
-def spatial_softmax(x: ArrayLike, temperature: ArrayLike = 1.0, *, layout: Layout = "NCHW",
-                    coords: Coords = "normalized", order: CoordOrder = "xy", mask: ArrayLike | None = None,
-                    return_cov: bool = False, return_maps: bool = False) -> Array | SpatialSoftmaxResult:
+def spatial_softmax(
+    x: ArrayLike,
+    temperature: ArrayLike = 1.0,
+    *,
+    layout: Layout = "NCHW",
+    coords: Coords = "normalized",
+    order: CoordOrder = "xy",
+    mask: ArrayLike | None = None,
+    return_cov: bool = False,
+    return_maps: bool = False,
+) -> Array | SpatialSoftmaxResult:
     """Spatial softmax keypoints of every (b, c) map of ``x``.
 
     Returns the keypoints (B, C, 2); with ``return_cov`` or ``return_maps`` a
     :class:`SpatialSoftmaxResult` (keypoints, cov, maps, stats) instead. See the module
     docstring for the layout / order / grid / temperature / mask contract.
     """
-    res = spatial_softmax_forward(x, temperature, layout=layout, coords=coords, order=order,
-                                  mask=mask, return_cov=return_cov, return_maps=return_maps)
+    res = spatial_softmax_forward(
+        x,
+        temperature,
+        layout=layout,
+        coords=coords,
+        order=order,
+        mask=mask,
+        return_cov=return_cov,
+        return_maps=return_maps,
+    )
     if return_cov or return_maps:
         return res
     return res.keypoints
 
 
-def spatial_softmax_forward(x: ArrayLike, temperature: ArrayLike = 1.0, *, layout: Layout = "NCHW",
-                            coords: Coords = "normalized", order: CoordOrder = "xy", mask: ArrayLike | None = None,
-                            return_cov: bool = True, return_maps: bool = False) -> SpatialSoftmaxResult:
+def spatial_softmax_forward(
+    x: ArrayLike,
+    temperature: ArrayLike = 1.0,
+    *,
+    layout: Layout = "NCHW",
+    coords: Coords = "normalized",
+    order: CoordOrder = "xy",
+    mask: ArrayLike | None = None,
+    return_cov: bool = True,
+    return_maps: bool = False,
+) -> SpatialSoftmaxResult:
     """Like :func:`spatial_softmax` but always returns a :class:`SpatialSoftmaxResult`
     (pass it as ``saved=`` to :func:`spatial_softmax_backward` to skip recomputing the forward)."""
     back = returner(x)
@@ -195,11 +235,20 @@ def spatial_softmax_forward(x: ArrayLike, temperature: ArrayLike = 1.0, *, layou
 
 
 @_grads.backward("grad_keypoints", "grad_cov", "grad_maps")
-def spatial_softmax_backward(x: ArrayLike, temperature: ArrayLike = 1.0, *, grad_keypoints: ArrayLike | None = None,
-                             grad_cov: ArrayLike | None = None, grad_maps: ArrayLike | None = None,
-                             layout: Layout = "NCHW", coords: Coords = "normalized", order: CoordOrder = "xy",
-                             mask: ArrayLike | None = None, saved: SpatialSoftmaxResult | None = None,
-                             out: Array | None = None) -> tuple[Array, Array]:
+def spatial_softmax_backward(
+    x: ArrayLike,
+    temperature: ArrayLike = 1.0,
+    *,
+    grad_keypoints: ArrayLike | None = None,
+    grad_cov: ArrayLike | None = None,
+    grad_maps: ArrayLike | None = None,
+    layout: Layout = "NCHW",
+    coords: Coords = "normalized",
+    order: CoordOrder = "xy",
+    mask: ArrayLike | None = None,
+    saved: SpatialSoftmaxResult | None = None,
+    out: Array | None = None,
+) -> tuple[Array, Array]:
     """Vector-Jacobian product of :func:`spatial_softmax`.
 
     Given upstream gradients of the keypoints (B, C, 2), of the covariance (B, C, 2, 2) and of
@@ -244,19 +293,37 @@ def spatial_softmax_backward(x: ArrayLike, temperature: ArrayLike = 1.0, *, grad
         cov = None
     if out is not None:
         gx = to_native(out)
-        if (xp_of(gx) is not xp or gx.dtype != dt or tuple(gx.shape) != tuple(c.x.shape)
-                or not gx.flags.c_contiguous or not getattr(gx.flags, "writeable", True)):  # CuPy: no 'writeable'
-            raise ValueError(f"out: expected a writable C-contiguous {np.dtype(dt).name} array of shape "
-                             f"{tuple(c.x.shape)} on x's device")
-        val.out_buffer(gx, "out", (("x", c.x), ("grad_keypoints", g_kp), ("grad_cov", g_cov),
-                                   ("grad_maps", g_maps), ("saved.stats", stats), ("saved.keypoints", kp),
-                                   ("saved.cov", cov), ("mask", c.mask), ("temperature", c.inv_temp)))
+        if (
+            xp_of(gx) is not xp
+            or gx.dtype != dt
+            or tuple(gx.shape) != tuple(c.x.shape)
+            or not gx.flags.c_contiguous
+            or not getattr(gx.flags, "writeable", True)
+        ):  # CuPy: no 'writeable'
+            raise ValueError(
+                f"out: expected a writable C-contiguous {np.dtype(dt).name} array of shape "
+                f"{tuple(c.x.shape)} on x's device"
+            )
+        val.out_buffer(
+            gx,
+            "out",
+            (
+                ("x", c.x),
+                ("grad_keypoints", g_kp),
+                ("grad_cov", g_cov),
+                ("grad_maps", g_maps),
+                ("saved.stats", stats),
+                ("saved.keypoints", kp),
+                ("saved.cov", cov),
+                ("mask", c.mask),
+                ("temperature", c.inv_temp),
+            ),
+        )
     else:
         gx = xp.empty(c.x.shape, dt)
     g_temp = xp.empty((c.B, c.C), dt)
     _, bwd = kernel("spatial", "backward", c.on_device)
-    bwd(c.x, c.inv_temp, c.mask, *c.grid, c.channels_last, stats, kp, cov, g_kp, g_cov, g_maps,
-        gx, g_temp)
+    bwd(c.x, c.inv_temp, c.mask, *c.grid, c.channels_last, stats, kp, cov, g_kp, g_cov, g_maps, gx, g_temp)
     if c.in_dtype != dt:
         gx = gx.astype(c.in_dtype)
     g_t = g_temp.sum(axis=0, dtype=np.float64)
@@ -264,28 +331,52 @@ def spatial_softmax_backward(x: ArrayLike, temperature: ArrayLike = 1.0, *, grad
     return back(gx), back(xp.asarray(g_t, dtype=dt))
 
 
-def spatial_softmax_vjp(x: ArrayLike, temperature: ArrayLike, grad_keypoints: ArrayLike | None,
-                        grad_cov: ArrayLike | None = None, grad_maps: ArrayLike | None = None, *,
-                        saved: SpatialSoftmaxResult | None = None, layout: Layout = "NCHW",
-                        coords: Coords = "normalized", order: CoordOrder = "xy", mask: ArrayLike | None = None,
-                        out: Array | None = None) -> tuple[Array, Array]:
+def spatial_softmax_vjp(
+    x: ArrayLike,
+    temperature: ArrayLike,
+    grad_keypoints: ArrayLike | None,
+    grad_cov: ArrayLike | None = None,
+    grad_maps: ArrayLike | None = None,
+    *,
+    saved: SpatialSoftmaxResult | None = None,
+    layout: Layout = "NCHW",
+    coords: Coords = "normalized",
+    order: CoordOrder = "xy",
+    mask: ArrayLike | None = None,
+    out: Array | None = None,
+) -> tuple[Array, Array]:
     """Deprecated alias of :func:`spatial_softmax_backward`, whose upstream gradients are
     keyword-only (``grad_keypoints=``, ``grad_cov=``, ``grad_maps=``)."""
-    warnings.warn("spatial.spatial_softmax_vjp is deprecated: use spatial_softmax_backward(x, temperature, "
-                  "grad_keypoints=..., grad_cov=..., grad_maps=...)", DeprecationWarning, stacklevel=2)
+    warnings.warn(
+        "spatial.spatial_softmax_vjp is deprecated: use spatial_softmax_backward(x, temperature, "
+        "grad_keypoints=..., grad_cov=..., grad_maps=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     if grad_keypoints is None:  # required in the old form (the new one reads None as zero)
         raise TypeError("grad_keypoints: expected an array, got None")
-    return spatial_softmax_backward(x, temperature, grad_keypoints=grad_keypoints, grad_cov=grad_cov,
-                                    grad_maps=grad_maps, saved=saved, layout=layout, coords=coords, order=order,
-                                    mask=mask, out=out)
+    return spatial_softmax_backward(
+        x,
+        temperature,
+        grad_keypoints=grad_keypoints,
+        grad_cov=grad_cov,
+        grad_maps=grad_maps,
+        saved=saved,
+        layout=layout,
+        coords=coords,
+        order=order,
+        mask=mask,
+        out=out,
+    )
+
 
 __all__ = [
-    'COORDS',
-    'LAYOUTS',
-    'ORDERS',
-    'SpatialSoftmaxResult',
-    'spatial_softmax',
-    'spatial_softmax_backward',
-    'spatial_softmax_forward',
-    'spatial_softmax_vjp',
+    "COORDS",
+    "LAYOUTS",
+    "ORDERS",
+    "SpatialSoftmaxResult",
+    "spatial_softmax",
+    "spatial_softmax_backward",
+    "spatial_softmax_forward",
+    "spatial_softmax_vjp",
 ]

@@ -18,6 +18,7 @@ Spatial softmax lives below; every other family lives in a private module
 shared helpers ``_native`` / ``_tensor`` / ``_on_torch_stream`` (and the op-argument seeds
 ``seed_arg`` / ``int_arg`` / ``key``) come from :mod:`pygenmod._torch_common`.
 """
+
 from typing import Optional, Union
 
 import torch
@@ -44,12 +45,25 @@ def _spatial_opts(layout: str, coords: str, order: str) -> dict:
 
 
 @torch.library.custom_op("pygenmod::spatial_softmax_fwd", mutates_args=())
-def _spatial_fwd(x: Tensor, temperature: Tensor, mask: Optional[Tensor], layout: str, coords: str,
-                 order: str, want_cov: bool, want_maps: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _spatial_fwd(
+    x: Tensor,
+    temperature: Tensor,
+    mask: Optional[Tensor],
+    layout: str,
+    coords: str,
+    order: str,
+    want_cov: bool,
+    want_maps: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     with _on_torch_stream(x):
         res = _spatial.spatial_softmax_forward(
-            _native(x), _native(temperature), mask=_native(mask), return_cov=want_cov,
-            return_maps=want_maps, **_spatial_opts(layout, coords, order))
+            _native(x),
+            _native(temperature),
+            mask=_native(mask),
+            return_cov=want_cov,
+            return_maps=want_maps,
+            **_spatial_opts(layout, coords, order),
+        )
     none = x.new_empty((0,), dtype=_compute_dtype(x.dtype))  # outputs not asked for are empty
     cov = _tensor(res.cov, x) if want_cov else none
     maps = _tensor(res.maps, x) if want_maps else none.clone()
@@ -67,23 +81,41 @@ def _(x, temperature, mask, layout, coords, order, want_cov, want_maps):
 
 
 @torch.library.custom_op("pygenmod::spatial_softmax_bwd", mutates_args=())
-def _spatial_bwd(x: Tensor, temperature: Tensor, mask: Optional[Tensor], layout: str, coords: str,
-                 order: str, keypoints: Tensor, cov: Tensor, stats: Tensor, grad_keypoints: Tensor,
-                 grad_cov: Optional[Tensor], grad_maps: Optional[Tensor]) -> tuple[Tensor, Tensor]:
-    saved = _spatial.SpatialSoftmaxResult(_native(keypoints), None if _empty(cov) else _native(cov),
-                                          None, _native(stats))
+def _spatial_bwd(
+    x: Tensor,
+    temperature: Tensor,
+    mask: Optional[Tensor],
+    layout: str,
+    coords: str,
+    order: str,
+    keypoints: Tensor,
+    cov: Tensor,
+    stats: Tensor,
+    grad_keypoints: Tensor,
+    grad_cov: Optional[Tensor],
+    grad_maps: Optional[Tensor],
+) -> tuple[Tensor, Tensor]:
+    saved = _spatial.SpatialSoftmaxResult(
+        _native(keypoints), None if _empty(cov) else _native(cov), None, _native(stats)
+    )
     with _on_torch_stream(x):
         gx, gt = _spatial.spatial_softmax_backward(
-            _native(x), _native(temperature), grad_keypoints=_native(grad_keypoints), grad_cov=_native(grad_cov),
-            grad_maps=_native(grad_maps), saved=saved, mask=_native(mask), **_spatial_opts(layout, coords, order))
+            _native(x),
+            _native(temperature),
+            grad_keypoints=_native(grad_keypoints),
+            grad_cov=_native(grad_cov),
+            grad_maps=_native(grad_maps),
+            saved=saved,
+            mask=_native(mask),
+            **_spatial_opts(layout, coords, order),
+        )
     gx = _tensor(gx, x).to(x.dtype)
     gt = _tensor(gt, x).to(temperature.dtype).reshape(temperature.shape)
     return gx, gt
 
 
 @_spatial_bwd.register_fake
-def _(x, temperature, mask, layout, coords, order, keypoints, cov, stats, grad_keypoints, grad_cov,
-      grad_maps):
+def _(x, temperature, mask, layout, coords, order, keypoints, cov, stats, grad_keypoints, grad_cov, grad_maps):
     return torch.empty_like(x), torch.empty_like(temperature)
 
 
@@ -102,19 +134,37 @@ def _spatial_backward(ctx, g_kp, g_cov, g_maps, _g_stats):
     # Maps that were not requested are empty: no gradient pass for them. (Unused cov arrives
     # as zeros; it costs nothing extra in the fused kernel.)
     g_maps = None if _empty(g_maps) else g_maps
-    gx, gt = _spatial_bwd(x, temperature, mask, layout, coords, order, keypoints, cov, stats,
-                          g_kp.contiguous(), None if _empty(g_cov) else g_cov.contiguous(),
-                          None if g_maps is None else g_maps.contiguous())
+    gx, gt = _spatial_bwd(
+        x,
+        temperature,
+        mask,
+        layout,
+        coords,
+        order,
+        keypoints,
+        cov,
+        stats,
+        g_kp.contiguous(),
+        None if _empty(g_cov) else g_cov.contiguous(),
+        None if g_maps is None else g_maps.contiguous(),
+    )
     return gx, gt, None, None, None, None, None, None
 
 
-torch.library.register_autograd("pygenmod::spatial_softmax_fwd", _spatial_backward,
-                                setup_context=_spatial_setup)
+torch.library.register_autograd("pygenmod::spatial_softmax_fwd", _spatial_backward, setup_context=_spatial_setup)
 
 
-def spatial_softmax(x: Tensor, temperature: Union[Tensor, float] = 1.0, *, layout: Layout = "NCHW",
-                    coords: Coords = "normalized", order: CoordOrder = "xy", mask: Optional[Tensor] = None,
-                    return_cov: bool = False, return_maps: bool = False) -> Union[Tensor, tuple[Tensor, ...]]:
+def spatial_softmax(
+    x: Tensor,
+    temperature: Union[Tensor, float] = 1.0,
+    *,
+    layout: Layout = "NCHW",
+    coords: Coords = "normalized",
+    order: CoordOrder = "xy",
+    mask: Optional[Tensor] = None,
+    return_cov: bool = False,
+    return_maps: bool = False,
+) -> Union[Tensor, tuple[Tensor, ...]]:
     """Differentiable spatial softmax keypoints of a tensor (see :mod:`pygenmod.spatial` for
     the contract). Gradients flow to ``x`` and to ``temperature`` (a tensor, scalar or (C,)).
 
@@ -140,9 +190,18 @@ class SpatialSoftmax(nn.Module):
     Returns keypoints (B, C, 2), or (keypoints, cov) with ``return_cov=True``.
     """
 
-    def __init__(self, num_channels: Optional[int] = None, temperature: float = 1.0, *,
-                 learnable: bool = True, per_channel: bool = False, layout: Layout = "NCHW",
-                 coords: Coords = "normalized", order: CoordOrder = "xy", return_cov: bool = False) -> None:
+    def __init__(
+        self,
+        num_channels: Optional[int] = None,
+        temperature: float = 1.0,
+        *,
+        learnable: bool = True,
+        per_channel: bool = False,
+        layout: Layout = "NCHW",
+        coords: Coords = "normalized",
+        order: CoordOrder = "xy",
+        return_cov: bool = False,
+    ) -> None:
         super().__init__()
         if per_channel and not num_channels:
             raise ValueError("num_channels: needed with per_channel=True")
@@ -161,12 +220,15 @@ class SpatialSoftmax(nn.Module):
         t = self.temperature
         if t.dtype != _compute_dtype(x.dtype):
             t = t.to(_compute_dtype(x.dtype))
-        return spatial_softmax(x, t, layout=self.layout, coords=self.coords, order=self.order,
-                               mask=mask, return_cov=self.return_cov)
+        return spatial_softmax(
+            x, t, layout=self.layout, coords=self.coords, order=self.order, mask=mask, return_cov=self.return_cov
+        )
 
     def extra_repr(self) -> str:
-        return (f"num_channels={self.num_channels}, temperature_shape={tuple(self.temperature.shape)}, "
-                f"layout={self.layout!r}, coords={self.coords!r}, order={self.order!r}")
+        return (
+            f"num_channels={self.num_channels}, temperature_shape={tuple(self.temperature.shape)}, "
+            f"layout={self.layout!r}, coords={self.coords!r}, order={self.order!r}"
+        )
 
 
 # ============================================================================ sampling

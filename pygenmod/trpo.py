@@ -15,6 +15,7 @@ the namespace of the inputs (NumPy, CuPy or torch: no copies between them, resul
 caller's array type): the work of a step is in the user's ``fvp`` and surrogate, which
 dominate the handful of vector operations per CG iteration, so no compiled kernel is used.
 """
+
 from __future__ import annotations
 
 import math
@@ -108,8 +109,9 @@ class _Ops:
     def asarray(self, a):
         """A float array in this namespace and dtype (scalars and host arrays are moved)."""
         if self.torch:
-            return self.xp.as_tensor(np.asarray(a) if not isinstance(a, self.xp.Tensor) else a,
-                                     dtype=self.dtype, device=self.device)
+            return self.xp.as_tensor(
+                np.asarray(a) if not isinstance(a, self.xp.Tensor) else a, dtype=self.dtype, device=self.device
+            )
         return self.xp.asarray(a, dtype=self.dtype)
 
     def where(self, c, a, b):
@@ -176,8 +178,10 @@ def _call(fn, x, name, shape, ops):
         raise ValueError(f"{name}: must return an array of shape {tuple(shape)}, got {got}")
     is_torch = type(y).__module__.split(".")[0] == "torch"
     if is_torch != ops.torch or (not is_torch and xp_of(y) is not ops.xp):
-        raise TypeError(f"{name}: must return the array type of the inputs ({ops.xp.__name__}), "
-                        f"got {type(y).__module__}.{type(y).__name__}")
+        raise TypeError(
+            f"{name}: must return the array type of the inputs ({ops.xp.__name__}), "
+            f"got {type(y).__module__}.{type(y).__name__}"
+        )
     return y.detach().to(ops.dtype) if ops.torch else y.astype(ops.dtype, copy=False)
 
 
@@ -186,9 +190,16 @@ def _out(single, *arrays):
 
 
 # ============================================================================ conjugate gradient
-def conjugate_gradient(fvp: Callable[[Array], Any], g: ArrayLike, *, damping: float | ArrayLike = 0.0,
-                       tol: float = 1e-10, atol: float = 0.0, max_iter: int = 10,
-                       x0: ArrayLike | None = None) -> CGResult:
+def conjugate_gradient(
+    fvp: Callable[[Array], Any],
+    g: ArrayLike,
+    *,
+    damping: float | ArrayLike = 0.0,
+    tol: float = 1e-10,
+    atol: float = 0.0,
+    max_iter: int = 10,
+    x0: ArrayLike | None = None,
+) -> CGResult:
     """Solve ``(F + damping I) x = g`` for B problems at once by conjugate gradient.
 
     fvp: a callable taking a (B, n) array ``v`` and returning ``F v`` (B, n), in the array type
@@ -231,7 +242,7 @@ def conjugate_gradient(fvp: Callable[[Array], Any], g: ArrayLike, *, damping: fl
     thresh = ops.where(gnorm * tol > atol, gnorm * tol, ops.full(B, atol))
     status = ops.as_int(ops.zeros(B, "int") + CG_MAX_ITER)
     its = ops.zeros(B, "int")
-    done = rr ** 0.5 <= thresh
+    done = rr**0.5 <= thresh
     status = ops.where(done, status * 0 + CG_CONVERGED, status)
     active = ~done
     one = ops.full(B, 1.0)
@@ -248,13 +259,13 @@ def conjugate_gradient(fvp: Callable[[Array], Any], g: ArrayLike, *, damping: fl
         r = r - alpha * Ap
         rr_new = ops.where(active, ops.dot(r, r), rr)
         its = its + ops.as_int(active)
-        conv = active & (rr_new ** 0.5 <= thresh)
+        conv = active & (rr_new**0.5 <= thresh)
         status = ops.where(conv, status * 0 + CG_CONVERGED, status)
         active = active & ~conv
         beta = ops.where(active, rr_new / ops.where(rr > 0, rr, one), 0 * one)[:, None]
         p = ops.where(active[:, None], r + beta * p, p)
         rr = rr_new
-    res = rr ** 0.5
+    res = rr**0.5
     return CGResult(*_out(single, x, status, its, res))
 
 
@@ -279,18 +290,31 @@ def natural_step_size(x: ArrayLike, Fx: ArrayLike, max_kl: float | ArrayLike) ->
     xFx = ops.dot(x, Fx)
     bad = ~(xFx > 0)
     if ops.any(bad):
-        idx = [int(i) for i in np.flatnonzero(np.asarray(bad.cpu() if ops.torch else
-                                                         (bad.get() if hasattr(bad, "get") else bad)))]
-        raise ValueError(f"Fx: x^T F x must be > 0 for a step size (zero direction or F not positive "
-                         f"definite along x); problems {idx[:10]}{' ...' if len(idx) > 10 else ''} have x^T F x <= 0")
+        idx = [
+            int(i)
+            for i in np.flatnonzero(np.asarray(bad.cpu() if ops.torch else (bad.get() if hasattr(bad, "get") else bad)))
+        ]
+        raise ValueError(
+            f"Fx: x^T F x must be > 0 for a step size (zero direction or F not positive "
+            f"definite along x); problems {idx[:10]}{' ...' if len(idx) > 10 else ''} have x^T F x <= 0"
+        )
     beta = (2 * delta / xFx) ** 0.5
     return beta[0] if single else beta
 
 
 # ============================================================================ line search
-def line_search(surrogate: Callable[[Array], Any], kl: Callable[[Array], Any], x0: ArrayLike, fullstep: ArrayLike, *,
-                max_kl: float | ArrayLike, expected_improve: ArrayLike | None = None, accept_ratio: float = 0.1,
-                backtrack_ratio: float = 0.5, max_backtracks: int = 10) -> LineSearchResult:
+def line_search(
+    surrogate: Callable[[Array], Any],
+    kl: Callable[[Array], Any],
+    x0: ArrayLike,
+    fullstep: ArrayLike,
+    *,
+    max_kl: float | ArrayLike,
+    expected_improve: ArrayLike | None = None,
+    accept_ratio: float = 0.1,
+    backtrack_ratio: float = 0.5,
+    max_backtracks: int = 10,
+) -> LineSearchResult:
     """Backtracking line search of TRPO on B problems: try ``x0 + f * fullstep`` for
     ``f = backtrack_ratio**k``, k = 0 .. max_backtracks - 1, and accept the first step whose
 
@@ -309,8 +333,9 @@ def line_search(surrogate: Callable[[Array], Any], kl: Callable[[Array], Any], x
     if not ops.all_finite(x0):
         raise ValueError("x0: contains NaN or infinity")
     B, n = x0.shape
-    step = _like(fullstep.detach() if ops.torch and hasattr(fullstep, "detach") else fullstep,
-                 "fullstep", ops, (B, n), single)
+    step = _like(
+        fullstep.detach() if ops.torch and hasattr(fullstep, "detach") else fullstep, "fullstep", ops, (B, n), single
+    )
     delta = _per_problem(max_kl, "max_kl", B, ops, positive=True)
     expected = None if expected_improve is None else _per_problem(expected_improve, "expected_improve", B, ops)
     if not (isinstance(accept_ratio, numbers.Real) and 0 <= accept_ratio < 1):
@@ -352,10 +377,21 @@ def line_search(surrogate: Callable[[Array], Any], kl: Callable[[Array], Any], x
 
 
 # ============================================================================ one TRPO step
-def trpo_step(x0: ArrayLike, g: ArrayLike, fvp: Callable[[Array], Any], surrogate: Callable[[Array], Any],
-              kl: Callable[[Array], Any], *, max_kl: float = 0.01, damping: float = 0.1, cg_iters: int = 10,
-              cg_tol: float = 1e-10, accept_ratio: float = 0.1, backtrack_ratio: float = 0.5,
-              max_backtracks: int = 10) -> TRPOStep:
+def trpo_step(
+    x0: ArrayLike,
+    g: ArrayLike,
+    fvp: Callable[[Array], Any],
+    surrogate: Callable[[Array], Any],
+    kl: Callable[[Array], Any],
+    *,
+    max_kl: float = 0.01,
+    damping: float = 0.1,
+    cg_iters: int = 10,
+    cg_tol: float = 1e-10,
+    accept_ratio: float = 0.1,
+    backtrack_ratio: float = 0.5,
+    max_backtracks: int = 10,
+) -> TRPOStep:
     """One TRPO update of B problems: solve ``(F + damping I) x = g`` by
     :func:`conjugate_gradient`, scale by :func:`natural_step_size` (with ``(F + damping I) x``,
     as the reference implementations), then :func:`line_search` from ``x0`` along the full step
@@ -378,8 +414,17 @@ def trpo_step(x0: ArrayLike, g: ArrayLike, fvp: Callable[[Array], Any], surrogat
     delta = _per_problem(max_kl, "max_kl", B, ops, positive=True)
     beta = ops.where(usable, (2 * delta / ops.where(usable, xFx, ops.full(B, 1.0))) ** 0.5, 0 * delta)
     full = beta[:, None] * cg.x
-    ls = line_search(surrogate, kl, x0n, full, max_kl=delta, expected_improve=ops.dot(gg, full),
-                     accept_ratio=accept_ratio, backtrack_ratio=backtrack_ratio, max_backtracks=max_backtracks)
+    ls = line_search(
+        surrogate,
+        kl,
+        x0n,
+        full,
+        max_kl=delta,
+        expected_improve=ops.dot(gg, full),
+        accept_ratio=accept_ratio,
+        backtrack_ratio=backtrack_ratio,
+        max_backtracks=max_backtracks,
+    )
     # a zero step "improves" nothing, so unusable problems were never accepted
     if single:
         return TRPOStep(ls.x[0], LineSearchResult(*(a[0] for a in ls)), CGResult(*(a[0] for a in cg)), beta[0])

@@ -6,6 +6,7 @@ the package's kernels. Differences from mctx, shared with pygenmod and documente
 argmax ties go to the lowest index (mctx: 1e-7 uniform noise in PUCT), and a node without a
 valid action is terminal (re-evaluated instead of expanded). Also: a 4x3 gridworld table.
 """
+
 from __future__ import annotations
 
 import math
@@ -138,9 +139,23 @@ def gumbel_interior_select(node, qkw):
     return argmax_valid(probs - n / (1 + n.sum()), node.invalid)
 
 
-def search(step, root_logits, root_value, root_invalid, root_state, sims, *, policy="muzero",
-           gumbel=None, M=16, pb_c_init=1.25, pb_c_base=19652.0, qkw=None, q_normalization="node",
-           max_depth=None):
+def search(
+    step,
+    root_logits,
+    root_value,
+    root_invalid,
+    root_state,
+    sims,
+    *,
+    policy="muzero",
+    gumbel=None,
+    M=16,
+    pb_c_init=1.25,
+    pb_c_base=19652.0,
+    qkw=None,
+    q_normalization="node",
+    max_depth=None,
+):
     """One tree. step(state, action) -> (reward, discount, logits, value, invalid, next_state
     [, player_changed])."""
     qkw = qkw or {}
@@ -155,8 +170,7 @@ def search(step, root_logits, root_value, root_invalid, root_state, sims, *, pol
                 a = -1
                 break
             if policy == "muzero":
-                a = muzero_select(node, pb_c_init, pb_c_base,
-                                  bounds if q_normalization == "tree" else None)
+                a = muzero_select(node, pb_c_init, pb_c_base, bounds if q_normalization == "tree" else None)
             elif depth == 0:
                 a = gumbel_root_select(node, gumbel, M, sims, qkw)
             else:
@@ -209,10 +223,14 @@ def tabular_step(ns, R, D, L, V, terminal=None, invalid=None, player_changed=Non
     def step(s, a):
         s2 = int(ns[s, a])
         term = terminal is not None and bool(terminal[s2])
-        inv = np.ones(L.shape[1], bool) if term else (
-            np.zeros(L.shape[1], bool) if invalid is None else np.asarray(invalid[s2], bool))
+        inv = (
+            np.ones(L.shape[1], bool)
+            if term
+            else (np.zeros(L.shape[1], bool) if invalid is None else np.asarray(invalid[s2], bool))
+        )
         pc = player_changed is not None and bool(player_changed[s, a])
         return float(R[s, a]), float(D[s, a]), L[s2], 0.0 if term else float(V[s2]), inv, s2, pc
+
     return step
 
 
@@ -278,8 +296,7 @@ class UNode:
         return self.reward + self.discount * self.value_sum / self.visits
 
 
-def uct_search(ns, R, D, V, invalid, root_state, sims, *, c=2 ** 0.5, rollout_depth=0, seed=0, g=0,
-               cdf=None):
+def uct_search(ns, R, D, V, invalid, root_state, sims, *, c=2**0.5, rollout_depth=0, seed=0, g=0, cdf=None):
     """One UCT tree (Browne et al. 2012, Algorithm 2-3, with the package's deterministic
     tie-breaks): UCB1 selection (an unexpanded valid action first, lowest index; else argmax
     Q + c sqrt(ln N / n)), one expansion, a uniformly random rollout of ``rollout_depth``
@@ -320,8 +337,7 @@ def uct_search(ns, R, D, V, invalid, root_state, sims, *, c=2 ** 0.5, rollout_de
             if fresh:
                 a = int(fresh[0])
                 break
-            ucb = [node.children[a].q() + c * math.sqrt(math.log(node.visits) / node.children[a].visits)
-                   for a in valid]
+            ucb = [node.children[a].q() + c * math.sqrt(math.log(node.visits) / node.children[a].visits) for a in valid]
             node = node.children[int(valid[int(np.argmax(ucb))])]
             path.append(node)
         if a < 0:
@@ -348,6 +364,9 @@ def expectimax(P, R, gamma, terminal, s, depth):
     R[s, a] + gamma * sum_s' P[s, a, s'] V(s'), 0 at terminal states and at depth 0."""
     if depth == 0 or terminal[s]:
         return 0.0
-    return max(float(R[s, a]) + gamma * sum(float(P[s, a, t]) * expectimax(P, R, gamma, terminal, t, depth - 1)
-                                            for t in np.flatnonzero(P[s, a]))
-               for a in range(P.shape[1]))
+    return max(
+        float(R[s, a])
+        + gamma
+        * sum(float(P[s, a, t]) * expectimax(P, R, gamma, terminal, t, depth - 1) for t in np.flatnonzero(P[s, a]))
+        for a in range(P.shape[1])
+    )

@@ -4,6 +4,7 @@ A backend that is absent here is reported as skipped with the reason, never pass
 ``PYGENMOD_REQUIRE_CUDA=1`` (the GPU check, tools/gpu-check.sh) turns every skip that says
 CUDA is unavailable into a failure, so a broken driver or build cannot pass as "skipped".
 """
+
 from __future__ import annotations
 
 import os
@@ -52,7 +53,9 @@ _CUDA_UNAVAILABLE = re.compile(
     r"backend 'cuda' unavailable|could not import 'cupy'|cupy is not installed|"
     r"\bno (cuda|gpu)\b|cuda (is )?(not |un)available|cuda modules not built|"
     r"needs? (a |the )?(gpu|cuda)|requires? (a |the )?(gpu|cuda)|built without cuda|"
-    r"pygenmod_cuda=off|no nvcc", re.IGNORECASE)
+    r"pygenmod_cuda=off|no nvcc",
+    re.IGNORECASE,
+)
 
 
 def is_cuda_unavailable_skip(reason: str) -> bool:
@@ -61,8 +64,10 @@ def is_cuda_unavailable_skip(reason: str) -> bool:
 
 def pytest_report_header(config):
     ok, why = _backend._probe("cuda")
-    return [f"pygenmod cuda: {'available' if ok else 'unavailable'} ({why})"
-            + ("; PYGENMOD_REQUIRE_CUDA=1: CUDA skips fail" if require_cuda() else "")]
+    return [
+        f"pygenmod cuda: {'available' if ok else 'unavailable'} ({why})"
+        + ("; PYGENMOD_REQUIRE_CUDA=1: CUDA skips fail" if require_cuda() else "")
+    ]
 
 
 @pytest.hookimpl(hookwrapper=True)

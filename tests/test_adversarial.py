@@ -1,4 +1,5 @@
 """Adversarial objectives: closed forms vs a float64 NumPy reference and torch autograd."""
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -44,8 +45,9 @@ def test_against_torch_autograd(rng):
     F = torch.nn.functional
     r = torch.tensor(4 * rng.standard_normal((3, 6)), requires_grad=True)
     f = torch.tensor(4 * rng.standard_normal((3, 4)), requires_grad=True)
-    loss = (F.binary_cross_entropy_with_logits(r, torch.ones_like(r), reduction="none").mean(-1)
-            + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f), reduction="none").mean(-1))
+    loss = F.binary_cross_entropy_with_logits(r, torch.ones_like(r), reduction="none").mean(
+        -1
+    ) + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f), reduction="none").mean(-1)
     loss.sum().backward()
     out = adv.gan_discriminator_loss(r, f)
     assert isinstance(out.loss, torch.Tensor)
@@ -108,8 +110,9 @@ def test_label_goals():
         adv.label_goals(np.array([1.5]))
 
 
-@pytest.mark.parametrize("bad,err", [(np.array([1.0, np.nan]), ValueError), (np.arange(3), TypeError),
-                                     (np.float64(1.0), ValueError)])
+@pytest.mark.parametrize(
+    "bad,err", [(np.array([1.0, np.nan]), ValueError), (np.arange(3), TypeError), (np.float64(1.0), ValueError)]
+)
 def test_bad_input(bad, err):
     with pytest.raises(err):
         adv.gan_generator_loss(bad)

@@ -1,4 +1,5 @@
 """Backend selection, dispatch, thread control, DLPack interop and the shared validation."""
+
 import os
 
 import numpy as np
@@ -66,8 +67,10 @@ def test_set_num_threads_roundtrip():
 
 
 def test_import_is_fast_and_does_not_import_numba():
-    code = ("import time,sys; t=time.perf_counter(); import pygenmod, pygenmod.mdp; "
-            "print(time.perf_counter()-t, 'numba' in sys.modules)")
+    code = (
+        "import time,sys; t=time.perf_counter(); import pygenmod, pygenmod.mdp; "
+        "print(time.perf_counter()-t, 'numba' in sys.modules)"
+    )
     out = run_python(["-c", code], capture_output=True, text=True, check=True)
     seconds, numba_loaded = out.stdout.split()
     assert numba_loaded == "False"

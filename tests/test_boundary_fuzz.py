@@ -4,6 +4,7 @@ either runs or raises a Python exception — it never crashes or reads/writes ou
 Each kernel's parameter count is read from its pybind11 signature; arguments are random
 small arrays (float32/float64/int64/int32/bool, 0-4 dims, extents 0-3) or scalars.
 """
+
 import glob
 import importlib
 import inspect
@@ -18,8 +19,9 @@ from hypothesis import strategies as st
 import pygenmod
 
 PKG = os.path.dirname(pygenmod.__file__)
-MODULES = sorted({os.path.basename(p).split(".")[0] for p in glob.glob(os.path.join(PKG, "_cpu_*.so"))}
-                 - {"_cpu_runtime"})
+MODULES = sorted(
+    {os.path.basename(p).split(".")[0] for p in glob.glob(os.path.join(PKG, "_cpu_*.so"))} - {"_cpu_runtime"}
+)
 
 
 def _kernels():
@@ -38,9 +40,10 @@ def _kernels():
 KERNELS = list(_kernels())
 
 arrays = st.one_of(
-    st.tuples(st.sampled_from([np.float32, np.float64, np.int64, np.int32, np.bool_]),
-              st.lists(st.integers(0, 3), min_size=0, max_size=4)).map(
-        lambda t: np.zeros(t[1], dtype=t[0]) + (1 if t[0] is not np.bool_ else True)),
+    st.tuples(
+        st.sampled_from([np.float32, np.float64, np.int64, np.int32, np.bool_]),
+        st.lists(st.integers(0, 3), min_size=0, max_size=4),
+    ).map(lambda t: np.zeros(t[1], dtype=t[0]) + (1 if t[0] is not np.bool_ else True)),
     st.integers(-3, 3),
     st.floats(allow_nan=True, allow_infinity=True),
 )

@@ -1,6 +1,7 @@
 """pygenmod.categorical: log-prob, entropy, KL (masked), their VJPs, the SI-GARL target and GAIL's
 policy-gradient surrogate, on every backend, against a float64 NumPy/SciPy reference (and
 torch.distributions where installed)."""
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -63,7 +64,9 @@ def test_log_prob_entropy_match_reference(backend, dtype, rng, shape, masked):
     m = random_mask(rng, shape) if masked else None
     lp = ref_logp(x, m)
     # actions drawn from the allowed ones
-    a = np.array([rng.choice(np.flatnonzero(row)) for row in np.isfinite(lp).reshape(-1, shape[-1])]).reshape(shape[:-1])
+    a = np.array([rng.choice(np.flatnonzero(row)) for row in np.isfinite(lp).reshape(-1, shape[-1])]).reshape(
+        shape[:-1]
+    )
     mm = None if m is None else backend.asarray(m)
     got = backend.numpy(cat.log_prob(backend.asarray(x), backend.asarray(a), mask=mm))
     assert got.dtype == dtype and got.shape == shape[:-1]
@@ -82,8 +85,11 @@ def test_kl_matches_reference(backend, dtype, rng, shape, masked):
     got = backend.numpy(cat.kl(backend.asarray(xp_), backend.asarray(xq), mask=mm))
     assert got.dtype == dtype and got.shape == shape[:-1]
     np.testing.assert_allclose(got, ref_kl(ref_logp(xp_, m), ref_logp(xq, m)), **tol(dtype))
-    np.testing.assert_allclose(backend.numpy(cat.kl(backend.asarray(xq), backend.asarray(xq), mask=mm)), 0,
-                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(
+        backend.numpy(cat.kl(backend.asarray(xq), backend.asarray(xq), mask=mm)),
+        0,
+        atol=1e-5 if dtype == np.float32 else 1e-12,
+    )
 
 
 def test_kl_separate_masks_and_infinity(backend, dtype):
@@ -91,13 +97,19 @@ def test_kl_separate_masks_and_infinity(backend, dtype):
     q = np.array([[1, 2, 3, 4]] * 3, dtype)
     pm = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 1]], bool)
     qm = np.array([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1]], bool)
-    got = backend.numpy(cat.kl(backend.asarray(p), backend.asarray(q), mask=backend.asarray(pm),
-                               q_mask=backend.asarray(qm)))
+    got = backend.numpy(
+        cat.kl(backend.asarray(p), backend.asarray(q), mask=backend.asarray(pm), q_mask=backend.asarray(qm))
+    )
     want = ref_kl(ref_logp(p, pm), ref_logp(q, qm))
     assert np.isinf(got[1]) and got[1] > 0  # p allows action 3, q masks it
     np.testing.assert_allclose(got, want, **tol(dtype))
-    gp, gq = cat.kl_backward(backend.asarray(p), backend.asarray(q), grad_kl=backend.asarray(np.ones(3, dtype)),
-                             mask=backend.asarray(pm), q_mask=backend.asarray(qm))
+    gp, gq = cat.kl_backward(
+        backend.asarray(p),
+        backend.asarray(q),
+        grad_kl=backend.asarray(np.ones(3, dtype)),
+        mask=backend.asarray(pm),
+        q_mask=backend.asarray(qm),
+    )
     gp, gq = backend.numpy(gp), backend.numpy(gq)
     assert np.isnan(gp[1]).all() and np.isnan(gq[1]).all()  # no derivative at +inf
     assert np.isfinite(gp[[0, 2]]).all() and np.isfinite(gq[[0, 2]]).all()
@@ -107,8 +119,9 @@ def test_masked_action_log_prob_is_minus_inf(backend, dtype):
     x = backend.asarray(np.array([[0.0, 1.0, 2.0]], dtype))
     m = backend.asarray(np.array([[True, False, True]]))
     assert backend.numpy(cat.log_prob(x, backend.asarray(np.array([1])), mask=m))[0] == -np.inf
-    g = cat.log_prob_backward(x, backend.asarray(np.array([1])), grad_log_prob=backend.asarray(np.ones(1, dtype)),
-                                 mask=m)
+    g = cat.log_prob_backward(
+        x, backend.asarray(np.array([1])), grad_log_prob=backend.asarray(np.ones(1, dtype)), mask=m
+    )
     assert np.isnan(backend.numpy(g)).all()
 
 
@@ -116,10 +129,11 @@ def test_masked_logits_are_never_read(backend, dtype):
     x = np.array([[0.5, np.nan, -1.0, np.inf], [-np.inf, 2.0, 1.0, 0.0]], dtype)
     m = np.isfinite(x)
     clean = np.where(m, x, 123.0).astype(dtype)
-    for fn in (lambda z: cat.entropy(z, mask=backend.asarray(m)),
-               lambda z: cat.log_prob(z, backend.asarray(np.array([2, 1])), mask=backend.asarray(m)),
-               lambda z: cat.entropy_backward(z, grad_entropy=backend.asarray(np.ones(2, dtype)),
-                                              mask=backend.asarray(m))):
+    for fn in (
+        lambda z: cat.entropy(z, mask=backend.asarray(m)),
+        lambda z: cat.log_prob(z, backend.asarray(np.array([2, 1])), mask=backend.asarray(m)),
+        lambda z: cat.entropy_backward(z, grad_entropy=backend.asarray(np.ones(2, dtype)), mask=backend.asarray(m)),
+    ):
         np.testing.assert_array_equal(backend.numpy(fn(backend.asarray(x))), backend.numpy(fn(backend.asarray(clean))))
 
 
@@ -188,13 +202,22 @@ def test_gradients_match_finite_differences(backend, rng, shape, masked):
     got = cat.log_prob_backward(B(x), B(a), grad_log_prob=B(g), mask=mm)
     np.testing.assert_allclose(backend.numpy(got), fd_grad(lp_sum, x), rtol=1e-6, atol=1e-7)
     got = cat.entropy_backward(B(x), grad_entropy=B(g), mask=mm)
-    np.testing.assert_allclose(backend.numpy(got), fd_grad(lambda z: (ref_entropy(z, m) * g).sum(), x),
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        backend.numpy(got), fd_grad(lambda z: (ref_entropy(z, m) * g).sum(), x), rtol=1e-6, atol=1e-7
+    )
     gp, gq = cat.kl_backward(B(x), B(y), grad_kl=B(g), mask=mm)
-    np.testing.assert_allclose(backend.numpy(gp), fd_grad(lambda z: (ref_kl(ref_logp(z, m), ref_logp(y, m)) * g).sum(), x),
-                               rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(backend.numpy(gq), fd_grad(lambda z: (ref_kl(ref_logp(x, m), ref_logp(z, m)) * g).sum(), y),
-                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        backend.numpy(gp),
+        fd_grad(lambda z: (ref_kl(ref_logp(z, m), ref_logp(y, m)) * g).sum(), x),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        backend.numpy(gq),
+        fd_grad(lambda z: (ref_kl(ref_logp(x, m), ref_logp(z, m)) * g).sum(), y),
+        rtol=1e-6,
+        atol=1e-7,
+    )
     if m is not None:  # masked actions get no gradient
         for arr in (gp, gq, got):
             assert (backend.numpy(arr)[~m] == 0).all()
@@ -204,8 +227,9 @@ def test_gradients_float32_close_to_float64(backend, rng):
     x = rng.standard_normal((6, 11)) * 3
     g = rng.standard_normal(6)
     d64 = cat.entropy_backward(backend.asarray(x), grad_entropy=backend.asarray(g))
-    d32 = cat.entropy_backward(backend.asarray(x.astype(np.float32)),
-                               grad_entropy=backend.asarray(g.astype(np.float32)))
+    d32 = cat.entropy_backward(
+        backend.asarray(x.astype(np.float32)), grad_entropy=backend.asarray(g.astype(np.float32))
+    )
     assert backend.numpy(d32).dtype == np.float32
     np.testing.assert_allclose(backend.numpy(d32), backend.numpy(d64), **tol(np.float32))
 
@@ -243,7 +267,9 @@ def test_policy_target_kl_fd_and_infinity(backend, rng):
         return ref_kl(np.log(np.where(w > 0, w, 1)) + np.where(w > 0, 0, -np.inf), ref_logp(z, m)).sum()
 
     np.testing.assert_allclose(backend.numpy(got), fd_grad(f, x), rtol=1e-6, atol=1e-7)
-    k = backend.numpy(cat.policy_target_kl(B(np.array([[0.2, 0.8, 0.0]])), B(x[:1]), mask=B(np.array([[1, 0, 1]], bool))))
+    k = backend.numpy(
+        cat.policy_target_kl(B(np.array([[0.2, 0.8, 0.0]])), B(x[:1]), mask=B(np.array([[1, 0, 1]], bool)))
+    )
     assert k[0] == np.inf
 
 
@@ -359,15 +385,25 @@ def test_thread_count_and_layout_do_not_change_results(backend, rng):
     try:
         for n in (1, 2):
             pygenmod.set_num_threads(n)
-            runs.append([backend.numpy(cat.kl(backend.asarray(x), backend.asarray(y), mask=backend.asarray(m))),
-                         backend.numpy(cat.kl_backward(backend.asarray(x), backend.asarray(y),
-                                                       grad_kl=backend.asarray(np.ones(4096)),
-                                                       mask=backend.asarray(m))[1])])
+            runs.append(
+                [
+                    backend.numpy(cat.kl(backend.asarray(x), backend.asarray(y), mask=backend.asarray(m))),
+                    backend.numpy(
+                        cat.kl_backward(
+                            backend.asarray(x),
+                            backend.asarray(y),
+                            grad_kl=backend.asarray(np.ones(4096)),
+                            mask=backend.asarray(m),
+                        )[1]
+                    ),
+                ]
+            )
     finally:
         pygenmod.set_num_threads(n0)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
     # non-contiguous input is copied, not misread
     wide = np.repeat(x, 2, axis=1)
-    np.testing.assert_array_equal(backend.numpy(cat.entropy(backend.asarray(wide)[:, ::2])),
-                                  backend.numpy(cat.entropy(backend.asarray(x))))
+    np.testing.assert_array_equal(
+        backend.numpy(cat.entropy(backend.asarray(wide)[:, ::2])), backend.numpy(cat.entropy(backend.asarray(x)))
+    )

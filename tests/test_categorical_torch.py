@@ -1,5 +1,6 @@
 """pygenmod.torch's categorical ops: values and autograd against torch.distributions, opcheck,
 torch.compile(fullgraph=True), masks, half precision."""
+
 import numpy as np
 import pytest
 
@@ -59,8 +60,9 @@ def test_masked_matches_torch_with_minus_inf_logits():
 
 def test_policy_target_kl_grad_is_pi_minus_w():
     _, y = _pair((4, 6))
-    counts = torch.tensor([[3.0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 5], [1, 1, 1, 1, 1, 1], [0, 2, 2, 0, 0, 0]],
-                          dtype=torch.float64)
+    counts = torch.tensor(
+        [[3.0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 5], [1, 1, 1, 1, 1, 1], [0, 2, 2, 0, 0, 0]], dtype=torch.float64
+    )
     k = policy_target_kl(counts, y)
     k.sum().backward()
     w = counts / counts.sum(-1, keepdim=True)
@@ -103,8 +105,12 @@ def test_opcheck():
 
 def test_torch_compile_fullgraph():
     def f(x, y, a):
-        return (categorical_log_prob(x, a) - 0.1 * categorical_entropy(x) + categorical_kl(x, y)
-                + policy_target_kl(torch.ones_like(y), y)).sum()
+        return (
+            categorical_log_prob(x, a)
+            - 0.1 * categorical_entropy(x)
+            + categorical_kl(x, y)
+            + policy_target_kl(torch.ones_like(y), y)
+        ).sum()
 
     x, y = _pair((4, 6))
     a = torch.tensor([1, 0, 5, 3])
@@ -126,8 +132,11 @@ def test_errors_reach_torch_users():
         categorical_log_prob(x, torch.tensor([0, 7]))
     with pytest.raises(ValueError, match="lam"):
         pg_loss(x, x, x, lam=-1.0)
-    assert np.isinf(categorical_kl(x, x, torch.ones(2, 3, dtype=torch.bool),
-                                   torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool))[0].item())
+    assert np.isinf(
+        categorical_kl(
+            x, x, torch.ones(2, 3, dtype=torch.bool), torch.tensor([[1, 1, 0], [1, 1, 1]], dtype=torch.bool)
+        )[0].item()
+    )
 
 
 def test_numpy_api_accepts_tensors_and_returns_tensors():

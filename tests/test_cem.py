@@ -1,4 +1,5 @@
 """Cross-entropy method: batched top-k on every backend."""
+
 import numpy as np
 import pytest
 
@@ -54,8 +55,9 @@ def test_cem_step_diag_matches_reference(backend, dtype, rng, weights):
     X, R = rng.standard_normal((B, N, D)), rng.standard_normal((B, N))
     args = [backend.asarray(a.astype(dtype)) for a in (mean, std, X, R)]
     out = cem.cem_step(*args, k, alpha=0.3, min_std=0.05, reg=1e-3, elite_weights=weights)
-    ref_mean, ref_std, *_ = reference_cem_step(*(a.astype(dtype).astype(np.float64) for a in (mean, std, X, R)),
-                                               k, 0.3, 0.05, 1e-3, weights)
+    ref_mean, ref_std, *_ = reference_cem_step(
+        *(a.astype(dtype).astype(np.float64) for a in (mean, std, X, R)), k, 0.3, 0.05, 1e-3, weights
+    )
     t = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(backend.numpy(out.mean), ref_mean, **t)
     np.testing.assert_allclose(backend.numpy(out.scale), ref_std, **t)
@@ -66,8 +68,7 @@ def test_cem_step_full_matches_reference(backend, rng):
     mean = rng.standard_normal((B, D))
     L = np.tril(rng.standard_normal((B, D, D)) * 0.2) + np.eye(D)
     X, R = rng.standard_normal((B, N, D)), rng.standard_normal((B, N))
-    out = cem.cem_step(*(backend.asarray(a) for a in (mean, L, X, R)), k, covariance="full", alpha=0.25,
-                       min_std=0.1)
+    out = cem.cem_step(*(backend.asarray(a) for a in (mean, L, X, R)), k, covariance="full", alpha=0.25, min_std=0.1)
     idx = reference_top_k(R, k)
     E = np.take_along_axis(X, idx[..., None], 1)
     mu = E.mean(1)
@@ -93,8 +94,17 @@ def test_cem_optimize_finds_batched_optima(covariance, rng):
     B, D = 4, 3
     opt = rng.uniform(-3, 3, (B, D))
     scale = np.full((B, D), 2.0) if covariance == "diag" else np.broadcast_to(2 * np.eye(D), (B, D, D)).copy()
-    res = cem.cem_optimize(sphere(opt), np.zeros((B, D)), scale, n_samples=64, n_elite=8, n_iter=40, seed=1, min_std=0.01,
-                           covariance=covariance)
+    res = cem.cem_optimize(
+        sphere(opt),
+        np.zeros((B, D)),
+        scale,
+        n_samples=64,
+        n_elite=8,
+        n_iter=40,
+        seed=1,
+        min_std=0.01,
+        covariance=covariance,
+    )
     np.testing.assert_allclose(res.mean, opt, atol=1e-2)
     assert res.elite_mean_return.shape == (40, B)
     assert (np.diff(res.elite_mean_return[:, 0])[5:] > -1.0).all()  # no collapse late in the run
@@ -102,8 +112,18 @@ def test_cem_optimize_finds_batched_optima(covariance, rng):
 
 def test_cem_optimize_rosenbrock_and_quadratic(rng):
     # full covariance follows the curved valley; the std floor keeps the search from stalling in it
-    res = cem.cem_optimize(rosenbrock, np.array([[-1.0, 1.5]]), np.eye(2)[None], n_samples=200, n_elite=20,
-                           n_iter=150, seed=3, alpha=0.2, min_std=0.01, covariance="full")
+    res = cem.cem_optimize(
+        rosenbrock,
+        np.array([[-1.0, 1.5]]),
+        np.eye(2)[None],
+        n_samples=200,
+        n_elite=20,
+        n_iter=150,
+        seed=3,
+        alpha=0.2,
+        min_std=0.01,
+        covariance="full",
+    )
     np.testing.assert_allclose(res.best_x[0], [1.0, 1.0], atol=0.02)
     A = np.array([[3.0, 0.5], [0.5, 1.0]])
     x_star = np.array([0.7, -1.2])
@@ -115,14 +135,16 @@ def test_cem_optimize_rosenbrock_and_quadratic(rng):
 def test_cem_same_seed_same_trajectory_on_every_backend(backend, rng):
     opt = rng.uniform(-1, 1, (3, 2))
     with __import__("pygenmod").use_backend("cpu" if backend.name == "numba" else "numba"):
-        other = cem.cem_optimize(sphere(opt), np.zeros((3, 2)), np.ones((3, 2)), n_samples=32, n_elite=4,
-                                 n_iter=5, seed=9)
+        other = cem.cem_optimize(
+            sphere(opt), np.zeros((3, 2)), np.ones((3, 2)), n_samples=32, n_elite=4, n_iter=5, seed=9
+        )
     mine = cem.cem_optimize(sphere(opt), np.zeros((3, 2)), np.ones((3, 2)), n_samples=32, n_elite=4, n_iter=5, seed=9)
     np.testing.assert_allclose(mine.mean, other.mean, rtol=1e-9)
     np.testing.assert_allclose(mine.elite_mean_return, other.elite_mean_return, rtol=1e-9)
     # a row's trajectory does not depend on the other rows of the batch
-    one = cem.cem_optimize(sphere(opt[:1]), np.zeros((1, 2)), np.ones((1, 2)), n_samples=32, n_elite=4, n_iter=5,
-                           seed=9)
+    one = cem.cem_optimize(
+        sphere(opt[:1]), np.zeros((1, 2)), np.ones((1, 2)), n_samples=32, n_elite=4, n_iter=5, seed=9
+    )
     np.testing.assert_allclose(one.mean[0], mine.mean[0], rtol=1e-9)
 
 
@@ -158,13 +180,21 @@ def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, 
     if ties:
         f = (lambda g: lambda X: np.round(g(X), 0))(f)
     m0, s0 = np.zeros((B, D), dtype), np.full((B, D), 1.5, dtype)
-    kw = dict(n_samples=N, n_elite=k, n_iter=8, seed=4, covariance="diag", alpha=0.2, min_std=0.05,
-              elite_weights=weights, reg=1e-6)
+    kw = dict(
+        n_samples=N,
+        n_elite=k,
+        n_iter=8,
+        seed=4,
+        covariance="diag",
+        alpha=0.2,
+        min_std=0.05,
+        elite_weights=weights,
+        reg=1e-6,
+    )
     t = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     for stream in (0, 5):  # stream: the global index of row 0 (chunked batches)
         got = cem.cem_optimize(f, m0, s0, stream=stream, **kw)
-        ref = cem._optimize_composed(f, m0, s0, N, k, 8, 4, stream, "diag", 0.2, 0.05, weights, 1e-6,
-                                     lambda a: a)
+        ref = cem._optimize_composed(f, m0, s0, N, k, 8, 4, stream, "diag", 0.2, 0.05, weights, 1e-6, lambda a: a)
         for a, b in zip(got, ref):
             assert a.dtype == dtype
             np.testing.assert_allclose(a, b, **t)
@@ -179,8 +209,15 @@ def test_objective_that_keeps_the_samples_gets_fresh_arrays(rng):
 
     cem.cem_optimize(f, np.zeros((2, 3)), np.ones((2, 3)), n_samples=16, n_elite=4, n_iter=4, seed=0)
     copies = []
-    cem.cem_optimize(lambda X: (copies.append(X.copy()), -(X**2).sum(-1))[1], np.zeros((2, 3)), np.ones((2, 3)),
-                     n_samples=16, n_elite=4, n_iter=4, seed=0)
+    cem.cem_optimize(
+        lambda X: (copies.append(X.copy()), -(X**2).sum(-1))[1],
+        np.zeros((2, 3)),
+        np.ones((2, 3)),
+        n_samples=16,
+        n_elite=4,
+        n_iter=4,
+        seed=0,
+    )
     assert len({id(x) for x in kept}) == 4
     for a, b in zip(kept, copies):
         np.testing.assert_array_equal(a, b)

@@ -1,4 +1,5 @@
 """The `pygenmod` command runs end to end."""
+
 from conftest import run_python
 
 from pygenmod import _backend

@@ -1,6 +1,7 @@
 """The integer codes that cross the Python <-> C++ boundary are named on both sides: each
 compiled module exports its C++ enums as dicts, and the Python layer's copies (needed by the numba
 backend, which runs without the extension) must match them."""
+
 import pytest
 
 from pygenmod import categorical, gmm, mdp, random, sampling

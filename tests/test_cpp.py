@@ -5,6 +5,7 @@ add_subdirectory), and build a consumer against the package installed with this 
 (pygenmod.cmake_dir()). Skipped, with the reason, only when CMake >= 3.24 or a C/C++
 compiler is missing; any build or ctest failure fails with the tool's output.
 """
+
 import os
 import re
 import shutil
@@ -53,8 +54,17 @@ def _run(cmd, what, **kw):
 
 def _configure_args(src, build, *extra):
     cxx, cc = COMPILERS
-    args = [CMAKE, "-S", str(src), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
-            f"-DCMAKE_CXX_COMPILER={cxx}", f"-DCMAKE_C_COMPILER={cc}", *extra]
+    args = [
+        CMAKE,
+        "-S",
+        str(src),
+        "-B",
+        str(build),
+        "-DCMAKE_BUILD_TYPE=Release",
+        f"-DCMAKE_CXX_COMPILER={cxx}",
+        f"-DCMAKE_C_COMPILER={cc}",
+        *extra,
+    ]
     if shutil.which("ninja"):
         args += ["-G", "Ninja"]
     return args
@@ -79,8 +89,10 @@ def test_consumer_of_the_installed_wheel(tmp_path):
     except FileNotFoundError as e:
         pytest.skip(f"no CMake package inside this copy of pygenmod (not a wheel install): {e}")
     build = tmp_path / "consumer"
-    _run(_configure_args(os.path.join(ROOT, "tests", "cpp", "consumer"), build, f"-Dpygenmod_DIR={cmake_dir}"),
-         "configuring the consumer against the wheel")
+    _run(
+        _configure_args(os.path.join(ROOT, "tests", "cpp", "consumer"), build, f"-Dpygenmod_DIR={cmake_dir}"),
+        "configuring the consumer against the wheel",
+    )
     _run([CMAKE, "--build", str(build), "--parallel", _jobs()], "building the consumer")
     for exe in ("consumer", "consumer_c"):
         _run([str(build / exe)], f"running {exe}")

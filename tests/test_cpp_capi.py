@@ -1,6 +1,7 @@
 """The C API (libpygenmod_c, csrc/capi/include/pygenmod_c.h) through ctypes, against the
 Python API: the Bellman sweep, GAE and the tabular MCTS search, float32 and float64, fresh
 random inputs, odd sizes; and the error path (status code + message, no crash)."""
+
 import ctypes
 import glob
 import os
@@ -57,7 +58,8 @@ def test_bellman_backup_matches_python(lib, dtype, B, S, A):
     np.testing.assert_array_equal(pi, ref.policy)
     # and against an independent float64 reference
     q64 = R.astype(np.float64) + gamma[:, None, None].astype(np.float64) * np.einsum(
-        "bsat,bt->bsa", P.astype(np.float64), V.astype(np.float64))
+        "bsat,bt->bsa", P.astype(np.float64), V.astype(np.float64)
+    )
     tol = {"rtol": 2e-4, "atol": 2e-5} if dtype == np.float32 else {"rtol": 1e-12, "atol": 1e-12}
     np.testing.assert_allclose(Q, q64, **tol)
 
@@ -89,8 +91,9 @@ def test_gae_matches_python(lib, dtype, T, B):
     rc = fn(_p(r), _p(v), _p(nv), None, _p(term), _p(trunc), _p(g), _p(la), _I64(T), _I64(B), _p(adv), _p(ret))
     assert rc == 0, lib.pgm_last_error()
     with pygenmod.use_backend("cpu"):
-        ref = returns.gae(r, v, gamma=gamma, lam=lam, terminated=term.astype(bool), truncated=trunc.astype(bool),
-                          next_values=nv)
+        ref = returns.gae(
+            r, v, gamma=gamma, lam=lam, terminated=term.astype(bool), truncated=trunc.astype(bool), next_values=nv
+        )
     np.testing.assert_allclose(adv, ref.advantages, **tol)
     np.testing.assert_allclose(ret, ref.returns, **tol)
     # against an independent float64 loop
@@ -109,17 +112,43 @@ def test_mcts_search_matches_python(lib, dtype, S, A, B, sims):
     terminal = np.zeros(S, bool)
     if S > 2:
         terminal[-1] = True
-    model = mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)),
-                               rng.standard_normal((S, A)), rng.standard_normal(S), 0.95,
-                               terminal=terminal, dtype=dtype)
+    model = mcts.tabular_model(
+        rng.integers(0, S, (S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal(S),
+        0.95,
+        terminal=terminal,
+        dtype=dtype,
+    )
     roots = rng.integers(0, max(S - 1, 1), B).astype(np.int64)
     counts = np.empty((B, A), np.int32)
     value = np.empty(B, dtype)
     fn = getattr(lib, f"pgm_mcts_search_tabular_{_SUFFIX[dtype]}")
-    arrays = [np.ascontiguousarray(x) for x in (model.next_state.astype(np.int64), model.reward, model.discount,
-                                                model.logits, model.prior, model.value, model.invalid)]
-    rc = fn(*map(_p, arrays), _I64(S), _I64(A), _p(roots), _I64(B), _I64(sims), ctypes.c_double(1.25),
-            ctypes.c_double(19652.0), _p(counts), _p(value))
+    arrays = [
+        np.ascontiguousarray(x)
+        for x in (
+            model.next_state.astype(np.int64),
+            model.reward,
+            model.discount,
+            model.logits,
+            model.prior,
+            model.value,
+            model.invalid,
+        )
+    ]
+    rc = fn(
+        *map(_p, arrays),
+        _I64(S),
+        _I64(A),
+        _p(roots),
+        _I64(B),
+        _I64(sims),
+        ctypes.c_double(1.25),
+        ctypes.c_double(19652.0),
+        _p(counts),
+        _p(value),
+    )
     assert rc == 0, lib.pgm_last_error()
     with pygenmod.use_backend("cpu"):
         ref = mcts.muzero_policy(roots, model, sims, dirichlet_fraction=0.0, temperature=0.0)
@@ -136,14 +165,30 @@ def test_errors_are_codes_with_messages(lib):
     P = np.ones((1, 2, 1, 2)) / 2
     R, V, g = np.zeros((1, 2, 1)), np.zeros((1, 2)), np.array([0.9])
     Q, Vo, pi = np.empty((1, 2, 1)), np.empty((1, 2)), np.empty((1, 2), np.int64)
-    rc = lib.pgm_bellman_backup_f64(_p(P), _p(R), _p(V), _p(g), _I64(1), _I64(2), _I64(1), 7, None, None, None,
-                                    _p(Q), _p(Vo), _p(pi))
+    rc = lib.pgm_bellman_backup_f64(
+        _p(P), _p(R), _p(V), _p(g), _I64(1), _I64(2), _I64(1), 7, None, None, None, _p(Q), _p(Vo), _p(pi)
+    )
     assert rc == 1 and b"kind" in lib.pgm_last_error()
     bad = np.array([[np.nan, 0.0]])
-    rc = lib.pgm_gae_f64(_p(bad), _p(np.zeros((1, 2))), None, None, None, None, _p(np.ones(2)), _p(np.ones(2)),
-                         _I64(1),
-                         _I64(2), _p(np.empty((1, 2))), None)
+    rc = lib.pgm_gae_f64(
+        _p(bad),
+        _p(np.zeros((1, 2))),
+        None,
+        None,
+        None,
+        None,
+        _p(np.ones(2)),
+        _p(np.ones(2)),
+        _I64(1),
+        _I64(2),
+        _p(np.empty((1, 2))),
+        None,
+    )
     assert rc == 1 and b"NaN" in lib.pgm_last_error()
-    assert lib.pgm_bellman_backup_f64(_p(P), _p(R), _p(V), _p(g), _I64(1), _I64(2), _I64(1), 0, None, None, None,
-                                      _p(Q), _p(Vo), _p(pi)) == 0
+    assert (
+        lib.pgm_bellman_backup_f64(
+            _p(P), _p(R), _p(V), _p(g), _I64(1), _I64(2), _I64(1), 0, None, None, None, _p(Q), _p(Vo), _p(pi)
+        )
+        == 0
+    )
     assert lib.pgm_last_error() == b""

@@ -4,6 +4,7 @@ CUDA wheels that silently ship no GPU code are a known failure of other projects
 nvcc exists (and CUDA was not switched off), this test fails unless every _cuda_* module
 carries SASS for each real architecture and PTX for each virtual one.
 """
+
 import glob
 import os
 import shutil

@@ -3,6 +3,7 @@
 Every function is checked bitwise against the single-process call for three chunkings of the
 batch axis: one chunk, chunks of one element, and uneven chunks ending in an empty one.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,12 @@ def client():
 
     # the CEM objectives below live in this module, which the workers cannot import
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
     cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
@@ -102,12 +107,23 @@ def test_batch_gaussian_mixture_estimator(client, gmm_data):
     reg = np.full(B, 1e-5)
     want = gmm.BatchGaussianMixture(2, random_state=4, reg_covar=reg, n_init=2, warn=False).fit(gmm_data)
     est = pdask.BatchGaussianMixture(2, random_state=4, reg_covar=reg, n_init=2).fit(chunked(gmm_data, (4, 2)))
-    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_", "converged_",
-                 "n_iter_", "lower_bound_", "flags_"):
+    for attr in (
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_cholesky_",
+        "precisions_",
+        "converged_",
+        "n_iter_",
+        "lower_bound_",
+        "flags_",
+    ):
         same(getattr(est, attr), getattr(want, attr), attr)
     same(est.predict(gmm_data), want.predict(gmm_data))
-    same(pdask.BatchGaussianMixture(2, random_state=4).fit(gmm_data).means_,
-         gmm.BatchGaussianMixture(2, random_state=4).fit(gmm_data).means_)
+    same(
+        pdask.BatchGaussianMixture(2, random_state=4).fit(gmm_data).means_,
+        gmm.BatchGaussianMixture(2, random_state=4).fit(gmm_data).means_,
+    )
     with pytest.raises(ValueError, match="verbose"):
         pdask.BatchGaussianMixture(2, verbose=1).fit(gmm_data)
 
@@ -150,12 +166,24 @@ def test_mdp_policy_iteration_initial_policy(client, mdps, chunks):
     start = np.random.default_rng(2).integers(0, 3, size=(B, 5))
     for evaluation in ("iterative", "exact"):
         want = mdp.policy_iteration(P, R, g, evaluation=evaluation, initial_policy=start)
-        got = run(pdask.policy_iteration(chunked(P, chunks), chunked(R, chunks), g, evaluation=evaluation,
-                                         initial_policy=start))
+        got = run(
+            pdask.policy_iteration(
+                chunked(P, chunks), chunked(R, chunks), g, evaluation=evaluation, initial_policy=start
+            )
+        )
         same(got, want, evaluation)
         want = mdp.policy_iteration(P, R, g, evaluation=evaluation, initial_policy="random", seed=7, stream=3)
-        got = run(pdask.policy_iteration(chunked(P, chunks), chunked(R, chunks), g, evaluation=evaluation,
-                                         initial_policy="random", seed=7, stream=3))
+        got = run(
+            pdask.policy_iteration(
+                chunked(P, chunks),
+                chunked(R, chunks),
+                g,
+                evaluation=evaluation,
+                initial_policy="random",
+                seed=7,
+                stream=3,
+            )
+        )
         same(got, want, evaluation)
 
 
@@ -175,8 +203,11 @@ def test_mdp_sparse(client, chunks):
         same(run(getattr(pdask, fname)(P, chunked(R, chunks), g)), getattr(mdp, fname)(P, R, g), fname)
     pi = np.random.default_rng(1).integers(0, 3, size=(B, 7))
     for method in ("exact", "iterative"):
-        same(run(pdask.policy_evaluation(P, chunked(R, chunks), 0.9, pi, evaluation=method)),
-             mdp.policy_evaluation(P, R, 0.9, pi, evaluation=method), method)
+        same(
+            run(pdask.policy_evaluation(P, chunked(R, chunks), 0.9, pi, evaluation=method)),
+            mdp.policy_evaluation(P, R, 0.9, pi, evaluation=method),
+            method,
+        )
 
 
 def test_mdp_bad_transitions(mdps):
@@ -205,8 +236,10 @@ def test_gae_and_lambda_returns(client, traj, chunks):
     want = returns.gae(r, v, terminated=term, **kw)
     got = run(pdask.gae(chunked(r, chunks, 1), chunked(v, chunks, 1), terminated=chunked(term, chunks, 1), **kw))
     same(got, want)
-    same(run(pdask.lambda_returns(chunked(r, chunks, 1), chunked(v, chunks, 1), terminated=term, **kw)),
-         returns.lambda_returns(r, v, terminated=term, **kw))
+    same(
+        run(pdask.lambda_returns(chunked(r, chunks, 1), chunked(v, chunks, 1), terminated=term, **kw)),
+        returns.lambda_returns(r, v, terminated=term, **kw),
+    )
     # batch-major input (time_axis=1): the batch axis is axis 0
     want = returns.gae(r.T, v.T, time_axis=1, compute_returns=False)
     same(run(pdask.gae(chunked(r.T, chunks), chunked(v.T, chunks), time_axis=1, compute_returns=False)), want)
@@ -233,16 +266,20 @@ def rows():
 def test_sampling_heads(client, rows, chunks, S):
     mu, lv, L = rows
     kw = {"seed": 21, "n_samples": S, "stream": 3, "offset": 5}
-    same(run(pdask.rsample_normal(chunked(mu, chunks), chunked(lv, chunks), **kw)),
-         sampling.rsample_normal(mu, lv, **kw))
+    same(
+        run(pdask.rsample_normal(chunked(mu, chunks), chunked(lv, chunks), **kw)), sampling.rsample_normal(mu, lv, **kw)
+    )
     std = np.exp(lv)
-    same(run(pdask.rsample_normal(chunked(mu, chunks), std=std, return_eps=True, **kw)),
-         sampling.rsample_normal(mu, std=std, return_eps=True, **kw))
-    same(run(pdask.normal_head(chunked(mu, chunks), log_std=chunked(lv, chunks), log_q=True, return_eps=True, **kw)),
-         sampling.normal_head(mu, log_std=lv, log_q=True, return_eps=True, **kw))
+    same(
+        run(pdask.rsample_normal(chunked(mu, chunks), std=std, return_eps=True, **kw)),
+        sampling.rsample_normal(mu, std=std, return_eps=True, **kw),
+    )
+    same(
+        run(pdask.normal_head(chunked(mu, chunks), log_std=chunked(lv, chunks), log_q=True, return_eps=True, **kw)),
+        sampling.normal_head(mu, log_std=lv, log_q=True, return_eps=True, **kw),
+    )
     mu64 = mu.astype(np.float64)
-    same(run(pdask.rsample_mvn(chunked(mu64, chunks), chunked(L, chunks), **kw)),
-         sampling.rsample_mvn(mu64, L, **kw))
+    same(run(pdask.rsample_mvn(chunked(mu64, chunks), chunked(L, chunks), **kw)), sampling.rsample_mvn(mu64, L, **kw))
     same(run(pdask.rsample_mvn(chunked(mu64, chunks), L[0], **kw)), sampling.rsample_mvn(mu64, L[0], **kw))
 
 
@@ -286,8 +323,9 @@ def mcts_models():
     S, A = 7, 3
     R, L, V = rng.normal(size=(S, A)), rng.normal(size=(S, A)), rng.normal(size=S)
     det = mcts.tabular_model(rng.integers(0, S, (S, A)), R, L, V, 0.9)
-    sto = mcts.stochastic_tabular_model(rng.dirichlet(np.ones(S), (S, A)), R.astype(np.float32),
-                                        L.astype(np.float32), V.astype(np.float32), 0.9)
+    sto = mcts.stochastic_tabular_model(
+        rng.dirichlet(np.ones(S), (S, A)), R.astype(np.float32), L.astype(np.float32), V.astype(np.float32), 0.9
+    )
     roots = rng.integers(0, S, B)
     inv = rng.random((B, A)) < 0.3
     inv[:, 0] = False
@@ -326,8 +364,10 @@ def test_mcts_numba_backend_on_workers(client, mcts_models):
     _, sto, roots, _ = mcts_models
     with pygenmod.use_backend("numba"):
         want = mcts.muzero_policy(roots, sto, 10, seed=4)
-    same(_policy_rows(run(pdask.muzero_policy(chunked(roots, (2, 4)), sto, 10, seed=4, backend="numba"))),
-         _policy_rows(want))
+    same(
+        _policy_rows(run(pdask.muzero_policy(chunked(roots, (2, 4)), sto, 10, seed=4, backend="numba"))),
+        _policy_rows(want),
+    )
 
 
 def test_mcts_seed_none_and_bad_arguments(client, mcts_models):
@@ -371,8 +411,15 @@ def _busy_probe():
 
 def test_threads_split_between_the_tasks_of_a_worker():
     """A worker with nthreads=2: one task gets 2 threads, two concurrent tasks 1 each."""
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,  # in-process comms
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,  # in-process comms
+            dashboard_address=":0",
+        ) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         assert c.submit(pdask._probe_threads, pure=False).result()[0] == 2
         futs = [c.submit(_busy_probe, pure=False) for _ in range(2)]
         assert [f.result()[0] for f in futs] == [1, 1]

@@ -1,4 +1,5 @@
 """The examples in README.md and docs/*.md run as written (blocks of a page share one namespace)."""
+
 import pathlib
 import re
 

@@ -1,5 +1,6 @@
 """The fused ELBO (pygenmod.elbo) against a float64 NumPy/SciPy reference and against
 torch.distributions + autograd, on every backend, both dtypes and odd shapes; bad input."""
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -17,8 +18,9 @@ def _sigma(p, kind):
     return {"logvar": np.exp(0.5 * p), "log_std": np.exp(p), "std": p}[kind]
 
 
-def ref_terms(x, dec, mu, kind, scale, *, lik="gaussian", dec_kind=None, dec_scale=None, prior_mu=None,
-              prior_scale=None, beta=1.0):
+def ref_terms(
+    x, dec, mu, kind, scale, *, lik="gaussian", dec_kind=None, dec_scale=None, prior_mu=None, prior_scale=None, beta=1.0
+):
     """(elbo, log_lik, kl) per row in float64; dec with a leading sample axis."""
     mu = np.asarray(mu, np.float64)
     B, D = mu.shape
@@ -30,13 +32,18 @@ def ref_terms(x, dec, mu, kind, scale, *, lik="gaussian", dec_kind=None, dec_sca
         for b in range(B):  # KL between full Gaussians from the covariances
             S1, S2 = L[b] @ L[b].T, L2[b] @ L2[b].T
             d = m2[b] - mu[b]
-            kl[b] = 0.5 * (np.trace(np.linalg.solve(S2, S1)) + d @ np.linalg.solve(S2, d) - D
-                           + np.linalg.slogdet(S2)[1] - np.linalg.slogdet(S1)[1])
+            kl[b] = 0.5 * (
+                np.trace(np.linalg.solve(S2, S1))
+                + d @ np.linalg.solve(S2, d)
+                - D
+                + np.linalg.slogdet(S2)[1]
+                - np.linalg.slogdet(S1)[1]
+            )
     else:
         s1 = _sigma(scale, kind)
         m2 = 0.0 if prior_mu is None else np.asarray(prior_mu, np.float64)
         s2 = 1.0 if prior_scale is None else _sigma(prior_scale, kind)
-        kl = (np.log(s2 / s1) + (s1 ** 2 + (mu - m2) ** 2) / (2 * s2 ** 2) - 0.5).sum(-1)
+        kl = (np.log(s2 / s1) + (s1**2 + (mu - m2) ** 2) / (2 * s2**2) - 0.5).sum(-1)
     dec = np.asarray(dec, np.float64)
     S = dec.shape[0]
     if lik == "gaussian":
@@ -47,9 +54,8 @@ def ref_terms(x, dec, mu, kind, scale, *, lik="gaussian", dec_kind=None, dec_sca
         lp = xf * dec - np.logaddexp(0, dec)
     else:
         ls = special.log_softmax(dec, axis=-1)
-        lp = np.take_along_axis(ls, np.broadcast_to(np.asarray(x)[None, ..., None], dec.shape[:-1] + (1,)),
-                                -1)[..., 0]
-    ll = lp.reshape(S, B, int(np.prod(dec.shape[2:len(dec.shape) - (lik == "categorical")]))).sum(-1).mean(0)
+        lp = np.take_along_axis(ls, np.broadcast_to(np.asarray(x)[None, ..., None], dec.shape[:-1] + (1,)), -1)[..., 0]
+    ll = lp.reshape(S, B, int(np.prod(dec.shape[2 : len(dec.shape) - (lik == "categorical")]))).sum(-1).mean(0)
     return ll - beta * kl, ll, kl
 
 
@@ -93,9 +99,13 @@ def test_elbo_terms_match_numpy_reference(backend, dtype, rng, lik, kind, B, D, 
         got = backend.numpy(got)
         assert got.dtype == dtype and got.shape == (B,)
         np.testing.assert_allclose(got, w, **_tol(dtype, D * F[0] * S))
-    np.testing.assert_allclose(backend.numpy(E.elbo(backend.asarray(x), backend.asarray(dec), backend.asarray(mu),
-                                                    likelihood=lik, beta=0.7, **kw)), want[0],
-                               **_tol(dtype, D * F[0] * S))
+    np.testing.assert_allclose(
+        backend.numpy(
+            E.elbo(backend.asarray(x), backend.asarray(dec), backend.asarray(mu), likelihood=lik, beta=0.7, **kw)
+        ),
+        want[0],
+        **_tol(dtype, D * F[0] * S),
+    )
 
 
 def _tol(dtype, n):
@@ -111,10 +121,15 @@ def test_diag_prior_and_fixed_decoder_variance(backend, dtype, rng, kind):
     pp = (rng.uniform(0.5, 2, (B, D)) if kind == "std" else rng.uniform(-1, 1, (B, D))).astype(dtype)
     A = backend.asarray
     for dsc, dkind in ((0.3, "log_std"), (rng.uniform(0.5, 2, F).astype(dtype), "std")):
-        t = E.elbo_terms(A(x), A(dec), A(mu), **{kind: A(scale), "prior_" + kind: A(pp), "dec_" + dkind: dsc},
-                         prior_mu=A(pm), beta=2.0)
-        want = ref_terms(x, dec, mu, kind, scale, dec_kind=dkind, dec_scale=dsc, prior_mu=pm, prior_scale=pp,
-                         beta=2.0)
+        t = E.elbo_terms(
+            A(x),
+            A(dec),
+            A(mu),
+            **{kind: A(scale), "prior_" + kind: A(pp), "dec_" + dkind: dsc},
+            prior_mu=A(pm),
+            beta=2.0,
+        )
+        want = ref_terms(x, dec, mu, kind, scale, dec_kind=dkind, dec_scale=dsc, prior_mu=pm, prior_scale=pp, beta=2.0)
         for got, w in zip(t, want):
             np.testing.assert_allclose(backend.numpy(got), w, **_tol(dtype, 30))
 
@@ -129,9 +144,11 @@ def test_single_row_without_batch_axis(backend, rng):
         np.testing.assert_allclose(backend.numpy(a), backend.numpy(b)[0], rtol=1e-12)
     # one sample of z: dec without the sample axis
     t = E.elbo_terms(A(x), A(dec[0]), A(mu), A(scale), dec_logvar=A(dscale[0]))
-    np.testing.assert_allclose(backend.numpy(t.elbo),
-                               ref_terms(x, dec[:1], mu, "logvar", scale, dec_kind="logvar",
-                                         dec_scale=dscale[:1])[0], rtol=1e-10)
+    np.testing.assert_allclose(
+        backend.numpy(t.elbo),
+        ref_terms(x, dec[:1], mu, "logvar", scale, dec_kind="logvar", dec_scale=dscale[:1])[0],
+        rtol=1e-10,
+    )
 
 
 # ------------------------------------------------------------------ torch.distributions + autograd
@@ -140,8 +157,10 @@ def _torch_elbo(x, dec, mu, kind, scale, lik, dscale, prior_mu=None, prior_scale
     B, D = mu.shape
     if kind == "scale_tril":
         q = td.MultivariateNormal(mu, scale_tril=scale)
-        p = td.MultivariateNormal(torch.zeros(D, dtype=mu.dtype) if prior_mu is None else prior_mu,
-                                  scale_tril=torch.eye(D, dtype=mu.dtype) if prior_scale is None else prior_scale)
+        p = td.MultivariateNormal(
+            torch.zeros(D, dtype=mu.dtype) if prior_mu is None else prior_mu,
+            scale_tril=torch.eye(D, dtype=mu.dtype) if prior_scale is None else prior_scale,
+        )
         kl = td.kl_divergence(q, p)
     else:
         sig = {"logvar": lambda p: torch.exp(0.5 * p), "log_std": torch.exp, "std": lambda p: p}[kind]
@@ -154,7 +173,7 @@ def _torch_elbo(x, dec, mu, kind, scale, lik, dscale, prior_mu=None, prior_scale
         lp = td.Bernoulli(logits=dec).log_prob(x)
     else:
         lp = td.Categorical(logits=dec).log_prob(x)
-    ll = lp.reshape(S, B, int(np.prod(dec.shape[2:len(dec.shape) - (lik == "categorical")]))).sum(-1).mean(0)
+    ll = lp.reshape(S, B, int(np.prod(dec.shape[2 : len(dec.shape) - (lik == "categorical")]))).sum(-1).mean(0)
     return ll - beta * kl, ll, kl
 
 
@@ -167,11 +186,20 @@ def test_forward_and_gradients_match_torch_distributions(backend, dtype, rng, li
     pm = ps = None
     if prior:
         pm = rng.standard_normal((B, D)).astype(dtype)
-        ps = ((np.tril(rng.standard_normal((D, D)) * 0.3, -1) + np.diag(rng.uniform(0.5, 1.5, D)))
-              if kind == "scale_tril" else rng.uniform(0.5, 1.5, (B, D))).astype(dtype)
+        ps = (
+            (np.tril(rng.standard_normal((D, D)) * 0.3, -1) + np.diag(rng.uniform(0.5, 1.5, D)))
+            if kind == "scale_tril"
+            else rng.uniform(0.5, 1.5, (B, D))
+        ).astype(dtype)
     ge, gl, gk = (rng.standard_normal(B) for _ in range(3))
-    T = lambda a: None if a is None else torch.tensor(a if a.dtype.kind in "iu" else a.astype(np.float64),  # noqa
-                                                      requires_grad=a.dtype.kind == "f")
+    T = lambda a: (
+        None
+        if a is None
+        else torch.tensor(
+            a if a.dtype.kind in "iu" else a.astype(np.float64),  # noqa
+            requires_grad=a.dtype.kind == "f",
+        )
+    )
     tx, tdec, tmu, tsc, tds, tpm, tps = (T(a) for a in (x, dec, mu, scale, dscale, pm, ps))
     ref = _torch_elbo(tx.detach() if lik != "categorical" else tx, tdec, tmu, kind, tsc, lik, tds, tpm, tps, 0.6)
     A = backend.asarray
@@ -189,8 +217,15 @@ def test_forward_and_gradients_match_torch_distributions(backend, dtype, rng, li
     grads = torch.autograd.grad(loss, [w for w in wrt if w is not None])
     it = iter(grads)
     want = [None if w is None else next(it) for w in wrt]
-    g = E.elbo_backward(A(x), A(dec), A(mu), grad_elbo=A(ge.astype(dtype)), grad_log_lik=A(gl.astype(dtype)),
-                        grad_kl=A(gk.astype(dtype)), **kw)
+    g = E.elbo_backward(
+        A(x),
+        A(dec),
+        A(mu),
+        grad_elbo=A(ge.astype(dtype)),
+        grad_log_lik=A(gl.astype(dtype)),
+        grad_kl=A(gk.astype(dtype)),
+        **kw,
+    )
     assert isinstance(g, E.ElboGrads)
     for name, got, w in zip(g._fields, g, want):
         if w is None:
@@ -209,8 +244,9 @@ def test_shared_scale_tril_gradient_is_summed(rng):
     x, dec, mu, _, dscale = _inputs(rng, B, D, (3,), 1, "logvar", "gaussian", np.float64)
     L = np.array([[1.2, 0.0], [0.3, 0.7]])
     g = E.elbo_backward(x, dec, mu, scale_tril=L, dec_logvar=dscale, grad_elbo=np.ones(B))
-    gb = E.elbo_backward(x, dec, mu, scale_tril=np.broadcast_to(L, (B, D, D)).copy(), dec_logvar=dscale,
-                         grad_elbo=np.ones(B))
+    gb = E.elbo_backward(
+        x, dec, mu, scale_tril=np.broadcast_to(L, (B, D, D)).copy(), dec_logvar=dscale, grad_elbo=np.ones(B)
+    )
     assert g.scale.shape == (D, D)
     np.testing.assert_allclose(g.scale, gb.scale.sum(0), rtol=1e-12)
 
@@ -230,15 +266,17 @@ def test_bernoulli_accepts_probabilities_as_cross_entropy(rng):
     dec = rng.standard_normal((2, 5))
     mu, lv = np.zeros((2, 1)), np.zeros((2, 1))
     t = E.elbo_terms(x, dec, mu, lv, likelihood="bernoulli")
-    bce = torch.nn.functional.binary_cross_entropy_with_logits(torch.tensor(dec), torch.tensor(x),
-                                                               reduction="none").sum(-1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor(dec), torch.tensor(x), reduction="none"
+    ).sum(-1)
     np.testing.assert_allclose(t.log_lik, -bce.numpy(), rtol=1e-12)
 
 
 def test_torch_tensors_in_torch_tensors_out(rng):
     x, dec, mu, scale, dscale = _inputs(rng, 3, 2, (4,), 2, "logvar", "gaussian", np.float32)
-    out = E.elbo(torch.tensor(x), torch.tensor(dec), torch.tensor(mu), torch.tensor(scale),
-                 dec_logvar=torch.tensor(dscale))
+    out = E.elbo(
+        torch.tensor(x), torch.tensor(dec), torch.tensor(mu), torch.tensor(scale), dec_logvar=torch.tensor(dscale)
+    )
     assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
 
 
@@ -247,30 +285,33 @@ def _ok(rng):
     return _inputs(rng, 3, 2, (4,), 2, "logvar", "gaussian", np.float64)
 
 
-@pytest.mark.parametrize("case,err,match", [
-    ("nan_mu", ValueError, "mu, logvar or the prior: row 1"),
-    ("nan_dec", ValueError, "dec: row 2"),
-    ("nan_x", ValueError, "x: contains NaN"),
-    ("std_nonpositive", ValueError, "non-positive std"),
-    ("dec_std_nonpositive", ValueError, "dec: row 0"),
-    ("dec_shape", ValueError, "dec: expected shape"),
-    ("x_rows", ValueError, "x: expected 3 rows"),
-    ("scale_shape", ValueError, "logvar"),
-    ("no_scale", TypeError, "give one of logvar"),
-    ("two_scales", TypeError, "at most one"),
-    ("bernoulli_x", ValueError, r"x: the Bernoulli likelihood needs values in \[0, 1\]"),
-    ("bernoulli_nan", ValueError, r"x: the Bernoulli"),
-    ("cat_index", ValueError, r"x: category indices must lie in \[0, 3\)"),
-    ("cat_float_x", TypeError, "x: expected an integer array"),
-    ("tril_upper", ValueError, "scale_tril: matrix 0"),
-    ("tril_diag", ValueError, "scale_tril: matrix 1"),
-    ("beta", ValueError, "beta"),
-    ("likelihood", ValueError, "likelihood"),
-    ("dec_scale_cat", TypeError, "only the Gaussian"),
-    ("dec_scale_shape", ValueError, "dec_logvar: expected a scalar"),
-    ("int_mu", TypeError, "mu"),
-    ("prior_mixed", TypeError, "same parametrisation"),
-])
+@pytest.mark.parametrize(
+    "case,err,match",
+    [
+        ("nan_mu", ValueError, "mu, logvar or the prior: row 1"),
+        ("nan_dec", ValueError, "dec: row 2"),
+        ("nan_x", ValueError, "x: contains NaN"),
+        ("std_nonpositive", ValueError, "non-positive std"),
+        ("dec_std_nonpositive", ValueError, "dec: row 0"),
+        ("dec_shape", ValueError, "dec: expected shape"),
+        ("x_rows", ValueError, "x: expected 3 rows"),
+        ("scale_shape", ValueError, "logvar"),
+        ("no_scale", TypeError, "give one of logvar"),
+        ("two_scales", TypeError, "at most one"),
+        ("bernoulli_x", ValueError, r"x: the Bernoulli likelihood needs values in \[0, 1\]"),
+        ("bernoulli_nan", ValueError, r"x: the Bernoulli"),
+        ("cat_index", ValueError, r"x: category indices must lie in \[0, 3\)"),
+        ("cat_float_x", TypeError, "x: expected an integer array"),
+        ("tril_upper", ValueError, "scale_tril: matrix 0"),
+        ("tril_diag", ValueError, "scale_tril: matrix 1"),
+        ("beta", ValueError, "beta"),
+        ("likelihood", ValueError, "likelihood"),
+        ("dec_scale_cat", TypeError, "only the Gaussian"),
+        ("dec_scale_shape", ValueError, "dec_logvar: expected a scalar"),
+        ("int_mu", TypeError, "mu"),
+        ("prior_mixed", TypeError, "same parametrisation"),
+    ],
+)
 def test_bad_input(backend, rng, case, err, match):
     x, dec, mu, lv, dlv = _ok(rng)
     kw = dict(dec_logvar=dlv)

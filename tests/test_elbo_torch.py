@@ -1,5 +1,6 @@
 """pygenmod.torch.elbo: the pygenmod::elbo_terms custom op against torch.distributions + autograd,
 torch.library.opcheck, gradcheck and torch.compile(fullgraph=True)."""
+
 import numpy as np
 import pytest
 
@@ -31,8 +32,9 @@ def _case(lik, kind, prior, dtype=torch.float64, B=3, D=2, F=(4,), S=2, K=3, see
         if kind == "scale_tril":
             kw["prior_scale_tril"] = (torch.eye(D, dtype=dtype) * 1.3).requires_grad_()
         else:
-            kw["prior_" + kind] = (torch.rand(B, D, generator=g, dtype=dtype) + 0.5 if kind == "std"
-                                   else 0.2 * r(B, D)).requires_grad_()
+            kw["prior_" + kind] = (
+                torch.rand(B, D, generator=g, dtype=dtype) + 0.5 if kind == "std" else 0.2 * r(B, D)
+            ).requires_grad_()
     return x, dec.requires_grad_(), mu.requires_grad_(), kw
 
 
@@ -41,8 +43,10 @@ def _reference(x, dec, mu, kw, lik, beta):
     D = mu.shape[-1]
     if kind == "scale_tril":
         q = td.MultivariateNormal(mu, scale_tril=kw[kind])
-        p = td.MultivariateNormal(kw.get("prior_mu", torch.zeros(D, dtype=mu.dtype)),
-                                  scale_tril=kw.get("prior_scale_tril", torch.eye(D, dtype=mu.dtype)))
+        p = td.MultivariateNormal(
+            kw.get("prior_mu", torch.zeros(D, dtype=mu.dtype)),
+            scale_tril=kw.get("prior_scale_tril", torch.eye(D, dtype=mu.dtype)),
+        )
         kl = td.kl_divergence(q, p)
     else:
         sig = {"logvar": lambda p: torch.exp(0.5 * p), "log_std": torch.exp, "std": lambda p: p}[kind]
@@ -90,18 +94,44 @@ def test_fixed_decoder_scale_tensor_gets_a_gradient():
     torch.testing.assert_close(g, gr)
 
 
-@pytest.mark.parametrize("lik,kind,prior", [("gaussian", "logvar", True), ("bernoulli", "scale_tril", False),
-                                            ("categorical", "std", True), ("gaussian", "scale_tril", True)])
+@pytest.mark.parametrize(
+    "lik,kind,prior",
+    [
+        ("gaussian", "logvar", True),
+        ("bernoulli", "scale_tril", False),
+        ("categorical", "std", True),
+        ("gaussian", "scale_tril", True),
+    ],
+)
 def test_opcheck_and_gradcheck(lik, kind, prior):
     x, dec, mu, kw = _case(lik, kind, prior, B=2, D=2, F=(3,), S=2)
     kinds = ("logvar", "log_std", "std", "scale_tril")
     k = next(i for i, n in enumerate(kinds) if n in kw)
     pscale = next((v for n, v in kw.items() if n.startswith("prior_") and n != "prior_mu"), None)
-    args = (x, dec, mu, kw[kinds[k]], kw.get("dec_logvar"), kw.get("prior_mu"), pscale, k,
-            ("gaussian", "bernoulli", "categorical").index(lik), 0, 0.7, float("-inf"), float("inf"))
+    args = (
+        x,
+        dec,
+        mu,
+        kw[kinds[k]],
+        kw.get("dec_logvar"),
+        kw.get("prior_mu"),
+        pscale,
+        k,
+        ("gaussian", "bernoulli", "categorical").index(lik),
+        0,
+        0.7,
+        float("-inf"),
+        float("inf"),
+    )
     torch.library.opcheck(torch.ops.pygenmod.elbo_terms.default, args)
-    f = lambda dec, mu, s: pt.elbo(x, dec, mu, likelihood=lik, beta=0.7,  # noqa: E731
-                                   **{**kw, kinds[k]: s})
+    f = lambda dec, mu, s: pt.elbo(
+        x,
+        dec,
+        mu,
+        likelihood=lik,
+        beta=0.7,  # noqa: E731
+        **{**kw, kinds[k]: s},
+    )
     s = kw[kinds[k]]
     if kind == "scale_tril":  # perturb the lower triangle only
         f0 = f
@@ -145,6 +175,11 @@ def test_numpy_reference_agrees_through_torch():
     from pygenmod import elbo as E
 
     a = pt.elbo(x, dec, mu, likelihood="bernoulli", **kw).detach().numpy()
-    b = E.elbo(x.numpy(), dec.detach().numpy(), mu.detach().numpy(), likelihood="bernoulli",
-               log_std=kw["log_std"].detach().numpy())
+    b = E.elbo(
+        x.numpy(),
+        dec.detach().numpy(),
+        mu.detach().numpy(),
+        likelihood="bernoulli",
+        log_std=kw["log_std"].detach().numpy(),
+    )
     np.testing.assert_allclose(a, b, rtol=1e-12)

@@ -1,4 +1,5 @@
 """examples/vae_digits.py runs at tiny settings and both ELBO implementations agree."""
+
 import os
 import re
 
@@ -12,8 +13,12 @@ EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "vae_digits.
 
 
 def test_vae_digits_example_runs_and_agrees():
-    r = run_python([os.path.abspath(EXAMPLE), "--epochs", "1", "--n-train", "256", "--batch", "64"],
-                   capture_output=True, text=True, timeout=300)
+    r = run_python(
+        [os.path.abspath(EXAMPLE), "--epochs", "1", "--n-train", "256", "--batch", "64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     rows = re.findall(r"^(pygenmod|torch\.distributions)\s+(-?[\d.]+)\s+(-?[\d.]+)", r.stdout, re.M)
     assert len(rows) == 2, r.stdout

@@ -3,6 +3,7 @@ serially there) or fails at once with a clear error (numba's GNU OpenMP layer); 
 
 Every scenario runs in a fresh interpreter with a timeout, so a regression fails instead of
 hanging the test session."""
+
 import os
 import sys
 
@@ -11,8 +12,10 @@ from conftest import run_python
 
 from pygenmod import _backend
 
-pytestmark = [pytest.mark.reliability,
-              pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork")]
+pytestmark = [
+    pytest.mark.reliability,
+    pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "darwin", reason="needs os.fork"),
+]
 
 # Big enough to open parallel regions with 2 threads (above every kernel's work threshold).
 PRELUDE = """
@@ -30,7 +33,9 @@ def work(i):
     return float(sampling.rsample_normal(np.zeros((4096, 64)), np.zeros((4096, 64)), seed=1).sum())
 """
 
-FORK = PRELUDE + """
+FORK = (
+    PRELUDE
+    + """
 pid = os.fork()
 if pid == 0:
     try:
@@ -42,8 +47,11 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 print("parent", work(0), os.waitstatus_to_exitcode(status), flush=True)
 """
+)
 
-POOL = PRELUDE + """
+POOL = (
+    PRELUDE
+    + """
 import multiprocessing as mp
 with mp.get_context("fork").Pool(2) as pool:
     try:
@@ -51,8 +59,11 @@ with mp.get_context("fork").Pool(2) as pool:
     except Exception as e:
         print("pool error", type(e).__name__, e, flush=True)
 """
+)
 
-THREAD_IN_CHILD = PRELUDE + """
+THREAD_IN_CHILD = (
+    PRELUDE
+    + """
 import threading
 pid = os.fork()
 if pid == 0:
@@ -64,6 +75,7 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 print("exit", os.waitstatus_to_exitcode(status))
 """
+)
 
 
 def _run(code, *args):

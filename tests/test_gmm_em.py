@@ -1,5 +1,6 @@
 """Batched EM kernels and fit: against scikit-learn, a plain float64 NumPy EM, every backend,
 ragged batches, degenerate data and bad input."""
+
 import warnings
 
 import numpy as np
@@ -51,8 +52,9 @@ def ref_em(X, w, weights, means, cov, ct, reg, n_iter):
         nk = resp.sum(0) + 10 * eps
         means = resp.T @ X / nk[:, None]
         if ct == "full":
-            cov = np.stack([(resp[:, k] * (X - means[k]).T) @ (X - means[k]) / nk[k] + reg * np.eye(D)
-                            for k in range(K)])
+            cov = np.stack(
+                [(resp[:, k] * (X - means[k]).T) @ (X - means[k]) / nk[k] + reg * np.eye(D) for k in range(K)]
+            )
         elif ct == "tied":
             cov = (X.T @ (w[:, None] * X) - (nk * means.T) @ means) / nk.sum() + reg * np.eye(D)
         else:
@@ -93,23 +95,50 @@ def test_matches_sklearn_fixed_iterations(backend, ct, rng):
     sk_mixture = pytest.importorskip("sklearn.mixture")
     X = blobs(rng, 1, 150, 3, 3)[0]
     p0 = init_params(rng, X[None], 3, ct)
-    prec = gmm.precisions(gmm.GMMParams(p0.weights[0], p0.means[0], p0.covariances[0],
-                                        gmm.precisions_cholesky_from_covariances(p0.covariances[0], ct), ct))
-    sk = sk_mixture.GaussianMixture(3, covariance_type=ct, max_iter=12, tol=0, weights_init=p0.weights[0],
-                                    means_init=p0.means[0], precisions_init=prec)
+    prec = gmm.precisions(
+        gmm.GMMParams(
+            p0.weights[0],
+            p0.means[0],
+            p0.covariances[0],
+            gmm.precisions_cholesky_from_covariances(p0.covariances[0], ct),
+            ct,
+        )
+    )
+    sk = sk_mixture.GaussianMixture(
+        3,
+        covariance_type=ct,
+        max_iter=12,
+        tol=0,
+        weights_init=p0.weights[0],
+        means_init=p0.means[0],
+        precisions_init=prec,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sk.fit(X)
-    r = gmm.fit(backend.asarray(X), 3, covariance_type=ct, max_iter=12, tol=0,
-                init=gmm.GMMParams(p0.weights[0], p0.means[0], p0.covariances[0], None, ct), warn=False)
+    r = gmm.fit(
+        backend.asarray(X),
+        3,
+        covariance_type=ct,
+        max_iter=12,
+        tol=0,
+        init=gmm.GMMParams(p0.weights[0], p0.means[0], p0.covariances[0], None, ct),
+        warn=False,
+    )
     p = r.params
-    for ours, ref in [(p.weights, sk.weights_), (p.means, sk.means_), (p.covariances, sk.covariances_),
-                      (p.precisions_cholesky, sk.precisions_cholesky_)]:
+    for ours, ref in [
+        (p.weights, sk.weights_),
+        (p.means, sk.means_),
+        (p.covariances, sk.covariances_),
+        (p.precisions_cholesky, sk.precisions_cholesky_),
+    ]:
         np.testing.assert_allclose(backend.numpy(ours), ref, rtol=1e-6, atol=1e-6)
     assert abs(r.lower_bound - sk.lower_bound_) < 1e-6
     assert r.n_iter == sk.n_iter_ == 12 and not r.converged
     # same per-point quantities
-    np.testing.assert_allclose(backend.numpy(gmm.log_prob(backend.asarray(X), p)), sk.score_samples(X), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        backend.numpy(gmm.log_prob(backend.asarray(X), p)), sk.score_samples(X), rtol=1e-9, atol=1e-9
+    )
     np.testing.assert_allclose(backend.numpy(gmm.predict_proba(backend.asarray(X), p)), sk.predict_proba(X), atol=1e-9)
     assert abs(gmm.bic(X, gmm.GMMParams(*(backend.numpy(a) for a in p[:4]), ct)) - sk.bic(X)) < 1e-6
     assert abs(gmm.aic(X, gmm.GMMParams(*(backend.numpy(a) for a in p[:4]), ct)) - sk.aic(X)) < 1e-6
@@ -130,16 +159,25 @@ def test_integer_weights_equal_repeated_points(ct, rng):
 
 # ----------------------------------------------------------------------------- numpy reference
 @pytest.mark.parametrize("ct", TYPES)
-@pytest.mark.parametrize("B,N,D,K", [(3, 61, 3, 2), (2, 37, 1, 3), (1, 97, 5, 4), (2, 131, 11, 3),
-                                     (1, 2600, 9, 2), (1, 70, 16, 5)])
+@pytest.mark.parametrize(
+    "B,N,D,K", [(3, 61, 3, 2), (2, 37, 1, 3), (1, 97, 5, 4), (2, 131, 11, 3), (1, 2600, 9, 2), (1, 70, 16, 5)]
+)
 def test_matches_numpy_reference_weighted(backend, dtype, ct, B, N, D, K, rng):
     X = blobs(rng, B, N, D, K, dtype=dtype)
     w = rng.uniform(0.2, 2.0, (B, N)) * (rng.random((B, N)) > 0.15)
     w = w.astype(dtype)
     p0 = init_params(rng, X, K, ct)
     n_iter = 4
-    r = gmm.fit(backend.asarray(X), K, backend.asarray(w), covariance_type=ct, max_iter=n_iter, tol=0,
-                init=gmm.GMMParams(*(backend.asarray(a.astype(dtype)) for a in p0[:3]), None, ct), warn=False)
+    r = gmm.fit(
+        backend.asarray(X),
+        K,
+        backend.asarray(w),
+        covariance_type=ct,
+        max_iter=n_iter,
+        tol=0,
+        init=gmm.GMMParams(*(backend.asarray(a.astype(dtype)) for a in p0[:3]), None, ct),
+        warn=False,
+    )
     assert backend.numpy(r.params.means).dtype == dtype
     t = dict(rtol=1e-8, atol=1e-9) if dtype == np.float64 else dict(rtol=2e-3, atol=2e-3)
     for b in range(B):
@@ -167,9 +205,12 @@ def test_e_step_m_step_compose_to_em_step(backend, ct, rng):
     comp = backend.numpy(gmm.log_prob(Xd, p0d, per="component"))
     wtd = backend.numpy(gmm.log_prob(Xd, p0d, per="weighted"))
     np.testing.assert_allclose(wtd, comp + np.log(p0.weights)[:, None], rtol=1e-12)
-    np.testing.assert_allclose(comp, [ref_log_gauss(X[b], p0.means[b], p0.covariances[b], ct) for b in range(2)],
-                               rtol=1e-10)
-    np.testing.assert_array_equal(backend.numpy(gmm.predict(Xd, p0d)), comp.__add__(np.log(p0.weights)[:, None]).argmax(-1))
+    np.testing.assert_allclose(
+        comp, [ref_log_gauss(X[b], p0.means[b], p0.covariances[b], ct) for b in range(2)], rtol=1e-10
+    )
+    np.testing.assert_array_equal(
+        backend.numpy(gmm.predict(Xd, p0d)), comp.__add__(np.log(p0.weights)[:, None]).argmax(-1)
+    )
 
 
 # ----------------------------------------------------------------------------- batching
@@ -186,11 +227,26 @@ def test_ragged_batch_equals_per_set_fits(backend, ct, rng):
         W[b, :n] = 1
         sets.append(xb)
     p0 = init_params(rng, np.stack([np.pad(s, ((0, Nmax - len(s)), (0, 0)), mode="edge") for s in sets]), K, ct)
-    r = gmm.fit(backend.asarray(X), K, backend.asarray(W), covariance_type=ct, max_iter=15, tol=1e-6,
-                init=gmm.GMMParams(*(backend.asarray(a) for a in p0[:3]), None, ct), warn=False)
+    r = gmm.fit(
+        backend.asarray(X),
+        K,
+        backend.asarray(W),
+        covariance_type=ct,
+        max_iter=15,
+        tol=1e-6,
+        init=gmm.GMMParams(*(backend.asarray(a) for a in p0[:3]), None, ct),
+        warn=False,
+    )
     for b, xb in enumerate(sets):
-        one = gmm.fit(backend.asarray(xb), K, covariance_type=ct, max_iter=15, tol=1e-6,
-                      init=gmm.GMMParams(*(backend.asarray(a[b]) for a in p0[:3]), None, ct), warn=False)
+        one = gmm.fit(
+            backend.asarray(xb),
+            K,
+            covariance_type=ct,
+            max_iter=15,
+            tol=1e-6,
+            init=gmm.GMMParams(*(backend.asarray(a[b]) for a in p0[:3]), None, ct),
+            warn=False,
+        )
         for a, c in zip(r.params[:4], one.params[:4]):
             np.testing.assert_allclose(backend.numpy(a)[b], backend.numpy(c), rtol=1e-12, atol=1e-12)
         assert int(backend.numpy(r.n_iter)[b]) == one.n_iter
@@ -247,8 +303,10 @@ def test_init_identical_across_cpu_and_numba(rng):
     res = {}
     for name in avail:
         with pygenmod.use_backend(name):
-            res[name] = [gmm.fit(X, 3, init=i, max_iter=0, seed=9, warn=False).params.means
-                         for i in ("kmeans", "k-means++", "random_from_data")]
+            res[name] = [
+                gmm.fit(X, 3, init=i, max_iter=0, seed=9, warn=False).params.means
+                for i in ("kmeans", "k-means++", "random_from_data")
+            ]
     for a, b in zip(res["cpu"], res["numba"]):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
@@ -267,8 +325,9 @@ def test_initial_params_are_consistent(ct, rng):
     X = blobs(rng, 2, 90, 3, 3)
     for init in gmm.INITS:
         p = gmm.fit(X, 3, covariance_type=ct, init=init, max_iter=0, warn=False).params
-        np.testing.assert_allclose(gmm.covariances_from_precisions_cholesky(p.precisions_cholesky, ct),
-                                   p.covariances, rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(
+            gmm.covariances_from_precisions_cholesky(p.precisions_cholesky, ct), p.covariances, rtol=1e-8, atol=1e-12
+        )
         np.testing.assert_allclose(p.weights.sum(1), 1.0, rtol=1e-6)
 
 
@@ -336,11 +395,19 @@ def test_degenerate_data_is_handled(backend, ct, rng):
     for reg in (1e-6, 0.0):
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
-            r = gmm.fit(backend.asarray(X), 5, backend.asarray(W), covariance_type=ct, reg_covar=reg,
-                        max_iter=30, init="random_from_data")
+            r = gmm.fit(
+                backend.asarray(X),
+                5,
+                backend.asarray(W),
+                covariance_type=ct,
+                reg_covar=reg,
+                max_iter=30,
+                init="random_from_data",
+            )
         assert sum(issubclass(w.category, gmm.GMMWarning) for w in rec) == 1
-        r = gmm.FitResult(gmm.GMMParams(*(backend.numpy(a) for a in r.params[:4]), ct),
-                          *(backend.numpy(a) for a in r[1:]))
+        r = gmm.FitResult(
+            gmm.GMMParams(*(backend.numpy(a) for a in r.params[:4]), ct), *(backend.numpy(a) for a in r[1:])
+        )
         _finite(r)
         assert np.isfinite(r.lower_bound[:3]).all() and r.lower_bound[3] == -np.inf
         assert (r.flags[3] & gmm.EMPTY_SET).all() and r.n_iter[3] == 0 and not r.converged[3]
@@ -358,8 +425,9 @@ def test_degenerate_data_is_handled(backend, ct, rng):
 
 def test_collapsed_component_flag(rng):
     X = blobs(rng, 1, 60, 2, 1)[0]
-    p0 = gmm.GMMParams(np.array([0.5, 0.5]), np.array([[0.0, 0.0], [1e6, 1e6]]),
-                       np.stack([np.eye(2), np.eye(2) * 1e-4]), None, "full")
+    p0 = gmm.GMMParams(
+        np.array([0.5, 0.5]), np.array([[0.0, 0.0], [1e6, 1e6]]), np.stack([np.eye(2), np.eye(2) * 1e-4]), None, "full"
+    )
     r = gmm.fit(X, 2, init=p0, max_iter=3, tol=0, warn=False)
     assert r.flags[1] & gmm.COLLAPSED and not r.flags[0] & gmm.COLLAPSED
     _finite(r)
@@ -371,8 +439,14 @@ def test_float32_large_offset_matches_float64(rng):
     X = blobs(rng, 1, 400, 3, 2) + 1e4
     p0 = init_params(rng, X, 2, "full")
     r64 = gmm.fit(X, 2, max_iter=10, tol=0, init=p0, warn=False)
-    r32 = gmm.fit(X.astype(np.float32), 2, max_iter=10, tol=0,
-                  init=gmm.GMMParams(*(a.astype(np.float32) for a in p0[:3]), None, "full"), warn=False)
+    r32 = gmm.fit(
+        X.astype(np.float32),
+        2,
+        max_iter=10,
+        tol=0,
+        init=gmm.GMMParams(*(a.astype(np.float32) for a in p0[:3]), None, "full"),
+        warn=False,
+    )
     np.testing.assert_allclose(r32.params.means, r64.params.means, rtol=1e-6)
     np.testing.assert_allclose(r32.params.covariances, r64.params.covariances, rtol=2e-3, atol=2e-3)
 
@@ -443,8 +517,16 @@ def test_cpu_kernel_boundary_checks(rng):
 
     X = rng.normal(size=(2, 10, 3))
     W = np.ones((2, 10))
-    args = lambda: [np.ones((2, 2)) / 2, np.zeros((2, 2, 3)), np.ones((2, 2, 3)), np.ones((2, 2, 3)),  # noqa: E731
-                    np.zeros(2), np.zeros(2, np.int64), np.zeros(2, np.uint8), np.zeros((2, 2), np.uint8)]
+    args = lambda: [
+        np.ones((2, 2)) / 2,
+        np.zeros((2, 2, 3)),
+        np.ones((2, 2, 3)),
+        np.ones((2, 2, 3)),  # noqa: E731
+        np.zeros(2),
+        np.zeros(2, np.int64),
+        np.zeros(2, np.uint8),
+        np.zeros((2, 2), np.uint8),
+    ]
     k.fit(X, W, np.zeros(2), 1, 2, 1, 0.0, *args())
     with pytest.raises(ValueError, match="W"):
         k.fit(X, W[:, :5], np.zeros(2), 1, 2, 1, 0.0, *args())
@@ -461,9 +543,17 @@ def test_cpu_kernel_boundary_checks(rng):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(B=st.integers(0, 3), N=st.integers(1, 40), D=st.integers(1, 4), K=st.integers(1, 5),
-       ct=st.sampled_from(TYPES), f32=st.booleans(), seed=st.integers(0, 2**31 - 1),
-       zero_frac=st.floats(0, 1), scale=st.sampled_from([1e-3, 1.0, 1e3]))
+@given(
+    B=st.integers(0, 3),
+    N=st.integers(1, 40),
+    D=st.integers(1, 4),
+    K=st.integers(1, 5),
+    ct=st.sampled_from(TYPES),
+    f32=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+    zero_frac=st.floats(0, 1),
+    scale=st.sampled_from([1e-3, 1.0, 1e3]),
+)
 def test_fuzz_fit_is_finite(B, N, D, K, ct, f32, seed, zero_frac, scale):
     r = np.random.default_rng(seed)
     dt = np.float32 if f32 else np.float64

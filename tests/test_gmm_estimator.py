@@ -1,4 +1,5 @@
 """GaussianMixture / BatchGaussianMixture: scikit-learn's estimator contract and parity."""
+
 import warnings
 
 import numpy as np
@@ -26,8 +27,11 @@ def test_check_estimator():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         results = check_estimator(GaussianMixture(), on_fail=None)
-    bad = [(r["check_name"], str(r["exception"])[:200]) for r in results
-           if r["status"] == "failed" or (r["status"] == "skipped" and r["check_name"] not in INAPPLICABLE)]
+    bad = [
+        (r["check_name"], str(r["exception"])[:200])
+        for r in results
+        if r["status"] == "failed" or (r["status"] == "skipped" and r["check_name"] not in INAPPLICABLE)
+    ]
     assert not bad, bad
     assert len(results) > 40
 
@@ -44,8 +48,14 @@ def test_parity_with_sklearn_same_init(ct, rng):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref0.fit(X)
-    kw = dict(covariance_type=ct, max_iter=15, tol=0, weights_init=ref0.weights_, means_init=ref0.means_,
-              precisions_init=ref0.precisions_)
+    kw = dict(
+        covariance_type=ct,
+        max_iter=15,
+        tol=0,
+        weights_init=ref0.weights_,
+        means_init=ref0.means_,
+        precisions_init=ref0.precisions_,
+    )
     sk = mixture.GaussianMixture(3, **kw)
     ours = GaussianMixture(3, **kw)
     with warnings.catch_warnings():

@@ -1,5 +1,6 @@
 """lower_bounds_ (scikit-learn >= 1.6) and verbose progress messages of the GMM estimators, and
 the per-iteration driving of pygenmod.gmm.fit behind them (lower_bounds=True / callback)."""
+
 import re
 import warnings
 
@@ -54,7 +55,7 @@ def test_stepwise_equals_compiled_loop(backend, ct, n_init, tol, rng):
     H, n_iter, lb = backend.numpy(b.lower_bounds), backend.numpy(b.n_iter), backend.numpy(b.lower_bound)
     assert H.shape == (B, n_iter.max())
     for s in range(B):
-        assert np.isfinite(H[s, :n_iter[s]]).all() and np.isnan(H[s, n_iter[s]:]).all()
+        assert np.isfinite(H[s, : n_iter[s]]).all() and np.isnan(H[s, n_iter[s] :]).all()
         if n_iter[s]:
             assert H[s, n_iter[s] - 1] == lb[s]
     assert n_iter[3] == 0 and lb[3] == -np.inf  # the empty set: no iteration, as documented
@@ -90,8 +91,11 @@ def test_callback_events(rng):
     # the kept init's history equals the bounds the callback saw for that set
     best_last = r.lower_bound
     for s in range(B):
-        seen = [e.lower_bound[list(e.sets).index(s)] for e in events
-                if e.iteration > 0 and s in e.sets and e.finished[list(e.sets).index(s)]]
+        seen = [
+            e.lower_bound[list(e.sets).index(s)]
+            for e in events
+            if e.iteration > 0 and s in e.sets and e.finished[list(e.sets).index(s)]
+        ]
         assert best_last[s] in seen
     with pytest.raises(TypeError, match="callback"):
         gmm.fit(X, 3, callback=3)
@@ -147,8 +151,9 @@ def test_batch_lower_bounds_per_set(ct, rng):
     X = np.stack([blobs(rng, N=120) for _ in range(B)])
     inits = [sk_init(X[b], ct, seed=b) for b in range(B)]
     stack = {k: np.stack([i[k] for i in inits]) for k in inits[0]}
-    bat = BatchGaussianMixture(3, covariance_type=ct, tol=1e-4, max_iter=100, record_lower_bounds=True,
-                               warn=False, **stack).fit(X)
+    bat = BatchGaussianMixture(
+        3, covariance_type=ct, tol=1e-4, max_iter=100, record_lower_bounds=True, warn=False, **stack
+    ).fit(X)
     assert BatchGaussianMixture(3, covariance_type=ct, warn=False, **stack).fit(X).lower_bounds_ is None
     assert bat.lower_bounds_.shape == (B, bat.n_iter_.max())
     for b in range(B):
@@ -194,8 +199,11 @@ def test_verbose_n_init_structure_and_silence(capsys, rng):
     X = blobs(rng)
     quiet_fit(GaussianMixture(3, n_init=3, verbose=1, verbose_interval=1, random_state=0), X)
     out = capsys.readouterr().out.splitlines()
-    assert [ln for ln in out if ln.startswith("Initialization ") and ln[-1].isdigit()] == \
-        ["Initialization 0", "Initialization 1", "Initialization 2"]
+    assert [ln for ln in out if ln.startswith("Initialization ") and ln[-1].isdigit()] == [
+        "Initialization 0",
+        "Initialization 1",
+        "Initialization 2",
+    ]
     assert sum(ln in ("Initialization converged.", "Initialization did not converge.") for ln in out) == 3
     assert all(re.fullmatch(r"  Iteration \d+", ln) for ln in out if ln.startswith("  "))
     quiet_fit(GaussianMixture(3, n_init=2, random_state=0), X)
@@ -205,18 +213,31 @@ def test_verbose_n_init_structure_and_silence(capsys, rng):
 def test_batch_verbose(capsys, rng):
     B = 4
     X = np.stack([blobs(rng, N=100) for _ in range(B)])
-    g = BatchGaussianMixture(3, n_init=2, verbose=2, verbose_interval=2, random_state=0, tol=1e-3,
-                             max_iter=50, warn=False).fit(X)
+    g = BatchGaussianMixture(
+        3, n_init=2, verbose=2, verbose_interval=2, random_state=0, tol=1e-3, max_iter=50, warn=False
+    ).fit(X)
     out = capsys.readouterr().out.splitlines()
     assert g.lower_bounds_.shape == (B, g.n_iter_.max())
     assert out[0] == "Initialization 0"
     it_lines = [ln for ln in out if ln.startswith("  Iteration")]
-    assert it_lines and all(re.fullmatch(r"  Iteration \d*[02468]\t \d of 4 sets running\t time lapse [0-9.]+s\t "
-                                         r"max \|ll change\| [0-9.]+", ln) for ln in it_lines)
+    assert it_lines and all(
+        re.fullmatch(
+            r"  Iteration \d*[02468]\t \d of 4 sets running\t time lapse [0-9.]+s\t "
+            r"max \|ll change\| [0-9.]+",
+            ln,
+        )
+        for ln in it_lines
+    )
     ends = [ln for ln in out if ln.startswith("Initialization done")]
     assert len(ends) == 2
-    assert all(re.fullmatch(r"Initialization done: \d of 4 sets converged\. time lapse [0-9.]+s\t "
-                            r"mean lower bound -?[0-9.]+\.", ln) for ln in ends)
+    assert all(
+        re.fullmatch(
+            r"Initialization done: \d of 4 sets converged\. time lapse [0-9.]+s\t "
+            r"mean lower bound -?[0-9.]+\.",
+            ln,
+        )
+        for ln in ends
+    )
 
 
 @pytest.mark.parametrize("bad", [dict(verbose_interval=0), dict(verbose=-1), dict(verbose="yes")])

@@ -1,4 +1,5 @@
 """Gaussian mixture regression: closed form, the `gmr` package, any covariance type, safety."""
+
 import numpy as np
 import pytest
 
@@ -29,8 +30,11 @@ def closed_form(w, mu, cov, x, ind, outd):
     logs = np.array(logs)
     h = np.exp(logs - logs.max())
     h /= h.sum()
-    Cs = [cov[k][np.ix_(outd, outd)] - cov[k][np.ix_(outd, ind)] @ np.linalg.solve(cov[k][np.ix_(ind, ind)], cov[k][np.ix_(ind, outd)])
-          for k in range(K)]
+    Cs = [
+        cov[k][np.ix_(outd, outd)]
+        - cov[k][np.ix_(outd, ind)] @ np.linalg.solve(cov[k][np.ix_(ind, ind)], cov[k][np.ix_(ind, outd)])
+        for k in range(K)
+    ]
     mean = sum(h[k] * ms[k] for k in range(K))
     second = sum(h[k] * (Cs[k] + np.outer(ms[k], ms[k])) for k in range(K))
     return h, np.array(ms), np.array(Cs), mean, second - np.outer(mean, mean)
@@ -88,7 +92,9 @@ def test_near_singular_is_safe(rng):
     p = gmm.GMMParams(np.ones(1), mu, cov + 1e-300 * np.eye(D), np.full((1, D, D), np.nan), "full")
     with pytest.raises(ValueError):
         gmm.gmr(p, np.zeros((2, 2)), [0, 1])  # NaN factor rejected
-    p = gmm.GMMParams(np.array([0.5, 0.5]), np.zeros((2, D)), np.stack([np.ones((D, D)) + 1e-14 * np.eye(D)] * 2), None, "full")
+    p = gmm.GMMParams(
+        np.array([0.5, 0.5]), np.zeros((2, D)), np.stack([np.ones((D, D)) + 1e-14 * np.eye(D)] * 2), None, "full"
+    )
     r = gmm.gmr(p, rng.normal(size=(4, 2)), [0, 1])
     for a in r:
         assert np.isfinite(a).all()

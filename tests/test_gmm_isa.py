@@ -1,5 +1,6 @@
 """The CPU EM kernels' instruction-set entry points (AVX-512, AVX2+FMA, baseline) agree, and
 float32 fits agree with float64 fits from the same start to what float32 allows."""
+
 import numpy as np
 import pytest
 from test_gmm_em import blobs, init_params
@@ -15,8 +16,7 @@ DETECTED = _cpu._isa_cap(-1)[1]
 def fit_with_cap(cap, X, K, p0, w=None, iters=8):
     prev = _cpu._isa_cap(cap)[0]
     try:
-        return gmm.fit(X, K, w, covariance_type=p0.covariance_type, max_iter=iters, tol=0, init_params=p0,
-                       warn=False)
+        return gmm.fit(X, K, w, covariance_type=p0.covariance_type, max_iter=iters, tol=0, init_params=p0, warn=False)
     finally:
         _cpu._isa_cap(prev)
 
@@ -50,8 +50,13 @@ def test_isa_paths_agree(ct, dtype, rng):
             for name in ("weights", "means", "covariances"):
                 a, b = getattr(got.params, name), getattr(ref.params, name)
                 scale = np.abs(b).max()
-                np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * scale,
-                                           err_msg=f"{name}: {ISA_NAMES[cap]} vs {ISA_NAMES[DETECTED]}, D={X.shape[2]}")
+                np.testing.assert_allclose(
+                    a,
+                    b,
+                    rtol=rtol,
+                    atol=rtol * scale,
+                    err_msg=f"{name}: {ISA_NAMES[cap]} vs {ISA_NAMES[DETECTED]}, D={X.shape[2]}",
+                )
             np.testing.assert_allclose(got.lower_bound, ref.lower_bound, rtol=rtol, atol=rtol)
 
 
@@ -108,12 +113,13 @@ def test_padding_lanes_of_far_points_leave_no_nan(N):
     log-density overflows to -inf; they must not bring NaN into the statistics (found by
     review: N=127 gave NaN parameters on the vector paths, N=128 did not)."""
     X = np.zeros((N, 1), np.float32)
-    X[: N // 2], X[N // 2:] = 1e17, -1e17
+    X[: N // 2], X[N // 2 :] = 1e17, -1e17
     for cap in range(DETECTED + 1):
         prev = _cpu._isa_cap(cap)[0]
         try:
-            r = gmm.fit(X, 2, covariance_type="diag", means_init=np.array([[1e17], [-1e17]]), max_iter=3, tol=0,
-                        warn=False)
+            r = gmm.fit(
+                X, 2, covariance_type="diag", means_init=np.array([[1e17], [-1e17]]), max_iter=3, tol=0, warn=False
+            )
         finally:
             _cpu._isa_cap(prev)
         for x in (r.params.weights, r.params.means, r.params.covariances, r.lower_bound):

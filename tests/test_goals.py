@@ -1,5 +1,6 @@
 """pygenmod.goals: Goal-GAN's indicator reward, per-goal returns and labels against a plain
 NumPy reference; RIG's latent Mahalanobis reward against SciPy / NumPy."""
+
 import numpy as np
 import pytest
 
@@ -97,7 +98,7 @@ def test_rig_reward(backend, rng, dtype):  # (the triangular solve behind it run
     got = backend.numpy(goals.rig_reward(B_(z), B_(zg), B_(L)))
     assert got.dtype == dtype
     np.testing.assert_allclose(got, want, **tol)
-    np.testing.assert_allclose(backend.numpy(goals.rig_reward(B_(z), B_(zg), B_(L), squared=True)), -want ** 2, **tol)
+    np.testing.assert_allclose(backend.numpy(goals.rig_reward(B_(z), B_(zg), B_(L), squared=True)), -(want**2), **tol)
     np.testing.assert_allclose(backend.numpy(goals.rig_reward(B_(z), B_(zg))), -np.linalg.norm(diff, axis=-1), **tol)
     P = np.linalg.cholesky(np.linalg.inv(cov)).astype(dtype)  # precision factor
     np.testing.assert_allclose(backend.numpy(goals.rig_reward(B_(z), B_(zg), precision_tril=B_(P))), want, **tol)
@@ -128,7 +129,11 @@ def test_goal_gan_example_runs(tmp_path):
     from conftest import run_python
 
     script = pathlib.Path(__file__).resolve().parents[1] / "examples" / "goal_gan_point.py"
-    r = run_python([str(script), "--iters", "3", "--goals", "8", "--rollouts", "2", "--gan-steps", "2"],
-                   capture_output=True, text=True, timeout=300)
+    r = run_python(
+        [str(script), "--iters", "3", "--goals", "8", "--rollouts", "2", "--gan-steps", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "intermediate" in r.stdout and r.stdout.count("\n") >= 4

@@ -1,5 +1,6 @@
 """The GPU-check tooling itself (tools/gpu-check.sh, tools/gpu_determinism.py, the GPU bench
 rows and the PYGENMOD_REQUIRE_CUDA switch), exercised on the CPU."""
+
 from __future__ import annotations
 
 import os
@@ -22,15 +23,18 @@ def test_gpu_check_script_parses():
     subprocess.run(["bash", "-n", os.path.join(ROOT, "tools", "gpu-check.sh")], check=True)
 
 
-@pytest.mark.parametrize("reason,want", [
-    ("backend 'cuda' unavailable: CUDA kernels are built, but no CUDA device is present", True),
-    ("could not import 'cupy': No module named 'cupy'", True),
-    ("CUDA modules not built", True),
-    ("needs a GPU", True),
-    ("needs two GPUs", False),  # a machine fact, not a broken CUDA
-    ("CuPy has no bfloat16 arrays (pygenmod.torch widens CUDA bfloat16 tensors)", False),
-    ("backend 'numba' unavailable: numba is not installed", False),
-])
+@pytest.mark.parametrize(
+    "reason,want",
+    [
+        ("backend 'cuda' unavailable: CUDA kernels are built, but no CUDA device is present", True),
+        ("could not import 'cupy': No module named 'cupy'", True),
+        ("CUDA modules not built", True),
+        ("needs a GPU", True),
+        ("needs two GPUs", False),  # a machine fact, not a broken CUDA
+        ("CuPy has no bfloat16 arrays (pygenmod.torch widens CUDA bfloat16 tensors)", False),
+        ("backend 'numba' unavailable: numba is not installed", False),
+    ],
+)
 def test_cuda_skip_classification(reason, want):
     assert is_cuda_unavailable_skip(reason) is want
 

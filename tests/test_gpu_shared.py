@@ -4,6 +4,7 @@ Tests take the ``backend`` fixture (cpu, numba, cuda): the CUDA case skips here 
 (and fails under PYGENMOD_REQUIRE_CUDA=1); the host code shared with the device path runs on
 the CPU. tools/gpu-check.sh runs the ``-k cuda`` cases of this file under compute-sanitizer.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_sparse_mdp_validation_and_rewards(backend, rng):
     c = mdp.as_csr(P) if not isinstance(P, mdp.CSR) else P
     data, ind, ptr = (np.asarray(backend.numpy(a)) for a in (c.data, c.indices, c.indptr))
     for r in range(36):
-        dense.reshape(36, 12)[r, ind[ptr[r]:ptr[r + 1]]] = data[ptr[r]:ptr[r + 1]]
+        dense.reshape(36, 12)[r, ind[ptr[r] : ptr[r + 1]]] = data[ptr[r] : ptr[r + 1]]
     R3 = rng.normal(size=(12, 3, 12))
     csr = mdp.CSR(backend.asarray(data), backend.asarray(ind), backend.asarray(ptr), (1, 12, 3))
     V = np.zeros(12)
@@ -50,8 +51,12 @@ def test_sparse_mdp_validation_and_rewards(backend, rng):
     bad = data.copy()
     bad[0] += 0.5
     with pytest.raises(ValueError, match="sum to 1"):
-        mdp.bellman_backup(mdp.CSR(backend.asarray(bad), backend.asarray(ind), backend.asarray(ptr), (1, 12, 3)),
-                           backend.asarray(R3[..., 0]), backend.asarray(V), 0.9)
+        mdp.bellman_backup(
+            mdp.CSR(backend.asarray(bad), backend.asarray(ind), backend.asarray(ptr), (1, 12, 3)),
+            backend.asarray(R3[..., 0]),
+            backend.asarray(V),
+            0.9,
+        )
 
 
 # ----------------------------------------------------------------------------- out= on CuPy
@@ -87,11 +92,17 @@ def test_gmm_fit_with_no_points_gives_neutral_parameters(backend):
 def test_gmm_max_iter_zero_with_nan_bound(backend, rng):
     X = rng.normal(size=(40, 2))
     means = X[:3].copy()
-    f = gmm.fit(backend.asarray(X), 3, covariance_type="full", max_iter=0, means_init=backend.asarray(means),
-                lower_bound_init=np.nan, warn=False)
+    f = gmm.fit(
+        backend.asarray(X),
+        3,
+        covariance_type="full",
+        max_iter=0,
+        means_init=backend.asarray(means),
+        lower_bound_init=np.nan,
+        warn=False,
+    )
     with pygenmod.use_backend("cpu"):
-        ref = gmm.fit(X, 3, covariance_type="full", max_iter=0, means_init=means, lower_bound_init=np.nan,
-                      warn=False)
+        ref = gmm.fit(X, 3, covariance_type="full", max_iter=0, means_init=means, lower_bound_init=np.nan, warn=False)
     assert int(backend.numpy(f.n_iter)) == 0
     lb = float(backend.numpy(f.lower_bound))
     assert lb == float(ref.lower_bound) and np.isneginf(lb)
@@ -104,8 +115,14 @@ def test_gmm_e_step_float32_agrees_with_cpu(backend, rng):
     # CPU does not round there
     X = (rng.normal(size=(64, 3)) * 3 + 30).astype(np.float32)
     with pygenmod.use_backend("cpu"):
-        p = gmm.fit(rng.normal(size=(200, 3)).astype(np.float32), 3, covariance_type="full", max_iter=5,
-                    random_state=0, warn=False).params
+        p = gmm.fit(
+            rng.normal(size=(200, 3)).astype(np.float32),
+            3,
+            covariance_type="full",
+            max_iter=5,
+            random_state=0,
+            warn=False,
+        ).params
         ref = gmm.e_step(X, p)
     dev = gmm.GMMParams(*(backend.asarray(a) if not isinstance(a, str) else a for a in p))
     got = gmm.e_step(backend.asarray(X), dev)
@@ -124,8 +141,9 @@ def test_mvn_backward_shared_scale_is_deterministic_and_sums_rows(backend, rng, 
     a = sampling.mvn_head_backward(backend.asarray(mu), backend.asarray(L[None]), **args)
     b = sampling.mvn_head_backward(backend.asarray(mu), backend.asarray(L[None]), **args)
     assert backend.numpy(a[1]).tobytes() == backend.numpy(b[1]).tobytes()  # same call, same bits
-    per_row = sampling.mvn_head_backward(backend.asarray(mu), backend.asarray(np.broadcast_to(L, (B, D, D)).copy()),
-                                         **args)
+    per_row = sampling.mvn_head_backward(
+        backend.asarray(mu), backend.asarray(np.broadcast_to(L, (B, D, D)).copy()), **args
+    )
     want = backend.numpy(per_row[1]).astype(np.float64).sum(0)
     t = tol(dtype)
     np.testing.assert_allclose(backend.numpy(a[1]).reshape(D, D), want, rtol=t["rtol"] * 10, atol=t["atol"] * B)
@@ -227,15 +245,32 @@ class _FakeRuntime:
         return {"name": "Fake GPU", "compute_capability": self._cc, "multiprocessors": 1, "total_memory": 1}
 
 
-@pytest.mark.parametrize("probe,cc,ok,match", [
-    ({"count": 0, "error": "cudaErrorInsufficientDriver", "message": "driver too old", "driver_version": 12020,
-      "runtime_version": 13000}, (9, 0), False, "driver is missing or too old.*13.0.*12.2"),
-    ({"count": 0, "error": "cudaErrorNoDevice", "message": "no device"}, (9, 0), False, "no CUDA device"),
-    ({"count": 0, "error": "cudaErrorInitializationError", "message": "init"}, (9, 0), False,
-     "cudaErrorInitializationError"),
-    ({"count": 1, "error": ""}, (7, 0), False, "sm_70.*sm_75"),
-    ({"count": 1, "error": ""}, (9, 0), None, "sm_90"),
-])
+@pytest.mark.parametrize(
+    "probe,cc,ok,match",
+    [
+        (
+            {
+                "count": 0,
+                "error": "cudaErrorInsufficientDriver",
+                "message": "driver too old",
+                "driver_version": 12020,
+                "runtime_version": 13000,
+            },
+            (9, 0),
+            False,
+            "driver is missing or too old.*13.0.*12.2",
+        ),
+        ({"count": 0, "error": "cudaErrorNoDevice", "message": "no device"}, (9, 0), False, "no CUDA device"),
+        (
+            {"count": 0, "error": "cudaErrorInitializationError", "message": "init"},
+            (9, 0),
+            False,
+            "cudaErrorInitializationError",
+        ),
+        ({"count": 1, "error": ""}, (7, 0), False, "sm_70.*sm_75"),
+        ({"count": 1, "error": ""}, (9, 0), None, "sm_90"),
+    ],
+)
 def test_cuda_probe_reports_the_real_error(monkeypatch, probe, cc, ok, match):
     import importlib
 
@@ -259,8 +294,10 @@ def test_cuda_probe_reports_the_real_error(monkeypatch, probe, cc, ok, match):
 
 # ----------------------------------------------------------------------------- device solver loops
 @pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize("eval_max,eval_rel,span", [(0, -1.0, True), (500, 0.0, True), (1000, 0.01, True),
-                                                    (3, -1.0, False), (0, -1.0, False)])
+@pytest.mark.parametrize(
+    "eval_max,eval_rel,span",
+    [(0, -1.0, True), (500, 0.0, True), (1000, 0.01, True), (3, -1.0, False), (0, -1.0, False)],
+)
 def test_device_solve_loop_matches_compiled_loop(dtype, sparse, eval_max, eval_rel, span):
     # the loop CUDA arrays use (state on the device, a host check every few sweeps), run on
     # NumPy arrays with the CPU sweep kernels, against the compiled solver
@@ -271,8 +308,15 @@ def test_device_solve_loop_matches_compiled_loop(dtype, sparse, eval_max, eval_r
     th = mdp._threshold(m, g, 1e-3 if dtype == np.float32 else 1e-9, None, "span" if span else "sup", g)
 
     def outs():
-        return [np.zeros((4, 17), dtype), np.empty((4, 17, 3), dtype), np.empty((4, 17), np.int64),
-                np.zeros(4, np.int64), np.zeros(4, np.int64), np.zeros(4), np.zeros(4, np.uint8)]
+        return [
+            np.zeros((4, 17), dtype),
+            np.empty((4, 17, 3), dtype),
+            np.empty((4, 17), np.int64),
+            np.zeros(4, np.int64),
+            np.zeros(4, np.int64),
+            np.zeros(4),
+            np.zeros(4, np.uint8),
+        ]
 
     got = outs()
     mdp._solve_host_loop(m, g, th, 5000, span, eval_max, eval_rel, *got)

@@ -1,5 +1,6 @@
 """JAX arrays through the NumPy API (outside jax.jit): taken through DLPack without a copy,
 results back as JAX arrays, equal to the NumPy path."""
+
 import numpy as np
 import pytest
 

@@ -4,6 +4,7 @@ Every result is compared with the NumPy API (bitwise: the handlers call the same
 bodies), vmap with a loop over the vmapped axis, gradients with jax's numerical check and an
 independent float64 jnp reference.
 """
+
 import pathlib
 import re
 
@@ -84,14 +85,21 @@ def test_gae_jit_equals_numpy(dtype, T, B):
     rng = np.random.default_rng(T * 100 + B)
     r, v, nv, te, tr, mk, boot, g = _gae_inputs(rng, T, B, dtype)
     kw = dict(gamma=g, lam=0.9, terminated=te, truncated=tr, next_values=nv, mask=mk)
-    f = jax.jit(lambda r, v, nv, te, tr, mk, g: pj.gae(r, v, gamma=g, lam=0.9, terminated=te, truncated=tr,
-                                                       next_values=nv, mask=mk))
+    f = jax.jit(
+        lambda r, v, nv, te, tr, mk, g: pj.gae(
+            r, v, gamma=g, lam=0.9, terminated=te, truncated=tr, next_values=nv, mask=mk
+        )
+    )
     got = f(r, v, nv, te, tr, mk, g)
     want = returns.gae(r, v, **kw)
     same(got.advantages, want.advantages)
     same(got.returns, want.returns)
-    np.testing.assert_allclose(np.asarray(got.advantages), _gae_ref(r, v, nv, te, tr, mk, boot, g, 0.9),
-                               rtol=1e-4 if dtype == np.float32 else 1e-12, atol=1e-4 if dtype == np.float32 else 1e-12)
+    np.testing.assert_allclose(
+        np.asarray(got.advantages),
+        _gae_ref(r, v, nv, te, tr, mk, boot, g, 0.9),
+        rtol=1e-4 if dtype == np.float32 else 1e-12,
+        atol=1e-4 if dtype == np.float32 else 1e-12,
+    )
     # bootstrap from values[t+1] / bootstrap_value, float flags, scalar gamma
     got = jax.jit(lambda r, v, b: pj.gae(r, v, terminated=te.astype(dtype), bootstrap_value=b))(r, v, boot)
     same(got.advantages, returns.gae(r, v, terminated=te.astype(dtype), bootstrap_value=boot).advantages)
@@ -354,16 +362,21 @@ def test_normal_head_equals_numpy(dtype, scale):
     for seed in (key, jax.random.key_data(key), 2**40 + 5):
         for n in (None, 3):
             # a key may be a traced argument; an integer seed is a Python int (closed over)
-            f = (lambda mu, p, s, n=n: pj.normal_head(mu, seed=s, n_samples=n, log_q=True, stream=7, **{scale: p}))
-            h = jax.jit(f)(mu, p, seed) if not isinstance(seed, int) else jax.jit(
-                lambda mu, p, n=n, s=seed, f=f: f(mu, p, s, n))(mu, p)
+            f = lambda mu, p, s, n=n: pj.normal_head(mu, seed=s, n_samples=n, log_q=True, stream=7, **{scale: p})
+            h = (
+                jax.jit(f)(mu, p, seed)
+                if not isinstance(seed, int)
+                else jax.jit(lambda mu, p, n=n, s=seed, f=f: f(mu, p, s, n))(mu, p)
+            )
             w = sampling.normal_head(mu, seed=seed, n_samples=n, log_q=True, stream=7, **{scale: p})
             same(h.z, w.z)
             same(h.kl, w.kl)
             same(h.log_q, w.log_q)
     # one row, clamp
-    same(pj.rsample_normal(mu[0], seed=1, clamp=(-0.5, 0.5), **{scale: p[0]}),
-         sampling.rsample_normal(mu[0], seed=1, clamp=(-0.5, 0.5), **{scale: p[0]}))
+    same(
+        pj.rsample_normal(mu[0], seed=1, clamp=(-0.5, 0.5), **{scale: p[0]}),
+        sampling.rsample_normal(mu[0], seed=1, clamp=(-0.5, 0.5), **{scale: p[0]}),
+    )
 
 
 def test_normal_head_grad(dtype):
@@ -378,8 +391,9 @@ def test_normal_head_grad(dtype):
         return (h.z * gz).sum() + h.kl.sum() + (h.log_q * gq).sum()
 
     g = jax.jit(jax.grad(loss, argnums=(0, 1)))(mu, lv)
-    want = sampling.normal_head_backward(mu, lv, grad_z=gz, grad_kl=np.ones(4, dtype), grad_log_q=gq, seed=key,
-                                         n_samples=2)
+    want = sampling.normal_head_backward(
+        mu, lv, grad_z=gz, grad_kl=np.ones(4, dtype), grad_log_q=gq, seed=key, n_samples=2
+    )
     same(g[0], want[0])
     same(g[1], want[1])
 
@@ -406,8 +420,9 @@ def test_kl_normal(dtype):
     same(jax.jit(pj.kl_normal)(mu, lv), sampling.kl_normal(mu, lv))
     same(jax.jit(pj.kl_normal)(mu, lv, pm, pl), sampling.kl_normal(mu, lv, pm, pl))
     g = jax.grad(lambda *a: pj.kl_normal(*a).sum(), argnums=(0, 1, 2, 3))(mu, lv, pm, pl)
-    want = sampling.kl_normal_backward(np.ones(5, dtype), mu, lv, np.broadcast_to(pm, mu.shape),
-                                       np.full(mu.shape, pl, dtype))
+    want = sampling.kl_normal_backward(
+        np.ones(5, dtype), mu, lv, np.broadcast_to(pm, mu.shape), np.full(mu.shape, pl, dtype)
+    )
     same(g[0], want[0])
     same(g[1], want[1])
     np.testing.assert_allclose(g[2], want[2].sum(0), rtol=1e-5)
@@ -474,6 +489,7 @@ def test_mvn_head_grad(dtype):
     gq = rng.normal(size=4).astype(dtype)
     key = jax.random.key(6)
     for Lx in (L, L[1]):
+
         def loss(m, L):
             h = pj.mvn_head(m, L, seed=key, log_q=True)
             return (h.z * gz).sum() + h.kl.sum() + (h.log_q * gq).sum()
@@ -491,11 +507,20 @@ def test_mvn_grad_vs_reference(x64):
     # (check_grads perturbs every entry: the tril keeps L valid; entries above it are never read)
     check_grads(lambda m, L: pj.mvn_head(m, jnp.tril(L), seed=key, log_q=True)[:3], (mu, L), order=1, modes=["rev"])
     # independent reference: KL(N(mu, L L^T) || N(0, I)) in jnp
-    ref = lambda m, L: 0.5 * (jnp.sum(L**2, (-1, -2)) + jnp.sum(m**2, -1) - 3
-                              - 2 * jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), -1))
+    ref = lambda m, L: (
+        0.5
+        * (
+            jnp.sum(L**2, (-1, -2))
+            + jnp.sum(m**2, -1)
+            - 3
+            - 2 * jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), -1)
+        )
+    )
     np.testing.assert_allclose(pj.mvn_head(mu, L, seed=key).kl, ref(mu, L), rtol=1e-12)
-    for a, b in zip(jax.grad(lambda m, L: pj.mvn_head(m, L, seed=key).kl.sum(), (0, 1))(mu, L),
-                    jax.grad(lambda m, L: ref(m, L).sum(), (0, 1))(mu, L)):
+    for a, b in zip(
+        jax.grad(lambda m, L: pj.mvn_head(m, L, seed=key).kl.sum(), (0, 1))(mu, L),
+        jax.grad(lambda m, L: ref(m, L).sum(), (0, 1))(mu, L),
+    ):
         np.testing.assert_allclose(a, np.tril(b) if a.ndim == 3 else b, rtol=1e-10, atol=1e-12)
 
 
@@ -588,7 +613,7 @@ def test_ffi_api_version_and_min_jax():
     from pygenmod import _jax_ffi
 
     assert _jax_ffi.FFI_API_VERSION == (0, 3)
-    hdr = (ROOT / "third_party/xla_ffi/xla/ffi/api/c_api.h")
+    hdr = ROOT / "third_party/xla_ffi/xla/ffi/api/c_api.h"
     if hdr.exists():  # a source checkout: the vendored copy is what was built
         minor = re.search(r"#define XLA_FFI_API_MINOR (\d+)", hdr.read_text()).group(1)
         assert int(minor) == _jax_ffi.FFI_API_VERSION[1]
@@ -599,8 +624,10 @@ def test_ffi_api_version_and_min_jax():
 
 
 def test_old_jax_refused():
-    code = ("import jax; jax.__version__ = '0.4.30'\n"
-            "try:\n    import pygenmod.jax\nexcept ImportError as e:\n    print(e)\n")
+    code = (
+        "import jax; jax.__version__ = '0.4.30'\n"
+        "try:\n    import pygenmod.jax\nexcept ImportError as e:\n    print(e)\n"
+    )
     out = run_python(["-c", code], capture_output=True, text=True, timeout=300)
     assert "needs JAX >= 0.10.2" in out.stdout and "found jax 0.4.30" in out.stdout, out.stdout + out.stderr
 
@@ -632,7 +659,8 @@ def test_cuda_handlers_built():
 
     assert _jax_ffi_cuda.FFI_API_VERSION == (0, 3)
     assert {"pygenmod_gae", "pygenmod_backup_dense", "pygenmod_spatial_fwd", "pygenmod_spatial_bwd"} == set(
-        _jax_ffi_cuda.registrations())
+        _jax_ffi_cuda.registrations()
+    )
 
 
 def _jax_gpu():
@@ -643,15 +671,18 @@ def _jax_gpu():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(_jax_gpu() is None or pj._jax_ffi_cuda is None,
-                    reason="needs a JAX CUDA device and the CUDA handlers (pygenmod built with CUDA)")
+@pytest.mark.skipif(
+    _jax_gpu() is None or pj._jax_ffi_cuda is None,
+    reason="needs a JAX CUDA device and the CUDA handlers (pygenmod built with CUDA)",
+)
 def test_cuda_handlers_match_cpu():
     rng = np.random.default_rng(11)
     dev = _jax_gpu()
     r, v, nv, te, tr, mk, boot, g = _gae_inputs(rng, 40, 33, np.float32)
     got = jax.jit(lambda r, v, t: pj.gae(r, v, terminated=t))(*jax.device_put((r, v, te), dev))
-    np.testing.assert_allclose(np.asarray(got.advantages), returns.gae(r, v, terminated=te).advantages,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(got.advantages), returns.gae(r, v, terminated=te).advantages, rtol=1e-5, atol=1e-5
+    )
     P, R, V = _mdp(rng, 3, 6, 4, np.float32)
     for kw in ({}, {"policy": rng.integers(0, 4, (3, 6)).astype(np.int32)}, {"temperature": 0.5}):
         got = jax.jit(lambda P, R, V, kw=kw: pj.bellman_backup(P, R, V, 0.9, **kw))(*jax.device_put((P, R, V), dev))
@@ -660,15 +691,20 @@ def test_cuda_handlers_match_cpu():
     x = rng.normal(size=(2, 3, 5, 4)).astype(np.float32)
     gk = rng.normal(size=(2, 3, 2)).astype(np.float32)
     xd = jax.device_put(x, dev)
-    np.testing.assert_allclose(np.asarray(jax.jit(pj.spatial_softmax)(xd)), spatial.spatial_softmax(x), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jax.jit(pj.spatial_softmax)(xd)), spatial.spatial_softmax(x), rtol=1e-5, atol=1e-6
+    )
     gx = jax.jit(jax.grad(lambda x: (pj.spatial_softmax(x) * gk).sum()))(xd)
     np.testing.assert_allclose(np.asarray(gx), spatial.spatial_softmax_vjp(x, 1.0, gk)[0], rtol=1e-4, atol=1e-6)
 
 
 def test_bench_runs_at_tiny_sizes():
     """python -m pygenmod.benchmarks.jax runs (and checks its results) at tiny sizes."""
-    out = run_python(["-m", "pygenmod.benchmarks.jax", "--T", "8", "--B", "4", "--repeat", "1"], capture_output=True,
-                     text=True, timeout=600)
+    out = run_python(
+        ["-m", "pygenmod.benchmarks.jax", "--T", "8", "--B", "4", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr
     assert "W7 GAE" in out.stdout and "pygenmod.jax.gae inside jit" in out.stdout

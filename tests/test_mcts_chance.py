@@ -3,6 +3,7 @@ visit, a child per outcome (chained chance nodes past A - 1 outcomes). Checked: 
 Q-values converge to an independent expectimax (tests/_mcts_ref.expectimax), outcome visit
 frequencies match P, one-hot P equals the deterministic search, cpu == numba bitwise, the
 stream offset, and bad input."""
+
 import numpy as np
 import pytest
 from _mcts_ref import expectimax
@@ -16,8 +17,8 @@ def layered(rng, K=5, A=3, gamma=0.9):
     -> terminal state K + 1. Returns (P, R, terminal, gamma)."""
     S = K + 2
     P = np.zeros((S, A, S))
-    P[0, :, 1:K + 1] = rng.dirichlet(np.ones(K), A)
-    P[1:K + 1, :, K + 1] = 1.0
+    P[0, :, 1 : K + 1] = rng.dirichlet(np.ones(K), A)
+    P[1 : K + 1, :, K + 1] = 1.0
     P[K + 1, :, K + 1] = 1.0
     R = np.zeros((S, A))
     R[0] = rng.uniform(0, 1, A)
@@ -34,8 +35,12 @@ def test_root_q_converges_to_expectimax(policy, rng):
     m = mcts.mdp_model(P, R, gamma, terminal=terminal)
     kw = dict(exploration=0.5, rollout_depth=0) if policy == "uct" else dict(dirichlet_fraction=0.0)
     out = mcts.search(np.array([0]), m, 6000, policy=policy, seed=1, chance_nodes=True, **kw)
-    Q = np.array([R[0, a] + gamma * sum(P[0, a, t] * expectimax(P, R, gamma, terminal, t, 1)
-                                        for t in np.flatnonzero(P[0, a])) for a in range(3)])
+    Q = np.array(
+        [
+            R[0, a] + gamma * sum(P[0, a, t] * expectimax(P, R, gamma, terminal, t, 1) for t in np.flatnonzero(P[0, a]))
+            for a in range(3)
+        ]
+    )
     q = out.tree.qvalues(0)[0]
     n = out.visit_counts[0]
     seen = n >= 300
@@ -90,7 +95,9 @@ def test_one_hot_equals_deterministic(backend, dtype, policy, rng):
     det = mcts.tabular_model(a(ns), a(R), a(L), a(V), 0.9)
     sto = mcts.stochastic_tabular_model(a(P), a(R), a(L), a(V), 0.9)
     roots = a(rng.integers(0, S, B))
-    kw = {"muzero": dict(dirichlet_fraction=0.0), "gumbel": dict(gumbel_scale=0.0), "uct": dict(rollout_depth=0)}[policy]
+    kw = {"muzero": dict(dirichlet_fraction=0.0), "gumbel": dict(gumbel_scale=0.0), "uct": dict(rollout_depth=0)}[
+        policy
+    ]
     o1 = mcts.search(roots, det, 40, policy=policy, seed=7, **kw)
     o2 = mcts.search(roots, sto, 40, policy=policy, chance_nodes=True, seed=7, **kw)
     for x, y in zip(o1[:4], o2[:4]):
@@ -102,14 +109,17 @@ def test_cpu_equals_numba_and_stream(rng):
         pytest.skip("numba unavailable")
     S, A = 8, 3
     P = rng.dirichlet(np.full(S, 0.4), (S, A))
-    m = mcts.stochastic_tabular_model(P, rng.standard_normal((S, A)), rng.standard_normal((S, A)),
-                                      rng.standard_normal(S), 0.9)
+    m = mcts.stochastic_tabular_model(
+        P, rng.standard_normal((S, A)), rng.standard_normal((S, A)), rng.standard_normal(S), 0.9
+    )
     roots = rng.integers(0, S, 7)
     res = {}
     for name in ("cpu", "numba"):
         with pygenmod.use_backend(name):
-            res[name] = [mcts.search(roots, m, 60, policy=p, seed=3, chance_nodes=True, **kw)
-                         for p, kw in (("muzero", {"dirichlet_fraction": 0.0}), ("uct", {"rollout_depth": 4}))]
+            res[name] = [
+                mcts.search(roots, m, 60, policy=p, seed=3, chance_nodes=True, **kw)
+                for p, kw in (("muzero", {"dirichlet_fraction": 0.0}), ("uct", {"rollout_depth": 4}))
+            ]
     for o1, o2 in zip(res["cpu"], res["numba"]):
         for f in mcts.TREE_FIELDS:
             np.testing.assert_array_equal(getattr(o1.tree, f), getattr(o2.tree, f), err_msg=f)

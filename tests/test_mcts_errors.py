@@ -1,4 +1,5 @@
 """Bad input -> clear exceptions, and a hypothesis fuzz of the kernels against the reference."""
+
 import _mcts_ref as ref
 import numpy as np
 import pytest
@@ -11,14 +12,19 @@ from pygenmod._dispatch import get_kernel
 
 def small_model(S=6, A=3, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), rng.standard_normal((S, A)),
-            rng.standard_normal(S))
+    return (
+        rng.integers(0, S, (S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal(S),
+    )
 
 
 def table_fn(ns, R, L, V):
     def fn(emb, act):
         s2 = ns[emb, act]
         return R[emb, act], np.full(len(emb), 0.9), L[s2], V[s2], s2
+
     return fn
 
 
@@ -62,8 +68,9 @@ def test_root_errors():
     with pytest.raises(TypeError, match="prior_logits"):
         mcts.muzero_policy(mcts.Root(np.zeros((2, 3), np.int64), V[roots], roots), fn, 4, seed=0)
     with pytest.raises(ValueError, match="all actions are invalid at the root of tree 1"):
-        mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), fn, 4,
-                           invalid_actions=np.array([[0, 1, 0], [1, 1, 1]], bool), seed=0)
+        mcts.muzero_policy(
+            mcts.Root(L[roots], V[roots], roots), fn, 4, invalid_actions=np.array([[0, 1, 0], [1, 1, 1]], bool), seed=0
+        )
     with pytest.raises(TypeError, match="recurrent_fn"):
         mcts.muzero_policy(mcts.Root(L[roots], V[roots], roots), "model", 4, seed=0)
     with pytest.raises(ValueError, match="root states"):
@@ -158,9 +165,17 @@ def test_kernel_boundary_rejects_bad_arrays():
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(S=st.integers(1, 9), A=st.integers(1, 5), B=st.integers(1, 3), sims=st.integers(0, 30),
-       policy=st.sampled_from(["muzero", "gumbel"]), M=st.integers(1, 6), seed=st.integers(0, 2**31),
-       backend=st.sampled_from(["cpu", "numba"]), masks=st.booleans())
+@given(
+    S=st.integers(1, 9),
+    A=st.integers(1, 5),
+    B=st.integers(1, 3),
+    sims=st.integers(0, 30),
+    policy=st.sampled_from(["muzero", "gumbel"]),
+    M=st.integers(1, 6),
+    seed=st.integers(0, 2**31),
+    backend=st.sampled_from(["cpu", "numba"]),
+    masks=st.booleans(),
+)
 def test_fuzz_against_reference(S, A, B, sims, policy, M, seed, backend, masks):
     import pygenmod
 
@@ -185,8 +200,17 @@ def test_fuzz_against_reference(S, A, B, sims, policy, M, seed, backend, masks):
             out = mcts.gumbel_muzero_policy(roots, model, sims, gumbel=g, max_num_considered_actions=M, seed=0)
     step = ref.tabular_step(ns, R, D, L, V, term, inv)
     for b, s in enumerate(roots):
-        r = ref.search(step, L[s], V[s], np.zeros(A, bool) if inv is None else inv[s], int(s), sims,
-                       policy=policy, gumbel=g[b], M=M)
+        r = ref.search(
+            step,
+            L[s],
+            V[s],
+            np.zeros(A, bool) if inv is None else inv[s],
+            int(s),
+            sims,
+            policy=policy,
+            gumbel=g[b],
+            M=M,
+        )
         np.testing.assert_array_equal(out.visit_counts[b], r["visit_counts"])
         np.testing.assert_allclose(out.value[b], r["value"], rtol=1e-9, atol=1e-9)
         if policy == "gumbel" and sims:

@@ -2,6 +2,7 @@
 reached at the cutoff is evaluated again (mctx's update_tree_node: one more visit, its mean
 value replaced by the new value). Hand-computed chains, the plain-Python reference, callback
 == tabular, on every backend."""
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -24,8 +25,9 @@ def test_known_answer_chain(backend, dtype, max_depth, nodes, root_sum):
     #   root sum 0. max_depth 2: sim 2 expands n2 (reward 1 on the edge n1 -> n2: n1 sum 1,
     #   root sum 1); sim 3 stops at n2 and re-evaluates it: n1 gets 1 + 0 again, root sum 2,
     #   n2 visits 2. Unlimited: sim 3 expands n3 instead (same sums, 4 nodes).
-    out = mcts.muzero_policy(backend.asarray(np.array([0])), chain(backend, dtype), 3,
-                             dirichlet_fraction=0.0, max_depth=max_depth, seed=0)
+    out = mcts.muzero_policy(
+        backend.asarray(np.array([0])), chain(backend, dtype), 3, dirichlet_fraction=0.0, max_depth=max_depth, seed=0
+    )
     t = out.tree
     assert int(backend.numpy(t.num_nodes)[0]) == nodes
     np.testing.assert_allclose(backend.numpy(t.value_sum)[0, 0], root_sum, **tol(dtype))
@@ -43,13 +45,21 @@ def test_tabular_matches_reference(backend, rng, policy, max_depth):
     m["terminal"][roots] = False
     model = to_model(m, backend)
     if policy == "muzero":
-        out = mcts.muzero_policy(backend.asarray(roots), model, sims, dirichlet_fraction=0.0,
-                                 max_depth=max_depth, seed=0)
+        out = mcts.muzero_policy(
+            backend.asarray(roots), model, sims, dirichlet_fraction=0.0, max_depth=max_depth, seed=0
+        )
         refs = reference(m, roots, sims, max_depth=max_depth)
     else:
         g = rng.gumbel(size=(B, A))
-        out = mcts.gumbel_muzero_policy(backend.asarray(roots), model, sims, gumbel=backend.asarray(g),
-                                        max_num_considered_actions=2, max_depth=max_depth, seed=0)
+        out = mcts.gumbel_muzero_policy(
+            backend.asarray(roots),
+            model,
+            sims,
+            gumbel=backend.asarray(g),
+            max_num_considered_actions=2,
+            max_depth=max_depth,
+            seed=0,
+        )
         refs = reference(m, roots, sims, policy="gumbel", gumbel_all=g, M=2, max_depth=max_depth)
     counts = backend.numpy(out.visit_counts)
     depth_ok = True
@@ -72,7 +82,11 @@ def test_callback_path_equals_tabular_path(backend, dtype, rng, policy):
     roots = rng.integers(0, S, B)
     root, recurrent_fn, root_inv = callback_of(m, backend, roots)
     r = backend.asarray(roots)
-    kw = dict(seed=0, dirichlet_fraction=0.0) if policy == "muzero" else dict(seed=0, gumbel=backend.asarray(rng.gumbel(size=(B, A)).astype(dtype)))
+    kw = (
+        dict(seed=0, dirichlet_fraction=0.0)
+        if policy == "muzero"
+        else dict(seed=0, gumbel=backend.asarray(rng.gumbel(size=(B, A)).astype(dtype)))
+    )
     a = mcts.search(root, recurrent_fn, sims, policy=policy, invalid_actions=root_inv, max_depth=2, **kw)
     b = mcts.search(r, to_model(m, backend), sims, policy=policy, max_depth=2, **kw)
     np.testing.assert_array_equal(backend.numpy(a.visit_counts), backend.numpy(b.visit_counts))

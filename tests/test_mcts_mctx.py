@@ -5,6 +5,7 @@ default); ours runs in float32 too. mctx breaks PUCT ties with 1e-7 uniform nois
 by the lowest index, and sums in a different order, so a tree may diverge after a near-tie:
 we require identical visit counts on nearly all trees and report the rest.
 """
+
 import numpy as np
 import pytest
 
@@ -29,8 +30,9 @@ def run_mctx(policy, m, roots, sims, invalid=None, **kw):
 
     def recurrent_fn(params, rng_key, action, emb):
         s2 = ns[emb, action]
-        out = mctx.RecurrentFnOutput(reward=R[emb, action], discount=jnp.full(emb.shape, gamma, jnp.float32),
-                                     prior_logits=L[s2], value=V[s2])
+        out = mctx.RecurrentFnOutput(
+            reward=R[emb, action], discount=jnp.full(emb.shape, gamma, jnp.float32), prior_logits=L[s2], value=V[s2]
+        )
         return out, s2
 
     key = jax.random.PRNGKey(0)
@@ -40,8 +42,12 @@ def run_mctx(policy, m, roots, sims, invalid=None, **kw):
     else:
         out = mctx.gumbel_muzero_policy(None, key, root, recurrent_fn, sims, invalid_actions=inv, **kw)
     s = out.search_tree.summary()
-    res = dict(counts=np.asarray(s.visit_counts).astype(np.int64), value=np.asarray(s.value),
-               weights=np.asarray(out.action_weights), action=np.asarray(out.action))
+    res = dict(
+        counts=np.asarray(s.visit_counts).astype(np.int64),
+        value=np.asarray(s.value),
+        weights=np.asarray(out.action_weights),
+        action=np.asarray(out.action),
+    )
     if policy == "gumbel":
         res["gumbel"] = np.asarray(out.search_tree.extra_data.root_gumbel)
     return res

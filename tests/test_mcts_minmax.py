@@ -2,6 +2,7 @@
 2020, Appendix B) next to mctx's per-node one ("node", the default): a hand-computed tree
 where the two pick different actions, the stored bounds, advance, and the plain-Python
 reference on random models, on every backend."""
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -83,8 +84,9 @@ def test_tabular_tree_normalisation_matches_reference(backend, rng, S, A, B, sim
     roots = rng.integers(0, S, B)
     if m["terminal"] is not None:
         m["terminal"][roots] = False
-    out = mcts.muzero_policy(backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0,
-                             q_normalization="tree", seed=0)
+    out = mcts.muzero_policy(
+        backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0, q_normalization="tree", seed=0
+    )
     refs = reference(m, roots, sims, q_normalization="tree")
     counts = backend.numpy(out.visit_counts)
     qb = backend.numpy(out.tree.qbounds)
@@ -116,8 +118,9 @@ def test_callback_path_equals_tabular_path_tree_normalisation(backend, dtype, rn
     roots = rng.integers(0, S, B)
     root, recurrent_fn, root_inv = callback_of(m, backend, roots)
     r = backend.asarray(roots)
-    a = mcts.search(root, recurrent_fn, sims, invalid_actions=root_inv, dirichlet_fraction=0.0,
-                    q_normalization="tree", seed=0)
+    a = mcts.search(
+        root, recurrent_fn, sims, invalid_actions=root_inv, dirichlet_fraction=0.0, q_normalization="tree", seed=0
+    )
     b = mcts.search(r, to_model(m, backend), sims, dirichlet_fraction=0.0, q_normalization="tree", seed=0)
     np.testing.assert_array_equal(backend.numpy(a.visit_counts), backend.numpy(b.visit_counts))
     np.testing.assert_allclose(backend.numpy(a.tree.qbounds), backend.numpy(b.tree.qbounds), **tol(dtype))

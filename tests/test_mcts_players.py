@@ -1,6 +1,7 @@
 """MCTS with a per-edge "player changed" flag (non-alternating turns), on every backend:
 a hand-computed tree, equality with mctx's negative-discount encoding, the plain-Python
 reference, the callback path and the composed operations."""
+
 import _mcts_ref as ref
 import numpy as np
 import pytest
@@ -78,19 +79,38 @@ def test_flag_equals_negative_discount_encoding(backend, dtype, rng, policy):
     ns, R, L, V, pc, inv, gamma = random_turns(rng, S, A)
     a = backend.asarray
     roots = a(rng.integers(0, S, B))
-    flag = mcts.tabular_model(a(ns), a(R.astype(dtype)), a(L.astype(dtype)), a(V.astype(dtype)), gamma,
-                              player_changed=a(pc), invalid_actions=a(inv))
+    flag = mcts.tabular_model(
+        a(ns),
+        a(R.astype(dtype)),
+        a(L.astype(dtype)),
+        a(V.astype(dtype)),
+        gamma,
+        player_changed=a(pc),
+        invalid_actions=a(inv),
+    )
     D = np.where(pc, -gamma, gamma).astype(dtype)
-    neg = mcts.tabular_model(a(ns), a(R.astype(dtype)), a(L.astype(dtype)), a(V.astype(dtype)), a(D),
-                             invalid_actions=a(inv))
-    kw = dict(seed=0, dirichlet_fraction=0.0) if policy == "muzero" else dict(seed=0, gumbel=a(rng.gumbel(size=(B, A)).astype(dtype)))
+    neg = mcts.tabular_model(
+        a(ns), a(R.astype(dtype)), a(L.astype(dtype)), a(V.astype(dtype)), a(D), invalid_actions=a(inv)
+    )
+    kw = (
+        dict(seed=0, dirichlet_fraction=0.0)
+        if policy == "muzero"
+        else dict(seed=0, gumbel=a(rng.gumbel(size=(B, A)).astype(dtype)))
+    )
     o1 = mcts.search(roots, flag, sims, policy=policy, **kw)
     o2 = mcts.search(roots, neg, sims, policy=policy, **kw)
     _tree_equal(backend, o1.tree, o2.tree, dtype)
     np.testing.assert_array_equal(backend.numpy(o1.action), backend.numpy(o2.action))
     # a negative discount with the flag also set stays -|d| (no double flip)
-    both = mcts.tabular_model(a(ns), a(R.astype(dtype)), a(L.astype(dtype)), a(V.astype(dtype)), a(D),
-                              player_changed=a(pc), invalid_actions=a(inv))
+    both = mcts.tabular_model(
+        a(ns),
+        a(R.astype(dtype)),
+        a(L.astype(dtype)),
+        a(V.astype(dtype)),
+        a(D),
+        player_changed=a(pc),
+        invalid_actions=a(inv),
+    )
     np.testing.assert_array_equal(backend.numpy(both.discount), backend.numpy(neg.discount))
 
 
@@ -129,8 +149,9 @@ def test_callback_flag_equals_tabular_flag(backend, dtype, rng):
         return mcts.RecurrentOutput(Rd[emb, act], d, Ld[s2], Vd[s2], s2, None, pcd[emb, act])
 
     o1 = mcts.muzero_policy(mcts.Root(Ld[roots], Vd[roots], roots), recurrent_fn, sims, dirichlet_fraction=0.0, seed=0)
-    o2 = mcts.muzero_policy(roots, mcts.tabular_model(nsd, Rd, Ld, Vd, gamma, player_changed=pcd), sims,
-                            dirichlet_fraction=0.0, seed=0)
+    o2 = mcts.muzero_policy(
+        roots, mcts.tabular_model(nsd, Rd, Ld, Vd, gamma, player_changed=pcd), sims, dirichlet_fraction=0.0, seed=0
+    )
     np.testing.assert_array_equal(backend.numpy(o1.visit_counts), backend.numpy(o2.visit_counts))
     np.testing.assert_allclose(backend.numpy(o1.tree.discount), backend.numpy(o2.tree.discount))
     np.testing.assert_allclose(backend.numpy(o1.value), backend.numpy(o2.value), **tol(dtype))
@@ -142,8 +163,16 @@ def test_expand_player_changed_stores_signed_discount(backend):
     if backend.name == "cuda":
         import cupy as xp
     tree = mcts.init_root(mcts.new_tree(2, 2, 4, xp=xp), a(np.zeros((2, 2))), a([0.0, 0.0]))
-    leaf = mcts.expand(tree, a([0, 0]), a([1, 1]), a([0.0, 0.0]), a([0.9, 0.9]), a(np.zeros((2, 2))),
-                       a([1.0, 1.0]), player_changed=a([True, False]))
+    leaf = mcts.expand(
+        tree,
+        a([0, 0]),
+        a([1, 1]),
+        a([0.0, 0.0]),
+        a([0.9, 0.9]),
+        a(np.zeros((2, 2))),
+        a([1.0, 1.0]),
+        player_changed=a([True, False]),
+    )
     mcts.backup(tree, leaf)
     np.testing.assert_allclose(backend.numpy(tree.discount)[:, 1], [-0.9, 0.9])
     np.testing.assert_allclose(backend.numpy(tree.value_sum)[:, 0], [-0.9, 0.9])

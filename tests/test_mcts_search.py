@@ -1,5 +1,6 @@
 """Batched MCTS: known-answer trees, the plain-Python mctx-semantics reference, gridworld vs
 value iteration, masks, batch independence, subtree reuse, noise, on every backend."""
+
 import _mcts_ref as ref
 import numpy as np
 import pytest
@@ -19,8 +20,9 @@ def random_model(rng, S, A, *, terminal_frac=0.0, invalid_frac=0.0, gamma=0.9, d
     if invalid_frac:
         inv = rng.random((S, A)) < invalid_frac
         inv[np.arange(S), rng.integers(0, A, S)] = False  # at least one valid action
-    return dict(ns=ns, R=R.astype(dtype), L=L.astype(dtype), V=V.astype(dtype), D=D.astype(dtype),
-                terminal=term, invalid=inv)
+    return dict(
+        ns=ns, R=R.astype(dtype), L=L.astype(dtype), V=V.astype(dtype), D=D.astype(dtype), terminal=term, invalid=inv
+    )
 
 
 def xp_for(backend):
@@ -33,9 +35,15 @@ def xp_for(backend):
 
 def to_model(m, backend):
     a = backend.asarray
-    return mcts.tabular_model(a(m["ns"]), a(m["R"]), a(m["L"]), a(m["V"]), a(m["D"]),
-                              terminal=None if m["terminal"] is None else a(m["terminal"]),
-                              invalid_actions=None if m["invalid"] is None else a(m["invalid"]))
+    return mcts.tabular_model(
+        a(m["ns"]),
+        a(m["R"]),
+        a(m["L"]),
+        a(m["V"]),
+        a(m["D"]),
+        terminal=None if m["terminal"] is None else a(m["terminal"]),
+        invalid_actions=None if m["invalid"] is None else a(m["invalid"]),
+    )
 
 
 def callback_of(m, backend, roots):
@@ -51,15 +59,21 @@ def callback_of(m, backend, roots):
 
 
 def reference(m, roots, sims, **kw):
-    step = ref.tabular_step(m["ns"], m["R"].astype(np.float64), m["D"].astype(np.float64),
-                            m["L"].astype(np.float64), m["V"].astype(np.float64), m["terminal"], m["invalid"])
+    step = ref.tabular_step(
+        m["ns"],
+        m["R"].astype(np.float64),
+        m["D"].astype(np.float64),
+        m["L"].astype(np.float64),
+        m["V"].astype(np.float64),
+        m["terminal"],
+        m["invalid"],
+    )
     outs = []
     gumbel_all = kw.pop("gumbel_all", None)
     for b, s in enumerate(roots):
         inv = np.zeros(m["L"].shape[1], bool) if m["invalid"] is None else m["invalid"][s]
         g = None if gumbel_all is None else gumbel_all[b]
-        outs.append(ref.search(step, m["L"][s].astype(np.float64), float(m["V"][s]), inv, int(s), sims,
-                               gumbel=g, **kw))
+        outs.append(ref.search(step, m["L"][s].astype(np.float64), float(m["V"][s]), inv, int(s), sims, gumbel=g, **kw))
     return outs
 
 
@@ -94,7 +108,9 @@ def test_known_answer_muzero(backend, dtype):
     np.testing.assert_array_equal(backend.numpy(t.parent)[0], [-1, 0, 1, 0, 3])
     np.testing.assert_array_equal(backend.numpy(t.action)[0], [-1, 1, 0, 0, 0])
     np.testing.assert_array_equal(backend.numpy(t.visits)[0], [5, 2, 1, 2, 1])
-    np.testing.assert_allclose(backend.numpy(t.value_sum)[0], [2, 0, 0, 0, 0], **tol(dtype))  # edge rewards sit on the edges
+    np.testing.assert_allclose(
+        backend.numpy(t.value_sum)[0], [2, 0, 0, 0, 0], **tol(dtype)
+    )  # edge rewards sit on the edges
 
 
 def test_known_answer_gumbel(backend, dtype):
@@ -105,8 +121,14 @@ def test_known_answer_gumbel(backend, dtype):
     # score [log(1/3) + 5.1, 0] -> action 0; weights softmax([log .25 + 5.1, log .75]).
     ns, R, L, V = two_arm_model(dtype)
     model = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(L), backend.asarray(V), 1.0)
-    out = mcts.gumbel_muzero_policy(backend.asarray([0]), model, 2, gumbel=backend.asarray(np.zeros((1, 2), dtype)),
-                                    max_num_considered_actions=2, seed=0)
+    out = mcts.gumbel_muzero_policy(
+        backend.asarray([0]),
+        model,
+        2,
+        gumbel=backend.asarray(np.zeros((1, 2), dtype)),
+        max_num_considered_actions=2,
+        seed=0,
+    )
     np.testing.assert_array_equal(backend.numpy(out.visit_counts), [[1, 1]])
     assert int(backend.numpy(out.action)[0]) == 0
     w = np.array([0.25 * np.exp(5.1), 0.75])
@@ -140,8 +162,9 @@ def test_tabular_matches_reference(backend, rng, policy, S, A, B, sims):
         refs = reference(m, roots, sims)
     else:
         g = rng.gumbel(size=(B, A))
-        out = mcts.gumbel_muzero_policy(backend.asarray(roots), model, sims, gumbel=backend.asarray(g),
-                                        max_num_considered_actions=4, seed=0)
+        out = mcts.gumbel_muzero_policy(
+            backend.asarray(roots), model, sims, gumbel=backend.asarray(g), max_num_considered_actions=4, seed=0
+        )
         refs = reference(m, roots, sims, policy="gumbel", gumbel_all=g, M=4)
     counts = backend.numpy(out.visit_counts)
     for b, r in enumerate(refs):
@@ -166,7 +189,11 @@ def test_callback_path_equals_tabular_path(backend, dtype, rng, policy):
         d = R[emb, act] * 0 + dtype.type(0.9)
         return mcts.RecurrentOutput(R[emb, act], d, L[s2], V[s2], s2, inv[s2])
 
-    kw = dict(seed=0, dirichlet_fraction=0.0) if policy == "muzero" else dict(seed=0, gumbel=backend.asarray(rng.gumbel(size=(B, A)).astype(dtype)))
+    kw = (
+        dict(seed=0, dirichlet_fraction=0.0)
+        if policy == "muzero"
+        else dict(seed=0, gumbel=backend.asarray(rng.gumbel(size=(B, A)).astype(dtype)))
+    )
     root = mcts.Root(L[backend.asarray(roots)], V[backend.asarray(roots)], backend.asarray(roots))
     a = mcts.search(root, recurrent_fn, sims, policy=policy, invalid_actions=inv[backend.asarray(roots)], **kw)
     b = mcts.search(backend.asarray(roots), to_model(m, backend), sims, policy=policy, **kw)
@@ -211,16 +238,28 @@ def test_gridworld_picks_value_iteration_optimal_action(backend, policy):
     V, Q = ref.value_iteration(ns, R, terminal, gamma)
     S, A = ns.shape
     V_hat = V + np.random.default_rng(0).normal(0, 0.05, S)
-    model = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(np.zeros((S, A))),
-                               backend.asarray(V_hat), gamma, terminal=backend.asarray(terminal))
+    model = mcts.tabular_model(
+        backend.asarray(ns),
+        backend.asarray(R),
+        backend.asarray(np.zeros((S, A))),
+        backend.asarray(V_hat),
+        gamma,
+        terminal=backend.asarray(terminal),
+    )
     starts = np.flatnonzero(~terminal)
     kw = dict(seed=0, dirichlet_fraction=0.0, temperature=0.0) if policy == "muzero" else dict(seed=0, gumbel_scale=0.0)
     out = mcts.search(backend.asarray(starts), model, 1000, policy=policy, **kw)
     for s, a in zip(starts, backend.numpy(out.action)):
         assert Q[s, a] >= Q[s].max() - 1e-9, (cells[s], a, Q[s])
     # without any value heuristic
-    model0 = mcts.tabular_model(backend.asarray(ns), backend.asarray(R), backend.asarray(np.zeros((S, A))),
-                                backend.asarray(np.zeros(S)), gamma, terminal=backend.asarray(terminal))
+    model0 = mcts.tabular_model(
+        backend.asarray(ns),
+        backend.asarray(R),
+        backend.asarray(np.zeros((S, A))),
+        backend.asarray(np.zeros(S)),
+        gamma,
+        terminal=backend.asarray(terminal),
+    )
     out0 = mcts.search(backend.asarray(starts), model0, 500, policy=policy, **kw)
     good = [Q[s, a] >= Q[s].max() - 1e-9 for s, a in zip(starts, backend.numpy(out0.action))]
     assert sum(good) >= 8
@@ -269,7 +308,9 @@ def test_batch_independence(backend, rng, policy):
     c = mcts.search(backend.asarray(roots[:1]), model, 40, policy=policy, **kw)
     for out in (b, c):
         for f in mcts.TREE_FIELDS[:-2]:
-            np.testing.assert_array_equal(backend.numpy(getattr(a.tree, f))[0], backend.numpy(getattr(out.tree, f))[0], err_msg=f)
+            np.testing.assert_array_equal(
+                backend.numpy(getattr(a.tree, f))[0], backend.numpy(getattr(out.tree, f))[0], err_msg=f
+            )
         assert backend.numpy(a.action)[0] == backend.numpy(out.action)[0]
 
 
@@ -285,6 +326,7 @@ def test_batch_independence_callback(backend, rng):
             if perturb:
                 r[1:] += 5.0  # other trees see different rewards
             return r, r * 0 + 0.9, L[s2], V[s2], s2
+
         return fn
 
     roots = backend.asarray(rng.integers(0, S, 4))
@@ -331,7 +373,11 @@ def test_advance_equals_extracted_subtree_and_fresh_search(backend, rng, policy)
     m = random_model(rng, S, A, invalid_frac=0.2)
     model = to_model(m, backend)
     roots = rng.integers(0, S, B)
-    kw = dict(seed=0, dirichlet_fraction=0.0) if policy == "muzero" else dict(seed=0, gumbel=backend.asarray(np.zeros((B, A))))
+    kw = (
+        dict(seed=0, dirichlet_fraction=0.0)
+        if policy == "muzero"
+        else dict(seed=0, gumbel=backend.asarray(np.zeros((B, A))))
+    )
     out = mcts.search(backend.asarray(roots), model, 40, policy=policy, capacity=90, **kw)
     acts = backend.numpy(out.visit_counts).argmax(-1)
     expected = [extract_subtree(out.tree, b, acts[b], backend) for b in range(B)]
@@ -397,14 +443,28 @@ def test_select_expand_backup_compose_to_search(backend, rng, policy):
         node_h, act_h = backend.numpy(node), backend.numpy(action)
         s = backend.numpy(tree.state)[np.arange(B), node_h]
         s2 = m["ns"][s, act_h]
-        leaf = mcts.expand(tree, node, action, backend.asarray(m["R"][s, act_h]), backend.asarray(m["D"][s, act_h]),
-                           backend.asarray(m["L"][s2]), backend.asarray(m["V"][s2]), state=backend.asarray(s2))
+        leaf = mcts.expand(
+            tree,
+            node,
+            action,
+            backend.asarray(m["R"][s, act_h]),
+            backend.asarray(m["D"][s, act_h]),
+            backend.asarray(m["L"][s2]),
+            backend.asarray(m["V"][s2]),
+            state=backend.asarray(s2),
+        )
         mcts.backup(tree, leaf)
     if policy == "muzero":
         full = mcts.muzero_policy(backend.asarray(roots), to_model(m, backend), sims, dirichlet_fraction=0.0, seed=0)
     else:
-        full = mcts.gumbel_muzero_policy(backend.asarray(roots), to_model(m, backend), sims,
-                                         gumbel=backend.asarray(g), max_num_considered_actions=3, seed=0)
+        full = mcts.gumbel_muzero_policy(
+            backend.asarray(roots),
+            to_model(m, backend),
+            sims,
+            gumbel=backend.asarray(g),
+            max_num_considered_actions=3,
+            seed=0,
+        )
     for k in (f for f in mcts.TREE_FIELDS if f != "gumbel"):
         x, y = backend.numpy(getattr(tree, k)), backend.numpy(getattr(full.tree, k))
         if x.dtype.kind == "f":  # the tabular model's prior is a NumPy softmax, expand's the kernel's
@@ -423,7 +483,7 @@ def test_dirichlet_and_gumbel_noise_statistics(backend):
     np.testing.assert_allclose(d.var(0), 0.2 * 0.8 / 3.5, rtol=0.1)
     g = backend.numpy(mcts._noise(tree, "gumbel_noise", 3, 0))
     np.testing.assert_allclose(g.mean(), np.euler_gamma, atol=0.03)
-    np.testing.assert_allclose(g.var(), np.pi ** 2 / 6, rtol=0.05)
+    np.testing.assert_allclose(g.var(), np.pi**2 / 6, rtol=0.05)
 
 
 @pytest.mark.parametrize("alpha", [0.03, 0.3, 1.0, 3.0])
@@ -500,6 +560,7 @@ def _host():
         name = "cpu"
         asarray = staticmethod(np.asarray)
         numpy = staticmethod(np.asarray)
+
     return H
 
 
@@ -516,7 +577,9 @@ def test_empty_batch_and_zero_simulations(backend):
 
 def test_float32_tree_close_to_float64(rng):
     m64 = random_model(rng, 40, 6)
-    m32 = {k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v) for k, v in m64.items()}
+    m32 = {
+        k: (v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float64 else v) for k, v in m64.items()
+    }
     roots = rng.integers(0, 40, 32)
     a = mcts.muzero_policy(roots, to_model(m64, _host()), 48, dirichlet_fraction=0.0, seed=0)
     b = mcts.muzero_policy(roots, to_model(m32, _host()), 48, dirichlet_fraction=0.0, seed=0)

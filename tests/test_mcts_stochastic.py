@@ -2,6 +2,7 @@
 package's Philox RNG, stream (4 << 56) | tree, element = simulation): one-hot P equals the
 deterministic search, draw frequencies match P, cpu == numba, batch independence, seeds,
 pygenmod.mdp problems, bad input."""
+
 import numpy as np
 import pytest
 
@@ -103,8 +104,9 @@ def test_batch_independence(backend, rng):
     o2 = mcts.muzero_policy(a(r2), m, sims, seed=5, dirichlet_fraction=0.0)
     for b in (0, 3):
         for f in ("state", "visits", "parent", "value_sum"):
-            np.testing.assert_array_equal(backend.numpy(getattr(o1.tree, f))[b],
-                                          backend.numpy(getattr(o2.tree, f))[b], err_msg=f)
+            np.testing.assert_array_equal(
+                backend.numpy(getattr(o1.tree, f))[b], backend.numpy(getattr(o2.tree, f))[b], err_msg=f
+            )
 
 
 def test_mdp_model_converter(rng):
@@ -168,8 +170,15 @@ from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(S=st.integers(1, 8), A=st.integers(1, 4), B=st.integers(1, 3), sims=st.integers(0, 25),
-       policy=st.sampled_from(["muzero", "gumbel"]), seed=st.integers(0, 2**63), data_seed=st.integers(0, 2**31))
+@given(
+    S=st.integers(1, 8),
+    A=st.integers(1, 4),
+    B=st.integers(1, 3),
+    sims=st.integers(0, 25),
+    policy=st.sampled_from(["muzero", "gumbel"]),
+    seed=st.integers(0, 2**63),
+    data_seed=st.integers(0, 2**31),
+)
 def test_fuzz_cpu_equals_numba_and_draws_are_supported(S, A, B, sims, policy, seed, data_seed):
     import pygenmod
 

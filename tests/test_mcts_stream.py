@@ -2,6 +2,7 @@
 as tree ``stream + b``, so searching a slice [a, b) of a batch with ``stream=a`` reproduces
 rows a:b of the whole-batch search bitwise (Dirichlet and Gumbel noise, sampled transitions,
 the temperature draw), on every backend. This is what pygenmod.dask relies on."""
+
 import numpy as np
 import pytest
 
@@ -34,12 +35,16 @@ def test_slice_with_stream_equals_rows_of_the_whole_batch(backend, dtype, rng, p
     B, sims = 11, 24
     m = _model(rng, backend, dtype, stochastic)
     roots = rng.integers(0, 9, B)
-    kw = {"muzero": dict(temperature=1.0, dirichlet_fraction=0.5), "gumbel": dict(max_num_considered_actions=3),
-          "uct": dict(temperature=1.0, rollout_depth=4)}[policy]
+    kw = {
+        "muzero": dict(temperature=1.0, dirichlet_fraction=0.5),
+        "gumbel": dict(max_num_considered_actions=3),
+        "uct": dict(temperature=1.0, rollout_depth=4),
+    }[policy]
     whole = mcts.search(backend.asarray(roots), m, sims, policy=policy, seed=123, stream=40, capacity=sims + 1, **kw)
     for lo, hi in SLICES:
-        part = mcts.search(backend.asarray(roots[lo:hi]), m, sims, policy=policy, seed=123, stream=40 + lo,
-                           capacity=sims + 1, **kw)
+        part = mcts.search(
+            backend.asarray(roots[lo:hi]), m, sims, policy=policy, seed=123, stream=40 + lo, capacity=sims + 1, **kw
+        )
         for i, (x, y) in enumerate(zip(_rows(backend, whole, lo, hi), _rows(backend, part, 0, hi - lo))):
             assert x.dtype == y.dtype and x.shape == y.shape, i
             assert x.tobytes() == y.tobytes(), (lo, hi, i)

@@ -4,6 +4,7 @@ Checked against the plain-Python reference tests/_mcts_ref.uct_search (same Phil
 visit counts exact, values to rounding), the callback path against the native one, UCB1's
 regret bound on a bandit, convergence to value iteration's action on small MDPs, the stream
 offset, both dtypes, every backend, and bad input."""
+
 import math
 
 import numpy as np
@@ -32,10 +33,12 @@ def build(tables, xp=np.asarray):
     ns, R, D, V, terminal, inv, P = tables
     L = np.zeros(R.shape, R.dtype)
     if P is None:
-        return mcts.tabular_model(xp(ns), xp(R), xp(L), xp(V), xp(D.astype(R.dtype)), terminal=xp(terminal),
-                                  invalid_actions=xp(inv))
-    return mcts.stochastic_tabular_model(xp(P), xp(R), xp(L), xp(V), xp(D.astype(R.dtype)), terminal=xp(terminal),
-                                         invalid_actions=xp(inv))
+        return mcts.tabular_model(
+            xp(ns), xp(R), xp(L), xp(V), xp(D.astype(R.dtype)), terminal=xp(terminal), invalid_actions=xp(inv)
+        )
+    return mcts.stochastic_tabular_model(
+        xp(P), xp(R), xp(L), xp(V), xp(D.astype(R.dtype)), terminal=xp(terminal), invalid_actions=xp(inv)
+    )
 
 
 def ref_tables(model):
@@ -62,8 +65,9 @@ def test_matches_the_reference(backend, rng, stochastic, two_player, depth):
     out = mcts.uct_policy(roots, m, sims, seed=2**40 + 9, stream=5, exploration=c, rollout_depth=depth)
     ns, R, D, V, inv, cdf = ref_tables(m)
     for b in range(B):
-        counts, value = uct_search(ns, R, D, V, inv, int(roots[b]), sims, c=c, rollout_depth=depth,
-                                   seed=2**40 + 9, g=5 + b, cdf=cdf)
+        counts, value = uct_search(
+            ns, R, D, V, inv, int(roots[b]), sims, c=c, rollout_depth=depth, seed=2**40 + 9, g=5 + b, cdf=cdf
+        )
         np.testing.assert_array_equal(out.visit_counts[b], counts, err_msg=f"tree {b}")
         np.testing.assert_allclose(out.value[b], value, rtol=1e-12, atol=1e-12)
         assert out.action[b] == int(np.argmax(counts))
@@ -101,8 +105,14 @@ def test_callback_equals_tabular(rng, dtype):
 
     def fn(emb, act):
         s2 = np.asarray(m.next_state)[emb, act]
-        return (np.asarray(m.reward)[emb, act], np.asarray(m.discount)[emb, act], np.asarray(m.logits)[s2],
-                np.asarray(m.value)[s2], s2, np.asarray(m.invalid)[s2] != 0)
+        return (
+            np.asarray(m.reward)[emb, act],
+            np.asarray(m.discount)[emb, act],
+            np.asarray(m.logits)[s2],
+            np.asarray(m.value)[s2],
+            s2,
+            np.asarray(m.invalid)[s2] != 0,
+        )
 
     root = mcts.Root(np.asarray(m.logits)[roots], np.asarray(m.value)[roots], roots)
     cb = mcts.uct_policy(root, fn, 25, exploration=1.1, invalid_actions=np.asarray(m.invalid)[roots] != 0)
@@ -127,7 +137,7 @@ def test_ucb1_regret_bound_on_a_bandit():
     assert counts.sum() == n and out.action[0] == 1
     gaps = means.max() - means
     for j in (0, 2, 3):
-        assert 1 <= counts[j] <= 8 * math.log(n) / gaps[j] ** 2 + 1 + math.pi ** 2 / 3
+        assert 1 <= counts[j] <= 8 * math.log(n) / gaps[j] ** 2 + 1 + math.pi**2 / 3
     # exploration 0: pure greedy after each arm's first pull
     greedy = mcts.uct_policy(np.array([0]), m, 50, exploration=0.0).visit_counts[0]
     np.testing.assert_array_equal(greedy, [1, 47, 1, 1])
@@ -192,16 +202,23 @@ def test_composed_loop_with_select_uct(rng):
     root_inv = np.asarray(m.invalid)[roots] != 0
     ref = mcts.uct_policy(roots, m, 12, rollout_depth=0, exploration=0.7)
     tree = mcts.new_tree(4, 3, 13)
-    mcts.init_root(tree, np.asarray(m.logits)[roots], np.asarray(m.value)[roots], invalid_actions=root_inv,
-                   state=roots)
+    mcts.init_root(tree, np.asarray(m.logits)[roots], np.asarray(m.value)[roots], invalid_actions=root_inv, state=roots)
     for _ in range(12):
         node, action = mcts.select(tree, policy="uct", exploration=0.7)
         s = tree.state[np.arange(4), node]
         a = np.maximum(action, 0)
         s2 = np.asarray(m.next_state)[s, a]
-        leaf = mcts.expand(tree, node, action, np.asarray(m.reward)[s, a], np.asarray(m.discount)[s, a],
-                           np.asarray(m.logits)[s2], np.asarray(m.value)[s2], state=s2,
-                           invalid_actions=np.asarray(m.invalid)[s2] != 0)
+        leaf = mcts.expand(
+            tree,
+            node,
+            action,
+            np.asarray(m.reward)[s, a],
+            np.asarray(m.discount)[s, a],
+            np.asarray(m.logits)[s2],
+            np.asarray(m.value)[s2],
+            state=s2,
+            invalid_actions=np.asarray(m.invalid)[s2] != 0,
+        )
         mcts.backup(tree, leaf)
     np.testing.assert_array_equal(tree.child_visits(0), ref.visit_counts)
     np.testing.assert_array_equal(tree.visits, ref.tree.visits)

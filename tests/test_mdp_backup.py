@@ -1,5 +1,6 @@
 """Every backup kind (optimal, deterministic / stochastic policy, soft), dense and sparse,
 against a plain float64 NumPy reference on every backend; input validation."""
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -87,11 +88,23 @@ def test_torch_tensor_in_torch_out(rng):
     np.testing.assert_allclose(out.V.numpy(), ref_q(P, R, V, 0.9).max(-1), rtol=1e-12)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ("rowsum", "sum to 1"), ("negative", ">= 0"), ("nan", "NaN"), ("gamma1", "gamma"), ("gammaneg", "gamma"),
-    ("Rshape", "R"), ("Vshape", "V"), ("int", "float32 or float64"), ("policy_range", "policy"),
-    ("policy_rows", "policy"), ("tau", "temperature"), ("both", "at most one"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ("rowsum", "sum to 1"),
+        ("negative", ">= 0"),
+        ("nan", "NaN"),
+        ("gamma1", "gamma"),
+        ("gammaneg", "gamma"),
+        ("Rshape", "R"),
+        ("Vshape", "V"),
+        ("int", "float32 or float64"),
+        ("policy_range", "policy"),
+        ("policy_rows", "policy"),
+        ("tau", "temperature"),
+        ("both", "at most one"),
+    ],
+)
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
 def test_bad_input_clear_errors(rng, bad, match, sparse):
     P, R, V = random_mdp(rng, 2, 4, 3, np.float64)
@@ -124,8 +137,9 @@ def test_bad_input_clear_errors(rng, bad, match, sparse):
         kw = dict(policy=np.zeros((2, 4), np.int64), temperature=1.0)
     Pin = P
     if sparse and bad not in ("int",):
-        Pin = mdp.CSR(P.reshape(-1), np.tile(np.arange(4, dtype=np.int32), 24), np.arange(25, dtype=np.int64) * 4,
-                      (2, 4, 3))
+        Pin = mdp.CSR(
+            P.reshape(-1), np.tile(np.arange(4, dtype=np.int32), 24), np.arange(25, dtype=np.int64) * 4, (2, 4, 3)
+        )
     with pytest.raises((ValueError, TypeError), match=match):
         mdp.bellman_backup(Pin, R, V, gamma, **kw)
 
@@ -133,16 +147,30 @@ def test_bad_input_clear_errors(rng, bad, match, sparse):
 def test_csr_structure_checked():
     data = np.full(4, 1.0)
     with pytest.raises(ValueError, match="column indices"):
-        mdp.bellman_backup(mdp.CSR(data, np.array([0, 1, 5, 0], np.int32), np.arange(5, dtype=np.int64), (1, 2, 2)),
-                           np.zeros((2, 2)), np.zeros(2), 0.9)
+        mdp.bellman_backup(
+            mdp.CSR(data, np.array([0, 1, 5, 0], np.int32), np.arange(5, dtype=np.int64), (1, 2, 2)),
+            np.zeros((2, 2)),
+            np.zeros(2),
+            0.9,
+        )
     with pytest.raises(ValueError, match="indptr"):
-        mdp.bellman_backup(mdp.CSR(data, np.zeros(4, np.int32), np.array([0, 1, 2, 3, 9]), (1, 2, 2)),
-                           np.zeros((2, 2)), np.zeros(2), 0.9)
+        mdp.bellman_backup(
+            mdp.CSR(data, np.zeros(4, np.int32), np.array([0, 1, 2, 3, 9]), (1, 2, 2)),
+            np.zeros((2, 2)),
+            np.zeros(2),
+            0.9,
+        )
 
 
 @settings(max_examples=30, deadline=None)
-@given(B=st.integers(1, 3), S=st.integers(1, 9), A=st.integers(1, 4), seed=st.integers(0, 2**31),
-       sparse=st.booleans(), kind=st.sampled_from(["opt", "det", "soft"]))
+@given(
+    B=st.integers(1, 3),
+    S=st.integers(1, 9),
+    A=st.integers(1, 4),
+    seed=st.integers(0, 2**31),
+    sparse=st.booleans(),
+    kind=st.sampled_from(["opt", "det", "soft"]),
+)
 def test_fuzz_cpp_boundary(B, S, A, seed, sparse, kind):
     rng = np.random.default_rng(seed)
     P, R, V = random_mdp(rng, B, S, A, np.float64, zeros=0.5)
@@ -155,11 +183,33 @@ def test_fuzz_cpp_boundary(B, S, A, seed, sparse, kind):
     from pygenmod import _cpu_mdp
 
     with pytest.raises(ValueError):
-        _cpu_mdp.backup_dense(P, R[:, :, :max(A - 1, 0)] if A > 1 else R[:, :0], V, np.full(B, 0.7), 0, None, None,
-                              None, np.empty((B, S, A)), np.empty((B, S)), np.empty((B, S), np.int64))
+        _cpu_mdp.backup_dense(
+            P,
+            R[:, :, : max(A - 1, 0)] if A > 1 else R[:, :0],
+            V,
+            np.full(B, 0.7),
+            0,
+            None,
+            None,
+            None,
+            np.empty((B, S, A)),
+            np.empty((B, S)),
+            np.empty((B, S), np.int64),
+        )
     with pytest.raises(ValueError):
-        _cpu_mdp.backup_dense(P, R, V, np.full(B, 0.7), 1, np.full((B, S), A, np.int64), None, None,
-                              np.empty((B, S, A)), np.empty((B, S)), np.empty((B, S), np.int64))
+        _cpu_mdp.backup_dense(
+            P,
+            R,
+            V,
+            np.full(B, 0.7),
+            1,
+            np.full((B, S), A, np.int64),
+            None,
+            None,
+            np.empty((B, S, A)),
+            np.empty((B, S)),
+            np.empty((B, S), np.int64),
+        )
 
 
 def test_single_mdp_without_batch_axis(backend, rng):

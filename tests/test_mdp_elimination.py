@@ -3,6 +3,7 @@ skip work. V, Q, the policy, the iteration counts and residuals must be the very
 as with full sweeps, on MDPs where elimination bites (random, gridworld, forest), on exact
 ties (duplicated actions: the lowest index must still win) and on near-ties far below any
 useful tolerance (the rounding margin must hold)."""
+
 import numpy as np
 import pytest
 
@@ -36,8 +37,12 @@ def _mdps(dtype):
     yield "random-13x16", *mdp.random_mdp(13, 16, 3, seed=13, dtype=dtype), 0.95
     yield "random-1x5", *mdp.random_mdp(1, 5, 2, seed=14, dtype=dtype), 0.8
     yield "random-9x1", *mdp.random_mdp(9, 1, 2, seed=15, dtype=dtype), 0.8
-    yield "sparse-50x4", mdp.random_mdp(50, 4, 3, successors=5, seed=16, dtype=dtype), \
-        mdp.random_mdp(50, 4, 3, successors=5, seed=16, dtype=dtype)[1], 0.95
+    yield (
+        "sparse-50x4",
+        mdp.random_mdp(50, 4, 3, successors=5, seed=16, dtype=dtype),
+        mdp.random_mdp(50, 4, 3, successors=5, seed=16, dtype=dtype)[1],
+        0.95,
+    )
     P, R, _ = mdp.gridworld(-0.04, dtype=dtype)
     yield "gridworld", P, R, 0.99
     P, R = mdp.forest(25, dtype=dtype)
@@ -106,9 +111,10 @@ def test_margin_covers_the_initial_values(monkeypatch):
         P[2, 1, 1] = p
         R = np.array([[0.0, 0.0], [0.0, 0.0], [r0, r1]])
         V0 = np.array([0.0, -C, 0.0])
-        for solve in (lambda P=P, R=R, V0=V0: mdp.value_iteration(P, R, g, V0=V0, tol=0.0, max_iter=2),
-                      lambda P=P, R=R, V0=V0: mdp.modified_policy_iteration(P, R, g, m=1, V0=V0, tol=0.0,
-                                                                             max_iter=3)):
+        for solve in (
+            lambda P=P, R=R, V0=V0: mdp.value_iteration(P, R, g, V0=V0, tol=0.0, max_iter=2),
+            lambda P=P, R=R, V0=V0: mdp.modified_policy_iteration(P, R, g, m=1, V0=V0, tol=0.0, max_iter=3),
+        ):
             monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", False)
             full = solve()
             monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", True)
@@ -120,19 +126,24 @@ from hypothesis import strategies as st
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(S=st.sampled_from([1, 2, 5, 8, 9, 17, 31]), A=st.sampled_from([1, 2, 3, 5, 8, 17]),
-       B=st.integers(1, 3), dtype=st.sampled_from([np.float64, np.float32]),
-       kind=st.sampled_from(["plain", "ties", "quantised", "absorbing"]),
-       solver=st.sampled_from(["vi", "mpi", "mpi-m2", "pi"]), v0=st.sampled_from([None, 1e-3, 1e6]),
-       seed=st.integers(0, 2**31 - 1))
+@given(
+    S=st.sampled_from([1, 2, 5, 8, 9, 17, 31]),
+    A=st.sampled_from([1, 2, 3, 5, 8, 17]),
+    B=st.integers(1, 3),
+    dtype=st.sampled_from([np.float64, np.float32]),
+    kind=st.sampled_from(["plain", "ties", "quantised", "absorbing"]),
+    solver=st.sampled_from(["vi", "mpi", "mpi-m2", "pi"]),
+    v0=st.sampled_from([None, 1e-3, 1e6]),
+    seed=st.integers(0, 2**31 - 1),
+)
 def test_fuzz_elimination_bitwise(monkeypatch, S, A, B, dtype, kind, solver, v0, seed):
     rng = np.random.default_rng(seed)
     P = rng.random((B, S, A, S))
     R = rng.standard_normal((B, S, A))
     if kind == "ties":  # duplicated actions, a few ulps apart
         h = (A + 1) // 2
-        P[:, :, h:] = P[:, :, :A - h]
-        R[:, :, h:] = R[:, :, :A - h] * (1 + rng.integers(-2, 3, (B, S, A - h)) * np.finfo(dtype).eps)
+        P[:, :, h:] = P[:, :, : A - h]
+        R[:, :, h:] = R[:, :, : A - h] * (1 + rng.integers(-2, 3, (B, S, A - h)) * np.finfo(dtype).eps)
     elif kind == "quantised":  # many exact ties
         P = rng.integers(0, 4, P.shape).astype(float)
         P[..., 0] += 1
@@ -145,9 +156,11 @@ def test_fuzz_elimination_bitwise(monkeypatch, S, A, B, dtype, kind, solver, v0,
     R = R.astype(dtype)
     g = rng.choice([0.0, 0.5, 0.95, 0.999], size=B).astype(dtype)
     V0 = None if v0 is None else (rng.standard_normal((B, S)) * v0).astype(dtype)
-    solve = {"vi": lambda: mdp.value_iteration(P, R, g, epsilon=1e-8, V0=V0),
-             "mpi": lambda: mdp.modified_policy_iteration(P, R, g, epsilon=1e-8, V0=V0),
-             "mpi-m2": lambda: mdp.modified_policy_iteration(P, R, g, m=2, tol=0.0, max_iter=40, stop="sup", V0=V0),
-             "pi": lambda: mdp.policy_iteration(P, R, g, epsilon=1e-8)}[solver]
+    solve = {
+        "vi": lambda: mdp.value_iteration(P, R, g, epsilon=1e-8, V0=V0),
+        "mpi": lambda: mdp.modified_policy_iteration(P, R, g, epsilon=1e-8, V0=V0),
+        "mpi-m2": lambda: mdp.modified_policy_iteration(P, R, g, m=2, tol=0.0, max_iter=40, stop="sup", V0=V0),
+        "pi": lambda: mdp.policy_iteration(P, R, g, epsilon=1e-8),
+    }[solver]
     full, elim = _both(monkeypatch, lambda *_: solve(), None, None, None)
     assert_same(full, elim)

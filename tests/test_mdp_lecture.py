@@ -3,6 +3,7 @@
 independent NumPy value iteration on a separately written transition table), the textbook's
 stochastic world against Russell & Norvig's figures 17.2(a) / 17.3, and policy iteration from a
 given or random initial policy."""
+
 import numpy as np
 import pytest
 
@@ -92,8 +93,7 @@ def test_builder_options_agree():
 # falling in: the cells whose way to +1 is long (the bottom row, and (2, 1) next to -1) end
 # the episode in -1, the top row and (0, 1) still go to +1.
 ENDS_AT_MINUS = {-0.04: set(), -0.5: set(), -2.0: {(0, 0), (1, 0), (2, 0), (3, 0), (2, 1)}}
-SHORTEST_TO_PLUS = {(0, 0): 5, (1, 0): 4, (2, 0): 3, (3, 0): 4, (0, 1): 4, (2, 1): 2, (0, 2): 3, (1, 2): 2,
-                    (2, 2): 1}
+SHORTEST_TO_PLUS = {(0, 0): 5, (1, 0): 4, (2, 0): 3, (3, 0): 4, (0, 1): 4, (2, 1): 2, (0, 2): 3, (1, 2): 2, (2, 2): 1}
 
 
 @pytest.mark.parametrize("gamma", [0.9, 0.999])
@@ -101,10 +101,13 @@ SHORTEST_TO_PLUS = {(0, 0): 5, (1, 0): 4, (2, 0): 3, (3, 0): 4, (0, 1): 4, (2, 1
 def test_lecture_policies(backend, step, gamma):
     P, R, cells = mdp.gridworld(step, deterministic=True, reward_on="entry")
     Q, Vref = reference_q(step, gamma)
-    sols = {"vi": mdp.value_iteration(backend.asarray(P), backend.asarray(R), gamma, epsilon=1e-10),
-            "pi-exact": mdp.policy_iteration(backend.asarray(P), backend.asarray(R), gamma, evaluation="exact"),
-            "pi-random": mdp.policy_iteration(backend.asarray(P), backend.asarray(R), gamma, initial_policy="random",
-                                              seed=5, epsilon=1e-10)}
+    sols = {
+        "vi": mdp.value_iteration(backend.asarray(P), backend.asarray(R), gamma, epsilon=1e-10),
+        "pi-exact": mdp.policy_iteration(backend.asarray(P), backend.asarray(R), gamma, evaluation="exact"),
+        "pi-random": mdp.policy_iteration(
+            backend.asarray(P), backend.asarray(R), gamma, initial_policy="random", seed=5, epsilon=1e-10
+        ),
+    }
     for name, sol in sols.items():
         pol, V = backend.numpy(sol.policy), backend.numpy(sol.V)
         for s, c in enumerate(CELLS):
@@ -125,12 +128,32 @@ def test_textbook_policy_and_utilities():
     1 - 1e-7): the policy of fig. 17.2(a) and the utilities of fig. 17.3 (to their 3 digits)."""
     P, R, cells = mdp.gridworld(-0.04)
     sol = mdp.policy_iteration(P, R, 1 - 1e-7, evaluation="exact")
-    fig_17_2a = {(0, 0): UP, (0, 1): UP, (0, 2): RIGHT, (1, 0): LEFT, (1, 2): RIGHT, (2, 0): LEFT, (2, 1): UP,
-                 (2, 2): RIGHT, (3, 0): LEFT}
+    fig_17_2a = {
+        (0, 0): UP,
+        (0, 1): UP,
+        (0, 2): RIGHT,
+        (1, 0): LEFT,
+        (1, 2): RIGHT,
+        (2, 0): LEFT,
+        (2, 1): UP,
+        (2, 2): RIGHT,
+        (3, 0): LEFT,
+    }
     for c, a in fig_17_2a.items():
         assert sol.policy[cells.index(c)] == a, c
-    fig_17_3 = {(0, 0): 0.705, (1, 0): 0.655, (2, 0): 0.611, (3, 0): 0.388, (0, 1): 0.762, (2, 1): 0.660,
-                (0, 2): 0.812, (1, 2): 0.868, (2, 2): 0.918, (3, 2): 1.0, (3, 1): -1.0}
+    fig_17_3 = {
+        (0, 0): 0.705,
+        (1, 0): 0.655,
+        (2, 0): 0.611,
+        (3, 0): 0.388,
+        (0, 1): 0.762,
+        (2, 1): 0.660,
+        (0, 2): 0.812,
+        (1, 2): 0.868,
+        (2, 2): 0.918,
+        (3, 2): 1.0,
+        (3, 1): -1.0,
+    }
     for c, u in fig_17_3.items():
         assert sol.V[cells.index(c)] == pytest.approx(u, abs=6e-4), c
 
@@ -152,8 +175,14 @@ def test_policy_iteration_initial_policy(backend, evaluation, sparse):
     kw = dict(evaluation=evaluation, epsilon=1e-9)
     starts = {"given": np.zeros((B, S), np.int64), "optimal": np.asarray(ref.policy), "random": "random"}
     for name, pi0 in starts.items():
-        sol = mdp.policy_iteration(Pin, Rin, gam, initial_policy=backend.asarray(pi0) if name != "random" else pi0,
-                                   seed=3 if name == "random" else None, **kw)
+        sol = mdp.policy_iteration(
+            Pin,
+            Rin,
+            gam,
+            initial_policy=backend.asarray(pi0) if name != "random" else pi0,
+            seed=3 if name == "random" else None,
+            **kw,
+        )
         np.testing.assert_array_equal(backend.numpy(sol.policy), ref.policy, err_msg=name)
         np.testing.assert_allclose(backend.numpy(sol.V), ref.V, atol=1e-7, err_msg=name)
         assert np.all(np.asarray(sol.converged))
@@ -177,22 +206,30 @@ def test_random_initial_policy_is_the_documented_draw():
     # keyed per MDP (row b by stream b): MDP 0 alone draws what row 0 of the batch draws
     solo = mdp.policy_iteration(P[0], R[0], 0.9, evaluation="exact", initial_policy="random", seed=11, max_iter=1)
     np.testing.assert_allclose(solo.V, one.V[0], rtol=1e-12)
-    chunk = mdp.policy_iteration(P[1:], R[1:], 0.9, evaluation="exact", initial_policy="random", seed=11,
-                                 stream=1, max_iter=1)
+    chunk = mdp.policy_iteration(
+        P[1:], R[1:], 0.9, evaluation="exact", initial_policy="random", seed=11, stream=1, max_iter=1
+    )
     np.testing.assert_allclose(chunk.V[0], one.V[1], rtol=1e-12)
     gen = np.random.default_rng(0)
     mdp.policy_iteration(P, R, 0.9, initial_policy="random", seed=gen)  # a Generator is a seed too
 
 
-@pytest.mark.parametrize("kw, err, match", [
-    (dict(initial_policy=np.zeros((2, 8), np.int64)), ValueError, "initial_policy"),
-    (dict(initial_policy=np.full((2, 9), 3, np.int64)), ValueError, r"initial_policy: actions must lie in \[0, 3\)"),
-    (dict(initial_policy=np.zeros((2, 9))), TypeError, "initial_policy: expected int actions"),
-    (dict(initial_policy="greedy"), ValueError, "initial_policy"),
-    (dict(initial_policy=np.zeros((2, 9), np.int64), seed=1), ValueError, "seed, stream: only used"),
-    (dict(seed=1), ValueError, "seed, stream: only used"),
-    (dict(stream=2), ValueError, "seed, stream: only used"),
-])
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        (dict(initial_policy=np.zeros((2, 8), np.int64)), ValueError, "initial_policy"),
+        (
+            dict(initial_policy=np.full((2, 9), 3, np.int64)),
+            ValueError,
+            r"initial_policy: actions must lie in \[0, 3\)",
+        ),
+        (dict(initial_policy=np.zeros((2, 9))), TypeError, "initial_policy: expected int actions"),
+        (dict(initial_policy="greedy"), ValueError, "initial_policy"),
+        (dict(initial_policy=np.zeros((2, 9), np.int64), seed=1), ValueError, "seed, stream: only used"),
+        (dict(seed=1), ValueError, "seed, stream: only used"),
+        (dict(stream=2), ValueError, "seed, stream: only used"),
+    ],
+)
 @pytest.mark.parametrize("evaluation", ["iterative", "exact"])
 def test_policy_iteration_initial_policy_errors(kw, err, match, evaluation):
     P, R = mdp.random_mdp(9, 3, 2, seed=1)

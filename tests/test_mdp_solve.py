@@ -1,5 +1,6 @@
 """Solvers (VI, MPI, PI, policy evaluation) against an exact float64 reference, pymdptoolbox and
 quantecon; the built-in example MDPs; per-MDP convergence; thread-count independence."""
+
 import numpy as np
 import pytest
 
@@ -108,9 +109,14 @@ def test_results_do_not_depend_on_thread_count(name):
         with pygenmod.use_backend(name):
             for t in (1, 2, 3):
                 pygenmod.set_num_threads(t)
-                outs.append((mdp.solve(P, R, 0.95), mdp.value_iteration(Pb, Rb, 0.9),
-                             mdp.value_iteration(Ps, Rs, 0.9, tol=0.0, max_iter=3),
-                             mdp.policy_evaluation(P, R, 0.95, R.argmax(-1), evaluation="iterative")))
+                outs.append(
+                    (
+                        mdp.solve(P, R, 0.95),
+                        mdp.value_iteration(Pb, Rb, 0.9),
+                        mdp.value_iteration(Ps, Rs, 0.9, tol=0.0, max_iter=3),
+                        mdp.policy_evaluation(P, R, 0.95, R.argmax(-1), evaluation="iterative"),
+                    )
+                )
     finally:
         pygenmod.set_num_threads(n)
     for a, b, c, e in outs[1:]:
@@ -143,12 +149,40 @@ def test_host_loop_used_for_cuda_matches_compiled_loop():
         m = mdp._Model(P, R)
         g = m.gamma([0.5, 0.9, 0.95])
         th = mdp._threshold(m, g, 1e-8, None, "span" if span else "sup", g)
-        out = [np.zeros((3, 15)), np.empty((3, 15, 3)), np.empty((3, 15), np.int64), np.zeros(3, np.int64),
-               np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)]
+        out = [
+            np.zeros((3, 15)),
+            np.empty((3, 15, 3)),
+            np.empty((3, 15), np.int64),
+            np.zeros(3, np.int64),
+            np.zeros(3, np.int64),
+            np.zeros(3),
+            np.zeros(3, np.uint8),
+        ]
         mdp._solve_host_loop(m, g, th, 10_000, span, eval_max, eval_rel, *out)
-        m.kernel("solve")(*m.args(), m.R, g, th, 10_000, span, eval_max, eval_rel, -1.0, 1e-6, *(
-            ref := [np.zeros((3, 15)), np.empty((3, 15, 3)), np.empty((3, 15), np.int64), np.zeros(3, np.int64),
-                    np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8), np.zeros((3, 4))]))
+        m.kernel("solve")(
+            *m.args(),
+            m.R,
+            g,
+            th,
+            10_000,
+            span,
+            eval_max,
+            eval_rel,
+            -1.0,
+            1e-6,
+            *(
+                ref := [
+                    np.zeros((3, 15)),
+                    np.empty((3, 15, 3)),
+                    np.empty((3, 15), np.int64),
+                    np.zeros(3, np.int64),
+                    np.zeros(3, np.int64),
+                    np.zeros(3),
+                    np.zeros(3, np.uint8),
+                    np.zeros((3, 4)),
+                ]
+            ),
+        )
         np.testing.assert_allclose(out[0], ref[0], atol=1e-9)
         np.testing.assert_array_equal(out[2], ref[2])
         np.testing.assert_array_equal(out[3], ref[3])
@@ -176,8 +210,9 @@ def test_policy_evaluation(backend, method, stochastic):
         rpi = np.take_along_axis(R, pi[..., None], -1)[..., 0]
     ref = np.stack([np.linalg.solve(np.eye(14) - 0.9 * Ppi[b], rpi[b]) for b in range(2)])
     for sparse in (False, True):
-        ev = mdp.policy_evaluation(_bk(backend, P, sparse), backend.asarray(R), 0.9, backend.asarray(pi),
-                                   evaluation=method, epsilon=1e-8)
+        ev = mdp.policy_evaluation(
+            _bk(backend, P, sparse), backend.asarray(R), 0.9, backend.asarray(pi), evaluation=method, epsilon=1e-8
+        )
         np.testing.assert_allclose(backend.numpy(ev.V), ref, atol=1e-7)
 
 

@@ -1,5 +1,6 @@
 """Figures: `pygenmod bench --json/--plot` and `pygenmod demo --plots` write readable PNGs, and say
 what to install when matplotlib is missing."""
+
 import builtins
 import importlib.util
 import json
@@ -12,8 +13,9 @@ import pytest
 from pygenmod import _plot, cli
 from pygenmod.benchmarks import report, runner
 
-needs_mpl = pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None,
-                               reason='matplotlib not installed (pip install "pygenmod[plot]")')
+needs_mpl = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None, reason='matplotlib not installed (pip install "pygenmod[plot]")'
+)
 
 
 def _png_size(path):
@@ -35,16 +37,27 @@ def _check_png(path, size=None):
 
 
 def _row(w, c, ours, seconds, ratio, limit=None, note="", title="a workload"):
-    return dict(workload=w, title=title, candidate=c, ours=ours, seconds=seconds, ratio=ratio, limit=limit,
-                note=note)
+    return dict(workload=w, title=title, candidate=c, ours=ours, seconds=seconds, ratio=ratio, limit=limit, note=note)
 
 
 # every case the chart must draw: three modes, one mode, a missing peer, a limit, no pygenmod time
 ROWS = [
-    _row("W6a", "pygenmod bellman_backup", True, {"alone": 7.8e-3, "interleaved": 8e-3, "busy": 1.2e-2}, None, 0.94,
-         title="one dense sweep"),
-    _row("W6a", "numpy P@V", False, {"alone": 7.5e-3, "interleaved": 7.9e-3, "busy": 1.5e-2},
-         {"alone": 0.96, "interleaved": 0.99, "busy": 1.25}),
+    _row(
+        "W6a",
+        "pygenmod bellman_backup",
+        True,
+        {"alone": 7.8e-3, "interleaved": 8e-3, "busy": 1.2e-2},
+        None,
+        0.94,
+        title="one dense sweep",
+    ),
+    _row(
+        "W6a",
+        "numpy P@V",
+        False,
+        {"alone": 7.5e-3, "interleaved": 7.9e-3, "busy": 1.5e-2},
+        {"alone": 0.96, "interleaved": 0.99, "busy": 1.25},
+    ),
     _row("W6a", "quantecon", False, {"alone": 9e-3}, {"alone": 1.15}),
     _row("W1", "pygenmod cpu", True, {"alone": 0.07}, None, title="512 GMM fits " + "x" * 120),
     _row("W1", "scikit-learn loop", False, {"alone": 17.7}, {"alone": 252.0}),
@@ -83,11 +96,18 @@ def _absent():
 
 def _tiny_workloads(quick=False):
     a = np.ones(1000)
-    return [runner.Workload("T1", "tiny sum", [
-        runner.Candidate("pygenmod sum", lambda: a.sum, is_ours=True),
-        runner.Candidate("slow peer", lambda: (lambda: sum(a.tolist()))),
-        runner.Candidate("absent peer", _absent),
-    ], bytes_moved=8000.0)]
+    return [
+        runner.Workload(
+            "T1",
+            "tiny sum",
+            [
+                runner.Candidate("pygenmod sum", lambda: a.sum, is_ours=True),
+                runner.Candidate("slow peer", lambda: lambda: sum(a.tolist())),
+                runner.Candidate("absent peer", _absent),
+            ],
+            bytes_moved=8000.0,
+        )
+    ]
 
 
 def test_run_table_rows_and_progress(capsys):
@@ -109,7 +129,10 @@ def test_bench_cli_writes_json_and_chart(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(benchmarks, "all_workloads", lambda fams=None, quick=False: _tiny_workloads())
     monkeypatch.setattr(machine, "limits", lambda: dict(copy_bw=2e10, read_bw=3e10, peak_f64=1e11, peak_f32=2e11))
     js, png = tmp_path / "run.json", tmp_path / "run.png"
-    assert cli.main(["bench", "--only", "T1", "--repeats", "1", "--modes", "alone", "--json", str(js), "--plot", str(png)]) == 0
+    assert (
+        cli.main(["bench", "--only", "T1", "--repeats", "1", "--modes", "alone", "--json", str(js), "--plot", str(png)])
+        == 0
+    )
     doc = json.loads(js.read_text())
     assert [r["candidate"] for r in doc["rows"]] == ["pygenmod sum", "slow peer", "absent peer"]
     assert doc["meta"]["run"]["limits"]["read_bw"] == 3e10

@@ -1,5 +1,6 @@
 """Counter-based RNG: Random123 known answers, bit-identity across backends, batch-size and
 thread-count invariance, the element layout, and statistical sanity."""
+
 import numpy as np
 import pytest
 
@@ -9,8 +10,11 @@ from pygenmod import random as R
 KAT = [
     ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
     ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+    (
+        (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+        (0xA4093822, 0x299F31D0),
+        (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1),
+    ),
 ]
 
 
@@ -40,8 +44,7 @@ def test_bits_follow_the_convention(backend):
         for i in range(10):
             n = 6 + i
             blk = n // 4
-            w = R.philox4x32_10((blk & 0xFFFFFFFF, blk >> 32, s & 0xFFFFFFFF, s >> 32),
-                                (seed & 0xFFFFFFFF, seed >> 32))
+            w = R.philox4x32_10((blk & 0xFFFFFFFF, blk >> 32, s & 0xFFFFFFFF, s >> 32), (seed & 0xFFFFFFFF, seed >> 32))
             assert got[r, i] == w[n % 4]
 
 

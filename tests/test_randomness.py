@@ -1,6 +1,7 @@
 """The package's randomness rule (pygenmod._seed): seed=None draws fresh keys from an advancing,
 seedable package generator; an explicit seed is stateless and reproducible; every random
 function follows it, on every CPU backend."""
+
 import os
 import warnings
 
@@ -27,8 +28,9 @@ LV = np.full((4, 6), -0.5)
 def _model():
     rng = np.random.default_rng(0)
     S, A = 16, 4
-    return mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)),
-                              np.zeros((S, A)), np.zeros(S), discount=0.9)
+    return mcts.tabular_model(
+        rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), np.zeros((S, A)), np.zeros(S), discount=0.9
+    )
 
 
 # name -> a call whose result is random under the given seed keyword
@@ -40,14 +42,27 @@ RANDOM_CALLS = {
     "random.normal": lambda **k: random.normal(shape=(3, 5), **k),
     "random.uniform": lambda **k: random.uniform(shape=(7,), **k),
     "random.bits": lambda **k: random.bits(shape=(2, 4), **k),
-    "gmm.sample": lambda **k: gmm.sample(gmm.GMMParams(np.array([0.5, 0.5]), np.zeros((2, 2)), np.stack([np.eye(2)] * 2),
-                                                       np.stack([np.eye(2)] * 2), "full"), 5, **k)[0],
-    "muzero_policy": lambda **k: mcts.muzero_policy(np.arange(3), _model(), 8, dirichlet_fraction=0.5, **k).action_weights,
+    "gmm.sample": lambda **k: gmm.sample(
+        gmm.GMMParams(
+            np.array([0.5, 0.5]), np.zeros((2, 2)), np.stack([np.eye(2)] * 2), np.stack([np.eye(2)] * 2), "full"
+        ),
+        5,
+        **k,
+    )[0],
+    "muzero_policy": lambda **k: (
+        mcts.muzero_policy(np.arange(3), _model(), 8, dirichlet_fraction=0.5, **k).action_weights
+    ),
     "gumbel_muzero_policy": lambda **k: mcts.gumbel_muzero_policy(np.arange(16), _model(), 8, **k).action,
-    "cem_optimize": lambda **k: cem.cem_optimize(lambda X: -(X**2).sum(-1), np.ones((2, 3)), np.ones((2, 3)),
-                                                 n_samples=16, n_elite=4, n_iter=2, **k).mean,
-    "gmm.fit(init=random)": lambda **k: gmm.fit(np.random.default_rng(1).normal(size=(2, 40, 2)), 3, init="random",
-                                                max_iter=2, warn=False, **k).params.means,
+    "cem_optimize": lambda **k: (
+        cem.cem_optimize(
+            lambda X: -(X**2).sum(-1), np.ones((2, 3)), np.ones((2, 3)), n_samples=16, n_elite=4, n_iter=2, **k
+        ).mean
+    ),
+    "gmm.fit(init=random)": lambda **k: (
+        gmm.fit(
+            np.random.default_rng(1).normal(size=(2, 40, 2)), 3, init="random", max_iter=2, warn=False, **k
+        ).params.means
+    ),
 }
 
 
@@ -103,8 +118,9 @@ def test_set_state_rejects_bad_state(bad):
         pygenmod.set_rng_state(bad)
 
 
-@pytest.mark.parametrize("bad, exc", [(-1, ValueError), (2**64, ValueError), (1.5, TypeError), ("3", TypeError),
-                                      (True, TypeError)])
+@pytest.mark.parametrize(
+    "bad, exc", [(-1, ValueError), (2**64, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)]
+)
 def test_bad_seeds_name_the_argument(bad, exc):
     with pytest.raises(exc, match="seed"):
         sampling.rsample_normal(MU, LV, seed=bad)

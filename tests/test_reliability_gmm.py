@@ -1,6 +1,7 @@
 """Reliability (issue 18): GMM integer arguments validated once in Python (the same ValueError on
 every backend), empty batches, and the scikit-learn drop-in's error wording and its optional
 raise-on-degenerate-covariance behaviour."""
+
 import re
 import warnings
 
@@ -35,10 +36,20 @@ def test_fit_max_iter_at_the_limit_runs_to_convergence(backend, X):
     assert r.converged and 1 <= int(r.n_iter) < 1000
 
 
-@pytest.mark.parametrize("name,value,err", [("max_iter", 1.5, TypeError), ("max_iter", True, TypeError),
-                                            ("max_iter", -1, ValueError), ("n_init", 0, ValueError),
-                                            ("seed", -1, ValueError), ("seed", 2**64, ValueError), ("seed", 1.5, TypeError),
-                                            ("random_state", -1, ValueError), ("random_state", 2**64, ValueError)])
+@pytest.mark.parametrize(
+    "name,value,err",
+    [
+        ("max_iter", 1.5, TypeError),
+        ("max_iter", True, TypeError),
+        ("max_iter", -1, ValueError),
+        ("n_init", 0, ValueError),
+        ("seed", -1, ValueError),
+        ("seed", 2**64, ValueError),
+        ("seed", 1.5, TypeError),
+        ("random_state", -1, ValueError),
+        ("random_state", 2**64, ValueError),
+    ],
+)
 @pytest.mark.filterwarnings("ignore:gmm.fit.random_state:DeprecationWarning")
 def test_fit_bad_integer_arguments(backend, X, name, value, err):
     with pytest.raises(err, match=name):
@@ -65,29 +76,40 @@ def _gm(**kw):
 
 def test_sklearn_weights_messages(backend, X):
     w = np.full((2, 1), 0.5)
-    with pytest.raises(ValueError, match=re.escape("The parameter 'weights' should have the shape of (2,), "
-                                                   "but got (2, 1)")):
+    with pytest.raises(
+        ValueError, match=re.escape("The parameter 'weights' should have the shape of (2,), but got (2, 1)")
+    ):
         _gm(weights_init=w).fit(X)
     w = np.array([1.2, 1.7])  # scikit-learn prints the min as "max value" (kept verbatim)
-    with pytest.raises(ValueError, match=re.escape("The parameter 'weights' should be in the range [0, 1], "
-                                                   "but got max value 1.20000, min value 1.70000")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "The parameter 'weights' should be in the range [0, 1], but got max value 1.20000, min value 1.70000"
+        ),
+    ):
         _gm(weights_init=w).fit(X)
-    with pytest.raises(ValueError, match=re.escape("The parameter 'weights' should be normalized, but got "
-                                                   "sum(weights) = 0.80000")):
+    with pytest.raises(
+        ValueError, match=re.escape("The parameter 'weights' should be normalized, but got sum(weights) = 0.80000")
+    ):
         _gm(weights_init=np.array([0.3, 0.5])).fit(X)
 
 
 def test_sklearn_means_message(backend, X):
-    with pytest.raises(ValueError, match=re.escape("The parameter 'means' should have the shape of (2, 2), "
-                                                   "but got (3, 2)")):
+    with pytest.raises(
+        ValueError, match=re.escape("The parameter 'means' should have the shape of (2, 2), but got (3, 2)")
+    ):
         _gm(means_init=np.zeros((3, 2))).fit(X)
 
 
-@pytest.mark.parametrize("ct,bad_shape,not_pos,what", [
-    ("full", (3, 2, 2), np.array([[[-1.0, 0], [0, 1]], [[1, 0], [0, 1]]]), "symmetric, positive-definite"),
-    ("tied", (3, 3), np.array([[-1.0, 0], [0, 1]]), "symmetric, positive-definite"),
-    ("diag", (3, 2), -np.ones((2, 2)), "positive"),
-    ("spherical", (3,), -np.ones(2), "positive")])
+@pytest.mark.parametrize(
+    "ct,bad_shape,not_pos,what",
+    [
+        ("full", (3, 2, 2), np.array([[[-1.0, 0], [0, 1]], [[1, 0], [0, 1]]]), "symmetric, positive-definite"),
+        ("tied", (3, 3), np.array([[-1.0, 0], [0, 1]]), "symmetric, positive-definite"),
+        ("diag", (3, 2), -np.ones((2, 2)), "positive"),
+        ("spherical", (3,), -np.ones(2), "positive"),
+    ],
+)
 def test_sklearn_precisions_messages(backend, X, ct, bad_shape, not_pos, what):
     with pytest.raises(ValueError, match=f"The parameter '{ct} precision' should have the shape of"):
         _gm(covariance_type=ct, precisions_init=np.ones(bad_shape)).fit(X)
@@ -103,8 +125,12 @@ def test_sklearn_sample_message(backend, X):
 
 def test_sklearn_parameter_constraint_messages(backend, X):
     pytest.importorskip("sklearn")
-    with pytest.raises(ValueError, match=re.escape("The 'n_components' parameter of GaussianMixture must be an "
-                                                   "int in the range [1, inf). Got 0 instead.")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "The 'n_components' parameter of GaussianMixture must be an int in the range [1, inf). Got 0 instead."
+        ),
+    ):
         GaussianMixture(n_components=0).fit(X)
     with pytest.raises(ValueError, match="The 'tol' parameter of GaussianMixture must be"):
         GaussianMixture(tol=-1.0).fit(X)
@@ -118,9 +144,11 @@ def _degenerate():
 
 @pytest.mark.parametrize("ct", ["full", "tied"])
 def test_on_degenerate_raise_is_sklearns_error(backend, ct):
-    msg = re.escape("Fitting the mixture model failed because some components have ill-defined empirical "
-                    "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
-                    "number of components, increase reg_covar, or scale the input data.")
+    msg = re.escape(
+        "Fitting the mixture model failed because some components have ill-defined empirical "
+        "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+        "number of components, increase reg_covar, or scale the input data."
+    )
     g = GaussianMixture(n_components=10, reg_covar=0, covariance_type=ct, random_state=0, on_degenerate="raise")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -2,6 +2,7 @@
 backend -- big-endian arrays, read-only or aliasing ``out=`` buffers (every function with out=),
 torch bfloat16 / meta tensors through the NumPy API, zero-size inputs, and errors that must
 name the real problem (spatial temperature underflow, all -inf maps, random_mdp's seed)."""
+
 import numpy as np
 import pytest
 
@@ -66,7 +67,7 @@ def test_gae_out_aliasing_an_input_is_rejected(backend, which, rng):
     target = {"rewards": r, "values": v, "next_values": nv}.get(which)
     if which == "bootstrap":  # out overlaps bootstrap_value through a shared base buffer
         base = backend.asarray(np.zeros((T + 1) * B))
-        target, boot = base[:T * B].reshape(T, B), base[(T - 1) * B:T * B]
+        target, boot = base[: T * B].reshape(T, B), base[(T - 1) * B : T * B]
         kw = dict(bootstrap_value=boot)
         which = "bootstrap_value"
     with pytest.raises(ValueError, match=rf"out\[0\]: shares memory with {which}"):
@@ -112,7 +113,7 @@ def test_sampler_out_read_only_and_aliasing(backend, fn, rng):
         L = flat.reshape(B, D, D)
         L[:] = backend.asarray(np.eye(D))
         with pytest.raises(ValueError, match="out: shares memory with scale_tril"):
-            call(mu, L, out=flat[:B * D].reshape(B, D))
+            call(mu, L, out=flat[: B * D].reshape(B, D))
 
 
 def test_spatial_vjp_out_read_only_and_aliasing(backend, rng):
@@ -120,8 +121,9 @@ def test_spatial_vjp_out_read_only_and_aliasing(backend, rng):
     g = backend.asarray(rng.standard_normal((2, 3, 2)))
     gm = backend.asarray(rng.standard_normal((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="out: expected a writable"):
-        spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g,
-                                         out=_read_only(backend, backend.asarray(np.zeros((2, 3, 4, 5)))))
+        spatial.spatial_softmax_backward(
+            x, 1.0, grad_keypoints=g, out=_read_only(backend, backend.asarray(np.zeros((2, 3, 4, 5))))
+        )
     with pytest.raises(ValueError, match="out: shares memory with x"):
         spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, out=x)
     with pytest.raises(ValueError, match="out: shares memory with grad_maps"):
@@ -192,8 +194,9 @@ def test_mvn_log_prob_zero_rows(backend, dtype):
     assert backend.numpy(sampling.mvn_log_prob(x, x, L)).shape == (0,)
 
 
-@pytest.mark.parametrize("shape,k,want", [((3, 0), 0, (3, 0)), ((0, 4), 2, (0, 2)), ((3, 4), 0, (3, 0)),
-                                          ((2, 0, 5), 1, (2, 0, 1))])
+@pytest.mark.parametrize(
+    "shape,k,want", [((3, 0), 0, (3, 0)), ((0, 4), 2, (0, 2)), ((3, 4), 0, (3, 0)), ((2, 0, 5), 1, (2, 0, 1))]
+)
 def test_top_k_empty(backend, shape, k, want):
     got = backend.numpy(cem.top_k(backend.asarray(np.zeros(shape)), k))
     assert got.shape == want and got.dtype == np.int64
@@ -210,8 +213,13 @@ def test_cem_empty_problem_names_mean(backend, shape):
     with pytest.raises(ValueError, match="mean: expected shape \\(B, D\\) with B >= 1"):
         cem.cem_optimize(lambda x: x.sum(-1), mean, mean + 1, n_samples=4, n_elite=2, n_iter=2)
     with pytest.raises(ValueError, match="mean: expected shape \\(B, D\\) with B >= 1"):
-        cem.cem_step(mean, mean + 1, backend.asarray(np.zeros((shape[0], 4, shape[1]))),
-                     backend.asarray(np.zeros((shape[0], 4))), 2)
+        cem.cem_step(
+            mean,
+            mean + 1,
+            backend.asarray(np.zeros((shape[0], 4, shape[1]))),
+            backend.asarray(np.zeros((shape[0], 4))),
+            2,
+        )
 
 
 # ----------------------------------------------------------------- errors that name the problem (item 19)

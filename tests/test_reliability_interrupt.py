@@ -5,6 +5,7 @@ then a timer thread sends SIGINT to the process 0.5 s into a call that would run
 minutes. The child reports how long after the signal KeyboardInterrupt arrived and that
 the call returned nothing.
 """
+
 import os
 import sys
 import textwrap
@@ -12,8 +13,10 @@ import textwrap
 import pytest
 from conftest import run_python
 
-pytestmark = [pytest.mark.reliability,
-              pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to itself: POSIX only")]
+pytestmark = [
+    pytest.mark.reliability,
+    pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to itself: POSIX only"),
+]
 
 DELAY_S = 0.5
 LATENCY_S = 2.0  # KeyboardInterrupt within this long after the signal (the hook polls every 50 ms)
@@ -44,28 +47,50 @@ print("FINISHED", time.perf_counter() - t0, flush=True)
 
 MDP_SETUP = "P, R = mdp.random_mdp(150, 4, 2, seed=1)"
 CASES = {
-    "value_iteration": (MDP_SETUP, "mdp.value_iteration(P, R, 0.9, max_iter=3)",
-                        "mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)"),
-    "value_iteration_one_mdp": ("P, R = mdp.random_mdp(150, 4, seed=1)", "mdp.value_iteration(P, R, 0.9, max_iter=3)",
-                                "mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)"),
-    "modified_policy_iteration": (MDP_SETUP, "mdp.modified_policy_iteration(P, R, 0.9, m=3)",
-                                  "mdp.modified_policy_iteration(P, R, 0.9, m=2**40)"),
-    "policy_iteration": (MDP_SETUP, "mdp.policy_iteration(P, R, 0.9)",
-                         "mdp.policy_iteration(P, R, 0.9999999, epsilon=1e-300, max_eval=2**40)"),
-    "policy_evaluation": (MDP_SETUP + "; pi = np.zeros((2, 150), np.int64)",
-                          "mdp.policy_evaluation(P, R, 0.9, pi, evaluation='iterative', max_iter=3)",
-                          "mdp.policy_evaluation(P, R, 0.9999999, pi, evaluation='iterative', tol=0.0, max_iter=2**62)"),
-    "csr_value_iteration": ("P, R = mdp.random_mdp(3000, 4, 2, successors=30, seed=1)",
-                            "mdp.value_iteration(P, R, 0.9, max_iter=3)",
-                            "mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)"),
-    "gmm_fit": ("rng = np.random.default_rng(0); X = rng.standard_normal((2, 40000, 8))",
-                "gmm.fit(X[:, :500], 4, max_iter=2)",
-                "gmm.fit(X, 24, tol=0.0, max_iter=10**9, init='random')"),
-    "mcts_tabular": (("rng = np.random.default_rng(0); S, A = 50, 2; "
-                      "model = mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), "
-                      "rng.standard_normal((S, A)), rng.standard_normal(S), 0.99)"),
-                     "mcts.muzero_policy(np.array([0, 1]), model, 50)",
-                     "mcts.muzero_policy(np.array([0, 1]), model, 400_000)"),
+    "value_iteration": (
+        MDP_SETUP,
+        "mdp.value_iteration(P, R, 0.9, max_iter=3)",
+        "mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)",
+    ),
+    "value_iteration_one_mdp": (
+        "P, R = mdp.random_mdp(150, 4, seed=1)",
+        "mdp.value_iteration(P, R, 0.9, max_iter=3)",
+        "mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)",
+    ),
+    "modified_policy_iteration": (
+        MDP_SETUP,
+        "mdp.modified_policy_iteration(P, R, 0.9, m=3)",
+        "mdp.modified_policy_iteration(P, R, 0.9, m=2**40)",
+    ),
+    "policy_iteration": (
+        MDP_SETUP,
+        "mdp.policy_iteration(P, R, 0.9)",
+        "mdp.policy_iteration(P, R, 0.9999999, epsilon=1e-300, max_eval=2**40)",
+    ),
+    "policy_evaluation": (
+        MDP_SETUP + "; pi = np.zeros((2, 150), np.int64)",
+        "mdp.policy_evaluation(P, R, 0.9, pi, evaluation='iterative', max_iter=3)",
+        "mdp.policy_evaluation(P, R, 0.9999999, pi, evaluation='iterative', tol=0.0, max_iter=2**62)",
+    ),
+    "csr_value_iteration": (
+        "P, R = mdp.random_mdp(3000, 4, 2, successors=30, seed=1)",
+        "mdp.value_iteration(P, R, 0.9, max_iter=3)",
+        "mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)",
+    ),
+    "gmm_fit": (
+        "rng = np.random.default_rng(0); X = rng.standard_normal((2, 40000, 8))",
+        "gmm.fit(X[:, :500], 4, max_iter=2)",
+        "gmm.fit(X, 24, tol=0.0, max_iter=10**9, init='random')",
+    ),
+    "mcts_tabular": (
+        (
+            "rng = np.random.default_rng(0); S, A = 50, 2; "
+            "model = mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), "
+            "rng.standard_normal((S, A)), rng.standard_normal(S), 0.99)"
+        ),
+        "mcts.muzero_policy(np.array([0, 1]), model, 50)",
+        "mcts.muzero_policy(np.array([0, 1]), model, 400_000)",
+    ),
 }
 
 
@@ -87,11 +112,14 @@ def test_signal_handler_exception_propagates(backend):
     """A SIGINT handler that raises something else: that exception comes out of the kernel."""
     if backend.name == "cuda":
         pytest.skip("CPU loops only")
-    code = CHILD.format(backend=backend.name,
-                        setup=MDP_SETUP + "\nclass Stop(Exception): pass\n"
-                        "def handler(*a):\n    raise Stop('custom')\nsignal.signal(signal.SIGINT, handler)",
-                        warmup="mdp.value_iteration(P, R, 0.9, max_iter=3)",
-                        call="mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)", delay=DELAY_S)
+    code = CHILD.format(
+        backend=backend.name,
+        setup=MDP_SETUP + "\nclass Stop(Exception): pass\n"
+        "def handler(*a):\n    raise Stop('custom')\nsignal.signal(signal.SIGINT, handler)",
+        warmup="mdp.value_iteration(P, R, 0.9, max_iter=3)",
+        call="mdp.value_iteration(P, R, 0.9999999, tol=0.0, max_iter=2**62)",
+        delay=DELAY_S,
+    )
     code = code.replace("except KeyboardInterrupt:", "except Stop:")
     r = run_python(["-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("INTERRUPTED"), (r.stdout, r.stderr[-2000:])
@@ -101,13 +129,15 @@ def test_handler_that_does_not_raise_lets_the_loop_finish(backend):
     """SIGINT ignored by the user's handler: the loop goes on and returns its result."""
     if backend.name == "cuda":
         pytest.skip("CPU loops only")
-    code = CHILD.format(backend=backend.name,
-                        setup=MDP_SETUP + "\nsignal.signal(signal.SIGINT, lambda *a: None)",
-                        warmup="mdp.value_iteration(P, R, 0.9, max_iter=3)",
-                        call="mdp.value_iteration(P, R, 0.99999, tol=0.0, max_iter=3000)", delay=0.2)
+    code = CHILD.format(
+        backend=backend.name,
+        setup=MDP_SETUP + "\nsignal.signal(signal.SIGINT, lambda *a: None)",
+        warmup="mdp.value_iteration(P, R, 0.9, max_iter=3)",
+        call="mdp.value_iteration(P, R, 0.99999, tol=0.0, max_iter=3000)",
+        delay=0.2,
+    )
     r = run_python(["-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("FINISHED"), (r.stdout, r.stderr[-2000:])
-
 
 
 # The numba loops run in slices so that Ctrl-C lands between calls (pygenmod/_numba/slices.py);
@@ -127,8 +157,13 @@ def test_numba_slices_same_as_one_call(backend, family, monkeypatch, rng):
     mod = ngmm if family == "gmm" else nmcts
     X = rng.standard_normal((3, 200, 2))
     S, A = 7, 3
-    model = mcts.tabular_model(rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), rng.standard_normal((S, A)),
-                               rng.standard_normal(S), 0.95)
+    model = mcts.tabular_model(
+        rng.integers(0, S, (S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal(S),
+        0.95,
+    )
     runs = []
     for budget in (1 << 40, 1, 3):  # one call; one iteration/simulation per call; odd slices
         monkeypatch.setattr(mod, "budgets", lambda *_, b=budget, **__: itertools.repeat(b))

@@ -1,4 +1,5 @@
 """Reliability of pygenmod.mcts (issue 18: items 3, 7, 8, 10, 15, 17, 18), on every backend."""
+
 import pickle
 
 import numpy as np
@@ -12,17 +13,22 @@ pytestmark = pytest.mark.reliability
 
 def small_model(S=6, A=3, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), rng.standard_normal((S, A)),
-            rng.standard_normal(S))
+    return (
+        rng.integers(0, S, (S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal((S, A)),
+        rng.standard_normal(S),
+    )
 
 
 def table_fn(ns, R, L, V, xp=np):
     """A callback model over the table; embeddings are the state indices."""
+
     def fn(emb, act):
         emb, act = np.asarray(emb), np.asarray(act)
         s2 = ns[emb, act]
-        return (xp.asarray(R[emb, act]), xp.full(len(emb), 0.9), xp.asarray(L[s2]), xp.asarray(V[s2]),
-                xp.asarray(s2))
+        return (xp.asarray(R[emb, act]), xp.full(len(emb), 0.9), xp.asarray(L[s2]), xp.asarray(V[s2]), xp.asarray(s2))
+
     return fn
 
 
@@ -35,8 +41,10 @@ def callback_search(backend, B=2, sims=6, **kw):
 
 
 def snapshot(tree):
-    return [np.array(pygenmod._arrays.to_native(a).get() if hasattr(a, "get") else a, copy=True)
-            for a in tree.arrays() + (tree.embeddings,)]
+    return [
+        np.array(pygenmod._arrays.to_native(a).get() if hasattr(a, "get") else a, copy=True)
+        for a in tree.arrays() + (tree.embeddings,)
+    ]
 
 
 def assert_unchanged(tree, before):
@@ -92,11 +100,19 @@ def test_index_casts_checked(backend):
     with pytest.raises(ValueError, match="node"):
         mcts.backup(tree, backend.asarray(np.array([2**32, 0])))
     with pytest.raises(ValueError, match="node"):
-        mcts.expand(tree, backend.asarray(np.array([2**32, 2**32])), [0, 0], [0.0, 0.0], [1.0, 1.0],
-                    np.zeros((2, 3)), [0.0, 0.0])
+        mcts.expand(
+            tree,
+            backend.asarray(np.array([2**32, 2**32])),
+            [0, 0],
+            [0.0, 0.0],
+            [1.0, 1.0],
+            np.zeros((2, 3)),
+            [0.0, 0.0],
+        )
     with pytest.raises(ValueError, match="action"):
-        mcts.expand(tree, [0, 0], backend.asarray(np.array([-2**40, 0])), [0.0, 0.0], [1.0, 1.0],
-                    np.zeros((2, 3)), [0.0, 0.0])
+        mcts.expand(
+            tree, [0, 0], backend.asarray(np.array([-(2**40), 0])), [0.0, 0.0], [1.0, 1.0], np.zeros((2, 3)), [0.0, 0.0]
+        )
     assert_unchanged(tree, before)
 
 
@@ -123,16 +139,22 @@ def test_advance_is_atomic(backend):
 def test_overflowing_values_rejected(backend, dtype, policy):
     S, A = 4, 3
     big = np.finfo(dtype).max / 2
-    model = mcts.tabular_model(np.zeros((S, A), np.int64), np.full((S, A), big, dtype), np.zeros((S, A), dtype),
-                               np.full(S, big, dtype), 1.0)
+    model = mcts.tabular_model(
+        np.zeros((S, A), np.int64), np.full((S, A), big, dtype), np.zeros((S, A), dtype), np.full(S, big, dtype), 1.0
+    )
     roots = backend.asarray(np.array([0, 1]))
     with pytest.raises(ValueError, match="overflowed"):
         mcts.search(roots, model, 8, policy=policy)
 
     def huge(emb, act):
         n = len(np.asarray(emb))
-        return (np.full(n, big, dtype), np.ones(n, dtype), np.zeros((n, A), dtype), np.full(n, big, dtype),
-                np.asarray(emb))
+        return (
+            np.full(n, big, dtype),
+            np.ones(n, dtype),
+            np.zeros((n, A), dtype),
+            np.full(n, big, dtype),
+            np.asarray(emb),
+        )
 
     root = mcts.Root(np.zeros((2, A), dtype), np.full(2, big, dtype), np.array([0, 1]))
     if backend.name == "cuda":

@@ -1,4 +1,5 @@
 """Reliability of pygenmod.mdp on bad input (issue 18: items 8, 9, 15), on every backend."""
+
 import numpy as np
 import pytest
 
@@ -22,10 +23,12 @@ def test_zero_actions_rejected(backend, sparse):
     else:
         P = backend.asarray(P)
     R = backend.asarray(R)
-    for call in (lambda: mdp.bellman_backup(P, R, np.zeros(S), 0.9),
-                 lambda: mdp.value_iteration(P, R, 0.9),
-                 lambda: mdp.modified_policy_iteration(P, R, 0.9, m=3),
-                 lambda: mdp.policy_iteration(P, R, 0.9)):
+    for call in (
+        lambda: mdp.bellman_backup(P, R, np.zeros(S), 0.9),
+        lambda: mdp.value_iteration(P, R, 0.9),
+        lambda: mdp.modified_policy_iteration(P, R, 0.9, m=3),
+        lambda: mdp.policy_iteration(P, R, 0.9),
+    ):
         with pytest.raises(ValueError, match=r"P: the MDP has no actions \(A = 0\)"):
             call()
 
@@ -79,8 +82,11 @@ def test_largest_count_accepted(backend):
 
 
 # -- the numba solvers run in slices (Ctrl-C between them): the same floats as one call
-@pytest.mark.parametrize("kw", [dict(), dict(m=5), dict(m=None, eval_rel=0.1), dict(stop="sup", tol=1e-10)],
-                         ids=["mpi", "m5", "adaptive", "sup"])
+@pytest.mark.parametrize(
+    "kw",
+    [dict(), dict(m=5), dict(m=None, eval_rel=0.1), dict(stop="sup", tol=1e-10)],
+    ids=["mpi", "m5", "adaptive", "sup"],
+)
 def test_sliced_solver_same_as_one_call(backend, kw, rng, monkeypatch):
     if backend.name != "numba":
         pytest.skip("only the numba loops run in slices")
@@ -94,8 +100,12 @@ def test_sliced_solver_same_as_one_call(backend, kw, rng, monkeypatch):
     runs = []
     for budget in (1 << 40, 1, 3):  # one call; a sweep per call; odd slices
         monkeypatch.setattr(nmdp, "budgets", lambda *_, b=budget, **__: itertools.repeat(b))
-        runs.append((mdp.modified_policy_iteration(P, R, 0.95, V0=V0, **kw),
-                     mdp.policy_evaluation(P, R, 0.95, pi, evaluation="iterative", epsilon=1e-9)))
+        runs.append(
+            (
+                mdp.modified_policy_iteration(P, R, 0.95, V0=V0, **kw),
+                mdp.policy_evaluation(P, R, 0.95, pi, evaluation="iterative", epsilon=1e-9),
+            )
+        )
     (ref, ev_ref), *others = runs
     assert ref.converged.all() and ev_ref.converged.all()
     for out, ev in others:

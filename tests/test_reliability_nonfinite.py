@@ -1,5 +1,6 @@
 """Non-finite input is rejected where a result would be meaningless (issue 18, item 10;
 the MCTS part is in test_reliability_mcts.py), on every backend."""
+
 import numpy as np
 import pytest
 
@@ -28,9 +29,15 @@ def test_mahalanobis_nonfinite_x(backend, dtype, bad, fn, rng):
     L = np.tile(np.eye(D, dtype=dtype), (B, 1, 1))
     x[1, 0] = bad
     args = (backend.asarray(x), backend.asarray(mu))
-    call = (lambda: sampling.mahalanobis(*args, backend.asarray(L))) if fn == "mahalanobis" else (
-        lambda: sampling.mahalanobis_backward(*args, backend.asarray(L),
-                                              grad_mahalanobis=backend.asarray(np.ones(B, dtype))))
+    call = (
+        (lambda: sampling.mahalanobis(*args, backend.asarray(L)))
+        if fn == "mahalanobis"
+        else (
+            lambda: sampling.mahalanobis_backward(
+                *args, backend.asarray(L), grad_mahalanobis=backend.asarray(np.ones(B, dtype))
+            )
+        )
+    )
     with pytest.raises(ValueError, match="x: contains NaN or infinity"):
         call()
     with pytest.raises(ValueError, match="x: contains NaN or infinity"):  # samples (S, B, D) too

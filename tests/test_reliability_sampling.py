@@ -1,6 +1,7 @@
 """Reliability (issue 18): the random generator and the samplers at the edges of their integer
 arguments -- Philox counters past 2**53 / 2**63 / 2**64, counts too large for any kernel, shapes
 that are not integers, empty category axes. Every backend (cuda skips with the reason)."""
+
 import numpy as np
 import pytest
 
@@ -27,8 +28,7 @@ def _words(seed, stream, n):
 
 
 def _ref_bits(seed, stream, offset, R_, N):
-    return np.array([[_words(seed, (stream + r) % 2**64, offset + i) for i in range(N)] for r in range(R_)],
-                    np.uint32)
+    return np.array([[_words(seed, (stream + r) % 2**64, offset + i) for i in range(N)] for r in range(R_)], np.uint32)
 
 
 def _ref_uniform(seed, stream, offset, R_, N, dtype):
@@ -65,8 +65,7 @@ def test_uniform_big_counters_bit_identical_to_reference(backend, dtype, offset,
 def test_normal_gumbel_big_counters_match_cpu(backend, dtype, fn, offset):
     stream = 2**64 - 2
     ref = getattr(R, fn)(5, (3, 7), stream=stream, offset=offset, dtype=dtype)  # cpu: the documented layout
-    got = backend.numpy(getattr(R, fn)(5, (3, 7), stream=stream, offset=offset, dtype=dtype,
-                                       device=_dev(backend)))
+    got = backend.numpy(getattr(R, fn)(5, (3, 7), stream=stream, offset=offset, dtype=dtype, device=_dev(backend)))
     np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-6)
     # and the uniforms behind them are the reference's: gumbel = -log(-log u) in float64
     if fn == "gumbel" and dtype == np.float64:
@@ -78,9 +77,15 @@ def test_sampler_noise_at_big_offsets_is_the_generator_stream(backend, dtype):
     """rsample_normal with std 1 and mu 0 returns the noise: row b is elements
     [offset, offset + D) of stream `stream + b`, also when those cross 2**64."""
     B, D, off, st = 3, 5, 2**64 - 3, 2**63 + 7
-    z = backend.numpy(sampling.rsample_normal(backend.asarray(np.zeros((B, D), dtype)),
-                                              std=backend.asarray(np.ones((B, D), dtype)),
-                                              seed=4, stream=st, offset=off))
+    z = backend.numpy(
+        sampling.rsample_normal(
+            backend.asarray(np.zeros((B, D), dtype)),
+            std=backend.asarray(np.ones((B, D), dtype)),
+            seed=4,
+            stream=st,
+            offset=off,
+        )
+    )
     ref = R.normal(4, (B, D), stream=st, offset=off, dtype=dtype)
     np.testing.assert_allclose(z, ref, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-6)
 

@@ -1,5 +1,6 @@
 """GAE, lambda-returns and discounted returns against a plain Python loop (with terminations,
 truncations, masks, per-env gamma/lambda), on every backend; layouts and bad input."""
+
 import numpy as np
 import pytest
 from conftest import tol
@@ -46,8 +47,9 @@ def test_gae_matches_loop(backend, dtype, rng, Tn, B):
     gamma, lam = rng.uniform(0.8, 1.0, B), rng.uniform(0.5, 1.0, B)
     mask = rng.random((Tn, B)) > 0.05
     a = backend.asarray
-    out = returns.gae(a(r), a(v), gamma=gamma, lam=lam, terminated=a(term), truncated=a(trunc), next_values=a(nv),
-                      mask=a(mask))
+    out = returns.gae(
+        a(r), a(v), gamma=gamma, lam=lam, terminated=a(term), truncated=a(trunc), next_values=a(nv), mask=a(mask)
+    )
     adv, ret = loop_gae(r, v, term, trunc, nv, None, mask, gamma, lam)
     assert backend.numpy(out.advantages).dtype == dtype
     np.testing.assert_allclose(backend.numpy(out.advantages), adv, **tol(dtype))
@@ -66,8 +68,15 @@ def test_truncation_bootstraps_termination_does_not(backend):
     nv = np.full((3, 2), 10.0)
     term = np.array([[False, False], [True, False], [False, False]])
     trunc = np.array([[False, False], [False, True], [False, False]])
-    out = returns.gae(backend.asarray(r), backend.asarray(v), gamma=0.5, lam=1.0, terminated=backend.asarray(term),
-                      truncated=backend.asarray(trunc), next_values=backend.asarray(nv))
+    out = returns.gae(
+        backend.asarray(r),
+        backend.asarray(v),
+        gamma=0.5,
+        lam=1.0,
+        terminated=backend.asarray(term),
+        truncated=backend.asarray(trunc),
+        next_values=backend.asarray(nv),
+    )
     adv = backend.numpy(out.advantages)
     assert adv[1, 0] == 0.0  # terminated: no bootstrap
     assert adv[1, 1] == 5.0  # truncated: bootstrap from next_values
@@ -78,9 +87,14 @@ def test_discounted_returns(backend, rng):
     Tn, B = 20, 5
     r, _, term, trunc, nv, boot = data(rng, Tn, B, np.float64)
     g = rng.uniform(0.9, 0.99, B)
-    out = returns.discounted_returns(backend.asarray(r), gamma=g, terminated=backend.asarray(term),
-                                     truncated=backend.asarray(trunc), next_values=backend.asarray(nv),
-                                     bootstrap_value=backend.asarray(boot))
+    out = returns.discounted_returns(
+        backend.asarray(r),
+        gamma=g,
+        terminated=backend.asarray(term),
+        truncated=backend.asarray(trunc),
+        next_values=backend.asarray(nv),
+        bootstrap_value=backend.asarray(boot),
+    )
     G = np.zeros((Tn, B))
     for b in range(B):
         nxt = boot[b]

@@ -1,5 +1,6 @@
 """Reparameterized sampling, KL and log-densities against float64 NumPy and torch.distributions,
 their VJPs against torch autograd, and the noise convention, on every backend."""
+
 import math
 
 import numpy as np
@@ -49,21 +50,19 @@ def test_rsample_normal_is_mu_plus_sigma_eps(backend, dtype, rng, kind, B, D):
 
 def test_rsample_samples_axis_and_offset(backend, dtype, rng):
     mu, lv = _gauss(rng, 4, 6, dtype)
-    z, eps = S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=9, n_samples=3, offset=2,
-                              return_eps=True)
+    z, eps = S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=9, n_samples=3, offset=2, return_eps=True)
     eps = backend.numpy(eps)
     assert eps.shape == (3, 4, 6)
     stream = R.normal(9, (4, 2 + 3 * 6), dtype=dtype)  # row b: elements offset + s * D + d
     for s in range(3):
-        np.testing.assert_allclose(eps[s], stream[:, 2 + s * 6: 2 + (s + 1) * 6], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(eps[s], stream[:, 2 + s * 6 : 2 + (s + 1) * 6], rtol=1e-5, atol=1e-6)
 
 
 def test_row_sample_independent_of_batch(backend, dtype, rng):
     mu, lv = _gauss(rng, 33, 10, dtype)
     big = backend.numpy(S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=1, n_samples=2))
     for B in (1, 5, 32):
-        small = backend.numpy(S.rsample_normal(backend.asarray(mu[:B]), backend.asarray(lv[:B]), seed=1,
-                                               n_samples=2))
+        small = backend.numpy(S.rsample_normal(backend.asarray(mu[:B]), backend.asarray(lv[:B]), seed=1, n_samples=2))
         np.testing.assert_array_equal(small, big[:, :B])
     row = backend.numpy(S.rsample_normal(backend.asarray(mu[7]), backend.asarray(lv[7]), seed=1, stream=7))
     np.testing.assert_array_equal(row, big[0, 7])
@@ -101,8 +100,9 @@ def test_user_eps_and_clamp(backend, dtype, rng):
     mu, lv = _gauss(rng, 3, 5, dtype)
     lv[0, 0], lv[1, 1] = 40, -40
     eps = rng.standard_normal((3, 5)).astype(dtype)
-    z = backend.numpy(S.rsample_normal(backend.asarray(mu), backend.asarray(lv), eps=backend.asarray(eps),
-                                       clamp=(-6, 3)))
+    z = backend.numpy(
+        S.rsample_normal(backend.asarray(mu), backend.asarray(lv), eps=backend.asarray(eps), clamp=(-6, 3))
+    )
     want = mu + np.exp(0.5 * np.clip(lv.astype(np.float64), -6, 3)) * eps
     np.testing.assert_allclose(z, want, **tol(dtype))
 
@@ -111,8 +111,10 @@ def test_out_buffer(backend, rng):
     mu, lv = _gauss(rng, 5, 7, np.float32)
     buf = backend.asarray(np.empty((2, 5, 7), np.float32))
     z = S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=3, n_samples=2, out=buf)
-    np.testing.assert_array_equal(backend.numpy(buf), backend.numpy(
-        S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=3, n_samples=2)))
+    np.testing.assert_array_equal(
+        backend.numpy(buf),
+        backend.numpy(S.rsample_normal(backend.asarray(mu), backend.asarray(lv), seed=3, n_samples=2)),
+    )
     assert backend.numpy(z).shape == (2, 5, 7)
     with pytest.raises(ValueError, match="out"):
         S.rsample_normal(backend.asarray(mu), backend.asarray(lv), out=buf)
@@ -121,8 +123,9 @@ def test_out_buffer(backend, rng):
     L = np.broadcast_to(np.eye(7, dtype=np.float32), (5, 7, 7)).copy()
     zb = backend.asarray(np.empty((5, 7), np.float32))
     S.rsample_mvn(backend.asarray(mu), backend.asarray(L), seed=2, out=zb)
-    np.testing.assert_allclose(backend.numpy(zb), backend.numpy(S.rsample_mvn(backend.asarray(mu),
-                                                                                backend.asarray(L), seed=2)))
+    np.testing.assert_allclose(
+        backend.numpy(zb), backend.numpy(S.rsample_mvn(backend.asarray(mu), backend.asarray(L), seed=2))
+    )
 
 
 def test_moments_and_ks_of_z(rng):
@@ -148,13 +151,19 @@ def test_kl_normal_vs_numpy_and_torch(backend, dtype, rng, kind):
     ref = (np.log(s2 / s1) + (s1**2 + (m64 - pm64) ** 2) / (2 * s2**2) - 0.5).sum(-1)
     got_std = backend.numpy(S.kl_normal(backend.asarray(mu), **KW[kind](backend.asarray(p))))
     prior = {"prior_" + k: backend.asarray(v) for k, v in KW[kind](pp).items()}
-    got = backend.numpy(S.kl_normal(backend.asarray(mu), prior_mu=backend.asarray(pm), **KW[kind](backend.asarray(p)),
-                                    **prior))
+    got = backend.numpy(
+        S.kl_normal(backend.asarray(mu), prior_mu=backend.asarray(pm), **KW[kind](backend.asarray(p)), **prior)
+    )
     np.testing.assert_allclose(got_std, ref_std, **tol(dtype))
     np.testing.assert_allclose(got, ref, **tol(dtype))
     td = torch.distributions
-    tk = td.kl_divergence(td.Normal(torch.tensor(m64), torch.tensor(s1)),
-                          td.Normal(torch.tensor(pm64), torch.tensor(s2))).sum(-1).numpy()
+    tk = (
+        td.kl_divergence(
+            td.Normal(torch.tensor(m64), torch.tensor(s1)), td.Normal(torch.tensor(pm64), torch.tensor(s2))
+        )
+        .sum(-1)
+        .numpy()
+    )
     np.testing.assert_allclose(got, tk, **tol(dtype))
 
 
@@ -169,9 +178,14 @@ def test_normal_log_prob_vs_torch(backend, dtype, rng):
     mu, lv = _gauss(rng, 5, 8, dtype)
     x = rng.standard_normal((3, 5, 8)).astype(dtype)
     got = backend.numpy(S.normal_log_prob(backend.asarray(x), backend.asarray(mu), backend.asarray(lv)))
-    ref = torch.distributions.Normal(torch.tensor(mu, dtype=torch.float64),
-                                     torch.tensor(np.exp(0.5 * lv.astype(np.float64)))).log_prob(
-        torch.tensor(x, dtype=torch.float64)).sum(-1).numpy()
+    ref = (
+        torch.distributions.Normal(
+            torch.tensor(mu, dtype=torch.float64), torch.tensor(np.exp(0.5 * lv.astype(np.float64)))
+        )
+        .log_prob(torch.tensor(x, dtype=torch.float64))
+        .sum(-1)
+        .numpy()
+    )
     assert got.shape == (3, 5)
     np.testing.assert_allclose(got, ref, **tol(dtype))
 
@@ -181,8 +195,9 @@ def test_fused_head_matches_parts(backend, dtype, rng):
     h = S.normal_head(backend.asarray(mu), backend.asarray(lv), seed=5, n_samples=2, log_q=True, return_eps=True)
     z = backend.numpy(h.z)
     np.testing.assert_allclose(backend.numpy(h.kl), S.kl_normal(mu, lv), **tol(dtype))
-    np.testing.assert_allclose(backend.numpy(h.log_q), S.normal_log_prob(z, mu, lv),
-                               rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-4)
+    np.testing.assert_allclose(
+        backend.numpy(h.log_q), S.normal_log_prob(z, mu, lv), rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-4
+    )
 
 
 # ------------------------------------------------------------------ gradients vs torch autograd
@@ -208,10 +223,16 @@ def test_normal_head_backward_vs_autograd(backend, dtype, rng, kind):
     gkl, glq = rng.standard_normal(B), rng.standard_normal((Sn, B))
     kw = KW[kind](backend.asarray(p))
     h = S.normal_head(backend.asarray(mu), seed=2, n_samples=Sn, return_eps=True, clamp=clamp, **kw)
-    dmu, dp = S.normal_head_backward(backend.asarray(mu), grad_z=backend.asarray(gz.astype(dtype)),
-                                     grad_kl=backend.asarray(gkl.astype(dtype)),
-                                     grad_log_q=backend.asarray(glq.astype(dtype)), seed=2, n_samples=Sn,
-                                     clamp=clamp, **kw)
+    dmu, dp = S.normal_head_backward(
+        backend.asarray(mu),
+        grad_z=backend.asarray(gz.astype(dtype)),
+        grad_kl=backend.asarray(gkl.astype(dtype)),
+        grad_log_q=backend.asarray(glq.astype(dtype)),
+        seed=2,
+        n_samples=Sn,
+        clamp=clamp,
+        **kw,
+    )
     rmu, rp = _torch_head(mu, p, kind, backend.numpy(h.eps), gz, gkl, glq, clamp)
     t = tol(dtype) if dtype == np.float64 else dict(rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(backend.numpy(dmu), rmu, **t)
@@ -242,8 +263,9 @@ def test_kl_and_log_prob_backward_vs_autograd(backend, rng):
 
 # ------------------------------------------------------------------ full covariance
 def _std_mvn(D):
-    return torch.distributions.MultivariateNormal(torch.zeros(D, dtype=torch.float64),
-                                                  scale_tril=torch.eye(D, dtype=torch.float64))
+    return torch.distributions.MultivariateNormal(
+        torch.zeros(D, dtype=torch.float64), scale_tril=torch.eye(D, dtype=torch.float64)
+    )
 
 
 def _tril(rng, B, D, dtype):
@@ -263,14 +285,19 @@ def test_mvn_head_vs_torch(backend, dtype, rng, shared):
     z, eps = backend.numpy(h.z), backend.numpy(h.eps).astype(np.float64)
     L64 = np.broadcast_to(L.astype(np.float64), (B, D, D))
     np.testing.assert_allclose(z, mu + np.einsum("bij,sbj->sbi", L64, eps), **tol(dtype))
-    np.testing.assert_allclose(eps, R.normal(8, (B, 2 * D), dtype=dtype).reshape(B, 2, D).transpose(1, 0, 2),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        eps, R.normal(8, (B, 2 * D), dtype=dtype).reshape(B, 2, D).transpose(1, 0, 2), rtol=1e-5, atol=1e-6
+    )
     td = torch.distributions
     q = td.MultivariateNormal(torch.tensor(mu, dtype=torch.float64), scale_tril=torch.tensor(L64))
     p0 = _std_mvn(D)
     np.testing.assert_allclose(backend.numpy(h.kl), td.kl_divergence(q, p0).numpy(), **tol(dtype))
-    np.testing.assert_allclose(backend.numpy(h.log_q), q.log_prob(torch.tensor(z, dtype=torch.float64)).numpy(),
-                               rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-4)
+    np.testing.assert_allclose(
+        backend.numpy(h.log_q),
+        q.log_prob(torch.tensor(z, dtype=torch.float64)).numpy(),
+        rtol=1e-4 if dtype == np.float32 else 1e-9,
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -281,9 +308,15 @@ def test_mvn_head_backward_vs_autograd(backend, rng, shared):
     Larg = L[0] if shared else L
     gz, gkl, glq = rng.standard_normal((Sn, B, D)), rng.standard_normal(B), rng.standard_normal((Sn, B))
     h = S.mvn_head(backend.asarray(mu), backend.asarray(Larg), seed=1, n_samples=Sn, return_eps=True)
-    dmu, dL = S.mvn_head_backward(backend.asarray(mu), backend.asarray(Larg), grad_z=backend.asarray(gz),
-                                  grad_kl=backend.asarray(gkl), grad_log_q=backend.asarray(glq), seed=1,
-                                  n_samples=Sn)
+    dmu, dL = S.mvn_head_backward(
+        backend.asarray(mu),
+        backend.asarray(Larg),
+        grad_z=backend.asarray(gz),
+        grad_kl=backend.asarray(gkl),
+        grad_log_q=backend.asarray(glq),
+        seed=1,
+        n_samples=Sn,
+    )
     tm, tL = _t(mu), _t(Larg)
     e = torch.tensor(backend.numpy(h.eps))
     Lt = torch.tril(tL)
@@ -306,14 +339,15 @@ def test_kl_mvn_general_and_backward(rng):
     t = [_t(a) for a in (m1, L1, m2, L2)]
     kl_t = td.kl_divergence(td.MultivariateNormal(t[0], scale_tril=t[1]), td.MultivariateNormal(t[2], scale_tril=t[3]))
     np.testing.assert_allclose(S.kl_mvn(m1, L1, m2, L2), kl_t.detach().numpy(), rtol=1e-10)
-    np.testing.assert_allclose(S.kl_mvn(m1, L1), td.kl_divergence(
-        td.MultivariateNormal(t[0], scale_tril=t[1]),
-        _std_mvn(D)).detach().numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        S.kl_mvn(m1, L1),
+        td.kl_divergence(td.MultivariateNormal(t[0], scale_tril=t[1]), _std_mvn(D)).detach().numpy(),
+        rtol=1e-10,
+    )
     g = rng.standard_normal(B)
     (kl_t * torch.tensor(g)).sum().backward()
     for a, b in zip(S.kl_mvn_backward(m1, L1, m2, L2, grad_kl=g), t):
-        np.testing.assert_allclose(a, np.tril(b.grad.numpy()) if a.ndim == 3 else b.grad.numpy(), rtol=1e-8,
-                                   atol=1e-10)
+        np.testing.assert_allclose(a, np.tril(b.grad.numpy()) if a.ndim == 3 else b.grad.numpy(), rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -330,18 +364,23 @@ def test_mahalanobis_and_mvn_log_prob(backend, rng, shared):
     np.testing.assert_allclose(got, ref, rtol=1e-10)
     # precision factor: Sigma^-1 = U U^T
     U = np.linalg.cholesky(np.linalg.inv(Sig))
-    got_p = backend.numpy(S.mahalanobis(backend.asarray(x), backend.asarray(mu),
-                                        precision_tril=backend.asarray(U[0] if shared else U)))
+    got_p = backend.numpy(
+        S.mahalanobis(backend.asarray(x), backend.asarray(mu), precision_tril=backend.asarray(U[0] if shared else U))
+    )
     np.testing.assert_allclose(got_p, ref, rtol=1e-9)
     q = torch.distributions.MultivariateNormal(torch.tensor(mu), scale_tril=torch.tensor(np.broadcast_to(L, (B, D, D))))
-    np.testing.assert_allclose(backend.numpy(S.mvn_log_prob(backend.asarray(x), backend.asarray(mu),
-                                                            backend.asarray(Larg))),
-                               q.log_prob(torch.tensor(x)).numpy(), rtol=1e-10)
+    np.testing.assert_allclose(
+        backend.numpy(S.mvn_log_prob(backend.asarray(x), backend.asarray(mu), backend.asarray(Larg))),
+        q.log_prob(torch.tensor(x)).numpy(),
+        rtol=1e-10,
+    )
     # VJPs
     g = rng.standard_normal((2, B))
-    for fn, bw, kw in ((S.mahalanobis, S.mahalanobis_backward, "scale_tril"),
-                       (S.mahalanobis, S.mahalanobis_backward, "precision_tril"),
-                       (S.mvn_log_prob, S.mvn_log_prob_backward, "scale_tril")):
+    for fn, bw, kw in (
+        (S.mahalanobis, S.mahalanobis_backward, "scale_tril"),
+        (S.mahalanobis, S.mahalanobis_backward, "precision_tril"),
+        (S.mvn_log_prob, S.mvn_log_prob_backward, "scale_tril"),
+    ):
         F = Larg if kw == "scale_tril" else (U[0] if shared else U)
         tx, tm, tF = _t(x), _t(mu), _t(F)
         Ft = torch.tril(tF)
@@ -355,10 +394,14 @@ def test_mahalanobis_and_mvn_log_prob(backend, rng, shared):
             y = torch.einsum("ji,sbj->sbi" if shared else "bji,sbj->sbi", Ft, dd)
             out = (y * y).sum(-1)
         (out * torch.tensor(g)).sum().backward()
-        args = {kw: backend.asarray(F), "grad_mahalanobis": backend.asarray(g)} if fn is S.mahalanobis else {
-            "grad_log_prob": backend.asarray(g)}
-        res = bw(backend.asarray(x), backend.asarray(mu), *([backend.asarray(F)] if fn is S.mvn_log_prob else []),
-                 **args)
+        args = (
+            {kw: backend.asarray(F), "grad_mahalanobis": backend.asarray(g)}
+            if fn is S.mahalanobis
+            else {"grad_log_prob": backend.asarray(g)}
+        )
+        res = bw(
+            backend.asarray(x), backend.asarray(mu), *([backend.asarray(F)] if fn is S.mvn_log_prob else []), **args
+        )
         for a, b in zip(res, (tx, tm, tF)):
             np.testing.assert_allclose(backend.numpy(a), b.grad.numpy(), rtol=1e-8, atol=1e-10)
 
@@ -395,8 +438,9 @@ def test_gumbel_softmax(backend, dtype, rng):
     t = _t(logits)
     torch.softmax((t + torch.tensor(g, dtype=torch.float64)) / 0.5, -1).mul(torch.tensor(gr)).sum().backward()
     got = S.gumbel_softmax_backward(None, 0.5, grad_y=backend.asarray(gr.astype(dtype)), y_soft=backend.asarray(ys))
-    np.testing.assert_allclose(backend.numpy(got), t.grad.numpy(), rtol=1e-3 if dtype == np.float32 else 1e-8,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        backend.numpy(got), t.grad.numpy(), rtol=1e-3 if dtype == np.float32 else 1e-8, atol=1e-5
+    )
     # regenerated from the forward's seed: bitwise the same as from its saved y_soft
     regen = S.gumbel_softmax_backward(backend.asarray(logits), 0.5, grad_y=backend.asarray(gr.astype(dtype)), seed=3)
     np.testing.assert_array_equal(backend.numpy(regen), backend.numpy(got))
@@ -413,8 +457,9 @@ def test_float16_computed_in_float32(rng):
     ref = S.kl_normal(mu.astype(np.float32), lv.astype(np.float32))
     np.testing.assert_allclose(h.kl, ref, rtol=1e-6)
     assert np.isfinite(h.kl).all() and h.kl[0] > 6e4
-    np.testing.assert_allclose(h.z, S.rsample_normal(mu.astype(np.float32), lv.astype(np.float32), seed=1),
-                               rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        h.z, S.rsample_normal(mu.astype(np.float32), lv.astype(np.float32), seed=1), rtol=2e-3, atol=1e-3
+    )
 
 
 def test_bfloat16_numpy_input(rng):
@@ -423,8 +468,12 @@ def test_bfloat16_numpy_input(rng):
     lv = np.zeros((3, 8), ml_dtypes.bfloat16)
     h = S.normal_head(mu, lv, seed=2)
     assert h.z.dtype == ml_dtypes.bfloat16 and h.kl.dtype == np.float32
-    np.testing.assert_allclose(h.z.astype(np.float32), S.rsample_normal(mu.astype(np.float32), lv.astype(np.float32),
-                                                                         seed=2), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(
+        h.z.astype(np.float32),
+        S.rsample_normal(mu.astype(np.float32), lv.astype(np.float32), seed=2),
+        rtol=1e-2,
+        atol=1e-2,
+    )
 
 
 def test_bad_input(rng):
@@ -484,8 +533,14 @@ def test_fuzz_kernel_boundary():
     from hypothesis import strategies as st
 
     @settings(max_examples=40, deadline=None)
-    @given(B=st.integers(0, 6), D=st.integers(1, 9), S_=st.integers(0, 3), seed=st.integers(0, 2**64 - 1),
-           off=st.integers(0, 2**40), kind=st.sampled_from(["logvar", "log_std", "std"]))
+    @given(
+        B=st.integers(0, 6),
+        D=st.integers(1, 9),
+        S_=st.integers(0, 3),
+        seed=st.integers(0, 2**64 - 1),
+        off=st.integers(0, 2**40),
+        kind=st.sampled_from(["logvar", "log_std", "std"]),
+    )
     def run(B, D, S_, seed, off, kind):
         rng = np.random.default_rng(B * 100 + D)
         mu, p = _gauss(rng, B, D, np.float32, kind)
@@ -515,8 +570,9 @@ def test_rsample_mvn_wide_rows_garbage_above_diagonal(backend, dtype, rng, D):
     z, eps = backend.numpy(z), backend.numpy(eps).astype(np.float64)
     np.testing.assert_allclose(z, mu + np.einsum("bij,bj->bi", L.astype(np.float64), eps), **tol(dtype))
     h = S.mvn_head(backend.asarray(mu), backend.asarray(L), seed=5, log_q=True)
-    np.testing.assert_array_equal(backend.numpy(h.z), backend.numpy(S.rsample_mvn(backend.asarray(mu),
-                                                                                  backend.asarray(L), seed=5)))
+    np.testing.assert_array_equal(
+        backend.numpy(h.z), backend.numpy(S.rsample_mvn(backend.asarray(mu), backend.asarray(L), seed=5))
+    )
     n0 = pygenmod.get_num_threads()
     try:
         pygenmod.set_num_threads(1)

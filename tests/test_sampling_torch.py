@@ -1,5 +1,6 @@
 """PyTorch wrappers: torch.autograd.gradcheck (float64) of every differentiable op, agreement
 with torch.distributions, half-precision inputs, and the torch.library custom ops."""
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -59,13 +60,11 @@ def test_gradcheck_mvn(gen, shared):
     L = _L(1 if shared else B, D, gen)
     Larg = L[0].detach().clone().requires_grad_() if shared else L
     # gradcheck perturbs the upper triangle too: the op reads only the lower one
-    assert gradcheck(lambda m, l: T.mvn_head(m, torch.tril(l), seed=3, n_samples=2, log_q=True),
-                     (mu, Larg))
+    assert gradcheck(lambda m, l: T.mvn_head(m, torch.tril(l), seed=3, n_samples=2, log_q=True), (mu, Larg))
     x = _p(2, B, D, gen=gen)
     assert gradcheck(lambda x, m, l: T.mvn_log_prob(x, m, torch.tril(l)), (x, mu, Larg))
     assert gradcheck(lambda x, m, l: T.mahalanobis(x, m, torch.tril(l)), (x, mu, Larg))
-    assert gradcheck(lambda x, m, l: T.mahalanobis(x, m, precision_tril=torch.tril(l), squared=False),
-                     (x, mu, Larg))
+    assert gradcheck(lambda x, m, l: T.mahalanobis(x, m, precision_tril=torch.tril(l), squared=False), (x, mu, Larg))
     m2, L2 = _p(B, D, gen=gen), _L(B, D, gen)
     assert gradcheck(lambda a, b, c, d: T.kl_mvn(a, torch.tril(b), c, torch.tril(d)), (mu, Larg, m2, L2))
     assert gradcheck(lambda a, b: T.kl_mvn(a, torch.tril(b)), (mu, Larg))
@@ -121,5 +120,6 @@ def test_custom_op_called_directly():
     z2, kl2, _ = T.normal_head(mu, lv, seed=7, n_samples=2)
     torch.testing.assert_close(z, z2)
     torch.testing.assert_close(kl, kl2)
-    assert gradcheck(lambda m, l: torch.ops.pygenmod.sampling_normal_head(m, l, 0, None, 7, 2, 0, 0, -inf, inf,
-                                                                          True), (mu, lv))
+    assert gradcheck(
+        lambda m, l: torch.ops.pygenmod.sampling_normal_head(m, l, 0, None, 7, 2, 0, 0, -inf, inf, True), (mu, lv)
+    )

@@ -1,5 +1,6 @@
 """Spatial softmax keypoints: forward and VJP against a plain float64 NumPy reference, on every
 backend; the written contract (order, grid, H != W, layouts, mask, temperature); bad input."""
+
 import numpy as np
 import pytest
 from conftest import run_python, tol
@@ -65,13 +66,26 @@ def to_nhwc(a):
 
 
 # ----------------------------------------------------------------------------- forward
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 5, 7), (1, 2, 7, 3), (3, 1, 1, 13), (2, 4, 17, 1),
-                                   (1, 3, 31, 37), (1, 2, 3, 1500), (0, 3, 4, 4), (2, 0, 4, 4)])
+@pytest.mark.parametrize(
+    "shape",
+    [
+        (1, 1, 1, 1),
+        (2, 3, 5, 7),
+        (1, 2, 7, 3),
+        (3, 1, 1, 13),
+        (2, 4, 17, 1),
+        (1, 3, 31, 37),
+        (1, 2, 3, 1500),
+        (0, 3, 4, 4),
+        (2, 0, 4, 4),
+    ],
+)
 def test_forward_matches_reference(backend, dtype, rng, shape):
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     t = rng.uniform(0.3, 3.0, shape[1])
-    res = spatial.spatial_softmax(backend.asarray(x), backend.asarray(t.astype(dtype)),
-                                  return_cov=True, return_maps=True)
+    res = spatial.spatial_softmax(
+        backend.asarray(x), backend.asarray(t.astype(dtype)), return_cov=True, return_maps=True
+    )
     kp, cov, maps = reference(x, t)
     for got, want in ((res.keypoints, kp), (res.cov, cov), (res.maps, maps)):
         got = backend.numpy(got)
@@ -118,8 +132,9 @@ def test_nhwc_equals_nchw(backend, dtype, rng):
     x = (rng.standard_normal((2, 70, 6, 11)) * 2).astype(dtype)  # C > one channel tile
     t = rng.uniform(0.5, 2, 70).astype(dtype)
     a = spatial.spatial_softmax(backend.asarray(x), backend.asarray(t), return_cov=True, return_maps=True)
-    b = spatial.spatial_softmax(backend.asarray(to_nhwc(x)), backend.asarray(t), layout="NHWC",
-                                return_cov=True, return_maps=True)
+    b = spatial.spatial_softmax(
+        backend.asarray(to_nhwc(x)), backend.asarray(t), layout="NHWC", return_cov=True, return_maps=True
+    )
     np.testing.assert_allclose(backend.numpy(b.keypoints), backend.numpy(a.keypoints), **tol(dtype))
     np.testing.assert_allclose(backend.numpy(b.cov), backend.numpy(a.cov), **tol(dtype))
     np.testing.assert_allclose(backend.numpy(b.maps), to_nhwc(backend.numpy(a.maps)), **tol(dtype))
@@ -183,8 +198,9 @@ def test_float16_input_accumulates_in_float32(backend, rng):
     kp, _, maps = reference(x.astype(np.float64), 0.8)
     np.testing.assert_allclose(backend.numpy(res.keypoints), kp, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(backend.numpy(res.maps), maps, rtol=1e-5, atol=1e-6)
-    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.8,
-                                              grad_keypoints=backend.asarray(np.ones((2, 3, 2), np.float32)))
+    gx, gt = spatial.spatial_softmax_backward(
+        backend.asarray(x), 0.8, grad_keypoints=backend.asarray(np.ones((2, 3, 2), np.float32))
+    )
     assert backend.numpy(gx).dtype == np.float16
 
 
@@ -226,9 +242,14 @@ def test_vjp_matches_reference(backend, dtype, rng, layout, per_channel, which):
     xin, gm = (x, g_maps) if layout == "NCHW" else (to_nhwc(x), None if g_maps is None else to_nhwc(g_maps))
     A = backend.asarray
     tin = A(np.asarray(t, dtype)) if per_channel else t
-    gx, gt = spatial.spatial_softmax_backward(A(xin), tin, grad_keypoints=A(g_kp.astype(dtype)),
-                                              grad_cov=None if g_cov is None else A(g_cov.astype(dtype)),
-                                              grad_maps=None if gm is None else A(gm.astype(dtype)), layout=layout)
+    gx, gt = spatial.spatial_softmax_backward(
+        A(xin),
+        tin,
+        grad_keypoints=A(g_kp.astype(dtype)),
+        grad_cov=None if g_cov is None else A(g_cov.astype(dtype)),
+        grad_maps=None if gm is None else A(gm.astype(dtype)),
+        layout=layout,
+    )
     gx, gt = backend.numpy(gx), backend.numpy(gt)
     if layout == "NHWC":
         gx = gx.transpose(0, 3, 1, 2)
@@ -243,8 +264,14 @@ def test_vjp_with_saved_forward_and_order_yx(backend, rng):
     g_kp = rng.standard_normal((2, 2, 2))
     g_cov = rng.standard_normal((2, 2, 2, 2))
     saved = spatial.spatial_softmax_forward(backend.asarray(x), 0.7, order="yx", return_cov=True)
-    gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 0.7, grad_keypoints=backend.asarray(g_kp),
-                                              grad_cov=backend.asarray(g_cov), saved=saved, order="yx")
+    gx, gt = spatial.spatial_softmax_backward(
+        backend.asarray(x),
+        0.7,
+        grad_keypoints=backend.asarray(g_kp),
+        grad_cov=backend.asarray(g_cov),
+        saved=saved,
+        order="yx",
+    )
     # the yx gradients are the xy gradients with the axes swapped
     gx_ref, gt_ref = reference_vjp(x, 0.7, g_kp[..., ::-1], g_cov[..., ::-1, ::-1])
     np.testing.assert_allclose(backend.numpy(gx), gx_ref, **tol(np.float64))
@@ -259,20 +286,28 @@ def test_vjp_out_buffer(backend, dtype, rng):
     assert gx is out
     np.testing.assert_allclose(backend.numpy(out), reference_vjp(x, 1.2, g)[0], **tol(dtype))
     with pytest.raises(ValueError, match="out"):
-        spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g),
-                                         out=backend.asarray(np.zeros((2, 3, 4, 4), dtype)))
+        spatial.spatial_softmax_backward(
+            backend.asarray(x),
+            1.2,
+            grad_keypoints=backend.asarray(g),
+            out=backend.asarray(np.zeros((2, 3, 4, 4), dtype)),
+        )
     with pytest.raises(ValueError, match="out"):
-        spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g),
-                                         out=backend.asarray(np.zeros(x.shape, np.float16)))
+        spatial.spatial_softmax_backward(
+            backend.asarray(x),
+            1.2,
+            grad_keypoints=backend.asarray(g),
+            out=backend.asarray(np.zeros(x.shape, np.float16)),
+        )
 
 
 def test_vjp_masked_pixels_get_zero_gradient(backend, rng):
     x = rng.standard_normal((1, 2, 4, 4))
     m = np.ones((4, 4), bool)
     m[1:3, 1:3] = False
-    gx, _ = spatial.spatial_softmax_backward(backend.asarray(x), 1.0,
-                                             grad_keypoints=backend.asarray(rng.standard_normal((1, 2, 2))),
-                                             mask=backend.asarray(m))
+    gx, _ = spatial.spatial_softmax_backward(
+        backend.asarray(x), 1.0, grad_keypoints=backend.asarray(rng.standard_normal((1, 2, 2))), mask=backend.asarray(m)
+    )
     gx = backend.numpy(gx)
     assert np.all(gx[:, :, 1:3, 1:3] == 0)
     assert np.abs(gx).sum() > 0
@@ -414,9 +449,17 @@ def pygenmod_backend_available(name):
 
 # ----------------------------------------------------------------------------- fuzz of the C++ boundary
 @settings(max_examples=40, deadline=None)
-@given(B=st.integers(0, 3), C=st.integers(0, 5), H=st.integers(1, 9), W=st.integers(1, 40),
-       layout=st.sampled_from(["NCHW", "NHWC"]), f32=st.booleans(), scale=st.floats(0.01, 100),
-       seed=st.integers(0, 2**31 - 1), masked=st.booleans())
+@given(
+    B=st.integers(0, 3),
+    C=st.integers(0, 5),
+    H=st.integers(1, 9),
+    W=st.integers(1, 40),
+    layout=st.sampled_from(["NCHW", "NHWC"]),
+    f32=st.booleans(),
+    scale=st.floats(0.01, 100),
+    seed=st.integers(0, 2**31 - 1),
+    masked=st.booleans(),
+)
 def test_fuzz_against_reference(B, C, H, W, layout, f32, scale, seed, masked):
     rng = np.random.default_rng(seed)
     dtype = np.float32 if f32 else np.float64
@@ -434,8 +477,11 @@ def test_fuzz_against_reference(B, C, H, W, layout, f32, scale, seed, masked):
     np.testing.assert_allclose(res.keypoints, kp, **loose)
     np.testing.assert_allclose(res.cov, cov, **loose)
     g = rng.standard_normal((B, C, 2))
-    gx, gt = spatial.spatial_softmax_backward(xin, t.astype(dtype), grad_keypoints=g.astype(dtype), layout=layout,
-                                              mask=min_)
+    gx, gt = spatial.spatial_softmax_backward(
+        xin, t.astype(dtype), grad_keypoints=g.astype(dtype), layout=layout, mask=min_
+    )
     gx_ref, gt_ref = reference_vjp(x, t, g, mask=m)
     gx = gx if layout == "NCHW" else gx.transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(gx, gx_ref, rtol=1e-3 if f32 else 1e-7, atol=(1e-3 if f32 else 1e-9) * (1 + 1 / t.min(initial=1.0)))
+    np.testing.assert_allclose(
+        gx, gx_ref, rtol=1e-3 if f32 else 1e-7, atol=(1e-3 if f32 else 1e-9) * (1 + 1 / t.min(initial=1.0))
+    )

@@ -1,6 +1,7 @@
 """pygenmod.torch spatial softmax: gradcheck (x and temperature, scalar and per channel) against
 our fused VJP and against autograd of a plain torch implementation; kornia after mapping
 conventions; nn.Module; torch.compile without graph breaks; half precision tensors."""
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -30,7 +31,11 @@ def _inputs(per_channel, shape=(2, 3, 4, 6), seed=0):
     g = torch.Generator().manual_seed(seed)
     x = (torch.randn(shape, generator=g, dtype=torch.float64) * 2).requires_grad_()
     C = shape[1]
-    t = (torch.rand(C, generator=g, dtype=torch.float64) + 0.5) if per_channel else torch.tensor(1.3, dtype=torch.float64)
+    t = (
+        (torch.rand(C, generator=g, dtype=torch.float64) + 0.5)
+        if per_channel
+        else torch.tensor(1.3, dtype=torch.float64)
+    )
     return x, t.requires_grad_()
 
 
@@ -135,8 +140,10 @@ def test_bad_temperature_raises():
 def test_torch_compile_fullgraph_no_graph_break():
     # The custom op has a fake kernel: dynamo keeps it in one graph (fullgraph=True would raise
     # on a graph break), and the compiled forward+backward agrees with eager.
-    fn = torch.compile(lambda x, t: (spatial_softmax(x, t, return_cov=True)[1].sum()
-                                     + spatial_softmax(x, t).square().sum()), fullgraph=True)
+    fn = torch.compile(
+        lambda x, t: spatial_softmax(x, t, return_cov=True)[1].sum() + spatial_softmax(x, t).square().sum(),
+        fullgraph=True,
+    )
     x = torch.randn(2, 3, 6, 7, requires_grad=True)
     t = torch.tensor([0.8, 1.0, 1.5], requires_grad=True)
     loss = fn(x, t)
@@ -153,5 +160,9 @@ def test_opcheck():
     # torch.library's own consistency checks of schema, fake kernel and autograd registration
     x = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     t = torch.tensor(1.1, dtype=torch.float64, requires_grad=True)
-    torch.library.opcheck(torch.ops.pygenmod.spatial_softmax_fwd.default, (x, t, None, "NCHW", "normalized", "xy", True, True))
-    torch.library.opcheck(torch.ops.pygenmod.spatial_softmax_fwd.default, (x, t, None, "NHWC", "pixel", "yx", False, False))
+    torch.library.opcheck(
+        torch.ops.pygenmod.spatial_softmax_fwd.default, (x, t, None, "NCHW", "normalized", "xy", True, True)
+    )
+    torch.library.opcheck(
+        torch.ops.pygenmod.spatial_softmax_fwd.default, (x, t, None, "NHWC", "pixel", "yx", False, False)
+    )

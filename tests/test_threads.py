@@ -2,6 +2,7 @@
 process-wide count seen by every thread and by threadpoolctl, the libgomp spin setting applied at
 load without touching the user's environment, and results independent of the serial/parallel
 choice on both sides of every work-size threshold."""
+
 import threading
 
 import numpy as np
@@ -22,9 +23,20 @@ def restore_threads():
 
 
 @pytest.mark.reliability
-@pytest.mark.parametrize("bad, exc", [(1.5, TypeError), ("2", TypeError), (True, TypeError), (None, TypeError),
-                                      (0, ValueError), (-1, ValueError), (5000, ValueError), (2**31, ValueError),
-                                      (2**64, ValueError)])
+@pytest.mark.parametrize(
+    "bad, exc",
+    [
+        (1.5, TypeError),
+        ("2", TypeError),
+        (True, TypeError),
+        (None, TypeError),
+        (0, ValueError),
+        (-1, ValueError),
+        (5000, ValueError),
+        (2**31, ValueError),
+        (2**64, ValueError),
+    ],
+)
 def test_set_num_threads_rejects_bad_counts(bad, exc, restore_threads):
     before = pygenmod.get_num_threads()
     with pytest.raises(exc, match="n: "):
@@ -43,9 +55,11 @@ def test_set_num_threads_accepts_numpy_ints_and_the_maximum(restore_threads):
 @pytest.mark.reliability
 def test_huge_thread_count_is_rejected_in_a_fresh_process():
     # issue 18 item 4: libgomp used to print "Thread creation failed" and exit(1)
-    code = ("import pygenmod, numpy as np\nfrom pygenmod import cem\n"
-            "try:\n    pygenmod.set_num_threads(5000)\nexcept ValueError as e:\n    print('ValueError', e)\n"
-            "print(cem.top_k(np.arange(100000.0).reshape(10, -1), 2)[0])")
+    code = (
+        "import pygenmod, numpy as np\nfrom pygenmod import cem\n"
+        "try:\n    pygenmod.set_num_threads(5000)\nexcept ValueError as e:\n    print('ValueError', e)\n"
+        "print(cem.top_k(np.arange(100000.0).reshape(10, -1), 2)[0])"
+    )
     out = run_python(["-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "ValueError n:" in out.stdout and "[9999 9998]" in out.stdout
@@ -87,9 +101,11 @@ def test_threadpoolctl_sees_and_limits_the_pool(restore_threads):
 
 
 def test_threadpoolctl_registered_when_imported_after_pygenmod():
-    code = ("import pygenmod, threadpoolctl\n"
-            "print(sorted({i['user_api'] for i in threadpoolctl.threadpool_info()}))\n"
-            "with threadpoolctl.threadpool_limits(1):\n    print(pygenmod.get_num_threads())")
+    code = (
+        "import pygenmod, threadpoolctl\n"
+        "print(sorted({i['user_api'] for i in threadpoolctl.threadpool_info()}))\n"
+        "with threadpoolctl.threadpool_limits(1):\n    print(pygenmod.get_num_threads())"
+    )
     out = run_python(["-c", code], capture_output=True, text=True, timeout=120, check=True)
     lines = out.stdout.split("\n")
     if _backend.is_available("cpu"):
@@ -104,8 +120,10 @@ def test_spin_setting_applied_only_at_load_and_never_over_the_user(user_env):
 
     env = {k: v for k, v in os.environ.items() if k not in _threads._ENV_KEYS}
     env.update(user_env)
-    code = ("import os, pygenmod\nfrom pygenmod import _threads\n"
-            "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), '|', _threads.state['spincount'])")
+    code = (
+        "import os, pygenmod\nfrom pygenmod import _threads\n"
+        "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), '|', _threads.state['spincount'])"
+    )
     out = run_python(["-c", code], env=env, capture_output=True, text=True, timeout=120, check=True).stdout
     env_part, state = out.split("|")
     assert env_part.split() == [user_env.get("GOMP_SPINCOUNT", "None"), user_env.get("OMP_WAIT_POLICY", "None")]
@@ -146,8 +164,7 @@ def test_cem_optimize_same_for_every_thread_count(B, N, D, restore_threads, rng)
     runs = []
     for threads in (1, 2):
         pygenmod.set_num_threads(threads)
-        runs.append(cem.cem_optimize(f, np.zeros((B, D)), np.ones((B, D)), n_samples=N, n_elite=4, n_iter=6,
-                                     seed=3))
+        runs.append(cem.cem_optimize(f, np.zeros((B, D)), np.ones((B, D)), n_samples=N, n_elite=4, n_iter=6, seed=3))
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
 

@@ -4,6 +4,7 @@ shapes, torch.compile(fullgraph=True) equal to eager (forward and backward), val
 gradients against torch.distributions or an independent torch reference in float64, seeds as
 op arguments under compile, and bad input raising clear exceptions. The gradchecks of the
 sampling and spatial wrappers are in test_sampling_torch.py / test_spatial_torch.py."""
+
 import math
 import pathlib
 import re
@@ -21,7 +22,9 @@ ops = torch.ops.pygenmod
 inf = math.inf
 F64 = torch.float64
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (torch.cuda.is_available() is False)")
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device (torch.cuda.is_available() is False)"
+)
 
 
 def _gen(seed=0):
@@ -56,10 +59,16 @@ def _opcheck_cases(dt):
     rew, val = r(7, B, grad=False), r(7, B, grad=False)
     c = [
         ("normal_head", ops.sampling_normal_head, (r(B, D), r(B, D), 0, None, 7, -1, 0, 0, -inf, inf, False)),
-        ("normal_head_std_S_clamp", ops.sampling_normal_head,
-         (r(B, D), r(B, D, pos=True), 2, None, 2**63 + 5 - 2**64, 2, 3, 1, 0.1, 5.0, True)),
-        ("normal_head_one_row_eps", ops.sampling_normal_head,
-         (r(D), r(D), 1, r(D, grad=False), 7, -1, 0, 0, -inf, inf, True)),
+        (
+            "normal_head_std_S_clamp",
+            ops.sampling_normal_head,
+            (r(B, D), r(B, D, pos=True), 2, None, 2**63 + 5 - 2**64, 2, 3, 1, 0.1, 5.0, True),
+        ),
+        (
+            "normal_head_one_row_eps",
+            ops.sampling_normal_head,
+            (r(D), r(D), 1, r(D, grad=False), 7, -1, 0, 0, -inf, inf, True),
+        ),
         ("mvn_head", ops.sampling_mvn_head, (r(B, D), L(B), None, 7, 2, 0, 0, True, True, True)),
         ("mvn_head_shared_no_kl", ops.sampling_mvn_head, (r(B, D), L(), None, 7, -1, 0, 0, False, False, True)),
         ("kl_normal", ops.sampling_kl_normal, (r(B, D), r(B, D), 0, None, None, -inf, inf)),
@@ -74,31 +83,88 @@ def _opcheck_cases(dt):
         ("gumbel_softmax_hard", ops.sampling_gumbel_softmax, (r(B, D), 0.7, 3, 0, 0, True)),
         ("spatial_softmax", ops.spatial_softmax_fwd, (x4, t, None, "NCHW", "normalized", "xy", True, True)),
         ("spatial_softmax_nhwc", ops.spatial_softmax_fwd, (x4, t, None, "NHWC", "pixel", "yx", False, False)),
-        ("gae", ops.returns_gae, (rew, val, torch.tensor(0.9, dtype=dt), torch.full((B,), 0.8, dtype=dt),
-                                  torch.rand(7, B, generator=g) < 0.2, None, None, torch.zeros(B, dtype=dt), None,
-                                  0, True, False)),
-        ("gae_batch_major", ops.returns_gae, (rew.T.contiguous(), val.T.contiguous(), torch.tensor(0.9, dtype=dt),
-                                              torch.tensor(0.8, dtype=dt), None, None, None, None, None, 1, False,
-                                              False)),
-        ("discounted", ops.returns_gae, (rew, None, torch.tensor(0.9, dtype=dt), torch.tensor(1.0, dtype=dt), None,
-                                         None, None, None, torch.rand(7, B, generator=g) < 0.9, 0, False, True)),
+        (
+            "gae",
+            ops.returns_gae,
+            (
+                rew,
+                val,
+                torch.tensor(0.9, dtype=dt),
+                torch.full((B,), 0.8, dtype=dt),
+                torch.rand(7, B, generator=g) < 0.2,
+                None,
+                None,
+                torch.zeros(B, dtype=dt),
+                None,
+                0,
+                True,
+                False,
+            ),
+        ),
+        (
+            "gae_batch_major",
+            ops.returns_gae,
+            (
+                rew.T.contiguous(),
+                val.T.contiguous(),
+                torch.tensor(0.9, dtype=dt),
+                torch.tensor(0.8, dtype=dt),
+                None,
+                None,
+                None,
+                None,
+                None,
+                1,
+                False,
+                False,
+            ),
+        ),
+        (
+            "discounted",
+            ops.returns_gae,
+            (
+                rew,
+                None,
+                torch.tensor(0.9, dtype=dt),
+                torch.tensor(1.0, dtype=dt),
+                None,
+                None,
+                None,
+                None,
+                torch.rand(7, B, generator=g) < 0.9,
+                0,
+                False,
+                True,
+            ),
+        ),
     ]
     # the backward ops (called by the autograd formulas), on inputs without grad
     d = lambda *s: r(*s, grad=False)  # noqa: E731
     c += [
-        ("normal_head_backward", ops.sampling_normal_head_backward,
-         (d(B, D), d(B, D), 0, None, 7, 2, 0, 0, -inf, inf, d(2, B, D), d(B), None)),
-        ("mvn_head_backward", ops.sampling_mvn_head_backward, (d(B, D), L(grad=False), None, 7, -1, 0, 0, d(B, D),
-                                                               None, d(B))),
+        (
+            "normal_head_backward",
+            ops.sampling_normal_head_backward,
+            (d(B, D), d(B, D), 0, None, 7, 2, 0, 0, -inf, inf, d(2, B, D), d(B), None),
+        ),
+        (
+            "mvn_head_backward",
+            ops.sampling_mvn_head_backward,
+            (d(B, D), L(grad=False), None, 7, -1, 0, 0, d(B, D), None, d(B)),
+        ),
         ("kl_normal_backward", ops.sampling_kl_normal_backward, (d(B), d(B, D), d(B, D), 0, d(D), None, -inf, inf)),
-        ("normal_log_prob_backward", ops.sampling_normal_log_prob_backward,
-         (d(B), d(B, D), d(B, D), d(B, D), 0, -inf, inf)),
+        (
+            "normal_log_prob_backward",
+            ops.sampling_normal_log_prob_backward,
+            (d(B), d(B, D), d(B, D), d(B, D), 0, -inf, inf),
+        ),
         ("kl_mvn_backward", ops.sampling_kl_mvn_backward, (d(B), d(B, D), L(B, grad=False), None, L(grad=False))),
         ("mvn_log_prob_backward", ops.sampling_mvn_log_prob_backward, (d(B), d(B, D), d(B, D), L(grad=False))),
-        ("mahalanobis_backward", ops.sampling_mahalanobis_backward, (d(B), d(B, D), d(B, D), L(grad=False), False,
-                                                                     True)),
-        ("gumbel_softmax_backward", ops.sampling_gumbel_softmax_backward,
-         (d(B, D), torch.softmax(d(B, D), -1), 0.7)),
+        (
+            "mahalanobis_backward",
+            ops.sampling_mahalanobis_backward,
+            (d(B), d(B, D), d(B, D), L(grad=False), False, True),
+        ),
+        ("gumbel_softmax_backward", ops.sampling_gumbel_softmax_backward, (d(B, D), torch.softmax(d(B, D), -1), 0.7)),
         ("spatial_softmax_bwd", ops.spatial_softmax_bwd, None),  # built below from a forward
     ]
     return c
@@ -123,8 +189,11 @@ def test_opcheck(case, dt):
     torch.library.opcheck(op.default, args)
 
 
-_HALF_IDS = [c[0] for c in _opcheck_cases(F64) if c[1]._qualified_op_name.startswith("pygenmod::sampling_")
-             and not c[0].endswith("_backward")]
+_HALF_IDS = [
+    c[0]
+    for c in _opcheck_cases(F64)
+    if c[1]._qualified_op_name.startswith("pygenmod::sampling_") and not c[0].endswith("_backward")
+]
 
 
 @pytest.mark.parametrize("dt", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
@@ -143,7 +212,9 @@ def test_every_op_is_registered_and_covered():
     import pygenmod._torch_sampling  # noqa: F401
 
     covered = {c[1]._qualified_op_name.split("::")[1] for c in _opcheck_cases(F64)}
-    registered = {n for n in dir(ops) if not n.startswith("_") and isinstance(getattr(ops, n), torch._ops.OpOverloadPacket)}
+    registered = {
+        n for n in dir(ops) if not n.startswith("_") and isinstance(getattr(ops, n), torch._ops.OpOverloadPacket)
+    }
     mine = {n for n in registered if n.startswith(("sampling_", "spatial_", "returns_"))}
     assert len(mine) >= 19 and mine <= covered, mine - covered
 
@@ -167,10 +238,12 @@ def _compare(ours, ref, inputs, seed=0, **tol):
 
 def _eps(mu, L=None, seed=0, S=None):
     if L is None:
-        return torch.from_numpy(S_.rsample_normal(mu.detach().numpy(), np.zeros(mu.shape), seed=seed, n_samples=S,
-                                                  return_eps=True)[1])
-    return torch.from_numpy(S_.rsample_mvn(mu.detach().numpy(), L.detach().numpy(), seed=seed, n_samples=S,
-                                           return_eps=True)[1])
+        return torch.from_numpy(
+            S_.rsample_normal(mu.detach().numpy(), np.zeros(mu.shape), seed=seed, n_samples=S, return_eps=True)[1]
+        )
+    return torch.from_numpy(
+        S_.rsample_mvn(mu.detach().numpy(), L.detach().numpy(), seed=seed, n_samples=S, return_eps=True)[1]
+    )
 
 
 S_ = S
@@ -206,13 +279,18 @@ def test_diagonal_kl_and_log_prob_match_torch_distributions():
     def N(m, lv):
         return dist.Normal(m, torch.exp(0.5 * lv))
 
-    _compare(lambda a, b, c, d: T.kl_normal(a, b, c, d),
-             lambda a, b, c, d: dist.kl_divergence(N(a, b), N(c.expand(B, D), d)).sum(-1), (mu, lv, pm, plv))
+    _compare(
+        lambda a, b, c, d: T.kl_normal(a, b, c, d),
+        lambda a, b, c, d: dist.kl_divergence(N(a, b), N(c.expand(B, D), d)).sum(-1),
+        (mu, lv, pm, plv),
+    )
     _compare(lambda x, a, b: T.normal_log_prob(x, a, b), lambda x, a, b: N(a, b).log_prob(x).sum(-1), (x, mu, lv))
     ls = _r(g, B, D)
-    _compare(lambda a, b: T.kl_normal(a, log_std=b, prior_mu=0.5, prior_log_std=0.2),
-             lambda a, b: dist.kl_divergence(dist.Normal(a, b.exp()), dist.Normal(0.5, math.exp(0.2))).sum(-1),
-             (mu, ls))
+    _compare(
+        lambda a, b: T.kl_normal(a, log_std=b, prior_mu=0.5, prior_log_std=0.2),
+        lambda a, b: dist.kl_divergence(dist.Normal(a, b.exp()), dist.Normal(0.5, math.exp(0.2))).sum(-1),
+        (mu, ls),
+    )
 
 
 def test_full_covariance_kl_log_prob_mahalanobis_match_torch():
@@ -223,12 +301,16 @@ def test_full_covariance_kl_log_prob_mahalanobis_match_torch():
     def MVN(m, L):  # the ops read only the lower triangle (gradients are lower triangular)
         return dist.MultivariateNormal(m, scale_tril=torch.tril(L))
 
-    _compare(lambda a, b, c, d: T.kl_mvn(a, b, c, d),
-             lambda a, b, c, d: dist.kl_divergence(MVN(a, b), MVN(c.expand(B, D), d.expand(B, D, D))),
-             (mu, L, pm, pL))
-    _compare(lambda a, b: T.kl_mvn(a, b),
-             lambda a, b: dist.kl_divergence(MVN(a, b), MVN(torch.zeros(D, dtype=F64), torch.eye(D, dtype=F64))),
-             (mu, L))
+    _compare(
+        lambda a, b, c, d: T.kl_mvn(a, b, c, d),
+        lambda a, b, c, d: dist.kl_divergence(MVN(a, b), MVN(c.expand(B, D), d.expand(B, D, D))),
+        (mu, L, pm, pL),
+    )
+    _compare(
+        lambda a, b: T.kl_mvn(a, b),
+        lambda a, b: dist.kl_divergence(MVN(a, b), MVN(torch.zeros(D, dtype=F64), torch.eye(D, dtype=F64))),
+        (mu, L),
+    )
     _compare(lambda x, a, b: T.mvn_log_prob(x, a, b), lambda x, a, b: MVN(a, b).log_prob(x), (x, mu, L))
 
     def maha_ref(x, m, L, precision, squared):
@@ -289,17 +371,19 @@ def test_gae_matches_torch_loop_and_is_not_differentiable():
     torch.testing.assert_close(adv, adv2)
     torch.testing.assert_close(ret, ret2)
     assert not adv.requires_grad and not ret.requires_grad  # targets: gradients do not flow
-    torch.testing.assert_close(T.lambda_returns(r, v, gamma=0.97, lam=0.9, terminated=term, bootstrap_value=boot),
-                               ret2)
+    torch.testing.assert_close(T.lambda_returns(r, v, gamma=0.97, lam=0.9, terminated=term, bootstrap_value=boot), ret2)
     # batch-major input, per-environment gamma, advantages only
     gam = torch.tensor([0.9, 0.95, 0.99], dtype=F64)
     out = T.gae(r.T, v.T, gamma=gam, lam=0.8, time_axis=1, compute_returns=False)
     assert out.returns is None
-    np.testing.assert_allclose(out.advantages.numpy(),
-                               R.gae(r.detach().T.numpy(), v.detach().T.numpy(), gamma=gam.numpy(), lam=0.8,
-                                     time_axis=1).advantages)
-    np.testing.assert_allclose(T.discounted_returns(r, gamma=0.9, terminated=term).numpy(),
-                               R.discounted_returns(r.detach().numpy(), gamma=0.9, terminated=term.numpy()))
+    np.testing.assert_allclose(
+        out.advantages.numpy(),
+        R.gae(r.detach().T.numpy(), v.detach().T.numpy(), gamma=gam.numpy(), lam=0.8, time_axis=1).advantages,
+    )
+    np.testing.assert_allclose(
+        T.discounted_returns(r, gamma=0.9, terminated=term).numpy(),
+        R.discounted_returns(r.detach().numpy(), gamma=0.9, terminated=term.numpy()),
+    )
 
 
 # ------------------------------------------------------------------------------ torch.compile
@@ -307,11 +391,24 @@ def _all_ops(mu, lv, L, x, logits, img, t, rew, val, seed):
     """One call of every op family (shared by the compile tests: one compilation)."""
     z, kl, lq = T.normal_head(mu, lv, seed=seed, n_samples=2, log_q=True)
     zm, klm, lqm = T.mvn_head(mu, L, seed=seed, log_q=True)
-    out = [z, kl, lq, zm, klm, lqm, T.rsample_mvn(mu, L[0], seed=seed, stream=3),
-           T.kl_normal(mu, lv, 0.5, lv.flip(0)), T.normal_log_prob(x, mu, lv), T.kl_mvn(mu, L, mu.flip(0), L[0]),
-           T.mvn_log_prob(x, mu, L), T.mahalanobis(x, mu, L, squared=False),
-           T.mahalanobis(x, mu, precision_tril=L[0]), T.gumbel_softmax(logits, 0.5, seed=seed),
-           T.gumbel_softmax(logits, 0.5, seed=seed, hard=True), *T.spatial_softmax(img, t, return_cov=True)]
+    out = [
+        z,
+        kl,
+        lq,
+        zm,
+        klm,
+        lqm,
+        T.rsample_mvn(mu, L[0], seed=seed, stream=3),
+        T.kl_normal(mu, lv, 0.5, lv.flip(0)),
+        T.normal_log_prob(x, mu, lv),
+        T.kl_mvn(mu, L, mu.flip(0), L[0]),
+        T.mvn_log_prob(x, mu, L),
+        T.mahalanobis(x, mu, L, squared=False),
+        T.mahalanobis(x, mu, precision_tril=L[0]),
+        T.gumbel_softmax(logits, 0.5, seed=seed),
+        T.gumbel_softmax(logits, 0.5, seed=seed, hard=True),
+        *T.spatial_softmax(img, t, return_cov=True),
+    ]
     adv, ret = T.gae(rew, val, gamma=0.9, lam=0.95)
     return out, adv, ret
 
@@ -319,9 +416,17 @@ def _all_ops(mu, lv, L, x, logits, img, t, rew, val, seed):
 def _inputs(dt=torch.float32, seed=0):
     g = _gen(seed)
     B, D = 3, 5
-    return dict(mu=_r(g, B, D, dt=dt), lv=_r(g, B, D, dt=dt), L=_L(g, B, D=D, dt=dt), x=_r(g, 2, B, D, dt=dt),
-                logits=_r(g, B, 4, dt=dt), img=_r(g, 2, 3, 4, 5, dt=dt), t=torch.tensor(1.2, dtype=dt, requires_grad=True),
-                rew=_r(g, 6, B, dt=dt, grad=False), val=_r(g, 6, B, dt=dt))
+    return dict(
+        mu=_r(g, B, D, dt=dt),
+        lv=_r(g, B, D, dt=dt),
+        L=_L(g, B, D=D, dt=dt),
+        x=_r(g, 2, B, D, dt=dt),
+        logits=_r(g, B, 4, dt=dt),
+        img=_r(g, 2, 3, 4, 5, dt=dt),
+        t=torch.tensor(1.2, dtype=dt, requires_grad=True),
+        rew=_r(g, 6, B, dt=dt, grad=False),
+        val=_r(g, 6, B, dt=dt),
+    )
 
 
 def _loss_and_grads(fn, inp, seed):
@@ -391,8 +496,9 @@ def test_seed_full_64_bit_range_and_one_key_for_forward_and_backward():
     lv = torch.randn(2, 3, dtype=F64, requires_grad=True)
     big = 2**64 - 3  # an int64 schema argument carries the same bits
     z = T.rsample_normal(mu, lv, seed=big)
-    np.testing.assert_array_equal(z.detach().numpy(), S.rsample_normal(mu.detach().numpy(), lv.detach().numpy(),
-                                                                         seed=big))
+    np.testing.assert_array_equal(
+        z.detach().numpy(), S.rsample_normal(mu.detach().numpy(), lv.detach().numpy(), seed=big)
+    )
     torch.manual_seed(0)  # torch's generator plays no part
     z1 = T.rsample_normal(mu, lv)  # seed=None: one fresh key, shared by forward and backward
     z1.sum().backward()

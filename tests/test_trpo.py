@@ -2,6 +2,7 @@
 against scipy's cg on explicit matrices, the step size and line search against plain loops,
 the torch Fisher-vector product against the explicit Fisher of a linear-Gaussian policy, and a
 whole TRPO step against a straightforward reference (explicit Fisher, solve, step size, line search)."""
+
 import numpy as np
 import pytest
 import scipy.sparse.linalg as spla
@@ -119,7 +120,7 @@ def test_cg_converged_problems_stop_updating():
     res = trpo.conjugate_gradient(matvec(F), g, max_iter=500)
     assert res.iterations[0] == 1 and res.iterations[1] > 5
     for b in range(3):
-        alone = trpo.conjugate_gradient(matvec(F[b:b + 1]), g[b:b + 1], max_iter=500)
+        alone = trpo.conjugate_gradient(matvec(F[b : b + 1]), g[b : b + 1], max_iter=500)
         np.testing.assert_array_equal(res.x[b], alone.x[0])
         assert res.iterations[b] == alone.iterations[0]
 
@@ -143,25 +144,29 @@ def test_cg_torch_matches_numpy():
     g = rng.standard_normal((3, 15))
     ref = trpo.conjugate_gradient(matvec(F), g, damping=0.05, max_iter=30)
     Ft = torch.from_numpy(F)
-    out = trpo.conjugate_gradient(lambda V: torch.einsum("bij,bj->bi", Ft, V), torch.from_numpy(g),
-                                  damping=0.05, max_iter=30)
+    out = trpo.conjugate_gradient(
+        lambda V: torch.einsum("bij,bj->bi", Ft, V), torch.from_numpy(g), damping=0.05, max_iter=30
+    )
     assert isinstance(out.x, torch.Tensor) and out.x.dtype == torch.float64
     np.testing.assert_allclose(out.x.numpy(), ref.x, rtol=1e-12)
     np.testing.assert_array_equal(out.status.numpy(), ref.status)
     np.testing.assert_array_equal(out.iterations.numpy(), ref.iterations)
 
 
-@pytest.mark.parametrize("call, err, match", [
-    (lambda mv, g: trpo.conjugate_gradient(mv, g.astype(np.int64)), TypeError, "g: expected a float32"),
-    (lambda mv, g: trpo.conjugate_gradient(mv, g[None]), ValueError, "g: expected shape"),
-    (lambda mv, g: trpo.conjugate_gradient(lambda V: V[:, :2], g), ValueError, "fvp: must return"),
-    (lambda mv, g: trpo.conjugate_gradient(mv, g, damping=-1.0), ValueError, "damping"),
-    (lambda mv, g: trpo.conjugate_gradient(mv, g, max_iter=-1), ValueError, "max_iter"),
-    (lambda mv, g: trpo.conjugate_gradient(mv, g, tol=float("nan")), ValueError, "tol"),
-    (lambda mv, g: trpo.conjugate_gradient(mv, np.full_like(g, np.nan)), ValueError, "g: contains NaN"),
-    (lambda mv, g: trpo.conjugate_gradient(3, g), TypeError, "fvp: expected a callable"),
-    (lambda mv, g: trpo.conjugate_gradient(lambda V: list(V), g), ValueError, "fvp: must return an array"),
-])
+@pytest.mark.parametrize(
+    "call, err, match",
+    [
+        (lambda mv, g: trpo.conjugate_gradient(mv, g.astype(np.int64)), TypeError, "g: expected a float32"),
+        (lambda mv, g: trpo.conjugate_gradient(mv, g[None]), ValueError, "g: expected shape"),
+        (lambda mv, g: trpo.conjugate_gradient(lambda V: V[:, :2], g), ValueError, "fvp: must return"),
+        (lambda mv, g: trpo.conjugate_gradient(mv, g, damping=-1.0), ValueError, "damping"),
+        (lambda mv, g: trpo.conjugate_gradient(mv, g, max_iter=-1), ValueError, "max_iter"),
+        (lambda mv, g: trpo.conjugate_gradient(mv, g, tol=float("nan")), ValueError, "tol"),
+        (lambda mv, g: trpo.conjugate_gradient(mv, np.full_like(g, np.nan)), ValueError, "g: contains NaN"),
+        (lambda mv, g: trpo.conjugate_gradient(3, g), TypeError, "fvp: expected a callable"),
+        (lambda mv, g: trpo.conjugate_gradient(lambda V: list(V), g), ValueError, "fvp: must return an array"),
+    ],
+)
 def test_cg_errors(call, err, match):
     g = np.ones((2, 3))
     with pytest.raises(err, match=match):
@@ -237,8 +242,9 @@ def test_line_search_matches_plain_loop():
     res = trpo.line_search(f, kl, x0, full, max_kl=0.5, expected_improve=expected)
     fracs = []
     for b in range(B):
-        xr, acc, frac, k = reference_line_search(lambda x, b=b: f_b(b, x), lambda x, b=b: kl_b(b, x), x0[b], full[b],
-                                                 0.5, expected[b])
+        xr, acc, frac, k = reference_line_search(
+            lambda x, b=b: f_b(b, x), lambda x, b=b: kl_b(b, x), x0[b], full[b], 0.5, expected[b]
+        )
         np.testing.assert_allclose(res.x[b], xr, rtol=1e-14)
         assert bool(res.accepted[b]) == acc and res.step_frac[b] == frac and res.backtracks[b] == k
         if acc:
@@ -258,13 +264,16 @@ def test_line_search_kl_limit_alone_rejects():
     assert not res.accepted[0] and res.backtracks[0] == 3 and np.all(res.x == 0)
 
 
-@pytest.mark.parametrize("kw, err, match", [
-    (dict(backtrack_ratio=1.0), ValueError, "backtrack_ratio"),
-    (dict(accept_ratio=-0.1), ValueError, "accept_ratio"),
-    (dict(max_backtracks=0), ValueError, "max_backtracks"),
-    (dict(max_kl=-1.0), ValueError, "max_kl"),
-    (dict(expected_improve=np.ones(3)), ValueError, "expected_improve"),
-])
+@pytest.mark.parametrize(
+    "kw, err, match",
+    [
+        (dict(backtrack_ratio=1.0), ValueError, "backtrack_ratio"),
+        (dict(accept_ratio=-0.1), ValueError, "accept_ratio"),
+        (dict(max_backtracks=0), ValueError, "max_backtracks"),
+        (dict(max_kl=-1.0), ValueError, "max_kl"),
+        (dict(expected_improve=np.ones(3)), ValueError, "expected_improve"),
+    ],
+)
 def test_line_search_errors(kw, err, match):
     kw = {"max_kl": 0.1, **kw}
     with pytest.raises(err, match=match):
@@ -281,8 +290,14 @@ class LinearGaussian:
     def __init__(self, rng, B, N=64, d=3, k=2):
         self.B, self.N, self.d, self.k = B, N, d, k
         self.n = k * d + 2 * k
-        self.theta0 = np.concatenate([0.5 * rng.standard_normal((B, k * d)), 0.1 * rng.standard_normal((B, k)),
-                                      np.log(rng.uniform(0.3, 1.0, (B, k)))], 1)
+        self.theta0 = np.concatenate(
+            [
+                0.5 * rng.standard_normal((B, k * d)),
+                0.1 * rng.standard_normal((B, k)),
+                np.log(rng.uniform(0.3, 1.0, (B, k))),
+            ],
+            1,
+        )
         self.S = rng.standard_normal((B, N, d))
         mu, std = self.dist(self.theta0)
         self.A = mu + std[:, None] * rng.standard_normal((B, N, k))
@@ -291,7 +306,7 @@ class LinearGaussian:
 
     def unpack(self, th):
         k, d = self.k, self.d
-        return th[:, :k * d].reshape(-1, k, d), th[:, k * d:k * d + k], th[:, k * d + k:]
+        return th[:, : k * d].reshape(-1, k, d), th[:, k * d : k * d + k], th[:, k * d + k :]
 
     def dist(self, th):
         W, b, ls = self.unpack(th)
@@ -331,7 +346,7 @@ class LinearGaussian:
             for j in range(k):
                 idx = [j * d + i for i in range(d)] + [k * d + j]
                 F[b][np.ix_(idx, idx)] = M[b] / std[b, j] ** 2
-            F[b, k * d + k:, k * d + k:] = 2 * np.eye(k)
+            F[b, k * d + k :, k * d + k :] = 2 * np.eye(k)
         return F
 
 
@@ -347,8 +362,18 @@ def reference_trpo_step(pol, b, max_kl, damping, accept_ratio=0.1, ratio=0.5, ma
         T = np.repeat(pol.theta0, 1, 0).copy()
         T[b] = th
         return T
-    return reference_line_search(lambda th: pol.surrogate(at(th))[b], lambda th: pol.kl(at(th))[b],
-                                 pol.theta0[b], full, max_kl, g @ full, accept_ratio, ratio, max_bt), beta
+
+    return reference_line_search(
+        lambda th: pol.surrogate(at(th))[b],
+        lambda th: pol.kl(at(th))[b],
+        pol.theta0[b],
+        full,
+        max_kl,
+        g @ full,
+        accept_ratio,
+        ratio,
+        max_bt,
+    ), beta
 
 
 def test_linear_gaussian_reference_is_consistent():
@@ -356,13 +381,31 @@ def test_linear_gaussian_reference_is_consistent():
     pol = LinearGaussian(np.random.default_rng(10), 2)
     h = 1e-6
     E = np.eye(pol.n)
-    fd = np.stack([(pol.surrogate(pol.theta0 + h * E[i]) - pol.surrogate(pol.theta0 - h * E[i])) / (2 * h)
-                   for i in range(pol.n)], -1)
+    fd = np.stack(
+        [(pol.surrogate(pol.theta0 + h * E[i]) - pol.surrogate(pol.theta0 - h * E[i])) / (2 * h) for i in range(pol.n)],
+        -1,
+    )
     np.testing.assert_allclose(pol.grad(), fd, rtol=1e-6, atol=1e-8)
     h = 1e-4
-    H = np.stack([np.stack([(pol.kl(pol.theta0 + h * (E[i] + E[j])) - pol.kl(pol.theta0 + h * (E[i] - E[j]))
-                             - pol.kl(pol.theta0 - h * (E[i] - E[j])) + pol.kl(pol.theta0 - h * (E[i] + E[j])))
-                            / (4 * h * h) for j in range(pol.n)], -1) for i in range(pol.n)], -2)
+    H = np.stack(
+        [
+            np.stack(
+                [
+                    (
+                        pol.kl(pol.theta0 + h * (E[i] + E[j]))
+                        - pol.kl(pol.theta0 + h * (E[i] - E[j]))
+                        - pol.kl(pol.theta0 - h * (E[i] - E[j]))
+                        + pol.kl(pol.theta0 - h * (E[i] + E[j]))
+                    )
+                    / (4 * h * h)
+                    for j in range(pol.n)
+                ],
+                -1,
+            )
+            for i in range(pol.n)
+        ],
+        -2,
+    )
     np.testing.assert_allclose(pol.fisher(), H, atol=1e-5)
 
 
@@ -370,8 +413,17 @@ def test_linear_gaussian_reference_is_consistent():
 def test_trpo_step_numpy_batched_matches_reference(max_kl, accept_ratio):
     pol = LinearGaussian(np.random.default_rng(11), 4)
     F = pol.fisher()
-    out = trpo.trpo_step(pol.theta0, pol.grad(), matvec(F), pol.surrogate, pol.kl, max_kl=max_kl, damping=0.1,
-                         cg_iters=pol.n, accept_ratio=accept_ratio)
+    out = trpo.trpo_step(
+        pol.theta0,
+        pol.grad(),
+        matvec(F),
+        pol.surrogate,
+        pol.kl,
+        max_kl=max_kl,
+        damping=0.1,
+        cg_iters=pol.n,
+        accept_ratio=accept_ratio,
+    )
     for b in range(pol.B):
         (x_ref, acc, frac, k), beta = reference_trpo_step(pol, b, max_kl, 0.1, accept_ratio)
         np.testing.assert_allclose(out.step_size[b], beta, rtol=1e-6)
@@ -387,9 +439,10 @@ def test_trpo_step_numpy_batched_matches_reference(max_kl, accept_ratio):
 # ============================================================================ torch
 def _torch_policy(torch, pol, b):
     """Policy b of ``pol`` as a torch model; closures for the KL and the surrogate."""
-    W0, b0, ls0 = (torch.from_numpy(a[b].copy()) for a in pol.unpack(pol.theta0[b:b + 1]))
-    model = torch.nn.ParameterDict({"W": torch.nn.Parameter(W0), "b": torch.nn.Parameter(b0),
-                                    "log_std": torch.nn.Parameter(ls0)})
+    W0, b0, ls0 = (torch.from_numpy(a[b].copy()) for a in pol.unpack(pol.theta0[b : b + 1]))
+    model = torch.nn.ParameterDict(
+        {"W": torch.nn.Parameter(W0), "b": torch.nn.Parameter(b0), "log_std": torch.nn.Parameter(ls0)}
+    )
     S, A = torch.from_numpy(pol.S[b]), torch.from_numpy(pol.A[b])
     adv, logp0 = torch.from_numpy(pol.adv[b]), torch.from_numpy(pol.logp0[b])
 
@@ -404,7 +457,7 @@ def _torch_policy(torch, pol, b):
 
     def unflat(th):
         k, d = pol.k, pol.d
-        return th[:k * d].reshape(k, d), th[k * d:k * d + k], th[k * d + k:]
+        return th[: k * d].reshape(k, d), th[k * d : k * d + k], th[k * d + k :]
 
     def surrogate_at(th):  # (n,) -> scalar
         lp = dist(*unflat(th)).log_prob(A).sum(-1)
@@ -412,6 +465,7 @@ def _torch_policy(torch, pol, b):
 
     def kl_at(th):
         return torch.distributions.kl_divergence(old, dist(*unflat(th))).sum(-1).mean()
+
     return model, kl, surrogate_at, kl_at
 
 
@@ -455,9 +509,16 @@ def test_torch_trpo_step_matches_reference():
     np.testing.assert_allclose(g.numpy(), pol.grad()[0], rtol=1e-10, atol=1e-13)
     fvp = fisher_vector_product(kl, model)
     with torch.no_grad():
-        out = trpo.trpo_step(theta0, g, fvp, lambda T: torch.stack([surrogate_at(t) for t in T]),
-                             lambda T: torch.stack([kl_at(t) for t in T]), max_kl=0.01, damping=0.1,
-                             cg_iters=pol.n)
+        out = trpo.trpo_step(
+            theta0,
+            g,
+            fvp,
+            lambda T: torch.stack([surrogate_at(t) for t in T]),
+            lambda T: torch.stack([kl_at(t) for t in T]),
+            max_kl=0.01,
+            damping=0.1,
+            cg_iters=pol.n,
+        )
     (x_ref, acc, frac, k), beta = reference_trpo_step(pol, 0, 0.01, 0.1)
     assert isinstance(out.x, torch.Tensor) and out.x.shape == (pol.n,)
     assert bool(out.search.accepted) == acc and float(out.search.step_frac) == frac

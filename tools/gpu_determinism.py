@@ -11,6 +11,7 @@ Usage: python tools/gpu_determinism.py [--out DIR] [--dry-run] [--other numba]
 ``--dry-run`` (no GPU): the "device" side is the CPU backend again (or ``--other``), so every
 case, comparison and report runs; only the device is missing. Exit status 1 on a broken promise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,22 +71,33 @@ def c_random_bits(c):
 
 def c_random_uniform(c):
     d = "cuda" if c.device else "cpu"
-    return {"f32": random.uniform(7, (64, 1000), device=d), "f64": random.uniform(7, (64, 1000), dtype=np.float64, device=d)}
+    return {
+        "f32": random.uniform(7, (64, 1000), device=d),
+        "f64": random.uniform(7, (64, 1000), dtype=np.float64, device=d),
+    }
 
 
 def c_random_normal(c):
     d = "cuda" if c.device else "cpu"
-    return {"normal_f32": random.normal(7, (64, 1000), device=d),
-            "normal_f64": random.normal(7, (64, 1000), dtype=np.float64, device=d),
-            "gumbel_f32": random.gumbel(7, (64, 1000), device=d)}
+    return {
+        "normal_f32": random.normal(7, (64, 1000), device=d),
+        "normal_f64": random.normal(7, (64, 1000), dtype=np.float64, device=d),
+        "gumbel_f32": random.gumbel(7, (64, 1000), device=d),
+    }
 
 
 def c_normal_head(c):
     r = _rng(1)
     mu, lv = r.normal(size=(512, 32)).astype(np.float32), r.normal(size=(512, 32)).astype(np.float32) * 0.3
     h = sampling.normal_head(c.a(mu), c.a(lv), seed=3, n_samples=2, log_q=True)
-    g = sampling.normal_head_backward(c.a(mu), c.a(lv), grad_z=c.a(r.normal(size=(2, 512, 32)).astype(np.float32)),
-                                      grad_kl=c.a(np.ones(512, np.float32)), seed=3, n_samples=2)
+    g = sampling.normal_head_backward(
+        c.a(mu),
+        c.a(lv),
+        grad_z=c.a(r.normal(size=(2, 512, 32)).astype(np.float32)),
+        grad_kl=c.a(np.ones(512, np.float32)),
+        seed=3,
+        n_samples=2,
+    )
     return {"z": h.z, "kl": h.kl, "log_q": h.log_q, "dmu": g[0], "dlogvar": g[1]}
 
 
@@ -95,8 +107,9 @@ def c_mvn_head(c):
     mu = r.normal(size=(B, D))
     L = np.tril(r.normal(size=(D, D)) * 0.2) + np.eye(D)
     h = sampling.mvn_head(c.a(mu), c.a(L[None]), seed=5, n_samples=3)
-    g = sampling.mvn_head_backward(c.a(mu), c.a(L[None]), grad_z=c.a(r.normal(size=(3, B, D))),
-                                   grad_kl=c.a(np.ones(B)), seed=5, n_samples=3)
+    g = sampling.mvn_head_backward(
+        c.a(mu), c.a(L[None]), grad_z=c.a(r.normal(size=(3, B, D))), grad_kl=c.a(np.ones(B)), seed=5, n_samples=3
+    )
     return {"z": h.z, "kl": h.kl, "dmu (shared L)": g[0], "dL (shared L)": g[1]}
 
 
@@ -120,8 +133,13 @@ def c_gmm(c):
     f = gmm.fit(c.a(X), 3, covariance_type="full", max_iter=20, tol=0.0, random_state=0, warn=False)
     e = gmm.e_step(c.a(X), f.params)
     s = gmm.sample(f.params, 200, seed=1)
-    out = {"weights": f.params.weights, "means": f.params.means, "lower_bound": f.lower_bound,
-           "log_resp": e.log_resp, "log_prob_norm": e.log_prob_norm}
+    out = {
+        "weights": f.params.weights,
+        "means": f.params.means,
+        "lower_bound": f.lower_bound,
+        "log_resp": e.log_resp,
+        "log_prob_norm": e.log_prob_norm,
+    }
     if isinstance(s, tuple):
         out.update({"sample": s[0], "labels": s[1]})
     return out
@@ -154,8 +172,13 @@ def c_gae(c):
 def c_mcts(c):
     r = _rng(8)
     S, A, B = 64, 6, 16
-    model = mcts.tabular_model(c.a(r.integers(0, S, (S, A))), c.a(r.normal(size=(S, A))),
-                               c.a(r.normal(size=(S, A))), c.a(r.normal(size=S)), 0.97)
+    model = mcts.tabular_model(
+        c.a(r.integers(0, S, (S, A))),
+        c.a(r.normal(size=(S, A))),
+        c.a(r.normal(size=(S, A))),
+        c.a(r.normal(size=S)),
+        0.97,
+    )
     out = mcts.muzero_policy(c.a(r.integers(0, S, B)), model, 32, dirichlet_fraction=0.0, temperature=0.0)
     return {"visit_counts": out.visit_counts, "value": out.value, "action": out.action}
 
@@ -172,10 +195,12 @@ def c_categorical(c):
     m[:, 0] = True
     a = np.zeros(512, np.int64)
     g = np.ones(512)
-    return {"log_prob": categorical.log_prob(c.a(x), c.a(a), mask=c.a(m)),
-            "entropy": categorical.entropy(c.a(x), mask=c.a(m)),
-            "kl": categorical.kl(c.a(x), c.a(y), mask=c.a(m)),
-            "kl grad_q": categorical.kl_backward(c.a(x), c.a(y), grad_kl=c.a(g), mask=c.a(m))[1]}
+    return {
+        "log_prob": categorical.log_prob(c.a(x), c.a(a), mask=c.a(m)),
+        "entropy": categorical.entropy(c.a(x), mask=c.a(m)),
+        "kl": categorical.kl(c.a(x), c.a(y), mask=c.a(m)),
+        "kl grad_q": categorical.kl_backward(c.a(x), c.a(y), grad_kl=c.a(g), mask=c.a(m))[1],
+    }
 
 
 CASES = [
@@ -253,8 +278,11 @@ def run(device: str, reference: str) -> list[dict]:
         for k in d1:
             rr = compare(d1[k], d2[k])
             cr = compare(ref[k], d1[k]) if k in ref else dict(bitwise=False, note="missing on reference")
-            promise_ok = cr["bitwise"] if promise == "bitwise" else (
-                cr["bitwise"] or cr.get("within_tol", False) or np.asarray(d1[k]).dtype.kind != "f")
+            promise_ok = (
+                cr["bitwise"]
+                if promise == "bitwise"
+                else (cr["bitwise"] or cr.get("within_tol", False) or np.asarray(d1[k]).dtype.kind != "f")
+            )
             ok &= rr["bitwise"] and promise_ok
             outs[k] = dict(run_to_run=rr, vs_reference=cr, promise_kept=bool(promise_ok))
         row.update(outputs=outs, ok=bool(ok), seconds=round(time.perf_counter() - t0, 3))
@@ -274,15 +302,19 @@ def _cell(cr: dict) -> str:
 
 def markdown(rows) -> str:
     dev, ref = rows[0]["device"], rows[0]["reference"]
-    lines = [f"| family | case | output | {dev} twice | {ref} vs {dev} | promise | kept |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| family | case | output | {dev} twice | {ref} vs {dev} | promise | kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['family']} | {r['case']} | - | ERROR | {r['error']} | {r['promise']} | no |")
             continue
         for k, o in r["outputs"].items():
-            lines.append(f"| {r['family']} | {r['case']} | {k} | {_cell(o['run_to_run'])} | "
-                         f"{_cell(o['vs_reference'])} | {r['promise']} | {'yes' if o['promise_kept'] else 'NO'} |")
+            lines.append(
+                f"| {r['family']} | {r['case']} | {k} | {_cell(o['run_to_run'])} | "
+                f"{_cell(o['vs_reference'])} | {r['promise']} | {'yes' if o['promise_kept'] else 'NO'} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -6,6 +6,7 @@ arrays, with all threads and with one (OMP_NUM_THREADS=1, each in a fresh proces
 
 Builds bench/cpp with CMake (build/bench-cpp) first. Prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,8 +60,9 @@ def build():
     cmake = shutil.which("cmake")
     bdir = os.path.join(ROOT, "build", "bench-cpp")
     gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-    subprocess.run([cmake, "-S", HERE, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", *gen], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [cmake, "-S", HERE, "-B", bdir, "-DCMAKE_BUILD_TYPE=Release", *gen], check=True, stdout=subprocess.DEVNULL
+    )
     subprocess.run([cmake, "--build", bdir, "--target", "bench_cpp"], check=True, stdout=subprocess.DEVNULL)
     return os.path.join(bdir, "bench_cpp")
 
@@ -111,11 +113,16 @@ def main():
             res[("cpp", threads)] = run([exe, d, str(args.repeats)], threads)
             res[("py", threads)] = run([sys.executable, "-c", py], threads)
     nthreads = os.cpu_count()
-    lines = [(f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.processor() or platform.machine()}, "
-             f"{nthreads} CPUs; best of {args.repeats} calls after one warm-up (median in brackets). "
-             "`python bench/cpp/compare.py` reproduces it."), "",
-             "| case | threads | C++ (headers) | Python API | Python overhead | per simulation (C++) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        (
+            f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.processor() or platform.machine()}, "
+            f"{nthreads} CPUs; best of {args.repeats} calls after one warm-up (median in brackets). "
+            "`python bench/cpp/compare.py` reproduces it."
+        ),
+        "",
+        "| case | threads | C++ (headers) | Python API | Python overhead | per simulation (C++) |",
+        "|---|---|---|---|---|---|",
+    ]
     for threads in (None, 1):
         cpp, py = res[("cpp", threads)], res[("py", threads)]
         for case, c in cpp.items():
@@ -126,12 +133,16 @@ def main():
                 per = f"{1e6 * c['best_s'] / (B * sims):.3f} us"
             ps = f"{1e3 * p['best_s']:.3f} ms [{1e3 * p['median_s']:.3f}]" if p else "-"
             ov = f"{1e6 * (p['best_s'] - c['best_s']):+.0f} us" if p else "-"
-            lines.append(f"| {case} | {threads or nthreads} | {1e3 * c['best_s']:.3f} ms [{1e3 * c['median_s']:.3f}] "
-                         f"| {ps} | {ov} | {per} |")
+            lines.append(
+                f"| {case} | {threads or nthreads} | {1e3 * c['best_s']:.3f} ms [{1e3 * c['median_s']:.3f}] "
+                f"| {ps} | {ov} | {per} |"
+            )
         for case, p in py.items():
             if case not in cpp:
-                lines.append(f"| {case} | {threads or nthreads} | - | {1e3 * p['best_s']:.3f} ms "
-                             f"[{1e3 * p['median_s']:.3f}] | - | - |")
+                lines.append(
+                    f"| {case} | {threads or nthreads} | - | {1e3 * p['best_s']:.3f} ms "
+                    f"[{1e3 * p['median_s']:.3f}] | - | - |"
+                )
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -1,4 +1,5 @@
 """Categorical kernels vs torch.distributions (CPU, float32, one thread each); see categorical.md."""
+
 import timeit
 
 import numpy as np

@@ -3,6 +3,7 @@ backward, on CPU tensors (the ELBO call only: encoder/decoder outputs are given 
 
     PYTHONPATH=. python bench/results/elbo_compare.py [--threads 2] [--pg-threads N] [--repeat 30]
 """
+
 import argparse
 import time
 
@@ -30,8 +31,11 @@ def ours(x, dec, mu, lv, lik, dlv):
 def best(fn, args, repeat):
     ts = []
     for _ in range(repeat):
-        leaves = [a.detach().requires_grad_() if a.dtype.is_floating_point and i > 0 else a
-                  for i, a in enumerate(args[:4])] + list(args[4:5]) + [args[5].detach().requires_grad_()]
+        leaves = (
+            [a.detach().requires_grad_() if a.dtype.is_floating_point and i > 0 else a for i, a in enumerate(args[:4])]
+            + list(args[4:5])
+            + [args[5].detach().requires_grad_()]
+        )
         t = time.perf_counter()
         fn(*leaves).sum().backward()
         ts.append(time.perf_counter() - t)
@@ -62,8 +66,10 @@ def main():
             f_ref = lambda x, d, m, v, lk, dl: ref(x, d, m, v, lk, dl)  # noqa: E731
             best(f_ours, args, 3)
             best(f_ref, args, 3)
-            print(f"| {lik} | {B} | {D} | {X} | {S} | {best(f_ours, args, a.repeat):.3f} | "
-                  f"{best(f_ref, args, a.repeat):.3f} |")
+            print(
+                f"| {lik} | {B} | {D} | {X} | {S} | {best(f_ours, args, a.repeat):.3f} | "
+                f"{best(f_ref, args, a.repeat):.3f} |"
+            )
 
 
 if __name__ == "__main__":

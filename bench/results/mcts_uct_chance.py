@@ -1,5 +1,6 @@
 """UCT and chance nodes vs PUCT on the W5 shape (B=256, A=16, S=1024, 64 simulations, float32):
 best-of-5 wall time per tree-simulation. Run: PYTHONPATH=. python bench/results/mcts_uct_chance.py"""
+
 import time
 
 import numpy as np
@@ -27,12 +28,15 @@ rows = {
     "PUCT, deterministic": lambda: mcts.muzero_policy(roots, det, sims, seed=0, dirichlet_fraction=0.0),
     "UCT, deterministic, rollout_depth=0": lambda: mcts.uct_policy(roots, det, sims, seed=0, rollout_depth=0),
     "UCT, deterministic, rollout_depth=20": lambda: mcts.uct_policy(roots, det, sims, seed=0, rollout_depth=20),
-    "PUCT, stochastic (one outcome per edge)": lambda: mcts.muzero_policy(roots, sto, sims, seed=0,
-                                                                           dirichlet_fraction=0.0),
-    "PUCT, stochastic, chance nodes": lambda: mcts.muzero_policy(roots, sto, sims, seed=0, dirichlet_fraction=0.0,
-                                                                  chance_nodes=True),
-    "UCT, stochastic, chance nodes, rollout_depth=20": lambda: mcts.uct_policy(roots, sto, sims, seed=0,
-                                                                               rollout_depth=20, chance_nodes=True),
+    "PUCT, stochastic (one outcome per edge)": lambda: mcts.muzero_policy(
+        roots, sto, sims, seed=0, dirichlet_fraction=0.0
+    ),
+    "PUCT, stochastic, chance nodes": lambda: mcts.muzero_policy(
+        roots, sto, sims, seed=0, dirichlet_fraction=0.0, chance_nodes=True
+    ),
+    "UCT, stochastic, chance nodes, rollout_depth=20": lambda: mcts.uct_policy(
+        roots, sto, sims, seed=0, rollout_depth=20, chance_nodes=True
+    ),
 }
 print("| search | " + " | ".join(b for b in ("cpu", "numba")) + " |")
 print("|---|---|---|")

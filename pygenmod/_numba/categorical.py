@@ -1,12 +1,14 @@
 """numba categorical log-prob / entropy / KL (same contract as csrc/bind/categorical.cpp, math of
 categorical.hpp: masked actions have probability 0, infinite values get NaN gradients)."""
+
 import numba as nb
 import numpy as np
 
 from ..categorical import _STATUS
 
 OK, P_ALL_MASKED, P_NONFINITE, Q_ALL_MASKED, Q_NONFINITE, BAD_ACTION = (
-    _STATUS[k] for k in ("OK", "P_ALL_MASKED", "P_NONFINITE", "Q_ALL_MASKED", "Q_NONFINITE", "BAD_ACTION"))
+    _STATUS[k] for k in ("OK", "P_ALL_MASKED", "P_NONFINITE", "Q_ALL_MASKED", "Q_NONFINITE", "BAD_ACTION")
+)
 
 
 @nb.njit(cache=True, inline="always")

@@ -1,5 +1,6 @@
 """numba kernels of the cross-entropy method: batched top-k and one fused diagonal iteration
 (same contracts and tie-breaking as csrc/include/pygenmod/topk.hpp and cem.hpp)."""
+
 import math
 
 import numba as nb

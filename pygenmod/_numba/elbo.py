@@ -1,5 +1,6 @@
 """numba fused ELBO (same contract as csrc/bind/elbo.cpp: inputs, then preallocated outputs;
 optional arrays have size 0). Per-row sums in float64."""
+
 import math
 
 import numba as nb
@@ -124,8 +125,34 @@ def _elbo(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, shared, dkind, be
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _elbo_backward(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, shared, dkind, beta, ge, gl, gk_in, dmu,
-                   dsc, dL, dpm, dpp, ddec, ddp):
+def _elbo_backward(
+    mu,
+    p,
+    L,
+    pm,
+    pp,
+    kind,
+    lo,
+    hi,
+    lik,
+    x,
+    xi,
+    dec,
+    dp,
+    shared,
+    dkind,
+    beta,
+    ge,
+    gl,
+    gk_in,
+    dmu,
+    dsc,
+    dL,
+    dpm,
+    dpp,
+    ddec,
+    ddp,
+):
     B, D = mu.shape
     S, X, K = dec.shape[0], dec.shape[2], dec.shape[3]
     full = L.shape[0] > 0
@@ -204,13 +231,60 @@ def elbo(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, dkind, beta, out, 
     if dec.shape[0] < 1:
         raise ValueError("dec: expected at least one sample")
     p, L, pm, pp, x, xi, dec4, dp3, shared = _views(mu, p, L, pm, pp, lik, x, xi, dec, dp)
-    _elbo(mu, p, L, pm, pp, kind, float(lo), float(hi), lik, x, xi, dec4, dp3, shared, dkind, float(beta), out,
-          log_lik, kl, status)
+    _elbo(
+        mu,
+        p,
+        L,
+        pm,
+        pp,
+        kind,
+        float(lo),
+        float(hi),
+        lik,
+        x,
+        xi,
+        dec4,
+        dp3,
+        shared,
+        dkind,
+        float(beta),
+        out,
+        log_lik,
+        kl,
+        status,
+    )
 
 
-def elbo_backward(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, dkind, beta, ge, gl, gk, dmu, dsc, dL, dpm,
-                  dpp, ddec, ddp):
+def elbo_backward(
+    mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, dkind, beta, ge, gl, gk, dmu, dsc, dL, dpm, dpp, ddec, ddp
+):
     p, L, pm, pp, x, xi, dec4, dp3, shared = _views(mu, p, L, pm, pp, lik, x, xi, dec, dp)
     ddec4 = ddec.reshape(dec4.shape)
-    _elbo_backward(mu, p, L, pm, pp, kind, float(lo), float(hi), lik, x, xi, dec4, dp3, shared, dkind, float(beta),
-                   ge, gl, gk, dmu, _o(dsc, 2), _o(dL, 3), _o(dpm, 2), _o(dpp, 2), ddec4, _o(ddp, 3))
+    _elbo_backward(
+        mu,
+        p,
+        L,
+        pm,
+        pp,
+        kind,
+        float(lo),
+        float(hi),
+        lik,
+        x,
+        xi,
+        dec4,
+        dp3,
+        shared,
+        dkind,
+        float(beta),
+        ge,
+        gl,
+        gk,
+        dmu,
+        _o(dsc, 2),
+        _o(dL, 3),
+        _o(dpm, 2),
+        _o(dpp, 2),
+        ddec4,
+        _o(ddp, 3),
+    )

@@ -5,6 +5,7 @@ core serves every covariance type. Statistics are accumulated in float64, centre
 set's weighted mean, with scikit-learn's M-step formulas and the same collapse / jitter policy
 as the C++ kernels (csrc/include/pygenmod/gmm.hpp).
 """
+
 import math
 
 import numba as nb
@@ -399,8 +400,23 @@ def _fit_core(t, X, W, reg, n_rep, max_iter, tol, wts, mus, cov, pc, lb, n_iter,
         done[s] = conv[s] or n_iter[s] >= max_iter
 
 
-def fit(X, W, reg, n_rep, cov_type, max_iter, tol, weights, means, covariances, prec_chol,
-        lower_bound, n_iter, converged, flags):
+def fit(
+    X,
+    W,
+    reg,
+    n_rep,
+    cov_type,
+    max_iter,
+    tol,
+    weights,
+    means,
+    covariances,
+    prec_chol,
+    lower_bound,
+    n_iter,
+    converged,
+    flags,
+):
     _check_type(cov_type)
     B, K = weights.shape
     D = X.shape[2]
@@ -409,8 +425,26 @@ def fit(X, W, reg, n_rep, cov_type, max_iter, tol, weights, means, covariances, 
     done = np.zeros(B, np.uint8)
     work = B * X.shape[1] * K * D * (D + 1)  # multiply-adds of an iteration
     for budget in budgets(max(1, (1 << 25) // max(1, work))):
-        _fit_core(cov_type, X, W, reg, n_rep, max_iter, tol, weights, means, _flat(covariances, B),
-                  _flat(prec_chol, B), lower_bound, n_iter, converged, flags, _s2_size(cov_type, K, D), done, budget)
+        _fit_core(
+            cov_type,
+            X,
+            W,
+            reg,
+            n_rep,
+            max_iter,
+            tol,
+            weights,
+            means,
+            _flat(covariances, B),
+            _flat(prec_chol, B),
+            lower_bound,
+            n_iter,
+            converged,
+            flags,
+            _s2_size(cov_type, K, D),
+            done,
+            budget,
+        )
         if done.all():
             return
 
@@ -430,16 +464,27 @@ def _m_step_core(t, X, W, R, reg, n_rep, wts, mus, cov, pc, fl, s2n):
         mk = np.zeros((K, D))
         pk = np.ones(1, X.dtype)
         _stats(t, X[xb], W[xb], R[s], True, c, wk, mk, pk, K, Nk, S1, S2)
-        _finalize(t, Nk, S1, S2, c, wsum, K, D, np.float64(reg[s]), wts[s], mus[s].reshape(K * D),
-                  cov[s], pc[s], fl[s])
+        _finalize(t, Nk, S1, S2, c, wsum, K, D, np.float64(reg[s]), wts[s], mus[s].reshape(K * D), cov[s], pc[s], fl[s])
 
 
 def m_step(X, W, resp, reg, n_rep, cov_type, weights, means, covariances, prec_chol, flags):
     _check_type(cov_type)
     B, K = weights.shape
     D = X.shape[2]
-    _m_step_core(cov_type, X, W, resp, reg, n_rep, weights, means, _flat(covariances, B),
-                 _flat(prec_chol, B), flags, _s2_size(cov_type, K, D))
+    _m_step_core(
+        cov_type,
+        X,
+        W,
+        resp,
+        reg,
+        n_rep,
+        weights,
+        means,
+        _flat(covariances, B),
+        _flat(prec_chol, B),
+        flags,
+        _s2_size(cov_type, K, D),
+    )
 
 
 @nb.njit(parallel=True, cache=True)
@@ -536,8 +581,9 @@ def _sample_core(t, wts, mus, pc, seed, stream0, out, labels):
 
 def sample(weights, means, prec_chol, cov_type, seed, stream, out, labels):
     _check_type(cov_type)
-    _sample_core(cov_type, weights, means, _flat(prec_chol, weights.shape[0]), np.uint64(seed),
-                 np.uint64(stream), out, labels)
+    _sample_core(
+        cov_type, weights, means, _flat(prec_chol, weights.shape[0]), np.uint64(seed), np.uint64(stream), out, labels
+    )
 
 
 @nb.njit(cache=True, inline="always")

@@ -3,6 +3,7 @@
 ``tree`` is the tuple of the 15 arrays of pygenmod.mcts.TREE_FIELDS; the per-tree helpers
 take the views of one tree. Ties go to the lowest action index, as in C++.
 """
+
 import math
 
 import numba as nb
@@ -44,11 +45,40 @@ def _inverse_cdf(row, u):
 
 @nb.njit(cache=True, inline="always")
 def _view(tree, b):
-    (visits, value_sum, raw_value, reward, discount, parent, action, children, logits, prior,
-     invalid, state, num_nodes, gumbel, qbounds) = tree
-    return (visits[b], value_sum[b], raw_value[b], reward[b], discount[b], parent[b], action[b],
-            children[b], logits[b], prior[b], invalid[b], state[b], num_nodes[b:b + 1], gumbel[b],
-            qbounds[b])
+    (
+        visits,
+        value_sum,
+        raw_value,
+        reward,
+        discount,
+        parent,
+        action,
+        children,
+        logits,
+        prior,
+        invalid,
+        state,
+        num_nodes,
+        gumbel,
+        qbounds,
+    ) = tree
+    return (
+        visits[b],
+        value_sum[b],
+        raw_value[b],
+        reward[b],
+        discount[b],
+        parent[b],
+        action[b],
+        children[b],
+        logits[b],
+        prior[b],
+        invalid[b],
+        state[b],
+        num_nodes[b : b + 1],
+        gumbel[b],
+        qbounds[b],
+    )
 
 
 @nb.njit(cache=True, inline="always")
@@ -63,8 +93,7 @@ def _child_visits(t, n, a):
 
 
 @nb.njit(cache=True)
-def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, has_invalid,
-               all_invalid, state):
+def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, has_invalid, all_invalid, state):
     visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
     A = children.shape[1]
     visits[c] = 1
@@ -316,8 +345,7 @@ def _reevaluate_child(t, c, reward, discount, value):
 
 
 @nb.njit(cache=True)
-def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_invalid,
-                all_invalid, state):
+def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_invalid, all_invalid, state):
     visits, value_sum, raw_value = t[0], t[1], t[2]
     children, num_nodes = t[7], t[12]
     N, A = children.shape
@@ -345,8 +373,7 @@ def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_i
     if c >= N:
         return -1
     num_nodes[0] = c + 1
-    _init_node(t, c, node, action, reward, discount, logits, value, invalid, has_invalid,
-               all_invalid, state)
+    _init_node(t, c, node, action, reward, discount, logits, value, invalid, has_invalid, all_invalid, state)
     children[node, action] = c
     return c
 
@@ -401,8 +428,19 @@ def select(tree, params, table, node, action):
 def _expand(tree, node, action, reward, discount, logits, value, invalid, has_invalid, state, out):
     B = tree[7].shape[0]
     for b in nb.prange(B):
-        out[b] = _expand_one(_view(tree, b), node[b], action[b], reward[b], discount[b], logits[b],
-                             value[b], invalid[b], has_invalid, False, state[b])
+        out[b] = _expand_one(
+            _view(tree, b),
+            node[b],
+            action[b],
+            reward[b],
+            discount[b],
+            logits[b],
+            value[b],
+            invalid[b],
+            has_invalid,
+            False,
+            state[b],
+        )
 
 
 def expand(tree, node, action, reward, discount, logits, value, invalid, state, out):
@@ -422,8 +460,22 @@ def backup(tree, node):
             _backup_one(t, node[b])
 
 
-def search_tabular(tree, params, table, num_simulations, next_state, reward, discount, logits,
-                   prior, value, invalid, cdf=None, seed=0, stream0=0):
+def search_tabular(
+    tree,
+    params,
+    table,
+    num_simulations,
+    next_state,
+    reward,
+    discount,
+    logits,
+    prior,
+    value,
+    invalid,
+    cdf=None,
+    seed=0,
+    stream0=0,
+):
     has = cdf is not None
     # in slices of simulations (Ctrl-C between them; a split search is the same search)
     sim = 0
@@ -431,9 +483,24 @@ def search_tabular(tree, params, table, num_simulations, next_state, reward, dis
         if sim >= num_simulations:
             return
         end = min(num_simulations, sim + budget)
-        _search_tabular(tree, params, table, sim, end, next_state, reward, discount, logits,
-                        prior, value, invalid, cdf if has else np.ones((1, 1, 1)), has, np.uint64(seed),
-                        np.int64(stream0))
+        _search_tabular(
+            tree,
+            params,
+            table,
+            sim,
+            end,
+            next_state,
+            reward,
+            discount,
+            logits,
+            prior,
+            value,
+            invalid,
+            cdf if has else np.ones((1, 1, 1)),
+            has,
+            np.uint64(seed),
+            np.int64(stream0),
+        )
         sim = end
 
 
@@ -490,8 +557,9 @@ def _init_chance(t, c, parent, action, reward, discount):
 
 
 @nb.njit(cache=True)
-def _simulate_chance(t, params, table, next_state, reward, discount, logits, prior, value, invalid, cdf,
-                     seed, gi, sim, depth):
+def _simulate_chance(
+    t, params, table, next_state, reward, discount, logits, prior, value, invalid, cdf, seed, gi, sim, depth
+):
     """mcts.hpp simulate_chance: one simulation with chance nodes; returns the node to back up."""
     visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
     A = children.shape[1]
@@ -541,8 +609,7 @@ def _simulate_chance(t, params, table, next_state, reward, discount, logits, pri
         o = nn[0]
         nn[0] = o + 1
         visits[o] = 1
-        raw_value[o] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf, True, seed,
-                                   gi, sim)
+        raw_value[o] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf, True, seed, gi, sim)
         value_sum[o] = raw_value[o]
         rew[o] = 0
         disc[o] = 1
@@ -559,8 +626,24 @@ def _simulate_chance(t, params, table, next_state, reward, discount, logits, pri
 
 
 @nb.njit(parallel=True, cache=True)
-def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discount, logits,
-                    prior, value, invalid, cdf, has_cdf, seed, stream0):
+def _search_tabular(
+    tree,
+    params,
+    table,
+    sim0,
+    sim1,
+    next_state,
+    reward,
+    discount,
+    logits,
+    prior,
+    value,
+    invalid,
+    cdf,
+    has_cdf,
+    seed,
+    stream0,
+):
     B = tree[7].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
@@ -573,8 +656,26 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
             if chance:  # chance nodes (mcts.hpp simulate_chance)
                 if nn[0] + 2 > children.shape[0]:
                     break
-                _backup_one(t, _simulate_chance(t, params, table, next_state, reward, discount, logits, prior,
-                                                value, invalid, cdf, seed, gi, sim, depth))
+                _backup_one(
+                    t,
+                    _simulate_chance(
+                        t,
+                        params,
+                        table,
+                        next_state,
+                        reward,
+                        discount,
+                        logits,
+                        prior,
+                        value,
+                        invalid,
+                        cdf,
+                        seed,
+                        gi,
+                        sim,
+                        depth,
+                    ),
+                )
                 continue
             node, action = _select_one(t, params, table)
             leaf = node
@@ -586,8 +687,9 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
                 else:
                     s2 = next_state[s, action]
                 # (through raw_value: the leaf value rounded to the tree's dtype, as in C++)
-                raw_value[old] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf,
-                                             has_cdf, seed, gi, sim)
+                raw_value[old] = _leaf_value(
+                    s2, depth, next_state, reward, discount, value, invalid, cdf, has_cdf, seed, gi, sim
+                )
                 _reevaluate_child(t, old, reward[s, action], discount[s, action], raw_value[old])
                 st[old] = s2
                 for a in range(A):
@@ -606,8 +708,9 @@ def _search_tabular(tree, params, table, sim0, sim1, next_state, reward, discoun
                 else:
                     s2 = next_state[s, action]
                 visits[c] = 1
-                raw_value[c] = _leaf_value(s2, depth, next_state, reward, discount, value, invalid, cdf,
-                                           has_cdf, seed, gi, sim)
+                raw_value[c] = _leaf_value(
+                    s2, depth, next_state, reward, discount, value, invalid, cdf, has_cdf, seed, gi, sim
+                )
                 value_sum[c] = raw_value[c]
                 rew[c] = reward[s, action]
                 disc[c] = discount[s, action]

@@ -5,6 +5,7 @@ unused half being empty arrays. The solver loops run per MDP in compiled code, i
 over the MDPs of a batch (each MDP's sweeps on one thread), or, when the batch has fewer MDPs
 than threads and they are large, one MDP after the other with each sweep's states over threads.
 """
+
 import numba as nb
 import numpy as np
 
@@ -61,8 +62,9 @@ def _backup(dense, P, data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi
         pd = pi_det[b, s] if kind == K_POLICY else 0
         ps = pi_stoch[b, s] if kind == K_STOCHASTIC else dummy
         t = tau[b] if kind == K_SOFT else R.dtype.type(1)
-        x, arg = _backup_state(dense, P, data, indices, indptr, b, s, R[b, s], V[b], gamma[b], kind, pd, ps, t,
-                               Q[b, s], S, A)
+        x, arg = _backup_state(
+            dense, P, data, indices, indptr, b, s, R[b, s], V[b], gamma[b], kind, pd, ps, t, Q[b, s], S, A
+        )
         V_out[b, s] = x
         policy[b, s] = arg
 
@@ -79,17 +81,48 @@ def _check_policy(pi_det, A):
 def backup_dense(P, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy):
     B, S, A = R.shape
     _check_policy(pi_det, A)
-    _backup(True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, V, gamma, kind,
-            _opt(pi_det, (1, 1), np.int64), _opt(pi_stoch, (1, 1, 1), R.dtype), _opt(tau, 1, R.dtype), Q, V_out,
-            policy)
+    _backup(
+        True,
+        P,
+        np.empty(0, P.dtype),
+        np.empty(0, np.int32),
+        np.zeros(1, np.int64),
+        S,
+        A,
+        R,
+        V,
+        gamma,
+        kind,
+        _opt(pi_det, (1, 1), np.int64),
+        _opt(pi_stoch, (1, 1, 1), R.dtype),
+        _opt(tau, 1, R.dtype),
+        Q,
+        V_out,
+        policy,
+    )
 
 
-def backup_csr(data, indices, indptr, n_states, n_actions, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out,
-               policy):
+def backup_csr(data, indices, indptr, n_states, n_actions, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy):
     _check_policy(pi_det, n_actions)
-    _backup(False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, V, gamma,
-            kind, _opt(pi_det, (1, 1), np.int64), _opt(pi_stoch, (1, 1, 1), R.dtype), _opt(tau, 1, R.dtype), Q,
-            V_out, policy)
+    _backup(
+        False,
+        np.empty((0, 0, 0, 0), data.dtype),
+        data,
+        indices,
+        indptr,
+        n_states,
+        n_actions,
+        R,
+        V,
+        gamma,
+        kind,
+        _opt(pi_det, (1, 1), np.int64),
+        _opt(pi_stoch, (1, 1, 1), R.dtype),
+        _opt(tau, 1, R.dtype),
+        Q,
+        V_out,
+        policy,
+    )
 
 
 # ----------------------------------------------------------------------------- solvers
@@ -123,8 +156,9 @@ def _improve_state(dense, P, data, indices, indptr, b, s, r, v, zero_v, gamma, q
                 best = r[s, a]
                 arg = a
         return r.dtype.type(best), arg
-    return _backup_state(dense, P, data, indices, indptr, b, s, r[s], v, gamma, K_OPTIMAL, 0, dummy,
-                         r.dtype.type(1), q[s], S, A)
+    return _backup_state(
+        dense, P, data, indices, indptr, b, s, r[s], v, gamma, K_OPTIMAL, 0, dummy, r.dtype.type(1), q[s], S, A
+    )
 
 
 @nb.njit(cache=True)
@@ -243,8 +277,35 @@ def _finish(V, Q, u, fst, ist, span, k, S, A):
 
 
 @nb.njit(cache=True)
-def _solve_steps(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
-                 V, Q, pi, S, A, chk, par, v, u, prev, ist, fst, budget):
+def _solve_steps(
+    dense,
+    P,
+    data,
+    indices,
+    indptr,
+    b,
+    r,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    eval_max,
+    eval_rel,
+    row_tol,
+    V,
+    Q,
+    pi,
+    S,
+    A,
+    chk,
+    par,
+    v,
+    u,
+    prev,
+    ist,
+    fst,
+    budget,
+):
     """Up to `budget` sweeps of modified policy iteration on MDP b (mdp.hpp solve_one)."""
     w = np.empty(S, V.dtype)
     g = np.float64(gamma)
@@ -276,11 +337,13 @@ def _solve_steps(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter,
             chk[0] = 1.0
             chk[1], chk[2], chk[3] = 0.0, np.inf, 0.0
         if par:
-            lo, hi = _improve_par(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
-                                  chk[1:])
+            lo, hi = _improve_par(
+                dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check, chk[1:]
+            )
         else:
-            lo, hi = _improve(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check,
-                              chk[1:])
+            lo, hi = _improve(
+                dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check, chk[1:]
+            )
         ist[_ZERO] = 0
         ist[_IT] += 1
         fst[_LO], fst[_HI] = lo, hi
@@ -312,13 +375,70 @@ def _solve_steps(dense, P, data, indices, indptr, b, r, gamma, thresh, max_iter,
 
 
 @nb.njit(cache=True)
-def _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-               row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, par, v, u, prev, ist,
-               fst, budget):
+def _solve_mdp(
+    dense,
+    P,
+    data,
+    indices,
+    indptr,
+    b,
+    S,
+    A,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    eval_max,
+    eval_rel,
+    row_tol,
+    V,
+    Q,
+    policy,
+    iterations,
+    eval_sweeps,
+    residual,
+    converged,
+    check_stats,
+    par,
+    v,
+    u,
+    prev,
+    ist,
+    fst,
+    budget,
+):
     if ist[b, _PHASE] == 2:
         return
-    _solve_steps(dense, P, data, indices, indptr, b, R[b], gamma[b], thresh[b], max_iter, span, eval_max, eval_rel,
-                 row_tol, V[b], Q[b], policy[b], S, A, check_stats[b], par, v[b], u[b], prev[b], ist[b], fst[b], budget)
+    _solve_steps(
+        dense,
+        P,
+        data,
+        indices,
+        indptr,
+        b,
+        R[b],
+        gamma[b],
+        thresh[b],
+        max_iter,
+        span,
+        eval_max,
+        eval_rel,
+        row_tol,
+        V[b],
+        Q[b],
+        policy[b],
+        S,
+        A,
+        check_stats[b],
+        par,
+        v[b],
+        u[b],
+        prev[b],
+        ist[b],
+        fst[b],
+        budget,
+    )
     iterations[b] = ist[b, _IT]
     eval_sweeps[b] = ist[b, _EV]
     residual[b] = fst[b, _RES]
@@ -326,21 +446,139 @@ def _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_i
 
 
 @nb.njit(parallel=True, cache=True)
-def _solve(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, V, Q,
-           policy, iterations, eval_sweeps, residual, converged, check_stats, v, u, prev, ist, fst, budget):
+def _solve(
+    dense,
+    P,
+    data,
+    indices,
+    indptr,
+    S,
+    A,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    eval_max,
+    eval_rel,
+    row_tol,
+    V,
+    Q,
+    policy,
+    iterations,
+    eval_sweeps,
+    residual,
+    converged,
+    check_stats,
+    v,
+    u,
+    prev,
+    ist,
+    fst,
+    budget,
+):
     for b in nb.prange(R.shape[0]):  # MDPs over threads, each MDP's sweeps in one thread
-        _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, False, v, u, prev,
-                   ist, fst, budget)
+        _solve_mdp(
+            dense,
+            P,
+            data,
+            indices,
+            indptr,
+            b,
+            S,
+            A,
+            R,
+            gamma,
+            thresh,
+            max_iter,
+            span,
+            eval_max,
+            eval_rel,
+            row_tol,
+            V,
+            Q,
+            policy,
+            iterations,
+            eval_sweeps,
+            residual,
+            converged,
+            check_stats,
+            False,
+            v,
+            u,
+            prev,
+            ist,
+            fst,
+            budget,
+        )
 
 
 @nb.njit(cache=True)
-def _solve_each(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol,
-                V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, v, u, prev, ist, fst, budget):
+def _solve_each(
+    dense,
+    P,
+    data,
+    indices,
+    indptr,
+    S,
+    A,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    eval_max,
+    eval_rel,
+    row_tol,
+    V,
+    Q,
+    policy,
+    iterations,
+    eval_sweeps,
+    residual,
+    converged,
+    check_stats,
+    v,
+    u,
+    prev,
+    ist,
+    fst,
+    budget,
+):
     for b in range(R.shape[0]):  # one MDP after the other, the states of each sweep over threads
-        _solve_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-                   row_tol, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats, True, v, u, prev,
-                   ist, fst, budget)
+        _solve_mdp(
+            dense,
+            P,
+            data,
+            indices,
+            indptr,
+            b,
+            S,
+            A,
+            R,
+            gamma,
+            thresh,
+            max_iter,
+            span,
+            eval_max,
+            eval_rel,
+            row_tol,
+            V,
+            Q,
+            policy,
+            iterations,
+            eval_sweeps,
+            residual,
+            converged,
+            check_stats,
+            True,
+            v,
+            u,
+            prev,
+            ist,
+            fst,
+            budget,
+        )
 
 
 def _solver(B, work):
@@ -378,32 +616,132 @@ def _run_solver(run, model, V, rest, work):
             return
 
 
-def solve_dense(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, row_tol, elim_tau, V, Q, policy,
-                iterations, eval_sweeps, residual, converged, check_stats):
+def solve_dense(
+    P,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    eval_max,
+    eval_rel,
+    row_tol,
+    elim_tau,
+    V,
+    Q,
+    policy,
+    iterations,
+    eval_sweeps,
+    residual,
+    converged,
+    check_stats,
+):
     # elim_tau: the compiled solvers' action elimination; it skips work, never changes the
     # result, so the numba solvers (full sweeps) take and ignore it.
     _check_solve(max_iter, eval_max)
     B, S, A = R.shape
     model = (True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma, thresh)
-    _run_solver(_solver(B, S * S * A), model, V, (max_iter, span, eval_max, eval_rel, row_tol, Q, policy, iterations,
-                                                   eval_sweeps, residual, converged, check_stats), S * S * A)
+    _run_solver(
+        _solver(B, S * S * A),
+        model,
+        V,
+        (
+            max_iter,
+            span,
+            eval_max,
+            eval_rel,
+            row_tol,
+            Q,
+            policy,
+            iterations,
+            eval_sweeps,
+            residual,
+            converged,
+            check_stats,
+        ),
+        S * S * A,
+    )
 
 
-def solve_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, eval_max, eval_rel,
-              row_tol, elim_tau, V, Q, policy, iterations, eval_sweeps, residual, converged, check_stats):
+def solve_csr(
+    data,
+    indices,
+    indptr,
+    n_states,
+    n_actions,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    eval_max,
+    eval_rel,
+    row_tol,
+    elim_tau,
+    V,
+    Q,
+    policy,
+    iterations,
+    eval_sweeps,
+    residual,
+    converged,
+    check_stats,
+):
     _check_solve(max_iter, eval_max)
     nnz = int(indptr[n_states * n_actions] - indptr[0]) if len(indptr) > n_states * n_actions else 0
     model = (False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R, gamma, thresh)
-    _run_solver(_solver(R.shape[0], 2 * nnz), model, V, (max_iter, span, eval_max, eval_rel, row_tol, Q, policy,
-                                                          iterations, eval_sweeps, residual, converged, check_stats),
-                2 * nnz + n_states)
+    _run_solver(
+        _solver(R.shape[0], 2 * nnz),
+        model,
+        V,
+        (
+            max_iter,
+            span,
+            eval_max,
+            eval_rel,
+            row_tol,
+            Q,
+            policy,
+            iterations,
+            eval_sweeps,
+            residual,
+            converged,
+            check_stats,
+        ),
+        2 * nnz + n_states,
+    )
 
 
 # Iterative policy evaluation, in slices like the solver: x (B, S) the iterate, ist (B, 3)
 # iterations, done, converged; fst (B, 3) residual, lo, hi.
 @nb.njit(cache=True)
-def _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                  stochastic, V, iterations, residual, converged, par, x, ist, fst, budget):
+def _evaluate_mdp(
+    dense,
+    P,
+    data,
+    indices,
+    indptr,
+    b,
+    S,
+    A,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    pi_det,
+    pi_stoch,
+    stochastic,
+    V,
+    iterations,
+    residual,
+    converged,
+    par,
+    x,
+    ist,
+    fst,
+    budget,
+):
     if ist[b, 1]:
         return
     xb = x[b]
@@ -414,8 +752,9 @@ def _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, ma
     ps = pi_stoch[b] if stochastic else pi_stoch[0]
     for _ in range(budget):
         if par:
-            lo, hi = _policy_sweep_par(dense, P, data, indices, indptr, b, R[b], xb, gamma[b], pd, ps, stochastic, w,
-                                       S, A)
+            lo, hi = _policy_sweep_par(
+                dense, P, data, indices, indptr, b, R[b], xb, gamma[b], pd, ps, stochastic, w, S, A
+            )
         else:
             lo, hi = _policy_sweep(dense, P, data, indices, indptr, b, R[b], xb, gamma[b], pd, ps, stochastic, w, S, A)
         xb[:] = w
@@ -438,19 +777,115 @@ def _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, ma
 
 
 @nb.njit(parallel=True, cache=True)
-def _evaluate(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, stochastic,
-              V, iterations, residual, converged, x, ist, fst, budget):
+def _evaluate(
+    dense,
+    P,
+    data,
+    indices,
+    indptr,
+    S,
+    A,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    pi_det,
+    pi_stoch,
+    stochastic,
+    V,
+    iterations,
+    residual,
+    converged,
+    x,
+    ist,
+    fst,
+    budget,
+):
     for b in nb.prange(R.shape[0]):
-        _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                      stochastic, V, iterations, residual, converged, False, x, ist, fst, budget)
+        _evaluate_mdp(
+            dense,
+            P,
+            data,
+            indices,
+            indptr,
+            b,
+            S,
+            A,
+            R,
+            gamma,
+            thresh,
+            max_iter,
+            span,
+            pi_det,
+            pi_stoch,
+            stochastic,
+            V,
+            iterations,
+            residual,
+            converged,
+            False,
+            x,
+            ist,
+            fst,
+            budget,
+        )
 
 
 @nb.njit(cache=True)
-def _evaluate_each(dense, P, data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                   stochastic, V, iterations, residual, converged, x, ist, fst, budget):
+def _evaluate_each(
+    dense,
+    P,
+    data,
+    indices,
+    indptr,
+    S,
+    A,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    pi_det,
+    pi_stoch,
+    stochastic,
+    V,
+    iterations,
+    residual,
+    converged,
+    x,
+    ist,
+    fst,
+    budget,
+):
     for b in range(R.shape[0]):
-        _evaluate_mdp(dense, P, data, indices, indptr, b, S, A, R, gamma, thresh, max_iter, span, pi_det, pi_stoch,
-                      stochastic, V, iterations, residual, converged, True, x, ist, fst, budget)
+        _evaluate_mdp(
+            dense,
+            P,
+            data,
+            indices,
+            indptr,
+            b,
+            S,
+            A,
+            R,
+            gamma,
+            thresh,
+            max_iter,
+            span,
+            pi_det,
+            pi_stoch,
+            stochastic,
+            V,
+            iterations,
+            residual,
+            converged,
+            True,
+            x,
+            ist,
+            fst,
+            budget,
+        )
 
 
 def _eval_args(pi_det, pi_stoch, A, dtype):
@@ -475,20 +910,78 @@ def evaluate_dense(P, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V, ite
         raise ValueError("max_iter: must be >= 1")
     B, S, A = R.shape
     run = _evaluate_each if _solver(B, S * S * A) is _solve_each else _evaluate  # (the compiled rule)
-    _run_evaluate(run, (True, P, np.empty(0, P.dtype), np.empty(0, np.int32), np.zeros(1, np.int64), S, A, R, gamma,
-                        thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, A, R.dtype), V, iterations, residual,
-                        converged), V, S * S)
+    _run_evaluate(
+        run,
+        (
+            True,
+            P,
+            np.empty(0, P.dtype),
+            np.empty(0, np.int32),
+            np.zeros(1, np.int64),
+            S,
+            A,
+            R,
+            gamma,
+            thresh,
+            max_iter,
+            span,
+            *_eval_args(pi_det, pi_stoch, A, R.dtype),
+            V,
+            iterations,
+            residual,
+            converged,
+        ),
+        V,
+        S * S,
+    )
 
 
-def evaluate_csr(data, indices, indptr, n_states, n_actions, R, gamma, thresh, max_iter, span, pi_det, pi_stoch, V,
-                 iterations, residual, converged):
+def evaluate_csr(
+    data,
+    indices,
+    indptr,
+    n_states,
+    n_actions,
+    R,
+    gamma,
+    thresh,
+    max_iter,
+    span,
+    pi_det,
+    pi_stoch,
+    V,
+    iterations,
+    residual,
+    converged,
+):
     if max_iter < 1:
         raise ValueError("max_iter: must be >= 1")
     nnz = int(indptr[n_states * n_actions] - indptr[0]) if len(indptr) > n_states * n_actions else 0
     run = _evaluate_each if _solver(R.shape[0], 2 * nnz) is _solve_each else _evaluate
-    _run_evaluate(run, (False, np.empty((0, 0, 0, 0), data.dtype), data, indices, indptr, n_states, n_actions, R,
-                        gamma, thresh, max_iter, span, *_eval_args(pi_det, pi_stoch, n_actions, R.dtype), V,
-                        iterations, residual, converged), V, 2 * nnz // max(1, n_actions) + n_states)
+    _run_evaluate(
+        run,
+        (
+            False,
+            np.empty((0, 0, 0, 0), data.dtype),
+            data,
+            indices,
+            indptr,
+            n_states,
+            n_actions,
+            R,
+            gamma,
+            thresh,
+            max_iter,
+            span,
+            *_eval_args(pi_det, pi_stoch, n_actions, R.dtype),
+            V,
+            iterations,
+            residual,
+            converged,
+        ),
+        V,
+        2 * nnz // max(1, n_actions) + n_states,
+    )
 
 
 # ----------------------------------------------------------------------------- input checks

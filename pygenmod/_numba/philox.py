@@ -2,6 +2,7 @@
 
 key = (seed lo, seed hi); counter = (block lo, block hi, stream lo, stream hi).
 """
+
 import math
 
 import numba as nb

@@ -1,11 +1,31 @@
 """numba GAE / lambda-return scan (same contract as csrc/bind/returns.cpp, math of returns.hpp)."""
+
 import numba as nb
 import numpy as np
 
 
 @nb.njit(parallel=True, cache=True)
-def _gae(r, values, has_v, next_values, has_next, bootstrap, has_boot, terminated, has_term, truncated, has_trunc,
-         mask, has_mask, gamma, lam, adv, ret, has_ret, bad):
+def _gae(
+    r,
+    values,
+    has_v,
+    next_values,
+    has_next,
+    bootstrap,
+    has_boot,
+    terminated,
+    has_term,
+    truncated,
+    has_trunc,
+    mask,
+    has_mask,
+    gamma,
+    lam,
+    adv,
+    ret,
+    has_ret,
+    bad,
+):
     Tn, B = r.shape
     zero = r.dtype.type(0)
     for b in nb.prange(B):
@@ -42,11 +62,25 @@ def gae(rewards, values, next_values, bootstrap, terminated, truncated, mask, ga
         raise ValueError("flags: terminated, truncated and mask must share a dtype")
     e2 = np.zeros((1, 1), dt)
     f2 = np.zeros((1, 1), fdt)
-    _gae(rewards, e2 if values is None else values, values is not None,
-         e2 if next_values is None else next_values, next_values is not None,
-         np.zeros(1, dt) if bootstrap is None else bootstrap, bootstrap is not None,
-         f2 if terminated is None else terminated, terminated is not None,
-         f2 if truncated is None else truncated, truncated is not None,
-         f2 if mask is None else mask, mask is not None, gamma, lam, advantages,
-         e2 if returns is None else returns, returns is not None, bad := np.zeros(rewards.shape[1], np.bool_))
+    _gae(
+        rewards,
+        e2 if values is None else values,
+        values is not None,
+        e2 if next_values is None else next_values,
+        next_values is not None,
+        np.zeros(1, dt) if bootstrap is None else bootstrap,
+        bootstrap is not None,
+        f2 if terminated is None else terminated,
+        terminated is not None,
+        f2 if truncated is None else truncated,
+        truncated is not None,
+        f2 if mask is None else mask,
+        mask is not None,
+        gamma,
+        lam,
+        advantages,
+        e2 if returns is None else returns,
+        returns is not None,
+        bad := np.zeros(rewards.shape[1], np.bool_),
+    )
     status[0] = bool(bad.any())

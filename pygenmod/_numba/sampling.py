@@ -1,5 +1,6 @@
 """numba RNG fills, reparameterized sampling, KL and log-densities (same contract as
 csrc/bind/sampling.cpp: inputs, then preallocated outputs; optional arrays have size 0)."""
+
 import math
 
 import numba as nb
@@ -129,8 +130,22 @@ def _normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, 
 
 
 def normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, kl, logq, status):
-    _normal_head(mu, p, _o(eps_in, 3), kind, float(lo), float(hi), np.uint64(seed), np.uint64(stream),
-                 np.uint64(offset), z, _o(eps_out, 3), _o(kl, 1), _o(logq, 2), status)
+    _normal_head(
+        mu,
+        p,
+        _o(eps_in, 3),
+        kind,
+        float(lo),
+        float(hi),
+        np.uint64(seed),
+        np.uint64(stream),
+        np.uint64(offset),
+        z,
+        _o(eps_out, 3),
+        _o(kl, 1),
+        _o(logq, 2),
+        status,
+    )
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -159,8 +174,23 @@ def _normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, S, 
 
 
 def normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, n_samples, gz, gkl, glogq, dmu, dp):
-    _normal_head_backward(mu, p, _o(eps_in, 3), kind, float(lo), float(hi), np.uint64(seed), np.uint64(stream),
-                          np.uint64(offset), int(n_samples), _o(gz, 3), _o(gkl, 1), _o(glogq, 2), dmu, dp)
+    _normal_head_backward(
+        mu,
+        p,
+        _o(eps_in, 3),
+        kind,
+        float(lo),
+        float(hi),
+        np.uint64(seed),
+        np.uint64(stream),
+        np.uint64(offset),
+        int(n_samples),
+        _o(gz, 3),
+        _o(gkl, 1),
+        _o(glogq, 2),
+        dmu,
+        dp,
+    )
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -211,8 +241,7 @@ def _kl_normal_backward(mu, p, pm, pp, kind, lo, hi, g, dmu, dp, dpm, dpp):
 
 
 def kl_normal_backward(mu, p, pm, pp, kind, lo, hi, g, dmu, dp, dpm, dpp):
-    _kl_normal_backward(mu, p, _o(pm, 2), _o(pp, 2), kind, float(lo), float(hi), g, dmu, dp, _o(dpm, 2),
-                        _o(dpp, 2))
+    _kl_normal_backward(mu, p, _o(pm, 2), _o(pp, 2), kind, float(lo), float(hi), g, dmu, dp, _o(dpm, 2), _o(dpp, 2))
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -318,8 +347,20 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
 def mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, logq, status):
     if L.shape[0] not in (1, mu.shape[0]):
         raise ValueError("scale_tril: expected 1 or B matrices")
-    _mvn_head(mu, L, _o(eps_in, 3), bool(check_upper), np.uint64(seed), np.uint64(stream), np.uint64(offset), z,
-              _o(eps_out, 3), _o(kl, 1), _o(logq, 2), status)
+    _mvn_head(
+        mu,
+        L,
+        _o(eps_in, 3),
+        bool(check_upper),
+        np.uint64(seed),
+        np.uint64(stream),
+        np.uint64(offset),
+        z,
+        _o(eps_out, 3),
+        _o(kl, 1),
+        _o(logq, 2),
+        status,
+    )
 
 
 @nb.njit(parallel=True, cache=True, error_model="numpy")
@@ -361,8 +402,20 @@ def mvn_head_backward(mu, L, eps_in, seed, stream, offset, n_samples, gz, gkl, g
         raise ValueError("scale_tril: expected 1 or B matrices")
     shared = L.shape[0] == 1 and B != 1
     target = np.empty((B,) + dL.shape[1:], dL.dtype) if shared else dL
-    _mvn_head_backward_rows(mu, L, _o(eps_in, 3), np.uint64(seed), np.uint64(stream), np.uint64(offset),
-                            int(n_samples), _o(gz, 3), _o(gkl, 1), _o(glogq, 2), dmu, target)
+    _mvn_head_backward_rows(
+        mu,
+        L,
+        _o(eps_in, 3),
+        np.uint64(seed),
+        np.uint64(stream),
+        np.uint64(offset),
+        int(n_samples),
+        _o(gz, 3),
+        _o(gkl, 1),
+        _o(glogq, 2),
+        dmu,
+        target,
+    )
     if shared:
         dL[0] = target.sum(0)
 

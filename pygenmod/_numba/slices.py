@@ -7,6 +7,7 @@ inside its loops (csrc/include/pygenmod/interrupt.hpp). Here the caller's loop a
 it starts small and doubles while a call takes under ~25 ms, so a signal is seen within
 about 0.1 s while the per-call overhead stays negligible.
 """
+
 import time
 
 _TARGET_S = 0.05

@@ -3,6 +3,7 @@
 Two passes per (b, c) map (max, then max-subtracted exp sums accumulated in float64).
 float16 input is widened to float32 by the Python layer before it gets here.
 """
+
 import numba as nb
 import numpy as np
 
@@ -78,8 +79,7 @@ def forward(x, inv_temp, mask, x0, dx, y0, dy, channels_last, kp, cov, maps, sta
 
 
 @nb.njit(parallel=True, cache=True)
-def backward(x, inv_temp, mask, x0, dx, y0, dy, channels_last, stats, kp, cov, g_kp, g_cov,
-             g_maps, gx, g_temp):
+def backward(x, inv_temp, mask, x0, dx, y0, dy, channels_last, stats, kp, cov, g_kp, g_cov, g_maps, gx, g_temp):
     B, C, H, W = _dims(x, channels_last)
     xf = x.reshape(-1)
     gxf = gx.reshape(-1)

@@ -3,6 +3,7 @@
 Each family module here defines ``workloads(quick: bool) -> list[Workload]``; FAMILIES
 fixes their order. bench/test_workloads.py runs the same workloads under pytest-benchmark.
 """
+
 from __future__ import annotations
 
 import importlib

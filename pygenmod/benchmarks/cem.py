@@ -3,6 +3,7 @@
 W9a  the demo's problem: B=4 sphere problems, D=3, 64 samples, 8 elites, 40 iterations
 W9b  B=256 problems, D=32, N=1000 samples, 100 elites, 50 iterations, vectorised objective
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -12,6 +13,7 @@ from .runner import Candidate, Workload
 
 def sphere(opt):
     """Returns of -|x - opt|^2 per sample: the objective of both rows (cheap, vectorised)."""
+
     def f(X):
         d = X - opt[:, None, :]
         return -np.einsum("bnd,bnd->bn", d, d)
@@ -57,17 +59,28 @@ def _rows(wid, title, B, D, N, k, T):
         X = np.random.default_rng(2).standard_normal((B, N, D))
         return lambda: [f(X) for _ in range(T)]
 
-    return Workload(wid, title, [
-        Candidate("pygenmod cem_optimize", ours, is_ours=True),
-        Candidate("numpy CEM (argpartition)", plain),
-        Candidate("objective alone x n_iter", objective_only,
-                  note="the floor: the objective's own calls; the rest is CEM overhead"),
-    ], unit="optimisation")
+    return Workload(
+        wid,
+        title,
+        [
+            Candidate("pygenmod cem_optimize", ours, is_ours=True),
+            Candidate("numpy CEM (argpartition)", plain),
+            Candidate(
+                "objective alone x n_iter",
+                objective_only,
+                note="the floor: the objective's own calls; the rest is CEM overhead",
+            ),
+        ],
+        unit="optimisation",
+    )
 
 
 def workloads(quick: bool = False):
     return [
         _rows("W9a", "CEM, demo problem: B=4, D=3, 64 samples, 8 elites, 40 iterations", 4, 3, 64, 8, 40),
-        _rows("W9b", "CEM, B=256, D=32, 1000 samples, 100 elites, 50 iterations",
-              *((16, 32, 200, 20, 10) if quick else (256, 32, 1000, 100, 50))),
+        _rows(
+            "W9b",
+            "CEM, B=256, D=32, 1000 samples, 100 elites, 50 iterations",
+            *((16, 32, 200, 20, 10) if quick else (256, 32, 1000, 100, 50)),
+        ),
     ]

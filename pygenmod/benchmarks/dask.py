@@ -9,6 +9,7 @@ the shipping of the data); every row's result is checked bitwise against the ser
 Efficiency = serial seconds / (cores x seconds). The per-task overhead row times
 ``pygenmod.dask.rsample_normal`` on chunks of one row (negligible work per task).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -79,8 +80,12 @@ def main(argv=None):
 
     def local(threads):
         pygenmod.set_num_threads(threads)
-        t1, ref1 = _best(lambda: gmm.fit(X, 4, weights_init=p0.weights, means_init=p0.means,
-                                         precisions_init=gmm.precisions(p0), **gkw), a.repeat)
+        t1, ref1 = _best(
+            lambda: gmm.fit(
+                X, 4, weights_init=p0.weights, means_init=p0.means, precisions_init=gmm.precisions(p0), **gkw
+            ),
+            a.repeat,
+        )
         t6, ref6 = _best(lambda: mdp.value_iteration(P, R, 0.95, **mkw), a.repeat)
         return t1, t6, ref1, ref6
 
@@ -92,11 +97,17 @@ def main(argv=None):
 
     overhead = None
     for n in (1, 2):
-        with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=":0") as cl, distributed.Client(cl) as c:
+        with (
+            distributed.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+            ) as cl,
+            distributed.Client(cl) as c,
+        ):
             Xd = c.persist(da.from_array(X, chunks=(a.chunk, -1, -1)))
-            wd, md, pd = (c.persist(da.from_array(v, chunks=(a.chunk,) + (-1,) * (v.ndim - 1)))
-                          for v in (p0.weights, p0.means, prec))
+            wd, md, pd = (
+                c.persist(da.from_array(v, chunks=(a.chunk,) + (-1,) * (v.ndim - 1)))
+                for v in (p0.weights, p0.means, prec)
+            )
             Pd = c.persist(da.from_array(P, chunks=(a.chunk, -1, -1, -1)))
             Rd = c.persist(da.from_array(R, chunks=(a.chunk, -1, -1)))
             distributed.wait([Xd, wd, md, pd, Pd, Rd])
@@ -115,12 +126,13 @@ def main(argv=None):
             if n == 2:
                 mu = c.persist(da.zeros((a.tasks, 8), chunks=(1, 8)))
                 distributed.wait(mu)
-                tt, _ = _best(lambda mu=mu: dask.compute(pdask.rsample_normal(mu, std=mu + 1.0, seed=0))[0],
-                              a.repeat)
+                tt, _ = _best(lambda mu=mu: dask.compute(pdask.rsample_normal(mu, std=mu + 1.0, seed=0))[0], a.repeat)
                 overhead = tt / a.tasks * 2  # two workers run tasks side by side
 
-    print(f"W1: {a.fits} GMM fits (N=256, D=3, K=4, full, f64, 100 EM iterations); "
-          f"W6b: {a.mdps} MDPs (S=64, A=4, f64, 200 sweeps); chunks of {a.chunk}; best of {a.repeat}")
+    print(
+        f"W1: {a.fits} GMM fits (N=256, D=3, K=4, full, f64, 100 EM iterations); "
+        f"W6b: {a.mdps} MDPs (S=64, A=4, f64, 200 sweeps); chunks of {a.chunk}; best of {a.repeat}"
+    )
     print("| configuration | cores | W1 s | W1 efficiency | W6b s | W6b efficiency |")
     print("|---|---|---|---|---|---|")
     for name, cores, t1, t6 in rows:

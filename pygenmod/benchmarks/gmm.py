@@ -12,6 +12,7 @@ scipy is first imported; the bench process imports scipy early (other peers), so
 candidate runs in a child process started with the variable set (``runner.InSubprocess``),
 which rebuilds the same data from the same seed and times the call under the same rule.
 """
+
 from __future__ import annotations
 
 import functools
@@ -44,8 +45,7 @@ def _w2_data(ct, dtype, N=200_000, D=16, K=16, seed=0):
     rng = np.random.default_rng(seed)
     C = rng.normal(scale=3, size=(K, D))
     X = (C[rng.integers(0, K, N)] + rng.normal(size=(N, D)) * rng.uniform(0.5, 1.5, D)).astype(dtype)
-    p0 = gmm.fit(X, K, covariance_type=ct, init="random_from_data", max_iter=0, seed=seed,
-                 warn=False).params
+    p0 = gmm.fit(X, K, covariance_type=ct, init="random_from_data", max_iter=0, seed=seed, warn=False).params
     return X, p0
 
 
@@ -76,16 +76,24 @@ def _pg_model(p, ct, **kw):
     if ct not in names:
         raise Missing(f"pomegranate has no {ct!r} covariance")
     t = torch.as_tensor
-    comps = [Normal(means=t(np.array(p.means[k])), covs=t(np.array(p.covariances[k])),
-                    covariance_type=names[ct]) for k in range(len(p.weights))]
+    comps = [
+        Normal(means=t(np.array(p.means[k])), covs=t(np.array(p.covariances[k])), covariance_type=names[ct])
+        for k in range(len(p.weights))
+    ]
     return GMM(comps, priors=t(np.array(p.weights)), **kw)
 
 
 def _sk_model(GaussianMixture, p, ct, **kw):
     from pygenmod import gmm
 
-    return GaussianMixture(len(p.weights), covariance_type=ct, weights_init=p.weights, means_init=p.means,
-                           precisions_init=gmm.precisions(p), **kw)
+    return GaussianMixture(
+        len(p.weights),
+        covariance_type=ct,
+        weights_init=p.weights,
+        means_init=p.means,
+        precisions_init=gmm.precisions(p),
+        **kw,
+    )
 
 
 def _w1(B):
@@ -103,7 +111,9 @@ def _w1(B):
             def run():
                 with pygenmod.use_backend(backend):
                     return gmm.fit(X, 4, max_iter=iters, tol=0, init=p0, warn=False)
+
             return run
+
         return setup
 
     def sk_loop():
@@ -111,8 +121,10 @@ def _w1(B):
         from pygenmod import gmm
 
         X, p0 = _w1_data(B)
-        models = [_sk_model(GM, gmm.GMMParams(*(a[b] for a in p0[:4]), "full"), "full", max_iter=iters, tol=0)
-                  for b in range(B)]
+        models = [
+            _sk_model(GM, gmm.GMMParams(*(a[b] for a in p0[:4]), "full"), "full", max_iter=iters, tol=0)
+            for b in range(B)
+        ]
 
         try:  # 256 x 3 matrices: BLAS threads only add contention
             from threadpoolctl import threadpool_limits
@@ -127,6 +139,7 @@ def _w1(B):
                 warnings.simplefilter("ignore")
                 for b in range(B):
                     models[b].fit(X[b])
+
         return run
 
     def pg_loop():
@@ -151,17 +164,27 @@ def _w1(B):
                     _pg_model(sets[b], "full", max_iter=iters, tol=-np.inf).fit(Xt[b])
                 except RuntimeError:  # torch.linalg.LinAlgError
                     failed += 1
-            pg.note = (f"1 timed run; {failed} of {B} fits raised (singular covariance, no "
-                       "reg_covar): a lower bound" if failed else "1 timed run; no reg_covar")
+            pg.note = (
+                f"1 timed run; {failed} of {B} fits raised (singular covariance, no reg_covar): a lower bound"
+                if failed
+                else "1 timed run; no reg_covar"
+            )
+
         return run
 
-    pg = Candidate(f"pomegranate loop ({B} fits)", pg_loop, max_repeats=1, warmup=0,
-                   note="1 timed run; no reg_covar")
-    return Workload("W1", f"{B} GMM fits (N=256, D=3, K=4, full, f64), {iters} EM iterations each",
-                    [Candidate("pygenmod cpu", ours("cpu"), is_ours=True),
-                     Candidate("pygenmod numba", ours("numba"), is_ours=True),
-                     Candidate(f"scikit-learn loop ({B} fits)", sk_loop, note="BLAS threads=1"), pg],
-                    unit=f"{B} fits", repeats=3)
+    pg = Candidate(f"pomegranate loop ({B} fits)", pg_loop, max_repeats=1, warmup=0, note="1 timed run; no reg_covar")
+    return Workload(
+        "W1",
+        f"{B} GMM fits (N=256, D=3, K=4, full, f64), {iters} EM iterations each",
+        [
+            Candidate("pygenmod cpu", ours("cpu"), is_ours=True),
+            Candidate("pygenmod numba", ours("numba"), is_ours=True),
+            Candidate(f"scikit-learn loop ({B} fits)", sk_loop, note="BLAS threads=1"),
+            pg,
+        ],
+        unit=f"{B} fits",
+        repeats=3,
+    )
 
 
 def _w2(ct, dtype, N):
@@ -187,6 +210,7 @@ def _w2(ct, dtype, N):
         def run():
             _, log_resp = g._e_step(X)
             g._m_step(X, log_resp)
+
         return run
 
     def sk_torch():
@@ -204,14 +228,21 @@ def _w2(ct, dtype, N):
         def run():  # what pomegranate's fit does per iteration
             model.summarize(Xt)
             model.from_summaries()
+
         return run
 
-    return Workload(f"W2-{ct}-{tag}", f"one EM iteration, N={N}, D=16, K=16, {ct}, {tag}",
-                    [Candidate("pygenmod cpu (em_step)", ours, is_ours=True),
-                     Candidate("scikit-learn numpy", sk_numpy),
-                     Candidate("scikit-learn torch array-API", sk_torch),
-                     Candidate("pomegranate", pomegranate, note="no reg_covar")],
-                    flops=flops, unit="EM iteration")
+    return Workload(
+        f"W2-{ct}-{tag}",
+        f"one EM iteration, N={N}, D=16, K=16, {ct}, {tag}",
+        [
+            Candidate("pygenmod cpu (em_step)", ours, is_ours=True),
+            Candidate("scikit-learn numpy", sk_numpy),
+            Candidate("scikit-learn torch array-API", sk_torch),
+            Candidate("pomegranate", pomegranate, note="no reg_covar"),
+        ],
+        flops=flops,
+        unit="EM iteration",
+    )
 
 
 def _sk_torch_setup(ct, tag, N):
@@ -236,9 +267,15 @@ def _sk_torch_setup(ct, tag, N):
     Xt = torch.asarray(X)
     K = len(p0.weights)
     with config_context(array_api_dispatch=True):
-        g = GM(K, covariance_type=ct, weights_init=torch.asarray(p0.weights),
-               means_init=torch.asarray(p0.means), precisions_init=torch.asarray(gmm.precisions(p0)),
-               max_iter=1, init_params="random_from_data")
+        g = GM(
+            K,
+            covariance_type=ct,
+            weights_init=torch.asarray(p0.weights),
+            means_init=torch.asarray(p0.means),
+            precisions_init=torch.asarray(gmm.precisions(p0)),
+            max_iter=1,
+            init_params="random_from_data",
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             g.fit(Xt)
@@ -247,6 +284,7 @@ def _sk_torch_setup(ct, tag, N):
         with config_context(array_api_dispatch=True):
             _, log_resp = g._e_step(Xt)
             g._m_step(Xt, log_resp)
+
     return run
 
 

@@ -11,6 +11,7 @@ Guarded by device availability: without a usable CUDA backend :func:`workloads` 
 versions and writes DIR/gpu-bench.md and .json. ``--dry-run`` (no GPU) runs every row at a tiny
 size on the host (NumPy arrays, CPU backend, torch on the CPU) to check the code, not to time it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,10 +47,12 @@ class Device:
 
     def timed(self, fn):
         """fn followed by a device sync: the time of the work, not of its launch."""
+
         def run():
             out = fn()
             self.sync()
             return out
+
         return run
 
 
@@ -70,7 +73,9 @@ def _tsync(torch, dev):
             if not dev.dry:
                 torch.cuda.synchronize()
             return out
+
         return run
+
     return f
 
 
@@ -111,8 +116,10 @@ def describe(dev: Device) -> str:
 
         rt = cupy.cuda.runtime
         p = rt.getDeviceProperties(cupy.cuda.Device().id)
-        lines.append(f"device {p['name'].decode()} sm_{p['major']}{p['minor']}, {p['multiProcessorCount']} SMs, "
-                     f"driver {rt.driverGetVersion()}, runtime {rt.runtimeGetVersion()}, cupy {cupy.__version__}")
+        lines.append(
+            f"device {p['name'].decode()} sm_{p['major']}{p['minor']}, {p['multiProcessorCount']} SMs, "
+            f"driver {rt.driverGetVersion()}, runtime {rt.runtimeGetVersion()}, cupy {cupy.__version__}"
+        )
     for mod in ("torch", "jax", "mctx", "numpy"):
         try:
             lines.append(f"{mod} {__import__(mod).__version__}")
@@ -140,7 +147,9 @@ def _w3(dev: Device, size):
                     saved = spatial.spatial_softmax_forward(x, 1.0)
                     return spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, saved=saved)
                 return spatial.spatial_softmax(x, 1.0)
+
             return dev.timed(run)
+
         return setup
 
     def peer(compile_, backward):
@@ -163,22 +172,38 @@ def _w3(dev: Device, size):
                 else:
                     with torch.no_grad():
                         fn(x, t)
+
             run = _tsync(torch, dev)(run)
             run()  # compile outside the timing
             return run
+
         return setup
 
     sz = f"B={B}, C={C}, H={H}, W={W} f32"
-    return [Workload("G-W3-fwd", f"spatial softmax forward, {sz}",
-                     [Candidate("pygenmod cuda", ours(False), is_ours=True),
-                      Candidate("torch eager", peer(False, False)),
-                      Candidate("torch.compile", peer(True, False), note="compile excluded")],
-                     bytes_moved=nbytes, repeats=11),
-            Workload("G-W3-fb", f"spatial softmax forward+backward, {sz}",
-                     [Candidate("pygenmod cuda (VJP)", ours(True), is_ours=True),
-                      Candidate("torch eager autograd", peer(False, True)),
-                      Candidate("torch.compile autograd", peer(True, True), note="compile excluded")],
-                     bytes_moved=3 * nbytes, repeats=11)]
+    return [
+        Workload(
+            "G-W3-fwd",
+            f"spatial softmax forward, {sz}",
+            [
+                Candidate("pygenmod cuda", ours(False), is_ours=True),
+                Candidate("torch eager", peer(False, False)),
+                Candidate("torch.compile", peer(True, False), note="compile excluded"),
+            ],
+            bytes_moved=nbytes,
+            repeats=11,
+        ),
+        Workload(
+            "G-W3-fb",
+            f"spatial softmax forward+backward, {sz}",
+            [
+                Candidate("pygenmod cuda (VJP)", ours(True), is_ours=True),
+                Candidate("torch eager autograd", peer(False, True)),
+                Candidate("torch.compile autograd", peer(True, True), note="compile excluded"),
+            ],
+            bytes_moved=3 * nbytes,
+            repeats=11,
+        ),
+    ]
 
 
 def _w4(dev: Device, B, D, Bm, Dm):
@@ -194,8 +219,10 @@ def _w4(dev: Device, B, D, Bm, Dm):
 
     def ours_mvn():
         mu = dev.asarray(data(Bm, Dm)[0])
-        L = dev.asarray(np.tril(np.random.default_rng(1).standard_normal((Bm, Dm, Dm)) * 0.1, -1).astype(np.float32)
-                        + np.eye(Dm, dtype=np.float32))
+        L = dev.asarray(
+            np.tril(np.random.default_rng(1).standard_normal((Bm, Dm, Dm)) * 0.1, -1).astype(np.float32)
+            + np.eye(Dm, dtype=np.float32)
+        )
         return dev.timed(lambda: sampling.mvn_head(mu, L, seed=1, check=False))
 
     def torch_normal():
@@ -206,24 +233,38 @@ def _w4(dev: Device, B, D, Bm, Dm):
             z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu)
             kl = 0.5 * (mu * mu + lv.exp() - 1 - lv).sum(-1)
             return z, kl
+
         return _tsync(torch, dev)(run)
 
     def torch_mvn():
         torch = _torch(dev)
         mu = torch.from_numpy(data(Bm, Dm)[0]).to(dev.torch_device)
-        L = torch.tril(torch.randn(Bm, Dm, Dm, device=dev.torch_device) * 0.1, -1) + torch.eye(Dm, device=dev.torch_device)
+        L = torch.tril(torch.randn(Bm, Dm, Dm, device=dev.torch_device) * 0.1, -1) + torch.eye(
+            Dm, device=dev.torch_device
+        )
 
         def run():
             e = torch.randn(Bm, Dm, 1, device=dev.torch_device)
             return mu + (L @ e)[..., 0]
+
         return _tsync(torch, dev)(run)
 
-    return [Workload("G-W4a", f"normal_head (sample + KL), B={B}, D={D} f32",
-                     [Candidate("pygenmod cuda", ours, is_ours=True), Candidate("torch", torch_normal)],
-                     bytes_moved=3 * B * D * 4, repeats=11),
-            Workload("G-W4b", f"mvn_head (sample + KL), B={Bm}, D={Dm} f32",
-                     [Candidate("pygenmod cuda", ours_mvn, is_ours=True), Candidate("torch (sample only)", torch_mvn)],
-                     bytes_moved=Bm * (Dm * Dm + 2 * Dm) * 4, repeats=11)]
+    return [
+        Workload(
+            "G-W4a",
+            f"normal_head (sample + KL), B={B}, D={D} f32",
+            [Candidate("pygenmod cuda", ours, is_ours=True), Candidate("torch", torch_normal)],
+            bytes_moved=3 * B * D * 4,
+            repeats=11,
+        ),
+        Workload(
+            "G-W4b",
+            f"mvn_head (sample + KL), B={Bm}, D={Dm} f32",
+            [Candidate("pygenmod cuda", ours_mvn, is_ours=True), Candidate("torch (sample only)", torch_mvn)],
+            bytes_moved=Bm * (Dm * Dm + 2 * Dm) * 4,
+            repeats=11,
+        ),
+    ]
 
 
 def _w5(dev: Device, B, sims, S=1024, A=16, policy="muzero"):
@@ -250,22 +291,30 @@ def _w5(dev: Device, B, sims, S=1024, A=16, policy="muzero"):
 
         def recurrent_fn(params, rng_key, action, emb):  # the same tabular model as ours
             s2 = ns[emb, action]
-            return mctx.RecurrentFnOutput(reward=R[emb, action], discount=jnp.full(emb.shape, GAMMA, jnp.float32),
-                                          prior_logits=L[s2], value=V[s2]), s2
+            return mctx.RecurrentFnOutput(
+                reward=R[emb, action], discount=jnp.full(emb.shape, GAMMA, jnp.float32), prior_logits=L[s2], value=V[s2]
+            ), s2
 
         if policy == "muzero":
-            fn = jax.jit(lambda key: mctx.muzero_policy(None, key, root, recurrent_fn, sims,
-                                                        dirichlet_fraction=0.0).action_weights)
+            fn = jax.jit(
+                lambda key: (
+                    mctx.muzero_policy(None, key, root, recurrent_fn, sims, dirichlet_fraction=0.0).action_weights
+                )
+            )
         else:
             fn = jax.jit(lambda key: mctx.gumbel_muzero_policy(None, key, root, recurrent_fn, sims).action_weights)
         key = jax.random.PRNGKey(0)
         fn(key).block_until_ready()  # compile outside the timing
         return lambda: fn(key).block_until_ready()
 
-    return Workload(f"G-W5-{policy}", f"{policy} search, tabular S={S}, A={A}, B={B}, {sims} simulations "
-                                      f"(simulations/s = {B * sims} / time)",
-                    [Candidate("pygenmod cuda", ours, is_ours=True), Candidate("mctx (jit, JAX)", peer)],
-                    flops=None, unit="search", repeats=5)
+    return Workload(
+        f"G-W5-{policy}",
+        f"{policy} search, tabular S={S}, A={A}, B={B}, {sims} simulations (simulations/s = {B * sims} / time)",
+        [Candidate("pygenmod cuda", ours, is_ours=True), Candidate("mctx (jit, JAX)", peer)],
+        flops=None,
+        unit="search",
+        repeats=5,
+    )
 
 
 def _w6(dev: Device, S, A, Bb, Sb, Ab, sweeps):
@@ -296,6 +345,7 @@ def _w6(dev: Device, S, A, Bb, Sb, Ab, sweeps):
             for _ in range(sweeps):
                 V = (R + 0.95 * torch.einsum("bsat,bt->bsa", P, V)).amax(-1)
             return V
+
         return _tsync(torch, dev)(run)
 
     def jax_vi():
@@ -308,19 +358,39 @@ def _w6(dev: Device, S, A, Bb, Sb, Ab, sweeps):
         def solve(P, R):
             def body(V, _):
                 return (R + 0.95 * jnp.einsum("bsat,bt->bsa", P, V)).max(-1), None
+
             return jax.lax.scan(body, jnp.zeros((Bb, Sb), P.dtype), None, length=sweeps)[0]
 
         solve(P, R).block_until_ready()
         return lambda: solve(P, R).block_until_ready()
 
-    return [Workload("G-W6a", f"one dense optimality sweep, S={S}, A={A} f64",
-                     [Candidate("pygenmod cuda", ours_sweep, is_ours=True), Candidate("torch einsum", torch_sweep)],
-                     bytes_moved=S * A * S * 8, unit="sweep", repeats=11),
-            Workload("G-W6b", f"{sweeps} VI sweeps, B={Bb} MDPs, S={Sb}, A={Ab} f64",
-                     [Candidate("pygenmod cuda value_iteration", ours_vi, is_ours=True,
-                                note="device-state loop, one sweep kernel per step"),
-                      Candidate("torch loop", torch_vi), Candidate("jax.lax.scan (jit)", jax_vi)],
-                     bytes_moved=sweeps * Bb * Sb * Ab * Sb * 8, unit="solve", repeats=3)]
+    return [
+        Workload(
+            "G-W6a",
+            f"one dense optimality sweep, S={S}, A={A} f64",
+            [Candidate("pygenmod cuda", ours_sweep, is_ours=True), Candidate("torch einsum", torch_sweep)],
+            bytes_moved=S * A * S * 8,
+            unit="sweep",
+            repeats=11,
+        ),
+        Workload(
+            "G-W6b",
+            f"{sweeps} VI sweeps, B={Bb} MDPs, S={Sb}, A={Ab} f64",
+            [
+                Candidate(
+                    "pygenmod cuda value_iteration",
+                    ours_vi,
+                    is_ours=True,
+                    note="device-state loop, one sweep kernel per step",
+                ),
+                Candidate("torch loop", torch_vi),
+                Candidate("jax.lax.scan (jit)", jax_vi),
+            ],
+            bytes_moved=sweeps * Bb * Sb * Ab * Sb * 8,
+            unit="solve",
+            repeats=3,
+        ),
+    ]
 
 
 def _w7(dev: Device, T, B):
@@ -328,8 +398,11 @@ def _w7(dev: Device, T, B):
 
     def data():
         r = np.random.default_rng(0)
-        return (r.standard_normal((T, B)).astype(np.float32), r.standard_normal((T, B)).astype(np.float32),
-                r.random((T, B)) < 0.01)
+        return (
+            r.standard_normal((T, B)).astype(np.float32),
+            r.standard_normal((T, B)).astype(np.float32),
+            r.random((T, B)) < 0.01,
+        )
 
     def ours():
         rew, val, done = (dev.asarray(a) for a in data())
@@ -350,6 +423,7 @@ def _w7(dev: Device, T, B):
                 adv[t] = last
                 nv = val[t]
             return adv
+
         return _tsync(torch, dev)(run)
 
     def jax_scan():
@@ -367,15 +441,23 @@ def _w7(dev: Device, T, B):
                 r, v, n, nvt = x
                 last = r + 0.99 * nvt * n - v + 0.99 * 0.95 * n * last
                 return last, last
+
             return jax.lax.scan(body, jnp.zeros(B, val.dtype), (rew, val, nd, nv), reverse=True)[1]
 
         gae(rew, val, nd).block_until_ready()
         return lambda: gae(rew, val, nd).block_until_ready()
 
-    return Workload("G-W7", f"GAE, T={T}, B={B} f32",
-                    [Candidate("pygenmod cuda", ours, is_ours=True), Candidate("torch loop over T", torch_loop),
-                     Candidate("jax.lax.scan (jit)", jax_scan)],
-                    bytes_moved=T * B * (4 + 4 + 1 + 4 + 4), repeats=7)
+    return Workload(
+        "G-W7",
+        f"GAE, T={T}, B={B} f32",
+        [
+            Candidate("pygenmod cuda", ours, is_ours=True),
+            Candidate("torch loop over T", torch_loop),
+            Candidate("jax.lax.scan (jit)", jax_scan),
+        ],
+        bytes_moved=T * B * (4 + 4 + 1 + 4 + 4),
+        repeats=7,
+    )
 
 
 def _w2(dev: Device, N, D, K, iters):
@@ -390,8 +472,9 @@ def _w2(dev: Device, N, D, K, iters):
     def ours():
         X, means = data()
         X, m = dev.asarray(X), dev.asarray(means)
-        return dev.timed(lambda: gmm.fit(X, K, covariance_type="diag", max_iter=iters, tol=0.0, means_init=m,
-                                         warn=False))
+        return dev.timed(
+            lambda: gmm.fit(X, K, covariance_type="diag", max_iter=iters, tol=0.0, means_init=m, warn=False)
+        )
 
     def torch_em():
         torch = _torch(dev)
@@ -401,22 +484,33 @@ def _w2(dev: Device, N, D, K, iters):
             mu, var, w = means.clone(), torch.ones(K, D, device=X.device), torch.full((K,), 1.0 / K, device=X.device)
             for _ in range(iters):
                 prec = 1.0 / var
-                lp = (-0.5 * ((X * X) @ prec.T - 2 * X @ (mu * prec).T + (mu * mu * prec).sum(1))
-                      - 0.5 * torch.log(var).sum(1) - 0.5 * D * np.log(2 * np.pi) + torch.log(w))
+                lp = (
+                    -0.5 * ((X * X) @ prec.T - 2 * X @ (mu * prec).T + (mu * mu * prec).sum(1))
+                    - 0.5 * torch.log(var).sum(1)
+                    - 0.5 * D * np.log(2 * np.pi)
+                    + torch.log(w)
+                )
                 r = torch.softmax(lp, 1)
                 nk = r.sum(0) + 1e-10
                 mu = (r.T @ X) / nk[:, None]
                 var = (r.T @ (X * X)) / nk[:, None] - mu * mu + 1e-6
                 w = nk / N
             return mu
+
         return _tsync(torch, dev)(run)
 
     # bounded repeats: an unknown first-run speed must not eat the whole check's time
-    return Workload("G-W2-diag", f"{iters} EM iterations, diag GMM, N={N}, D={D}, K={K} f32 "
-                                 f"(target: 100 iterations <= 1 s)",
-                    [Candidate("pygenmod cuda gmm.fit", ours, is_ours=True, max_repeats=2, warmup=0),
-                     Candidate("torch EM (matmul form)", torch_em, max_repeats=2)],
-                    flops=iters * N * K * D * 8.0, unit="fit", repeats=3)
+    return Workload(
+        "G-W2-diag",
+        f"{iters} EM iterations, diag GMM, N={N}, D={D}, K={K} f32 (target: 100 iterations <= 1 s)",
+        [
+            Candidate("pygenmod cuda gmm.fit", ours, is_ours=True, max_repeats=2, warmup=0),
+            Candidate("torch EM (matmul form)", torch_em, max_repeats=2),
+        ],
+        flops=iters * N * K * D * 8.0,
+        unit="fit",
+        repeats=3,
+    )
 
 
 def workloads(quick: bool = False, dev: Device | None = None):
@@ -455,8 +549,10 @@ def main(argv=None) -> int:
     dev = Device(dry=args.dry_run)
     head = describe(dev)
     lim = device_limits(dev)
-    head += (f"\nmeasured: copy {lim['copy_bw'] / 1e9:.0f} GB/s, matmul f32 {lim['mm_f32'] / 1e12:.1f} TFLOP/s, "
-             f"f64 {lim['mm_f64'] / 1e12:.1f} TFLOP/s")
+    head += (
+        f"\nmeasured: copy {lim['copy_bw'] / 1e9:.0f} GB/s, matmul f32 {lim['mm_f32'] / 1e12:.1f} TFLOP/s, "
+        f"f64 {lim['mm_f64'] / 1e12:.1f} TFLOP/s"
+    )
     print(head, flush=True)
     buf = io.StringIO()
 
@@ -472,8 +568,7 @@ def main(argv=None) -> int:
     rows = []
     with pygenmod.use_backend(dev.backend):
         for w in workloads(args.quick, dev):  # files rewritten after every row: a timeout keeps the rest
-            rows += run_table([w], out=Tee(), repeats=args.repeats, bandwidth=lim["copy_bw"],
-                              peak_flops=lim["mm_f32"])
+            rows += run_table([w], out=Tee(), repeats=args.repeats, bandwidth=lim["copy_bw"], peak_flops=lim["mm_f32"])
             if args.out:
                 os.makedirs(args.out, exist_ok=True)
                 with open(os.path.join(args.out, "gpu-bench.md"), "w") as f:

@@ -7,6 +7,7 @@ Every time is the median of ``--repeat`` calls after a warm-up (compilation excl
 call ending in ``block_until_ready``. The rows check their results: the FFI call bitwise
 against the NumPy API, the scan to 1e-4.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,9 @@ def main(argv=None):
     f = jax.jit(lambda r, v: pgj.gae(r, v).advantages)
     assert np.array_equal(np.asarray(f(r, v)), returns.gae(r, v).advantages)
     rj, vj = jnp.asarray(r), jnp.asarray(v)
-    rows.append(("gae (8, 4)", _median(lambda: f(rj, vj).block_until_ready(), n),
-                 _median(lambda: returns.gae(r, v), n)))
+    rows.append(
+        ("gae (8, 4)", _median(lambda: f(rj, vj).block_until_ready(), n), _median(lambda: returns.gae(r, v), n))
+    )
 
     P = rng.random((1, 4, 2, 4)).astype(np.float32)
     P /= P.sum(-1, keepdims=True)
@@ -84,19 +86,34 @@ def main(argv=None):
     f = jax.jit(lambda P, R, V: pgj.bellman_backup(P, R, V, 0.9).V)
     assert np.array_equal(np.asarray(f(P, R, V)), mdp.bellman_backup(P, R, V, 0.9).V)
     Pj, Rj, Vj = map(jnp.asarray, (P, R, V))
-    rows.append(("bellman_backup (1, 4, 2)", _median(lambda: f(Pj, Rj, Vj).block_until_ready(), n),
-                 _median(lambda: mdp.bellman_backup(P, R, V, 0.9), n)))
+    rows.append(
+        (
+            "bellman_backup (1, 4, 2)",
+            _median(lambda: f(Pj, Rj, Vj).block_until_ready(), n),
+            _median(lambda: mdp.bellman_backup(P, R, V, 0.9), n),
+        )
+    )
 
     x = rng.normal(size=(1, 2, 4, 4)).astype(np.float32)
     f = jax.jit(lambda x: pgj.spatial_softmax(x))
     assert np.array_equal(np.asarray(f(x)), spatial.spatial_softmax(x))
     xj = jnp.asarray(x)
-    rows.append(("spatial_softmax (1, 2, 4, 4)", _median(lambda: f(xj).block_until_ready(), n),
-                 _median(lambda: spatial.spatial_softmax(x), n)))
+    rows.append(
+        (
+            "spatial_softmax (1, 2, 4, 4)",
+            _median(lambda: f(xj).block_until_ready(), n),
+            _median(lambda: spatial.spatial_softmax(x), n),
+        )
+    )
     g = jax.jit(jax.grad(lambda x: pgj.spatial_softmax(x).sum()))
     kp = spatial.spatial_softmax(x)
-    rows.append(("spatial_softmax grad (1, 2, 4, 4)", _median(lambda: g(xj).block_until_ready(), n),
-                 _median(lambda: spatial.spatial_softmax_vjp(x, 1.0, np.ones_like(kp)), n)))
+    rows.append(
+        (
+            "spatial_softmax grad (1, 2, 4, 4)",
+            _median(lambda: g(xj).block_until_ready(), n),
+            _median(lambda: spatial.spatial_softmax_vjp(x, 1.0, np.ones_like(kp)), n),
+        )
+    )
 
     print(f"jax {jax.__version__}, backend {jax.default_backend()}; median of {n} calls")
     print("| tiny call | pygenmod.jax under jit (us) | NumPy API (us) |")
@@ -108,7 +125,7 @@ def main(argv=None):
     T, B = a.T, a.B
     r = rng.normal(size=(T, B)).astype(np.float32)
     v = rng.normal(size=(T, B)).astype(np.float32)
-    done = (rng.random((T, B)) < 0.01)
+    done = rng.random((T, B)) < 0.01
     rj, vj, dj = jnp.asarray(r), jnp.asarray(v), jnp.asarray(done)
     ffi = jax.jit(lambda r, v, d: pgj.gae(r, v, gamma=0.99, lam=0.95, terminated=d, compute_returns=False).advantages)
     scan = jax.jit(lambda r, v, d: _scan_gae(r, v, d.astype(r.dtype), 0.99, 0.95))
@@ -122,8 +139,11 @@ def main(argv=None):
     print(f"W7 GAE, T={T}, B={B}, float32, 1% terminations; median of {a.repeat}")
     print("| candidate | ms | vs pygenmod.jax |")
     print("|---|---|---|")
-    for name, t in (("pygenmod.jax.gae inside jit", t_ffi), ("jax.lax.scan GAE inside jit", t_scan),
-                    ("pygenmod.returns.gae (NumPy)", t_np)):
+    for name, t in (
+        ("pygenmod.jax.gae inside jit", t_ffi),
+        ("jax.lax.scan GAE inside jit", t_scan),
+        ("pygenmod.returns.gae (NumPy)", t_np),
+    ):
         print(f"| {name} | {t * 1e3:.2f} | {t / t_ffi:.2f}x |")
 
 

@@ -3,6 +3,7 @@
 Bandwidth is measured with all threads (the compiled probe in _cpu_runtime streams a
 256 MiB array with OpenMP; NumPy's single-threaded copy is the fallback).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,5 +44,9 @@ def matmul_peak(dtype=np.float64, n: int = 2048) -> float:
 
 
 def limits() -> dict:
-    return dict(copy_bw=copy_bandwidth(), read_bw=read_bandwidth(),
-                peak_f64=matmul_peak(np.float64), peak_f32=matmul_peak(np.float32))
+    return dict(
+        copy_bw=copy_bandwidth(),
+        read_bw=read_bandwidth(),
+        peak_f64=matmul_peak(np.float64),
+        peak_f32=matmul_peak(np.float32),
+    )

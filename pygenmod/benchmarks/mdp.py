@@ -6,6 +6,7 @@ W6c  sparse S=100_000, A=4, 8 successors, 100 sweeps
 W6d  policy iteration on W6a's MDP
 W7   GAE over (T=1024, B=4096) float32, gamma=0.99, lambda=0.95
 """
+
 from __future__ import annotations
 
 import functools
@@ -84,12 +85,18 @@ def _w6a(quick):
         V = np.random.default_rng(1).standard_normal(S)
         return lambda: vi._bellmanOperator(V)
 
-    sweep = Workload("W6a", f"one dense optimality sweep, S={S}, A={A}, float64 (P read once: "
-                            f"{nbytes / 1e6:.0f} MB)",
-                     [Candidate("pygenmod bellman_backup", ours_sweep, is_ours=True, note="check=False"),
-                      Candidate("numpy P@V", numpy_sweep), Candidate("quantecon bellman_operator", qe_sweep),
-                      Candidate("pymdptoolbox _bellmanOperator", mdptb_sweep)],
-                     bytes_moved=nbytes, unit="sweep")
+    sweep = Workload(
+        "W6a",
+        f"one dense optimality sweep, S={S}, A={A}, float64 (P read once: {nbytes / 1e6:.0f} MB)",
+        [
+            Candidate("pygenmod bellman_backup", ours_sweep, is_ours=True, note="check=False"),
+            Candidate("numpy P@V", numpy_sweep),
+            Candidate("quantecon bellman_operator", qe_sweep),
+            Candidate("pymdptoolbox _bellmanOperator", mdptb_sweep),
+        ],
+        bytes_moved=nbytes,
+        unit="sweep",
+    )
 
     def ours_solve():
         from pygenmod import mdp
@@ -143,13 +150,20 @@ def _w6a(quick):
 
         return run
 
-    solve = Workload("W6a-solve", f"time to an epsilon-optimal V (epsilon={EPS:g}), S={S}, A={A}",
-                     [Candidate("pygenmod solve (default MPI)", ours_solve, is_ours=True, note="span stop, checks P"),
-                      Candidate("pygenmod VI sup<1e-8", ours_vi_sup, is_ours=True),
-                      Candidate("quantecon MPI (k=20)", qe_mpi), Candidate("quantecon VI", qe_vi),
-                      Candidate("pymdptoolbox VI", mdptb_vi, note="span stop, V uncorrected"),
-                      Candidate("numpy VI sup<1e-8", numpy_vi)],
-                     unit="solve", repeats=3)
+    solve = Workload(
+        "W6a-solve",
+        f"time to an epsilon-optimal V (epsilon={EPS:g}), S={S}, A={A}",
+        [
+            Candidate("pygenmod solve (default MPI)", ours_solve, is_ours=True, note="span stop, checks P"),
+            Candidate("pygenmod VI sup<1e-8", ours_vi_sup, is_ours=True),
+            Candidate("quantecon MPI (k=20)", qe_mpi),
+            Candidate("quantecon VI", qe_vi),
+            Candidate("pymdptoolbox VI", mdptb_vi, note="span stop, V uncorrected"),
+            Candidate("numpy VI sup<1e-8", numpy_vi),
+        ],
+        unit="solve",
+        repeats=3,
+    )
 
     def ours_pi():
         from pygenmod import mdp
@@ -183,11 +197,18 @@ def _w6a(quick):
 
         return run
 
-    pi = Workload("W6d", f"policy iteration on W6a's MDP (S={S}, A={A})",
-                  [Candidate("pygenmod PI (iterative eval)", ours_pi, is_ours=True),
-                   Candidate("pygenmod PI (exact eval)", ours_pi_exact, is_ours=True),
-                   Candidate("quantecon PI", qe_pi), Candidate("pymdptoolbox PI", mdptb_pi)],
-                  unit="solve", repeats=3)
+    pi = Workload(
+        "W6d",
+        f"policy iteration on W6a's MDP (S={S}, A={A})",
+        [
+            Candidate("pygenmod PI (iterative eval)", ours_pi, is_ours=True),
+            Candidate("pygenmod PI (exact eval)", ours_pi_exact, is_ours=True),
+            Candidate("quantecon PI", qe_pi),
+            Candidate("pymdptoolbox PI", mdptb_pi),
+        ],
+        unit="solve",
+        repeats=3,
+    )
     return [sweep, solve, pi]
 
 
@@ -212,6 +233,7 @@ def _w6b(quick):
                 return mdp.value_iteration(P, R, GAMMA, tol=0.0, stop="sup", max_iter=sweeps, check=False)
             finally:
                 mdp._ACTION_ELIMINATION = True
+
         return run
 
     def ours_default():
@@ -229,26 +251,39 @@ def _w6b(quick):
                 out = np.empty((B, S))
                 step = block or B
                 for b0 in range(0, B, step):
-                    Pb, Rb = P3[b0:b0 + step], R[b0:b0 + step]
+                    Pb, Rb = P3[b0 : b0 + step], R[b0 : b0 + step]
                     V = np.zeros((len(Pb), S))
                     for _ in range(sweeps):
                         V = (Rb + GAMMA * np.matmul(Pb, V[:, :, None]).reshape(len(Pb), S, A)).max(-1)
-                    out[b0:b0 + step] = V
+                    out[b0 : b0 + step] = V
                 return out
 
             return run
 
         return setup
 
-    return [Workload("W6b", f"{sweeps} value-iteration sweeps on each of B={B} MDPs, S={S}, A={A}, float64",
-                     [Candidate("pygenmod value_iteration", ours, is_ours=True,
-                                note="check=False; action elimination (same floats)"),
-                      Candidate("pygenmod VI, full sweeps", ours_full_sweeps, note="elimination off: every row read"),
-                      Candidate("pygenmod VI, own stop", ours_default, note=f"per-MDP span stop eps={EPS:g}: "
-                                "fewer sweeps, not the same work"),
-                      Candidate("numpy batched matmul", numpy_batched()),
-                      Candidate("numpy blocked 8 MDPs", numpy_batched(8))],
-                     flops=2.0 * B * S * A * S * sweeps, unit="solve", repeats=3)]
+    return [
+        Workload(
+            "W6b",
+            f"{sweeps} value-iteration sweeps on each of B={B} MDPs, S={S}, A={A}, float64",
+            [
+                Candidate(
+                    "pygenmod value_iteration", ours, is_ours=True, note="check=False; action elimination (same floats)"
+                ),
+                Candidate("pygenmod VI, full sweeps", ours_full_sweeps, note="elimination off: every row read"),
+                Candidate(
+                    "pygenmod VI, own stop",
+                    ours_default,
+                    note=f"per-MDP span stop eps={EPS:g}: fewer sweeps, not the same work",
+                ),
+                Candidate("numpy batched matmul", numpy_batched()),
+                Candidate("numpy blocked 8 MDPs", numpy_batched(8)),
+            ],
+            flops=2.0 * B * S * A * S * sweeps,
+            unit="solve",
+            repeats=3,
+        )
+    ]
 
 
 # ------------------------------------------------------------------ W6c: sparse
@@ -296,11 +331,22 @@ def _w6c(quick):
         return run
 
     nnz = S * A * k
-    return [Workload("W6c", f"{sweeps} sparse value-iteration sweeps, S={S}, A={A}, {k} successors (CSR)",
-                     [Candidate("pygenmod value_iteration", ours, is_ours=True, note="check=False"),
-                      Candidate("scipy CSR matvec", scipy_csr),
-                      Candidate("pymdptoolbox-style per-action CSR", mdptb_sparse, note="its constructor runs out of memory here")],
-                     bytes_moved=sweeps * nnz * 12.0, unit="solve", repeats=3)]
+    return [
+        Workload(
+            "W6c",
+            f"{sweeps} sparse value-iteration sweeps, S={S}, A={A}, {k} successors (CSR)",
+            [
+                Candidate("pygenmod value_iteration", ours, is_ours=True, note="check=False"),
+                Candidate("scipy CSR matvec", scipy_csr),
+                Candidate(
+                    "pymdptoolbox-style per-action CSR", mdptb_sparse, note="its constructor runs out of memory here"
+                ),
+            ],
+            bytes_moved=sweeps * nnz * 12.0,
+            unit="solve",
+            repeats=3,
+        )
+    ]
 
 
 # ------------------------------------------------------------------ W7: GAE
@@ -360,8 +406,9 @@ def _w7(quick):
 
         r, v, d, boot = _gae_data(Tn, B)
         out = (np.empty_like(r),)
-        return lambda: returns.gae(r, v, gamma=0.99, lam=0.95, terminated=d, bootstrap_value=boot, out=out,
-                                   compute_returns=False)
+        return lambda: returns.gae(
+            r, v, gamma=0.99, lam=0.95, terminated=d, bootstrap_value=boot, out=out, compute_returns=False
+        )
 
     def numpy_vec():
         r, v, d, boot = _gae_data(Tn, B)
@@ -373,13 +420,26 @@ def _w7(quick):
         r, v, d, boot = _gae_data(Tn, B)
         return lambda: fn(r, v, d, boot, gamma, lam)
 
-    return [Workload("W7", f"GAE over (T={Tn}, B={B}) float32, gamma=0.99, lambda=0.95",
-                     [Candidate("pygenmod gae", ours, is_ours=True, note="advantages + lambda-returns"),
-                      Candidate("pygenmod gae out=", ours_out, is_ours=True, note="reused output buffers"),
-                      Candidate("pygenmod advantages only", ours_adv_only, is_ours=True,
-                                note="out=, compute_returns=False: what the peers compute"),
-                      Candidate("numpy vectorised over B", numpy_vec), Candidate("numba serial loop", numba_serial)],
-                     bytes_moved=Tn * B * 4 * 5.0, unit="call")]
+    return [
+        Workload(
+            "W7",
+            f"GAE over (T={Tn}, B={B}) float32, gamma=0.99, lambda=0.95",
+            [
+                Candidate("pygenmod gae", ours, is_ours=True, note="advantages + lambda-returns"),
+                Candidate("pygenmod gae out=", ours_out, is_ours=True, note="reused output buffers"),
+                Candidate(
+                    "pygenmod advantages only",
+                    ours_adv_only,
+                    is_ours=True,
+                    note="out=, compute_returns=False: what the peers compute",
+                ),
+                Candidate("numpy vectorised over B", numpy_vec),
+                Candidate("numba serial loop", numba_serial),
+            ],
+            bytes_moved=Tn * B * 4 * 5.0,
+            unit="call",
+        )
+    ]
 
 
 def workloads(quick: bool = False):

@@ -8,6 +8,7 @@ read bandwidth or float64 matmul peak, or None) and ``note``. Modes are "alone",
 
 Re-plot a saved run without timing anything: ``python -m pygenmod.benchmarks.report RUN.json OUT.png [DPI]``.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,19 @@ from .. import _plot
 MODES = ("alone", "interleaved", "busy")
 MODE_LABELS = {"alone": "alone", "interleaved": "interleaved with the peers", "busy": "busy cores"}
 MODE_COLORS = {"alone": "#3465a4", "interleaved": "#f57900", "busy": "#73a946"}
-PEERS = ("scipy", "numba", "torch", "kornia", "scikit-learn", "pomegranate", "quantecon", "pymdptoolbox",
-         "jax", "mctx", "cupy-cuda13x")
+PEERS = (
+    "scipy",
+    "numba",
+    "torch",
+    "kornia",
+    "scikit-learn",
+    "pomegranate",
+    "quantecon",
+    "pymdptoolbox",
+    "jax",
+    "mctx",
+    "cupy-cuda13x",
+)
 
 
 def peer_versions() -> dict:
@@ -47,8 +59,9 @@ def load_average() -> float | None:
 def metadata(**run) -> dict:
     """Machine, versions and the run's settings (``run``: quick, repeats, limits, load_before, ...);
     the load average now is added as ``load_after``."""
-    return dict(machine=_plot.machine(), peers=peer_versions(), run=dict(run, load_after=load_average()),
-                argv=sys.argv[1:])
+    return dict(
+        machine=_plot.machine(), peers=peer_versions(), run=dict(run, load_after=load_average()), argv=sys.argv[1:]
+    )
 
 
 def write_json(path, rows, meta: dict) -> str:
@@ -84,8 +97,10 @@ def _layout(rows):
     names of the peers that were missing (a library or device not here: one line for all)."""
     groups = {}
     for r in rows:
-        g = groups.setdefault(r["workload"], dict(id=r["workload"], title=r.get("title", ""), limit=None,
-                                                  best=math.inf, peers=[], missing=[]))
+        g = groups.setdefault(
+            r["workload"],
+            dict(id=r["workload"], title=r.get("title", ""), limit=None, best=math.inf, peers=[], missing=[]),
+        )
         if r.get("ours"):
             sec = (r.get("seconds") or {}).get("alone")
             if sec is not None and sec < g["best"]:  # the limit of the fastest pygenmod row
@@ -105,8 +120,16 @@ def _ratio_text(v):
 
 def _label(ax, y, text, band, right=False, **kw):
     """Text on a workload's band at height y, at the left (or right) edge of the axes."""
-    ax.text(0.995 if right else 0.005, y, text, transform=ax.get_yaxis_transform(), va="center",
-            ha="right" if right else "left", bbox=dict(facecolor=band, edgecolor="none", pad=1), **kw)
+    ax.text(
+        0.995 if right else 0.005,
+        y,
+        text,
+        transform=ax.get_yaxis_transform(),
+        va="center",
+        ha="right" if right else "left",
+        bbox=dict(facecolor=band, edgecolor="none", pad=1),
+        **kw,
+    )
 
 
 def _draw_group(ax, g, y, modes, band, width):
@@ -114,12 +137,19 @@ def _draw_group(ax, g, y, modes, band, width):
     Returns the next free y and the (y, name) of the peer rows."""
     top, rows = y, []
     room = int(width * (6.0 if g["limit"] is not None else 9.5))  # characters before the limit text
-    title = g["title"] if len(g["title"]) <= room else g["title"][:room - 1] + "…"
+    title = g["title"] if len(g["title"]) <= room else g["title"][: room - 1] + "…"
     _label(ax, y, f"{g['id']}  {title}", band, fontsize=8.5, fontweight="bold")
     if g["limit"] is not None:
         over = " (> 100%: in cache)" if g["limit"] > 1 else ""
-        _label(ax, y, f"pygenmod: {100 * g['limit']:.0f}% of the machine limit{over}", band, right=True,
-               fontsize=8, color="#a40000")
+        _label(
+            ax,
+            y,
+            f"pygenmod: {100 * g['limit']:.0f}% of the machine limit{over}",
+            band,
+            right=True,
+            fontsize=8,
+            color="#a40000",
+        )
     y -= 1
     if not g["peers"]:
         ax.text(1.0, y, "  no peer timed", va="center", fontsize=8, color="0.4", style="italic")
@@ -135,12 +165,25 @@ def _draw_group(ax, g, y, modes, band, width):
         for i, m in shown:
             v, yy = ratio[m], y + ((len(modes) - 1) / 2 - i) * bar_h
             ax.barh(yy, v - 1.0, left=1.0, height=bar_h * 0.9, color=MODE_COLORS.get(m, "0.5"))
-            ax.text(v * (1.06 if v >= 1 else 0.94), yy, _ratio_text(v), va="center",
-                    ha="left" if v >= 1 else "right", fontsize=7)
+            ax.text(
+                v * (1.06 if v >= 1 else 0.94),
+                yy,
+                _ratio_text(v),
+                va="center",
+                ha="left" if v >= 1 else "right",
+                fontsize=7,
+            )
         y -= 1
     if g["missing"]:
-        _label(ax, y, "not timed (library or device missing here): " + ", ".join(g["missing"]), band,
-               fontsize=7.5, color="0.4", style="italic")
+        _label(
+            ax,
+            y,
+            "not timed (library or device missing here): " + ", ".join(g["missing"]),
+            band,
+            fontsize=7.5,
+            color="0.4",
+            style="italic",
+        )
         y -= 1
     ax.axhspan(y + 0.5, top + 0.5, color=band, zorder=0)
     return y, rows
@@ -152,8 +195,10 @@ def _caption(meta, width):
     extra = ", ".join(f"{k} {v}" for k, v in (meta.get("peers") or {}).items())
     lim = run.get("limits") or {}
     if lim:
-        extra += (f" | machine limits (red, fastest pygenmod row): read {lim['read_bw'] / 1e9:.1f} GB/s, "
-                  f"float64 matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s")
+        extra += (
+            f" | machine limits (red, fastest pygenmod row): read {lim['read_bw'] / 1e9:.1f} GB/s, "
+            f"float64 matmul {lim['peak_f64'] / 1e9:.0f} GFLOP/s"
+        )
     loads = [run.get(k) for k in ("load_before", "load_after") if run.get(k) is not None]
     if loads:
         extra += f" | 1-min load average {' → '.join(f'{v:.1f}' for v in loads)} (run start → end)"
@@ -189,11 +234,19 @@ def plot(rows, path, meta: dict | None = None, *, dpi: int = 100, width: float =
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
     ax.set_xlabel("speed-up of pygenmod = peer time ÷ pygenmod time (log scale; > 1× means pygenmod is faster)")
     handles = [Patch(color=MODE_COLORS.get(m, "0.5"), label=MODE_LABELS.get(m, m)) for m in modes]
-    fig.legend(handles=handles, title="timing mode", loc="outside upper right", ncols=len(modes), fontsize=8,
-               title_fontsize=8, frameon=False)
+    fig.legend(
+        handles=handles,
+        title="timing mode",
+        loc="outside upper right",
+        ncols=len(modes),
+        fontsize=8,
+        title_fontsize=8,
+        frameon=False,
+    )
     run = meta.get("run", {})
-    how = (f"median of {run.get('repeats') or 5} timed calls after a warm-up"
-           + (", quick sizes" if run.get("quick") else ""))
+    how = f"median of {run.get('repeats') or 5} timed calls after a warm-up" + (
+        ", quick sizes" if run.get("quick") else ""
+    )
     fig.suptitle(f"pygenmod against its peers, per workload\n({how})", fontsize=11, x=0.02, ha="left")
     fig.supxlabel(_caption(meta, width), fontsize=7, color="0.3")
     return _plot.save(fig, path, dpi)

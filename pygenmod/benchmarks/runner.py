@@ -11,6 +11,7 @@ Each row is timed in up to three modes (``MODES``):
   or planning loop: every pool (OpenMP, OpenBLAS, torch's) gets work between our calls;
 - ``busy``: alone, while one other process spins on one core (started and stopped here).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -67,14 +68,19 @@ class InSubprocess:
         env["PYTHONPATH"] = os.pathsep.join([pkg_parent] + [p for p in [env.get("PYTHONPATH")] if p])
         job = json.dumps(dict(target=self.target, args=list(self.args), repeats=repeats, warmup=warmup))
         # cwd: the package's parent, so that the child imports this same pygenmod
-        proc = subprocess.run([sys.executable, "-c", "from pygenmod.benchmarks.runner import _child; _child()",
-                               job], env=env, cwd=pkg_parent, capture_output=True, text=True,
-                              timeout=self.timeout)
+        proc = subprocess.run(
+            [sys.executable, "-c", "from pygenmod.benchmarks.runner import _child; _child()", job],
+            env=env,
+            cwd=pkg_parent,
+            capture_output=True,
+            text=True,
+            timeout=self.timeout,
+        )
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT)]
         if proc.returncode != 0 or not lines:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             raise RuntimeError(f"child process failed (rc={proc.returncode}): {' | '.join(tail)}")
-        res = json.loads(lines[-1][len(_RESULT):])
+        res = json.loads(lines[-1][len(_RESULT) :])
         if "missing" in res:
             raise Missing(res["missing"])
         return float(res["seconds"])
@@ -256,8 +262,14 @@ def _limit(w: Workload, sec, bandwidth, peak_flops):
     return None, ""
 
 
-def run_table(workloads, out=None, repeats: int | None = None, bandwidth: float | None = None,
-              peak_flops: float | None = None, modes=MODES):
+def run_table(
+    workloads,
+    out=None,
+    repeats: int | None = None,
+    bandwidth: float | None = None,
+    peak_flops: float | None = None,
+    modes=MODES,
+):
     """Measure every workload in the given modes, print one line per row, return the rows.
 
     Each row is a dict: ``workload`` (id), ``title``, ``candidate`` (name), ``ours`` (bool),
@@ -278,8 +290,7 @@ def run_table(workloads, out=None, repeats: int | None = None, bandwidth: float 
         best = {m: min((s[m] for c, s, _ in rows if c.is_ours and m in s), default=None) for m in modes}
         for cand, secs, note in rows:
             i += 1
-            ratio = None if cand.is_ours else {
-                m: (secs[m] / best[m] if best[m] else None) for m in modes if m in secs}
+            ratio = None if cand.is_ours else {m: (secs[m] / best[m] if best[m] else None) for m in modes if m in secs}
             frac, rate = _limit(w, secs.get("alone"), bandwidth, peak_flops)
             cells = []
             for m in modes:
@@ -290,8 +301,21 @@ def run_table(workloads, out=None, repeats: int | None = None, bandwidth: float 
                 cells.append(f"{m} {_fmt_time(secs[m])}{r}")
             if frac is not None:
                 rate += f" ({100 * frac:.0f}% {'bw' if w.bytes_moved else 'pk'})"
-            print(f"[{i}/{total}] {w.id} {cand.name:<30} {'  '.join(cells)}  {rate}  {note}".rstrip(),
-                  file=out, flush=True)
-            results.append(dict(workload=w.id, title=w.title, candidate=cand.name, ours=cand.is_ours,
-                                seconds=dict(secs), ratio=ratio, limit=frac, note=note))
+            print(
+                f"[{i}/{total}] {w.id} {cand.name:<30} {'  '.join(cells)}  {rate}  {note}".rstrip(),
+                file=out,
+                flush=True,
+            )
+            results.append(
+                dict(
+                    workload=w.id,
+                    title=w.title,
+                    candidate=cand.name,
+                    ours=cand.is_ours,
+                    seconds=dict(secs),
+                    ratio=ratio,
+                    limit=frac,
+                    note=note,
+                )
+            )
     return results

@@ -4,6 +4,7 @@ RNG throughput. Data is built lazily, inside setups; every candidate gets the sa
 Peers: the eager PyTorch one-liner, torch.distributions with autograd, NumPy. Torch runs with
 its default thread count (the machine's cores), like pygenmod's OpenMP.
 """
+
 from __future__ import annotations
 
 import functools
@@ -207,30 +208,57 @@ def workloads(quick: bool = False):
 
     n = B * D
     return [
-        Workload("W4a", f"diagonal rsample z = mu + exp(lv/2) eps, B={B}, D={D}, float32",
-                 [Candidate("pygenmod", ours_sample, is_ours=True),
-                  Candidate("pygenmod out=", ours_sample_out, is_ours=True, note="reused output buffer"),
-                  Candidate("torch eager one-liner", torch_sample),
-                  Candidate("numpy", numpy_sample)], bytes_moved=3 * n * f4),
-        Workload("W4b", f"sample + KL, forward + backward, B={B}, D={D}, float32",
-                 [Candidate("pygenmod (arrays)", ours_vae, is_ours=True),
-                  Candidate("pygenmod.torch", ours_vae_torch, is_ours=True),
-                  Candidate("torch autograd one-liner", torch_autograd_vae),
-                  Candidate("torch.distributions", torch_dist_vae)], bytes_moved=(3 + 5) * n * f4),
-        Workload("W4c", f"full-cov rsample z = mu + L eps, B={BF}, D={DF}, float32",
-                 [Candidate("pygenmod", ours_mvn, is_ours=True),
-                  Candidate("pygenmod check=False, out=", ours_mvn_nocheck, is_ours=True),
-                  Candidate("torch MultivariateNormal", torch_mvn), Candidate("torch bmm one-liner", torch_bmm),
-                  Candidate("numpy einsum", numpy_mvn)], bytes_moved=(BF * DF * (DF + 1) // 2 + 2 * BF * DF) * f4),
-        Workload("W4d", f"full-cov sample + KL, forward + backward, B={BF}, D={DF}, float32",
-                 [Candidate("pygenmod", ours_mvn_vae, is_ours=True),
-                  Candidate("torch.distributions", torch_dist_mvn_vae)],
-                 bytes_moved=(2 * BF * DF * DF + 4 * BF * DF) * f4),
-        Workload("W4e", f"RNG: {n} standard normals / uniforms / words (written bytes)",
-                 [Candidate("pygenmod normal f32", ours_rng("normal"), is_ours=True),
-                  Candidate("pygenmod uniform f32", ours_rng("uniform"), is_ours=True),
-                  Candidate("pygenmod bits u32", ours_rng("bits"), is_ours=True),
-                  Candidate("pygenmod normal f64", ours_rng("normal", np.float64)),
-                  Candidate("torch.randn f32", torch_randn), Candidate("numpy standard_normal f32", numpy_normal)],
-                 bytes_moved=n * f4),
+        Workload(
+            "W4a",
+            f"diagonal rsample z = mu + exp(lv/2) eps, B={B}, D={D}, float32",
+            [
+                Candidate("pygenmod", ours_sample, is_ours=True),
+                Candidate("pygenmod out=", ours_sample_out, is_ours=True, note="reused output buffer"),
+                Candidate("torch eager one-liner", torch_sample),
+                Candidate("numpy", numpy_sample),
+            ],
+            bytes_moved=3 * n * f4,
+        ),
+        Workload(
+            "W4b",
+            f"sample + KL, forward + backward, B={B}, D={D}, float32",
+            [
+                Candidate("pygenmod (arrays)", ours_vae, is_ours=True),
+                Candidate("pygenmod.torch", ours_vae_torch, is_ours=True),
+                Candidate("torch autograd one-liner", torch_autograd_vae),
+                Candidate("torch.distributions", torch_dist_vae),
+            ],
+            bytes_moved=(3 + 5) * n * f4,
+        ),
+        Workload(
+            "W4c",
+            f"full-cov rsample z = mu + L eps, B={BF}, D={DF}, float32",
+            [
+                Candidate("pygenmod", ours_mvn, is_ours=True),
+                Candidate("pygenmod check=False, out=", ours_mvn_nocheck, is_ours=True),
+                Candidate("torch MultivariateNormal", torch_mvn),
+                Candidate("torch bmm one-liner", torch_bmm),
+                Candidate("numpy einsum", numpy_mvn),
+            ],
+            bytes_moved=(BF * DF * (DF + 1) // 2 + 2 * BF * DF) * f4,
+        ),
+        Workload(
+            "W4d",
+            f"full-cov sample + KL, forward + backward, B={BF}, D={DF}, float32",
+            [Candidate("pygenmod", ours_mvn_vae, is_ours=True), Candidate("torch.distributions", torch_dist_mvn_vae)],
+            bytes_moved=(2 * BF * DF * DF + 4 * BF * DF) * f4,
+        ),
+        Workload(
+            "W4e",
+            f"RNG: {n} standard normals / uniforms / words (written bytes)",
+            [
+                Candidate("pygenmod normal f32", ours_rng("normal"), is_ours=True),
+                Candidate("pygenmod uniform f32", ours_rng("uniform"), is_ours=True),
+                Candidate("pygenmod bits u32", ours_rng("bits"), is_ours=True),
+                Candidate("pygenmod normal f64", ours_rng("normal", np.float64)),
+                Candidate("torch.randn f32", torch_randn),
+                Candidate("numpy standard_normal f32", numpy_normal),
+            ],
+            bytes_moved=n * f4,
+        ),
     ]

@@ -9,6 +9,7 @@ eager PyTorch (softmax + weighted sums, robomimic-style), and the same under tor
 Bytes moved (the floor): the forward reads x once (B*C*H*W*4 = 33.6 MB); the backward reads x
 again and writes grad_x, so forward + backward moves 3 x 33.6 MB = 100.7 MB.
 """
+
 from __future__ import annotations
 
 import functools
@@ -206,26 +207,41 @@ def workloads(quick: bool = False):
 
     size = f"B={B}, C={C}, H={H}, W={W} float32 NCHW"
     return [
-        Workload("W3-fwd", f"spatial softmax keypoints, forward, {size}",
-                 [Candidate("pygenmod", ours, is_ours=True),
-                  Candidate("pygenmod (torch op)", ours_torch, is_ours=True),
-                  Candidate("kornia", torch_fwd("kornia")),
-                  Candidate("torch eager", torch_fwd("eager")),
-                  Candidate("torch.compile", torch_fwd("compile"), note="compile time excluded"),
-                  Candidate("pygenmod (cuda)", ours_cuda(False), is_ours=True),
-                  Candidate("torch eager (cuda)", torch_cuda("eager", False)),
-                  Candidate("torch.compile (cuda)", torch_cuda("compile", False))],
-                 bytes_moved=nbytes, unit="call", repeats=11),
-        Workload("W3-fb", f"spatial softmax keypoints, forward+backward (x, alpha), {size}",
-                 [Candidate("pygenmod (VJP)", ours_fb, is_ours=True),
-                  Candidate("pygenmod (VJP, out=)", ours_fb_out, is_ours=True,
-                            note="grad_x buffer reused: no page faults"),
-                  Candidate("pygenmod (torch autograd)", ours_torch_fb, is_ours=True),
-                  Candidate("kornia autograd", torch_fb("kornia")),
-                  Candidate("torch eager autograd", torch_fb("eager")),
-                  Candidate("torch.compile autograd", torch_fb("compile"), note="compile time excluded"),
-                  Candidate("pygenmod (cuda, VJP)", ours_cuda(True), is_ours=True),
-                  Candidate("torch eager autograd (cuda)", torch_cuda("eager", True)),
-                  Candidate("torch.compile autograd (cuda)", torch_cuda("compile", True))],
-                 bytes_moved=3 * nbytes, unit="call", repeats=11),
+        Workload(
+            "W3-fwd",
+            f"spatial softmax keypoints, forward, {size}",
+            [
+                Candidate("pygenmod", ours, is_ours=True),
+                Candidate("pygenmod (torch op)", ours_torch, is_ours=True),
+                Candidate("kornia", torch_fwd("kornia")),
+                Candidate("torch eager", torch_fwd("eager")),
+                Candidate("torch.compile", torch_fwd("compile"), note="compile time excluded"),
+                Candidate("pygenmod (cuda)", ours_cuda(False), is_ours=True),
+                Candidate("torch eager (cuda)", torch_cuda("eager", False)),
+                Candidate("torch.compile (cuda)", torch_cuda("compile", False)),
+            ],
+            bytes_moved=nbytes,
+            unit="call",
+            repeats=11,
+        ),
+        Workload(
+            "W3-fb",
+            f"spatial softmax keypoints, forward+backward (x, alpha), {size}",
+            [
+                Candidate("pygenmod (VJP)", ours_fb, is_ours=True),
+                Candidate(
+                    "pygenmod (VJP, out=)", ours_fb_out, is_ours=True, note="grad_x buffer reused: no page faults"
+                ),
+                Candidate("pygenmod (torch autograd)", ours_torch_fb, is_ours=True),
+                Candidate("kornia autograd", torch_fb("kornia")),
+                Candidate("torch eager autograd", torch_fb("eager")),
+                Candidate("torch.compile autograd", torch_fb("compile"), note="compile time excluded"),
+                Candidate("pygenmod (cuda, VJP)", ours_cuda(True), is_ours=True),
+                Candidate("torch eager autograd (cuda)", torch_cuda("eager", True)),
+                Candidate("torch.compile autograd (cuda)", torch_cuda("compile", True)),
+            ],
+            bytes_moved=3 * nbytes,
+            unit="call",
+            repeats=11,
+        ),
     ]

@@ -6,6 +6,7 @@ the function CALLS times; the runner reports seconds per single call. The sweep 
 pygenmod's fixed per-call cost stops mattering (the crossover); the rule is that pygenmod is never
 slower than the plain NumPy version at any size.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -46,9 +47,11 @@ def _mdp(S):
         P2 = P.reshape(-1, S) if P.shape[0] == 4 else np.swapaxes(P, 0, 1).reshape(-1, S)
         return _loop(lambda: (R + 0.95 * (P2 @ V).reshape(R.shape)).max(1))
 
-    return _w(f"W8-mdp-S{S}", f"bellman_backup, one MDP, S={S}, A=4", [
-        Candidate("pygenmod bellman_backup", ours, is_ours=True),
-        Candidate("numpy (R + g P V).max", plain)])
+    return _w(
+        f"W8-mdp-S{S}",
+        f"bellman_backup, one MDP, S={S}, A=4",
+        [Candidate("pygenmod bellman_backup", ours, is_ours=True), Candidate("numpy (R + g P V).max", plain)],
+    )
 
 
 def _pi_gridworld():
@@ -76,10 +79,15 @@ def _pi_gridworld():
         ddp = q.markov.DiscreteDP(R2, Q2, 0.99)
         return _loop(lambda: ddp.solve(method="policy_iteration"))
 
-    return _w("W8-pi-grid", "policy_iteration(evaluation='exact'), 4x3 gridworld", [
-        Candidate("pygenmod policy_iteration", ours, is_ours=True),
-        Candidate("numpy PI (linalg.solve)", plain),
-        Candidate("quantecon DiscreteDP PI", qe)])
+    return _w(
+        "W8-pi-grid",
+        "policy_iteration(evaluation='exact'), 4x3 gridworld",
+        [
+            Candidate("pygenmod policy_iteration", ours, is_ours=True),
+            Candidate("numpy PI (linalg.solve)", plain),
+            Candidate("quantecon DiscreteDP PI", qe),
+        ],
+    )
 
 
 def numpy_policy_iteration(P, R, gamma):
@@ -123,8 +131,11 @@ def _gae(T):
 
         return _loop(gae)
 
-    return _w(f"W8-gae-T{T}", f"gae, B=1, T={T}", [
-        Candidate("pygenmod gae", ours, is_ours=True), Candidate("numpy loop over t", plain)])
+    return _w(
+        f"W8-gae-T{T}",
+        f"gae, B=1, T={T}",
+        [Candidate("pygenmod gae", ours, is_ours=True), Candidate("numpy loop over t", plain)],
+    )
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -152,9 +163,15 @@ def _rsample(D):
         mu, lv = (torch.from_numpy(a) for a in data())
         return _loop(lambda: mu + torch.exp(0.5 * lv) * torch.randn_like(mu))
 
-    return _w(f"W8-rsample-D{D}", f"rsample_normal, B=1, D={D}", [
-        Candidate("pygenmod rsample_normal", ours, is_ours=True),
-        Candidate("numpy mu + exp(lv/2) * eps", plain), Candidate("torch eager one-liner", torch_)])
+    return _w(
+        f"W8-rsample-D{D}",
+        f"rsample_normal, B=1, D={D}",
+        [
+            Candidate("pygenmod rsample_normal", ours, is_ours=True),
+            Candidate("numpy mu + exp(lv/2) * eps", plain),
+            Candidate("torch eager one-liner", torch_),
+        ],
+    )
 
 
 # ----------------------------------------------------------------------------- spatial
@@ -180,8 +197,11 @@ def _spatial(H):
 
         return _loop(f)
 
-    return _w(f"W8-spatial-H{H}", f"spatial_softmax, B=1, C=4, H=W={H}", [
-        Candidate("pygenmod spatial_softmax", ours, is_ours=True), Candidate("numpy softmax + expectation", plain)])
+    return _w(
+        f"W8-spatial-H{H}",
+        f"spatial_softmax, B=1, C=4, H=W={H}",
+        [Candidate("pygenmod spatial_softmax", ours, is_ours=True), Candidate("numpy softmax + expectation", plain)],
+    )
 
 
 # ----------------------------------------------------------------------------- cem
@@ -204,8 +224,11 @@ def _topk(N):
 
         return _loop(f)
 
-    return _w(f"W8-topk-N{N}", f"top_k(k=8), one row of N={N}", [
-        Candidate("pygenmod top_k", ours, is_ours=True), Candidate("numpy argpartition + argsort", plain)])
+    return _w(
+        f"W8-topk-N{N}",
+        f"top_k(k=8), one row of N={N}",
+        [Candidate("pygenmod top_k", ours, is_ours=True), Candidate("numpy argpartition + argsort", plain)],
+    )
 
 
 def workloads(quick: bool = False):

@@ -8,6 +8,7 @@ shared machine the minimum is the least disturbed estimate of a fixed per-call c
 forward only, and forward + backward (the eager torch reference differentiated by autograd).
 Sizes: B=4 rows, D=8 (sampling), (2, 4, 8, 8) maps (spatial softmax), T=16 x B=4 (GAE).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,24 +81,58 @@ def _cases():
         return adv
 
     rows = [
-        ("normal_head (z, kl)", lambda m, v: T.normal_head(m, v, seed=1)[:2], tr_normal_head, (mu, lv),
-         lambda: S.normal_head(n["mu"], n["lv"], seed=1)),
-        ("mvn_head (z, kl), shared L", lambda m, L: T.mvn_head(m, L, seed=1)[:2], tr_mvn, (mu, L),
-         lambda: S.mvn_head(n["mu"], n["L"], seed=1)),
-        ("kl_normal", lambda m, v: T.kl_normal(m, v), lambda m, v: 0.5 * (m * m + v.exp() - 1 - v).sum(-1), (mu, lv),
-         lambda: S.kl_normal(n["mu"], n["lv"])),
-        ("normal_log_prob", lambda x, m, v: T.normal_log_prob(x, m, v),
-         lambda x, m, v: torch.distributions.Normal(m, torch.exp(0.5 * v)).log_prob(x).sum(-1), (x, mu, lv),
-         lambda: S.normal_log_prob(n["x"], n["mu"], n["lv"])),
-        ("mvn_log_prob, shared L", lambda x, m, L: T.mvn_log_prob(x, m, L), tr_mvn_lp, (x, mu, L),
-         lambda: S.mvn_log_prob(n["x"], n["mu"], n["L"])),
-        ("gumbel_softmax", lambda lg: T.gumbel_softmax(lg, 0.5, seed=1), lambda lg: F.gumbel_softmax(lg, 0.5),
-         (logits,), lambda: S.gumbel_softmax(n["logits"], 0.5, seed=1)),
-        ("spatial_softmax", lambda x: T.spatial_softmax(x), tr_spatial, (img,),
-         lambda: SP.spatial_softmax(n["img"])),
-        ("gae (T=16, no grad)", lambda r, v: T.gae(r, v).advantages, tr_gae, (rew, val),
-         lambda: R.gae(n["rew"], n["val"])),
+        (
+            "normal_head (z, kl)",
+            lambda m, v: T.normal_head(m, v, seed=1)[:2],
+            tr_normal_head,
+            (mu, lv),
+            lambda: S.normal_head(n["mu"], n["lv"], seed=1),
+        ),
+        (
+            "mvn_head (z, kl), shared L",
+            lambda m, L: T.mvn_head(m, L, seed=1)[:2],
+            tr_mvn,
+            (mu, L),
+            lambda: S.mvn_head(n["mu"], n["L"], seed=1),
+        ),
+        (
+            "kl_normal",
+            lambda m, v: T.kl_normal(m, v),
+            lambda m, v: 0.5 * (m * m + v.exp() - 1 - v).sum(-1),
+            (mu, lv),
+            lambda: S.kl_normal(n["mu"], n["lv"]),
+        ),
+        (
+            "normal_log_prob",
+            lambda x, m, v: T.normal_log_prob(x, m, v),
+            lambda x, m, v: torch.distributions.Normal(m, torch.exp(0.5 * v)).log_prob(x).sum(-1),
+            (x, mu, lv),
+            lambda: S.normal_log_prob(n["x"], n["mu"], n["lv"]),
+        ),
+        (
+            "mvn_log_prob, shared L",
+            lambda x, m, L: T.mvn_log_prob(x, m, L),
+            tr_mvn_lp,
+            (x, mu, L),
+            lambda: S.mvn_log_prob(n["x"], n["mu"], n["L"]),
+        ),
+        (
+            "gumbel_softmax",
+            lambda lg: T.gumbel_softmax(lg, 0.5, seed=1),
+            lambda lg: F.gumbel_softmax(lg, 0.5),
+            (logits,),
+            lambda: S.gumbel_softmax(n["logits"], 0.5, seed=1),
+        ),
+        ("spatial_softmax", lambda x: T.spatial_softmax(x), tr_spatial, (img,), lambda: SP.spatial_softmax(n["img"])),
+        (
+            "gae (T=16, no grad)",
+            lambda r, v: T.gae(r, v).advantages,
+            tr_gae,
+            (rew, val),
+            lambda: R.gae(n["rew"], n["val"]),
+        ),
     ]
+
     def fwd_bwd(f, args, differentiable):
         if not differentiable:
             return lambda: f(*args)
@@ -112,8 +147,16 @@ def _cases():
     out = []
     for name, ours, ref, args, numpy_call in rows:
         diff = not name.startswith("gae")
-        out.append((name, (lambda f=ours, a=args: f(*a)), (lambda f=ref, a=args: f(*a)),
-                    fwd_bwd(ours, args, diff), fwd_bwd(ref, args, diff), numpy_call))
+        out.append(
+            (
+                name,
+                (lambda f=ours, a=args: f(*a)),
+                (lambda f=ref, a=args: f(*a)),
+                fwd_bwd(ours, args, diff),
+                fwd_bwd(ref, args, diff),
+                numpy_call,
+            )
+        )
     del np
     return out
 
@@ -127,14 +170,18 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(1)
-    lines = ["| op | NumPy API | op fwd | eager torch fwd | op fwd+bwd | eager torch fwd+bwd |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| op | NumPy API | op fwd | eager torch fwd | op fwd+bwd | eager torch fwd+bwd |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, ours, ref, ours_fb, ref_fb, np_call in _cases():
         t = [_time(f, a.calls, a.repeats) for f in (np_call, ours, ref, ours_fb, ref_fb)]
         lines.append(f"| {name} | " + " | ".join(f"{v:.1f} us" for v in t) + " |")
         print(lines[-1], flush=True)
-    head = (f"torch {torch.__version__}, {platform.processor() or platform.machine()}, torch threads 1; "
-            f"best of {a.repeats} x {a.calls} calls")
+    head = (
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, torch threads 1; "
+        f"best of {a.repeats} x {a.calls} calls"
+    )
     print(head)
     if a.out:
         with open(a.out, "w") as f:

@@ -3,6 +3,7 @@
 Each family contributes a module here with ``run(report)``; SECTIONS fixes their order.
 Figures (``pygenmod demo --plots DIR``) are drawn apart from the report, in plots.py.
 """
+
 from __future__ import annotations
 
 import importlib

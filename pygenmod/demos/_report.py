@@ -1,4 +1,5 @@
 """Plain-text report helpers for the demo: sections, timed steps, aligned tables."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,8 +19,10 @@ class Report:
 
     def banner(self) -> None:
         avail = [n for n, b in pygenmod.backends().items() if b["available"]]
-        self.line(f"pygenmod {pygenmod.__version__} demo  |  backends: {', '.join(avail)}  |  "
-                  f"threads: {pygenmod.get_num_threads()}")
+        self.line(
+            f"pygenmod {pygenmod.__version__} demo  |  backends: {', '.join(avail)}  |  "
+            f"threads: {pygenmod.get_num_threads()}"
+        )
 
     def section(self, title: str) -> None:
         self.line()

@@ -1,5 +1,6 @@
 """Demo section: Gaussian mixtures for imitation: fit a mixture to the demonstrations of each of
 many tasks in one batched call, then generate each task's trajectory by GMR."""
+
 import time
 
 import numpy as np
@@ -18,7 +19,9 @@ def demonstrations(n_tasks=64, n_demos=5, T=100, seed=0):
     phase = rng.uniform(0, 2 * np.pi, (n_tasks, 2))
 
     def curve(tt):  # (tasks, ..., T) -> (tasks, ..., T, 2)
-        return amp[:, None, None, :] * np.sin(2 * np.pi * freq[:, None, None, :] * tt[..., None] + phase[:, None, None, :])
+        return amp[:, None, None, :] * np.sin(
+            2 * np.pi * freq[:, None, None, :] * tt[..., None] + phase[:, None, None, :]
+        )
 
     warp = t[None, None, :] ** rng.uniform(0.9, 1.1, (n_tasks, n_demos, 1))
     pos = curve(np.broadcast_to(warp, (n_tasks, n_demos, T))) + 0.03 * rng.normal(size=(n_tasks, n_demos, T, 2))
@@ -40,24 +43,30 @@ def run(report) -> None:
         traj = gmm.gmr(res.params, np.broadcast_to(t[None, :, None], (B, len(t), 1)), [0])
     err = np.sqrt(((traj.mean - mean_demo) ** 2).sum(-1).mean(-1))  # RMSE per task
     sd = np.sqrt(np.trace(traj.covariance, axis1=-2, axis2=-1)).mean(-1)
-    report.table(("quantity", "value"), [
-        ("sets converged", f"{int(res.converged.sum())} / {B}"),
-        ("EM iterations (median)", f"{int(np.median(res.n_iter))}"),
-        ("RMSE vs mean demonstration (mean / max)", f"{err.mean():.4f} / {err.max():.4f}"),
-        ("predictive std (mean)", f"{sd.mean():.4f}"),
-    ])
+    report.table(
+        ("quantity", "value"),
+        [
+            ("sets converged", f"{int(res.converged.sum())} / {B}"),
+            ("EM iterations (median)", f"{int(np.median(res.n_iter))}"),
+            ("RMSE vs mean demonstration (mean / max)", f"{err.mean():.4f} / {err.max():.4f}"),
+            ("predictive std (mean)", f"{sd.mean():.4f}"),
+        ],
+    )
     # the same fits one task at a time (same init), and scikit-learn on a few tasks
     n_loop = 16
     t0 = time.perf_counter()
     for b in range(n_loop):
         gmm.fit(X[b], K, max_iter=200, tol=1e-4, seed=0, warn=False)
     loop = (time.perf_counter() - t0) * B / n_loop
-    rows = [("pygenmod batched", f"{batched * 1e3:.1f} ms", "1.0x"),
-            (f"pygenmod loop (x{B // n_loop} from {n_loop})", f"{loop * 1e3:.1f} ms", f"{loop / batched:.1f}x")]
+    rows = [
+        ("pygenmod batched", f"{batched * 1e3:.1f} ms", "1.0x"),
+        (f"pygenmod loop (x{B // n_loop} from {n_loop})", f"{loop * 1e3:.1f} ms", f"{loop / batched:.1f}x"),
+    ]
     try:
         import warnings
 
         from sklearn.mixture import GaussianMixture
+
         n_sk = 4
         t0 = time.perf_counter()
         with warnings.catch_warnings():

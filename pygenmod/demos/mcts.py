@@ -1,4 +1,5 @@
 """Demo section: batched Monte Carlo tree search on the 4x3 gridworld and a random MDP."""
+
 import time
 
 import numpy as np
@@ -51,8 +52,17 @@ def run(report) -> None:
     rows = []
     for i, s in enumerate(starts):
         best = {ACTIONS[a] for a in np.flatnonzero(Q[s] >= Q[s].max() - 1e-9)}
-        rows.append((cells[s], "/".join(sorted(best)), ACTIONS[mz.action[i]], ACTIONS[gz.action[i]],
-                     " ".join(str(v) for v in mz.visit_counts[i]), f"{mz.value[i]:+.3f}", f"{V[s]:+.3f}"))
+        rows.append(
+            (
+                cells[s],
+                "/".join(sorted(best)),
+                ACTIONS[mz.action[i]],
+                ACTIONS[gz.action[i]],
+                " ".join(str(v) for v in mz.visit_counts[i]),
+                f"{mz.value[i]:+.3f}",
+                f"{V[s]:+.3f}",
+            )
+        )
     report.table(("cell", "VI best", "muzero", "gumbel", "muzero visits N S E W", "search V", "V*"), rows)
     ok = sum(ACTIONS[a] in r[1] for a, r in zip(mz.action, rows))
     okg = sum(ACTIONS[a] in r[1] for a, r in zip(gz.action, rows))
@@ -60,8 +70,9 @@ def run(report) -> None:
 
     report.line("")
     report.line("Playing an episode from (0, 0), keeping the subtree between moves (advance):")
-    out = mcts.muzero_policy(np.array([cells.index((0, 0))]), model, 200, capacity=1200,
-                             dirichlet_fraction=0.0, temperature=0.0)
+    out = mcts.muzero_policy(
+        np.array([cells.index((0, 0))]), model, 200, capacity=1200, dirichlet_fraction=0.0, temperature=0.0
+    )
     path, s = [(0, 0)], cells.index((0, 0))
     for _ in range(10):
         a = int(out.action[0])
@@ -94,8 +105,14 @@ def run(report) -> None:
             t = time.perf_counter()
             res = mcts.muzero_policy(roots, big, 64, dirichlet_fraction=0.0)
             dt = time.perf_counter() - t
-        rows.append((f"{name} (tabular, native loop)", f"{dt * 1e3:.1f} ms", f"{dt / (B * 64) * 1e9:.0f} ns",
-                     int(res.visit_counts.sum())))
+        rows.append(
+            (
+                f"{name} (tabular, native loop)",
+                f"{dt * 1e3:.1f} ms",
+                f"{dt / (B * 64) * 1e9:.0f} ns",
+                int(res.visit_counts.sum()),
+            )
+        )
 
     def recurrent_fn(emb, act):
         s2 = nsr[emb, act]
@@ -104,8 +121,9 @@ def run(report) -> None:
     t = time.perf_counter()
     res = mcts.muzero_policy(mcts.Root(Lr[roots], Vr[roots], roots), recurrent_fn, 64, dirichlet_fraction=0.0)
     dt = time.perf_counter() - t
-    rows.append(("cpu (Python callback)", f"{dt * 1e3:.1f} ms", f"{dt / (B * 64) * 1e9:.0f} ns",
-                 int(res.visit_counts.sum())))
+    rows.append(
+        ("cpu (Python callback)", f"{dt * 1e3:.1f} ms", f"{dt / (B * 64) * 1e9:.0f} ns", int(res.visit_counts.sum()))
+    )
     report.table(("path", "search", "per tree-simulation", "root visits"), rows)
 
 
@@ -127,14 +145,25 @@ def _uct_gridworld(report) -> None:
     rows = []
     for i, s in enumerate(starts):
         best = "/".join(names[a] for a in np.flatnonzero(Q[s] >= Q[s].max() - 1e-9))
-        rows.append((cells[s], best, f"{names[ch.action[i]]} ({Q[s].max() - Q[s, ch.action[i]]:.3f})",
-                     f"{names[one.action[i]]} ({Q[s].max() - Q[s, one.action[i]]:.3f})",
-                     f"{ch.value[i]:+.3f}", f"{one.value[i]:+.3f}", f"{sol.V[s]:+.3f}"))
-    report.table(("cell", "VI best", "UCT chance (Q* loss)", "UCT 1 outcome (Q* loss)", "V chance", "V 1 outcome",
-                  "V*"), rows)
+        rows.append(
+            (
+                cells[s],
+                best,
+                f"{names[ch.action[i]]} ({Q[s].max() - Q[s, ch.action[i]]:.3f})",
+                f"{names[one.action[i]]} ({Q[s].max() - Q[s, one.action[i]]:.3f})",
+                f"{ch.value[i]:+.3f}",
+                f"{one.value[i]:+.3f}",
+                f"{sol.V[s]:+.3f}",
+            )
+        )
+    report.table(
+        ("cell", "VI best", "UCT chance (Q* loss)", "UCT 1 outcome (Q* loss)", "V chance", "V 1 outcome", "V*"), rows
+    )
     for name, out in (("chance nodes", ch), ("one outcome per edge", one)):
         loss = Q[starts].max(-1) - Q[starts, out.action]
-        report.line(f"  {name}: optimal action from {int((loss < 1e-9).sum())}/{len(starts)} states, "
-                    f"within 0.01 of Q* from {int((loss < 0.01).sum())}/{len(starts)}")
+        report.line(
+            f"  {name}: optimal action from {int((loss < 1e-9).sum())}/{len(starts)} states, "
+            f"within 0.01 of Q* from {int((loss < 0.01).sum())}/{len(starts)}"
+        )
     report.line("  (mean backup of random-policy rollouts sits below V*; keeping only the first sampled outcome")
     report.line("  of each edge biases Q toward lucky draws, hence the values above V*)")

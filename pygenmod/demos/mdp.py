@@ -1,4 +1,5 @@
 """Demo section: Bellman backups (pygenmod.mdp) and returns (pygenmod.returns)."""
+
 import time
 
 import numpy as np
@@ -37,9 +38,11 @@ def _gridworld(report):
         t_pi = time.perf_counter() - t
         same = bool((vi.policy == pi.policy).all())
         report.line()
-        report.line(f"  step reward {step:+.2f}: VI {vi.iterations} sweeps in {t_vi * 1e3:.1f} ms, PI "
-                    f"{pi.iterations} improvements in {t_pi * 1e3:.1f} ms; same policy: {same}; "
-                    f"max |V_VI - V_PI| = {np.abs(vi.V - pi.V).max():.1e}")
+        report.line(
+            f"  step reward {step:+.2f}: VI {vi.iterations} sweeps in {t_vi * 1e3:.1f} ms, PI "
+            f"{pi.iterations} improvements in {t_pi * 1e3:.1f} ms; same policy: {same}; "
+            f"max |V_VI - V_PI| = {np.abs(vi.V - pi.V).max():.1e}"
+        )
         arrows = _grid(vi.policy, cells, lambda a, c: terminal.get(c, mdp.GRID_ARROWS[int(a)]))
         vals = _grid(vi.V, cells, lambda v, c: f"{v:+.3f}")
         for a, v in zip(arrows, vals):
@@ -60,9 +63,11 @@ def _lecture_gridworld(report):
         q_pi = vi.Q[np.arange(len(cells)), pi.policy]
         optimal = bool(np.all(q_pi >= vi.V - 1e-8))
         report.line()
-        report.line(f"  step reward {step:+.2f}: PI from a random policy, {pi.iterations} improvements; "
-                    f"its actions optimal under VI's Q: {optimal}; max |V_PI - V_VI| = "
-                    f"{np.abs(pi.V - vi.V).max():.1e}")
+        report.line(
+            f"  step reward {step:+.2f}: PI from a random policy, {pi.iterations} improvements; "
+            f"its actions optimal under VI's Q: {optimal}; max |V_PI - V_VI| = "
+            f"{np.abs(pi.V - vi.V).max():.1e}"
+        )
         arrows = _grid(pi.policy, cells, lambda a, c: terminal.get(c, mdp.GRID_ARROWS[int(a)]))
         vals = _grid(pi.V, cells, lambda v, c: f"{v:+.3f}" if c not in terminal else "0")
         for a, v in zip(arrows, vals):
@@ -95,8 +100,16 @@ def _random_mdp(report):
         V = sol.V.get() if hasattr(sol.V, "get") else np.asarray(sol.V)
         pol = sol.policy.get() if hasattr(sol.policy, "get") else np.asarray(sol.policy)
         ref = (V, pol) if ref is None else ref
-        rows.append((name, f"{dt * 1e3:.2f} ms", " ".join(str(int(i)) for i in np.asarray(sol.iterations)),
-                     f"{np.abs(V - ref[0]).max():.1e}", str(bool((pol == ref[1]).all())), ""))
+        rows.append(
+            (
+                name,
+                f"{dt * 1e3:.2f} ms",
+                " ".join(str(int(i)) for i in np.asarray(sol.iterations)),
+                f"{np.abs(V - ref[0]).max():.1e}",
+                str(bool((pol == ref[1]).all())),
+                "",
+            )
+        )
     report.table(("backend", "time", "sweeps per MDP", "max |dV| vs first", "same policy", "note"), rows)
     exact = mdp.policy_evaluation(P, R, 0.95, ref[1]).V
     report.line(f"  max |V - V^pi (exact linear solve)| = {np.abs(ref[0] - exact).max():.1e}")

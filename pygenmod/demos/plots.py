@@ -4,6 +4,7 @@ Kept apart from the printed report: each ``<section>_figure(fig)`` runs the sect
 a small size and draws them into a matplotlib Figure; :func:`render` writes the PNGs. matplotlib
 (the ``plot`` extra) is imported only through :mod:`pygenmod._plot` (Agg canvas, no display).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,15 @@ def gmm_figure(fig) -> None:
             ax.scatter(X[b, :, 0], X[b, :, 1 + o], s=3, color="0.55", alpha=0.5, lw=0, label="demonstrations")
             dims = [0, 1 + o]
             for k in range(K):
-                _ellipse(ax, means[b, k, dims], covs[b, k][np.ix_(dims, dims)], color="#3465a4",
-                         lw=0.6 + 3 * wts[b, k], alpha=0.9, label="components (2σ)" if k == 0 else None)
+                _ellipse(
+                    ax,
+                    means[b, k, dims],
+                    covs[b, k][np.ix_(dims, dims)],
+                    color="#3465a4",
+                    lw=0.6 + 3 * wts[b, k],
+                    alpha=0.9,
+                    label="components (2σ)" if k == 0 else None,
+                )
             m = traj.mean[b, :, o]
             sd = np.sqrt(traj.covariance[b, :, o, o])
             ax.fill_between(t, m - 2 * sd, m + 2 * sd, color="#f57900", alpha=0.3, lw=0, label="GMR ±2σ")
@@ -54,8 +62,11 @@ def gmm_figure(fig) -> None:
             else:
                 ax.set_xlabel("time t")
     axes[0, 0].legend(fontsize=8, loc="lower left", ncols=2)
-    fig.suptitle("Gaussian mixture over (t, x, y) demonstrations, fitted for both tasks in one batched call; "
-                 "GMR conditions it on t", fontsize=10.5)
+    fig.suptitle(
+        "Gaussian mixture over (t, x, y) demonstrations, fitted for both tasks in one batched call; "
+        "GMR conditions it on t",
+        fontsize=10.5,
+    )
 
 
 # ----------------------------------------------------------------------------- spatial softmax
@@ -79,8 +90,11 @@ def spatial_figure(fig) -> None:
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"Spatial softmax keypoints (temperature 1) on noisy {H}x{W} feature maps with a bright "
-                 "blob and a weaker distractor", fontsize=10.5)
+    fig.suptitle(
+        f"Spatial softmax keypoints (temperature 1) on noisy {H}x{W} feature maps with a bright "
+        "blob and a weaker distractor",
+        fontsize=10.5,
+    )
 
 
 # ----------------------------------------------------------------------------- gridworld
@@ -109,17 +123,22 @@ def mdp_figure(fig) -> None:
                 ax.text(c, r, terminal[cell], ha="center", va="center", fontsize=14, fontweight="bold")
                 continue
             dc, dr = _MOVES[int(vi.policy[s])]
-            ax.annotate("", (c + 0.3 * dc, r + 0.3 * dr + 0.1), (c - 0.3 * dc, r - 0.3 * dr + 0.1),
-                        arrowprops=dict(arrowstyle="-|>", lw=2, color="k"))
+            ax.annotate(
+                "",
+                (c + 0.3 * dc, r + 0.3 * dr + 0.1),
+                (c - 0.3 * dc, r - 0.3 * dr + 0.1),
+                arrowprops=dict(arrowstyle="-|>", lw=2, color="k"),
+            )
             ax.text(c, r - 0.3, f"{vi.V[s]:+.2f}", ha="center", va="center", fontsize=8)
         same = bool((vi.policy == pi.policy).all())
         dv = float(np.abs(vi.V - pi.V).max())
-        ax.set_title(f"step reward {step:+.2f}\nVI and PI {'agree' if same else 'DIFFER'} "
-                     f"(max |V_VI − V_PI| = {dv:.0e})", fontsize=9.5)
+        ax.set_title(
+            f"step reward {step:+.2f}\nVI and PI {'agree' if same else 'DIFFER'} (max |V_VI − V_PI| = {dv:.0e})",
+            fontsize=9.5,
+        )
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("4x3 gridworld, moves slip 20%, γ = 0.999: optimal policy (arrows) and values V*",
-                 fontsize=10.5)
+    fig.suptitle("4x3 gridworld, moves slip 20%, γ = 0.999: optimal policy (arrows) and values V*", fontsize=10.5)
 
 
 # ----------------------------------------------------------------------------- MCTS
@@ -142,8 +161,15 @@ def mcts_figure(fig) -> None:
     for (x, y), s in ((c, i) for i, c in enumerate(cells)):
         ax = fig.add_subplot(gs[2 - y, x])
         if terminal[s]:
-            ax.text(0.5, 0.5, f"terminal {'+1' if (x, y) == (3, 2) else '−1'}", ha="center",
-                    va="center", fontsize=11, transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                f"terminal {'+1' if (x, y) == (3, 2) else '−1'}",
+                ha="center",
+                va="center",
+                fontsize=11,
+                transform=ax.transAxes,
+            )
             ax.set_axis_off()
             continue
         i = int(np.flatnonzero(starts == s)[0])
@@ -157,9 +183,11 @@ def mcts_figure(fig) -> None:
     ax = fig.add_subplot(gs[1, 1])
     ax.text(0.5, 0.5, "wall", ha="center", va="center", fontsize=11, transform=ax.transAxes)
     ax.set_axis_off()
-    fig.suptitle(f"MuZero search from every cell at once ({n_sim} simulations per tree, noisy leaf values): "
-                 "share of root visits per action;\ngreen = the optimal action(s) by value iteration",
-                 fontsize=10)
+    fig.suptitle(
+        f"MuZero search from every cell at once ({n_sim} simulations per tree, noisy leaf values): "
+        "share of root visits per action;\ngreen = the optimal action(s) by value iteration",
+        fontsize=10,
+    )
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -171,8 +199,7 @@ def sampling_figure(fig) -> None:
     z = np.asarray(sampling.rsample_normal(np.array([[mu]]), std=np.array([[sd]]), seed=42, n_samples=n)).ravel()
     a1.hist(z, bins=80, density=True, color="#729fcf", label=f"{n:,} draws")
     g = np.linspace(mu - 4 * sd, mu + 4 * sd, 300)
-    a1.plot(g, np.exp(-0.5 * ((g - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), "k", lw=1.5,
-            label="target density")
+    a1.plot(g, np.exp(-0.5 * ((g - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), "k", lw=1.5, label="target density")
     a1.set_title("rsample_normal: N(1, 0.6²)", fontsize=9.5)
     a1.set_xlabel("z")
     a1.legend(fontsize=7)
@@ -200,8 +227,7 @@ def sampling_figure(fig) -> None:
     a3.set_xlabel("category")
     a3.set_title("gumbel_softmax: category frequencies", fontsize=9.5)
     a3.legend(fontsize=7)
-    fig.suptitle("Reparameterized sampling on the counter-based (Philox) RNG: draws against the target",
-                 fontsize=10.5)
+    fig.suptitle("Reparameterized sampling on the counter-based (Philox) RNG: draws against the target", fontsize=10.5)
 
 
 # ----------------------------------------------------------------------------- CEM
@@ -216,8 +242,18 @@ def compose_figure(fig) -> None:
         pops.append(np.array(X[0]))
         return _rosenbrock(X)
 
-    res = cem.cem_optimize(objective, np.array([[-1.0, 1.5]]), np.eye(2)[None], n_samples=200, n_elite=20,
-                           n_iter=80, seed=3, alpha=0.2, min_std=0.01, covariance="full")
+    res = cem.cem_optimize(
+        objective,
+        np.array([[-1.0, 1.5]]),
+        np.eye(2)[None],
+        n_samples=200,
+        n_elite=20,
+        n_iter=80,
+        seed=3,
+        alpha=0.2,
+        min_std=0.01,
+        covariance="full",
+    )
     path = np.array([p.mean(0) for p in pops])
     a1, a2 = fig.subplots(1, 2, width_ratios=[1.4, 1])
     gx, gy = np.meshgrid(np.linspace(-2, 2, 300), np.linspace(-1, 3, 300))
@@ -240,8 +276,11 @@ def compose_figure(fig) -> None:
     a2.set_ylabel("Rosenbrock f (log scale)")
     a2.legend(fontsize=7)
     a2.set_title("convergence", fontsize=9.5)
-    fig.suptitle("Cross-entropy method, full covariance (200 samples, 20 elites, smoothing 0.2): "
-                 f"best f = {-float(res.best_return[0]):.1e}", fontsize=10.5)
+    fig.suptitle(
+        "Cross-entropy method, full covariance (200 samples, 20 elites, smoothing 0.2): "
+        f"best f = {-float(res.best_return[0]):.1e}",
+        fontsize=10.5,
+    )
 
 
 # ----------------------------------------------------------------------------- driver

@@ -1,4 +1,5 @@
 """Demo section: counter-based RNG and reparameterized sampling."""
+
 import numpy as np
 
 import pygenmod
@@ -42,8 +43,9 @@ def run(report) -> None:
         bits, z = (a.get() if hasattr(a, "get") else a for a in (bits, z))
         ref_bits = bits if ref_bits is None else ref_bits
         ref_z = z if ref_z is None else ref_z
-        rows.append((name, "yes" if np.array_equal(bits, ref_bits) else "NO",
-                     f"{np.abs(z - ref_z).max():.1e}", _fmt(z[3, :3])))
+        rows.append(
+            (name, "yes" if np.array_equal(bits, ref_bits) else "NO", f"{np.abs(z - ref_z).max():.1e}", _fmt(z[3, :3]))
+        )
     report.table(("backend", "bits identical", "max |z - z_cpu|", "z[3, :3]"), rows)
 
     report.line()

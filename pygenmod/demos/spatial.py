@@ -1,4 +1,5 @@
 """Demo section: spatial softmax keypoints recover bright blobs at known positions."""
+
 import numpy as np
 
 import pygenmod
@@ -28,9 +29,19 @@ def run(report) -> None:
         res = spatial.spatial_softmax(x, 1.0, coords="pixel", return_cov=True)
     kp = res.keypoints
     shown = [(b, c) for b, c in [(0, 0), (0, 1), (3, 7), (7, 15)]]
-    report.table(("image", "channel", "true (col, row)", "recovered (x, y)", "std (x, y)"),
-                 [(b, c, f"({cols[b, c]:6.2f}, {rows[b, c]:6.2f})", f"({kp[b, c, 0]:6.2f}, {kp[b, c, 1]:6.2f})",
-                   f"({np.sqrt(res.cov[b, c, 0, 0]):.2f}, {np.sqrt(res.cov[b, c, 1, 1]):.2f})") for b, c in shown])
+    report.table(
+        ("image", "channel", "true (col, row)", "recovered (x, y)", "std (x, y)"),
+        [
+            (
+                b,
+                c,
+                f"({cols[b, c]:6.2f}, {rows[b, c]:6.2f})",
+                f"({kp[b, c, 0]:6.2f}, {kp[b, c, 1]:6.2f})",
+                f"({np.sqrt(res.cov[b, c, 0, 0]):.2f}, {np.sqrt(res.cov[b, c, 1, 1]):.2f})",
+            )
+            for b, c in shown
+        ],
+    )
     err = np.hypot(kp[..., 0] - cols, kp[..., 1] - rows)
     report.line(f"  all {B * C} blobs: mean error {err.mean():.3f} px, max {err.max():.3f} px")
     norm = spatial.spatial_softmax(x, 1.0)  # default: pixel centres on linspace(-1, 1)

@@ -1,5 +1,6 @@
 """Demo section: a TRPO step on linear-Gaussian policies (pygenmod.trpo), checked against an
 explicit reference (Fisher matrix formed, linear solve, step size, line search)."""
+
 import time
 
 import numpy as np
@@ -16,8 +17,14 @@ class LinearGaussian:
     def __init__(self, B=8, N=256, d=4, k=2, seed=0):
         rng = np.random.default_rng(seed)
         self.B, self.N, self.d, self.k, self.n = B, N, d, k, k * d + 2 * k
-        self.theta0 = np.concatenate([0.5 * rng.standard_normal((B, k * d)), 0.1 * rng.standard_normal((B, k)),
-                                      np.log(rng.uniform(0.3, 1.0, (B, k)))], 1)
+        self.theta0 = np.concatenate(
+            [
+                0.5 * rng.standard_normal((B, k * d)),
+                0.1 * rng.standard_normal((B, k)),
+                np.log(rng.uniform(0.3, 1.0, (B, k))),
+            ],
+            1,
+        )
         self.S = rng.standard_normal((B, N, d))
         mu, std = self.dist(self.theta0)
         self.A = mu + std[:, None] * rng.standard_normal((B, N, k))
@@ -27,7 +34,7 @@ class LinearGaussian:
 
     def split(self, th):
         k, d = self.k, self.d
-        return th[:, :k * d].reshape(-1, k, d), th[:, k * d:k * d + k], th[:, k * d + k:]
+        return th[:, : k * d].reshape(-1, k, d), th[:, k * d : k * d + k], th[:, k * d + k :]
 
     def dist(self, th):
         W, b, ls = self.split(th)
@@ -46,8 +53,11 @@ class LinearGaussian:
         """mean over states of KL(pi_old || pi_theta) per policy."""
         mu0, s0 = self.dist(self.theta0)
         mu, s = self.dist(th)
-        return (np.log(s / s0)[:, None] + (s0[:, None] ** 2 + (mu0 - mu) ** 2) / (2 * s[:, None] ** 2)
-                - 0.5).sum(-1).mean(-1)
+        return (
+            (np.log(s / s0)[:, None] + (s0[:, None] ** 2 + (mu0 - mu) ** 2) / (2 * s[:, None] ** 2) - 0.5)
+            .sum(-1)
+            .mean(-1)
+        )
 
     def grad(self):
         mu, std = self.dist(self.theta0)
@@ -102,7 +112,7 @@ def _torch_check(report, pol, max_kl, damping, ref):
     adv, logp0 = torch.tensor(pol.adv[0]), torch.tensor(pol.logp0[0])
     dist = lambda W, b, ls: torch.distributions.Normal(S @ W.T + b, ls.exp())
     old = dist(W, bb, ls)
-    unflat = lambda th: (th[:k * d].reshape(k, d), th[k * d:k * d + k], th[k * d + k:])
+    unflat = lambda th: (th[: k * d].reshape(k, d), th[k * d : k * d + k], th[k * d + k :])
     surr = lambda th: ((dist(*unflat(th)).log_prob(A).sum(-1) - logp0).exp() * adv).mean()
     kl_at = lambda th: torch.distributions.kl_divergence(old, dist(*unflat(th))).sum(-1).mean()
     fvp = fisher_vector_product(lambda: torch.distributions.kl_divergence(old, dist(*params)).sum(-1).mean(), params)
@@ -111,34 +121,68 @@ def _torch_check(report, pol, max_kl, damping, ref):
     g = torch.autograd.grad(surr(th), th)[0]
     t = time.perf_counter()
     with torch.no_grad():
-        out = trpo.trpo_step(theta, g, fvp, lambda T: torch.stack([surr(x) for x in T]),
-                             lambda T: torch.stack([kl_at(x) for x in T]), max_kl=max_kl, damping=damping,
-                             cg_iters=pol.n)
+        out = trpo.trpo_step(
+            theta,
+            g,
+            fvp,
+            lambda T: torch.stack([surr(x) for x in T]),
+            lambda T: torch.stack([kl_at(x) for x in T]),
+            max_kl=max_kl,
+            damping=damping,
+            cg_iters=pol.n,
+        )
     dt = time.perf_counter() - t
-    report.line(f"  torch (policy 0, F v by double backprop, {dt * 1e3:.1f} ms): step fraction "
-                f"{float(out.search.step_frac):g}, max |theta - reference| = {np.abs(out.x.numpy() - ref).max():.1e}")
+    report.line(
+        f"  torch (policy 0, F v by double backprop, {dt * 1e3:.1f} ms): step fraction "
+        f"{float(out.search.step_frac):g}, max |theta - reference| = {np.abs(out.x.numpy() - ref).max():.1e}"
+    )
 
 
 def run(report) -> None:
     max_kl, damping = 0.01, 0.1
     pol = LinearGaussian()
-    report.line(f"{pol.B} linear-Gaussian policies (state dim {pol.d}, action dim {pol.k}, {pol.n} parameters each), "
-                f"{pol.N} samples each;")
+    report.line(
+        f"{pol.B} linear-Gaussian policies (state dim {pol.d}, action dim {pol.k}, {pol.n} parameters each), "
+        f"{pol.N} samples each;"
+    )
     report.line(f"one TRPO step each (KL limit {max_kl}, damping {damping}) in one batched call: conjugate gradient")
     report.line("on a matrix-free F v, step size sqrt(2 delta / x^T F x), backtracking line search.")
     t = time.perf_counter()
-    step = trpo.trpo_step(pol.theta0, pol.grad(), pol.fvp, pol.surrogate, pol.kl, max_kl=max_kl,
-                          damping=damping, cg_iters=pol.n)
+    step = trpo.trpo_step(
+        pol.theta0, pol.grad(), pol.fvp, pol.surrogate, pol.kl, max_kl=max_kl, damping=damping, cg_iters=pol.n
+    )
     dt = time.perf_counter() - t
     rows, worst = [], 0.0
     for b in range(pol.B):
         ref, frac = reference_step(pol, b, max_kl, damping)
         err = float(np.abs(step.x[b] - ref).max())
         worst = max(worst, err)
-        rows.append((b, f"{trpo.CG_STATUS[step.cg.status[b]]} ({step.cg.iterations[b]})", f"{step.step_size[b]:.3f}",
-                     f"{step.search.step_frac[b]:g}", f"{frac:g}", f"{step.search.improvement[b]:+.4f}",
-                     f"{step.search.kl[b]:.5f}", f"{err:.1e}"))
-    report.table(("policy", "CG (iterations)", "step size", "accepted", "reference", "surrogate gain", "KL",
-                  "max |dtheta| vs reference"), rows)
-    report.line(f"  all {pol.B} steps in {dt * 1e3:.1f} ms (one call); worst |theta - explicit reference| = {worst:.1e}")
+        rows.append(
+            (
+                b,
+                f"{trpo.CG_STATUS[step.cg.status[b]]} ({step.cg.iterations[b]})",
+                f"{step.step_size[b]:.3f}",
+                f"{step.search.step_frac[b]:g}",
+                f"{frac:g}",
+                f"{step.search.improvement[b]:+.4f}",
+                f"{step.search.kl[b]:.5f}",
+                f"{err:.1e}",
+            )
+        )
+    report.table(
+        (
+            "policy",
+            "CG (iterations)",
+            "step size",
+            "accepted",
+            "reference",
+            "surrogate gain",
+            "KL",
+            "max |dtheta| vs reference",
+        ),
+        rows,
+    )
+    report.line(
+        f"  all {pol.B} steps in {dt * 1e3:.1f} ms (one call); worst |theta - explicit reference| = {worst:.1e}"
+    )
     _torch_check(report, pol, max_kl, damping, reference_step(pol, 0, max_kl, damping)[0])

@@ -1,4 +1,5 @@
 """Demo section: the ELBO of a toy VAE head (pygenmod.elbo), checked against NumPy."""
+
 import numpy as np
 
 import pygenmod
@@ -12,7 +13,7 @@ def _reference(x, logits, mu, logvar, beta):
     """The same ELBO in float64 NumPy: mean over samples of the Bernoulli log-likelihood minus
     beta times the closed-form KL to N(0, I)."""
     ll = (x * logits - np.logaddexp(0.0, logits)).sum(-1).mean(0)
-    kl = 0.5 * (np.exp(logvar) + mu ** 2 - 1.0 - logvar).sum(-1)
+    kl = 0.5 * (np.exp(logvar) + mu**2 - 1.0 - logvar).sum(-1)
     return ll - beta * kl, ll, kl
 
 
@@ -40,25 +41,39 @@ def run(report) -> None:
                 with report.timed(f"{name} {np.dtype(dt).name}: elbo_terms (after a warm-up call)"):
                     t = E.elbo_terms(*args, likelihood="bernoulli", beta=beta)
                 err = max(float(np.abs(np.asarray(g, np.float64) - w).max()) for g, w in zip(t, want))
-                rows.append((name, np.dtype(dt).name, f"{float(np.mean(t.elbo)):.4f}",
-                             f"{float(np.mean(t.log_lik)):.4f}", f"{float(np.mean(t.kl)):.4f}", f"{err:.1e}"))
-    rows.append(("NumPy float64", "", f"{want[0].mean():.4f}", f"{want[1].mean():.4f}", f"{want[2].mean():.4f}",
-                 "reference"))
+                rows.append(
+                    (
+                        name,
+                        np.dtype(dt).name,
+                        f"{float(np.mean(t.elbo)):.4f}",
+                        f"{float(np.mean(t.log_lik)):.4f}",
+                        f"{float(np.mean(t.kl)):.4f}",
+                        f"{err:.1e}",
+                    )
+                )
+    rows.append(
+        ("NumPy float64", "", f"{want[0].mean():.4f}", f"{want[1].mean():.4f}", f"{want[2].mean():.4f}", "reference")
+    )
     report.table(("backend", "dtype", "mean ELBO", "mean log p(x|z)", "mean KL", "max |diff|"), rows)
 
     report.line()
     report.line("Gradient w.r.t. the encoder and decoder outputs (fused backward) vs central differences")
     g = E.elbo_backward(x, logits, mu, logvar, likelihood="bernoulli", beta=beta, grad_elbo=np.ones(B))
     rows = []
-    for name, arr, grad, idx in (("mu", mu, g.mu, (3, 1)), ("logvar", logvar, g.scale, (5, 2)),
-                                 ("logits", logits, g.dec, (1, 7, 9))):
+    for name, arr, grad, idx in (
+        ("mu", mu, g.mu, (3, 1)),
+        ("logvar", logvar, g.scale, (5, 2)),
+        ("logits", logits, g.dec, (1, 7, 9)),
+    ):
         hstep = 1e-6
         up, dn = arr.copy(), arr.copy()
         up[idx] += hstep
         dn[idx] -= hstep
-        call = {"mu": lambda a: _reference(x, logits, a, logvar, beta),
-                "logvar": lambda a: _reference(x, logits, mu, a, beta),
-                "logits": lambda a: _reference(x, a, mu, logvar, beta)}[name]
+        call = {
+            "mu": lambda a: _reference(x, logits, a, logvar, beta),
+            "logvar": lambda a: _reference(x, logits, mu, a, beta),
+            "logits": lambda a: _reference(x, a, mu, logvar, beta),
+        }[name]
         fd = (call(up)[0].sum() - call(dn)[0].sum()) / (2 * hstep)
         rows.append((f"d ELBO / d {name}{list(idx)}", f"{float(grad[idx]):+.8f}", f"{fd:+.8f}"))
     report.table(("", "elbo_backward", "finite difference"), rows)
