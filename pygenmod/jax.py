@@ -1145,6 +1145,296 @@ def gmm_em_step(X, params, weights=None, *, reg_covar=1e-6):
     return r.params, r.lower_bound
 
 
+# ============================================================================ MCTS (tabular)
+class PolicyOutput(NamedTuple):
+    """:class:`pygenmod.mcts.PolicyOutput` without the tree (the tree stays inside the kernel)."""
+
+    action: object  #: [B] int64 (int32 without jax x64), the action to play
+    action_weights: object  #: [B, A], the policy target
+    visit_counts: object  #: [B, A] int32, visits of the root's children
+    value: object  #: [B], the root's search value
+
+
+def _mcts_model(model):
+    """A :class:`pygenmod.mcts.TabularModel` (validated when built) as JAX arrays."""
+    from . import mcts as _m
+
+    if not isinstance(model, _m.TabularModel):
+        raise TypeError(
+            "recurrent_fn: pygenmod.jax searches a pygenmod.mcts.TabularModel only (build it with "
+            "pygenmod.mcts.tabular_model); callbacks are not supported inside jit"
+        )
+    if model.cdf is not None:
+        raise ValueError("recurrent_fn: stochastic tabular models (cdf) are not supported by pygenmod.jax yet")
+    dt = np.dtype(np.asarray(model.logits).dtype)
+    if dt == np.float64 and not jax.config.jax_enable_x64:
+        raise TypeError("recurrent_fn: a float64 model needs jax_enable_x64 (or build the model in float32)")
+    f = lambda a: jnp.asarray(np.asarray(a), dt)  # noqa: E731
+    u8 = lambda a: jnp.asarray(np.asarray(a), jnp.uint8)  # noqa: E731
+    return (
+        jnp.asarray(np.asarray(model.next_state), _int_dtype()),
+        f(model.reward),
+        f(model.discount),
+        f(model.logits),
+        f(model.prior),
+        f(model.value),
+        u8(model.invalid),
+    ), dt
+
+
+@functools.lru_cache(maxsize=None)
+def _mcts_search_op(params: tuple, sims: int, stream: int):
+    def call(lg, pr, inv, v, st, g, table, *rest):
+        B, A = lg.shape
+        shapes = (
+            jax.ShapeDtypeStruct((B, A), jnp.int32),
+            jax.ShapeDtypeStruct((B, A), lg.dtype),
+            jax.ShapeDtypeStruct((B,), lg.dtype),
+            jax.ShapeDtypeStruct((B, A), lg.dtype),
+        )
+        return jax.ffi.ffi_call("pygenmod_mcts_search_tabular", shapes, vmap_method="sequential")(
+            lg,
+            pr,
+            inv,
+            v,
+            st,
+            g,
+            table,
+            *rest,
+            params=np.array(params, np.float64),
+            num_simulations=np.int64(sims),
+            capacity=np.int64(sims + 1),
+            stream=np.uint64(stream),
+        )
+
+    return _batch_first(call, (0, 0, 0, 0, 0, 0) + (None,) * 9, (0, 0, 0, 0))
+
+
+@functools.lru_cache(maxsize=None)
+def _mcts_noise_op(kind: int, alpha: float, stream: int, B: int, A: int, dtype):
+    def call(key):
+        shape = jax.ShapeDtypeStruct((B, A), dtype)
+        return jax.ffi.ffi_call("pygenmod_mcts_noise", shape, vmap_method="sequential")(
+            key, kind=np.int64(kind), alpha=np.float64(alpha), stream=np.uint64(stream)
+        )
+
+    return call
+
+
+@functools.lru_cache(maxsize=None)
+def _mcts_sample_op(stream: int):
+    def call(w, temp, key):
+        shape = (jax.ShapeDtypeStruct((w.shape[0],), _int_dtype()),)
+        return jax.ffi.ffi_call("pygenmod_mcts_sample", shape, vmap_method="sequential")(
+            w, temp, key, stream=np.uint64(stream)
+        )
+
+    return _batch_first(call, (0, 0, None), (0,))
+
+
+def _mcts_roots(root, model_ops, num_simulations, stream, invalid_actions, tree, chance_nodes):
+    from . import _validate as val
+    from .mcts import MAX_CAPACITY
+
+    if tree is not None or chance_nodes:
+        raise ValueError("tree / chance_nodes: not supported by pygenmod.jax (use pygenmod.mcts)")
+    if invalid_actions is not None:
+        raise ValueError("invalid_actions: not supported by pygenmod.jax yet (mark them invalid in the model)")
+    sims = val.positive_int(num_simulations, "num_simulations", minimum=0, maximum=MAX_CAPACITY - 1)
+    states = jnp.asarray(root)
+    if states.ndim != 1 or not jnp.issubdtype(states.dtype, jnp.integer):
+        raise ValueError(f"root: expected the [B] integer root states, got {states.dtype} {tuple(states.shape)}")
+    S, A = model_ops[3].shape
+    inv = model_ops[6]
+    c = _concrete(states)
+    if c is not None:
+        if ((c < 0) | (c >= S)).any():
+            raise ValueError(f"root: root states must lie in [0, {S})")
+        if (np.asarray(inv)[c].all(-1)).any():
+            raise ValueError("root: a root state is terminal (all actions are invalid)")
+    B = int(states.shape[0])
+    s = val.seed_int(stream, "stream")
+    if (s + B) * max(A, 1) >= 2**56:
+        raise ValueError(f"stream: (stream + batch size) * num_actions must be below 2**56, got stream={s}")
+    return states.astype(_int_dtype()), sims, s, B, A
+
+
+def _mcts_search(root_ops, g, model_ops, params, table, sims, stream, key):
+    st, lg, pr, inv, v = root_ops
+    op = _mcts_search_op(tuple(float(x) for x in params), sims, stream)
+    return op(lg, pr, inv, v, st, g, jnp.asarray(table), *model_ops, key)
+
+
+def muzero_policy(
+    root,
+    recurrent_fn,
+    num_simulations: int,
+    *,
+    seed,
+    invalid_actions=None,
+    tree=None,
+    dirichlet_fraction: float = 0.25,
+    dirichlet_alpha: float = 0.3,
+    pb_c_init: float = 1.25,
+    pb_c_base: float = 19652.0,
+    temperature=1.0,
+    q_normalization: str = "node",
+    max_depth: int | None = None,
+    stream: int = 0,
+    chance_nodes: bool = False,
+) -> PolicyOutput:
+    """:func:`pygenmod.mcts.muzero_policy` over a deterministic :class:`pygenmod.mcts.TabularModel`,
+    inside ``jit`` / ``vmap`` (not ``grad``); equal to it bitwise for the same seed and stream.
+
+    root: the [B] root states. Supported: the Dirichlet noise, PUCT, temperature,
+    q_normalization, max_depth and stream options. Not supported: callbacks, stochastic
+    models, ``invalid_actions``, ``tree`` (continuing a search), ``chance_nodes``. Returns
+    :class:`PolicyOutput` (no tree). vmap over root (and temperature) folds the vmapped axis
+    into one search over ``N * B`` trees: vmapped element n's tree b draws as tree
+    ``stream + n * B + b``; a vmapped seed makes one call per element.
+    """
+    from . import mcts as _m
+
+    key = _key_words(seed)
+    model_ops, dt = _mcts_model(recurrent_fn)
+    st, sims, s, B, A = _mcts_roots(root, model_ops, num_simulations, stream, invalid_actions, tree, chance_nodes)
+    frac = float(dirichlet_fraction)
+    if not 0 <= frac <= 1:
+        raise ValueError(f"dirichlet_fraction: must be in [0, 1], got {dirichlet_fraction}")
+    if not float(dirichlet_alpha) > 0:
+        raise ValueError(f"dirichlet_alpha: must be > 0, got {dirichlet_alpha}")
+    temps = _per_batch(temperature, "temperature", B, dt, lo=0.0)
+    params, table = _m._params(
+        "muzero", pb_c_init=pb_c_init, pb_c_base=pb_c_base, q_normalization=q_normalization, max_depth=max_depth
+    )
+    cfg = ("muzero", frac, float(dirichlet_alpha), tuple(float(x) for x in params), sims, s, dt)
+    out = _mcts_op(cfg)(st, temps, key, jnp.asarray(table), *model_ops)
+    return PolicyOutput(*out)
+
+
+def _muzero_impl(cfg, st, temps, key, table, *model_ops):
+    _, frac, alpha, params, sims, s, dt = cfg
+    _, _, _, mlg, mpr, mv, minv = model_ops
+    lg, pr, inv, v = mlg[st], mpr[st], minv[st], mv[st]
+    B, A = lg.shape
+    if frac > 0 and B:  # as pygenmod.mcts: logits of the noisy probabilities, then _normalise
+        noise = _mcts_noise_op(0, alpha, s, B, A, dt)(key)
+        probs = (1 - frac) * pr + frac * noise
+        noisy = jnp.log(jnp.maximum(probs, np.finfo(dt).tiny)).astype(dt)
+        bad = (inv != 0) | (noisy == -jnp.inf)
+        m = jnp.max(jnp.where(bad, -jnp.inf, noisy), axis=-1, keepdims=True)
+        m = jnp.where(jnp.isfinite(m), m, 0)
+        lg = jnp.where(bad, -jnp.inf, noisy - m).astype(dt)
+        e = jnp.where(bad, 0, jnp.exp(lg))
+        z = e.sum(-1, keepdims=True)
+        pr = jnp.where(z > 0, e / jnp.where(z > 0, z, 1), 0).astype(dt)
+        inv = bad.astype(jnp.uint8)
+    g = jnp.zeros((B, A), dt)
+    counts, _q, value, weights = _mcts_search((st, lg, pr, inv, v), g, model_ops, params, table, sims, s, key)
+    (action,) = _mcts_sample_op(s)(weights, temps, key)
+    return action, weights, counts, value
+
+
+@functools.lru_cache(maxsize=None)
+def _mcts_op(cfg):
+    """The policy as one batch-first call: vmap over the roots (and temperature / gumbel) folds
+    into one search over N * B trees (tree b of the fold draws as tree stream + b)."""
+    impl = _muzero_impl if cfg[0] == "muzero" else _gumbel_impl
+    call = functools.partial(impl, cfg)
+    return _not_differentiable(cfg[0] + "_policy", _batch_first(call, (0, 0, None) + (None,) * 8, (0, 0, 0, 0)))
+
+
+def gumbel_muzero_policy(
+    root,
+    recurrent_fn,
+    num_simulations: int,
+    *,
+    seed,
+    invalid_actions=None,
+    tree=None,
+    max_num_considered_actions: int = 16,
+    gumbel_scale: float = 1.0,
+    gumbel=None,
+    value_scale: float = 0.1,
+    maxvisit_init: float = 50.0,
+    rescale_values: bool = True,
+    use_mixed_value: bool = True,
+    max_depth: int | None = None,
+    stream: int = 0,
+    chance_nodes: bool = False,
+) -> PolicyOutput:
+    """:func:`pygenmod.mcts.gumbel_muzero_policy` over a deterministic
+    :class:`pygenmod.mcts.TabularModel`, inside ``jit`` / ``vmap`` (not ``grad``). Supported and
+    not supported options, root, vmap: as :func:`muzero_policy`. The search (visit counts,
+    action) runs in the kernel; the completed-Q weights are computed in ``jnp`` (equal to the
+    NumPy API's up to the last bits of exp)."""
+    from . import mcts as _m
+
+    key = _key_words(seed)
+    model_ops, dt = _mcts_model(recurrent_fn)
+    st, sims, s, B, A = _mcts_roots(root, model_ops, num_simulations, stream, invalid_actions, tree, chance_nodes)
+    draw = gumbel is None
+    if not draw:
+        g = _float(gumbel, "gumbel", 2, dt)
+        _shape(g, "gumbel", (B, A))
+    else:
+        scale = float(gumbel_scale)
+        if not math.isfinite(scale):
+            raise ValueError(f"gumbel_scale: must be finite, got {gumbel_scale}")
+        g = jnp.zeros((B, A), dt)
+    params, table = _m._params(
+        "gumbel",
+        max_num_considered_actions=max_num_considered_actions,
+        num_simulations=max(sims, 1),
+        max_depth=max_depth,
+        num_actions=A,
+        value_scale=value_scale,
+        maxvisit_init=maxvisit_init,
+        rescale_values=rescale_values,
+        use_mixed_value=use_mixed_value,
+    )
+    q_cfg = (float(value_scale), float(maxvisit_init), bool(rescale_values), bool(use_mixed_value))
+    cfg = ("gumbel", draw, float(gumbel_scale), tuple(float(x) for x in params), sims, s, dt, q_cfg)
+    out = _mcts_op(cfg)(st, g, key, jnp.asarray(table), *model_ops)
+    return PolicyOutput(*out)
+
+
+def _gumbel_impl(cfg, st, g, key, table, *model_ops):
+    _, draw, scale, params, sims, s, dt, (value_scale, maxvisit_init, rescale_values, use_mixed_value) = cfg
+    _, _, _, mlg, mpr, mv, minv = model_ops
+    lg, pr, inv, v = mlg[st], mpr[st], minv[st], mv[st]
+    B, A = lg.shape
+    if draw and B:
+        g = _mcts_noise_op(1, 0.0, s, B, A, dt)(key) * jnp.asarray(scale, dt)
+    counts, q, value, _ = _mcts_search((st, lg, pr, inv, v), g, model_ops, params, table, sims, s, key)
+    # pygenmod.mcts._completed_q_root
+    visited = counts > 0
+    prior = jnp.maximum(pr, np.finfo(dt).tiny)
+    if use_mixed_value:
+        sum_n = counts.sum(-1).astype(dt)
+        sum_p = jnp.where(visited, prior, 0).sum(-1)
+        wq = jnp.where(visited, prior * q / jnp.where(sum_p > 0, sum_p, 1)[:, None], 0).sum(-1)
+        mixed = (v + sum_n * wq) / (sum_n + 1)
+    else:
+        mixed = v
+    cq = jnp.where(visited, q, mixed[:, None])
+    if rescale_values:
+        lo, hi = cq.min(-1, keepdims=True), cq.max(-1, keepdims=True)
+        cq = (cq - lo) / jnp.maximum(hi - lo, 1e-8)
+    cq = (((maxvisit_init + counts.max(-1)).astype(dt) * value_scale)[:, None] * cq).astype(dt)
+    invalid = inv != 0
+    considered = counts.max(-1, keepdims=True)
+    lmax = jnp.max(jnp.where(invalid, -jnp.inf, lg), -1, keepdims=True)
+    score = jnp.maximum(-1e9, g + (lg - lmax) + cq)
+    score = jnp.where((counts == considered) & ~invalid, score, -jnp.inf)
+    action = jnp.argmax(score, -1).astype(_int_dtype())
+    z = jnp.where(invalid, -jnp.inf, lg + cq)
+    z = z - z.max(-1, keepdims=True)
+    e = jnp.where(invalid, 0, jnp.exp(z))
+    weights = (e / e.sum(-1, keepdims=True)).astype(dt)
+    return action, weights, counts, value
+
+
 __all__ = [
     "bellman_backup",
     "GMMEMResult",
@@ -1152,8 +1442,11 @@ __all__ = [
     "gmm_e_step",
     "gmm_em",
     "gmm_em_step",
+    "gumbel_muzero_policy",
     "kl_normal",
     "lambda_returns",
+    "muzero_policy",
+    "PolicyOutput",
     "mvn_head",
     "normal_head",
     "rsample_mvn",

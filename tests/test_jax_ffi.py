@@ -701,10 +701,117 @@ def test_cuda_handlers_match_cpu():
 def test_bench_runs_at_tiny_sizes():
     """python -m pygenmod.benchmarks.jax runs (and checks its results) at tiny sizes."""
     out = run_python(
-        ["-m", "pygenmod.benchmarks.jax", "--T", "8", "--B", "4", "--repeat", "1"],
+        ["-m", "pygenmod.benchmarks.jax", "--T", "8", "--B", "4", "--mcts-B", "3", "--sims", "4", "--repeat", "1"],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert out.returncode == 0, out.stderr
     assert "W7 GAE" in out.stdout and "pygenmod.jax.gae inside jit" in out.stdout
+
+
+# ============================================================================ MCTS (tabular)
+def _mcts_model(rng, S, A, dtype, n_terminal=2):
+    from pygenmod import mcts
+
+    terminal = np.zeros(S, bool)
+    terminal[S - n_terminal :] = True
+    inv = rng.random((S, A)) < 0.2
+    inv[:, 0] = False
+    return mcts.tabular_model(
+        rng.integers(0, S, (S, A)),
+        rng.normal(size=(S, A)).astype(dtype),
+        rng.normal(size=(S, A)).astype(dtype),
+        rng.normal(size=S).astype(dtype),
+        discount=rng.uniform(0.8, 1.0, (S, A)).astype(dtype),
+        terminal=terminal,
+        invalid_actions=inv,
+        dtype=dtype,
+    )
+
+
+def _same_policy(got, ref, weights=True):
+    same(got.visit_counts, ref.visit_counts)
+    same(got.value, ref.value)
+    np.testing.assert_array_equal(np.asarray(got.action), np.asarray(ref.action))
+    if weights:
+        same(got.action_weights, ref.action_weights)
+    else:  # completed-Q softmax computed in jnp: exp may differ in the last bits
+        np.testing.assert_allclose(got.action_weights, ref.action_weights, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("S,A,B,sims", [(12, 3, 5, 16), (30, 7, 33, 40), (5, 1, 2, 3)])
+@pytest.mark.parametrize("frac", [0.0, 0.25])
+def test_mcts_muzero_bitwise(dtype, S, A, B, sims, frac):
+    from pygenmod import mcts
+
+    rng = np.random.default_rng(S * B + sims)
+    m = _mcts_model(rng, S, A, dtype)
+    roots = rng.integers(0, S - 2, B)
+    kw = dict(seed=7, stream=3, dirichlet_fraction=frac, temperature=0.7)
+    ref = mcts.muzero_policy(roots, m, sims, **kw)
+    got = jax.jit(lambda r: pj.muzero_policy(r, m, sims, **kw))(jnp.asarray(roots))
+    _same_policy(got, ref)
+    q = dict(kw, q_normalization="tree", max_depth=3, temperature=0.0)
+    _same_policy(pj.muzero_policy(roots, m, sims, **q), mcts.muzero_policy(roots, m, sims, **q))
+
+
+@pytest.mark.parametrize("S,A,B,sims", [(12, 3, 5, 16), (30, 7, 33, 40), (9, 20, 4, 64)])
+def test_mcts_gumbel_bitwise(dtype, S, A, B, sims):
+    from pygenmod import mcts
+
+    rng = np.random.default_rng(S + B + sims)
+    m = _mcts_model(rng, S, A, dtype)
+    roots = rng.integers(0, S - 2, B)
+    for kw in (dict(seed=5, stream=2), dict(seed=5, max_num_considered_actions=4, use_mixed_value=False)):
+        ref = mcts.gumbel_muzero_policy(roots, m, sims, **kw)
+        got = jax.jit(lambda r, kw=kw: pj.gumbel_muzero_policy(r, m, sims, **kw))(jnp.asarray(roots))
+        _same_policy(got, ref, weights=False)
+
+
+def test_mcts_vmap_is_one_folded_call():
+    from pygenmod import mcts
+
+    rng = np.random.default_rng(1)
+    m = _mcts_model(rng, 20, 5, np.float32)
+    roots = rng.integers(0, 18, (3, 4))
+    for f, ref_f in ((pj.muzero_policy, mcts.muzero_policy), (pj.gumbel_muzero_policy, mcts.gumbel_muzero_policy)):
+        got = jax.jit(jax.vmap(lambda r, f=f: f(r, m, 24, seed=11, stream=5)))(jnp.asarray(roots))
+        ref = ref_f(roots.reshape(-1), m, 24, seed=11, stream=5)
+        same(np.asarray(got.visit_counts).reshape(12, 5), ref.visit_counts)
+        np.testing.assert_array_equal(np.asarray(got.action).reshape(-1), ref.action)
+
+
+def test_mcts_traced_key_and_errors():
+    from pygenmod import mcts
+
+    rng = np.random.default_rng(2)
+    m = _mcts_model(rng, 10, 4, np.float32)
+    roots = np.array([0, 3, 5])
+    key = jax.random.key(42)
+    words = np.asarray(jax.random.key_data(key))
+    ref = mcts.muzero_policy(roots, m, 16, seed=key)
+    got = jax.jit(lambda k: pj.muzero_policy(roots, m, 16, seed=k))(key)
+    _same_policy(got, ref)
+    same(pj.muzero_policy(roots, m, 16, seed=words).visit_counts, ref.visit_counts)
+    with pytest.raises(TypeError, match="seed"):
+        pj.muzero_policy(roots, m, 16, seed=None)
+    with pytest.raises(TypeError, match="recurrent_fn"):
+        pj.muzero_policy(roots, lambda *a: a, 16, seed=0)
+    with pytest.raises(ValueError, match="root"):
+        pj.muzero_policy(np.array([0, 10]), m, 16, seed=0)
+    with pytest.raises(ValueError, match="terminal"):
+        pj.gumbel_muzero_policy(np.array([9]), m, 16, seed=0)
+    with pytest.raises(ValueError, match="invalid_actions"):
+        pj.muzero_policy(roots, m, 16, seed=0, invalid_actions=np.zeros((3, 4), bool))
+    with pytest.raises(ValueError, match="dirichlet_fraction"):
+        pj.muzero_policy(roots, m, 16, seed=0, dirichlet_fraction=2.0)
+    with pytest.raises(ValueError, match="q_normalization"):
+        pj.muzero_policy(roots, m, 16, seed=0, q_normalization="x")
+    with pytest.raises(Exception, match="root"):  # traced out-of-range roots: the handler checks
+        jax.jit(lambda r: pj.muzero_policy(r, m, 16, seed=0))(jnp.array([0, 99]))
+    with pytest.raises(TypeError, match="not differentiable"):
+        jax.grad(lambda t: pj.muzero_policy(roots, m, 4, seed=0, temperature=t).action_weights.sum())(1.0)
+    if not jax.config.jax_enable_x64:
+        with pytest.raises(TypeError, match="x64"):
+            pj.muzero_policy(roots, _mcts_model(rng, 10, 4, np.float64), 4, seed=0)

@@ -283,6 +283,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
     PgmGmmFit, gmm_fit, (bind<8, 8>(ffi::Ffi::Bind()).Attr<i64>("cov_type").Attr<i64>("max_iter").Attr<double>("tol")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::Bind()) PGM_SPATIAL_ATTRS));
 
+// csrc/jax/mcts.cpp
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsSearchTabular);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsNoise);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsSample);
+
 namespace {
 template <class F>
 py::capsule capsule(F* fn) {
@@ -307,6 +312,9 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_normal_head_bwd"] = capsule(PgmNormalHeadBwd);
     d["pygenmod_kl_normal"] = capsule(PgmKlNormal);
     d["pygenmod_kl_normal_bwd"] = capsule(PgmKlNormalBwd);
+    d["pygenmod_mcts_search_tabular"] = capsule(PgmMctsSearchTabular);
+    d["pygenmod_mcts_noise"] = capsule(PgmMctsNoise);
+    d["pygenmod_mcts_sample"] = capsule(PgmMctsSample);
     return d;
   });
 }

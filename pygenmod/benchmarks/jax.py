@@ -1,7 +1,8 @@
-"""pygenmod.jax rows: per-call overhead under ``jax.jit`` at tiny sizes, and W7 (GAE) called from
-inside ``jax.jit`` against a ``jax.lax.scan`` GAE and the NumPy API.
+"""pygenmod.jax rows: per-call overhead under ``jax.jit`` at tiny sizes, W7 (GAE) called from
+inside ``jax.jit`` against a ``jax.lax.scan`` GAE and the NumPy API, and W5 (MuZero MCTS over a
+tabular model) inside ``jax.jit`` against ``mctx.muzero_policy`` (when mctx is installed).
 
-    python -m pygenmod.benchmarks.jax [--T 1024] [--B 4096] [--repeat 20] [--quick]
+    python -m pygenmod.benchmarks.jax [--T 1024] [--B 4096] [--mcts-B 256] [--sims 64] [--repeat 20] [--quick]
 
 Every time is the median of ``--repeat`` calls after a warm-up (compilation excluded), each
 call ending in ``block_until_ready``. The rows check their results: the FFI call bitwise
@@ -50,10 +51,12 @@ def main(argv=None):
     ap.add_argument("--T", type=int, default=1024)
     ap.add_argument("--B", type=int, default=4096)
     ap.add_argument("--repeat", type=int, default=20)
-    ap.add_argument("--quick", action="store_true", help="W7 at T=256, B=1024 and fewer repeats")
+    ap.add_argument("--mcts-B", type=int, default=256, help="W5: number of trees")
+    ap.add_argument("--sims", type=int, default=64, help="W5: simulations per search")
+    ap.add_argument("--quick", action="store_true", help="W7 at T=256, B=1024, W5 at B=32, fewer repeats")
     a = ap.parse_args(argv)
     if a.quick:
-        a.T, a.B, a.repeat = 256, 1024, 5
+        a.T, a.B, a.repeat, a.mcts_B = 256, 1024, 5, 32
 
     import jax
     import jax.numpy as jnp
@@ -145,6 +148,68 @@ def main(argv=None):
         ("pygenmod.returns.gae (NumPy)", t_np),
     ):
         print(f"| {name} | {t * 1e3:.2f} | {t / t_ffi:.2f}x |")
+
+    _w5(a)
+
+
+def _w5(a, S=512, A=8):
+    """W5: MuZero search (B trees, sims simulations) over a random tabular model, from inside jit."""
+    import jax
+    import jax.numpy as jnp
+
+    import pygenmod.jax as pgj
+    from pygenmod import mcts
+
+    try:
+        import mctx
+    except ImportError:
+        print("\nW5: mctx not installed, skipped")
+        return
+    rng = np.random.default_rng(5)
+    m = mcts.tabular_model(
+        rng.integers(0, S, (S, A)),
+        rng.normal(size=(S, A)).astype(np.float32),
+        rng.normal(size=(S, A)).astype(np.float32),
+        rng.normal(size=S).astype(np.float32),
+        discount=0.97,
+        dtype=np.float32,
+    )
+    B, sims = a.mcts_B, a.sims
+    roots = rng.integers(0, S, B)
+    key = jax.random.key(0)
+    ours = jax.jit(lambda r, k: pgj.muzero_policy(r, m, sims, seed=k).visit_counts)
+    want = mcts.muzero_policy(roots, m, sims, seed=key).visit_counts
+    assert np.array_equal(np.asarray(ours(jnp.asarray(roots), key)), want)
+
+    ns, rw, dc, val = (jnp.asarray(x) for x in (m.next_state, m.reward, m.discount, m.value))
+    lg = jnp.asarray(np.where(np.isfinite(m.logits), m.logits, -1e9).astype(np.float32))
+
+    def recurrent_fn(params, rng_key, action, emb):
+        nxt = ns[emb, action].astype(jnp.int32)
+        out = mctx.RecurrentFnOutput(
+            reward=rw[emb, action], discount=dc[emb, action], prior_logits=lg[nxt], value=val[nxt]
+        )
+        return out, nxt
+
+    def peer(r, k):
+        root = mctx.RootFnOutput(prior_logits=lg[r], value=val[r], embedding=r)
+        return mctx.muzero_policy((), k, root, recurrent_fn, sims).action_weights
+
+    peer = jax.jit(peer)
+    rj = jnp.asarray(roots, jnp.int32)
+    t_ours = _median(lambda: ours(rj, key).block_until_ready(), a.repeat)
+    t_mctx = _median(lambda: peer(rj, key).block_until_ready(), a.repeat)
+    t_np = _median(lambda: mcts.muzero_policy(roots, m, sims, seed=0), a.repeat)
+    print()
+    print(f"W5 MuZero MCTS, B={B}, {sims} simulations, tabular S={S}, A={A}, float32; median of {a.repeat}")
+    print("| candidate | ms | vs pygenmod.jax |")
+    print("|---|---|---|")
+    for name, t in (
+        ("pygenmod.jax.muzero_policy inside jit", t_ours),
+        ("mctx.muzero_policy inside jit", t_mctx),
+        ("pygenmod.mcts.muzero_policy (NumPy)", t_np),
+    ):
+        print(f"| {name} | {t * 1e3:.2f} | {t / t_ours:.2f}x |")
 
 
 if __name__ == "__main__":
