@@ -1284,7 +1284,9 @@ def muzero_policy(
     chance_nodes: bool = False,
 ) -> PolicyOutput:
     """:func:`pygenmod.mcts.muzero_policy` over a deterministic :class:`pygenmod.mcts.TabularModel`,
-    inside ``jit`` / ``vmap`` (not ``grad``); equal to it bitwise for the same seed and stream.
+    inside ``jit`` / ``vmap`` (not ``grad``): the same search, noise and action kernels, so visit
+    counts, values and actions equal it for the same seed and stream (the Dirichlet-noised root
+    prior is computed in ``jnp`` and may differ in the last bits; docs/jax.md).
 
     root: the [B] root states. Supported: the Dirichlet noise, PUCT, temperature,
     q_normalization, max_depth and stream options. Not supported: callbacks, stochastic
