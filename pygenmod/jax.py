@@ -1164,11 +1164,11 @@ def _mcts_model(model):
             "recurrent_fn: pygenmod.jax searches a pygenmod.mcts.TabularModel only (build it with "
             "pygenmod.mcts.tabular_model); callbacks are not supported inside jit"
         )
-    if model.cdf is not None:
-        raise ValueError("recurrent_fn: stochastic tabular models (cdf) are not supported by pygenmod.jax yet")
     dt = np.dtype(np.asarray(model.logits).dtype)
     if dt == np.float64 and not jax.config.jax_enable_x64:
         raise TypeError("recurrent_fn: a float64 model needs jax_enable_x64 (or build the model in float32)")
+    if model.cdf is not None and not jax.config.jax_enable_x64:  # the float64 transition CDF
+        raise TypeError("recurrent_fn: a stochastic tabular model needs jax_enable_x64")
     f = lambda a: jnp.asarray(np.asarray(a), dt)  # noqa: E731
     u8 = lambda a: jnp.asarray(np.asarray(a), jnp.uint8)  # noqa: E731
     return (
@@ -1179,6 +1179,7 @@ def _mcts_model(model):
         f(model.prior),
         f(model.value),
         u8(model.invalid),
+        _empty(jnp.float32) if model.cdf is None else jnp.asarray(np.asarray(model.cdf), jnp.float64),
     ), dt
 
 
@@ -1207,7 +1208,7 @@ def _mcts_search_op(params: tuple, sims: int, stream: int):
             stream=np.uint64(stream),
         )
 
-    return _batch_first(call, (0, 0, 0, 0, 0, 0) + (None,) * 9, (0, 0, 0, 0))
+    return _batch_first(call, (0, 0, 0, 0, 0, 0) + (None,) * 10, (0, 0, 0, 0))
 
 
 @functools.lru_cache(maxsize=None)
@@ -1283,14 +1284,15 @@ def muzero_policy(
     stream: int = 0,
     chance_nodes: bool = False,
 ) -> PolicyOutput:
-    """:func:`pygenmod.mcts.muzero_policy` over a deterministic :class:`pygenmod.mcts.TabularModel`,
+    """:func:`pygenmod.mcts.muzero_policy` over a :class:`pygenmod.mcts.TabularModel`,
     inside ``jit`` / ``vmap`` (not ``grad``): the same search, noise and action kernels, so visit
     counts, values and actions equal it for the same seed and stream (the Dirichlet-noised root
     prior is computed in ``jnp`` and may differ in the last bits; docs/jax.md).
 
     root: the [B] root states. Supported: the Dirichlet noise, PUCT, temperature,
-    q_normalization, max_depth and stream options. Not supported: callbacks, stochastic
-    models, ``invalid_actions``, ``tree`` (continuing a search), ``chance_nodes``. Returns
+    q_normalization, max_depth and stream options; stochastic models (sampled transitions,
+    no chance nodes; jax_enable_x64 for their float64 CDF). Not supported: callbacks,
+    ``invalid_actions``, ``tree`` (continuing a search), ``chance_nodes``. Returns
     :class:`PolicyOutput` (no tree). vmap over root (and temperature) folds the vmapped axis
     into one search over ``N * B`` trees: vmapped element n's tree b draws as tree
     ``stream + n * B + b``; a vmapped seed makes one call per element.
@@ -1316,7 +1318,7 @@ def muzero_policy(
 
 def _muzero_impl(cfg, st, temps, key, table, *model_ops):
     _, frac, alpha, params, sims, s, dt = cfg
-    _, _, _, mlg, mpr, mv, minv = model_ops
+    _, _, _, mlg, mpr, mv, minv, _ = model_ops
     lg, pr, inv, v = mlg[st], mpr[st], minv[st], mv[st]
     B, A = lg.shape
     if frac > 0 and B:  # as pygenmod.mcts: logits of the noisy probabilities, then _normalise
@@ -1343,7 +1345,7 @@ def _mcts_op(cfg):
     into one search over N * B trees (tree b of the fold draws as tree stream + b)."""
     impl = _muzero_impl if cfg[0] == "muzero" else _gumbel_impl
     call = functools.partial(impl, cfg)
-    return _not_differentiable(cfg[0] + "_policy", _batch_first(call, (0, 0, None) + (None,) * 8, (0, 0, 0, 0)))
+    return _not_differentiable(cfg[0] + "_policy", _batch_first(call, (0, 0, None) + (None,) * 9, (0, 0, 0, 0)))
 
 
 def gumbel_muzero_policy(
@@ -1365,7 +1367,7 @@ def gumbel_muzero_policy(
     stream: int = 0,
     chance_nodes: bool = False,
 ) -> PolicyOutput:
-    """:func:`pygenmod.mcts.gumbel_muzero_policy` over a deterministic
+    """:func:`pygenmod.mcts.gumbel_muzero_policy` over a
     :class:`pygenmod.mcts.TabularModel`, inside ``jit`` / ``vmap`` (not ``grad``). Supported and
     not supported options, root, vmap: as :func:`muzero_policy`. The search (visit counts,
     action) runs in the kernel; the completed-Q weights are computed in ``jnp`` (equal to the
@@ -1403,7 +1405,7 @@ def gumbel_muzero_policy(
 
 def _gumbel_impl(cfg, st, g, key, table, *model_ops):
     _, draw, scale, params, sims, s, dt, (value_scale, maxvisit_init, rescale_values, use_mixed_value) = cfg
-    _, _, _, mlg, mpr, mv, minv = model_ops
+    _, _, _, mlg, mpr, mv, minv, _ = model_ops
     lg, pr, inv, v = mlg[st], mpr[st], minv[st], mv[st]
     B, A = lg.shape
     if draw and B:

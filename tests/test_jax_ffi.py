@@ -815,3 +815,24 @@ def test_mcts_traced_key_and_errors():
     if not jax.config.jax_enable_x64:
         with pytest.raises(TypeError, match="x64"):
             pj.muzero_policy(roots, _mcts_model(rng, 10, 4, np.float64), 4, seed=0)
+
+
+@pytest.mark.parametrize("mdtype", [np.float32, np.float64])
+def test_mcts_stochastic_model(x64, mdtype):
+    from pygenmod import mcts
+
+    rng = np.random.default_rng(3)
+    S, A, B = 15, 4, 9
+    P = rng.random((S, A, S)) ** 4
+    P /= P.sum(-1, keepdims=True)
+    m = mcts.stochastic_tabular_model(
+        P, rng.normal(size=(S, A)), rng.normal(size=(S, A)), rng.normal(size=S), 0.9, dtype=mdtype
+    )
+    roots = rng.integers(0, S, B)
+    for f, ref_f in ((pj.muzero_policy, mcts.muzero_policy), (pj.gumbel_muzero_policy, mcts.gumbel_muzero_policy)):
+        ref = ref_f(roots, m, 30, seed=4, stream=1)
+        got = jax.jit(lambda r, f=f: f(r, m, 30, seed=4, stream=1))(jnp.asarray(roots))
+        _same_policy(got, ref, weights=f is pj.muzero_policy)
+    jax.config.update("jax_enable_x64", False)
+    with pytest.raises(TypeError, match="x64"):
+        pj.muzero_policy(roots, m, 4, seed=0)

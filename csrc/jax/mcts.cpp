@@ -77,13 +77,14 @@ struct TreeStore {
 };
 
 // root logits, prior, invalid (B, A), value (B,), state (B,), gumbel (B, A), table (M + 1, L) int32,
-// model next_state, reward, discount, logits, prior (S, A), value (S,), invalid (S, A), seed words
+// model next_state, reward, discount, logits, prior (S, A), value (S,), invalid (S, A), cdf (S, A, S)
+// float64 or 0 elements (deterministic), seed words
 // -> root child visits (B, A) int32, root child Q (B, A) (0 unexpanded), root value (B,), visit
 // distribution (B, A) (uniform over valid actions without visits; as _visit_output: in double,
 // since XLA's float32 division is not correctly rounded)
 ffi::Error search(Buf rl, Buf rp, Buf ri, Buf rv, Buf rs, Buf gum, Buf table, Buf ns, Buf mr, Buf md, Buf ml, Buf mp,
-                  Buf mv, Buf mi, Buf key, Out counts, Out q, Out value, Out weights, ffi::Span<const double> params,
-                  i64 num_simulations, i64 capacity, std::uint64_t stream) {
+                  Buf mv, Buf mi, Buf cdf, Buf key, Out counts, Out q, Out value, Out weights,
+                  ffi::Span<const double> params, i64 num_simulations, i64 capacity, std::uint64_t stream) {
   return guarded([&] {
     dispatch_float(rl, "root logits", [&](auto tag) {
       using T = decltype(tag);
@@ -126,6 +127,7 @@ ffi::Error search(Buf rl, Buf rp, Buf ri, Buf rv, Buf rs, Buf gum, Buf table, Bu
       tr.S = S;
       tr.seed = philox_key(key);
       tr.stream0 = stream;
+      tr.cdf = opt<double>(cdf, "cdf", {S, A, S});
       if (B > 0 && num_simulations > 0)
         mcts::search_tabular_cpu(tree.t, B, p, num_simulations, next.data(), in<T>(mr, "reward", {S, A}),
                                  in<T>(md, "discount", {S, A}), in<T>(ml, "logits", {S, A}), in<T>(mp, "prior", {S, A}),
@@ -199,7 +201,7 @@ ffi::Error sample(Buf w, Buf temp, Buf key, Out action, std::uint64_t stream) {
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmMctsSearchTabular, search,
-                              (bind<15, 4>(ffi::Ffi::Bind())
+                              (bind<16, 4>(ffi::Ffi::Bind())
                                    .Attr<ffi::Span<const double>>("params")
                                    .Attr<i64>("num_simulations")
                                    .Attr<i64>("capacity")
