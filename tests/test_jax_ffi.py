@@ -836,3 +836,12 @@ def test_mcts_stochastic_model(x64, mdtype):
     jax.config.update("jax_enable_x64", False)
     with pytest.raises(TypeError, match="x64"):
         pj.muzero_policy(roots, m, 4, seed=0)
+
+
+def test_mcts_empty_batch_and_no_simulations():
+    from pygenmod import mcts
+
+    m = _mcts_model(np.random.default_rng(0), 10, 4, np.float32)
+    for f, ref_f in ((pj.muzero_policy, mcts.muzero_policy), (pj.gumbel_muzero_policy, mcts.gumbel_muzero_policy)):
+        for roots, sims in ((np.zeros(0, np.int64), 8), (np.array([1, 2]), 0)):
+            _same_policy(f(roots, m, sims, seed=1), ref_f(roots, m, sims, seed=1), weights=f is pj.muzero_policy)
