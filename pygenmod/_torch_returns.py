@@ -21,8 +21,7 @@ from ._torch_common import native, on_torch_stream, tensor
 __all__ = ["gae", "lambda_returns", "discounted_returns"]
 
 
-def _n(t):
-    return native(t)
+_n = native
 
 
 @torch.library.custom_op("pygenmod::returns_gae", mutates_args=())

@@ -10,6 +10,7 @@
 
 #include "args.hpp"
 #include "pygenmod/mcts.hpp"
+#include "pygenmod/mcts_tree.hpp"
 
 using namespace pygenmod;
 using namespace pygenmod::jaxffi;
@@ -30,51 +31,6 @@ std::vector<std::int64_t> ints(const Buf& b, const char* name, std::initializer_
   }
   return v;
 }
-
-// The 15 tree arrays of B trees of N nodes (std::vector storage).
-template <class T>
-struct TreeStore {
-  std::vector<i32> visits, parent, action, children, num_nodes;
-  std::vector<T> value_sum, raw_value, reward, discount, logits, prior, gumbel, qbounds;
-  std::vector<u8> invalid;
-  std::vector<std::int64_t> state;
-  mcts::Batch<T> t;
-
-  TreeStore(i64 B, i64 N, i64 A)
-      : visits(B * N, 0),
-        parent(B * N, -1),
-        action(B * N, -1),
-        children(B * N * A, -1),
-        num_nodes(B, 1),
-        value_sum(B * N, T(0)),
-        raw_value(B * N, T(0)),
-        reward(B * N, T(0)),
-        discount(B * N, T(0)),
-        logits(B * N * A, T(0)),
-        prior(B * N * A, T(0)),
-        gumbel(B * A, T(0)),
-        qbounds(B * 2, T(0)),
-        invalid(B * N * A, 0),
-        state(B * N, 0) {
-    t.N = N;
-    t.A = A;
-    t.visits = visits.data();
-    t.value_sum = value_sum.data();
-    t.raw_value = raw_value.data();
-    t.reward = reward.data();
-    t.discount = discount.data();
-    t.parent = parent.data();
-    t.action = action.data();
-    t.children = children.data();
-    t.logits = logits.data();
-    t.prior = prior.data();
-    t.invalid = invalid.data();
-    t.state = state.data();
-    t.num_nodes = num_nodes.data();
-    t.gumbel = gumbel.data();
-    t.qbounds = qbounds.data();
-  }
-};
 
 // root logits, prior, invalid (B, A), value (B,), state (B,), gumbel (B, A), table (M + 1, L) int32,
 // model next_state, reward, discount, logits, prior (S, A), value (S,), invalid (S, A), cdf (S, A, S)
@@ -109,9 +65,10 @@ ffi::Error search(Buf rl, Buf rp, Buf ri, Buf rv, Buf rs, Buf gum, Buf table, Bu
           throw std::invalid_argument("root: a root state is terminal (all actions are invalid)");
       }
       // new_tree + _fill_root
-      TreeStore<T> tree(B, capacity, A);
+      mcts::TreeStorage<T> tree(B, A, capacity);  // (B, A, N)
       const i64 N = capacity;
       for (i64 b = 0; b < B; ++b) {
+        tree.num_nodes[b] = 1;
         tree.visits[b * N] = 1;
         tree.value_sum[b * N] = tree.raw_value[b * N] = v0[b];
         tree.discount[b * N] = T(1);
@@ -129,7 +86,7 @@ ffi::Error search(Buf rl, Buf rp, Buf ri, Buf rv, Buf rs, Buf gum, Buf table, Bu
       tr.stream0 = stream;
       tr.cdf = opt<double>(cdf, "cdf", {S, A, S});
       if (B > 0 && num_simulations > 0)
-        mcts::search_tabular_cpu(tree.t, B, p, num_simulations, next.data(), in<T>(mr, "reward", {S, A}),
+        mcts::search_tabular_cpu(tree.batch(), B, p, num_simulations, next.data(), in<T>(mr, "reward", {S, A}),
                                  in<T>(md, "discount", {S, A}), in<T>(ml, "logits", {S, A}), in<T>(mp, "prior", {S, A}),
                                  in<T>(mv, "value", {S}), in<u8>(mi, "invalid", {S, A}), tr);
       // Tree.child_visits(0), Tree.qvalues(0) and the root's mean value, as pygenmod/mcts.py
