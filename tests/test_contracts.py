@@ -30,7 +30,7 @@ def test_sampling_codes():
 
 def test_mdp_codes():
     m = _module("_cpu_mdp")
-    assert m.BACKUP_KINDS == mdp._KIND
+    assert m.BACKUP_KINDS == mdp._model._KIND
 
 
 def test_categorical_codes():

@@ -28,7 +28,7 @@ def _cupy_or_skip(backend):
 def test_csr_row_ids_match_repeat(counts):
     # the host helper the CuPy path uses instead of repeat(arange, diff(indptr))
     indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    got = mdp._csr_row_ids(np, indptr, int(indptr[-1]))
+    got = mdp._model._csr_row_ids(np, indptr, int(indptr[-1]))
     want = np.repeat(np.arange(len(counts)), counts)
     assert got.dtype == np.int64
     np.testing.assert_array_equal(got, want)
@@ -303,9 +303,9 @@ def test_device_solve_loop_matches_compiled_loop(dtype, sparse, eval_max, eval_r
     # NumPy arrays with the CPU sweep kernels, against the compiled solver
     P, R = mdp.random_mdp(17, 3, 4, successors=5 if sparse else None, seed=11)
     P = mdp.CSR(P.data.astype(dtype), P.indices, P.indptr, P.shape) if sparse else P.astype(dtype)
-    m = mdp._Model(P, R.astype(dtype))
+    m = mdp._model._Model(P, R.astype(dtype))
     g = m.gamma([0.0, 0.5, 0.9, 0.97])
-    th = mdp._threshold(m, g, 1e-3 if dtype == np.float32 else 1e-9, None, "span" if span else "sup", g)
+    th = mdp._solvers._threshold(m, g, 1e-3 if dtype == np.float32 else 1e-9, None, "span" if span else "sup", g)
 
     def outs():
         return [
@@ -319,7 +319,7 @@ def test_device_solve_loop_matches_compiled_loop(dtype, sparse, eval_max, eval_r
         ]
 
     got = outs()
-    mdp._solve_host_loop(m, g, th, 5000, span, eval_max, eval_rel, *got)
+    mdp._device_loops._solve_host_loop(m, g, th, 5000, span, eval_max, eval_rel, *got)
     ref = outs()
     m.kernel("solve")(*m.args(), m.R, g, th, 5000, span, eval_max, eval_rel, -1.0, -1.0, *ref, np.zeros((4, 4)))
     t = tol(dtype)
@@ -334,7 +334,7 @@ def test_device_solve_loop_matches_compiled_loop(dtype, sparse, eval_max, eval_r
 @pytest.mark.parametrize("stochastic", [False, True])
 def test_device_evaluate_loop_matches_exact(stochastic, rng):
     P, R = mdp.random_mdp(13, 3, 3, seed=12)
-    m = mdp._Model(P, R)
+    m = mdp._model._Model(P, R)
     g = m.gamma([0.3, 0.9, 0.95])
     if stochastic:
         pi = rng.random((3, 13, 3))
@@ -342,9 +342,9 @@ def test_device_evaluate_loop_matches_exact(stochastic, rng):
         det, stoch = None, pi
     else:
         det, stoch = rng.integers(0, 3, (3, 13)), None
-    th = mdp._threshold(m, g, 1e-10, None, "span", g)
+    th = mdp._solvers._threshold(m, g, 1e-10, None, "span", g)
     V, its, res, conv = np.zeros((3, 13)), np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)
-    mdp._evaluate_host_loop(m, g, th, 100_000, True, det, stoch, V, its, res, conv)
+    mdp._device_loops._evaluate_host_loop(m, g, th, 100_000, True, det, stoch, V, its, res, conv)
     exact = mdp.policy_evaluation(P, R, [0.3, 0.9, 0.95], det if det is not None else stoch).V
     np.testing.assert_allclose(V, exact, atol=1e-8)
     assert conv.all() and (its > 0).all()
@@ -357,7 +357,7 @@ def test_exact_sparse_evaluation_shared_with_cuda(stochastic, rng):
     import scipy.sparse.linalg as spla
 
     P, R = mdp.random_mdp(11, 3, 2, successors=4, seed=13)
-    m = mdp._Model(P, R)
+    m = mdp._model._Model(P, R)
     g = m.gamma([0.5, 0.95])
     if stochastic:
         pi = rng.random((2, 11, 3))
@@ -366,6 +366,6 @@ def test_exact_sparse_evaluation_shared_with_cuda(stochastic, rng):
     else:
         det, stoch = rng.integers(0, 3, (2, 11)), None
         r_pi = np.take_along_axis(m.R, det[..., None], -1)[..., 0]
-    got = mdp._exact_sparse(sp, spla, np, m, g, det, stoch, r_pi)
-    want = mdp._exact_values(m, g, det, stoch)  # the CPU's scipy path
+    got = mdp._solvers._exact_sparse(sp, spla, np, m, g, det, stoch, r_pi)
+    want = mdp._solvers._exact_values(m, g, det, stoch)  # the CPU's scipy path
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)

@@ -20,9 +20,9 @@ SOLVES = {
 
 
 def _both(monkeypatch, solve, P, R, g):
-    monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", False)
+    monkeypatch.setattr(mdp._solvers, "_ACTION_ELIMINATION", False)
     full = solve(P, R, g)
-    monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", True)
+    monkeypatch.setattr(mdp._solvers, "_ACTION_ELIMINATION", True)
     return full, solve(P, R, g)
 
 
@@ -115,9 +115,9 @@ def test_margin_covers_the_initial_values(monkeypatch):
             lambda P=P, R=R, V0=V0: mdp.value_iteration(P, R, g, V0=V0, tol=0.0, max_iter=2),
             lambda P=P, R=R, V0=V0: mdp.modified_policy_iteration(P, R, g, m=1, V0=V0, tol=0.0, max_iter=3),
         ):
-            monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", False)
+            monkeypatch.setattr(mdp._solvers, "_ACTION_ELIMINATION", False)
             full = solve()
-            monkeypatch.setattr(mdp, "_ACTION_ELIMINATION", True)
+            monkeypatch.setattr(mdp._solvers, "_ACTION_ELIMINATION", True)
             assert_same(full, solve())
 
 

@@ -146,9 +146,9 @@ def test_host_loop_used_for_cuda_matches_compiled_loop():
     """The device path drives sweeps from the host; run that loop on NumPy arrays here."""
     P, R = mdp.random_mdp(15, 3, 3, seed=8)
     for eval_max, eval_rel, span in ((0, -1.0, True), (1000, 0.01, True), (4, -1.0, False)):
-        m = mdp._Model(P, R)
+        m = mdp._model._Model(P, R)
         g = m.gamma([0.5, 0.9, 0.95])
-        th = mdp._threshold(m, g, 1e-8, None, "span" if span else "sup", g)
+        th = mdp._solvers._threshold(m, g, 1e-8, None, "span" if span else "sup", g)
         out = [
             np.zeros((3, 15)),
             np.empty((3, 15, 3)),
@@ -158,7 +158,7 @@ def test_host_loop_used_for_cuda_matches_compiled_loop():
             np.zeros(3),
             np.zeros(3, np.uint8),
         ]
-        mdp._solve_host_loop(m, g, th, 10_000, span, eval_max, eval_rel, *out)
+        mdp._device_loops._solve_host_loop(m, g, th, 10_000, span, eval_max, eval_rel, *out)
         m.kernel("solve")(
             *m.args(),
             m.R,
@@ -189,7 +189,7 @@ def test_host_loop_used_for_cuda_matches_compiled_loop():
     pi = np.zeros((3, 15), np.int64)
     V = np.zeros((3, 15))
     its, res, conv = np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)
-    mdp._evaluate_host_loop(m, g, th, 10_000, False, pi, None, V, its, res, conv)
+    mdp._device_loops._evaluate_host_loop(m, g, th, 10_000, False, pi, None, V, its, res, conv)
     exact = mdp.policy_evaluation(P, R, [0.5, 0.9, 0.95], pi).V
     np.testing.assert_allclose(V, exact, atol=1e-7)
 

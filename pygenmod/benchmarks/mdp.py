@@ -228,11 +228,11 @@ def _w6b(quick):
         P, R = _dense(S, A, B)
 
         def run():
-            mdp._ACTION_ELIMINATION = False  # every row of every sweep read (the kernel's speed)
+            mdp._solvers._ACTION_ELIMINATION = False  # every row of every sweep read (the kernel's speed)
             try:
                 return mdp.value_iteration(P, R, GAMMA, tol=0.0, stop="sup", max_iter=sweeps, check=False)
             finally:
-                mdp._ACTION_ELIMINATION = True
+                mdp._solvers._ACTION_ELIMINATION = True
 
         return run
 
