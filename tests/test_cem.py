@@ -23,6 +23,15 @@ def test_top_k_ties_go_to_lower_index(backend):
     np.testing.assert_array_equal(backend.numpy(cem.top_k(backend.asarray(x), 4)), [[1, 2, 4, 3]])
 
 
+# Row lengths on both sides of the CUDA kernel choice (32..4096: block per row, ranking; else a
+# thread per row, insertion), with many ties: every backend gives the same indices.
+@pytest.mark.parametrize("shape,k", [((3, 31), 7), ((4, 32), 8), ((2, 1000), 100), ((1, 4096), 5), ((2, 4097), 9)])
+def test_top_k_ties_both_gpu_paths(backend, dtype, rng, shape, k):
+    x = (rng.integers(-2, 3, shape) * 1e30).astype(dtype)  # five levels, extremes included
+    got = backend.numpy(cem.top_k(backend.asarray(x), k))
+    np.testing.assert_array_equal(got, reference_top_k(x, k))
+
+
 def test_top_k_bad_input():
     with pytest.raises(ValueError, match="k: must be <= N"):
         cem.top_k(np.zeros((2, 3)), 4)

@@ -29,6 +29,18 @@ PGM_HD void row_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
   }
 }
 
+// The rank of element i in its row: how many elements come before it (topk::before is a strict
+// total order on non-NaN values, so ranks are 0..n-1, each once). Element i belongs to the top k
+// exactly when its rank is below k, and idx[rank] = i then gives row_top_k's answer. O(n) per
+// element: the GPU uses it with one block per row, one thread per element, when rows are few.
+template <class T>
+PGM_HD index_t rank_in_row(const T* x, index_t n, index_t i) {
+  const T v = x[i];
+  index_t r = 0;
+  for (index_t j = 0; j < n; ++j) r += before(x[j], j, v, i) ? 1 : 0;
+  return r;
+}
+
 // Below this many elements a call stays on the calling thread (opening a parallel region costs
 // more than a small selection; see pygenmod/_threads.py).
 constexpr index_t TOPK_PAR_MIN = index_t(1) << 15;
