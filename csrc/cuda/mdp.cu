@@ -52,23 +52,6 @@ __global__ void backup_kernel(M m, const T* R, const T* V, const T* gamma, index
   V_out[bs] = v;
 }
 
-// Policy-evaluation sweep reading only the policy's rows (1/A of a backup sweep for a
-// deterministic policy). MDPs with active[b] == 0 (nullable) keep their values.
-template <class T, class M, int L>
-__global__ void policy_sweep_kernel(M m, const T* R, const T* V, const T* gamma, index_t B, const std::int64_t* pi_det,
-                                    const T* pi_stoch, const std::uint8_t* active, T* V_out) {
-  const index_t S = m.S, A = m.A;
-  const index_t bs = (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / L;
-  if (bs >= B * S) return;
-  const index_t b = bs / S, s = bs % S;
-  if (active && !active[b]) {  // uniform over the group
-    V_out[bs] = V[bs];
-    return;
-  }
-  V_out[bs] = mdp::policy_value_state(m, b, s, R + bs * A, V + b * S, gamma[b], pi_det ? pi_det[bs] : 0,
-                                      pi_stoch ? pi_stoch + bs * A : nullptr);
-}
-
 constexpr unsigned kThreads = 128;
 
 template <class T, class M, int L>
@@ -81,37 +64,8 @@ void launch(const M& m, const T* R, const T* V, const T* gamma, index_t B, int k
   check_launch(what);
 }
 
-template <class T, class M, int L>
-void launch_policy(const M& m, const T* R, const T* V, const T* gamma, index_t B, const std::int64_t* pi_det,
-                   const T* pi_stoch, const std::uint8_t* active, T* V_out, cudaStream_t stream, const char* what) {
-  if (B * m.S == 0) return;
-  policy_sweep_kernel<T, M, L>
-      <<<blocks_for(B * m.S * L, kThreads), kThreads, 0, stream>>>(m, R, V, gamma, B, pi_det, pi_stoch, active, V_out);
-  check_launch(what);
-}
-
 // A warp per state pays off once a row fills the warp.
 inline bool warp_per_state(index_t S) { return S >= 32; }
-
-template <class T>
-void policy_sweep_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B, index_t S, index_t A,
-                        const std::int64_t* pi_det, const T* pi_stoch, const std::uint8_t* active, T* V_out,
-                        cudaStream_t stream) {
-  if (warp_per_state(S))
-    launch_policy<T, WarpDense<T>, 32>(WarpDense<T>{P, S, A}, R, V, gamma, B, pi_det, pi_stoch, active, V_out, stream,
-                                       "policy_sweep_dense");
-  else
-    launch_policy<T, mdp::Dense<T>, 1>(mdp::Dense<T>{P, S, A}, R, V, gamma, B, pi_det, pi_stoch, active, V_out, stream,
-                                       "policy_sweep_dense");
-}
-
-template <class T>
-void policy_sweep_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R, const T* V,
-                      const T* gamma, index_t B, index_t S, index_t A, const std::int64_t* pi_det, const T* pi_stoch,
-                      const std::uint8_t* active, T* V_out, cudaStream_t stream) {
-  launch_policy<T, mdp::Csr<T>, 1>(mdp::Csr<T>{data, indices, indptr, S, A}, R, V, gamma, B, pi_det, pi_stoch, active,
-                                   V_out, stream, "policy_sweep_csr");
-}
 
 template <class T>
 void backup_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B, index_t S, index_t A, int kind,
@@ -285,24 +239,19 @@ bool solve_loop_csr(const T* data, const std::int32_t* indices, const std::int64
                                        policy, scratch, bytes, out, stop, stream);
 }
 
-#define PGM_INSTANTIATE(T)                                                                                             \
-  template std::size_t solve_loop_scratch_bytes<T>(index_t, index_t);                                                  \
-  template bool solve_loop_dense<T>(const T*, const T*, const T*, const double*, index_t, index_t, index_t,            \
-                                    const LoopSettings<T>&, T*, T*, std::int64_t*, void*, std::size_t,                 \
-                                    const LoopResults&, Stop&, cudaStream_t);                                          \
-  template bool solve_loop_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*,              \
-                                  const double*, index_t, index_t, index_t, const LoopSettings<T>&, T*, T*,            \
-                                  std::int64_t*, void*, std::size_t, const LoopResults&, Stop&, cudaStream_t);         \
-  template void backup_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t, int,                \
-                                const std::int64_t*, const T*, const T*, T*, T*, std::int64_t*, cudaStream_t);         \
-  template void backup_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*, const T*,        \
-                              index_t, index_t, index_t, int, const std::int64_t*, const T*, const T*, T*, T*,         \
-                              std::int64_t*, cudaStream_t);                                                            \
-  template void policy_sweep_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t,               \
-                                      const std::int64_t*, const T*, const std::uint8_t*, T*, cudaStream_t);           \
-  template void policy_sweep_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*, const T*,  \
-                                    index_t, index_t, index_t, const std::int64_t*, const T*, const std::uint8_t*, T*, \
-                                    cudaStream_t);
+#define PGM_INSTANTIATE(T)                                                                                      \
+  template std::size_t solve_loop_scratch_bytes<T>(index_t, index_t);                                           \
+  template bool solve_loop_dense<T>(const T*, const T*, const T*, const double*, index_t, index_t, index_t,     \
+                                    const LoopSettings<T>&, T*, T*, std::int64_t*, void*, std::size_t,          \
+                                    const LoopResults&, Stop&, cudaStream_t);                                   \
+  template bool solve_loop_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*,       \
+                                  const double*, index_t, index_t, index_t, const LoopSettings<T>&, T*, T*,     \
+                                  std::int64_t*, void*, std::size_t, const LoopResults&, Stop&, cudaStream_t);  \
+  template void backup_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t, int,         \
+                                const std::int64_t*, const T*, const T*, T*, T*, std::int64_t*, cudaStream_t);  \
+  template void backup_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*, const T*, \
+                              index_t, index_t, index_t, int, const std::int64_t*, const T*, const T*, T*, T*,  \
+                              std::int64_t*, cudaStream_t);
 PGM_INSTANTIATE(float)
 PGM_INSTANTIATE(double)
 #undef PGM_INSTANTIATE

@@ -81,49 +81,6 @@ void csr(const py::object& data, const py::object& indices, const py::object& in
                       c.tau, c.Q, c.Vo, c.pi, as_stream(stream));
 }
 
-template <class T>
-struct PolicyArgs {
-  const T *R, *V, *g, *ps;
-  const i64* pd;
-  const std::uint8_t* active;
-  T* Vo;
-};
-
-template <class T>
-PolicyArgs<T> policy_args(i64 B, i64 S, i64 A, const py::object& R, const py::object& V, const py::object& gamma,
-                          const py::object& pi_det, const py::object& pi_stoch, const py::object& active,
-                          const py::object& V_out) {
-  PolicyArgs<T> a{device_ptr<T>(R, "R", {B, S, A}),           device_ptr<T>(V, "V", {B, S}),
-                  device_ptr<T>(gamma, "gamma", {B}),         opt_ptr<T>(pi_stoch, "policy", {B, S, A}),
-                  opt_ptr<i64>(pi_det, "policy", {B, S}),     opt_ptr<std::uint8_t>(active, "active", {B}),
-                  device_ptr<T>(V_out, "V_out", {B, S}, true)};
-  if ((a.pd == nullptr) == (a.ps == nullptr)) throw std::invalid_argument("policy: give pi_det or pi_stoch");
-  return a;
-}
-
-template <class T>
-void policy_dense(const py::object& P, const py::object& R, const py::object& V, const py::object& gamma,
-                  const py::object& pi_det, const py::object& pi_stoch, const py::object& active,
-                  const py::object& V_out, std::uintptr_t stream) {
-  auto shp = device_shape(P, "P");
-  if (shp.size() != 4) throw std::invalid_argument("P: expected (B, S, A, S)");
-  const i64 B = shp[0], S = shp[1], A = shp[2];
-  auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
-  cuda::policy_sweep_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), a.R, a.V, a.g, B, S, A, a.pd, a.ps, a.active, a.Vo,
-                              as_stream(stream));
-}
-
-template <class T>
-void policy_csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
-                const py::object& R, const py::object& V, const py::object& gamma, const py::object& pi_det,
-                const py::object& pi_stoch, const py::object& active, const py::object& V_out, std::uintptr_t stream) {
-  const auto [B, nnz] = csr_dims(data, indptr, S, A);
-  auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
-  cuda::policy_sweep_csr<T>(device_ptr<T>(data, "data", {nnz}), device_ptr<std::int32_t>(indices, "indices", {nnz}),
-                            device_ptr<i64>(indptr, "indptr", {B * S * A + 1}), a.R, a.V, a.g, B, S, A, a.pd, a.ps,
-                            a.active, a.Vo, as_stream(stream));
-}
-
 // A whole solve (evaluate: pi_det or pi_stoch given) on the device; per-MDP results into host
 // (NumPy) arrays. `launch(R, gamma, thresh, settings, V, Q, policy, scratch, bytes, results,
 // stop)` runs the dense or CSR launcher.
@@ -234,32 +191,6 @@ PYBIND11_MODULE(_cuda_mdp, m) {
       },
       "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a, "pi_det"_a,
       "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a, "stream"_a = 0);
-  // CUDA-only helpers of the device solver loop (pygenmod.mdp): evaluation sweeps that read
-  // only the policy's rows; MDPs with active[b] == 0 copy V to V_out.
-  m.def(
-      "policy_sweep_dense",
-      [](py::object P, py::object R, py::object V, py::object gamma, py::object pi_det, py::object pi_stoch,
-         py::object active, py::object V_out, std::uintptr_t stream) {
-        const auto t = device_typestr(P, "P");
-        if (t == "<f8") return policy_dense<double>(P, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
-        if (t == "<f4") return policy_dense<float>(P, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
-        throw std::invalid_argument("P: expected float32 or float64");
-      },
-      "P"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a, "pi_stoch"_a, "active"_a, "V_out"_a, "stream"_a = 0);
-  m.def(
-      "policy_sweep_csr",
-      [](py::object data, py::object indices, py::object indptr, i64 S, i64 A, py::object R, py::object V,
-         py::object gamma, py::object pi_det, py::object pi_stoch, py::object active, py::object V_out,
-         std::uintptr_t stream) {
-        const auto t = device_typestr(data, "data");
-        if (t == "<f8")
-          return policy_csr<double>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
-        if (t == "<f4")
-          return policy_csr<float>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
-        throw std::invalid_argument("data: expected float32 or float64");
-      },
-      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a, "pi_stoch"_a,
-      "active"_a, "V_out"_a, "stream"_a = 0);
   // Whole solves on the device (pygenmod/mdp_batched.hpp's loop; the results per MDP go to the
   // NumPy arrays iterations, eval_sweeps, residual, converged). solve_loop_*: modified policy
   // iteration (eval_max = 0: value iteration); evaluate_loop_*: iterative policy evaluation.
