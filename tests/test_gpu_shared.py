@@ -454,3 +454,60 @@ def test_exact_sparse_evaluation_shared_with_cuda(stochastic, rng):
     got = mdp._solvers._exact_sparse(sp, spla, np, m, g, det, stoch, r_pi)
     want = mdp._solvers._exact_values(m, g, det, stoch)  # the CPU's scipy path
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_device_branch_arguments_with_the_host_twin(monkeypatch, sparse):
+    # The Python CUDA branch of the solvers, run with the host twin of the device loop
+    # (_cpu_mdp_batched takes _cuda_mdp's arguments, stream excepted): checks what the
+    # Python layer passes to the CUDA call; the results are the CPU solver's, bitwise.
+    from pygenmod import _cpu_mdp_batched
+
+    P, R = mdp.random_mdp(12, 3, 3, successors=4 if sparse else None, seed=15)
+    g = [0.5, 0.9, 0.95]
+    pol = np.arange(36).reshape(3, 12) % 3
+    calls = []
+    ref = (
+        mdp.solve(P, R, g, epsilon=1e-9, check=False),
+        mdp.value_iteration(P, R, g, stop="sup", V0=np.ones((3, 12)), check=False),
+        mdp.policy_evaluation(P, R, g, pol, evaluation="iterative", check=False),
+    )
+    kernel = mdp._model._Model.kernel
+
+    def twin(self, name):
+        if not name.endswith("_loop"):
+            return kernel(self, name)
+        calls.append(name)
+        return getattr(_cpu_mdp_batched, f"{name}_{'csr' if self.sparse else 'dense'}")
+
+    monkeypatch.setattr(mdp._model._Model, "on_device", property(lambda self: True))
+    monkeypatch.setattr(mdp._model._Model, "kernel", twin)
+    got = (
+        mdp.solve(P, R, g, epsilon=1e-9, check=False),
+        mdp.value_iteration(P, R, g, stop="sup", V0=np.ones((3, 12)), check=False),
+        mdp.policy_evaluation(P, R, g, pol, evaluation="iterative", check=False),
+    )
+    assert calls == ["solve_loop", "solve_loop", "evaluate_loop"]
+    for a, b in zip(got, ref):
+        for x, y in zip(a, b):
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+
+
+def test_host_twin_takes_the_cuda_arguments():
+    # the twin above stands for _cuda_mdp only while both take the same arguments
+    import re
+
+    from pygenmod import _cpu_mdp_batched
+
+    try:
+        from pygenmod import _cuda_mdp
+    except ImportError:
+        pytest.skip("CUDA modules not built")
+
+    def names(f):
+        return re.findall(r"(\w+): ", f.__doc__.splitlines()[0])
+
+    for fn in ("solve_loop_dense", "solve_loop_csr", "evaluate_loop_dense", "evaluate_loop_csr"):
+        cuda_args, host_args = names(getattr(_cuda_mdp, fn)), names(getattr(_cpu_mdp_batched, fn))
+        assert cuda_args[-1] == "stream" and host_args[-1] == "every"
+        assert cuda_args[:-1] == host_args[:-1], fn
