@@ -293,61 +293,146 @@ def test_cuda_probe_reports_the_real_error(monkeypatch, probe, cc, ok, match):
 
 
 # ----------------------------------------------------------------------------- device solver loops
-@pytest.mark.parametrize("sparse", [False, True])
-@pytest.mark.parametrize(
-    "eval_max,eval_rel,span",
-    [(0, -1.0, True), (500, 0.0, True), (1000, 0.01, True), (3, -1.0, False), (0, -1.0, False)],
-)
-def test_device_solve_loop_matches_compiled_loop(dtype, sparse, eval_max, eval_rel, span):
-    # the loop CUDA arrays use (state on the device, a host check every few sweeps), run on
-    # NumPy arrays with the CPU sweep kernels, against the compiled solver
-    P, R = mdp.random_mdp(17, 3, 4, successors=5 if sparse else None, seed=11)
+# The CUDA solvers run the batched loop of csrc/include/pygenmod/mdp_batched.hpp (all MDPs in
+# lock step, each in its own phase, the loop's logic in LoopControl, shared with the CPU
+# solvers). pygenmod._cpu_mdp_batched runs that same code on the host: it must give the CPU
+# solvers' floats bitwise (the sweeps sum each row in one fixed order), whatever the number of
+# sweeps between the host's checks.
+def _loop_problem(dtype, sparse, S=17, A=3, B=4, seed=11):
+    P, R = mdp.random_mdp(S, A, B, successors=5 if sparse else None, seed=seed)
     P = mdp.CSR(P.data.astype(dtype), P.indices, P.indptr, P.shape) if sparse else P.astype(dtype)
     m = mdp._model._Model(P, R.astype(dtype))
-    g = m.gamma([0.0, 0.5, 0.9, 0.97])
+    return m, m.gamma(np.linspace(0.0, 0.97, B))
+
+
+def _loop_outs(m, V0=None):
+    B, S, A, dt = m.B, m.S, m.A, m.dtype
+    V = np.zeros((B, S), dt) if V0 is None else V0.astype(dt).copy()
+    return [V, np.empty((B, S, A), dt), np.empty((B, S), np.int64)] + [
+        np.zeros(B, np.int64),
+        np.zeros(B, np.int64),
+        np.zeros(B),
+        np.zeros(B, np.uint8),
+    ]
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize(
+    "eval_max,eval_rel,span,max_iter",
+    [
+        (0, -1.0, True, 5000),
+        (500, 0.0, True, 5000),
+        (1000, 0.01, True, 5000),
+        (3, -1.0, False, 5000),
+        (0, -1.0, False, 5000),
+        (50, 0.0, True, 2),  # stopped by max_iter, with evaluation sweeps in between
+        (0, -1.0, True, 7),
+    ],
+)
+@pytest.mark.parametrize("every", [1, 16])
+def test_batched_loop_matches_compiled_loop_bitwise(dtype, sparse, eval_max, eval_rel, span, max_iter, every, rng):
+    from pygenmod import _cpu_mdp, _cpu_mdp_batched
+
+    m, g = _loop_problem(dtype, sparse)
     th = mdp._solvers._threshold(m, g, 1e-3 if dtype == np.float32 else 1e-9, None, "span" if span else "sup", g)
-
-    def outs():
-        return [
-            np.zeros((4, 17), dtype),
-            np.empty((4, 17, 3), dtype),
-            np.empty((4, 17), np.int64),
-            np.zeros(4, np.int64),
-            np.zeros(4, np.int64),
-            np.zeros(4),
-            np.zeros(4, np.uint8),
-        ]
-
-    got = outs()
-    mdp._device_loops._solve_host_loop(m, g, th, 5000, span, eval_max, eval_rel, *got)
-    ref = outs()
-    m.kernel("solve")(*m.args(), m.R, g, th, 5000, span, eval_max, eval_rel, -1.0, -1.0, *ref, np.zeros((4, 4)))
-    t = tol(dtype)
-    np.testing.assert_allclose(got[0], ref[0], rtol=t["rtol"], atol=t["atol"] * 100)
-    np.testing.assert_allclose(got[1], ref[1], rtol=t["rtol"], atol=t["atol"] * 100)
-    np.testing.assert_array_equal(got[6], ref[6])  # converged
-    if dtype == np.float64:
-        np.testing.assert_array_equal(got[2], ref[2])
-        np.testing.assert_array_equal(got[3], ref[3])
+    kind = "csr" if sparse else "dense"
+    for V0 in (None, rng.normal(size=(m.B, m.S))):
+        got = _loop_outs(m, V0)
+        getattr(_cpu_mdp_batched, f"solve_loop_{kind}")(
+            *m.args(), m.R, g, th, max_iter, span, eval_max, eval_rel, *got, every
+        )
+        for elim in (-1.0, 1e-6):  # action elimination changes no float
+            ref = _loop_outs(m, V0)
+            getattr(_cpu_mdp, f"solve_{kind}")(
+                *m.args(), m.R, g, th, max_iter, span, eval_max, eval_rel, -1.0, elim, *ref, np.zeros((m.B, 4))
+            )
+            for x, y, name in zip(got, ref, ("V", "Q", "policy", "iterations", "eval_sweeps", "residual", "conv")):
+                assert x.tobytes() == y.tobytes(), name
 
 
+@pytest.mark.parametrize("sparse", [False, True])
 @pytest.mark.parametrize("stochastic", [False, True])
-def test_device_evaluate_loop_matches_exact(stochastic, rng):
-    P, R = mdp.random_mdp(13, 3, 3, seed=12)
-    m = mdp._model._Model(P, R)
-    g = m.gamma([0.3, 0.9, 0.95])
+@pytest.mark.parametrize("span", [False, True])
+def test_batched_evaluate_loop_matches_compiled_loop_bitwise(dtype, sparse, stochastic, span, rng):
+    from pygenmod import _cpu_mdp, _cpu_mdp_batched
+
+    m, g = _loop_problem(dtype, sparse, S=13, B=3, seed=12)
     if stochastic:
-        pi = rng.random((3, 13, 3))
+        pi = rng.random((3, 13, 3)).astype(dtype)
+        pi[..., 0] = 0  # actions of probability zero are skipped
         pi /= pi.sum(-1, keepdims=True)
         det, stoch = None, pi
     else:
         det, stoch = rng.integers(0, 3, (3, 13)), None
-    th = mdp._solvers._threshold(m, g, 1e-10, None, "span", g)
-    V, its, res, conv = np.zeros((3, 13)), np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)
-    mdp._device_loops._evaluate_host_loop(m, g, th, 100_000, True, det, stoch, V, its, res, conv)
-    exact = mdp.policy_evaluation(P, R, [0.3, 0.9, 0.95], det if det is not None else stoch).V
-    np.testing.assert_allclose(V, exact, atol=1e-8)
-    assert conv.all() and (its > 0).all()
+    th = mdp._solvers._threshold(m, g, 1e-3 if dtype == np.float32 else 1e-10, None, "span" if span else "sup", g)
+    kind = "csr" if sparse else "dense"
+    outs = [[np.zeros((3, 13), dtype), np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)] for _ in range(2)]
+    getattr(_cpu_mdp_batched, f"evaluate_loop_{kind}")(*m.args(), m.R, g, th, 100_000, span, det, stoch, *outs[0], 5)
+    getattr(_cpu_mdp, f"evaluate_{kind}")(*m.args(), m.R, g, th, 100_000, span, det, stoch, *outs[1])
+    for x, y in zip(*outs):
+        assert x.tobytes() == y.tobytes()
+    exact = mdp.policy_evaluation(m.P if not sparse else m.csr, m.R, g, det if det is not None else stoch).V
+    np.testing.assert_allclose(outs[0][0], exact, atol=1e-3 if dtype == np.float32 else 1e-8)  # (epsilon)
+    assert outs[0][3].all() and (outs[0][1] > 0).all()
+
+
+def test_batched_loop_bad_arguments():
+    from pygenmod import _cpu_mdp_batched
+
+    m, g = _loop_problem(np.float64, False)
+    th = np.full(m.B, 1e-6)
+    with pytest.raises(ValueError, match="max_iter"):
+        _cpu_mdp_batched.solve_loop_dense(m.P, m.R, g, th, 0, True, 0, -1.0, *_loop_outs(m))
+    with pytest.raises(ValueError, match="policy"):
+        _cpu_mdp_batched.evaluate_loop_dense(
+            m.P,
+            m.R,
+            g,
+            th,
+            10,
+            True,
+            None,
+            None,
+            *_loop_outs(m)[:1],
+            np.zeros(4, np.int64),
+            np.zeros(4),
+            np.zeros(4, np.uint8),
+        )
+
+
+@pytest.mark.parametrize("S", [7, 40, 300])  # thread per state / warp per state; control blocks of 32..256
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("solver", ["vi", "mpi", "evaluate"])
+def test_device_loop_matches_cpu(backend, dtype, sparse, solver, S):
+    # the whole loop in one CUDA call against the CPU solver (the same LoopControl; sums
+    # in a different order on the device, so to rounding)
+    P, R = mdp.random_mdp(S, 3, 5, successors=6 if sparse else None, seed=14)
+    P = mdp.CSR(P.data.astype(dtype), P.indices, P.indptr, P.shape) if sparse else P.astype(dtype)
+    R = R.astype(dtype)
+    g = np.array([0.0, 0.3, 0.9, 0.95, 0.99 if dtype == np.float64 else 0.97])  # (float32: a reachable threshold)
+    eps = 1e-3 if dtype == np.float32 else 1e-8
+
+    def run(P, R, g, xp):
+        if solver == "vi":
+            return mdp.value_iteration(P, R, xp.asarray(g), epsilon=eps)
+        if solver == "mpi":
+            return mdp.solve(P, R, xp.asarray(g), epsilon=eps)
+        pol = xp.asarray(np.arange(5 * S).reshape(5, S) % 3)
+        return mdp.policy_evaluation(P, R, xp.asarray(g), pol, evaluation="iterative", epsilon=eps)
+
+    with pygenmod.use_backend("cpu"):
+        ref = run(P, R, g, np)
+    Pd = (
+        mdp.CSR(*(backend.asarray(x) for x in (P.data, P.indices, P.indptr)), P.shape) if sparse else backend.asarray(P)
+    )
+    got = run(Pd, backend.asarray(R), g, backend)
+    t = tol(dtype)
+    np.testing.assert_allclose(backend.numpy(got.V), ref.V, rtol=t["rtol"], atol=max(t["atol"] * 100, 10 * eps))
+    assert backend.numpy(got.converged).all() and ref.converged.all()
+    if solver != "evaluate":
+        np.testing.assert_allclose(backend.numpy(got.Q), ref.Q, rtol=t["rtol"], atol=max(t["atol"] * 100, 10 * eps))
+        if dtype == np.float64:
+            np.testing.assert_array_equal(backend.numpy(got.policy), ref.policy)
 
 
 @pytest.mark.parametrize("stochastic", [False, True])
@@ -369,3 +454,60 @@ def test_exact_sparse_evaluation_shared_with_cuda(stochastic, rng):
     got = mdp._solvers._exact_sparse(sp, spla, np, m, g, det, stoch, r_pi)
     want = mdp._solvers._exact_values(m, g, det, stoch)  # the CPU's scipy path
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_device_branch_arguments_with_the_host_twin(monkeypatch, sparse):
+    # The Python CUDA branch of the solvers, run with the host twin of the device loop
+    # (_cpu_mdp_batched takes _cuda_mdp's arguments, stream excepted): checks what the
+    # Python layer passes to the CUDA call; the results are the CPU solver's, bitwise.
+    from pygenmod import _cpu_mdp_batched
+
+    P, R = mdp.random_mdp(12, 3, 3, successors=4 if sparse else None, seed=15)
+    g = [0.5, 0.9, 0.95]
+    pol = np.arange(36).reshape(3, 12) % 3
+    calls = []
+    ref = (
+        mdp.solve(P, R, g, epsilon=1e-9, check=False),
+        mdp.value_iteration(P, R, g, stop="sup", V0=np.ones((3, 12)), check=False),
+        mdp.policy_evaluation(P, R, g, pol, evaluation="iterative", check=False),
+    )
+    kernel = mdp._model._Model.kernel
+
+    def twin(self, name):
+        if not name.endswith("_loop"):
+            return kernel(self, name)
+        calls.append(name)
+        return getattr(_cpu_mdp_batched, f"{name}_{'csr' if self.sparse else 'dense'}")
+
+    monkeypatch.setattr(mdp._model._Model, "on_device", property(lambda self: True))
+    monkeypatch.setattr(mdp._model._Model, "kernel", twin)
+    got = (
+        mdp.solve(P, R, g, epsilon=1e-9, check=False),
+        mdp.value_iteration(P, R, g, stop="sup", V0=np.ones((3, 12)), check=False),
+        mdp.policy_evaluation(P, R, g, pol, evaluation="iterative", check=False),
+    )
+    assert calls == ["solve_loop", "solve_loop", "evaluate_loop"]
+    for a, b in zip(got, ref):
+        for x, y in zip(a, b):
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes()
+
+
+def test_host_twin_takes_the_cuda_arguments():
+    # the twin above stands for _cuda_mdp only while both take the same arguments
+    import re
+
+    from pygenmod import _cpu_mdp_batched
+
+    try:
+        from pygenmod import _cuda_mdp
+    except ImportError:
+        pytest.skip("CUDA modules not built")
+
+    def names(f):
+        return re.findall(r"(\w+): ", f.__doc__.splitlines()[0])
+
+    for fn in ("solve_loop_dense", "solve_loop_csr", "evaluate_loop_dense", "evaluate_loop_csr"):
+        cuda_args, host_args = names(getattr(_cuda_mdp, fn)), names(getattr(_cpu_mdp_batched, fn))
+        assert cuda_args[-1] == "stream" and host_args[-1] == "every"
+        assert cuda_args[:-1] == host_args[:-1], fn

@@ -142,58 +142,6 @@ def test_backends_agree():
         np.testing.assert_array_equal(r.policy, ref.policy)
 
 
-def test_host_loop_used_for_cuda_matches_compiled_loop():
-    """The device path drives sweeps from the host; run that loop on NumPy arrays here."""
-    P, R = mdp.random_mdp(15, 3, 3, seed=8)
-    for eval_max, eval_rel, span in ((0, -1.0, True), (1000, 0.01, True), (4, -1.0, False)):
-        m = mdp._model._Model(P, R)
-        g = m.gamma([0.5, 0.9, 0.95])
-        th = mdp._solvers._threshold(m, g, 1e-8, None, "span" if span else "sup", g)
-        out = [
-            np.zeros((3, 15)),
-            np.empty((3, 15, 3)),
-            np.empty((3, 15), np.int64),
-            np.zeros(3, np.int64),
-            np.zeros(3, np.int64),
-            np.zeros(3),
-            np.zeros(3, np.uint8),
-        ]
-        mdp._device_loops._solve_host_loop(m, g, th, 10_000, span, eval_max, eval_rel, *out)
-        m.kernel("solve")(
-            *m.args(),
-            m.R,
-            g,
-            th,
-            10_000,
-            span,
-            eval_max,
-            eval_rel,
-            -1.0,
-            1e-6,
-            *(
-                ref := [
-                    np.zeros((3, 15)),
-                    np.empty((3, 15, 3)),
-                    np.empty((3, 15), np.int64),
-                    np.zeros(3, np.int64),
-                    np.zeros(3, np.int64),
-                    np.zeros(3),
-                    np.zeros(3, np.uint8),
-                    np.zeros((3, 4)),
-                ]
-            ),
-        )
-        np.testing.assert_allclose(out[0], ref[0], atol=1e-9)
-        np.testing.assert_array_equal(out[2], ref[2])
-        np.testing.assert_array_equal(out[3], ref[3])
-    pi = np.zeros((3, 15), np.int64)
-    V = np.zeros((3, 15))
-    its, res, conv = np.zeros(3, np.int64), np.zeros(3), np.zeros(3, np.uint8)
-    mdp._device_loops._evaluate_host_loop(m, g, th, 10_000, False, pi, None, V, its, res, conv)
-    exact = mdp.policy_evaluation(P, R, [0.5, 0.9, 0.95], pi).V
-    np.testing.assert_allclose(V, exact, atol=1e-7)
-
-
 @pytest.mark.parametrize("method", ["exact", "iterative"])
 @pytest.mark.parametrize("stochastic", [False, True])
 def test_policy_evaluation(backend, method, stochastic):

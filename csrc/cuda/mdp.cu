@@ -5,9 +5,14 @@
 //   so all lanes run the rest of the state's math on identical values (and store identical
 //   results). Deterministic run to run; the summation order differs from the CPU's (rounding).
 // - CSR P, or fewer than 32 states: one thread per state (L = 1), rows read serially.
+#include <climits>
+#include <vector>
+
 #include "cuda_check.cuh"
 #include "mdp.cuh"
 #include "pygenmod/mdp.hpp"
+#include "pygenmod/mdp_batched.hpp"
+#include "scratch.cuh"
 
 namespace pygenmod::cuda {
 
@@ -47,23 +52,6 @@ __global__ void backup_kernel(M m, const T* R, const T* V, const T* gamma, index
   V_out[bs] = v;
 }
 
-// Policy-evaluation sweep reading only the policy's rows (1/A of a backup sweep for a
-// deterministic policy). MDPs with active[b] == 0 (nullable) keep their values.
-template <class T, class M, int L>
-__global__ void policy_sweep_kernel(M m, const T* R, const T* V, const T* gamma, index_t B, const std::int64_t* pi_det,
-                                    const T* pi_stoch, const std::uint8_t* active, T* V_out) {
-  const index_t S = m.S, A = m.A;
-  const index_t bs = (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / L;
-  if (bs >= B * S) return;
-  const index_t b = bs / S, s = bs % S;
-  if (active && !active[b]) {  // uniform over the group
-    V_out[bs] = V[bs];
-    return;
-  }
-  V_out[bs] = mdp::policy_value_state(m, b, s, R + bs * A, V + b * S, gamma[b], pi_det ? pi_det[bs] : 0,
-                                      pi_stoch ? pi_stoch + bs * A : nullptr);
-}
-
 constexpr unsigned kThreads = 128;
 
 template <class T, class M, int L>
@@ -76,37 +64,8 @@ void launch(const M& m, const T* R, const T* V, const T* gamma, index_t B, int k
   check_launch(what);
 }
 
-template <class T, class M, int L>
-void launch_policy(const M& m, const T* R, const T* V, const T* gamma, index_t B, const std::int64_t* pi_det,
-                   const T* pi_stoch, const std::uint8_t* active, T* V_out, cudaStream_t stream, const char* what) {
-  if (B * m.S == 0) return;
-  policy_sweep_kernel<T, M, L>
-      <<<blocks_for(B * m.S * L, kThreads), kThreads, 0, stream>>>(m, R, V, gamma, B, pi_det, pi_stoch, active, V_out);
-  check_launch(what);
-}
-
 // A warp per state pays off once a row fills the warp.
 inline bool warp_per_state(index_t S) { return S >= 32; }
-
-template <class T>
-void policy_sweep_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B, index_t S, index_t A,
-                        const std::int64_t* pi_det, const T* pi_stoch, const std::uint8_t* active, T* V_out,
-                        cudaStream_t stream) {
-  if (warp_per_state(S))
-    launch_policy<T, WarpDense<T>, 32>(WarpDense<T>{P, S, A}, R, V, gamma, B, pi_det, pi_stoch, active, V_out, stream,
-                                       "policy_sweep_dense");
-  else
-    launch_policy<T, mdp::Dense<T>, 1>(mdp::Dense<T>{P, S, A}, R, V, gamma, B, pi_det, pi_stoch, active, V_out, stream,
-                                       "policy_sweep_dense");
-}
-
-template <class T>
-void policy_sweep_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R, const T* V,
-                      const T* gamma, index_t B, index_t S, index_t A, const std::int64_t* pi_det, const T* pi_stoch,
-                      const std::uint8_t* active, T* V_out, cudaStream_t stream) {
-  launch_policy<T, mdp::Csr<T>, 1>(mdp::Csr<T>{data, indices, indptr, S, A}, R, V, gamma, B, pi_det, pi_stoch, active,
-                                   V_out, stream, "policy_sweep_csr");
-}
 
 template <class T>
 void backup_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B, index_t S, index_t A, int kind,
@@ -128,17 +87,171 @@ void backup_csr(const T* data, const std::int32_t* indices, const std::int64_t* 
                             V_out, policy, stream, "backup_csr");
 }
 
-#define PGM_INSTANTIATE(T)                                                                                             \
-  template void backup_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t, int,                \
-                                const std::int64_t*, const T*, const T*, T*, T*, std::int64_t*, cudaStream_t);         \
-  template void backup_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*, const T*,        \
-                              index_t, index_t, index_t, int, const std::int64_t*, const T*, const T*, T*, T*,         \
-                              std::int64_t*, cudaStream_t);                                                            \
-  template void policy_sweep_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t,               \
-                                      const std::int64_t*, const T*, const std::uint8_t*, T*, cudaStream_t);           \
-  template void policy_sweep_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*, const T*,  \
-                                    index_t, index_t, index_t, const std::int64_t*, const T*, const std::uint8_t*, T*, \
-                                    cudaStream_t);
+// ------------------------------------------------------------------ whole solves
+// The batched loop of mdp_batched.hpp: per step, a sweep kernel over every (b, s) (L lanes per
+// state as above, each MDP in its own phase) and a control kernel (a block per MDP: the
+// min/max of new - old over its states, one LoopControl update, then the states apply it).
+// The host queues kSyncEvery steps, then reads the count of running MDPs (4 bytes) and
+// synchronises; steps after an MDP stopped return at once.
+constexpr int kSyncEvery = 16;
+constexpr unsigned kCtlMax = 256;
+
+template <class T>
+__global__ void loop_init_kernel(mdp::BatchArgs<T> a, const double* thresh, std::int64_t max_iter, bool span,
+                                 std::int64_t eval_max, double eval_rel, int* running) {
+  const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (i < a.B) mdp::batch_init(a, i, thresh, max_iter, span, eval_max, eval_rel);
+  if (a.prev && i < a.B * a.S) a.prev[i] = -1;
+  if (i == 0) *running = static_cast<int>(a.B);
+}
+
+template <class T, class M, int L>
+__global__ void loop_step_kernel(M m, mdp::BatchArgs<T> a) {
+  const index_t bs = (blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x) / L;
+  if (bs >= a.B * a.S) return;
+  mdp::batch_step_state(m, a, bs / a.S, bs % a.S);  // (L = 32: one MDP per warp, uniform)
+}
+
+// blockDim.x: a power of two <= kCtlMax; grid: B blocks.
+template <class T>
+__global__ void loop_control_kernel(mdp::BatchArgs<T> a, int* running) {
+  __shared__ double s_lo[kCtlMax], s_hi[kCtlMax];
+  __shared__ int s_same[kCtlMax];
+  __shared__ mdp::BatchApply s_ap;
+  const index_t b = blockIdx.x;
+  const unsigned t = threadIdx.x;
+  const mdp::BatchMdp d = a.st[b];      // (read by all before thread 0 updates it below)
+  if (d.c.phase == mdp::kDone) return;  // uniform over the block
+  double lo = std::numeric_limits<double>::infinity(), hi = -lo;
+  bool same = true;
+  for (index_t s = t; s < a.S; s += blockDim.x) mdp::batch_range_state(a, d, b, s, lo, hi, same);
+  s_lo[t] = lo, s_hi[t] = hi, s_same[t] = same;
+  __syncthreads();
+  for (unsigned off = blockDim.x / 2; off > 0; off /= 2) {  // min/max: exact in any order
+    if (t < off) {
+      s_lo[t] = s_lo[t + off] < s_lo[t] ? s_lo[t + off] : s_lo[t];
+      s_hi[t] = s_hi[t + off] > s_hi[t] ? s_hi[t + off] : s_hi[t];
+      s_same[t] = s_same[t] && s_same[t + off];
+    }
+    __syncthreads();
+  }
+  if (t == 0) {
+    s_ap = mdp::batch_decide(a, b, s_lo[0], s_hi[0], s_same[0] != 0);
+    if (s_ap.final_buf >= 0) atomicSub(running, 1);
+  }
+  __syncthreads();
+  const mdp::BatchApply ap = s_ap;
+  for (index_t s = t; s < a.S; s += blockDim.x) mdp::batch_apply_state(a, ap, b, s);
+}
+
+// Scratch: the value buffers 1 and 2, prev, the per-MDP states, the running count.
+template <class T>
+Carve loop_layout(void* base, index_t B, index_t S, mdp::BatchArgs<T>* a, int** running) {
+  Carve c(base);
+  T* b1 = c.take<T>(B * S);
+  T* b2 = c.take<T>(B * S);
+  std::int64_t* prev = c.take<std::int64_t>(B * S);
+  mdp::BatchMdp* st = c.take<mdp::BatchMdp>(B);
+  int* run = c.take<int>(1);
+  if (a) a->buf[1] = b1, a->buf[2] = b2, a->prev = prev, a->st = st, *running = run;
+  return c;
+}
+
+template <class T>
+std::size_t solve_loop_scratch_bytes(index_t B, index_t S) {
+  return loop_layout<T>(nullptr, B, S, nullptr, nullptr).used;
+}
+
+// The host side: X's step/control launch the kernels, running() synchronises.
+template <class T, class M, int L>
+struct DeviceBatch {
+  M m;
+  mdp::BatchArgs<T> a;
+  int* count;  // of the running MDPs, on the device
+  cudaStream_t stream;
+  void step() {
+    if (a.B * a.S == 0) return;
+    loop_step_kernel<T, M, L><<<blocks_for(a.B * a.S * L, kThreads), kThreads, 0, stream>>>(m, a);
+    check_launch("mdp solve: sweep");
+  }
+  void control() {
+    unsigned n = 32;
+    while (n < kCtlMax && n < a.S) n *= 2;
+    loop_control_kernel<T><<<static_cast<unsigned>(a.B), n, 0, stream>>>(a, count);
+    check_launch("mdp solve: control");
+  }
+  int running() {  // the synchronisation
+    int h = 0;
+    PGM_CUDA_CHECK(cudaMemcpyAsync(&h, count, sizeof(int), cudaMemcpyDeviceToHost, stream));
+    PGM_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return h;
+  }
+};
+
+template <class T, class M, int L>
+bool solve_loop(const M& m, const T* R, const T* gamma, const double* thresh, index_t B, index_t S, index_t A,
+                const LoopSettings<T>& set, T* V, T* Q, std::int64_t* policy, void* scratch, std::size_t bytes,
+                const LoopResults& out, Stop& stop, cudaStream_t stream) {
+  if (B == 0) return true;
+  if (B > INT_MAX) throw std::invalid_argument("mdp solve on CUDA: at most 2^31 - 1 MDPs");
+  mdp::BatchArgs<T> a{};
+  a.buf[0] = V, a.Q = Q, a.pi = policy, a.pol = set.pol, a.pol_stoch = set.pol_stoch;
+  a.R = R, a.gamma = gamma, a.B = B, a.S = S, a.A = A, a.evaluate = set.evaluate;
+  int* running = nullptr;
+  check_scratch(loop_layout<T>(scratch, B, S, &a, &running), bytes, "mdp solve_loop");
+  const std::int64_t eval_max = set.evaluate ? 0 : set.eval_max;
+  if (eval_max == 0) a.prev = nullptr;  // (no policy comparisons)
+  const index_t n = B * S > B ? B * S : B;
+  loop_init_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, stream>>>(a, thresh, set.max_iter, set.span, eval_max,
+                                                                        set.eval_rel, running);
+  check_launch("mdp solve: init");
+  DeviceBatch<T, M, L> x{m, a, running, stream};
+  if (!mdp::batch_loop(x, mdp::batch_max_steps(set.max_iter, eval_max), kSyncEvery, stop)) return false;
+  std::vector<mdp::BatchMdp> h(static_cast<std::size_t>(B));
+  PGM_CUDA_CHECK(cudaMemcpyAsync(h.data(), a.st, B * sizeof(mdp::BatchMdp), cudaMemcpyDeviceToHost, stream));
+  PGM_CUDA_CHECK(cudaStreamSynchronize(stream));
+  for (index_t b = 0; b < B; ++b) {
+    out.iterations[b] = h[b].c.iterations;
+    if (out.eval_sweeps) out.eval_sweeps[b] = h[b].c.eval_sweeps;
+    out.residual[b] = h[b].c.residual;
+    out.converged[b] = h[b].c.converged;
+  }
+  return true;
+}
+
+template <class T>
+bool solve_loop_dense(const T* P, const T* R, const T* gamma, const double* thresh, index_t B, index_t S, index_t A,
+                      const LoopSettings<T>& set, T* V, T* Q, std::int64_t* policy, void* scratch, std::size_t bytes,
+                      const LoopResults& out, Stop& stop, cudaStream_t stream) {
+  if (warp_per_state(S))
+    return solve_loop<T, WarpDense<T>, 32>(WarpDense<T>{P, S, A}, R, gamma, thresh, B, S, A, set, V, Q, policy, scratch,
+                                           bytes, out, stop, stream);
+  return solve_loop<T, mdp::Dense<T>, 1>(mdp::Dense<T>{P, S, A}, R, gamma, thresh, B, S, A, set, V, Q, policy, scratch,
+                                         bytes, out, stop, stream);
+}
+
+template <class T>
+bool solve_loop_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R, const T* gamma,
+                    const double* thresh, index_t B, index_t S, index_t A, const LoopSettings<T>& set, T* V, T* Q,
+                    std::int64_t* policy, void* scratch, std::size_t bytes, const LoopResults& out, Stop& stop,
+                    cudaStream_t stream) {
+  return solve_loop<T, mdp::Csr<T>, 1>(mdp::Csr<T>{data, indices, indptr, S, A}, R, gamma, thresh, B, S, A, set, V, Q,
+                                       policy, scratch, bytes, out, stop, stream);
+}
+
+#define PGM_INSTANTIATE(T)                                                                                      \
+  template std::size_t solve_loop_scratch_bytes<T>(index_t, index_t);                                           \
+  template bool solve_loop_dense<T>(const T*, const T*, const T*, const double*, index_t, index_t, index_t,     \
+                                    const LoopSettings<T>&, T*, T*, std::int64_t*, void*, std::size_t,          \
+                                    const LoopResults&, Stop&, cudaStream_t);                                   \
+  template bool solve_loop_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*,       \
+                                  const double*, index_t, index_t, index_t, const LoopSettings<T>&, T*, T*,     \
+                                  std::int64_t*, void*, std::size_t, const LoopResults&, Stop&, cudaStream_t);  \
+  template void backup_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t, int,         \
+                                const std::int64_t*, const T*, const T*, T*, T*, std::int64_t*, cudaStream_t);  \
+  template void backup_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*, const T*, \
+                              index_t, index_t, index_t, int, const std::int64_t*, const T*, const T*, T*, T*,  \
+                              std::int64_t*, cudaStream_t);
 PGM_INSTANTIATE(float)
 PGM_INSTANTIATE(double)
 #undef PGM_INSTANTIATE

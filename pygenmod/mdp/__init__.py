@@ -27,9 +27,9 @@ Stopping rules of the solvers (``epsilon``: the wanted sup-norm error of V):
   "stop when the sup-norm change is below 1e-8"); bounds then follow from the formulas above.
 
 Per-MDP convergence: every MDP of a batch iterates until its own test passes (or max_iter);
-a converged MDP costs no further work. The CPU and numba backends run the whole loop in
-compiled code; the CUDA backend keeps the loop's state on the device and launches one sweep
-kernel per step (the host checks for a running MDP every few sweeps).
+a converged MDP costs no further work. Every backend runs the whole loop in compiled code:
+CPU and CUDA share one loop (the C++ ``LoopControl``); on CUDA one call queues the sweeps with
+all state on the device and synchronises only every 16 sweeps and once at the end.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ import numpy as np
 from .. import _validate as val
 from .._arrays import to_native
 from .._typing import ArrayLike, EvaluationMethod, SeedLike, Stop
-from ._device_loops import _evaluate_host_loop, _solve_host_loop
 from ._model import _KIND, CSR, ROW_SUM_TOL, Backup, Evaluation, Solution, _Model
 
 # The compiled solvers skip the rows of actions that provably cannot be greedy in a sweep
@@ -94,7 +93,11 @@ def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, ev
     if m.on_device:
         if check:
             m.check_rows()
-        _solve_host_loop(m, g, thresh, max_iter, stop == "span", eval_max, eval_rel, V, Q, pi, its, evs, res, conv)
+        # the whole loop on the device (one call; docs/gpu.md): per-MDP results into its..conv
+        th = xp.asarray(thresh)
+        m.kernel("solve_loop")(
+            *m.args(), m.R, g, th, max_iter, stop == "span", eval_max, float(eval_rel), V, Q, pi, its, evs, res, conv
+        )
     else:
         # The row checks run inside the first sweep that reads P (the rows are in cache then);
         # an MDP with bad rows stops there, and the error is raised below.
@@ -444,16 +447,11 @@ def policy_evaluation(
         V = xp.zeros((m.B, m.S), m.dtype) if V0 is None else m.values(V0, "V0").copy()
         its, res, conv = np.zeros(m.B, np.int64), np.zeros(m.B), np.zeros(m.B, np.uint8)
         if m.on_device:
-            _evaluate_host_loop(m, g, thresh, max_iter, stop == "span", det, stoch, V, its, res, conv)
+            th = xp.asarray(thresh)
+            m.kernel("evaluate_loop")(*m.args(), m.R, g, th, max_iter, stop == "span", det, stoch, V, its, res, conv)
         else:
             m.kernel("evaluate")(*m.args(), m.R, g, thresh, max_iter, stop == "span", det, stoch, V, its, res, conv)
         stats = (its, res, conv.astype(bool))
     if m.single:
         return Evaluation(m.out(V), int(stats[0][0]), float(stats[1][0]), bool(stats[2][0]))
     return Evaluation(m.out(V), *stats)
-
-
-# ============================================================================ device loops
-#: Sweeps between the host's checks of "is any MDP still running" in the device loops (the
-#: only device-to-host synchronisation inside a solve; sweeps after the last MDP stopped are
-#: no-ops, so k only trades launches for syncs).

@@ -1,5 +1,7 @@
 // _cuda_mdp: bindings of the CUDA Bellman launchers. Device arrays in, no math here.
 #include <utility>
+
+#include "bind_common.hpp"
 #include "cuda_array.hpp"
 #include "mdp.cuh"
 
@@ -79,49 +81,85 @@ void csr(const py::object& data, const py::object& indices, const py::object& in
                       c.tau, c.Q, c.Vo, c.pi, as_stream(stream));
 }
 
-template <class T>
-struct PolicyArgs {
-  const T *R, *V, *g, *ps;
-  const i64* pd;
-  const std::uint8_t* active;
-  T* Vo;
-};
-
-template <class T>
-PolicyArgs<T> policy_args(i64 B, i64 S, i64 A, const py::object& R, const py::object& V, const py::object& gamma,
-                          const py::object& pi_det, const py::object& pi_stoch, const py::object& active,
-                          const py::object& V_out) {
-  PolicyArgs<T> a{device_ptr<T>(R, "R", {B, S, A}),           device_ptr<T>(V, "V", {B, S}),
-                  device_ptr<T>(gamma, "gamma", {B}),         opt_ptr<T>(pi_stoch, "policy", {B, S, A}),
-                  opt_ptr<i64>(pi_det, "policy", {B, S}),     opt_ptr<std::uint8_t>(active, "active", {B}),
-                  device_ptr<T>(V_out, "V_out", {B, S}, true)};
-  if ((a.pd == nullptr) == (a.ps == nullptr)) throw std::invalid_argument("policy: give pi_det or pi_stoch");
-  return a;
+// A whole solve (evaluate: pi_det or pi_stoch given) on the device; per-MDP results into host
+// (NumPy) arrays. `launch(R, gamma, thresh, settings, V, Q, policy, scratch, bytes, results,
+// stop)` runs the dense or CSR launcher.
+template <class T, class F>
+void loop_impl(i64 B, i64 S, i64 A, const py::object& R, const py::object& gamma, const py::object& thresh,
+               i64 max_iter, bool span, i64 eval_max, double eval_rel, const py::object& pi_det,
+               const py::object& pi_stoch, const py::object& V, const py::object& Q, const py::object& policy,
+               py::array iterations, const py::object& eval_sweeps, py::array residual, py::array converged,
+               F&& launch) {
+  if (max_iter < 1 || eval_max < 0) throw std::invalid_argument("max_iter, eval_max: out of range");
+  cuda::LoopSettings<T> set{max_iter,
+                            eval_max,
+                            eval_rel,
+                            span,
+                            opt_ptr<i64>(pi_det, "policy", {B, S}),
+                            opt_ptr<T>(pi_stoch, "policy", {B, S, A}),
+                            false};
+  set.evaluate = set.pol != nullptr || set.pol_stoch != nullptr;
+  if (set.evaluate && set.pol && set.pol_stoch) throw std::invalid_argument("policy: give pi_det or pi_stoch");
+  T* q = set.evaluate ? nullptr : device_ptr<T>(Q, "Q", {B, S, A}, true);
+  i64* pi = set.evaluate ? nullptr : device_ptr<i64>(policy, "policy_out", {B, S}, true);
+  py::array es;
+  if (!set.evaluate) es = py::reinterpret_borrow<py::array>(eval_sweeps);
+  const cuda::LoopResults out{
+      out_ptr<i64>(iterations, "iterations", {B}), set.evaluate ? nullptr : out_ptr<i64>(es, "eval_sweeps", {B}),
+      out_ptr<double>(residual, "residual", {B}), out_ptr<std::uint8_t>(converged, "converged", {B})};
+  const T* r = device_ptr<T>(R, "R", {B, S, A});
+  const T* g = device_ptr<T>(gamma, "gamma", {B});
+  const double* th = device_ptr<double>(thresh, "thresh", {B});
+  T* v = device_ptr<T>(V, "V", {B, S}, true);
+  const Scratch tmp = scratch(cuda::solve_loop_scratch_bytes<T>(B, S));
+  Interruptible intr;
+  bool finished;
+  {
+    py::gil_scoped_release nogil;
+    finished = launch(r, g, th, set, v, q, pi, tmp.ptr, tmp.bytes, out, intr.stop());
+  }
+  intr.rethrow();
+  if (!finished) throw std::runtime_error("mdp solve: interrupted");
 }
 
 template <class T>
-void policy_dense(const py::object& P, const py::object& R, const py::object& V, const py::object& gamma,
-                  const py::object& pi_det, const py::object& pi_stoch, const py::object& active,
-                  const py::object& V_out, std::uintptr_t stream) {
+void loop_dense(const py::object& P, const py::object& R, const py::object& gamma, const py::object& thresh,
+                i64 max_iter, bool span, i64 eval_max, double eval_rel, const py::object& pi_det,
+                const py::object& pi_stoch, const py::object& V, const py::object& Q, const py::object& policy,
+                py::array iterations, const py::object& eval_sweeps, py::array residual, py::array converged,
+                std::uintptr_t stream) {
   auto shp = device_shape(P, "P");
   if (shp.size() != 4) throw std::invalid_argument("P: expected (B, S, A, S)");
   const i64 B = shp[0], S = shp[1], A = shp[2];
-  auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
-  cuda::policy_sweep_dense<T>(device_ptr<T>(P, "P", {B, S, A, S}), a.R, a.V, a.g, B, S, A, a.pd, a.ps, a.active, a.Vo,
-                              as_stream(stream));
+  const T* p = device_ptr<T>(P, "P", {B, S, A, S});
+  loop_impl<T>(B, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, pi_det, pi_stoch, V, Q, policy,
+               iterations, eval_sweeps, residual, converged,
+               [&](const T* r, const T* g, const double* th, const cuda::LoopSettings<T>& set, T* v, T* q, i64* pi,
+                   void* sp, std::size_t nb, const cuda::LoopResults& out, Stop& stop) {
+                 return cuda::solve_loop_dense<T>(p, r, g, th, B, S, A, set, v, q, pi, sp, nb, out, stop,
+                                                  as_stream(stream));
+               });
 }
 
 template <class T>
-void policy_csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
-                const py::object& R, const py::object& V, const py::object& gamma, const py::object& pi_det,
-                const py::object& pi_stoch, const py::object& active, const py::object& V_out, std::uintptr_t stream) {
+void loop_csr(const py::object& data, const py::object& indices, const py::object& indptr, i64 S, i64 A,
+              const py::object& R, const py::object& gamma, const py::object& thresh, i64 max_iter, bool span,
+              i64 eval_max, double eval_rel, const py::object& pi_det, const py::object& pi_stoch, const py::object& V,
+              const py::object& Q, const py::object& policy, py::array iterations, const py::object& eval_sweeps,
+              py::array residual, py::array converged, std::uintptr_t stream) {
   const auto [B, nnz] = csr_dims(data, indptr, S, A);
-  auto a = policy_args<T>(B, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out);
-  cuda::policy_sweep_csr<T>(device_ptr<T>(data, "data", {nnz}), device_ptr<std::int32_t>(indices, "indices", {nnz}),
-                            device_ptr<i64>(indptr, "indptr", {B * S * A + 1}), a.R, a.V, a.g, B, S, A, a.pd, a.ps,
-                            a.active, a.Vo, as_stream(stream));
+  // indptr/indices contents are validated by the Python layer (0 .. nnz, columns < S)
+  const T* d = device_ptr<T>(data, "data", {nnz});
+  const std::int32_t* ix = device_ptr<std::int32_t>(indices, "indices", {nnz});
+  const i64* ip = device_ptr<i64>(indptr, "indptr", {B * S * A + 1});
+  loop_impl<T>(B, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, pi_det, pi_stoch, V, Q, policy,
+               iterations, eval_sweeps, residual, converged,
+               [&](const T* r, const T* g, const double* th, const cuda::LoopSettings<T>& set, T* v, T* q, i64* pi,
+                   void* sp, std::size_t nb, const cuda::LoopResults& out, Stop& stop) {
+                 return cuda::solve_loop_csr<T>(d, ix, ip, r, g, th, B, S, A, set, v, q, pi, sp, nb, out, stop,
+                                                as_stream(stream));
+               });
 }
-
 }  // namespace
 
 PYBIND11_MODULE(_cuda_mdp, m) {
@@ -153,30 +191,79 @@ PYBIND11_MODULE(_cuda_mdp, m) {
       },
       "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "kind"_a, "pi_det"_a,
       "pi_stoch"_a, "tau"_a, "Q"_a, "V_out"_a, "policy"_a, "stream"_a = 0);
-  // CUDA-only helpers of the device solver loop (pygenmod.mdp): evaluation sweeps that read
-  // only the policy's rows; MDPs with active[b] == 0 copy V to V_out.
+  // Whole solves on the device (pygenmod/mdp_batched.hpp's loop; the results per MDP go to the
+  // NumPy arrays iterations, eval_sweeps, residual, converged). solve_loop_*: modified policy
+  // iteration (eval_max = 0: value iteration); evaluate_loop_*: iterative policy evaluation.
   m.def(
-      "policy_sweep_dense",
-      [](py::object P, py::object R, py::object V, py::object gamma, py::object pi_det, py::object pi_stoch,
-         py::object active, py::object V_out, std::uintptr_t stream) {
+      "solve_loop_dense",
+      [](py::object P, py::object R, py::object gamma, py::object thresh, i64 max_iter, bool span, i64 eval_max,
+         double eval_rel, py::object V, py::object Q, py::object policy, py::array iterations, py::object eval_sweeps,
+         py::array residual, py::array converged, std::uintptr_t stream) {
         const auto t = device_typestr(P, "P");
-        if (t == "<f8") return policy_dense<double>(P, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
-        if (t == "<f4") return policy_dense<float>(P, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
+        const py::object no = py::none();
+        if (t == "<f8")
+          return loop_dense<double>(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, no, no, V, Q, policy,
+                                    iterations, eval_sweeps, residual, converged, stream);
+        if (t == "<f4")
+          return loop_dense<float>(P, R, gamma, thresh, max_iter, span, eval_max, eval_rel, no, no, V, Q, policy,
+                                   iterations, eval_sweeps, residual, converged, stream);
         throw std::invalid_argument("P: expected float32 or float64");
       },
-      "P"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a, "pi_stoch"_a, "active"_a, "V_out"_a, "stream"_a = 0);
+      "P"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a, "span"_a, "eval_max"_a, "eval_rel"_a, "V"_a, "Q"_a, "policy"_a,
+      "iterations"_a, "eval_sweeps"_a, "residual"_a, "converged"_a, "stream"_a = 0);
   m.def(
-      "policy_sweep_csr",
-      [](py::object data, py::object indices, py::object indptr, i64 S, i64 A, py::object R, py::object V,
-         py::object gamma, py::object pi_det, py::object pi_stoch, py::object active, py::object V_out,
+      "solve_loop_csr",
+      [](py::object data, py::object indices, py::object indptr, i64 S, i64 A, py::object R, py::object gamma,
+         py::object thresh, i64 max_iter, bool span, i64 eval_max, double eval_rel, py::object V, py::object Q,
+         py::object policy, py::array iterations, py::object eval_sweeps, py::array residual, py::array converged,
          std::uintptr_t stream) {
         const auto t = device_typestr(data, "data");
+        const py::object no = py::none();
         if (t == "<f8")
-          return policy_csr<double>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
+          return loop_csr<double>(data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, no,
+                                  no, V, Q, policy, iterations, eval_sweeps, residual, converged, stream);
         if (t == "<f4")
-          return policy_csr<float>(data, indices, indptr, S, A, R, V, gamma, pi_det, pi_stoch, active, V_out, stream);
+          return loop_csr<float>(data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, eval_max, eval_rel, no,
+                                 no, V, Q, policy, iterations, eval_sweeps, residual, converged, stream);
         throw std::invalid_argument("data: expected float32 or float64");
       },
-      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "V"_a, "gamma"_a, "pi_det"_a, "pi_stoch"_a,
-      "active"_a, "V_out"_a, "stream"_a = 0);
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a,
+      "span"_a, "eval_max"_a, "eval_rel"_a, "V"_a, "Q"_a, "policy"_a, "iterations"_a, "eval_sweeps"_a, "residual"_a,
+      "converged"_a, "stream"_a = 0);
+  m.def(
+      "evaluate_loop_dense",
+      [](py::object P, py::object R, py::object gamma, py::object thresh, i64 max_iter, bool span, py::object pi_det,
+         py::object pi_stoch, py::object V, py::array iterations, py::array residual, py::array converged,
+         std::uintptr_t stream) {
+        const auto t = device_typestr(P, "P");
+        const py::object no = py::none();
+        if (pi_det.is_none() == pi_stoch.is_none()) throw std::invalid_argument("policy: give pi_det or pi_stoch");
+        if (t == "<f8")
+          return loop_dense<double>(P, R, gamma, thresh, max_iter, span, 0, -1.0, pi_det, pi_stoch, V, no, no,
+                                    iterations, no, residual, converged, stream);
+        if (t == "<f4")
+          return loop_dense<float>(P, R, gamma, thresh, max_iter, span, 0, -1.0, pi_det, pi_stoch, V, no, no,
+                                   iterations, no, residual, converged, stream);
+        throw std::invalid_argument("P: expected float32 or float64");
+      },
+      "P"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a, "span"_a, "pi_det"_a, "pi_stoch"_a, "V"_a, "iterations"_a,
+      "residual"_a, "converged"_a, "stream"_a = 0);
+  m.def(
+      "evaluate_loop_csr",
+      [](py::object data, py::object indices, py::object indptr, i64 S, i64 A, py::object R, py::object gamma,
+         py::object thresh, i64 max_iter, bool span, py::object pi_det, py::object pi_stoch, py::object V,
+         py::array iterations, py::array residual, py::array converged, std::uintptr_t stream) {
+        const auto t = device_typestr(data, "data");
+        const py::object no = py::none();
+        if (pi_det.is_none() == pi_stoch.is_none()) throw std::invalid_argument("policy: give pi_det or pi_stoch");
+        if (t == "<f8")
+          return loop_csr<double>(data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, 0, -1.0, pi_det,
+                                  pi_stoch, V, no, no, iterations, no, residual, converged, stream);
+        if (t == "<f4")
+          return loop_csr<float>(data, indices, indptr, S, A, R, gamma, thresh, max_iter, span, 0, -1.0, pi_det,
+                                 pi_stoch, V, no, no, iterations, no, residual, converged, stream);
+        throw std::invalid_argument("data: expected float32 or float64");
+      },
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a,
+      "span"_a, "pi_det"_a, "pi_stoch"_a, "V"_a, "iterations"_a, "residual"_a, "converged"_a, "stream"_a = 0);
 }

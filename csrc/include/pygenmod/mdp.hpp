@@ -22,6 +22,7 @@
 #include "pygenmod/common.hpp"
 #include "pygenmod/cpu_features.hpp"
 #include "pygenmod/interrupt.hpp"
+#include "pygenmod/mdp_loop.hpp"
 
 // (outside the namespace below: a system header included inside it would declare its
 // intrinsics in pygenmod::mdp and break any file that includes it again later)
@@ -762,16 +763,6 @@ void shift(T* x, index_t n, double c) {
   for (index_t i = 0; i < n; ++i) x[i] = static_cast<T>(x[i] + c);
 }
 
-// Modified policy iteration on MDP b (r = R + b*S*A). V holds the initial values on entry
-// and the result on exit; Q and pi receive the last improvement sweep (Q shifted like V).
-//
-//   loop: u = T v (greedy pi); res = span or sup of u - v; stop if res < thresh;
-//         v = T_pi^k u, k evaluation sweeps (fixed: eval_max; adaptive: until the span of an
-//         evaluation step is below max(thresh/2, eval_rel * res), or thresh/2 alone once the
-//         policy stopped changing, at most eval_max), then v += g/(1-g) * midpoint (exact
-//         for span stopping, which is shift invariant; it only speeds up sup stopping).
-//   span stop: V = u + g/(1-g) * mid(u - v), so ||V - V*||_inf <= g/(1-g) * res / 2.
-//   sup stop:  V = u, so ||V - V*||_inf <= g/(1-g) * res.
 // Multiply-adds of one improvement sweep of an MDP (for Stop::poll; eval sweeps read 1/A).
 template <class T>
 double sweep_work(const Dense<T>& m) {
@@ -782,6 +773,9 @@ double sweep_work(const Csr<T>& m) {
   return static_cast<double>(m.indptr[m.S * m.A] - m.indptr[0]) + m.S;
 }
 
+// Modified policy iteration on MDP b (r = R + b*S*A), the loop of mdp_loop.hpp. V holds the
+// initial values on entry and the result on exit; Q and pi receive the last improvement sweep
+// (Q shifted like V).
 template <class T, class M>
 SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh, const SolveOptions& opt, bool par, T* V,
                      T* Q, std::int64_t* pi, Stop& stop) {
@@ -791,85 +785,77 @@ SolveStats solve_one(const M& m, index_t b, const T* r, T gamma, double thresh, 
   T *v = V, *u = bufu.data(), *w = bufw.data();
   bool zero_v = true;
   for (index_t s = 0; s < S; ++s) zero_v = zero_v && V[s] == T(0);
-  const double g = static_cast<double>(gamma), k = g < 1 ? g / (1 - g) : 0;
+  // the loop's logic (stop rules, evaluation counts, MacQueen shifts) is LoopControl's
+  LoopControl c =
+      LoopControl::make(thresh, static_cast<double>(gamma), opt.max_iter, opt.span, opt.eval_max, opt.eval_rel);
   SolveStats st;
-  Range rg;
   ImproveWork<T> work(S, A, r, opt.elim_tau, !par);
   if constexpr (M::kPackable) {
     if (!par && S * S * static_cast<index_t>(sizeof(T)) <= (index_t(1) << 20)) work.enable_packing(S);
   }
   for (;;) {
     const bool do_check = opt.row_tol >= 0 && !st.checked && !zero_v;
-    rg = improve_sweep(m, b, r, v, zero_v, gamma, par, u, Q, pi, work, do_check ? st.check : nullptr);
+    const Range rg = improve_sweep(m, b, r, v, zero_v, gamma, par, u, Q, pi, work, do_check ? st.check : nullptr);
     zero_v = false;
-    ++st.iterations;
     if (stop.poll(sweep_work(m))) return st;  // interrupted: the caller discards the outputs
     if (do_check) {
       st.checked = true;
-      if (!(st.check[0] <= opt.row_tol) || st.check[1] < 0 || st.check[2] > 0) break;  // invalid P
+      if (!(st.check[0] <= opt.row_tol) || st.check[1] < 0 || st.check[2] > 0) {  // invalid P
+        c.lo = rg.lo, c.hi = rg.hi, ++c.iterations;
+        break;
+      }
     }
-    st.residual = opt.span ? rg.span() : rg.sup();
-    if (st.residual < thresh || st.residual == 0) {
-      st.converged = true;
-      break;
-    }
-    if (st.iterations >= opt.max_iter) break;
-    if (opt.eval_max > 0) {
+    const int next = c.improved(rg.lo, rg.hi);
+    if (next == kDone) break;
+    if (next == kEval) {
       bool same = true;
       for (index_t s = 0; s < S && same; ++s) same = prev[s] == pi[s];
       std::copy(pi, pi + S, prev.begin());
-      const double target = opt.eval_rel < 0 ? -1.0 : std::max(0.5 * thresh, same ? 0.0 : opt.eval_rel * st.residual);
-      T* x = u;
-      Range er;
-      for (std::int64_t j = 0; j < opt.eval_max; ++j) {
-        er = policy_sweep(m, b, r, x, gamma, pi, static_cast<const T*>(nullptr), par, w);
-        ++st.eval_sweeps;
-        std::swap(x, w);
-        if (target >= 0 && er.span() < target) break;
+      c.begin_eval(same);
+      for (;;) {  // u <- T_pi u
+        const Range er = policy_sweep(m, b, r, u, gamma, pi, static_cast<const T*>(nullptr), par, w);
+        std::swap(u, w);
+        if (c.evaluated(er.lo, er.hi) != kEval) break;
         if (stop.poll(sweep_work(m) / A)) return st;
       }
-      if (x != u) {
-        w = u;
-        u = x;
-      }  // the latest iterate lives in u
-      if (k > 0 && er.lo <= er.hi) shift(u, S, k * er.mid());
+      if (c.eval_shifts()) shift(u, S, c.eval_shift());
     }
     // v <- u (keep V's storage as one of the two live buffers)
     std::swap(v, u);
   }
   fill_skipped(m, b, r, v, gamma, pi, par, work, Q);
-  double c = 0;
-  if (opt.span && k > 0) c = k * rg.mid();
-  for (index_t s = 0; s < S; ++s) V[s] = static_cast<T>(u[s] + c);
-  if (c != 0) shift(Q, S * A, c);
+  const double sh = c.final_shift();
+  for (index_t s = 0; s < S; ++s) V[s] = static_cast<T>(u[s] + sh);
+  if (sh != 0) shift(Q, S * A, sh);
+  st.iterations = c.iterations;
+  st.eval_sweeps = c.eval_sweeps;
+  st.residual = c.residual;
+  st.converged = c.converged;
   return st;
 }
 
 // Iterative policy evaluation on MDP b: v <- T_pi v until the span (or sup) of a step is
 // below thresh; the span rule adds the midpoint correction (error <= g/(1-g) * res / 2).
+// (LoopControl with eval_max = 0 and T_pi as the sweep.)
 template <class T, class M>
 SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thresh, std::int64_t max_iter, bool span,
                         const std::int64_t* pi, const T* pi_stoch, bool par, T* V, Stop& stop) {
   const index_t S = m.S;
   std::vector<T> buf(S);
   T *x = V, *w = buf.data();
-  const double g = static_cast<double>(gamma), k = g < 1 ? g / (1 - g) : 0;
-  SolveStats st;
-  Range rg;
+  LoopControl c = LoopControl::make(thresh, static_cast<double>(gamma), max_iter, span, 0, -1.0);
   for (;;) {
-    rg = policy_sweep(m, b, r, x, gamma, pi, pi_stoch, par, w);
+    const Range rg = policy_sweep(m, b, r, x, gamma, pi, pi_stoch, par, w);
     std::swap(x, w);
-    ++st.iterations;
-    if (stop.poll(sweep_work(m) / (pi_stoch ? 1 : m.A))) return st;
-    st.residual = span ? rg.span() : rg.sup();
-    if (st.residual < thresh || st.residual == 0) {
-      st.converged = true;
-      break;
-    }
-    if (st.iterations >= max_iter) break;
+    if (stop.poll(sweep_work(m) / (pi_stoch ? 1 : m.A))) break;  // interrupted: the outputs are discarded
+    if (c.improved(rg.lo, rg.hi) == kDone) break;
   }
-  const double c = span && k > 0 ? k * rg.mid() : 0;
-  for (index_t s = 0; s < S; ++s) V[s] = static_cast<T>(x[s] + c);
+  const double sh = c.final_shift();
+  for (index_t s = 0; s < S; ++s) V[s] = static_cast<T>(x[s] + sh);
+  SolveStats st;
+  st.iterations = c.iterations;
+  st.residual = c.residual;
+  st.converged = c.converged;
   return st;
 }
 

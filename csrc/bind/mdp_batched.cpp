@@ -1,0 +1,146 @@
+// _cpu_mdp_batched: the batched solver loop of pygenmod/mdp_batched.hpp (the algorithm the CUDA
+// solvers run) on the host, one thread, for the tests. Same arguments as _cuda_mdp's
+// solve_loop_* / evaluate_loop_* (stream excepted); no math here.
+#include <vector>
+
+#include "bind_common.hpp"
+#include "pygenmod/mdp_batched.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+using namespace pygenmod;
+using namespace pygenmod::bind;
+using i64 = std::int64_t;
+
+namespace {
+
+template <class T>
+mdp::Dense<T> dense(const py::array& P, index_t& B) {
+  if (P.ndim() != 4) throw std::invalid_argument("P: expected shape (B, S, A, S)");
+  B = P.shape(0);
+  return mdp::Dense<T>{in_ptr<T>(P, "P", {B, P.shape(1), P.shape(2), P.shape(1)}), P.shape(1), P.shape(2)};
+}
+
+template <class T>
+mdp::Csr<T> csr(const py::array& data, const py::array& indices, const py::array& indptr, index_t S, index_t A,
+                index_t& B) {
+  if (S < 1 || A < 1 || indptr.ndim() != 1 || (indptr.shape(0) - 1) % (S * A) != 0)
+    throw std::invalid_argument("indptr: expected length B*S*A + 1");
+  B = (indptr.shape(0) - 1) / (S * A);
+  const auto nnz = data.ndim() == 1 ? data.shape(0) : -2;
+  return mdp::Csr<T>{in_ptr<T>(data, "data", {nnz}), in_ptr<std::int32_t>(indices, "indices", {nnz}),
+                     in_ptr<i64>(indptr, "indptr", {B * S * A + 1}), S, A};
+}
+
+// evaluate: pol / pol_stoch given, Q / policy / eval_sweeps None.
+template <class T, class M>
+void run(const M& m, index_t B, const py::array& R, const py::array& gamma, const py::array& thresh, i64 max_iter,
+         bool span, i64 eval_max, double eval_rel, const py::object& pol, const py::object& pol_stoch, py::array V,
+         const py::object& Q, const py::object& policy, py::array iterations, const py::object& eval_sweeps,
+         py::array residual, py::array converged, int every) {
+  const index_t S = m.S, A = m.A;
+  if (max_iter < 1 || eval_max < 0 || every < 1) throw std::invalid_argument("max_iter, eval_max, every: out of range");
+  mdp::BatchArgs<T> a{};
+  a.evaluate = !pol.is_none() || !pol_stoch.is_none();
+  a.R = in_ptr<T>(R, "R", {B, S, A});
+  a.gamma = in_ptr<T>(gamma, "gamma", {B});
+  a.B = B, a.S = S, a.A = A;
+  a.pol = in_ptr_or_null<i64>(pol, "policy", {B, S});
+  a.pol_stoch = in_ptr_or_null<T>(pol_stoch, "policy", {B, S, A});
+  a.buf[0] = out_ptr<T>(V, "V", {B, S});
+  py::array q, pi, es;
+  if (!a.evaluate) {
+    q = py::reinterpret_borrow<py::array>(Q), pi = py::reinterpret_borrow<py::array>(policy);
+    es = py::reinterpret_borrow<py::array>(eval_sweeps);
+    a.Q = out_ptr<T>(q, "Q", {B, S, A});
+    a.pi = out_ptr<i64>(pi, "policy", {B, S});
+  }
+  std::vector<T> b1(B * S), b2(B * S);
+  std::vector<i64> prev(eval_max > 0 && !a.evaluate ? B * S : 0);
+  std::vector<mdp::BatchMdp> st(B);
+  a.buf[1] = b1.data(), a.buf[2] = b2.data(), a.prev = prev.empty() ? nullptr : prev.data(), a.st = st.data();
+  const double* th = in_ptr<double>(thresh, "thresh", {B});
+  i64* it = out_ptr<i64>(iterations, "iterations", {B});
+  i64* ev = a.evaluate ? nullptr : out_ptr<i64>(es, "eval_sweeps", {B});
+  double* res = out_ptr<double>(residual, "residual", {B});
+  auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
+  {
+    py::gil_scoped_release nogil;
+    mdp::batch_solve_host(m, a, th, max_iter, span, eval_max, eval_rel, every);
+  }
+  for (index_t b = 0; b < B; ++b) {
+    it[b] = st[b].c.iterations;
+    if (ev) ev[b] = st[b].c.eval_sweeps;
+    res[b] = st[b].c.residual;
+    conv[b] = st[b].c.converged;
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu_mdp_batched, m) {
+  m.doc() = "pygenmod: the CUDA solvers' batched loop run on the host (tests)";
+  m.def(
+      "solve_loop_dense",
+      [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span, i64 eval_max,
+         double eval_rel, py::array V, py::array Q, py::array policy, py::array iterations, py::array eval_sweeps,
+         py::array residual, py::array converged, int every) {
+        dispatch_float(P, "P", [&](auto tag) {
+          using T = decltype(tag);
+          index_t B;
+          auto md = dense<T>(P, B);
+          run<T>(md, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, py::none(), py::none(), V, Q, policy,
+                 iterations, eval_sweeps, residual, converged, every);
+        });
+      },
+      "P"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a, "span"_a, "eval_max"_a, "eval_rel"_a, "V"_a, "Q"_a, "policy"_a,
+      "iterations"_a, "eval_sweeps"_a, "residual"_a, "converged"_a, "every"_a = 16);
+  m.def(
+      "solve_loop_csr",
+      [](py::array data, py::array indices, py::array indptr, i64 S, i64 A, py::array R, py::array gamma,
+         py::array thresh, i64 max_iter, bool span, i64 eval_max, double eval_rel, py::array V, py::array Q,
+         py::array policy, py::array iterations, py::array eval_sweeps, py::array residual, py::array converged,
+         int every) {
+        dispatch_float(data, "data", [&](auto tag) {
+          using T = decltype(tag);
+          index_t B;
+          auto mc = csr<T>(data, indices, indptr, S, A, B);
+          run<T>(mc, B, R, gamma, thresh, max_iter, span, eval_max, eval_rel, py::none(), py::none(), V, Q, policy,
+                 iterations, eval_sweeps, residual, converged, every);
+        });
+      },
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a,
+      "span"_a, "eval_max"_a, "eval_rel"_a, "V"_a, "Q"_a, "policy"_a, "iterations"_a, "eval_sweeps"_a, "residual"_a,
+      "converged"_a, "every"_a = 16);
+  m.def(
+      "evaluate_loop_dense",
+      [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span, py::object pi_det,
+         py::object pi_stoch, py::array V, py::array iterations, py::array residual, py::array converged, int every) {
+        dispatch_float(P, "P", [&](auto tag) {
+          using T = decltype(tag);
+          index_t B;
+          auto md = dense<T>(P, B);
+          if (pi_det.is_none() == pi_stoch.is_none()) throw std::invalid_argument("policy: give pi_det or pi_stoch");
+          run<T>(md, B, R, gamma, thresh, max_iter, span, 0, -1.0, pi_det, pi_stoch, V, py::none(), py::none(),
+                 iterations, py::none(), residual, converged, every);
+        });
+      },
+      "P"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a, "span"_a, "pi_det"_a, "pi_stoch"_a, "V"_a, "iterations"_a,
+      "residual"_a, "converged"_a, "every"_a = 16);
+  m.def(
+      "evaluate_loop_csr",
+      [](py::array data, py::array indices, py::array indptr, i64 S, i64 A, py::array R, py::array gamma,
+         py::array thresh, i64 max_iter, bool span, py::object pi_det, py::object pi_stoch, py::array V,
+         py::array iterations, py::array residual, py::array converged, int every) {
+        dispatch_float(data, "data", [&](auto tag) {
+          using T = decltype(tag);
+          index_t B;
+          auto mc = csr<T>(data, indices, indptr, S, A, B);
+          if (pi_det.is_none() == pi_stoch.is_none()) throw std::invalid_argument("policy: give pi_det or pi_stoch");
+          run<T>(mc, B, R, gamma, thresh, max_iter, span, 0, -1.0, pi_det, pi_stoch, V, py::none(), py::none(),
+                 iterations, py::none(), residual, converged, every);
+        });
+      },
+      "data"_a, "indices"_a, "indptr"_a, "n_states"_a, "n_actions"_a, "R"_a, "gamma"_a, "thresh"_a, "max_iter"_a,
+      "span"_a, "pi_det"_a, "pi_stoch"_a, "V"_a, "iterations"_a, "residual"_a, "converged"_a, "every"_a = 16);
+}
