@@ -1439,6 +1439,9 @@ def _gumbel_impl(cfg, st, g, key, table, *model_ops):
     return action, weights, counts, value
 
 
+# The MDP solvers live in their own module (this one is long enough); re-exported here.
+from ._jax_mdp import modified_policy_iteration, policy_evaluation, policy_iteration, solve  # noqa: E402
+
 __all__ = [
     "bellman_backup",
     "GMMEMResult",
@@ -1449,12 +1452,16 @@ __all__ = [
     "gumbel_muzero_policy",
     "kl_normal",
     "lambda_returns",
+    "modified_policy_iteration",
     "muzero_policy",
     "PolicyOutput",
     "mvn_head",
     "normal_head",
+    "policy_evaluation",
+    "policy_iteration",
     "rsample_mvn",
     "rsample_normal",
+    "solve",
     "spatial_softmax",
     "value_iteration",
 ]

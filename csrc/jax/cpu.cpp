@@ -287,6 +287,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsSearchTabular);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsNoise);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsSample);
+// csrc/jax/mdp.cpp
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMdpSolveDense);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMdpEvaluateDense);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmFill);
 
 namespace {
 template <class F>
@@ -315,6 +319,9 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_mcts_search_tabular"] = capsule(PgmMctsSearchTabular);
     d["pygenmod_mcts_noise"] = capsule(PgmMctsNoise);
     d["pygenmod_mcts_sample"] = capsule(PgmMctsSample);
+    d["pygenmod_mdp_solve_dense"] = capsule(PgmMdpSolveDense);
+    d["pygenmod_mdp_evaluate_dense"] = capsule(PgmMdpEvaluateDense);
+    d["pygenmod_fill"] = capsule(PgmFill);
     return d;
   });
 }
