@@ -1439,7 +1439,9 @@ def _gumbel_impl(cfg, st, g, key, table, *model_ops):
     return action, weights, counts, value
 
 
-# The MDP solvers live in their own module (this one is long enough); re-exported here.
+# The MDP solvers, densities and Gumbel-softmax live in their own modules (this one is long
+# enough); re-exported here.
+from ._jax_dist import gumbel_softmax, kl_mvn, mahalanobis, mvn_log_prob, normal_log_prob  # noqa: E402
 from ._jax_mdp import modified_policy_iteration, policy_evaluation, policy_iteration, solve  # noqa: E402
 
 __all__ = [
@@ -1450,13 +1452,18 @@ __all__ = [
     "gmm_em",
     "gmm_em_step",
     "gumbel_muzero_policy",
+    "gumbel_softmax",
+    "kl_mvn",
     "kl_normal",
     "lambda_returns",
+    "mahalanobis",
     "modified_policy_iteration",
     "muzero_policy",
     "PolicyOutput",
     "mvn_head",
+    "mvn_log_prob",
     "normal_head",
+    "normal_log_prob",
     "policy_evaluation",
     "policy_iteration",
     "rsample_mvn",
