@@ -1442,6 +1442,7 @@ def _gumbel_impl(cfg, st, g, key, table, *model_ops):
 # The MDP solvers, densities and Gumbel-softmax live in their own modules (this one is long
 # enough); re-exported here.
 from ._jax_dist import gumbel_softmax, kl_mvn, mahalanobis, mvn_log_prob, normal_log_prob  # noqa: E402
+from ._jax_gmm import gmm_fit  # noqa: E402
 from ._jax_mdp import modified_policy_iteration, policy_evaluation, policy_iteration, solve  # noqa: E402
 
 __all__ = [
@@ -1451,6 +1452,7 @@ __all__ = [
     "gmm_e_step",
     "gmm_em",
     "gmm_em_step",
+    "gmm_fit",
     "gumbel_muzero_policy",
     "gumbel_softmax",
     "kl_mvn",

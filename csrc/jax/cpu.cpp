@@ -291,6 +291,9 @@ XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsSample);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMdpSolveDense);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMdpEvaluateDense);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmFill);
+// csrc/jax/gmm_init.cpp
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmGmmInit);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmGmmMStep);
 
 namespace {
 template <class F>
@@ -322,6 +325,8 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_mdp_solve_dense"] = capsule(PgmMdpSolveDense);
     d["pygenmod_mdp_evaluate_dense"] = capsule(PgmMdpEvaluateDense);
     d["pygenmod_fill"] = capsule(PgmFill);
+    d["pygenmod_gmm_init"] = capsule(PgmGmmInit);
+    d["pygenmod_gmm_m_step"] = capsule(PgmGmmMStep);
     return d;
   });
 }
