@@ -14,6 +14,9 @@ so results equal it (bitwise: same code, same inputs). docs/jax.md has the detai
   calling the fused backward kernels. GAE,
   lambda-returns and Bellman backups are not differentiable: differentiating them raises
   TypeError (apply ``jax.lax.stop_gradient`` to their inputs, as targets usually are).
+- **more**: the MDP solvers (``solve``, ``policy_iteration``, ``policy_evaluation``) live in
+  ``pygenmod/_jax_mdp.py``, the densities, ``kl_mvn`` and ``gumbel_softmax`` in
+  ``pygenmod/_jax_dist.py``, ``gmm_fit`` in ``pygenmod/_jax_gmm.py`` (re-exported here).
 - **checks**: shapes and dtypes are checked when the function is traced (ValueError /
   TypeError naming the argument); value checks (ranges, NaN/inf) run only on concrete
   (non-traced) inputs, since a traced value is unknown until the program runs.
