@@ -60,7 +60,6 @@ class _M:
                 f"R: expected shape ({want}) (expected rewards; reduce R[..., s'] with P first), got {tuple(R.shape)}"
             )
         self.R = R.reshape(self.B, self.S, self.A)
-        self.gamma_in = gamma
         self.g = _per_batch(gamma, "gamma", self.B, P.dtype, lo=0.0, hi=1.0, hi_closed=False)
         self.tol = ROW_SUM_TOL[np.dtype(P.dtype)]
         # concrete P: checked here (ValueError now, as pygenmod.mdp); traced P: by the kernels

@@ -74,6 +74,12 @@ def test_solve_bitwise(dtype, stop, m):
     assert pj.modified_policy_iteration is pj.solve
 
 
+def test_solve_m0_is_value_iteration(dtype):
+    P, R = _mdps(dtype, B=2, S=12, A=3, seed=10)
+    ref = mdp.value_iteration(P, R, 0.95)
+    check_solution(jax.jit(lambda P, R: pj.solve(P, R, 0.95, m=0, max_iter=100_000))(P, R), ref, dtype)
+
+
 def test_solve_options_bitwise(dtype):
     """tol=, max_iter (not converged), V0, a single MDP, a traced gamma."""
     P, R = _mdps(dtype, B=2, S=9, A=3, seed=1)
