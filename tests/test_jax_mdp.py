@@ -193,6 +193,13 @@ def test_policy_iteration_exact_max_iter_and_vmap():
     assert str(jax.make_jaxpr(f)(Pn, Rn)).count("pygenmod_backup_dense") == 2  # the first greedy + the loop body
     g = jax.vmap(lambda P, R: pj.policy_iteration(P, R, 0.9))
     assert str(jax.make_jaxpr(g)(Pn, Rn)).count("pygenmod_mdp_solve_dense") == 1
+    # iterative, from a vmapped initial policy: evaluation and solve both folded
+    pol0 = np.random.default_rng(9).integers(0, 3, (4, 10))
+    h = jax.vmap(lambda P, R, p: pj.policy_iteration(P, R, 0.9, initial_policy=p))
+    got = jax.jit(h)(Pn, Rn, pol0.reshape(2, 2, 10))
+    ref = mdp.policy_iteration(P, R, 0.9, initial_policy=pol0)
+    np.testing.assert_array_equal(np.asarray(got.V).reshape(4, 10), ref.V)
+    np.testing.assert_array_equal(_ints(got.eval_sweeps).reshape(4), ref.eval_sweeps)
 
 
 # ============================================================================ errors
@@ -238,6 +245,10 @@ def test_bad_input():
     with pytest.raises(Exception, match="must sum to 1"):
         jax.block_until_ready(
             jax.jit(lambda P: pj.policy_evaluation(P, R, 0.9, np.zeros((2, 5), int), evaluation="iterative").V)(bad)
+        )
+    with pytest.raises(Exception, match="action out of range"):  # a traced policy: checked by the kernel
+        jax.block_until_ready(
+            jax.jit(lambda p: pj.policy_evaluation(P, R, 0.9, p, evaluation="iterative").V)(np.full((2, 5), 2))
         )
     neg = P.copy()
     neg[1, 2, 1, :2] = [-0.5, 1.5 - neg[1, 2, 1, 2:].sum()]
