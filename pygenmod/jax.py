@@ -14,6 +14,9 @@ so results equal it (bitwise: same code, same inputs). docs/jax.md has the detai
   calling the fused backward kernels. GAE,
   lambda-returns and Bellman backups are not differentiable: differentiating them raises
   TypeError (apply ``jax.lax.stop_gradient`` to their inputs, as targets usually are).
+- **more**: the MDP solvers (``solve``, ``policy_iteration``, ``policy_evaluation``) live in
+  ``pygenmod/_jax_mdp.py``, the densities, ``kl_mvn`` and ``gumbel_softmax`` in
+  ``pygenmod/_jax_dist.py``, ``gmm_fit`` in ``pygenmod/_jax_gmm.py`` (re-exported here).
 - **checks**: shapes and dtypes are checked when the function is traced (ValueError /
   TypeError naming the argument); value checks (ranges, NaN/inf) run only on concrete
   (non-traced) inputs, since a traced value is unknown until the program runs.
@@ -1439,6 +1442,12 @@ def _gumbel_impl(cfg, st, g, key, table, *model_ops):
     return action, weights, counts, value
 
 
+# The MDP solvers, densities and Gumbel-softmax live in their own modules (this one is long
+# enough); re-exported here.
+from ._jax_dist import gumbel_softmax, kl_mvn, mahalanobis, mvn_log_prob, normal_log_prob  # noqa: E402
+from ._jax_gmm import gmm_fit  # noqa: E402
+from ._jax_mdp import modified_policy_iteration, policy_evaluation, policy_iteration, solve  # noqa: E402
+
 __all__ = [
     "bellman_backup",
     "GMMEMResult",
@@ -1446,15 +1455,25 @@ __all__ = [
     "gmm_e_step",
     "gmm_em",
     "gmm_em_step",
+    "gmm_fit",
     "gumbel_muzero_policy",
+    "gumbel_softmax",
+    "kl_mvn",
     "kl_normal",
     "lambda_returns",
+    "mahalanobis",
+    "modified_policy_iteration",
     "muzero_policy",
     "PolicyOutput",
     "mvn_head",
+    "mvn_log_prob",
     "normal_head",
+    "normal_log_prob",
+    "policy_evaluation",
+    "policy_iteration",
     "rsample_mvn",
     "rsample_normal",
+    "solve",
     "spatial_softmax",
     "value_iteration",
 ]

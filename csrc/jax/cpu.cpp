@@ -287,6 +287,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwd, spatial_bwd, (bind<8, 2>(ffi::Ffi::
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsSearchTabular);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsNoise);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMctsSample);
+// csrc/jax/mdp.cpp
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMdpSolveDense);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmMdpEvaluateDense);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmFill);
+// csrc/jax/gmm_init.cpp
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmGmmInit);
+XLA_FFI_DECLARE_HANDLER_SYMBOL(PgmGmmMStep);
 
 namespace {
 template <class F>
@@ -315,6 +322,11 @@ PYBIND11_MODULE(_jax_ffi, m) {
     d["pygenmod_mcts_search_tabular"] = capsule(PgmMctsSearchTabular);
     d["pygenmod_mcts_noise"] = capsule(PgmMctsNoise);
     d["pygenmod_mcts_sample"] = capsule(PgmMctsSample);
+    d["pygenmod_mdp_solve_dense"] = capsule(PgmMdpSolveDense);
+    d["pygenmod_mdp_evaluate_dense"] = capsule(PgmMdpEvaluateDense);
+    d["pygenmod_fill"] = capsule(PgmFill);
+    d["pygenmod_gmm_init"] = capsule(PgmGmmInit);
+    d["pygenmod_gmm_m_step"] = capsule(PgmGmmMStep);
     return d;
   });
 }
