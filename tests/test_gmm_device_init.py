@@ -114,7 +114,7 @@ def test_device_kmeanspp_model_picks_the_cpu_seeds(rng, N, dtype):
     for s in range(Bx * n_rep):
         b, r = divmod(s, n_rep)
         u = _uniforms(11, 40 + (r << 32) + b, K)
-        got = _kmeanspp_model(X[b], W[b], K, lambda j: u[j], SEED_THREADS)
+        got = _kmeanspp_model(X[b], W[b], K, u.__getitem__, SEED_THREADS)
         np.testing.assert_array_equal(got, idx[s])
 
 

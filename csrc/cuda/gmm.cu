@@ -187,11 +187,10 @@ __global__ void reduce_kernel(index_t G, index_t SS, const std::uint8_t* active,
 
 // M-step, bound and convergence test of one set per thread.
 template <class T>
-__global__ void finish_kernel(int type, index_t D, index_t K, const double* st, const double* c,
-                              const double* wsum, const T* reg, double tol, index_t it, T* weights, T* means, T* cov,
-                              T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags,
-                              std::uint8_t* active, const index_t* sets, index_t nb, double* prev, double* work,
-                              bool fit_mode) {
+__global__ void finish_kernel(int type, index_t D, index_t K, const double* st, const double* c, const double* wsum,
+                              const T* reg, double tol, index_t it, T* weights, T* means, T* cov, T* pc, T* lower_bound,
+                              std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags, std::uint8_t* active,
+                              const index_t* sets, index_t nb, double* prev, double* work, bool fit_mode) {
   const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (i >= nb) return;
   const index_t s = set_at(sets, i);
@@ -316,8 +315,8 @@ void em_pass(int type, const T* X, const T* W, const T* resp, const T* reg, inde
                                                                              means, pc, e.active, sets, nb, e.r, e.llp);
     check_launch("gmm e-step");
   }
-  stats_kernel<T><<<blocks_for(nb * G * SS, kThreads), kThreads, 0, stream>>>(
-      type, X, W, B, n_rep, N, D, K, G, e.c, e.r, e.llp, e.active, sets, nb, e.part);
+  stats_kernel<T><<<blocks_for(nb * G * SS, kThreads), kThreads, 0, stream>>>(type, X, W, B, n_rep, N, D, K, G, e.c,
+                                                                              e.r, e.llp, e.active, sets, nb, e.part);
   check_launch("gmm statistics");
   reduce_kernel<<<blocks_for(nb * SS, kThreads), kThreads, 0, stream>>>(G, SS, e.active, sets, nb, e.part, e.st);
   check_launch("gmm reduce");

@@ -273,8 +273,8 @@ void gmm_kmeans(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
   const index_t* sets = nullptr;
   index_t nb = B;
   for (index_t it = 0; it <= max_iter; ++it) {
-    assign_kernel<T><<<blocks_for(nb * N, kThreads), kThreads, 0, stream>>>(X, n_rep, N, D, K, centers, e.running,
-                                                                            sets, nb, labels, e.changed);
+    assign_kernel<T><<<blocks_for(nb * N, kThreads), kThreads, 0, stream>>>(X, n_rep, N, D, K, centers, e.running, sets,
+                                                                            nb, labels, e.changed);
     check_launch("gmm kmeans assign");
     decide_kernel<<<blocks_for(nb, kThreads), kThreads, 0, stream>>>(it, max_iter, sets, nb, e.running, e.changed);
     check_launch("gmm kmeans stop");
@@ -282,8 +282,8 @@ void gmm_kmeans(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
     center_sums_kernel<T><<<blocks_for(nb * G * Q, kThreads), kThreads, 0, stream>>>(X, W, n_rep, N, D, K, G, labels,
                                                                                      e.running, sets, nb, e.part);
     check_launch("gmm kmeans sums");
-    centers_kernel<T><<<blocks_for(nb * K * D, kThreads), kThreads, 0, stream>>>(D, K, G, e.part, e.running, sets, nb,
-                                                                                 centers);
+    centers_kernel<T>
+        <<<blocks_for(nb * K * D, kThreads), kThreads, 0, stream>>>(D, K, G, e.part, e.running, sets, nb, centers);
     check_launch("gmm kmeans centres");
     if (sync && (it + 1) % kSyncEvery == 0) {
       nb = list_active(e.running, B, e.list, e.count, stream);
@@ -293,12 +293,12 @@ void gmm_kmeans(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
   }
 }
 
-#define PGM_GMM_INIT_INSTANTIATE(T)                                                                                  \
-  template void gmm_random_from_data<T>(const T*, index_t, index_t, index_t, index_t, std::uint64_t, std::uint64_t,  \
-                                        std::int64_t*, void*, std::size_t, cudaStream_t);                            \
-  template void gmm_kmeanspp<T>(const T*, const T*, index_t, index_t, index_t, index_t, index_t, std::uint64_t,      \
-                                std::uint64_t, std::int64_t*, void*, std::size_t, cudaStream_t);                     \
-  template void gmm_kmeans<T>(const T*, const T*, index_t, index_t, index_t, index_t, index_t, index_t, T*,          \
+#define PGM_GMM_INIT_INSTANTIATE(T)                                                                                 \
+  template void gmm_random_from_data<T>(const T*, index_t, index_t, index_t, index_t, std::uint64_t, std::uint64_t, \
+                                        std::int64_t*, void*, std::size_t, cudaStream_t);                           \
+  template void gmm_kmeanspp<T>(const T*, const T*, index_t, index_t, index_t, index_t, index_t, std::uint64_t,     \
+                                std::uint64_t, std::int64_t*, void*, std::size_t, cudaStream_t);                    \
+  template void gmm_kmeans<T>(const T*, const T*, index_t, index_t, index_t, index_t, index_t, index_t, T*,         \
                               std::int64_t*, void*, std::size_t, cudaStream_t);
 PGM_GMM_INIT_INSTANTIATE(float)
 PGM_GMM_INIT_INSTANTIATE(double)

@@ -105,8 +105,8 @@ void sample_t(const py::object& weights, const py::object& means, const py::obje
 }
 
 template <class T>
-void random_from_data_t(const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream0,
-                        const py::object& idx, std::uintptr_t stream) {
+void random_from_data_t(const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
+                        std::uint64_t stream0, const py::object& idx, std::uintptr_t stream) {
   auto ws = device_shape(W, "W");
   if (ws.size() != 2) throw std::invalid_argument("W: expected (B, N)");
   const auto Bx = ws[0], N = ws[1], B = Bx * n_rep;
@@ -138,8 +138,7 @@ void kmeans_t(const py::object& X, const py::object& W, py::ssize_t n_rep, py::s
   const Scratch tmp = scratch(cuda::gmm_kmeans_scratch_bytes(B, N, D, K));
   cuda::gmm_kmeans<T>(device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}), Bx, n_rep, N, D, K, max_iter,
                       device_ptr<T>(centers, "centers", {B, K, D}, true),
-                      device_ptr<std::int64_t>(labels, "labels", {B, N}, true), tmp.ptr, tmp.bytes,
-                      as_stream(stream));
+                      device_ptr<std::int64_t>(labels, "labels", {B, N}, true), tmp.ptr, tmp.bytes, as_stream(stream));
 }
 
 template <class F>
