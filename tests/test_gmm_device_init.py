@@ -198,8 +198,11 @@ def test_cuda_init_kernels_match_cpu(backend, rng, dtype, N):
         c_dev, lab_dev = cp.asarray(centers), cp.empty((B, N), cp.int64)
         _dev("kmeans")(Xd, Wd, n_rep, max_iter, c_dev, lab_dev)
         np.testing.assert_array_equal(lab_dev.get(), lab_cpu)
-        tol = dict(rtol=2e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(c_dev.get(), c_cpu, **tol)
+        if N <= 2048:  # one point group: the CPU's order, bitwise (docs/gpu.md)
+            np.testing.assert_array_equal(c_dev.get(), c_cpu)
+        else:
+            tol = dict(rtol=2e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(c_dev.get(), c_cpu, **tol)
 
 
 @pytest.mark.parametrize("init", ["kmeans", "k-means++", "random_from_data"])

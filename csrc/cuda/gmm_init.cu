@@ -3,13 +3,13 @@
 // (init_math.hpp holds the stream rule and the per-point math, one body for both).
 //
 // What agrees with the CPU (init.hpp): random_from_data draws the same indices (integer work
-// only). k-means++ computes the same distances (to rounding: nvcc contracts to FMA) and sums
-// them per thread slice, then the slices in order (the CPU: one serial sum), so the draw u is
-// compared with totals equal to rounding: the seeds are identical unless u falls within
-// rounding of a boundary between two points' cumulative masses (a tie within rounding).
-// Lloyd's assignments use the same comparison (first of equal distances), its centre sums
-// the same fixed point groups as the EM statistics (bitwise the CPU's order when N <= 2048,
-// one group, up to FMA contraction).
+// only). Distances and weighted sums use init_math.hpp's add_mul (no FMA contraction), so every
+// distance is bitwise the CPU's. k-means++ sums the masses per thread slice, then the slices in
+// order (the CPU: one serial sum; the same order when N <= 256, one point per slice), so the
+// draw u is compared with totals equal to rounding: the seeds are identical unless u falls
+// within rounding of a boundary between two points' cumulative masses. Lloyd's assignments
+// use the same comparison (first of equal distances); its centres sum the EM's fixed point
+// groups (the CPU's order when N <= 2048, one group: then k-means is bitwise the CPU's).
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -73,7 +73,7 @@ __global__ void kmeanspp_kernel(const T* X, const T* W, index_t B, index_t n_rep
       if (!(w[n] > 0)) continue;
       const double wn = static_cast<double>(w[n]);
       sw += wn;
-      if (j > 0) sm += kmeanspp_mass(wn, d2[n], false);
+      if (j > 0) sm = kmeanspp_add(sm, wn, d2[n], false);
       lv = n;
     }
     part_w[me] = sw;
@@ -99,7 +99,7 @@ __global__ void kmeanspp_kernel(const T* X, const T* W, index_t B, index_t n_rep
             const index_t c0 = clamp_to(static_cast<index_t>(i) * chunk, N), c1 = clamp_to(c0 + chunk, N);
             for (index_t n = c0; n < c1; ++n) {
               if (!(w[n] > 0)) continue;
-              acc += kmeanspp_mass(static_cast<double>(w[n]), d2[n], by_weight);
+              acc = kmeanspp_add(acc, static_cast<double>(w[n]), d2[n], by_weight);
               pick = n;
               if (u < acc) break;
             }
@@ -169,7 +169,7 @@ __global__ void center_sums_kernel(const T* X, const T* W, index_t n_rep, index_
   for (index_t n = n0; n < n1; ++n) {
     const double wt = static_cast<double>(W[xb * N + n]);
     if (!(wt > 0) || labels[s * N + n] != k) continue;
-    acc += d == D ? wt : wt * static_cast<double>(X[(xb * N + n) * D + d]);
+    acc = d == D ? acc + wt : add_mul(acc, wt, static_cast<double>(X[(xb * N + n) * D + d]));
   }
   part[(s * G + g) * Q + q] = acc;
 }

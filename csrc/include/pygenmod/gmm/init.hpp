@@ -51,7 +51,7 @@ void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, 
         for (index_t n = 0; n < N; ++n) {
           if (!(w[n] > 0)) continue;
           totw += static_cast<double>(w[n]);
-          if (j > 0) tot += kmeanspp_mass(static_cast<double>(w[n]), d2[n], false);
+          if (j > 0) tot = kmeanspp_add(tot, static_cast<double>(w[n]), d2[n], false);
         }
         if (!(totw > 0)) {
           idx[s * K + j] = -1;
@@ -63,7 +63,7 @@ void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, 
         index_t pick = -1;
         for (index_t n = 0; n < N; ++n) {
           if (!(w[n] > 0)) continue;
-          acc += kmeanspp_mass(static_cast<double>(w[n]), d2[n], by_weight);
+          acc = kmeanspp_add(acc, static_cast<double>(w[n]), d2[n], by_weight);
           pick = n;
           if (u < acc) break;
         }
@@ -107,7 +107,8 @@ void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
           const double wt = static_cast<double>(w[n]);
           if (!(wt > 0)) continue;
           cnt[lab[n]] += wt;
-          for (index_t d = 0; d < D; ++d) sum[lab[n] * D + d] += wt * static_cast<double>(x[n * D + d]);
+          for (index_t d = 0; d < D; ++d)
+            sum[lab[n] * D + d] = add_mul(sum[lab[n] * D + d], wt, static_cast<double>(x[n * D + d]));
         }
         for (index_t k = 0; k < K; ++k)
           if (cnt[k] > 0)

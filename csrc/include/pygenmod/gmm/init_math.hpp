@@ -52,13 +52,24 @@ PGM_HD void random_from_data_one(const T* w, index_t N, index_t K, std::uint64_t
   }
 }
 
+// a + b * c with two roundings on both sides: nvcc would contract it into one FMA (its
+// default), the CPU build (baseline ISA) does not; written out, the device's distances and
+// sums below are bitwise the CPU's.
+PGM_HD double add_mul(double a, double b, double c) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, __dmul_rn(b, c));
+#else
+  return a + b * c;
+#endif
+}
+
 // Squared Euclidean distance in float64, summed over d in order.
 template <class T>
 PGM_HD double sq_dist(const T* a, const T* b, index_t D) {
   double e = 0;
   for (index_t d = 0; d < D; ++d) {
     const double t = static_cast<double>(a[d]) - static_cast<double>(b[d]);
-    e += t * t;
+    e = add_mul(e, t, t);
   }
   return e;
 }
@@ -78,8 +89,11 @@ PGM_HD index_t nearest_centre(const T* x, const T* c, index_t K, index_t D) {
   return arg;
 }
 
-// k-means++: the mass of a point of weight w > 0 in step j's draw (by weight: step 0, or when
-// every remaining point sits on a centre; else weight times squared distance to the nearest).
-PGM_HD double kmeanspp_mass(double w, double d2, bool by_weight) { return w * (by_weight ? 1.0 : d2); }
+// k-means++: acc plus the mass of a point of weight w > 0 in step j's draw (by weight: step 0,
+// or when every remaining point sits on a centre; else weight times squared distance to the
+// nearest centre).
+PGM_HD double kmeanspp_add(double acc, double w, double d2, bool by_weight) {
+  return add_mul(acc, w, by_weight ? 1.0 : d2);
+}
 
 }  // namespace pygenmod::gmm
