@@ -14,6 +14,8 @@ std::size_t gmm_fit_scratch_bytes(int type, index_t B, index_t N, index_t D, ind
 std::size_t gmm_m_step_scratch_bytes(int type, index_t B, index_t N, index_t D, index_t K);
 
 // Batched EM on the device: set s of B = Bx * n_rep uses data set s / n_rep; parameters in/out.
+// Synchronises `stream` once every 4 iterations (to launch over the running sets only and stop
+// with the last; never while the stream is being captured into a graph). gmm_kmeans likewise.
 template <class T>
 void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t n_rep, index_t N, index_t D, index_t K,
              index_t max_iter, double tol, T* weights, T* means, T* cov, T* pc, T* lower_bound, std::int64_t* n_iter,
