@@ -636,48 +636,35 @@ def _one_hot(xp, dtype, B, N, K, idx=None, labels=None):
     return R
 
 
-def _device_fallback_kernel(name):
-    from ._backend import is_available
-    from ._dispatch import get_kernel
-
-    return get_kernel("gmm", name, "cpu" if is_available("cpu") else "numba")
-
-
-def _init_resp(X3, W, K, init, n_rep, seed, from_device=False, stream=0):
+def _init_resp(X3, W, K, init, n_rep, seed, stream=0):
+    """One-hot (or random) initial responsibilities (B, N, K), computed where X3 lives: the
+    CUDA kernels take the same arguments and draw from the same Philox streams as the CPU's
+    (gmm_init.cu; k-means++ seeds equal except at distance ties within rounding)."""
     xp = xp_of(X3)
     Bx, N, D = X3.shape
     B = Bx * n_rep
     if N == 0:
         return xp.zeros((B, 0, K), X3.dtype)
-    if is_device(X3) and init != "random":
-        # The initialisation kernels (sequential per set) run on the host; the draws are the
-        # same as for host input.
-        return xp.asarray(_init_resp(xp.asnumpy(X3), xp.asnumpy(W), K, init, n_rep, seed, True, stream))
-
-    def _host_kernel(name):
-        if from_device:
-            return _device_fallback_kernel(name)
-        return kernel("gmm", name, False)[1]
-
+    dev = is_device(X3)
     if init == "random_from_data":
-        idx = np.empty((B, K), np.int64)
-        _host_kernel("random_from_data")(W, n_rep, K, seed, stream, idx)
+        idx = xp.empty((B, K), xp.int64)
+        kernel("gmm", "random_from_data", dev)[1](W, n_rep, K, seed, stream, idx)
         return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
     if init in ("k-means++", "kmeans"):
-        idx = np.empty((B, K), np.int64)
-        _host_kernel("kmeanspp")(X3, W, n_rep, K, seed, stream, idx)
+        idx = xp.empty((B, K), xp.int64)
+        kernel("gmm", "kmeanspp", dev)[1](X3, W, n_rep, K, seed, stream, idx)
         if init == "k-means++":
             return _one_hot(xp, X3.dtype, B, N, K, idx=idx)
-        sets = np.arange(B)[:, None] // n_rep
-        centers = np.ascontiguousarray(X3[sets, np.maximum(idx, 0)])
-        labels = np.empty((B, N), np.int64)
-        _host_kernel("kmeans")(X3, W, n_rep, 100, centers, labels)
+        sets = xp.arange(B)[:, None] // n_rep
+        centers = xp.ascontiguousarray(X3[sets, xp.maximum(idx, 0)])
+        labels = xp.empty((B, N), xp.int64)
+        kernel("gmm", "kmeans", dev)[1](X3, W, n_rep, 100, centers, labels)
         return _one_hot(xp, X3.dtype, B, N, K, labels=labels)
     # 'random': uniform responsibilities (like scikit-learn), run r of set b from Philox stream
-    # (r << 32) + b (init_stream in gmm.hpp), so a set's draws never depend on its neighbours.
+    # (r << 32) + b (init_stream in gmm/init_math.hpp), so a set's draws never depend on its neighbours.
     from . import random as _random
 
-    dev = "cuda" if is_device(X3) else "cpu"
+    dev = "cuda" if dev else "cpu"
     R = xp.stack(
         [
             _random.uniform(seed, (Bx, N * K), stream=stream + (r << 32), dtype=X3.dtype, device=dev)

@@ -887,6 +887,7 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
     leaf = xp.empty(B, xp.int32)
     emb_back = tree.emb_back or (lambda a: a)
     dt = tree.dtype
+    done_any = False  # leaf holds a previous simulation's expansion codes
     for _ in range(num_simulations):
         sel(arrays, params, table, node, action)
         emb = None if tree.embeddings is None else emb_back(tree.embeddings[rows, node])
@@ -902,7 +903,9 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             for x, n, s in zip(out[:4], ("reward", "discount", "prior_logits", "value"), ((B,), (B,), (B, A), (B,)))
         )
         inv = _mask(out[5], "invalid_actions", (B, A), xp) if len(out) >= 6 else None
-        _check_outputs(xp, r, d, lg, v)
+        # the one synchronisation of a simulation: these outputs, and the previous expansion
+        _check_outputs(xp, r, d, lg, v, leaf if done_any else None)
+        done_any = True
         if len(out) == 7 and out[6] is not None:
             d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
         e = None
@@ -922,17 +925,17 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
         else:
             action_k = action
         exp_(arrays, node, action_k, r, d, lg, v, inv, state, leaf)
-        if bool((leaf < 0).any()):
-            _raise_codes(leaf, "expand")
+        # No sync here: a failed expansion (leaf < 0) left its tree unchanged, is skipped by
+        # backup and raises at the next simulation's check (or after the loop).
         try:
-            if e is not None:
-                if bool((action < 0).any()):
-                    ok = action >= 0
-                    tree.embeddings[rows[ok], leaf[ok]] = e[ok]
-                else:
-                    tree.embeddings[rows, leaf] = e
+            if e is not None:  # rows whose action is < 0 or whose expansion failed keep theirs
+                keep = ((action < 0) | (leaf < 0)).reshape((B,) + (1,) * (e.ndim - 1))
+                tgt = xp.where(leaf < 0, 0, leaf)
+                tree.embeddings[rows, tgt] = xp.where(keep, tree.embeddings[rows, tgt], e)
         finally:  # a new node is always backed up (Ctrl-C here must not leave it half-made)
             bk(arrays, leaf)
+    if done_any:
+        _raise_codes(leaf, "expand")
     _check_overflow(tree.value_sum)
 
 
@@ -961,13 +964,18 @@ def _cb_float(x, name, shape, dtype, xp):
     return xp.ascontiguousarray(a)
 
 
-def _check_outputs(xp, r, d, lg, v):
-    """One reduction (one device sync) for NaN/inf in the recurrent_fn outputs."""
+def _check_outputs(xp, r, d, lg, v, codes=None):
+    """One reduction (one device sync) for NaN/inf in the recurrent_fn outputs and, if given,
+    a failed previous expansion (codes < 0, raised first)."""
     bad = (xp.isnan(lg) | (lg == xp.inf)).any()
     for a in (r, d, v):
         bad = bad | ~xp.isfinite(a).all()
+    if codes is not None:
+        bad = bad | (codes < 0).any()
     if not bool(bad):
         return
+    if codes is not None:
+        _raise_codes(codes, "expand")
     if bool((xp.isnan(lg) | (lg == xp.inf)).any()):
         raise ValueError("recurrent_fn: prior_logits contains NaN or +inf (-inf marks an invalid action)")
     for name, a in (("reward", r), ("discount", d), ("value", v)):

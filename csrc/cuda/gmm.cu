@@ -8,10 +8,13 @@
 //   3. reduce:  one thread per (set, statistic): group partials added in group order;
 //   4. finish:  one thread per set: M-step (finalize), bound, convergence; converged sets are
 //               skipped by every later kernel.
+// Each pass launches over a list of the running sets (active_sets.cuh): gmm_fit refreshes it
+// every kSyncEvery iterations (one host synchronisation each) and stops when it is empty.
 #include <cuda_runtime.h>
 
 #include <vector>
 
+#include "active_sets.cuh"
 #include "cuda_check.cuh"
 #include "gmm.cuh"
 #include "pygenmod/gmm.hpp"
@@ -31,6 +34,7 @@ index_t groups_for(index_t N) {
 struct EmBuffers {
   double *r, *llp, *part, *st, *c, *wsum, *prev, *work;
   std::uint8_t* active;
+  index_t *list, *count;  // running sets (active_sets.cuh)
   EmBuffers(Carve& cv, int type, index_t B, index_t N, index_t D, index_t K) {
     const auto n = [](index_t x) { return static_cast<std::size_t>(x); };
     r = cv.take<double>(n(B * N * K));
@@ -42,6 +46,8 @@ struct EmBuffers {
     prev = cv.take<double>(n(B));
     work = cv.take<double>(n(B * finalize_workspace(K, D)));
     active = cv.take<std::uint8_t>(n(B));
+    list = cv.take<index_t>(n(B));
+    count = cv.take<index_t>(1);
   }
 };
 
@@ -67,10 +73,10 @@ __global__ void centre_kernel(const T* X, const T* W, index_t B, index_t n_rep, 
 template <class T>
 __global__ void estep_kernel(int type, const T* X, const T* W, index_t B, index_t n_rep, index_t N, index_t D,
                              index_t K, const T* weights, const T* means, const T* pc, const std::uint8_t* active,
-                             double* r, double* llp) {
-  const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
-  if (t >= B * N) return;
-  const index_t s = t / N, n = t % N, xb = s / n_rep;
+                             const index_t* sets, index_t nb, double* r, double* llp) {
+  const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (i >= nb * N) return;
+  const index_t s = set_at(sets, i / N), n = i % N, xb = s / n_rep, t = s * N + n;
   if (!active[s]) return;
   double* rp = r + t * K;
   const double w = static_cast<double>(W[xb * N + n]);
@@ -117,11 +123,12 @@ __global__ void resp_kernel(const T* W, const T* resp, index_t B, index_t n_rep,
 template <class T>
 __global__ void stats_kernel(int type, const T* X, const T* W, index_t B, index_t n_rep, index_t N, index_t D,
                              index_t K, index_t G, const double* c, const double* r, const double* llp,
-                             const std::uint8_t* active, double* part) {
+                             const std::uint8_t* active, const index_t* sets, index_t nb, double* part) {
   const index_t SS = stats_size(type, K, D);
-  const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
-  if (t >= B * G * SS) return;
-  const index_t q = t % SS, g = (t / SS) % G, s = t / (SS * G), xb = s / n_rep;
+  const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (i >= nb * G * SS) return;
+  const index_t q = i % SS, g = (i / SS) % G, s = set_at(sets, i / (SS * G)), xb = s / n_rep;
+  const index_t t = (s * G + g) * SS + q;
   if (!active[s]) return;
   const index_t n0 = (N * g) / G, n1 = (N * (g + 1)) / G;
   const double* cs = c + s * D;
@@ -167,25 +174,27 @@ __global__ void stats_kernel(int type, const T* X, const T* W, index_t B, index_
   part[t] = acc;
 }
 
-__global__ void reduce_kernel(index_t B, index_t G, index_t SS, const std::uint8_t* active, const double* part,
-                              double* st) {
-  const index_t t = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
-  if (t >= B * SS) return;
-  const index_t s = t / SS, q = t % SS;
+__global__ void reduce_kernel(index_t G, index_t SS, const std::uint8_t* active, const index_t* sets, index_t nb,
+                              const double* part, double* st) {
+  const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (i >= nb * SS) return;
+  const index_t s = set_at(sets, i / SS), q = i % SS;
   if (!active[s]) return;
   double acc = 0;
   for (index_t g = 0; g < G; ++g) acc += part[(s * G + g) * SS + q];
-  st[t] = acc;
+  st[s * SS + q] = acc;
 }
 
 // M-step, bound and convergence test of one set per thread.
 template <class T>
-__global__ void finish_kernel(int type, index_t B, index_t D, index_t K, const double* st, const double* c,
-                              const double* wsum, const T* reg, double tol, index_t it, T* weights, T* means, T* cov,
-                              T* pc, T* lower_bound, std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags,
-                              std::uint8_t* active, double* prev, double* work, bool fit_mode) {
-  const index_t s = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
-  if (s >= B || !active[s]) return;
+__global__ void finish_kernel(int type, index_t D, index_t K, const double* st, const double* c, const double* wsum,
+                              const T* reg, double tol, index_t it, T* weights, T* means, T* cov, T* pc, T* lower_bound,
+                              std::int64_t* n_iter, std::uint8_t* converged, std::uint8_t* flags, std::uint8_t* active,
+                              const index_t* sets, index_t nb, double* prev, double* work, bool fit_mode) {
+  const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
+  if (i >= nb) return;
+  const index_t s = set_at(sets, i);
+  if (!active[s]) return;
   const index_t SS = stats_size(type, K, D);
   const index_t cs = cov_size(type, K, D);
   const double* sts = st + s * SS;
@@ -288,31 +297,32 @@ __global__ void sample_kernel(int type, const T* weights, const T* means, const 
 }
 
 constexpr unsigned kThreads = 128;
+constexpr index_t kSyncEvery = 4;  // EM iterations between two looks at the running sets
 
 // One EM pass (E-step or given resp, statistics, M-step) for all active sets.
 template <class T>
 void em_pass(int type, const T* X, const T* W, const T* resp, const T* reg, index_t B, index_t n_rep, index_t N,
              index_t D, index_t K, double tol, index_t it, T* weights, T* means, T* cov, T* pc, T* lb,
              std::int64_t* n_iter, std::uint8_t* conv, std::uint8_t* flags, const EmBuffers& e, bool fit_mode,
-             cudaStream_t stream) {
+             const index_t* sets, index_t nb, cudaStream_t stream) {
   const index_t G = groups_for(N);
   const index_t SS = stats_size(type, K, D);
-  if (B * N > 0) {  // N = 0: no point, the statistics below are zeros
+  if (nb * N > 0) {  // N = 0: no point, the statistics below are zeros
     if (resp)
       resp_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(W, resp, B, n_rep, N, K, e.r, e.llp);
     else
-      estep_kernel<T><<<blocks_for(B * N, kThreads), kThreads, 0, stream>>>(type, X, W, B, n_rep, N, D, K, weights,
-                                                                            means, pc, e.active, e.r, e.llp);
+      estep_kernel<T><<<blocks_for(nb * N, kThreads), kThreads, 0, stream>>>(type, X, W, B, n_rep, N, D, K, weights,
+                                                                             means, pc, e.active, sets, nb, e.r, e.llp);
     check_launch("gmm e-step");
   }
-  stats_kernel<T><<<blocks_for(B * G * SS, kThreads), kThreads, 0, stream>>>(type, X, W, B, n_rep, N, D, K, G, e.c, e.r,
-                                                                             e.llp, e.active, e.part);
+  stats_kernel<T><<<blocks_for(nb * G * SS, kThreads), kThreads, 0, stream>>>(type, X, W, B, n_rep, N, D, K, G, e.c,
+                                                                              e.r, e.llp, e.active, sets, nb, e.part);
   check_launch("gmm statistics");
-  reduce_kernel<<<blocks_for(B * SS, kThreads), kThreads, 0, stream>>>(B, G, SS, e.active, e.part, e.st);
+  reduce_kernel<<<blocks_for(nb * SS, kThreads), kThreads, 0, stream>>>(G, SS, e.active, sets, nb, e.part, e.st);
   check_launch("gmm reduce");
-  finish_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(type, B, D, K, e.st, e.c, e.wsum, reg, tol, it,
-                                                                     weights, means, cov, pc, lb, n_iter, conv, flags,
-                                                                     e.active, e.prev, e.work, fit_mode);
+  finish_kernel<T><<<blocks_for(nb, kThreads), kThreads, 0, stream>>>(type, D, K, e.st, e.c, e.wsum, reg, tol, it,
+                                                                      weights, means, cov, pc, lb, n_iter, conv, flags,
+                                                                      e.active, sets, nb, e.prev, e.work, fit_mode);
   check_launch("gmm m-step");
 }
 
@@ -348,9 +358,20 @@ void gmm_fit(int type, const T* X, const T* W, const T* reg, index_t Bx, index_t
   init_fit_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
       type, B, D, K, e.wsum, weights, means, cov, pc, flags, lower_bound, e.active, e.prev, n_iter, converged);
   check_launch("gmm init");
-  for (index_t it = 1; it <= max_iter; ++it)
+  // Every set runs the first kSyncEvery iterations (a set that stops early returns at once);
+  // then the host lists the running sets, launches over those only and stops with the last.
+  const bool sync = may_synchronise(stream);
+  const index_t* sets = nullptr;
+  index_t nb = B;
+  for (index_t it = 1; it <= max_iter; ++it) {
     em_pass<T>(type, X, W, static_cast<const T*>(nullptr), reg, B, n_rep, N, D, K, tol, it, weights, means, cov, pc,
-               lower_bound, n_iter, converged, flags, e, true, stream);
+               lower_bound, n_iter, converged, flags, e, true, sets, nb, stream);
+    if (sync && it < max_iter && it % kSyncEvery == 0) {
+      nb = list_active(e.active, B, e.list, e.count, stream);
+      sets = e.list;
+      if (nb == 0) break;
+    }
+  }
 }
 
 template <class T>
@@ -369,7 +390,7 @@ void gmm_m_step(int type, const T* X, const T* W, const T* resp, const T* reg, i
   centre_kernel<T><<<blocks_for(B * D, kThreads), kThreads, 0, stream>>>(X, W, B, n_rep, N, D, e.c, e.wsum);
   check_launch("gmm centre");
   em_pass<T>(type, X, W, resp, reg, B, n_rep, N, D, K, 0.0, 0, weights, means, cov, pc, lb, ni, cvg, flags, e, false,
-             stream);
+             nullptr, B, stream);
 }
 
 template <class T>

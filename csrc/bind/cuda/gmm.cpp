@@ -1,6 +1,6 @@
 // _cuda_gmm: bindings of the CUDA Gaussian-mixture launchers. Device arrays in, no math here.
-// Same names and argument order as _cpu_gmm, plus a trailing stream. (Initialisation kernels
-// run on the host: pygenmod.gmm moves the small index arrays.)
+// Same names and argument order as _cpu_gmm, plus a trailing stream (the initialisation
+// kernels included: X never leaves the device).
 #include <string>
 
 #include "cuda_array.hpp"
@@ -104,6 +104,43 @@ void sample_t(const py::object& weights, const py::object& means, const py::obje
                       device_ptr<std::int64_t>(labels, "labels", {B, n}, true), as_stream(stream));
 }
 
+template <class T>
+void random_from_data_t(const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
+                        std::uint64_t stream0, const py::object& idx, std::uintptr_t stream) {
+  auto ws = device_shape(W, "W");
+  if (ws.size() != 2) throw std::invalid_argument("W: expected (B, N)");
+  const auto Bx = ws[0], N = ws[1], B = Bx * n_rep;
+  const Scratch tmp = scratch(cuda::gmm_random_from_data_scratch_bytes(B, N));
+  cuda::gmm_random_from_data<T>(device_ptr<T>(W, "W", {Bx, N}), Bx, n_rep, N, K, seed, stream0,
+                                device_ptr<std::int64_t>(idx, "idx", {B, K}, true), tmp.ptr, tmp.bytes,
+                                as_stream(stream));
+}
+
+template <class T>
+void kmeanspp_t(const py::object& X, const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
+                std::uint64_t stream0, const py::object& idx, std::uintptr_t stream) {
+  auto s = shape3(X, "X");
+  const auto Bx = s[0], N = s[1], D = s[2], B = Bx * n_rep;
+  const Scratch tmp = scratch(cuda::gmm_kmeanspp_scratch_bytes(B, N));
+  cuda::gmm_kmeanspp<T>(device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}), Bx, n_rep, N, D, K, seed,
+                        stream0, device_ptr<std::int64_t>(idx, "idx", {B, K}, true), tmp.ptr, tmp.bytes,
+                        as_stream(stream));
+}
+
+template <class T>
+void kmeans_t(const py::object& X, const py::object& W, py::ssize_t n_rep, py::ssize_t max_iter,
+              const py::object& centers, const py::object& labels, std::uintptr_t stream) {
+  auto s = shape3(X, "X");
+  const auto Bx = s[0], N = s[1], D = s[2], B = Bx * n_rep;
+  auto cs = device_shape(centers, "centers");
+  if (cs.size() != 3) throw std::invalid_argument("centers: expected (B, K, D)");
+  const auto K = cs[1];
+  const Scratch tmp = scratch(cuda::gmm_kmeans_scratch_bytes(B, N, D, K));
+  cuda::gmm_kmeans<T>(device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}), Bx, n_rep, N, D, K, max_iter,
+                      device_ptr<T>(centers, "centers", {B, K, D}, true),
+                      device_ptr<std::int64_t>(labels, "labels", {B, N}, true), tmp.ptr, tmp.bytes, as_stream(stream));
+}
+
 template <class F>
 void by_dtype(const py::object& a, const char* name, F&& f) {
   const auto t = device_typestr(a, name);
@@ -161,4 +198,28 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       },
       "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a, "labels"_a,
       "cuda_stream"_a = 0);
+  m.def(
+      "random_from_data",
+      [](py::object W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream0, py::object idx,
+         std::uintptr_t stream) {
+        if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
+        by_dtype(W, "W", [&](auto tag) { random_from_data_t<decltype(tag)>(W, n_rep, K, seed, stream0, idx, stream); });
+      },
+      "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a, "cuda_stream"_a = 0);
+  m.def(
+      "kmeanspp",
+      [](py::object X, py::object W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream0,
+         py::object idx, std::uintptr_t stream) {
+        if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
+        by_dtype(X, "X", [&](auto tag) { kmeanspp_t<decltype(tag)>(X, W, n_rep, K, seed, stream0, idx, stream); });
+      },
+      "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a, "cuda_stream"_a = 0);
+  m.def(
+      "kmeans",
+      [](py::object X, py::object W, py::ssize_t n_rep, py::ssize_t max_iter, py::object centers, py::object labels,
+         std::uintptr_t stream) {
+        if (n_rep < 1 || max_iter < 0) throw std::invalid_argument("n_rep >= 1 and max_iter >= 0 required");
+        by_dtype(X, "X", [&](auto tag) { kmeans_t<decltype(tag)>(X, W, n_rep, max_iter, centers, labels, stream); });
+      },
+      "X"_a, "W"_a, "n_rep"_a, "max_iter"_a, "centers"_a, "labels"_a, "cuda_stream"_a = 0);
 }

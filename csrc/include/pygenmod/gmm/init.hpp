@@ -8,23 +8,15 @@
 #include <vector>
 
 #include "pygenmod/gmm/cpu.hpp"
+#include "pygenmod/gmm/init_math.hpp"
 #include "pygenmod/random.hpp"
 
 #if !defined(__CUDACC__)
 namespace pygenmod::gmm {
 
 // ---- initialisation --------------------------------------------------------------------
-// Draw j of run r of data set b uses stream (stream0 + (r << 32) + b), block j: a uniform from
-// its first two words. A set's draws depend neither on the batch size nor on its neighbours
-// (a chunk starting at set g passes stream0 + g), and run 0 draws the same numbers whatever
-// n_rep (n_init) is.
-inline std::uint64_t init_stream(std::uint64_t stream0, index_t s, index_t n_rep) {
-  return stream0 + (static_cast<std::uint64_t>(s % n_rep) << 32) + static_cast<std::uint64_t>(s / n_rep);
-}
-inline double init_uniform(std::uint64_t seed, std::uint64_t stream, index_t j) {
-  const rng::u32x4 w = rng::block(seed, stream, static_cast<std::uint64_t>(j));
-  return rng::uniform_f64(w.v[0], w.v[1]);
-}
+// The stream rule, draws and per-point math are init_math.hpp's (shared with the CUDA
+// kernels, csrc/cuda/gmm_init.cu).
 
 // K distinct points with positive weight per set (uniformly, partial Fisher-Yates); with
 // fewer than K such points, they are repeated in order. idx = -1 for a set with none.
@@ -34,30 +26,10 @@ void random_from_data_cpu(const T* W, index_t Bx, index_t n_rep, index_t N, inde
   const index_t B = Bx * n_rep;
 #pragma omp parallel if (B > 1)
   {
-    std::vector<index_t> valid;
+    std::vector<index_t> valid(N);
 #pragma omp for schedule(dynamic, 1)
-    for (index_t s = 0; s < B; ++s) {
-      const T* w = W + (s / n_rep) * N;
-      valid.clear();
-      for (index_t n = 0; n < N; ++n)
-        if (w[n] > 0) valid.push_back(n);
-      const index_t nv = static_cast<index_t>(valid.size());
-      for (index_t j = 0; j < K; ++j) {
-        if (nv == 0) {
-          idx[s * K + j] = -1;
-          continue;
-        }
-        if (j < nv) {
-          const double u = init_uniform(seed, init_stream(stream0, s, n_rep), j);
-          index_t r = j + static_cast<index_t>(u * (nv - j));
-          r = std::min(r, nv - 1);
-          std::swap(valid[j], valid[r]);
-          idx[s * K + j] = valid[j];
-        } else {
-          idx[s * K + j] = valid[j % nv];
-        }
-      }
-    }
+    for (index_t s = 0; s < B; ++s)
+      random_from_data_one(W + (s / n_rep) * N, N, K, seed, init_stream(stream0, s, n_rep), valid.data(), idx + s * K);
   }
 }
 
@@ -79,7 +51,7 @@ void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, 
         for (index_t n = 0; n < N; ++n) {
           if (!(w[n] > 0)) continue;
           totw += static_cast<double>(w[n]);
-          if (j > 0) tot += static_cast<double>(w[n]) * d2[n];
+          if (j > 0) tot = kmeanspp_add(tot, static_cast<double>(w[n]), d2[n], false);
         }
         if (!(totw > 0)) {
           idx[s * K + j] = -1;
@@ -91,20 +63,13 @@ void kmeanspp_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, 
         index_t pick = -1;
         for (index_t n = 0; n < N; ++n) {
           if (!(w[n] > 0)) continue;
-          acc += static_cast<double>(w[n]) * (by_weight ? 1.0 : d2[n]);
+          acc = kmeanspp_add(acc, static_cast<double>(w[n]), d2[n], by_weight);
           pick = n;
           if (u < acc) break;
         }
         idx[s * K + j] = pick;
         const T* cj = x + pick * D;
-        for (index_t n = 0; n < N; ++n) {
-          double e = 0;
-          for (index_t d = 0; d < D; ++d) {
-            const double t = static_cast<double>(x[n * D + d]) - cj[d];
-            e += t * t;
-          }
-          d2[n] = std::min(d2[n], e);
-        }
+        for (index_t n = 0; n < N; ++n) d2[n] = std::min(d2[n], sq_dist(x + n * D, cj, D));
       }
     }
   }
@@ -129,19 +94,7 @@ void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
       for (index_t it = 0; it <= max_iter; ++it) {
         bool changed = false;
         for (index_t n = 0; n < N; ++n) {
-          double best = INFINITY;
-          index_t arg = 0;
-          for (index_t k = 0; k < K; ++k) {
-            double e = 0;
-            for (index_t d = 0; d < D; ++d) {
-              const double t = static_cast<double>(x[n * D + d]) - c[k * D + d];
-              e += t * t;
-            }
-            if (e < best) {
-              best = e;
-              arg = k;
-            }
-          }
+          const index_t arg = nearest_centre(x + n * D, c, K, D);
           if (lab[n] != arg) {
             changed = true;
             lab[n] = arg;
@@ -154,7 +107,8 @@ void kmeans_cpu(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
           const double wt = static_cast<double>(w[n]);
           if (!(wt > 0)) continue;
           cnt[lab[n]] += wt;
-          for (index_t d = 0; d < D; ++d) sum[lab[n] * D + d] += wt * static_cast<double>(x[n * D + d]);
+          for (index_t d = 0; d < D; ++d)
+            sum[lab[n] * D + d] = add_mul(sum[lab[n] * D + d], wt, static_cast<double>(x[n * D + d]));
         }
         for (index_t k = 0; k < K; ++k)
           if (cnt[k] > 0)
