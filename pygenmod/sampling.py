@@ -853,11 +853,13 @@ def _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril):
     xp = xp_of(m)
     L1 = _tril_arg(scale_tril, "scale_tril", m)
     _check_tril(L1, "scale_tril")
-    m2 = (
-        _empty(xp, m.dtype)
-        if prior_mu is None
-        else xp.ascontiguousarray(xp.broadcast_to(_like(prior_mu, "prior_mu", m), m.shape))
-    )
+    m2 = _empty(xp, m.dtype)
+    if prior_mu is not None:
+        pm = _like(prior_mu, "prior_mu", m)
+        try:
+            m2 = xp.ascontiguousarray(xp.broadcast_to(pm, m.shape))
+        except ValueError:
+            raise ValueError(f"prior_mu: shape {pm.shape} does not broadcast to {m.shape}") from None
     L2 = _empty(xp, m.dtype)
     if prior_scale_tril is not None:
         L2 = _tril_arg(prior_scale_tril, "prior_scale_tril", m)

@@ -208,7 +208,7 @@ def _kl_mvn(m1, L1, m2, L2, kl, status):
     s2 = have_L2 and L2.shape[0] == 1 and B != 1
     for b in nb.prange(B):
         a1 = L1[b - b if s1 else b]
-        a2 = L2[(b - b if s2 else b) if have_L2 else 0]
+        a2 = L2[b - b if (s2 or not have_L2) else b]
         w = np.empty(D, m1.dtype)
         fro = 0.0
         for j in range(D):
@@ -271,7 +271,7 @@ def _kl_mvn_backward(m1, L1, m2, L2, g, G, chunked, dm1, dL1, dm2, dL2, part1, p
             part2[grp] = 0.0
         for b in range(b0, b1):
             a1 = L1[b - b if s1 else b]
-            a2 = L2[(b - b if s2 else b) if have_L2 else 0]
+            a2 = L2[b - b if (s2 or not have_L2) else b]
             d1 = part1[grp] if s1 else dL1[b]
             d2 = (part2[grp] if s2 else dL2[b]) if have_L2 else part2[0]
             if not s1:
