@@ -2,14 +2,25 @@
 and shared scale_tril, float32 and float64, one process, best of 5 repeats (see mvn_kernels.md).
 
     PYTHONPATH=$PWD python bench/results/mvn_kernels_bench.py
+
+"before": with a copy of the pre-kernel pygenmod/sampling.py saved as pygenmod/_m17_old_sampling.py
+(``git show 90ac682:pygenmod/sampling.py > pygenmod/_m17_old_sampling.py``; it runs on the same
+build: its tri_solve / mvn_head kernels are unchanged), each row is timed for the NumPy compositions
+and the row kernels back to back, so both see the same machine load.
 """
 
+import importlib
 import sys
 import timeit
 
 import numpy as np
 
 from pygenmod import sampling as S
+
+try:
+    OLD = importlib.import_module("pygenmod._m17_old_sampling")
+except ImportError:
+    OLD = None
 
 
 def best(f, n=20):
@@ -30,20 +41,20 @@ def run(B, D, dtype, shared):
     L = L[0] if shared else L
     L2 = tril(rng, B, D, dtype)
     g = np.ones(B, dtype)
-    rows = {
-        "mahalanobis": lambda: S.mahalanobis(x, mu, L),
-        "mahalanobis_backward": lambda: S.mahalanobis_backward(x, mu, L, grad_mahalanobis=g),
-        "mvn_log_prob": lambda: S.mvn_log_prob(x, mu, L),
-        "mvn_log_prob_backward": lambda: S.mvn_log_prob_backward(x, mu, L, grad_log_prob=g),
-        "kl_mvn": lambda: S.kl_mvn(mu, L, m2, L2),
-        "kl_mvn_backward": lambda: S.kl_mvn_backward(mu, L, m2, L2, grad_kl=g),
-    }
-    for name, f in rows.items():
-        tag = f"{name:24s} B={B} D={D:3d} {np.dtype(dtype).name} {'shared' if shared else 'per-row'}"
-        print(f"{tag:60s} {best(f):9.3f} ms", flush=True)
+    for name in ("mahalanobis", "mvn_log_prob", "kl_mvn"):
+        for bw in ("", "_backward"):
+            fs = [(M, getattr(M, name + bw)) for M in (OLD, S) if M is not None]
+            args = (mu, L, m2, L2) if name == "kl_mvn" else (x, mu, L)
+            kw = {"grad_" + ("kl" if name == "kl_mvn" else name.replace("mvn_", "")): g} if bw else {}
+            t = [best(lambda f=f, a=args, k=kw: f(*a, **k)) for _, f in fs]
+            tag = f"{name + bw:24s} B={B} D={D:3d} {np.dtype(dtype).name} {'shared' if shared else 'per-row'}"
+            cols = "".join(f" {v:9.3f} ms" for v in t)
+            ratio = f"   x{t[0] / t[1]:5.1f}" if len(t) == 2 else ""
+            print(f"{tag:60s}{cols}{ratio}", flush=True)
 
 
 if __name__ == "__main__":
+    print(f"{'':60s} {'before' if OLD else '':>12s} {'after':>12s}   speed-up")
     for D in (8, 64):
         for dtype in (np.float32, np.float64):
             for shared in (False, True):

@@ -61,7 +61,17 @@ PGM_HD T log_diag(const T* L, index_t D) {
 // y = L^-1 r (forward substitution); y may alias r.
 template <class T>
 PGM_HD void tril_solve(const T* L, const T* r, index_t D, T* y) {
-  for (index_t i = 0; i < D; ++i) y[i] = (r[i] - dot8<T>(L + i * D, y, i)) / L[i * D + i];
+  for (index_t i = 0; i < D; ++i) {
+    const T* Li = L + i * D;
+    T a0 = 0, a1 = 0;  // two chains: the dot's latency, not its length, bounds a short row
+    index_t j = 0;
+    for (; j + 2 <= i; j += 2) {
+      a0 += Li[j] * y[j];
+      a1 += Li[j + 1] * y[j + 1];
+    }
+    if (j < i) a0 += Li[j] * y[j];
+    y[i] = (r[i] - (a0 + a1)) / Li[i];
+  }
 }
 
 // w = L^-T w in place (back substitution, right-looking: row i of L is read contiguously).
