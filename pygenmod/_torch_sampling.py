@@ -9,9 +9,9 @@ registered autograd formula whose backward is itself a custom op
   the fused VJP kernels (``normal_head_backward`` / ``mvn_head_backward``), which regenerate the
   noise from ``(seed, stream, offset)`` instead of saving it;
 - ``kl_normal``, ``normal_log_prob``: their fused VJP kernels;
-- ``kl_mvn``, ``mvn_log_prob``, ``mahalanobis``: the NumPy API's backward functions, written in
-  the Python layer from the triangular-solve kernel;
-- ``gumbel_softmax``: ``gumbel_softmax_backward`` (the softmax VJP; also the straight-through
+- ``kl_mvn``, ``mvn_log_prob``, ``mahalanobis``: their VJP row kernels (``kl_mvn_backward``,
+  ``mvn_log_prob_backward``, ``mahalanobis_backward``; pygenmod/mvn.hpp);
+- ``gumbel_softmax``: ``gumbel_softmax_backward`` (the softmax VJP row kernel; also the straight-through
   gradient of ``hard=True``).
 
 Tensors go to the kernels zero-copy through DLPack (CPU tensors to the C++ kernels, CUDA tensors
@@ -557,7 +557,7 @@ def normal_log_prob(
 
 
 # ============================================================================ full-covariance KL,
-# log-density, Mahalanobis: backward from the NumPy API's VJPs (Python layer over tri_solve)
+# log-density, Mahalanobis: backward from the NumPy API's VJP row kernels
 @_op("pygenmod::sampling_kl_mvn", mutates_args=())
 def _kl_mvn_op(
     mu: Tensor, scale_tril: Tensor, prior_mu: Optional[Tensor], prior_scale_tril: Optional[Tensor]

@@ -35,7 +35,6 @@ from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
 from ._typing import Array, ArrayLike, Clamp, SeedLike
-from .random import GUMBEL
 
 KINDS = {"logvar": 0, "log_std": 1, "std": 2}
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -716,17 +715,43 @@ def rsample_mvn_backward(
     )
 
 
-def _tri_solve(L, R, trans=False):
-    """Solve ``L X = R`` (or ``L^T X = R``) for L (LB, D, D), R (B, D, K)."""
-    X = xp_of(R).empty_like(R)
-    _, fn = kernel("sampling", "tri_solve", is_device(R))
-    fn(L, R, bool(trans), X)
-    return X
+# Named codes of the kernels below (exported by the binding as TRIL_FLAGS, MVN_MODES, ROW_STATUS,
+# GUMBEL_STATUS; tests/test_mvn_kernels.py checks that they match; the numba backend has its own copy).
+_TRIL_FLAGS = {"nonfinite": 1, "upper": 2, "diag": 4}
+_MVN_MODES = {"scale_tril": 0, "precision_tril": 1, "log_prob": 2}
+_ROW_STATUS = {"x": 1, "mu": 2}
+_GUMBEL_STATUS = {"bad_logit": 1, "all_masked": 2}
 
 
-def _logdiag(L):
-    xp = xp_of(L)
-    return xp.log(xp.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+def _kern(name, like):
+    return kernel("sampling", name, is_device(like))[1]
+
+
+def _any_bit(status, bit):
+    return bool((status & bit).any())
+
+
+def _check_tril(L, name):
+    """ValueError unless every factor of L (N, D, D) is lower triangular with a positive diagonal
+    and finite entries (one pass of the tril_check kernel; the first problem in this order)."""
+    flags = xp_of(L).empty(L.shape[0], np.int32)
+    _kern("tril_check", L)(L, flags)
+    if not (flags.size and bool(flags.any())):
+        return
+    if _any_bit(flags, _TRIL_FLAGS["nonfinite"]):
+        raise ValueError(f"{name}: contains NaN or infinity")
+    if _any_bit(flags, _TRIL_FLAGS["upper"]):
+        raise ValueError(f"{name}: not lower triangular (entries above the diagonal are non-zero)")
+    raise ValueError(f"{name}: the diagonal must be positive")
+
+
+def _row_status(status, names):
+    """ValueError for the first non-finite data argument a kernel flagged (names: code -> name)."""
+    if not (status.size and bool(status.any())):
+        return
+    for key in ("x", "mu"):
+        if key in names and _any_bit(status, _ROW_STATUS[key]):
+            raise ValueError(f"{names[key]}: contains NaN or infinity")
 
 
 def _maha_args(x, mu, scale_tril, precision_tril):
@@ -734,34 +759,44 @@ def _maha_args(x, mu, scale_tril, precision_tril):
         raise TypeError("give exactly one of scale_tril or precision_tril")
     m, back, half, one = _main(mu)
     name = "scale_tril" if scale_tril is not None else "precision_tril"
-    L = _tril_arg(scale_tril if scale_tril is not None else precision_tril, name, m)
-    check_scale_tril(L, name)
+    given = scale_tril if scale_tril is not None else precision_tril
+    L = _tril_arg(given, name, m)
+    _check_tril(L, name)
     xr, lead = _x_rows(x, m, one)
-    if xr.size and not val._all_finite(xr):  # (the kernels here do not flag it themselves)
-        raise ValueError("x: contains NaN or infinity")
-    B, D = m.shape
-    S = math.prod(lead) if one else math.prod(lead[:-1])  # explicit extents: D or B may be 0
-    d = (xr.reshape(S, B, D) - m).reshape(S * B, D)
-    return m, back, half, one, name, L, lead, d, S
+    return m, back, half, one, name, L, lead, xr, getattr(given, "ndim", 3)
 
 
-def _expand_L(L, S, B):
-    """L (LB, D, D) for the S * B rows (s-major): shared stays shared, per-row tiles."""
-    if L.shape[0] == 1 or S == 1:
-        return L
-    xp = xp_of(L)
-    return xp.ascontiguousarray(xp.broadcast_to(L, (S,) + L.shape).reshape(-1, *L.shape[1:]))
+def _fold_factor(dL, given_ndim, B):
+    """A factor's gradient in the factor's own shape: (D, D) for a factor given as (D, D) (or one
+    matrix for one row), else (1 or B, D, D) as given (the kernels sum a shared factor's rows)."""
+    return dL[0] if dL.shape[0] == 1 and (given_ndim == 2 or B == 1) else dL
 
 
-def _maha_y(L, d, name, S, B):
-    xp = xp_of(d)
-    if name == "scale_tril":
-        return _tri_solve(_expand_L(L, S, B), xp.ascontiguousarray(d[..., None]))[..., 0]
-    # y = U^T d per row
-    Ut = xp.swapaxes(L, -1, -2)
-    if L.shape[0] == 1:
-        return d @ L[0]
-    return xp.einsum("sbij,sbj->sbi", xp.broadcast_to(Ut, (S,) + Ut.shape), d.reshape(S, B, -1)).reshape(d.shape)
+def _mvn_rows(x, mu, scale_tril, precision_tril, mode, squared):
+    m, back, half, one, name, L, lead, xr, _ = _maha_args(x, mu, scale_tril, precision_tril)
+    xp = xp_of(m)
+    out, status = xp.empty(xr.shape[0], m.dtype), xp.empty(xr.shape[0], np.int32)
+    _kern("mvn_rows", m)(xr, m, L, _MVN_MODES[mode or name], bool(squared), out, status)
+    _row_status(status, {"x": "x", "mu": "mu"})
+    return back(out.reshape(lead))
+
+
+def _mvn_rows_backward(x, mu, scale_tril, precision_tril, mode, squared, grad, gname):
+    m, back, half, one, name, L, lead, xr, given_ndim = _maha_args(x, mu, scale_tril, precision_tril)
+    xp = xp_of(m)
+    g = _like(grad, gname, m, finite=True)
+    if g.size != xr.shape[0]:
+        raise ValueError(f"{gname}: expected shape {lead}, got {g.shape}")
+    g = xp.ascontiguousarray(g.reshape(-1))
+    dx, dmu, dL = xp.empty_like(xr), xp.empty_like(m), xp.empty_like(L)
+    status = xp.empty(xr.shape[0], np.int32)
+    _kern("mvn_rows_backward", m)(xr, m, L, _MVN_MODES[mode or name], bool(squared), g, dx, dmu, dL, status)
+    _row_status(status, {"x": "x", "mu": "mu"})
+    dL = _fold_factor(dL, given_ndim, m.shape[0])
+    dx = dx.reshape(lead + (m.shape[1],))
+    if one:
+        dmu = dmu[0]
+    return back(_cast(dx, half)), back(_cast(dmu, half)), back(_cast(dL, half))
 
 
 def mahalanobis(
@@ -775,13 +810,9 @@ def mahalanobis(
     """Squared Mahalanobis distance ``(x - mu)^T Sigma^{-1} (x - mu)`` per row, with either the
     covariance's Cholesky factor ``scale_tril`` (Sigma = L L^T) or a lower-triangular factor of
     the precision ``precision_tril`` (Sigma^{-1} = U U^T); per row (B, D, D) or shared (D, D).
-    x is (B, D) or (S, B, D). ``squared=False`` returns the distance itself."""
-    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, precision_tril)
-    y = _maha_y(L, d, name, S, m.shape[0])
-    r = (y * y).sum(-1)
-    if not squared:
-        r = xp_of(r).sqrt(r)
-    return back(r.reshape(lead))
+    x is (B, D) or (S, B, D). ``squared=False`` returns the distance itself. One row kernel:
+    a forward substitution (or a triangular mat-vec) per row."""
+    return _mvn_rows(x, mu, scale_tril, precision_tril, None, squared)
 
 
 @_grads.backward("grad_mahalanobis", old=("grad", "x", "mu", "scale_tril"))
@@ -795,63 +826,16 @@ def mahalanobis_backward(
     squared: bool = True,
 ) -> tuple[Array, Array, Array]:
     """VJP of :func:`mahalanobis`: ``(grad_x, grad_mu, grad_factor)``; grad_factor is lower
-    triangular, shaped like the factor given (summed over rows for a shared factor).
-    ``grad_mahalanobis`` has the forward's result shape. The old form
+    triangular, shaped like the factor given (summed over rows for a shared factor, in a fixed
+    order). ``grad_mahalanobis`` has the forward's result shape. One row kernel that redoes the
+    row's O(D^2) substitution (the VJP's own cost) and no more. The old form
     ``mahalanobis_backward(grad, x, ...)`` is deprecated."""
-    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, precision_tril)
-    xp = xp_of(m)
-    B, D = m.shape
-    y = _maha_y(L, d, name, S, B)
-    g = _like(grad_mahalanobis, "grad_mahalanobis", m, finite=True)
-    if g.size != d.shape[0]:
-        raise ValueError(f"grad_mahalanobis: expected shape {lead}, got {g.shape}")
-    g = g.reshape(-1)
-    if not squared:
-        r = xp.sqrt((y * y).sum(-1))
-        g = xp.where(r > 0, g / (2 * xp.where(r > 0, r, 1)), 0)
-    if name == "scale_tril":
-        w = _tri_solve(_expand_L(L, S, B), xp.ascontiguousarray(y[..., None]), trans=True)[..., 0]  # L^-T y
-        dd = 2 * g[:, None] * w
-        outer = -2 * (g[:, None] * w)[:, :, None] * y[:, None, :]  # d/dL = -2 w y^T
-    else:
-        # y = U^T d: d(y.y) = 2 y^T dU^T d -> dU = 2 d y^T; dd = 2 U y
-        dd = 2 * g[:, None] * _apply(L, y, S, B)
-        outer = 2 * (g[:, None] * d)[:, :, None] * y[:, None, :]
-    outer = xp.tril(outer)
-    if L.shape[0] == 1 and (
-        getattr(scale_tril if scale_tril is not None else precision_tril, "ndim", 3) == 2 or B == 1
-    ):
-        dL = outer.sum(0)
-    else:
-        dL = outer.reshape(S, B, D, D).sum(0)
-        if L.shape[0] == 1:
-            dL = dL.sum(0, keepdims=True)
-    dx = dd.reshape(lead + (D,))
-    dmu = -dd.reshape(S, B, D).sum(0)
-    if one:
-        dmu = dmu[0]
-        if dL.ndim == 3:
-            dL = dL[0]
-    return back(_cast(dx, half)), back(_cast(dmu, half)), back(_cast(dL, half))
-
-
-def _apply(L, v, S, B):
-    """L v per row (rows s-major over S * B)."""
-    xp = xp_of(v)
-    if L.shape[0] == 1:
-        return v @ L[0].T
-    return xp.einsum("bij,sbj->sbi", L, v.reshape(S, B, -1)).reshape(v.shape)
+    return _mvn_rows_backward(x, mu, scale_tril, precision_tril, None, squared, grad_mahalanobis, "grad_mahalanobis")
 
 
 def mvn_log_prob(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike) -> Array:
     """``log N(x; mu, L L^T)`` per row; x (B, D) or (S, B, D); L per row or shared."""
-    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
-    B, D = m.shape
-    y = _maha_y(L, d, name, S, B)
-    maha = (y * y).sum(-1).reshape(S, B)
-    ld = _logdiag(L)
-    lp = -0.5 * maha - ld[None, :] - D * HALF_LOG_2PI
-    return back(lp.reshape(lead))
+    return _mvn_rows(x, mu, scale_tril, None, "log_prob", True)
 
 
 @_grads.backward("grad_log_prob", old=("grad", "x", "mu", "scale_tril"))
@@ -860,38 +844,26 @@ def mvn_log_prob_backward(
 ) -> tuple[Array, Array, Array]:
     """VJP of :func:`mvn_log_prob`: ``(grad_x, grad_mu, grad_scale_tril)``; ``grad_log_prob``
     has the forward's result shape. The old form ``mvn_log_prob_backward(grad, x, ...)`` is deprecated."""
-    m, back, half, one, name, L, lead, d, S = _maha_args(x, mu, scale_tril, None)
-    xp = xp_of(m)
-    B, D = m.shape
-    g = _like(grad_log_prob, "grad_log_prob", m, finite=True)
-    dx, dmu, dL = mahalanobis_backward(x, mu, scale_tril, grad_mahalanobis=-0.5 * g)
-    dx, dmu, dL = (
-        _widen(val.float_array(a, n, finite=False, allow_half=True))[0]
-        for a, n in ((dx, "dx"), (dmu, "dmu"), (dL, "dL"))
-    )
-    gs = g.reshape(S, B).sum(0)  # d/dL_ii of -sum log L_ii
-    eye = xp.eye(D, dtype=m.dtype)
-    Ld = xp.diagonal(L, axis1=-2, axis2=-1)
-    corr = -(gs[:, None] / Ld)[:, :, None] * eye if L.shape[0] != 1 else -(gs.sum() / Ld[0])[None, :] * eye
-    dL = dL + corr.reshape(dL.shape) if L.shape[0] != 1 else dL + corr.reshape(dL.shape)
-    return back(_cast(dx, half)), back(_cast(dmu, half)), back(_cast(dL, half))
+    return _mvn_rows_backward(x, mu, scale_tril, None, "log_prob", True, grad_log_prob, "grad_log_prob")
 
 
 def _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril):
+    """(m, back, half, one, L1, m2 (B, D) or size 0, L2 (1 or B, D, D) or size 0)."""
     m, back, half, one = _main(mu)
-    L1 = _tril_arg(scale_tril, "scale_tril", m)
-    check_scale_tril(L1, "scale_tril")
     xp = xp_of(m)
-    B, D = m.shape
-    m2 = (
-        xp.zeros_like(m)
-        if prior_mu is None
-        else xp.ascontiguousarray(xp.broadcast_to(_like(prior_mu, "prior_mu", m), m.shape))
-    )
-    L2 = None
+    L1 = _tril_arg(scale_tril, "scale_tril", m)
+    _check_tril(L1, "scale_tril")
+    m2 = _empty(xp, m.dtype)
+    if prior_mu is not None:
+        pm = _like(prior_mu, "prior_mu", m)
+        try:
+            m2 = xp.ascontiguousarray(xp.broadcast_to(pm, m.shape))
+        except ValueError:
+            raise ValueError(f"prior_mu: shape {pm.shape} does not broadcast to {m.shape}") from None
+    L2 = _empty(xp, m.dtype)
     if prior_scale_tril is not None:
         L2 = _tril_arg(prior_scale_tril, "prior_scale_tril", m)
-        check_scale_tril(L2, "prior_scale_tril")
+        _check_tril(L2, "prior_scale_tril")
     return m, back, half, one, L1, m2, L2
 
 
@@ -899,20 +871,17 @@ def kl_mvn(
     mu: ArrayLike, scale_tril: ArrayLike, prior_mu: ArrayLike | None = None, prior_scale_tril: ArrayLike | None = None
 ) -> Array:
     """``KL(N(mu, L L^T) || N(prior_mu, L2 L2^T))`` per row (Cholesky factors, per row or shared);
-    the prior defaults to N(0, I), which takes the fused one-pass kernel."""
+    the prior defaults to N(0, I), which takes the fused one-pass kernel. With a prior, one row
+    kernel: the trace term ``||L2^-1 L||_F^2`` by column-wise triangular solves (O(D^3) per row)."""
     if prior_mu is None and prior_scale_tril is None:
         return mvn_head(mu, scale_tril, n_samples=0, check=True).kl
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
     xp = xp_of(m)
-    B, D = m.shape
-    if L2 is None:
-        L2 = xp.eye(D, dtype=m.dtype)[None]
-    L1f = xp.ascontiguousarray(xp.broadcast_to(L1, (B, D, D)))
-    M = _tri_solve(L2, L1f)  # L2^-1 L1
-    a = _tri_solve(L2, xp.ascontiguousarray((m2 - m)[..., None]))[..., 0]
-    kl = 0.5 * ((M * M).sum((-1, -2)) + (a * a).sum(-1) - D) + _logdiag(L2) - _logdiag(L1)
-    kl = xp.broadcast_to(kl, (B,))
-    return back(_out_row(xp.ascontiguousarray(kl), one))
+    B = m.shape[0]
+    kl, status = xp.empty(B, m.dtype), xp.empty(B, np.int32)
+    _kern("kl_mvn", m)(m, L1, m2, L2, kl, status)
+    _row_status(status, {"mu": "mu or prior_mu"})
+    return back(_out_row(kl, one))
 
 
 @_grads.backward("grad_kl", old=("grad", "mu", "scale_tril", "prior_mu", "prior_scale_tril"))
@@ -926,47 +895,26 @@ def kl_mvn_backward(
 ) -> tuple[Array, Array, Array | None, Array | None]:
     """VJP of :func:`kl_mvn`: ``(grad_mu, grad_scale_tril, grad_prior_mu, grad_prior_scale_tril)``
     (prior gradients None when the prior was not given; factor gradients lower triangular and
-    summed over rows for a shared factor). ``grad_kl``: (B,) or a scalar. The old grad-first form
-    ``kl_mvn_backward(grad, mu, ...)`` is deprecated."""
+    summed over rows for a shared factor, in a fixed order). ``grad_kl``: (B,) or a scalar. The
+    old grad-first form ``kl_mvn_backward(grad, mu, ...)`` is deprecated."""
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
     xp = xp_of(m)
-    B, D = m.shape
+    B = m.shape[0]
     g = _like(grad_kl, "grad_kl", m, finite=True)
     g = xp.broadcast_to(g, (B,)) if g.ndim == 0 else g.reshape(-1)
     val.check_shape(g, "grad_kl", (B,))
-    std_prior = L2 is None
-    if std_prior:
-        L2 = xp.eye(D, dtype=m.dtype)[None]
-    L1f = xp.ascontiguousarray(xp.broadcast_to(L1, (B, D, D)))
-    M = _tri_solve(L2, L1f)
-    a = _tri_solve(L2, xp.ascontiguousarray((m2 - m)[..., None]))[..., 0]
-    L2tM = _tri_solve(L2, M, trans=True)  # L2^-T M
-    L2ta = _tri_solve(L2, xp.ascontiguousarray(a[..., None]), trans=True)[..., 0]  # L2^-T a
-    eye = xp.eye(D, dtype=m.dtype)
-    gb = g[:, None, None]
-    dL1 = gb * xp.tril(L2tM - eye / xp.diagonal(L1f, axis1=-2, axis2=-1)[:, None, :])
-    dm1 = -g[:, None] * L2ta
-    dm2 = -dm1
-    MMt = M @ xp.swapaxes(M, -1, -2)
-    dL2 = gb * xp.tril(
-        -(_tri_solve(L2, xp.ascontiguousarray(MMt), trans=True))
-        - L2ta[:, :, None] * a[:, None, :]
-        + eye / xp.diagonal(L2, axis1=-2, axis2=-1)[:, None, :]
-    )
-
-    def fold(dL, L_in, L_arr):
-        if L_arr.shape[0] == 1 and (getattr(L_in, "ndim", 3) == 2 or B == 1):
-            return dL.sum(0)
-        return dL if L_arr.shape[0] == B else dL.sum(0, keepdims=True)
-
-    dL1 = fold(dL1, scale_tril, L1)
-    dL2 = None if std_prior else fold(dL2, prior_scale_tril, L2)
+    g = xp.ascontiguousarray(g)
+    dm1, dL1 = xp.empty_like(m), xp.empty_like(L1)
+    dm2 = xp.empty_like(m) if prior_mu is not None else _empty(xp, m.dtype)
+    dL2 = xp.empty_like(L2)
+    _kern("kl_mvn_backward", m)(m, L1, m2, L2, g, dm1, dL1, dm2, dL2)
+    dL1 = _fold_factor(dL1, getattr(scale_tril, "ndim", 3), B)
+    dL2 = None if prior_scale_tril is None else _fold_factor(dL2, getattr(prior_scale_tril, "ndim", 3), B)
     dm2 = None if prior_mu is None else dm2
     if one:
         dm1 = dm1[0]
         dm2 = None if dm2 is None else dm2[0]
-    outs = (dm1, dL1, dm2, dL2)
-    return tuple(None if o is None else back(_cast(o, half)) for o in outs)
+    return tuple(None if o is None else back(_cast(o, half)) for o in (dm1, dL1, dm2, dL2))
 
 
 def scale_tril_from_cov(
@@ -1059,33 +1007,26 @@ def _gumbel_temperature(tau):
 
 
 def _gumbel_rows(logits, tau, seed, stream, offset):
-    """The forward's work, shared by the backward so that a regenerated y_soft is bitwise the
-    forward's: (logits widened, its caller's half dtype, the perturbed logits / tau as (R, K) rows)."""
+    """The arguments of the gumbel_softmax kernels: (logits widened, its caller's half dtype, the
+    logits as contiguous (R, K) rows, temperature, seed, stream, offset)."""
     lg, half = _widen(val.float_array(logits, "logits", finite=False, allow_half=True))
     if lg.ndim == 0:
         raise ValueError("logits: expected at least one axis (the categories)")
     tau = _gumbel_temperature(tau)
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
-    xp = xp_of(lg)
     K = lg.shape[-1]
     if K == 0:
         raise ValueError(f"logits: the last axis (the categories) is empty, got shape {lg.shape}")
-    rows = lg.reshape(math.prod(lg.shape[:-1]), K)
-    if bool(xp.isnan(rows).any()) or bool(xp.isposinf(rows).any()):
+    rows = xp_of(lg).ascontiguousarray(lg.reshape(math.prod(lg.shape[:-1]), K))
+    return lg, half, rows, tau, seed, stream, offset
+
+
+def _gumbel_status(status):
+    if not (status.size and bool(status.any())):
+        return
+    if _any_bit(status, _GUMBEL_STATUS["bad_logit"]):
         raise ValueError("logits: contains NaN or +infinity (-inf masks a category)")
-    if rows.size and bool(xp.isneginf(rows).all(-1).any()):
-        raise ValueError("logits: a row has every category masked (all -inf)")
-    g = xp.empty(rows.shape, rows.dtype)
-    _, fill = kernel("sampling", "fill", is_device(rows))
-    fill(seed, stream, offset, GUMBEL, g)
-    return lg, half, (rows + g) / rows.dtype.type(tau)
-
-
-def _softmax_rows(t):
-    xp = xp_of(t)
-    t = t - t.max(-1, keepdims=True)
-    e = xp.exp(t)
-    return e / e.sum(-1, keepdims=True)
+    raise ValueError("logits: a row has every category masked (all -inf)")
 
 
 def gumbel_softmax(
@@ -1102,22 +1043,21 @@ def gumbel_softmax(
     standard Gumbel noise from the counter-based generator (row r of the flattened leading axes
     uses stream ``stream + r``). ``hard=True`` returns the one-hot argmax in ``y``
     (straight-through: :func:`gumbel_softmax_backward` gives the relaxed sample's gradient).
-    Returns :class:`GumbelSoftmax`. ``tau=`` is the deprecated spelling of ``temperature=`` (the
-    package's one name for it; ``pygenmod.torch.gumbel_softmax`` keeps torch's ``tau``)."""
+    Returns :class:`GumbelSoftmax`. One row kernel (noise, softmax, argmax, one-hot). ``tau=`` is
+    the deprecated spelling of ``temperature=`` (the package's one name for it;
+    ``pygenmod.torch.gumbel_softmax`` keeps torch's ``tau``)."""
     tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax", default=1.0)
     back = returner(logits)
-    lg, half, t = _gumbel_rows(logits, tau, seed, stream, offset)
-    idx = t.argmax(-1)
-    y_soft = _softmax_rows(t)
-    if hard:
-        y = xp_of(y_soft).zeros_like(y_soft)
-        y[xp_of(y).arange(y.shape[0]), idx] = 1
-    else:
-        y = y_soft
+    lg, half, rows, tau, seed, stream, offset = _gumbel_rows(logits, tau, seed, stream, offset)
+    xp, (R, K), dt = xp_of(rows), rows.shape, rows.dtype
+    y_soft, index, status = xp.empty((R, K), dt), xp.empty(R, np.int64), xp.empty(R, np.int32)
+    y = xp.empty((R, K), dt) if hard else _empty(xp, dt)
+    _kern("gumbel_softmax", rows)(rows, float(tau), seed, stream, offset, y_soft, y, index, status)
+    _gumbel_status(status)
     shp = lg.shape
-    return GumbelSoftmax(
-        back(_cast(y.reshape(shp), half)), back(_cast(y_soft.reshape(shp), half)), back(idx.reshape(shp[:-1]))
-    )
+    y_soft = _cast(y_soft.reshape(shp), half)
+    y = _cast(y.reshape(shp), half) if hard else y_soft
+    return GumbelSoftmax(back(y), back(y_soft), back(index.reshape(shp[:-1])))
 
 
 @_grads.backward("grad_y", old=("grad", "y_soft", "temperature"), fill={"logits": None})
@@ -1136,9 +1076,10 @@ def gumbel_softmax_backward(
     temperature`` with ``g = grad_y`` (also the straight-through gradient for ``hard=True``).
 
     Like the other samplers' backward passes it regenerates the forward's relaxed sample from
-    ``(seed, stream, offset)`` (the forward's explicit seed), or takes it as ``y_soft=`` (the
-    forward's saved output: ``logits`` may then be None, it is only checked against y_soft's
-    shape). The old form ``gumbel_softmax_backward(grad, y_soft, temperature)`` is deprecated."""
+    ``(seed, stream, offset)`` (the forward's explicit seed; the same row kernel as the forward,
+    so bitwise its y_soft), or takes it as ``y_soft=`` (the forward's saved output: ``logits``
+    may then be None, it is only checked against y_soft's shape). The old form
+    ``gumbel_softmax_backward(grad, y_soft, temperature)`` is deprecated."""
     tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax_backward", default=1.0)
     if y_soft is None:
         if seed is None:
@@ -1147,18 +1088,27 @@ def gumbel_softmax_backward(
                 "forward's explicit seed (or its y_soft=); seed=None would draw new noise"
             )
         back = returner(logits)
-        lg, half, t = _gumbel_rows(logits, tau, seed, stream, offset)
-        y = _softmax_rows(t).reshape(lg.shape)
+        lg, half, rows, tau, seed, stream, offset = _gumbel_rows(logits, tau, seed, stream, offset)
+        shape, ys, ref = lg.shape, _empty(xp_of(rows), rows.dtype), rows
     else:
         back = returner(y_soft)
         y, half = _widen(val.float_array(y_soft, "y_soft", allow_half=True))
         tau = _gumbel_temperature(tau)
         if logits is not None and tuple(np.shape(logits)) != tuple(y.shape):
             raise ValueError(f"logits: expected y_soft's shape {tuple(y.shape)}, got {tuple(np.shape(logits))}")
-    g = val.float_array(grad_y, "grad_y", dtype=y.dtype, xp=xp_of(y), allow_half=True)
-    val.check_shape(g, "grad_y", y.shape)
-    r = y * (g - (g * y).sum(-1, keepdims=True)) / y.dtype.type(tau)
-    return back(_cast(r, half))
+        if y.ndim == 0:
+            raise ValueError("y_soft: expected at least one axis (the categories)")
+        shape, seed, stream, offset = y.shape, 0, 0, 0
+        ys = xp_of(y).ascontiguousarray(y.reshape(math.prod(shape[:-1]), shape[-1]))
+        rows, ref = _empty(xp_of(y), y.dtype), y
+    xp, dt = xp_of(ref), ref.dtype
+    g = val.float_array(grad_y, "grad_y", dtype=dt, xp=xp, allow_half=True)
+    val.check_shape(g, "grad_y", shape)
+    g = xp.ascontiguousarray(g.reshape(math.prod(shape[:-1]), shape[-1]))
+    out, status = xp.empty(g.shape, dt), xp.empty(g.shape[0], np.int32)
+    _kern("gumbel_softmax_backward", g)(rows, ys, float(tau), seed, stream, offset, g, out, status)
+    _gumbel_status(status)
+    return back(_cast(out.reshape(shape), half))
 
 
 __all__ = [

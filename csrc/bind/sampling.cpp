@@ -2,6 +2,7 @@
 // Arrays in, GIL released, no math here. Optional inputs and outputs are passed as arrays
 // of size 0 (they become null pointers).
 #include "bind_common.hpp"
+#include "pygenmod/mvn.hpp"
 #include "pygenmod/sampling.hpp"
 
 namespace py = pybind11;
@@ -224,6 +225,125 @@ static void tri_solve(py::array L, py::array R, bool trans, py::array X) {
   });
 }
 
+static void tril_check(py::array L, py::array flags) {
+  dispatch_float(L, "L", [&](auto tag) {
+    using T = decltype(tag);
+    const auto N = dim(L, 0), D = dim(L, 1);
+    const T* l = in_ptr<T>(L, "L", {N, D, D});
+    auto* f = out_ptr<std::int32_t>(flags, "flags", {N});
+    py::gil_scoped_release nogil;
+    sampling::tril_check_cpu<T>(l, N, D, f);
+  });
+}
+
+// x (R, D) rows against mu (B, D) rows r % B, R a multiple of B; L (1 or B, D, D).
+static void check_rows(py::ssize_t R, py::ssize_t B, py::ssize_t LB) {
+  if (B == 0 ? R != 0 : R % B != 0) throw std::invalid_argument("x: rows must be a multiple of mu's rows");
+  if (LB != 1 && LB != B) throw std::invalid_argument("L: expected 1 or B matrices");
+}
+
+static void mvn_rows(py::array x, py::array mu, py::array L, int mode, bool squared, py::array out, py::array status) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), R = dim(x, 0), LB = dim(L, 0);
+    check_rows(R, B, LB);
+    const T* xx = in_ptr<T>(x, "x", {R, D});
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* l = in_ptr<T>(L, "L", {LB, D, D});
+    T* o = out_ptr<T>(out, "out", {R});
+    auto* st = out_ptr<std::int32_t>(status, "status", {R});
+    py::gil_scoped_release nogil;
+    sampling::mvn_rows_cpu<T>(xx, m, l, LB == 1 && B != 1, mode, squared, R, B, D, o, st);
+  });
+}
+
+static void mvn_rows_backward(py::array x, py::array mu, py::array L, int mode, bool squared, py::array g, py::array dx,
+                              py::array dmu, py::array dL, py::array status) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), R = dim(x, 0), LB = dim(L, 0);
+    check_rows(R, B, LB);
+    const T* xx = in_ptr<T>(x, "x", {R, D});
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* l = in_ptr<T>(L, "L", {LB, D, D});
+    const T* gg = in_ptr<T>(g, "grad", {R});
+    T* o1 = out_ptr<T>(dx, "dx", {R, D});
+    T* o2 = out_ptr<T>(dmu, "dmu", {B, D});
+    T* o3 = out_ptr<T>(dL, "dL", {LB, D, D});
+    auto* st = out_ptr<std::int32_t>(status, "status", {R});
+    py::gil_scoped_release nogil;
+    sampling::mvn_rows_backward_cpu<T>(xx, m, l, LB == 1 && B != 1, mode, squared, R, B, D, gg, o1, o2, o3, st);
+  });
+}
+
+static void kl_mvn(py::array mu, py::array L, py::array pm, py::array pL, py::array kl, py::array status) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), LB = dim(L, 0), LB2 = dim(pL, 0);
+    check_rows(B, B, LB);
+    if (pL.size()) check_rows(B, B, LB2);
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* l = in_ptr<T>(L, "scale_tril", {LB, D, D});
+    const T* m2 = opt_in<T>(pm, "prior_mu", {B, D});
+    const T* l2 = opt_in<T>(pL, "prior_scale_tril", {LB2, D, D});
+    T* k = out_ptr<T>(kl, "kl", {B});
+    auto* st = out_ptr<std::int32_t>(status, "status", {B});
+    py::gil_scoped_release nogil;
+    sampling::kl_mvn_cpu<T>(m, l, LB == 1 && B != 1, m2, l2, LB2 == 1 && B != 1, B, D, k, st);
+  });
+}
+
+static void kl_mvn_backward(py::array mu, py::array L, py::array pm, py::array pL, py::array g, py::array dmu,
+                            py::array dL, py::array dpm, py::array dpL) {
+  dispatch_float(mu, "mu", [&](auto tag) {
+    using T = decltype(tag);
+    const auto B = dim(mu, 0), D = dim(mu, 1), LB = dim(L, 0), LB2 = dim(pL, 0);
+    check_rows(B, B, LB);
+    if (pL.size()) check_rows(B, B, LB2);
+    const T* m = in_ptr<T>(mu, "mu", {B, D});
+    const T* l = in_ptr<T>(L, "scale_tril", {LB, D, D});
+    const T* m2 = opt_in<T>(pm, "prior_mu", {B, D});
+    const T* l2 = opt_in<T>(pL, "prior_scale_tril", {LB2, D, D});
+    const T* gg = in_ptr<T>(g, "grad", {B});
+    T* o1 = out_ptr<T>(dmu, "dmu", {B, D});
+    T* o2 = out_ptr<T>(dL, "dscale_tril", {LB, D, D});
+    T* o3 = opt_out<T>(dpm, "dprior_mu", {B, D});
+    T* o4 = l2 ? out_ptr<T>(dpL, "dprior_scale_tril", {LB2, D, D}) : nullptr;
+    py::gil_scoped_release nogil;
+    sampling::kl_mvn_backward_cpu<T>(m, l, LB == 1 && B != 1, m2, l2, LB2 == 1 && B != 1, B, D, gg, o1, o2, o3, o4);
+  });
+}
+
+static void gumbel_softmax(py::array logits, double tau, uint64_t seed, uint64_t stream, uint64_t offset,
+                           py::array y_soft, py::array y_hard, py::array index, py::array status) {
+  dispatch_float(logits, "logits", [&](auto tag) {
+    using T = decltype(tag);
+    const auto R = dim(logits, 0), K = dim(logits, 1);
+    const T* l = in_ptr<T>(logits, "logits", {R, K});
+    T* ys = out_ptr<T>(y_soft, "y_soft", {R, K});
+    T* yh = opt_out<T>(y_hard, "y", {R, K});
+    auto* ix = out_ptr<std::int64_t>(index, "index", {R});
+    auto* st = out_ptr<std::int32_t>(status, "status", {R});
+    py::gil_scoped_release nogil;
+    sampling::gumbel_softmax_cpu<T>(l, R, K, T(tau), seed, stream, offset, ys, yh, ix, st);
+  });
+}
+
+static void gumbel_softmax_backward(py::array logits, py::array y_soft, double tau, uint64_t seed, uint64_t stream,
+                                    uint64_t offset, py::array g, py::array out, py::array status) {
+  dispatch_float(g, "grad_y", [&](auto tag) {
+    using T = decltype(tag);
+    const auto R = dim(g, 0), K = dim(g, 1);
+    const T* ys = opt_in<T>(y_soft, "y_soft", {R, K});
+    const T* l = ys ? nullptr : in_ptr<T>(logits, "logits", {R, K});
+    const T* gg = in_ptr<T>(g, "grad_y", {R, K});
+    T* o = out_ptr<T>(out, "out", {R, K});
+    auto* st = out_ptr<std::int32_t>(status, "status", {R});
+    py::gil_scoped_release nogil;
+    sampling::gumbel_softmax_backward_cpu<T>(l, ys, R, K, T(tau), seed, stream, offset, gg, o, st);
+  });
+}
+
 PYBIND11_MODULE(_cpu_sampling, m) {
   m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
   // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
@@ -250,4 +370,23 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   m.def("mvn_head_backward", &mvn_head_backward, "mu"_a, "scale_tril"_a, "eps"_a, "seed"_a, "stream"_a, "offset"_a,
         "n_samples"_a, "grad_z"_a, "grad_kl"_a, "grad_logq"_a, "dmu"_a, "dscale_tril"_a);
   m.def("tri_solve", &tri_solve, "L"_a, "rhs"_a, "trans"_a, "out"_a);
+  m.attr("TRIL_FLAGS") = py::dict("nonfinite"_a = int(sampling::TRIL_NONFINITE), "upper"_a = int(sampling::TRIL_UPPER),
+                                  "diag"_a = int(sampling::TRIL_DIAG));
+  m.attr("MVN_MODES") =
+      py::dict("scale_tril"_a = int(sampling::MVN_SCALE), "precision_tril"_a = int(sampling::MVN_PRECISION),
+               "log_prob"_a = int(sampling::MVN_LOG_PROB));
+  m.attr("ROW_STATUS") = py::dict("x"_a = int(sampling::BAD_X), "mu"_a = int(sampling::BAD_MU));
+  m.attr("GUMBEL_STATUS") =
+      py::dict("bad_logit"_a = int(sampling::GUMBEL_BAD_LOGIT), "all_masked"_a = int(sampling::GUMBEL_ALL_MASKED));
+  m.def("tril_check", &tril_check, "L"_a, "flags"_a);
+  m.def("mvn_rows", &mvn_rows, "x"_a, "mu"_a, "L"_a, "mode"_a, "squared"_a, "out"_a, "status"_a);
+  m.def("mvn_rows_backward", &mvn_rows_backward, "x"_a, "mu"_a, "L"_a, "mode"_a, "squared"_a, "grad"_a, "dx"_a, "dmu"_a,
+        "dL"_a, "status"_a);
+  m.def("kl_mvn", &kl_mvn, "mu"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale_tril"_a, "kl"_a, "status"_a);
+  m.def("kl_mvn_backward", &kl_mvn_backward, "mu"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale_tril"_a, "grad"_a,
+        "dmu"_a, "dscale_tril"_a, "dprior_mu"_a, "dprior_scale_tril"_a);
+  m.def("gumbel_softmax", &gumbel_softmax, "logits"_a, "temperature"_a, "seed"_a, "stream"_a, "offset"_a, "y_soft"_a,
+        "y"_a, "index"_a, "status"_a);
+  m.def("gumbel_softmax_backward", &gumbel_softmax_backward, "logits"_a, "y_soft"_a, "temperature"_a, "seed"_a,
+        "stream"_a, "offset"_a, "grad_y"_a, "out"_a, "status"_a);
 }

@@ -431,25 +431,44 @@ void tri_solve(const T* L, bool shared, const T* R, index_t B, index_t D, index_
   check_launch("tri_solve");
 }
 
-#define PGM_INSTANTIATE(T)                                                                                            \
-  template void sampling_fill<T>(int, u64, u64, u64, index_t, index_t, T*, cudaStream_t);                             \
-  template void normal_head<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t, index_t, T*, \
-                               T*, T*, T*, std::int32_t*, cudaStream_t);                                              \
-  template void normal_head_backward<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t,     \
-                                        index_t, const T*, const T*, const T*, T*, T*, cudaStream_t);                 \
-  template void kl_normal<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t, T*, std::int32_t*,  \
-                             cudaStream_t);                                                                           \
-  template void kl_normal_backward<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t, const T*,  \
-                                      T*, T*, T*, T*, cudaStream_t);                                                  \
-  template void normal_log_prob<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t, T*,            \
-                                   std::int32_t*, cudaStream_t);                                                      \
-  template void normal_log_prob_backward<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t,       \
-                                            const T*, T*, T*, T*, cudaStream_t);                                      \
-  template void mvn_head<T>(const T*, const T*, bool, bool, const T*, u64, u64, u64, index_t, index_t, index_t, T*,   \
-                            T*, T*, T*, std::int32_t*, cudaStream_t);                                                 \
-  template void mvn_head_backward<T>(const T*, const T*, bool, const T*, u64, u64, u64, index_t, index_t, index_t,    \
-                                     const T*, const T*, const T*, T*, T*, void*, std::size_t, cudaStream_t);         \
-  template void tri_solve<T>(const T*, bool, const T*, index_t, index_t, index_t, bool, T*, cudaStream_t);
+}  // namespace pygenmod::cuda
+
+#include "sampling_mvn.cuh"  // (the full-covariance and Gumbel-softmax rows)
+
+namespace pygenmod::cuda {
+
+#define PGM_INSTANTIATE(T)                                                                                             \
+  template void sampling_fill<T>(int, u64, u64, u64, index_t, index_t, T*, cudaStream_t);                              \
+  template void normal_head<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t, index_t, T*,  \
+                               T*, T*, T*, std::int32_t*, cudaStream_t);                                               \
+  template void normal_head_backward<T>(const T*, const T*, const T*, int, T, T, u64, u64, u64, index_t, index_t,      \
+                                        index_t, const T*, const T*, const T*, T*, T*, cudaStream_t);                  \
+  template void kl_normal<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t, T*, std::int32_t*,   \
+                             cudaStream_t);                                                                            \
+  template void kl_normal_backward<T>(const T*, const T*, const T*, const T*, int, T, T, index_t, index_t, const T*,   \
+                                      T*, T*, T*, T*, cudaStream_t);                                                   \
+  template void normal_log_prob<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t, T*,             \
+                                   std::int32_t*, cudaStream_t);                                                       \
+  template void normal_log_prob_backward<T>(const T*, const T*, const T*, int, T, T, index_t, index_t, index_t,        \
+                                            const T*, T*, T*, T*, cudaStream_t);                                       \
+  template void mvn_head<T>(const T*, const T*, bool, bool, const T*, u64, u64, u64, index_t, index_t, index_t, T*,    \
+                            T*, T*, T*, std::int32_t*, cudaStream_t);                                                  \
+  template void mvn_head_backward<T>(const T*, const T*, bool, const T*, u64, u64, u64, index_t, index_t, index_t,     \
+                                     const T*, const T*, const T*, T*, T*, void*, std::size_t, cudaStream_t);          \
+  template void tri_solve<T>(const T*, bool, const T*, index_t, index_t, index_t, bool, T*, cudaStream_t);             \
+  template void tril_check<T>(const T*, index_t, index_t, std::int32_t*, cudaStream_t);                                \
+  template void mvn_rows<T>(const T*, const T*, const T*, bool, int, bool, index_t, index_t, index_t, T*,              \
+                            std::int32_t*, void*, std::size_t, cudaStream_t);                                          \
+  template void mvn_rows_backward<T>(const T*, const T*, const T*, bool, int, bool, index_t, index_t, index_t,         \
+                                     const T*, T*, T*, T*, std::int32_t*, void*, std::size_t, cudaStream_t);           \
+  template void kl_mvn<T>(const T*, const T*, bool, const T*, const T*, bool, index_t, index_t, T*, std::int32_t*,     \
+                          void*, std::size_t, cudaStream_t);                                                           \
+  template void kl_mvn_backward<T>(const T*, const T*, bool, const T*, const T*, bool, index_t, index_t, const T*, T*, \
+                                   T*, T*, T*, void*, std::size_t, cudaStream_t);                                      \
+  template void gumbel_softmax<T>(const T*, index_t, index_t, T, u64, u64, u64, T*, T*, std::int64_t*, std::int32_t*,  \
+                                  cudaStream_t);                                                                       \
+  template void gumbel_softmax_backward<T>(const T*, const T*, index_t, index_t, T, u64, u64, u64, const T*, T*,       \
+                                           std::int32_t*, cudaStream_t);
 
 PGM_INSTANTIATE(float)
 PGM_INSTANTIATE(double)

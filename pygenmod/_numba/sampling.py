@@ -445,3 +445,15 @@ def tri_solve(L, R, trans, X):
     if L.shape[0] not in (1, R.shape[0]):
         raise ValueError("L: expected 1 or B matrices")
     _tri_solve(L, R, bool(trans), X)
+
+
+# the full-covariance and Gumbel-softmax rows live in their own file (mirror of pygenmod/mvn.hpp)
+from .sampling_mvn import (  # noqa: E402, F401 (kernels of this family, found here by _dispatch)
+    gumbel_softmax,
+    gumbel_softmax_backward,
+    kl_mvn,
+    kl_mvn_backward,
+    mvn_rows,
+    mvn_rows_backward,
+    tril_check,
+)

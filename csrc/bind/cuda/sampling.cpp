@@ -23,6 +23,12 @@ static T* opt(const py::object& a, const char* name, std::initializer_list<py::s
   return numel(a, name) == 0 ? nullptr : device_ptr<T>(a, name, shape, w);
 }
 
+// x (R, D) rows against mu (B, D) rows r % B, R a multiple of B; L (1 or B, D, D).
+static void check_rows(py::ssize_t R, py::ssize_t B, py::ssize_t LB) {
+  if (B == 0 ? R != 0 : R % B != 0) throw std::invalid_argument("x: rows must be a multiple of mu's rows");
+  if (LB != 1 && LB != B) throw std::invalid_argument("L: expected 1 or B matrices");
+}
+
 template <class F>
 static void by_dtype(const py::object& a, const char* name, F&& f) {
   const auto t = device_typestr(a, name);
@@ -204,4 +210,125 @@ PYBIND11_MODULE(_cuda_sampling, m) {
         });
       },
       "L"_a, "rhs"_a, "trans"_a, "out"_a, "cuda_stream"_a = 0);
+
+  m.def(
+      "tril_check",
+      [](py::object L, py::object flags, std::uintptr_t st) {
+        by_dtype(L, "L", [&](auto tag) {
+          using T = decltype(tag);
+          const auto N = dim(L, "L", 0), D = dim(L, "L", 1);
+          cuda::tril_check<T>(device_ptr<T>(L, "L", {N, D, D}), N, D,
+                              device_ptr<std::int32_t>(flags, "flags", {N}, true), as_stream(st));
+        });
+      },
+      "L"_a, "flags"_a, "cuda_stream"_a = 0);
+  m.def(
+      "mvn_rows",
+      [](py::object x, py::object mu, py::object L, int mode, bool squared, py::object out, py::object status,
+         std::uintptr_t st) {
+        by_dtype(mu, "mu", [&](auto tag) {
+          using T = decltype(tag);
+          const auto B = dim(mu, "mu", 0), D = dim(mu, "mu", 1), R = dim(x, "x", 0), LB = dim(L, "L", 0);
+          check_rows(R, B, LB);
+          const Scratch tmp = scratch(cuda::mvn_rows_scratch_bytes(R, D, sizeof(T)));
+          cuda::mvn_rows<T>(device_ptr<T>(x, "x", {R, D}), device_ptr<T>(mu, "mu", {B, D}),
+                            device_ptr<T>(L, "L", {LB, D, D}), LB == 1 && B != 1, mode, squared, R, B, D,
+                            device_ptr<T>(out, "out", {R}, true), device_ptr<std::int32_t>(status, "status", {R}, true),
+                            tmp.ptr, tmp.bytes, as_stream(st));
+        });
+      },
+      "x"_a, "mu"_a, "L"_a, "mode"_a, "squared"_a, "out"_a, "status"_a, "cuda_stream"_a = 0);
+  m.def(
+      "mvn_rows_backward",
+      [](py::object x, py::object mu, py::object L, int mode, bool squared, py::object g, py::object dx, py::object dmu,
+         py::object dL, py::object status, std::uintptr_t st) {
+        by_dtype(mu, "mu", [&](auto tag) {
+          using T = decltype(tag);
+          const auto B = dim(mu, "mu", 0), D = dim(mu, "mu", 1), R = dim(x, "x", 0), LB = dim(L, "L", 0);
+          check_rows(R, B, LB);
+          const bool shared = LB == 1 && B != 1;
+          const Scratch tmp = scratch(cuda::mvn_rows_backward_scratch_bytes(shared, R, B, D, sizeof(T)));
+          cuda::mvn_rows_backward<T>(
+              device_ptr<T>(x, "x", {R, D}), device_ptr<T>(mu, "mu", {B, D}), device_ptr<T>(L, "L", {LB, D, D}), shared,
+              mode, squared, R, B, D, device_ptr<T>(g, "grad", {R}), device_ptr<T>(dx, "dx", {R, D}, true),
+              device_ptr<T>(dmu, "dmu", {B, D}, true), device_ptr<T>(dL, "dL", {LB, D, D}, true),
+              device_ptr<std::int32_t>(status, "status", {R}, true), tmp.ptr, tmp.bytes, as_stream(st));
+        });
+      },
+      "x"_a, "mu"_a, "L"_a, "mode"_a, "squared"_a, "grad"_a, "dx"_a, "dmu"_a, "dL"_a, "status"_a, "cuda_stream"_a = 0);
+  m.def(
+      "kl_mvn",
+      [](py::object mu, py::object L, py::object pm, py::object pL, py::object kl, py::object status,
+         std::uintptr_t st) {
+        by_dtype(mu, "mu", [&](auto tag) {
+          using T = decltype(tag);
+          const auto B = dim(mu, "mu", 0), D = dim(mu, "mu", 1), LB = dim(L, "scale_tril", 0),
+                     LB2 = dim(pL, "prior_scale_tril", 0);
+          const bool has_prior = numel(pL, "prior_scale_tril") != 0;
+          check_rows(B, B, LB);
+          if (has_prior) check_rows(B, B, LB2);
+          const Scratch tmp = scratch(cuda::kl_mvn_scratch_bytes(B, D, sizeof(T)));
+          cuda::kl_mvn<T>(device_ptr<T>(mu, "mu", {B, D}), device_ptr<T>(L, "scale_tril", {LB, D, D}),
+                          LB == 1 && B != 1, opt<T>(pm, "prior_mu", {B, D}),
+                          opt<T>(pL, "prior_scale_tril", {LB2, D, D}), LB2 == 1 && B != 1, B, D,
+                          device_ptr<T>(kl, "kl", {B}, true), device_ptr<std::int32_t>(status, "status", {B}, true),
+                          tmp.ptr, tmp.bytes, as_stream(st));
+        });
+      },
+      "mu"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale_tril"_a, "kl"_a, "status"_a, "cuda_stream"_a = 0);
+  m.def(
+      "kl_mvn_backward",
+      [](py::object mu, py::object L, py::object pm, py::object pL, py::object g, py::object dmu, py::object dL,
+         py::object dpm, py::object dpL, std::uintptr_t st) {
+        by_dtype(mu, "mu", [&](auto tag) {
+          using T = decltype(tag);
+          const auto B = dim(mu, "mu", 0), D = dim(mu, "mu", 1), LB = dim(L, "scale_tril", 0),
+                     LB2 = dim(pL, "prior_scale_tril", 0);
+          const bool has_prior = numel(pL, "prior_scale_tril") != 0;
+          check_rows(B, B, LB);
+          if (has_prior) check_rows(B, B, LB2);
+          const bool s1 = LB == 1 && B != 1, s2 = has_prior && LB2 == 1 && B != 1;
+          const Scratch tmp = scratch(cuda::kl_mvn_backward_scratch_bytes(s1, s2, B, D, sizeof(T)));
+          cuda::kl_mvn_backward<T>(device_ptr<T>(mu, "mu", {B, D}), device_ptr<T>(L, "scale_tril", {LB, D, D}), s1,
+                                   opt<T>(pm, "prior_mu", {B, D}), opt<T>(pL, "prior_scale_tril", {LB2, D, D}), s2, B,
+                                   D, device_ptr<T>(g, "grad", {B}), device_ptr<T>(dmu, "dmu", {B, D}, true),
+                                   device_ptr<T>(dL, "dscale_tril", {LB, D, D}, true),
+                                   opt<T>(dpm, "dprior_mu", {B, D}, true),
+                                   has_prior ? device_ptr<T>(dpL, "dprior_scale_tril", {LB2, D, D}, true) : nullptr,
+                                   tmp.ptr, tmp.bytes, as_stream(st));
+        });
+      },
+      "mu"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale_tril"_a, "grad"_a, "dmu"_a, "dscale_tril"_a, "dprior_mu"_a,
+      "dprior_scale_tril"_a, "cuda_stream"_a = 0);
+  m.def(
+      "gumbel_softmax",
+      [](py::object logits, double tau, u64 seed, u64 stream, u64 offset, py::object y_soft, py::object y,
+         py::object index, py::object status, std::uintptr_t st) {
+        by_dtype(logits, "logits", [&](auto tag) {
+          using T = decltype(tag);
+          const auto R = dim(logits, "logits", 0), K = dim(logits, "logits", 1);
+          cuda::gumbel_softmax<T>(device_ptr<T>(logits, "logits", {R, K}), R, K, T(tau), seed, stream, offset,
+                                  device_ptr<T>(y_soft, "y_soft", {R, K}, true), opt<T>(y, "y", {R, K}, true),
+                                  device_ptr<std::int64_t>(index, "index", {R}, true),
+                                  device_ptr<std::int32_t>(status, "status", {R}, true), as_stream(st));
+        });
+      },
+      "logits"_a, "temperature"_a, "seed"_a, "stream"_a, "offset"_a, "y_soft"_a, "y"_a, "index"_a, "status"_a,
+      "cuda_stream"_a = 0);
+  m.def(
+      "gumbel_softmax_backward",
+      [](py::object logits, py::object y_soft, double tau, u64 seed, u64 stream, u64 offset, py::object g,
+         py::object out, py::object status, std::uintptr_t st) {
+        by_dtype(g, "grad_y", [&](auto tag) {
+          using T = decltype(tag);
+          const auto R = dim(g, "grad_y", 0), K = dim(g, "grad_y", 1);
+          const T* ys = opt<T>(y_soft, "y_soft", {R, K});
+          cuda::gumbel_softmax_backward<T>(ys ? nullptr : device_ptr<T>(logits, "logits", {R, K}), ys, R, K, T(tau),
+                                           seed, stream, offset, device_ptr<T>(g, "grad_y", {R, K}),
+                                           device_ptr<T>(out, "out", {R, K}, true),
+                                           device_ptr<std::int32_t>(status, "status", {R}, true), as_stream(st));
+        });
+      },
+      "logits"_a, "y_soft"_a, "temperature"_a, "seed"_a, "stream"_a, "offset"_a, "grad_y"_a, "out"_a, "status"_a,
+      "cuda_stream"_a = 0);
 }
