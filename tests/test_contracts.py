@@ -67,3 +67,11 @@ def test_mcts_contract():
     assert params[m.PARAM_FIELDS["max_depth"]] == 3
     assert params[m.PARAM_FIELDS["policy"]] == m.POLICIES["gumbel"]
     assert params[m.PARAM_FIELDS["max_considered"]] == 2
+
+
+def test_status_flags():
+    """pygenmod.Status's values are those of csrc/include/pygenmod/status.hpp."""
+    from pygenmod import Status
+
+    m = _module("_cpu_runtime")
+    assert m.STATUS_FLAGS == {f.name: int(f) for f in Status if f}
