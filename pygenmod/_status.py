@@ -50,7 +50,7 @@ class NumericalError(ValueError):
     would poison the result. ``status`` is the per-row flags (uint32 (B,) NumPy array) and
     ``row`` the first offending row (-1 when unknown)."""
 
-    def __init__(self, message: str, status: Any = None, row: int = -1):
+    def __init__(self, message: str, status: Any = None, row: int = -1) -> None:
         super().__init__(message)
         self.status = None if status is None else np.asarray(status, np.uint32)
         self.row = int(row)
