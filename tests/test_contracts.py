@@ -75,3 +75,17 @@ def test_status_flags():
 
     m = _module("_cpu_runtime")
     assert m.STATUS_FLAGS == {f.name: int(f) for f in Status if f}
+
+
+def test_numba_mcts_view_follows_tree_fields():
+    """The numba backend's per-tree view keeps the tuple order of TREE_FIELDS (it is indexed
+    by the same named constants as the batch tuple)."""
+    import inspect
+    import re
+
+    from pygenmod import _mcts_fields as F
+    from pygenmod._numba import mcts as nm
+
+    src = inspect.getsource(nm._view.py_func)
+    assert re.findall(r"tree\[(\w+)\]", src) == [f.upper() for f in F.TREE_FIELDS]
+    assert not re.search(r"\b(t|tree|p|params)\[\d", inspect.getsource(nm)), "a bare index into a tree or params"

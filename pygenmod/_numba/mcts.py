@@ -12,6 +12,7 @@ import numba as nb
 import numpy as np
 
 from .._mcts_fields import (
+    ACTION,
     ALREADY_EXPANDED,
     BAD_ACTION,
     CAPACITY,
@@ -44,6 +45,7 @@ from .._mcts_fields import (
     RAW_VALUE,
     REEVALUATE,
     REWARD,
+    STATE,
     TERMINAL,
     VALUE_SUM,
     VISITS,
@@ -84,39 +86,23 @@ def _inverse_cdf(row, u):
 
 @nb.njit(cache=True, inline="always")
 def _view(tree, b):
-    (
-        visits,
-        value_sum,
-        raw_value,
-        reward,
-        discount,
-        parent,
-        action,
-        children,
-        logits,
-        prior,
-        invalid,
-        state,
-        num_nodes,
-        gumbel,
-        qbounds,
-    ) = tree
+    # one tree's views, in the tuple order of TREE_FIELDS (tests/test_contracts.py checks it)
     return (
-        visits[b],
-        value_sum[b],
-        raw_value[b],
-        reward[b],
-        discount[b],
-        parent[b],
-        action[b],
-        children[b],
-        logits[b],
-        prior[b],
-        invalid[b],
-        state[b],
-        num_nodes[b : b + 1],
-        gumbel[b],
-        qbounds[b],
+        tree[VISITS][b],
+        tree[VALUE_SUM][b],
+        tree[RAW_VALUE][b],
+        tree[REWARD][b],
+        tree[DISCOUNT][b],
+        tree[PARENT][b],
+        tree[ACTION][b],
+        tree[CHILDREN][b],
+        tree[LOGITS][b],
+        tree[PRIOR][b],
+        tree[INVALID][b],
+        tree[STATE][b],
+        tree[NUM_NODES][b : b + 1],
+        tree[GUMBEL][b],
+        tree[QBOUNDS][b],
     )
 
 
@@ -133,7 +119,15 @@ def _child_visits(t, n, a):
 
 @nb.njit(cache=True)
 def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, has_invalid, all_invalid, state):
-    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    rew = t[REWARD]
+    disc = t[DISCOUNT]
+    par = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    st = t[STATE]
     A = children.shape[1]
     visits[c] = 1
     value_sum[c] = value
@@ -586,7 +580,18 @@ def _leaf_value(s, depth, next_state, reward, discount, value, invalid, cdf, has
 
 @nb.njit(cache=True)
 def _init_chance(t, c, parent, action, reward, discount):
-    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    rew = t[REWARD]
+    disc = t[DISCOUNT]
+    par = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    lg = t[LOGITS]
+    pr = t[PRIOR]
+    inv = t[INVALID]
+    st = t[STATE]
     visits[c] = 0
     value_sum[c] = 0
     raw_value[c] = 0
@@ -607,7 +612,19 @@ def _simulate_chance(
     t, params, table, next_state, reward, discount, logits, prior, value, invalid, cdf, seed, gi, sim, depth
 ):
     """mcts.hpp simulate_chance: one simulation with chance nodes; returns the node to back up."""
-    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    rew = t[REWARD]
+    disc = t[DISCOUNT]
+    par = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    lg = t[LOGITS]
+    pr = t[PRIOR]
+    inv = t[INVALID]
+    st = t[STATE]
+    nn = t[NUM_NODES]
     A = children.shape[1]
     n = 0
     d = 0
@@ -694,7 +711,19 @@ def _search_tabular(
     for b in nb.prange(B):
         t = _view(tree, b)
         gi = stream0 + b  # the tree's global index: its random streams
-        visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+        visits = t[VISITS]
+        value_sum = t[VALUE_SUM]
+        raw_value = t[RAW_VALUE]
+        rew = t[REWARD]
+        disc = t[DISCOUNT]
+        par = t[PARENT]
+        act = t[ACTION]
+        children = t[CHILDREN]
+        lg = t[LOGITS]
+        pr = t[PRIOR]
+        inv = t[INVALID]
+        st = t[STATE]
+        nn = t[NUM_NODES]
         A = children.shape[1]
         depth = int(params[P_ROLLOUT_DEPTH])
         chance = params[P_CHANCE] != 0 and has_cdf
@@ -778,7 +807,20 @@ def _search_tabular(
 
 @nb.njit(cache=True)
 def _advance_one(t, action, new_index, old_index):
-    visits, value_sum, raw_value, reward, discount, parent, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    reward = t[REWARD]
+    discount = t[DISCOUNT]
+    parent = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    lg = t[LOGITS]
+    pr = t[PRIOR]
+    inv = t[INVALID]
+    st = t[STATE]
+    nn = t[NUM_NODES]
+    qb = t[QBOUNDS]
     N, A = children.shape
     if action < 0 or action >= A:
         return BAD_ACTION
