@@ -131,10 +131,10 @@ def report(
     host = _host(status).astype(np.uint32).reshape(-1)
     if not host.any():
         return
-    msg = f"{where}: " + (detail or summary(host)) + " (see the result's .status)"
+    msg = f"{where}: " + (detail or summary(host))
     if on_status == "raise":
         raise NumericalError(msg, host, int(np.flatnonzero(host)[0]))
-    warnings.warn(msg, warning, stacklevel=stacklevel)
+    warnings.warn(msg + " (see the result's .status)", warning, stacklevel=stacklevel)
 
 
 __all__ = ["NumericalError", "NumericalWarning", "ON_STATUS", "OnStatus", "Status"]

@@ -929,7 +929,7 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
     _check_overflow(tree.value_sum, on_status)
 
 
-def _check_overflow(a, on_status="raise"):
+def _check_overflow(a, on_status="raise", stacklevel=5):
     """Finite rewards and values can still sum to +-inf (e.g. values near the dtype's max):
     Status.OVERFLOW for those trees; by default an error instead of NaN policies."""
     if on_status == "ignore" or not a.size or bool(xp_of(a).isfinite(a).all()):
@@ -940,6 +940,7 @@ def _check_overflow(a, on_status="raise"):
         "value",
         detail=f"the search's returns overflowed {a.dtype} (rewards and values too large to sum); "
         "rescale the model's rewards and values",
+        stacklevel=stacklevel,  # the policy's caller (policy -> [_run ->] here -> report)
     )
 
 
@@ -1209,7 +1210,7 @@ def gumbel_muzero_policy(
     z = z - z.max(-1, keepdims=True)
     e = xp.where(invalid, 0, xp.exp(z))
     weights = (e / e.sum(-1, keepdims=True)).astype(tree.dtype)
-    _check_overflow(weights, on_status)
+    _check_overflow(weights, on_status, stacklevel=4)
     value = (tree.value_sum[:, 0] / xp.maximum(tree.visits[:, 0], 1)).astype(tree.dtype)
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 

@@ -233,3 +233,9 @@ def test_on_status_is_the_one_keyword():
 def test_package_exports():
     for name in ("Status", "NumericalWarning", "NumericalError"):
         assert name in pygenmod.__all__ and getattr(pygenmod, name) is not None
+
+
+def test_mcts_warning_points_at_the_caller():
+    with pytest.warns(NumericalWarning) as rec:
+        mcts.muzero_policy(np.array([1]), _overflow_model(), 4, seed=0, on_status="warn")
+    assert rec[0].filename == __file__
