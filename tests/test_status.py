@@ -239,3 +239,12 @@ def test_mcts_warning_points_at_the_caller():
     with pytest.warns(NumericalWarning) as rec:
         mcts.muzero_policy(np.array([1]), _overflow_model(), 4, seed=0, on_status="warn")
     assert rec[0].filename == __file__
+
+
+def test_status_comes_back_in_the_callers_array_type():
+    torch = pytest.importorskip("torch")
+    r = gmm.fit(torch.randn(3, 40, 2, dtype=torch.float64), 2, max_iter=1, tol=0, seed=0, on_status="ignore")
+    assert isinstance(r.status, torch.Tensor) and r.status.tolist() == [Status.NOT_CONVERGED] * 3
+    P, R = mdp.random_mdp(4, 2, batch=2, seed=0)
+    s = mdp.value_iteration(torch.as_tensor(P), torch.as_tensor(R), 0.9, max_iter=1)
+    assert isinstance(s.status, torch.Tensor) and s.status.tolist() == [Status.NOT_CONVERGED] * 2
