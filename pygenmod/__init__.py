@@ -19,6 +19,7 @@ from ._backend import (
 from ._seed import get_state as get_rng_state
 from ._seed import manual_seed
 from ._seed import set_state as set_rng_state
+from ._status import NumericalError, NumericalWarning, Status
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,9 @@ def cmake_dir() -> str:
 
 __all__ = [
     "BackendError",
+    "NumericalError",
+    "NumericalWarning",
+    "Status",
     "backends",
     "get_num_threads",
     "set_backend",

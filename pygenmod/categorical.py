@@ -28,6 +28,7 @@ import numpy as np
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
+from ._status import Status, input_error
 from ._typing import Array, ArrayLike, QIs, Reduction
 from .adversarial import REDUCTIONS, LossGrad
 
@@ -99,17 +100,18 @@ def _raise_status(status, names, actions=None, K=None):
     r = int(bad[0])
     code = int(st[r])
     p_logits, p_mask, q_logits, q_mask = names
-    if code == _P_ALL_MASKED:
-        raise ValueError(f"{p_mask}: row {r} masks every action (a distribution needs at least one)")
-    if code == _P_NONFINITE:
-        raise ValueError(
-            f"{p_logits}: row {r} has a NaN or infinite logit at an allowed action (mask the action instead)"
+    # ValueErrors carrying the per-row pygenmod.Status (.status): NONFINITE_INPUT, DEGENERATE
+    nonfinite = (st == _P_NONFINITE) | (st == _Q_NONFINITE)
+    masked = (st == _P_ALL_MASKED) | (st == _Q_ALL_MASKED)
+    if code in (_P_ALL_MASKED, _Q_ALL_MASKED):
+        name = p_mask if code == _P_ALL_MASKED else q_mask
+        raise input_error(
+            f"{name}: row {r} masks every action (a distribution needs at least one)", masked, Status.DEGENERATE
         )
-    if code == _Q_ALL_MASKED:
-        raise ValueError(f"{q_mask}: row {r} masks every action (a distribution needs at least one)")
-    if code == _Q_NONFINITE:
-        raise ValueError(
-            f"{q_logits}: row {r} has a NaN or infinite logit at an allowed action (mask the action instead)"
+    if code in (_P_NONFINITE, _Q_NONFINITE):
+        name = p_logits if code == _P_NONFINITE else q_logits
+        raise input_error(
+            f"{name}: row {r} has a NaN or infinite logit at an allowed action (mask the action instead)", nonfinite
         )
     a = actions.reshape(-1)[r]
     raise ValueError(f"actions: row {r} selects action {int(a)}, outside [0, {K})")

@@ -42,6 +42,8 @@ from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from ._status import NumericalError, NumericalWarning, OnStatus, Status, check_on_status
+from ._status import flags as _status_flags
 from ._typing import Array, ArrayLike, CovarianceType, GMMInit, LogProbPer, SeedLike
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -52,8 +54,9 @@ INITS = ("kmeans", "k-means++", "random_from_data", "random")
 COLLAPSED, REGULARISED, EMPTY_SET = 1, 2, 4
 
 
-class GMMWarning(UserWarning):
-    """Summary of sets that did not converge or had collapsed / regularised components."""
+class GMMWarning(NumericalWarning):
+    """Summary of sets that did not converge or had collapsed / regularised components (a
+    :class:`pygenmod.NumericalWarning`)."""
 
 
 class GMMParams(NamedTuple):
@@ -77,6 +80,13 @@ class FitResult(NamedTuple):
     #: (B, max n_iter) lower bound of every iteration of the kept init, NaN after a set's last
     #: iteration ((n_iter,) for one set); None unless fit(..., lower_bounds=True) or a callback
     lower_bounds: object = None
+
+    @property
+    def status(self) -> Any:
+        """(B,) uint32 :class:`pygenmod.Status` per set (a ``Status`` for one set), from
+        ``converged`` and ``flags``: NOT_CONVERGED (stopped at max_iter), DEGENERATE (a
+        collapsed component, or no data), CLAMPED (a covariance needed diagonal jitter)."""
+        return _fit_status(self.converged, self.flags)
 
 
 class FitProgress(NamedTuple):
@@ -695,6 +705,7 @@ def fit(
     seed: SeedLike = None,
     stream: int = 0,
     warn: bool = True,
+    on_status: OnStatus | None = None,
     lower_bounds: bool = False,
     callback: Callable[[FitProgress], object] | None = None,
     weights: Any = val.DEPRECATED,
@@ -723,6 +734,13 @@ def fit(
     ``init_params=GMMParams`` (now ``init=``), ``random_state=`` (now ``seed``).
     ``lower_bound_init`` seeds the convergence test (warm start: the previous bound).
 
+    Status (docs/conventions.md): ``FitResult.status`` holds a :class:`pygenmod.Status` per
+    set (``flags`` the per-component detail). ``on_status`` "warn" (the default) issues one
+    :class:`GMMWarning` (a :class:`pygenmod.NumericalWarning`) summarising the sets that did
+    not converge or had collapsed / regularised components; "raise" raises
+    :class:`pygenmod.NumericalError` instead; "ignore" neither. ``warn=False`` is
+    ``on_status="ignore"``.
+
     ``lower_bounds=True`` records the bound of every iteration (``FitResult.lower_bounds``,
     scikit-learn's ``lower_bounds_``), and ``callback(FitProgress)`` is called at the start of
     every init and after every EM iteration. Either one drives the iterations from Python, one
@@ -735,6 +753,7 @@ def fit(
     if init_params is not None:  # None meant "not given" before the rename
         init = val.renamed(init, init_params, "init", "init_params", func="gmm.fit", default="kmeans")
     seed = val.renamed(seed, random_state, "seed", "random_state", func="gmm.fit")
+    on_status = check_on_status("warn" if on_status is None else on_status) if warn else "ignore"
     X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     Bx, N, D = X3.shape
@@ -826,8 +845,8 @@ def fit(
     conv = conv.astype(bool)
     if hist is not None:  # columns up to the longest kept run
         hist = hist[:, : int(n_iter.max()) if Bx else 0]
-    if warn:
-        _summary_warning(conv, flags, max_iter)
+    if on_status != "ignore":
+        _summary_warning(conv, flags, max_iter, on_status)
     res_p = _unbatch(out, single, back)
     if single:
         return FitResult(
@@ -836,7 +855,28 @@ def fit(
     return FitResult(res_p, back(lb), back(n_iter), back(conv), back(flags), None if hist is None else back(hist))
 
 
-def _summary_warning(conv, flags, max_iter):
+def _fit_status(converged, flags):
+    """Status per set from FitResult's converged (B,) and flags (B, K) (any array type)."""
+    if isinstance(converged, (bool, np.bool_)):  # one set: flags (K,)
+        f = np.asarray(to_native(flags))
+        empty = bool((f & EMPTY_SET).any())
+        return _status_flags(
+            None,
+            (not converged and not empty, Status.NOT_CONVERGED),
+            (bool((f & (COLLAPSED | EMPTY_SET)).any()), Status.DEGENERATE),
+            (bool((f & REGULARISED).any()), Status.CLAMPED),
+        )
+    f = to_native(flags)
+    empty = (f & EMPTY_SET).any(axis=-1)
+    return _status_flags(
+        converged,
+        (~to_native(converged).astype(bool) & ~empty, Status.NOT_CONVERGED),
+        ((f & (COLLAPSED | EMPTY_SET)).any(axis=-1), Status.DEGENERATE),
+        ((f & REGULARISED).any(axis=-1), Status.CLAMPED),
+    )
+
+
+def _summary_warning(conv, flags, max_iter, on_status="warn"):
     B = conv.shape[0]
     empty = int(((flags & EMPTY_SET) != 0).any(axis=-1).sum())
     not_conv = int((~conv).sum()) - empty if max_iter > 0 else 0
@@ -851,9 +891,16 @@ def _summary_warning(conv, flags, max_iter):
         parts.append(f"{regd} covariances needed extra diagonal jitter")
     if empty:
         parts.append(f"{empty} sets have no data (neutral parameters)")
+    if parts and on_status == "raise":
+        st = _fit_status(conv, flags)
+        raise NumericalError(
+            "pygenmod.gmm.fit: " + "; ".join(parts) + ".", _host(st), int(np.flatnonzero(_host(st))[0])
+        )
     if parts:
         warnings.warn(
-            "pygenmod.gmm.fit: " + "; ".join(parts) + ". See FitResult.converged / .flags; pass warn=False to silence.",
+            "pygenmod.gmm.fit: "
+            + "; ".join(parts)
+            + ". See FitResult.status / .converged / .flags; pass on_status='ignore' to silence.",
             GMMWarning,
             stacklevel=3,
         )

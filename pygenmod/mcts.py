@@ -43,35 +43,22 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from . import _mcts_fields as F
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from ._status import OnStatus, Status, check_on_status, report
 from ._typing import Array, ArrayLike, DTypeLike, MctsPolicy, QNormalization, SeedLike
 
-TREE_FIELDS = (
-    "visits",
-    "value_sum",
-    "raw_value",
-    "reward",
-    "discount",
-    "parent",
-    "action",
-    "children",
-    "logits",
-    "prior",
-    "invalid",
-    "state",
-    "num_nodes",
-    "gumbel",
-    "qbounds",
-)
+#: the arrays of a :class:`Tree`, in the order the kernels take them (csrc/include/pygenmod/mcts_fields.hpp)
+TREE_FIELDS = F.TREE_FIELDS
 
 _ERRORS = {
-    -1: "capacity exceeded (the tree is full; grow it with Tree.grow or pass a larger capacity)",
-    -2: "the action at this node is already expanded",
-    -3: "node or action index out of range",
-    -4: "the root's child for this action was never expanded (start a fresh search)",
+    F.CAPACITY: "capacity exceeded (the tree is full; grow it with Tree.grow or pass a larger capacity)",
+    F.ALREADY_EXPANDED: "the action at this node is already expanded",
+    F.BAD_ACTION: "node or action index out of range",
+    F.NOT_EXPANDED: "the root's child for this action was never expanded (start a fresh search)",
 }
 
 
@@ -126,6 +113,12 @@ class PolicyOutput(NamedTuple):
     value: object  #: [B], the root's search value
     tree: "Tree"
 
+    @property
+    def status(self) -> Array:
+        """[B] uint32 :class:`pygenmod.Status` per tree: ``Status.OVERFLOW`` where the tree's
+        returns or the action weights are not finite (see ``on_status``), else 0."""
+        return returner(self.action_weights)(_overflow_rows(self.tree.value_sum, self.action_weights))
+
 
 @dataclasses.dataclass
 class Tree:
@@ -177,7 +170,7 @@ class Tree:
 
     def copy(self) -> "Tree":
         emb = None if self.embeddings is None else self.embeddings.copy()
-        return Tree(*(a.copy() for a in self.arrays()), embeddings=emb, emb_back=self.emb_back)
+        return Tree(**{f: getattr(self, f).copy() for f in TREE_FIELDS}, embeddings=emb, emb_back=self.emb_back)
 
     def node_values(self) -> Array:
         """[B, N] mean backed-up value of every node (0 for free slots)."""
@@ -609,23 +602,20 @@ def _params(
     if num_actions is not None:  # at most A actions are ever considered (the table is O(M^2))
         M = min(M, int(num_actions))
     depth = 0 if max_depth is None else val.positive_int(max_depth, "max_depth")
-    params = np.array(
-        [
-            ("muzero", "gumbel", "uct").index(policy),
-            pb_c_init,
-            pb_c_base,
-            value_scale,
-            maxvisit_init,
-            bool(rescale_values),
-            bool(use_mixed_value),
-            M if policy == "gumbel" else 0,
-            q_normalization == "tree",
-            depth,
-            exploration,
-            rollout,
-            bool(chance_nodes),
-        ],
-        np.float64,
+    params = F.pack_params(
+        policy=F.POLICIES[policy],
+        pb_c_init=pb_c_init,
+        pb_c_base=pb_c_base,
+        value_scale=value_scale,
+        maxvisit_init=maxvisit_init,
+        rescale_values=bool(rescale_values),
+        use_mixed_value=bool(use_mixed_value),
+        max_considered=M if policy == "gumbel" else 0,
+        q_tree=q_normalization == "tree",
+        max_depth=depth,
+        uct_c=exploration,
+        rollout_depth=rollout,
+        chance=bool(chance_nodes),
     )
     table = considered_visits_table(M, num_simulations) if policy == "gumbel" else _NO_TABLE
     return params, table
@@ -653,7 +643,8 @@ def select(
     "gumbel" (kw max_num_considered_actions, value_scale, maxvisit_init, rescale_values,
     use_mixed_value; num_simulations sets the sequential-halving schedule). ``max_depth``
     (both policies) ends the descent after that many edges: the returned action's child may
-    then exist already (re-evaluate it with ``expand(..., action=-2 - a)``).
+    then exist already (re-evaluate it with ``expand(..., action=-2 - a)``: actions below -1
+    encode a re-evaluation of the existing child ``a = -2 - action``).
     """
     xp = xp_of(tree.visits)
     _check_has_root(tree)
@@ -737,12 +728,14 @@ def advance(tree: Tree, actions: ArrayLike) -> Tree:
     bad = (act < 0) | (act >= A)
     if bool(bad.any()):
         b = int(xp.argmax(bad))
-        raise ValueError(f"advance: tree {b}: {_ERRORS[-3]} (actions[{b}] = {int(act[b])}, expected [0, {A}))")
+        raise ValueError(
+            f"advance: tree {b}: {_ERRORS[F.BAD_ACTION]} (actions[{b}] = {int(act[b])}, expected [0, {A}))"
+        )
     act = act.astype(xp.int32)
     unexpanded = tree.children[xp.arange(B), 0, act] < 0
     if bool(unexpanded.any()):
         b = int(xp.argmax(unexpanded))
-        raise ValueError(f"advance: tree {b}: {_ERRORS[-4]} (actions)")
+        raise ValueError(f"advance: tree {b}: {_ERRORS[F.NOT_EXPANDED]} (actions)")
     if bool((tree.state[xp.arange(B), tree.children[xp.arange(B), 0, act]] < 0).any()):
         raise ValueError(
             "advance: the root's child is a chance node (a search with chance_nodes=True); "
@@ -850,7 +843,7 @@ def _prepare(root, model, num_simulations, tree, capacity, invalid_actions, chan
     return tree, back, num_simulations
 
 
-def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, stream: int = 0):
+def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, stream: int = 0, on_status="raise"):
     xp = xp_of(tree.visits)
     params, table = _on(xp, params, table)
     if num_simulations == 0 or tree.batch_size == 0:
@@ -877,7 +870,7 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             seed,
             stream,
         )
-        _check_overflow(tree.value_sum)
+        _check_overflow(tree.value_sum, on_status)
         return
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
     B, A = tree.batch_size, tree.num_actions
@@ -919,9 +912,9 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
                     f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}"
                 )
         state = tree.num_nodes.astype(xp.int64)
-        if params[9] > 0:  # max_depth cutoff at an expanded child: re-evaluate it (-2 - a)
+        if params[F.P_MAX_DEPTH] > 0:  # max_depth cutoff at an expanded child: re-evaluate it
             cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
-            action_k = xp.where(cut, -2 - action, action).astype(xp.int32)
+            action_k = xp.where(cut, F.REEVALUATE - action, action).astype(xp.int32)
         else:
             action_k = action
         exp_(arrays, node, action_k, r, d, lg, v, inv, state, leaf)
@@ -936,18 +929,34 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             bk(arrays, leaf)
     if done_any:
         _raise_codes(leaf, "expand")
-    _check_overflow(tree.value_sum)
+    _check_overflow(tree.value_sum, on_status)
 
 
-def _check_overflow(*arrays):
+def _check_overflow(a, on_status="raise", stacklevel=5):
     """Finite rewards and values can still sum to +-inf (e.g. values near the dtype's max):
-    say so instead of returning NaN policies."""
+    Status.OVERFLOW for those trees; by default an error instead of NaN policies."""
+    if on_status == "ignore" or not a.size or bool(xp_of(a).isfinite(a).all()):
+        return
+    report(
+        _overflow_rows(a),
+        on_status,
+        "value",
+        detail=f"the search's returns overflowed {a.dtype} (rewards and values too large to sum); "
+        "rescale the model's rewards and values",
+        stacklevel=stacklevel,  # the policy's caller (policy -> [_run ->] here -> report)
+    )
+
+
+def _overflow_rows(*arrays):
+    """(B,) uint32: Status.OVERFLOW where a row of any array (leading axis B) is not finite."""
+    a0 = to_native(arrays[0])
+    xp = xp_of(a0)
+    bad = None
     for a in arrays:
-        if a.size and not bool(xp_of(a).isfinite(a).all()):
-            raise ValueError(
-                f"value: the search's returns overflowed {a.dtype} (rewards and values "
-                "too large to sum); rescale the model's rewards and values"
-            )
+        a = to_native(a)
+        b = ~xp.isfinite(a.reshape(a.shape[0], math.prod(a.shape[1:]))).all(axis=1)
+        bad = b if bad is None else bad | b
+    return xp.where(bad, np.uint32(Status.OVERFLOW), np.uint32(0)).astype(xp.uint32)
 
 
 def _cb_float(x, name, shape, dtype, xp):
@@ -1018,6 +1027,7 @@ def muzero_policy(
     max_depth: int | None = None,
     stream: int = 0,
     chance_nodes: bool = False,
+    on_status: OnStatus = "raise",
 ) -> PolicyOutput:
     """MuZero search (mctx ``muzero_policy``) over a batch of trees.
 
@@ -1040,8 +1050,13 @@ def muzero_policy(
     a:b of the whole batch's search bitwise. chance_nodes: on a stochastic tabular model, draw the
     outcome of an edge at every visit and keep a child per outcome (docs/mcts.md, "Chance
     nodes"); the default capacity is then 1 + 2 * num_simulations.
+    on_status: what to do when a tree's returns overflow (finite rewards and values whose sums
+    reach +-inf; ``PolicyOutput.status`` has ``Status.OVERFLOW`` for that tree): "raise" (the
+    default: :class:`pygenmod.NumericalError`, a ValueError, since the policy would be NaN),
+    "warn" (:class:`pygenmod.NumericalWarning`) or "ignore".
     """
     seed = resolve_seed(seed)
+    on_status = check_on_status(on_status)
     chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
     stream = _stream(stream, tree)
@@ -1067,7 +1082,7 @@ def muzero_policy(
         max_depth=max_depth,
         chance_nodes=chance_nodes,
     )
-    _run(tree, recurrent_fn, sims, params, table, seed, stream)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream, on_status)
     return _visit_output(tree, temps, seed, stream, back)
 
 
@@ -1146,6 +1161,7 @@ def gumbel_muzero_policy(
     max_depth: int | None = None,
     stream: int = 0,
     chance_nodes: bool = False,
+    on_status: OnStatus = "raise",
 ) -> PolicyOutput:
     """Gumbel MuZero search (mctx ``gumbel_muzero_policy``) over a batch of trees.
 
@@ -1153,10 +1169,11 @@ def gumbel_muzero_policy(
     deterministic improved-policy selection inside the tree. ``gumbel`` [B, A] fixes the
     Gumbel vector (else gumbel_scale * Gumbel noise from ``seed``). The action is the best
     of the most visited actions by gumbel + logits + completed Q; action_weights is the
-    improved policy softmax(logits + completed Q). max_depth, stream, chance_nodes: as
-    :func:`muzero_policy`.
+    improved policy softmax(logits + completed Q). max_depth, stream, chance_nodes, on_status:
+    as :func:`muzero_policy`.
     """
     seed = resolve_seed(seed)
+    on_status = check_on_status(on_status)
     chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
     stream = _stream(stream, tree)
@@ -1185,9 +1202,10 @@ def gumbel_muzero_policy(
         chance_nodes=chance_nodes,
         **kw,
     )
-    _run(tree, recurrent_fn, sims, params, table, seed, stream)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream, on_status)
     counts = tree.child_visits(0)
-    cq = _completed_q_root(tree, **kw)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN only in overflowed trees (on_status)
+        cq = _completed_q_root(tree, **kw)
     logits = tree.logits[:, 0]
     invalid = tree.invalid[:, 0] != 0
     considered = counts.max(-1, keepdims=True)
@@ -1200,7 +1218,7 @@ def gumbel_muzero_policy(
     z = z - z.max(-1, keepdims=True)
     e = xp.where(invalid, 0, xp.exp(z))
     weights = (e / e.sum(-1, keepdims=True)).astype(tree.dtype)
-    _check_overflow(weights)
+    _check_overflow(weights, on_status, stacklevel=4)
     value = (tree.value_sum[:, 0] / xp.maximum(tree.visits[:, 0], 1)).astype(tree.dtype)
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
@@ -1220,6 +1238,7 @@ def uct_policy(
     max_depth: int | None = None,
     stream: int = 0,
     chance_nodes: bool = False,
+    on_status: OnStatus = "raise",
 ) -> PolicyOutput:
     """Classic UCT (Kocsis & Szepesvari 2006; Browne et al. 2012) over a batch of trees.
 
@@ -1233,10 +1252,11 @@ def uct_policy(
     then an error). Mean backup as the other policies. The action is drawn from the visit
     counts with ``temperature`` (default 0: the most visited, lowest index among ties);
     action_weights are the visit distribution. Rollout draws: Philox stream (5 << 56) | g,
-    block sim * rollout_depth + step (docs/mcts.md). seed, stream, max_depth, chance_nodes: as
-    :func:`muzero_policy`.
+    block sim * rollout_depth + step (docs/mcts.md). seed, stream, max_depth, chance_nodes,
+    on_status: as :func:`muzero_policy`.
     """
     seed = resolve_seed(seed)
+    on_status = check_on_status(on_status)
     chance_nodes = _check_chance(chance_nodes, recurrent_fn, max_depth)
     tree, back, sims = _prepare(root, recurrent_fn, num_simulations, tree, capacity, invalid_actions, chance_nodes)
     stream = _stream(stream, tree)
@@ -1254,7 +1274,7 @@ def uct_policy(
     params, table = _params(
         "uct", exploration=exploration, rollout_depth=depth, max_depth=max_depth, chance_nodes=chance_nodes
     )
-    _run(tree, recurrent_fn, sims, params, table, seed, stream)
+    _run(tree, recurrent_fn, sims, params, table, seed, stream, on_status)
     return _visit_output(tree, temps, seed, stream, back)
 
 

@@ -34,6 +34,7 @@ from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
+from ._status import input_error
 from ._typing import Array, ArrayLike, Clamp, SeedLike
 
 KINDS = {"logvar": 0, "log_std": 1, "std": 2}
@@ -136,8 +137,10 @@ def _status(status, what, first_axis="row"):
                 f"scale_tril: matrix {bad} is not lower triangular with a positive diagonal "
                 "(use scale_tril_from_cov for a covariance)"
             )
-        raise ValueError(
-            f"{what}: {first_axis} {bad} contains NaN or infinity" + (" or a non-positive std" if "std" in what else "")
+        raise input_error(  # a ValueError carrying Status.NONFINITE_INPUT per row (.status)
+            f"{what}: {first_axis} {bad} contains NaN or infinity"
+            + (" or a non-positive std" if "std" in what else ""),
+            status != 0,
         )
 
 

@@ -41,6 +41,7 @@ from . import _grads
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
+from ._status import input_error
 from ._typing import Array, ArrayLike, CoordOrder, Coords, Layout
 
 LAYOUTS = ("NCHW", "NHWC")
@@ -158,9 +159,10 @@ def _check_stats(stats, xp):
         s = stats.get() if hasattr(stats, "get") else stats
         bad = np.argwhere(~np.isfinite(s).all(-1))[0]
         where = f"map b={bad[0]}, c={bad[1]}"
+        rows = ~np.isfinite(s).all(axis=(1, 2))  # Status.NONFINITE_INPUT per batch row (.status)
         if s[bad[0], bad[1], 0] == -np.inf:  # the max logit: every valid pixel is -inf
-            raise ValueError(f"x: every valid pixel of {where} is -infinity (the softmax is undefined)")
-        raise ValueError(f"x: NaN or +infinity in x / temperature ({where})")
+            raise input_error(f"x: every valid pixel of {where} is -infinity (the softmax is undefined)", rows)
+        raise input_error(f"x: NaN or +infinity in x / temperature ({where})", rows)
 
 
 def _forward(c: _Call, want_cov: bool, want_maps: bool):

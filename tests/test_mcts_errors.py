@@ -155,7 +155,7 @@ def test_kernel_boundary_rejects_bad_arrays():
     with pytest.raises(ValueError, match="wrong dtype"):
         sel(tree.arrays(), params, table, np.empty(2, np.int64), np.empty(2, np.int32))
     arrays = list(tree.arrays())
-    arrays[1] = arrays[1].astype(np.float32)
+    arrays[mcts.TREE_FIELDS.index("value_sum")] = arrays[mcts.TREE_FIELDS.index("value_sum")].astype(np.float32)
     with pytest.raises(ValueError, match="value_sum"):
         sel(tuple(arrays), params, table, np.empty(2, np.int32), np.empty(2, np.int32))
     with pytest.raises(ValueError, match="15 arrays"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import pygenmod
-from pygenmod import mcts
+from pygenmod import _mcts_fields, mcts
 
 pytestmark = pytest.mark.reliability
 
@@ -59,7 +59,7 @@ def test_gumbel_considered_actions_capped_at_num_actions(backend, M):
     model = mcts.tabular_model(ns, R, L, V)
     roots = backend.asarray(np.array([0, 1]))
     params, table = mcts._params("gumbel", max_num_considered_actions=M, num_simulations=8, num_actions=2)
-    assert params[7] == 2 and table.shape[0] == 3
+    assert params[_mcts_fields.P_MAX_CONSIDERED] == 2 and table.shape[0] == 3
     ref = mcts.gumbel_muzero_policy(roots, model, 8, max_num_considered_actions=2, seed=0)
     out = mcts.gumbel_muzero_policy(roots, model, 8, max_num_considered_actions=M, seed=0)  # seconds before: minutes
     for a, b in zip(out[:4], ref[:4]):

@@ -1,5 +1,6 @@
 // _cpu_mcts: bindings of the batched MCTS kernels. Arrays in, GIL released, no math here.
-// `tree` is the tuple of the 14 tree arrays in the order of pygenmod/mcts.py TREE_FIELDS.
+// `tree` is the tuple of the tree arrays and `params` the float64 array of search parameters,
+// both named by pygenmod/mcts_fields.hpp (exported here as TREE_FIELDS, PARAM_FIELDS, ...).
 #include "bind_common.hpp"
 #include "pygenmod/mcts.hpp"
 
@@ -12,47 +13,44 @@ using mcts::u8;
 
 namespace {
 
+void check_tree(const py::tuple& tree) {
+  if (tree.size() != mcts::tree_field::count)
+    throw std::invalid_argument("tree: expected a tuple of " + std::to_string(mcts::tree_field::count) + " arrays");
+}
+
 template <class T>
 mcts::Batch<T> batch_of(py::tuple tree, py::ssize_t* B) {
-  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
-  auto arr = [&](int i) { return tree[i].cast<py::array>(); };
-  py::array children = arr(7);
+  namespace f = mcts::tree_field;
+  check_tree(tree);
+  py::array children = tree[f::children].cast<py::array>();
   if (children.ndim() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
   const py::ssize_t b = children.shape(0), N = children.shape(1), A = children.shape(2);
   *B = b;
   mcts::Batch<T> t;
   t.N = N;
   t.A = A;
-  py::array a;
-  a = arr(0);
-  t.visits = out_ptr<i32>(a, "visits", {b, N});
-  a = arr(1);
-  t.value_sum = out_ptr<T>(a, "value_sum", {b, N});
-  a = arr(2);
-  t.raw_value = out_ptr<T>(a, "raw_value", {b, N});
-  a = arr(3);
-  t.reward = out_ptr<T>(a, "reward", {b, N});
-  a = arr(4);
-  t.discount = out_ptr<T>(a, "discount", {b, N});
-  a = arr(5);
-  t.parent = out_ptr<i32>(a, "parent", {b, N});
-  a = arr(6);
-  t.action = out_ptr<i32>(a, "action", {b, N});
-  t.children = out_ptr<i32>(children, "children", {b, N, A});
-  a = arr(8);
-  t.logits = out_ptr<T>(a, "logits", {b, N, A});
-  a = arr(9);
-  t.prior = out_ptr<T>(a, "prior", {b, N, A});
-  a = arr(10);
-  t.invalid = out_ptr<u8>(a, "invalid", {b, N, A});
-  a = arr(11);
-  t.state = out_ptr<std::int64_t>(a, "state", {b, N});
-  a = arr(12);
-  t.num_nodes = out_ptr<i32>(a, "num_nodes", {b});
-  a = arr(13);
-  t.gumbel = out_ptr<T>(a, "gumbel", {b, A});
-  a = arr(14);
-  t.qbounds = out_ptr<T>(a, "qbounds", {b, 2});
+  // t.<name> = the array tree[tree_field::<name>], checked for dtype and shape
+#define PGM_FIELD(name, type, ...)                   \
+  {                                                  \
+    py::array a = tree[f::name].cast<py::array>();   \
+    t.name = out_ptr<type>(a, #name, {__VA_ARGS__}); \
+  }
+  PGM_FIELD(visits, i32, b, N);
+  PGM_FIELD(value_sum, T, b, N);
+  PGM_FIELD(raw_value, T, b, N);
+  PGM_FIELD(reward, T, b, N);
+  PGM_FIELD(discount, T, b, N);
+  PGM_FIELD(parent, i32, b, N);
+  PGM_FIELD(action, i32, b, N);
+  PGM_FIELD(children, i32, b, N, A);
+  PGM_FIELD(logits, T, b, N, A);
+  PGM_FIELD(prior, T, b, N, A);
+  PGM_FIELD(invalid, u8, b, N, A);
+  PGM_FIELD(state, std::int64_t, b, N);
+  PGM_FIELD(num_nodes, i32, b);
+  PGM_FIELD(gumbel, T, b, A);
+  PGM_FIELD(qbounds, T, b, 2);
+#undef PGM_FIELD
   return t;
 }
 
@@ -68,8 +66,8 @@ mcts::Params params_of(const py::array& params, const py::array& table) {
 
 template <class F>
 void with_tree(py::tuple tree, F&& f) {
-  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
-  py::array logits = tree[8].cast<py::array>();
+  check_tree(tree);
+  py::array logits = tree[mcts::tree_field::logits].cast<py::array>();
   dispatch_float(logits, "logits", [&](auto tag) {
     using T = decltype(tag);
     py::ssize_t B;
@@ -197,8 +195,24 @@ void b_sample_action(py::array weights, py::array temperature, std::uint64_t see
 
 }  // namespace
 
+// name -> index (or value) dicts of mcts_fields.hpp, for the Python layer's contract test.
+template <std::size_t N>
+py::dict index_dict(const char* const (&names)[N]) {
+  py::dict d;
+  for (std::size_t i = 0; i < N; ++i) d[names[i]] = static_cast<int>(i);
+  return d;
+}
+
 PYBIND11_MODULE(_cpu_mcts, m) {
   m.doc() = "pygenmod batched Monte Carlo tree search, compiled CPU kernels (OpenMP over trees)";
+  m.attr("TREE_FIELDS") = index_dict(mcts::tree_field::names);
+  m.attr("PARAM_FIELDS") = index_dict(mcts::param::names);
+  m.attr("POLICIES") = py::dict("muzero"_a = int(mcts::kPolicyMuzero), "gumbel"_a = int(mcts::kPolicyGumbel),
+                                "uct"_a = int(mcts::kPolicyUct));
+  m.attr("STATUS") = py::dict("OK"_a = int(mcts::kOk), "CAPACITY"_a = int(mcts::kCapacity),
+                              "ALREADY_EXPANDED"_a = int(mcts::kAlreadyExpanded),
+                              "BAD_ACTION"_a = int(mcts::kBadAction), "NOT_EXPANDED"_a = int(mcts::kNotExpanded));
+  m.attr("ACTION_CODES") = py::dict("TERMINAL"_a = int(mcts::kTerminal), "REEVALUATE"_a = int(mcts::kReevaluate));
   m.def("select", &b_select, "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a);
   m.def("expand", &b_expand, "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a,
         "invalid"_a, "state"_a, "out"_a);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "pygenmod/cpu_features.hpp"
+#include "pygenmod/status.hpp"
 
 namespace py = pybind11;
 
@@ -66,6 +67,13 @@ static std::string compiled_simd() {
 
 PYBIND11_MODULE(_cpu_runtime, m) {
   m.doc() = "pygenmod runtime: OpenMP threads and CPU features";
+  {  // pygenmod.Status's values (status.hpp), for tests/test_contracts.py
+    py::dict flags;
+#define PGM_X(name, bit) flags[#name] = static_cast<std::uint32_t>(pygenmod::status::name);
+    PGM_STATUS_FLAGS(PGM_X)
+#undef PGM_X
+    m.attr("STATUS_FLAGS") = flags;
+  }
   // Per OS thread (an OpenMP ICV); pygenmod._threads applies the process-wide count in each.
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw std::invalid_argument("n: must be >= 1");

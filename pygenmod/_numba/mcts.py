@@ -1,7 +1,9 @@
 """numba batched MCTS (same contract as csrc/bind/mcts.cpp; math of csrc/include/pygenmod/mcts.hpp).
 
-``tree`` is the tuple of the 15 arrays of pygenmod.mcts.TREE_FIELDS; the per-tree helpers
-take the views of one tree. Ties go to the lowest action index, as in C++.
+``tree`` is the tuple of the arrays of pygenmod.mcts.TREE_FIELDS; the per-tree helpers take the
+views of one tree (the same tuple order). Tuple entries, params entries and status codes are
+indexed by the names of pygenmod/_mcts_fields.py (the C++ mcts_fields.hpp). Ties go to the
+lowest action index, as in C++.
 """
 
 import math
@@ -9,6 +11,45 @@ import math
 import numba as nb
 import numpy as np
 
+from .._mcts_fields import (
+    ACTION,
+    ALREADY_EXPANDED,
+    BAD_ACTION,
+    CAPACITY,
+    CHILDREN,
+    DISCOUNT,
+    GUMBEL,
+    INVALID,
+    LOGITS,
+    NOT_EXPANDED,
+    NUM_NODES,
+    OK,
+    P_CHANCE,
+    P_MAX_CONSIDERED,
+    P_MAX_DEPTH,
+    P_MAXVISIT_INIT,
+    P_PB_C_BASE,
+    P_PB_C_INIT,
+    P_POLICY,
+    P_Q_TREE,
+    P_RESCALE_VALUES,
+    P_ROLLOUT_DEPTH,
+    P_UCT_C,
+    P_USE_MIXED_VALUE,
+    P_VALUE_SCALE,
+    PARENT,
+    POLICY_GUMBEL,
+    POLICY_UCT,
+    PRIOR,
+    QBOUNDS,
+    RAW_VALUE,
+    REEVALUATE,
+    REWARD,
+    STATE,
+    TERMINAL,
+    VALUE_SUM,
+    VISITS,
+)
 from .philox import block, gamma_f64, gumbel_f64, uniform_f64
 from .slices import budgets
 
@@ -45,56 +86,48 @@ def _inverse_cdf(row, u):
 
 @nb.njit(cache=True, inline="always")
 def _view(tree, b):
-    (
-        visits,
-        value_sum,
-        raw_value,
-        reward,
-        discount,
-        parent,
-        action,
-        children,
-        logits,
-        prior,
-        invalid,
-        state,
-        num_nodes,
-        gumbel,
-        qbounds,
-    ) = tree
+    # one tree's views, in the tuple order of TREE_FIELDS (tests/test_contracts.py checks it)
     return (
-        visits[b],
-        value_sum[b],
-        raw_value[b],
-        reward[b],
-        discount[b],
-        parent[b],
-        action[b],
-        children[b],
-        logits[b],
-        prior[b],
-        invalid[b],
-        state[b],
-        num_nodes[b : b + 1],
-        gumbel[b],
-        qbounds[b],
+        tree[VISITS][b],
+        tree[VALUE_SUM][b],
+        tree[RAW_VALUE][b],
+        tree[REWARD][b],
+        tree[DISCOUNT][b],
+        tree[PARENT][b],
+        tree[ACTION][b],
+        tree[CHILDREN][b],
+        tree[LOGITS][b],
+        tree[PRIOR][b],
+        tree[INVALID][b],
+        tree[STATE][b],
+        tree[NUM_NODES][b : b + 1],
+        tree[GUMBEL][b],
+        tree[QBOUNDS][b],
     )
 
 
 @nb.njit(cache=True, inline="always")
 def _child_q(t, c):
-    return t[3][c] + t[4][c] * (t[1][c] / t[0][c])
+    return t[REWARD][c] + t[DISCOUNT][c] * (t[VALUE_SUM][c] / t[VISITS][c])
 
 
 @nb.njit(cache=True, inline="always")
 def _child_visits(t, n, a):
-    c = t[7][n, a]
-    return t[0][c] if c >= 0 else 0
+    c = t[CHILDREN][n, a]
+    return t[VISITS][c] if c >= 0 else 0
 
 
 @nb.njit(cache=True)
 def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, has_invalid, all_invalid, state):
-    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    rew = t[REWARD]
+    disc = t[DISCOUNT]
+    par = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    st = t[STATE]
     A = children.shape[1]
     visits[c] = 1
     value_sum[c] = value
@@ -111,7 +144,7 @@ def _init_node(t, c, parent, action, reward, discount, logits, value, invalid, h
 
 @nb.njit(cache=True)
 def _set_logits(t, c, logits, invalid, has_invalid, all_invalid):
-    lg, pr, inv = t[8], t[9], t[10]
+    lg, pr, inv = t[LOGITS], t[PRIOR], t[INVALID]
     A = lg.shape[1]
     m = -np.inf
     for a in range(A):
@@ -134,9 +167,9 @@ def _set_logits(t, c, logits, invalid, has_invalid, all_invalid):
 
 @nb.njit(cache=True, inline="always")
 def _select_muzero(t, n, pb_c_init, pb_c_base, q_tree):
-    children, prior, invalid = t[7], t[9], t[10]
+    children, prior, invalid = t[CHILDREN], t[PRIOR], t[INVALID]
     A = children.shape[1]
-    node_value = t[1][n] / t[0][n]
+    node_value = t[VALUE_SUM][n] / t[VISITS][n]
     lo = node_value
     hi = node_value
     for a in range(A):
@@ -146,9 +179,9 @@ def _select_muzero(t, n, pb_c_init, pb_c_base, q_tree):
             lo = min(lo, q)
             hi = max(hi, q)
     denom = max(hi - lo, 1e-8)
-    tmin = t[14][0]
-    tmax = t[14][1]
-    N = float(t[0][n])
+    tmin = t[QBOUNDS][0]
+    tmax = t[QBOUNDS][1]
+    N = float(t[VISITS][n])
     pb_c = pb_c_init + math.log((N + pb_c_base + 1.0) / pb_c_base)
     scale = math.sqrt(N) * pb_c
     best = -1
@@ -164,7 +197,7 @@ def _select_muzero(t, n, pb_c_init, pb_c_base, q_tree):
             vs = (q - tmin) / (tmax - tmin) if tmax > tmin else q
         else:
             vs = (_child_q(t, c) - lo) / denom
-        nv = float(t[0][c]) if c >= 0 else 0.0
+        nv = float(t[VISITS][c]) if c >= 0 else 0.0
         score = vs + scale * prior[n, a] / (nv + 1.0)
         if best < 0 or score > best_score:
             best = a
@@ -175,7 +208,7 @@ def _select_muzero(t, n, pb_c_init, pb_c_base, q_tree):
 @nb.njit(cache=True)
 def _completed(t, n, value_scale, maxvisit_init, rescale, use_mixed):
     """(mixed, lo, range, scale) of mctx qtransform_completed_by_mix_value at node n."""
-    children, prior = t[7], t[9]
+    children, prior = t[CHILDREN], t[PRIOR]
     A = children.shape[1]
     tiny = np.finfo(prior.dtype).tiny
     sum_n = 0.0
@@ -185,11 +218,11 @@ def _completed(t, n, value_scale, maxvisit_init, rescale, use_mixed):
         c = children[n, a]
         if c < 0:
             continue
-        v = t[0][c]
+        v = t[VISITS][c]
         sum_n += v
         maxvisit = max(maxvisit, v)
         sum_p += max(tiny, prior[n, a])
-    raw = t[2][n]
+    raw = t[RAW_VALUE][n]
     if use_mixed:
         wq = 0.0
         for a in range(A):
@@ -216,16 +249,16 @@ def _completed(t, n, value_scale, maxvisit_init, rescale, use_mixed):
 @nb.njit(cache=True, inline="always")
 def _cq(t, n, a, cq):
     mixed, lo, rng_, scale, rescale = cq
-    c = t[7][n, a]
+    c = t[CHILDREN][n, a]
     q = _child_q(t, c) if c >= 0 else mixed
     return scale * ((q - lo) / rng_ if rescale else q)
 
 
 @nb.njit(cache=True)
 def _select_gumbel_root(t, p, table):
-    children, logits, invalid, gumbel = t[7], t[8], t[10], t[13]
+    children, logits, invalid, gumbel = t[CHILDREN], t[LOGITS], t[INVALID], t[GUMBEL]
     A = children.shape[1]
-    cq = _completed(t, 0, p[3], p[4], p[5] != 0, p[6] != 0)
+    cq = _completed(t, 0, p[P_VALUE_SCALE], p[P_MAXVISIT_INIT], p[P_RESCALE_VALUES] != 0, p[P_USE_MIXED_VALUE] != 0)
     num_valid = 0
     sim = 0
     lmax = -np.inf
@@ -234,7 +267,7 @@ def _select_gumbel_root(t, p, table):
             num_valid += 1
         sim += _child_visits(t, 0, a)
         lmax = max(lmax, logits[0, a])
-    M = int(p[7])
+    M = int(p[P_MAX_CONSIDERED])
     k = min(num_valid, M)
     L = table.shape[1]
     if sim >= L:
@@ -259,9 +292,9 @@ def _select_gumbel_root(t, p, table):
 
 @nb.njit(cache=True)
 def _select_gumbel_interior(t, n, p):
-    children, logits, invalid = t[7], t[8], t[10]
+    children, logits, invalid = t[CHILDREN], t[LOGITS], t[INVALID]
     A = children.shape[1]
-    cq = _completed(t, n, p[3], p[4], p[5] != 0, p[6] != 0)
+    cq = _completed(t, n, p[P_VALUE_SCALE], p[P_MAXVISIT_INIT], p[P_RESCALE_VALUES] != 0, p[P_USE_MIXED_VALUE] != 0)
     m = -np.inf
     total = 0
     for a in range(A):
@@ -289,9 +322,9 @@ def _select_gumbel_interior(t, n, p):
 def _select_uct(t, n, c):
     """UCB1 (mcts.hpp select_uct): the first unexpanded valid action, else the argmax of
     Q + c * sqrt(ln N(n) / N(child))."""
-    children, invalid = t[7], t[10]
+    children, invalid = t[CHILDREN], t[INVALID]
     A = children.shape[1]
-    log_n = math.log(t[0][n])
+    log_n = math.log(t[VISITS][n])
     best = -1
     best_score = -np.inf
     for a in range(A):
@@ -300,7 +333,7 @@ def _select_uct(t, n, c):
         ch = children[n, a]
         if ch < 0:
             return a
-        score = _child_q(t, ch) + c * math.sqrt(log_n / t[0][ch])
+        score = _child_q(t, ch) + c * math.sqrt(log_n / t[VISITS][ch])
         if best < 0 or score > best_score:
             best = a
             best_score = score
@@ -309,25 +342,25 @@ def _select_uct(t, n, c):
 
 @nb.njit(cache=True, inline="always")
 def _select_action(t, n, p, table):
-    if p[0] == 1:
+    if p[P_POLICY] == POLICY_GUMBEL:
         if n == 0:
             return _select_gumbel_root(t, p, table)
         return _select_gumbel_interior(t, n, p)
-    if p[0] == 2:
-        return _select_uct(t, n, p[10])
-    return _select_muzero(t, n, p[1], p[2], p[8] == 1)
+    if p[P_POLICY] == POLICY_UCT:
+        return _select_uct(t, n, p[P_UCT_C])
+    return _select_muzero(t, n, p[P_PB_C_INIT], p[P_PB_C_BASE], p[P_Q_TREE] == 1)
 
 
 @nb.njit(cache=True, inline="always")
 def _select_one(t, p, table):
     n = 0
     depth = 0
-    max_depth = int(p[9])
+    max_depth = int(p[P_MAX_DEPTH])
     while True:
         a = _select_action(t, n, p, table)
         if a < 0:
-            return n, -1
-        c = t[7][n, a]
+            return n, TERMINAL
+        c = t[CHILDREN][n, a]
         depth += 1
         if c < 0 or (max_depth > 0 and depth >= max_depth):
             return n, a
@@ -337,27 +370,27 @@ def _select_one(t, p, table):
 @nb.njit(cache=True, inline="always")
 def _reevaluate_child(t, c, reward, discount, value):
     # mctx update_tree_node on an existing node: mean value replaced, one more visit
-    t[0][c] += 1
-    t[1][c] = value * t[0][c]
-    t[2][c] = value
-    t[3][c] = reward
-    t[4][c] = discount
+    t[VISITS][c] += 1
+    t[VALUE_SUM][c] = value * t[VISITS][c]
+    t[RAW_VALUE][c] = value
+    t[REWARD][c] = reward
+    t[DISCOUNT][c] = discount
 
 
 @nb.njit(cache=True)
 def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_invalid, all_invalid, state):
-    visits, value_sum, raw_value = t[0], t[1], t[2]
-    children, num_nodes = t[7], t[12]
+    visits, value_sum, raw_value = t[VISITS], t[VALUE_SUM], t[RAW_VALUE]
+    children, num_nodes = t[CHILDREN], t[NUM_NODES]
     N, A = children.shape
     if node < 0 or node >= num_nodes[0]:
-        return -3
-    if action <= -2:  # max_depth cutoff: re-evaluate the existing child -2 - action
-        a = -2 - action
+        return BAD_ACTION
+    if action <= REEVALUATE:  # max_depth cutoff: re-evaluate the existing child a
+        a = REEVALUATE - action
         if a >= A:
-            return -3
+            return BAD_ACTION
         c = children[node, a]
         if c < 0:
-            return -4
+            return NOT_EXPANDED
         _reevaluate_child(t, c, reward, discount, value)
         _set_logits(t, c, logits, invalid, has_invalid, all_invalid)
         return c
@@ -366,12 +399,12 @@ def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_i
         value_sum[node] += raw_value[node]
         return node
     if action >= A:
-        return -3
+        return BAD_ACTION
     if children[node, action] >= 0:
-        return -2
+        return ALREADY_EXPANDED
     c = num_nodes[0]
     if c >= N:
-        return -1
+        return CAPACITY
     num_nodes[0] = c + 1
     _init_node(t, c, node, action, reward, discount, logits, value, invalid, has_invalid, all_invalid, state)
     children[node, action] = c
@@ -382,7 +415,7 @@ def _expand_one(t, node, action, reward, discount, logits, value, invalid, has_i
 def _update_bounds(t, c):
     # MuZero's min_max_stats.update(reward + discount * value) for node c
     q = _child_q(t, c)
-    qb = t[14]
+    qb = t[QBOUNDS]
     if q < qb[0]:
         qb[0] = q
     if q > qb[1]:
@@ -391,7 +424,14 @@ def _update_bounds(t, c):
 
 @nb.njit(cache=True, inline="always")
 def _backup_one(t, node):
-    visits, value_sum, raw_value, reward, discount, parent = t[0], t[1], t[2], t[3], t[4], t[5]
+    visits, value_sum, raw_value, reward, discount, parent = (
+        t[VISITS],
+        t[VALUE_SUM],
+        t[RAW_VALUE],
+        t[REWARD],
+        t[DISCOUNT],
+        t[PARENT],
+    )
     g = raw_value[node]
     c = node
     _update_bounds(t, c)
@@ -406,7 +446,7 @@ def _backup_one(t, node):
 
 @nb.njit(parallel=True, cache=True)
 def _select(tree, params, table, node, action):
-    for b in nb.prange(tree[7].shape[0]):
+    for b in nb.prange(tree[CHILDREN].shape[0]):
         node[b], action[b] = _select_one(_view(tree, b), params, table)
 
 
@@ -426,7 +466,7 @@ def select(tree, params, table, node, action):
 
 @nb.njit(cache=True)
 def _expand(tree, node, action, reward, discount, logits, value, invalid, has_invalid, state, out):
-    B = tree[7].shape[0]
+    B = tree[CHILDREN].shape[0]
     for b in nb.prange(B):
         out[b] = _expand_one(
             _view(tree, b),
@@ -453,10 +493,10 @@ def expand(tree, node, action, reward, discount, logits, value, invalid, state, 
 
 @nb.njit(cache=True)
 def backup(tree, node):
-    B = tree[7].shape[0]
+    B = tree[CHILDREN].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
-        if node[b] >= 0 and node[b] < t[12][0]:
+        if node[b] >= 0 and node[b] < t[NUM_NODES][0]:
             _backup_one(t, node[b])
 
 
@@ -540,7 +580,18 @@ def _leaf_value(s, depth, next_state, reward, discount, value, invalid, cdf, has
 
 @nb.njit(cache=True)
 def _init_chance(t, c, parent, action, reward, discount):
-    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    rew = t[REWARD]
+    disc = t[DISCOUNT]
+    par = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    lg = t[LOGITS]
+    pr = t[PRIOR]
+    inv = t[INVALID]
+    st = t[STATE]
     visits[c] = 0
     value_sum[c] = 0
     raw_value[c] = 0
@@ -561,7 +612,19 @@ def _simulate_chance(
     t, params, table, next_state, reward, discount, logits, prior, value, invalid, cdf, seed, gi, sim, depth
 ):
     """mcts.hpp simulate_chance: one simulation with chance nodes; returns the node to back up."""
-    visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    rew = t[REWARD]
+    disc = t[DISCOUNT]
+    par = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    lg = t[LOGITS]
+    pr = t[PRIOR]
+    inv = t[INVALID]
+    st = t[STATE]
+    nn = t[NUM_NODES]
     A = children.shape[1]
     n = 0
     d = 0
@@ -644,14 +707,26 @@ def _search_tabular(
     seed,
     stream0,
 ):
-    B = tree[7].shape[0]
+    B = tree[CHILDREN].shape[0]
     for b in nb.prange(B):
         t = _view(tree, b)
         gi = stream0 + b  # the tree's global index: its random streams
-        visits, value_sum, raw_value, rew, disc, par, act, children, lg, pr, inv, st, nn, g, qb = t
+        visits = t[VISITS]
+        value_sum = t[VALUE_SUM]
+        raw_value = t[RAW_VALUE]
+        rew = t[REWARD]
+        disc = t[DISCOUNT]
+        par = t[PARENT]
+        act = t[ACTION]
+        children = t[CHILDREN]
+        lg = t[LOGITS]
+        pr = t[PRIOR]
+        inv = t[INVALID]
+        st = t[STATE]
+        nn = t[NUM_NODES]
         A = children.shape[1]
-        depth = int(params[11])
-        chance = params[12] != 0 and has_cdf
+        depth = int(params[P_ROLLOUT_DEPTH])
+        chance = params[P_CHANCE] != 0 and has_cdf
         for sim in range(sim0, sim1):
             if chance:  # chance nodes (mcts.hpp simulate_chance)
                 if nn[0] + 2 > children.shape[0]:
@@ -732,13 +807,26 @@ def _search_tabular(
 
 @nb.njit(cache=True)
 def _advance_one(t, action, new_index, old_index):
-    visits, value_sum, raw_value, reward, discount, parent, act, children, lg, pr, inv, st, nn, g, qb = t
+    visits = t[VISITS]
+    value_sum = t[VALUE_SUM]
+    raw_value = t[RAW_VALUE]
+    reward = t[REWARD]
+    discount = t[DISCOUNT]
+    parent = t[PARENT]
+    act = t[ACTION]
+    children = t[CHILDREN]
+    lg = t[LOGITS]
+    pr = t[PRIOR]
+    inv = t[INVALID]
+    st = t[STATE]
+    nn = t[NUM_NODES]
+    qb = t[QBOUNDS]
     N, A = children.shape
     if action < 0 or action >= A:
-        return -3
+        return BAD_ACTION
     r = children[0, action]
     if r < 0:
-        return -4
+        return NOT_EXPANDED
     n_old = nn[0]
     new_index[:] = -1
     old_index[:] = -1
@@ -788,12 +876,12 @@ def _advance_one(t, action, new_index, old_index):
     qb[1] = -np.inf
     for j in range(cnt):
         _update_bounds(t, j)
-    return 0
+    return OK
 
 
 @nb.njit(cache=True)
 def advance(tree, action, new_index, old_index, status):
-    B = tree[7].shape[0]
+    B = tree[CHILDREN].shape[0]
     for b in nb.prange(B):
         status[b] = _advance_one(_view(tree, b), action[b], new_index[b], old_index[b])
 

@@ -10,6 +10,7 @@ import numpy as np
 from .. import _validate as val
 from .._arrays import returner, to_native, xp_of
 from .._dispatch import kernel
+from .._status import not_converged
 from .._typing import ArrayLike, DTypeLike
 
 #: Allowed |sum_s' P(s'|s,a) - 1| per dtype.
@@ -33,12 +34,22 @@ class Solution(NamedTuple):
     converged: object  #: (B,) bool, residual below the threshold before max_iter
     eval_sweeps: object  #: (B,) int64 policy-evaluation sweeps (0 for value iteration)
 
+    @property
+    def status(self) -> Any:
+        """(B,) uint32 :class:`pygenmod.Status` (NOT_CONVERGED where ``converged`` is False)."""
+        return not_converged(self.converged)
+
 
 class Evaluation(NamedTuple):
     V: object  #: (B, S) value of the policy
     iterations: object  #: (B,) int64 sweeps (0 for the exact solve)
     residual: object  #: (B,) float64 final residual (0 for the exact solve)
     converged: object  #: (B,) bool
+
+    @property
+    def status(self) -> Any:
+        """(B,) uint32 :class:`pygenmod.Status` (NOT_CONVERGED where ``converged`` is False)."""
+        return not_converged(self.converged)
 
 
 class CSR(NamedTuple):

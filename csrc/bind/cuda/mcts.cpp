@@ -1,5 +1,6 @@
 // _cuda_mcts: bindings of the CUDA MCTS launchers. Device arrays in (the tree tuple in the
-// order of pygenmod/mcts.py TREE_FIELDS), `params` a host float64 array, no math here.
+// order of mcts_fields.hpp's tree_field), `params` a host float64 array (named by its param),
+// no math here.
 #include "bind_common.hpp"
 #include "cuda_array.hpp"
 #include "mcts.cuh"
@@ -13,31 +14,40 @@ using mcts::u8;
 
 namespace {
 
+void check_tree(const py::tuple& tree) {
+  if (tree.size() != mcts::tree_field::count)
+    throw std::invalid_argument("tree: expected a tuple of " + std::to_string(mcts::tree_field::count) + " arrays");
+}
+
 template <class T>
 mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
-  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
-  auto shp = device_shape(tree[7], "children");
+  namespace f = mcts::tree_field;
+  check_tree(tree);
+  auto shp = device_shape(tree[f::children], "children");
   if (shp.size() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
   const py::ssize_t b = shp[0], N = shp[1], A = shp[2];
   *B = b;
   mcts::Batch<T> t;
   t.N = N;
   t.A = A;
-  t.visits = device_ptr<i32>(tree[0], "visits", {b, N}, true);
-  t.value_sum = device_ptr<T>(tree[1], "value_sum", {b, N}, true);
-  t.raw_value = device_ptr<T>(tree[2], "raw_value", {b, N}, true);
-  t.reward = device_ptr<T>(tree[3], "reward", {b, N}, true);
-  t.discount = device_ptr<T>(tree[4], "discount", {b, N}, true);
-  t.parent = device_ptr<i32>(tree[5], "parent", {b, N}, true);
-  t.action = device_ptr<i32>(tree[6], "action", {b, N}, true);
-  t.children = device_ptr<i32>(tree[7], "children", {b, N, A}, true);
-  t.logits = device_ptr<T>(tree[8], "logits", {b, N, A}, true);
-  t.prior = device_ptr<T>(tree[9], "prior", {b, N, A}, true);
-  t.invalid = device_ptr<u8>(tree[10], "invalid", {b, N, A}, true);
-  t.state = device_ptr<std::int64_t>(tree[11], "state", {b, N}, true);
-  t.num_nodes = device_ptr<i32>(tree[12], "num_nodes", {b}, true);
-  t.gumbel = device_ptr<T>(tree[13], "gumbel", {b, A}, true);
-  t.qbounds = device_ptr<T>(tree[14], "qbounds", {b, 2}, true);
+  // t.<name> = the device array tree[tree_field::<name>], checked for dtype and shape
+#define PGM_FIELD(name, type, ...) t.name = device_ptr<type>(tree[f::name], #name, {__VA_ARGS__}, true)
+  PGM_FIELD(visits, i32, b, N);
+  PGM_FIELD(value_sum, T, b, N);
+  PGM_FIELD(raw_value, T, b, N);
+  PGM_FIELD(reward, T, b, N);
+  PGM_FIELD(discount, T, b, N);
+  PGM_FIELD(parent, i32, b, N);
+  PGM_FIELD(action, i32, b, N);
+  PGM_FIELD(children, i32, b, N, A);
+  PGM_FIELD(logits, T, b, N, A);
+  PGM_FIELD(prior, T, b, N, A);
+  PGM_FIELD(invalid, u8, b, N, A);
+  PGM_FIELD(state, std::int64_t, b, N);
+  PGM_FIELD(num_nodes, i32, b);
+  PGM_FIELD(gumbel, T, b, A);
+  PGM_FIELD(qbounds, T, b, 2);
+#undef PGM_FIELD
   return t;
 }
 
@@ -54,8 +64,8 @@ mcts::Params params_of(const py::array& params, const py::object& table) {
 
 template <class F>
 void with_tree(const py::tuple& tree, F&& f) {
-  if (tree.size() != 15) throw std::invalid_argument("tree: expected a tuple of 15 arrays");
-  const auto t = device_typestr(tree[8], "logits");
+  check_tree(tree);
+  const auto t = device_typestr(tree[mcts::tree_field::logits], "logits");
   py::ssize_t B;
   if (t == "<f8") {
     auto b = batch_of<double>(tree, &B);

@@ -36,6 +36,7 @@
 
 #include "pygenmod/common.hpp"
 #include "pygenmod/interrupt.hpp"
+#include "pygenmod/mcts_fields.hpp"
 #include "pygenmod/random.hpp"
 
 namespace pygenmod::mcts {
@@ -68,21 +69,16 @@ PGM_HD double tiny_of<double>() {
   return 2.2250738585072014e-308;
 }
 
-// Error codes returned by expand / advance (0 = ok).
-enum : i32 { kOk = 0, kCapacity = -1, kAlreadyExpanded = -2, kBadAction = -3, kNotExpanded = -4 };
-
-// Search parameters, read from a float64 array (the bindings' `params` argument):
-// [policy, pb_c_init, pb_c_base, value_scale, maxvisit_init, rescale_values,
-//  use_mixed_value, max_num_considered_actions, q_normalization (0 node, 1 tree),
-//  max_depth (0 = unlimited), uct_c (UCB1 exploration constant), rollout_depth (0 = the
-//  table's value, no rollout), chance (1: chance nodes on stochastic tabular models)], and
-//  the sequential-halving table
+// Search parameters, read from a float64 array (the bindings' `params` argument) whose
+// entries are named by mcts_fields.hpp (param::policy, ...: one per member below, same
+// name), and the sequential-halving table
 // table[m, k] (int32, (M + 1) x L) of mctx's get_table_of_considered_visits.
 struct Params {
-  int policy = 0;  // 0 = muzero (PUCT), 1 = gumbel muzero, 2 = UCT (UCB1)
+  int policy = kPolicyMuzero;  // kPolicyMuzero (PUCT), kPolicyGumbel, kPolicyUct (UCB1)
   double pb_c_init = 1.25, pb_c_base = 19652.0;
   double value_scale = 0.1, maxvisit_init = 50.0;
-  int rescale_values = 1, use_mixed_value = 1, max_considered = 16;
+  int rescale_values = 1, use_mixed_value = 1;
+  int max_considered = 16;            // mctx max_num_considered_actions (Gumbel)
   int q_tree = 0;                     // 1: MuZero's per-tree min-max normalisation of Q (PUCT only)
   int max_depth = 0;                  // mctx max_depth: a descent stops after this many edges (0 = none)
   double uct_c = 1.4142135623730951;  // UCB1 exploration constant (policy 2)
@@ -91,23 +87,13 @@ struct Params {
   const i32* table = nullptr;
   int table_len = 0;
 };
-constexpr int kNumParams = 13;
+constexpr int kNumParams = param::count;
 
 PGM_HD Params make_params(const double* p, const i32* table, int table_len) {
   Params q;
-  q.policy = static_cast<int>(p[0]);
-  q.pb_c_init = p[1];
-  q.pb_c_base = p[2];
-  q.value_scale = p[3];
-  q.maxvisit_init = p[4];
-  q.rescale_values = static_cast<int>(p[5]);
-  q.use_mixed_value = static_cast<int>(p[6]);
-  q.max_considered = static_cast<int>(p[7]);
-  q.q_tree = static_cast<int>(p[8]);
-  q.max_depth = static_cast<int>(p[9]);
-  q.uct_c = p[10];
-  q.rollout_depth = static_cast<int>(p[11]);
-  q.chance = static_cast<int>(p[12]);
+#define PGM_X(name) q.name = static_cast<decltype(q.name)>(p[param::name]);
+  PGM_MCTS_PARAM_FIELDS(PGM_X)
+#undef PGM_X
   q.table = table;
   q.table_len = table_len;
   return q;
@@ -492,16 +478,16 @@ PGM_HD i32 select_uct(const TreeRef<T>& t, i32 n, const Params& p) {
   return best;
 }
 
-// The action the policy picks at node n (-1 when n has no valid action).
+// The action the policy picks at node n (kTerminal when n has no valid action).
 template <class T>
 PGM_HD i32 select_action(const TreeRef<T>& t, i32 n, const Params& p) {
-  if (p.policy == 1) return n == 0 ? select_gumbel_root(t, p) : select_gumbel_interior(t, n, p);
-  if (p.policy == 2) return select_uct(t, n, p);
+  if (p.policy == kPolicyGumbel) return n == 0 ? select_gumbel_root(t, p) : select_gumbel_interior(t, n, p);
+  if (p.policy == kPolicyUct) return select_uct(t, n, p);
   return select_muzero(t, n, p);
 }
 
 // Descends from the root to the first unexpanded edge: (node, action). A node without a
-// valid action (terminal) ends the descent with action -1.
+// valid action (terminal) ends the descent with action kTerminal.
 // With p.max_depth > 0 the descent also ends after max_depth edges (mctx's simulate): the
 // returned action's child may then exist already (it is re-evaluated, see reevaluate_child).
 template <class T>
@@ -521,7 +507,7 @@ PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32*
     n = c;
   }
   *out_node = n;
-  *out_action = -1;
+  *out_action = kTerminal;
 }
 
 // mctx's expansion of an already expanded child at the max_depth cutoff (update_tree_node):
@@ -536,16 +522,16 @@ PGM_HD void reevaluate_child(TreeRef<T>& t, i32 c, T reward, T discount, T value
   t.discount[c] = discount;
 }
 
-// Attaches the child (node, action). Action -1 re-evaluates the terminal `node` itself
-// (one more visit with its raw value); action -2 - a re-evaluates the existing child a of
+// Attaches the child (node, action). Action kTerminal re-evaluates the terminal `node` itself
+// (one more visit with its raw value); action kReevaluate - a re-evaluates the existing child a of
 // `node` (the max_depth cutoff, see reevaluate_child; its state is kept). Returns the node
 // to back up from, or an error code.
 template <class T>
 PGM_HD i32 expand_one(TreeRef<T>& t, i32 node, i32 action, T reward, T discount, const T* logits, T value,
                       const u8* invalid, bool all_invalid, std::int64_t state) {
   if (node < 0 || node >= t.num_nodes[0]) return kBadAction;
-  if (action <= -2) {
-    const i32 a = -2 - action;
+  if (action <= kReevaluate) {
+    const i32 a = kReevaluate - action;
     if (a >= t.A) return kBadAction;
     const i32 c = t.children[node * t.A + a];
     if (c < 0) return kNotExpanded;
