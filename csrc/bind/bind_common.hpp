@@ -20,10 +20,6 @@ namespace pygenmod::bind {
 namespace py = pybind11;
 
 // The host accessors under their older names (array_access.hpp has the checks and messages).
-inline std::string shape_str(const py::array& a) {
-  return shape_str(std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim()));
-}
-
 // Checks dtype T, C-contiguity and the exact shape (-1 = any extent); returns the data pointer.
 template <class T>
 const T* in_ptr(const py::array& a, const char* name, Shape shape) {
@@ -40,9 +36,6 @@ template <class T>
 const T* in_ptr_or_null(const py::object& a, const char* name, Shape shape) {
   return in_or_null<HostArrays, T>(a, name, shape);
 }
-
-inline bool is_float64(const py::array& a) { return dtype_of<HostArrays>(a, "") == "float64"; }
-inline bool is_float32(const py::array& a) { return dtype_of<HostArrays>(a, "") == "float32"; }
 
 // Calls f(double{}) or f(float{}) by the dtype of `a` (float32 or float64).
 template <class F>
