@@ -106,6 +106,14 @@ def _jax_key_words(seed):
     return np.asarray(seed)
 
 
+def check_key_words(dtype, shape, name: str = "seed") -> None:
+    """A JAX key's data (eager here, possibly traced in pygenmod.jax) is two uint32 words."""
+    if dtype != np.uint32 or tuple(shape) != (2,):
+        raise ValueError(
+            f"{name}: a JAX key must hold two uint32 words (threefry2x32), got dtype {dtype} and shape {tuple(shape)}"
+        )
+
+
 def resolve_seed(seed, name: str = "seed") -> int:
     """The 64-bit Philox key for one call under the package's randomness rule (module doc)."""
     if seed is None:
@@ -118,11 +126,7 @@ def resolve_seed(seed, name: str = "seed") -> int:
         return int(seed.randint(0, 2**32, dtype=np.uint64)) << 32 | int(seed.randint(0, 2**32, dtype=np.uint64))
     words = _jax_key_words(seed)
     if words is not None:
-        if words.dtype != np.uint32 or words.shape != (2,):
-            raise ValueError(
-                f"{name}: a JAX key must hold two uint32 words (threefry2x32), "
-                f"got dtype {words.dtype} and shape {words.shape}"
-            )
+        check_key_words(words.dtype, words.shape, name)
         return int(words[0]) << 32 | int(words[1])
     raise TypeError(
         f"{name}: expected None, an integer in [0, 2**64), a numpy.random.Generator "

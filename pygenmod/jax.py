@@ -66,7 +66,7 @@ except ImportError as e:  # pragma: no cover - a build without compiled modules
     ) from e
 
 
-from ._seed import check_int_seed  # noqa: E402  (after the version and build checks above)
+from ._seed import check_int_seed, check_key_words  # noqa: E402  (after the version and build checks above)
 from .gmm import EStep, GMMParams  # noqa: E402
 from .mdp import Backup  # noqa: E402
 from .returns import GAE  # noqa: E402
@@ -631,11 +631,7 @@ def _key_words(seed, name="seed"):
     if hasattr(a, "dtype") and jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
         a = jax.random.key_data(a)
     a = jnp.asarray(a)
-    if a.dtype != jnp.uint32 or a.shape != (2,):
-        raise ValueError(
-            f"{name}: a JAX key must hold two uint32 words (threefry2x32), got dtype {a.dtype} and "
-            f"shape {tuple(a.shape)}"
-        )
+    check_key_words(a.dtype, a.shape, name)
     return a
 
 

@@ -3,25 +3,10 @@ quantecon; the built-in example MDPs; per-MDP convergence; thread-count independ
 
 import numpy as np
 import pytest
+import reference as oracle
 
 import pygenmod
 from pygenmod import mdp
-
-
-def exact_optimum(P, R, gamma):
-    """Plain float64 policy iteration with exact solves (the reference)."""
-    P, R = np.asarray(P, np.float64), np.asarray(R, np.float64)
-    S, A = R.shape
-    pi = R.argmax(1)
-    for _ in range(200):
-        Ppi = P[np.arange(S), pi]
-        V = np.linalg.solve(np.eye(S) - gamma * Ppi, R[np.arange(S), pi])
-        Q = R + gamma * P @ V
-        new = np.where(Q[np.arange(S), pi] >= Q.max(1) - 1e-12, pi, Q.argmax(1))
-        if (new == pi).all():
-            return V, pi, Q
-        pi = new
-    raise AssertionError("reference PI did not converge")
 
 
 def _bk(backend, P, sparse):
@@ -51,7 +36,7 @@ def test_solvers_match_exact_reference(backend, solver, sparse):
     V, pi = backend.numpy(sol.V), backend.numpy(sol.policy)
     assert V.shape == (B, S) and pi.dtype == np.int64
     for b in range(B):
-        V_ref, pi_ref, Q_ref = exact_optimum(P[b], R[b], gammas[b])
+        V_ref, pi_ref, Q_ref = oracle.policy_iteration(P[b], R[b], gammas[b])
         np.testing.assert_allclose(V[b], V_ref, atol=1e-6)
         np.testing.assert_array_equal(pi[b], pi_ref)
         np.testing.assert_allclose(backend.numpy(sol.Q)[b], Q_ref, atol=1e-5)
@@ -63,13 +48,13 @@ def test_float32_solution(backend):
     sol = mdp.solve(backend.asarray(P.astype(np.float32)), backend.asarray(R.astype(np.float32)), 0.9, epsilon=1e-4)
     assert backend.numpy(sol.V).dtype == np.float32
     for b in range(2):
-        V_ref, pi_ref, _ = exact_optimum(P[b], R[b], 0.9)
+        V_ref, pi_ref, _ = oracle.policy_iteration(P[b], R[b], 0.9)
         np.testing.assert_allclose(backend.numpy(sol.V)[b], V_ref, atol=1e-3)
 
 
 def test_epsilon_bound_holds_for_stopping_rules():
     P, R = mdp.random_mdp(60, 5, seed=11)
-    V_ref, pi_ref, _ = exact_optimum(P, R, 0.95)
+    V_ref, pi_ref, _ = oracle.policy_iteration(P, R, 0.95)
     for stop in ("span", "sup"):
         for eps in (1e-2, 1e-5):
             sol = mdp.value_iteration(P, R, 0.95, epsilon=eps, stop=stop)
@@ -150,13 +135,9 @@ def test_policy_evaluation(backend, method, stochastic):
     if stochastic:
         pi = rng.random((2, 14, 3))
         pi /= pi.sum(-1, keepdims=True)
-        Ppi = np.einsum("bsa,bsat->bst", pi, P)
-        rpi = (pi * R).sum(-1)
     else:
         pi = rng.integers(0, 3, (2, 14))
-        Ppi = np.take_along_axis(P, pi[:, :, None, None], 2)[:, :, 0]
-        rpi = np.take_along_axis(R, pi[..., None], -1)[..., 0]
-    ref = np.stack([np.linalg.solve(np.eye(14) - 0.9 * Ppi[b], rpi[b]) for b in range(2)])
+    ref = np.stack([oracle.policy_value(P[b], R[b], 0.9, pi[b]) for b in range(2)])
     for sparse in (False, True):
         ev = mdp.policy_evaluation(
             _bk(backend, P, sparse), backend.asarray(R), 0.9, backend.asarray(pi), evaluation=method, epsilon=1e-8
@@ -249,7 +230,7 @@ def test_gridworld_known_policies():
     assert _policy_at(sol, cells, (2, 1)) == "right"  # jumps into -1 at once
     pols = [tuple(s.policy[:-1]) for s, _ in sols.values()]
     assert len(set(pols)) == 3
-    V, _, _ = exact_optimum(*mdp.gridworld(-0.04)[:2], 0.999)
+    V, _, _ = oracle.policy_iteration(*mdp.gridworld(-0.04)[:2], 0.999)
     np.testing.assert_allclose(sols[-0.04][0].V, V, atol=1e-7)
 
 

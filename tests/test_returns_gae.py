@@ -3,31 +3,10 @@ truncations, masks, per-env gamma/lambda), on every backend; layouts and bad inp
 
 import numpy as np
 import pytest
+import reference as oracle
 from conftest import tol
 
 from pygenmod import returns
-
-
-def loop_gae(r, v, term, trunc, nv, boot, mask, gamma, lam):
-    Tn, B = r.shape
-    adv = np.zeros((Tn, B))
-    ret = np.zeros((Tn, B))
-    for b in range(B):
-        carry = 0.0
-        for t in reversed(range(Tn)):
-            if nv is not None:
-                vn = nv[t, b]
-            else:
-                vn = v[t + 1, b] if t + 1 < Tn else (boot[b] if boot is not None else 0.0)
-            if mask is not None and not mask[t, b]:
-                carry = 0.0
-                continue
-            te, tr = bool(term[t, b]), bool(trunc[t, b])
-            delta = r[t, b] + (0.0 if te else gamma[b] * vn) - v[t, b]
-            carry = delta + (0.0 if (te or tr) else gamma[b] * lam[b] * carry)
-            adv[t, b] = carry
-            ret[t, b] = carry + v[t, b]
-    return adv, ret
 
 
 def data(rng, Tn, B, dtype):
@@ -50,13 +29,13 @@ def test_gae_matches_loop(backend, dtype, rng, Tn, B):
     out = returns.gae(
         a(r), a(v), gamma=gamma, lam=lam, terminated=a(term), truncated=a(trunc), next_values=a(nv), mask=a(mask)
     )
-    adv, ret = loop_gae(r, v, term, trunc, nv, None, mask, gamma, lam)
+    adv, ret = oracle.gae(r, v, term, trunc, nv, None, mask, gamma, lam)
     assert backend.numpy(out.advantages).dtype == dtype
     np.testing.assert_allclose(backend.numpy(out.advantages), adv, **tol(dtype))
     np.testing.assert_allclose(backend.numpy(out.returns), ret, **tol(dtype))
     # without next_values: values[t+1] and the bootstrap value; float flags
     out = returns.gae(a(r), a(v), gamma=0.97, lam=0.9, terminated=a(term.astype(dtype)), bootstrap_value=a(boot))
-    adv, ret = loop_gae(r, v, term, np.zeros_like(term), None, boot, None, np.full(B, 0.97), np.full(B, 0.9))
+    adv, ret = oracle.gae(r, v, term, np.zeros_like(term), None, boot, None, np.full(B, 0.97), np.full(B, 0.9))
     np.testing.assert_allclose(backend.numpy(out.advantages), adv, **tol(dtype))
     lr = returns.lambda_returns(a(r), a(v), gamma=0.97, lam=0.9, terminated=a(term), bootstrap_value=a(boot))
     np.testing.assert_allclose(backend.numpy(lr), ret, **tol(dtype))

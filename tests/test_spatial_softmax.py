@@ -3,62 +3,14 @@ backend; the written contract (order, grid, H != W, layouts, mask, temperature);
 
 import numpy as np
 import pytest
+import reference as oracle
 from conftest import run_python, tol
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pygenmod import spatial
 
-
 # ----------------------------------------------------------------------------- reference
-def grid(n, coords="normalized"):
-    if coords == "pixel":
-        return np.arange(n, dtype=np.float64)
-    return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
-
-
-def reference(x, temperature=1.0, *, layout="NCHW", coords="normalized", order="xy", mask=None):
-    """keypoints, cov, maps (NCHW), all float64, written from the definition."""
-    x = np.asarray(x, np.float64)
-    if layout == "NHWC":
-        x = x.transpose(0, 3, 1, 2)
-    B, C, H, W = x.shape
-    t = np.broadcast_to(np.asarray(temperature, np.float64), (C,))
-    z = x / t[None, :, None, None]
-    valid = np.ones_like(z, bool) if mask is None else np.broadcast_to(mask, z.shape)
-    z = np.where(valid, z, -np.inf)
-    e = np.exp(z - z.max(axis=(2, 3), keepdims=True))
-    s = e / e.sum(axis=(2, 3), keepdims=True)
-    u = np.stack(np.meshgrid(grid(W, coords), grid(H, coords), indexing="xy"), -1)  # (H, W, 2) = (px, py)
-    kp = np.einsum("bchw,hwk->bck", s, u)
-    d = u[None, None] - kp[:, :, None, None, :]
-    cov = np.einsum("bchw,bchwi,bchwj->bcij", s, d, d)
-    if order == "yx":
-        kp, cov = kp[..., ::-1], cov[..., ::-1, ::-1]
-    return kp, cov, s
-
-
-def reference_vjp(x, temperature, g_kp, g_cov=None, g_maps=None, eps=None, **kw):
-    """grad_x and grad_temperature of <g_kp, kp> + <g_cov, cov> + <g_maps, maps>, analytic in float64."""
-    x = np.asarray(x, np.float64)
-    C = x.shape[1]
-    t = np.broadcast_to(np.asarray(temperature, np.float64), (C,)).copy()
-    kp, cov, s = reference(x, t, **kw)
-    B, C, H, W = x.shape
-    u = np.stack(np.meshgrid(grid(W), grid(H), indexing="xy"), -1)
-    mu = kp
-    phi = np.einsum("bck,hwk->bchw", g_kp, u)
-    if g_cov is not None:
-        G = 0.5 * (g_cov + np.swapaxes(g_cov, -1, -2))
-        d = u[None, None] - mu[:, :, None, None, :]
-        phi = phi + np.einsum("bchwi,bcij,bchwj->bchw", d, G, d)
-    if g_maps is not None:
-        phi = phi + g_maps
-    gz = s * (phi - (s * phi).sum(axis=(2, 3), keepdims=True))
-    gx = gz / t[None, :, None, None]
-    z = x / t[None, :, None, None]
-    gt = -(gz * z).sum(axis=(0, 2, 3)) / t
-    return gx, gt
 
 
 def to_nhwc(a):
@@ -86,7 +38,7 @@ def test_forward_matches_reference(backend, dtype, rng, shape):
     res = spatial.spatial_softmax(
         backend.asarray(x), backend.asarray(t.astype(dtype)), return_cov=True, return_maps=True
     )
-    kp, cov, maps = reference(x, t)
+    kp, cov, maps = oracle.spatial_softmax(x, t)
     for got, want in ((res.keypoints, kp), (res.cov, cov), (res.maps, maps)):
         got = backend.numpy(got)
         assert got.dtype == dtype
@@ -117,7 +69,9 @@ def test_contract_corners_and_uniform(backend):
     np.testing.assert_allclose(kp[0, 1], [1, 1], atol=1e-12)
     np.testing.assert_allclose(kp[0, 2], [0, 0], atol=1e-12)
     # uniform over a linspace(-1, 1, n): variance = mean(u^2)
-    np.testing.assert_allclose(cov[0, 2], np.diag([np.mean(grid(6) ** 2), np.mean(grid(4) ** 2)]), atol=1e-12)
+    np.testing.assert_allclose(
+        cov[0, 2], np.diag([np.mean(oracle.spatial_grid(6) ** 2), np.mean(oracle.spatial_grid(4) ** 2)]), atol=1e-12
+    )
 
 
 def test_single_pixel_map_is_centre(backend, dtype):
@@ -143,7 +97,7 @@ def test_nhwc_equals_nchw(backend, dtype, rng):
 def test_stable_for_large_logits_and_small_temperature(backend, dtype, rng):
     x = (rng.standard_normal((2, 3, 8, 8)) * 1e4).astype(dtype)  # exp would overflow without max-subtraction
     kp = backend.numpy(spatial.spatial_softmax(backend.asarray(x), 1e-2))
-    np.testing.assert_allclose(kp, reference(x, 1e-2)[0], **tol(dtype))
+    np.testing.assert_allclose(kp, oracle.spatial_softmax(x, 1e-2)[0], **tol(dtype))
 
 
 @pytest.mark.parametrize("rise", [10.0, 1e3, 1e30])
@@ -154,20 +108,20 @@ def test_max_rising_late_in_the_map(backend, dtype, rng, rise):
     x[0, 0, 650, 3] = rise
     x[0, 1, 300:, :] += np.asarray(rise, dtype) / 10
     res = spatial.spatial_softmax(backend.asarray(x), return_cov=True, return_maps=True)
-    kp, cov, maps = reference(x)
+    kp, cov, maps = oracle.spatial_softmax(x)
     np.testing.assert_allclose(backend.numpy(res.keypoints), kp, **tol(dtype))
     np.testing.assert_allclose(backend.numpy(res.cov), cov, **tol(dtype))
     np.testing.assert_allclose(backend.numpy(res.maps), maps, **tol(dtype))
     g = rng.standard_normal((1, 2, 2))
     gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 1.0, grad_keypoints=backend.asarray(g.astype(dtype)))
-    gx_ref, gt_ref = reference_vjp(x, 1.0, g)
+    gx_ref, gt_ref = oracle.spatial_softmax_vjp(x, 1.0, g)
     np.testing.assert_allclose(backend.numpy(gx), gx_ref, **tol(dtype))
 
 
 def test_large_map_512(backend, rng):
     x = rng.standard_normal((1, 2, 512, 512)).astype(np.float32) * 4
     res = spatial.spatial_softmax(backend.asarray(x), 0.5, return_cov=True)
-    kp, cov, _ = reference(x, 0.5)
+    kp, cov, _ = oracle.spatial_softmax(x, 0.5)
     np.testing.assert_allclose(backend.numpy(res.keypoints), kp, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(backend.numpy(res.cov), cov, rtol=1e-4, atol=1e-5)
 
@@ -181,7 +135,7 @@ def test_mask(backend, dtype, rng, mask_kind):
     m.reshape(-1, H * W)[:, 0] = True  # every map keeps a valid pixel
     full = m if m.ndim == 4 else (m[:, None] if m.ndim == 3 else m[None, None])
     res = spatial.spatial_softmax(backend.asarray(x), mask=backend.asarray(m), return_cov=True, return_maps=True)
-    kp, cov, maps = reference(x, 1.0, mask=full)
+    kp, cov, maps = oracle.spatial_softmax(x, 1.0, mask=full)
     np.testing.assert_allclose(backend.numpy(res.keypoints), kp, **tol(dtype))
     np.testing.assert_allclose(backend.numpy(res.cov), cov, **tol(dtype))
     np.testing.assert_allclose(backend.numpy(res.maps), maps, **tol(dtype))
@@ -195,7 +149,7 @@ def test_float16_input_accumulates_in_float32(backend, rng):
     x = (rng.standard_normal((2, 3, 9, 7)) * 3).astype(np.float16)
     res = spatial.spatial_softmax(backend.asarray(x), 0.8, return_maps=True)
     assert backend.numpy(res.keypoints).dtype == np.float32
-    kp, _, maps = reference(x.astype(np.float64), 0.8)
+    kp, _, maps = oracle.spatial_softmax(x.astype(np.float64), 0.8)
     np.testing.assert_allclose(backend.numpy(res.keypoints), kp, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(backend.numpy(res.maps), maps, rtol=1e-5, atol=1e-6)
     gx, gt = spatial.spatial_softmax_backward(
@@ -211,12 +165,12 @@ def test_bfloat16_input_accumulates_in_float32(backend, rng):
     x = (rng.standard_normal((2, 3, 9, 7)) * 3).astype(ml_dtypes.bfloat16)
     res = spatial.spatial_softmax(x, 0.8, return_maps=True)
     assert res.keypoints.dtype == np.float32
-    kp, _, maps = reference(x.astype(np.float64), 0.8)
+    kp, _, maps = oracle.spatial_softmax(x.astype(np.float64), 0.8)
     np.testing.assert_allclose(res.keypoints, kp, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(res.maps, maps, rtol=1e-5, atol=1e-6)
     gx, gt = spatial.spatial_softmax_backward(x, 0.8, grad_keypoints=np.ones((2, 3, 2), np.float32))
     assert gx.dtype == x.dtype
-    gx_ref, _ = reference_vjp(x.astype(np.float64), 0.8, np.ones((2, 3, 2)))
+    gx_ref, _ = oracle.spatial_softmax_vjp(x.astype(np.float64), 0.8, np.ones((2, 3, 2)))
     np.testing.assert_allclose(gx.astype(np.float64), gx_ref, rtol=1e-2, atol=1e-3)  # rounded to bfloat16
 
 
@@ -224,7 +178,7 @@ def test_float16_special_values_in_loads(rng):
     # the C++ half loader: subnormals, large values (inf is rejected below)
     x = np.array([6e-8, 1e-5, 6.1e-5, 1.0, 65504.0, -65504.0], np.float16).reshape(1, 1, 2, 3)
     res = spatial.spatial_softmax(x, 1e5, return_maps=True)
-    np.testing.assert_allclose(res.maps, reference(x.astype(np.float64), 1e5)[2], rtol=1e-6)
+    np.testing.assert_allclose(res.maps, oracle.spatial_softmax(x.astype(np.float64), 1e5)[2], rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- backward
@@ -238,7 +192,7 @@ def test_vjp_matches_reference(backend, dtype, rng, layout, per_channel, which):
     g_kp = rng.standard_normal((B, C, 2))
     g_cov = rng.standard_normal((B, C, 2, 2)) if "cov" in which else None
     g_maps = rng.standard_normal((B, C, H, W)) if "maps" in which else None
-    gx_ref, gt_ref = reference_vjp(x, t, g_kp, g_cov, g_maps)
+    gx_ref, gt_ref = oracle.spatial_softmax_vjp(x, t, g_kp, g_cov, g_maps)
     xin, gm = (x, g_maps) if layout == "NCHW" else (to_nhwc(x), None if g_maps is None else to_nhwc(g_maps))
     A = backend.asarray
     tin = A(np.asarray(t, dtype)) if per_channel else t
@@ -273,7 +227,7 @@ def test_vjp_with_saved_forward_and_order_yx(backend, rng):
         order="yx",
     )
     # the yx gradients are the xy gradients with the axes swapped
-    gx_ref, gt_ref = reference_vjp(x, 0.7, g_kp[..., ::-1], g_cov[..., ::-1, ::-1])
+    gx_ref, gt_ref = oracle.spatial_softmax_vjp(x, 0.7, g_kp[..., ::-1], g_cov[..., ::-1, ::-1])
     np.testing.assert_allclose(backend.numpy(gx), gx_ref, **tol(np.float64))
     np.testing.assert_allclose(backend.numpy(gt), gt_ref.sum(), **tol(np.float64))
 
@@ -284,7 +238,7 @@ def test_vjp_out_buffer(backend, dtype, rng):
     out = backend.asarray(np.full(x.shape, np.nan, dtype))
     gx, gt = spatial.spatial_softmax_backward(backend.asarray(x), 1.2, grad_keypoints=backend.asarray(g), out=out)
     assert gx is out
-    np.testing.assert_allclose(backend.numpy(out), reference_vjp(x, 1.2, g)[0], **tol(dtype))
+    np.testing.assert_allclose(backend.numpy(out), oracle.spatial_softmax_vjp(x, 1.2, g)[0], **tol(dtype))
     with pytest.raises(ValueError, match="out"):
         spatial.spatial_softmax_backward(
             backend.asarray(x),
@@ -387,7 +341,9 @@ def test_minus_infinity_is_probability_zero(backend, dtype, rng):
     m[1, 2, 3, 1] = False
     res = spatial.spatial_softmax(backend.asarray(x), return_maps=True)
     assert backend.numpy(res.maps)[1, 2, 3, 1] == 0
-    np.testing.assert_allclose(backend.numpy(res.keypoints), reference(np.where(m, x, 0), mask=m)[0], **tol(dtype))
+    np.testing.assert_allclose(
+        backend.numpy(res.keypoints), oracle.spatial_softmax(np.where(m, x, 0), mask=m)[0], **tol(dtype)
+    )
     x[0, 1] = -np.inf  # a whole map of -inf has no softmax
     with pytest.raises(ValueError, match="b=0, c=1"):
         spatial.spatial_softmax(backend.asarray(x))
@@ -472,7 +428,7 @@ def test_fuzz_against_reference(B, C, H, W, layout, f32, scale, seed, masked):
     xin = x if layout == "NCHW" else to_nhwc(x)
     min_ = None if m is None else (m if layout == "NCHW" else to_nhwc(m))
     res = spatial.spatial_softmax(xin, t.astype(dtype), layout=layout, mask=min_, return_cov=True)
-    kp, cov, _ = reference(x, t, mask=m)
+    kp, cov, _ = oracle.spatial_softmax(x, t, mask=m)
     loose = dict(rtol=1e-3, atol=1e-4) if f32 else dict(rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(res.keypoints, kp, **loose)
     np.testing.assert_allclose(res.cov, cov, **loose)
@@ -480,7 +436,7 @@ def test_fuzz_against_reference(B, C, H, W, layout, f32, scale, seed, masked):
     gx, gt = spatial.spatial_softmax_backward(
         xin, t.astype(dtype), grad_keypoints=g.astype(dtype), layout=layout, mask=min_
     )
-    gx_ref, gt_ref = reference_vjp(x, t, g, mask=m)
+    gx_ref, gt_ref = oracle.spatial_softmax_vjp(x, t, g, mask=m)
     gx = gx if layout == "NCHW" else gx.transpose(0, 3, 1, 2)
     np.testing.assert_allclose(
         gx, gx_ref, rtol=1e-3 if f32 else 1e-7, atol=(1e-3 if f32 else 1e-9) * (1 + 1 / t.min(initial=1.0))

@@ -1,5 +1,6 @@
 // _cpu_cem: bindings of the kernels behind the cross-entropy method (batched top-k; one fused
 // iteration: sample the population, then select elites and refit the diagonal Gaussian).
+#include "args/cem.hpp"
 #include "bind_common.hpp"
 #include "pygenmod/cem.hpp"
 #include "pygenmod/topk.hpp"
@@ -8,20 +9,6 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
-
-static void top_k(py::array x, py::array idx) {
-  dispatch_float(x, "x", [&](auto tag) {
-    using T = decltype(tag);
-    if (x.ndim() != 2 || idx.ndim() != 2) throw std::invalid_argument("x and idx must be 2-D");
-    const auto rows = x.shape(0), n = x.shape(1), k = idx.shape(1);
-    if (k > n) throw std::invalid_argument("idx: k exceeds the row length");
-    const T* px = in_ptr<T>(x, "x", {rows, n});
-    auto* pi = out_ptr<std::int64_t>(idx, "idx", {rows, k});
-    if (k == 0) return;
-    py::gil_scoped_release nogil;
-    topk::top_k_cpu(px, rows, n, k, pi);
-  });
-}
 
 static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
                         py::array X) {
@@ -62,7 +49,12 @@ static py::ssize_t update_diag(py::array X, py::array R, py::array w, double alp
 
 PYBIND11_MODULE(_cpu_cem, m) {
   m.doc() = "pygenmod cross-entropy-method kernels (CPU)";
-  m.def("top_k", &top_k, "x"_a, "idx"_a, "indices of the k largest per row, largest first");
+  m.def(
+      "top_k",
+      [](py::array x, py::array idx) {
+        args::top_k<HostArrays>(x, idx, nogil([](auto... a) { topk::top_k_cpu(a...); }));
+      },
+      "x"_a, "idx"_a, "indices of the k largest per row, largest first");
   m.def("sample_diag", &sample_diag, "mean"_a, "std"_a, "seed"_a, "stream"_a, "offset"_a, "X"_a,
         "X[b, s] = mean[b] + std[b] * eps on normal stream stream + b from offset (one CEM population)");
   m.def("update_diag", &update_diag, "X"_a, "R"_a, "w"_a, "alpha"_a, "min_std"_a, "reg"_a, "mean"_a, "std"_a,

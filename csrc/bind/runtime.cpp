@@ -10,14 +10,18 @@
 #include <utility>
 #include <vector>
 
+#include "array_access.hpp"
 #include "pygenmod/cpu_features.hpp"
 #include "pygenmod/status.hpp"
 
 namespace py = pybind11;
+namespace bind = pygenmod::bind;
 
 // Memory-bandwidth probes for `pygenmod bench`: all OpenMP threads stream an array.
-static double stream_read(py::array_t<double, py::array::c_style> a) {
-  const double* p = a.data();
+// float64, C-contiguous, 1-D (array_access.hpp): an array_t argument would silently copy
+// anything else (and stream_copy would then write into that copy).
+static double stream_read(const py::array& a) {
+  const double* p = bind::in<bind::HostArrays, double>(a, "src", {-1});
   const py::ssize_t n = a.size();
   // Eight independent partial sums: one chain of dependent adds would be bound by the add
   // latency (about 12 GB/s on two cores here), not by memory.
@@ -33,11 +37,10 @@ static double stream_read(py::array_t<double, py::array::c_style> a) {
   return total;
 }
 
-static void stream_copy(py::array_t<double, py::array::c_style> src, py::array_t<double, py::array::c_style> dst) {
-  if (src.size() != dst.size()) throw std::invalid_argument("src and dst sizes differ");
-  const double* s = src.data();
-  double* d = dst.mutable_data();
+static void stream_copy(const py::array& src, const py::object& dst) {
   const py::ssize_t n = src.size();
+  const double* s = bind::in<bind::HostArrays, double>(src, "src", {-1});
+  double* d = bind::out<bind::HostArrays, double>(dst, "dst", {n});
   py::gil_scoped_release nogil;
 #pragma omp parallel for schedule(static)
   for (py::ssize_t i = 0; i < n; ++i) d[i] = s[i];

@@ -1,4 +1,6 @@
-// _cpu_spatial: bindings of the spatial softmax kernels. Arrays in, GIL released, no math here.
+// _cpu_spatial: bindings of the spatial softmax kernels. Arrays in, GIL released, no math here;
+// the argument unpacking is args/spatial.hpp (shared with _cuda_spatial).
+#include "args/spatial.hpp"
 #include "bind_common.hpp"
 #include "pygenmod/spatial.hpp"
 
@@ -6,149 +8,27 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
-using spatial::bf16_t;
-using spatial::half_t;
-
-namespace {
-
-bool is_float16(const py::array& a) { return a.dtype().kind() == 'f' && a.itemsize() == 2; }
-// ml_dtypes' bfloat16 (what JAX and torch-via-pygenmod.torch hand over for bfloat16).
-bool is_bfloat16(const py::array& a) {
-  return a.itemsize() == 2 && py::str(a.dtype().attr("name")).cast<std::string>() == "bfloat16";
-}
-
-// x as storage type S: float, double, half_t (NumPy float16) or bf16_t (ml_dtypes bfloat16).
-template <class S>
-const S* x_ptr(const py::array& a, std::initializer_list<py::ssize_t> shape) {
-  if constexpr (std::is_same_v<S, half_t> || std::is_same_v<S, bf16_t>) {
-    if (std::is_same_v<S, half_t> ? !is_float16(a) : !is_bfloat16(a))
-      throw std::invalid_argument("x: wrong dtype for this kernel");
-    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument("x: must be C-contiguous");
-    py::ssize_t i = 0;
-    for (auto n : shape)
-      if (a.shape(i++) != n) throw std::invalid_argument("x: unexpected shape " + shape_str(a));
-    return static_cast<const S*>(a.data());
-  } else {
-    return in_ptr<S>(a, "x", shape);
-  }
-}
-
-template <class T>
-T* opt_out(py::object a, const char* name, std::initializer_list<py::ssize_t> shape) {
-  if (a.is_none()) return nullptr;
-  py::array arr = a;
-  return out_ptr<T>(arr, name, shape);
-}
-
-template <class T>
-const T* opt_in(py::object a, const char* name, std::initializer_list<py::ssize_t> shape) {
-  if (a.is_none()) return nullptr;
-  return in_ptr<T>(py::array(a), name, shape);
-}
-
-struct Dims {
-  py::ssize_t B, C, H, W;
-};
-
-// Checked pointer of an optional array with x's shape (layout-dependent); f is in/out_ptr-like.
-template <class P, class F>
-P layout_ptr(const Dims& d, bool channels_last, F&& f) {
-  if (channels_last) return f({d.B, d.H, d.W, d.C});
-  return f({d.B, d.C, d.H, d.W});
-}
-
-Dims dims(const py::array& x, bool channels_last) {
-  if (x.ndim() != 4) throw std::invalid_argument("x: expected 4 dimensions, got " + shape_str(x));
-  if (channels_last) return {x.shape(0), x.shape(3), x.shape(1), x.shape(2)};
-  return {x.shape(0), x.shape(1), x.shape(2), x.shape(3)};
-}
-
-spatial::Mask get_mask(py::object m, const Dims& d) {
-  spatial::Mask mask;
-  if (m.is_none()) return mask;
-  py::array a = m;
-  if (a.ndim() != 3) throw std::invalid_argument("mask: expected (Bm, Cm, H*W)");
-  mask.Bm = a.shape(0);
-  mask.Cm = a.shape(1);
-  if ((mask.Bm != 1 && mask.Bm != d.B) || (mask.Cm != 1 && mask.Cm != d.C))
-    throw std::invalid_argument("mask: unexpected shape " + shape_str(a));
-  mask.p = in_ptr<std::uint8_t>(a, "mask", {mask.Bm, mask.Cm, d.H * d.W});
-  return mask;
-}
-
-// Calls f(S{}) with S the storage type of x.
-template <class F>
-void dispatch_storage(const py::array& x, F&& f) {
-  if (is_float64(x)) return f(double{});
-  if (is_float32(x)) return f(float{});
-  if (is_float16(x)) return f(half_t{});
-  if (is_bfloat16(x)) return f(bf16_t{});
-  throw std::invalid_argument("x: expected float16, bfloat16, float32 or float64");
-}
-
-using L = std::initializer_list<py::ssize_t>;
-
-// The arguments forward and backward share: x, 1 / temperature, sizes, grid and mask.
-template <class Args, class S = std::remove_const_t<std::remove_pointer_t<decltype(Args::x)>>>
-void common(Args& a, const py::array& x, const py::array& inv_temp, const py::object& mask, const Dims& d, bool cl,
-            double x0, double dx, double y0, double dy) {
-  using T = spatial::compute_t<S>;
-  a.x = layout_ptr<const S*>(d, cl, [&](L s) { return x_ptr<S>(x, s); });
-  a.inv = in_ptr<T>(inv_temp, "inv_temp", {d.C});
-  a.B = d.B;
-  a.C = d.C;
-  a.H = d.H;
-  a.W = d.W;
-  a.g = {x0, dx, y0, dy};
-  a.mask = get_mask(mask, d);
-}
-
-void forward(py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0, double dy,
-             bool channels_last, py::array kp, py::object cov, py::object maps, py::array stats) {
-  const Dims d = dims(x, channels_last);
-  dispatch_storage(x, [&](auto tag) {
-    using S = decltype(tag);
-    using T = spatial::compute_t<S>;
-    spatial::detail::FwdArgs<S> a{};
-    common(a, x, inv_temp, mask, d, channels_last, x0, dx, y0, dy);
-    a.kp = out_ptr<T>(kp, "keypoints", {d.B, d.C, 2});
-    a.cov = opt_out<T>(cov, "cov", {d.B, d.C, 2, 2});
-    a.maps = layout_ptr<T*>(d, channels_last, [&](L s) { return opt_out<T>(maps, "maps", s); });
-    a.stats = out_ptr<T>(stats, "stats", {d.B, d.C, 2});
-    py::gil_scoped_release nogil;
-    spatial::forward_cpu(a, channels_last);
-  });
-}
-
-void backward(py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0, double dy,
-              bool channels_last, py::array stats, py::array kp, py::object cov, py::array g_kp, py::object g_cov,
-              py::object g_maps, py::array gx, py::array g_temp) {
-  const Dims d = dims(x, channels_last);
-  dispatch_storage(x, [&](auto tag) {
-    using S = decltype(tag);
-    using T = spatial::compute_t<S>;
-    spatial::detail::BwdArgs<S> a{};
-    common(a, x, inv_temp, mask, d, channels_last, x0, dx, y0, dy);
-    a.stats = in_ptr<T>(stats, "stats", {d.B, d.C, 2});
-    a.kp = in_ptr<T>(kp, "keypoints", {d.B, d.C, 2});
-    a.cov = opt_in<T>(cov, "cov", {d.B, d.C, 2, 2});
-    a.g_kp = in_ptr<T>(g_kp, "grad_keypoints", {d.B, d.C, 2});
-    a.g_cov = opt_in<T>(g_cov, "grad_cov", {d.B, d.C, 2, 2});
-    a.g_maps = layout_ptr<const T*>(d, channels_last, [&](L s) { return opt_in<T>(g_maps, "grad_maps", s); });
-    if (a.g_cov && !a.cov) throw std::invalid_argument("cov: needed with grad_cov");
-    a.gx = layout_ptr<T*>(d, channels_last, [&](L s) { return out_ptr<T>(gx, "grad_x", s); });
-    a.g_temp = out_ptr<T>(g_temp, "grad_temp", {d.B, d.C});
-    py::gil_scoped_release nogil;
-    spatial::backward_cpu(a, channels_last);
-  });
-}
-
-}  // namespace
 
 PYBIND11_MODULE(_cpu_spatial, m) {
   m.doc() = "pygenmod spatial softmax keypoints, compiled CPU kernels (OpenMP)";
-  m.def("forward", &forward, "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a,
-        "keypoints"_a, "cov"_a, "maps"_a, "stats"_a);
-  m.def("backward", &backward, "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a,
-        "stats"_a, "keypoints"_a, "cov"_a, "grad_keypoints"_a, "grad_cov"_a, "grad_maps"_a, "grad_x"_a, "grad_temp"_a);
+  m.def(
+      "forward",
+      [](py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0, double dy,
+         bool channels_last, py::array kp, py::object cov, py::object maps, py::array stats) {
+        args::spatial::forward<HostArrays>(x, inv_temp, mask, x0, dx, y0, dy, channels_last, kp, cov, maps, stats,
+                                           nogil([&](const auto& a) { spatial::forward_cpu(a, channels_last); }));
+      },
+      "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a, "keypoints"_a, "cov"_a,
+      "maps"_a, "stats"_a);
+  m.def(
+      "backward",
+      [](py::array x, py::array inv_temp, py::object mask, double x0, double dx, double y0, double dy,
+         bool channels_last, py::array stats, py::array kp, py::object cov, py::array g_kp, py::object g_cov,
+         py::object g_maps, py::array gx, py::array g_temp) {
+        args::spatial::backward<HostArrays>(x, inv_temp, mask, x0, dx, y0, dy, channels_last, stats, kp, cov, g_kp,
+                                            g_cov, g_maps, gx, g_temp,
+                                            nogil([&](const auto& a) { spatial::backward_cpu(a, channels_last); }));
+      },
+      "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a, "stats"_a, "keypoints"_a,
+      "cov"_a, "grad_keypoints"_a, "grad_cov"_a, "grad_maps"_a, "grad_x"_a, "grad_temp"_a);
 }

@@ -1,5 +1,6 @@
 // Device arrays for the CUDA bindings, read from __cuda_array_interface__ (CuPy, PyTorch,
-// Numba): pointer, shape, dtype and contiguity checked here; no host copy is made.
+// Numba) by the DeviceArrays policy of array_access.hpp, which checks pointer, shape, dtype and
+// contiguity with the host's messages; no host copy is made. Also: streams and scratch memory.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,7 +11,10 @@
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "array_access.hpp"
 
 namespace pygenmod::bind {
 namespace py = pybind11;
@@ -20,6 +24,7 @@ struct DeviceArray {
   std::vector<py::ssize_t> shape;
   std::string typestr;  // e.g. "<f4", "<f8", "<i8"
   bool readonly = false;
+  bool c_contiguous = true;
 };
 
 // Kernels run on the current device's stream: data on another GPU would be read through a
@@ -46,7 +51,7 @@ inline void check_on_current_device(const void* ptr, const char* name) {
                                 "; call under `with cupy.cuda.Device(" + std::to_string(attr.device) + "):`");
 }
 
-// check_device: verify the pointer's device (device_ptr does; shape/dtype queries need not).
+// check_device: verify the pointer's device (pointer accesses do; shape/dtype queries need not).
 inline DeviceArray device_array(const py::object& obj, const char* name, bool check_device = false) {
   if (!py::hasattr(obj, "__cuda_array_interface__"))
     throw std::invalid_argument(std::string(name) + ": expected a CUDA array (CuPy or DLPack)");
@@ -62,60 +67,39 @@ inline DeviceArray device_array(const py::object& obj, const char* name, bool ch
     auto strides = cai["strides"].cast<std::vector<py::ssize_t>>();
     py::ssize_t expect = std::stoi(a.typestr.substr(2));
     for (size_t i = a.shape.size(); i-- > 0;) {
-      if (a.shape[i] > 1 && strides[i] != expect)
-        throw std::invalid_argument(std::string(name) + ": must be C-contiguous");
+      if (a.shape[i] > 1 && strides[i] != expect) a.c_contiguous = false;
       expect *= a.shape[i];
     }
   }
   return a;
 }
 
-template <class T>
-const char* typestr_of();
-template <>
-inline const char* typestr_of<float>() {
-  return "<f4";
-}
-template <>
-inline const char* typestr_of<double>() {
-  return "<f8";
-}
-template <>
-inline const char* typestr_of<std::int64_t>() {
-  return "<i8";
-}
-template <>
-inline const char* typestr_of<std::int32_t>() {
-  return "<i4";
-}
-template <>
-inline const char* typestr_of<std::uint32_t>() {
-  return "<u4";
-}
-template <>
-inline const char* typestr_of<std::uint8_t>() {
-  return "|u1";
-}
-
-template <class T>
-T* device_ptr(const py::object& obj, const char* name, std::initializer_list<py::ssize_t> shape,
-              bool writable = false) {
-  DeviceArray a = device_array(obj, name, true);
-  if (a.typestr != typestr_of<T>()) throw std::invalid_argument(std::string(name) + ": wrong dtype " + a.typestr);
-  if (a.shape.size() != shape.size()) throw std::invalid_argument(std::string(name) + ": wrong number of dimensions");
-  size_t i = 0;
-  for (auto n : shape) {
-    if (n >= 0 && a.shape[i] != n) throw std::invalid_argument(std::string(name) + ": wrong shape");
-    ++i;
+// __cuda_array_interface__ arrays (what the CUDA bindings take): the policy of array_access.hpp.
+struct DeviceArrays {
+  static ArrayInfo info(const py::object& obj, const char* name, bool pointer) {
+    DeviceArray d = device_array(obj, name, pointer);
+    ArrayInfo i;
+    i.ptr = d.ptr;
+    i.shape = std::move(d.shape);
+    i.dtype =
+        d.typestr.size() >= 3 ? dtype_name(d.typestr[0], d.typestr[1], std::stoi(d.typestr.substr(2))) : d.typestr;
+    i.c_contiguous = d.c_contiguous;
+    i.writable = !d.readonly;
+    return i;
   }
-  if (writable && a.readonly) throw std::invalid_argument(std::string(name) + ": read-only");
-  return static_cast<T*>(a.ptr);
+};
+
+// The device accessors under their older names (used by bindings not yet on in<P, T>/out<P, T>).
+template <class T>
+T* device_ptr(const py::object& obj, const char* name, Shape shape, bool writable = false) {
+  return writable ? out<DeviceArrays, T>(obj, name, shape) : const_cast<T*>(in<DeviceArrays, T>(obj, name, shape));
 }
 
 inline std::vector<py::ssize_t> device_shape(const py::object& obj, const char* name) {
-  return device_array(obj, name).shape;
+  return shape_of<DeviceArrays>(obj, name);
 }
 
+// The raw typestr ("<f8", "|u1"); dtype_of<DeviceArrays> gives NumPy's name ("float64", "uint8").
 inline std::string device_typestr(const py::object& obj, const char* name) { return device_array(obj, name).typestr; }
 
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
