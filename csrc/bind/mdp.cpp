@@ -2,7 +2,7 @@
 #include "bind_common.hpp"
 #include "fast_path.hpp"
 #include "pygenmod/mdp.hpp"
-#include "pygenmod/mdp_exact.hpp"
+#include "pygenmod/mdp_fast.hpp"
 
 #include <optional>
 #include <vector>
@@ -125,7 +125,7 @@ void evaluate_impl(const M& m, index_t B, const py::array& R, const py::array& g
 // ------------------------------------------------------------------ one-call fast paths (issue 11)
 // The fast paths' dense model: P (S, A, S) or (B, S, A, S), R (S, A) / (B, S, A) of P's dtype
 // (C-contiguous, finite), P's rows checked when row_tol >= 0 (sums within row_tol of 1, no
-// negative or non-finite entry). false: not for the fast path (see fast_path.hpp).
+// negative or non-finite entry: mdp::rows_surely_ok). false: not for the fast path (see fast_path.hpp).
 template <class T>
 bool fast_model(const py::array& P, const py::array& R, double row_tol, mdp::Dense<T>& m, index_t& B, const T*& r) {
   const T* p = fast::view<T>(P);
@@ -138,13 +138,8 @@ bool fast_model(const py::array& P, const py::array& R, double row_tol, mdp::Den
   if (P.shape(o + 2) != S || B == 0 || S == 0 || A == 0) return false;
   if (!(single ? fast::shape_is(R, {S, A}) : fast::shape_is(R, {B, S, A}))) return false;
   if (!fast::all_finite(r, B * S * A)) return false;
-  if (row_tol >= 0) {
-    double st[3];
-    mdp::row_stats_dense_cpu(p, B * S * A, S, st);
-    if (st[2] != 0 || !(st[1] >= 0) || !(st[0] <= row_tol)) return false;
-  }
   m = mdp::Dense<T>{p, S, A};
-  return true;
+  return row_tol < 0 || mdp::rows_surely_ok(m, B, row_tol);
 }
 
 // A float gamma as the kernel's dtype, checked like pygenmod._validate.per_batch (in [0, 1)).
@@ -161,7 +156,7 @@ py::object backup_fast_t(const py::array& P, const py::array& R, const py::array
   index_t B;
   const T* r;
   T g;
-  if (!fast_gamma(gamma, g) || !fast_model(P, R, row_tol, m, B, r)) return py::none();
+  if (!fast_gamma(gamma, g) || !fast_model(P, R, -1.0, m, B, r)) return py::none();  // rows: in the sweep
   const index_t S = m.S, A = m.A;
   const bool single = P.ndim() == 3;
   const T* v = fast::view<T>(V);
@@ -171,8 +166,13 @@ py::object backup_fast_t(const py::array& P, const py::array& R, const py::array
   auto Vo = single ? fast::empty<T>({S}) : fast::empty<T>({B, S});
   auto pi = single ? fast::empty<i64>({S}) : fast::empty<i64>({B, S});
   std::vector<T> gs(B, g);
-  mdp::backup_sweep_cpu(m, r, v, gs.data(), B, mdp::kOptimal, nullptr, static_cast<const T*>(nullptr),
-                        static_cast<const T*>(nullptr), Q.mutable_data(), Vo.mutable_data(), pi.mutable_data());
+  if (row_tol < 0) {
+    mdp::backup_sweep_cpu(m, r, v, gs.data(), B, mdp::kOptimal, nullptr, static_cast<const T*>(nullptr),
+                          static_cast<const T*>(nullptr), Q.mutable_data(), Vo.mutable_data(), pi.mutable_data());
+  } else if (!mdp::backup_checked_cpu(m, r, v, gs.data(), B, row_tol, Q.mutable_data(), Vo.mutable_data(),
+                                      pi.mutable_data())) {
+    return py::none();
+  }
   return py::make_tuple(Q, Vo, pi);
 }
 
