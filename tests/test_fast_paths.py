@@ -129,14 +129,33 @@ def test_backup_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
     assert_same(fast, general)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("off", [-1e-9, -1e-14, 0.0, 1e-14, 1e-9])
+def test_row_check_at_the_tolerance(host, monkeypatch, dtype, off):
+    """Rows whose sum is off by the tolerance give the same answer on both paths: the compiled
+    check sums in another order, so it leaves rows that close to the limit to the general path."""
+    tol = mdp.ROW_SUM_TOL[np.dtype(dtype)]
+    P = np.full((3, 2, 3), 1 / 3)
+    P[1, 0, 0] += tol + off
+    P = P.astype(dtype)
+    R, V = np.ones((3, 2), dtype), np.ones(3, dtype)
+    fast, general = both(lambda: mdp.bellman_backup(P, R, V, 0.5), monkeypatch)
+    assert_same(fast, general)
+    fast, general = both(lambda: _pi(P, R, 0.5), monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- exact policy iteration
 def _pi(P, R, g, **kw):
     return mdp.policy_iteration(P, R, g, evaluation="exact", **kw)
 
 
-@pytest.mark.parametrize("lead,S,A", [((), 1, 1), ((), 6, 3), ((4,), 9, 2), ((2,), 64, 3), ((2,), 65, 2)])
+@pytest.mark.parametrize("lead,S,A", [((), 1, 1), ((), 6, 3), ((4,), 9, 2), ((2,), "max", 2), ((), "max+1", 2)])
 @pytest.mark.parametrize("max_iter", [1, 1000])
 def test_exact_pi_fast_equals_general(host, dtype, rng, monkeypatch, lead, S, A, max_iter):
+    """(both sides of the compiled loop's size limit, too)"""
+    if isinstance(S, str):
+        S = _solvers._EXACT_LOOP_MAX_S + (S == "max+1")
     P, R, _ = _mdp(rng, lead, S, A, dtype)
     fast, general = both(lambda: _pi(P, R, 0.95, max_iter=max_iter), monkeypatch)
     assert not raises(fast)

@@ -23,10 +23,12 @@ from ._model import _KIND, CSR, ROW_SUM_TOL, Backup, Evaluation, Solution, _Mode
 _ACTION_ELIMINATION = True
 
 # Exact policy iteration on the cpu backend runs its whole loop in compiled code (one dense LU
-# solve per policy) up to this many states; larger MDPs are solved by LAPACK from Python, whose
-# blocked, multithreaded solve wins once an evaluation costs more than the per-iteration
-# overhead. Results agree to rounding on both sides (tests switch it to compare).
-_EXACT_LOOP_MAX_S = 64
+# solve per policy, single-threaded per MDP) up to this many states; larger MDPs are solved by
+# LAPACK from Python. Measured on the 2-core test machine (bench/results/tiny_calls.md): the
+# loop is several times faster than the LAPACK path up to 256 states, where LAPACK's threads
+# and the backup's contend; above, a blocked solve is the better algorithm. Results agree to
+# rounding on both sides (tests switch it to compare).
+_EXACT_LOOP_MAX_S = 256
 
 
 def _fast_tol(P, check):

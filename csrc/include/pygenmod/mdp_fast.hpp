@@ -3,7 +3,7 @@
 // - exact policy iteration of small dense MDPs, the whole loop in compiled code: each policy
 //   is evaluated by a dense LU solve (partial pivoting, float64) of (I - gamma P_pi) V = r_pi,
 //   then improved by one backup sweep that keeps the current action where it is still greedy.
-//   The Python layer uses it for S up to a few dozen states, where NumPy's per-call overhead
+//   The Python layer uses it for S up to a few hundred states, where NumPy's per-call overhead
 //   (a LAPACK solve, fancy indexing, a backup call per iteration) is most of the time;
 // - the input check of P's rows (sums within a tolerance of 1, no negative or non-finite
 //   entry) as a vectorised pass, alone or fused into a backup sweep (each state's rows are
