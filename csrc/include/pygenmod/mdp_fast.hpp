@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "pygenmod/interrupt.hpp"
@@ -37,35 +38,44 @@ namespace pygenmod::mdp {
 // |sum - 1| <= tol. The float64 sum runs in 16 partial sums (four 4-lane vectors: one chain
 // would be latency bound), another order than row_stats_dense_cpu's: two orders of a sum of n
 // non-negative terms near 1 differ by less than 2 n DBL_EPSILON, so rows within that margin of
-// the tolerance are left to the general path (false). NaN/inf make the sum non-finite.
+// the tolerance are left to the general path (false). NaN/inf make the sum non-finite; signs
+// are tested by OR-ing the sign bits (one integer op, cheaper than a minimum; -0.0, which the
+// check accepts, is left to the general path).
 template <class T>
 PGM_ROWCHECK_CLONES inline bool row_surely_ok(const T* row, index_t n, double tol) {
-  double sum = 0, mn = static_cast<double>(row[0]);
+  using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+  constexpr U kSign = U(1) << (8 * sizeof(T) - 1);
+  double sum = 0;
+  U bits = 0;
   index_t j = 0;
 #if defined(__GNUC__)
   typedef double d4 __attribute__((vector_size(32)));
   typedef T t4 __attribute__((vector_size(4 * sizeof(T))));
-  d4 sv[4] = {}, mv[4];
-  for (auto& v : mv) v = d4{mn, mn, mn, mn};
+  typedef U u4 __attribute__((vector_size(4 * sizeof(T))));
+  d4 sv[4] = {};
+  u4 bv[4] = {};
   for (; j + 16 <= n; j += 16)
     for (int k = 0; k < 4; ++k) {
       t4 r;  // a vector load (an initialiser list of elements would load them one by one)
+      u4 b;
       std::memcpy(&r, row + j + 4 * k, sizeof r);
-      const d4 a = __builtin_convertvector(r, d4);
-      sv[k] += a;
-      mv[k] = a < mv[k] ? a : mv[k];
+      std::memcpy(&b, row + j + 4 * k, sizeof b);
+      sv[k] += __builtin_convertvector(r, d4);
+      bv[k] |= b;
     }
   const d4 sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
-  const d4 m01 = mv[1] < mv[0] ? mv[1] : mv[0], m23 = mv[3] < mv[2] ? mv[3] : mv[2], m = m23 < m01 ? m23 : m01;
+  const u4 ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
   sum = (sa[0] + sa[1]) + (sa[2] + sa[3]);
-  mn = std::fmin(std::fmin(m[0], m[1]), std::fmin(m[2], m[3]));
+  bits = (ba[0] | ba[1]) | (ba[2] | ba[3]);
 #endif
   for (; j < n; ++j) {
-    const double x = static_cast<double>(row[j]);
-    sum += x;
-    mn = x < mn ? x : mn;
+    U b;
+    std::memcpy(&b, row + j, sizeof b);
+    sum += static_cast<double>(row[j]);
+    bits |= b;
   }
-  return std::isfinite(sum) && mn >= 0 && std::fabs(sum - 1.0) + 2.0 * static_cast<double>(n) * DBL_EPSILON <= tol;
+  return std::isfinite(sum) && !(bits & kSign) &&
+         std::fabs(sum - 1.0) + 2.0 * static_cast<double>(n) * DBL_EPSILON <= tol;
 }
 
 // True when every row of B dense MDPs surely passes the check (see row_surely_ok).
