@@ -88,6 +88,9 @@ def _backup_cases(dtype):
     neg[0, 0, :2] = [-0.25, 1.25 - P[0, 0, 2:].sum()]
     nan_p = P.copy()
     nan_p[2, 1, 0] = np.nan
+    neg_zero = P.copy()  # accepted (-0.0 >= 0); the compiled check leaves signed zeros to the general path
+    neg_zero[3, 0, 1] += neg_zero[3, 0, 0]
+    neg_zero[3, 0, 0] = -0.0
 
     def with_(a, i, v):
         a = a.copy()
@@ -98,6 +101,7 @@ def _backup_cases(dtype):
         "row sums": (bad_sum, R, V, 0.9),
         "negative": (neg, R, V, 0.9),
         "nan P": (nan_p, R, V, 0.9),
+        "negative zero": (neg_zero, R, V, 0.9),
         "nan R": (P, with_(R, 3, np.nan), V, 0.9),
         "inf V": (P, R, with_(V, 1, -np.inf), 0.9),
         "gamma 1": (P, R, V, 1.0),
