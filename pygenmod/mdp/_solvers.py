@@ -267,8 +267,10 @@ def policy_iteration(
     evaluation="iterative" (default): each policy is evaluated by sweeps of its own rows
     until an evaluation step is below half the stopping threshold (compiled loop; the
     epsilon guarantees of the module doc hold). evaluation="exact": each policy is
-    evaluated by a linear solve (LAPACK; scipy / cupyx sparse for sparse P) and the loop stops when
-    the greedy policy repeats; V is then the exact value of the returned policy.
+    evaluated by a linear solve (on the cpu backend, dense MDPs of up to 256 states run the whole
+    loop in compiled code with an LU solve per policy; else LAPACK, or scipy / cupyx sparse for
+    sparse P) and the loop stops when the greedy policy repeats; V is then the exact value of the
+    returned policy.
 
     initial_policy: the policy the iteration starts from. ``None`` (default): the greedy policy
     of V = 0 (the first improvement of value 0); int actions ``(B, S)`` (or ``(S,)`` for one
