@@ -34,62 +34,65 @@ namespace pygenmod::mdp {
 #define PGM_ROWCHECK_CLONES
 #endif
 
-// True when a row of P (length n) surely passes the input check: finite, no negative entry,
-// |sum - 1| <= tol. The float64 sum runs in 16 partial sums (four 4-lane vectors: one chain
-// would be latency bound), another order than row_stats_dense_cpu's: two orders of a sum of n
-// non-negative terms near 1 differ by less than 2 n DBL_EPSILON, so rows within that margin of
-// the tolerance are left to the general path (false). NaN/inf make the sum non-finite; signs
-// are tested by OR-ing the sign bits (one integer op, cheaper than a minimum; -0.0, which the
-// check accepts, is left to the general path).
+// True when `rows` consecutive rows of length n surely pass the input check: finite, no
+// negative entry, |sum - 1| <= tol. Each float64 sum runs in 16 partial sums (four 4-lane
+// vectors: one chain would be latency bound), another order than row_stats_dense_cpu's: two
+// orders of a sum of n non-negative terms near 1 differ by less than 2 n DBL_EPSILON, so rows
+// within that margin of the tolerance are left to the general path (false). NaN/inf make a
+// sum non-finite; signs are tested by OR-ing the sign bits (cheaper than a minimum; -0.0,
+// which the check accepts, is left to the general path). Several rows per call: the rows of
+// small MDPs are short, and a call (not inlined: one clone per instruction set) costs about as
+// much as a row.
 template <class T>
-PGM_ROWCHECK_CLONES inline bool row_surely_ok(const T* row, index_t n, double tol) {
+PGM_ROWCHECK_CLONES inline bool rows_surely_ok(const T* P, index_t rows, index_t n, double tol) {
   using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
   constexpr U kSign = U(1) << (8 * sizeof(T) - 1);
-  double sum = 0;
+  const double margin = 2.0 * static_cast<double>(n) * DBL_EPSILON;
   U bits = 0;
-  index_t j = 0;
+  for (index_t i = 0; i < rows; ++i) {
+    const T* row = P + i * n;
+    double sum = 0;
+    index_t j = 0;
 #if defined(__GNUC__)
-  typedef double d4 __attribute__((vector_size(32)));
-  typedef T t4 __attribute__((vector_size(4 * sizeof(T))));
-  typedef U u4 __attribute__((vector_size(4 * sizeof(T))));
-  d4 sv[4] = {};
-  u4 bv[4] = {};
-  for (; j + 16 <= n; j += 16)
-    for (int k = 0; k < 4; ++k) {
-      t4 r;  // a vector load (an initialiser list of elements would load them one by one)
-      u4 b;
-      std::memcpy(&r, row + j + 4 * k, sizeof r);
-      std::memcpy(&b, row + j + 4 * k, sizeof b);
-      sv[k] += __builtin_convertvector(r, d4);
-      bv[k] |= b;
-    }
-  const d4 sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
-  const u4 ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
-  sum = (sa[0] + sa[1]) + (sa[2] + sa[3]);
-  bits = (ba[0] | ba[1]) | (ba[2] | ba[3]);
+    typedef double d4 __attribute__((vector_size(32)));
+    typedef T t4 __attribute__((vector_size(4 * sizeof(T))));
+    typedef U u4 __attribute__((vector_size(4 * sizeof(T))));
+    d4 sv[4] = {};
+    u4 bv[4] = {};
+    for (; j + 16 <= n; j += 16)
+      for (int k = 0; k < 4; ++k) {
+        t4 r;  // a vector load (an initialiser list of elements would load them one by one)
+        u4 b;
+        std::memcpy(&r, row + j + 4 * k, sizeof r);
+        std::memcpy(&b, row + j + 4 * k, sizeof b);
+        sv[k] += __builtin_convertvector(r, d4);
+        bv[k] |= b;
+      }
+    const d4 sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
+    const u4 ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
+    sum = (sa[0] + sa[1]) + (sa[2] + sa[3]);
+    bits |= (ba[0] | ba[1]) | (ba[2] | ba[3]);
 #endif
-  for (; j < n; ++j) {
-    U b;
-    std::memcpy(&b, row + j, sizeof b);
-    sum += static_cast<double>(row[j]);
-    bits |= b;
+    for (; j < n; ++j) {
+      U b;
+      std::memcpy(&b, row + j, sizeof b);
+      sum += static_cast<double>(row[j]);
+      bits |= b;
+    }
+    if (!(std::isfinite(sum) && std::fabs(sum - 1.0) + margin <= tol)) return false;
   }
-  return std::isfinite(sum) && !(bits & kSign) &&
-         std::fabs(sum - 1.0) + 2.0 * static_cast<double>(n) * DBL_EPSILON <= tol;
+  return !(bits & kSign);
 }
 
-// True when every row of B dense MDPs surely passes the check (see row_surely_ok).
+// True when every row of B dense MDPs surely passes the check (see the function above).
 template <class T>
 bool rows_surely_ok(const Dense<T>& m, index_t B, double tol) {
-  const index_t rows = B * m.S * m.A;
-  for (index_t i = 0; i < rows; ++i)
-    if (!row_surely_ok(m.P + i * m.S, m.S, tol)) return false;
-  return true;
+  return rows_surely_ok(m.P, B * m.S * m.A, m.S, tol);
 }
 
 // backup_sweep_cpu's optimality backup with the row check fused in (each state's A rows are
 // checked right after its backup read them). Results are backup_sweep_cpu's, bitwise (the same
-// per-state function). Returns false when some row does not surely pass (see row_surely_ok):
+// per-state function). Returns false when some row does not surely pass (see rows_surely_ok):
 // the outputs are then meaningless and the caller takes the general path.
 template <class T>
 bool backup_checked_cpu(const Dense<T>& m, const T* R, const T* V, const T* gamma, index_t B, double tol, T* Q,
@@ -100,9 +103,7 @@ bool backup_checked_cpu(const Dense<T>& m, const T* R, const T* V, const T* gamm
     const index_t bs = b * S + s;
     V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kOptimal, 0, static_cast<const T*>(nullptr),
                              T(1), Q + bs * A, policy + bs);
-    std::int64_t n = 0;
-    for (index_t a = 0; a < A; ++a) n += !row_surely_ok(m.row(b, s, a), S, tol);
-    return n;
+    return std::int64_t{!rows_surely_ok(m.row(b, s, 0), A, S, tol)};  // its A rows are contiguous
   };
   if (B * sweep_madds(m) >= BACKUP_PAR_MIN) {  // backup_sweep_cpu's threshold
 #pragma omp parallel for collapse(2) schedule(guided, 16) reduction(+ : bad)
