@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _grads
+from . import _fast, _grads
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
@@ -331,6 +331,28 @@ def rsample_normal(
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``. See the module docstring for the noise
     convention, ``clamp`` and dtypes.
     """
+    if (
+        type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and log_std is None
+        and std is None
+        and n_samples is None
+        and eps is None
+        and clamp is None
+        and out is None
+        and not return_eps
+        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
+        and type(stream) is int
+        and 0 <= stream <= _fast.U64_MAX
+        and type(offset) is int
+        and 0 <= offset <= _fast.U64_MAX
+    ):
+        fast = _fast.cpu_kernel("sampling", "rsample_normal_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            seed = resolve_seed(seed)  # once: the general path below reuses this key
+            z = fast(mu, logvar, seed, stream, offset)
+            if z is not None:
+                return z
     h = normal_head(
         mu,
         logvar,

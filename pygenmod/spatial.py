@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _grads
+from . import _fast, _grads
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
@@ -201,6 +201,21 @@ def spatial_softmax(
     :class:`SpatialSoftmaxResult` (keypoints, cov, maps, stats) instead. See the module
     docstring for the layout / order / grid / temperature / mask contract.
     """
+    if (
+        type(x) is np.ndarray
+        and type(temperature) is float
+        and mask is None
+        and not return_cov
+        and not return_maps
+        and layout == "NCHW"
+        and coords == "normalized"
+        and order == "xy"
+    ):
+        fast = _fast.cpu_kernel("spatial", "forward_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            kp = fast(x, temperature)
+            if kp is not None:
+                return kp
     res = spatial_softmax_forward(
         x,
         temperature,

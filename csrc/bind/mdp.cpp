@@ -1,6 +1,11 @@
 // _cpu_mdp: bindings of the Bellman-backup kernels. Arrays in, GIL released, no math here.
 #include "bind_common.hpp"
+#include "fast_path.hpp"
 #include "pygenmod/mdp.hpp"
+#include "pygenmod/mdp_fast.hpp"
+
+#include <optional>
+#include <vector>
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -117,6 +122,100 @@ void evaluate_impl(const M& m, index_t B, const py::array& R, const py::array& g
   intr.rethrow();
 }
 
+// ------------------------------------------------------------------ one-call fast paths (issue 11)
+// The fast paths' dense model: P (S, A, S) or (B, S, A, S), R (S, A) / (B, S, A) of P's dtype
+// (C-contiguous, finite), P's rows checked when row_tol >= 0 (sums within row_tol of 1, no
+// negative or non-finite entry: mdp::rows_surely_ok). false: not for the fast path (see fast_path.hpp).
+template <class T>
+bool fast_model(const py::array& P, const py::array& R, double row_tol, mdp::Dense<T>& m, index_t& B, const T*& r) {
+  const T* p = fast::view<T>(P);
+  r = fast::view<T>(R);
+  if (!p || !r || (P.ndim() != 3 && P.ndim() != 4)) return false;
+  const bool single = P.ndim() == 3;
+  const int o = single ? 0 : 1;
+  B = single ? 1 : P.shape(0);
+  const index_t S = P.shape(o), A = P.shape(o + 1);
+  if (P.shape(o + 2) != S || B == 0 || S == 0 || A == 0) return false;
+  if (!(single ? fast::shape_is(R, {S, A}) : fast::shape_is(R, {B, S, A}))) return false;
+  if (!fast::all_finite(r, B * S * A)) return false;
+  m = mdp::Dense<T>{p, S, A};
+  return row_tol < 0 || mdp::rows_surely_ok(m, B, row_tol);
+}
+
+// A float gamma as the kernel's dtype, checked like pygenmod._validate.per_batch (in [0, 1)).
+template <class T>
+bool fast_gamma(double gamma, T& g) {
+  g = static_cast<T>(gamma);
+  return std::isfinite(g) && g >= T(0) && g < T(1);
+}
+
+// bellman_backup's optimality backup: (Q, V, policy), or None (not for the fast path).
+template <class T>
+py::object backup_fast_t(const py::array& P, const py::array& R, const py::array& V, double gamma, double row_tol) {
+  mdp::Dense<T> m{};
+  index_t B;
+  const T* r;
+  T g;
+  if (!fast_gamma(gamma, g) || !fast_model(P, R, -1.0, m, B, r)) return py::none();  // rows: in the sweep
+  const index_t S = m.S, A = m.A;
+  const bool single = P.ndim() == 3;
+  const T* v = fast::view<T>(V);
+  if (!v || !(single ? fast::shape_is(V, {S}) : fast::shape_is(V, {B, S})) || !fast::all_finite(v, B * S))
+    return py::none();
+  auto Q = single ? fast::empty<T>({S, A}) : fast::empty<T>({B, S, A});
+  auto Vo = single ? fast::empty<T>({S}) : fast::empty<T>({B, S});
+  auto pi = single ? fast::empty<i64>({S}) : fast::empty<i64>({B, S});
+  std::vector<T> gs(B, g);
+  if (row_tol < 0) {
+    mdp::backup_sweep_cpu(m, r, v, gs.data(), B, mdp::kOptimal, nullptr, static_cast<const T*>(nullptr),
+                          static_cast<const T*>(nullptr), Q.mutable_data(), Vo.mutable_data(), pi.mutable_data());
+  } else if (!mdp::backup_checked_cpu(m, r, v, gs.data(), B, row_tol, Q.mutable_data(), Vo.mutable_data(),
+                                      pi.mutable_data())) {
+    return py::none();
+  }
+  return py::make_tuple(Q, Vo, pi);
+}
+
+// Exact policy iteration from the greedy policy of V = 0, for S <= max_states:
+// (V, policy, Q, iterations (B,), done (B,)), or None (not for the fast path).
+template <class T>
+py::object policy_iteration_exact_fast_t(const py::array& P, const py::array& R, double gamma, i64 max_iter,
+                                         double row_tol, i64 max_states) {
+  mdp::Dense<T> m{};
+  index_t B;
+  const T* r;
+  T g;
+  if (max_iter < 1 || !fast_gamma(gamma, g) || !fast_model(P, R, row_tol, m, B, r) || m.S > max_states)
+    return py::none();
+  const index_t S = m.S, A = m.A;
+  const bool single = P.ndim() == 3;
+  auto V = single ? fast::empty<T>({S}) : fast::empty<T>({B, S});
+  auto Q = single ? fast::empty<T>({S, A}) : fast::empty<T>({B, S, A});
+  auto pi = single ? fast::empty<i64>({S}) : fast::empty<i64>({B, S});
+  auto its = fast::empty<i64>({B});
+  auto done = fast::empty<bool>({B});
+  std::vector<T> gs(B, g);
+  Interruptible intr;
+  index_t bad;
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (B * S * S * S >= (1 << 14)) nogil.emplace();  // a release costs more than a tiny solve
+    bad = mdp::policy_iteration_exact_cpu(m, r, gs.data(), B, max_iter, false, V.mutable_data(), Q.mutable_data(),
+                                          pi.mutable_data(), its.mutable_data(),
+                                          reinterpret_cast<std::uint8_t*>(done.mutable_data()), intr.stop());
+  }
+  intr.rethrow();
+  if (bad >= 0) return py::none();  // singular: the general path raises
+  return py::make_tuple(V, pi, Q, its, done);
+}
+
+template <class F>
+py::object fast_dispatch(const py::array& P, F&& f) {
+  if (fast::view<double>(P)) return f(double{});
+  if (fast::view<float>(P)) return f(float{});
+  return py::none();
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_cpu_mdp, m) {
@@ -227,4 +326,46 @@ PYBIND11_MODULE(_cpu_mdp, m) {
       mdp::row_stats_csr_cpu(d, ptr, rows, o);
     });
   });
+
+  // One-call fast paths (issue 11): plain NumPy in, None when the general path must run.
+  m.def("backup_fast", [](py::array P, py::array R, py::array V, double gamma, double row_tol) {
+    return fast_dispatch(P, [&](auto tag) { return backup_fast_t<decltype(tag)>(P, R, V, gamma, row_tol); });
+  });
+  m.def("policy_iteration_exact_fast",
+        [](py::array P, py::array R, double gamma, i64 max_iter, double row_tol, i64 max_states) {
+          return fast_dispatch(P, [&](auto tag) {
+            return policy_iteration_exact_fast_t<decltype(tag)>(P, R, gamma, max_iter, row_tol, max_states);
+          });
+        });
+  // Exact policy iteration of validated dense MDPs (the kernel of the general path): returns
+  // the first MDP whose system was singular, or -1.
+  m.def("policy_iteration_exact_dense",
+        [](py::array P, py::array R, py::array gamma, i64 max_iter, bool init, py::array V, py::array Q,
+           py::array policy, py::array iterations, py::array done) {
+          return dispatch_float(P, "P", [&](auto tag) {
+            using T = decltype(tag);
+            index_t B;
+            auto md = dense<T>(P, B);
+            const index_t S = md.S, A = md.A;
+            if (max_iter < 1) throw std::invalid_argument("max_iter: must be >= 1");
+            const T* r = in_ptr<T>(R, "R", {B, S, A});
+            const T* g = in_ptr<T>(gamma, "gamma", {B});
+            T* v = out_ptr<T>(V, "V", {B, S});
+            T* q = out_ptr<T>(Q, "Q", {B, S, A});
+            i64* pi = out_ptr<i64>(policy, "policy", {B, S});
+            if (init)
+              for (index_t i = 0; i < B * S; ++i)
+                if (pi[i] < 0 || pi[i] >= A) throw std::invalid_argument("policy: action out of range");
+            i64* it = out_ptr<i64>(iterations, "iterations", {B});
+            auto* dn = out_ptr<std::uint8_t>(done, "done", {B});
+            Interruptible intr;
+            index_t bad;
+            {
+              py::gil_scoped_release nogil;
+              bad = mdp::policy_iteration_exact_cpu(md, r, g, B, max_iter, init, v, q, pi, it, dn, intr.stop());
+            }
+            intr.rethrow();
+            return static_cast<i64>(bad);
+          });
+        });
 }

@@ -3,7 +3,12 @@
 // of size 0 (they become null pointers).
 #include "bind_common.hpp"
 #include "pygenmod/mvn.hpp"
+#include "fast_path.hpp"
 #include "pygenmod/sampling.hpp"
+
+#include <limits>
+#include <optional>
+#include <vector>
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -344,6 +349,38 @@ static void gumbel_softmax_backward(py::array logits, py::array y_soft, double t
   });
 }
 
+// rsample_normal's one-call fast path (issue 11): mu (D,) or (B, D), logvar of the same shape
+// and dtype, one sample, no clamp: z in mu's shape, or None when the general path must run
+// (any other input, or a row with NaN/inf: that path raises the error; see fast_path.hpp).
+template <class T>
+static py::object rsample_normal_fast_t(const py::array& mu, const py::array& logvar, uint64_t seed, uint64_t stream,
+                                        uint64_t offset) {
+  const T* m = fast::view<T>(mu);
+  const T* p = fast::view<T>(logvar);
+  if (!m || !p || (mu.ndim() != 1 && mu.ndim() != 2)) return py::none();
+  const bool one = mu.ndim() == 1;
+  const py::ssize_t B = one ? 1 : mu.shape(0), D = mu.shape(one ? 0 : 1);
+  if (!(one ? fast::shape_is(logvar, {D}) : fast::shape_is(logvar, {B, D}))) return py::none();
+  auto z = one ? fast::empty<T>({D}) : fast::empty<T>({B, D});
+  std::vector<std::int32_t> status(B);
+  const T inf = std::numeric_limits<T>::infinity();
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (B * D >= (1 << 14)) nogil.emplace();  // a release costs more than a tiny draw
+    sampling::normal_head_cpu<T>(m, p, nullptr, 0, -inf, inf, seed, stream, offset, 1, B, D, z.mutable_data(), nullptr,
+                                 nullptr, nullptr, status.data());
+  }
+  for (auto st : status)
+    if (st) return py::none();
+  return std::move(z);
+}
+
+static py::object rsample_normal_fast(py::array mu, py::array logvar, uint64_t seed, uint64_t stream, uint64_t offset) {
+  if (fast::view<double>(mu)) return rsample_normal_fast_t<double>(mu, logvar, seed, stream, offset);
+  if (fast::view<float>(mu)) return rsample_normal_fast_t<float>(mu, logvar, seed, stream, offset);
+  return py::none();
+}
+
 PYBIND11_MODULE(_cpu_sampling, m) {
   m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
   // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
@@ -389,4 +426,6 @@ PYBIND11_MODULE(_cpu_sampling, m) {
         "y"_a, "index"_a, "status"_a);
   m.def("gumbel_softmax_backward", &gumbel_softmax_backward, "logits"_a, "y_soft"_a, "temperature"_a, "seed"_a,
         "stream"_a, "offset"_a, "grad_y"_a, "out"_a, "status"_a);
+  // one-call fast path (issue 11): None when the general path must run
+  m.def("rsample_normal_fast", &rsample_normal_fast);
 }

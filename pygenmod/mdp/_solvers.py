@@ -8,8 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import _fast
 from .. import _validate as val
 from .._arrays import to_native
+from .._backend import choose
+from .._dispatch import get_kernel
 from .._typing import ArrayLike, EvaluationMethod, SeedLike, Stop
 from ._model import _KIND, CSR, ROW_SUM_TOL, Backup, Evaluation, Solution, _Model
 
@@ -17,6 +20,19 @@ from ._model import _KIND, CSR, ROW_SUM_TOL, Backup, Evaluation, Solution, _Mode
 # (action elimination, see docs/mdp.md); the results are the same floats as full sweeps.
 # Tests switch it off to compare.
 _ACTION_ELIMINATION = True
+
+# Exact policy iteration on the cpu backend runs its whole loop in compiled code (one dense LU
+# solve per policy, single-threaded per MDP) up to this many states; larger MDPs are solved by
+# LAPACK from Python. Measured on the 2-core test machine (bench/results/tiny_calls.md): the
+# loop is several times faster than the LAPACK path up to 256 states, where LAPACK's threads
+# and the backup's contend; above, a blocked solve is the better algorithm. Results agree to
+# rounding on both sides (tests switch it to compare).
+_EXACT_LOOP_MAX_S = 256
+
+
+def _fast_tol(P, check):
+    """The fast paths' row_tol argument: P's row-sum tolerance, or -1 for no row checks."""
+    return ROW_SUM_TOL.get(P.dtype, 0.0) if check is True else -1.0
 
 
 def bellman_backup(
@@ -40,6 +56,19 @@ def bellman_backup(
 
     Returns :class:`Backup` (Q, V, greedy policy), in R's dtype and P's array type.
     """
+    if (
+        policy is None
+        and temperature is None
+        and type(gamma) is float
+        and type(P) is np.ndarray
+        and type(R) is np.ndarray
+        and type(V) is np.ndarray
+    ):
+        fast = _fast.cpu_kernel("mdp", "backup_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            res = fast(P, R, V, gamma, _fast_tol(P, check))
+            if res is not None:
+                return tuple.__new__(Backup, res)
     m = _Model(P, R, check=check)
     gamma = m.gamma(gamma)
     V = m.values(V)
@@ -241,8 +270,10 @@ def policy_iteration(
     evaluation="iterative" (default): each policy is evaluated by sweeps of its own rows
     until an evaluation step is below half the stopping threshold (compiled loop; the
     epsilon guarantees of the module doc hold). evaluation="exact": each policy is
-    evaluated by a linear solve (LAPACK; scipy / cupyx sparse for sparse P) and the loop stops when
-    the greedy policy repeats; V is then the exact value of the returned policy.
+    evaluated by a linear solve (on the cpu backend, dense MDPs of up to 256 states run the whole
+    loop in compiled code with an LU solve per policy; else LAPACK, or scipy / cupyx sparse for
+    sparse P) and the loop stops when the greedy policy repeats; V is then the exact value of the
+    returned policy.
 
     initial_policy: the policy the iteration starts from. ``None`` (default): the greedy policy
     of V = 0 (the first improvement of value 0); int actions ``(B, S)`` (or ``(S,)`` for one
@@ -280,9 +311,34 @@ def policy_iteration(
             eval_rel=0.0,
         )
         return sol._replace(eval_sweeps=sol.eval_sweeps + sweeps0) if initial_policy is not None else sol
+    if (
+        initial_policy is None
+        and type(gamma) is float
+        and type(max_iter) is int
+        and 1 <= max_iter <= val.MAX_COUNT
+        and type(P) is np.ndarray
+        and type(R) is np.ndarray
+    ):
+        fast = _fast.cpu_kernel("mdp", "policy_iteration_exact_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            res = fast(P, R, gamma, max_iter, _fast_tol(P, check), _EXACT_LOOP_MAX_S)
+            if res is not None:
+                return _exact_solution(P.ndim == 3, *res)
     m = _Model(P, R, check=check)
     g = m.gamma(gamma)
     max_iter = val.positive_int(max_iter, "max_iter")
+    if not m.sparse and not m.on_device and m.S <= _EXACT_LOOP_MAX_S and choose(False) == "cpu":
+        pi = (
+            np.empty((m.B, m.S), np.int64)
+            if initial_policy is None
+            else _initial_policy(m, initial_policy, seed, stream)
+        )
+        V, Q = np.empty((m.B, m.S), m.dtype), np.empty((m.B, m.S, m.A), m.dtype)
+        its, done = np.empty(m.B, np.int64), np.empty(m.B, np.uint8)
+        loop = get_kernel("mdp", "policy_iteration_exact_dense", "cpu")
+        if loop(m.P, m.R, g, max_iter, initial_policy is not None, V, Q, pi, its, done) >= 0:
+            raise np.linalg.LinAlgError("Singular matrix")  # what LAPACK's solve raises
+        return _exact_solution(m.single, m.out(V), m.out(pi), m.out(Q), its, done.astype(bool))
     xp = m.xp
     backup = m.kernel("backup")
     Q = xp.empty((m.B, m.S, m.A), m.dtype)
@@ -316,6 +372,14 @@ def policy_iteration(
         m.out(Q),
         *(m.out(x) if not m.single else x[0].item() for x in (its, res, done, np.zeros(m.B, np.int64))),
     )
+
+
+def _exact_solution(single, V, pi, Q, its, done):
+    """The Solution of exact policy iteration from the compiled loop (NumPy arrays)."""
+    if single:
+        return Solution(V, pi, Q, int(its[0]), 0.0, bool(done[0]), 0)
+    B = its.shape[0]
+    return Solution(V, pi, Q, its, np.zeros(B), done, np.zeros(B, np.int64))
 
 
 def _row_index(m):

@@ -1,0 +1,53 @@
+// Helpers of the one-call fast paths (issue 11): for tiny problems the Python layer's checks
+// cost more than the kernel, so a hot public function hands plain NumPy arrays straight to one
+// binding that checks them here and runs the kernel. Every check answers "not here" (the
+// binding returns None) instead of raising: the Python layer then runs its general path,
+// which validates again and raises its own error, so messages live in one place (Python).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <vector>
+
+namespace pygenmod::bind::fast {
+namespace py = pybind11;
+
+// a's data if it is a C-contiguous array of native T, else nullptr.
+template <class T>
+const T* view(const py::array& a) {
+  if (!py::isinstance<py::array_t<T>>(a) || !(a.flags() & py::array::c_style)) return nullptr;
+  return static_cast<const T*>(a.data());
+}
+
+// True when a has exactly this shape.
+inline bool shape_is(const py::array& a, std::initializer_list<py::ssize_t> shape) {
+  if (static_cast<std::size_t>(a.ndim()) != shape.size()) return false;
+  py::ssize_t i = 0;
+  for (auto n : shape)
+    if (a.shape(i++) != n) return false;
+  return true;
+}
+
+// True if no NaN/inf: one pass summing x * 0, which is 0 for finite x and NaN for NaN or inf
+// (so, unlike a plain sum, large finite values cannot overflow into a false alarm).
+template <class T>
+bool all_finite(const T* p, std::int64_t n) {
+  double s[4] = {0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) s[k] += static_cast<double>(p[i + k]) * 0.0;  // 0 * finite = 0, 0 * inf = NaN
+  for (; i < n; ++i) s[0] += static_cast<double>(p[i]) * 0.0;
+  return (s[0] + s[1]) + (s[2] + s[3]) == 0.0;
+}
+
+// A new C-contiguous array of this shape (uninitialised).
+template <class T>
+py::array_t<T> empty(std::initializer_list<py::ssize_t> shape) {
+  return py::array_t<T>(std::vector<py::ssize_t>(shape));
+}
+
+}  // namespace pygenmod::bind::fast

@@ -1,0 +1,233 @@
+// Small-problem kernels behind the one-call fast paths of the Python layer (issue 11):
+//
+// - exact policy iteration of small dense MDPs, the whole loop in compiled code: each policy
+//   is evaluated by a dense LU solve (partial pivoting, float64) of (I - gamma P_pi) V = r_pi,
+//   then improved by one backup sweep that keeps the current action where it is still greedy.
+//   The Python layer uses it for S up to a few hundred states, where NumPy's per-call overhead
+//   (a LAPACK solve, fancy indexing, a backup call per iteration) is most of the time;
+// - the input check of P's rows (sums within a tolerance of 1, no negative or non-finite
+//   entry) as a vectorised pass, alone or fused into a backup sweep (each state's rows are
+//   checked right after its backup read them, while they are in cache).
+//
+// The checks only ever answer "passes" or "let the general path decide": their sums run in
+// another order than row_stats_dense_cpu's, so a row passes only when it is within the
+// tolerance by more than the largest possible difference of the two orders.
+#pragma once
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "pygenmod/interrupt.hpp"
+#include "pygenmod/mdp.hpp"
+
+namespace pygenmod::mdp {
+
+// ------------------------------------------------------------------ row checks
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
+#define PGM_ROWCHECK_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PGM_ROWCHECK_CLONES
+#endif
+
+// True when `rows` consecutive rows of length n surely pass the input check: finite, no
+// negative entry, |sum - 1| <= tol. Each float64 sum runs in 16 partial sums (four 4-lane
+// vectors: one chain would be latency bound), another order than row_stats_dense_cpu's: two
+// orders of a sum of n non-negative terms near 1 differ by less than 2 n DBL_EPSILON, so rows
+// within that margin of the tolerance are left to the general path (false). NaN/inf make a
+// sum non-finite; signs are tested by OR-ing the sign bits (cheaper than a minimum; -0.0,
+// which the check accepts, is left to the general path). Several rows per call: the rows of
+// small MDPs are short, and a call (not inlined: one clone per instruction set) costs about as
+// much as a row.
+template <class T>
+PGM_ROWCHECK_CLONES inline bool rows_surely_ok(const T* P, index_t rows, index_t n, double tol) {
+  using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+  constexpr U kSign = U(1) << (8 * sizeof(T) - 1);
+  const double margin = 2.0 * static_cast<double>(n) * DBL_EPSILON;
+  U bits = 0;
+  for (index_t i = 0; i < rows; ++i) {
+    const T* row = P + i * n;
+    double sum = 0;
+    index_t j = 0;
+#if defined(__GNUC__)
+    typedef double d4 __attribute__((vector_size(32)));
+    typedef T t4 __attribute__((vector_size(4 * sizeof(T))));
+    typedef U u4 __attribute__((vector_size(4 * sizeof(T))));
+    d4 sv[4] = {};
+    u4 bv[4] = {};
+    for (; j + 16 <= n; j += 16)
+      for (int k = 0; k < 4; ++k) {
+        t4 r;  // a vector load (an initialiser list of elements would load them one by one)
+        u4 b;
+        std::memcpy(&r, row + j + 4 * k, sizeof r);
+        std::memcpy(&b, row + j + 4 * k, sizeof b);
+        sv[k] += __builtin_convertvector(r, d4);
+        bv[k] |= b;
+      }
+    const d4 sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
+    const u4 ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
+    sum = (sa[0] + sa[1]) + (sa[2] + sa[3]);
+    bits |= (ba[0] | ba[1]) | (ba[2] | ba[3]);
+#endif
+    for (; j < n; ++j) {
+      U b;
+      std::memcpy(&b, row + j, sizeof b);
+      sum += static_cast<double>(row[j]);
+      bits |= b;
+    }
+    if (!(std::isfinite(sum) && std::fabs(sum - 1.0) + margin <= tol)) return false;
+  }
+  return !(bits & kSign);
+}
+
+// True when every row of B dense MDPs surely passes the check (see the function above).
+template <class T>
+bool rows_surely_ok(const Dense<T>& m, index_t B, double tol) {
+  return rows_surely_ok(m.P, B * m.S * m.A, m.S, tol);
+}
+
+// backup_sweep_cpu's optimality backup with the row check fused in (each state's A rows are
+// checked right after its backup read them). Results are backup_sweep_cpu's, bitwise (the same
+// per-state function). Returns false when some row does not surely pass (see rows_surely_ok):
+// the outputs are then meaningless and the caller takes the general path.
+template <class T>
+bool backup_checked_cpu(const Dense<T>& m, const T* R, const T* V, const T* gamma, index_t B, double tol, T* Q,
+                        T* V_out, std::int64_t* policy) {
+  const index_t S = m.S, A = m.A;
+  std::int64_t bad = 0;
+  auto one = [&](index_t b, index_t s) {
+    const index_t bs = b * S + s;
+    V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kOptimal, 0, static_cast<const T*>(nullptr),
+                             T(1), Q + bs * A, policy + bs);
+    return std::int64_t{!rows_surely_ok(m.row(b, s, 0), A, S, tol)};  // its A rows are contiguous
+  };
+  if (B * sweep_madds(m) >= BACKUP_PAR_MIN) {  // backup_sweep_cpu's threshold
+#pragma omp parallel for collapse(2) schedule(guided, 16) reduction(+ : bad)
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) bad += one(b, s);
+  } else {
+    for (index_t b = 0; b < B; ++b)
+      for (index_t s = 0; s < S; ++s) bad += one(b, s);
+  }
+  return bad == 0;
+}
+
+// ------------------------------------------------------------------ exact policy iteration
+// Solves M x = y for one n x n row-major M (overwritten by its LU factors); y becomes x.
+// Partial pivoting (a NaN entry counts as the largest pivot, so NaN propagates as in LAPACK).
+// Returns false for an exactly singular M (a zero pivot), like LAPACK's gesv.
+inline bool lu_solve(double* M, double* y, index_t n) {
+  for (index_t k = 0; k < n; ++k) {
+    index_t p = k;
+    double best = std::fabs(M[k * n + k]);
+    for (index_t i = k + 1; i < n && !std::isnan(best); ++i) {
+      const double a = std::fabs(M[i * n + k]);
+      if (a > best || std::isnan(a)) {
+        best = a;
+        p = i;
+      }
+    }
+    if (best == 0.0) return false;
+    if (p != k) {
+      for (index_t j = 0; j < n; ++j) std::swap(M[k * n + j], M[p * n + j]);
+      std::swap(y[k], y[p]);
+    }
+    const double inv = 1.0 / M[k * n + k];
+    for (index_t i = k + 1; i < n; ++i) {
+      const double l = M[i * n + k] * inv;
+      if (l == 0.0) continue;
+      for (index_t j = k + 1; j < n; ++j) M[i * n + j] -= l * M[k * n + j];
+      y[i] -= l * y[k];
+    }
+  }
+  for (index_t k = n - 1; k >= 0; --k) {
+    double s = y[k];
+    for (index_t j = k + 1; j < n; ++j) s -= M[k * n + j] * y[j];
+    y[k] = s / M[k * n + k];
+  }
+  return true;
+}
+
+// Exact policy iteration of MDP b (pi holds the starting policy; see policy_iteration_exact_cpu).
+// Returns false when a policy's system is singular (only possible without the row checks).
+template <class T>
+bool policy_iteration_exact_one(const Dense<T>& m, index_t b, const T* R, T gamma, std::int64_t max_iter, T* V, T* Q,
+                                std::int64_t* pi, std::int64_t& its, std::uint8_t& done, Stop& stop) {
+  const index_t S = m.S, A = m.A;
+  const double g = static_cast<double>(gamma);
+  std::vector<double> M(S * S), y(S);
+  its = 0;
+  done = 0;
+  for (std::int64_t it = 0; it < max_iter; ++it) {
+    ++its;
+    for (index_t s = 0; s < S; ++s) {  // (I - g P_pi) V = r_pi
+      const T* row = m.row(b, s, pi[s]);
+      for (index_t t = 0; t < S; ++t) M[s * S + t] = (s == t ? 1.0 : 0.0) - g * static_cast<double>(row[t]);
+      y[s] = static_cast<double>(R[s * A + pi[s]]);
+    }
+    if (!lu_solve(M.data(), y.data(), S)) return false;
+    for (index_t s = 0; s < S; ++s) V[s] = static_cast<T>(y[s]);
+    bool same = true;
+    for (index_t s = 0; s < S; ++s) {  // improve; keep the current action where it ties
+      std::int64_t best;
+      backup_state(m, b, s, R + s * A, V, gamma, kOptimal, 0, static_cast<const T*>(nullptr), T(1), Q + s * A, &best);
+      if (!(Q[s * A + pi[s]] >= Q[s * A + best])) {  // (negated: NaN switches, as in NumPy's where)
+        same = same && best == pi[s];
+        pi[s] = best;
+      }
+    }
+    if (same) {
+      done = 1;
+      break;
+    }
+    if (stop.poll(static_cast<double>(S) * S * S)) break;
+  }
+  return true;
+}
+
+// Exact policy iteration of B dense MDPs (V, Q, pi, iterations, done per MDP, batch-first).
+// init: pi holds the starting policies; else it starts from the greedy policy of V = 0.
+// Every MDP iterates until its policy repeats or max_iter evaluations; MDPs run in parallel
+// when the batch is large enough to pay for the threads. Returns the first MDP whose system
+// was singular, or -1.
+template <class T>
+index_t policy_iteration_exact_cpu(const Dense<T>& m, const T* R, const T* gamma, index_t B, std::int64_t max_iter,
+                                   bool init, T* V, T* Q, std::int64_t* pi, std::int64_t* iterations,
+                                   std::uint8_t* done, Stop& stop = Stop::never()) {
+  const index_t S = m.S, A = m.A;
+  std::vector<std::uint8_t> singular(B, 0);
+  auto one = [&](index_t b) {
+    T* v = V + b * S;
+    T* q = Q + b * S * A;
+    std::int64_t* p = pi + b * S;
+    if (!init) {  // greedy policy of V = 0
+      std::fill(v, v + S, T(0));
+      for (index_t s = 0; s < S; ++s)
+        backup_state(m, b, s, R + (b * S + s) * A, v, gamma[b], kOptimal, 0, static_cast<const T*>(nullptr), T(1),
+                     q + s * A, p + s);
+    }
+    singular[b] =
+        !policy_iteration_exact_one(m, b, R + b * S * A, gamma[b], max_iter, v, q, p, iterations[b], done[b], stop);
+  };
+  // an evaluation costs ~S^3/3 multiply-adds: run MDPs in parallel once a round of them is long
+  constexpr double kParMin = 1 << 17;
+  if (B > 1 && static_cast<double>(B) * S * S * S >= kParMin) {
+    ItemQueue q(B, stop);
+#pragma omp parallel
+    {
+      for (std::int64_t b; q.next(b); q.done()) one(b);
+      q.drain();
+    }
+  } else {
+    for (index_t b = 0; b < B && !stop.stopped(); ++b) one(b);
+  }
+  for (index_t b = 0; b < B; ++b)
+    if (singular[b]) return b;
+  return -1;
+}
+
+}  // namespace pygenmod::mdp

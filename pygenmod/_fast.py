@@ -1,0 +1,36 @@
+"""One-call fast paths for tiny problems (issue 11).
+
+At a few states, points or pixels a call's fixed cost is mostly the Python layer: validation,
+dispatch, output allocation. A hot public function therefore checks in Python only what is
+O(1) (plain NumPy arrays, Python scalars, default options) and hands the arrays to one
+compiled entry point of the cpu backend that validates the rest and runs the kernel. That
+entry point returns None whenever anything is off (another dtype, a non-contiguous array, a
+bad shape, NaN/inf, a row of P that does not sum to 1, ...), and the caller then runs its
+general path, which validates again and raises its usual error: messages live in one place,
+and the fast path can only ever answer what the general path would answer (the tests compare
+both, bitwise). Any other backend (numba, a forced backend, CUDA arrays) takes the general path.
+"""
+
+from __future__ import annotations
+
+from ._backend import BackendError, choose
+from ._dispatch import get_kernel
+
+#: Tests switch the fast paths off to compare them with the general path.
+ENABLED = True
+
+#: Largest unsigned 64-bit integer (seeds, streams, offsets).
+U64_MAX = 2**64 - 1
+
+
+def cpu_kernel(family: str, name: str):
+    """The cpu backend's ``family.name`` when host arrays go to the cpu backend now, else None.
+    (choose() also brings the calling thread's OpenMP pool in line, as every kernel call does.)"""
+    if not ENABLED:
+        return None
+    try:
+        if choose(False) != "cpu":
+            return None
+    except BackendError:
+        return None  # the general path raises it, after its own argument checks
+    return get_kernel(family, name, "cpu")

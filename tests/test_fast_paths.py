@@ -1,0 +1,347 @@
+"""The one-call fast paths of hot tiny functions (pygenmod._fast, issue 11): on both sides of
+every fast/general decision the results are bitwise identical and the errors are the same
+(type and message), on the cpu and numba backends (numba always takes the general path)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import pygenmod
+from pygenmod import _fast, mdp, sampling, spatial
+from pygenmod.mdp import _solvers
+
+HOST = ("cpu", "numba")
+
+
+@pytest.fixture(params=HOST)
+def host(request):
+    ok, why = pygenmod._backend._probe(request.param)
+    if not ok:
+        pytest.skip(f"backend {request.param!r} unavailable: {why}")
+    with pygenmod.use_backend(request.param):
+        yield request.param
+
+
+def both(f, monkeypatch):
+    """f() with the fast paths on, then off: each side's result, or its (type, message)."""
+    out = []
+    for on in (True, False):
+        monkeypatch.setattr(_fast, "ENABLED", on)
+        try:
+            out.append(f())
+        except Exception as exc:  # noqa: BLE001 - the exception itself is what is compared
+            out.append((type(exc), str(exc)))
+    monkeypatch.setattr(_fast, "ENABLED", True)
+    return out
+
+
+def assert_same(a, b):
+    """Bitwise equality of results (NamedTuples / tuples of arrays and scalars), or equal errors."""
+    if isinstance(a, tuple) and a and isinstance(a[0], type) and issubclass(a[0], Exception):
+        assert a == b
+        return
+    assert type(a) is type(b)
+    if isinstance(a, tuple):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+    else:
+        assert a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b))
+
+
+def raises(result):
+    return isinstance(result, tuple) and result and isinstance(result[0], type) and issubclass(result[0], Exception)
+
+
+# ----------------------------------------------------------------------------- bellman_backup
+def _mdp(rng, lead, S, A, dtype):
+    P = rng.random(lead + (S, A, S)) + 0.1
+    P /= P.sum(-1, keepdims=True)
+    return (
+        P.astype(dtype),
+        rng.standard_normal(lead + (S, A)).astype(dtype),
+        rng.standard_normal(lead + (S,)).astype(dtype),
+    )
+
+
+@pytest.mark.parametrize("lead,S,A", [((), 1, 1), ((), 4, 4), ((), 13, 3), ((3,), 5, 2), ((2,), 70, 4)])
+@pytest.mark.parametrize("check", [True, False])
+def test_backup_fast_equals_general(host, dtype, rng, monkeypatch, lead, S, A, check):
+    P, R, V = _mdp(rng, lead, S, A, dtype)
+    fast, general = both(lambda: mdp.bellman_backup(P, R, V, 0.9, check=check), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":  # the compiled entry point took it (None would mean the general path ran)
+        assert pygenmod._cpu_mdp.backup_fast(P, R, V, 0.9, _solvers._fast_tol(P, check)) is not None
+
+
+def _backup_cases(dtype):
+    rng = np.random.default_rng(5)
+    P, R, V = _mdp(rng, (), 4, 3, dtype)
+    bad_sum = P.copy()
+    bad_sum[1, 2] *= 1.5
+    neg = P.copy()
+    neg[0, 0, :2] = [-0.25, 1.25 - P[0, 0, 2:].sum()]
+    nan_p = P.copy()
+    nan_p[2, 1, 0] = np.nan
+    neg_zero = P.copy()  # accepted (-0.0 >= 0); the compiled check leaves signed zeros to the general path
+    neg_zero[3, 0, 1] += neg_zero[3, 0, 0]
+    neg_zero[3, 0, 0] = -0.0
+
+    def with_(a, i, v):
+        a = a.copy()
+        a.flat[i] = v
+        return a
+
+    return {
+        "row sums": (bad_sum, R, V, 0.9),
+        "negative": (neg, R, V, 0.9),
+        "nan P": (nan_p, R, V, 0.9),
+        "negative zero": (neg_zero, R, V, 0.9),
+        "nan R": (P, with_(R, 3, np.nan), V, 0.9),
+        "inf V": (P, R, with_(V, 1, -np.inf), 0.9),
+        "gamma 1": (P, R, V, 1.0),
+        "gamma < 0": (P, R, V, -0.1),
+        "gamma nan": (P, R, V, float("nan")),
+        "gamma rounds to 1": (P, R, V, 0.99999999),
+        "P 2-d": (P[0], R, V, 0.9),
+        "P not square": (P[..., :3], R, V, 0.9),
+        "R shape": (P, R[:, :2], V, 0.9),
+        "R with S' axis": (P, np.repeat(R[..., None], 4, -1), V, 0.9),
+        "V shape": (P, R, V[:3], 0.9),
+        "V batched": (P, R, V[None], 0.9),
+        "no actions": (P[:, :0], R[:, :0], V, 0.9),
+        "empty batch": (P[None][:0], R[None][:0], V[None][:0], 0.9),
+        "int P": (np.ones((2, 1, 2), np.int64), R[:2, :1], V[:2], 0.9),
+        "other dtypes": (P, R.astype(np.float32 if dtype == np.float64 else np.float64), V, 0.9),
+        "non-contiguous": (np.asfortranarray(P), R[:, ::-1], V[::-1], 0.9),
+        "big-endian": (P.astype(P.dtype.newbyteorder(">")), R, V, 0.9),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    list(_backup_cases(np.float64)),
+)
+def test_backup_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    P, R, V, g = _backup_cases(dtype)[case]
+    fast, general = both(lambda: mdp.bellman_backup(P, R, V, g), monkeypatch)
+    assert_same(fast, general)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("off", [-1e-9, -1e-14, 0.0, 1e-14, 1e-9])
+def test_row_check_at_the_tolerance(host, monkeypatch, dtype, off):
+    """Rows whose sum is off by the tolerance give the same answer on both paths: the compiled
+    check sums in another order, so it leaves rows that close to the limit to the general path."""
+    tol = mdp.ROW_SUM_TOL[np.dtype(dtype)]
+    P = np.full((3, 2, 3), 1 / 3)
+    P[1, 0, 0] += tol + off
+    P = P.astype(dtype)
+    R, V = np.ones((3, 2), dtype), np.ones(3, dtype)
+    fast, general = both(lambda: mdp.bellman_backup(P, R, V, 0.5), monkeypatch)
+    assert_same(fast, general)
+    fast, general = both(lambda: _pi(P, R, 0.5), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- exact policy iteration
+def _pi(P, R, g, **kw):
+    return mdp.policy_iteration(P, R, g, evaluation="exact", **kw)
+
+
+@pytest.mark.parametrize("lead,S,A", [((), 1, 1), ((), 6, 3), ((4,), 9, 2), ((2,), "max", 2), ((), "max+1", 2)])
+@pytest.mark.parametrize("max_iter", [1, 1000])
+def test_exact_pi_fast_equals_general(host, dtype, rng, monkeypatch, lead, S, A, max_iter):
+    """(both sides of the compiled loop's size limit, too)"""
+    if isinstance(S, str):
+        S = _solvers._EXACT_LOOP_MAX_S + (S == "max+1")
+    P, R, _ = _mdp(rng, lead, S, A, dtype)
+    fast, general = both(lambda: _pi(P, R, 0.95, max_iter=max_iter), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+
+
+def test_exact_pi_gridworld_fast_equals_general(host, monkeypatch):
+    P, R, _ = mdp.gridworld()
+    fast, general = both(lambda: _pi(P, R, 0.99), monkeypatch)
+    assert_same(fast, general)
+    assert fast.converged and fast.iterations >= 2
+
+
+@pytest.mark.parametrize("initial", [None, "random", "given"])
+def test_exact_pi_compiled_loop_matches_lapack(dtype, rng, monkeypatch, initial):
+    """Both sides of the size threshold of the compiled loop (cpu): LU vs LAPACK, to rounding."""
+    P, R, _ = _mdp(rng, (3,), 12, 4, dtype)
+    kw = {}
+    if initial == "random":
+        kw = {"initial_policy": "random", "seed": 4}
+    elif initial == "given":
+        kw = {"initial_policy": rng.integers(0, 4, (3, 12))}
+    with pygenmod.use_backend("cpu"):
+        loop = _pi(P, R, 0.97, **kw)
+        monkeypatch.setattr(_solvers, "_EXACT_LOOP_MAX_S", 0)
+        lapack = _pi(P, R, 0.97, **kw)
+    np.testing.assert_array_equal(loop.policy, lapack.policy)
+    np.testing.assert_array_equal(loop.iterations, lapack.iterations)
+    np.testing.assert_array_equal(loop.converged, lapack.converged)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loop.V, lapack.V, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(loop.Q, lapack.Q, rtol=rtol, atol=rtol)
+
+
+def _pi_cases(dtype):
+    cases = {k: v for k, v in _backup_cases(dtype).items() if k not in ("inf V", "V shape", "V batched")}
+    return {k: (P, R, g) for k, (P, R, V, g) in cases.items()}
+
+
+@pytest.mark.parametrize("case", list(_pi_cases(np.float64)) + ["singular", "max_iter 0", "max_iter float"])
+def test_exact_pi_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    kw = {}
+    if case == "singular":  # P(s|s, a) = 2 and gamma 1/2 (no row checks): I - g P_pi = 0
+        P = np.zeros((3, 2, 3), dtype)
+        P[np.arange(3), :, np.arange(3)] = 2
+        R = np.ones((3, 2), dtype)
+        g, kw = 0.5, {"check": False}
+    elif case.startswith("max_iter"):
+        P, R, _, g = _backup_cases(dtype)["row sums"]
+        P = P / P.sum(-1, keepdims=True)
+        kw = {"max_iter": 0 if case == "max_iter 0" else 3.0}
+    else:
+        P, R, g = _pi_cases(dtype)[case]
+    fast, general = both(lambda: _pi(P, R, g, **kw), monkeypatch)
+    assert_same(fast, general)
+    if case == "singular":
+        assert fast[0] is np.linalg.LinAlgError
+
+
+# ----------------------------------------------------------------------------- rsample_normal
+@pytest.mark.parametrize("shape", [(1,), (7,), (1, 4), (3, 33), (0, 5), (2, 0)])
+@pytest.mark.parametrize("seed,stream,offset", [(1, 0, 0), (2**64 - 1, 5, 2**63), (None, 0, 0)])
+def test_rsample_fast_equals_general(host, dtype, rng, monkeypatch, shape, seed, stream, offset):
+    mu, lv = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+
+    def f():
+        pygenmod.random.manual_seed(11)  # seed=None: the same key on both sides
+        return sampling.rsample_normal(mu, lv, seed=seed, stream=stream, offset=offset)
+
+    fast, general = both(f, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu" and seed is not None:
+        assert pygenmod._cpu_sampling.rsample_normal_fast(mu, lv, seed, stream, offset) is not None
+
+
+def _rsample_cases(dtype):
+    rng = np.random.default_rng(2)
+    mu, lv = rng.standard_normal((3, 4)).astype(dtype), rng.standard_normal((3, 4)).astype(dtype)
+    nan_mu, inf_lv = mu.copy(), lv.copy()
+    nan_mu[1, 2] = np.nan
+    inf_lv[2, 0] = np.inf
+    return {
+        "nan mu": (nan_mu, lv, {}),
+        "inf logvar": (mu, inf_lv, {}),
+        "logvar shape": (mu, lv[:, :3], {}),
+        "logvar row for one row": (mu[:1], lv[0], {}),
+        "logvar other dtype": (mu, lv.astype(np.float32 if dtype == np.float64 else np.float64), {}),
+        "mu 3-d": (mu[None], lv[None], {}),
+        "int mu": (np.ones((2, 3), np.int64), lv[:2, :3], {}),
+        "non-contiguous": (mu.T, lv.T, {}),
+        "seed too big": (mu, lv, {"seed": 2**64}),
+        "seed negative": (mu, lv, {"seed": -1}),
+        "seed bool": (mu, lv, {"seed": True}),
+        "stream negative": (mu, lv, {"stream": -1}),
+        "offset too big": (mu, lv, {"offset": 2**64}),
+        "stream float": (mu, lv, {"stream": 1.0}),
+        "generator seed": (mu, lv, {"seed": np.random.default_rng(0)}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_rsample_cases(np.float64)))
+def test_rsample_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    def f():
+        mu, lv, kw = _rsample_cases(dtype)[case]  # fresh (a Generator seed advances)
+        kw = {"seed": 3, **kw}
+        return sampling.rsample_normal(mu, lv, **kw)
+
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+
+
+def test_rsample_fallback_draws_one_key(monkeypatch):
+    """seed=None and an input the compiled path passes on (float32 logvar for float64 mu): the
+    package generator advances once per call, as on the general path."""
+    mu, lv = np.zeros((2, 3)), np.zeros((2, 3), np.float32)
+
+    def f():
+        pygenmod.random.manual_seed(5)
+        return sampling.rsample_normal(mu, lv), sampling.rsample_normal(mu, lv.astype(np.float64))
+
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- spatial softmax
+@pytest.mark.parametrize("shape", [(1, 4, 4, 4), (2, 3, 1, 5), (1, 2, 6, 1), (2, 1, 1, 1), (0, 2, 3, 3), (3, 5, 17, 9)])
+@pytest.mark.parametrize("temperature", [1.0, 0.37])
+def test_spatial_fast_equals_general(host, dtype, rng, monkeypatch, shape, temperature):
+    x = rng.standard_normal(shape).astype(dtype)
+    fast, general = both(lambda: spatial.spatial_softmax(x, temperature), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_spatial.forward_fast(x, temperature) is not None
+
+
+def _spatial_cases(dtype):
+    x = np.random.default_rng(3).standard_normal((2, 3, 4, 5)).astype(dtype)
+
+    def with_(v, where=(1, 2, 3, 4)):
+        y = x.copy()
+        y[where] = v
+        return y
+
+    neg_inf_map = x.copy()
+    neg_inf_map[0, 1] = -np.inf
+    return {
+        "nan": (with_(np.nan), 1.0),
+        "+inf": (with_(np.inf), 1.0),
+        "-inf pixel": (with_(-np.inf), 1.0),
+        "-inf map": (neg_inf_map, 1.0),
+        "temperature 0": (x, 0.0),
+        "temperature < 0": (x, -1.0),
+        "temperature nan": (x, float("nan")),
+        "temperature inf": (x, float("inf")),
+        "temperature too small": (x, 1e-300),
+        "x 3-d": (x[0], 1.0),
+        "no pixels": (x[:, :, :0], 1.0),
+        "float16": (x.astype(np.float16), 1.0),
+        "int x": (np.ones((1, 1, 2, 2), np.int64), 1.0),
+        "non-contiguous": (x.transpose(0, 1, 3, 2), 1.0),
+        "overflowing logits": (with_(1e30) if dtype == np.float32 else with_(1e300), 1e-10),
+    }
+
+
+@pytest.mark.parametrize("case", list(_spatial_cases(np.float64)))
+def test_spatial_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    x, t = _spatial_cases(dtype)[case]
+    fast, general = both(lambda: spatial.spatial_softmax(x, t), monkeypatch)
+    assert_same(fast, general)
+
+
+def test_fast_paths_skip_other_options(monkeypatch):
+    """Options outside the fast paths (array gamma, policies, masks, cov, clamp) still work."""
+    rng = np.random.default_rng(0)
+    P, R, V = _mdp(rng, (), 4, 2, np.float64)
+    fast, general = both(lambda: mdp.bellman_backup(P, R, V, np.float64(0.9)), monkeypatch)
+    assert_same(fast, general)
+    x = rng.standard_normal((1, 2, 3, 3))
+    fast, general = both(lambda: spatial.spatial_softmax(x, 1.0, return_cov=True), monkeypatch)
+    assert_same(fast, general)
+    mu = rng.standard_normal((2, 3))
+    fast, general = both(lambda: sampling.rsample_normal(mu, mu, seed=1, clamp=(-1, 1)), monkeypatch)
+    assert_same(fast, general)
