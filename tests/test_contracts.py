@@ -31,6 +31,11 @@ def test_sampling_codes():
 def test_mdp_codes():
     m = _module("_cpu_mdp")
     assert m.BACKUP_KINDS == mdp._model._KIND
+    assert m.CHECK_STATS == mdp._model._CHECK_STATS
+    nbm = pytest.importorskip("pygenmod._numba.mdp", reason="numba not installed")
+    assert (nbm._CS_DONE, nbm._CS_ROW_SUM_ERR, nbm._CS_MIN_ENTRY, nbm._CS_NONFINITE_ROWS) == tuple(
+        mdp._model._CHECK_STATS[k] for k in ("done", "row_sum_err", "min_entry", "nonfinite_rows")
+    )
 
 
 def test_categorical_codes():

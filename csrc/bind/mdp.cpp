@@ -83,7 +83,7 @@ void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamm
   i64* es = out_ptr<i64>(eval_sweeps, "eval_sweeps", {B});
   double* res = out_ptr<double>(residual, "residual", {B});
   auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
-  double* cs = out_ptr<double>(check_stats, "check_stats", {B, 4});
+  double* cs = out_ptr<double>(check_stats, "check_stats", {B, mdp::kCheckCols});
   mdp::SolveOptions opt{max_iter, span, eval_max, eval_rel, row_tol, elim_tau};
   Interruptible intr;
   {
@@ -223,6 +223,9 @@ PYBIND11_MODULE(_cpu_mdp, m) {
   // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
   m.attr("BACKUP_KINDS") = py::dict("optimal"_a = int(mdp::kOptimal), "policy"_a = int(mdp::kPolicy),
                                     "stochastic"_a = int(mdp::kStochastic), "soft"_a = int(mdp::kSoft));
+  m.attr("CHECK_STATS") =
+      py::dict("done"_a = int(mdp::kCheckDone), "row_sum_err"_a = int(mdp::kCheckRowSumErr),
+               "min_entry"_a = int(mdp::kCheckMinEntry), "nonfinite_rows"_a = int(mdp::kCheckNonfiniteRows));
 
   m.def(
       "backup_dense",

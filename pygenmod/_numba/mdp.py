@@ -11,6 +11,10 @@ import numpy as np
 
 from .slices import budgets
 
+# Columns of the solvers' check_stats (B, 4) record: C++ mdp::CheckStat, pygenmod.mdp._model._CHECK_STATS
+# (tests/test_contracts.py checks all three agree).
+_CS_DONE, _CS_ROW_SUM_ERR, _CS_MIN_ENTRY, _CS_NONFINITE_ROWS = 0, 1, 2, 3
+
 K_OPTIMAL, K_POLICY, K_STOCHASTIC, K_SOFT = 0, 1, 2, 3
 
 
@@ -332,22 +336,25 @@ def _solve_steps(
                 ist[_PHASE] = 0
             continue
         zero_v = ist[_ZERO] != 0
-        do_check = row_tol >= 0 and chk[0] == 0 and not zero_v
+        do_check = row_tol >= 0 and chk[_CS_DONE] == 0 and not zero_v
         if do_check:
-            chk[0] = 1.0
-            chk[1], chk[2], chk[3] = 0.0, np.inf, 0.0
+            chk[_CS_DONE] = 1.0
+            chk[_CS_ROW_SUM_ERR], chk[_CS_MIN_ENTRY], chk[_CS_NONFINITE_ROWS] = 0.0, np.inf, 0.0
+        # the sweeps update the last three columns in order: (row sum error, min entry, bad rows)
         if par:
             lo, hi = _improve_par(
-                dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check, chk[1:]
+                dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check, chk[_CS_ROW_SUM_ERR:]
             )
         else:
             lo, hi = _improve(
-                dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check, chk[1:]
+                dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, Q, pi, S, A, do_check, chk[_CS_ROW_SUM_ERR:]
             )
         ist[_ZERO] = 0
         ist[_IT] += 1
         fst[_LO], fst[_HI] = lo, hi
-        if do_check and (not (chk[1] <= row_tol) or chk[2] < 0 or chk[3] > 0):
+        if do_check and (
+            not (chk[_CS_ROW_SUM_ERR] <= row_tol) or chk[_CS_MIN_ENTRY] < 0 or chk[_CS_NONFINITE_ROWS] > 0
+        ):
             _finish(V, Q, u, fst, ist, span, k, S, A)  # invalid P: reported by the caller
             break
         res = (hi - lo) if span else max(abs(lo), abs(hi))

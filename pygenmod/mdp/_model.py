@@ -17,6 +17,9 @@ from .._typing import ArrayLike, DTypeLike
 ROW_SUM_TOL = {np.dtype(np.float64): 1e-6, np.dtype(np.float32): 1e-4}
 
 _KIND = {"optimal": 0, "policy": 1, "stochastic": 2, "soft": 3}  # C++ mdp::Kind (tests/test_contracts.py)
+# Columns of the solvers' per-MDP input-check record, check_stats (B, 4): C++ mdp::CheckStat
+# (tests/test_contracts.py); the numba backend writes the same columns.
+_CHECK_STATS = {"done": 0, "row_sum_err": 1, "min_entry": 2, "nonfinite_rows": 3}
 
 
 class Backup(NamedTuple):

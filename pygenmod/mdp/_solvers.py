@@ -14,7 +14,7 @@ from .._arrays import to_native
 from .._backend import choose
 from .._dispatch import get_kernel
 from .._typing import ArrayLike, EvaluationMethod, SeedLike, Stop
-from ._model import _KIND, CSR, ROW_SUM_TOL, Backup, Evaluation, Solution, _Model
+from ._model import _CHECK_STATS, _KIND, CSR, ROW_SUM_TOL, Backup, Evaluation, Solution, _Model
 
 # The compiled solvers skip the rows of actions that provably cannot be greedy in a sweep
 # (action elimination, see docs/mdp.md); the results are the same floats as full sweeps.
@@ -130,7 +130,7 @@ def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, ev
     else:
         # The row checks run inside the first sweep that reads P (the rows are in cache then);
         # an MDP with bad rows stops there, and the error is raised below.
-        stats = np.zeros((m.B, 4))
+        stats = np.zeros((m.B, len(_CHECK_STATS)))
         row_tol = ROW_SUM_TOL[np.dtype(m.dtype)] if check else -1.0
         elim_tau = ROW_SUM_TOL[np.dtype(m.dtype)] if _ACTION_ELIMINATION else -1.0
         m.kernel("solve")(
@@ -154,11 +154,12 @@ def _solve(P, R, gamma, *, epsilon, tol, stop, max_iter, V0, check, eval_max, ev
             stats,
         )
         if check:
-            if not stats[:, 0].all():
+            c = {k: stats[:, i] for k, i in _CHECK_STATS.items()}
+            if not c["done"].all():
                 m.check_rows()  # some MDP never read P (e.g. gamma = 0): check separately
             else:
-                err = np.nan if stats[:, 3].any() else stats[:, 1].max()
-                m._stats_report((err, stats[:, 2].min(), stats[:, 3].sum()), m.pname)
+                err = np.nan if c["nonfinite_rows"].any() else c["row_sum_err"].max()
+                m._stats_report((err, c["min_entry"].min(), c["nonfinite_rows"].sum()), m.pname)
     stats = (
         m.out(its) if not m.single else int(its[0]),
         m.out(res) if not m.single else float(res[0]),

@@ -357,6 +357,16 @@ struct SolveOptions {
                                  // within elim_tau (the input contract); < 0: full sweeps
 };
 
+// Columns of the solvers' per-MDP input-check record, check_stats (B, kCheckCols): whether the
+// fused check ran, then SolveStats::check in order. Exported by _cpu_mdp as CHECK_STATS.
+enum CheckStat : int {
+  kCheckDone = 0,
+  kCheckRowSumErr = 1,
+  kCheckMinEntry = 2,
+  kCheckNonfiniteRows = 3,
+  kCheckCols = 4
+};
+
 // Per-MDP results.
 struct SolveStats {
   std::int64_t iterations = 0, eval_sweeps = 0;
@@ -892,8 +902,9 @@ void solve_cpu(const M& m, const T* R, const T* gamma, const double* thresh, ind
     eval_sweeps[b] = st.eval_sweeps;
     residual[b] = st.residual;
     converged[b] = st.converged;
-    check_stats[4 * b] = st.checked;
-    for (int k = 0; k < 3; ++k) check_stats[4 * b + 1 + k] = st.check[k];
+    double* cs = check_stats + kCheckCols * b;
+    cs[kCheckDone] = st.checked;
+    for (int k = 0; k < 3; ++k) cs[kCheckRowSumErr + k] = st.check[k];
   });
 }
 
