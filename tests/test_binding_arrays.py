@@ -78,6 +78,61 @@ def _logp(**bad):
     return list(args.values())
 
 
+def _kl(**bad):  # sampling.kl_normal, D = 3; size-0 priors are absent
+    args = dict(
+        mu=Spec((B, 3)),
+        scale=Spec((B, 3)),
+        prior_mu=Spec((0,)),
+        prior_scale=Spec((0,)),
+        kind=0,
+        lo=0.0,
+        hi=1.0,
+        kl=Spec((B,)),
+        status=Spec((B,), np.int32),
+    )
+    args.update(bad)
+    return list(args.values())
+
+
+def _estep(**bad):  # gmm.e_step, full covariances, N = 5, K = 2, D = 3
+    args = dict(
+        X=Spec((B, 5, 3)),
+        weights=Spec((B, 2)),
+        means=Spec((B, 2, 3)),
+        prec_chol=Spec((B, 2, 3, 3)),
+        cov_type=0,
+        lp=Spec((B, 5, 2)),
+        log_resp=Spec((B, 5, 2)),
+        log_norm=Spec((B, 5)),
+    )
+    args.update(bad)
+    return list(args.values())
+
+
+def _sample(**bad):  # mcts.sample_action, A = 4
+    args = dict(weights=Spec((B, 4)), temperature=Spec((B,)), seed=0, stream0=0, out=Spec((B,), np.int64))
+    args.update(bad)
+    return list(args.values())
+
+
+def _backup(**bad):  # mdp.backup_dense, S = 3, A = 2, kind 0 (optimal)
+    args = dict(
+        P=Spec((B, 3, 2, 3)),
+        R=Spec((B, 3, 2)),
+        V=Spec((B, 3)),
+        gamma=Spec((B,)),
+        kind=0,
+        pi_det=None,
+        pi_stoch=None,
+        tau=None,
+        Q=Spec((B, 3, 2)),
+        V_out=Spec((B, 3)),
+        policy=Spec((B, 3), np.int64),
+    )
+    args.update(bad)
+    return list(args.values())
+
+
 CASES = [
     ("returns", "gae", _gae(rewards=Spec((T, B), np.int64)), "rewards: expected float32 or float64, got int64"),
     ("returns", "gae", _gae(rewards=Spec((T, B, 1))), "rewards: expected shape (T, B)"),
@@ -133,6 +188,44 @@ CASES = [
     ),
     ("categorical", "log_prob", _logp(out=Spec((B,), readonly=True)), "out: output is read-only"),
     ("categorical", "log_prob", _logp(status=Spec((B + 1,), np.int32)), "status: unexpected shape (3,), expected (2,)"),
+    ("sampling", "kl_normal", _kl(mu=Spec((B, 3), np.int64)), "mu: expected float32 or float64, got int64"),
+    ("sampling", "kl_normal", _kl(scale=Spec((B, 4))), "scale: unexpected shape (2, 4), expected (2, 3)"),
+    (
+        "sampling",
+        "kl_normal",
+        _kl(prior_mu=Spec((B, 3), np.float32)),
+        "prior_mu: wrong dtype for this kernel (got float32, expected float64)",
+    ),
+    ("sampling", "kl_normal", _kl(kl=Spec((B,), readonly=True)), "kl: output is read-only"),
+    ("gmm", "e_step", _estep(X=Spec((B, 5, 3), np.int64)), "X: expected float32 or float64, got int64"),
+    ("gmm", "e_step", _estep(prec_chol=Spec((B, 2, 3))), "prec_chol: expected 4 dimensions, got shape (2, 2, 3)"),
+    ("gmm", "e_step", _estep(log_norm=Spec((B, 5), fortran=True)), "log_norm: must be C-contiguous"),
+    (
+        "mcts",
+        "sample_action",
+        _sample(weights=Spec((B, 4), np.int32)),
+        "weights: expected float32 or float64, got int32",
+    ),
+    (
+        "mcts",
+        "sample_action",
+        _sample(temperature=Spec((B,), np.float32)),
+        "temperature: wrong dtype for this kernel (got float32, expected float64)",
+    ),
+    ("mcts", "sample_action", _sample(out=Spec((B,), np.int64, readonly=True)), "out: output is read-only"),
+    ("mdp", "backup_dense", _backup(V=Spec((B, 4))), "V: unexpected shape (2, 4), expected (2, 3)"),
+    (
+        "mdp",
+        "backup_dense",
+        _backup(gamma=Spec((B,), np.float32)),
+        "gamma: wrong dtype for this kernel (got float32, expected float64)",
+    ),
+    (
+        "mdp",
+        "backup_dense",
+        _backup(policy=Spec((B, 3))),
+        "policy_out: wrong dtype for this kernel (got float64, expected int64)",
+    ),
 ]
 
 
