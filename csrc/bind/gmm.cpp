@@ -15,10 +15,10 @@ namespace {
 
 // Checked pointer of a per-set covariance-shaped array (B sets, K components, D dims).
 template <class T, class Ptr>
-Ptr* cov_ptr(py::array& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D, bool out) {
+Ptr* cov_ptr(py::array& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D, bool writable) {
   auto get = [&](std::initializer_list<py::ssize_t> shape) -> Ptr* {
-    if (out) return out_ptr<T>(a, name, shape);
-    return const_cast<Ptr*>(in_ptr<T>(a, name, shape));
+    if (writable) return out<HostArrays, T>(a, name, shape);
+    return const_cast<Ptr*>(in<HostArrays, T>(a, name, shape));
   };
   switch (type) {
     case gmm::FULL:
@@ -40,21 +40,21 @@ void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_typ
   gmm::check_cov_type(cov_type);
   if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
   if (max_iter < 0) throw std::invalid_argument("max_iter: must be >= 0");
-  dispatch_float(X, "X", [&](auto tag) {
+  dispatch_float<HostArrays>(X, "X", [&](auto tag) {
     using T = decltype(tag);
     const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2);
     const auto B = Bx * n_rep, K = dim(weights, 1);
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    const T* r = in_ptr<T>(reg, "reg", {B});
-    T* wt = out_ptr<T>(weights, "weights", {B, K});
-    T* mu = out_ptr<T>(means, "means", {B, K, D});
+    const T* x = in<HostArrays, T>(X, "X", {Bx, N, D});
+    const T* w = in<HostArrays, T>(W, "W", {Bx, N});
+    const T* r = in<HostArrays, T>(reg, "reg", {B});
+    T* wt = out<HostArrays, T>(weights, "weights", {B, K});
+    T* mu = out<HostArrays, T>(means, "means", {B, K, D});
     T* cv = cov_ptr<T, T>(cov, "covariances", cov_type, B, K, D, true);
     T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, true);
-    T* lb = out_ptr<T>(lower_bound, "lower_bound", {B});
-    auto* ni = out_ptr<std::int64_t>(n_iter, "n_iter", {B});
-    auto* cvg = out_ptr<std::uint8_t>(converged, "converged", {B});
-    auto* fl = out_ptr<std::uint8_t>(flags, "flags", {B, K});
+    T* lb = out<HostArrays, T>(lower_bound, "lower_bound", {B});
+    auto* ni = out<HostArrays, std::int64_t>(n_iter, "n_iter", {B});
+    auto* cvg = out<HostArrays, std::uint8_t>(converged, "converged", {B});
+    auto* fl = out<HostArrays, std::uint8_t>(flags, "flags", {B, K});
     if (K < 1) throw std::invalid_argument("weights: need at least one component");
     Interruptible intr;
     {
@@ -69,19 +69,19 @@ void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_typ
 void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type, py::array weights,
             py::array means, py::array cov, py::array prec_chol, py::array flags) {
   gmm::check_cov_type(cov_type);
-  dispatch_float(X, "X", [&](auto tag) {
+  dispatch_float<HostArrays>(X, "X", [&](auto tag) {
     using T = decltype(tag);
     if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
     const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(resp, 2), B = Bx * n_rep;
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    const T* rs = in_ptr<T>(resp, "resp", {B, N, K});
-    const T* r = in_ptr<T>(reg, "reg", {B});
-    T* wt = out_ptr<T>(weights, "weights", {B, K});
-    T* mu = out_ptr<T>(means, "means", {B, K, D});
+    const T* x = in<HostArrays, T>(X, "X", {Bx, N, D});
+    const T* w = in<HostArrays, T>(W, "W", {Bx, N});
+    const T* rs = in<HostArrays, T>(resp, "resp", {B, N, K});
+    const T* r = in<HostArrays, T>(reg, "reg", {B});
+    T* wt = out<HostArrays, T>(weights, "weights", {B, K});
+    T* mu = out<HostArrays, T>(means, "means", {B, K, D});
     T* cv = cov_ptr<T, T>(cov, "covariances", cov_type, B, K, D, true);
     T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, true);
-    auto* fl = out_ptr<std::uint8_t>(flags, "flags", {B, K});
+    auto* fl = out<HostArrays, std::uint8_t>(flags, "flags", {B, K});
     if (K < 1) throw std::invalid_argument("resp: need at least one component");
     py::gil_scoped_release nogil;
     gmm::m_step_cpu<T>(cov_type, x, w, rs, r, Bx, n_rep, N, D, K, wt, mu, cv, pc, fl);
@@ -91,32 +91,32 @@ void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t
 void e_step(py::array X, py::array weights, py::array means, py::array prec_chol, int cov_type, py::array lp,
             py::array log_resp, py::array log_norm) {
   gmm::check_cov_type(cov_type);
-  dispatch_float(X, "X", [&](auto tag) {
+  dispatch_float<HostArrays>(X, "X", [&](auto tag) {
     using T = decltype(tag);
     const auto B = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(weights, 1);
-    const T* x = in_ptr<T>(X, "X", {B, N, D});
-    const T* wt = in_ptr<T>(weights, "weights", {B, K});
-    const T* mu = in_ptr<T>(means, "means", {B, K, D});
+    const T* x = in<HostArrays, T>(X, "X", {B, N, D});
+    const T* wt = in<HostArrays, T>(weights, "weights", {B, K});
+    const T* mu = in<HostArrays, T>(means, "means", {B, K, D});
     const T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, false);
-    T* l = out_ptr<T>(lp, "lp", {B, N, K});
-    T* lr = out_ptr<T>(log_resp, "log_resp", {B, N, K});
-    T* ln = out_ptr<T>(log_norm, "log_norm", {B, N});
+    T* l = out<HostArrays, T>(lp, "lp", {B, N, K});
+    T* lr = out<HostArrays, T>(log_resp, "log_resp", {B, N, K});
+    T* ln = out<HostArrays, T>(log_norm, "log_norm", {B, N});
     py::gil_scoped_release nogil;
     gmm::e_step_cpu<T>(cov_type, x, wt, mu, pc, B, N, D, K, l, lr, ln);
   });
 }
 
 void sample(py::array weights, py::array means, py::array prec_chol, int cov_type, std::uint64_t seed,
-            std::uint64_t stream, py::array out, py::array labels) {
+            std::uint64_t stream, py::array dst, py::array labels) {
   gmm::check_cov_type(cov_type);
-  dispatch_float(weights, "weights", [&](auto tag) {
+  dispatch_float<HostArrays>(weights, "weights", [&](auto tag) {
     using T = decltype(tag);
-    const auto B = dim(weights, 0), K = dim(weights, 1), D = dim(means, 2), n = dim(out, 1);
-    const T* wt = in_ptr<T>(weights, "weights", {B, K});
-    const T* mu = in_ptr<T>(means, "means", {B, K, D});
+    const auto B = dim(weights, 0), K = dim(weights, 1), D = dim(means, 2), n = dim(dst, 1);
+    const T* wt = in<HostArrays, T>(weights, "weights", {B, K});
+    const T* mu = in<HostArrays, T>(means, "means", {B, K, D});
     const T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, false);
-    T* o = out_ptr<T>(out, "out", {B, n, D});
-    auto* lab = out_ptr<std::int64_t>(labels, "labels", {B, n});
+    T* o = out<HostArrays, T>(dst, "out", {B, n, D});
+    auto* lab = out<HostArrays, std::int64_t>(labels, "labels", {B, n});
     py::gil_scoped_release nogil;
     gmm::sample_cpu<T>(cov_type, wt, mu, pc, B, K, D, n, seed, stream, o, lab);
   });
@@ -133,11 +133,11 @@ py::tuple isa_cap(int cap) {
 void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream,
                       py::array idx) {
   if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-  dispatch_float(W, "W", [&](auto tag) {
+  dispatch_float<HostArrays>(W, "W", [&](auto tag) {
     using T = decltype(tag);
     const auto Bx = dim(W, 0), N = dim(W, 1);
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    auto* ix = out_ptr<std::int64_t>(idx, "idx", {Bx * n_rep, K});
+    const T* w = in<HostArrays, T>(W, "W", {Bx, N});
+    auto* ix = out<HostArrays, std::int64_t>(idx, "idx", {Bx * n_rep, K});
     py::gil_scoped_release nogil;
     gmm::random_from_data_cpu<T>(w, Bx, n_rep, N, K, seed, stream, ix);
   });
@@ -146,12 +146,12 @@ void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64
 void kmeanspp(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream,
               py::array idx) {
   if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-  dispatch_float(X, "X", [&](auto tag) {
+  dispatch_float<HostArrays>(X, "X", [&](auto tag) {
     using T = decltype(tag);
     const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2);
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    auto* ix = out_ptr<std::int64_t>(idx, "idx", {Bx * n_rep, K});
+    const T* x = in<HostArrays, T>(X, "X", {Bx, N, D});
+    const T* w = in<HostArrays, T>(W, "W", {Bx, N});
+    auto* ix = out<HostArrays, std::int64_t>(idx, "idx", {Bx * n_rep, K});
     py::gil_scoped_release nogil;
     gmm::kmeanspp_cpu<T>(x, w, Bx, n_rep, N, D, K, seed, stream, ix);
   });
@@ -159,13 +159,13 @@ void kmeanspp(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t K, std::u
 
 void kmeans(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t max_iter, py::array centers, py::array labels) {
   if (n_rep < 1 || max_iter < 0) throw std::invalid_argument("n_rep >= 1 and max_iter >= 0 required");
-  dispatch_float(X, "X", [&](auto tag) {
+  dispatch_float<HostArrays>(X, "X", [&](auto tag) {
     using T = decltype(tag);
     const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(centers, 1);
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    T* c = out_ptr<T>(centers, "centers", {Bx * n_rep, K, D});
-    auto* lab = out_ptr<std::int64_t>(labels, "labels", {Bx * n_rep, N});
+    const T* x = in<HostArrays, T>(X, "X", {Bx, N, D});
+    const T* w = in<HostArrays, T>(W, "W", {Bx, N});
+    T* c = out<HostArrays, T>(centers, "centers", {Bx * n_rep, K, D});
+    auto* lab = out<HostArrays, std::int64_t>(labels, "labels", {Bx * n_rep, N});
     py::gil_scoped_release nogil;
     gmm::kmeans_cpu<T>(x, w, Bx, n_rep, N, D, K, max_iter, c, lab);
   });
