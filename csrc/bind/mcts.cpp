@@ -30,10 +30,10 @@ mcts::Batch<T> batch_of(py::tuple tree, py::ssize_t* B) {
   t.N = N;
   t.A = A;
   // t.<name> = the array tree[tree_field::<name>], checked for dtype and shape
-#define PGM_FIELD(name, type, ...)                   \
-  {                                                  \
-    py::array a = tree[f::name].cast<py::array>();   \
-    t.name = out_ptr<type>(a, #name, {__VA_ARGS__}); \
+#define PGM_FIELD(name, type, ...)                           \
+  {                                                          \
+    py::array a = tree[f::name].cast<py::array>();           \
+    t.name = out<HostArrays, type>(a, #name, {__VA_ARGS__}); \
   }
   PGM_FIELD(visits, i32, b, N);
   PGM_FIELD(value_sum, T, b, N);
@@ -55,9 +55,9 @@ mcts::Batch<T> batch_of(py::tuple tree, py::ssize_t* B) {
 }
 
 mcts::Params params_of(const py::array& params, const py::array& table) {
-  const double* p = in_ptr<double>(params, "params", {mcts::kNumParams});
+  const double* p = in<HostArrays, double>(params, "params", {mcts::kNumParams});
   if (table.ndim() != 2) throw std::invalid_argument("table: expected 2 dimensions");
-  const i32* tb = in_ptr<i32>(table, "table", {-1, -1});
+  const i32* tb = in<HostArrays, i32>(table, "table", {-1, -1});
   mcts::Params q = mcts::make_params(p, tb, static_cast<int>(table.shape(1)));
   if (q.max_considered < 0 || table.shape(0) < q.max_considered + 1 || table.shape(1) < 1)
     throw std::invalid_argument("table: expected shape (max_num_considered_actions + 1, L >= 1)");
@@ -68,7 +68,7 @@ template <class F>
 void with_tree(py::tuple tree, F&& f) {
   check_tree(tree);
   py::array logits = tree[mcts::tree_field::logits].cast<py::array>();
-  dispatch_float(logits, "logits", [&](auto tag) {
+  dispatch_float<HostArrays>(logits, "logits", [&](auto tag) {
     using T = decltype(tag);
     py::ssize_t B;
     auto t = batch_of<T>(tree, &B);
@@ -78,33 +78,33 @@ void with_tree(py::tuple tree, F&& f) {
 
 const u8* optional_mask(const py::object& m, const char* name, std::initializer_list<py::ssize_t> shape) {
   if (m.is_none()) return nullptr;
-  return in_ptr<u8>(m.cast<py::array>(), name, shape);
+  return in<HostArrays, u8>(m.cast<py::array>(), name, shape);
 }
 
 void b_select(py::tuple tree, py::array params, py::array table, py::array node, py::array action) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
     auto p = params_of(params, table);
-    i32* n = out_ptr<i32>(node, "node", {B});
-    i32* a = out_ptr<i32>(action, "action", {B});
+    i32* n = out<HostArrays, i32>(node, "node", {B});
+    i32* a = out<HostArrays, i32>(action, "action", {B});
     py::gil_scoped_release nogil;
     mcts::select_cpu(t, B, p, n, a);
   });
 }
 
 void b_expand(py::tuple tree, py::array node, py::array action, py::array reward, py::array discount, py::array logits,
-              py::array value, py::object invalid, py::array state, py::array out) {
+              py::array value, py::object invalid, py::array state, py::array dst) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
     const py::ssize_t A = t.A;
-    const i32* n = in_ptr<i32>(node, "node", {B});
-    const i32* a = in_ptr<i32>(action, "action", {B});
-    const T* r = in_ptr<T>(reward, "reward", {B});
-    const T* d = in_ptr<T>(discount, "discount", {B});
-    const T* l = in_ptr<T>(logits, "prior_logits", {B, A});
-    const T* v = in_ptr<T>(value, "value", {B});
+    const i32* n = in<HostArrays, i32>(node, "node", {B});
+    const i32* a = in<HostArrays, i32>(action, "action", {B});
+    const T* r = in<HostArrays, T>(reward, "reward", {B});
+    const T* d = in<HostArrays, T>(discount, "discount", {B});
+    const T* l = in<HostArrays, T>(logits, "prior_logits", {B, A});
+    const T* v = in<HostArrays, T>(value, "value", {B});
     const u8* inv = optional_mask(invalid, "invalid_actions", {B, A});
-    const auto* s = in_ptr<std::int64_t>(state, "state", {B});
-    i32* o = out_ptr<i32>(out, "out", {B});
+    const auto* s = in<HostArrays, std::int64_t>(state, "state", {B});
+    i32* o = out<HostArrays, i32>(dst, "out", {B});
     py::gil_scoped_release nogil;
     mcts::expand_cpu(t, B, n, a, r, d, l, v, inv, s, o);
   });
@@ -112,7 +112,7 @@ void b_expand(py::tuple tree, py::array node, py::array action, py::array reward
 
 void b_backup(py::tuple tree, py::array node) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-    const i32* n = in_ptr<i32>(node, "node", {B});
+    const i32* n = in<HostArrays, i32>(node, "node", {B});
     py::gil_scoped_release nogil;
     mcts::backup_cpu(t, B, n);
   });
@@ -126,18 +126,18 @@ void b_search_tabular(py::tuple tree, py::array params, py::array table, std::in
     auto p = params_of(params, table);
     const py::ssize_t A = t.A;
     const py::ssize_t S = next_state.ndim() == 2 ? next_state.shape(0) : -2;
-    const auto* ns = in_ptr<std::int64_t>(next_state, "next_state", {S, A});
-    const T* r = in_ptr<T>(reward, "reward", {S, A});
-    const T* d = in_ptr<T>(discount, "discount", {S, A});
-    const T* l = in_ptr<T>(logits, "logits", {S, A});
-    const T* pr = in_ptr<T>(prior, "prior", {S, A});
-    const T* v = in_ptr<T>(value, "value", {S});
-    const u8* inv = in_ptr<u8>(invalid, "invalid", {S, A});
+    const auto* ns = in<HostArrays, std::int64_t>(next_state, "next_state", {S, A});
+    const T* r = in<HostArrays, T>(reward, "reward", {S, A});
+    const T* d = in<HostArrays, T>(discount, "discount", {S, A});
+    const T* l = in<HostArrays, T>(logits, "logits", {S, A});
+    const T* pr = in<HostArrays, T>(prior, "prior", {S, A});
+    const T* v = in<HostArrays, T>(value, "value", {S});
+    const u8* inv = in<HostArrays, u8>(invalid, "invalid", {S, A});
     mcts::Transitions tr;
     tr.S = S;
     tr.seed = seed;
     tr.stream0 = stream0;
-    if (!cdf.is_none()) tr.cdf = in_ptr<double>(cdf.cast<py::array>(), "cdf", {S, A, S});
+    if (!cdf.is_none()) tr.cdf = in<HostArrays, double>(cdf.cast<py::array>(), "cdf", {S, A, S});
     if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
     Interruptible intr;
     {
@@ -151,43 +151,43 @@ void b_search_tabular(py::tuple tree, py::array params, py::array table, std::in
 void b_advance(py::tuple tree, py::array action, py::array new_index, py::array old_index, py::array status) {
   with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
     const py::ssize_t N = t.N;
-    const i32* a = in_ptr<i32>(action, "actions", {B});
-    i32* ni = out_ptr<i32>(new_index, "new_index", {B, N});
-    i32* oi = out_ptr<i32>(old_index, "old_index", {B, N});
-    i32* st = out_ptr<i32>(status, "status", {B});
+    const i32* a = in<HostArrays, i32>(action, "actions", {B});
+    i32* ni = out<HostArrays, i32>(new_index, "new_index", {B, N});
+    i32* oi = out<HostArrays, i32>(old_index, "old_index", {B, N});
+    i32* st = out<HostArrays, i32>(status, "status", {B});
     py::gil_scoped_release nogil;
     mcts::advance_cpu(t, B, a, ni, oi, st);
   });
 }
 
-void b_dirichlet_noise(std::uint64_t seed, std::uint64_t stream0, double alpha, py::array out) {
-  dispatch_float(out, "out", [&](auto tag) {
+void b_dirichlet_noise(std::uint64_t seed, std::uint64_t stream0, double alpha, py::array dst) {
+  dispatch_float<HostArrays>(dst, "out", [&](auto tag) {
     using T = decltype(tag);
-    const py::ssize_t B = out.ndim() == 2 ? out.shape(0) : 0, A = out.ndim() == 2 ? out.shape(1) : 0;
-    T* o = out_ptr<T>(out, "out", {B, A});
+    const py::ssize_t B = dst.ndim() == 2 ? dst.shape(0) : 0, A = dst.ndim() == 2 ? dst.shape(1) : 0;
+    T* o = out<HostArrays, T>(dst, "out", {B, A});
     py::gil_scoped_release nogil;
     mcts::dirichlet_cpu(seed, stream0, alpha, B, A, o);
   });
 }
 
-void b_gumbel_noise(std::uint64_t seed, std::uint64_t stream0, py::array out) {
-  dispatch_float(out, "out", [&](auto tag) {
+void b_gumbel_noise(std::uint64_t seed, std::uint64_t stream0, py::array dst) {
+  dispatch_float<HostArrays>(dst, "out", [&](auto tag) {
     using T = decltype(tag);
-    const py::ssize_t B = out.ndim() == 2 ? out.shape(0) : 0, A = out.ndim() == 2 ? out.shape(1) : 0;
-    T* o = out_ptr<T>(out, "out", {B, A});
+    const py::ssize_t B = dst.ndim() == 2 ? dst.shape(0) : 0, A = dst.ndim() == 2 ? dst.shape(1) : 0;
+    T* o = out<HostArrays, T>(dst, "out", {B, A});
     py::gil_scoped_release nogil;
     mcts::gumbel_cpu(seed, stream0, B, A, o);
   });
 }
 
 void b_sample_action(py::array weights, py::array temperature, std::uint64_t seed, std::uint64_t stream0,
-                     py::array out) {
-  dispatch_float(weights, "weights", [&](auto tag) {
+                     py::array dst) {
+  dispatch_float<HostArrays>(weights, "weights", [&](auto tag) {
     using T = decltype(tag);
     const py::ssize_t B = weights.ndim() == 2 ? weights.shape(0) : 0, A = weights.ndim() == 2 ? weights.shape(1) : 0;
-    const T* w = in_ptr<T>(weights, "weights", {B, A});
-    const T* tp = in_ptr<T>(temperature, "temperature", {B});
-    auto* o = out_ptr<std::int64_t>(out, "out", {B});
+    const T* w = in<HostArrays, T>(weights, "weights", {B, A});
+    const T* tp = in<HostArrays, T>(temperature, "temperature", {B});
+    auto* o = out<HostArrays, std::int64_t>(dst, "out", {B});
     py::gil_scoped_release nogil;
     mcts::sample_cpu(w, B, A, tp, seed, stream0, o);
   });

@@ -23,7 +23,7 @@ template <class T>
 mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
   namespace f = mcts::tree_field;
   check_tree(tree);
-  auto shp = device_shape(tree[f::children], "children");
+  auto shp = shape_of<DeviceArrays>(tree[f::children], "children");
   if (shp.size() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
   const py::ssize_t b = shp[0], N = shp[1], A = shp[2];
   *B = b;
@@ -31,7 +31,7 @@ mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
   t.N = N;
   t.A = A;
   // t.<name> = the device array tree[tree_field::<name>], checked for dtype and shape
-#define PGM_FIELD(name, type, ...) t.name = device_ptr<type>(tree[f::name], #name, {__VA_ARGS__}, true)
+#define PGM_FIELD(name, type, ...) t.name = out<DeviceArrays, type>(tree[f::name], #name, {__VA_ARGS__})
   PGM_FIELD(visits, i32, b, N);
   PGM_FIELD(value_sum, T, b, N);
   PGM_FIELD(raw_value, T, b, N);
@@ -52,38 +52,25 @@ mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
 }
 
 mcts::Params params_of(const py::array& params, const py::object& table) {
-  const double* p = in_ptr<double>(params, "params", {mcts::kNumParams});
-  auto shp = device_shape(table, "table");
+  const double* p = in<HostArrays, double>(params, "params", {mcts::kNumParams});
+  auto shp = shape_of<DeviceArrays>(table, "table");
   if (shp.size() != 2) throw std::invalid_argument("table: expected 2 dimensions");
-  const i32* tb = device_ptr<i32>(table, "table", {shp[0], shp[1]});
+  const i32* tb = in<DeviceArrays, i32>(table, "table", {shp[0], shp[1]});
   mcts::Params q = mcts::make_params(p, tb, static_cast<int>(shp[1]));
   if (q.max_considered < 0 || shp[0] < q.max_considered + 1 || shp[1] < 1)
     throw std::invalid_argument("table: expected shape (max_num_considered_actions + 1, L >= 1)");
   return q;
 }
 
+// f(batch, B, T{}) with the tree's arrays checked, T the dtype of its logits.
 template <class F>
 void with_tree(const py::tuple& tree, F&& f) {
   check_tree(tree);
-  const auto t = device_typestr(tree[mcts::tree_field::logits], "logits");
-  py::ssize_t B;
-  if (t == "<f8") {
-    auto b = batch_of<double>(tree, &B);
-    return f(b, B, double{});
-  }
-  if (t == "<f4") {
-    auto b = batch_of<float>(tree, &B);
-    return f(b, B, float{});
-  }
-  throw std::invalid_argument("logits: expected float32 or float64");
-}
-
-template <class F>
-void with_float(const py::object& a, const char* name, F&& f) {
-  const auto t = device_typestr(a, name);
-  if (t == "<f8") return f(double{});
-  if (t == "<f4") return f(float{});
-  throw std::invalid_argument(std::string(name) + ": expected float32 or float64");
+  dispatch_float<DeviceArrays>(tree[mcts::tree_field::logits], "logits", [&](auto tag) {
+    py::ssize_t B;
+    auto b = batch_of<decltype(tag)>(tree, &B);
+    f(b, B, tag);
+  });
 }
 
 }  // namespace
@@ -96,24 +83,25 @@ PYBIND11_MODULE(_cuda_mcts, m) {
          std::uintptr_t stream) {
         with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
           auto p = params_of(params, table);
-          cuda::mcts_select(t, B, p, device_ptr<i32>(node, "node", {B}, true),
-                            device_ptr<i32>(action, "action", {B}, true), as_stream(stream));
+          cuda::mcts_select(t, B, p, out<DeviceArrays, i32>(node, "node", {B}),
+                            out<DeviceArrays, i32>(action, "action", {B}), as_stream(stream));
         });
       },
       "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a, "stream"_a = 0);
   m.def(
       "expand",
       [](py::tuple tree, py::object node, py::object action, py::object reward, py::object discount, py::object logits,
-         py::object value, py::object invalid, py::object state, py::object out, std::uintptr_t stream) {
+         py::object value, py::object invalid, py::object state, py::object dst, std::uintptr_t stream) {
         with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
           using T = decltype(tag);
           const py::ssize_t A = t.A;
-          const u8* inv = invalid.is_none() ? nullptr : device_ptr<u8>(invalid, "invalid_actions", {B, A});
-          cuda::mcts_expand(t, B, device_ptr<i32>(node, "node", {B}), device_ptr<i32>(action, "action", {B}),
-                            device_ptr<T>(reward, "reward", {B}), device_ptr<T>(discount, "discount", {B}),
-                            device_ptr<T>(logits, "prior_logits", {B, A}), device_ptr<T>(value, "value", {B}), inv,
-                            device_ptr<std::int64_t>(state, "state", {B}), device_ptr<i32>(out, "out", {B}, true),
-                            as_stream(stream));
+          const u8* inv = in_or_null<DeviceArrays, u8>(invalid, "invalid_actions", {B, A});
+          cuda::mcts_expand(
+              t, B, in<DeviceArrays, i32>(node, "node", {B}), in<DeviceArrays, i32>(action, "action", {B}),
+              in<DeviceArrays, T>(reward, "reward", {B}), in<DeviceArrays, T>(discount, "discount", {B}),
+              in<DeviceArrays, T>(logits, "prior_logits", {B, A}), in<DeviceArrays, T>(value, "value", {B}), inv,
+              in<DeviceArrays, std::int64_t>(state, "state", {B}), out<DeviceArrays, i32>(dst, "out", {B}),
+              as_stream(stream));
         });
       },
       "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a, "invalid"_a, "state"_a, "out"_a,
@@ -122,7 +110,7 @@ PYBIND11_MODULE(_cuda_mcts, m) {
       "backup",
       [](py::tuple tree, py::object node, std::uintptr_t stream) {
         with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-          cuda::mcts_backup(t, B, device_ptr<i32>(node, "node", {B}), as_stream(stream));
+          cuda::mcts_backup(t, B, in<DeviceArrays, i32>(node, "node", {B}), as_stream(stream));
         });
       },
       "tree"_a, "node"_a, "stream"_a = 0);
@@ -135,7 +123,7 @@ PYBIND11_MODULE(_cuda_mcts, m) {
           using T = decltype(tag);
           auto p = params_of(params, table);
           const py::ssize_t A = t.A;
-          auto shp = device_shape(next_state, "next_state");
+          auto shp = shape_of<DeviceArrays>(next_state, "next_state");
           if (shp.size() != 2) throw std::invalid_argument("next_state: expected (S, A)");
           const py::ssize_t S = shp[0];
           if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
@@ -143,12 +131,13 @@ PYBIND11_MODULE(_cuda_mcts, m) {
           tr.S = S;
           tr.seed = seed;
           tr.stream0 = stream0;
-          if (!cdf.is_none()) tr.cdf = device_ptr<double>(cdf, "cdf", {S, A, S});
+          tr.cdf = in_or_null<DeviceArrays, double>(cdf, "cdf", {S, A, S});
           cuda::mcts_search_tabular(
-              t, B, p, num_simulations, device_ptr<std::int64_t>(next_state, "next_state", {S, A}),
-              device_ptr<T>(reward, "reward", {S, A}), device_ptr<T>(discount, "discount", {S, A}),
-              device_ptr<T>(logits, "logits", {S, A}), device_ptr<T>(prior, "prior", {S, A}),
-              device_ptr<T>(value, "value", {S}), device_ptr<u8>(invalid, "invalid", {S, A}), tr, as_stream(stream));
+              t, B, p, num_simulations, in<DeviceArrays, std::int64_t>(next_state, "next_state", {S, A}),
+              in<DeviceArrays, T>(reward, "reward", {S, A}), in<DeviceArrays, T>(discount, "discount", {S, A}),
+              in<DeviceArrays, T>(logits, "logits", {S, A}), in<DeviceArrays, T>(prior, "prior", {S, A}),
+              in<DeviceArrays, T>(value, "value", {S}), in<DeviceArrays, u8>(invalid, "invalid", {S, A}), tr,
+              as_stream(stream));
         });
       },
       "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a, "discount"_a, "logits"_a,
@@ -159,49 +148,49 @@ PYBIND11_MODULE(_cuda_mcts, m) {
          std::uintptr_t stream) {
         with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
           const py::ssize_t N = t.N;
-          cuda::mcts_advance(t, B, device_ptr<i32>(action, "actions", {B}),
-                             device_ptr<i32>(new_index, "new_index", {B, N}, true),
-                             device_ptr<i32>(old_index, "old_index", {B, N}, true),
-                             device_ptr<i32>(status, "status", {B}, true), as_stream(stream));
+          cuda::mcts_advance(t, B, in<DeviceArrays, i32>(action, "actions", {B}),
+                             out<DeviceArrays, i32>(new_index, "new_index", {B, N}),
+                             out<DeviceArrays, i32>(old_index, "old_index", {B, N}),
+                             out<DeviceArrays, i32>(status, "status", {B}), as_stream(stream));
         });
       },
       "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a, "stream"_a = 0);
   m.def(
       "dirichlet_noise",
-      [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object out, std::uintptr_t stream) {
-        with_float(out, "out", [&](auto tag) {
+      [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object dst, std::uintptr_t stream) {
+        dispatch_float<DeviceArrays>(dst, "out", [&](auto tag) {
           using T = decltype(tag);
-          auto shp = device_shape(out, "out");
+          auto shp = shape_of<DeviceArrays>(dst, "out");
           if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-          cuda::mcts_dirichlet(seed, stream0, alpha, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+          cuda::mcts_dirichlet(seed, stream0, alpha, shp[0], shp[1], out<DeviceArrays, T>(dst, "out", {shp[0], shp[1]}),
                                as_stream(stream));
         });
       },
       "seed"_a, "stream0"_a, "alpha"_a, "out"_a, "stream"_a = 0);
   m.def(
       "gumbel_noise",
-      [](std::uint64_t seed, std::uint64_t stream0, py::object out, std::uintptr_t stream) {
-        with_float(out, "out", [&](auto tag) {
+      [](std::uint64_t seed, std::uint64_t stream0, py::object dst, std::uintptr_t stream) {
+        dispatch_float<DeviceArrays>(dst, "out", [&](auto tag) {
           using T = decltype(tag);
-          auto shp = device_shape(out, "out");
+          auto shp = shape_of<DeviceArrays>(dst, "out");
           if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-          cuda::mcts_gumbel(seed, stream0, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
+          cuda::mcts_gumbel(seed, stream0, shp[0], shp[1], out<DeviceArrays, T>(dst, "out", {shp[0], shp[1]}),
                             as_stream(stream));
         });
       },
       "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
   m.def(
       "sample_action",
-      [](py::object weights, py::object temperature, std::uint64_t seed, std::uint64_t stream0, py::object out,
+      [](py::object weights, py::object temperature, std::uint64_t seed, std::uint64_t stream0, py::object dst,
          std::uintptr_t stream) {
-        with_float(weights, "weights", [&](auto tag) {
+        dispatch_float<DeviceArrays>(weights, "weights", [&](auto tag) {
           using T = decltype(tag);
-          auto shp = device_shape(weights, "weights");
+          auto shp = shape_of<DeviceArrays>(weights, "weights");
           if (shp.size() != 2) throw std::invalid_argument("weights: expected (B, A)");
           const py::ssize_t B = shp[0], A = shp[1];
-          cuda::mcts_sample(device_ptr<T>(weights, "weights", {B, A}), B, A,
-                            device_ptr<T>(temperature, "temperature", {B}), seed, stream0,
-                            device_ptr<std::int64_t>(out, "out", {B}, true), as_stream(stream));
+          cuda::mcts_sample(in<DeviceArrays, T>(weights, "weights", {B, A}), B, A,
+                            in<DeviceArrays, T>(temperature, "temperature", {B}), seed, stream0,
+                            out<DeviceArrays, std::int64_t>(dst, "out", {B}), as_stream(stream));
         });
       },
       "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
