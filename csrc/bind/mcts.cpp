@@ -1,6 +1,7 @@
 // _cpu_mcts: bindings of the batched MCTS kernels. Arrays in, GIL released, no math here.
 // `tree` is the tuple of the tree arrays and `params` the float64 array of search parameters,
 // both named by pygenmod/mcts_fields.hpp (exported here as TREE_FIELDS, PARAM_FIELDS, ...).
+#include "args/mcts.hpp"
 #include "bind_common.hpp"
 #include "pygenmod/mcts.hpp"
 
@@ -160,39 +161,6 @@ void b_advance(py::tuple tree, py::array action, py::array new_index, py::array 
   });
 }
 
-void b_dirichlet_noise(std::uint64_t seed, std::uint64_t stream0, double alpha, py::array dst) {
-  dispatch_float<HostArrays>(dst, "out", [&](auto tag) {
-    using T = decltype(tag);
-    const py::ssize_t B = dst.ndim() == 2 ? dst.shape(0) : 0, A = dst.ndim() == 2 ? dst.shape(1) : 0;
-    T* o = out<HostArrays, T>(dst, "out", {B, A});
-    py::gil_scoped_release nogil;
-    mcts::dirichlet_cpu(seed, stream0, alpha, B, A, o);
-  });
-}
-
-void b_gumbel_noise(std::uint64_t seed, std::uint64_t stream0, py::array dst) {
-  dispatch_float<HostArrays>(dst, "out", [&](auto tag) {
-    using T = decltype(tag);
-    const py::ssize_t B = dst.ndim() == 2 ? dst.shape(0) : 0, A = dst.ndim() == 2 ? dst.shape(1) : 0;
-    T* o = out<HostArrays, T>(dst, "out", {B, A});
-    py::gil_scoped_release nogil;
-    mcts::gumbel_cpu(seed, stream0, B, A, o);
-  });
-}
-
-void b_sample_action(py::array weights, py::array temperature, std::uint64_t seed, std::uint64_t stream0,
-                     py::array dst) {
-  dispatch_float<HostArrays>(weights, "weights", [&](auto tag) {
-    using T = decltype(tag);
-    const py::ssize_t B = weights.ndim() == 2 ? weights.shape(0) : 0, A = weights.ndim() == 2 ? weights.shape(1) : 0;
-    const T* w = in<HostArrays, T>(weights, "weights", {B, A});
-    const T* tp = in<HostArrays, T>(temperature, "temperature", {B});
-    auto* o = out<HostArrays, std::int64_t>(dst, "out", {B});
-    py::gil_scoped_release nogil;
-    mcts::sample_cpu(w, B, A, tp, seed, stream0, o);
-  });
-}
-
 }  // namespace
 
 // name -> index (or value) dicts of mcts_fields.hpp, for the Python layer's contract test.
@@ -221,7 +189,24 @@ PYBIND11_MODULE(_cpu_mcts, m) {
         "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0,
         "stream0"_a = 0);
   m.def("advance", &b_advance, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a);
-  m.def("dirichlet_noise", &b_dirichlet_noise, "seed"_a, "stream0"_a, "alpha"_a, "out"_a);
-  m.def("gumbel_noise", &b_gumbel_noise, "seed"_a, "stream0"_a, "out"_a);
-  m.def("sample_action", &b_sample_action, "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a);
+  m.def(
+      "dirichlet_noise",
+      [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::array dst) {
+        args::mcts::dirichlet_noise<HostArrays>(seed, stream0, alpha, dst,
+                                                nogil([](auto... a) { mcts::dirichlet_cpu(a...); }));
+      },
+      "seed"_a, "stream0"_a, "alpha"_a, "out"_a);
+  m.def(
+      "gumbel_noise",
+      [](std::uint64_t seed, std::uint64_t stream0, py::array dst) {
+        args::mcts::gumbel_noise<HostArrays>(seed, stream0, dst, nogil([](auto... a) { mcts::gumbel_cpu(a...); }));
+      },
+      "seed"_a, "stream0"_a, "out"_a);
+  m.def(
+      "sample_action",
+      [](py::array weights, py::array temperature, std::uint64_t seed, std::uint64_t stream0, py::array dst) {
+        args::mcts::sample_action<HostArrays>(weights, temperature, seed, stream0, dst,
+                                              nogil([](auto... a) { mcts::sample_cpu(a...); }));
+      },
+      "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a);
 }

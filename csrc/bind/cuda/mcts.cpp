@@ -1,6 +1,7 @@
 // _cuda_mcts: bindings of the CUDA MCTS launchers. Device arrays in (the tree tuple in the
 // order of mcts_fields.hpp's tree_field), `params` a host float64 array (named by its param),
 // no math here.
+#include "args/mcts.hpp"
 #include "bind_common.hpp"
 #include "cuda_array.hpp"
 #include "mcts.cuh"
@@ -158,40 +159,23 @@ PYBIND11_MODULE(_cuda_mcts, m) {
   m.def(
       "dirichlet_noise",
       [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object dst, std::uintptr_t stream) {
-        dispatch_float<DeviceArrays>(dst, "out", [&](auto tag) {
-          using T = decltype(tag);
-          auto shp = shape_of<DeviceArrays>(dst, "out");
-          if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-          cuda::mcts_dirichlet(seed, stream0, alpha, shp[0], shp[1], out<DeviceArrays, T>(dst, "out", {shp[0], shp[1]}),
-                               as_stream(stream));
-        });
+        args::mcts::dirichlet_noise<DeviceArrays>(seed, stream0, alpha, dst,
+                                                  [&](auto... a) { cuda::mcts_dirichlet(a..., as_stream(stream)); });
       },
       "seed"_a, "stream0"_a, "alpha"_a, "out"_a, "stream"_a = 0);
   m.def(
       "gumbel_noise",
       [](std::uint64_t seed, std::uint64_t stream0, py::object dst, std::uintptr_t stream) {
-        dispatch_float<DeviceArrays>(dst, "out", [&](auto tag) {
-          using T = decltype(tag);
-          auto shp = shape_of<DeviceArrays>(dst, "out");
-          if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-          cuda::mcts_gumbel(seed, stream0, shp[0], shp[1], out<DeviceArrays, T>(dst, "out", {shp[0], shp[1]}),
-                            as_stream(stream));
-        });
+        args::mcts::gumbel_noise<DeviceArrays>(seed, stream0, dst,
+                                               [&](auto... a) { cuda::mcts_gumbel(a..., as_stream(stream)); });
       },
       "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
   m.def(
       "sample_action",
       [](py::object weights, py::object temperature, std::uint64_t seed, std::uint64_t stream0, py::object dst,
          std::uintptr_t stream) {
-        dispatch_float<DeviceArrays>(weights, "weights", [&](auto tag) {
-          using T = decltype(tag);
-          auto shp = shape_of<DeviceArrays>(weights, "weights");
-          if (shp.size() != 2) throw std::invalid_argument("weights: expected (B, A)");
-          const py::ssize_t B = shp[0], A = shp[1];
-          cuda::mcts_sample(in<DeviceArrays, T>(weights, "weights", {B, A}), B, A,
-                            in<DeviceArrays, T>(temperature, "temperature", {B}), seed, stream0,
-                            out<DeviceArrays, std::int64_t>(dst, "out", {B}), as_stream(stream));
-        });
+        args::mcts::sample_action<DeviceArrays>(weights, temperature, seed, stream0, dst,
+                                                [&](auto... a) { cuda::mcts_sample(a..., as_stream(stream)); });
       },
       "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
 }
