@@ -3,6 +3,7 @@
 // kernels included: X never leaves the device).
 #include <string>
 
+#include "args/gmm.hpp"
 #include "cuda_array.hpp"
 #include "gmm.cuh"
 #include "pygenmod/gmm.hpp"  // check_cov_type
@@ -11,31 +12,9 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
+using idx_t = py::ssize_t;
 
 namespace {
-
-// get(shape) of a per-set covariance-shaped array (B sets, K components, D dims) by cov_type.
-template <class Get>
-auto by_cov_shape(int type, py::ssize_t B, py::ssize_t K, py::ssize_t D, Get&& get) {
-  switch (type) {
-    case 0:
-      return get({B, K, D, D});
-    case 1:
-      return get({B, D, D});
-    case 2:
-      return get({B, K, D});
-    default:
-      return get({B, K});
-  }
-}
-template <class T>
-const T* cov_in(const py::object& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D) {
-  return by_cov_shape(type, B, K, D, [&](Shape s) { return in<DeviceArrays, T>(a, name, s); });
-}
-template <class T>
-T* cov_out(const py::object& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D) {
-  return by_cov_shape(type, B, K, D, [&](Shape s) { return out<DeviceArrays, T>(a, name, s); });
-}
 
 std::vector<py::ssize_t> shape3(const py::object& X, const char* name) {
   auto s = shape_of<DeviceArrays>(X, name);
@@ -58,7 +37,8 @@ void fit_t(const py::object& X, const py::object& W, const py::object& reg, py::
   cuda::gmm_fit<T>(type, in<DeviceArrays, T>(X, "X", {Bx, N, D}), in<DeviceArrays, T>(W, "W", {Bx, N}),
                    in<DeviceArrays, T>(reg, "reg", {B}), Bx, n_rep, N, D, K, max_iter, tol,
                    out<DeviceArrays, T>(weights, "weights", {B, K}), out<DeviceArrays, T>(means, "means", {B, K, D}),
-                   cov_out<T>(cov, "covariances", type, B, K, D), cov_out<T>(pc, "prec_chol", type, B, K, D),
+                   args::gmm::cov_out<DeviceArrays, T>(cov, "covariances", type, B, K, D),
+                   args::gmm::cov_out<DeviceArrays, T>(pc, "prec_chol", type, B, K, D),
                    out<DeviceArrays, T>(lb, "lower_bound", {B}), out<DeviceArrays, std::int64_t>(n_iter, "n_iter", {B}),
                    out<DeviceArrays, std::uint8_t>(conv, "converged", {B}),
                    out<DeviceArrays, std::uint8_t>(flags, "flags", {B, K}), tmp.ptr, tmp.bytes, as_stream(stream));
@@ -78,75 +58,10 @@ void m_step_t(const py::object& X, const py::object& W, const py::object& resp, 
   cuda::gmm_m_step<T>(type, in<DeviceArrays, T>(X, "X", {Bx, N, D}), in<DeviceArrays, T>(W, "W", {Bx, N}),
                       in<DeviceArrays, T>(resp, "resp", {B, N, K}), in<DeviceArrays, T>(reg, "reg", {B}), Bx, n_rep, N,
                       D, K, out<DeviceArrays, T>(weights, "weights", {B, K}),
-                      out<DeviceArrays, T>(means, "means", {B, K, D}), cov_out<T>(cov, "covariances", type, B, K, D),
-                      cov_out<T>(pc, "prec_chol", type, B, K, D),
+                      out<DeviceArrays, T>(means, "means", {B, K, D}),
+                      args::gmm::cov_out<DeviceArrays, T>(cov, "covariances", type, B, K, D),
+                      args::gmm::cov_out<DeviceArrays, T>(pc, "prec_chol", type, B, K, D),
                       out<DeviceArrays, std::uint8_t>(flags, "flags", {B, K}), tmp.ptr, tmp.bytes, as_stream(stream));
-}
-
-template <class T>
-void e_step_t(const py::object& X, const py::object& weights, const py::object& means, const py::object& pc, int type,
-              const py::object& lp, const py::object& log_resp, const py::object& log_norm, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto B = s[0], N = s[1], D = s[2];
-  auto ws = shape_of<DeviceArrays>(weights, "weights");
-  if (ws.size() != 2) throw std::invalid_argument("weights: expected (B, K)");
-  const auto K = ws[1];
-  cuda::gmm_e_step<T>(type, in<DeviceArrays, T>(X, "X", {B, N, D}), in<DeviceArrays, T>(weights, "weights", {B, K}),
-                      in<DeviceArrays, T>(means, "means", {B, K, D}), cov_in<T>(pc, "prec_chol", type, B, K, D), B, N,
-                      D, K, out<DeviceArrays, T>(lp, "lp", {B, N, K}),
-                      out<DeviceArrays, T>(log_resp, "log_resp", {B, N, K}),
-                      out<DeviceArrays, T>(log_norm, "log_norm", {B, N}), as_stream(stream));
-}
-
-template <class T>
-void sample_t(const py::object& weights, const py::object& means, const py::object& pc, int type, std::uint64_t seed,
-              std::uint64_t stream0, const py::object& dst, const py::object& labels, std::uintptr_t stream) {
-  auto ws = shape_of<DeviceArrays>(weights, "weights");
-  auto ms = shape_of<DeviceArrays>(means, "means");
-  auto os = shape_of<DeviceArrays>(dst, "out");
-  if (ws.size() != 2 || ms.size() != 3 || os.size() != 3) throw std::invalid_argument("sample: bad shapes");
-  const auto B = ws[0], K = ws[1], D = ms[2], n = os[1];
-  cuda::gmm_sample<T>(type, in<DeviceArrays, T>(weights, "weights", {B, K}),
-                      in<DeviceArrays, T>(means, "means", {B, K, D}), cov_in<T>(pc, "prec_chol", type, B, K, D), B, K,
-                      D, n, seed, stream0, out<DeviceArrays, T>(dst, "out", {B, n, D}),
-                      out<DeviceArrays, std::int64_t>(labels, "labels", {B, n}), as_stream(stream));
-}
-
-template <class T>
-void random_from_data_t(const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
-                        std::uint64_t stream0, const py::object& idx, std::uintptr_t stream) {
-  auto ws = shape_of<DeviceArrays>(W, "W");
-  if (ws.size() != 2) throw std::invalid_argument("W: expected (B, N)");
-  const auto Bx = ws[0], N = ws[1], B = Bx * n_rep;
-  const Scratch tmp = scratch(cuda::gmm_random_from_data_scratch_bytes(B, N));
-  cuda::gmm_random_from_data<T>(in<DeviceArrays, T>(W, "W", {Bx, N}), Bx, n_rep, N, K, seed, stream0,
-                                out<DeviceArrays, std::int64_t>(idx, "idx", {B, K}), tmp.ptr, tmp.bytes,
-                                as_stream(stream));
-}
-
-template <class T>
-void kmeanspp_t(const py::object& X, const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
-                std::uint64_t stream0, const py::object& idx, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2], B = Bx * n_rep;
-  const Scratch tmp = scratch(cuda::gmm_kmeanspp_scratch_bytes(B, N));
-  cuda::gmm_kmeanspp<T>(in<DeviceArrays, T>(X, "X", {Bx, N, D}), in<DeviceArrays, T>(W, "W", {Bx, N}), Bx, n_rep, N, D,
-                        K, seed, stream0, out<DeviceArrays, std::int64_t>(idx, "idx", {B, K}), tmp.ptr, tmp.bytes,
-                        as_stream(stream));
-}
-
-template <class T>
-void kmeans_t(const py::object& X, const py::object& W, py::ssize_t n_rep, py::ssize_t max_iter,
-              const py::object& centers, const py::object& labels, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2], B = Bx * n_rep;
-  auto cs = shape_of<DeviceArrays>(centers, "centers");
-  if (cs.size() != 3) throw std::invalid_argument("centers: expected (B, K, D)");
-  const auto K = cs[1];
-  const Scratch tmp = scratch(cuda::gmm_kmeans_scratch_bytes(B, N, D, K));
-  cuda::gmm_kmeans<T>(in<DeviceArrays, T>(X, "X", {Bx, N, D}), in<DeviceArrays, T>(W, "W", {Bx, N}), Bx, n_rep, N, D, K,
-                      max_iter, out<DeviceArrays, T>(centers, "centers", {B, K, D}),
-                      out<DeviceArrays, std::int64_t>(labels, "labels", {B, N}), tmp.ptr, tmp.bytes, as_stream(stream));
 }
 
 }  // namespace
@@ -181,20 +96,16 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       "e_step",
       [](py::object X, py::object weights, py::object means, py::object pc, int type, py::object lp,
          py::object log_resp, py::object log_norm, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        dispatch_float<DeviceArrays>(X, "X", [&](auto tag) {
-          e_step_t<decltype(tag)>(X, weights, means, pc, type, lp, log_resp, log_norm, stream);
-        });
+        args::gmm::e_step<DeviceArrays>(X, weights, means, pc, type, lp, log_resp, log_norm,
+                                        [&](auto... a) { cuda::gmm_e_step(a..., as_stream(stream)); });
       },
       "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a, "log_resp"_a, "log_norm"_a, "stream"_a = 0);
   m.def(
       "sample",
       [](py::object weights, py::object means, py::object pc, int type, std::uint64_t seed, std::uint64_t stream0,
          py::object dst, py::object labels, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        dispatch_float<DeviceArrays>(weights, "weights", [&](auto tag) {
-          sample_t<decltype(tag)>(weights, means, pc, type, seed, stream0, dst, labels, stream);
-        });
+        args::gmm::sample<DeviceArrays>(weights, means, pc, type, seed, stream0, dst, labels,
+                                        [&](auto... a) { cuda::gmm_sample(a..., as_stream(stream)); });
       },
       "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a, "labels"_a,
       "cuda_stream"_a = 0);
@@ -202,27 +113,34 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       "random_from_data",
       [](py::object W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream0, py::object idx,
          std::uintptr_t stream) {
-        if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-        dispatch_float<DeviceArrays>(
-            W, "W", [&](auto tag) { random_from_data_t<decltype(tag)>(W, n_rep, K, seed, stream0, idx, stream); });
+        args::gmm::random_from_data<DeviceArrays>(
+            W, n_rep, K, seed, stream0, idx, [&](auto w, idx_t Bx, idx_t r, idx_t N, auto... a) {
+              const Scratch tmp = scratch(cuda::gmm_random_from_data_scratch_bytes(Bx * r, N));
+              cuda::gmm_random_from_data(w, Bx, r, N, a..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a, "cuda_stream"_a = 0);
   m.def(
       "kmeanspp",
       [](py::object X, py::object W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream0,
          py::object idx, std::uintptr_t stream) {
-        if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-        dispatch_float<DeviceArrays>(
-            X, "X", [&](auto tag) { kmeanspp_t<decltype(tag)>(X, W, n_rep, K, seed, stream0, idx, stream); });
+        args::gmm::kmeanspp<DeviceArrays>(
+            X, W, n_rep, K, seed, stream0, idx, [&](auto x, auto w, idx_t Bx, idx_t r, idx_t N, auto... a) {
+              const Scratch tmp = scratch(cuda::gmm_kmeanspp_scratch_bytes(Bx * r, N));
+              cuda::gmm_kmeanspp(x, w, Bx, r, N, a..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a, "cuda_stream"_a = 0);
   m.def(
       "kmeans",
       [](py::object X, py::object W, py::ssize_t n_rep, py::ssize_t max_iter, py::object centers, py::object labels,
          std::uintptr_t stream) {
-        if (n_rep < 1 || max_iter < 0) throw std::invalid_argument("n_rep >= 1 and max_iter >= 0 required");
-        dispatch_float<DeviceArrays>(
-            X, "X", [&](auto tag) { kmeans_t<decltype(tag)>(X, W, n_rep, max_iter, centers, labels, stream); });
+        args::gmm::kmeans<DeviceArrays>(X, W, n_rep, max_iter, centers, labels,
+                                        [&](auto x, auto w, idx_t Bx, idx_t r, idx_t N, idx_t D, idx_t K, auto... a) {
+                                          const Scratch tmp = scratch(cuda::gmm_kmeans_scratch_bytes(Bx * r, N, D, K));
+                                          cuda::gmm_kmeans(x, w, Bx, r, N, D, K, a..., tmp.ptr, tmp.bytes,
+                                                           as_stream(stream));
+                                        });
       },
       "X"_a, "W"_a, "n_rep"_a, "max_iter"_a, "centers"_a, "labels"_a, "cuda_stream"_a = 0);
 }
