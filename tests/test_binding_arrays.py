@@ -213,6 +213,13 @@ CASES = [
         "temperature: wrong dtype for this kernel (got float32, expected float64)",
     ),
     ("mcts", "sample_action", _sample(out=Spec((B,), np.int64, readonly=True)), "out: output is read-only"),
+    ("mcts", "gumbel_noise", [0, 0, Spec((4,))], "out: expected 2 dimensions, got shape (4,)"),
+    (
+        "gmm",
+        "kmeans",
+        [Spec((B, 5, 3)), Spec((B, 5)), 1, 3, Spec((B, 2, 3)), Spec((B, 4), np.int64)],
+        "labels: unexpected shape (2, 4), expected (2, 5)",
+    ),
     ("mdp", "backup_dense", _backup(V=Spec((B, 4))), "V: unexpected shape (2, 4), expected (2, 3)"),
     (
         "mdp",
