@@ -44,7 +44,10 @@ class _FakeCudaArray:
 
 
 def _args(specs, side):
-    return [s if not isinstance(s, Spec) else getattr(s, side)() for s in specs]
+    return [
+        tuple(_args(s, side)) if isinstance(s, tuple) else getattr(s, side)() if isinstance(s, Spec) else s
+        for s in specs
+    ]
 
 
 T, B = 3, 2
@@ -133,6 +136,29 @@ def _backup(**bad):  # mdp.backup_dense, S = 3, A = 2, kind 0 (optimal)
     return list(args.values())
 
 
+def _tree(**bad):  # an MCTS tree tuple (pygenmod/mcts_fields.hpp's order): N = 3 nodes, A = 4 actions
+    N, A, i32 = 3, 4, np.int32
+    fields = dict(
+        visits=Spec((B, N), i32),
+        value_sum=Spec((B, N)),
+        raw_value=Spec((B, N)),
+        reward=Spec((B, N)),
+        discount=Spec((B, N)),
+        parent=Spec((B, N), i32),
+        action=Spec((B, N), i32),
+        children=Spec((B, N, A), i32),
+        logits=Spec((B, N, A)),
+        prior=Spec((B, N, A)),
+        invalid=Spec((B, N, A), np.uint8),
+        state=Spec((B, N), np.int64),
+        num_nodes=Spec((B,), i32),
+        gumbel=Spec((B, A)),
+        qbounds=Spec((B, 2)),
+    )
+    fields.update(bad)
+    return tuple(fields.values())
+
+
 CASES = [
     ("returns", "gae", _gae(rewards=Spec((T, B), np.int64)), "rewards: expected float32 or float64, got int64"),
     ("returns", "gae", _gae(rewards=Spec((T, B, 1))), "rewards: expected shape (T, B)"),
@@ -213,6 +239,18 @@ CASES = [
         "temperature: wrong dtype for this kernel (got float32, expected float64)",
     ),
     ("mcts", "sample_action", _sample(out=Spec((B,), np.int64, readonly=True)), "out: output is read-only"),
+    (
+        "mcts",
+        "backup",
+        [_tree(), Spec((B,), np.int64)],
+        "node: wrong dtype for this kernel (got int64, expected int32)",
+    ),
+    (
+        "mcts",
+        "backup",
+        [_tree(value_sum=Spec((B, 4))), Spec((B,), np.int32)],
+        "value_sum: unexpected shape (2, 4), expected (2, 3)",
+    ),
     ("mcts", "gumbel_noise", [0, 0, Spec((4,))], "out: expected 2 dimensions, got shape (4,)"),
     (
         "gmm",
