@@ -48,28 +48,6 @@ void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_typ
   });
 }
 
-void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type, py::array weights,
-            py::array means, py::array cov, py::array prec_chol, py::array flags) {
-  gmm::check_cov_type(cov_type);
-  dispatch_float<HostArrays>(X, "X", [&](auto tag) {
-    using T = decltype(tag);
-    if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
-    const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(resp, 2), B = Bx * n_rep;
-    const T* x = in<HostArrays, T>(X, "X", {Bx, N, D});
-    const T* w = in<HostArrays, T>(W, "W", {Bx, N});
-    const T* rs = in<HostArrays, T>(resp, "resp", {B, N, K});
-    const T* r = in<HostArrays, T>(reg, "reg", {B});
-    T* wt = out<HostArrays, T>(weights, "weights", {B, K});
-    T* mu = out<HostArrays, T>(means, "means", {B, K, D});
-    T* cv = args::gmm::cov_out<HostArrays, T>(cov, "covariances", cov_type, B, K, D);
-    T* pc = args::gmm::cov_out<HostArrays, T>(prec_chol, "prec_chol", cov_type, B, K, D);
-    auto* fl = out<HostArrays, std::uint8_t>(flags, "flags", {B, K});
-    if (K < 1) throw std::invalid_argument("resp: need at least one component");
-    py::gil_scoped_release nogil;
-    gmm::m_step_cpu<T>(cov_type, x, w, rs, r, Bx, n_rep, N, D, K, wt, mu, cv, pc, fl);
-  });
-}
-
 // Private: caps the instruction set of the EM kernels (-1 none, 0 baseline, 1 AVX2+FMA,
 // 2 AVX-512); returns (previous cap, instruction set the CPU has). For tests and diagnostics.
 py::tuple isa_cap(int cap) {
@@ -90,8 +68,15 @@ PYBIND11_MODULE(_cpu_gmm, m) {
                              "EMPTY_SET"_a = int(gmm::EMPTY_SET));
   m.def("fit", &fit, "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a,
         "covariances"_a, "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a);
-  m.def("m_step", &m_step, "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a,
-        "covariances"_a, "prec_chol"_a, "flags"_a);
+  m.def(
+      "m_step",
+      [](py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type, py::array weights,
+         py::array means, py::array cov, py::array prec_chol, py::array flags) {
+        args::gmm::m_step<HostArrays>(X, W, resp, reg, n_rep, cov_type, weights, means, cov, prec_chol, flags,
+                                      nogil([](auto... a) { gmm::m_step_cpu(a...); }));
+      },
+      "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a,
+      "flags"_a);
   m.def(
       "e_step",
       [](py::array X, py::array weights, py::array means, py::array prec_chol, int cov_type, py::array lp,

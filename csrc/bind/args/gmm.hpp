@@ -1,8 +1,7 @@
 // The argument unpacking of the Gaussian-mixture bindings, shared by _cpu_gmm and _cuda_gmm:
 // arrays checked (array_access.hpp, policy P), then launch(...) with the argument list of
 // gmm::<name>_cpu / cuda::gmm_<name> (less the CUDA scratch and stream, which the CUDA launcher
-// adds). fit and m_step keep a body per side (the CPU fit is interruptible; the CUDA ones size
-// scratch from the checked shapes). cov_type: 0 full, 1 tied, 2 diag, 3 spherical.
+// adds). fit keeps a body per side (the CPU fit is interruptible). cov_type: 0 full, 1 tied, 2 diag, 3 spherical.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +34,31 @@ const T* cov_in(const py::object& a, const char* name, int type, py::ssize_t B, 
 template <class P, class T>
 T* cov_out(const py::object& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D) {
   return by_cov_shape(type, B, K, D, [&](Shape s) { return out<P, T>(a, name, s); });
+}
+
+// launch(type, X, W, resp, reg, Bx, n_rep, N, D, K, weights, means, covariances, prec_chol, flags)
+template <class P, class Launch>
+void m_step(const py::object& X, const py::object& W, const py::object& resp, const py::object& reg, py::ssize_t n_rep,
+            int type, const py::object& weights, const py::object& means, const py::object& cov,
+            const py::object& prec_chol, const py::object& flags, Launch&& launch) {
+  check_cov_type(type);
+  dispatch_float<P>(X, "X", [&](auto tag) {
+    using T = decltype(tag);
+    if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
+    const auto Bx = dim<P>(X, "X", 0), N = dim<P>(X, "X", 1), D = dim<P>(X, "X", 2), K = dim<P>(resp, "resp", 2),
+               B = Bx * n_rep;
+    const T* x = in<P, T>(X, "X", {Bx, N, D});
+    const T* w = in<P, T>(W, "W", {Bx, N});
+    const T* rs = in<P, T>(resp, "resp", {B, N, K});
+    const T* r = in<P, T>(reg, "reg", {B});
+    T* wt = out<P, T>(weights, "weights", {B, K});
+    T* mu = out<P, T>(means, "means", {B, K, D});
+    T* cv = cov_out<P, T>(cov, "covariances", type, B, K, D);
+    T* pc = cov_out<P, T>(prec_chol, "prec_chol", type, B, K, D);
+    auto* fl = out<P, std::uint8_t>(flags, "flags", {B, K});
+    if (K < 1) throw std::invalid_argument("resp: need at least one component");
+    launch(type, x, w, rs, r, Bx, n_rep, N, D, K, wt, mu, cv, pc, fl);
+  });
 }
 
 // launch(type, X, weights, means, prec_chol, B, N, D, K, lp, log_resp, log_norm)

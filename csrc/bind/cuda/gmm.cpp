@@ -44,26 +44,6 @@ void fit_t(const py::object& X, const py::object& W, const py::object& reg, py::
                    out<DeviceArrays, std::uint8_t>(flags, "flags", {B, K}), tmp.ptr, tmp.bytes, as_stream(stream));
 }
 
-template <class T>
-void m_step_t(const py::object& X, const py::object& W, const py::object& resp, const py::object& reg,
-              py::ssize_t n_rep, int type, const py::object& weights, const py::object& means, const py::object& cov,
-              const py::object& pc, const py::object& flags, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2];
-  auto rs = shape_of<DeviceArrays>(resp, "resp");
-  if (rs.size() != 3 || n_rep < 1) throw std::invalid_argument("resp: expected (B, N, K)");
-  const auto B = Bx * n_rep, K = rs[2];
-  if (K < 1) throw std::invalid_argument("resp: need at least one component");
-  const Scratch tmp = scratch(cuda::gmm_m_step_scratch_bytes(type, B, N, D, K));
-  cuda::gmm_m_step<T>(type, in<DeviceArrays, T>(X, "X", {Bx, N, D}), in<DeviceArrays, T>(W, "W", {Bx, N}),
-                      in<DeviceArrays, T>(resp, "resp", {B, N, K}), in<DeviceArrays, T>(reg, "reg", {B}), Bx, n_rep, N,
-                      D, K, out<DeviceArrays, T>(weights, "weights", {B, K}),
-                      out<DeviceArrays, T>(means, "means", {B, K, D}),
-                      args::gmm::cov_out<DeviceArrays, T>(cov, "covariances", type, B, K, D),
-                      args::gmm::cov_out<DeviceArrays, T>(pc, "prec_chol", type, B, K, D),
-                      out<DeviceArrays, std::uint8_t>(flags, "flags", {B, K}), tmp.ptr, tmp.bytes, as_stream(stream));
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_cuda_gmm, m) {
@@ -85,10 +65,12 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       "m_step",
       [](py::object X, py::object W, py::object resp, py::object reg, py::ssize_t n_rep, int type, py::object weights,
          py::object means, py::object cov, py::object pc, py::object flags, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        dispatch_float<DeviceArrays>(X, "X", [&](auto tag) {
-          m_step_t<decltype(tag)>(X, W, resp, reg, n_rep, type, weights, means, cov, pc, flags, stream);
-        });
+        args::gmm::m_step<DeviceArrays>(
+            X, W, resp, reg, n_rep, type, weights, means, cov, pc, flags,
+            [&](int t, auto x, auto w, auto rs, auto r, idx_t Bx, idx_t rep, idx_t N, idx_t D, idx_t K, auto... o) {
+              const Scratch tmp = scratch(cuda::gmm_m_step_scratch_bytes(t, Bx * rep, N, D, K));
+              cuda::gmm_m_step(t, x, w, rs, r, Bx, rep, N, D, K, o..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a,
       "flags"_a, "stream"_a = 0);
