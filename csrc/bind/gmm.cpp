@@ -1,5 +1,6 @@
-// _cpu_gmm: bindings of the Gaussian-mixture kernels. Arrays in, GIL released, no math here.
-// cov_type: 0 full, 1 tied, 2 diag, 3 spherical (shapes of covariances/prec_chol follow it).
+// _cpu_gmm: bindings of the Gaussian-mixture kernels. Arrays in, GIL released, no math here;
+// the argument unpacking is args/gmm.hpp (shared with _cuda_gmm). cov_type: 0 full, 1 tied,
+// 2 diag, 3 spherical (shapes of covariances/prec_chol follow it).
 #include <cstdint>
 #include <vector>
 
@@ -13,40 +14,6 @@ using namespace pygenmod;
 using namespace pygenmod::bind;
 
 namespace {
-
-py::ssize_t dim(const py::array& a, int i) { return a.ndim() > i ? a.shape(i) : 0; }
-
-void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_type, py::ssize_t max_iter, double tol,
-         py::array weights, py::array means, py::array cov, py::array prec_chol, py::array lower_bound,
-         py::array n_iter, py::array converged, py::array flags) {
-  gmm::check_cov_type(cov_type);
-  if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
-  if (max_iter < 0) throw std::invalid_argument("max_iter: must be >= 0");
-  dispatch_float<HostArrays>(X, "X", [&](auto tag) {
-    using T = decltype(tag);
-    const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2);
-    const auto B = Bx * n_rep, K = dim(weights, 1);
-    const T* x = in<HostArrays, T>(X, "X", {Bx, N, D});
-    const T* w = in<HostArrays, T>(W, "W", {Bx, N});
-    const T* r = in<HostArrays, T>(reg, "reg", {B});
-    T* wt = out<HostArrays, T>(weights, "weights", {B, K});
-    T* mu = out<HostArrays, T>(means, "means", {B, K, D});
-    T* cv = args::gmm::cov_out<HostArrays, T>(cov, "covariances", cov_type, B, K, D);
-    T* pc = args::gmm::cov_out<HostArrays, T>(prec_chol, "prec_chol", cov_type, B, K, D);
-    T* lb = out<HostArrays, T>(lower_bound, "lower_bound", {B});
-    auto* ni = out<HostArrays, std::int64_t>(n_iter, "n_iter", {B});
-    auto* cvg = out<HostArrays, std::uint8_t>(converged, "converged", {B});
-    auto* fl = out<HostArrays, std::uint8_t>(flags, "flags", {B, K});
-    if (K < 1) throw std::invalid_argument("weights: need at least one component");
-    Interruptible intr;
-    {
-      py::gil_scoped_release nogil;
-      gmm::fit_cpu<T>(cov_type, x, w, r, Bx, n_rep, N, D, K, max_iter, tol, wt, mu, cv, pc, lb, ni, cvg, fl,
-                      intr.stop());
-    }
-    intr.rethrow();
-  });
-}
 
 // Private: caps the instruction set of the EM kernels (-1 none, 0 baseline, 1 AVX2+FMA,
 // 2 AVX-512); returns (previous cap, instruction set the CPU has). For tests and diagnostics.
@@ -66,8 +33,23 @@ PYBIND11_MODULE(_cpu_gmm, m) {
                                  "spherical"_a = int(gmm::SPHERICAL));
   m.attr("FLAGS") = py::dict("COLLAPSED"_a = int(gmm::COLLAPSED), "REGULARISED"_a = int(gmm::REGULARISED),
                              "EMPTY_SET"_a = int(gmm::EMPTY_SET));
-  m.def("fit", &fit, "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a,
-        "covariances"_a, "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a);
+  m.def(
+      "fit",
+      [](py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_type, py::ssize_t max_iter, double tol,
+         py::array weights, py::array means, py::array cov, py::array prec_chol, py::array lower_bound,
+         py::array n_iter, py::array converged, py::array flags) {
+        args::gmm::fit<HostArrays>(X, W, reg, n_rep, cov_type, max_iter, tol, weights, means, cov, prec_chol,
+                                   lower_bound, n_iter, converged, flags, [](auto... a) {
+                                     Interruptible intr;  // Ctrl-C ends the EM loop
+                                     {
+                                       py::gil_scoped_release nogil;
+                                       gmm::fit_cpu(a..., intr.stop());
+                                     }
+                                     intr.rethrow();
+                                   });
+      },
+      "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a, "covariances"_a,
+      "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a);
   m.def(
       "m_step",
       [](py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type, py::array weights,

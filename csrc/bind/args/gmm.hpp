@@ -1,7 +1,7 @@
 // The argument unpacking of the Gaussian-mixture bindings, shared by _cpu_gmm and _cuda_gmm:
 // arrays checked (array_access.hpp, policy P), then launch(...) with the argument list of
 // gmm::<name>_cpu / cuda::gmm_<name> (less the CUDA scratch and stream, which the CUDA launcher
-// adds). fit keeps a body per side (the CPU fit is interruptible). cov_type: 0 full, 1 tied, 2 diag, 3 spherical.
+// adds; the CPU fit's launcher makes it interruptible). cov_type: 0 full, 1 tied, 2 diag, 3 spherical.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +34,36 @@ const T* cov_in(const py::object& a, const char* name, int type, py::ssize_t B, 
 template <class P, class T>
 T* cov_out(const py::object& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D) {
   return by_cov_shape(type, B, K, D, [&](Shape s) { return out<P, T>(a, name, s); });
+}
+
+// launch(type, X, W, reg, Bx, n_rep, N, D, K, max_iter, tol, weights, means, covariances, prec_chol,
+//        lower_bound, n_iter, converged, flags)
+template <class P, class Launch>
+void fit(const py::object& X, const py::object& W, const py::object& reg, py::ssize_t n_rep, int type,
+         py::ssize_t max_iter, double tol, const py::object& weights, const py::object& means, const py::object& cov,
+         const py::object& prec_chol, const py::object& lower_bound, const py::object& n_iter,
+         const py::object& converged, const py::object& flags, Launch&& launch) {
+  check_cov_type(type);
+  if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
+  if (max_iter < 0) throw std::invalid_argument("max_iter: must be >= 0");
+  dispatch_float<P>(X, "X", [&](auto tag) {
+    using T = decltype(tag);
+    const auto Bx = dim<P>(X, "X", 0), N = dim<P>(X, "X", 1), D = dim<P>(X, "X", 2);
+    const auto B = Bx * n_rep, K = dim<P>(weights, "weights", 1);
+    const T* x = in<P, T>(X, "X", {Bx, N, D});
+    const T* w = in<P, T>(W, "W", {Bx, N});
+    const T* r = in<P, T>(reg, "reg", {B});
+    T* wt = out<P, T>(weights, "weights", {B, K});
+    T* mu = out<P, T>(means, "means", {B, K, D});
+    T* cv = cov_out<P, T>(cov, "covariances", type, B, K, D);
+    T* pc = cov_out<P, T>(prec_chol, "prec_chol", type, B, K, D);
+    T* lb = out<P, T>(lower_bound, "lower_bound", {B});
+    auto* ni = out<P, std::int64_t>(n_iter, "n_iter", {B});
+    auto* cvg = out<P, std::uint8_t>(converged, "converged", {B});
+    auto* fl = out<P, std::uint8_t>(flags, "flags", {B, K});
+    if (K < 1) throw std::invalid_argument("weights: need at least one component");
+    launch(type, x, w, r, Bx, n_rep, N, D, K, max_iter, tol, wt, mu, cv, pc, lb, ni, cvg, fl);
+  });
 }
 
 // launch(type, X, W, resp, reg, Bx, n_rep, N, D, K, weights, means, covariances, prec_chol, flags)

@@ -1,50 +1,16 @@
-// _cuda_gmm: bindings of the CUDA Gaussian-mixture launchers. Device arrays in, no math here.
-// Same names and argument order as _cpu_gmm, plus a trailing stream (the initialisation
-// kernels included: X never leaves the device).
-#include <string>
-
+// _cuda_gmm: bindings of the CUDA Gaussian-mixture launchers. Device arrays in, no math here;
+// the argument unpacking is args/gmm.hpp (shared with _cpu_gmm). Same names and argument order
+// as _cpu_gmm, plus a trailing stream (the initialisation kernels included: X never leaves the
+// device); each launcher sizes its scratch from the checked shapes.
 #include "args/gmm.hpp"
 #include "cuda_array.hpp"
 #include "gmm.cuh"
-#include "pygenmod/gmm.hpp"  // check_cov_type
 
 namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
 using idx_t = py::ssize_t;
-
-namespace {
-
-std::vector<py::ssize_t> shape3(const py::object& X, const char* name) {
-  auto s = shape_of<DeviceArrays>(X, name);
-  if (s.size() != 3) throw std::invalid_argument(std::string(name) + ": expected (B, N, D)");
-  return s;
-}
-
-template <class T>
-void fit_t(const py::object& X, const py::object& W, const py::object& reg, py::ssize_t n_rep, int type,
-           py::ssize_t max_iter, double tol, const py::object& weights, const py::object& means, const py::object& cov,
-           const py::object& pc, const py::object& lb, const py::object& n_iter, const py::object& conv,
-           const py::object& flags, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2];
-  auto ws = shape_of<DeviceArrays>(weights, "weights");
-  if (ws.size() != 2 || n_rep < 1 || max_iter < 0) throw std::invalid_argument("weights: expected (B, K)");
-  const auto B = Bx * n_rep, K = ws[1];
-  if (K < 1) throw std::invalid_argument("weights: need at least one component");
-  const Scratch tmp = scratch(cuda::gmm_fit_scratch_bytes(type, B, N, D, K));
-  cuda::gmm_fit<T>(type, in<DeviceArrays, T>(X, "X", {Bx, N, D}), in<DeviceArrays, T>(W, "W", {Bx, N}),
-                   in<DeviceArrays, T>(reg, "reg", {B}), Bx, n_rep, N, D, K, max_iter, tol,
-                   out<DeviceArrays, T>(weights, "weights", {B, K}), out<DeviceArrays, T>(means, "means", {B, K, D}),
-                   args::gmm::cov_out<DeviceArrays, T>(cov, "covariances", type, B, K, D),
-                   args::gmm::cov_out<DeviceArrays, T>(pc, "prec_chol", type, B, K, D),
-                   out<DeviceArrays, T>(lb, "lower_bound", {B}), out<DeviceArrays, std::int64_t>(n_iter, "n_iter", {B}),
-                   out<DeviceArrays, std::uint8_t>(conv, "converged", {B}),
-                   out<DeviceArrays, std::uint8_t>(flags, "flags", {B, K}), tmp.ptr, tmp.bytes, as_stream(stream));
-}
-
-}  // namespace
 
 PYBIND11_MODULE(_cuda_gmm, m) {
   m.doc() = "pygenmod Gaussian mixtures, CUDA kernels";
@@ -53,11 +19,12 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       [](py::object X, py::object W, py::object reg, py::ssize_t n_rep, int type, py::ssize_t max_iter, double tol,
          py::object weights, py::object means, py::object cov, py::object pc, py::object lb, py::object n_iter,
          py::object conv, py::object flags, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        dispatch_float<DeviceArrays>(X, "X", [&](auto tag) {
-          fit_t<decltype(tag)>(X, W, reg, n_rep, type, max_iter, tol, weights, means, cov, pc, lb, n_iter, conv, flags,
-                               stream);
-        });
+        args::gmm::fit<DeviceArrays>(
+            X, W, reg, n_rep, type, max_iter, tol, weights, means, cov, pc, lb, n_iter, conv, flags,
+            [&](int t, auto x, auto w, auto r, idx_t Bx, idx_t rep, idx_t N, idx_t D, idx_t K, auto... o) {
+              const Scratch tmp = scratch(cuda::gmm_fit_scratch_bytes(t, Bx * rep, N, D, K));
+              cuda::gmm_fit(t, x, w, r, Bx, rep, N, D, K, o..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a, "covariances"_a,
       "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a, "stream"_a = 0);
