@@ -1,6 +1,7 @@
 // _cpu_mcts: bindings of the batched MCTS kernels. Arrays in, GIL released, no math here.
 // `tree` is the tuple of the tree arrays and `params` the float64 array of search parameters,
 // both named by pygenmod/mcts_fields.hpp (exported here as TREE_FIELDS, PARAM_FIELDS, ...).
+// The argument unpacking is args/mcts.hpp (shared with _cuda_mcts).
 #include "args/mcts.hpp"
 #include "bind_common.hpp"
 #include "pygenmod/mcts.hpp"
@@ -9,43 +10,7 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
-using mcts::i32;
-using mcts::u8;
-
-namespace {
 namespace am = pygenmod::bind::args::mcts;
-
-void b_search_tabular(py::tuple tree, py::array params, py::array table, std::int64_t num_simulations,
-                      py::array next_state, py::array reward, py::array discount, py::array logits, py::array prior,
-                      py::array value, py::array invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0) {
-  am::with_tree<HostArrays>(tree, [&](auto& t, py::ssize_t B, auto tag) {
-    using T = decltype(tag);
-    auto p = am::params_of<HostArrays>(params, table);
-    const py::ssize_t A = t.A;
-    const py::ssize_t S = next_state.ndim() == 2 ? next_state.shape(0) : -2;
-    const auto* ns = in<HostArrays, std::int64_t>(next_state, "next_state", {S, A});
-    const T* r = in<HostArrays, T>(reward, "reward", {S, A});
-    const T* d = in<HostArrays, T>(discount, "discount", {S, A});
-    const T* l = in<HostArrays, T>(logits, "logits", {S, A});
-    const T* pr = in<HostArrays, T>(prior, "prior", {S, A});
-    const T* v = in<HostArrays, T>(value, "value", {S});
-    const u8* inv = in<HostArrays, u8>(invalid, "invalid", {S, A});
-    mcts::Transitions tr;
-    tr.S = S;
-    tr.seed = seed;
-    tr.stream0 = stream0;
-    if (!cdf.is_none()) tr.cdf = in<HostArrays, double>(cdf.cast<py::array>(), "cdf", {S, A, S});
-    if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
-    Interruptible intr;
-    {
-      py::gil_scoped_release nogil;
-      mcts::search_tabular_cpu(t, B, p, num_simulations, ns, r, d, l, pr, v, inv, tr, intr.stop());
-    }
-    intr.rethrow();
-  });
-}
-
-}  // namespace
 
 // name -> index (or value) dicts of mcts_fields.hpp, for the Python layer's contract test.
 template <std::size_t N>
@@ -85,9 +50,23 @@ PYBIND11_MODULE(_cpu_mcts, m) {
         am::backup<HostArrays>(tree, node, nogil([](auto... a) { mcts::backup_cpu(a...); }));
       },
       "tree"_a, "node"_a);
-  m.def("search_tabular", &b_search_tabular, "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a,
-        "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0,
-        "stream0"_a = 0);
+  m.def(
+      "search_tabular",
+      [](py::tuple tree, py::array params, py::array table, std::int64_t num_simulations, py::array next_state,
+         py::array reward, py::array discount, py::array logits, py::array prior, py::array value, py::array invalid,
+         py::object cdf, std::uint64_t seed, std::uint64_t stream0) {
+        am::search_tabular<HostArrays>(tree, params, table, num_simulations, next_state, reward, discount, logits,
+                                       prior, value, invalid, cdf, seed, stream0, [](auto... a) {
+                                         Interruptible intr;  // Ctrl-C ends the search
+                                         {
+                                           py::gil_scoped_release nogil;
+                                           mcts::search_tabular_cpu(a..., intr.stop());
+                                         }
+                                         intr.rethrow();
+                                       });
+      },
+      "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a, "discount"_a, "logits"_a,
+      "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0, "stream0"_a = 0);
   m.def(
       "advance",
       [](py::tuple tree, py::array action, py::array new_index, py::array old_index, py::array status) {

@@ -2,7 +2,7 @@
 // _cuda_mcts: arrays checked (array_access.hpp, policy P), then launch(...) with the argument
 // list of mcts::<name>_cpu / cuda::mcts_<name> (less the CUDA stream). `tree` is the tuple of
 // tree arrays in the order of mcts_fields.hpp's tree_field; `params` a host float64 array on both
-// sides. search_tabular keeps a body per side (interruptible on the CPU) on with_tree/params_of.
+// sides.
 #pragma once
 
 #include <cstdint>
@@ -118,6 +118,37 @@ void backup(const py::tuple& tree, const py::object& node, Launch&& launch) {
   with_tree<P>(tree, [&](auto& t, py::ssize_t B, auto) {
     const i32* n = in<P, i32>(node, "node", {B});
     launch(t, B, n);
+  });
+}
+
+// launch(tree, B, params, num_simulations, next_state, reward, discount, logits, prior, value,
+//        invalid, transitions): whole searches on a tabular model of S states.
+template <class P, class Launch>
+void search_tabular(const py::tuple& tree, const py::object& params, const py::object& table,
+                    std::int64_t num_simulations, const py::object& next_state, const py::object& reward,
+                    const py::object& discount, const py::object& logits, const py::object& prior,
+                    const py::object& value, const py::object& invalid, const py::object& cdf, std::uint64_t seed,
+                    std::uint64_t stream0, Launch&& launch) {
+  with_tree<P>(tree, [&](auto& t, py::ssize_t B, auto tag) {
+    using T = decltype(tag);
+    const auto p = params_of<P>(params, table);
+    const py::ssize_t A = t.A;
+    const auto ns_shape = shape_of<P>(next_state, "next_state");
+    const py::ssize_t S = ns_shape.size() == 2 ? ns_shape[0] : -2;  // else the check below names it
+    const auto* ns = in<P, std::int64_t>(next_state, "next_state", {S, A});
+    const T* r = in<P, T>(reward, "reward", {S, A});
+    const T* d = in<P, T>(discount, "discount", {S, A});
+    const T* l = in<P, T>(logits, "logits", {S, A});
+    const T* pr = in<P, T>(prior, "prior", {S, A});
+    const T* v = in<P, T>(value, "value", {S});
+    const u8* inv = in<P, u8>(invalid, "invalid", {S, A});
+    m::Transitions tr;
+    tr.S = S;
+    tr.seed = seed;
+    tr.stream0 = stream0;
+    tr.cdf = in_or_null<P, double>(cdf, "cdf", {S, A, S});
+    if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
+    launch(t, B, p, num_simulations, ns, r, d, l, pr, v, inv, tr);
   });
 }
 

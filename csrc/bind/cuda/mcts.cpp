@@ -1,8 +1,7 @@
 // _cuda_mcts: bindings of the CUDA MCTS launchers. Device arrays in (the tree tuple in the
 // order of mcts_fields.hpp's tree_field), `params` a host float64 array (named by its param),
-// no math here.
+// no math here; the argument unpacking is args/mcts.hpp (shared with _cpu_mcts).
 #include "args/mcts.hpp"
-#include "bind_common.hpp"
 #include "cuda_array.hpp"
 #include "mcts.cuh"
 
@@ -10,8 +9,6 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
-using mcts::i32;
-using mcts::u8;
 
 namespace am = pygenmod::bind::args::mcts;
 
@@ -45,26 +42,9 @@ PYBIND11_MODULE(_cuda_mcts, m) {
       [](py::tuple tree, py::array params, py::object table, std::int64_t num_simulations, py::object next_state,
          py::object reward, py::object discount, py::object logits, py::object prior, py::object value,
          py::object invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0, std::uintptr_t stream) {
-        am::with_tree<DeviceArrays>(tree, [&](auto& t, py::ssize_t B, auto tag) {
-          using T = decltype(tag);
-          auto p = am::params_of<DeviceArrays>(params, table);
-          const py::ssize_t A = t.A;
-          auto shp = shape_of<DeviceArrays>(next_state, "next_state");
-          if (shp.size() != 2) throw std::invalid_argument("next_state: expected (S, A)");
-          const py::ssize_t S = shp[0];
-          if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
-          mcts::Transitions tr;
-          tr.S = S;
-          tr.seed = seed;
-          tr.stream0 = stream0;
-          tr.cdf = in_or_null<DeviceArrays, double>(cdf, "cdf", {S, A, S});
-          cuda::mcts_search_tabular(
-              t, B, p, num_simulations, in<DeviceArrays, std::int64_t>(next_state, "next_state", {S, A}),
-              in<DeviceArrays, T>(reward, "reward", {S, A}), in<DeviceArrays, T>(discount, "discount", {S, A}),
-              in<DeviceArrays, T>(logits, "logits", {S, A}), in<DeviceArrays, T>(prior, "prior", {S, A}),
-              in<DeviceArrays, T>(value, "value", {S}), in<DeviceArrays, u8>(invalid, "invalid", {S, A}), tr,
-              as_stream(stream));
-        });
+        am::search_tabular<DeviceArrays>(tree, params, table, num_simulations, next_state, reward, discount, logits,
+                                         prior, value, invalid, cdf, seed, stream0,
+                                         [&](auto&... a) { cuda::mcts_search_tabular(a..., as_stream(stream)); });
       },
       "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a, "discount"_a, "logits"_a,
       "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0, "stream0"_a = 0, "stream"_a = 0);
