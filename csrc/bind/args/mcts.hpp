@@ -1,8 +1,8 @@
-// The argument unpacking of the MCTS noise and sampling bindings, shared by _cpu_mcts and
-// _cuda_mcts: arrays checked (array_access.hpp, policy P), then launch(...) with the argument
-// list of mcts::<name>_cpu / cuda::mcts_<name> (less the CUDA stream). `tree` is the tuple of
-// tree arrays in the order of mcts_fields.hpp's tree_field; `params` a host float64 array on both
-// sides.
+// The argument unpacking of the MCTS bindings (tree functions, noise, action sampling), shared
+// by _cpu_mcts and _cuda_mcts: arrays checked (array_access.hpp, policy P), then launch(...)
+// with the argument list of mcts::<name>_cpu / cuda::mcts_<name> (less the CUDA stream; the CPU
+// search adds its Stop). `tree` is the tuple of tree arrays in the order of mcts_fields.hpp's
+// tree_field; `params` a host float64 array on both sides.
 #pragma once
 
 #include <cstdint>
