@@ -44,7 +44,10 @@ class _FakeCudaArray:
 
 
 def _args(specs, side):
-    return [s if not isinstance(s, Spec) else getattr(s, side)() for s in specs]
+    return [
+        tuple(_args(s, side)) if isinstance(s, tuple) else getattr(s, side)() if isinstance(s, Spec) else s
+        for s in specs
+    ]
 
 
 T, B = 3, 2
@@ -76,6 +79,84 @@ def _logp(**bad):
     )
     args.update(bad)
     return list(args.values())
+
+
+def _kl(**bad):  # sampling.kl_normal, D = 3; size-0 priors are absent
+    args = dict(
+        mu=Spec((B, 3)),
+        scale=Spec((B, 3)),
+        prior_mu=Spec((0,)),
+        prior_scale=Spec((0,)),
+        kind=0,
+        lo=0.0,
+        hi=1.0,
+        kl=Spec((B,)),
+        status=Spec((B,), np.int32),
+    )
+    args.update(bad)
+    return list(args.values())
+
+
+def _estep(**bad):  # gmm.e_step, full covariances, N = 5, K = 2, D = 3
+    args = dict(
+        X=Spec((B, 5, 3)),
+        weights=Spec((B, 2)),
+        means=Spec((B, 2, 3)),
+        prec_chol=Spec((B, 2, 3, 3)),
+        cov_type=0,
+        lp=Spec((B, 5, 2)),
+        log_resp=Spec((B, 5, 2)),
+        log_norm=Spec((B, 5)),
+    )
+    args.update(bad)
+    return list(args.values())
+
+
+def _sample(**bad):  # mcts.sample_action, A = 4
+    args = dict(weights=Spec((B, 4)), temperature=Spec((B,)), seed=0, stream0=0, out=Spec((B,), np.int64))
+    args.update(bad)
+    return list(args.values())
+
+
+def _backup(**bad):  # mdp.backup_dense, S = 3, A = 2, kind 0 (optimal)
+    args = dict(
+        P=Spec((B, 3, 2, 3)),
+        R=Spec((B, 3, 2)),
+        V=Spec((B, 3)),
+        gamma=Spec((B,)),
+        kind=0,
+        pi_det=None,
+        pi_stoch=None,
+        tau=None,
+        Q=Spec((B, 3, 2)),
+        V_out=Spec((B, 3)),
+        policy=Spec((B, 3), np.int64),
+    )
+    args.update(bad)
+    return list(args.values())
+
+
+def _tree(**bad):  # an MCTS tree tuple (pygenmod/mcts_fields.hpp's order): N = 3 nodes, A = 4 actions
+    N, A, i32 = 3, 4, np.int32
+    fields = dict(
+        visits=Spec((B, N), i32),
+        value_sum=Spec((B, N)),
+        raw_value=Spec((B, N)),
+        reward=Spec((B, N)),
+        discount=Spec((B, N)),
+        parent=Spec((B, N), i32),
+        action=Spec((B, N), i32),
+        children=Spec((B, N, A), i32),
+        logits=Spec((B, N, A)),
+        prior=Spec((B, N, A)),
+        invalid=Spec((B, N, A), np.uint8),
+        state=Spec((B, N), np.int64),
+        num_nodes=Spec((B,), i32),
+        gumbel=Spec((B, A)),
+        qbounds=Spec((B, 2)),
+    )
+    fields.update(bad)
+    return tuple(fields.values())
 
 
 CASES = [
@@ -133,6 +214,63 @@ CASES = [
     ),
     ("categorical", "log_prob", _logp(out=Spec((B,), readonly=True)), "out: output is read-only"),
     ("categorical", "log_prob", _logp(status=Spec((B + 1,), np.int32)), "status: unexpected shape (3,), expected (2,)"),
+    ("sampling", "kl_normal", _kl(mu=Spec((B, 3), np.int64)), "mu: expected float32 or float64, got int64"),
+    ("sampling", "kl_normal", _kl(scale=Spec((B, 4))), "scale: unexpected shape (2, 4), expected (2, 3)"),
+    (
+        "sampling",
+        "kl_normal",
+        _kl(prior_mu=Spec((B, 3), np.float32)),
+        "prior_mu: wrong dtype for this kernel (got float32, expected float64)",
+    ),
+    ("sampling", "kl_normal", _kl(kl=Spec((B,), readonly=True)), "kl: output is read-only"),
+    ("gmm", "e_step", _estep(X=Spec((B, 5, 3), np.int64)), "X: expected float32 or float64, got int64"),
+    ("gmm", "e_step", _estep(prec_chol=Spec((B, 2, 3))), "prec_chol: expected 4 dimensions, got shape (2, 2, 3)"),
+    ("gmm", "e_step", _estep(log_norm=Spec((B, 5), fortran=True)), "log_norm: must be C-contiguous"),
+    (
+        "mcts",
+        "sample_action",
+        _sample(weights=Spec((B, 4), np.int32)),
+        "weights: expected float32 or float64, got int32",
+    ),
+    (
+        "mcts",
+        "sample_action",
+        _sample(temperature=Spec((B,), np.float32)),
+        "temperature: wrong dtype for this kernel (got float32, expected float64)",
+    ),
+    ("mcts", "sample_action", _sample(out=Spec((B,), np.int64, readonly=True)), "out: output is read-only"),
+    (
+        "mcts",
+        "backup",
+        [_tree(), Spec((B,), np.int64)],
+        "node: wrong dtype for this kernel (got int64, expected int32)",
+    ),
+    (
+        "mcts",
+        "backup",
+        [_tree(value_sum=Spec((B, 4))), Spec((B,), np.int32)],
+        "value_sum: unexpected shape (2, 4), expected (2, 3)",
+    ),
+    ("mcts", "gumbel_noise", [0, 0, Spec((4,))], "out: expected 2 dimensions, got shape (4,)"),
+    (
+        "gmm",
+        "kmeans",
+        [Spec((B, 5, 3)), Spec((B, 5)), 1, 3, Spec((B, 2, 3)), Spec((B, 4), np.int64)],
+        "labels: unexpected shape (2, 4), expected (2, 5)",
+    ),
+    ("mdp", "backup_dense", _backup(V=Spec((B, 4))), "V: unexpected shape (2, 4), expected (2, 3)"),
+    (
+        "mdp",
+        "backup_dense",
+        _backup(gamma=Spec((B,), np.float32)),
+        "gamma: wrong dtype for this kernel (got float32, expected float64)",
+    ),
+    (
+        "mdp",
+        "backup_dense",
+        _backup(policy=Spec((B, 3))),
+        "policy_out: wrong dtype for this kernel (got float64, expected int64)",
+    ),
 ]
 
 

@@ -9,7 +9,8 @@
 //                                    (-1 = any extent)
 //   out<P, T>(a, "name", {B})        T*, the same checks and writable
 //   in_or_null / out_or_null<P, T>   nullptr for None, else as in / out
-//   shape_of / dtype_of / size_of<P>(a, "name")
+//   shape_of / dtype_of / size_of<P>(a, "name"), dim<P>(a, "name", i) (0 past the last axis)
+//   opt_in / opt_out<P, T>           nullptr for an array of size 0 (an absent optional), else as in / out
 //   dispatch_float<P>(a, "name", f)  f(double{}) or f(float{}) by a's dtype
 //   flags_are_uint8<P>({&a, &b}, "...")  shared dtype of optional flag arrays: uint8 or float
 #pragma once
@@ -156,6 +157,22 @@ py::ssize_t size_of(const py::object& a, const char* name) {
   py::ssize_t n = 1;
   for (auto e : shape_of<P>(a, name)) n *= e;
   return n;
+}
+
+// Extent i of `a`, 0 when `a` has fewer axes (the shape check of in / out reports it).
+template <class P>
+py::ssize_t dim(const py::object& a, const char* name, size_t i) {
+  const auto s = shape_of<P>(a, name);
+  return s.size() > i ? s[i] : 0;
+}
+// Optional arrays passed as size-0 arrays (sampling, elbo): nullptr when empty.
+template <class P, class T>
+const T* opt_in(const py::object& a, const char* name, Shape shape) {
+  return size_of<P>(a, name) == 0 ? nullptr : in<P, T>(a, name, shape);
+}
+template <class P, class T>
+T* opt_out(const py::object& a, const char* name, Shape shape) {
+  return size_of<P>(a, name) == 0 ? nullptr : out<P, T>(a, name, shape);
 }
 
 // Calls f(double{}) or f(float{}) by the dtype of `a`.

@@ -1,6 +1,5 @@
-// Helpers of the CPU binding modules: the host accessors of array_access.hpp under the names
-// the older bindings use (in_ptr, out_ptr, in_ptr_or_null, dispatch_float) and Ctrl-C for
-// compiled loops.
+// Helpers of the CPU binding modules (the array accessors are array_access.hpp's, policy
+// HostArrays): the nogil launcher of the shared argument unpacking and Ctrl-C for compiled loops.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -18,30 +17,6 @@
 
 namespace pygenmod::bind {
 namespace py = pybind11;
-
-// The host accessors under their older names (array_access.hpp has the checks and messages).
-// Checks dtype T, C-contiguity and the exact shape (-1 = any extent); returns the data pointer.
-template <class T>
-const T* in_ptr(const py::array& a, const char* name, Shape shape) {
-  return in<HostArrays, T>(a, name, shape);
-}
-
-template <class T>
-T* out_ptr(py::array& a, const char* name, Shape shape) {
-  return out<HostArrays, T>(a, name, shape);
-}
-
-// An optional input: nullptr for None, else checked like in_ptr.
-template <class T>
-const T* in_ptr_or_null(const py::object& a, const char* name, Shape shape) {
-  return in_or_null<HostArrays, T>(a, name, shape);
-}
-
-// Calls f(double{}) or f(float{}) by the dtype of `a` (float32 or float64).
-template <class F>
-auto dispatch_float(const py::array& a, const char* name, F&& f) {
-  return dispatch_float<HostArrays>(a, name, std::forward<F>(f));
-}
 
 // A launcher for the shared argument unpacking (args/*.hpp): f(pointers...) with the GIL released.
 template <class F>

@@ -12,13 +12,13 @@ using namespace pygenmod::bind;
 
 static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
                         py::array X) {
-  dispatch_float(mean, "mean", [&](auto tag) {
+  dispatch_float<HostArrays>(mean, "mean", [&](auto tag) {
     using T = decltype(tag);
     if (mean.ndim() != 2 || X.ndim() != 3) throw std::invalid_argument("mean must be 2-D and X 3-D");
     const auto B = mean.shape(0), D = mean.shape(1), N = X.shape(1);
-    const T* m = in_ptr<T>(mean, "mean", {B, D});
-    const T* s = in_ptr<T>(std_, "scale", {B, D});
-    T* x = out_ptr<T>(X, "X", {B, N, D});
+    const T* m = in<HostArrays, T>(mean, "mean", {B, D});
+    const T* s = in<HostArrays, T>(std_, "scale", {B, D});
+    T* x = out<HostArrays, T>(X, "X", {B, N, D});
     py::gil_scoped_release nogil;
     cem::sample_diag<T>(m, s, seed, stream, offset, B, N, D, x);
   });
@@ -28,20 +28,20 @@ static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std:
 static py::ssize_t update_diag(py::array X, py::array R, py::array w, double alpha, double min_std, double reg,
                                py::array mean, py::array std_, py::array best_x, py::array best_r, py::array hist,
                                py::array idx) {
-  return dispatch_float(X, "X", [&](auto tag) -> py::ssize_t {
+  return dispatch_float<HostArrays>(X, "X", [&](auto tag) -> py::ssize_t {
     using T = decltype(tag);
     if (X.ndim() != 3 || idx.ndim() != 2) throw std::invalid_argument("X must be 3-D and idx 2-D");
     const auto B = X.shape(0), N = X.shape(1), D = X.shape(2), k = idx.shape(1);
     if (k < 1 || k > N) throw std::invalid_argument("idx: k must be in [1, N]");
-    const T* px = in_ptr<T>(X, "X", {B, N, D});
-    const T* pr = in_ptr<T>(R, "returns", {B, N});
-    const T* pw = in_ptr<T>(w, "w", {k});
-    T* m = out_ptr<T>(mean, "mean", {B, D});
-    T* s = out_ptr<T>(std_, "scale", {B, D});
-    T* bx = out_ptr<T>(best_x, "best_x", {B, D});
-    T* br = out_ptr<T>(best_r, "best_r", {B});
-    T* h = out_ptr<T>(hist, "hist", {B});
-    auto* pi = out_ptr<std::int64_t>(idx, "idx", {B, k});
+    const T* px = in<HostArrays, T>(X, "X", {B, N, D});
+    const T* pr = in<HostArrays, T>(R, "returns", {B, N});
+    const T* pw = in<HostArrays, T>(w, "w", {k});
+    T* m = out<HostArrays, T>(mean, "mean", {B, D});
+    T* s = out<HostArrays, T>(std_, "scale", {B, D});
+    T* bx = out<HostArrays, T>(best_x, "best_x", {B, D});
+    T* br = out<HostArrays, T>(best_r, "best_r", {B});
+    T* h = out<HostArrays, T>(hist, "hist", {B});
+    auto* pi = out<HostArrays, std::int64_t>(idx, "idx", {B, k});
     py::gil_scoped_release nogil;
     return cem::update_diag<T>(px, pr, B, N, D, pw, {k, alpha, min_std, reg}, m, s, bx, br, h, pi);
   });

@@ -1,8 +1,10 @@
-// _cpu_gmm: bindings of the Gaussian-mixture kernels. Arrays in, GIL released, no math here.
-// cov_type: 0 full, 1 tied, 2 diag, 3 spherical (shapes of covariances/prec_chol follow it).
+// _cpu_gmm: bindings of the Gaussian-mixture kernels. Arrays in, GIL released, no math here;
+// the argument unpacking is args/gmm.hpp (shared with _cuda_gmm). cov_type: 0 full, 1 tied,
+// 2 diag, 3 spherical (shapes of covariances/prec_chol follow it).
 #include <cstdint>
 #include <vector>
 
+#include "args/gmm.hpp"
 #include "bind_common.hpp"
 #include "pygenmod/gmm.hpp"
 
@@ -13,162 +15,12 @@ using namespace pygenmod::bind;
 
 namespace {
 
-// Checked pointer of a per-set covariance-shaped array (B sets, K components, D dims).
-template <class T, class Ptr>
-Ptr* cov_ptr(py::array& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D, bool out) {
-  auto get = [&](std::initializer_list<py::ssize_t> shape) -> Ptr* {
-    if (out) return out_ptr<T>(a, name, shape);
-    return const_cast<Ptr*>(in_ptr<T>(a, name, shape));
-  };
-  switch (type) {
-    case gmm::FULL:
-      return get({B, K, D, D});
-    case gmm::TIED:
-      return get({B, D, D});
-    case gmm::DIAG:
-      return get({B, K, D});
-    default:
-      return get({B, K});
-  }
-}
-
-py::ssize_t dim(const py::array& a, int i) { return a.ndim() > i ? a.shape(i) : 0; }
-
-void fit(py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_type, py::ssize_t max_iter, double tol,
-         py::array weights, py::array means, py::array cov, py::array prec_chol, py::array lower_bound,
-         py::array n_iter, py::array converged, py::array flags) {
-  gmm::check_cov_type(cov_type);
-  if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
-  if (max_iter < 0) throw std::invalid_argument("max_iter: must be >= 0");
-  dispatch_float(X, "X", [&](auto tag) {
-    using T = decltype(tag);
-    const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2);
-    const auto B = Bx * n_rep, K = dim(weights, 1);
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    const T* r = in_ptr<T>(reg, "reg", {B});
-    T* wt = out_ptr<T>(weights, "weights", {B, K});
-    T* mu = out_ptr<T>(means, "means", {B, K, D});
-    T* cv = cov_ptr<T, T>(cov, "covariances", cov_type, B, K, D, true);
-    T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, true);
-    T* lb = out_ptr<T>(lower_bound, "lower_bound", {B});
-    auto* ni = out_ptr<std::int64_t>(n_iter, "n_iter", {B});
-    auto* cvg = out_ptr<std::uint8_t>(converged, "converged", {B});
-    auto* fl = out_ptr<std::uint8_t>(flags, "flags", {B, K});
-    if (K < 1) throw std::invalid_argument("weights: need at least one component");
-    Interruptible intr;
-    {
-      py::gil_scoped_release nogil;
-      gmm::fit_cpu<T>(cov_type, x, w, r, Bx, n_rep, N, D, K, max_iter, tol, wt, mu, cv, pc, lb, ni, cvg, fl,
-                      intr.stop());
-    }
-    intr.rethrow();
-  });
-}
-
-void m_step(py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type, py::array weights,
-            py::array means, py::array cov, py::array prec_chol, py::array flags) {
-  gmm::check_cov_type(cov_type);
-  dispatch_float(X, "X", [&](auto tag) {
-    using T = decltype(tag);
-    if (n_rep < 1) throw std::invalid_argument("n_rep: must be >= 1");
-    const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(resp, 2), B = Bx * n_rep;
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    const T* rs = in_ptr<T>(resp, "resp", {B, N, K});
-    const T* r = in_ptr<T>(reg, "reg", {B});
-    T* wt = out_ptr<T>(weights, "weights", {B, K});
-    T* mu = out_ptr<T>(means, "means", {B, K, D});
-    T* cv = cov_ptr<T, T>(cov, "covariances", cov_type, B, K, D, true);
-    T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, true);
-    auto* fl = out_ptr<std::uint8_t>(flags, "flags", {B, K});
-    if (K < 1) throw std::invalid_argument("resp: need at least one component");
-    py::gil_scoped_release nogil;
-    gmm::m_step_cpu<T>(cov_type, x, w, rs, r, Bx, n_rep, N, D, K, wt, mu, cv, pc, fl);
-  });
-}
-
-void e_step(py::array X, py::array weights, py::array means, py::array prec_chol, int cov_type, py::array lp,
-            py::array log_resp, py::array log_norm) {
-  gmm::check_cov_type(cov_type);
-  dispatch_float(X, "X", [&](auto tag) {
-    using T = decltype(tag);
-    const auto B = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(weights, 1);
-    const T* x = in_ptr<T>(X, "X", {B, N, D});
-    const T* wt = in_ptr<T>(weights, "weights", {B, K});
-    const T* mu = in_ptr<T>(means, "means", {B, K, D});
-    const T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, false);
-    T* l = out_ptr<T>(lp, "lp", {B, N, K});
-    T* lr = out_ptr<T>(log_resp, "log_resp", {B, N, K});
-    T* ln = out_ptr<T>(log_norm, "log_norm", {B, N});
-    py::gil_scoped_release nogil;
-    gmm::e_step_cpu<T>(cov_type, x, wt, mu, pc, B, N, D, K, l, lr, ln);
-  });
-}
-
-void sample(py::array weights, py::array means, py::array prec_chol, int cov_type, std::uint64_t seed,
-            std::uint64_t stream, py::array out, py::array labels) {
-  gmm::check_cov_type(cov_type);
-  dispatch_float(weights, "weights", [&](auto tag) {
-    using T = decltype(tag);
-    const auto B = dim(weights, 0), K = dim(weights, 1), D = dim(means, 2), n = dim(out, 1);
-    const T* wt = in_ptr<T>(weights, "weights", {B, K});
-    const T* mu = in_ptr<T>(means, "means", {B, K, D});
-    const T* pc = cov_ptr<T, T>(prec_chol, "prec_chol", cov_type, B, K, D, false);
-    T* o = out_ptr<T>(out, "out", {B, n, D});
-    auto* lab = out_ptr<std::int64_t>(labels, "labels", {B, n});
-    py::gil_scoped_release nogil;
-    gmm::sample_cpu<T>(cov_type, wt, mu, pc, B, K, D, n, seed, stream, o, lab);
-  });
-}
-
 // Private: caps the instruction set of the EM kernels (-1 none, 0 baseline, 1 AVX2+FMA,
 // 2 AVX-512); returns (previous cap, instruction set the CPU has). For tests and diagnostics.
 py::tuple isa_cap(int cap) {
   if (cap < -1 || cap > 2) throw std::invalid_argument("cap: expected -1, 0, 1 or 2");
   const int prev = cpu::set_isa_cap(cap);
   return py::make_tuple(prev, cpu::detected_isa());
-}
-
-void random_from_data(py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream,
-                      py::array idx) {
-  if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-  dispatch_float(W, "W", [&](auto tag) {
-    using T = decltype(tag);
-    const auto Bx = dim(W, 0), N = dim(W, 1);
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    auto* ix = out_ptr<std::int64_t>(idx, "idx", {Bx * n_rep, K});
-    py::gil_scoped_release nogil;
-    gmm::random_from_data_cpu<T>(w, Bx, n_rep, N, K, seed, stream, ix);
-  });
-}
-
-void kmeanspp(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream,
-              py::array idx) {
-  if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-  dispatch_float(X, "X", [&](auto tag) {
-    using T = decltype(tag);
-    const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2);
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    auto* ix = out_ptr<std::int64_t>(idx, "idx", {Bx * n_rep, K});
-    py::gil_scoped_release nogil;
-    gmm::kmeanspp_cpu<T>(x, w, Bx, n_rep, N, D, K, seed, stream, ix);
-  });
-}
-
-void kmeans(py::array X, py::array W, py::ssize_t n_rep, py::ssize_t max_iter, py::array centers, py::array labels) {
-  if (n_rep < 1 || max_iter < 0) throw std::invalid_argument("n_rep >= 1 and max_iter >= 0 required");
-  dispatch_float(X, "X", [&](auto tag) {
-    using T = decltype(tag);
-    const auto Bx = dim(X, 0), N = dim(X, 1), D = dim(X, 2), K = dim(centers, 1);
-    const T* x = in_ptr<T>(X, "X", {Bx, N, D});
-    const T* w = in_ptr<T>(W, "W", {Bx, N});
-    T* c = out_ptr<T>(centers, "centers", {Bx * n_rep, K, D});
-    auto* lab = out_ptr<std::int64_t>(labels, "labels", {Bx * n_rep, N});
-    py::gil_scoped_release nogil;
-    gmm::kmeans_cpu<T>(x, w, Bx, n_rep, N, D, K, max_iter, c, lab);
-  });
 }
 
 }  // namespace
@@ -181,16 +33,69 @@ PYBIND11_MODULE(_cpu_gmm, m) {
                                  "spherical"_a = int(gmm::SPHERICAL));
   m.attr("FLAGS") = py::dict("COLLAPSED"_a = int(gmm::COLLAPSED), "REGULARISED"_a = int(gmm::REGULARISED),
                              "EMPTY_SET"_a = int(gmm::EMPTY_SET));
-  m.def("fit", &fit, "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a,
-        "covariances"_a, "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a);
-  m.def("m_step", &m_step, "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a,
-        "covariances"_a, "prec_chol"_a, "flags"_a);
-  m.def("e_step", &e_step, "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a, "log_resp"_a,
-        "log_norm"_a);
-  m.def("sample", &sample, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a,
-        "labels"_a);
-  m.def("random_from_data", &random_from_data, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
-  m.def("kmeanspp", &kmeanspp, "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
+  m.def(
+      "fit",
+      [](py::array X, py::array W, py::array reg, py::ssize_t n_rep, int cov_type, py::ssize_t max_iter, double tol,
+         py::array weights, py::array means, py::array cov, py::array prec_chol, py::array lower_bound,
+         py::array n_iter, py::array converged, py::array flags) {
+        args::gmm::fit<HostArrays>(X, W, reg, n_rep, cov_type, max_iter, tol, weights, means, cov, prec_chol,
+                                   lower_bound, n_iter, converged, flags, [](auto... a) {
+                                     Interruptible intr;  // Ctrl-C ends the EM loop
+                                     {
+                                       py::gil_scoped_release nogil;
+                                       gmm::fit_cpu(a..., intr.stop());
+                                     }
+                                     intr.rethrow();
+                                   });
+      },
+      "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a, "covariances"_a,
+      "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a);
+  m.def(
+      "m_step",
+      [](py::array X, py::array W, py::array resp, py::array reg, py::ssize_t n_rep, int cov_type, py::array weights,
+         py::array means, py::array cov, py::array prec_chol, py::array flags) {
+        args::gmm::m_step<HostArrays>(X, W, resp, reg, n_rep, cov_type, weights, means, cov, prec_chol, flags,
+                                      nogil([](auto... a) { gmm::m_step_cpu(a...); }));
+      },
+      "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a,
+      "flags"_a);
+  m.def(
+      "e_step",
+      [](py::array X, py::array weights, py::array means, py::array prec_chol, int cov_type, py::array lp,
+         py::array log_resp, py::array log_norm) {
+        args::gmm::e_step<HostArrays>(X, weights, means, prec_chol, cov_type, lp, log_resp, log_norm,
+                                      nogil([](auto... a) { gmm::e_step_cpu(a...); }));
+      },
+      "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a, "log_resp"_a, "log_norm"_a);
+  m.def(
+      "sample",
+      [](py::array weights, py::array means, py::array prec_chol, int cov_type, std::uint64_t seed,
+         std::uint64_t stream, py::array dst, py::array labels) {
+        args::gmm::sample<HostArrays>(weights, means, prec_chol, cov_type, seed, stream, dst, labels,
+                                      nogil([](auto... a) { gmm::sample_cpu(a...); }));
+      },
+      "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a, "labels"_a);
+  m.def(
+      "random_from_data",
+      [](py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream, py::array idx) {
+        args::gmm::random_from_data<HostArrays>(W, n_rep, K, seed, stream, idx,
+                                                nogil([](auto... a) { gmm::random_from_data_cpu(a...); }));
+      },
+      "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
+  m.def(
+      "kmeanspp",
+      [](py::array X, py::array W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream,
+         py::array idx) {
+        args::gmm::kmeanspp<HostArrays>(X, W, n_rep, K, seed, stream, idx,
+                                        nogil([](auto... a) { gmm::kmeanspp_cpu(a...); }));
+      },
+      "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
   m.def("_isa_cap", &isa_cap, "cap"_a);
-  m.def("kmeans", &kmeans, "X"_a, "W"_a, "n_rep"_a, "max_iter"_a, "centers"_a, "labels"_a);
+  m.def(
+      "kmeans",
+      [](py::array X, py::array W, py::ssize_t n_rep, py::ssize_t max_iter, py::array centers, py::array labels) {
+        args::gmm::kmeans<HostArrays>(X, W, n_rep, max_iter, centers, labels,
+                                      nogil([](auto... a) { gmm::kmeans_cpu(a...); }));
+      },
+      "X"_a, "W"_a, "n_rep"_a, "max_iter"_a, "centers"_a, "labels"_a);
 }

@@ -1,6 +1,8 @@
 // _cpu_mcts: bindings of the batched MCTS kernels. Arrays in, GIL released, no math here.
 // `tree` is the tuple of the tree arrays and `params` the float64 array of search parameters,
 // both named by pygenmod/mcts_fields.hpp (exported here as TREE_FIELDS, PARAM_FIELDS, ...).
+// The argument unpacking is args/mcts.hpp (shared with _cuda_mcts).
+#include "args/mcts.hpp"
 #include "bind_common.hpp"
 #include "pygenmod/mcts.hpp"
 
@@ -8,192 +10,7 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
-using mcts::i32;
-using mcts::u8;
-
-namespace {
-
-void check_tree(const py::tuple& tree) {
-  if (tree.size() != mcts::tree_field::count)
-    throw std::invalid_argument("tree: expected a tuple of " + std::to_string(mcts::tree_field::count) + " arrays");
-}
-
-template <class T>
-mcts::Batch<T> batch_of(py::tuple tree, py::ssize_t* B) {
-  namespace f = mcts::tree_field;
-  check_tree(tree);
-  py::array children = tree[f::children].cast<py::array>();
-  if (children.ndim() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
-  const py::ssize_t b = children.shape(0), N = children.shape(1), A = children.shape(2);
-  *B = b;
-  mcts::Batch<T> t;
-  t.N = N;
-  t.A = A;
-  // t.<name> = the array tree[tree_field::<name>], checked for dtype and shape
-#define PGM_FIELD(name, type, ...)                   \
-  {                                                  \
-    py::array a = tree[f::name].cast<py::array>();   \
-    t.name = out_ptr<type>(a, #name, {__VA_ARGS__}); \
-  }
-  PGM_FIELD(visits, i32, b, N);
-  PGM_FIELD(value_sum, T, b, N);
-  PGM_FIELD(raw_value, T, b, N);
-  PGM_FIELD(reward, T, b, N);
-  PGM_FIELD(discount, T, b, N);
-  PGM_FIELD(parent, i32, b, N);
-  PGM_FIELD(action, i32, b, N);
-  PGM_FIELD(children, i32, b, N, A);
-  PGM_FIELD(logits, T, b, N, A);
-  PGM_FIELD(prior, T, b, N, A);
-  PGM_FIELD(invalid, u8, b, N, A);
-  PGM_FIELD(state, std::int64_t, b, N);
-  PGM_FIELD(num_nodes, i32, b);
-  PGM_FIELD(gumbel, T, b, A);
-  PGM_FIELD(qbounds, T, b, 2);
-#undef PGM_FIELD
-  return t;
-}
-
-mcts::Params params_of(const py::array& params, const py::array& table) {
-  const double* p = in_ptr<double>(params, "params", {mcts::kNumParams});
-  if (table.ndim() != 2) throw std::invalid_argument("table: expected 2 dimensions");
-  const i32* tb = in_ptr<i32>(table, "table", {-1, -1});
-  mcts::Params q = mcts::make_params(p, tb, static_cast<int>(table.shape(1)));
-  if (q.max_considered < 0 || table.shape(0) < q.max_considered + 1 || table.shape(1) < 1)
-    throw std::invalid_argument("table: expected shape (max_num_considered_actions + 1, L >= 1)");
-  return q;
-}
-
-template <class F>
-void with_tree(py::tuple tree, F&& f) {
-  check_tree(tree);
-  py::array logits = tree[mcts::tree_field::logits].cast<py::array>();
-  dispatch_float(logits, "logits", [&](auto tag) {
-    using T = decltype(tag);
-    py::ssize_t B;
-    auto t = batch_of<T>(tree, &B);
-    f(t, B, tag);
-  });
-}
-
-const u8* optional_mask(const py::object& m, const char* name, std::initializer_list<py::ssize_t> shape) {
-  if (m.is_none()) return nullptr;
-  return in_ptr<u8>(m.cast<py::array>(), name, shape);
-}
-
-void b_select(py::tuple tree, py::array params, py::array table, py::array node, py::array action) {
-  with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-    auto p = params_of(params, table);
-    i32* n = out_ptr<i32>(node, "node", {B});
-    i32* a = out_ptr<i32>(action, "action", {B});
-    py::gil_scoped_release nogil;
-    mcts::select_cpu(t, B, p, n, a);
-  });
-}
-
-void b_expand(py::tuple tree, py::array node, py::array action, py::array reward, py::array discount, py::array logits,
-              py::array value, py::object invalid, py::array state, py::array out) {
-  with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
-    using T = decltype(tag);
-    const py::ssize_t A = t.A;
-    const i32* n = in_ptr<i32>(node, "node", {B});
-    const i32* a = in_ptr<i32>(action, "action", {B});
-    const T* r = in_ptr<T>(reward, "reward", {B});
-    const T* d = in_ptr<T>(discount, "discount", {B});
-    const T* l = in_ptr<T>(logits, "prior_logits", {B, A});
-    const T* v = in_ptr<T>(value, "value", {B});
-    const u8* inv = optional_mask(invalid, "invalid_actions", {B, A});
-    const auto* s = in_ptr<std::int64_t>(state, "state", {B});
-    i32* o = out_ptr<i32>(out, "out", {B});
-    py::gil_scoped_release nogil;
-    mcts::expand_cpu(t, B, n, a, r, d, l, v, inv, s, o);
-  });
-}
-
-void b_backup(py::tuple tree, py::array node) {
-  with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-    const i32* n = in_ptr<i32>(node, "node", {B});
-    py::gil_scoped_release nogil;
-    mcts::backup_cpu(t, B, n);
-  });
-}
-
-void b_search_tabular(py::tuple tree, py::array params, py::array table, std::int64_t num_simulations,
-                      py::array next_state, py::array reward, py::array discount, py::array logits, py::array prior,
-                      py::array value, py::array invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0) {
-  with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
-    using T = decltype(tag);
-    auto p = params_of(params, table);
-    const py::ssize_t A = t.A;
-    const py::ssize_t S = next_state.ndim() == 2 ? next_state.shape(0) : -2;
-    const auto* ns = in_ptr<std::int64_t>(next_state, "next_state", {S, A});
-    const T* r = in_ptr<T>(reward, "reward", {S, A});
-    const T* d = in_ptr<T>(discount, "discount", {S, A});
-    const T* l = in_ptr<T>(logits, "logits", {S, A});
-    const T* pr = in_ptr<T>(prior, "prior", {S, A});
-    const T* v = in_ptr<T>(value, "value", {S});
-    const u8* inv = in_ptr<u8>(invalid, "invalid", {S, A});
-    mcts::Transitions tr;
-    tr.S = S;
-    tr.seed = seed;
-    tr.stream0 = stream0;
-    if (!cdf.is_none()) tr.cdf = in_ptr<double>(cdf.cast<py::array>(), "cdf", {S, A, S});
-    if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
-    Interruptible intr;
-    {
-      py::gil_scoped_release nogil;
-      mcts::search_tabular_cpu(t, B, p, num_simulations, ns, r, d, l, pr, v, inv, tr, intr.stop());
-    }
-    intr.rethrow();
-  });
-}
-
-void b_advance(py::tuple tree, py::array action, py::array new_index, py::array old_index, py::array status) {
-  with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-    const py::ssize_t N = t.N;
-    const i32* a = in_ptr<i32>(action, "actions", {B});
-    i32* ni = out_ptr<i32>(new_index, "new_index", {B, N});
-    i32* oi = out_ptr<i32>(old_index, "old_index", {B, N});
-    i32* st = out_ptr<i32>(status, "status", {B});
-    py::gil_scoped_release nogil;
-    mcts::advance_cpu(t, B, a, ni, oi, st);
-  });
-}
-
-void b_dirichlet_noise(std::uint64_t seed, std::uint64_t stream0, double alpha, py::array out) {
-  dispatch_float(out, "out", [&](auto tag) {
-    using T = decltype(tag);
-    const py::ssize_t B = out.ndim() == 2 ? out.shape(0) : 0, A = out.ndim() == 2 ? out.shape(1) : 0;
-    T* o = out_ptr<T>(out, "out", {B, A});
-    py::gil_scoped_release nogil;
-    mcts::dirichlet_cpu(seed, stream0, alpha, B, A, o);
-  });
-}
-
-void b_gumbel_noise(std::uint64_t seed, std::uint64_t stream0, py::array out) {
-  dispatch_float(out, "out", [&](auto tag) {
-    using T = decltype(tag);
-    const py::ssize_t B = out.ndim() == 2 ? out.shape(0) : 0, A = out.ndim() == 2 ? out.shape(1) : 0;
-    T* o = out_ptr<T>(out, "out", {B, A});
-    py::gil_scoped_release nogil;
-    mcts::gumbel_cpu(seed, stream0, B, A, o);
-  });
-}
-
-void b_sample_action(py::array weights, py::array temperature, std::uint64_t seed, std::uint64_t stream0,
-                     py::array out) {
-  dispatch_float(weights, "weights", [&](auto tag) {
-    using T = decltype(tag);
-    const py::ssize_t B = weights.ndim() == 2 ? weights.shape(0) : 0, A = weights.ndim() == 2 ? weights.shape(1) : 0;
-    const T* w = in_ptr<T>(weights, "weights", {B, A});
-    const T* tp = in_ptr<T>(temperature, "temperature", {B});
-    auto* o = out_ptr<std::int64_t>(out, "out", {B});
-    py::gil_scoped_release nogil;
-    mcts::sample_cpu(w, B, A, tp, seed, stream0, o);
-  });
-}
-
-}  // namespace
+namespace am = pygenmod::bind::args::mcts;
 
 // name -> index (or value) dicts of mcts_fields.hpp, for the Python layer's contract test.
 template <std::size_t N>
@@ -213,15 +30,67 @@ PYBIND11_MODULE(_cpu_mcts, m) {
                               "ALREADY_EXPANDED"_a = int(mcts::kAlreadyExpanded),
                               "BAD_ACTION"_a = int(mcts::kBadAction), "NOT_EXPANDED"_a = int(mcts::kNotExpanded));
   m.attr("ACTION_CODES") = py::dict("TERMINAL"_a = int(mcts::kTerminal), "REEVALUATE"_a = int(mcts::kReevaluate));
-  m.def("select", &b_select, "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a);
-  m.def("expand", &b_expand, "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a,
-        "invalid"_a, "state"_a, "out"_a);
-  m.def("backup", &b_backup, "tree"_a, "node"_a);
-  m.def("search_tabular", &b_search_tabular, "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a,
-        "reward"_a, "discount"_a, "logits"_a, "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0,
-        "stream0"_a = 0);
-  m.def("advance", &b_advance, "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a);
-  m.def("dirichlet_noise", &b_dirichlet_noise, "seed"_a, "stream0"_a, "alpha"_a, "out"_a);
-  m.def("gumbel_noise", &b_gumbel_noise, "seed"_a, "stream0"_a, "out"_a);
-  m.def("sample_action", &b_sample_action, "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a);
+  m.def(
+      "select",
+      [](py::tuple tree, py::array params, py::array table, py::array node, py::array action) {
+        am::select<HostArrays>(tree, params, table, node, action, nogil([](auto... a) { mcts::select_cpu(a...); }));
+      },
+      "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a);
+  m.def(
+      "expand",
+      [](py::tuple tree, py::array node, py::array action, py::array reward, py::array discount, py::array logits,
+         py::array value, py::object invalid, py::array state, py::array dst) {
+        am::expand<HostArrays>(tree, node, action, reward, discount, logits, value, invalid, state, dst,
+                               nogil([](auto... a) { mcts::expand_cpu(a...); }));
+      },
+      "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a, "invalid"_a, "state"_a, "out"_a);
+  m.def(
+      "backup",
+      [](py::tuple tree, py::array node) {
+        am::backup<HostArrays>(tree, node, nogil([](auto... a) { mcts::backup_cpu(a...); }));
+      },
+      "tree"_a, "node"_a);
+  m.def(
+      "search_tabular",
+      [](py::tuple tree, py::array params, py::array table, std::int64_t num_simulations, py::array next_state,
+         py::array reward, py::array discount, py::array logits, py::array prior, py::array value, py::array invalid,
+         py::object cdf, std::uint64_t seed, std::uint64_t stream0) {
+        am::search_tabular<HostArrays>(tree, params, table, num_simulations, next_state, reward, discount, logits,
+                                       prior, value, invalid, cdf, seed, stream0, [](auto... a) {
+                                         Interruptible intr;  // Ctrl-C ends the search
+                                         {
+                                           py::gil_scoped_release nogil;
+                                           mcts::search_tabular_cpu(a..., intr.stop());
+                                         }
+                                         intr.rethrow();
+                                       });
+      },
+      "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a, "discount"_a, "logits"_a,
+      "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0, "stream0"_a = 0);
+  m.def(
+      "advance",
+      [](py::tuple tree, py::array action, py::array new_index, py::array old_index, py::array status) {
+        am::advance<HostArrays>(tree, action, new_index, old_index, status,
+                                nogil([](auto... a) { mcts::advance_cpu(a...); }));
+      },
+      "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a);
+  m.def(
+      "dirichlet_noise",
+      [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::array dst) {
+        am::dirichlet_noise<HostArrays>(seed, stream0, alpha, dst, nogil([](auto... a) { mcts::dirichlet_cpu(a...); }));
+      },
+      "seed"_a, "stream0"_a, "alpha"_a, "out"_a);
+  m.def(
+      "gumbel_noise",
+      [](std::uint64_t seed, std::uint64_t stream0, py::array dst) {
+        am::gumbel_noise<HostArrays>(seed, stream0, dst, nogil([](auto... a) { mcts::gumbel_cpu(a...); }));
+      },
+      "seed"_a, "stream0"_a, "out"_a);
+  m.def(
+      "sample_action",
+      [](py::array weights, py::array temperature, std::uint64_t seed, std::uint64_t stream0, py::array dst) {
+        am::sample_action<HostArrays>(weights, temperature, seed, stream0, dst,
+                                      nogil([](auto... a) { mcts::sample_cpu(a...); }));
+      },
+      "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a);
 }

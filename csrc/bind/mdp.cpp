@@ -21,7 +21,7 @@ mdp::Dense<T> dense(const py::array& P, index_t& B) {
   if (P.ndim() != 4) throw std::invalid_argument("P: expected shape (B, S, A, S)");
   B = P.shape(0);
   const index_t S = P.shape(1), A = P.shape(2);
-  return mdp::Dense<T>{in_ptr<T>(P, "P", {B, S, A, S}), S, A};
+  return mdp::Dense<T>{in<HostArrays, T>(P, "P", {B, S, A, S}), S, A};
 }
 
 // The CSR model over B MDPs (indptr has B*S*A + 1 entries).
@@ -32,11 +32,12 @@ mdp::Csr<T> csr(const py::array& data, const py::array& indices, const py::array
   if (indptr.ndim() != 1 || (indptr.shape(0) - 1) % (S * A) != 0)
     throw std::invalid_argument("indptr: expected length B*S*A + 1");
   B = (indptr.shape(0) - 1) / (S * A);
-  const i64* ptr = in_ptr<i64>(indptr, "indptr", {-1});
+  const i64* ptr = in<HostArrays, i64>(indptr, "indptr", {-1});
   const auto nnz = data.ndim() == 1 ? data.shape(0) : -2;
   if (ptr[0] != 0 || ptr[indptr.shape(0) - 1] != nnz)
     throw std::invalid_argument("indptr: must start at 0 and end at len(data)");
-  return mdp::Csr<T>{in_ptr<T>(data, "data", {nnz}), in_ptr<std::int32_t>(indices, "indices", {nnz}), ptr, S, A};
+  return mdp::Csr<T>{in<HostArrays, T>(data, "data", {nnz}), in<HostArrays, std::int32_t>(indices, "indices", {nnz}),
+                     ptr, S, A};
 }
 
 template <class T, class M>
@@ -45,12 +46,12 @@ void backup_impl(const M& m, index_t B, const py::array& R, const py::array& V, 
                  py::array& V_out, py::array& policy) {
   const index_t S = m.S, A = m.A;
   if (kind < 0 || kind > 3) throw std::invalid_argument("kind: expected 0..3");
-  const T* r = in_ptr<T>(R, "R", {B, S, A});
-  const T* v = in_ptr<T>(V, "V", {B, S});
-  const T* g = in_ptr<T>(gamma, "gamma", {B});
-  const i64* pd = in_ptr_or_null<i64>(pi_det, "policy", {B, S});
-  const T* ps = in_ptr_or_null<T>(pi_stoch, "policy", {B, S, A});
-  const T* tu = in_ptr_or_null<T>(tau, "temperature", {B});
+  const T* r = in<HostArrays, T>(R, "R", {B, S, A});
+  const T* v = in<HostArrays, T>(V, "V", {B, S});
+  const T* g = in<HostArrays, T>(gamma, "gamma", {B});
+  const i64* pd = in_or_null<HostArrays, i64>(pi_det, "policy", {B, S});
+  const T* ps = in_or_null<HostArrays, T>(pi_stoch, "policy", {B, S, A});
+  const T* tu = in_or_null<HostArrays, T>(tau, "temperature", {B});
   if (kind == mdp::kPolicy && !pd) throw std::invalid_argument("policy: required for kind 1");
   if (kind == mdp::kStochastic && !ps) throw std::invalid_argument("policy: required for kind 2");
   if (kind == mdp::kSoft && !tu) throw std::invalid_argument("temperature: required for kind 3");
@@ -58,9 +59,9 @@ void backup_impl(const M& m, index_t B, const py::array& R, const py::array& V, 
     for (index_t i = 0; i < B * S; ++i)
       if (pd[i] < 0 || pd[i] >= A) throw std::invalid_argument("policy: action out of range");
   }
-  T* q = out_ptr<T>(Q, "Q", {B, S, A});
-  T* vo = out_ptr<T>(V_out, "V_out", {B, S});
-  i64* pi = out_ptr<i64>(policy, "policy_out", {B, S});
+  T* q = out<HostArrays, T>(Q, "Q", {B, S, A});
+  T* vo = out<HostArrays, T>(V_out, "V_out", {B, S});
+  i64* pi = out<HostArrays, i64>(policy, "policy_out", {B, S});
   py::gil_scoped_release nogil;
   mdp::backup_sweep_cpu(m, r, v, g, B, kind, pd, ps, tu, q, vo, pi);
 }
@@ -73,17 +74,17 @@ void solve_impl(const M& m, index_t B, const py::array& R, const py::array& gamm
   const index_t S = m.S, A = m.A;
   if (max_iter < 1) throw std::invalid_argument("max_iter: must be >= 1");
   if (eval_max < 0) throw std::invalid_argument("eval_max: must be >= 0");
-  const T* r = in_ptr<T>(R, "R", {B, S, A});
-  const T* g = in_ptr<T>(gamma, "gamma", {B});
-  const double* th = in_ptr<double>(thresh, "thresh", {B});
-  T* v = out_ptr<T>(V, "V", {B, S});
-  T* q = out_ptr<T>(Q, "Q", {B, S, A});
-  i64* pi = out_ptr<i64>(policy, "policy", {B, S});
-  i64* it = out_ptr<i64>(iterations, "iterations", {B});
-  i64* es = out_ptr<i64>(eval_sweeps, "eval_sweeps", {B});
-  double* res = out_ptr<double>(residual, "residual", {B});
-  auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
-  double* cs = out_ptr<double>(check_stats, "check_stats", {B, mdp::kCheckCols});
+  const T* r = in<HostArrays, T>(R, "R", {B, S, A});
+  const T* g = in<HostArrays, T>(gamma, "gamma", {B});
+  const double* th = in<HostArrays, double>(thresh, "thresh", {B});
+  T* v = out<HostArrays, T>(V, "V", {B, S});
+  T* q = out<HostArrays, T>(Q, "Q", {B, S, A});
+  i64* pi = out<HostArrays, i64>(policy, "policy", {B, S});
+  i64* it = out<HostArrays, i64>(iterations, "iterations", {B});
+  i64* es = out<HostArrays, i64>(eval_sweeps, "eval_sweeps", {B});
+  double* res = out<HostArrays, double>(residual, "residual", {B});
+  auto* conv = out<HostArrays, std::uint8_t>(converged, "converged", {B});
+  double* cs = out<HostArrays, double>(check_stats, "check_stats", {B, mdp::kCheckCols});
   mdp::SolveOptions opt{max_iter, span, eval_max, eval_rel, row_tol, elim_tau};
   Interruptible intr;
   {
@@ -99,21 +100,21 @@ void evaluate_impl(const M& m, index_t B, const py::array& R, const py::array& g
                    py::array& iterations, py::array& residual, py::array& converged) {
   const index_t S = m.S, A = m.A;
   if (max_iter < 1) throw std::invalid_argument("max_iter: must be >= 1");
-  const T* r = in_ptr<T>(R, "R", {B, S, A});
-  const T* g = in_ptr<T>(gamma, "gamma", {B});
-  const double* th = in_ptr<double>(thresh, "thresh", {B});
-  const i64* pd = in_ptr_or_null<i64>(pi_det, "policy", {B, S});
-  const T* ps = in_ptr_or_null<T>(pi_stoch, "policy", {B, S, A});
+  const T* r = in<HostArrays, T>(R, "R", {B, S, A});
+  const T* g = in<HostArrays, T>(gamma, "gamma", {B});
+  const double* th = in<HostArrays, double>(thresh, "thresh", {B});
+  const i64* pd = in_or_null<HostArrays, i64>(pi_det, "policy", {B, S});
+  const T* ps = in_or_null<HostArrays, T>(pi_stoch, "policy", {B, S, A});
   if ((pd == nullptr) == (ps == nullptr))
     throw std::invalid_argument("policy: give exactly one of a deterministic or stochastic policy");
   if (pd) {
     for (index_t i = 0; i < B * S; ++i)
       if (pd[i] < 0 || pd[i] >= A) throw std::invalid_argument("policy: action out of range");
   }
-  T* v = out_ptr<T>(V, "V", {B, S});
-  i64* it = out_ptr<i64>(iterations, "iterations", {B});
-  double* res = out_ptr<double>(residual, "residual", {B});
-  auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
+  T* v = out<HostArrays, T>(V, "V", {B, S});
+  i64* it = out<HostArrays, i64>(iterations, "iterations", {B});
+  double* res = out<HostArrays, double>(residual, "residual", {B});
+  auto* conv = out<HostArrays, std::uint8_t>(converged, "converged", {B});
   Interruptible intr;
   {
     py::gil_scoped_release nogil;
@@ -231,7 +232,7 @@ PYBIND11_MODULE(_cpu_mdp, m) {
       "backup_dense",
       [](py::array P, py::array R, py::array V, py::array gamma, int kind, py::object pi_det, py::object pi_stoch,
          py::object tau, py::array Q, py::array V_out, py::array policy) {
-        dispatch_float(P, "P", [&](auto tag) {
+        dispatch_float<HostArrays>(P, "P", [&](auto tag) {
           using T = decltype(tag);
           index_t B;
           auto md = dense<T>(P, B);
@@ -245,7 +246,7 @@ PYBIND11_MODULE(_cpu_mdp, m) {
       [](py::array data, py::array indices, py::array indptr, i64 S, i64 A, py::array R, py::array V, py::array gamma,
          int kind, py::object pi_det, py::object pi_stoch, py::object tau, py::array Q, py::array V_out,
          py::array policy) {
-        dispatch_float(data, "data", [&](auto tag) {
+        dispatch_float<HostArrays>(data, "data", [&](auto tag) {
           using T = decltype(tag);
           index_t B;
           auto mc = csr<T>(data, indices, indptr, S, A, B);
@@ -259,7 +260,7 @@ PYBIND11_MODULE(_cpu_mdp, m) {
                           i64 eval_max, double eval_rel, double row_tol, double elim_tau, py::array V, py::array Q,
                           py::array policy, py::array iterations, py::array eval_sweeps, py::array residual,
                           py::array converged, py::array check_stats) {
-    dispatch_float(P, "P", [&](auto tag) {
+    dispatch_float<HostArrays>(P, "P", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto md = dense<T>(P, B);
@@ -272,7 +273,7 @@ PYBIND11_MODULE(_cpu_mdp, m) {
                         py::array thresh, i64 max_iter, bool span, i64 eval_max, double eval_rel, double row_tol,
                         double elim_tau, py::array V, py::array Q, py::array policy, py::array iterations,
                         py::array eval_sweeps, py::array residual, py::array converged, py::array check_stats) {
-    dispatch_float(data, "data", [&](auto tag) {
+    dispatch_float<HostArrays>(data, "data", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto mc = csr<T>(data, indices, indptr, S, A, B);
@@ -284,7 +285,7 @@ PYBIND11_MODULE(_cpu_mdp, m) {
   m.def("evaluate_dense", [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span,
                              py::object pi_det, py::object pi_stoch, py::array V, py::array iterations,
                              py::array residual, py::array converged) {
-    dispatch_float(P, "P", [&](auto tag) {
+    dispatch_float<HostArrays>(P, "P", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto md = dense<T>(P, B);
@@ -296,7 +297,7 @@ PYBIND11_MODULE(_cpu_mdp, m) {
                            py::array gamma, py::array thresh, i64 max_iter, bool span, py::object pi_det,
                            py::object pi_stoch, py::array V, py::array iterations, py::array residual,
                            py::array converged) {
-    dispatch_float(data, "data", [&](auto tag) {
+    dispatch_float<HostArrays>(data, "data", [&](auto tag) {
       using T = decltype(tag);
       index_t B;
       auto mc = csr<T>(data, indices, indptr, S, A, B);
@@ -304,27 +305,27 @@ PYBIND11_MODULE(_cpu_mdp, m) {
     });
   });
 
-  m.def("row_stats_dense", [](py::array P, py::array out) {
-    dispatch_float(P, "P", [&](auto tag) {
+  m.def("row_stats_dense", [](py::array P, py::array dst) {
+    dispatch_float<HostArrays>(P, "P", [&](auto tag) {
       using T = decltype(tag);
       if (P.ndim() < 1) throw std::invalid_argument("P: expected an array");
       const index_t S = P.shape(P.ndim() - 1), rows = S ? P.size() / S : 0;
       const T* p = static_cast<const T*>(P.data());
       if (!(P.flags() & py::array::c_style)) throw std::invalid_argument("P: must be C-contiguous");
-      double* o = out_ptr<double>(out, "out", {3});
+      double* o = out<HostArrays, double>(dst, "out", {3});
       py::gil_scoped_release nogil;
       mdp::row_stats_dense_cpu(p, rows, S, o);
     });
   });
 
-  m.def("row_stats_csr", [](py::array data, py::array indptr, py::array out) {
-    dispatch_float(data, "data", [&](auto tag) {
+  m.def("row_stats_csr", [](py::array data, py::array indptr, py::array dst) {
+    dispatch_float<HostArrays>(data, "data", [&](auto tag) {
       using T = decltype(tag);
-      const i64* ptr = in_ptr<i64>(indptr, "indptr", {-1});
+      const i64* ptr = in<HostArrays, i64>(indptr, "indptr", {-1});
       const index_t rows = indptr.shape(0) - 1;
       if (rows < 0 || ptr[rows] != data.shape(0)) throw std::invalid_argument("indptr: bad length");
-      const T* d = in_ptr<T>(data, "data", {-1});
-      double* o = out_ptr<double>(out, "out", {3});
+      const T* d = in<HostArrays, T>(data, "data", {-1});
+      double* o = out<HostArrays, double>(dst, "out", {3});
       py::gil_scoped_release nogil;
       mdp::row_stats_csr_cpu(d, ptr, rows, o);
     });
@@ -351,16 +352,16 @@ PYBIND11_MODULE(_cpu_mdp, m) {
             auto md = dense<T>(P, B);
             const index_t S = md.S, A = md.A;
             if (max_iter < 1) throw std::invalid_argument("max_iter: must be >= 1");
-            const T* r = in_ptr<T>(R, "R", {B, S, A});
-            const T* g = in_ptr<T>(gamma, "gamma", {B});
-            T* v = out_ptr<T>(V, "V", {B, S});
-            T* q = out_ptr<T>(Q, "Q", {B, S, A});
-            i64* pi = out_ptr<i64>(policy, "policy", {B, S});
+            const T* r = in<HostArrays, T>(R, "R", {B, S, A});
+            const T* g = in<HostArrays, T>(gamma, "gamma", {B});
+            T* v = out<HostArrays, T>(V, "V", {B, S});
+            T* q = out<HostArrays, T>(Q, "Q", {B, S, A});
+            i64* pi = out<HostArrays, i64>(policy, "policy", {B, S});
             if (init)
               for (index_t i = 0; i < B * S; ++i)
                 if (pi[i] < 0 || pi[i] >= A) throw std::invalid_argument("policy: action out of range");
-            i64* it = out_ptr<i64>(iterations, "iterations", {B});
-            auto* dn = out_ptr<std::uint8_t>(done, "done", {B});
+            i64* it = out<HostArrays, i64>(iterations, "iterations", {B});
+            auto* dn = out<HostArrays, std::uint8_t>(done, "done", {B});
             Interruptible intr;
             index_t bad;
             {

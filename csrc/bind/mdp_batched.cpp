@@ -18,7 +18,7 @@ template <class T>
 mdp::Dense<T> dense(const py::array& P, index_t& B) {
   if (P.ndim() != 4) throw std::invalid_argument("P: expected shape (B, S, A, S)");
   B = P.shape(0);
-  return mdp::Dense<T>{in_ptr<T>(P, "P", {B, P.shape(1), P.shape(2), P.shape(1)}), P.shape(1), P.shape(2)};
+  return mdp::Dense<T>{in<HostArrays, T>(P, "P", {B, P.shape(1), P.shape(2), P.shape(1)}), P.shape(1), P.shape(2)};
 }
 
 template <class T>
@@ -28,8 +28,8 @@ mdp::Csr<T> csr(const py::array& data, const py::array& indices, const py::array
     throw std::invalid_argument("indptr: expected length B*S*A + 1");
   B = (indptr.shape(0) - 1) / (S * A);
   const auto nnz = data.ndim() == 1 ? data.shape(0) : -2;
-  return mdp::Csr<T>{in_ptr<T>(data, "data", {nnz}), in_ptr<std::int32_t>(indices, "indices", {nnz}),
-                     in_ptr<i64>(indptr, "indptr", {B * S * A + 1}), S, A};
+  return mdp::Csr<T>{in<HostArrays, T>(data, "data", {nnz}), in<HostArrays, std::int32_t>(indices, "indices", {nnz}),
+                     in<HostArrays, i64>(indptr, "indptr", {B * S * A + 1}), S, A};
 }
 
 // evaluate: pol / pol_stoch given, Q / policy / eval_sweeps None.
@@ -42,28 +42,28 @@ void run(const M& m, index_t B, const py::array& R, const py::array& gamma, cons
   if (max_iter < 1 || eval_max < 0 || every < 1) throw std::invalid_argument("max_iter, eval_max, every: out of range");
   mdp::BatchArgs<T> a{};
   a.evaluate = !pol.is_none() || !pol_stoch.is_none();
-  a.R = in_ptr<T>(R, "R", {B, S, A});
-  a.gamma = in_ptr<T>(gamma, "gamma", {B});
+  a.R = in<HostArrays, T>(R, "R", {B, S, A});
+  a.gamma = in<HostArrays, T>(gamma, "gamma", {B});
   a.B = B, a.S = S, a.A = A;
-  a.pol = in_ptr_or_null<i64>(pol, "policy", {B, S});
-  a.pol_stoch = in_ptr_or_null<T>(pol_stoch, "policy", {B, S, A});
-  a.buf[0] = out_ptr<T>(V, "V", {B, S});
+  a.pol = in_or_null<HostArrays, i64>(pol, "policy", {B, S});
+  a.pol_stoch = in_or_null<HostArrays, T>(pol_stoch, "policy", {B, S, A});
+  a.buf[0] = out<HostArrays, T>(V, "V", {B, S});
   py::array q, pi, es;
   if (!a.evaluate) {
     q = py::reinterpret_borrow<py::array>(Q), pi = py::reinterpret_borrow<py::array>(policy);
     es = py::reinterpret_borrow<py::array>(eval_sweeps);
-    a.Q = out_ptr<T>(q, "Q", {B, S, A});
-    a.pi = out_ptr<i64>(pi, "policy", {B, S});
+    a.Q = out<HostArrays, T>(q, "Q", {B, S, A});
+    a.pi = out<HostArrays, i64>(pi, "policy", {B, S});
   }
   std::vector<T> b1(B * S), b2(B * S);
   std::vector<i64> prev(eval_max > 0 && !a.evaluate ? B * S : 0);
   std::vector<mdp::BatchMdp> st(B);
   a.buf[1] = b1.data(), a.buf[2] = b2.data(), a.prev = prev.empty() ? nullptr : prev.data(), a.st = st.data();
-  const double* th = in_ptr<double>(thresh, "thresh", {B});
-  i64* it = out_ptr<i64>(iterations, "iterations", {B});
-  i64* ev = a.evaluate ? nullptr : out_ptr<i64>(es, "eval_sweeps", {B});
-  double* res = out_ptr<double>(residual, "residual", {B});
-  auto* conv = out_ptr<std::uint8_t>(converged, "converged", {B});
+  const double* th = in<HostArrays, double>(thresh, "thresh", {B});
+  i64* it = out<HostArrays, i64>(iterations, "iterations", {B});
+  i64* ev = a.evaluate ? nullptr : out<HostArrays, i64>(es, "eval_sweeps", {B});
+  double* res = out<HostArrays, double>(residual, "residual", {B});
+  auto* conv = out<HostArrays, std::uint8_t>(converged, "converged", {B});
   {
     py::gil_scoped_release nogil;
     mdp::batch_solve_host(m, a, th, max_iter, span, eval_max, eval_rel, every);
@@ -85,7 +85,7 @@ PYBIND11_MODULE(_cpu_mdp_batched, m) {
       [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span, i64 eval_max,
          double eval_rel, py::array V, py::array Q, py::array policy, py::array iterations, py::array eval_sweeps,
          py::array residual, py::array converged, int every) {
-        dispatch_float(P, "P", [&](auto tag) {
+        dispatch_float<HostArrays>(P, "P", [&](auto tag) {
           using T = decltype(tag);
           index_t B;
           auto md = dense<T>(P, B);
@@ -101,7 +101,7 @@ PYBIND11_MODULE(_cpu_mdp_batched, m) {
          py::array thresh, i64 max_iter, bool span, i64 eval_max, double eval_rel, py::array V, py::array Q,
          py::array policy, py::array iterations, py::array eval_sweeps, py::array residual, py::array converged,
          int every) {
-        dispatch_float(data, "data", [&](auto tag) {
+        dispatch_float<HostArrays>(data, "data", [&](auto tag) {
           using T = decltype(tag);
           index_t B;
           auto mc = csr<T>(data, indices, indptr, S, A, B);
@@ -116,7 +116,7 @@ PYBIND11_MODULE(_cpu_mdp_batched, m) {
       "evaluate_loop_dense",
       [](py::array P, py::array R, py::array gamma, py::array thresh, i64 max_iter, bool span, py::object pi_det,
          py::object pi_stoch, py::array V, py::array iterations, py::array residual, py::array converged, int every) {
-        dispatch_float(P, "P", [&](auto tag) {
+        dispatch_float<HostArrays>(P, "P", [&](auto tag) {
           using T = decltype(tag);
           index_t B;
           auto md = dense<T>(P, B);
@@ -132,7 +132,7 @@ PYBIND11_MODULE(_cpu_mdp_batched, m) {
       [](py::array data, py::array indices, py::array indptr, i64 S, i64 A, py::array R, py::array gamma,
          py::array thresh, i64 max_iter, bool span, py::object pi_det, py::object pi_stoch, py::array V,
          py::array iterations, py::array residual, py::array converged, int every) {
-        dispatch_float(data, "data", [&](auto tag) {
+        dispatch_float<HostArrays>(data, "data", [&](auto tag) {
           using T = decltype(tag);
           index_t B;
           auto mc = csr<T>(data, indices, indptr, S, A, B);

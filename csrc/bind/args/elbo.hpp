@@ -14,20 +14,6 @@
 namespace pygenmod::bind::args::elbo {
 using namespace pygenmod::elbo;
 
-template <class P>
-py::ssize_t dim(const py::object& a, const char* name, size_t i) {
-  const auto s = shape_of<P>(a, name);
-  return s.size() > i ? s[i] : 0;
-}
-template <class P, class T>
-const T* opt_in(const py::object& a, const char* name, Shape shape) {
-  return size_of<P>(a, name) == 0 ? nullptr : in<P, T>(a, name, shape);
-}
-template <class P, class T>
-T* opt_out(const py::object& a, const char* name, Shape shape) {
-  return size_of<P>(a, name) == 0 ? nullptr : out<P, T>(a, name, shape);
-}
-
 // The kernel arguments, every pointer checked against the shapes mu and dec imply.
 template <class P, class T>
 Args<T> args_of(const py::object& mu, const py::object& p, const py::object& L, const py::object& pm,

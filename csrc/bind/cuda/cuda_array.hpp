@@ -89,19 +89,6 @@ struct DeviceArrays {
   }
 };
 
-// The device accessors under their older names (used by bindings not yet on in<P, T>/out<P, T>).
-template <class T>
-T* device_ptr(const py::object& obj, const char* name, Shape shape, bool writable = false) {
-  return writable ? out<DeviceArrays, T>(obj, name, shape) : const_cast<T*>(in<DeviceArrays, T>(obj, name, shape));
-}
-
-inline std::vector<py::ssize_t> device_shape(const py::object& obj, const char* name) {
-  return shape_of<DeviceArrays>(obj, name);
-}
-
-// The raw typestr ("<f8", "|u1"); dtype_of<DeviceArrays> gives NumPy's name ("float64", "uint8").
-inline std::string device_typestr(const py::object& obj, const char* name) { return device_array(obj, name).typestr; }
-
 inline cudaStream_t as_stream(std::uintptr_t s) { return reinterpret_cast<cudaStream_t>(s); }
 
 // Scratch memory from the caller's allocator: a CuPy byte array from CuPy's pool on the current

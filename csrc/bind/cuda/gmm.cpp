@@ -1,155 +1,16 @@
-// _cuda_gmm: bindings of the CUDA Gaussian-mixture launchers. Device arrays in, no math here.
-// Same names and argument order as _cpu_gmm, plus a trailing stream (the initialisation
-// kernels included: X never leaves the device).
-#include <string>
-
+// _cuda_gmm: bindings of the CUDA Gaussian-mixture launchers. Device arrays in, no math here;
+// the argument unpacking is args/gmm.hpp (shared with _cpu_gmm). Same names and argument order
+// as _cpu_gmm, plus a trailing stream (the initialisation kernels included: X never leaves the
+// device); each launcher sizes its scratch from the checked shapes.
+#include "args/gmm.hpp"
 #include "cuda_array.hpp"
 #include "gmm.cuh"
-#include "pygenmod/gmm.hpp"  // check_cov_type
 
 namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
-
-namespace {
-
-template <class T>
-T* cov_dev(const py::object& a, const char* name, int type, py::ssize_t B, py::ssize_t K, py::ssize_t D,
-           bool writable) {
-  switch (type) {
-    case 0:
-      return device_ptr<T>(a, name, {B, K, D, D}, writable);
-    case 1:
-      return device_ptr<T>(a, name, {B, D, D}, writable);
-    case 2:
-      return device_ptr<T>(a, name, {B, K, D}, writable);
-    default:
-      return device_ptr<T>(a, name, {B, K}, writable);
-  }
-}
-
-std::vector<py::ssize_t> shape3(const py::object& X, const char* name) {
-  auto s = device_shape(X, name);
-  if (s.size() != 3) throw std::invalid_argument(std::string(name) + ": expected (B, N, D)");
-  return s;
-}
-
-template <class T>
-void fit_t(const py::object& X, const py::object& W, const py::object& reg, py::ssize_t n_rep, int type,
-           py::ssize_t max_iter, double tol, const py::object& weights, const py::object& means, const py::object& cov,
-           const py::object& pc, const py::object& lb, const py::object& n_iter, const py::object& conv,
-           const py::object& flags, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2];
-  auto ws = device_shape(weights, "weights");
-  if (ws.size() != 2 || n_rep < 1 || max_iter < 0) throw std::invalid_argument("weights: expected (B, K)");
-  const auto B = Bx * n_rep, K = ws[1];
-  if (K < 1) throw std::invalid_argument("weights: need at least one component");
-  const Scratch tmp = scratch(cuda::gmm_fit_scratch_bytes(type, B, N, D, K));
-  cuda::gmm_fit<T>(
-      type, device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}), device_ptr<T>(reg, "reg", {B}), Bx,
-      n_rep, N, D, K, max_iter, tol, device_ptr<T>(weights, "weights", {B, K}, true),
-      device_ptr<T>(means, "means", {B, K, D}, true), cov_dev<T>(cov, "covariances", type, B, K, D, true),
-      cov_dev<T>(pc, "prec_chol", type, B, K, D, true), device_ptr<T>(lb, "lower_bound", {B}, true),
-      device_ptr<std::int64_t>(n_iter, "n_iter", {B}, true), device_ptr<std::uint8_t>(conv, "converged", {B}, true),
-      device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes, as_stream(stream));
-}
-
-template <class T>
-void m_step_t(const py::object& X, const py::object& W, const py::object& resp, const py::object& reg,
-              py::ssize_t n_rep, int type, const py::object& weights, const py::object& means, const py::object& cov,
-              const py::object& pc, const py::object& flags, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2];
-  auto rs = device_shape(resp, "resp");
-  if (rs.size() != 3 || n_rep < 1) throw std::invalid_argument("resp: expected (B, N, K)");
-  const auto B = Bx * n_rep, K = rs[2];
-  if (K < 1) throw std::invalid_argument("resp: need at least one component");
-  const Scratch tmp = scratch(cuda::gmm_m_step_scratch_bytes(type, B, N, D, K));
-  cuda::gmm_m_step<T>(type, device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}),
-                      device_ptr<T>(resp, "resp", {B, N, K}), device_ptr<T>(reg, "reg", {B}), Bx, n_rep, N, D, K,
-                      device_ptr<T>(weights, "weights", {B, K}, true), device_ptr<T>(means, "means", {B, K, D}, true),
-                      cov_dev<T>(cov, "covariances", type, B, K, D, true),
-                      cov_dev<T>(pc, "prec_chol", type, B, K, D, true),
-                      device_ptr<std::uint8_t>(flags, "flags", {B, K}, true), tmp.ptr, tmp.bytes, as_stream(stream));
-}
-
-template <class T>
-void e_step_t(const py::object& X, const py::object& weights, const py::object& means, const py::object& pc, int type,
-              const py::object& lp, const py::object& log_resp, const py::object& log_norm, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto B = s[0], N = s[1], D = s[2];
-  auto ws = device_shape(weights, "weights");
-  if (ws.size() != 2) throw std::invalid_argument("weights: expected (B, K)");
-  const auto K = ws[1];
-  cuda::gmm_e_step<T>(type, device_ptr<T>(X, "X", {B, N, D}), device_ptr<T>(weights, "weights", {B, K}),
-                      device_ptr<T>(means, "means", {B, K, D}), cov_dev<T>(pc, "prec_chol", type, B, K, D, false), B, N,
-                      D, K, device_ptr<T>(lp, "lp", {B, N, K}, true),
-                      device_ptr<T>(log_resp, "log_resp", {B, N, K}, true),
-                      device_ptr<T>(log_norm, "log_norm", {B, N}, true), as_stream(stream));
-}
-
-template <class T>
-void sample_t(const py::object& weights, const py::object& means, const py::object& pc, int type, std::uint64_t seed,
-              std::uint64_t stream0, const py::object& out, const py::object& labels, std::uintptr_t stream) {
-  auto ws = device_shape(weights, "weights");
-  auto ms = device_shape(means, "means");
-  auto os = device_shape(out, "out");
-  if (ws.size() != 2 || ms.size() != 3 || os.size() != 3) throw std::invalid_argument("sample: bad shapes");
-  const auto B = ws[0], K = ws[1], D = ms[2], n = os[1];
-  cuda::gmm_sample<T>(type, device_ptr<T>(weights, "weights", {B, K}), device_ptr<T>(means, "means", {B, K, D}),
-                      cov_dev<T>(pc, "prec_chol", type, B, K, D, false), B, K, D, n, seed, stream0,
-                      device_ptr<T>(out, "out", {B, n, D}, true),
-                      device_ptr<std::int64_t>(labels, "labels", {B, n}, true), as_stream(stream));
-}
-
-template <class T>
-void random_from_data_t(const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
-                        std::uint64_t stream0, const py::object& idx, std::uintptr_t stream) {
-  auto ws = device_shape(W, "W");
-  if (ws.size() != 2) throw std::invalid_argument("W: expected (B, N)");
-  const auto Bx = ws[0], N = ws[1], B = Bx * n_rep;
-  const Scratch tmp = scratch(cuda::gmm_random_from_data_scratch_bytes(B, N));
-  cuda::gmm_random_from_data<T>(device_ptr<T>(W, "W", {Bx, N}), Bx, n_rep, N, K, seed, stream0,
-                                device_ptr<std::int64_t>(idx, "idx", {B, K}, true), tmp.ptr, tmp.bytes,
-                                as_stream(stream));
-}
-
-template <class T>
-void kmeanspp_t(const py::object& X, const py::object& W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed,
-                std::uint64_t stream0, const py::object& idx, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2], B = Bx * n_rep;
-  const Scratch tmp = scratch(cuda::gmm_kmeanspp_scratch_bytes(B, N));
-  cuda::gmm_kmeanspp<T>(device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}), Bx, n_rep, N, D, K, seed,
-                        stream0, device_ptr<std::int64_t>(idx, "idx", {B, K}, true), tmp.ptr, tmp.bytes,
-                        as_stream(stream));
-}
-
-template <class T>
-void kmeans_t(const py::object& X, const py::object& W, py::ssize_t n_rep, py::ssize_t max_iter,
-              const py::object& centers, const py::object& labels, std::uintptr_t stream) {
-  auto s = shape3(X, "X");
-  const auto Bx = s[0], N = s[1], D = s[2], B = Bx * n_rep;
-  auto cs = device_shape(centers, "centers");
-  if (cs.size() != 3) throw std::invalid_argument("centers: expected (B, K, D)");
-  const auto K = cs[1];
-  const Scratch tmp = scratch(cuda::gmm_kmeans_scratch_bytes(B, N, D, K));
-  cuda::gmm_kmeans<T>(device_ptr<T>(X, "X", {Bx, N, D}), device_ptr<T>(W, "W", {Bx, N}), Bx, n_rep, N, D, K, max_iter,
-                      device_ptr<T>(centers, "centers", {B, K, D}, true),
-                      device_ptr<std::int64_t>(labels, "labels", {B, N}, true), tmp.ptr, tmp.bytes, as_stream(stream));
-}
-
-template <class F>
-void by_dtype(const py::object& a, const char* name, F&& f) {
-  const auto t = device_typestr(a, name);
-  if (t == "<f8") return f(double{});
-  if (t == "<f4") return f(float{});
-  throw std::invalid_argument(std::string(name) + ": expected float32 or float64");
-}
-
-}  // namespace
+using idx_t = py::ssize_t;
 
 PYBIND11_MODULE(_cuda_gmm, m) {
   m.doc() = "pygenmod Gaussian mixtures, CUDA kernels";
@@ -158,11 +19,12 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       [](py::object X, py::object W, py::object reg, py::ssize_t n_rep, int type, py::ssize_t max_iter, double tol,
          py::object weights, py::object means, py::object cov, py::object pc, py::object lb, py::object n_iter,
          py::object conv, py::object flags, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        by_dtype(X, "X", [&](auto tag) {
-          fit_t<decltype(tag)>(X, W, reg, n_rep, type, max_iter, tol, weights, means, cov, pc, lb, n_iter, conv, flags,
-                               stream);
-        });
+        args::gmm::fit<DeviceArrays>(
+            X, W, reg, n_rep, type, max_iter, tol, weights, means, cov, pc, lb, n_iter, conv, flags,
+            [&](int t, auto x, auto w, auto r, idx_t Bx, idx_t rep, idx_t N, idx_t D, idx_t K, auto... o) {
+              const Scratch tmp = scratch(cuda::gmm_fit_scratch_bytes(t, Bx * rep, N, D, K));
+              cuda::gmm_fit(t, x, w, r, Bx, rep, N, D, K, o..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a, "covariances"_a,
       "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a, "stream"_a = 0);
@@ -170,10 +32,12 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       "m_step",
       [](py::object X, py::object W, py::object resp, py::object reg, py::ssize_t n_rep, int type, py::object weights,
          py::object means, py::object cov, py::object pc, py::object flags, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        by_dtype(X, "X", [&](auto tag) {
-          m_step_t<decltype(tag)>(X, W, resp, reg, n_rep, type, weights, means, cov, pc, flags, stream);
-        });
+        args::gmm::m_step<DeviceArrays>(
+            X, W, resp, reg, n_rep, type, weights, means, cov, pc, flags,
+            [&](int t, auto x, auto w, auto rs, auto r, idx_t Bx, idx_t rep, idx_t N, idx_t D, idx_t K, auto... o) {
+              const Scratch tmp = scratch(cuda::gmm_m_step_scratch_bytes(t, Bx * rep, N, D, K));
+              cuda::gmm_m_step(t, x, w, rs, r, Bx, rep, N, D, K, o..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "X"_a, "W"_a, "resp"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a,
       "flags"_a, "stream"_a = 0);
@@ -181,20 +45,16 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       "e_step",
       [](py::object X, py::object weights, py::object means, py::object pc, int type, py::object lp,
          py::object log_resp, py::object log_norm, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        by_dtype(X, "X", [&](auto tag) {
-          e_step_t<decltype(tag)>(X, weights, means, pc, type, lp, log_resp, log_norm, stream);
-        });
+        args::gmm::e_step<DeviceArrays>(X, weights, means, pc, type, lp, log_resp, log_norm,
+                                        [&](auto... a) { cuda::gmm_e_step(a..., as_stream(stream)); });
       },
       "X"_a, "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "lp"_a, "log_resp"_a, "log_norm"_a, "stream"_a = 0);
   m.def(
       "sample",
       [](py::object weights, py::object means, py::object pc, int type, std::uint64_t seed, std::uint64_t stream0,
-         py::object out, py::object labels, std::uintptr_t stream) {
-        gmm::check_cov_type(type);
-        by_dtype(weights, "weights", [&](auto tag) {
-          sample_t<decltype(tag)>(weights, means, pc, type, seed, stream0, out, labels, stream);
-        });
+         py::object dst, py::object labels, std::uintptr_t stream) {
+        args::gmm::sample<DeviceArrays>(weights, means, pc, type, seed, stream0, dst, labels,
+                                        [&](auto... a) { cuda::gmm_sample(a..., as_stream(stream)); });
       },
       "weights"_a, "means"_a, "prec_chol"_a, "cov_type"_a, "seed"_a, "stream"_a, "out"_a, "labels"_a,
       "cuda_stream"_a = 0);
@@ -202,24 +62,34 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       "random_from_data",
       [](py::object W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream0, py::object idx,
          std::uintptr_t stream) {
-        if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-        by_dtype(W, "W", [&](auto tag) { random_from_data_t<decltype(tag)>(W, n_rep, K, seed, stream0, idx, stream); });
+        args::gmm::random_from_data<DeviceArrays>(
+            W, n_rep, K, seed, stream0, idx, [&](auto w, idx_t Bx, idx_t r, idx_t N, auto... a) {
+              const Scratch tmp = scratch(cuda::gmm_random_from_data_scratch_bytes(Bx * r, N));
+              cuda::gmm_random_from_data(w, Bx, r, N, a..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a, "cuda_stream"_a = 0);
   m.def(
       "kmeanspp",
       [](py::object X, py::object W, py::ssize_t n_rep, py::ssize_t K, std::uint64_t seed, std::uint64_t stream0,
          py::object idx, std::uintptr_t stream) {
-        if (n_rep < 1 || K < 1) throw std::invalid_argument("n_rep and K must be >= 1");
-        by_dtype(X, "X", [&](auto tag) { kmeanspp_t<decltype(tag)>(X, W, n_rep, K, seed, stream0, idx, stream); });
+        args::gmm::kmeanspp<DeviceArrays>(
+            X, W, n_rep, K, seed, stream0, idx, [&](auto x, auto w, idx_t Bx, idx_t r, idx_t N, auto... a) {
+              const Scratch tmp = scratch(cuda::gmm_kmeanspp_scratch_bytes(Bx * r, N));
+              cuda::gmm_kmeanspp(x, w, Bx, r, N, a..., tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a, "cuda_stream"_a = 0);
   m.def(
       "kmeans",
       [](py::object X, py::object W, py::ssize_t n_rep, py::ssize_t max_iter, py::object centers, py::object labels,
          std::uintptr_t stream) {
-        if (n_rep < 1 || max_iter < 0) throw std::invalid_argument("n_rep >= 1 and max_iter >= 0 required");
-        by_dtype(X, "X", [&](auto tag) { kmeans_t<decltype(tag)>(X, W, n_rep, max_iter, centers, labels, stream); });
+        args::gmm::kmeans<DeviceArrays>(X, W, n_rep, max_iter, centers, labels,
+                                        [&](auto x, auto w, idx_t Bx, idx_t r, idx_t N, idx_t D, idx_t K, auto... a) {
+                                          const Scratch tmp = scratch(cuda::gmm_kmeans_scratch_bytes(Bx * r, N, D, K));
+                                          cuda::gmm_kmeans(x, w, Bx, r, N, D, K, a..., tmp.ptr, tmp.bytes,
+                                                           as_stream(stream));
+                                        });
       },
       "X"_a, "W"_a, "n_rep"_a, "max_iter"_a, "centers"_a, "labels"_a, "cuda_stream"_a = 0);
 }

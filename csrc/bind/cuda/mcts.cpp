@@ -1,7 +1,7 @@
 // _cuda_mcts: bindings of the CUDA MCTS launchers. Device arrays in (the tree tuple in the
 // order of mcts_fields.hpp's tree_field), `params` a host float64 array (named by its param),
-// no math here.
-#include "bind_common.hpp"
+// no math here; the argument unpacking is args/mcts.hpp (shared with _cpu_mcts).
+#include "args/mcts.hpp"
 #include "cuda_array.hpp"
 #include "mcts.cuh"
 
@@ -9,84 +9,8 @@ namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
-using mcts::i32;
-using mcts::u8;
 
-namespace {
-
-void check_tree(const py::tuple& tree) {
-  if (tree.size() != mcts::tree_field::count)
-    throw std::invalid_argument("tree: expected a tuple of " + std::to_string(mcts::tree_field::count) + " arrays");
-}
-
-template <class T>
-mcts::Batch<T> batch_of(const py::tuple& tree, py::ssize_t* B) {
-  namespace f = mcts::tree_field;
-  check_tree(tree);
-  auto shp = device_shape(tree[f::children], "children");
-  if (shp.size() != 3) throw std::invalid_argument("tree: children must be (B, N, A)");
-  const py::ssize_t b = shp[0], N = shp[1], A = shp[2];
-  *B = b;
-  mcts::Batch<T> t;
-  t.N = N;
-  t.A = A;
-  // t.<name> = the device array tree[tree_field::<name>], checked for dtype and shape
-#define PGM_FIELD(name, type, ...) t.name = device_ptr<type>(tree[f::name], #name, {__VA_ARGS__}, true)
-  PGM_FIELD(visits, i32, b, N);
-  PGM_FIELD(value_sum, T, b, N);
-  PGM_FIELD(raw_value, T, b, N);
-  PGM_FIELD(reward, T, b, N);
-  PGM_FIELD(discount, T, b, N);
-  PGM_FIELD(parent, i32, b, N);
-  PGM_FIELD(action, i32, b, N);
-  PGM_FIELD(children, i32, b, N, A);
-  PGM_FIELD(logits, T, b, N, A);
-  PGM_FIELD(prior, T, b, N, A);
-  PGM_FIELD(invalid, u8, b, N, A);
-  PGM_FIELD(state, std::int64_t, b, N);
-  PGM_FIELD(num_nodes, i32, b);
-  PGM_FIELD(gumbel, T, b, A);
-  PGM_FIELD(qbounds, T, b, 2);
-#undef PGM_FIELD
-  return t;
-}
-
-mcts::Params params_of(const py::array& params, const py::object& table) {
-  const double* p = in_ptr<double>(params, "params", {mcts::kNumParams});
-  auto shp = device_shape(table, "table");
-  if (shp.size() != 2) throw std::invalid_argument("table: expected 2 dimensions");
-  const i32* tb = device_ptr<i32>(table, "table", {shp[0], shp[1]});
-  mcts::Params q = mcts::make_params(p, tb, static_cast<int>(shp[1]));
-  if (q.max_considered < 0 || shp[0] < q.max_considered + 1 || shp[1] < 1)
-    throw std::invalid_argument("table: expected shape (max_num_considered_actions + 1, L >= 1)");
-  return q;
-}
-
-template <class F>
-void with_tree(const py::tuple& tree, F&& f) {
-  check_tree(tree);
-  const auto t = device_typestr(tree[mcts::tree_field::logits], "logits");
-  py::ssize_t B;
-  if (t == "<f8") {
-    auto b = batch_of<double>(tree, &B);
-    return f(b, B, double{});
-  }
-  if (t == "<f4") {
-    auto b = batch_of<float>(tree, &B);
-    return f(b, B, float{});
-  }
-  throw std::invalid_argument("logits: expected float32 or float64");
-}
-
-template <class F>
-void with_float(const py::object& a, const char* name, F&& f) {
-  const auto t = device_typestr(a, name);
-  if (t == "<f8") return f(double{});
-  if (t == "<f4") return f(float{});
-  throw std::invalid_argument(std::string(name) + ": expected float32 or float64");
-}
-
-}  // namespace
+namespace am = pygenmod::bind::args::mcts;
 
 PYBIND11_MODULE(_cuda_mcts, m) {
   m.doc() = "pygenmod batched Monte Carlo tree search, CUDA kernels (one thread per tree)";
@@ -94,36 +18,23 @@ PYBIND11_MODULE(_cuda_mcts, m) {
       "select",
       [](py::tuple tree, py::array params, py::object table, py::object node, py::object action,
          std::uintptr_t stream) {
-        with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-          auto p = params_of(params, table);
-          cuda::mcts_select(t, B, p, device_ptr<i32>(node, "node", {B}, true),
-                            device_ptr<i32>(action, "action", {B}, true), as_stream(stream));
-        });
+        am::select<DeviceArrays>(tree, params, table, node, action,
+                                 [&](auto&... a) { cuda::mcts_select(a..., as_stream(stream)); });
       },
       "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a, "stream"_a = 0);
   m.def(
       "expand",
       [](py::tuple tree, py::object node, py::object action, py::object reward, py::object discount, py::object logits,
-         py::object value, py::object invalid, py::object state, py::object out, std::uintptr_t stream) {
-        with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
-          using T = decltype(tag);
-          const py::ssize_t A = t.A;
-          const u8* inv = invalid.is_none() ? nullptr : device_ptr<u8>(invalid, "invalid_actions", {B, A});
-          cuda::mcts_expand(t, B, device_ptr<i32>(node, "node", {B}), device_ptr<i32>(action, "action", {B}),
-                            device_ptr<T>(reward, "reward", {B}), device_ptr<T>(discount, "discount", {B}),
-                            device_ptr<T>(logits, "prior_logits", {B, A}), device_ptr<T>(value, "value", {B}), inv,
-                            device_ptr<std::int64_t>(state, "state", {B}), device_ptr<i32>(out, "out", {B}, true),
-                            as_stream(stream));
-        });
+         py::object value, py::object invalid, py::object state, py::object dst, std::uintptr_t stream) {
+        am::expand<DeviceArrays>(tree, node, action, reward, discount, logits, value, invalid, state, dst,
+                                 [&](auto&... a) { cuda::mcts_expand(a..., as_stream(stream)); });
       },
       "tree"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a, "invalid"_a, "state"_a, "out"_a,
       "stream"_a = 0);
   m.def(
       "backup",
       [](py::tuple tree, py::object node, std::uintptr_t stream) {
-        with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-          cuda::mcts_backup(t, B, device_ptr<i32>(node, "node", {B}), as_stream(stream));
-        });
+        am::backup<DeviceArrays>(tree, node, [&](auto&... a) { cuda::mcts_backup(a..., as_stream(stream)); });
       },
       "tree"_a, "node"_a, "stream"_a = 0);
   m.def(
@@ -131,25 +42,9 @@ PYBIND11_MODULE(_cuda_mcts, m) {
       [](py::tuple tree, py::array params, py::object table, std::int64_t num_simulations, py::object next_state,
          py::object reward, py::object discount, py::object logits, py::object prior, py::object value,
          py::object invalid, py::object cdf, std::uint64_t seed, std::uint64_t stream0, std::uintptr_t stream) {
-        with_tree(tree, [&](auto& t, py::ssize_t B, auto tag) {
-          using T = decltype(tag);
-          auto p = params_of(params, table);
-          const py::ssize_t A = t.A;
-          auto shp = device_shape(next_state, "next_state");
-          if (shp.size() != 2) throw std::invalid_argument("next_state: expected (S, A)");
-          const py::ssize_t S = shp[0];
-          if (num_simulations < 0) throw std::invalid_argument("num_simulations: must be >= 0");
-          mcts::Transitions tr;
-          tr.S = S;
-          tr.seed = seed;
-          tr.stream0 = stream0;
-          if (!cdf.is_none()) tr.cdf = device_ptr<double>(cdf, "cdf", {S, A, S});
-          cuda::mcts_search_tabular(
-              t, B, p, num_simulations, device_ptr<std::int64_t>(next_state, "next_state", {S, A}),
-              device_ptr<T>(reward, "reward", {S, A}), device_ptr<T>(discount, "discount", {S, A}),
-              device_ptr<T>(logits, "logits", {S, A}), device_ptr<T>(prior, "prior", {S, A}),
-              device_ptr<T>(value, "value", {S}), device_ptr<u8>(invalid, "invalid", {S, A}), tr, as_stream(stream));
-        });
+        am::search_tabular<DeviceArrays>(tree, params, table, num_simulations, next_state, reward, discount, logits,
+                                         prior, value, invalid, cdf, seed, stream0,
+                                         [&](auto&... a) { cuda::mcts_search_tabular(a..., as_stream(stream)); });
       },
       "tree"_a, "params"_a, "table"_a, "num_simulations"_a, "next_state"_a, "reward"_a, "discount"_a, "logits"_a,
       "prior"_a, "value"_a, "invalid"_a, "cdf"_a = py::none(), "seed"_a = 0, "stream0"_a = 0, "stream"_a = 0);
@@ -157,52 +52,30 @@ PYBIND11_MODULE(_cuda_mcts, m) {
       "advance",
       [](py::tuple tree, py::object action, py::object new_index, py::object old_index, py::object status,
          std::uintptr_t stream) {
-        with_tree(tree, [&](auto& t, py::ssize_t B, auto) {
-          const py::ssize_t N = t.N;
-          cuda::mcts_advance(t, B, device_ptr<i32>(action, "actions", {B}),
-                             device_ptr<i32>(new_index, "new_index", {B, N}, true),
-                             device_ptr<i32>(old_index, "old_index", {B, N}, true),
-                             device_ptr<i32>(status, "status", {B}, true), as_stream(stream));
-        });
+        am::advance<DeviceArrays>(tree, action, new_index, old_index, status,
+                                  [&](auto&... a) { cuda::mcts_advance(a..., as_stream(stream)); });
       },
       "tree"_a, "action"_a, "new_index"_a, "old_index"_a, "status"_a, "stream"_a = 0);
   m.def(
       "dirichlet_noise",
-      [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object out, std::uintptr_t stream) {
-        with_float(out, "out", [&](auto tag) {
-          using T = decltype(tag);
-          auto shp = device_shape(out, "out");
-          if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-          cuda::mcts_dirichlet(seed, stream0, alpha, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
-                               as_stream(stream));
-        });
+      [](std::uint64_t seed, std::uint64_t stream0, double alpha, py::object dst, std::uintptr_t stream) {
+        am::dirichlet_noise<DeviceArrays>(seed, stream0, alpha, dst,
+                                          [&](auto... a) { cuda::mcts_dirichlet(a..., as_stream(stream)); });
       },
       "seed"_a, "stream0"_a, "alpha"_a, "out"_a, "stream"_a = 0);
   m.def(
       "gumbel_noise",
-      [](std::uint64_t seed, std::uint64_t stream0, py::object out, std::uintptr_t stream) {
-        with_float(out, "out", [&](auto tag) {
-          using T = decltype(tag);
-          auto shp = device_shape(out, "out");
-          if (shp.size() != 2) throw std::invalid_argument("out: expected (B, A)");
-          cuda::mcts_gumbel(seed, stream0, shp[0], shp[1], device_ptr<T>(out, "out", {shp[0], shp[1]}, true),
-                            as_stream(stream));
-        });
+      [](std::uint64_t seed, std::uint64_t stream0, py::object dst, std::uintptr_t stream) {
+        am::gumbel_noise<DeviceArrays>(seed, stream0, dst,
+                                       [&](auto... a) { cuda::mcts_gumbel(a..., as_stream(stream)); });
       },
       "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
   m.def(
       "sample_action",
-      [](py::object weights, py::object temperature, std::uint64_t seed, std::uint64_t stream0, py::object out,
+      [](py::object weights, py::object temperature, std::uint64_t seed, std::uint64_t stream0, py::object dst,
          std::uintptr_t stream) {
-        with_float(weights, "weights", [&](auto tag) {
-          using T = decltype(tag);
-          auto shp = device_shape(weights, "weights");
-          if (shp.size() != 2) throw std::invalid_argument("weights: expected (B, A)");
-          const py::ssize_t B = shp[0], A = shp[1];
-          cuda::mcts_sample(device_ptr<T>(weights, "weights", {B, A}), B, A,
-                            device_ptr<T>(temperature, "temperature", {B}), seed, stream0,
-                            device_ptr<std::int64_t>(out, "out", {B}, true), as_stream(stream));
-        });
+        am::sample_action<DeviceArrays>(weights, temperature, seed, stream0, dst,
+                                        [&](auto... a) { cuda::mcts_sample(a..., as_stream(stream)); });
       },
       "weights"_a, "temperature"_a, "seed"_a, "stream0"_a, "out"_a, "stream"_a = 0);
 }
