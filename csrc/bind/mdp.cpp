@@ -346,7 +346,7 @@ PYBIND11_MODULE(_cpu_mdp, m) {
   m.def("policy_iteration_exact_dense",
         [](py::array P, py::array R, py::array gamma, i64 max_iter, bool init, py::array V, py::array Q,
            py::array policy, py::array iterations, py::array done) {
-          return dispatch_float(P, "P", [&](auto tag) {
+          return dispatch_float<HostArrays>(P, "P", [&](auto tag) {
             using T = decltype(tag);
             index_t B;
             auto md = dense<T>(P, B);
