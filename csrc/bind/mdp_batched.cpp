@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "bind_common.hpp"
+#include "mdp_models.hpp"
 #include "pygenmod/mdp_batched.hpp"
 
 namespace py = pybind11;
@@ -14,23 +15,8 @@ using i64 = std::int64_t;
 
 namespace {
 
-template <class T>
-mdp::Dense<T> dense(const py::array& P, index_t& B) {
-  if (P.ndim() != 4) throw std::invalid_argument("P: expected shape (B, S, A, S)");
-  B = P.shape(0);
-  return mdp::Dense<T>{in<HostArrays, T>(P, "P", {B, P.shape(1), P.shape(2), P.shape(1)}), P.shape(1), P.shape(2)};
-}
-
-template <class T>
-mdp::Csr<T> csr(const py::array& data, const py::array& indices, const py::array& indptr, index_t S, index_t A,
-                index_t& B) {
-  if (S < 1 || A < 1 || indptr.ndim() != 1 || (indptr.shape(0) - 1) % (S * A) != 0)
-    throw std::invalid_argument("indptr: expected length B*S*A + 1");
-  B = (indptr.shape(0) - 1) / (S * A);
-  const auto nnz = data.ndim() == 1 ? data.shape(0) : -2;
-  return mdp::Csr<T>{in<HostArrays, T>(data, "data", {nnz}), in<HostArrays, std::int32_t>(indices, "indices", {nnz}),
-                     in<HostArrays, i64>(indptr, "indptr", {B * S * A + 1}), S, A};
-}
+using mdp_host::csr;
+using mdp_host::dense;
 
 // evaluate: pol / pol_stoch given, Q / policy / eval_sweeps None.
 template <class T, class M>
