@@ -6,38 +6,18 @@ stated tolerance, with independent float64 references (scipy, torch.distribution
 numerical gradient check; Gumbel noise and the categorical index bitwise.
 """
 
+import _jax_common  # first: skips this module without JAX or a compiled build
+import jax.numpy as jnp
 import numpy as np
 import pytest
-
-jax = pytest.importorskip("jax", reason="JAX not installed (pip install 'pygenmod[jax]')")
-import jax.numpy as jnp
+from _jax_common import jax
 from jax.test_util import check_grads
-
-try:
-    import pygenmod._cpu_sampling  # noqa: F401  a compiled build: pygenmod.jax must import
-except ImportError:
-    pytest.skip("numba-only build: no compiled pygenmod._jax_ffi", allow_module_level=True)
 
 import pygenmod.jax as pj
 from pygenmod import random as prandom
 from pygenmod import sampling
 
-
-@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
-def dtype(request):
-    """float32 under JAX's default config, float64 with jax_enable_x64 (restored after)."""
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", request.param is np.float64)
-    yield request.param
-    jax.config.update("jax_enable_x64", prev)
-
-
-@pytest.fixture
-def x64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+dtype, x64 = _jax_common.dtype, _jax_common.x64  # the shared fixtures
 
 
 # jnp against the NumPy API's kernels: a few ulp of the result's scale per term

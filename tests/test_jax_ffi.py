@@ -8,43 +8,20 @@ independent float64 jnp reference.
 import pathlib
 import re
 
+import _jax_common  # first: skips this module without JAX or a compiled build
+import jax.numpy as jnp
 import numpy as np
 import pytest
-
-jax = pytest.importorskip("jax", reason="JAX not installed (pip install 'pygenmod[jax]')")
-import jax.numpy as jnp
-from jax.test_util import check_grads
-
-try:
-    import pygenmod._cpu_returns  # noqa: F401  a compiled build: pygenmod.jax must import
-except ImportError:
-    pytest.skip("numba-only build: no compiled pygenmod._jax_ffi", allow_module_level=True)
+from _jax_common import jax
 from conftest import run_python
+from jax.test_util import check_grads
 
 import pygenmod.jax as pj
 from pygenmod import gmm, mdp, returns, sampling, spatial
 
+dtype, x64 = _jax_common.dtype, _jax_common.x64  # the shared fixtures
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def x64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
-
-
-@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
-def dtype(request):
-    """float32 under JAX's default config, float64 with jax_enable_x64 (restored after)."""
-    if request.param is np.float32:
-        yield np.float32
-        return
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield np.float64
-    jax.config.update("jax_enable_x64", prev)
 
 
 def same(a, b):

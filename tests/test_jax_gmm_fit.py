@@ -5,26 +5,15 @@ NumPy API's behind FFI targets: the fit is compared bitwise with pygenmod.gmm.fi
 seed (init="random", normalised in jnp, to tolerance).
 """
 
+import _jax_common  # first: skips this module without JAX or a compiled build
 import numpy as np
 import pytest
-
-jax = pytest.importorskip("jax", reason="JAX not installed (pip install 'pygenmod[jax]')")
-
-try:
-    import pygenmod._cpu_gmm  # noqa: F401  a compiled build: pygenmod.jax must import
-except ImportError:
-    pytest.skip("numba-only build: no compiled pygenmod._jax_ffi", allow_module_level=True)
+from _jax_common import jax
 
 import pygenmod.jax as pj
 from pygenmod import gmm
 
-
-@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
-def dtype(request):
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", request.param is np.float64)
-    yield request.param
-    jax.config.update("jax_enable_x64", prev)
+dtype, x64 = _jax_common.dtype, _jax_common.x64  # the shared fixtures
 
 
 def _data(dtype, B=3, N=50, D=2, seed=0):

@@ -5,28 +5,16 @@ result (V, policy, Q, iteration counts, residual, converged) is compared bitwise
 pygenmod.mdp; the exact (linear-solve) paths to a stated tolerance. float64 with jax x64.
 """
 
+import _jax_common  # first: skips this module without JAX or a compiled build
+import jax.numpy as jnp
 import numpy as np
 import pytest
-
-jax = pytest.importorskip("jax", reason="JAX not installed (pip install 'pygenmod[jax]')")
-import jax.numpy as jnp
-
-try:
-    import pygenmod._cpu_mdp  # noqa: F401  a compiled build: pygenmod.jax must import
-except ImportError:
-    pytest.skip("numba-only build: no compiled pygenmod._jax_ffi", allow_module_level=True)
+from _jax_common import jax
 
 import pygenmod.jax as pj
 from pygenmod import mdp
 
-
-@pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
-def dtype(request):
-    """float32 under JAX's default config, float64 with jax_enable_x64 (restored after)."""
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", request.param is np.float64)
-    yield request.param
-    jax.config.update("jax_enable_x64", prev)
+dtype, x64 = _jax_common.dtype, _jax_common.x64  # the shared fixtures
 
 
 # rtol of the exact (linear-solve) paths: XLA's LU against LAPACK's, float32 solves without x64
