@@ -38,6 +38,8 @@ from ._status import input_error
 from ._typing import Array, ArrayLike, Clamp, SeedLike
 
 KINDS = {"logvar": 0, "log_std": 1, "std": 2}
+# The kernels' per-row status codes besides 0 (C++ sampling::RowCode; tests/test_contracts.py)
+ROW_CODES = {"nonfinite": 1, "bad_tril": 2}
 HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -132,7 +134,7 @@ def _status(status, what, first_axis="row"):
             else int(np.flatnonzero(np.asarray(status))[0])
         )
         code = int(status[bad])
-        if code == 2:
+        if code == ROW_CODES["bad_tril"]:
             raise ValueError(
                 f"scale_tril: matrix {bad} is not lower triangular with a positive diagonal "
                 "(use scale_tril_from_cov for a covariance)"
@@ -1141,6 +1143,7 @@ __all__ = [
     "HALF_LOG_2PI",
     "Head",
     "KINDS",
+    "ROW_CODES",
     "Sample",
     "check_scale_tril",
     "gumbel_softmax",

@@ -26,6 +26,9 @@ def test_sampling_codes():
     m = _module("_cpu_sampling")
     assert m.SCALE_KINDS == sampling.KINDS
     assert m.DISTS == {"uniform": random.UNIFORM, "normal": random.NORMAL, "gumbel": random.GUMBEL}
+    assert m.ROW_CODES == sampling.ROW_CODES
+    nbs = pytest.importorskip("pygenmod._numba.sampling", reason="numba not installed")
+    assert (nbs._ROW_NONFINITE, nbs._ROW_BAD_TRIL) == (sampling.ROW_CODES["nonfinite"], sampling.ROW_CODES["bad_tril"])
 
 
 def test_mdp_codes():

@@ -58,6 +58,8 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
   m.attr("SCALE_KINDS") =
       py::dict("logvar"_a = int(sampling::LOGVAR), "log_std"_a = int(sampling::LOG_STD), "std"_a = int(sampling::STD));
+  m.attr("ROW_CODES") =
+      py::dict("nonfinite"_a = int(sampling::ROW_NONFINITE), "bad_tril"_a = int(sampling::ROW_BAD_TRIL));
   m.attr("DISTS") =
       py::dict("uniform"_a = int(rng::UNIFORM), "normal"_a = int(rng::NORMAL), "gumbel"_a = int(rng::GUMBEL));
   m.def(

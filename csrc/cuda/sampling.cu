@@ -113,7 +113,7 @@ __global__ void normal_rows_kernel(const T* mu, const T* p, const T* eps_in, int
       if (logq) logq[s * B + b] = T(-0.5) * sq - logsig - T(D * HALF_LOG_2PI);
     }
   }
-  status[b] = chk == T(0) ? 0 : 1;
+  status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
 }
 
 template <class T>
@@ -181,7 +181,7 @@ __global__ void kl_normal_kernel(const T* mu, const T* p, const T* pm, const T* 
   T chk;
   kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi, D,
                            &chk);
-  status[b] = chk == T(0) ? 0 : 1;
+  status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
 }
 
 template <class T>
@@ -218,7 +218,7 @@ __global__ void log_prob_kernel(const T* x, const T* mu, const T* p, int kind, T
   T chk;
   const index_t b = r % B;
   out[r] = normal_log_prob_row<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, &chk);
-  status[r] = chk == T(0) ? 0 : 1;
+  status[r] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
 }
 
 template <class T>
@@ -261,7 +261,7 @@ __global__ void mvn_rows_kernel(const T* mu, const T* L, bool shared, bool check
   T chk = 0;
   for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
   if (kl) kl[b] = mvn_kl_std<T>(m, Lb, D, logdet);
-  status[b] = bad ? bad : (chk == T(0) ? 0 : 1);
+  status[b] = bad ? bad : (chk == T(0) ? ROW_OK : ROW_NONFINITE);
 }
 
 template <class T>

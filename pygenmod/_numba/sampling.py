@@ -8,6 +8,9 @@ import numpy as np
 
 from .philox import block, fill_range_f32, fill_range_f64, philox4x32_10
 
+# The per-row status codes (C++ sampling::RowCode, pygenmod.sampling.ROW_CODES; tests/test_contracts.py)
+_ROW_OK, _ROW_NONFINITE, _ROW_BAD_TRIL = 0, 1, 2
+
 LOGVAR, LOG_STD, STD = 0, 1, 2
 HALF_LOG_2PI = 0.91893853320467274178
 
@@ -126,7 +129,7 @@ def _normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, 
                     eps_out[s_, b, d] = e[d]
             if want_lq:
                 logq[s_, b] = -0.5 * sq - logsig - D * HALF_LOG_2PI
-        status[b] = 1 if bad else 0
+        status[b] = _ROW_NONFINITE if bad else _ROW_OK
 
 
 def normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, kl, logq, status):
@@ -211,7 +214,7 @@ def _kl_normal(mu, p, pm, pp, kind, lo, hi, kl, status):
             if not (math.isfinite(diff) and math.isfinite(ls) and math.isfinite(ls2)):
                 bad = True
         kl[b] = acc
-        status[b] = 1 if bad else 0
+        status[b] = _ROW_NONFINITE if bad else _ROW_OK
 
 
 def kl_normal(mu, p, pm, pp, kind, lo, hi, kl, status):
@@ -259,7 +262,7 @@ def _normal_log_prob(x, mu, p, kind, lo, hi, out, status):
             if not (math.isfinite(u) and math.isfinite(ls)):
                 bad = True
         out[r] = lp - D * HALF_LOG_2PI
-        status[r] = 1 if bad else 0
+        status[r] = _ROW_NONFINITE if bad else _ROW_OK
 
 
 def normal_log_prob(x, mu, p, kind, lo, hi, out, status):
@@ -311,7 +314,7 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
         for i in range(D):
             lii = L[lb, i, i]
             if not (lii > 0):
-                bad = 2
+                bad = _ROW_BAD_TRIL
             else:
                 logdet += math.log(lii)
             for j in range(i + 1):
@@ -321,7 +324,7 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
             if check_upper and (not shared or b == 0):
                 for j in range(i + 1, D):
                     if L[lb, i, j] != 0:
-                        bad = 2
+                        bad = _ROW_BAD_TRIL
             mm += np.float64(mu[b, i]) ** 2
             if not math.isfinite(mu[b, i]):
                 fin = False
@@ -341,7 +344,7 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
                     eps_out[s_, b, i] = e[i]
             if want_lq:
                 logq[s_, b] = -0.5 * sq - logdet - D * HALF_LOG_2PI
-        status[b] = bad if bad else (0 if fin else 1)
+        status[b] = bad if bad else (_ROW_OK if fin else _ROW_NONFINITE)
 
 
 def mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, logq, status):

@@ -43,6 +43,9 @@ using std::log;
 #endif
 
 enum ScaleKind : int { LOGVAR = 0, LOG_STD = 1, STD = 2 };
+// The per-row status every sampling launcher writes (exported by _cpu_sampling as ROW_CODES):
+// a non-finite input, or a scale_tril that is not lower triangular with a positive diagonal.
+enum RowCode : int { ROW_OK = 0, ROW_NONFINITE = 1, ROW_BAD_TRIL = 2 };
 
 constexpr double HALF_LOG_2PI = 0.91893853320467274178;
 
@@ -494,7 +497,7 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
         }
         if (logq) logq[row] = T(-0.5) * sq - sums[0] - T(D * HALF_LOG_2PI);
       }
-      status[b] = chk == T(0) ? 0 : 1;
+      status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
     }
   }
 }
@@ -633,7 +636,7 @@ PGM_HD int check_tril(const T* L, index_t D, bool upper, T* logdet) {
   int bad = 0;
   for (index_t i = 0; i < D; ++i) {
     const T lii = L[i * D + i];
-    if (!(lii > T(0))) bad = 2;
+    if (!(lii > T(0))) bad = ROW_BAD_TRIL;
     ld += log_t(lii);
     const T* Li = L + i * D;
     PGM_SIMD_SUM(chk)
@@ -642,10 +645,10 @@ PGM_HD int check_tril(const T* L, index_t D, bool upper, T* logdet) {
       T nz = 0;  // |entries| above the diagonal (NaN there also counts)
       PGM_SIMD_SUM(nz)
       for (index_t j = i + 1; j < D; ++j) nz += Li[j] != T(0) ? T(1) : T(0);
-      if (nz != T(0)) bad = 2;
+      if (nz != T(0)) bad = ROW_BAD_TRIL;
     }
   }
-  if (chk != T(0)) bad = bad ? bad : 1;
+  if (chk != T(0)) bad = bad ? bad : ROW_NONFINITE;
   *logdet = ld;
   return bad;
 }
@@ -814,7 +817,7 @@ inline T tril_matvec_fused(const T* L, const T* m, const T* e, index_t D, T* z, 
   return tril_matvec_fused_cpu<T>(L, m, e, D, z, diag_bad);
 }
 
-// Entries above the diagonal that are not zero (NaN counts): 2, else 0.
+// Entries above the diagonal that are not zero (NaN counts): ROW_BAD_TRIL, else ROW_OK.
 template <class T>
 inline int tril_upper_bad(const T* L, index_t D) {
   for (index_t i = 0; i < D; ++i) {
@@ -822,9 +825,9 @@ inline int tril_upper_bad(const T* L, index_t D) {
     T nz = 0;
     PGM_SIMD_SUM(nz)
     for (index_t j = i + 1; j < D; ++j) nz += Li[j] != T(0) ? T(1) : T(0);
-    if (nz != T(0)) return 2;
+    if (nz != T(0)) return ROW_BAD_TRIL;
   }
-  return 0;
+  return ROW_OK;
 }
 
 template <class T>
@@ -866,7 +869,7 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
         const T lchk = tril_matvec_fused<T>(Lb, m, e, D, z + row * D, &dbad);
         if (fused && s == 0) {
           chk += lchk;
-          if (dbad) bad = 2;
+          if (dbad) bad = ROW_BAD_TRIL;
         }
         if (eps_in || logq) {
           T sq = 0;
@@ -876,7 +879,7 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
         }
         if (eps_out) std::copy(e, e + D, eps_out + row * D);
       }
-      status[b] = bad ? bad : (chk == T(0) ? 0 : 1);
+      status[b] = bad ? bad : (chk == T(0) ? ROW_OK : ROW_NONFINITE);
     }
   }
 }
@@ -969,7 +972,7 @@ void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, 
     T chk;
     kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
                              D, &chk);
-    status[b] = chk == T(0) ? 0 : 1;
+    status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
   }
 }
 
@@ -992,7 +995,7 @@ void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T 
     T chk;
     const index_t b = r % B;
     out[r] = normal_log_prob_row<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, &chk);
-    status[r] = chk == T(0) ? 0 : 1;
+    status[r] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
   }
 }
 
