@@ -9,6 +9,13 @@ python bench/interleaved.py policy [--repeats 20]
             while one other process spins on one core: median and worst
       W1    512 GMM fits (the W1 row), alone: what the setting costs a large parallel kernel
       W4a   diagonal rsample (65536 x 64, float32), alone
+python bench/interleaved.py spread [--repeats 10]
+    What the interleaved spread is made of. A few W rows (ours, a multi-threaded torch peer,
+    and a single-threaded NumPy stream of 64 MB as a control) are timed in fresh processes
+    back to back, right after a 300x300 numpy.linalg.solve, right after a 256x256 torch
+    matmul+tanh, and after 20 ms idle; once with OpenBLAS's defaults and once with
+    OPENBLAS_THREAD_TIMEOUT=4 (its workers sleep at once after a call instead of polling for
+    2^28 cycles). Median ms of the repeats.
 OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
     Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load
     from elsewhere: a burst hits all candidates alike).
@@ -115,6 +122,74 @@ def policy(argv):
         print(f"{label:<32}" + "".join(f"{c:>22}" for c in cells), flush=True)
 
 
+SPREAD_ROWS = {  # label -> (workload id, candidate name); "copy" is the NumPy control
+    "W1 pygenmod cpu": ("W1", "pygenmod cpu"),
+    "W4a pygenmod": ("W4a", "pygenmod"),
+    "W7 pygenmod advantages only": ("W7", "pygenmod advantages only"),
+    "W4a torch eager one-liner": ("W4a", "torch eager one-liner"),
+    "numpy copy 64 MB (control)": None,
+}
+SPREAD_BEFORE = ("back to back", "after solve", "after torch op", "after 20 ms idle")
+
+
+def spread_row(label, repeats):
+    """Runs in the child: one row of `spread`, JSON {before: median ms} on stdout."""
+    import torch
+
+    import pygenmod  # noqa: F401
+    from pygenmod.benchmarks import all_workloads
+
+    if SPREAD_ROWS[label] is None:
+        src, dst = np.ones(4 << 20), np.empty(4 << 20)  # 32 MB read + 32 MB written
+
+        def fn():
+            np.copyto(dst, src)
+    else:
+        wid, name = SPREAD_ROWS[label]
+        w = next(w for w in all_workloads(["gmm", "sampling", "mdp"]) if w.id == wid)
+        fn = next(c for c in w.candidates if c.name == name).setup()
+    rng = np.random.default_rng(0)
+    A, b = rng.standard_normal((300, 300)) + 300 * np.eye(300), rng.standard_normal(300)
+    t = torch.randn(256, 256)
+    before = {
+        "back to back": lambda: None,
+        "after solve": lambda: np.linalg.solve(A, b),
+        "after torch op": lambda: torch.tanh(t @ t),
+        "after 20 ms idle": lambda: time.sleep(0.02),
+    }
+    fn()
+    out = {}
+    for k in SPREAD_BEFORE:
+        ts = []
+        for _ in range(repeats):
+            before[k]()
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        out[k] = float(np.median(ts) * 1e3)
+    print(json.dumps(out))
+
+
+def spread(argv):
+    repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 10
+    here = os.path.abspath(__file__)
+    print(f"interleaved spread: {os.cpu_count()} cpus; median ms of {repeats}; each cell row a fresh process")
+    print(f"{'row':<30}{'OpenBLAS':<12}" + "".join(f"{k:>18}" for k in SPREAD_BEFORE))
+    for label in SPREAD_ROWS:
+        for tag, extra in (("default", {}), ("timeout=4", {"OPENBLAS_THREAD_TIMEOUT": "4"})):
+            env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+            env.update(extra)
+            out = subprocess.run(
+                [sys.executable, here, "_spread", label, str(repeats)], env=env, capture_output=True, text=True
+            )
+            try:
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                cells = [f"{r[k]:8.2f} ({r[k] / r[SPREAD_BEFORE[0]]:.2f}x)" for k in SPREAD_BEFORE]
+            except (IndexError, ValueError):
+                cells = ["failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:40]]
+            print(f"{label:<30}{tag:<12}" + "".join(f"{c:>18}" for c in cells), flush=True)
+
+
 def minof(argv):
     from pygenmod.benchmarks import all_workloads
     from pygenmod.benchmarks.runner import Missing
@@ -154,7 +229,11 @@ if __name__ == "__main__":
     cmd, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("minof", [])
     if cmd == "_scenario":
         scenario(rest[0], int(rest[1]))
+    elif cmd == "_spread":
+        spread_row(rest[0], int(rest[1]))
     elif cmd == "policy":
         policy(rest)
+    elif cmd == "spread":
+        spread(rest)
     else:
         minof(rest if cmd == "minof" else sys.argv[1:])

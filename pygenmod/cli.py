@@ -99,6 +99,10 @@ def cmd_bench(args) -> int:
     if args.only:
         keep = {w.strip() for w in args.only.split(",")}
         ws = [w for w in ws if w.id in keep]
+    if args.skip:
+        drop = [t.strip().lower() for t in args.skip.split(",") if t.strip()]
+        for w in ws:
+            w.candidates = [c for c in w.candidates if not any(t in c.name.lower() for t in drop)]
     print(
         f"pygenmod {pygenmod.__version__} bench on {platform.node()} "
         f"({os.cpu_count()} cpus, {pygenmod.get_num_threads()} threads){'  [quick sizes]' if args.quick else ''}"
@@ -135,6 +139,11 @@ def main(argv=None) -> int:
     b = sub.add_parser("bench", help="side-by-side benchmarks against the peer libraries")
     b.add_argument("--family", action="append", help="only this family (repeatable)")
     b.add_argument("--only", help="comma-separated workload ids, e.g. W6a,W7")
+    b.add_argument(
+        "--skip",
+        metavar="NAMES",
+        help="comma-separated words: leave out the candidates whose name contains one, e.g. pomegranate",
+    )
     b.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     b.add_argument("--repeats", type=int, default=None, help="timed repeats per candidate (default 5)")
     b.add_argument("--json", metavar="FILE", help="write the measured rows, machine and versions as JSON")

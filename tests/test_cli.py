@@ -28,3 +28,10 @@ def test_bench_quick_runs():
     out = _run("bench", "--quick", "--repeats", "1", "--family", "mdp")
     assert out.returncode == 0, out.stderr
     assert "pygenmod" in out.stdout
+
+
+def test_bench_skip_leaves_out_candidates():
+    out = _run("bench", "--quick", "--repeats", "1", "--modes", "alone", "--only", "W7", "--skip", "numba,NumPy")
+    assert out.returncode == 0, out.stderr
+    assert "pygenmod gae" in out.stdout
+    assert "numba serial" not in out.stdout and "numpy vectorised" not in out.stdout
