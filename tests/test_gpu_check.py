@@ -90,3 +90,16 @@ def test_gpu_bench_rows_dry_run():
             ours = [c for c in w.candidates if c.is_ours]
             rows = runner.measure(runner.Workload(w.id, w.title, ours, repeats=1))
             assert all(sec is not None for _, sec, _ in rows), (w.id, rows)
+
+
+def test_gpu_wheels_installs_only_what_cannot_be_imported(tmp_path, monkeypatch):
+    import gpu_wheels
+
+    monkeypatch.setattr(gpu_wheels, "PACKAGES", {"numpy": "numpy", "no-such-dist": "no_such_module_xyz"})
+    for name in ("numpy-2.0-cp312-cp312-any.whl", "no_such_dist-1.0-py3-none-any.whl", "other-1.0-py3-none-any.whl"):
+        (tmp_path / name).write_bytes(b"")
+    todo = gpu_wheels.to_install(str(tmp_path))
+    assert [os.path.basename(w) for w in todo] == ["no_such_dist-1.0-py3-none-any.whl"]
+    # a dry run installs nothing; no folder is not an error
+    assert gpu_wheels.install(str(tmp_path), dry=True) == 0
+    assert gpu_wheels.install(str(tmp_path / "absent"), dry=False) == 0

@@ -96,6 +96,16 @@ for m in ("numpy", "scipy", "cupy", "torch", "jax", "jaxlib", "numba", "mctx", "
 EOF
 }
 
+# Packages the machine lacks (it has no network) come from gpu-wheels/ (tools/gpu_wheels.py
+# download, carried with the working tree); only those it cannot import are installed.
+wheels() {
+  if ((DRY)); then
+    "$PY" tools/gpu_wheels.py install --dry-run
+  else
+    "$PY" tools/gpu_wheels.py install
+  fi
+}
+
 detect_arch() {
   local cc
   cc=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n1 | tr -d ' .')
@@ -191,8 +201,9 @@ bench() {
 # Caps (seconds) sized for the H200 machine (16 cores): ~8 minutes in all. The most telling
 # steps come first; the whole suite gets what is left.
 export DRY PY OUTDIR JOBS ROOT
-export -f env_report detect_arch build probe tests_cuda tests_all sanitizer determinism bench
+export -f env_report wheels detect_arch build probe tests_cuda tests_all sanitizer determinism bench
 step env 30 env_report
+step wheels 30 wheels
 step build 150 build
 step probe 30 probe
 step tests-cuda 120 tests_cuda

@@ -15,6 +15,8 @@ size on the host (NumPy arrays, CPU backend, torch on the CPU) to check the code
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import io
 import json
 import os
@@ -23,7 +25,7 @@ import sys
 
 import numpy as np
 
-from .runner import Candidate, Missing, Workload, run_table, time_call
+from .runner import Candidate, InSubprocess, Missing, Workload, run_table, time_call
 
 
 class Device:
@@ -463,11 +465,7 @@ def _w7(dev: Device, T, B):
 def _w2(dev: Device, N, D, K, iters):
     from pygenmod import gmm
 
-    def data():
-        r = np.random.default_rng(0)
-        X = r.standard_normal((N, D)).astype(np.float32)
-        means = X[r.choice(N, K, replace=False)]
-        return X, means
+    data = functools.partial(_w2_data, N, D, K)
 
     def ours():
         X, means = data()
@@ -499,6 +497,14 @@ def _w2(dev: Device, N, D, K, iters):
 
         return _tsync(torch, dev)(run)
 
+    def sk_array_api():
+        missing = [m for m in ("torch", "array_api_compat", "sklearn") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise Missing(f"needs {' and '.join(missing)}")
+        return InSubprocess(
+            "pygenmod.benchmarks.gpu:_sk_gpu_setup", (N, D, K, iters, dev.dry), env={"SCIPY_ARRAY_API": "1"}
+        )
+
     # bounded repeats: an unknown first-run speed must not eat the whole check's time
     return Workload(
         "G-W2-diag",
@@ -506,11 +512,57 @@ def _w2(dev: Device, N, D, K, iters):
         [
             Candidate("pygenmod cuda gmm.fit", ours, is_ours=True, max_repeats=2, warmup=0),
             Candidate("torch EM (matmul form)", torch_em, max_repeats=2),
+            Candidate(
+                "scikit-learn array-API (torch)",
+                sk_array_api,
+                max_repeats=2,
+                note="GaussianMixture.fit under array_api_dispatch on torch tensors (target: pygenmod >= 3x)",
+            ),
         ],
         flops=iters * N * K * D * 8.0,
         unit="fit",
         repeats=3,
     )
+
+
+def _w2_data(N, D, K):
+    r = np.random.default_rng(0)
+    X = r.standard_normal((N, D)).astype(np.float32)
+    return X, X[r.choice(N, K, replace=False)]
+
+
+def _sk_gpu_setup(N, D, K, iters, dry):
+    """scikit-learn's GaussianMixture.fit (diag, `iters` EM iterations from the same means)
+    through its array-API path on torch tensors on the GPU (the host in a dry run).
+
+    Runs in a child process started with SCIPY_ARRAY_API=1 (scipy reads it once, at import)."""
+    import warnings
+
+    if os.environ.get("SCIPY_ARRAY_API") != "1":
+        raise Missing("needs SCIPY_ARRAY_API=1 before scipy is imported")
+    try:
+        import array_api_compat  # noqa: F401
+        import torch
+        from sklearn import config_context
+        from sklearn.mixture import GaussianMixture
+    except ImportError as exc:
+        raise Missing(f"needs torch, array-api-compat and scikit-learn ({exc})") from exc
+    if not dry and not torch.cuda.is_available():
+        raise Missing("torch has no CUDA device")
+    device = "cpu" if dry else "cuda"
+    X, means = (torch.asarray(a, device=device) for a in _w2_data(N, D, K))
+
+    def run():
+        with config_context(array_api_dispatch=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning: tol=0 never converges
+            g = GaussianMixture(
+                K, covariance_type="diag", max_iter=iters, tol=0.0, means_init=means, init_params="random_from_data"
+            ).fit(X)
+        if not dry:
+            torch.cuda.synchronize()
+        return g
+
+    return run
 
 
 def workloads(quick: bool = False, dev: Device | None = None):
