@@ -18,6 +18,7 @@
 #pragma once
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/parallel.hpp"
 #include "pygenmod/random.hpp"  // rng::exp_f32: a branch-free float exp that vectorises
 
 #include <cstdint>
@@ -222,33 +223,33 @@ constexpr index_t CAT_PAR_MIN = index_t(1) << 15;
 template <class T>
 void log_prob_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K, T* out,
                   std::int32_t* status) {
-#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b) status[b] = log_prob_row(x + b * K, mask_row(m, mrows, b, K), K, a[b], out + b);
 }
 
 template <class T>
 void log_prob_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
                            index_t K, const T* g, T* dx) {
-#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b) log_prob_row_backward(x + b * K, mask_row(m, mrows, b, K), K, a[b], g[b], dx + b * K);
 }
 
 template <class T>
 void entropy_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b) status[b] = entropy_row(x + b * K, mask_row(m, mrows, b, K), K, out + b);
 }
 
 template <class T>
 void entropy_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, const T* g, T* dx) {
-#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b) entropy_row_backward(x + b * K, mask_row(m, mrows, b, K), K, g[b], dx + b * K);
 }
 
 template <class T>
 void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, const std::uint8_t* mq, index_t mqrows,
             bool p_is_prob, index_t B, index_t K, T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b)
     status[b] =
         kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, out + b);
@@ -257,7 +258,7 @@ void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, cons
 template <class T>
 void kl_backward_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, const std::uint8_t* mq,
                      index_t mqrows, bool p_is_prob, index_t B, index_t K, const T* g, T* dp, T* dq) {
-#pragma omp parallel for schedule(static) if (B * K > CAT_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
   for (index_t b = 0; b < B; ++b)
     kl_row_backward(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, g[b],
                     dp ? dp + b * K : nullptr, dq + b * K);

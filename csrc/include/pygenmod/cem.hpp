@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "pygenmod/parallel.hpp"
 #include "pygenmod/sampling.hpp"
 #include "pygenmod/topk.hpp"
 
@@ -33,7 +34,7 @@ void sample_diag(const T* mean, const T* std_, std::uint64_t seed, std::uint64_t
                  index_t B, index_t N, index_t D, T* X) {
   // An if/else rather than `omp parallel if (...)`: a one-thread region still costs a team set-up.
   if (B > 1 && B * N * D > PAR_MIN) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, share_chunk(B))
     for (index_t b = 0; b < B; ++b)
       sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
   } else {

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/parallel.hpp"
 #include "pygenmod/cpu_features.hpp"
 #include "pygenmod/random.hpp"
 
@@ -837,12 +838,12 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
   // Without KL and log q no log-determinant is needed: the validity checks ride on the first
   // sample's mat-vec (one pass over the lower triangle, no logs).
   const bool fused = !kl && !logq && S > 0;
-  // A static schedule: each thread streams one contiguous block of matrices (the hardware
-  // prefetcher follows it); the per-row work is uniform.
+  // Contiguous blocks of matrices (the hardware prefetcher follows them), handed out on demand
+  // (share_chunk: a slowed thread does not hold up the call).
 #pragma omp parallel if (B * D * D > PAR_MIN)
   {
     std::vector<T> eb(D);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, share_chunk(B))
     for (index_t b = 0; b < B; ++b) {
       const T* m = mu + b * D;
       const T* Lb = L + (shared ? 0 : b * D * D);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/parallel.hpp"
 #include "pygenmod/cpu_features.hpp"
 
 namespace pygenmod::spatial {
@@ -742,7 +743,7 @@ void forward_cpu(const detail::FwdArgs<S>& a, bool channels_last) {
         : (mk ? pick_fwd<S, false, true>(channels_last) : pick_fwd<S, false, false>(channels_last));
   const index_t n = n_items(a.B, a.C, channels_last);
   const bool par = n > 1 && a.B * a.C * a.H * a.W >= kParallelMin;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(dynamic, share_chunk(n)) if (par)
   for (index_t i = 0; i < n; ++i) f(a, i);
 }
 
@@ -755,7 +756,7 @@ void backward_cpu(const detail::BwdArgs<S>& a, bool channels_last) {
   const bwd_item_fn<S> f = a.g_maps ? pick_bwd<S, true>(channels_last) : pick_bwd<S, false>(channels_last);
   const index_t n = n_items(a.B, a.C, channels_last);
   const bool par = n > 1 && a.B * a.C * a.H * a.W >= kParallelMin;
-#pragma omp parallel for schedule(static) if (par)
+#pragma omp parallel for schedule(dynamic, share_chunk(n)) if (par)
   for (index_t i = 0; i < n; ++i) f(a, i);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/parallel.hpp"
 
 namespace pygenmod::topk {
 
@@ -47,7 +48,7 @@ constexpr index_t TOPK_PAR_MIN = index_t(1) << 15;
 
 template <class T>
 void top_k_cpu(const T* x, index_t rows, index_t n, index_t k, std::int64_t* idx) {
-#pragma omp parallel for schedule(static) if (rows * n > TOPK_PAR_MIN)
+#pragma omp parallel for schedule(dynamic, share_chunk(rows)) if (rows * n > TOPK_PAR_MIN)
   for (index_t r = 0; r < rows; ++r) row_top_k(x + r * n, n, k, idx + r * k);
 }
 

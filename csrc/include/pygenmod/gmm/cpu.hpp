@@ -11,6 +11,7 @@
 
 #include "pygenmod/gmm/simd.hpp"
 #include "pygenmod/interrupt.hpp"
+#include "pygenmod/parallel.hpp"
 
 #if !defined(__CUDACC__)
 #if defined(_OPENMP)
@@ -740,7 +741,7 @@ void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T*
 #pragma omp parallel if (B * N * K * D > 32768)
   {
     std::vector<double> row(K);
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, share_chunk(B* N))
     for (index_t bn = 0; bn < B * N; ++bn) {
       const index_t b = bn / N;
       const T* x = X + bn * D;
@@ -763,7 +764,7 @@ template <class T>
 void sample_cpu(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K, index_t D, index_t n,
                 std::uint64_t seed, std::uint64_t stream0, T* out, std::int64_t* labels) {
   const index_t cs = cov_size(type, K, D);
-#pragma omp parallel for schedule(static) if (B * n * D > 32768)
+#pragma omp parallel for schedule(dynamic, share_chunk(B* n)) if (B * n * D > 32768)
   for (index_t bn = 0; bn < B * n; ++bn) {
     const index_t b = bn / n, i = bn % n;
     sample_one(type, weights + b * K, means + b * K * D, pc + b * cs, K, D, seed, stream0 + b, i, out + bn * D,
