@@ -3,10 +3,11 @@
 At small B, select and the tabular search run a warp per tree (csrc/cuda/mcts_warp.cuh): the
 32 lanes split a node's children and combine to the same child as the serial loop. These
 CUDA cases (B = 1 and 3, A = 225) compare the warp mapping with the thread-per-tree mapping
-bitwise (every tree array) and with the CPU (the same trees; floats to rounding, since nvcc's
-FMA contraction and libdevice differ from the host in the last bit: docs/gpu.md). They skip
-without CUDA (and fail under PYGENMOD_REQUIRE_CUDA=1). The lane logic itself is tested on the
-host against the serial loops in tests/cpp/test_mcts_lanes.cpp.
+bitwise (every tree array) and, in float64, with the CPU (the same trees; floats to rounding,
+since nvcc's FMA contraction and libdevice differ from the host in the last bit, docs/gpu.md,
+which in float32 may flip a near-tie among 225 children). They skip without CUDA (and fail
+under PYGENMOD_REQUIRE_CUDA=1). The lane logic itself is tested on the host against the
+serial loops in tests/cpp/test_mcts_lanes.cpp.
 """
 
 from __future__ import annotations
@@ -95,10 +96,12 @@ def test_cuda_warp_per_tree_matches_thread_per_tree_and_cpu(cuda_mcts, rng, dtyp
     cuda_mcts.set_mapping("thread")
     thread = _search("cuda", policy, m, roots, sims, kw, callback)
     cuda_mcts.set_mapping("auto")
-    cpu = _search("cpu", policy, m, roots, sims, kw, callback)
     for f in INT_FIELDS + FLOAT_FIELDS:
         w, t = _host(getattr(warp.tree, f)), _host(getattr(thread.tree, f))
         np.testing.assert_array_equal(w.view(np.uint8), t.view(np.uint8), err_msg=f"{f}: warp vs thread (bitwise)")
+    if dtype == np.float32:
+        return  # CPU vs CUDA in float32: a near-tie within rounding may flip a selection (docs/gpu.md)
+    cpu = _search("cpu", policy, m, roots, sims, kw, callback)
     for f in INT_FIELDS:
         np.testing.assert_array_equal(_host(getattr(warp.tree, f)), getattr(cpu.tree, f), err_msg=f"{f}: cuda vs cpu")
     for f in FLOAT_FIELDS:
