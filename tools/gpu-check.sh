@@ -161,9 +161,10 @@ tests_all() {
 }
 
 # Short CUDA subset under compute-sanitizer: memcheck on everything in it, racecheck on the
-# kernels with shared memory (spatial softmax). PYGENMOD_CUDA_SYNC=1 ties a fault to its launch.
+# kernels with shared memory (spatial softmax), synccheck on the MCTS warp-per-tree kernels
+# (shuffles, __syncwarp). PYGENMOD_CUDA_SYNC=1 ties a fault to its launch.
 sanitizer() {
-  local tool SAN_K="cuda" SAN_TESTS=(tests/test_gpu_shared.py)
+  local tool SAN_K="cuda" SAN_TESTS=(tests/test_gpu_shared.py tests/test_mcts_warp.py)
   if ((DRY)) || ! command -v compute-sanitizer >/dev/null; then
     echo "compute-sanitizer: $( ((DRY)) && echo 'dry run' || echo 'not on PATH'): only collecting the subset"
     PYGENMOD_CUDA_SYNC=1 "$PY" -m pytest -q -p no:cacheprovider --collect-only -k "$SAN_K" "${SAN_TESTS[@]}" || return 1
@@ -171,9 +172,10 @@ sanitizer() {
     return 0
   fi
   local rc=0
-  for tool in memcheck racecheck; do
+  for tool in memcheck racecheck synccheck; do
     local k=$SAN_K
     [[ $tool == racecheck ]] && k="$SAN_K and spatial"
+    [[ $tool == synccheck ]] && k="$SAN_K and warp_per_tree and f32"
     echo "## compute-sanitizer --tool $tool (-k '$k')"
     PYGENMOD_CUDA_SYNC=1 compute-sanitizer --tool "$tool" --error-exitcode 99 --target-processes all \
       "$PY" -m pytest -q -p no:cacheprovider -x -k "$k" "${SAN_TESTS[@]}" || rc=1

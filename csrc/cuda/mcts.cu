@@ -1,7 +1,10 @@
 // CUDA launchers for batched MCTS: one thread per tree runs select / expand / backup /
-// advance / the whole tabular search; the math is pygenmod/mcts.hpp's.
+// advance / the whole tabular search; the math is pygenmod/mcts.hpp's. At small B (see
+// mcts::use_warp_per_tree) select and the tabular search run a warp per tree instead: the 32
+// lanes split each node's children (mcts_lanes.hpp, mcts_warp.cuh) and choose the same child.
 #include "cuda_check.cuh"
 #include "mcts.cuh"
+#include "mcts_warp.cuh"
 
 namespace pygenmod::cuda {
 using mcts::i32;
@@ -17,6 +20,48 @@ __global__ void select_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, i32* 
   const index_t b = tid();
   if (b < B) mcts::select_one(mcts::tree_at(t, b), p, node + b, action + b);
 }
+
+// A warp per tree: warp w of the grid (blocks of kWarpThreads) runs tree w.
+constexpr unsigned kWarpThreads = 128;
+
+template <class T>
+__global__ void select_warp_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, i32* node, i32* action) {
+  const index_t g = tid(), b = g / 32;
+  if (b >= B) return;  // the whole warp
+  const WarpLanes ln{static_cast<unsigned>(g % 32)};
+  i32 n, a;
+  mcts::select_one_lanes(ln, mcts::tree_at(t, b), p, &n, &a);
+  if (ln.leader()) node[b] = n, action[b] = a;
+}
+
+template <class T>
+__global__ void search_tabular_warp_kernel(mcts::Batch<T> t, index_t B, mcts::Params p, index_t sims,
+                                           const std::int64_t* next_state, const T* reward, const T* discount,
+                                           const T* logits, const T* prior, const T* value, const u8* invalid,
+                                           mcts::Transitions tr) {
+  const index_t g = tid(), b = g / 32;
+  if (b >= B) return;  // the whole warp
+  const mcts::LanesExec<WarpLanes> ex{WarpLanes{static_cast<unsigned>(g % 32)}};
+  mcts::TreeRef<T> r = mcts::tree_at(t, b);
+  mcts::search_tabular_one(r, p, sims, next_state, reward, discount, logits, prior, value, invalid, tr, b, 0, ex);
+}
+
+// Process-wide mapping switch (mcts::Mapping), set through _cuda_mcts.set_mapping.
+int g_mapping = mcts::kMapAuto;
+
+int multiprocessors() {
+  int dev = 0, n = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  static int cached[64] = {};
+  if (dev >= 0 && dev < 64 && cached[dev] > 0) return cached[dev];
+  check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+  if (dev >= 0 && dev < 64) cached[dev] = n;
+  return n;
+}
+
+bool warp_per_tree(index_t B) { return mcts::use_warp_mapping(g_mapping, B, multiprocessors()); }
+
+index_t warp_blocks(index_t B) { return blocks_for(B * 32, kWarpThreads); }
 
 template <class T>
 __global__ void expand_kernel(mcts::Batch<T> t, index_t B, const i32* node, const i32* action, const T* reward,
@@ -85,7 +130,10 @@ template <class T>
 void mcts_select(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, i32* node, i32* action,
                  cudaStream_t stream) {
   if (B == 0) return;
-  select_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, p, node, action);
+  if (warp_per_tree(B))
+    select_warp_kernel<T><<<warp_blocks(B), kWarpThreads, 0, stream>>>(t, B, p, node, action);
+  else
+    select_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(t, B, p, node, action);
   check_launch("mcts select");
 }
 
@@ -112,8 +160,13 @@ void mcts_search_tabular(const mcts::Batch<T>& t, index_t B, const mcts::Params&
                          const T* prior, const T* value, const u8* invalid, const mcts::Transitions& tr,
                          cudaStream_t stream) {
   if (B == 0 || num_simulations == 0) return;
-  search_tabular_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
-      t, B, p, num_simulations, next_state, reward, discount, logits, prior, value, invalid, tr);
+  // (the chance-node search runs on one thread per tree: no lane-split descent there)
+  if (!(p.chance && tr.cdf) && warp_per_tree(B))
+    search_tabular_warp_kernel<T><<<warp_blocks(B), kWarpThreads, 0, stream>>>(
+        t, B, p, num_simulations, next_state, reward, discount, logits, prior, value, invalid, tr);
+  else
+    search_tabular_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(
+        t, B, p, num_simulations, next_state, reward, discount, logits, prior, value, invalid, tr);
   check_launch("mcts search_tabular");
 }
 
@@ -147,6 +200,14 @@ void mcts_sample(const T* w, index_t B, index_t A, const T* temperature, std::ui
   sample_kernel<T><<<blocks_for(B, kThreads), kThreads, 0, stream>>>(w, B, A, temperature, seed, stream0, out);
   check_launch("mcts sample_action");
 }
+
+int mcts_set_mapping(int mapping) {
+  const int old = g_mapping;
+  g_mapping = mapping;
+  return old;
+}
+
+bool mcts_warp_per_tree(index_t B) { return warp_per_tree(B); }
 
 #define PGM_MCTS_INSTANTIATE(T)                                                                                      \
   template void mcts_select<T>(const mcts::Batch<T>&, index_t, const mcts::Params&, i32*, i32*, cudaStream_t);       \

@@ -1,11 +1,17 @@
 // Host-side declarations of the CUDA MCTS launchers (no device code here). One thread per
-// tree; the per-tree math is pygenmod/mcts.hpp's.
+// tree, or a warp per tree for select and the tabular search at small B (mcts_lanes.hpp);
+// the per-tree math is pygenmod/mcts.hpp's.
 #pragma once
 #include <cuda_runtime.h>
 
 #include "pygenmod/mcts.hpp"
 
 namespace pygenmod::cuda {
+// The mapping of select / search_tabular (mcts::Mapping: auto, thread, warp) for the whole
+// process; returns the previous one. A switch for tests and benchmarks.
+int mcts_set_mapping(int mapping);
+// Whether a call over B trees on the current device runs a warp per tree now.
+bool mcts_warp_per_tree(index_t B);
 template <class T>
 void mcts_select(const mcts::Batch<T>& t, index_t B, const mcts::Params& p, mcts::i32* node, mcts::i32* action,
                  cudaStream_t stream);

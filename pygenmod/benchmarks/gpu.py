@@ -319,6 +319,48 @@ def _w5(dev: Device, B, sims, S=1024, A=16, policy="muzero"):
     )
 
 
+def _w5_mapping(dev: Device, B, sims, S=1024, A=225, policy="gumbel"):
+    """The MCTS tabular search with a warp per tree against one thread per tree (the switch
+    _cuda_mcts.set_mapping), to check where mcts::use_warp_per_tree puts the crossover."""
+    from pygenmod import mcts
+
+    from .mcts import GAMMA, random_tabular
+
+    def with_mapping(name):
+        def setup():
+            ns, R, L, V, roots = random_tabular(S=S, A=A, B=B)
+            model = mcts.tabular_model(*(dev.asarray(a) for a in (ns, R, L, V)), GAMMA)
+            r = dev.asarray(roots)
+            set_mapping = lambda m: None  # noqa: E731 (dry run: the CPU has one mapping)
+            if not dev.dry:
+                from pygenmod import _cuda_mcts
+
+                set_mapping = _cuda_mcts.set_mapping
+
+            def run():
+                old = set_mapping(name)
+                try:
+                    return mcts.search(r, model, sims, policy=policy)
+                finally:
+                    set_mapping(old)
+
+            return dev.timed(run)
+
+        return setup
+
+    return Workload(
+        f"G-W5-mapping-B{B}",
+        f"{policy} search, tabular S={S}, A={A}, B={B}, {sims} simulations: a warp vs a thread per tree",
+        [
+            Candidate("pygenmod cuda (warp per tree)", with_mapping("warp"), is_ours=True),
+            Candidate("pygenmod cuda (thread per tree)", with_mapping("thread")),
+        ],
+        flops=None,
+        unit="search",
+        repeats=5,
+    )
+
+
 def _w6(dev: Device, S, A, Bb, Sb, Ab, sweeps):
     from pygenmod import mdp
 
@@ -579,6 +621,10 @@ def workloads(quick: bool = False, dev: Device | None = None):
         *_w4(dev, *((64, 8, 16, 4) if small else (65536, 64, 8192, 32))),
         _w5(dev, *((4, 8) if small else (256, 64))),
         _w5(dev, *((2, 8, 32, 9, "gumbel") if small else (1024, 800, 4096, 225, "gumbel"))),
+        *(
+            _w5_mapping(dev, B, *((4, 32, 9) if small else (200, 1024, 225)))
+            for B in ((1, 3) if small else (1, 64, 1024, 4096))
+        ),
         *_w6(dev, *((50, 4, 8, 16, 4, 5) if small else (2000, 8, 1024, 64, 4, 200))),
         _w7(dev, *((16, 8) if small else (1024, 4096))),
         _w2(dev, *((500, 4, 3, 3) if small else (1_000_000, 64, 64, 10))),  # last: the least known

@@ -13,7 +13,21 @@ using namespace pygenmod::bind;
 namespace am = pygenmod::bind::args::mcts;
 
 PYBIND11_MODULE(_cuda_mcts, m) {
-  m.doc() = "pygenmod batched Monte Carlo tree search, CUDA kernels (one thread per tree)";
+  m.doc() = "pygenmod batched Monte Carlo tree search, CUDA kernels (a thread or a warp per tree)";
+  // The mapping switch of select / search_tabular: "auto" (mcts::use_warp_per_tree), "thread"
+  // or "warp"; returns the previous one. For tests and benchmarks (process-wide).
+  m.def(
+      "set_mapping",
+      [](const std::string& name) {
+        static const char* names[] = {"auto", "thread", "warp"};
+        int want = -1;
+        for (int i = 0; i < 3; ++i)
+          if (name == names[i]) want = i;
+        if (want < 0) throw py::value_error("mapping must be 'auto', 'thread' or 'warp', got '" + name + "'");
+        return std::string(names[cuda::mcts_set_mapping(want)]);
+      },
+      "mapping"_a);
+  m.def("warp_per_tree", [](std::int64_t B) { return cuda::mcts_warp_per_tree(B); }, "B"_a);
   m.def(
       "select",
       [](py::tuple tree, py::array params, py::object table, py::object node, py::object action,

@@ -39,6 +39,14 @@
 #include "pygenmod/mcts_fields.hpp"
 #include "pygenmod/random.hpp"
 
+// The small per-child functions shared by the serial and lane-split selections: always
+// inlined on the host too (GCC keeps some out of line at -O3: a call per child, ~20% slower).
+#if defined(__CUDACC__) || !defined(__GNUC__)
+#define PGM_MCTS_INLINE PGM_HD
+#else
+#define PGM_MCTS_INLINE inline __attribute__((always_inline))
+#endif
+
 namespace pygenmod::mcts {
 
 using i32 = std::int32_t;
@@ -57,6 +65,23 @@ PGM_HD T m_max(T a, T b) {
 template <class T>
 PGM_HD T m_min(T a, T b) {
   return a < b ? a : b;
+}
+// x * y rounded on its own. nvcc contracts a product and a following add into one FMA by
+// default; a completed Q (a product) is read from a cache by one selection path and used at
+// once by another (mcts_lanes.hpp), so it must not be fused into the sum that uses it.
+PGM_HD float mul_rn(float x, float y) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(x, y);
+#else
+  return x * y;
+#endif
+}
+PGM_HD double mul_rn(double x, double y) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(x, y);
+#else
+  return x * y;
+#endif
 }
 template <class T>
 PGM_HD T tiny_of();
@@ -233,14 +258,60 @@ PGM_HD void set_logits(TreeRef<T>& t, i32 c, const T* logits, const u8* invalid,
 // are cached in a small local buffer when A <= kQCache (recomputed otherwise).
 constexpr int kQCache = 32;
 
+// The Q range used to normalise: max(hi - lo, 1e-8) (PUCT and the completed Q of Gumbel).
+template <class T>
+PGM_MCTS_INLINE T q_range(T lo, T hi) {
+  return m_max(hi - lo, static_cast<T>(1e-8));
+}
+
+// A child's PUCT score at node n, given the node's Q bounds (lo, hi over the node's value and
+// its expanded children's Q). One function for every mapping (serial, lane-split), so the
+// chosen child is the same bitwise.
+template <class T>
+struct PuctScore {
+  T lo, denom, tmin, tmax, scale;
+  bool q_tree;
+  // c: the child (-1 = unexpanded), q: its Q (read only when c >= 0), prior: P(n, a)
+  PGM_MCTS_INLINE T operator()(const TreeRef<T>& t, i32 c, T q, T prior) const {
+    if (c < 0) return scale * prior;
+    T v;
+    if (q_tree)  // MuZero MinMaxStats.normalize: Q unchanged while max <= min
+      v = tmax > tmin ? (q - tmin) / (tmax - tmin) : q;
+    else
+      v = (q - lo) / denom;
+    return v + scale * prior / (static_cast<T>(t.visits[c]) + T(1));
+  }
+};
+
+template <class T>
+PGM_MCTS_INLINE PuctScore<T> puct_score(const TreeRef<T>& t, i32 n, const Params& p, T lo, T hi) {
+  PuctScore<T> s;
+  s.lo = lo;
+  s.denom = q_range(lo, hi);
+  s.tmin = t.qbounds[0];
+  s.tmax = t.qbounds[1];
+  s.q_tree = p.q_tree != 0;
+  const T N = static_cast<T>(t.visits[n]);
+  const T c2 = static_cast<T>(p.pb_c_base);
+  const T pb_c = static_cast<T>(p.pb_c_init) + m_log((N + c2 + T(1)) / c2);
+  s.scale = m_sqrt(N) * pb_c;
+  return s;
+}
+
+// The node's mean value (the first bound of PUCT's Q normalisation).
+template <class T>
+PGM_MCTS_INLINE T node_value(const TreeRef<T>& t, i32 n) {
+  return t.value_sum[n] / static_cast<T>(t.visits[n]);
+}
+
 template <class T>
 PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
   const index_t A = t.A;
   const i32* ch = t.children + n * A;
   const bool cache = A <= kQCache;
   T qbuf[kQCache];
-  const T node_value = t.value_sum[n] / static_cast<T>(t.visits[n]);
-  T lo = node_value, hi = node_value;
+  const T nv = node_value(t, n);
+  T lo = nv, hi = nv;
   for (index_t a = 0; a < A; ++a)
     if (ch[a] >= 0) {
       const T q = child_q(t, ch[a]);
@@ -248,12 +319,7 @@ PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
       lo = m_min(lo, q);
       hi = m_max(hi, q);
     }
-  const T denom = m_max(hi - lo, static_cast<T>(1e-8));
-  const T tmin = t.qbounds[0], tmax = t.qbounds[1];
-  const T N = static_cast<T>(t.visits[n]);
-  const T c2 = static_cast<T>(p.pb_c_base);
-  const T pb_c = static_cast<T>(p.pb_c_init) + m_log((N + c2 + T(1)) / c2);
-  const T scale = m_sqrt(N) * pb_c;
+  const PuctScore<T> score_of = puct_score(t, n, p, lo, hi);
   const T* prior = t.prior + n * A;
   const u8* invalid = t.invalid + n * A;
   i32 best = -1;
@@ -261,18 +327,7 @@ PGM_HD i32 select_muzero(const TreeRef<T>& t, i32 n, const Params& p) {
   for (index_t a = 0; a < A; ++a) {
     if (invalid[a]) continue;
     const i32 c = ch[a];
-    T score;
-    if (c >= 0) {
-      const T q = cache ? qbuf[a] : child_q(t, c);
-      T v;
-      if (p.q_tree)  // MuZero MinMaxStats.normalize: Q unchanged while max <= min
-        v = tmax > tmin ? (q - tmin) / (tmax - tmin) : q;
-      else
-        v = (q - lo) / denom;
-      score = v + scale * prior[a] / (static_cast<T>(t.visits[c]) + T(1));
-    } else {
-      score = scale * prior[a];
-    }
+    const T score = score_of(t, c, c >= 0 ? (cache ? qbuf[a] : child_q(t, c)) : T(0), prior[a]);
     if (best < 0 || score > best_score) {
       best = static_cast<i32>(a);
       best_score = score;
@@ -296,9 +351,24 @@ struct Completed {
   PGM_HD T operator()(const TreeRef<T>& t, i32 n, index_t a) const {
     if (cache) return cache[a];
     const T q = raw(t, n, a);
-    return scale * (rescale ? (q - lo) / range : q);
+    return mul_rn(scale, rescale ? (q - lo) / range : q);
   }
 };
+
+// Pieces of completed_q shared with the lane-split version (mcts_lanes.hpp).
+template <class T>
+PGM_MCTS_INLINE T mixed_value(T raw_value, T sum_n, T wq) {
+  return (raw_value + sum_n * wq) / (sum_n + T(1));
+}
+template <class T>
+PGM_MCTS_INLINE T completed_scale(const Params& p, i32 maxvisit) {
+  return (static_cast<T>(p.maxvisit_init) + static_cast<T>(maxvisit)) * static_cast<T>(p.value_scale);
+}
+// A visited child's weight in the mixed value: max(tiny, prior) * q / sum_p.
+template <class T>
+PGM_MCTS_INLINE T mixed_term(T prior, T q, T sum_p) {
+  return m_max(tiny_of<T>(), prior) * q / sum_p;
+}
 
 // buf: kQCache entries of scratch, used when A <= kQCache.
 template <class T>
@@ -323,8 +393,8 @@ PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p, T* 
   const T raw_value = t.raw_value[n];
   if (p.use_mixed_value) {
     for (index_t a = 0; a < A; ++a)
-      if (ch[a] >= 0) wq += m_max(tiny_of<T>(), prior[a]) * (cached ? buf[a] : child_q(t, ch[a])) / sum_p;
-    out.mixed = (raw_value + sum_n * wq) / (sum_n + T(1));
+      if (ch[a] >= 0) wq += mixed_term(prior[a], cached ? buf[a] : child_q(t, ch[a]), sum_p);
+    out.mixed = mixed_value(raw_value, sum_n, wq);
   } else {
     out.mixed = raw_value;
   }
@@ -342,15 +412,15 @@ PGM_HD Completed<T> completed_q(const TreeRef<T>& t, i32 n, const Params& p, T* 
       hi = m_max(hi, q);
     }
     out.lo = lo;
-    out.range = m_max(hi - lo, static_cast<T>(1e-8));
+    out.range = q_range(lo, hi);
   }
-  out.scale = (static_cast<T>(p.maxvisit_init) + static_cast<T>(maxvisit)) * static_cast<T>(p.value_scale);
+  out.scale = completed_scale<T>(p, maxvisit);
   if (cached) {
     const T scale = out.scale, lo = out.lo, range = out.range;
     if (out.rescale)
-      for (index_t a = 0; a < A; ++a) buf[a] = scale * ((buf[a] - lo) / range);
+      for (index_t a = 0; a < A; ++a) buf[a] = mul_rn(scale, (buf[a] - lo) / range);
     else
-      for (index_t a = 0; a < A; ++a) buf[a] = scale * buf[a];
+      for (index_t a = 0; a < A; ++a) buf[a] = mul_rn(scale, buf[a]);
     out.cache = buf;
   }
   return out;
@@ -361,6 +431,14 @@ template <class T>
 PGM_HD T gumbel_score(const TreeRef<T>& t, i32 n, index_t a, T lmax, const Completed<T>& cq) {
   const T s = t.gumbel[a] + (t.logits[n * t.A + a] - lmax) + cq(t, n, a);
   return m_max(static_cast<T>(-1e9), s);
+}
+
+// The visit count sequential halving considers next: table[min(num_valid, max_considered),
+// min(sim, table_len - 1)] (jnp indexing clamps).
+PGM_HD i32 considered_visits(const Params& p, int num_valid, i32 sim) {
+  const int considered_n = num_valid < p.max_considered ? num_valid : p.max_considered;
+  if (sim >= p.table_len) sim = p.table_len - 1;
+  return p.table[considered_n * p.table_len + sim];
 }
 
 // mctx gumbel_muzero_root_action_selection (sequential halving with Gumbel).
@@ -377,9 +455,7 @@ PGM_HD i32 select_gumbel_root(const TreeRef<T>& t, const Params& p) {
     sim += child_visits(t, 0, a);
     lmax = m_max(lmax, t.logits[a]);
   }
-  const int considered_n = num_valid < p.max_considered ? num_valid : p.max_considered;
-  if (sim >= p.table_len) sim = p.table_len - 1;  // jnp indexing clamps
-  const i32 considered = p.table[considered_n * p.table_len + sim];
+  const i32 considered = considered_visits(p, num_valid, sim);
   i32 best = -1, fallback = -1;
   T best_score = neg_inf<T>(), fb_score = neg_inf<T>();
   for (index_t a = 0; a < A; ++a) {
@@ -397,6 +473,13 @@ PGM_HD i32 select_gumbel_root(const TreeRef<T>& t, const Params& p) {
   // No valid action has the considered visit count (possible on a reused tree):
   // the best Gumbel score among valid actions.
   return best >= 0 ? best : fallback;
+}
+
+// A child's interior Gumbel score: softmax(logits + completed_q)[a] - visits[a] / (1 + total),
+// from e = exp(logit + completed q - max), the softmax's denominator z and the visit count.
+template <class T>
+PGM_MCTS_INLINE T interior_score(T e, T z, T visits, i32 total) {
+  return e / z - visits / static_cast<T>(1 + total);
 }
 
 // mctx gumbel_muzero_interior_action_selection: argmax of
@@ -425,8 +508,7 @@ PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
       ebuf[a] = m_exp(logits[a] + buf[a] - m);
       z += ebuf[a];
     }
-    const T denom = static_cast<T>(1 + total);
-    for (index_t a = 0; a < A; ++a) ebuf[a] = ebuf[a] / z - nbuf[a] / denom;
+    for (index_t a = 0; a < A; ++a) ebuf[a] = interior_score(ebuf[a], z, nbuf[a], total);
     i32 best = -1;
     T best_score = neg_inf<T>();
     for (index_t a = 0; a < A; ++a)
@@ -443,8 +525,7 @@ PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
   T best_score = neg_inf<T>();
   for (index_t a = 0; a < A; ++a) {
     if (invalid[a]) continue;
-    const T prob = m_exp(logits[a] + cq(t, n, a) - m) / z;
-    const T s = prob - static_cast<T>(child_visits(t, n, a)) / static_cast<T>(1 + total);
+    const T s = interior_score(m_exp(logits[a] + cq(t, n, a) - m), z, static_cast<T>(child_visits(t, n, a)), total);
     if (best < 0 || s > best_score) {
       best = static_cast<i32>(a);
       best_score = s;
@@ -458,6 +539,11 @@ PGM_HD i32 select_gumbel_interior(const TreeRef<T>& t, i32 n, const Params& p) {
 // N(n) = visits[n] (the node's own evaluation included) and Q seen from n's player (a
 // negative discount flips the child's value). The prior is not used; only the mask.
 template <class T>
+PGM_MCTS_INLINE T uct_score(const TreeRef<T>& t, i32 c, T log_n, T uct_c) {
+  return child_q(t, c) + uct_c * m_sqrt(log_n / static_cast<T>(t.visits[c]));
+}
+
+template <class T>
 PGM_HD i32 select_uct(const TreeRef<T>& t, i32 n, const Params& p) {
   const index_t A = t.A;
   const i32* ch = t.children + n * A;
@@ -469,7 +555,7 @@ PGM_HD i32 select_uct(const TreeRef<T>& t, i32 n, const Params& p) {
   for (index_t a = 0; a < A; ++a) {
     if (invalid[a]) continue;
     if (ch[a] < 0) return static_cast<i32>(a);
-    const T score = child_q(t, ch[a]) + c * m_sqrt(log_n / static_cast<T>(t.visits[ch[a]]));
+    const T score = uct_score(t, ch[a], log_n, c);
     if (best < 0 || score > best_score) {
       best = static_cast<i32>(a);
       best_score = score;
@@ -490,12 +576,12 @@ PGM_HD i32 select_action(const TreeRef<T>& t, i32 n, const Params& p) {
 // valid action (terminal) ends the descent with action kTerminal.
 // With p.max_depth > 0 the descent also ends after max_depth edges (mctx's simulate): the
 // returned action's child may then exist already (it is re-evaluated, see reevaluate_child).
-template <class T>
-PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32* out_action) {
+template <class T, class Choose>
+PGM_HD void descend(const TreeRef<T>& t, const Params& p, const Choose& choose, i32* out_node, i32* out_action) {
   i32 n = 0;
   int depth = 0;
   for (;;) {
-    const i32 a = select_action(t, n, p);
+    const i32 a = choose(n);
     if (a < 0) break;
     const i32 c = t.children[n * t.A + a];
     ++depth;
@@ -508,6 +594,11 @@ PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32*
   }
   *out_node = n;
   *out_action = kTerminal;
+}
+
+template <class T>
+PGM_HD void select_one(const TreeRef<T>& t, const Params& p, i32* out_node, i32* out_action) {
+  descend(t, p, [&](i32 n) { return select_action(t, n, p); }, out_node, out_action);
 }
 
 // mctx's expansion of an already expanded child at the max_depth cutoff (update_tree_node):
@@ -701,13 +792,31 @@ PGM_HD void init_chance(TreeRef<T>& t, i32 c, i32 parent, i32 action, T reward, 
   }
 }
 
-// Copies the tabular model's node data of state s into node c.
-template <class T>
-PGM_HD void copy_state_row(TreeRef<T>& t, i32 c, std::int64_t s, const T* logits, const T* prior, const u8* invalid) {
-  for (index_t a = 0; a < t.A; ++a) {
-    t.logits[c * t.A + a] = logits[s * t.A + a];
-    t.prior[c * t.A + a] = prior[s * t.A + a];
-    t.invalid[c * t.A + a] = invalid[s * t.A + a];
+// How the threads working on one tree share the work: OneThread (the CPU, the thread-per-tree
+// kernels) or a warp (csrc/cuda/mcts_warp.cuh; mcts_lanes.hpp's HostWarp simulates it on the
+// host). Every thread calls select and gets the same (node, action); leader() writes the tree's
+// scalar fields, the row copies over A are split by lane (no two threads write one field), and
+// sync() orders one thread's writes before another's reads.
+struct OneThread {
+  PGM_HD bool leader() const { return true; }
+  PGM_HD index_t lane() const { return 0; }
+  PGM_HD index_t width() const { return 1; }
+  PGM_HD void sync() const {}
+  template <class T>
+  PGM_HD void select(const TreeRef<T>& t, const Params& p, i32* node, i32* action) const {
+    select_one(t, p, node, action);
+  }
+};
+
+// Node c's data from the tabular model's row of state s (split over the threads of ex).
+template <class T, class Exec>
+PGM_MCTS_INLINE void copy_state_row(const Exec& ex, TreeRef<T>& t, i32 c, std::int64_t s, const T* logits,
+                                    const T* prior, const u8* invalid) {
+  const index_t A = t.A;
+  for (index_t a = ex.lane(); a < A; a += ex.width()) {
+    t.logits[c * A + a] = logits[s * A + a];
+    t.prior[c * A + a] = prior[s * A + a];
+    t.invalid[c * A + a] = invalid[s * A + a];
   }
 }
 
@@ -765,7 +874,7 @@ PGM_HD i32 simulate_chance(TreeRef<T>& t, const Params& p, const std::int64_t* n
     o = t.num_nodes[0]++;
     link_node(t, o, host, slot, T(0), T(1),
               leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim), s2);
-    copy_state_row(t, o, s2, logits, prior, invalid);
+    copy_state_row(OneThread{}, t, o, s2, logits, prior, invalid);
     t.children[host * A + slot] = o;
     return o;
   }
@@ -779,14 +888,17 @@ PGM_HD i32 simulate_chance(TreeRef<T>& t, const Params& p, const std::int64_t* n
 // index in the call (its random streams are those of global index tr.stream0 + b). With
 // p.rollout_depth > 0 a new node's value is a random rollout's (UCT, see rollout_value).
 // Runs simulations sim_begin .. num_simulations - 1 (a search split into such ranges is the
-// same search).
-template <class T>
+// same search). ex: the threads that share the tree (see OneThread); the chance-node search
+// runs on its leader alone.
+template <class T, class Exec = OneThread>
 PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simulations, const std::int64_t* next_state,
                                const T* reward, const T* discount, const T* logits, const T* prior, const T* value,
-                               const u8* invalid, const Transitions& tr, index_t b, index_t sim_begin = 0) {
+                               const u8* invalid, const Transitions& tr, index_t b, index_t sim_begin = 0,
+                               const Exec& ex = Exec{}) {
   const index_t A = t.A;
   const index_t g = static_cast<index_t>(tr.stream0) + b;  // the tree's global index (streams)
   if (p.chance && tr.cdf) {
+    if (!ex.leader()) return;
     for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
       if (t.num_nodes[0] + 2 > t.N) return;  // capacity: checked by the caller beforehand
       backup_one(t, simulate_chance(t, p, next_state, reward, discount, logits, prior, value, invalid, tr, g, sim));
@@ -795,43 +907,36 @@ PGM_HD void search_tabular_one(TreeRef<T>& t, const Params& p, index_t num_simul
   }
   for (index_t sim = sim_begin; sim < num_simulations; ++sim) {
     i32 node, action;
-    select_one(t, p, &node, &action);
+    ex.select(t, p, &node, &action);
     i32 leaf = node;
     const i32 old = action >= 0 ? t.children[node * A + action] : -1;
-    if (old >= 0) {  // max_depth cutoff: re-evaluate the existing child
+    const i32 c = t.num_nodes[0];
+    if (old < 0 && action >= 0 && c >= t.N) return;  // capacity: checked by the caller beforehand
+    ex.sync();                                       // every thread has read the tree before the leader writes it
+    if (action >= 0) {                               // old >= 0: the max_depth cutoff re-evaluates the existing child
       const std::int64_t s = t.state[node], sa = s * A + action;
       const std::int64_t s2 =
           tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim)) : next_state[sa];
-      reevaluate_child(t, old, reward[sa], discount[sa],
-                       leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim));
-      t.state[old] = s2;
-      for (index_t a = 0; a < A; ++a) {
-        t.logits[old * A + a] = logits[s2 * A + a];
-        t.prior[old * A + a] = prior[s2 * A + a];
-        t.invalid[old * A + a] = invalid[s2 * A + a];
+      leaf = old >= 0 ? old : c;
+      if (ex.leader()) {
+        const T v = leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim);
+        if (old >= 0) {
+          reevaluate_child(t, old, reward[sa], discount[sa], v);
+          t.state[old] = s2;
+        } else {
+          t.num_nodes[0] = c + 1;
+          link_node(t, c, node, action, reward[sa], discount[sa], v, s2);
+          t.children[node * A + action] = c;
+        }
       }
-      leaf = old;
-    } else if (action >= 0) {
-      const i32 c = t.num_nodes[0];
-      if (c >= t.N) return;  // capacity: checked by the caller beforehand
-      t.num_nodes[0] = c + 1;
-      const std::int64_t s = t.state[node], sa = s * A + action;
-      const std::int64_t s2 =
-          tr.cdf ? inverse_cdf(tr.cdf + sa * tr.S, tr.S, transition_uniform(tr.seed, g, sim)) : next_state[sa];
-      link_node(t, c, node, action, reward[sa], discount[sa],
-                leaf_value(s2, A, p, next_state, reward, discount, value, invalid, tr, g, sim), s2);
-      for (index_t a = 0; a < A; ++a) {
-        t.logits[c * A + a] = logits[s2 * A + a];
-        t.prior[c * A + a] = prior[s2 * A + a];
-        t.invalid[c * A + a] = invalid[s2 * A + a];
-      }
-      t.children[node * A + action] = c;
-      leaf = c;
-    } else {
+      copy_state_row(ex, t, leaf, s2, logits, prior, invalid);
+    } else if (ex.leader()) {
       t.visits[node] += 1;
       t.value_sum[node] += t.raw_value[node];
     }
-    backup_one(t, leaf);
+    ex.sync();
+    if (ex.leader()) backup_one(t, leaf);
+    ex.sync();
   }
 }
 
