@@ -134,7 +134,8 @@ struct EmStat {
 // Partial sums of statistic q (of ss) of the listed sets (active == nullptr: all run).
 // split == 1: thread (set, group g, q) adds g's tile sums in tile order -> part[s, g, q].
 // split == kTiles: thread (list index li, g, tile u, q) -> tpart[li, g, u, q].
-// Tile sums are added with __dadd_rn in both, so that no FMA contraction can tell them apart.
+// One code path computes a tile's sum in both (f inlined once), and tile sums are added with
+// __dadd_rn (never contracted into an FMA): the two grids cannot round differently.
 template <class F>
 __global__ void stats_kernel(F f, index_t N, index_t ss, index_t G, index_t split, const std::uint8_t* active,
                              const index_t* sets, index_t nb, double* out) {
@@ -143,14 +144,14 @@ __global__ void stats_kernel(F f, index_t N, index_t ss, index_t G, index_t spli
   const index_t q = i % ss, u = (i / ss) % split, g = (i / (ss * split)) % G, s = set_at(sets, i / (ss * split * G));
   if (active && !active[s]) return;
   const index_t n0 = group_begin(N, G, g), n1 = group_begin(N, G, g + 1);
-  if (split == 1) {
-    double acc = 0;
-    for (index_t j = 0; j < kTiles; ++j)
-      acc = __dadd_rn(acc, f(s, q, tile_begin(n0, n1, j), tile_begin(n0, n1, j + 1)));
-    out[(s * G + g) * ss + q] = acc;
-  } else {
-    out[i] = f(s, q, tile_begin(n0, n1, u), tile_begin(n0, n1, u + 1));
+  const bool fold = split == 1;
+  const index_t j0 = fold ? 0 : u, j1 = fold ? kTiles : u + 1;
+  double acc = 0;
+  for (index_t j = j0; j < j1; ++j) {
+    const double t = f(s, q, tile_begin(n0, n1, j), tile_begin(n0, n1, j + 1));
+    acc = fold ? __dadd_rn(acc, t) : t;
   }
+  out[fold ? (s * G + g) * ss + q : i] = acc;
 }
 
 // split == kTiles: one thread per (listed set, group, statistic) adds the group's tiles in order.

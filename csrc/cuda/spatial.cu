@@ -402,6 +402,15 @@ void backward_launch(const BwdArgs<S>& a, index_t splits, const BwdScratch<S>& b
   check_launch("spatial_backward (temperature)");
 }
 
+// The slices of a call on `stream`: whole maps (no scratch to allocate) while the stream is
+// being captured into a CUDA graph, where an allocation from the caller's pool may not be
+// allowed; else the device's choice.
+index_t splits_on(index_t B, index_t C, index_t HW, bool channels_last, cudaStream_t stream) {
+  cudaStreamCaptureStatus st = cudaStreamCaptureStatusNone;
+  PGM_CUDA_CHECK(cudaStreamIsCapturing(stream, &st));
+  return st == cudaStreamCaptureStatusNone ? pixel_splits(B, C, HW, channels_last, sm_count()) : 1;
+}
+
 }  // namespace
 
 index_t spatial_splits(index_t B, index_t C, index_t HW, bool channels_last) {
@@ -409,16 +418,16 @@ index_t spatial_splits(index_t B, index_t C, index_t HW, bool channels_last) {
 }
 
 template <class S>
-std::size_t spatial_forward_scratch_bytes(const FwdArgs<S>& a, bool channels_last) {
+std::size_t spatial_forward_scratch_bytes(const FwdArgs<S>& a, bool channels_last, cudaStream_t stream) {
   Carve cv;
-  const FwdScratch<S> buf(cv, a, spatial_splits(a.B, a.C, a.H * a.W, channels_last));
+  const FwdScratch<S> buf(cv, a, splits_on(a.B, a.C, a.H * a.W, channels_last, stream));
   return cv.used;
 }
 
 template <class S>
-std::size_t spatial_backward_scratch_bytes(const BwdArgs<S>& a, bool channels_last) {
+std::size_t spatial_backward_scratch_bytes(const BwdArgs<S>& a, bool channels_last, cudaStream_t stream) {
   Carve cv;
-  const BwdScratch<S> buf(cv, a, spatial_splits(a.B, a.C, a.H * a.W, channels_last));
+  const BwdScratch<S> buf(cv, a, splits_on(a.B, a.C, a.H * a.W, channels_last, stream));
   return cv.used;
 }
 
@@ -426,7 +435,7 @@ template <class S>
 void spatial_forward(const FwdArgs<S>& a, bool channels_last, void* scratch, std::size_t scratch_bytes,
                      cudaStream_t stream) {
   if (map_blocks(a.B, a.C, channels_last) == 0) return;
-  const index_t splits = spatial_splits(a.B, a.C, a.H * a.W, channels_last);
+  const index_t splits = splits_on(a.B, a.C, a.H * a.W, channels_last, stream);
   Carve cv(scratch);
   const FwdScratch<S> buf(cv, a, splits);
   check_scratch(cv, scratch_bytes, "spatial_forward");
@@ -440,7 +449,7 @@ template <class S>
 void spatial_backward(const BwdArgs<S>& a, bool channels_last, void* scratch, std::size_t scratch_bytes,
                       cudaStream_t stream) {
   if (map_blocks(a.B, a.C, channels_last) == 0) return;
-  const index_t splits = spatial_splits(a.B, a.C, a.H * a.W, channels_last);
+  const index_t splits = splits_on(a.B, a.C, a.H * a.W, channels_last, stream);
   Carve cv(scratch);
   const BwdScratch<S> buf(cv, a, splits);
   check_scratch(cv, scratch_bytes, "spatial_backward");
@@ -450,10 +459,10 @@ void spatial_backward(const BwdArgs<S>& a, bool channels_last, void* scratch, st
     backward_launch<S, false>(a, splits, buf, stream);
 }
 
-#define PGM_SPATIAL_INSTANTIATE(S)                                                             \
-  template std::size_t spatial_forward_scratch_bytes<S>(const FwdArgs<S>&, bool);              \
-  template std::size_t spatial_backward_scratch_bytes<S>(const BwdArgs<S>&, bool);             \
-  template void spatial_forward<S>(const FwdArgs<S>&, bool, void*, std::size_t, cudaStream_t); \
+#define PGM_SPATIAL_INSTANTIATE(S)                                                               \
+  template std::size_t spatial_forward_scratch_bytes<S>(const FwdArgs<S>&, bool, cudaStream_t);  \
+  template std::size_t spatial_backward_scratch_bytes<S>(const BwdArgs<S>&, bool, cudaStream_t); \
+  template void spatial_forward<S>(const FwdArgs<S>&, bool, void*, std::size_t, cudaStream_t);   \
   template void spatial_backward<S>(const BwdArgs<S>&, bool, void*, std::size_t, cudaStream_t);
 PGM_SPATIAL_INSTANTIATE(float)
 PGM_SPATIAL_INSTANTIATE(double)

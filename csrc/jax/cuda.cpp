@@ -78,7 +78,7 @@ ffi::Error spatial_fwd(cudaStream_t stream, ffi::ScratchAllocator scratch, Buf x
     dispatch_float(x, "x", [&](auto tag) {
       using T = decltype(tag);
       const auto a = spatial_fwd_args<T>(x, inv, mask, kp, cov, stats, {cl, x0, dx, y0, dy});
-      const std::size_t bytes = cuda::spatial_forward_scratch_bytes(a, cl);
+      const std::size_t bytes = cuda::spatial_forward_scratch_bytes(a, cl, stream);
       cuda::spatial_forward(a, cl, scratch_bytes(scratch, bytes, "spatial_softmax"), bytes, stream);
     });
   });
@@ -91,7 +91,7 @@ ffi::Error spatial_bwd(cudaStream_t stream, ffi::ScratchAllocator scratch, Buf x
     dispatch_float(x, "x", [&](auto tag) {
       using T = decltype(tag);
       const auto a = spatial_bwd_args<T>(x, inv, mask, stats, kp, cov, g_kp, g_cov, gx, g_temp, {cl, x0, dx, y0, dy});
-      const std::size_t bytes = cuda::spatial_backward_scratch_bytes(a, cl);
+      const std::size_t bytes = cuda::spatial_backward_scratch_bytes(a, cl, stream);
       cuda::spatial_backward(a, cl, scratch_bytes(scratch, bytes, "spatial_softmax backward"), bytes, stream);
     });
   });

@@ -16,11 +16,11 @@ PYBIND11_MODULE(_cuda_spatial, m) {
       "forward",
       [](py::object x, py::object inv_temp, py::object mask, double x0, double dx, double y0, double dy, bool cl,
          py::object kp, py::object cov, py::object maps, py::object stats, std::uintptr_t stream) {
-        args::spatial::forward<DeviceArrays>(x, inv_temp, mask, x0, dx, y0, dy, cl, kp, cov, maps, stats,
-                                             [&](const auto& a) {
-                                               const Scratch tmp = scratch(cuda::spatial_forward_scratch_bytes(a, cl));
-                                               cuda::spatial_forward(a, cl, tmp.ptr, tmp.bytes, as_stream(stream));
-                                             });
+        args::spatial::forward<DeviceArrays>(
+            x, inv_temp, mask, x0, dx, y0, dy, cl, kp, cov, maps, stats, [&](const auto& a) {
+              const Scratch tmp = scratch(cuda::spatial_forward_scratch_bytes(a, cl, as_stream(stream)));
+              cuda::spatial_forward(a, cl, tmp.ptr, tmp.bytes, as_stream(stream));
+            });
       },
       "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a, "keypoints"_a, "cov"_a,
       "maps"_a, "stats"_a, "stream"_a = 0);
@@ -31,7 +31,7 @@ PYBIND11_MODULE(_cuda_spatial, m) {
          py::object gx, py::object g_temp, std::uintptr_t stream) {
         args::spatial::backward<DeviceArrays>(
             x, inv_temp, mask, x0, dx, y0, dy, cl, stats, kp, cov, g_kp, g_cov, g_maps, gx, g_temp, [&](const auto& a) {
-              const Scratch tmp = scratch(cuda::spatial_backward_scratch_bytes(a, cl));
+              const Scratch tmp = scratch(cuda::spatial_backward_scratch_bytes(a, cl, as_stream(stream)));
               cuda::spatial_backward(a, cl, tmp.ptr, tmp.bytes, as_stream(stream));
             });
       },
