@@ -141,17 +141,18 @@ __global__ void stats_kernel(F f, index_t N, index_t ss, index_t G, index_t spli
                              const index_t* sets, index_t nb, double* out) {
   const index_t i = blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x;
   if (i >= nb * G * split * ss) return;
-  const index_t q = i % ss, u = (i / ss) % split, g = (i / (ss * split)) % G, s = set_at(sets, i / (ss * split * G));
+  const StatsItem it = stats_item(i, ss, split, G);
+  const index_t q = it.q, g = it.g, s = set_at(sets, it.li);
   if (active && !active[s]) return;
   const index_t n0 = group_begin(N, G, g), n1 = group_begin(N, G, g + 1);
   const bool fold = split == 1;
-  const index_t j0 = fold ? 0 : u, j1 = fold ? kTiles : u + 1;
+  const index_t j0 = fold ? 0 : it.u, j1 = fold ? kTiles : it.u + 1;
   double acc = 0;
   for (index_t j = j0; j < j1; ++j) {
     const double t = f(s, q, tile_begin(n0, n1, j), tile_begin(n0, n1, j + 1));
     acc = fold ? __dadd_rn(acc, t) : t;
   }
-  out[fold ? (s * G + g) * ss + q : i] = acc;
+  out[fold ? (s * G + g) * ss + q : tile_slot(it.li, g, it.u, q, G, ss)] = acc;
 }
 
 // split == kTiles: one thread per (listed set, group, statistic) adds the group's tiles in order.
@@ -162,7 +163,7 @@ __global__ void fold_tiles_kernel(index_t G, index_t ss, const std::uint8_t* act
   const index_t q = i % ss, g = (i / ss) % G, li = i / (ss * G), s = set_at(sets, li);
   if (active && !active[s]) return;
   double acc = 0;
-  for (index_t j = 0; j < kTiles; ++j) acc = __dadd_rn(acc, tpart[((li * G + g) * kTiles + j) * ss + q]);
+  for (index_t j = 0; j < kTiles; ++j) acc = __dadd_rn(acc, tpart[tile_slot(li, g, j, q, G, ss)]);
   part[(s * G + g) * ss + q] = acc;
 }
 

@@ -41,23 +41,20 @@ struct MapRef {
 template <bool CL>
 __device__ MapRef map_ref(index_t C, index_t HW, index_t splits) {
   MapRef r;
-  const index_t blk = blockIdx.x / splits;
-  r.k = blockIdx.x % splits;
+  const SliceBlock sb = slice_block(blockIdx.x, splits, C, CL);
+  r.b = sb.b;
+  r.k = sb.k;
   r.p0 = slice_begin(HW, splits, r.k);
   r.p1 = slice_begin(HW, splits, r.k + 1);
   if constexpr (!CL) {
-    const index_t bc = blk;
-    r.b = bc / C;
-    r.c = bc % C;
-    r.base = bc * HW;
+    r.c = sb.c0;
+    r.base = (r.b * C + r.c) * HW;
     r.ps = 1;
     r.lane = threadIdx.y * TX + threadIdx.x;
     r.nlanes = NT;
     r.active = true;
   } else {
-    const index_t tiles = (C + TX - 1) / TX;
-    r.b = blk / tiles;
-    r.c = (blk % tiles) * TX + threadIdx.x;
+    r.c = sb.c0 + threadIdx.x;
     r.base = r.b * HW * C + r.c;
     r.ps = C;
     r.lane = threadIdx.y;

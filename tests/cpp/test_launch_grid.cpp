@@ -4,6 +4,7 @@
 // zero-block grid), the scratch covers every launch; the spatial softmax slices likewise.
 #include <cstdint>
 #include <initializer_list>
+#include <vector>
 
 #include "check.hpp"
 #include "pygenmod/launch_grid.hpp"
@@ -53,6 +54,33 @@ void check_tile_partials(index_t B, index_t N, index_t ss, int sms) {
   CHECK(gmm::stats_tile_partials(B, N, ss, kThreads, sms) == most);
 }
 
+// Thread i <-> (listed set, group, tile, statistic) one to one, statistic fastest; with
+// split = kTiles thread i writes tile slot i.
+void check_stats_items(index_t nb, index_t G, index_t ss, index_t split) {
+  for (index_t i = 0; i < nb * G * split * ss; ++i) {
+    const gmm::StatsItem it = gmm::stats_item(i, ss, split, G);
+    CHECK(it.q >= 0 && it.q < ss && it.u >= 0 && it.u < split && it.g >= 0 && it.g < G && it.li >= 0 && it.li < nb);
+    CHECK(((it.li * G + it.g) * split + it.u) * ss + it.q == i);
+    if (split == gmm::kTiles) CHECK(gmm::tile_slot(it.li, it.g, it.u, it.q, G, ss) == i);
+  }
+}
+
+// The blocks of a split launch cover every (image, map group, slice) exactly once.
+void check_slice_blocks(index_t B, index_t C, index_t splits, bool cl) {
+  const index_t step = cl ? sp::kGroupChannels : 1;
+  std::vector<int> seen(static_cast<std::size_t>(B * C * splits), 0);
+  for (index_t blk = 0; blk < sp::map_blocks(B, C, cl) * splits; ++blk) {
+    const sp::SliceBlock sb = sp::slice_block(blk, splits, C, cl);
+    CHECK(sb.b >= 0 && sb.b < B && sb.c0 >= 0 && sb.c0 < C && sb.c0 % step == 0 && sb.k >= 0 && sb.k < splits);
+    CHECK(blk % splits == sb.k);  // a map group's slices are consecutive blocks
+    ++seen[static_cast<std::size_t>((sb.b * C + sb.c0) * splits + sb.k)];
+  }
+  for (index_t b = 0; b < B; ++b)
+    for (index_t c = 0; c < C; ++c)
+      for (index_t k = 0; k < splits; ++k)
+        CHECK(seen[static_cast<std::size_t>((b * C + c) * splits + k)] == (c % step == 0 ? 1 : 0));
+}
+
 void check_splits(index_t B, index_t C, index_t HW, bool cl, int sms) {
   const index_t s = sp::pixel_splits(B, C, HW, cl, sms);
   const index_t blocks = sp::map_blocks(B, C, cl), fill = grid::fill_blocks(sms);
@@ -81,7 +109,7 @@ int main() {
 
   // ---- GMM statistics grid on a 132-SM device (H200) and a 1-SM one
   const int h200 = 132;
-  // B = 1, large N: the tile split (the one-per-group grid would be 13 blocks)
+  // B = 1, large N: the tile split (the one-per-group grid would be 7 blocks)
   {
     const gmm::StatsGrid p = gmm::stats_grid(1, 100000, 16, kThreads, h200);
     CHECK(p.split == gmm::kTiles);
@@ -110,6 +138,10 @@ int main() {
       for (index_t ss : {4, 16, 40, 8385})
         for (int sms : {1, 132}) check_tile_partials(B, N, ss, sms);
   CHECK(gmm::stats_tile_partials(0, 5000, 16, kThreads, h200) == 0);
+  for (index_t nb : {1, 3})
+    for (index_t G : {1, 5})
+      for (index_t ss : {1, 7, 40})
+        for (index_t split : {index_t(1), gmm::kTiles}) check_stats_items(nb, G, ss, split);
 
   // ---- spatial softmax slices
   CHECK(sp::pixel_splits(1, 32, 64 * 64, true, h200) == 64);  // B = 1: one tile, 64 slices of 64 pixels
@@ -118,6 +150,10 @@ int main() {
   CHECK(sp::pixel_splits(0, 64, 64 * 64, true, h200) == 1);
   CHECK(sp::pixel_splits(1, 16, 64 * 64, false, h200) == 2);  // NCHW: 2048 pixels per block at least
   CHECK(sp::pixel_splits(1, 1, 1 << 20, false, h200) == sp::kMaxSplits);
+  for (index_t B : {1, 3})
+    for (index_t C : {1, 5, 32, 33, 70})
+      for (index_t splits : {1, 2, 7})
+        for (bool cl : {false, true}) check_slice_blocks(B, C, splits, cl);
   for (index_t B : {0, 1, 2, 5, 64, 1000})
     for (index_t C : {1, 3, 32, 33, 64, 512})
       for (index_t HW : {1, 63, 64, 65, 2048, 4096, 4097, 16384, 1 << 20})

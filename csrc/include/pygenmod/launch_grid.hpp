@@ -67,6 +67,20 @@ PGM_HD StatsGrid stats_grid(index_t nb, index_t N, index_t ss, index_t threads, 
   return p;
 }
 
+// Thread i of the statistics kernel: statistic q, tile u (0 when split = 1), point group g,
+// position li in the list of running sets; statistic q fastest, so a warp shares points.
+struct StatsItem {
+  index_t q, u, g, li;
+};
+PGM_HD StatsItem stats_item(index_t i, index_t ss, index_t split, index_t G) {
+  return StatsItem{i % ss, (i / ss) % split, (i / (ss * split)) % G, i / (ss * split * G)};
+}
+// Where the tile sums live with split = kTiles: thread i writes slot i; the second kernel reads
+// the kTiles slots of (li, g, q) in tile order.
+PGM_HD index_t tile_slot(index_t li, index_t g, index_t u, index_t q, index_t G, index_t ss) {
+  return ((li * G + g) * kTiles + u) * ss + q;
+}
+
 // Tile partials (doubles) the scratch needs for any launch over nb <= B sets: split = kTiles
 // holds for nb up to the largest nb whose one-per-group grid is below fill_blocks.
 PGM_HD index_t stats_tile_partials(index_t B, index_t N, index_t ss, index_t threads, int sms) {
@@ -107,6 +121,19 @@ PGM_HD index_t pixel_splits(index_t B, index_t C, index_t HW, bool channels_last
   s = s < most ? s : most;
   s = s < kMaxSplits ? s : kMaxSplits;
   return s > 1 ? s : 1;
+}
+
+// Block `block` of a launch of map_blocks * splits blocks: image b, first channel c0 (NCHW: its
+// map's channel; NHWC: the first of its 32) and slice k; the blocks of one map group are
+// consecutive.
+struct SliceBlock {
+  index_t b, c0, k;
+};
+PGM_HD SliceBlock slice_block(index_t block, index_t splits, index_t C, bool channels_last) {
+  const index_t m = block / splits, k = block % splits;
+  if (!channels_last) return SliceBlock{m / C, m % C, k};
+  const index_t groups = (C + kGroupChannels - 1) / kGroupChannels;
+  return SliceBlock{m / groups, (m % groups) * kGroupChannels, k};
 }
 
 // Pixels [slice_begin(k), slice_begin(k + 1)) of a map form slice k of `splits`.
