@@ -246,3 +246,64 @@ def test_cuda_em_early_exit_matches_cpu(backend, rng, dtype):
         t = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-10)
         np.testing.assert_allclose(got.lower_bound.get(), want.lower_bound, **t)
         np.testing.assert_allclose(got.params.means.get(), want.params.means, **t)
+
+
+# ----------------------------------------------------------------------------- small batches
+def _stats_split(n_sets, N, D, K, ct):
+    """Partial sums per point group the CUDA statistics use for n_sets running sets here."""
+    from pygenmod import _cuda_gmm
+
+    return _cuda_gmm.stats_split(n_sets, N, D, K, gmm._CODE[ct])
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_cuda_one_large_set_matches_cpu(backend, rng, dtype, ct):
+    # B = 1, N = 20000: one thread per (group, tile, statistic), the tiles added by a second
+    # kernel (one per group would leave the GPU idle); EM and the M-step agree with the CPU
+    cp = _cupy_or_skip(backend)
+    from test_gmm_em import blobs
+
+    N, D, K = 20000, 3, 4
+    assert _stats_split(1, N, D, K, ct) > 1
+    X = blobs(rng, 1, N, D, K, dtype=dtype)[0]
+    W = rng.uniform(0.5, 2.0, N).astype(dtype)
+    W[rng.random(N) < 0.1] = 0
+    t = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-10)
+    kw = dict(covariance_type=ct, init="random_from_data", seed=3, max_iter=3, tol=0.0, warn=False)
+    with pygenmod.use_backend("cpu"):
+        want = gmm.fit(X, K, W, **kw)
+    got = gmm.fit(cp.asarray(X), K, cp.asarray(W), **kw)
+    np.testing.assert_allclose(got.lower_bound.get(), want.lower_bound, **t)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        np.testing.assert_allclose(getattr(got.params, name).get(), getattr(want.params, name), **t, err_msg=name)
+    # the M-step from given responsibilities (one thread per element of resp)
+    resp = rng.dirichlet(np.ones(K), N).astype(dtype)
+    with pygenmod.use_backend("cpu"):
+        want = gmm.m_step(X, resp, W, covariance_type=ct)
+    got = gmm.m_step(cp.asarray(X), cp.asarray(resp), cp.asarray(W), covariance_type=ct)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(getattr(got, name).get(), getattr(want, name), **t, err_msg=name)
+
+
+def test_cuda_statistics_do_not_depend_on_the_grid(backend, rng, dtype):
+    # one set fitted alone (one thread per tile) and as each of R copies in one call (enough
+    # sets for one thread per group): the same sums in the same order, bitwise equal results
+    cp = _cupy_or_skip(backend)
+    N, D, K, ct = 5000, 3, 3, "full"
+    R = 2
+    while _stats_split(R, N, D, K, ct) > 1:
+        R *= 2
+    assert _stats_split(1, N, D, K, ct) > 1
+    X, W = _data(rng, 1, N, D, dtype)
+    resp = rng.dirichlet(np.ones(K), (1, N)).astype(dtype)
+    with pygenmod.use_backend("cpu"):
+        p0 = gmm.m_step(X, resp, W, covariance_type=ct)  # valid starting parameters
+    Xd, Wd = cp.asarray(X), cp.asarray(W)
+
+    def params(n):
+        return gmm.GMMParams(*(cp.asarray(np.repeat(a, n, axis=0)) for a in p0[:4]), ct)
+
+    one = gmm._run_fit(Xd, Wd, params(1), cp.full((1,), 1e-6, dtype), 1, 6, 0.0)
+    many = gmm._run_fit(Xd, Wd, params(R), cp.full((R,), 1e-6, dtype), R, 6, 0.0)
+    for a, b in zip([*one[0][:4], *one[1:]], [*many[0][:4], *many[1:]]):
+        np.testing.assert_array_equal(b.get(), np.broadcast_to(a.get(), b.shape))

@@ -230,6 +230,45 @@ def test_spatial_softmax_cuda_smoke(backend, rng):
     spatial.spatial_softmax_backward(backend.asarray(x), 0.8, grad_keypoints=backend.asarray(g))
 
 
+# ----------------------------------------------------------------------------- small batches
+# (issue 12, section 3: the split grids for B = 1, also run under compute-sanitizer)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_spatial_softmax_cuda_small_batch(backend, rng, layout):
+    # B = 1, 64 x 64 maps: on CUDA, pixel slices per map merged in slice order (forward, maps,
+    # and the backward with a maps gradient: dots, gradients, temperature sums)
+    if backend.name == "cuda":
+        from pygenmod import _cuda_spatial
+
+        assert _cuda_spatial.splits(1, 3, 64, 64, layout == "NHWC") > 1
+    shape = (1, 3, 64, 64) if layout == "NCHW" else (1, 64, 64, 3)
+    x = rng.normal(size=shape).astype(np.float32)
+    g = rng.normal(size=(1, 3, 2)).astype(np.float32)
+    gm = rng.normal(size=shape).astype(np.float32)
+
+    def run(a, numpy):
+        res = spatial.spatial_softmax(a(x), 0.8, layout=layout, return_cov=True, return_maps=True)
+        gx, gt = spatial.spatial_softmax_backward(a(x), 0.8, layout=layout, grad_keypoints=a(g), grad_maps=a(gm))
+        return [numpy(v) for v in (res.keypoints, res.cov, res.maps, gx, gt)]
+
+    got = run(backend.asarray, backend.numpy)
+    with pygenmod.use_backend("cpu"):
+        want = run(np.asarray, np.asarray)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+
+
+def test_gmm_fit_cuda_one_set(backend, rng):
+    # B = 1, N = 3000: on CUDA, one thread per (point group, tile, statistic) and a second
+    # kernel adding the tiles in order
+    X = rng.normal(size=(3000, 2)).astype(np.float32)
+    kw = dict(covariance_type="diag", init="random_from_data", seed=1, max_iter=3, tol=0.0, warn=False)
+    got = gmm.fit(backend.asarray(X), 3, **kw)
+    with pygenmod.use_backend("cpu"):
+        want = gmm.fit(X, 3, **kw)
+    np.testing.assert_allclose(backend.numpy(got.params.means), want.params.means, **tol(np.float32))
+    np.testing.assert_allclose(backend.numpy(got.lower_bound), want.lower_bound, **tol(np.float32))
+
+
 # ----------------------------------------------------------------------------- the probe
 class _FakeRuntime:
     def __init__(self, probe, cc=(9, 0)):

@@ -126,6 +126,54 @@ def test_large_map_512(backend, rng):
     np.testing.assert_allclose(backend.numpy(res.cov), cov, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("C", [5, 40])
+def test_small_batch_large_maps(backend, dtype, rng, layout, C):
+    # B = 1, 96 x 100 maps: on CUDA each map (NHWC: each group of 32 channels) is split into
+    # pixel slices, one block each, merged in slice order (docs/gpu.md); forward, maps, mask
+    # and every gradient against the reference, and the same call twice is bitwise equal
+    B, H, W = 1, 96, 100
+    if backend.name == "cuda":
+        from pygenmod import _cuda_spatial
+
+        assert _cuda_spatial.splits(B, C, H, W, layout == "NHWC") > 1
+    x = (rng.standard_normal((B, C, H, W)) * 3).astype(dtype)
+    x[0, 0, -1, -1] = 40.0  # the max in the last slice: the merge rescales the earlier ones
+    t = rng.uniform(0.5, 2.0, C)
+    m = rng.random((B, C, H, W)) < 0.8
+    m[..., 0, 0] = m[0, 0, -1, -1] = True
+    g_kp, g_cov = rng.standard_normal((B, C, 2)), rng.standard_normal((B, C, 2, 2))
+    g_maps = rng.standard_normal((B, C, H, W))
+    lay = to_nhwc if layout == "NHWC" else np.ascontiguousarray
+    A = backend.asarray
+    args = (A(lay(x)), A(t.astype(dtype)))
+    kw = dict(layout=layout, mask=A(lay(m)))
+
+    def forward():
+        return spatial.spatial_softmax(*args, **kw, return_cov=True, return_maps=True)
+
+    res = forward()
+    kp, cov, maps = oracle.spatial_softmax(x, t, mask=m)
+    got_maps = backend.numpy(res.maps)
+    got_maps = got_maps.transpose(0, 3, 1, 2) if layout == "NHWC" else got_maps
+    for got, want in ((backend.numpy(res.keypoints), kp), (backend.numpy(res.cov), cov), (got_maps, maps)):
+        np.testing.assert_allclose(got, want, **tol(dtype))
+    np.testing.assert_array_equal(backend.numpy(forward().keypoints), backend.numpy(res.keypoints))
+    gx, gt = spatial.spatial_softmax_backward(
+        *args,
+        **kw,
+        grad_keypoints=A(g_kp.astype(dtype)),
+        grad_cov=A(g_cov.astype(dtype)),
+        grad_maps=A(lay(g_maps).astype(dtype)),
+    )
+    gx = backend.numpy(gx)
+    gx = gx.transpose(0, 3, 1, 2) if layout == "NHWC" else gx
+    gx_ref, gt_ref = oracle.spatial_softmax_vjp(x, t, g_kp, g_cov, g_maps, mask=m)
+    t32 = dict(rtol=1e-3, atol=1e-4) if dtype == np.float32 else tol(dtype)
+    np.testing.assert_allclose(gx, gx_ref, **t32)
+    np.testing.assert_allclose(backend.numpy(gt), gt_ref, **t32)
+
+
 @pytest.mark.parametrize("mask_kind", ["hw", "bhw", "bchw", "b1hw"])
 def test_mask(backend, dtype, rng, mask_kind):
     B, C, H, W = 2, 3, 6, 5

@@ -127,6 +127,17 @@ def c_spatial(c):
     return out
 
 
+def c_spatial_small(c):
+    # B = 1, 64 x 64 NHWC maps: the split grid on a GPU (pixel slices merged in slice order)
+    r = _rng(13)
+    x = r.normal(size=(1, 64, 64, 8)).astype(np.float32)
+    f = spatial.spatial_softmax(c.a(x), 0.7, layout="NHWC", return_cov=True, return_maps=True)
+    gkp = r.normal(size=(1, 8, 2)).astype(np.float32)
+    gm = r.normal(size=x.shape).astype(np.float32)
+    gx, gt = spatial.spatial_softmax_backward(c.a(x), 0.7, layout="NHWC", grad_keypoints=c.a(gkp), grad_maps=c.a(gm))
+    return {"keypoints": f.keypoints, "cov": f.cov, "maps": f.maps, "grad_x": gx, "grad_temp": gt}
+
+
 def c_gmm(c):
     r = _rng(4)
     X = np.concatenate([r.normal(size=(300, 3)) + 3, r.normal(size=(300, 3)) - 3])
@@ -210,6 +221,7 @@ CASES = [
     ("sampling", "normal_head (+backward)", "rounding", c_normal_head),
     ("sampling", "mvn_head, shared scale_tril (+backward)", "rounding", c_mvn_head),
     ("spatial", "spatial_softmax (+vjp)", "rounding", c_spatial),
+    ("spatial", "spatial_softmax B=1 NHWC, maps (+vjp)", "rounding", c_spatial_small),
     ("gmm", "fit/e_step/sample float64", "rounding", c_gmm),
     ("gmm", "fit/e_step diag float32", "rounding", c_gmm_f32),
     ("mdp", "backup, value_iteration", "rounding", c_mdp),

@@ -13,6 +13,10 @@ namespace pygenmod::cuda {
 std::size_t gmm_fit_scratch_bytes(int type, index_t B, index_t N, index_t D, index_t K);
 std::size_t gmm_m_step_scratch_bytes(int type, index_t B, index_t N, index_t D, index_t K);
 
+// Partial sums per point group of the statistics kernel for nb running sets on the current
+// device (pygenmod/launch_grid.hpp stats_grid: 1, or kTiles when few sets leave the GPU idle).
+index_t gmm_stats_split(int type, index_t nb, index_t N, index_t D, index_t K);
+
 // Batched EM on the device: set s of B = Bx * n_rep uses data set s / n_rep; parameters in/out.
 // Synchronises `stream` once every 4 iterations (to launch over the running sets only and stop
 // with the last; never while the stream is being captured into a graph). gmm_kmeans likewise.

@@ -18,6 +18,7 @@
 #include "cuda_check.cuh"
 #include "gmm.cuh"
 #include "pygenmod/gmm/init_math.hpp"
+#include "pygenmod/launch_grid.hpp"  // n_groups: the EM statistics' point groups
 #include "scratch.cuh"
 
 namespace pygenmod::cuda {
@@ -31,11 +32,6 @@ constexpr index_t kSyncEvery = 4;       // Lloyd iterations between two looks at
 
 __device__ __forceinline__ index_t tid() { return blockIdx.x * static_cast<index_t>(blockDim.x) + threadIdx.x; }
 __device__ __forceinline__ index_t clamp_to(index_t a, index_t n) { return a < n ? a : n; }
-
-index_t groups_for(index_t N) {  // as the EM statistics (gmm.cu)
-  const index_t g = (N + 2047) / 2048;
-  return g < 1 ? 1 : (g > 64 ? 64 : g);
-}
 
 // One thread per set: the CPU's body (init_math.hpp).
 template <class T>
@@ -164,7 +160,7 @@ __global__ void center_sums_kernel(const T* X, const T* W, index_t n_rep, index_
   const index_t q = i % Q, g = (i / Q) % G, s = set_at(sets, i / (Q * G)), xb = s / n_rep;
   if (!running[s]) return;
   const index_t k = q / (D + 1), d = q % (D + 1);
-  const index_t n0 = (N * g) / G, n1 = (N * (g + 1)) / G;
+  const index_t n0 = group_begin(N, G, g), n1 = group_begin(N, G, g + 1);
   double acc = 0;
   for (index_t n = n0; n < n1; ++n) {
     const double wt = static_cast<double>(W[xb * N + n]);
@@ -198,7 +194,7 @@ struct KmeansBuffers {
   index_t *list, *count;
   KmeansBuffers(Carve& cv, index_t B, index_t N, index_t D, index_t K) {
     const auto n = [](index_t x) { return static_cast<std::size_t>(x); };
-    part = cv.take<double>(n(B * groups_for(N) * K * (D + 1)));
+    part = cv.take<double>(n(B * n_groups(N) * K * (D + 1)));
     running = cv.take<std::uint8_t>(n(B));
     changed = cv.take<std::uint8_t>(n(B));
     list = cv.take<index_t>(n(B));
@@ -265,7 +261,7 @@ void gmm_kmeans(const T* X, const T* W, index_t Bx, index_t n_rep, index_t N, in
   Carve cv(scratch);
   const KmeansBuffers e(cv, B, N, D, K);
   check_scratch(cv, scratch_bytes, "gmm_kmeans");
-  const index_t G = groups_for(N), Q = K * (D + 1);
+  const index_t G = n_groups(N), Q = K * (D + 1);
   PGM_CUDA_CHECK(cudaMemsetAsync(labels, 0xff, static_cast<std::size_t>(B * N) * sizeof(std::int64_t), stream));
   PGM_CUDA_CHECK(cudaMemsetAsync(e.running, 1, static_cast<std::size_t>(B), stream));
   PGM_CUDA_CHECK(cudaMemsetAsync(e.changed, 0, static_cast<std::size_t>(B), stream));

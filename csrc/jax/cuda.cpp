@@ -4,6 +4,10 @@
 // device. Compiled whenever the CUDA build is on (no GPU needed to build).
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+
 #include "args.hpp"
 #include "cuda_convert.cuh"
 #include "mdp.cuh"
@@ -59,23 +63,36 @@ ffi::Error backup(cudaStream_t stream, ffi::ScratchAllocator scratch, Buf P, Buf
   });
 }
 
-ffi::Error spatial_fwd(cudaStream_t stream, Buf x, Buf inv, Buf mask, Out kp, Out cov, Out stats, bool cl, double x0,
-                       double dx, double y0, double dy) {
+// `bytes` of device memory from XLA's scratch allocator (none for 0 bytes).
+void* scratch_bytes(ffi::ScratchAllocator& scratch, std::size_t bytes, const char* what) {
+  if (bytes == 0) return nullptr;
+  auto p = scratch.Allocate(bytes, 256);
+  if (!p) throw std::runtime_error(std::string(what) + ": no scratch memory");
+  return *p;
+}
+
+// The spatial softmax's split mapping (small B * C) needs scratch: from XLA's allocator.
+ffi::Error spatial_fwd(cudaStream_t stream, ffi::ScratchAllocator scratch, Buf x, Buf inv, Buf mask, Out kp, Out cov,
+                       Out stats, bool cl, double x0, double dx, double y0, double dy) {
   return guarded([&] {
     dispatch_float(x, "x", [&](auto tag) {
       using T = decltype(tag);
-      cuda::spatial_forward(spatial_fwd_args<T>(x, inv, mask, kp, cov, stats, {cl, x0, dx, y0, dy}), cl, stream);
+      const auto a = spatial_fwd_args<T>(x, inv, mask, kp, cov, stats, {cl, x0, dx, y0, dy});
+      const std::size_t bytes = cuda::spatial_forward_scratch_bytes(a, cl, stream);
+      cuda::spatial_forward(a, cl, scratch_bytes(scratch, bytes, "spatial_softmax"), bytes, stream);
     });
   });
 }
 
-ffi::Error spatial_bwd(cudaStream_t stream, Buf x, Buf inv, Buf mask, Buf stats, Buf kp, Buf cov, Buf g_kp, Buf g_cov,
-                       Out gx, Out g_temp, bool cl, double x0, double dx, double y0, double dy) {
+ffi::Error spatial_bwd(cudaStream_t stream, ffi::ScratchAllocator scratch, Buf x, Buf inv, Buf mask, Buf stats, Buf kp,
+                       Buf cov, Buf g_kp, Buf g_cov, Out gx, Out g_temp, bool cl, double x0, double dx, double y0,
+                       double dy) {
   return guarded([&] {
     dispatch_float(x, "x", [&](auto tag) {
       using T = decltype(tag);
-      cuda::spatial_backward(
-          spatial_bwd_args<T>(x, inv, mask, stats, kp, cov, g_kp, g_cov, gx, g_temp, {cl, x0, dx, y0, dy}), cl, stream);
+      const auto a = spatial_bwd_args<T>(x, inv, mask, stats, kp, cov, g_kp, g_cov, gx, g_temp, {cl, x0, dx, y0, dy});
+      const std::size_t bytes = cuda::spatial_backward_scratch_bytes(a, cl, stream);
+      cuda::spatial_backward(a, cl, scratch_bytes(scratch, bytes, "spatial_softmax backward"), bytes, stream);
     });
   });
 }
@@ -87,9 +104,11 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
     PgmBackupDenseCuda, backup,
     (bind<7, 3>(ffi::Ffi::Bind().Ctx<Stream>().Ctx<ffi::ScratchAllocator>()).Attr<i64>("kind")));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialFwdCuda, spatial_fwd,
-                              (bind<3, 3>(ffi::Ffi::Bind().Ctx<Stream>()) PGM_SPATIAL_ATTRS));
+                              (bind<3, 3>(ffi::Ffi::Bind().Ctx<Stream>().Ctx<ffi::ScratchAllocator>())
+                                   PGM_SPATIAL_ATTRS));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(PgmSpatialBwdCuda, spatial_bwd,
-                              (bind<8, 2>(ffi::Ffi::Bind().Ctx<Stream>()) PGM_SPATIAL_ATTRS));
+                              (bind<8, 2>(ffi::Ffi::Bind().Ctx<Stream>().Ctx<ffi::ScratchAllocator>())
+                                   PGM_SPATIAL_ATTRS));
 
 PYBIND11_MODULE(_jax_ffi_cuda, m) {
   m.doc() = "pygenmod XLA FFI handlers (CUDA) for pygenmod.jax; built against the vendored FFI API headers";

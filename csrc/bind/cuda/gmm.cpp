@@ -29,6 +29,14 @@ PYBIND11_MODULE(_cuda_gmm, m) {
       "X"_a, "W"_a, "reg"_a, "n_rep"_a, "cov_type"_a, "max_iter"_a, "tol"_a, "weights"_a, "means"_a, "covariances"_a,
       "prec_chol"_a, "lower_bound"_a, "n_iter"_a, "converged"_a, "flags"_a, "stream"_a = 0);
   m.def(
+      "stats_split",
+      [](py::ssize_t n_sets, py::ssize_t N, py::ssize_t D, py::ssize_t K, int type) {
+        return cuda::gmm_stats_split(type, n_sets, N, D, K);
+      },
+      "n_sets"_a, "N"_a, "D"_a, "K"_a, "cov_type"_a,
+      "Partial sums per point group the statistics kernel uses for n_sets running sets on the current device "
+      "(1, or 64 tiles when few sets would leave the GPU idle; the sums are the same either way).");
+  m.def(
       "m_step",
       [](py::object X, py::object W, py::object resp, py::object reg, py::ssize_t n_rep, int type, py::object weights,
          py::object means, py::object cov, py::object pc, py::object flags, std::uintptr_t stream) {

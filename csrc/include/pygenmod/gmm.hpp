@@ -11,6 +11,8 @@
 // number of groups that depends only on N, each group is summed serially, and the group
 // partials are added in group order. Results therefore do not depend on the thread count or
 // on whether a set is processed alone (parallel over groups) or in a batch (parallel over sets).
+// (The groups: pygenmod/launch_grid.hpp; the CUDA kernels also cut each group into tiles added
+// in tile order, whatever their grid.)
 //
 // The family is split by layer under pygenmod/gmm/: math.hpp (host/device math, codes),
 // simd.hpp (CPU micro-kernels), cpu.hpp (CPU launchers), init.hpp (initialisation). Device

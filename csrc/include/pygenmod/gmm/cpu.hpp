@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "pygenmod/gmm/simd.hpp"
+#include "pygenmod/launch_grid.hpp"
 #include "pygenmod/interrupt.hpp"
 #include "pygenmod/parallel.hpp"
 
@@ -20,12 +21,7 @@
 
 namespace pygenmod::gmm {
 
-// Number of point groups of a set: depends on N only (fixed reduction order).
-inline index_t n_groups(index_t N) {
-  const index_t g = (N + 2047) / 2048;
-  return std::max<index_t>(1, std::min<index_t>(g, 64));
-}
-inline index_t group_begin(index_t N, index_t G, index_t g) { return (N * g) / G; }
+// Point groups of a set (n_groups, group_begin): pygenmod/launch_grid.hpp, depend on N only.
 
 inline int max_threads() {
 #if defined(_OPENMP)
