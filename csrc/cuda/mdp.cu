@@ -4,7 +4,10 @@
 //   entries l, l+32, ... and a fixed butterfly adds the 32 partials; lane 0's sum is broadcast,
 //   so all lanes run the rest of the state's math on identical values (and store identical
 //   results). Deterministic run to run; the summation order differs from the CPU's (rounding).
-// - CSR P, or fewer than 32 states: one thread per state (L = 1), rows read serially.
+// - CSR P whose rows hold 16 or more entries on average: a warp per state the same way (lane l
+//   takes the row's entries l, l+32, ...; WarpCsr).
+// - dense P with fewer than 32 states, or shorter CSR rows: one thread per state (L = 1), rows
+//   read serially.
 #include <climits>
 #include <vector>
 
@@ -37,6 +40,30 @@ struct WarpDense {
   }
 };
 
+// CSR rows, one warp per row dot product (device code only: L = 32 kernels), as WarpDense.
+template <class T>
+struct WarpCsr {
+  const T* data;
+  const std::int32_t* indices;
+  const std::int64_t* indptr;
+  index_t S, A;
+  PGM_HD acc_t<T> dot_row(index_t r, const T* v) const {  // r: global row (b*S + s)*A + a
+#ifdef __CUDA_ARCH__
+    acc_t<T> acc = 0;
+    for (std::int64_t k = indptr[r] + (threadIdx.x & 31); k < indptr[r + 1]; k += 32)
+      acc += static_cast<acc_t<T>>(data[k]) * v[indices[k]];
+    for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    return __shfl_sync(0xffffffffu, acc, 0);
+#else
+    return 0;  // never called on the host
+#endif
+  }
+  PGM_HD acc_t<T> dot(index_t b, index_t s, index_t a, const T* v) const { return dot_row((b * S + s) * A + a, v); }
+  PGM_HD void dot_rows(index_t b, const index_t* rows, index_t n, const T* v, acc_t<T>* out) const {
+    for (index_t k = 0; k < n; ++k) out[k] = dot_row(b * S * A + rows[k], v);
+  }
+};
+
 // L lanes per state; a whole group returns together (L = 32: warp-uniform), as the warp
 // shuffles of WarpDense need every lane of the warp.
 template <class T, class M, int L>
@@ -64,8 +91,10 @@ void launch(const M& m, const T* R, const T* V, const T* gamma, index_t B, int k
   check_launch(what);
 }
 
-// A warp per state pays off once a row fills the warp.
+// A warp per state pays off once a row fills the warp (dense), or half of it on average (CSR:
+// nnz entries over `rows` rows; shorter rows would leave most lanes idle).
 inline bool warp_per_state(index_t S) { return S >= 32; }
+inline bool warp_per_csr_state(index_t rows, std::int64_t nnz) { return rows > 0 && nnz >= 16 * rows; }
 
 template <class T>
 void backup_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B, index_t S, index_t A, int kind,
@@ -80,9 +109,14 @@ void backup_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B,
 }
 
 template <class T>
-void backup_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R, const T* V,
-                const T* gamma, index_t B, index_t S, index_t A, int kind, const std::int64_t* pi_det,
+void backup_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, std::int64_t nnz, const T* R,
+                const T* V, const T* gamma, index_t B, index_t S, index_t A, int kind, const std::int64_t* pi_det,
                 const T* pi_stoch, const T* tau, T* Q, T* V_out, std::int64_t* policy, cudaStream_t stream) {
+  if (warp_per_csr_state(B * S * A, nnz)) {
+    launch<T, WarpCsr<T>, 32>(WarpCsr<T>{data, indices, indptr, S, A}, R, V, gamma, B, kind, pi_det, pi_stoch, tau, Q,
+                              V_out, policy, stream, "backup_csr");
+    return;
+  }
   launch<T, mdp::Csr<T>, 1>(mdp::Csr<T>{data, indices, indptr, S, A}, R, V, gamma, B, kind, pi_det, pi_stoch, tau, Q,
                             V_out, policy, stream, "backup_csr");
 }
@@ -231,27 +265,30 @@ bool solve_loop_dense(const T* P, const T* R, const T* gamma, const double* thre
 }
 
 template <class T>
-bool solve_loop_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R, const T* gamma,
-                    const double* thresh, index_t B, index_t S, index_t A, const LoopSettings<T>& set, T* V, T* Q,
-                    std::int64_t* policy, void* scratch, std::size_t bytes, const LoopResults& out, Stop& stop,
-                    cudaStream_t stream) {
+bool solve_loop_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, std::int64_t nnz,
+                    const T* R, const T* gamma, const double* thresh, index_t B, index_t S, index_t A,
+                    const LoopSettings<T>& set, T* V, T* Q, std::int64_t* policy, void* scratch, std::size_t bytes,
+                    const LoopResults& out, Stop& stop, cudaStream_t stream) {
+  if (warp_per_csr_state(B * S * A, nnz))
+    return solve_loop<T, WarpCsr<T>, 32>(WarpCsr<T>{data, indices, indptr, S, A}, R, gamma, thresh, B, S, A, set, V, Q,
+                                         policy, scratch, bytes, out, stop, stream);
   return solve_loop<T, mdp::Csr<T>, 1>(mdp::Csr<T>{data, indices, indptr, S, A}, R, gamma, thresh, B, S, A, set, V, Q,
                                        policy, scratch, bytes, out, stop, stream);
 }
 
-#define PGM_INSTANTIATE(T)                                                                                      \
-  template std::size_t solve_loop_scratch_bytes<T>(index_t, index_t);                                           \
-  template bool solve_loop_dense<T>(const T*, const T*, const T*, const double*, index_t, index_t, index_t,     \
-                                    const LoopSettings<T>&, T*, T*, std::int64_t*, void*, std::size_t,          \
-                                    const LoopResults&, Stop&, cudaStream_t);                                   \
-  template bool solve_loop_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*,       \
-                                  const double*, index_t, index_t, index_t, const LoopSettings<T>&, T*, T*,     \
-                                  std::int64_t*, void*, std::size_t, const LoopResults&, Stop&, cudaStream_t);  \
-  template void backup_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t, int,         \
-                                const std::int64_t*, const T*, const T*, T*, T*, std::int64_t*, cudaStream_t);  \
-  template void backup_csr<T>(const T*, const std::int32_t*, const std::int64_t*, const T*, const T*, const T*, \
-                              index_t, index_t, index_t, int, const std::int64_t*, const T*, const T*, T*, T*,  \
-                              std::int64_t*, cudaStream_t);
+#define PGM_INSTANTIATE(T)                                                                                            \
+  template std::size_t solve_loop_scratch_bytes<T>(index_t, index_t);                                                 \
+  template bool solve_loop_dense<T>(const T*, const T*, const T*, const double*, index_t, index_t, index_t,           \
+                                    const LoopSettings<T>&, T*, T*, std::int64_t*, void*, std::size_t,                \
+                                    const LoopResults&, Stop&, cudaStream_t);                                         \
+  template bool solve_loop_csr<T>(const T*, const std::int32_t*, const std::int64_t*, std::int64_t, const T*,         \
+                                  const T*, const double*, index_t, index_t, index_t, const LoopSettings<T>&, T*, T*, \
+                                  std::int64_t*, void*, std::size_t, const LoopResults&, Stop&, cudaStream_t);        \
+  template void backup_dense<T>(const T*, const T*, const T*, const T*, index_t, index_t, index_t, int,               \
+                                const std::int64_t*, const T*, const T*, T*, T*, std::int64_t*, cudaStream_t);        \
+  template void backup_csr<T>(const T*, const std::int32_t*, const std::int64_t*, std::int64_t, const T*, const T*,   \
+                              const T*, index_t, index_t, index_t, int, const std::int64_t*, const T*, const T*, T*,  \
+                              T*, std::int64_t*, cudaStream_t);
 PGM_INSTANTIATE(float)
 PGM_INSTANTIATE(double)
 #undef PGM_INSTANTIATE

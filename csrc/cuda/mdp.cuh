@@ -14,10 +14,10 @@ template <class T>
 void backup_dense(const T* P, const T* R, const T* V, const T* gamma, index_t B, index_t S, index_t A, int kind,
                   const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out, std::int64_t* policy,
                   cudaStream_t stream);
-// The same over the batched CSR layout of mdp.hpp.
+// The same over the batched CSR layout of mdp.hpp (nnz: entries in all; it picks the mapping).
 template <class T>
-void backup_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R, const T* V,
-                const T* gamma, index_t B, index_t S, index_t A, int kind, const std::int64_t* pi_det,
+void backup_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, std::int64_t nnz, const T* R,
+                const T* V, const T* gamma, index_t B, index_t S, index_t A, int kind, const std::int64_t* pi_det,
                 const T* pi_stoch, const T* tau, T* Q, T* V_out, std::int64_t* policy, cudaStream_t stream);
 
 // ---- whole solves on the device (the batched loop of pygenmod/mdp_batched.hpp)
@@ -52,8 +52,8 @@ bool solve_loop_dense(const T* P, const T* R, const T* gamma, const double* thre
                       const LoopSettings<T>& set, T* V, T* Q, std::int64_t* policy, void* scratch, std::size_t bytes,
                       const LoopResults& out, Stop& stop, cudaStream_t stream);
 template <class T>
-bool solve_loop_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, const T* R, const T* gamma,
-                    const double* thresh, index_t B, index_t S, index_t A, const LoopSettings<T>& set, T* V, T* Q,
-                    std::int64_t* policy, void* scratch, std::size_t bytes, const LoopResults& out, Stop& stop,
-                    cudaStream_t stream);
+bool solve_loop_csr(const T* data, const std::int32_t* indices, const std::int64_t* indptr, std::int64_t nnz,
+                    const T* R, const T* gamma, const double* thresh, index_t B, index_t S, index_t A,
+                    const LoopSettings<T>& set, T* V, T* Q, std::int64_t* policy, void* scratch, std::size_t bytes,
+                    const LoopResults& out, Stop& stop, cudaStream_t stream);
 }  // namespace pygenmod::cuda

@@ -73,7 +73,7 @@ void csr(const py::object& data, const py::object& indices, const py::object& in
   // indptr/indices contents are validated by the Python layer (0 .. nnz, columns < S)
   cuda::backup_csr<T>(in<DeviceArrays, T>(data, "data", {nnz}),
                       in<DeviceArrays, std::int32_t>(indices, "indices", {nnz}),
-                      in<DeviceArrays, i64>(indptr, "indptr", {B * S * A + 1}), c.R, c.V, c.g, B, S, A, kind, c.pd,
+                      in<DeviceArrays, i64>(indptr, "indptr", {B * S * A + 1}), nnz, c.R, c.V, c.g, B, S, A, kind, c.pd,
                       c.ps, c.tau, c.Q, c.Vo, c.pi, as_stream(stream));
 }
 
@@ -153,7 +153,7 @@ void loop_csr(const py::object& data, const py::object& indices, const py::objec
                iterations, eval_sweeps, residual, converged,
                [&](const T* r, const T* g, const double* th, const cuda::LoopSettings<T>& set, T* v, T* q, i64* pi,
                    void* sp, std::size_t nb, const cuda::LoopResults& out, Stop& stop) {
-                 return cuda::solve_loop_csr<T>(d, ix, ip, r, g, th, B, S, A, set, v, q, pi, sp, nb, out, stop,
+                 return cuda::solve_loop_csr<T>(d, ix, ip, nnz, r, g, th, B, S, A, set, v, q, pi, sp, nb, out, stop,
                                                 as_stream(stream));
                });
 }
