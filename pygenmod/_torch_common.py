@@ -5,6 +5,9 @@ seeds as custom-op arguments. Importing this module needs torch."""
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
+import threading
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -49,6 +52,39 @@ def tensor(a: Any, like: Tensor) -> Tensor:
     if a.dtype.itemsize == 2 and a.dtype.name == "bfloat16":
         return torch.from_dlpack(a.view("int16")).view(torch.bfloat16).to(like.device)
     return torch.from_dlpack(a).to(like.device)
+
+
+#: outputs at least this large come from reusable_empty: a fresh allocation of this size is
+#: mapped anew by the C library on every call, and its page faults (the kernel zeroing the
+#: pages) cost as much as the kernel itself (33 MB: ~6 ms against ~5 ms of compute)
+REUSE_MIN_BYTES = 4 << 20
+_held = threading.local()
+
+
+def _refs(holder: list) -> int:
+    return sys.getrefcount(holder[0])
+
+
+def reusable_empty(shape: tuple, dtype: Any) -> Optional[np.ndarray]:
+    """A C-contiguous NumPy buffer for a large CPU output, or None below REUSE_MIN_BYTES (the
+    caller then allocates as usual). Each thread keeps the last such buffer and hands it out
+    again once nothing else refers to it (the tensor made from it, e.g. a parameter's .grad,
+    has been released: ``zero_grad(set_to_none=True)``, ``x.grad = None``); while anything
+    still holds it, a fresh buffer replaces it. So a training loop reuses one gradient buffer
+    instead of faulting in a new one every step, and at most one buffer per thread is kept."""
+    dtype = np.dtype(dtype)
+    if math.prod(shape) * dtype.itemsize < REUSE_MIN_BYTES:
+        return None
+    holder = getattr(_held, "holder", None)
+    if holder is not None:
+        a = holder[0]
+        fits = a.shape == tuple(shape) and a.dtype == dtype
+        del a
+        if fits and _refs(holder) == _held.free:
+            return holder[0]
+    holder = [np.empty(shape, dtype)]
+    _held.holder, _held.free = holder, _refs(holder)
+    return holder[0]
 
 
 def on_torch_stream(*tensors: Any) -> contextlib.AbstractContextManager:

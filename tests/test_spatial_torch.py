@@ -166,3 +166,40 @@ def test_opcheck():
     torch.library.opcheck(
         torch.ops.pygenmod.spatial_softmax_fwd.default, (x, t, None, "NHWC", "pixel", "yx", False, False)
     )
+
+
+def test_large_cpu_gradient_buffer_is_reused_only_when_released():
+    """grad_x of >= 4 MB comes from the thread's reusable buffer: reused once the previous
+    gradient is released (x.grad = None), never while a gradient still refers to it."""
+    import numpy as np
+
+    from pygenmod import _torch_common
+
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((4, 8, 64, 64), dtype=np.float32) * 3).requires_grad_()  # 512 KB
+    g = torch.from_numpy(rng.standard_normal((4, 8, 2), dtype=np.float32))
+    big = torch.from_numpy(rng.standard_normal((16, 16, 64, 64), dtype=np.float32)).requires_grad_()  # 4 MB
+    gb = torch.from_numpy(rng.standard_normal((16, 16, 2), dtype=np.float32))
+    assert big.numel() * 4 >= _torch_common.REUSE_MIN_BYTES > x.numel() * 4
+
+    def grad(inp, up, scale=1.0):
+        inp.grad = None
+        spatial_softmax(inp, torch.tensor(scale)).backward(up)
+        return inp.grad
+
+    want = grad(big.detach().clone().requires_grad_(), gb).clone()  # a fresh process-like first call
+    first = grad(big, gb)
+    ptr = first.data_ptr()
+    torch.testing.assert_close(first, want, rtol=0, atol=0)
+    held = first  # still referenced: the next backward must not write into it
+    copy = held.clone()
+    second = grad(big, gb, 1.5)
+    assert second.data_ptr() != ptr and torch.equal(held, copy)
+    ptr2, want2 = second.data_ptr(), second.clone()
+    del held, first, copy, second
+    third = grad(big, gb, 1.5)  # `second`'s buffer was released with big.grad (set to None): reused
+    assert third.data_ptr() == ptr2
+    torch.testing.assert_close(third, want2, rtol=0, atol=0)
+    small = grad(x, g)  # below the size bound: an ordinary fresh tensor
+    assert _torch_common.reusable_empty(tuple(x.shape), "float32") is None
+    assert small.shape == x.shape
