@@ -65,25 +65,27 @@ def _refs(holder: list) -> int:
     return sys.getrefcount(holder[0])
 
 
-def reusable_empty(shape: tuple, dtype: Any) -> Optional[np.ndarray]:
+def reusable_empty(key: str, shape: tuple, dtype: Any) -> Optional[np.ndarray]:
     """A C-contiguous NumPy buffer for a large CPU output, or None below REUSE_MIN_BYTES (the
-    caller then allocates as usual). Each thread keeps the last such buffer and hands it out
-    again once nothing else refers to it (the tensor made from it, e.g. a parameter's .grad,
-    has been released: ``zero_grad(set_to_none=True)``, ``x.grad = None``); while anything
-    still holds it, a fresh buffer replaces it. So a training loop reuses one gradient buffer
-    instead of faulting in a new one every step, and at most one buffer per thread is kept."""
+    caller then allocates as usual). Each thread keeps the last such buffer per ``key`` (an op's
+    output, e.g. "spatial_softmax.grad_x") and hands it out again once nothing else refers to
+    it (the tensor made from it, e.g. a parameter's .grad, has been released:
+    ``zero_grad(set_to_none=True)``, ``x.grad = None``); while anything still holds it, a fresh
+    buffer replaces it. So a training loop reuses one buffer instead of faulting in a new one
+    every step, and at most one buffer per key and thread is kept."""
     dtype = np.dtype(dtype)
     if math.prod(shape) * dtype.itemsize < REUSE_MIN_BYTES:
         return None
-    holder = getattr(_held, "holder", None)
-    if holder is not None:
+    kept = _held.__dict__.setdefault("kept", {})
+    if key in kept:
+        holder, free = kept[key]
         a = holder[0]
         fits = a.shape == tuple(shape) and a.dtype == dtype
         del a
-        if fits and _refs(holder) == _held.free:
+        if fits and _refs(holder) == free:
             return holder[0]
     holder = [np.empty(shape, dtype)]
-    _held.holder, _held.free = holder, _refs(holder)
+    kept[key] = (holder, _refs(holder))
     return holder[0]
 
 

@@ -102,7 +102,9 @@ def _spatial_bwd(
     # a large CPU grad_x goes into the thread's reusable buffer (no fresh pages every step)
     out = None
     if not x.is_cuda and x.dtype in (torch.float32, torch.float64):
-        out = _reusable_empty(tuple(x.shape), "float32" if x.dtype == torch.float32 else "float64")
+        out = _reusable_empty(
+            "spatial_softmax.grad_x", tuple(x.shape), "float32" if x.dtype == torch.float32 else "float64"
+        )
     with _on_torch_stream(x):
         gx, gt = _spatial.spatial_softmax_backward(
             _native(x),

@@ -201,5 +201,5 @@ def test_large_cpu_gradient_buffer_is_reused_only_when_released():
     assert third.data_ptr() == ptr2
     torch.testing.assert_close(third, want2, rtol=0, atol=0)
     small = grad(x, g)  # below the size bound: an ordinary fresh tensor
-    assert _torch_common.reusable_empty(tuple(x.shape), "float32") is None
+    assert _torch_common.reusable_empty("test", tuple(x.shape), "float32") is None
     assert small.shape == x.shape
