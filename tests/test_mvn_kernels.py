@@ -104,15 +104,19 @@ def test_mahalanobis_and_log_prob_vs_scipy(backend, dtype, rng, D, shared):
         np.testing.assert_allclose(backend.numpy(S.mvn_log_prob(*a)), lp, **_tol(dtype, D))
 
 
+def _kl_inputs(rng, B, D, dtype, shared):
+    """mu, prior mu, and the posterior / prior factors: (D, D) where `shared` shares them, else (B, D, D)."""
+    mu, m2 = (rng.standard_normal((B, D)).astype(dtype) for _ in range(2))
+    L1 = _tril(rng, 1 if shared in ("posterior", "both") else B, D, dtype)
+    L2 = _tril(rng, 1 if shared in ("prior", "both") else B, D, dtype)
+    return mu, m2, (L1[0] if shared in ("posterior", "both") else L1), (L2[0] if shared in ("prior", "both") else L2)
+
+
 @pytest.mark.parametrize("D", SIZES)
 @pytest.mark.parametrize("shared", ["none", "posterior", "prior", "both"])
 def test_kl_mvn_vs_torch(backend, dtype, rng, D, shared):
     B = 4
-    mu, m2 = (rng.standard_normal((B, D)).astype(dtype) for _ in range(2))
-    L1 = _tril(rng, 1 if shared in ("posterior", "both") else B, D, dtype)
-    L2 = _tril(rng, 1 if shared in ("prior", "both") else B, D, dtype)
-    L1a = L1[0] if shared in ("posterior", "both") else L1
-    L2a = L2[0] if shared in ("prior", "both") else L2
+    mu, m2, L1a, L2a = _kl_inputs(rng, B, D, dtype, shared)
     p = td.MultivariateNormal(torch.tensor(mu, dtype=torch.float64), scale_tril=torch.tensor(_per_row(L1a, B)))
     for pm, pL in ((m2, L2a), (m2, None), (None, L2a)):
         q = td.MultivariateNormal(
@@ -174,11 +178,7 @@ def test_mahalanobis_and_log_prob_backward_vs_autograd(backend, dtype, rng, D, s
 @pytest.mark.parametrize("shared", ["none", "posterior", "prior", "both"])
 def test_kl_mvn_backward_vs_autograd(backend, dtype, rng, D, shared):
     B = 4
-    mu, m2 = (rng.standard_normal((B, D)).astype(dtype) for _ in range(2))
-    L1 = _tril(rng, 1 if shared in ("posterior", "both") else B, D, dtype)
-    L2 = _tril(rng, 1 if shared in ("prior", "both") else B, D, dtype)
-    L1a = L1[0] if shared in ("posterior", "both") else L1
-    L2a = L2[0] if shared in ("prior", "both") else L2
+    mu, m2, L1a, L2a = _kl_inputs(rng, B, D, dtype, shared)
     for with_m2, with_L2 in ((True, True), (True, False), (False, True), (False, False)):
         t = [_t(mu), _t(L1a), _t(m2) if with_m2 else None, _t(L2a) if with_L2 else None]
         p = td.MultivariateNormal(t[0], scale_tril=torch.tril(t[1]).expand(B, D, D))

@@ -54,12 +54,7 @@ void run(const M& m, index_t B, const py::array& R, const py::array& gamma, cons
     py::gil_scoped_release nogil;
     mdp::batch_solve_host(m, a, th, max_iter, span, eval_max, eval_rel, every);
   }
-  for (index_t b = 0; b < B; ++b) {
-    it[b] = st[b].c.iterations;
-    if (ev) ev[b] = st[b].c.eval_sweeps;
-    res[b] = st[b].c.residual;
-    conv[b] = st[b].c.converged;
-  }
+  mdp::batch_results(st.data(), B, it, ev, res, conv);
 }
 
 }  // namespace

@@ -244,12 +244,7 @@ bool solve_loop(const M& m, const T* R, const T* gamma, const double* thresh, in
   std::vector<mdp::BatchMdp> h(static_cast<std::size_t>(B));
   PGM_CUDA_CHECK(cudaMemcpyAsync(h.data(), a.st, B * sizeof(mdp::BatchMdp), cudaMemcpyDeviceToHost, stream));
   PGM_CUDA_CHECK(cudaStreamSynchronize(stream));
-  for (index_t b = 0; b < B; ++b) {
-    out.iterations[b] = h[b].c.iterations;
-    if (out.eval_sweeps) out.eval_sweeps[b] = h[b].c.eval_sweeps;
-    out.residual[b] = h[b].c.residual;
-    out.converged[b] = h[b].c.converged;
-  }
+  mdp::batch_results(h.data(), B, out.iterations, out.eval_sweeps, out.residual, out.converged);
   return true;
 }
 

@@ -245,14 +245,9 @@ __global__ void gumbel_softmax_kernel(const T* logits, index_t R, index_t K, T t
                                       T* y_soft, T* y_hard, std::int64_t* index, std::int32_t* status) {
   const index_t r = tid();
   if (r >= R) return;
-  T* ys = y_soft + r * K;
-  fill_range_scalar<T>(rng::GUMBEL, seed, stream + r, offset, K, ys);
-  int s = 0;
-  const index_t idx = gumbel_softmax_row<T>(logits + r * K, K, tau, ys, &s);
-  index[r] = idx;
-  status[r] = s;
-  if (y_hard)
-    for (index_t k = 0; k < K; ++k) y_hard[r * K + k] = k == idx ? T(1) : T(0);
+  gumbel_softmax_one<T>(
+      logits + r * K, K, tau, [&](T* y) { fill_range_scalar<T>(rng::GUMBEL, seed, stream + r, offset, K, y); },
+      y_soft + r * K, y_hard ? y_hard + r * K : nullptr, index + r, status + r);
 }
 
 template <class T>
@@ -269,14 +264,10 @@ __global__ void gumbel_softmax_backward_kernel(const T* logits, const T* y_soft,
                                                u64 stream, u64 offset, const T* g, T* out, std::int32_t* status) {
   const index_t r = tid();
   if (r >= R) return;
-  T* o = out + r * K;
-  int s = 0;
-  if (!y_soft) {
-    fill_range_scalar<T>(rng::GUMBEL, seed, stream + r, offset, K, o);
-    gumbel_softmax_row<T>(logits + r * K, K, tau, o, &s);
-  }
-  status[r] = s;
-  gumbel_softmax_row_backward<T>(y_soft ? y_soft + r * K : o, g + r * K, K, tau, o);
+  gumbel_softmax_backward_one<T>(
+      logits + r * K, y_soft ? y_soft + r * K : nullptr, K, tau,
+      [&](T* y) { fill_range_scalar<T>(rng::GUMBEL, seed, stream + r, offset, K, y); }, g + r * K, out + r * K,
+      status + r);
 }
 
 template <class T>

@@ -159,6 +159,18 @@ inline std::int64_t batch_max_steps(std::int64_t max_iter, std::int64_t eval_max
   return max_iter * (1 + eval_max);
 }
 
+// The per-MDP results of a finished solve, out of its states into arrays of B entries
+// (eval_sweeps nullable: a policy evaluation has none).
+inline void batch_results(const BatchMdp* st, index_t B, std::int64_t* iterations, std::int64_t* eval_sweeps,
+                          double* residual, std::uint8_t* converged) {
+  for (index_t b = 0; b < B; ++b) {
+    iterations[b] = st[b].c.iterations;
+    if (eval_sweeps) eval_sweeps[b] = st[b].c.eval_sweeps;
+    residual[b] = st[b].c.residual;
+    converged[b] = st[b].c.converged;
+  }
+}
+
 // The host side of a batched solve: steps until no MDP runs. X provides step() and control()
 // (one step of every MDP, queued) and running() (the number of MDPs still running: the only
 // synchronisation, once per `every` steps; steps after the last MDP stopped change nothing).

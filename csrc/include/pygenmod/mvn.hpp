@@ -277,6 +277,35 @@ PGM_HD void gumbel_softmax_row_backward(const T* y, const T* g, index_t K, T tau
   for (index_t k = 0; k < K; ++k) out[k] = y[k] * (g[k] - s) / tau;
 }
 
+// One row of the Gumbel-softmax launchers (CPU and CUDA): fill(ys) writes the row's K Gumbel
+// draws (each launcher its own filler of the same stream), then the softmax, the index and,
+// when y_hard is given, its one-hot.
+template <class T, class Fill>
+PGM_HD void gumbel_softmax_one(const T* logits, index_t K, T tau, Fill fill, T* ys, T* y_hard, std::int64_t* index,
+                               std::int32_t* status) {
+  fill(ys);
+  int s = 0;
+  const index_t idx = gumbel_softmax_row<T>(logits, K, tau, ys, &s);
+  *index = idx;
+  *status = s;
+  if (y_hard)
+    for (index_t k = 0; k < K; ++k) y_hard[k] = k == idx ? T(1) : T(0);
+}
+
+// One row of the VJP launchers: from the forward's y_soft, or (y_soft null) regenerated into
+// out from the logits and fill (as in gumbel_softmax_one).
+template <class T, class Fill>
+PGM_HD void gumbel_softmax_backward_one(const T* logits, const T* y_soft, index_t K, T tau, Fill fill, const T* g,
+                                        T* out, std::int32_t* status) {
+  int s = 0;
+  if (!y_soft) {
+    fill(out);
+    gumbel_softmax_row<T>(logits, K, tau, out, &s);
+  }
+  *status = s;
+  gumbel_softmax_row_backward<T>(y_soft ? y_soft : out, g, K, tau, out);
+}
+
 #if !defined(__CUDACC__)
 // ---------------------------------------------------------------------------------------
 // CPU launchers: parallel over rows (matrices, chunks), serial below PAR_MIN elements of work.
@@ -399,18 +428,10 @@ template <class T>
 void gumbel_softmax_cpu(const T* logits, index_t R, index_t K, T tau, std::uint64_t seed, std::uint64_t stream,
                         std::uint64_t offset, T* y_soft, T* y_hard, std::int64_t* index, std::int32_t* status) {
 #pragma omp parallel for schedule(dynamic, 32) if (R * K > PAR_MIN)
-  for (index_t r = 0; r < R; ++r) {
-    T* ys = y_soft + r * K;
-    fill_range<T>(rng::GUMBEL, seed, stream + r, offset, K, ys);
-    int st = 0;
-    const index_t idx = gumbel_softmax_row<T>(logits + r * K, K, tau, ys, &st);
-    index[r] = idx;
-    status[r] = st;
-    if (y_hard) {
-      std::fill(y_hard + r * K, y_hard + (r + 1) * K, T(0));
-      y_hard[r * K + idx] = T(1);
-    }
-  }
+  for (index_t r = 0; r < R; ++r)
+    gumbel_softmax_one<T>(
+        logits + r * K, K, tau, [&](T* y) { fill_range<T>(rng::GUMBEL, seed, stream + r, offset, K, y); },
+        y_soft + r * K, y_hard ? y_hard + r * K : nullptr, index + r, status + r);
 }
 
 // VJP: from the forward's y_soft, or (y_soft null) regenerated from logits and the key.
@@ -418,16 +439,10 @@ template <class T>
 void gumbel_softmax_backward_cpu(const T* logits, const T* y_soft, index_t R, index_t K, T tau, std::uint64_t seed,
                                  std::uint64_t stream, std::uint64_t offset, const T* g, T* out, std::int32_t* status) {
 #pragma omp parallel for schedule(dynamic, 32) if (R * K > PAR_MIN)
-  for (index_t r = 0; r < R; ++r) {
-    T* o = out + r * K;
-    int st = 0;
-    if (!y_soft) {
-      fill_range<T>(rng::GUMBEL, seed, stream + r, offset, K, o);
-      gumbel_softmax_row<T>(logits + r * K, K, tau, o, &st);
-    }
-    status[r] = st;
-    gumbel_softmax_row_backward<T>(y_soft ? y_soft + r * K : o, g + r * K, K, tau, o);
-  }
+  for (index_t r = 0; r < R; ++r)
+    gumbel_softmax_backward_one<T>(
+        logits + r * K, y_soft ? y_soft + r * K : nullptr, K, tau,
+        [&](T* y) { fill_range<T>(rng::GUMBEL, seed, stream + r, offset, K, y); }, g + r * K, out + r * K, status + r);
 }
 #endif  // !__CUDACC__
 
