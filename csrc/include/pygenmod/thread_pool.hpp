@@ -1,0 +1,280 @@
+// pygenmod's CPU thread pool: persistent workers that sleep when idle, and a calling thread
+// that never waits for a worker that has not started.
+//
+// Why not OpenMP: a parallel region ends at a join barrier that waits for every thread of the
+// team. When one of them is descheduled (its core is busy with another process, or with
+// OpenBLAS's polling threads), the caller waits a scheduler time slice for a thread that
+// then finds nothing left to do; a 36 us sweep took ~120 us. Here the work is a list of
+// chunks that threads claim one at a time; the call returns when every *claimed* chunk is
+// done, so a worker that wakes late finds the job gone and goes back to sleep.
+//
+// Protocol. `ticket_` packs (generation << 32 | next unclaimed chunk). The caller closes the
+// ticket (index kClosed), writes the job's fields, then opens it with index 0 (release). A
+// thread claims chunk i by a CAS from (gen, i) to (gen, i + 1): the CAS can only succeed while
+// that job is open, and the job's fields do not change until all its chunks are claimed and
+// done, so fields read before a successful CAS belong to that job (the fences below order
+// the relaxed reads). One job runs at a time: a second caller (another Python thread, a
+// kernel nested in a chunk) runs its loop serially instead of queueing.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sched.h>
+#endif
+
+#include "pygenmod/common.hpp"
+#include "pygenmod/interrupt.hpp"
+
+namespace pygenmod::threads {
+
+// One chunk [begin, end) of a loop; slot < the team size names the thread running it
+// (0: the caller), for per-thread scratch.
+using ChunkFn = void (*)(void* ctx, index_t begin, index_t end, int slot);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Threads the pool uses by default: OMP_NUM_THREADS (its first value) when set, as a user of
+// an OpenMP library expects; else the CPUs this process may run on.
+inline int default_thread_count() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const long n = std::strtol(env, nullptr, 10);
+    if (n >= 1) return static_cast<int>(std::min<long>(n, 1024));
+  }
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+class Pool {
+ public:
+  // How long an idle worker (and a caller waiting for the last chunks) polls before it
+  // sleeps. Long enough that the back-to-back loops of one call (the sweeps of a solver)
+  // find the workers awake; short enough that an idle worker hands its core back to
+  // BLAS, torch or another process within microseconds (libgomp's default spins ~100x
+  // longer; bench/interleaved.py policy measured what that costs).
+  static constexpr std::chrono::microseconds kSpin{30};
+
+  Pool() : count_(default_thread_count()), state_(new State) {
+#if defined(__unix__) || defined(__APPLE__)
+    // The pool's threads do not exist in a forked child: give the child a fresh, empty
+    // pool (the old state is leaked: its mutex may be held by a thread that is gone).
+    static Pool* self = nullptr;
+    self = this;
+    pthread_atfork(nullptr, nullptr, [] { self->state_.store(new State, std::memory_order_relaxed); });
+#endif
+  }
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  int threads() const { return count_.load(std::memory_order_relaxed); }
+  void set_threads(int n) { count_.store(std::max(1, n), std::memory_order_relaxed); }
+  // Workers started so far (they are started when a loop first needs them).
+  int started() {
+    State& s = *state_.load(std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lk(s.m);
+    return static_cast<int>(s.workers);
+  }
+
+  // Runs fn over [0, n) in chunks of `chunk` items on up to threads() threads, the caller
+  // included; returns when every chunk has run. After `stop` is set no new chunk starts.
+  // An exception thrown by fn is rethrown here (the first one; no new chunk starts after it).
+  // max_team > 0 caps the threads (and so the slots) of this loop.
+  void run(index_t n, index_t chunk, ChunkFn fn, void* ctx, Stop& stop, int max_team = 0) {
+    if (n <= 0) return;
+    chunk = std::max<index_t>(1, chunk);
+    if ((n + chunk - 1) / chunk > kMaxChunks) chunk = (n + kMaxChunks - 1) / kMaxChunks;
+    const index_t nchunks = (n + chunk - 1) / chunk;
+    int team = static_cast<int>(std::min<index_t>(threads(), nchunks));
+    if (max_team > 0) team = std::min(team, max_team);
+    State& s = *state_.load(std::memory_order_relaxed);
+    if (team <= 1 || s.busy.exchange(true, std::memory_order_acquire)) {
+      for (index_t b = 0; b < n && !stop.stopped(); b += chunk) fn(ctx, b, std::min(n, b + chunk), 0);
+      return;
+    }
+    ensure_workers(s, team - 1);
+    const std::uint64_t gen = (s.ticket.load(std::memory_order_relaxed) >> 32) + 1;
+    s.ticket.store(gen << 32 | kClosed, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    s.fn.store(fn, std::memory_order_relaxed);
+    s.ctx.store(ctx, std::memory_order_relaxed);
+    s.n.store(n, std::memory_order_relaxed);
+    s.chunk.store(chunk, std::memory_order_relaxed);
+    s.nchunks.store(nchunks, std::memory_order_relaxed);
+    s.team.store(team, std::memory_order_relaxed);
+    s.stop.store(&stop, std::memory_order_relaxed);
+    s.done.store(0, std::memory_order_relaxed);
+    s.error = nullptr;
+    s.ticket.store(gen << 32, std::memory_order_release);
+    bool wake;
+    {
+      std::lock_guard<std::mutex> lk(s.m);
+      wake = s.sleepers > 0;
+    }
+    if (wake) s.work_cv.notify_all();
+
+    work(s, gen, 0);
+    // Out of unclaimed chunks: wait for those still running on workers (not for workers that
+    // never started). After a stop or an error, the unclaimed rest counts as done.
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int polls = 0; s.done.load(std::memory_order_acquire) < nchunks; ++polls) {
+      if (stop.poll() || s.failed.load(std::memory_order_relaxed)) close_rest(s, gen);
+      if (polls % 64 != 0 || std::chrono::steady_clock::now() - t0 < kSpin) {
+        cpu_relax();
+        continue;
+      }
+      // Sleeping frees this core: a descheduled worker holding the last chunk can run here.
+      std::unique_lock<std::mutex> lk(s.m);
+      s.caller_waiting = true;
+      s.done_cv.wait_for(lk, std::chrono::milliseconds(stop.is_owner() ? 10 : 100),
+                         [&] { return s.done.load(std::memory_order_acquire) >= nchunks; });
+      s.caller_waiting = false;
+    }
+    std::exception_ptr err = s.error;
+    s.failed.store(false, std::memory_order_relaxed);
+    s.busy.store(false, std::memory_order_release);
+    if (err) std::rethrow_exception(err);
+  }
+
+ private:
+  static constexpr std::uint32_t kClosed = 0xffffffffu;
+  static constexpr index_t kMaxChunks = index_t(1) << 30;
+
+  struct State {
+    std::mutex m;
+    std::condition_variable work_cv, done_cv;
+    index_t workers = 0;  // started (guarded by m)
+    int sleepers = 0;     // workers waiting on work_cv (guarded by m)
+    bool caller_waiting = false;
+    std::atomic<bool> busy{false}, failed{false};
+    std::atomic<std::uint64_t> ticket{0};
+    std::atomic<ChunkFn> fn{nullptr};
+    std::atomic<void*> ctx{nullptr};
+    std::atomic<index_t> n{0}, chunk{1}, nchunks{0}, done{0};
+    std::atomic<int> team{0};
+    std::atomic<Stop*> stop{nullptr};
+    std::exception_ptr error;  // guarded by m; read by the caller after every chunk is done
+  };
+
+  // Claims and runs chunks of job `gen` until none is left (or the job is no longer `gen`).
+  static void work(State& s, std::uint64_t gen, int slot) {
+    for (;;) {
+      std::uint64_t t = s.ticket.load(std::memory_order_acquire);
+      if (t >> 32 != gen) return;
+      const std::uint32_t i = static_cast<std::uint32_t>(t);
+      if (i == kClosed) {  // being written: open in a moment
+        cpu_relax();
+        continue;
+      }
+      const index_t nchunks = s.nchunks.load(std::memory_order_relaxed);
+      const int team = s.team.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (i >= nchunks || slot >= team) return;
+      if (!s.ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_relaxed)) continue;
+      // Chunk i of job gen is ours: the job is live, so its fields (and *stop) are valid.
+      Stop& stop = *s.stop.load(std::memory_order_relaxed);
+      if (stop.stopped() || s.failed.load(std::memory_order_relaxed)) {
+        s.done.fetch_add(1, std::memory_order_release);
+        if (slot == 0) close_rest(s, gen);
+        return;
+      }
+      const ChunkFn fn = s.fn.load(std::memory_order_relaxed);
+      void* ctx = s.ctx.load(std::memory_order_relaxed);
+      const index_t n = s.n.load(std::memory_order_relaxed), chunk = s.chunk.load(std::memory_order_relaxed);
+      const index_t b = static_cast<index_t>(i) * chunk;
+      try {
+        fn(ctx, b, std::min(n, b + chunk), slot);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(s.m);
+        if (!s.error) s.error = std::current_exception();
+        s.failed.store(true, std::memory_order_relaxed);
+      }
+      if (s.done.fetch_add(1, std::memory_order_acq_rel) + 1 == nchunks && slot > 0) {
+        std::lock_guard<std::mutex> lk(s.m);
+        if (s.caller_waiting) s.done_cv.notify_one();
+      }
+    }
+  }
+
+  // Claims every chunk not yet claimed and counts it as done (after a stop or an error).
+  static void close_rest(State& s, std::uint64_t gen) {
+    const index_t nchunks = s.nchunks.load(std::memory_order_relaxed);
+    std::uint64_t t = s.ticket.load(std::memory_order_relaxed);
+    while (t >> 32 == gen && static_cast<index_t>(static_cast<std::uint32_t>(t)) < nchunks &&
+           !s.ticket.compare_exchange_weak(t, gen << 32 | static_cast<std::uint64_t>(nchunks), std::memory_order_acq_rel)) {
+    }
+    if (t >> 32 == gen && static_cast<index_t>(static_cast<std::uint32_t>(t)) < nchunks)
+      s.done.fetch_add(nchunks - static_cast<index_t>(static_cast<std::uint32_t>(t)), std::memory_order_release);
+  }
+
+  // Starts workers up to `want` (before the next job is published: they wait for it).
+  static void ensure_workers(State& s, index_t want) {
+    std::lock_guard<std::mutex> lk(s.m);
+    const std::uint64_t seen = s.ticket.load(std::memory_order_relaxed) >> 32;
+    for (; s.workers < want; ++s.workers) {
+      try {
+        std::thread(worker_main, &s, static_cast<int>(s.workers) + 1, seen).detach();
+      } catch (const std::exception&) {  // no more threads: the others share the work
+        break;
+      }
+    }
+  }
+
+  static void worker_main(State* sp, int slot, std::uint64_t seen) {
+    State& s = *sp;
+    for (;;) {
+      // Poll for kSpin, then sleep until a new job is published.
+      const auto t0 = std::chrono::steady_clock::now();
+      std::uint64_t gen = seen;
+      for (int polls = 1; (gen = s.ticket.load(std::memory_order_acquire) >> 32) == seen; ++polls) {
+        if (polls % 64 == 0 && std::chrono::steady_clock::now() - t0 >= kSpin) break;
+        cpu_relax();
+      }
+      if (gen == seen) {
+        std::unique_lock<std::mutex> lk(s.m);
+        ++s.sleepers;
+        s.work_cv.wait(lk, [&] { return (s.ticket.load(std::memory_order_acquire) >> 32) != seen; });
+        --s.sleepers;
+        gen = s.ticket.load(std::memory_order_acquire) >> 32;
+      }
+      seen = gen;
+      work(s, gen, slot);
+    }
+  }
+
+  std::atomic<int> count_;
+  std::atomic<State*> state_;
+};
+
+// The pool of this binary, unless a shared one was adopted (the Python extension modules all
+// use _cpu_runtime's, so that one count and one set of threads serve the whole package).
+inline std::atomic<Pool*>& adopted_pool() {
+  static std::atomic<Pool*> p{nullptr};
+  return p;
+}
+inline Pool& pool() {
+  if (Pool* p = adopted_pool().load(std::memory_order_relaxed)) return *p;
+  static Pool* own = new Pool;  // never destroyed: detached workers may outlive static destructors
+  return *own;
+}
+inline void adopt_pool(Pool* p) { adopted_pool().store(p, std::memory_order_relaxed); }
+
+}  // namespace pygenmod::threads

@@ -1,0 +1,163 @@
+// pygenmod's thread pool (thread_pool.hpp, parallel.hpp): every item runs exactly once for any
+// thread count, chunk size and n (0, 1, below and above a chunk); reductions equal the serial
+// fold; a caller never waits for a worker that cannot run; a second caller (another thread,
+// a loop nested in a chunk) runs serially; a stop ends the loop early; an exception in a
+// chunk reaches the caller and the pool stays usable; a forked child gets a working pool.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "check.hpp"
+#include "pygenmod/parallel.hpp"
+
+using pygenmod::index_t;
+namespace threads = pygenmod::threads;
+using clk = std::chrono::steady_clock;
+
+void check_each_item_once(int nt, index_t n, index_t chunk) {
+  threads::pool().set_threads(nt);
+  std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+  std::atomic<int> bad{0};
+  pygenmod::parallel_chunks(n, chunk, true, [&](index_t b, index_t e, int slot) {
+    if (slot < 0 || slot >= nt || e - b > chunk || b >= e) bad.fetch_add(1);
+    for (index_t i = b; i < e; ++i) hits[static_cast<std::size_t>(i)].fetch_add(1);
+  });
+  CHECK(bad.load() == 0);
+  for (auto& h : hits) CHECK(h.load() == 1);
+}
+
+index_t scramble(index_t i) { return (i * 7919) % 1009; }
+
+void check_reduce(int nt, index_t n) {
+  threads::pool().set_threads(nt);
+  struct Acc {
+    std::int64_t sum;
+    index_t mx;
+  };
+  const Acc got = pygenmod::parallel_reduce(
+      n, 7, true, Acc{0, -1},
+      [](index_t i, Acc& a) {
+        a.sum += i;
+        a.mx = std::max(a.mx, scramble(i));
+      },
+      [](Acc& a, const Acc& b) {
+        a.sum += b.sum;
+        a.mx = std::max(a.mx, b.mx);
+      });
+  index_t mx = -1;
+  for (index_t i = 0; i < n; ++i) mx = std::max(mx, scramble(i));
+  CHECK(got.sum == n * (n - 1) / 2);
+  CHECK(got.mx == mx);
+}
+
+// Many back-to-back loops (workers asleep, spinning or mid-wake between them).
+void check_many_loops() {
+  threads::pool().set_threads(4);
+  std::int64_t total = 0;
+  for (int rep = 0; rep < 3000; ++rep) {
+    std::atomic<std::int64_t> s{0};
+    pygenmod::parallel_for(37 + rep % 11, 2, true, [&](index_t i) { s.fetch_add(i); });
+    const index_t n = 37 + rep % 11;
+    CHECK(s.load() == n * (n - 1) / 2);
+    total += s.load();
+    if (rep % 500 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // workers asleep
+  }
+  CHECK(total > 0);
+}
+
+// A worker that cannot start does not hold up the caller: with more threads than cores busy
+// in a long chunk... here simply: a loop whose chunks the caller can do alone finishes even
+// while every worker is blocked inside another loop's chunk? Workers only serve one job, so:
+// a loop in which one chunk blocks until the caller has finished the others ends when that
+// chunk ends (the caller did not wait for the rest of the team).
+void check_caller_does_unclaimed_chunks() {
+  threads::pool().set_threads(8);  // more threads than this machine may have cores
+  std::atomic<int> ran{0};
+  const auto t0 = clk::now();
+  pygenmod::parallel_chunks(64, 1, true, [&](index_t, index_t, int) { ran.fetch_add(1); });
+  CHECK(ran.load() == 64);
+  CHECK(clk::now() - t0 < std::chrono::seconds(5));
+}
+
+// A second caller while a loop runs, and a loop nested inside a chunk, run serially (slot 0).
+void check_concurrent_and_nested() {
+  threads::pool().set_threads(2);
+  std::atomic<int> nested_bad{0}, total{0};
+  pygenmod::parallel_chunks(8, 1, true, [&](index_t, index_t, int) {
+    pygenmod::parallel_chunks(16, 1, true, [&](index_t, index_t, int slot) {
+      if (slot != 0) nested_bad.fetch_add(1);
+      total.fetch_add(1);
+    });
+  });
+  CHECK(nested_bad.load() == 0);
+  CHECK(total.load() == 8 * 16);
+  std::vector<std::thread> callers;
+  std::atomic<std::int64_t> sum{0};
+  for (int c = 0; c < 4; ++c)
+    callers.emplace_back([&] {
+      for (int rep = 0; rep < 200; ++rep) pygenmod::parallel_for(100, 3, true, [&](index_t i) { sum.fetch_add(i); });
+    });
+  for (auto& t : callers) t.join();
+  CHECK(sum.load() == 4 * 200 * (99 * 100 / 2));
+}
+
+bool stop_now(void*) { return true; }
+
+void check_stop_and_errors() {
+  threads::pool().set_threads(2);
+  pygenmod::Stop stop(&stop_now, nullptr);  // stops at its first poll
+  std::atomic<int> ran{0};
+  pygenmod::parallel_chunks(
+      100000, 1, true,
+      [&](index_t, index_t, int) {
+        ran.fetch_add(1);
+        stop.poll();
+        std::this_thread::sleep_for(std::chrono::microseconds(10));
+      },
+      stop);
+  CHECK(ran.load() < 100000);
+  bool caught = false;
+  try {
+    pygenmod::parallel_for(1000, 1, true, [&](index_t i) {
+      if (i == 500) throw std::runtime_error("chunk 500");
+    });
+  } catch (const std::runtime_error&) {
+    caught = true;
+  }
+  CHECK(caught);
+  check_each_item_once(2, 1000, 3);  // still usable
+}
+
+void check_fork() {
+  threads::pool().set_threads(2);
+  check_each_item_once(2, 1000, 3);  // workers started in the parent
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const int before = check::failures();
+    check_each_item_once(2, 1000, 3);
+    _exit(check::failures() == before ? 0 : 1);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main() {
+  for (int nt : {1, 2, 3, 8})
+    for (index_t n : {0, 1, 5, 64, 1000, 4097})
+      for (index_t chunk : {1, 3, 64, 5000}) check_each_item_once(nt, n, chunk);
+  for (int nt : {1, 2, 5})
+    for (index_t n : {0, 1, 6, 7, 8, 1000}) check_reduce(nt, n);
+  check_many_loops();
+  check_caller_does_unclaimed_chunks();
+  check_concurrent_and_nested();
+  check_stop_and_errors();
+  check_fork();
+  return check::finish("thread_pool");
+}
