@@ -1,8 +1,9 @@
 """In-use timings that `pygenmod bench` does not cover.
 
 python bench/interleaved.py policy [--repeats 20]
-    The threading-policy measurements behind pygenmod/_threads.py (docs/threads.md): the
-    issue-11 reproductions run in fresh processes under each libgomp wait setting:
+    The threading-policy measurements behind the pool's idle polling (thread_pool.hpp,
+    docs/threads.md): the issue-11 reproductions run in fresh processes under each
+    PYGENMOD_SPIN_US (how long an idle worker polls before it sleeps):
       pi    policy_iteration(gridworld, evaluation="exact") with numpy.linalg.solve (300x300)
             between calls: median and worst of the repeats
       cem   cem_optimize on the demo problem (B=4, D=3, 64 samples, 8 elites, 40 iterations)
@@ -29,11 +30,11 @@ import time
 
 import numpy as np
 
-SETTINGS = {  # name -> environment for the child (the keys libgomp reads at load)
-    "libgomp default (spin 300000)": {"GOMP_SPINCOUNT": "300000"},
-    "spin 10000": {"GOMP_SPINCOUNT": "10000"},
-    "pygenmod default (spin 1000)": {},
-    "passive": {"OMP_WAIT_POLICY": "passive"},
+SETTINGS = {  # name -> environment for the child (read when the pool is created)
+    "sleep at once (0 us)": {"PYGENMOD_SPIN_US": "0"},
+    "pygenmod default (30 us)": {},
+    "poll 300 us": {"PYGENMOD_SPIN_US": "300"},
+    "poll 3000 us": {"PYGENMOD_SPIN_US": "3000"},
 }
 
 
@@ -44,8 +45,8 @@ def _stats(ts):
 
 def scenario(name, repeats):
     """Runs in the child: one scenario, JSON on stdout."""
-    import pygenmod  # noqa: F401  (loads libgomp with the child's environment)
-    from pygenmod import _threads, cem, mdp
+    import pygenmod  # noqa: F401  (creates the pool with the child's environment)
+    from pygenmod import cem, mdp
 
     rng = np.random.default_rng(0)
     if name == "pi":
@@ -93,7 +94,7 @@ def scenario(name, repeats):
             t = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t)
-    print(json.dumps(dict(_stats(ts), spin=_threads.state["spincount"])))
+    print(json.dumps(dict(_stats(ts), spin_us=os.environ.get("PYGENMOD_SPIN_US", "30"))))
 
 
 def policy(argv):
@@ -103,7 +104,7 @@ def policy(argv):
     print(f"{'setting':<32}" + "".join(f"{s:>22}" for s in scen))
     here = os.path.dirname(os.path.abspath(__file__))
     for label, extra in SETTINGS.items():
-        env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+        env = {k: v for k, v in os.environ.items() if k != "PYGENMOD_SPIN_US"}
         env.update(extra)
         cells = []
         for s in scen:

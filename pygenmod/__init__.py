@@ -23,8 +23,8 @@ from ._status import NumericalError, NumericalWarning, Status
 
 __version__ = "0.1.0"
 
-# Load the OpenMP runtime now, before another package loads libgomp with its defaults
-# (docs/threads.md), and let threadpoolctl see pygenmod's pool.
+# Load the runtime (the thread pool every CPU module shares) now, and let threadpoolctl see
+# the pool (docs/threads.md).
 try:
     _threads.load_runtime()
 except ImportError:  # no compiled extension: the numba backend serves

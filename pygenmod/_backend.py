@@ -34,10 +34,10 @@ class BackendError(RuntimeError):
 def _probe(name: str) -> tuple[bool, str]:
     if name == "cpu":
         try:
-            _threads.load_runtime()  # first load of libgomp: with pygenmod's spin setting
+            _threads.load_runtime()  # the shared thread pool
         except ImportError as exc:
             return False, f"compiled extension not importable ({exc}); reinstall with a C++ compiler"
-        return True, "compiled C++ kernels (OpenMP)"
+        return True, "compiled C++ kernels (own thread pool)"
     if name == "numba":
         if importlib.util.find_spec("numba") is None:
             return False, "numba is not installed"
@@ -191,7 +191,7 @@ def _checked(name: str) -> str:
 
 # ----------------------------------------------------------------------------- threads
 def set_num_threads(n: int) -> None:
-    """Threads used by the CPU kernels (OpenMP) and numba, in every thread of the process.
+    """Threads used by the CPU kernels (pygenmod's pool) and numba, in every thread of the process.
 
     ``n``: an int in [1, max(64, 4 * os.cpu_count())]; anything else raises (TypeError for
     non-integers such as 1.5, "2" or True). Results do not depend on the thread count: parallel
@@ -203,5 +203,5 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """Threads a CPU kernel called from this thread uses (honours set_num_threads,
-    threadpoolctl and OMP_NUM_THREADS; 1 in the thread that forked a child, inside the child)."""
+    threadpoolctl and OMP_NUM_THREADS)."""
     return _threads.get_num_threads()

@@ -1,21 +1,18 @@
-"""pygenmod's threading policy: how its OpenMP pool shares the machine (docs/threads.md).
+"""pygenmod's threading policy: how its thread pool shares the machine (docs/threads.md).
 
-- **Short spinning.** GNU OpenMP workers spin for a long time (GOMP_SPINCOUNT=300000 pause
-  loops, milliseconds) after every parallel region and at every barrier. Next to another thread
-  pool (OpenBLAS, PyTorch, numba, a data loader) or a busy core, that spinning steals the core
-  the other pool (or our own descheduled worker) needs, and a call that takes 0.5 ms alone takes
-  50-900 ms. libgomp reads its settings once, when it is loaded, so before the first compiled
-  module loads we set ``GOMP_SPINCOUNT`` (see SPINCOUNT) for that load only and restore the
-  environment afterwards (child processes and other OpenMP runtimes, e.g. PyTorch's own libgomp,
-  never see it). A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT always wins.
-- **One process-wide thread count.** OpenMP's and numba's thread counts are per OS thread; a
-  worker thread would ignore a ``set_num_threads`` made in the main thread. pygenmod keeps one
-  process-wide count and every thread applies it (lazily, before its next kernel call).
-  ``threadpoolctl.threadpool_limits`` and ``threadpool_info`` see it as user_api "pygenmod".
-- **fork.** A child forked after a parallel region would wait forever for pool threads that do
-  not exist there. In a forked child the thread that forked runs its CPU kernels serially
-  (other threads the child starts get a fresh pool); the numba backend, whose GNU OpenMP layer
-  kills such a child, raises BackendError at once instead.
+- **An own pool, not OpenMP.** The compiled CPU kernels run their parallel loops on one pool
+  (csrc/include/pygenmod/thread_pool.hpp) shared by every extension module. A loop is a list of
+  chunks that threads claim one at a time, and the call returns when every claimed chunk is
+  done: it never waits at a barrier for a worker whose core is taken (an OpenMP region does,
+  a whole scheduler slice). Idle workers poll for ~30 us, then sleep, so the pool never keeps
+  a core from BLAS, torch, numba or another process for longer.
+- **One process-wide thread count.** ``set_num_threads`` sets the pool's count for every thread
+  of the process. numba's count is per OS thread, so each thread applies the process-wide count
+  lazily before its next numba kernel. ``threadpoolctl.threadpool_limits`` and
+  ``threadpool_info`` see the pool as user_api "pygenmod".
+- **fork.** A forked child gets a fresh, empty pool (its workers start on first use), so the
+  compiled kernels run in parallel there too. The numba backend, whose GNU OpenMP layer kills
+  such a child, raises BackendError at once instead.
 """
 
 from __future__ import annotations
@@ -29,30 +26,17 @@ import sys
 import threading
 from types import ModuleType
 
-#: GOMP_SPINCOUNT applied at load unless the user set OMP_WAIT_POLICY / GOMP_SPINCOUNT. A pause
-#: loop of this many iterations is some microseconds: back-to-back regions of one call still find
-#: the workers awake, and a worker gives its core back right after a region or a stalled barrier.
-#: `python bench/interleaved.py policy` measures libgomp's default (300000), 10000, this and
-#: passive waiting (bench/RESULTS.md): 1000 and passive tie on the issue-11 reproductions and on
-#: large kernels; 10000 still left 5-67 ms stalls in policy iteration next to OpenBLAS.
-SPINCOUNT = "1000"
-_ENV_KEYS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-
 _lock = threading.Lock()
-_target: int | None = None  # process-wide thread count; None: the OpenMP default
-_generation = 0  # bumped whenever _target changes; each thread re-applies on a change
+_target: int | None = None  # process-wide thread count; None: the pool's default
+_generation = 0  # bumped whenever _target changes; each thread re-applies numba's on a change
 _tls = threading.local()
-_forked_tid: int | None = None  # in a forked child: the ident of the thread that forked
 _numba_fork_unsafe = False  # numba's GNU OpenMP layer ran before the fork (it kills the child)
-_default_threads = None
 _runtime = None
-#: what load_runtime found and did (``pygenmod info`` and threadpoolctl show it)
-state = {"spincount": None, "libgomp_preloaded": None}
 
 
 def max_threads() -> int:
-    """The most threads set_num_threads accepts (libgomp aborts the process when it cannot
-    create the threads asked for; thousands are never useful)."""
+    """The most threads set_num_threads accepts (thousands are never useful, and each costs a
+    stack)."""
     return max(64, 4 * (os.cpu_count() or 1))
 
 
@@ -65,40 +49,16 @@ def check_count(n: int, name: str = "n") -> int:
     return n
 
 
-def _libgomp_loaded() -> bool:
-    try:
-        with open("/proc/self/maps") as f:
-            return any("/libgomp.so" in line for line in f)
-    except OSError:
-        return False
-
-
 def load_runtime() -> ModuleType:
-    """Import the compiled runtime once, with the spin setting in place for libgomp's load."""
-    global _runtime, _default_threads
-    if _runtime is not None:
-        return _runtime
-    with _lock:
-        if _runtime is not None:
-            return _runtime
-        user_set = any(k in os.environ for k in _ENV_KEYS)
-        state["libgomp_preloaded"] = _libgomp_loaded()
-        if not user_set:
-            os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
-        try:
-            rt = importlib.import_module("pygenmod._cpu_runtime")
-        finally:
-            if not user_set:
-                del os.environ["GOMP_SPINCOUNT"]
-        if user_set:
-            state["spincount"] = "user: " + ", ".join(f"{k}={os.environ[k]}" for k in _ENV_KEYS if k in os.environ)
-        elif state["libgomp_preloaded"]:
-            state["spincount"] = "libgomp was loaded before pygenmod: its own setting"
-        else:
-            state["spincount"] = SPINCOUNT
-        _default_threads = rt.get_max_threads()
-        _runtime = rt
-    return rt
+    """Import the compiled runtime (the pool every CPU module shares) once."""
+    global _runtime
+    if _runtime is None:
+        rt = importlib.import_module("pygenmod._cpu_runtime")
+        with _lock:
+            if _target is not None:
+                rt.set_num_threads(_target)
+            _runtime = rt
+    return _runtime
 
 
 def _runtime_or_none():
@@ -115,14 +75,14 @@ def set_num_threads(n: int) -> None:
     with _lock:
         _target = n
         _generation += 1
-    # this thread now; numba too if it is loaded (never imported just for this: ~0.5 s)
+        if _runtime is not None:
+            _runtime.set_num_threads(n)  # the pool's count: process-wide
+    # numba too if it is loaded (never imported just for this: ~0.5 s)
     apply(numba_too="numba" in sys.modules)
 
 
 def get_num_threads() -> int:
-    """The threads a kernel called from this thread would use."""
-    if _serial_here():
-        return 1
+    """The threads a kernel called from any thread uses."""
     if _target is not None:
         return _target
     rt = _runtime_or_none()
@@ -131,28 +91,18 @@ def get_num_threads() -> int:
     return int(os.environ.get("OMP_NUM_THREADS", "").split(",")[0] or os.cpu_count() or 1)
 
 
-def _serial_here() -> bool:
-    return _forked_tid is not None and threading.get_ident() == _forked_tid
-
-
 def apply(numba_too: bool = False) -> None:
-    """Bring this OS thread's OpenMP (and, for numba calls, numba's) thread count in line with
-    the process-wide one. Called by the dispatcher before every CPU kernel call: one
+    """Bring this OS thread's numba thread count in line with the process-wide one (the pool's
+    count is process-wide already). Called by the dispatcher before every kernel call: one
     thread-local lookup when nothing changed."""
+    if not numba_too:
+        return
     gen = _generation
-    if getattr(_tls, "gen", -1) != gen:
-        n = 1 if _serial_here() else _target
-        if n is not None:
-            rt = _runtime_or_none()
-            if rt is not None:
-                rt.set_num_threads(n)
-        _tls.gen = gen
-    if numba_too and getattr(_tls, "numba_gen", -1) != gen:
-        n = 1 if _serial_here() else _target
-        if n is not None:
+    if getattr(_tls, "numba_gen", -1) != gen:
+        if _target is not None:
             import numba
 
-            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            numba.set_num_threads(min(_target, numba.config.NUMBA_NUM_THREADS))
         _tls.numba_gen = gen
 
 
@@ -169,12 +119,10 @@ def numba_usable() -> str | None:
 
 # ----------------------------------------------------------------------------- fork
 def _after_fork_in_child() -> None:
-    global _forked_tid, _generation, _numba_fork_unsafe
-    # Locks held by other parent threads do not exist here: start with fresh ones.
+    global _numba_fork_unsafe
+    # Locks held by other parent threads do not exist here: start with a fresh one. (The
+    # compiled pool replaces its own state in the child: thread_pool.hpp.)
     globals()["_lock"] = threading.Lock()
-    if _runtime is not None or _libgomp_loaded():
-        _forked_tid = threading.get_ident()
-        _generation += 1  # the forking thread applies "serial" before its next kernel
     nb = sys.modules.get("numba")
     if nb is not None:
         try:
@@ -211,7 +159,8 @@ def _controller_class():
             return pygenmod.__version__
 
         def set_additional_attributes(self):
-            self.spincount = state["spincount"]
+            rt = _runtime_or_none()
+            self.workers_started = rt.started_threads() if rt is not None else 0
 
     return PygenmodController
 

@@ -36,7 +36,7 @@ def cmd_info(args) -> int:
 
         print(
             f"CPU SIMD: supported {', '.join(rt.cpu_features()) or 'none detected'}; "
-            f"kernels compiled for {rt.compiled_simd()}; OpenMP {rt.openmp_version()}"
+            f"kernels compiled for {rt.compiled_simd()}; thread pool: {rt.started_threads()} workers started"
         )
     try:
         from pygenmod import _cuda_runtime as crt

@@ -1,7 +1,8 @@
 """The threading policy (pygenmod/_threads.py, docs/threads.md): thread-count validation, one
-process-wide count seen by every thread and by threadpoolctl, the libgomp spin setting applied at
-load without touching the user's environment, and results independent of the serial/parallel
-choice on both sides of every work-size threshold."""
+process-wide count seen by every thread and by threadpoolctl, one pool shared by every module
+(no OpenMP runtime loaded), OMP_NUM_THREADS as the default, a working pool in forked children,
+and results independent of the serial/parallel choice on both sides of every work-size
+threshold. The pool's own protocol is tested in C++ (tests/cpp/test_thread_pool.cpp)."""
 
 import threading
 
@@ -67,7 +68,7 @@ def test_huge_thread_count_is_rejected_in_a_fresh_process():
 
 @needs_cpu
 def test_thread_count_is_process_wide(restore_threads):
-    """OpenMP's count is per OS thread: a worker must still follow set_num_threads."""
+    """The count set in one thread holds in every other (the pool's count is process-wide)."""
     from pygenmod import _cpu_runtime as rt
 
     pygenmod.set_num_threads(1)
@@ -114,23 +115,59 @@ def test_threadpoolctl_registered_when_imported_after_pygenmod():
 
 
 @needs_cpu
-@pytest.mark.parametrize("user_env", [{}, {"GOMP_SPINCOUNT": "123"}, {"OMP_WAIT_POLICY": "active"}])
-def test_spin_setting_applied_only_at_load_and_never_over_the_user(user_env):
+def test_one_pool_for_every_module_and_no_openmp_runtime():
+    """Kernels of several families share _cpu_runtime's workers (one extra thread on two CPUs,
+    not one per module), and no libgomp is loaded by pygenmod itself."""
+    code = (
+        "import numpy as np, pygenmod\n"
+        "from pygenmod import cem, spatial, mdp, _cpu_runtime as rt\n"
+        "pygenmod.set_num_threads(2)\n"
+        "cem.top_k(np.random.rand(4096, 256), 3)\n"
+        "spatial.spatial_softmax(np.random.rand(8, 32, 64, 64).astype(np.float32))\n"
+        "import threading\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(rt.started_threads(), threading.active_count(), 'libgomp' in maps)\n"
+        "import os\nprint(len(os.listdir('/proc/self/task')))"
+    )
+    out = run_python(["-c", code], capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    started, py_threads, gomp, os_threads = int(out[0]), int(out[1]), out[2], int(out[3])
+    assert started == 1
+    assert gomp == "False"
+    assert os_threads <= py_threads + started + 8  # (OpenBLAS's own threads: at most a few)
+
+
+@needs_cpu
+@pytest.mark.parametrize("env, want", [({"OMP_NUM_THREADS": "1"}, 1), ({"OMP_NUM_THREADS": "3,2"}, 3)])
+def test_omp_num_threads_sets_the_default(env, want):
     import os
 
-    env = {k: v for k, v in os.environ.items() if k not in _threads._ENV_KEYS}
-    env.update(user_env)
+    code = "import pygenmod\nprint(pygenmod.get_num_threads())"
+    out = run_python(["-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == [str(want)]
+
+
+@needs_cpu
+@pytest.mark.reliability
+def test_forked_child_runs_kernels_on_a_fresh_pool():
+    """A child forked after parallel kernels (workers started) computes the same results, in
+    parallel, with workers of its own."""
     code = (
-        "import os, pygenmod\nfrom pygenmod import _threads\n"
-        "print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'), '|', _threads.state['spincount'])"
+        "import os, numpy as np, pygenmod\n"
+        "from pygenmod import cem, _cpu_runtime as rt\n"
+        "pygenmod.set_num_threads(2)\n"
+        "x = np.random.default_rng(0).random((4096, 512))\n"
+        "ref = cem.top_k(x, 5)[0]\n"
+        "assert rt.started_threads() == 1\n"
+        "r, w = os.pipe()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    before = rt.started_threads()\n"
+        "    ok = bool((cem.top_k(x, 5)[0] == ref).all())\n"
+        "    os.write(w, f'{before} {rt.started_threads()} {ok}'.encode()); os._exit(0)\n"
+        "os.waitpid(pid, 0); print(os.read(r, 100).decode())"
     )
-    out = run_python(["-c", code], env=env, capture_output=True, text=True, timeout=120, check=True).stdout
-    env_part, state = out.split("|")
-    assert env_part.split() == [user_env.get("GOMP_SPINCOUNT", "None"), user_env.get("OMP_WAIT_POLICY", "None")]
-    if user_env:
-        assert "user:" in state
-    else:
-        assert state.strip() in (_threads.SPINCOUNT, "libgomp was loaded before pygenmod: its own setting")
+    out = run_python(["-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["0", "1", "True"]
 
 
 # ------------------------------------------------------------ both sides of every threshold

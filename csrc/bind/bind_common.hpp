@@ -1,5 +1,6 @@
 // Helpers of the CPU binding modules (the array accessors are array_access.hpp's, policy
-// HostArrays): the nogil launcher of the shared argument unpacking and Ctrl-C for compiled loops.
+// HostArrays): the nogil launcher of the shared argument unpacking, Ctrl-C for compiled loops,
+// and the one thread pool of the package.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -14,6 +15,7 @@
 
 #include "array_access.hpp"
 #include "pygenmod/interrupt.hpp"
+#include "shared_pool.hpp"
 
 namespace pygenmod::bind {
 namespace py = pybind11;

@@ -12,6 +12,7 @@ using namespace pygenmod::bind;
 namespace ca = pygenmod::bind::args::categorical;
 
 PYBIND11_MODULE(_cpu_categorical, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod categorical distributions (log-prob, entropy, KL), compiled CPU kernels (OpenMP)";
   m.attr("STATUS") =
       py::dict("OK"_a = int(categorical::OK), "P_ALL_MASKED"_a = int(categorical::P_ALL_MASKED),

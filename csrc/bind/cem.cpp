@@ -48,6 +48,7 @@ static py::ssize_t update_diag(py::array X, py::array R, py::array w, double alp
 }
 
 PYBIND11_MODULE(_cpu_cem, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod cross-entropy-method kernels (CPU)";
   m.def(
       "top_k",

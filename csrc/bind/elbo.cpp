@@ -26,6 +26,7 @@ static void elbo_bwd(py::array mu, py::array p, py::array L, py::array pm, py::a
 }
 
 PYBIND11_MODULE(_cpu_elbo, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod fused VAE ELBO, compiled CPU kernels (OpenMP)";
   m.def("elbo", &elbo_fwd, "mu"_a, "scale"_a, "scale_tril"_a, "prior_mu"_a, "prior_scale"_a, "kind"_a, "lo"_a, "hi"_a,
         "likelihood"_a, "x"_a, "xi"_a, "dec"_a, "dec_scale"_a, "dec_kind"_a, "beta"_a, "elbo"_a, "log_lik"_a, "kl"_a,

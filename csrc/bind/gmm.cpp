@@ -26,6 +26,7 @@ py::tuple isa_cap(int cap) {
 }  // namespace
 
 PYBIND11_MODULE(_cpu_gmm, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod Gaussian mixtures, compiled CPU kernels (OpenMP)";
   // The integer codes of the Python <-> C++ contract, named once here (the Python layer's copies
   // are checked against these by tests/test_contracts.py).

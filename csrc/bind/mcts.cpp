@@ -21,6 +21,7 @@ py::dict index_dict(const char* const (&names)[N]) {
 }
 
 PYBIND11_MODULE(_cpu_mcts, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod batched Monte Carlo tree search, compiled CPU kernels (OpenMP over trees)";
   m.attr("TREE_FIELDS") = index_dict(mcts::tree_field::names);
   m.attr("PARAM_FIELDS") = index_dict(mcts::param::names);

@@ -199,6 +199,7 @@ py::object fast_dispatch(const py::array& P, F&& f) {
 }  // namespace
 
 PYBIND11_MODULE(_cpu_mdp, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod Bellman backups, compiled CPU kernels (OpenMP)";
   // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
   m.attr("BACKUP_KINDS") = py::dict("optimal"_a = int(mdp::kOptimal), "policy"_a = int(mdp::kPolicy),

@@ -60,6 +60,7 @@ void run(const M& m, index_t B, const py::array& R, const py::array& gamma, cons
 }  // namespace
 
 PYBIND11_MODULE(_cpu_mdp_batched, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod: the CUDA solvers' batched loop run on the host (tests)";
   m.def(
       "solve_loop_dense",

@@ -10,6 +10,7 @@ using namespace pygenmod;
 using namespace pygenmod::bind;
 
 PYBIND11_MODULE(_cpu_returns, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod returns (GAE, lambda-returns), compiled CPU kernels (OpenMP)";
   m.def(
       "gae",

@@ -1,5 +1,5 @@
-// _cpu_runtime: thread control and CPU facts for `pygenmod info`. No kernels here.
-#include <omp.h>
+// _cpu_runtime: the thread pool every CPU module shares, and CPU facts for `pygenmod info`.
+// No kernels here.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -11,28 +11,36 @@
 #include <vector>
 
 #include "array_access.hpp"
+#include "bind_common.hpp"
 #include "pygenmod/cpu_features.hpp"
+#include "pygenmod/parallel.hpp"
 #include "pygenmod/status.hpp"
 
 namespace py = pybind11;
 namespace bind = pygenmod::bind;
 
-// Memory-bandwidth probes for `pygenmod bench`: all OpenMP threads stream an array.
+// Memory-bandwidth probes for `pygenmod bench`: all the pool's threads stream an array.
 // float64, C-contiguous, 1-D (array_access.hpp): an array_t argument would silently copy
 // anything else (and stream_copy would then write into that copy).
 static double stream_read(const py::array& a) {
   const double* p = bind::in<bind::HostArrays, double>(a, "src", {-1});
-  const py::ssize_t n = a.size();
-  // Eight independent partial sums: one chain of dependent adds would be bound by the add
-  // latency (about 12 GB/s on two cores here), not by memory.
-  double total = 0;
+  const py::ssize_t n = a.size(), blocks = n / 8;
+  const py::ssize_t chunk = std::max<py::ssize_t>(1 << 14, pygenmod::share_chunk(blocks));
+  std::vector<double> part(static_cast<std::size_t>((blocks + chunk - 1) / chunk), 0.0);
   py::gil_scoped_release nogil;
-#pragma omp parallel for reduction(+ : total) schedule(static)
-  for (py::ssize_t blk = 0; blk < n / 8; ++blk) {
-    double s[8];
-    for (int k = 0; k < 8; ++k) s[k] = p[8 * blk + k];
-    total += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  }
+  pygenmod::parallel_chunks(blocks, chunk, true, [&](py::ssize_t b0, py::ssize_t b1, int) {
+    // Eight independent partial sums: one chain of dependent adds would be bound by the add
+    // latency (about 12 GB/s on two cores here), not by memory.
+    double total = 0;
+    for (py::ssize_t blk = b0; blk < b1; ++blk) {
+      double s[8];
+      for (int k = 0; k < 8; ++k) s[k] = p[8 * blk + k];
+      total += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    }
+    part[static_cast<std::size_t>(b0 / chunk)] = total;
+  });
+  double total = 0;
+  for (const double x : part) total += x;
   for (py::ssize_t i = n - n % 8; i < n; ++i) total += p[i];
   return total;
 }
@@ -42,8 +50,8 @@ static void stream_copy(const py::array& src, const py::object& dst) {
   const double* s = bind::in<bind::HostArrays, double>(src, "src", {-1});
   double* d = bind::out<bind::HostArrays, double>(dst, "dst", {n});
   py::gil_scoped_release nogil;
-#pragma omp parallel for schedule(static)
-  for (py::ssize_t i = 0; i < n; ++i) d[i] = s[i];
+  pygenmod::parallel_chunks(n, std::max<py::ssize_t>(1 << 17, pygenmod::share_chunk(n)), true,
+                            [&](py::ssize_t b, py::ssize_t e, int) { std::copy(s + b, s + e, d + b); });
 }
 
 static std::vector<std::string> simd_features() {
@@ -69,7 +77,7 @@ static std::string compiled_simd() {
 }
 
 PYBIND11_MODULE(_cpu_runtime, m) {
-  m.doc() = "pygenmod runtime: OpenMP threads and CPU features";
+  m.doc() = "pygenmod runtime: the CPU thread pool and CPU features";
   {  // pygenmod.Status's values (status.hpp), for tests/test_contracts.py
     py::dict flags;
 #define PGM_X(name, bit) flags[#name] = static_cast<std::uint32_t>(pygenmod::status::name);
@@ -77,13 +85,16 @@ PYBIND11_MODULE(_cpu_runtime, m) {
 #undef PGM_X
     m.attr("STATUS_FLAGS") = flags;
   }
-  // Per OS thread (an OpenMP ICV); pygenmod._threads applies the process-wide count in each.
+  // The pool of every CPU module (bind_common.hpp adopts it): one thread count, one set of
+  // workers for the whole package. The capsule's name carries the layout's version.
+  m.attr("_pool") = py::capsule(&pygenmod::threads::pool(), pygenmod::shared_pool::kCapsule);
   m.def("set_num_threads", [](int n) {
     if (n < 1) throw std::invalid_argument("n: must be >= 1");
-    omp_set_num_threads(n);
+    pygenmod::threads::pool().set_threads(n);
   });
-  m.def("get_max_threads", []() { return omp_get_max_threads(); });
-  m.def("openmp_version", []() { return _OPENMP; });
+  m.def("get_max_threads", []() { return pygenmod::threads::pool().threads(); });
+  m.def("started_threads", []() { return pygenmod::threads::pool().started(); },
+        "pool workers started so far (besides the calling thread)");
   m.def("cpu_features", &simd_features, "SIMD features of the CPU running now");
   m.def("stream_read", &stream_read, "sum of a float64 array on all threads (bandwidth probe)");
   m.def("stream_copy", &stream_copy, "copy src to dst on all threads (bandwidth probe)");

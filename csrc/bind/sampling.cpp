@@ -54,6 +54,7 @@ static py::object rsample_normal_fast(py::array mu, py::array logvar, uint64_t s
 }
 
 PYBIND11_MODULE(_cpu_sampling, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
   // Named integer codes of the Python <-> C++ contract (checked by tests/test_contracts.py).
   m.attr("SCALE_KINDS") =

@@ -60,6 +60,7 @@ py::object forward_fast(py::array x, double temperature) {
 }  // namespace
 
 PYBIND11_MODULE(_cpu_spatial, m) {
+  pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod spatial softmax keypoints, compiled CPU kernels (OpenMP)";
   m.def(
       "forward",

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "args.hpp"
+#include "shared_pool.hpp"
 #include "pygenmod/sampling.hpp"
 #include "pygenmod/gmm.hpp"
 #include "pygenmod/returns.hpp"
@@ -303,6 +304,7 @@ py::capsule capsule(F* fn) {
 }  // namespace
 
 PYBIND11_MODULE(_jax_ffi, m) {
+  pygenmod::shared_pool::adopt();  // (the handlers run on the package's one pool)
   m.doc() = "pygenmod XLA FFI handlers (CPU) for pygenmod.jax; built against the vendored FFI API headers";
   m.attr("FFI_API_VERSION") = py::make_tuple(XLA_FFI_API_MAJOR, XLA_FFI_API_MINOR);
   m.def("registrations", [] {

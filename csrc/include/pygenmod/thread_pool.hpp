@@ -67,19 +67,25 @@ inline int default_thread_count() {
 class Pool {
  public:
   // How long an idle worker (and a caller waiting for the last chunks) polls before it
-  // sleeps. Long enough that the back-to-back loops of one call (the sweeps of a solver)
-  // find the workers awake; short enough that an idle worker hands its core back to
-  // BLAS, torch or another process within microseconds (libgomp's default spins ~100x
-  // longer; bench/interleaved.py policy measured what that costs).
-  static constexpr std::chrono::microseconds kSpin{30};
+  // sleeps: PYGENMOD_SPIN_US, default 30 us. Long enough that the back-to-back loops of one
+  // call (the sweeps of a solver) find the workers awake; short enough that an idle worker
+  // hands its core back to BLAS, torch or another process at once (libgomp's default spins
+  // ~100x longer). `python bench/interleaved.py policy` measures the choice.
+  static std::chrono::microseconds spin_from_env() {
+    const char* env = std::getenv("PYGENMOD_SPIN_US");
+    const long us = env ? std::strtol(env, nullptr, 10) : 30;
+    return std::chrono::microseconds(std::clamp<long>(us, 0, 1000000));
+  }
 
-  Pool() : count_(default_thread_count()), state_(new State) {
+  Pool() : count_(default_thread_count()), state_(new State(spin_from_env())) {
 #if defined(__unix__) || defined(__APPLE__)
     // The pool's threads do not exist in a forked child: give the child a fresh, empty
     // pool (the old state is leaked: its mutex may be held by a thread that is gone).
     static Pool* self = nullptr;
     self = this;
-    pthread_atfork(nullptr, nullptr, [] { self->state_.store(new State, std::memory_order_relaxed); });
+    pthread_atfork(nullptr, nullptr, [] {
+      self->state_.store(new State(self->state_.load(std::memory_order_relaxed)->spin), std::memory_order_relaxed);
+    });
 #endif
   }
   Pool(const Pool&) = delete;
@@ -137,7 +143,7 @@ class Pool {
     const auto t0 = std::chrono::steady_clock::now();
     for (int polls = 0; s.done.load(std::memory_order_acquire) < nchunks; ++polls) {
       if (stop.poll() || s.failed.load(std::memory_order_relaxed)) close_rest(s, gen);
-      if (polls % 64 != 0 || std::chrono::steady_clock::now() - t0 < kSpin) {
+      if (polls % 64 != 0 || std::chrono::steady_clock::now() - t0 < s.spin) {
         cpu_relax();
         continue;
       }
@@ -159,6 +165,8 @@ class Pool {
   static constexpr index_t kMaxChunks = index_t(1) << 30;
 
   struct State {
+    explicit State(std::chrono::microseconds spin_) : spin(spin_) {}
+    const std::chrono::microseconds spin;
     std::mutex m;
     std::condition_variable work_cv, done_cv;
     index_t workers = 0;  // started (guarded by m)
@@ -241,11 +249,11 @@ class Pool {
   static void worker_main(State* sp, int slot, std::uint64_t seen) {
     State& s = *sp;
     for (;;) {
-      // Poll for kSpin, then sleep until a new job is published.
+      // Poll for s.spin, then sleep until a new job is published.
       const auto t0 = std::chrono::steady_clock::now();
       std::uint64_t gen = seen;
       for (int polls = 1; (gen = s.ticket.load(std::memory_order_acquire) >> 32) == seen; ++polls) {
-        if (polls % 64 == 0 && std::chrono::steady_clock::now() - t0 >= kSpin) break;
+        if (polls % 64 == 0 && std::chrono::steady_clock::now() - t0 >= s.spin) break;
         cpu_relax();
       }
       if (gen == seen) {
