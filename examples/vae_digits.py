@@ -92,7 +92,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
-    # one thread: a 64-wide MLP gains nothing from more, and idle OpenMP workers spinning on a
+    # one thread: a 64-wide MLP gains nothing from more, and idle OpenMP workers (torch's) spinning on a
     # shared machine cost 10x (docs/threads.md)
     torch.set_num_threads(1)
     X = torch.tensor(load_digits().data / 16.0, dtype=torch.float32)

@@ -1,6 +1,6 @@
 """Which backends exist on this machine, which one a call uses, and thread control.
 
-Backends: ``cpu`` (compiled C++/OpenMP), ``numba`` (JIT fallback) and ``cuda``
+Backends: ``cpu`` (compiled C++, own thread pool), ``numba`` (JIT fallback) and ``cuda``
 (compiled CUDA, for CuPy / CUDA-DLPack input). Nothing here imports numba or touches
 a GPU at import time: availability is probed lazily and cached.
 """

@@ -3,7 +3,7 @@
 A kernel is named by (family, name). Its implementations share one contract: the
 same positional arguments (inputs, then preallocated outputs) on every backend.
 
-- cpu:   ``pygenmod._cpu_<family>.<name>`` (C++ / OpenMP, pybind11)
+- cpu:   ``pygenmod._cpu_<family>.<name>`` (C++ on the shared thread pool, pybind11)
 - numba: ``pygenmod._numba.<family>.<name>``
 - cuda:  ``pygenmod._cuda_<family>.<name>``, called with the current CuPy stream
 """

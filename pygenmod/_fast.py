@@ -25,7 +25,7 @@ U64_MAX = 2**64 - 1
 
 def cpu_kernel(family: str, name: str):
     """The cpu backend's ``family.name`` when host arrays go to the cpu backend now, else None.
-    (choose() also brings the calling thread's OpenMP pool in line, as every kernel call does.)"""
+    (choose() also applies the thread count to numba where needed, as every kernel call does.)"""
     if not ENABLED:
         return None
     try:

@@ -14,7 +14,7 @@ Rules (docs/dask.md):
   worker count and thread count.
 - **Non-batch axes** are rechunked to one chunk (no error); the batched arguments of a call
   are rechunked to the first argument's batch chunks.
-- **Threads.** Each task sets pygenmod's thread count (OpenMP and numba, per calling thread)
+- **Threads.** Each task sets pygenmod's thread count (the CPU pool and numba)
   for its duration: ``threads=None`` gives it the Dask worker's ``nthreads`` divided by the
   tasks executing on that worker when it starts (at least 1), so workers sharing a machine do
   not oversubscribe it; an integer forces it; outside a distributed worker (local schedulers)
@@ -91,7 +91,7 @@ def _worker_budget():
 
 @contextlib.contextmanager
 def _thread_budget(threads):
-    """pygenmod's threads (OpenMP and numba, both per calling thread) for one task."""
+    """pygenmod's threads (the CPU pool and numba) for one task."""
     import sys
 
     from ._backend import (
@@ -119,7 +119,7 @@ def _thread_budget(threads):
 
 
 def _probe_threads(threads=None, backend=None):
-    """(OpenMP threads inside a task's budget, after it, numba threads inside or None): for tests."""
+    """(pool threads inside a task's budget, after it, numba threads inside or None): for tests."""
     import sys
 
     from ._backend import get_num_threads, use_backend

@@ -4,7 +4,7 @@ batch of trees (chance nodes for stochastic tabular models).
 A batch of B trees is a struct of arrays (:class:`Tree`) with a node capacity chosen
 independently of the number of simulations, so a tree can be kept between moves
 (:func:`advance`) and grown (:meth:`Tree.grow`). The tree steps are compiled kernels
-(C++/OpenMP over trees, numba, CUDA with one thread per tree); Python only calls the model.
+(C++ threads over trees, numba, CUDA with one thread per tree); Python only calls the model.
 
 Two ways to give the model:
 

@@ -2,7 +2,7 @@
 
     python -m pygenmod.benchmarks.dask [--fits 8192] [--mdps 8192] [--chunk 512] [--repeat 2]
 
-Configurations: one process with 1 thread (the serial reference) and with 2 threads (OpenMP),
+Configurations: one process with 1 thread (the serial reference) and with 2 threads (the pool),
 and ``pygenmod.dask`` on a LocalCluster of 1 and of 2 worker processes x 1 thread (loopback).
 The inputs are persisted on the workers before timing (the rows time the computation, not
 the shipping of the data); every row's result is checked bitwise against the serial one.

@@ -1,7 +1,7 @@
 """The limits of this machine: memory bandwidth and float64/float32 matmul peak.
 
 Bandwidth is measured with all threads (the compiled probe in _cpu_runtime streams a
-256 MiB array with OpenMP; NumPy's single-threaded copy is the fallback).
+256 MiB array on the thread pool; NumPy's single-threaded copy is the fallback).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Each row is timed in up to three modes (``MODES``):
 - ``alone``: the candidate in its own loop;
 - ``interleaved``: the workload's candidates alternate call by call, with a NumPy/BLAS call
   (a 300x300 solve) and a torch op (when torch is installed) between calls, as in a training
-  or planning loop: every pool (OpenMP, OpenBLAS, torch's) gets work between our calls;
+  or planning loop: every pool (ours, OpenBLAS, torch's) gets work between our calls;
 - ``busy``: alone, while one other process spins on one core (started and stopped here).
 """
 

@@ -2,7 +2,7 @@
 RNG throughput. Data is built lazily, inside setups; every candidate gets the same inputs.
 
 Peers: the eager PyTorch one-liner, torch.distributions with autograd, NumPy. Torch runs with
-its default thread count (the machine's cores), like pygenmod's OpenMP.
+its default thread count (the machine's cores), like pygenmod's pool.
 """
 
 from __future__ import annotations
