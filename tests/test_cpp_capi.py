@@ -38,6 +38,15 @@ def test_version(lib):
     assert lib.pgm_version().decode() == pygenmod.__version__
 
 
+def test_thread_count(lib):
+    n0 = lib.pgm_get_num_threads()
+    try:
+        assert lib.pgm_set_num_threads(0) == 1 and b"n:" in lib.pgm_last_error()
+        assert lib.pgm_set_num_threads(3) == 0 and lib.pgm_get_num_threads() == 3
+    finally:
+        lib.pgm_set_num_threads(n0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("B,S,A", [(1, 1, 1), (3, 7, 5), (2, 33, 4)])
 def test_bellman_backup_matches_python(lib, dtype, B, S, A):

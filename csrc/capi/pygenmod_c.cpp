@@ -12,6 +12,7 @@
 #include "pygenmod/mcts_tree.hpp"
 #include "pygenmod/mdp.hpp"
 #include "pygenmod/returns.hpp"
+#include "pygenmod/thread_pool.hpp"
 
 #ifndef PYGENMOD_VERSION
 #define PYGENMOD_VERSION "unknown"
@@ -118,6 +119,13 @@ extern "C" {
 
 const char* pgm_last_error(void) { return g_error.c_str(); }
 const char* pgm_version(void) { return PYGENMOD_VERSION; }
+int pgm_set_num_threads(int n) {
+  return guarded(__func__, [&] {
+    need(n >= 1, "n: must be >= 1");
+    pygenmod::threads::pool().set_threads(n);
+  });
+}
+int pgm_get_num_threads(void) { return pygenmod::threads::pool().threads(); }
 
 int pgm_bellman_backup_f64(const double* P, const double* R, const double* V, const double* gamma, int64_t B, int64_t S,
                            int64_t A, int kind, const int64_t* pi_det, const double* pi_stoch, const double* tau,

@@ -56,6 +56,9 @@ int main(void) {
         PGM_ERR_ARGUMENT);
   CHECK(strstr(pgm_last_error(), "terminal") != NULL);
   CHECK(strlen(pgm_version()) > 0);
+  CHECK(pgm_set_num_threads(0) == PGM_ERR_ARGUMENT && strstr(pgm_last_error(), "n:") != NULL);
+  CHECK(pgm_set_num_threads(3) == PGM_OK && pgm_get_num_threads() == 3);
+  CHECK(pgm_set_num_threads(2) == PGM_OK && pgm_get_num_threads() == 2);
 
   if (failures) {
     fprintf(stderr, "test_capi: %d check(s) failed\n", failures);

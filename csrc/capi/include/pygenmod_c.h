@@ -5,7 +5,8 @@
  * code (PGM_OK = 0) and never throw or abort; pgm_last_error() describes the last failure of
  * the calling thread. Only the structure of the arguments is checked (null pointers, sizes,
  * index ranges, enum values); the numbers are the caller's contract (e.g. rows of P summing
- * to 1), as documented by the Python API. Threads: OpenMP inside each call.
+ * to 1), as documented by the Python API. Threads: each call runs its loops on the library's
+ * own thread pool (pgm_set_num_threads; default OMP_NUM_THREADS or the CPUs).
  */
 #ifndef PYGENMOD_C_H
 #define PYGENMOD_C_H
@@ -33,6 +34,10 @@ enum pgm_status {
 PGM_C_API const char* pgm_last_error(void);
 /* The package version, e.g. "0.1.0". */
 PGM_C_API const char* pgm_version(void);
+/* Threads the library's calls may use (n >= 1; PGM_ERR_ARGUMENT otherwise), for every calling
+ * thread. Results do not depend on it. */
+PGM_C_API int pgm_set_num_threads(int n);
+PGM_C_API int pgm_get_num_threads(void);
 
 /* Bellman backup kinds (pygenmod.mdp.backup). */
 enum pgm_backup_kind {
