@@ -93,8 +93,9 @@ PYBIND11_MODULE(_cpu_runtime, m) {
     pygenmod::threads::pool().set_threads(n);
   });
   m.def("get_max_threads", []() { return pygenmod::threads::pool().threads(); });
-  m.def("started_threads", []() { return pygenmod::threads::pool().started(); },
-        "pool workers started so far (besides the calling thread)");
+  m.def(
+      "started_threads", []() { return pygenmod::threads::pool().started(); },
+      "pool workers started so far (besides the calling thread)");
   m.def("cpu_features", &simd_features, "SIMD features of the CPU running now");
   m.def("stream_read", &stream_read, "sum of a float64 array on all threads (bandwidth probe)");
   m.def("stream_copy", &stream_copy, "copy src to dst on all threads (bandwidth probe)");

@@ -30,8 +30,7 @@ inline index_t share_chunk(index_t n) { return std::max<index_t>(1, n / (8 * ind
 // thread (for per-thread scratch): slot < max_team when max_team > 0, else < max_threads() as
 // it was at the call. After `stop`, no chunk starts.
 template <class F>
-void parallel_chunks(index_t n, index_t chunk, bool parallel, F&& body, Stop& stop = Stop::never(),
-                     int max_team = 0) {
+void parallel_chunks(index_t n, index_t chunk, bool parallel, F&& body, Stop& stop = Stop::never(), int max_team = 0) {
   if (n <= 0) return;
   if (!parallel || n <= chunk) {
     for (index_t b = 0; b < n && !stop.stopped(); b += chunk) body(b, std::min(n, b + chunk), 0);

@@ -143,8 +143,12 @@ class Pool {
     const auto t0 = std::chrono::steady_clock::now();
     for (int polls = 0; s.done.load(std::memory_order_acquire) < nchunks; ++polls) {
       if (stop.poll() || s.failed.load(std::memory_order_relaxed)) close_rest(s, gen);
-      if (polls % 64 != 0 || std::chrono::steady_clock::now() - t0 < s.spin) {
+      if (polls % 64 != 0) {
         cpu_relax();
+        continue;
+      }
+      if (std::chrono::steady_clock::now() - t0 < s.spin) {
+        if (polls % kYieldEvery == 0) std::this_thread::yield();
         continue;
       }
       // Sleeping frees this core: a descheduled worker holding the last chunk can run here.
@@ -162,6 +166,10 @@ class Pool {
 
  private:
   static constexpr std::uint32_t kClosed = 0xffffffffu;
+  // While polling, a thread yields its core every this many polls (a few microseconds): a
+  // thread the scheduler queued on the same core (often the caller, right after it woke this
+  // worker) then runs at once instead of after the whole polling time.
+  static constexpr int kYieldEvery = 256;
   static constexpr index_t kMaxChunks = index_t(1) << 30;
 
   struct State {
@@ -173,12 +181,15 @@ class Pool {
     int sleepers = 0;     // workers waiting on work_cv (guarded by m)
     bool caller_waiting = false;
     std::atomic<bool> busy{false}, failed{false};
-    std::atomic<std::uint64_t> ticket{0};
+    // The job's fields (read-mostly), then the two counters every chunk writes, each on its
+    // own cache line so that claiming and finishing do not invalidate the fields' line.
     std::atomic<ChunkFn> fn{nullptr};
     std::atomic<void*> ctx{nullptr};
-    std::atomic<index_t> n{0}, chunk{1}, nchunks{0}, done{0};
+    std::atomic<index_t> n{0}, chunk{1}, nchunks{0};
     std::atomic<int> team{0};
     std::atomic<Stop*> stop{nullptr};
+    alignas(64) std::atomic<std::uint64_t> ticket{0};
+    alignas(64) std::atomic<index_t> done{0};
     std::exception_ptr error;  // guarded by m; read by the caller after every chunk is done
   };
 
@@ -227,7 +238,8 @@ class Pool {
     const index_t nchunks = s.nchunks.load(std::memory_order_relaxed);
     std::uint64_t t = s.ticket.load(std::memory_order_relaxed);
     while (t >> 32 == gen && static_cast<index_t>(static_cast<std::uint32_t>(t)) < nchunks &&
-           !s.ticket.compare_exchange_weak(t, gen << 32 | static_cast<std::uint64_t>(nchunks), std::memory_order_acq_rel)) {
+           !s.ticket.compare_exchange_weak(t, gen << 32 | static_cast<std::uint64_t>(nchunks),
+                                           std::memory_order_acq_rel)) {
     }
     if (t >> 32 == gen && static_cast<index_t>(static_cast<std::uint32_t>(t)) < nchunks)
       s.done.fetch_add(nchunks - static_cast<index_t>(static_cast<std::uint32_t>(t)), std::memory_order_release);
@@ -253,7 +265,10 @@ class Pool {
       const auto t0 = std::chrono::steady_clock::now();
       std::uint64_t gen = seen;
       for (int polls = 1; (gen = s.ticket.load(std::memory_order_acquire) >> 32) == seen; ++polls) {
-        if (polls % 64 == 0 && std::chrono::steady_clock::now() - t0 >= s.spin) break;
+        if (polls % 64 == 0) {
+          if (std::chrono::steady_clock::now() - t0 >= s.spin) break;
+          if (polls % kYieldEvery == 0) std::this_thread::yield();
+        }
         cpu_relax();
       }
       if (gen == seen) {
