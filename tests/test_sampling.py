@@ -331,6 +331,36 @@ def test_mvn_head_backward_vs_autograd(backend, rng, shared):
     assert backend.numpy(dL).shape == Larg.shape
 
 
+@pytest.mark.parametrize("B", [5, 3000])  # the shared-L sum below / above the parallel threshold
+def test_mvn_head_backward_shared_sum_is_fixed_order(backend, rng, B):
+    # A shared L's gradient is a sum over rows: fixed chunks, then the chunks in order, so it is
+    # the same for every thread count and run (and matches a float64 NumPy reference).
+    import pygenmod
+
+    D, Sn = 4, 2
+    mu, L = rng.standard_normal((B, D)), _tril(rng, 1, D, np.float64)[0]
+    eps = rng.standard_normal((Sn, B, D))
+    gz, gkl, glq = rng.standard_normal((Sn, B, D)), rng.standard_normal(B), rng.standard_normal((Sn, B))
+    grads = dict(grad_z=gz, grad_kl=gkl, grad_log_q=glq)
+    args = {k: backend.asarray(v) for k, v in dict(eps=eps, **grads).items()}
+    n0, runs = pygenmod.get_num_threads(), []
+    try:
+        for threads in (1, 2, 3, 3):
+            pygenmod.set_num_threads(threads)
+            dmu, dL = S.mvn_head_backward(backend.asarray(mu), backend.asarray(L), n_samples=Sn, **args)
+            runs.append((backend.numpy(dmu), backend.numpy(dL)))
+    finally:
+        pygenmod.set_num_threads(n0)
+    for dmu, dL in runs[1:]:
+        np.testing.assert_array_equal(dmu, runs[0][0])
+        np.testing.assert_array_equal(dL, runs[0][1])
+    # d/dL of gkl * KL(N(mu, L L^T) || N(0, I)) + glq * log q + gz . (mu + L eps), q = N(mu, L L^T)
+    gsum = glq.sum(0)
+    ref = np.tril(gkl.sum() * L - np.diag((gkl.sum() + gsum.sum()) / np.diag(L)) + np.einsum("sbi,sbj->ij", gz, eps))
+    np.testing.assert_allclose(runs[0][1], ref, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(runs[0][0], gkl[:, None] * mu + gz.sum(0), rtol=1e-12, atol=1e-12)
+
+
 def test_kl_mvn_general_and_backward(rng):
     B, D = 4, 3
     m1, m2 = rng.standard_normal((B, D)), rng.standard_normal((B, D))

@@ -25,7 +25,7 @@
 #include <limits>
 
 // `omp simd` with a sum reduction on the host (float sums do not vectorise without it).
-#if !defined(__CUDACC__) && defined(_OPENMP)
+#if !defined(__CUDACC__)
 #define PGM_CAT_PRAGMA(x) _Pragma(#x)
 #define PGM_CAT_SIMD_SUM(v) PGM_CAT_PRAGMA(omp simd reduction(+ : v))
 #else
@@ -217,51 +217,52 @@ PGM_HD const std::uint8_t* mask_row(const std::uint8_t* m, index_t mask_rows, in
 
 #if !defined(__CUDACC__)
 // ---------------------------------------------------------------------------------------- CPU launchers
-// OpenMP over rows once the batch is large enough to pay for a fork/join.
+// Parallel over rows once the batch is large enough to pay for waking the pool.
 constexpr index_t CAT_PAR_MIN = index_t(1) << 15;
 
 template <class T>
 void log_prob_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K, T* out,
                   std::int32_t* status) {
-#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
-  for (index_t b = 0; b < B; ++b) status[b] = log_prob_row(x + b * K, mask_row(m, mrows, b, K), K, a[b], out + b);
+  parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN,
+               [&](index_t b) { status[b] = log_prob_row(x + b * K, mask_row(m, mrows, b, K), K, a[b], out + b); });
 }
 
 template <class T>
 void log_prob_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
                            index_t K, const T* g, T* dx) {
-#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
-  for (index_t b = 0; b < B; ++b) log_prob_row_backward(x + b * K, mask_row(m, mrows, b, K), K, a[b], g[b], dx + b * K);
+  parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN, [&](index_t b) {
+    log_prob_row_backward(x + b * K, mask_row(m, mrows, b, K), K, a[b], g[b], dx + b * K);
+  });
 }
 
 template <class T>
 void entropy_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
-  for (index_t b = 0; b < B; ++b) status[b] = entropy_row(x + b * K, mask_row(m, mrows, b, K), K, out + b);
+  parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN,
+               [&](index_t b) { status[b] = entropy_row(x + b * K, mask_row(m, mrows, b, K), K, out + b); });
 }
 
 template <class T>
 void entropy_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, const T* g, T* dx) {
-#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
-  for (index_t b = 0; b < B; ++b) entropy_row_backward(x + b * K, mask_row(m, mrows, b, K), K, g[b], dx + b * K);
+  parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN,
+               [&](index_t b) { entropy_row_backward(x + b * K, mask_row(m, mrows, b, K), K, g[b], dx + b * K); });
 }
 
 template <class T>
 void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, const std::uint8_t* mq, index_t mqrows,
             bool p_is_prob, index_t B, index_t K, T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
-  for (index_t b = 0; b < B; ++b)
+  parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN, [&](index_t b) {
     status[b] =
         kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, out + b);
+  });
 }
 
 template <class T>
 void kl_backward_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, const std::uint8_t* mq,
                      index_t mqrows, bool p_is_prob, index_t B, index_t K, const T* g, T* dp, T* dq) {
-#pragma omp parallel for schedule(dynamic, share_chunk(B)) if (B * K > CAT_PAR_MIN)
-  for (index_t b = 0; b < B; ++b)
+  parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN, [&](index_t b) {
     kl_row_backward(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, g[b],
                     dp ? dp + b * K : nullptr, dq + b * K);
+  });
 }
 #endif  // !__CUDACC__
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -15,8 +16,8 @@
 
 namespace pygenmod::cem {
 
-// Below this many sample elements (B * N * D) a call stays on the calling thread: a parallel
-// region costs ~5-20 us to open and more when a core is busy (measured, bench/interleaved.py).
+// Below this many sample elements (B * N * D) a call stays on the calling thread: waking the
+// pool's threads costs more than a small call (bench/interleaved.py).
 constexpr index_t PAR_MIN = index_t(1) << 15;
 
 // X (B, N, D): X[b, s] = mean[b] + std[b] * eps, eps = elements [offset + s*D, offset + (s+1)*D)
@@ -32,15 +33,9 @@ void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream
 template <class T>
 void sample_diag(const T* mean, const T* std_, std::uint64_t seed, std::uint64_t stream0, std::uint64_t offset,
                  index_t B, index_t N, index_t D, T* X) {
-  // An if/else rather than `omp parallel if (...)`: a one-thread region still costs a team set-up.
-  if (B > 1 && B * N * D > PAR_MIN) {
-#pragma omp parallel for schedule(dynamic, share_chunk(B))
-    for (index_t b = 0; b < B; ++b)
-      sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
-  } else {
-    for (index_t b = 0; b < B; ++b)
-      sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
-  }
+  parallel_for(B, share_chunk(B), B > 1 && B * N * D > PAR_MIN, [&](index_t b) {
+    sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
+  });
 }
 
 // The k best of R (largest first, ties to the lower index: topk::before, a strict total order,
@@ -121,19 +116,12 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
     return !update_row<T>(X + b * N * D, R + b * N, N, D, w, o, mean + b * D, std_ + b * D, best_x + b * D, best_r + b,
                           hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.order.data());
   };
-  index_t bad = 0;
-  if (B > 1 && B * N * D > PAR_MIN) {
-#pragma omp parallel reduction(+ : bad)
-    {
-      Scratch s(D, N);
-#pragma omp for schedule(static)
-      for (index_t b = 0; b < B; ++b) bad += row(b, s);
-    }
-  } else {
-    Scratch s(D, N);
-    for (index_t b = 0; b < B; ++b) bad += row(b, s);
-  }
-  return bad;
+  std::atomic<index_t> bad{0};
+  auto scratch = sampling::per_slot([&] { return Scratch(D, N); });
+  sampling::parallel_for_slots(B, share_chunk(B), B > 1 && B * N * D > PAR_MIN, scratch, [&](index_t b, Scratch& s) {
+    if (row(b, s)) bad.fetch_add(1, std::memory_order_relaxed);
+  });
+  return bad.load();
 }
 
 }  // namespace pygenmod::cem

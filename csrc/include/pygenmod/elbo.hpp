@@ -61,7 +61,7 @@ PGM_HD T softplus(T l) {
 }
 
 // `omp simd` with the two sums of a likelihood row (host only).
-#if !defined(__CUDACC__) && defined(_OPENMP)
+#if !defined(__CUDACC__)
 #define PGM_ELBO_SIMD _Pragma("omp simd reduction(+ : lp, chk)")
 #else
 #define PGM_ELBO_SIMD
@@ -206,18 +206,17 @@ PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl
 template <class T>
 void elbo_cpu(const Args<T>& a, T* elbo, T* log_lik, T* kl, std::int32_t* status) {
   const index_t work = a.B * (a.D * (a.L ? a.D : 1) + a.S * a.X * (a.lik == CATEGORICAL ? a.K : 1));
-#pragma omp parallel for schedule(dynamic, 32) if (work > sampling::PAR_MIN)
-  for (index_t b = 0; b < a.B; ++b) status[b] = elbo_row<T>(a, b, elbo, log_lik, kl);
+  parallel_for(a.B, 32, work > sampling::PAR_MIN, [&](index_t b) { status[b] = elbo_row<T>(a, b, elbo, log_lik, kl); });
 }
 
 template <class T>
 void elbo_backward_cpu(const Args<T>& a, const T* gelbo, const T* gll, const T* gkl, T* dmu, T* dp, T* dL, T* dpm,
                        T* dpp, T* ddec, T* ddp) {
   const index_t work = a.B * (a.D * (a.L ? a.D : 1) + a.S * a.X * (a.lik == CATEGORICAL ? a.K : 1));
-#pragma omp parallel for schedule(dynamic, 32) if (work > sampling::PAR_MIN)
-  for (index_t b = 0; b < a.B; ++b)
+  parallel_for(a.B, 32, work > sampling::PAR_MIN, [&](index_t b) {
     elbo_row_backward<T>(a, b, gelbo ? gelbo[b] : T(0), gll ? gll[b] : T(0), gkl ? gkl[b] : T(0), dmu, dp, dL, dpm, dpp,
                          ddec, ddp);
+  });
 }
 #endif  // !__CUDACC__
 

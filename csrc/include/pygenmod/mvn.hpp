@@ -28,14 +28,6 @@ enum RowStatus : int { BAD_X = 1, BAD_MU = 2 };
 // Row status of the Gumbel-softmax kernels.
 enum GumbelStatus : int { GUMBEL_BAD_LOGIT = 1, GUMBEL_ALL_MASKED = 2 };
 
-// Chunks of rows over which a shared factor's gradient is summed (then the chunks, in order).
-PGM_HD index_t shared_chunks(index_t B, index_t D) {
-  const index_t cap = (index_t(1) << 22) / (D * D > 0 ? D * D : 1);  // G D^2 elements of scratch
-  index_t G = B < 64 ? B : 64;
-  G = G < cap ? G : cap;
-  return B == 0 ? 0 : (G < 1 ? 1 : G);
-}
-
 template <class T>
 PGM_HD int tril_flags(const T* L, index_t D) {
   int f = 0;
@@ -312,34 +304,19 @@ PGM_HD void gumbel_softmax_backward_one(const T* logits, const T* y_soft, index_
 // ---------------------------------------------------------------------------------------
 template <class T>
 void tril_check_cpu(const T* L, index_t N, index_t D, std::int32_t* flags) {
-#pragma omp parallel for schedule(dynamic, 32) if (N * D * D > PAR_MIN)
-  for (index_t n = 0; n < N; ++n) flags[n] = tril_flags<T>(L + n * D * D, D);
+  parallel_for(N, 32, N * D * D > PAR_MIN, [&](index_t n) { flags[n] = tril_flags<T>(L + n * D * D, D); });
 }
 
 template <class T>
 void mvn_rows_cpu(const T* x, const T* mu, const T* L, bool shared, int mode, bool squared, index_t R, index_t B,
                   index_t D, T* out, std::int32_t* status) {
-#pragma omp parallel if (R * D * D > PAR_MIN)
-  {
-    std::vector<T> y(D);
-#pragma omp for schedule(dynamic, 32)
-    for (index_t r = 0; r < R; ++r) {
-      const index_t b = r % B;
-      int st = 0;
-      out[r] = mvn_row<T>(x + r * D, mu + b * D, L + (shared ? 0 : b * D * D), mode, squared, D, y.data(), &st);
-      status[r] = st;
-    }
-  }
-}
-
-// Sum of G partial (D, D) gradients in chunk order into dL.
-template <class T>
-void sum_parts(const std::vector<T>& part, index_t G, index_t DD, T* dL) {
-  for (index_t k = 0; k < DD; ++k) {
-    T acc = 0;
-    for (index_t g = 0; g < G; ++g) acc += part[g * DD + k];
-    dL[k] = acc;
-  }
+  auto ys = slot_buffers<T>(D);
+  parallel_for_slots(R, 32, R * D * D > PAR_MIN, ys, [&](index_t r, std::vector<T>& y) {
+    const index_t b = r % B;
+    int st = 0;
+    out[r] = mvn_row<T>(x + r * D, mu + b * D, L + (shared ? 0 : b * D * D), mode, squared, D, y.data(), &st);
+    status[r] = st;
+  });
 }
 
 // VJP of mvn_rows: dx (R, D), dmu (B, D) (summed over samples), dL (B or 1, D, D): per row summed
@@ -350,47 +327,39 @@ void mvn_rows_backward_cpu(const T* x, const T* mu, const T* L, bool shared, int
   const index_t S = B > 0 ? R / B : 0, DD = D * D;
   const index_t G = shared ? shared_chunks(B, D) : B;  // row groups: one per factor unless shared
   std::vector<T> part(shared ? G * DD : 0, T(0));
-#pragma omp parallel if (R * DD > PAR_MIN)
-  {
-    std::vector<T> u(D), v(D);
-#pragma omp for schedule(dynamic, shared ? 1 : 16)
-    for (index_t grp = 0; grp < G; ++grp) {
-      const index_t b0 = shared ? B * grp / G : grp, b1 = shared ? B * (grp + 1) / G : grp + 1;
-      T* dst = shared ? part.data() + grp * DD : dL + grp * DD;
-      if (!shared) std::fill(dst, dst + DD, T(0));
-      for (index_t b = b0; b < b1; ++b) {
-        const T* Lb = L + (shared ? 0 : b * DD);
-        T* dm = dmu + b * D;
-        std::fill(dm, dm + D, T(0));
-        for (index_t s = 0; s < S; ++s) {
-          const index_t r = s * B + b;
-          int st = 0;
-          const T c =
-              mvn_row_grad<T>(x + r * D, mu + b * D, Lb, mode, squared, D, g[r], dx + r * D, u.data(), v.data(), &st);
-          status[r] = st;
-          for (index_t i = 0; i < D; ++i) dm[i] -= dx[r * D + i];
-          add_factor_grad<T>(u.data(), v.data(), c, Lb, D, dst);
-        }
+  auto uvs = slot_buffers<T>(2 * D);  // u, v
+  parallel_for_slots(G, shared ? 1 : 16, R * DD > PAR_MIN, uvs, [&](index_t grp, std::vector<T>& uv) {
+    T *u = uv.data(), *v = uv.data() + D;
+    const index_t b0 = shared ? B * grp / G : grp, b1 = shared ? B * (grp + 1) / G : grp + 1;
+    T* dst = shared ? part.data() + grp * DD : dL + grp * DD;
+    if (!shared) std::fill(dst, dst + DD, T(0));
+    for (index_t b = b0; b < b1; ++b) {
+      const T* Lb = L + (shared ? 0 : b * DD);
+      T* dm = dmu + b * D;
+      std::fill(dm, dm + D, T(0));
+      for (index_t s = 0; s < S; ++s) {
+        const index_t r = s * B + b;
+        int st = 0;
+        const T c = mvn_row_grad<T>(x + r * D, mu + b * D, Lb, mode, squared, D, g[r], dx + r * D, u, v, &st);
+        status[r] = st;
+        for (index_t i = 0; i < D; ++i) dm[i] -= dx[r * D + i];
+        add_factor_grad<T>(u, v, c, Lb, D, dst);
       }
     }
-  }
+  });
   if (shared) sum_parts<T>(part, G, DD, dL);
 }
 
 template <class T>
 void kl_mvn_cpu(const T* m1, const T* L1, bool shared1, const T* m2, const T* L2, bool shared2, index_t B, index_t D,
                 T* kl, std::int32_t* status) {
-#pragma omp parallel if (B * D * D * D > PAR_MIN)
-  {
-    std::vector<T> work(D);
-#pragma omp for schedule(dynamic, 8)
-    for (index_t b = 0; b < B; ++b) {
-      int st = 0;
-      kl[b] = kl_mvn_row<T>(m1 + b * D, L1 + (shared1 ? 0 : b * D * D), m2 ? m2 + b * D : nullptr,
-                            L2 ? L2 + (shared2 ? 0 : b * D * D) : nullptr, D, work.data(), &st);
-      status[b] = st;
-    }
-  }
+  auto works = slot_buffers<T>(D);
+  parallel_for_slots(B, 8, B * D * D * D > PAR_MIN, works, [&](index_t b, std::vector<T>& work) {
+    int st = 0;
+    kl[b] = kl_mvn_row<T>(m1 + b * D, L1 + (shared1 ? 0 : b * D * D), m2 ? m2 + b * D : nullptr,
+                          L2 ? L2 + (shared2 ? 0 : b * D * D) : nullptr, D, work.data(), &st);
+    status[b] = st;
+  });
 }
 
 // VJP of kl_mvn; dm2 / dL2 null: not wanted. A shared factor's gradient is summed by chunks.
@@ -401,23 +370,19 @@ void kl_mvn_backward_cpu(const T* m1, const T* L1, bool shared1, const T* m2, co
   const bool chunked = shared1 || (dL2 && shared2);
   const index_t G = chunked ? shared_chunks(B, D) : B;
   std::vector<T> part1(shared1 ? G * DD : 0, T(0)), part2(dL2 && shared2 ? G * DD : 0, T(0));
-#pragma omp parallel if (B * DD * D > PAR_MIN)
-  {
-    std::vector<T> work(2 * D);
-#pragma omp for schedule(dynamic, 1)
-    for (index_t grp = 0; grp < G; ++grp) {
-      const index_t b0 = chunked ? B * grp / G : grp, b1 = chunked ? B * (grp + 1) / G : grp + 1;
-      for (index_t b = b0; b < b1; ++b) {
-        T* d1 = shared1 ? part1.data() + grp * DD : dL1 + b * DD;
-        T* d2 = !dL2 ? nullptr : (shared2 ? part2.data() + grp * DD : dL2 + b * DD);
-        if (!shared1) std::fill(d1, d1 + DD, T(0));
-        if (d2 && !shared2) std::fill(d2, d2 + DD, T(0));
-        kl_mvn_row_backward<T>(m1 + b * D, L1 + (shared1 ? 0 : b * DD), m2 ? m2 + b * D : nullptr,
-                               L2 ? L2 + (shared2 ? 0 : b * DD) : nullptr, D, g[b], dm1 + b * D,
-                               dm2 ? dm2 + b * D : nullptr, d1, d2, work.data());
-      }
+  auto works = slot_buffers<T>(2 * D);
+  parallel_for_slots(G, 1, B * DD * D > PAR_MIN, works, [&](index_t grp, std::vector<T>& work) {
+    const index_t b0 = chunked ? B * grp / G : grp, b1 = chunked ? B * (grp + 1) / G : grp + 1;
+    for (index_t b = b0; b < b1; ++b) {
+      T* d1 = shared1 ? part1.data() + grp * DD : dL1 + b * DD;
+      T* d2 = !dL2 ? nullptr : (shared2 ? part2.data() + grp * DD : dL2 + b * DD);
+      if (!shared1) std::fill(d1, d1 + DD, T(0));
+      if (d2 && !shared2) std::fill(d2, d2 + DD, T(0));
+      kl_mvn_row_backward<T>(m1 + b * D, L1 + (shared1 ? 0 : b * DD), m2 ? m2 + b * D : nullptr,
+                             L2 ? L2 + (shared2 ? 0 : b * DD) : nullptr, D, g[b], dm1 + b * D,
+                             dm2 ? dm2 + b * D : nullptr, d1, d2, work.data());
     }
-  }
+  });
   if (shared1) sum_parts<T>(part1, G, DD, dL1);
   if (dL2 && shared2) sum_parts<T>(part2, G, DD, dL2);
 }
@@ -427,22 +392,22 @@ void kl_mvn_backward_cpu(const T* m1, const T* L1, bool shared1, const T* m2, co
 template <class T>
 void gumbel_softmax_cpu(const T* logits, index_t R, index_t K, T tau, std::uint64_t seed, std::uint64_t stream,
                         std::uint64_t offset, T* y_soft, T* y_hard, std::int64_t* index, std::int32_t* status) {
-#pragma omp parallel for schedule(dynamic, 32) if (R * K > PAR_MIN)
-  for (index_t r = 0; r < R; ++r)
+  parallel_for(R, 32, R * K > PAR_MIN, [&](index_t r) {
     gumbel_softmax_one<T>(
         logits + r * K, K, tau, [&](T* y) { fill_range<T>(rng::GUMBEL, seed, stream + r, offset, K, y); },
         y_soft + r * K, y_hard ? y_hard + r * K : nullptr, index + r, status + r);
+  });
 }
 
 // VJP: from the forward's y_soft, or (y_soft null) regenerated from logits and the key.
 template <class T>
 void gumbel_softmax_backward_cpu(const T* logits, const T* y_soft, index_t R, index_t K, T tau, std::uint64_t seed,
                                  std::uint64_t stream, std::uint64_t offset, const T* g, T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(dynamic, 32) if (R * K > PAR_MIN)
-  for (index_t r = 0; r < R; ++r)
+  parallel_for(R, 32, R * K > PAR_MIN, [&](index_t r) {
     gumbel_softmax_backward_one<T>(
         logits + r * K, y_soft ? y_soft + r * K : nullptr, K, tau,
         [&](T* y) { fill_range<T>(rng::GUMBEL, seed, stream + r, offset, K, y); }, g + r * K, out + r * K, status + r);
+  });
 }
 #endif  // !__CUDACC__
 

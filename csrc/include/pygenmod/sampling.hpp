@@ -17,7 +17,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "pygenmod/common.hpp"
@@ -36,7 +38,7 @@ using std::log;
 
 // `omp simd` with a sum reduction on the host (float sums do not vectorise without it);
 // nothing under nvcc.
-#if !defined(__CUDACC__) && defined(_OPENMP)
+#if !defined(__CUDACC__)
 #define PGM_PRAGMA(x) _Pragma(#x)
 #define PGM_SIMD_SUM(v) PGM_PRAGMA(omp simd reduction(+ : v))
 #else
@@ -143,6 +145,45 @@ constexpr int CHUNK = 64;  // blocks per chunk (256 words)
 // depend on the schedule: every row is computed the same way by whichever thread takes it.
 constexpr index_t PAR_MIN = 1 << 15;
 constexpr index_t PREFETCH_ROWS = 8;  // how far ahead the row loops prefetch their inputs
+
+// Per-thread scratch of a parallel loop: slot s's item, made by make() when s runs its first
+// chunk (a thread that takes no chunk allocates nothing). Pass team() as the loop's max_team.
+template <class S, class Make>
+class PerSlot {
+ public:
+  explicit PerSlot(Make make) : make_(std::move(make)), items_(static_cast<std::size_t>(max_threads())) {}
+  int team() const { return static_cast<int>(items_.size()); }
+  S& operator[](int slot) {
+    std::optional<S>& s = items_[static_cast<std::size_t>(slot)];
+    if (!s) s.emplace(make_());
+    return *s;
+  }
+
+ private:
+  Make make_;
+  std::vector<std::optional<S>> items_;
+};
+template <class Make>
+PerSlot<std::invoke_result_t<Make&>, Make> per_slot(Make make) {
+  return PerSlot<std::invoke_result_t<Make&>, Make>(std::move(make));
+}
+// n zeroed elements per thread.
+template <class T>
+auto slot_buffers(index_t n) {
+  return per_slot([n] { return std::vector<T>(static_cast<std::size_t>(n)); });
+}
+
+// parallel_for whose body(i, s) also gets the running thread's item s of `slots`.
+template <class P, class F>
+void parallel_for_slots(index_t n, index_t chunk, bool parallel, P& slots, F&& body) {
+  parallel_chunks(
+      n, chunk, parallel,
+      [&](index_t b, index_t e, int slot) {
+        auto& s = slots[slot];
+        for (index_t i = b; i < e; ++i) body(i, s);
+      },
+      Stop::never(), slots.team());
+}
 
 // The words of blocks [b0, b0 + nb) of a stream, in stream order: portable loop.
 PGM_CLONES inline void philox_words_generic(std::uint64_t seed, std::uint64_t stream, std::uint64_t b0, int nb,
@@ -343,8 +384,8 @@ void fill_range(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_
 // out (R, N): row r is elements [offset, offset + N) of stream `stream + r`.
 template <class T>
 void fill_cpu(int dist, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R, index_t N, T* out) {
-#pragma omp parallel for schedule(dynamic, 32) if (R * N > PAR_MIN)
-  for (index_t r = 0; r < R; ++r) fill_range<T>(dist, seed, stream + r, offset, N, out + r * N);
+  parallel_for(R, 32, R * N > PAR_MIN,
+               [&](index_t r) { fill_range<T>(dist, seed, stream + r, offset, N, out + r * N); });
 }
 
 // Raw Philox-4x32-10 blocks for arbitrary counters and keys (known-answer tests).
@@ -358,8 +399,7 @@ inline void philox_cpu(const std::uint32_t* ctr, const std::uint32_t* key, index
 
 inline void bits_cpu(std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t R, index_t N,
                      std::uint32_t* out) {
-#pragma omp parallel for schedule(dynamic, 32) if (R * N > PAR_MIN)
-  for (index_t r = 0; r < R; ++r) {
+  parallel_for(R, 32, R * N > PAR_MIN, [&](index_t r) {
     alignas(64) std::uint32_t w[4 * CHUNK];
     std::uint64_t blk = offset / 4;
     index_t skip = static_cast<index_t>(offset % 4), done = 0;
@@ -372,7 +412,7 @@ inline void bits_cpu(std::uint64_t seed, std::uint64_t stream, std::uint64_t off
       blk += nb;
       skip = 0;
     }
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -456,51 +496,48 @@ template <class T>
 void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
                      std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
                      T* kl, T* logq, std::int32_t* status) {
-#pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
-  {
-    std::vector<T> sig(D), eb(D);
-#pragma omp for schedule(dynamic, 32)
-    for (index_t b = 0; b < B; ++b) {
-      const T* m = mu + b * D;
-      // The RNG below is compute-bound: have the next rows' mu, scale and z lines on their way
-      // meanwhile (sequential streams, but the hardware prefetcher alone leaves them serial).
-      if (b + PREFETCH_ROWS < B)
-        for (index_t k = 0; k < D; k += 64 / static_cast<index_t>(sizeof(T))) {
-          __builtin_prefetch(mu + (b + PREFETCH_ROWS) * D + k);
-          __builtin_prefetch(p + (b + PREFETCH_ROWS) * D + k);
-          __builtin_prefetch(z + (b + PREFETCH_ROWS) * D + k, 1);
-        }
-      T sums[4];
-      index_t s0 = 0;
-      if (S > 0) {  // the first sample fused with the scales: one pass over mu, p and z
-        T* eo = eps_out ? eps_out + b * D : eb.data();
-        const T* e = eps_in ? eps_in + b * D : eo;
-        if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset, D, eo);
-        head_first<T>(kind, m, p + b * D, e, lo, hi, D, sig.data(), z + b * D, sums);
-        if (eps_in && eps_out) std::copy(e, e + D, eps_out + b * D);
-        if (logq) logq[b] = T(-0.5) * sums[3] - sums[0] - T(D * HALF_LOG_2PI);
-        if (eps_in) sums[2] += nan_if_bad(sums[3]);
-        s0 = 1;
-      } else {
-        head_scales<T>(kind, m, p + b * D, lo, hi, D, sig.data(), sums);
+  auto bufs = slot_buffers<T>(2 * D);  // sig, eb
+  parallel_for_slots(B, 32, B * D * (S + 1) > PAR_MIN, bufs, [&](index_t b, std::vector<T>& buf) {
+    T *sig = buf.data(), *eb = buf.data() + D;
+    const T* m = mu + b * D;
+    // The RNG below is compute-bound: have the next rows' mu, scale and z lines on their way
+    // meanwhile (sequential streams, but the hardware prefetcher alone leaves them serial).
+    if (b + PREFETCH_ROWS < B)
+      for (index_t k = 0; k < D; k += 64 / static_cast<index_t>(sizeof(T))) {
+        __builtin_prefetch(mu + (b + PREFETCH_ROWS) * D + k);
+        __builtin_prefetch(p + (b + PREFETCH_ROWS) * D + k);
+        __builtin_prefetch(z + (b + PREFETCH_ROWS) * D + k, 1);
       }
-      T chk = sums[2];
-      if (kl) kl[b] = sums[1];
-      for (index_t s = s0; s < S; ++s) {
-        const index_t row = s * B + b;
-        T* eo = eps_out ? eps_out + row * D : eb.data();
-        const T* e = eps_in ? eps_in + row * D : eo;
-        if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eo);
-        const T sq = affine_row<T>(m, sig.data(), e, D, z + row * D);
-        if (eps_in) {
-          chk += nan_if_bad(sq);
-          if (eps_out) std::copy(e, e + D, eps_out + row * D);
-        }
-        if (logq) logq[row] = T(-0.5) * sq - sums[0] - T(D * HALF_LOG_2PI);
-      }
-      status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
+    T sums[4];
+    index_t s0 = 0;
+    if (S > 0) {  // the first sample fused with the scales: one pass over mu, p and z
+      T* eo = eps_out ? eps_out + b * D : eb;
+      const T* e = eps_in ? eps_in + b * D : eo;
+      if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset, D, eo);
+      head_first<T>(kind, m, p + b * D, e, lo, hi, D, sig, z + b * D, sums);
+      if (eps_in && eps_out) std::copy(e, e + D, eps_out + b * D);
+      if (logq) logq[b] = T(-0.5) * sums[3] - sums[0] - T(D * HALF_LOG_2PI);
+      if (eps_in) sums[2] += nan_if_bad(sums[3]);
+      s0 = 1;
+    } else {
+      head_scales<T>(kind, m, p + b * D, lo, hi, D, sig, sums);
     }
-  }
+    T chk = sums[2];
+    if (kl) kl[b] = sums[1];
+    for (index_t s = s0; s < S; ++s) {
+      const index_t row = s * B + b;
+      T* eo = eps_out ? eps_out + row * D : eb;
+      const T* e = eps_in ? eps_in + row * D : eo;
+      if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eo);
+      const T sq = affine_row<T>(m, sig, e, D, z + row * D);
+      if (eps_in) {
+        chk += nan_if_bad(sq);
+        if (eps_out) std::copy(e, e + D, eps_out + row * D);
+      }
+      if (logq) logq[row] = T(-0.5) * sq - sums[0] - T(D * HALF_LOG_2PI);
+    }
+    status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
+  });
 }
 
 template <int KIND, class T>
@@ -531,37 +568,33 @@ template <class T>
 void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
                               std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, const T* gz,
                               const T* gkl, const T* glogq, T* dmu, T* dp) {
-#pragma omp parallel if (B * D * (S + 1) > PAR_MIN)
-  {
-    std::vector<T> eb(D);
-#pragma omp for schedule(dynamic, 32)
-    for (index_t b = 0; b < B; ++b) {
-      const T* m = mu + b * D;
-      const T* pb = p + b * D;
-      T* dm = dmu + b * D;
-      T* dpb = dp + b * D;
-      const T gk = gkl ? gkl[b] : T(0);
-      T glq = 0;
-      if (glogq)
-        for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
-      std::fill(dm, dm + D, T(0));
-      std::fill(dpb, dpb + D, T(0));  // accumulates sum_s g e first
-      if (gz) {
-        for (index_t s = 0; s < S; ++s) {
-          const index_t row = s * B + b;
-          const T* e = eps_in ? eps_in + row * D : eb.data();
-          if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
-          path_grad_row<T>(gz + row * D, e, D, dm, dpb);
-        }
+  auto ebs = slot_buffers<T>(D);
+  parallel_for_slots(B, 32, B * D * (S + 1) > PAR_MIN, ebs, [&](index_t b, std::vector<T>& eb) {
+    const T* m = mu + b * D;
+    const T* pb = p + b * D;
+    T* dm = dmu + b * D;
+    T* dpb = dp + b * D;
+    const T gk = gkl ? gkl[b] : T(0);
+    T glq = 0;
+    if (glogq)
+      for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
+    std::fill(dm, dm + D, T(0));
+    std::fill(dpb, dpb + D, T(0));  // accumulates sum_s g e first
+    if (gz) {
+      for (index_t s = 0; s < S; ++s) {
+        const index_t row = s * B + b;
+        const T* e = eps_in ? eps_in + row * D : eb.data();
+        if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
+        path_grad_row<T>(gz + row * D, e, D, dm, dpb);
       }
-      if (kind == LOGVAR)
-        head_backward_scales<LOGVAR, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
-      else if (kind == LOG_STD)
-        head_backward_scales<LOG_STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
-      else
-        head_backward_scales<STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
     }
-  }
+    if (kind == LOGVAR)
+      head_backward_scales<LOGVAR, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+    else if (kind == LOG_STD)
+      head_backward_scales<LOG_STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+    else
+      head_backward_scales<STD, T>(m, pb, lo, hi, D, gk, glq, dm, dpb);
+  });
 }
 #endif  // !__CUDACC__
 
@@ -690,7 +723,26 @@ PGM_HD T mvn_kl_std(const T* m, const T* L, index_t D, T logdet) {
   return T(0.5) * (fro + mm - T(D)) - logdet;
 }
 
+// Chunks of rows over which a shared factor's gradient is summed (then the chunks, in order):
+// a function of (B, D) only, so the sum does not depend on the thread count.
+PGM_HD index_t shared_chunks(index_t B, index_t D) {
+  const index_t cap = (index_t(1) << 22) / (D * D > 0 ? D * D : 1);  // G D^2 elements of scratch
+  index_t G = B < 64 ? B : 64;
+  G = G < cap ? G : cap;
+  return B == 0 ? 0 : (G < 1 ? 1 : G);
+}
+
 #if !defined(__CUDACC__)
+// Sum of G partial (D, D) gradients in chunk order into dL.
+template <class T>
+void sum_parts(const std::vector<T>& part, index_t G, index_t DD, T* dL) {
+  for (index_t k = 0; k < DD; ++k) {
+    T acc = 0;
+    for (index_t g = 0; g < G; ++g) acc += part[g * DD + k];
+    dL[k] = acc;
+  }
+}
+
 template <class T>
 PGM_CLONES inline T mvn_kl_std_cpu(const T* m, const T* L, index_t D, T logdet) {
   return mvn_kl_std<T>(m, L, D, logdet);
@@ -840,65 +892,63 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
   const bool fused = !kl && !logq && S > 0;
   // Contiguous blocks of matrices (the hardware prefetcher follows them), handed out on demand
   // (share_chunk: a slowed thread does not hold up the call).
-#pragma omp parallel if (B * D * D > PAR_MIN)
-  {
-    std::vector<T> eb(D);
-#pragma omp for schedule(dynamic, share_chunk(B))
-    for (index_t b = 0; b < B; ++b) {
-      const T* m = mu + b * D;
-      const T* Lb = L + (shared ? 0 : b * D * D);
-      if (!shared && b + 2 < B)  // the matrices stream from memory: ask for the one after next
-        for (index_t k = 0; k < D * D; k += 64 / static_cast<index_t>(sizeof(T)))
-          __builtin_prefetch(L + (b + 2) * D * D + k);
-      T logdet = 0;
-      int bad = 0;
-      T chk = 0;
-      const bool upper = check_upper && (!shared || b == 0);
-      if (fused) {
-        if (upper) bad = tril_upper_bad<T>(Lb, D);
-      } else {
-        bad = check_tril<T>(Lb, D, upper, &logdet);
-      }
-      for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
-      if (kl) kl[b] = mvn_kl_std_cpu<T>(m, Lb, D, logdet);
-      for (index_t s = 0; s < S; ++s) {
-        const index_t row = s * B + b;
-        const T* e = eps_in ? eps_in + row * D : eb.data();
-        if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
-        // (the same z with or without KL / log q: both paths take tril_matvec_fused)
-        int dbad = 0;
-        const T lchk = tril_matvec_fused<T>(Lb, m, e, D, z + row * D, &dbad);
-        if (fused && s == 0) {
-          chk += lchk;
-          if (dbad) bad = ROW_BAD_TRIL;
-        }
-        if (eps_in || logq) {
-          T sq = 0;
-          for (index_t d = 0; d < D; ++d) sq += e[d] * e[d];
-          if (eps_in) chk += nan_if_bad(sq);
-          if (logq) logq[row] = T(-0.5) * sq - logdet - T(D * HALF_LOG_2PI);
-        }
-        if (eps_out) std::copy(e, e + D, eps_out + row * D);
-      }
-      status[b] = bad ? bad : (chk == T(0) ? ROW_OK : ROW_NONFINITE);
+  auto ebs = slot_buffers<T>(D);
+  parallel_for_slots(B, share_chunk(B), B * D * D > PAR_MIN, ebs, [&](index_t b, std::vector<T>& eb) {
+    const T* m = mu + b * D;
+    const T* Lb = L + (shared ? 0 : b * D * D);
+    if (!shared && b + 2 < B)  // the matrices stream from memory: ask for the one after next
+      for (index_t k = 0; k < D * D; k += 64 / static_cast<index_t>(sizeof(T)))
+        __builtin_prefetch(L + (b + 2) * D * D + k);
+    T logdet = 0;
+    int bad = 0;
+    T chk = 0;
+    const bool upper = check_upper && (!shared || b == 0);
+    if (fused) {
+      if (upper) bad = tril_upper_bad<T>(Lb, D);
+    } else {
+      bad = check_tril<T>(Lb, D, upper, &logdet);
     }
-  }
+    for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
+    if (kl) kl[b] = mvn_kl_std_cpu<T>(m, Lb, D, logdet);
+    for (index_t s = 0; s < S; ++s) {
+      const index_t row = s * B + b;
+      const T* e = eps_in ? eps_in + row * D : eb.data();
+      if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
+      // (the same z with or without KL / log q: both paths take tril_matvec_fused)
+      int dbad = 0;
+      const T lchk = tril_matvec_fused<T>(Lb, m, e, D, z + row * D, &dbad);
+      if (fused && s == 0) {
+        chk += lchk;
+        if (dbad) bad = ROW_BAD_TRIL;
+      }
+      if (eps_in || logq) {
+        T sq = 0;
+        for (index_t d = 0; d < D; ++d) sq += e[d] * e[d];
+        if (eps_in) chk += nan_if_bad(sq);
+        if (logq) logq[row] = T(-0.5) * sq - logdet - T(D * HALF_LOG_2PI);
+      }
+      if (eps_out) std::copy(e, e + D, eps_out + row * D);
+    }
+    status[b] = bad ? bad : (chk == T(0) ? ROW_OK : ROW_NONFINITE);
+  });
 }
 
-// VJP of mvn_head. dL has L's shape; with a shared L the rows' contributions are summed.
+// VJP of mvn_head. dL has L's shape. A shared L's gradient is summed over fixed chunks of rows
+// (shared_chunks) into partials, then over the partials in order.
 template <class T>
 void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in, std::uint64_t seed,
                            std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, const T* gz,
                            const T* gkl, const T* glogq, T* dmu, T* dL) {
-  if (shared) std::fill(dL, dL + D * D, T(0));
-#pragma omp parallel if (B * D * D > PAR_MIN)
-  {
-    std::vector<T> eb(D), acc(shared ? D * D : 0, T(0));
-#pragma omp for schedule(dynamic, 32)
-    for (index_t b = 0; b < B; ++b) {
+  const index_t DD = D * D;
+  const index_t G = shared ? shared_chunks(B, D) : B;  // row groups: one per row unless shared
+  std::vector<T> part(shared ? G * DD : 0, T(0));
+  auto ebs = slot_buffers<T>(D);
+  parallel_for_slots(G, shared ? 1 : 32, B * D * D > PAR_MIN, ebs, [&](index_t grp, std::vector<T>& eb) {
+    const index_t b0 = shared ? B * grp / G : grp, b1 = shared ? B * (grp + 1) / G : grp + 1;
+    for (index_t b = b0; b < b1; ++b) {
       const T* m = mu + b * D;
-      const T* Lb = L + (shared ? 0 : b * D * D);
-      T* dLb = shared ? acc.data() : dL + b * D * D;
+      const T* Lb = L + (shared ? 0 : b * DD);
+      T* dLb = shared ? part.data() + grp * DD : dL + b * DD;
       T* dm = dmu + b * D;
       const T gk = gkl ? gkl[b] : T(0);
       T glq = 0;
@@ -927,11 +977,8 @@ void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in
         }
       }
     }
-    if (shared) {
-#pragma omp critical
-      for (index_t k = 0; k < D * D; ++k) dL[k] += acc[k];
-    }
-  }
+  });
+  if (shared) sum_parts<T>(part, G, DD, dL);
 }
 #endif  // !__CUDACC__
 
@@ -959,59 +1006,56 @@ PGM_HD void tri_solve_one(const T* L, const T* R, index_t D, index_t K, index_t 
 #if !defined(__CUDACC__)
 template <class T>
 void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, index_t K, bool trans, T* X) {
-#pragma omp parallel for collapse(2) schedule(dynamic, 32) if (B * K * D * D > PAR_MIN)
-  for (index_t b = 0; b < B; ++b)
-    for (index_t k = 0; k < K; ++k)
-      tri_solve_one<T>(L + (shared ? 0 : b * D * D), R + b * D * K, D, K, k, trans, X + b * D * K);
+  parallel_for(B * K, 32, B * K * D * D > PAR_MIN, [&](index_t t) {
+    const index_t b = t / K, k = t % K;
+    tri_solve_one<T>(L + (shared ? 0 : b * D * D), R + b * D * K, D, K, k, trans, X + b * D * K);
+  });
 }
 
 template <class T>
 void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D, T* kl,
                    std::int32_t* status) {
-#pragma omp parallel for schedule(dynamic, 32) if (B * D > PAR_MIN)
-  for (index_t b = 0; b < B; ++b) {
+  parallel_for(B, 32, B * D > PAR_MIN, [&](index_t b) {
     T chk;
     kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
                              D, &chk);
     status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
-  }
+  });
 }
 
 template <class T>
 void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
                             index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
-#pragma omp parallel for schedule(dynamic, 32) if (B * D > PAR_MIN)
-  for (index_t b = 0; b < B; ++b)
+  parallel_for(B, 32, B * D > PAR_MIN, [&](index_t b) {
     kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
                               D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
                               dpp ? dpp + b * D : nullptr);
+  });
 }
 
 // x (R, D) rows against (mu, p) (B, D) rows r % B, R a multiple of B.
 template <class T>
 void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D,
                          T* out, std::int32_t* status) {
-#pragma omp parallel for schedule(dynamic, 32) if (R * D > PAR_MIN)
-  for (index_t r = 0; r < R; ++r) {
+  parallel_for(R, 32, R * D > PAR_MIN, [&](index_t r) {
     T chk;
     const index_t b = r % B;
     out[r] = normal_log_prob_row<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, &chk);
     status[r] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
-  }
+  });
 }
 
 template <class T>
 void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
                                   index_t D, const T* g, T* dx, T* dmu, T* dp) {
   // Parallel over the (mu, p) rows b; each accumulates its S = R / B samples in order.
-#pragma omp parallel for schedule(dynamic, 32) if (R * D > PAR_MIN)
-  for (index_t b = 0; b < B; ++b) {
+  parallel_for(B, 32, R * D > PAR_MIN, [&](index_t b) {
     std::fill(dmu + b * D, dmu + (b + 1) * D, T(0));
     std::fill(dp + b * D, dp + (b + 1) * D, T(0));
     for (index_t r = b; r < R; r += B)
       normal_log_prob_row_backward<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, g[r], dx + r * D, dmu + b * D,
                                       dp + b * D);
-  }
+  });
 }
 #endif  // !__CUDACC__
 

@@ -727,12 +727,12 @@ inline index_t n_items(index_t B, index_t C, bool channels_last) {
 
 }  // namespace detail
 
-// Below this many elements a call runs on the calling thread: waking an OpenMP team costs more.
+// Below this many elements a call runs on the calling thread: waking the pool costs more.
 constexpr index_t kParallelMin = 1 << 15;
 
 // Forward. x: (B, C, H, W) or, channels_last, (B, H, W, C); inv_temp (C,) = 1 / alpha_c;
 // kp (B, C, 2); cov (B, C, 2, 2) or null; maps (x's layout) or null; stats (B, C, 2).
-// OpenMP over maps (NCHW) or (image, channel tile) pairs (NHWC); each map is reduced by one
+// Parallel over maps (NCHW) or (image, channel tile) pairs (NHWC); each map is reduced by one
 // thread in a fixed order, so results do not depend on the thread count.
 template <class S>
 void forward_cpu(const detail::FwdArgs<S>& a, bool channels_last) {
@@ -743,8 +743,7 @@ void forward_cpu(const detail::FwdArgs<S>& a, bool channels_last) {
         : (mk ? pick_fwd<S, false, true>(channels_last) : pick_fwd<S, false, false>(channels_last));
   const index_t n = n_items(a.B, a.C, channels_last);
   const bool par = n > 1 && a.B * a.C * a.H * a.W >= kParallelMin;
-#pragma omp parallel for schedule(dynamic, share_chunk(n)) if (par)
-  for (index_t i = 0; i < n; ++i) f(a, i);
+  parallel_for(n, share_chunk(n), par, [&](index_t i) { f(a, i); });
 }
 
 // Backward (VJP): stats/kp/cov from the forward (cov needed only with g_cov); g_kp (B, C, 2),
@@ -756,8 +755,7 @@ void backward_cpu(const detail::BwdArgs<S>& a, bool channels_last) {
   const bwd_item_fn<S> f = a.g_maps ? pick_bwd<S, true>(channels_last) : pick_bwd<S, false>(channels_last);
   const index_t n = n_items(a.B, a.C, channels_last);
   const bool par = n > 1 && a.B * a.C * a.H * a.W >= kParallelMin;
-#pragma omp parallel for schedule(dynamic, share_chunk(n)) if (par)
-  for (index_t i = 0; i < n; ++i) f(a, i);
+  parallel_for(n, share_chunk(n), par, [&](index_t i) { f(a, i); });
 }
 
 }  // namespace pygenmod::spatial

@@ -42,14 +42,14 @@ PGM_HD index_t rank_in_row(const T* x, index_t n, index_t i) {
   return r;
 }
 
-// Below this many elements a call stays on the calling thread (opening a parallel region costs
-// more than a small selection; see pygenmod/_threads.py).
+// Below this many elements a call stays on the calling thread (waking the pool costs more than
+// a small selection; see pygenmod/_threads.py).
 constexpr index_t TOPK_PAR_MIN = index_t(1) << 15;
 
 template <class T>
 void top_k_cpu(const T* x, index_t rows, index_t n, index_t k, std::int64_t* idx) {
-#pragma omp parallel for schedule(dynamic, share_chunk(rows)) if (rows * n > TOPK_PAR_MIN)
-  for (index_t r = 0; r < rows; ++r) row_top_k(x + r * n, n, k, idx + r * k);
+  parallel_for(rows, share_chunk(rows), rows * n > TOPK_PAR_MIN,
+               [&](index_t r) { row_top_k(x + r * n, n, k, idx + r * k); });
 }
 
 }  // namespace pygenmod::topk
