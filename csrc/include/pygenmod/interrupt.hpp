@@ -6,9 +6,9 @@
 // The hook runs at most every kInterval, only on the thread that made the Stop (signal
 // handlers run on Python's main thread, the caller), and the clock is read once per
 // kClockWork units of work, so polling costs nothing measurable in a loop of small steps.
-// Other threads see the decision through an atomic flag. ItemQueue hands out the items of
-// a parallel loop so that the calling thread keeps polling while the other threads finish
-// their last items (an `omp for` would park it at the barrier, deaf to Ctrl-C).
+// Other threads see the decision through an atomic flag. A parallel loop takes the Stop too
+// (parallel_chunks, parallel.hpp): no chunk starts after it is set, and the calling thread
+// keeps polling it while the other threads finish their chunks.
 #pragma once
 
 #include <algorithm>
@@ -61,42 +61,6 @@ class Stop {
   clock::time_point last_{};
   double pending_ = 0;
   std::atomic<bool> stopped_{false};
-};
-
-// Dynamic hand-out of items [0, n) to the threads of a parallel region:
-//   ItemQueue q(n, stop);
-//   #pragma omp parallel
-//   { for (std::int64_t i; q.next(i);) { f(i); q.done(); }  q.drain(); }
-// (the same schedule as `omp for schedule(dynamic, 1)`); after a stop no new item starts.
-class ItemQueue {
- public:
-  ItemQueue(std::int64_t n, Stop& stop) : n_(n), stop_(stop) {}
-  bool next(std::int64_t& i) {
-    if (stop_.stopped()) return false;
-    i = next_.fetch_add(1, std::memory_order_relaxed);
-    return i < n_;
-  }
-  void done() { done_.fetch_add(1, std::memory_order_release); }
-  // The calling thread, out of items, polls until the other threads have finished theirs:
-  // yielding at first (a short tail ends as soon as it would at a barrier), then napping
-  // (20 us doubling up to 1 ms) so that a long tail does not keep a core spinning.
-  void drain() {
-    if (!stop_.is_owner()) return;
-    auto nap = std::chrono::microseconds(20);
-    for (int spins = 0; done_.load(std::memory_order_acquire) < n_ && !stop_.poll(); ++spins) {
-      if (spins < 2000) {
-        std::this_thread::yield();
-        continue;
-      }
-      std::this_thread::sleep_for(nap);
-      if (nap < std::chrono::milliseconds(1)) nap *= 2;
-    }
-  }
-
- private:
-  const std::int64_t n_;
-  Stop& stop_;
-  std::atomic<std::int64_t> next_{0}, done_{0};
 };
 
 }  // namespace pygenmod

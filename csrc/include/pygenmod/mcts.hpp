@@ -1,6 +1,6 @@
 // Batched Monte Carlo tree search: the per-tree operations (select, expand, backup,
 // advance, the whole tabular search) as PGM_HD functions shared by the CPU and CUDA
-// launchers, plus the CPU launchers (OpenMP over trees). No Python here.
+// launchers, plus the CPU launchers (parallel over trees on pygenmod's pool). No Python here.
 //
 // A batch of B trees is a struct of arrays with a node capacity N (independent of the
 // number of simulations) and A actions. Node 0 of every tree is its root.
@@ -37,6 +37,7 @@
 #include "pygenmod/common.hpp"
 #include "pygenmod/interrupt.hpp"
 #include "pygenmod/mcts_fields.hpp"
+#include "pygenmod/parallel.hpp"
 #include "pygenmod/random.hpp"
 
 // The small per-child functions shared by the serial and lane-split selections: always
@@ -1085,31 +1086,28 @@ PGM_HD std::int64_t sample_one(const T* w, index_t A, double temperature, std::u
 // ----------------------------------------------------------------------------- CPU launchers
 template <class T>
 void select_cpu(const Batch<T>& t, index_t B, const Params& p, i32* node, i32* action) {
-  // One call per simulation on the callback path: a parallel region only pays off for large
-  // batches (and waking OpenMP workers is slow on a busy, oversubscribed machine).
-#pragma omp parallel for schedule(static) if (B >= 1024)
-  for (index_t b = 0; b < B; ++b) select_one(tree_at(t, b), p, node + b, action + b);
+  // One call per simulation on the callback path: a parallel loop only pays off for large
+  // batches (and waking the pool's workers is slow on a busy, oversubscribed machine).
+  parallel_for(B, share_chunk(B), B >= 1024, [&](index_t b) { select_one(tree_at(t, b), p, node + b, action + b); });
 }
 
 template <class T>
 void expand_cpu(const Batch<T>& t, index_t B, const i32* node, const i32* action, const T* reward, const T* discount,
                 const T* logits, const T* value, const u8* invalid, const std::int64_t* state, i32* out) {
   const index_t A = t.A;
-#pragma omp parallel for schedule(static) if (B * A > 65536)
-  for (index_t b = 0; b < B; ++b) {
+  parallel_for(B, share_chunk(B), B * A > 65536, [&](index_t b) {
     TreeRef<T> r = tree_at(t, b);
     out[b] = expand_one(r, node[b], action[b], reward[b], discount[b], logits + b * A, value[b],
                         invalid ? invalid + b * A : nullptr, false, state[b]);
-  }
+  });
 }
 
 template <class T>
 void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
-#pragma omp parallel for schedule(static) if (B > 4096)
-  for (index_t b = 0; b < B; ++b) {
+  parallel_for(B, share_chunk(B), B > 4096, [&](index_t b) {
     TreeRef<T> r = tree_at(t, b);
     if (node[b] >= 0 && node[b] < r.num_nodes[0]) backup_one(r, node[b]);
-  }
+  });
 }
 
 // Each tree runs its simulations in slices of kSimSlice with a Stop::poll in between, so a
@@ -1128,49 +1126,45 @@ void search_tabular_cpu(const Batch<T>& t, index_t B, const Params& p, index_t n
       if (stop.poll(static_cast<double>(s1 - s0) * 8 * t.A)) return;
     }
   };
-  // (a lone tree runs on the calling thread: an OpenMP barrier is costly on a busy machine)
-  if (B <= 1) {
-    if (B == 1) one(0);
-    return;
-  }
-  ItemQueue q(B, stop);
-#pragma omp parallel
-  {
-    for (std::int64_t b; q.next(b); q.done()) one(b);
-    q.drain();
-  }
+  // One tree per chunk; after a stop no further tree starts, and the calling thread keeps
+  // polling the Stop while the others finish theirs. (A lone tree runs on the calling thread.)
+  parallel_chunks(
+      B, 1, B > 1,
+      [&](index_t b0, index_t b1, int) {
+        for (index_t b = b0; b < b1; ++b) one(b);
+      },
+      stop);
 }
 
 template <class T>
 void advance_cpu(const Batch<T>& t, index_t B, const i32* action, i32* new_index, i32* old_index, i32* status) {
-#pragma omp parallel for schedule(static) if (B >= 256)
-  for (index_t b = 0; b < B; ++b) {
+  parallel_for(B, share_chunk(B), B >= 256, [&](index_t b) {
     TreeRef<T> r = tree_at(t, b);
     status[b] = advance_one(r, action[b], new_index + b * t.N, old_index + b * t.N);
-  }
+  });
 }
 
 // Noise launchers: row b of the call draws as tree stream0 + b of a larger batch.
 template <class T>
 void dirichlet_cpu(std::uint64_t seed, std::uint64_t stream0, double alpha, index_t B, index_t A, T* out) {
   const index_t g0 = static_cast<index_t>(stream0);
-#pragma omp parallel for schedule(static) if (B * A > 16384)
-  for (index_t b = 0; b < B; ++b) dirichlet_one(seed, alpha, g0 + b, A, out + b * A);
+  parallel_for(B, share_chunk(B), B * A > 16384,
+               [&](index_t b) { dirichlet_one(seed, alpha, g0 + b, A, out + b * A); });
 }
 
 template <class T>
 void gumbel_cpu(std::uint64_t seed, std::uint64_t stream0, index_t B, index_t A, T* out) {
   const index_t g0 = static_cast<index_t>(stream0);
-#pragma omp parallel for schedule(static) if (B * A > 65536)
-  for (index_t b = 0; b < B; ++b) gumbel_one(seed, g0 + b, A, out + b * A);
+  parallel_for(B, share_chunk(B), B * A > 65536, [&](index_t b) { gumbel_one(seed, g0 + b, A, out + b * A); });
 }
 
 template <class T>
 void sample_cpu(const T* w, index_t B, index_t A, const T* temperature, std::uint64_t seed, std::uint64_t stream0,
                 std::int64_t* out) {
   const index_t g0 = static_cast<index_t>(stream0);
-#pragma omp parallel for schedule(static) if (B * A > 65536)
-  for (index_t b = 0; b < B; ++b) out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, g0 + b);
+  parallel_for(B, share_chunk(B), B * A > 65536, [&](index_t b) {
+    out[b] = sample_one(w + b * A, A, static_cast<double>(temperature[b]), seed, g0 + b);
+  });
 }
 
 }  // namespace pygenmod::mcts

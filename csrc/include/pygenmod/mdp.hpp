@@ -9,8 +9,8 @@
 // Determinism: every state of a sweep is computed by one thread with a fixed summation
 // order, and the only cross-thread reductions are min/max (exact), so results do not
 // depend on the thread count or on whether a batch is split over MDPs or over states.
-// Sweeps hand out states with guided scheduling, so a thread that the OS preempts (busy,
-// shared machines) delays the others by one chunk rather than by its whole static share.
+// Sweeps hand out states in small chunks on pygenmod's pool (parallel.hpp), so a thread that
+// the OS preempts (busy, shared machines) delays the others by one chunk at most.
 #pragma once
 
 #include <algorithm>
@@ -23,15 +23,12 @@
 #include "pygenmod/cpu_features.hpp"
 #include "pygenmod/interrupt.hpp"
 #include "pygenmod/mdp_loop.hpp"
+#include "pygenmod/parallel.hpp"
 
 // (outside the namespace below: a system header included inside it would declare its
 // intrinsics in pygenmod::mdp and break any file that includes it again later)
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
 #include <immintrin.h>
-#endif
-
-#if defined(_OPENMP) && !defined(__CUDACC__)
-#include <omp.h>
 #endif
 
 namespace pygenmod::mdp {
@@ -323,7 +320,7 @@ index_t sweep_madds(const Csr<T>& m) {
 // bench W8-mdp rows: 1 and 2 threads tie up to 64K, 2 threads gain from 256K).
 constexpr index_t BACKUP_PAR_MIN = index_t(1) << 17;
 
-// One backup sweep over B MDPs, OpenMP over (b, s) when large enough. pi_det: (B, S) int64 or nullptr;
+// One backup sweep over B MDPs, over threads by (b, s) when large enough. pi_det: (B, S) int64 or nullptr;
 // pi_stoch: (B, S, A) or nullptr; tau: (B,) or nullptr.
 template <class T, class M>
 void backup_sweep_cpu(const M& m, const T* R, const T* V, const T* gamma, index_t B, int kind,
@@ -335,14 +332,8 @@ void backup_sweep_cpu(const M& m, const T* R, const T* V, const T* gamma, index_
     V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kind, pi_det ? pi_det[bs] : 0,
                              pi_stoch ? pi_stoch + bs * A : nullptr, tau ? tau[b] : T(1), Q + bs * A, policy + bs);
   };
-  if (B * sweep_madds(m) >= BACKUP_PAR_MIN) {  // (an if/else, not `if (...)`: see for_each_index)
-#pragma omp parallel for collapse(2) schedule(guided, 16)
-    for (index_t b = 0; b < B; ++b)
-      for (index_t s = 0; s < S; ++s) one(b, s);
-  } else {
-    for (index_t b = 0; b < B; ++b)
-      for (index_t s = 0; s < S; ++s) one(b, s);
-  }
+  parallel_for(B * S, std::max<index_t>(16, share_chunk(B * S)), B * sweep_madds(m) >= BACKUP_PAR_MIN,
+               [&](index_t i) { one(i / S, i % S); });
 }
 
 // ------------------------------------------------------------------ CPU: solver loops
@@ -450,17 +441,46 @@ inline T round_up(double x) {
   return y + (std::fabs(y) * std::numeric_limits<T>::epsilon() + std::numeric_limits<T>::denorm_min());
 }
 
-// f(i) for i in [0, n): over threads when `par`, else in this thread. (Not an `omp parallel
-// if (par)`: inside the per-MDP parallel loop that opens a nested one-thread region, a team
-// set-up per call, which cost more than a whole sweep of a small MDP.)
+// f(i) for i in [0, n): over threads when `par`, else in this thread.
 template <class F>
 void for_each_index(bool par, index_t n, F&& f) {
-  if (par) {
-#pragma omp parallel for schedule(guided, 4)
-    for (index_t i = 0; i < n; ++i) f(i);
-  } else {
-    for (index_t i = 0; i < n; ++i) f(i);
+  parallel_for(n, std::max<index_t>(4, share_chunk(n)), par, f);
+}
+
+// The folds of a sweep over states: min/max and counts, exact in any order and split.
+struct StateFold {
+  double lo = std::numeric_limits<double>::infinity(), hi = -std::numeric_limits<double>::infinity();
+  double err = 0, mn = std::numeric_limits<double>::infinity();
+  std::int64_t bad = 0;
+  void add(const StateFold& o) {
+    lo = std::min(lo, o.lo), hi = std::max(hi, o.hi), err = std::max(err, o.err), mn = std::min(mn, o.mn);
+    bad += o.bad;
   }
+};
+
+// body(begin, end, fold) over [0, n): in chunks of at least `chunk` items over threads when
+// `par` (each chunk folds into a local StateFold, added to its thread's partial when the chunk
+// ends: no shared cache line is written per item), else as one chunk on this thread.
+template <class F>
+StateFold fold_chunks(index_t n, index_t chunk, bool par, F&& body) {
+  if (!par) {  // one chunk, no pool traffic
+    StateFold f;
+    body(index_t(0), n, f);
+    return f;
+  }
+  const int nt = max_threads();
+  std::vector<StateFold> part(static_cast<std::size_t>(nt));
+  parallel_chunks(
+      n, std::max<index_t>(chunk, share_chunk(n)), true,
+      [&](index_t b, index_t e, int slot) {
+        StateFold f;
+        body(b, e, f);
+        part[static_cast<std::size_t>(slot)].add(f);
+      },
+      Stop::never(), nt);
+  StateFold all;
+  for (const StateFold& p : part) all.add(p);
+  return all;
 }
 
 // dots[rows[i]] = row . v for i < n (one thread: the phased sweeps of small MDPs).
@@ -507,18 +527,12 @@ void check_state_rows(const M& m, index_t b, index_t s, double& err, double& mn,
 // The check of all of MDP b's rows into chk[0..3).
 template <class M>
 void check_rows(const M& m, index_t b, bool par, double* chk) {
-  double err = 0, mn = std::numeric_limits<double>::infinity();
-  std::int64_t bad = 0;
-  auto state = [&](index_t s, double& err, double& mn, std::int64_t& bad) { check_state_rows(m, b, s, err, mn, bad); };
-  if (par) {  // (see for_each_index on why not `if (par)`)
-#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) reduction(+ : bad)
-    for (index_t s = 0; s < m.S; ++s) state(s, err, mn, bad);
-  } else {
-    for (index_t s = 0; s < m.S; ++s) state(s, err, mn, bad);
-  }
-  chk[0] = err;
-  chk[1] = mn;
-  chk[2] = static_cast<double>(bad);
+  const StateFold f = fold_chunks(m.S, 16, par, [&](index_t s0, index_t s1, StateFold& acc) {
+    for (index_t s = s0; s < s1; ++s) check_state_rows(m, b, s, acc.err, acc.mn, acc.bad);
+  });
+  chk[0] = f.err;
+  chk[1] = f.mn;
+  chk[2] = static_cast<double>(f.bad);
 }
 
 // Q(s, .) from the dots of its rows (ds[a]), the greedy action (lowest index among the maxima)
@@ -608,9 +622,7 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
     }
   } else if (par) {
     // ---- state by state, over threads
-    double err = 0, mn = std::numeric_limits<double>::infinity();
-    std::int64_t bad = 0;
-    // ds: this thread's dots of one state's rows (by action)
+    // ds: the chunk's dots of one state's rows (by action)
     auto state = [&](index_t s, acc_t<T>* ds, double& lo, double& hi, double& err, double& mn, std::int64_t& bad) {
       T best;
       skipped[s] = 0;
@@ -635,16 +647,16 @@ Range improve_sweep(const M& m, index_t b, const T* r, const T* v, bool zero_v, 
       hi = std::max(hi, d);
       if (chk) check_state_rows(m, b, s, err, mn, bad);  // (its rows are in cache now)
     };
-#pragma omp parallel reduction(min : lo, mn) reduction(max : hi, err) reduction(+ : bad)
-    {
+    const StateFold f = fold_chunks(S, 16, true, [&](index_t s0, index_t s1, StateFold& acc) {
       std::vector<acc_t<T>> ds(A);
-#pragma omp for schedule(guided, 16)
-      for (index_t s = 0; s < S; ++s) state(s, ds.data(), lo, hi, err, mn, bad);
-    }
+      for (index_t s = s0; s < s1; ++s) state(s, ds.data(), acc.lo, acc.hi, acc.err, acc.mn, acc.bad);
+    });
+    lo = f.lo;
+    hi = f.hi;
     if (chk) {
-      chk[0] = err;
-      chk[1] = mn;
-      chk[2] = static_cast<double>(bad);
+      chk[0] = f.err;
+      chk[1] = f.mn;
+      chk[2] = static_cast<double>(f.bad);
     }
   } else {
     // ---- in phases, one thread: 1. the dots of the rows to read
@@ -738,10 +750,11 @@ Range policy_sweep(const M& m, index_t b, const T* r, const T* u, T gamma, const
     lo = std::min(lo, d);
     hi = std::max(hi, d);
   };
-  if (par) {  // (see for_each_index on why not `if (par)`)
-#pragma omp parallel for schedule(guided, 16) reduction(min : lo) reduction(max : hi)
-    for (index_t s = 0; s < S; ++s) state(s, lo, hi);
-    return Range{lo, hi};
+  if (par) {
+    const StateFold f = fold_chunks(S, 16, true, [&](index_t s0, index_t s1, StateFold& acc) {
+      for (index_t s = s0; s < s1; ++s) state(s, acc.lo, acc.hi);
+    });
+    return Range{f.lo, f.hi};
   }
   if constexpr (M::kPackable) {
     if (pi != nullptr && pi_stoch == nullptr) {  // dense, deterministic: 8 states per dot kernel
@@ -871,20 +884,18 @@ SolveStats evaluate_one(const M& m, index_t b, const T* r, T gamma, double thres
 
 // Runs f(b, par) for every MDP: over MDPs in parallel when the batch can occupy the
 // threads, else one MDP after the other with the states of each sweep in parallel.
-// After a stop, no further MDP starts.
+// After a stop, no further MDP starts (the calling thread keeps polling the Stop while the
+// other threads finish their MDPs).
 template <class F>
 void for_each_mdp(index_t B, bool split_states, Stop& stop, F&& f) {
-  int threads = 1;
-#if defined(_OPENMP)
-  threads = omp_get_max_threads();
-#endif
+  const int threads = max_threads();
   if (B >= threads && B > 1) {
-    ItemQueue q(B, stop);
-#pragma omp parallel
-    {
-      for (std::int64_t b; q.next(b); q.done()) f(b, false);
-      q.drain();
-    }
+    parallel_chunks(
+        B, 1, true,
+        [&](index_t b0, index_t b1, int) {
+          for (index_t b = b0; b < b1; ++b) f(b, false);
+        },
+        stop);
   } else {
     for (index_t b = 0; b < B && !stop.stopped(); ++b) f(b, threads > 1 && split_states);
   }
@@ -934,45 +945,42 @@ constexpr index_t CHECK_PAR_MIN = index_t(1) << 16;
 template <class T>
 void row_stats_dense_cpu(const T* P, index_t rows, index_t S, double* out) {
   const Dense<T> m{P, S, 1};  // row i is "state" i of one MDP with one action
-  double err = 0, mn = std::numeric_limits<double>::infinity();
-  std::int64_t bad = 0;
-#pragma omp parallel for schedule(guided, 16) reduction(max : err) reduction(min : mn) \
-    reduction(+ : bad) if (rows * S >= CHECK_PAR_MIN)
-  for (index_t i = 0; i < rows; ++i) {
-    double sum, rmn;
-    m.row_sum_min(0, i, 0, sum, rmn);
-    if (!std::isfinite(sum)) {
-      ++bad;
-    } else {
-      err = std::max(err, std::fabs(sum - 1.0));
-      mn = std::min(mn, rmn);
+  const StateFold f = fold_chunks(rows, 16, rows * S >= CHECK_PAR_MIN, [&](index_t i0, index_t i1, StateFold& acc) {
+    for (index_t i = i0; i < i1; ++i) {
+      double sum, rmn;
+      m.row_sum_min(0, i, 0, sum, rmn);
+      if (!std::isfinite(sum)) {
+        ++acc.bad;
+      } else {
+        acc.err = std::max(acc.err, std::fabs(sum - 1.0));
+        acc.mn = std::min(acc.mn, rmn);
+      }
     }
-  }
-  out[0] = bad ? std::numeric_limits<double>::quiet_NaN() : err;
-  out[1] = mn;
-  out[2] = static_cast<double>(bad);
+  });
+  out[0] = f.bad ? std::numeric_limits<double>::quiet_NaN() : f.err;
+  out[1] = f.mn;
+  out[2] = static_cast<double>(f.bad);
 }
 
 // The same over CSR rows (empty rows have sum 0, so they fail the sum check).
 template <class T>
 void row_stats_csr_cpu(const T* data, const std::int64_t* indptr, index_t rows, double* out) {
-  double err = 0, mn = std::numeric_limits<double>::infinity();
-  std::int64_t bad = 0;
-#pragma omp parallel for schedule(static) reduction(max : err) reduction(min : mn) \
-    reduction(+ : bad) if (indptr[rows] - indptr[0] >= CHECK_PAR_MIN)
-  for (index_t i = 0; i < rows; ++i) {
-    double sum = 0;
-    for (std::int64_t k = indptr[i]; k < indptr[i + 1]; ++k) {
-      const double x = data[k];
-      sum += x;
-      mn = std::min(mn, x);
-      bad += !std::isfinite(x);
-    }
-    err = std::max(err, std::fabs(sum - 1.0));
-  }
-  out[0] = bad ? std::numeric_limits<double>::quiet_NaN() : err;
-  out[1] = mn;
-  out[2] = static_cast<double>(bad);
+  const StateFold f =
+      fold_chunks(rows, 1, indptr[rows] - indptr[0] >= CHECK_PAR_MIN, [&](index_t i0, index_t i1, StateFold& acc) {
+        for (index_t i = i0; i < i1; ++i) {
+          double sum = 0;
+          for (std::int64_t k = indptr[i]; k < indptr[i + 1]; ++k) {
+            const double x = data[k];
+            sum += x;
+            acc.mn = std::min(acc.mn, x);
+            acc.bad += !std::isfinite(x);
+          }
+          acc.err = std::max(acc.err, std::fabs(sum - 1.0));
+        }
+      });
+  out[0] = f.bad ? std::numeric_limits<double>::quiet_NaN() : f.err;
+  out[1] = f.mn;
+  out[2] = static_cast<double>(f.bad);
 }
 
 }  // namespace pygenmod::mdp

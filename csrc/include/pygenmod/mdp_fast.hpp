@@ -24,6 +24,7 @@
 
 #include "pygenmod/interrupt.hpp"
 #include "pygenmod/mdp.hpp"
+#include "pygenmod/parallel.hpp"
 
 namespace pygenmod::mdp {
 
@@ -98,22 +99,18 @@ template <class T>
 bool backup_checked_cpu(const Dense<T>& m, const T* R, const T* V, const T* gamma, index_t B, double tol, T* Q,
                         T* V_out, std::int64_t* policy) {
   const index_t S = m.S, A = m.A;
-  std::int64_t bad = 0;
   auto one = [&](index_t b, index_t s) {
     const index_t bs = b * S + s;
     V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kOptimal, 0, static_cast<const T*>(nullptr),
                              T(1), Q + bs * A, policy + bs);
     return std::int64_t{!rows_surely_ok(m.row(b, s, 0), A, S, tol)};  // its A rows are contiguous
   };
-  if (B * sweep_madds(m) >= BACKUP_PAR_MIN) {  // backup_sweep_cpu's threshold
-#pragma omp parallel for collapse(2) schedule(guided, 16) reduction(+ : bad)
-    for (index_t b = 0; b < B; ++b)
-      for (index_t s = 0; s < S; ++s) bad += one(b, s);
-  } else {
-    for (index_t b = 0; b < B; ++b)
-      for (index_t s = 0; s < S; ++s) bad += one(b, s);
-  }
-  return bad == 0;
+  // backup_sweep_cpu's threshold and chunks
+  const StateFold f =
+      fold_chunks(B * S, 16, B * sweep_madds(m) >= BACKUP_PAR_MIN, [&](index_t i0, index_t i1, StateFold& acc) {
+        for (index_t i = i0; i < i1; ++i) acc.bad += one(i / S, i % S);
+      });
+  return f.bad == 0;
 }
 
 // ------------------------------------------------------------------ exact policy iteration
@@ -215,16 +212,13 @@ index_t policy_iteration_exact_cpu(const Dense<T>& m, const T* R, const T* gamma
   };
   // an evaluation costs ~S^3/3 multiply-adds: run MDPs in parallel once a round of them is long
   constexpr double kParMin = 1 << 17;
-  if (B > 1 && static_cast<double>(B) * S * S * S >= kParMin) {
-    ItemQueue q(B, stop);
-#pragma omp parallel
-    {
-      for (std::int64_t b; q.next(b); q.done()) one(b);
-      q.drain();
-    }
-  } else {
-    for (index_t b = 0; b < B && !stop.stopped(); ++b) one(b);
-  }
+  // (after a stop no further MDP starts; the calling thread keeps polling the Stop meanwhile)
+  parallel_chunks(
+      B, 1, B > 1 && static_cast<double>(B) * S * S * S >= kParMin,
+      [&](index_t b0, index_t b1, int) {
+        for (index_t b = b0; b < b1; ++b) one(b);
+      },
+      stop);
   for (index_t b = 0; b < B; ++b)
     if (singular[b]) return b;
   return -1;

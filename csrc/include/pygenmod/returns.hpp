@@ -14,13 +14,11 @@
 #pragma once
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/parallel.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
-
-#if defined(_OPENMP) && !defined(__CUDACC__)
-#include <omp.h>
-#endif
 
 namespace pygenmod::returns {
 
@@ -71,7 +69,7 @@ PGM_HD void gae_columns(const T* r, const T* values, const T* next_values, const
 }
 
 // One time step of the CPU scan over n contiguous environments (a separate function so the
-// compiler vectorises it outside the OpenMP-outlined region).
+// compiler vectorises it on its own, outside the chunk lambda).
 template <class T, class F>
 void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T* __restrict vn, const F* __restrict te,
              const F* __restrict tr, const F* __restrict mk, const T* __restrict g, const T* __restrict gl,
@@ -87,28 +85,24 @@ void gae_row(index_t n, const T* __restrict rr, const T* __restrict vr, const T*
   }
 }
 
-// CPU launcher: the environments are split into one contiguous chunk per thread; each thread
-// walks time backwards over its chunk, so every step reads long contiguous row segments (the
-// hardware prefetcher follows them). Absent inputs are replaced by rows of zeros (ones for
-// the mask), so the inner loop has no branches on them and vectorises.
+// CPU launcher: the environments are split into one contiguous chunk per thread (a thread
+// that starts late finds its chunk done by another); each chunk is walked backwards in time,
+// so every step reads long contiguous row segments (the hardware prefetcher follows them).
+// Absent inputs are replaced by rows of zeros (ones for the mask), so the inner loop has no
+// branches on them and vectorises.
 template <class T, class F>
 void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstrap, const F* terminated,
              const F* truncated, const F* mask, const T* gamma, const T* lam, index_t Tn, index_t B, T* adv, T* ret,
              std::uint8_t* nonfinite) {
-  int bad = 0;
+  std::atomic<bool> bad{false};
   // Small scans stay on the calling thread: with one 16-environment group the other threads
   // have nothing to do, and below ~32K steps a fork/join costs more than it saves.
   constexpr index_t GAE_PAR_MIN = index_t(1) << 15;
-#pragma omp parallel reduction(| : bad) if (B > 16 && Tn * B >= GAE_PAR_MIN)
-  {
-    index_t nt = 1, id = 0;
-#if defined(_OPENMP)
-    nt = omp_get_num_threads();
-    id = omp_get_thread_num();
-#endif
-    // chunks of whole 16-environment groups, so each row segment starts aligned-ish
-    const index_t groups = (B + 15) / 16, per = (groups + nt - 1) / nt;
-    const index_t b0 = std::min(B, id * per * 16), b1 = std::min(B, (id + 1) * per * 16), n = b1 - b0;
+  const bool par = B > 16 && Tn * B >= GAE_PAR_MIN;
+  // chunks of whole 16-environment groups, so each row segment starts aligned-ish
+  const index_t groups = (B + 15) / 16, nt = par ? max_threads() : 1, per = (groups + nt - 1) / nt;
+  parallel_chunks(groups, per, par, [&](index_t g0, index_t g1, int) {
+    const index_t b0 = std::min(B, g0 * 16), b1 = std::min(B, g1 * 16), n = b1 - b0;
     if (n > 0) {
       std::vector<T> carry(n, T(0)), g(n), gl(n), zt(n, T(0)), scratch(ret ? 0 : n), nf(n, T(0));
       std::vector<F> zf(n, F(0)), onef(n, F(1));
@@ -132,10 +126,12 @@ void gae_cpu(const T* r, const T* values, const T* next_values, const T* bootstr
         T* rt = ret ? ret + row : scratch.data();
         gae_row(n, rr, vr, vn, te, tr, mk, gg, ggl, cy, ad, rt, nf.data());
       }
-      for (index_t j = 0; j < n; ++j) bad |= !(nf[j] == T(0));
+      bool chunk_bad = false;
+      for (index_t j = 0; j < n; ++j) chunk_bad |= !(nf[j] == T(0));
+      if (chunk_bad) bad.store(true, std::memory_order_relaxed);
     }
-  }
-  if (nonfinite) *nonfinite = static_cast<std::uint8_t>(bad != 0);
+  });
+  if (nonfinite) *nonfinite = static_cast<std::uint8_t>(bad.load());
 }
 
 }  // namespace pygenmod::returns

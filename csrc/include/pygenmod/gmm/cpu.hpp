@@ -1,5 +1,5 @@
-// Gaussian mixtures, layer 3 (CPU only): the blocked, OpenMP-parallel launchers (EM fit,
-// E-step, M-step, sampling) over chunks of points, in a fixed reduction order.
+// Gaussian mixtures, layer 3 (CPU only): the blocked launchers, parallel on pygenmod's pool
+// (EM fit, E-step, M-step, sampling) over chunks of points, in a fixed reduction order.
 #pragma once
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "pygenmod/gmm/simd.hpp"
@@ -15,21 +16,9 @@
 #include "pygenmod/parallel.hpp"
 
 #if !defined(__CUDACC__)
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
-
 namespace pygenmod::gmm {
 
 // Point groups of a set (n_groups, group_begin): pygenmod/launch_grid.hpp, depend on N only.
-
-inline int max_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
 
 // Per-iteration constants of one set's current parameters, laid out for the micro-kernels
 // (padded to the W lanes of the entry point that will use them).
@@ -614,15 +603,23 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
   std::fill(sw.stats.begin(), sw.stats.end(), 0.0);
   if (par && G > 1) {
     parts.assign(G * ss, 0.0);
-#pragma omp parallel  // only reached with more than one group
-    {
-      ChunkWork<T> cw;
-      cw.resize(type, D, K, isa_lanes<T>(sw.isa));
-#pragma omp for schedule(dynamic, 1)
-      for (index_t g = 0; g < G; ++g)
-        accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K, sw.c.data(), sw.prep,
-                         parts.data() + g * ss, cw, sw.isa);
-    }
+    // one group per chunk; each thread's ChunkWork is made when it runs its first group
+    const int nt = max_threads();
+    std::vector<ChunkWork<T>> cws(static_cast<std::size_t>(nt));
+    std::vector<std::uint8_t> ready(static_cast<std::size_t>(nt), 0);
+    parallel_chunks(
+        G, 1, true,
+        [&](index_t g0, index_t g1, int slot) {
+          ChunkWork<T>& cw = cws[static_cast<std::size_t>(slot)];
+          if (!ready[static_cast<std::size_t>(slot)]) {
+            cw.resize(type, D, K, isa_lanes<T>(sw.isa));
+            ready[static_cast<std::size_t>(slot)] = 1;
+          }
+          for (index_t g = g0; g < g1; ++g)
+            accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K, sw.c.data(),
+                             sw.prep, parts.data() + g * ss, cw, sw.isa);
+        },
+        Stop::never(), nt);
     for (index_t g = 0; g < G; ++g)
       for (index_t i = 0; i < ss; ++i) sw.stats[i] += parts[g * ss + i];
   } else {
@@ -669,23 +666,49 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
   *lower_bound = static_cast<T>(lb);
 }
 
+// f(s, work) for every set s in [0, B), one set per chunk, over threads when B > 1; `work` is
+// the running thread's workspace, made by make() when that thread runs its first set. After a
+// stop no further set starts (the calling thread keeps polling the Stop meanwhile).
+template <class Make, class F>
+void sets_in_parallel(index_t B, Stop& stop, Make&& make, F&& f) {
+  using Work = std::decay_t<decltype(make())>;
+  const int nt = max_threads();
+  std::vector<Work> work(static_cast<std::size_t>(nt));
+  std::vector<std::uint8_t> ready(static_cast<std::size_t>(nt), 0);
+  parallel_chunks(
+      B, 1, B > 1,
+      [&](index_t s0, index_t s1, int slot) {
+        const std::size_t k = static_cast<std::size_t>(slot);
+        if (!ready[k]) {
+          work[k] = make();
+          ready[k] = 1;
+        }
+        for (index_t s = s0; s < s1; ++s) f(s, work[k]);
+      },
+      stop, nt);
+}
+
 // Runs one(s, work, par, parts) for every set: parallel over sets when there are enough of
 // them (or a set has a single point group), else sets in turn, each parallel over its groups.
 // After a stop (Ctrl-C, see interrupt.hpp) no further set starts.
 template <class T, class F>
 void for_each_set(int type, index_t B, index_t N, index_t D, index_t K, Stop& stop, F&& one) {
-  const bool by_set = B >= 2 * max_threads() || n_groups(N) == 1 || max_threads() == 1;
+  const int nt = max_threads();
+  const bool by_set = B >= 2 * nt || n_groups(N) == 1 || nt == 1;
   const int isa = active_isa();
   if (by_set) {
-    ItemQueue q(B, stop);
-#pragma omp parallel if (B > 1)
-    {
+    struct Work {
       SetWork<T> sw;
-      sw.resize(type, K, D, isa);
       std::vector<double> parts;
-      for (std::int64_t s; q.next(s); q.done()) one(s, sw, false, parts);
-      q.drain();
-    }
+    };
+    sets_in_parallel(
+        B, stop,
+        [&] {
+          Work w;
+          w.sw.resize(type, K, D, isa);
+          return w;
+        },
+        [&](index_t s, Work& w) { one(s, w.sw, false, w.parts); });
   } else {
     SetWork<T> sw;
     sw.resize(type, K, D, isa);
@@ -734,11 +757,9 @@ template <class T>
 void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B, index_t N, index_t D,
                 index_t K, T* lp, T* log_resp, T* log_norm) {
   const index_t cs = cov_size(type, K, D);
-#pragma omp parallel if (B * N * K * D > 32768)
-  {
+  parallel_chunks(B * N, share_chunk(B * N), B * N * K * D > 32768, [&](index_t bn0, index_t bn1, int) {
     std::vector<double> row(K);
-#pragma omp for schedule(dynamic, share_chunk(B* N))
-    for (index_t bn = 0; bn < B * N; ++bn) {
+    for (index_t bn = bn0; bn < bn1; ++bn) {
       const index_t b = bn / N;
       const T* x = X + bn * D;
       for (index_t k = 0; k < K; ++k) {
@@ -753,19 +774,18 @@ void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T*
       for (index_t k = 0; k < K; ++k)
         log_resp[bn * K + k] = static_cast<T>(std::isfinite(lse) ? row[k] - lse : (k == 0 ? 0.0 : -INFINITY));
     }
-  }
+  });
 }
 
 template <class T>
 void sample_cpu(int type, const T* weights, const T* means, const T* pc, index_t B, index_t K, index_t D, index_t n,
                 std::uint64_t seed, std::uint64_t stream0, T* out, std::int64_t* labels) {
   const index_t cs = cov_size(type, K, D);
-#pragma omp parallel for schedule(dynamic, share_chunk(B* n)) if (B * n * D > 32768)
-  for (index_t bn = 0; bn < B * n; ++bn) {
+  parallel_for(B * n, share_chunk(B * n), B * n * D > 32768, [&](index_t bn) {
     const index_t b = bn / n, i = bn % n;
     sample_one(type, weights + b * K, means + b * K * D, pc + b * cs, K, D, seed, stream0 + b, i, out + bn * D,
                labels + bn);
-  }
+  });
 }
 
 }  // namespace pygenmod::gmm
