@@ -6,8 +6,9 @@
 // Factors are lower triangular, row-major (D, D). x rows r = s * B + b (R = S * B rows) use
 // mu row b and factor b (per row) or the one factor (shared). Every reduction runs in a fixed
 // order: a factor shared by all rows gets its gradient summed over fixed chunks of rows
-// (shared_chunks, a function of (B, D) only), then over the chunks in order, so the result does
-// not depend on the thread count or the backend's schedule (no float atomics on CUDA).
+// (shared_chunks in sampling.hpp, a function of (B, D) only), then over the chunks in order,
+// so the result does not depend on the thread count or the backend's schedule (no float
+// atomics on CUDA).
 #pragma once
 
 #include <cmath>

@@ -139,7 +139,7 @@ PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream
 #define PGM_NOINLINE __attribute__((noinline))
 
 constexpr int CHUNK = 64;  // blocks per chunk (256 words)
-// Below this many elements of work a launcher runs on one thread: waking a team costs more.
+// Below this many elements of work a launcher runs on one thread: waking the pool costs more.
 // Rows are handed out dynamically in chunks of 32: a thread that the OS has descheduled (a busy,
 // shared machine) then delays a call by its chunk, not by half of the work. Results do not
 // depend on the schedule: every row is computed the same way by whichever thread takes it.
