@@ -306,6 +306,42 @@ PGM_HD T policy_value_state(const M& m, index_t b, index_t s, const T* r_s, cons
 }
 
 // ------------------------------------------------------------------ CPU: one sweep
+// The folds of a sweep over states: min/max and counts, exact in any order and split.
+struct StateFold {
+  double lo = std::numeric_limits<double>::infinity(), hi = -std::numeric_limits<double>::infinity();
+  double err = 0, mn = std::numeric_limits<double>::infinity();
+  std::int64_t bad = 0;
+  void add(const StateFold& o) {
+    lo = std::min(lo, o.lo), hi = std::max(hi, o.hi), err = std::max(err, o.err), mn = std::min(mn, o.mn);
+    bad += o.bad;
+  }
+};
+
+// body(begin, end, fold) over [0, n): in chunks of at least `chunk` items over threads when
+// `par` (each chunk folds into a local StateFold, added to its thread's partial when the chunk
+// ends: no shared cache line is written per item), else as one chunk on this thread.
+template <class F>
+StateFold fold_chunks(index_t n, index_t chunk, bool par, F&& body) {
+  if (!par) {  // one chunk, no pool traffic
+    StateFold f;
+    if (n > 0) body(index_t(0), n, f);
+    return f;
+  }
+  const int nt = max_threads();
+  std::vector<StateFold> part(static_cast<std::size_t>(nt));
+  parallel_chunks(
+      n, std::max<index_t>(chunk, share_chunk(n)), true,
+      [&](index_t b, index_t e, int slot) {
+        StateFold f;
+        body(b, e, f);
+        part[static_cast<std::size_t>(slot)].add(f);
+      },
+      Stop::never(), nt);
+  StateFold all;
+  for (const StateFold& p : part) all.add(p);
+  return all;
+}
+
 // Multiply-adds of one sweep of one MDP (the work-size measure of the sweep's threshold).
 template <class T>
 index_t sweep_madds(const Dense<T>& m) {
@@ -320,8 +356,20 @@ index_t sweep_madds(const Csr<T>& m) {
 // bench W8-mdp rows: 1 and 2 threads tie up to 64K, 2 threads gain from 256K).
 constexpr index_t BACKUP_PAR_MIN = index_t(1) << 17;
 
-// One backup sweep over B MDPs, over threads by (b, s) when large enough. pi_det: (B, S) int64 or nullptr;
-// pi_stoch: (B, S, A) or nullptr; tau: (B,) or nullptr.
+// f(b, s, fold) for every state s < S of every MDP b < B, folding into a StateFold: over
+// threads when `par` (chunks of at least 16 states), else on this thread.
+template <class F>
+StateFold fold_states(index_t B, index_t S, bool par, F&& f) {
+  return fold_chunks(B * S, 16, par, [&](index_t i0, index_t i1, StateFold& acc) {
+    for (index_t i = i0, b = i0 / S, s = i0 % S; i < i1; ++i) {
+      f(b, s, acc);
+      if (++s == S) s = 0, ++b;
+    }
+  });
+}
+
+// One backup sweep over B MDPs, over threads by (b, s) when large enough. pi_det: (B, S)
+// int64 or nullptr; pi_stoch: (B, S, A) or nullptr; tau: (B,) or nullptr.
 template <class T, class M>
 void backup_sweep_cpu(const M& m, const T* R, const T* V, const T* gamma, index_t B, int kind,
                       const std::int64_t* pi_det, const T* pi_stoch, const T* tau, T* Q, T* V_out,
@@ -332,8 +380,7 @@ void backup_sweep_cpu(const M& m, const T* R, const T* V, const T* gamma, index_
     V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kind, pi_det ? pi_det[bs] : 0,
                              pi_stoch ? pi_stoch + bs * A : nullptr, tau ? tau[b] : T(1), Q + bs * A, policy + bs);
   };
-  parallel_for(B * S, std::max<index_t>(16, share_chunk(B * S)), B * sweep_madds(m) >= BACKUP_PAR_MIN,
-               [&](index_t i) { one(i / S, i % S); });
+  fold_states(B, S, B * sweep_madds(m) >= BACKUP_PAR_MIN, [&](index_t b, index_t s, StateFold&) { one(b, s); });
 }
 
 // ------------------------------------------------------------------ CPU: solver loops
@@ -445,42 +492,6 @@ inline T round_up(double x) {
 template <class F>
 void for_each_index(bool par, index_t n, F&& f) {
   parallel_for(n, std::max<index_t>(4, share_chunk(n)), par, f);
-}
-
-// The folds of a sweep over states: min/max and counts, exact in any order and split.
-struct StateFold {
-  double lo = std::numeric_limits<double>::infinity(), hi = -std::numeric_limits<double>::infinity();
-  double err = 0, mn = std::numeric_limits<double>::infinity();
-  std::int64_t bad = 0;
-  void add(const StateFold& o) {
-    lo = std::min(lo, o.lo), hi = std::max(hi, o.hi), err = std::max(err, o.err), mn = std::min(mn, o.mn);
-    bad += o.bad;
-  }
-};
-
-// body(begin, end, fold) over [0, n): in chunks of at least `chunk` items over threads when
-// `par` (each chunk folds into a local StateFold, added to its thread's partial when the chunk
-// ends: no shared cache line is written per item), else as one chunk on this thread.
-template <class F>
-StateFold fold_chunks(index_t n, index_t chunk, bool par, F&& body) {
-  if (!par) {  // one chunk, no pool traffic
-    StateFold f;
-    body(index_t(0), n, f);
-    return f;
-  }
-  const int nt = max_threads();
-  std::vector<StateFold> part(static_cast<std::size_t>(nt));
-  parallel_chunks(
-      n, std::max<index_t>(chunk, share_chunk(n)), true,
-      [&](index_t b, index_t e, int slot) {
-        StateFold f;
-        body(b, e, f);
-        part[static_cast<std::size_t>(slot)].add(f);
-      },
-      Stop::never(), nt);
-  StateFold all;
-  for (const StateFold& p : part) all.add(p);
-  return all;
 }
 
 // dots[rows[i]] = row . v for i < n (one thread: the phased sweeps of small MDPs).

@@ -106,10 +106,8 @@ bool backup_checked_cpu(const Dense<T>& m, const T* R, const T* V, const T* gamm
     return std::int64_t{!rows_surely_ok(m.row(b, s, 0), A, S, tol)};  // its A rows are contiguous
   };
   // backup_sweep_cpu's threshold and chunks
-  const StateFold f =
-      fold_chunks(B * S, 16, B * sweep_madds(m) >= BACKUP_PAR_MIN, [&](index_t i0, index_t i1, StateFold& acc) {
-        for (index_t i = i0; i < i1; ++i) acc.bad += one(i / S, i % S);
-      });
+  const StateFold f = fold_states(B, S, B * sweep_madds(m) >= BACKUP_PAR_MIN,
+                                  [&](index_t b, index_t s, StateFold& acc) { acc.bad += one(b, s); });
   return f.bad == 0;
 }
 
