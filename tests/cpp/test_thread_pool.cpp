@@ -34,26 +34,50 @@ void check_each_item_once(int nt, index_t n, index_t chunk) {
 
 index_t scramble(index_t i) { return (i * 7919) % 1009; }
 
-void check_reduce(int nt, index_t n) {
+struct Fold {
+  std::int64_t sum = 0;
+  index_t mx = -1, chunks = 0;
+  void add(const Fold& o) {
+    sum += o.sum;
+    mx = std::max(mx, o.mx);
+    chunks += o.chunks;
+  }
+};
+
+void check_fold(int nt, index_t n, bool par) {
   threads::pool().set_threads(nt);
-  struct Acc {
-    std::int64_t sum;
-    index_t mx;
-  };
-  const Acc got = pygenmod::parallel_reduce(
-      n, 7, true, Acc{0, -1},
-      [](index_t i, Acc& a) {
-        a.sum += i;
-        a.mx = std::max(a.mx, scramble(i));
-      },
-      [](Acc& a, const Acc& b) {
-        a.sum += b.sum;
-        a.mx = std::max(a.mx, b.mx);
-      });
+  const Fold got = pygenmod::parallel_fold<Fold>(n, 7, par, [](index_t b, index_t e, Fold& a) {
+    ++a.chunks;
+    for (index_t i = b; i < e; ++i) {
+      a.sum += i;
+      a.mx = std::max(a.mx, scramble(i));
+    }
+  });
   index_t mx = -1;
   for (index_t i = 0; i < n; ++i) mx = std::max(mx, scramble(i));
   CHECK(got.sum == n * (n - 1) / 2);
   CHECK(got.mx == mx);
+  CHECK(got.chunks == (n == 0 ? 0 : (par && n > 7 ? (n + 6) / 7 : 1)));  // serially: one chunk
+}
+
+// Per-thread scratch: each thread's item is made once, on its first chunk, and only used by it.
+void check_slots(int nt) {
+  threads::pool().set_threads(nt);
+  std::atomic<int> made{0};
+  auto slots = pygenmod::per_slot([&] {
+    made.fetch_add(1);
+    return std::vector<index_t>();
+  });
+  std::vector<std::atomic<int>> hits(1000);
+  pygenmod::parallel_for_slots(1000, 3, true, slots, [&](index_t i, std::vector<index_t>& mine) {
+    mine.push_back(i);
+    hits[static_cast<std::size_t>(i)].fetch_add(1);
+  });
+  CHECK(made.load() >= 1 && made.load() <= nt);
+  index_t total = 0;
+  for (int s = 0; s < slots.team(); ++s) total += static_cast<index_t>(slots[s].size());
+  CHECK(total == 1000);
+  for (auto& h : hits) CHECK(h.load() == 1);
 }
 
 // Many back-to-back loops (workers asleep, spinning or mid-wake between them).
@@ -153,7 +177,9 @@ int main() {
     for (index_t n : {0, 1, 5, 64, 1000, 4097})
       for (index_t chunk : {1, 3, 64, 5000}) check_each_item_once(nt, n, chunk);
   for (int nt : {1, 2, 5})
-    for (index_t n : {0, 1, 6, 7, 8, 1000}) check_reduce(nt, n);
+    for (index_t n : {0, 1, 6, 7, 8, 1000})
+      for (bool par : {false, true}) check_fold(nt, n, par);
+  for (int nt : {1, 2, 3}) check_slots(nt);
   check_many_loops();
   check_caller_does_unclaimed_chunks();
   check_concurrent_and_nested();

@@ -117,8 +117,8 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
                           hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.order.data());
   };
   std::atomic<index_t> bad{0};
-  auto scratch = sampling::per_slot([&] { return Scratch(D, N); });
-  sampling::parallel_for_slots(B, share_chunk(B), B > 1 && B * N * D > PAR_MIN, scratch, [&](index_t b, Scratch& s) {
+  auto scratch = per_slot([&] { return Scratch(D, N); });
+  parallel_for_slots(B, share_chunk(B), B > 1 && B * N * D > PAR_MIN, scratch, [&](index_t b, Scratch& s) {
     if (row(b, s)) bad.fetch_add(1, std::memory_order_relaxed);
   });
   return bad.load();

@@ -318,28 +318,10 @@ struct StateFold {
 };
 
 // body(begin, end, fold) over [0, n): in chunks of at least `chunk` items over threads when
-// `par` (each chunk folds into a local StateFold, added to its thread's partial when the chunk
-// ends: no shared cache line is written per item), else as one chunk on this thread.
+// `par` (parallel_fold), else as one chunk on this thread.
 template <class F>
 StateFold fold_chunks(index_t n, index_t chunk, bool par, F&& body) {
-  if (!par) {  // one chunk, no pool traffic
-    StateFold f;
-    if (n > 0) body(index_t(0), n, f);
-    return f;
-  }
-  const int nt = max_threads();
-  std::vector<StateFold> part(static_cast<std::size_t>(nt));
-  parallel_chunks(
-      n, std::max<index_t>(chunk, share_chunk(n)), true,
-      [&](index_t b, index_t e, int slot) {
-        StateFold f;
-        body(b, e, f);
-        part[static_cast<std::size_t>(slot)].add(f);
-      },
-      Stop::never(), nt);
-  StateFold all;
-  for (const StateFold& p : part) all.add(p);
-  return all;
+  return parallel_fold<StateFold>(n, std::max<index_t>(chunk, share_chunk(n)), par, body);
 }
 
 // Multiply-adds of one sweep of one MDP (the work-size measure of the sweep's threshold).

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -49,26 +50,68 @@ void parallel_for(index_t n, index_t chunk, bool parallel, F&& body) {
   });
 }
 
-// A reduction: body(i, acc) for every i, each thread folding into its own copy of `init`;
-// the copies are then combined in thread order by combine(acc, other). For reductions whose
-// result does not depend on the order (min, max, integer sums, or).
-template <class Acc, class F, class C>
-Acc parallel_reduce(index_t n, index_t chunk, bool parallel, Acc init, F&& body, C&& combine) {
+// A fold over chunks: body(begin, end, acc) folds a chunk into a fresh Acc (no shared cache
+// line is written per item); each thread adds its chunks' results into its own partial with
+// acc.add(other), and the partials are added in thread order. For folds whose result does not
+// depend on the order (min, max, integer counts). Serially: one chunk, [0, n).
+template <class Acc, class F>
+Acc parallel_fold(index_t n, index_t chunk, bool parallel, F&& body) {
+  Acc all{};
   if (!parallel || n <= chunk) {
-    for (index_t i = 0; i < n; ++i) body(i, init);
-    return init;
+    if (n > 0) body(index_t(0), n, all);
+    return all;
   }
   const int nt = max_threads();
-  std::vector<Acc> part(static_cast<std::size_t>(nt), init);
+  std::vector<Acc> part(static_cast<std::size_t>(nt));
   parallel_chunks(
       n, chunk, true,
       [&](index_t b, index_t e, int slot) {
-        Acc& acc = part[static_cast<std::size_t>(slot)];
-        for (index_t i = b; i < e; ++i) body(i, acc);
+        Acc acc{};
+        body(b, e, acc);
+        part[static_cast<std::size_t>(slot)].add(acc);
       },
       Stop::never(), nt);
-  for (const Acc& p : part) combine(init, p);
-  return init;
+  for (const Acc& p : part) all.add(p);
+  return all;
+}
+
+// Per-thread scratch of a parallel loop: slot s's item, made by make() when s runs its first
+// chunk (a thread that takes no chunk allocates nothing). Pass team() as the loop's max_team.
+template <class S, class Make>
+class PerSlot {
+ public:
+  explicit PerSlot(Make make) : make_(std::move(make)), items_(static_cast<std::size_t>(max_threads())) {}
+  int team() const { return static_cast<int>(items_.size()); }
+  S& operator[](int slot) {
+    std::optional<S>& s = items_[static_cast<std::size_t>(slot)];
+    if (!s) s.emplace(make_());
+    return *s;
+  }
+
+ private:
+  Make make_;
+  std::vector<std::optional<S>> items_;
+};
+template <class Make>
+PerSlot<std::invoke_result_t<Make&>, Make> per_slot(Make make) {
+  return PerSlot<std::invoke_result_t<Make&>, Make>(std::move(make));
+}
+// n zeroed elements per thread.
+template <class T>
+auto slot_buffers(index_t n) {
+  return per_slot([n] { return std::vector<T>(static_cast<std::size_t>(n)); });
+}
+
+// parallel_for whose body(i, s) also gets the running thread's item s of `slots`.
+template <class P, class F>
+void parallel_for_slots(index_t n, index_t chunk, bool parallel, P& slots, F&& body, Stop& stop = Stop::never()) {
+  parallel_chunks(
+      n, chunk, parallel,
+      [&](index_t b, index_t e, int slot) {
+        auto& s = slots[slot];
+        for (index_t i = b; i < e; ++i) body(i, s);
+      },
+      stop, slots.team());
 }
 
 }  // namespace pygenmod

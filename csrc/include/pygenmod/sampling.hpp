@@ -17,7 +17,6 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
-#include <optional>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -145,45 +144,6 @@ constexpr int CHUNK = 64;  // blocks per chunk (256 words)
 // depend on the schedule: every row is computed the same way by whichever thread takes it.
 constexpr index_t PAR_MIN = 1 << 15;
 constexpr index_t PREFETCH_ROWS = 8;  // how far ahead the row loops prefetch their inputs
-
-// Per-thread scratch of a parallel loop: slot s's item, made by make() when s runs its first
-// chunk (a thread that takes no chunk allocates nothing). Pass team() as the loop's max_team.
-template <class S, class Make>
-class PerSlot {
- public:
-  explicit PerSlot(Make make) : make_(std::move(make)), items_(static_cast<std::size_t>(max_threads())) {}
-  int team() const { return static_cast<int>(items_.size()); }
-  S& operator[](int slot) {
-    std::optional<S>& s = items_[static_cast<std::size_t>(slot)];
-    if (!s) s.emplace(make_());
-    return *s;
-  }
-
- private:
-  Make make_;
-  std::vector<std::optional<S>> items_;
-};
-template <class Make>
-PerSlot<std::invoke_result_t<Make&>, Make> per_slot(Make make) {
-  return PerSlot<std::invoke_result_t<Make&>, Make>(std::move(make));
-}
-// n zeroed elements per thread.
-template <class T>
-auto slot_buffers(index_t n) {
-  return per_slot([n] { return std::vector<T>(static_cast<std::size_t>(n)); });
-}
-
-// parallel_for whose body(i, s) also gets the running thread's item s of `slots`.
-template <class P, class F>
-void parallel_for_slots(index_t n, index_t chunk, bool parallel, P& slots, F&& body) {
-  parallel_chunks(
-      n, chunk, parallel,
-      [&](index_t b, index_t e, int slot) {
-        auto& s = slots[slot];
-        for (index_t i = b; i < e; ++i) body(i, s);
-      },
-      Stop::never(), slots.team());
-}
 
 // The words of blocks [b0, b0 + nb) of a stream, in stream order: portable loop.
 PGM_CLONES inline void philox_words_generic(std::uint64_t seed, std::uint64_t stream, std::uint64_t b0, int nb,

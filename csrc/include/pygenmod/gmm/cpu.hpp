@@ -671,21 +671,8 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
 // stop no further set starts (the calling thread keeps polling the Stop meanwhile).
 template <class Make, class F>
 void sets_in_parallel(index_t B, Stop& stop, Make&& make, F&& f) {
-  using Work = std::decay_t<decltype(make())>;
-  const int nt = max_threads();
-  std::vector<Work> work(static_cast<std::size_t>(nt));
-  std::vector<std::uint8_t> ready(static_cast<std::size_t>(nt), 0);
-  parallel_chunks(
-      B, 1, B > 1,
-      [&](index_t s0, index_t s1, int slot) {
-        const std::size_t k = static_cast<std::size_t>(slot);
-        if (!ready[k]) {
-          work[k] = make();
-          ready[k] = 1;
-        }
-        for (index_t s = s0; s < s1; ++s) f(s, work[k]);
-      },
-      stop, nt);
+  auto work = per_slot(std::forward<Make>(make));
+  parallel_for_slots(B, 1, B > 1, work, f, stop);
 }
 
 // Runs one(s, work, par, parts) for every set: parallel over sets when there are enough of
