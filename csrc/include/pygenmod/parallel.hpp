@@ -9,7 +9,7 @@
 #pragma once
 
 #include <algorithm>
-#include <optional>
+#include <memory>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -77,20 +77,24 @@ Acc parallel_fold(index_t n, index_t chunk, bool parallel, F&& body) {
 
 // Per-thread scratch of a parallel loop: slot s's item, made by make() when s runs its first
 // chunk (a thread that takes no chunk allocates nothing). Pass team() as the loop's max_team.
+// Each item is a separate allocation made by its own thread (items side by side in one array
+// would share cache lines that both threads write); the caller frees them after the loop, so
+// keep them fixed-size buffers: a workspace that reallocates inside the loop belongs to the
+// chunk instead (gmm's sets_in_parallel says why).
 template <class S, class Make>
 class PerSlot {
  public:
   explicit PerSlot(Make make) : make_(std::move(make)), items_(static_cast<std::size_t>(max_threads())) {}
   int team() const { return static_cast<int>(items_.size()); }
   S& operator[](int slot) {
-    std::optional<S>& s = items_[static_cast<std::size_t>(slot)];
-    if (!s) s.emplace(make_());
+    std::unique_ptr<S>& s = items_[static_cast<std::size_t>(slot)];
+    if (!s) s = std::make_unique<S>(make_());
     return *s;
   }
 
  private:
   Make make_;
-  std::vector<std::optional<S>> items_;
+  std::vector<std::unique_ptr<S>> items_;
 };
 template <class Make>
 PerSlot<std::invoke_result_t<Make&>, Make> per_slot(Make make) {

@@ -604,22 +604,15 @@ void set_statistics(int type, const T* X, const T* W, const T* resp, index_t N, 
   if (par && G > 1) {
     parts.assign(G * ss, 0.0);
     // one group per chunk; each thread's ChunkWork is made when it runs its first group
-    const int nt = max_threads();
-    std::vector<ChunkWork<T>> cws(static_cast<std::size_t>(nt));
-    std::vector<std::uint8_t> ready(static_cast<std::size_t>(nt), 0);
-    parallel_chunks(
-        G, 1, true,
-        [&](index_t g0, index_t g1, int slot) {
-          ChunkWork<T>& cw = cws[static_cast<std::size_t>(slot)];
-          if (!ready[static_cast<std::size_t>(slot)]) {
-            cw.resize(type, D, K, isa_lanes<T>(sw.isa));
-            ready[static_cast<std::size_t>(slot)] = 1;
-          }
-          for (index_t g = g0; g < g1; ++g)
-            accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K, sw.c.data(),
-                             sw.prep, parts.data() + g * ss, cw, sw.isa);
-        },
-        Stop::never(), nt);
+    auto cws = per_slot([&] {
+      ChunkWork<T> cw;
+      cw.resize(type, D, K, isa_lanes<T>(sw.isa));
+      return cw;
+    });
+    parallel_for_slots(G, 1, true, cws, [&](index_t g, ChunkWork<T>& cw) {
+      accumulate_group(type, X, W, resp, group_begin(N, G, g), group_begin(N, G, g + 1), D, K, sw.c.data(), sw.prep,
+                       parts.data() + g * ss, cw, sw.isa);
+    });
     for (index_t g = 0; g < G; ++g)
       for (index_t i = 0; i < ss; ++i) sw.stats[i] += parts[g * ss + i];
   } else {
@@ -667,12 +660,19 @@ void em_set(int type, const T* X, const T* W, index_t N, index_t D, index_t K, d
 }
 
 // f(s, work) for every set s in [0, B), one set per chunk, over threads when B > 1; `work` is
-// the running thread's workspace, made by make() when that thread runs its first set. After a
-// stop no further set starts (the calling thread keeps polling the Stop meanwhile).
+// made by make() for each set by the thread that runs it. (Not one workspace per thread for the
+// whole call: the EM loop reallocates inside it, and a workspace that one thread made and
+// another used and the caller freed made 512 fits 10% slower, call after call, in glibc's
+// per-thread arenas.) After a stop no further set starts (the caller keeps polling the Stop).
 template <class Make, class F>
 void sets_in_parallel(index_t B, Stop& stop, Make&& make, F&& f) {
-  auto work = per_slot(std::forward<Make>(make));
-  parallel_for_slots(B, 1, B > 1, work, f, stop);
+  parallel_chunks(
+      B, 1, B > 1,
+      [&](index_t s0, index_t s1, int) {
+        auto w = make();
+        for (index_t s = s0; s < s1; ++s) f(s, w);
+      },
+      stop);
 }
 
 // Runs one(s, work, par, parts) for every set: parallel over sets when there are enough of
