@@ -95,11 +95,9 @@ void check_many_loops() {
   CHECK(total > 0);
 }
 
-// A worker that cannot start does not hold up the caller: with more threads than cores busy
-// in a long chunk... here simply: a loop whose chunks the caller can do alone finishes even
-// while every worker is blocked inside another loop's chunk? Workers only serve one job, so:
-// a loop in which one chunk blocks until the caller has finished the others ends when that
-// chunk ends (the caller did not wait for the rest of the team).
+// More threads than this machine has cores, so some workers cannot run when the loop starts:
+// every chunk still runs exactly once and the call ends promptly (the caller and the workers
+// that do run take the chunks the others never claim).
 void check_caller_does_unclaimed_chunks() {
   threads::pool().set_threads(8);  // more threads than this machine may have cores
   std::atomic<int> ran{0};
