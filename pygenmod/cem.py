@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
-from ._dispatch import get_kernel, kernel
+from ._dispatch import kernel
 from ._seed import resolve_seed
 from ._typing import Array, ArrayLike, CemCovariance, EliteWeights, SeedLike
 
@@ -191,9 +191,9 @@ def cem_optimize(
     ``seed=None`` (the default) takes one fresh key from the package generator per call.
     ``stream`` is the global index of row 0 (problem b draws from stream ``stream + b``): a
     chunk of a larger batch starting at problem g passes ``stream=g`` and runs exactly as there.
-    With ``covariance="diag"`` on the CPU backends an iteration is two kernel calls around the
-    objective (sample; select the elites and refit); the samples array is reused for the next
-    population unless the objective keeps a reference to it.
+    With ``covariance="diag"`` on the CPU backends the whole loop runs in the backend (the
+    compiled one calls the objective from C++: no Python step per iteration besides it); the
+    samples array is reused for the next population unless the objective keeps a reference to it.
     """
     back = returner(mean)
     val.choice(covariance, "covariance", COVARIANCES)
@@ -204,36 +204,17 @@ def cem_optimize(
     val.check_size("n_iter", (T, m0.shape[0]))  # the (n_iter, B) history
     seed, stream = resolve_seed(seed), val.seed_int(stream, "stream")
     if covariance == "diag" and not is_device(m0):
-        backend, sample = kernel("cem", "sample_diag")
-        res = _optimize_diag_fused(
-            objective,
-            m0,
-            scale,
-            N,
-            n_elite,
-            T,
-            seed,
-            stream,
-            alpha,
-            min_std,
-            elite_weights,
-            reg,
-            sample,
-            get_kernel("cem", "update_diag", backend),
-        )
+        backend, run = kernel("cem", "optimize_diag")
+        res = _optimize_diag(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std, elite_weights, reg, run)
         return CEMResult(*(back(a) for a in res))
     return _optimize_composed(
         objective, m0, scale, N, n_elite, T, seed, stream, covariance, alpha, min_std, elite_weights, reg, back
     )
 
 
-def _optimize_diag_fused(
-    objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std, elite_weights, reg, sample, update
-):
-    """cem_optimize for diagonal Gaussians on the CPU: all checks once, then per iteration one
-    sampling call, the objective, one update call (elites, best-so-far, history, refit)."""
-    import sys
-
+def _optimize_diag(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min_std, elite_weights, reg, run):
+    """cem_optimize for diagonal Gaussians on the CPU: all checks once, then the backend's
+    loop (per iteration: sample the population, the objective, select the elites and refit)."""
     dt = m0.dtype
     B, D = m0.shape
     m = m0.copy()
@@ -248,22 +229,33 @@ def _optimize_diag_fused(
     best_x = np.zeros((B, D), dt)
     best_r = np.full((B,), -np.inf, dt)
     history = np.empty((T, B), dt)
+
+    def coerce(R):
+        R = val.float_array(R, "objective(samples)", ndim=2, dtype=dt, xp=np, finite=False)
+        val.check_shape(R, "objective(samples)", (B, N))
+        return R
+
     idx = np.empty((B, k), np.int64)
     X = np.empty((B, N, D), dt)
-    alpha, min_std, reg = float(alpha), float(min_std), float(reg)
-    free = sys.getrefcount(X)
-    for t in range(T):
-        if sys.getrefcount(X) != free:  # the objective kept the last population: a fresh one
-            X = np.empty((B, N, D), dt)
-            free = sys.getrefcount(X)
-        sample(m, S, seed, stream, t * N * D, X)
-        R = objective(X)
-        if not (type(R) is np.ndarray and R.dtype == dt and R.shape == (B, N) and R.flags.c_contiguous):
-            R = val.float_array(R, "objective(samples)", ndim=2, dtype=dt, xp=np, finite=False)
-            val.check_shape(R, "objective(samples)", (B, N))
-        if update(X, R, w, alpha, min_std, reg, m, S, best_x, best_r, history[t], idx):
-            raise ValueError("objective(samples): contains NaN or infinity")
-        del R
+    done = run(
+        objective,
+        coerce,
+        m,
+        S,
+        seed,
+        stream,
+        w,
+        float(alpha),
+        float(min_std),
+        float(reg),
+        best_x,
+        best_r,
+        history,
+        idx,
+        X,
+    )
+    if done < T:
+        raise ValueError("objective(samples): contains NaN or infinity")
     return m, S, best_x, best_r, history
 
 

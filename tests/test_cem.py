@@ -245,3 +245,44 @@ def test_fused_path_rejects_nonfinite_returns(bad):
 def test_cem_optimize_empty_batch_or_dimension_names_mean(shape):
     with pytest.raises(ValueError, match="mean"):
         cem.cem_optimize(lambda X: X.sum(-1), np.zeros(shape), np.ones(shape), n_samples=8, n_elite=2, n_iter=2)
+
+
+@pytest.mark.parametrize("kind", ["float32", "strided", "list", "3-D"])
+def test_returns_of_another_kind_are_converted_or_rejected(backend, rng, kind):
+    """The backends' loops take exact returns as they come and pass anything else through the
+    Python layer's conversion and checks (the same answer, or the same error)."""
+    if backend.name == "cuda":
+        pytest.skip("the fused path is the CPU backends'")
+    f = sphere(rng.standard_normal((3, 2)))
+    convert = {
+        "float32": lambda r: r.astype(np.float32),
+        "strided": lambda r: np.asfortranarray(np.stack([r, r]))[0],  # not C-contiguous
+        "list": lambda r: r.tolist(),
+        "3-D": lambda r: r[None],  # rejected
+    }[kind]
+    kw = dict(n_samples=24, n_elite=5, n_iter=6, seed=3)
+    m0, s0 = np.zeros((3, 2)), np.ones((3, 2))
+    if kind == "3-D":
+        with pytest.raises(ValueError, match="objective"):
+            cem.cem_optimize(lambda X: convert(f(X)), m0, s0, **kw)
+        return
+    same = (lambda X: f(X).astype(np.float32).astype(np.float64)) if kind == "float32" else f
+    got, ref = cem.cem_optimize(lambda X: convert(f(X)), m0, s0, **kw), cem.cem_optimize(same, m0, s0, **kw)
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_objective_errors_propagate_and_samples_are_reused(backend):
+    if backend.name == "cuda":
+        pytest.skip("the fused path is the CPU backends'")
+    seen = []
+
+    def f(X):
+        seen.append(id(X))
+        if len(seen) == 3:
+            raise KeyError("from the objective")
+        return -(X**2).sum(-1)
+
+    with pytest.raises(KeyError, match="from the objective"):
+        cem.cem_optimize(f, np.zeros((2, 3)), np.ones((2, 3)), n_samples=8, n_elite=2, n_iter=5, seed=0)
+    assert len(seen) == 3 and len(set(seen)) == 1  # one samples array, reused while nobody keeps it

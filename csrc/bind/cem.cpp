@@ -1,5 +1,6 @@
 // _cpu_cem: bindings of the kernels behind the cross-entropy method (batched top-k; one fused
-// iteration: sample the population, then select elites and refit the diagonal Gaussian).
+// iteration: sample the population, then select elites and refit the diagonal Gaussian; the
+// whole loop of cem_optimize around a Python objective).
 #include "args/cem.hpp"
 #include "bind_common.hpp"
 #include "pygenmod/cem.hpp"
@@ -47,6 +48,60 @@ static py::ssize_t update_diag(py::array X, py::array R, py::array w, double alp
   });
 }
 
+// cem_optimize's whole loop (cem::optimize_diag) around the Python objective, called with the
+// GIL held; sampling and updates run without it. Returns are used as they come when they are a
+// C-contiguous (B, N) array of the state's dtype, else through coerce(R) (the Python layer's
+// conversion and checks). A population the objective keeps a reference to is left to it: the
+// next one gets a fresh array. Returns n_iter or the first iteration with NaN/inf returns.
+static py::ssize_t optimize_diag(py::object objective, py::object coerce, py::array mean, py::array std_,
+                                 std::uint64_t seed, std::uint64_t stream, py::array w, double alpha, double min_std,
+                                 double reg, py::array best_x, py::array best_r, py::array hist, py::array idx,
+                                 py::array X) {
+  return dispatch_float<HostArrays>(mean, "mean", [&](auto tag) -> py::ssize_t {
+    using T = decltype(tag);
+    using Returns = py::array_t<T, py::array::c_style>;
+    if (mean.ndim() != 2 || X.ndim() != 3 || idx.ndim() != 2 || hist.ndim() != 2)
+      throw std::invalid_argument("mean and idx must be 2-D, X 3-D and hist 2-D");
+    const auto B = mean.shape(0), D = mean.shape(1), N = X.shape(1), k = idx.shape(1), n_iter = hist.shape(0);
+    if (k < 1 || k > N) throw std::invalid_argument("idx: k must be in [1, N]");
+    T* m = out<HostArrays, T>(mean, "mean", {B, D});
+    T* s = out<HostArrays, T>(std_, "scale", {B, D});
+    const T* pw = in<HostArrays, T>(w, "w", {k});
+    T* bx = out<HostArrays, T>(best_x, "best_x", {B, D});
+    T* br = out<HostArrays, T>(best_r, "best_r", {B});
+    T* h = out<HostArrays, T>(hist, "hist", {n_iter, B});
+    auto* pi = out<HostArrays, std::int64_t>(idx, "idx", {B, k});
+    T* x0 = out<HostArrays, T>(X, "X", {B, N, D});
+    py::array population = X;  // the array that X points into
+    py::object returns;        // the returns being used (released with the GIL held, below)
+    auto owned = population.ref_count();
+    py::ssize_t done;
+    {
+      py::gil_scoped_release nogil;
+      auto evaluate = [&](index_t, T*, T** next) -> const T* {
+        py::gil_scoped_acquire gil;
+        returns = objective(population);
+        bool fits = Returns::check_(returns);
+        if (fits) {
+          const auto r = py::reinterpret_borrow<py::array>(returns);
+          fits = r.ndim() == 2 && r.shape(0) == B && r.shape(1) == N;
+        }
+        if (!fits) returns = coerce(returns);
+        const T* r = in<HostArrays, T>(returns, "objective(samples)", {B, N});
+        if (population.ref_count() != owned) {  // the objective kept the samples
+          population = py::array_t<T>({B, N, D});
+          owned = population.ref_count();
+          *next = static_cast<T*>(population.mutable_data());
+        }
+        return r;
+      };
+      done = cem::optimize_diag<T>(n_iter, B, N, D, seed, stream, pw, {k, alpha, min_std, reg}, m, s, bx, br, h, pi, x0,
+                                   evaluate);
+    }
+    return done;
+  });
+}
+
 PYBIND11_MODULE(_cpu_cem, m) {
   pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod cross-entropy-method kernels (CPU)";
@@ -61,5 +116,9 @@ PYBIND11_MODULE(_cpu_cem, m) {
   m.def("update_diag", &update_diag, "X"_a, "R"_a, "w"_a, "alpha"_a, "min_std"_a, "reg"_a, "mean"_a, "std"_a,
         "best_x"_a, "best_r"_a, "hist"_a, "idx"_a,
         "elites, best-so-far and the smoothed diagonal refit in place; returns the count of rows with bad returns");
+  m.def("optimize_diag", &optimize_diag, "objective"_a, "coerce"_a, "mean"_a, "std"_a, "seed"_a, "stream"_a, "w"_a,
+        "alpha"_a, "min_std"_a, "reg"_a, "best_x"_a, "best_r"_a, "hist"_a, "idx"_a, "X"_a,
+        "cem_optimize's loop (diag): sample, objective, update per iteration; returns n_iter or the first "
+        "iteration whose returns hold NaN or infinity");
   m.attr("PAR_MIN") = cem::PAR_MIN;
 }

@@ -111,3 +111,24 @@ def update_diag(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, i
     for b in nb.prange(X.shape[0]):
         bad += _update_row(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, idx, b)
     return bad
+
+
+def optimize_diag(objective, coerce, mean, std, seed, stream, w, alpha, min_std, reg, best_x, best_r, hist, idx, X):
+    """cem_optimize's loop on these kernels (the contract of cem::optimize_diag, cem.hpp):
+    returns n_iter, or the first iteration whose returns hold NaN or infinity."""
+    import sys
+
+    B, N, D = X.shape
+    free = sys.getrefcount(X)
+    for t in range(hist.shape[0]):
+        if sys.getrefcount(X) != free:  # the objective kept the last population: a fresh one
+            X = np.empty((B, N, D), X.dtype)
+            free = sys.getrefcount(X)
+        sample_diag(mean, std, seed, stream, t * N * D, X)
+        R = objective(X)
+        if not (type(R) is np.ndarray and R.dtype == X.dtype and R.shape == (B, N) and R.flags.c_contiguous):
+            R = coerce(R)
+        if update_diag(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist[t], idx):
+            return t
+        del R
+    return hist.shape[0]

@@ -1,6 +1,6 @@
-// Fused cross-entropy-method iteration (diagonal Gaussian), so that one CEM iteration is two
-// kernel calls around the user's objective: sample the population, then select the elites and
-// refit the moments. Same results as the composition of the separate kernels (the samplers'
+// Fused cross-entropy-method iteration (diagonal Gaussian): sample the population, then select
+// the elites and refit the moments, and the loop of a whole optimisation around the user's
+// objective (optimize_diag). Same results as the composition of the separate kernels (the samplers'
 // noise layout, batched top-k, the weighted M-step with K = 1).
 #pragma once
 
@@ -122,6 +122,26 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
     if (row(b, s)) bad.fetch_add(1, std::memory_order_relaxed);
   });
   return bad.load();
+}
+
+// The whole diagonal CEM of cem_optimize, so that a small problem pays no call per step: for
+// t in [0, n_iter), population t is drawn into X (offset t * N * D of the streams), then
+// evaluate(t, X, &X_next) returns its returns R (B * N, valid until the next evaluate) and
+// names the buffer of the next population (X itself unless the caller must keep X), then the
+// update writes hist[t * B .. t * B + B). Returns n_iter, or the first t whose returns held
+// NaN or infinity (the state is then partly updated: the caller raises and discards it).
+template <class T, class Evaluate>
+index_t optimize_diag(index_t n_iter, index_t B, index_t N, index_t D, std::uint64_t seed, std::uint64_t stream0,
+                      const T* w, const UpdateOptions& o, T* mean, T* std_, T* best_x, T* best_r, T* hist,
+                      std::int64_t* idx, T* X, Evaluate&& evaluate) {
+  for (index_t t = 0; t < n_iter; ++t) {
+    sample_diag<T>(mean, std_, seed, stream0, static_cast<std::uint64_t>(t * N * D), B, N, D, X);
+    T* next = X;
+    const T* R = evaluate(t, X, &next);
+    if (update_diag<T>(X, R, B, N, D, w, o, mean, std_, best_x, best_r, hist + t * B, idx) > 0) return t;
+    X = next;
+  }
+  return n_iter;
 }
 
 }  // namespace pygenmod::cem

@@ -14,19 +14,23 @@ PGM_HD bool before(T va, index_t ia, T vb, index_t ib) {
 }
 
 // Insertion into a sorted list of k (value, index) pairs kept in idx[0..k); O(n k) per row,
-// which beats sorting for the small k of elite selection.
+// which beats sorting for the small k of elite selection. Every index already listed is below
+// i, so before(v, i, x[j], j) is just v > x[j] here; the k-th value is kept at hand (most
+// elements stop at that one comparison).
 template <class T>
 PGM_HD void row_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
   index_t filled = 0;
+  T kth = T(0);  // x[idx[k - 1]] once k are listed
   for (index_t i = 0; i < n; ++i) {
     const T v = x[i];
-    if (filled == k && !before(v, i, x[idx[k - 1]], idx[k - 1])) continue;
+    if (filled == k && !(v > kth)) continue;
     index_t pos = filled < k ? filled++ : k - 1;
-    while (pos > 0 && before(v, i, x[idx[pos - 1]], idx[pos - 1])) {
+    while (pos > 0 && v > x[idx[pos - 1]]) {
       idx[pos] = idx[pos - 1];
       --pos;
     }
     idx[pos] = i;
+    if (filled == k) kth = x[idx[k - 1]];
   }
 }
 
