@@ -46,6 +46,7 @@ import numpy as np
 from . import _mcts_fields as F
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
+from ._backend import BackendError
 from ._dispatch import kernel
 from ._seed import resolve_seed
 from ._status import OnStatus, Status, check_on_status, report
@@ -872,17 +873,16 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
         )
         _check_overflow(tree.value_sum, on_status)
         return
-    sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
     B, A = tree.batch_size, tree.num_actions
+    step = _step(tree)
     rows = xp.arange(B)
-    node = xp.empty(B, xp.int32)
-    action = xp.empty(B, xp.int32)
-    leaf = xp.empty(B, xp.int32)
+    node, action = xp.empty(B, xp.int32), xp.empty(B, xp.int32)
+    next_node, next_action = xp.empty(B, xp.int32), xp.empty(B, xp.int32)
+    leaf = xp.zeros(B, xp.int32)  # expansion codes (none failed yet)
     emb_back = tree.emb_back or (lambda a: a)
     dt = tree.dtype
-    done_any = False  # leaf holds a previous simulation's expansion codes
-    for _ in range(num_simulations):
-        sel(arrays, params, table, node, action)
+    _kernel(tree, "select")(arrays, params, table, node, action)
+    for sim in range(num_simulations):
         emb = None if tree.embeddings is None else emb_back(tree.embeddings[rows, node])
         act = xp.maximum(action, 0).astype(xp.int64)
         out = model(emb, emb_back(act))
@@ -896,9 +896,6 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             for x, n, s in zip(out[:4], ("reward", "discount", "prior_logits", "value"), ((B,), (B,), (B, A), (B,)))
         )
         inv = _mask(out[5], "invalid_actions", (B, A), xp) if len(out) >= 6 else None
-        # the one synchronisation of a simulation: these outputs, and the previous expansion
-        _check_outputs(xp, r, d, lg, v, leaf if done_any else None)
-        done_any = True
         if len(out) == 7 and out[6] is not None:
             d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
         e = None
@@ -911,25 +908,57 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
                     f"recurrent_fn: next_embedding has shape {e.shape}, expected "
                     f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}"
                 )
+        last = sim + 1 == num_simulations
+        # expand + back up this edge, select the next one (the outputs are checked first)
+        step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, None if last else next_node, next_action)
+        if e is not None:  # rows whose action is < 0 or whose expansion failed keep theirs
+            keep = ((action < 0) | (leaf < 0)).reshape((B,) + (1,) * (e.ndim - 1))
+            tgt = xp.where(leaf < 0, 0, leaf)
+            tree.embeddings[rows, tgt] = xp.where(keep, tree.embeddings[rows, tgt], e)
+        node, next_node, action, next_action = next_node, node, next_action, action
+    _raise_codes(leaf, "expand")
+    _check_overflow(tree.value_sum, on_status)
+
+
+def _step(tree: Tree):
+    """The callback path's simulation step for the tree's backend: the backend's fused kernel
+    (one pass per tree: expand, back up, select next), else (CUDA) the three kernels composed.
+    step(tree arrays, params, table, node, action, reward, discount, prior_logits, value,
+    invalid or None, leaf out, next_node out or None, next_action out) raises on bad outputs
+    (no tree changed) and on failed expansions (the composed step at its next call, with the
+    one device synchronisation of a simulation)."""
+    try:
+        fused = _kernel(tree, "step")
+    except BackendError:
+        return _composed_step(tree)
+
+    def step(*args):
+        bad, failed = fused(*args)
+        if bad:
+            _raise_bad_outputs(bad)
+        if failed:
+            _raise_codes(args[10], "expand")
+
+    return step
+
+
+def _composed_step(tree: Tree):
+    xp = xp_of(tree.visits)
+    sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
+    rows = xp.arange(tree.batch_size)
+
+    def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action):
+        _check_outputs(xp, r, d, lg, v, leaf)  # these outputs and the previous step's expansions
         state = tree.num_nodes.astype(xp.int64)
         if params[F.P_MAX_DEPTH] > 0:  # max_depth cutoff at an expanded child: re-evaluate it
             cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
-            action_k = xp.where(cut, F.REEVALUATE - action, action).astype(xp.int32)
-        else:
-            action_k = action
-        exp_(arrays, node, action_k, r, d, lg, v, inv, state, leaf)
-        # No sync here: a failed expansion (leaf < 0) left its tree unchanged, is skipped by
-        # backup and raises at the next simulation's check (or after the loop).
-        try:
-            if e is not None:  # rows whose action is < 0 or whose expansion failed keep theirs
-                keep = ((action < 0) | (leaf < 0)).reshape((B,) + (1,) * (e.ndim - 1))
-                tgt = xp.where(leaf < 0, 0, leaf)
-                tree.embeddings[rows, tgt] = xp.where(keep, tree.embeddings[rows, tgt], e)
-        finally:  # a new node is always backed up (Ctrl-C here must not leave it half-made)
-            bk(arrays, leaf)
-    if done_any:
-        _raise_codes(leaf, "expand")
-    _check_overflow(tree.value_sum, on_status)
+            action = xp.where(cut, F.REEVALUATE - action, action).astype(xp.int32)
+        exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
+        bk(arrays, leaf)  # skips failed expansions (leaf < 0), raised at the next check
+        if next_node is not None:
+            sel(arrays, params, table, next_node, next_action)
+
+    return step
 
 
 def _check_overflow(a, on_status="raise", stacklevel=5):
@@ -985,10 +1014,18 @@ def _check_outputs(xp, r, d, lg, v, codes=None):
         return
     if codes is not None:
         _raise_codes(codes, "expand")
-    if bool((xp.isnan(lg) | (lg == xp.inf)).any()):
+    mask = int(bool((xp.isnan(lg) | (lg == xp.inf)).any()))
+    for i, a in enumerate((r, d, v)):
+        mask |= int(not bool(xp.isfinite(a).all())) << (i + 1)
+    _raise_bad_outputs(mask)
+
+
+def _raise_bad_outputs(mask: int):
+    """The error for the bits of a bad-outputs mask (mcts.hpp's check_outputs): the first set."""
+    if mask & 1:
         raise ValueError("recurrent_fn: prior_logits contains NaN or +inf (-inf marks an invalid action)")
-    for name, a in (("reward", r), ("discount", d), ("value", v)):
-        if not bool(xp.isfinite(a).all()):
+    for i, name in enumerate(("reward", "discount", "value")):
+        if mask >> (i + 1) & 1:
             raise ValueError(f"recurrent_fn: {name} contains NaN or infinity")
 
 

@@ -87,7 +87,10 @@ def test_root_errors():
         mcts.search(roots, mcts.tabular_model(ns, R, L, V), 4, policy="alphago", seed=0)
 
 
-def test_recurrent_fn_output_errors():
+@pytest.mark.parametrize("step", ["fused", "composed"])
+def test_recurrent_fn_output_errors(step, monkeypatch):
+    if step == "composed":
+        monkeypatch.setattr(mcts, "_step", mcts._composed_step)
     ns, R, L, V = small_model()
     roots = np.array([0, 1])
     root = mcts.Root(L[roots], V[roots], roots)

@@ -76,7 +76,10 @@ def test_tabular_matches_reference(backend, rng, policy, max_depth):
 
 
 @pytest.mark.parametrize("policy", ["muzero", "gumbel"])
-def test_callback_path_equals_tabular_path(backend, dtype, rng, policy):
+@pytest.mark.parametrize("step", ["fused", "composed"])
+def test_callback_path_equals_tabular_path(backend, dtype, rng, policy, step, monkeypatch):
+    if step == "composed":  # the step of backends without a fused one (CUDA)
+        monkeypatch.setattr(mcts, "_step", mcts._composed_step)
     S, A, B, sims = 13, 3, 4, 25
     m = random_model(rng, S, A, invalid_frac=0.3, dtype=dtype)
     roots = rng.integers(0, S, B)

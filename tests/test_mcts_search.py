@@ -175,8 +175,13 @@ def test_tabular_matches_reference(backend, rng, policy, S, A, B, sims):
             assert int(backend.numpy(out.action)[b]) == r["action"]
 
 
+@pytest.mark.parametrize("step", ["fused", "composed"])
 @pytest.mark.parametrize("policy", ["muzero", "gumbel"])
-def test_callback_path_equals_tabular_path(backend, dtype, rng, policy):
+def test_callback_path_equals_tabular_path(backend, dtype, rng, policy, step, monkeypatch):
+    """The callback path on the backend's fused step, and on the three kernels composed (the
+    step of backends without a fused one: CUDA), equals the tabular search."""
+    if step == "composed":
+        monkeypatch.setattr(mcts, "_step", mcts._composed_step)
     S, A, B, sims = 17, 4, 5, 30
     m = random_model(rng, S, A, invalid_frac=0.3, dtype=dtype)
     roots = rng.integers(0, S, B)

@@ -20,12 +20,13 @@
 namespace pygenmod::bind {
 namespace py = pybind11;
 
-// A launcher for the shared argument unpacking (args/*.hpp): f(pointers...) with the GIL released.
+// A launcher for the shared argument unpacking (args/*.hpp): f(pointers...) with the GIL released
+// (its result, if any, returned).
 template <class F>
 auto nogil(F f) {
   return [f](auto... a) {
     py::gil_scoped_release release;
-    f(a...);
+    return f(a...);
   };
 }
 

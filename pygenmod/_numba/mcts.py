@@ -500,6 +500,65 @@ def backup(tree, node):
             _backup_one(t, node[b])
 
 
+@nb.njit(cache=True)
+def _check_outputs(reward, discount, logits, value):
+    """The bits of mcts.hpp's check_outputs: 1 logits NaN/+inf, 2/4/8 reward/discount/value."""
+    bad = 0
+    for i in range(logits.shape[0]):
+        for a in range(logits.shape[1]):
+            if math.isnan(logits[i, a]) or logits[i, a] == np.inf:
+                bad |= 1
+    for k, row in enumerate((reward, discount, value)):
+        for b in range(row.shape[0]):
+            if not math.isfinite(row[b]):
+                bad |= 2 << k
+    return bad
+
+
+@nb.njit(parallel=True, cache=True)
+def _step(
+    tree, params, table, node, action, reward, discount, logits, value, invalid, has_invalid, leaf, nxt, nxt_a, sel
+):
+    max_depth = int(params[P_MAX_DEPTH])
+    failed = 0
+    for b in nb.prange(tree[CHILDREN].shape[0]):
+        t = _view(tree, b)
+        children, num_nodes = t[CHILDREN], t[NUM_NODES]
+        n, a = node[b], action[b]
+        if max_depth > 0 and 0 <= a < children.shape[1] and 0 <= n < num_nodes[0] and children[n, a] >= 0:
+            a = REEVALUATE - a
+        state = np.int64(num_nodes[0])
+        c = _expand_one(t, n, a, reward[b], discount[b], logits[b], value[b], invalid[b], has_invalid, False, state)
+        leaf[b] = c
+        if c >= 0:
+            _backup_one(t, c)
+        else:
+            failed += 1
+        if sel:
+            nxt[b], nxt_a[b] = _select_one(t, params, table)
+    return failed
+
+
+def step(tree, params, table, node, action, reward, discount, logits, value, invalid, leaf, next_node, next_action):
+    """The contract of mcts.hpp's step_cpu: returns (bad_outputs bits, failed expansions)."""
+    bad = _check_outputs(reward, discount, logits, value)
+    if bad:
+        return bad, 0
+    has = invalid is not None
+    inv = invalid if has else np.zeros((node.shape[0], 1), np.uint8)
+    sel = next_node is not None
+    nxt, nxt_a = (next_node, next_action) if sel else (leaf, leaf)
+    args = (tree, params, table, node, action, reward, discount, logits, value, inv, has, leaf, nxt, nxt_a, sel)
+    if node.shape[0] >= 1024:  # threads only for large batches, as select
+        return 0, _step(*args)
+    n = nb.get_num_threads()
+    nb.set_num_threads(1)
+    try:
+        return 0, _step(*args)
+    finally:
+        nb.set_num_threads(n)
+
+
 def search_tabular(
     tree,
     params,

@@ -121,6 +121,33 @@ void backup(const py::tuple& tree, const py::object& node, Launch&& launch) {
   });
 }
 
+// launch(tree, B, params, node, action, reward, discount, prior_logits, value, invalid_actions
+// or null, leaf, next_node or null, next_action or null): the callback path's simulation step.
+template <class P, class Launch>
+auto step(const py::tuple& tree, const py::object& params, const py::object& table, const py::object& node,
+          const py::object& action, const py::object& reward, const py::object& discount, const py::object& logits,
+          const py::object& value, const py::object& invalid, const py::object& leaf, const py::object& next_node,
+          const py::object& next_action, Launch&& launch) {
+  m::StepResult res;
+  with_tree<P>(tree, [&](auto& t, py::ssize_t B, auto tag) {
+    using T = decltype(tag);
+    const py::ssize_t A = t.A;
+    const auto p = params_of<P>(params, table);
+    const i32* n = in<P, i32>(node, "node", {B});
+    const i32* a = in<P, i32>(action, "action", {B});
+    const T* r = in<P, T>(reward, "reward", {B});
+    const T* d = in<P, T>(discount, "discount", {B});
+    const T* l = in<P, T>(logits, "prior_logits", {B, A});
+    const T* v = in<P, T>(value, "value", {B});
+    const u8* inv = in_or_null<P, u8>(invalid, "invalid_actions", {B, A});
+    i32* o = out<P, i32>(leaf, "leaf", {B});
+    i32* nn = next_node.is_none() ? nullptr : out<P, i32>(next_node, "next_node", {B});
+    i32* na = next_node.is_none() ? nullptr : out<P, i32>(next_action, "next_action", {B});
+    res = launch(t, B, p, n, a, r, d, l, v, inv, o, nn, na);
+  });
+  return res;
+}
+
 // launch(tree, B, params, num_simulations, next_state, reward, discount, logits, prior, value,
 //        invalid, transitions): whole searches on a tabular model of S states.
 template <class P, class Launch>

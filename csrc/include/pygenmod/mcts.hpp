@@ -32,6 +32,8 @@
 // scores (mctx adds 1e-7 * uniform noise to the PUCT score instead).
 #pragma once
 
+#include <atomic>
+#include <cmath>
 #include <cstdint>
 
 #include "pygenmod/common.hpp"
@@ -1110,6 +1112,59 @@ void backup_cpu(const Batch<T>& t, index_t B, const i32* node) {
     TreeRef<T> r = tree_at(t, b);
     if (node[b] >= 0 && node[b] < r.num_nodes[0]) backup_one(r, node[b]);
   });
+}
+
+// The callback path's simulation, the native part in one pass per tree (the tree stays in this
+// core's cache between its expansion, backup and next descent; one parallel loop, not three):
+// expand the edge (node, action) chosen by the previous selection with the recurrent_fn's
+// outputs for it, back the new leaf up, then, if next_node is given, select the next edge.
+// A descent cut by max_depth at an existing child re-evaluates it (kReevaluate). The outputs
+// are checked first, and with a bad one no tree changes: bad_outputs bit 0 = prior_logits holds
+// NaN or +inf (-inf marks an invalid action), bits 1, 2, 3 = reward, discount, value hold NaN
+// or infinity. leaf[b] is expand_one's result (an error code leaves tree b unchanged);
+// `failed` counts those trees.
+struct StepResult {
+  int bad_outputs = 0;
+  index_t failed = 0;
+};
+
+template <class T>
+int check_outputs(index_t B, index_t A, const T* reward, const T* discount, const T* logits, const T* value) {
+  bool bad_logits = false, bad[3] = {false, false, false};
+  for (index_t i = 0; i < B * A; ++i) bad_logits |= std::isnan(logits[i]) || logits[i] == -neg_inf<T>();
+  const T* rows[3] = {reward, discount, value};
+  for (int k = 0; k < 3; ++k)
+    for (index_t b = 0; b < B; ++b) bad[k] |= !std::isfinite(rows[k][b]);
+  return (bad_logits ? 1 : 0) | (bad[0] ? 2 : 0) | (bad[1] ? 4 : 0) | (bad[2] ? 8 : 0);
+}
+
+template <class T>
+StepResult step_cpu(const Batch<T>& t, index_t B, const Params& p, const i32* node, const i32* action, const T* reward,
+                    const T* discount, const T* logits, const T* value, const u8* invalid, i32* leaf, i32* next_node,
+                    i32* next_action) {
+  const index_t A = t.A;
+  StepResult res;
+  res.bad_outputs = check_outputs(B, A, reward, discount, logits, value);
+  if (res.bad_outputs) return res;
+  std::atomic<index_t> failed{0};
+  // Parallel from the select's threshold (the descent is most of a tree's work).
+  parallel_for(B, share_chunk(B), B >= 128, [&](index_t b) {
+    TreeRef<T> r = tree_at(t, b);
+    const i32 n = node[b];
+    i32 a = action[b];
+    if (p.max_depth > 0 && a >= 0 && a < A && n >= 0 && n < r.num_nodes[0] && r.children[n * A + a] >= 0)
+      a = kReevaluate - a;
+    const i32 l = expand_one(r, n, a, reward[b], discount[b], logits + b * A, value[b],
+                             invalid ? invalid + b * A : nullptr, false, static_cast<std::int64_t>(r.num_nodes[0]));
+    leaf[b] = l;
+    if (l >= 0)
+      backup_one(r, l);
+    else
+      failed.fetch_add(1, std::memory_order_relaxed);
+    if (next_node) select_one(r, p, next_node + b, next_action + b);
+  });
+  res.failed = failed.load();
+  return res;
 }
 
 // Each tree runs its simulations in slices of kSimSlice with a Stop::poll in between, so a
