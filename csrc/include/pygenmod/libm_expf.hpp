@@ -101,8 +101,10 @@ inline bool expf_avx2_matches() {
   return std::memcmp(x, want, sizeof(x)) == 0;
 }
 
+// The ISA level is read per call (cpu::set_isa_cap applies at once); the check runs once.
 inline bool use_avx2() {
-  static const bool ok = cpu::isa() >= cpu::ISA_AVX2 && expf_avx2_matches();
+  if (cpu::isa() < cpu::ISA_AVX2) return false;
+  static const bool ok = expf_avx2_matches();
   return ok;
 }
 }  // namespace detail
