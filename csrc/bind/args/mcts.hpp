@@ -91,6 +91,27 @@ void select(const py::tuple& tree, const py::object& params, const py::object& t
   });
 }
 
+// The edges to expand, (node, action), and the model's outputs for them: the arguments that
+// expand and step share, checked against B trees of A actions.
+template <class T>
+struct Edges {
+  const i32 *node, *action;
+  const T *reward, *discount, *logits, *value;
+  const u8* invalid;  // or null
+};
+template <class P, class T>
+Edges<T> edges_of(py::ssize_t B, py::ssize_t A, const py::object& node, const py::object& action,
+                  const py::object& reward, const py::object& discount, const py::object& logits,
+                  const py::object& value, const py::object& invalid) {
+  return Edges<T>{in<P, i32>(node, "node", {B}),
+                  in<P, i32>(action, "action", {B}),
+                  in<P, T>(reward, "reward", {B}),
+                  in<P, T>(discount, "discount", {B}),
+                  in<P, T>(logits, "prior_logits", {B, A}),
+                  in<P, T>(value, "value", {B}),
+                  in_or_null<P, u8>(invalid, "invalid_actions", {B, A})};
+}
+
 // launch(tree, B, node, action, reward, discount, prior_logits, value, invalid_actions or null, state, out)
 template <class P, class Launch>
 void expand(const py::tuple& tree, const py::object& node, const py::object& action, const py::object& reward,
@@ -98,17 +119,10 @@ void expand(const py::tuple& tree, const py::object& node, const py::object& act
             const py::object& state, const py::object& dst, Launch&& launch) {
   with_tree<P>(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
-    const py::ssize_t A = t.A;
-    const i32* n = in<P, i32>(node, "node", {B});
-    const i32* a = in<P, i32>(action, "action", {B});
-    const T* r = in<P, T>(reward, "reward", {B});
-    const T* d = in<P, T>(discount, "discount", {B});
-    const T* l = in<P, T>(logits, "prior_logits", {B, A});
-    const T* v = in<P, T>(value, "value", {B});
-    const u8* inv = in_or_null<P, u8>(invalid, "invalid_actions", {B, A});
+    const auto e = edges_of<P, T>(B, t.A, node, action, reward, discount, logits, value, invalid);
     const auto* s = in<P, std::int64_t>(state, "state", {B});
     i32* o = out<P, i32>(dst, "out", {B});
-    launch(t, B, n, a, r, d, l, v, inv, s, o);
+    launch(t, B, e.node, e.action, e.reward, e.discount, e.logits, e.value, e.invalid, s, o);
   });
 }
 
@@ -131,19 +145,12 @@ auto step(const py::tuple& tree, const py::object& params, const py::object& tab
   m::StepResult res;
   with_tree<P>(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
-    const py::ssize_t A = t.A;
     const auto p = params_of<P>(params, table);
-    const i32* n = in<P, i32>(node, "node", {B});
-    const i32* a = in<P, i32>(action, "action", {B});
-    const T* r = in<P, T>(reward, "reward", {B});
-    const T* d = in<P, T>(discount, "discount", {B});
-    const T* l = in<P, T>(logits, "prior_logits", {B, A});
-    const T* v = in<P, T>(value, "value", {B});
-    const u8* inv = in_or_null<P, u8>(invalid, "invalid_actions", {B, A});
+    const auto e = edges_of<P, T>(B, t.A, node, action, reward, discount, logits, value, invalid);
     i32* o = out<P, i32>(leaf, "leaf", {B});
     i32* nn = next_node.is_none() ? nullptr : out<P, i32>(next_node, "next_node", {B});
     i32* na = next_node.is_none() ? nullptr : out<P, i32>(next_action, "next_action", {B});
-    res = launch(t, B, p, n, a, r, d, l, v, inv, o, nn, na);
+    res = launch(t, B, p, e.node, e.action, e.reward, e.discount, e.logits, e.value, e.invalid, o, nn, na);
   });
   return res;
 }
