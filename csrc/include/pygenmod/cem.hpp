@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <numeric>
 #include <vector>
 
 #include "pygenmod/parallel.hpp"
@@ -22,12 +23,23 @@ constexpr index_t PAR_MIN = index_t(1) << 15;
 
 // X (B, N, D): X[b, s] = mean[b] + std[b] * eps, eps = elements [offset + s*D, offset + (s+1)*D)
 // of normal stream stream0 + b: the layout of sampling::normal_head with n_samples = N.
+// The noise goes in slices of whole samples (~16 KB) and each slice is moved and scaled while
+// it is still in L1: one pass over X instead of two (W9b writes 65 MB per population). A slice
+// is a whole number of fill_range's Philox chunks, so the draws are those of one fill_range over
+// the row, bit for bit (its vector body and scalar tail may round differently).
 template <class T>
 void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t N,
                 index_t D, T* x) {
-  sampling::fill_range<T>(rng::NORMAL, seed, stream, offset, N * D, x);
-  for (index_t i = 0; i < N; ++i)
-    for (index_t d = 0; d < D; ++d) x[i * D + d] = m[d] + s[d] * x[i * D + d];
+  constexpr index_t kChunkDraws = sampling::CHUNK * rng::per_block<T>(), kSliceBytes = 16384;
+  const index_t unit = kChunkDraws / std::gcd(D, kChunkDraws);  // rows: unit * D draws fill whole chunks
+  const index_t rows = std::max<index_t>(unit, kSliceBytes / static_cast<index_t>(sizeof(T)) / D / unit * unit);
+  for (index_t i0 = 0; i0 < N; i0 += rows) {
+    const index_t i1 = std::min(N, i0 + rows);
+    T* xs = x + i0 * D;
+    sampling::fill_range<T>(rng::NORMAL, seed, stream, offset + static_cast<std::uint64_t>(i0 * D), (i1 - i0) * D, xs);
+    for (index_t i = 0; i < i1 - i0; ++i)
+      for (index_t d = 0; d < D; ++d) xs[i * D + d] = m[d] + s[d] * xs[i * D + d];
+  }
 }
 
 template <class T>
