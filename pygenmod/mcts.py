@@ -953,7 +953,11 @@ def _composed_step(tree: Tree):
         if params[F.P_MAX_DEPTH] > 0:  # max_depth cutoff at an expanded child: re-evaluate it
             cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
             action = xp.where(cut, F.REEVALUATE - action, action).astype(xp.int32)
-        exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
+        try:
+            exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
+        except KeyboardInterrupt:  # Ctrl-C lands as the call returns: back the new nodes up first
+            bk(arrays, leaf)
+            raise
         bk(arrays, leaf)  # skips failed expansions (leaf < 0), raised at the next check
         if next_node is not None:
             sel(arrays, params, table, next_node, next_action)

@@ -592,3 +592,49 @@ def test_float32_tree_close_to_float64(rng):
     same = (a.visit_counts == b.visit_counts).all(-1)
     assert same.mean() >= 0.9
     np.testing.assert_allclose(b.value[same], a.value[same], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("where", ["recurrent_fn", "composed expand"])
+def test_ctrl_c_in_a_callback_search_leaves_whole_simulations(rng, monkeypatch, where):
+    """Ctrl-C during a callback search (in the user's recurrent_fn; or as the composed step's
+    expand kernel returns, CUDA's path) leaves every new node backed up: with no terminal
+    states each simulation adds one node and one root visit."""
+    S, A, B = 13, 4, 3
+    m = random_model(rng, S, A)
+    ns, R, L, V = m["ns"], m["R"], m["L"], m["V"]
+    roots = rng.integers(0, S, B)
+    calls = [0]
+
+    def recurrent_fn(emb, act):
+        calls[0] += 1
+        if where == "recurrent_fn" and calls[0] == 6:
+            raise KeyboardInterrupt
+        s2 = ns[emb, act]
+        return R[emb, act], R[emb, act] * 0 + 0.9, L[s2], V[s2], s2
+
+    root = mcts.Root(L[roots], V[roots], roots)
+    tree = mcts.muzero_policy(root, recurrent_fn, 1, seed=0, dirichlet_fraction=0.0).tree.grow(16)
+    if where == "composed expand":
+        monkeypatch.setattr(mcts, "_step", mcts._composed_step)
+        real = mcts._kernel
+        expands = [0]
+
+        def kernel(t, name):
+            fn = real(t, name)
+            if name != "expand":
+                return fn
+
+            def interrupted(*args):
+                fn(*args)
+                expands[0] += 1
+                if expands[0] == 4:
+                    raise KeyboardInterrupt
+
+            return interrupted
+
+        monkeypatch.setattr(mcts, "_kernel", kernel)
+    with pytest.raises(KeyboardInterrupt):
+        mcts.muzero_policy(root, recurrent_fn, 10, seed=0, dirichlet_fraction=0.0, tree=tree)
+    assert (tree.num_nodes > 2).all()  # the search ran some simulations before the interrupt
+    np.testing.assert_array_equal(tree.visits[:, 0], tree.num_nodes)
