@@ -932,12 +932,12 @@ def _step(tree: Tree):
     except BackendError:
         return _composed_step(tree)
 
-    def step(*args):
-        bad, failed = fused(*args)
+    def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action):
+        bad, failed = fused(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action)
         if bad:
             _raise_bad_outputs(bad)
         if failed:
-            _raise_codes(args[10], "expand")
+            _raise_codes(leaf, "expand")
 
     return step
 

@@ -81,13 +81,15 @@ static py::ssize_t optimize_diag(py::object objective, py::object coerce, py::ar
       auto evaluate = [&](index_t, T*, T** next) -> const T* {
         py::gil_scoped_acquire gil;
         returns = objective(population);
-        bool fits = Returns::check_(returns);
-        if (fits) {
-          const auto r = py::reinterpret_borrow<py::array>(returns);
-          fits = r.ndim() == 2 && r.shape(0) == B && r.shape(1) == N;
+        const T* r = nullptr;
+        if (Returns::check_(returns)) {  // as it comes: no second check
+          const auto a = py::reinterpret_borrow<py::array>(returns);
+          if (a.ndim() == 2 && a.shape(0) == B && a.shape(1) == N) r = static_cast<const T*>(a.data());
         }
-        if (!fits) returns = coerce(returns);
-        const T* r = in<HostArrays, T>(returns, "objective(samples)", {B, N});
+        if (!r) {
+          returns = coerce(returns);
+          r = in<HostArrays, T>(returns, "objective(samples)", {B, N});
+        }
         if (population.ref_count() != owned) {  // the objective kept the samples
           population = py::array_t<T>({B, N, D});
           owned = population.ref_count();
