@@ -130,8 +130,13 @@ PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream
 // ---------------------------------------------------------------------------------------
 #if !defined(__CUDACC__)
 
+// The clones are compiled without contraction into FMAs: the AVX-512 target implies FMA, and
+// with -ffp-contract=fast GCC fuses products differently in a loop's vector body and in its
+// scalar remainder. A draw would then depend on where a call's (or a row's) chunk of blocks
+// starts, and on the CPU, by an ulp. Uncontracted, every path and every CPU gives the same bits
+// (and the same as fill_range_scalar, the device's and the reference's path).
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define PGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
 #else
 #define PGM_CLONES
 #endif
