@@ -10,6 +10,10 @@ python bench/interleaved.py policy [--repeats 20]
             while one other process spins on one core: median and worst
       W1    512 GMM fits (the W1 row), alone: what the setting costs a large parallel kernel
       W4a   diagonal rsample (65536 x 64, float32), alone
+      W5cb  the Gumbel MCTS callback search (B=256, 64 simulations, a NumPy recurrent_fn:
+            ~40 us of Python between the kernel calls), alone
+      torch a loop of a 256x256 torch matmul+tanh (its own threads) and a parallel
+            bellman_backup (S=256, A=4): per iteration (what polling costs the code between calls)
 python bench/interleaved.py spread [--repeats 10]
     What the interleaved spread is made of. A few W rows (ours, a multi-threaded torch peer,
     and a single-threaded NumPy stream of 64 MB as a control) are timed in fresh processes
@@ -32,7 +36,8 @@ import numpy as np
 
 SETTINGS = {  # name -> environment for the child (read when the pool is created)
     "sleep at once (0 us)": {"PYGENMOD_SPIN_US": "0"},
-    "pygenmod default (30 us)": {},
+    "poll 30 us (fixed)": {"PYGENMOD_SPIN_US": "30"},
+    "pygenmod default (30 us, adaptive to 150)": {},
     "poll 300 us": {"PYGENMOD_SPIN_US": "300"},
     "poll 3000 us": {"PYGENMOD_SPIN_US": "3000"},
 }
@@ -83,6 +88,29 @@ def scenario(name, repeats):
         finally:
             busy.kill()
             busy.wait()
+    elif name == "W5cb":
+        from pygenmod.benchmarks.mcts import ours_callback
+
+        fn = ours_callback(256, 64, policy="gumbel")()
+        fn()
+        ts = []
+        for _ in range(max(5, repeats // 2)):
+            t = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t)
+    elif name == "torch":
+        import torch
+
+        x, w = torch.randn(256, 256), torch.randn(256, 256)
+        P, R = mdp.random_mdp(256, 4, seed=0)
+        V = rng.standard_normal(256)
+        ts = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            for _ in range(50):
+                torch.tanh(x @ w)
+                mdp.bellman_backup(P, R, V, 0.95)
+            ts.append((time.perf_counter() - t) / 50)
     else:
         from pygenmod.benchmarks import all_workloads
 
@@ -94,12 +122,12 @@ def scenario(name, repeats):
             t = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t)
-    print(json.dumps(dict(_stats(ts), spin_us=os.environ.get("PYGENMOD_SPIN_US", "30"))))
+    print(json.dumps(dict(_stats(ts), spin_us=os.environ.get("PYGENMOD_SPIN_US", "adaptive"))))
 
 
 def policy(argv):
     repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 20
-    scen = ["pi", "cem", "W1", "W4a"]
+    scen = ["pi", "cem", "W1", "W4a", "W5cb", "torch"]
     print(f"threading-policy check: {os.cpu_count()} cpus; median / worst ms; each cell a fresh process")
     print(f"{'setting':<32}" + "".join(f"{s:>22}" for s in scen))
     here = os.path.dirname(os.path.abspath(__file__))

@@ -95,6 +95,27 @@ void check_many_loops() {
   CHECK(total > 0);
 }
 
+// Idle polling: a worker polls twice a short gap (a tight loop calling kernels), kSpin after a
+// long one, and exactly PYGENMOD_SPIN_US when that is set; loops spaced by such gaps stay correct.
+void check_adaptive_polling() {
+  using us = std::chrono::microseconds;
+  using P = threads::Pool;
+  const P::SpinPolicy adaptive{}, fixed{us(10), false};
+  CHECK(P::next_spin(us(40), adaptive) == us(80));
+  CHECK(P::next_spin(us(5), adaptive) == P::kSpin);
+  CHECK(P::next_spin(P::kMaxAdaptiveSpin / 2, adaptive) == P::kMaxAdaptiveSpin);
+  CHECK(P::next_spin(P::kMaxAdaptiveSpin / 2 + us(1), adaptive) == P::kSpin);
+  CHECK(P::next_spin(std::chrono::seconds(1), adaptive) == P::kSpin);
+  CHECK(P::next_spin(us(40), fixed) == us(10));
+  threads::pool().set_threads(2);
+  for (int rep = 0; rep < 300; ++rep) {
+    std::atomic<index_t> s{0};
+    pygenmod::parallel_for(100, 1, true, [&](index_t i) { s.fetch_add(i); });
+    CHECK(s.load() == 4950);
+    std::this_thread::sleep_for(us(rep % 3 == 0 ? 200 : 30));
+  }
+}
+
 // More threads than this machine has cores, so some workers cannot run when the loop starts:
 // every chunk still runs exactly once and the call ends promptly (the caller and the workers
 // that do run take the chunks the others never claim).
@@ -179,6 +200,7 @@ int main() {
       for (bool par : {false, true}) check_fold(nt, n, par);
   for (int nt : {1, 2, 3}) check_slots(nt);
   check_many_loops();
+  check_adaptive_polling();
   check_caller_does_unclaimed_chunks();
   check_concurrent_and_nested();
   check_stop_and_errors();

@@ -67,14 +67,32 @@ inline int default_thread_count() {
 class Pool {
  public:
   // How long an idle worker (and a caller waiting for the last chunks) polls before it
-  // sleeps: PYGENMOD_SPIN_US, default 30 us. Long enough that the back-to-back loops of one
-  // call (the sweeps of a solver) find the workers awake; short enough that an idle worker
-  // hands its core back to BLAS, torch or another process at once (libgomp's default spins
-  // ~100x longer). `python bench/interleaved.py policy` measures the choice.
-  static std::chrono::microseconds spin_from_env() {
+  // sleeps: 30 us. Long enough that the back-to-back loops of one call (the sweeps of a
+  // solver) find the workers awake; short enough that an idle worker hands its core back to
+  // BLAS, torch or another process at once (libgomp's default spins ~100x longer).
+  static constexpr std::chrono::microseconds kSpin{30};
+  // A worker that has just seen a job arrive within a few tens of microseconds of its last one
+  // (a Python loop calling a kernel per step, such as the MCTS callback search) polls twice
+  // that gap, up to this long, so that the next job finds it awake. After a longer gap (code
+  // between the calls that runs its own threads, such as a torch op) it polls kSpin: polling
+  // would take a core from those threads.
+  static constexpr std::chrono::microseconds kMaxAdaptiveSpin{150};
+  // PYGENMOD_SPIN_US fixes the polling time instead (0: sleep at once).
+  // `python bench/interleaved.py policy` measures the choices.
+  struct SpinPolicy {
+    std::chrono::microseconds base = kSpin;
+    bool adaptive = true;
+  };
+  static SpinPolicy spin_from_env() {
     const char* env = std::getenv("PYGENMOD_SPIN_US");
-    const long us = env ? std::strtol(env, nullptr, 10) : 30;
-    return std::chrono::microseconds(std::clamp<long>(us, 0, 1000000));
+    if (!env) return {};
+    return {std::chrono::microseconds(std::clamp<long>(std::strtol(env, nullptr, 10), 0, 1000000)), false};
+  }
+
+  // The next polling time after a gap of `gap` between this worker's last job and the next.
+  static std::chrono::nanoseconds next_spin(std::chrono::nanoseconds gap, const SpinPolicy& p) {
+    if (!p.adaptive || 2 * gap > kMaxAdaptiveSpin) return p.base;
+    return std::max<std::chrono::nanoseconds>(2 * gap, p.base);
   }
 
   Pool() : count_(default_thread_count()), state_(new State(spin_from_env())) {
@@ -84,7 +102,7 @@ class Pool {
     static Pool* self = nullptr;
     self = this;
     pthread_atfork(nullptr, nullptr, [] {
-      self->state_.store(new State(self->state_.load(std::memory_order_relaxed)->spin), std::memory_order_relaxed);
+      self->state_.store(new State(self->state_.load(std::memory_order_relaxed)->policy), std::memory_order_relaxed);
     });
 #endif
   }
@@ -173,8 +191,9 @@ class Pool {
   static constexpr index_t kMaxChunks = index_t(1) << 30;
 
   struct State {
-    explicit State(std::chrono::microseconds spin_) : spin(spin_) {}
-    const std::chrono::microseconds spin;
+    explicit State(SpinPolicy policy_) : policy(policy_), spin(policy_.base) {}
+    const SpinPolicy policy;
+    const std::chrono::microseconds spin;  // the caller's polling (and the workers' base)
     std::mutex m;
     std::condition_variable work_cv, done_cv;
     index_t workers = 0;  // started (guarded by m)
@@ -260,13 +279,14 @@ class Pool {
 
   static void worker_main(State* sp, int slot, std::uint64_t seen) {
     State& s = *sp;
+    std::chrono::nanoseconds spin = s.policy.base;
     for (;;) {
-      // Poll for s.spin, then sleep until a new job is published.
+      // Poll for `spin`, then sleep until a new job is published.
       const auto t0 = std::chrono::steady_clock::now();
       std::uint64_t gen = seen;
       for (int polls = 1; (gen = s.ticket.load(std::memory_order_acquire) >> 32) == seen; ++polls) {
         if (polls % 64 == 0) {
-          if (std::chrono::steady_clock::now() - t0 >= s.spin) break;
+          if (std::chrono::steady_clock::now() - t0 >= spin) break;
           if (polls % kYieldEvery == 0) std::this_thread::yield();
         }
         cpu_relax();
@@ -278,6 +298,7 @@ class Pool {
         --s.sleepers;
         gen = s.ticket.load(std::memory_order_acquire) >> 32;
       }
+      spin = next_spin(std::chrono::steady_clock::now() - t0, s.policy);
       seen = gen;
       work(s, gen, slot);
     }
