@@ -882,8 +882,9 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
     emb_back = tree.emb_back or (lambda a: a)
     dt = tree.dtype
     _kernel(tree, "select")(arrays, params, table, node, action)
+    gathered = None if tree.embeddings is None else tree.embeddings[rows, node]
     for sim in range(num_simulations):
-        emb = None if tree.embeddings is None else emb_back(tree.embeddings[rows, node])
+        emb = None if gathered is None else emb_back(gathered)
         act = xp.maximum(action, 0).astype(xp.int64)
         out = model(emb, emb_back(act))
         if not isinstance(out, tuple) or len(out) not in (5, 6, 7):
@@ -900,21 +901,28 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
         e = None
         if tree.embeddings is not None and out[4] is not None:
-            e = to_native(out[4])
-            if xp_of(e) is not xp:
-                e = xp.asarray(e)
-            if e.shape != tree.embeddings.shape[:1] + tree.embeddings.shape[2:]:
-                raise ValueError(
-                    f"recurrent_fn: next_embedding has shape {e.shape}, expected "
-                    f"{tree.embeddings.shape[:1] + tree.embeddings.shape[2:]}"
-                )
+            e = _cb_embedding(out[4], tree.embeddings, xp)
         last = sim + 1 == num_simulations
-        # expand + back up this edge, select the next one (the outputs are checked first)
-        step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, None if last else next_node, next_action)
-        if e is not None:  # rows whose action is < 0 or whose expansion failed keep theirs
-            keep = ((action < 0) | (leaf < 0)).reshape((B,) + (1,) * (e.ndim - 1))
-            tgt = xp.where(leaf < 0, 0, leaf)
-            tree.embeddings[rows, tgt] = xp.where(keep, tree.embeddings[rows, tgt], e)
+        gathered = None if last or tree.embeddings is None else xp.empty_like(tree.embeddings[:, 0])
+        # expand + back up this edge, store the new leaves' embeddings, select the next edges and
+        # gather their nodes' embeddings (the outputs are checked first)
+        step(
+            arrays,
+            params,
+            table,
+            node,
+            action,
+            r,
+            d,
+            lg,
+            v,
+            inv,
+            leaf,
+            None if last else next_node,
+            next_action,
+            e,
+            gathered,
+        )
         node, next_node, action, next_action = next_node, node, next_action, action
     _raise_codes(leaf, "expand")
     _check_overflow(tree.value_sum, on_status)
@@ -922,24 +930,42 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
 
 def _step(tree: Tree):
     """The callback path's simulation step for the tree's backend: the backend's fused kernel
-    (one pass per tree: expand, back up, select next), else (CUDA) the three kernels composed.
+    (one pass per tree: expand, back up, store the new leaf's embedding, select next, gather its
+    embedding), else (CUDA) the three kernels composed and the embeddings moved by array ops.
     step(tree arrays, params, table, node, action, reward, discount, prior_logits, value,
-    invalid or None, leaf out, next_node out or None, next_action out) raises on bad outputs
-    (no tree changed) and on failed expansions (the composed step at its next call, with the
-    one device synchronisation of a simulation)."""
+    invalid or None, leaf out, next_node out or None, next_action out, next_embedding rows or
+    None, gathered out or None) raises on bad outputs (no tree changed) and on failed expansions
+    (the composed step at its next call, with the one device synchronisation of a simulation)."""
     try:
         fused = _kernel(tree, "step")
     except BackendError:
         return _composed_step(tree)
 
-    def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action):
-        bad, failed = fused(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action)
+    def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action, e, gathered):
+        rows = tree.embeddings is not None and not tree.embeddings.dtype.hasobject  # plain rows: copied natively
+        emb = (tree.embeddings, e, gathered) if rows else (None, None, None)
+        bad, failed = fused(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action, *emb)
         if bad:
             _raise_bad_outputs(bad)
+        if tree.embeddings is not None and not rows:
+            _store_and_gather(tree, action, leaf, next_node, e, gathered)
         if failed:
             _raise_codes(leaf, "expand")
 
     return step
+
+
+def _store_and_gather(tree: Tree, action, leaf, next_node, e, gathered):
+    """The fused step's embedding rows by array ops: the new leaves' next_embedding (trees without
+    an edge, action < 0, or with a failed expansion keep theirs), then the next nodes' rows."""
+    xp = xp_of(tree.embeddings)
+    rows = xp.arange(tree.batch_size)
+    if e is not None:
+        keep = ((action < 0) | (leaf < 0)).reshape((tree.batch_size,) + (1,) * (e.ndim - 1))
+        tgt = xp.where(leaf < 0, 0, leaf)
+        tree.embeddings[rows, tgt] = xp.where(keep, tree.embeddings[rows, tgt], e)
+    if gathered is not None:
+        gathered[...] = tree.embeddings[rows, next_node]
 
 
 def _composed_step(tree: Tree):
@@ -947,20 +973,23 @@ def _composed_step(tree: Tree):
     sel, exp_, bk = (_kernel(tree, n) for n in ("select", "expand", "backup"))
     rows = xp.arange(tree.batch_size)
 
-    def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action):
+    def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action, e, gathered):
         _check_outputs(xp, r, d, lg, v, leaf)  # these outputs and the previous step's expansions
         state = tree.num_nodes.astype(xp.int64)
+        edge = action
         if params[F.P_MAX_DEPTH] > 0:  # max_depth cutoff at an expanded child: re-evaluate it
             cut = (action >= 0) & (tree.children[rows, node, xp.maximum(action, 0)] >= 0)
-            action = xp.where(cut, F.REEVALUATE - action, action).astype(xp.int32)
+            edge = xp.where(cut, F.REEVALUATE - action, action).astype(xp.int32)
         try:
-            exp_(arrays, node, action, r, d, lg, v, inv, state, leaf)
+            exp_(arrays, node, edge, r, d, lg, v, inv, state, leaf)
         except KeyboardInterrupt:  # Ctrl-C lands as the call returns: back the new nodes up first
             bk(arrays, leaf)
             raise
         bk(arrays, leaf)  # skips failed expansions (leaf < 0), raised at the next check
         if next_node is not None:
             sel(arrays, params, table, next_node, next_action)
+        if tree.embeddings is not None:
+            _store_and_gather(tree, action, leaf, next_node, e, gathered)
 
     return step
 
@@ -990,6 +1019,20 @@ def _overflow_rows(*arrays):
         b = ~xp.isfinite(a.reshape(a.shape[0], math.prod(a.shape[1:]))).all(axis=1)
         bad = b if bad is None else bad | b
     return xp.where(bad, np.uint32(Status.OVERFLOW), np.uint32(0)).astype(xp.uint32)
+
+
+def _cb_embedding(x, embeddings, xp):
+    """recurrent_fn's next_embedding as C-contiguous (B, ...) rows of the tree's embeddings' dtype
+    (converted as an assignment into them would: NumPy's unsafe cast)."""
+    e = to_native(x)
+    if xp_of(e) is not xp:
+        e = xp.asarray(e)
+    want = embeddings.shape[:1] + embeddings.shape[2:]
+    if e.shape != want:
+        raise ValueError(f"recurrent_fn: next_embedding has shape {e.shape}, expected {want}")
+    if e.dtype != embeddings.dtype:
+        e = e.astype(embeddings.dtype)
+    return xp.ascontiguousarray(e)
 
 
 def _cb_float(x, name, shape, dtype, xp):

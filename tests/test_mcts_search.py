@@ -208,6 +208,87 @@ def test_callback_path_equals_tabular_path(backend, dtype, rng, policy, step, mo
     np.testing.assert_array_equal(backend.numpy(a.tree.embeddings), backend.numpy(b.tree.state))
 
 
+@pytest.mark.parametrize("step", ["fused", "composed"])
+@pytest.mark.parametrize("kind", ["float rows", "int from float", "objects"])
+def test_callback_embeddings_are_the_nodes_states(backend, rng, kind, step, monkeypatch):
+    """Embeddings of any trailing shape and dtype (copied as rows by the fused step; object arrays
+    by array ops): recurrent_fn receives the state of the node it expands, a leaf stores the
+    next_embedding (cast to the root embedding's dtype), and the arrays handed to recurrent_fn
+    are fresh, not overwritten by later simulations."""
+    if step == "composed":
+        monkeypatch.setattr(mcts, "_step", mcts._composed_step)
+    if kind == "objects" and backend.name == "cuda":
+        pytest.skip("object embeddings are host arrays")
+    S, A, B, sims = 13, 3, 6, 20
+    m = random_model(rng, S, A)
+    ns, R, L, V = (backend.asarray(m[k]) for k in ("ns", "R", "L", "V"))
+    roots = rng.integers(0, S, B)
+
+    def encode(s):  # state s -> (B, 2, 3) rows [s, s + 1, ...] (or Python tuples)
+        s = backend.numpy(s)
+        if kind == "objects":
+            out = np.empty(len(s), object)
+            out[:] = [(int(v), "s") for v in s]
+            return out
+        rows = s[:, None, None] + np.arange(6).reshape(2, 3)
+        return backend.asarray(rows.astype(np.float64 if kind == "float rows" else np.int32))
+
+    def decode(e):
+        e = backend.numpy(e)
+        return np.array([t[0] for t in e]) if kind == "objects" else e[:, 0, 0].astype(np.int64)
+
+    seen = []
+
+    def recurrent_fn(emb, act):
+        seen.append((emb, backend.numpy(emb).copy()))
+        s = backend.asarray(decode(emb))
+        s2 = ns[s, act]
+        nxt = encode(s2)
+        if kind == "int from float":
+            nxt = backend.asarray(backend.numpy(nxt).astype(np.float64) + 0.25)  # cast back to int32
+        return R[s, act], R[s, act] * 0 + 0.9, L[s2], V[s2], nxt
+
+    root_emb = encode(roots)
+    if kind == "int from float":
+        root_emb = backend.asarray(backend.numpy(root_emb).astype(np.int32))
+    root = mcts.Root(L[backend.asarray(roots)], V[backend.asarray(roots)], root_emb)
+    a = mcts.search(root, recurrent_fn, sims, policy="muzero", seed=0, dirichlet_fraction=0.0)
+    b = mcts.search(backend.asarray(roots), to_model(m, backend), sims, policy="muzero", seed=0, dirichlet_fraction=0.0)
+    np.testing.assert_array_equal(backend.numpy(a.visit_counts), backend.numpy(b.visit_counts))
+    emb, state, n = backend.numpy(a.tree.embeddings), backend.numpy(b.tree.state), backend.numpy(a.tree.num_nodes)
+    if kind != "objects":
+        assert emb.dtype == backend.numpy(root_emb).dtype and emb.shape[2:] == (2, 3)
+    for t in range(B):
+        got = decode(emb[t, : n[t]])
+        np.testing.assert_array_equal(got, state[t, : n[t]])
+    for given, copy in seen:  # not overwritten by the later simulations' gathers
+        np.testing.assert_array_equal(backend.numpy(given), copy)
+
+
+def test_step_kernel_rejects_mismatched_embedding_rows(backend):
+    """The fused step's embedding arguments are checked before any row is copied."""
+    if backend.name == "cuda":
+        pytest.skip("CUDA composes the step (no fused kernel)")
+    tree = mcts.new_tree(2, 3, 8, dtype=np.float32)
+    mcts.init_root(tree, np.zeros((2, 3), np.float32), np.zeros(2, np.float32))
+    step = mcts._kernel(tree, "step")
+    params, table = mcts._params("muzero")
+    z, lg = np.zeros(2, np.float32), np.zeros((2, 3), np.float32)
+    node, act, leaf = np.zeros(2, np.int32), np.zeros(2, np.int32), np.zeros(2, np.int32)
+    emb = np.zeros((2, 8, 4), np.float32)
+    before = tree.copy()
+    for bad in (np.zeros((2, 5), np.float32), np.zeros((2, 4), np.float64), np.zeros((2, 8), np.float32)[:, ::2]):
+        with pytest.raises(ValueError):
+            step(tree.arrays(), params, table, node, act, z, z, lg, z, None, leaf, None, None, emb, bad, None)
+    with pytest.raises(ValueError):  # the tree's embeddings must hold N = capacity rows per tree
+        step(tree.arrays(), params, table, node, act, z, z, lg, z, None, leaf, None, None, emb[:, :5], z[:, None], None)
+    with pytest.raises(ValueError):
+        short = np.zeros((2, 5, 4), np.float32)
+        step(tree.arrays(), params, table, node, act, z, z, lg, z, None, leaf, None, None, short, emb[:, 0], None)
+    if backend.name == "cpu":  # the C++ kernel checks every argument before it runs
+        np.testing.assert_array_equal(tree.visits, before.visits)
+
+
 def test_backends_agree_with_noise(rng):
     import pygenmod
 

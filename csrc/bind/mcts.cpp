@@ -55,16 +55,18 @@ PYBIND11_MODULE(_cpu_mcts, m) {
       "step",
       [](py::tuple tree, py::array params, py::array table, py::array node, py::array action, py::array reward,
          py::array discount, py::array logits, py::array value, py::object invalid, py::array leaf,
-         py::object next_node, py::object next_action) {
-        const auto r =
-            am::step<HostArrays>(tree, params, table, node, action, reward, discount, logits, value, invalid, leaf,
-                                 next_node, next_action, nogil([](auto... a) { return mcts::step_cpu(a...); }));
+         py::object next_node, py::object next_action, py::object embeddings, py::object next_embedding,
+         py::object gathered) {
+        const auto r = am::step<HostArrays>(tree, params, table, node, action, reward, discount, logits, value, invalid,
+                                            leaf, next_node, next_action, embeddings, next_embedding, gathered,
+                                            nogil([](auto... a) { return mcts::step_cpu(a...); }));
         return py::make_tuple(r.bad_outputs, r.failed);
       },
       "tree"_a, "params"_a, "table"_a, "node"_a, "action"_a, "reward"_a, "discount"_a, "logits"_a, "value"_a,
-      "invalid"_a, "leaf"_a, "next_node"_a, "next_action"_a,
-      "the callback path's simulation: expand (node, action) with the outputs, back up, select the next edge; "
-      "returns (bad_outputs bits, failed expansions)");
+      "invalid"_a, "leaf"_a, "next_node"_a, "next_action"_a, "embeddings"_a = py::none(),
+      "next_embedding"_a = py::none(), "gathered"_a = py::none(),
+      "the callback path's simulation: expand (node, action) with the outputs, back up, select the next edge, "
+      "store the new leaves' embeddings and gather the next nodes'; returns (bad_outputs bits, failed expansions)");
   m.def(
       "search_tabular",
       [](py::tuple tree, py::array params, py::array table, std::int64_t num_simulations, py::array next_state,

@@ -539,7 +539,43 @@ def _step(
     return failed
 
 
-def step(tree, params, table, node, action, reward, discount, logits, value, invalid, leaf, next_node, next_action):
+@nb.njit(cache=True)
+def _embedding_rows(tree8, next8, gathered8, action, leaf, next_node, store, gather):
+    """mcts.hpp's EmbeddingRows copies on (B, N, row bytes) and (B, row bytes) uint8 views."""
+    N = tree8.shape[1]
+    for b in range(tree8.shape[0]):
+        if store and action[b] >= 0 and leaf[b] >= 0:
+            tree8[b, leaf[b]] = next8[b]
+        if gather:
+            n = next_node[b] + N if next_node[b] < 0 else next_node[b]
+            gathered8[b] = tree8[b, n]
+
+
+def _rows8(a, lead):
+    """A C-contiguous array of a plain dtype as uint8 rows: (lead..., row bytes)."""
+    if a.dtype.hasobject or not a.flags.c_contiguous:
+        raise ValueError("embeddings: expected C-contiguous arrays of a plain dtype")
+    return a.reshape(a.shape[:lead] + (-1,)).view(np.uint8).reshape(a.shape[:lead] + (-1,))
+
+
+def step(
+    tree,
+    params,
+    table,
+    node,
+    action,
+    reward,
+    discount,
+    logits,
+    value,
+    invalid,
+    leaf,
+    next_node,
+    next_action,
+    embeddings=None,
+    next_embedding=None,
+    gathered=None,
+):
     """The contract of mcts.hpp's step_cpu: returns (bad_outputs bits, failed expansions)."""
     bad = _check_outputs(reward, discount, logits, value)
     if bad:
@@ -550,13 +586,29 @@ def step(tree, params, table, node, action, reward, discount, logits, value, inv
     nxt, nxt_a = (next_node, next_action) if sel else (leaf, leaf)
     args = (tree, params, table, node, action, reward, discount, logits, value, inv, has, leaf, nxt, nxt_a, sel)
     if node.shape[0] >= 1024:  # threads only for large batches, as select
-        return 0, _step(*args)
-    n = nb.get_num_threads()
-    nb.set_num_threads(1)
-    try:
-        return 0, _step(*args)
-    finally:
-        nb.set_num_threads(n)
+        failed = _step(*args)
+    else:
+        n = nb.get_num_threads()
+        nb.set_num_threads(1)
+        try:
+            failed = _step(*args)
+        finally:
+            nb.set_num_threads(n)
+    if embeddings is not None:
+        t8 = _rows8(embeddings, 2)
+        store, gather = next_embedding is not None, gathered is not None and sel
+        n8 = _rows8(next_embedding, 1) if store else t8[:, 0]
+        g8 = _rows8(gathered, 1) if gather else t8[:, 0]
+        if embeddings.shape[:2] != tree[CHILDREN].shape[:2]:
+            raise ValueError("embeddings: expected (B, N, ...) rows, N the tree's capacity")
+        rows_like = all(
+            a is None or (a.dtype == embeddings.dtype and a.shape == embeddings.shape[:1] + embeddings.shape[2:])
+            for a in (next_embedding, gathered)
+        )
+        if not rows_like:
+            raise ValueError("embeddings: next_embedding and gathered must be (B, ...) rows of the tree's embeddings")
+        _embedding_rows(t8, n8, g8, action, leaf, nxt, store, gather)
+    return 0, failed
 
 
 def search_tabular(

@@ -135,13 +135,55 @@ void backup(const py::tuple& tree, const py::object& node, Launch&& launch) {
   });
 }
 
+// The model states of B trees of N nodes as byte rows (NumPy arrays; mcts::EmbeddingRows):
+// `tree` (B, N, ...), `next` and `gathered` (B, ...) or None, one plain dtype, C-contiguous.
+// All None: no states kept.
+inline m::EmbeddingRows embedding_rows_of(py::ssize_t B, py::ssize_t N, const py::object& tree, const py::object& next,
+                                          const py::object& gathered) {
+  m::EmbeddingRows r;
+  if (tree.is_none()) return r;
+  auto rows = [&](const py::object& o, const char* name, py::ssize_t lead, const py::array* like) -> py::array {
+    if (!py::isinstance<py::array>(o)) throw std::invalid_argument(std::string(name) + ": expected a NumPy array");
+    auto a = py::reinterpret_borrow<py::array>(o);
+    const std::string n(name);
+    if (a.dtype().kind() == 'O') throw std::invalid_argument(n + ": object arrays cannot be copied as rows");
+    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(n + ": must be C-contiguous");
+    if (a.ndim() < lead || a.shape(0) != B || (lead == 2 && a.shape(1) != N))
+      throw std::invalid_argument(n + ": unexpected shape");
+    if (like) {
+      if (a.dtype().kind() != like->dtype().kind() || a.itemsize() != like->itemsize() ||
+          a.dtype().byteorder() != like->dtype().byteorder())
+        throw std::invalid_argument(n + ": dtype differs from the tree's embeddings");
+      if (a.ndim() + 1 != like->ndim()) throw std::invalid_argument(n + ": unexpected shape");
+      for (py::ssize_t i = 1; i < a.ndim(); ++i)
+        if (a.shape(i) != like->shape(i + 1)) throw std::invalid_argument(n + ": unexpected shape");
+    }
+    return a;
+  };
+  const py::array t = rows(tree, "embeddings", 2, nullptr);
+  if (!t.writeable()) throw std::invalid_argument("embeddings: output is read-only");
+  r.tree = static_cast<unsigned char*>(const_cast<void*>(t.data()));
+  r.N = N;
+  r.row_bytes = static_cast<index_t>(t.itemsize());
+  for (py::ssize_t i = 2; i < t.ndim(); ++i) r.row_bytes *= static_cast<index_t>(t.shape(i));
+  if (!next.is_none()) r.next = static_cast<const unsigned char*>(rows(next, "next_embedding", 1, &t).data());
+  if (!gathered.is_none()) {
+    const py::array g = rows(gathered, "gathered", 1, &t);
+    if (!g.writeable()) throw std::invalid_argument("gathered: output is read-only");
+    r.gathered = static_cast<unsigned char*>(const_cast<void*>(g.data()));
+  }
+  return r;
+}
+
 // launch(tree, B, params, node, action, reward, discount, prior_logits, value, invalid_actions
-// or null, leaf, next_node or null, next_action or null): the callback path's simulation step.
+// or null, leaf, next_node or null, next_action or null, embedding rows): the callback path's
+// simulation step (embeddings: host arrays or None; see embedding_rows_of).
 template <class P, class Launch>
 auto step(const py::tuple& tree, const py::object& params, const py::object& table, const py::object& node,
           const py::object& action, const py::object& reward, const py::object& discount, const py::object& logits,
           const py::object& value, const py::object& invalid, const py::object& leaf, const py::object& next_node,
-          const py::object& next_action, Launch&& launch) {
+          const py::object& next_action, const py::object& embeddings, const py::object& next_embedding,
+          const py::object& gathered, Launch&& launch) {
   m::StepResult res;
   with_tree<P>(tree, [&](auto& t, py::ssize_t B, auto tag) {
     using T = decltype(tag);
@@ -150,7 +192,8 @@ auto step(const py::tuple& tree, const py::object& params, const py::object& tab
     i32* o = out<P, i32>(leaf, "leaf", {B});
     i32* nn = next_node.is_none() ? nullptr : out<P, i32>(next_node, "next_node", {B});
     i32* na = next_node.is_none() ? nullptr : out<P, i32>(next_action, "next_action", {B});
-    res = launch(t, B, p, e.node, e.action, e.reward, e.discount, e.logits, e.value, e.invalid, o, nn, na);
+    const auto emb = embedding_rows_of(B, t.N, embeddings, next_embedding, gathered);
+    res = launch(t, B, p, e.node, e.action, e.reward, e.discount, e.logits, e.value, e.invalid, o, nn, na, emb);
   });
   return res;
 }

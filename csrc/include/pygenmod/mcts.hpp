@@ -35,6 +35,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "pygenmod/common.hpp"
@@ -1138,6 +1139,17 @@ struct StepResult {
   index_t failed = 0;
 };
 
+// The callback path's model states as raw rows of row_bytes bytes (any plain dtype and trailing
+// shape): `tree` holds B x N rows (tree b's node n at b * N + n), `next` the recurrent_fn's B
+// next_embedding rows, stored at each tree's new leaf, and `gathered` receives the B rows of
+// the nodes selected next (the next recurrent_fn call's input). Null `tree`: none kept.
+struct EmbeddingRows {
+  unsigned char* tree = nullptr;
+  const unsigned char* next = nullptr;
+  unsigned char* gathered = nullptr;
+  index_t N = 0, row_bytes = 0;
+};
+
 template <class T>
 int check_outputs(index_t B, index_t A, const T* reward, const T* discount, const T* logits, const T* value) {
   bool bad_logits = false, bad[3] = {false, false, false};
@@ -1151,8 +1163,9 @@ int check_outputs(index_t B, index_t A, const T* reward, const T* discount, cons
 template <class T>
 StepResult step_cpu(const Batch<T>& t, index_t B, const Params& p, const i32* node, const i32* action, const T* reward,
                     const T* discount, const T* logits, const T* value, const u8* invalid, i32* leaf, i32* next_node,
-                    i32* next_action) {
+                    i32* next_action, const EmbeddingRows& emb = {}) {
   const index_t A = t.A;
+  const index_t rb = emb.row_bytes;
   StepResult res;
   res.bad_outputs = check_outputs(B, A, reward, discount, logits, value);
   if (res.bad_outputs) return res;
@@ -1171,7 +1184,16 @@ StepResult step_cpu(const Batch<T>& t, index_t B, const Params& p, const i32* no
       backup_one(r, l);
     else
       failed.fetch_add(1, std::memory_order_relaxed);
-    if (next_node) select_one(r, p, next_node + b, next_action + b);
+    // The new leaf's state (a tree without an edge, action < 0, or a failed expansion keeps its own).
+    if (emb.tree && emb.next && action[b] >= 0 && l >= 0)
+      std::memcpy(emb.tree + (b * emb.N + l) * rb, emb.next + b * rb, static_cast<std::size_t>(rb));
+    if (next_node) {
+      select_one(r, p, next_node + b, next_action + b);
+      if (emb.tree && emb.gathered) {
+        const index_t n_next = next_node[b] < 0 ? next_node[b] + emb.N : next_node[b];  // NumPy's indexing
+        std::memcpy(emb.gathered + b * rb, emb.tree + (b * emb.N + n_next) * rb, static_cast<std::size_t>(rb));
+      }
+    }
   });
   res.failed = failed.load();
   return res;
