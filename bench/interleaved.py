@@ -129,7 +129,7 @@ def policy(argv):
     repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 20
     scen = ["pi", "cem", "W1", "W4a", "W5cb", "torch"]
     print(f"threading-policy check: {os.cpu_count()} cpus; median / worst ms; each cell a fresh process")
-    print(f"{'setting':<32}" + "".join(f"{s:>22}" for s in scen))
+    print(f"{'setting':<42}" + "".join(f"{s:>22}" for s in scen))
     here = os.path.dirname(os.path.abspath(__file__))
     for label, extra in SETTINGS.items():
         env = {k: v for k, v in os.environ.items() if k != "PYGENMOD_SPIN_US"}
@@ -148,7 +148,7 @@ def policy(argv):
                 cells.append(f"{r['median_ms']:8.2f} / {r['max_ms']:8.2f}")
             except (IndexError, ValueError):
                 cells.append("failed: " + (out.stderr.strip().splitlines() or ["?"])[-1][:12])
-        print(f"{label:<32}" + "".join(f"{c:>22}" for c in cells), flush=True)
+        print(f"{label:<42}" + "".join(f"{c:>22}" for c in cells), flush=True)
 
 
 SPREAD_ROWS = {  # label -> (workload id, candidate name); "copy" is the NumPy control

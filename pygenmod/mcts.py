@@ -942,12 +942,13 @@ def _step(tree: Tree):
         return _composed_step(tree)
 
     def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action, e, gathered):
-        rows = tree.embeddings is not None and not tree.embeddings.dtype.hasobject  # plain rows: copied natively
+        emb_t = tree.embeddings  # C-contiguous rows of a plain dtype are copied natively, others by array ops
+        rows = emb_t is not None and not emb_t.dtype.hasobject and emb_t.flags.c_contiguous
         emb = (tree.embeddings, e, gathered) if rows else (None, None, None)
         bad, failed = fused(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action, *emb)
         if bad:
             _raise_bad_outputs(bad)
-        if tree.embeddings is not None and not rows:
+        if emb_t is not None and not rows:
             _store_and_gather(tree, action, leaf, next_node, e, gathered)
         if failed:
             _raise_codes(leaf, "expand")

@@ -209,7 +209,7 @@ def test_callback_path_equals_tabular_path(backend, dtype, rng, policy, step, mo
 
 
 @pytest.mark.parametrize("step", ["fused", "composed"])
-@pytest.mark.parametrize("kind", ["float rows", "int from float", "objects"])
+@pytest.mark.parametrize("kind", ["float rows", "int from float", "objects", "strided rows"])
 def test_callback_embeddings_are_the_nodes_states(backend, rng, kind, step, monkeypatch):
     """Embeddings of any trailing shape and dtype (copied as rows by the fused step; object arrays
     by array ops): recurrent_fn receives the state of the node it expands, a leaf stores the
@@ -231,7 +231,7 @@ def test_callback_embeddings_are_the_nodes_states(backend, rng, kind, step, monk
             out[:] = [(int(v), "s") for v in s]
             return out
         rows = s[:, None, None] + np.arange(6).reshape(2, 3)
-        return backend.asarray(rows.astype(np.float64 if kind == "float rows" else np.int32))
+        return backend.asarray(rows.astype(np.int32 if kind == "int from float" else np.float64))
 
     def decode(e):
         e = backend.numpy(e)
@@ -252,7 +252,16 @@ def test_callback_embeddings_are_the_nodes_states(backend, rng, kind, step, monk
     if kind == "int from float":
         root_emb = backend.asarray(backend.numpy(root_emb).astype(np.int32))
     root = mcts.Root(L[backend.asarray(roots)], V[backend.asarray(roots)], root_emb)
-    a = mcts.search(root, recurrent_fn, sims, policy="muzero", seed=0, dirichlet_fraction=0.0)
+    if kind == "strided rows":  # a tree whose embeddings are a non-contiguous view: moved by array ops
+        xp = pytest.importorskip("cupy") if backend.name == "cuda" else np
+        t0 = mcts.new_tree(B, A, sims + 1, np.float64, xp=xp)
+        mcts.init_root(t0, root.prior_logits, root.value, embedding=root_emb)
+        wide = xp.zeros((B, sims + 1, 2, 6), np.float64)
+        wide[:, :, :, ::2] = t0.embeddings
+        t0.embeddings = wide[:, :, :, ::2]
+        a = mcts.search(None, recurrent_fn, sims, policy="muzero", seed=0, dirichlet_fraction=0.0, tree=t0)
+    else:
+        a = mcts.search(root, recurrent_fn, sims, policy="muzero", seed=0, dirichlet_fraction=0.0)
     b = mcts.search(backend.asarray(roots), to_model(m, backend), sims, policy="muzero", seed=0, dirichlet_fraction=0.0)
     np.testing.assert_array_equal(backend.numpy(a.visit_counts), backend.numpy(b.visit_counts))
     emb, state, n = backend.numpy(a.tree.embeddings), backend.numpy(b.tree.state), backend.numpy(a.tree.num_nodes)
