@@ -80,6 +80,16 @@ void check_slots(int nt) {
   for (auto& h : hits) CHECK(h.load() == 1);
 }
 
+// parallel_for_affine runs every item once, whatever the thread count, n and claim order.
+void check_affine(int nt, index_t n) {
+  threads::pool().set_threads(nt);
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+    pygenmod::parallel_for_affine(n, rep != 2, [&](index_t i) { hits[static_cast<std::size_t>(i)].fetch_add(1); });
+    for (auto& h : hits) CHECK(h.load() == 1);
+  }
+}
+
 // Many back-to-back loops (workers asleep, spinning or mid-wake between them).
 void check_many_loops() {
   threads::pool().set_threads(4);
@@ -199,6 +209,8 @@ int main() {
     for (index_t n : {0, 1, 6, 7, 8, 1000})
       for (bool par : {false, true}) check_fold(nt, n, par);
   for (int nt : {1, 2, 3}) check_slots(nt);
+  for (int nt : {1, 2, 3, 8})
+    for (index_t n : {0, 1, 7, 16, 17, 255, 256, 1000}) check_affine(nt, n);
   check_many_loops();
   check_adaptive_polling();
   check_caller_does_unclaimed_chunks();

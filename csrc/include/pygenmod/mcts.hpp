@@ -1171,7 +1171,7 @@ StepResult step_cpu(const Batch<T>& t, index_t B, const Params& p, const i32* no
   if (res.bad_outputs) return res;
   std::atomic<index_t> failed{0};
   // Parallel from the select's threshold (the descent is most of a tree's work).
-  parallel_for(B, share_chunk(B), B >= 128, [&](index_t b) {
+  parallel_for_affine(B, B >= 128, [&](index_t b) {
     TreeRef<T> r = tree_at(t, b);
     const i32 n = node[b];
     i32 a = action[b];

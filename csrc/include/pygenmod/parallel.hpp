@@ -50,6 +50,28 @@ void parallel_for(index_t n, index_t chunk, bool parallel, F&& body) {
   });
 }
 
+// body(i) for every i in [0, n), for a loop that is called again and again over the same
+// items (the MCTS callback step: one call per simulation over the same 256 trees), so that
+// each thread tends to get the items it had last time, still in its core's cache. The range is
+// cut into 8 T equal blocks (T threads) and the j-th chunk claimed runs block (j % T) * 8 + j / T:
+// when the threads claim in turn, as they do at equal speed, thread k runs the k-th T-th of the
+// range every call. Any other claim order is just as correct (chunks map one-to-one to blocks)
+// and as robust to a slow thread as parallel_for with share_chunk (8 chunks per thread).
+// Measured on the callback step (B=256, 2 threads): 11.05 -> 10.39 ms per search.
+template <class F>
+void parallel_for_affine(index_t n, bool parallel, F&& body) {
+  const index_t T = max_threads(), per = 8, nb = T * per, bs = (n + nb - 1) / nb;
+  if (!parallel || T <= 1 || n <= 1) {
+    for (index_t i = 0; i < n; ++i) body(i);
+    return;
+  }
+  parallel_chunks(nb, 1, true, [&](index_t j, index_t, int) {
+    const index_t k = (j % T) * per + j / T;
+    const index_t b = k * bs, e = std::min(n, b + bs);
+    for (index_t i = b; i < e; ++i) body(i);
+  });
+}
+
 // A fold over chunks: body(begin, end, acc) folds a chunk into a fresh Acc (no shared cache
 // line is written per item); each thread adds its chunks' results into its own partial with
 // acc.add(other), and the partials are added in thread order. For folds whose result does not
