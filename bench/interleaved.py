@@ -48,6 +48,17 @@ def _stats(ts):
     return dict(median_ms=float(np.median(ts)), max_ms=float(ts.max()))
 
 
+def _calls(fn, n):
+    """Seconds per call of fn, n calls (after one warm-up call)."""
+    fn()
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return ts
+
+
 def scenario(name, repeats):
     """Runs in the child: one scenario, JSON on stdout."""
     import pygenmod  # noqa: F401  (creates the pool with the child's environment)
@@ -76,28 +87,17 @@ def scenario(name, repeats):
                 f, np.zeros((4, 3)), np.full((4, 3), 2.0), n_samples=64, n_elite=8, n_iter=40, seed=1, min_std=0.01
             )
 
-        run()
         busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         try:
             time.sleep(0.2)
-            ts = []
-            for _ in range(max(5, repeats // 4)):
-                t = time.perf_counter()
-                run()
-                ts.append(time.perf_counter() - t)
+            ts = _calls(run, max(5, repeats // 4))
         finally:
             busy.kill()
             busy.wait()
     elif name == "W5cb":
         from pygenmod.benchmarks.mcts import ours_callback
 
-        fn = ours_callback(256, 64, policy="gumbel")()
-        fn()
-        ts = []
-        for _ in range(max(5, repeats // 2)):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
+        ts = _calls(ours_callback(256, 64, policy="gumbel")(), max(5, repeats // 2))
     elif name == "torch":
         import torch
 
@@ -115,13 +115,7 @@ def scenario(name, repeats):
         from pygenmod.benchmarks import all_workloads
 
         w = next(w for w in all_workloads(["gmm", "sampling"]) if w.id == name)
-        fn = next(c for c in w.candidates if c.is_ours).setup()
-        fn()
-        ts = []
-        for _ in range(max(5, repeats // 4)):
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
+        ts = _calls(next(c for c in w.candidates if c.is_ours).setup(), max(5, repeats // 4))
     print(json.dumps(dict(_stats(ts), spin_us=os.environ.get("PYGENMOD_SPIN_US", "adaptive"))))
 
 

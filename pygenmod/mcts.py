@@ -901,7 +901,8 @@ def _run(tree: Tree, model, num_simulations: int, params, table, seed: int = 0, 
             d = _fold_player_changed(d, _mask(out[6], "player_changed", (B,), xp))
         e = None
         if tree.embeddings is not None and out[4] is not None:
-            e = _cb_embedding(out[4], tree.embeddings, xp)
+            emb_rows = tree.embeddings.shape[:1] + tree.embeddings.shape[2:]
+            e = _cb_float(out[4], "next_embedding", emb_rows, tree.embeddings.dtype, xp, kinds=None)
         last = sim + 1 == num_simulations
         gathered = None if last or tree.embeddings is None else xp.empty_like(tree.embeddings[:, 0])
         # expand + back up this edge, store the new leaves' embeddings, select the next edges and
@@ -944,7 +945,7 @@ def _step(tree: Tree):
     def step(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action, e, gathered):
         emb_t = tree.embeddings  # C-contiguous rows of a plain dtype are copied natively, others by array ops
         rows = emb_t is not None and not emb_t.dtype.hasobject and emb_t.flags.c_contiguous
-        emb = (tree.embeddings, e, gathered) if rows else (None, None, None)
+        emb = (emb_t, e, gathered) if rows else (None, None, None)
         bad, failed = fused(arrays, params, table, node, action, r, d, lg, v, inv, leaf, next_node, next_action, *emb)
         if bad:
             _raise_bad_outputs(bad)
@@ -1022,27 +1023,14 @@ def _overflow_rows(*arrays):
     return xp.where(bad, np.uint32(Status.OVERFLOW), np.uint32(0)).astype(xp.uint32)
 
 
-def _cb_embedding(x, embeddings, xp):
-    """recurrent_fn's next_embedding as C-contiguous (B, ...) rows of the tree's embeddings' dtype
-    (converted as an assignment into them would: NumPy's unsafe cast)."""
-    e = to_native(x)
-    if xp_of(e) is not xp:
-        e = xp.asarray(e)
-    want = embeddings.shape[:1] + embeddings.shape[2:]
-    if e.shape != want:
-        raise ValueError(f"recurrent_fn: next_embedding has shape {e.shape}, expected {want}")
-    if e.dtype != embeddings.dtype:
-        e = e.astype(embeddings.dtype)
-    return xp.ascontiguousarray(e)
-
-
-def _cb_float(x, name, shape, dtype, xp):
-    """A recurrent_fn output as a contiguous array of the tree's dtype, cheaply checked."""
+def _cb_float(x, name, shape, dtype, xp, kinds="fiu"):
+    """A recurrent_fn output as a contiguous array of the given dtype and shape, cheaply checked;
+    other dtypes of `kinds` are converted (NumPy's unsafe cast, as an assignment would)."""
     a = to_native(x)
     if xp_of(a) is not xp:
         a = xp.asarray(a)
     if a.dtype != dtype:
-        if a.dtype.kind not in "fiu":
+        if kinds is not None and a.dtype.kind not in kinds:
             raise TypeError(f"recurrent_fn: {name} has dtype {a.dtype}, expected floats")
         a = a.astype(dtype)
     if a.shape != shape:

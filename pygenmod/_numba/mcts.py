@@ -585,6 +585,19 @@ def step(
     sel = next_node is not None
     nxt, nxt_a = (next_node, next_action) if sel else (leaf, leaf)
     args = (tree, params, table, node, action, reward, discount, logits, value, inv, has, leaf, nxt, nxt_a, sel)
+    if embeddings is not None:  # checked before any tree changes, as the C++ binding does
+        if embeddings.shape[:2] != tree[CHILDREN].shape[:2]:
+            raise ValueError("embeddings: expected (B, N, ...) rows, N the tree's capacity")
+        rows_like = all(
+            a is None or (a.dtype == embeddings.dtype and a.shape == embeddings.shape[:1] + embeddings.shape[2:])
+            for a in (next_embedding, gathered)
+        )
+        if not rows_like:
+            raise ValueError("embeddings: next_embedding and gathered must be (B, ...) rows of the tree's embeddings")
+        t8 = _rows8(embeddings, 2)
+        store, gather = next_embedding is not None, gathered is not None and sel
+        n8 = _rows8(next_embedding, 1) if store else t8[:, 0]
+        g8 = _rows8(gathered, 1) if gather else t8[:, 0]
     if node.shape[0] >= 1024:  # threads only for large batches, as select
         failed = _step(*args)
     else:
@@ -595,18 +608,6 @@ def step(
         finally:
             nb.set_num_threads(n)
     if embeddings is not None:
-        t8 = _rows8(embeddings, 2)
-        store, gather = next_embedding is not None, gathered is not None and sel
-        n8 = _rows8(next_embedding, 1) if store else t8[:, 0]
-        g8 = _rows8(gathered, 1) if gather else t8[:, 0]
-        if embeddings.shape[:2] != tree[CHILDREN].shape[:2]:
-            raise ValueError("embeddings: expected (B, N, ...) rows, N the tree's capacity")
-        rows_like = all(
-            a is None or (a.dtype == embeddings.dtype and a.shape == embeddings.shape[:1] + embeddings.shape[2:])
-            for a in (next_embedding, gathered)
-        )
-        if not rows_like:
-            raise ValueError("embeddings: next_embedding and gathered must be (B, ...) rows of the tree's embeddings")
         _embedding_rows(t8, n8, g8, action, leaf, nxt, store, gather)
     return 0, failed
 

@@ -8,7 +8,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
-#include <numeric>
 #include <vector>
 
 #include "pygenmod/parallel.hpp"
@@ -24,15 +23,14 @@ constexpr index_t PAR_MIN = index_t(1) << 15;
 // X (B, N, D): X[b, s] = mean[b] + std[b] * eps, eps = elements [offset + s*D, offset + (s+1)*D)
 // of normal stream stream0 + b: the layout of sampling::normal_head with n_samples = N.
 // The noise goes in slices of whole samples (~16 KB) and each slice is moved and scaled while
-// it is still in L1: one pass over X instead of two (W9b writes 65 MB per population). A slice
-// is a whole number of fill_range's Philox chunks, so the draws are those of one fill_range over
-// the row, bit for bit (its vector body and scalar tail may round differently).
+// it is still in L1: one pass over X instead of two (W9b writes 65 MB per population). The
+// draws do not depend on where a slice starts (sampling.hpp), so they are those of one
+// fill_range over the row.
 template <class T>
 void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t N,
                 index_t D, T* x) {
-  constexpr index_t kChunkDraws = sampling::CHUNK * rng::per_block<T>(), kSliceBytes = 16384;
-  const index_t unit = kChunkDraws / std::gcd(D, kChunkDraws);  // rows: unit * D draws fill whole chunks
-  const index_t rows = std::max<index_t>(unit, kSliceBytes / static_cast<index_t>(sizeof(T)) / D / unit * unit);
+  constexpr index_t kSliceBytes = 16384;
+  const index_t rows = std::max<index_t>(1, kSliceBytes / static_cast<index_t>(sizeof(T)) / D);
   for (index_t i0 = 0; i0 < N; i0 += rows) {
     const index_t i1 = std::min(N, i0 + rows);
     T* xs = x + i0 * D;

@@ -165,7 +165,7 @@ class Pool {
         cpu_relax();
         continue;
       }
-      if (std::chrono::steady_clock::now() - t0 < s.spin) {
+      if (std::chrono::steady_clock::now() - t0 < s.policy.base) {
         if (polls % kYieldEvery == 0) std::this_thread::yield();
         continue;
       }
@@ -191,9 +191,8 @@ class Pool {
   static constexpr index_t kMaxChunks = index_t(1) << 30;
 
   struct State {
-    explicit State(SpinPolicy policy_) : policy(policy_), spin(policy_.base) {}
-    const SpinPolicy policy;
-    const std::chrono::microseconds spin;  // the caller's polling (and the workers' base)
+    explicit State(SpinPolicy policy_) : policy(policy_) {}
+    const SpinPolicy policy;  // base: the caller's polling for the last chunks, and the workers' least
     std::mutex m;
     std::condition_variable work_cv, done_cv;
     index_t workers = 0;  // started (guarded by m)
