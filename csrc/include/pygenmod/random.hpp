@@ -14,7 +14,7 @@
 #include <cstring>
 
 #include "pygenmod/common.hpp"
-#include "pygenmod/vecmath.hpp"  // polynomial cores of exp_f32 / log_f32 / log_f64
+#include "pygenmod/vecmath.hpp"  // polynomial cores of exp_f32 / log_f32
 
 namespace pygenmod::rng {
 
@@ -174,15 +174,39 @@ PGM_HD double f64_from_bits(std::uint64_t i) {
 #endif
 }
 
+// The float64 transforms evaluate their polynomials with explicit fused multiply-adds: each
+// step is rounded once on every CPU and on the device alike, so a draw does not depend on a
+// compiler's choice to contract (the CPU clones compile with contraction off, and nvcc
+// contracts by default) and the Horner chains run at one FMA per step. On a CPU without FMA
+// the host falls back to libm's fma, which is exact too (slower, same bits).
+PGM_HD double fmadd(double a, double b, double c) {
+#if defined(__CUDA_ARCH__)
+  return fma(a, b, c);
+#elif defined(__GNUC__)
+  return __builtin_fma(a, b, c);
+#else
+  return std::fma(a, b, c);
+#endif
+}
+
+// c0 + x (c1 + x (c2 + ...)), innermost first, one fused multiply-add per coefficient.
+PGM_HD double horner_fma(double, double c) { return c; }
+template <class... C>
+PGM_HD double horner_fma(double x, double c0, C... rest) {
+  return fmadd(x, horner_fma(x, rest...), c0);
+}
+
 // Natural log for positive normal float64 (~1 ulp), branch-free: the float32 method with the
-// atanh series to s^21 and ln 2 split in two (fdlibm's constants).
+// atanh series 2 s (1 + s^2/3 + ...) to s^21 and ln 2 split in two (fdlibm's constants).
 PGM_HD double log_f64(double x) {
   const std::uint64_t ix = f64_bits(x) - 0x3FE6A09E667F3BCDull;  // bits of sqrt(1/2)
   // the exponent from the high word in 32-bit arithmetic (vectorises without AVX-512DQ)
   const double e = static_cast<double>(static_cast<std::int32_t>(static_cast<std::uint32_t>(ix >> 32)) >> 20);
   const double m = f64_from_bits((ix & 0x000FFFFFFFFFFFFFull) + 0x3FE6A09E667F3BCDull);
   const double s = (m - 1.0) / (m + 1.0), s2 = s * s;
-  return e * vm::kLn2Hi + (s * vm::log_series_f64(s2) + e * vm::kLn2Lo);
+  const double p = horner_fma(s2, 2.0, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17,
+                              2.0 / 19, 2.0 / 21);
+  return fmadd(e, vm::kLn2Hi, fmadd(s, p, e * vm::kLn2Lo));
 }
 
 // sin(2 pi u), cos(2 pi u) for u in [0, 1] (float64): exact quadrant reduction of the 53-bit
@@ -193,24 +217,11 @@ struct f64x2 {
 
 PGM_HD f64x2 sincos_2pi_f64(double u) {
   const std::int32_t qi = static_cast<std::int32_t>(u * 4.0 + 0.5);
-  const double t = (u - 0.25 * static_cast<double>(qi)) * 6.283185307179586477, t2 = t * t;
-  const double s =
-      t * (1.0 +
-           t2 * (-1.0 / 6 +
-                 t2 * (1.0 / 120 + t2 * (-1.0 / 5040 +
-                                         t2 * (1.0 / 362880 + t2 * (-1.0 / 39916800 +
-                                                                    t2 * (1.0 / 6227020800.0 +
-                                                                          t2 * (-1.0 / 1307674368000.0 +
-                                                                                t2 * (1.0 / 355687428096000.0)))))))));
-  const double c =
-      1.0 +
-      t2 * (-0.5 +
-            t2 * (1.0 / 24 + t2 * (-1.0 / 720 +
-                                   t2 * (1.0 / 40320 + t2 * (-1.0 / 3628800 +
-                                                             t2 * (1.0 / 479001600.0 +
-                                                                   t2 * (-1.0 / 87178291200.0 +
-                                                                         t2 * (1.0 / 20922789888000.0 +
-                                                                               t2 * (-1.0 / 6402373705728000.0)))))))));
+  const double t = (u - 0.25 * static_cast<double>(qi)) * 6.283185307179586477, t2 = t * t;  // u - q/4: exact
+  const double s = t * horner_fma(t2, 1.0, -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880, -1.0 / 39916800,
+                                  1.0 / 6227020800.0, -1.0 / 1307674368000.0, 1.0 / 355687428096000.0);
+  const double c = horner_fma(t2, 1.0, -0.5, 1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800, 1.0 / 479001600.0,
+                              -1.0 / 87178291200.0, 1.0 / 20922789888000.0, -1.0 / 6402373705728000.0);
   const bool swap = (qi & 1) != 0, neg_s = (qi & 2) != 0, neg_c = ((qi + 1) & 2) != 0;
   const double ss = swap ? c : s, cc = swap ? s : c;
   return f64x2{neg_s ? -ss : ss, neg_c ? -cc : cc};  // (sin, cos)

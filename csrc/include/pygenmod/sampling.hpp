@@ -134,9 +134,11 @@ PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream
 // with -ffp-contract=fast GCC fuses products differently in a loop's vector body and in its
 // scalar remainder. A draw would then depend on where a call's (or a row's) chunk of blocks
 // starts, and on the CPU, by an ulp. Uncontracted, every path and every CPU gives the same bits
-// (and the same as fill_range_scalar, the device's and the reference's path).
+// (and the same as fill_range_scalar, the device's and the reference's path). The float64
+// transforms fuse where they say so (rng::fmadd), so their clones need FMA in hardware: the
+// AVX2 clone is x86-64-v3 (AVX2 + FMA), and the baseline clone calls libm's exact fma.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PGM_CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("fp-contract=off")))
+#define PGM_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"), optimize("fp-contract=off")))
 #else
 #define PGM_CLONES
 #endif
