@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _fast
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._dispatch import kernel
@@ -522,6 +523,21 @@ def em_step(
     ``lower_bound`` is the weighted mean log-likelihood of X under the *input* parameters
     (scikit-learn's convention); the new parameters come from the M-step that follows.
     """
+    if (
+        sample_weight is None
+        and weights is val.DEPRECATED
+        and type(X) is np.ndarray
+        and type(params) is GMMParams
+        and all(type(a) is np.ndarray for a in params[:4])
+        and type(params.covariance_type) is str
+        and params.covariance_type in _CODE
+        and type(reg_covar) is float
+    ):
+        fast = _fast.cpu_kernel("gmm", "em_step_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            res = fast(X, *params[:4], _CODE[params.covariance_type], reg_covar)
+            if res is not None:
+                return GMMParams(*res[:4], params.covariance_type), res[4]
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.em_step")
     X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)

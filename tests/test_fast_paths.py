@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pygenmod
-from pygenmod import _fast, mdp, sampling, spatial
+from pygenmod import _fast, gmm, mdp, sampling, spatial
 from pygenmod.mdp import _solvers
 
 HOST = ("cpu", "numba")
@@ -330,6 +330,78 @@ def _spatial_cases(dtype):
 def test_spatial_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
     x, t = _spatial_cases(dtype)[case]
     fast, general = both(lambda: spatial.spatial_softmax(x, t), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- gmm.em_step
+def _gmm_problem(rng, dtype, lead, N, K, D, ct):
+    X = rng.standard_normal(lead + (N, D)).astype(dtype)
+    resp = rng.dirichlet(np.ones(K), lead + (N,)).astype(dtype)
+    return X, gmm.m_step(X, resp, covariance_type=ct)
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize(
+    "lead,N,K,D", [((), 16, 3, 2), ((), 1, 1, 1), ((), 7, 2, 5), ((3,), 10, 2, 3), ((1,), 5, 4, 1)]
+)
+def test_em_step_fast_equals_general(host, dtype, rng, monkeypatch, ct, lead, N, K, D):
+    X, p = _gmm_problem(rng, dtype, lead, N, K, D, ct)
+    fast, general = both(lambda: gmm.em_step(X, p, reg_covar=1e-4), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_gmm.em_step_fast(X, *p[:4], gmm._CODE[ct], 1e-4) is not None
+
+
+def test_em_step_fast_path_leaves_large_problems(rng, monkeypatch):
+    X, p = _gmm_problem(rng, np.float64, (), 20000, 2, 2, "full")  # N * K * D over the fast path's limit
+    assert pygenmod._cpu_gmm.em_step_fast(X, *p[:4], 0, 1e-6) is None
+    fast, general = both(lambda: gmm.em_step(X, p), monkeypatch)
+    assert_same(fast, general)
+
+
+def _em_step_cases(dtype):
+    X, p = _gmm_problem(np.random.default_rng(4), dtype, (), 9, 3, 2, "full")
+    Xb, pb = _gmm_problem(np.random.default_rng(5), dtype, (2,), 9, 3, 2, "diag")
+
+    def with_(p, field, where, v):
+        a = getattr(p, field).copy()
+        a[where] = v
+        return p._replace(**{field: a})
+
+    return {
+        "nan X": (np.where(X > 1, np.nan, X), p, 1e-6),
+        "inf mean": (X, with_(p, "means", (0, 1), np.inf), 1e-6),
+        "nan covariance": (X, with_(p, "covariances", (1, 0, 0), np.nan), 1e-6),
+        "negative weight": (X, with_(p, "weights", 0, -0.1), 1e-6),
+        "zero weights": (X, p._replace(weights=np.zeros_like(p.weights)), 1e-6),
+        "zero Cholesky diagonal": (X, with_(p, "precisions_cholesky", (2, 1, 1), 0.0), 1e-6),
+        "negative diag precision": (Xb, with_(pb, "precisions_cholesky", (1, 2, 0), -1.0), 1e-6),
+        "negative reg": (X, p, -1e-3),
+        "nan reg": (X, p, float("nan")),
+        "X 1-d": (X[:, 0], p, 1e-6),
+        "no points": (X[:0], p, 1e-6),
+        "wrong D": (X[:, :1], p, 1e-6),
+        "batched X, single params": (Xb, p, 1e-6),
+        "single X, batched params": (X, pb._replace(covariance_type="diag"), 1e-6),
+        "params in the other dtype": (
+            X,
+            p._replace(means=p.means.astype(np.float32 if dtype == np.float64 else np.float64)),
+            1e-6,
+        ),
+        "non-contiguous X": (np.asfortranarray(X), p, 1e-6),
+        "int X": (np.ones((4, 2), np.int64), p, 1e-6),
+        "unknown covariance type": (X, p._replace(covariance_type="banded"), 1e-6),
+        "covariances None": (X, p._replace(covariances=None), 1e-6),
+        "integer reg": (X, p, 0),
+        "tuple params": (X, tuple(p), 1e-6),
+    }
+
+
+@pytest.mark.parametrize("case", list(_em_step_cases(np.float64)))
+def test_em_step_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    X, p, reg = _em_step_cases(dtype)[case]
+    fast, general = both(lambda: gmm.em_step(X, p, reg_covar=reg), monkeypatch)
     assert_same(fast, general)
 
 

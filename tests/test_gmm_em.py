@@ -167,6 +167,21 @@ def test_e_step_m_step_compose_to_em_step(backend, ct, rng):
     )
 
 
+@pytest.mark.parametrize("N", [1, 16, 300])
+def test_em_step_matches_the_benchmarks_numpy_step(backend, N, rng):
+    """W8-gmm times em_step against benchmarks.tiny.numpy_em_step: the two compute the same step
+    (single mixture, unweighted, full covariances; the fast path on the cpu backend)."""
+    from pygenmod.benchmarks.tiny import numpy_em_step
+
+    X = rng.standard_normal((N, 2))
+    p = gmm.m_step(X, rng.dirichlet(np.ones(3), N))
+    new, lb = gmm.em_step(backend.asarray(X), gmm.GMMParams(*(backend.asarray(a) for a in p[:4]), "full"))
+    ref, ref_lb = numpy_em_step(X, p.weights, p.means, p.precisions_cholesky)
+    assert lb == pytest.approx(ref_lb, rel=1e-12, abs=1e-12)
+    for a, b in zip(new[:4], ref):
+        np.testing.assert_allclose(backend.numpy(a), b, rtol=1e-9, atol=1e-10)
+
+
 # ----------------------------------------------------------------------------- batching
 @pytest.mark.parametrize("ct", TYPES)
 def test_ragged_batch_equals_per_set_fits(backend, ct, rng):

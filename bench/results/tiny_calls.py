@@ -22,8 +22,8 @@ import time
 
 import numpy as np
 
-from pygenmod import _fast, mdp, sampling, spatial
-from pygenmod.benchmarks.tiny import numpy_policy_iteration
+from pygenmod import _fast, gmm, mdp, sampling, spatial
+from pygenmod.benchmarks.tiny import numpy_em_step, numpy_policy_iteration
 from pygenmod.mdp import _solvers
 
 
@@ -73,6 +73,16 @@ def rows():
             return np.stack([(p.sum(2) * lin).sum(-1), (p.sum(3) * lin).sum(-1)], -1)
 
         yield "spatial_softmax (B=1, C=4, H=W)", H, lambda x=x: spatial.spatial_softmax(x), plain
+    for N in (16, 256, 4096, 32768):
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((N, 2))
+        p = gmm.m_step(X, rng.dirichlet(np.ones(3), N))
+        yield (
+            "gmm.em_step (N, D=2, K=3, full)",
+            N,
+            lambda X=X, p=p: gmm.em_step(X, p),
+            lambda X=X, p=p: numpy_em_step(X, p.weights, p.means, p.precisions_cholesky),
+        )
 
 
 def per_call(f, calls, clock=time.perf_counter):

@@ -24,12 +24,16 @@ const T* view(const py::array& a) {
 }
 
 // True when a has exactly this shape.
-inline bool shape_is(const py::array& a, std::initializer_list<py::ssize_t> shape) {
+template <class Shape>
+bool shape_is(const py::array& a, const Shape& shape) {
   if (static_cast<std::size_t>(a.ndim()) != shape.size()) return false;
   py::ssize_t i = 0;
   for (auto n : shape)
     if (a.shape(i++) != n) return false;
   return true;
+}
+inline bool shape_is(const py::array& a, std::initializer_list<py::ssize_t> shape) {
+  return shape_is<std::initializer_list<py::ssize_t>>(a, shape);
 }
 
 // True if no NaN/inf: one pass summing x * 0, which is 0 for finite x and NaN for NaN or inf

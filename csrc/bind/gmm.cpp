@@ -1,11 +1,14 @@
 // _cpu_gmm: bindings of the Gaussian-mixture kernels. Arrays in, GIL released, no math here;
 // the argument unpacking is args/gmm.hpp (shared with _cuda_gmm). cov_type: 0 full, 1 tied,
 // 2 diag, 3 spherical (shapes of covariances/prec_chol follow it).
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "args/gmm.hpp"
 #include "bind_common.hpp"
+#include "fast_path.hpp"
 #include "pygenmod/gmm.hpp"
 
 namespace py = pybind11;
@@ -21,6 +24,90 @@ py::tuple isa_cap(int cap) {
   if (cap < -1 || cap > 2) throw std::invalid_argument("cap: expected -1, 0, 1 or 2");
   const int prev = cpu::set_isa_cap(cap);
   return py::make_tuple(prev, cpu::detected_isa());
+}
+
+// One-call fast path of gmm.em_step (issue 11; pygenmod._fast): X (N, D) with unbatched params,
+// or X (B, N, D) with batched ones, every array C-contiguous in X's dtype. None unless every
+// check of the general path passes (shapes, finite values, weights >= 0 with a positive sum,
+// positive Cholesky diagonals, reg >= 0) and the problem is small (the general path releases the
+// GIL and can be interrupted); else (weights, means, covariances, precisions_cholesky, bound).
+constexpr py::ssize_t kEmStepFastMax = 1 << 16;  // B * N * K * D
+
+template <class T>
+bool positive_diagonals(int type, const T* pc, py::ssize_t B, py::ssize_t K, py::ssize_t D) {
+  const bool square = type == gmm::FULL || type == gmm::TIED;
+  const py::ssize_t mats = square ? B * (type == gmm::FULL ? K : 1) : 1;
+  const py::ssize_t per = square ? D : B * K * (type == gmm::DIAG ? D : 1);
+  for (py::ssize_t m = 0; m < mats; ++m)
+    for (py::ssize_t i = 0; i < per; ++i)
+      if (!(pc[square ? (m * D + i) * D + i : i] > 0)) return false;
+  return true;
+}
+
+template <class T>
+py::object em_step_fast_t(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
+                          const py::array& pc, int type, double reg) {
+  const T *x = fast::view<T>(X), *wp = fast::view<T>(w), *mp = fast::view<T>(mu);
+  const T *cp = fast::view<T>(cov), *pp = fast::view<T>(pc);
+  if (!x || !wp || !mp || !cp || !pp || (X.ndim() != 2 && X.ndim() != 3) || type < gmm::FULL || type > gmm::SPHERICAL)
+    return py::none();
+  const bool single = X.ndim() == 2;
+  const py::ssize_t B = single ? 1 : X.shape(0), N = X.shape(X.ndim() - 2), D = X.shape(X.ndim() - 1);
+  if (B < 1 || N < 1 || D < 1 || w.ndim() < 1) return py::none();
+  const py::ssize_t K = w.shape(w.ndim() - 1);
+  if (K < 1 || B * N > kEmStepFastMax || B * N * K * D > kEmStepFastMax) return py::none();
+  std::vector<py::ssize_t> lead;
+  if (!single) lead.push_back(B);
+  auto with_lead = [&](std::initializer_list<py::ssize_t> dims) {
+    std::vector<py::ssize_t> s = lead;
+    s.insert(s.end(), dims);
+    return s;
+  };
+  const std::vector<py::ssize_t> cs = type == gmm::FULL   ? with_lead({K, D, D})
+                                      : type == gmm::TIED ? with_lead({D, D})
+                                      : type == gmm::DIAG ? with_lead({K, D})
+                                                          : with_lead({K});
+  if (!fast::shape_is(w, with_lead({K})) || !fast::shape_is(mu, with_lead({K, D})) || !fast::shape_is(cov, cs) ||
+      !fast::shape_is(pc, cs))
+    return py::none();
+  if (!std::isfinite(reg) || reg < 0 || !fast::all_finite(x, X.size()) || !fast::all_finite(wp, w.size()) ||
+      !fast::all_finite(mp, mu.size()) || !fast::all_finite(cp, cov.size()) || !fast::all_finite(pp, pc.size()))
+    return py::none();
+  for (py::ssize_t b = 0; b < B; ++b) {
+    T sum = 0;
+    for (py::ssize_t k = 0; k < K; ++k) {
+      if (wp[b * K + k] < 0) return py::none();
+      sum += wp[b * K + k];
+    }
+    if (!(sum > 0)) return py::none();
+  }
+  if (!positive_diagonals(type, pp, B, K, D)) return py::none();
+  // the kernel updates copies of the parameters in place (as the general path's _run_fit)
+  auto copy = [](const py::array& a) { return py::array_t<T>(py::array(a.dtype(), a.request().shape, a.data())); };
+  py::array_t<T> w2 = copy(w), mu2 = copy(mu), cov2 = copy(cov), pc2 = copy(pc);
+  const std::vector<T> ones(static_cast<std::size_t>(B * N), T(1)),
+      regs(static_cast<std::size_t>(B), static_cast<T>(reg));
+  std::vector<T> lb(static_cast<std::size_t>(B), -std::numeric_limits<T>::infinity());
+  std::vector<std::int64_t> n_iter(static_cast<std::size_t>(B));
+  std::vector<std::uint8_t> conv(static_cast<std::size_t>(B)), flags(static_cast<std::size_t>(B * K));
+  gmm::fit_cpu<T>(type, x, ones.data(), regs.data(), B, 1, N, D, K, 1, -1.0, w2.mutable_data(), mu2.mutable_data(),
+                  cov2.mutable_data(), pc2.mutable_data(), lb.data(), n_iter.data(), conv.data(), flags.data());
+  py::object bound;
+  if (single) {
+    bound = py::float_(static_cast<double>(lb[0]));
+  } else {
+    auto a = fast::empty<T>({B});
+    std::copy(lb.begin(), lb.end(), a.mutable_data());
+    bound = std::move(a);
+  }
+  return py::make_tuple(w2, mu2, cov2, pc2, bound);
+}
+
+py::object em_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
+                        const py::array& pc, int type, double reg) {
+  if (fast::view<double>(X)) return em_step_fast_t<double>(X, w, mu, cov, pc, type, reg);
+  if (fast::view<float>(X)) return em_step_fast_t<float>(X, w, mu, cov, pc, type, reg);
+  return py::none();
 }
 
 }  // namespace
@@ -99,4 +186,7 @@ PYBIND11_MODULE(_cpu_gmm, m) {
                                       nogil([](auto... a) { gmm::kmeans_cpu(a...); }));
       },
       "X"_a, "W"_a, "n_rep"_a, "max_iter"_a, "centers"_a, "labels"_a);
+  // one-call fast path (issue 11): None when the general path must run
+  m.def("em_step_fast", &em_step_fast, "X"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a,
+        "reg_covar"_a);
 }

@@ -204,6 +204,50 @@ def _spatial(H):
     )
 
 
+# ----------------------------------------------------------------------------- gmm
+def numpy_em_step(X, w, mu, pc, reg=1e-6):
+    """One EM step of a full-covariance mixture in plain NumPy (scikit-learn's conventions:
+    precisions_cholesky with inv(cov) = pc pc^T, weights nk / N, reg_covar on the diagonal);
+    returns ((weights, means, covariances, precisions_cholesky), mean log-likelihood of p)."""
+    N, D = X.shape
+    y = np.einsum("nd,kde->nke", X, pc) - np.einsum("kd,kde->ke", mu, pc)[None]
+    lp = np.log(w) + np.log(np.diagonal(pc, 0, 1, 2)).sum(1) - 0.5 * (D * np.log(2 * np.pi) + (y * y).sum(-1))
+    m = lp.max(1, keepdims=True)
+    ln = m[:, 0] + np.log(np.exp(lp - m).sum(1))
+    R = np.exp(lp - ln[:, None])
+    nk = R.sum(0) + 10 * np.finfo(X.dtype).eps
+    mu = R.T @ X / nk[:, None]
+    d = X[None] - mu[:, None]
+    cov = np.einsum("nk,knd,kne->kde", R, d, d) / nk[:, None, None] + reg * np.eye(D)
+    pc = np.swapaxes(np.linalg.inv(np.linalg.cholesky(cov)), 1, 2)
+    return (nk / N, mu, cov, pc), ln.mean()
+
+
+def _gmm(N):
+    def data():
+        from pygenmod import gmm
+
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((N, 2))
+        return X, gmm.m_step(X, rng.dirichlet(np.ones(3), N))
+
+    def ours():
+        from pygenmod import gmm
+
+        X, p = data()
+        return _loop(lambda: gmm.em_step(X, p))
+
+    def plain():
+        X, p = data()
+        return _loop(lambda: numpy_em_step(X, p.weights, p.means, p.precisions_cholesky))
+
+    return _w(
+        f"W8-gmm-N{N}",
+        f"gmm.em_step, one mixture, N={N}, D=2, K=3, full covariances",
+        [Candidate("pygenmod em_step", ours, is_ours=True), Candidate("numpy EM step (einsum, cholesky)", plain)],
+    )
+
+
 # ----------------------------------------------------------------------------- cem
 def _topk(N):
     def data():
@@ -235,6 +279,7 @@ def workloads(quick: bool = False):
     ws = [_pi_gridworld()]
     ws += [_mdp(S) for S in ((4, 64) if quick else (4, 16, 64, 256))]
     ws += [_gae(T) for T in ((8, 256) if quick else (8, 64, 512))]
+    ws += [_gmm(N) for N in ((16, 1024) if quick else (16, 256, 4096))]
     ws += [_rsample(D) for D in ((4, 1024) if quick else (4, 64, 1024))]
     ws += [_spatial(H) for H in ((4, 32) if quick else (4, 16, 64))]
     ws += [_topk(N) for N in ((16, 4096) if quick else (16, 256, 4096))]
