@@ -44,6 +44,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from . import _mcts_fields as F
+from . import _recycle
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
 from ._backend import BackendError
@@ -227,22 +228,28 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype: DTypeLike 
     dtype = np.dtype(dtype)
     if dtype not in val.FLOAT_DTYPES:
         raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
-    i32 = xp.int32
+    # host trees big enough to fault their pages in reuse the arrays of trees nothing holds any
+    # more (pygenmod._recycle); small ones and device trees are allocated as they are
+    if xp is np and B * N * A * 4 >= _recycle.MIN_BYTES:
+        full = _recycle.full
+    else:
+        full = lambda shape, v, dt: xp.zeros(shape, dt) if v == 0 else xp.full(shape, v, dt)  # noqa: E731
+    i32 = np.int32
     return Tree(
-        visits=xp.zeros((B, N), i32),
-        value_sum=xp.zeros((B, N), dtype),
-        raw_value=xp.zeros((B, N), dtype),
-        reward=xp.zeros((B, N), dtype),
-        discount=xp.zeros((B, N), dtype),
-        parent=xp.full((B, N), -1, i32),
-        action=xp.full((B, N), -1, i32),
-        children=xp.full((B, N, A), -1, i32),
-        logits=xp.zeros((B, N, A), dtype),
-        prior=xp.zeros((B, N, A), dtype),
-        invalid=xp.zeros((B, N, A), xp.uint8),
-        state=xp.zeros((B, N), xp.int64),
-        num_nodes=xp.zeros((B,), i32),
-        gumbel=xp.zeros((B, A), dtype),
+        visits=full((B, N), 0, i32),
+        value_sum=full((B, N), 0, dtype),
+        raw_value=full((B, N), 0, dtype),
+        reward=full((B, N), 0, dtype),
+        discount=full((B, N), 0, dtype),
+        parent=full((B, N), -1, i32),
+        action=full((B, N), -1, i32),
+        children=full((B, N, A), -1, i32),
+        logits=full((B, N, A), 0, dtype),
+        prior=full((B, N, A), 0, dtype),
+        invalid=full((B, N, A), 0, np.uint8),
+        state=full((B, N), 0, np.int64),
+        num_nodes=full((B,), 0, i32),
+        gumbel=full((B, A), 0, dtype),
         qbounds=_empty_bounds(B, dtype, xp),
     )
 

@@ -1,0 +1,137 @@
+"""Host trees reuse the arrays of trees that nothing references any more (pygenmod._recycle):
+a tree, field or view that anyone still holds is never handed out again, and a reused tree
+starts exactly as a fresh one."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from pygenmod import _recycle, mcts
+
+pytestmark = pytest.mark.skipif(not _recycle._ENABLED, reason="array reuse needs CPython with the GIL")
+
+B, A, S = 8, 5, 40
+
+
+@pytest.fixture(autouse=True)
+def small_arrays_too(monkeypatch):
+    """These trees are small: reuse them all (by default arrays under 64 KB are not kept)."""
+    monkeypatch.setattr(_recycle, "MIN_BYTES", 1)
+    _recycle.clear()
+    yield
+    _recycle.clear()
+
+
+def _model(dtype=np.float64):
+    rng = np.random.default_rng(0)
+    ns = rng.integers(0, S, (S, A))
+    R, L, V = rng.standard_normal((S, A)), rng.standard_normal((S, A)), rng.standard_normal(S)
+    roots = rng.integers(0, S, B)
+
+    def fn(emb, act):
+        s2 = ns[emb, act]
+        return R[emb, act].astype(dtype), np.full(len(emb), 0.9, dtype), L[s2].astype(dtype), V[s2].astype(dtype), s2
+
+    return mcts.Root(L[roots].astype(dtype), V[roots].astype(dtype), roots), fn
+
+
+def _snapshot(tree):
+    return {f: np.array(getattr(tree, f), copy=True) for f in mcts.TREE_FIELDS}
+
+
+def _fields(tree):
+    return [getattr(tree, f) for f in mcts.TREE_FIELDS]
+
+
+@pytest.mark.parametrize("policy", ["muzero", "gumbel"])
+def test_held_trees_are_never_reused(policy):
+    root, fn = _model()
+    _recycle.clear()
+    first = mcts.search(root, fn, 12, policy=policy, seed=3)
+    before = _snapshot(first.tree)
+    outs = [mcts.search(root, fn, 12, policy=policy, seed=s) for s in range(4)]
+    for f, a in zip(mcts.TREE_FIELDS, _fields(first.tree)):
+        np.testing.assert_array_equal(a, before[f], err_msg=f)
+        for o in outs:
+            assert not any(np.shares_memory(a, b) for b in _fields(o.tree)), f
+
+
+def test_a_held_view_keeps_its_array():
+    root, fn = _model()
+    _recycle.clear()
+    out = mcts.search(root, fn, 12, seed=1)
+    children_row = out.tree.children[:, 1]  # a view: keeps tree.children alive and unshared
+    want = children_row.copy()
+    del out
+    for s in range(3):
+        other = mcts.search(root, fn, 12, seed=10 + s)
+        assert not np.shares_memory(children_row, other.tree.children)
+    np.testing.assert_array_equal(children_row, want)
+
+
+def test_dropped_trees_are_reused_and_start_as_fresh_ones():
+    root, fn = _model()
+    _recycle.clear()
+    ids = {id(a) for a in _fields(mcts.search(root, fn, 12, seed=1).tree)}  # dropped at once
+    tree = mcts.new_tree(B, A, 13, np.float64)
+    assert {id(a) for a in _fields(tree)} & ids, "expected the dropped tree's arrays to be reused"
+    for f in mcts.TREE_FIELDS:
+        a = getattr(tree, f)
+        if f == "qbounds":
+            assert (a[:, 0] == np.inf).all() and (a[:, 1] == -np.inf).all()
+        else:
+            np.testing.assert_array_equal(a, -1 if f in ("parent", "action", "children") else 0, err_msg=f)
+        assert a.flags.c_contiguous and a.flags.writeable
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_results_do_not_depend_on_reuse(dtype):
+    root, fn = _model(dtype)
+    _recycle.clear()
+    fresh = mcts.search(root, fn, 16, policy="gumbel", seed=7)  # new arrays
+    mcts.search(root, fn, 16, policy="gumbel", seed=99)  # dropped: its arrays come back next
+    again = mcts.search(root, fn, 16, policy="gumbel", seed=7)
+    for f in mcts.TREE_FIELDS:
+        np.testing.assert_array_equal(getattr(again.tree, f), getattr(fresh.tree, f), err_msg=f)
+    np.testing.assert_array_equal(again.action_weights, fresh.action_weights)
+
+
+def test_reuse_is_bounded(monkeypatch):
+    held = [_recycle.full((64,), 0, np.float64) for _ in range(_recycle.MAX_ARRAYS + 10)]
+    assert _recycle._count == _recycle.MAX_ARRAYS == sum(map(len, _recycle._kept.values()))
+    assert all(a is not held[0] for a in _recycle._kept[((64,), "<f8")])  # the oldest are forgotten
+    monkeypatch.setattr(_recycle, "MAX_BYTES", 1024)
+    big = _recycle.full((129,), 0, np.float64)
+    assert ((129,), "<f8") not in _recycle._kept
+    monkeypatch.setattr(_recycle, "MIN_BYTES", 1 << 16)
+    small = _recycle.full((7,), 0, np.float64)
+    assert ((7,), "<f8") not in _recycle._kept
+    del held, big, small
+
+
+def test_threads_never_share_an_array():
+    _recycle.clear()
+    held, errors = [], []
+
+    def work():
+        try:
+            for _ in range(200):
+                t = mcts.new_tree(4, 3, 9, np.float64)
+                t.visits[...] = threading.get_ident() % 1000
+                held.append(t)
+                if len(held) > 6:
+                    held.pop(0)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    trees = list(held)
+    for i, a in enumerate(trees):
+        for b in trees[i + 1 :]:
+            assert not any(np.shares_memory(x, y) for x, y in zip(_fields(a), _fields(b)))
