@@ -283,10 +283,33 @@ def _full_covariances(p: GMMParams, K: int, D: int):
 
 
 # ----------------------------------------------------------------------------- kernels
+def _fast_call(name, X, params, *args):
+    """The cpu backend's one-call fast path ``name`` (pygenmod._fast) for plain NumPy X and a
+    GMMParams of NumPy arrays: its results, or None where the general path must run."""
+    if (
+        type(X) is np.ndarray
+        and type(params) is GMMParams
+        and all(type(a) is np.ndarray for a in params[:4])
+        and type(params.covariance_type) is str
+        and params.covariance_type in _CODE
+    ):
+        fast = _fast.cpu_kernel("gmm", name)
+        if fast is not None:
+            return fast(X, *params[:4], _CODE[params.covariance_type], *args)
+    return None
+
+
 def e_step(
     X: ArrayLike, params: GMMParams, sample_weight: ArrayLike | None = None, *, weights: Any = val.DEPRECATED
 ) -> EStep:
     """E-step: log responsibilities, per-point log mixture density, weighted mean bound."""
+    if sample_weight is None and weights is val.DEPRECATED:
+        res = _fast_call("e_step_fast", X, params)
+        if res is not None:
+            _, log_resp, log_norm = res
+            # _lower_bound with unit weights: the same sums (x * 1 is x), divided by N
+            lb = (log_norm.astype(np.float64).sum(-1) / log_norm.shape[-1]).astype(log_norm.dtype)
+            return EStep(log_resp, log_norm, float(lb) if X.ndim == 2 else lb)
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.e_step")
     X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
@@ -523,21 +546,10 @@ def em_step(
     ``lower_bound`` is the weighted mean log-likelihood of X under the *input* parameters
     (scikit-learn's convention); the new parameters come from the M-step that follows.
     """
-    if (
-        sample_weight is None
-        and weights is val.DEPRECATED
-        and type(X) is np.ndarray
-        and type(params) is GMMParams
-        and all(type(a) is np.ndarray for a in params[:4])
-        and type(params.covariance_type) is str
-        and params.covariance_type in _CODE
-        and type(reg_covar) is float
-    ):
-        fast = _fast.cpu_kernel("gmm", "em_step_fast")  # one compiled call (pygenmod._fast)
-        if fast is not None:
-            res = fast(X, *params[:4], _CODE[params.covariance_type], reg_covar)
-            if res is not None:
-                return GMMParams(*res[:4], params.covariance_type), res[4]
+    if sample_weight is None and weights is val.DEPRECATED and type(reg_covar) is float:
+        res = _fast_call("em_step_fast", X, params, reg_covar)
+        if res is not None:
+            return GMMParams(*res[:4], params.covariance_type), res[4]
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.em_step")
     X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
@@ -554,6 +566,15 @@ def log_prob(X: ArrayLike, params: GMMParams, *, per: LogProbPer = "mixture") ->
     """Log-densities: per='mixture' (B, N), 'component' (B, N, K) log N(x | k) or
     'weighted' (B, N, K) log w_k + log N(x | k)."""
     val.choice(per, "per", ("mixture", "component", "weighted"))
+    res = _fast_call("e_step_fast", X, params)
+    if res is not None:
+        lp, _, log_norm = res
+        if per == "mixture":
+            return log_norm
+        if per == "component":
+            return lp
+        with np.errstate(divide="ignore"):
+            return lp + np.log(params.weights)[..., None, :]
     X3, _, single, back = _data(X, None)
     xp = xp_of(X3)
     B, N, D = X3.shape
@@ -570,6 +591,9 @@ def log_prob(X: ArrayLike, params: GMMParams, *, per: LogProbPer = "mixture") ->
 
 
 def _log_resp(X, params):
+    res = _fast_call("e_step_fast", X, params)
+    if res is not None:
+        return res[1], False, lambda a: a  # already unbatched as X is
     X3, _, single, back = _data(X, None)
     p, K = _params(params, X3.shape[0], X3.shape[2], X3.dtype, xp_of(X3), single)
     return _e_step_arrays(X3, p, K)[1], single, back

@@ -353,6 +353,32 @@ def test_em_step_fast_equals_general(host, dtype, rng, monkeypatch, ct, lead, N,
         assert pygenmod._cpu_gmm.em_step_fast(X, *p[:4], gmm._CODE[ct], 1e-4) is not None
 
 
+E_STEP_CALLS = {
+    "e_step": lambda X, p: gmm.e_step(X, p),
+    "log_prob": lambda X, p: gmm.log_prob(X, p),
+    "log_prob component": lambda X, p: gmm.log_prob(X, p, per="component"),
+    "log_prob weighted": lambda X, p: gmm.log_prob(X, p, per="weighted"),
+    "predict_proba": lambda X, p: gmm.predict_proba(X, p),
+    "predict": lambda X, p: gmm.predict(X, p),
+}
+
+
+@pytest.mark.parametrize("call", list(E_STEP_CALLS))
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("lead,N,K,D", [((), 16, 3, 2), ((), 1, 1, 1), ((3,), 10, 2, 3)])
+def test_e_step_family_fast_equals_general(host, dtype, rng, monkeypatch, call, ct, lead, N, K, D):
+    X, p = _gmm_problem(rng, dtype, lead, N, K, D, ct)
+    if call == "log_prob weighted" and K > 1:  # a zero weight: log 0 = -inf, as the general path
+        w = p.weights.copy()
+        w[..., 0] = 0
+        p = p._replace(weights=w)
+    fast, general = both(lambda: E_STEP_CALLS[call](X, p), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_gmm.e_step_fast(X, *p[:4], gmm._CODE[ct]) is not None
+
+
 def test_em_step_fast_path_leaves_large_problems(rng, monkeypatch):
     X, p = _gmm_problem(rng, np.float64, (), 20000, 2, 2, "full")  # N * K * D over the fast path's limit
     assert pygenmod._cpu_gmm.em_step_fast(X, *p[:4], 0, 1e-6) is None
@@ -402,6 +428,14 @@ def _em_step_cases(dtype):
 def test_em_step_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
     X, p, reg = _em_step_cases(dtype)[case]
     fast, general = both(lambda: gmm.em_step(X, p, reg_covar=reg), monkeypatch)
+    assert_same(fast, general)
+
+
+@pytest.mark.parametrize("call", list(E_STEP_CALLS))
+@pytest.mark.parametrize("case", [c for c in _em_step_cases(np.float64) if "reg" not in c])
+def test_e_step_family_errors_and_edge_cases_equal(host, dtype, monkeypatch, call, case):
+    X, p, _ = _em_step_cases(dtype)[case]
+    fast, general = both(lambda: E_STEP_CALLS[call](X, p), monkeypatch)
     assert_same(fast, general)
 
 

@@ -171,7 +171,7 @@ def test_e_step_m_step_compose_to_em_step(backend, ct, rng):
 def test_em_step_matches_the_benchmarks_numpy_step(backend, N, rng):
     """W8-gmm times em_step against benchmarks.tiny.numpy_em_step: the two compute the same step
     (single mixture, unweighted, full covariances; the fast path on the cpu backend)."""
-    from pygenmod.benchmarks.tiny import numpy_em_step
+    from pygenmod.benchmarks.tiny import numpy_em_step, numpy_log_prob
 
     X = rng.standard_normal((N, 2))
     p = gmm.m_step(X, rng.dirichlet(np.ones(3), N))
@@ -180,6 +180,7 @@ def test_em_step_matches_the_benchmarks_numpy_step(backend, N, rng):
     assert lb == pytest.approx(ref_lb, rel=1e-12, abs=1e-12)
     for a, b in zip(new[:4], ref):
         np.testing.assert_allclose(backend.numpy(a), b, rtol=1e-9, atol=1e-10)
+    np.testing.assert_allclose(backend.numpy(gmm.log_prob(backend.asarray(X), p)), numpy_log_prob(X, *p[:2], p[3])[0])
 
 
 # ----------------------------------------------------------------------------- batching

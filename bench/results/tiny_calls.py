@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from pygenmod import _fast, gmm, mdp, sampling, spatial
-from pygenmod.benchmarks.tiny import numpy_em_step, numpy_policy_iteration
+from pygenmod.benchmarks.tiny import numpy_em_step, numpy_log_prob, numpy_policy_iteration
 from pygenmod.mdp import _solvers
 
 
@@ -82,6 +82,16 @@ def rows():
             N,
             lambda X=X, p=p: gmm.em_step(X, p),
             lambda X=X, p=p: numpy_em_step(X, p.weights, p.means, p.precisions_cholesky),
+        )
+    for N in (1, 16, 256, 4096):
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((N, 2))
+        p = gmm.m_step(rng.standard_normal((64, 2)), rng.dirichlet(np.ones(3), 64))
+        yield (
+            "gmm.log_prob (N, D=2, K=3, full)",
+            N,
+            lambda X=X, p=p: gmm.log_prob(X, p),
+            lambda X=X, p=p: numpy_log_prob(X, p.weights, p.means, p.precisions_cholesky),
         )
 
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "args/gmm.hpp"
@@ -26,12 +27,26 @@ py::tuple isa_cap(int cap) {
   return py::make_tuple(prev, cpu::detected_isa());
 }
 
-// One-call fast path of gmm.em_step (issue 11; pygenmod._fast): X (N, D) with unbatched params,
-// or X (B, N, D) with batched ones, every array C-contiguous in X's dtype. None unless every
-// check of the general path passes (shapes, finite values, weights >= 0 with a positive sum,
-// positive Cholesky diagonals, reg >= 0) and the problem is small (the general path releases the
-// GIL and can be interrupted); else (weights, means, covariances, precisions_cholesky, bound).
-constexpr py::ssize_t kEmStepFastMax = 1 << 16;  // B * N * K * D
+// One-call fast paths of gmm.em_step and the E-step functions (issue 11; pygenmod._fast):
+// X (N, D) with unbatched params, or X (B, N, D) with batched ones, every array C-contiguous in
+// X's dtype. They answer None unless every check of the general path passes (shapes, finite
+// values, weights >= 0 with a positive sum, positive Cholesky diagonals) and the problem is
+// small (the general path releases the GIL and can be interrupted).
+constexpr py::ssize_t kFastMax = 1 << 16;  // B * N * K * D
+
+template <class T>
+struct Mixtures {
+  const T *x, *w, *mu, *cov, *pc;
+  py::ssize_t B, N, D, K;
+  bool single;
+  // a result shape: (dims...) for one mixture, (B, dims...) for a batch
+  std::vector<py::ssize_t> shape(std::initializer_list<py::ssize_t> dims) const {
+    std::vector<py::ssize_t> s;
+    if (!single) s.push_back(B);
+    s.insert(s.end(), dims);
+    return s;
+  }
+};
 
 template <class T>
 bool positive_diagonals(int type, const T* pc, py::ssize_t B, py::ssize_t K, py::ssize_t D) {
@@ -45,43 +60,48 @@ bool positive_diagonals(int type, const T* pc, py::ssize_t B, py::ssize_t K, py:
 }
 
 template <class T>
-py::object em_step_fast_t(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
-                          const py::array& pc, int type, double reg) {
-  const T *x = fast::view<T>(X), *wp = fast::view<T>(w), *mp = fast::view<T>(mu);
-  const T *cp = fast::view<T>(cov), *pp = fast::view<T>(pc);
-  if (!x || !wp || !mp || !cp || !pp || (X.ndim() != 2 && X.ndim() != 3) || type < gmm::FULL || type > gmm::SPHERICAL)
-    return py::none();
-  const bool single = X.ndim() == 2;
-  const py::ssize_t B = single ? 1 : X.shape(0), N = X.shape(X.ndim() - 2), D = X.shape(X.ndim() - 1);
-  if (B < 1 || N < 1 || D < 1 || w.ndim() < 1) return py::none();
-  const py::ssize_t K = w.shape(w.ndim() - 1);
-  if (K < 1 || B * N > kEmStepFastMax || B * N * K * D > kEmStepFastMax) return py::none();
-  std::vector<py::ssize_t> lead;
-  if (!single) lead.push_back(B);
-  auto with_lead = [&](std::initializer_list<py::ssize_t> dims) {
-    std::vector<py::ssize_t> s = lead;
-    s.insert(s.end(), dims);
-    return s;
-  };
-  const std::vector<py::ssize_t> cs = type == gmm::FULL   ? with_lead({K, D, D})
-                                      : type == gmm::TIED ? with_lead({D, D})
-                                      : type == gmm::DIAG ? with_lead({K, D})
-                                                          : with_lead({K});
-  if (!fast::shape_is(w, with_lead({K})) || !fast::shape_is(mu, with_lead({K, D})) || !fast::shape_is(cov, cs) ||
+std::optional<Mixtures<T>> checked(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
+                                   const py::array& pc, int type) {
+  Mixtures<T> m{fast::view<T>(X), fast::view<T>(w), fast::view<T>(mu), fast::view<T>(cov), fast::view<T>(pc)};
+  if (!m.x || !m.w || !m.mu || !m.cov || !m.pc || (X.ndim() != 2 && X.ndim() != 3) || type < gmm::FULL ||
+      type > gmm::SPHERICAL || w.ndim() < 1)
+    return std::nullopt;
+  m.single = X.ndim() == 2;
+  m.B = m.single ? 1 : X.shape(0);
+  m.N = X.shape(X.ndim() - 2);
+  m.D = X.shape(X.ndim() - 1);
+  m.K = w.shape(w.ndim() - 1);
+  const py::ssize_t B = m.B, N = m.N, D = m.D, K = m.K;
+  if (B < 1 || N < 1 || D < 1 || K < 1 || B * N > kFastMax || B * N * K * D > kFastMax) return std::nullopt;
+  const auto cs = type == gmm::FULL   ? m.shape({K, D, D})
+                  : type == gmm::TIED ? m.shape({D, D})
+                  : type == gmm::DIAG ? m.shape({K, D})
+                                      : m.shape({K});
+  if (!fast::shape_is(w, m.shape({K})) || !fast::shape_is(mu, m.shape({K, D})) || !fast::shape_is(cov, cs) ||
       !fast::shape_is(pc, cs))
-    return py::none();
-  if (!std::isfinite(reg) || reg < 0 || !fast::all_finite(x, X.size()) || !fast::all_finite(wp, w.size()) ||
-      !fast::all_finite(mp, mu.size()) || !fast::all_finite(cp, cov.size()) || !fast::all_finite(pp, pc.size()))
-    return py::none();
+    return std::nullopt;
+  if (!fast::all_finite(m.x, X.size()) || !fast::all_finite(m.w, w.size()) || !fast::all_finite(m.mu, mu.size()) ||
+      !fast::all_finite(m.cov, cov.size()) || !fast::all_finite(m.pc, pc.size()))
+    return std::nullopt;
   for (py::ssize_t b = 0; b < B; ++b) {
     T sum = 0;
     for (py::ssize_t k = 0; k < K; ++k) {
-      if (wp[b * K + k] < 0) return py::none();
-      sum += wp[b * K + k];
+      if (m.w[b * K + k] < 0) return std::nullopt;
+      sum += m.w[b * K + k];
     }
-    if (!(sum > 0)) return py::none();
+    if (!(sum > 0)) return std::nullopt;
   }
-  if (!positive_diagonals(type, pp, B, K, D)) return py::none();
+  if (!positive_diagonals(type, m.pc, B, K, D)) return std::nullopt;
+  return m;
+}
+
+// gmm.em_step: (weights, means, covariances, precisions_cholesky, bound) or None.
+template <class T>
+py::object em_step_fast_t(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
+                          const py::array& pc, int type, double reg) {
+  const auto m = checked<T>(X, w, mu, cov, pc, type);
+  if (!m || !std::isfinite(reg) || reg < 0) return py::none();
+  const py::ssize_t B = m->B, N = m->N, K = m->K;
   // the kernel updates copies of the parameters in place (as the general path's _run_fit)
   auto copy = [](const py::array& a) { return py::array_t<T>(py::array(a.dtype(), a.request().shape, a.data())); };
   py::array_t<T> w2 = copy(w), mu2 = copy(mu), cov2 = copy(cov), pc2 = copy(pc);
@@ -90,10 +110,11 @@ py::object em_step_fast_t(const py::array& X, const py::array& w, const py::arra
   std::vector<T> lb(static_cast<std::size_t>(B), -std::numeric_limits<T>::infinity());
   std::vector<std::int64_t> n_iter(static_cast<std::size_t>(B));
   std::vector<std::uint8_t> conv(static_cast<std::size_t>(B)), flags(static_cast<std::size_t>(B * K));
-  gmm::fit_cpu<T>(type, x, ones.data(), regs.data(), B, 1, N, D, K, 1, -1.0, w2.mutable_data(), mu2.mutable_data(),
-                  cov2.mutable_data(), pc2.mutable_data(), lb.data(), n_iter.data(), conv.data(), flags.data());
+  gmm::fit_cpu<T>(type, m->x, ones.data(), regs.data(), B, 1, N, m->D, K, 1, -1.0, w2.mutable_data(),
+                  mu2.mutable_data(), cov2.mutable_data(), pc2.mutable_data(), lb.data(), n_iter.data(), conv.data(),
+                  flags.data());
   py::object bound;
-  if (single) {
+  if (m->single) {
     bound = py::float_(static_cast<double>(lb[0]));
   } else {
     auto a = fast::empty<T>({B});
@@ -103,10 +124,29 @@ py::object em_step_fast_t(const py::array& X, const py::array& w, const py::arra
   return py::make_tuple(w2, mu2, cov2, pc2, bound);
 }
 
+// the E-step of gmm.e_step / log_prob / predict / predict_proba: (lp, log_resp, log_norm) or None.
+template <class T>
+py::object e_step_fast_t(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
+                         const py::array& pc, int type) {
+  const auto m = checked<T>(X, w, mu, cov, pc, type);
+  if (!m) return py::none();
+  py::array_t<T> lp(m->shape({m->N, m->K})), log_resp(m->shape({m->N, m->K})), log_norm(m->shape({m->N}));
+  gmm::e_step_cpu<T>(type, m->x, m->w, m->mu, m->pc, m->B, m->N, m->D, m->K, lp.mutable_data(), log_resp.mutable_data(),
+                     log_norm.mutable_data());
+  return py::make_tuple(lp, log_resp, log_norm);
+}
+
 py::object em_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                         const py::array& pc, int type, double reg) {
   if (fast::view<double>(X)) return em_step_fast_t<double>(X, w, mu, cov, pc, type, reg);
   if (fast::view<float>(X)) return em_step_fast_t<float>(X, w, mu, cov, pc, type, reg);
+  return py::none();
+}
+
+py::object e_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
+                       const py::array& pc, int type) {
+  if (fast::view<double>(X)) return e_step_fast_t<double>(X, w, mu, cov, pc, type);
+  if (fast::view<float>(X)) return e_step_fast_t<float>(X, w, mu, cov, pc, type);
   return py::none();
 }
 
@@ -189,4 +229,5 @@ PYBIND11_MODULE(_cpu_gmm, m) {
   // one-call fast path (issue 11): None when the general path must run
   m.def("em_step_fast", &em_step_fast, "X"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a,
         "reg_covar"_a);
+  m.def("e_step_fast", &e_step_fast, "X"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a);
 }

@@ -205,15 +205,22 @@ def _spatial(H):
 
 
 # ----------------------------------------------------------------------------- gmm
+def numpy_log_prob(X, w, mu, pc):
+    """Mixture log-density of each point (full covariances, precisions_cholesky with
+    inv(cov) = pc pc^T) in plain NumPy; also returns log w_k + log N(x | k)."""
+    D = X.shape[1]
+    y = np.einsum("nd,kde->nke", X, pc) - np.einsum("kd,kde->ke", mu, pc)[None]
+    lp = np.log(w) + np.log(np.diagonal(pc, 0, 1, 2)).sum(1) - 0.5 * (D * np.log(2 * np.pi) + (y * y).sum(-1))
+    m = lp.max(1, keepdims=True)
+    return m[:, 0] + np.log(np.exp(lp - m).sum(1)), lp
+
+
 def numpy_em_step(X, w, mu, pc, reg=1e-6):
     """One EM step of a full-covariance mixture in plain NumPy (scikit-learn's conventions:
     precisions_cholesky with inv(cov) = pc pc^T, weights nk / N, reg_covar on the diagonal);
     returns ((weights, means, covariances, precisions_cholesky), mean log-likelihood of p)."""
     N, D = X.shape
-    y = np.einsum("nd,kde->nke", X, pc) - np.einsum("kd,kde->ke", mu, pc)[None]
-    lp = np.log(w) + np.log(np.diagonal(pc, 0, 1, 2)).sum(1) - 0.5 * (D * np.log(2 * np.pi) + (y * y).sum(-1))
-    m = lp.max(1, keepdims=True)
-    ln = m[:, 0] + np.log(np.exp(lp - m).sum(1))
+    ln, lp = numpy_log_prob(X, w, mu, pc)
     R = np.exp(lp - ln[:, None])
     nk = R.sum(0) + 10 * np.finfo(X.dtype).eps
     mu = R.T @ X / nk[:, None]
