@@ -744,6 +744,14 @@ template <class T>
 void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T* pc, index_t B, index_t N, index_t D,
                 index_t K, T* lp, T* log_resp, T* log_norm) {
   const index_t cs = cov_size(type, K, D);
+  // per component, once: log det(pc) - D/2 log(2 pi) and log w (D + 1 logs that a point would
+  // otherwise repeat; the sums below are evaluated in the same order, so the bits are the same)
+  std::vector<double> norm(static_cast<std::size_t>(B * K)), log_w(static_cast<std::size_t>(B * K));
+  for (index_t bk = 0; bk < B * K; ++bk) {
+    const index_t b = bk / K, k = bk % K;
+    norm[bk] = log_det_pc(type, pc + b * cs + pc_offset(type, k, D), D) - 0.5 * D * kLog2Pi;
+    log_w[bk] = std::log(static_cast<double>(weights[bk]));
+  }
   parallel_chunks(B * N, share_chunk(B * N), B * N * K * D > 32768, [&](index_t bn0, index_t bn1, int) {
     std::vector<double> row(K);
     for (index_t bn = bn0; bn < bn1; ++bn) {
@@ -751,10 +759,10 @@ void e_step_cpu(int type, const T* X, const T* weights, const T* means, const T*
       const T* x = X + bn * D;
       for (index_t k = 0; k < K; ++k) {
         const T* P = pc + b * cs + pc_offset(type, k, D);
-        const double l = log_det_pc(type, P, D) - 0.5 * D * kLog2Pi -
-                         0.5 * static_cast<double>(mahalanobis2<T>(type, x, means + (b * K + k) * D, P, D));
+        const double l =
+            norm[b * K + k] - 0.5 * static_cast<double>(mahalanobis2<T>(type, x, means + (b * K + k) * D, P, D));
         lp[bn * K + k] = static_cast<T>(l);
-        row[k] = l + std::log(static_cast<double>(weights[b * K + k]));
+        row[k] = l + log_w[b * K + k];
       }
       const double lse = logsumexp(row.data(), K);
       log_norm[bn] = static_cast<T>(lse);
