@@ -13,8 +13,9 @@ a draw is a pure function of ``(seed, stream, element)``:
 
 So row ``r`` of ``normal(seed, (B, D))`` is the same whatever ``B`` is, on the CPU, numba and
 CUDA backends and whatever the thread count. ``bits`` and ``uniform`` are bit-identical on
-every backend, float32 ``normal`` (Box-Muller) and ``gumbel`` on the CPU backends; otherwise
-they agree to float rounding across backends (and are bitwise on any one). The element
+every backend, ``normal`` (Box-Muller) and ``gumbel`` of both precisions on the two CPU
+backends; on CUDA they agree with the CPU to float rounding (and are bitwise on any one
+backend). The element
 layout of a stream and the transforms are documented in csrc/include/pygenmod/random.hpp
 and docs/sampling.md.
 """

@@ -7,6 +7,8 @@ import math
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -56,8 +58,8 @@ def uniform_f32(w):
 
 
 # ---------------------------------------------------------------------------------------
-# Transforms (the same formulas as random.hpp; float32 values agree to rounding, since the
-# C++ build may fuse multiply-adds). See random.hpp for the element layout of a stream.
+# Transforms: the same formulas as random.hpp, evaluated in the same order and roundings, so
+# the draws are bitwise the C++ backend's. See random.hpp for the element layout of a stream.
 # ---------------------------------------------------------------------------------------
 _F = np.float32
 _LN2 = _F(0.693147180559945)
@@ -123,13 +125,84 @@ def box_muller_f32(w0, w1):
     return r * c, r * s
 
 
+# float64: random.hpp's polynomials with their explicit fused multiply-adds (llvm.fma: one
+# rounding, in hardware or libm), so the draws are bitwise the C++ backend's.
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c rounded once (C's fma)."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return sig, codegen
+
+
+_LN2_HI_64, _LN2_LO_64 = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_SQRTH_64 = 0.7071067811865476  # the double nearest sqrt(1/2): bits 0x3FE6A09E667F3BCD
+_TWO_PI_64 = 6.283185307179586477
+
+
+@nb.njit(cache=True, inline="always")
+def log_f64(x):
+    """random.hpp log_f64: x = m 2^e, m in [sqrt(1/2), sqrt(2)), atanh series to s^21."""
+    m, e = math.frexp(x)  # exact: m in [0.5, 1)
+    if m < _SQRTH_64:
+        m = m * 2.0
+        e -= 1
+    s = (m - 1.0) / (m + 1.0)
+    s2 = s * s
+    p = fma(s2, 2.0 / 21, 2.0 / 19)
+    p = fma(s2, p, 2.0 / 17)
+    p = fma(s2, p, 2.0 / 15)
+    p = fma(s2, p, 2.0 / 13)
+    p = fma(s2, p, 2.0 / 11)
+    p = fma(s2, p, 2.0 / 9)
+    p = fma(s2, p, 2.0 / 7)
+    p = fma(s2, p, 2.0 / 5)
+    p = fma(s2, p, 2.0 / 3)
+    p = fma(s2, p, 2.0)
+    ed = np.float64(e)
+    return fma(ed, _LN2_HI_64, fma(s, p, ed * _LN2_LO_64))
+
+
+@nb.njit(cache=True, inline="always")
+def sincos_2pi_f64(u):
+    """random.hpp sincos_2pi_f64: (sin, cos) of 2 pi u, exact quadrant reduction, Taylor series."""
+    qi = np.int32(u * 4.0 + 0.5)
+    t = (u - 0.25 * np.float64(qi)) * _TWO_PI_64
+    t2 = t * t
+    s = fma(t2, 1.0 / 355687428096000.0, -1.0 / 1307674368000.0)
+    s = fma(t2, s, 1.0 / 6227020800.0)
+    s = fma(t2, s, -1.0 / 39916800)
+    s = fma(t2, s, 1.0 / 362880)
+    s = fma(t2, s, -1.0 / 5040)
+    s = fma(t2, s, 1.0 / 120)
+    s = fma(t2, s, -1.0 / 6)
+    s = t * fma(t2, s, 1.0)
+    c = fma(t2, -1.0 / 6402373705728000.0, 1.0 / 20922789888000.0)
+    c = fma(t2, c, -1.0 / 87178291200.0)
+    c = fma(t2, c, 1.0 / 479001600.0)
+    c = fma(t2, c, -1.0 / 3628800)
+    c = fma(t2, c, 1.0 / 40320)
+    c = fma(t2, c, -1.0 / 720)
+    c = fma(t2, c, 1.0 / 24)
+    c = fma(t2, c, -0.5)
+    c = fma(t2, c, 1.0)
+    if qi & 1:
+        s, c = c, s
+    if qi & 2:
+        s = -s
+    if (qi + 1) & 2:
+        c = -c
+    return s, c
+
+
 @nb.njit(cache=True, inline="always")
 def box_muller_f64(w0, w1, w2, w3):
-    u1 = uniform_f64(w0, w1)
-    u2 = uniform_f64(w2, w3)
-    r = math.sqrt(-2.0 * math.log(u1))
-    a = 6.283185307179586 * u2
-    return r * math.cos(a), r * math.sin(a)
+    r = math.sqrt(-2.0 * log_f64(uniform_f64(w0, w1)))
+    s, c = sincos_2pi_f64(uniform_f64(w2, w3))
+    return r * c, r * s
 
 
 @nb.njit(cache=True, inline="always")
@@ -139,7 +212,7 @@ def gumbel_f32(w):
 
 @nb.njit(cache=True, inline="always")
 def gumbel_f64(hi, lo):
-    return -math.log(-math.log(uniform_f64(hi, lo)))
+    return -log_f64(-log_f64(uniform_f64(hi, lo)))
 
 
 @nb.njit(cache=True)
@@ -150,7 +223,7 @@ def gamma_f64(alpha, seed, stream):
     a = alpha
     if alpha < 1.0:
         w = block(seed, stream, 0)
-        boost = math.exp(math.log(uniform_f64(w[0], w[1])) / alpha)
+        boost = math.exp(log_f64(uniform_f64(w[0], w[1])) / alpha)
         a = alpha + 1.0
     d = a - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
@@ -165,7 +238,7 @@ def gamma_f64(alpha, seed, stream):
         if v <= 0.0:
             continue
         v = v * v * v
-        if math.log(u) < 0.5 * x * x + d - d * v + d * math.log(v):
+        if log_f64(u) < 0.5 * x * x + d - d * v + d * log_f64(v):
             return d * v * boost
 
 
