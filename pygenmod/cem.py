@@ -69,7 +69,7 @@ def _elite_weights(xp, dtype, idx, N, scheme):
         w_rank = xp.log(k + 0.5) - xp.log(xp.arange(1, k + 1, dtype=dtype))
         w_rank = (w_rank / w_rank.sum()).astype(dtype)
     w = xp.zeros((B, N), dtype)
-    xp.put_along_axis(w, idx, xp.broadcast_to(w_rank, (B, k)), axis=1)
+    w[xp.arange(B)[:, None], idx] = w_rank
     return w
 
 
@@ -148,7 +148,9 @@ def _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, el
     idx = xp.empty((B, k), xp.int64)
     kernel("cem", "top_k", is_device(m))[1](R, idx)
     w = _elite_weights(xp, dt, idx, N, elite_weights)
-    fit = gmm.m_step(X, xp.ones((B, N, 1), dt), w, covariance_type=covariance, reg_covar=reg)
+    # the weighted M-step with K = 1 on arrays checked above (gmm.m_step less its second checks)
+    reg_b = val.per_batch(reg, "reg_covar", B, dt, xp, lo=0.0)
+    fit, _ = gmm._m_step_arrays(xp.ascontiguousarray(X), w, xp.ones((B, N, 1), dt), reg_b, covariance, 1)
     new_mean = alpha * m + (1 - alpha) * fit.means[:, 0]
     if covariance == "diag":
         new_std = alpha * S + (1 - alpha) * xp.sqrt(fit.covariances[:, 0])
