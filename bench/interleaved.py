@@ -21,6 +21,11 @@ python bench/interleaved.py spread [--repeats 10]
     matmul+tanh, and after 20 ms idle; once with OpenBLAS's defaults and once with
     OPENBLAS_THREAD_TIMEOUT=4 (its workers sleep at once after a call instead of polling for
     2^28 cycles). Median ms of the repeats.
+python bench/interleaved.py after-blas [--repeats 15]
+    The W5 Gumbel callback search (B=256, 64 simulations) timed right after a 300x300
+    numpy.linalg.solve (OpenBLAS's worker then polls a core), with pygenmod's 2 threads and with
+    1, and after 120 ms of idle sleep instead; in fresh processes, also with
+    OPENBLAS_THREAD_TIMEOUT=4. Median ms: whether pygenmod's own pool loses to the poller.
 OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
     Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load
     from elsewhere: a burst hits all candidates alike).
@@ -248,12 +253,51 @@ def minof(argv):
         sys.stdout.flush()
 
 
+def after_blas_row(threads, repeats):
+    """Runs in the child: the W5 callback search after a BLAS solve and after idle sleep."""
+    import pygenmod
+    from pygenmod.benchmarks.mcts import ours_callback
+
+    pygenmod.set_num_threads(threads)
+    search = ours_callback(256, 64, policy="gumbel")()
+    rng = np.random.default_rng(0)
+    A, b = rng.standard_normal((300, 300)) + 300 * np.eye(300), rng.standard_normal(300)
+    search()
+    out = {}
+    for mode, before in (
+        ("after solve", lambda: np.linalg.solve(A, b)),
+        ("after 120 ms idle", lambda: time.sleep(0.12)),
+    ):
+        ts = []
+        for _ in range(repeats):
+            before()
+            t = time.perf_counter()
+            search()
+            ts.append(time.perf_counter() - t)
+        out[mode] = float(np.median(ts)) * 1e3
+    print(json.dumps(out))
+
+
+def after_blas(argv):
+    repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 15
+    for env in ({}, {"OPENBLAS_THREAD_TIMEOUT": "4"}):
+        for threads in (2, 1):
+            cmd = [sys.executable, __file__, "_after_blas", str(threads), str(repeats)]
+            res = json.loads(subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True).stdout)
+            label = f"{threads} pygenmod thread(s), " + ("OPENBLAS_THREAD_TIMEOUT=4" if env else "OpenBLAS defaults")
+            print(f"{label:<52} " + "   ".join(f"{k}: {v:6.2f} ms" for k, v in res.items()), flush=True)
+
+
 if __name__ == "__main__":
     cmd, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("minof", [])
     if cmd == "_scenario":
         scenario(rest[0], int(rest[1]))
     elif cmd == "_spread":
         spread_row(rest[0], int(rest[1]))
+    elif cmd == "_after_blas":
+        after_blas_row(int(rest[0]), int(rest[1]))
+    elif cmd == "after-blas":
+        after_blas(rest)
     elif cmd == "policy":
         policy(rest)
     elif cmd == "spread":
