@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _fast
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
@@ -115,6 +116,25 @@ def cem_step(
     floor: std >= min_std ("diag"), or min_std**2 added to the covariance diagonal ("full").
     ``reg`` is added to the fitted variances (the M-step's reg_covar).
     """
+    if (
+        type(covariance) is str
+        and covariance == "diag"
+        and type(elite_weights) is str
+        and elite_weights == "uniform"
+        and type(mean) is np.ndarray
+        and type(scale) is np.ndarray
+        and type(samples) is np.ndarray
+        and type(returns) is np.ndarray
+        and type(n_elite) is int
+        and type(alpha) is float
+        and type(min_std) is float
+        and type(reg) is float
+    ):
+        fast = _fast.cpu_kernel("cem", "cem_step_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            res = fast(mean, scale, samples, returns, n_elite, alpha, min_std, reg)
+            if res is not None:
+                return CEMState(*res)
     return _step(mean, scale, samples, returns, n_elite, covariance, alpha, min_std, elite_weights, reg)[0]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pygenmod
-from pygenmod import _fast, gmm, mdp, sampling, spatial
+from pygenmod import _fast, cem, gmm, mdp, sampling, spatial
 from pygenmod.mdp import _solvers
 
 HOST = ("cpu", "numba")
@@ -436,6 +436,74 @@ def test_em_step_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
 def test_e_step_family_errors_and_edge_cases_equal(host, dtype, monkeypatch, call, case):
     X, p, _ = _em_step_cases(dtype)[case]
     fast, general = both(lambda: E_STEP_CALLS[call](X, p), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- cem.cem_step
+def _cem_problem(rng, dtype, B, N, D, ties=False):
+    mean = rng.standard_normal((B, D)).astype(dtype)
+    std = rng.uniform(0.1, 2.0, (B, D)).astype(dtype)
+    X = (mean[:, None] + std[:, None] * rng.standard_normal((B, N, D))).astype(dtype)
+    R = rng.standard_normal((B, N)).astype(dtype)
+    if ties:
+        R = np.round(R)  # many equal returns: ties go to the lower index on both paths
+    return mean, std, X, R
+
+
+@pytest.mark.parametrize("B,N,D,k", [(1, 8, 2, 2), (4, 64, 3, 8), (3, 5, 1, 5), (2, 40, 7, 1), (1, 300, 2, 30)])
+@pytest.mark.parametrize("alpha,min_std,reg", [(0.0, 0.0, 0.0), (0.3, 0.05, 1e-3), (0.9, 10.0, 0.5)])
+@pytest.mark.parametrize("ties", [False, True])
+def test_cem_step_fast_equals_general(host, dtype, rng, monkeypatch, B, N, D, k, alpha, min_std, reg, ties):
+    mean, std, X, R = _cem_problem(rng, dtype, B, N, D, ties)
+    call = lambda: cem.cem_step(mean, std, X, R, k, alpha=alpha, min_std=min_std, reg=reg)  # noqa: E731
+    fast, general = both(call, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_cem.cem_step_fast(mean, std, X, R, k, alpha, min_std, reg) is not None
+
+
+def _cem_step_cases(dtype):
+    mean, std, X, R = _cem_problem(np.random.default_rng(6), dtype, 2, 10, 3)
+
+    def with_(a, where, v):
+        a = a.copy()
+        a[where] = v
+        return a
+
+    base = dict(mean=mean, std=std, X=X, R=R, k=3, alpha=0.0, min_std=0.0, reg=0.0)
+    cases = {
+        "nan return": dict(R=with_(R, (1, 2), np.nan)),
+        "inf sample": dict(X=with_(X, (0, 1, 2), np.inf)),
+        "nan mean": dict(mean=with_(mean, (1, 0), np.nan)),
+        "negative std": dict(std=with_(std, (0, 0), -1.0)),
+        "k = 0": dict(k=0),
+        "k > N": dict(k=11),
+        "alpha 1": dict(alpha=1.0),
+        "alpha < 0": dict(alpha=-0.1),
+        "min_std < 0": dict(min_std=-1.0),
+        "min_std nan": dict(min_std=float("nan")),
+        "negative reg": dict(reg=-1.0),
+        "samples of another D": dict(X=X[:, :, :2].copy()),
+        "returns of another N": dict(R=R[:, :4].copy()),
+        "std of another shape": dict(std=std[:1].copy()),
+        "no problems": dict(mean=mean[:0], std=std[:0], X=X[:0], R=R[:0]),
+        "1-d mean": dict(mean=mean[0]),
+        "samples in the other dtype": dict(X=X.astype(np.float32 if dtype == np.float64 else np.float64)),
+        "non-contiguous samples": dict(X=np.asfortranarray(X)),
+        "int mean": dict(mean=np.zeros((2, 3), np.int64)),
+        "integer alpha": dict(alpha=0),
+    }
+    return {name: {**base, **c} for name, c in cases.items()}
+
+
+@pytest.mark.parametrize("case", list(_cem_step_cases(np.float64)))
+def test_cem_step_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    a = _cem_step_cases(dtype)[case]
+    call = lambda: cem.cem_step(  # noqa: E731
+        a["mean"], a["std"], a["X"], a["R"], a["k"], alpha=a["alpha"], min_std=a["min_std"], reg=a["reg"]
+    )
+    fast, general = both(call, monkeypatch)
     assert_same(fast, general)
 
 

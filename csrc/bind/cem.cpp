@@ -1,9 +1,14 @@
 // _cpu_cem: bindings of the kernels behind the cross-entropy method (batched top-k; one fused
 // iteration: sample the population, then select elites and refit the diagonal Gaussian; the
 // whole loop of cem_optimize around a Python objective).
+#include <cmath>
+#include <vector>
+
 #include "args/cem.hpp"
 #include "bind_common.hpp"
+#include "fast_path.hpp"
 #include "pygenmod/cem.hpp"
+#include "pygenmod/gmm.hpp"
 #include "pygenmod/topk.hpp"
 
 namespace py = pybind11;
@@ -104,6 +109,64 @@ static py::ssize_t optimize_diag(py::object objective, py::object coerce, py::ar
   });
 }
 
+// One-call fast path of cem.cem_step (issue 11; pygenmod._fast) for covariance="diag" and
+// uniform elite weights: mean, std (B, D), samples (B, N, D), returns (B, N), all C-contiguous
+// in one dtype and finite, std >= 0. The general path's kernels in its order (top-k, the
+// weighted M-step with K = 1, then NumPy's smoothing in the dtype, each product rounded before
+// the sum); (new mean, new std) or None where the general path must run.
+constexpr py::ssize_t kStepFastMax = 1 << 16;  // B * N * D
+
+template <class T>
+T blend(T a, T x, T b, T y) {  // a x + b y as NumPy evaluates it: never fused into an FMA
+  volatile T p = a * x, q = b * y;
+  return p + q;
+}
+
+template <class T>
+py::object cem_step_fast_t(const py::array& mean, const py::array& std_, const py::array& X, const py::array& R,
+                           py::ssize_t k, double alpha, double min_std, double reg) {
+  const T *m = fast::view<T>(mean), *s = fast::view<T>(std_), *x = fast::view<T>(X), *r = fast::view<T>(R);
+  if (!m || !s || !x || !r || mean.ndim() != 2 || X.ndim() != 3) return py::none();
+  const py::ssize_t B = mean.shape(0), D = mean.shape(1), N = X.shape(1);
+  if (B < 1 || D < 1 || k < 1 || k > N || B * N * D > kStepFastMax || !fast::shape_is(std_, {B, D}) ||
+      !fast::shape_is(X, {B, N, D}) || !fast::shape_is(R, {B, N}))
+    return py::none();
+  if (!(alpha >= 0 && alpha < 1) || !(min_std >= 0) || !std::isfinite(min_std) || !(reg >= 0) || !std::isfinite(reg))
+    return py::none();
+  if (!fast::all_finite(m, mean.size()) || !fast::all_finite(s, std_.size()) || !fast::all_finite(x, X.size()) ||
+      !fast::all_finite(r, R.size()))
+    return py::none();
+  for (py::ssize_t i = 0; i < B * D; ++i)
+    if (s[i] < 0) return py::none();
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(B * k));
+  topk::top_k_cpu<T>(r, B, N, k, idx.data());
+  std::vector<T> w(static_cast<std::size_t>(B * N), T(0)), ones(static_cast<std::size_t>(B * N), T(1));
+  const T wk = static_cast<T>(1.0 / static_cast<double>(k));
+  for (py::ssize_t b = 0; b < B; ++b)
+    for (py::ssize_t j = 0; j < k; ++j) w[b * N + idx[b * k + j]] = wk;
+  const std::vector<T> regs(static_cast<std::size_t>(B), static_cast<T>(reg));
+  std::vector<T> weights(B), mu(B * D), var(B * D), pc(B * D);
+  std::vector<std::uint8_t> flags(B);
+  gmm::m_step_cpu<T>(gmm::DIAG, x, w.data(), ones.data(), regs.data(), B, 1, N, D, 1, weights.data(), mu.data(),
+                     var.data(), pc.data(), flags.data());
+  auto new_mean = fast::empty<T>({B, D}), new_std = fast::empty<T>({B, D});
+  T *nm = new_mean.mutable_data(), *ns = new_std.mutable_data();
+  const T a = static_cast<T>(alpha), c = static_cast<T>(1.0 - alpha), floor = static_cast<T>(min_std);
+  for (py::ssize_t i = 0; i < B * D; ++i) {
+    nm[i] = blend(a, m[i], c, mu[i]);
+    const T sd = blend(a, s[i], c, std::sqrt(var[i]));
+    ns[i] = sd > floor ? sd : floor;
+  }
+  return py::make_tuple(new_mean, new_std);
+}
+
+py::object cem_step_fast(const py::array& mean, const py::array& std_, const py::array& X, const py::array& R,
+                         py::ssize_t k, double alpha, double min_std, double reg) {
+  if (fast::view<double>(mean)) return cem_step_fast_t<double>(mean, std_, X, R, k, alpha, min_std, reg);
+  if (fast::view<float>(mean)) return cem_step_fast_t<float>(mean, std_, X, R, k, alpha, min_std, reg);
+  return py::none();
+}
+
 PYBIND11_MODULE(_cpu_cem, m) {
   pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod cross-entropy-method kernels (CPU)";
@@ -113,6 +176,9 @@ PYBIND11_MODULE(_cpu_cem, m) {
         args::top_k<HostArrays>(x, idx, nogil([](auto... a) { topk::top_k_cpu(a...); }));
       },
       "x"_a, "idx"_a, "indices of the k largest per row, largest first");
+  // one-call fast path (issue 11): None when the general path must run
+  m.def("cem_step_fast", &cem_step_fast, "mean"_a, "std"_a, "samples"_a, "returns"_a, "n_elite"_a, "alpha"_a,
+        "min_std"_a, "reg"_a);
   m.def("sample_diag", &sample_diag, "mean"_a, "std"_a, "seed"_a, "stream"_a, "offset"_a, "X"_a,
         "X[b, s] = mean[b] + std[b] * eps on normal stream stream + b from offset (one CEM population)");
   m.def("update_diag", &update_diag, "X"_a, "R"_a, "w"_a, "alpha"_a, "min_std"_a, "reg"_a, "mean"_a, "std"_a,
