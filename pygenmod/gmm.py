@@ -660,6 +660,14 @@ def aic(
 
 
 def _ic(X, params, sample_weight, kind):
+    if sample_weight is None:
+        res = _fast_call("e_step_fast", X, params)
+        if res is not None:  # unit weights: the same sums as below (x * 1 is x), n = N
+            log_norm = res[2].reshape(-1, X.shape[-2]).astype(np.float64)
+            B, N = log_norm.shape
+            npar = n_parameters(params.covariance_type, params.weights.shape[-1], X.shape[-1])
+            ic = _ic_value(np, log_norm.sum(1), np.full(B, float(N)), npar, kind)
+            return float(ic[0]) if X.ndim == 2 else ic
     X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     B, N, D = X3.shape
@@ -667,11 +675,15 @@ def _ic(X, params, sample_weight, kind):
     _, _, log_norm = _e_step_arrays(X3, p, K)
     ws = W.sum(1).astype(xp.float64)
     ll = (xp.where(W > 0, log_norm, 0).astype(xp.float64) * W).sum(1)
-    npar = n_parameters(p.covariance_type, K, D)
+    res = _ic_value(xp, ll, ws, n_parameters(p.covariance_type, K, D), kind)
+    return float(res[0]) if single else back(res)
+
+
+def _ic_value(xp, ll, ws, npar, kind):
+    """-2 log L + the penalty: npar log(n) (BIC) or 2 npar (AIC), per set (float64)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         pen = npar * xp.log(ws) if kind == "bic" else 2.0 * npar
-    res = -2.0 * ll + pen
-    return float(res[0]) if single else back(res)
+    return -2.0 * ll + pen
 
 
 # ----------------------------------------------------------------------------- fitting

@@ -360,6 +360,8 @@ E_STEP_CALLS = {
     "log_prob weighted": lambda X, p: gmm.log_prob(X, p, per="weighted"),
     "predict_proba": lambda X, p: gmm.predict_proba(X, p),
     "predict": lambda X, p: gmm.predict(X, p),
+    "bic": lambda X, p: gmm.bic(X, p),
+    "aic": lambda X, p: gmm.aic(X, p),
 }
 
 
