@@ -353,6 +353,20 @@ def m_step(
     weights: Any = val.DEPRECATED,
 ) -> GMMParams:
     """M-step from responsibilities resp[b, n, k] (times the point weights)."""
+    if (
+        sample_weight is None
+        and weights is val.DEPRECATED
+        and type(X) is np.ndarray
+        and type(resp) is np.ndarray
+        and type(covariance_type) is str
+        and covariance_type in _CODE
+        and type(reg_covar) is float
+    ):
+        fast = _fast.cpu_kernel("gmm", "m_step_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            res = fast(X, resp, _CODE[covariance_type], reg_covar)
+            if res is not None:
+                return GMMParams(*res, covariance_type)
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.m_step")
     X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)

@@ -381,6 +381,45 @@ def test_e_step_family_fast_equals_general(host, dtype, rng, monkeypatch, call, 
         assert pygenmod._cpu_gmm.e_step_fast(X, *p[:4], gmm._CODE[ct]) is not None
 
 
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("lead,N,K,D", [((), 16, 3, 2), ((), 1, 1, 1), ((3,), 10, 2, 3), ((), 5, 4, 2)])
+def test_m_step_fast_equals_general(host, dtype, rng, monkeypatch, ct, lead, N, K, D):
+    X = rng.standard_normal(lead + (N, D)).astype(dtype)
+    resp = rng.dirichlet(np.ones(K), lead + (N,)).astype(dtype)
+    resp[..., 0, :] = 0  # a point with no responsibility, and (N >= K) maybe an empty component
+    fast, general = both(lambda: gmm.m_step(X, resp, covariance_type=ct, reg_covar=1e-4), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_gmm.m_step_fast(X, resp, gmm._CODE[ct], 1e-4) is not None
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["nan X", "negative resp", "nan resp", "resp of another N", "1-d resp", "resp in another dtype", "no points"],
+)
+def test_m_step_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((6, 2)).astype(dtype)
+    resp = rng.dirichlet(np.ones(3), 6).astype(dtype)
+    if case == "nan X":
+        X[1, 1] = np.nan
+    elif case == "negative resp":
+        resp[2, 0] = -0.5
+    elif case == "nan resp":
+        resp[2, 0] = np.nan
+    elif case == "resp of another N":
+        resp = resp[:4]
+    elif case == "1-d resp":
+        resp = resp[:, 0].copy()
+    elif case == "resp in another dtype":
+        resp = resp.astype(np.float32 if dtype == np.float64 else np.float64)
+    else:
+        X, resp = X[:0], resp[:0]
+    fast, general = both(lambda: gmm.m_step(X, resp), monkeypatch)
+    assert_same(fast, general)
+
+
 def test_em_step_fast_path_leaves_large_problems(rng, monkeypatch):
     X, p = _gmm_problem(rng, np.float64, (), 20000, 2, 2, "full")  # N * K * D over the fast path's limit
     assert pygenmod._cpu_gmm.em_step_fast(X, *p[:4], 0, 1e-6) is None

@@ -136,6 +136,47 @@ py::object e_step_fast_t(const py::array& X, const py::array& w, const py::array
   return py::make_tuple(lp, log_resp, log_norm);
 }
 
+// gmm.m_step with unit point weights: (weights, means, covariances, precisions_cholesky) or None.
+template <class T>
+py::object m_step_fast_t(const py::array& X, const py::array& resp, int type, double reg) {
+  const T *x = fast::view<T>(X), *r = fast::view<T>(resp);
+  if (!x || !r || (X.ndim() != 2 && X.ndim() != 3) || resp.ndim() != X.ndim() || type < gmm::FULL ||
+      type > gmm::SPHERICAL || !std::isfinite(reg) || reg < 0)
+    return py::none();
+  const bool single = X.ndim() == 2;
+  const py::ssize_t B = single ? 1 : X.shape(0), N = X.shape(X.ndim() - 2), D = X.shape(X.ndim() - 1),
+                    K = resp.shape(resp.ndim() - 1);
+  if (B < 1 || N < 1 || D < 1 || K < 1 || B * N * K * D > kFastMax || resp.shape(resp.ndim() - 2) != N ||
+      (!single && resp.shape(0) != B))
+    return py::none();
+  if (!fast::all_finite(x, X.size()) || !fast::all_finite(r, resp.size())) return py::none();
+  for (py::ssize_t i = 0; i < resp.size(); ++i)
+    if (r[i] < 0) return py::none();
+  auto shape = [&](std::initializer_list<py::ssize_t> dims) {
+    std::vector<py::ssize_t> sh;
+    if (!single) sh.push_back(B);
+    sh.insert(sh.end(), dims);
+    return sh;
+  };
+  const auto cs = type == gmm::FULL   ? shape({K, D, D})
+                  : type == gmm::TIED ? shape({D, D})
+                  : type == gmm::DIAG ? shape({K, D})
+                                      : shape({K});
+  py::array_t<T> w(shape({K})), mu(shape({K, D})), cov(cs), pc(cs);
+  const std::vector<T> ones(static_cast<std::size_t>(B * N), T(1)),
+      regs(static_cast<std::size_t>(B), static_cast<T>(reg));
+  std::vector<std::uint8_t> flags(static_cast<std::size_t>(B * K));
+  gmm::m_step_cpu<T>(type, x, ones.data(), r, regs.data(), B, 1, N, D, K, w.mutable_data(), mu.mutable_data(),
+                     cov.mutable_data(), pc.mutable_data(), flags.data());
+  return py::make_tuple(w, mu, cov, pc);
+}
+
+py::object m_step_fast(const py::array& X, const py::array& resp, int type, double reg) {
+  if (fast::view<double>(X)) return m_step_fast_t<double>(X, resp, type, reg);
+  if (fast::view<float>(X)) return m_step_fast_t<float>(X, resp, type, reg);
+  return py::none();
+}
+
 py::object em_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                         const py::array& pc, int type, double reg) {
   if (fast::view<double>(X)) return em_step_fast_t<double>(X, w, mu, cov, pc, type, reg);
@@ -229,5 +270,6 @@ PYBIND11_MODULE(_cpu_gmm, m) {
   // one-call fast path (issue 11): None when the general path must run
   m.def("em_step_fast", &em_step_fast, "X"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a,
         "reg_covar"_a);
+  m.def("m_step_fast", &m_step_fast, "X"_a, "resp"_a, "cov_type"_a, "reg_covar"_a);
   m.def("e_step_fast", &e_step_fast, "X"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a);
 }
