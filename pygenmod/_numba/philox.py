@@ -109,6 +109,12 @@ def sincos_2pi_f32(u):
     t2 = t * t
     s = t * (_ONE + t2 * (_S3 + t2 * (_S5 + t2 * (_S7 + t2 * _S9))))
     c = _ONE + t2 * (_K2 + t2 * (_K4 + t2 * (_K6 + t2 * (_K8 + t2 * _K10))))
+    return _quadrant(qi, s, c)
+
+
+@nb.njit(cache=True, inline="always")
+def _quadrant(qi, s, c):
+    """(sin, cos) of 2 pi u from those of the reduced angle and the quadrant qi = round(4 u)."""
     if qi & 1:
         s, c = c, s
     if qi & 2:
@@ -144,6 +150,23 @@ _TWO_PI_64 = 6.283185307179586477
 
 
 @nb.njit(cache=True, inline="always")
+def horner_fma(x, cs):
+    """cs[0] + x (cs[1] + x (cs[2] + ...)), innermost first, one fused multiply-add per
+    coefficient (random.hpp's horner_fma)."""
+    p = cs[-1]
+    for i in range(len(cs) - 2, -1, -1):
+        p = fma(x, p, cs[i])
+    return p
+
+
+_LOG_SERIES_64 = (2.0, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9, 2.0 / 11, 2.0 / 13, 2.0 / 15, 2.0 / 17, 2.0 / 19, 2.0 / 21)
+_SIN_64 = (1.0, -1.0 / 6, 1.0 / 120, -1.0 / 5040, 1.0 / 362880, -1.0 / 39916800, 1.0 / 6227020800.0,
+           -1.0 / 1307674368000.0, 1.0 / 355687428096000.0)  # fmt: skip
+_COS_64 = (1.0, -0.5, 1.0 / 24, -1.0 / 720, 1.0 / 40320, -1.0 / 3628800, 1.0 / 479001600.0, -1.0 / 87178291200.0,
+           1.0 / 20922789888000.0, -1.0 / 6402373705728000.0)  # fmt: skip
+
+
+@nb.njit(cache=True, inline="always")
 def log_f64(x):
     """random.hpp log_f64: x = m 2^e, m in [sqrt(1/2), sqrt(2)), atanh series to s^21."""
     m, e = math.frexp(x)  # exact: m in [0.5, 1)
@@ -151,17 +174,7 @@ def log_f64(x):
         m = m * 2.0
         e -= 1
     s = (m - 1.0) / (m + 1.0)
-    s2 = s * s
-    p = fma(s2, 2.0 / 21, 2.0 / 19)
-    p = fma(s2, p, 2.0 / 17)
-    p = fma(s2, p, 2.0 / 15)
-    p = fma(s2, p, 2.0 / 13)
-    p = fma(s2, p, 2.0 / 11)
-    p = fma(s2, p, 2.0 / 9)
-    p = fma(s2, p, 2.0 / 7)
-    p = fma(s2, p, 2.0 / 5)
-    p = fma(s2, p, 2.0 / 3)
-    p = fma(s2, p, 2.0)
+    p = horner_fma(s * s, _LOG_SERIES_64)
     ed = np.float64(e)
     return fma(ed, _LN2_HI_64, fma(s, p, ed * _LN2_LO_64))
 
@@ -172,30 +185,7 @@ def sincos_2pi_f64(u):
     qi = np.int32(u * 4.0 + 0.5)
     t = (u - 0.25 * np.float64(qi)) * _TWO_PI_64
     t2 = t * t
-    s = fma(t2, 1.0 / 355687428096000.0, -1.0 / 1307674368000.0)
-    s = fma(t2, s, 1.0 / 6227020800.0)
-    s = fma(t2, s, -1.0 / 39916800)
-    s = fma(t2, s, 1.0 / 362880)
-    s = fma(t2, s, -1.0 / 5040)
-    s = fma(t2, s, 1.0 / 120)
-    s = fma(t2, s, -1.0 / 6)
-    s = t * fma(t2, s, 1.0)
-    c = fma(t2, -1.0 / 6402373705728000.0, 1.0 / 20922789888000.0)
-    c = fma(t2, c, -1.0 / 87178291200.0)
-    c = fma(t2, c, 1.0 / 479001600.0)
-    c = fma(t2, c, -1.0 / 3628800)
-    c = fma(t2, c, 1.0 / 40320)
-    c = fma(t2, c, -1.0 / 720)
-    c = fma(t2, c, 1.0 / 24)
-    c = fma(t2, c, -0.5)
-    c = fma(t2, c, 1.0)
-    if qi & 1:
-        s, c = c, s
-    if qi & 2:
-        s = -s
-    if (qi + 1) & 2:
-        c = -c
-    return s, c
+    return _quadrant(qi, t * horner_fma(t2, _SIN_64), horner_fma(t2, _COS_64))
 
 
 @nb.njit(cache=True, inline="always")
