@@ -34,18 +34,28 @@ py::tuple isa_cap(int cap) {
 // small (the general path releases the GIL and can be interrupted).
 constexpr py::ssize_t kFastMax = 1 << 16;  // B * N * K * D
 
+// An array shape: (dims...) for one mixture, (B, dims...) for a batch.
+inline std::vector<py::ssize_t> batch_shape(bool single, py::ssize_t B, std::initializer_list<py::ssize_t> dims) {
+  std::vector<py::ssize_t> s;
+  if (!single) s.push_back(B);
+  s.insert(s.end(), dims);
+  return s;
+}
+
+// The shape of covariances / precisions_cholesky by covariance type.
+inline std::vector<py::ssize_t> cov_batch_shape(int type, bool single, py::ssize_t B, py::ssize_t K, py::ssize_t D) {
+  return type == gmm::FULL   ? batch_shape(single, B, {K, D, D})
+         : type == gmm::TIED ? batch_shape(single, B, {D, D})
+         : type == gmm::DIAG ? batch_shape(single, B, {K, D})
+                             : batch_shape(single, B, {K});
+}
+
 template <class T>
 struct Mixtures {
   const T *x, *w, *mu, *cov, *pc;
   py::ssize_t B, N, D, K;
   bool single;
-  // a result shape: (dims...) for one mixture, (B, dims...) for a batch
-  std::vector<py::ssize_t> shape(std::initializer_list<py::ssize_t> dims) const {
-    std::vector<py::ssize_t> s;
-    if (!single) s.push_back(B);
-    s.insert(s.end(), dims);
-    return s;
-  }
+  std::vector<py::ssize_t> shape(std::initializer_list<py::ssize_t> dims) const { return batch_shape(single, B, dims); }
 };
 
 template <class T>
@@ -73,10 +83,7 @@ std::optional<Mixtures<T>> checked(const py::array& X, const py::array& w, const
   m.K = w.shape(w.ndim() - 1);
   const py::ssize_t B = m.B, N = m.N, D = m.D, K = m.K;
   if (B < 1 || N < 1 || D < 1 || K < 1 || B * N > kFastMax || B * N * K * D > kFastMax) return std::nullopt;
-  const auto cs = type == gmm::FULL   ? m.shape({K, D, D})
-                  : type == gmm::TIED ? m.shape({D, D})
-                  : type == gmm::DIAG ? m.shape({K, D})
-                                      : m.shape({K});
+  const auto cs = cov_batch_shape(type, m.single, B, K, D);
   if (!fast::shape_is(w, m.shape({K})) || !fast::shape_is(mu, m.shape({K, D})) || !fast::shape_is(cov, cs) ||
       !fast::shape_is(pc, cs))
     return std::nullopt;
@@ -152,17 +159,8 @@ py::object m_step_fast_t(const py::array& X, const py::array& resp, int type, do
   if (!fast::all_finite(x, X.size()) || !fast::all_finite(r, resp.size())) return py::none();
   for (py::ssize_t i = 0; i < resp.size(); ++i)
     if (r[i] < 0) return py::none();
-  auto shape = [&](std::initializer_list<py::ssize_t> dims) {
-    std::vector<py::ssize_t> sh;
-    if (!single) sh.push_back(B);
-    sh.insert(sh.end(), dims);
-    return sh;
-  };
-  const auto cs = type == gmm::FULL   ? shape({K, D, D})
-                  : type == gmm::TIED ? shape({D, D})
-                  : type == gmm::DIAG ? shape({K, D})
-                                      : shape({K});
-  py::array_t<T> w(shape({K})), mu(shape({K, D})), cov(cs), pc(cs);
+  const auto cs = cov_batch_shape(type, single, B, K, D);
+  py::array_t<T> w(batch_shape(single, B, {K})), mu(batch_shape(single, B, {K, D})), cov(cs), pc(cs);
   const std::vector<T> ones(static_cast<std::size_t>(B * N), T(1)),
       regs(static_cast<std::size_t>(B), static_cast<T>(reg));
   std::vector<std::uint8_t> flags(static_cast<std::size_t>(B * K));
