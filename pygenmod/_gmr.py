@@ -50,7 +50,23 @@ def _dims(in_dims, out_dims, D):
     return ind, outd
 
 
-def _conditional(params, x, in_dims, out_dims):
+class _Conditioning(NamedTuple):
+    """The x-independent part of GMR for B mixtures (float64; see the module docstring)."""
+
+    single: bool  #: the parameters had no batch axis
+    dtype: object  #: the parameters' dtype (results are returned in it)
+    ind: list  #: input dimensions
+    mu: object  #: (B, K, D) joint means
+    logw: object  #: (B, K) log weights
+    V: object  #: (B, K, I, I) eigenvectors of S_ii
+    lam: object  #: (B, K, I) its eigenvalues, clipped
+    A: object  #: (B, K, O, I) S_oi S_ii^+
+    C: object  #: (B, K, O, O) conditional covariances
+    oa: object  #: output dimensions as an index array
+    ia: object  #: input dimensions as an index array
+
+
+def _condition(params, in_dims, out_dims) -> _Conditioning:
     from . import gmm as g
 
     w0 = to_native(params[0] if not isinstance(params, g.GMMParams) else params.weights)
@@ -62,15 +78,6 @@ def _conditional(params, x, in_dims, out_dims):
     B = 1 if single else w0.shape[0]
     p, K = g._params(params, B, D, dtype, xp, single)
     ind, outd = _dims(in_dims, out_dims, D)
-    I = len(ind)
-    xq = val.float_array(x, "x", dtype=dtype, xp=xp)
-    if single:
-        if xq.ndim == 1 and I == 1:
-            xq = xq[:, None]
-        val.check_shape(xq, "x", (None, I))
-        xq = xq[None]
-    else:
-        val.check_shape(xq, "x", (B, None, I))
     f64 = xp.float64
     S = g._full_covariances(p, K, D).astype(f64)
     mu = p.means.astype(f64)
@@ -88,22 +95,46 @@ def _conditional(params, x, in_dims, out_dims):
     C = 0.5 * (C + xp.swapaxes(C, -1, -2))
     lc, Vc = xp.linalg.eigh(C)
     C = (Vc * xp.maximum(lc, 0)[..., None, :]) @ xp.swapaxes(Vc, -1, -2)
-    diff = xq.astype(f64)[:, :, None, :] - mu[:, None, :, ia]  # (B, Q, K, I)
-    z = xp.einsum("bkij,bqki->bqkj", V, diff) / xp.sqrt(lam)[:, None]
-    logn = -0.5 * ((z * z).sum(-1) + xp.log(lam).sum(-1)[:, None] + I * np.log(2 * np.pi))
     with np.errstate(divide="ignore"):
-        logw = xp.log(p.weights.astype(f64))[:, None, :] + logn  # (B, Q, K)
+        logw = xp.log(p.weights.astype(f64))
+    return _Conditioning(single, dtype, ind, mu, logw, V, lam, A, C, oa, ia)
+
+
+def _query(c: _Conditioning, x):
+    """(h, m, C, mean, cov) of the conditioned mixtures at the queries x (float64)."""
+    xp = xp_of(c.mu)
+    B, K = c.logw.shape
+    I = len(c.ind)
+    xq = val.float_array(x, "x", dtype=c.dtype, xp=xp)
+    if c.single:
+        if xq.ndim == 1 and I == 1:
+            xq = xq[:, None]
+        val.check_shape(xq, "x", (None, I))
+        xq = xq[None]
+    else:
+        val.check_shape(xq, "x", (B, None, I))
+    diff = xq.astype(xp.float64)[:, :, None, :] - c.mu[:, None, :, c.ia]  # (B, Q, K, I)
+    z = xp.einsum("bkij,bqki->bqkj", c.V, diff) / xp.sqrt(c.lam)[:, None]
+    logn = -0.5 * ((z * z).sum(-1) + xp.log(c.lam).sum(-1)[:, None] + I * np.log(2 * np.pi))
+    logw = c.logw[:, None, :] + logn  # (B, Q, K)
     mx = logw.max(-1, keepdims=True)
     mx = xp.where(xp.isfinite(mx), mx, 0)
     h = xp.exp(logw - mx)
     hs = h.sum(-1, keepdims=True)
     h = xp.where(hs > 0, h / xp.where(hs > 0, hs, 1), 1.0 / K)
-    m = mu[:, None, :, oa] + xp.einsum("bkoi,bqki->bqko", A, diff)  # (B, Q, K, O)
+    m = c.mu[:, None, :, c.oa] + xp.einsum("bkoi,bqki->bqko", c.A, diff)  # (B, Q, K, O)
     mean = (h[..., None] * m).sum(2)
     dm = m - mean[:, :, None, :]
-    cov = xp.einsum("bqk,bkoj->bqoj", h, C) + xp.einsum("bqk,bqko,bqkj->bqoj", h, dm, dm)
+    cov = xp.einsum("bqk,bkoj->bqoj", h, c.C) + xp.einsum("bqk,bqko,bqkj->bqoj", h, dm, dm)
     cov = 0.5 * (cov + xp.swapaxes(cov, -1, -2))
-    return single, dtype, (h, m, C, mean, cov), B
+    return h, m, c.C, mean, cov
+
+
+def _result(c: _Conditioning, x, back) -> GMRResult:
+    h, m, C, mean, cov = _query(c, x)
+    dtype = c.dtype
+    cast = (lambda a: back(a[0].astype(dtype))) if c.single else (lambda a: back(a.astype(dtype)))
+    return GMRResult(cast(h), cast(m), cast(C), cast(mean), cast(cov))
 
 
 def gmr(params: GMMParams, x: ArrayLike, in_dims: Sequence[int], out_dims: Sequence[int] | None = None) -> GMRResult:
@@ -112,10 +143,7 @@ def gmr(params: GMMParams, x: ArrayLike, in_dims: Sequence[int], out_dims: Seque
     params: GMMParams of B mixtures (or one, without batch axis); x: (B, Q, I) (or (Q, I)).
     out_dims: the output dimensions (default: all others). Returns :class:`GMRResult`.
     """
-    back = returner(x)
-    single, dtype, (h, m, C, mean, cov), _ = _conditional(params, x, in_dims, out_dims)
-    cast = (lambda a: back(a[0].astype(dtype))) if single else (lambda a: back(a.astype(dtype)))
-    return GMRResult(cast(h), cast(m), cast(C), cast(mean), cast(cov))
+    return _result(_condition(params, in_dims, out_dims), x, returner(x))
 
 
 def gmr_sample(
@@ -137,7 +165,9 @@ def gmr_sample(
 
     back = returner(x)
     n = val.positive_int(n_samples, "n_samples", minimum=0)
-    single, dtype, (h, m, C, mean, cov), B = _conditional(params, x, in_dims, out_dims)
+    c = _condition(params, in_dims, out_dims)
+    single, dtype, B = c.single, c.dtype, c.logw.shape[0]
+    h, m, C, mean, cov = _query(c, x)
     xp = xp_of(h)
     Q, K, O = m.shape[1], m.shape[2], m.shape[3]
     tr = xp.trace(C, axis1=-2, axis2=-1)[..., None, None]
@@ -212,8 +242,20 @@ class GMR(_Base):
     def _params(self):
         return self.gmm_._params()
 
+    def _conditioning(self) -> _Conditioning:
+        """The fitted mixture conditioned on the input dimensions, computed once per fit: a
+        prediction then only does the per-query part (x-independent eigendecompositions and
+        conditional covariances are reused). A refit, or new parameter arrays, recompute it."""
+        p = self._params()
+        cached = getattr(self, "_conditioned", None)
+        if cached is None or any(a is not b for a, b in zip(cached[0], p)):
+            cached = (p, _condition(p, self.in_dims_, None))
+            self._conditioned = cached
+        return cached[1]
+
     def predict_dist(self, X: ArrayLike) -> GMRResult:
-        return gmr(self._params(), self._x(X), self.in_dims_)
+        x = self._x(X)
+        return _result(self._conditioning(), x, returner(x))
 
     def predict(self, X: ArrayLike) -> Array:
         mean = self.predict_dist(X).mean

@@ -154,3 +154,25 @@ def test_backends_agree(rng):
             out.append(gmm.gmr_sample(p, x, [0, 1], 20, seed=1))
     for o in out[1:]:
         np.testing.assert_allclose(o, out[0], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_estimator_reuses_its_conditioning_and_matches_gmr(rng, ct):
+    """GMR conditions the fitted mixture once: predictions equal gmm.gmr bitwise, the conditioning
+    is reused between calls and recomputed after a refit or new parameter arrays."""
+    X = rng.standard_normal((300, 2))
+    y = np.c_[np.sin(X[:, 0]), X[:, 1] ** 2] + 0.1 * rng.standard_normal((300, 2))
+    m = gmm.GMR(3, covariance_type=ct, random_state=0).fit(X, y)
+    xq = rng.standard_normal((7, 2))
+    for got, want in zip(m.predict_dist(xq), gmm.gmr(m._params(), xq, [0, 1])):
+        np.testing.assert_array_equal(got, want)
+    first = m._conditioning()
+    m.predict(xq[:1])
+    assert m._conditioning() is first
+    m.gmm_.means_ = m.gmm_.means_ + 1.0  # new arrays: conditioned again
+    assert m._conditioning() is not first
+    np.testing.assert_array_equal(m.predict(xq), gmm.gmr(m._params(), xq, [0, 1]).mean)
+    second = m._conditioning()
+    m.fit(X[:200], y[:200])
+    assert m._conditioning() is not second
+    np.testing.assert_array_equal(m.predict(xq), gmm.gmr(m._params(), xq, [0, 1]).mean)
