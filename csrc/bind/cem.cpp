@@ -2,13 +2,11 @@
 // iteration: sample the population, then select elites and refit the diagonal Gaussian; the
 // whole loop of cem_optimize around a Python objective).
 #include <cmath>
-#include <vector>
 
 #include "args/cem.hpp"
 #include "bind_common.hpp"
 #include "fast_path.hpp"
 #include "pygenmod/cem.hpp"
-#include "pygenmod/gmm.hpp"
 #include "pygenmod/topk.hpp"
 
 namespace py = pybind11;
@@ -111,16 +109,9 @@ static py::ssize_t optimize_diag(py::object objective, py::object coerce, py::ar
 
 // One-call fast path of cem.cem_step (issue 11; pygenmod._fast) for covariance="diag" and
 // uniform elite weights: mean, std (B, D), samples (B, N, D), returns (B, N), all C-contiguous
-// in one dtype and finite, std >= 0. The general path's kernels in its order (top-k, the
-// weighted M-step with K = 1, then NumPy's smoothing in the dtype, each product rounded before
-// the sum); (new mean, new std) or None where the general path must run.
+// in one dtype and finite, std >= 0, and the general path's option checks; then
+// cem::step_diag_uniform. (new mean, new std), or None where the general path must run.
 constexpr py::ssize_t kStepFastMax = 1 << 16;  // B * N * D
-
-template <class T>
-T blend(T a, T x, T b, T y) {  // a x + b y as NumPy evaluates it: never fused into an FMA
-  volatile T p = a * x, q = b * y;
-  return p + q;
-}
 
 template <class T>
 py::object cem_step_fast_t(const py::array& mean, const py::array& std_, const py::array& X, const py::array& R,
@@ -138,25 +129,9 @@ py::object cem_step_fast_t(const py::array& mean, const py::array& std_, const p
     return py::none();
   for (py::ssize_t i = 0; i < B * D; ++i)
     if (s[i] < 0) return py::none();
-  std::vector<std::int64_t> idx(static_cast<std::size_t>(B * k));
-  topk::top_k_cpu<T>(r, B, N, k, idx.data());
-  std::vector<T> w(static_cast<std::size_t>(B * N), T(0)), ones(static_cast<std::size_t>(B * N), T(1));
-  const T wk = static_cast<T>(1.0 / static_cast<double>(k));
-  for (py::ssize_t b = 0; b < B; ++b)
-    for (py::ssize_t j = 0; j < k; ++j) w[b * N + idx[b * k + j]] = wk;
-  const std::vector<T> regs(static_cast<std::size_t>(B), static_cast<T>(reg));
-  std::vector<T> weights(B), mu(B * D), var(B * D), pc(B * D);
-  std::vector<std::uint8_t> flags(B);
-  gmm::m_step_cpu<T>(gmm::DIAG, x, w.data(), ones.data(), regs.data(), B, 1, N, D, 1, weights.data(), mu.data(),
-                     var.data(), pc.data(), flags.data());
   auto new_mean = fast::empty<T>({B, D}), new_std = fast::empty<T>({B, D});
-  T *nm = new_mean.mutable_data(), *ns = new_std.mutable_data();
-  const T a = static_cast<T>(alpha), c = static_cast<T>(1.0 - alpha), floor = static_cast<T>(min_std);
-  for (py::ssize_t i = 0; i < B * D; ++i) {
-    nm[i] = blend(a, m[i], c, mu[i]);
-    const T sd = blend(a, s[i], c, std::sqrt(var[i]));
-    ns[i] = sd > floor ? sd : floor;
-  }
+  cem::step_diag_uniform<T>(m, s, x, r, B, N, D, k, alpha, min_std, reg, new_mean.mutable_data(),
+                            new_std.mutable_data());
   return py::make_tuple(new_mean, new_std);
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "pygenmod/gmm.hpp"
 #include "pygenmod/parallel.hpp"
 #include "pygenmod/sampling.hpp"
 #include "pygenmod/topk.hpp"
@@ -152,6 +153,41 @@ index_t optimize_diag(index_t n_iter, index_t B, index_t N, index_t D, std::uint
     X = next;
   }
   return n_iter;
+}
+
+// a x + b y as NumPy evaluates it on arrays: both products rounded, then the sum (volatile:
+// never fused into an FMA, whatever the build's -ffp-contract).
+template <class T>
+T blend_unfused(T a, T x, T b, T y) {
+  volatile T p = a * x, q = b * y;
+  return p + q;
+}
+
+// cem.cem_step for covariance="diag" with uniform elite weights in one call: the Python layer's
+// general path in its order (batched top-k, the weighted M-step with K = 1, then the smoothing
+// new = alpha old + (1 - alpha) fitted in T and the floor std >= min_std), so the two give the
+// same bits. mean, std_ (B, D); X (B, N, D); R (B, N); new_mean, new_std (B, D). Serial: the
+// one-call path takes small problems only.
+template <class T>
+void step_diag_uniform(const T* mean, const T* std_, const T* X, const T* R, index_t B, index_t N, index_t D, index_t k,
+                       double alpha, double min_std, double reg, T* new_mean, T* new_std) {
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(B * k));
+  topk::top_k_cpu<T>(R, B, N, k, idx.data());
+  std::vector<T> w(static_cast<std::size_t>(B * N), T(0)), ones(static_cast<std::size_t>(B * N), T(1));
+  const T wk = static_cast<T>(1.0 / static_cast<double>(k));
+  for (index_t b = 0; b < B; ++b)
+    for (index_t j = 0; j < k; ++j) w[b * N + idx[b * k + j]] = wk;
+  const std::vector<T> regs(static_cast<std::size_t>(B), static_cast<T>(reg));
+  std::vector<T> weights(B), mu(B * D), var(B * D), pc(B * D);
+  std::vector<std::uint8_t> flags(B);
+  gmm::m_step_cpu<T>(gmm::DIAG, X, w.data(), ones.data(), regs.data(), B, 1, N, D, 1, weights.data(), mu.data(),
+                     var.data(), pc.data(), flags.data());
+  const T a = static_cast<T>(alpha), c = static_cast<T>(1.0 - alpha), floor = static_cast<T>(min_std);
+  for (index_t i = 0; i < B * D; ++i) {
+    new_mean[i] = blend_unfused(a, mean[i], c, mu[i]);
+    const T sd = blend_unfused(a, std_[i], c, std::sqrt(var[i]));
+    new_std[i] = sd > floor ? sd : floor;
+  }
 }
 
 }  // namespace pygenmod::cem
