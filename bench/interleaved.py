@@ -53,11 +53,14 @@ def _stats(ts):
     return dict(median_ms=float(np.median(ts)), max_ms=float(ts.max()))
 
 
-def _calls(fn, n):
-    """Seconds per call of fn, n calls (after one warm-up call)."""
+def _calls(fn, n, before=None):
+    """Seconds per call of fn, n calls (after one warm-up call); before() runs untimed ahead of
+    each call."""
     fn()
     ts = []
     for _ in range(n):
+        if before is not None:
+            before()
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
@@ -262,19 +265,12 @@ def after_blas_row(threads, repeats):
     search = ours_callback(256, 64, policy="gumbel")()
     rng = np.random.default_rng(0)
     A, b = rng.standard_normal((300, 300)) + 300 * np.eye(300), rng.standard_normal(300)
-    search()
     out = {}
     for mode, before in (
         ("after solve", lambda: np.linalg.solve(A, b)),
         ("after 120 ms idle", lambda: time.sleep(0.12)),
     ):
-        ts = []
-        for _ in range(repeats):
-            before()
-            t = time.perf_counter()
-            search()
-            ts.append(time.perf_counter() - t)
-        out[mode] = float(np.median(ts)) * 1e3
+        out[mode] = float(np.median(_calls(search, repeats, before))) * 1e3
     print(json.dumps(out))
 
 

@@ -55,7 +55,6 @@ class _Conditioning(NamedTuple):
 
     single: bool  #: the parameters had no batch axis
     dtype: object  #: the parameters' dtype (results are returned in it)
-    ind: list  #: input dimensions
     mu: object  #: (B, K, D) joint means
     logw: object  #: (B, K) log weights
     V: object  #: (B, K, I, I) eigenvectors of S_ii
@@ -97,14 +96,14 @@ def _condition(params, in_dims, out_dims) -> _Conditioning:
     C = (Vc * xp.maximum(lc, 0)[..., None, :]) @ xp.swapaxes(Vc, -1, -2)
     with np.errstate(divide="ignore"):
         logw = xp.log(p.weights.astype(f64))
-    return _Conditioning(single, dtype, ind, mu, logw, V, lam, A, C, oa, ia)
+    return _Conditioning(single, dtype, mu, logw, V, lam, A, C, oa, ia)
 
 
 def _query(c: _Conditioning, x):
     """(h, m, C, mean, cov) of the conditioned mixtures at the queries x (float64)."""
     xp = xp_of(c.mu)
     B, K = c.logw.shape
-    I = len(c.ind)
+    I = int(c.ia.shape[0])
     xq = val.float_array(x, "x", dtype=c.dtype, xp=xp)
     if c.single:
         if xq.ndim == 1 and I == 1:

@@ -36,19 +36,24 @@ _count = 0
 _ONLY_OURS = 3
 
 
+def allocate(shape: tuple[int, ...], fill: float, dtype, xp=np):
+    """A new array of this shape and dtype, every element ``fill`` (zeros: calloc'd pages)."""
+    return xp.zeros(shape, dtype) if fill == 0 else xp.full(shape, fill, dtype)
+
+
 def full(shape: tuple[int, ...], fill: float, dtype) -> np.ndarray:
     """A C-contiguous host array of this shape and dtype, every element ``fill``."""
     dtype = np.dtype(dtype)
     nbytes = dtype.itemsize * math.prod(shape)
     if not (_ENABLED and MIN_BYTES <= nbytes <= MAX_BYTES):
-        return np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
+        return allocate(shape, fill, dtype)
     key = (shape, dtype.str)
     with _lock:
         a = _take(key)
     if a is not None:
         a.fill(fill)
         return a
-    a = np.zeros(shape, dtype) if fill == 0 else np.full(shape, fill, dtype)
+    a = allocate(shape, fill, dtype)
     _remember(key, a)
     return a
 

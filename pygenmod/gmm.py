@@ -307,8 +307,7 @@ def e_step(
         res = _fast_call("e_step_fast", X, params)
         if res is not None:
             _, log_resp, log_norm = res
-            # _lower_bound with unit weights: the same sums (x * 1 is x), divided by N
-            lb = (log_norm.astype(np.float64).sum(-1) / log_norm.shape[-1]).astype(log_norm.dtype)
+            lb = _lower_bound(log_norm, None)
             return EStep(log_resp, log_norm, float(lb) if X.ndim == 2 else lb)
     sample_weight = val.renamed(sample_weight, weights, "sample_weight", "weights", func="gmm.e_step")
     X3, W, single, back = _data(X, sample_weight)
@@ -333,11 +332,19 @@ def _e_step_arrays(X3, p: GMMParams, K):
     return lp, log_resp, log_norm
 
 
+def _log_likelihood(log_norm, W):
+    """(sum of W log p(x), sum of W) per set in float64, over the last axis; W None: unit
+    weights (the same sums: x * 1 is x)."""
+    xp = xp_of(log_norm)
+    if W is None:
+        return log_norm.astype(xp.float64).sum(-1), xp.full(log_norm.shape[:-1], float(log_norm.shape[-1]))
+    masked = xp.where(W > 0, log_norm, 0).astype(xp.float64)
+    return (masked * W).sum(-1), W.sum(-1).astype(xp.float64)
+
+
 def _lower_bound(log_norm, W):
     xp = xp_of(log_norm)
-    ws = W.sum(1)
-    masked = xp.where(W > 0, log_norm, 0).astype(xp.float64)
-    tot = (masked * W).sum(1)
+    tot, ws = _log_likelihood(log_norm, W)
     with np.errstate(invalid="ignore", divide="ignore"):
         lb = xp.where(ws > 0, tot / xp.where(ws > 0, ws, 1), -xp.inf)
     return lb.astype(log_norm.dtype)
@@ -676,20 +683,16 @@ def aic(
 def _ic(X, params, sample_weight, kind):
     if sample_weight is None:
         res = _fast_call("e_step_fast", X, params)
-        if res is not None:  # unit weights: the same sums as below (x * 1 is x), n = N
-            log_norm = res[2].reshape(-1, X.shape[-2]).astype(np.float64)
-            B, N = log_norm.shape
+        if res is not None:
             npar = n_parameters(params.covariance_type, params.weights.shape[-1], X.shape[-1])
-            ic = _ic_value(np, log_norm.sum(1), np.full(B, float(N)), npar, kind)
+            ic = _ic_value(np, *_log_likelihood(res[2].reshape(-1, X.shape[-2]), None), npar, kind)
             return float(ic[0]) if X.ndim == 2 else ic
     X3, W, single, back = _data(X, sample_weight)
     xp = xp_of(X3)
     B, N, D = X3.shape
     p, K = _params(params, B, D, X3.dtype, xp, single)
     _, _, log_norm = _e_step_arrays(X3, p, K)
-    ws = W.sum(1).astype(xp.float64)
-    ll = (xp.where(W > 0, log_norm, 0).astype(xp.float64) * W).sum(1)
-    res = _ic_value(xp, ll, ws, n_parameters(p.covariance_type, K, D), kind)
+    res = _ic_value(xp, *_log_likelihood(log_norm, W), n_parameters(p.covariance_type, K, D), kind)
     return float(res[0]) if single else back(res)
 
 

@@ -233,7 +233,7 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype: DTypeLike 
     if xp is np and B * N * A * 4 >= _recycle.MIN_BYTES:
         full = _recycle.full
     else:
-        full = lambda shape, v, dt: xp.zeros(shape, dt) if v == 0 else xp.full(shape, v, dt)  # noqa: E731
+        full = functools.partial(_recycle.allocate, xp=xp)
     i32 = np.int32
     return Tree(
         visits=full((B, N), 0, i32),
