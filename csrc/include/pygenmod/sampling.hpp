@@ -214,19 +214,22 @@ __attribute__((target("avx512f"))) inline void philox16_avx512(std::uint32_t k0,
                                 _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
   __m512i c1 = _mm512_set1_epi32(static_cast<int>(hi)), c2 = _mm512_set1_epi32(static_cast<int>(s0)),
           c3 = _mm512_set1_epi32(static_cast<int>(s1));
-  const __mmask16 odd = 0xAAAA;
+  // Per round and product: the odd lanes' factors moved down by a pair swap, two vpmuludq, and
+  // one masked pair swap each to merge the high (lo) halves of the even and odd products; the
+  // two xors are one ternary op. 12 instructions a round instead of 18 (port 0/5 bound).
+  const __mmask16 even = 0x5555, odd = 0xAAAA;
   for (int r = 0; r < 10; ++r) {
     const __m512i K0 = _mm512_set1_epi32(static_cast<int>(k0 + 0x9E3779B9u * r)),
                   K1 = _mm512_set1_epi32(static_cast<int>(k1 + 0xBB67AE85u * r));
-    const __m512i pe0 = _mm512_mul_epu32(c0, M0), po0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), M0);
-    const __m512i pe1 = _mm512_mul_epu32(c2, M1), po1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), M1);
-    const __m512i hi0 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(pe0, 32), po0);
-    const __m512i lo0 = _mm512_mask_blend_epi32(odd, pe0, _mm512_slli_epi64(po0, 32));
-    const __m512i hi1 = _mm512_mask_blend_epi32(odd, _mm512_srli_epi64(pe1, 32), po1);
-    const __m512i lo1 = _mm512_mask_blend_epi32(odd, pe1, _mm512_slli_epi64(po1, 32));
-    c0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), K0);
+    const __m512i pe0 = _mm512_mul_epu32(c0, M0), po0 = _mm512_mul_epu32(_mm512_shuffle_epi32(c0, _MM_PERM_CDAB), M0);
+    const __m512i pe1 = _mm512_mul_epu32(c2, M1), po1 = _mm512_mul_epu32(_mm512_shuffle_epi32(c2, _MM_PERM_CDAB), M1);
+    const __m512i hi0 = _mm512_mask_shuffle_epi32(po0, even, pe0, _MM_PERM_CDAB);
+    const __m512i lo0 = _mm512_mask_shuffle_epi32(pe0, odd, po0, _MM_PERM_CDAB);
+    const __m512i hi1 = _mm512_mask_shuffle_epi32(po1, even, pe1, _MM_PERM_CDAB);
+    const __m512i lo1 = _mm512_mask_shuffle_epi32(pe1, odd, po1, _MM_PERM_CDAB);
+    c0 = _mm512_ternarylogic_epi32(hi1, c1, K0, 0x96);  // hi1 ^ c1 ^ K0
     c1 = lo1;
-    c2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), K1);
+    c2 = _mm512_ternarylogic_epi32(hi0, c3, K1, 0x96);
     c3 = lo0;
   }
   const __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);
