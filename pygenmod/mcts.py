@@ -182,21 +182,29 @@ class Tree:
     def qvalues(self, node: int | ArrayLike = 0) -> Array:
         """[B, A] Q(node, a) = reward + discount * value of each child (0 when unexpanded)."""
         xp = xp_of(self.visits)
-        B = self.batch_size
-        node = xp.broadcast_to(xp.asarray(node, dtype=xp.int64), (B,))
-        ch = self.children[xp.arange(B), node]
+        ch = self._children_of(node)
         safe = xp.maximum(ch, 0)
-        rows = xp.arange(B)[:, None]
-        q = self.reward[rows, safe] + self.discount[rows, safe] * self.node_values()[rows, safe]
+        rows = xp.arange(self.batch_size)[:, None]
+        n = xp.maximum(self.visits[rows, safe], 1).astype(self.dtype)
+        q = self.reward[rows, safe] + self.discount[rows, safe] * (self.value_sum[rows, safe] / n)
         return xp.where(ch >= 0, q, 0).astype(self.dtype)
 
     def child_visits(self, node: int | ArrayLike = 0) -> Array:
         """[B, A] int32 visit counts of the children of ``node`` (per tree)."""
         xp = xp_of(self.visits)
+        ch = self._children_of(node)
+        return xp.where(ch >= 0, self.visits[xp.arange(self.batch_size)[:, None], xp.maximum(ch, 0)], 0).astype(
+            xp.int32
+        )
+
+    def _children_of(self, node) -> Array:
+        """[B, A] child indices of ``node`` (one index for all trees, or one per tree)."""
+        if isinstance(node, (int, np.integer)) and 0 <= node < self.capacity:
+            return self.children[:, int(node)]  # the same node in every tree: a view, no gather
+        xp = xp_of(self.visits)
         B = self.batch_size
         node = xp.broadcast_to(xp.asarray(node, dtype=xp.int64), (B,))
-        ch = self.children[xp.arange(B), node]
-        return xp.where(ch >= 0, self.visits[xp.arange(B)[:, None], xp.maximum(ch, 0)], 0).astype(xp.int32)
+        return self.children[xp.arange(B), node]
 
     def grow(self, capacity: int) -> "Tree":
         """A copy with room for ``capacity`` nodes per tree (existing nodes kept)."""
@@ -1198,11 +1206,11 @@ def _visit_output(tree: Tree, temps, seed, stream, back) -> PolicyOutput:
     return PolicyOutput(back(action), back(weights), back(counts), back(value), tree)
 
 
-def _completed_q_root(tree: Tree, value_scale, maxvisit_init, rescale_values, use_mixed_value):
-    """mctx qtransform_completed_by_mix_value at the roots, [B, A] (NumPy/CuPy)."""
+def _completed_q_root(tree: Tree, counts, value_scale, maxvisit_init, rescale_values, use_mixed_value):
+    """mctx qtransform_completed_by_mix_value at the roots, [B, A] (NumPy/CuPy); counts: the
+    roots' child visits."""
     xp = xp_of(tree.visits)
     dt = tree.dtype
-    counts = tree.child_visits(0)
     visited = counts > 0
     q = tree.qvalues(0)
     prior = xp.maximum(tree.prior[:, 0], np.finfo(dt).tiny)
@@ -1285,7 +1293,7 @@ def gumbel_muzero_policy(
     _run(tree, recurrent_fn, sims, params, table, seed, stream, on_status)
     counts = tree.child_visits(0)
     with np.errstate(invalid="ignore", over="ignore"):  # inf/NaN only in overflowed trees (on_status)
-        cq = _completed_q_root(tree, **kw)
+        cq = _completed_q_root(tree, counts, **kw)
     logits = tree.logits[:, 0]
     invalid = tree.invalid[:, 0] != 0
     considered = counts.max(-1, keepdims=True)

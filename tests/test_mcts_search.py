@@ -728,3 +728,27 @@ def test_ctrl_c_in_a_callback_search_leaves_whole_simulations(rng, monkeypatch, 
         mcts.muzero_policy(root, recurrent_fn, 10, seed=0, dirichlet_fraction=0.0, tree=tree)
     assert (tree.num_nodes > 2).all()  # the search ran some simulations before the interrupt
     np.testing.assert_array_equal(tree.visits[:, 0], tree.num_nodes)
+
+
+@pytest.mark.parametrize("node", [0, 1, np.int64(2), np.array([0, 1, 2])], ids=["0", "1", "np.int64", "per-tree"])
+def test_child_visits_and_qvalues_of_a_node(node):
+    """Tree.child_visits / qvalues against a loop over the tree's arrays, for one node index
+    shared by every tree (the view path) and for one node per tree (the gather path)."""
+    rng = np.random.default_rng(5)
+    S, A, B = 6, 3, 3
+    model = mcts.tabular_model(
+        rng.integers(0, S, (S, A)), rng.standard_normal((S, A)), rng.standard_normal((S, A)), rng.standard_normal(S)
+    )
+    tree = mcts.muzero_policy(np.array([0, 1, 2]), model, 12, seed=3).tree
+    nodes = np.broadcast_to(node, (B,))
+    want_n = np.zeros((B, A), np.int32)
+    want_q = np.zeros((B, A))
+    for b in range(B):
+        for a in range(A):
+            c = tree.children[b, nodes[b], a]
+            if c >= 0:
+                want_n[b, a] = tree.visits[b, c]
+                v = tree.value_sum[b, c] / max(tree.visits[b, c], 1)
+                want_q[b, a] = tree.reward[b, c] + tree.discount[b, c] * v
+    np.testing.assert_array_equal(tree.child_visits(node), want_n)
+    np.testing.assert_array_equal(tree.qvalues(node), want_q)
