@@ -21,7 +21,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate as val
-from ._arrays import returner, to_native, xp_of
+from ._arrays import is_device, returner, to_native, xp_of
+from ._backend import BackendError
+from ._dispatch import kernel
 from ._gmm_estimator import _Base
 from ._typing import Array, ArrayLike, CovarianceType, GMMInit, SeedLike
 from .gmm import GMMParams
@@ -51,18 +53,18 @@ def _dims(in_dims, out_dims, D):
 
 
 class _Conditioning(NamedTuple):
-    """The x-independent part of GMR for B mixtures (float64; see the module docstring)."""
+    """The x-independent part of GMR for B mixtures, float64 and C-contiguous: what the query
+    kernel (pygenmod/gmm/gmr.hpp) reads (see the module docstring)."""
 
     single: bool  #: the parameters had no batch axis
     dtype: object  #: the parameters' dtype (results are returned in it)
-    mu: object  #: (B, K, D) joint means
-    logw: object  #: (B, K) log weights
-    V: object  #: (B, K, I, I) eigenvectors of S_ii
-    lam: object  #: (B, K, I) its eigenvalues, clipped
+    mu_i: object  #: (B, K, I) the input part of the means
+    mu_o: object  #: (B, K, O) the output part
+    logc: object  #: (B, K) log w - log det(S_ii) / 2 - I log(2 pi) / 2
+    V: object  #: (B, K, I, I) eigenvectors of S_ii (columns)
+    rs: object  #: (B, K, I) 1 / sqrt of its eigenvalues, clipped
     A: object  #: (B, K, O, I) S_oi S_ii^+
     C: object  #: (B, K, O, O) conditional covariances
-    oa: object  #: output dimensions as an index array
-    ia: object  #: input dimensions as an index array
 
 
 def _condition(params, in_dims, out_dims) -> _Conditioning:
@@ -96,14 +98,16 @@ def _condition(params, in_dims, out_dims) -> _Conditioning:
     C = (Vc * xp.maximum(lc, 0)[..., None, :]) @ xp.swapaxes(Vc, -1, -2)
     with np.errstate(divide="ignore"):
         logw = xp.log(p.weights.astype(f64))
-    return _Conditioning(single, dtype, mu, logw, V, lam, A, C, oa, ia)
+    logc = logw - 0.5 * (xp.log(lam).sum(-1) + len(ind) * np.log(2 * np.pi))
+    c = xp.ascontiguousarray
+    return _Conditioning(single, dtype, c(mu[..., ia]), c(mu[..., oa]), c(logc), c(V), c(1 / xp.sqrt(lam)), c(A), c(C))
 
 
 def _query(c: _Conditioning, x):
-    """(h, m, C, mean, cov) of the conditioned mixtures at the queries x (float64)."""
-    xp = xp_of(c.mu)
-    B, K = c.logw.shape
-    I = int(c.ia.shape[0])
+    """(h, m, C, mean, cov) of the conditioned mixtures at the queries x (float64): the gmm
+    family's gmr_query kernel, or the same math as array ops where the backend has none (CUDA)."""
+    xp = xp_of(c.V)
+    B, K, O, I = *c.mu_o.shape, c.mu_i.shape[-1]
     xq = val.float_array(x, "x", dtype=c.dtype, xp=xp)
     if c.single:
         if xq.ndim == 1 and I == 1:
@@ -112,16 +116,31 @@ def _query(c: _Conditioning, x):
         xq = xq[None]
     else:
         val.check_shape(xq, "x", (B, None, I))
-    diff = xq.astype(xp.float64)[:, :, None, :] - c.mu[:, None, :, c.ia]  # (B, Q, K, I)
-    z = xp.einsum("bkij,bqki->bqkj", c.V, diff) / xp.sqrt(c.lam)[:, None]
-    logn = -0.5 * ((z * z).sum(-1) + xp.log(c.lam).sum(-1)[:, None] + I * np.log(2 * np.pi))
-    logw = c.logw[:, None, :] + logn  # (B, Q, K)
-    mx = logw.max(-1, keepdims=True)
+    xq = xp.ascontiguousarray(xq, dtype=xp.float64)
+    Q = xq.shape[1]
+    try:
+        _, k = kernel("gmm", "gmr_query", is_device(xq))
+    except BackendError:
+        return _query_arrays(c, xq)
+    h, m = xp.empty((B, Q, K)), xp.empty((B, Q, K, O))
+    mean, cov = xp.empty((B, Q, O)), xp.empty((B, Q, O, O))
+    k(xq, c.mu_i, c.mu_o, c.logc, c.V, c.rs, c.A, c.C, h, m, mean, cov)
+    return h, m, c.C, mean, cov
+
+
+def _query_arrays(c: _Conditioning, xq):
+    """gmr_query's math by array ops (NumPy/CuPy), xq (B, Q, I) float64."""
+    xp = xp_of(c.V)
+    K = c.logc.shape[-1]
+    diff = xq[:, :, None, :] - c.mu_i[:, None]  # (B, Q, K, I)
+    z = xp.einsum("bkij,bqki->bqkj", c.V, diff) * c.rs[:, None]
+    logh = c.logc[:, None, :] - 0.5 * (z * z).sum(-1)  # (B, Q, K)
+    mx = logh.max(-1, keepdims=True)
     mx = xp.where(xp.isfinite(mx), mx, 0)
-    h = xp.exp(logw - mx)
+    h = xp.exp(logh - mx)
     hs = h.sum(-1, keepdims=True)
     h = xp.where(hs > 0, h / xp.where(hs > 0, hs, 1), 1.0 / K)
-    m = c.mu[:, None, :, c.oa] + xp.einsum("bkoi,bqki->bqko", c.A, diff)  # (B, Q, K, O)
+    m = c.mu_o[:, None] + xp.einsum("bkoi,bqki->bqko", c.A, diff)  # (B, Q, K, O)
     mean = (h[..., None] * m).sum(2)
     dm = m - mean[:, :, None, :]
     cov = xp.einsum("bqk,bkoj->bqoj", h, c.C) + xp.einsum("bqk,bqko,bqkj->bqoj", h, dm, dm)
@@ -165,7 +184,7 @@ def gmr_sample(
     back = returner(x)
     n = val.positive_int(n_samples, "n_samples", minimum=0)
     c = _condition(params, in_dims, out_dims)
-    single, dtype, B = c.single, c.dtype, c.logw.shape[0]
+    single, dtype, B = c.single, c.dtype, c.logc.shape[0]
     h, m, C, mean, cov = _query(c, x)
     xp = xp_of(h)
     Q, K, O = m.shape[1], m.shape[2], m.shape[3]

@@ -257,6 +257,14 @@ PYBIND11_MODULE(_cpu_gmm, m) {
                                         nogil([](auto... a) { gmm::kmeanspp_cpu(a...); }));
       },
       "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
+  m.def(
+      "gmr_query",
+      [](py::array x, py::array mu_i, py::array mu_o, py::array logc, py::array V, py::array rs, py::array A,
+         py::array C, py::array h, py::array mm, py::array mean, py::array cov) {
+        args::gmm::gmr_query<HostArrays>(x, mu_i, mu_o, logc, V, rs, A, C, h, mm, mean, cov,
+                                         nogil([](auto... a) { gmm::gmr_query_cpu(a...); }));
+      },
+      "x"_a, "mu_i"_a, "mu_o"_a, "logc"_a, "V"_a, "rs"_a, "A"_a, "C"_a, "h"_a, "m"_a, "mean"_a, "cov"_a);
   m.def("_isa_cap", &isa_cap, "cap"_a);
   m.def(
       "kmeans",

@@ -722,3 +722,57 @@ def _kmeans_core(X, W, n_rep, max_iter, centers, labels):
 
 def kmeans(X, W, n_rep, max_iter, centers, labels):
     _kmeans_core(X, W, n_rep, max_iter, centers, labels)
+
+
+@nb.njit(parallel=True, cache=True)
+def _gmr_core(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
+    B, Q, I = x.shape
+    K, O = logc.shape[1], mu_o.shape[2]
+    for r in nb.prange(B * Q):
+        b, q = r // Q, r % Q
+        d = np.empty(I)
+        top = -np.inf
+        for k in range(K):
+            for i in range(I):
+                d[i] = x[b, q, i] - mu_i[b, k, i]
+            ss = 0.0
+            for j in range(I):
+                z = 0.0
+                for i in range(I):
+                    z += V[b, k, i, j] * d[i]
+                z *= rs[b, k, j]
+                ss += z * z
+            h[b, q, k] = logc[b, k] - 0.5 * ss
+            top = max(top, h[b, q, k])
+            for o in range(O):
+                s = mu_o[b, k, o]
+                for i in range(I):
+                    s += A[b, k, o, i] * d[i]
+                m[b, q, k, o] = s
+        if not np.isfinite(top):
+            top = 0.0
+        tot = 0.0
+        for k in range(K):
+            h[b, q, k] = math.exp(h[b, q, k] - top)
+            tot += h[b, q, k]
+        for k in range(K):
+            h[b, q, k] = h[b, q, k] / tot if tot > 0 else 1.0 / K
+        for o in range(O):
+            s = 0.0
+            for k in range(K):
+                s += h[b, q, k] * m[b, q, k, o]
+            mean[b, q, o] = s
+        cov[b, q] = 0.0
+        for k in range(K):
+            for o in range(O):
+                for j in range(o + 1):
+                    dd = (m[b, q, k, o] - mean[b, q, o]) * (m[b, q, k, j] - mean[b, q, j])
+                    cov[b, q, o, j] += h[b, q, k] * (C[b, k, o, j] + dd)
+        for o in range(O):
+            for j in range(o):
+                cov[b, q, j, o] = cov[b, q, o, j]
+
+
+def gmr_query(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
+    """GMR's per-query part (csrc/include/pygenmod/gmm/gmr.hpp)."""
+    _gmr_core(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov)

@@ -110,6 +110,23 @@ void e_step(const py::object& X, const py::object& weights, const py::object& me
   });
 }
 
+// launch(dims, x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov): GMR's per-query part
+// (pygenmod/gmm/gmr.hpp), float64 only (the Python layer computes GMR in float64).
+template <class P, class Launch>
+void gmr_query(const py::object& x, const py::object& mu_i, const py::object& mu_o, const py::object& logc,
+               const py::object& V, const py::object& rs, const py::object& A, const py::object& C, const py::object& h,
+               const py::object& m, const py::object& mean, const py::object& cov, Launch&& launch) {
+  const pygenmod::gmm::GmrDims n{dim<P>(x, "x", 0), dim<P>(x, "x", 1), dim<P>(logc, "logc", 1), dim<P>(x, "x", 2),
+                                 dim<P>(mu_o, "mu_o", 2)};
+  if (n.K < 1) throw std::invalid_argument("logc: need at least one component");
+  launch(n, in<P, double>(x, "x", {n.B, n.Q, n.I}), in<P, double>(mu_i, "mu_i", {n.B, n.K, n.I}),
+         in<P, double>(mu_o, "mu_o", {n.B, n.K, n.O}), in<P, double>(logc, "logc", {n.B, n.K}),
+         in<P, double>(V, "V", {n.B, n.K, n.I, n.I}), in<P, double>(rs, "rs", {n.B, n.K, n.I}),
+         in<P, double>(A, "A", {n.B, n.K, n.O, n.I}), in<P, double>(C, "C", {n.B, n.K, n.O, n.O}),
+         out<P, double>(h, "h", {n.B, n.Q, n.K}), out<P, double>(m, "m", {n.B, n.Q, n.K, n.O}),
+         out<P, double>(mean, "mean", {n.B, n.Q, n.O}), out<P, double>(cov, "cov", {n.B, n.Q, n.O, n.O}));
+}
+
 // launch(type, weights, means, prec_chol, B, K, D, n, seed, stream, out, labels)
 template <class P, class Launch>
 void sample(const py::object& weights, const py::object& means, const py::object& prec_chol, int type,

@@ -15,13 +15,15 @@
 // in tile order, whatever their grid.)
 //
 // The family is split by layer under pygenmod/gmm/: math.hpp (host/device math, codes),
-// simd.hpp (CPU micro-kernels), cpu.hpp (CPU launchers), init.hpp (initialisation). Device
-// code includes only the math; this header includes every layer the compiler can build.
+// simd.hpp (CPU micro-kernels), cpu.hpp (CPU launchers), init.hpp (initialisation), gmr.hpp
+// (GMR's per-query part). Device code includes only the math; this header includes every layer
+// the compiler can build.
 #pragma once
 
 #include "pygenmod/gmm/math.hpp"
 
 #if !defined(__CUDACC__)
 #include "pygenmod/gmm/cpu.hpp"
+#include "pygenmod/gmm/gmr.hpp"
 #include "pygenmod/gmm/init.hpp"
 #endif
