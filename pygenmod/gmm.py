@@ -284,10 +284,11 @@ def _full_covariances(p: GMMParams, K: int, D: int):
 
 # ----------------------------------------------------------------------------- kernels
 def _fast_call(name, X, params, *args):
-    """The cpu backend's one-call fast path ``name`` (pygenmod._fast) for plain NumPy X and a
-    GMMParams of NumPy arrays: its results, or None where the general path must run."""
+    """The cpu backend's one-call fast path ``name`` (pygenmod._fast) for plain NumPy X (None:
+    a kernel of the parameters alone) and a GMMParams of NumPy arrays: its results, or None
+    where the general path must run."""
     if (
-        type(X) is np.ndarray
+        (X is None or type(X) is np.ndarray)
         and type(params) is GMMParams
         and all(type(a) is np.ndarray for a in params[:4])
         and type(params.covariance_type) is str
@@ -295,7 +296,8 @@ def _fast_call(name, X, params, *args):
     ):
         fast = _fast.cpu_kernel("gmm", name)
         if fast is not None:
-            return fast(X, *params[:4], _CODE[params.covariance_type], *args)
+            data = () if X is None else (X,)
+            return fast(*data, *params[:4], _CODE[params.covariance_type], *args)
     return None
 
 
@@ -645,6 +647,9 @@ def sample(params: GMMParams, n_samples: int, *, seed: SeedLike = None, stream: 
     n = val.positive_int(n_samples, "n_samples", minimum=0)
     seed = resolve_seed(seed)
     stream = val.seed_int(stream, "stream")
+    res = _fast_call("sample_fast", None, params, n, seed, stream)
+    if res is not None:
+        return res
     w0 = to_native(params.weights if isinstance(params, GMMParams) else GMMParams(*params).weights)
     single = w0.ndim == 1
     back = returner(params.weights if isinstance(params, GMMParams) else w0)

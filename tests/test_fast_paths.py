@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import pygenmod
+import pygenmod.random  # noqa: F401  (pygenmod.random.manual_seed below, whichever tests run)
 from pygenmod import _fast, cem, gmm, mdp, sampling, spatial
 from pygenmod.mdp import _solvers
 
@@ -477,6 +478,41 @@ def test_em_step_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
 def test_e_step_family_errors_and_edge_cases_equal(host, dtype, monkeypatch, call, case):
     X, p, _ = _em_step_cases(dtype)[case]
     fast, general = both(lambda: E_STEP_CALLS[call](X, p), monkeypatch)
+    assert_same(fast, general)
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("lead,K,D,n", [((), 3, 2, 4), ((), 1, 1, 1), ((3,), 2, 3, 17), ((), 4, 2, 20000)])
+@pytest.mark.parametrize("seed,stream", [(1, 0), (2**64 - 1, 2**64 - 2)])
+def test_sample_fast_equals_general(host, dtype, rng, monkeypatch, ct, lead, K, D, n, seed, stream):
+    """gmm.sample; n = 20000 at D = 2 is past the fast path's size limit (the general path)."""
+    _, p = _gmm_problem(rng, dtype, lead, 8, K, D, ct)
+    fast, general = both(lambda: gmm.sample(p, n, seed=seed, stream=stream), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        res = pygenmod._cpu_gmm.sample_fast(*p[:4], gmm._CODE[ct], n, seed, stream)
+        assert (res is None) == (n * D > 65536)
+
+
+@pytest.mark.parametrize("case", [c for c in _em_step_cases(np.float64) if "reg" not in c] + ["n 0", "n -1", "n 2.0"])
+def test_sample_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    """The parameter cases of em_step (X is not used here), and bad sample counts."""
+    _, p, _ = _em_step_cases(dtype)["nan X" if case.startswith("n ") else case]
+    n = {"n 0": 0, "n -1": -1, "n 2.0": 2.0}.get(case, 5)
+    fast, general = both(lambda: gmm.sample(p, n, seed=3), monkeypatch)
+    assert_same(fast, general)
+
+
+def test_sample_draws_one_key(monkeypatch):
+    """seed=None takes one key from the package generator per call, on either path."""
+    _, p = _gmm_problem(np.random.default_rng(2), np.float64, (), 8, 2, 2, "diag")
+
+    def f():
+        pygenmod.random.manual_seed(5)
+        return gmm.sample(p, 3), gmm.sample(p._replace(weights=p.weights.astype(np.float32)), 3), gmm.sample(p, 3)
+
+    fast, general = both(f, monkeypatch)
     assert_same(fast, general)
 
 

@@ -27,11 +27,12 @@ py::tuple isa_cap(int cap) {
   return py::make_tuple(prev, cpu::detected_isa());
 }
 
-// One-call fast paths of gmm.em_step and the E-step functions (issue 11; pygenmod._fast):
-// X (N, D) with unbatched params, or X (B, N, D) with batched ones, every array C-contiguous in
-// X's dtype. They answer None unless every check of the general path passes (shapes, finite
-// values, weights >= 0 with a positive sum, positive Cholesky diagonals) and the problem is
-// small (the general path releases the GIL and can be interrupted).
+// One-call fast paths of gmm.em_step, the E-step functions and gmm.sample (issue 11;
+// pygenmod._fast): X (N, D) with unbatched params, or X (B, N, D) with batched ones, every array
+// C-contiguous in X's dtype (sample: in the weights' dtype, no X). They answer None unless every
+// check of the general path passes (shapes, finite values, weights >= 0 with a positive sum,
+// positive Cholesky diagonals) and the problem is small (the general path releases the GIL and
+// can be interrupted).
 constexpr py::ssize_t kFastMax = 1 << 16;  // B * N * K * D
 
 // An array shape: (dims...) for one mixture, (B, dims...) for a batch.
@@ -69,37 +70,71 @@ bool positive_diagonals(int type, const T* pc, py::ssize_t B, py::ssize_t K, py:
   return true;
 }
 
+// The checks of gmm.py's _params on m's parameter arrays (m.B, K, D and single already set):
+// shapes by covariance type, finite values, weights >= 0 with a positive sum per mixture, and
+// positive Cholesky diagonals.
+template <class T>
+bool params_ok(const Mixtures<T>& m, const py::array& w, const py::array& mu, const py::array& cov, const py::array& pc,
+               int type) {
+  const py::ssize_t B = m.B, K = m.K, D = m.D;
+  if (!m.w || !m.mu || !m.cov || !m.pc || type < gmm::FULL || type > gmm::SPHERICAL || B < 1 || K < 1 || D < 1 ||
+      B * K * D > kFastMax)
+    return false;
+  const auto cs = cov_batch_shape(type, m.single, B, K, D);
+  if (!fast::shape_is(w, m.shape({K})) || !fast::shape_is(mu, m.shape({K, D})) || !fast::shape_is(cov, cs) ||
+      !fast::shape_is(pc, cs))
+    return false;
+  if (!fast::all_finite(m.w, w.size()) || !fast::all_finite(m.mu, mu.size()) || !fast::all_finite(m.cov, cov.size()) ||
+      !fast::all_finite(m.pc, pc.size()))
+    return false;
+  for (py::ssize_t b = 0; b < B; ++b) {
+    T sum = 0;
+    for (py::ssize_t k = 0; k < K; ++k) {
+      if (m.w[b * K + k] < 0) return false;
+      sum += m.w[b * K + k];
+    }
+    if (!(sum > 0)) return false;
+  }
+  return positive_diagonals(type, m.pc, B, K, D);
+}
+
 template <class T>
 std::optional<Mixtures<T>> checked(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                                    const py::array& pc, int type) {
   Mixtures<T> m{fast::view<T>(X), fast::view<T>(w), fast::view<T>(mu), fast::view<T>(cov), fast::view<T>(pc)};
-  if (!m.x || !m.w || !m.mu || !m.cov || !m.pc || (X.ndim() != 2 && X.ndim() != 3) || type < gmm::FULL ||
-      type > gmm::SPHERICAL || w.ndim() < 1)
-    return std::nullopt;
+  if (!m.x || (X.ndim() != 2 && X.ndim() != 3) || w.ndim() < 1) return std::nullopt;
   m.single = X.ndim() == 2;
   m.B = m.single ? 1 : X.shape(0);
   m.N = X.shape(X.ndim() - 2);
   m.D = X.shape(X.ndim() - 1);
   m.K = w.shape(w.ndim() - 1);
-  const py::ssize_t B = m.B, N = m.N, D = m.D, K = m.K;
-  if (B < 1 || N < 1 || D < 1 || K < 1 || B * N > kFastMax || B * N * K * D > kFastMax) return std::nullopt;
-  const auto cs = cov_batch_shape(type, m.single, B, K, D);
-  if (!fast::shape_is(w, m.shape({K})) || !fast::shape_is(mu, m.shape({K, D})) || !fast::shape_is(cov, cs) ||
-      !fast::shape_is(pc, cs))
-    return std::nullopt;
-  if (!fast::all_finite(m.x, X.size()) || !fast::all_finite(m.w, w.size()) || !fast::all_finite(m.mu, mu.size()) ||
-      !fast::all_finite(m.cov, cov.size()) || !fast::all_finite(m.pc, pc.size()))
-    return std::nullopt;
-  for (py::ssize_t b = 0; b < B; ++b) {
-    T sum = 0;
-    for (py::ssize_t k = 0; k < K; ++k) {
-      if (m.w[b * K + k] < 0) return std::nullopt;
-      sum += m.w[b * K + k];
-    }
-    if (!(sum > 0)) return std::nullopt;
-  }
-  if (!positive_diagonals(type, m.pc, B, K, D)) return std::nullopt;
+  if (m.N < 1 || m.B * m.N > kFastMax || m.B * m.N * m.K * m.D > kFastMax) return std::nullopt;
+  if (!params_ok(m, w, mu, cov, pc, type) || !fast::all_finite(m.x, X.size())) return std::nullopt;
   return m;
+}
+
+// gmm.sample: (X, labels) or None; single mixtures give (n, D) and (n,).
+template <class T>
+py::object sample_fast_t(const py::array& w, const py::array& mu, const py::array& cov, const py::array& pc, int type,
+                         py::ssize_t n, std::uint64_t seed, std::uint64_t stream) {
+  Mixtures<T> m{nullptr, fast::view<T>(w), fast::view<T>(mu), fast::view<T>(cov), fast::view<T>(pc)};
+  if ((w.ndim() != 1 && w.ndim() != 2) || mu.ndim() < 1) return py::none();
+  m.single = w.ndim() == 1;
+  m.B = m.single ? 1 : w.shape(0);
+  m.K = w.shape(w.ndim() - 1);
+  m.D = mu.shape(mu.ndim() - 1);
+  if (n < 1 || m.B * n * m.D > kFastMax || !params_ok(m, w, mu, cov, pc, type)) return py::none();
+  py::array_t<T> out(m.shape({n, m.D}));
+  py::array_t<std::int64_t> labels(m.shape({n}));
+  gmm::sample_cpu<T>(type, m.w, m.mu, m.pc, m.B, m.K, m.D, n, seed, stream, out.mutable_data(), labels.mutable_data());
+  return py::make_tuple(out, labels);
+}
+
+py::object sample_fast(const py::array& w, const py::array& mu, const py::array& cov, const py::array& pc, int type,
+                       py::ssize_t n, std::uint64_t seed, std::uint64_t stream) {
+  if (fast::view<double>(w)) return sample_fast_t<double>(w, mu, cov, pc, type, n, seed, stream);
+  if (fast::view<float>(w)) return sample_fast_t<float>(w, mu, cov, pc, type, n, seed, stream);
+  return py::none();
 }
 
 // gmm.em_step: (weights, means, covariances, precisions_cholesky, bound) or None.
@@ -277,5 +312,7 @@ PYBIND11_MODULE(_cpu_gmm, m) {
   m.def("em_step_fast", &em_step_fast, "X"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a,
         "reg_covar"_a);
   m.def("m_step_fast", &m_step_fast, "X"_a, "resp"_a, "cov_type"_a, "reg_covar"_a);
+  m.def("sample_fast", &sample_fast, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a, "n"_a,
+        "seed"_a, "stream"_a);
   m.def("e_step_fast", &e_step_fast, "X"_a, "weights"_a, "means"_a, "covariances"_a, "prec_chol"_a, "cov_type"_a);
 }
