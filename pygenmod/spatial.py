@@ -278,6 +278,24 @@ def spatial_softmax_backward(
     preallocated grad_x buffer (C-contiguous, x's shape, float32/float64 as x) -- reusing it
     avoids the page faults of a fresh large allocation on every call.
     """
+    if (
+        type(x) is np.ndarray
+        and type(temperature) is float
+        and type(grad_keypoints) is np.ndarray
+        and grad_cov is None
+        and grad_maps is None
+        and mask is None
+        and saved is None
+        and out is None
+        and layout == "NCHW"
+        and coords == "normalized"
+        and order == "xy"
+    ):
+        fast = _fast.cpu_kernel("spatial", "backward_fast")  # one compiled call (pygenmod._fast)
+        res = None if fast is None else fast(x, temperature, grad_keypoints)
+        if res is not None:
+            gx, g_temp = res
+            return gx, np.asarray(g_temp.sum(axis=0, dtype=np.float64).sum(), dtype=x.dtype)
     back = returner(x)
     c = _prepare(x, temperature, layout, coords, order, mask)
     xp, dt = c.xp, c.dtype

@@ -334,6 +334,51 @@ def test_spatial_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
     assert_same(fast, general)
 
 
+def _g_kp(x, rng=None):
+    """grad_keypoints for x's (B, C) maps in x's dtype (float64 for other dtypes)."""
+    B, C = x.shape[:2] if x.ndim == 4 else (1, 1)
+    dt = x.dtype if x.dtype in (np.float32, np.float64) else np.float64
+    return (rng or np.random.default_rng(9)).standard_normal((B, C, 2)).astype(dt)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4, 4), (2, 3, 1, 5), (1, 2, 6, 1), (2, 1, 1, 1), (0, 2, 3, 3), (3, 5, 17, 9)])
+@pytest.mark.parametrize("temperature", [1.0, 0.37])
+def test_spatial_backward_fast_equals_general(host, dtype, rng, monkeypatch, shape, temperature):
+    x = rng.standard_normal(shape).astype(dtype)
+    g = _g_kp(x, rng)
+    fast, general = both(lambda: spatial.spatial_softmax_backward(x, temperature, grad_keypoints=g), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_spatial.backward_fast(x, temperature, g) is not None
+
+
+def _spatial_backward_cases(dtype):
+    x = np.random.default_rng(3).standard_normal((2, 3, 4, 5)).astype(dtype)
+    g = _g_kp(x)
+    other = np.float32 if dtype == np.float64 else np.float64
+    cases = {name: (xc, t, _g_kp(xc)) for name, (xc, t) in _spatial_cases(dtype).items()}
+    nan_g = g.copy()
+    nan_g[1, 2, 0] = np.nan
+    cases.update(
+        {
+            "nan grad": (x, 1.0, nan_g),
+            "grad of another shape": (x, 1.0, g[:, :2]),
+            "grad in the other dtype": (x, 1.0, g.astype(other)),
+            "non-contiguous grad": (x, 1.0, np.asfortranarray(g)),
+            "int grad": (x, 1.0, np.ones(g.shape, np.int64)),
+        }
+    )
+    return cases
+
+
+@pytest.mark.parametrize("case", list(_spatial_backward_cases(np.float64)))
+def test_spatial_backward_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
+    x, t, g = _spatial_backward_cases(dtype)[case]
+    fast, general = both(lambda: spatial.spatial_softmax_backward(x, t, grad_keypoints=g), monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- gmm.em_step
 def _gmm_problem(rng, dtype, lead, N, K, D, ct):
     X = rng.standard_normal(lead + (N, D)).astype(dtype)

@@ -16,30 +16,39 @@ using namespace pygenmod::bind;
 
 namespace {
 
-// spatial_softmax's one-call fast path (issue 11): NCHW float32/float64 x, a float temperature,
-// the normalized xy grid, no mask: the keypoints (B, C, 2), or None when the general path must
-// run (any other input, or a non-finite map: that path raises the error; see fast_path.hpp).
+// The one-call fast paths (issue 11): NCHW float32/float64 x, a float temperature, the normalized
+// xy grid, no mask. Each answers None when the general path must run (any other input, or a
+// non-finite map: that path raises the error; see fast_path.hpp).
 template <class T>
-py::object forward_fast_t(const py::array& x, double temperature) {
-  const T* xp = fast::view<T>(x);
-  if (!xp || x.ndim() != 4) return py::none();
+struct FastCall {
+  args::spatial::Dims d;
+  std::vector<T> inv;  // 1 / t per channel, as the Python layer: in float64, then cast
+  spatial::Grid g;     // linspace(-1, 1, n) pixel centres; a single pixel sits at 0 (spatial._grid)
+};
+
+template <class T>
+std::optional<FastCall<T>> fast_call(const py::array& x, double temperature) {
+  if (!fast::view<T>(x) || x.ndim() != 4) return std::nullopt;
   const auto d = args::spatial::dims<HostArrays>(x, false);
-  if (d.H < 1 || d.W < 1 || !std::isfinite(temperature) || !(temperature > 0)) return py::none();
-  const T inv = static_cast<T>(1.0 / temperature);  // as the Python layer: 1 / t in float64, then cast
-  if (!std::isfinite(inv)) return py::none();
-  std::vector<T> inv_c(d.C, inv);
-  auto kp = fast::empty<T>({d.B, d.C, 2});
-  auto stats = fast::empty<T>({d.B, d.C, 2});
+  if (d.H < 1 || d.W < 1 || !std::isfinite(temperature) || !(temperature > 0)) return std::nullopt;
+  const T inv = static_cast<T>(1.0 / temperature);
+  if (!std::isfinite(inv)) return std::nullopt;
+  auto step = [](py::ssize_t n) { return n > 1 ? 2.0 / static_cast<double>(n - 1) : 0.0; };
+  return FastCall<T>{d, std::vector<T>(d.C, inv),
+                     spatial::Grid{d.W > 1 ? -1.0 : 0.0, step(d.W), d.H > 1 ? -1.0 : 0.0, step(d.H)}};
+}
+
+// The forward into kp and stats (B, C, 2); false for a non-finite map.
+template <class T>
+bool fast_forward(const py::array& x, const FastCall<T>& f, py::array_t<T>& kp, py::array_t<T>& stats) {
   spatial::detail::FwdArgs<T> a{};
-  a.x = xp;
-  a.inv = inv_c.data();
-  a.B = d.B;
-  a.C = d.C;
-  a.H = d.H;
-  a.W = d.W;
-  // linspace(-1, 1, n) pixel centres; a single pixel sits at 0 (pygenmod.spatial._grid)
-  a.g = {d.W > 1 ? -1.0 : 0.0, d.W > 1 ? 2.0 / static_cast<double>(d.W - 1) : 0.0, d.H > 1 ? -1.0 : 0.0,
-         d.H > 1 ? 2.0 / static_cast<double>(d.H - 1) : 0.0};
+  a.x = static_cast<const T*>(x.data());
+  a.inv = f.inv.data();
+  a.B = f.d.B;
+  a.C = f.d.C;
+  a.H = f.d.H;
+  a.W = f.d.W;
+  a.g = f.g;
   a.kp = kp.mutable_data();
   a.stats = stats.mutable_data();
   {
@@ -47,8 +56,56 @@ py::object forward_fast_t(const py::array& x, double temperature) {
     if (x.size() >= (1 << 14)) nogil.emplace();  // a release costs more than a tiny forward
     spatial::forward_cpu(a, false);
   }
-  if (!fast::all_finite(stats.data(), stats.size())) return py::none();
+  return fast::all_finite(stats.data(), stats.size());
+}
+
+// spatial_softmax: the keypoints (B, C, 2).
+template <class T>
+py::object forward_fast_t(const py::array& x, double temperature) {
+  const auto f = fast_call<T>(x, temperature);
+  if (!f) return py::none();
+  auto kp = fast::empty<T>({f->d.B, f->d.C, 2}), stats = fast::empty<T>({f->d.B, f->d.C, 2});
+  if (!fast_forward(x, *f, kp, stats)) return py::none();
   return std::move(kp);
+}
+
+// spatial_softmax_backward with grad_keypoints only: (grad_x, grad_temp (B, C)); the Python
+// layer sums grad_temp as its general path does.
+template <class T>
+py::object backward_fast_t(const py::array& x, double temperature, const py::array& g_kp) {
+  const auto f = fast_call<T>(x, temperature);
+  if (!f || !fast::view<T>(g_kp) || !fast::shape_is(g_kp, {f->d.B, f->d.C, 2}) ||
+      !fast::all_finite(static_cast<const T*>(g_kp.data()), g_kp.size()))
+    return py::none();
+  auto kp = fast::empty<T>({f->d.B, f->d.C, 2}), stats = fast::empty<T>({f->d.B, f->d.C, 2});
+  if (!fast_forward(x, *f, kp, stats)) return py::none();
+  py::array_t<T> gx(std::vector<py::ssize_t>(x.shape(), x.shape() + 4));
+  auto g_temp = fast::empty<T>({f->d.B, f->d.C});
+  spatial::detail::BwdArgs<T> a{};
+  a.x = static_cast<const T*>(x.data());
+  a.inv = f->inv.data();
+  a.B = f->d.B;
+  a.C = f->d.C;
+  a.H = f->d.H;
+  a.W = f->d.W;
+  a.g = f->g;
+  a.stats = stats.data();
+  a.kp = kp.data();
+  a.g_kp = static_cast<const T*>(g_kp.data());
+  a.gx = gx.mutable_data();
+  a.g_temp = g_temp.mutable_data();
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (x.size() >= (1 << 14)) nogil.emplace();
+    spatial::backward_cpu(a, false);
+  }
+  return py::make_tuple(gx, g_temp);
+}
+
+py::object backward_fast(py::array x, double temperature, py::array g_kp) {
+  if (fast::view<double>(x)) return backward_fast_t<double>(x, temperature, g_kp);
+  if (fast::view<float>(x)) return backward_fast_t<float>(x, temperature, g_kp);
+  return py::none();
 }
 
 py::object forward_fast(py::array x, double temperature) {
@@ -84,4 +141,5 @@ PYBIND11_MODULE(_cpu_spatial, m) {
       "cov"_a, "grad_keypoints"_a, "grad_cov"_a, "grad_maps"_a, "grad_x"_a, "grad_temp"_a);
   // one-call fast path (issue 11): None when the general path must run
   m.def("forward_fast", &forward_fast, "x"_a, "temperature"_a);
+  m.def("backward_fast", &backward_fast, "x"_a, "temperature"_a, "grad_keypoints"_a);
 }
