@@ -67,6 +67,10 @@ class _Conditioning(NamedTuple):
     C: object  #: (B, K, O, O) conditional covariances
 
 
+#: the compiled conditioning's Jacobi eigensolver is for small blocks; larger ones use LAPACK
+MAX_KERNEL_DIMS = 32
+
+
 def _condition(params, in_dims, out_dims) -> _Conditioning:
     from . import gmm as g
 
@@ -79,10 +83,37 @@ def _condition(params, in_dims, out_dims) -> _Conditioning:
     B = 1 if single else w0.shape[0]
     p, K = g._params(params, B, D, dtype, xp, single)
     ind, outd = _dims(in_dims, out_dims, D)
-    f64 = xp.float64
-    S = g._full_covariances(p, K, D).astype(f64)
-    mu = p.means.astype(f64)
-    ia, oa = xp.asarray(ind), xp.asarray(outd)
+    f64, c = xp.float64, xp.ascontiguousarray
+    S = c(g._full_covariances(p, K, D), dtype=f64)
+    mu, w = c(p.means, dtype=f64), c(p.weights, dtype=f64)
+    ia, oa = xp.asarray(ind, dtype=xp.int64), xp.asarray(outd, dtype=xp.int64)
+    k = None
+    if max(len(ind), len(outd)) <= MAX_KERNEL_DIMS:
+        try:
+            _, k = kernel("gmm", "gmr_condition", is_device(S))
+        except BackendError:
+            pass
+    if k is None:
+        return _condition_arrays(single, dtype, S, mu, w, ia, oa)
+    I, O = len(ind), len(outd)
+    out = _Conditioning(
+        single,
+        dtype,
+        xp.empty((B, K, I)),
+        xp.empty((B, K, O)),
+        xp.empty((B, K)),
+        xp.empty((B, K, I, I)),
+        xp.empty((B, K, I)),
+        xp.empty((B, K, O, I)),
+        xp.empty((B, K, O, O)),
+    )
+    k(S, mu, w, ia, oa, *out[2:])
+    return out
+
+
+def _condition_arrays(single, dtype, S, mu, w, ia, oa) -> _Conditioning:
+    """gmr_condition's math by array ops (NumPy/CuPy, LAPACK's eigh), on float64 S, mu, w."""
+    xp = xp_of(S)
     Sii = S[:, :, ia][:, :, :, ia]
     Soi = S[:, :, oa][:, :, :, ia]
     Soo = S[:, :, oa][:, :, :, oa]
@@ -97,8 +128,8 @@ def _condition(params, in_dims, out_dims) -> _Conditioning:
     lc, Vc = xp.linalg.eigh(C)
     C = (Vc * xp.maximum(lc, 0)[..., None, :]) @ xp.swapaxes(Vc, -1, -2)
     with np.errstate(divide="ignore"):
-        logw = xp.log(p.weights.astype(f64))
-    logc = logw - 0.5 * (xp.log(lam).sum(-1) + len(ind) * np.log(2 * np.pi))
+        logw = xp.log(w)
+    logc = logw - 0.5 * (xp.log(lam).sum(-1) + ia.shape[0] * np.log(2 * np.pi))
     c = xp.ascontiguousarray
     return _Conditioning(single, dtype, c(mu[..., ia]), c(mu[..., oa]), c(logc), c(V), c(1 / xp.sqrt(lam)), c(A), c(C))
 

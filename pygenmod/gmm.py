@@ -647,7 +647,7 @@ def sample(params: GMMParams, n_samples: int, *, seed: SeedLike = None, stream: 
     n = val.positive_int(n_samples, "n_samples", minimum=0)
     seed = resolve_seed(seed)
     stream = val.seed_int(stream, "stream")
-    res = _fast_call("sample_fast", None, params, n, seed, stream)
+    res = _fast_call("sample_fast", None, params, n, seed, stream) if n < 2**63 else None  # n: a C ssize_t
     if res is not None:
         return res
     w0 = to_native(params.weights if isinstance(params, GMMParams) else GMMParams(*params).weights)

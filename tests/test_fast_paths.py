@@ -540,11 +540,13 @@ def test_sample_fast_equals_general(host, dtype, rng, monkeypatch, ct, lead, K, 
         assert (res is None) == (n * D > 65536)
 
 
-@pytest.mark.parametrize("case", [c for c in _em_step_cases(np.float64) if "reg" not in c] + ["n 0", "n -1", "n 2.0"])
+@pytest.mark.parametrize(
+    "case", [c for c in _em_step_cases(np.float64) if "reg" not in c] + ["n 0", "n -1", "n 2.0", "n 2**62", "n 2**63"]
+)
 def test_sample_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
     """The parameter cases of em_step (X is not used here), and bad sample counts."""
     _, p, _ = _em_step_cases(dtype)["nan X" if case.startswith("n ") else case]
-    n = {"n 0": 0, "n -1": -1, "n 2.0": 2.0}.get(case, 5)
+    n = {"n 0": 0, "n -1": -1, "n 2.0": 2.0, "n 2**62": 2**62, "n 2**63": 2**63}.get(case, 5)
     fast, general = both(lambda: gmm.sample(p, n, seed=3), monkeypatch)
     assert_same(fast, general)
 

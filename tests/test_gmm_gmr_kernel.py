@@ -1,14 +1,15 @@
-"""GMR's per-query kernel (gmm.gmr_query: csrc/include/pygenmod/gmm/gmr.hpp, numba, and the
-array-op path of CuPy) against the textbook conditioning, on both sides of the kernel's
-serial/parallel threshold, with degenerate weights and odd sizes."""
+"""GMR's kernels (csrc/include/pygenmod/gmm/gmr.hpp: the conditioning with its Jacobi
+eigensolver, and the per-query part; numba has the query kernel, CuPy the array ops) against the
+textbook conditioning and LAPACK, on both sides of the serial/parallel threshold, with
+degenerate weights and covariances and odd sizes."""
 
 import numpy as np
 import pytest
 from test_gmm_gmr import closed_form, random_mixture
 
-from pygenmod import gmm
+from pygenmod import _gmr, gmm
 from pygenmod._arrays import xp_of
-from pygenmod._gmr import _condition, _query, _query_arrays
+from pygenmod._gmr import _condition, _condition_arrays, _query, _query_arrays
 
 # (B, Q, K, D, in_dims): one query; odd sizes; Q * K * (I^2 + OI + O^2 + 8) above the kernel's
 # GMR_PAR_MIN_WORK (2^14), so the queries run on the pool
@@ -102,3 +103,66 @@ def test_kernel_rejects_bad_arrays():
     bad[3] = z((B, 0))
     with pytest.raises(ValueError, match="component"):
         k(*bad)
+
+
+def _invariants(c):
+    """What a conditioning determines uniquely (V and rs are eigenvectors and scales: unique only
+    up to order and sign): the means, log constants, A, C and S_ii^+ = V diag(rs^2) V^T."""
+    pinv = (c.V * c.rs[..., None, :] ** 2) @ np.swapaxes(c.V, -1, -2)
+    return c.mu_i, c.mu_o, c.logc, c.A, c.C, pinv
+
+
+@pytest.mark.parametrize(
+    "case", ["random", "near-singular inputs", "spherical", "zero weight", "1 in 1 out", "many components"]
+)
+def test_compiled_conditioning_matches_lapack(rng, case):
+    # many components: 1280 to condition, past GMR_CONDITION_PAR_MIN_WORK (on the pool)
+    B, K, D = (32, 40, 4) if case == "many components" else (2, 3, 5)
+    ind = [0] if case == "1 in 1 out" else [3, 0, 1]
+    outd = [2] if case == "1 in 1 out" else None
+    p = random_mixture(rng, B, K, D)
+    cov = p.covariances.copy()
+    if case == "near-singular inputs":
+        v = rng.normal(size=(B, K, D))
+        cov = 1e-9 * cov + np.einsum("bki,bkj->bkij", v, v)  # rank one plus a little: cond ~ 1e10
+    elif case == "spherical":
+        cov = np.broadcast_to(np.eye(D) * rng.uniform(0.5, 2, (B, K, 1, 1)), cov.shape).copy()
+    w = p.weights.copy()
+    if case == "zero weight":
+        w[:, 1] = 0
+        w /= w.sum(1, keepdims=True)
+    p = gmm.GMMParams(w, p.means, cov, None, "full")
+    got = _condition(p, ind, outd)
+    assert got.V.shape == (B, K, len(ind), len(ind))
+    S = np.ascontiguousarray(cov)
+    oa = [d for d in range(D) if d not in ind] if outd is None else outd
+    want = _condition_arrays(False, np.float64, S, p.means, w, np.array(ind), np.array(oa))
+    # LAPACK's small eigenvalues are accurate to eps x the largest: ~1e-7 relative at cond 1e10
+    rtol = 1e-6 if case == "near-singular inputs" else 1e-9
+    for a, b in zip(_invariants(got), _invariants(want)):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b[np.isfinite(b)]).max()))
+
+
+def test_large_blocks_use_lapack(rng, monkeypatch):
+    """Above MAX_KERNEL_DIMS input or output dimensions the conditioning is LAPACK's."""
+    p = random_mixture(rng, 2, 3, 5)
+    x = rng.normal(size=(2, 4, 2))
+    small = gmm.gmr(p, x, [0, 1])
+    monkeypatch.setattr(_gmr, "MAX_KERNEL_DIMS", 1)
+    large = gmm.gmr(p, x, [0, 1])
+    for a, b in zip(small, large):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
+def test_conditioning_kernel_rejects_bad_dims():
+    k = pytest.importorskip("pygenmod._cpu_gmm").gmr_condition
+    B, K, D, I, O = 1, 2, 3, 2, 1
+    z = np.zeros
+    outs = [z((B, K, I)), z((B, K, O)), z((B, K)), z((B, K, I, I)), z((B, K, I)), z((B, K, O, I)), z((B, K, O, O))]
+    S, mu, w = np.broadcast_to(np.eye(D), (B, K, D, D)).copy(), z((B, K, D)), np.full((B, K), 0.5)
+    k(S, mu, w, np.array([0, 1]), np.array([2]), *outs)
+    for ia, oa in (([0, 3], [2]), ([0, 1], [-1]), ([0, 1], [2**40])):
+        with pytest.raises(ValueError, match="must lie in"):
+            k(S, mu, w, np.array(ia), np.array(oa), *outs)
+    with pytest.raises((TypeError, ValueError), match="ia"):
+        k(S, mu, w, np.array([0.0, 1.0]), np.array([2]), *outs)

@@ -1,7 +1,8 @@
 """GMR per-query cost: the GMR estimator (conditioning cached) and gmm.gmr (conditions on every
-call) over a query sweep, then the query kernel alone on 1 and 2 threads (the serial/parallel
-threshold GMR_PAR_MIN_WORK of csrc/include/pygenmod/gmm/gmr.hpp). K=5 components, 2 inputs,
-2 outputs, fitted on a noisy curve. Best of 7 repeats, microseconds per call.
+call) over a query sweep, then the query kernel and the conditioning alone on 1 and 2 threads
+(the serial/parallel threshold GMR_PAR_MIN_WORK of csrc/include/pygenmod/gmm/gmr.hpp). K=5
+components, 2 inputs, 2 outputs, fitted on a noisy curve. Best of 7 repeats, microseconds per
+call.
 
 Usage: PYTHONPATH=$PWD python bench/results/gmr_query.py
 """
@@ -11,6 +12,7 @@ import timeit
 import numpy as np
 
 import pygenmod
+import pygenmod._cpu_gmm
 from pygenmod import gmm
 from pygenmod._gmr import _query
 
@@ -43,6 +45,19 @@ def main():
             times.append(best_us(lambda xq=xq: _query(c, xq), max(1, 20000 // Q)))
         work = Q * 5 * (4 + 4 + 4 + 8)  # rows * K * (I*I + O*I + O*O + 8), as gmr_query_cpu counts it
         print(f"{Q:7d}  {work:6d}  {times[0]:8.1f}  {times[1]:9.1f}")
+    print("\ncomponents  work  1 thread  2 threads   (the conditioning kernel alone, D=4, 2 in, 2 out)")
+    kernel = pygenmod._cpu_gmm.gmr_condition
+    for B in (1, 4, 16, 64, 256, 1024):
+        A = rng.normal(size=(B, 5, 4, 4))
+        S = A @ np.swapaxes(A, -1, -2) + 0.2 * np.eye(4)
+        args = (S, rng.normal(size=(B, 5, 4)), np.full((B, 5), 0.2), np.array([0, 1]), np.array([2, 3]))
+        outs = [np.empty((B, 5) + s) for s in ((2,), (2,), (), (2, 2), (2,), (2, 2), (2, 2))]
+        times = []
+        for threads in (1, 2):
+            pygenmod.set_num_threads(threads)
+            times.append(best_us(lambda: kernel(*args, *outs), max(1, 20000 // B)))  # noqa: B023
+        work = B * 5 * 4**3 * 8  # components * (I + O)^3 * 8, as gmr_condition_cpu counts it
+        print(f"{B * 5:10d}  {work:7d}  {times[0]:8.1f}  {times[1]:9.1f}")
     pygenmod.set_num_threads(default)
 
 

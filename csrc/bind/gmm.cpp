@@ -123,7 +123,7 @@ py::object sample_fast_t(const py::array& w, const py::array& mu, const py::arra
   m.B = m.single ? 1 : w.shape(0);
   m.K = w.shape(w.ndim() - 1);
   m.D = mu.shape(mu.ndim() - 1);
-  if (n < 1 || m.B * n * m.D > kFastMax || !params_ok(m, w, mu, cov, pc, type)) return py::none();
+  if (n < 1 || n > kFastMax || m.B * n * m.D > kFastMax || !params_ok(m, w, mu, cov, pc, type)) return py::none();
   py::array_t<T> out(m.shape({n, m.D}));
   py::array_t<std::int64_t> labels(m.shape({n}));
   gmm::sample_cpu<T>(type, m.w, m.mu, m.pc, m.B, m.K, m.D, n, seed, stream, out.mutable_data(), labels.mutable_data());
@@ -292,6 +292,14 @@ PYBIND11_MODULE(_cpu_gmm, m) {
                                         nogil([](auto... a) { gmm::kmeanspp_cpu(a...); }));
       },
       "X"_a, "W"_a, "n_rep"_a, "K"_a, "seed"_a, "stream"_a, "idx"_a);
+  m.def(
+      "gmr_condition",
+      [](py::array S, py::array mu, py::array w, py::array ia, py::array oa, py::array mu_i, py::array mu_o,
+         py::array logc, py::array V, py::array rs, py::array A, py::array C) {
+        args::gmm::gmr_condition<HostArrays>(S, mu, w, ia, oa, mu_i, mu_o, logc, V, rs, A, C,
+                                             nogil([](auto... a) { gmm::gmr_condition_cpu(a...); }));
+      },
+      "S"_a, "mu"_a, "w"_a, "ia"_a, "oa"_a, "mu_i"_a, "mu_o"_a, "logc"_a, "V"_a, "rs"_a, "A"_a, "C"_a);
   m.def(
       "gmr_query",
       [](py::array x, py::array mu_i, py::array mu_o, py::array logc, py::array V, py::array rs, py::array A,

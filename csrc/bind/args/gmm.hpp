@@ -110,6 +110,30 @@ void e_step(const py::object& X, const py::object& weights, const py::object& me
   });
 }
 
+// launch(B, K, D, I, O, S, mu, w, ia, oa, mu_i, mu_o, logc, V, rs, A, C): GMR's conditioning
+// (pygenmod/gmm/gmr.hpp), float64; the dimension indices must lie in [0, D).
+template <class P, class Launch>
+void gmr_condition(const py::object& S, const py::object& mu, const py::object& w, const py::object& ia,
+                   const py::object& oa, const py::object& mu_i, const py::object& mu_o, const py::object& logc,
+                   const py::object& V, const py::object& rs, const py::object& A, const py::object& C,
+                   Launch&& launch) {
+  const auto B = dim<P>(w, "w", 0), K = dim<P>(w, "w", 1), D = dim<P>(mu, "mu", 2), I = dim<P>(ia, "ia", 0),
+             O = dim<P>(oa, "oa", 0);
+  if (K < 1) throw std::invalid_argument("w: need at least one component");
+  if (I < 1 || O < 1) throw std::invalid_argument("ia, oa: need at least one input and one output dimension");
+  const auto* in_dims = in<P, std::int64_t>(ia, "ia", {I});
+  const auto* out_dims = in<P, std::int64_t>(oa, "oa", {O});
+  for (py::ssize_t i = 0; i < I; ++i)
+    if (in_dims[i] < 0 || in_dims[i] >= D) throw std::invalid_argument("ia: dimension indices must lie in [0, D)");
+  for (py::ssize_t o = 0; o < O; ++o)
+    if (out_dims[o] < 0 || out_dims[o] >= D) throw std::invalid_argument("oa: dimension indices must lie in [0, D)");
+  launch(B, K, D, I, O, in<P, double>(S, "S", {B, K, D, D}), in<P, double>(mu, "mu", {B, K, D}),
+         in<P, double>(w, "w", {B, K}), in_dims, out_dims, out<P, double>(mu_i, "mu_i", {B, K, I}),
+         out<P, double>(mu_o, "mu_o", {B, K, O}), out<P, double>(logc, "logc", {B, K}),
+         out<P, double>(V, "V", {B, K, I, I}), out<P, double>(rs, "rs", {B, K, I}),
+         out<P, double>(A, "A", {B, K, O, I}), out<P, double>(C, "C", {B, K, O, O}));
+}
+
 // launch(dims, x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov): GMR's per-query part
 // (pygenmod/gmm/gmr.hpp), float64 only (the Python layer computes GMR in float64).
 template <class P, class Launch>
