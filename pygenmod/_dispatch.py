@@ -53,3 +53,14 @@ def kernel(family: str, name: str, on_device: bool = False):
     """Pick the backend for arrays on the host or a CUDA device and return (backend, kernel)."""
     backend = choose(on_device)
     return backend, get_kernel(family, name, backend)
+
+
+def kernel_if_any(family: str, name: str, on_device: bool = False):
+    """Like :func:`kernel`, but the kernel is None where the chosen backend does not implement
+    it (the caller then runs the same math as array operations). An unavailable backend still
+    raises, as for every kernel."""
+    backend = choose(on_device)
+    try:
+        return backend, get_kernel(family, name, backend)
+    except BackendError:
+        return backend, None

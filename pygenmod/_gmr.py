@@ -22,8 +22,7 @@ import numpy as np
 
 from . import _validate as val
 from ._arrays import is_device, returner, to_native, xp_of
-from ._backend import BackendError
-from ._dispatch import kernel
+from ._dispatch import kernel_if_any
 from ._gmm_estimator import _Base
 from ._typing import Array, ArrayLike, CovarianceType, GMMInit, SeedLike
 from .gmm import GMMParams
@@ -87,13 +86,8 @@ def _condition(params, in_dims, out_dims) -> _Conditioning:
     S = c(g._full_covariances(p, K, D), dtype=f64)
     mu, w = c(p.means, dtype=f64), c(p.weights, dtype=f64)
     ia, oa = xp.asarray(ind, dtype=xp.int64), xp.asarray(outd, dtype=xp.int64)
-    k = None
-    if max(len(ind), len(outd)) <= MAX_KERNEL_DIMS:
-        try:
-            _, k = kernel("gmm", "gmr_condition", is_device(S))
-        except BackendError:
-            pass
-    if k is None:
+    _, k = kernel_if_any("gmm", "gmr_condition", is_device(S))
+    if k is None or max(len(ind), len(outd)) > MAX_KERNEL_DIMS:
         return _condition_arrays(single, dtype, S, mu, w, ia, oa)
     I, O = len(ind), len(outd)
     out = _Conditioning(
@@ -149,9 +143,8 @@ def _query(c: _Conditioning, x):
         val.check_shape(xq, "x", (B, None, I))
     xq = xp.ascontiguousarray(xq, dtype=xp.float64)
     Q = xq.shape[1]
-    try:
-        _, k = kernel("gmm", "gmr_query", is_device(xq))
-    except BackendError:
+    _, k = kernel_if_any("gmm", "gmr_query", is_device(xq))
+    if k is None:
         return _query_arrays(c, xq)
     h, m = xp.empty((B, Q, K)), xp.empty((B, Q, K, O))
     mean, cov = xp.empty((B, Q, O)), xp.empty((B, Q, O, O))
