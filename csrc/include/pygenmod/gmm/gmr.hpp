@@ -8,7 +8,7 @@
 //   C    = S_oo - A S_io, symmetrised, with negative eigenvalues clipped to 0 (PSD)
 //   logc = log w - sum(log lam) / 2 - I log(2 pi) / 2
 // Queries, for each mixture b, query q and component k, with d = x - mu_i[k]:
-//   log h_k  = logc[k] - |diag(rs[k]) V[k]^T d|^2 / 2             (logc: log w - log det / 2 - I log(2 pi) / 2)
+//   log h_k  = logc[k] - |diag(rs[k]) V[k]^T d|^2 / 2             (log w_k N(x | mu_i, S_ii))
 //   m_k      = mu_o[k] + A[k] d                                   (the component's conditional mean)
 //   h        = softmax_k(log h)  (uniform 1/K if every log h is -inf or the sum vanishes)
 //   mean     = sum_k h_k m_k
@@ -98,12 +98,13 @@ inline void gmr_condition_cpu(index_t B, index_t K, index_t D, index_t I, index_
                               double* mu_o, double* logc, double* V, double* rs, double* A, double* C) {
   const index_t items = B * K;
   auto scratch = slot_buffers<double>(2 * I * I + O * I + 2 * O * O + O + I);
-  parallel_for_slots(items, share_chunk(items), items * (I + O) * (I + O) * (I + O) * 8 > GMR_CONDITION_PAR_MIN_WORK,
-                     scratch, [&](index_t bk, std::vector<double>& buf) {
-                       gmr_condition_one(D, I, O, S + bk * D * D, mu + bk * D, w[bk], ia, oa, mu_i + bk * I,
-                                         mu_o + bk * O, logc + bk, V + bk * I * I, rs + bk * I, A + bk * O * I,
-                                         C + bk * O * O, buf.data());
-                     });
+  parallel_for_slots(
+      items, share_chunk(items),
+      static_cast<double>(items) * std::pow(static_cast<double>(I + O), 3) * 8 > GMR_CONDITION_PAR_MIN_WORK, scratch,
+      [&](index_t bk, std::vector<double>& buf) {
+        gmr_condition_one(D, I, O, S + bk * D * D, mu + bk * D, w[bk], ia, oa, mu_i + bk * I, mu_o + bk * O, logc + bk,
+                          V + bk * I * I, rs + bk * I, A + bk * O * I, C + bk * O * O, buf.data());
+      });
 }
 
 // One (mixture, query): scratch holds I doubles.
