@@ -4,8 +4,8 @@ extension; tests/test_contracts.py checks these against the dicts ``_cpu_mcts`` 
 
 - ``TREE_FIELDS``: the arrays of a tree, in the order the kernels take them as a tuple;
   ``VISITS`` ... ``QBOUNDS`` index that tuple (numba freezes these module ints as constants,
-  so ``tree[CHILDREN]`` is a static tuple index). numba's on-disk cache is keyed by the
-  source file that uses them: after changing a value here, touch pygenmod/_numba/mcts.py.
+  so ``tree[CHILDREN]`` is a static tuple index). numba's on-disk cache of the package's
+  kernels is keyed to this file too (pygenmod/_numba/_cache.py), so a change here recompiles.
 - ``PARAM_FIELDS``: the entries of the float64 ``params`` array; ``P_POLICY`` ... index it.
   Build the array with :func:`pack_params` (by name, every entry given).
 - ``POLICIES``, ``STATUS`` codes of expand/advance, and the special actions ``TERMINAL``

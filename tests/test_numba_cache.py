@@ -72,12 +72,39 @@ def test_helper_edit_recompiles_the_user(tmp_path, keyed):
 
 
 def test_pygenmod_kernels_use_the_package_stamp():
-    from pygenmod._numba import _cache, philox, sampling
+    import pygenmod._numba as pkg
+    from pygenmod._numba import _cache, sampling
 
-    directory = os.path.dirname(os.path.abspath(philox.__file__))
+    extra = tuple(os.path.join(os.path.dirname(pkg._HERE), n) for n in pkg._FROZEN_IN)
     locator = sampling._fill._cache._impl.locator  # _fill inlines philox's transforms
-    assert getattr(locator, "package_directory", None) == directory
-    assert locator.get_source_stamp() == _cache.package_stamp(directory)
+    assert getattr(locator, "package_directory", None) == pkg._HERE
+    assert locator.get_source_stamp() == _cache.package_stamp(pkg._HERE, extra)
+
+
+def test_every_parent_module_the_kernels_import_is_stamped():
+    """A constant imported from the parent package is frozen into the machine code: its module
+    must be part of the stamp (pygenmod/_numba/__init__.py's _FROZEN_IN)."""
+    import re
+
+    import pygenmod._numba as pkg
+
+    imported = set()
+    for name in os.listdir(pkg._HERE):
+        if name.endswith(".py"):
+            with open(os.path.join(pkg._HERE, name)) as f:
+                imported |= {m + ".py" for m in re.findall(r"^from \.\.(\w+) import", f.read(), re.M)}
+    assert imported <= set(pkg._FROZEN_IN), imported - set(pkg._FROZEN_IN)
+
+
+def test_a_numba_without_the_locators_keeps_its_own_stamps(tmp_path, monkeypatch):
+    from numba.core import caching
+
+    from pygenmod._numba import _cache
+
+    for name in ("CacheImpl", "_CacheImpl"):
+        monkeypatch.delattr(caching, name, raising=False)
+    with pytest.warns(RuntimeWarning, match="locators moved"):
+        _cache.key_to_package(str(tmp_path))
 
 
 def test_other_functions_keep_numbas_locators(tmp_path):
