@@ -23,15 +23,19 @@ _MODULES = {
 
 
 @functools.lru_cache(maxsize=None)
-def get_kernel(family: str, name: str, backend: str):
-    """The implementation of kernel ``family.name`` on ``backend``."""
+def _module(family: str, backend: str):
     modname = _MODULES[backend].format(family)
     try:
-        module = importlib.import_module(modname)
+        return importlib.import_module(modname)
     except ImportError as exc:
         raise BackendError(f"backend {backend!r} has no {family!r} kernels ({exc})") from exc
+
+
+@functools.lru_cache(maxsize=None)
+def get_kernel(family: str, name: str, backend: str):
+    """The implementation of kernel ``family.name`` on ``backend``."""
     try:
-        fn = getattr(module, name)
+        fn = getattr(_module(family, backend), name)
     except AttributeError:
         raise BackendError(f"kernel {family}.{name} is not implemented on backend {backend!r}") from None
     if backend == "cuda":
@@ -56,11 +60,10 @@ def kernel(family: str, name: str, on_device: bool = False):
 
 
 def kernel_if_any(family: str, name: str, on_device: bool = False):
-    """Like :func:`kernel`, but the kernel is None where the chosen backend does not implement
-    it (the caller then runs the same math as array operations). An unavailable backend still
-    raises, as for every kernel."""
+    """Like :func:`kernel`, but the kernel is None where the chosen backend's family module does
+    not implement it (the caller then runs the same math as array operations). An unavailable
+    backend, or a family module that fails to import, still raises, as for every kernel."""
     backend = choose(on_device)
-    try:
-        return backend, get_kernel(family, name, backend)
-    except BackendError:
+    if not hasattr(_module(family, backend), name):
         return backend, None
+    return backend, get_kernel(family, name, backend)

@@ -283,21 +283,23 @@ def _full_covariances(p: GMMParams, K: int, D: int):
 
 
 # ----------------------------------------------------------------------------- kernels
-def _fast_call(name, X, params, *args):
-    """The cpu backend's one-call fast path ``name`` (pygenmod._fast) for plain NumPy X (None:
-    a kernel of the parameters alone) and a GMMParams of NumPy arrays: its results, or None
-    where the general path must run."""
-    if (
-        (X is None or type(X) is np.ndarray)
-        and type(params) is GMMParams
+def _numpy_params(params) -> bool:
+    """A GMMParams of plain NumPy arrays with a known covariance type (what the fast paths take)."""
+    return (
+        type(params) is GMMParams
         and all(type(a) is np.ndarray for a in params[:4])
         and type(params.covariance_type) is str
         and params.covariance_type in _CODE
-    ):
+    )
+
+
+def _fast_call(name, X, params, *args):
+    """The cpu backend's one-call fast path ``name`` (pygenmod._fast) for plain NumPy X and a
+    GMMParams of NumPy arrays: its results, or None where the general path must run."""
+    if type(X) is np.ndarray and _numpy_params(params):
         fast = _fast.cpu_kernel("gmm", name)
         if fast is not None:
-            data = () if X is None else (X,)
-            return fast(*data, *params[:4], _CODE[params.covariance_type], *args)
+            return fast(X, *params[:4], _CODE[params.covariance_type], *args)
     return None
 
 
@@ -647,8 +649,9 @@ def sample(params: GMMParams, n_samples: int, *, seed: SeedLike = None, stream: 
     n = val.positive_int(n_samples, "n_samples", minimum=0)
     seed = resolve_seed(seed)
     stream = val.seed_int(stream, "stream")
-    res = _fast_call("sample_fast", None, params, n, seed, stream) if n < 2**63 else None  # n: a C ssize_t
-    if res is not None:
+    fast = _fast.cpu_kernel("gmm", "sample_fast") if _numpy_params(params) else None
+    res = None if fast is None else fast(*params[:4], _CODE[params.covariance_type], n, seed, stream)
+    if res is not None:  # one compiled call (pygenmod._fast)
         return res
     w0 = to_native(params.weights if isinstance(params, GMMParams) else GMMParams(*params).weights)
     single = w0.ndim == 1

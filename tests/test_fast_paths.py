@@ -504,6 +504,7 @@ def _em_step_cases(dtype):
         ),
         "non-contiguous X": (np.asfortranarray(X), p, 1e-6),
         "int X": (np.ones((4, 2), np.int64), p, 1e-6),
+        "X None": (None, p, 1e-6),
         "unknown covariance type": (X, p._replace(covariance_type="banded"), 1e-6),
         "covariances None": (X, p._replace(covariances=None), 1e-6),
         "integer reg": (X, p, 0),

@@ -36,6 +36,17 @@ inline bool shape_is(const py::array& a, std::initializer_list<py::ssize_t> shap
   return shape_is<std::initializer_list<py::ssize_t>>(a, shape);
 }
 
+// True when the product of the extents (from arrays, so >= 0) is at most max; never overflows.
+inline bool product_at_most(std::initializer_list<py::ssize_t> dims, py::ssize_t max) {
+  py::ssize_t p = 1;
+  for (auto d : dims) {
+    if (d <= 0) return d == 0;
+    if (p > max / d) return false;
+    p *= d;
+  }
+  return true;
+}
+
 // True if no NaN/inf: one pass summing x * 0, which is 0 for finite x and NaN for NaN or inf
 // (so, unlike a plain sum, large finite values cannot overflow into a false alarm).
 template <class T>

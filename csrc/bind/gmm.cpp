@@ -33,7 +33,7 @@ py::tuple isa_cap(int cap) {
 // check of the general path passes (shapes, finite values, weights >= 0 with a positive sum,
 // positive Cholesky diagonals) and the problem is small (the general path releases the GIL and
 // can be interrupted).
-constexpr py::ssize_t kFastMax = 1 << 16;  // B * N * K * D
+constexpr py::ssize_t kFastMax = 1 << 16;  // B * N * K * D, and every parameter array's size
 
 // An array shape: (dims...) for one mixture, (B, dims...) for a batch.
 inline std::vector<py::ssize_t> batch_shape(bool single, py::ssize_t B, std::initializer_list<py::ssize_t> dims) {
@@ -78,7 +78,7 @@ bool params_ok(const Mixtures<T>& m, const py::array& w, const py::array& mu, co
                int type) {
   const py::ssize_t B = m.B, K = m.K, D = m.D;
   if (!m.w || !m.mu || !m.cov || !m.pc || type < gmm::FULL || type > gmm::SPHERICAL || B < 1 || K < 1 || D < 1 ||
-      B * K * D > kFastMax)
+      !fast::product_at_most({B, K, D}, kFastMax) || cov.size() > kFastMax)
     return false;
   const auto cs = cov_batch_shape(type, m.single, B, K, D);
   if (!fast::shape_is(w, m.shape({K})) || !fast::shape_is(mu, m.shape({K, D})) || !fast::shape_is(cov, cs) ||
@@ -108,7 +108,7 @@ std::optional<Mixtures<T>> checked(const py::array& X, const py::array& w, const
   m.N = X.shape(X.ndim() - 2);
   m.D = X.shape(X.ndim() - 1);
   m.K = w.shape(w.ndim() - 1);
-  if (m.N < 1 || m.B * m.N > kFastMax || m.B * m.N * m.K * m.D > kFastMax) return std::nullopt;
+  if (m.N < 1 || !fast::product_at_most({m.B, m.N, m.K, m.D}, kFastMax)) return std::nullopt;
   if (!params_ok(m, w, mu, cov, pc, type) || !fast::all_finite(m.x, X.size())) return std::nullopt;
   return m;
 }
@@ -123,7 +123,8 @@ py::object sample_fast_t(const py::array& w, const py::array& mu, const py::arra
   m.B = m.single ? 1 : w.shape(0);
   m.K = w.shape(w.ndim() - 1);
   m.D = mu.shape(mu.ndim() - 1);
-  if (n < 1 || n > kFastMax || m.B * n * m.D > kFastMax || !params_ok(m, w, mu, cov, pc, type)) return py::none();
+  if (n < 1 || !fast::product_at_most({m.B, n, m.D}, kFastMax) || !params_ok(m, w, mu, cov, pc, type))
+    return py::none();
   py::array_t<T> out(m.shape({n, m.D}));
   py::array_t<std::int64_t> labels(m.shape({n}));
   gmm::sample_cpu<T>(type, m.w, m.mu, m.pc, m.B, m.K, m.D, n, seed, stream, out.mutable_data(), labels.mutable_data());
@@ -188,8 +189,8 @@ py::object m_step_fast_t(const py::array& X, const py::array& resp, int type, do
   const bool single = X.ndim() == 2;
   const py::ssize_t B = single ? 1 : X.shape(0), N = X.shape(X.ndim() - 2), D = X.shape(X.ndim() - 1),
                     K = resp.shape(resp.ndim() - 1);
-  if (B < 1 || N < 1 || D < 1 || K < 1 || B * N * K * D > kFastMax || resp.shape(resp.ndim() - 2) != N ||
-      (!single && resp.shape(0) != B))
+  if (B < 1 || N < 1 || D < 1 || K < 1 || !fast::product_at_most({B, N, K, D}, kFastMax) ||
+      resp.shape(resp.ndim() - 2) != N || (!single && resp.shape(0) != B))
     return py::none();
   if (!fast::all_finite(x, X.size()) || !fast::all_finite(r, resp.size())) return py::none();
   for (py::ssize_t i = 0; i < resp.size(); ++i)

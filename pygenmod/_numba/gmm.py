@@ -724,55 +724,74 @@ def kmeans(X, W, n_rep, max_iter, centers, labels):
     _kmeans_core(X, W, n_rep, max_iter, centers, labels)
 
 
-@nb.njit(parallel=True, cache=True)
-def _gmr_core(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
-    B, Q, I = x.shape
+@nb.njit(cache=True, inline="always")
+def _gmr_row(r, x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
+    """Query r (mixture r // Q, query r % Q) of gmr_query."""
+    Q, I = x.shape[1], x.shape[2]
     K, O = logc.shape[1], mu_o.shape[2]
-    for r in nb.prange(B * Q):
-        b, q = r // Q, r % Q
-        d = np.empty(I)
-        top = -np.inf
-        for k in range(K):
+    b, q = r // Q, r % Q
+    d = np.empty(I)
+    top = -np.inf
+    for k in range(K):
+        for i in range(I):
+            d[i] = x[b, q, i] - mu_i[b, k, i]
+        ss = 0.0
+        for j in range(I):
+            z = 0.0
             for i in range(I):
-                d[i] = x[b, q, i] - mu_i[b, k, i]
-            ss = 0.0
-            for j in range(I):
-                z = 0.0
-                for i in range(I):
-                    z += V[b, k, i, j] * d[i]
-                z *= rs[b, k, j]
-                ss += z * z
-            h[b, q, k] = logc[b, k] - 0.5 * ss
-            top = max(top, h[b, q, k])
-            for o in range(O):
-                s = mu_o[b, k, o]
-                for i in range(I):
-                    s += A[b, k, o, i] * d[i]
-                m[b, q, k, o] = s
-        if not np.isfinite(top):
-            top = 0.0
-        tot = 0.0
-        for k in range(K):
-            h[b, q, k] = math.exp(h[b, q, k] - top)
-            tot += h[b, q, k]
-        for k in range(K):
-            h[b, q, k] = h[b, q, k] / tot if tot > 0 else 1.0 / K
+                z += V[b, k, i, j] * d[i]
+            z *= rs[b, k, j]
+            ss += z * z
+        h[b, q, k] = logc[b, k] - 0.5 * ss
+        top = max(top, h[b, q, k])
         for o in range(O):
-            s = 0.0
-            for k in range(K):
-                s += h[b, q, k] * m[b, q, k, o]
-            mean[b, q, o] = s
-        cov[b, q] = 0.0
+            s = mu_o[b, k, o]
+            for i in range(I):
+                s += A[b, k, o, i] * d[i]
+            m[b, q, k, o] = s
+    if not np.isfinite(top):
+        top = 0.0
+    tot = 0.0
+    for k in range(K):
+        h[b, q, k] = math.exp(h[b, q, k] - top)
+        tot += h[b, q, k]
+    for k in range(K):
+        h[b, q, k] = h[b, q, k] / tot if tot > 0 else 1.0 / K
+    for o in range(O):
+        s = 0.0
         for k in range(K):
-            for o in range(O):
-                for j in range(o + 1):
-                    dd = (m[b, q, k, o] - mean[b, q, o]) * (m[b, q, k, j] - mean[b, q, j])
-                    cov[b, q, o, j] += h[b, q, k] * (C[b, k, o, j] + dd)
+            s += h[b, q, k] * m[b, q, k, o]
+        mean[b, q, o] = s
+    cov[b, q] = 0.0
+    for k in range(K):
         for o in range(O):
-            for j in range(o):
-                cov[b, q, j, o] = cov[b, q, o, j]
+            for j in range(o + 1):
+                dd = (m[b, q, k, o] - mean[b, q, o]) * (m[b, q, k, j] - mean[b, q, j])
+                cov[b, q, o, j] += h[b, q, k] * (C[b, k, o, j] + dd)
+    for o in range(O):
+        for j in range(o):
+            cov[b, q, j, o] = cov[b, q, o, j]
+
+
+GMR_PAR_MIN_WORK = 1 << 14  # as csrc/include/pygenmod/gmm/gmr.hpp
+
+
+@nb.njit(parallel=True, cache=True)
+def _gmr_parallel(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
+    for r in nb.prange(x.shape[0] * x.shape[1]):
+        _gmr_row(r, x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov)
+
+
+@nb.njit(cache=True)
+def _gmr_serial(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
+    for r in range(x.shape[0] * x.shape[1]):
+        _gmr_row(r, x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov)
 
 
 def gmr_query(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
-    """GMR's per-query part (csrc/include/pygenmod/gmm/gmr.hpp)."""
-    _gmr_core(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov)
+    """GMR's per-query part (csrc/include/pygenmod/gmm/gmr.hpp), on numba's threads from the
+    same amount of work as the C++ kernel."""
+    B, Q, I = x.shape
+    K, O = logc.shape[1], mu_o.shape[2]
+    run = _gmr_parallel if B * Q > 1 and B * Q * K * (I * I + O * I + O * O + 8) > GMR_PAR_MIN_WORK else _gmr_serial
+    run(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov)

@@ -1,6 +1,7 @@
 // The Jacobi eigensolver of GMR's conditioning (pygenmod/sym_eig.hpp): for random symmetric
 // matrices of sizes 1..12 (definite, indefinite, rank-deficient, repeated eigenvalues) the
-// eigenvectors are orthonormal, A v_j = w_j v_j, and the trace and Frobenius norm are kept.
+// eigenvectors are orthonormal, A v_j = w_j v_j, and the trace and Frobenius norm are kept;
+// matrices near the ends of the float64 range are decomposed as well as any other.
 #include <cmath>
 #include <random>
 #include <vector>
@@ -61,5 +62,12 @@ int main() {
     }
   std::vector<double> zero(9, 0.0);  // already diagonal: no rotation
   check_decomposition(zero, 3);
+  for (double scale : {1e160, 1e-170}) {  // sums of squares would overflow / underflow unscaled
+    std::vector<double> m = {1.0 * scale, 0.9 * scale, 0.9 * scale, 1.0 * scale}, a = m, w(2), v(4);
+    pygenmod::linalg::sym_eig(2, a.data(), w.data(), v.data());
+    CHECK_NEAR(std::fmax(w[0], w[1]) / scale, 1.9, 1e-14);
+    CHECK_NEAR(std::fmin(w[0], w[1]) / scale, 0.1, 1e-14);
+    for (double x : v) CHECK_NEAR(std::fabs(x), std::sqrt(0.5), 1e-14);  // the eigenvectors (1, +-1) / sqrt 2
+  }
   return check::finish("sym_eig");
 }

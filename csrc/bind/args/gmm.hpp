@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "array_access.hpp"
 #include "pygenmod/gmm.hpp"
@@ -121,14 +123,17 @@ void gmr_condition(const py::object& S, const py::object& mu, const py::object& 
              O = dim<P>(oa, "oa", 0);
   if (K < 1) throw std::invalid_argument("w: need at least one component");
   if (I < 1 || O < 1) throw std::invalid_argument("ia, oa: need at least one input and one output dimension");
-  const auto* in_dims = in<P, std::int64_t>(ia, "ia", {I});
-  const auto* out_dims = in<P, std::int64_t>(oa, "oa", {O});
-  for (py::ssize_t i = 0; i < I; ++i)
-    if (in_dims[i] < 0 || in_dims[i] >= D) throw std::invalid_argument("ia: dimension indices must lie in [0, D)");
-  for (py::ssize_t o = 0; o < O; ++o)
-    if (out_dims[o] < 0 || out_dims[o] >= D) throw std::invalid_argument("oa: dimension indices must lie in [0, D)");
+  // copies, checked: the kernel runs without the GIL, and another thread could rewrite the arrays
+  auto indices = [D](const std::int64_t* p, py::ssize_t n, const char* what) {
+    std::vector<std::int64_t> v(p, p + n);
+    for (auto d : v)
+      if (d < 0 || d >= D) throw std::invalid_argument(std::string(what) + ": dimension indices must lie in [0, D)");
+    return v;
+  };
+  const auto in_dims = indices(in<P, std::int64_t>(ia, "ia", {I}), I, "ia");
+  const auto out_dims = indices(in<P, std::int64_t>(oa, "oa", {O}), O, "oa");
   launch(B, K, D, I, O, in<P, double>(S, "S", {B, K, D, D}), in<P, double>(mu, "mu", {B, K, D}),
-         in<P, double>(w, "w", {B, K}), in_dims, out_dims, out<P, double>(mu_i, "mu_i", {B, K, I}),
+         in<P, double>(w, "w", {B, K}), in_dims.data(), out_dims.data(), out<P, double>(mu_i, "mu_i", {B, K, I}),
          out<P, double>(mu_o, "mu_o", {B, K, O}), out<P, double>(logc, "logc", {B, K}),
          out<P, double>(V, "V", {B, K, I, I}), out<P, double>(rs, "rs", {B, K, I}),
          out<P, double>(A, "A", {B, K, O, I}), out<P, double>(C, "C", {B, K, O, O}));

@@ -16,8 +16,8 @@
 //
 // The family is split by layer under pygenmod/gmm/: math.hpp (host/device math, codes),
 // simd.hpp (CPU micro-kernels), cpu.hpp (CPU launchers), init.hpp (initialisation), gmr.hpp
-// (GMR's per-query part). Device code includes only the math; this header includes every layer
-// the compiler can build.
+// (GMR: the conditioning and the per-query part). Device code includes only the math; this
+// header includes every layer the compiler can build.
 #pragma once
 
 #include "pygenmod/gmm/math.hpp"

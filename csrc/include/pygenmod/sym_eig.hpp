@@ -16,6 +16,12 @@ namespace pygenmod::linalg {
 inline void sym_eig(index_t n, double* a, double* w, double* v) {
   for (index_t i = 0; i < n; ++i)
     for (index_t j = 0; j < n; ++j) v[i * n + j] = i == j ? 1.0 : 0.0;
+  // Scaled by a power of two (exact) so that the sums of squares below neither overflow nor
+  // underflow whatever the matrix's magnitude; the eigenvalues are scaled back at the end.
+  double top = 0;
+  for (index_t i = 0; i < n * n; ++i) top = std::fmax(top, std::fabs(a[i]));
+  const int shift = top > 0 && std::isfinite(top) ? std::ilogb(top) : 0;
+  for (index_t i = 0; i < n * n; ++i) a[i] = std::ldexp(a[i], -shift);
   for (int sweep = 0; sweep < 100; ++sweep) {
     double off = 0, diag = 0;
     for (index_t p = 0; p < n; ++p) {
@@ -51,7 +57,7 @@ inline void sym_eig(index_t n, double* a, double* w, double* v) {
         }
       }
   }
-  for (index_t i = 0; i < n; ++i) w[i] = a[i * n + i];
+  for (index_t i = 0; i < n; ++i) w[i] = std::ldexp(a[i * n + i], shift);
 }
 
 }  // namespace pygenmod::linalg

@@ -12,7 +12,7 @@
 //   m_k      = mu_o[k] + A[k] d                                   (the component's conditional mean)
 //   h        = softmax_k(log h)  (uniform 1/K if every log h is -inf or the sum vanishes)
 //   mean     = sum_k h_k m_k
-//   cov      = sum_k h_k (C[k] + (m_k - mean)(m_k - mean)^T), symmetrised
+//   cov      = sum_k h_k (C[k] + (m_k - mean)(m_k - mean)^T)   (the lower triangle, mirrored)
 // Shapes: x (B, Q, I); mu_i, rs (B, K, I); mu_o (B, K, O); logc (B, K); V (B, K, I, I) (columns:
 // eigenvectors of S_ii); A (B, K, O, I); C (B, K, O, O); out h (B, Q, K), m (B, Q, K, O),
 // mean (B, Q, O), cov (B, Q, O, O).
@@ -163,7 +163,7 @@ inline void gmr_query_cpu(const GmrDims& n, const double* x, const double* mu_i,
                           const double* V, const double* rs, const double* A, const double* C, double* h, double* m,
                           double* mean, double* cov) {
   const index_t rows = n.B * n.Q;
-  const index_t work = rows * n.K * (n.I * n.I + n.O * n.I + n.O * n.O + 8);
+  const double work = static_cast<double>(rows) * static_cast<double>(n.K * (n.I * n.I + n.O * n.I + n.O * n.O + 8));
   auto scratch = slot_buffers<double>(n.I > 0 ? n.I : 1);
   parallel_for_slots(rows, share_chunk(rows), rows > 1 && work > GMR_PAR_MIN_WORK, scratch,
                      [&](index_t r, std::vector<double>& d) {
