@@ -15,9 +15,8 @@ So row ``r`` of ``normal(seed, (B, D))`` is the same whatever ``B`` is, on the C
 CUDA backends and whatever the thread count. ``bits`` and ``uniform`` are bit-identical on
 every backend, ``normal`` (Box-Muller) and ``gumbel`` of both precisions on the two CPU
 backends; on CUDA they agree with the CPU to float rounding (and are bitwise on any one
-backend). The element
-layout of a stream and the transforms are documented in csrc/include/pygenmod/random.hpp
-and docs/sampling.md.
+backend). The element layout of a stream and the transforms are documented in
+csrc/include/pygenmod/random.hpp and docs/sampling.md.
 """
 
 from __future__ import annotations

@@ -137,9 +137,8 @@ py::object cem_step_fast_t(const py::array& mean, const py::array& std_, const p
 
 py::object cem_step_fast(const py::array& mean, const py::array& std_, const py::array& X, const py::array& R,
                          py::ssize_t k, double alpha, double min_std, double reg) {
-  if (fast::view<double>(mean)) return cem_step_fast_t<double>(mean, std_, X, R, k, alpha, min_std, reg);
-  if (fast::view<float>(mean)) return cem_step_fast_t<float>(mean, std_, X, R, k, alpha, min_std, reg);
-  return py::none();
+  return fast::by_dtype(mean,
+                        [&](auto t) { return cem_step_fast_t<decltype(t)>(mean, std_, X, R, k, alpha, min_std, reg); });
 }
 
 PYBIND11_MODULE(_cpu_cem, m) {

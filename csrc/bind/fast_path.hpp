@@ -36,6 +36,15 @@ inline bool shape_is(const py::array& a, std::initializer_list<py::ssize_t> shap
   return shape_is<std::initializer_list<py::ssize_t>>(a, shape);
 }
 
+// f(T{}) with T the dtype of a (float64 or float32, C-contiguous): a fast path's dispatch on
+// its leading array; None for anything else.
+template <class F>
+py::object by_dtype(const py::array& a, F&& f) {
+  if (view<double>(a)) return f(double{});
+  if (view<float>(a)) return f(float{});
+  return py::none();
+}
+
 // True when the product of the extents (from arrays, so >= 0) is at most max; never overflows.
 inline bool product_at_most(std::initializer_list<py::ssize_t> dims, py::ssize_t max) {
   py::ssize_t p = 1;

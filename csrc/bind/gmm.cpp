@@ -133,9 +133,7 @@ py::object sample_fast_t(const py::array& w, const py::array& mu, const py::arra
 
 py::object sample_fast(const py::array& w, const py::array& mu, const py::array& cov, const py::array& pc, int type,
                        py::ssize_t n, std::uint64_t seed, std::uint64_t stream) {
-  if (fast::view<double>(w)) return sample_fast_t<double>(w, mu, cov, pc, type, n, seed, stream);
-  if (fast::view<float>(w)) return sample_fast_t<float>(w, mu, cov, pc, type, n, seed, stream);
-  return py::none();
+  return fast::by_dtype(w, [&](auto t) { return sample_fast_t<decltype(t)>(w, mu, cov, pc, type, n, seed, stream); });
 }
 
 // gmm.em_step: (weights, means, covariances, precisions_cholesky, bound) or None.
@@ -206,23 +204,17 @@ py::object m_step_fast_t(const py::array& X, const py::array& resp, int type, do
 }
 
 py::object m_step_fast(const py::array& X, const py::array& resp, int type, double reg) {
-  if (fast::view<double>(X)) return m_step_fast_t<double>(X, resp, type, reg);
-  if (fast::view<float>(X)) return m_step_fast_t<float>(X, resp, type, reg);
-  return py::none();
+  return fast::by_dtype(X, [&](auto t) { return m_step_fast_t<decltype(t)>(X, resp, type, reg); });
 }
 
 py::object em_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                         const py::array& pc, int type, double reg) {
-  if (fast::view<double>(X)) return em_step_fast_t<double>(X, w, mu, cov, pc, type, reg);
-  if (fast::view<float>(X)) return em_step_fast_t<float>(X, w, mu, cov, pc, type, reg);
-  return py::none();
+  return fast::by_dtype(X, [&](auto t) { return em_step_fast_t<decltype(t)>(X, w, mu, cov, pc, type, reg); });
 }
 
 py::object e_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                        const py::array& pc, int type) {
-  if (fast::view<double>(X)) return e_step_fast_t<double>(X, w, mu, cov, pc, type);
-  if (fast::view<float>(X)) return e_step_fast_t<float>(X, w, mu, cov, pc, type);
-  return py::none();
+  return fast::by_dtype(X, [&](auto t) { return e_step_fast_t<decltype(t)>(X, w, mu, cov, pc, type); });
 }
 
 }  // namespace

@@ -189,13 +189,6 @@ py::object policy_iteration_exact_fast_t(const py::array& P, const py::array& R,
   return py::make_tuple(V, pi, Q, its, done);
 }
 
-template <class F>
-py::object fast_dispatch(const py::array& P, F&& f) {
-  if (fast::view<double>(P)) return f(double{});
-  if (fast::view<float>(P)) return f(float{});
-  return py::none();
-}
-
 }  // namespace
 
 PYBIND11_MODULE(_cpu_mdp, m) {
@@ -313,11 +306,11 @@ PYBIND11_MODULE(_cpu_mdp, m) {
 
   // One-call fast paths (issue 11): plain NumPy in, None when the general path must run.
   m.def("backup_fast", [](py::array P, py::array R, py::array V, double gamma, double row_tol) {
-    return fast_dispatch(P, [&](auto tag) { return backup_fast_t<decltype(tag)>(P, R, V, gamma, row_tol); });
+    return fast::by_dtype(P, [&](auto tag) { return backup_fast_t<decltype(tag)>(P, R, V, gamma, row_tol); });
   });
   m.def("policy_iteration_exact_fast",
         [](py::array P, py::array R, double gamma, i64 max_iter, double row_tol, i64 max_states) {
-          return fast_dispatch(P, [&](auto tag) {
+          return fast::by_dtype(P, [&](auto tag) {
             return policy_iteration_exact_fast_t<decltype(tag)>(P, R, gamma, max_iter, row_tol, max_states);
           });
         });

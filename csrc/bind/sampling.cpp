@@ -48,9 +48,8 @@ static py::object rsample_normal_fast_t(const py::array& mu, const py::array& lo
 }
 
 static py::object rsample_normal_fast(py::array mu, py::array logvar, uint64_t seed, uint64_t stream, uint64_t offset) {
-  if (fast::view<double>(mu)) return rsample_normal_fast_t<double>(mu, logvar, seed, stream, offset);
-  if (fast::view<float>(mu)) return rsample_normal_fast_t<float>(mu, logvar, seed, stream, offset);
-  return py::none();
+  return fast::by_dtype(mu,
+                        [&](auto t) { return rsample_normal_fast_t<decltype(t)>(mu, logvar, seed, stream, offset); });
 }
 
 PYBIND11_MODULE(_cpu_sampling, m) {

@@ -103,15 +103,11 @@ py::object backward_fast_t(const py::array& x, double temperature, const py::arr
 }
 
 py::object backward_fast(py::array x, double temperature, py::array g_kp) {
-  if (fast::view<double>(x)) return backward_fast_t<double>(x, temperature, g_kp);
-  if (fast::view<float>(x)) return backward_fast_t<float>(x, temperature, g_kp);
-  return py::none();
+  return fast::by_dtype(x, [&](auto t) { return backward_fast_t<decltype(t)>(x, temperature, g_kp); });
 }
 
 py::object forward_fast(py::array x, double temperature) {
-  if (fast::view<double>(x)) return forward_fast_t<double>(x, temperature);
-  if (fast::view<float>(x)) return forward_fast_t<float>(x, temperature);
-  return py::none();
+  return fast::by_dtype(x, [&](auto t) { return forward_fast_t<decltype(t)>(x, temperature); });
 }
 
 }  // namespace

@@ -19,9 +19,12 @@ inline void sym_eig(index_t n, double* a, double* w, double* v) {
   // Scaled by a power of two (exact) so that the sums of squares below neither overflow nor
   // underflow whatever the matrix's magnitude; the eigenvalues are scaled back at the end.
   double top = 0;
-  for (index_t i = 0; i < n * n; ++i) top = std::fmax(top, std::fabs(a[i]));
+  for (index_t i = 0; i < n * n; ++i) top = std::fabs(a[i]) > top ? std::fabs(a[i]) : top;
   const int shift = top > 0 && std::isfinite(top) ? std::ilogb(top) : 0;
-  for (index_t i = 0; i < n * n; ++i) a[i] = std::ldexp(a[i], -shift);
+  if (shift != 0) {
+    const double down = std::ldexp(1.0, -shift);
+    for (index_t i = 0; i < n * n; ++i) a[i] *= down;
+  }
   for (int sweep = 0; sweep < 100; ++sweep) {
     double off = 0, diag = 0;
     for (index_t p = 0; p < n; ++p) {
@@ -57,7 +60,8 @@ inline void sym_eig(index_t n, double* a, double* w, double* v) {
         }
       }
   }
-  for (index_t i = 0; i < n; ++i) w[i] = std::ldexp(a[i * n + i], shift);
+  const double up = std::ldexp(1.0, shift);
+  for (index_t i = 0; i < n; ++i) w[i] = a[i * n + i] * up;
 }
 
 }  // namespace pygenmod::linalg
