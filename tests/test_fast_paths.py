@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import run_python
 
 import pygenmod
 import pygenmod.random  # noqa: F401  (pygenmod.random.manual_seed below, whichever tests run)
@@ -148,6 +149,73 @@ def test_row_check_at_the_tolerance(host, monkeypatch, dtype, off):
     assert_same(fast, general)
     fast, general = both(lambda: _pi(P, R, 0.5), monkeypatch)
     assert_same(fast, general)
+
+
+_ROW_CHECK_SCRIPT = """
+import numpy as np, pygenmod
+from pygenmod import _fast, mdp
+
+def run(f):
+    try:
+        return f()
+    except ValueError as exc:
+        return str(exc)
+
+def same(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return all(x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a, b))
+
+rng = np.random.default_rng(3)
+bad = []
+for dtype in (np.float64, np.float32):
+    # S: rows of the masked tail only, of whole 16-entry steps, and both; A: the dot's 8-, 4-
+    # and 1-row calls (9 = 8 + 1, 5 = 4 + 1); entries changed in the first, the middle and the
+    # last row of a state, in a 16-step and in the tail
+    for S in (3, 16, 21, 40, 70):
+        for A in (1, 3, 5, 9):
+            P = rng.random((S, A, S)) + 0.1
+            P /= P.sum(-1, keepdims=True)
+            R, V = rng.standard_normal((S, A)), rng.standard_normal(S)
+            for kind in ("ok", "sum", "neg", "nan", "inf", "negzero"):
+                for s, a, j in ((0, 0, 0), (S // 2, A // 2, S // 2), (S - 1, A - 1, S - 1)):
+                    Q = P.copy()
+                    if kind == "sum":
+                        Q[s, a, j] += 1e-3
+                    elif kind == "neg":  # the row still sums to 1
+                        Q[s, a, (j + 1) % S] += Q[s, a, j] + 0.25
+                        Q[s, a, j] = -0.25
+                    elif kind in ("nan", "inf"):
+                        Q[s, a, j] = np.nan if kind == "nan" else np.inf
+                    elif kind == "negzero":
+                        Q[s, a, (j + 1) % S] += Q[s, a, j]
+                        Q[s, a, j] = -0.0
+                    Q, Rd, Vd = Q.astype(dtype), R.astype(dtype), V.astype(dtype)
+                    out = []
+                    for on in (True, False):
+                        _fast.ENABLED = on
+                        out.append(run(lambda: mdp.bellman_backup(Q, Rd, Vd, 0.9)))
+                    _fast.ENABLED = True
+                    if not same(*out) or (kind in ("sum", "neg", "nan", "inf")) != isinstance(out[1], str):
+                        bad.append((np.dtype(dtype).name, S, A, kind, s, a, j))
+assert not bad, bad
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])
+def test_backup_row_check_on_every_isa(isa):
+    """The fast backup's row check (fused into the float64 AVX-512 dot, a pass over each state's
+    rows elsewhere) gives the general path's answer for bad entries anywhere in a state's rows,
+    at every instruction-set level (capped in a fresh process; a cap above the CPU's own level
+    runs the CPU's level)."""
+    import os
+
+    if not pygenmod.backends()["cpu"]["available"]:
+        pytest.skip("compiled CPU backend unavailable")
+    env = dict(os.environ, PYGENMOD_CPU_ISA=isa, PYGENMOD_BACKEND="cpu")
+    res = run_python(["-c", _ROW_CHECK_SCRIPT], env=env, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]
 
 
 # ----------------------------------------------------------------------------- exact policy iteration

@@ -42,6 +42,19 @@ enum Kind : int {
 };
 
 // ------------------------------------------------------------------ dense dot products
+// The fast paths' input check of P's rows (mdp_fast.hpp): the largest |row sum - 1| (infinite
+// for a non-finite sum) and the OR of every entry's bit pattern (a set sign bit: a negative
+// entry). Filled by the float64 AVX-512 dot from its own loads, so a checked backup reads
+// each row once.
+struct RowTally {
+  double err = 0;
+  std::uint64_t bits = 0;
+  PGM_HD void add_sum(double sum) {
+    const double e = std::isfinite(sum) ? std::fabs(sum - 1.0) : INFINITY;
+    err = e > err ? e : err;
+  }
+};
+
 // Every row of P is summed in one fixed order, whichever function computes it and however
 // many rows it computes at once (the solvers skip rows of eliminated actions, and the
 // answer must not depend on which rows were computed together).
@@ -78,31 +91,53 @@ PGM_MDP_AVX512 inline __m512d load8_avx512(const double* x, index_t j, index_t n
   return _mm512_maskz_loadu_pd(static_cast<__mmask8>((1u << (n - j)) - 1), x + j);
 }
 
+// One chunk p of a row into its dot c (against x) and, with kTally, into its sum t and the
+// OR of bit patterns.
+template <bool kTally>
+PGM_MDP_AVX512 inline void dot_step_avx512(__m512d p, __m512d x, __m512d& c, __m512d& t, __m512i& bits) {
+  // (the empty asm pins the loaded chunk in a register: GCC would fold a load into each of the
+  // three instructions, and loads bound this loop)
+  if constexpr (kTally) __asm__("" : "+v"(p));
+  c = _mm512_fmadd_pd(p, x, c);
+  if constexpr (kTally) {
+    t = _mm512_add_pd(t, p);
+    bits = _mm512_or_si512(bits, _mm512_castpd_si512(p));
+  }
+}
+
 // K rows (K = 1, 4 or 8) against v: out[k] = r[k] . v, the lane trees of all rows as one
-// transpose (absent rows are zeros, which change no sum).
-template <int K>
-PGM_MDP_AVX512 inline void dotk_avx512(const double* const* r, const double* v, index_t n, double* out) {
-  __m512d c0[K], c1[K];
+// transpose (absent rows are zeros, which change no sum). kTally: also each row's sum and
+// bits into *tally, from the same loads (the sums' adds and the ORs fill idle ports of a loop
+// bound by its loads; the dots are unchanged).
+template <int K, bool kTally = false>
+PGM_MDP_AVX512 inline void dotk_avx512(const double* const* r, const double* v, index_t n, double* out,
+                                       RowTally* tally = nullptr) {
+  __m512d c0[K], c1[K], s0[K], s1[K];
+  __m512i bits = _mm512_setzero_si512();
 #pragma GCC unroll 8
-  for (int k = 0; k < K; ++k) c0[k] = c1[k] = _mm512_setzero_pd();
+  for (int k = 0; k < K; ++k) c0[k] = c1[k] = s0[k] = s1[k] = _mm512_setzero_pd();
   index_t j = 0;
   for (; j + 16 <= n; j += 16) {
     const __m512d x0 = _mm512_loadu_pd(v + j), x1 = _mm512_loadu_pd(v + j + 8);
 #pragma GCC unroll 8
     for (int k = 0; k < K; ++k) {
-      c0[k] = _mm512_fmadd_pd(_mm512_loadu_pd(r[k] + j), x0, c0[k]);
-      c1[k] = _mm512_fmadd_pd(_mm512_loadu_pd(r[k] + j + 8), x1, c1[k]);
+      dot_step_avx512<kTally>(_mm512_loadu_pd(r[k] + j), x0, c0[k], s0[k], bits);
+      dot_step_avx512<kTally>(_mm512_loadu_pd(r[k] + j + 8), x1, c1[k], s1[k], bits);
     }
   }
   if (j < n) {  // a last chunk (into c0) and maybe one more (into c1), masked
     const __m512d x = load8_avx512(v, j, n);
 #pragma GCC unroll 8
-    for (int k = 0; k < K; ++k) c0[k] = _mm512_fmadd_pd(load8_avx512(r[k], j, n), x, c0[k]);
+    for (int k = 0; k < K; ++k) dot_step_avx512<kTally>(load8_avx512(r[k], j, n), x, c0[k], s0[k], bits);
   }
   if (j + 8 < n) {
     const __m512d x = load8_avx512(v, j + 8, n);
 #pragma GCC unroll 8
-    for (int k = 0; k < K; ++k) c1[k] = _mm512_fmadd_pd(load8_avx512(r[k], j + 8, n), x, c1[k]);
+    for (int k = 0; k < K; ++k) dot_step_avx512<kTally>(load8_avx512(r[k], j + 8, n), x, c1[k], s1[k], bits);
+  }
+  if constexpr (kTally) {
+    for (int k = 0; k < K; ++k) tally->add_sum(_mm512_reduce_add_pd(_mm512_add_pd(s0[k], s1[k])));
+    tally->bits |= static_cast<std::uint64_t>(_mm512_reduce_or_epi64(bits));
   }
   __m512d a[8];
 #pragma GCC unroll 8

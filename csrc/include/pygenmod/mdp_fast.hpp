@@ -30,49 +30,41 @@ namespace pygenmod::mdp {
 
 // ------------------------------------------------------------------ row checks
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
-#define PGM_ROWCHECK_CLONES __attribute__((target_clones("avx2", "default")))
+#define PGM_ROWCHECK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define PGM_ROWCHECK_CLONES
 #endif
 
-// True when `rows` consecutive rows of length n surely pass the input check: finite, no
-// negative entry, |sum - 1| <= tol. Each float64 sum runs in 16 partial sums (four 4-lane
-// vectors: one chain would be latency bound), another order than row_stats_dense_cpu's: two
-// orders of a sum of n non-negative terms near 1 differ by less than 2 n DBL_EPSILON, so rows
-// within that margin of the tolerance are left to the general path (false). NaN/inf make a
-// sum non-finite; signs are tested by OR-ing the sign bits (cheaper than a minimum; -0.0,
-// which the check accepts, is left to the general path). Several rows per call: the rows of
-// small MDPs are short, and a call (not inlined: one clone per instruction set) costs about as
-// much as a row.
+// The tally (mdp.hpp's RowTally) of `rows` consecutive rows of length n. Each float64 sum runs
+// in 32 partial sums (four 8-lane vectors: the adds' latency bounds fewer chains), one load
+// per entry for both the sum and the bits (loads bound the loop). Several rows per call: the
+// rows of small MDPs are short, and a call (not inlined: one clone per instruction set) costs
+// about as much as a row.
 template <class T>
-PGM_ROWCHECK_CLONES inline bool rows_surely_ok(const T* P, index_t rows, index_t n, double tol) {
+PGM_ROWCHECK_CLONES inline void tally_rows(const T* P, index_t rows, index_t n, RowTally& tally) {
   using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
-  constexpr U kSign = U(1) << (8 * sizeof(T) - 1);
-  const double margin = 2.0 * static_cast<double>(n) * DBL_EPSILON;
   U bits = 0;
   for (index_t i = 0; i < rows; ++i) {
     const T* row = P + i * n;
     double sum = 0;
     index_t j = 0;
 #if defined(__GNUC__)
-    typedef double d4 __attribute__((vector_size(32)));
-    typedef T t4 __attribute__((vector_size(4 * sizeof(T))));
-    typedef U u4 __attribute__((vector_size(4 * sizeof(T))));
-    d4 sv[4] = {};
-    u4 bv[4] = {};
-    for (; j + 16 <= n; j += 16)
+    typedef double d8 __attribute__((vector_size(64)));
+    typedef T t8 __attribute__((vector_size(8 * sizeof(T))));
+    typedef U u8 __attribute__((vector_size(8 * sizeof(T))));
+    d8 sv[4] = {};
+    u8 bv[4] = {};
+    for (; j + 32 <= n; j += 32)
       for (int k = 0; k < 4; ++k) {
-        t4 r;  // a vector load (an initialiser list of elements would load them one by one)
-        u4 b;
-        std::memcpy(&r, row + j + 4 * k, sizeof r);
-        std::memcpy(&b, row + j + 4 * k, sizeof b);
-        sv[k] += __builtin_convertvector(r, d4);
-        bv[k] |= b;
+        t8 r;  // a vector load (an initialiser list of elements would load them one by one)
+        std::memcpy(&r, row + j + 8 * k, sizeof r);
+        sv[k] += __builtin_convertvector(r, d8);
+        bv[k] |= reinterpret_cast<const u8&>(r);
       }
-    const d4 sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
-    const u4 ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
-    sum = (sa[0] + sa[1]) + (sa[2] + sa[3]);
-    bits |= (ba[0] | ba[1]) | (ba[2] | ba[3]);
+    const d8 sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
+    const u8 ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
+    sum = ((sa[0] + sa[1]) + (sa[2] + sa[3])) + ((sa[4] + sa[5]) + (sa[6] + sa[7]));
+    bits |= ((ba[0] | ba[1]) | (ba[2] | ba[3])) | ((ba[4] | ba[5]) | (ba[6] | ba[7]));
 #endif
     for (; j < n; ++j) {
       U b;
@@ -80,30 +72,78 @@ PGM_ROWCHECK_CLONES inline bool rows_surely_ok(const T* P, index_t rows, index_t
       sum += static_cast<double>(row[j]);
       bits |= b;
     }
-    if (!(std::isfinite(sum) && std::fabs(sum - 1.0) + margin <= tol)) return false;
+    tally.add_sum(sum);
   }
-  return !(bits & kSign);
+  tally.bits |= bits;
 }
 
-// True when every row of B dense MDPs surely passes the check (see the function above).
+// True when the rows of length n behind `tally` surely pass the input check: finite, no
+// negative entry, |sum - 1| <= tol. The tally's sums run in another order than
+// row_stats_dense_cpu's: two orders of a sum of n non-negative terms near 1 differ by less
+// than 2 n DBL_EPSILON, so rows within that margin of the tolerance are left to the general
+// path (false). Signs are tested by the OR of the sign bits (cheaper than a minimum; -0.0,
+// which the check accepts, is left to the general path).
+template <class T>
+bool tally_surely_ok(const RowTally& tally, index_t n, double tol) {
+  constexpr std::uint64_t kSign = std::uint64_t(1) << (8 * sizeof(T) - 1);
+  return tally.err + 2.0 * static_cast<double>(n) * DBL_EPSILON <= tol && !(tally.bits & kSign);
+}
+
+// True when every row of B dense MDPs surely passes the check (see the functions above).
 template <class T>
 bool rows_surely_ok(const Dense<T>& m, index_t B, double tol) {
-  return rows_surely_ok(m.P, B * m.S * m.A, m.S, tol);
+  RowTally tally;
+  tally_rows(m.P, B * m.S * m.A, m.S, tally);
+  return tally_surely_ok<T>(tally, m.S, tol);
 }
 
-// backup_sweep_cpu's optimality backup with the row check fused in (each state's A rows are
-// checked right after its backup read them). Results are backup_sweep_cpu's, bitwise (the same
-// per-state function). Returns false when some row does not surely pass (see rows_surely_ok):
-// the outputs are then meaningless and the caller takes the general path.
+// Dense<T> whose dot_rows also tallies the rows it reads into *tally: from the dot's own loads
+// where it runs on AVX-512 (float64), else by tally_rows right after the dot (the rows are
+// still in cache). Its dots are Dense<T>'s, bitwise (a row's order does not depend on how
+// many rows one call computes).
+template <class T>
+struct TalliedDense : Dense<T> {
+  RowTally* tally;
+  void dot_rows(index_t b, const index_t* rows, index_t n, const T* v, acc_t<T>* out) const {
+    const index_t S = this->S;
+    const T* Pb = this->P + b * S * this->A * S;
+    for (index_t k0 = 0; k0 < n; k0 += 8) {
+      const T* r[8];
+      const int cnt = n - k0 < 8 ? static_cast<int>(n - k0) : 8;
+      for (int i = 0; i < cnt; ++i) r[i] = Pb + rows[k0 + i] * S;
+#if defined(PGM_MDP_X86_DISPATCH)
+      if constexpr (std::is_same<T, double>::value) {
+        if (cpu::isa() == cpu::ISA_AVX512) {
+          int k = 0;
+          if (cnt == 8) dotk_avx512<8, true>(r, v, S, out + k0, tally), k = 8;
+          if (cnt >= 4 && k == 0) dotk_avx512<4, true>(r, v, S, out + k0, tally), k = 4;
+          for (; k < cnt; ++k) dotk_avx512<1, true>(r + k, v, S, out + k0 + k, tally);
+          continue;
+        }
+      }
+#endif
+      dot_ptrs(r, cnt, v, S, out + k0);
+      for (int i = 0; i < cnt; ++i) tally_rows(r[i], 1, S, *tally);
+    }
+  }
+};
+
+// backup_sweep_cpu's optimality backup with the row check fused in (each state's rows are
+// tallied as its backup reads them; see TalliedDense). Results are backup_sweep_cpu's,
+// bitwise (the same per-state function). Returns false when some row does not surely pass
+// (see tally_surely_ok): the outputs are then meaningless and the caller takes the general
+// path.
 template <class T>
 bool backup_checked_cpu(const Dense<T>& m, const T* R, const T* V, const T* gamma, index_t B, double tol, T* Q,
                         T* V_out, std::int64_t* policy) {
   const index_t S = m.S, A = m.A;
   auto one = [&](index_t b, index_t s) {
     const index_t bs = b * S + s;
-    V_out[bs] = backup_state(m, b, s, R + bs * A, V + b * S, gamma[b], kOptimal, 0, static_cast<const T*>(nullptr),
+    RowTally tally;
+    const TalliedDense<T> mt{m, &tally};
+    V_out[bs] = backup_state(mt, b, s, R + bs * A, V + b * S, gamma[b], kOptimal, 0, static_cast<const T*>(nullptr),
                              T(1), Q + bs * A, policy + bs);
-    return std::int64_t{!rows_surely_ok(m.row(b, s, 0), A, S, tol)};  // its A rows are contiguous
+    return std::int64_t{!tally_surely_ok<T>(tally, S, tol)};
   };
   // backup_sweep_cpu's threshold and chunks
   const StateFold f = fold_states(B, S, B * sweep_madds(m) >= BACKUP_PAR_MIN,
