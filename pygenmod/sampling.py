@@ -256,7 +256,7 @@ def _head_result(c: _Call, z, e_out, kl, lq, log_q, return_eps):
     S, multi, one, half, back = c.S, c.multi, c.one, c.half, c.back
     return Head(
         back(_cast(_out_z(z, S, multi, one), half)),
-        back(_out_row(kl, one)),
+        back(_out_row(kl, one)) if kl is not None else None,
         back(_out_sb(lq, multi, one)) if log_q else None,
         back(_cast(_out_z(e_out, S, multi, one), half)) if return_eps else None,
     )
@@ -302,15 +302,23 @@ def normal_head(
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
     row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`.
     ``out``: an optional NumPy/CuPy buffer for z (saves the page faults of a fresh array)."""
+    return _normal_head(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, log_q, return_eps, out)
+
+
+def _normal_head(
+    mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, log_q, return_eps, out, want_kl=True
+):
+    """normal_head; without want_kl the kernel skips the KL (Head.kl is then None)."""
     c = _call(mu, seed, n_samples, stream, offset, eps)
     pname, p = _scale_arg(logvar, log_std, std)
     p = _like(p, pname, c.m, shape=c.m.shape)
     lo, hi = _clamp(clamp)
-    outs = _head_outputs(c, log_q, return_eps, out, inputs=((pname, p),))
+    outs = _head_outputs(c, log_q, return_eps, out, want_kl, inputs=((pname, p),))
     _, fn = kernel("sampling", "normal_head", is_device(c.m))
     fn(c.m, p, c.eps, KINDS[pname], lo, hi, c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], f"mu or {pname}" + (" or eps" if eps is not None else ""))
-    return _head_result(c, *outs[:-1], log_q, return_eps)
+    z, e_out, kl, lq = outs[:-1]
+    return _head_result(c, z, e_out, kl if want_kl else None, lq, log_q, return_eps)
 
 
 def rsample_normal(
@@ -355,19 +363,8 @@ def rsample_normal(
             z = fast(mu, logvar, seed, stream, offset)
             if z is not None:
                 return z
-    h = normal_head(
-        mu,
-        logvar,
-        log_std=log_std,
-        std=std,
-        seed=seed,
-        n_samples=n_samples,
-        stream=stream,
-        offset=offset,
-        eps=eps,
-        clamp=clamp,
-        return_eps=return_eps,
-        out=out,
+    h = _normal_head(
+        mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, False, return_eps, out, want_kl=False
     )
     return Sample(h.z, h.eps) if return_eps else h.z
 

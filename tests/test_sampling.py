@@ -190,6 +190,20 @@ def test_normal_log_prob_vs_torch(backend, dtype, rng):
     np.testing.assert_allclose(got, ref, **tol(dtype))
 
 
+@pytest.mark.parametrize("kind", ["logvar", "log_std", "std"])
+@pytest.mark.parametrize("n_samples,use_out", [(None, False), (None, True), (3, False)])
+def test_rsample_equals_head_z_bitwise(backend, dtype, rng, kind, n_samples, use_out):
+    """rsample_normal's kernel pass skips the KL and log q sums; its z is normal_head's, bitwise
+    (fast path, general path with out=, several samples)."""
+    mu, lv = _gauss(rng, 37, 70, dtype)
+    p = np.abs(lv) + 0.1 if kind == "std" else lv
+    args = dict(seed=9, n_samples=n_samples, stream=2, offset=5, **KW[kind](backend.asarray(p)))
+    h = S.normal_head(backend.asarray(mu), **args)
+    out = backend.asarray(np.empty(np.shape(h.z), dtype)) if use_out else None
+    z = S.rsample_normal(backend.asarray(mu), out=out, **args)
+    assert backend.numpy(z).tobytes() == backend.numpy(h.z).tobytes()
+
+
 def test_fused_head_matches_parts(backend, dtype, rng):
     mu, lv = _gauss(rng, 7, 12, dtype)
     h = S.normal_head(backend.asarray(mu), backend.asarray(lv), seed=5, n_samples=2, log_q=True, return_eps=True)

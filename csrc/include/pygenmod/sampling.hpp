@@ -409,34 +409,46 @@ PGM_CLONES inline void head_scales(const T* __restrict m, const T* __restrict p,
 }
 
 // head_scales fused with the first sample's z = m + sig * e (one pass over mu, p and z).
-template <int KIND, class T>
+// kSums = false (no KL and no log q wanted): only sig, z and the non-finite check (sums[2]);
+// the other sums are left unset (four reductions per row are a third of a sample-only call).
+template <int KIND, bool kSums, class T>
 PGM_CLONES inline void head_first(const T* __restrict m, const T* __restrict p, const T* __restrict e, T lo, T hi,
                                   index_t D, T* __restrict sig, T* __restrict z, T* sums) {
   T logsig = 0, kl = 0, chk = 0, sq = 0;
+  if constexpr (kSums) {
 #pragma omp simd reduction(+ : logsig, kl, chk, sq)
-  for (index_t d = 0; d < D; ++d) {
-    const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
-    sig[d] = sc.sigma;
-    z[d] = m[d] + sc.sigma * e[d];
-    sq += e[d] * e[d];
-    logsig += sc.log_sigma;
-    kl += T(0.5) * (sc.sigma * sc.sigma + m[d] * m[d] - T(1)) - sc.log_sigma;
-    chk += nan_if_bad(m[d]) + nan_if_bad(p[d]) + nan_if_bad(sc.log_sigma);
+    for (index_t d = 0; d < D; ++d) {
+      const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
+      sig[d] = sc.sigma;
+      z[d] = m[d] + sc.sigma * e[d];
+      sq += e[d] * e[d];
+      logsig += sc.log_sigma;
+      kl += T(0.5) * (sc.sigma * sc.sigma + m[d] * m[d] - T(1)) - sc.log_sigma;
+      chk += nan_if_bad(m[d]) + nan_if_bad(p[d]) + nan_if_bad(sc.log_sigma);
+    }
+    sums[0] = logsig;
+    sums[1] = kl;
+    sums[3] = sq;
+  } else {
+#pragma omp simd reduction(+ : chk)
+    for (index_t d = 0; d < D; ++d) {
+      const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
+      sig[d] = sc.sigma;
+      z[d] = m[d] + sc.sigma * e[d];
+      chk += nan_if_bad(m[d]) + nan_if_bad(p[d]) + nan_if_bad(sc.log_sigma);
+    }
   }
-  sums[0] = logsig;
-  sums[1] = kl;
   sums[2] = chk;
-  sums[3] = sq;
 }
 
-template <class T>
+template <bool kSums, class T>
 inline void head_first(int kind, const T* m, const T* p, const T* e, T lo, T hi, index_t D, T* sig, T* z, T* sums) {
   if (kind == LOGVAR)
-    head_first<LOGVAR, T>(m, p, e, lo, hi, D, sig, z, sums);
+    head_first<LOGVAR, kSums, T>(m, p, e, lo, hi, D, sig, z, sums);
   else if (kind == LOG_STD)
-    head_first<LOG_STD, T>(m, p, e, lo, hi, D, sig, z, sums);
+    head_first<LOG_STD, kSums, T>(m, p, e, lo, hi, D, sig, z, sums);
   else
-    head_first<STD, T>(m, p, e, lo, hi, D, sig, z, sums);
+    head_first<STD, kSums, T>(m, p, e, lo, hi, D, sig, z, sums);
 }
 
 template <class T>
@@ -467,6 +479,9 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
                      std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
                      T* kl, T* logq, std::int32_t* status) {
   auto bufs = slot_buffers<T>(2 * D);  // sig, eb
+  // the first sample's pass computes the KL and log q sums only for outputs that use them (and
+  // sum e^2 for the check of a given eps)
+  const bool sums_wanted = kl || logq || eps_in;
   parallel_for_slots(B, 32, B * D * (S + 1) > PAR_MIN, bufs, [&](index_t b, std::vector<T>& buf) {
     T *sig = buf.data(), *eb = buf.data() + D;
     const T* m = mu + b * D;
@@ -478,13 +493,16 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
         __builtin_prefetch(p + (b + PREFETCH_ROWS) * D + k);
         __builtin_prefetch(z + (b + PREFETCH_ROWS) * D + k, 1);
       }
-    T sums[4];
+    T sums[4] = {0, 0, 0, 0};
     index_t s0 = 0;
     if (S > 0) {  // the first sample fused with the scales: one pass over mu, p and z
       T* eo = eps_out ? eps_out + b * D : eb;
       const T* e = eps_in ? eps_in + b * D : eo;
       if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset, D, eo);
-      head_first<T>(kind, m, p + b * D, e, lo, hi, D, sig, z + b * D, sums);
+      if (sums_wanted)
+        head_first<true, T>(kind, m, p + b * D, e, lo, hi, D, sig, z + b * D, sums);
+      else
+        head_first<false, T>(kind, m, p + b * D, e, lo, hi, D, sig, z + b * D, sums);
       if (eps_in && eps_out) std::copy(e, e + D, eps_out + b * D);
       if (logq) logq[b] = T(-0.5) * sums[3] - sums[0] - T(D * HALF_LOG_2PI);
       if (eps_in) sums[2] += nan_if_bad(sums[3]);
