@@ -26,6 +26,13 @@ python bench/interleaved.py after-blas [--repeats 15]
     numpy.linalg.solve (OpenBLAS's worker then polls a core), with pygenmod's 2 threads and with
     1, and after 120 ms of idle sleep instead; in fresh processes, also with
     OPENBLAS_THREAD_TIMEOUT=4. Median ms: whether pygenmod's own pool loses to the poller.
+python bench/interleaved.py tiny [--repeats 100]
+    What the interleaved spread of the small latency rows (W5-b1's tabular search, W8's gae
+    T=64 and bellman_backup S=256) is made of: each call timed back to back, after a 1 ms
+    sleep, after a 4 MB array sum (evicts L2), after a 300x300 numpy.linalg.solve and after
+    the runner's filler (the solve and a torch matmul); in fresh processes with OpenBLAS's and
+    libgomp's defaults, and with both pools' workers sleeping at once
+    (OPENBLAS_THREAD_TIMEOUT=4, OMP_WAIT_POLICY=passive). Median us per call.
 OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
     Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load
     from elsewhere: a burst hits all candidates alike).
@@ -284,6 +291,45 @@ def after_blas(argv):
             print(f"{label:<52} " + "   ".join(f"{k}: {v:6.2f} ms" for k, v in res.items()), flush=True)
 
 
+def tiny_rows(repeats):
+    """Runs in the child: the small rows after each kind of gap (see the module docstring)."""
+    from pygenmod import mdp, returns
+    from pygenmod.benchmarks.mcts import ours_tabular
+    from pygenmod.benchmarks.runner import _filler
+
+    rng = np.random.default_rng(0)
+    P, R = mdp.random_mdp(256, 4, seed=0)
+    V = rng.standard_normal(256)
+    rw, vals = rng.standard_normal((64, 1)), rng.standard_normal((64, 1))
+    rows = {
+        "W5-b1 search": ours_tabular(1, 64)(),
+        "W8 gae T=64": lambda: returns.gae(rw, vals, gamma=0.99, lam=0.95),
+        "W8 backup S=256": lambda: mdp.bellman_backup(P, R, V, 0.95),
+    }
+    big = np.ones(1 << 19)  # 4 MB
+    A, b = rng.standard_normal((300, 300)) + 300 * np.eye(300), rng.standard_normal(300)
+    gaps = {
+        "back to back": None,
+        "1 ms sleep": lambda: time.sleep(0.001),
+        "4 MB sum": big.sum,
+        "solve": lambda: np.linalg.solve(A, b),
+        "solve+torch": _filler(),
+    }
+    out = {r: {g: float(np.median(_calls(f, repeats, gap))) * 1e6 for g, gap in gaps.items()} for r, f in rows.items()}
+    print(json.dumps(out))
+
+
+def tiny(argv):
+    repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 100
+    envs = {"defaults": {}, "pools sleep at once": {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}}
+    for label, env in envs.items():
+        cmd = [sys.executable, __file__, "_tiny", str(repeats)]
+        res = json.loads(subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True).stdout)
+        print(f"{label}: median us per call after each gap")
+        for row, by_gap in res.items():
+            print(f"   {row:<18} " + "  ".join(f"{g}: {v:7.1f}" for g, v in by_gap.items()), flush=True)
+
+
 if __name__ == "__main__":
     cmd, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("minof", [])
     if cmd == "_scenario":
@@ -292,6 +338,10 @@ if __name__ == "__main__":
         spread_row(rest[0], int(rest[1]))
     elif cmd == "_after_blas":
         after_blas_row(int(rest[0]), int(rest[1]))
+    elif cmd == "_tiny":
+        tiny_rows(int(rest[0]))
+    elif cmd == "tiny":
+        tiny(rest)
     elif cmd == "after-blas":
         after_blas(rest)
     elif cmd == "policy":
