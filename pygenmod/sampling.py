@@ -663,8 +663,7 @@ def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps
     _, fn = kernel("sampling", "mvn_head", is_device(c.m))
     fn(c.m, L, c.eps, bool(check), c.seed, c.stream, c.offset, *outs)
     _status(outs[-1], "mu, scale_tril" + (" or eps" if eps is not None else ""))
-    h = _head_result(c, outs[0], outs[1], outs[2] if want_kl else None, outs[3], log_q, return_eps)
-    return h if want_kl else h._replace(kl=None)
+    return _head_result(c, outs[0], outs[1], outs[2] if want_kl else None, outs[3], log_q, return_eps)
 
 
 def rsample_mvn(

@@ -153,7 +153,8 @@ def test_row_check_at_the_tolerance(host, monkeypatch, dtype, off):
 
 _ROW_CHECK_SCRIPT = """
 import numpy as np, pygenmod
-from pygenmod import _fast, mdp
+from pygenmod import _cpu_mdp, _fast, mdp
+from pygenmod.mdp._solvers import _fast_tol
 
 def run(f):
     try:
@@ -169,10 +170,11 @@ def same(a, b):
 rng = np.random.default_rng(3)
 bad = []
 for dtype in (np.float64, np.float32):
-    # S: rows of the masked tail only, of whole 16-entry steps, and both; A: the dot's 8-, 4-
-    # and 1-row calls (9 = 8 + 1, 5 = 4 + 1); entries changed in the first, the middle and the
+    # S: rows of one masked chunk, of whole 16-entry steps, and of both, with one or two masked
+    # chunks (12, 29); A: the dot's 4- and 1-row calls (backup_state asks for 4 rows at a time:
+    # 9 = 4 + 4 + 1, 5 = 4 + 1, 3 = 1 + 1 + 1); entries changed in the first, the middle and the
     # last row of a state, in a 16-step and in the tail
-    for S in (3, 16, 21, 40, 70):
+    for S in (3, 12, 16, 21, 29, 40, 70):
         for A in (1, 3, 5, 9):
             P = rng.random((S, A, S)) + 0.1
             P /= P.sum(-1, keepdims=True)
@@ -198,9 +200,64 @@ for dtype in (np.float64, np.float32):
                     _fast.ENABLED = True
                     if not same(*out) or (kind in ("sum", "neg", "nan", "inf")) != isinstance(out[1], str):
                         bad.append((np.dtype(dtype).name, S, A, kind, s, a, j))
+                    # good rows pass the compiled check (None: it left them to the general path)
+                    if kind == "ok" and _cpu_mdp.backup_fast(Q, Rd, Vd, 0.9, _fast_tol(Q, True)) is None:
+                        bad.append((np.dtype(dtype).name, S, A, kind, s, a, j, "fast path not taken"))
 assert not bad, bad
 print("ok")
 """
+
+
+_F32_DOTS_SCRIPT = """
+import hashlib, numpy as np, pygenmod
+from pygenmod import mdp
+
+rng = np.random.default_rng(4)
+h = hashlib.sha256()
+for S in (1, 7, 8, 13, 16, 33, 100):
+    for A in (1, 3, 4, 6):
+        for lead in ((), (2,)):
+            P = rng.random(lead + (S, A, S)) + 0.05
+            P /= P.sum(-1, keepdims=True)
+            R, V = rng.standard_normal(lead + (S, A)), rng.standard_normal(lead + (S,)) * 10
+            P, R, V = P.astype(np.float32), R.astype(np.float32), V.astype(np.float32)
+            for check in (True, False):
+                b = mdp.bellman_backup(P, R, V, 0.9, check=check)
+                h.update(b.Q.tobytes() + b.V.tobytes() + b.policy.tobytes())
+            h.update(mdp.bellman_backup(P, R, V, 0.9, policy=np.zeros(lead + (S,), np.int64)).V.tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_float32_backups_bitwise_equal_on_every_isa():
+    """float32 backups (Q, V, policy; checked, unchecked and policy evaluation) are bitwise the
+    same under every instruction-set cap. (The float64 accumulators themselves are compared
+    with dot_generic's in tests/cpp/test_mdp.cpp: the final float rounding would hide a
+    last-bit difference here.)"""
+    import os
+
+    if not pygenmod.backends()["cpu"]["available"]:
+        pytest.skip("compiled CPU backend unavailable")
+    digests = {}
+    for isa in ("baseline", "avx2", "avx512"):
+        env = dict(os.environ, PYGENMOD_CPU_ISA=isa, PYGENMOD_BACKEND="cpu")
+        res = run_python(["-c", _F32_DOTS_SCRIPT], env=env, capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr[-3000:]
+        digests[isa] = res.stdout.strip()
+    assert len(set(digests.values())) == 1, digests
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_row_check_rejects_nonfinite_at_any_tolerance(host, monkeypatch, bad):
+    """A row holding NaN or inf is an error whatever the row-sum tolerance (found by review: an
+    infinite tolerance let the compiled check pass a row whose sum is not finite)."""
+    P, R, V = _mdp(np.random.default_rng(2), (), 5, 3, np.float64)
+    P[2, 1, 3] = bad
+    monkeypatch.setitem(mdp.ROW_SUM_TOL, np.dtype(np.float64), np.inf)
+    for f in (lambda: mdp.bellman_backup(P, R, V, 0.9), lambda: _pi(P, R, 0.9)):
+        fast, general = both(f, monkeypatch)
+        assert raises(general) and general[0] is ValueError
+        assert_same(fast, general)
 
 
 @pytest.mark.parametrize("isa", ["baseline", "avx2", "avx512"])

@@ -91,5 +91,32 @@ int main() {
     for (int a = 0; a < g.A; ++a) CHECK_NEAR(Q[g.index(0, 0) * g.A + a], 0.96, 1e-15);
     CHECK(pi[g.index(0, 0)] == 0);  // ties: the lowest action
   }
+  // float32 rows: every instruction-set path sums in dot_generic's order, bitwise (float64
+  // accumulators), for 1 to 8 rows per call and lengths with and without a tail.
+  {
+    std::uint32_t state = 12345;
+    auto next = [&state] {  // a small LCG: floats in [-1, 1)
+      state = state * 1664525u + 1013904223u;
+      return static_cast<float>(static_cast<double>(state >> 8) / 8388608.0 - 1.0);
+    };
+    for (int n : {1, 7, 8, 9, 16, 31, 64, 100}) {
+      std::vector<float> rows(8 * n), v(n);
+      for (float& x : rows) x = next();
+      for (float& x : v) x = next() * 100.0f;
+      const float* r[8];
+      for (int k = 0; k < 8; ++k) r[k] = rows.data() + k * n;
+      double want[8];
+      for (int k = 0; k < 8; ++k) want[k] = mdp::dot_generic(r[k], v.data(), n);
+      for (int cap = 0; cap <= detected; ++cap) {
+        pygenmod::cpu::set_isa_cap(cap);
+        for (int cnt = 1; cnt <= 8; ++cnt) {
+          double got[8];
+          mdp::dot_ptrs(r, cnt, v.data(), n, got);
+          for (int k = 0; k < cnt; ++k) CHECK(got[k] == want[k]);
+        }
+      }
+      pygenmod::cpu::set_isa_cap(-1);
+    }
+  }
   return check::finish("test_mdp");
 }

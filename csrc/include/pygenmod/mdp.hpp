@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -42,16 +43,22 @@ enum Kind : int {
 };
 
 // ------------------------------------------------------------------ dense dot products
-// The fast paths' input check of P's rows (mdp_fast.hpp): the largest |row sum - 1| (infinite
-// for a non-finite sum) and the OR of every entry's bit pattern (a set sign bit: a negative
-// entry). Filled by the float64 AVX-512 dot from its own loads, so a checked backup reads
-// each row once.
+// The fast paths' input check of P's rows (mdp_fast.hpp): how many rows were tallied, the
+// largest |row sum - 1| over the finite sums, whether a sum was not finite, and the OR of
+// every entry's bit pattern (a set sign bit: a negative entry). Filled by the AVX-512
+// dots (dotk_avx512, dotk_f32_avx512) from their own loads (a checked backup then reads each row once), else by
+// mdp_fast.hpp's tally_rows.
 struct RowTally {
+  index_t rows = 0;
   double err = 0;
+  bool nonfinite = false;
   std::uint64_t bits = 0;
   PGM_HD void add_sum(double sum) {
-    const double e = std::isfinite(sum) ? std::fabs(sum - 1.0) : INFINITY;
-    err = e > err ? e : err;
+    ++rows;
+    if (!std::isfinite(sum))
+      nonfinite = true;
+    else
+      err = std::fabs(sum - 1.0) > err ? std::fabs(sum - 1.0) : err;
   }
 };
 
@@ -59,7 +66,8 @@ struct RowTally {
 // many rows it computes at once (the solvers skip rows of eliminated actions, and the
 // answer must not depend on which rows were computed together).
 //
-// Generic (and float32, and device) order: 8 partial sums in acc_t<T>, tree-added.
+// Generic (and float32 on every CPU, and device) order: 8 partial sums in acc_t<T>,
+// tree-added (float32: the x86 kernels below keep it exactly).
 template <class T>
 PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
   using U = acc_t<T>;
@@ -180,6 +188,78 @@ PGM_MDP_AVX2 inline void dotk_avx2(const double* const* r, const double* v, inde
     out[k] = acc;
   }
 }
+// float32 rows in dot_generic's order, K rows (1 or 4) per pass over v: lane k of a row's
+// 8-lane float64 accumulator is dot_generic's c[k] (AVX2: two 4-lane halves), the tail goes
+// into c[0] in order, then the same tree. A product of two floats is exact in float64, so the
+// FMA rounds as dot_generic's multiply-then-add does: the results are dot_generic's, bitwise,
+// on every instruction set.
+template <int K, bool kTally = false>
+PGM_MDP_AVX512 inline void dotk_f32_avx512(const float* const* r, const float* v, index_t n, double* out,
+                                           RowTally* tally = nullptr) {
+  __m512d c[K], s[K];  // s: with kTally, each row's sum (any order: see RowTally)
+  __m256i bits = _mm256_setzero_si256();
+#pragma GCC unroll 4
+  for (int k = 0; k < K; ++k) c[k] = s[k] = _mm512_setzero_pd();
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m512d x = _mm512_cvtps_pd(_mm256_loadu_ps(v + j));
+#pragma GCC unroll 4
+    for (int k = 0; k < K; ++k) {
+      __m256 p = _mm256_loadu_ps(r[k] + j);
+      if constexpr (kTally) __asm__("" : "+v"(p));  // one load for all three uses (see dot_step_avx512)
+      const __m512d pd = _mm512_cvtps_pd(p);
+      c[k] = _mm512_fmadd_pd(pd, x, c[k]);
+      if constexpr (kTally) {
+        s[k] = _mm512_add_pd(s[k], pd);
+        bits = _mm256_or_si256(bits, _mm256_castps_si256(p));
+      }
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    alignas(64) double t[8];
+    _mm512_store_pd(t, c[k]);
+    double tail = 0;
+    for (index_t i = j; i < n; ++i) {
+      t[0] += static_cast<double>(r[k][i]) * v[i];
+      if constexpr (kTally) {
+        std::uint32_t u;
+        std::memcpy(&u, r[k] + i, sizeof u);
+        tally->bits |= u;
+        tail += r[k][i];
+      }
+    }
+    out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    if constexpr (kTally) tally->add_sum(_mm512_reduce_add_pd(s[k]) + tail);
+  }
+  if constexpr (kTally) {
+    alignas(32) std::uint32_t u[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u), bits);
+    for (int l = 0; l < 8; ++l) tally->bits |= u[l];
+  }
+}
+
+template <int K>
+PGM_MDP_AVX2 inline void dotk_f32_avx2(const float* const* r, const float* v, index_t n, double* out) {
+  __m256d lo[K], hi[K];  // lanes 0-3 and 4-7 of dot_generic's c
+#pragma GCC unroll 4
+  for (int k = 0; k < K; ++k) lo[k] = hi[k] = _mm256_setzero_pd();
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(v + j)), x1 = _mm256_cvtps_pd(_mm_loadu_ps(v + j + 4));
+#pragma GCC unroll 4
+    for (int k = 0; k < K; ++k) {
+      lo[k] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(r[k] + j)), x0, lo[k]);
+      hi[k] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(r[k] + j + 4)), x1, hi[k]);
+    }
+  }
+  for (int k = 0; k < K; ++k) {
+    alignas(32) double t[8];
+    _mm256_store_pd(t, lo[k]);
+    _mm256_store_pd(t + 4, hi[k]);
+    for (index_t i = j; i < n; ++i) t[0] += static_cast<double>(r[k][i]) * v[i];
+    out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+  }
+}
 #endif
 
 template <class T>
@@ -190,13 +270,18 @@ PGM_HD acc_t<T> dot_dense(const T* row, const T* v, index_t n) {
     const int isa = cpu::isa();
     if (isa == cpu::ISA_AVX512) return dotk_avx512<1>(&row, v, n, &d), d;
     if (isa == cpu::ISA_AVX2) return dotk_avx2<1>(&row, v, n, &d), d;
+  } else if constexpr (std::is_same<T, float>::value) {
+    double d;
+    const int isa = cpu::isa();
+    if (isa == cpu::ISA_AVX512) return dotk_f32_avx512<1>(&row, v, n, &d), d;
+    if (isa == cpu::ISA_AVX2) return dotk_f32_avx2<1>(&row, v, n, &d), d;
   }
 #endif
   return dot_generic(row, v, n);
 }
 
 // out[k] = r[k] . v (rows of length n) for k < cnt <= 8: the dot_dense of each row, four or
-// eight rows per pass over v where the CPU allows.
+// eight rows (float32: four) per pass over v where the CPU allows.
 template <class T>
 PGM_HD void dot_ptrs(const T* const* r, int cnt, const T* v, index_t n, acc_t<T>* out) {
   int k = 0;
@@ -209,6 +294,12 @@ PGM_HD void dot_ptrs(const T* const* r, int cnt, const T* v, index_t n, acc_t<T>
     } else if (isa == cpu::ISA_AVX2) {
       for (; k + 4 <= cnt; k += 4) dotk_avx2<4>(r + k, v, n, out + k);
     }
+  } else if constexpr (std::is_same<T, float>::value) {
+    const int isa = cpu::isa();
+    if (isa == cpu::ISA_AVX512)
+      for (; k + 4 <= cnt; k += 4) dotk_f32_avx512<4>(r + k, v, n, out + k);
+    else if (isa == cpu::ISA_AVX2)
+      for (; k + 4 <= cnt; k += 4) dotk_f32_avx2<4>(r + k, v, n, out + k);
   }
 #endif
   for (; k < cnt; ++k) out[k] = dot_dense(r[k], v, n);

@@ -6,8 +6,9 @@
 //   The Python layer uses it for S up to a few hundred states, where NumPy's per-call overhead
 //   (a LAPACK solve, fancy indexing, a backup call per iteration) is most of the time;
 // - the input check of P's rows (sums within a tolerance of 1, no negative or non-finite
-//   entry) as a vectorised pass, alone or fused into a backup sweep (each state's rows are
-//   checked right after its backup read them, while they are in cache).
+//   entry) as a vectorised pass, or fused into a backup sweep (on AVX-512: taken from
+//   the dot's own loads; elsewhere each state's rows are checked right after its backup read
+//   them, while they are in cache).
 //
 // The checks only ever answer "passes" or "let the general path decide": their sums run in
 // another order than row_stats_dense_cpu's, so a row passes only when it is within the
@@ -29,19 +30,44 @@
 namespace pygenmod::mdp {
 
 // ------------------------------------------------------------------ row checks
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
-#define PGM_ROWCHECK_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PGM_ROWCHECK_CLONES
+#if defined(__GNUC__)
+// W-lane vectors of the tally (a vector_size that depends on a template parameter is ignored
+// in a typedef, hence one specialisation per width).
+template <int W>
+struct TallyLanes;
+#define PGM_TALLY_LANES(W)                                         \
+  template <>                                                      \
+  struct TallyLanes<W> {                                           \
+    typedef double f64 __attribute__((vector_size(8 * W)));        \
+    typedef float f32 __attribute__((vector_size(4 * W)));         \
+    typedef std::uint64_t u64 __attribute__((vector_size(8 * W))); \
+    typedef std::uint32_t u32 __attribute__((vector_size(4 * W))); \
+  };
+PGM_TALLY_LANES(2)
+PGM_TALLY_LANES(4)
+PGM_TALLY_LANES(8)
+#undef PGM_TALLY_LANES
 #endif
 
-// The tally (mdp.hpp's RowTally) of `rows` consecutive rows of length n. Each float64 sum runs
-// in 32 partial sums (four 8-lane vectors: the adds' latency bounds fewer chains), one load
-// per entry for both the sum and the bits (loads bound the loop). Several rows per call: the
-// rows of small MDPs are short, and a call (not inlined: one clone per instruction set) costs
-// about as much as a row.
-template <class T>
-PGM_ROWCHECK_CLONES inline void tally_rows(const T* P, index_t rows, index_t n, RowTally& tally) {
+// One W-entry chunk of a row into the partial sums s and the OR of bit patterns b (one load
+// for both: the loop is bound by loads, and the empty asm keeps GCC from folding the load into
+// each instruction).
+template <class TV, class DV, class UV, class T>
+__attribute__((always_inline)) inline void tally_chunk(const T* at, DV& s, UV& b) {
+  TV r;  // a vector load (an initialiser list of elements would load them one by one)
+  std::memcpy(&r, at, sizeof r);
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  if constexpr (sizeof(TV) >= 16) __asm__("" : "+x"(r));
+#endif
+  s += __builtin_convertvector(r, DV);
+  b |= (UV)r;
+}
+
+// The tally (mdp.hpp's RowTally) of `rows` consecutive rows of length n, W lanes per vector,
+// four vectors of partial sums (the adds' latency bounds fewer chains). Compiled into one
+// function per instruction set below.
+template <int W, class T>
+__attribute__((always_inline)) inline void tally_rows_body(const T* P, index_t rows, index_t n, RowTally& tally) {
   using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
   U bits = 0;
   for (index_t i = 0; i < rows; ++i) {
@@ -49,22 +75,20 @@ PGM_ROWCHECK_CLONES inline void tally_rows(const T* P, index_t rows, index_t n, 
     double sum = 0;
     index_t j = 0;
 #if defined(__GNUC__)
-    typedef double d8 __attribute__((vector_size(64)));
-    typedef T t8 __attribute__((vector_size(8 * sizeof(T))));
-    typedef U u8 __attribute__((vector_size(8 * sizeof(T))));
-    d8 sv[4] = {};
-    u8 bv[4] = {};
-    for (; j + 32 <= n; j += 32)
-      for (int k = 0; k < 4; ++k) {
-        t8 r;  // a vector load (an initialiser list of elements would load them one by one)
-        std::memcpy(&r, row + j + 8 * k, sizeof r);
-        sv[k] += __builtin_convertvector(r, d8);
-        bv[k] |= reinterpret_cast<const u8&>(r);
-      }
-    const d8 sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
-    const u8 ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
-    sum = ((sa[0] + sa[1]) + (sa[2] + sa[3])) + ((sa[4] + sa[5]) + (sa[6] + sa[7]));
-    bits |= ((ba[0] | ba[1]) | (ba[2] | ba[3])) | ((ba[4] | ba[5]) | (ba[6] | ba[7]));
+    using dv = typename TallyLanes<W>::f64;
+    using tv = std::conditional_t<sizeof(T) == 8, dv, typename TallyLanes<W>::f32>;
+    using uv = std::conditional_t<sizeof(T) == 8, typename TallyLanes<W>::u64, typename TallyLanes<W>::u32>;
+    dv sv[4] = {};
+    uv bv[4] = {};
+    for (; j + 4 * W <= n; j += 4 * W)
+      for (int k = 0; k < 4; ++k) tally_chunk<tv>(row + j + W * k, sv[k], bv[k]);
+    for (; j + W <= n; j += W) tally_chunk<tv>(row + j, sv[0], bv[0]);
+    const dv sa = (sv[0] + sv[1]) + (sv[2] + sv[3]);
+    const uv ba = (bv[0] | bv[1]) | (bv[2] | bv[3]);
+    for (int l = 0; l < W; ++l) {
+      sum += sa[l];
+      bits |= ba[l];
+    }
 #endif
     for (; j < n; ++j) {
       U b;
@@ -77,6 +101,28 @@ PGM_ROWCHECK_CLONES inline void tally_rows(const T* P, index_t rows, index_t n, 
   tally.bits |= bits;
 }
 
+#if defined(PGM_MDP_X86_DISPATCH)
+template <class T>
+PGM_MDP_AVX512 void tally_rows_avx512(const T* P, index_t rows, index_t n, RowTally& tally) {
+  tally_rows_body<8>(P, rows, n, tally);
+}
+template <class T>
+PGM_MDP_AVX2 void tally_rows_avx2(const T* P, index_t rows, index_t n, RowTally& tally) {
+  tally_rows_body<4>(P, rows, n, tally);
+}
+#endif
+
+// tally_rows_body for the instruction set in use (cpu::isa(), so the ISA cap reaches it).
+template <class T>
+void tally_rows(const T* P, index_t rows, index_t n, RowTally& tally) {
+#if defined(PGM_MDP_X86_DISPATCH)
+  const int isa = cpu::isa();
+  if (isa == cpu::ISA_AVX512) return tally_rows_avx512(P, rows, n, tally);
+  if (isa == cpu::ISA_AVX2) return tally_rows_avx2(P, rows, n, tally);
+#endif
+  tally_rows_body<2>(P, rows, n, tally);
+}
+
 // True when the rows of length n behind `tally` surely pass the input check: finite, no
 // negative entry, |sum - 1| <= tol. The tally's sums run in another order than
 // row_stats_dense_cpu's: two orders of a sum of n non-negative terms near 1 differ by less
@@ -86,7 +132,7 @@ PGM_ROWCHECK_CLONES inline void tally_rows(const T* P, index_t rows, index_t n, 
 template <class T>
 bool tally_surely_ok(const RowTally& tally, index_t n, double tol) {
   constexpr std::uint64_t kSign = std::uint64_t(1) << (8 * sizeof(T) - 1);
-  return tally.err + 2.0 * static_cast<double>(n) * DBL_EPSILON <= tol && !(tally.bits & kSign);
+  return !tally.nonfinite && tally.err + 2.0 * static_cast<double>(n) * DBL_EPSILON <= tol && !(tally.bits & kSign);
 }
 
 // True when every row of B dense MDPs surely passes the check (see the functions above).
@@ -98,32 +144,43 @@ bool rows_surely_ok(const Dense<T>& m, index_t B, double tol) {
 }
 
 // Dense<T> whose dot_rows also tallies the rows it reads into *tally: from the dot's own loads
-// where it runs on AVX-512 (float64), else by tally_rows right after the dot (the rows are
+// where it runs on AVX-512, else by tally_rows right after the dot (the rows are
 // still in cache). Its dots are Dense<T>'s, bitwise (a row's order does not depend on how
-// many rows one call computes).
+// many rows one call computes). Only dot_rows tallies: backup_checked_cpu counts the rows.
 template <class T>
 struct TalliedDense : Dense<T> {
   RowTally* tally;
   void dot_rows(index_t b, const index_t* rows, index_t n, const T* v, acc_t<T>* out) const {
     const index_t S = this->S;
     const T* Pb = this->P + b * S * this->A * S;
-    for (index_t k0 = 0; k0 < n; k0 += 8) {
-      const T* r[8];
-      const int cnt = n - k0 < 8 ? static_cast<int>(n - k0) : 8;
+    for (index_t k0 = 0; k0 < n; k0 += 4) {  // (backup_state asks for 4 rows at most)
+      const T* r[4];
+      const int cnt = n - k0 < 4 ? static_cast<int>(n - k0) : 4;
       for (int i = 0; i < cnt; ++i) r[i] = Pb + rows[k0 + i] * S;
 #if defined(PGM_MDP_X86_DISPATCH)
-      if constexpr (std::is_same<T, double>::value) {
-        if (cpu::isa() == cpu::ISA_AVX512) {
-          int k = 0;
-          if (cnt == 8) dotk_avx512<8, true>(r, v, S, out + k0, tally), k = 8;
-          if (cnt >= 4 && k == 0) dotk_avx512<4, true>(r, v, S, out + k0, tally), k = 4;
-          for (; k < cnt; ++k) dotk_avx512<1, true>(r + k, v, S, out + k0 + k, tally);
-          continue;
+      if (cpu::isa() == cpu::ISA_AVX512) {
+        if constexpr (std::is_same<T, double>::value) {
+          if (cnt == 4)
+            dotk_avx512<4, true>(r, v, S, out + k0, tally);
+          else
+            for (int k = 0; k < cnt; ++k) dotk_avx512<1, true>(r + k, v, S, out + k0 + k, tally);
+        } else {
+          if (cnt == 4)
+            dotk_f32_avx512<4, true>(r, v, S, out + k0, tally);
+          else
+            for (int k = 0; k < cnt; ++k) dotk_f32_avx512<1, true>(r + k, v, S, out + k0 + k, tally);
         }
+        continue;
       }
 #endif
       dot_ptrs(r, cnt, v, S, out + k0);
-      for (int i = 0; i < cnt; ++i) tally_rows(r[i], 1, S, *tally);
+      // the rows of one state's call are consecutive: one tally call for all of them
+      bool consecutive = true;
+      for (int i = 1; i < cnt; ++i) consecutive = consecutive && rows[k0 + i] == rows[k0] + i;
+      if (consecutive)
+        tally_rows(r[0], cnt, S, *tally);
+      else
+        for (int i = 0; i < cnt; ++i) tally_rows(r[i], 1, S, *tally);
     }
   }
 };
@@ -143,7 +200,7 @@ bool backup_checked_cpu(const Dense<T>& m, const T* R, const T* V, const T* gamm
     const TalliedDense<T> mt{m, &tally};
     V_out[bs] = backup_state(mt, b, s, R + bs * A, V + b * S, gamma[b], kOptimal, 0, static_cast<const T*>(nullptr),
                              T(1), Q + bs * A, policy + bs);
-    return std::int64_t{!tally_surely_ok<T>(tally, S, tol)};
+    return std::int64_t{tally.rows != A || !tally_surely_ok<T>(tally, S, tol)};
   };
   // backup_sweep_cpu's threshold and chunks
   const StateFold f = fold_states(B, S, B * sweep_madds(m) >= BACKUP_PAR_MIN,

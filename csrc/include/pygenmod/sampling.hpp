@@ -409,8 +409,8 @@ PGM_CLONES inline void head_scales(const T* __restrict m, const T* __restrict p,
 }
 
 // head_scales fused with the first sample's z = m + sig * e (one pass over mu, p and z).
-// kSums = false (no KL and no log q wanted): only sig, z and the non-finite check (sums[2]);
-// the other sums are left unset (four reductions per row are a third of a sample-only call).
+// kSums = false (no KL, no log q, no given eps): only sig, z and the non-finite check (sums[2]);
+// the other sums are not computed (four reductions per row were a third of a sample-only call).
 template <int KIND, bool kSums, class T>
 PGM_CLONES inline void head_first(const T* __restrict m, const T* __restrict p, const T* __restrict e, T lo, T hi,
                                   index_t D, T* __restrict sig, T* __restrict z, T* sums) {
