@@ -6,23 +6,16 @@ two checkouts (PYTHONPATH selects one): the twelfth stop's old/new table in benc
 """
 
 import json
-import time
 
 import numpy as np
 
 import pygenmod
 from pygenmod import mdp, sampling
+from pygenmod.benchmarks.runner import time_call
 
 
 def median_seconds(f, n):
-    for _ in range(max(3, n // 20)):
-        f()
-    ts = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        f()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+    return time_call(f, n, warmup=max(3, n // 20))
 
 
 def backups(out):
