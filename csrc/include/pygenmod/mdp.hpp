@@ -46,8 +46,8 @@ enum Kind : int {
 // The fast paths' input check of P's rows (mdp_fast.hpp): how many rows were tallied, the
 // largest |row sum - 1| over the finite sums, whether a sum was not finite, and the OR of
 // every entry's bit pattern (a set sign bit: a negative entry). Filled by the AVX-512
-// dots (dotk_avx512, dotk_f32_avx512) from their own loads (a checked backup then reads each row once), else by
-// mdp_fast.hpp's tally_rows.
+// and AVX2 dots (dotk_avx512, dotk_avx2 and their float32 twins) from their own loads (a checked backup then reads each
+// row once), else by mdp_fast.hpp's tally_rows.
 struct RowTally {
   index_t rows = 0;
   double err = 0;
@@ -166,18 +166,40 @@ PGM_MDP_AVX512 inline void dotk_avx512(const double* const* r, const double* v, 
 }
 
 // K rows (K = 1 or 4) against v: out[k] = r[k] . v.
-template <int K>
-PGM_MDP_AVX2 inline void dotk_avx2(const double* const* r, const double* v, index_t n, double* out) {
-  __m256d a0[K], a1[K];
+// The scalar tail [j, n) of a tallied row: its sum into *sum, its bit patterns into *bits.
+template <class T>
+inline void tally_tail(const T* row, index_t j, index_t n, double& sum, std::uint64_t& bits) {
+  using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
+  for (; j < n; ++j) {
+    U u;
+    std::memcpy(&u, row + j, sizeof u);
+    bits |= u;
+    sum += static_cast<double>(row[j]);
+  }
+}
+
+// K rows (K = 1 or 4) against v: out[k] = r[k] . v. kTally: as dotk_avx512's (each row's sum
+// in one chain of pair sums: the registers hold no more).
+template <int K, bool kTally = false>
+PGM_MDP_AVX2 inline void dotk_avx2(const double* const* r, const double* v, index_t n, double* out,
+                                   RowTally* tally = nullptr) {
+  __m256d a0[K], a1[K], s[K];
+  __m256i bits = _mm256_setzero_si256();
 #pragma GCC unroll 4
-  for (int k = 0; k < K; ++k) a0[k] = a1[k] = _mm256_setzero_pd();
+  for (int k = 0; k < K; ++k) a0[k] = a1[k] = s[k] = _mm256_setzero_pd();
   index_t j = 0;
   for (; j + 8 <= n; j += 8) {
     const __m256d v0 = _mm256_loadu_pd(v + j), v1 = _mm256_loadu_pd(v + j + 4);
 #pragma GCC unroll 4
     for (int k = 0; k < K; ++k) {
-      a0[k] = _mm256_fmadd_pd(_mm256_loadu_pd(r[k] + j), v0, a0[k]);
-      a1[k] = _mm256_fmadd_pd(_mm256_loadu_pd(r[k] + j + 4), v1, a1[k]);
+      __m256d p0 = _mm256_loadu_pd(r[k] + j), p1 = _mm256_loadu_pd(r[k] + j + 4);
+      if constexpr (kTally) __asm__("" : "+x"(p0), "+x"(p1));  // one load each (see dot_step_avx512)
+      a0[k] = _mm256_fmadd_pd(p0, v0, a0[k]);
+      a1[k] = _mm256_fmadd_pd(p1, v1, a1[k]);
+      if constexpr (kTally) {
+        s[k] = _mm256_add_pd(s[k], _mm256_add_pd(p0, p1));
+        bits = _mm256_or_si256(bits, _mm256_castpd_si256(_mm256_or_pd(p0, p1)));
+      }
     }
   }
   for (int k = 0; k < K; ++k) {
@@ -186,8 +208,20 @@ PGM_MDP_AVX2 inline void dotk_avx2(const double* const* r, const double* v, inde
     double acc = (t[0] + t[1]) + (t[2] + t[3]);
     for (index_t i = j; i < n; ++i) acc += r[k][i] * v[i];
     out[k] = acc;
+    if constexpr (kTally) {
+      _mm256_store_pd(t, s[k]);
+      double sum = (t[0] + t[1]) + (t[2] + t[3]);
+      tally_tail(r[k], j, n, sum, tally->bits);
+      tally->add_sum(sum);
+    }
+  }
+  if constexpr (kTally) {
+    alignas(32) std::uint64_t u[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(u), bits);
+    tally->bits |= (u[0] | u[1]) | (u[2] | u[3]);
   }
 }
+
 // float32 rows in dot_generic's order, K rows (1 or 4) per pass over v: lane k of a row's
 // 8-lane float64 accumulator is dot_generic's c[k] (AVX2: two 4-lane halves), the tail goes
 // into c[0] in order, then the same tree. A product of two floats is exact in float64, so the
@@ -218,18 +252,13 @@ PGM_MDP_AVX512 inline void dotk_f32_avx512(const float* const* r, const float* v
   for (int k = 0; k < K; ++k) {
     alignas(64) double t[8];
     _mm512_store_pd(t, c[k]);
-    double tail = 0;
-    for (index_t i = j; i < n; ++i) {
-      t[0] += static_cast<double>(r[k][i]) * v[i];
-      if constexpr (kTally) {
-        std::uint32_t u;
-        std::memcpy(&u, r[k] + i, sizeof u);
-        tally->bits |= u;
-        tail += r[k][i];
-      }
-    }
+    for (index_t i = j; i < n; ++i) t[0] += static_cast<double>(r[k][i]) * v[i];
     out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-    if constexpr (kTally) tally->add_sum(_mm512_reduce_add_pd(s[k]) + tail);
+    if constexpr (kTally) {
+      double sum = _mm512_reduce_add_pd(s[k]);
+      tally_tail(r[k], j, n, sum, tally->bits);
+      tally->add_sum(sum);
+    }
   }
   if constexpr (kTally) {
     alignas(32) std::uint32_t u[8];
@@ -238,18 +267,27 @@ PGM_MDP_AVX512 inline void dotk_f32_avx512(const float* const* r, const float* v
   }
 }
 
-template <int K>
-PGM_MDP_AVX2 inline void dotk_f32_avx2(const float* const* r, const float* v, index_t n, double* out) {
-  __m256d lo[K], hi[K];  // lanes 0-3 and 4-7 of dot_generic's c
+template <int K, bool kTally = false>
+PGM_MDP_AVX2 inline void dotk_f32_avx2(const float* const* r, const float* v, index_t n, double* out,
+                                       RowTally* tally = nullptr) {
+  __m256d lo[K], hi[K], s[K];  // lanes 0-3 and 4-7 of dot_generic's c; s: kTally's sums
+  __m128i bits = _mm_setzero_si128();
 #pragma GCC unroll 4
-  for (int k = 0; k < K; ++k) lo[k] = hi[k] = _mm256_setzero_pd();
+  for (int k = 0; k < K; ++k) lo[k] = hi[k] = s[k] = _mm256_setzero_pd();
   index_t j = 0;
   for (; j + 8 <= n; j += 8) {
     const __m256d x0 = _mm256_cvtps_pd(_mm_loadu_ps(v + j)), x1 = _mm256_cvtps_pd(_mm_loadu_ps(v + j + 4));
 #pragma GCC unroll 4
     for (int k = 0; k < K; ++k) {
-      lo[k] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(r[k] + j)), x0, lo[k]);
-      hi[k] = _mm256_fmadd_pd(_mm256_cvtps_pd(_mm_loadu_ps(r[k] + j + 4)), x1, hi[k]);
+      __m128 p0 = _mm_loadu_ps(r[k] + j), p1 = _mm_loadu_ps(r[k] + j + 4);
+      if constexpr (kTally) __asm__("" : "+x"(p0), "+x"(p1));  // one load each (see dot_step_avx512)
+      const __m256d d0 = _mm256_cvtps_pd(p0), d1 = _mm256_cvtps_pd(p1);
+      lo[k] = _mm256_fmadd_pd(d0, x0, lo[k]);
+      hi[k] = _mm256_fmadd_pd(d1, x1, hi[k]);
+      if constexpr (kTally) {
+        s[k] = _mm256_add_pd(s[k], _mm256_add_pd(d0, d1));
+        bits = _mm_or_si128(bits, _mm_castps_si128(_mm_or_ps(p0, p1)));
+      }
     }
   }
   for (int k = 0; k < K; ++k) {
@@ -258,6 +296,17 @@ PGM_MDP_AVX2 inline void dotk_f32_avx2(const float* const* r, const float* v, in
     _mm256_store_pd(t + 4, hi[k]);
     for (index_t i = j; i < n; ++i) t[0] += static_cast<double>(r[k][i]) * v[i];
     out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    if constexpr (kTally) {
+      _mm256_store_pd(t, s[k]);
+      double sum = (t[0] + t[1]) + (t[2] + t[3]);
+      tally_tail(r[k], j, n, sum, tally->bits);
+      tally->add_sum(sum);
+    }
+  }
+  if constexpr (kTally) {
+    alignas(16) std::uint32_t u[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(u), bits);
+    tally->bits |= (u[0] | u[1]) | (u[2] | u[3]);
   }
 }
 #endif

@@ -6,9 +6,9 @@
 //   The Python layer uses it for S up to a few hundred states, where NumPy's per-call overhead
 //   (a LAPACK solve, fancy indexing, a backup call per iteration) is most of the time;
 // - the input check of P's rows (sums within a tolerance of 1, no negative or non-finite
-//   entry) as a vectorised pass, or fused into a backup sweep (on AVX-512: taken from
-//   the dot's own loads; elsewhere each state's rows are checked right after its backup read
-//   them, while they are in cache).
+//   entry) as a vectorised pass, or fused into a backup sweep (on AVX-512 and AVX2: taken
+//   from the dot's own loads; elsewhere each state's rows are checked right after its backup
+//   read them, while they are in cache).
 //
 // The checks only ever answer "passes" or "let the general path decide": their sums run in
 // another order than row_stats_dense_cpu's, so a row passes only when it is within the
@@ -144,7 +144,7 @@ bool rows_surely_ok(const Dense<T>& m, index_t B, double tol) {
 }
 
 // Dense<T> whose dot_rows also tallies the rows it reads into *tally: from the dot's own loads
-// where it runs on AVX-512, else by tally_rows right after the dot (the rows are
+// on AVX-512 and AVX2, else by tally_rows right after the dot (the rows are
 // still in cache). Its dots are Dense<T>'s, bitwise (a row's order does not depend on how
 // many rows one call computes). Only dot_rows tallies: backup_checked_cpu counts the rows.
 template <class T>
@@ -158,17 +158,23 @@ struct TalliedDense : Dense<T> {
       const int cnt = n - k0 < 4 ? static_cast<int>(n - k0) : 4;
       for (int i = 0; i < cnt; ++i) r[i] = Pb + rows[k0 + i] * S;
 #if defined(PGM_MDP_X86_DISPATCH)
-      if (cpu::isa() == cpu::ISA_AVX512) {
-        if constexpr (std::is_same<T, double>::value) {
-          if (cnt == 4)
-            dotk_avx512<4, true>(r, v, S, out + k0, tally);
-          else
-            for (int k = 0; k < cnt; ++k) dotk_avx512<1, true>(r + k, v, S, out + k0 + k, tally);
-        } else {
-          if (cnt == 4)
-            dotk_f32_avx512<4, true>(r, v, S, out + k0, tally);
-          else
-            for (int k = 0; k < cnt; ++k) dotk_f32_avx512<1, true>(r + k, v, S, out + k0 + k, tally);
+      // dot_ptrs's kernels (4 rows, else 1 at a time), tallying from their own loads
+      const int isa = cpu::isa();
+      if (isa == cpu::ISA_AVX512 || isa == cpu::ISA_AVX2) {
+        const bool wide = isa == cpu::ISA_AVX512;
+        for (int k = 0; k < cnt; k += (cnt == 4 ? 4 : 1)) {
+          double* o = out + k0 + k;
+          if constexpr (std::is_same<T, double>::value) {
+            if (cnt == 4)
+              wide ? dotk_avx512<4, true>(r, v, S, o, tally) : dotk_avx2<4, true>(r, v, S, o, tally);
+            else
+              wide ? dotk_avx512<1, true>(r + k, v, S, o, tally) : dotk_avx2<1, true>(r + k, v, S, o, tally);
+          } else {
+            if (cnt == 4)
+              wide ? dotk_f32_avx512<4, true>(r, v, S, o, tally) : dotk_f32_avx2<4, true>(r, v, S, o, tally);
+            else
+              wide ? dotk_f32_avx512<1, true>(r + k, v, S, o, tally) : dotk_f32_avx2<1, true>(r + k, v, S, o, tally);
+          }
         }
         continue;
       }
