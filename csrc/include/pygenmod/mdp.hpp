@@ -166,16 +166,25 @@ PGM_MDP_AVX512 inline void dotk_avx512(const double* const* r, const double* v, 
 }
 
 // K rows (K = 1 or 4) against v: out[k] = r[k] . v.
-// The scalar tail [j, n) of a tallied row: its sum into *sum, its bit patterns into *bits.
+// A tallied row's end: its vector part summed to `sum`, plus the scalar tail [j, n) (sum and
+// bit patterns), into the tally.
 template <class T>
-inline void tally_tail(const T* row, index_t j, index_t n, double& sum, std::uint64_t& bits) {
+inline void tally_row(const T* row, index_t j, index_t n, double sum, RowTally& tally) {
   using U = std::conditional_t<sizeof(T) == 8, std::uint64_t, std::uint32_t>;
   for (; j < n; ++j) {
     U u;
     std::memcpy(&u, row + j, sizeof u);
-    bits |= u;
+    tally.bits |= u;
     sum += static_cast<double>(row[j]);
   }
+  tally.add_sum(sum);
+}
+
+// The sum of a tallied row's 4-lane partial sums.
+PGM_MDP_AVX2 inline double tally_hsum_avx2(__m256d s) {
+  alignas(32) double t[4];
+  _mm256_store_pd(t, s);
+  return (t[0] + t[1]) + (t[2] + t[3]);
 }
 
 // K rows (K = 1 or 4) against v: out[k] = r[k] . v. kTally: as dotk_avx512's (each row's sum
@@ -208,12 +217,7 @@ PGM_MDP_AVX2 inline void dotk_avx2(const double* const* r, const double* v, inde
     double acc = (t[0] + t[1]) + (t[2] + t[3]);
     for (index_t i = j; i < n; ++i) acc += r[k][i] * v[i];
     out[k] = acc;
-    if constexpr (kTally) {
-      _mm256_store_pd(t, s[k]);
-      double sum = (t[0] + t[1]) + (t[2] + t[3]);
-      tally_tail(r[k], j, n, sum, tally->bits);
-      tally->add_sum(sum);
-    }
+    if constexpr (kTally) tally_row(r[k], j, n, tally_hsum_avx2(s[k]), *tally);
   }
   if constexpr (kTally) {
     alignas(32) std::uint64_t u[4];
@@ -254,11 +258,7 @@ PGM_MDP_AVX512 inline void dotk_f32_avx512(const float* const* r, const float* v
     _mm512_store_pd(t, c[k]);
     for (index_t i = j; i < n; ++i) t[0] += static_cast<double>(r[k][i]) * v[i];
     out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-    if constexpr (kTally) {
-      double sum = _mm512_reduce_add_pd(s[k]);
-      tally_tail(r[k], j, n, sum, tally->bits);
-      tally->add_sum(sum);
-    }
+    if constexpr (kTally) tally_row(r[k], j, n, _mm512_reduce_add_pd(s[k]), *tally);
   }
   if constexpr (kTally) {
     alignas(32) std::uint32_t u[8];
@@ -296,12 +296,7 @@ PGM_MDP_AVX2 inline void dotk_f32_avx2(const float* const* r, const float* v, in
     _mm256_store_pd(t + 4, hi[k]);
     for (index_t i = j; i < n; ++i) t[0] += static_cast<double>(r[k][i]) * v[i];
     out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
-    if constexpr (kTally) {
-      _mm256_store_pd(t, s[k]);
-      double sum = (t[0] + t[1]) + (t[2] + t[3]);
-      tally_tail(r[k], j, n, sum, tally->bits);
-      tally->add_sum(sum);
-    }
+    if constexpr (kTally) tally_row(r[k], j, n, tally_hsum_avx2(s[k]), *tally);
   }
   if constexpr (kTally) {
     alignas(16) std::uint32_t u[4];
