@@ -1,27 +1,43 @@
-"""Time the pygenmod rows of some workloads in this checkout, N calls each (min and median).
+"""Time the pygenmod rows of some workloads in this checkout (peers left out: the W1
+scikit-learn loop alone takes 17 s per call).
 
-    PYTHONPATH=$PWD python bench/ab_rows.py W1,W5-gz64,W4c 9
+    PYTHONPATH=$PWD python bench/ab_rows.py W1,W5-gz64,W4c 9           # N calls: min, median
+    PYTHONPATH=$PWD python bench/ab_rows.py W1,W5-gz64,W4c 9 --modes   # alone / interleaved / busy
 
 Run it alternately in two checkouts (e.g. before and after a change, each built with
-tools/dev-build.sh) to compare them on the same machine state; peers are left out (the W1
-scikit-learn loop alone takes 17 s per call).
+tools/dev-build.sh) to compare them on the same machine state. ``--modes`` times each row as
+``pygenmod bench`` does (the runner's measure_modes: alone, interleaved with the NumPy/torch
+filler, one core busy), medians of N.
 """
 
+import dataclasses
 import sys
 import time
 
 import numpy as np
 
 from pygenmod.benchmarks import all_workloads
+from pygenmod.benchmarks.runner import measure_modes
 
 
-def main(ids, n):
+def _ours(w):
+    return [c for c in w.candidates if c.name.startswith("pygenmod") and "numba" not in c.name and "cuda" not in c.name]
+
+
+def main(ids, n, modes):
     for w in all_workloads(None):
         if w.id not in ids:
             continue
-        for c in w.candidates:
-            if not c.name.startswith("pygenmod") or "numba" in c.name or "cuda" in c.name:
-                continue
+        if modes:
+            for cand, secs, note in measure_modes(dataclasses.replace(w, candidates=_ours(w)), repeats=n):
+                a, i, b = (secs.get(k, float("nan")) * 1e3 for k in ("alone", "interleaved", "busy"))
+                print(
+                    f"{w.id} {cand.name}: alone {a:.3f} ms, interleaved {i:.3f} ms ({i / a:.2f}x), "
+                    f"busy {b:.3f} ms ({b / a:.2f}x) {note or ''}",
+                    flush=True,
+                )
+            continue
+        for c in _ours(w):
             f = c.setup()
             f()
             ts = []
@@ -33,4 +49,5 @@ def main(ids, n):
 
 
 if __name__ == "__main__":
-    main(set(sys.argv[1].split(",")), int(sys.argv[2]) if len(sys.argv) > 2 else 9)
+    args = [a for a in sys.argv[1:] if a != "--modes"]
+    main(set(args[0].split(",")), int(args[1]) if len(args) > 1 else 9, "--modes" in sys.argv)

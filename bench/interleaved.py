@@ -33,6 +33,11 @@ python bench/interleaved.py tiny [--repeats 100]
     the runner's filler (the solve and a torch matmul); in fresh processes with OpenBLAS's and
     libgomp's defaults, and with both pools' workers sleeping at once
     (OPENBLAS_THREAD_TIMEOUT=4, OMP_WAIT_POLICY=passive). Median us per call.
+python bench/interleaved.py idle [--repeats 12]
+    Parallel W rows (ours) back to back and after 50 ms and 200 ms of idle sleep: median and
+    worst ms. After a long idle, Linux can queue the pool's woken worker behind the caller on
+    the caller's core (bench/pool_wake.cpp shows where each chunk ran); the pool steers woken
+    workers off that core (thread_pool.hpp). Run it in two checkouts to compare.
 OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
     Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load
     from elsewhere: a burst hits all candidates alike).
@@ -330,6 +335,33 @@ def tiny(argv):
             print(f"   {row:<18} " + "  ".join(f"{g}: {v:7.1f}" for g, v in by_gap.items()), flush=True)
 
 
+IDLE_ROWS = {  # label -> (workload id, candidate name)
+    "W6a sweep": ("W6a", "pygenmod bellman_backup"),
+    "W4a rsample": ("W4a", "pygenmod"),
+    "W7 gae": ("W7", "pygenmod gae"),
+    "W2-diag-f32 em_step": ("W2-diag-f32", "pygenmod cpu (em_step)"),
+    "W3-fwd": ("W3-fwd", "pygenmod"),
+    "W1 (512 fits)": ("W1", "pygenmod cpu"),
+}
+
+
+def idle(argv):
+    from pygenmod.benchmarks import all_workloads
+
+    repeats = int(argv[argv.index("--repeats") + 1]) if "--repeats" in argv else 12
+    ws = {w.id: w for w in all_workloads(["mdp", "gmm", "spatial", "sampling"])}
+    gaps = {"back to back": None, "50 ms idle": lambda: time.sleep(0.05), "200 ms idle": lambda: time.sleep(0.2)}
+    print(f"after idle: {os.cpu_count()} cpus; median / worst ms of {repeats} calls")
+    print(f"{'row':<22}" + "".join(f"{g:>22}" for g in gaps))
+    for label, (wid, name) in IDLE_ROWS.items():
+        fn = next(c for c in ws[wid].candidates if c.name == name).setup()
+        cells = []
+        for gap in gaps.values():
+            ts = np.asarray(_calls(fn, repeats, gap)) * 1e3
+            cells.append(f"{np.median(ts):8.2f} / {ts.max():8.2f}")
+        print(f"{label:<22}" + "".join(f"{c:>22}" for c in cells), flush=True)
+
+
 if __name__ == "__main__":
     cmd, rest = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("minof", [])
     if cmd == "_scenario":
@@ -342,6 +374,8 @@ if __name__ == "__main__":
         tiny_rows(int(rest[0]))
     elif cmd == "tiny":
         tiny(rest)
+    elif cmd == "idle":
+        idle(rest)
     elif cmd == "after-blas":
         after_blas(rest)
     elif cmd == "policy":

@@ -2,9 +2,17 @@
 // thread count, chunk size and n (0, 1, below and above a chunk); reductions equal the serial
 // fold; a caller never waits for a worker that cannot run; a second caller (another thread,
 // a loop nested in a chunk) runs serially; a stop ends the loop early; an exception in a
-// chunk reaches the caller and the pool stays usable; a forked child gets a working pool.
+// chunk reaches the caller and the pool stays usable; a forked child gets a working pool; a
+// woken worker is kept off the caller's CPU for its job only (Linux).
 #include <sys/wait.h>
 #include <unistd.h>
+
+#if defined(__linux__)
+#include <dirent.h>
+#include <sched.h>
+
+#include <cstdlib>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -201,6 +209,93 @@ void check_fork() {
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+#if defined(__linux__)
+// Whether every thread of this process may run on exactly the CPUs in `want` (workers restore
+// their mask just after their last chunk: wait for that up to a second).
+bool all_threads_allowed(const cpu_set_t& want) {
+  for (int tries = 0; tries < 1000; ++tries) {
+    bool same = true;
+    if (DIR* d = opendir("/proc/self/task")) {
+      while (dirent* e = readdir(d)) {
+        const long tid = std::strtol(e->d_name, nullptr, 10);
+        cpu_set_t got;
+        if (tid > 0 && sched_getaffinity(static_cast<pid_t>(tid), sizeof(got), &got) == 0 && !CPU_EQUAL(&got, &want))
+          same = false;
+      }
+      closedir(d);
+    }
+    if (same) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+struct SteerLog {
+  std::atomic<int> worker_chunks{0}, worker_cpus{-1};
+};
+
+// A loop that wakes a sleeping worker: the worker's chunks run barred from exactly one CPU
+// (the caller's), and afterwards every thread may use the process's CPUs again.
+void check_wake_steering() {
+  cpu_set_t home;
+  CHECK(sched_getaffinity(0, sizeof(home), &home) == 0);
+  threads::pool().set_threads(2);
+  check_each_item_once(2, 1000, 3);                            // workers started
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // and asleep
+  SteerLog log;
+  pygenmod::parallel_chunks(8, 1, true, [&](index_t, index_t, int slot) {
+    const auto t0 = clk::now();
+    if (slot > 0) {
+      cpu_set_t mine;
+      if (sched_getaffinity(0, sizeof(mine), &mine) == 0) log.worker_cpus = CPU_COUNT(&mine);
+      ++log.worker_chunks;
+    }
+    while (clk::now() - t0 < std::chrono::milliseconds(1)) {
+    }
+  });
+  if (CPU_COUNT(&home) >= 2 && log.worker_chunks > 0) CHECK(log.worker_cpus == CPU_COUNT(&home) - 1);
+  CHECK(all_threads_allowed(home));
+}
+
+// A mask set from outside (as `taskset -a` does to every thread) is the one a worker keeps:
+// steering reads it anew and restores it, and with one CPU allowed there is nowhere to steer.
+// In a child, so the masks of this process stay as they are.
+void check_outside_mask_kept() {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    cpu_set_t home, one;
+    bool ok = sched_getaffinity(0, sizeof(home), &home) == 0;
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &home)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    const int before = check::failures();
+    threads::pool().set_threads(2);
+    check_each_item_once(2, 1000, 3);  // the child's workers start with every CPU
+    if (DIR* d = opendir("/proc/self/task")) {
+      while (dirent* e = readdir(d)) {
+        const long tid = std::strtol(e->d_name, nullptr, 10);
+        if (tid > 0) ok = ok && sched_setaffinity(static_cast<pid_t>(tid), sizeof(one), &one) == 0;
+      }
+      closedir(d);
+    }
+    for (int i = 0; i < 2; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // workers asleep: steered on wake
+      check_each_item_once(2, 1000, 3);
+    }
+    threads::pool().set_threads(3);  // a new worker, started under the one-CPU mask
+    check_each_item_once(3, 1000, 3);
+    ok = ok && all_threads_allowed(one);
+    _exit(ok && check::failures() == before ? 0 : 1);
+  }
+  int status = 0;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+#endif
+
 int main() {
   for (int nt : {1, 2, 3, 8})
     for (index_t n : {0, 1, 5, 64, 1000, 4097})
@@ -217,5 +312,9 @@ int main() {
   check_concurrent_and_nested();
   check_stop_and_errors();
   check_fork();
+#if defined(__linux__)
+  check_wake_steering();
+  check_outside_mask_kept();
+#endif
   return check::finish("thread_pool");
 }

@@ -15,6 +15,13 @@
 // done, so fields read before a successful CAS belong to that job (the fences below order
 // the relaxed reads). One job runs at a time: a second caller (another Python thread, a
 // kernel nested in a chunk) runs its loop serially instead of queueing.
+//
+// Waking. Linux sometimes queues a woken worker on the waking caller's core even when another
+// core is idle (measured on a 2-vCPU cloud VM after >= 30 ms of idling: about half the wakes).
+// The worker then shares the caller's core for the whole call, and a 5 ms loop takes 9 ms
+// (bench/pool_wake.cpp). So on Linux, before waking sleeping workers, the caller takes its
+// own core out of their allowed CPUs; each restores its mask when the job ends.
+// pool_wake.cpp builds with -DPGM_POOL_NO_STEER to compare without.
 #pragma once
 
 #include <algorithm>
@@ -24,6 +31,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -152,6 +160,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(s.m);
       wake = s.sleepers > 0;
+      if (wake) steer_sleepers_off_this_cpu(s, team - 1);
     }
     if (wake) s.work_cv.notify_all();
 
@@ -190,13 +199,24 @@ class Pool {
   static constexpr int kYieldEvery = 256;
   static constexpr index_t kMaxChunks = index_t(1) << 30;
 
+  // A worker as its caller sees it (guarded by State::m, except where marked).
+  struct Worker {
+#if defined(__linux__)
+    pthread_t handle{};
+    cpu_set_t home;  // its mask before it was steered (what it restores)
+#endif
+    bool asleep = false;
+    std::atomic<bool> steered{false};  // its mask excludes a caller's CPU (the worker restores it)
+  };
+
   struct State {
     explicit State(SpinPolicy policy_) : policy(policy_) {}
     const SpinPolicy policy;  // base: the caller's polling for the last chunks, and the workers' least
     std::mutex m;
     std::condition_variable work_cv, done_cv;
-    index_t workers = 0;  // started (guarded by m)
-    int sleepers = 0;     // workers waiting on work_cv (guarded by m)
+    index_t workers = 0;                          // started (guarded by m)
+    std::vector<std::unique_ptr<Worker>> roster;  // one per started worker (guarded by m)
+    int sleepers = 0;                             // workers waiting on work_cv (guarded by m)
     bool caller_waiting = false;
     std::atomic<bool> busy{false}, failed{false};
     // The job's fields (read-mostly), then the two counters every chunk writes, each on its
@@ -269,14 +289,73 @@ class Pool {
     const std::uint64_t seen = s.ticket.load(std::memory_order_relaxed) >> 32;
     for (; s.workers < want; ++s.workers) {
       try {
-        std::thread(worker_main, &s, static_cast<int>(s.workers) + 1, seen).detach();
+        s.roster.push_back(std::make_unique<Worker>());
+        Worker& w = *s.roster.back();
+        try {
+          std::thread t(worker_main, &s, &w, static_cast<int>(s.workers) + 1, seen);
+#if defined(__linux__)
+          w.handle = t.native_handle();
+#endif
+          steer_off(w, this_cpu());  // a new thread starts on its creator's core, too
+          t.detach();
+        } catch (...) {
+          s.roster.pop_back();
+          throw;
+        }
       } catch (const std::exception&) {  // no more threads: the others share the work
         break;
       }
     }
   }
 
-  static void worker_main(State* sp, int slot, std::uint64_t seen) {
+  static int this_cpu() {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+  }
+
+  // Bars worker w (asleep or just started: not in a job) from `cpu` until its job ends, if it
+  // may run elsewhere. Its mask is read anew unless it is still steered (woken, but it has not
+  // yet taken the lock to start its job), so a mask set from outside (taskset -a, a cpuset)
+  // is the one it keeps and restores.
+  static void steer_off(Worker& w, int cpu) {
+#if defined(__linux__) && !defined(PGM_POOL_NO_STEER)
+    if (cpu < 0 || cpu >= CPU_SETSIZE) return;
+    if (!w.steered.load(std::memory_order_relaxed) && pthread_getaffinity_np(w.handle, sizeof(cpu_set_t), &w.home) != 0)
+      return;
+    if (!CPU_ISSET(cpu, &w.home) || CPU_COUNT(&w.home) < 2) return;
+    cpu_set_t away = w.home;
+    CPU_CLR(cpu, &away);
+    if (pthread_setaffinity_np(w.handle, sizeof(cpu_set_t), &away) == 0)
+      w.steered.store(true, std::memory_order_relaxed);
+#else
+    (void)w, (void)cpu;
+#endif
+  }
+
+  // Before waking the first `n` workers (caller holds s.m): each sleeping one is barred from
+  // the caller's CPU until its job ends, so that the wake cannot queue it behind the caller.
+  // One syscall per sleeping worker, made only on a wake (a polling worker is running already).
+  static void steer_sleepers_off_this_cpu(State& s, index_t n) {
+    const int cpu = this_cpu();
+    n = std::min<index_t>(n, static_cast<index_t>(s.roster.size()));
+    for (index_t i = 0; i < n; ++i)
+      if (s.roster[static_cast<std::size_t>(i)]->asleep) steer_off(*s.roster[static_cast<std::size_t>(i)], cpu);
+  }
+
+  // The worker's own side of the steering: back to every CPU it may use once its job is done.
+  static void restore_home(Worker& w) {
+#if defined(__linux__)
+    if (w.steered.exchange(false, std::memory_order_relaxed))
+      pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &w.home);
+#else
+    (void)w;
+#endif
+  }
+
+  static void worker_main(State* sp, Worker* me, int slot, std::uint64_t seen) {
     State& s = *sp;
     std::chrono::nanoseconds spin = s.policy.base;
     for (;;) {
@@ -293,13 +372,16 @@ class Pool {
       if (gen == seen) {
         std::unique_lock<std::mutex> lk(s.m);
         ++s.sleepers;
+        me->asleep = true;
         s.work_cv.wait(lk, [&] { return (s.ticket.load(std::memory_order_acquire) >> 32) != seen; });
+        me->asleep = false;
         --s.sleepers;
         gen = s.ticket.load(std::memory_order_acquire) >> 32;
       }
       spin = next_spin(std::chrono::steady_clock::now() - t0, s.policy);
       seen = gen;
       work(s, gen, slot);
+      restore_home(*me);
     }
   }
 
