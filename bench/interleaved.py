@@ -36,7 +36,7 @@ python bench/interleaved.py tiny [--repeats 100]
 python bench/interleaved.py idle [--repeats 12]
     Parallel W rows (ours) back to back and after 50 ms and 200 ms of idle sleep: median and
     worst ms. After a long idle, Linux can queue the pool's woken worker behind the caller on
-    the caller's core (bench/pool_wake.cpp shows where each chunk ran); the pool steers woken
+    the caller's core (bench/pool_wake.cpp shows where each chunk ran); the pool steers late
     workers off that core (thread_pool.hpp). Run it in two checkouts to compare.
 OMP_NUM_THREADS=1 python bench/interleaved.py minof [N] [W6a,W6c,...] [--family mdp]
     Every candidate of a workload in turn, N rounds, each one's fastest call (robust to load

@@ -1,14 +1,15 @@
-// Where a sleeping pool worker runs when a call wakes it: the time of a 16-chunk loop (each
-// chunk ~600 us of arithmetic, so ~4.8 ms on two threads, ~9.6 ms on one) after `gap_ms` of
-// idling, the time the first worker chunk started, and the CPU of every chunk (c: the caller,
-// w: a worker); then the median and worst call. With the worker queued behind the caller on the caller's CPU, the loop
-// runs at one thread's speed while the other CPU idles.
+// Where a sleeping pool worker runs when a call wakes it: a 16-chunk loop (chunks of
+// `chunk_us` of arithmetic, 600 by default: ~4.8 ms on two threads, ~9.6 ms on one) after
+// `gap_ms` of idling; per call its time, when the first worker chunk started and the CPU of
+// every chunk (c: the caller, w: a worker), then the median and worst call. A worker queued
+// behind the caller on the caller's CPU makes the loop run at one thread's speed while the
+// other CPU idles.
 //
 //   g++ -std=c++17 -O2 -pthread -Icsrc/include bench/pool_wake.cpp -o /tmp/pool_wake
-//   /tmp/pool_wake 200 8        # gap in ms, calls
-//   /tmp/pool_wake 1 200 5 q    # gap, calls, chunk us; q: only the summary (short loops)
+//   /tmp/pool_wake 200 8          # gap in ms (fractions too), calls
+//   /tmp/pool_wake 20 150 100 q   # gap, calls, chunk us; q: only the summary
 //
-// Add -DPGM_POOL_NO_STEER to build the pool without steering woken workers off the caller's
+// Add -DPGM_POOL_NO_STEER to build the pool without steering late workers off the caller's
 // CPU (the behaviour before it), for comparison on the same machine.
 #include <sched.h>
 
@@ -48,7 +49,7 @@ void spin_chunk(void* ctx, index_t b, index_t, int slot) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const int gap_ms = argc > 1 ? std::atoi(argv[1]) : 200;
+  const double gap_ms = argc > 1 ? std::atof(argv[1]) : 200;
   const int calls = argc > 2 ? std::atoi(argv[2]) : 8;
   chunk_us = argc > 3 ? std::atoi(argv[3]) : 600;
   const bool quiet = argc > 4 && std::strcmp(argv[4], "q") == 0;
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
   pool.set_threads(2);
   std::vector<double> totals;
   for (int c = 0; c < calls; ++c) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
+    std::this_thread::sleep_for(std::chrono::microseconds(static_cast<long>(gap_ms * 1000)));
     Trace tr;
     tr.t0 = clk::now();
     pool.run(kChunks, 1, spin_chunk, &tr, pygenmod::Stop::never());
@@ -76,6 +77,6 @@ int main(int argc, char** argv) {
     std::printf("\n");
   }
   std::sort(totals.begin(), totals.end());
-  std::printf("gap %d ms, 16 chunks of %d us: median %.1f us, worst %.1f us\n", gap_ms, chunk_us,
+  std::printf("gap %g ms, 16 chunks of %d us: median %.1f us, worst %.1f us\n", gap_ms, chunk_us,
               totals[totals.size() / 2], totals.back());
 }

@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -230,30 +231,39 @@ bool all_threads_allowed(const cpu_set_t& want) {
   return false;
 }
 
-struct SteerLog {
-  std::atomic<int> worker_chunks{0}, worker_cpus{-1};
-};
-
-// A loop that wakes a sleeping worker: the worker's chunks run barred from exactly one CPU
-// (the caller's), and afterwards every thread may use the process's CPUs again.
-void check_wake_steering() {
-  cpu_set_t home;
-  CHECK(sched_getaffinity(0, sizeof(home), &home) == 0);
-  threads::pool().set_threads(2);
-  check_each_item_once(2, 1000, 3);                            // workers started
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // and asleep
-  SteerLog log;
-  pygenmod::parallel_chunks(8, 1, true, [&](index_t, index_t, int slot) {
+// The CPU counts of the masks the worker's chunks ran under, in a job of `chunks` chunks of
+// 1 ms that starts after the workers have slept.
+std::vector<int> worker_mask_sizes(index_t chunks) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // workers asleep
+  std::mutex m;
+  std::vector<int> sizes;
+  pygenmod::parallel_chunks(chunks, 1, true, [&](index_t, index_t, int slot) {
     const auto t0 = clk::now();
-    if (slot > 0) {
-      cpu_set_t mine;
-      if (sched_getaffinity(0, sizeof(mine), &mine) == 0) log.worker_cpus = CPU_COUNT(&mine);
-      ++log.worker_chunks;
+    cpu_set_t mine;
+    if (slot > 0 && sched_getaffinity(0, sizeof(mine), &mine) == 0) {
+      std::lock_guard<std::mutex> lk(m);
+      sizes.push_back(CPU_COUNT(&mine));
     }
     while (clk::now() - t0 < std::chrono::milliseconds(1)) {
     }
   });
-  if (CPU_COUNT(&home) >= 2 && log.worker_chunks > 0) CHECK(log.worker_cpus == CPU_COUNT(&home) - 1);
+  return sizes;
+}
+
+// Waking sleeping workers: in a job of few chunks per thread (2 here) a worker's chunks run
+// barred from exactly one CPU (the caller's, steered before the wake); in a longer one (16) a
+// worker is barred from one CPU or none (steered only if it joins late); afterwards every
+// thread may use the process's CPUs again.
+void check_wake_steering() {
+  cpu_set_t home;
+  CHECK(sched_getaffinity(0, sizeof(home), &home) == 0);
+  const int all = CPU_COUNT(&home);
+  threads::pool().set_threads(2);
+  check_each_item_once(2, 1000, 3);  // workers started
+  if (all >= 2)
+    for (int size : worker_mask_sizes(2)) CHECK(size == all - 1);
+  CHECK(all_threads_allowed(home));
+  for (int size : worker_mask_sizes(16)) CHECK(size == all || (all >= 2 && size == all - 1));
   CHECK(all_threads_allowed(home));
 }
 

@@ -17,11 +17,14 @@
 // kernel nested in a chunk) runs its loop serially instead of queueing.
 //
 // Waking. Linux sometimes queues a woken worker on the waking caller's core even when another
-// core is idle (measured on a 2-vCPU cloud VM after >= 30 ms of idling: about half the wakes).
-// The worker then shares the caller's core for the whole call, and a 5 ms loop takes 9 ms
-// (bench/pool_wake.cpp). So on Linux, before waking sleeping workers, the caller takes its
-// own core out of their allowed CPUs; each restores its mask when the job ends.
-// pool_wake.cpp builds with -DPGM_POOL_NO_STEER to compare without.
+// core is idle (on a 2-vCPU cloud VM, after >= 2 ms of idling: a 1.6 ms loop then ran at one
+// thread's speed in every call). So on Linux the caller steers late workers: once it has
+// worked kSteerAfter on a job that a worker has not joined, it bars that worker from its own
+// CPU (the kernel then moves it), and the worker restores its mask when the job ends. Jobs
+// with fewer than 4 chunks per thread (the caller would notice too late) steer at the start.
+// Short jobs are left alone: a woken core is slow at first, and a worker that arrives near
+// the end of a short job only delays it. bench/pool_wake.cpp measures it (-DPGM_POOL_NO_STEER
+// builds the pool without).
 #pragma once
 
 #include <algorithm>
@@ -142,7 +145,7 @@ class Pool {
       for (index_t b = 0; b < n && !stop.stopped(); b += chunk) fn(ctx, b, std::min(n, b + chunk), 0);
       return;
     }
-    ensure_workers(s, team - 1);
+    const bool started = ensure_workers(s, team - 1);
     const std::uint64_t gen = (s.ticket.load(std::memory_order_relaxed) >> 32) + 1;
     s.ticket.store(gen << 32 | kClosed, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
@@ -159,12 +162,13 @@ class Pool {
     bool wake;
     {
       std::lock_guard<std::mutex> lk(s.m);
-      wake = s.sleepers > 0;
-      if (wake) steer_sleepers_off_this_cpu(s, team - 1);
+      wake = s.sleepers > 0 || started;
+      if (wake && nchunks < 4 * static_cast<index_t>(team)) steer_late_workers(s, gen, team - 1);
     }
     if (wake) s.work_cv.notify_all();
 
-    work(s, gen, 0);
+    CallerWatch watch{std::chrono::steady_clock::now(), wake && nchunks >= 4 * static_cast<index_t>(team), team - 1};
+    work(s, gen, 0, &watch);
     // Out of unclaimed chunks: wait for those still running on workers (not for workers that
     // never started). After a stop or an error, the unclaimed rest counts as done.
     const auto t0 = std::chrono::steady_clock::now();
@@ -197,6 +201,8 @@ class Pool {
   // thread the scheduler queued on the same core (often the caller, right after it woke this
   // worker) then runs at once instead of after the whole polling time.
   static constexpr int kYieldEvery = 256;
+  // How long the caller works on a job before it steers workers that have not joined it.
+  static constexpr std::chrono::microseconds kSteerAfter{100};
   static constexpr index_t kMaxChunks = index_t(1) << 30;
 
   // A worker as its caller sees it (guarded by State::m, except where marked).
@@ -205,8 +211,15 @@ class Pool {
     pthread_t handle{};
     cpu_set_t home;  // its mask before it was steered (what it restores)
 #endif
-    bool asleep = false;
-    std::atomic<bool> steered{false};  // its mask excludes a caller's CPU (the worker restores it)
+    std::atomic<std::uint64_t> joined{0};  // the generation of the last job it joined
+    std::atomic<bool> steered{false};      // its mask excludes a caller's CPU (restored under m)
+  };
+
+  // The caller's side of a job, checked between its chunks: whether it may still steer.
+  struct CallerWatch {
+    std::chrono::steady_clock::time_point t0;
+    bool armed;
+    int workers;  // the job's workers: roster[0, workers)
   };
 
   struct State {
@@ -232,7 +245,8 @@ class Pool {
   };
 
   // Claims and runs chunks of job `gen` until none is left (or the job is no longer `gen`).
-  static void work(State& s, std::uint64_t gen, int slot) {
+  // The caller passes its watch: after each of its chunks it may steer late workers.
+  static void work(State& s, std::uint64_t gen, int slot, CallerWatch* watch = nullptr) {
     for (;;) {
       std::uint64_t t = s.ticket.load(std::memory_order_acquire);
       if (t >> 32 != gen) return;
@@ -268,6 +282,11 @@ class Pool {
         std::lock_guard<std::mutex> lk(s.m);
         if (s.caller_waiting) s.done_cv.notify_one();
       }
+      if (watch && watch->armed && std::chrono::steady_clock::now() - watch->t0 >= kSteerAfter) {
+        watch->armed = false;
+        std::lock_guard<std::mutex> lk(s.m);
+        steer_late_workers(s, gen, watch->workers);
+      }
     }
   }
 
@@ -283,9 +302,11 @@ class Pool {
       s.done.fetch_add(nchunks - static_cast<index_t>(static_cast<std::uint32_t>(t)), std::memory_order_release);
   }
 
-  // Starts workers up to `want` (before the next job is published: they wait for it).
-  static void ensure_workers(State& s, index_t want) {
+  // Starts workers up to `want` (before the next job is published: they wait for it); whether
+  // it started any.
+  static bool ensure_workers(State& s, index_t want) {
     std::lock_guard<std::mutex> lk(s.m);
+    const index_t before = s.workers;
     const std::uint64_t seen = s.ticket.load(std::memory_order_relaxed) >> 32;
     for (; s.workers < want; ++s.workers) {
       try {
@@ -296,7 +317,6 @@ class Pool {
 #if defined(__linux__)
           w.handle = t.native_handle();
 #endif
-          steer_off(w, this_cpu());  // a new thread starts on its creator's core, too
           t.detach();
         } catch (...) {
           s.roster.pop_back();
@@ -306,20 +326,12 @@ class Pool {
         break;
       }
     }
+    return s.workers > before;
   }
 
-  static int this_cpu() {
-#if defined(__linux__)
-    return sched_getcpu();
-#else
-    return -1;
-#endif
-  }
-
-  // Bars worker w (asleep or just started: not in a job) from `cpu` until its job ends, if it
-  // may run elsewhere. Its mask is read anew unless it is still steered (woken, but it has not
-  // yet taken the lock to start its job), so a mask set from outside (taskset -a, a cpuset)
-  // is the one it keeps and restores.
+  // Bars worker w from `cpu` until it restores its mask (caller holds s.m), if w may run
+  // elsewhere. Its mask is read anew unless it is still steered, so a mask set from outside
+  // (taskset -a, a cpuset) is the one it keeps and restores.
   static void steer_off(Worker& w, int cpu) {
 #if defined(__linux__) && !defined(PGM_POOL_NO_STEER)
     if (cpu < 0 || cpu >= CPU_SETSIZE) return;
@@ -335,23 +347,28 @@ class Pool {
 #endif
   }
 
-  // Before waking the first `n` workers (caller holds s.m): each sleeping one is barred from
-  // the caller's CPU until its job ends, so that the wake cannot queue it behind the caller.
-  // One syscall per sleeping worker, made only on a wake (a polling worker is running already).
-  static void steer_sleepers_off_this_cpu(State& s, index_t n) {
-    const int cpu = this_cpu();
-    n = std::min<index_t>(n, static_cast<index_t>(s.roster.size()));
-    for (index_t i = 0; i < n; ++i)
-      if (s.roster[static_cast<std::size_t>(i)]->asleep) steer_off(*s.roster[static_cast<std::size_t>(i)], cpu);
+  // Steers the job's workers that have not joined job `gen` off the caller's CPU (caller
+  // holds s.m). Two syscalls per late worker.
+  static void steer_late_workers(State& s, std::uint64_t gen, int workers) {
+#if defined(__linux__)
+    const int cpu = sched_getcpu();
+    const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(workers, 0)), s.roster.size());
+    for (std::size_t i = 0; i < n; ++i)
+      if (s.roster[i]->joined.load(std::memory_order_relaxed) != gen) steer_off(*s.roster[i], cpu);
+#else
+    (void)s, (void)gen, (void)workers;
+#endif
   }
 
-  // The worker's own side of the steering: back to every CPU it may use once its job is done.
-  static void restore_home(Worker& w) {
+  // The worker's side: back to every CPU it may use once its job is done.
+  static void restore_home(State& s, Worker& w) {
 #if defined(__linux__)
+    if (!w.steered.load(std::memory_order_relaxed)) return;
+    std::lock_guard<std::mutex> lk(s.m);
     if (w.steered.exchange(false, std::memory_order_relaxed))
       pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &w.home);
 #else
-    (void)w;
+    (void)s, (void)w;
 #endif
   }
 
@@ -372,16 +389,15 @@ class Pool {
       if (gen == seen) {
         std::unique_lock<std::mutex> lk(s.m);
         ++s.sleepers;
-        me->asleep = true;
         s.work_cv.wait(lk, [&] { return (s.ticket.load(std::memory_order_acquire) >> 32) != seen; });
-        me->asleep = false;
         --s.sleepers;
         gen = s.ticket.load(std::memory_order_acquire) >> 32;
       }
       spin = next_spin(std::chrono::steady_clock::now() - t0, s.policy);
       seen = gen;
+      me->joined.store(gen, std::memory_order_relaxed);
       work(s, gen, slot);
-      restore_home(*me);
+      restore_home(s, *me);
     }
   }
 
