@@ -5,7 +5,8 @@ median of >= 5 repeats. Ratios are peer time / pygenmod time (> 1: pygenmod is f
 
 Each row is timed in up to three modes (``MODES``):
 
-- ``alone``: the candidate in its own loop;
+- ``alone``: the candidate in its own loop, started after ``SETTLE_S`` of idling so that no
+  pool woken by the setup code (OpenBLAS's workers poll ~0.1 s after a call) competes with it;
 - ``interleaved``: the workload's candidates alternate call by call, with a NumPy/BLAS call
   (a 300x300 solve) and a torch op (when torch is installed) between calls, as in a training
   or planning loop: every pool (ours, OpenBLAS, torch's) gets work between our calls;
@@ -168,9 +169,16 @@ class BusyCore:
         self.proc.wait()
 
 
+# Idle time before a candidate is timed alone: the setup of the workload's candidates (data
+# generation, a peer's constructor) may have run BLAS or torch ops, whose pools keep polling
+# the cores for a while afterwards (OpenBLAS: 2^28 TSC cycles, ~0.1 s); alone means without them.
+SETTLE_S = 0.15
+
+
 def _time_alone(fn, n, warmup):
     if isinstance(fn, InSubprocess):
         return fn.time(n, warmup)
+    time.sleep(SETTLE_S)
     return time_call(fn, n, warmup)
 
 
