@@ -50,7 +50,7 @@ void spin_chunk(void* ctx, index_t b, index_t, int slot) {
 
 int main(int argc, char** argv) {
   const double gap_ms = argc > 1 ? std::atof(argv[1]) : 200;
-  const int calls = argc > 2 ? std::atoi(argv[2]) : 8;
+  const int calls = std::max(1, argc > 2 ? std::atoi(argv[2]) : 8);
   chunk_us = argc > 3 ? std::atoi(argv[3]) : 600;
   const bool quiet = argc > 4 && std::strcmp(argv[4], "q") == 0;
   pygenmod::threads::Pool& pool = pygenmod::threads::pool();

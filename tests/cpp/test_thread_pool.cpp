@@ -231,59 +231,91 @@ bool all_threads_allowed(const cpu_set_t& want) {
   return false;
 }
 
-// The CPU counts of the masks the worker's chunks ran under, in a job of `chunks` chunks of
-// 1 ms that starts after the workers have slept.
-std::vector<int> worker_mask_sizes(index_t chunks) {
-  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // workers asleep
-  std::mutex m;
-  std::vector<int> sizes;
+// The first CPU of `set`, alone.
+cpu_set_t first_cpu_of(const cpu_set_t& set) {
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  return one;
+}
+
+// A job of `chunks` chunks of 1 ms started after the workers have slept (every chunk waits, up
+// to 2 s, for a worker to have started one, so a worker takes part even on a loaded machine);
+// on_worker(mask) runs in each worker chunk with the mask it runs under.
+template <class F>
+void job_after_sleep(index_t chunks, F&& on_worker) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // workers asleep
+  std::atomic<bool> worker_in{false};
   pygenmod::parallel_chunks(chunks, 1, true, [&](index_t, index_t, int slot) {
     const auto t0 = clk::now();
-    cpu_set_t mine;
-    if (slot > 0 && sched_getaffinity(0, sizeof(mine), &mine) == 0) {
-      std::lock_guard<std::mutex> lk(m);
-      sizes.push_back(CPU_COUNT(&mine));
+    if (slot > 0) {
+      cpu_set_t mine;
+      if (sched_getaffinity(0, sizeof(mine), &mine) == 0) on_worker(mine);
+      worker_in = true;
     }
+    while (!worker_in && clk::now() - t0 < std::chrono::seconds(2)) std::this_thread::yield();
     while (clk::now() - t0 < std::chrono::milliseconds(1)) {
     }
   });
-  return sizes;
 }
 
-// Waking sleeping workers: in a job of few chunks per thread (2 here) a worker's chunks run
-// barred from exactly one CPU (the caller's, steered before the wake); in a longer one (16) a
-// worker is barred from one CPU or none (steered only if it joins late); afterwards every
-// thread may use the process's CPUs again.
+// Waking sleeping workers. In a job of fewer than 4 chunks per thread (2 chunks on 2 threads)
+// the sleeping worker is steered before the wake: its chunk runs barred from exactly one CPU.
+// In a longer job (16 chunks) it is steered only if it joins late: one CPU barred, or none.
+// Afterwards every thread may use the process's CPUs again.
 void check_wake_steering() {
   cpu_set_t home;
   CHECK(sched_getaffinity(0, sizeof(home), &home) == 0);
   const int all = CPU_COUNT(&home);
   threads::pool().set_threads(2);
   check_each_item_once(2, 1000, 3);  // workers started
-  if (all >= 2)
-    for (int size : worker_mask_sizes(2)) CHECK(size == all - 1);
+  std::atomic<int> runs{0};
+  job_after_sleep(2, [&](const cpu_set_t& m) {
+    ++runs;
+    if (all >= 2) CHECK(CPU_COUNT(&m) == all - 1);
+  });
+  CHECK(runs > 0);
   CHECK(all_threads_allowed(home));
-  for (int size : worker_mask_sizes(16)) CHECK(size == all || (all >= 2 && size == all - 1));
+  job_after_sleep(16, [&](const cpu_set_t& m) { CHECK(CPU_COUNT(&m) == all || CPU_COUNT(&m) == all - 1); });
   CHECK(all_threads_allowed(home));
 }
 
-// A mask set from outside (as `taskset -a` does to every thread) is the one a worker keeps:
-// steering reads it anew and restores it, and with one CPU allowed there is nowhere to steer.
-// In a child, so the masks of this process stay as they are.
+// A mask set from outside is the one a worker keeps. Between jobs (as `taskset -a` sets every
+// thread's): steering reads it anew, and with one CPU allowed there is nowhere to steer; a new
+// worker starts under it. During a job (a chunk sets its own thread's mask): the worker does
+// not restore the mask from before the steering. In a child, so this process's masks stay.
 void check_outside_mask_kept() {
   const pid_t pid = fork();
   if (pid == 0) {
-    cpu_set_t home, one;
+    cpu_set_t home;
     bool ok = sched_getaffinity(0, sizeof(home), &home) == 0;
-    CPU_ZERO(&one);
-    for (int c = 0; c < CPU_SETSIZE; ++c)
-      if (CPU_ISSET(c, &home)) {
-        CPU_SET(c, &one);
-        break;
-      }
+    const cpu_set_t one = first_cpu_of(home);
     const int before = check::failures();
     threads::pool().set_threads(2);
     check_each_item_once(2, 1000, 3);  // the child's workers start with every CPU
+    ok = ok && all_threads_allowed(home);
+    // during a job: the worker's chunk sets its own mask to one CPU that differs from the
+    // steered mask (the CPU it was barred from, else the first)
+    std::atomic<long> worker_tid{0};
+    cpu_set_t mine_set;
+    CPU_ZERO(&mine_set);
+    job_after_sleep(2, [&](const cpu_set_t& mine) {
+      cpu_set_t barred = home;
+      for (int c = 0; c < CPU_SETSIZE; ++c)
+        if (CPU_ISSET(c, &mine)) CPU_CLR(c, &barred);
+      mine_set = first_cpu_of(CPU_COUNT(&barred) > 0 ? barred : home);
+      sched_setaffinity(0, sizeof(mine_set), &mine_set);
+      worker_tid = static_cast<long>(gettid());
+    });
+    cpu_set_t got;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ok = ok && worker_tid != 0 && sched_getaffinity(static_cast<pid_t>(worker_tid), sizeof(got), &got) == 0 &&
+         CPU_EQUAL(&got, &mine_set);
+    // between jobs: every thread to one CPU
     if (DIR* d = opendir("/proc/self/task")) {
       while (dirent* e = readdir(d)) {
         const long tid = std::strtol(e->d_name, nullptr, 10);
@@ -291,10 +323,8 @@ void check_outside_mask_kept() {
       }
       closedir(d);
     }
-    for (int i = 0; i < 2; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));  // workers asleep: steered on wake
-      check_each_item_once(2, 1000, 3);
-    }
+    job_after_sleep(2, [](const cpu_set_t&) {});
+    job_after_sleep(16, [](const cpu_set_t&) {});
     threads::pool().set_threads(3);  // a new worker, started under the one-CPU mask
     check_each_item_once(3, 1000, 3);
     ok = ok && all_threads_allowed(one);

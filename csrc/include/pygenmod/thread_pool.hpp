@@ -19,12 +19,15 @@
 // Waking. Linux sometimes queues a woken worker on the waking caller's core even when another
 // core is idle (on a 2-vCPU cloud VM, after >= 2 ms of idling: a 1.6 ms loop then ran at one
 // thread's speed in every call). So on Linux the caller steers late workers: once it has
-// worked kSteerAfter on a job that a worker has not joined, it bars that worker from its own
-// CPU (the kernel then moves it), and the worker restores its mask when the job ends. Jobs
-// with fewer than 4 chunks per thread (the caller would notice too late) steer at the start.
-// Short jobs are left alone: a woken core is slow at first, and a worker that arrives near
-// the end of a short job only delays it. bench/pool_wake.cpp measures it (-DPGM_POOL_NO_STEER
-// builds the pool without).
+// worked kSteerAfter on a job that a worker has not joined while chunks remain, it bars that
+// worker from its own CPU (the kernel then moves it; at most kMaxSteered workers a job). In a
+// job of fewer than 4 chunks per thread (the caller would notice too late) it steers the
+// sleeping workers before waking them. A steered worker restores its mask when it leaves the
+// job, and at the latest before it sleeps; if the mask was changed from outside meanwhile
+// (taskset -a, a cpuset), it keeps that one. Short jobs are left alone: a woken core is slow
+// at first, and a worker that arrives near the end of a short job only delays it. Threads
+// that a chunk starts inherit the steered mask. bench/pool_wake.cpp measures it
+// (-DPGM_POOL_NO_STEER builds the pool without).
 #pragma once
 
 #include <algorithm>
@@ -42,6 +45,9 @@
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 #include <sched.h>
+#endif
+#if defined(__linux__) && !defined(__ANDROID__) && !defined(PGM_POOL_NO_STEER)
+#define PGM_POOL_STEER 1
 #endif
 
 #include "pygenmod/common.hpp"
@@ -146,7 +152,8 @@ class Pool {
       return;
     }
     const bool started = ensure_workers(s, team - 1);
-    const std::uint64_t gen = (s.ticket.load(std::memory_order_relaxed) >> 32) + 1;
+    const bool few = nchunks < 4 * static_cast<index_t>(team);  // the caller's watch would be late
+    const std::uint64_t gen = ((s.ticket.load(std::memory_order_relaxed) >> 32) + 1) & 0xffffffffu;
     s.ticket.store(gen << 32 | kClosed, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
     s.fn.store(fn, std::memory_order_relaxed);
@@ -163,11 +170,12 @@ class Pool {
     {
       std::lock_guard<std::mutex> lk(s.m);
       wake = s.sleepers > 0 || started;
-      if (wake && nchunks < 4 * static_cast<index_t>(team)) steer_late_workers(s, gen, team - 1);
+      if (wake && few) steer(s, gen, team - 1, /*sleepers_only=*/true);
     }
     if (wake) s.work_cv.notify_all();
 
-    CallerWatch watch{std::chrono::steady_clock::now(), wake && nchunks >= 4 * static_cast<index_t>(team), team - 1};
+    CallerWatch watch{{}, wake && !few, team - 1};
+    if (watch.armed) watch.t0 = std::chrono::steady_clock::now();
     work(s, gen, 0, &watch);
     // Out of unclaimed chunks: wait for those still running on workers (not for workers that
     // never started). After a stop or an error, the unclaimed rest counts as done.
@@ -201,18 +209,24 @@ class Pool {
   // thread the scheduler queued on the same core (often the caller, right after it woke this
   // worker) then runs at once instead of after the whole polling time.
   static constexpr int kYieldEvery = 256;
-  // How long the caller works on a job before it steers workers that have not joined it.
+  // How long the caller works on a job before it steers workers that have not joined it, and
+  // how many it steers at most (two syscalls each, under the pool's lock).
   static constexpr std::chrono::microseconds kSteerAfter{100};
+  static constexpr int kMaxSteered = 8;
   static constexpr index_t kMaxChunks = index_t(1) << 30;
 
-  // A worker as its caller sees it (guarded by State::m, except where marked).
+  // A worker as its caller sees it. handle, home, away and asleep are guarded by State::m;
+  // joined is the worker's own (read by the caller); steered is set and cleared under m (the
+  // worker may read it without m first: a stale false only delays its restore to its sleep).
   struct Worker {
-#if defined(__linux__)
+#if defined(PGM_POOL_STEER)
     pthread_t handle{};
     cpu_set_t home;  // its mask before it was steered (what it restores)
+    cpu_set_t away;  // the mask the steering set
 #endif
-    std::atomic<std::uint64_t> joined{0};  // the generation of the last job it joined
-    std::atomic<bool> steered{false};      // its mask excludes a caller's CPU (restored under m)
+    bool asleep = false;
+    std::atomic<std::uint64_t> joined{~std::uint64_t(0)};  // the generation of the last job it joined
+    std::atomic<bool> steered{false};
   };
 
   // The caller's side of a job, checked between its chunks: whether it may still steer.
@@ -284,8 +298,11 @@ class Pool {
       }
       if (watch && watch->armed && std::chrono::steady_clock::now() - watch->t0 >= kSteerAfter) {
         watch->armed = false;
-        std::lock_guard<std::mutex> lk(s.m);
-        steer_late_workers(s, gen, watch->workers);
+        const std::uint64_t now = s.ticket.load(std::memory_order_relaxed);
+        if (now >> 32 == gen && static_cast<index_t>(static_cast<std::uint32_t>(now)) < nchunks) {
+          std::lock_guard<std::mutex> lk(s.m);
+          steer(s, gen, watch->workers, /*sleepers_only=*/false);
+        }
       }
     }
   }
@@ -314,7 +331,7 @@ class Pool {
         Worker& w = *s.roster.back();
         try {
           std::thread t(worker_main, &s, &w, static_cast<int>(s.workers) + 1, seen);
-#if defined(__linux__)
+#if defined(PGM_POOL_STEER)
           w.handle = t.native_handle();
 #endif
           t.detach();
@@ -331,44 +348,56 @@ class Pool {
 
   // Bars worker w from `cpu` until it restores its mask (caller holds s.m), if w may run
   // elsewhere. Its mask is read anew unless it is still steered, so a mask set from outside
-  // (taskset -a, a cpuset) is the one it keeps and restores.
+  // (taskset -a, a cpuset) between jobs is the one it keeps.
   static void steer_off(Worker& w, int cpu) {
-#if defined(__linux__) && !defined(PGM_POOL_NO_STEER)
+#if defined(PGM_POOL_STEER)
     if (cpu < 0 || cpu >= CPU_SETSIZE) return;
     if (!w.steered.load(std::memory_order_relaxed) && pthread_getaffinity_np(w.handle, sizeof(cpu_set_t), &w.home) != 0)
       return;
     if (!CPU_ISSET(cpu, &w.home) || CPU_COUNT(&w.home) < 2) return;
-    cpu_set_t away = w.home;
-    CPU_CLR(cpu, &away);
-    if (pthread_setaffinity_np(w.handle, sizeof(cpu_set_t), &away) == 0)
+    w.away = w.home;
+    CPU_CLR(cpu, &w.away);
+    if (pthread_setaffinity_np(w.handle, sizeof(cpu_set_t), &w.away) == 0)
       w.steered.store(true, std::memory_order_relaxed);
 #else
     (void)w, (void)cpu;
 #endif
   }
 
-  // Steers the job's workers that have not joined job `gen` off the caller's CPU (caller
-  // holds s.m). Two syscalls per late worker.
-  static void steer_late_workers(State& s, std::uint64_t gen, int workers) {
-#if defined(__linux__)
+  // Steers up to kMaxSteered of the job's workers roster[0, workers) off the caller's CPU
+  // (caller holds s.m): those asleep (sleepers_only: before the wake), else those that have
+  // not joined job `gen`.
+  static void steer(State& s, std::uint64_t gen, int workers, bool sleepers_only) {
+#if defined(PGM_POOL_STEER)
     const int cpu = sched_getcpu();
     const std::size_t n = std::min<std::size_t>(static_cast<std::size_t>(std::max(workers, 0)), s.roster.size());
-    for (std::size_t i = 0; i < n; ++i)
-      if (s.roster[i]->joined.load(std::memory_order_relaxed) != gen) steer_off(*s.roster[i], cpu);
+    int steered = 0;
+    for (std::size_t i = 0; i < n && steered < kMaxSteered; ++i) {
+      Worker& w = *s.roster[i];
+      if (sleepers_only ? !w.asleep : w.joined.load(std::memory_order_relaxed) == gen) continue;
+      steer_off(w, cpu);
+      ++steered;
+    }
 #else
-    (void)s, (void)gen, (void)workers;
+    (void)s, (void)gen, (void)workers, (void)sleepers_only;
 #endif
   }
 
-  // The worker's side: back to every CPU it may use once its job is done.
-  static void restore_home(State& s, Worker& w) {
-#if defined(__linux__)
+  // The worker's side (holding s.m): back to its mask from before the steering, unless its
+  // mask was changed from outside meanwhile (then that one stays). A failed restore leaves it
+  // steered, so the next steering does not take the barred mask for its own.
+  static void restore_home_locked(Worker& w) {
+#if defined(PGM_POOL_STEER)
     if (!w.steered.load(std::memory_order_relaxed)) return;
-    std::lock_guard<std::mutex> lk(s.m);
-    if (w.steered.exchange(false, std::memory_order_relaxed))
-      pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &w.home);
+    cpu_set_t now;
+    if (pthread_getaffinity_np(pthread_self(), sizeof(cpu_set_t), &now) == 0 && !CPU_EQUAL(&now, &w.away)) {
+      w.steered.store(false, std::memory_order_relaxed);
+      return;
+    }
+    if (pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), &w.home) == 0)
+      w.steered.store(false, std::memory_order_relaxed);
 #else
-    (void)s, (void)w;
+    (void)w;
 #endif
   }
 
@@ -388,8 +417,11 @@ class Pool {
       }
       if (gen == seen) {
         std::unique_lock<std::mutex> lk(s.m);
+        restore_home_locked(*me);  // a steering that came after the job's restore
         ++s.sleepers;
+        me->asleep = true;
         s.work_cv.wait(lk, [&] { return (s.ticket.load(std::memory_order_acquire) >> 32) != seen; });
+        me->asleep = false;
         --s.sleepers;
         gen = s.ticket.load(std::memory_order_acquire) >> 32;
       }
@@ -397,7 +429,10 @@ class Pool {
       seen = gen;
       me->joined.store(gen, std::memory_order_relaxed);
       work(s, gen, slot);
-      restore_home(s, *me);
+      if (me->steered.load(std::memory_order_relaxed)) {
+        std::lock_guard<std::mutex> lk(s.m);
+        restore_home_locked(*me);
+      }
     }
   }
 
