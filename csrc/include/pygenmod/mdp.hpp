@@ -68,6 +68,14 @@ struct RowTally {
 //
 // Generic (and float32 on every CPU, and device) order: 8 partial sums in acc_t<T>,
 // tree-added (float32: the x86 kernels below keep it exactly).
+// The end of that order, given the 8 partial sums of row[0, j): the tail row[j, n) into c[0]
+// in order, then the tree.
+template <class T, class U>
+PGM_HD U generic_tail_tree(U* c, const T* row, const T* v, index_t j, index_t n) {
+  for (; j < n; ++j) c[0] += static_cast<U>(row[j]) * v[j];
+  return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+}
+
 template <class T>
 PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
   using U = acc_t<T>;
@@ -75,8 +83,7 @@ PGM_HD acc_t<T> dot_generic(const T* row, const T* v, index_t n) {
   index_t j = 0;
   for (; j + 8 <= n; j += 8)
     for (int k = 0; k < 8; ++k) c[k] += static_cast<U>(row[j + k]) * v[j + k];
-  for (; j < n; ++j) c[0] += static_cast<U>(row[j]) * v[j];
-  return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]));
+  return generic_tail_tree(c, row, v, j, n);
 }
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__CUDACC__)
@@ -256,8 +263,7 @@ PGM_MDP_AVX512 inline void dotk_f32_avx512(const float* const* r, const float* v
   for (int k = 0; k < K; ++k) {
     alignas(64) double t[8];
     _mm512_store_pd(t, c[k]);
-    for (index_t i = j; i < n; ++i) t[0] += static_cast<double>(r[k][i]) * v[i];
-    out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    out[k] = generic_tail_tree(t, r[k], v, j, n);
     if constexpr (kTally) tally_row(r[k], j, n, _mm512_reduce_add_pd(s[k]), *tally);
   }
   if constexpr (kTally) {
@@ -294,8 +300,7 @@ PGM_MDP_AVX2 inline void dotk_f32_avx2(const float* const* r, const float* v, in
     alignas(32) double t[8];
     _mm256_store_pd(t, lo[k]);
     _mm256_store_pd(t + 4, hi[k]);
-    for (index_t i = j; i < n; ++i) t[0] += static_cast<double>(r[k][i]) * v[i];
-    out[k] = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+    out[k] = generic_tail_tree(t, r[k], v, j, n);
     if constexpr (kTally) tally_row(r[k], j, n, tally_hsum_avx2(s[k]), *tally);
   }
   if constexpr (kTally) {
