@@ -30,6 +30,17 @@ def is_half(dtype) -> bool:
     return dtype == HALF_DTYPE or (dtype.itemsize == 2 and dtype.name == "bfloat16")
 
 
+def float_dtype(value, name: str = "dtype") -> np.dtype:
+    """``value`` as a NumPy dtype that must be float32 or float64 (TypeError otherwise)."""
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected float32 or float64, got {value!r}") from None
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: expected float32 or float64, got {dtype}")
+    return dtype
+
+
 def compute_dtype(dtype):
     """The dtype a kernel computes and returns in for input ``dtype`` (half precision -> float32)."""
     return np.dtype(np.float32) if is_half(dtype) else np.dtype(dtype)

@@ -233,9 +233,7 @@ def new_tree(batch_size: int, num_actions: int, capacity: int, dtype: DTypeLike 
     B = val.positive_int(batch_size, "batch_size", minimum=0)
     A = val.positive_int(num_actions, "num_actions")
     N = _capacity(capacity)
-    dtype = np.dtype(dtype)
-    if dtype not in val.FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    dtype = val.float_dtype(dtype)
     # host trees big enough to fault their pages in reuse the arrays of trees nothing holds any
     # more (pygenmod._recycle); small ones and device trees are allocated as they are
     if xp is np and B * N * A * 4 >= _recycle.MIN_BYTES:

@@ -74,9 +74,7 @@ def _rows(shape):
 def _draw(dist, seed, shape, stream, offset, dtype, device):
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     shape = _shape(shape)
-    dtype = np.dtype(dtype)
-    if dtype not in val.FLOAT_DTYPES:
-        raise TypeError(f"dtype: expected float32 or float64, got {dtype}")
+    dtype = val.float_dtype(dtype)
     xp = _xp(device)
     R, N = _rows(shape)
     out = xp.empty((R, N), dtype)

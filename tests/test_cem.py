@@ -28,6 +28,23 @@ def test_top_k_ties_both_gpu_paths(backend, dtype, rng, shape, k):
     np.testing.assert_array_equal(got, oracle.top_k(x, k))
 
 
+@pytest.mark.parametrize("n, k", [(33, 17), (1000, 100), (1000, 999), (5000, 1000), (257, 257)])
+@pytest.mark.parametrize("pattern", ["random", "ascending", "descending", "equal", "few", "signed_zeros"])
+def test_top_k_large_k_selection_patterns(backend, dtype, rng, n, k, pattern):
+    """k above the insertion's range goes through the CPU's quickselect (branch-free three-way
+    partitions): inputs that defeat a naive pivot or stall on ties give argsort's indices."""
+    x = {
+        "random": lambda: rng.standard_normal((3, n)),
+        "ascending": lambda: np.tile(np.arange(n, dtype=float), (3, 1)),
+        "descending": lambda: np.tile(np.arange(n, 0, -1, dtype=float), (3, 1)),
+        "equal": lambda: np.full((3, n), 2.5),
+        "few": lambda: rng.integers(-1, 2, (3, n)).astype(float),
+        "signed_zeros": lambda: np.where(rng.random((3, n)) < 0.5, -0.0, 0.0) + (rng.random((3, n)) < 0.1),
+    }[pattern]().astype(dtype)
+    got = backend.numpy(cem.top_k(backend.asarray(x), k))
+    np.testing.assert_array_equal(got, oracle.top_k(x, k))
+
+
 def test_top_k_bad_input():
     with pytest.raises(ValueError, match="k: must be <= N"):
         cem.top_k(np.zeros((2, 3)), 4)
@@ -172,11 +189,13 @@ def test_cem_bad_input(rng):
         cem.cem_optimize(lambda X: np.zeros((2, 3)), m, s, n_samples=10, n_elite=2, n_iter=1)
 
 
+@pytest.mark.parametrize("noise", [np.float32, np.float64])
 @pytest.mark.parametrize("weights", ["uniform", "rank"])
 @pytest.mark.parametrize("k, ties", [(6, False), (20, False), (20, True)])  # insertion / selection, with ties
-def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, weights, k, ties):
+def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, weights, k, ties, noise):
     """cem_optimize's fused diagonal path (sample; elites + refit) against the composition of
-    rsample_normal, top_k and the weighted M-step that cem_step uses."""
+    random.normal / rsample_normal, top_k and the weighted M-step that cem_step uses, for
+    noise drawn in either dtype."""
     if backend.name == "cuda":
         pytest.skip("the fused path is the CPU backends'")
     B, D, N = 3, 4, 40
@@ -198,8 +217,10 @@ def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, 
     )
     t = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     for stream in (0, 5):  # stream: the global index of row 0 (chunked batches)
-        got = cem.cem_optimize(f, m0, s0, stream=stream, **kw)
-        ref = cem._optimize_composed(f, m0, s0, N, k, 8, 4, stream, "diag", 0.2, 0.05, weights, 1e-6, lambda a: a)
+        got = cem.cem_optimize(f, m0, s0, stream=stream, noise_dtype=noise, **kw)
+        ref = cem._optimize_composed(
+            f, m0, s0, N, k, 8, 4, stream, "diag", 0.2, 0.05, weights, 1e-6, np.dtype(noise), lambda a: a
+        )
         for a, b in zip(got, ref):
             assert a.dtype == dtype
             np.testing.assert_allclose(a, b, **t)
@@ -288,10 +309,12 @@ def test_objective_errors_propagate_and_samples_are_reused(backend):
     assert len(seen) == 3 and len(set(seen)) == 1  # one samples array, reused while nobody keeps it
 
 
-@pytest.mark.parametrize("B, N, D", [(2, 700, 3), (1, 300, 32), (2, 9, 2047), (3, 1, 1)])
-def test_cem_population_is_the_noise_stream_exactly(backend, dtype, B, N, D):
-    """The fused sampler (sliced for the cache on the CPU) draws exactly the noise of one
-    random.normal call over each row's stream: mean + std * eps, bit for bit."""
+@pytest.mark.parametrize("noise", [np.float32, np.float64])
+@pytest.mark.parametrize("B, N, D", [(2, 700, 3), (1, 300, 32), (2, 9, 2047), (2, 3, 4097), (1, 2, 9000), (3, 1, 1)])
+def test_cem_population_is_the_noise_stream_exactly(backend, dtype, B, N, D, noise):
+    """The fused sampler (sliced for the cache on the CPU: whole samples, or pieces of one
+    long sample) draws exactly the noise of one random.normal call over each row's stream, in
+    the noise dtype: mean + std * eps converted to the problem's dtype, bit for bit."""
     if backend.name == "cuda":
         pytest.skip("the fused path is the CPU backends'")
     from pygenmod import random
@@ -300,7 +323,24 @@ def test_cem_population_is_the_noise_stream_exactly(backend, dtype, B, N, D):
     g = np.random.default_rng(B * N * D)
     m, s = g.standard_normal((B, D)).astype(dtype), g.uniform(0.1, 2, (B, D)).astype(dtype)
     X = np.empty((B, N, D), dtype)
-    get_kernel("cem", "sample_diag", backend.name)(m, s, 11, 4, 37, X)
+    get_kernel("cem", "sample_diag", backend.name)(m, s, 11, 4, 37, X, noise == np.float32)
     for b in range(B):
-        eps = random.normal(11, (N * D,), stream=4 + b, offset=37, dtype=dtype).reshape(N, D)
+        eps = random.normal(11, (N * D,), stream=4 + b, offset=37, dtype=noise).reshape(N, D).astype(dtype)
         np.testing.assert_array_equal(X[b], m[b] + s[b] * eps)
+
+
+def test_noise_dtype_chooses_the_draws_and_is_checked(backend, rng):
+    """float32 noise by default; None means the problem's dtype; anything but float32/float64
+    is a TypeError that names the argument."""
+    opt = rng.uniform(-1, 1, (2, 3))
+    kw = dict(n_samples=16, n_elite=4, n_iter=3, seed=2)
+    m, s = backend.asarray(np.zeros((2, 3))), backend.asarray(np.ones((2, 3)))
+    f = sphere(backend.asarray(opt)) if backend.name == "cuda" else sphere(opt)
+    run = lambda **o: backend.numpy(cem.cem_optimize(f, m, s, **kw, **o).mean)
+    default, f32, f64, same = run(), run(noise_dtype="float32"), run(noise_dtype=np.float64), run(noise_dtype=None)
+    np.testing.assert_array_equal(default, f32)
+    np.testing.assert_array_equal(same, f64)
+    assert not np.array_equal(f32, f64)
+    for bad in ("float16", np.int32, "nope"):
+        with pytest.raises(TypeError, match="noise_dtype"):
+            cem.cem_optimize(f, m, s, noise_dtype=bad, **kw)

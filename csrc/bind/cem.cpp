@@ -14,8 +14,14 @@ using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
 
+// f(E{}) with E the noise type of the draws: float (the float32 layout) when noise32, else double.
+template <class F>
+decltype(auto) with_noise(bool noise32, F&& f) {
+  return noise32 ? f(float{}) : f(double{});
+}
+
 static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset,
-                        py::array X) {
+                        py::array X, bool noise32) {
   dispatch_float<HostArrays>(mean, "mean", [&](auto tag) {
     using T = decltype(tag);
     if (mean.ndim() != 2 || X.ndim() != 3) throw std::invalid_argument("mean must be 2-D and X 3-D");
@@ -24,7 +30,7 @@ static void sample_diag(py::array mean, py::array std_, std::uint64_t seed, std:
     const T* s = in<HostArrays, T>(std_, "scale", {B, D});
     T* x = out<HostArrays, T>(X, "X", {B, N, D});
     py::gil_scoped_release nogil;
-    cem::sample_diag<T>(m, s, seed, stream, offset, B, N, D, x);
+    with_noise(noise32, [&](auto e) { cem::sample_diag<T, decltype(e)>(m, s, seed, stream, offset, B, N, D, x); });
   });
 }
 
@@ -59,7 +65,7 @@ static py::ssize_t update_diag(py::array X, py::array R, py::array w, double alp
 static py::ssize_t optimize_diag(py::object objective, py::object coerce, py::array mean, py::array std_,
                                  std::uint64_t seed, std::uint64_t stream, py::array w, double alpha, double min_std,
                                  double reg, py::array best_x, py::array best_r, py::array hist, py::array idx,
-                                 py::array X) {
+                                 py::array X, bool noise32) {
   return dispatch_float<HostArrays>(mean, "mean", [&](auto tag) -> py::ssize_t {
     using T = decltype(tag);
     using Returns = py::array_t<T, py::array::c_style>;
@@ -100,8 +106,10 @@ static py::ssize_t optimize_diag(py::object objective, py::object coerce, py::ar
         }
         return r;
       };
-      done = cem::optimize_diag<T>(n_iter, B, N, D, seed, stream, pw, {k, alpha, min_std, reg}, m, s, bx, br, h, pi, x0,
-                                   evaluate);
+      done = with_noise(noise32, [&](auto e) {
+        return cem::optimize_diag<T, decltype(e)>(n_iter, B, N, D, seed, stream, pw, {k, alpha, min_std, reg}, m, s, bx,
+                                                  br, h, pi, x0, evaluate);
+      });
     }
     return done;
   });
@@ -153,13 +161,14 @@ PYBIND11_MODULE(_cpu_cem, m) {
   // one-call fast path (issue 11): None when the general path must run
   m.def("cem_step_fast", &cem_step_fast, "mean"_a, "std"_a, "samples"_a, "returns"_a, "n_elite"_a, "alpha"_a,
         "min_std"_a, "reg"_a);
-  m.def("sample_diag", &sample_diag, "mean"_a, "std"_a, "seed"_a, "stream"_a, "offset"_a, "X"_a,
-        "X[b, s] = mean[b] + std[b] * eps on normal stream stream + b from offset (one CEM population)");
+  m.def("sample_diag", &sample_diag, "mean"_a, "std"_a, "seed"_a, "stream"_a, "offset"_a, "X"_a, "noise32"_a,
+        "X[b, s] = mean[b] + std[b] * eps on normal stream stream + b from offset (one CEM population); eps in "
+        "the float32 layout when noise32, else the float64 one");
   m.def("update_diag", &update_diag, "X"_a, "R"_a, "w"_a, "alpha"_a, "min_std"_a, "reg"_a, "mean"_a, "std"_a,
         "best_x"_a, "best_r"_a, "hist"_a, "idx"_a,
         "elites, best-so-far and the smoothed diagonal refit in place; returns the count of rows with bad returns");
   m.def("optimize_diag", &optimize_diag, "objective"_a, "coerce"_a, "mean"_a, "std"_a, "seed"_a, "stream"_a, "w"_a,
-        "alpha"_a, "min_std"_a, "reg"_a, "best_x"_a, "best_r"_a, "hist"_a, "idx"_a, "X"_a,
+        "alpha"_a, "min_std"_a, "reg"_a, "best_x"_a, "best_r"_a, "hist"_a, "idx"_a, "X"_a, "noise32"_a,
         "cem_optimize's loop (diag): sample, objective, update per iteration; returns n_iter or the first "
         "iteration whose returns hold NaN or infinity");
   m.attr("PAR_MIN") = cem::PAR_MIN;

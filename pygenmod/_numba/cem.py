@@ -48,20 +48,23 @@ def top_k(x, idx):
 
 # ------------------------------------------------------------ one fused CEM iteration (diag)
 # Same contract as csrc/include/pygenmod/cem.hpp: sample_diag fills the population on the
-# samplers' noise layout; update_diag selects the elites and refits the moments in place.
+# samplers' noise layout (the noise drawn in noise's dtype: float32 or float64 layout, then
+# converted); update_diag selects the elites and refits the moments in place.
 @nb.njit(parallel=True, cache=True, error_model="numpy")
-def _sample_diag(mean, std, seed, stream0, offset, X):
+def _sample_diag(mean, std, seed, stream0, offset, X, noise):
     B, N, D = X.shape
     for b in nb.prange(B):
-        flat = X[b].reshape(N * D)
-        _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, flat)
+        e = np.empty(N * D, noise.dtype)
+        _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, e)
         for i in range(N):
             for d in range(D):
+                X[b, i, d] = e[i * D + d]  # the noise converted to X's dtype, as static_cast<T> in C++
                 X[b, i, d] = mean[b, d] + std[b, d] * X[b, i, d]
 
 
-def sample_diag(mean, std, seed, stream, offset, X):
-    _sample_diag(mean, std, np.uint64(seed), np.uint64(stream), np.uint64(offset), X)
+def sample_diag(mean, std, seed, stream, offset, X, noise32):
+    noise = np.empty(0, np.float32 if noise32 else np.float64)  # names the noise dtype for the jit
+    _sample_diag(mean, std, np.uint64(seed), np.uint64(stream), np.uint64(offset), X, noise)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -113,7 +116,9 @@ def update_diag(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, i
     return bad
 
 
-def optimize_diag(objective, coerce, mean, std, seed, stream, w, alpha, min_std, reg, best_x, best_r, hist, idx, X):
+def optimize_diag(
+    objective, coerce, mean, std, seed, stream, w, alpha, min_std, reg, best_x, best_r, hist, idx, X, noise32
+):
     """cem_optimize's loop on these kernels (the contract of cem::optimize_diag, cem.hpp):
     returns n_iter, or the first iteration whose returns hold NaN or infinity."""
     import sys
@@ -124,7 +129,7 @@ def optimize_diag(objective, coerce, mean, std, seed, stream, w, alpha, min_std,
         if sys.getrefcount(X) != free:  # the objective kept the last population: a fresh one
             X = np.empty((B, N, D), X.dtype)
             free = sys.getrefcount(X)
-        sample_diag(mean, std, seed, stream, t * N * D, X)
+        sample_diag(mean, std, seed, stream, t * N * D, X, noise32)
         R = objective(X)
         if not (type(R) is np.ndarray and R.dtype == X.dtype and R.shape == (B, N) and R.flags.c_contiguous):
             R = coerce(R)

@@ -1,6 +1,7 @@
 // cem::optimize_diag, the whole diagonal CEM loop around a C++ objective: the same state as
 // the step-by-step composition (sample_diag, update_diag) bitwise, the objective's buffer
-// switch honoured, and a NaN return stops the loop at its iteration.
+// switch honoured, and a NaN return stops the loop at its iteration; float32 noise for a float64
+// population is the float32 stream converted (sample_diag<double, float>).
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -73,5 +74,25 @@ int main() {
         return R.data();
       });
   CHECK(stopped == 4);
+
+  // float32 noise, float64 population: X = mean + std * double(eps32) exactly, for short rows
+  // (whole samples per slice) and one longer than a slice (pieces of a sample)
+  for (const index_t d : {index_t(3), index_t(5000)}) {
+    const index_t n = 7, rows = 2;
+    std::vector<double> m(rows * d), s(rows * d), X(rows * n * d);
+    std::vector<float> eps(n * d);
+    for (index_t i = 0; i < rows * d; ++i) {
+      m[i] = 0.25 * double(i % 7) - 1;
+      s[i] = 0.5 + 0.125 * double(i % 5);
+    }
+    cem::sample_diag<double, float>(m.data(), s.data(), 5, 9, 123, rows, n, d, X.data());
+    for (index_t r = 0; r < rows; ++r) {
+      pygenmod::sampling::fill_range<float>(pygenmod::rng::NORMAL, 5, 9 + std::uint64_t(r), 123, n * d, eps.data());
+      bool same = true;
+      for (index_t i = 0; i < n * d; ++i)
+        same = same && X[r * n * d + i] == m[r * d + i % d] + s[r * d + i % d] * double(eps[i]);
+      CHECK(same);
+    }
+  }
   return check::finish("test_cem");
 }

@@ -1,6 +1,7 @@
-// Top-k two ways: insertion (row_top_k, the CPU and thread-per-row GPU path) and ranking
-// (rank_in_row, the block-per-row GPU path) give the same indices, ties and infinities
-// included; and both agree with a sort by (value descending, index ascending).
+// Top-k three ways: insertion (row_top_k, the CPU's small k and the thread-per-row GPU path),
+// selection (select_top_k, the CPU's large k: quickselect on values, then the indices) and
+// ranking (rank_in_row, the block-per-row GPU path) give the same indices, ties and infinities
+// included; and all agree with a sort by (value descending, index ascending).
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -22,8 +23,10 @@ void agree(std::mt19937& gen, index_t n, index_t k, int levels) {
     const int l = pick(gen);  // few levels: many ties
     v = l == 0 ? -std::numeric_limits<T>::infinity() : l == 1 ? std::numeric_limits<T>::infinity() : T(l) * T(0.25);
   }
-  std::vector<std::int64_t> ins(k), by_rank(k, -1), want(n);
+  std::vector<std::int64_t> ins(k), sel(k), by_rank(k, -1), want(n);
+  std::vector<T> scratch(2 * n);
   topk::row_top_k(x.data(), n, k, ins.data());
+  topk::select_top_k(x.data(), n, k, sel.data(), scratch.data());
   for (index_t i = 0; i < n; ++i) {
     const index_t r = topk::rank_in_row(x.data(), n, i);
     if (r < k) by_rank[r] = i;
@@ -32,13 +35,14 @@ void agree(std::mt19937& gen, index_t n, index_t k, int levels) {
   std::stable_sort(want.begin(), want.end(), [&](std::int64_t a, std::int64_t b) { return x[a] > x[b]; });
   for (index_t j = 0; j < k; ++j) {
     CHECK(ins[j] == want[j]);
+    CHECK(sel[j] == want[j]);
     CHECK(by_rank[j] == want[j]);
   }
 }
 
 int main() {
   std::mt19937 gen(7);
-  for (index_t n : {1, 2, 5, 64, 257})
+  for (index_t n : {1, 2, 5, 33, 64, 257, 1000})
     for (index_t k : {index_t(1), n / 2 > 0 ? n / 2 : index_t(1), n})  // k = 0 never reaches a row
       for (int levels : {2, 5, 1000}) {
         agree<float>(gen, n, k, levels);

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "pygenmod/gmm.hpp"
@@ -22,47 +23,45 @@ namespace pygenmod::cem {
 constexpr index_t PAR_MIN = index_t(1) << 15;
 
 // X (B, N, D): X[b, s] = mean[b] + std[b] * eps, eps = elements [offset + s*D, offset + (s+1)*D)
-// of normal stream stream0 + b: the layout of sampling::normal_head with n_samples = N.
-// The noise goes in slices of whole samples (~16 KB) and each slice is moved and scaled while
-// it is still in L1: one pass over X instead of two (W9b writes 65 MB per population). The
-// draws do not depend on where a slice starts (sampling.hpp), so they are those of one
-// fill_range over the row.
-template <class T>
+// of normal stream stream0 + b, drawn in the noise type E (float: the float32 layout, float64:
+// the float64 one; random.hpp) and converted to T: the layout of sampling::normal_head with
+// n_samples = N. The noise goes in slices of whole samples (or pieces of one long sample) of
+// ~16 KB, and each slice is moved and scaled while it is still in L1: one pass over X (W9b writes
+// 65 MB per population). The draws do not depend on where a slice starts (sampling.hpp), so they
+// are those of one fill_range over the row. With E = T the noise is drawn into X itself.
+template <class T, class E = T>
 void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t N,
                 index_t D, T* x) {
-  constexpr index_t kSliceBytes = 16384;
-  const index_t rows = std::max<index_t>(1, kSliceBytes / static_cast<index_t>(sizeof(T)) / D);
+  constexpr bool in_place = std::is_same_v<T, E>;
+  constexpr index_t kCap = 16384 / static_cast<index_t>(sizeof(E));  // noise entries per slice
+  alignas(64) E buf[in_place ? 1 : kCap];
+  // rows > 1 only when D <= kCap / 2, so a slice is always a contiguous run of the row's noise
+  const index_t rows = std::max<index_t>(1, kCap / D), cols = std::min(D, kCap);
   for (index_t i0 = 0; i0 < N; i0 += rows) {
     const index_t i1 = std::min(N, i0 + rows);
-    T* xs = x + i0 * D;
-    sampling::fill_range<T>(rng::NORMAL, seed, stream, offset + static_cast<std::uint64_t>(i0 * D), (i1 - i0) * D, xs);
-    for (index_t i = 0; i < i1 - i0; ++i)
-      for (index_t d = 0; d < D; ++d) xs[i * D + d] = m[d] + s[d] * xs[i * D + d];
+    for (index_t d0 = 0; d0 < D; d0 += cols) {
+      const index_t d1 = std::min(D, d0 + cols), w = d1 - d0, start = i0 * D + d0;
+      E* e;
+      if constexpr (in_place)
+        e = x + start;
+      else
+        e = buf;
+      sampling::fill_range<E>(rng::NORMAL, seed, stream, offset + static_cast<std::uint64_t>(start), (i1 - i0) * w, e);
+      for (index_t i = 0; i < i1 - i0; ++i) {
+        T* xi = x + (i0 + i) * D;
+        const E* ei = e + i * w;
+        for (index_t d = d0; d < d1; ++d) xi[d] = m[d] + s[d] * static_cast<T>(ei[d - d0]);
+      }
+    }
   }
 }
 
-template <class T>
+template <class T, class E = T>
 void sample_diag(const T* mean, const T* std_, std::uint64_t seed, std::uint64_t stream0, std::uint64_t offset,
                  index_t B, index_t N, index_t D, T* X) {
   parallel_for(B, share_chunk(B), B > 1 && B * N * D > PAR_MIN, [&](index_t b) {
-    sample_row<T>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
+    sample_row<T, E>(mean + b * D, std_ + b * D, seed, stream0 + b, offset, N, D, X + b * N * D);
   });
-}
-
-// The k best of R (largest first, ties to the lower index: topk::before, a strict total order,
-// so the same indices as topk::row_top_k). Insertion for small k; for large k (W9b: 100 of
-// 1000) a selection then a sort of the k: O(N + k log k) instead of O(N k). scratch: N entries.
-template <class T>
-void select_elites(const T* R, index_t N, index_t k, std::int64_t* idx, std::int64_t* scratch) {
-  if (k <= 16) {
-    topk::row_top_k(R, N, k, idx);
-    return;
-  }
-  for (index_t i = 0; i < N; ++i) scratch[i] = i;
-  auto first = [R](std::int64_t a, std::int64_t b) { return topk::before(R[a], a, R[b], b); };
-  std::nth_element(scratch, scratch + (k - 1), scratch + N, first);
-  std::sort(scratch, scratch + k, first);
-  std::copy(scratch, scratch + k, idx);
 }
 
 struct UpdateOptions {
@@ -72,9 +71,10 @@ struct UpdateOptions {
 
 // One row: best-so-far, elites (idx), their mean return (hist), and the smoothed, floored refit of
 // mean/std in place. w: the k elite weights, largest first. Returns false if R has NaN/inf.
+// scratch: 2 N entries; mu, var: D.
 template <class T>
 bool update_row(const T* X, const T* R, index_t N, index_t D, const T* w, const UpdateOptions& o, T* mean, T* std_,
-                T* best_x, T* best_r, T* hist, std::int64_t* idx, T* mu, T* var, std::int64_t* scratch) {
+                T* best_x, T* best_r, T* hist, std::int64_t* idx, T* mu, T* var, T* scratch) {
   index_t arg = 0;
   for (index_t i = 0; i < N; ++i) {
     if (!std::isfinite(R[i])) return false;
@@ -85,7 +85,7 @@ bool update_row(const T* X, const T* R, index_t N, index_t D, const T* w, const 
     for (index_t d = 0; d < D; ++d) best_x[d] = X[arg * D + d];
   }
   const index_t k = o.k;
-  select_elites(R, N, k, idx, scratch);
+  topk::select_top_k(R, N, k, idx, scratch);  // the k best, largest first, ties to the lower index
   T wsum = 0, rsum = 0;
   for (index_t d = 0; d < D; ++d) mu[d] = var[d] = 0;
   for (index_t j = 0; j < k; ++j) {
@@ -119,13 +119,12 @@ template <class T>
 index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, const T* w, const UpdateOptions& o,
                     T* mean, T* std_, T* best_x, T* best_r, T* hist, std::int64_t* idx) {
   struct Scratch {
-    std::vector<T> mu, var;
-    std::vector<std::int64_t> order;
-    Scratch(index_t D, index_t N) : mu(D), var(D), order(N) {}
+    std::vector<T> mu, var, vals;
+    Scratch(index_t D, index_t N) : mu(D), var(D), vals(2 * N) {}
   };
   auto row = [&](index_t b, Scratch& s) {
     return !update_row<T>(X + b * N * D, R + b * N, N, D, w, o, mean + b * D, std_ + b * D, best_x + b * D, best_r + b,
-                          hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.order.data());
+                          hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.vals.data());
   };
   std::atomic<index_t> bad{0};
   auto scratch = per_slot([&] { return Scratch(D, N); });
@@ -139,14 +138,15 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
 // t in [0, n_iter), population t is drawn into X (offset t * N * D of the streams), then
 // evaluate(t, X, &X_next) returns its returns R (B * N, valid until the next evaluate) and
 // names the buffer of the next population (X itself unless the caller must keep X), then the
-// update writes hist[t * B .. t * B + B). Returns n_iter, or the first t whose returns held
-// NaN or infinity (the state is then partly updated: the caller raises and discards it).
-template <class T, class Evaluate>
+// update writes hist[t * B .. t * B + B). E: the noise type (sample_diag). Returns n_iter, or the
+// first t whose returns held NaN or infinity (the state is then partly updated: the caller
+// raises and discards it).
+template <class T, class E = T, class Evaluate>
 index_t optimize_diag(index_t n_iter, index_t B, index_t N, index_t D, std::uint64_t seed, std::uint64_t stream0,
                       const T* w, const UpdateOptions& o, T* mean, T* std_, T* best_x, T* best_r, T* hist,
                       std::int64_t* idx, T* X, Evaluate&& evaluate) {
   for (index_t t = 0; t < n_iter; ++t) {
-    sample_diag<T>(mean, std_, seed, stream0, static_cast<std::uint64_t>(t * N * D), B, N, D, X);
+    sample_diag<T, E>(mean, std_, seed, stream0, static_cast<std::uint64_t>(t * N * D), B, N, D, X);
     T* next = X;
     const T* R = evaluate(t, X, &next);
     if (update_diag<T>(X, R, B, N, D, w, o, mean, std_, best_x, best_r, hist + t * B, idx) > 0) return t;
