@@ -214,9 +214,9 @@ def cem_optimize(
     dtype=noise_dtype)`` converted to the problem's dtype, so the same seed gives the same
     trajectory on every backend and for every batch size; ``seed=None`` (the default) takes one
     fresh key from the package generator per call. ``noise_dtype``: float32 (the default: the
-    float32 noise layout, 2.3x cheaper to draw than float64's, which was most of the time a
-    float64 CEM spent outside the objective; the population itself is computed in the problem's
-    dtype) or float64 (53-bit uniforms, the layout of a float64 ``rsample_normal``); None: the
+    float32 noise layout, about 2.4x cheaper to draw on the CPU than float64's, whose draws were
+    most of the time a float64 CEM spent outside the objective; the population itself is
+    computed in the problem's dtype) or float64 (53-bit uniforms, the layout of a float64 ``rsample_normal``); None: the
     problem's dtype. On CUDA the float32 noise can differ from the CPU's by a rounding (nvcc
     fuses multiply-adds), float64 noise by at most ~1e-13.
     ``stream`` is the global index of row 0 (problem b draws from stream ``stream + b``): a
@@ -232,8 +232,8 @@ def cem_optimize(
     N = val.positive_int(n_samples, "n_samples")
     T = val.positive_int(n_iter, "n_iter")
     val.check_size("n_iter", (T, m0.shape[0]))  # the (n_iter, B) history
-    seed, stream = resolve_seed(seed), val.seed_int(stream, "stream")
     noise = m0.dtype if noise_dtype is None else val.float_dtype(noise_dtype, "noise_dtype")
+    seed, stream = resolve_seed(seed), val.seed_int(stream, "stream")  # last: a key is drawn only for a valid call
     if covariance == "diag" and not is_device(m0):
         backend, run = kernel("cem", "optimize_diag")
         res = _optimize_diag(
@@ -311,7 +311,7 @@ def _optimize_composed(
         eps = None  # the samplers draw noise in the problem's dtype themselves
         if noise != dt:  # (S=N, B, D) noise of the samplers' layout, drawn in the other dtype
             e = random.normal(seed, (B, N * D), stream=stream, offset=t * N * D, dtype=noise, device=device)
-            eps = xp.swapaxes(e.reshape(B, N, D), 0, 1).astype(dt)
+            eps = xp.swapaxes(e.reshape(B, N, D), 0, 1).astype(dt, order="C")
         if covariance == "diag":
             z = sampling.rsample_normal(
                 state.mean, std=state.scale, seed=seed, n_samples=N, stream=stream, offset=t * N * D, eps=eps

@@ -76,8 +76,8 @@ int main() {
   CHECK(stopped == 4);
 
   // float32 noise, float64 population: X = mean + std * double(eps32) exactly, for short rows
-  // (whole samples per slice) and one longer than a slice (pieces of a sample)
-  for (const index_t d : {index_t(3), index_t(5000)}) {
+  // (whole samples per slice: all of them, or two) and one longer than a slice (pieces of one)
+  for (const index_t d : {index_t(3), index_t(1000), index_t(5000)}) {  // one slice, 2 per slice, pieces
     const index_t n = 7, rows = 2;
     std::vector<double> m(rows * d), s(rows * d), X(rows * n * d);
     std::vector<float> eps(n * d);

@@ -40,13 +40,33 @@ void agree(std::mt19937& gen, index_t n, index_t k, int levels) {
   }
 }
 
+// select_top_k against row_top_k on ordered inputs (ascending, descending, organ pipe,
+// sawtooth: the shapes that defeat a simple pivot choice) and on rows holding NaN (row_top_k's
+// answer: NaN never ranks first).
+void ordered_and_nan(index_t n, index_t k) {
+  std::vector<double> x(n), scratch(2 * n);
+  std::vector<std::int64_t> ins(k), sel(k);
+  for (int shape = 0; shape < 5; ++shape) {
+    for (index_t i = 0; i < n; ++i) {
+      const double f = double(i);
+      x[i] = shape == 0 ? f : shape == 1 ? -f : shape == 2 ? double(std::min(i, n - 1 - i)) : double(i % 7);
+      if (shape == 4) x[i] = i % 5 == 2 ? std::numeric_limits<double>::quiet_NaN() : double(i % 3);
+    }
+    topk::row_top_k(x.data(), n, k, ins.data());
+    topk::select_top_k(x.data(), n, k, sel.data(), scratch.data());
+    CHECK(ins == sel);
+  }
+}
+
 int main() {
   std::mt19937 gen(7);
   for (index_t n : {1, 2, 5, 33, 64, 257, 1000})
-    for (index_t k : {index_t(1), n / 2 > 0 ? n / 2 : index_t(1), n})  // k = 0 never reaches a row
+    for (index_t k : {index_t(1), n / 2 > 0 ? n / 2 : index_t(1), n > 1 ? n - 1 : n, n})  // k = 0 never reaches a row
       for (int levels : {2, 5, 1000}) {
         agree<float>(gen, n, k, levels);
         agree<double>(gen, n, k, levels);
       }
+  for (index_t n : {33, 100, 4096})
+    for (index_t k : {index_t(17), n / 3, n}) ordered_and_nan(n, k);
   return check::finish("test_topk");
 }

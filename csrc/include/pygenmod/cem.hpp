@@ -33,8 +33,8 @@ template <class T, class E = T>
 void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream, std::uint64_t offset, index_t N,
                 index_t D, T* x) {
   constexpr bool in_place = std::is_same_v<T, E>;
-  constexpr index_t kCap = 16384 / static_cast<index_t>(sizeof(E));  // noise entries per slice
-  alignas(64) E buf[in_place ? 1 : kCap];
+  constexpr index_t kCap = 16384 / static_cast<index_t>(std::max(sizeof(T), sizeof(E)));  // entries per slice
+  [[maybe_unused]] alignas(64) E buf[in_place ? 1 : kCap];
   // rows > 1 only when D <= kCap / 2, so a slice is always a contiguous run of the row's noise
   const index_t rows = std::max<index_t>(1, kCap / D), cols = std::min(D, kCap);
   for (index_t i0 = 0; i0 < N; i0 += rows) {

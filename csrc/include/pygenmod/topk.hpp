@@ -54,15 +54,18 @@ PGM_HD index_t rank_in_row(const T* x, index_t n, index_t i) {
 // comparison); above it, select_top_k's O(n + k log k).
 constexpr index_t INSERTION_MAX_K = 16;
 
-// The value of rank r (0 = the largest) among v[0..n), n > r; v and tmp: n entries each,
-// clobbered. Quickselect whose three-way partitions (above / equal to / below a median-of-three
-// pivot) are branch-free: on random data std::nth_element mispredicts about half of its
-// comparisons (W9b: 100 of 1000 per row, ~4x faster this way). Equal values end a step, so
-// ties cannot stall it.
+// The value of rank r (0 = the largest) among v[0..n), n > r, no NaN; v and tmp: n entries
+// each, clobbered. Quickselect whose three-way partitions (above / equal to / below a
+// median-of-three pivot) are branch-free: on random data std::nth_element mispredicts about
+// half of its comparisons (W9b: 100 of 1000 per row, ~4x faster this way). Equal values end a
+// step, so ties cannot stall it; after 2 log2(n) steps (an input that defeats the pivot) the
+// rest goes to std::nth_element, so the worst case stays O(n log n).
 template <class T>
 T value_of_rank(T* v, T* tmp, index_t n, index_t r) {
   T *src = v, *dst = tmp;
-  while (n > 32) {
+  int budget = 0;
+  for (index_t m = n; m > 1; m /= 2) budget += 2;
+  for (; n > 32 && budget > 0; --budget) {
     const T a = src[0], b = src[n / 2], c = src[n - 1];
     const T p = std::max(std::min(a, b), std::min(std::max(a, b), c));
     index_t hi = 0, lo = 0;  // above p: dst[0, hi); below p: dst[n - lo, n)
@@ -90,19 +93,25 @@ T value_of_rank(T* v, T* tmp, index_t n, index_t r) {
 
 // row_top_k's answer for any k (host): the k-th largest value by value_of_rank on a copy of
 // the row (scratch: 2 n entries), then every index above it, then the lowest indices equal to
-// it until there are k, sorted by topk::before.
+// it until there are k, sorted by topk::before. A row holding NaN (which the Python layer
+// rejects) goes to row_top_k, which never ranks NaN first.
 template <class T>
 void select_top_k(const T* x, index_t n, index_t k, std::int64_t* idx, T* scratch) {
-  if (k <= INSERTION_MAX_K) {
+  bool nan = false;
+  if (k > INSERTION_MAX_K)
+    for (index_t i = 0; i < n; ++i) {
+      scratch[i] = x[i];
+      nan |= x[i] != x[i];
+    }
+  if (k <= INSERTION_MAX_K || nan) {
     row_top_k(x, n, k, idx);
     return;
   }
-  std::copy(x, x + n, scratch);
   const T kth = value_of_rank(scratch, scratch + n, n, k - 1);
   index_t c = 0;
   for (index_t i = 0; i < n; ++i)
     if (x[i] > kth) idx[c++] = i;
-  for (index_t i = 0; c < k; ++i)  // c < k here: the k-th value itself is not above it
+  for (index_t i = 0; i < n && c < k; ++i)  // c < k here: the k-th value itself is not above it
     if (x[i] == kth) idx[c++] = i;
   std::sort(idx, idx + k, [x](std::int64_t a, std::int64_t b) { return before(x[a], a, x[b], b); });
 }
