@@ -54,17 +54,18 @@ def top_k(x, idx):
 def _sample_diag(mean, std, seed, stream0, offset, X, noise):
     B, N, D = X.shape
     for b in nb.prange(B):
-        flat = X[b].reshape(N * D)
         if noise.itemsize == X.itemsize:  # the noise drawn into X itself
-            _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, flat)
-        else:  # in the other dtype, then converted as static_cast<T> in C++
+            _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, X[b].reshape(N * D))
+            for i in range(N):
+                for d in range(D):
+                    X[b, i, d] = mean[b, d] + std[b, d] * X[b, i, d]
+        else:  # in the other dtype; each entry stored into X first: converted as static_cast<T> in C++
             e = np.empty(N * D, noise.dtype)
             _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, e)
-            for j in range(N * D):
-                flat[j] = e[j]
-        for i in range(N):
-            for d in range(D):
-                X[b, i, d] = mean[b, d] + std[b, d] * X[b, i, d]
+            for i in range(N):
+                for d in range(D):
+                    X[b, i, d] = e[i * D + d]
+                    X[b, i, d] = mean[b, d] + std[b, d] * X[b, i, d]
 
 
 def sample_diag(mean, std, seed, stream, offset, X, noise32):
