@@ -1,7 +1,7 @@
 // cem::optimize_diag, the whole diagonal CEM loop around a C++ objective: the same state as
 // the step-by-step composition (sample_diag, update_diag) bitwise, the objective's buffer
-// switch honoured, and a NaN return stops the loop at its iteration; float32 noise for a float64
-// population is the float32 stream converted (sample_diag<double, float>).
+// switch honoured, and a NaN return stops the loop at its iteration; a population is the noise
+// stream (float32 or float64) converted and scaled, for short and long samples (sample_diag).
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -34,6 +34,28 @@ void sphere(const double* X, double* R) {
       }
       R[b * N + s] = r;
     }
+}
+
+// sample_diag<double, E> against fill_range<E> over each whole row, converted and scaled here.
+template <class E>
+void same_population() {
+  for (const index_t d : {index_t(1), index_t(3), index_t(31), index_t(32), index_t(1000), index_t(5000)}) {
+    const index_t n = d < 32 ? 1500 : 7, rows = 2;  // n = 1500: several slices of whole short samples
+    std::vector<double> m(rows * d), s(rows * d), X(rows * n * d);
+    std::vector<E> eps(n * d);
+    for (index_t i = 0; i < rows * d; ++i) {
+      m[i] = 0.25 * double(i % 7) - 1;
+      s[i] = 0.5 + 0.125 * double(i % 5);
+    }
+    cem::sample_diag<double, E>(m.data(), s.data(), 5, 9, 123, rows, n, d, X.data());
+    for (index_t r = 0; r < rows; ++r) {
+      pygenmod::sampling::fill_range<E>(pygenmod::rng::NORMAL, 5, 9 + std::uint64_t(r), 123, n * d, eps.data());
+      bool same = true;
+      for (index_t i = 0; i < n * d; ++i)
+        same = same && X[r * n * d + i] == m[r * d + i % d] + s[r * d + i % d] * double(eps[i]);
+      CHECK(same);
+    }
+  }
 }
 
 int main() {
@@ -75,24 +97,10 @@ int main() {
       });
   CHECK(stopped == 4);
 
-  // float32 noise, float64 population: X = mean + std * double(eps32) exactly, for short rows
-  // (whole samples per slice: all of them, or two) and one longer than a slice (pieces of one)
-  for (const index_t d : {index_t(3), index_t(1000), index_t(5000)}) {  // one slice, 2 per slice, pieces
-    const index_t n = 7, rows = 2;
-    std::vector<double> m(rows * d), s(rows * d), X(rows * n * d);
-    std::vector<float> eps(n * d);
-    for (index_t i = 0; i < rows * d; ++i) {
-      m[i] = 0.25 * double(i % 7) - 1;
-      s[i] = 0.5 + 0.125 * double(i % 5);
-    }
-    cem::sample_diag<double, float>(m.data(), s.data(), 5, 9, 123, rows, n, d, X.data());
-    for (index_t r = 0; r < rows; ++r) {
-      pygenmod::sampling::fill_range<float>(pygenmod::rng::NORMAL, 5, 9 + std::uint64_t(r), 123, n * d, eps.data());
-      bool same = true;
-      for (index_t i = 0; i < n * d; ++i)
-        same = same && X[r * n * d + i] == m[r * d + i % d] + s[r * d + i % d] * double(eps[i]);
-      CHECK(same);
-    }
-  }
+  // X = mean + std * double(eps) exactly, eps drawn in float32 or float64: for short samples
+  // (the flat loop against the repeated mean and scale, over one slice or several), for samples of
+  // 32 and more (per sample; 2 per slice at d = 1000) and one longer than a slice (pieces of one)
+  same_population<float>();
+  same_population<double>();  // drawn into X itself
   return check::finish("test_cem");
 }

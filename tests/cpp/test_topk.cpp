@@ -1,4 +1,5 @@
-// Top-k three ways: insertion (row_top_k, the CPU's small k and the thread-per-row GPU path),
+// Top-k three ways: insertion (row_top_k, the thread-per-row GPU path; insert_top_k, the CPU's
+// small k, the same with the values kept beside the indices),
 // selection (select_top_k, the CPU's large k: quickselect on values, then the indices) and
 // ranking (rank_in_row, the block-per-row GPU path) give the same indices, ties and infinities
 // included; and all agree with a sort by (value descending, index ascending).
@@ -23,9 +24,13 @@ void agree(std::mt19937& gen, index_t n, index_t k, int levels) {
     const int l = pick(gen);  // few levels: many ties
     v = l == 0 ? -std::numeric_limits<T>::infinity() : l == 1 ? std::numeric_limits<T>::infinity() : T(l) * T(0.25);
   }
-  std::vector<std::int64_t> ins(k), sel(k), by_rank(k, -1), want(n);
+  std::vector<std::int64_t> ins(k), sel(k), by_rank(k, -1), want(n), kept(k);
   std::vector<T> scratch(2 * n);
   topk::row_top_k(x.data(), n, k, ins.data());
+  if (k <= topk::INSERTION_MAX_K) {
+    topk::insert_top_k(x.data(), n, k, kept.data());
+    CHECK(kept == ins);
+  }
   topk::select_top_k(x.data(), n, k, sel.data(), scratch.data());
   for (index_t i = 0; i < n; ++i) {
     const index_t r = topk::rank_in_row(x.data(), n, i);
@@ -55,6 +60,12 @@ void ordered_and_nan(index_t n, index_t k) {
     topk::row_top_k(x.data(), n, k, ins.data());
     topk::select_top_k(x.data(), n, k, sel.data(), scratch.data());
     CHECK(ins == sel);
+    for (index_t small : {index_t(1), index_t(5), topk::INSERTION_MAX_K}) {  // insert_top_k, NaN rows too
+      std::vector<std::int64_t> a(small), b(small);
+      topk::row_top_k(x.data(), n, small, a.data());
+      topk::insert_top_k(x.data(), n, small, b.data());
+      CHECK(a == b);
+    }
   }
 }
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -21,6 +22,30 @@ namespace pygenmod::cem {
 // Below this many sample elements (B * N * D) a call stays on the calling thread: waking the
 // pool's threads costs more than a small call (bench/interleaved.py).
 constexpr index_t PAR_MIN = index_t(1) << 15;
+
+// Samples shorter than this go through affine_periodic.
+constexpr index_t kShortRow = 32;
+
+// x[j] = mp[j % period] + sp[j % period] * e[j] for j < n, in runs of one period (the same
+// arithmetic per element as the per-sample loop, so the same bits).
+template <class T, class E>
+void affine_periodic(const T* mp, const T* sp, index_t period, const E* e, index_t n, T* x) {
+  if constexpr (std::is_same_v<T, E>)
+    if (e == x) {  // noise drawn into x itself (written apart: vectorised without an overlap test)
+      for (index_t j0 = 0; j0 < n; j0 += period) {
+        const index_t len = std::min(period, n - j0);
+        T* xj = x + j0;
+        for (index_t j = 0; j < len; ++j) xj[j] = mp[j] + sp[j] * xj[j];
+      }
+      return;
+    }
+  for (index_t j0 = 0; j0 < n; j0 += period) {
+    const index_t len = std::min(period, n - j0);
+    const E* ej = e + j0;
+    T* xj = x + j0;
+    for (index_t j = 0; j < len; ++j) xj[j] = mp[j] + sp[j] * static_cast<T>(ej[j]);
+  }
+}
 
 // X (B, N, D): X[b, s] = mean[b] + std[b] * eps, eps = elements [offset + s*D, offset + (s+1)*D)
 // of normal stream stream0 + b, drawn in the noise type E (float: the float32 layout, float64:
@@ -37,6 +62,13 @@ void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream
   [[maybe_unused]] alignas(64) E buf[in_place ? 1 : kCap];
   // rows > 1 only when D <= kCap / 2, so a slice is always a contiguous run of the row's noise
   const index_t rows = std::max<index_t>(1, kCap / D), cols = std::min(D, kCap);
+  // Short samples (the demo's D = 3) leave the per-sample loop too short to vectorise: m and s
+  // are repeated to a period of whole samples, and each slice runs as one flat loop.
+  alignas(64) T mp[2 * kShortRow], sp[2 * kShortRow];
+  index_t period = 0;
+  if (D < kShortRow)
+    for (; period < kShortRow; period += D)
+      for (index_t d = 0; d < D; ++d) mp[period + d] = m[d], sp[period + d] = s[d];
   for (index_t i0 = 0; i0 < N; i0 += rows) {
     const index_t i1 = std::min(N, i0 + rows);
     for (index_t d0 = 0; d0 < D; d0 += cols) {
@@ -47,6 +79,10 @@ void sample_row(const T* m, const T* s, std::uint64_t seed, std::uint64_t stream
       else
         e = buf;
       sampling::fill_range<E>(rng::NORMAL, seed, stream, offset + static_cast<std::uint64_t>(start), (i1 - i0) * w, e);
+      if (D < kShortRow) {  // whole samples: one flat run against the repeated mean and scale
+        affine_periodic(mp, sp, period, e, (i1 - i0) * D, x + start);
+        continue;
+      }
       for (index_t i = 0; i < i1 - i0; ++i) {
         T* xi = x + (i0 + i) * D;
         const E* ei = e + i * w;
@@ -75,17 +111,16 @@ struct UpdateOptions {
 template <class T>
 bool update_row(const T* X, const T* R, index_t N, index_t D, const T* w, const UpdateOptions& o, T* mean, T* std_,
                 T* best_x, T* best_r, T* hist, std::int64_t* idx, T* mu, T* var, T* scratch) {
-  index_t arg = 0;
-  for (index_t i = 0; i < N; ++i) {
-    if (!std::isfinite(R[i])) return false;
-    if (R[i] > R[arg]) arg = i;
-  }
+  bool bad = false;  // an OR of comparisons: vectorised, where an early exit per element is not
+  for (index_t i = 0; i < N; ++i) bad |= !(std::abs(R[i]) <= std::numeric_limits<T>::max());
+  if (bad) return false;
+  const index_t k = o.k;
+  topk::select_top_k(R, N, k, idx, scratch);  // the k best, largest first, ties to the lower index
+  const index_t arg = idx[0];                 // the first largest return
   if (R[arg] > *best_r) {
     *best_r = R[arg];
     for (index_t d = 0; d < D; ++d) best_x[d] = X[arg * D + d];
   }
-  const index_t k = o.k;
-  topk::select_top_k(R, N, k, idx, scratch);  // the k best, largest first, ties to the lower index
   T wsum = 0, rsum = 0;
   for (index_t d = 0; d < D; ++d) mu[d] = var[d] = 0;
   for (index_t j = 0; j < k; ++j) {

