@@ -28,6 +28,12 @@ def top_k(x: ArrayLike, k: int) -> Array:
     Ties go to the lower index, so the result is deterministic on every backend. NaN is
     rejected (a NaN return has no rank).
     """
+    if type(x) is np.ndarray and type(k) is int:
+        fast = _fast.cpu_kernel("cem", "top_k_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            idx = fast(x, k)
+            if idx is not None:
+                return idx
     back = returner(x)
     x = val.float_array(x, "x")
     if x.ndim == 0:
@@ -81,8 +87,8 @@ def _check_update_options(n_elite, N, alpha, min_std) -> int:
         raise ValueError(f"n_elite: must be <= the population size N = {N}, got {k}")
     if not 0.0 <= alpha < 1.0:
         raise ValueError(f"alpha: must be in [0, 1), got {alpha}")
-    if min_std < 0:
-        raise ValueError(f"min_std: must be >= 0, got {min_std}")
+    if not 0.0 <= min_std < math.inf:
+        raise ValueError(f"min_std: must be a finite number >= 0, got {min_std}")
     return k
 
 
@@ -225,6 +231,26 @@ def cem_optimize(
     compiled one calls the objective from C++: no Python step per iteration besides it); the
     samples array is reused for the next population unless the objective keeps a reference to it.
     """
+    if (
+        type(mean) is np.ndarray
+        and type(scale) is np.ndarray
+        and type(covariance) is str
+        and covariance == "diag"
+        and type(elite_weights) is str
+        and elite_weights == "uniform"
+        and (noise_dtype is np.float32 or noise_dtype is np.float64 or noise_dtype is None)
+    ):
+        fast = _fast.cpu_kernel("cem", "cem_optimize_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            noise_bytes = 0 if noise_dtype is None else np.dtype(noise_dtype).itemsize
+            coerce = lambda R: _coerce_returns(R, mean.shape[0], n_samples, mean.dtype)  # noqa: E731
+            res = fast(
+                objective, coerce, mean, scale, n_samples, n_elite, n_iter, seed, resolve_seed, stream, alpha, min_std,
+                reg, noise_bytes,
+            )  # fmt: skip
+            if res is not None:
+                _check_completed(res[0], n_iter)
+                return CEMResult(*res[1:])
     back = returner(mean)
     val.choice(covariance, "covariance", COVARIANCES)
     val.choice(elite_weights, "elite_weights", ELITE_WEIGHTS)
@@ -233,6 +259,8 @@ def cem_optimize(
     T = val.positive_int(n_iter, "n_iter")
     val.check_size("n_iter", (T, m0.shape[0]))  # the (n_iter, B) history
     noise = m0.dtype if noise_dtype is None else val.float_dtype(noise_dtype, "noise_dtype")
+    if not 0.0 <= reg < math.inf:
+        raise ValueError(f"reg: must be a finite number >= 0, got {reg}")
     seed, stream = resolve_seed(seed), val.seed_int(stream, "stream")  # last: a key is drawn only for a valid call
     if covariance == "diag" and not is_device(m0):
         backend, run = kernel("cem", "optimize_diag")
@@ -263,16 +291,11 @@ def _optimize_diag(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min
     best_r = np.full((B,), -np.inf, dt)
     history = np.empty((T, B), dt)
 
-    def coerce(R):
-        R = val.float_array(R, "objective(samples)", ndim=2, dtype=dt, xp=np, finite=False)
-        val.check_shape(R, "objective(samples)", (B, N))
-        return R
-
     idx = np.empty((B, k), np.int64)
     X = np.empty((B, N, D), dt)
     done = run(
         objective,
-        coerce,
+        lambda R: _coerce_returns(R, B, N, dt),
         m,
         S,
         seed,
@@ -288,9 +311,22 @@ def _optimize_diag(objective, m0, scale, N, n_elite, T, seed, stream, alpha, min
         X,
         noise.itemsize == 4,
     )
+    _check_completed(done, T)
+    return m, S, best_x, best_r, history
+
+
+def _coerce_returns(R, B, N, dt):
+    """The objective's returns as a (B, N) array of dt (the loops take an exact array as it comes
+    and call this for anything else; NaN/inf is the loops' own check)."""
+    R = val.float_array(R, "objective(samples)", ndim=2, dtype=dt, xp=np, finite=False)
+    val.check_shape(R, "objective(samples)", (B, N))
+    return R
+
+
+def _check_completed(done, T):
+    """The loops stop at the first iteration whose returns hold NaN or infinity."""
     if done < T:
         raise ValueError("objective(samples): contains NaN or infinity")
-    return m, S, best_x, best_r, history
 
 
 def _optimize_composed(

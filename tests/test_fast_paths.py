@@ -757,6 +757,166 @@ def test_cem_step_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- cem.top_k
+@pytest.mark.parametrize(
+    "shape,k", [((16,), 8), ((1, 16), 8), ((3, 17), 5), ((2, 4, 31), 31), ((5, 64), 17), ((4, 9), 0)]
+)
+@pytest.mark.parametrize("ties", [False, True])
+def test_top_k_fast_equals_general(host, dtype, rng, monkeypatch, shape, k, ties):
+    x = rng.standard_normal(shape).astype(dtype)
+    if ties:
+        x = np.round(x)
+    fast, general = both(lambda: cem.top_k(x, k), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_cem.top_k_fast(x, k) is not None
+
+
+def _top_k_cases():
+    x = np.random.default_rng(3).standard_normal((3, 10))
+
+    def with_(v):
+        a = x.copy()
+        a[1, 4] = v
+        return a
+
+    return {
+        "nan": (with_(np.nan), 3),
+        "inf": (with_(np.inf), 3),
+        "-inf": (with_(-np.inf), 3),
+        "k > N": (x, 11),
+        "k < 0": (x, -1),
+        "bool k": (x, True),
+        "float k": (x, 3.0),
+        "numpy int k": (x, np.int64(3)),
+        "huge k": (x, 2**70),
+        "no columns": (x[:, :0], 0),
+        "no rows": (x[:0], 2),
+        "scalar": (np.float64(1.0).reshape(()), 0),
+        "int array": (np.arange(12).reshape(3, 4), 2),
+        "non-contiguous": (np.asfortranarray(x), 2),
+        "big-endian": (x.astype(">f8"), 2),
+        "large": (np.random.default_rng(4).standard_normal((70, 1000)), 9),
+    }
+
+
+@pytest.mark.parametrize("case", list(_top_k_cases()))
+def test_top_k_errors_and_edge_cases_equal(host, monkeypatch, case):
+    x, k = _top_k_cases()[case]
+    fast, general = both(lambda: cem.top_k(x, k), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- cem.cem_optimize
+def _sphere(opt):
+    return lambda X: -((X - opt[:, None, :]) ** 2).sum(-1)
+
+
+@pytest.mark.parametrize("B,N,D,k,T", [(1, 8, 1, 2, 3), (4, 64, 3, 8, 10), (2, 40, 33, 17, 4), (3, 5, 2, 5, 2)])
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"alpha": 0.3, "min_std": 0.05, "reg": 1e-3}, {"noise_dtype": np.float64}, {"noise_dtype": None, "stream": 7}],
+)
+@pytest.mark.parametrize("seed", [3, None])
+def test_cem_optimize_fast_equals_general(host, dtype, rng, monkeypatch, B, N, D, k, T, options, seed):
+    opt = rng.uniform(-2, 2, (B, D)).astype(dtype)
+    m, s = np.zeros((B, D), dtype), np.full((B, D), 1.5, dtype)
+
+    def f():
+        pygenmod.random.manual_seed(11)  # seed=None: the same key on both sides
+        return cem.cem_optimize(_sphere(opt), m, s, n_samples=N, n_elite=k, n_iter=T, seed=seed, **options)
+
+    fast, general = both(f, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":  # the compiled entry point took it (None would mean the general path ran)
+        args = (m, s, N, k, T, 3, lambda key: key, 0, 0.0, 0.0, 0.0, 4)
+        assert pygenmod._cpu_cem.cem_optimize_fast(_sphere(opt), None, *args) is not None
+
+
+def _cem_optimize_cases():
+    m, s = np.zeros((2, 3)), np.ones((2, 3))
+    nan_m, neg_s = m.copy(), s.copy()
+    nan_m[1, 0] = np.nan
+    neg_s[0, 2] = -1.0
+    bad_returns = {"nan": np.nan, "inf": np.inf}
+    base = dict(mean=m, scale=s, n_samples=8, n_elite=2, n_iter=3, seed=1)
+    cases = {
+        "nan mean": dict(mean=nan_m),
+        "negative scale": dict(scale=neg_s),
+        "scale of another shape": dict(scale=s[:1]),
+        "scale in the other dtype": dict(scale=s.astype(np.float32)),
+        "1-d mean": dict(mean=m[0], scale=s[0]),
+        "no problems": dict(mean=m[:0], scale=s[:0]),
+        "no dimensions": dict(mean=m[:, :0], scale=s[:, :0]),
+        "int mean": dict(mean=np.zeros((2, 3), np.int64)),
+        "non-contiguous mean": dict(mean=np.asfortranarray(np.zeros((3, 2))).T),
+        "k > N": dict(n_elite=9),
+        "k = 0": dict(n_elite=0),
+        "n_iter = 0": dict(n_iter=0),
+        "bool n_iter": dict(n_iter=True),
+        "float n_samples": dict(n_samples=8.0),
+        "huge n_samples": dict(n_samples=2**70),
+        "numpy int n_elite": dict(n_elite=np.int64(2)),
+        "alpha 1": dict(alpha=1.0),
+        "integer alpha": dict(alpha=0),
+        "min_std nan": dict(min_std=float("nan")),
+        "min_std inf": dict(min_std=float("inf")),
+        "negative reg": dict(reg=-1e-3),
+        "reg nan": dict(reg=float("nan")),
+        "negative seed": dict(seed=-1),
+        "seed 2**64": dict(seed=2**64),
+        "generator seed": dict(seed="generator"),
+        "stream 2**64": dict(stream=2**64),
+        "noise float16": dict(noise_dtype=np.float16),
+        "noise as a string": dict(noise_dtype="float64"),
+        "rank weights": dict(elite_weights="rank"),
+        "full covariance": dict(covariance="full", scale=np.tile(np.eye(3), (2, 1, 1))),
+    }
+    cases.update({f"{name} return": dict(bad=v) for name, v in bad_returns.items()})
+    cases.update(
+        {"returns as a list": dict(convert=lambda r: r.tolist()), "3-d returns": dict(convert=lambda r: r[None])}
+    )
+    return {name: {**base, **c} for name, c in cases.items()}
+
+
+@pytest.mark.parametrize("case", list(_cem_optimize_cases()))
+def test_cem_optimize_errors_and_edge_cases_equal(host, monkeypatch, case):
+    def f():
+        a = dict(_cem_optimize_cases()[case])
+        bad, convert = a.pop("bad", None), a.pop("convert", None)
+        if a["seed"] == "generator":
+            a["seed"] = np.random.default_rng(4)  # fresh: a Generator seed advances
+
+        def objective(X):
+            r = -(X**2).sum(-1)
+            if bad is not None:
+                r[1, 3] = bad
+            return convert(r) if convert else r
+
+        mean, scale = a.pop("mean"), a.pop("scale")
+        return cem.cem_optimize(objective, mean, scale, **a)
+
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+
+
+def test_cem_optimize_fallback_draws_one_key(monkeypatch):
+    """seed=None: the package generator advances once per call on either path, and a call that
+    the compiled path hands on (rank weights) draws no key before the general path draws its own."""
+
+    def f():
+        pygenmod.random.manual_seed(5)
+        kw = dict(n_samples=8, n_elite=2, n_iter=2)
+        a = cem.cem_optimize(lambda X: -(X**2).sum(-1), np.zeros((2, 3)), np.ones((2, 3)), elite_weights="rank", **kw)
+        b = cem.cem_optimize(lambda X: -(X**2).sum(-1), np.zeros((2, 3)), np.ones((2, 3)), **kw)
+        return a, b, pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+
+
 def test_fast_paths_skip_other_options(monkeypatch):
     """Options outside the fast paths (array gamma, policies, masks, cov, clamp) still work."""
     rng = np.random.default_rng(0)

@@ -68,6 +68,48 @@ bool all_finite(const T* p, std::int64_t n) {
   return (s[0] + s[1]) + (s[2] + s[3]) == 0.0;
 }
 
+// Python scalars of a fast path's options: exact types only (bool, NumPy scalars and other
+// integers go to the general path, which owns their conversions and messages).
+// An exact int in [lo, hi].
+inline bool integer(const py::handle& h, long long lo, long long hi, py::ssize_t& out) {
+  if (!PyLong_CheckExact(h.ptr())) return false;
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(h.ptr(), &overflow);
+  if (overflow || v < lo || v > hi) return false;
+  out = static_cast<py::ssize_t>(v);
+  return true;
+}
+// A count: an exact int in [1, 2**62] (the general path's positive_int).
+inline bool count(const py::handle& h, py::ssize_t& out) { return integer(h, 1, 1LL << 62, out); }
+// An exact int in [0, 2**64): seeds, streams, offsets.
+inline bool u64(const py::handle& h, std::uint64_t& out) {
+  if (!PyLong_CheckExact(h.ptr())) return false;
+  const unsigned long long v = PyLong_AsUnsignedLongLong(h.ptr());  // OverflowError when < 0 or >= 2**64
+  if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    return false;
+  }
+  out = v;
+  return true;
+}
+inline bool is_u64(const py::handle& h) {
+  std::uint64_t unused;
+  return u64(h, unused);
+}
+// An exact float, or an exact int that a double holds exactly.
+inline bool number(const py::handle& h, double& out) {
+  if (PyFloat_CheckExact(h.ptr())) {
+    out = PyFloat_AS_DOUBLE(h.ptr());
+    return true;
+  }
+  if (!PyLong_CheckExact(h.ptr())) return false;
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(h.ptr(), &overflow);
+  if (overflow || v > (1LL << 53) || v < -(1LL << 53)) return false;
+  out = static_cast<double>(v);
+  return true;
+}
+
 // A new C-contiguous array of this shape (uninitialised).
 template <class T>
 py::array_t<T> empty(std::initializer_list<py::ssize_t> shape) {
