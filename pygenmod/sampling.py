@@ -302,6 +302,29 @@ def normal_head(
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
     row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`.
     ``out``: an optional NumPy/CuPy buffer for z (saves the page faults of a fresh array)."""
+    if (
+        type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and log_std is None
+        and std is None
+        and n_samples is None
+        and eps is None
+        and clamp is None
+        and out is None
+        and not log_q
+        and not return_eps
+        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
+        and type(stream) is int
+        and 0 <= stream <= _fast.U64_MAX
+        and type(offset) is int
+        and 0 <= offset <= _fast.U64_MAX
+    ):
+        fast = _fast.cpu_kernel("sampling", "normal_head_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            seed = resolve_seed(seed)  # once: the general path below reuses this key
+            res = fast(mu, logvar, seed, stream, offset)
+            if res is not None:
+                return Head(res[0], res[1], None, None)
     return _normal_head(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, log_q, return_eps, out)
 
 
@@ -488,6 +511,22 @@ def kl_normal(
     """``KL(N(mu, sigma^2) || N(prior_mu, prior_sigma^2))`` summed over the last axis, per row
     (diagonal Gaussians; the prior defaults to N(0, I) and may be a scalar, (D,) or (B, D),
     in the same parametrisation as the posterior's scale)."""
+    if (
+        type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and prior_mu is None
+        and prior_logvar is None
+        and log_std is None
+        and std is None
+        and prior_log_std is None
+        and prior_std is None
+        and clamp is None
+    ):
+        fast = _fast.cpu_kernel("sampling", "kl_normal_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            kl = fast(mu, logvar)
+            if kl is not None:
+                return kl
     m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(
         mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, prior_std, clamp
     )
@@ -567,6 +606,19 @@ def normal_log_prob(
 ) -> Array:
     """``log N(x; mu, diag(sigma^2))`` summed over the last axis. x is (B, D) or (S, B, D)
     (samples of each row); returns (B,) or (S, B)."""
+    if (
+        type(x) is np.ndarray
+        and type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and log_std is None
+        and std is None
+        and clamp is None
+    ):
+        fast = _fast.cpu_kernel("sampling", "normal_log_prob_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            lp = fast(x, mu, logvar)
+            if lp is not None:
+                return lp
     m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
     xp = xp_of(m)
     out = xp.empty(xr.shape[0], m.dtype)

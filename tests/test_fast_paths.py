@@ -411,6 +411,80 @@ def test_rsample_fallback_draws_one_key(monkeypatch):
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- normal_head, kl_normal, normal_log_prob
+def _diag_calls(mu, lv, x, kw):
+    """The three diagonal-Gaussian functions with fast paths, on the same arguments."""
+    head_kw = {k: v for k, v in kw.items() if k in ("seed", "stream", "offset", "log_q", "n_samples", "clamp")}
+    other = {k: v for k, v in kw.items() if k == "clamp"}
+    return {
+        "normal_head": lambda: sampling.normal_head(mu, lv, **{"seed": 3, **head_kw}),
+        "kl_normal": lambda: sampling.kl_normal(mu, lv, **other),
+        "normal_log_prob": lambda: sampling.normal_log_prob(x, mu, lv, **other),
+    }
+
+
+@pytest.mark.parametrize("fn", ["normal_head", "kl_normal", "normal_log_prob"])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (3, 33), (0, 5), (2, 0), (70, 300)])
+def test_diag_gaussian_fast_equals_general(host, dtype, rng, monkeypatch, fn, shape):
+    mu, lv, x = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    call = _diag_calls(mu, lv, x, {})[fn]
+
+    def f():
+        pygenmod.random.manual_seed(11)  # normal_head with seed=None below: the same key on both sides
+        return call()
+
+    fast, general = both(f, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        args = {"normal_head": (mu, lv, 3, 0, 0), "kl_normal": (mu, lv), "normal_log_prob": (x, mu, lv)}[fn]
+        assert getattr(pygenmod._cpu_sampling, fn + "_fast")(*args) is not None
+    if fn == "normal_head":  # seed=None draws one key on either path
+        fast, general = both(lambda: (pygenmod.random.manual_seed(5), sampling.normal_head(mu, lv))[1], monkeypatch)
+        assert_same(fast, general)
+
+
+def _diag_cases(dtype):
+    rng = np.random.default_rng(2)
+    mu, lv, x = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(3))
+
+    def with_(a, v):
+        a = a.copy()
+        a[1, 2] = v
+        return a
+
+    other = np.float32 if dtype == np.float64 else np.float64
+    return {
+        "nan mu": (with_(mu, np.nan), lv, x, {}),
+        "inf logvar": (mu, with_(lv, np.inf), x, {}),
+        "huge logvar": (mu, with_(lv, 1e4), x, {}),
+        "nan x": (mu, lv, with_(x, np.nan), {}),
+        "logvar shape": (mu, lv[:, :3], x, {}),
+        "x shape": (mu, lv, x[:2], {}),
+        "x with samples": (mu, lv, np.stack([x, x]), {}),
+        "1-d": (mu[0], lv[0], x[0], {}),
+        "3-d": (mu[None], lv[None], x[None], {}),
+        "logvar other dtype": (mu, lv.astype(other), x, {}),
+        "x other dtype": (mu, lv, x.astype(other), {}),
+        "int mu": (np.ones((3, 4), np.int64), lv, x, {}),
+        "non-contiguous": (np.asfortranarray(mu), lv, x, {}),
+        "clamp": (mu, lv, x, {"clamp": (-1.0, 1.0)}),
+        "log_q": (mu, lv, x, {"log_q": True}),
+        "two samples": (mu, lv, x, {"n_samples": 2}),
+        "seed too big": (mu, lv, x, {"seed": 2**64}),
+        "stream negative": (mu, lv, x, {"stream": -1}),
+        "offset float": (mu, lv, x, {"offset": 1.0}),
+    }
+
+
+@pytest.mark.parametrize("fn", ["normal_head", "kl_normal", "normal_log_prob"])
+@pytest.mark.parametrize("case", list(_diag_cases(np.float64)))
+def test_diag_gaussian_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn, case):
+    mu, lv, x, kw = _diag_cases(dtype)[case]
+    fast, general = both(_diag_calls(mu, lv, x, kw)[fn], monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- spatial softmax
 @pytest.mark.parametrize("shape", [(1, 4, 4, 4), (2, 3, 1, 5), (1, 2, 6, 1), (2, 1, 1, 1), (0, 2, 3, 3), (3, 5, 17, 9)])
 @pytest.mark.parametrize("temperature", [1.0, 0.37])

@@ -52,6 +52,86 @@ static py::object rsample_normal_fast(py::array mu, py::array logvar, uint64_t s
                         [&](auto t) { return rsample_normal_fast_t<decltype(t)>(mu, logvar, seed, stream, offset); });
 }
 
+// The one-call fast paths of normal_head, kl_normal and normal_log_prob (issue 11), as
+// rsample_normal's: mu (B, D) and logvar of the same shape and dtype (and x for the density),
+// the default options (N(0, I) prior, no clamp, one sample); the kernel's row status must be
+// clean, else None and the general path raises.
+constexpr py::ssize_t kKeepGilMax = 1 << 14;  // B * D: a GIL release costs more than a tiny call
+
+template <class T>
+static const T* batch_view(const py::array& a, py::ssize_t& B, py::ssize_t& D) {
+  const T* p = fast::view<T>(a);
+  if (!p || a.ndim() != 2) return nullptr;
+  B = a.shape(0);
+  D = a.shape(1);
+  return p;
+}
+
+static bool clean(const std::vector<std::int32_t>& status) {
+  for (auto st : status)
+    if (st) return false;
+  return true;
+}
+
+template <class T>
+static py::object normal_head_fast_t(const py::array& mu, const py::array& logvar, uint64_t seed, uint64_t stream,
+                                     uint64_t offset) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* p = fast::view<T>(logvar);
+  if (!m || !p || !fast::shape_is(logvar, {B, D})) return py::none();
+  auto z = fast::empty<T>({B, D});
+  auto kl = fast::empty<T>({B});
+  std::vector<std::int32_t> status(B);
+  const T inf = std::numeric_limits<T>::infinity();
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (B * D >= kKeepGilMax) nogil.emplace();
+    sampling::normal_head_cpu<T>(m, p, nullptr, sampling::LOGVAR, -inf, inf, seed, stream, offset, 1, B, D,
+                                 z.mutable_data(), nullptr, kl.mutable_data(), nullptr, status.data());
+  }
+  if (!clean(status)) return py::none();
+  return py::make_tuple(z, kl);
+}
+
+template <class T>
+static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* p = fast::view<T>(logvar);
+  if (!m || !p || !fast::shape_is(logvar, {B, D})) return py::none();
+  auto kl = fast::empty<T>({B});
+  std::vector<std::int32_t> status(B);
+  const T inf = std::numeric_limits<T>::infinity();
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (B * D >= kKeepGilMax) nogil.emplace();
+    sampling::kl_normal_cpu<T>(m, p, nullptr, nullptr, sampling::LOGVAR, -inf, inf, B, D, kl.mutable_data(),
+                               status.data());
+  }
+  if (!clean(status)) return py::none();
+  return std::move(kl);
+}
+
+template <class T>
+static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& logvar) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* p = fast::view<T>(logvar);
+  const T* px = fast::view<T>(x);
+  if (!m || !p || !px || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
+  auto out = fast::empty<T>({B});
+  std::vector<std::int32_t> status(B);
+  const T inf = std::numeric_limits<T>::infinity();
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (B * D >= kKeepGilMax) nogil.emplace();
+    sampling::normal_log_prob_cpu<T>(px, m, p, sampling::LOGVAR, -inf, inf, B, B, D, out.mutable_data(), status.data());
+  }
+  if (!clean(status)) return py::none();
+  return std::move(out);
+}
+
 PYBIND11_MODULE(_cpu_sampling, m) {
   pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod counter-based RNG and reparameterized sampling, compiled CPU kernels (OpenMP)";
@@ -207,4 +287,14 @@ PYBIND11_MODULE(_cpu_sampling, m) {
       "logits"_a, "y_soft"_a, "temperature"_a, "seed"_a, "stream"_a, "offset"_a, "grad_y"_a, "out"_a, "status"_a);
   // one-call fast path (issue 11): None when the general path must run
   m.def("rsample_normal_fast", &rsample_normal_fast);
+  m.def("normal_head_fast", [](py::array mu, py::array logvar, uint64_t seed, uint64_t stream, uint64_t offset) {
+    return fast::by_dtype(mu,
+                          [&](auto t) { return normal_head_fast_t<decltype(t)>(mu, logvar, seed, stream, offset); });
+  });
+  m.def("kl_normal_fast", [](py::array mu, py::array logvar) {
+    return fast::by_dtype(mu, [&](auto t) { return kl_normal_fast_t<decltype(t)>(mu, logvar); });
+  });
+  m.def("normal_log_prob_fast", [](py::array x, py::array mu, py::array logvar) {
+    return fast::by_dtype(mu, [&](auto t) { return normal_log_prob_fast_t<decltype(t)>(x, mu, logvar); });
+  });
 }
