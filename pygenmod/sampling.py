@@ -734,6 +734,27 @@ def rsample_mvn(
 ) -> Array | Sample:
     """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D).
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``; ``check`` as in :func:`mvn_head`."""
+    if (
+        type(mu) is np.ndarray
+        and type(scale_tril) is np.ndarray
+        and n_samples is None
+        and eps is None
+        and not return_eps
+        and check is True
+        and out is None
+        and validate is val.DEPRECATED
+        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
+        and type(stream) is int
+        and 0 <= stream <= _fast.U64_MAX
+        and type(offset) is int
+        and 0 <= offset <= _fast.U64_MAX
+    ):
+        fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            seed = resolve_seed(seed)  # once: the general path below reuses this key
+            z = fast(mu, scale_tril, seed, stream, offset, True)
+            if z is not None:
+                return z
     check = val.renamed(check, validate, "check", "validate", func="sampling.rsample_mvn", default=True)
     h = _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, False, return_eps, check, out, False)
     return Sample(h.z, h.eps) if return_eps else h.z
@@ -910,6 +931,12 @@ def mahalanobis_backward(
 
 def mvn_log_prob(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike) -> Array:
     """``log N(x; mu, L L^T)`` per row; x (B, D) or (S, B, D); L per row or shared."""
+    if type(x) is np.ndarray and type(mu) is np.ndarray and type(scale_tril) is np.ndarray:
+        fast = _fast.cpu_kernel("sampling", "mvn_log_prob_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            lp = fast(x, mu, scale_tril)
+            if lp is not None:
+                return lp
     return _mvn_rows(x, mu, scale_tril, None, "log_prob", True)
 
 
@@ -949,7 +976,14 @@ def kl_mvn(
     the prior defaults to N(0, I), which takes the fused one-pass kernel. With a prior, one row
     kernel: the trace term ``||L2^-1 L||_F^2`` by column-wise triangular solves (O(D^3) per row)."""
     if prior_mu is None and prior_scale_tril is None:
-        return mvn_head(mu, scale_tril, n_samples=0, check=True).kl
+        if type(mu) is np.ndarray and type(scale_tril) is np.ndarray:
+            fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
+            if fast is not None:
+                kl = fast(mu, scale_tril, 0, 0, 0, False)
+                if kl is not None:
+                    return kl
+        # seed=0: no noise is drawn, so no key is taken from the package generator
+        return mvn_head(mu, scale_tril, n_samples=0, seed=0, check=True).kl
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
     xp = xp_of(m)
     B = m.shape[0]

@@ -485,6 +485,86 @@ def test_diag_gaussian_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn,
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- rsample_mvn, mvn_log_prob, kl_mvn
+def _tril(rng, lead, D, dtype):
+    L = np.tril(rng.standard_normal(lead + (D, D))) * 0.3
+    idx = np.arange(D)
+    L[..., idx, idx] = rng.uniform(0.5, 1.5, lead + (D,))
+    return L.astype(dtype)
+
+
+def _mvn_calls(mu, L, x, kw):
+    return {
+        "rsample_mvn": lambda: sampling.rsample_mvn(mu, L, **{"seed": 3, **kw}),
+        "mvn_log_prob": lambda: sampling.mvn_log_prob(x, mu, L),
+        "kl_mvn": lambda: sampling.kl_mvn(mu, L),
+    }
+
+
+@pytest.mark.parametrize("fn", ["rsample_mvn", "mvn_log_prob", "kl_mvn"])
+@pytest.mark.parametrize("B,D", [(1, 1), (2, 4), (5, 17), (0, 3), (300, 8)])
+@pytest.mark.parametrize("shared", [False, True])
+def test_mvn_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared):
+    mu, x = (rng.standard_normal((B, D)).astype(dtype) for _ in range(2))
+    L = _tril(rng, () if shared else (B,), D, dtype)
+    fast, general = both(_mvn_calls(mu, L, x, {})[fn], monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        args = {"rsample_mvn": (mu, L, 3, 0, 0, True), "kl_mvn": (mu, L, 0, 0, 0, False)}.get(fn, (x, mu, L))
+        name = "mvn_log_prob_fast" if fn == "mvn_log_prob" else "mvn_head_fast"
+        assert getattr(pygenmod._cpu_sampling, name)(*args) is not None
+
+    def keys():  # seed=None takes one key per rsample_mvn call on either path; kl_mvn takes none
+        pygenmod.random.manual_seed(5)
+        z = sampling.rsample_mvn(mu, L)
+        sampling.kl_mvn(mu, L)
+        return z, pygenmod.random.get_state()["counter"]
+
+    fast, general = both(keys, monkeypatch)
+    assert_same(fast, general)
+
+
+def _mvn_cases(dtype):
+    rng = np.random.default_rng(3)
+    mu, x = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(2))
+    L = _tril(rng, (3,), 4, dtype)
+
+    def with_(a, where, v):
+        a = a.copy()
+        a[where] = v
+        return a
+
+    other = np.float32 if dtype == np.float64 else np.float64
+    return {
+        "upper entry": (mu, with_(L, (1, 0, 2), 0.5), x, {}),
+        "negative diagonal": (mu, with_(L, (2, 1, 1), -1.0), x, {}),
+        "zero diagonal": (mu, with_(L, (0, 3, 3), 0.0), x, {}),
+        "nan in L": (mu, with_(L, (1, 2, 0), np.nan), x, {}),
+        "inf diagonal": (mu, with_(L, (1, 2, 2), np.inf), x, {}),
+        "nan mu": (with_(mu, (1, 1), np.nan), L, x, {}),
+        "nan x": (mu, L, with_(x, (2, 0), np.nan), {}),
+        "L of 1 row": (mu, L[:1], x, {}),
+        "L of another D": (mu, L[:, :3, :3], x, {}),
+        "x with samples": (mu, L, np.stack([x, x]), {}),
+        "1-d mu": (mu[0], L[0], x[0], {}),
+        "L other dtype": (mu, L.astype(other), x, {}),
+        "non-contiguous L": (mu, np.ascontiguousarray(L.transpose(0, 2, 1)).transpose(0, 2, 1), x, {}),
+        "check off": (mu, L, x, {"check": False}),
+        "two samples": (mu, L, x, {"n_samples": 2}),
+        "seed negative": (mu, L, x, {"seed": -1}),
+        "offset too big": (mu, L, x, {"offset": 2**64}),
+    }
+
+
+@pytest.mark.parametrize("fn", ["rsample_mvn", "mvn_log_prob", "kl_mvn"])
+@pytest.mark.parametrize("case", list(_mvn_cases(np.float64)))
+def test_mvn_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn, case):
+    mu, L, x, kw = _mvn_cases(dtype)[case]
+    fast, general = both(_mvn_calls(mu, L, x, kw)[fn], monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- spatial softmax
 @pytest.mark.parametrize("shape", [(1, 4, 4, 4), (2, 3, 1, 5), (1, 2, 6, 1), (2, 1, 1, 1), (0, 2, 3, 3), (3, 5, 17, 9)])
 @pytest.mark.parametrize("temperature", [1.0, 0.37])

@@ -73,6 +73,64 @@ static bool clean(const std::vector<std::int32_t>& status) {
   return true;
 }
 
+// The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T, C-contiguous.
+template <class T>
+static const T* tril_view(const py::array& L, py::ssize_t B, py::ssize_t D, bool& shared) {
+  const T* p = fast::view<T>(L);
+  shared = L.ndim() == 2;
+  if (!p || !(shared ? fast::shape_is(L, {D, D}) : fast::shape_is(L, {B, D, D}))) return nullptr;
+  return p;
+}
+
+// rsample_mvn (S = 1: z) and kl_mvn against N(0, I) (S = 0: the KL) with their default options
+// (check=True), as the general path's mvn_head call.
+template <class T>
+static py::object mvn_head_fast_t(const py::array& mu, const py::array& L, uint64_t seed, uint64_t stream,
+                                  uint64_t offset, bool sample) {
+  py::ssize_t B, D;
+  bool shared;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* pl = m ? tril_view<T>(L, B, D, shared) : nullptr;
+  if (!pl) return py::none();
+  auto z = sample ? fast::empty<T>({B, D}) : fast::empty<T>({0});
+  auto kl = sample ? fast::empty<T>({0}) : fast::empty<T>({B});
+  std::vector<std::int32_t> status(B);
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (B * D * D >= kKeepGilMax) nogil.emplace();
+    sampling::mvn_head_cpu<T>(m, pl, shared, true, nullptr, seed, stream, offset, sample ? 1 : 0, B, D,
+                              sample ? z.mutable_data() : nullptr, nullptr, sample ? nullptr : kl.mutable_data(),
+                              nullptr, status.data());
+  }
+  if (!clean(status)) return py::none();
+  return sample ? py::object(std::move(z)) : py::object(std::move(kl));
+}
+
+// mvn_log_prob: x (B, D), the factor checked (tril_check) before the row kernel, as the
+// general path does.
+template <class T>
+static py::object mvn_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& L) {
+  py::ssize_t B, D;
+  bool shared;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* pl = m ? tril_view<T>(L, B, D, shared) : nullptr;
+  const T* px = fast::view<T>(x);
+  if (!pl || !px || !fast::shape_is(x, {B, D})) return py::none();
+  const py::ssize_t NL = shared ? 1 : B;
+  std::vector<std::int32_t> flags(NL), status(B);
+  auto out = fast::empty<T>({B});
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (B * D * D >= kKeepGilMax) nogil.emplace();
+    sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
+    if (clean(flags))
+      sampling::mvn_rows_cpu<T>(px, m, pl, shared, sampling::MVN_LOG_PROB, true, B, B, D, out.mutable_data(),
+                                status.data());
+  }
+  if (!clean(flags) || !clean(status)) return py::none();
+  return std::move(out);
+}
+
 template <class T>
 static py::object normal_head_fast_t(const py::array& mu, const py::array& logvar, uint64_t seed, uint64_t stream,
                                      uint64_t offset) {
@@ -290,6 +348,13 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   m.def("normal_head_fast", [](py::array mu, py::array logvar, uint64_t seed, uint64_t stream, uint64_t offset) {
     return fast::by_dtype(mu,
                           [&](auto t) { return normal_head_fast_t<decltype(t)>(mu, logvar, seed, stream, offset); });
+  });
+  m.def("mvn_head_fast", [](py::array mu, py::array L, uint64_t seed, uint64_t stream, uint64_t offset, bool sample) {
+    return fast::by_dtype(mu,
+                          [&](auto t) { return mvn_head_fast_t<decltype(t)>(mu, L, seed, stream, offset, sample); });
+  });
+  m.def("mvn_log_prob_fast", [](py::array x, py::array mu, py::array L) {
+    return fast::by_dtype(mu, [&](auto t) { return mvn_log_prob_fast_t<decltype(t)>(x, mu, L); });
   });
   m.def("kl_normal_fast", [](py::array mu, py::array logvar) {
     return fast::by_dtype(mu, [&](auto t) { return kl_normal_fast_t<decltype(t)>(mu, logvar); });
