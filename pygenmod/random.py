@@ -27,6 +27,7 @@ import operator
 
 import numpy as np
 
+from . import _fast
 from . import _validate as val
 from ._dispatch import kernel
 from ._seed import get_state, manual_seed, resolve_seed, set_state
@@ -72,6 +73,21 @@ def _rows(shape):
 
 
 def _draw(dist, seed, shape, stream, offset, dtype, device):
+    if (
+        (dtype is np.float32 or dtype is np.float64)
+        and (type(device) is str and device == "cpu")
+        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
+        and type(stream) is int
+        and 0 <= stream <= _fast.U64_MAX
+        and type(offset) is int
+        and 0 <= offset <= _fast.U64_MAX
+    ):
+        fast = _fast.cpu_kernel("sampling", "fill_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            seed = resolve_seed(seed)  # once: the general path below reuses this key
+            out = fast(seed, stream, offset, dist, shape, dtype is np.float64)
+            if out is not None:
+                return out
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     shape = _shape(shape)
     dtype = val.float_dtype(dtype)

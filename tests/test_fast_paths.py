@@ -485,6 +485,56 @@ def test_diag_gaussian_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn,
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- random.uniform / normal / gumbel
+@pytest.mark.parametrize("dist", ["uniform", "normal", "gumbel"])
+@pytest.mark.parametrize("shape", [(), 1, 7, (2, 4), (3, 0, 2), (0,), (2, 3, 5), (1000, 3)])
+@pytest.mark.parametrize("seed", [9, None])
+def test_random_fast_equals_general(host, dtype, monkeypatch, dist, shape, seed):
+    draw = getattr(pygenmod.random, dist)
+
+    def f():
+        pygenmod.random.manual_seed(11)  # seed=None: the same key on both sides
+        return draw(seed, shape, stream=3, offset=5, dtype=dtype), pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_sampling.fill_fast(9, 3, 5, 1, shape, dtype == np.float64) is not None
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"shape": -1},
+        {"shape": (2, -3)},
+        {"shape": True},
+        {"shape": (2, True)},
+        {"shape": 2.0},
+        {"shape": (2, 2.5)},
+        {"shape": [2, 3]},
+        {"shape": (np.int64(2), 3)},
+        {"shape": (2**40, 2**40)},
+        {"shape": (3, 2**21)},
+        {"shape": "3"},
+        {"dtype": np.float16},
+        {"dtype": "float64"},
+        {"dtype": np.dtype(np.float32)},
+        {"device": "gpu"},
+        {"seed": -1},
+        {"seed": 2**64},
+        {"seed": 1.0},
+        {"stream": -1},
+        {"offset": 2**64},
+    ],
+    ids=repr,
+)
+def test_random_errors_and_edge_cases_equal(host, monkeypatch, kw):
+    a = {"seed": 4, "shape": (2, 3), **kw}
+    fast, general = both(lambda: pygenmod.random.normal(**a), monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- rsample_mvn, mvn_log_prob, kl_mvn
 def _tril(rng, lead, D, dtype):
     L = np.tril(rng.standard_normal(lead + (D, D))) * 0.3

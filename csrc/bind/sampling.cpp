@@ -73,6 +73,42 @@ static bool clean(const std::vector<std::int32_t>& status) {
   return true;
 }
 
+// random.uniform / normal / gumbel's one-call fast path: shape an exact int or a tuple of exact
+// ints >= 0 with at most kFillFastMax entries in all (the general path's shape rules), the
+// result drawn by the general path's kernel (rows: the leading extent) in a new array.
+constexpr py::ssize_t kFillFastMax = 1 << 20;
+
+template <class T>
+static py::object fill_fast_t(uint64_t seed, uint64_t stream, uint64_t offset, int dist, const py::handle& shape_) {
+  std::vector<py::ssize_t> shape;
+  py::ssize_t n;
+  if (PyLong_CheckExact(shape_.ptr())) {
+    if (!fast::integer(shape_, 0, kFillFastMax, n)) return py::none();
+    shape.push_back(n);
+  } else if (PyTuple_CheckExact(shape_.ptr())) {
+    for (const auto& item : py::reinterpret_borrow<py::tuple>(shape_)) {
+      if (!fast::integer(item, 0, kFillFastMax, n)) return py::none();
+      shape.push_back(n);
+    }
+  } else {
+    return py::none();
+  }
+  py::ssize_t total = 1;
+  for (auto e : shape) {
+    if (e == 0) {
+      total = 0;
+      break;
+    }
+    if (total > kFillFastMax / e) return py::none();
+    total *= e;
+  }
+  // the general path's kernel view: rows along the leading extent (one row for rank <= 1)
+  const py::ssize_t R = shape.size() <= 1 ? 1 : shape[0], N = R == 0 ? 0 : total / R;
+  py::array_t<T> out(shape);
+  if (total > 0) sampling::fill_cpu<T>(dist, seed, stream, offset, R, N, out.mutable_data());
+  return std::move(out);
+}
+
 // The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T, C-contiguous.
 template <class T>
 static const T* tril_view(const py::array& L, py::ssize_t B, py::ssize_t D, bool& shared) {
@@ -348,6 +384,10 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   m.def("normal_head_fast", [](py::array mu, py::array logvar, uint64_t seed, uint64_t stream, uint64_t offset) {
     return fast::by_dtype(mu,
                           [&](auto t) { return normal_head_fast_t<decltype(t)>(mu, logvar, seed, stream, offset); });
+  });
+  m.def("fill_fast", [](uint64_t seed, uint64_t stream, uint64_t offset, int dist, py::handle shape, bool f64) {
+    return f64 ? fill_fast_t<double>(seed, stream, offset, dist, shape)
+               : fill_fast_t<float>(seed, stream, offset, dist, shape);
   });
   m.def("mvn_head_fast", [](py::array mu, py::array L, uint64_t seed, uint64_t stream, uint64_t offset, bool sample) {
     return fast::by_dtype(mu,
