@@ -1155,6 +1155,24 @@ def gumbel_softmax(
     Returns :class:`GumbelSoftmax`. One row kernel (noise, softmax, argmax, one-hot). ``tau=`` is
     the deprecated spelling of ``temperature=`` (the package's one name for it;
     ``pygenmod.torch.gumbel_softmax`` keeps torch's ``tau``)."""
+    if (
+        type(logits) is np.ndarray
+        and (type(temperature) is float or type(temperature) is int)
+        and 0 < temperature < math.inf
+        and (hard is True or hard is False)
+        and tau is val.DEPRECATED
+        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
+        and type(stream) is int
+        and 0 <= stream <= _fast.U64_MAX
+        and type(offset) is int
+        and 0 <= offset <= _fast.U64_MAX
+    ):
+        fast = _fast.cpu_kernel("sampling", "gumbel_softmax_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            seed = resolve_seed(seed)  # once: the general path below reuses this key
+            res = fast(logits, float(temperature), seed, stream, offset, hard)
+            if res is not None:
+                return GumbelSoftmax(*res)
     tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax", default=1.0)
     back = returner(logits)
     lg, half, rows, tau, seed, stream, offset = _gumbel_rows(logits, tau, seed, stream, offset)

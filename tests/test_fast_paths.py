@@ -3,6 +3,7 @@ every fast/general decision the results are bitwise identical and the errors are
 (type and message), on the cpu and numba backends (numba always takes the general path)."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -532,6 +533,69 @@ def test_random_fast_equals_general(host, dtype, monkeypatch, dist, shape, seed)
 def test_random_errors_and_edge_cases_equal(host, monkeypatch, kw):
     a = {"seed": 4, "shape": (2, 3), **kw}
     fast, general = both(lambda: pygenmod.random.normal(**a), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- gumbel_softmax
+@pytest.mark.parametrize("shape", [(1,), (6,), (2, 6), (3, 2, 5), (0, 4), (400, 9)])
+@pytest.mark.parametrize("temperature,hard", [(1.0, False), (0.3, True), (2, False)])
+@pytest.mark.parametrize("seed", [4, None])
+def test_gumbel_softmax_fast_equals_general(host, dtype, rng, monkeypatch, shape, temperature, hard, seed):
+    logits = rng.standard_normal(shape).astype(dtype)
+    if logits.size > 3:
+        logits.flat[2] = -np.inf  # a masked category
+
+    def f():
+        pygenmod.random.manual_seed(11)  # seed=None: the same key on both sides
+        out = sampling.gumbel_softmax(logits, temperature, seed=seed, hard=hard, stream=2, offset=7)
+        return out, out.y is out.y_soft
+
+    fast, general = both(f, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_sampling.gumbel_softmax_fast(logits, float(temperature), 4, 2, 7, hard) is not None
+
+
+def _gumbel_cases():
+    lg = np.random.default_rng(5).standard_normal((3, 5))
+
+    def with_(v, where=(1, 2)):
+        a = lg.copy()
+        a[where] = v
+        return a
+
+    masked = lg.copy()
+    masked[2] = -np.inf
+    return {
+        "nan": (with_(np.nan), {}),
+        "+inf": (with_(np.inf), {}),
+        "all masked": (masked, {}),
+        "no categories": (lg[:, :0], {}),
+        "scalar": (np.float64(1.0).reshape(()), {}),
+        "float16": (lg.astype(np.float16), {}),
+        "int logits": (np.ones((2, 3), np.int64), {}),
+        "non-contiguous": (np.asfortranarray(lg), {}),
+        "temperature 0": (lg, {"temperature": 0.0}),
+        "temperature -1": (lg, {"temperature": -1}),
+        "temperature inf": (lg, {"temperature": float("inf")}),
+        "temperature nan": (lg, {"temperature": float("nan")}),
+        "temperature bool": (lg, {"temperature": True}),
+        "temperature numpy": (lg, {"temperature": np.float64(0.5)}),
+        "hard as int": (lg, {"hard": 1}),
+        "tau": (lg, {"tau": 0.5}),
+        "seed negative": (lg, {"seed": -1}),
+        "stream too big": (lg, {"stream": 2**64}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_gumbel_cases()))
+def test_gumbel_softmax_errors_and_edge_cases_equal(host, monkeypatch, case):
+    lg, kw = _gumbel_cases()[case]
+    a = {"seed": 3, **kw}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tau=
+        fast, general = both(lambda: sampling.gumbel_softmax(lg, **a), monkeypatch)
     assert_same(fast, general)
 
 

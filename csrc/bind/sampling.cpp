@@ -109,6 +109,31 @@ static py::object fill_fast_t(uint64_t seed, uint64_t stream, uint64_t offset, i
   return std::move(out);
 }
 
+// gumbel_softmax's one-call fast path: logits of rank >= 1 with K >= 1 categories, a clean
+// kernel status (else None: the general path raises). (y, y_soft, index); y is y_soft unless hard.
+template <class T>
+static py::object gumbel_softmax_fast_t(const py::array& logits, double tau, uint64_t seed, uint64_t stream,
+                                        uint64_t offset, bool hard) {
+  const T* l = fast::view<T>(logits);
+  if (!l || logits.ndim() < 1) return py::none();
+  const py::ssize_t nd = logits.ndim(), K = logits.shape(nd - 1);
+  if (K < 1) return py::none();
+  const py::ssize_t R = logits.size() / K;
+  std::vector<py::ssize_t> shape(logits.shape(), logits.shape() + nd), lead(shape.begin(), shape.end() - 1);
+  py::array_t<T> y_soft(shape);
+  py::array_t<T> y = hard ? py::array_t<T>(shape) : y_soft;
+  py::array_t<std::int64_t> index(lead);
+  std::vector<std::int32_t> status(R);
+  {
+    std::optional<py::gil_scoped_release> nogil;
+    if (R * K >= kKeepGilMax) nogil.emplace();
+    sampling::gumbel_softmax_cpu<T>(l, R, K, T(tau), seed, stream, offset, y_soft.mutable_data(),
+                                    hard ? y.mutable_data() : nullptr, index.mutable_data(), status.data());
+  }
+  if (!clean(status)) return py::none();
+  return py::make_tuple(y, y_soft, index);
+}
+
 // The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T, C-contiguous.
 template <class T>
 static const T* tril_view(const py::array& L, py::ssize_t B, py::ssize_t D, bool& shared) {
@@ -389,6 +414,12 @@ PYBIND11_MODULE(_cpu_sampling, m) {
     return f64 ? fill_fast_t<double>(seed, stream, offset, dist, shape)
                : fill_fast_t<float>(seed, stream, offset, dist, shape);
   });
+  m.def("gumbel_softmax_fast",
+        [](py::array logits, double tau, uint64_t seed, uint64_t stream, uint64_t offset, bool hard) {
+          return fast::by_dtype(logits, [&](auto t) {
+            return gumbel_softmax_fast_t<decltype(t)>(logits, tau, seed, stream, offset, hard);
+          });
+        });
   m.def("mvn_head_fast", [](py::array mu, py::array L, uint64_t seed, uint64_t stream, uint64_t offset, bool sample) {
     return fast::by_dtype(mu,
                           [&](auto t) { return mvn_head_fast_t<decltype(t)>(mu, L, seed, stream, offset, sample); });
