@@ -131,12 +131,37 @@ def renamed(new_value, old_value, new: str, old: str, *, func: str, default=None
 seed_int = check_int_seed
 
 
+def _load_scan():
+    """pygenmod._cpu_runtime.all_finite (True/False for a small C-contiguous float32/64 NumPy
+    array, None for any other), or a stand-in that answers None without the extension."""
+    global _scan
+    try:
+        from ._cpu_runtime import all_finite as _scan
+    except ImportError:  # pragma: no cover - a build without the CPU extension
+        _scan = _no_scan
+    return _scan
+
+
+def _no_scan(a):
+    return None
+
+
+#: The compiled scan once loaded: ~0.1 us where NumPy's sum costs ~1 us on a small array.
+_scan = None
+
+
 def _all_finite(a) -> bool:
-    """True if no NaN/inf: one sum (NaN and inf propagate; no temporary array), and the exact
-    elementwise test only when the sum is not finite (NaN/inf, or an overflow of finite values)."""
+    """True if no NaN/inf: the compiled scan for small C-contiguous float arrays; otherwise one
+    sum (NaN and inf propagate; no temporary array), and the exact elementwise test only when the
+    sum is not finite (NaN/inf, or an overflow of finite values)."""
     xp = xp_of(a)
     if xp is np:
-        if math.isfinite(a.sum()):  # a NumPy scalar: no second ufunc call
+        ok = (_scan or _load_scan())(a)
+        if ok is not None:
+            return ok
+        with np.errstate(over="ignore", invalid="ignore"):  # a sum of huge finite values is checked below
+            total = a.sum()
+        if math.isfinite(total):  # a NumPy scalar: no second ufunc call
             return True
         return bool(np.isfinite(a).all())
     if bool(xp.isfinite(a.sum())):

@@ -37,21 +37,24 @@ class LossGrad(NamedTuple):
     loss_other: object = None  #: with reduction="none": the elementwise terms of the second argument
 
 
-def _log_sigmoid(xp, x):
-    return -xp.logaddexp(0, -x)
+def _softplus_and_sigmoid(xp, y):
+    """softplus(y) = log(1 + e^y) = -log sigmoid(-y), finite for any y, and sigmoid(y) =
+    exp(y - softplus(y)): two array passes for both (the exponent is <= 0, so no overflow, and
+    sigmoid keeps its tiny tail values where 0.5 (1 + tanh(y / 2)) rounds them to 0)."""
+    sp = xp.logaddexp(0, y)
+    return sp, xp.exp(y - sp)
 
 
-def _sigmoid(xp, x):
-    return 0.5 * (1 + xp.tanh(0.5 * x))  # stable for any |x|
-
-
-def _reduce(xp, elem, reduction):
+def _reduce(elem, reduction):
+    """(the reduced loss, the gradient's scale 1/n for a mean). sum / n: numpy.mean's own
+    arithmetic, without its Python overhead (a third of a tiny call)."""
     if reduction == "none":
         return elem, 1.0
-    n = elem.shape[-1]
+    total = elem.sum(-1)
     if reduction == "sum":
-        return elem.sum(-1), 1.0
-    return elem.mean(-1), 1.0 / n
+        return total, 1.0
+    n = elem.shape[-1]
+    return total / n, 1.0 / n
 
 
 def _pair(back, l_first, l_second, g_first, g_second, reduction) -> LossGrad:
@@ -79,22 +82,30 @@ def _inputs(first, name_first, second=None, name_second=None, reduction="mean"):
     return a, b
 
 
-def gan_value(real_logits: ArrayLike, fake_logits: ArrayLike, reduction: Reduction = "mean") -> LossGrad:
-    """The minimax value E[log D(x)] + E[log(1 - D(G(z)))] and its gradients w.r.t. both logits."""
+def _bce(real_logits, fake_logits, reduction, sign):
+    """sign = 1: the discriminator's loss -V = E[softplus(-r)] + E[softplus(f)], gradients
+    -sigmoid(-r) / n and sigmoid(f) / n; sign = -1: the value V (every output negated)."""
     back = returner(real_logits)
     r, f = _inputs(real_logits, "real_logits", fake_logits, "fake_logits", reduction)
     xp = xp_of(r)
-    lr, sr = _reduce(xp, _log_sigmoid(xp, r), reduction)
-    lf, sf = _reduce(xp, _log_sigmoid(xp, -f), reduction)
-    g_real = _sigmoid(xp, -r) * sr  # d/dl log sigmoid(l) = 1 - sigmoid(l)
-    g_fake = -_sigmoid(xp, f) * sf  # d/dl log(1 - sigmoid(l)) = -sigmoid(l)
-    return _pair(back, lr, lf, g_real, g_fake, reduction)
+    nr = -r
+    sp_r, sig_nr = _softplus_and_sigmoid(xp, nr)  # softplus(-r) = -log D(x); sigmoid(-r) = 1 - D(x)
+    sp_f, sig_f = _softplus_and_sigmoid(xp, f)  # softplus(f) = -log(1 - D(G(z))); sigmoid(f) = D(G(z))
+    if sign < 0:
+        sp_r, sp_f = -sp_r, -sp_f
+    lr, sr = _reduce(sp_r, reduction)
+    lf, sf = _reduce(sp_f, reduction)
+    return _pair(back, lr, lf, sig_nr * (-sign * sr), sig_f * (sign * sf), reduction)
+
+
+def gan_value(real_logits: ArrayLike, fake_logits: ArrayLike, reduction: Reduction = "mean") -> LossGrad:
+    """The minimax value E[log D(x)] + E[log(1 - D(G(z)))] and its gradients w.r.t. both logits."""
+    return _bce(real_logits, fake_logits, reduction, -1)
 
 
 def gan_discriminator_loss(real_logits: ArrayLike, fake_logits: ArrayLike, reduction: Reduction = "mean") -> LossGrad:
     """-V(D, G): binary cross-entropy of real vs fake samples, from logits."""
-    out = gan_value(real_logits, fake_logits, reduction)
-    return LossGrad(*(None if t is None else -t for t in out))
+    return _bce(real_logits, fake_logits, reduction, 1)
 
 
 def gan_generator_loss(fake_logits: ArrayLike, non_saturating: bool = True, reduction: Reduction = "mean") -> LossGrad:
@@ -106,13 +117,13 @@ def gan_generator_loss(fake_logits: ArrayLike, non_saturating: bool = True, redu
     back = returner(fake_logits)
     f, _ = _inputs(fake_logits, "fake_logits", reduction=reduction)
     xp = xp_of(f)
-    if non_saturating:
-        loss, s = _reduce(xp, -_log_sigmoid(xp, f), reduction)
-        grad = -_sigmoid(xp, -f) * s
-    else:
-        loss, s = _reduce(xp, _log_sigmoid(xp, -f), reduction)
-        grad = -_sigmoid(xp, f) * s
-    return LossGrad(back(loss), back(grad))
+    if non_saturating:  # softplus(-f) = -log D(G(z)); gradient -sigmoid(-f)
+        sp, sig = _softplus_and_sigmoid(xp, -f)
+        loss, s = _reduce(sp, reduction)
+    else:  # -softplus(f) = log(1 - D(G(z))); gradient -sigmoid(f)
+        sp, sig = _softplus_and_sigmoid(xp, f)
+        loss, s = _reduce(-sp, reduction)
+    return LossGrad(back(loss), back(sig * -s))
 
 
 def lsgan_discriminator_loss(
@@ -132,27 +143,29 @@ def lsgan_discriminator_loss(
     back = returner(real_out)
     r, f = _inputs(real_out, "real_out", fake_out, "fake_out", reduction)
     xp = xp_of(r)
-    if labels is None:
-        y = xp.ones_like(r)
+    if labels is None:  # every real sample towards b
+        dr = r - b
+        lr, sr = _reduce(dr * dr, reduction)
+        g_real = dr * (2 * sr)
     else:
         y = val.float_array(labels, "labels", ndim=r.ndim, dtype=r.dtype, xp=xp)
         val.check_shape(y, "labels", r.shape)
         if bool(((y < 0) | (y > 1)).any()):
             raise ValueError("labels: must lie in [0, 1]")
-    lr, sr = _reduce(xp, y * (r - b) ** 2 + (1 - y) * (r - a) ** 2, reduction)
-    lf, sf = _reduce(xp, (f - a) ** 2, reduction)
-    g_real = 2 * (y * (r - b) + (1 - y) * (r - a)) * sr
-    g_fake = 2 * (f - a) * sf
-    return _pair(back, lr, lf, g_real, g_fake, reduction)
+        lr, sr = _reduce(y * (r - b) ** 2 + (1 - y) * (r - a) ** 2, reduction)
+        g_real = 2 * (y * (r - b) + (1 - y) * (r - a)) * sr
+    df = f - a
+    lf, sf = _reduce(df * df, reduction)
+    return _pair(back, lr, lf, g_real, df * (2 * sf), reduction)
 
 
 def lsgan_generator_loss(fake_out: ArrayLike, c: float = 0.0, reduction: Reduction = "mean") -> LossGrad:
     """Least-squares generator loss E[(D(G(z)) - c)^2]."""
     back = returner(fake_out)
     f, _ = _inputs(fake_out, "fake_out", reduction=reduction)
-    xp = xp_of(f)
-    loss, s = _reduce(xp, (f - c) ** 2, reduction)
-    return LossGrad(back(loss), back(2 * (f - c) * s))
+    d = f - c
+    loss, s = _reduce(d * d, reduction)
+    return LossGrad(back(loss), back(d * (2 * s)))
 
 
 def gail_discriminator_loss(
@@ -173,7 +186,7 @@ def gail_reward(policy_logits: ArrayLike, kind: GailRewardKind = "log_d") -> Arr
     val.choice(kind, "kind", ("log_d", "neg_log_one_minus_d"))
     x = val.float_array(policy_logits, "policy_logits")
     xp = xp_of(x)
-    return back(_log_sigmoid(xp, x) if kind == "log_d" else -_log_sigmoid(xp, -x))
+    return back(-xp.logaddexp(0, -x) if kind == "log_d" else xp.logaddexp(0, x))  # log sigmoid(x); softplus(x)
 
 
 def label_goals(success_rates: ArrayLike, r_min: float = 0.1, r_max: float = 0.9) -> Array:

@@ -97,6 +97,31 @@ def test_float_array_rejects_nonfinite(v):
         val.float_array(np.array([1.0, v]), "x")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 5, 4096, 2**14, 2**14 + 1])
+@pytest.mark.parametrize("where", [0, -1, None])
+@pytest.mark.parametrize("v", [np.nan, np.inf, -np.inf])
+def test_finite_scan_compiled_and_numpy_agree(dtype, n, where, v):
+    """The compiled scan (small C-contiguous arrays) and NumPy's test (the rest) give the same
+    answer: strided, big-endian and large arrays take NumPy's; huge finite values are not inf."""
+    a = np.full(n, np.finfo(dtype).max, dtype)
+    a[::2] = -np.finfo(dtype).max
+    if where is not None:
+        a[where] = v
+    want = where is None
+    for arr in (a, a[::-1], a.astype(a.dtype.newbyteorder(">")), a.reshape(1, n)):
+        assert val._all_finite(arr) is want
+        assert bool(np.isfinite(arr).all()) is want
+    if n <= 2**14:
+        from pygenmod import _cpu_runtime
+
+        assert _cpu_runtime.all_finite(a) is want
+    else:
+        from pygenmod import _cpu_runtime
+
+        assert _cpu_runtime.all_finite(a) is None  # above the compiled scan's size: NumPy's
+
+
 def test_per_batch_bounds_and_shape():
     assert val.per_batch(0.5, "g", 3, np.float64).shape == (3,)
     with pytest.raises(ValueError, match="g: must be < 1"):
