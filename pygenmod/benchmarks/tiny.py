@@ -282,6 +282,125 @@ def _topk(N):
     )
 
 
+# ----------------------------------------------------------------------------- densities, MVN, Gumbel, GAN
+def numpy_kl_logprob(mu, lv, x):
+    """KL(N(mu, e^lv) || N(0, I)) and log N(x; mu, e^lv) per row in plain NumPy."""
+    c = mu.shape[-1] * 0.5 * np.log(2 * np.pi)
+    kl = 0.5 * np.sum(np.exp(lv) + mu * mu - 1.0 - lv, -1)
+    return kl, -0.5 * np.sum((x - mu) ** 2 * np.exp(-lv) + lv, -1) - c
+
+
+def numpy_gan_discriminator_loss(r, f):
+    """The discriminator's GAN loss (mean over the last axis) and its gradients in plain NumPy."""
+    n_r, n_f = r.shape[-1], f.shape[-1]
+    loss = np.mean(np.logaddexp(0, -r), -1) + np.mean(np.logaddexp(0, f), -1)
+    return loss, -1 / (1 + np.exp(r)) / n_r, 1 / (1 + np.exp(-f)) / n_f
+
+
+def _kl_logprob(D):
+    """kl_normal then normal_log_prob of B=2 rows (a VAE's two per-step terms)."""
+
+    def data():
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((2, D)), 0.1 * rng.standard_normal((2, D)), rng.standard_normal((2, D))
+
+    def ours():
+        from pygenmod import sampling
+
+        mu, lv, x = data()
+        return _loop(lambda: (sampling.kl_normal(mu, lv), sampling.normal_log_prob(x, mu, lv)))
+
+    def plain():
+        mu, lv, x = data()
+        return _loop(lambda: numpy_kl_logprob(mu, lv, x))
+
+    return _w(
+        f"W8-kl-D{D}",
+        f"kl_normal + normal_log_prob, B=2, D={D}",
+        [Candidate("pygenmod kl_normal + normal_log_prob", ours, is_ours=True), Candidate("numpy expressions", plain)],
+    )
+
+
+def _mvn(D):
+    """rsample_mvn with a Cholesky factor per row, B=2."""
+
+    def data():
+        rng = np.random.default_rng(0)
+        L = np.tril(0.3 * rng.standard_normal((2, D, D))) + np.eye(D)
+        return rng.standard_normal((2, D)), L
+
+    def ours():
+        from pygenmod import sampling
+
+        mu, L = data()
+        return _loop(lambda: sampling.rsample_mvn(mu, L, seed=1))
+
+    def plain():
+        mu, L = data()
+        rng = np.random.default_rng(1)
+        return _loop(lambda: mu + (L @ rng.standard_normal((2, D, 1)))[..., 0])
+
+    return _w(
+        f"W8-mvn-D{D}",
+        f"rsample_mvn, B=2, D={D}, scale_tril per row",
+        [Candidate("pygenmod rsample_mvn", ours, is_ours=True), Candidate("numpy mu + L @ eps", plain)],
+    )
+
+
+def _gumbel(K):
+    """gumbel_softmax over K categories, B=2 rows."""
+
+    def data():
+        return np.random.default_rng(0).standard_normal((2, K))
+
+    def ours():
+        from pygenmod import sampling
+
+        x = data()
+        return _loop(lambda: sampling.gumbel_softmax(x, 0.5, seed=1))
+
+    def plain():
+        x = data()
+        rng = np.random.default_rng(1)
+
+        def f():
+            z = (x - np.log(-np.log(rng.random(x.shape)))) / 0.5
+            e = np.exp(z - z.max(-1, keepdims=True))
+            return e / e.sum(-1, keepdims=True)
+
+        return _loop(f)
+
+    return _w(
+        f"W8-gumbel-K{K}",
+        f"gumbel_softmax, B=2, K={K}",
+        [Candidate("pygenmod gumbel_softmax", ours, is_ours=True), Candidate("numpy Gumbel-softmax", plain)],
+    )
+
+
+def _gan(N):
+    """The discriminator's GAN loss and its gradients for B=2 batches of N real and N fake logits."""
+
+    def data():
+        rng = np.random.default_rng(0)
+        return rng.standard_normal((2, N)), rng.standard_normal((2, N))
+
+    def ours():
+        from pygenmod import adversarial
+
+        r, f = data()
+        return _loop(lambda: adversarial.gan_discriminator_loss(r, f))
+
+    def plain():
+        r, f = data()
+        return _loop(lambda: numpy_gan_discriminator_loss(r, f))
+
+    return _w(
+        f"W8-gan-N{N}",
+        f"gan_discriminator_loss with gradients, B=2, N={N}",
+        [Candidate("pygenmod gan_discriminator_loss", ours, is_ours=True), Candidate("numpy logaddexp", plain)],
+    )
+
+
 def workloads(quick: bool = False):
     ws = [_pi_gridworld()]
     ws += [_mdp(S) for S in ((4, 64) if quick else (4, 16, 64, 256))]
@@ -290,4 +409,8 @@ def workloads(quick: bool = False):
     ws += [_rsample(D) for D in ((4, 1024) if quick else (4, 64, 1024))]
     ws += [_spatial(H) for H in ((4, 32) if quick else (4, 16, 64))]
     ws += [_topk(N) for N in ((16, 4096) if quick else (16, 256, 4096))]
+    ws += [_kl_logprob(D) for D in ((4,) if quick else (4, 256))]
+    ws += [_mvn(D) for D in ((4,) if quick else (4, 32))]
+    ws += [_gumbel(K) for K in ((6,) if quick else (6, 1000))]
+    ws += [_gan(N) for N in ((8,) if quick else (8, 4096))]
     return ws

@@ -1,0 +1,143 @@
+"""Per-call time of public functions at a tiny size against the NumPy expression a user would
+write for the same result (issue 11's rule: never slower than plain NumPy at any size).
+
+    python bench/tiny_sweep.py            # markdown table: function, pygenmod us, NumPy us, ratio
+
+Best of 7 batches of 300 calls each, one function after the other on the calling thread. The
+W8 rows of `pygenmod bench` time the hot ones in the runner's three modes; this sweep covers
+the rest at one size (B=2 rows of D=4 or K=6 entries; T=8 steps for returns).
+"""
+
+from __future__ import annotations
+
+import timeit
+
+import numpy as np
+
+from pygenmod import adversarial, categorical, goals, random, returns, sampling
+
+LOG_2PI = np.log(2 * np.pi)
+
+
+def _log_softmax(x):
+    z = x - x.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _backward_scan(r, v, gamma, lam):
+    adv, last = np.zeros_like(r), 0.0
+    for t in range(len(r) - 1, -1, -1):
+        nv = v[t + 1] if t + 1 < len(r) else 0.0
+        last = r[t] + gamma * nv - v[t] + gamma * lam * last
+        adv[t] = last
+    return adv
+
+
+def cases():
+    """name -> (pygenmod call, NumPy call) on the same small data."""
+    rng = np.random.default_rng(0)
+    g = np.random.default_rng(1)
+    mu, x = rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    lv = 0.1 * rng.standard_normal((2, 4))
+    L = np.tril(0.3 * rng.standard_normal((2, 4, 4))) + np.eye(4)
+    lg, lq = rng.standard_normal((2, 6)), rng.standard_normal((2, 6))
+    act = np.array([1, 3])
+    rew, val = rng.standard_normal((8, 2)), rng.standard_normal((8, 2))
+    n = lg.shape[-1]
+
+    def np_mvn_log_prob():
+        y = np.linalg.solve(L, (x - mu)[..., None])[..., 0]
+        return -0.5 * (y * y).sum(-1) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1) - 2 * LOG_2PI
+
+    def np_gan_d():
+        loss = np.mean(np.logaddexp(0, -lg), -1) + np.mean(np.logaddexp(0, lq), -1)
+        return loss, -1 / (1 + np.exp(lg)) / n, 1 / (1 + np.exp(-lq)) / n
+
+    return {
+        "sampling.rsample_normal": (
+            lambda: sampling.rsample_normal(mu, lv, seed=1),
+            lambda: mu + np.exp(0.5 * lv) * g.standard_normal(mu.shape),
+        ),
+        "sampling.normal_head": (
+            lambda: sampling.normal_head(mu, lv, seed=1),
+            lambda: (
+                mu + np.exp(0.5 * lv) * g.standard_normal(mu.shape),
+                0.5 * (np.exp(lv) + mu * mu - 1 - lv).sum(-1),
+            ),
+        ),
+        "sampling.kl_normal": (
+            lambda: sampling.kl_normal(mu, lv),
+            lambda: 0.5 * np.sum(np.exp(lv) + mu * mu - 1.0 - lv, -1),
+        ),
+        "sampling.normal_log_prob": (
+            lambda: sampling.normal_log_prob(x, mu, lv),
+            lambda: -0.5 * np.sum((x - mu) ** 2 * np.exp(-lv) + lv + LOG_2PI, -1),
+        ),
+        "sampling.rsample_mvn": (
+            lambda: sampling.rsample_mvn(mu, L, seed=1),
+            lambda: mu + (L @ g.standard_normal((2, 4, 1)))[..., 0],
+        ),
+        "sampling.mvn_log_prob": (lambda: sampling.mvn_log_prob(x, mu, L), np_mvn_log_prob),
+        "sampling.kl_mvn": (
+            lambda: sampling.kl_mvn(mu, L),
+            lambda: (
+                0.5 * ((L**2).sum((1, 2)) + (mu * mu).sum(-1) - 4) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1)
+            ),
+        ),
+        "sampling.gumbel_softmax": (
+            lambda: sampling.gumbel_softmax(lg, seed=1),
+            lambda: _softmax(lg - np.log(-np.log(g.random(lg.shape)))),
+        ),
+        "random.normal": (lambda: random.normal(1, (2, 4), dtype=np.float64), lambda: g.standard_normal((2, 4))),
+        "categorical.entropy": (
+            lambda: categorical.entropy(lg),
+            lambda: -(np.exp(_log_softmax(lg)) * _log_softmax(lg)).sum(-1),
+        ),
+        "categorical.kl": (
+            lambda: categorical.kl(lg, lq),
+            lambda: (np.exp(_log_softmax(lg)) * (_log_softmax(lg) - _log_softmax(lq))).sum(-1),
+        ),
+        "categorical.log_prob": (
+            lambda: categorical.log_prob(lg, act),
+            lambda: np.take_along_axis(_log_softmax(lg), act[:, None], -1)[:, 0],
+        ),
+        "returns.gae (T=8)": (lambda: returns.gae(rew, val), lambda: _backward_scan(rew, val, 0.99, 0.95)),
+        "adversarial.gan_discriminator_loss": (lambda: adversarial.gan_discriminator_loss(lg, lq), np_gan_d),
+        "adversarial.gan_generator_loss": (
+            lambda: adversarial.gan_generator_loss(lq),
+            lambda: (np.mean(np.logaddexp(0, -lq), -1), -1 / (1 + np.exp(lq)) / n),
+        ),
+        "adversarial.lsgan_discriminator_loss": (
+            lambda: adversarial.lsgan_discriminator_loss(lg, lq),
+            lambda: (np.mean((lg - 1) ** 2, -1) + np.mean((lq + 1) ** 2, -1), 2 * (lg - 1) / n, 2 * (lq + 1) / n),
+        ),
+        "adversarial.lsgan_generator_loss": (
+            lambda: adversarial.lsgan_generator_loss(lq),
+            lambda: (np.mean(lq**2, -1), 2 * lq / n),
+        ),
+        "adversarial.gail_reward": (lambda: adversarial.gail_reward(lg), lambda: -np.logaddexp(0, -lg)),
+        "goals.rig_reward": (lambda: goals.rig_reward(x, mu), lambda: -np.linalg.norm(x - mu, axis=-1)),
+    }
+
+
+def per_call_us(f, number=300, repeat=7):
+    f()
+    return min(timeit.repeat(f, number=number, repeat=repeat)) / number * 1e6
+
+
+def main():
+    print("| function (tiny size) | pygenmod us | NumPy us | NumPy / pygenmod |")
+    print("|---|--:|--:|--:|")
+    for name, (ours, plain) in cases().items():
+        a, b = per_call_us(ours), per_call_us(plain)
+        flag = "" if a <= b else " (slower)"
+        print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x{flag} |")
+
+
+if __name__ == "__main__":
+    main()
