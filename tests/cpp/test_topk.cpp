@@ -69,6 +69,36 @@ void ordered_and_nan(index_t n, index_t k) {
   }
 }
 
+// The AVX-512 insertion (k <= 8) against row_top_k: random rows with few levels (ties), both
+// infinities, every k up to 8 and rows up to 8 k long; rows with NaN go back to the scalar path.
+template <class T>
+void simd_insertion(std::mt19937& gen) {
+  for (index_t k = 1; k <= 8; ++k)
+    for (index_t n : {index_t(1), k, k + 1, 2 * k, 8 * k, 8 * k + 1})
+      for (int levels : {2, 5, 1000})
+        for (int rep = 0; rep < 20; ++rep) {
+          std::uniform_int_distribution<int> pick(0, levels - 1);
+          std::vector<T> x(n);
+          for (auto& v : x) {
+            const int l = pick(gen);
+            v = l == 0 ? -std::numeric_limits<T>::infinity() : l == 1 ? std::numeric_limits<T>::infinity() : T(l);
+          }
+          if (rep == 19) x[n / 2] = std::numeric_limits<T>::quiet_NaN();
+          const index_t kk = std::min(k, n);
+          std::vector<std::int64_t> want(kk), got(kk);
+          topk::row_top_k(x.data(), n, kk, want.data());
+          topk::insert_top_k(x.data(), n, kk, got.data());
+          CHECK(got == want);
+#ifdef PGM_TOPK_X86
+          if (pygenmod::cpu::detected_isa() >= pygenmod::cpu::ISA_AVX512 && rep < 19) {
+            std::vector<std::int64_t> simd(kk);
+            topk::insert_top_k8_avx512(x.data(), n, kk, simd.data());
+            CHECK(simd == want);
+          }
+#endif
+        }
+}
+
 int main() {
   std::mt19937 gen(7);
   for (index_t n : {1, 2, 5, 33, 64, 257, 1000})
@@ -79,5 +109,7 @@ int main() {
       }
   for (index_t n : {33, 100, 4096})
     for (index_t k : {index_t(17), n / 3, n}) ordered_and_nan(n, k);
+  simd_insertion<float>(gen);
+  simd_insertion<double>(gen);
   return check::finish("test_topk");
 }
