@@ -34,3 +34,15 @@ def cpu_kernel(family: str, name: str):
     except BackendError:
         return None  # the general path raises it, after its own argument checks
     return get_kernel(family, name, "cpu")
+
+
+def counter_args(seed, stream, offset) -> bool:
+    """The seeded fast paths' O(1) check: seed None or an int, stream and offset ints, each in
+    [0, 2**64) (anything else goes to the general path, which converts or raises)."""
+    return (
+        (seed is None or (type(seed) is int and 0 <= seed <= U64_MAX))
+        and type(stream) is int
+        and 0 <= stream <= U64_MAX
+        and type(offset) is int
+        and 0 <= offset <= U64_MAX
+    )

@@ -156,7 +156,7 @@ def _all_finite(a) -> bool:
     sum is not finite (NaN/inf, or an overflow of finite values)."""
     xp = xp_of(a)
     if xp is np:
-        ok = (_scan or _load_scan())(a)
+        ok = (_scan or _load_scan())(a) if type(a) is np.ndarray else None  # (a subclass: its own sum)
         if ok is not None:
             return ok
         with np.errstate(over="ignore", invalid="ignore"):  # a sum of huge finite values is checked below

@@ -39,8 +39,9 @@ class LossGrad(NamedTuple):
 
 def _softplus_and_sigmoid(xp, y):
     """softplus(y) = log(1 + e^y) = -log sigmoid(-y), finite for any y, and sigmoid(y) =
-    exp(y - softplus(y)): two array passes for both (the exponent is <= 0, so no overflow, and
-    sigmoid keeps its tiny tail values where 0.5 (1 + tanh(y / 2)) rounds them to 0)."""
+    exp(y - softplus(y)): three array passes for both (logaddexp, subtract, exp; the exponent is
+    <= 0, so no overflow). sigmoid keeps its tiny tail values, which 0.5 (1 + tanh(y / 2))
+    rounded to 0; near 1 its relative error is up to ~|y| eps / 2 (the subtraction's rounding)."""
     sp = xp.logaddexp(0, y)
     return sp, xp.exp(y - sp)
 

@@ -259,7 +259,7 @@ def cem_optimize(
     T = val.positive_int(n_iter, "n_iter")
     val.check_size("n_iter", (T, m0.shape[0]))  # the (n_iter, B) history
     noise = m0.dtype if noise_dtype is None else val.float_dtype(noise_dtype, "noise_dtype")
-    if not 0.0 <= reg < math.inf:
+    if np.ndim(reg) == 0 and not 0.0 <= reg < math.inf:  # (B,) arrays: the composed path's per_batch
         raise ValueError(f"reg: must be a finite number >= 0, got {reg}")
     seed, stream = resolve_seed(seed), val.seed_int(stream, "stream")  # last: a key is drawn only for a valid call
     if covariance == "diag" and not is_device(m0):

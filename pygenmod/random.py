@@ -76,15 +76,11 @@ def _draw(dist, seed, shape, stream, offset, dtype, device):
     if (
         (dtype is np.float32 or dtype is np.float64)
         and (type(device) is str and device == "cpu")
-        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
-        and type(stream) is int
-        and 0 <= stream <= _fast.U64_MAX
-        and type(offset) is int
-        and 0 <= offset <= _fast.U64_MAX
+        and _fast.counter_args(seed, stream, offset)
     ):
         fast = _fast.cpu_kernel("sampling", "fill_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            seed = resolve_seed(seed)  # once: the general path below reuses this key
+            seed = resolve_seed(seed)  # first, as on the general path (which then reuses this key)
             out = fast(seed, stream, offset, dist, shape, dtype is np.float64)
             if out is not None:
                 return out

@@ -313,18 +313,14 @@ def normal_head(
         and out is None
         and not log_q
         and not return_eps
-        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
-        and type(stream) is int
-        and 0 <= stream <= _fast.U64_MAX
-        and type(offset) is int
-        and 0 <= offset <= _fast.U64_MAX
+        and _fast.counter_args(seed, stream, offset)
     ):
         fast = _fast.cpu_kernel("sampling", "normal_head_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            seed = resolve_seed(seed)  # once: the general path below reuses this key
-            res = fast(mu, logvar, seed, stream, offset)
+            res, key = fast(mu, logvar, seed, resolve_seed, stream, offset, True)
             if res is not None:
                 return Head(res[0], res[1], None, None)
+            seed = seed if key is None else key  # a key drawn there: the general path reuses it
     return _normal_head(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, log_q, return_eps, out)
 
 
@@ -374,18 +370,14 @@ def rsample_normal(
         and clamp is None
         and out is None
         and not return_eps
-        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
-        and type(stream) is int
-        and 0 <= stream <= _fast.U64_MAX
-        and type(offset) is int
-        and 0 <= offset <= _fast.U64_MAX
+        and _fast.counter_args(seed, stream, offset)
     ):
-        fast = _fast.cpu_kernel("sampling", "rsample_normal_fast")  # one compiled call (pygenmod._fast)
+        fast = _fast.cpu_kernel("sampling", "normal_head_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            seed = resolve_seed(seed)  # once: the general path below reuses this key
-            z = fast(mu, logvar, seed, stream, offset)
+            z, key = fast(mu, logvar, seed, resolve_seed, stream, offset, False)
             if z is not None:
                 return z
+            seed = seed if key is None else key  # a key drawn there: the general path reuses it
     h = _normal_head(
         mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, False, return_eps, out, want_kl=False
     )
@@ -743,18 +735,14 @@ def rsample_mvn(
         and check is True
         and out is None
         and validate is val.DEPRECATED
-        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
-        and type(stream) is int
-        and 0 <= stream <= _fast.U64_MAX
-        and type(offset) is int
-        and 0 <= offset <= _fast.U64_MAX
+        and _fast.counter_args(seed, stream, offset)
     ):
         fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            seed = resolve_seed(seed)  # once: the general path below reuses this key
-            z = fast(mu, scale_tril, seed, stream, offset, True)
+            z, key = fast(mu, scale_tril, seed, resolve_seed, stream, offset, True)
             if z is not None:
                 return z
+            seed = seed if key is None else key  # a key drawn there: the general path reuses it
     check = val.renamed(check, validate, "check", "validate", func="sampling.rsample_mvn", default=True)
     h = _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, False, return_eps, check, out, False)
     return Sample(h.z, h.eps) if return_eps else h.z
@@ -979,7 +967,7 @@ def kl_mvn(
         if type(mu) is np.ndarray and type(scale_tril) is np.ndarray:
             fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
             if fast is not None:
-                kl = fast(mu, scale_tril, 0, 0, 0, False)
+                kl, _ = fast(mu, scale_tril, 0, resolve_seed, 0, 0, False)  # no noise: no key
                 if kl is not None:
                     return kl
         # seed=0: no noise is drawn, so no key is taken from the package generator
@@ -1161,18 +1149,14 @@ def gumbel_softmax(
         and 0 < temperature < math.inf
         and (hard is True or hard is False)
         and tau is val.DEPRECATED
-        and (seed is None or (type(seed) is int and 0 <= seed <= _fast.U64_MAX))
-        and type(stream) is int
-        and 0 <= stream <= _fast.U64_MAX
-        and type(offset) is int
-        and 0 <= offset <= _fast.U64_MAX
+        and _fast.counter_args(seed, stream, offset)
     ):
         fast = _fast.cpu_kernel("sampling", "gumbel_softmax_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            seed = resolve_seed(seed)  # once: the general path below reuses this key
-            res = fast(logits, float(temperature), seed, stream, offset, hard)
+            res, key = fast(logits, float(temperature), seed, resolve_seed, stream, offset, hard)
             if res is not None:
                 return GumbelSoftmax(*res)
+            seed = seed if key is None else key  # a key drawn there: the general path reuses it
     tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax", default=1.0)
     back = returner(logits)
     lg, half, rows, tau, seed, stream, offset = _gumbel_rows(logits, tau, seed, stream, offset)

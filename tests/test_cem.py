@@ -227,24 +227,18 @@ def test_fused_diag_iteration_matches_the_composed_kernels(backend, dtype, rng, 
             np.testing.assert_allclose(a, b, **t)
 
 
-def test_objective_that_keeps_the_samples_gets_fresh_arrays(rng):
+@pytest.mark.parametrize("B,N,D", [(2, 16, 3), (4, 512, 8)])  # both sides of the GIL threshold (B N D = 2**14)
+def test_objective_that_keeps_the_samples_gets_fresh_arrays(rng, B, N, D):
     kept = []
 
     def f(X):
         kept.append(X)
         return -(X**2).sum(-1)
 
-    cem.cem_optimize(f, np.zeros((2, 3)), np.ones((2, 3)), n_samples=16, n_elite=4, n_iter=4, seed=0)
+    kw = dict(n_samples=N, n_elite=4, n_iter=4, seed=0)
+    cem.cem_optimize(f, np.zeros((B, D)), np.ones((B, D)), **kw)
     copies = []
-    cem.cem_optimize(
-        lambda X: (copies.append(X.copy()), -(X**2).sum(-1))[1],
-        np.zeros((2, 3)),
-        np.ones((2, 3)),
-        n_samples=16,
-        n_elite=4,
-        n_iter=4,
-        seed=0,
-    )
+    cem.cem_optimize(lambda X: (copies.append(X.copy()), -(X**2).sum(-1))[1], np.zeros((B, D)), np.ones((B, D)), **kw)
     assert len({id(x) for x in kept}) == 4
     for a, b in zip(kept, copies):
         np.testing.assert_array_equal(a, b)

@@ -12,6 +12,7 @@ from conftest import run_python
 import pygenmod
 import pygenmod.random  # noqa: F401  (pygenmod.random.manual_seed below, whichever tests run)
 from pygenmod import _fast, cem, gmm, mdp, sampling, spatial
+from pygenmod._seed import resolve_seed
 from pygenmod.mdp import _solvers
 
 HOST = ("cpu", "numba")
@@ -360,7 +361,8 @@ def test_rsample_fast_equals_general(host, dtype, rng, monkeypatch, shape, seed,
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu" and seed is not None:
-        assert pygenmod._cpu_sampling.rsample_normal_fast(mu, lv, seed, stream, offset) is not None
+        res, _ = pygenmod._cpu_sampling.normal_head_fast(mu, lv, seed, resolve_seed, stream, offset, False)
+        assert res is not None
 
 
 def _rsample_cases(dtype):
@@ -438,8 +440,11 @@ def test_diag_gaussian_fast_equals_general(host, dtype, rng, monkeypatch, fn, sh
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        args = {"normal_head": (mu, lv, 3, 0, 0), "kl_normal": (mu, lv), "normal_log_prob": (x, mu, lv)}[fn]
-        assert getattr(pygenmod._cpu_sampling, fn + "_fast")(*args) is not None
+        if fn == "normal_head":
+            assert pygenmod._cpu_sampling.normal_head_fast(mu, lv, 3, resolve_seed, 0, 0, True)[0] is not None
+        else:
+            args = (mu, lv) if fn == "kl_normal" else (x, mu, lv)
+            assert getattr(pygenmod._cpu_sampling, fn + "_fast")(*args) is not None
     if fn == "normal_head":  # seed=None draws one key on either path
         fast, general = both(lambda: (pygenmod.random.manual_seed(5), sampling.normal_head(mu, lv))[1], monkeypatch)
         assert_same(fast, general)
@@ -554,7 +559,8 @@ def test_gumbel_softmax_fast_equals_general(host, dtype, rng, monkeypatch, shape
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        assert pygenmod._cpu_sampling.gumbel_softmax_fast(logits, float(temperature), 4, 2, 7, hard) is not None
+        res, _ = pygenmod._cpu_sampling.gumbel_softmax_fast(logits, float(temperature), 4, resolve_seed, 2, 7, hard)
+        assert res is not None
 
 
 def _gumbel_cases():
@@ -625,9 +631,13 @@ def test_mvn_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        args = {"rsample_mvn": (mu, L, 3, 0, 0, True), "kl_mvn": (mu, L, 0, 0, 0, False)}.get(fn, (x, mu, L))
-        name = "mvn_log_prob_fast" if fn == "mvn_log_prob" else "mvn_head_fast"
-        assert getattr(pygenmod._cpu_sampling, name)(*args) is not None
+        if fn == "mvn_log_prob":
+            assert pygenmod._cpu_sampling.mvn_log_prob_fast(x, mu, L) is not None
+        else:
+            args = (
+                (mu, L, 3, resolve_seed, 0, 0, True) if fn == "rsample_mvn" else (mu, L, 0, resolve_seed, 0, 0, False)
+            )
+            assert pygenmod._cpu_sampling.mvn_head_fast(*args)[0] is not None
 
     def keys():  # seed=None takes one key per rsample_mvn call on either path; kl_mvn takes none
         pygenmod.random.manual_seed(5)
@@ -676,6 +686,56 @@ def _mvn_cases(dtype):
 def test_mvn_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn, case):
     mu, L, x, kw = _mvn_cases(dtype)[case]
     fast, general = both(_mvn_calls(mu, L, x, kw)[fn], monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- seed=None on failing calls
+def _seeded_failures():
+    """Calls of the seeded fast paths with seed=None that fail before, at or after the general
+    path's own key draw (its checks of mu or logits come first, of the scale or factor after)."""
+    rng = np.random.default_rng(8)
+    mu, lv = rng.standard_normal((3, 4)), 0.1 * rng.standard_normal((3, 4))
+    L = _tril(rng, (3,), 4, np.float64)
+    nan_mu, big_lv, nan_lv, bad_L = mu.copy(), lv.copy(), lv.copy(), L.copy()
+    nan_mu[1, 1], big_lv[0, 0], nan_lv[2, 3], bad_L[1, 0, 2] = np.nan, 1e4, np.nan, 1.0
+    lg = rng.standard_normal((2, 5))
+    nan_lg = lg.copy()
+    nan_lg[0, 1] = np.nan
+    return {
+        "rsample_normal nan mu": lambda: sampling.rsample_normal(nan_mu, lv),
+        "rsample_normal int mu": lambda: sampling.rsample_normal(np.ones((3, 4), np.int64), lv),
+        "rsample_normal 3-d mu": lambda: sampling.rsample_normal(mu[None], lv[None]),
+        "rsample_normal nan logvar": lambda: sampling.rsample_normal(mu, nan_lv),
+        "rsample_normal huge logvar": lambda: sampling.rsample_normal(mu, big_lv),
+        "rsample_normal logvar shape": lambda: sampling.rsample_normal(mu, lv[:, :3]),
+        "normal_head nan mu": lambda: sampling.normal_head(nan_mu, lv),
+        "normal_head nan logvar": lambda: sampling.normal_head(mu, nan_lv),
+        "normal_head float32 logvar": lambda: sampling.normal_head(mu, lv.astype(np.float32)),
+        "rsample_mvn nan mu": lambda: sampling.rsample_mvn(nan_mu, L),
+        "rsample_mvn upper entry": lambda: sampling.rsample_mvn(mu, bad_L),
+        "rsample_mvn factor shape": lambda: sampling.rsample_mvn(mu, L[:, :3, :3]),
+        "gumbel_softmax nan": lambda: sampling.gumbel_softmax(nan_lg),
+        "gumbel_softmax no categories": lambda: sampling.gumbel_softmax(lg[:, :0]),
+        "gumbel_softmax scalar": lambda: sampling.gumbel_softmax(np.float64(1.0).reshape(())),
+        "gumbel_softmax int": lambda: sampling.gumbel_softmax(np.ones((2, 3), np.int64)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_seeded_failures()))
+def test_seeded_fast_paths_take_the_general_paths_keys(host, monkeypatch, case):
+    """seed=None: the package generator advances exactly as on the general path, also for calls
+    that fail, and the retry after a fast path gave up with its key draws the same noise."""
+    call = _seeded_failures()[case]
+
+    def f():
+        pygenmod.random.manual_seed(21)
+        try:
+            out = call()
+        except Exception as exc:  # noqa: BLE001 - compared
+            out = (type(exc), str(exc))
+        return out, pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
     assert_same(fast, general)
 
 
@@ -1081,7 +1141,9 @@ def _sphere(opt):
     return lambda X: -((X - opt[:, None, :]) ** 2).sum(-1)
 
 
-@pytest.mark.parametrize("B,N,D,k,T", [(1, 8, 1, 2, 3), (4, 64, 3, 8, 10), (2, 40, 33, 17, 4), (3, 5, 2, 5, 2)])
+@pytest.mark.parametrize(
+    "B,N,D,k,T", [(1, 8, 1, 2, 3), (4, 64, 3, 8, 10), (2, 40, 33, 17, 4), (3, 5, 2, 5, 2), (4, 512, 8, 20, 3)]
+)  # the last: B N D = 16384, the loop releases the GIL between objective calls
 @pytest.mark.parametrize(
     "options",
     [{}, {"alpha": 0.3, "min_std": 0.05, "reg": 1e-3}, {"noise_dtype": np.float64}, {"noise_dtype": None, "stream": 7}],

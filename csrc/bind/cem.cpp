@@ -69,8 +69,6 @@ static py::ssize_t update_diag(py::array X, py::array R, py::array w, double alp
 // layer's conversion and checks). A population the objective keeps a reference to is left to
 // it: the next one gets a fresh array. Returns n_iter or the first iteration with NaN/inf
 // returns.
-constexpr py::ssize_t kKeepGilMax = 1 << 14;  // B * N * D
-
 template <class T>
 static py::ssize_t run_optimize(const py::object& objective, const py::object& coerce, py::array population,
                                 index_t n_iter, index_t B, index_t N, index_t D, std::uint64_t seed,
@@ -80,7 +78,7 @@ static py::ssize_t run_optimize(const py::object& objective, const py::object& c
   T* x0 = static_cast<T*>(population.mutable_data());
   py::object returns;  // the returns being used (released with the GIL held, below)
   auto owned = population.ref_count();
-  const bool release = B * N * D >= kKeepGilMax;
+  const bool release = B * N * D >= fast::kKeepGilMax;
   std::optional<py::gil_scoped_release> nogil;
   if (release) nogil.emplace();
   auto evaluate = [&](index_t, T*, T** next) -> const T* {
@@ -212,7 +210,10 @@ py::object top_k_fast_t(const py::array& x, const py::handle& k_) {
   py::ssize_t rows = 1;
   for (py::ssize_t d = 0; d + 1 < nd; ++d) rows *= shape[d];
   py::array_t<std::int64_t> idx(shape);
-  if (rows > 0 && k > 0) topk::top_k_cpu<T>(p, rows, N, k, idx.mutable_data());
+  if (rows > 0 && k > 0) {
+    fast::ReleaseIfLarge nogil(x.size());
+    topk::top_k_cpu<T>(p, rows, N, k, idx.mutable_data());
+  }
   return std::move(idx);
 }
 

@@ -11,16 +11,42 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <vector>
 
 namespace pygenmod::bind::fast {
 namespace py = pybind11;
 
-// a's data if it is a C-contiguous array of native T, else nullptr.
+// a's data if it is an aligned, C-contiguous array of native T, else nullptr.
 template <class T>
 const T* view(const py::array& a) {
-  if (!py::isinstance<py::array_t<T>>(a) || !(a.flags() & py::array::c_style)) return nullptr;
+  constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+  if (!py::isinstance<py::array_t<T>>(a) || !(a.flags() & py::array::c_style) || !(a.flags() & kAligned))
+    return nullptr;
   return static_cast<const T*>(a.data());
+}
+
+// Below this many elements a fast path keeps the GIL: releasing and taking it back costs more
+// than a tiny call's work.
+constexpr py::ssize_t kKeepGilMax = 1 << 14;
+
+// The GIL released for the scope when the call has at least kKeepGilMax elements.
+class ReleaseIfLarge {
+ public:
+  explicit ReleaseIfLarge(py::ssize_t elements) {
+    if (elements >= kKeepGilMax) nogil_.emplace();
+  }
+
+ private:
+  std::optional<py::gil_scoped_release> nogil_;
+};
+
+// The key of a seeded fast path: resolve(seed) (the Python layer's resolve_seed; a None seed
+// takes the package generator's next key). A fast path draws it only after the checks that the
+// general path makes before its own draw, and hands it back with a None result, so that a call
+// the general path then finishes (or rejects) takes exactly the key it would have taken alone.
+inline std::uint64_t draw_key(const py::object& resolve, const py::handle& seed) {
+  return resolve(seed).cast<std::uint64_t>();
 }
 
 // True when a has exactly this shape.
@@ -45,8 +71,9 @@ py::object by_dtype(const py::array& a, F&& f) {
   return py::none();
 }
 
-// True when the product of the extents (from arrays, so >= 0) is at most max; never overflows.
-inline bool product_at_most(std::initializer_list<py::ssize_t> dims, py::ssize_t max) {
+// True when the product of the extents (>= 0) is at most max; never overflows.
+template <class Dims>
+bool product_at_most(const Dims& dims, py::ssize_t max) {
   py::ssize_t p = 1;
   for (auto d : dims) {
     if (d <= 0) return d == 0;
@@ -54,6 +81,9 @@ inline bool product_at_most(std::initializer_list<py::ssize_t> dims, py::ssize_t
     p *= d;
   }
   return true;
+}
+inline bool product_at_most(std::initializer_list<py::ssize_t> dims, py::ssize_t max) {
+  return product_at_most<std::initializer_list<py::ssize_t>>(dims, max);
 }
 
 // True if no NaN/inf: one pass summing x * 0, which is 0 for finite x and NaN for NaN or inf

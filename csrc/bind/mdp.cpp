@@ -179,7 +179,7 @@ py::object policy_iteration_exact_fast_t(const py::array& P, const py::array& R,
   index_t bad;
   {
     std::optional<py::gil_scoped_release> nogil;
-    if (B * S * S * S >= (1 << 14)) nogil.emplace();  // a release costs more than a tiny solve
+    if (B * S * S * S >= fast::kKeepGilMax) nogil.emplace();  // a release costs more than a tiny solve
     bad = mdp::policy_iteration_exact_cpu(m, r, gs.data(), B, max_iter, false, V.mutable_data(), Q.mutable_data(),
                                           pi.mutable_data(), its.mutable_data(),
                                           reinterpret_cast<std::uint8_t*>(done.mutable_data()), intr.stop());

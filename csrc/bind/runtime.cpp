@@ -20,8 +20,9 @@
 namespace py = pybind11;
 namespace bind = pygenmod::bind;
 
-// The validation layer's NaN/inf scan (pygenmod._validate) of a small C-contiguous float32/64
-// array: True or False, or None for anything else (NumPy then scans it). A NumPy reduction costs
+// The validation layer's NaN/inf scan (pygenmod._validate) of a small aligned, C-contiguous
+// float32/64 array: True or False, or None for anything else (NumPy then scans it). It reads
+// every entry, so the Python layer hands it plain ndarrays only (not masked arrays). A NumPy reduction costs
 // about 1 us at any size up to a few thousand entries, most of a tiny call's checks; this call
 // about 0.1 us.
 constexpr py::ssize_t kFiniteScanMax = 1 << 14;

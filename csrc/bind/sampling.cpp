@@ -21,42 +21,14 @@ namespace a = pygenmod::bind::args::sampling;
 // The CPU launcher of kernel sampling::<name>_cpu: the GIL released around it.
 #define PGM_CPU(name) nogil([](auto... x) { sampling::name##_cpu(x...); })
 
-// rsample_normal's one-call fast path (issue 11): mu (D,) or (B, D), logvar of the same shape
-// and dtype, one sample, no clamp: z in mu's shape, or None when the general path must run
-// (any other input, or a row with NaN/inf: that path raises the error; see fast_path.hpp).
-template <class T>
-static py::object rsample_normal_fast_t(const py::array& mu, const py::array& logvar, uint64_t seed, uint64_t stream,
-                                        uint64_t offset) {
-  const T* m = fast::view<T>(mu);
-  const T* p = fast::view<T>(logvar);
-  if (!m || !p || (mu.ndim() != 1 && mu.ndim() != 2)) return py::none();
-  const bool one = mu.ndim() == 1;
-  const py::ssize_t B = one ? 1 : mu.shape(0), D = mu.shape(one ? 0 : 1);
-  if (!(one ? fast::shape_is(logvar, {D}) : fast::shape_is(logvar, {B, D}))) return py::none();
-  auto z = one ? fast::empty<T>({D}) : fast::empty<T>({B, D});
-  std::vector<std::int32_t> status(B);
-  const T inf = std::numeric_limits<T>::infinity();
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (B * D >= (1 << 14)) nogil.emplace();  // a release costs more than a tiny draw
-    sampling::normal_head_cpu<T>(m, p, nullptr, 0, -inf, inf, seed, stream, offset, 1, B, D, z.mutable_data(), nullptr,
-                                 nullptr, nullptr, status.data());
-  }
-  for (auto st : status)
-    if (st) return py::none();
-  return std::move(z);
-}
-
-static py::object rsample_normal_fast(py::array mu, py::array logvar, uint64_t seed, uint64_t stream, uint64_t offset) {
-  return fast::by_dtype(mu,
-                        [&](auto t) { return rsample_normal_fast_t<decltype(t)>(mu, logvar, seed, stream, offset); });
-}
-
-// The one-call fast paths of normal_head, kl_normal and normal_log_prob (issue 11), as
-// rsample_normal's: mu (B, D) and logvar of the same shape and dtype (and x for the density),
-// the default options (N(0, I) prior, no clamp, one sample); the kernel's row status must be
-// clean, else None and the general path raises.
-constexpr py::ssize_t kKeepGilMax = 1 << 14;  // B * D: a GIL release costs more than a tiny call
+// ----------------------------------------------------------------------------- one-call fast paths
+// (issue 11; fast_path.hpp) Plain NumPy arrays with a function's default options: checked here,
+// then the general path's kernel, so the same bits. None (or (None, key) for the seeded ones)
+// wherever the general Python path must run: any other input, or a kernel row status that is
+// not clean (that path then raises the error). The seeded paths take the raw seed and the Python
+// layer's resolve_seed and draw the key only after the checks the general path makes before its
+// own draw; a key drawn before a later check fails goes back with the None for the general path
+// to use, so the package generator advances exactly as without the fast path.
 
 template <class T>
 static const T* batch_view(const py::array& a, py::ssize_t& B, py::ssize_t& D) {
@@ -73,9 +45,167 @@ static bool clean(const std::vector<std::int32_t>& status) {
   return true;
 }
 
-// random.uniform / normal / gumbel's one-call fast path: shape an exact int or a tuple of exact
-// ints >= 0 with at most kFillFastMax entries in all (the general path's shape rules), the
-// result drawn by the general path's kernel (rows: the leading extent) in a new array.
+static py::tuple no_result(const std::optional<std::uint64_t>& key = std::nullopt) {
+  return py::make_tuple(py::none(), key ? py::object(py::int_(*key)) : py::object(py::none()));
+}
+
+// f(T{}) by mu's dtype for a seeded fast path: (None, None) for any other dtype.
+template <class F>
+static py::object seeded_by_dtype(const py::array& a, F&& f) {
+  py::object r = fast::by_dtype(a, std::forward<F>(f));
+  return r.is_none() ? py::object(no_result()) : r;
+}
+
+constexpr auto kInf = std::numeric_limits<double>::infinity();
+
+// rsample_normal (mu (D,) or (B, D)) and normal_head (mu (B, D)): logvar of mu's shape, one
+// sample, no clamp. (z, key) or (Head's (z, kl), key). Before the draw, as the general path: mu
+// float, of the accepted rank, finite.
+template <class T>
+static py::tuple normal_head_fast_t(const py::array& mu, const py::array& logvar, const py::handle& seed,
+                                    const py::object& resolve, uint64_t stream, uint64_t offset, bool head) {
+  const T* m = fast::view<T>(mu);
+  if (!m || !(mu.ndim() == 2 || (mu.ndim() == 1 && !head)) || !fast::all_finite(m, mu.size())) return no_result();
+  const auto key = fast::draw_key(resolve, seed);
+  const bool one = mu.ndim() == 1;
+  const py::ssize_t B = one ? 1 : mu.shape(0), D = mu.shape(one ? 0 : 1);
+  const T* p = fast::view<T>(logvar);
+  if (!p || !(one ? fast::shape_is(logvar, {D}) : fast::shape_is(logvar, {B, D}))) return no_result(key);
+  auto z = one ? fast::empty<T>({D}) : fast::empty<T>({B, D});
+  auto kl = fast::empty<T>({head ? B : 0});
+  std::vector<std::int32_t> status(B);
+  {
+    fast::ReleaseIfLarge nogil(B * D);
+    sampling::normal_head_cpu<T>(m, p, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), key, stream, offset, 1, B, D,
+                                 z.mutable_data(), nullptr, head ? kl.mutable_data() : nullptr, nullptr, status.data());
+  }
+  if (!clean(status)) return no_result(key);
+  return py::make_tuple(head ? py::object(py::make_tuple(z, kl)) : py::object(std::move(z)), key);
+}
+
+// kl_normal against N(0, I) and normal_log_prob with x of mu's shape, (B, D), logvar, no clamp.
+template <class T>
+static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* p = fast::view<T>(logvar);
+  if (!m || !p || !fast::shape_is(logvar, {B, D})) return py::none();
+  auto kl = fast::empty<T>({B});
+  std::vector<std::int32_t> status(B);
+  {
+    fast::ReleaseIfLarge nogil(B * D);
+    sampling::kl_normal_cpu<T>(m, p, nullptr, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), B, D, kl.mutable_data(),
+                               status.data());
+  }
+  if (!clean(status)) return py::none();
+  return std::move(kl);
+}
+
+template <class T>
+static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& logvar) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* p = fast::view<T>(logvar);
+  const T* px = fast::view<T>(x);
+  if (!m || !p || !px || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
+  auto out = fast::empty<T>({B});
+  std::vector<std::int32_t> status(B);
+  {
+    fast::ReleaseIfLarge nogil(B * D);
+    sampling::normal_log_prob_cpu<T>(px, m, p, sampling::LOGVAR, T(-kInf), T(kInf), B, B, D, out.mutable_data(),
+                                     status.data());
+  }
+  if (!clean(status)) return py::none();
+  return std::move(out);
+}
+
+// The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T, C-contiguous.
+template <class T>
+static const T* tril_view(const py::array& L, py::ssize_t B, py::ssize_t D, bool& shared) {
+  const T* p = fast::view<T>(L);
+  shared = L.ndim() == 2;
+  if (!p || !(shared ? fast::shape_is(L, {D, D}) : fast::shape_is(L, {B, D, D}))) return nullptr;
+  return p;
+}
+
+// rsample_mvn (S = 1) and kl_mvn against N(0, I) (S = 0, no key) with check=True, as the
+// general path's mvn_head call. (z or kl, key); before the draw: mu (B, D) float and finite.
+template <class T>
+static py::tuple mvn_head_fast_t(const py::array& mu, const py::array& L, const py::handle& seed,
+                                 const py::object& resolve, uint64_t stream, uint64_t offset, bool sample) {
+  py::ssize_t B, D;
+  bool shared;
+  const T* m = batch_view<T>(mu, B, D);
+  if (!m || (sample && !fast::all_finite(m, mu.size()))) return no_result();
+  std::optional<std::uint64_t> key;
+  if (sample) key = fast::draw_key(resolve, seed);
+  const T* pl = tril_view<T>(L, B, D, shared);
+  if (!pl) return no_result(key);
+  auto out = sample ? fast::empty<T>({B, D}) : fast::empty<T>({B});  // z or the KL
+  std::vector<std::int32_t> status(B);
+  {
+    fast::ReleaseIfLarge nogil(B * D * D);
+    T* o = out.mutable_data();
+    sampling::mvn_head_cpu<T>(m, pl, shared, true, nullptr, key.value_or(0), stream, offset, sample ? 1 : 0, B, D,
+                              sample ? o : nullptr, nullptr, sample ? nullptr : o, nullptr, status.data());
+  }
+  if (!clean(status)) return no_result(key);
+  return py::make_tuple(out, key ? py::object(py::int_(*key)) : py::object(py::none()));
+}
+
+// mvn_log_prob: x (B, D), the factor checked (tril_check) before the row kernel, as the
+// general path does.
+template <class T>
+static py::object mvn_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& L) {
+  py::ssize_t B, D;
+  bool shared;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* pl = m ? tril_view<T>(L, B, D, shared) : nullptr;
+  const T* px = fast::view<T>(x);
+  if (!pl || !px || !fast::shape_is(x, {B, D})) return py::none();
+  const py::ssize_t NL = shared ? 1 : B;
+  std::vector<std::int32_t> flags(NL), status(B);
+  auto out = fast::empty<T>({B});
+  {
+    fast::ReleaseIfLarge nogil(B * D * D);
+    sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
+    if (clean(flags))
+      sampling::mvn_rows_cpu<T>(px, m, pl, shared, sampling::MVN_LOG_PROB, true, B, B, D, out.mutable_data(),
+                                status.data());
+  }
+  if (!clean(flags) || !clean(status)) return py::none();
+  return std::move(out);
+}
+
+// gumbel_softmax: logits of rank >= 1 (checked before the draw, as the general path does) with
+// K >= 1 categories. ((y, y_soft, index), key); y is y_soft unless hard.
+template <class T>
+static py::tuple gumbel_softmax_fast_t(const py::array& logits, double tau, const py::handle& seed,
+                                       const py::object& resolve, uint64_t stream, uint64_t offset, bool hard) {
+  const T* l = fast::view<T>(logits);
+  if (!l || logits.ndim() < 1) return no_result();
+  const auto key = fast::draw_key(resolve, seed);
+  const py::ssize_t nd = logits.ndim(), K = logits.shape(nd - 1);
+  if (K < 1) return no_result(key);
+  const py::ssize_t R = logits.size() / K;
+  std::vector<py::ssize_t> shape(logits.shape(), logits.shape() + nd), lead(shape.begin(), shape.end() - 1);
+  py::array_t<T> y_soft(shape);
+  py::array_t<T> y = hard ? py::array_t<T>(shape) : y_soft;
+  py::array_t<std::int64_t> index(lead);
+  std::vector<std::int32_t> status(R);
+  {
+    fast::ReleaseIfLarge nogil(R * K);
+    sampling::gumbel_softmax_cpu<T>(l, R, K, T(tau), key, stream, offset, y_soft.mutable_data(),
+                                    hard ? y.mutable_data() : nullptr, index.mutable_data(), status.data());
+  }
+  if (!clean(status)) return no_result(key);
+  return py::make_tuple(py::make_tuple(y, y_soft, index), key);
+}
+
+// random.uniform / normal / gumbel: shape an exact int or a tuple of exact ints >= 0 with at
+// most kFillFastMax entries in all (the general path's shape rules), drawn by the general path's
+// kernel (rows: the leading extent) into a new array. The key comes resolved (the general path
+// draws it first too).
 constexpr py::ssize_t kFillFastMax = 1 << 20;
 
 template <class T>
@@ -93,161 +223,15 @@ static py::object fill_fast_t(uint64_t seed, uint64_t stream, uint64_t offset, i
   } else {
     return py::none();
   }
-  py::ssize_t total = 1;
-  for (auto e : shape) {
-    if (e == 0) {
-      total = 0;
-      break;
-    }
-    if (total > kFillFastMax / e) return py::none();
-    total *= e;
-  }
+  if (!fast::product_at_most(shape, kFillFastMax)) return py::none();
+  py::array_t<T> out(shape);
+  const py::ssize_t total = out.size();
   // the general path's kernel view: rows along the leading extent (one row for rank <= 1)
   const py::ssize_t R = shape.size() <= 1 ? 1 : shape[0], N = R == 0 ? 0 : total / R;
-  py::array_t<T> out(shape);
-  if (total > 0) sampling::fill_cpu<T>(dist, seed, stream, offset, R, N, out.mutable_data());
-  return std::move(out);
-}
-
-// gumbel_softmax's one-call fast path: logits of rank >= 1 with K >= 1 categories, a clean
-// kernel status (else None: the general path raises). (y, y_soft, index); y is y_soft unless hard.
-template <class T>
-static py::object gumbel_softmax_fast_t(const py::array& logits, double tau, uint64_t seed, uint64_t stream,
-                                        uint64_t offset, bool hard) {
-  const T* l = fast::view<T>(logits);
-  if (!l || logits.ndim() < 1) return py::none();
-  const py::ssize_t nd = logits.ndim(), K = logits.shape(nd - 1);
-  if (K < 1) return py::none();
-  const py::ssize_t R = logits.size() / K;
-  std::vector<py::ssize_t> shape(logits.shape(), logits.shape() + nd), lead(shape.begin(), shape.end() - 1);
-  py::array_t<T> y_soft(shape);
-  py::array_t<T> y = hard ? py::array_t<T>(shape) : y_soft;
-  py::array_t<std::int64_t> index(lead);
-  std::vector<std::int32_t> status(R);
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (R * K >= kKeepGilMax) nogil.emplace();
-    sampling::gumbel_softmax_cpu<T>(l, R, K, T(tau), seed, stream, offset, y_soft.mutable_data(),
-                                    hard ? y.mutable_data() : nullptr, index.mutable_data(), status.data());
+  if (total > 0) {
+    fast::ReleaseIfLarge nogil(total);
+    sampling::fill_cpu<T>(dist, seed, stream, offset, R, N, out.mutable_data());
   }
-  if (!clean(status)) return py::none();
-  return py::make_tuple(y, y_soft, index);
-}
-
-// The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T, C-contiguous.
-template <class T>
-static const T* tril_view(const py::array& L, py::ssize_t B, py::ssize_t D, bool& shared) {
-  const T* p = fast::view<T>(L);
-  shared = L.ndim() == 2;
-  if (!p || !(shared ? fast::shape_is(L, {D, D}) : fast::shape_is(L, {B, D, D}))) return nullptr;
-  return p;
-}
-
-// rsample_mvn (S = 1: z) and kl_mvn against N(0, I) (S = 0: the KL) with their default options
-// (check=True), as the general path's mvn_head call.
-template <class T>
-static py::object mvn_head_fast_t(const py::array& mu, const py::array& L, uint64_t seed, uint64_t stream,
-                                  uint64_t offset, bool sample) {
-  py::ssize_t B, D;
-  bool shared;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* pl = m ? tril_view<T>(L, B, D, shared) : nullptr;
-  if (!pl) return py::none();
-  auto z = sample ? fast::empty<T>({B, D}) : fast::empty<T>({0});
-  auto kl = sample ? fast::empty<T>({0}) : fast::empty<T>({B});
-  std::vector<std::int32_t> status(B);
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (B * D * D >= kKeepGilMax) nogil.emplace();
-    sampling::mvn_head_cpu<T>(m, pl, shared, true, nullptr, seed, stream, offset, sample ? 1 : 0, B, D,
-                              sample ? z.mutable_data() : nullptr, nullptr, sample ? nullptr : kl.mutable_data(),
-                              nullptr, status.data());
-  }
-  if (!clean(status)) return py::none();
-  return sample ? py::object(std::move(z)) : py::object(std::move(kl));
-}
-
-// mvn_log_prob: x (B, D), the factor checked (tril_check) before the row kernel, as the
-// general path does.
-template <class T>
-static py::object mvn_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& L) {
-  py::ssize_t B, D;
-  bool shared;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* pl = m ? tril_view<T>(L, B, D, shared) : nullptr;
-  const T* px = fast::view<T>(x);
-  if (!pl || !px || !fast::shape_is(x, {B, D})) return py::none();
-  const py::ssize_t NL = shared ? 1 : B;
-  std::vector<std::int32_t> flags(NL), status(B);
-  auto out = fast::empty<T>({B});
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (B * D * D >= kKeepGilMax) nogil.emplace();
-    sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
-    if (clean(flags))
-      sampling::mvn_rows_cpu<T>(px, m, pl, shared, sampling::MVN_LOG_PROB, true, B, B, D, out.mutable_data(),
-                                status.data());
-  }
-  if (!clean(flags) || !clean(status)) return py::none();
-  return std::move(out);
-}
-
-template <class T>
-static py::object normal_head_fast_t(const py::array& mu, const py::array& logvar, uint64_t seed, uint64_t stream,
-                                     uint64_t offset) {
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* p = fast::view<T>(logvar);
-  if (!m || !p || !fast::shape_is(logvar, {B, D})) return py::none();
-  auto z = fast::empty<T>({B, D});
-  auto kl = fast::empty<T>({B});
-  std::vector<std::int32_t> status(B);
-  const T inf = std::numeric_limits<T>::infinity();
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (B * D >= kKeepGilMax) nogil.emplace();
-    sampling::normal_head_cpu<T>(m, p, nullptr, sampling::LOGVAR, -inf, inf, seed, stream, offset, 1, B, D,
-                                 z.mutable_data(), nullptr, kl.mutable_data(), nullptr, status.data());
-  }
-  if (!clean(status)) return py::none();
-  return py::make_tuple(z, kl);
-}
-
-template <class T>
-static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar) {
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* p = fast::view<T>(logvar);
-  if (!m || !p || !fast::shape_is(logvar, {B, D})) return py::none();
-  auto kl = fast::empty<T>({B});
-  std::vector<std::int32_t> status(B);
-  const T inf = std::numeric_limits<T>::infinity();
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (B * D >= kKeepGilMax) nogil.emplace();
-    sampling::kl_normal_cpu<T>(m, p, nullptr, nullptr, sampling::LOGVAR, -inf, inf, B, D, kl.mutable_data(),
-                               status.data());
-  }
-  if (!clean(status)) return py::none();
-  return std::move(kl);
-}
-
-template <class T>
-static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& logvar) {
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* p = fast::view<T>(logvar);
-  const T* px = fast::view<T>(x);
-  if (!m || !p || !px || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
-  auto out = fast::empty<T>({B});
-  std::vector<std::int32_t> status(B);
-  const T inf = std::numeric_limits<T>::infinity();
-  {
-    std::optional<py::gil_scoped_release> nogil;
-    if (B * D >= kKeepGilMax) nogil.emplace();
-    sampling::normal_log_prob_cpu<T>(px, m, p, sampling::LOGVAR, -inf, inf, B, B, D, out.mutable_data(), status.data());
-  }
-  if (!clean(status)) return py::none();
   return std::move(out);
 }
 
@@ -405,32 +389,36 @@ PYBIND11_MODULE(_cpu_sampling, m) {
       },
       "logits"_a, "y_soft"_a, "temperature"_a, "seed"_a, "stream"_a, "offset"_a, "grad_y"_a, "out"_a, "status"_a);
   // one-call fast path (issue 11): None when the general path must run
-  m.def("rsample_normal_fast", &rsample_normal_fast);
-  m.def("normal_head_fast", [](py::array mu, py::array logvar, uint64_t seed, uint64_t stream, uint64_t offset) {
-    return fast::by_dtype(mu,
-                          [&](auto t) { return normal_head_fast_t<decltype(t)>(mu, logvar, seed, stream, offset); });
-  });
-  m.def("fill_fast", [](uint64_t seed, uint64_t stream, uint64_t offset, int dist, py::handle shape, bool f64) {
-    return f64 ? fill_fast_t<double>(seed, stream, offset, dist, shape)
-               : fill_fast_t<float>(seed, stream, offset, dist, shape);
-  });
-  m.def("gumbel_softmax_fast",
-        [](py::array logits, double tau, uint64_t seed, uint64_t stream, uint64_t offset, bool hard) {
-          return fast::by_dtype(logits, [&](auto t) {
-            return gumbel_softmax_fast_t<decltype(t)>(logits, tau, seed, stream, offset, hard);
-          });
-        });
-  m.def("mvn_head_fast", [](py::array mu, py::array L, uint64_t seed, uint64_t stream, uint64_t offset, bool sample) {
-    return fast::by_dtype(mu,
-                          [&](auto t) { return mvn_head_fast_t<decltype(t)>(mu, L, seed, stream, offset, sample); });
-  });
-  m.def("mvn_log_prob_fast", [](py::array x, py::array mu, py::array L) {
-    return fast::by_dtype(mu, [&](auto t) { return mvn_log_prob_fast_t<decltype(t)>(x, mu, L); });
+  // one-call fast paths (issue 11): None / (None, key) where the general path must run
+  m.def("normal_head_fast", [](py::array mu, py::array logvar, py::handle seed, py::object resolve, uint64_t stream,
+                               uint64_t offset, bool head) {
+    return seeded_by_dtype(mu, [&](auto t) -> py::object {
+      return normal_head_fast_t<decltype(t)>(mu, logvar, seed, resolve, stream, offset, head);
+    });
   });
   m.def("kl_normal_fast", [](py::array mu, py::array logvar) {
     return fast::by_dtype(mu, [&](auto t) { return kl_normal_fast_t<decltype(t)>(mu, logvar); });
   });
   m.def("normal_log_prob_fast", [](py::array x, py::array mu, py::array logvar) {
     return fast::by_dtype(mu, [&](auto t) { return normal_log_prob_fast_t<decltype(t)>(x, mu, logvar); });
+  });
+  m.def("mvn_head_fast", [](py::array mu, py::array L, py::handle seed, py::object resolve, uint64_t stream,
+                            uint64_t offset, bool sample) {
+    return seeded_by_dtype(mu, [&](auto t) -> py::object {
+      return mvn_head_fast_t<decltype(t)>(mu, L, seed, resolve, stream, offset, sample);
+    });
+  });
+  m.def("mvn_log_prob_fast", [](py::array x, py::array mu, py::array L) {
+    return fast::by_dtype(mu, [&](auto t) { return mvn_log_prob_fast_t<decltype(t)>(x, mu, L); });
+  });
+  m.def("gumbel_softmax_fast", [](py::array logits, double tau, py::handle seed, py::object resolve, uint64_t stream,
+                                  uint64_t offset, bool hard) {
+    return seeded_by_dtype(logits, [&](auto t) -> py::object {
+      return gumbel_softmax_fast_t<decltype(t)>(logits, tau, seed, resolve, stream, offset, hard);
+    });
+  });
+  m.def("fill_fast", [](uint64_t seed, uint64_t stream, uint64_t offset, int dist, py::handle shape, bool f64) {
+    return f64 ? fill_fast_t<double>(seed, stream, offset, dist, shape)
+               : fill_fast_t<float>(seed, stream, offset, dist, shape);
   });
 }

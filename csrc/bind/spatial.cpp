@@ -53,7 +53,7 @@ bool fast_forward(const py::array& x, const FastCall<T>& f, py::array_t<T>& kp, 
   a.stats = stats.mutable_data();
   {
     std::optional<py::gil_scoped_release> nogil;
-    if (x.size() >= (1 << 14)) nogil.emplace();  // a release costs more than a tiny forward
+    if (x.size() >= fast::kKeepGilMax) nogil.emplace();  // a release costs more than a tiny forward
     spatial::forward_cpu(a, false);
   }
   return fast::all_finite(stats.data(), stats.size());
@@ -96,7 +96,7 @@ py::object backward_fast_t(const py::array& x, double temperature, const py::arr
   a.g_temp = g_temp.mutable_data();
   {
     std::optional<py::gil_scoped_release> nogil;
-    if (x.size() >= (1 << 14)) nogil.emplace();
+    if (x.size() >= fast::kKeepGilMax) nogil.emplace();
     spatial::backward_cpu(a, false);
   }
   return py::make_tuple(gx, g_temp);

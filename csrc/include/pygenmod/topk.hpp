@@ -12,7 +12,7 @@
 #include "pygenmod/cpu_features.hpp"
 #include "pygenmod/parallel.hpp"
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDA_ARCH__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
 #include <immintrin.h>
 #endif
 
@@ -61,14 +61,14 @@ PGM_HD index_t rank_in_row(const T* x, index_t n, index_t i) {
 // comparison); above it, select_top_k's expected O(n + k log k).
 constexpr index_t INSERTION_MAX_K = 16;
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDA_ARCH__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
 #define PGM_TOPK_X86 1
 // row_top_k for 1 <= k <= 8 with AVX-512, on a row without NaN: the k listed values (as double:
 // a float converts exactly, so order and ties are kept) and their indices live in one register
 // each, sorted largest first, and each element after the first k is inserted without a branch:
 // the lanes from its position on (those it beats: a suffix, the list being sorted) take it or
 // their left neighbour, and the last one drops out. The scalar insertion mispredicts its test
-// for each element it inserts (a third of a CEM population of 64, k = 8): 470 -> 300-330 ns a
+// for each element it inserts (a third of a CEM population of 64, k = 8): 470 -> 300-380 ns a
 // row (n = 16: 230 -> 125 ns); each step is a chain of ~14 cycles (compare, mask shift, blends).
 // insert_lane8: one element into the sorted register list (the lanes in `lanes`).
 __attribute__((target("avx512f,avx512dq"))) inline void insert_lane8(double x, index_t i, __mmask8 lanes, __m512i right,
@@ -119,13 +119,14 @@ bool has_nan(const T* x, index_t n) {
 // the listed values kept beside their indices: a step of an insertion then compares against a
 // value in L1 instead of loading it through idx (a dependent load per step): 10-15% faster on
 // rows of 64 or 1000 with k = 8. What remains is mispredicted branches (an insertion each time a
-// value beats the k-th); a branch-free insertion and an O(n^2) ranking were both slower here.
+// value beats the k-th); a branch-free scalar insertion and an O(n^2) ranking were both slower,
+// the AVX-512 insertion above is faster on short rows. 1 <= k <= n (callers check).
 template <class T>
 void insert_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
 #ifdef PGM_TOPK_X86
   // Where the insertion test fails often (n <= 8 k: over a third of the elements get inserted);
   // on longer rows most elements stop at the scalar test, which the branch-free step then loses to.
-  if (k <= 8 && n <= 8 * k && cpu::isa() >= cpu::ISA_AVX512 && !has_nan(x, n)) {
+  if (k <= 8 && k <= n && n <= 8 * k && cpu::isa() >= cpu::ISA_AVX512 && !has_nan(x, n)) {
     insert_top_k8_avx512(x, n, k, idx);
     return;
   }
