@@ -302,6 +302,17 @@ def normal_head(
     """Fused VAE head, one pass: ``z = mu + sigma * eps``, ``KL(N(mu, sigma^2) || N(0, I))`` per
     row and, with ``log_q=True``, ``log q(z | x)`` per sample. Returns :class:`Head`.
     ``out``: an optional NumPy/CuPy buffer for z (saves the page faults of a fresh array)."""
+    if not log_q and not return_eps:
+        res, seed = _normal_head_fast(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, out, True)
+        if res is not None:
+            return Head(res[0], res[1], None, None)
+    return _normal_head(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, log_q, return_eps, out)
+
+
+def _normal_head_fast(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, out, head):
+    """The one-call path (pygenmod._fast) of normal_head ((z, kl) with head) and rsample_normal
+    (z) for NumPy arrays, logvar and the default options: (result, seed), the result None where
+    the general path must run, and then the seed it must use (a key the compiled call drew)."""
     if (
         type(mu) is np.ndarray
         and type(logvar) is np.ndarray
@@ -311,17 +322,13 @@ def normal_head(
         and eps is None
         and clamp is None
         and out is None
-        and not log_q
-        and not return_eps
         and _fast.counter_args(seed, stream, offset)
     ):
-        fast = _fast.cpu_kernel("sampling", "normal_head_fast")  # one compiled call (pygenmod._fast)
+        fast = _fast.cpu_kernel("sampling", "normal_head_fast")
         if fast is not None:
-            res, key = fast(mu, logvar, seed, resolve_seed, stream, offset, True)
-            if res is not None:
-                return Head(res[0], res[1], None, None)
-            seed = seed if key is None else key  # a key drawn there: the general path reuses it
-    return _normal_head(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, log_q, return_eps, out)
+            res, key = fast(mu, logvar, seed, resolve_seed, stream, offset, head)
+            return res, (seed if key is None else key)
+    return None, seed
 
 
 def _normal_head(
@@ -360,24 +367,10 @@ def rsample_normal(
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``. See the module docstring for the noise
     convention, ``clamp`` and dtypes.
     """
-    if (
-        type(mu) is np.ndarray
-        and type(logvar) is np.ndarray
-        and log_std is None
-        and std is None
-        and n_samples is None
-        and eps is None
-        and clamp is None
-        and out is None
-        and not return_eps
-        and _fast.counter_args(seed, stream, offset)
-    ):
-        fast = _fast.cpu_kernel("sampling", "normal_head_fast")  # one compiled call (pygenmod._fast)
-        if fast is not None:
-            z, key = fast(mu, logvar, seed, resolve_seed, stream, offset, False)
-            if z is not None:
-                return z
-            seed = seed if key is None else key  # a key drawn there: the general path reuses it
+    if not return_eps:
+        z, seed = _normal_head_fast(mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, out, False)
+        if z is not None:
+            return z
     h = _normal_head(
         mu, logvar, log_std, std, seed, n_samples, stream, offset, eps, clamp, False, return_eps, out, want_kl=False
     )
