@@ -61,6 +61,22 @@ PGM_HD index_t rank_in_row(const T* x, index_t n, index_t i) {
 // comparison); above it, select_top_k's expected O(n + k log k).
 constexpr index_t INSERTION_MAX_K = 16;
 
+// The first m elements of a row by insertion, largest first (nothing drops out yet): vals and
+// ids hold them sorted, ties in index order. The start of every host insertion below.
+template <class V, class T>
+void insert_first(const T* x, index_t m, V* vals, std::int64_t* ids) {
+  for (index_t i = 0; i < m; ++i) {
+    const V v = static_cast<V>(x[i]);
+    index_t pos = i;
+    for (; pos > 0 && v > vals[pos - 1]; --pos) {
+      vals[pos] = vals[pos - 1];
+      ids[pos] = ids[pos - 1];
+    }
+    vals[pos] = v;
+    ids[pos] = i;
+  }
+}
+
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
 #define PGM_TOPK_X86 1
 // row_top_k for 1 <= k <= 8 with AVX-512, on a row without NaN: the k listed values (as double:
@@ -88,16 +104,7 @@ __attribute__((target("avx512f,avx512dq"))) void insert_top_k8_avx512(const T* x
   alignas(64) double vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   alignas(64) std::int64_t ids[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   const index_t first = n < k ? n : k;
-  for (index_t i = 0; i < first; ++i) {  // the first k: nothing drops out yet
-    const double v = static_cast<double>(x[i]);
-    index_t pos = i;
-    for (; pos > 0 && v > vals[pos - 1]; --pos) {
-      vals[pos] = vals[pos - 1];
-      ids[pos] = ids[pos - 1];
-    }
-    vals[pos] = v;
-    ids[pos] = i;
-  }
+  insert_first(x, first, vals, ids);
   __m512d top = _mm512_load_pd(vals);
   __m512i top_id = _mm512_load_si512(ids);
   const __m512i right = _mm512_setr_epi64(0, 0, 1, 2, 3, 4, 5, 6);  // lane j <- lane j - 1
@@ -132,15 +139,15 @@ void insert_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
   }
 #endif
   T vals[INSERTION_MAX_K];
-  index_t filled = 0;
-  for (index_t i = 0; i < n; ++i) {
+  const index_t first = n < k ? n : k;
+  insert_first(x, first, vals, idx);
+  for (index_t i = first; i < n; ++i) {  // the k listed: most elements stop at the k-th value
     const T v = x[i];
-    if (filled == k && !(v > vals[k - 1])) continue;
-    index_t pos = filled < k ? filled++ : k - 1;
-    while (pos > 0 && v > vals[pos - 1]) {
+    if (!(v > vals[k - 1])) continue;
+    index_t pos = k - 1;
+    for (; pos > 0 && v > vals[pos - 1]; --pos) {
       vals[pos] = vals[pos - 1];
       idx[pos] = idx[pos - 1];
-      --pos;
     }
     vals[pos] = v;
     idx[pos] = i;
