@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "pygenmod/gumbel_row.hpp"
 #include "pygenmod/sampling.hpp"
 
 namespace pygenmod::sampling {
@@ -26,8 +27,6 @@ enum TrilFlag : int { TRIL_NONFINITE = 1, TRIL_UPPER = 2, TRIL_DIAG = 4 };
 enum MvnMode : int { MVN_SCALE = 0, MVN_PRECISION = 1, MVN_LOG_PROB = 2 };
 // Row status of the Mahalanobis / KL kernels: which data argument holds NaN or infinity.
 enum RowStatus : int { BAD_X = 1, BAD_MU = 2 };
-// Row status of the Gumbel-softmax kernels.
-enum GumbelStatus : int { GUMBEL_BAD_LOGIT = 1, GUMBEL_ALL_MASKED = 2 };
 
 template <class T>
 PGM_HD int tril_flags(const T* L, index_t D) {
@@ -228,46 +227,6 @@ PGM_HD void kl_mvn_row_backward(const T* m1, const T* L1, const T* m2, const T* 
       for (index_t k = 0; k <= i; ++k) dL2[i * D + k] -= gb * c[k];
       dL2[i * D + i] += g / L2[i * D + i];
     }
-}
-
-// Gumbel-softmax row: y holds the row's Gumbel noise on entry and softmax((logits + noise) / tau)
-// on exit; returns the argmax of the perturbed logits (the first, as NumPy's argmax). *status:
-// GUMBEL_BAD_LOGIT for NaN / +inf logits, GUMBEL_ALL_MASKED when every logit is -inf.
-template <class T>
-PGM_HD index_t gumbel_softmax_row(const T* logits, index_t K, T tau, T* y, int* status) {
-  int st = 0;
-  bool masked = true;
-  index_t idx = 0;
-  T mx = -std::numeric_limits<T>::infinity();
-  for (index_t k = 0; k < K; ++k) {
-    const T l = logits[k];
-    if (l != l || l == std::numeric_limits<T>::infinity()) st |= GUMBEL_BAD_LOGIT;
-    if (l != -std::numeric_limits<T>::infinity()) masked = false;
-    const T t = (l + y[k]) / tau;
-    y[k] = t;
-    if (t > mx) {
-      mx = t;
-      idx = k;
-    }
-  }
-  if (masked && K > 0) st |= GUMBEL_ALL_MASKED;
-  *status = st;
-  T sum = 0;
-  for (index_t k = 0; k < K; ++k) {
-    const T e = std::exp(y[k] - mx);  // (exact exp: a masked category is exactly 0)
-    y[k] = e;
-    sum += e;
-  }
-  for (index_t k = 0; k < K; ++k) y[k] = y[k] / sum;
-  return idx;
-}
-
-// VJP of the softmax at temperature tau: out = y (g - g.y) / tau (out may alias y).
-template <class T>
-PGM_HD void gumbel_softmax_row_backward(const T* y, const T* g, index_t K, T tau, T* out) {
-  T s = 0;
-  for (index_t k = 0; k < K; ++k) s += g[k] * y[k];
-  for (index_t k = 0; k < K; ++k) out[k] = y[k] * (g[k] - s) / tau;
 }
 
 // One row of the Gumbel-softmax launchers (CPU and CUDA): fill(ys) writes the row's K Gumbel
