@@ -1,4 +1,4 @@
-// libm_expf.hpp gives the C library's expf bits: every float in [-104, 0] (the softmaxes'
+// libm_expf.hpp gives the C library's expf bits at every ISA level: every float in [-104, 0] (the softmaxes'
 // inputs, to past the underflow limit), every 7th other float, and the specials, in blocks of odd sizes (tails). Where
 // the vector path is off (another C library or CPU) this checks the fallback, trivially.
 #include <cmath>
@@ -12,8 +12,9 @@
 
 namespace libm = pygenmod::libm;
 
-int main() {
-  std::printf("vector path: %s\n", libm::expf_vectorized() ? "on" : "off");
+void check_every_path_level(int cap) {
+  pygenmod::cpu::set_isa_cap(cap);  // the AVX-512 (8 lanes), AVX2 (4 lanes) and scalar paths
+  std::printf("ISA cap %d: vector path %s\n", cap, libm::expf_vectorized() ? "on" : "off");
   constexpr std::uint64_t kBlock = 1 << 16;
   std::vector<float> x(kBlock), got(kBlock);
   std::uint64_t bad = 0;
@@ -40,5 +41,11 @@ int main() {
   run(0xc2d00000ull, 0x100000000ull, 7);  // below -104 (underflow), -inf and NaNs: a spread
   run(0, 0x80000000ull, 7);               // and of the positives
   CHECK(bad == 0);
+}
+
+int main() {
+  for (int cap : {pygenmod::cpu::ISA_AVX512, pygenmod::cpu::ISA_AVX2, pygenmod::cpu::ISA_BASE})
+    check_every_path_level(cap);
+  pygenmod::cpu::set_isa_cap(-1);
   return check::finish("test_libm_expf");
 }

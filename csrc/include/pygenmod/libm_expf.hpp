@@ -6,9 +6,10 @@
 // approximation but glibc's (sysdeps/ieee754/flt-32/e_expf.c, 2.28 and later) in the build
 // glibc itself runs on CPUs with AVX2 and FMA: in double precision, x * 32 / ln2 = k + r,
 // 2^(k/32) from a 32-entry table, a cubic in r, every product-sum a fused multiply-add. Lanes
-// outside its main path (|x| >= 88, NaN, infinities) call ::expf.
+// outside its main path (|x| >= 88, NaN, infinities) call ::expf. Four lanes at a time on AVX2,
+// eight on AVX-512 (the same operations: the same bits).
 //
-// Whether this matches the running C library is checked once per process on a sample of
+// Whether each path matches the running C library is checked once per process on a sample of
 // inputs (tests/cpp/test_libm_expf.cpp checks every negative float and a sample of the rest);
 // on a mismatch (another C library, or a CPU without AVX2 and FMA, where glibc runs another
 // build) every value goes through ::expf.
@@ -67,24 +68,81 @@ __attribute__((target("avx2,fma"))) inline __m128 expf4(__m128 x) {
   return _mm256_cvtpd_ps(y);
 }
 
+// Special lanes of a block of four (|x| >= 88, NaN, inf): a bit per lane.
+__attribute__((target("avx2,fma"))) inline int special4(__m128 x) {
+  const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_castps_si128(x), 20), _mm_set1_epi32(0x7ff));
+  return _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(top, _mm_set1_epi32(kTopLimit))));
+}
+
+// Four lanes at v (main path), then ::expf for the special ones.
+__attribute__((target("avx2,fma"))) inline void expf_block4(float* v) {
+  const __m128 x = _mm_loadu_ps(v);
+  const int special = special4(x);
+  alignas(16) float xs[4];
+  if (special) _mm_store_ps(xs, x);
+  _mm_storeu_ps(v, expf4(x));
+  for (int k = 0; special && k < 4; ++k)
+    if (special >> k & 1) v[k] = ::expf(xs[k]);
+}
+
 __attribute__((target("avx2,fma"))) inline void expf_avx2(float* v, index_t n) {
   const index_t n4 = n / 4 * 4;
-  for (index_t i = 0; i < n4; i += 4) {
-    const __m128 x = _mm_loadu_ps(v + i);
-    const __m128i top = _mm_and_si128(_mm_srli_epi32(_mm_castps_si128(x), 20), _mm_set1_epi32(0x7ff));
-    const int special = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(top, _mm_set1_epi32(kTopLimit))));
-    alignas(16) float xs[4];
-    if (special) _mm_store_ps(xs, x);
-    _mm_storeu_ps(v + i, expf4(x));
-    for (int k = 0; special && k < 4; ++k)
-      if (special >> k & 1) v[i + k] = ::expf(xs[k]);
-  }
+  for (index_t i = 0; i < n4; i += 4) expf_block4(v + i);
   for (index_t i = n4; i < n; ++i) v[i] = ::expf(v[i]);
 }
 
-// Does expf_avx2 give ::expf's bits here? A spread of the inputs softmaxes see (x <= 0, down
-// past the underflow limit), small positives, and the special values.
-inline bool expf_avx2_matches() {
+// Eight lanes of the main path on AVX-512: expf4's operations in the same order, and the table
+// read by two two-register permutes (the 32 entries in four registers) instead of a gather.
+#define PGM_EXPF_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+PGM_EXPF_AVX512 inline __m256 expf8(__m256 x) {
+  const __m512d inv_ln2n = _mm512_castsi512_pd(_mm512_set1_epi64(static_cast<long long>(kInvLn2N)));
+  const __m512d shift = _mm512_castsi512_pd(_mm512_set1_epi64(static_cast<long long>(kShift)));
+  const __m512d xd = _mm512_cvtps_pd(x);
+  __m512d kd = _mm512_fmadd_pd(inv_ln2n, xd, shift);
+  const __m512i ki = _mm512_castpd_si512(kd);
+  kd = _mm512_sub_pd(kd, shift);
+  const __m512d r = _mm512_fmsub_pd(inv_ln2n, xd, kd);
+  const __m512i* tab = reinterpret_cast<const __m512i*>(kTab);
+  const __m512i lo = _mm512_permutex2var_epi64(_mm512_load_si512(tab), ki, _mm512_load_si512(tab + 1));
+  const __m512i hi = _mm512_permutex2var_epi64(_mm512_load_si512(tab + 2), ki, _mm512_load_si512(tab + 3));
+  __m512i t = _mm512_mask_blend_epi64(_mm512_test_epi64_mask(ki, _mm512_set1_epi64(16)), lo, hi);
+  t = _mm512_add_epi64(t, _mm512_slli_epi64(ki, 47));
+  const __m512d c0 = _mm512_castsi512_pd(_mm512_set1_epi64(static_cast<long long>(kC0)));
+  const __m512d c1 = _mm512_castsi512_pd(_mm512_set1_epi64(static_cast<long long>(kC1)));
+  const __m512d c2 = _mm512_castsi512_pd(_mm512_set1_epi64(static_cast<long long>(kC2)));
+  const __m512d z = _mm512_fmadd_pd(r, c0, c1);
+  const __m512d r2 = _mm512_mul_pd(r, r);
+  __m512d y = _mm512_fmadd_pd(r, c2, _mm512_set1_pd(1.0));
+  y = _mm512_fmadd_pd(z, r2, y);
+  y = _mm512_mul_pd(y, _mm512_castsi512_pd(t));
+  return _mm512_cvtpd_ps(y);
+}
+
+PGM_EXPF_AVX512 inline void expf_avx512(float* v, index_t n) {
+  const index_t n8 = n / 8 * 8;
+  for (index_t i = 0; i < n8; i += 8) {
+    const __m256 x = _mm256_loadu_ps(v + i);
+    const __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+    const int special = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(kTopLimit))));
+    alignas(32) float xs[8];
+    if (special) _mm256_store_ps(xs, x);
+    _mm256_storeu_ps(v + i, expf8(x));
+    for (int k = 0; special && k < 8; ++k)
+      if (special >> k & 1) v[i + k] = ::expf(xs[k]);
+  }
+  index_t i = n8;
+  if (n - i >= 4) {
+    expf_block4(v + i);
+    i += 4;
+  }
+  for (; i < n; ++i) v[i] = ::expf(v[i]);
+}
+#undef PGM_EXPF_AVX512
+
+// Does a vector path give ::expf's bits here? A spread of the inputs softmaxes see (x <= 0,
+// down past the underflow limit), small positives, and the special values.
+template <class Path>
+inline bool matches_expf(Path path) {
   constexpr int kN = 4096;
   float x[kN], want[kN];
   for (int i = 0; i < kN; ++i) {
@@ -97,14 +155,19 @@ inline bool expf_avx2_matches() {
   x[2] = NAN;
   x[3] = 0.0f;
   for (int i = 0; i < kN; ++i) want[i] = ::expf(x[i]);
-  expf_avx2(x, kN);
+  path(x, kN);
   return std::memcmp(x, want, sizeof(x)) == 0;
 }
 
-// The ISA level is read per call (cpu::set_isa_cap applies at once); the check runs once.
+// The ISA level is read per call (cpu::set_isa_cap applies at once); each check runs once.
 inline bool use_avx2() {
   if (cpu::isa() < cpu::ISA_AVX2) return false;
-  static const bool ok = expf_avx2_matches();
+  static const bool ok = matches_expf(expf_avx2);
+  return ok;
+}
+inline bool use_avx512() {
+  if (cpu::isa() < cpu::ISA_AVX512) return false;
+  static const bool ok = matches_expf(expf_avx512);
   return ok;
 }
 }  // namespace detail
@@ -113,15 +176,16 @@ inline bool use_avx2() {
 // v[i] = expf(v[i]) for i < n, with ::expf's bits.
 inline void expf_inplace(float* v, index_t n) {
 #ifdef PGM_LIBM_EXPF_X86
+  if (detail::use_avx512()) return detail::expf_avx512(v, n);
   if (detail::use_avx2()) return detail::expf_avx2(v, n);
 #endif
   for (index_t i = 0; i < n; ++i) v[i] = ::expf(v[i]);
 }
 
-// Whether expf_inplace runs the vector path in this process (for tests and benchmarks).
+// Whether expf_inplace runs a vector path in this process (for tests and benchmarks).
 inline bool expf_vectorized() {
 #ifdef PGM_LIBM_EXPF_X86
-  return detail::use_avx2();
+  return detail::use_avx512() || detail::use_avx2();
 #else
   return false;
 #endif
