@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _fast
 from . import _validate as val
 from ._arrays import is_device, returner, xp_of
 from ._dispatch import kernel
@@ -133,6 +134,11 @@ def log_prob(logits: ArrayLike, actions: ArrayLike, *, mask: ArrayLike | None = 
 
     logits (..., K); actions (...) integers in [0, K); -inf where the action is masked.
     """
+    if mask is None and type(logits) is np.ndarray and type(actions) is np.ndarray:
+        fast = _fast.cpu_kernel("categorical", "log_prob_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(logits, actions)
+        if out is not None:
+            return out
     rows = _Rows(logits, "logits")
     m, a = rows.mask(mask, "mask"), _actions(actions, rows)
     xp, N = rows.xp, rows.x.shape[0]
@@ -159,6 +165,11 @@ def log_prob_backward(
 # ------------------------------------------------------------------------------- entropy
 def entropy(logits: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
     """``H(p) = -sum_j p_j log p_j`` per row (nats; masked actions excluded, 0 log 0 = 0)."""
+    if mask is None and type(logits) is np.ndarray:
+        fast = _fast.cpu_kernel("categorical", "entropy_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(logits)
+        if out is not None:
+            return out
     rows = _Rows(logits, "logits")
     m = rows.mask(mask, "mask")
     xp, N = rows.xp, rows.x.shape[0]
@@ -195,6 +206,11 @@ def kl(
     mask: the actions p allows (and q too, unless ``q_mask`` is given); q_mask: q's own mask.
     ``+inf`` on rows where p allows an action that q masks. The dtype is q_logits'.
     """
+    if mask is None and q_mask is None and type(p_logits) is np.ndarray and type(q_logits) is np.ndarray:
+        fast = _fast.cpu_kernel("categorical", "kl_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(p_logits, q_logits)
+        if out is not None:
+            return out
     rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
     xp, N = rows.xp, rows.x.shape[0]
     out, status = xp.empty(N, rows.dtype), xp.zeros(N, xp.int32)

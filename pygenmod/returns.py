@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _fast
 from . import _validate as val
 from ._arrays import is_device, returner, to_native
 from ._dispatch import kernel
@@ -191,6 +192,20 @@ def gae(
     compute_returns=False: advantages only (``.returns`` is None); the scan then writes one
     array instead of two (it is memory bound, so this saves about a fifth of its time).
     """
+    if (
+        type(rewards) is np.ndarray
+        and type(values) is np.ndarray
+        and truncated is None
+        and next_values is None
+        and mask is None
+        and time_axis == 0
+        and out is None
+        and (compute_returns is True or compute_returns is False)
+    ):
+        fast = _fast.cpu_kernel("returns", "gae_fast")  # one compiled call (pygenmod._fast)
+        res = None if fast is None else fast(rewards, values, gamma, lam, terminated, bootstrap_value, compute_returns)
+        if res is not None:
+            return GAE(*res)
     adv, ret = _run(
         rewards,
         values,

@@ -11,7 +11,7 @@ from conftest import run_python
 
 import pygenmod
 import pygenmod.random  # noqa: F401  (pygenmod.random.manual_seed below, whichever tests run)
-from pygenmod import _fast, cem, gmm, mdp, sampling, spatial
+from pygenmod import _fast, categorical, cem, gmm, mdp, returns, sampling, spatial
 from pygenmod._seed import resolve_seed
 from pygenmod.mdp import _solvers
 
@@ -1133,6 +1133,128 @@ def _top_k_cases():
 def test_top_k_errors_and_edge_cases_equal(host, monkeypatch, case):
     x, k = _top_k_cases()[case]
     fast, general = both(lambda: cem.top_k(x, k), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- categorical
+@pytest.mark.parametrize("shape", [(1,), (6,), (2, 6), (3, 1), (2, 3, 17), (4, 0, 5), (70, 600)])
+@pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl"])
+def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, fn):
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    q = (3 * rng.standard_normal(shape)).astype(dtype)
+    a = rng.integers(0, shape[-1], shape[:-1])
+    call = {
+        "log_prob": lambda: categorical.log_prob(x, a),
+        "entropy": lambda: categorical.entropy(x),
+        "kl": lambda: categorical.kl(x, q),
+    }[fn]
+    fast, general = both(call, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        args = {"log_prob": (x, a), "entropy": (x,), "kl": (x, q)}[fn]
+        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args) is not None
+
+
+def _categorical_cases():
+    x = np.random.default_rng(5).standard_normal((3, 4))
+    a = np.array([0, 3, 1])
+
+    def with_(v):
+        b = x.copy()
+        b[1, 2] = v
+        return b
+
+    return {
+        "nan logit": ("entropy", (with_(np.nan),)),
+        "inf logit": ("log_prob", (with_(np.inf), a)),
+        "-inf logit": ("kl", (x, with_(-np.inf))),
+        "action out of range": ("log_prob", (x, np.array([0, 4, 1]))),
+        "negative action": ("log_prob", (x, np.array([0, -1, 1]))),
+        "int32 actions": ("log_prob", (x, a.astype(np.int32))),
+        "actions of another shape": ("log_prob", (x, a[:2])),
+        "float actions": ("log_prob", (x, a.astype(float))),
+        "empty actions axis": ("entropy", (x[:, :0],)),
+        "scalar logits": ("entropy", (np.float64(1.0).reshape(()),)),
+        "int logits": ("entropy", (np.arange(12).reshape(3, 4),)),
+        "non-contiguous": ("entropy", (np.asfortranarray(np.ones((3, 4))),)),
+        "big-endian": ("kl", (x.astype(">f8"), x.astype(">f8"))),
+        "p of another dtype": ("kl", (x.astype(np.float32), x)),
+        "p of another shape": ("kl", (x[:2], x)),
+        "list": ("entropy", (x.tolist(),)),
+    }
+
+
+@pytest.mark.parametrize("case", list(_categorical_cases()))
+def test_categorical_errors_and_edge_cases_equal(host, monkeypatch, case):
+    fn, args = _categorical_cases()[case]
+    fast, general = both(lambda: getattr(categorical, fn)(*args), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- returns.gae
+@pytest.mark.parametrize("T,B", [(1, 1), (8, 1), (5, 3), (0, 2), (64, 40), (300, 200)])
+@pytest.mark.parametrize("flags", [None, "bool", "float"])
+@pytest.mark.parametrize("boot", [False, True])
+@pytest.mark.parametrize("compute_returns", [True, False])
+def test_gae_fast_equals_general(host, dtype, rng, monkeypatch, T, B, flags, boot, compute_returns):
+    r, v = rng.standard_normal((2, T, B)).astype(dtype)
+    term = None if flags is None else rng.random((T, B)) < 0.2
+    if flags == "float":
+        term = term.astype(dtype)
+    kw = dict(terminated=term, compute_returns=compute_returns, gamma=0.97, lam=1)
+    if boot:
+        kw["bootstrap_value"] = rng.standard_normal(B).astype(dtype)
+    fast, general = both(lambda: returns.gae(r, v, **kw), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        bv = kw.get("bootstrap_value")
+        assert pygenmod._cpu_returns.gae_fast(r, v, 0.97, 1, term, bv, compute_returns) is not None
+
+
+def _gae_cases():
+    rng = np.random.default_rng(6)
+    r, v = rng.standard_normal((2, 6, 3))
+
+    def with_(x, val):
+        y = x.copy()
+        y[2, 1] = val
+        return y
+
+    return {
+        "nan reward": dict(rewards=with_(r, np.nan), values=v),
+        "inf value": dict(rewards=r, values=with_(v, np.inf)),
+        "overflow": dict(rewards=np.full((6, 3), 1e308), values=v),
+        "gamma > 1": dict(rewards=r, values=v, gamma=1.5),
+        "negative lam": dict(rewards=r, values=v, lam=-0.1),
+        "nan gamma": dict(rewards=r, values=v, gamma=float("nan")),
+        "bool gamma": dict(rewards=r, values=v, gamma=True),
+        "numpy gamma": dict(rewards=r, values=v, gamma=np.float64(0.9)),
+        "array gamma": dict(rewards=r, values=v, gamma=np.full(3, 0.9)),
+        "float32 gamma rounding to 1": dict(
+            rewards=r.astype(np.float32), values=v.astype(np.float32), gamma=0.99999999
+        ),
+        "values of another shape": dict(rewards=r, values=v[:5]),
+        "values of another dtype": dict(rewards=r, values=v.astype(np.float32)),
+        "no batch": dict(rewards=r[:, :0], values=v[:, :0]),
+        "1-d rewards": dict(rewards=r[:, 0], values=v[:, 0]),
+        "int terminated": dict(rewards=r, values=v, terminated=np.zeros((6, 3), np.int64)),
+        "terminated of another shape": dict(rewards=r, values=v, terminated=np.zeros((6, 2), bool)),
+        "bootstrap scalar": dict(rewards=r, values=v, bootstrap_value=0.5),
+        "bootstrap of another shape": dict(rewards=r, values=v, bootstrap_value=np.ones(4)),
+        "batch-major": dict(rewards=r, values=v, time_axis=1),
+        "truncated": dict(rewards=r, values=v, truncated=np.zeros((6, 3), bool), next_values=v),
+        "compute_returns=1": dict(rewards=r, values=v, compute_returns=1),
+        "non-contiguous": dict(rewards=np.asfortranarray(r), values=v),
+        "list": dict(rewards=r.tolist(), values=v),
+    }
+
+
+@pytest.mark.parametrize("case", list(_gae_cases()))
+def test_gae_errors_and_edge_cases_equal(host, monkeypatch, case):
+    kw = _gae_cases()[case]
+    fast, general = both(lambda: returns.gae(**kw), monkeypatch)
     assert_same(fast, general)
 
 

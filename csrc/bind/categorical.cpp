@@ -3,6 +3,7 @@
 // args/categorical.hpp (shared with _cuda_categorical).
 #include "args/categorical.hpp"
 #include "bind_common.hpp"
+#include "fast_path.hpp"
 #include "pygenmod/categorical.hpp"
 
 namespace py = pybind11;
@@ -10,6 +11,71 @@ using namespace pybind11::literals;
 using namespace pygenmod;
 using namespace pygenmod::bind;
 namespace ca = pygenmod::bind::args::categorical;
+
+// ----------------------------------------------------------------------------- one-call fast paths
+// (issue 11; fast_path.hpp) Logits (..., K), K >= 1, as a C-contiguous float32/float64 ndarray,
+// no mask: the general path's kernel, so the same bits. None wherever the general Python path
+// must run: any other input, or a row status that is not clean (that path raises the error).
+
+// The logits' rows: (B, K) with B the product of the leading extents, and the result's shape.
+template <class T>
+static const T* rows_view(const py::array& x, py::ssize_t& B, py::ssize_t& K, std::vector<py::ssize_t>& lead) {
+  const T* p = fast::view<T>(x);
+  if (!p || x.ndim() < 1 || x.shape(x.ndim() - 1) < 1) return nullptr;
+  K = x.shape(x.ndim() - 1);
+  lead.assign(x.shape(), x.shape() + x.ndim() - 1);
+  B = x.size() / K;
+  return p;
+}
+
+template <class T, class Launch>
+static py::object per_row_result(py::ssize_t B, py::ssize_t K, const std::vector<py::ssize_t>& lead, Launch&& launch) {
+  py::array_t<T> out(lead);
+  std::vector<std::int32_t> status(B);
+  {
+    fast::ReleaseIfLarge nogil(B * K);
+    launch(out.mutable_data(), status.data());
+  }
+  if (!fast::all_clean(status)) return py::none();
+  return std::move(out);
+}
+
+// log_prob: actions an int64 ndarray of the logits' leading shape.
+template <class T>
+static py::object log_prob_fast_t(const py::array& x, const py::array& actions) {
+  py::ssize_t B, K;
+  std::vector<py::ssize_t> lead;
+  const T* p = rows_view<T>(x, B, K, lead);
+  const std::int64_t* a = fast::view<std::int64_t>(actions);
+  if (!p || !a || !fast::shape_is(actions, lead)) return py::none();
+  return per_row_result<T>(
+      B, K, lead, [&](T* out, std::int32_t* st) { categorical::log_prob_cpu<T>(p, nullptr, 0, a, B, K, out, st); });
+}
+
+template <class T>
+static py::object entropy_fast_t(const py::array& x) {
+  py::ssize_t B, K;
+  std::vector<py::ssize_t> lead;
+  const T* p = rows_view<T>(x, B, K, lead);
+  if (!p) return py::none();
+  return per_row_result<T>(
+      B, K, lead, [&](T* out, std::int32_t* st) { categorical::entropy_cpu<T>(p, nullptr, 0, B, K, out, st); });
+}
+
+// kl: p_logits of q_logits' shape and dtype.
+template <class T>
+static py::object kl_fast_t(const py::array& p_logits, const py::array& q_logits) {
+  py::ssize_t B, K;
+  std::vector<py::ssize_t> lead;
+  const T* q = rows_view<T>(q_logits, B, K, lead);
+  const T* p = fast::view<T>(p_logits);
+  if (!q || !p ||
+      !fast::shape_is(p_logits, std::vector<py::ssize_t>(q_logits.shape(), q_logits.shape() + q_logits.ndim())))
+    return py::none();
+  return per_row_result<T>(B, K, lead, [&](T* out, std::int32_t* st) {
+    categorical::kl_cpu<T>(p, q, nullptr, 0, nullptr, 0, false, B, K, out, st);
+  });
+}
 
 PYBIND11_MODULE(_cpu_categorical, m) {
   pygenmod::shared_pool::adopt();
@@ -60,4 +126,12 @@ PYBIND11_MODULE(_cpu_categorical, m) {
                                     nogil([](auto... a) { categorical::kl_backward_cpu(a...); }));
       },
       "p"_a, "q_logits"_a, "p_mask"_a, "q_mask"_a, "p_is_prob"_a, "grad"_a, "grad_p"_a, "grad_q"_a);
+  m.def("log_prob_fast", [](py::array x, py::array actions) {
+    return fast::by_dtype(x, [&](auto t) { return log_prob_fast_t<decltype(t)>(x, actions); });
+  });
+  m.def("entropy_fast",
+        [](py::array x) { return fast::by_dtype(x, [&](auto t) { return entropy_fast_t<decltype(t)>(x); }); });
+  m.def("kl_fast", [](py::array p, py::array q) {
+    return fast::by_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });
+  });
 }

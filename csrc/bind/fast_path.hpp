@@ -140,6 +140,13 @@ inline bool number(const py::handle& h, double& out) {
   return true;
 }
 
+// True when every row status is 0 (the kernel found nothing for the general path to report).
+inline bool all_clean(const std::vector<std::int32_t>& status) {
+  for (auto st : status)
+    if (st) return false;
+  return true;
+}
+
 // A new C-contiguous array of this shape (uninitialised).
 template <class T>
 py::array_t<T> empty(std::initializer_list<py::ssize_t> shape) {

@@ -39,12 +39,6 @@ static const T* batch_view(const py::array& a, py::ssize_t& B, py::ssize_t& D) {
   return p;
 }
 
-static bool clean(const std::vector<std::int32_t>& status) {
-  for (auto st : status)
-    if (st) return false;
-  return true;
-}
-
 static py::tuple no_result(const std::optional<std::uint64_t>& key = std::nullopt) {
   return py::make_tuple(py::none(), key ? py::object(py::int_(*key)) : py::object(py::none()));
 }
@@ -79,7 +73,7 @@ static py::tuple normal_head_fast_t(const py::array& mu, const py::array& logvar
     sampling::normal_head_cpu<T>(m, p, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), key, stream, offset, 1, B, D,
                                  z.mutable_data(), nullptr, head ? kl.mutable_data() : nullptr, nullptr, status.data());
   }
-  if (!clean(status)) return no_result(key);
+  if (!fast::all_clean(status)) return no_result(key);
   return py::make_tuple(head ? py::object(py::make_tuple(z, kl)) : py::object(std::move(z)), key);
 }
 
@@ -97,7 +91,7 @@ static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar)
     sampling::kl_normal_cpu<T>(m, p, nullptr, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), B, D, kl.mutable_data(),
                                status.data());
   }
-  if (!clean(status)) return py::none();
+  if (!fast::all_clean(status)) return py::none();
   return std::move(kl);
 }
 
@@ -115,7 +109,7 @@ static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu
     sampling::normal_log_prob_cpu<T>(px, m, p, sampling::LOGVAR, T(-kInf), T(kInf), B, B, D, out.mutable_data(),
                                      status.data());
   }
-  if (!clean(status)) return py::none();
+  if (!fast::all_clean(status)) return py::none();
   return std::move(out);
 }
 
@@ -149,7 +143,7 @@ static py::tuple mvn_head_fast_t(const py::array& mu, const py::array& L, const 
     sampling::mvn_head_cpu<T>(m, pl, shared, true, nullptr, key.value_or(0), stream, offset, sample ? 1 : 0, B, D,
                               sample ? o : nullptr, nullptr, sample ? nullptr : o, nullptr, status.data());
   }
-  if (!clean(status)) return no_result(key);
+  if (!fast::all_clean(status)) return no_result(key);
   return py::make_tuple(out, key ? py::object(py::int_(*key)) : py::object(py::none()));
 }
 
@@ -169,11 +163,11 @@ static py::object mvn_log_prob_fast_t(const py::array& x, const py::array& mu, c
   {
     fast::ReleaseIfLarge nogil(B * D * D);
     sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
-    if (clean(flags))
+    if (fast::all_clean(flags))
       sampling::mvn_rows_cpu<T>(px, m, pl, shared, sampling::MVN_LOG_PROB, true, B, B, D, out.mutable_data(),
                                 status.data());
   }
-  if (!clean(flags) || !clean(status)) return py::none();
+  if (!fast::all_clean(flags) || !fast::all_clean(status)) return py::none();
   return std::move(out);
 }
 
@@ -198,7 +192,7 @@ static py::tuple gumbel_softmax_fast_t(const py::array& logits, double tau, cons
     sampling::gumbel_softmax_cpu<T>(l, R, K, T(tau), key, stream, offset, y_soft.mutable_data(),
                                     hard ? y.mutable_data() : nullptr, index.mutable_data(), status.data());
   }
-  if (!clean(status)) return no_result(key);
+  if (!fast::all_clean(status)) return no_result(key);
   return py::make_tuple(py::make_tuple(y, y_soft, index), key);
 }
 
