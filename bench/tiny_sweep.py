@@ -1,15 +1,19 @@
-"""Per-call time of public functions at a tiny size against the NumPy expression a user would
-write for the same result (issue 11's rule: never slower than plain NumPy at any size).
+"""Per-call time of public functions against the NumPy expression a user would write for the
+same result (issue 11's rule: never slower than plain NumPy at any size).
 
-    python bench/tiny_sweep.py            # markdown table: function, pygenmod us, NumPy us, ratio
+    python bench/tiny_sweep.py            # tiny size: function, pygenmod us, NumPy us, ratio
+    python bench/tiny_sweep.py --sweep    # NumPy / pygenmod per function over four sizes
 
-Best of 7 batches of 300 calls each, one function after the other on the calling thread. The
-W8 rows of `pygenmod bench` time the hot ones in the runner's three modes; this sweep covers
-the rest at one size (B=2 rows of D=4 or K=6 entries; T=8 steps for returns).
+Best of 7 batches of calls (300 at the tiny size), one function after the other on the calling
+thread. The tiny size is B=2 rows of D=4 or K=6 entries (T=8 steps for returns); --sweep grows
+the rows' length n = D = K = T (the full-covariance rows to D = min(n, 128)) and marks ratios
+below 1 with `!`: the crossovers. The W8 rows of `pygenmod bench` time the hot ones in the
+runner's three modes.
 """
 
 from __future__ import annotations
 
+import sys
 import timeit
 
 import numpy as np
@@ -38,21 +42,24 @@ def _backward_scan(r, v, gamma, lam):
     return adv
 
 
-def cases():
-    """name -> (pygenmod call, NumPy call) on the same small data."""
+def cases(D=4, K=6, T=8, D_full=None):
+    """name -> (pygenmod call, NumPy call) on the same data: B=2 rows of D (Gaussians; D_full for
+    full covariances, default D) or K (categorical, Gumbel, GAN) entries, T steps (returns)."""
+    Df = D if D_full is None else D_full
     rng = np.random.default_rng(0)
     g = np.random.default_rng(1)
-    mu, x = rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
-    lv = 0.1 * rng.standard_normal((2, 4))
-    L = np.tril(0.3 * rng.standard_normal((2, 4, 4))) + np.eye(4)
-    lg, lq = rng.standard_normal((2, 6)), rng.standard_normal((2, 6))
-    act = np.array([1, 3])
-    rew, val = rng.standard_normal((8, 2)), rng.standard_normal((8, 2))
+    mu, x = rng.standard_normal((2, D)), rng.standard_normal((2, D))
+    lv = 0.1 * rng.standard_normal((2, D))
+    muf, xf = mu[:, :Df], x[:, :Df]
+    L = np.tril(0.3 / np.sqrt(Df) * rng.standard_normal((2, Df, Df))) + np.eye(Df)
+    lg, lq = rng.standard_normal((2, K)), rng.standard_normal((2, K))
+    act = rng.integers(0, K, 2)
+    rew, val = rng.standard_normal((T, 2)), rng.standard_normal((T, 2))
     n = lg.shape[-1]
 
     def np_mvn_log_prob():
-        y = np.linalg.solve(L, (x - mu)[..., None])[..., 0]
-        return -0.5 * (y * y).sum(-1) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1) - 2 * LOG_2PI
+        y = np.linalg.solve(L, (xf - muf)[..., None])[..., 0]
+        return -0.5 * (y * y).sum(-1) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1) - Df / 2 * LOG_2PI
 
     def np_gan_d():
         loss = np.mean(np.logaddexp(0, -lg), -1) + np.mean(np.logaddexp(0, lq), -1)
@@ -79,21 +86,21 @@ def cases():
             lambda: -0.5 * np.sum((x - mu) ** 2 * np.exp(-lv) + lv + LOG_2PI, -1),
         ),
         "sampling.rsample_mvn": (
-            lambda: sampling.rsample_mvn(mu, L, seed=1),
-            lambda: mu + (L @ g.standard_normal((2, 4, 1)))[..., 0],
+            lambda: sampling.rsample_mvn(muf, L, seed=1),
+            lambda: muf + (L @ g.standard_normal((2, Df, 1)))[..., 0],
         ),
-        "sampling.mvn_log_prob": (lambda: sampling.mvn_log_prob(x, mu, L), np_mvn_log_prob),
+        "sampling.mvn_log_prob": (lambda: sampling.mvn_log_prob(xf, muf, L), np_mvn_log_prob),
         "sampling.kl_mvn": (
-            lambda: sampling.kl_mvn(mu, L),
+            lambda: sampling.kl_mvn(muf, L),
             lambda: (
-                0.5 * ((L**2).sum((1, 2)) + (mu * mu).sum(-1) - 4) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1)
+                0.5 * ((L**2).sum((1, 2)) + (muf * muf).sum(-1) - Df) - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1)
             ),
         ),
         "sampling.gumbel_softmax": (
             lambda: sampling.gumbel_softmax(lg, seed=1),
             lambda: _softmax(lg - np.log(-np.log(g.random(lg.shape)))),
         ),
-        "random.normal": (lambda: random.normal(1, (2, 4), dtype=np.float64), lambda: g.standard_normal((2, 4))),
+        "random.normal": (lambda: random.normal(1, (2, D), dtype=np.float64), lambda: g.standard_normal((2, D))),
         "categorical.entropy": (
             lambda: categorical.entropy(lg),
             lambda: -(np.exp(_log_softmax(lg)) * _log_softmax(lg)).sum(-1),
@@ -106,7 +113,7 @@ def cases():
             lambda: categorical.log_prob(lg, act),
             lambda: np.take_along_axis(_log_softmax(lg), act[:, None], -1)[:, 0],
         ),
-        "returns.gae (T=8)": (lambda: returns.gae(rew, val), lambda: _backward_scan(rew, val, 0.99, 0.95)),
+        "returns.gae": (lambda: returns.gae(rew, val), lambda: _backward_scan(rew, val, 0.99, 0.95)),
         "adversarial.gan_discriminator_loss": (lambda: adversarial.gan_discriminator_loss(lg, lq), np_gan_d),
         "adversarial.gan_generator_loss": (
             lambda: adversarial.gan_generator_loss(lq),
@@ -130,7 +137,10 @@ def per_call_us(f, number=300, repeat=7):
     return min(timeit.repeat(f, number=number, repeat=repeat)) / number * 1e6
 
 
-def main():
+SWEEP = (4, 64, 1024, 16384)
+
+
+def tiny():
     print("| function (tiny size) | pygenmod us | NumPy us | NumPy / pygenmod |")
     print("|---|--:|--:|--:|")
     for name, (ours, plain) in cases().items():
@@ -139,5 +149,17 @@ def main():
         print(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f}x{flag} |")
 
 
+def sweep():
+    ratios = {}
+    for n in SWEEP:
+        number = max(3, 300 * 64 // max(n, 64))  # about the same time per size
+        for name, (ours, plain) in cases(D=n, K=n, T=n, D_full=min(n, 128)).items():
+            ratios.setdefault(name, []).append(per_call_us(plain, number) / per_call_us(ours, number))
+    print("| function (B=2 rows of n) | " + " | ".join(f"n={n}" for n in SWEEP) + " |")
+    print("|---|" + "--:|" * len(SWEEP))
+    for name, rs in ratios.items():
+        print(f"| {name} | " + " | ".join(f"{r:.2f}x" + ("!" if r < 1 else "") for r in rs) + " |")
+
+
 if __name__ == "__main__":
-    main()
+    sweep() if "--sweep" in sys.argv[1:] else tiny()
