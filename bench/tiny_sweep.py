@@ -50,7 +50,7 @@ def cases(D=4, K=6, T=8, D_full=None):
     g = np.random.default_rng(1)
     mu, x = rng.standard_normal((2, D)), rng.standard_normal((2, D))
     lv = 0.1 * rng.standard_normal((2, D))
-    muf, xf = mu[:, :Df], x[:, :Df]
+    muf, xf = np.ascontiguousarray(mu[:, :Df]), np.ascontiguousarray(x[:, :Df])  # (the fast paths' layout)
     L = np.tril(0.3 / np.sqrt(Df) * rng.standard_normal((2, Df, Df))) + np.eye(Df)
     lg, lq = rng.standard_normal((2, K)), rng.standard_normal((2, K))
     act = rng.integers(0, K, 2)

@@ -1,4 +1,4 @@
-// The CPU's vector Gumbel-softmax row (gumbel_cpu.hpp) against the serial row (the device's and
+// The CPU's vector Gumbel-softmax row (gumbel_row.hpp) against the serial row (the device's and
 // the numba backend's): the same status and the same index, and the softmax within its rounding
 // bound (against a long double softmax); rows of every length around the vector width, ties (signed zeros
 // included), masked (-inf), NaN and +inf logits, and rows whose span sends float64 to the

@@ -12,7 +12,7 @@
 // Whether each path matches the running C library is checked once per process on a sample of
 // inputs (tests/cpp/test_libm_expf.cpp checks every negative float and a sample of the rest);
 // on a mismatch (another C library, or a CPU without AVX2 and FMA, where glibc runs another
-// build) every value goes through ::expf.
+// build) that path is not used: the next narrower one that matches, else ::expf for every value.
 #pragma once
 
 #include <cmath>

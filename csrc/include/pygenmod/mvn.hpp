@@ -1,7 +1,9 @@
 // Full-covariance Gaussian rows (Mahalanobis distance, log-density, KL between two Cholesky-
 // parametrised Gaussians) and Gumbel-softmax rows, forward and backward: the per-row math,
 // shared by the CPU launchers (here) and the CUDA launchers (csrc/cuda/sampling.cu). The numba
-// backend mirrors it (pygenmod/_numba/sampling_mvn.py).
+// backend mirrors it (pygenmod/_numba/sampling_mvn.py). The Gumbel-softmax row itself is
+// gumbel_row.hpp (on the CPU in vector passes: the same index and status, the softmax within
+// rounding of the serial row that CUDA and numba run).
 //
 // Factors are lower triangular, row-major (D, D). x rows r = s * B + b (R = S * B rows) use
 // mu row b and factor b (per row) or the one factor (shared). Every reduction runs in a fixed
