@@ -87,44 +87,11 @@ namespace gumbel_cpu {
 // with one scalar compare per lane), U = 64 / VB of them side by side: 64 bytes of lanes on
 // every ISA, so the partial sums, and the bits, are the same on every CPU.
 template <class T, int VB>
-struct vec;
-template <>
-struct vec<double, 64> {
-  typedef double type __attribute__((vector_size(64)));
-};
-template <>
-struct vec<float, 64> {
-  typedef float type __attribute__((vector_size(64)));
-};
-template <>
-struct vec<double, 32> {
-  typedef double type __attribute__((vector_size(32)));
-};
-template <>
-struct vec<float, 32> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <>
-struct vec<double, 16> {
-  typedef double type __attribute__((vector_size(16)));
-};
-template <>
-struct vec<float, 16> {
-  typedef float type __attribute__((vector_size(16)));
+struct vec {
+  typedef T type __attribute__((vector_size(VB)));
 };
 
 #define PGM_GUMBEL_INLINE inline __attribute__((always_inline))
-
-template <class V, class T>
-PGM_GUMBEL_INLINE V load(const T* p) {
-  V v;
-  __builtin_memcpy(&v, p, sizeof(V));
-  return v;
-}
-template <class V, class T>
-PGM_GUMBEL_INLINE void store(T* p, const V& v) {
-  __builtin_memcpy(p, &v, sizeof(V));
-}
 
 // The largest span of finite perturbed entries whose float64 exponentials take the vector path.
 constexpr double kVectorExpSpan = 600.0;
@@ -159,9 +126,9 @@ PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* _
   for (index_t k = 0; k < Kw; k += W)
     for (int u = 0; u < U; ++u) {
       const index_t ku = k + u * N;
-      const V l = load<V>(logits + ku);
-      const V t = (l + load<V>(y + ku)) / tau;
-      store(y + ku, t);
+      const V l = vm::load<V>(logits + ku);
+      const V t = (l + vm::load<V>(y + ku)) / tau;
+      vm::store(y + ku, t);
       vok[u] &= l < inf;
       vlive[u] |= l != -inf;
       const VI up = t > vmx[u];
@@ -211,12 +178,12 @@ PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* _
     for (index_t k = 0; k < K; ++k) y[k] = y[k] - mx;
     libm::expf_inplace(y, K);
     for (index_t k = 0; k < Kw; k += W)
-      for (int u = 0; u < U; ++u) acc[u] += load<V>(y + k + u * N);
+      for (int u = 0; u < U; ++u) acc[u] += vm::load<V>(y + k + u * N);
   } else {
     for (index_t k = 0; k < Kw; k += W)
       for (int u = 0; u < U; ++u) {
-        const V e = vm::exp_nonpos_f64(load<V>(y + k + u * N) - mx);
-        store(y + k + u * N, e);
+        const V e = vm::exp_nonpos_f64(vm::load<V>(y + k + u * N) - mx);
+        vm::store(y + k + u * N, e);
         acc[u] += e;
       }
   }
@@ -226,10 +193,10 @@ PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* _
     tail[j] = k >= K ? (std::is_same_v<T, float> ? T(0) : -inf) : std::is_same_v<T, float> ? y[k] : y[k] - mx;
   }
   for (int u = 0; u < U; ++u) {
-    V e = load<V>(tail + u * N);
+    V e = vm::load<V>(tail + u * N);
     if constexpr (std::is_same_v<T, double>) e = vm::exp_nonpos_f64(e);
     acc[u] += e;
-    store(tail + u * N, e);
+    vm::store(tail + u * N, e);
   }
   if constexpr (std::is_same_v<T, double>)
     for (index_t k = Kw; k < K; ++k) y[k] = tail[k - Kw];

@@ -95,6 +95,18 @@ PGM_VINLINE A bitcast(const B& b) {
   __builtin_memcpy(&a, &b, sizeof(A));
   return a;
 }
+// Unaligned vector loads and stores through memcpy (template arguments drop alignment
+// attributes).
+template <class V, class T>
+PGM_VINLINE V load(const T* p) {
+  V x;
+  __builtin_memcpy(&x, p, sizeof(V));
+  return x;
+}
+template <class V, class T>
+PGM_VINLINE void store(T* p, const V& x) {
+  __builtin_memcpy(p, &x, sizeof(V));
+}
 
 // exp(x) for double lanes x <= 0: x = n ln2 + r, degree-13 polynomial, 2^n from the rounding
 // constant's low bits; exp(x) = 0 for x < -600 (this also keeps products normal).

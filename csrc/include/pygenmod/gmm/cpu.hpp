@@ -197,7 +197,7 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
       V* pprod = unit_chunk(wv, m, K, CH, VW) ? &prod : nullptr;
       for (index_t p = 0; p < mp; p += VW) {
         V x[DD];
-        for (index_t i = 0; i < D; ++i) x[i] = vload<V>(xt + i * CH + p);
+        for (index_t i = 0; i < D; ++i) x[i] = load<V>(xt + i * CH + p);
         for (index_t k = 0; k < K; ++k) {
           V ssq = {};
           if (fullish) {
@@ -227,7 +227,7 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
             const T* Wd = prep.Wd.data();
             for (index_t i = 0; i < D; ++i) ssq += x[i] * (x[i] * Wd[i * prep.Kp + k] + Wd[(D + i) * prep.Kp + k]);
           }
-          vstore(lp + k * CH + p, static_cast<T>(prep.cst[k]) - T(0.5) * ssq);
+          store(lp + k * CH + p, static_cast<T>(prep.cst[k]) - T(0.5) * ssq);
         }
         resp_block<T, VB>(lp, r, w.mx.data(), K, CH, p, wv, llacc, bad, pprod);
       }
@@ -245,22 +245,22 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
       for (index_t i = 0; i < D; ++i)
         for (index_t p = 0; p < mp; p += VW) {
           VD lo, hi;
-          widen<VB>(vload<V>(xt + i * CH + p), lo, hi);
-          vstore(xd + i * CH + p, lo);
-          vstore(xd + i * CH + p + WD, hi);
+          widen<VB>(load<V>(xt + i * CH + p), lo, hi);
+          store(xd + i * CH + p, lo);
+          store(xd + i * CH + p + WD, hi);
         }
       xs = xd;
     }
     for (index_t k = 0; k < K; ++k) {
       VD a[NA];
       double* ak = acc + k * NA * 8;
-      for (index_t q = 0; q < NA; ++q) a[q] = vload<VD>(ak + q * 8);
+      for (index_t q = 0; q < NA; ++q) a[q] = load<VD>(ak + q * 8);
       const double* rk = r + k * CH;
       if (type == FULL) {
         for (index_t p = 0; p < mp; p += WD) {
-          const VD rr = vload<VD>(rk + p);
+          const VD rr = load<VD>(rk + p);
           VD xv[DD];
-          for (index_t i = 0; i < D; ++i) xv[i] = vload<VD>(xs + i * CH + p);
+          for (index_t i = 0; i < D; ++i) xv[i] = load<VD>(xs + i * CH + p);
           a[0] += rr;
           for (index_t i = 0; i < D; ++i) {
             const VD rx = rr * xv[i];
@@ -270,62 +270,62 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
         }
       } else if (type == TIED) {
         for (index_t p = 0; p < mp; p += WD) {
-          const VD rr = vload<VD>(rk + p);
+          const VD rr = load<VD>(rk + p);
           a[0] += rr;
-          for (index_t i = 0; i < D; ++i) a[1 + i] += rr * vload<VD>(xs + i * CH + p);
+          for (index_t i = 0; i < D; ++i) a[1 + i] += rr * load<VD>(xs + i * CH + p);
         }
       } else {
         for (index_t p = 0; p < mp; p += WD) {
-          const VD rr = vload<VD>(rk + p);
+          const VD rr = load<VD>(rk + p);
           a[0] += rr;
           for (index_t i = 0; i < D; ++i) {
-            const VD xi = vload<VD>(xs + i * CH + p);
+            const VD xi = load<VD>(xs + i * CH + p);
             const VD rx = rr * xi;
             a[1 + i] += rx;
             a[1 + D + i] += rx * xi;
           }
         }
       }
-      for (index_t q = 0; q < NA; ++q) vstore(ak + q * 8, a[q]);
+      for (index_t q = 0; q < NA; ++q) store(ak + q * 8, a[q]);
     }
     if (type == TIED) {  // S2 = sum_n w x x^T (slot K)
       VD a[NA];
       double* ak = acc + K * NA * 8;
-      for (index_t q = 0; q < NA; ++q) a[q] = vload<VD>(ak + q * 8);
+      for (index_t q = 0; q < NA; ++q) a[q] = load<VD>(ak + q * 8);
       for (index_t p = 0; p < mp; p += WD) {
         VD ww;
         if constexpr (sizeof(T) == 8) {
-          ww = vload<VD>(wv + p);
+          ww = load<VD>(wv + p);
         } else {
-          ww = __builtin_convertvector(vload<typename simd<float, VB>::half>(wv + p), VD);
+          ww = __builtin_convertvector(load<typename simd<float, VB>::half>(wv + p), VD);
         }
         VD xv[DD];
-        for (index_t i = 0; i < D; ++i) xv[i] = vload<VD>(xs + i * CH + p);
+        for (index_t i = 0; i < D; ++i) xv[i] = load<VD>(xs + i * CH + p);
         for (index_t i = 0; i < D; ++i) {
           const VD wx = ww * xv[i];
           for (index_t j = 0; j <= i; ++j) a[1 + D + i * (i + 1) / 2 + j] += wx * xv[j];
         }
       }
-      for (index_t q = 0; q < NA; ++q) vstore(ak + q * 8, a[q]);
+      for (index_t q = 0; q < NA; ++q) store(ak + q * 8, a[q]);
     }
   }
   // Lane reductions (fixed order).
   for (index_t k = 0; k < K; ++k) {
     const double* ak = acc + k * NA * 8;
-    Nk[k] += hsum<double>(vload<VD>(ak));
+    Nk[k] += hsum<double>(load<VD>(ak));
     for (index_t i = 0; i < D; ++i) {
-      S1[k * D + i] += hsum<double>(vload<VD>(ak + (1 + i) * 8));
+      S1[k * D + i] += hsum<double>(load<VD>(ak + (1 + i) * 8));
       if (type == FULL)
         for (index_t j = 0; j <= i; ++j)
-          S2[k * D * D + i * D + j] += hsum<double>(vload<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
+          S2[k * D * D + i * D + j] += hsum<double>(load<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
       else if (type != TIED)
-        S2[k * D + i] += hsum<double>(vload<VD>(ak + (1 + D + i) * 8));
+        S2[k * D + i] += hsum<double>(load<VD>(ak + (1 + D + i) * 8));
     }
   }
   if (type == TIED) {
     const double* ak = acc + K * NA * 8;
     for (index_t i = 0; i < D; ++i)
-      for (index_t j = 0; j <= i; ++j) S2[i * D + j] += hsum<double>(vload<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
+      for (index_t j = 0; j <= i; ++j) S2[i * D + j] += hsum<double>(load<VD>(ak + (1 + D + i * (i + 1) / 2 + j) * 8));
   }
   *ll += hsum<double>(llacc);
 }
@@ -354,7 +354,7 @@ PGM_INLINE void large_stats(int type, index_t m, index_t D, index_t K, const A* 
         const A a = (type == FULL) ? r[q * CH + p] : static_cast<A>(wv[p]);
         const A* x = xc + p * ldx;
         A* o = ax + p * ldx;
-        for (index_t d = 0; d < ldx; d += simd<A, VB>::W) vstore(o + d, a * vload<VA>(x + d));
+        for (index_t d = 0; d < ldx; d += simd<A, VB>::W) store(o + d, a * load<VA>(x + d));
       }
       gemm_atb<A, VB>(ax, ldx, 1, xc, ldx, m, D, ldx, C, ldx, true);
       double* s2 = S2 + q * D * D;
@@ -449,7 +449,7 @@ PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T
           if constexpr (sizeof(T) == 4) {  // float32: (x - mu) P, see Prepared
             for (index_t i = 0; i < D; ++i) {
               const T mi = prep.mu[k * ld + i];
-              for (index_t p = 0; p < mp; p += VW) vstore(dt + i * CH + p, vload<V>(xt + i * CH + p) - mi);
+              for (index_t p = 0; p < mp; p += VW) store(dt + i * CH + p, load<V>(xt + i * CH + p) - mi);
             }
             src = dt;
             b = nullptr;
@@ -457,25 +457,25 @@ PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T
           for (index_t p = 0; p < mp; p += 2 * VW) {
             V s0, s1;
             mahal_lanes<T, VB>(src, CH, p, D, P, prep.Dp, b, s0, s1);
-            vstore(lp + k * CH + p, ck - T(0.5) * s0);
-            vstore(lp + k * CH + p + VW, ck - T(0.5) * s1);
+            store(lp + k * CH + p, ck - T(0.5) * s0);
+            store(lp + k * CH + p + VW, ck - T(0.5) * s1);
           }
         } else {
           for (index_t p = 0; p < mp; p += VW) {
             V ssq = {};
             if constexpr (sizeof(T) == 4) {
               for (index_t i = 0; i < D; ++i) {
-                const V y = (vload<V>(xt + i * CH + p) - prep.mu[k * ld + i]) * prep.pd[k * ld + i];
+                const V y = (load<V>(xt + i * CH + p) - prep.mu[k * ld + i]) * prep.pd[k * ld + i];
                 ssq += y * y;
               }
             } else {
               const T* Wd = prep.Wd.data();
               for (index_t i = 0; i < D; ++i) {
-                const V x = vload<V>(xt + i * CH + p);
+                const V x = load<V>(xt + i * CH + p);
                 ssq += x * (x * Wd[i * prep.Kp + k] + Wd[(D + i) * prep.Kp + k]);
               }
             }
-            vstore(lp + k * CH + p, ck - T(0.5) * ssq);
+            store(lp + k * CH + p, ck - T(0.5) * ssq);
           }
         }
       }

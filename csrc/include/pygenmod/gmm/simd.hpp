@@ -88,17 +88,9 @@ inline index_t isa_lanes(int isa) {
 
 inline index_t round_up(index_t n, index_t w) { return (n + w - 1) / w * w; }
 
-// Unaligned loads/stores through memcpy (template arguments drop alignment attributes).
-template <class V, class T>
-PGM_INLINE V vload(const T* p) {
-  V x;
-  __builtin_memcpy(&x, p, sizeof(V));
-  return x;
-}
-template <class V, class T>
-PGM_INLINE void vstore(T* p, const V& x) {
-  __builtin_memcpy(p, &x, sizeof(V));
-}
+// Unaligned loads/stores: vecmath.hpp's.
+using vm::load;
+using vm::store;
 template <class V, class T>
 PGM_INLINE V vsplat(T s) {
   V x = {};
@@ -131,12 +123,12 @@ PGM_INLINE void widen(const typename simd<float, VB>::v& v, typename simd<double
 template <class T, int VB>
 PGM_INLINE void store_f64(double* dst, const typename simd<T, VB>::v& v) {
   if constexpr (sizeof(T) == 8) {
-    vstore(dst, v);
+    store(dst, v);
   } else {
     typename simd<double, VB>::v lo, hi;
     widen<VB>(v, lo, hi);
-    vstore(dst, lo);
-    vstore(dst + simd<double, VB>::W, hi);
+    store(dst, lo);
+    store(dst + simd<double, VB>::W, hi);
   }
 }
 
@@ -159,7 +151,7 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
         V c00 = {}, c01 = {}, c10 = {}, c11 = {}, c20 = {}, c21 = {}, c30 = {}, c31 = {};
         for (index_t n = 0; n < m; ++n) {
           const T* b = B + n * ldb + j;
-          const V b0 = vload<V>(b), b1 = vload<V>(b + W);
+          const V b0 = load<V>(b), b1 = load<V>(b + W);
           const T* a = A + n * lda + i * sa;
           const T a0 = a[0], a1 = a[sa], a2 = a[2 * sa], a3 = a[3 * sa];
           c00 += a0 * b0;
@@ -172,20 +164,20 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
           c31 += a3 * b1;
         }
         T* c = C + i * ldc + j;
-        vstore(c, c00);
-        vstore(c + W, c01);
-        vstore(c + ldc, c10);
-        vstore(c + ldc + W, c11);
-        vstore(c + 2 * ldc, c20);
-        vstore(c + 2 * ldc + W, c21);
-        vstore(c + 3 * ldc, c30);
-        vstore(c + 3 * ldc + W, c31);
+        store(c, c00);
+        store(c + W, c01);
+        store(c + ldc, c10);
+        store(c + ldc + W, c11);
+        store(c + 2 * ldc, c20);
+        store(c + 2 * ldc + W, c21);
+        store(c + 3 * ldc, c30);
+        store(c + 3 * ldc + W, c31);
       }
       if (j < jend) {  // one vector left: 4 x 1 tile, even and odd n apart (8 FMA chains)
         V c0 = {}, c1 = {}, c2 = {}, c3 = {}, d0 = {}, d1 = {}, d2 = {}, d3 = {};
         index_t n = 0;
         for (; n + 2 <= m; n += 2) {
-          const V b0 = vload<V>(B + n * ldb + j), b1 = vload<V>(B + (n + 1) * ldb + j);
+          const V b0 = load<V>(B + n * ldb + j), b1 = load<V>(B + (n + 1) * ldb + j);
           const T* a = A + n * lda + i * sa;
           const T* e = a + lda;
           c0 += a[0] * b0;
@@ -198,7 +190,7 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
           d3 += e[3 * sa] * b1;
         }
         if (n < m) {
-          const V b0 = vload<V>(B + n * ldb + j);
+          const V b0 = load<V>(B + n * ldb + j);
           const T* a = A + n * lda + i * sa;
           c0 += a[0] * b0;
           c1 += a[sa] * b0;
@@ -210,10 +202,10 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
         c2 += d2;
         c3 += d3;
         T* c = C + i * ldc + j;
-        vstore(c, c0);
-        vstore(c + ldc, c1);
-        vstore(c + 2 * ldc, c2);
-        vstore(c + 3 * ldc, c3);
+        store(c, c0);
+        store(c + ldc, c1);
+        store(c + 2 * ldc, c2);
+        store(c + 3 * ldc, c3);
       }
       continue;
     }
@@ -223,16 +215,16 @@ PGM_INLINE void gemm_atb(const T* A, index_t lda, index_t sa, const T* B, index_
         V c0 = {}, c1 = {};
         for (index_t n = 0; n < m; ++n) {
           const T a = A[n * lda + (i + r) * sa];
-          c0 += a * vload<V>(B + n * ldb + jj);
-          c1 += a * vload<V>(B + n * ldb + jj + W);
+          c0 += a * load<V>(B + n * ldb + jj);
+          c1 += a * load<V>(B + n * ldb + jj + W);
         }
-        vstore(C + (i + r) * ldc + jj, c0);
-        vstore(C + (i + r) * ldc + jj + W, c1);
+        store(C + (i + r) * ldc + jj, c0);
+        store(C + (i + r) * ldc + jj + W, c1);
       }
       for (; jj < jend; jj += W) {
         V c0 = {};
-        for (index_t n = 0; n < m; ++n) c0 += A[n * lda + (i + r) * sa] * vload<V>(B + n * ldb + jj);
-        vstore(C + (i + r) * ldc + jj, c0);
+        for (index_t n = 0; n < m; ++n) c0 += A[n * lda + (i + r) * sa] * load<V>(B + n * ldb + jj);
+        store(C + (i + r) * ldc + jj, c0);
       }
     }
   }
@@ -260,7 +252,7 @@ PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const
       y00 = y01 = y02 = y03 = y10 = y11 = y12 = y13 = V{};
     }
     for (index_t i = 0; i < j + 4; ++i) {
-      const V x0 = vload<V>(xt + i * CH + p), x1 = vload<V>(xt + i * CH + p + W);
+      const V x0 = load<V>(xt + i * CH + p), x1 = load<V>(xt + i * CH + p + W);
       const T* pr = P + i * ldp + j;
       const T q0 = pr[0], q1 = pr[1], q2 = pr[2], q3 = pr[3];
       y00 += x0 * q0;
@@ -279,8 +271,8 @@ PGM_INLINE void mahal_lanes(const T* xt, index_t CH, index_t p, index_t D, const
     V y0 = b ? vsplat<V>(-b[j]) : V{}, y1 = y0;
     for (index_t i = 0; i <= j; ++i) {
       const T q = P[i * ldp + j];
-      y0 += vload<V>(xt + i * CH + p) * q;
-      y1 += vload<V>(xt + i * CH + p + W) * q;
+      y0 += load<V>(xt + i * CH + p) * q;
+      y1 += load<V>(xt + i * CH + p + W) * q;
     }
     s0 += y0 * y0;
     s1 += y1 * y1;
@@ -304,20 +296,20 @@ PGM_INLINE void resp_block(T* lp, double* r, T* mxb, index_t K, index_t CH, inde
                            typename simd<T, VB>::v* prod) {
   using V = typename simd<T, VB>::v;
   using VD = typename simd<double, VB>::v;
-  V mx = vload<V>(lp + p);
-  for (index_t k = 1; k < K; ++k) mx = vmax(mx, vload<V>(lp + k * CH + p));
+  V mx = load<V>(lp + p);
+  for (index_t k = 1; k < K; ++k) mx = vmax(mx, load<V>(lp + k * CH + p));
   V s = {};
   for (index_t k = 0; k < K; ++k) {
-    const V e = vm::exp_nonpos(vload<V>(lp + k * CH + p) - mx);
-    vstore(lp + k * CH + p, e);
+    const V e = vm::exp_nonpos(load<V>(lp + k * CH + p) - mx);
+    store(lp + k * CH + p, e);
     s += e;
   }
   const V fm = mx - mx;  // 0, or NaN for +-inf and NaN
   bad += fm;
-  vstore(mxb + p, mx);
+  store(mxb + p, mx);
   const auto fin = fm == 0;
   const V sf = fin ? s : vsplat<V>(T(1));  // s >= 1 where finite
-  const V wvv = vload<V>(wv + p);
+  const V wvv = load<V>(wv + p);
   V inv, term;
   if (prod) {
     *prod *= wvv > 0 ? sf : vsplat<V>(T(1));
@@ -340,7 +332,7 @@ PGM_INLINE void resp_block(T* lp, double* r, T* mxb, index_t K, index_t CH, inde
   // padding lanes (weight 0) store 0 even where their e is NaN (a padding lane that every
   // component underflows: resp_fixup repairs only the chunk's real points)
   const auto live = wvv > 0;
-  for (index_t k = 0; k < K; ++k) store_f64<T, VB>(r + k * CH + p, live ? vload<V>(lp + k * CH + p) * f : V{});
+  for (index_t k = 0; k < K; ++k) store_f64<T, VB>(r + k * CH + p, live ? load<V>(lp + k * CH + p) * f : V{});
 }
 
 // Adds the log of the lanes' products of resp_block to llacc.
