@@ -123,22 +123,32 @@ PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* _
     vok[u] = ~VI{};
     vlive[u] = VI{};
   }
-  for (index_t k = 0; k < Kw; k += W)
+  // One step of W entries at (l, yt) whose first entry is entry k of the row.
+  auto step = [&](const T* l_, T* yt, index_t k) {
     for (int u = 0; u < U; ++u) {
-      const index_t ku = k + u * N;
-      const V l = vm::load<V>(logits + ku);
-      const V t = (l + vm::load<V>(y + ku)) / tau;
-      vm::store(y + ku, t);
+      const V l = vm::load<V>(l_ + u * N);
+      const V t = (l + vm::load<V>(yt + u * N)) / tau;
+      vm::store(yt + u * N, t);
       vok[u] &= l < inf;
       vlive[u] |= l != -inf;
       const VI up = t > vmx[u];
       vmx[u] = up ? t : vmx[u];
-      vidx[u] = up ? lane + static_cast<I>(ku) : vidx[u];
+      vidx[u] = up ? lane + static_cast<I>(k + u * N) : vidx[u];
       const V tf = t > -inf ? t : vinf;
       vmn[u] = tf < vmn[u] ? tf : vmn[u];
     }
-  // The first occurrence of the maximum: the lowest index among the lanes that reach it; then
-  // the tail, which comes after every vector entry in index order.
+  };
+  for (index_t k = 0; k < Kw; k += W) step(logits + k, y + k, k);
+  // The tail as one more step, padded with masked entries (logit -inf, noise 0: never a
+  // maximum, not live, not bad, not finite).
+  T tl[W], ty[W];
+  for (index_t j = 0; j < W; ++j) {
+    tl[j] = Kw + j < K ? logits[Kw + j] : -inf;
+    ty[j] = Kw + j < K ? y[Kw + j] : T(0);
+  }
+  step(tl, ty, Kw);
+  for (index_t k = Kw; k < K; ++k) y[k] = ty[k - Kw];
+  // The first occurrence of the maximum: the lowest index among the lanes that reach it.
   T mx = -inf, mn = inf;
   index_t idx = 0;
   bool bad = false, live = false;
@@ -152,18 +162,6 @@ PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* _
       bad = bad || !vok[u][j];
       live = live || vlive[u][j];
     }
-  for (index_t k = Kw; k < K; ++k) {
-    const T l = logits[k];
-    bad = bad || !(l < inf);
-    live = live || l != -inf;
-    const T t = (l + y[k]) / tau;
-    y[k] = t;
-    if (t > mx) {
-      mx = t;
-      idx = k;
-    }
-    if (t < mn && t > -inf) mn = t;
-  }
   *status = (bad ? GUMBEL_BAD_LOGIT : 0) | (!live && K > 0 ? GUMBEL_ALL_MASKED : 0);
 
   if (std::is_same_v<T, double> && mx - mn > T(kVectorExpSpan)) {

@@ -74,6 +74,12 @@ __attribute__((target("avx2,fma"))) inline int special4(__m128 x) {
   return _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpgt_epi32(top, _mm_set1_epi32(kTopLimit))));
 }
 
+// ::expf(xs[k]) into v[k] for the lanes whose bit is set in special.
+inline void redo_special(float* v, const float* xs, int special) {
+  for (int k = 0; special; ++k, special >>= 1)
+    if (special & 1) v[k] = ::expf(xs[k]);
+}
+
 // Four lanes at v (main path), then ::expf for the special ones.
 __attribute__((target("avx2,fma"))) inline void expf_block4(float* v) {
   const __m128 x = _mm_loadu_ps(v);
@@ -81,8 +87,7 @@ __attribute__((target("avx2,fma"))) inline void expf_block4(float* v) {
   alignas(16) float xs[4];
   if (special) _mm_store_ps(xs, x);
   _mm_storeu_ps(v, expf4(x));
-  for (int k = 0; special && k < 4; ++k)
-    if (special >> k & 1) v[k] = ::expf(xs[k]);
+  if (special) redo_special(v, xs, special);
 }
 
 __attribute__((target("avx2,fma"))) inline void expf_avx2(float* v, index_t n) {
@@ -122,13 +127,11 @@ PGM_EXPF_AVX512 inline void expf_avx512(float* v, index_t n) {
   const index_t n8 = n / 8 * 8;
   for (index_t i = 0; i < n8; i += 8) {
     const __m256 x = _mm256_loadu_ps(v + i);
-    const __m256i top = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
-    const int special = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(kTopLimit))));
+    const int special = special4(_mm256_castps256_ps128(x)) | special4(_mm256_extractf128_ps(x, 1)) << 4;
     alignas(32) float xs[8];
     if (special) _mm256_store_ps(xs, x);
     _mm256_storeu_ps(v + i, expf8(x));
-    for (int k = 0; special && k < 8; ++k)
-      if (special >> k & 1) v[i + k] = ::expf(xs[k]);
+    if (special) redo_special(v + i, xs, special);
   }
   index_t i = n8;
   if (n - i >= 4) {
