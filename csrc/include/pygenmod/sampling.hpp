@@ -29,6 +29,9 @@
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
 #include <immintrin.h>
 #endif
+#if !defined(__CUDACC__)
+#include "pygenmod/tril_matvec.hpp"
+#endif
 
 namespace pygenmod::sampling {
 
@@ -736,141 +739,6 @@ PGM_CLONES inline T mvn_kl_std_cpu(const T* m, const T* L, index_t D, T logdet) 
   return mvn_kl_std<T>(m, L, D, logdet);
 }
 
-// The sample-only row (no KL, no log q): z = m + L e with tril_matvec_add's dot8 order, in one
-// pass over the lower triangle that also returns sum nan_if_bad(L_ij) (j <= i) and flags a
-// non-positive diagonal (*diag_bad). The partial 8-chunk at the end of row i is a full chunk
-// with the entries j > i selected away (they are never used, so may hold anything); it stays
-// inside row i whenever the chunk fits in D, otherwise the tail is scalar. Same sums as dot8:
-// lane l of chunk k adds L_i,k+l e_k+l, or nothing.
-template <class T>
-PGM_CLONES inline T tril_matvec_fused_cpu(const T* __restrict L, const T* __restrict m, const T* __restrict e,
-                                          index_t D, T* __restrict z, int* diag_bad) {
-  T chk[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int bad = 0;
-  for (index_t i = 0; i < D; ++i) {
-    const T* __restrict Li = L + i * D;
-    const index_t n = i + 1;
-    bad |= !(Li[i] > T(0));
-    T p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    index_t k = 0;
-    for (; k + 8 <= n; k += 8)
-      for (int l = 0; l < 8; ++l) {
-        p[l] += Li[k + l] * e[k + l];
-        chk[l] += nan_if_bad(Li[k + l]);
-      }
-    if (k < n) {
-      if (k + 8 <= D) {
-        for (int l = 0; l < 8; ++l) {
-          const bool in = k + l < n;
-          const T a = in ? Li[k + l] : T(0), b = in ? e[k + l] : T(0);
-          p[l] += in ? a * b : T(0);
-          chk[l] += in ? nan_if_bad(a) : T(0);
-        }
-      } else {
-        for (int l = 0; k + l < n; ++l) {
-          p[l] += Li[k + l] * e[k + l];
-          chk[l] += nan_if_bad(Li[k + l]);
-        }
-      }
-    }
-    z[i] = m[i] + (((p[0] + p[4]) + (p[1] + p[5])) + ((p[2] + p[6]) + (p[3] + p[7])));
-  }
-  *diag_bad = bad;
-  return ((chk[0] + chk[4]) + (chk[1] + chk[5])) + ((chk[2] + chk[6]) + (chk[3] + chk[7]));
-}
-
-#ifdef PGM_PHILOX_X86
-// tril_matvec_fused_cpu for float and D % 8 == 0 with AVX2 + FMA: eight rows of L at a time, e's
-// 8-chunk loaded once per column block, the diagonal chunk masked to the lower triangle (the
-// entries j > i are zeroed, never used). The per-row reduction is dot8's tree
-// ((p0 + p4) + (p1 + p5)) + ((p2 + p6) + (p3 + p7)), done for the eight rows together.
-__attribute__((target("avx2,fma"))) inline float tril_matvec_fused_avx2(const float* __restrict L,
-                                                                        const float* __restrict m,
-                                                                        const float* __restrict e, index_t D,
-                                                                        float* __restrict z, int* diag_bad) {
-  alignas(32) static const std::int32_t tri[8][8] = {{-1, 0, 0, 0, 0, 0, 0, 0},       {-1, -1, 0, 0, 0, 0, 0, 0},
-                                                     {-1, -1, -1, 0, 0, 0, 0, 0},     {-1, -1, -1, -1, 0, 0, 0, 0},
-                                                     {-1, -1, -1, -1, -1, 0, 0, 0},   {-1, -1, -1, -1, -1, -1, 0, 0},
-                                                     {-1, -1, -1, -1, -1, -1, -1, 0}, {-1, -1, -1, -1, -1, -1, -1, -1}};
-  const __m256 zero = _mm256_setzero_ps();
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  __m256 c0 = zero, c1 = zero, c2 = zero, c3 = zero;  // sum L_ij * 0: NaN iff a non-finite entry
-  int bad = 0;
-  for (index_t i0 = 0; i0 < D; i0 += 8) {
-    const float* Lr = L + i0 * D;
-    __m256 p0 = zero, p1 = zero, p2 = zero, p3 = zero, p4 = zero, p5 = zero, p6 = zero, p7 = zero;
-#define PGM_ROW(r, acc, c, a)        \
-  acc = _mm256_fmadd_ps(a, ek, acc); \
-  c = _mm256_fmadd_ps(a, zero, c);
-    for (index_t k = 0; k < i0; k += 8) {
-      const __m256 ek = _mm256_loadu_ps(e + k);
-      PGM_ROW(0, p0, c0, _mm256_loadu_ps(Lr + k))
-      PGM_ROW(1, p1, c1, _mm256_loadu_ps(Lr + D + k))
-      PGM_ROW(2, p2, c2, _mm256_loadu_ps(Lr + 2 * D + k))
-      PGM_ROW(3, p3, c3, _mm256_loadu_ps(Lr + 3 * D + k))
-      PGM_ROW(4, p4, c0, _mm256_loadu_ps(Lr + 4 * D + k))
-      PGM_ROW(5, p5, c1, _mm256_loadu_ps(Lr + 5 * D + k))
-      PGM_ROW(6, p6, c2, _mm256_loadu_ps(Lr + 6 * D + k))
-      PGM_ROW(7, p7, c3, _mm256_loadu_ps(Lr + 7 * D + k))
-    }
-    {
-      const __m256 ek = _mm256_loadu_ps(e + i0);
-#define PGM_DIAG(r, acc, c)                                                                                        \
-  {                                                                                                                \
-    const __m256 a =                                                                                               \
-        _mm256_and_ps(_mm256_loadu_ps(Lr + (r) * D + i0), _mm256_load_ps(reinterpret_cast<const float*>(tri[r]))); \
-    PGM_ROW(r, acc, c, a)                                                                                          \
-    bad |= !(Lr[(r) * D + i0 + (r)] > 0.0f);                                                                       \
-  }
-      PGM_DIAG(0, p0, c0)
-      PGM_DIAG(1, p1, c1)
-      PGM_DIAG(2, p2, c2)
-      PGM_DIAG(3, p3, c3)
-      PGM_DIAG(4, p4, c0)
-      PGM_DIAG(5, p5, c1)
-      PGM_DIAG(6, p6, c2)
-      PGM_DIAG(7, p7, c3)
-#undef PGM_DIAG
-#undef PGM_ROW
-    }
-    const __m256 s01 = _mm256_add_ps(_mm256_permute2f128_ps(p0, p1, 0x20), _mm256_permute2f128_ps(p0, p1, 0x31));
-    const __m256 s23 = _mm256_add_ps(_mm256_permute2f128_ps(p2, p3, 0x20), _mm256_permute2f128_ps(p2, p3, 0x31));
-    const __m256 s45 = _mm256_add_ps(_mm256_permute2f128_ps(p4, p5, 0x20), _mm256_permute2f128_ps(p4, p5, 0x31));
-    const __m256 s67 = _mm256_add_ps(_mm256_permute2f128_ps(p6, p7, 0x20), _mm256_permute2f128_ps(p6, p7, 0x31));
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(s01, s23), _mm256_hadd_ps(s45, s67));  // rows 0,2,4,6,1,3,5,7
-    _mm256_storeu_ps(z + i0, _mm256_add_ps(_mm256_loadu_ps(m + i0), _mm256_permutevar8x32_ps(h, order)));
-  }
-  *diag_bad = bad;
-  alignas(32) float c[8];
-  _mm256_store_ps(c, _mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)));
-  return ((c[0] + c[4]) + (c[1] + c[5])) + ((c[2] + c[6]) + (c[3] + c[7]));
-}
-
-inline bool fused_avx2_ok() { return cpu::isa() >= cpu::ISA_AVX2; }
-#endif
-
-template <class T>
-inline T tril_matvec_fused(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad) {
-#ifdef PGM_PHILOX_X86
-  if constexpr (std::is_same_v<T, float>)
-    if (D % 8 == 0 && fused_avx2_ok()) return tril_matvec_fused_avx2(L, m, e, D, z, diag_bad);
-#endif
-  return tril_matvec_fused_cpu<T>(L, m, e, D, z, diag_bad);
-}
-
-// Entries above the diagonal that are not zero (NaN counts): ROW_BAD_TRIL, else ROW_OK.
-template <class T>
-inline int tril_upper_bad(const T* L, index_t D) {
-  for (index_t i = 0; i < D; ++i) {
-    const T* Li = L + i * D;
-    T nz = 0;
-    PGM_SIMD_SUM(nz)
-    for (index_t j = i + 1; j < D; ++j) nz += Li[j] != T(0) ? T(1) : T(0);
-    if (nz != T(0)) return ROW_BAD_TRIL;
-  }
-  return ROW_OK;
-}
-
 template <class T>
 void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const T* eps_in, std::uint64_t seed,
                   std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out, T* kl,
@@ -891,11 +759,7 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
     int bad = 0;
     T chk = 0;
     const bool upper = check_upper && (!shared || b == 0);
-    if (fused) {
-      if (upper) bad = tril_upper_bad<T>(Lb, D);
-    } else {
-      bad = check_tril<T>(Lb, D, upper, &logdet);
-    }
+    if (!fused) bad = check_tril<T>(Lb, D, upper, &logdet);
     for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
     if (kl) kl[b] = mvn_kl_std_cpu<T>(m, Lb, D, logdet);
     for (index_t s = 0; s < S; ++s) {
@@ -903,11 +767,12 @@ void mvn_head_cpu(const T* mu, const T* L, bool shared, bool check_upper, const 
       const T* e = eps_in ? eps_in + row * D : eb.data();
       if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset + s * D, D, eb.data());
       // (the same z with or without KL / log q: both paths take tril_matvec_fused)
-      int dbad = 0;
-      const T lchk = tril_matvec_fused<T>(Lb, m, e, D, z + row * D, &dbad);
-      if (fused && s == 0) {
+      int dbad = 0, ubad = 0;
+      const bool first = fused && s == 0;
+      const T lchk = tril_matvec_fused<T>(Lb, m, e, D, z + row * D, &dbad, first && upper ? &ubad : nullptr);
+      if (first) {
         chk += lchk;
-        if (dbad) bad = ROW_BAD_TRIL;
+        if (dbad || ubad) bad = ROW_BAD_TRIL;
       }
       if (eps_in || logq) {
         T sq = 0;
