@@ -30,6 +30,7 @@
 #include <immintrin.h>
 #endif
 #if !defined(__CUDACC__)
+#include "pygenmod/normal_rows.hpp"
 #include "pygenmod/tril_matvec.hpp"
 #endif
 
@@ -865,13 +866,35 @@ void tri_solve_cpu(const T* L, bool shared, const T* R, index_t B, index_t D, in
   });
 }
 
+// The CPU's rows of kl_normal and normal_log_prob (normal_rows.hpp): log-variance and log-std
+// scales in vector passes, the same results within rounding; std scales, and a row whose scale
+// is out of float64's vector exp range, take the serial row.
+template <class T>
+inline T kl_normal_row_cpu(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t D,
+                           T* chk_out) {
+  T sum;
+  if ((kind == LOGVAR || kind == LOG_STD) &&
+      normal_cpu::row_any<T>(nullptr, m, p, pm, pp, kind == LOGVAR ? T(0.5) : T(1), lo, hi, D, &sum, chk_out))
+    return sum;
+  return kl_normal_row<T>(m, p, pm, pp, kind, lo, hi, D, chk_out);
+}
+
+template <class T>
+inline T normal_log_prob_row_cpu(const T* x, const T* m, const T* p, int kind, T lo, T hi, index_t D, T* chk_out) {
+  T sum;
+  if ((kind == LOGVAR || kind == LOG_STD) &&
+      normal_cpu::row_any<T>(x, m, p, nullptr, nullptr, kind == LOGVAR ? T(0.5) : T(1), lo, hi, D, &sum, chk_out))
+    return sum - T(D * HALF_LOG_2PI);
+  return normal_log_prob_row<T>(x, m, p, kind, lo, hi, D, chk_out);
+}
+
 template <class T>
 void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D, T* kl,
                    std::int32_t* status) {
   parallel_for(B, 32, B * D > PAR_MIN, [&](index_t b) {
     T chk;
-    kl[b] = kl_normal_row<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
-                             D, &chk);
+    kl[b] = kl_normal_row_cpu<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo,
+                                 hi, D, &chk);
     status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
   });
 }
@@ -893,7 +916,7 @@ void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T 
   parallel_for(R, 32, R * D > PAR_MIN, [&](index_t r) {
     T chk;
     const index_t b = r % B;
-    out[r] = normal_log_prob_row<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, &chk);
+    out[r] = normal_log_prob_row_cpu<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, &chk);
     status[r] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
   });
 }

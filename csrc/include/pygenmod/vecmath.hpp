@@ -108,21 +108,38 @@ PGM_VINLINE void store(T* p, const V& x) {
   __builtin_memcpy(p, &x, sizeof(V));
 }
 
+// exp(x) for double lanes |x| <= 708 (normal results; no range handling: callers check).
+template <class V>
+PGM_VINLINE V exp_mid_f64(const V& x) {
+  using VI = decltype(x < x);
+  const V kShift = splat<V>(6755399441055744.0);  // 1.5 * 2^52
+  const V t = x * kLog2e + kShift;
+  const V n = t - kShift;
+  const V r = (x - n * kLn2Hi) - n * kLn2Lo;
+  return exp_poly_f64(r) * bitcast<V>((bitcast<VI>(t) + 1023) << 52);
+}
+
 // exp(x) for double lanes x <= 0: x = n ln2 + r, degree-13 polynomial, 2^n from the rounding
 // constant's low bits; exp(x) = 0 for x < -600 (this also keeps products normal).
 template <class V>
 PGM_VINLINE V exp_nonpos_f64(const V& x) {
   using VI = decltype(x < x);  // signed 64-bit lanes
   const V lo = splat<V>(-600.0);
-  const V kShift = splat<V>(6755399441055744.0);  // 1.5 * 2^52
   const VI under = x < lo;
-  const V xc = under ? lo : x;
-  const V t = xc * kLog2e + kShift;
-  const V n = t - kShift;
-  const V r = (xc - n * kLn2Hi) - n * kLn2Lo;
-  const V p = exp_poly_f64(r);
-  const V scale = bitcast<V>((bitcast<VI>(t) + 1023) << 52);
-  return under ? splat<V>(0.0) : p * scale;
+  return under ? splat<V>(0.0) : exp_mid_f64(under ? lo : x);
+}
+
+// random.hpp's exp_f32 on float lanes, step for step (the same bits): the argument is clamped
+// to [-87.3, 88.37], so the result stays finite and normal.
+template <class V>
+PGM_VINLINE V exp_clamped_f32(V x) {
+  using VI = decltype(x < x);
+  x = x < -87.3f ? splat<V>(-87.3f) : x;
+  x = x > 88.37f ? splat<V>(88.37f) : x;
+  const V fn = (x * 1.4426950408889634f + 12582912.0f) - 12582912.0f;
+  const VI n = __builtin_convertvector(fn, VI);
+  const V r = (x - fn * kLn2HiF) - fn * kLn2LoF;
+  return exp_poly_f32(r) * bitcast<V>((n + 127) << 23);
 }
 
 // exp(x) for float lanes x <= 0 (random.hpp's exp_f32 reduction and polynomial); exp(x) = 0 for
