@@ -27,6 +27,9 @@ import numpy as np
 import pygenmod
 from pygenmod import gmm, mcts, mdp
 
+# Python's KeyboardInterrupt handler, also where the parent ignores SIGINT (a job started in
+# the background by a non-interactive shell): an ignored SIGINT would never stop the call.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 pygenmod.set_backend({backend!r})
 {setup}
 {warmup}
