@@ -3,11 +3,15 @@
 // where p puts mass on an action q masks; an all-masked row reports its status. float and double.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
+#include <random>
+#include <type_traits>
 #include <vector>
 
 #include "check.hpp"
 #include "pygenmod/categorical.hpp"
+#include "pygenmod/cpu_features.hpp"
 
 namespace cat = pygenmod::categorical;
 
@@ -62,8 +66,67 @@ void known_answers(double tol) {
   CHECK(st[1] == cat::BAD_ACTION);
 }
 
+// The vector rows of unmasked logits (categorical_rows.hpp) against the serial rows, at every
+// ISA level: values within rounding, the same status (non-finite p or q, in the tail too);
+// float64 rows whose logits span more than 600 (the serial rows' libm exp); the same bits on
+// every ISA.
+template <class T>
+void vector_rows(double rtol) {
+  std::mt19937 gen(3);
+  std::normal_distribution<double> nd;
+  const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+  for (int cap : {pygenmod::cpu::ISA_BASE, pygenmod::cpu::ISA_AVX2, pygenmod::cpu::ISA_AVX512}) {
+    pygenmod::cpu::set_isa_cap(cap);
+    for (pygenmod::index_t K : {1, 2, 7, 8, 15, 16, 17, 31, 100, 1000, 1031})
+      for (double scale : {0.1, 3.0, 30.0}) {
+        std::vector<T> p(K), q(K);
+        for (auto& v : p) v = T(scale * nd(gen));
+        for (auto& v : q) v = T(scale * nd(gen));
+        T h1 = 0, h2 = 0, k1 = 0, k2 = 0;
+        CHECK(cat::entropy_row<T>(p.data(), nullptr, K, &h1) == cat::OK);
+        CHECK(cat::entropy_row_cpu<T>(p.data(), nullptr, K, &h2) == cat::OK);
+        CHECK_NEAR(double(h2), double(h1), rtol * (1 + std::log(double(K))));
+        CHECK(cat::kl_row<T>(p.data(), q.data(), nullptr, nullptr, K, false, &k1) == cat::OK);
+        CHECK(cat::kl_row_cpu<T>(p.data(), q.data(), nullptr, nullptr, K, false, &k2) == cat::OK);
+        CHECK_NEAR(double(k2), double(k1), rtol * (1 + std::fabs(double(k1)) + scale));
+        for (T bad : {nan, inf, -inf}) {
+          std::vector<T> pb = p, qb = q;
+          pb[K - 1] = bad;
+          qb[K / 2] = bad;
+          CHECK(cat::entropy_row_cpu<T>(pb.data(), nullptr, K, &h2) == cat::P_NONFINITE);
+          CHECK(cat::kl_row_cpu<T>(pb.data(), q.data(), nullptr, nullptr, K, false, &k2) == cat::P_NONFINITE);
+          CHECK(cat::kl_row_cpu<T>(p.data(), qb.data(), nullptr, nullptr, K, false, &k2) == cat::Q_NONFINITE);
+          CHECK(cat::kl_row_cpu<T>(pb.data(), qb.data(), nullptr, nullptr, K, false, &k2) == cat::P_NONFINITE);
+        }
+      }
+  }
+  pygenmod::cpu::set_isa_cap(-1);
+  if (std::is_same_v<T, double>) {  // a span above 600: one tiny probability still counts
+    std::vector<T> p{T(0), T(-700)};
+    T h1 = 0, h2 = 0;
+    cat::entropy_row<T>(p.data(), nullptr, 2, &h1);
+    cat::entropy_row_cpu<T>(p.data(), nullptr, 2, &h2);
+    CHECK(h1 == h2 && h1 > T(0));
+  }
+  std::vector<T> p(77), q(77);
+  for (auto& v : p) v = T(nd(gen));
+  for (auto& v : q) v = T(nd(gen));
+  T first[2];
+  for (int cap : {pygenmod::cpu::ISA_BASE, pygenmod::cpu::ISA_AVX2, pygenmod::cpu::ISA_AVX512}) {
+    pygenmod::cpu::set_isa_cap(cap);
+    T got[2];
+    cat::entropy_row_cpu<T>(p.data(), nullptr, 77, &got[0]);
+    cat::kl_row_cpu<T>(p.data(), q.data(), nullptr, nullptr, 77, false, &got[1]);
+    if (cap == pygenmod::cpu::ISA_BASE) std::memcpy(first, got, sizeof got);
+    CHECK(std::memcmp(first, got, sizeof got) == 0);
+  }
+  pygenmod::cpu::set_isa_cap(-1);
+}
+
 int main() {
   known_answers<double>(1e-12);
   known_answers<float>(1e-5);
+  vector_rows<double>(1e-13);
+  vector_rows<float>(2e-5);
   return check::finish("categorical");
 }

@@ -20,6 +20,9 @@
 #include "pygenmod/common.hpp"
 #include "pygenmod/parallel.hpp"
 #include "pygenmod/random.hpp"  // rng::exp_f32: a branch-free float exp that vectorises
+#if !defined(__CUDACC__)
+#include "pygenmod/categorical_rows.hpp"
+#endif
 
 #include <cstdint>
 #include <limits>
@@ -216,6 +219,28 @@ PGM_HD const std::uint8_t* mask_row(const std::uint8_t* m, index_t mask_rows, in
 }
 
 #if !defined(__CUDACC__)
+// ---------------------------------------------------------------------------------------- CPU rows
+// Unmasked logit rows of entropy and KL in vector passes (categorical_rows.hpp; the same values
+// within rounding); the others, and rows that the vector passes leave, take the serial rows.
+template <class T>
+std::int32_t entropy_row_cpu(const T* x, const std::uint8_t* m, index_t K, T* out) {
+  if (m == nullptr && K > 0) {
+    const int r = rows_cpu::entropy_any<T>(x, K, out);
+    if (r != rows_cpu::SERIAL) return r == rows_cpu::DONE ? OK : P_NONFINITE;
+  }
+  return entropy_row(x, m, K, out);
+}
+
+template <class T>
+std::int32_t kl_row_cpu(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
+                        bool p_is_prob, T* out) {
+  if (mp == nullptr && mq == nullptr && !p_is_prob && K > 0) {
+    const int r = rows_cpu::kl_any<T>(p, q, K, out);
+    if (r != rows_cpu::SERIAL) return r == rows_cpu::DONE ? OK : r == rows_cpu::P_BAD ? P_NONFINITE : Q_NONFINITE;
+  }
+  return kl_row(p, q, mp, mq, K, p_is_prob, out);
+}
+
 // ---------------------------------------------------------------------------------------- CPU launchers
 // Parallel over rows once the batch is large enough to pay for waking the pool.
 constexpr index_t CAT_PAR_MIN = index_t(1) << 15;
@@ -238,7 +263,7 @@ void log_prob_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, con
 template <class T>
 void entropy_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, T* out, std::int32_t* status) {
   parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN,
-               [&](index_t b) { status[b] = entropy_row(x + b * K, mask_row(m, mrows, b, K), K, out + b); });
+               [&](index_t b) { status[b] = entropy_row_cpu(x + b * K, mask_row(m, mrows, b, K), K, out + b); });
 }
 
 template <class T>
@@ -252,7 +277,7 @@ void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, cons
             bool p_is_prob, index_t B, index_t K, T* out, std::int32_t* status) {
   parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN, [&](index_t b) {
     status[b] =
-        kl_row(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, out + b);
+        kl_row_cpu(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, out + b);
   });
 }
 

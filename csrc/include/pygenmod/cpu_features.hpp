@@ -106,3 +106,20 @@ inline int set_isa_cap(int cap) {
 }
 
 }  // namespace pygenmod::cpu
+
+// Attributes of the per-ISA entry points of the vector rows (gumbel_row.hpp, tril_matvec.hpp,
+// normal_rows.hpp, categorical_rows.hpp): each entry instantiates one always-inline template on
+// its ISA's native vectors, compiled without contracting products into FMAs, so that every
+// entry point gives the same bits. PGM_ISA_ENTRIES is defined where the AVX2 and AVX-512
+// entries exist (GCC on x86-64); PGM_ENTRY_BASE is the baseline's (any compiler).
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__CUDACC__)
+#define PGM_ISA_ENTRIES 1
+#define PGM_ENTRY_AVX512 \
+  __attribute__((noinline, target("avx512f,avx512dq,avx512bw,avx512vl,avx2"), optimize("fp-contract=off")))
+#define PGM_ENTRY_AVX2 __attribute__((noinline, target("avx2"), optimize("fp-contract=off")))
+#endif
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+#define PGM_ENTRY_BASE __attribute__((noinline, optimize("fp-contract=off")))
+#else
+#define PGM_ENTRY_BASE
+#endif
