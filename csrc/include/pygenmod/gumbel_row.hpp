@@ -206,33 +206,21 @@ PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* _
   return idx;
 }
 
-// Entry points per ISA (cpu_features.hpp), none contracting products into FMAs.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PGM_GUMBEL_ENTRY(isa) __attribute__((noinline, target(isa), optimize("fp-contract=off")))
+// Entry points per ISA (cpu_features.hpp).
+#ifdef PGM_ISA_ENTRIES
 template <class T>
-PGM_GUMBEL_ENTRY("avx512f,avx512dq,avx512bw,avx512vl,avx2")
-index_t row_avx512(const T* logits, index_t K, T tau, T* y, int* status) {
+PGM_ENTRY_AVX512 index_t row_avx512(const T* logits, index_t K, T tau, T* y, int* status) {
   return row<T, 64>(logits, K, tau, y, status);
 }
 template <class T>
-PGM_GUMBEL_ENTRY("avx2")
-index_t row_avx2(const T* logits, index_t K, T tau, T* y, int* status) {
+PGM_ENTRY_AVX2 index_t row_avx2(const T* logits, index_t K, T tau, T* y, int* status) {
   return row<T, 32>(logits, K, tau, y, status);
 }
-#undef PGM_GUMBEL_ENTRY
-#define PGM_GUMBEL_HAS_ENTRIES 1
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#define PGM_GUMBEL_BASE __attribute__((noinline, optimize("fp-contract=off")))
-#else
-#define PGM_GUMBEL_BASE
 #endif
 template <class T>
-PGM_GUMBEL_BASE index_t row_base(const T* logits, index_t K, T tau, T* y, int* status) {
+PGM_ENTRY_BASE index_t row_base(const T* logits, index_t K, T tau, T* y, int* status) {
   return row<T, 16>(logits, K, tau, y, status);
 }
-
-#undef PGM_GUMBEL_BASE
 #undef PGM_GUMBEL_INLINE
 
 }  // namespace gumbel_cpu
@@ -241,7 +229,7 @@ PGM_GUMBEL_BASE index_t row_base(const T* logits, index_t K, T tau, T* y, int* s
 template <class T>
 index_t gumbel_softmax_row_cpu(const T* logits, index_t K, T tau, T* y, int* status) {
   if (K >= index_t{1} << 31) return gumbel_softmax_row_serial<T>(logits, K, tau, y, status);
-#ifdef PGM_GUMBEL_HAS_ENTRIES
+#ifdef PGM_ISA_ENTRIES
   const int isa = cpu::isa();
   if (isa == cpu::ISA_AVX512) return gumbel_cpu::row_avx512<T>(logits, K, tau, y, status);
   if (isa == cpu::ISA_AVX2) return gumbel_cpu::row_avx2<T>(logits, K, tau, y, status);

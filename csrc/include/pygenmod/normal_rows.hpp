@@ -130,34 +130,23 @@ PGM_NROW_INLINE bool row(const T* x, const T* m, const T* p, const T* pm, const 
   return true;
 }
 
-// Entry points per ISA (cpu_features.hpp), none contracting products into FMAs.
+// Entry points per ISA (cpu_features.hpp).
 #define PGM_NROW_ARGS \
   const T *x, const T *m, const T *p, const T *pm, const T *pp, T half_or_one, T lo, T hi, index_t D, T *sum, T *chk
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PGM_NROW_ENTRY(isa) __attribute__((noinline, target(isa), optimize("fp-contract=off")))
+#ifdef PGM_ISA_ENTRIES
 template <class T>
-PGM_NROW_ENTRY("avx512f,avx512dq,avx512bw,avx512vl,avx2")
-bool row_avx512(PGM_NROW_ARGS) {
+PGM_ENTRY_AVX512 bool row_avx512(PGM_NROW_ARGS) {
   return row<T, 64>(x, m, p, pm, pp, half_or_one, lo, hi, D, sum, chk);
 }
 template <class T>
-PGM_NROW_ENTRY("avx2")
-bool row_avx2(PGM_NROW_ARGS) {
+PGM_ENTRY_AVX2 bool row_avx2(PGM_NROW_ARGS) {
   return row<T, 32>(x, m, p, pm, pp, half_or_one, lo, hi, D, sum, chk);
 }
-#undef PGM_NROW_ENTRY
-#define PGM_NROW_HAS_ENTRIES 1
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#define PGM_NROW_BASE __attribute__((noinline, optimize("fp-contract=off")))
-#else
-#define PGM_NROW_BASE
 #endif
 template <class T>
-PGM_NROW_BASE bool row_base(PGM_NROW_ARGS) {
+PGM_ENTRY_BASE bool row_base(PGM_NROW_ARGS) {
   return row<T, 16>(x, m, p, pm, pp, half_or_one, lo, hi, D, sum, chk);
 }
-#undef PGM_NROW_BASE
 #undef PGM_NROW_ARGS
 #undef PGM_NROW_INLINE
 
@@ -165,7 +154,7 @@ PGM_NROW_BASE bool row_base(PGM_NROW_ARGS) {
 template <class T>
 inline bool row_any(const T* x, const T* m, const T* p, const T* pm, const T* pp, T half_or_one, T lo, T hi, index_t D,
                     T* sum, T* chk) {
-#ifdef PGM_NROW_HAS_ENTRIES
+#ifdef PGM_ISA_ENTRIES
   const int isa = cpu::isa();
   if (isa == cpu::ISA_AVX512) return row_avx512<T>(x, m, p, pm, pp, half_or_one, lo, hi, D, sum, chk);
   if (isa == cpu::ISA_AVX2) return row_avx2<T>(x, m, p, pm, pp, half_or_one, lo, hi, D, sum, chk);

@@ -130,32 +130,21 @@ PGM_TRIL_INLINE T matvec(const T* L, const T* m, const T* e, index_t D, T* z, in
   return chk;
 }
 
-// Entry points per ISA (cpu_features.hpp), none contracting products into FMAs.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define PGM_TRIL_ENTRY(isa) __attribute__((noinline, target(isa), optimize("fp-contract=off")))
+// Entry points per ISA (cpu_features.hpp).
+#ifdef PGM_ISA_ENTRIES
 template <class T>
-PGM_TRIL_ENTRY("avx512f,avx512dq,avx512bw,avx512vl,avx2")
-T matvec_avx512(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad, int* upper_bad) {
+PGM_ENTRY_AVX512 T matvec_avx512(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad, int* upper_bad) {
   return matvec<T>(L, m, e, D, z, diag_bad, upper_bad);
 }
 template <class T>
-PGM_TRIL_ENTRY("avx2")
-T matvec_avx2(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad, int* upper_bad) {
+PGM_ENTRY_AVX2 T matvec_avx2(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad, int* upper_bad) {
   return matvec<T>(L, m, e, D, z, diag_bad, upper_bad);
 }
-#undef PGM_TRIL_ENTRY
-#define PGM_TRIL_HAS_ENTRIES 1
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#define PGM_TRIL_BASE __attribute__((noinline, optimize("fp-contract=off")))
-#else
-#define PGM_TRIL_BASE
 #endif
 template <class T>
-PGM_TRIL_BASE T matvec_base(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad, int* upper_bad) {
+PGM_ENTRY_BASE T matvec_base(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad, int* upper_bad) {
   return matvec<T>(L, m, e, D, z, diag_bad, upper_bad);
 }
-#undef PGM_TRIL_BASE
 #undef PGM_TRIL_INLINE
 
 }  // namespace pygenmod::sampling::tril_cpu
@@ -166,7 +155,7 @@ namespace pygenmod::sampling {
 template <class T>
 inline T tril_matvec_fused(const T* L, const T* m, const T* e, index_t D, T* z, int* diag_bad,
                            int* upper_bad = nullptr) {
-#ifdef PGM_TRIL_HAS_ENTRIES
+#ifdef PGM_ISA_ENTRIES
   const int isa = cpu::isa();
   if (isa == cpu::ISA_AVX512) return tril_cpu::matvec_avx512<T>(L, m, e, D, z, diag_bad, upper_bad);
   if (isa == cpu::ISA_AVX2) return tril_cpu::matvec_avx2<T>(L, m, e, D, z, diag_bad, upper_bad);
