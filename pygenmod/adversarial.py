@@ -22,6 +22,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
+
+from . import _fast
 from . import _validate as val
 from ._arrays import returner, xp_of
 from ._typing import Array, ArrayLike, GailRewardKind, Reduction
@@ -183,6 +186,11 @@ def gail_reward(policy_logits: ArrayLike, kind: GailRewardKind = "log_d") -> Arr
     kind="neg_log_one_minus_d": -log(1 - D(s, a)) (always >= 0, i.e. softplus(logit)).
     Elementwise; any shape.
     """
+    if type(policy_logits) is np.ndarray and policy_logits.ndim and kind in ("log_d", "neg_log_one_minus_d"):
+        fast = _fast.cpu_kernel("categorical", "softplus_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(policy_logits, -1 if kind == "log_d" else 1)
+        if out is not None:
+            return out
     back = returner(policy_logits)
     val.choice(kind, "kind", ("log_d", "neg_log_one_minus_d"))
     x = val.float_array(policy_logits, "policy_logits")

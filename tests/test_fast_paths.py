@@ -11,7 +11,7 @@ from conftest import run_python
 
 import pygenmod
 import pygenmod.random  # noqa: F401  (pygenmod.random.manual_seed below, whichever tests run)
-from pygenmod import _fast, categorical, cem, gmm, mdp, returns, sampling, spatial
+from pygenmod import _fast, adversarial, categorical, cem, gmm, mdp, returns, sampling, spatial
 from pygenmod._seed import resolve_seed
 from pygenmod.mdp import _solvers
 
@@ -1189,6 +1189,36 @@ def _categorical_cases():
 def test_categorical_errors_and_edge_cases_equal(host, monkeypatch, case):
     fn, args = _categorical_cases()[case]
     fast, general = both(lambda: getattr(categorical, fn)(*args), monkeypatch)
+    assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- adversarial.gail_reward
+@pytest.mark.parametrize("shape", [(1,), (2, 6), (3, 1, 5), (2, 4099), (4, 0)])
+@pytest.mark.parametrize("kind", ["log_d", "neg_log_one_minus_d"])
+def test_gail_reward_fast_equals_general(host, dtype, rng, monkeypatch, shape, kind):
+    # logits over many scales, zeros and both signs: every branch of NumPy's logaddexp
+    x = (rng.standard_normal(shape) * rng.choice([0.0, 1e-8, 1.0, 30.0, 800.0], shape)).astype(dtype)
+    fast, general = both(lambda: adversarial.gail_reward(x, kind), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_categorical.softplus_fast(x, -1 if kind == "log_d" else 1) is not None
+
+
+@pytest.mark.parametrize("case", ["nan", "inf", "0-d", "strided", "int", "float16", "list", "bad kind"])
+def test_gail_reward_errors_and_edge_cases_equal(host, monkeypatch, case):
+    x = np.random.default_rng(6).standard_normal((3, 4))
+    args = {
+        "nan": (np.where(x > 1, np.nan, x),),
+        "inf": (np.where(x > 1, -np.inf, x),),
+        "0-d": (np.float64(0.5) * np.ones(()),),
+        "strided": (x[:, ::2],),
+        "int": (np.arange(6).reshape(2, 3),),
+        "float16": (x.astype(np.float16),),
+        "list": ([0.5, -2.0],),
+        "bad kind": (x, "log"),
+    }[case]
+    fast, general = both(lambda: adversarial.gail_reward(*args), monkeypatch)
     assert_same(fast, general)
 
 

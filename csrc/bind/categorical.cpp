@@ -77,6 +77,22 @@ static py::object kl_fast_t(const py::array& p_logits, const py::array& q_logits
   });
 }
 
+// sign * logaddexp(0, sign * x) elementwise (sign -1: log sigmoid, +1: softplus) of finite x of
+// any shape: adversarial.gail_reward's NumPy expression, bit for bit.
+template <class T>
+static py::object softplus_fast_t(const py::array& x, int sign) {
+  const T* p = fast::view<T>(x);
+  if (!p || (sign != 1 && sign != -1) || !fast::all_finite(p, x.size())) return py::none();
+  py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  T* o = out.mutable_data();
+  const T s = T(sign);
+  {
+    fast::ReleaseIfLarge nogil(x.size());
+    for (py::ssize_t i = 0; i < x.size(); ++i) o[i] = s * categorical::logaddexp0<T>(s * p[i]);
+  }
+  return std::move(out);
+}
+
 PYBIND11_MODULE(_cpu_categorical, m) {
   pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod categorical distributions (log-prob, entropy, KL), compiled CPU kernels (OpenMP)";
@@ -131,6 +147,9 @@ PYBIND11_MODULE(_cpu_categorical, m) {
   });
   m.def("entropy_fast",
         [](py::array x) { return fast::by_dtype(x, [&](auto t) { return entropy_fast_t<decltype(t)>(x); }); });
+  m.def("softplus_fast", [](py::array x, int sign) {
+    return fast::by_dtype(x, [&](auto t) { return softplus_fast_t<decltype(t)>(x, sign); });
+  });
   m.def("kl_fast", [](py::array p, py::array q) {
     return fast::by_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });
   });

@@ -24,6 +24,7 @@
 #include "pygenmod/categorical_rows.hpp"
 #endif
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -216,6 +217,20 @@ PGM_HD void kl_row_backward(const T* p, const T* q, const std::uint8_t* mp, cons
 // Row r reads mask row r, or the shared mask (mask_rows == 1), or none (mask null).
 PGM_HD const std::uint8_t* mask_row(const std::uint8_t* m, index_t mask_rows, index_t r, index_t K) {
   return m == nullptr ? nullptr : m + (mask_rows == 1 ? 0 : r * K);
+}
+
+// ---------------------------------------------------------------------------------------- Bernoulli logits
+// logaddexp(0, y) as NumPy's npy_logaddexp(0, y), step for step with the C library's exp and
+// log1p: the same bits as np.logaddexp (log sigmoid(x) = -logaddexp(0, -x), softplus(x) =
+// logaddexp(0, x): adversarial.gail_reward's one-call path).
+template <class T>
+PGM_HD T logaddexp0(T y) {
+  constexpr T kLogE2 = T(0.693147180559945309417232121458176568);
+  if (T(0) == y) return T(0) + kLogE2;
+  const T tmp = T(0) - y;
+  if (tmp > T(0)) return T(0) + std::log1p(std::exp(-tmp));
+  if (tmp <= T(0)) return y + std::log1p(std::exp(tmp));
+  return tmp;  // NaN
 }
 
 #if !defined(__CUDACC__)
