@@ -1,9 +1,8 @@
 // The CPU's lower-triangular mat-vec (tril_matvec.hpp) at every ISA level against the serial
-// dot8 rows (the device's order): the same bits for every D around the 8-lane chunks and the
-// 4-row blocks; the flags of the sample-only draw: a non-positive diagonal, an entry above the
-// diagonal that is not zero (NaN counts, -0 does not; entries past column D of the last chunk
-// belong to the next row and must not count), and non-finite entries of the lower triangle
-// (NaN or inf; not those above it, and not a non-finite e).
+// dot8 rows (without -march=native: the suite's default flags): the same bits for every D around the 8-lane chunks and
+// the 4-row blocks; the flags of the sample-only draw: a non-positive diagonal, an entry above the diagonal that is not
+// zero (NaN counts, -0 does not; entries past column D of the last chunk belong to the next row and must not count),
+// and non-finite entries of the lower triangle (NaN or inf; not those above it, and not a non-finite e).
 #include <cmath>
 #include <cstring>
 #include <limits>

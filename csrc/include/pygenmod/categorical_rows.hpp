@@ -4,12 +4,14 @@
 //
 // The passes are the serial rows' (the row maximum, the shifted sum of exp, then the terms),
 // lane by lane, with 64 bytes of partial sums (8 float64 / 16 float32 lanes, then the lanes in
-// order) in every ISA's entry point, compiled without FMA contraction: the same bits on every
-// CPU, within rounding of the serial rows. exp is
+// order) in every ISA's entry point, compiled without FMA contraction (the lambdas are
+// always inlined into it): the same bits on every CPU, within rounding of the serial rows.
+// exp is
 //   - float32: random.hpp's exp_f32 (vecmath's exp_clamped_f32), as the serial rows;
 //   - float64: vecmath's exp_nonpos_f64 (within 2 ulp; 0 below -600). A row whose finite
-//     logits span more than 600 is left to the serial rows (libm exp): there a probability
-//     below e^-600 still adds its term.
+//     logits span more than 600 is left to the serial rows (libm exp). Below that span a
+//     log-probability can still pass -600 by up to log K: such a probability counts as 0, an
+//     absolute change below 1e-258.
 // The serial float64 rows called libm exp twice per entry: from K = 1024 they were slower than
 // NumPy's log-softmax expression (0.93x entropy, 0.86x KL).
 #pragma once
@@ -91,7 +93,7 @@ PGM_CROW_INLINE void max_min(const T* x, index_t K, T* mx, T* mn, T* chk) {
     vmn[u] = vm::splat<V>(inf);
     c[u] = V{};
   }
-  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) {
+  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
     const V av = in ? a : vmx[u];
     vmx[u] = av > vmx[u] ? av : vmx[u];
     const V bv = in ? a : vmn[u];
@@ -116,7 +118,7 @@ PGM_CROW_INLINE T log_sum(const T* x, index_t K, T mx) {
   constexpr int U = 64 / VB;
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) {
+  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
     const V e = exp_le0(a - mx);
     acc[u] += in ? e : V{};
   });
@@ -135,7 +137,7 @@ PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
   const T ls = log_sum<T, VB>(x, K, mx);
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) {
+  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
     const V lp = (a - mx) - ls;
     const V t = exp_le0(lp) * lp;
     acc[u] -= in ? t : V{};
@@ -158,7 +160,7 @@ PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
   const T lsp = log_sum<T, VB>(p, K, mxp), lsq = log_sum<T, VB>(q, K, mxq);
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(p, q, K, [&](int u, const V& a, const V& b, const auto& in) {
+  passes<T, VB>(p, q, K, [&](int u, const V& a, const V& b, const auto& in) __attribute__((always_inline)) {
     const V lp = (a - mxp) - lsp;
     const V t = exp_le0(lp) * (lp - ((b - mxq) - lsq));
     acc[u] += in ? t : V{};

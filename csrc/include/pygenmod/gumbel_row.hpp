@@ -124,7 +124,7 @@ PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* _
     vlive[u] = VI{};
   }
   // One step of W entries at (l, yt) whose first entry is entry k of the row.
-  auto step = [&](const T* l_, T* yt, index_t k) {
+  auto step = [&](const T* l_, T* yt, index_t k) __attribute__((always_inline)) {
     for (int u = 0; u < U; ++u) {
       const V l = vm::load<V>(l_ + u * N);
       const V t = (l + vm::load<V>(yt + u * N)) / tau;

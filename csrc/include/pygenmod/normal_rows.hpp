@@ -6,7 +6,8 @@
 // Each entry is the serial row's expression, lane by lane; the sum runs over 64 bytes of
 // partial sums (8 float64 / 16 float32 lanes, then the lanes in order) in every ISA's entry
 // point, compiled without FMA contraction, so the bits are the same on every CPU. exp is
-//   - float32: random.hpp's exp_f32 (vecmath's exp_clamped_f32): the serial row's bits;
+//   - float32: random.hpp's exp_f32 (vecmath's exp_clamped_f32): the serial row's exp, bit for
+//     bit with the package's default flags;
 //   - float64: vecmath's exp_mid_f64 (within 2 ulp of libm). A row with a scale argument
 //     beyond |708| (or NaN) is redone by the serial row, with libm exp.
 // The serial float64 rows called libm exp per entry and summed serially: 2 x 1024 entries were
@@ -71,7 +72,7 @@ PGM_NROW_INLINE bool row(const T* x, const T* m, const T* p, const T* pm, const 
   for (index_t j = 0; j < N; ++j) lane[j] = static_cast<I>(j);
 
   // n: how many of the step's entries are the row's (the tail's step is zero-padded).
-  auto step = [&](const Step<T>& s, index_t n) {
+  auto step = [&](const Step<T>& s, index_t n) __attribute__((always_inline)) {
     for (int u = 0; u < U; ++u) {
       const index_t o = u * N;
       V sig, ls;

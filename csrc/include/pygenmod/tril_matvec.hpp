@@ -3,9 +3,11 @@
 //
 // The sums are dot8's (sampling.hpp): lane l of row i adds L_i,k+l e_k+l over the 8-aligned
 // chunks k <= i in order, products and sums rounded separately (no FMA), then the tree
-// ((p0 + p4) + (p1 + p5)) + ((p2 + p6) + (p3 + p7)). So every ISA, and the serial dot8 of the
-// device, give these bits. The entries above the diagonal are never used (they may hold
-// anything); the chunk that holds the diagonal is masked to the lower triangle.
+// ((p0 + p4) + (p1 + p5)) + ((p2 + p6) + (p3 + p7)). So every ISA gives these bits, and the
+// serial dot8 compiled with the package's default flags (no -march=native) too; the device
+// sums its own way (within rounding: docs/gpu.md). The entries above the diagonal are never
+// used (they may hold anything); the chunk that holds the diagonal is masked to the lower
+// triangle.
 //
 // The serial version (one row at a time, 8 scalar partial sums) ran at about a quarter of the
 // FMA rate: GCC vectorised it across chunks with permutes and spilled the sums (2 x 128 float64
