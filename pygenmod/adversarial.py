@@ -61,6 +61,21 @@ def _reduce(elem, reduction):
     return total / n, 1.0 / n
 
 
+def _sq_reduce(d, reduction):
+    """_reduce(d * d, reduction); float64 arrays of 128 KiB or more without the d * d temporary
+    (einsum's row sums of products). Such a fresh array costs a page fault per 4 KiB whenever
+    glibc has just handed the last one back to the OS, more than the arithmetic
+    (docs/conventions.md); smaller ones are cheaper through sum (einsum's fixed cost), and
+    float32 keeps sum's pairwise order (einsum's float32 accumulators lose digits on long rows)."""
+    if reduction == "none" or d.dtype != np.float64 or d.size < 16384:
+        return _reduce(d * d, reduction)
+    total = xp_of(d).einsum("...i,...i->...", d, d)
+    if reduction == "sum":
+        return total, 1.0
+    n = d.shape[-1]
+    return total / n, 1.0 / n
+
+
 def _pair(back, l_first, l_second, g_first, g_second, reduction) -> LossGrad:
     if reduction == "none":
         return LossGrad(back(l_first), back(g_first), back(g_second), back(l_second))
@@ -148,9 +163,9 @@ def lsgan_discriminator_loss(
     r, f = _inputs(real_out, "real_out", fake_out, "fake_out", reduction)
     xp = xp_of(r)
     if labels is None:  # every real sample towards b
-        dr = r - b
-        lr, sr = _reduce(dr * dr, reduction)
-        g_real = dr * (2 * sr)
+        g_real = r - b
+        lr, sr = _sq_reduce(g_real, reduction)
+        g_real *= 2 * sr  # (this call's own array: the gradient in place)
     else:
         y = val.float_array(labels, "labels", ndim=r.ndim, dtype=r.dtype, xp=xp)
         val.check_shape(y, "labels", r.shape)
@@ -158,18 +173,20 @@ def lsgan_discriminator_loss(
             raise ValueError("labels: must lie in [0, 1]")
         lr, sr = _reduce(y * (r - b) ** 2 + (1 - y) * (r - a) ** 2, reduction)
         g_real = 2 * (y * (r - b) + (1 - y) * (r - a)) * sr
-    df = f - a
-    lf, sf = _reduce(df * df, reduction)
-    return _pair(back, lr, lf, g_real, df * (2 * sf), reduction)
+    g_fake = f - a
+    lf, sf = _sq_reduce(g_fake, reduction)
+    g_fake *= 2 * sf
+    return _pair(back, lr, lf, g_real, g_fake, reduction)
 
 
 def lsgan_generator_loss(fake_out: ArrayLike, c: float = 0.0, reduction: Reduction = "mean") -> LossGrad:
     """Least-squares generator loss E[(D(G(z)) - c)^2]."""
     back = returner(fake_out)
     f, _ = _inputs(fake_out, "fake_out", reduction=reduction)
-    d = f - c
-    loss, s = _reduce(d * d, reduction)
-    return LossGrad(back(loss), back(d * (2 * s)))
+    grad = f - c
+    loss, s = _sq_reduce(grad, reduction)
+    grad *= 2 * s  # (this call's own array)
+    return LossGrad(back(loss), back(grad))
 
 
 def gail_discriminator_loss(

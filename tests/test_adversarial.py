@@ -117,3 +117,26 @@ def test_mismatched_batches_and_empty():
         adv.gan_value(np.zeros((2, 0)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="labels"):
         adv.lsgan_discriminator_loss(np.zeros(3), np.zeros(2), labels=np.full(3, 2.0))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(2, 5), (2, 16384), (3, 1, 9000)])  # float64 >= 16384 entries: einsum's sums
+def test_lsgan_losses_against_numpy(dtype, rng, reduction, shape):
+    r, f = (rng.standard_normal(shape) + 0.5).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    n = shape[-1]
+    red = {"mean": lambda e: e.mean(-1), "sum": lambda e: e.sum(-1), "none": lambda e: e}[reduction]
+    scale = {"mean": 1.0 / n, "sum": 1.0, "none": 1.0}[reduction]
+    r64, f64 = r.astype(np.float64), f.astype(np.float64)
+    g = adv.lsgan_generator_loss(f, c=0.3, reduction=reduction)
+    np.testing.assert_allclose(g.loss, red((f64 - 0.3) ** 2), **tol(dtype))
+    np.testing.assert_allclose(g.grad, 2 * (f64 - 0.3) * scale, **tol(dtype))
+    assert g.grad.dtype == dtype and g.grad.shape == shape
+    d = adv.lsgan_discriminator_loss(r, f, a=-1.0, b=1.0, reduction=reduction)
+    lr, lf = red((r64 - 1.0) ** 2), red((f64 + 1.0) ** 2)
+    if reduction == "none":
+        np.testing.assert_allclose(d.loss, lr, **tol(dtype))
+        np.testing.assert_allclose(d.loss_other, lf, **tol(dtype))
+    else:
+        np.testing.assert_allclose(d.loss, lr + lf, **tol(dtype))
+    np.testing.assert_allclose(d.grad, 2 * (r64 - 1.0) * scale, **tol(dtype))
+    np.testing.assert_allclose(d.grad_other, 2 * (f64 + 1.0) * scale, **tol(dtype))
