@@ -31,11 +31,6 @@ enum Result : int { DONE = 0, P_BAD = 1, Q_BAD = 2, SERIAL = 3 };
 
 #define PGM_CROW_INLINE inline __attribute__((always_inline))
 
-template <class T, int VB>
-struct vec {
-  typedef T type __attribute__((vector_size(VB)));
-};
-
 constexpr double kSpan = 600.0;  // float64: the largest span of finite logits for exp_nonpos_f64
 
 template <class V>
@@ -59,7 +54,7 @@ PGM_CROW_INLINE T lanes_sum(const V (&acc)[U]) {
 // step of W entries, in the zero-padded tail `in` marks the row's entries (all ones elsewhere).
 template <class T, int VB, class F>
 PGM_CROW_INLINE void passes(const T* x, const T* y, index_t K, F&& f) {
-  using V = typename vec<T, VB>::type;
+  using V = typename vm::vec<T, VB>::type;
   using VI = decltype(V{} < V{});
   using I = typename std::remove_reference<decltype(VI{}[0])>::type;
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));
@@ -84,7 +79,7 @@ PGM_CROW_INLINE void passes(const T* x, const T* y, index_t K, F&& f) {
 // Row maximum, the smallest finite entry and chk (NaN iff an entry is not finite) of x.
 template <class T, int VB>
 PGM_CROW_INLINE void max_min(const T* x, index_t K, T* mx, T* mn, T* chk) {
-  using V = typename vec<T, VB>::type;
+  using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   const T inf = std::numeric_limits<T>::infinity();
   V vmx[U], vmn[U], c[U];
@@ -114,7 +109,7 @@ PGM_CROW_INLINE void max_min(const T* x, index_t K, T* mx, T* mn, T* chk) {
 // log sum exp(x - mx) (>= 0: the maximum adds exp(0)).
 template <class T, int VB>
 PGM_CROW_INLINE T log_sum(const T* x, index_t K, T mx) {
-  using V = typename vec<T, VB>::type;
+  using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
@@ -128,7 +123,7 @@ PGM_CROW_INLINE T log_sum(const T* x, index_t K, T mx) {
 // H(p) = -sum p log p of logits x (K >= 1).
 template <class T, int VB>
 PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
-  using V = typename vec<T, VB>::type;
+  using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   T mx, mn, chk;
   max_min<T, VB>(x, K, &mx, &mn, &chk);
@@ -149,7 +144,7 @@ PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
 // KL(p || q) of logit rows p and q (K >= 1).
 template <class T, int VB>
 PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
-  using V = typename vec<T, VB>::type;
+  using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   T mxp, mnp, chkp, mxq, mnq, chkq;
   max_min<T, VB>(p, K, &mxp, &mnp, &chkp);

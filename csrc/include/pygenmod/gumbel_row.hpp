@@ -83,23 +83,18 @@ PGM_HD index_t gumbel_softmax_row_serial(const T* logits, index_t K, T tau, T* y
 #if !defined(__CUDACC__)
 namespace gumbel_cpu {
 
-// Each entry point works on its ISA's native vectors of VB bytes (wider ones are split by GCC
-// with one scalar compare per lane), U = 64 / VB of them side by side: 64 bytes of lanes on
-// every ISA, so the partial sums, and the bits, are the same on every CPU.
-template <class T, int VB>
-struct vec {
-  typedef T type __attribute__((vector_size(VB)));
-};
-
 #define PGM_GUMBEL_INLINE inline __attribute__((always_inline))
 
 // The largest span of finite perturbed entries whose float64 exponentials take the vector path.
 constexpr double kVectorExpSpan = 600.0;
 
-// The row in vector passes (K < 2^31: the lanes carry int32 indices for float32).
+// The row in vector passes (K < 2^31: the lanes carry int32 indices for float32). Each entry
+// point works on its ISA's native vectors of VB bytes (wider ones are split by GCC with one
+// scalar compare per lane), U = 64 / VB of them side by side: 64 bytes of lanes on every ISA,
+// so the partial sums, and the bits, are the same on every CPU.
 template <class T, int VB>
 PGM_GUMBEL_INLINE index_t row(const T* __restrict logits, index_t K, T tau, T* __restrict y, int* status) {
-  using V = typename vec<T, VB>::type;
+  using V = typename vm::vec<T, VB>::type;
   using VI = decltype(V{} < V{});
   using I = typename std::remove_reference<decltype(VI{}[0])>::type;
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));  // lanes of one vector

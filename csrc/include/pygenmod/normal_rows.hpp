@@ -26,11 +26,6 @@ namespace normal_cpu {
 
 #define PGM_NROW_INLINE inline __attribute__((always_inline))
 
-template <class T, int VB>
-struct vec {
-  typedef T type __attribute__((vector_size(VB)));
-};
-
 // sigma and log sigma of clamped log-variance (half) or log-std (one) scale parameters, as
 // scale_of; far: lanes whose exp argument is beyond float64's vector range (or NaN).
 template <class V, class VI, class T>
@@ -58,7 +53,7 @@ struct Step {
 template <class T, int VB>
 PGM_NROW_INLINE bool row(const T* x, const T* m, const T* p, const T* pm, const T* pp, T half_or_one, T lo, T hi,
                          index_t D, T* sum_out, T* chk_out) {
-  using V = typename vec<T, VB>::type;
+  using V = typename vm::vec<T, VB>::type;
   using VI = decltype(V{} < V{});
   using I = typename std::remove_reference<decltype(VI{}[0])>::type;
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));  // lanes of one vector

@@ -83,6 +83,13 @@ constexpr float kLn2LoF = 1.428606765330187e-06f;
 // ---- CPU vector versions (any vector_size; V a float or double vector) -------------------
 #define PGM_VINLINE inline __attribute__((always_inline))
 
+// VB bytes of T lanes: the native vector of a per-ISA entry point of the CPU's vector rows
+// (gumbel_row.hpp, normal_rows.hpp, categorical_rows.hpp).
+template <class T, int VB>
+struct vec {
+  typedef T type __attribute__((vector_size(VB)));
+};
+
 template <class V, class S>
 PGM_VINLINE V splat(S s) {
   V x = {};
