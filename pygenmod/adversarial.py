@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _fast
 from . import _validate as val
-from ._arrays import returner, xp_of
+from ._arrays import _same, returner, xp_of
 from ._typing import Array, ArrayLike, GailRewardKind, Reduction
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -61,19 +61,90 @@ def _reduce(elem, reduction):
     return total / n, 1.0 / n
 
 
-def _sq_reduce(d, reduction):
-    """_reduce(d * d, reduction); float64 arrays of 128 KiB or more without the d * d temporary
-    (einsum's row sums of products). Such a fresh array costs a page fault per 4 KiB whenever
+#: Entries per slice of the large float64 sums of squares: a 64 KiB temporary, below glibc's
+#: mmap threshold (128 KiB).
+SQ_CHUNK = 8192
+
+
+def _sq_chunk(d, reduction) -> int:
+    """How _sq_reduce slices the rows of d: SQ_CHUNK for reduced float64 arrays of 128 KiB or
+    more, else 0 (whole rows). A fresh d * d of that size costs a page fault per 4 KiB whenever
     glibc has just handed the last one back to the OS, more than the arithmetic
-    (docs/conventions.md); smaller ones are cheaper through sum (einsum's fixed cost), and
-    float32 keeps sum's pairwise order (einsum's float32 accumulators lose digits on long rows)."""
-    if reduction == "none" or d.dtype != np.float64 or d.size < 16384:
+    (docs/conventions.md); float32 keeps whole rows (sum's pairwise order over the row)."""
+    return SQ_CHUNK if reduction != "none" and d.dtype == np.float64 and d.size >= 16384 else 0
+
+
+def _sq_reduce(d, reduction):
+    """_reduce(d * d, reduction), the row sums in _sq_chunk's slices: per row, each slice's
+    pairwise sum (numpy's), the slices added left to right (the one-call path's order too,
+    loss_rows.hpp)."""
+    chunk = _sq_chunk(d, reduction)
+    if chunk == 0 or xp_of(d) is not np:
         return _reduce(d * d, reduction)
-    total = xp_of(d).einsum("...i,...i->...", d, d)
+    n = d.shape[-1]
+    rows = d.reshape(-1, n)
+    total = np.empty(rows.shape[0], d.dtype)
+    per_block = max(1, chunk // n)  # rows per slice
+    for r in range(0, rows.shape[0], per_block):
+        block = rows[r : r + per_block]
+        acc = None
+        for c in range(0, n, chunk):
+            part = block[:, c : c + chunk]
+            s = (part * part).sum(-1)
+            acc = s if acc is None else acc + s
+        total[r : r + per_block] = acc
+    total = total.reshape(d.shape[:-1])[()]
     if reduction == "sum":
         return total, 1.0
-    n = d.shape[-1]
     return total / n, 1.0 / n
+
+
+_REDUCE_CODE = {"none": 0, "sum": 1, "mean": 2}  # loss_rows.hpp's Reduce
+
+
+def _fast_rows(reduction, first, second=None):
+    """The one-call rows' reduction code for plain NumPy arrays of one dtype and rank (>= 1) with
+    the same leading axes, else None (the compiled call checks the rest: pygenmod._fast)."""
+    if type(first) is not np.ndarray or type(reduction) is not str or first.ndim == 0:
+        return None
+    if second is not None and (
+        type(second) is not np.ndarray
+        or second.dtype != first.dtype
+        or second.shape[:-1] != first.shape[:-1]
+        or second.ndim != first.ndim
+    ):
+        return None
+    return _REDUCE_CODE.get(reduction)
+
+
+def _grad_scale(x, code):
+    """_reduce's gradient scale for x's rows: 1 / n for a mean (of n >= 1 entries), else 1."""
+    return 1.0 / x.shape[-1] if code == 2 and x.shape[-1] else 1.0
+
+
+def _softplus_fast(x, s, code, out_sign, grad_scale):
+    """(terms, gradient) of the logistic rows of x in one compiled call plus NumPy's exp (the
+    general path's sigmoid, so its bits), or None. terms: out_sign softplus(s x) per entry or
+    reduced; gradient: sigmoid(s x) * grad_scale."""
+    fast = _fast.cpu_kernel("categorical", "softplus_rows_fast")
+    res = None if fast is None else fast(x, s, code, out_sign)
+    if res is None:
+        return None
+    terms, t = res
+    np.exp(t, out=t)
+    np.multiply(t, grad_scale, out=t)
+    return terms, t
+
+
+def _square_fast(x, target, code, reduction):
+    """(terms, gradient) of the least-squares rows of x (d = x - target: d * d reduced, and
+    2 d / n for a mean) in one compiled call, or None."""
+    if not (type(target) is float or (type(target) is int and -(2**24) <= target <= 2**24)):
+        return None  # (a Python int's cast to float32 would differ through float64 beyond 2**24)
+    fast = _fast.cpu_kernel("categorical", "square_rows_fast")
+    if fast is None:
+        return None
+    return fast(x, float(target), code, _sq_chunk(x, reduction), 2 * _grad_scale(x, code))
 
 
 def _pair(back, l_first, l_second, g_first, g_second, reduction) -> LossGrad:
@@ -104,6 +175,14 @@ def _inputs(first, name_first, second=None, name_second=None, reduction="mean"):
 def _bce(real_logits, fake_logits, reduction, sign):
     """sign = 1: the discriminator's loss -V = E[softplus(-r)] + E[softplus(f)], gradients
     -sigmoid(-r) / n and sigmoid(f) / n; sign = -1: the value V (every output negated)."""
+    code = _fast_rows(reduction, real_logits, fake_logits)
+    if code is not None:  # one compiled call per argument (pygenmod._fast)
+        real = _softplus_fast(real_logits, -1, code, sign, -sign * _grad_scale(real_logits, code))
+        fake = (
+            None if real is None else _softplus_fast(fake_logits, 1, code, sign, sign * _grad_scale(fake_logits, code))
+        )
+        if fake is not None:
+            return _pair(_same, real[0], fake[0], real[1], fake[1], reduction)
     back = returner(real_logits)
     r, f = _inputs(real_logits, "real_logits", fake_logits, "fake_logits", reduction)
     xp = xp_of(r)
@@ -133,6 +212,12 @@ def gan_generator_loss(fake_logits: ArrayLike, non_saturating: bool = True, redu
     non_saturating=True: -E[log D(G(z))] (strong gradients early in training);
     False: the minimax form E[log(1 - D(G(z)))].
     """
+    code = _fast_rows(reduction, fake_logits)
+    if code is not None:  # one compiled call (pygenmod._fast)
+        s = -1 if non_saturating else 1  # softplus(-f) or -softplus(f); gradient -sigmoid(s f)
+        res = _softplus_fast(fake_logits, s, code, -s, -_grad_scale(fake_logits, code))
+        if res is not None:
+            return LossGrad(res[0][()], res[1])
     back = returner(fake_logits)
     f, _ = _inputs(fake_logits, "fake_logits", reduction=reduction)
     xp = xp_of(f)
@@ -159,6 +244,12 @@ def lsgan_discriminator_loss(
     E[y (D(g) - b)^2 + (1 - y)(D(g) - a)^2] + E[(D(G(z)) - a)^2] is used: goals labelled 0 are
     pushed towards the fake target a.
     """
+    code = _fast_rows(reduction, real_out, fake_out) if labels is None else None
+    if code is not None:  # one compiled call per argument (pygenmod._fast)
+        real = _square_fast(real_out, b, code, reduction)
+        fake = None if real is None else _square_fast(fake_out, a, code, reduction)
+        if fake is not None:
+            return _pair(_same, real[0], fake[0], real[1], fake[1], reduction)
     back = returner(real_out)
     r, f = _inputs(real_out, "real_out", fake_out, "fake_out", reduction)
     xp = xp_of(r)
@@ -181,6 +272,10 @@ def lsgan_discriminator_loss(
 
 def lsgan_generator_loss(fake_out: ArrayLike, c: float = 0.0, reduction: Reduction = "mean") -> LossGrad:
     """Least-squares generator loss E[(D(G(z)) - c)^2]."""
+    code = _fast_rows(reduction, fake_out)
+    res = None if code is None else _square_fast(fake_out, c, code, reduction)  # one compiled call
+    if res is not None:
+        return LossGrad(res[0][()], res[1])
     back = returner(fake_out)
     f, _ = _inputs(fake_out, "fake_out", reduction=reduction)
     grad = f - c

@@ -1222,6 +1222,114 @@ def test_gail_reward_errors_and_edge_cases_equal(host, monkeypatch, case):
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- adversarial losses, rig_reward
+LOSS_SHAPES = [(1,), (7,), (2, 6), (3, 1, 9), (2, 129), (1, 4099), (2, 8192), (2, 16384), (1, 20000), (4, 0)]
+LOSSES = {
+    "gan_discriminator_loss": lambda a, b, red: adversarial.gan_discriminator_loss(a, b, red),
+    "gan_value": lambda a, b, red: adversarial.gan_value(a, b, red),
+    "gan_generator_loss": lambda a, b, red: adversarial.gan_generator_loss(a, reduction=red),
+    "gan_generator_loss minimax": lambda a, b, red: adversarial.gan_generator_loss(a, False, red),
+    "lsgan_discriminator_loss": lambda a, b, red: adversarial.lsgan_discriminator_loss(a, b, reduction=red),
+    "lsgan_discriminator_loss a, b": lambda a, b, red: adversarial.lsgan_discriminator_loss(
+        a, b, 0.3, 2, reduction=red
+    ),
+    "lsgan_generator_loss": lambda a, b, red: adversarial.lsgan_generator_loss(a, reduction=red),
+    "lsgan_generator_loss c": lambda a, b, red: adversarial.lsgan_generator_loss(a, -0.7, red),
+}
+
+
+@pytest.mark.parametrize("shape", LOSS_SHAPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_adversarial_losses_fast_equal_general(dtype, rng, monkeypatch, shape, reduction, loss):
+    # logits over many scales, zeros and both signs (every branch of NumPy's logaddexp), rows on
+    # both sides of numpy's pairwise blocks (8, 128) and of the float64 sums' 8192-entry slices
+    a, b = ((rng.standard_normal(shape) * rng.choice([0.0, 1e-8, 1.0, 30.0, 800.0], shape)).astype(dtype) for _ in "ab")
+    b = b[..., : max(shape[-1] - 3, 1)] if shape[-1] > 3 else b  # another row length for the second argument
+    b = np.ascontiguousarray(b)
+    fast, general = both(lambda: LOSSES[loss](a, b, reduction), monkeypatch)
+    if shape[-1] == 0 and reduction == "mean":
+        assert raises(fast)
+    else:
+        assert not raises(fast)
+    assert_same(fast, general)
+
+
+def test_adversarial_losses_take_the_compiled_rows(rng):
+    x = rng.standard_normal((2, 5))
+    assert pygenmod._cpu_categorical.softplus_rows_fast(x, -1, 2, 1) is not None
+    assert pygenmod._cpu_categorical.square_rows_fast(x, 1.0, 2, 0, 0.4) is not None
+    assert pygenmod._cpu_categorical.neg_distance_fast(x, x[0], False) is not None
+
+
+@pytest.mark.parametrize("dtype_", [np.float32, np.float64])
+def test_sums_in_numpys_order(rng, dtype_):
+    """The compiled rows sum as numpy's a.sum(-1) does (whole rows, pairwise): the premise of the
+    fast paths' bitwise equality, checked against the installed NumPy."""
+    for n in (1, 7, 8, 9, 127, 128, 129, 1000, 8193, 40000):
+        x = (rng.standard_normal((3, n)) * 10 ** rng.uniform(-3, 3, (3, n))).astype(dtype_)
+        terms, _ = pygenmod._cpu_categorical.square_rows_fast(x, 0.0, 1, 0, 1.0)
+        assert terms.tobytes() == (x * x).sum(-1).tobytes(), n
+
+
+@pytest.mark.parametrize(
+    "zshape,gshape",
+    [((3,), (3,)), ((2, 3), (3,)), ((5, 4), (5, 4)), ((2, 5, 4), (5, 4)), ((2, 300), (2, 300)), ((1, 9000), (9000,))],
+)
+@pytest.mark.parametrize("squared", [False, True])
+def test_rig_reward_fast_equals_general(dtype, rng, monkeypatch, zshape, gshape, squared):
+    from pygenmod import goals
+
+    z = (rng.standard_normal(zshape) * 10 ** rng.uniform(-3, 3, zshape)).astype(dtype)
+    g = rng.standard_normal(gshape).astype(dtype)
+    fast, general = both(lambda: goals.rig_reward(z, g, squared=squared), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+
+
+@pytest.mark.parametrize(
+    "case", ["nan", "inf", "0-d", "strided", "int", "float16", "list", "mixed dtypes", "bad reduction", "shapes"]
+)
+@pytest.mark.parametrize(
+    "loss", ["gan_discriminator_loss", "gan_generator_loss", "lsgan_discriminator_loss", "lsgan_generator_loss"]
+)
+def test_adversarial_losses_errors_and_edge_cases_equal(monkeypatch, case, loss):
+    x = np.random.default_rng(6).standard_normal((3, 4))
+    y = x[:, :3].copy()
+    args, red = {
+        "nan": ((np.where(x > 1, np.nan, x), y), "mean"),
+        "inf": ((x, np.where(y > 1, -np.inf, y)), "sum"),
+        "0-d": ((np.ones(()), np.ones(())), "mean"),
+        "strided": ((x[:, ::2], y), "mean"),
+        "int": ((np.arange(6).reshape(2, 3), np.arange(6).reshape(2, 3)), "mean"),
+        "float16": ((x.astype(np.float16), y.astype(np.float16)), "none"),
+        "list": (([0.5, -2.0], [1.0]), "mean"),
+        "mixed dtypes": ((x, y.astype(np.float32)), "mean"),
+        "bad reduction": ((x, y), "avg"),
+        "shapes": ((x, y[:2]), "sum"),
+    }[case]
+    fast, general = both(lambda: LOSSES[loss](*args, red), monkeypatch)
+    assert_same(fast, general)
+
+
+@pytest.mark.parametrize("case", ["nan", "strided", "mixed dtypes", "shapes", "0-d", "empty", "3-d goal"])
+def test_rig_reward_errors_and_edge_cases_equal(monkeypatch, case):
+    from pygenmod import goals
+
+    z = np.random.default_rng(7).standard_normal((3, 4))
+    args = {
+        "nan": (np.where(z > 1, np.nan, z), z),
+        "strided": (z[:, ::2], z[:, :2].copy()),
+        "mixed dtypes": (z, z.astype(np.float32)),
+        "shapes": (z, z[:2]),
+        "0-d": (np.ones(()), np.ones(())),
+        "empty": (np.ones((3, 0)), np.ones((3, 0))),
+        "3-d goal": (z[None, None], z[None, None]),
+    }[case]
+    fast, general = both(lambda: goals.rig_reward(*args), monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- returns.gae
 @pytest.mark.parametrize("T,B", [(1, 1), (8, 1), (5, 3), (0, 2), (64, 40), (300, 200)])
 @pytest.mark.parametrize("flags", [None, "bool", "float"])

@@ -1,10 +1,12 @@
 // _cpu_categorical: bindings of the categorical log-prob / entropy / KL kernels and their
-// backward passes. Arrays in, GIL released, no math here; the argument unpacking is
-// args/categorical.hpp (shared with _cuda_categorical).
+// backward passes, and the one-call rows of the Bernoulli-logit and least-squares losses
+// (adversarial) and of RIG's Euclidean reward (goals). Arrays in, GIL released, no math here;
+// the argument unpacking is args/categorical.hpp (shared with _cuda_categorical).
 #include "args/categorical.hpp"
 #include "bind_common.hpp"
 #include "fast_path.hpp"
 #include "pygenmod/categorical.hpp"
+#include "pygenmod/loss_rows.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
@@ -93,6 +95,77 @@ static py::object softplus_fast_t(const py::array& x, int sign) {
   return std::move(out);
 }
 
+// The rows of x (..., N) with N >= 1 where the reduction is a mean: (B, N, the output's
+// leading shape), or false for an input the general path must see.
+template <class T>
+static const T* loss_rows_view(const py::array& x, int reduce, py::ssize_t& B, py::ssize_t& N,
+                               std::vector<py::ssize_t>& lead) {
+  const T* p = fast::view<T>(x);
+  if (!p || x.ndim() < 1 || reduce < loss_rows::NONE || reduce > loss_rows::MEAN) return nullptr;
+  N = x.shape(x.ndim() - 1);
+  if ((N == 0 && reduce == loss_rows::MEAN) || !fast::all_finite(p, x.size())) return nullptr;
+  lead.assign(x.shape(), x.shape() + x.ndim() - 1);
+  B = 1;
+  for (auto d : lead) B *= d;
+  return p;
+}
+
+// adversarial's logistic losses: (terms, t) of loss_rows::softplus_rows for x (..., N) finite,
+// reduce 0 / 1 / 2 ("none" / "sum" / "mean"), s and out_sign +-1; terms are (..., N) for
+// "none", else (...).
+template <class T>
+static py::object softplus_rows_fast_t(const py::array& x, int s, int reduce, int out_sign) {
+  py::ssize_t B, N;
+  std::vector<py::ssize_t> lead;
+  const T* p = loss_rows_view<T>(x, reduce, B, N, lead);
+  if (!p || (s != 1 && s != -1) || (out_sign != 1 && out_sign != -1)) return py::none();
+  const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array_t<T> t(shape), terms(reduce == loss_rows::NONE ? shape : lead);
+  {
+    fast::ReleaseIfLarge nogil(x.size());
+    loss_rows::softplus_rows<T>(p, B, N, T(s), loss_rows::Reduce(reduce), T(out_sign), t.mutable_data(),
+                                terms.mutable_data());
+  }
+  return py::make_tuple(terms, t);
+}
+
+// adversarial's least-squares losses: (terms, grad) of loss_rows::square_rows for x (..., N)
+// finite, the target and the gradient's scale as Python floats (cast to x's dtype, as NumPy
+// casts them), chunk >= 0.
+template <class T>
+static py::object square_rows_fast_t(const py::array& x, double target, int reduce, py::ssize_t chunk, double g_scale) {
+  py::ssize_t B, N;
+  std::vector<py::ssize_t> lead;
+  const T* p = loss_rows_view<T>(x, reduce, B, N, lead);
+  if (!p || chunk < 0 || !std::isfinite(T(target)) || !std::isfinite(T(g_scale))) return py::none();
+  const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  py::array_t<T> grad(shape), terms(reduce == loss_rows::NONE ? shape : lead);
+  {
+    fast::ReleaseIfLarge nogil(x.size());
+    loss_rows::square_rows<T>(p, B, N, T(target), loss_rows::Reduce(reduce), chunk, T(g_scale), grad.mutable_data(),
+                              terms.mutable_data());
+  }
+  return py::make_tuple(terms, grad);
+}
+
+// goals.rig_reward without a factor: z (..., D) against g whose shape is z's trailing axes
+// (one or two of them), both finite, of one dtype, D >= 1; the rewards (...).
+template <class T>
+static py::object neg_distance_fast_t(const py::array& z, const py::array& g, bool squared) {
+  const T *pz = fast::view<T>(z), *pg = fast::view<T>(g);
+  if (!pz || !pg || g.ndim() < 1 || g.ndim() > 2 || z.ndim() < g.ndim()) return py::none();
+  for (py::ssize_t i = 1; i <= g.ndim(); ++i)
+    if (z.shape(z.ndim() - i) != g.shape(g.ndim() - i)) return py::none();
+  const py::ssize_t D = g.shape(g.ndim() - 1);
+  if (D < 1 || g.size() == 0 || !fast::all_finite(pz, z.size()) || !fast::all_finite(pg, g.size())) return py::none();
+  py::array_t<T> out(std::vector<py::ssize_t>(z.shape(), z.shape() + z.ndim() - 1));
+  {
+    fast::ReleaseIfLarge nogil(z.size());
+    loss_rows::neg_distance_rows<T>(pz, pg, z.size() / D, g.size() / D, D, squared, out.mutable_data());
+  }
+  return std::move(out);
+}
+
 PYBIND11_MODULE(_cpu_categorical, m) {
   pygenmod::shared_pool::adopt();
   m.doc() = "pygenmod categorical distributions (log-prob, entropy, KL), compiled CPU kernels (OpenMP)";
@@ -149,6 +222,16 @@ PYBIND11_MODULE(_cpu_categorical, m) {
         [](py::array x) { return fast::by_dtype(x, [&](auto t) { return entropy_fast_t<decltype(t)>(x); }); });
   m.def("softplus_fast", [](py::array x, int sign) {
     return fast::by_dtype(x, [&](auto t) { return softplus_fast_t<decltype(t)>(x, sign); });
+  });
+  m.def("softplus_rows_fast", [](py::array x, int s, int reduce, int out_sign) {
+    return fast::by_dtype(x, [&](auto t) { return softplus_rows_fast_t<decltype(t)>(x, s, reduce, out_sign); });
+  });
+  m.def("square_rows_fast", [](py::array x, double target, int reduce, py::ssize_t chunk, double g_scale) {
+    return fast::by_dtype(x,
+                          [&](auto t) { return square_rows_fast_t<decltype(t)>(x, target, reduce, chunk, g_scale); });
+  });
+  m.def("neg_distance_fast", [](py::array z, py::array g, bool squared) {
+    return fast::by_dtype(g, [&](auto t) { return neg_distance_fast_t<decltype(t)>(z, g, squared); });
   });
   m.def("kl_fast", [](py::array p, py::array q) {
     return fast::by_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });
