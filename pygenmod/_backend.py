@@ -157,6 +157,19 @@ def _default_host() -> str:
     raise BackendError("no CPU backend: the extension is missing and numba is not installed")
 
 
+def plain_cpu() -> bool:
+    """True when host arrays go to the compiled cpu backend because nothing forces another one
+    (no use_backend, set_backend or $PYGENMOD_BACKEND): choose(False)'s common case, answered
+    without its calls (the one-call fast paths' check, pygenmod._fast)."""
+    return (
+        _override.get() is _UNSET
+        and _process_wide is None
+        and _ENV_DATA is not None
+        and _ENV_KEY not in _ENV_DATA
+        and _default_host() == "cpu"
+    )
+
+
 def choose(on_device: bool) -> str:
     """The backend for a call whose arrays live on a CUDA device (``on_device``) or the host.
 
