@@ -99,3 +99,14 @@ def returner(x):
     if mod in ("jax", "jaxlib"):
         return _to_jax
     return _same
+
+
+def broadcast_contiguous(xp, a, shape):
+    """``a`` broadcast to ``shape`` as a C-contiguous array: ``a`` itself, reshaped, where the
+    broadcast adds no entries, else a copy. Never NumPy's read-only broadcast view: a kernel
+    argument then keeps its caller's write flag whatever the shapes, and numba, whose argument
+    types include the flag, compiles one variant instead of two."""
+    v = xp.broadcast_to(a, shape)
+    if v.size == a.size:
+        return xp.ascontiguousarray(a.reshape(v.shape))
+    return xp.ascontiguousarray(v)

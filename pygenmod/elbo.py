@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _validate as val
 from . import sampling as _s
-from ._arrays import is_device, returner, xp_of
+from ._arrays import broadcast_contiguous, is_device, returner, xp_of
 from ._dispatch import kernel
 from ._typing import Array, ArrayLike, Likelihood
 
@@ -76,7 +76,7 @@ def _prior_arr(v, name, m):
         return xp.empty(0, m.dtype)
     a = _s._like(v, name, m, finite=False)
     try:
-        return xp.ascontiguousarray(xp.broadcast_to(a, m.shape))
+        return broadcast_contiguous(xp, a, m.shape)
     except ValueError:
         raise ValueError(f"{name}: shape {tuple(a.shape)} does not broadcast to {tuple(m.shape)}") from None
 
@@ -135,7 +135,7 @@ def _args(
             raise TypeError("clamp: applies to a diagonal scale, not to scale_tril")
         L = _s._tril_arg(p, "scale_tril", m)
         shared_tril = L.shape[0] == 1 and (getattr(p, "ndim", 3) == 2 and not one)
-        L = xp.ascontiguousarray(xp.broadcast_to(L, (B, D, D)))
+        L = broadcast_contiguous(xp, L, (B, D, D))
         if prior_logvar is not None or prior_log_std is not None or prior_std is not None:
             raise TypeError("with scale_tril, give the prior as prior_mu / prior_scale_tril")
         if prior_mu is not None or prior_scale_tril is not None:
@@ -493,7 +493,7 @@ def elbo_backward(
     if a.mvn_prior is not None:
         pmu, pL, beta_, _ = a.mvn_prior
         gkl_total = (gk if gk.size else 0) - beta_ * (ge if ge.size else 0)
-        gkl_total = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(gkl_total, dt), (B,)))
+        gkl_total = broadcast_contiguous(xp, xp.asarray(gkl_total, dt), (B,))
         r = _s.kl_mvn_backward(m, a.kargs[2], pmu, pL, grad_kl=gkl_total)
         dmu = dmu + xp.asarray(r[0])
         dL = dL + xp.asarray(r[1])

@@ -574,6 +574,7 @@ def considered_visits_table(max_num_considered_actions: int, num_simulations: in
 
 
 _NO_TABLE = np.zeros((1, 1), np.int32)
+_NO_TABLE.setflags(write=False)  # read-only like every schedule table: one numba signature for both
 
 
 def _params(

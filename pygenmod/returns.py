@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _fast
 from . import _validate as val
-from ._arrays import is_device, returner, to_native
+from ._arrays import broadcast_contiguous, is_device, returner, to_native
 from ._dispatch import kernel
 from ._typing import Array, ArrayLike
 
@@ -117,7 +117,7 @@ def _run(
     boot = None
     if bootstrap_value is not None:
         boot = val.float_array(bootstrap_value, "bootstrap_value", ndim=(0, 1), dtype=r.dtype, xp=xp, finite=False)
-        boot = xp.ascontiguousarray(xp.broadcast_to(boot, (B,)))
+        boot = broadcast_contiguous(xp, boot, (B,))
     g = val.per_batch(gamma, "gamma", B, r.dtype, xp, lo=0.0, hi=1.0)
     lm = val.per_batch(lam, "lam", B, r.dtype, xp, lo=0.0, hi=1.0)
     adv, ret = _outputs(out, (Tn, B), r.dtype, xp, want_returns, time_axis)

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _fast, _grads
 from . import _validate as val
-from ._arrays import is_device, returner, xp_of
+from ._arrays import broadcast_contiguous, is_device, returner, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
 from ._status import input_error
@@ -274,7 +274,7 @@ def _head_grads(c: _Call, grad_z, grad_kl, grad_log_q):
         gz = xp.ascontiguousarray(gz.reshape(S, B, D))
     if grad_kl is not None:
         gk = _like(grad_kl, "grad_kl", m, finite=True)
-        gk = xp.ascontiguousarray(xp.broadcast_to(gk, (B,)) if gk.ndim == 0 else gk.reshape(-1))
+        gk = broadcast_contiguous(xp, gk, (B,)) if gk.ndim == 0 else xp.ascontiguousarray(gk.reshape(-1))
         val.check_shape(gk, "grad_kl", (B,))
     if grad_log_q is not None:
         gq = _like(grad_log_q, "grad_log_q", m, finite=True)
@@ -456,7 +456,7 @@ def _prior(prior, name, m):
     if a.ndim > 2:
         raise ValueError(f"{name}: expected a scalar, (D,) or (B, D), got shape {a.shape}")
     try:
-        return xp.ascontiguousarray(xp.broadcast_to(a, m.shape))
+        return broadcast_contiguous(xp, a, m.shape)
     except ValueError:
         raise ValueError(f"{name}: shape {a.shape} does not broadcast to {m.shape}") from None
 
@@ -549,7 +549,7 @@ def kl_normal_backward(
     xp = xp_of(m)
     B = m.shape[0]
     g = _like(grad_kl, "grad_kl", m, finite=True)
-    g = xp.ascontiguousarray(xp.broadcast_to(g, (B,)) if g.ndim == 0 else g.reshape(-1))
+    g = broadcast_contiguous(xp, g, (B,)) if g.ndim == 0 else xp.ascontiguousarray(g.reshape(-1))
     val.check_shape(g, "grad_kl", (B,))
     dmu, dp = xp.empty_like(m), xp.empty_like(m)
     dpm = xp.empty_like(m) if prior_mu is not None else _empty(xp, m.dtype)
@@ -940,7 +940,7 @@ def _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril):
     if prior_mu is not None:
         pm = _like(prior_mu, "prior_mu", m)
         try:
-            m2 = xp.ascontiguousarray(xp.broadcast_to(pm, m.shape))
+            m2 = broadcast_contiguous(xp, pm, m.shape)
         except ValueError:
             raise ValueError(f"prior_mu: shape {pm.shape} does not broadcast to {m.shape}") from None
     L2 = _empty(xp, m.dtype)
