@@ -6,8 +6,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .philox import NORMAL
-from .sampling import _fill_range
+from .philox import NORMAL, fill_range
 
 
 @nb.njit(cache=True, inline="always")
@@ -55,13 +54,13 @@ def _sample_diag(mean, std, seed, stream0, offset, X, noise):
     B, N, D = X.shape
     for b in nb.prange(B):
         if noise.itemsize == X.itemsize:  # the noise drawn into X itself
-            _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, X[b].reshape(N * D))
+            fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, X[b].reshape(N * D))
             for i in range(N):
                 for d in range(D):
                     X[b, i, d] = mean[b, d] + std[b, d] * X[b, i, d]
         else:  # in the other dtype; each entry stored into X first: converted as static_cast<T> in C++
             e = np.empty(N * D, noise.dtype)
-            _fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, e)
+            fill_range(NORMAL, seed, stream0 + np.uint64(b), offset, N * D, e)
             for i in range(N):
                 for d in range(D):
                     X[b, i, d] = e[i * D + d]

@@ -8,7 +8,7 @@ import math
 import numba as nb
 import numpy as np
 from numba import types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 _M0 = np.uint64(0xD2511F53)
 _M1 = np.uint64(0xCD9E8D57)
@@ -285,3 +285,20 @@ def fill_range_f64(dist, seed, stream, start, n, out):
             out[base] = v0
         if 0 <= base + 1 < n:
             out[base + 1] = v1
+
+
+def fill_range(dist, seed, stream, start, n, out):
+    """fill_range_f32 or fill_range_f64 by out's dtype, chosen when numba types the call (a
+    runtime `if out.itemsize == 4` compiles both fills for every dtype), with dist as a plain
+    int64 (a literal dist compiles variants of its own). Jitted callers only."""
+    raise NotImplementedError("fill_range is for numba-compiled callers")
+
+
+@overload(fill_range, inline="always")
+def _fill_range_typed(dist, seed, stream, start, n, out):
+    fill = fill_range_f32 if out.dtype == types.float32 else fill_range_f64
+
+    def impl(dist, seed, stream, start, n, out):
+        fill(np.int64(dist), seed, stream, start, n, out)
+
+    return impl

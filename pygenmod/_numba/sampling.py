@@ -6,21 +6,13 @@ import math
 import numba as nb
 import numpy as np
 
-from .philox import block, fill_range_f32, fill_range_f64, philox4x32_10
+from .philox import block, fill_range, philox4x32_10
 
 # The per-row status codes (C++ sampling::RowCode, pygenmod.sampling.ROW_CODES; tests/test_contracts.py)
 _ROW_OK, _ROW_NONFINITE, _ROW_BAD_TRIL = 0, 1, 2
 
 LOGVAR, LOG_STD, STD = 0, 1, 2
 HALF_LOG_2PI = 0.91893853320467274178
-
-
-@nb.njit(cache=True, inline="always", error_model="numpy")
-def _fill_range(dist, seed, stream, start, n, out):
-    if out.itemsize == 4:
-        fill_range_f32(dist, seed, stream, start, n, out)
-    else:
-        fill_range_f64(dist, seed, stream, start, n, out)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -34,7 +26,7 @@ def _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e):
             if not math.isfinite(e[d]):
                 ok = False
     else:
-        _fill_range(1, seed, stream + np.uint64(b), offset + np.uint64(s_ * D), D, e)
+        fill_range(1, seed, stream + np.uint64(b), offset + np.uint64(s_ * D), D, e)
     return ok
 
 
@@ -42,7 +34,7 @@ def _noise(eps_in, have_eps, seed, stream, offset, s_, b, D, e):
 def _fill(seed, stream, offset, dist, out):
     R, N = out.shape
     for r in nb.prange(R):
-        _fill_range(dist, seed, stream + np.uint64(r), offset, N, out[r])  # uint64 + uint64 wraps as in C++
+        fill_range(dist, seed, stream + np.uint64(r), offset, N, out[r])  # uint64 + uint64 wraps as in C++
 
 
 def fill(seed, stream, offset, dist, out):

@@ -9,7 +9,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .philox import fill_range_f32, fill_range_f64
+from .philox import fill_range
 
 # the codes of mvn.hpp (checked against the binding's TRIL_FLAGS, MVN_MODES, ROW_STATUS,
 # GUMBEL_STATUS in tests/test_mvn_kernels.py)
@@ -340,10 +340,7 @@ def kl_mvn_backward(m1, L1, m2, L2, g, dm1, dL1, dm2, dL2):
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def _fill(seed, stream, offset, n, out):
-    if out.itemsize == 4:
-        fill_range_f32(GUMBEL, seed, stream, offset, n, out)
-    else:
-        fill_range_f64(GUMBEL, seed, stream, offset, n, out)
+    fill_range(GUMBEL, seed, stream, offset, n, out)
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
