@@ -31,12 +31,12 @@ def cpu_kernel(family: str, name: str):
     (choose() also applies the thread count to numba where needed, as every kernel call does.)"""
     if not ENABLED:
         return None
-    if plain_cpu():  # the common case in ~0.1 us (a third of choose's calls at tiny sizes)
-        fn = _KERNELS.get((family, name))
-        if fn is None:
-            fn = _KERNELS[family, name] = get_kernel(family, name, "cpu")
-        return fn
     try:
+        if plain_cpu():  # the common case in ~0.1 us (a third of choose's calls at tiny sizes)
+            fn = _KERNELS.get((family, name))
+            if fn is None:
+                fn = _KERNELS[family, name] = get_kernel(family, name, "cpu")
+            return fn
         if choose(False) != "cpu":
             return None
     except BackendError:

@@ -20,6 +20,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -27,6 +28,8 @@ import numpy as np
 from . import _fast
 from . import _validate as val
 from ._arrays import _same, returner, xp_of
+from ._backend import BackendError
+from ._dispatch import get_kernel
 from ._typing import Array, ArrayLike, GailRewardKind, Reduction
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -102,10 +105,37 @@ def _sq_reduce(d, reduction):
 _REDUCE_CODE = {"none": 0, "sum": 1, "mean": 2}  # loss_rows.hpp's Reduce
 
 
+@functools.cache
+def numpy_sum_chunk():
+    """The slices in which numpy.add.reduce sums a contiguous row: 0 (whole rows, NumPy 2.3 and
+    later) or 8192 (older releases' buffer), found once by comparing the compiled rows
+    (numpy_sum.hpp) with NumPy on rows where the orders differ. None (the one-call rows then
+    stay off) where neither matches, where the extension is missing, and before NumPy 2, whose
+    scalar promotion gave the general path other result dtypes (float64 means of float32 rows)."""
+    if np.lib.NumpyVersion(np.__version__) < "2.0.0":
+        return None
+    try:
+        rows = get_kernel("categorical", "square_rows_fast", "cpu")
+    except BackendError:
+        return None
+    rng = np.random.default_rng(20261206)
+    samples = [
+        (rng.standard_normal(shape) * 10.0 ** rng.uniform(-4, 4, shape)).astype(dt)
+        for dt in (np.float32, np.float64)
+        for shape in ((2, 3 * SQ_CHUNK + 77), (SQ_CHUNK + 900,))
+    ]
+    for chunk in (0, SQ_CHUNK):
+        if all(rows(x, 0.0, 1, chunk, 1.0)[0].tobytes() == np.asarray((x * x).sum(-1)).tobytes() for x in samples):
+            return chunk
+    return None
+
+
 def _fast_rows(reduction, first, second=None):
     """The one-call rows' reduction code for plain NumPy arrays of one dtype and rank (>= 1) with
     the same leading axes, else None (the compiled call checks the rest: pygenmod._fast)."""
     if type(first) is not np.ndarray or type(reduction) is not str or first.ndim == 0:
+        return None
+    if numpy_sum_chunk() is None:
         return None
     if second is not None and (
         type(second) is not np.ndarray
@@ -127,7 +157,7 @@ def _softplus_fast(x, s, code, out_sign, grad_scale):
     general path's sigmoid, so its bits), or None. terms: out_sign softplus(s x) per entry or
     reduced; gradient: sigmoid(s x) * grad_scale."""
     fast = _fast.cpu_kernel("categorical", "softplus_rows_fast")
-    res = None if fast is None else fast(x, s, code, out_sign)
+    res = None if fast is None else fast(x, s, code, numpy_sum_chunk(), out_sign)
     if res is None:
         return None
     terms, t = res
@@ -144,7 +174,8 @@ def _square_fast(x, target, code, reduction):
     fast = _fast.cpu_kernel("categorical", "square_rows_fast")
     if fast is None:
         return None
-    return fast(x, float(target), code, _sq_chunk(x, reduction), 2 * _grad_scale(x, code))
+    chunk = _sq_chunk(x, reduction) or numpy_sum_chunk()  # _sq_reduce's slices, or NumPy's own
+    return fast(x, float(target), code, chunk, 2 * _grad_scale(x, code))
 
 
 def _pair(back, l_first, l_second, g_first, g_second, reduction) -> LossGrad:

@@ -35,7 +35,7 @@ from . import _validate as val
 from . import sampling as _sampling
 from ._arrays import returner, xp_of
 from ._typing import Array, ArrayLike
-from .adversarial import label_goals
+from .adversarial import label_goals, numpy_sum_chunk
 
 
 class GoalLabels(NamedTuple):
@@ -166,8 +166,9 @@ def rig_reward(
     Always <= 0; 0 at the goal."""
     if scale_tril is None and precision_tril is None:
         if type(z) is np.ndarray and type(z_goal) is np.ndarray and z.dtype == z_goal.dtype and type(squared) is bool:
-            fast = _fast.cpu_kernel("categorical", "neg_distance_fast")  # one compiled call (pygenmod._fast)
-            out = None if fast is None else fast(z, z_goal, squared)
+            chunk = numpy_sum_chunk()  # NumPy's summation slices (None: no one-call path)
+            fast = None if chunk is None else _fast.cpu_kernel("categorical", "neg_distance_fast")
+            out = None if fast is None else fast(z, z_goal, chunk, squared)  # one compiled call (pygenmod._fast)
             if out is not None:
                 return out[()]
         back = returner(z_goal)

@@ -1257,19 +1257,34 @@ def test_adversarial_losses_fast_equal_general(dtype, rng, monkeypatch, shape, r
 
 def test_adversarial_losses_take_the_compiled_rows(rng):
     x = rng.standard_normal((2, 5))
-    assert pygenmod._cpu_categorical.softplus_rows_fast(x, -1, 2, 1) is not None
+    assert pygenmod._cpu_categorical.softplus_rows_fast(x, -1, 2, 0, 1) is not None
     assert pygenmod._cpu_categorical.square_rows_fast(x, 1.0, 2, 0, 0.4) is not None
-    assert pygenmod._cpu_categorical.neg_distance_fast(x, x[0], False) is not None
+    assert pygenmod._cpu_categorical.neg_distance_fast(x, x[0], 0, False) is not None
 
 
 @pytest.mark.parametrize("dtype_", [np.float32, np.float64])
 def test_sums_in_numpys_order(rng, dtype_):
-    """The compiled rows sum as numpy's a.sum(-1) does (whole rows, pairwise): the premise of the
-    fast paths' bitwise equality, checked against the installed NumPy."""
-    for n in (1, 7, 8, 9, 127, 128, 129, 1000, 8193, 40000):
-        x = (rng.standard_normal((3, n)) * 10 ** rng.uniform(-3, 3, (3, n))).astype(dtype_)
-        terms, _ = pygenmod._cpu_categorical.square_rows_fast(x, 0.0, 1, 0, 1.0)
-        assert terms.tobytes() == (x * x).sum(-1).tobytes(), n
+    """The compiled rows sum as numpy's a.sum(-1) does (pairwise, in the slices the installed
+    NumPy uses): the premise of the fast paths' bitwise equality."""
+    chunk = adversarial.numpy_sum_chunk()
+    assert chunk in (0, adversarial.SQ_CHUNK)  # NumPy 2.x: one of the two orders is NumPy's
+    for shape in [(3, n) for n in (1, 7, 8, 9, 127, 128, 129, 1000, 8192, 8193, 40000)] + [(5,), (20000,)]:
+        x = (rng.standard_normal(shape) * 10 ** rng.uniform(-3, 3, shape)).astype(dtype_)
+        x[..., :1] = -0.0  # (a row of one -0.0: the sign of a zero sum)
+        terms, _ = pygenmod._cpu_categorical.square_rows_fast(x, 0.0, 1, chunk, 1.0)
+        assert terms.tobytes() == np.asarray((x * x).sum(-1)).tobytes(), shape
+        terms, _ = pygenmod._cpu_categorical.softplus_rows_fast(x, 1, 1, chunk, 1)
+        assert terms.tobytes() == np.asarray(np.logaddexp(0, x).sum(-1)).tobytes(), shape
+
+
+def test_rows_never_fuse_products(rng):
+    """d * d is rounded before it is summed, as NumPy's is, on every build (numpy_sum.hpp's
+    PGM_NO_CONTRACT): values whose products round differently from a fused multiply-add."""
+    x = 1 + rng.random((4, 300)) * 2.0**-20  # products with long low parts
+    terms, _ = pygenmod._cpu_categorical.square_rows_fast(x, 0.0, 1, 0, 1.0)
+    assert terms.tobytes() == (x * x).sum(-1).tobytes()
+    d = pygenmod._cpu_categorical.neg_distance_fast(x, np.zeros(300), 0, True)
+    assert d.tobytes() == (-(x * x).sum(-1)).tobytes()
 
 
 @pytest.mark.parametrize(

@@ -111,19 +111,19 @@ static const T* loss_rows_view(const py::array& x, int reduce, py::ssize_t& B, p
 }
 
 // adversarial's logistic losses: (terms, t) of loss_rows::softplus_rows for x (..., N) finite,
-// reduce 0 / 1 / 2 ("none" / "sum" / "mean"), s and out_sign +-1; terms are (..., N) for
-// "none", else (...).
+// reduce 0 / 1 / 2 ("none" / "sum" / "mean"), chunk >= 0, s and out_sign +-1; terms are
+// (..., N) for "none", else (...).
 template <class T>
-static py::object softplus_rows_fast_t(const py::array& x, int s, int reduce, int out_sign) {
+static py::object softplus_rows_fast_t(const py::array& x, int s, int reduce, py::ssize_t chunk, int out_sign) {
   py::ssize_t B, N;
   std::vector<py::ssize_t> lead;
   const T* p = loss_rows_view<T>(x, reduce, B, N, lead);
-  if (!p || (s != 1 && s != -1) || (out_sign != 1 && out_sign != -1)) return py::none();
+  if (!p || chunk < 0 || (s != 1 && s != -1) || (out_sign != 1 && out_sign != -1)) return py::none();
   const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
   py::array_t<T> t(shape), terms(reduce == loss_rows::NONE ? shape : lead);
   {
     fast::ReleaseIfLarge nogil(x.size());
-    loss_rows::softplus_rows<T>(p, B, N, T(s), loss_rows::Reduce(reduce), T(out_sign), t.mutable_data(),
+    loss_rows::softplus_rows<T>(p, B, N, T(s), loss_rows::Reduce(reduce), chunk, T(out_sign), t.mutable_data(),
                                 terms.mutable_data());
   }
   return py::make_tuple(terms, t);
@@ -149,11 +149,11 @@ static py::object square_rows_fast_t(const py::array& x, double target, int redu
 }
 
 // goals.rig_reward without a factor: z (..., D) against g whose shape is z's trailing axes
-// (one or two of them), both finite, of one dtype, D >= 1; the rewards (...).
+// (one or two of them), both finite, of one dtype, D >= 1, chunk >= 0; the rewards (...).
 template <class T>
-static py::object neg_distance_fast_t(const py::array& z, const py::array& g, bool squared) {
+static py::object neg_distance_fast_t(const py::array& z, const py::array& g, py::ssize_t chunk, bool squared) {
   const T *pz = fast::view<T>(z), *pg = fast::view<T>(g);
-  if (!pz || !pg || g.ndim() < 1 || g.ndim() > 2 || z.ndim() < g.ndim()) return py::none();
+  if (!pz || !pg || chunk < 0 || g.ndim() < 1 || g.ndim() > 2 || z.ndim() < g.ndim()) return py::none();
   for (py::ssize_t i = 1; i <= g.ndim(); ++i)
     if (z.shape(z.ndim() - i) != g.shape(g.ndim() - i)) return py::none();
   const py::ssize_t D = g.shape(g.ndim() - 1);
@@ -161,7 +161,7 @@ static py::object neg_distance_fast_t(const py::array& z, const py::array& g, bo
   py::array_t<T> out(std::vector<py::ssize_t>(z.shape(), z.shape() + z.ndim() - 1));
   {
     fast::ReleaseIfLarge nogil(z.size());
-    loss_rows::neg_distance_rows<T>(pz, pg, z.size() / D, g.size() / D, D, squared, out.mutable_data());
+    loss_rows::neg_distance_rows<T>(pz, pg, z.size() / D, g.size() / D, D, chunk, squared, out.mutable_data());
   }
   return std::move(out);
 }
@@ -223,15 +223,15 @@ PYBIND11_MODULE(_cpu_categorical, m) {
   m.def("softplus_fast", [](py::array x, int sign) {
     return fast::by_dtype(x, [&](auto t) { return softplus_fast_t<decltype(t)>(x, sign); });
   });
-  m.def("softplus_rows_fast", [](py::array x, int s, int reduce, int out_sign) {
-    return fast::by_dtype(x, [&](auto t) { return softplus_rows_fast_t<decltype(t)>(x, s, reduce, out_sign); });
+  m.def("softplus_rows_fast", [](py::array x, int s, int reduce, py::ssize_t chunk, int out_sign) {
+    return fast::by_dtype(x, [&](auto t) { return softplus_rows_fast_t<decltype(t)>(x, s, reduce, chunk, out_sign); });
   });
   m.def("square_rows_fast", [](py::array x, double target, int reduce, py::ssize_t chunk, double g_scale) {
     return fast::by_dtype(x,
                           [&](auto t) { return square_rows_fast_t<decltype(t)>(x, target, reduce, chunk, g_scale); });
   });
-  m.def("neg_distance_fast", [](py::array z, py::array g, bool squared) {
-    return fast::by_dtype(g, [&](auto t) { return neg_distance_fast_t<decltype(t)>(z, g, squared); });
+  m.def("neg_distance_fast", [](py::array z, py::array g, py::ssize_t chunk, bool squared) {
+    return fast::by_dtype(g, [&](auto t) { return neg_distance_fast_t<decltype(t)>(z, g, chunk, squared); });
   });
   m.def("kl_fast", [](py::array p, py::array q) {
     return fast::by_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });

@@ -2,9 +2,9 @@
 // CPU (pygenmod.adversarial, goals.rig_reward; pygenmod._fast): the general path's NumPy
 // operations on each entry, in its order, with its row sums in NumPy's order (numpy_sum.hpp),
 // so the same bits, in one pass and without its temporaries. Rows are B rows of N entries.
-// A product is rounded before it is summed, as NumPy's `d * d` is, in the default build: it
-// targets baseline x86-64, which has no FMA to contract it into (a PYGENMOD_NATIVE build may
-// fuse them, and then differs from NumPy in the last bits).
+// A product is rounded before it is summed, as NumPy's `d * d` is (numpy_sum.hpp's
+// PGM_NO_CONTRACT: the build's -ffp-contract=fast would otherwise fuse them wherever the CPU
+// has FMA). `chunk`: the slices NumPy sums a row in (numpy_sum::row_sum; 0: whole rows).
 #pragma once
 
 #include "pygenmod/categorical.hpp"  // logaddexp0: NumPy's logaddexp(0, y), step for step
@@ -22,7 +22,7 @@ enum Reduce : int { NONE = 0, SUM = 1, MEAN = 2 };  // adversarial's reduction= 
 // path's sigmoid, bit for bit). terms: out_sign * sp per entry (NONE, B * N) or per row the
 // sum of those (SUM) or sum / N (MEAN) (B).
 template <class T>
-void softplus_rows(const T* x, index_t B, index_t N, T s, Reduce reduce, T out_sign, T* t, T* terms) {
+void softplus_rows(const T* x, index_t B, index_t N, T s, Reduce reduce, index_t chunk, T out_sign, T* t, T* terms) {
   for (index_t b = 0; b < B; ++b) {
     const T* xr = x + b * N;
     T* tr = t + b * N;
@@ -35,20 +35,19 @@ void softplus_rows(const T* x, index_t B, index_t N, T s, Reduce reduce, T out_s
       }
       continue;
     }
-    auto at = [&](index_t i) {
+    auto at = [&](index_t i) __attribute__((always_inline)) {
       const T y = s * xr[i];
       const T sp = categorical::logaddexp0<T>(y);
       tr[i] = y - sp;
       return out_sign * sp;  // (negated before the sum, as NumPy's -sp is: the sign of a zero sum)
     };
-    const T total = numpy_sum::row_sum<T>(N, at);
+    const T total = numpy_sum::row_sum<T>(N, chunk, at);
     terms[b] = reduce == MEAN ? total / static_cast<T>(N) : total;
   }
 }
 
 // The least-squares terms of x: d = x - target, grad = d * g_scale (B * N); terms: d * d per
-// entry (NONE) or per row the sum of d * d (SUM) or sum / N (MEAN), summed in chunks of `chunk`
-// entries (numpy_sum::chunked_row_sum; 0: the whole row).
+// entry (NONE) or per row the sum of d * d (SUM) or sum / N (MEAN).
 template <class T>
 void square_rows(const T* x, index_t B, index_t N, T target, Reduce reduce, index_t chunk, T g_scale, T* grad,
                  T* terms) {
@@ -63,12 +62,13 @@ void square_rows(const T* x, index_t B, index_t N, T target, Reduce reduce, inde
       }
       continue;
     }
-    auto at = [&](index_t i) {
+    auto at = [&](index_t i) __attribute__((always_inline)) {
+      PGM_NO_CONTRACT_SCOPE
       const T d = xr[i] - target;
       gr[i] = d * g_scale;
       return d * d;
     };
-    const T total = numpy_sum::chunked_row_sum<T>(N, chunk, at);
+    const T total = numpy_sum::row_sum<T>(N, chunk, at);
     terms[b] = reduce == MEAN ? total / static_cast<T>(N) : total;
   }
 }
@@ -76,15 +76,16 @@ void square_rows(const T* x, index_t B, index_t N, T target, Reduce reduce, inde
 // RIG's Euclidean reward: row r of z (R rows of D) against row r % M of g (M rows of D, the
 // trailing-axes broadcast), out[r] = -sqrt(sum_j (z_rj - g_j)^2), or minus the sum (squared).
 template <class T>
-void neg_distance_rows(const T* z, const T* g, index_t R, index_t M, index_t D, bool squared, T* out) {
+void neg_distance_rows(const T* z, const T* g, index_t R, index_t M, index_t D, index_t chunk, bool squared, T* out) {
   for (index_t r = 0; r < R; ++r) {
     const T* zr = z + r * D;
     const T* gr = g + (r % M) * D;
-    auto at = [&](index_t j) {
+    auto at = [&](index_t j) __attribute__((always_inline)) {
+      PGM_NO_CONTRACT_SCOPE
       const T d = zr[j] - gr[j];
       return d * d;
     };
-    const T d2 = numpy_sum::row_sum<T>(D, at);
+    const T d2 = numpy_sum::row_sum<T>(D, chunk, at);
     out[r] = -(squared ? d2 : std::sqrt(d2));
   }
 }
