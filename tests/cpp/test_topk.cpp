@@ -99,6 +99,29 @@ void simd_insertion(std::mt19937& gen) {
         }
 }
 
+// Rows in groups of four (insert_top_k_rows, top_k_cpu): every row's list equals its own
+// row_top_k, for row counts around the group size, with NaN rows (the scalar path) among them.
+template <class T>
+void grouped_rows(std::mt19937& gen) {
+  for (index_t k : {index_t(1), index_t(3), index_t(8)})
+    for (index_t n : {k, 2 * k, 8 * k})
+      for (index_t rows : {1, 2, 3, 4, 5, 8, 9})
+        for (int with_nan : {0, 1}) {
+          std::uniform_int_distribution<int> pick(0, 4);
+          std::vector<T> x(static_cast<std::size_t>(rows * n));
+          for (auto& v : x) v = T(pick(gen));
+          if (with_nan) x[static_cast<std::size_t>((rows / 2) * n + n / 2)] = std::numeric_limits<T>::quiet_NaN();
+          std::vector<std::int64_t> got(static_cast<std::size_t>(rows * k)), all(got.size()), want(k);
+          topk::insert_top_k_rows(x.data(), rows, n, k, got.data());
+          topk::top_k_cpu(x.data(), rows, n, k, all.data());
+          for (index_t r = 0; r < rows; ++r) {
+            topk::row_top_k(x.data() + r * n, n, k, want.data());
+            CHECK(std::equal(want.begin(), want.end(), got.begin() + r * k));
+            CHECK(std::equal(want.begin(), want.end(), all.begin() + r * k));
+          }
+        }
+}
+
 int main() {
   std::mt19937 gen(7);
   for (index_t n : {1, 2, 5, 33, 64, 257, 1000})
@@ -111,5 +134,7 @@ int main() {
     for (index_t k : {index_t(17), n / 3, n}) ordered_and_nan(n, k);
   simd_insertion<float>(gen);
   simd_insertion<double>(gen);
+  grouped_rows<float>(gen);
+  grouped_rows<double>(gen);
   return check::finish("test_topk");
 }

@@ -110,13 +110,13 @@ struct UpdateOptions {
 // scratch: 2 N entries; mu, var: D.
 template <class T>
 bool update_row(const T* X, const T* R, index_t N, index_t D, const T* w, const UpdateOptions& o, T* mean, T* std_,
-                T* best_x, T* best_r, T* hist, std::int64_t* idx, T* mu, T* var, T* scratch) {
+                T* best_x, T* best_r, T* hist, std::int64_t* idx, T* mu, T* var, T* scratch, bool idx_ready = false) {
   bool bad = false;  // an OR of comparisons: vectorised, where an early exit per element is not
   for (index_t i = 0; i < N; ++i) bad |= !(std::abs(R[i]) <= std::numeric_limits<T>::max());
   if (bad) return false;
   const index_t k = o.k;
-  topk::select_top_k(R, N, k, idx, scratch);  // the k best, largest first, ties to the lower index
-  const index_t arg = idx[0];                 // the first largest return
+  if (!idx_ready) topk::select_top_k(R, N, k, idx, scratch);  // the k best, largest first, ties to the lower index
+  const index_t arg = idx[0];                                 // the first largest return
   if (R[arg] > *best_r) {
     *best_r = R[arg];
     for (index_t d = 0; d < D; ++d) best_x[d] = X[arg * D + d];
@@ -157,10 +157,18 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
     std::vector<T> mu, var, vals;
     Scratch(index_t D, index_t N) : mu(D), var(D), vals(2 * N) {}
   };
-  auto row = [&](index_t b, Scratch& s) {
+  auto row = [&](index_t b, Scratch& s, bool idx_ready = false) {
     return !update_row<T>(X + b * N * D, R + b * N, N, D, w, o, mean + b * D, std_ + b * D, best_x + b * D, best_r + b,
-                          hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.vals.data());
+                          hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.vals.data(), idx_ready);
   };
+  if (!(B > 1 && B * N * D > PAR_MIN)) {              // on the calling thread: every row's elites first,
+    const bool ready = o.k <= topk::INSERTION_MAX_K;  // four rows at a time (topk.hpp)
+    if (ready) topk::insert_top_k_rows(R, B, N, o.k, idx);
+    Scratch s(D, ready ? 0 : N);  // (the insertion needs no scratch)
+    index_t bad = 0;
+    for (index_t b = 0; b < B; ++b) bad += row(b, s, ready) ? 1 : 0;
+    return bad;
+  }
   std::atomic<index_t> bad{0};
   auto scratch = per_slot([&] { return Scratch(D, N); });
   parallel_for_slots(B, share_chunk(B), B > 1 && B * N * D > PAR_MIN, scratch, [&](index_t b, Scratch& s) {
