@@ -95,57 +95,45 @@ static py::object softplus_fast_t(const py::array& x, int sign) {
   return std::move(out);
 }
 
-// The rows of x (..., N) with N >= 1 where the reduction is a mean: (B, N, the output's
-// leading shape), or false for an input the general path must see.
-template <class T>
-static const T* loss_rows_view(const py::array& x, int reduce, py::ssize_t& B, py::ssize_t& N,
-                               std::vector<py::ssize_t>& lead) {
+// The frame of the loss rows' fast paths: x (..., N) a finite C-contiguous float array (N >= 1
+// for a mean), reduce 0 / 1 / 2 ("none" / "sum" / "mean"), chunk >= 0 and the caller's own
+// argument checks (args_ok); run(p, B, N, per_entry, terms) fills per_entry (..., N) and terms
+// ((..., N) for "none", else (...)). (terms, per_entry), or None.
+template <class T, class Run>
+static py::object loss_rows_result(const py::array& x, int reduce, py::ssize_t chunk, bool args_ok, Run&& run) {
   const T* p = fast::view<T>(x);
-  if (!p || x.ndim() < 1 || reduce < loss_rows::NONE || reduce > loss_rows::MEAN) return nullptr;
-  N = x.shape(x.ndim() - 1);
-  if ((N == 0 && reduce == loss_rows::MEAN) || !fast::all_finite(p, x.size())) return nullptr;
-  lead.assign(x.shape(), x.shape() + x.ndim() - 1);
-  B = 1;
+  if (!p || !args_ok || chunk < 0 || x.ndim() < 1 || reduce < loss_rows::NONE || reduce > loss_rows::MEAN)
+    return py::none();
+  const py::ssize_t N = x.shape(x.ndim() - 1);
+  if ((N == 0 && reduce == loss_rows::MEAN) || !fast::all_finite(p, x.size())) return py::none();
+  const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim()), lead(shape.begin(), shape.end() - 1);
+  py::ssize_t B = 1;
   for (auto d : lead) B *= d;
-  return p;
+  py::array_t<T> per_entry(shape), terms(reduce == loss_rows::NONE ? shape : lead);
+  {
+    fast::ReleaseIfLarge nogil(x.size());
+    run(p, B, N, per_entry.mutable_data(), terms.mutable_data());
+  }
+  return py::make_tuple(terms, per_entry);
 }
 
-// adversarial's logistic losses: (terms, t) of loss_rows::softplus_rows for x (..., N) finite,
-// reduce 0 / 1 / 2 ("none" / "sum" / "mean"), chunk >= 0, s and out_sign +-1; terms are
-// (..., N) for "none", else (...).
+// adversarial's logistic losses: (terms, t) of loss_rows::softplus_rows, s and out_sign +-1.
 template <class T>
 static py::object softplus_rows_fast_t(const py::array& x, int s, int reduce, py::ssize_t chunk, int out_sign) {
-  py::ssize_t B, N;
-  std::vector<py::ssize_t> lead;
-  const T* p = loss_rows_view<T>(x, reduce, B, N, lead);
-  if (!p || chunk < 0 || (s != 1 && s != -1) || (out_sign != 1 && out_sign != -1)) return py::none();
-  const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  py::array_t<T> t(shape), terms(reduce == loss_rows::NONE ? shape : lead);
-  {
-    fast::ReleaseIfLarge nogil(x.size());
-    loss_rows::softplus_rows<T>(p, B, N, T(s), loss_rows::Reduce(reduce), chunk, T(out_sign), t.mutable_data(),
-                                terms.mutable_data());
-  }
-  return py::make_tuple(terms, t);
+  const bool ok = (s == 1 || s == -1) && (out_sign == 1 || out_sign == -1);
+  return loss_rows_result<T>(x, reduce, chunk, ok, [&](const T* p, py::ssize_t B, py::ssize_t N, T* t, T* terms) {
+    loss_rows::softplus_rows<T>(p, B, N, T(s), loss_rows::Reduce(reduce), chunk, T(out_sign), t, terms);
+  });
 }
 
-// adversarial's least-squares losses: (terms, grad) of loss_rows::square_rows for x (..., N)
-// finite, the target and the gradient's scale as Python floats (cast to x's dtype, as NumPy
-// casts them), chunk >= 0.
+// adversarial's least-squares losses: (terms, grad) of loss_rows::square_rows, the target and the
+// gradient's scale as Python floats (cast to x's dtype, as NumPy casts them).
 template <class T>
 static py::object square_rows_fast_t(const py::array& x, double target, int reduce, py::ssize_t chunk, double g_scale) {
-  py::ssize_t B, N;
-  std::vector<py::ssize_t> lead;
-  const T* p = loss_rows_view<T>(x, reduce, B, N, lead);
-  if (!p || chunk < 0 || !std::isfinite(T(target)) || !std::isfinite(T(g_scale))) return py::none();
-  const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
-  py::array_t<T> grad(shape), terms(reduce == loss_rows::NONE ? shape : lead);
-  {
-    fast::ReleaseIfLarge nogil(x.size());
-    loss_rows::square_rows<T>(p, B, N, T(target), loss_rows::Reduce(reduce), chunk, T(g_scale), grad.mutable_data(),
-                              terms.mutable_data());
-  }
-  return py::make_tuple(terms, grad);
+  const bool ok = std::isfinite(T(target)) && std::isfinite(T(g_scale));
+  return loss_rows_result<T>(x, reduce, chunk, ok, [&](const T* p, py::ssize_t B, py::ssize_t N, T* grad, T* terms) {
+    loss_rows::square_rows<T>(p, B, N, T(target), loss_rows::Reduce(reduce), chunk, T(g_scale), grad, terms);
+  });
 }
 
 // goals.rig_reward without a factor: z (..., D) against g whose shape is z's trailing axes

@@ -161,7 +161,8 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
     return !update_row<T>(X + b * N * D, R + b * N, N, D, w, o, mean + b * D, std_ + b * D, best_x + b * D, best_r + b,
                           hist + b, idx + b * o.k, s.mu.data(), s.var.data(), s.vals.data(), idx_ready);
   };
-  if (!(B > 1 && B * N * D > PAR_MIN)) {              // on the calling thread: every row's elites first,
+  const bool par = B > 1 && B * N * D > PAR_MIN;
+  if (!par) {                                         // on the calling thread: every row's elites first,
     const bool ready = o.k <= topk::INSERTION_MAX_K;  // four rows at a time (topk.hpp)
     if (ready) topk::insert_top_k_rows(R, B, N, o.k, idx);
     Scratch s(D, ready ? 0 : N);  // (the insertion needs no scratch)
@@ -171,7 +172,7 @@ index_t update_diag(const T* X, const T* R, index_t B, index_t N, index_t D, con
   }
   std::atomic<index_t> bad{0};
   auto scratch = per_slot([&] { return Scratch(D, N); });
-  parallel_for_slots(B, share_chunk(B), B > 1 && B * N * D > PAR_MIN, scratch, [&](index_t b, Scratch& s) {
+  parallel_for_slots(B, share_chunk(B), par, scratch, [&](index_t b, Scratch& s) {
     if (row(b, s)) bad.fetch_add(1, std::memory_order_relaxed);
   });
   return bad.load();

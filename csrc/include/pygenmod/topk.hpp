@@ -98,34 +98,18 @@ __attribute__((target("avx512f,avx512dq"))) inline void insert_lane8(double x, i
   top_id = _mm512_mask_blend_epi64(after, _mm512_mask_blend_epi64(from, top_id, _mm512_set1_epi64(i)), shifted_id);
 }
 
-template <class T>
-__attribute__((target("avx512f,avx512dq"))) void insert_top_k8_avx512(const T* x, index_t n, index_t k,
-                                                                      std::int64_t* idx) {
-  alignas(64) double vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  alignas(64) std::int64_t ids[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+// Rows at once (R of them, each with its own list): R independent chains, which the core
+// overlaps (a row's step waits on its previous one). A CEM update at the demo size (B = 4 rows
+// of 64, k = 8): ~1.2 -> ~0.4 us with R = 4.
+template <int R, class T>
+__attribute__((target("avx512f,avx512dq"))) void insert_top_k8_avx512_rows(const T* const* x, index_t n, index_t k,
+                                                                           std::int64_t* const* idx) {
   const index_t first = n < k ? n : k;
-  insert_first(x, first, vals, ids);
-  __m512d top = _mm512_load_pd(vals);
-  __m512i top_id = _mm512_load_si512(ids);
   const __m512i right = _mm512_setr_epi64(0, 0, 1, 2, 3, 4, 5, 6);  // lane j <- lane j - 1
   const __mmask8 lanes = static_cast<__mmask8>((1u << k) - 1);
-  for (index_t i = first; i < n; ++i) insert_lane8(static_cast<double>(x[i]), i, lanes, right, top, top_id);
-  _mm512_store_si512(ids, top_id);
-  for (index_t j = 0; j < k; ++j) idx[j] = ids[j];
-}
-
-// Four rows at once, each as insert_top_k8_avx512 does it: four independent chains, which the
-// core overlaps (a row's step waits on its previous one). A CEM update at the demo size
-// (B = 4 rows of 64, k = 8): ~1.2 -> ~0.4 us.
-template <class T>
-__attribute__((target("avx512f,avx512dq"))) void insert_top_k8_avx512_x4(const T* const* x, index_t n, index_t k,
-                                                                         std::int64_t* const* idx) {
-  const index_t first = n < k ? n : k;
-  const __m512i right = _mm512_setr_epi64(0, 0, 1, 2, 3, 4, 5, 6);
-  const __mmask8 lanes = static_cast<__mmask8>((1u << k) - 1);
-  __m512d top[4];
-  __m512i top_id[4];
-  for (int r = 0; r < 4; ++r) {
+  __m512d top[R];
+  __m512i top_id[R];
+  for (int r = 0; r < R; ++r) {
     alignas(64) double vals[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     alignas(64) std::int64_t ids[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     insert_first(x[r], first, vals, ids);
@@ -133,12 +117,25 @@ __attribute__((target("avx512f,avx512dq"))) void insert_top_k8_avx512_x4(const T
     top_id[r] = _mm512_load_si512(ids);
   }
   for (index_t i = first; i < n; ++i)
-    for (int r = 0; r < 4; ++r) insert_lane8(static_cast<double>(x[r][i]), i, lanes, right, top[r], top_id[r]);
-  for (int r = 0; r < 4; ++r) {
+    for (int r = 0; r < R; ++r) insert_lane8(static_cast<double>(x[r][i]), i, lanes, right, top[r], top_id[r]);
+  for (int r = 0; r < R; ++r) {
     alignas(64) std::int64_t ids[8];
     _mm512_store_si512(ids, top_id[r]);
     for (index_t j = 0; j < k; ++j) idx[r][j] = ids[j];
   }
+}
+
+template <class T>
+__attribute__((target("avx512f,avx512dq"))) void insert_top_k8_avx512(const T* x, index_t n, index_t k,
+                                                                      std::int64_t* idx) {
+  insert_top_k8_avx512_rows<1>(&x, n, k, &idx);
+}
+
+// Where the AVX-512 insertion runs: the insertion test fails often (n <= 8 k: over a third of
+// the elements get inserted); on longer rows most elements stop at the scalar test, which the
+// branch-free step then loses to.
+inline bool avx512_insertion_fits(index_t n, index_t k) {
+  return k <= 8 && k <= n && n <= 8 * k && cpu::isa() >= cpu::ISA_AVX512;
 }
 
 template <class T>
@@ -158,9 +155,7 @@ bool has_nan(const T* x, index_t n) {
 template <class T>
 void insert_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
 #ifdef PGM_TOPK_X86
-  // Where the insertion test fails often (n <= 8 k: over a third of the elements get inserted);
-  // on longer rows most elements stop at the scalar test, which the branch-free step then loses to.
-  if (k <= 8 && k <= n && n <= 8 * k && cpu::isa() >= cpu::ISA_AVX512 && !has_nan(x, n)) {
+  if (avx512_insertion_fits(n, k) && !has_nan(x, n)) {
     insert_top_k8_avx512(x, n, k, idx);
     return;
   }
@@ -186,7 +181,7 @@ void insert_top_k(const T* x, index_t n, index_t k, std::int64_t* idx) {
 template <class T>
 void insert_top_k_rows(const T* x, index_t rows, index_t n, index_t k, std::int64_t* idx) {
 #ifdef PGM_TOPK_X86
-  if (rows > 1 && k <= 8 && k <= n && n <= 8 * k && cpu::isa() >= cpu::ISA_AVX512) {
+  if (rows > 1 && avx512_insertion_fits(n, k)) {
     const T* xs[4];
     std::int64_t* is[4];
     int m = 0;
@@ -198,7 +193,7 @@ void insert_top_k_rows(const T* x, index_t rows, index_t n, index_t k, std::int6
       xs[m] = x + r * n;
       is[m] = idx + r * k;
       if (++m == 4) {
-        insert_top_k8_avx512_x4(xs, n, k, is);
+        insert_top_k8_avx512_rows<4>(xs, n, k, is);
         m = 0;
       }
     }
