@@ -166,8 +166,17 @@ def plain_cpu() -> bool:
         and _process_wide is None
         and _ENV_DATA is not None
         and _ENV_KEY not in _ENV_DATA
-        and _default_host() == "cpu"
+        and (_cpu_built if _cpu_built is not None else _probe_cpu_built())  # _default_host() == "cpu"
     )
+
+
+_cpu_built: bool | None = None  # is_available("cpu"), fixed once probed (as _probe's cache)
+
+
+def _probe_cpu_built() -> bool:
+    global _cpu_built
+    _cpu_built = is_available("cpu")
+    return _cpu_built
 
 
 def choose(on_device: bool) -> str:

@@ -19,10 +19,6 @@ from ._dispatch import get_kernel
 #: Tests switch the fast paths off to compare them with the general path.
 ENABLED = True
 
-#: Largest unsigned 64-bit integer (seeds, streams, offsets).
-U64_MAX = 2**64 - 1
-
-
 _KERNELS: dict = {}  # (family, name) -> the cpu backend's kernel
 
 
@@ -42,15 +38,3 @@ def cpu_kernel(family: str, name: str):
     except BackendError:
         return None  # the general path raises it, after its own argument checks
     return get_kernel(family, name, "cpu")
-
-
-def counter_args(seed, stream, offset) -> bool:
-    """The seeded fast paths' O(1) check: seed None or an int, stream and offset ints, each in
-    [0, 2**64) (anything else goes to the general path, which converts or raises)."""
-    return (
-        (seed is None or (type(seed) is int and 0 <= seed <= U64_MAX))
-        and type(stream) is int
-        and 0 <= stream <= U64_MAX
-        and type(offset) is int
-        and 0 <= offset <= U64_MAX
-    )

@@ -73,16 +73,11 @@ def _rows(shape):
 
 
 def _draw(dist, seed, shape, stream, offset, dtype, device):
-    if (
-        (dtype is np.float32 or dtype is np.float64)
-        and (type(device) is str and device == "cpu")
-        and _fast.counter_args(seed, stream, offset)
-    ):
+    if (dtype is np.float32 or dtype is np.float64) and type(device) is str and device == "cpu":
         fast = _fast.cpu_kernel("sampling", "fill_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            seed = resolve_seed(seed)  # first, as on the general path (which then reuses this key)
-            out = fast(seed, stream, offset, dist, shape, dtype is np.float64)
-            if out is not None:
+            out = fast(seed, resolve_seed, stream, offset, dist, shape, dtype is np.float64)
+            if out is not None:  # (None: nothing drawn yet, the general path runs as alone)
                 return out
     seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     shape = _shape(shape)

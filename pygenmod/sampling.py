@@ -322,7 +322,6 @@ def _normal_head_fast(mu, logvar, log_std, std, seed, n_samples, stream, offset,
         and eps is None
         and clamp is None
         and out is None
-        and _fast.counter_args(seed, stream, offset)
     ):
         fast = _fast.cpu_kernel("sampling", "normal_head_fast")
         if fast is not None:
@@ -728,7 +727,6 @@ def rsample_mvn(
         and check is True
         and out is None
         and validate is val.DEPRECATED
-        and _fast.counter_args(seed, stream, offset)
     ):
         fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
@@ -1142,7 +1140,6 @@ def gumbel_softmax(
         and 0 < temperature < math.inf
         and (hard is True or hard is False)
         and tau is val.DEPRECATED
-        and _fast.counter_args(seed, stream, offset)
     ):
         fast = _fast.cpu_kernel("sampling", "gumbel_softmax_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:

@@ -506,7 +506,7 @@ def test_random_fast_equals_general(host, dtype, monkeypatch, dist, shape, seed)
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        assert pygenmod._cpu_sampling.fill_fast(9, 3, 5, 1, shape, dtype == np.float64) is not None
+        assert pygenmod._cpu_sampling.fill_fast(9, resolve_seed, 3, 5, 1, shape, dtype == np.float64) is not None
 
 
 @pytest.mark.parametrize(
@@ -539,6 +539,21 @@ def test_random_errors_and_edge_cases_equal(host, monkeypatch, kw):
     a = {"seed": 4, "shape": (2, 3), **kw}
     fast, general = both(lambda: pygenmod.random.normal(**a), monkeypatch)
     assert_same(fast, general)
+
+
+@pytest.mark.parametrize("kw", [{"stream": -1}, {"offset": 2**64}, {"stream": 1.0}, {"shape": (2, -3)}], ids=repr)
+def test_random_rejected_default_seed_takes_the_general_paths_key(host, monkeypatch, kw):
+    # the counter checks run in the compiled call before it draws a key (pygenmod._fast): a call
+    # the general path rejects leaves the package generator as the general path alone does
+    def f():
+        pygenmod.random.manual_seed(11)
+        try:
+            pygenmod.random.normal(**{"seed": None, "shape": (2, 3), **kw})
+        except (TypeError, ValueError) as exc:
+            return type(exc), pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert fast == general and fast[0] is not None
 
 
 # ----------------------------------------------------------------------------- gumbel_softmax

@@ -41,14 +41,6 @@ class ReleaseIfLarge {
   std::optional<py::gil_scoped_release> nogil_;
 };
 
-// The key of a seeded fast path: resolve(seed) (the Python layer's resolve_seed; a None seed
-// takes the package generator's next key). A fast path draws it only after the checks that the
-// general path makes before its own draw, and hands it back with a None result, so that a call
-// the general path then finishes (or rejects) takes exactly the key it would have taken alone.
-inline std::uint64_t draw_key(const py::object& resolve, const py::handle& seed) {
-  return resolve(seed).cast<std::uint64_t>();
-}
-
 // True when a has exactly this shape.
 template <class Shape>
 bool shape_is(const py::array& a, const Shape& shape) {
@@ -125,6 +117,22 @@ inline bool u64(const py::handle& h, std::uint64_t& out) {
 inline bool is_u64(const py::handle& h) {
   std::uint64_t unused;
   return u64(h, unused);
+}
+// The counter arguments of a seeded fast path: seed None or an exact int in [0, 2**64), stream
+// and offset exact ints in [0, 2**64) (anything else goes to the general path, which converts or
+// raises). Checked here rather than in Python: a third of a tiny draw's cost was that check.
+inline bool counter(const py::handle& seed, const py::handle& stream, const py::handle& offset, std::uint64_t& s,
+                    std::uint64_t& o) {
+  return (seed.is_none() || is_u64(seed)) && u64(stream, s) && u64(offset, o);
+}
+// The key of a seeded fast path: resolve(seed) (the Python layer's resolve_seed; a None seed
+// takes the package generator's next key). A fast path draws it only after the checks that the
+// general path makes before its own draw, and hands it back with a None result, so that a call
+// the general path then finishes (or rejects) takes exactly the key it would have taken alone.
+inline std::uint64_t draw_key(const py::object& resolve, const py::handle& seed) {
+  std::uint64_t key;
+  if (u64(seed, key)) return key;  // an int seed is its own key (resolve_seed's answer, without the call)
+  return resolve(seed).cast<std::uint64_t>();
 }
 // An exact float, or an exact int that a double holds exactly.
 inline bool number(const py::handle& h, double& out) {

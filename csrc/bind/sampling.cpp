@@ -198,12 +198,13 @@ static py::tuple gumbel_softmax_fast_t(const py::array& logits, double tau, cons
 
 // random.uniform / normal / gumbel: shape an exact int or a tuple of exact ints >= 0 with at
 // most kFillFastMax entries in all (the general path's shape rules), drawn by the general path's
-// kernel (rows: the leading extent) into a new array. The key comes resolved (the general path
-// draws it first too).
+// kernel (rows: the leading extent) into a new array. None before the key is drawn, when the
+// general path must run (it then draws the key, as a call that only took that path).
 constexpr py::ssize_t kFillFastMax = 1 << 20;
 
 template <class T>
-static py::object fill_fast_t(uint64_t seed, uint64_t stream, uint64_t offset, int dist, const py::handle& shape_) {
+static py::object fill_fast_t(const py::handle& seed, const py::object& resolve, uint64_t stream, uint64_t offset,
+                              int dist, const py::handle& shape_) {
   std::vector<py::ssize_t> shape;
   py::ssize_t n;
   if (PyLong_CheckExact(shape_.ptr())) {
@@ -218,13 +219,14 @@ static py::object fill_fast_t(uint64_t seed, uint64_t stream, uint64_t offset, i
     return py::none();
   }
   if (!fast::product_at_most(shape, kFillFastMax)) return py::none();
+  const auto key = fast::draw_key(resolve, seed);
   py::array_t<T> out(shape);
   const py::ssize_t total = out.size();
   // the general path's kernel view: rows along the leading extent (one row for rank <= 1)
   const py::ssize_t R = shape.size() <= 1 ? 1 : shape[0], N = R == 0 ? 0 : total / R;
   if (total > 0) {
     fast::ReleaseIfLarge nogil(total);
-    sampling::fill_cpu<T>(dist, seed, stream, offset, R, N, out.mutable_data());
+    sampling::fill_cpu<T>(dist, key, stream, offset, R, N, out.mutable_data());
   }
   return std::move(out);
 }
@@ -384,8 +386,10 @@ PYBIND11_MODULE(_cpu_sampling, m) {
       "logits"_a, "y_soft"_a, "temperature"_a, "seed"_a, "stream"_a, "offset"_a, "grad_y"_a, "out"_a, "status"_a);
   // one-call fast path (issue 11): None when the general path must run
   // one-call fast paths (issue 11): None / (None, key) where the general path must run
-  m.def("normal_head_fast", [](py::array mu, py::array logvar, py::handle seed, py::object resolve, uint64_t stream,
-                               uint64_t offset, bool head) {
+  m.def("normal_head_fast", [](py::array mu, py::array logvar, py::handle seed, py::object resolve, py::handle stream_,
+                               py::handle offset_, bool head) {
+    uint64_t stream, offset;
+    if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(no_result());
     return seeded_by_dtype(mu, [&](auto t) -> py::object {
       return normal_head_fast_t<decltype(t)>(mu, logvar, seed, resolve, stream, offset, head);
     });
@@ -396,8 +400,10 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   m.def("normal_log_prob_fast", [](py::array x, py::array mu, py::array logvar) {
     return fast::by_dtype(mu, [&](auto t) { return normal_log_prob_fast_t<decltype(t)>(x, mu, logvar); });
   });
-  m.def("mvn_head_fast", [](py::array mu, py::array L, py::handle seed, py::object resolve, uint64_t stream,
-                            uint64_t offset, bool sample) {
+  m.def("mvn_head_fast", [](py::array mu, py::array L, py::handle seed, py::object resolve, py::handle stream_,
+                            py::handle offset_, bool sample) {
+    uint64_t stream, offset;
+    if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(no_result());
     return seeded_by_dtype(mu, [&](auto t) -> py::object {
       return mvn_head_fast_t<decltype(t)>(mu, L, seed, resolve, stream, offset, sample);
     });
@@ -405,14 +411,19 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   m.def("mvn_log_prob_fast", [](py::array x, py::array mu, py::array L) {
     return fast::by_dtype(mu, [&](auto t) { return mvn_log_prob_fast_t<decltype(t)>(x, mu, L); });
   });
-  m.def("gumbel_softmax_fast", [](py::array logits, double tau, py::handle seed, py::object resolve, uint64_t stream,
-                                  uint64_t offset, bool hard) {
+  m.def("gumbel_softmax_fast", [](py::array logits, double tau, py::handle seed, py::object resolve, py::handle stream_,
+                                  py::handle offset_, bool hard) {
+    uint64_t stream, offset;
+    if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(no_result());
     return seeded_by_dtype(logits, [&](auto t) -> py::object {
       return gumbel_softmax_fast_t<decltype(t)>(logits, tau, seed, resolve, stream, offset, hard);
     });
   });
-  m.def("fill_fast", [](uint64_t seed, uint64_t stream, uint64_t offset, int dist, py::handle shape, bool f64) {
-    return f64 ? fill_fast_t<double>(seed, stream, offset, dist, shape)
-               : fill_fast_t<float>(seed, stream, offset, dist, shape);
+  m.def("fill_fast", [](py::handle seed, py::object resolve, py::handle stream_, py::handle offset_, int dist,
+                        py::handle shape, bool f64) {
+    uint64_t stream, offset;
+    if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(py::none());
+    return f64 ? fill_fast_t<double>(seed, resolve, stream, offset, dist, shape)
+               : fill_fast_t<float>(seed, resolve, stream, offset, dist, shape);
   });
 }
