@@ -20,6 +20,7 @@ The derivation of the k-th fresh key is ``splitmix64(key + k * 0x9E3779B97F4A7C1
 from __future__ import annotations
 
 import numbers
+import operator
 import os
 import threading
 
@@ -36,33 +37,61 @@ def _splitmix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
+def _splitmix64_block(key: int, counter: int, n: int) -> list:
+    """The keys of counters ``counter .. counter + n - 1`` (mod 2**64): ``_splitmix64`` in
+    wrapping uint64 arithmetic, about 0.1 us a key instead of 0.4 us for Python's big ints."""
+    c = np.uint64(counter) + np.arange(n, dtype=np.uint64)  # wraps mod 2**64, as the counter
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + c * np.uint64(_GOLDEN) + np.uint64(_GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return (z ^ (z >> np.uint64(31))).tolist()
+
+
 class _PackageGenerator:
-    """(key, counter): the k-th default call gets ``splitmix64(key + k * golden)``."""
+    """(key, counter): the k-th default call gets ``splitmix64(key + k * golden)``.
+
+    The keys are derived 64 at a time and handed out by a list iterator, whose ``next`` is one
+    atomic step under the GIL: a default-seed call takes its key in ~0.1 us instead of ~0.85 us
+    (a lock and three big-int multiplications). The lock guards the refills and the state."""
+
+    _BLOCK = 64
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._reseed_from_entropy()
 
     def _reseed_from_entropy(self) -> None:
         self._lock = threading.Lock()  # a lock held by another thread at fork time is lost
-        self._key = int.from_bytes(os.urandom(8), "little")
-        self._counter = 0
+        self._start(int.from_bytes(os.urandom(8), "little"), 0)
+
+    def _start(self, key: int, counter: int) -> None:
+        """Key ``key`` with the next call at ``counter`` (under the lock, or before any thread)."""
+        self._key, self._end = key, counter  # _end: the counter after the derived block
+        self._keys = iter(())
 
     def next_key(self) -> int:
-        with self._lock:
-            k = self._counter
-            self._counter = (k + 1) & _MASK
-            key = self._key
-        return _splitmix64((key + k * _GOLDEN) & _MASK)
+        try:
+            return next(self._keys)
+        except StopIteration:
+            with self._lock:
+                for k in self._keys:  # another thread refilled meanwhile
+                    return k
+                keys = _splitmix64_block(self._key, self._end, self._BLOCK)
+                self._end = (self._end + self._BLOCK) & _MASK
+                self._keys = iter(keys)
+                return next(self._keys)
+
+    def _counter(self) -> int:
+        return (self._end - operator.length_hint(self._keys)) & _MASK
 
     def manual_seed(self, seed: int) -> None:
         seed = check_int_seed(seed)
         with self._lock:
-            self._key, self._counter = seed, 0
+            self._start(seed, 0)
 
     def get_state(self) -> dict:
         with self._lock:
-            return {"key": self._key, "counter": self._counter}
+            return {"key": self._key, "counter": self._counter()}
 
     def set_state(self, state) -> None:
         try:
@@ -71,7 +100,7 @@ class _PackageGenerator:
             raise TypeError("state: expected the dict returned by get_state() ({'key': int, 'counter': int})") from None
         key, counter = check_int_seed(key, "state['key']"), check_int_seed(counter, "state['counter']")
         with self._lock:
-            self._key, self._counter = key, counter
+            self._start(key, counter)
 
 
 _GENERATOR = _PackageGenerator()

@@ -112,6 +112,56 @@ def test_get_and_set_state_replay():
     assert random.get_state() == pygenmod.get_rng_state()
 
 
+def _kth_key(key, k):
+    """The documented derivation of the k-th default key, in Python integers (pygenmod._seed)."""
+    mask, golden = 2**64 - 1, 0x9E3779B97F4A7C15
+    z = (key + k * golden + golden) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+@pytest.mark.parametrize("key, counter", [(5, 0), (2**64 - 1, 2**64 - 70), (123456789, 63), (0, 1)])
+def test_default_keys_follow_the_formula_across_blocks_and_the_wrap(key, counter):
+    # the generator derives keys in blocks (_seed._PackageGenerator): the sequence, and the
+    # counter that get_state reports between any two calls, are the per-call formula's
+    gen = pygenmod._seed._GENERATOR
+    saved = gen.get_state()
+    try:
+        gen.set_state({"key": key, "counter": counter})
+        for i in range(150):
+            assert gen.get_state() == {"key": key, "counter": (counter + i) % 2**64}
+            assert gen.next_key() == _kth_key(key, (counter + i) % 2**64)
+    finally:
+        gen.set_state(saved)
+
+
+def test_default_keys_are_distinct_across_threads():
+    import threading
+
+    gen = pygenmod._seed._GENERATOR
+    saved = gen.get_state()
+    got, n_threads, per_thread = [], 4, 500
+    try:
+        gen.set_state({"key": 77, "counter": 10})
+        barrier = threading.Barrier(n_threads)
+
+        def work():
+            barrier.wait()
+            got.extend([gen.next_key() for _ in range(per_thread)])
+
+        threads = [threading.Thread(target=work) for _ in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = n_threads * per_thread
+        assert sorted(got) == sorted(_kth_key(77, 10 + i) for i in range(total))
+        assert gen.get_state() == {"key": 77, "counter": 10 + total}
+    finally:
+        gen.set_state(saved)
+
+
 @pytest.mark.parametrize("bad", [None, {"key": 1}, {"key": -1, "counter": 0}, {"key": 1.5, "counter": 0}])
 def test_set_state_rejects_bad_state(bad):
     with pytest.raises((TypeError, ValueError), match="state"):
