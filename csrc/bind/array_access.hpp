@@ -42,6 +42,16 @@ struct ArrayInfo {
 // typestr ("<f8", "|u1"). Byte-swapped data (big-endian on this little-endian machine) keeps its
 // typestr so it never matches a native type.
 inline std::string dtype_name(char byteorder, char kind, py::ssize_t itemsize) {
+  // Every array of every kernel call is named here: the kernels' types without building strings.
+  if (byteorder != '>') {
+    if (kind == 'f' && itemsize == 4) return "float32";
+    if (kind == 'f' && itemsize == 8) return "float64";
+    if (kind == 'i' && itemsize == 4) return "int32";
+    if (kind == 'i' && itemsize == 8) return "int64";
+    if (kind == 'u' && itemsize == 1) return "uint8";
+    if (kind == 'u' && itemsize == 4) return "uint32";
+    if (kind == 'b' && itemsize == 1) return "bool";
+  }
   const std::string bits = std::to_string(8 * itemsize);
   if (byteorder == '>') return std::string(">") + kind + std::to_string(itemsize);
   switch (kind) {
@@ -104,21 +114,21 @@ inline std::string shape_str(Shape s) {
 // The checks of a pointer access, in this order, with these messages, for every policy.
 template <class T>
 void check_array(const ArrayInfo& a, const char* name, Shape shape, bool writable) {
-  const std::string n(name);
+  const auto n = [name] { return std::string(name); };  // built only for a message
   if (a.dtype != kernel_dtype<T>::name)
-    throw std::invalid_argument(n + ": wrong dtype for this kernel (got " + a.dtype + ", expected " +
+    throw std::invalid_argument(n() + ": wrong dtype for this kernel (got " + a.dtype + ", expected " +
                                 kernel_dtype<T>::name + ")");
-  if (!a.c_contiguous) throw std::invalid_argument(n + ": must be C-contiguous");
+  if (!a.c_contiguous) throw std::invalid_argument(n() + ": must be C-contiguous");
   if (a.shape.size() != shape.size())
-    throw std::invalid_argument(n + ": expected " + std::to_string(shape.size()) + " dimensions, got shape " +
+    throw std::invalid_argument(n() + ": expected " + std::to_string(shape.size()) + " dimensions, got shape " +
                                 shape_str(a.shape));
   size_t i = 0;
   for (auto e : shape) {
     if (e >= 0 && a.shape[i] != e)
-      throw std::invalid_argument(n + ": unexpected shape " + shape_str(a.shape) + ", expected " + shape_str(shape));
+      throw std::invalid_argument(n() + ": unexpected shape " + shape_str(a.shape) + ", expected " + shape_str(shape));
     ++i;
   }
-  if (writable && !a.writable) throw std::invalid_argument(n + ": output is read-only");
+  if (writable && !a.writable) throw std::invalid_argument(n() + ": output is read-only");
 }
 
 // The accessors, written once for every policy. Policy::info(obj, name, pointer) reads an
