@@ -80,7 +80,7 @@ struct DeviceArrays {
     DeviceArray d = device_array(obj, name, pointer);
     ArrayInfo i;
     i.ptr = d.ptr;
-    i.shape = std::move(d.shape);
+    i.shape.assign(d.shape.begin(), d.shape.end());
     i.dtype =
         d.typestr.size() >= 3 ? dtype_name(d.typestr[0], d.typestr[1], std::stoi(d.typestr.substr(2))) : d.typestr;
     i.c_contiguous = d.c_contiguous;
