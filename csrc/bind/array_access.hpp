@@ -239,6 +239,8 @@ struct HostArrays {
   static ArrayInfo info(const py::object& o, const char* name, bool /*pointer*/) {
     if (!py::isinstance<py::array>(o)) throw std::invalid_argument(std::string(name) + ": expected a NumPy array");
     const auto a = py::reinterpret_borrow<py::array>(o);
+    if (static_cast<std::size_t>(a.ndim()) > Extents::kMax)
+      throw std::invalid_argument(std::string(name) + ": more than 64 dimensions");
     ArrayInfo i;
     i.ptr = const_cast<void*>(a.data());
     i.shape.assign(a.shape(), a.shape() + a.ndim());

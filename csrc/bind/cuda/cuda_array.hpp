@@ -80,6 +80,7 @@ struct DeviceArrays {
     DeviceArray d = device_array(obj, name, pointer);
     ArrayInfo i;
     i.ptr = d.ptr;
+    if (d.shape.size() > Extents::kMax) throw std::invalid_argument(std::string(name) + ": more than 64 dimensions");
     i.shape.assign(d.shape.begin(), d.shape.end());
     i.dtype =
         d.typestr.size() >= 3 ? dtype_name(d.typestr[0], d.typestr[1], std::stoi(d.typestr.substr(2))) : d.typestr;
