@@ -4,6 +4,10 @@ Each module here is imported only when the numba backend serves a call, so impor
 pygenmod never imports numba. Every function is ``cache=True``: compiled once per machine,
 and recompiled whenever any module of this package, or a parent module whose constants they
 freeze in, changes (``_cache.py``: numba's per-file stamp would miss both).
+
+A ``prange`` loop's index is an int64 when numba types the function and a uint64 in the
+parallel body it compiles from it, so a callee passed the index would be compiled twice (once
+per signature, seconds each). The loops that pass it on convert it first: ``np.int64(i_u)``.
 """
 
 import os

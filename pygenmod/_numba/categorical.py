@@ -43,7 +43,8 @@ def _logz(x, m, has_m, b, all_masked, nonfinite):
 @nb.njit(parallel=True, cache=True)
 def _log_prob(x, m, has_m, a, out, status):
     B, K = x.shape
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         if a[b] < 0 or a[b] >= K:
             status[b] = BAD_ACTION
             continue
@@ -56,7 +57,8 @@ def _log_prob(x, m, has_m, a, out, status):
 @nb.njit(parallel=True, cache=True)
 def _log_prob_backward(x, m, has_m, a, g, dx):
     B, K = x.shape
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         ok = 0 <= a[b] < K
         mx, ls = 0.0, 0.0
         if ok:
@@ -83,7 +85,8 @@ def _entropy_row(x, m, has_m, b, mx, ls):
 
 @nb.njit(parallel=True, cache=True)
 def _entropy(x, m, has_m, out, status):
-    for b in nb.prange(x.shape[0]):
+    for b_u in nb.prange(x.shape[0]):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         st, mx, ls = _logz(x, m, has_m, b, P_ALL_MASKED, P_NONFINITE)
         status[b] = st
         if st == OK:
@@ -93,7 +96,8 @@ def _entropy(x, m, has_m, out, status):
 @nb.njit(parallel=True, cache=True)
 def _entropy_backward(x, m, has_m, g, dx):
     B, K = x.shape
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         st, mx, ls = _logz(x, m, has_m, b, P_ALL_MASKED, P_NONFINITE)
         if st != OK:
             dx[b, :] = np.nan
@@ -130,7 +134,8 @@ def _kl_row(p, q, mp, has_mp, mq, has_mq, p_is_prob, b):
 
 @nb.njit(parallel=True, cache=True)
 def _kl(p, q, mp, has_mp, mq, has_mq, p_is_prob, out, status):
-    for b in nb.prange(q.shape[0]):
+    for b_u in nb.prange(q.shape[0]):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         st, kl, _, _, _, _ = _kl_row(p, q, mp, has_mp, mq, has_mq, p_is_prob, b)
         status[b] = st
         if st == OK:
@@ -140,7 +145,8 @@ def _kl(p, q, mp, has_mp, mq, has_mq, p_is_prob, out, status):
 @nb.njit(parallel=True, cache=True)
 def _kl_backward(p, q, mp, has_mp, mq, has_mq, p_is_prob, g, dp, has_dp, dq):
     B, K = q.shape
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         st, kl, mp_, lp_, mq_, lq_ = _kl_row(p, q, mp, has_mp, mq, has_mq, p_is_prob, b)
         if st != OK or kl == np.inf:
             if has_dp:

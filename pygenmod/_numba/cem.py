@@ -116,7 +116,8 @@ def _update_row(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, i
 @nb.njit(parallel=True, cache=True, error_model="numpy")
 def update_diag(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, idx):
     bad = 0
-    for b in nb.prange(X.shape[0]):
+    for b_u in nb.prange(X.shape[0]):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         bad += _update_row(X, R, w, alpha, min_std, reg, mean, std, best_x, best_r, hist, idx, b)
     return bad
 

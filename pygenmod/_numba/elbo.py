@@ -104,7 +104,8 @@ def _ll_row(lik, x, xi, dec, dp, shared, dkind, s, b):
 def _elbo(mu, p, L, pm, pp, kind, lo, hi, lik, x, xi, dec, dp, shared, dkind, beta, out, log_lik, kl, status):
     B = mu.shape[0]
     S = dec.shape[0]
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         k, st = _kl_row(mu, p, L, pm, pp, kind, lo, hi, b)
         ll = 0.0
         dok = True

@@ -602,7 +602,8 @@ def _init_stream(stream0, s, n_rep):
 def _rfd_core(W, n_rep, K, seed, stream0, idx):
     B = idx.shape[0]
     N = W.shape[1]
-    for s in nb.prange(B):
+    for s_u in nb.prange(B):
+        s = np.int64(s_u)  # signed: one callee signature (see __init__.py)
         w = W[s // n_rep]
         valid = np.empty(N, np.int64)
         nv = 0
@@ -634,7 +635,8 @@ def random_from_data(W, n_rep, K, seed, stream, idx):
 def _kpp_core(X, W, n_rep, K, seed, stream0, idx):
     B = idx.shape[0]
     N, D = X.shape[1], X.shape[2]
-    for s in nb.prange(B):
+    for s_u in nb.prange(B):
+        s = np.int64(s_u)  # signed: one callee signature (see __init__.py)
         x = X[s // n_rep]
         w = W[s // n_rep]
         d2 = np.full(N, np.inf)
@@ -778,7 +780,8 @@ GMR_PAR_MIN_WORK = 1 << 14  # as csrc/include/pygenmod/gmm/gmr.hpp
 
 @nb.njit(parallel=True, cache=True)
 def _gmr_parallel(x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov):
-    for r in nb.prange(x.shape[0] * x.shape[1]):
+    for r_u in nb.prange(x.shape[0] * x.shape[1]):
+        r = np.int64(r_u)  # signed: one callee signature (see __init__.py)
         _gmr_row(r, x, mu_i, mu_o, logc, V, rs, A, C, h, m, mean, cov)
 
 

@@ -467,7 +467,8 @@ def select(tree, params, table, node, action):
 @nb.njit(cache=True)
 def _expand(tree, node, action, reward, discount, logits, value, invalid, has_invalid, state, out):
     B = tree[CHILDREN].shape[0]
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         out[b] = _expand_one(
             _view(tree, b),
             node[b],
@@ -494,7 +495,8 @@ def expand(tree, node, action, reward, discount, logits, value, invalid, state, 
 @nb.njit(cache=True)
 def backup(tree, node):
     B = tree[CHILDREN].shape[0]
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         t = _view(tree, b)
         if node[b] >= 0 and node[b] < t[NUM_NODES][0]:
             _backup_one(t, node[b])
@@ -521,7 +523,8 @@ def _step(
 ):
     max_depth = int(params[P_MAX_DEPTH])
     failed = 0
-    for b in nb.prange(tree[CHILDREN].shape[0]):
+    for b_u in nb.prange(tree[CHILDREN].shape[0]):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         t = _view(tree, b)
         children, num_nodes = t[CHILDREN], t[NUM_NODES]
         n, a = node[b], action[b]
@@ -820,7 +823,8 @@ def _search_tabular(
     stream0,
 ):
     B = tree[CHILDREN].shape[0]
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         t = _view(tree, b)
         gi = stream0 + b  # the tree's global index: its random streams
         visits = t[VISITS]

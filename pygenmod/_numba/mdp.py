@@ -61,7 +61,8 @@ def _backup_state(dense, P, data, indices, indptr, b, s, r_s, v, gamma, kind, pi
 def _backup(dense, P, data, indices, indptr, S, A, R, V, gamma, kind, pi_det, pi_stoch, tau, Q, V_out, policy):
     B = R.shape[0]
     dummy = np.zeros(A, R.dtype)
-    for bs in nb.prange(B * S):
+    for bs_u in nb.prange(B * S):
+        bs = np.int64(bs_u)  # signed: one callee signature (see __init__.py)
         b, s = bs // S, bs % S
         pd = pi_det[b, s] if kind == K_POLICY else 0
         ps = pi_stoch[b, s] if kind == K_STOCHASTIC else dummy
@@ -207,7 +208,8 @@ def _improve_par(dense, P, data, indices, indptr, b, r, v, zero_v, gamma, u, q, 
     err = np.zeros(S)
     mn = np.full(S, np.inf)
     bad = np.zeros(S, np.int64)
-    for s in nb.prange(S):
+    for s_u in nb.prange(S):
+        s = np.int64(s_u)  # signed: one callee signature (see __init__.py)
         x, arg = _improve_state(dense, P, data, indices, indptr, b, s, r, v, zero_v, gamma, q, S, A, dummy)
         pi[s] = arg
         u[s] = x
@@ -249,7 +251,8 @@ def _policy_sweep(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_stoch,
 @nb.njit(parallel=True, cache=True)
 def _policy_sweep_par(dense, P, data, indices, indptr, b, r, u, gamma, pi, pi_stoch, stochastic, w, S, A):
     d = np.empty(S)
-    for s in nb.prange(S):
+    for s_u in nb.prange(S):
+        s = np.int64(s_u)  # signed: one callee signature (see __init__.py)
         x = _policy_state(dense, P, data, indices, indptr, b, s, r, u, gamma, pi, pi_stoch, stochastic, S, A)
         w[s] = x
         d[s] = np.float64(x) - np.float64(u[s])
@@ -484,7 +487,8 @@ def _solve(
     fst,
     budget,
 ):
-    for b in nb.prange(R.shape[0]):  # MDPs over threads, each MDP's sweeps in one thread
+    for b_u in nb.prange(R.shape[0]):  # MDPs over threads, each MDP's sweeps in one thread
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         _solve_mdp(
             dense,
             P,
@@ -809,7 +813,8 @@ def _evaluate(
     fst,
     budget,
 ):
-    for b in nb.prange(R.shape[0]):
+    for b_u in nb.prange(R.shape[0]):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         _evaluate_mdp(
             dense,
             P,

@@ -147,7 +147,8 @@ def normal_head(mu, p, eps_in, kind, lo, hi, seed, stream, offset, z, eps_out, k
 def _normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, S, gz, gkl, glogq, dmu, dp):
     B, D = mu.shape
     have_eps, have_gz, have_gkl, have_glq = eps_in.size > 0, gz.size > 0, gkl.size > 0, glogq.size > 0
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         e = np.empty(D, mu.dtype)
         acc_m = np.zeros(D)
         acc_p = np.zeros(D)
@@ -295,7 +296,8 @@ def _mvn_head(mu, L, eps_in, check_upper, seed, stream, offset, z, eps_out, kl, 
     B, D = mu.shape
     shared = L.shape[0] == 1 and B != 1
     have_eps, want_eps, want_kl, want_lq = eps_in.size > 0, eps_out.size > 0, kl.size > 0, logq.size > 0
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         lb = b - b if shared else b
         e = np.empty(D, mu.dtype)
         bad = 0
@@ -364,7 +366,8 @@ def _mvn_head_backward_rows(mu, L, eps_in, seed, stream, offset, S, gz, gkl, glo
     B, D = mu.shape
     shared = L.shape[0] == 1 and B != 1
     have_eps, have_gz, have_gkl, have_glq = eps_in.size > 0, gz.size > 0, gkl.size > 0, glogq.size > 0
-    for b in nb.prange(B):
+    for b_u in nb.prange(B):
+        b = np.int64(b_u)  # signed: one callee signature (see __init__.py)
         lb = b - b if shared else b
         e = np.empty(D, mu.dtype)
         gk = np.float64(gkl[b]) if have_gkl else 0.0
