@@ -79,7 +79,7 @@ def test_ctest_suite(tmp_path):
     _run(_configure_args(os.path.join(ROOT, "tests", "cpp"), build), "configuring tests/cpp")
     _run([CMAKE, "--build", str(build), "--parallel", _jobs()], "building tests/cpp")
     ctest = shutil.which("ctest") or os.path.join(os.path.dirname(CMAKE), "ctest")
-    out = _run([ctest, "--output-on-failure", "--test-dir", str(build)], "ctest")
+    out = _run([ctest, "--output-on-failure", "--parallel", _jobs(), "--test-dir", str(build)], "ctest")
     assert "tests passed" in out
 
 
