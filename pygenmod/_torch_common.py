@@ -17,6 +17,11 @@ from torch import Tensor
 from ._arrays import to_native
 from ._seed import check_int_seed, resolve_seed
 
+# A fresh key from the package generator, never traced: dynamo compiles the frames that a graph
+# break leaves to run eagerly, and would turn the generator's NumPy key derivation into
+# torch._numpy ops (a uint64 arange: unsupported).
+_fresh_key = torch.compiler.disable(lambda: resolve_seed(None))
+
 #: half-precision dtypes the kernels compute in float32
 LOW = (torch.float16, torch.bfloat16)
 
@@ -154,13 +159,13 @@ def seed_arg(seed: Any, name: str = "seed") -> Union[int, torch.SymInt]:
             f"the compiled function, e.g. a step counter or pygenmod.torch.fresh_seed() "
             f"drawn outside it); {name}=None would be fixed into the graph as a constant"
         )
-    return op_int(resolve_seed(seed, name))
+    return op_int(_fresh_key() if seed is None else resolve_seed(seed, name))
 
 
 def fresh_seed() -> int:
     """A fresh key from the package generator (follows ``pygenmod.manual_seed``), in [0, 2**63)
     so that torch.compile can pass it to a compiled function as a dynamic int (a SymInt)."""
-    return resolve_seed(None) >> 1
+    return _fresh_key() >> 1
 
 
 def int_arg(value: Any, name: str) -> Union[int, torch.SymInt]:

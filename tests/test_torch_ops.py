@@ -572,3 +572,18 @@ def test_cuda_compile_fullgraph():
     want = _loss_and_grads(_all_ops, inp, 2)
     for a, b in zip(got[0] + list(got[3]), want[0] + list(want[3])):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_default_seed_after_a_graph_break_refills_the_generator():
+    import pygenmod
+
+    # A graph break runs rsample_normal's frames eagerly, and dynamo compiles those frames: the
+    # package generator's block refill (NumPy uint64 arithmetic) must not be traced. 80 draws
+    # cross the one-at-a-time keys after a reseed and a 64-key refill.
+    pygenmod.manual_seed(5)
+    loose = torch.compile(lambda m, l: T.rsample_normal(m, l) * 2, backend="eager")
+    mu, lv = torch.randn(2, 3), torch.randn(2, 3)
+    outs = [loose(mu, lv) for _ in range(80)]
+    pygenmod.manual_seed(5)
+    for o in outs:
+        torch.testing.assert_close(o, T.rsample_normal(mu, lv) * 2)
