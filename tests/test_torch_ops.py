@@ -15,6 +15,7 @@ import reference as oracle
 
 torch = pytest.importorskip("torch")
 T = pytest.importorskip("pygenmod.torch")
+import pygenmod  # noqa: E402
 from pygenmod import random as prandom  # noqa: E402
 from pygenmod import returns as R  # noqa: E402
 from pygenmod import sampling as S  # noqa: E402
@@ -575,8 +576,6 @@ def test_cuda_compile_fullgraph():
 
 
 def test_default_seed_after_a_graph_break_refills_the_generator():
-    import pygenmod
-
     # A graph break runs rsample_normal's frames eagerly, and dynamo compiles those frames: the
     # package generator's block refill (NumPy uint64 arithmetic) must not be traced. 80 draws
     # cross the one-at-a-time keys after a reseed and a 64-key refill.
