@@ -39,6 +39,11 @@ def to_native(x, name: str = "array"):
     mod = type(x).__module__.split(".")[0]
     if mod == "torch":
         x = _torch_tensor(x, name)
+        if getattr(x, "is_cpu", False):
+            try:
+                return x.numpy()  # the view DLPack gives, without its capsule (~1 us instead of ~7)
+            except (TypeError, RuntimeError):  # a dtype NumPy lacks, a lazy conjugate: DLPack's path and errors
+                pass
     if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__"):
         dev_type = int(x.__dlpack_device__()[0])
         if dev_type == _DLPACK_CPU:
@@ -79,7 +84,11 @@ def _same(a):
 def _to_torch(a):
     import torch
 
-    return a if a is None or isinstance(a, (int, float)) else torch.from_dlpack(a)
+    if a is None or isinstance(a, (int, float)):
+        return a
+    if type(a) is np.ndarray and a.flags.c_contiguous and a.flags.writeable and a.dtype.kind in "fiub":
+        return torch.from_numpy(a)  # zero-copy like DLPack, ~0.7 us instead of ~2
+    return torch.from_dlpack(a)
 
 
 def _to_jax(a):

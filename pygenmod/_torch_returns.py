@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from . import returns as _R
-from ._torch_common import native, on_torch_stream, tensor
+from ._torch_common import native, number_or_native, on_torch_stream, scalar_tensor, tensor
 
 __all__ = ["gae", "lambda_returns", "discounted_returns"]
 
@@ -51,10 +51,15 @@ def _gae_op(
     )
     with on_torch_stream(rewards):
         if discounted:
-            adv, ret = _R.discounted_returns(_n(rewards), gamma=_n(gamma), **kw), None
+            adv, ret = _R.discounted_returns(_n(rewards), gamma=number_or_native(gamma), **kw), None
         else:
             adv, ret = _R.gae(
-                _n(rewards), _n(values), gamma=_n(gamma), lam=_n(lam), compute_returns=compute_returns, **kw
+                _n(rewards),
+                _n(values),
+                gamma=number_or_native(gamma),
+                lam=number_or_native(lam),
+                compute_returns=compute_returns,
+                **kw,
             )
     none = rewards.new_empty((0,))
     return tensor(adv, rewards), (none if ret is None else tensor(ret, rewards))
@@ -85,7 +90,7 @@ def _t(x, like: Tensor):
         return None
     if isinstance(x, Tensor):
         return x.detach()
-    return torch.tensor(x, dtype=like.dtype, device=like.device)
+    return scalar_tensor(x, like.dtype, like.device)
 
 
 def _call(

@@ -30,8 +30,10 @@ from ._torch_common import compute_dtype as _compute_dtype
 from ._torch_common import empty as _empty
 from ._torch_common import fresh_seed
 from ._torch_common import native as _native
+from ._torch_common import number_or_native as _number_or_native
 from ._torch_common import on_torch_stream as _on_torch_stream
 from ._torch_common import reusable_empty as _reusable_empty
+from ._torch_common import scalar_tensor as _scalar_tensor
 from ._torch_common import tensor as _tensor
 from ._typing import CoordOrder, Coords, Layout
 
@@ -59,7 +61,7 @@ def _spatial_fwd(
     with _on_torch_stream(x):
         res = _spatial.spatial_softmax_forward(
             _native(x),
-            _native(temperature),
+            _number_or_native(temperature),
             mask=_native(mask),
             return_cov=want_cov,
             return_maps=want_maps,
@@ -181,7 +183,7 @@ def spatial_softmax(
     ``torch.compile(fullgraph=True)`` keeps it as one node.
     """
     if not isinstance(temperature, Tensor):
-        temperature = torch.tensor(float(temperature), dtype=_compute_dtype(x.dtype), device=x.device)
+        temperature = _scalar_tensor(float(temperature), _compute_dtype(x.dtype), x.device)
     if mask is not None:
         mask = mask.to(torch.bool)
     kp, cov, maps, _ = _spatial_fwd(x, temperature, mask, layout, coords, order, return_cov, return_maps)
