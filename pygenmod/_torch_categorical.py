@@ -17,6 +17,7 @@ from torch import Tensor
 
 from . import categorical as _cat
 from ._arrays import to_native
+from ._torch_eager import custom_op
 from ._torch_sampling import on_torch_stream
 from ._typing import QIs, Reduction
 
@@ -38,7 +39,7 @@ def _f32(t: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- log-probability
-@torch.library.custom_op("pygenmod::categorical_log_prob", mutates_args=())
+@custom_op("pygenmod::categorical_log_prob", mutates_args=())
 def _log_prob(logits: Tensor, actions: Tensor, mask: Optional[Tensor]) -> Tensor:
     with on_torch_stream(logits):
         return _t(_cat.log_prob(_np(logits), _np(actions), mask=_np(mask)), logits)
@@ -49,7 +50,7 @@ def _(logits, actions, mask):
     return logits.new_empty(logits.shape[:-1])
 
 
-@torch.library.custom_op("pygenmod::categorical_log_prob_backward", mutates_args=())
+@custom_op("pygenmod::categorical_log_prob_backward", mutates_args=())
 def _log_prob_bwd(logits: Tensor, actions: Tensor, mask: Optional[Tensor], grad: Tensor) -> Tensor:
     with on_torch_stream(logits):
         g = _cat.log_prob_backward(_np(logits), _np(actions), grad_log_prob=_np(grad), mask=_np(mask))
@@ -75,7 +76,7 @@ _log_prob.register_autograd(_log_prob_grad, setup_context=_save_all)
 
 
 # ---------------------------------------------------------------------------- entropy
-@torch.library.custom_op("pygenmod::categorical_entropy", mutates_args=())
+@custom_op("pygenmod::categorical_entropy", mutates_args=())
 def _entropy(logits: Tensor, mask: Optional[Tensor]) -> Tensor:
     with on_torch_stream(logits):
         return _t(_cat.entropy(_np(logits), mask=_np(mask)), logits)
@@ -86,7 +87,7 @@ def _(logits, mask):
     return logits.new_empty(logits.shape[:-1])
 
 
-@torch.library.custom_op("pygenmod::categorical_entropy_backward", mutates_args=())
+@custom_op("pygenmod::categorical_entropy_backward", mutates_args=())
 def _entropy_bwd(logits: Tensor, mask: Optional[Tensor], grad: Tensor) -> Tensor:
     with on_torch_stream(logits):
         g = _cat.entropy_backward(_np(logits), grad_entropy=_np(grad), mask=_np(mask))
@@ -109,7 +110,7 @@ _entropy.register_autograd(_entropy_grad, setup_context=_save_all)
 # ---------------------------------------------------------------------------- KL(p || q)
 # p_is_prob: p holds non-negative weights (the SI-GARL target), normalised per row by the kernel
 # call; no gradient flows into them (grad_p comes back empty).
-@torch.library.custom_op("pygenmod::categorical_kl", mutates_args=())
+@custom_op("pygenmod::categorical_kl", mutates_args=())
 def _kl(p: Tensor, q_logits: Tensor, mask: Optional[Tensor], q_mask: Optional[Tensor], p_is_prob: bool) -> Tensor:
     with on_torch_stream(q_logits):
         if p_is_prob:
@@ -124,7 +125,7 @@ def _(p, q_logits, mask, q_mask, p_is_prob):
     return q_logits.new_empty(q_logits.shape[:-1])
 
 
-@torch.library.custom_op("pygenmod::categorical_kl_backward", mutates_args=())
+@custom_op("pygenmod::categorical_kl_backward", mutates_args=())
 def _kl_bwd(
     p: Tensor, q_logits: Tensor, mask: Optional[Tensor], q_mask: Optional[Tensor], p_is_prob: bool, grad: Tensor
 ) -> tuple[Tensor, Tensor]:

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from . import elbo as _E
 from ._torch_common import on_torch_stream
+from ._torch_eager import custom_op
 from ._typing import Clamp, Likelihood
 
 __all__ = ["elbo", "elbo_terms"]
@@ -37,7 +38,7 @@ def _kw(scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, beta, lo, 
     return kw
 
 
-@torch.library.custom_op("pygenmod::elbo_terms", mutates_args=())
+@custom_op("pygenmod::elbo_terms", mutates_args=())
 def _elbo_op(
     x: Tensor,
     dec: Tensor,
@@ -64,7 +65,7 @@ def _(x, dec, mu, scale, dec_scale, prior_mu, prior_scale, kind, lik, dec_kind, 
     return mu.new_empty(shape), mu.new_empty(shape), mu.new_empty(shape)
 
 
-@torch.library.custom_op("pygenmod::elbo_terms_backward", mutates_args=())
+@custom_op("pygenmod::elbo_terms_backward", mutates_args=())
 def _elbo_backward_op(
     x: Tensor,
     dec: Tensor,

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from . import returns as _R
 from ._torch_common import native, number_or_native, on_torch_stream, scalar_tensor, tensor
+from ._torch_eager import custom_op
 
 __all__ = ["gae", "lambda_returns", "discounted_returns"]
 
@@ -24,7 +25,7 @@ __all__ = ["gae", "lambda_returns", "discounted_returns"]
 _n = native
 
 
-@torch.library.custom_op("pygenmod::returns_gae", mutates_args=())
+@custom_op("pygenmod::returns_gae", mutates_args=())
 def _gae_op(
     rewards: Tensor,
     values: Optional[Tensor],

@@ -41,6 +41,7 @@ from ._torch_common import (  # noqa: F401  (on_torch_stream: the older import p
     seed_arg,
     tensor,
 )
+from ._torch_eager import custom_op
 from ._typing import Clamp, SeedLike
 
 __all__ = [
@@ -60,7 +61,7 @@ __all__ = [
 HAVE_CUSTOM_OPS = True
 
 KINDS = ("logvar", "log_std", "std")  # a diagonal scale's parametrisation, as the ops' int ``kind``
-_op = torch.library.custom_op
+_op = custom_op
 
 
 def _n(t):

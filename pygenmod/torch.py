@@ -5,7 +5,9 @@ Every differentiable operation is a ``torch.library`` custom op named
 ``pygenmod::<family>_<op>``; each family has the same shape:
 
 1. ``torch.library.custom_op`` wrappers around the public NumPy/CuPy API, called through
-   zero-copy DLPack views (CUDA tensors on torch's current stream);
+   zero-copy views (CUDA tensors on torch's current stream); made by
+   :func:`pygenmod._torch_eager.custom_op`, so that a plain eager call skips torch's
+   dispatcher and runs the same kernel function (and autograd formula) directly;
 2. a ``register_fake`` shape function per op, so ``torch.compile`` traces through without a
    graph break;
 3. ``register_autograd`` wiring the backward, itself a custom op with a fake kernel (the
@@ -35,6 +37,7 @@ from ._torch_common import on_torch_stream as _on_torch_stream
 from ._torch_common import reusable_empty as _reusable_empty
 from ._torch_common import scalar_tensor as _scalar_tensor
 from ._torch_common import tensor as _tensor
+from ._torch_eager import custom_op
 from ._typing import CoordOrder, Coords, Layout
 
 __all__ = ["spatial_softmax", "SpatialSoftmax", "fresh_seed"]
@@ -47,7 +50,7 @@ def _spatial_opts(layout: str, coords: str, order: str) -> dict:
     return dict(layout=layout, coords=coords, order=order)
 
 
-@torch.library.custom_op("pygenmod::spatial_softmax_fwd", mutates_args=())
+@custom_op("pygenmod::spatial_softmax_fwd", mutates_args=())
 def _spatial_fwd(
     x: Tensor,
     temperature: Tensor,
@@ -83,7 +86,7 @@ def _(x, temperature, mask, layout, coords, order, want_cov, want_maps):
     return x.new_empty((B, C, 2), dtype=dt), cov, maps, x.new_empty((B, C, 2), dtype=dt)
 
 
-@torch.library.custom_op("pygenmod::spatial_softmax_bwd", mutates_args=())
+@custom_op("pygenmod::spatial_softmax_bwd", mutates_args=())
 def _spatial_bwd(
     x: Tensor,
     temperature: Tensor,

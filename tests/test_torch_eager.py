@@ -1,0 +1,187 @@
+"""pygenmod.torch's direct eager path (pygenmod/_torch_eager.py). For every op, in float32 and
+float64 on test_torch_ops' odd-shaped cases: a plain eager call runs the op's kernel without
+torch's dispatcher and gives the same values and gradients, bit for bit, as the op itself. Any
+call that is not plain (a torch function or dispatch mode, a functorch transform, FakeTensors,
+keyword arguments, an argument outside the op's schema) goes through the op."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+T = pytest.importorskip("pygenmod.torch")
+from test_torch_ops import _IDS, _opcheck_cases, _spatial_bwd_args  # noqa: E402
+
+import pygenmod._torch_categorical  # noqa: E402,F401  (registers the categorical ops)
+import pygenmod._torch_elbo  # noqa: E402,F401
+from pygenmod._torch_eager import OPS  # noqa: E402
+
+
+class _ThroughOps(torch.overrides.TorchFunctionMode):
+    """A mode that changes nothing, except that calls inside it are not plain eager."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+class _Spy:
+    """Stands in for an EagerOp's custom op: counts the calls that go through the dispatcher."""
+
+    def __init__(self, op):
+        self.real, self.calls = op, 0
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.real(*args, **kwargs)
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    def install(eager):
+        s = _Spy(eager.op)
+        monkeypatch.setattr(eager, "op", s)
+        return s
+
+    return install
+
+
+def _flat(out):
+    return [o for o in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(o, torch.Tensor)]
+
+
+def _grads(out, leaves):
+    """Gradients of the sum of every differentiable output (None where unused)."""
+    outs = [o for o in _flat(out) if o.requires_grad]
+    if not outs or not leaves:
+        return []
+    total = sum(o.double().sum() for o in outs)
+    return torch.autograd.grad(total, leaves, allow_unused=True)
+
+
+def _same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (x is None) == (y is None)
+        if x is not None:
+            torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dt", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("case", _IDS)
+def test_direct_path_equals_the_op(case, dt, spy):
+    name, op, args = next(c for c in _opcheck_cases(dt) if c[0] == case)
+    if args is None:
+        args = _spatial_bwd_args(dt)
+    eager = OPS[op._qualified_op_name]
+    s = spy(eager)
+    leaves = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+
+    direct = eager(*args)
+    assert s.calls == 0, "a plain eager call must not go through the dispatcher"
+    with _ThroughOps():
+        through = eager(*args)
+    assert s.calls == 1
+    _same(_flat(direct), _flat(through))
+    assert [o.requires_grad for o in _flat(direct)] == [o.requires_grad for o in _flat(through)]
+    _same(_grads(direct, leaves), _grads(through, leaves))
+
+
+def _normal_head_args(mu, lv):
+    return (mu, lv, 0, None, 7, -1, 0, 0, -float("inf"), float("inf"), False)
+
+
+def test_not_plain_calls_take_the_op(spy):
+    eager = OPS["pygenmod::sampling_normal_head"]
+    s = spy(eager)
+    mu, lv = torch.randn(3, 4), torch.randn(3, 4)
+    ref = eager(*_normal_head_args(mu, lv))
+    assert s.calls == 0
+    # a Parameter is a plain tensor
+    eager(*_normal_head_args(torch.nn.Parameter(mu.clone()), lv))
+    assert s.calls == 0
+
+    # keyword arguments: the dispatcher binds them
+    out = eager(*_normal_head_args(mu, lv)[:-1], log_q=False)
+    assert s.calls == 1
+    _same(_flat(out), _flat(ref))
+
+    # an argument outside the schema: the dispatcher's own error, as before
+    with pytest.raises((TypeError, RuntimeError)):
+        eager(*_normal_head_args(mu.numpy(), lv))
+    assert s.calls == 2
+    # an int where the schema says bool: the dispatcher converts it
+    eager(*_normal_head_args(mu, lv)[:-1], 0)
+    assert s.calls == 3
+
+    # FakeTensors (a dispatch mode): the op's fake kernel
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode() as mode:
+        fz = eager(*_normal_head_args(mode.from_tensor(mu), mode.from_tensor(lv)))
+    assert s.calls == 4 and fz[0].shape == ref[0].shape
+
+    # a functorch transform: vmap over a leading axis gives the per-slice results
+    out = torch.func.vmap(lambda m, v: eager(*_normal_head_args(m, v))[1])(mu[:, None], lv[:, None])
+    assert s.calls >= 5
+    assert out.shape == (3, 1)
+
+
+def test_eager_wrappers_take_the_direct_path(spy):
+    # the public wrappers, forward and backward: no call reaches the dispatcher
+    head, head_bwd = OPS["pygenmod::sampling_normal_head"], OPS["pygenmod::sampling_normal_head_backward"]
+    s, sb = spy(head), spy(head_bwd)
+    mu = torch.randn(2, 4, requires_grad=True)
+    lv = torch.randn(2, 4, requires_grad=True)
+    z = T.rsample_normal(mu, lv, seed=3)
+    z.sum().backward()
+    assert (s.calls, sb.calls) == (0, 0)
+    with torch.no_grad():
+        T.rsample_normal(mu, lv, seed=3)
+    assert s.calls == 0
+    g_direct = (mu.grad.clone(), lv.grad.clone())
+    mu.grad = lv.grad = None
+    with _ThroughOps():
+        z2 = T.rsample_normal(mu, lv, seed=3)
+        z2.sum().backward()
+    assert s.calls == 1  # (the autograd engine runs the backward outside the mode)
+    torch.testing.assert_close(z2, z, rtol=0, atol=0)
+    _same(g_direct, (mu.grad, lv.grad))
+
+
+def test_second_derivatives_raise_as_the_op_does():
+    # the backward ops have no autograd formula: differentiating a gradient raises torch's own
+    # error on the direct path too (its autograd.Function defers to the op there)
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    q = torch.randn(3, 6, generator=g, dtype=torch.float64, requires_grad=True)
+
+    def second():
+        (d,) = torch.autograd.grad(T.categorical_kl(p, q).sum(), q, create_graph=True)
+        return torch.autograd.grad(d.sum(), q)
+
+    with pytest.raises(RuntimeError, match="no autograd formula"):
+        second()
+    with _ThroughOps(), pytest.raises(RuntimeError, match="no autograd formula"):
+        second()
+
+
+def test_scalar_arguments_take_the_numbers_path():
+    # a Python float becomes one kept 0-d tensor (no torch.tensor per call), and a 0-d CPU
+    # tensor reaches the NumPy API as a number: the same results, bit for bit, as a tensor
+    # argument of the same value, for float32 and float64
+    from pygenmod._torch_common import scalar_tensor
+
+    a = scalar_tensor(0.97, torch.float32, torch.device("cpu"))
+    assert a is scalar_tensor(0.97, torch.float32, torch.device("cpu"))
+    assert a.dtype == torch.float32 and a.shape == ()
+    assert scalar_tensor(0.97, torch.float64, torch.device("cpu")).dtype == torch.float64
+
+    g = torch.Generator().manual_seed(5)
+    for dt in (torch.float32, torch.float64):
+        rew, val = torch.randn(9, 3, generator=g, dtype=dt), torch.randn(9, 3, generator=g, dtype=dt)
+        by_float = T.gae(rew, val, gamma=0.97, lam=0.9)
+        by_tensor = T.gae(rew, val, gamma=torch.full((3,), 0.97, dtype=dt), lam=torch.full((3,), 0.9, dtype=dt))
+        _same(by_float, by_tensor)
+        x = torch.randn(2, 3, 5, 4, generator=g, dtype=dt)
+        _same((T.spatial_softmax(x, 0.7),), (T.spatial_softmax(x, torch.full((3,), 0.7, dtype=dt)),))
