@@ -91,7 +91,7 @@ def scalar_tensor(x: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
     never write their inputs); while compiling, a new one (traced as a constant)."""
     if torch.compiler.is_compiling() or type(x) is not float or len(_scalars) >= 64:
         return torch.tensor(x, dtype=dtype, device=device)
-    key = (x, dtype, device)
+    key = (x.hex(), dtype, device)  # (0.0 == -0.0, but their tensors differ)
     t = _scalars.get(key)
     if t is None:
         t = _scalars[key] = torch.tensor(x, dtype=dtype, device=device)

@@ -176,6 +176,8 @@ def test_scalar_arguments_take_the_numbers_path():
     assert a is scalar_tensor(0.97, torch.float32, torch.device("cpu"))
     assert a.dtype == torch.float32 and a.shape == ()
     assert scalar_tensor(0.97, torch.float64, torch.device("cpu")).dtype == torch.float64
+    z, nz = (scalar_tensor(v, torch.float64, torch.device("cpu")) for v in (0.0, -0.0))
+    assert str(z.item()) == "0.0" and str(nz.item()) == "-0.0"
 
     g = torch.Generator().manual_seed(5)
     for dt in (torch.float32, torch.float64):
