@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ._arrays import _to_torch, to_native
 from ._seed import check_int_seed, resolve_seed
+from ._torch_eager import plain_eager
 
 # A fresh key from the package generator, never traced: dynamo compiles the frames that a graph
 # break leaves to run eagerly, and would turn the generator's NumPy key derivation into
@@ -41,8 +42,8 @@ _NUMPY_VIEW = frozenset(
 
 
 def native(t: Optional[Tensor]) -> Any:
-    """A NumPy (CPU) or CuPy (CUDA) view of ``t`` through DLPack (contiguous first; no copy
-    when it already is). bfloat16 has no DLPack/NumPy dtype: on the CPU it is handed over as
+    """A NumPy (CPU: Tensor.numpy(), DLPack for the dtypes it lacks) or CuPy (CUDA: DLPack) view
+    of ``t`` (contiguous first; no copy when it already is). bfloat16 has no DLPack/NumPy dtype: on the CPU it is handed over as
     ml_dtypes' bfloat16 (a zero-copy view of the same bits) when ml_dtypes is installed,
     otherwise (and on CUDA) it is widened to float32 here."""
     if t is None:
@@ -67,7 +68,8 @@ def _ml_bfloat16():
 
 
 def tensor(a: Any, like: Tensor) -> Tensor:
-    """The NumPy/CuPy result ``a`` as a tensor on ``like``'s device (zero-copy DLPack)."""
+    """The NumPy/CuPy result ``a`` as a tensor on ``like``'s device (zero-copy: from_numpy or
+    DLPack)."""
     if isinstance(a, np.generic):  # a NumPy scalar (one row's reduction): its DLPack capsule is unusable
         a = np.asarray(a)
     if a.dtype.itemsize == 2 and a.dtype.name == "bfloat16":
@@ -86,10 +88,13 @@ _scalars: "dict[tuple, Tensor]" = {}
 
 
 def scalar_tensor(x: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A Python number as a 0-d tensor for an op's tensor argument. Eagerly one tensor is kept
-    per (number, dtype, device) and handed out again (torch.tensor costs ~5 us a call; the ops
-    never write their inputs); while compiling, a new one (traced as a constant)."""
-    if torch.compiler.is_compiling() or type(x) is not float or len(_scalars) >= 64:
+    """A Python number as a 0-d tensor for an op's tensor argument. In plain eager calls one
+    tensor is kept per (number, dtype, device) and handed out again (torch.tensor costs ~5 us a
+    call; the ops never write their inputs); otherwise (compiling, a mode, inference mode) a new
+    one."""
+    if not plain_eager() or type(x) is not float or len(_scalars) >= 64 or torch.is_inference_mode_enabled():
+        # (an inference tensor cannot be saved for a later backward; a mode's tensor, a
+        # FakeTensor, must not outlive it)
         return torch.tensor(x, dtype=dtype, device=device)
     key = (x.hex(), dtype, device)  # (0.0 == -0.0, but their tensors differ)
     t = _scalars.get(key)

@@ -3,9 +3,9 @@
 Every op of pygenmod.torch is a ``torch.library.custom_op`` (so torch.compile, export, FakeTensor,
 opcheck and vmap's errors see a real op). Going through torch's dispatcher and the custom op's
 generated autograd wrapper costs ~15-40 us a call, several times the kernel's time at the sizes
-of a policy step. So a plain eager call (no torch.compile tracing, no dispatch or function mode,
-no functorch transform, every argument a plain tensor or Python scalar of its schema type) runs
-the op's own kernel function directly, and when a tensor requires grad, through one
+of a policy step. So a plain eager call (see plain_eager: no torch.compile or jit tracing, no
+dispatch or function mode, no functorch transform, no profiler; every argument a CPU/CUDA tensor
+or Python scalar of its schema type) runs the op's own kernel function directly, and when a tensor requires grad, through one
 ``torch.autograd.Function`` built from the op's registered ``setup_context`` and ``backward``:
 the same functions, the same results, without the dispatcher's layers. Anything else takes the
 op itself.
@@ -45,11 +45,30 @@ def _arg_types(op) -> "tuple | None":
     return tuple(out)
 
 
+def plain_eager() -> bool:
+    """True outside everything that must see the ops themselves: torch.compile's tracing (read
+    first: dynamo takes it as a constant), a torch function or dispatch mode (FakeTensor, ...), a
+    functorch transform, torch.jit tracing, and the profiler (its per-op events)."""
+    return not (
+        torch.compiler.is_compiling()
+        or torch._C._len_torch_dispatch_stack()
+        or torch._C._len_torch_function_stack()
+        or torch._C._are_functorch_transforms_active()
+        or torch._C._get_tracing_state() is not None
+        or torch.autograd._profiler_enabled()
+    )
+
+
 def _plain_call(types, args) -> bool:
+    """Every argument of its schema type; tensors on the CPU or CUDA (a meta tensor has no data:
+    the op's fake kernel gives its outputs)."""
     if len(args) != len(types):
         return False
     for a, (accepted, optional) in zip(args, types):
-        if type(a) not in accepted and not (optional and a is None):
+        if type(a) not in accepted:
+            if not (optional and a is None):
+                return False
+        elif accepted[0] is Tensor and not (a.is_cpu or a.is_cuda):
             return False
     return True
 
@@ -64,18 +83,12 @@ class EagerOp:
         self._autograd: "type | None" = None
 
     def __getattr__(self, name: str) -> Any:
+        if name == "op":  # (not set yet, e.g. in copy.copy: no recursion)
+            raise AttributeError(name)
         return getattr(self.op, name)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if (
-            torch.compiler.is_compiling()  # (first: dynamo reads it as a constant and traces the op)
-            or kwargs
-            or self._types is None
-            or torch._C._len_torch_dispatch_stack()
-            or torch._C._len_torch_function_stack()
-            or torch._C._are_functorch_transforms_active()
-            or not _plain_call(self._types, args)
-        ):
+        if not plain_eager() or kwargs or self._types is None or not _plain_call(self._types, args):
             return self.op(*args, **kwargs)
         if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
             fn = self._autograd or self._make_autograd()

@@ -1,17 +1,21 @@
 """pygenmod.torch's direct eager path (pygenmod/_torch_eager.py). For every op, in float32 and
-float64 on test_torch_ops' odd-shaped cases: a plain eager call runs the op's kernel without
-torch's dispatcher and gives the same values and gradients, bit for bit, as the op itself. Any
-call that is not plain (a torch function or dispatch mode, a functorch transform, FakeTensors,
-keyword arguments, an argument outside the op's schema) goes through the op."""
+float64 (the sampling ops also in float16 / bfloat16) on test_torch_ops' odd-shaped cases: a
+plain eager call runs the op's kernel without torch's dispatcher and gives the same values and
+gradients, bit for bit, as the op itself. Any call that is not plain (a torch function or
+dispatch mode, FakeTensors, a functorch transform, meta tensors, jit tracing, the profiler,
+keyword arguments, an argument outside the op's schema) goes through the op; kept scalar
+tensors come only from plain calls."""
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 T = pytest.importorskip("pygenmod.torch")
-from test_torch_ops import _IDS, _opcheck_cases, _spatial_bwd_args  # noqa: E402
+from test_torch_ops import _HALF_IDS, _IDS, _opcheck_cases, _spatial_bwd_args  # noqa: E402
 
 import pygenmod._torch_categorical  # noqa: E402,F401  (registers the categorical ops)
 import pygenmod._torch_elbo  # noqa: E402,F401
+import pygenmod.returns  # noqa: E402
 from pygenmod._torch_eager import OPS  # noqa: E402
 
 
@@ -67,8 +71,12 @@ def _same(a, b):
             torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("dt", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("case", _IDS)
+_CASES = [(c, dt) for dt in (torch.float32, torch.float64) for c in _IDS] + [
+    (c, dt) for dt in (torch.float16, torch.bfloat16) for c in _HALF_IDS
+]
+
+
+@pytest.mark.parametrize(("case", "dt"), _CASES, ids=[f"{c}-{str(dt)[6:]}" for c, dt in _CASES])
 def test_direct_path_equals_the_op(case, dt, spy):
     name, op, args = next(c for c in _opcheck_cases(dt) if c[0] == case)
     if args is None:
@@ -144,7 +152,7 @@ def test_eager_wrappers_take_the_direct_path(spy):
     with _ThroughOps():
         z2 = T.rsample_normal(mu, lv, seed=3)
         z2.sum().backward()
-    assert s.calls == 1  # (the autograd engine runs the backward outside the mode)
+    assert s.calls == 1  # the forward; torch runs the backward op with the mode stack empty
     torch.testing.assert_close(z2, z, rtol=0, atol=0)
     _same(g_direct, (mu.grad, lv.grad))
 
@@ -187,3 +195,44 @@ def test_scalar_arguments_take_the_numbers_path():
         _same(by_float, by_tensor)
         x = torch.randn(2, 3, 5, 4, generator=g, dtype=dt)
         _same((T.spatial_softmax(x, 0.7),), (T.spatial_softmax(x, torch.full((3,), 0.7, dtype=dt)),))
+
+
+def test_other_callers_that_must_see_the_op(spy):
+    eager = OPS["pygenmod::sampling_kl_normal"]
+    s = spy(eager)
+    mu, lv = torch.randn(3, 4), torch.randn(3, 4)
+    args = (mu, lv, 0, None, None, -float("inf"), float("inf"))
+    ref = eager(*args)
+    assert s.calls == 0
+    # meta tensors (no data): the op's fake kernel
+    out = eager(mu.to("meta"), lv.to("meta"), *args[2:])
+    assert s.calls == 1 and out.device.type == "meta" and out.shape == ref.shape
+    # torch.jit.trace records the op (not its NumPy calls, as constants)
+    traced = torch.jit.trace(lambda m, v: eager(m, v, *args[2:]), (mu, lv), check_trace=False)
+    assert "pygenmod::sampling_kl_normal" in str(traced.graph)
+    torch.testing.assert_close(traced(mu, lv), ref, rtol=0, atol=0)
+    # the profiler lists the op
+    with torch.profiler.profile() as prof:
+        eager(*args)
+    assert any(e.name == "pygenmod::sampling_kl_normal" for e in prof.events())
+
+
+def test_kept_scalars_come_only_from_plain_calls():
+    # a float temperature's tensor kept from an inference-mode call would be an inference
+    # tensor (not savable for a later backward); one from a FakeTensorMode call a FakeTensor
+    x = torch.randn(2, 3, 5, 4)
+    with torch.inference_mode():
+        T.spatial_softmax(x, 0.6125)
+    xg = x.clone().requires_grad_()
+    T.spatial_softmax(xg, 0.6125).sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    rew, val = torch.randn(9, 3), torch.randn(9, 3)
+    with FakeTensorMode() as mode:
+        T.gae(mode.from_tensor(rew), mode.from_tensor(val), gamma=0.9375)
+    got = T.gae(rew, val, gamma=0.9375)
+    want = pygenmod.returns.gae(rew.numpy(), val.numpy(), gamma=0.9375)
+    assert type(got.advantages) is torch.Tensor
+    np.testing.assert_array_equal(got.advantages.numpy(), want.advantages)
