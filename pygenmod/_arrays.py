@@ -65,7 +65,7 @@ def _torch_tensor(t, name):
     float32 as pygenmod.torch does without ml_dtypes; tensors without data (meta) rejected."""
     if not hasattr(t, "device") or not hasattr(t, "dtype"):
         return t
-    if t.device.type not in ("cpu", "cuda"):
+    if not (getattr(t, "is_cpu", False) or getattr(t, "is_cuda", False)):
         raise TypeError(
             f"{name}: expected a CPU or CUDA tensor, got one on device {t.device.type!r}"
             + (" (a meta tensor has no data)" if t.device.type == "meta" else "")

@@ -25,32 +25,16 @@ _fresh_key = torch.compiler.disable(lambda: resolve_seed(None))
 
 #: half-precision dtypes the kernels compute in float32
 LOW = (torch.float16, torch.bfloat16)
-#: dtypes that native() hands over with Tensor.numpy() (the rest keep DLPack's path and errors)
-_NUMPY_VIEW = frozenset(
-    (
-        torch.float16,
-        torch.float32,
-        torch.float64,
-        torch.int8,
-        torch.int16,
-        torch.int32,
-        torch.int64,
-        torch.uint8,
-        torch.bool,
-    )
-)
 
 
 def native(t: Optional[Tensor]) -> Any:
-    """A NumPy (CPU: Tensor.numpy(), DLPack for the dtypes it lacks) or CuPy (CUDA: DLPack) view
-    of ``t`` (contiguous first; no copy when it already is). bfloat16 has no DLPack/NumPy dtype: on the CPU it is handed over as
+    """A NumPy (CPU) or CuPy (CUDA) view of ``t`` by to_native (contiguous first; no copy when it
+    already is). bfloat16 has no DLPack/NumPy dtype: on the CPU it is handed over as
     ml_dtypes' bfloat16 (a zero-copy view of the same bits) when ml_dtypes is installed,
     otherwise (and on CUDA) it is widened to float32 here."""
     if t is None:
         return None
     t = t.detach().contiguous()
-    if t.is_cpu and t.dtype in _NUMPY_VIEW:
-        return t.numpy()  # the same zero-copy view as DLPack's, ~1 us instead of ~8 (a tiny call's cost)
     if t.dtype == torch.bfloat16:
         bf16 = _ml_bfloat16()
         if bf16 is None or t.is_cuda:
