@@ -244,6 +244,20 @@ def spatial_softmax_forward(
 ) -> SpatialSoftmaxResult:
     """Like :func:`spatial_softmax` but always returns a :class:`SpatialSoftmaxResult`
     (pass it as ``saved=`` to :func:`spatial_softmax_backward` to skip recomputing the forward)."""
+    if (
+        type(x) is np.ndarray
+        and type(temperature) is float
+        and mask is None
+        and not return_cov
+        and not return_maps
+        and layout == "NCHW"
+        and coords == "normalized"
+        and order == "xy"
+    ):
+        fast = _fast.cpu_kernel("spatial", "forward_fast")  # one compiled call (pygenmod._fast)
+        res = None if fast is None else fast(x, temperature, True)
+        if res is not None:
+            return SpatialSoftmaxResult(res[0], None, None, res[1])
     back = returner(x)
     c = _prepare(x, temperature, layout, coords, order, mask)
     kp, cov, maps, stats = _forward(c, return_cov, return_maps)
@@ -285,14 +299,18 @@ def spatial_softmax_backward(
         and grad_cov is None
         and grad_maps is None
         and mask is None
-        and saved is None
+        and (saved is None or (type(saved) is SpatialSoftmaxResult and saved.cov is None))
         and out is None
         and layout == "NCHW"
         and coords == "normalized"
         and order == "xy"
     ):
         fast = _fast.cpu_kernel("spatial", "backward_fast")  # one compiled call (pygenmod._fast)
-        res = None if fast is None else fast(x, temperature, grad_keypoints)
+        # saved: its keypoints and stats, which the binding takes only as finite NumPy arrays of
+        # x's dtype and (B, C, 2) shape; without saved the binding recomputes them
+        kp, stats = (None, None) if saved is None else (saved.keypoints, saved.stats)
+        recompute_not_asked = saved is not None and kp is None  # the general path's TypeError
+        res = None if fast is None or recompute_not_asked else fast(x, temperature, grad_keypoints, kp, stats)
         if res is not None:
             gx, g_temp = res
             return gx, np.asarray(g_temp.sum(axis=0, dtype=np.float64).sum(), dtype=x.dtype)

@@ -113,7 +113,7 @@ def _spatial_bwd(
     with _on_torch_stream(x):
         gx, gt = _spatial.spatial_softmax_backward(
             _native(x),
-            _native(temperature),
+            _number_or_native(temperature),
             grad_keypoints=_native(grad_keypoints),
             grad_cov=_native(grad_cov),
             grad_maps=_native(grad_maps),

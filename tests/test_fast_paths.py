@@ -620,6 +620,65 @@ def test_gumbel_softmax_errors_and_edge_cases_equal(host, monkeypatch, case):
     assert_same(fast, general)
 
 
+@pytest.mark.parametrize("shape", [(1,), (6,), (2, 6), (3, 2, 5), (0, 4), (400, 9)])
+@pytest.mark.parametrize("temperature", [1.0, 0.3, 2])
+@pytest.mark.parametrize("with_logits", [False, True])
+def test_gumbel_softmax_backward_fast_equals_general(host, dtype, rng, monkeypatch, shape, temperature, with_logits):
+    """The backward from the forward's y_soft (the torch op's backward)."""
+    logits = rng.standard_normal(shape).astype(dtype)
+    y_soft = sampling.gumbel_softmax(logits, temperature, seed=3).y_soft
+    g = rng.standard_normal(shape).astype(dtype)
+    lg = logits if with_logits else None
+    fast, general = both(
+        lambda: sampling.gumbel_softmax_backward(lg, temperature, grad_y=g, y_soft=y_soft), monkeypatch
+    )
+    assert not raises(fast)
+    assert_same(fast, general)
+    regenerated = sampling.gumbel_softmax_backward(logits, temperature, grad_y=g, seed=3)
+    assert_same(fast, regenerated)  # the same row kernel from the saved sample or from the seed
+    if host == "cpu":
+        assert pygenmod._cpu_sampling.gumbel_softmax_backward_fast(y_soft, float(temperature), g) is not None
+
+
+def _gumbel_backward_cases():
+    rng = np.random.default_rng(6)
+    y = sampling.gumbel_softmax(rng.standard_normal((3, 5)), seed=1).y_soft
+    g = rng.standard_normal((3, 5))
+
+    def with_(a, v, where=(1, 2)):
+        a = a.copy()
+        a[where] = v
+        return a
+
+    return {
+        "nan y_soft": (None, with_(y, np.nan), g, {}),
+        "inf grad": (None, y, with_(g, np.inf), {}),
+        "no categories": (None, y[:, :0], g[:, :0], {}),
+        "scalar": (None, np.float64(0.5).reshape(()), np.float64(1.0).reshape(()), {}),
+        "float16 y_soft": (None, y.astype(np.float16), g, {}),
+        "float32 grad": (None, y, g.astype(np.float32), {}),
+        "int grad": (None, y, np.ones((3, 5), np.int64), {}),
+        "grad of another shape": (None, y, g[:2], {}),
+        "non-contiguous y_soft": (None, np.asfortranarray(y), g, {}),
+        "logits of another shape": (g[:, :4], y, g, {}),
+        "logits as a list": (g.tolist(), y, g, {}),
+        "temperature 0": (None, y, g, {"temperature": 0.0}),
+        "temperature inf": (None, y, g, {"temperature": float("inf")}),
+        "temperature bool": (None, y, g, {"temperature": True}),
+        "temperature numpy": (None, y, g, {"temperature": np.float64(0.5)}),
+        "tau": (None, y, g, {"tau": 0.5}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_gumbel_backward_cases()))
+def test_gumbel_softmax_backward_errors_and_edge_cases_equal(host, monkeypatch, case):
+    lg, y, g, kw = _gumbel_backward_cases()[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tau=
+        fast, general = both(lambda: sampling.gumbel_softmax_backward(lg, grad_y=g, y_soft=y, **kw), monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- rsample_mvn, mvn_log_prob, kl_mvn
 def _tril(rng, lead, D, dtype):
     L = np.tril(rng.standard_normal(lead + (D, D))) * 0.3
@@ -844,6 +903,75 @@ def _spatial_backward_cases(dtype):
 def test_spatial_backward_errors_and_edge_cases_equal(host, dtype, monkeypatch, case):
     x, t, g = _spatial_backward_cases(dtype)[case]
     fast, general = both(lambda: spatial.spatial_softmax_backward(x, t, grad_keypoints=g), monkeypatch)
+    assert_same(fast, general)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4, 4), (2, 3, 1, 5), (2, 1, 1, 1), (0, 2, 3, 3), (3, 5, 17, 9)])
+def test_spatial_forward_result_fast_equals_general(host, dtype, rng, monkeypatch, shape):
+    """spatial_softmax_forward without cov and maps (the torch op's forward): keypoints and stats."""
+    x = rng.standard_normal(shape).astype(dtype)
+    fast, general = both(lambda: spatial.spatial_softmax_forward(x, 0.37, return_cov=False), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    assert fast.cov is None and fast.maps is None
+    if host == "cpu":
+        kp, stats = pygenmod._cpu_spatial.forward_fast(x, 0.37, True)
+        assert_same((kp, stats), (fast.keypoints, fast.stats))
+
+
+@pytest.mark.parametrize("case", list(_spatial_cases(np.float64)))
+def test_spatial_forward_result_errors_equal(host, dtype, monkeypatch, case):
+    x, t = _spatial_cases(dtype)[case]
+    fast, general = both(lambda: spatial.spatial_softmax_forward(x, t, return_cov=False), monkeypatch)
+    assert_same(fast, general)
+
+
+@pytest.mark.parametrize("shape", [(1, 4, 4, 4), (2, 3, 1, 5), (0, 2, 3, 3), (3, 5, 17, 9)])
+def test_spatial_backward_saved_fast_equals_general(host, dtype, rng, monkeypatch, shape):
+    """The backward with the forward's saved keypoints and stats (the torch op's backward)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    g = _g_kp(x, rng)
+    with monkeypatch.context() as m:
+        m.setattr(_fast, "ENABLED", False)
+        saved = spatial.spatial_softmax_forward(x, 0.37, return_cov=False)
+    fast, general = both(lambda: spatial.spatial_softmax_backward(x, 0.37, grad_keypoints=g, saved=saved), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    recomputed = spatial.spatial_softmax_backward(x, 0.37, grad_keypoints=g)
+    assert_same(fast, recomputed)
+    if host == "cpu":
+        assert pygenmod._cpu_spatial.backward_fast(x, 0.37, g, saved.keypoints, saved.stats) is not None
+
+
+def _spatial_saved_cases(dtype):
+    x = np.random.default_rng(3).standard_normal((2, 3, 4, 5)).astype(dtype)
+    saved = spatial.spatial_softmax_forward(x, 1.0, return_cov=False)
+    kp, stats = saved.keypoints, saved.stats
+    other = np.float32 if dtype == np.float64 else np.float64
+    nan_stats = stats.copy()
+    nan_stats[0, 1, 1] = np.nan
+    shifted = kp + 0.25  # saved values are used as given, not recomputed
+    return x, {
+        "as given": saved._replace(keypoints=shifted),
+        "with cov": spatial.spatial_softmax_forward(x, 1.0, return_cov=True),
+        "keypoints None": saved._replace(keypoints=None),
+        "stats None": saved._replace(stats=None),
+        "both None": saved._replace(keypoints=None, stats=None),
+        "nan stats": saved._replace(stats=nan_stats),
+        "keypoints of another shape": saved._replace(keypoints=kp[:, :2]),
+        "stats in the other dtype": saved._replace(stats=stats.astype(other)),
+        "non-contiguous keypoints": saved._replace(keypoints=np.asfortranarray(kp)),
+        "keypoints as a list": saved._replace(keypoints=kp.tolist()),
+        "a plain tuple": tuple(saved),
+    }
+
+
+@pytest.mark.parametrize("case", list(_spatial_saved_cases(np.float64)[1]))
+def test_spatial_backward_saved_cases_equal(host, dtype, monkeypatch, case):
+    x, cases = _spatial_saved_cases(dtype)
+    g = _g_kp(x)
+    saved = cases[case]
+    fast, general = both(lambda: spatial.spatial_softmax_backward(x, 1.0, grad_keypoints=g, saved=saved), monkeypatch)
     assert_same(fast, general)
 
 

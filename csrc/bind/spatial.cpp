@@ -59,26 +59,48 @@ bool fast_forward(const py::array& x, const FastCall<T>& f, py::array_t<T>& kp, 
   return fast::all_finite(stats.data(), stats.size());
 }
 
-// spatial_softmax: the keypoints (B, C, 2).
+// spatial_softmax: the keypoints (B, C, 2); with_stats: (keypoints, stats) for
+// spatial_softmax_forward (the torch op saves them for its backward).
 template <class T>
-py::object forward_fast_t(const py::array& x, double temperature) {
+py::object forward_fast_t(const py::array& x, double temperature, bool with_stats) {
   const auto f = fast_call<T>(x, temperature);
   if (!f) return py::none();
   auto kp = fast::empty<T>({f->d.B, f->d.C, 2}), stats = fast::empty<T>({f->d.B, f->d.C, 2});
   if (!fast_forward(x, *f, kp, stats)) return py::none();
+  if (with_stats) return py::make_tuple(kp, stats);
   return std::move(kp);
 }
 
-// spatial_softmax_backward with grad_keypoints only: (grad_x, grad_temp (B, C)); the Python
-// layer sums grad_temp as its general path does.
+// A (B, C, 2) array of T with finite values (a saved forward result), else nullptr.
 template <class T>
-py::object backward_fast_t(const py::array& x, double temperature, const py::array& g_kp) {
+const T* saved_view(const py::object& a, const args::spatial::Dims& d) {
+  if (!py::isinstance<py::array>(a)) return nullptr;
+  const auto arr = py::reinterpret_borrow<py::array>(a);
+  const T* p = fast::view<T>(arr);
+  if (!p || !fast::shape_is(arr, {d.B, d.C, 2}) || !fast::all_finite(p, arr.size())) return nullptr;
+  return p;
+}
+
+// spatial_softmax_backward with grad_keypoints only: (grad_x, grad_temp (B, C)); the Python
+// layer sums grad_temp as its general path does. keypoints and stats: the saved forward's
+// (both or neither; without them the forward runs again here).
+template <class T>
+py::object backward_fast_t(const py::array& x, double temperature, const py::array& g_kp, const py::object& saved_kp,
+                           const py::object& saved_stats) {
   const auto f = fast_call<T>(x, temperature);
   if (!f || !fast::view<T>(g_kp) || !fast::shape_is(g_kp, {f->d.B, f->d.C, 2}) ||
       !fast::all_finite(static_cast<const T*>(g_kp.data()), g_kp.size()))
     return py::none();
-  auto kp = fast::empty<T>({f->d.B, f->d.C, 2}), stats = fast::empty<T>({f->d.B, f->d.C, 2});
-  if (!fast_forward(x, *f, kp, stats)) return py::none();
+  py::array_t<T> kp, stats;
+  if (saved_kp.is_none() && saved_stats.is_none()) {
+    kp = fast::empty<T>({f->d.B, f->d.C, 2});
+    stats = fast::empty<T>({f->d.B, f->d.C, 2});
+    if (!fast_forward(x, *f, kp, stats)) return py::none();
+  } else {
+    if (!saved_view<T>(saved_kp, f->d) || !saved_view<T>(saved_stats, f->d)) return py::none();
+    kp = py::reinterpret_borrow<py::array_t<T>>(saved_kp);
+    stats = py::reinterpret_borrow<py::array_t<T>>(saved_stats);
+  }
   py::array_t<T> gx(std::vector<py::ssize_t>(x.shape(), x.shape() + 4));
   auto g_temp = fast::empty<T>({f->d.B, f->d.C});
   spatial::detail::BwdArgs<T> a{};
@@ -102,12 +124,13 @@ py::object backward_fast_t(const py::array& x, double temperature, const py::arr
   return py::make_tuple(gx, g_temp);
 }
 
-py::object backward_fast(py::array x, double temperature, py::array g_kp) {
-  return fast::by_dtype(x, [&](auto t) { return backward_fast_t<decltype(t)>(x, temperature, g_kp); });
+py::object backward_fast(py::array x, double temperature, py::array g_kp, py::object keypoints, py::object stats) {
+  return fast::by_dtype(x,
+                        [&](auto t) { return backward_fast_t<decltype(t)>(x, temperature, g_kp, keypoints, stats); });
 }
 
-py::object forward_fast(py::array x, double temperature) {
-  return fast::by_dtype(x, [&](auto t) { return forward_fast_t<decltype(t)>(x, temperature); });
+py::object forward_fast(py::array x, double temperature, bool with_stats) {
+  return fast::by_dtype(x, [&](auto t) { return forward_fast_t<decltype(t)>(x, temperature, with_stats); });
 }
 
 }  // namespace
@@ -136,6 +159,7 @@ PYBIND11_MODULE(_cpu_spatial, m) {
       "x"_a, "inv_temp"_a, "mask"_a, "x0"_a, "dx"_a, "y0"_a, "dy"_a, "channels_last"_a, "stats"_a, "keypoints"_a,
       "cov"_a, "grad_keypoints"_a, "grad_cov"_a, "grad_maps"_a, "grad_x"_a, "grad_temp"_a);
   // one-call fast path (issue 11): None when the general path must run
-  m.def("forward_fast", &forward_fast, "x"_a, "temperature"_a);
-  m.def("backward_fast", &backward_fast, "x"_a, "temperature"_a, "grad_keypoints"_a);
+  m.def("forward_fast", &forward_fast, "x"_a, "temperature"_a, "with_stats"_a = false);
+  m.def("backward_fast", &backward_fast, "x"_a, "temperature"_a, "grad_keypoints"_a, "keypoints"_a = py::none(),
+        "stats"_a = py::none());
 }
