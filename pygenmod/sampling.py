@@ -1181,6 +1181,18 @@ def gumbel_softmax_backward(
     so bitwise its y_soft), or takes it as ``y_soft=`` (the forward's saved output: ``logits``
     may then be None, it is only checked against y_soft's shape). The old form
     ``gumbel_softmax_backward(grad, y_soft, temperature)`` is deprecated."""
+    if (
+        type(y_soft) is np.ndarray
+        and type(grad_y) is np.ndarray
+        and (type(temperature) is float or type(temperature) is int)
+        and 0 < temperature < math.inf
+        and tau is val.DEPRECATED
+        and (logits is None or (type(logits) is np.ndarray and logits.shape == y_soft.shape))
+    ):
+        fast = _fast.cpu_kernel("sampling", "gumbel_softmax_backward_fast")  # one compiled call (pygenmod._fast)
+        g = None if fast is None else fast(y_soft, float(temperature), grad_y)
+        if g is not None:
+            return g
     tau = val.renamed(temperature, tau, "temperature", "tau", func="sampling.gumbel_softmax_backward", default=1.0)
     if y_soft is None:
         if seed is None:
@@ -1199,6 +1211,8 @@ def gumbel_softmax_backward(
             raise ValueError(f"logits: expected y_soft's shape {tuple(y.shape)}, got {tuple(np.shape(logits))}")
         if y.ndim == 0:
             raise ValueError("y_soft: expected at least one axis (the categories)")
+        if y.shape[-1] == 0:
+            raise ValueError(f"y_soft: the last axis (the categories) is empty, got shape {tuple(y.shape)}")
         shape, seed, stream, offset = y.shape, 0, 0, 0
         ys = xp_of(y).ascontiguousarray(y.reshape(math.prod(shape[:-1]), shape[-1]))
         rows, ref = _empty(xp_of(y), y.dtype), y
@@ -1207,8 +1221,9 @@ def gumbel_softmax_backward(
     val.check_shape(g, "grad_y", shape)
     g = xp.ascontiguousarray(g.reshape(math.prod(shape[:-1]), shape[-1]))
     out, status = xp.empty(g.shape, dt), xp.empty(g.shape[0], np.int32)
-    _kern("gumbel_softmax_backward", g)(rows, ys, float(tau), seed, stream, offset, g, out, status)
-    _gumbel_status(status)
+    if g.shape[0]:  # (no rows: an empty gradient; the kernels read an empty y_soft as "not given")
+        _kern("gumbel_softmax_backward", g)(rows, ys, float(tau), seed, stream, offset, g, out, status)
+        _gumbel_status(status)
     return back(_cast(out.reshape(shape), half))
 
 

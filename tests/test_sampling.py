@@ -492,6 +492,17 @@ def test_gumbel_softmax(backend, dtype, rng):
         S.gumbel_softmax_backward(backend.asarray(logits), 0.5, grad_y=backend.asarray(gr.astype(dtype)))
 
 
+def test_gumbel_softmax_backward_empty(backend, dtype):
+    """No rows: an empty gradient from y_soft as from the seed; no categories: y_soft's own error."""
+    a = backend.asarray
+    for kw in ({"y_soft": a(np.ones((0, 4), dtype))}, {"seed": 1}):
+        lg = None if "y_soft" in kw else a(np.ones((0, 4), dtype))
+        g = S.gumbel_softmax_backward(lg, grad_y=a(np.ones((0, 4), dtype)), **kw)
+        assert backend.numpy(g).shape == (0, 4) and backend.numpy(g).dtype == dtype
+    with pytest.raises(ValueError, match=r"y_soft: the last axis \(the categories\) is empty"):
+        S.gumbel_softmax_backward(None, grad_y=a(np.ones((3, 0), dtype)), y_soft=a(np.ones((3, 0), dtype)))
+
+
 # ------------------------------------------------------------------ dtypes and bad input
 def test_float16_computed_in_float32(rng):
     mu = rng.standard_normal((4, 8)).astype(np.float16)

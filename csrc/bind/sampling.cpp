@@ -196,6 +196,28 @@ static py::tuple gumbel_softmax_fast_t(const py::array& logits, double tau, cons
   return py::make_tuple(py::make_tuple(y, y_soft, index), key);
 }
 
+// gumbel_softmax_backward from the forward's y_soft (the torch op's backward): y_soft of rank
+// >= 1 with K >= 1 categories, grad_y of its dtype and shape, both finite. The gradient.
+template <class T>
+static py::object gumbel_softmax_backward_fast_t(const py::array& y_soft, double tau, const py::array& grad_y) {
+  const T* ys = fast::view<T>(y_soft);
+  const T* g = fast::view<T>(grad_y);
+  const py::ssize_t nd = y_soft.ndim();
+  if (!ys || !g || nd < 1 || y_soft.shape(nd - 1) < 1 ||
+      !fast::shape_is(grad_y, std::vector<py::ssize_t>(y_soft.shape(), y_soft.shape() + nd)) ||
+      !fast::all_finite(ys, y_soft.size()) || !fast::all_finite(g, grad_y.size()))
+    return py::none();
+  const py::ssize_t K = y_soft.shape(nd - 1), R = y_soft.size() / K;
+  py::array_t<T> out(std::vector<py::ssize_t>(y_soft.shape(), y_soft.shape() + nd));
+  std::vector<std::int32_t> status(R);
+  {
+    fast::ReleaseIfLarge nogil(R * K);
+    sampling::gumbel_softmax_backward_cpu<T>(nullptr, ys, R, K, T(tau), 0, 0, 0, g, out.mutable_data(), status.data());
+  }
+  if (!fast::all_clean(status)) return py::none();
+  return std::move(out);
+}
+
 // random.uniform / normal / gumbel: shape an exact int or a tuple of exact ints >= 0 with at
 // most kFillFastMax entries in all (the general path's shape rules), drawn by the general path's
 // kernel (rows: the leading extent) into a new array. None before the key is drawn, when the
@@ -418,6 +440,10 @@ PYBIND11_MODULE(_cpu_sampling, m) {
     return seeded_by_dtype(logits, [&](auto t) -> py::object {
       return gumbel_softmax_fast_t<decltype(t)>(logits, tau, seed, resolve, stream, offset, hard);
     });
+  });
+  m.def("gumbel_softmax_backward_fast", [](py::array y_soft, double tau, py::array grad_y) {
+    return fast::by_dtype(y_soft,
+                          [&](auto t) { return gumbel_softmax_backward_fast_t<decltype(t)>(y_soft, tau, grad_y); });
   });
   m.def("fill_fast", [](py::handle seed, py::object resolve, py::handle stream_, py::handle offset_, int dist,
                         py::handle shape, bool f64) {
