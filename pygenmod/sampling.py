@@ -1088,6 +1088,15 @@ class GumbelSoftmax(NamedTuple):
     index: object  #: int64 argmax of the perturbed logits (the categorical sample)
 
 
+def _fast_temperature(t) -> bool:
+    """A temperature the one-call paths take: an exact float or int in (0, inf) that converts to a
+    float (bool, NumPy scalars and an int too large for a float take the general path, which
+    owns their conversions and errors)."""
+    if type(t) is float:
+        return 0 < t < math.inf
+    return type(t) is int and 0 < t <= 2**1023
+
+
 def _gumbel_temperature(tau):
     if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not (tau > 0 and math.isfinite(tau)):
         raise ValueError(f"temperature: expected a positive finite number, got {tau!r}")
@@ -1136,8 +1145,7 @@ def gumbel_softmax(
     ``pygenmod.torch.gumbel_softmax`` keeps torch's ``tau``)."""
     if (
         type(logits) is np.ndarray
-        and (type(temperature) is float or type(temperature) is int)
-        and 0 < temperature < math.inf
+        and _fast_temperature(temperature)
         and (hard is True or hard is False)
         and tau is val.DEPRECATED
     ):
@@ -1184,8 +1192,7 @@ def gumbel_softmax_backward(
     if (
         type(y_soft) is np.ndarray
         and type(grad_y) is np.ndarray
-        and (type(temperature) is float or type(temperature) is int)
-        and 0 < temperature < math.inf
+        and _fast_temperature(temperature)
         and tau is val.DEPRECATED
         and (logits is None or (type(logits) is np.ndarray and logits.shape == y_soft.shape))
     ):

@@ -61,6 +61,12 @@ def raises(result):
     return isinstance(result, tuple) and result and isinstance(result[0], type) and issubclass(result[0], Exception)
 
 
+def _read_only(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
 # ----------------------------------------------------------------------------- bellman_backup
 def _mdp(rng, lead, S, A, dtype):
     P = rng.random(lead + (S, A, S)) + 0.1
@@ -603,6 +609,8 @@ def _gumbel_cases():
         "temperature nan": (lg, {"temperature": float("nan")}),
         "temperature bool": (lg, {"temperature": True}),
         "temperature numpy": (lg, {"temperature": np.float64(0.5)}),
+        "temperature huge int": (lg, {"temperature": 10**400}),
+        "temperature huge int, nan logits": (with_(np.nan), {"temperature": 10**400}),
         "hard as int": (lg, {"hard": 1}),
         "tau": (lg, {"tau": 0.5}),
         "seed negative": (lg, {"seed": -1}),
@@ -666,7 +674,14 @@ def _gumbel_backward_cases():
         "temperature inf": (None, y, g, {"temperature": float("inf")}),
         "temperature bool": (None, y, g, {"temperature": True}),
         "temperature numpy": (None, y, g, {"temperature": np.float64(0.5)}),
+        "temperature huge int, nan y_soft": (None, with_(y, np.nan), g, {"temperature": 10**400}),
+        "temperature huge int": (None, y, g, {"temperature": 10**400}),
         "tau": (None, y, g, {"tau": 0.5}),
+        "no rows, no categories": (None, y[:0, :0], g[:0, :0], {}),
+        "3-d, no categories": (None, np.ones((2, 0, 3)), np.ones((2, 0, 3)), {}),
+        "3-d": (None, np.stack([y, y]), np.stack([g, g]), {}),
+        "big-endian y_soft": (None, y.astype(">f8"), g, {}),
+        "read-only y_soft": (None, _read_only(y), _read_only(g), {}),
     }
 
 
@@ -962,6 +977,10 @@ def _spatial_saved_cases(dtype):
         "stats in the other dtype": saved._replace(stats=stats.astype(other)),
         "non-contiguous keypoints": saved._replace(keypoints=np.asfortranarray(kp)),
         "keypoints as a list": saved._replace(keypoints=kp.tolist()),
+        "keypoints in the other dtype": saved._replace(keypoints=kp.astype(other)),
+        "big-endian stats": saved._replace(stats=stats.astype(stats.dtype.newbyteorder(">"))),
+        "read-only": saved._replace(keypoints=_read_only(kp), stats=_read_only(stats)),
+        "with maps, no cov": spatial.spatial_softmax_forward(x, 1.0, return_cov=False, return_maps=True),
         "a plain tuple": tuple(saved),
     }
 

@@ -236,3 +236,37 @@ def test_kept_scalars_come_only_from_plain_calls():
     want = pygenmod.returns.gae(rew.numpy(), val.numpy(), gamma=0.9375)
     assert type(got.advantages) is torch.Tensor
     np.testing.assert_array_equal(got.advantages.numpy(), want.advantages)
+
+
+@pytest.mark.parametrize("dt", [torch.float32, torch.float64])
+def test_tiny_calls_reach_the_one_call_paths(dt, monkeypatch):
+    """The ops' NumPy-side calls take the compiled one-call paths (pygenmod._fast) where their
+    arguments allow: spatial softmax forward and backward (with the forward's saved keypoints and
+    stats), the Gumbel-softmax forward and backward (from the saved y_soft)."""
+    from pygenmod import _fast
+
+    used = []
+    real = _fast.cpu_kernel
+
+    def recording(family, name):
+        fn = real(family, name)
+        if fn is None:
+            return None
+
+        def call(*args):
+            out = fn(*args)
+            used.append((name, out is not None, tuple(a is not None for a in args)))
+            return out
+
+        return call
+
+    monkeypatch.setattr(_fast, "cpu_kernel", recording)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=dt, requires_grad=True)
+    T.spatial_softmax(x, 0.8).sum().backward()
+    assert ("forward_fast", True, (True, True, True)) in used
+    assert ("backward_fast", True, (True, True, True, True, True)) in used  # saved keypoints, stats
+    used.clear()
+    logits = torch.randn(4, 6, generator=g, dtype=dt, requires_grad=True)
+    T.gumbel_softmax(logits, tau=0.5, seed=3).square().sum().backward()
+    assert [n for n, ok, _ in used if ok] == ["gumbel_softmax_fast", "gumbel_softmax_backward_fast"]

@@ -91,15 +91,19 @@ py::object backward_fast_t(const py::array& x, double temperature, const py::arr
   if (!f || !fast::view<T>(g_kp) || !fast::shape_is(g_kp, {f->d.B, f->d.C, 2}) ||
       !fast::all_finite(static_cast<const T*>(g_kp.data()), g_kp.size()))
     return py::none();
-  py::array_t<T> kp, stats;
+  const T* kp = nullptr;  // the saved arrays (the caller holds them), or the forward's, kept here
+  const T* stats = nullptr;
+  std::optional<py::array_t<T>> fwd_kp, fwd_stats;
   if (saved_kp.is_none() && saved_stats.is_none()) {
-    kp = fast::empty<T>({f->d.B, f->d.C, 2});
-    stats = fast::empty<T>({f->d.B, f->d.C, 2});
-    if (!fast_forward(x, *f, kp, stats)) return py::none();
+    fwd_kp = fast::empty<T>({f->d.B, f->d.C, 2});
+    fwd_stats = fast::empty<T>({f->d.B, f->d.C, 2});
+    if (!fast_forward(x, *f, *fwd_kp, *fwd_stats)) return py::none();
+    kp = fwd_kp->data();
+    stats = fwd_stats->data();
   } else {
-    if (!saved_view<T>(saved_kp, f->d) || !saved_view<T>(saved_stats, f->d)) return py::none();
-    kp = py::reinterpret_borrow<py::array_t<T>>(saved_kp);
-    stats = py::reinterpret_borrow<py::array_t<T>>(saved_stats);
+    kp = saved_view<T>(saved_kp, f->d);
+    stats = saved_view<T>(saved_stats, f->d);
+    if (!kp || !stats) return py::none();
   }
   py::array_t<T> gx(std::vector<py::ssize_t>(x.shape(), x.shape() + 4));
   auto g_temp = fast::empty<T>({f->d.B, f->d.C});
@@ -111,8 +115,8 @@ py::object backward_fast_t(const py::array& x, double temperature, const py::arr
   a.H = f->d.H;
   a.W = f->d.W;
   a.g = f->g;
-  a.stats = stats.data();
-  a.kp = kp.data();
+  a.stats = stats;
+  a.kp = kp;
   a.g_kp = static_cast<const T*>(g_kp.data());
   a.gx = gx.mutable_data();
   a.g_temp = g_temp.mutable_data();

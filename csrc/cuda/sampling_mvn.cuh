@@ -265,7 +265,7 @@ __global__ void gumbel_softmax_backward_kernel(const T* logits, const T* y_soft,
   const index_t r = tid();
   if (r >= R) return;
   gumbel_softmax_backward_one<T>(
-      logits + r * K, y_soft ? y_soft + r * K : nullptr, K, tau,
+      logits ? logits + r * K : nullptr, y_soft ? y_soft + r * K : nullptr, K, tau,
       [&](T* y) { fill_range_scalar<T>(rng::GUMBEL, seed, stream + r, offset, K, y); }, g + r * K, out + r * K,
       status + r);
 }

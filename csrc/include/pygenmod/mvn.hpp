@@ -367,7 +367,7 @@ void gumbel_softmax_backward_cpu(const T* logits, const T* y_soft, index_t R, in
                                  std::uint64_t stream, std::uint64_t offset, const T* g, T* out, std::int32_t* status) {
   parallel_for(R, 32, R * K > PAR_MIN, [&](index_t r) {
     gumbel_softmax_backward_one<T>(
-        logits + r * K, y_soft ? y_soft + r * K : nullptr, K, tau,
+        logits ? logits + r * K : nullptr, y_soft ? y_soft + r * K : nullptr, K, tau,
         [&](T* y) { fill_range<T>(rng::GUMBEL, seed, stream + r, offset, K, y); }, g + r * K, out + r * K, status + r);
   });
 }
