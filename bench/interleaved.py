@@ -20,7 +20,8 @@ python bench/interleaved.py spread [--repeats 10]
     back to back, right after a 300x300 numpy.linalg.solve, right after a 256x256 torch
     matmul+tanh, and after 20 ms idle; once with OpenBLAS's defaults and once with
     OPENBLAS_THREAD_TIMEOUT=4 (its workers sleep at once after a call instead of polling for
-    2^28 cycles). Median ms of the repeats.
+    2^28 cycles), and once with that and OMP_WAIT_POLICY=passive (torch's GNU OpenMP workers
+    sleep at once too, instead of spinning). Median ms of the repeats.
 python bench/interleaved.py after-blas [--repeats 15]
     The W5 Gumbel callback search (B=256, 64 simulations) timed right after a 300x300
     numpy.linalg.solve (OpenBLAS's worker then polls a core), with pygenmod's 2 threads and with
@@ -170,9 +171,16 @@ SPREAD_ROWS = {  # label -> (workload id, candidate name); "copy" is the NumPy c
     "W4a pygenmod": ("W4a", "pygenmod"),
     "W7 pygenmod advantages only": ("W7", "pygenmod advantages only"),
     "W4a torch eager one-liner": ("W4a", "torch eager one-liner"),
+    "W4c pygenmod": ("W4c", "pygenmod"),
+    "W4c torch bmm one-liner": ("W4c", "torch bmm one-liner"),
     "numpy copy 64 MB (control)": None,
 }
 SPREAD_BEFORE = ("back to back", "after solve", "after torch op", "after 20 ms idle")
+SPREAD_SETTINGS = (  # (tag, environment of the child): the other pools' idle workers
+    ("default", {}),
+    ("timeout=4", {"OPENBLAS_THREAD_TIMEOUT": "4"}),  # OpenBLAS's sleep at once
+    ("+passive", {"OPENBLAS_THREAD_TIMEOUT": "4", "OMP_WAIT_POLICY": "passive"}),  # and torch's libgomp's
+)
 
 
 def spread_row(label, repeats):
@@ -219,8 +227,8 @@ def spread(argv):
     print(f"interleaved spread: {os.cpu_count()} cpus; median ms of {repeats}; each cell row a fresh process")
     print(f"{'row':<30}{'OpenBLAS':<12}" + "".join(f"{k:>18}" for k in SPREAD_BEFORE))
     for label in SPREAD_ROWS:
-        for tag, extra in (("default", {}), ("timeout=4", {"OPENBLAS_THREAD_TIMEOUT": "4"})):
-            env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+        for tag, extra in SPREAD_SETTINGS:
+            env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY")}
             env.update(extra)
             out = subprocess.run(
                 [sys.executable, here, "_spread", label, str(repeats)], env=env, capture_output=True, text=True
