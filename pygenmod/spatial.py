@@ -184,6 +184,24 @@ def _to_order(kp, cov, swap):
     return kp, (None if cov is None else cov[..., ::-1, ::-1].copy())
 
 
+def _one_call_forward(x, temperature, layout, coords, order, mask, cov_or_maps, with_stats):
+    """The forward as one compiled call (pygenmod._fast) where the arguments allow it: the
+    keypoints, or (keypoints, stats) with with_stats; None when the general path must run."""
+    if (
+        type(x) is np.ndarray
+        and type(temperature) is float
+        and mask is None
+        and not cov_or_maps
+        and layout == "NCHW"
+        and coords == "normalized"
+        and order == "xy"
+    ):
+        fast = _fast.cpu_kernel("spatial", "forward_fast")
+        if fast is not None:
+            return fast(x, temperature, with_stats)
+    return None
+
+
 def spatial_softmax(
     x: ArrayLike,
     temperature: ArrayLike = 1.0,
@@ -201,21 +219,9 @@ def spatial_softmax(
     :class:`SpatialSoftmaxResult` (keypoints, cov, maps, stats) instead. See the module
     docstring for the layout / order / grid / temperature / mask contract.
     """
-    if (
-        type(x) is np.ndarray
-        and type(temperature) is float
-        and mask is None
-        and not return_cov
-        and not return_maps
-        and layout == "NCHW"
-        and coords == "normalized"
-        and order == "xy"
-    ):
-        fast = _fast.cpu_kernel("spatial", "forward_fast")  # one compiled call (pygenmod._fast)
-        if fast is not None:
-            kp = fast(x, temperature)
-            if kp is not None:
-                return kp
+    kp = _one_call_forward(x, temperature, layout, coords, order, mask, return_cov or return_maps, False)
+    if kp is not None:
+        return kp
     res = spatial_softmax_forward(
         x,
         temperature,
@@ -244,20 +250,9 @@ def spatial_softmax_forward(
 ) -> SpatialSoftmaxResult:
     """Like :func:`spatial_softmax` but always returns a :class:`SpatialSoftmaxResult`
     (pass it as ``saved=`` to :func:`spatial_softmax_backward` to skip recomputing the forward)."""
-    if (
-        type(x) is np.ndarray
-        and type(temperature) is float
-        and mask is None
-        and not return_cov
-        and not return_maps
-        and layout == "NCHW"
-        and coords == "normalized"
-        and order == "xy"
-    ):
-        fast = _fast.cpu_kernel("spatial", "forward_fast")  # one compiled call (pygenmod._fast)
-        res = None if fast is None else fast(x, temperature, True)
-        if res is not None:
-            return SpatialSoftmaxResult(res[0], None, None, res[1])
+    res = _one_call_forward(x, temperature, layout, coords, order, mask, return_cov or return_maps, True)
+    if res is not None:
+        return SpatialSoftmaxResult(res[0], None, None, res[1])
     back = returner(x)
     c = _prepare(x, temperature, layout, coords, order, mask)
     kp, cov, maps, stats = _forward(c, return_cov, return_maps)
