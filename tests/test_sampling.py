@@ -107,6 +107,35 @@ def test_user_eps_and_clamp(backend, dtype, rng):
     np.testing.assert_allclose(z, want, **tol(dtype))
 
 
+def test_float64_scale_exp_over_the_whole_range(backend, rng):
+    """With eps = 1 and mu = 0 the sample is exp(logvar / 2) itself: within 1 ulp of NumPy's exp
+    (2 on CUDA, whose libm differs) from the subnormal results to the overflow, 0 and inf at the
+    ends, at every position of a row (the vector body and its tail)."""
+    x = np.concatenate(
+        [
+            rng.uniform(-746, 710, 4000),
+            rng.uniform(-1e-3, 1e-3, 500),  # n = 0
+            rng.uniform(-745.2, -708, 1000),  # subnormal results
+            rng.uniform(709, 709.8, 200),
+            [0.0, -0.0, 5e-324, 709.782712893384, 709.7827128933841, -745.1332191019411, -708.3964185322641],
+            [-1e5, 1e5],  # (infinite inputs are errors)
+        ]
+    )
+    for D in (1, 7, x.size):
+        xs = x[-D:].reshape(1, D)
+        with np.errstate(over="ignore"):
+            want = np.exp(xs)
+        z = backend.numpy(
+            S.rsample_normal(
+                backend.asarray(np.zeros_like(xs)), backend.asarray(2 * xs), eps=backend.asarray(np.ones_like(xs))
+            )
+        )
+        edge = ~np.isfinite(want) | (want == 0)
+        np.testing.assert_array_equal(z[edge], want[edge])
+        ulp = np.abs(z[~edge] - want[~edge]) / np.spacing(want[~edge])
+        assert ulp.max(initial=0) <= (2 if backend.name == "cuda" else 1)
+
+
 def test_out_buffer(backend, rng):
     mu, lv = _gauss(rng, 5, 7, np.float32)
     buf = backend.asarray(np.empty((2, 5, 7), np.float32))

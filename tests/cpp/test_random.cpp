@@ -2,8 +2,10 @@
 // package's stream convention: block(seed, stream, n) = philox(counter (n lo, n hi, stream lo,
 // stream hi), key (seed lo, seed hi)); the SIMD word generator of the samplers agrees with it
 // on every instruction-set path.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "check.hpp"
@@ -12,6 +14,43 @@
 #include "pygenmod/sampling.hpp"
 
 namespace rng = pygenmod::rng;
+
+// Distance in units in the last place between two finite non-negative doubles.
+static std::uint64_t ulps(double a, double b) {
+  const std::uint64_t ia = rng::f64_bits(a), ib = rng::f64_bits(b);
+  return ia > ib ? ia - ib : ib - ia;
+}
+
+// exp_f64 against libm's exp over float64's whole range (the subnormal results, the overflow
+// threshold, 0 and inf at the ends, NaN), and against vecmath's vector exp_mid_f64, whose
+// core it shares, bit for bit where the result is normal.
+static void check_exp_f64() {
+  std::uint64_t worst = 0;
+  for (int i = 0; i <= 2000000; ++i) {
+    const double x = -746.0 + 1456.0 * i / 2000000.0;
+    const double got = rng::exp_f64(x), want = std::exp(x);
+    if (std::isinf(want) || want == 0.0) {
+      CHECK(got == want);
+    } else {
+      const std::uint64_t u = ulps(got, want);
+      worst = u > worst ? u : worst;
+    }
+  }
+  CHECK(worst <= 1);
+  for (double x : {0.0, -0.0, 5e-324, -5e-324, 1.0, -1.0, 709.782712893384, 709.7827128933841, -708.3964185322641,
+                   -745.1332191019411, -745.1332191019412})
+    CHECK(ulps(rng::exp_f64(x), std::exp(x)) <= 1);
+  CHECK(rng::exp_f64(-std::numeric_limits<double>::infinity()) == 0.0);
+  CHECK(rng::exp_f64(std::numeric_limits<double>::infinity()) == std::numeric_limits<double>::infinity());
+  CHECK(std::isnan(rng::exp_f64(std::numeric_limits<double>::quiet_NaN())));
+  using V = pygenmod::vm::vec<double, 16>::type;
+  for (int i = 0; i <= 20000; ++i) {
+    const double x = -708.0 + 1416.0 * i / 20000.0;  // exp_mid_f64's range, |x| <= 708
+    const V v = pygenmod::vm::exp_mid_f64(V{x, -x * 0.5});
+    CHECK(rng::exp_f64(x) == v[0]);
+    CHECK(rng::exp_f64(-x * 0.5) == v[1]);
+  }
+}
 
 template <class T>
 void check_fill_equals_elements(std::uint64_t seed, std::uint64_t stream) {
@@ -84,5 +123,6 @@ int main() {
   // distribution, start and length (a chunk's vector body and its remainder alike)
   check_fill_equals_elements<float>(seed, stream);
   check_fill_equals_elements<double>(seed, stream);
+  check_exp_f64();
   return check::finish("test_random");
 }

@@ -8,8 +8,9 @@
 // point, compiled without FMA contraction, so the bits are the same on every CPU. exp is
 //   - float32: random.hpp's exp_f32 (vecmath's exp_clamped_f32): the serial row's exp, bit for
 //     bit with the package's default flags;
-//   - float64: vecmath's exp_mid_f64 (within 2 ulp of libm). A row with a scale argument
-//     beyond |708| (or NaN) is redone by the serial row, with libm exp.
+//   - float64: vecmath's exp_mid_f64, the core of random.hpp's exp_f64 (the same bits where the
+//     result is normal). A row with a scale argument beyond |708| (or NaN) is redone by the
+//     serial row, whose exp_f64 covers the whole range.
 // The serial float64 rows called libm exp per entry and summed serially: 2 x 1024 entries were
 // slower than NumPy's vector exp and pairwise sum (0.63x for kl_normal).
 #pragma once

@@ -174,6 +174,28 @@ PGM_HD double f64_from_bits(std::uint64_t i) {
 #endif
 }
 
+// 2^n for the integer n held in the low bits of t = n + 1.5 * 2^52, n in [-1022, 1023]: the
+// exponent field is n + 1023 (the shift drops t's own exponent bits).
+PGM_HD double pow2_from_shifted(double t) { return f64_from_bits((f64_bits(t) + 1023u) << 52); }
+
+// exp for float64 over the whole range (within 1 ulp of glibc's exp in the tests), branch-free so that host loops
+// vectorise: x = n ln2 + r, |r| <= ln2 / 2, vecmath's degree-13 Taylor of exp(r) (the core of
+// vecmath's exp_mid_f64, with the same bits where the result is normal), times 2^n as two
+// normal factors, so the last product rounds once into the subnormals, or to inf, where exp
+// does. exp(-inf) = 0, exp(inf) = inf, NaN stays NaN. Plain products and sums: the bits are
+// the same in every CPU clone (compiled without FMA contraction) and with the default flags.
+PGM_HD double exp_f64(double x) {
+  constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
+  x = x < -746.0 ? -746.0 : x;                   // exp(-746) rounds to 0, exp(710) to inf
+  x = x > 710.0 ? 710.0 : x;
+  const double t = x * vm::kLog2e + kShift;
+  const double n = t - kShift;
+  const double r = (x - n * vm::kLn2Hi) - n * vm::kLn2Lo;
+  const double t1 = n * 0.5 + kShift;  // n = n1 + n2, both in [-538, 513]
+  const double t2 = (n - (t1 - kShift)) + kShift;
+  return (vm::exp_poly_f64(r) * pow2_from_shifted(t1)) * pow2_from_shifted(t2);
+}
+
 // The float64 transforms evaluate their polynomials with explicit fused multiply-adds: each
 // step is rounded once on every CPU and on the device alike, so a draw does not depend on a
 // compiler's choice to contract (the CPU clones compile with contraction off, and nvcc
