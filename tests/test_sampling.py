@@ -107,10 +107,8 @@ def test_user_eps_and_clamp(backend, dtype, rng):
     np.testing.assert_allclose(z, want, **tol(dtype))
 
 
-def test_float64_scale_exp_over_the_whole_range(backend, rng):
-    """With eps = 1 and mu = 0 the sample is exp(logvar / 2) itself: within 1 ulp of NumPy's exp
-    (2 on CUDA, whose libm differs) from the subnormal results to the overflow, 0 and inf at the
-    ends, at every position of a row (the vector body and its tail)."""
+def _exp_points(rng):
+    """Scale arguments x over float64's whole exp range, in random order."""
     x = np.concatenate(
         [
             rng.uniform(-746, 710, 4000),
@@ -121,10 +119,34 @@ def test_float64_scale_exp_over_the_whole_range(backend, rng):
             [-1e5, 1e5],  # (infinite inputs are errors)
         ]
     )
-    for D in (1, 7, x.size):
-        xs = x[-D:].reshape(1, D)
-        with np.errstate(over="ignore"):
-            want = np.exp(xs)
+    return rng.permutation(x)
+
+
+def _exp_reference(x):
+    """exp(x) per element by the C library (math.exp; inf past the overflow)."""
+
+    def one(v):
+        try:
+            return math.exp(v)
+        except OverflowError:
+            return math.inf
+
+    return np.array([one(v) for v in x.ravel()]).reshape(x.shape)
+
+
+# rows of every length up to two AVX-512 vectors and past them: random points reach the
+# vector body and the scalar tail alike
+_EXP_ROW_LENGTHS = (1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 1000)
+
+
+def test_float64_scale_exp_over_the_whole_range(backend, rng):
+    """With eps = 1 and mu = 0 the sample is exp(logvar / 2) itself: within 1 ulp of the C
+    library's exp (2 on CUDA, whose exp differs) from the subnormal results to the overflow, 0
+    and inf exactly where exp gives them, at every position of a row."""
+    x = _exp_points(rng)
+    for D in _EXP_ROW_LENGTHS + (x.size,):
+        xs = np.roll(x, D)[:D].reshape(1, D)
+        want = _exp_reference(xs)
         z = backend.numpy(
             S.rsample_normal(
                 backend.asarray(np.zeros_like(xs)), backend.asarray(2 * xs), eps=backend.asarray(np.ones_like(xs))
@@ -134,6 +156,22 @@ def test_float64_scale_exp_over_the_whole_range(backend, rng):
         np.testing.assert_array_equal(z[edge], want[edge])
         ulp = np.abs(z[~edge] - want[~edge]) / np.spacing(want[~edge])
         assert ulp.max(initial=0) <= (2 if backend.name == "cuda" else 1)
+
+
+def test_float64_scale_exp_drawn_noise_and_backward(backend, rng):
+    """The same exp on the sampling path that draws its own noise (z = exp(x) eps) and in the
+    backward pass (d z / d logvar = exp(x) eps / 2), over the range where the products stay
+    normal floats."""
+    x = rng.uniform(-700, 700, 2000)
+    for D in _EXP_ROW_LENGTHS:
+        xs = np.roll(x, D)[:D].reshape(1, D)
+        mu, lv = backend.asarray(np.zeros_like(xs)), backend.asarray(2 * xs)
+        z, eps = S.rsample_normal(mu, lv, seed=5, return_eps=True)
+        z, eps = backend.numpy(z), backend.numpy(eps)
+        want = _exp_reference(xs) * eps
+        np.testing.assert_allclose(z, want, rtol=1e-15, atol=0)
+        _, g = S.normal_head_backward(mu, lv, grad_z=backend.asarray(np.ones_like(xs)), seed=5)
+        np.testing.assert_allclose(backend.numpy(g), 0.5 * want, rtol=1e-15, atol=0)
 
 
 def test_out_buffer(backend, rng):

@@ -158,7 +158,7 @@ __global__ void normal_backward_kernel(const T* mu, const T* p, const T* eps_in,
     const index_t i = b * D + d0 + k;
     const Scale<T> sc = scale_of<T>(kind, p[i], lo, hi);
     dmu[i] = am[k] + gk * mu[i];
-    dp[i] = (ap[k] * sc.sigma + gk * (sc.sigma * sc.sigma - T(1)) - glq) * sc.dlog_dp;
+    dp[i] = (ap[k] * sc.sigma + kl_dlog_sigma(gk, sc.sigma) - glq) * sc.dlog_dp;
   }
 }
 

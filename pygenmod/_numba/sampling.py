@@ -166,7 +166,8 @@ def _normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, S, 
         for d in range(D):
             s, ls, dl = _scale(kind, np.float64(p[b, d]), lo, hi)
             dmu[b, d] = acc_m[d] + gk * mu[b, d]
-            dp[b, d] = (acc_p[d] * s + gk * (s * s - 1.0) - glq) * dl
+            kl_part = gk * (s * s - 1.0) if gk != 0.0 else 0.0  # (no 0 * inf: sampling.hpp's kl_dlog_sigma)
+            dp[b, d] = (acc_p[d] * s + kl_part - glq) * dl
 
 
 def normal_head_backward(mu, p, eps_in, kind, lo, hi, seed, stream, offset, n_samples, gz, gkl, glogq, dmu, dp):

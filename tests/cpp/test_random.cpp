@@ -37,9 +37,11 @@ static void check_exp_f64() {
     }
   }
   CHECK(worst <= 1);
-  for (double x : {0.0, -0.0, 5e-324, -5e-324, 1.0, -1.0, 709.782712893384, 709.7827128933841, -708.3964185322641,
-                   -745.1332191019411, -745.1332191019412})
+  for (double x : {0.0, -0.0, 5e-324, -5e-324, 1.0, -1.0, -708.3964185322641})
     CHECK(ulps(rng::exp_f64(x), std::exp(x)) <= 1);
+  // the ends, exactly: the largest finite result and inf, the smallest subnormal and 0
+  for (double x : {709.782712893384, 709.7827128933841, -745.1332191019411, -745.1332191019412})
+    CHECK(rng::exp_f64(x) == std::exp(x));
   CHECK(rng::exp_f64(-std::numeric_limits<double>::infinity()) == 0.0);
   CHECK(rng::exp_f64(std::numeric_limits<double>::infinity()) == std::numeric_limits<double>::infinity());
   CHECK(std::isnan(rng::exp_f64(std::numeric_limits<double>::quiet_NaN())));

@@ -183,7 +183,8 @@ PGM_HD double pow2_from_shifted(double t) { return f64_from_bits((f64_bits(t) + 
 // vecmath's exp_mid_f64, with the same bits where the result is normal), times 2^n as two
 // normal factors, so the last product rounds once into the subnormals, or to inf, where exp
 // does. exp(-inf) = 0, exp(inf) = inf, NaN stays NaN. Plain products and sums: the bits are
-// the same in every CPU clone (compiled without FMA contraction) and with the default flags.
+// the same in every CPU clone (compiled without FMA contraction) and, elsewhere, with the
+// package's default flags (baseline x86-64: no FMA to contract into).
 PGM_HD double exp_f64(double x) {
   constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52: adding it rounds to an integer
   x = x < -746.0 ? -746.0 : x;                   // exp(-746) rounds to 0, exp(710) to inf
@@ -191,7 +192,7 @@ PGM_HD double exp_f64(double x) {
   const double t = x * vm::kLog2e + kShift;
   const double n = t - kShift;
   const double r = (x - n * vm::kLn2Hi) - n * vm::kLn2Lo;
-  const double t1 = n * 0.5 + kShift;  // n = n1 + n2, both in [-538, 513]
+  const double t1 = n * 0.5 + kShift;  // n = n1 + n2, both in [-538, 512]
   const double t2 = (n - (t1 - kShift)) + kShift;
   return (vm::exp_poly_f64(r) * pow2_from_shifted(t1)) * pow2_from_shifted(t2);
 }

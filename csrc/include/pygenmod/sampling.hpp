@@ -96,6 +96,14 @@ PGM_HD Scale<T> scale_of(int kind, T p, T lo, T hi) {
   return s;
 }
 
+// The KL's part of d / d log sigma, times its upstream gradient gk: gk (sigma^2 - 1), and 0 when
+// gk is 0, so that a sigma whose square overflows (log-variance > 709.78) does not turn the
+// sampling path's finite gradient into NaN (0 * inf) when the KL's gradient is not asked for.
+template <class T>
+PGM_HD T kl_dlog_sigma(T gk, T sigma) {
+  return gk != T(0) ? gk * (sigma * sigma - T(1)) : T(0);
+}
+
 // 0 for finite x, NaN otherwise (summed, it flags a non-finite input without a branch).
 template <class T>
 PGM_HD T nan_if_bad(T x) {
@@ -151,6 +159,8 @@ PGM_HD void fill_range_scalar(int dist, std::uint64_t seed, std::uint64_t stream
 // AVX2 clone is x86-64-v3 (AVX2 + FMA), and the baseline clone calls libm's exact fma.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define PGM_CLONES __attribute__((target_clones("avx512f", "arch=x86-64-v3", "default"), optimize("fp-contract=off")))
+#elif defined(__GNUC__) && !defined(__clang__)
+#define PGM_CLONES __attribute__((optimize("fp-contract=off")))  // one body, still uncontracted
 #else
 #define PGM_CLONES
 #endif
@@ -547,7 +557,7 @@ PGM_CLONES inline void head_backward_scales(const T* __restrict m, const T* __re
   for (index_t d = 0; d < D; ++d) {
     const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
     dm[d] += gk * m[d];
-    dp[d] = (dp[d] * sc.sigma + gk * (sc.sigma * sc.sigma - T(1)) - glq) * sc.dlog_dp;
+    dp[d] = (dp[d] * sc.sigma + kl_dlog_sigma(gk, sc.sigma) - glq) * sc.dlog_dp;
   }
 }
 
