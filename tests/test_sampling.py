@@ -174,6 +174,31 @@ def test_float64_scale_exp_drawn_noise_and_backward(backend, rng):
         np.testing.assert_allclose(backend.numpy(g), 0.5 * want, rtol=1e-15, atol=0)
 
 
+def test_kl_backward_zero_upstream_gradient_where_sigma_squared_overflows(backend):
+    """A row whose KL gradient is 0 gets zero gradients even where sigma**2 (or the prior's
+    ratio) overflows: no 0 * inf NaN, on every backend (kl_normal_backward and the ELBO's KL)."""
+    mu = np.array([[0.5, -1.0, 2.0], [0.5, -1.0, 2.0]])
+    lv = np.array([[800.0, 0.0, -1.0], [800.0, 0.0, -1.0]])  # exp(800) overflows
+    plv = np.zeros_like(lv)
+    g = np.array([0.0, 1.0])
+    out = S.kl_normal_backward(
+        backend.asarray(mu), backend.asarray(lv), None, backend.asarray(plv), grad_kl=backend.asarray(g)
+    )
+    dmu, dlv, _, dplv = (backend.numpy(o) for o in out)
+    for a in (dmu, dlv, dplv):
+        np.testing.assert_array_equal(a[0], 0.0)
+    assert np.isfinite(dmu[1]).all() and np.isinf(dlv[1, 0])  # the asked-for row keeps its overflow
+    from pygenmod import elbo
+
+    x = np.zeros((2, 4))
+    dec = np.zeros((1, 2, 4))
+    grads = elbo.elbo_backward(
+        backend.asarray(x), backend.asarray(dec), backend.asarray(mu), backend.asarray(lv), beta=0.0,
+        grad_elbo=backend.asarray(np.ones(2)),
+    )  # fmt: skip
+    assert np.isfinite(backend.numpy(grads.mu)).all() and np.isfinite(backend.numpy(grads.scale)).all()
+
+
 def test_out_buffer(backend, rng):
     mu, lv = _gauss(rng, 5, 7, np.float32)
     buf = backend.asarray(np.empty((2, 5, 7), np.float32))

@@ -172,6 +172,13 @@ def _elbo_backward(
                         if i == j:
                             v -= gk / np.float64(L[b, i, i])
                     dL[b, i, j] = v
+        elif gk == 0.0:  # no KL gradient: zeros (below, 0 * inf where sigma**2 overflows)
+            dmu[b, :] = 0.0
+            dsc[b, :] = 0.0
+            if dpm.shape[0] > 0:
+                dpm[b, :] = 0.0
+            if dpp.shape[0] > 0:
+                dpp[b, :] = 0.0
         else:
             for d in range(D):
                 s_, _, dl = _scale(kind, np.float64(p[b, d]), lo, hi)

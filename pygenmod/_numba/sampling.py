@@ -221,6 +221,14 @@ def _kl_normal_backward(mu, p, pm, pp, kind, lo, hi, g, dmu, dp, dpm, dpp):
     have_pm, have_pp, want_pm, want_pp = pm.size > 0, pp.size > 0, dpm.size > 0, dpp.size > 0
     for b in nb.prange(B):
         gb = np.float64(g[b])
+        if gb == 0.0:  # no gradient asked of this row: zeros (below, 0 * inf where sigma**2 overflows)
+            dmu[b, :] = 0.0
+            dp[b, :] = 0.0
+            if want_pm:
+                dpm[b, :] = 0.0
+            if want_pp:
+                dpp[b, :] = 0.0
+            continue
         for d in range(D):
             s, ls, dl = _scale(kind, np.float64(p[b, d]), lo, hi)
             m2 = np.float64(pm[b, d]) if have_pm else 0.0

@@ -630,6 +630,14 @@ PGM_HD T kl_normal_row(const T* m, const T* p, const T* pm, const T* pp, int kin
 template <class T>
 PGM_HD void kl_normal_row_backward(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t D,
                                    T g, T* dm, T* dp, T* dpm, T* dpp) {
+  if (g == T(0)) {  // no gradient asked of this row: zeros (below, 0 * inf where sigma**2 overflows)
+    for (index_t d = 0; d < D; ++d) {
+      dm[d] = dp[d] = T(0);
+      if (dpm) dpm[d] = T(0);
+      if (dpp) dpp[d] = T(0);
+    }
+    return;
+  }
   for (index_t d = 0; d < D; ++d) {
     const Scale<T> q = scale_of<T>(kind, p[d], lo, hi);
     const T m2 = pm ? pm[d] : T(0);
