@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 
+from . import _recycle
+
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
 
 
@@ -29,6 +31,18 @@ def xp_of(x):
     if _is_cupy(x):
         return sys.modules["cupy"]
     return np
+
+
+def new_output(xp, shape: tuple, dtype):
+    """An uninitialised C-contiguous output that the kernel writes entirely: a host one from
+    pygenmod._recycle (a large output that nothing references any more is handed out again
+    instead of fresh pages), a device one from xp."""
+    return _recycle.empty(shape, dtype) if xp is np else xp.empty(shape, dtype)
+
+
+def output_like(a):
+    """new_output of a's shape and dtype, in a's array module."""
+    return new_output(xp_of(a), a.shape, a.dtype)
 
 
 def to_native(x, name: str = "array"):

@@ -1,16 +1,27 @@
-"""Reuse of the host arrays of search trees that nothing references any more.
+"""Reuse of host arrays that nothing references any more: search trees and large outputs.
 
-A search allocates a fresh batch of trees (a few MB at B=256) and drops it at the next search.
-Freshly mapped pages cost a page fault each when first written, and glibc returns freed
-memory at the top of its heap to the OS, so every search paid for its tree's pages again
-(~1 ms of a 10 ms Gumbel search at B=256, A=16, 64 simulations). new_tree therefore takes each
-field array from here: an array of the same shape and dtype that only this module still
-references is refilled and handed out again; else a new one is allocated and remembered.
+Freshly mapped pages cost a page fault each when first written, the kernel zeroing the page.
+glibc maps every allocation of 32 MiB or more anew and unmaps it when it is freed (smaller ones
+come back from its heap, but trees of a few MB were still returned to the OS at the top of the
+heap), so a loop that allocates such an array per call pays for its pages again on every call:
+
+- a search's batch of trees (a few MB at B=256; ~1 ms of a 10 ms Gumbel search at B=256,
+  A=16, 64 simulations): new_tree takes each field array from :func:`full`;
+- a large output, e.g. a backward's 32 MiB gradient (+2.7 ms on top of ~3.3 ms of writing
+  it, measured on the bench VM): the public functions allocate their per-element outputs
+  with :func:`empty`, the one-call fast paths too (through fast_path.hpp's empty).
+
+Both hand out an array of the same shape and dtype that only this module still references,
+else allocate a new one and remember it. In a training loop that keeps each step's result
+until the next call returns, two arrays per output alternate; a loop that drops it at once
+reuses one.
 
 "Only this module references it" is read from CPython's reference count, which counts every
-holder: the caller's Tree, any variable, and every view (a view keeps its base array alive), so
-an array a user still holds, directly or through a view, is never handed out twice. Builds
-without the GIL, and other interpreters, allocate every time.
+holder: a variable, a result tuple, a torch tensor made by ``torch.from_numpy``, a buffer
+export, and every view (a view keeps its base array alive), so an array anyone still holds,
+directly or through a view, is never handed out twice. Builds without the GIL, and other
+interpreters, allocate every time. At most MAX_ARRAYS arrays and MAX_KEPT_BYTES bytes are kept
+(the oldest forgotten first); :func:`clear` forgets them all.
 """
 
 from __future__ import annotations
@@ -21,16 +32,22 @@ import threading
 
 import numpy as np
 
-#: arrays remembered at most (about two batches of trees), the largest one remembered, and the
-#: smallest (small arrays come from the heap's free lists without page faults anyway)
+#: arrays remembered at most, and their bytes at most (both: the oldest are forgotten first)
 MAX_ARRAYS = 32
-MAX_BYTES = 32 << 20
+MAX_KEPT_BYTES = 512 << 20
+#: full() (trees): the smallest and the largest array remembered (small arrays come from the
+#: heap's free lists without page faults anyway)
 MIN_BYTES = 1 << 16
+MAX_BYTES = 32 << 20
+#: empty() (outputs): the smallest array remembered (the torch ops' gradients use the same
+#: bound; glibc maps anew from 32 MiB, other C libraries from smaller sizes)
+OUTPUT_MIN_BYTES = 4 << 20
 
 _ENABLED = sys.implementation.name == "cpython" and getattr(sys, "_is_gil_enabled", lambda: True)()
 _lock = threading.Lock()
 _kept: dict[tuple, list[np.ndarray]] = {}  # (shape, dtype) -> arrays, in the order remembered
 _count = 0
+_bytes = 0
 # references to a kept array that nobody else holds, as seen inside _take's loop: the list's,
 # the local variable's and getrefcount's argument
 _ONLY_OURS = 3
@@ -43,19 +60,32 @@ def allocate(shape: tuple[int, ...], fill: float, dtype, xp=np):
 
 def full(shape: tuple[int, ...], fill: float, dtype) -> np.ndarray:
     """A C-contiguous host array of this shape and dtype, every element ``fill``."""
-    dtype = np.dtype(dtype)
+    a, kept = _kept_or_new(shape, np.dtype(dtype), MIN_BYTES, MAX_BYTES, lambda s, d: allocate(s, fill, d))
+    if kept:
+        a.fill(fill)
+    return a
+
+
+def empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """A C-contiguous host array of this shape and dtype, uninitialised: for an output that the
+    caller writes entirely before anyone reads it."""
+    return _kept_or_new(tuple(shape), np.dtype(dtype), OUTPUT_MIN_BYTES, MAX_KEPT_BYTES, np.empty)[0]
+
+
+def _kept_or_new(shape, dtype, lo, hi, new):
+    """(array, whether it was kept): a kept array of this shape and dtype that nothing else
+    references, else new(shape, dtype), remembered when its size is in [lo, hi]."""
     nbytes = dtype.itemsize * math.prod(shape)
-    if not (_ENABLED and MIN_BYTES <= nbytes <= MAX_BYTES):
-        return allocate(shape, fill, dtype)
+    if not (_ENABLED and lo <= nbytes <= hi):
+        return new(shape, dtype), False
     key = (shape, dtype.str)
     with _lock:
         a = _take(key)
     if a is not None:
-        a.fill(fill)
-        return a
-    a = allocate(shape, fill, dtype)
+        return a, True
+    a = new(shape, dtype)
     _remember(key, a)
-    return a
+    return a, False
 
 
 def _take(key):
@@ -68,13 +98,14 @@ def _take(key):
 
 
 def _remember(key, a):
-    global _count
+    global _count, _bytes
     with _lock:
         _kept.setdefault(key, []).append(a)
         _count += 1
-        if _count > MAX_ARRAYS:  # forget the oldest array of the oldest shape
+        _bytes += a.nbytes
+        while _kept and (_count > MAX_ARRAYS or _bytes > MAX_KEPT_BYTES):  # forget the oldest array of the oldest shape
             oldest = next(iter(_kept))
-            del _kept[oldest][0]
+            _bytes -= _kept[oldest].pop(0).nbytes
             if not _kept[oldest]:
                 del _kept[oldest]
             _count -= 1
@@ -82,7 +113,7 @@ def _remember(key, a):
 
 def clear() -> None:
     """Forget every remembered array (their memory is freed once nothing else holds them)."""
-    global _count
+    global _count, _bytes
     with _lock:
         _kept.clear()
-        _count = 0
+        _count = _bytes = 0

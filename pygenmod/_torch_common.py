@@ -5,9 +5,6 @@ seeds as custom-op arguments. Importing this module needs torch."""
 from __future__ import annotations
 
 import contextlib
-import math
-import sys
-import threading
 from typing import Any, Optional, Union
 
 import numpy as np
@@ -85,41 +82,6 @@ def scalar_tensor(x: Any, dtype: torch.dtype, device: torch.device) -> Tensor:
     if t is None:
         t = _scalars[key] = torch.tensor(x, dtype=dtype, device=device)
     return t
-
-
-#: outputs at least this large come from reusable_empty: a fresh allocation of this size is
-#: mapped anew by the C library on every call, and its page faults (the kernel zeroing the
-#: pages) cost as much as the kernel itself (33 MB: ~6 ms against ~5 ms of compute)
-REUSE_MIN_BYTES = 4 << 20
-_held = threading.local()
-
-
-def _refs(holder: list) -> int:
-    return sys.getrefcount(holder[0])
-
-
-def reusable_empty(key: str, shape: tuple, dtype: Any) -> Optional[np.ndarray]:
-    """A C-contiguous NumPy buffer for a large CPU output, or None below REUSE_MIN_BYTES (the
-    caller then allocates as usual). Each thread keeps the last such buffer per ``key`` (an op's
-    output, e.g. "spatial_softmax.grad_x") and hands it out again once nothing else refers to
-    it (the tensor made from it, e.g. a parameter's .grad, has been released:
-    ``zero_grad(set_to_none=True)``, ``x.grad = None``); while anything still holds it, a fresh
-    buffer replaces it. So a training loop reuses one buffer instead of faulting in a new one
-    every step, and at most one buffer per key and thread is kept."""
-    dtype = np.dtype(dtype)
-    if math.prod(shape) * dtype.itemsize < REUSE_MIN_BYTES:
-        return None
-    kept = _held.__dict__.setdefault("kept", {})
-    if key in kept:
-        holder, free = kept[key]
-        a = holder[0]
-        fits = a.shape == tuple(shape) and a.dtype == dtype
-        del a
-        if fits and _refs(holder) == free:
-            return holder[0]
-    holder = [np.empty(shape, dtype)]
-    kept[key] = (holder, _refs(holder))
-    return holder[0]
 
 
 def on_torch_stream(*tensors: Any) -> contextlib.AbstractContextManager:

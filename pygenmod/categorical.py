@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _fast
 from . import _validate as val
-from ._arrays import is_device, returner, xp_of
+from ._arrays import is_device, output_like, returner, xp_of
 from ._dispatch import kernel
 from ._status import Status, input_error
 from ._typing import Array, ArrayLike, QIs, Reduction
@@ -157,7 +157,7 @@ def log_prob_backward(
     rows = _Rows(logits, "logits")
     m, a = rows.mask(mask, "mask"), _actions(actions, rows)
     g = rows.per_row(grad_log_prob, "grad_log_prob")
-    dx = rows.xp.empty_like(rows.x)
+    dx = output_like(rows.x)
     _run("log_prob_backward", rows.x, m, a, g, dx)
     return rows.grad(dx)
 
@@ -184,7 +184,7 @@ def entropy_backward(logits: ArrayLike, *, grad_entropy: ArrayLike, mask: ArrayL
     rows = _Rows(logits, "logits")
     m = rows.mask(mask, "mask")
     g = rows.per_row(grad_entropy, "grad_entropy")
-    dx = rows.xp.empty_like(rows.x)
+    dx = output_like(rows.x)
     _run("entropy_backward", rows.x, m, g, dx)
     return rows.grad(dx)
 
@@ -231,7 +231,7 @@ def kl_backward(
     ``dKL/dp_j = p_j (log p_j - log q_j - KL)`` and ``dKL/dq_j = q_j - p_j``."""
     rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
     g = rows.per_row(grad_kl, "grad_kl")
-    dp, dq = rows.xp.empty_like(rows.x), rows.xp.empty_like(rows.x)
+    dp, dq = output_like(rows.x), output_like(rows.x)
     _run("kl_backward", p, rows.x, mp, mq, False, g, dp, dq)
     return rows.grad(dp), rows.grad(dq)
 
@@ -277,7 +277,7 @@ def policy_target_kl_backward(
     ``g (pi_theta(j) - w_j)`` with w normalised (the weights are a fixed target)."""
     rows, w, m = _target_args(weights, logits, mask)
     g = rows.per_row(grad_kl, "grad_kl")
-    dq = rows.xp.empty_like(rows.x)
+    dq = output_like(rows.x)
     _run("kl_backward", w, rows.x, None, m, True, g, None, dq)
     return rows.grad(dq)
 

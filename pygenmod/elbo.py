@@ -24,7 +24,7 @@ import numpy as np
 
 from . import _validate as val
 from . import sampling as _s
-from ._arrays import broadcast_contiguous, is_device, returner, xp_of
+from ._arrays import broadcast_contiguous, is_device, new_output, output_like, returner, xp_of
 from ._dispatch import kernel
 from ._typing import Array, ArrayLike, Likelihood
 
@@ -478,13 +478,13 @@ def elbo_backward(
     full = a.kargs[2].ndim == 3
     pm, pp = a.kargs[3], a.kargs[4]
     d, dp = a.kargs[11], a.kargs[12]
-    dmu = xp.empty((B, D), dt)
-    dsc = xp.empty(0, dt) if full else xp.empty((B, D), dt)
-    dL = xp.empty((B, D, D), dt) if full else xp.empty(0, dt)
-    dpm = xp.empty((B, D), dt) if pm.size else xp.empty(0, dt)
-    dpp = xp.empty((B, D), dt) if pp.size else xp.empty(0, dt)
-    ddec = xp.empty_like(d)
-    ddp = xp.empty_like(dp) if a.learned else xp.empty(0, dt)
+    dmu = new_output(xp, (B, D), dt)
+    dsc = xp.empty(0, dt) if full else new_output(xp, (B, D), dt)
+    dL = new_output(xp, (B, D, D), dt) if full else xp.empty(0, dt)
+    dpm = new_output(xp, (B, D), dt) if pm.size else xp.empty(0, dt)
+    dpp = new_output(xp, (B, D), dt) if pp.size else xp.empty(0, dt)
+    ddec = output_like(d)
+    ddp = output_like(dp) if a.learned else xp.empty(0, dt)
     kgk = gk if a.mvn_prior is None else xp.empty(0, dt)  # the given prior's KL: kl_mvn_backward below
     if B:
         _, fn = kernel("elbo", "elbo_backward", is_device(m))

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _fast
 from . import _validate as val
-from ._arrays import broadcast_contiguous, is_device, returner, to_native
+from ._arrays import broadcast_contiguous, is_device, new_output, returner, to_native
 from ._dispatch import kernel
 from ._typing import Array, ArrayLike
 
@@ -156,7 +156,7 @@ def _outputs(out, shape, dtype, xp, want_returns, time_axis):
     if out is None or time_axis == 1:
         if out is not None:
             raise ValueError("out: only supported for time-major input (time_axis=0)")
-        return xp.empty(shape, dtype), (xp.empty(shape, dtype) if want_returns else None)
+        return new_output(xp, shape, dtype), (new_output(xp, shape, dtype) if want_returns else None)
     bufs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     if len(bufs) != (2 if want_returns else 1):
         raise ValueError(f"out: expected {'(advantages, returns)' if want_returns else 'one array'}")

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _fast, _grads
 from . import _validate as val
-from ._arrays import broadcast_contiguous, is_device, returner, xp_of
+from ._arrays import broadcast_contiguous, is_device, new_output, output_like, returner, xp_of
 from ._dispatch import kernel
 from ._seed import resolve_seed
 from ._status import input_error
@@ -228,7 +228,7 @@ def _out_arg(out, c: _Call, inputs=()):
     xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
     if out is None:
         val.check_size("n_samples", (c.S, B, D))
-        return xp.empty((c.S, B, D), dt)
+        return new_output(xp, (c.S, B, D), dt)
     want = ((c.S,) if c.multi else ()) + ((D,) if c.one else (B, D))
     if c.half is not None or xp_of(out) is not xp or getattr(out, "dtype", None) != dt:
         raise TypeError(f"out: expected a {xp.__name__} array of dtype {dt}")
@@ -245,7 +245,7 @@ def _head_outputs(c: _Call, log_q, return_eps, out=None, want_kl=True, inputs=()
     xp, (B, D), dt = xp_of(c.m), c.m.shape, c.m.dtype
     return (
         _out_arg(out, c, inputs),
-        xp.empty((c.S, B, D), dt) if return_eps else _empty(xp, dt),
+        new_output(xp, (c.S, B, D), dt) if return_eps else _empty(xp, dt),
         xp.empty(B, dt) if want_kl else _empty(xp, dt),
         xp.empty((c.S, B), dt) if log_q else _empty(xp, dt),
         xp.empty(B, np.int32),
@@ -402,8 +402,7 @@ def normal_head_backward(
     p = _like(p, pname, c.m, shape=c.m.shape)
     lo, hi = _clamp(clamp)
     grads = _head_grads(c, grad_z, grad_kl, grad_log_q)
-    xp = xp_of(c.m)
-    dmu, dp = xp.empty_like(c.m), xp.empty_like(c.m)
+    dmu, dp = output_like(c.m), output_like(c.m)
     _, fn = kernel("sampling", "normal_head_backward", is_device(c.m))
     fn(c.m, p, c.eps, KINDS[pname], lo, hi, c.seed, c.stream, c.offset, c.S, *grads, dmu, dp)
     if c.one:
@@ -550,9 +549,9 @@ def kl_normal_backward(
     g = _like(grad_kl, "grad_kl", m, finite=True)
     g = broadcast_contiguous(xp, g, (B,)) if g.ndim == 0 else xp.ascontiguousarray(g.reshape(-1))
     val.check_shape(g, "grad_kl", (B,))
-    dmu, dp = xp.empty_like(m), xp.empty_like(m)
-    dpm = xp.empty_like(m) if prior_mu is not None else _empty(xp, m.dtype)
-    dpp = xp.empty_like(m) if pp.size else _empty(xp, m.dtype)
+    dmu, dp = output_like(m), output_like(m)
+    dpm = output_like(m) if prior_mu is not None else _empty(xp, m.dtype)
+    dpp = output_like(m) if pp.size else _empty(xp, m.dtype)
     _, fn = kernel("sampling", "kl_normal_backward", is_device(m))
     fn(m, p, pm, pp, KINDS[pname], lo, hi, g, dmu, dp, dpm, dpp)
     outs = [dmu, dp, dpm if prior_mu is not None else None, dpp if pp.size else None]
@@ -631,7 +630,7 @@ def normal_log_prob_backward(
     g = _like(grad_log_prob, "grad_log_prob", m, finite=True)
     val.check_shape(g, "grad_log_prob", lead)
     g = xp.ascontiguousarray(g.reshape(-1))
-    dx, dmu, dp = xp.empty_like(xr), xp.empty_like(m), xp.empty_like(m)
+    dx, dmu, dp = output_like(xr), output_like(m), output_like(m)
     _, fn = kernel("sampling", "normal_log_prob_backward", is_device(m))
     fn(xr, m, p, KINDS[pname], lo, hi, g, dx, dmu, dp)
     dx = dx.reshape(lead + (m.shape[1],))
@@ -760,8 +759,7 @@ def mvn_head_backward(
     shared_in = getattr(scale_tril, "ndim", 3) == 2
     L = _tril_arg(scale_tril, "scale_tril", c.m)
     grads = _head_grads(c, grad_z, grad_kl, grad_log_q)
-    xp = xp_of(c.m)
-    dmu, dL = xp.empty_like(c.m), xp.empty_like(L)
+    dmu, dL = output_like(c.m), output_like(L)
     _, fn = kernel("sampling", "mvn_head_backward", is_device(c.m))
     fn(c.m, L, c.eps, c.seed, c.stream, c.offset, c.S, *grads, dmu, dL)
     if c.one:
@@ -863,7 +861,7 @@ def _mvn_rows_backward(x, mu, scale_tril, precision_tril, mode, squared, grad, g
     if g.size != xr.shape[0]:
         raise ValueError(f"{gname}: expected shape {lead}, got {g.shape}")
     g = xp.ascontiguousarray(g.reshape(-1))
-    dx, dmu, dL = xp.empty_like(xr), xp.empty_like(m), xp.empty_like(L)
+    dx, dmu, dL = output_like(xr), output_like(m), output_like(L)
     status = xp.empty(xr.shape[0], np.int32)
     _kern("mvn_rows_backward", m)(xr, m, L, _MVN_MODES[mode or name], bool(squared), g, dx, dmu, dL, status)
     _row_status(status, {"x": "x", "mu": "mu"})
@@ -992,9 +990,9 @@ def kl_mvn_backward(
     g = xp.broadcast_to(g, (B,)) if g.ndim == 0 else g.reshape(-1)
     val.check_shape(g, "grad_kl", (B,))
     g = xp.ascontiguousarray(g)
-    dm1, dL1 = xp.empty_like(m), xp.empty_like(L1)
-    dm2 = xp.empty_like(m) if prior_mu is not None else _empty(xp, m.dtype)
-    dL2 = xp.empty_like(L2)
+    dm1, dL1 = output_like(m), output_like(L1)
+    dm2 = output_like(m) if prior_mu is not None else _empty(xp, m.dtype)
+    dL2 = output_like(L2)
     _kern("kl_mvn_backward", m)(m, L1, m2, L2, g, dm1, dL1, dm2, dL2)
     dL1 = _fold_factor(dL1, getattr(scale_tril, "ndim", 3), B)
     dL2 = None if prior_scale_tril is None else _fold_factor(dL2, getattr(prior_scale_tril, "ndim", 3), B)
@@ -1159,8 +1157,8 @@ def gumbel_softmax(
     back = returner(logits)
     lg, half, rows, tau, seed, stream, offset = _gumbel_rows(logits, tau, seed, stream, offset)
     xp, (R, K), dt = xp_of(rows), rows.shape, rows.dtype
-    y_soft, index, status = xp.empty((R, K), dt), xp.empty(R, np.int64), xp.empty(R, np.int32)
-    y = xp.empty((R, K), dt) if hard else _empty(xp, dt)
+    y_soft, index, status = new_output(xp, (R, K), dt), xp.empty(R, np.int64), xp.empty(R, np.int32)
+    y = new_output(xp, (R, K), dt) if hard else _empty(xp, dt)
     _kern("gumbel_softmax", rows)(rows, float(tau), seed, stream, offset, y_soft, y, index, status)
     _gumbel_status(status)
     shp = lg.shape
@@ -1227,7 +1225,7 @@ def gumbel_softmax_backward(
     g = val.float_array(grad_y, "grad_y", dtype=dt, xp=xp, allow_half=True)
     val.check_shape(g, "grad_y", shape)
     g = xp.ascontiguousarray(g.reshape(math.prod(shape[:-1]), shape[-1]))
-    out, status = xp.empty(g.shape, dt), xp.empty(g.shape[0], np.int32)
+    out, status = new_output(xp, g.shape, dt), xp.empty(g.shape[0], np.int32)
     if g.shape[0]:  # (no rows: an empty gradient; the kernels read an empty y_soft as "not given")
         _kern("gumbel_softmax_backward", g)(rows, ys, float(tau), seed, stream, offset, g, out, status)
         _gumbel_status(status)

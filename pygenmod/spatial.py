@@ -39,7 +39,7 @@ import numpy as np
 
 from . import _fast, _grads
 from . import _validate as val
-from ._arrays import is_device, returner, to_native, xp_of
+from ._arrays import is_device, new_output, returner, to_native, xp_of
 from ._dispatch import kernel
 from ._status import input_error
 from ._typing import Array, ArrayLike, CoordOrder, Coords, Layout
@@ -170,7 +170,7 @@ def _forward(c: _Call, want_cov: bool, want_maps: bool):
     kp = xp.empty((c.B, c.C, 2), dt)
     stats = xp.empty((c.B, c.C, 2), dt)
     cov = xp.empty((c.B, c.C, 2, 2), dt) if want_cov else None
-    maps = xp.empty(c.x.shape, dt) if want_maps else None
+    maps = new_output(xp, c.x.shape, dt) if want_maps else None
     _, fwd = kernel("spatial", "forward", c.on_device)
     fwd(c.x, c.inv_temp, c.mask, *c.grid, c.channels_last, kp, cov, maps, stats)
     _check_stats(stats, xp)
@@ -368,7 +368,7 @@ def spatial_softmax_backward(
             ),
         )
     else:
-        gx = xp.empty(c.x.shape, dt)
+        gx = new_output(xp, c.x.shape, dt)
     g_temp = xp.empty((c.B, c.C), dt)
     _, bwd = kernel("spatial", "backward", c.on_device)
     bwd(c.x, c.inv_temp, c.mask, *c.grid, c.channels_last, stats, kp, cov, g_kp, g_cov, g_maps, gx, g_temp)

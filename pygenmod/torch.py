@@ -34,7 +34,6 @@ from ._torch_common import fresh_seed
 from ._torch_common import native as _native
 from ._torch_common import number_or_native as _number_or_native
 from ._torch_common import on_torch_stream as _on_torch_stream
-from ._torch_common import reusable_empty as _reusable_empty
 from ._torch_common import scalar_tensor as _scalar_tensor
 from ._torch_common import tensor as _tensor
 from ._torch_eager import custom_op
@@ -104,12 +103,6 @@ def _spatial_bwd(
     saved = _spatial.SpatialSoftmaxResult(
         _native(keypoints), None if _empty(cov) else _native(cov), None, _native(stats)
     )
-    # a large CPU grad_x goes into the thread's reusable buffer (no fresh pages every step)
-    out = None
-    if not x.is_cuda and x.dtype in (torch.float32, torch.float64):
-        out = _reusable_empty(
-            "spatial_softmax.grad_x", tuple(x.shape), "float32" if x.dtype == torch.float32 else "float64"
-        )
     with _on_torch_stream(x):
         gx, gt = _spatial.spatial_softmax_backward(
             _native(x),
@@ -119,7 +112,6 @@ def _spatial_bwd(
             grad_maps=_native(grad_maps),
             saved=saved,
             mask=_native(mask),
-            out=out,
             **_spatial_opts(layout, coords, order),
         )
     gx = _tensor(gx, x).to(x.dtype)

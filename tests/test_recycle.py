@@ -1,13 +1,13 @@
-"""Host trees reuse the arrays of trees that nothing references any more (pygenmod._recycle):
-a tree, field or view that anyone still holds is never handed out again, and a reused tree
-starts exactly as a fresh one."""
+"""Host trees and large outputs reuse the arrays that nothing references any more
+(pygenmod._recycle): a tree, field, output or view that anyone still holds is never handed out
+again, a reused tree starts exactly as a fresh one, and results never depend on reuse."""
 
 import threading
 
 import numpy as np
 import pytest
 
-from pygenmod import _recycle, mcts
+from pygenmod import _fast, _recycle, mcts, returns, sampling, spatial
 
 pytestmark = pytest.mark.skipif(not _recycle._ENABLED, reason="array reuse needs CPython with the GIL")
 
@@ -135,3 +135,84 @@ def test_threads_never_share_an_array():
     for i, a in enumerate(trees):
         for b in trees[i + 1 :]:
             assert not any(np.shares_memory(x, y) for x, y in zip(_fields(a), _fields(b)))
+
+
+# ----------------------------------------------------------------------------- large outputs
+# 512 x 512 float32 is 1 MiB: the compiled fast paths ask pygenmod._recycle from 1 MiB on
+# (fast_path.hpp), and the tests lower the Python bound to it.
+BIG = (512, 512)
+
+
+@pytest.fixture
+def outputs_from_1mib(monkeypatch):
+    monkeypatch.setattr(_recycle, "OUTPUT_MIN_BYTES", 1 << 20)
+    _recycle.clear()
+    yield
+    _recycle.clear()
+
+
+def _ptr(a):
+    return a.__array_interface__["data"][0]
+
+
+def _calls():
+    """(name, f(seed) -> the output array) for functions whose large outputs come from empty()."""
+    rng = np.random.default_rng(0)
+    mu = rng.standard_normal(BIG, dtype=np.float32)
+    lv = 0.1 * rng.standard_normal(BIG, dtype=np.float32)
+    gz = rng.standard_normal(BIG, dtype=np.float32)
+    x = rng.standard_normal((4, 64, 32, 32), dtype=np.float32)  # 1 MiB
+    gk = rng.standard_normal((4, 64, 2), dtype=np.float32)
+    r, v = rng.standard_normal(BIG, dtype=np.float32), rng.standard_normal(BIG, dtype=np.float32)
+    return [
+        ("rsample_normal", lambda s: sampling.rsample_normal(mu, lv, seed=s)),
+        ("rsample_normal (general path)", lambda s: sampling.rsample_normal(mu, log_std=lv, seed=s)),
+        ("normal_head_backward", lambda s: sampling.normal_head_backward(mu, lv, grad_z=gz, seed=s)[1]),
+        ("spatial_softmax_backward", lambda s: spatial.spatial_softmax_backward(x, 1.0 + s, grad_keypoints=gk)[0]),
+        ("gae", lambda s: returns.gae(r, v + s, gamma=0.99, lam=0.95)[0]),
+    ]
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("name, call", _calls(), ids=[c[0] for c in _calls()])
+def test_large_outputs_are_reused_only_when_released(outputs_from_1mib, monkeypatch, fast, name, call):
+    monkeypatch.setattr(_fast, "ENABLED", fast)
+    want = {s: call(s).copy() for s in (1, 2, 3)}  # fresh arrays (each dropped at once)
+    first = call(1)
+    view = call(2)[::2]  # only a view kept: its base must not be handed out again
+    base_ptr, view_copy = _ptr(view.base if view.base is not None else view), view.copy()
+    third = call(3)
+    for a in (first, third):
+        assert not np.shares_memory(a, view)
+    assert not np.shares_memory(first, third)
+    np.testing.assert_array_equal(view, view_copy)
+    np.testing.assert_array_equal(first, want[1])
+    np.testing.assert_array_equal(third, want[3])
+    del first
+    kept = _recycle._count
+    again = call(2)  # a free buffer (first's, or one dropped inside a call) is reused and written entirely
+    assert _recycle._count == kept and _ptr(again) != base_ptr
+    np.testing.assert_array_equal(again, want[2])
+
+
+def test_an_output_held_by_torch_is_not_reused(outputs_from_1mib):
+    torch = pytest.importorskip("torch")
+    mu = np.zeros(BIG, np.float32)
+    lv = np.zeros(BIG, np.float32)
+    t = torch.from_numpy(sampling.rsample_normal(mu, lv, seed=1))  # the tensor holds the array
+    want = t.clone()
+    others = [sampling.rsample_normal(mu, lv, seed=s) for s in range(2, 5)]
+    assert torch.equal(t, want)
+    assert all(not np.shares_memory(t.numpy(), o) for o in others)
+
+
+def test_output_reuse_is_bounded(outputs_from_1mib, monkeypatch):
+    small = _recycle.empty((16,), np.float32)  # below OUTPUT_MIN_BYTES: not remembered
+    assert _recycle._count == 0
+    monkeypatch.setattr(_recycle, "MAX_KEPT_BYTES", 3 << 20)
+    held = [_recycle.empty(BIG, np.float32) for _ in range(5)]  # 1 MiB each
+    assert _recycle._count == 3 and _recycle._bytes == 3 << 20  # the oldest are forgotten
+    assert all(a is not held[0] and a is not held[1] for a in _recycle._kept[(BIG, "<f4")])
+    huge = _recycle.empty((4, 1 << 20), np.float32)  # 16 MiB > MAX_KEPT_BYTES: never remembered
+    assert _recycle._bytes == 3 << 20 and ((4, 1 << 20), "<f4") not in _recycle._kept
+    del small, held, huge

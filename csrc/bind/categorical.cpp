@@ -85,7 +85,7 @@ template <class T>
 static py::object softplus_fast_t(const py::array& x, int sign) {
   const T* p = fast::view<T>(x);
   if (!p || (sign != 1 && sign != -1) || !fast::all_finite(p, x.size())) return py::none();
-  py::array_t<T> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  auto out = fast::empty<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   T* o = out.mutable_data();
   const T s = T(sign);
   {
@@ -146,7 +146,7 @@ static py::object neg_distance_fast_t(const py::array& z, const py::array& g, py
     if (z.shape(z.ndim() - i) != g.shape(g.ndim() - i)) return py::none();
   const py::ssize_t D = g.shape(g.ndim() - 1);
   if (D < 1 || g.size() == 0 || !fast::all_finite(pz, z.size()) || !fast::all_finite(pg, g.size())) return py::none();
-  py::array_t<T> out(std::vector<py::ssize_t>(z.shape(), z.shape() + z.ndim() - 1));
+  auto out = fast::empty<T>(std::vector<py::ssize_t>(z.shape(), z.shape() + z.ndim() - 1));
   {
     fast::ReleaseIfLarge nogil(z.size());
     loss_rows::neg_distance_rows<T>(pz, pg, z.size() / D, g.size() / D, D, chunk, squared, out.mutable_data());

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <pybind11/numpy.h>
+#include <pybind11/gil_safe_call_once.h>
 #include <pybind11/pybind11.h>
 
 #include <cmath>
@@ -155,10 +156,28 @@ inline bool all_clean(const std::vector<std::int32_t>& status) {
   return true;
 }
 
-// A new C-contiguous array of this shape (uninitialised).
+// Outputs of at least this many bytes are asked of pygenmod._recycle.empty, which reuses a
+// large array that nothing references any more (no fresh pages to fault in) by its own size
+// bound; smaller ones are allocated here (a Python call would cost more than they can save).
+constexpr py::ssize_t kRecycleFloorBytes = 1 << 20;
+
+// A C-contiguous array of this shape (uninitialised): a fast path's output.
+template <class T>
+py::array_t<T> empty(const std::vector<py::ssize_t>& shape) {
+  py::ssize_t n = 1;
+  for (auto d : shape) n *= d;
+  if (n * static_cast<py::ssize_t>(sizeof(T)) < kRecycleFloorBytes) return py::array_t<T>(shape);
+  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> recycle;
+  const py::object& fn =
+      recycle.call_once_and_store_result([] { return py::module_::import("pygenmod._recycle").attr("empty"); })
+          .get_stored();
+  py::tuple dims(shape.size());
+  for (std::size_t i = 0; i < shape.size(); ++i) dims[i] = py::int_(shape[i]);
+  return fn(dims, py::dtype::of<T>()).template cast<py::array_t<T>>();
+}
 template <class T>
 py::array_t<T> empty(std::initializer_list<py::ssize_t> shape) {
-  return py::array_t<T>(std::vector<py::ssize_t>(shape));
+  return empty<T>(std::vector<py::ssize_t>(shape));
 }
 
 }  // namespace pygenmod::bind::fast

@@ -105,7 +105,7 @@ py::object backward_fast_t(const py::array& x, double temperature, const py::arr
     stats = saved_view<T>(saved_stats, f->d);
     if (!kp || !stats) return py::none();
   }
-  py::array_t<T> gx(std::vector<py::ssize_t>(x.shape(), x.shape() + 4));
+  auto gx = fast::empty<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + 4));
   auto g_temp = fast::empty<T>({f->d.B, f->d.C});
   spatial::detail::BwdArgs<T> a{};
   a.x = static_cast<const T*>(x.data());
