@@ -21,7 +21,7 @@ holder: a variable, a result tuple, a torch tensor made by ``torch.from_numpy``,
 export, and every view (a view keeps its base array alive), so an array anyone still holds,
 directly or through a view, is never handed out twice. Builds without the GIL, and other
 interpreters, allocate every time. At most MAX_ARRAYS arrays and MAX_KEPT_BYTES bytes are kept
-(the oldest forgotten first); :func:`clear` forgets them all.
+(the least recently handed out forgotten first); :func:`clear` forgets them all.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 
-#: arrays remembered at most, and their bytes at most (both: the oldest are forgotten first)
+#: arrays remembered at most, and their bytes at most (the least recently handed out are forgotten first)
 MAX_ARRAYS = 32
 MAX_KEPT_BYTES = 512 << 20
 #: full() (trees): the smallest and the largest array remembered (small arrays come from the
@@ -44,13 +44,14 @@ MAX_BYTES = 32 << 20
 OUTPUT_MIN_BYTES = 4 << 20
 
 _ENABLED = sys.implementation.name == "cpython" and getattr(sys, "_is_gil_enabled", lambda: True)()
-_lock = threading.Lock()
-_kept: dict[tuple, list[np.ndarray]] = {}  # (shape, dtype) -> arrays, in the order remembered
+# re-entrant: a garbage collection inside _remember may run code that calls back into pygenmod
+_lock = threading.RLock()
+# (shape, dtype) -> [stamp, array] pairs, in stamp order: the stamp is the last time the array
+# was handed out (eviction forgets the least recently handed out array first)
+_kept: dict[tuple, list[list]] = {}
 _count = 0
 _bytes = 0
-# references to a kept array that nobody else holds, as seen inside _take's loop: the list's,
-# the local variable's and getrefcount's argument
-_ONLY_OURS = 3
+_clock = 0
 
 
 def allocate(shape: tuple[int, ...], fill: float, dtype, xp=np):
@@ -78,7 +79,7 @@ def _kept_or_new(shape, dtype, lo, hi, new):
     nbytes = dtype.itemsize * math.prod(shape)
     if not (_ENABLED and lo <= nbytes <= hi):
         return new(shape, dtype), False
-    key = (shape, dtype.str)
+    key = (shape, dtype)
     with _lock:
         a = _take(key)
     if a is not None:
@@ -88,27 +89,55 @@ def _kept_or_new(shape, dtype, lo, hi, new):
     return a, False
 
 
+def _refcount(pairs, i):
+    """The reference count of pairs[i][1] as seen here (one code path for the test and its
+    calibration below, so that the count holds on every CPython version)."""
+    a = pairs[i][1]
+    return sys.getrefcount(a)
+
+
+# The count _refcount sees for an array that only the pool holds, measured rather than assumed:
+# 3 up to CPython 3.13 (the list's, the local's and getrefcount's argument), fewer where the
+# interpreter borrows the local's reference (3.14).
+_ONLY_OURS = _refcount([[0, np.empty(0)]], 0)
+
+
 def _take(key):
-    same = _kept.get(key, ())
-    for i in range(len(same)):
-        a = same[i]
-        if sys.getrefcount(a) == _ONLY_OURS:
-            return a
+    global _clock
+    pairs = _kept.get(key, [])
+    i = 0
+    while i < len(pairs):
+        if _refcount(pairs, i) != _ONLY_OURS:
+            i += 1
+            continue
+        a = pairs[i][1]
+        # a dropped array whose last owner changed it in place (read-only, reshaped) is forgotten
+        if not (a.flags.writeable and a.flags.c_contiguous and a.shape == key[0] and a.dtype == key[1]):
+            _forget(key, i)
+            continue
+        _clock += 1
+        pairs.append([_clock, pairs.pop(i)[1]])  # the most recently handed out: last
+        return a
     return None
 
 
 def _remember(key, a):
-    global _count, _bytes
+    global _count, _bytes, _clock
     with _lock:
-        _kept.setdefault(key, []).append(a)
+        _clock += 1
+        _kept.setdefault(key, []).append([_clock, a])
         _count += 1
         _bytes += a.nbytes
-        while _kept and (_count > MAX_ARRAYS or _bytes > MAX_KEPT_BYTES):  # forget the oldest array of the oldest shape
-            oldest = next(iter(_kept))
-            _bytes -= _kept[oldest].pop(0).nbytes
-            if not _kept[oldest]:
-                del _kept[oldest]
-            _count -= 1
+        while _kept and (_count > MAX_ARRAYS or _bytes > MAX_KEPT_BYTES):
+            _forget(min(_kept, key=lambda k: _kept[k][0][0]), 0)  # the least recently handed out
+
+
+def _forget(key, i):
+    global _count, _bytes
+    _bytes -= _kept[key].pop(i)[1].nbytes
+    _count -= 1
+    if not _kept[key]:
+        del _kept[key]
 
 
 def clear() -> None:

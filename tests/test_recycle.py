@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from pygenmod import _fast, _recycle, mcts, returns, sampling, spatial
+from pygenmod import _fast, _recycle, mcts, random, returns, sampling, spatial
 
 pytestmark = pytest.mark.skipif(not _recycle._ENABLED, reason="array reuse needs CPython with the GIL")
 
@@ -34,6 +34,11 @@ def _model(dtype=np.float64):
         return R[emb, act].astype(dtype), np.full(len(emb), 0.9, dtype), L[s2].astype(dtype), V[s2].astype(dtype), s2
 
     return mcts.Root(L[roots].astype(dtype), V[roots].astype(dtype), roots), fn
+
+
+def _kept(shape, dtype):
+    """The arrays the pool keeps for this shape and dtype, least recently handed out first."""
+    return [a for _, a in _recycle._kept.get((shape, np.dtype(dtype)), [])]
 
 
 def _snapshot(tree):
@@ -100,13 +105,13 @@ def test_results_do_not_depend_on_reuse(dtype):
 def test_reuse_is_bounded(monkeypatch):
     held = [_recycle.full((64,), 0, np.float64) for _ in range(_recycle.MAX_ARRAYS + 10)]
     assert _recycle._count == _recycle.MAX_ARRAYS == sum(map(len, _recycle._kept.values()))
-    assert all(a is not held[0] for a in _recycle._kept[((64,), "<f8")])  # the oldest are forgotten
+    assert all(a is not held[0] for a in _kept((64,), np.float64))  # the oldest are forgotten
     monkeypatch.setattr(_recycle, "MAX_BYTES", 1024)
     big = _recycle.full((129,), 0, np.float64)
-    assert ((129,), "<f8") not in _recycle._kept
+    assert not _kept((129,), np.float64)
     monkeypatch.setattr(_recycle, "MIN_BYTES", 1 << 16)
     small = _recycle.full((7,), 0, np.float64)
-    assert ((7,), "<f8") not in _recycle._kept
+    assert not _kept((7,), np.float64)
     del held, big, small
 
 
@@ -170,6 +175,8 @@ def _calls():
         ("normal_head_backward", lambda s: sampling.normal_head_backward(mu, lv, grad_z=gz, seed=s)[1]),
         ("spatial_softmax_backward", lambda s: spatial.spatial_softmax_backward(x, 1.0 + s, grad_keypoints=gk)[0]),
         ("gae", lambda s: returns.gae(r, v + s, gamma=0.99, lam=0.95)[0]),
+        ("gumbel_softmax", lambda s: sampling.gumbel_softmax(mu, seed=s).y_soft),
+        ("random.normal", lambda s: random.normal(s, BIG)),
     ]
 
 
@@ -212,7 +219,43 @@ def test_output_reuse_is_bounded(outputs_from_1mib, monkeypatch):
     monkeypatch.setattr(_recycle, "MAX_KEPT_BYTES", 3 << 20)
     held = [_recycle.empty(BIG, np.float32) for _ in range(5)]  # 1 MiB each
     assert _recycle._count == 3 and _recycle._bytes == 3 << 20  # the oldest are forgotten
-    assert all(a is not held[0] and a is not held[1] for a in _recycle._kept[(BIG, "<f4")])
+    assert all(a is not held[0] and a is not held[1] for a in _kept(BIG, np.float32))
     huge = _recycle.empty((4, 1 << 20), np.float32)  # 16 MiB > MAX_KEPT_BYTES: never remembered
-    assert _recycle._bytes == 3 << 20 and ((4, 1 << 20), "<f4") not in _recycle._kept
+    assert _recycle._bytes == 3 << 20 and not _kept((4, 1 << 20), np.float32)
     del small, held, huge
+
+
+def test_eviction_forgets_the_least_recently_handed_out(outputs_from_1mib, monkeypatch):
+    """A buffer in use every step stays; one-off shapes are forgotten first."""
+    monkeypatch.setattr(_recycle, "MAX_ARRAYS", 3)
+    busy = _recycle.empty(BIG, np.float32)
+    busy_id = id(busy)
+    del busy
+    for n in range(6):  # one-off shapes, with the busy buffer handed out again between them
+        _recycle.empty((512, 512 + n), np.float32)
+        again = _recycle.empty(BIG, np.float32)
+        assert id(again) == busy_id
+        del again
+    assert _recycle._count == 3 and len(_kept(BIG, np.float32)) == 1
+
+
+def test_a_dropped_array_changed_in_place_is_not_handed_out(outputs_from_1mib):
+    a = _recycle.empty(BIG, np.float32)
+    a.flags.writeable = False
+    del a
+    b = _recycle.empty(BIG, np.float32)
+    assert b.flags.writeable
+    b.shape = (BIG[0] * BIG[1],)  # reshaped in place, then dropped
+    del b
+    c = _recycle.empty(BIG, np.float32)
+    assert c.shape == BIG and c.flags.writeable and c.flags.c_contiguous
+    assert _recycle._count == 1  # the two changed arrays were forgotten
+
+
+def test_only_ours_matches_this_interpreter():
+    """The pool's 'nobody else holds it' count is measured on this CPython (3.14 borrows locals)."""
+    pairs = [[0, np.empty(3)]]
+    assert _recycle._refcount(pairs, 0) == _recycle._ONLY_OURS
+    held = pairs[0][1]
+    assert _recycle._refcount(pairs, 0) == _recycle._ONLY_OURS + 1
+    del held

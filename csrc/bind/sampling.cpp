@@ -184,9 +184,9 @@ static py::tuple gumbel_softmax_fast_t(const py::array& logits, double tau, cons
   if (K < 1) return no_result(key);
   const py::ssize_t R = logits.size() / K;
   std::vector<py::ssize_t> shape(logits.shape(), logits.shape() + nd), lead(shape.begin(), shape.end() - 1);
-  py::array_t<T> y_soft(shape);
-  py::array_t<T> y = hard ? py::array_t<T>(shape) : y_soft;
-  py::array_t<std::int64_t> index(lead);
+  auto y_soft = fast::empty<T>(shape);
+  py::array_t<T> y = hard ? fast::empty<T>(shape) : y_soft;
+  auto index = fast::empty<std::int64_t>(lead);
   std::vector<std::int32_t> status(R);
   {
     fast::ReleaseIfLarge nogil(R * K);
