@@ -39,8 +39,8 @@ MAX_KEPT_BYTES = 512 << 20
 #: heap's free lists without page faults anyway)
 MIN_BYTES = 1 << 16
 MAX_BYTES = 32 << 20
-#: empty() (outputs): the smallest array remembered (the torch ops' gradients use the same
-#: bound; glibc maps anew from 32 MiB, other C libraries from smaller sizes)
+#: empty() (outputs): the smallest array remembered (glibc maps anew from 32 MiB, other C
+#: libraries from smaller sizes; below this the pool's bookkeeping is not worth it)
 OUTPUT_MIN_BYTES = 4 << 20
 
 _ENABLED = sys.implementation.name == "cpython" and getattr(sys, "_is_gil_enabled", lambda: True)()
