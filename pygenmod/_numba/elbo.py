@@ -6,7 +6,7 @@ import math
 import numba as nb
 import numpy as np
 
-from .sampling import _o, _scale
+from .sampling import _o, _scale, kl_row_backward
 
 GAUSSIAN, BERNOULLI, CATEGORICAL = 0, 1, 2
 HALF_LOG_2PI = 0.91893853320467274178
@@ -172,28 +172,8 @@ def _elbo_backward(
                         if i == j:
                             v -= gk / np.float64(L[b, i, i])
                     dL[b, i, j] = v
-        elif gk == 0.0:  # no KL gradient: zeros (below, 0 * inf where sigma**2 overflows)
-            dmu[b, :] = 0.0
-            dsc[b, :] = 0.0
-            if dpm.shape[0] > 0:
-                dpm[b, :] = 0.0
-            if dpp.shape[0] > 0:
-                dpp[b, :] = 0.0
         else:
-            for d in range(D):
-                s_, _, dl = _scale(kind, np.float64(p[b, d]), lo, hi)
-                m2 = np.float64(pm[b, d]) if pm.shape[0] > 0 else 0.0
-                s2, dl2 = 1.0, 0.0
-                if pp.shape[0] > 0:
-                    s2, _, dl2 = _scale(kind, np.float64(pp[b, d]), lo, hi)
-                diff = np.float64(mu[b, d]) - m2
-                ir2 = 1.0 / (s2 * s2)
-                dmu[b, d] = gk * diff * ir2
-                dsc[b, d] = gk * (s_ * s_ * ir2 - 1.0) * dl
-                if dpm.shape[0] > 0:
-                    dpm[b, d] = -gk * diff * ir2
-                if dpp.shape[0] > 0:
-                    dpp[b, d] = gk * (1.0 - (s_ * s_ + diff * diff) * ir2) * dl2
+            kl_row_backward(mu, p, pm, pp, b, kind, lo, hi, gk, dmu, dsc, dpm, dpp)
         for s in range(S):
             for j in range(X):
                 if lik == GAUSSIAN:

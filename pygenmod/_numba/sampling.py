@@ -215,34 +215,40 @@ def kl_normal(mu, p, pm, pp, kind, lo, hi, kl, status):
     _kl_normal(mu, p, _o(pm, 2), _o(pp, 2), kind, float(lo), float(hi), kl, status)
 
 
+@nb.njit(cache=True, error_model="numpy")
+def kl_row_backward(mu, p, pm, pp, b, kind, lo, hi, g, dmu, dp, dpm, dpp):
+    """Row b of the diagonal KL's backward with upstream gradient g (float64): the numba twin of
+    sampling.hpp's kl_normal_row_backward, shared by kl_normal_backward and the ELBO's. pm / pp
+    and dpm / dpp of no rows: absent / not wanted."""
+    have_pm, have_pp, want_pm, want_pp = pm.shape[0] > 0, pp.shape[0] > 0, dpm.shape[0] > 0, dpp.shape[0] > 0
+    if g == 0.0:  # no gradient asked of this row: zeros (below, 0 * inf where sigma**2 overflows)
+        dmu[b, :] = 0.0
+        dp[b, :] = 0.0
+        if want_pm:
+            dpm[b, :] = 0.0
+        if want_pp:
+            dpp[b, :] = 0.0
+        return
+    for d in range(mu.shape[1]):
+        s, _, dl = _scale(kind, np.float64(p[b, d]), lo, hi)
+        m2 = np.float64(pm[b, d]) if have_pm else 0.0
+        s2, dl2 = 1.0, 0.0
+        if have_pp:
+            s2, _, dl2 = _scale(kind, np.float64(pp[b, d]), lo, hi)
+        diff = np.float64(mu[b, d]) - m2
+        ir2 = 1.0 / (s2 * s2)
+        dmu[b, d] = g * diff * ir2
+        dp[b, d] = g * (s * s * ir2 - 1.0) * dl
+        if want_pm:
+            dpm[b, d] = -g * diff * ir2
+        if want_pp:
+            dpp[b, d] = g * (1.0 - (s * s + diff * diff) * ir2) * dl2
+
+
 @nb.njit(parallel=True, cache=True, error_model="numpy")
 def _kl_normal_backward(mu, p, pm, pp, kind, lo, hi, g, dmu, dp, dpm, dpp):
-    B, D = mu.shape
-    have_pm, have_pp, want_pm, want_pp = pm.size > 0, pp.size > 0, dpm.size > 0, dpp.size > 0
-    for b in nb.prange(B):
-        gb = np.float64(g[b])
-        if gb == 0.0:  # no gradient asked of this row: zeros (below, 0 * inf where sigma**2 overflows)
-            dmu[b, :] = 0.0
-            dp[b, :] = 0.0
-            if want_pm:
-                dpm[b, :] = 0.0
-            if want_pp:
-                dpp[b, :] = 0.0
-            continue
-        for d in range(D):
-            s, ls, dl = _scale(kind, np.float64(p[b, d]), lo, hi)
-            m2 = np.float64(pm[b, d]) if have_pm else 0.0
-            s2, ls2, dl2 = 1.0, 0.0, 0.0
-            if have_pp:
-                s2, ls2, dl2 = _scale(kind, np.float64(pp[b, d]), lo, hi)
-            diff = mu[b, d] - m2
-            ir2 = 1.0 / (s2 * s2)
-            dmu[b, d] = gb * diff * ir2
-            dp[b, d] = gb * (s * s * ir2 - 1.0) * dl
-            if want_pm:
-                dpm[b, d] = -gb * diff * ir2
-            if want_pp:
-                dpp[b, d] = gb * (1.0 - (s * s + diff * diff) * ir2) * dl2
+    for b in nb.prange(mu.shape[0]):
+        kl_row_backward(mu, p, pm, pp, b, kind, lo, hi, np.float64(g[b]), dmu, dp, dpm, dpp)
 
 
 def kl_normal_backward(mu, p, pm, pp, kind, lo, hi, g, dmu, dp, dpm, dpp):
