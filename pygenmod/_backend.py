@@ -157,23 +157,11 @@ def _default_host() -> str:
     raise BackendError("no CPU backend: the extension is missing and numba is not installed")
 
 
-def plain_cpu() -> bool:
-    """True when host arrays go to the compiled cpu backend because nothing forces another one
-    (no use_backend, set_backend or $PYGENMOD_BACKEND): choose(False)'s common case, answered
-    without its calls (the one-call fast paths' check, pygenmod._fast)."""
-    return (
-        _override.get() is _UNSET
-        and _process_wide is None
-        and _ENV_DATA is not None
-        and _ENV_KEY not in _ENV_DATA
-        and (_cpu_built if _cpu_built is not None else _probe_cpu_built())  # _default_host() == "cpu"
-    )
-
-
 _cpu_built: bool | None = None  # is_available("cpu"), fixed once probed (as _probe's cache)
 
 
-def _probe_cpu_built() -> bool:
+def probe_cpu_built() -> bool:
+    """is_available("cpu"), kept in _cpu_built (read without a call by pygenmod._fast)."""
     global _cpu_built
     _cpu_built = is_available("cpu")
     return _cpu_built

@@ -11,7 +11,7 @@ from conftest import run_python
 
 import pygenmod
 import pygenmod.random  # noqa: F401  (pygenmod.random.manual_seed below, whichever tests run)
-from pygenmod import _fast, adversarial, categorical, cem, gmm, mdp, returns, sampling, spatial
+from pygenmod import _backend, _fast, adversarial, categorical, cem, gmm, mdp, returns, sampling, spatial
 from pygenmod._seed import resolve_seed
 from pygenmod.mdp import _solvers
 
@@ -499,7 +499,9 @@ def test_diag_gaussian_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn,
 
 # ----------------------------------------------------------------------------- random.uniform / normal / gumbel
 @pytest.mark.parametrize("dist", ["uniform", "normal", "gumbel"])
-@pytest.mark.parametrize("shape", [(), 1, 7, (2, 4), (3, 0, 2), (0,), (2, 3, 5), (1000, 3)])
+@pytest.mark.parametrize(
+    "shape", [(), 1, 7, (2, 4), (3, 0, 2), (0,), (2, 3, 5), (1000, 3), (300, 500), (1,) * 31 + (3,)], ids=repr
+)
 @pytest.mark.parametrize("seed", [9, None])
 def test_random_fast_equals_general(host, dtype, monkeypatch, dist, shape, seed):
     draw = getattr(pygenmod.random, dist)
@@ -529,6 +531,8 @@ def test_random_fast_equals_general(host, dtype, monkeypatch, dist, shape, seed)
         {"shape": (2**40, 2**40)},
         {"shape": (3, 2**21)},
         {"shape": "3"},
+        {"shape": (1,) * 33},
+        {"shape": (1,) * 65},
         {"dtype": np.float16},
         {"dtype": "float64"},
         {"dtype": np.dtype(np.float32)},
@@ -545,6 +549,27 @@ def test_random_errors_and_edge_cases_equal(host, monkeypatch, kw):
     a = {"seed": 4, "shape": (2, 3), **kw}
     fast, general = both(lambda: pygenmod.random.normal(**a), monkeypatch)
     assert_same(fast, general)
+
+
+@pytest.mark.skipif(not _backend.is_available("cpu"), reason="the compiled extension is not built")
+def test_random_fast_entry_declines_what_it_does_not_take():
+    # fill_fast is a plain METH_FASTCALL function (csrc/bind/sampling.cpp): its own argument
+    # count check, and None (the general path) for anything else it does not take
+    fill = pygenmod._cpu_sampling.fill_fast
+    with pytest.raises(TypeError, match="7 arguments"):
+        fill(9, resolve_seed, 0, 0, 1, (2,))
+    for dist in (-1, 3, True, 1.0, 2**70):
+        assert fill(9, resolve_seed, 0, 0, dist, (2,), False) is None
+    assert fill(9, resolve_seed, 0, 0, 1, (1,) * 33, False) is None  # beyond its 32 extents
+    assert fill(9, resolve_seed, 0, 0, 1, (2**20, 2), False) is None  # beyond its element bound
+
+    def failing_resolve(seed):
+        raise ValueError("no key")
+
+    with pytest.raises(ValueError, match="no key"):  # an error of the key's draw comes through
+        fill(None, failing_resolve, 0, 0, 1, (2,), False)
+    with pytest.raises(RuntimeError):  # a key that is not a uint64
+        fill(None, lambda seed: -1, 0, 0, 1, (2,), False)
 
 
 @pytest.mark.parametrize("kw", [{"stream": -1}, {"offset": 2**64}, {"stream": 1.0}, {"shape": (2, -3)}], ids=repr)

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <iterator>
 #include <optional>
 #include <vector>
 
@@ -65,15 +66,20 @@ py::object by_dtype(const py::array& a, F&& f) {
 }
 
 // True when the product of the extents (>= 0) is at most max; never overflows.
-template <class Dims>
-bool product_at_most(const Dims& dims, py::ssize_t max) {
+template <class It>
+bool product_at_most(It first, It last, py::ssize_t max) {
   py::ssize_t p = 1;
-  for (auto d : dims) {
+  for (; first != last; ++first) {
+    const py::ssize_t d = *first;
     if (d <= 0) return d == 0;
     if (p > max / d) return false;
     p *= d;
   }
   return true;
+}
+template <class Dims>
+bool product_at_most(const Dims& dims, py::ssize_t max) {
+  return product_at_most(std::begin(dims), std::end(dims), max);
 }
 inline bool product_at_most(std::initializer_list<py::ssize_t> dims, py::ssize_t max) {
   return product_at_most<std::initializer_list<py::ssize_t>>(dims, max);
@@ -130,7 +136,7 @@ inline bool counter(const py::handle& seed, const py::handle& stream, const py::
 // takes the package generator's next key). A fast path draws it only after the checks that the
 // general path makes before its own draw, and hands it back with a None result, so that a call
 // the general path then finishes (or rejects) takes exactly the key it would have taken alone.
-inline std::uint64_t draw_key(const py::object& resolve, const py::handle& seed) {
+inline std::uint64_t draw_key(const py::handle& resolve, const py::handle& seed) {
   std::uint64_t key;
   if (u64(seed, key)) return key;  // an int seed is its own key (resolve_seed's answer, without the call)
   return resolve(seed).cast<std::uint64_t>();
@@ -161,23 +167,35 @@ inline bool all_clean(const std::vector<std::int32_t>& status) {
 // bound; smaller ones are allocated here (a Python call would cost more than they can save).
 constexpr py::ssize_t kRecycleFloorBytes = 1 << 20;
 
-// A C-contiguous array of this shape (uninitialised): a fast path's output.
+// A C-contiguous array of shape dims[0..nd) (uninitialised): a fast path's output. Small ones
+// straight from NumPy's C API (py::array_t's constructor copies the shape and strides into
+// vectors first: a third of the smallest calls' allocation cost).
 template <class T>
-py::array_t<T> empty(const std::vector<py::ssize_t>& shape) {
+py::array_t<T> empty(const py::ssize_t* dims, int nd) {
   py::ssize_t n = 1;
-  for (auto d : shape) n *= d;
-  if (n * static_cast<py::ssize_t>(sizeof(T)) < kRecycleFloorBytes) return py::array_t<T>(shape);
+  for (int i = 0; i < nd; ++i) n *= dims[i];
+  if (n * static_cast<py::ssize_t>(sizeof(T)) < kRecycleFloorBytes) {
+    auto& api = py::detail::npy_api::get();
+    PyObject* a = api.PyArray_NewFromDescr_(api.PyArray_Type_, py::dtype::of<T>().release().ptr(), nd,
+                                            reinterpret_cast<const Py_intptr_t*>(dims), nullptr, nullptr, 0, nullptr);
+    if (!a) throw py::error_already_set();
+    return py::reinterpret_steal<py::array_t<T>>(a);
+  }
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> recycle;
   const py::object& fn =
       recycle.call_once_and_store_result([] { return py::module_::import("pygenmod._recycle").attr("empty"); })
           .get_stored();
-  py::tuple dims(shape.size());
-  for (std::size_t i = 0; i < shape.size(); ++i) dims[i] = py::int_(shape[i]);
-  return fn(dims, py::dtype::of<T>()).template cast<py::array_t<T>>();
+  py::tuple shape(nd);
+  for (int i = 0; i < nd; ++i) shape[i] = py::int_(dims[i]);
+  return fn(shape, py::dtype::of<T>()).template cast<py::array_t<T>>();
+}
+template <class T>
+py::array_t<T> empty(const std::vector<py::ssize_t>& shape) {
+  return empty<T>(shape.data(), static_cast<int>(shape.size()));
 }
 template <class T>
 py::array_t<T> empty(std::initializer_list<py::ssize_t> shape) {
-  return empty<T>(std::vector<py::ssize_t>(shape));
+  return empty<T>(shape.begin(), static_cast<int>(shape.size()));
 }
 
 }  // namespace pygenmod::bind::fast

@@ -219,39 +219,72 @@ static py::object gumbel_softmax_backward_fast_t(const py::array& y_soft, double
   return std::move(out);
 }
 
-// random.uniform / normal / gumbel: shape an exact int or a tuple of exact ints >= 0 with at
-// most kFillFastMax entries in all (the general path's shape rules), drawn by the general path's
-// kernel (rows: the leading extent) into a new array. None before the key is drawn, when the
-// general path must run (it then draws the key, as a call that only took that path).
+// random.uniform / normal / gumbel: shape an exact int or a tuple of at most kFillFastDims exact
+// ints >= 0 with at most kFillFastMax entries in all (the general path's shape rules), drawn by
+// the general path's kernel (rows: the leading extent) into a new array. None before the key is
+// drawn, when the general path must run (it then draws the key, as a call that only took that
+// path).
 constexpr py::ssize_t kFillFastMax = 1 << 20;
+constexpr int kFillFastDims = 32;
+
+// The extents of an exact int or a tuple of exact ints in [0, kFillFastMax]; false otherwise.
+static bool fill_shape(PyObject* shape, py::ssize_t* dims, int& nd) {
+  if (PyLong_CheckExact(shape)) {
+    nd = 1;
+    return fast::integer(shape, 0, kFillFastMax, dims[0]);
+  }
+  if (!PyTuple_CheckExact(shape) || PyTuple_GET_SIZE(shape) > kFillFastDims) return false;
+  nd = static_cast<int>(PyTuple_GET_SIZE(shape));
+  for (int i = 0; i < nd; ++i)
+    if (!fast::integer(PyTuple_GET_ITEM(shape, i), 0, kFillFastMax, dims[i])) return false;
+  return fast::product_at_most(dims, dims + nd, kFillFastMax);
+}
 
 template <class T>
-static py::object fill_fast_t(const py::handle& seed, const py::object& resolve, uint64_t stream, uint64_t offset,
-                              int dist, const py::handle& shape_) {
-  std::vector<py::ssize_t> shape;
-  py::ssize_t n;
-  if (PyLong_CheckExact(shape_.ptr())) {
-    if (!fast::integer(shape_, 0, kFillFastMax, n)) return py::none();
-    shape.push_back(n);
-  } else if (PyTuple_CheckExact(shape_.ptr())) {
-    for (const auto& item : py::reinterpret_borrow<py::tuple>(shape_)) {
-      if (!fast::integer(item, 0, kFillFastMax, n)) return py::none();
-      shape.push_back(n);
-    }
-  } else {
-    return py::none();
-  }
-  if (!fast::product_at_most(shape, kFillFastMax)) return py::none();
+static py::object fill_fast_t(const py::handle& seed, const py::handle& resolve, uint64_t stream, uint64_t offset,
+                              int dist, const py::ssize_t* dims, int nd) {
   const auto key = fast::draw_key(resolve, seed);
-  auto out = fast::empty<T>(shape);
+  auto out = fast::empty<T>(dims, nd);
   const py::ssize_t total = out.size();
   // the general path's kernel view: rows along the leading extent (one row for rank <= 1)
-  const py::ssize_t R = shape.size() <= 1 ? 1 : shape[0], N = R == 0 ? 0 : total / R;
+  const py::ssize_t R = nd <= 1 ? 1 : dims[0], N = R == 0 ? 0 : total / R;
   if (total > 0) {
     fast::ReleaseIfLarge nogil(total);
     sampling::fill_cpu<T>(dist, key, stream, offset, R, N, out.mutable_data());
   }
   return std::move(out);
+}
+
+// fill_fast(seed, resolve_seed, stream, offset, dist, shape, float64): a plain METH_FASTCALL
+// function, not a pybind11 one. This is the package's smallest call (random.normal(seed, 8)),
+// and pybind11's dispatcher (its argument loaders, call record and their vectors) cost as much
+// as the draw itself there: with it, random.normal of 8 numbers was slower than NumPy's.
+static PyObject* fill_fast(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 7) {
+    PyErr_SetString(PyExc_TypeError, "fill_fast: expected 7 arguments");
+    return nullptr;
+  }
+  try {
+    const py::handle seed(args[0]), resolve(args[1]);
+    uint64_t stream, offset;
+    py::ssize_t dims[kFillFastDims];
+    int nd = 0;
+    py::ssize_t dist;
+    if (!fast::integer(args[4], rng::UNIFORM, rng::GUMBEL, dist) ||
+        !fast::counter(seed, args[2], args[3], stream, offset) || !fill_shape(args[5], dims, nd))
+      Py_RETURN_NONE;
+    const int d = static_cast<int>(dist);
+    py::object out = args[6] == Py_True ? fill_fast_t<double>(seed, resolve, stream, offset, d, dims, nd)
+                                        : fill_fast_t<float>(seed, resolve, stream, offset, d, dims, nd);
+    return out.release().ptr();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
 }
 
 PYBIND11_MODULE(_cpu_sampling, m) {
@@ -446,11 +479,8 @@ PYBIND11_MODULE(_cpu_sampling, m) {
     return fast::by_dtype(y_soft,
                           [&](auto t) { return gumbel_softmax_backward_fast_t<decltype(t)>(y_soft, tau, grad_y); });
   });
-  m.def("fill_fast", [](py::handle seed, py::object resolve, py::handle stream_, py::handle offset_, int dist,
-                        py::handle shape, bool f64) {
-    uint64_t stream, offset;
-    if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(py::none());
-    return f64 ? fill_fast_t<double>(seed, resolve, stream, offset, dist, shape)
-               : fill_fast_t<float>(seed, resolve, stream, offset, dist, shape);
-  });
+  static PyMethodDef fill_fast_def{"fill_fast", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&fill_fast)),
+                                   METH_FASTCALL, "random.uniform / normal / gumbel's one-call path (pygenmod._fast)"};
+  m.add_object("fill_fast",
+               py::reinterpret_steal<py::object>(PyCFunction_NewEx(&fill_fast_def, nullptr, m.attr("__name__").ptr())));
 }
