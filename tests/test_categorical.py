@@ -395,3 +395,57 @@ def test_thread_count_and_layout_do_not_change_results(backend, rng):
     np.testing.assert_array_equal(
         backend.numpy(cat.entropy(backend.asarray(wide)[:, ::2])), backend.numpy(cat.entropy(backend.asarray(x)))
     )
+
+
+# ------------------------------------------------------------------------------ instruction sets
+_ISA_SCRIPT = """
+import numpy as np
+from pygenmod import categorical as cat
+out = {}
+rng = np.random.default_rng(7)
+for K in (1, 7, 16, 33, 1000):
+    for dtype in (np.float64, np.float32):
+        x = (rng.standard_normal((3, K)) * 4).astype(dtype)
+        q = (rng.standard_normal((3, K)) * 4).astype(dtype)
+        if K > 1:
+            x[1, 0] = x[1, 1] + 599.0  # float64: a span just under the vector rows' bound
+            x[2, 0] = x[2, 1] + 601.0  # and just over it (the serial row's)
+        a = rng.integers(0, K, 3)
+        key = f"{np.dtype(dtype).name}-{K}"
+        out[key + "-log_prob"] = cat.log_prob(x, a)
+        out[key + "-entropy"] = cat.entropy(x)
+        out[key + "-kl"] = cat.kl(x, q)
+        out[key + "-x"], out[key + "-q"], out[key + "-a"] = x, q, a
+np.savez(OUT, **out)
+"""
+
+
+def test_vector_rows_agree_on_every_isa(tmp_path):
+    # Unmasked rows of log_prob, entropy and KL run in vector passes with an AVX-512, AVX2 or
+    # baseline entry point picked at run time (categorical_rows.hpp): run each (capped through
+    # $PYGENMOD_CPU_ISA, in a fresh process) against the float64 reference.
+    import os
+
+    from conftest import run_python
+
+    import pygenmod
+
+    if not pygenmod.backends()["cpu"]["available"]:
+        pytest.skip("compiled CPU backend unavailable")
+    for isa in ("baseline", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.npz"
+        env = dict(os.environ, PYGENMOD_CPU_ISA=isa, PYGENMOD_BACKEND="cpu")
+        run_python(["-c", f"OUT = {str(out)!r}\n" + _ISA_SCRIPT], env=env, check=True)
+        got = dict(np.load(out))
+        for key in [k[: -len("-x")] for k in got if k.endswith("-x")]:
+            x, q, a = got[key + "-x"], got[key + "-q"], got[key + "-a"]
+            t = tol(x.dtype)
+            x64, q64 = x.astype(np.float64), q.astype(np.float64)
+            lp = oracle.log_softmax_masked(x64)
+            np.testing.assert_allclose(got[key + "-log_prob"], lp[np.arange(3), a], err_msg=f"{isa} {key}", **t)
+            np.testing.assert_allclose(
+                got[key + "-entropy"], oracle.categorical_entropy(x64), err_msg=f"{isa} {key}", **t
+            )
+            np.testing.assert_allclose(
+                got[key + "-kl"], oracle.categorical_kl(lp, oracle.log_softmax_masked(q64)), err_msg=f"{isa} {key}", **t
+            )

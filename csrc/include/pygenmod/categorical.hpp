@@ -235,8 +235,17 @@ PGM_HD T logaddexp0(T y) {
 
 #if !defined(__CUDACC__)
 // ---------------------------------------------------------------------------------------- CPU rows
-// Unmasked logit rows of entropy and KL in vector passes (categorical_rows.hpp; the same values
+// Unmasked logit rows of log p, entropy and KL in vector passes (categorical_rows.hpp; the same values
 // within rounding); the others, and rows that the vector passes leave, take the serial rows.
+template <class T>
+std::int32_t log_prob_row_cpu(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T* out) {
+  if (m == nullptr && a >= 0 && a < K) {
+    const int r = rows_cpu::log_prob_any<T>(x, K, a, out);
+    if (r != rows_cpu::SERIAL) return r == rows_cpu::DONE ? OK : P_NONFINITE;
+  }
+  return log_prob_row(x, m, K, a, out);
+}
+
 template <class T>
 std::int32_t entropy_row_cpu(const T* x, const std::uint8_t* m, index_t K, T* out) {
   if (m == nullptr && K > 0) {
@@ -264,7 +273,7 @@ template <class T>
 void log_prob_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K, T* out,
                   std::int32_t* status) {
   parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN,
-               [&](index_t b) { status[b] = log_prob_row(x + b * K, mask_row(m, mrows, b, K), K, a[b], out + b); });
+               [&](index_t b) { status[b] = log_prob_row_cpu(x + b * K, mask_row(m, mrows, b, K), K, a[b], out + b); });
 }
 
 template <class T>
