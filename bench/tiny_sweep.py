@@ -33,6 +33,19 @@ def _softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
+def _log_prob_backward(x, a, g):
+    d = -g[:, None] * _softmax(x)
+    d[np.arange(len(a)), a] += g
+    return d
+
+
+def _entropy_backward(x, g):
+    lp = _log_softmax(x)
+    p = np.exp(lp)
+    h = -(p * lp).sum(-1, keepdims=True)
+    return -g[:, None] * p * (lp + h)
+
+
 def _backward_scan(r, v, gamma, lam):
     adv, last = np.zeros_like(r), 0.0
     for t in range(len(r) - 1, -1, -1):
@@ -54,6 +67,7 @@ def cases(D=4, K=6, T=8, D_full=None):
     L = np.tril(0.3 / np.sqrt(Df) * rng.standard_normal((2, Df, Df))) + np.eye(Df)
     lg, lq = rng.standard_normal((2, K)), rng.standard_normal((2, K))
     act = rng.integers(0, K, 2)
+    gb = rng.standard_normal(2)
     rew, val = rng.standard_normal((T, 2)), rng.standard_normal((T, 2))
     n = lg.shape[-1]
 
@@ -112,6 +126,14 @@ def cases(D=4, K=6, T=8, D_full=None):
         "categorical.log_prob": (
             lambda: categorical.log_prob(lg, act),
             lambda: np.take_along_axis(_log_softmax(lg), act[:, None], -1)[:, 0],
+        ),
+        "categorical.log_prob_backward": (
+            lambda: categorical.log_prob_backward(lg, act, grad_log_prob=gb),
+            lambda: _log_prob_backward(lg, act, gb),
+        ),
+        "categorical.entropy_backward": (
+            lambda: categorical.entropy_backward(lg, grad_entropy=gb),
+            lambda: _entropy_backward(lg, gb),
         ),
         "returns.gae": (lambda: returns.gae(rew, val), lambda: _backward_scan(rew, val, 0.99, 0.95)),
         "adversarial.gan_discriminator_loss": (lambda: adversarial.gan_discriminator_loss(lg, lq), np_gan_d),

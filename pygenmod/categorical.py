@@ -154,6 +154,16 @@ def log_prob_backward(
     """VJP of :func:`log_prob`: ``grad_logits`` (its one differentiable input),
     ``grad_logits[j] = g (1{j = a} - p_j)``
     (0 at masked actions; NaN on rows whose action is masked)."""
+    if (
+        mask is None
+        and type(logits) is np.ndarray
+        and type(actions) is np.ndarray
+        and type(grad_log_prob) is np.ndarray
+    ):
+        fast = _fast.cpu_kernel("categorical", "log_prob_backward_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(logits, actions, grad_log_prob)
+        if out is not None:
+            return out
     rows = _Rows(logits, "logits")
     m, a = rows.mask(mask, "mask"), _actions(actions, rows)
     g = rows.per_row(grad_log_prob, "grad_log_prob")
@@ -181,6 +191,11 @@ def entropy(logits: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
 
 def entropy_backward(logits: ArrayLike, *, grad_entropy: ArrayLike, mask: ArrayLike | None = None) -> Array:
     """VJP of :func:`entropy`: ``grad_logits``, ``dH/dx_j = -p_j (log p_j + H)``."""
+    if mask is None and type(logits) is np.ndarray and type(grad_entropy) is np.ndarray:
+        fast = _fast.cpu_kernel("categorical", "entropy_backward_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(logits, grad_entropy)
+        if out is not None:
+            return out
     rows = _Rows(logits, "logits")
     m = rows.mask(mask, "mask")
     g = rows.per_row(grad_entropy, "grad_entropy")
@@ -229,6 +244,11 @@ def kl_backward(
 ) -> tuple[Array, Array]:
     """VJP of :func:`kl`: ``(grad_p_logits, grad_q_logits)`` with
     ``dKL/dp_j = p_j (log p_j - log q_j - KL)`` and ``dKL/dq_j = q_j - p_j``."""
+    if mask is None and q_mask is None and type(p_logits) is type(q_logits) is type(grad_kl) is np.ndarray:
+        fast = _fast.cpu_kernel("categorical", "kl_backward_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(p_logits, q_logits, grad_kl)
+        if out is not None:
+            return out
     rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
     g = rows.per_row(grad_kl, "grad_kl")
     dp, dq = output_like(rows.x), output_like(rows.x)

@@ -411,19 +411,24 @@ for K in (1, 7, 16, 33, 1000):
             x[1, 0] = x[1, 1] + 599.0  # float64: a span just under the vector rows' bound
             x[2, 0] = x[2, 1] + 601.0  # and just over it (the serial row's)
         a = rng.integers(0, K, 3)
+        g = rng.standard_normal(3).astype(dtype)
         key = f"{np.dtype(dtype).name}-{K}"
         out[key + "-log_prob"] = cat.log_prob(x, a)
         out[key + "-entropy"] = cat.entropy(x)
         out[key + "-kl"] = cat.kl(x, q)
-        out[key + "-x"], out[key + "-q"], out[key + "-a"] = x, q, a
+        out[key + "-d_log_prob"] = cat.log_prob_backward(x, a, grad_log_prob=g)
+        out[key + "-d_entropy"] = cat.entropy_backward(x, grad_entropy=g)
+        out[key + "-dp_kl"], out[key + "-dq_kl"] = cat.kl_backward(x, q, grad_kl=g)
+        out[key + "-x"], out[key + "-q"], out[key + "-a"], out[key + "-g"] = x, q, a, g
 np.savez(OUT, **out)
 """
 
 
 def test_vector_rows_agree_on_every_isa(tmp_path):
-    # Unmasked rows of log_prob, entropy and KL run in vector passes with an AVX-512, AVX2 or
-    # baseline entry point picked at run time (categorical_rows.hpp): run each (capped through
-    # $PYGENMOD_CPU_ISA, in a fresh process) against the float64 reference.
+    # Unmasked rows of log_prob, entropy and KL and their backward passes run in vector passes
+    # with an AVX-512, AVX2 or baseline entry point picked at run time (categorical_rows.hpp):
+    # run each (capped through $PYGENMOD_CPU_ISA, in a fresh process) against the float64
+    # reference.
     import os
 
     from conftest import run_python

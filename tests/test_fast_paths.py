@@ -1325,22 +1325,25 @@ def test_top_k_errors_and_edge_cases_equal(host, monkeypatch, case):
 
 # ----------------------------------------------------------------------------- categorical
 @pytest.mark.parametrize("shape", [(1,), (6,), (2, 6), (3, 1), (2, 3, 17), (4, 0, 5), (70, 600)])
-@pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl"])
+@pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl", "log_prob_backward", "entropy_backward", "kl_backward"])
 def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, fn):
     x = (3 * rng.standard_normal(shape)).astype(dtype)
     q = (3 * rng.standard_normal(shape)).astype(dtype)
     a = rng.integers(0, shape[-1], shape[:-1])
-    call = {
-        "log_prob": lambda: categorical.log_prob(x, a),
-        "entropy": lambda: categorical.entropy(x),
-        "kl": lambda: categorical.kl(x, q),
+    g = rng.standard_normal(shape[:-1]).astype(dtype)
+    args, kw = {
+        "log_prob": ((x, a), {}),
+        "entropy": ((x,), {}),
+        "kl": ((x, q), {}),
+        "log_prob_backward": ((x, a), {"grad_log_prob": g}),
+        "entropy_backward": ((x,), {"grad_entropy": g}),
+        "kl_backward": ((x, q), {"grad_kl": g}),
     }[fn]
-    fast, general = both(call, monkeypatch)
+    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        args = {"log_prob": (x, a), "entropy": (x,), "kl": (x, q)}[fn]
-        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args) is not None
+        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
 
 
 def _categorical_cases():
@@ -1372,10 +1375,41 @@ def _categorical_cases():
     }
 
 
-@pytest.mark.parametrize("case", list(_categorical_cases()))
+def _categorical_backward_cases():
+    x = np.random.default_rng(5).standard_normal((3, 4))
+    a, g = np.array([0, 3, 1]), np.array([0.5, -1.0, 2.0])
+
+    def with_(v):
+        b = x.copy()
+        b[1, 2] = v
+        return b
+
+    g_nan = g.copy()
+    g_nan[1] = np.nan
+
+    lp, ent, kl = "log_prob_backward", "entropy_backward", "kl_backward"
+    return {
+        "nan logit": (ent, (with_(np.nan),), {"grad_entropy": g}),
+        "inf logit": (lp, (with_(np.inf), a), {"grad_log_prob": g}),
+        "-inf q logit": (kl, (x, with_(-np.inf)), {"grad_kl": g}),
+        "nan upstream gradient": (lp, (x, a), {"grad_log_prob": g_nan}),
+        "action out of range": (lp, (x, np.array([0, 4, 1])), {"grad_log_prob": g}),
+        "int32 actions": (lp, (x, a.astype(np.int32)), {"grad_log_prob": g}),
+        "float32 upstream gradient": (ent, (x,), {"grad_entropy": g.astype(np.float32)}),
+        "scalar upstream gradient": (ent, (x,), {"grad_entropy": np.float64(2.0)}),
+        "0-d upstream gradient": (kl, (x, x[::-1].copy()), {"grad_kl": np.array(2.0)}),
+        "Python float upstream gradient": (lp, (x, a), {"grad_log_prob": 2.0}),
+        "upstream gradient of another shape": (ent, (x,), {"grad_entropy": g[:2]}),
+        "strided upstream gradient": (ent, (x,), {"grad_entropy": np.repeat(g, 2)[::2]}),
+        "p of another dtype": (kl, (x.astype(np.float32), x), {"grad_kl": g}),
+        "non-contiguous logits": (ent, (np.asfortranarray(np.ones((3, 4))),), {"grad_entropy": g}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_categorical_cases()) + list(_categorical_backward_cases()))
 def test_categorical_errors_and_edge_cases_equal(host, monkeypatch, case):
-    fn, args = _categorical_cases()[case]
-    fast, general = both(lambda: getattr(categorical, fn)(*args), monkeypatch)
+    fn, args, kw = {**{k: v + ({},) for k, v in _categorical_cases().items()}, **_categorical_backward_cases()}[case]
+    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
     assert_same(fast, general)
 
 

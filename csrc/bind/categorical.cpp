@@ -79,6 +79,62 @@ static py::object kl_fast_t(const py::array& p_logits, const py::array& q_logits
   });
 }
 
+// The backward passes: the upstream gradient an ndarray of the logits' dtype and leading shape
+// (NaN included: it goes into the gradient as on the general path), the gradient(s) new arrays
+// of the logits' shape.
+template <class T>
+static const T* grad_view(const py::array& grad, const std::vector<py::ssize_t>& lead) {
+  const T* g = fast::view<T>(grad);
+  return g && fast::shape_is(grad, lead) ? g : nullptr;
+}
+
+static std::vector<py::ssize_t> shape_of(const py::array& x) { return {x.shape(), x.shape() + x.ndim()}; }
+
+template <class T>
+static py::object log_prob_backward_fast_t(const py::array& x, const py::array& actions, const py::array& grad) {
+  py::ssize_t B, K;
+  std::vector<py::ssize_t> lead;
+  const T* p = rows_view<T>(x, B, K, lead);
+  const std::int64_t* a = fast::view<std::int64_t>(actions);
+  const T* g = p ? grad_view<T>(grad, lead) : nullptr;
+  if (!p || !a || !g || !fast::shape_is(actions, lead)) return py::none();
+  auto dx = fast::empty<T>(shape_of(x));
+  fast::ReleaseIfLarge nogil(B * K);
+  categorical::log_prob_backward_cpu<T>(p, nullptr, 0, a, B, K, g, dx.mutable_data());
+  return std::move(dx);
+}
+
+template <class T>
+static py::object entropy_backward_fast_t(const py::array& x, const py::array& grad) {
+  py::ssize_t B, K;
+  std::vector<py::ssize_t> lead;
+  const T* p = rows_view<T>(x, B, K, lead);
+  const T* g = p ? grad_view<T>(grad, lead) : nullptr;
+  if (!p || !g) return py::none();
+  auto dx = fast::empty<T>(shape_of(x));
+  fast::ReleaseIfLarge nogil(B * K);
+  categorical::entropy_backward_cpu<T>(p, nullptr, 0, B, K, g, dx.mutable_data());
+  return std::move(dx);
+}
+
+// kl_backward: p_logits of q_logits' shape and dtype. (grad_p, grad_q).
+template <class T>
+static py::object kl_backward_fast_t(const py::array& p_logits, const py::array& q_logits, const py::array& grad) {
+  py::ssize_t B, K;
+  std::vector<py::ssize_t> lead;
+  const T* q = rows_view<T>(q_logits, B, K, lead);
+  const T* p = fast::view<T>(p_logits);
+  const T* g = q ? grad_view<T>(grad, lead) : nullptr;
+  if (!q || !p || !g || !fast::shape_is(p_logits, shape_of(q_logits))) return py::none();
+  auto dp = fast::empty<T>(shape_of(q_logits));
+  auto dq = fast::empty<T>(shape_of(q_logits));
+  {
+    fast::ReleaseIfLarge nogil(B * K);
+    categorical::kl_backward_cpu<T>(p, q, nullptr, 0, nullptr, 0, false, B, K, g, dp.mutable_data(), dq.mutable_data());
+  }
+  return py::make_tuple(dp, dq);
+}
+
 // sign * logaddexp(0, sign * x) elementwise (sign -1: log sigmoid, +1: softplus) of finite x of
 // any shape: adversarial.gail_reward's NumPy expression, bit for bit.
 template <class T>
@@ -223,5 +279,14 @@ PYBIND11_MODULE(_cpu_categorical, m) {
   });
   m.def("kl_fast", [](py::array p, py::array q) {
     return fast::by_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });
+  });
+  m.def("log_prob_backward_fast", [](py::array x, py::array actions, py::array grad) {
+    return fast::by_dtype(x, [&](auto t) { return log_prob_backward_fast_t<decltype(t)>(x, actions, grad); });
+  });
+  m.def("entropy_backward_fast", [](py::array x, py::array grad) {
+    return fast::by_dtype(x, [&](auto t) { return entropy_backward_fast_t<decltype(t)>(x, grad); });
+  });
+  m.def("kl_backward_fast", [](py::array p, py::array q, py::array grad) {
+    return fast::by_dtype(q, [&](auto t) { return kl_backward_fast_t<decltype(t)>(p, q, grad); });
   });
 }

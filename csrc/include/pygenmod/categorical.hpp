@@ -235,7 +235,8 @@ PGM_HD T logaddexp0(T y) {
 
 #if !defined(__CUDACC__)
 // ---------------------------------------------------------------------------------------- CPU rows
-// Unmasked logit rows of log p, entropy and KL in vector passes (categorical_rows.hpp; the same values
+// Unmasked logit rows of log p, entropy, KL and their backward passes in vector passes
+// (categorical_rows.hpp; the same values
 // within rounding); the others, and rows that the vector passes leave, take the serial rows.
 template <class T>
 std::int32_t log_prob_row_cpu(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T* out) {
@@ -244,6 +245,29 @@ std::int32_t log_prob_row_cpu(const T* x, const std::uint8_t* m, index_t K, std:
     if (r != rows_cpu::SERIAL) return r == rows_cpu::DONE ? OK : P_NONFINITE;
   }
   return log_prob_row(x, m, K, a, out);
+}
+
+// The backward rows: the vector passes where they take the row, else the serial row (which
+// also writes the NaN gradients of a row without a value).
+template <class T>
+void log_prob_row_backward_cpu(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T g, T* dx) {
+  if (m == nullptr && a >= 0 && a < K && rows_cpu::log_prob_backward_any<T>(x, K, a, g, dx) == rows_cpu::DONE) return;
+  log_prob_row_backward(x, m, K, a, g, dx);
+}
+
+template <class T>
+void entropy_row_backward_cpu(const T* x, const std::uint8_t* m, index_t K, T g, T* dx) {
+  if (m == nullptr && K > 0 && rows_cpu::entropy_backward_any<T>(x, K, g, dx) == rows_cpu::DONE) return;
+  entropy_row_backward(x, m, K, g, dx);
+}
+
+template <class T>
+void kl_row_backward_cpu(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
+                         bool p_is_prob, T g, T* dp, T* dq) {
+  if (mp == nullptr && mq == nullptr && !p_is_prob && K > 0 &&
+      rows_cpu::kl_backward_any<T>(p, q, K, g, dp, dq) == rows_cpu::DONE)
+    return;
+  kl_row_backward(p, q, mp, mq, K, p_is_prob, g, dp, dq);
 }
 
 template <class T>
@@ -280,7 +304,7 @@ template <class T>
 void log_prob_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B,
                            index_t K, const T* g, T* dx) {
   parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN, [&](index_t b) {
-    log_prob_row_backward(x + b * K, mask_row(m, mrows, b, K), K, a[b], g[b], dx + b * K);
+    log_prob_row_backward_cpu(x + b * K, mask_row(m, mrows, b, K), K, a[b], g[b], dx + b * K);
   });
 }
 
@@ -293,7 +317,7 @@ void entropy_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, in
 template <class T>
 void entropy_backward_cpu(const T* x, const std::uint8_t* m, index_t mrows, index_t B, index_t K, const T* g, T* dx) {
   parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN,
-               [&](index_t b) { entropy_row_backward(x + b * K, mask_row(m, mrows, b, K), K, g[b], dx + b * K); });
+               [&](index_t b) { entropy_row_backward_cpu(x + b * K, mask_row(m, mrows, b, K), K, g[b], dx + b * K); });
 }
 
 template <class T>
@@ -309,8 +333,8 @@ template <class T>
 void kl_backward_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, const std::uint8_t* mq,
                      index_t mqrows, bool p_is_prob, index_t B, index_t K, const T* g, T* dp, T* dq) {
   parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN, [&](index_t b) {
-    kl_row_backward(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, g[b],
-                    dp ? dp + b * K : nullptr, dq + b * K);
+    kl_row_backward_cpu(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob,
+                        g[b], dp ? dp + b * K : nullptr, dq + b * K);
   });
 }
 #endif  // !__CUDACC__

@@ -1,6 +1,6 @@
-// Log-probability, entropy and KL of categorical rows given as logits, without masks, on the
-// CPU in vector passes (categorical.hpp's log_prob_row_cpu / entropy_row_cpu / kl_row_cpu;
-// masked rows, weights, the device and the backward passes keep the serial rows).
+// Log-probability, entropy and KL of categorical rows given as logits, without masks, and
+// their backward passes, on the CPU in vector passes (categorical.hpp's *_row_cpu and
+// *_row_backward_cpu; masked rows, weights and the device keep the serial rows).
 //
 // The passes are the serial rows' (the row maximum, the shifted sum of exp, then the terms),
 // lane by lane, with 64 bytes of partial sums (8 float64 / 16 float32 lanes, then the lanes in
@@ -78,6 +78,34 @@ PGM_CROW_INLINE void passes(const T* x, const T* y, index_t K, F&& f) {
     f(u, vm::load<V>(tx + u * N), vm::load<V>(ty + u * N), lane + static_cast<I>(u * N) < static_cast<I>(K - Kw));
 }
 
+// Row passes that write: f(x, y, o1, o2) per vector of entries sets o1 (and o2) for out1[j]
+// (out2[j] when out2 is not null); the tail through zero-padded copies.
+template <class T, int VB, class F>
+PGM_CROW_INLINE void write_passes(const T* x, const T* y, index_t K, T* out1, T* out2, F&& f) {
+  using V = typename vm::vec<T, VB>::type;
+  constexpr index_t N = VB / static_cast<index_t>(sizeof(T));
+  const index_t Kn = K / N * N;
+  V o1, o2;
+  for (index_t k = 0; k < Kn; k += N) {
+    f(vm::load<V>(x + k), y ? vm::load<V>(y + k) : V{}, o1, o2);
+    vm::store(out1 + k, o1);
+    if (out2) vm::store(out2 + k, o2);
+  }
+  if (Kn == K) return;
+  T tx[N] = {}, ty[N] = {}, t1[N], t2[N];
+  for (index_t j = 0; Kn + j < K; ++j) {
+    tx[j] = x[Kn + j];
+    ty[j] = y ? y[Kn + j] : T(0);
+  }
+  f(vm::load<V>(tx), vm::load<V>(ty), o1, o2);
+  vm::store(t1, o1);
+  vm::store(t2, o2);
+  for (index_t j = 0; Kn + j < K; ++j) {
+    out1[Kn + j] = t1[j];
+    if (out2) out2[Kn + j] = t2[j];
+  }
+}
+
 // Row maximum, the smallest finite entry and chk (NaN iff an entry is not finite) of x.
 template <class T, int VB>
 PGM_CROW_INLINE void max_min(const T* x, index_t K, T* mx, T* mn, T* chk) {
@@ -122,27 +150,23 @@ PGM_CROW_INLINE T log_sum(const T* x, index_t K, T mx) {
   return std::log(lanes_sum<V, U, T>(acc));
 }
 
-// log p_a of logits x (K >= 1, 0 <= a < K): x_a less the log-partition.
+// The row maximum and log sum exp(x - max) of a logit row: DONE, P_BAD (an entry not finite)
+// or SERIAL (float64: finite logits spanning more than kSpan).
 template <class T, int VB>
-PGM_CROW_INLINE int log_prob(const T* x, index_t K, std::int64_t a, T* out) {
-  T mx, mn, chk;
-  max_min<T, VB>(x, K, &mx, &mn, &chk);
+PGM_CROW_INLINE int stats(const T* x, index_t K, T* mx, T* ls) {
+  T mn, chk;
+  max_min<T, VB>(x, K, mx, &mn, &chk);
   if (!(chk == T(0))) return P_BAD;
-  if (std::is_same_v<T, double> && mx - mn > T(kSpan)) return SERIAL;
-  *out = (x[a] - mx) - log_sum<T, VB>(x, K, mx);
+  if (std::is_same_v<T, double> && *mx - mn > T(kSpan)) return SERIAL;
+  *ls = log_sum<T, VB>(x, K, *mx);
   return DONE;
 }
 
-// H(p) = -sum p log p of logits x (K >= 1).
+// -sum p log p given the row's statistics.
 template <class T, int VB>
-PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
+PGM_CROW_INLINE T entropy_sum(const T* x, index_t K, T mx, T ls) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
-  T mx, mn, chk;
-  max_min<T, VB>(x, K, &mx, &mn, &chk);
-  if (!(chk == T(0))) return P_BAD;
-  if (std::is_same_v<T, double> && mx - mn > T(kSpan)) return SERIAL;
-  const T ls = log_sum<T, VB>(x, K, mx);
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
   passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
@@ -150,22 +174,34 @@ PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
     const V t = exp_le0(lp) * lp;
     acc[u] -= in ? t : V{};
   });
-  *out = lanes_sum<V, U, T>(acc);
+  return lanes_sum<V, U, T>(acc);
+}
+
+// log p_a of logits x (K >= 1, 0 <= a < K): x_a less the log-partition.
+template <class T, int VB>
+PGM_CROW_INLINE int log_prob(const T* x, index_t K, std::int64_t a, T* out) {
+  T mx, ls;
+  const int st = stats<T, VB>(x, K, &mx, &ls);
+  if (st != DONE) return st;
+  *out = (x[a] - mx) - ls;
   return DONE;
 }
 
-// KL(p || q) of logit rows p and q (K >= 1).
+// H(p) = -sum p log p of logits x (K >= 1).
 template <class T, int VB>
-PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
+PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
+  T mx, ls;
+  const int st = stats<T, VB>(x, K, &mx, &ls);
+  if (st != DONE) return st;
+  *out = entropy_sum<T, VB>(x, K, mx, ls);
+  return DONE;
+}
+
+// KL(p || q) given the rows' statistics.
+template <class T, int VB>
+PGM_CROW_INLINE T kl_sum(const T* p, const T* q, index_t K, T mxp, T lsp, T mxq, T lsq) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
-  T mxp, mnp, chkp, mxq, mnq, chkq;
-  max_min<T, VB>(p, K, &mxp, &mnp, &chkp);
-  if (!(chkp == T(0))) return P_BAD;
-  max_min<T, VB>(q, K, &mxq, &mnq, &chkq);
-  if (!(chkq == T(0))) return Q_BAD;
-  if (std::is_same_v<T, double> && mxp - mnp > T(kSpan)) return SERIAL;
-  const T lsp = log_sum<T, VB>(p, K, mxp), lsq = log_sum<T, VB>(q, K, mxq);
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
   passes<T, VB>(p, q, K, [&](int u, const V& a, const V& b, const auto& in) __attribute__((always_inline)) {
@@ -173,12 +209,102 @@ PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
     const V t = exp_le0(lp) * (lp - ((b - mxq) - lsq));
     acc[u] += in ? t : V{};
   });
-  *out = lanes_sum<V, U, T>(acc);
+  return lanes_sum<V, U, T>(acc);
+}
+
+// The statistics of logit rows p and q: DONE, P_BAD, Q_BAD or SERIAL.
+template <class T, int VB>
+PGM_CROW_INLINE int stats_pq(const T* p, const T* q, index_t K, T* mxp, T* lsp, T* mxq, T* lsq) {
+  const int sp = stats<T, VB>(p, K, mxp, lsp);
+  if (sp != DONE) return sp;
+  const int sq = stats<T, VB>(q, K, mxq, lsq);
+  return sq == P_BAD ? Q_BAD : sq;
+}
+
+// KL(p || q) of logit rows p and q (K >= 1).
+template <class T, int VB>
+PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
+  T mxp, lsp, mxq, lsq;
+  const int st = stats_pq<T, VB>(p, q, K, &mxp, &lsp, &mxq, &lsq);
+  if (st != DONE) return st;
+  *out = kl_sum<T, VB>(p, q, K, mxp, lsp, mxq, lsq);
+  return DONE;
+}
+
+// Backward passes (the serial rows' formulas; a row they do not take returns SERIAL, or
+// P_BAD / Q_BAD for the caller's NaN gradients).
+// d/dx_j [g log p_a] = g (1{j = a} - p_j).
+template <class T, int VB>
+PGM_CROW_INLINE int log_prob_backward(const T* x, index_t K, std::int64_t a, T g, T* dx) {
+  using V = typename vm::vec<T, VB>::type;
+  T mx, ls;
+  const int st = stats<T, VB>(x, K, &mx, &ls);
+  if (st != DONE) return st;
+  write_passes<T, VB>(x, nullptr, K, dx, nullptr, [&](const V& v, const V&, V& o, V&) __attribute__((always_inline)) {
+    o = -g * exp_le0((v - mx) - ls);
+  });
+  dx[a] = g * (T(1) - exp_le0(vm::splat<V>((x[a] - mx) - ls))[0]);
+  return DONE;
+}
+
+// dH/dx_j = -p_j (log p_j + H).
+template <class T, int VB>
+PGM_CROW_INLINE int entropy_backward(const T* x, index_t K, T g, T* dx) {
+  using V = typename vm::vec<T, VB>::type;
+  T mx, ls;
+  const int st = stats<T, VB>(x, K, &mx, &ls);
+  if (st != DONE) return st;
+  const T h = entropy_sum<T, VB>(x, K, mx, ls);
+  write_passes<T, VB>(x, nullptr, K, dx, nullptr, [&](const V& v, const V&, V& o, V&) __attribute__((always_inline)) {
+    const V lp = (v - mx) - ls;
+    o = -g * exp_le0(lp) * (lp + h);
+  });
+  return DONE;
+}
+
+// dKL/dp_j = p_j (log p_j - log q_j - KL) (dp may be null), dKL/dq_j = q_j - p_j.
+template <class T, int VB>
+PGM_CROW_INLINE int kl_backward(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
+  using V = typename vm::vec<T, VB>::type;
+  T mxp, lsp, mxq, lsq;
+  const int st = stats_pq<T, VB>(p, q, K, &mxp, &lsp, &mxq, &lsq);
+  if (st != DONE) return st;
+  const T kl_pq = kl_sum<T, VB>(p, q, K, mxp, lsp, mxq, lsq);
+  write_passes<T, VB>(q, p, K, dq, dp, [&](const V& b, const V& a, V& oq, V& op) __attribute__((always_inline)) {
+    const V lp = (a - mxp) - lsp, lq = (b - mxq) - lsq;
+    const V pj = exp_le0(lp);
+    op = g * pj * (lp - lq - kl_pq);
+    oq = g * (exp_le0(lq) - pj);
+  });
   return DONE;
 }
 
 // Entry points per ISA (cpu_features.hpp).
 #ifdef PGM_ISA_ENTRIES
+template <class T>
+PGM_ENTRY_AVX512 int log_prob_backward_avx512(const T* x, index_t K, std::int64_t a, T g, T* dx) {
+  return log_prob_backward<T, 64>(x, K, a, g, dx);
+}
+template <class T>
+PGM_ENTRY_AVX2 int log_prob_backward_avx2(const T* x, index_t K, std::int64_t a, T g, T* dx) {
+  return log_prob_backward<T, 32>(x, K, a, g, dx);
+}
+template <class T>
+PGM_ENTRY_AVX512 int entropy_backward_avx512(const T* x, index_t K, T g, T* dx) {
+  return entropy_backward<T, 64>(x, K, g, dx);
+}
+template <class T>
+PGM_ENTRY_AVX2 int entropy_backward_avx2(const T* x, index_t K, T g, T* dx) {
+  return entropy_backward<T, 32>(x, K, g, dx);
+}
+template <class T>
+PGM_ENTRY_AVX512 int kl_backward_avx512(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
+  return kl_backward<T, 64>(p, q, K, g, dp, dq);
+}
+template <class T>
+PGM_ENTRY_AVX2 int kl_backward_avx2(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
+  return kl_backward<T, 32>(p, q, K, g, dp, dq);
+}
 template <class T>
 PGM_ENTRY_AVX512 int log_prob_avx512(const T* x, index_t K, std::int64_t a, T* out) {
   return log_prob<T, 64>(x, K, a, out);
@@ -205,6 +331,18 @@ PGM_ENTRY_AVX2 int kl_avx2(const T* p, const T* q, index_t K, T* out) {
 }
 #endif
 template <class T>
+PGM_ENTRY_BASE int log_prob_backward_base(const T* x, index_t K, std::int64_t a, T g, T* dx) {
+  return log_prob_backward<T, 16>(x, K, a, g, dx);
+}
+template <class T>
+PGM_ENTRY_BASE int entropy_backward_base(const T* x, index_t K, T g, T* dx) {
+  return entropy_backward<T, 16>(x, K, g, dx);
+}
+template <class T>
+PGM_ENTRY_BASE int kl_backward_base(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
+  return kl_backward<T, 16>(p, q, K, g, dp, dq);
+}
+template <class T>
 PGM_ENTRY_BASE int log_prob_base(const T* x, index_t K, std::int64_t a, T* out) {
   return log_prob<T, 16>(x, K, a, out);
 }
@@ -219,32 +357,39 @@ PGM_ENTRY_BASE int kl_base(const T* p, const T* q, index_t K, T* out) {
 #undef PGM_CROW_INLINE
 
 // The entry point of this CPU's ISA.
+#ifdef PGM_ISA_ENTRIES
+#define PGM_CROW_DISPATCH(name, ...)                                \
+  const int isa = cpu::isa();                                       \
+  if (isa == cpu::ISA_AVX512) return name##_avx512<T>(__VA_ARGS__); \
+  if (isa == cpu::ISA_AVX2) return name##_avx2<T>(__VA_ARGS__);     \
+  return name##_base<T>(__VA_ARGS__)
+#else
+#define PGM_CROW_DISPATCH(name, ...) return name##_base<T>(__VA_ARGS__)
+#endif
+template <class T>
+inline int log_prob_backward_any(const T* x, index_t K, std::int64_t a, T g, T* dx) {
+  PGM_CROW_DISPATCH(log_prob_backward, x, K, a, g, dx);
+}
+template <class T>
+inline int entropy_backward_any(const T* x, index_t K, T g, T* dx) {
+  PGM_CROW_DISPATCH(entropy_backward, x, K, g, dx);
+}
+template <class T>
+inline int kl_backward_any(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
+  PGM_CROW_DISPATCH(kl_backward, p, q, K, g, dp, dq);
+}
 template <class T>
 inline int log_prob_any(const T* x, index_t K, std::int64_t a, T* out) {
-#ifdef PGM_ISA_ENTRIES
-  const int isa = cpu::isa();
-  if (isa == cpu::ISA_AVX512) return log_prob_avx512<T>(x, K, a, out);
-  if (isa == cpu::ISA_AVX2) return log_prob_avx2<T>(x, K, a, out);
-#endif
-  return log_prob_base<T>(x, K, a, out);
+  PGM_CROW_DISPATCH(log_prob, x, K, a, out);
 }
 template <class T>
 inline int entropy_any(const T* x, index_t K, T* out) {
-#ifdef PGM_ISA_ENTRIES
-  const int isa = cpu::isa();
-  if (isa == cpu::ISA_AVX512) return entropy_avx512<T>(x, K, out);
-  if (isa == cpu::ISA_AVX2) return entropy_avx2<T>(x, K, out);
-#endif
-  return entropy_base<T>(x, K, out);
+  PGM_CROW_DISPATCH(entropy, x, K, out);
 }
 template <class T>
 inline int kl_any(const T* p, const T* q, index_t K, T* out) {
-#ifdef PGM_ISA_ENTRIES
-  const int isa = cpu::isa();
-  if (isa == cpu::ISA_AVX512) return kl_avx512<T>(p, q, K, out);
-  if (isa == cpu::ISA_AVX2) return kl_avx2<T>(p, q, K, out);
-#endif
-  return kl_base<T>(p, q, K, out);
+  PGM_CROW_DISPATCH(kl, p, q, K, out);
 }
+#undef PGM_CROW_DISPATCH
 
 }  // namespace pygenmod::categorical::rows_cpu
