@@ -33,6 +33,11 @@ def _softmax(x):
     return e / e.sum(-1, keepdims=True)
 
 
+def _normal_log_prob_backward(x, mu, lv, g):
+    d = (x - mu) * np.exp(-lv)
+    return -g[:, None] * d, g[:, None] * d, 0.5 * g[:, None] * ((x - mu) * d - 1)
+
+
 def _log_prob_backward(x, a, g):
     d = -g[:, None] * _softmax(x)
     d[np.arange(len(a)), a] += g
@@ -68,6 +73,7 @@ def cases(D=4, K=6, T=8, D_full=None):
     lg, lq = rng.standard_normal((2, K)), rng.standard_normal((2, K))
     act = rng.integers(0, K, 2)
     gb = rng.standard_normal(2)
+    gz, eps = rng.standard_normal((2, D)), rng.standard_normal((2, D))
     rew, val = rng.standard_normal((T, 2)), rng.standard_normal((T, 2))
     n = lg.shape[-1]
 
@@ -98,6 +104,18 @@ def cases(D=4, K=6, T=8, D_full=None):
         "sampling.normal_log_prob": (
             lambda: sampling.normal_log_prob(x, mu, lv),
             lambda: -0.5 * np.sum((x - mu) ** 2 * np.exp(-lv) + lv + LOG_2PI, -1),
+        ),
+        "sampling.rsample_normal_backward": (
+            lambda: sampling.rsample_normal_backward(mu, lv, grad_z=gz, eps=eps),
+            lambda: (gz, gz * eps * 0.5 * np.exp(0.5 * lv)),
+        ),
+        "sampling.kl_normal_backward": (
+            lambda: sampling.kl_normal_backward(mu, lv, grad_kl=gb),
+            lambda: (gb[:, None] * mu, 0.5 * gb[:, None] * (np.exp(lv) - 1)),
+        ),
+        "sampling.normal_log_prob_backward": (
+            lambda: sampling.normal_log_prob_backward(x, mu, lv, grad_log_prob=gb),
+            lambda: _normal_log_prob_backward(x, mu, lv, gb),
         ),
         "sampling.rsample_mvn": (
             lambda: sampling.rsample_mvn(muf, L, seed=1),

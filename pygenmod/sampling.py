@@ -376,6 +376,16 @@ def rsample_normal(
     return Sample(h.z, h.eps) if return_eps else h.z
 
 
+def _head_backward_fast(mu, logvar, eps, seed, stream, offset, grad_z, grad_kl, grad_log_q):
+    """normal_head_backward's one-call path (its caller checked the argument types): (result,
+    seed), or (None, the seed for the general path: a key drawn before a later check)."""
+    fast = _fast.cpu_kernel("sampling", "normal_head_backward_fast")  # one compiled call (pygenmod._fast)
+    if fast is None:
+        return None, seed
+    res, key = fast(mu, logvar, eps, seed, resolve_seed, stream, offset, grad_z, grad_kl, grad_log_q)
+    return res, (seed if key is None else key)
+
+
 @_grads.backward("grad_z", "grad_kl", "grad_log_q")
 def normal_head_backward(
     mu: ArrayLike,
@@ -397,6 +407,23 @@ def normal_head_backward(
     ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. Pass the upstream
     gradients of the outputs you use (at least one; None or left out: zero). The noise is
     regenerated from ``(seed, stream, offset)`` unless ``eps`` is passed."""
+    if (
+        type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and log_std is None
+        and std is None
+        and n_samples is None
+        and clamp is None
+        and (eps is None or type(eps) is np.ndarray)
+        and (seed is not None or eps is not None)
+        and (grad_z is None or type(grad_z) is np.ndarray)
+        and (grad_kl is None or type(grad_kl) is np.ndarray)
+        and (grad_log_q is None or type(grad_log_q) is np.ndarray)
+        and (grad_z is not None or grad_kl is not None or grad_log_q is not None)
+    ):
+        res, seed = _head_backward_fast(mu, logvar, eps, seed, stream, offset, grad_z, grad_kl, grad_log_q)
+        if res is not None:
+            return res
     c = _call(mu, seed, n_samples, stream, offset, eps, backward=True)
     pname, p = _scale_arg(logvar, log_std, std)
     p = _like(p, pname, c.m, shape=c.m.shape)
@@ -427,6 +454,20 @@ def rsample_normal_backward(
 ) -> tuple[Array, Array]:
     """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``. The old grad-first form
     ``rsample_normal_backward(grad_z, mu, ...)`` is deprecated."""
+    if (
+        type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and type(grad_z) is np.ndarray
+        and log_std is None
+        and std is None
+        and n_samples is None
+        and clamp is None
+        and (eps is None or type(eps) is np.ndarray)
+        and (seed is not None or eps is not None)
+    ):
+        res, seed = _head_backward_fast(mu, logvar, eps, seed, stream, offset, grad_z, None, None)
+        if res is not None:
+            return res
     return normal_head_backward(
         mu,
         logvar,
@@ -541,6 +582,22 @@ def kl_normal_backward(
     prior gradients are (B, D) (sum them yourself for a broadcast prior), None without a prior.
     ``grad_kl``: (B,) or a scalar. The old grad-first form ``kl_normal_backward(grad, mu, ...)``
     is deprecated."""
+    if (
+        type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and type(grad_kl) is np.ndarray
+        and prior_mu is None
+        and prior_logvar is None
+        and log_std is None
+        and std is None
+        and prior_log_std is None
+        and prior_std is None
+        and clamp is None
+    ):
+        fast = _fast.cpu_kernel("sampling", "kl_normal_backward_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(mu, logvar, grad_kl)
+        if out is not None:
+            return out
     m, back, half, one, pname, p, pm, pp, (lo, hi) = _kl_args(
         mu, logvar, log_std, std, prior_mu, prior_logvar, prior_log_std, prior_std, clamp
     )
@@ -625,6 +682,19 @@ def normal_log_prob_backward(
 ) -> tuple[Array, Array, Array]:
     """VJP of :func:`normal_log_prob`: ``(grad_x, grad_mu, grad_scale)``; ``grad_log_prob`` has
     the forward's result shape. The old form ``normal_log_prob_backward(grad, x, ...)`` is deprecated."""
+    if (
+        type(x) is np.ndarray
+        and type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and type(grad_log_prob) is np.ndarray
+        and log_std is None
+        and std is None
+        and clamp is None
+    ):
+        fast = _fast.cpu_kernel("sampling", "normal_log_prob_backward_fast")  # one compiled call (pygenmod._fast)
+        out = None if fast is None else fast(x, mu, logvar, grad_log_prob)
+        if out is not None:
+            return out
     m, back, half, one, pname, p, (lo, hi), xr, lead = _log_prob_args(x, mu, logvar, log_std, std, clamp)
     xp = xp_of(m)
     g = _like(grad_log_prob, "grad_log_prob", m, finite=True)

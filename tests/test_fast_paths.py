@@ -497,6 +497,119 @@ def test_diag_gaussian_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn,
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- their backward passes
+def _diag_backward_calls(mu, lv, x, g, gz, eps, kw):
+    """The diagonal-Gaussian backward passes with one-call paths, on the same arguments."""
+    seed = {"seed": 3} if "seed" not in kw else {}
+    return {
+        "kl_normal_backward": lambda: sampling.kl_normal_backward(mu, lv, grad_kl=g, **kw),
+        "normal_log_prob_backward": lambda: sampling.normal_log_prob_backward(x, mu, lv, grad_log_prob=g, **kw),
+        "rsample_normal_backward": lambda: sampling.rsample_normal_backward(mu, lv, grad_z=gz, eps=eps, **kw),
+        "rsample_normal_backward, seeded": lambda: sampling.rsample_normal_backward(mu, lv, grad_z=gz, **seed, **kw),
+        "normal_head_backward": lambda: sampling.normal_head_backward(
+            mu, lv, grad_z=gz, grad_kl=g, grad_log_q=g, eps=eps, **kw
+        ),
+        "normal_head_backward, kl only, seeded": lambda: sampling.normal_head_backward(mu, lv, grad_kl=g, **seed, **kw),
+    }
+
+
+_DIAG_BACKWARD = list(_diag_backward_calls(*(None,) * 6, {}))
+_DIAG_BACKWARD_FAST = {  # the compiled entry point of each and its arguments
+    "kl_normal_backward": lambda mu, lv, x, g, gz, eps: ("kl_normal_backward_fast", (mu, lv, g)),
+    "normal_log_prob_backward": lambda mu, lv, x, g, gz, eps: ("normal_log_prob_backward_fast", (x, mu, lv, g)),
+    "rsample_normal_backward": lambda mu, lv, x, g, gz, eps: (
+        "normal_head_backward_fast",
+        (mu, lv, eps, 3, resolve_seed, 0, 0, gz, None, None),
+    ),
+}
+
+
+@pytest.mark.parametrize("fn", _DIAG_BACKWARD)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 4), (3, 33), (0, 5), (2, 0), (70, 300)])
+def test_diag_gaussian_backward_fast_equals_general(host, dtype, rng, monkeypatch, fn, shape):
+    mu, lv, x, gz, eps = (rng.standard_normal(shape).astype(dtype) for _ in range(5))
+    g = rng.standard_normal(shape[:1]).astype(dtype)
+    call = _diag_backward_calls(mu, lv, x, g, gz, eps, {})[fn]
+
+    def f():
+        pygenmod.random.manual_seed(11)  # (eps given with seed=None draws a key, as the general path)
+        return call(), pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu" and fn in _DIAG_BACKWARD_FAST:
+        name, args = _DIAG_BACKWARD_FAST[fn](mu, lv, x, g, gz, eps)
+        res = getattr(pygenmod._cpu_sampling, name)(*args)
+        assert (res[0] if name == "normal_head_backward_fast" else res) is not None
+
+
+def _diag_backward_cases(dtype):
+    rng = np.random.default_rng(2)
+    mu, lv, x, gz, eps = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(5))
+    g = rng.standard_normal(3).astype(dtype)
+
+    def with_(a, v):
+        a = a.copy()
+        a.flat[min(5, a.size - 1)] = v
+        return a
+
+    other = np.float32 if dtype == np.float64 else np.float64
+    base = (mu, lv, x, g, gz, eps)
+
+    def case(i, a, **kw):
+        args = list(base)
+        args[i] = a
+        return (*args, kw)
+
+    return {
+        "nan mu": case(0, with_(mu, np.nan)),
+        "huge logvar": case(1, with_(lv, 1e4)),
+        "inf logvar": case(1, with_(lv, np.inf)),
+        "nan x": case(2, with_(x, np.nan)),
+        "nan upstream gradient": case(3, with_(g, np.nan)),
+        "inf upstream gradient": case(3, with_(g, -np.inf)),
+        "nan grad_z": case(4, with_(gz, np.nan)),
+        "nan eps": case(5, with_(eps, np.nan)),
+        "scalar upstream gradient": case(3, np.asarray(g[0])),
+        "upstream gradient shape": case(3, g[:2]),
+        "upstream gradient other dtype": case(3, g.astype(other)),
+        "grad_z shape": case(4, gz[:, :3]),
+        "eps shape": case(5, eps[:2]),
+        "eps other dtype": case(5, eps.astype(other)),
+        "logvar shape": case(1, lv[:, :3]),
+        "logvar other dtype": case(1, lv.astype(other)),
+        "1-d": (mu[0], lv[0], x[0], np.asarray(g[0]), gz[0], eps[0], {}),
+        "non-contiguous": case(0, np.asfortranarray(mu)),
+        "clamp": case(0, mu, clamp=(-1.0, 1.0)),
+        "seed too big": case(0, mu, seed=2**64),
+        "stream negative": case(0, mu, stream=-1),
+        "offset float": case(0, mu, offset=1.0),
+    }
+
+
+@pytest.mark.parametrize("fn", _DIAG_BACKWARD)
+@pytest.mark.parametrize("case", list(_diag_backward_cases(np.float64)))
+def test_diag_gaussian_backward_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn, case):
+    *args, kw = _diag_backward_cases(dtype)[case]
+    if fn.startswith("kl_normal") or fn.startswith("normal_log_prob"):
+        kw = {k: v for k, v in kw.items() if k == "clamp"}
+    call = _diag_backward_calls(*args, kw)[fn]
+
+    def f():
+        pygenmod.random.manual_seed(11)
+        return call(), pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+
+
+def test_head_backward_without_seed_or_eps_raises_on_both_paths(monkeypatch):
+    mu = np.zeros((2, 3))
+    fast, general = both(lambda: sampling.rsample_normal_backward(mu, mu, grad_z=mu), monkeypatch)
+    assert raises(fast) and fast == general
+
+
 # ----------------------------------------------------------------------------- random.uniform / normal / gumbel
 @pytest.mark.parametrize("dist", ["uniform", "normal", "gumbel"])
 @pytest.mark.parametrize(

@@ -78,6 +78,46 @@ static py::tuple normal_head_fast_t(const py::array& mu, const py::array& logvar
   return py::make_tuple(head ? py::object(py::make_tuple(z, kl)) : py::object(std::move(z)), key);
 }
 
+// An optional array of a fast path: None (null), or of T and this shape (and finite when
+// asked). False when given but not so.
+template <class T>
+static bool optional_view(const py::object& a, std::initializer_list<py::ssize_t> shape, bool finite, const T*& out) {
+  out = nullptr;
+  if (a.is_none()) return true;
+  const auto arr = py::reinterpret_borrow<py::array>(a);  // (fast::view checks that it is one)
+  out = fast::view<T>(arr);
+  return out && fast::shape_is(arr, shape) && (!finite || fast::all_finite(out, arr.size()));
+}
+
+// normal_head_backward / rsample_normal_backward: mu and logvar (B, D), one sample, no clamp;
+// eps None (regenerated from the key) or (B, D); each upstream gradient None or of mu's dtype
+// and finite (the general path's check): grad_z (B, D), grad_kl and grad_log_q (B,).
+// ((grad_mu, grad_logvar), key). Before the draw, as the general path: mu float, 2-D.
+template <class T>
+static py::tuple normal_head_backward_fast_t(const py::array& mu, const py::array& logvar, const py::object& eps,
+                                             const py::handle& seed, const py::object& resolve, uint64_t stream,
+                                             uint64_t offset, const py::object& grad_z, const py::object& grad_kl,
+                                             const py::object& grad_log_q) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  if (!m) return no_result();
+  const auto key = fast::draw_key(resolve, seed);
+  const T* p = fast::view<T>(logvar);
+  const T *e, *gz, *gk, *gq;
+  if (!p || !fast::shape_is(logvar, {B, D}) || !optional_view<T>(eps, {B, D}, false, e) ||
+      !optional_view<T>(grad_z, {B, D}, true, gz) || !optional_view<T>(grad_kl, {B}, true, gk) ||
+      !optional_view<T>(grad_log_q, {B}, true, gq))
+    return no_result(key);
+  auto dm = fast::empty<T>({B, D});
+  auto dp = fast::empty<T>({B, D});
+  {
+    fast::ReleaseIfLarge nogil(2 * B * D);
+    sampling::normal_head_backward_cpu<T>(m, p, e, sampling::LOGVAR, T(-kInf), T(kInf), key, stream, offset, 1, B, D,
+                                          gz, gk, gq, dm.mutable_data(), dp.mutable_data());
+  }
+  return py::make_tuple(py::make_tuple(dm, dp), key);
+}
+
 // kl_normal against N(0, I) and normal_log_prob with x of mu's shape, (B, D), logvar, no clamp.
 template <class T>
 static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar) {
@@ -112,6 +152,51 @@ static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu
   }
   if (!fast::all_clean(status)) return py::none();
   return std::move(out);
+}
+
+// Their backward passes: grad_kl / grad_log_prob (B,) of mu's dtype and finite (the general
+// path's check). (grad_mu, grad_logvar) and (grad_x, grad_mu, grad_logvar).
+template <class T>
+static const T* row_grad_view(const py::array& g, py::ssize_t B) {
+  const T* pg = fast::view<T>(g);
+  return pg && fast::shape_is(g, {B}) && fast::all_finite(pg, B) ? pg : nullptr;
+}
+
+template <class T>
+static py::object kl_normal_backward_fast_t(const py::array& mu, const py::array& logvar, const py::array& grad) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* p = fast::view<T>(logvar);
+  const T* g = m ? row_grad_view<T>(grad, B) : nullptr;
+  if (!m || !p || !g || !fast::shape_is(logvar, {B, D})) return py::none();
+  auto dm = fast::empty<T>({B, D});
+  auto dp = fast::empty<T>({B, D});
+  {
+    fast::ReleaseIfLarge nogil(B * D);
+    sampling::kl_normal_backward_cpu<T>(m, p, nullptr, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), B, D, g,
+                                        dm.mutable_data(), dp.mutable_data(), nullptr, nullptr);
+  }
+  return py::make_tuple(dm, dp, py::none(), py::none());
+}
+
+template <class T>
+static py::object normal_log_prob_backward_fast_t(const py::array& x, const py::array& mu, const py::array& logvar,
+                                                  const py::array& grad) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  const T* p = fast::view<T>(logvar);
+  const T* px = fast::view<T>(x);
+  const T* g = m ? row_grad_view<T>(grad, B) : nullptr;
+  if (!m || !p || !px || !g || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
+  auto dx = fast::empty<T>({B, D});
+  auto dm = fast::empty<T>({B, D});
+  auto dp = fast::empty<T>({B, D});
+  {
+    fast::ReleaseIfLarge nogil(B * D);
+    sampling::normal_log_prob_backward_cpu<T>(px, m, p, sampling::LOGVAR, T(-kInf), T(kInf), B, B, D, g,
+                                              dx.mutable_data(), dm.mutable_data(), dp.mutable_data());
+  }
+  return py::make_tuple(dx, dm, dp);
 }
 
 // The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T, C-contiguous.
@@ -455,6 +540,23 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   });
   m.def("normal_log_prob_fast", [](py::array x, py::array mu, py::array logvar) {
     return fast::by_dtype(mu, [&](auto t) { return normal_log_prob_fast_t<decltype(t)>(x, mu, logvar); });
+  });
+  m.def("normal_head_backward_fast",
+        [](py::array mu, py::array logvar, py::object eps, py::handle seed, py::object resolve, py::handle stream_,
+           py::handle offset_, py::object grad_z, py::object grad_kl, py::object grad_log_q) {
+          uint64_t stream, offset;
+          if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(no_result());
+          return seeded_by_dtype(mu, [&](auto t) -> py::object {
+            return normal_head_backward_fast_t<decltype(t)>(mu, logvar, eps, seed, resolve, stream, offset, grad_z,
+                                                            grad_kl, grad_log_q);
+          });
+        });
+  m.def("kl_normal_backward_fast", [](py::array mu, py::array logvar, py::array grad) {
+    return fast::by_dtype(mu, [&](auto t) { return kl_normal_backward_fast_t<decltype(t)>(mu, logvar, grad); });
+  });
+  m.def("normal_log_prob_backward_fast", [](py::array x, py::array mu, py::array logvar, py::array grad) {
+    return fast::by_dtype(mu,
+                          [&](auto t) { return normal_log_prob_backward_fast_t<decltype(t)>(x, mu, logvar, grad); });
   });
   m.def("mvn_head_fast", [](py::array mu, py::array L, py::handle seed, py::object resolve, py::handle stream_,
                             py::handle offset_, bool sample) {

@@ -561,6 +561,20 @@ PGM_CLONES inline void head_backward_scales(const T* __restrict m, const T* __re
   }
 }
 
+// One sample's whole VJP in one pass (S = 1 with grad_z): head_backward_scales after
+// path_grad_row from zeros, without the zero fill and the two passes over dm and dp between.
+template <int KIND, class T>
+PGM_CLONES inline void head_backward_one(const T* __restrict m, const T* __restrict p, const T* __restrict g,
+                                         const T* __restrict e, T lo, T hi, index_t D, T gk, T glq, T* __restrict dm,
+                                         T* __restrict dp) {
+#pragma omp simd
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
+    dm[d] = g[d] + gk * m[d];
+    dp[d] = (g[d] * e[d] * sc.sigma + kl_dlog_sigma(gk, sc.sigma) - glq) * sc.dlog_dp;
+  }
+}
+
 // dm += g, dls += g * e (sum over samples of the reparameterization path).
 template <class T>
 PGM_CLONES inline void path_grad_row(const T* __restrict g, const T* __restrict e, index_t D, T* __restrict dm,
@@ -588,6 +602,17 @@ void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind
     T glq = 0;
     if (glogq)
       for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
+    if (gz && S == 1) {
+      const T* e = eps_in ? eps_in + b * D : eb.data();
+      if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset, D, eb.data());
+      if (kind == LOGVAR)
+        head_backward_one<LOGVAR, T>(m, pb, gz + b * D, e, lo, hi, D, gk, glq, dm, dpb);
+      else if (kind == LOG_STD)
+        head_backward_one<LOG_STD, T>(m, pb, gz + b * D, e, lo, hi, D, gk, glq, dm, dpb);
+      else
+        head_backward_one<STD, T>(m, pb, gz + b * D, e, lo, hi, D, gk, glq, dm, dpb);
+      return;
+    }
     std::fill(dm, dm + D, T(0));
     std::fill(dpb, dpb + D, T(0));  // accumulates sum_s g e first
     if (gz) {
@@ -925,13 +950,88 @@ void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, 
   });
 }
 
+// The CPU's backward rows of kl_normal and normal_log_prob: the serial rows' formulas with the
+// scale kind and the optional arguments as template parameters, so that the loops vectorise.
+// Element by element the same operations (no sums): the same bits as the serial rows.
+template <int KIND, bool kPm, bool kPp, class T>
+PGM_CLONES inline void kl_normal_row_backward_v(const T* __restrict m, const T* __restrict p, const T* __restrict pm,
+                                                const T* __restrict pp, T lo, T hi, index_t D, T g, T* __restrict dm,
+                                                T* __restrict dp, T* __restrict dpm, T* __restrict dpp) {
+#pragma omp simd
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> q = scale_of<T>(KIND, p[d], lo, hi);
+    Scale<T> r{T(1), T(0), T(0)};
+    if constexpr (kPp) r = scale_of<T>(KIND, pp[d], lo, hi);
+    const T diff = m[d] - (kPm ? pm[d] : T(0)), ir2 = T(1) / (r.sigma * r.sigma), q2 = q.sigma * q.sigma;
+    dm[d] = g * diff * ir2;
+    dp[d] = g * (q2 * ir2 - T(1)) * q.dlog_dp;
+    if constexpr (kPm) dpm[d] = -g * diff * ir2;
+    if constexpr (kPp) dpp[d] = g * (T(1) - (q2 + diff * diff) * ir2) * r.dlog_dp;
+  }
+}
+
+template <int KIND, class T>
+inline void kl_normal_row_backward_kind(const T* m, const T* p, const T* pm, const T* pp, T lo, T hi, index_t D, T g,
+                                        T* dm, T* dp, T* dpm, T* dpp) {
+  if (pm && pp)
+    kl_normal_row_backward_v<KIND, true, true, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
+  else if (pm)
+    kl_normal_row_backward_v<KIND, true, false, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
+  else if (pp)
+    kl_normal_row_backward_v<KIND, false, true, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
+  else
+    kl_normal_row_backward_v<KIND, false, false, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
+}
+
+template <class T>
+inline void kl_normal_row_backward_cpu(const T* m, const T* p, const T* pm, const T* pp, int kind, T lo, T hi,
+                                       index_t D, T g, T* dm, T* dp, T* dpm, T* dpp) {
+  // (the serial row for a zero upstream gradient, and for a prior without its gradient's output)
+  if (g == T(0) || (pm == nullptr) != (dpm == nullptr) || (pp == nullptr) != (dpp == nullptr))
+    kl_normal_row_backward<T>(m, p, pm, pp, kind, lo, hi, D, g, dm, dp, dpm, dpp);
+  else if (kind == LOGVAR)
+    kl_normal_row_backward_kind<LOGVAR, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
+  else if (kind == LOG_STD)
+    kl_normal_row_backward_kind<LOG_STD, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
+  else
+    kl_normal_row_backward_kind<STD, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
+}
+
+template <int KIND, class T>
+PGM_CLONES inline void normal_log_prob_row_backward_v(const T* __restrict x, const T* __restrict m,
+                                                      const T* __restrict p, T lo, T hi, index_t D, T g,
+                                                      T* __restrict dx, T* __restrict dm, T* __restrict dp) {
+#pragma omp simd
+  for (index_t d = 0; d < D; ++d) {
+    const Scale<T> q = scale_of<T>(KIND, p[d], lo, hi);
+    const T u = (x[d] - m[d]) / q.sigma;
+    const T gx = -g * u / q.sigma;
+    dx[d] = gx;
+    dm[d] += -gx;
+    dp[d] += g * (u * u - T(1)) * q.dlog_dp;
+  }
+}
+
+template <class T>
+inline void normal_log_prob_row_backward_cpu(const T* x, const T* m, const T* p, int kind, T lo, T hi, index_t D, T g,
+                                             T* dx, T* dm, T* dp) {
+  if (!dx || !dp)
+    normal_log_prob_row_backward<T>(x, m, p, kind, lo, hi, D, g, dx, dm, dp);
+  else if (kind == LOGVAR)
+    normal_log_prob_row_backward_v<LOGVAR, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+  else if (kind == LOG_STD)
+    normal_log_prob_row_backward_v<LOG_STD, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+  else
+    normal_log_prob_row_backward_v<STD, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+}
+
 template <class T>
 void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
                             index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
   parallel_for(B, 32, B * D > PAR_MIN, [&](index_t b) {
-    kl_normal_row_backward<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo, hi,
-                              D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
-                              dpp ? dpp + b * D : nullptr);
+    kl_normal_row_backward_cpu<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo,
+                                  hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
+                                  dpp ? dpp + b * D : nullptr);
   });
 }
 
@@ -955,8 +1055,8 @@ void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind,
     std::fill(dmu + b * D, dmu + (b + 1) * D, T(0));
     std::fill(dp + b * D, dp + (b + 1) * D, T(0));
     for (index_t r = b; r < R; r += B)
-      normal_log_prob_row_backward<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, g[r], dx + r * D, dmu + b * D,
-                                      dp + b * D);
+      normal_log_prob_row_backward_cpu<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, g[r], dx + r * D,
+                                          dmu + b * D, dp + b * D);
   });
 }
 #endif  // !__CUDACC__
