@@ -51,6 +51,14 @@ def _entropy_backward(x, g):
     return -g[:, None] * p * (lp + h)
 
 
+def _discounted_scan(r, gamma):
+    out, run = np.empty_like(r), np.zeros(r.shape[1:])
+    for t in range(len(r) - 1, -1, -1):
+        run = r[t] + gamma * run
+        out[t] = run
+    return out
+
+
 def _backward_scan(r, v, gamma, lam):
     adv, last = np.zeros_like(r), 0.0
     for t in range(len(r) - 1, -1, -1):
@@ -154,6 +162,7 @@ def cases(D=4, K=6, T=8, D_full=None):
             lambda: _entropy_backward(lg, gb),
         ),
         "returns.gae": (lambda: returns.gae(rew, val), lambda: _backward_scan(rew, val, 0.99, 0.95)),
+        "returns.discounted_returns": (lambda: returns.discounted_returns(rew), lambda: _discounted_scan(rew, 0.99)),
         "adversarial.gan_discriminator_loss": (lambda: adversarial.gan_discriminator_loss(lg, lq), np_gan_d),
         "adversarial.gan_generator_loss": (
             lambda: adversarial.gan_generator_loss(lq),

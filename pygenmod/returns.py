@@ -266,6 +266,11 @@ def discounted_returns(
     """Discounted returns ``G_t = r_t + gamma (1 - done_t) G_{t+1}``, bootstrapping from
     ``next_values`` at truncated steps (only read there) and from ``bootstrap_value`` after
     the last step."""
+    if type(rewards) is np.ndarray and truncated is None and next_values is None and mask is None and time_axis == 0:
+        fast = _fast.cpu_kernel("returns", "gae_fast")  # one compiled call (pygenmod._fast)
+        res = None if fast is None else fast(rewards, None, gamma, 1.0, terminated, bootstrap_value, False)
+        if res is not None:
+            return res[0]
     if next_values is not None and truncated is not None:
         nv = val.float_array(next_values, "next_values", ndim=2)
         tr = to_native(truncated)

@@ -1745,6 +1745,35 @@ def test_gae_errors_and_edge_cases_equal(host, monkeypatch, case):
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- returns.discounted_returns
+@pytest.mark.parametrize("T,B", [(1, 1), (8, 1), (5, 3), (0, 2), (64, 40), (300, 200)])
+@pytest.mark.parametrize("flags", [None, "bool", "float"])
+@pytest.mark.parametrize("boot", [False, True])
+def test_discounted_returns_fast_equals_general(host, dtype, rng, monkeypatch, T, B, flags, boot):
+    r = rng.standard_normal((T, B)).astype(dtype)
+    term = None if flags is None else rng.random((T, B)) < 0.2
+    if flags == "float":
+        term = term.astype(dtype)
+    kw = dict(terminated=term, gamma=0.97)
+    if boot:
+        kw["bootstrap_value"] = rng.standard_normal(B).astype(dtype)
+    fast, general = both(lambda: returns.discounted_returns(r, **kw), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        bv = kw.get("bootstrap_value")
+        assert pygenmod._cpu_returns.gae_fast(r, None, 0.97, 1.0, term, bv, False) is not None
+
+
+@pytest.mark.parametrize("case", [c for c in _gae_cases() if c not in ("compute_returns=1",)])
+def test_discounted_returns_errors_and_edge_cases_equal(host, monkeypatch, case):
+    kw = {k: v for k, v in _gae_cases()[case].items() if k not in ("values", "lam")}
+    if case == "truncated":
+        kw["next_values"] = _gae_cases()[case]["values"]
+    fast, general = both(lambda: returns.discounted_returns(**kw), monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- cem.cem_optimize
 def _sphere(opt):
     return lambda X: -((X - opt[:, None, :]) ** 2).sum(-1)

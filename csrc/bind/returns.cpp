@@ -11,7 +11,8 @@ using namespace pygenmod;
 using namespace pygenmod::bind;
 
 // ----------------------------------------------------------------------------- one-call fast path
-// (issue 11; fast_path.hpp) gae, time-major: rewards and values (T, B), B >= 1, C-contiguous of
+// (issue 11; fast_path.hpp) gae and discounted_returns, time-major: rewards and values (T, B)
+// (values None for discounted_returns), B >= 1, C-contiguous of
 // one float dtype; gamma and lam exact Python numbers (cast to T, then in [0, 1], as the general
 // path's per_batch); terminated None or (T, B) bool or of T; bootstrap_value None or (B,) of T.
 // The general path's kernel, so the same bits. None wherever the general Python path must run:
@@ -27,15 +28,21 @@ static bool unit_param(const py::handle& h, T& out) {
   return out >= T(0) && out <= T(1);
 }
 
+// values None: discounted_returns (lam 1, no returns output).
 template <class T>
-static py::object gae_fast_t(const py::array& r, const py::array& v, const py::handle& gamma, const py::handle& lam,
-                             const py::object& terminated, const py::object& bootstrap, bool want_returns) {
+static py::object gae_fast_t(const py::array& r, const py::object& values, const py::handle& gamma,
+                             const py::handle& lam, const py::object& terminated, const py::object& bootstrap,
+                             bool want_returns) {
   const T* pr = fast::view<T>(r);
   if (!pr || r.ndim() != 2 || r.shape(1) < 1) return py::none();
   const py::ssize_t Tn = r.shape(0), B = r.shape(1);
-  const T* pv = fast::view<T>(v);
+  const T* pv = nullptr;
+  if (!values.is_none()) {
+    const py::array v = py::reinterpret_borrow<py::array>(values);
+    if (!(pv = fast::view<T>(v)) || !fast::shape_is(v, {Tn, B})) return py::none();
+  }
   T g, l;
-  if (!pv || !fast::shape_is(v, {Tn, B}) || !unit_param(gamma, g) || !unit_param(lam, l)) return py::none();
+  if (!unit_param(gamma, g) || !unit_param(lam, l)) return py::none();
   const T* pb = nullptr;
   if (!bootstrap.is_none()) {
     const py::array b = py::reinterpret_borrow<py::array>(bootstrap);
@@ -77,7 +84,7 @@ PYBIND11_MODULE(_cpu_returns, m) {
       },
       "rewards"_a, "values"_a, "next_values"_a, "bootstrap"_a, "terminated"_a, "truncated"_a, "mask"_a, "gamma"_a,
       "lam"_a, "advantages"_a, "returns"_a, "status"_a);
-  m.def("gae_fast", [](py::array r, py::array v, py::handle gamma, py::handle lam, py::object terminated,
+  m.def("gae_fast", [](py::array r, py::object v, py::handle gamma, py::handle lam, py::object terminated,
                        py::object bootstrap, bool want_returns) {
     return fast::by_dtype(
         r, [&](auto t) { return gae_fast_t<decltype(t)>(r, v, gamma, lam, terminated, bootstrap, want_returns); });
