@@ -18,7 +18,7 @@ import timeit
 
 import numpy as np
 
-from pygenmod import adversarial, categorical, goals, random, returns, sampling
+from pygenmod import adversarial, categorical, goals, random, returns, sampling, spatial
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -49,6 +49,19 @@ def _entropy_backward(x, g):
     p = np.exp(lp)
     h = -(p * lp).sum(-1, keepdims=True)
     return -g[:, None] * p * (lp + h)
+
+
+def _keypoints(img, xs):
+    p = _softmax(img.reshape(*img.shape[:2], -1)).reshape(img.shape)
+    return np.stack([(p.sum(-2) * xs).sum(-1), (p.sum(-1) * xs).sum(-1)], -1)
+
+
+def _keypoints_backward(img, xs, g):
+    p = _softmax(img.reshape(*img.shape[:2], -1)).reshape(img.shape)
+    kx, ky = (p.sum(-2) * xs).sum(-1), (p.sum(-1) * xs).sum(-1)
+    gx = g[..., 0][..., None, None] * (xs[None, None, None, :] - kx[..., None, None])
+    gy = g[..., 1][..., None, None] * (xs[None, None, :, None] - ky[..., None, None])
+    return p * (gx + gy)
 
 
 def _discounted_scan(r, gamma):
@@ -82,6 +95,8 @@ def cases(D=4, K=6, T=8, D_full=None):
     act = rng.integers(0, K, 2)
     gb = rng.standard_normal(2)
     gz, eps = rng.standard_normal((2, D)), rng.standard_normal((2, D))
+    H = max(2, int(np.sqrt(D)))  # spatial: 2 maps of H x H ~ D pixels
+    img, gkp, grid = rng.standard_normal((2, 1, H, H)), rng.standard_normal((2, 1, 2)), np.linspace(-1, 1, H)
     rew, val = rng.standard_normal((T, 2)), rng.standard_normal((T, 2))
     n = lg.shape[-1]
 
@@ -160,6 +175,11 @@ def cases(D=4, K=6, T=8, D_full=None):
         "categorical.entropy_backward": (
             lambda: categorical.entropy_backward(lg, grad_entropy=gb),
             lambda: _entropy_backward(lg, gb),
+        ),
+        "spatial.spatial_softmax": (lambda: spatial.spatial_softmax(img), lambda: _keypoints(img, grid)),
+        "spatial.spatial_softmax_backward": (
+            lambda: spatial.spatial_softmax_backward(img, grad_keypoints=gkp),
+            lambda: _keypoints_backward(img, grid, gkp),
         ),
         "returns.gae": (lambda: returns.gae(rew, val), lambda: _backward_scan(rew, val, 0.99, 0.95)),
         "returns.discounted_returns": (lambda: returns.discounted_returns(rew), lambda: _discounted_scan(rew, 0.99)),
