@@ -95,6 +95,7 @@ def cases(D=4, K=6, T=8, D_full=None):
     act = rng.integers(0, K, 2)
     gb = rng.standard_normal(2)
     gz, eps = rng.standard_normal((2, D)), rng.standard_normal((2, D))
+    gzf, epsf = np.ascontiguousarray(gz[:, :Df]), np.ascontiguousarray(eps[:, :Df])
     H = max(2, int(np.sqrt(D)))  # spatial: 2 maps of H x H ~ D pixels
     img, gkp, grid = rng.standard_normal((2, 1, H, H)), rng.standard_normal((2, 1, 2)), np.linspace(-1, 1, H)
     rew, val = rng.standard_normal((T, 2)), rng.standard_normal((T, 2))
@@ -145,6 +146,10 @@ def cases(D=4, K=6, T=8, D_full=None):
             lambda: muf + (L @ g.standard_normal((2, Df, 1)))[..., 0],
         ),
         "sampling.mvn_log_prob": (lambda: sampling.mvn_log_prob(xf, muf, L), np_mvn_log_prob),
+        "sampling.rsample_mvn_backward": (
+            lambda: sampling.rsample_mvn_backward(muf, L, grad_z=gzf, eps=epsf),
+            lambda: (gzf, np.tril(gzf[:, :, None] * epsf[:, None, :])),
+        ),
         "sampling.kl_mvn": (
             lambda: sampling.kl_mvn(muf, L),
             lambda: (

@@ -604,6 +604,95 @@ def test_diag_gaussian_backward_errors_and_edge_cases_equal(host, dtype, monkeyp
     assert_same(fast, general)
 
 
+def _mvn_backward_calls(mu, L, g, gz, eps, kw):
+    seed = {"seed": 3} if "seed" not in kw else {}
+    return {
+        "rsample_mvn_backward": lambda: sampling.rsample_mvn_backward(mu, L, grad_z=gz, eps=eps, **kw),
+        "rsample_mvn_backward, seeded": lambda: sampling.rsample_mvn_backward(mu, L, grad_z=gz, **seed, **kw),
+        "mvn_head_backward": lambda: sampling.mvn_head_backward(
+            mu, L, grad_z=gz, grad_kl=g, grad_log_q=g, eps=eps, **kw
+        ),
+        "mvn_head_backward, kl only, seeded": lambda: sampling.mvn_head_backward(mu, L, grad_kl=g, **seed, **kw),
+    }
+
+
+def _lower_factor(rng, shape, dtype):
+    D = shape[-1]
+    return (np.tril(0.3 * rng.standard_normal(shape)) + 2 * np.eye(D)).astype(dtype)
+
+
+@pytest.mark.parametrize("fn", list(_mvn_backward_calls(*(None,) * 5, {})))
+@pytest.mark.parametrize("B,D", [(1, 1), (3, 4), (2, 33), (0, 3), (9, 70)])
+@pytest.mark.parametrize("shared", [False, True])
+def test_mvn_backward_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared):
+    mu, gz, eps = (rng.standard_normal((B, D)).astype(dtype) for _ in range(3))
+    L = _lower_factor(rng, (D, D) if shared else (B, D, D), dtype)
+    g = rng.standard_normal(B).astype(dtype)
+    call = _mvn_backward_calls(mu, L, g, gz, eps, {})[fn]
+
+    def f():
+        pygenmod.random.manual_seed(11)
+        return call(), pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu" and fn == "rsample_mvn_backward":
+        args = (mu, L, eps, 3, resolve_seed, 0, 0, gz, None, None)
+        assert pygenmod._cpu_sampling.mvn_head_backward_fast(*args)[0] is not None
+
+
+def _mvn_backward_cases(dtype):
+    rng = np.random.default_rng(2)
+    mu, gz, eps = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(3))
+    L, g = _lower_factor(rng, (3, 4, 4), dtype), rng.standard_normal(3).astype(dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+
+    def with_(a, v):
+        a = a.copy()
+        a.flat[min(5, a.size - 1)] = v
+        return a
+
+    base = (mu, L, g, gz, eps)
+
+    def case(i, a, **kw):
+        args = list(base)
+        args[i] = a
+        return (*args, kw)
+
+    return {
+        "nan mu": case(0, with_(mu, np.nan)),
+        "nan L": case(1, with_(L, np.nan)),
+        "upper L": case(1, L + np.triu(np.ones((4, 4)), 1).astype(dtype)),
+        "L (1, D, D) for B = 3": case(1, L[:1]),
+        "L shape": case(1, L[:, :3, :3]),
+        "L other dtype": case(1, L.astype(other)),
+        "nan upstream gradient": case(2, with_(g, np.nan)),
+        "scalar upstream gradient": case(2, np.asarray(g[0])),
+        "nan grad_z": case(3, with_(gz, np.inf)),
+        "grad_z shape": case(3, gz[:2]),
+        "eps shape": case(4, eps[:, :3]),
+        "1-d": (mu[0], L[0], np.asarray(g[0]), gz[0], eps[0], {}),
+        "two samples": (mu, L, g, gz[None].repeat(2, 0), eps[None].repeat(2, 0), {"n_samples": 2}),
+        "seed too big": case(0, mu, seed=2**64),
+        "stream negative": case(0, mu, stream=-1),
+    }
+
+
+@pytest.mark.parametrize("fn", list(_mvn_backward_calls(*(None,) * 5, {})))
+@pytest.mark.parametrize("case", list(_mvn_backward_cases(np.float64)))
+def test_mvn_backward_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn, case):
+    *args, kw = _mvn_backward_cases(dtype)[case]
+    call = _mvn_backward_calls(*args, kw)[fn]
+
+    def f():
+        pygenmod.random.manual_seed(11)
+        return call(), pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+
+
 def test_head_backward_without_seed_or_eps_raises_on_both_paths(monkeypatch):
     mu = np.zeros((2, 3))
     fast, general = both(lambda: sampling.rsample_normal_backward(mu, mu, grad_z=mu), monkeypatch)

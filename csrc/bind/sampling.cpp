@@ -208,6 +208,34 @@ static const T* tril_view(const py::array& L, py::ssize_t B, py::ssize_t D, bool
   return p;
 }
 
+// mvn_head_backward / rsample_mvn_backward: mu (B, D), scale_tril (B, D, D) or (D, D) shared (its
+// gradient of the same shape), one sample; eps and the upstream gradients as for
+// normal_head_backward_fast. ((grad_mu, grad_scale_tril), key).
+template <class T>
+static py::tuple mvn_head_backward_fast_t(const py::array& mu, const py::array& L, const py::object& eps,
+                                          const py::handle& seed, const py::object& resolve, uint64_t stream,
+                                          uint64_t offset, const py::object& grad_z, const py::object& grad_kl,
+                                          const py::object& grad_log_q) {
+  py::ssize_t B, D;
+  const T* m = batch_view<T>(mu, B, D);
+  if (!m) return no_result();
+  const auto key = fast::draw_key(resolve, seed);
+  bool shared;
+  const T* pl = tril_view<T>(L, B, D, shared);
+  const T *e, *gz, *gk, *gq;
+  if (!pl || !optional_view<T>(eps, {B, D}, false, e) || !optional_view<T>(grad_z, {B, D}, true, gz) ||
+      !optional_view<T>(grad_kl, {B}, true, gk) || !optional_view<T>(grad_log_q, {B}, true, gq))
+    return no_result(key);
+  auto dm = fast::empty<T>({B, D});
+  auto dL = shared ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
+  {
+    fast::ReleaseIfLarge nogil(B * D * D);
+    sampling::mvn_head_backward_cpu<T>(m, pl, shared, e, key, stream, offset, 1, B, D, gz, gk, gq, dm.mutable_data(),
+                                       dL.mutable_data());
+  }
+  return py::make_tuple(py::make_tuple(dm, dL), key);
+}
+
 // rsample_mvn (S = 1) and kl_mvn against N(0, I) (S = 0, no key) with check=True, as the
 // general path's mvn_head call. (z or kl, key); before the draw: mu (B, D) float and finite.
 template <class T>
@@ -549,6 +577,16 @@ PYBIND11_MODULE(_cpu_sampling, m) {
           return seeded_by_dtype(mu, [&](auto t) -> py::object {
             return normal_head_backward_fast_t<decltype(t)>(mu, logvar, eps, seed, resolve, stream, offset, grad_z,
                                                             grad_kl, grad_log_q);
+          });
+        });
+  m.def("mvn_head_backward_fast",
+        [](py::array mu, py::array L, py::object eps, py::handle seed, py::object resolve, py::handle stream_,
+           py::handle offset_, py::object grad_z, py::object grad_kl, py::object grad_log_q) {
+          uint64_t stream, offset;
+          if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(no_result());
+          return seeded_by_dtype(mu, [&](auto t) -> py::object {
+            return mvn_head_backward_fast_t<decltype(t)>(mu, L, eps, seed, resolve, stream, offset, grad_z, grad_kl,
+                                                         grad_log_q);
           });
         });
   m.def("kl_normal_backward_fast", [](py::array mu, py::array logvar, py::array grad) {

@@ -859,11 +859,22 @@ void mvn_head_backward_cpu(const T* mu, const T* L, bool shared, const T* eps_in
       T glq = 0;
       if (glogq)
         for (index_t s = 0; s < S; ++s) glq += glogq[s * B + b];
+      // mvn_kl_std_dL entry by entry, in loops that vectorise: gk L_ij below the diagonal,
+      // gk L_ii - (gk + glq) / L_ii on it, 0 above (the same operations, so the same bits)
       for (index_t i = 0; i < D; ++i) {
         dm[i] = gk * m[i];
-        for (index_t j = 0; j < D; ++j) {
-          const T v = mvn_kl_std_dL<T>(Lb, D, i, j, gk, glq);
-          dLb[i * D + j] = shared ? dLb[i * D + j] + v : v;
+        const T* __restrict Li = Lb + i * D;
+        T* __restrict dLi = dLb + i * D;
+        const T diag = gk * Li[i] - (gk + glq) / Li[i];
+        if (shared) {
+#pragma omp simd
+          for (index_t j = 0; j < i; ++j) dLi[j] += gk * Li[j];
+          dLi[i] += diag;
+        } else {
+#pragma omp simd
+          for (index_t j = 0; j < i; ++j) dLi[j] = gk * Li[j];
+          dLi[i] = diag;
+          std::fill(dLi + i + 1, dLi + D, T(0));
         }
       }
       if (gz) {
