@@ -67,6 +67,14 @@ PGM_HD T softplus(T l) {
 #define PGM_ELBO_SIMD
 #endif
 
+// The diagonal-Gaussian rows: on the CPU sampling.hpp's *_cpu rows (vector passes, the same
+// values within rounding; the backward ones the same bits), the serial rows on the device.
+#if !defined(__CUDACC__)
+#define PGM_ELBO_ROW(name) sampling::name##_cpu
+#else
+#define PGM_ELBO_ROW(name) sampling::name
+#endif
+
 template <class T>
 PGM_HD T sigmoid(T l) {
   const T e = sampling::exp_t(-(l < T(0) ? -l : l));
@@ -80,8 +88,8 @@ PGM_HD T log_lik_row(const Args<T>& a, index_t s, index_t b, T* chk_out) {
   T lp = 0, chk = 0;
   if (a.lik == GAUSSIAN) {
     const T* dp = a.dp_shared ? a.dp : a.dp + row * X;
-    lp = sampling::normal_log_prob_row<T>(a.x + b * X, a.dec + row * X, dp, a.dkind, neg_inf<T>(), -neg_inf<T>(), X,
-                                          &chk);
+    lp = PGM_ELBO_ROW(normal_log_prob_row)<T>(a.x + b * X, a.dec + row * X, dp, a.dkind, neg_inf<T>(), -neg_inf<T>(), X,
+                                              &chk);
   } else if (a.lik == BERNOULLI) {
     const T* l = a.dec + row * X;
     const T* x = a.x + b * X;
@@ -128,8 +136,8 @@ PGM_HD int elbo_row(const Args<T>& a, index_t b, T* elbo, T* log_lik, T* kl) {
     for (index_t d = 0; d < D; ++d) chk += nan_if_bad(m[d]);
     if (!bad) k = sampling::mvn_kl_std<T>(m, L, D, logdet);
   } else {
-    k = sampling::kl_normal_row<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr, a.pp ? a.pp + b * D : nullptr, a.kind,
-                                   a.lo, a.hi, D, &chk);
+    k = PGM_ELBO_ROW(kl_normal_row)<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr, a.pp ? a.pp + b * D : nullptr,
+                                       a.kind, a.lo, a.hi, D, &chk);
   }
   if (!bad && chk != T(0)) bad = 1;
   T ll = 0, dchk = 0;
@@ -164,9 +172,9 @@ PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl
       for (index_t j = 0; j < D; ++j) dLb[i * D + j] = sampling::mvn_kl_std_dL<T>(L, D, i, j, gk, T(0));
     }
   } else {
-    sampling::kl_normal_row_backward<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr, a.pp ? a.pp + b * D : nullptr,
-                                        a.kind, a.lo, a.hi, D, gk, dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
-                                        dpp ? dpp + b * D : nullptr);
+    PGM_ELBO_ROW(kl_normal_row_backward)<T>(m, a.p + b * D, a.pm ? a.pm + b * D : nullptr,
+                                            a.pp ? a.pp + b * D : nullptr, a.kind, a.lo, a.hi, D, gk, dmu + b * D,
+                                            dp + b * D, dpm ? dpm + b * D : nullptr, dpp ? dpp + b * D : nullptr);
   }
   for (index_t s = 0; s < a.S; ++s) {
     const index_t row = s * a.B + b;
@@ -178,8 +186,8 @@ PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl
         if (dq) dq[j] = T(0);
       }
       const T* q = a.dp_shared ? a.dp : a.dp + row * X;
-      sampling::normal_log_prob_row_backward<T>(a.x + b * X, a.dec + row * X, q, a.dkind, neg_inf<T>(), -neg_inf<T>(),
-                                                X, gr, nullptr, dm, dq);
+      PGM_ELBO_ROW(normal_log_prob_row_backward)<T>(a.x + b * X, a.dec + row * X, q, a.dkind, neg_inf<T>(),
+                                                    -neg_inf<T>(), X, gr, nullptr, dm, dq);
     } else if (a.lik == BERNOULLI) {
       const T* l = a.dec + row * X;
       const T* x = a.x + b * X;

@@ -1008,7 +1008,8 @@ inline void kl_normal_row_backward_cpu(const T* m, const T* p, const T* pm, cons
     kl_normal_row_backward_kind<STD, T>(m, p, pm, pp, lo, hi, D, g, dm, dp, dpm, dpp);
 }
 
-template <int KIND, class T>
+// (dx and dp may be null, as for the ELBO's decoder: not wanted)
+template <int KIND, bool kDx, bool kDp, class T>
 PGM_CLONES inline void normal_log_prob_row_backward_v(const T* __restrict x, const T* __restrict m,
                                                       const T* __restrict p, T lo, T hi, index_t D, T g,
                                                       T* __restrict dx, T* __restrict dm, T* __restrict dp) {
@@ -1017,23 +1018,34 @@ PGM_CLONES inline void normal_log_prob_row_backward_v(const T* __restrict x, con
     const Scale<T> q = scale_of<T>(KIND, p[d], lo, hi);
     const T u = (x[d] - m[d]) / q.sigma;
     const T gx = -g * u / q.sigma;
-    dx[d] = gx;
+    if constexpr (kDx) dx[d] = gx;
     dm[d] += -gx;
-    dp[d] += g * (u * u - T(1)) * q.dlog_dp;
+    if constexpr (kDp) dp[d] += g * (u * u - T(1)) * q.dlog_dp;
   }
+}
+
+template <int KIND, class T>
+inline void normal_log_prob_row_backward_kind(const T* x, const T* m, const T* p, T lo, T hi, index_t D, T g, T* dx,
+                                              T* dm, T* dp) {
+  if (dx && dp)
+    normal_log_prob_row_backward_v<KIND, true, true, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+  else if (dx)
+    normal_log_prob_row_backward_v<KIND, true, false, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+  else if (dp)
+    normal_log_prob_row_backward_v<KIND, false, true, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+  else
+    normal_log_prob_row_backward_v<KIND, false, false, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
 }
 
 template <class T>
 inline void normal_log_prob_row_backward_cpu(const T* x, const T* m, const T* p, int kind, T lo, T hi, index_t D, T g,
                                              T* dx, T* dm, T* dp) {
-  if (!dx || !dp)
-    normal_log_prob_row_backward<T>(x, m, p, kind, lo, hi, D, g, dx, dm, dp);
-  else if (kind == LOGVAR)
-    normal_log_prob_row_backward_v<LOGVAR, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+  if (kind == LOGVAR)
+    normal_log_prob_row_backward_kind<LOGVAR, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
   else if (kind == LOG_STD)
-    normal_log_prob_row_backward_v<LOG_STD, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+    normal_log_prob_row_backward_kind<LOG_STD, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
   else
-    normal_log_prob_row_backward_v<STD, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
+    normal_log_prob_row_backward_kind<STD, T>(x, m, p, lo, hi, D, g, dx, dm, dp);
 }
 
 template <class T>
