@@ -18,7 +18,7 @@ import timeit
 
 import numpy as np
 
-from pygenmod import adversarial, categorical, goals, random, returns, sampling, spatial
+from pygenmod import adversarial, categorical, elbo, goals, random, returns, sampling, spatial
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -49,6 +49,26 @@ def _entropy_backward(x, g):
     p = np.exp(lp)
     h = -(p * lp).sum(-1, keepdims=True)
     return -g[:, None] * p * (lp + h)
+
+
+def _mahalanobis(x, mu, L):
+    y = np.linalg.solve(L, (x - mu)[..., None])[..., 0]
+    return (y * y).sum(-1)
+
+
+def _mvn_log_prob_backward(x, mu, L, g):
+    y = np.linalg.solve(L, (x - mu)[..., None])
+    w = np.linalg.solve(np.swapaxes(L, -1, -2), y)[..., 0]
+    eye = np.eye(L.shape[-1])
+    dL = g[:, None, None] * (
+        np.tril(w[:, :, None] * y[:, None, :, 0]) - eye / np.diagonal(L, axis1=-2, axis2=-1)[..., None]
+    )
+    return -g[:, None] * w, g[:, None] * w, dL
+
+
+def _elbo(x, dec, mu, lv):
+    ll = -0.5 * ((x - dec) ** 2 + LOG_2PI).sum(-1)
+    return ll - 0.5 * (np.exp(lv) + mu**2 - 1 - lv).sum(-1)
 
 
 def _keypoints(img, xs):
@@ -95,6 +115,7 @@ def cases(D=4, K=6, T=8, D_full=None):
     act = rng.integers(0, K, 2)
     gb = rng.standard_normal(2)
     gz, eps = rng.standard_normal((2, D)), rng.standard_normal((2, D))
+    xo = rng.random((2, T))  # elbo: x and the decoder's means (the rewards' rows), latent size 8
     gzf, epsf = np.ascontiguousarray(gz[:, :Df]), np.ascontiguousarray(eps[:, :Df])
     H = max(2, int(np.sqrt(D)))  # spatial: 2 maps of H x H ~ D pixels
     img, gkp, grid = rng.standard_normal((2, 1, H, H)), rng.standard_normal((2, 1, 2)), np.linspace(-1, 1, H)
@@ -150,6 +171,11 @@ def cases(D=4, K=6, T=8, D_full=None):
             lambda: sampling.rsample_mvn_backward(muf, L, grad_z=gzf, eps=epsf),
             lambda: (gzf, np.tril(gzf[:, :, None] * epsf[:, None, :])),
         ),
+        "sampling.mvn_log_prob_backward": (
+            lambda: sampling.mvn_log_prob_backward(xf, muf, L, grad_log_prob=gb),
+            lambda: _mvn_log_prob_backward(xf, muf, L, gb),
+        ),
+        "sampling.mahalanobis": (lambda: sampling.mahalanobis(xf, muf, L), lambda: _mahalanobis(xf, muf, L)),
         "sampling.kl_mvn": (
             lambda: sampling.kl_mvn(muf, L),
             lambda: (
@@ -186,7 +212,15 @@ def cases(D=4, K=6, T=8, D_full=None):
             lambda: spatial.spatial_softmax_backward(img, grad_keypoints=gkp),
             lambda: _keypoints_backward(img, grid, gkp),
         ),
+        "elbo.elbo": (
+            lambda: elbo.elbo(xo, rew.T, mu[:, :8], lv[:, :8]),
+            lambda: _elbo(xo, rew.T, mu[:, :8], lv[:, :8]),
+        ),
         "returns.gae": (lambda: returns.gae(rew, val), lambda: _backward_scan(rew, val, 0.99, 0.95)),
+        "returns.lambda_returns": (
+            lambda: returns.lambda_returns(rew, val),
+            lambda: _backward_scan(rew, val, 0.99, 0.95) + val,
+        ),
         "returns.discounted_returns": (lambda: returns.discounted_returns(rew), lambda: _discounted_scan(rew, 0.99)),
         "adversarial.gan_discriminator_loss": (lambda: adversarial.gan_discriminator_loss(lg, lq), np_gan_d),
         "adversarial.gan_generator_loss": (

@@ -33,3 +33,47 @@ def test_tiny_rows_run(w):
         except Missing:  # a peer that is not installed
             continue
         run()
+
+
+# The size sweep (bench/tiny_sweep.py) compares each function with a NumPy expression: every
+# deterministic pair must compute the same thing (the random draws differ by construction; a
+# baseline may leave out trailing outputs that pygenmod also returns, e.g. the temperature's
+# gradient of spatial_softmax_backward).
+_SWEEP_RANDOM = {
+    "sampling.rsample_normal",
+    "sampling.normal_head",
+    "sampling.rsample_mvn",
+    "sampling.gumbel_softmax",
+    "random.normal",
+}
+
+
+def _sweep_module():
+    import importlib.util
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "bench" / "tiny_sweep.py"
+    if not path.exists():
+        pytest.skip("bench/tiny_sweep.py is not in this checkout")
+    spec = importlib.util.spec_from_file_location("tiny_sweep", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _leaves(r):
+    if isinstance(r, tuple):
+        return [x for v in r if v is not None for x in _leaves(v)]
+    return [np.asarray(r, dtype=float)]
+
+
+@pytest.mark.parametrize("n", [4, 64])
+def test_size_sweep_baselines_match(n):
+    sweep = _sweep_module()
+    for name, (ours, plain) in sweep.cases(D=n, K=n, T=n, D_full=min(n, 128)).items():
+        if name in _SWEEP_RANDOM:
+            continue
+        a, b = _leaves(ours()), _leaves(plain())
+        assert 1 <= len(b) <= len(a), name
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9, err_msg=name)
