@@ -376,10 +376,22 @@ def rsample_normal(
     return Sample(h.z, h.eps) if return_eps else h.z
 
 
-def _head_backward_fast(name, mu, scale, eps, seed, stream, offset, grad_z, grad_kl=None, grad_log_q=None):
-    """The one-call path ``name`` of normal_head_backward / mvn_head_backward (the caller checked
-    the argument types): (result, seed), or (None, the seed for the general path: a key drawn
-    before a later check)."""
+def _head_backward_fast(name, mu, scale, seed, n_samples, stream, offset, eps, grad_z, grad_kl=None, grad_log_q=None):
+    """The one-call path ``name`` of normal_head_backward / mvn_head_backward for plain arrays,
+    one sample, and eps or a seed: (result, seed), or (None, the seed for the general path: a
+    key drawn before a later check, else the caller's)."""
+    if not (
+        type(mu) is np.ndarray
+        and type(scale) is np.ndarray
+        and n_samples is None
+        and (eps is None or type(eps) is np.ndarray)
+        and (seed is not None or eps is not None)
+        and (grad_z is None or type(grad_z) is np.ndarray)
+        and (grad_kl is None or type(grad_kl) is np.ndarray)
+        and (grad_log_q is None or type(grad_log_q) is np.ndarray)
+        and (grad_z is not None or grad_kl is not None or grad_log_q is not None)
+    ):
+        return None, seed
     fast = _fast.cpu_kernel("sampling", name)  # one compiled call (pygenmod._fast)
     if fast is None:
         return None, seed
@@ -408,22 +420,9 @@ def normal_head_backward(
     ``(grad_mu, grad_scale)`` with grad_scale w.r.t. the scale argument given. Pass the upstream
     gradients of the outputs you use (at least one; None or left out: zero). The noise is
     regenerated from ``(seed, stream, offset)`` unless ``eps`` is passed."""
-    if (
-        type(mu) is np.ndarray
-        and type(logvar) is np.ndarray
-        and log_std is None
-        and std is None
-        and n_samples is None
-        and clamp is None
-        and (eps is None or type(eps) is np.ndarray)
-        and (seed is not None or eps is not None)
-        and (grad_z is None or type(grad_z) is np.ndarray)
-        and (grad_kl is None or type(grad_kl) is np.ndarray)
-        and (grad_log_q is None or type(grad_log_q) is np.ndarray)
-        and (grad_z is not None or grad_kl is not None or grad_log_q is not None)
-    ):
+    if log_std is None and std is None and clamp is None:
         res, seed = _head_backward_fast(
-            "normal_head_backward_fast", mu, logvar, eps, seed, stream, offset, grad_z, grad_kl, grad_log_q
+            "normal_head_backward_fast", mu, logvar, seed, n_samples, stream, offset, eps, grad_z, grad_kl, grad_log_q
         )
         if res is not None:
             return res
@@ -457,18 +456,10 @@ def rsample_normal_backward(
 ) -> tuple[Array, Array]:
     """VJP of :func:`rsample_normal`: ``(grad_mu, grad_scale)``. The old grad-first form
     ``rsample_normal_backward(grad_z, mu, ...)`` is deprecated."""
-    if (
-        type(mu) is np.ndarray
-        and type(logvar) is np.ndarray
-        and type(grad_z) is np.ndarray
-        and log_std is None
-        and std is None
-        and n_samples is None
-        and clamp is None
-        and (eps is None or type(eps) is np.ndarray)
-        and (seed is not None or eps is not None)
-    ):
-        res, seed = _head_backward_fast("normal_head_backward_fast", mu, logvar, eps, seed, stream, offset, grad_z)
+    if log_std is None and std is None and clamp is None:
+        res, seed = _head_backward_fast(
+            "normal_head_backward_fast", mu, logvar, seed, n_samples, stream, offset, eps, grad_z
+        )
         if res is not None:
             return res
     return normal_head_backward(
@@ -828,22 +819,11 @@ def mvn_head_backward(
     """VJP of :func:`mvn_head`: ``(grad_mu, grad_scale_tril)`` (grad_scale_tril is lower
     triangular, shaped like scale_tril; summed over rows for a shared L). Pass the upstream
     gradients of the outputs you use (at least one; None or left out: zero)."""
-    if (
-        type(mu) is np.ndarray
-        and type(scale_tril) is np.ndarray
-        and n_samples is None
-        and (eps is None or type(eps) is np.ndarray)
-        and (seed is not None or eps is not None)
-        and (grad_z is None or type(grad_z) is np.ndarray)
-        and (grad_kl is None or type(grad_kl) is np.ndarray)
-        and (grad_log_q is None or type(grad_log_q) is np.ndarray)
-        and (grad_z is not None or grad_kl is not None or grad_log_q is not None)
-    ):
-        res, seed = _head_backward_fast(
-            "mvn_head_backward_fast", mu, scale_tril, eps, seed, stream, offset, grad_z, grad_kl, grad_log_q
-        )
-        if res is not None:
-            return res
+    res, seed = _head_backward_fast(
+        "mvn_head_backward_fast", mu, scale_tril, seed, n_samples, stream, offset, eps, grad_z, grad_kl, grad_log_q
+    )
+    if res is not None:
+        return res
     c = _call(mu, seed, n_samples, stream, offset, eps, backward=True)
     shared_in = getattr(scale_tril, "ndim", 3) == 2
     L = _tril_arg(scale_tril, "scale_tril", c.m)
@@ -872,17 +852,11 @@ def rsample_mvn_backward(
 ) -> tuple[Array, Array]:
     """VJP of :func:`rsample_mvn`: ``(grad_mu, grad_scale_tril)``. The old grad-first form
     ``rsample_mvn_backward(grad_z, mu, scale_tril, ...)`` is deprecated."""
-    if (
-        type(mu) is np.ndarray
-        and type(scale_tril) is np.ndarray
-        and type(grad_z) is np.ndarray
-        and n_samples is None
-        and (eps is None or type(eps) is np.ndarray)
-        and (seed is not None or eps is not None)
-    ):
-        res, seed = _head_backward_fast("mvn_head_backward_fast", mu, scale_tril, eps, seed, stream, offset, grad_z)
-        if res is not None:
-            return res
+    res, seed = _head_backward_fast(
+        "mvn_head_backward_fast", mu, scale_tril, seed, n_samples, stream, offset, eps, grad_z
+    )
+    if res is not None:
+        return res
     return mvn_head_backward(
         mu, scale_tril, grad_z=grad_z, seed=seed, n_samples=n_samples, stream=stream, offset=offset, eps=eps
     )

@@ -397,6 +397,26 @@ def test_thread_count_and_layout_do_not_change_results(backend, rng):
     )
 
 
+def test_kl_backward_of_an_infinite_kl_is_nan(backend):
+    # float32 logits near the range's ends: in float32 arithmetic (the compiled kernels)
+    # q_j - max q overflows to -inf and the KL is +inf, and that row's gradients are NaN (the
+    # CPU's vector rows leave it to the serial row); numba sums in float64 and gets a finite KL
+    # with finite gradients
+    p = np.zeros((2, 20), np.float32)
+    q = np.zeros((2, 20), np.float32)
+    q[1, 3], q[1, 7] = 3e38, -3e38
+    k = backend.numpy(cat.kl(backend.asarray(p), backend.asarray(q)))
+    g = backend.asarray(np.ones(2, np.float32))
+    dp, dq = (backend.numpy(a) for a in cat.kl_backward(backend.asarray(p), backend.asarray(q), grad_kl=g))
+    assert np.isfinite(k[0]) and np.isfinite(dp[0]).all() and np.isfinite(dq[0]).all()
+    if backend.name != "numba":
+        assert k[1] == np.inf
+    if k[1] == np.inf:
+        assert np.isnan(dp[1]).all() and np.isnan(dq[1]).all()
+    else:
+        assert np.isfinite(dq[1]).all()
+
+
 # ------------------------------------------------------------------------------ instruction sets
 _ISA_SCRIPT = """
 import numpy as np

@@ -613,6 +613,7 @@ def _mvn_backward_calls(mu, L, g, gz, eps, kw):
             mu, L, grad_z=gz, grad_kl=g, grad_log_q=g, eps=eps, **kw
         ),
         "mvn_head_backward, kl only, seeded": lambda: sampling.mvn_head_backward(mu, L, grad_kl=g, **seed, **kw),
+        "mvn_head_backward, log q only, seeded": lambda: sampling.mvn_head_backward(mu, L, grad_log_q=g, **seed, **kw),
     }
 
 
@@ -622,7 +623,7 @@ def _lower_factor(rng, shape, dtype):
 
 
 @pytest.mark.parametrize("fn", list(_mvn_backward_calls(*(None,) * 5, {})))
-@pytest.mark.parametrize("B,D", [(1, 1), (3, 4), (2, 33), (0, 3), (9, 70)])
+@pytest.mark.parametrize("B,D", [(1, 1), (1, 5), (3, 4), (2, 33), (0, 3), (9, 70)])
 @pytest.mark.parametrize("shared", [False, True])
 def test_mvn_backward_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared):
     mu, gz, eps = (rng.standard_normal((B, D)).astype(dtype) for _ in range(3))

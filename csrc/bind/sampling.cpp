@@ -89,6 +89,16 @@ static bool optional_view(const py::object& a, std::initializer_list<py::ssize_t
   return out && fast::shape_is(arr, shape) && (!finite || fast::all_finite(out, arr.size()));
 }
 
+// The noise and the upstream gradients of a head's backward fast path (one sample): eps None or
+// (B, D), grad_z (B, D), grad_kl and grad_log_q (B,), each gradient None or finite.
+template <class T>
+static bool head_grad_views(py::ssize_t B, py::ssize_t D, const py::object& eps, const py::object& grad_z,
+                            const py::object& grad_kl, const py::object& grad_log_q, const T*& e, const T*& gz,
+                            const T*& gk, const T*& gq) {
+  return optional_view<T>(eps, {B, D}, false, e) && optional_view<T>(grad_z, {B, D}, true, gz) &&
+         optional_view<T>(grad_kl, {B}, true, gk) && optional_view<T>(grad_log_q, {B}, true, gq);
+}
+
 // normal_head_backward / rsample_normal_backward: mu and logvar (B, D), one sample, no clamp;
 // eps None (regenerated from the key) or (B, D); each upstream gradient None or of mu's dtype
 // and finite (the general path's check): grad_z (B, D), grad_kl and grad_log_q (B,).
@@ -104,9 +114,8 @@ static py::tuple normal_head_backward_fast_t(const py::array& mu, const py::arra
   const auto key = fast::draw_key(resolve, seed);
   const T* p = fast::view<T>(logvar);
   const T *e, *gz, *gk, *gq;
-  if (!p || !fast::shape_is(logvar, {B, D}) || !optional_view<T>(eps, {B, D}, false, e) ||
-      !optional_view<T>(grad_z, {B, D}, true, gz) || !optional_view<T>(grad_kl, {B}, true, gk) ||
-      !optional_view<T>(grad_log_q, {B}, true, gq))
+  if (!p || !fast::shape_is(logvar, {B, D}) ||
+      !head_grad_views<T>(B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq))
     return no_result(key);
   auto dm = fast::empty<T>({B, D});
   auto dp = fast::empty<T>({B, D});
@@ -223,15 +232,14 @@ static py::tuple mvn_head_backward_fast_t(const py::array& mu, const py::array& 
   bool shared;
   const T* pl = tril_view<T>(L, B, D, shared);
   const T *e, *gz, *gk, *gq;
-  if (!pl || !optional_view<T>(eps, {B, D}, false, e) || !optional_view<T>(grad_z, {B, D}, true, gz) ||
-      !optional_view<T>(grad_kl, {B}, true, gk) || !optional_view<T>(grad_log_q, {B}, true, gq))
-    return no_result(key);
+  if (!pl || !head_grad_views<T>(B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq)) return no_result(key);
   auto dm = fast::empty<T>({B, D});
   auto dL = shared ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
   {
     fast::ReleaseIfLarge nogil(B * D * D);
-    sampling::mvn_head_backward_cpu<T>(m, pl, shared, e, key, stream, offset, 1, B, D, gz, gk, gq, dm.mutable_data(),
-                                       dL.mutable_data());
+    // (one row's factor is its own, as on the general path: no sum over rows, so the same zeros)
+    sampling::mvn_head_backward_cpu<T>(m, pl, shared && B != 1, e, key, stream, offset, 1, B, D, gz, gk, gq,
+                                       dm.mutable_data(), dL.mutable_data());
   }
   return py::make_tuple(py::make_tuple(dm, dL), key);
 }

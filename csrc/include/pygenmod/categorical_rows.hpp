@@ -85,7 +85,7 @@ PGM_CROW_INLINE void write_passes(const T* x, const T* y, index_t K, T* out1, T*
   using V = typename vm::vec<T, VB>::type;
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));
   const index_t Kn = K / N * N;
-  V o1, o2;
+  V o1{}, o2{};
   for (index_t k = 0; k < Kn; k += N) {
     f(vm::load<V>(x + k), y ? vm::load<V>(y + k) : V{}, o1, o2);
     vm::store(out1 + k, o1);
@@ -241,7 +241,7 @@ PGM_CROW_INLINE int log_prob_backward(const T* x, index_t K, std::int64_t a, T g
   const int st = stats<T, VB>(x, K, &mx, &ls);
   if (st != DONE) return st;
   write_passes<T, VB>(x, nullptr, K, dx, nullptr, [&](const V& v, const V&, V& o, V&) __attribute__((always_inline)) {
-    o = -g * exp_le0((v - mx) - ls);
+    o = g * (T(0) - exp_le0((v - mx) - ls));  // the serial row's g (0 - p_j): the same signed zeros
   });
   dx[a] = g * (T(1) - exp_le0(vm::splat<V>((x[a] - mx) - ls))[0]);
   return DONE;
@@ -270,6 +270,7 @@ PGM_CROW_INLINE int kl_backward(const T* p, const T* q, index_t K, T g, T* dp, T
   const int st = stats_pq<T, VB>(p, q, K, &mxp, &lsp, &mxq, &lsq);
   if (st != DONE) return st;
   const T kl_pq = kl_sum<T, VB>(p, q, K, mxp, lsp, mxq, lsq);
+  if (!(kl_pq < std::numeric_limits<T>::infinity())) return SERIAL;  // (its NaN gradients)
   write_passes<T, VB>(q, p, K, dq, dp, [&](const V& b, const V& a, V& oq, V& op) __attribute__((always_inline)) {
     const V lp = (a - mxp) - lsp, lq = (b - mxq) - lsq;
     const V pj = exp_le0(lp);

@@ -55,17 +55,10 @@ enum RowCode : int { ROW_OK = 0, ROW_NONFINITE = 1, ROW_BAD_TRIL = 2 };
 
 constexpr double HALF_LOG_2PI = 0.91893853320467274178;
 
-// exp / log: the vectorisable float32 versions of random.hpp, libm for float64, except exp on
-// the host: random.hpp's exp_f64 (libm's scalar exp kept the float64 sampling loops from
-// vectorising: 41-52 cycles per element for rsample_normal, against 12-13 for the normal fill).
+// exp / log: the vectorisable float32 versions of random.hpp; float64 exp random.hpp's
+// exp_hd_f64 (vectorisable on the host), float64 log libm's.
 PGM_HD float exp_t(float x) { return rng::exp_f32(x); }
-PGM_HD double exp_t(double x) {
-#if defined(__CUDA_ARCH__)
-  return exp(x);
-#else
-  return rng::exp_f64(x);
-#endif
-}
+PGM_HD double exp_t(double x) { return rng::exp_hd_f64(x); }
 PGM_HD float log_t(float x) { return rng::log_f32(x); }  // x > 0 normal (scales); NaN-safe via nan_if_bad
 PGM_HD double log_t(double x) { return log(x); }
 
@@ -570,8 +563,8 @@ PGM_CLONES inline void head_backward_one(const T* __restrict m, const T* __restr
 #pragma omp simd
   for (index_t d = 0; d < D; ++d) {
     const Scale<T> sc = scale_of<T>(KIND, p[d], lo, hi);
-    dm[d] = g[d] + gk * m[d];
-    dp[d] = (g[d] * e[d] * sc.sigma + kl_dlog_sigma(gk, sc.sigma) - glq) * sc.dlog_dp;
+    dm[d] = (T(0) + g[d]) + gk * m[d];  // (the 0 + of the accumulating path: the same signed zeros)
+    dp[d] = ((T(0) + g[d] * e[d]) * sc.sigma + kl_dlog_sigma(gk, sc.sigma) - glq) * sc.dlog_dp;
   }
 }
 

@@ -22,7 +22,7 @@
 #include "pygenmod/common.hpp"
 #include "pygenmod/parallel.hpp"
 #include "pygenmod/cpu_features.hpp"
-#include "pygenmod/random.hpp"  // rng::exp_f64
+#include "pygenmod/random.hpp"  // rng::exp_hd_f64
 
 namespace pygenmod::spatial {
 
@@ -102,16 +102,9 @@ PGM_HD float exp_neg(float t) {
   const float scale = bits_to_float((static_cast<std::int32_t>(n) + 127) << 23);
   return p * scale * keep;
 }
-// float64: random.hpp's exp_f64 on the host (branch-free, within an ulp of libm's exp over the
-// whole range, so the map loops vectorise; libm's scalar exp made float64 maps 3x slower than
-// NumPy's expression at 128 x 128), CUDA's exp on the device.
-PGM_HD double exp_neg(double t) {
-#if defined(__CUDA_ARCH__)
-  return exp(t);
-#else
-  return rng::exp_f64(t);
-#endif
-}
+// float64: random.hpp's exp_hd_f64 (vectorisable on the host; this file's ISA clones contract
+// its products into FMAs, so float64 maps differ between clones by about an ulp).
+PGM_HD double exp_neg(double t) { return rng::exp_hd_f64(t); }
 
 // ------------------------------------------------------------------ per-map moments
 // Online softmax moments of one map relative to its running max m (all in A = double):
