@@ -959,6 +959,13 @@ def mahalanobis(
     the precision ``precision_tril`` (Sigma^{-1} = U U^T); per row (B, D, D) or shared (D, D).
     x is (B, D) or (S, B, D). ``squared=False`` returns the distance itself. One row kernel:
     a forward substitution (or a triangular mat-vec) per row."""
+    factor = scale_tril if precision_tril is None else precision_tril if scale_tril is None else None
+    if type(x) is np.ndarray and type(mu) is np.ndarray and type(factor) is np.ndarray and type(squared) is bool:
+        fast = _fast.cpu_kernel("sampling", "mvn_rows_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            d = fast(x, mu, factor, _MVN_MODES["scale_tril" if precision_tril is None else "precision_tril"], squared)
+            if d is not None:
+                return d
     return _mvn_rows(x, mu, scale_tril, precision_tril, None, squared)
 
 
@@ -983,9 +990,9 @@ def mahalanobis_backward(
 def mvn_log_prob(x: ArrayLike, mu: ArrayLike, scale_tril: ArrayLike) -> Array:
     """``log N(x; mu, L L^T)`` per row; x (B, D) or (S, B, D); L per row or shared."""
     if type(x) is np.ndarray and type(mu) is np.ndarray and type(scale_tril) is np.ndarray:
-        fast = _fast.cpu_kernel("sampling", "mvn_log_prob_fast")  # one compiled call (pygenmod._fast)
+        fast = _fast.cpu_kernel("sampling", "mvn_rows_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            lp = fast(x, mu, scale_tril)
+            lp = fast(x, mu, scale_tril, _MVN_MODES["log_prob"], True)
             if lp is not None:
                 return lp
     return _mvn_rows(x, mu, scale_tril, None, "log_prob", True)

@@ -935,10 +935,19 @@ def _mvn_calls(mu, L, x, kw):
         "rsample_mvn": lambda: sampling.rsample_mvn(mu, L, **{"seed": 3, **kw}),
         "mvn_log_prob": lambda: sampling.mvn_log_prob(x, mu, L),
         "kl_mvn": lambda: sampling.kl_mvn(mu, L),
+        "mahalanobis": lambda: sampling.mahalanobis(x, mu, L),
+        "mahalanobis, precision, not squared": lambda: sampling.mahalanobis(x, mu, precision_tril=L, squared=False),
     }
 
 
-@pytest.mark.parametrize("fn", ["rsample_mvn", "mvn_log_prob", "kl_mvn"])
+_MVN_FAST = {  # the mvn_rows_fast mode and squared flag of each
+    "mvn_log_prob": (2, True),
+    "mahalanobis": (0, True),
+    "mahalanobis, precision, not squared": (1, False),
+}
+
+
+@pytest.mark.parametrize("fn", list(_mvn_calls(*(None,) * 4)))
 @pytest.mark.parametrize("B,D", [(1, 1), (2, 4), (5, 17), (0, 3), (300, 8)])
 @pytest.mark.parametrize("shared", [False, True])
 def test_mvn_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared):
@@ -948,8 +957,8 @@ def test_mvn_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        if fn == "mvn_log_prob":
-            assert pygenmod._cpu_sampling.mvn_log_prob_fast(x, mu, L) is not None
+        if fn in _MVN_FAST:
+            assert pygenmod._cpu_sampling.mvn_rows_fast(x, mu, L, *_MVN_FAST[fn]) is not None
         else:
             args = (
                 (mu, L, 3, resolve_seed, 0, 0, True) if fn == "rsample_mvn" else (mu, L, 0, resolve_seed, 0, 0, False)
@@ -998,7 +1007,21 @@ def _mvn_cases(dtype):
     }
 
 
-@pytest.mark.parametrize("fn", ["rsample_mvn", "mvn_log_prob", "kl_mvn"])
+def test_mahalanobis_options_equal(host, monkeypatch):
+    rng = np.random.default_rng(4)
+    mu, x = rng.standard_normal((2, 3, 4))
+    L = _tril(rng, (3,), 4, np.float64)
+    for call in (
+        lambda: sampling.mahalanobis(x, mu, L, precision_tril=L),  # both factors: TypeError
+        lambda: sampling.mahalanobis(x, mu),  # neither
+        lambda: sampling.mahalanobis(x, mu, L, squared=1),  # a non-bool flag: the general path's
+        lambda: sampling.mahalanobis(x, mu, L[0]),  # a shared factor
+    ):
+        fast, general = both(call, monkeypatch)
+        assert_same(fast, general)
+
+
+@pytest.mark.parametrize("fn", list(_mvn_calls(*(None,) * 4)))
 @pytest.mark.parametrize("case", list(_mvn_cases(np.float64)))
 def test_mvn_errors_and_edge_cases_equal(host, dtype, monkeypatch, fn, case):
     mu, L, x, kw = _mvn_cases(dtype)[case]

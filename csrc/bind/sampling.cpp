@@ -269,10 +269,10 @@ static py::tuple mvn_head_fast_t(const py::array& mu, const py::array& L, const 
   return py::make_tuple(out, key ? py::object(py::int_(*key)) : py::object(py::none()));
 }
 
-// mvn_log_prob: x (B, D), the factor checked (tril_check) before the row kernel, as the
-// general path does.
+// mvn_log_prob and mahalanobis (mode: sampling::MvnMode): x (B, D), the factor checked
+// (tril_check) before the row kernel, as the general path does.
 template <class T>
-static py::object mvn_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& L) {
+static py::object mvn_rows_fast_t(const py::array& x, const py::array& mu, const py::array& L, int mode, bool squared) {
   py::ssize_t B, D;
   bool shared;
   const T* m = batch_view<T>(mu, B, D);
@@ -286,8 +286,7 @@ static py::object mvn_log_prob_fast_t(const py::array& x, const py::array& mu, c
     fast::ReleaseIfLarge nogil(B * D * D);
     sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
     if (fast::all_clean(flags))
-      sampling::mvn_rows_cpu<T>(px, m, pl, shared, sampling::MVN_LOG_PROB, true, B, B, D, out.mutable_data(),
-                                status.data());
+      sampling::mvn_rows_cpu<T>(px, m, pl, shared, mode, squared, B, B, D, out.mutable_data(), status.data());
   }
   if (!fast::all_clean(flags) || !fast::all_clean(status)) return py::none();
   return std::move(out);
@@ -612,8 +611,9 @@ PYBIND11_MODULE(_cpu_sampling, m) {
       return mvn_head_fast_t<decltype(t)>(mu, L, seed, resolve, stream, offset, sample);
     });
   });
-  m.def("mvn_log_prob_fast", [](py::array x, py::array mu, py::array L) {
-    return fast::by_dtype(mu, [&](auto t) { return mvn_log_prob_fast_t<decltype(t)>(x, mu, L); });
+  m.def("mvn_rows_fast", [](py::array x, py::array mu, py::array L, int mode, bool squared) {
+    if (mode < sampling::MVN_SCALE || mode > sampling::MVN_LOG_PROB) return py::object(py::none());
+    return fast::by_dtype(mu, [&](auto t) { return mvn_rows_fast_t<decltype(t)>(x, mu, L, mode, squared); });
   });
   m.def("gumbel_softmax_fast", [](py::array logits, double tau, py::handle seed, py::object resolve, py::handle stream_,
                                   py::handle offset_, bool hard) {
