@@ -280,117 +280,48 @@ PGM_CROW_INLINE int kl_backward(const T* p, const T* q, index_t K, T g, T* dp, T
   return DONE;
 }
 
-// Entry points per ISA (cpu_features.hpp).
-#ifdef PGM_ISA_ENTRIES
-template <class T>
-PGM_ENTRY_AVX512 int log_prob_backward_avx512(const T* x, index_t K, std::int64_t a, T g, T* dx) {
-  return log_prob_backward<T, 64>(x, K, a, g, dx);
-}
-template <class T>
-PGM_ENTRY_AVX2 int log_prob_backward_avx2(const T* x, index_t K, std::int64_t a, T g, T* dx) {
-  return log_prob_backward<T, 32>(x, K, a, g, dx);
-}
-template <class T>
-PGM_ENTRY_AVX512 int entropy_backward_avx512(const T* x, index_t K, T g, T* dx) {
-  return entropy_backward<T, 64>(x, K, g, dx);
-}
-template <class T>
-PGM_ENTRY_AVX2 int entropy_backward_avx2(const T* x, index_t K, T g, T* dx) {
-  return entropy_backward<T, 32>(x, K, g, dx);
-}
-template <class T>
-PGM_ENTRY_AVX512 int kl_backward_avx512(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
-  return kl_backward<T, 64>(p, q, K, g, dp, dq);
-}
-template <class T>
-PGM_ENTRY_AVX2 int kl_backward_avx2(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
-  return kl_backward<T, 32>(p, q, K, g, dp, dq);
-}
-template <class T>
-PGM_ENTRY_AVX512 int log_prob_avx512(const T* x, index_t K, std::int64_t a, T* out) {
-  return log_prob<T, 64>(x, K, a, out);
-}
-template <class T>
-PGM_ENTRY_AVX2 int log_prob_avx2(const T* x, index_t K, std::int64_t a, T* out) {
-  return log_prob<T, 32>(x, K, a, out);
-}
-template <class T>
-PGM_ENTRY_AVX512 int entropy_avx512(const T* x, index_t K, T* out) {
-  return entropy<T, 64>(x, K, out);
-}
-template <class T>
-PGM_ENTRY_AVX2 int entropy_avx2(const T* x, index_t K, T* out) {
-  return entropy<T, 32>(x, K, out);
-}
-template <class T>
-PGM_ENTRY_AVX512 int kl_avx512(const T* p, const T* q, index_t K, T* out) {
-  return kl<T, 64>(p, q, K, out);
-}
-template <class T>
-PGM_ENTRY_AVX2 int kl_avx2(const T* p, const T* q, index_t K, T* out) {
-  return kl<T, 32>(p, q, K, out);
-}
-#endif
-template <class T>
-PGM_ENTRY_BASE int log_prob_backward_base(const T* x, index_t K, std::int64_t a, T g, T* dx) {
-  return log_prob_backward<T, 16>(x, K, a, g, dx);
-}
-template <class T>
-PGM_ENTRY_BASE int entropy_backward_base(const T* x, index_t K, T g, T* dx) {
-  return entropy_backward<T, 16>(x, K, g, dx);
-}
-template <class T>
-PGM_ENTRY_BASE int kl_backward_base(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
-  return kl_backward<T, 16>(p, q, K, g, dp, dq);
-}
-template <class T>
-PGM_ENTRY_BASE int log_prob_base(const T* x, index_t K, std::int64_t a, T* out) {
-  return log_prob<T, 16>(x, K, a, out);
-}
-template <class T>
-PGM_ENTRY_BASE int entropy_base(const T* x, index_t K, T* out) {
-  return entropy<T, 16>(x, K, out);
-}
-template <class T>
-PGM_ENTRY_BASE int kl_base(const T* p, const T* q, index_t K, T* out) {
-  return kl<T, 16>(p, q, K, out);
-}
 #undef PGM_CROW_INLINE
 
-// The entry point of this CPU's ISA.
+// Per row function `name`: its entry points per ISA (cpu_features.hpp) and name_any, the one
+// of this CPU's ISA.
 #ifdef PGM_ISA_ENTRIES
-#define PGM_CROW_DISPATCH(name, ...)                                \
-  const int isa = cpu::isa();                                       \
-  if (isa == cpu::ISA_AVX512) return name##_avx512<T>(__VA_ARGS__); \
-  if (isa == cpu::ISA_AVX2) return name##_avx2<T>(__VA_ARGS__);     \
-  return name##_base<T>(__VA_ARGS__)
+#define PGM_CROW_ENTRIES(name, params, args)                  \
+  template <class T>                                          \
+  PGM_ENTRY_AVX512 int name##_avx512 params {                 \
+    return name<T, 64> args;                                  \
+  }                                                           \
+  template <class T>                                          \
+  PGM_ENTRY_AVX2 int name##_avx2 params {                     \
+    return name<T, 32> args;                                  \
+  }                                                           \
+  template <class T>                                          \
+  PGM_ENTRY_BASE int name##_base params {                     \
+    return name<T, 16> args;                                  \
+  }                                                           \
+  template <class T>                                          \
+  inline int name##_any params {                              \
+    const int isa = cpu::isa();                               \
+    if (isa == cpu::ISA_AVX512) return name##_avx512<T> args; \
+    if (isa == cpu::ISA_AVX2) return name##_avx2<T> args;     \
+    return name##_base<T> args;                               \
+  }
 #else
-#define PGM_CROW_DISPATCH(name, ...) return name##_base<T>(__VA_ARGS__)
+#define PGM_CROW_ENTRIES(name, params, args) \
+  template <class T>                         \
+  PGM_ENTRY_BASE int name##_base params {    \
+    return name<T, 16> args;                 \
+  }                                          \
+  template <class T>                         \
+  inline int name##_any params {             \
+    return name##_base<T> args;              \
+  }
 #endif
-template <class T>
-inline int log_prob_backward_any(const T* x, index_t K, std::int64_t a, T g, T* dx) {
-  PGM_CROW_DISPATCH(log_prob_backward, x, K, a, g, dx);
-}
-template <class T>
-inline int entropy_backward_any(const T* x, index_t K, T g, T* dx) {
-  PGM_CROW_DISPATCH(entropy_backward, x, K, g, dx);
-}
-template <class T>
-inline int kl_backward_any(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
-  PGM_CROW_DISPATCH(kl_backward, p, q, K, g, dp, dq);
-}
-template <class T>
-inline int log_prob_any(const T* x, index_t K, std::int64_t a, T* out) {
-  PGM_CROW_DISPATCH(log_prob, x, K, a, out);
-}
-template <class T>
-inline int entropy_any(const T* x, index_t K, T* out) {
-  PGM_CROW_DISPATCH(entropy, x, K, out);
-}
-template <class T>
-inline int kl_any(const T* p, const T* q, index_t K, T* out) {
-  PGM_CROW_DISPATCH(kl, p, q, K, out);
-}
-#undef PGM_CROW_DISPATCH
+PGM_CROW_ENTRIES(log_prob, (const T* x, index_t K, std::int64_t a, T* out), (x, K, a, out))
+PGM_CROW_ENTRIES(entropy, (const T* x, index_t K, T* out), (x, K, out))
+PGM_CROW_ENTRIES(kl, (const T* p, const T* q, index_t K, T* out), (p, q, K, out))
+PGM_CROW_ENTRIES(log_prob_backward, (const T* x, index_t K, std::int64_t a, T g, T* dx), (x, K, a, g, dx))
+PGM_CROW_ENTRIES(entropy_backward, (const T* x, index_t K, T g, T* dx), (x, K, g, dx))
+PGM_CROW_ENTRIES(kl_backward, (const T* p, const T* q, index_t K, T g, T* dp, T* dq), (p, q, K, g, dp, dq))
+#undef PGM_CROW_ENTRIES
 
 }  // namespace pygenmod::categorical::rows_cpu
