@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _fast
 from . import _validate as val
 from . import sampling as _s
 from ._arrays import broadcast_contiguous, is_device, new_output, output_like, returner, xp_of
@@ -208,8 +209,8 @@ def _args(
         if dname is not None:
             raise TypeError(f"{dname}: only the Gaussian likelihood has a decoder scale")
         dp, dkind = empty, 0
-    elif dname is None:  # unit variance
-        dp, dkind = xp.zeros(X, dt), 0
+    elif dname is None:  # unit variance: no scale array (the kernels' unit-variance row)
+        dp, dkind = empty, 0
     else:
         dkind = _s.KINDS[dname[4:]]
         if isinstance(dsc, (int, float)) and not isinstance(dsc, bool):
@@ -280,6 +281,50 @@ def _terms(a: _Args):
     return out, ll, kl, status
 
 
+def _fast_kernel(
+    name,
+    x,
+    dec,
+    mu,
+    logvar,
+    log_std,
+    std,
+    scale_tril,
+    prior_mu,
+    prior_logvar,
+    prior_log_std,
+    prior_std,
+    prior_scale_tril,
+    dec_logvar,
+    dec_log_std,
+    dec_std,
+    clamp,
+):
+    """The cpu backend's one-call path ``name`` (pygenmod._fast) when the call may take it:
+    NumPy arrays, a logvar, an N(0, I) prior, no decoder scale (unit variance: the binding also
+    takes the Bernoulli likelihood) and no clamp; else None. The binding checks the rest."""
+    if (
+        type(mu) is np.ndarray
+        and type(logvar) is np.ndarray
+        and type(x) is np.ndarray
+        and type(dec) is np.ndarray
+        and log_std is None
+        and std is None
+        and scale_tril is None
+        and prior_mu is None
+        and prior_logvar is None
+        and prior_log_std is None
+        and prior_std is None
+        and prior_scale_tril is None
+        and dec_logvar is None
+        and dec_log_std is None
+        and dec_std is None
+        and clamp is None
+    ):
+        return _fast.cpu_kernel("elbo", name)
+    return None
+
+
 def _pname(logvar, log_std, std, scale_tril):
     return (
         next(
@@ -324,6 +369,28 @@ def elbo_terms(
     or with ``scale_tril`` a full Gaussian ``prior_mu`` / ``prior_scale_tril``. ``beta`` weights
     the KL; ``clamp`` clamps the posterior's (and a diagonal prior's) scale parameter.
     """
+    fast = _fast_kernel(
+        "elbo_fast",
+        x,
+        dec,
+        mu,
+        logvar,
+        log_std,
+        std,
+        scale_tril,
+        prior_mu,
+        prior_logvar,
+        prior_log_std,
+        prior_std,
+        prior_scale_tril,
+        dec_logvar,
+        dec_log_std,
+        dec_std,
+        clamp,
+    )
+    t = None if fast is None else fast(x, dec, mu, logvar, likelihood, beta)
+    if t is not None:
+        return Terms(*t)
     a = _args(
         x,
         dec,
@@ -378,6 +445,28 @@ def elbo(
 ) -> Array:
     """Per-row ELBO ``mean_s log p(x | dec_s) - beta * KL(q || p)``, shape (B,) (see
     :func:`elbo_terms` for the arguments). Maximise it (minimise ``-elbo(...).mean()``)."""
+    fast = _fast_kernel(
+        "elbo_fast",
+        x,
+        dec,
+        mu,
+        logvar,
+        log_std,
+        std,
+        scale_tril,
+        prior_mu,
+        prior_logvar,
+        prior_log_std,
+        prior_std,
+        prior_scale_tril,
+        dec_logvar,
+        dec_log_std,
+        dec_std,
+        clamp,
+    )
+    t = None if fast is None else fast(x, dec, mu, logvar, likelihood, beta)
+    if t is not None:
+        return t[0]
     return elbo_terms(
         x,
         dec,
@@ -449,6 +538,28 @@ def elbo_backward(
     """VJP of :func:`elbo_terms` (and of :func:`elbo`, with only ``grad_elbo``): returns
     :class:`ElboGrads` ``(dec, mu, scale, dec_scale, prior_mu, prior_scale)``, each shaped like
     its input (None where not given or fixed). The upstream gradients are (B,) or scalars."""
+    fast = _fast_kernel(
+        "elbo_backward_fast",
+        x,
+        dec,
+        mu,
+        logvar,
+        log_std,
+        std,
+        scale_tril,
+        prior_mu,
+        prior_logvar,
+        prior_log_std,
+        prior_std,
+        prior_scale_tril,
+        dec_logvar,
+        dec_log_std,
+        dec_std,
+        clamp,
+    )
+    g = None if fast is None else fast(x, dec, mu, logvar, likelihood, beta, grad_elbo, grad_log_lik, grad_kl)
+    if g is not None:
+        return ElboGrads(*g, None, None, None)
     a = _args(
         x,
         dec,

@@ -11,7 +11,7 @@ from conftest import run_python
 
 import pygenmod
 import pygenmod.random  # noqa: F401  (pygenmod.random.manual_seed below, whichever tests run)
-from pygenmod import _backend, _fast, adversarial, categorical, cem, gmm, mdp, returns, sampling, spatial
+from pygenmod import _backend, _fast, adversarial, categorical, cem, elbo, gmm, mdp, returns, sampling, spatial
 from pygenmod._seed import resolve_seed
 from pygenmod.mdp import _solvers
 
@@ -1996,6 +1996,131 @@ def test_cem_optimize_fallback_draws_one_key(monkeypatch):
 
     fast, general = both(f, monkeypatch)
     assert_same(fast, general)
+
+
+# ----------------------------------------------------------------------------- elbo
+def _elbo_inputs(rng, B, D, X, S, dtype, lik):
+    mu, lv = (rng.standard_normal((B, D)).astype(dtype) for _ in range(2))
+    x = (rng.random((B, X)) if lik == "bernoulli" else rng.standard_normal((B, X))).astype(dtype)
+    if lik == "bernoulli":
+        x[:, ::2] = np.round(x[:, ::2])  # {0, 1} and fractional targets
+    dec = (3 * rng.standard_normal(((S,) if S else ()) + (B, X))).astype(dtype)
+    return x, dec, mu, lv
+
+
+def _elbo_calls(x, dec, mu, lv, g, kw):
+    return {
+        "elbo": lambda: elbo.elbo(x, dec, mu, lv, **kw),
+        "elbo_terms": lambda: elbo.elbo_terms(x, dec, mu, lv, **kw),
+        "elbo_backward": lambda: elbo.elbo_backward(x, dec, mu, lv, grad_elbo=g, **kw),
+        "elbo_backward (all three upstream)": lambda: elbo.elbo_backward(
+            x, dec, mu, lv, grad_elbo=g, grad_log_lik=g[::-1].copy(), grad_kl=-g, **kw
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "B, D, X, S", [(1, 1, 1, 0), (2, 8, 4, 0), (3, 5, 33, 2), (70, 16, 300, 0), (2, 3, 0, 0), (2, 0, 5, 3)]
+)
+@pytest.mark.parametrize("lik", ["gaussian", "bernoulli"])
+@pytest.mark.parametrize("fn", list(_elbo_calls(*(None,) * 6)))
+def test_elbo_fast_equals_general(host, dtype, rng, monkeypatch, B, D, X, S, lik, fn):
+    x, dec, mu, lv = _elbo_inputs(rng, B, D, X, S, dtype, lik)
+    g = rng.standard_normal(B).astype(dtype)
+    kw = {"likelihood": lik, "beta": 0.5}
+    fast, general = both(_elbo_calls(x, dec, mu, lv, g, kw)[fn], monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        if fn.startswith("elbo_backward"):
+            assert pygenmod._cpu_elbo.elbo_backward_fast(x, dec, mu, lv, lik, 0.5, g, None, None) is not None
+        else:
+            assert pygenmod._cpu_elbo.elbo_fast(x, dec, mu, lv, lik, 0.5) is not None
+
+
+def _elbo_cases(dtype):
+    rng = np.random.default_rng(7)
+    x, dec, mu, lv = _elbo_inputs(rng, 3, 4, 5, 0, dtype, "gaussian")
+    xb = np.round(rng.random((3, 5))).astype(dtype)
+    g = np.ones(3, dtype)
+
+    def with_(a, v):
+        a = a.copy()
+        a.flat[min(6, a.size - 1)] = v
+        return a
+
+    other = np.float32 if dtype == np.float64 else np.float64
+    return {
+        "nan x": ((with_(x, np.nan), dec, mu, lv), {}, {}),
+        "inf x": ((with_(x, np.inf), dec, mu, lv), {}, {}),
+        "nan dec": ((x, with_(dec, np.nan), mu, lv), {}, {}),
+        "inf dec": ((x, with_(dec, -np.inf), mu, lv), {}, {}),
+        "nan mu": ((x, dec, with_(mu, np.nan), lv), {}, {}),
+        "huge logvar": ((x, dec, mu, with_(lv, 1e4)), {}, {}),
+        "bernoulli x above 1": ((with_(xb, 1.5), dec, mu, lv), {"likelihood": "bernoulli"}, {}),
+        "bernoulli x nan": ((with_(xb, np.nan), dec, mu, lv), {"likelihood": "bernoulli"}, {}),
+        "categorical": (
+            (np.zeros((3, 5), np.int64), dec[..., None].repeat(2, -1), mu, lv),
+            {"likelihood": "categorical"},
+            {},
+        ),
+        "unknown likelihood": ((x, dec, mu, lv), {"likelihood": "Gaussian"}, {}),
+        "negative beta": ((x, dec, mu, lv), {"beta": -1.0}, {}),
+        "nan beta": ((x, dec, mu, lv), {"beta": float("nan")}, {}),
+        "bool beta": ((x, dec, mu, lv), {"beta": True}, {}),
+        "int beta": ((x, dec, mu, lv), {"beta": 2}, {}),
+        "NumPy beta": ((x, dec, mu, lv), {"beta": np.float64(2.0)}, {}),
+        "string beta": ((x, dec, mu, lv), {"beta": "1"}, {}),
+        "dec shape": ((x, dec[:, :4], mu, lv), {}, {}),
+        "dec rows": ((x, dec[:2], mu, lv), {}, {}),
+        "no samples": ((x, dec[None][:0], mu, lv), {}, {}),
+        "x rows": ((x[:2], dec, mu, lv), {}, {}),
+        "logvar shape": ((x, dec, mu, lv[:, :3]), {}, {}),
+        "1-d": ((x[0], dec[0], mu[0], lv[0]), {}, {}),
+        "image features": ((x.reshape(3, 5, 1), dec.reshape(3, 5, 1), mu, lv), {}, {}),
+        "no rows": ((x[:0], dec[:0], mu[:0], lv[:0]), {}, {}),
+        "dec other dtype": ((x, dec.astype(other), mu, lv), {}, {}),
+        "x other dtype": ((x.astype(other), dec, mu, lv), {}, {}),
+        "logvar other dtype": ((x, dec, mu, lv.astype(other)), {}, {}),
+        "int mu": ((x, dec, np.ones((3, 4), np.int64), lv), {}, {}),
+        "non-contiguous dec": ((x, np.asfortranarray(dec), mu, lv), {}, {}),
+        "list x": ((x.tolist(), dec, mu, lv), {}, {}),
+        "decoder scale": ((x, dec, mu, lv), {"dec_logvar": 0.0}, {}),
+        "prior": ((x, dec, mu, lv), {"prior_mu": 0.5}, {}),
+        "clamp": ((x, dec, mu, lv), {"clamp": (-1.0, 1.0)}, {}),
+        "log_std": ((x, dec, mu), {"log_std": lv}, {}),
+        "nan upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": with_(g, np.nan)}),
+        "scalar upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": 2.0}),
+        "(B, 1) upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": g[:, None]}),
+        "upstream gradient of another dtype": ((x, dec, mu, lv), {}, {"grad_kl": g.astype(other)}),
+        "upstream gradient of another shape": ((x, dec, mu, lv), {}, {"grad_log_lik": g[:2]}),
+        "list upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": g.tolist()}),
+        "no upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": None}),
+    }
+
+
+@pytest.mark.parametrize("backward", [False, True])
+@pytest.mark.parametrize("case", list(_elbo_cases(np.float64)))
+def test_elbo_errors_and_edge_cases_equal(host, dtype, monkeypatch, case, backward):
+    args, kw, grads = _elbo_cases(dtype)[case]
+    if backward:
+        f = lambda: elbo.elbo_backward(*args, **kw, **{"grad_elbo": np.ones(len(args[2]), dtype), **grads})  # noqa: E731
+    else:
+        f = lambda: elbo.elbo_terms(*args, **kw)  # noqa: E731
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+
+
+def test_elbo_unit_variance_row_matches_a_zero_logvar(rng):
+    """The unit-variance rows (no decoder scale) against the general Gaussian row with
+    dec_logvar=0: the same values within rounding, forward and backward."""
+    x, dec, mu, lv = _elbo_inputs(rng, 5, 3, 257, 2, np.float64, "gaussian")
+    a = elbo.elbo_terms(x, dec, mu, lv)
+    b = elbo.elbo_terms(x, dec, mu, lv, dec_logvar=0.0)
+    np.testing.assert_allclose(a.log_lik, b.log_lik, rtol=1e-13)
+    ga = elbo.elbo_backward(x, dec, mu, lv, grad_elbo=np.ones(5))
+    gb = elbo.elbo_backward(x, dec, mu, lv, grad_elbo=np.ones(5), dec_logvar=0.0)
+    np.testing.assert_allclose(ga.dec, gb.dec, rtol=1e-14)
 
 
 def test_fast_paths_skip_other_options(monkeypatch):

@@ -67,10 +67,16 @@ def _kl_row(mu, p, L, pm, pp, kind, lo, hi, b):
 def _ll_row(lik, x, xi, dec, dp, shared, dkind, s, b):
     """(log p(x_b | dec_{s,b}), finite?)."""
     X, K = dec.shape[2], dec.shape[3]
+    unit = dp.shape[2] == 0  # no decoder scale: unit variance
     lp = 0.0
     ok = True
     for j in range(X):
-        if lik == GAUSSIAN:
+        if lik == GAUSSIAN and unit:
+            u = np.float64(x[b, j]) - np.float64(dec[s, b, j, 0])
+            lp += -0.5 * u * u - HALF_LOG_2PI
+            if not _fin(u):
+                ok = False
+        elif lik == GAUSSIAN:
             q = np.float64(dp[0, 0, j] if shared else dp[s, b, j])
             sg, ls, _ = _scale(dkind, q, -np.inf, np.inf)
             u = (np.float64(x[b, j]) - np.float64(dec[s, b, j, 0])) / sg
@@ -176,7 +182,9 @@ def _elbo_backward(
             kl_row_backward(mu, p, pm, pp, b, kind, lo, hi, gk, dmu, dsc, dpm, dpp)
         for s in range(S):
             for j in range(X):
-                if lik == GAUSSIAN:
+                if lik == GAUSSIAN and dp.shape[2] == 0:  # unit variance
+                    ddec[s, b, j, 0] = gr * (np.float64(x[b, j]) - np.float64(dec[s, b, j, 0]))
+                elif lik == GAUSSIAN:
                     q = np.float64(dp[0, 0, j] if shared else dp[s, b, j])
                     sg, _, dl = _scale(dkind, q, -np.inf, np.inf)
                     u = (np.float64(x[b, j]) - np.float64(dec[s, b, j, 0])) / sg

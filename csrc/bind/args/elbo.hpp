@@ -3,7 +3,8 @@
 // elbo::elbo_cpu / cuda::elbo_forward (and the backward pair), less the CUDA stream.
 // Optional arrays have size 0 (null pointers). Shapes: mu (B, D); scale (B, D) or scale_tril
 // (B, D, D) (exactly one non-empty); prior_mu, prior_scale (B, D); x (B, X) float or xi (B, X)
-// int32; dec (S, B, X) or (S, B, X, K) for the categorical; dec_scale (S, B, X) or (X,).
+// int32; dec (S, B, X) or (S, B, X, K) for the categorical; dec_scale (S, B, X) or (X,), size 0
+// for unit variance.
 #pragma once
 
 #include <cstdint>
@@ -46,7 +47,7 @@ Args<T> args_of(const py::object& mu, const py::object& p, const py::object& L, 
     a.x = in<P, T>(x, "x", {a.B, a.X});
     a.dec = in<P, T>(dec, "dec", {a.S, a.B, a.X});
   }
-  if (lik == GAUSSIAN) {
+  if (lik == GAUSSIAN && size_of<P>(dp, "dec_scale") != 0) {  // (size 0: unit variance, a.dp null)
     a.dp_shared = shape_of<P>(dp, "dec_scale").size() == 1;
     a.dp = a.dp_shared ? in<P, T>(dp, "dec_scale", {a.X}) : in<P, T>(dp, "dec_scale", {a.S, a.B, a.X});
   }
@@ -94,7 +95,7 @@ void backward(const py::object& mu, const py::object& p, const py::object& L, co
     T* o5 = a.pp ? opt_out<P, T>(dpp, "dprior_scale", {a.B, a.D}) : nullptr;
     T* o6 =
         lik == CATEGORICAL ? out<P, T>(ddec, "ddec", {a.S, a.B, a.X, a.K}) : out<P, T>(ddec, "ddec", {a.S, a.B, a.X});
-    T* o7 = lik == GAUSSIAN && !a.dp_shared ? opt_out<P, T>(ddp, "ddec_scale", {a.S, a.B, a.X}) : nullptr;
+    T* o7 = lik == GAUSSIAN && a.dp && !a.dp_shared ? opt_out<P, T>(ddp, "ddec_scale", {a.S, a.B, a.X}) : nullptr;
     launch(a, ge, gl, gk, o1, o2, o3, o4, o5, o6, o7);
   });
 }

@@ -10,7 +10,8 @@
 //
 // Decoders (likelihood `lik`), x row b (B, X) against decoder row (s, b):
 //   GAUSSIAN:    dec (S, B, X) means, dp the scale of kind dkind, (S, B, X) learned or (X,)
-//                fixed (dp_shared); log N(x; dec, sigma^2) summed over X.
+//                fixed (dp_shared), or null for unit variance; log N(x; dec, sigma^2) summed
+//                over X.
 //   BERNOULLI:   dec (S, B, X) logits; x * l - softplus(l) (x in [0, 1]: the binary
 //                cross-entropy, a normalised log-probability for x in {0, 1}).
 //   CATEGORICAL: dec (S, B, X, K) logits, xi (B, X) int32 indices; l[x] - logsumexp(l).
@@ -45,7 +46,7 @@ struct Args {
   const T* x;              // (B, X), GAUSSIAN / BERNOULLI
   const std::int32_t* xi;  // (B, X), CATEGORICAL
   const T* dec;            // (S, B, X) or (S, B, X, K)
-  const T* dp;             // decoder scale: (S, B, X), (X,) when dp_shared, null for the others
+  const T* dp;             // decoder scale: (S, B, X), (X,) when dp_shared; null: unit variance (or not Gaussian)
   bool dp_shared;
   int dkind;
   T beta;
@@ -81,12 +82,41 @@ PGM_HD T sigmoid(T l) {
   return l >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
 }
 
+// log N(x; d, I) summed over a row of X features: a difference and a square per feature (the
+// general Gaussian row takes an exp and a division for the same thing). *chk_out is NaN iff a
+// decoder value is not finite.
+template <class T>
+PGM_HD T unit_normal_log_prob_row(const T* x, const T* d, index_t X, T* chk_out) {
+  T lp = 0, chk = 0;
+  PGM_ELBO_SIMD
+  for (index_t j = 0; j < X; ++j) {
+    const T u = x[j] - d[j];
+    lp += u * u;
+    chk += nan_if_bad(d[j]);
+  }
+  *chk_out = chk;
+  return T(-0.5) * lp - static_cast<T>(static_cast<double>(X) * sampling::HALF_LOG_2PI);
+}
+
+#if !defined(__CUDACC__)
+// The same row compiled for each ISA (the width of its sums is the ISA's).
+template <class T>
+PGM_CLONES T unit_normal_log_prob_row_cpu(const T* x, const T* d, index_t X, T* chk_out) {
+  return unit_normal_log_prob_row<T>(x, d, X, chk_out);
+}
+#define PGM_ELBO_UNIT_ROW unit_normal_log_prob_row_cpu
+#else
+#define PGM_ELBO_UNIT_ROW unit_normal_log_prob_row
+#endif
+
 // log p(x_b | dec_{s,b}) and its check sum (NaN iff a non-finite decoder value).
 template <class T>
 PGM_HD T log_lik_row(const Args<T>& a, index_t s, index_t b, T* chk_out) {
   const index_t X = a.X, row = s * a.B + b;
   T lp = 0, chk = 0;
-  if (a.lik == GAUSSIAN) {
+  if (a.lik == GAUSSIAN && !a.dp) {
+    lp = PGM_ELBO_UNIT_ROW<T>(a.x + b * X, a.dec + row * X, X, &chk);
+  } else if (a.lik == GAUSSIAN) {
     const T* dp = a.dp_shared ? a.dp : a.dp + row * X;
     lp = PGM_ELBO_ROW(normal_log_prob_row)<T>(a.x + b * X, a.dec + row * X, dp, a.dkind, neg_inf<T>(), -neg_inf<T>(), X,
                                               &chk);
@@ -178,7 +208,12 @@ PGM_HD void elbo_row_backward(const Args<T>& a, index_t b, T gelbo, T gll, T gkl
   }
   for (index_t s = 0; s < a.S; ++s) {
     const index_t row = s * a.B + b;
-    if (a.lik == GAUSSIAN) {
+    if (a.lik == GAUSSIAN && !a.dp) {  // unit variance: d/d dec of -(x - dec)^2 / 2
+      const T* x = a.x + b * X;
+      const T* d = a.dec + row * X;
+      T* dm = ddec + row * X;
+      for (index_t j = 0; j < X; ++j) dm[j] = gr * (x[j] - d[j]);
+    } else if (a.lik == GAUSSIAN) {
       T* dm = ddec + row * X;
       T* dq = ddp ? ddp + row * X : nullptr;
       for (index_t j = 0; j < X; ++j) {
