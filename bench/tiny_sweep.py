@@ -121,6 +121,10 @@ def cases(D=4, K=6, T=8, D_full=None):
     img, gkp, grid = rng.standard_normal((2, 1, H, H)), rng.standard_normal((2, 1, 2)), np.linspace(-1, 1, H)
     rew, val = rng.standard_normal((T, 2)), rng.standard_normal((T, 2))
     n = lg.shape[-1]
+    h = np.concatenate([mu, lv], 1)  # one encoder output: mu and logvar are strided views of it
+    hm, hl = h[:, :D], h[:, D:]
+    head = np.concatenate([lg, gb[:, None]], 1)  # an actor-critic head: logits are a strided view
+    hlg = head[:, :K]
 
     def np_mvn_log_prob():
         y = np.linalg.solve(L, (xf - muf)[..., None])[..., 0]
@@ -145,6 +149,10 @@ def cases(D=4, K=6, T=8, D_full=None):
         "sampling.kl_normal": (
             lambda: sampling.kl_normal(mu, lv),
             lambda: 0.5 * np.sum(np.exp(lv) + mu * mu - 1.0 - lv, -1),
+        ),
+        "sampling.kl_normal (mu, logvar sliced from h)": (
+            lambda: sampling.kl_normal(hm, hl),
+            lambda: 0.5 * np.sum(np.exp(hl) + hm * hm - 1.0 - hl, -1),
         ),
         "sampling.normal_log_prob": (
             lambda: sampling.normal_log_prob(x, mu, lv),
@@ -198,6 +206,10 @@ def cases(D=4, K=6, T=8, D_full=None):
         "categorical.log_prob": (
             lambda: categorical.log_prob(lg, act),
             lambda: np.take_along_axis(_log_softmax(lg), act[:, None], -1)[:, 0],
+        ),
+        "categorical.log_prob (logits sliced from a head)": (
+            lambda: categorical.log_prob(hlg, act),
+            lambda: np.take_along_axis(_log_softmax(hlg), act[:, None], -1)[:, 0],
         ),
         "categorical.log_prob_backward": (
             lambda: categorical.log_prob_backward(lg, act, grad_log_prob=gb),

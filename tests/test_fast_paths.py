@@ -456,6 +456,25 @@ def test_diag_gaussian_fast_equals_general(host, dtype, rng, monkeypatch, fn, sh
         assert_same(fast, general)
 
 
+@pytest.mark.parametrize("fn", ["normal_head", "kl_normal", "normal_log_prob"])
+def test_diag_gaussian_fast_path_takes_strided_views(host, dtype, rng, monkeypatch, fn):
+    """mu and logvar sliced from one (B, 2D) encoder output (strided views): the one-call path
+    copies them, as the general path does, and gives its bits."""
+    h = rng.standard_normal((5, 14)).astype(dtype)
+    mu, lv = h[:, :7], h[:, 7:]
+    x = rng.standard_normal((7, 5)).astype(dtype).T  # a transposed x
+    call = _diag_calls(mu, lv, x, {})[fn]
+    fast, general = both(lambda: (pygenmod.random.manual_seed(11), call())[1], monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        if fn == "normal_head":
+            assert pygenmod._cpu_sampling.normal_head_fast(mu, lv, 3, resolve_seed, 0, 0, True)[0] is not None
+        else:
+            args = (mu, lv) if fn == "kl_normal" else (x, mu, lv)
+            assert getattr(pygenmod._cpu_sampling, fn + "_fast")(*args) is not None
+
+
 def _diag_cases(dtype):
     rng = np.random.default_rng(2)
     mu, lv, x = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(3))
@@ -1572,6 +1591,29 @@ def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, f
         assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
 
 
+@pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl", "log_prob_backward", "entropy_backward", "kl_backward"])
+def test_categorical_fast_path_takes_strided_views(host, dtype, rng, monkeypatch, fn):
+    """An actor-critic head's logits out[:, :A] (a strided view), actions a column of a batch
+    array: the one-call path copies them, as the general path does, and gives its bits."""
+    out = rng.standard_normal((6, 5)).astype(dtype)
+    x, q = out[:, :4], out[:, 1:]
+    a = rng.integers(0, 4, (6, 2))[:, 1]
+    g = rng.standard_normal((6, 2)).astype(dtype)[:, 0]
+    args, kw = {
+        "log_prob": ((x, a), {}),
+        "entropy": ((x,), {}),
+        "kl": ((x, q), {}),
+        "log_prob_backward": ((x, a), {"grad_log_prob": g}),
+        "entropy_backward": ((x,), {"grad_entropy": g}),
+        "kl_backward": ((x, q), {"grad_kl": g}),
+    }[fn]
+    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
+
+
 def _categorical_cases():
     x = np.random.default_rng(5).standard_normal((3, 4))
     a = np.array([0, 3, 1])
@@ -2089,6 +2131,11 @@ def _elbo_cases(dtype):
         "prior": ((x, dec, mu, lv), {"prior_mu": 0.5}, {}),
         "clamp": ((x, dec, mu, lv), {"clamp": (-1.0, 1.0)}, {}),
         "log_std": ((x, dec, mu), {"log_std": lv}, {}),
+        "sliced encoder output": ((x, dec, *np.split(np.concatenate([mu, lv], 1), 2, axis=1)), {}, {}),
+        "transposed dec": ((x, np.ascontiguousarray(dec.T).T, mu, lv), {}, {}),
+        "strided x": ((np.repeat(x, 2, 1)[:, ::2], dec, mu, lv), {}, {}),
+        "big-endian mu": ((x, dec, mu.astype(mu.dtype.newbyteorder(">")), lv), {}, {}),
+        "strided upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": np.repeat(g, 2)[::2]}),
         "nan upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": with_(g, np.nan)}),
         "scalar upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": 2.0}),
         "(B, 1) upstream gradient": ((x, dec, mu, lv), {}, {"grad_elbo": g[:, None]}),
@@ -2109,6 +2156,19 @@ def test_elbo_errors_and_edge_cases_equal(host, dtype, monkeypatch, case, backwa
         f = lambda: elbo.elbo_terms(*args, **kw)  # noqa: E731
     fast, general = both(f, monkeypatch)
     assert_same(fast, general)
+
+
+def test_elbo_fast_path_takes_strided_views(rng):
+    """mu and logvar sliced from one (B, 2D) encoder output, a transposed dec: the one-call path
+    copies them (as the general path does) instead of handing the call on."""
+    x, dec, mu, lv = _elbo_inputs(rng, 3, 4, 5, 0, np.float64, "gaussian")
+    h = np.concatenate([mu, lv], 1)
+    decT = np.ascontiguousarray(dec.T).T
+    assert pygenmod._cpu_elbo.elbo_fast(x, decT, h[:, :4], h[:, 4:], "gaussian", 1.0) is not None
+    g = np.repeat(np.ones(3), 2)[::2]
+    assert (
+        pygenmod._cpu_elbo.elbo_backward_fast(x, decT, h[:, :4], h[:, 4:], "gaussian", 1.0, g, None, None) is not None
+    )
 
 
 def test_elbo_unit_variance_row_matches_a_zero_logvar(rng):

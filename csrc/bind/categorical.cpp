@@ -15,15 +15,17 @@ using namespace pygenmod::bind;
 namespace ca = pygenmod::bind::args::categorical;
 
 // ----------------------------------------------------------------------------- one-call fast paths
-// (issue 11; fast_path.hpp) Logits (..., K), K >= 1, as a C-contiguous float32/float64 ndarray,
+// (issue 11; fast_path.hpp) Logits (..., K), K >= 1, as a float32/float64 ndarray (strided: copied),
 // no mask: the general path's kernel, so the same bits. None wherever the general Python path
 // must run: any other input, or a row status that is not clean (that path raises the error).
 
 // The logits' rows: (B, K) with B the product of the leading extents, and the result's shape.
 template <class T>
-static const T* rows_view(const py::array& x, py::ssize_t& B, py::ssize_t& K, std::vector<py::ssize_t>& lead) {
-  const T* p = fast::view<T>(x);
-  if (!p || x.ndim() < 1 || x.shape(x.ndim() - 1) < 1) return nullptr;
+static const T* rows_view(fast::Inputs& in, const py::array& x, py::ssize_t& B, py::ssize_t& K,
+                          std::vector<py::ssize_t>& lead) {
+  if (x.ndim() < 1 || x.shape(x.ndim() - 1) < 1) return nullptr;
+  const T* p = in.get<T>(x);
+  if (!p) return nullptr;
   K = x.shape(x.ndim() - 1);
   lead.assign(x.shape(), x.shape() + x.ndim() - 1);
   B = x.size() / K;
@@ -45,35 +47,38 @@ static py::object per_row_result(py::ssize_t B, py::ssize_t K, const std::vector
 // log_prob: actions an int64 ndarray of the logits' leading shape.
 template <class T>
 static py::object log_prob_fast_t(const py::array& x, const py::array& actions) {
+  fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
-  const T* p = rows_view<T>(x, B, K, lead);
-  const std::int64_t* a = fast::view<std::int64_t>(actions);
-  if (!p || !a || !fast::shape_is(actions, lead)) return py::none();
+  const T* p = rows_view<T>(in, x, B, K, lead);
+  const std::int64_t* a = p && fast::shape_is(actions, lead) ? in.get<std::int64_t>(actions) : nullptr;
+  if (!a) return py::none();
   return per_row_result<T>(
       B, K, lead, [&](T* out, std::int32_t* st) { categorical::log_prob_cpu<T>(p, nullptr, 0, a, B, K, out, st); });
 }
 
 template <class T>
 static py::object entropy_fast_t(const py::array& x) {
+  fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
-  const T* p = rows_view<T>(x, B, K, lead);
+  const T* p = rows_view<T>(in, x, B, K, lead);
   if (!p) return py::none();
   return per_row_result<T>(
       B, K, lead, [&](T* out, std::int32_t* st) { categorical::entropy_cpu<T>(p, nullptr, 0, B, K, out, st); });
 }
 
+static std::vector<py::ssize_t> shape_of(const py::array& x) { return {x.shape(), x.shape() + x.ndim()}; }
+
 // kl: p_logits of q_logits' shape and dtype.
 template <class T>
 static py::object kl_fast_t(const py::array& p_logits, const py::array& q_logits) {
+  fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
-  const T* q = rows_view<T>(q_logits, B, K, lead);
-  const T* p = fast::view<T>(p_logits);
-  if (!q || !p ||
-      !fast::shape_is(p_logits, std::vector<py::ssize_t>(q_logits.shape(), q_logits.shape() + q_logits.ndim())))
-    return py::none();
+  const T* q = rows_view<T>(in, q_logits, B, K, lead);
+  const T* p = q && fast::shape_is(p_logits, shape_of(q_logits)) ? in.get<T>(p_logits) : nullptr;
+  if (!p) return py::none();
   return per_row_result<T>(B, K, lead, [&](T* out, std::int32_t* st) {
     categorical::kl_cpu<T>(p, q, nullptr, 0, nullptr, 0, false, B, K, out, st);
   });
@@ -83,21 +88,19 @@ static py::object kl_fast_t(const py::array& p_logits, const py::array& q_logits
 // (NaN included: it goes into the gradient as on the general path), the gradient(s) new arrays
 // of the logits' shape.
 template <class T>
-static const T* grad_view(const py::array& grad, const std::vector<py::ssize_t>& lead) {
-  const T* g = fast::view<T>(grad);
-  return g && fast::shape_is(grad, lead) ? g : nullptr;
+static const T* grad_view(fast::Inputs& in, const py::array& grad, const std::vector<py::ssize_t>& lead) {
+  return fast::shape_is(grad, lead) ? in.get<T>(grad) : nullptr;
 }
-
-static std::vector<py::ssize_t> shape_of(const py::array& x) { return {x.shape(), x.shape() + x.ndim()}; }
 
 template <class T>
 static py::object log_prob_backward_fast_t(const py::array& x, const py::array& actions, const py::array& grad) {
+  fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
-  const T* p = rows_view<T>(x, B, K, lead);
-  const std::int64_t* a = fast::view<std::int64_t>(actions);
-  const T* g = p ? grad_view<T>(grad, lead) : nullptr;
-  if (!p || !a || !g || !fast::shape_is(actions, lead)) return py::none();
+  const T* p = rows_view<T>(in, x, B, K, lead);
+  const std::int64_t* a = p && fast::shape_is(actions, lead) ? in.get<std::int64_t>(actions) : nullptr;
+  const T* g = a ? grad_view<T>(in, grad, lead) : nullptr;
+  if (!g) return py::none();
   auto dx = fast::empty<T>(shape_of(x));
   fast::ReleaseIfLarge nogil(B * K);
   categorical::log_prob_backward_cpu<T>(p, nullptr, 0, a, B, K, g, dx.mutable_data());
@@ -106,11 +109,12 @@ static py::object log_prob_backward_fast_t(const py::array& x, const py::array& 
 
 template <class T>
 static py::object entropy_backward_fast_t(const py::array& x, const py::array& grad) {
+  fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
-  const T* p = rows_view<T>(x, B, K, lead);
-  const T* g = p ? grad_view<T>(grad, lead) : nullptr;
-  if (!p || !g) return py::none();
+  const T* p = rows_view<T>(in, x, B, K, lead);
+  const T* g = p ? grad_view<T>(in, grad, lead) : nullptr;
+  if (!g) return py::none();
   auto dx = fast::empty<T>(shape_of(x));
   fast::ReleaseIfLarge nogil(B * K);
   categorical::entropy_backward_cpu<T>(p, nullptr, 0, B, K, g, dx.mutable_data());
@@ -120,12 +124,13 @@ static py::object entropy_backward_fast_t(const py::array& x, const py::array& g
 // kl_backward: p_logits of q_logits' shape and dtype. (grad_p, grad_q).
 template <class T>
 static py::object kl_backward_fast_t(const py::array& p_logits, const py::array& q_logits, const py::array& grad) {
+  fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
-  const T* q = rows_view<T>(q_logits, B, K, lead);
-  const T* p = fast::view<T>(p_logits);
-  const T* g = q ? grad_view<T>(grad, lead) : nullptr;
-  if (!q || !p || !g || !fast::shape_is(p_logits, shape_of(q_logits))) return py::none();
+  const T* q = rows_view<T>(in, q_logits, B, K, lead);
+  const T* p = q && fast::shape_is(p_logits, shape_of(q_logits)) ? in.get<T>(p_logits) : nullptr;
+  const T* g = p ? grad_view<T>(in, grad, lead) : nullptr;
+  if (!g) return py::none();
   auto dp = fast::empty<T>(shape_of(q_logits));
   auto dq = fast::empty<T>(shape_of(q_logits));
   {
@@ -260,10 +265,10 @@ PYBIND11_MODULE(_cpu_categorical, m) {
       },
       "p"_a, "q_logits"_a, "p_mask"_a, "q_mask"_a, "p_is_prob"_a, "grad"_a, "grad_p"_a, "grad_q"_a);
   m.def("log_prob_fast", [](py::array x, py::array actions) {
-    return fast::by_dtype(x, [&](auto t) { return log_prob_fast_t<decltype(t)>(x, actions); });
+    return fast::by_float_dtype(x, [&](auto t) { return log_prob_fast_t<decltype(t)>(x, actions); });
   });
   m.def("entropy_fast",
-        [](py::array x) { return fast::by_dtype(x, [&](auto t) { return entropy_fast_t<decltype(t)>(x); }); });
+        [](py::array x) { return fast::by_float_dtype(x, [&](auto t) { return entropy_fast_t<decltype(t)>(x); }); });
   m.def("softplus_fast", [](py::array x, int sign) {
     return fast::by_dtype(x, [&](auto t) { return softplus_fast_t<decltype(t)>(x, sign); });
   });
@@ -278,15 +283,15 @@ PYBIND11_MODULE(_cpu_categorical, m) {
     return fast::by_dtype(g, [&](auto t) { return neg_distance_fast_t<decltype(t)>(z, g, chunk, squared); });
   });
   m.def("kl_fast", [](py::array p, py::array q) {
-    return fast::by_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });
+    return fast::by_float_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });
   });
   m.def("log_prob_backward_fast", [](py::array x, py::array actions, py::array grad) {
-    return fast::by_dtype(x, [&](auto t) { return log_prob_backward_fast_t<decltype(t)>(x, actions, grad); });
+    return fast::by_float_dtype(x, [&](auto t) { return log_prob_backward_fast_t<decltype(t)>(x, actions, grad); });
   });
   m.def("entropy_backward_fast", [](py::array x, py::array grad) {
-    return fast::by_dtype(x, [&](auto t) { return entropy_backward_fast_t<decltype(t)>(x, grad); });
+    return fast::by_float_dtype(x, [&](auto t) { return entropy_backward_fast_t<decltype(t)>(x, grad); });
   });
   m.def("kl_backward_fast", [](py::array p, py::array q, py::array grad) {
-    return fast::by_dtype(q, [&](auto t) { return kl_backward_fast_t<decltype(t)>(p, q, grad); });
+    return fast::by_float_dtype(q, [&](auto t) { return kl_backward_fast_t<decltype(t)>(p, q, grad); });
   });
 }

@@ -27,11 +27,11 @@ static void elbo_bwd(py::array mu, py::array p, py::array L, py::array pm, py::a
 }
 
 // ----------------------------------------------------------------------------- one-call fast path
-// (issue 11; fast_path.hpp) The common VAE call, forward and backward: mu and logvar (B, D), x (B, X), dec (B, X) or
-// (S, B, X), all C-contiguous of one float dtype, a Gaussian likelihood of unit variance or a
-// Bernoulli one, an exact float or int beta, no prior and no clamp: the general path's kernel
-// and arguments, so the same bits. None wherever the general Python path must run (it then
-// validates again and raises its own error).
+// (issue 11; fast_path.hpp) The common VAE call, forward and backward: mu and logvar (B, D),
+// x (B, X), dec (B, X) or (S, B, X), all of one float dtype (strided ones copied: fast::Inputs), a Gaussian likelihood
+// of unit variance or a Bernoulli one, an exact float or int beta, no prior and no clamp: the general path's kernel and
+// arguments, so the same bits. None wherever the general Python path must run (it then validates again and raises its
+// own error).
 
 // The likelihood's code for the names this path takes ("gaussian", "bernoulli"), else -1.
 static int fast_likelihood(const py::handle& h) {
@@ -53,10 +53,14 @@ static bool data_ok(const T* x, py::ssize_t n, int lik) {
 
 // The kernel's arguments, or false when the call is not this path's.
 template <class T>
-static bool fast_args(const py::array& x, const py::array& dec, const py::array& mu, const py::array& logvar, int lik,
-                      double beta, elbo::Args<T>& a) {
-  const T *m = fast::view<T>(mu), *p = fast::view<T>(logvar), *px = fast::view<T>(x), *pd = fast::view<T>(dec);
-  if (!m || !p || !px || !pd || mu.ndim() != 2 || x.ndim() != 2) return false;
+static bool fast_args(fast::Inputs& in, const py::array& x, const py::array& dec, const py::array& mu,
+                      const py::array& logvar, int lik, double beta, elbo::Args<T>& a) {
+  if (mu.ndim() != 2 || x.ndim() != 2) return false;
+  const T* m = in.get<T>(mu);
+  const T* p = m ? in.get<T>(logvar) : nullptr;
+  const T* px = p ? in.get<T>(x) : nullptr;
+  const T* pd = px ? in.get<T>(dec) : nullptr;
+  if (!pd) return false;
   a.B = mu.shape(0);
   a.D = mu.shape(1);
   a.X = x.shape(1);
@@ -82,7 +86,8 @@ template <class T>
 static py::object elbo_fast_t(const py::array& x, const py::array& dec, const py::array& mu, const py::array& logvar,
                               int lik, double beta) {
   elbo::Args<T> a{};
-  if (!fast_args<T>(x, dec, mu, logvar, lik, beta, a)) return py::none();
+  fast::Inputs in;
+  if (!fast_args<T>(in, x, dec, mu, logvar, lik, beta, a)) return py::none();
   auto out = fast::empty<T>({a.B});
   auto ll = fast::empty<T>({a.B});
   auto kl = fast::empty<T>({a.B});
@@ -98,13 +103,14 @@ static py::object elbo_fast_t(const py::array& x, const py::array& dec, const py
 // An upstream gradient: None (absent, nullptr) or a finite (B,) array of T (the general path
 // rejects NaN / inf); false for anything else.
 template <class T>
-static bool upstream(const py::handle& g, py::ssize_t B, const T*& out) {
+static bool upstream(fast::Inputs& in, const py::handle& g, py::ssize_t B, const T*& out) {
   out = nullptr;
   if (g.is_none()) return true;
   if (!py::isinstance<py::array>(g)) return false;
   const auto a = py::reinterpret_borrow<py::array>(g);
-  out = fast::view<T>(a);
-  return out && fast::shape_is(a, {B}) && fast::all_finite(out, B);
+  if (!fast::shape_is(a, {B})) return false;
+  out = in.get<T>(a);
+  return out && fast::all_finite(out, B);
 }
 
 // (grad_dec, grad_mu, grad_logvar), or None.
@@ -113,9 +119,10 @@ static py::object elbo_backward_fast_t(const py::array& x, const py::array& dec,
                                        const py::array& logvar, int lik, double beta, const py::handle& grad_elbo,
                                        const py::handle& grad_log_lik, const py::handle& grad_kl) {
   elbo::Args<T> a{};
+  fast::Inputs in;
   const T *ge, *gl, *gk;
-  if (!fast_args<T>(x, dec, mu, logvar, lik, beta, a) || !upstream(grad_elbo, a.B, ge) ||
-      !upstream(grad_log_lik, a.B, gl) || !upstream(grad_kl, a.B, gk))
+  if (!fast_args<T>(in, x, dec, mu, logvar, lik, beta, a) || !upstream(in, grad_elbo, a.B, ge) ||
+      !upstream(in, grad_log_lik, a.B, gl) || !upstream(in, grad_kl, a.B, gk))
     return py::none();
   auto ddec = fast::empty<T>(dec.shape(), static_cast<int>(dec.ndim()));
   auto dmu = fast::empty<T>({a.B, a.D});
@@ -144,7 +151,7 @@ PYBIND11_MODULE(_cpu_elbo, m) {
           double b;
           const int lik = fast_likelihood(likelihood);
           if (lik < 0 || !fast::number(beta, b)) return py::none();
-          return fast::by_dtype(mu, [&](auto t) { return elbo_fast_t<decltype(t)>(x, dec, mu, logvar, lik, b); });
+          return fast::by_float_dtype(mu, [&](auto t) { return elbo_fast_t<decltype(t)>(x, dec, mu, logvar, lik, b); });
         });
   m.def("elbo_backward_fast",
         [](py::array x, py::array dec, py::array mu, py::array logvar, py::handle likelihood, py::handle beta,
@@ -152,7 +159,7 @@ PYBIND11_MODULE(_cpu_elbo, m) {
           double b;
           const int lik = fast_likelihood(likelihood);
           if (lik < 0 || !fast::number(beta, b)) return py::none();
-          return fast::by_dtype(mu, [&](auto t) {
+          return fast::by_float_dtype(mu, [&](auto t) {
             return elbo_backward_fast_t<decltype(t)>(x, dec, mu, logvar, lik, b, grad_elbo, grad_log_lik, grad_kl);
           });
         });

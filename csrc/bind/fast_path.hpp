@@ -28,6 +28,33 @@ const T* view(const py::array& a) {
   return static_cast<const T*>(a.data());
 }
 
+// The input arrays of one fast-path call as aligned, C-contiguous data of native T: an array's
+// own data (view), or for a strided or unaligned array of that dtype a contiguous copy, kept
+// alive here until the call returns. The general path copies such arrays the same way, and
+// they are common: mu and logvar sliced from one (B, 2D) encoder output are strided views.
+// Inputs only: a copy of an output would take the kernel's writes.
+class Inputs {
+ public:
+  // nullptr for any other array (another dtype or byte order, not an array).
+  template <class T>
+  const T* get(const py::array& a) {
+    if (const T* p = view<T>(a)) return p;
+    if (n_ == kMax || !py::isinstance<py::array_t<T>>(a)) return nullptr;
+    auto c = py::array_t<T, py::array::c_style>::ensure(a);
+    if (!c) {
+      PyErr_Clear();
+      return nullptr;
+    }
+    keep_[n_++] = c;
+    return c.data();
+  }
+
+ private:
+  static constexpr int kMax = 8;
+  py::object keep_[kMax];
+  int n_ = 0;
+};
+
 // Below this many elements a fast path keeps the GIL: releasing and taking it back costs more
 // than a tiny call's work.
 constexpr py::ssize_t kKeepGilMax = 1 << 14;
@@ -62,6 +89,14 @@ template <class F>
 py::object by_dtype(const py::array& a, F&& f) {
   if (view<double>(a)) return f(double{});
   if (view<float>(a)) return f(float{});
+  return py::none();
+}
+
+// by_dtype for a fast path that takes strided inputs (Inputs): any float64 / float32 array.
+template <class F>
+py::object by_float_dtype(const py::array& a, F&& f) {
+  if (py::isinstance<py::array_t<double>>(a)) return f(double{});
+  if (py::isinstance<py::array_t<float>>(a)) return f(float{});
   return py::none();
 }
 

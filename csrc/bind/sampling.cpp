@@ -31,8 +31,8 @@ namespace a = pygenmod::bind::args::sampling;
 // to use, so the package generator advances exactly as without the fast path.
 
 template <class T>
-static const T* batch_view(const py::array& a, py::ssize_t& B, py::ssize_t& D) {
-  const T* p = fast::view<T>(a);
+static const T* batch_view(fast::Inputs& in, const py::array& a, py::ssize_t& B, py::ssize_t& D) {
+  const T* p = in.get<T>(a);
   if (!p || a.ndim() != 2) return nullptr;
   B = a.shape(0);
   D = a.shape(1);
@@ -46,7 +46,7 @@ static py::tuple no_result(const std::optional<std::uint64_t>& key = std::nullop
 // f(T{}) by mu's dtype for a seeded fast path: (None, None) for any other dtype.
 template <class F>
 static py::object seeded_by_dtype(const py::array& a, F&& f) {
-  py::object r = fast::by_dtype(a, std::forward<F>(f));
+  py::object r = fast::by_float_dtype(a, std::forward<F>(f));
   return r.is_none() ? py::object(no_result()) : r;
 }
 
@@ -59,12 +59,14 @@ constexpr auto kInf = std::numeric_limits<double>::infinity();
 template <class T>
 static py::tuple normal_head_fast_t(const py::array& mu, const py::array& logvar, const py::handle& seed,
                                     const py::object& resolve, uint64_t stream, uint64_t offset, bool head) {
-  const T* m = fast::view<T>(mu);
-  if (!m || !(mu.ndim() == 2 || (mu.ndim() == 1 && !head))) return no_result();
+  fast::Inputs in;
+  if (!(mu.ndim() == 2 || (mu.ndim() == 1 && !head))) return no_result();
+  const T* m = in.get<T>(mu);
+  if (!m) return no_result();
   const auto key = fast::draw_key(resolve, seed);
   const bool one = mu.ndim() == 1;
   const py::ssize_t B = one ? 1 : mu.shape(0), D = mu.shape(one ? 0 : 1);
-  const T* p = fast::view<T>(logvar);
+  const T* p = in.get<T>(logvar);
   if (!p || !(one ? fast::shape_is(logvar, {D}) : fast::shape_is(logvar, {B, D}))) return no_result(key);
   auto z = one ? fast::empty<T>({D}) : fast::empty<T>({B, D});
   auto kl = fast::empty<T>({head ? B : 0});
@@ -81,22 +83,23 @@ static py::tuple normal_head_fast_t(const py::array& mu, const py::array& logvar
 // An optional array of a fast path: None (null), or of T and this shape (and finite when
 // asked). False when given but not so.
 template <class T>
-static bool optional_view(const py::object& a, std::initializer_list<py::ssize_t> shape, bool finite, const T*& out) {
+static bool optional_view(fast::Inputs& in, const py::object& a, std::initializer_list<py::ssize_t> shape, bool finite,
+                          const T*& out) {
   out = nullptr;
   if (a.is_none()) return true;
-  const auto arr = py::reinterpret_borrow<py::array>(a);  // (fast::view checks that it is one)
-  out = fast::view<T>(arr);
+  const auto arr = py::reinterpret_borrow<py::array>(a);  // (Inputs::get checks that it is one)
+  out = in.get<T>(arr);
   return out && fast::shape_is(arr, shape) && (!finite || fast::all_finite(out, arr.size()));
 }
 
 // The noise and the upstream gradients of a head's backward fast path (one sample): eps None or
 // (B, D), grad_z (B, D), grad_kl and grad_log_q (B,), each gradient None or finite.
 template <class T>
-static bool head_grad_views(py::ssize_t B, py::ssize_t D, const py::object& eps, const py::object& grad_z,
-                            const py::object& grad_kl, const py::object& grad_log_q, const T*& e, const T*& gz,
-                            const T*& gk, const T*& gq) {
-  return optional_view<T>(eps, {B, D}, false, e) && optional_view<T>(grad_z, {B, D}, true, gz) &&
-         optional_view<T>(grad_kl, {B}, true, gk) && optional_view<T>(grad_log_q, {B}, true, gq);
+static bool head_grad_views(fast::Inputs& in, py::ssize_t B, py::ssize_t D, const py::object& eps,
+                            const py::object& grad_z, const py::object& grad_kl, const py::object& grad_log_q,
+                            const T*& e, const T*& gz, const T*& gk, const T*& gq) {
+  return optional_view<T>(in, eps, {B, D}, false, e) && optional_view<T>(in, grad_z, {B, D}, true, gz) &&
+         optional_view<T>(in, grad_kl, {B}, true, gk) && optional_view<T>(in, grad_log_q, {B}, true, gq);
 }
 
 // normal_head_backward / rsample_normal_backward: mu and logvar (B, D), one sample, no clamp;
@@ -108,14 +111,15 @@ static py::tuple normal_head_backward_fast_t(const py::array& mu, const py::arra
                                              const py::handle& seed, const py::object& resolve, uint64_t stream,
                                              uint64_t offset, const py::object& grad_z, const py::object& grad_kl,
                                              const py::object& grad_log_q) {
+  fast::Inputs in;
   py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
+  const T* m = batch_view<T>(in, mu, B, D);
   if (!m) return no_result();
   const auto key = fast::draw_key(resolve, seed);
-  const T* p = fast::view<T>(logvar);
+  const T* p = in.get<T>(logvar);
   const T *e, *gz, *gk, *gq;
   if (!p || !fast::shape_is(logvar, {B, D}) ||
-      !head_grad_views<T>(B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq))
+      !head_grad_views<T>(in, B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq))
     return no_result(key);
   auto dm = fast::empty<T>({B, D});
   auto dp = fast::empty<T>({B, D});
@@ -130,9 +134,10 @@ static py::tuple normal_head_backward_fast_t(const py::array& mu, const py::arra
 // kl_normal against N(0, I) and normal_log_prob with x of mu's shape, (B, D), logvar, no clamp.
 template <class T>
 static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar) {
+  fast::Inputs in;
   py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* p = fast::view<T>(logvar);
+  const T* m = batch_view<T>(in, mu, B, D);
+  const T* p = m ? in.get<T>(logvar) : nullptr;
   if (!m || !p || !fast::shape_is(logvar, {B, D})) return py::none();
   auto kl = fast::empty<T>({B});
   std::vector<std::int32_t> status(B);
@@ -147,10 +152,11 @@ static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar)
 
 template <class T>
 static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& logvar) {
+  fast::Inputs in;
   py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* p = fast::view<T>(logvar);
-  const T* px = fast::view<T>(x);
+  const T* m = batch_view<T>(in, mu, B, D);
+  const T* p = m ? in.get<T>(logvar) : nullptr;
+  const T* px = p ? in.get<T>(x) : nullptr;
   if (!m || !p || !px || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
   auto out = fast::empty<T>({B});
   std::vector<std::int32_t> status(B);
@@ -166,17 +172,19 @@ static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu
 // Their backward passes: grad_kl / grad_log_prob (B,) of mu's dtype and finite (the general
 // path's check). (grad_mu, grad_logvar) and (grad_x, grad_mu, grad_logvar).
 template <class T>
-static const T* row_grad_view(const py::array& g, py::ssize_t B) {
-  const T* pg = fast::view<T>(g);
-  return pg && fast::shape_is(g, {B}) && fast::all_finite(pg, B) ? pg : nullptr;
+static const T* row_grad_view(fast::Inputs& in, const py::array& g, py::ssize_t B) {
+  if (!fast::shape_is(g, {B})) return nullptr;
+  const T* pg = in.get<T>(g);
+  return pg && fast::all_finite(pg, B) ? pg : nullptr;
 }
 
 template <class T>
 static py::object kl_normal_backward_fast_t(const py::array& mu, const py::array& logvar, const py::array& grad) {
+  fast::Inputs in;
   py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* p = fast::view<T>(logvar);
-  const T* g = m ? row_grad_view<T>(grad, B) : nullptr;
+  const T* m = batch_view<T>(in, mu, B, D);
+  const T* p = m ? in.get<T>(logvar) : nullptr;
+  const T* g = p ? row_grad_view<T>(in, grad, B) : nullptr;
   if (!m || !p || !g || !fast::shape_is(logvar, {B, D})) return py::none();
   auto dm = fast::empty<T>({B, D});
   auto dp = fast::empty<T>({B, D});
@@ -191,11 +199,12 @@ static py::object kl_normal_backward_fast_t(const py::array& mu, const py::array
 template <class T>
 static py::object normal_log_prob_backward_fast_t(const py::array& x, const py::array& mu, const py::array& logvar,
                                                   const py::array& grad) {
+  fast::Inputs in;
   py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* p = fast::view<T>(logvar);
-  const T* px = fast::view<T>(x);
-  const T* g = m ? row_grad_view<T>(grad, B) : nullptr;
+  const T* m = batch_view<T>(in, mu, B, D);
+  const T* p = m ? in.get<T>(logvar) : nullptr;
+  const T* px = p ? in.get<T>(x) : nullptr;
+  const T* g = px ? row_grad_view<T>(in, grad, B) : nullptr;
   if (!m || !p || !px || !g || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
   auto dx = fast::empty<T>({B, D});
   auto dm = fast::empty<T>({B, D});
@@ -208,13 +217,12 @@ static py::object normal_log_prob_backward_fast_t(const py::array& x, const py::
   return py::make_tuple(dx, dm, dp);
 }
 
-// The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T, C-contiguous.
+// The factor of an MVN fast path: (B, D, D) per row or (D, D) shared, of T.
 template <class T>
-static const T* tril_view(const py::array& L, py::ssize_t B, py::ssize_t D, bool& shared) {
-  const T* p = fast::view<T>(L);
+static const T* tril_view(fast::Inputs& in, const py::array& L, py::ssize_t B, py::ssize_t D, bool& shared) {
   shared = L.ndim() == 2;
-  if (!p || !(shared ? fast::shape_is(L, {D, D}) : fast::shape_is(L, {B, D, D}))) return nullptr;
-  return p;
+  if (!(shared ? fast::shape_is(L, {D, D}) : fast::shape_is(L, {B, D, D}))) return nullptr;
+  return in.get<T>(L);
 }
 
 // mvn_head_backward / rsample_mvn_backward: mu (B, D), scale_tril (B, D, D) or (D, D) shared (its
@@ -225,14 +233,15 @@ static py::tuple mvn_head_backward_fast_t(const py::array& mu, const py::array& 
                                           const py::handle& seed, const py::object& resolve, uint64_t stream,
                                           uint64_t offset, const py::object& grad_z, const py::object& grad_kl,
                                           const py::object& grad_log_q) {
+  fast::Inputs in;
   py::ssize_t B, D;
-  const T* m = batch_view<T>(mu, B, D);
+  const T* m = batch_view<T>(in, mu, B, D);
   if (!m) return no_result();
   const auto key = fast::draw_key(resolve, seed);
   bool shared;
-  const T* pl = tril_view<T>(L, B, D, shared);
+  const T* pl = tril_view<T>(in, L, B, D, shared);
   const T *e, *gz, *gk, *gq;
-  if (!pl || !head_grad_views<T>(B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq)) return no_result(key);
+  if (!pl || !head_grad_views<T>(in, B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq)) return no_result(key);
   auto dm = fast::empty<T>({B, D});
   auto dL = shared ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
   {
@@ -249,13 +258,14 @@ static py::tuple mvn_head_backward_fast_t(const py::array& mu, const py::array& 
 template <class T>
 static py::tuple mvn_head_fast_t(const py::array& mu, const py::array& L, const py::handle& seed,
                                  const py::object& resolve, uint64_t stream, uint64_t offset, bool sample) {
+  fast::Inputs in;
   py::ssize_t B, D;
   bool shared;
-  const T* m = batch_view<T>(mu, B, D);
+  const T* m = batch_view<T>(in, mu, B, D);
   if (!m || (sample && !fast::all_finite(m, mu.size()))) return no_result();
   std::optional<std::uint64_t> key;
   if (sample) key = fast::draw_key(resolve, seed);
-  const T* pl = tril_view<T>(L, B, D, shared);
+  const T* pl = tril_view<T>(in, L, B, D, shared);
   if (!pl) return no_result(key);
   auto out = sample ? fast::empty<T>({B, D}) : fast::empty<T>({B});  // z or the KL
   std::vector<std::int32_t> status(B);
@@ -273,11 +283,12 @@ static py::tuple mvn_head_fast_t(const py::array& mu, const py::array& L, const 
 // (tril_check) before the row kernel, as the general path does.
 template <class T>
 static py::object mvn_rows_fast_t(const py::array& x, const py::array& mu, const py::array& L, int mode, bool squared) {
+  fast::Inputs in;
   py::ssize_t B, D;
   bool shared;
-  const T* m = batch_view<T>(mu, B, D);
-  const T* pl = m ? tril_view<T>(L, B, D, shared) : nullptr;
-  const T* px = fast::view<T>(x);
+  const T* m = batch_view<T>(in, mu, B, D);
+  const T* pl = m ? tril_view<T>(in, L, B, D, shared) : nullptr;
+  const T* px = pl ? in.get<T>(x) : nullptr;
   if (!pl || !px || !fast::shape_is(x, {B, D})) return py::none();
   const py::ssize_t NL = shared ? 1 : B;
   std::vector<std::int32_t> flags(NL), status(B);
@@ -297,8 +308,10 @@ static py::object mvn_rows_fast_t(const py::array& x, const py::array& mu, const
 template <class T>
 static py::tuple gumbel_softmax_fast_t(const py::array& logits, double tau, const py::handle& seed,
                                        const py::object& resolve, uint64_t stream, uint64_t offset, bool hard) {
-  const T* l = fast::view<T>(logits);
-  if (!l || logits.ndim() < 1) return no_result();
+  fast::Inputs in;
+  if (logits.ndim() < 1) return no_result();
+  const T* l = in.get<T>(logits);
+  if (!l) return no_result();
   const auto key = fast::draw_key(resolve, seed);
   const py::ssize_t nd = logits.ndim(), K = logits.shape(nd - 1);
   if (K < 1) return no_result(key);
@@ -321,8 +334,9 @@ static py::tuple gumbel_softmax_fast_t(const py::array& logits, double tau, cons
 // >= 1 with K >= 1 categories, grad_y of its dtype and shape, both finite. The gradient.
 template <class T>
 static py::object gumbel_softmax_backward_fast_t(const py::array& y_soft, double tau, const py::array& grad_y) {
-  const T* ys = fast::view<T>(y_soft);
-  const T* g = fast::view<T>(grad_y);
+  fast::Inputs in;
+  const T* ys = in.get<T>(y_soft);
+  const T* g = ys ? in.get<T>(grad_y) : nullptr;
   const py::ssize_t nd = y_soft.ndim();
   if (!ys || !g || nd < 1 || y_soft.shape(nd - 1) < 1 ||
       !fast::shape_is(grad_y, std::vector<py::ssize_t>(y_soft.shape(), y_soft.shape() + nd)) ||
@@ -571,10 +585,10 @@ PYBIND11_MODULE(_cpu_sampling, m) {
     });
   });
   m.def("kl_normal_fast", [](py::array mu, py::array logvar) {
-    return fast::by_dtype(mu, [&](auto t) { return kl_normal_fast_t<decltype(t)>(mu, logvar); });
+    return fast::by_float_dtype(mu, [&](auto t) { return kl_normal_fast_t<decltype(t)>(mu, logvar); });
   });
   m.def("normal_log_prob_fast", [](py::array x, py::array mu, py::array logvar) {
-    return fast::by_dtype(mu, [&](auto t) { return normal_log_prob_fast_t<decltype(t)>(x, mu, logvar); });
+    return fast::by_float_dtype(mu, [&](auto t) { return normal_log_prob_fast_t<decltype(t)>(x, mu, logvar); });
   });
   m.def("normal_head_backward_fast",
         [](py::array mu, py::array logvar, py::object eps, py::handle seed, py::object resolve, py::handle stream_,
@@ -597,11 +611,11 @@ PYBIND11_MODULE(_cpu_sampling, m) {
           });
         });
   m.def("kl_normal_backward_fast", [](py::array mu, py::array logvar, py::array grad) {
-    return fast::by_dtype(mu, [&](auto t) { return kl_normal_backward_fast_t<decltype(t)>(mu, logvar, grad); });
+    return fast::by_float_dtype(mu, [&](auto t) { return kl_normal_backward_fast_t<decltype(t)>(mu, logvar, grad); });
   });
   m.def("normal_log_prob_backward_fast", [](py::array x, py::array mu, py::array logvar, py::array grad) {
-    return fast::by_dtype(mu,
-                          [&](auto t) { return normal_log_prob_backward_fast_t<decltype(t)>(x, mu, logvar, grad); });
+    return fast::by_float_dtype(
+        mu, [&](auto t) { return normal_log_prob_backward_fast_t<decltype(t)>(x, mu, logvar, grad); });
   });
   m.def("mvn_head_fast", [](py::array mu, py::array L, py::handle seed, py::object resolve, py::handle stream_,
                             py::handle offset_, bool sample) {
@@ -613,7 +627,7 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   });
   m.def("mvn_rows_fast", [](py::array x, py::array mu, py::array L, int mode, bool squared) {
     if (mode < sampling::MVN_SCALE || mode > sampling::MVN_LOG_PROB) return py::object(py::none());
-    return fast::by_dtype(mu, [&](auto t) { return mvn_rows_fast_t<decltype(t)>(x, mu, L, mode, squared); });
+    return fast::by_float_dtype(mu, [&](auto t) { return mvn_rows_fast_t<decltype(t)>(x, mu, L, mode, squared); });
   });
   m.def("gumbel_softmax_fast", [](py::array logits, double tau, py::handle seed, py::object resolve, py::handle stream_,
                                   py::handle offset_, bool hard) {
@@ -624,8 +638,8 @@ PYBIND11_MODULE(_cpu_sampling, m) {
     });
   });
   m.def("gumbel_softmax_backward_fast", [](py::array y_soft, double tau, py::array grad_y) {
-    return fast::by_dtype(y_soft,
-                          [&](auto t) { return gumbel_softmax_backward_fast_t<decltype(t)>(y_soft, tau, grad_y); });
+    return fast::by_float_dtype(
+        y_soft, [&](auto t) { return gumbel_softmax_backward_fast_t<decltype(t)>(y_soft, tau, grad_y); });
   });
   static PyMethodDef fill_fast_def{"fill_fast", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&fill_fast)),
                                    METH_FASTCALL, "random.uniform / normal / gumbel's one-call path (pygenmod._fast)"};
