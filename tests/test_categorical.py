@@ -363,27 +363,25 @@ def test_errors(backend):
         cat.entropy_backward(x, grad_entropy=B(np.ones(3)))
 
 
-def test_thread_count_and_layout_do_not_change_results(backend, rng):
+@pytest.mark.parametrize("B, K", [(4096, 24), (2, 1000), (2, 3000)])  # above, below, just above the threshold
+def test_thread_count_and_layout_do_not_change_results(backend, rng, B, K):
     import pygenmod
 
-    x = rng.standard_normal((4096, 24))  # B * K above the parallel threshold
-    y = rng.standard_normal((4096, 24))
+    x = rng.standard_normal((B, K))  # B * K against the parallel threshold (categorical.hpp's CAT_PAR_MIN)
+    y = rng.standard_normal((B, K))
     m = random_mask(rng, x.shape)
+    acts = rng.integers(0, K, B)
     runs, n0 = [], pygenmod.get_num_threads()
     try:
         for n in (1, 2):
             pygenmod.set_num_threads(n)
+            bx, by, g = backend.asarray(x), backend.asarray(y), backend.asarray(np.ones(B))
             runs.append(
                 [
-                    backend.numpy(cat.kl(backend.asarray(x), backend.asarray(y), mask=backend.asarray(m))),
-                    backend.numpy(
-                        cat.kl_backward(
-                            backend.asarray(x),
-                            backend.asarray(y),
-                            grad_kl=backend.asarray(np.ones(4096)),
-                            mask=backend.asarray(m),
-                        )[1]
-                    ),
+                    backend.numpy(cat.kl(bx, by, mask=backend.asarray(m))),
+                    backend.numpy(cat.kl_backward(bx, by, grad_kl=g, mask=backend.asarray(m))[1]),
+                    backend.numpy(cat.entropy(bx)),
+                    backend.numpy(cat.log_prob_backward(bx, backend.asarray(acts), grad_log_prob=g)),
                 ]
             )
     finally:
