@@ -4,11 +4,11 @@ At a few states, points or pixels a call's fixed cost is mostly the Python layer
 dispatch, output allocation. A hot public function therefore checks in Python only what is
 O(1) (plain NumPy arrays, Python scalars, default options) and hands the arrays to one
 compiled entry point of the cpu backend that validates the rest and runs the kernel. That
-entry point returns None whenever anything is off (another dtype, a non-contiguous array, a
-bad shape, NaN/inf, a row of P that does not sum to 1, ...), and the caller then runs its
-general path, which validates again and raises its usual error: messages live in one place,
-and the fast path can only ever answer what the general path would answer (the tests compare
-both, bitwise). Any other backend (numba, a forced backend, CUDA arrays) takes the general path.
+entry point returns None whenever anything is off (another dtype, a bad shape, NaN/inf, a row
+of P that does not sum to 1, a non-contiguous array where the path does not copy one, ...), and
+the caller then runs its general path, which validates again and raises its usual error:
+messages live in one place, and the fast path can only ever answer what the general path would
+answer (the tests compare both, bitwise). Any other backend (numba, a forced backend, CUDA arrays) takes the general path.
 """
 
 from __future__ import annotations

@@ -475,6 +475,20 @@ def test_diag_gaussian_fast_path_takes_strided_views(host, dtype, rng, monkeypat
             assert getattr(pygenmod._cpu_sampling, fn + "_fast")(*args) is not None
 
 
+def test_fast_path_copies_unaligned_arrays(dtype, rng, monkeypatch):
+    """A C-contiguous but unaligned array (a buffer read at an odd offset) is copied, aligned,
+    before the kernel's vector loops read it; the result is the general path's."""
+    mu = rng.standard_normal((3, 5)).astype(dtype)
+    raw = np.zeros(mu.nbytes + 1, np.uint8)
+    raw[1:] = np.frombuffer(mu.tobytes(), np.uint8)
+    odd = np.frombuffer(raw.data, dtype=dtype, count=mu.size, offset=1).reshape(mu.shape)
+    assert not odd.flags.aligned and odd.flags.c_contiguous
+    fast, general = both(lambda: sampling.kl_normal(odd, mu), monkeypatch)
+    assert_same(fast, general)
+    assert_same(fast, sampling.kl_normal(mu, mu))
+    assert pygenmod._cpu_sampling.kl_normal_fast(odd, mu) is not None
+
+
 def _diag_cases(dtype):
     rng = np.random.default_rng(2)
     mu, lv, x = (rng.standard_normal((3, 4)).astype(dtype) for _ in range(3))
@@ -1284,6 +1298,21 @@ def test_em_step_fast_equals_general(host, dtype, rng, monkeypatch, ct, lead, N,
         assert pygenmod._cpu_gmm.em_step_fast(X, *p[:4], gmm._CODE[ct], 1e-4) is not None
 
 
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_gmm_fast_paths_take_strided_data(host, dtype, rng, monkeypatch, ct):
+    """X as two columns sliced from a wider data array (a strided view): the one-call paths copy
+    it, as the general path does, and give its bits."""
+    X, p = _gmm_problem(rng, dtype, (), 16, 3, 2, ct)
+    wide = np.concatenate([X, rng.standard_normal((16, 1)).astype(dtype)], 1)
+    Xs = wide[:, :2]
+    for f in (lambda: gmm.em_step(Xs, p, reg_covar=1e-4), lambda: gmm.log_prob(Xs, p), lambda: gmm.predict(Xs, p)):
+        fast, general = both(f, monkeypatch)
+        assert not raises(fast)
+        assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_gmm.em_step_fast(Xs, *p[:4], gmm._CODE[ct], 1e-4) is not None
+
+
 E_STEP_CALLS = {
     "e_step": lambda X, p: gmm.e_step(X, p),
     "log_prob": lambda X, p: gmm.log_prob(X, p),
@@ -1853,6 +1882,21 @@ def test_gae_fast_equals_general(host, dtype, rng, monkeypatch, T, B, flags, boo
     if host == "cpu":
         bv = kw.get("bootstrap_value")
         assert pygenmod._cpu_returns.gae_fast(r, v, 0.97, 1, term, bv, compute_returns) is not None
+
+
+def test_gae_fast_path_takes_strided_buffers(host, dtype, rng, monkeypatch):
+    """Rewards, values and dones sliced from a rollout buffer (T, B, 3) (strided views): the
+    one-call path copies them, as the general path does, and gives its bits."""
+    buf = rng.standard_normal((9, 4, 3)).astype(dtype)
+    r, v = buf[..., 0], buf[..., 1]
+    term = (rng.random((9, 4, 2)) < 0.2)[..., 0]
+    boot = rng.standard_normal((4, 2)).astype(dtype)[:, 1]
+    kw = dict(terminated=term, bootstrap_value=boot, gamma=0.97, lam=0.9)
+    fast, general = both(lambda: returns.gae(r, v, **kw), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert pygenmod._cpu_returns.gae_fast(r, v, 0.97, 0.9, term, boot, True) is not None
 
 
 def _gae_cases():

@@ -40,7 +40,7 @@ class Inputs {
   const T* get(const py::array& a) {
     if (const T* p = view<T>(a)) return p;
     if (n_ == kMax || !py::isinstance<py::array_t<T>>(a)) return nullptr;
-    auto c = py::array_t<T, py::array::c_style>::ensure(a);
+    auto c = py::array_t<T, py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_>::ensure(a);
     if (!c) {
       PyErr_Clear();
       return nullptr;

@@ -98,10 +98,12 @@ bool params_ok(const Mixtures<T>& m, const py::array& w, const py::array& mu, co
   return positive_diagonals(type, m.pc, B, K, D);
 }
 
+// X may be strided (columns sliced from a data array: copied into `in`, as the general path
+// copies it); the parameters must be C-contiguous (em_step copies them as such).
 template <class T>
-std::optional<Mixtures<T>> checked(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
-                                   const py::array& pc, int type) {
-  Mixtures<T> m{fast::view<T>(X), fast::view<T>(w), fast::view<T>(mu), fast::view<T>(cov), fast::view<T>(pc)};
+std::optional<Mixtures<T>> checked(fast::Inputs& in, const py::array& X, const py::array& w, const py::array& mu,
+                                   const py::array& cov, const py::array& pc, int type) {
+  Mixtures<T> m{in.get<T>(X), fast::view<T>(w), fast::view<T>(mu), fast::view<T>(cov), fast::view<T>(pc)};
   if (!m.x || (X.ndim() != 2 && X.ndim() != 3) || w.ndim() < 1) return std::nullopt;
   m.single = X.ndim() == 2;
   m.B = m.single ? 1 : X.shape(0);
@@ -140,7 +142,8 @@ py::object sample_fast(const py::array& w, const py::array& mu, const py::array&
 template <class T>
 py::object em_step_fast_t(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                           const py::array& pc, int type, double reg) {
-  const auto m = checked<T>(X, w, mu, cov, pc, type);
+  fast::Inputs in;
+  const auto m = checked<T>(in, X, w, mu, cov, pc, type);
   if (!m || !std::isfinite(reg) || reg < 0) return py::none();
   const py::ssize_t B = m->B, N = m->N, K = m->K;
   // the kernel updates copies of the parameters in place (as the general path's _run_fit)
@@ -169,7 +172,8 @@ py::object em_step_fast_t(const py::array& X, const py::array& w, const py::arra
 template <class T>
 py::object e_step_fast_t(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                          const py::array& pc, int type) {
-  const auto m = checked<T>(X, w, mu, cov, pc, type);
+  fast::Inputs in;
+  const auto m = checked<T>(in, X, w, mu, cov, pc, type);
   if (!m) return py::none();
   py::array_t<T> lp(m->shape({m->N, m->K})), log_resp(m->shape({m->N, m->K})), log_norm(m->shape({m->N}));
   gmm::e_step_cpu<T>(type, m->x, m->w, m->mu, m->pc, m->B, m->N, m->D, m->K, lp.mutable_data(), log_resp.mutable_data(),
@@ -180,7 +184,9 @@ py::object e_step_fast_t(const py::array& X, const py::array& w, const py::array
 // gmm.m_step with unit point weights: (weights, means, covariances, precisions_cholesky) or None.
 template <class T>
 py::object m_step_fast_t(const py::array& X, const py::array& resp, int type, double reg) {
-  const T *x = fast::view<T>(X), *r = fast::view<T>(resp);
+  fast::Inputs in;  // (strided X and resp copied, as the general path copies them)
+  const T* x = in.get<T>(X);
+  const T* r = x ? in.get<T>(resp) : nullptr;
   if (!x || !r || (X.ndim() != 2 && X.ndim() != 3) || resp.ndim() != X.ndim() || type < gmm::FULL ||
       type > gmm::SPHERICAL || !std::isfinite(reg) || reg < 0)
     return py::none();
@@ -204,17 +210,17 @@ py::object m_step_fast_t(const py::array& X, const py::array& resp, int type, do
 }
 
 py::object m_step_fast(const py::array& X, const py::array& resp, int type, double reg) {
-  return fast::by_dtype(X, [&](auto t) { return m_step_fast_t<decltype(t)>(X, resp, type, reg); });
+  return fast::by_float_dtype(X, [&](auto t) { return m_step_fast_t<decltype(t)>(X, resp, type, reg); });
 }
 
 py::object em_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                         const py::array& pc, int type, double reg) {
-  return fast::by_dtype(X, [&](auto t) { return em_step_fast_t<decltype(t)>(X, w, mu, cov, pc, type, reg); });
+  return fast::by_float_dtype(X, [&](auto t) { return em_step_fast_t<decltype(t)>(X, w, mu, cov, pc, type, reg); });
 }
 
 py::object e_step_fast(const py::array& X, const py::array& w, const py::array& mu, const py::array& cov,
                        const py::array& pc, int type) {
-  return fast::by_dtype(X, [&](auto t) { return e_step_fast_t<decltype(t)>(X, w, mu, cov, pc, type); });
+  return fast::by_float_dtype(X, [&](auto t) { return e_step_fast_t<decltype(t)>(X, w, mu, cov, pc, type); });
 }
 
 }  // namespace

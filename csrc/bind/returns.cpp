@@ -33,20 +33,22 @@ template <class T>
 static py::object gae_fast_t(const py::array& r, const py::object& values, const py::handle& gamma,
                              const py::handle& lam, const py::object& terminated, const py::object& bootstrap,
                              bool want_returns) {
-  const T* pr = fast::view<T>(r);
-  if (!pr || r.ndim() != 2 || r.shape(1) < 1) return py::none();
+  fast::Inputs in;  // (strided arrays copied, as the general path copies them)
+  if (r.ndim() != 2 || r.shape(1) < 1) return py::none();
+  const T* pr = in.get<T>(r);
+  if (!pr) return py::none();
   const py::ssize_t Tn = r.shape(0), B = r.shape(1);
   const T* pv = nullptr;
   if (!values.is_none()) {
     const py::array v = py::reinterpret_borrow<py::array>(values);
-    if (!(pv = fast::view<T>(v)) || !fast::shape_is(v, {Tn, B})) return py::none();
+    if (!fast::shape_is(v, {Tn, B}) || !(pv = in.get<T>(v))) return py::none();
   }
   T g, l;
   if (!unit_param(gamma, g) || !unit_param(lam, l)) return py::none();
   const T* pb = nullptr;
   if (!bootstrap.is_none()) {
     const py::array b = py::reinterpret_borrow<py::array>(bootstrap);
-    if (!py::isinstance<py::array>(bootstrap) || !(pb = fast::view<T>(b)) || !fast::shape_is(b, {B})) return py::none();
+    if (!py::isinstance<py::array>(bootstrap) || !fast::shape_is(b, {B}) || !(pb = in.get<T>(b))) return py::none();
   }
   auto run = [&](auto* flags) -> py::object {
     auto adv = fast::empty<T>({Tn, B});
@@ -66,8 +68,8 @@ static py::object gae_fast_t(const py::array& r, const py::object& values, const
   if (!py::isinstance<py::array>(terminated)) return py::none();
   const py::array t = py::reinterpret_borrow<py::array>(terminated);
   if (!fast::shape_is(t, {Tn, B})) return py::none();
-  if (const bool* pt = fast::view<bool>(t)) return run(reinterpret_cast<const std::uint8_t*>(pt));
-  if (const T* pt = fast::view<T>(t)) return run(pt);
+  if (const bool* pt = in.get<bool>(t)) return run(reinterpret_cast<const std::uint8_t*>(pt));
+  if (const T* pt = in.get<T>(t)) return run(pt);
   return py::none();
 }
 
@@ -86,7 +88,7 @@ PYBIND11_MODULE(_cpu_returns, m) {
       "lam"_a, "advantages"_a, "returns"_a, "status"_a);
   m.def("gae_fast", [](py::array r, py::object v, py::handle gamma, py::handle lam, py::object terminated,
                        py::object bootstrap, bool want_returns) {
-    return fast::by_dtype(
+    return fast::by_float_dtype(
         r, [&](auto t) { return gae_fast_t<decltype(t)>(r, v, gamma, lam, terminated, bootstrap, want_returns); });
   });
 }
