@@ -337,6 +337,58 @@ def _pname(logvar, log_std, std, scale_tril):
     )
 
 
+def _terms_general(
+    x,
+    dec,
+    mu,
+    logvar,
+    log_std,
+    std,
+    scale_tril,
+    prior_mu,
+    prior_logvar,
+    prior_log_std,
+    prior_std,
+    prior_scale_tril,
+    likelihood,
+    dec_logvar,
+    dec_log_std,
+    dec_std,
+    beta,
+    clamp,
+):
+    """elbo_terms's general path (every option, every backend)."""
+    a = _args(
+        x,
+        dec,
+        mu,
+        logvar,
+        log_std,
+        std,
+        scale_tril,
+        prior_mu,
+        prior_logvar,
+        prior_log_std,
+        prior_std,
+        prior_scale_tril,
+        likelihood,
+        dec_logvar,
+        dec_log_std,
+        dec_std,
+        beta,
+        clamp,
+    )
+    out, ll, kl, status = _terms(a)
+    _check(status, _pname(logvar, log_std, std, scale_tril))
+    if a.mvn_prior is not None:  # a full covariance against a given prior: sampling.kl_mvn's solves
+        pmu, pL, beta, _ = a.mvn_prior
+        kl = xp_of(out).asarray(_s.kl_mvn(a.kargs[0], a.kargs[2], pmu, pL))
+        out = ll - beta * kl
+    if a.one:
+        out, ll, kl = out[0], ll[0], kl[0]
+    return Terms(a.back(out), a.back(ll), a.back(kl))
+
+
 def elbo_terms(
     x: ArrayLike,
     dec: ArrayLike,
@@ -391,7 +443,7 @@ def elbo_terms(
     t = None if fast is None else fast(x, dec, mu, logvar, likelihood, beta)
     if t is not None:
         return Terms(*t)
-    a = _args(
+    return _terms_general(
         x,
         dec,
         mu,
@@ -411,15 +463,6 @@ def elbo_terms(
         beta,
         clamp,
     )
-    out, ll, kl, status = _terms(a)
-    _check(status, _pname(logvar, log_std, std, scale_tril))
-    if a.mvn_prior is not None:  # a full covariance against a given prior: sampling.kl_mvn's solves
-        pmu, pL, beta, _ = a.mvn_prior
-        kl = xp_of(out).asarray(_s.kl_mvn(a.kargs[0], a.kargs[2], pmu, pL))
-        out = ll - beta * kl
-    if a.one:
-        out, ll, kl = out[0], ll[0], kl[0]
-    return Terms(a.back(out), a.back(ll), a.back(kl))
 
 
 def elbo(
@@ -467,25 +510,25 @@ def elbo(
     t = None if fast is None else fast(x, dec, mu, logvar, likelihood, beta)
     if t is not None:
         return t[0]
-    return elbo_terms(
+    return _terms_general(
         x,
         dec,
         mu,
         logvar,
-        log_std=log_std,
-        std=std,
-        scale_tril=scale_tril,
-        prior_mu=prior_mu,
-        prior_logvar=prior_logvar,
-        prior_log_std=prior_log_std,
-        prior_std=prior_std,
-        prior_scale_tril=prior_scale_tril,
-        likelihood=likelihood,
-        dec_logvar=dec_logvar,
-        dec_log_std=dec_log_std,
-        dec_std=dec_std,
-        beta=beta,
-        clamp=clamp,
+        log_std,
+        std,
+        scale_tril,
+        prior_mu,
+        prior_logvar,
+        prior_log_std,
+        prior_std,
+        prior_scale_tril,
+        likelihood,
+        dec_logvar,
+        dec_log_std,
+        dec_std,
+        beta,
+        clamp,
     ).elbo
 
 

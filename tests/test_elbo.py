@@ -279,6 +279,8 @@ def _ok(rng):
         ("nan_mu", ValueError, "mu, logvar or the prior: row 1"),
         ("nan_dec", ValueError, "dec: row 2"),
         ("nan_x", ValueError, "x: contains NaN"),
+        ("nan_dec_unit_variance", ValueError, "dec: row 2"),
+        ("overflowing_difference_unit_variance", ValueError, "dec: row 0"),
         ("std_nonpositive", ValueError, "non-positive std"),
         ("dec_std_nonpositive", ValueError, "dec: row 0"),
         ("dec_shape", ValueError, "dec: expected shape"),
@@ -310,6 +312,12 @@ def test_bad_input(backend, rng, case, err, match):
         dec[1, 2, 0] = np.nan
     elif case == "nan_x":
         x[0, 0] = np.inf
+    elif case == "nan_dec_unit_variance":  # (the unit-variance row, no decoder scale)
+        kw = {}
+        dec[1, 2, 0] = np.nan
+    elif case == "overflowing_difference_unit_variance":  # finite x and dec, x - dec = inf
+        kw = {}
+        x[0, 0], dec[0, 0, 0] = 1.5e308, -1.5e308
     elif case == "std_nonpositive":
         args[3] = None
         kw["std"] = np.abs(lv) * 0 + 1

@@ -84,7 +84,7 @@ PGM_HD T sigmoid(T l) {
 
 // log N(x; d, I) summed over a row of X features: a difference and a square per feature (the
 // general Gaussian row takes an exp and a division for the same thing). *chk_out is NaN iff a
-// decoder value is not finite.
+// difference x_j - d_j is not finite.
 template <class T>
 PGM_HD T unit_normal_log_prob_row(const T* x, const T* d, index_t X, T* chk_out) {
   T lp = 0, chk = 0;
@@ -92,7 +92,7 @@ PGM_HD T unit_normal_log_prob_row(const T* x, const T* d, index_t X, T* chk_out)
   for (index_t j = 0; j < X; ++j) {
     const T u = x[j] - d[j];
     lp += u * u;
-    chk += nan_if_bad(d[j]);
+    chk += nan_if_bad(u);  // (x is finite: a non-finite dec, or a difference that overflows)
   }
   *chk_out = chk;
   return T(-0.5) * lp - static_cast<T>(static_cast<double>(X) * sampling::HALF_LOG_2PI);
