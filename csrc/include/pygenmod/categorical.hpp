@@ -290,12 +290,15 @@ std::int32_t kl_row_cpu(const T* p, const T* q, const std::uint8_t* mp, const st
 }
 
 // ---------------------------------------------------------------------------------------- CPU launchers
-// Parallel over rows once the batch is large enough to pay for waking the pool. A row entry
-// costs 2-5 ns here (one or two exps, three passes), ten times a sampling entry, so the
-// threshold is an eighth of sampling's PAR_MIN. Measured (Intel Xeon VM, 2 threads against
-// 1, the vector rows): B=2 rows of K=1024 10.7 -> 7.0 us (entropy), K=2048 19.7 -> 11.8,
-// K=16384 215 -> 114; B=256, K=64 116 -> 55 us. (It was 1 << 15 when the rows were serial.)
-constexpr index_t CAT_PAR_MIN = index_t(1) << 12;
+// Parallel over rows once the batch is large enough to pay for waking the pool, also with one
+// core busy. A row entry costs 2-5 ns (an exp, three or four passes), several times a sampling
+// entry. Measured on the Intel Xeon VM, entropy, mean us of 1500 calls with 2 ms idle gaps,
+// 1 thread / 2 threads, quiet and with one core busy (bench/RESULTS.md, twenty-sixth stop):
+//   B=2, K=8192 (16384 entries):  quiet 65 / 44, busy 79 / 96 (max 5.4 ms): stays serial;
+//   B=2, K=16384 (32768):         quiet 151 / 75, busy 157 / 152;
+//   B=64, K=512 (32768):          quiet 133 / 72, busy 153 / 114.
+// (It was 1 << 15, as B * K > 1 << 15, when the rows were serial libm.)
+constexpr index_t CAT_PAR_MIN = index_t(1) << 14;
 
 template <class T>
 void log_prob_cpu(const T* x, const std::uint8_t* m, index_t mrows, const std::int64_t* a, index_t B, index_t K, T* out,
