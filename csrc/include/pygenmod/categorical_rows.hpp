@@ -162,21 +162,6 @@ PGM_CROW_INLINE int stats(const T* x, index_t K, T* mx, T* ls) {
   return DONE;
 }
 
-// -sum p log p given the row's statistics.
-template <class T, int VB>
-PGM_CROW_INLINE T entropy_sum(const T* x, index_t K, T mx, T ls) {
-  using V = typename vm::vec<T, VB>::type;
-  constexpr int U = 64 / VB;
-  V acc[U];
-  for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
-    const V lp = (a - mx) - ls;
-    const V t = exp_le0(lp) * lp;
-    acc[u] -= in ? t : V{};
-  });
-  return lanes_sum<V, U, T>(acc);
-}
-
 // log p_a of logits x (K >= 1, 0 <= a < K): x_a less the log-partition.
 template <class T, int VB>
 PGM_CROW_INLINE int log_prob(const T* x, index_t K, std::int64_t a, T* out) {
@@ -187,13 +172,27 @@ PGM_CROW_INLINE int log_prob(const T* x, index_t K, std::int64_t a, T* out) {
   return DONE;
 }
 
-// H(p) = -sum p log p of logits x (K >= 1).
+// H(p) = -sum p log p of logits x (K >= 1), in one exp pass: with d_j = x_j - max,
+// e_j = exp(d_j), S = sum e_j and W = sum e_j d_j, H = log S - W / S (both terms >= 0: no
+// cancellation). The log-partition's pass and a second exp pass were one exp more per entry.
 template <class T, int VB>
 PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
-  T mx, ls;
-  const int st = stats<T, VB>(x, K, &mx, &ls);
-  if (st != DONE) return st;
-  *out = entropy_sum<T, VB>(x, K, mx, ls);
+  using V = typename vm::vec<T, VB>::type;
+  constexpr int U = 64 / VB;
+  T mx, mn, chk;
+  max_min<T, VB>(x, K, &mx, &mn, &chk);
+  if (!(chk == T(0))) return P_BAD;
+  if (std::is_same_v<T, double> && mx - mn > T(kSpan)) return SERIAL;
+  V s[U], w[U];
+  for (int u = 0; u < U; ++u) s[u] = w[u] = V{};
+  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
+    const V d = a - mx;
+    const V e = exp_le0(d);
+    s[u] += in ? e : V{};
+    w[u] += in ? e * d : V{};
+  });
+  const T sum = lanes_sum<V, U, T>(s);
+  *out = std::log(sum) - lanes_sum<V, U, T>(w) / sum;
   return DONE;
 }
 
