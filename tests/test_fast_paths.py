@@ -1598,14 +1598,9 @@ def test_top_k_errors_and_edge_cases_equal(host, monkeypatch, case):
 
 
 # ----------------------------------------------------------------------------- categorical
-@pytest.mark.parametrize("shape", [(1,), (6,), (2, 6), (3, 1), (2, 3, 17), (4, 0, 5), (70, 600)])
-@pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl", "log_prob_backward", "entropy_backward", "kl_backward"])
-def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, fn):
-    x = (3 * rng.standard_normal(shape)).astype(dtype)
-    q = (3 * rng.standard_normal(shape)).astype(dtype)
-    a = rng.integers(0, shape[-1], shape[:-1])
-    g = rng.standard_normal(shape[:-1]).astype(dtype)
-    args, kw = {
+def _categorical_call(fn, x, q, a, g):
+    """(args, kwargs) of categorical.fn on logits x (and q), actions a, upstream gradient g."""
+    return {
         "log_prob": ((x, a), {}),
         "entropy": ((x,), {}),
         "kl": ((x, q), {}),
@@ -1613,6 +1608,16 @@ def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, f
         "entropy_backward": ((x,), {"grad_entropy": g}),
         "kl_backward": ((x, q), {"grad_kl": g}),
     }[fn]
+
+
+@pytest.mark.parametrize("shape", [(1,), (6,), (2, 6), (3, 1), (2, 3, 17), (4, 0, 5), (70, 600)])
+@pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl", "log_prob_backward", "entropy_backward", "kl_backward"])
+def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, fn):
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    q = (3 * rng.standard_normal(shape)).astype(dtype)
+    a = rng.integers(0, shape[-1], shape[:-1])
+    g = rng.standard_normal(shape[:-1]).astype(dtype)
+    args, kw = _categorical_call(fn, x, q, a, g)
     fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
     assert not raises(fast)
     assert_same(fast, general)
@@ -1628,14 +1633,7 @@ def test_categorical_fast_path_takes_strided_views(host, dtype, rng, monkeypatch
     x, q = out[:, :4], out[:, 1:]
     a = rng.integers(0, 4, (6, 2))[:, 1]
     g = rng.standard_normal((6, 2)).astype(dtype)[:, 0]
-    args, kw = {
-        "log_prob": ((x, a), {}),
-        "entropy": ((x,), {}),
-        "kl": ((x, q), {}),
-        "log_prob_backward": ((x, a), {"grad_log_prob": g}),
-        "entropy_backward": ((x,), {"grad_entropy": g}),
-        "kl_backward": ((x, q), {"grad_kl": g}),
-    }[fn]
+    args, kw = _categorical_call(fn, x, q, a, g)
     fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
     assert not raises(fast)
     assert_same(fast, general)
