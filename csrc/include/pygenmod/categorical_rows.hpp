@@ -136,6 +136,17 @@ PGM_CROW_INLINE void max_min(const T* x, index_t K, T* mx, T* mn, T* chk) {
   *chk = lanes_sum<V, U, T>(c);
 }
 
+// The row maximum of a logit row: DONE, P_BAD (an entry not finite) or SERIAL (float64: finite
+// logits spanning more than kSpan).
+template <class T, int VB>
+PGM_CROW_INLINE int row_max(const T* x, index_t K, T* mx) {
+  T mn, chk;
+  max_min<T, VB>(x, K, mx, &mn, &chk);
+  if (!(chk == T(0))) return P_BAD;
+  if (std::is_same_v<T, double> && *mx - mn > T(kSpan)) return SERIAL;
+  return DONE;
+}
+
 // log sum exp(x - mx) (>= 0: the maximum adds exp(0)).
 template <class T, int VB>
 PGM_CROW_INLINE T log_sum(const T* x, index_t K, T mx) {
@@ -150,14 +161,11 @@ PGM_CROW_INLINE T log_sum(const T* x, index_t K, T mx) {
   return std::log(lanes_sum<V, U, T>(acc));
 }
 
-// The row maximum and log sum exp(x - max) of a logit row: DONE, P_BAD (an entry not finite)
-// or SERIAL (float64: finite logits spanning more than kSpan).
+// The row maximum and log sum exp(x - max) of a logit row: DONE, P_BAD or SERIAL (row_max).
 template <class T, int VB>
 PGM_CROW_INLINE int stats(const T* x, index_t K, T* mx, T* ls) {
-  T mn, chk;
-  max_min<T, VB>(x, K, mx, &mn, &chk);
-  if (!(chk == T(0))) return P_BAD;
-  if (std::is_same_v<T, double> && *mx - mn > T(kSpan)) return SERIAL;
+  const int st = row_max<T, VB>(x, K, mx);
+  if (st != DONE) return st;
   *ls = log_sum<T, VB>(x, K, *mx);
   return DONE;
 }
@@ -179,10 +187,9 @@ template <class T, int VB>
 PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
-  T mx, mn, chk;
-  max_min<T, VB>(x, K, &mx, &mn, &chk);
-  if (!(chk == T(0))) return P_BAD;
-  if (std::is_same_v<T, double> && mx - mn > T(kSpan)) return SERIAL;
+  T mx;
+  const int st = row_max<T, VB>(x, K, &mx);
+  if (st != DONE) return st;
   V s[U], w[U];
   for (int u = 0; u < U; ++u) s[u] = w[u] = V{};
   passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
@@ -220,13 +227,30 @@ PGM_CROW_INLINE int stats_pq(const T* p, const T* q, index_t K, T* mxp, T* lsp, 
   return sq == P_BAD ? Q_BAD : sq;
 }
 
-// KL(p || q) of logit rows p and q (K >= 1).
+// KL(p || q) of logit rows p and q (K >= 1), in one pass of two exps per entry (the
+// log-partitions' passes and the sum's were three): with dp_j = p_j - max p, dq_j = q_j - max q,
+// e_j = exp(dp_j), S_p = sum e_j, S_q = sum exp(dq_j) and W = sum e_j (dp_j - dq_j),
+// KL = W / S_p - log S_p + log S_q.
 template <class T, int VB>
 PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
-  T mxp, lsp, mxq, lsq;
-  const int st = stats_pq<T, VB>(p, q, K, &mxp, &lsp, &mxq, &lsq);
-  if (st != DONE) return st;
-  *out = kl_sum<T, VB>(p, q, K, mxp, lsp, mxq, lsq);
+  using V = typename vm::vec<T, VB>::type;
+  constexpr int U = 64 / VB;
+  T mxp, mxq;
+  const int sp = row_max<T, VB>(p, K, &mxp);
+  if (sp != DONE) return sp;
+  const int sq = row_max<T, VB>(q, K, &mxq);
+  if (sq != DONE) return sq == P_BAD ? Q_BAD : sq;
+  V s_p[U], s_q[U], w[U];
+  for (int u = 0; u < U; ++u) s_p[u] = s_q[u] = w[u] = V{};
+  passes<T, VB>(p, q, K, [&](int u, const V& a, const V& b, const auto& in) __attribute__((always_inline)) {
+    const V dp = a - mxp, dq = b - mxq;
+    const V e = exp_le0(dp);
+    s_p[u] += in ? e : V{};
+    s_q[u] += in ? exp_le0(dq) : V{};
+    w[u] += in ? e * (dp - dq) : V{};
+  });
+  const T sum_p = lanes_sum<V, U, T>(s_p);
+  *out = lanes_sum<V, U, T>(w) / sum_p - std::log(sum_p) + std::log(lanes_sum<V, U, T>(s_q));
   return DONE;
 }
 
@@ -241,10 +265,8 @@ template <class T, int VB>
 PGM_CROW_INLINE int softmax_into(const T* x, index_t K, T* p, T* mx, T* ls) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
-  T mn, chk;
-  max_min<T, VB>(x, K, mx, &mn, &chk);
-  if (!(chk == T(0))) return P_BAD;
-  if (std::is_same_v<T, double> && *mx - mn > T(kSpan)) return SERIAL;
+  const int st = row_max<T, VB>(x, K, mx);
+  if (st != DONE) return st;
   const T m = *mx;
   write_passes<T, VB>(x, nullptr, K, p, nullptr,
                       [&](const V& v, const V&, V& o, V&) __attribute__((always_inline)) { o = exp_le0(v - m); });
