@@ -28,10 +28,11 @@ static void elbo_bwd(py::array mu, py::array p, py::array L, py::array pm, py::a
 
 // ----------------------------------------------------------------------------- one-call fast path
 // (issue 11; fast_path.hpp) The common VAE call, forward and backward: mu and logvar (B, D),
-// x (B, X), dec (B, X) or (S, B, X), all of one float dtype (strided ones copied: fast::Inputs), a Gaussian likelihood
-// of unit variance or a Bernoulli one, an exact float or int beta, no prior and no clamp: the general path's kernel and
-// arguments, so the same bits. None wherever the general Python path must run (it then validates again and raises its
-// own error).
+// x (B, X), dec (B, X) or (S, B, X), all of one float dtype (strided ones copied:
+// fast::Inputs), a Gaussian likelihood of unit variance or a Bernoulli one, an exact float or
+// int beta, no prior and no clamp: the general path's kernel and arguments, so the same bits.
+// None wherever the general Python path must run (it then validates again and raises its own
+// error).
 
 // The likelihood's code for the names this path takes ("gaussian", "bernoulli"), else -1.
 static int fast_likelihood(const py::handle& h) {

@@ -2,10 +2,12 @@
 // their backward passes, on the CPU in vector passes (categorical.hpp's *_row_cpu and
 // *_row_backward_cpu; masked rows, weights and the device keep the serial rows).
 //
-// The passes are the serial rows' (the row maximum, the shifted sum of exp, then the terms),
-// lane by lane, with 64 bytes of partial sums (8 float64 / 16 float32 lanes, then the lanes in
-// order) in every ISA's entry point, compiled without FMA contraction (the lambdas are
-// always inlined into it): the same bits on every CPU, within rounding of the serial rows.
+// The passes take the row maximum, then sums of exp(x - max) and the terms, lane by lane, with
+// 64 bytes of partial sums (8 float64 / 16 float32 lanes, then the lanes in order) in every
+// ISA's entry point, compiled without FMA contraction (the lambdas are always inlined into
+// it): the same bits on every CPU, within rounding of the serial rows. exp is the rows' cost,
+// so each row takes as few as it can: one per entry (entropy; the backward rows, which keep
+// exp(x - max) in their output), two for KL (one per distribution).
 // exp is
 //   - float32: random.hpp's exp_f32 (vecmath's exp_clamped_f32), as the serial rows;
 //   - float64: vecmath's exp_nonpos_f64 (within 2 ulp; 0 below -600). A row whose finite
@@ -254,8 +256,8 @@ PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
   return DONE;
 }
 
-// Backward passes (the serial rows' formulas; a row they do not take returns SERIAL, or
-// P_BAD / Q_BAD for the caller's NaN gradients).
+// Backward passes (the serial rows' gradients, from p_j = e_j / S; a row they do not take
+// returns SERIAL, or P_BAD / Q_BAD for the caller's NaN gradients).
 
 // The backward rows' softmax of one row into p: the checks of stats, then e_j = exp(x_j - mx)
 // written to p (one exp per entry: exp was the rows' cost, 1.7 ns an entry against ~0.1 for
