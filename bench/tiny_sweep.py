@@ -28,6 +28,17 @@ def _log_softmax(x):
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
+def _masked_log_softmax(x, m):
+    z = np.where(m, x, -np.inf)
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _masked_entropy(x, m):
+    lp = _masked_log_softmax(x, m)
+    return -(np.exp(lp) * np.where(m, lp, 0)).sum(-1)
+
+
 def _softmax(x):
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
@@ -40,6 +51,12 @@ def _normal_log_prob_backward(x, mu, lv, g):
 
 def _log_prob_backward(x, a, g):
     d = -g[:, None] * _softmax(x)
+    d[np.arange(len(a)), a] += g
+    return d
+
+
+def _masked_log_prob_backward(x, m, a, g):
+    d = -g[:, None] * np.exp(_masked_log_softmax(x, m))
     d[np.arange(len(a)), a] += g
     return d
 
@@ -113,6 +130,8 @@ def cases(D=4, K=6, T=8, D_full=None):
     L = np.tril(0.3 / np.sqrt(Df) * rng.standard_normal((2, Df, Df))) + np.eye(Df)
     lg, lq = rng.standard_normal((2, K)), rng.standard_normal((2, K))
     act = rng.integers(0, K, 2)
+    mk = rng.random((2, K)) < 0.7  # an action mask (True: allowed), the taken actions allowed
+    mk[np.arange(2), act] = True
     gb = rng.standard_normal(2)
     gz, eps = rng.standard_normal((2, D)), rng.standard_normal((2, D))
     xo = rng.random((2, T))  # elbo: x and the decoder's means (the rewards' rows), latent size 8
@@ -210,6 +229,18 @@ def cases(D=4, K=6, T=8, D_full=None):
         "categorical.log_prob (logits sliced from a head)": (
             lambda: categorical.log_prob(hlg, act),
             lambda: np.take_along_axis(_log_softmax(hlg), act[:, None], -1)[:, 0],
+        ),
+        "categorical.log_prob (masked)": (
+            lambda: categorical.log_prob(lg, act, mask=mk),
+            lambda: np.take_along_axis(_masked_log_softmax(lg, mk), act[:, None], -1)[:, 0],
+        ),
+        "categorical.entropy (masked)": (
+            lambda: categorical.entropy(lg, mask=mk),
+            lambda: _masked_entropy(lg, mk),
+        ),
+        "categorical.log_prob_backward (masked)": (
+            lambda: categorical.log_prob_backward(lg, act, grad_log_prob=gb, mask=mk),
+            lambda: _masked_log_prob_backward(lg, mk, act, gb),
         ),
         "categorical.log_prob_backward": (
             lambda: categorical.log_prob_backward(lg, act, grad_log_prob=gb),

@@ -128,15 +128,22 @@ def _actions(actions, rows):
 _NAMES = ("logits", "mask", None, None)
 
 
+def _host_mask(mask) -> bool:
+    """Whether a mask can go to a one-call path: None or a NumPy array (the path takes bool
+    arrays of the logits' shape or (K,) and declines the rest, which the general path converts
+    or rejects)."""
+    return mask is None or type(mask) is np.ndarray
+
+
 # ------------------------------------------------------------------------------- log-probability
 def log_prob(logits: ArrayLike, actions: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
     """``log p(a)`` per row: ``logits[..., a] - logsumexp(logits over allowed actions)``.
 
     logits (..., K); actions (...) integers in [0, K); -inf where the action is masked.
     """
-    if mask is None and type(logits) is np.ndarray and type(actions) is np.ndarray:
+    if type(logits) is np.ndarray and type(actions) is np.ndarray and _host_mask(mask):
         fast = _fast.cpu_kernel("categorical", "log_prob_fast")  # one compiled call (pygenmod._fast)
-        out = None if fast is None else fast(logits, actions)
+        out = None if fast is None else fast(logits, actions, mask)
         if out is not None:
             return out
     rows = _Rows(logits, "logits")
@@ -154,14 +161,9 @@ def log_prob_backward(
     """VJP of :func:`log_prob`: ``grad_logits`` (its one differentiable input),
     ``grad_logits[j] = g (1{j = a} - p_j)``
     (0 at masked actions; NaN on rows whose action is masked)."""
-    if (
-        mask is None
-        and type(logits) is np.ndarray
-        and type(actions) is np.ndarray
-        and type(grad_log_prob) is np.ndarray
-    ):
+    if type(logits) is type(actions) is type(grad_log_prob) is np.ndarray and _host_mask(mask):
         fast = _fast.cpu_kernel("categorical", "log_prob_backward_fast")  # one compiled call (pygenmod._fast)
-        out = None if fast is None else fast(logits, actions, grad_log_prob)
+        out = None if fast is None else fast(logits, actions, grad_log_prob, mask)
         if out is not None:
             return out
     rows = _Rows(logits, "logits")
@@ -175,9 +177,9 @@ def log_prob_backward(
 # ------------------------------------------------------------------------------- entropy
 def entropy(logits: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
     """``H(p) = -sum_j p_j log p_j`` per row (nats; masked actions excluded, 0 log 0 = 0)."""
-    if mask is None and type(logits) is np.ndarray:
+    if type(logits) is np.ndarray and _host_mask(mask):
         fast = _fast.cpu_kernel("categorical", "entropy_fast")  # one compiled call (pygenmod._fast)
-        out = None if fast is None else fast(logits)
+        out = None if fast is None else fast(logits, mask)
         if out is not None:
             return out
     rows = _Rows(logits, "logits")
@@ -191,9 +193,9 @@ def entropy(logits: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
 
 def entropy_backward(logits: ArrayLike, *, grad_entropy: ArrayLike, mask: ArrayLike | None = None) -> Array:
     """VJP of :func:`entropy`: ``grad_logits``, ``dH/dx_j = -p_j (log p_j + H)``."""
-    if mask is None and type(logits) is np.ndarray and type(grad_entropy) is np.ndarray:
+    if type(logits) is type(grad_entropy) is np.ndarray and _host_mask(mask):
         fast = _fast.cpu_kernel("categorical", "entropy_backward_fast")  # one compiled call (pygenmod._fast)
-        out = None if fast is None else fast(logits, grad_entropy)
+        out = None if fast is None else fast(logits, grad_entropy, mask)
         if out is not None:
             return out
     rows = _Rows(logits, "logits")
@@ -221,9 +223,9 @@ def kl(
     mask: the actions p allows (and q too, unless ``q_mask`` is given); q_mask: q's own mask.
     ``+inf`` on rows where p allows an action that q masks. The dtype is q_logits'.
     """
-    if mask is None and q_mask is None and type(p_logits) is np.ndarray and type(q_logits) is np.ndarray:
+    if q_mask is None and type(p_logits) is type(q_logits) is np.ndarray and _host_mask(mask):
         fast = _fast.cpu_kernel("categorical", "kl_fast")  # one compiled call (pygenmod._fast)
-        out = None if fast is None else fast(p_logits, q_logits)
+        out = None if fast is None else fast(p_logits, q_logits, mask)
         if out is not None:
             return out
     rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)
@@ -244,9 +246,9 @@ def kl_backward(
 ) -> tuple[Array, Array]:
     """VJP of :func:`kl`: ``(grad_p_logits, grad_q_logits)`` with
     ``dKL/dp_j = p_j (log p_j - log q_j - KL)`` and ``dKL/dq_j = q_j - p_j``."""
-    if mask is None and q_mask is None and type(p_logits) is type(q_logits) is type(grad_kl) is np.ndarray:
+    if q_mask is None and type(p_logits) is type(q_logits) is type(grad_kl) is np.ndarray and _host_mask(mask):
         fast = _fast.cpu_kernel("categorical", "kl_backward_fast")  # one compiled call (pygenmod._fast)
-        out = None if fast is None else fast(p_logits, q_logits, grad_kl)
+        out = None if fast is None else fast(p_logits, q_logits, grad_kl, mask)
         if out is not None:
             return out
     rows, p, mp, mq = _kl_args(p_logits, q_logits, mask, q_mask)

@@ -1642,6 +1642,62 @@ def test_categorical_fast_path_takes_strided_views(host, dtype, rng, monkeypatch
         assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
 
 
+@pytest.mark.parametrize("shape", [(6,), (2, 6), (3, 1), (2, 3, 17), (4, 0, 5), (70, 600)])
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl", "log_prob_backward", "entropy_backward", "kl_backward"])
+def test_categorical_fast_path_takes_masks(host, dtype, rng, monkeypatch, shape, shared, fn):
+    """Action masks (bool, of the logits' shape or one (K,) row for every row) take the one-call
+    path: its results are the general path's, bit for bit. Masked logits hold NaN and inf (never
+    read); some actions are masked (-inf log-probabilities, NaN gradient rows)."""
+    m = rng.random(shape[-1:] if shared else shape) < 0.6
+    m[..., 0] = True  # no row masks every action
+    x = np.where(m, 3 * rng.standard_normal(shape), np.nan).astype(dtype)
+    q = np.where(m, 3 * rng.standard_normal(shape), np.inf).astype(dtype)
+    a = rng.integers(0, shape[-1], shape[:-1])
+    g = rng.standard_normal(shape[:-1]).astype(dtype)
+    args, kw = _categorical_call(fn, x, q, a, g)
+    kw["mask"] = m
+    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
+
+
+def _categorical_mask_cases():
+    """(fn, args, kwargs) of masked calls that the one-call path declines or flags: the general
+    path's results and errors."""
+    rng = np.random.default_rng(5)
+    x, q = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    a, g = np.array([0, 3, 1]), np.array([0.5, -1.0, 2.0])
+    m = np.array([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 0]], bool)
+    wide = np.repeat(m, 2, axis=1)
+    all_masked = m.copy()
+    all_masked[1] = False
+    nan_allowed = x.copy()
+    nan_allowed[1, 0] = np.nan
+    lp, ent, kl = "log_prob_backward", "entropy_backward", "kl_backward"
+    return {
+        "0/1 integer mask": ("entropy", (x,), {"mask": m.astype(np.int64)}),
+        "integer mask holding 2": ("entropy", (x,), {"mask": m.astype(np.int64) * 2}),
+        "float mask": ("log_prob", (x, a), {"mask": m.astype(float)}),
+        "mask of another shape": ("entropy", (x,), {"mask": m[:2]}),
+        "shared mask of another length": ("kl", (x, q), {"mask": m[0, :3]}),
+        "mask as a list": ("entropy", (x,), {"mask": m.tolist()}),
+        "strided mask": ("entropy", (x,), {"mask": wide[:, ::2]}),
+        "Fortran-ordered mask": (ent, (x,), {"grad_entropy": g, "mask": np.asfortranarray(m)}),
+        "row masks every action": ("log_prob", (x, a), {"mask": all_masked}),
+        "row masks every action (backward)": (ent, (x,), {"grad_entropy": g, "mask": all_masked}),
+        "masked action": ("log_prob", (x, np.array([1, 0, 0])), {"mask": m}),
+        "masked action (backward)": (lp, (x, np.array([1, 0, 0])), {"grad_log_prob": g, "mask": m}),
+        "NaN at an allowed action": ("entropy", (nan_allowed,), {"mask": m}),
+        "NaN at a masked action": ("entropy", (np.where(m, x, np.nan),), {"mask": m}),
+        "separate q_mask": ("kl", (x, q), {"mask": m, "q_mask": m[::-1].copy()}),
+        "separate q_mask (backward)": (kl, (x, q), {"grad_kl": g, "mask": m, "q_mask": np.ones_like(m)}),
+        "1-d logits, shared mask": ("log_prob", (x[0], np.array(2)), {"mask": m[0]}),
+    }
+
+
 def _categorical_cases():
     x = np.random.default_rng(5).standard_normal((3, 4))
     a = np.array([0, 3, 1])
@@ -1702,9 +1758,15 @@ def _categorical_backward_cases():
     }
 
 
-@pytest.mark.parametrize("case", list(_categorical_cases()) + list(_categorical_backward_cases()))
+@pytest.mark.parametrize(
+    "case", list(_categorical_cases()) + list(_categorical_backward_cases()) + list(_categorical_mask_cases())
+)
 def test_categorical_errors_and_edge_cases_equal(host, monkeypatch, case):
-    fn, args, kw = {**{k: v + ({},) for k, v in _categorical_cases().items()}, **_categorical_backward_cases()}[case]
+    fn, args, kw = {
+        **{k: v + ({},) for k, v in _categorical_cases().items()},
+        **_categorical_backward_cases(),
+        **_categorical_mask_cases(),
+    }[case]
     fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
     assert_same(fast, general)
 

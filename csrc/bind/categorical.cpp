@@ -16,8 +16,9 @@ namespace ca = pygenmod::bind::args::categorical;
 
 // ----------------------------------------------------------------------------- one-call fast paths
 // (issue 11; fast_path.hpp) Logits (..., K), K >= 1, as a float32/float64 ndarray (strided: copied),
-// no mask: the general path's kernel, so the same bits. None wherever the general Python path
-// must run: any other input, or a row status that is not clean (that path raises the error).
+// a mask None or a bool ndarray of the logits' shape or (K,): the general path's kernel, so the
+// same bits. None wherever the general Python path must run: any other input (integer masks
+// too), or a row status that is not clean (that path raises the error).
 
 // The logits' rows: (B, K) with B the product of the leading extents, and the result's shape.
 template <class T>
@@ -30,6 +31,26 @@ static const T* rows_view(fast::Inputs& in, const py::array& x, py::ssize_t& B, 
   lead.assign(x.shape(), x.shape() + x.ndim() - 1);
   B = x.size() / K;
   return p;
+}
+
+// The mask: None (m null), or a bool ndarray (strided: copied) of the logits' shape (one row per
+// logit row) or (K,) (shared: mask_rows 1). False for any other mask.
+struct MaskRows {
+  const std::uint8_t* m = nullptr;
+  py::ssize_t rows = 0;
+};
+static bool mask_view(fast::Inputs& in, const py::handle& mask, const py::array& x, MaskRows& out) {
+  if (mask.is_none()) return true;
+  if (!py::isinstance<py::array_t<bool>>(mask)) return false;
+  const auto a = py::reinterpret_borrow<py::array>(mask);
+  const py::ssize_t K = x.shape(x.ndim() - 1);
+  const bool shared = a.ndim() == 1 && a.shape(0) == K;
+  if (!shared && !fast::shape_is(a, std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()))) return false;
+  const bool* p = in.get<bool>(a);
+  if (!p) return false;
+  out.m = reinterpret_cast<const std::uint8_t*>(p);  // NumPy bools are bytes; the kernels read nonzero as allowed
+  out.rows = shared ? 1 : x.size() / K;
+  return true;
 }
 
 template <class T, class Launch>
@@ -46,41 +67,44 @@ static py::object per_row_result(py::ssize_t B, py::ssize_t K, const std::vector
 
 // log_prob: actions an int64 ndarray of the logits' leading shape.
 template <class T>
-static py::object log_prob_fast_t(const py::array& x, const py::array& actions) {
+static py::object log_prob_fast_t(const py::array& x, const py::array& actions, const py::handle& mask) {
   fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
+  MaskRows mk;
   const T* p = rows_view<T>(in, x, B, K, lead);
   const std::int64_t* a = p && fast::shape_is(actions, lead) ? in.get<std::int64_t>(actions) : nullptr;
-  if (!a) return py::none();
+  if (!a || !mask_view(in, mask, x, mk)) return py::none();
   return per_row_result<T>(
-      B, K, lead, [&](T* out, std::int32_t* st) { categorical::log_prob_cpu<T>(p, nullptr, 0, a, B, K, out, st); });
+      B, K, lead, [&](T* out, std::int32_t* st) { categorical::log_prob_cpu<T>(p, mk.m, mk.rows, a, B, K, out, st); });
 }
 
 template <class T>
-static py::object entropy_fast_t(const py::array& x) {
+static py::object entropy_fast_t(const py::array& x, const py::handle& mask) {
   fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
+  MaskRows mk;
   const T* p = rows_view<T>(in, x, B, K, lead);
-  if (!p) return py::none();
+  if (!p || !mask_view(in, mask, x, mk)) return py::none();
   return per_row_result<T>(
-      B, K, lead, [&](T* out, std::int32_t* st) { categorical::entropy_cpu<T>(p, nullptr, 0, B, K, out, st); });
+      B, K, lead, [&](T* out, std::int32_t* st) { categorical::entropy_cpu<T>(p, mk.m, mk.rows, B, K, out, st); });
 }
 
 static std::vector<py::ssize_t> shape_of(const py::array& x) { return {x.shape(), x.shape() + x.ndim()}; }
 
-// kl: p_logits of q_logits' shape and dtype.
+// kl: p_logits of q_logits' shape and dtype; one mask for p and q (no q_mask).
 template <class T>
-static py::object kl_fast_t(const py::array& p_logits, const py::array& q_logits) {
+static py::object kl_fast_t(const py::array& p_logits, const py::array& q_logits, const py::handle& mask) {
   fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
+  MaskRows mk;
   const T* q = rows_view<T>(in, q_logits, B, K, lead);
   const T* p = q && fast::shape_is(p_logits, shape_of(q_logits)) ? in.get<T>(p_logits) : nullptr;
-  if (!p) return py::none();
+  if (!p || !mask_view(in, mask, q_logits, mk)) return py::none();
   return per_row_result<T>(B, K, lead, [&](T* out, std::int32_t* st) {
-    categorical::kl_cpu<T>(p, q, nullptr, 0, nullptr, 0, false, B, K, out, st);
+    categorical::kl_cpu<T>(p, q, mk.m, mk.rows, mk.m, mk.rows, false, B, K, out, st);
   });
 }
 
@@ -93,49 +117,55 @@ static const T* grad_view(fast::Inputs& in, const py::array& grad, const std::ve
 }
 
 template <class T>
-static py::object log_prob_backward_fast_t(const py::array& x, const py::array& actions, const py::array& grad) {
+static py::object log_prob_backward_fast_t(const py::array& x, const py::array& actions, const py::array& grad,
+                                           const py::handle& mask) {
   fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
+  MaskRows mk;
   const T* p = rows_view<T>(in, x, B, K, lead);
   const std::int64_t* a = p && fast::shape_is(actions, lead) ? in.get<std::int64_t>(actions) : nullptr;
   const T* g = a ? grad_view<T>(in, grad, lead) : nullptr;
-  if (!g) return py::none();
+  if (!g || !mask_view(in, mask, x, mk)) return py::none();
   auto dx = fast::empty<T>(shape_of(x));
   fast::ReleaseIfLarge nogil(B * K);
-  categorical::log_prob_backward_cpu<T>(p, nullptr, 0, a, B, K, g, dx.mutable_data());
+  categorical::log_prob_backward_cpu<T>(p, mk.m, mk.rows, a, B, K, g, dx.mutable_data());
   return std::move(dx);
 }
 
 template <class T>
-static py::object entropy_backward_fast_t(const py::array& x, const py::array& grad) {
+static py::object entropy_backward_fast_t(const py::array& x, const py::array& grad, const py::handle& mask) {
   fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
+  MaskRows mk;
   const T* p = rows_view<T>(in, x, B, K, lead);
   const T* g = p ? grad_view<T>(in, grad, lead) : nullptr;
-  if (!g) return py::none();
+  if (!g || !mask_view(in, mask, x, mk)) return py::none();
   auto dx = fast::empty<T>(shape_of(x));
   fast::ReleaseIfLarge nogil(B * K);
-  categorical::entropy_backward_cpu<T>(p, nullptr, 0, B, K, g, dx.mutable_data());
+  categorical::entropy_backward_cpu<T>(p, mk.m, mk.rows, B, K, g, dx.mutable_data());
   return std::move(dx);
 }
 
-// kl_backward: p_logits of q_logits' shape and dtype. (grad_p, grad_q).
+// kl_backward: p_logits of q_logits' shape and dtype, one mask for p and q. (grad_p, grad_q).
 template <class T>
-static py::object kl_backward_fast_t(const py::array& p_logits, const py::array& q_logits, const py::array& grad) {
+static py::object kl_backward_fast_t(const py::array& p_logits, const py::array& q_logits, const py::array& grad,
+                                     const py::handle& mask) {
   fast::Inputs in;
   py::ssize_t B, K;
   std::vector<py::ssize_t> lead;
+  MaskRows mk;
   const T* q = rows_view<T>(in, q_logits, B, K, lead);
   const T* p = q && fast::shape_is(p_logits, shape_of(q_logits)) ? in.get<T>(p_logits) : nullptr;
   const T* g = p ? grad_view<T>(in, grad, lead) : nullptr;
-  if (!g) return py::none();
+  if (!g || !mask_view(in, mask, q_logits, mk)) return py::none();
   auto dp = fast::empty<T>(shape_of(q_logits));
   auto dq = fast::empty<T>(shape_of(q_logits));
   {
     fast::ReleaseIfLarge nogil(B * K);
-    categorical::kl_backward_cpu<T>(p, q, nullptr, 0, nullptr, 0, false, B, K, g, dp.mutable_data(), dq.mutable_data());
+    categorical::kl_backward_cpu<T>(p, q, mk.m, mk.rows, mk.m, mk.rows, false, B, K, g, dp.mutable_data(),
+                                    dq.mutable_data());
   }
   return py::make_tuple(dp, dq);
 }
@@ -264,11 +294,18 @@ PYBIND11_MODULE(_cpu_categorical, m) {
                                     nogil([](auto... a) { categorical::kl_backward_cpu(a...); }));
       },
       "p"_a, "q_logits"_a, "p_mask"_a, "q_mask"_a, "p_is_prob"_a, "grad"_a, "grad_p"_a, "grad_q"_a);
-  m.def("log_prob_fast", [](py::array x, py::array actions) {
-    return fast::by_float_dtype(x, [&](auto t) { return log_prob_fast_t<decltype(t)>(x, actions); });
-  });
-  m.def("entropy_fast",
-        [](py::array x) { return fast::by_float_dtype(x, [&](auto t) { return entropy_fast_t<decltype(t)>(x); }); });
+  m.def(
+      "log_prob_fast",
+      [](py::array x, py::array actions, py::object mask) {
+        return fast::by_float_dtype(x, [&](auto t) { return log_prob_fast_t<decltype(t)>(x, actions, mask); });
+      },
+      "logits"_a, "actions"_a, "mask"_a = py::none());
+  m.def(
+      "entropy_fast",
+      [](py::array x, py::object mask) {
+        return fast::by_float_dtype(x, [&](auto t) { return entropy_fast_t<decltype(t)>(x, mask); });
+      },
+      "logits"_a, "mask"_a = py::none());
   m.def("softplus_fast", [](py::array x, int sign) {
     return fast::by_dtype(x, [&](auto t) { return softplus_fast_t<decltype(t)>(x, sign); });
   });
@@ -282,16 +319,29 @@ PYBIND11_MODULE(_cpu_categorical, m) {
   m.def("neg_distance_fast", [](py::array z, py::array g, py::ssize_t chunk, bool squared) {
     return fast::by_dtype(g, [&](auto t) { return neg_distance_fast_t<decltype(t)>(z, g, chunk, squared); });
   });
-  m.def("kl_fast", [](py::array p, py::array q) {
-    return fast::by_float_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q); });
-  });
-  m.def("log_prob_backward_fast", [](py::array x, py::array actions, py::array grad) {
-    return fast::by_float_dtype(x, [&](auto t) { return log_prob_backward_fast_t<decltype(t)>(x, actions, grad); });
-  });
-  m.def("entropy_backward_fast", [](py::array x, py::array grad) {
-    return fast::by_float_dtype(x, [&](auto t) { return entropy_backward_fast_t<decltype(t)>(x, grad); });
-  });
-  m.def("kl_backward_fast", [](py::array p, py::array q, py::array grad) {
-    return fast::by_float_dtype(q, [&](auto t) { return kl_backward_fast_t<decltype(t)>(p, q, grad); });
-  });
+  m.def(
+      "kl_fast",
+      [](py::array p, py::array q, py::object mask) {
+        return fast::by_float_dtype(q, [&](auto t) { return kl_fast_t<decltype(t)>(p, q, mask); });
+      },
+      "p_logits"_a, "q_logits"_a, "mask"_a = py::none());
+  m.def(
+      "log_prob_backward_fast",
+      [](py::array x, py::array actions, py::array grad, py::object mask) {
+        return fast::by_float_dtype(
+            x, [&](auto t) { return log_prob_backward_fast_t<decltype(t)>(x, actions, grad, mask); });
+      },
+      "logits"_a, "actions"_a, "grad"_a, "mask"_a = py::none());
+  m.def(
+      "entropy_backward_fast",
+      [](py::array x, py::array grad, py::object mask) {
+        return fast::by_float_dtype(x, [&](auto t) { return entropy_backward_fast_t<decltype(t)>(x, grad, mask); });
+      },
+      "logits"_a, "grad"_a, "mask"_a = py::none());
+  m.def(
+      "kl_backward_fast",
+      [](py::array p, py::array q, py::array grad, py::object mask) {
+        return fast::by_float_dtype(q, [&](auto t) { return kl_backward_fast_t<decltype(t)>(p, q, grad, mask); });
+      },
+      "p_logits"_a, "q_logits"_a, "grad"_a, "mask"_a = py::none());
 }

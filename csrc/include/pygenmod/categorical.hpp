@@ -235,13 +235,14 @@ PGM_HD T logaddexp0(T y) {
 
 #if !defined(__CUDACC__)
 // ---------------------------------------------------------------------------------------- CPU rows
-// Unmasked logit rows of log p, entropy, KL and their backward passes in vector passes
-// (categorical_rows.hpp; the same values
-// within rounding); the others, and rows that the vector passes leave, take the serial rows.
+// Logit rows of log p, entropy, KL and their backward passes, masked or not, in vector passes
+// (categorical_rows.hpp; the same values within rounding); weights, KL with p and q masked
+// differently, and rows that the vector passes leave (all masked, a masked action's NaN
+// gradients, float64 logits spanning more than 600) take the serial rows.
 template <class T>
 std::int32_t log_prob_row_cpu(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T* out) {
-  if (m == nullptr && a >= 0 && a < K) {
-    const int r = rows_cpu::log_prob_any<T>(x, K, a, out);
+  if (a >= 0 && a < K) {
+    const int r = rows_cpu::log_prob_any<T>(x, m, K, a, out);
     if (r != rows_cpu::SERIAL) return r == rows_cpu::DONE ? OK : P_NONFINITE;
   }
   return log_prob_row(x, m, K, a, out);
@@ -251,29 +252,28 @@ std::int32_t log_prob_row_cpu(const T* x, const std::uint8_t* m, index_t K, std:
 // also writes the NaN gradients of a row without a value).
 template <class T>
 void log_prob_row_backward_cpu(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T g, T* dx) {
-  if (m == nullptr && a >= 0 && a < K && rows_cpu::log_prob_backward_any<T>(x, K, a, g, dx) == rows_cpu::DONE) return;
+  if (a >= 0 && a < K && rows_cpu::log_prob_backward_any<T>(x, m, K, a, g, dx) == rows_cpu::DONE) return;
   log_prob_row_backward(x, m, K, a, g, dx);
 }
 
 template <class T>
 void entropy_row_backward_cpu(const T* x, const std::uint8_t* m, index_t K, T g, T* dx) {
-  if (m == nullptr && K > 0 && rows_cpu::entropy_backward_any<T>(x, K, g, dx) == rows_cpu::DONE) return;
+  if (K > 0 && rows_cpu::entropy_backward_any<T>(x, m, K, g, dx) == rows_cpu::DONE) return;
   entropy_row_backward(x, m, K, g, dx);
 }
 
+// (The vector KL rows take one mask for p and q: the usual call, where q_mask defaults to mask.)
 template <class T>
 void kl_row_backward_cpu(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
                          bool p_is_prob, T g, T* dp, T* dq) {
-  if (mp == nullptr && mq == nullptr && !p_is_prob && K > 0 &&
-      rows_cpu::kl_backward_any<T>(p, q, K, g, dp, dq) == rows_cpu::DONE)
-    return;
+  if (mp == mq && !p_is_prob && K > 0 && rows_cpu::kl_backward_any<T>(p, q, mp, K, g, dp, dq) == rows_cpu::DONE) return;
   kl_row_backward(p, q, mp, mq, K, p_is_prob, g, dp, dq);
 }
 
 template <class T>
 std::int32_t entropy_row_cpu(const T* x, const std::uint8_t* m, index_t K, T* out) {
-  if (m == nullptr && K > 0) {
-    const int r = rows_cpu::entropy_any<T>(x, K, out);
+  if (K > 0) {
+    const int r = rows_cpu::entropy_any<T>(x, m, K, out);
     if (r != rows_cpu::SERIAL) return r == rows_cpu::DONE ? OK : P_NONFINITE;
   }
   return entropy_row(x, m, K, out);
@@ -282,8 +282,8 @@ std::int32_t entropy_row_cpu(const T* x, const std::uint8_t* m, index_t K, T* ou
 template <class T>
 std::int32_t kl_row_cpu(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
                         bool p_is_prob, T* out) {
-  if (mp == nullptr && mq == nullptr && !p_is_prob && K > 0) {
-    const int r = rows_cpu::kl_any<T>(p, q, K, out);
+  if (mp == mq && !p_is_prob && K > 0) {
+    const int r = rows_cpu::kl_any<T>(p, q, mp, K, out);
     if (r != rows_cpu::SERIAL) return r == rows_cpu::DONE ? OK : r == rows_cpu::P_BAD ? P_NONFINITE : Q_NONFINITE;
   }
   return kl_row(p, q, mp, mq, K, p_is_prob, out);

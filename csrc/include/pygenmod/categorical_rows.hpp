@@ -1,6 +1,11 @@
-// Log-probability, entropy and KL of categorical rows given as logits, without masks, and
-// their backward passes, on the CPU in vector passes (categorical.hpp's *_row_cpu and
-// *_row_backward_cpu; masked rows, weights and the device keep the serial rows).
+// Log-probability, entropy and KL of categorical rows given as logits, with or without a mask,
+// and their backward passes, on the CPU in vector passes (categorical.hpp's *_row_cpu and
+// *_row_backward_cpu; weights, KL with two different masks and the device keep the serial rows).
+//
+// A mask m (nullable, K bytes, nonzero = allowed) joins the lanes' `in` mask: a masked entry
+// adds nothing to any sum, its logit is never used (NaN or inf there is fine) and its gradient
+// is written as 0. A row that masks every action, or whose action is masked in a backward
+// pass, goes to the serial row (its status, its NaN gradients).
 //
 // The passes take the row maximum, then sums of exp(x - max) and the terms, lane by lane, with
 // 64 bytes of partial sums (8 float64 / 16 float32 lanes, then the lanes in order) in every
@@ -54,10 +59,44 @@ PGM_CROW_INLINE T lanes_sum(const V (&acc)[U]) {
   return s;
 }
 
+// The `in` lanes of N <= 16 mask bytes (nonzero: allowed) as VI, the lane mask of V. The bytes
+// become one bit each in a scalar word (8 at a time: a nonzero byte's top bit, gathered by a
+// multiply), then lane j tests bit j: GCC 12 widens bytes to lanes one lane at a time
+// (__builtin_convertvector), which made a masked row 2.5x an unmasked one.
+template <class VI, index_t N>
+PGM_CROW_INLINE VI mask_lanes(const std::uint8_t* m) {
+  static_assert(N <= 16 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "mask_lanes: up to 16 lanes, little-endian");
+  using I = typename std::remove_reference<decltype(VI{}[0])>::type;
+  constexpr std::uint64_t k7f = 0x7f7f7f7f7f7f7f7fULL;
+  std::uint64_t bits = 0;
+  for (index_t h = 0; h < N; h += 8) {
+    std::uint64_t u = 0;
+    __builtin_memcpy(&u, m + h, N - h < 8 ? N - h : 8);
+    const std::uint64_t top = (((u & k7f) + k7f) | u) & ~k7f;   // 0x80 in each nonzero byte
+    bits |= (((top >> 7) * 0x0102040810204080ULL) >> 56) << h;  // byte j's bit to bit j
+  }
+  VI bit = {};
+  for (index_t j = 0; j < N; ++j) bit[j] = static_cast<I>(I(1) << j);
+  return (vm::splat<VI>(static_cast<I>(bits)) & bit) != VI{};
+}
+
+// in ? v : 0 and in ? a : b for a lane mask `in`, bitwise: GCC scalarises a vector `?:` whose
+// condition is not a comparison in the same function (here a lambda's argument), lane by
+// lane with branches; with a constant `in` (unmasked rows) the bitwise forms fold away.
+template <class V, class VI>
+PGM_CROW_INLINE V keep(const VI& in, const V& v) {
+  return vm::bitcast<V>(vm::bitcast<VI>(v) & in);
+}
+template <class V, class VI>
+PGM_CROW_INLINE V pick(const VI& in, const V& a, const V& b) {
+  return vm::bitcast<V>((vm::bitcast<VI>(a) & in) | (vm::bitcast<VI>(b) & ~in));
+}
+
 // Row passes over x (and y when y is not null): f(const V& x, const V& y, const V& in) per
-// step of W entries, in the zero-padded tail `in` marks the row's entries (all ones elsewhere).
+// step of W entries, in the zero-padded tail `in` marks the row's entries (all ones elsewhere),
+// and with a mask m (nullable) only its allowed entries.
 template <class T, int VB, class F>
-PGM_CROW_INLINE void passes(const T* x, const T* y, index_t K, F&& f) {
+PGM_CROW_INLINE void passes(const T* x, const T* y, const std::uint8_t* m, index_t K, F&& f) {
   using V = typename vm::vec<T, VB>::type;
   using VI = decltype(V{} < V{});
   using I = typename std::remove_reference<decltype(VI{}[0])>::type;
@@ -66,51 +105,66 @@ PGM_CROW_INLINE void passes(const T* x, const T* y, index_t K, F&& f) {
   constexpr index_t W = N * U;
   const index_t Kw = K / W * W;
   const VI all = ~VI{};
-  for (index_t k = 0; k < Kw; k += W)
-    for (int u = 0; u < U; ++u) f(u, vm::load<V>(x + k + u * N), y ? vm::load<V>(y + k + u * N) : V{}, all);
+  if (m == nullptr) {
+    for (index_t k = 0; k < Kw; k += W)
+      for (int u = 0; u < U; ++u) f(u, vm::load<V>(x + k + u * N), y ? vm::load<V>(y + k + u * N) : V{}, all);
+  } else {
+    for (index_t k = 0; k < Kw; k += W)
+      for (int u = 0; u < U; ++u)
+        f(u, vm::load<V>(x + k + u * N), y ? vm::load<V>(y + k + u * N) : V{}, mask_lanes<VI, N>(m + k + u * N));
+  }
   if (Kw == K) return;
   T tx[W] = {}, ty[W] = {};
+  std::uint8_t tm[W] = {};
   for (index_t j = 0; Kw + j < K; ++j) {
     tx[j] = x[Kw + j];
     ty[j] = y ? y[Kw + j] : T(0);
+    tm[j] = m ? m[Kw + j] : 1;
   }
-  VI lane = {};
-  for (index_t j = 0; j < N; ++j) lane[j] = static_cast<I>(j);
-  for (int u = 0; u < U; ++u)
-    f(u, vm::load<V>(tx + u * N), vm::load<V>(ty + u * N), lane + static_cast<I>(u * N) < static_cast<I>(K - Kw));
+  for (int u = 0; u < U; ++u) f(u, vm::load<V>(tx + u * N), vm::load<V>(ty + u * N), mask_lanes<VI, N>(tm + u * N));
 }
 
 // Row passes that write: f(x, y, o1, o2) per vector of entries sets o1 (and o2) for out1[j]
-// (out2[j] when out2 is not null); the tail through zero-padded copies.
+// (out2[j] when out2 is not null), written as 0 where a mask m (nullable) masks the entry; the
+// tail through zero-padded copies.
 template <class T, int VB, class F>
-PGM_CROW_INLINE void write_passes(const T* x, const T* y, index_t K, T* out1, T* out2, F&& f) {
+PGM_CROW_INLINE void write_passes(const T* x, const T* y, const std::uint8_t* m, index_t K, T* out1, T* out2, F&& f) {
   using V = typename vm::vec<T, VB>::type;
+  using VI = decltype(V{} < V{});
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));
   const index_t Kn = K / N * N;
   V o1{}, o2{};
-  for (index_t k = 0; k < Kn; k += N) {
-    f(vm::load<V>(x + k), y ? vm::load<V>(y + k) : V{}, o1, o2);
-    vm::store(out1 + k, o1);
-    if (out2) vm::store(out2 + k, o2);
-  }
+  const auto step = [&](const T* px, const T* py, const std::uint8_t* pm, T* d1, T* d2) __attribute__((always_inline)) {
+    f(vm::load<V>(px), py ? vm::load<V>(py) : V{}, o1, o2);
+    if (pm) {
+      const VI in = mask_lanes<VI, N>(pm);
+      o1 = keep(in, o1);
+      o2 = keep(in, o2);
+    }
+    vm::store(d1, o1);
+    if (d2) vm::store(d2, o2);
+  };
+  for (index_t k = 0; k < Kn; k += N)
+    step(x + k, y ? y + k : nullptr, m ? m + k : nullptr, out1 + k, out2 ? out2 + k : nullptr);
   if (Kn == K) return;
   T tx[N] = {}, ty[N] = {}, t1[N], t2[N];
+  std::uint8_t tm[N] = {};
   for (index_t j = 0; Kn + j < K; ++j) {
     tx[j] = x[Kn + j];
     ty[j] = y ? y[Kn + j] : T(0);
+    tm[j] = m ? m[Kn + j] : 1;
   }
-  f(vm::load<V>(tx), vm::load<V>(ty), o1, o2);
-  vm::store(t1, o1);
-  vm::store(t2, o2);
+  step(tx, ty, m ? tm : nullptr, t1, t2);
   for (index_t j = 0; Kn + j < K; ++j) {
     out1[Kn + j] = t1[j];
     if (out2) out2[Kn + j] = t2[j];
   }
 }
 
-// Row maximum, the smallest finite entry and chk (NaN iff an entry is not finite) of x.
+// Row maximum, the smallest finite entry and chk (NaN iff an entry is not finite) of x's
+// allowed entries (m nullable).
 template <class T, int VB>
-PGM_CROW_INLINE void max_min(const T* x, index_t K, T* mx, T* mn, T* chk) {
+PGM_CROW_INLINE void max_min(const T* x, const std::uint8_t* m, index_t K, T* mx, T* mn, T* chk) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   const T inf = std::numeric_limits<T>::infinity();
@@ -120,65 +174,67 @@ PGM_CROW_INLINE void max_min(const T* x, index_t K, T* mx, T* mn, T* chk) {
     vmn[u] = vm::splat<V>(inf);
     c[u] = V{};
   }
-  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
-    const V av = in ? a : vmx[u];
+  passes<T, VB>(x, nullptr, m, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
+    const V av = pick(in, a, vmx[u]);
     vmx[u] = av > vmx[u] ? av : vmx[u];
-    const V bv = in ? a : vmn[u];
+    const V bv = pick(in, a, vmn[u]);
     vmn[u] = bv < vmn[u] ? bv : vmn[u];
-    c[u] += a * T(0);
+    c[u] += keep(in, a * T(0));
   });
-  T m = -inf, n = inf;
+  T hi = -inf, lo = inf;
   for (int u = 0; u < U; ++u)
     for (unsigned j = 0; j < sizeof(V) / sizeof(T); ++j) {
-      m = vmx[u][j] > m ? vmx[u][j] : m;
-      n = vmn[u][j] < n ? vmn[u][j] : n;
+      hi = vmx[u][j] > hi ? vmx[u][j] : hi;
+      lo = vmn[u][j] < lo ? vmn[u][j] : lo;
     }
-  *mx = m;
-  *mn = n;
+  *mx = hi;
+  *mn = lo;
   *chk = lanes_sum<V, U, T>(c);
 }
 
-// The row maximum of a logit row: DONE, P_BAD (an entry not finite) or SERIAL (float64: finite
-// logits spanning more than kSpan).
+// The row maximum of a logit row over its allowed entries: DONE, P_BAD (an allowed entry not
+// finite) or SERIAL (every entry masked: the serial row's status; float64: finite logits
+// spanning more than kSpan).
 template <class T, int VB>
-PGM_CROW_INLINE int row_max(const T* x, index_t K, T* mx) {
+PGM_CROW_INLINE int row_max(const T* x, const std::uint8_t* m, index_t K, T* mx) {
   T mn, chk;
-  max_min<T, VB>(x, K, mx, &mn, &chk);
+  max_min<T, VB>(x, m, K, mx, &mn, &chk);
   if (!(chk == T(0))) return P_BAD;
+  if (!(*mx > -std::numeric_limits<T>::infinity())) return SERIAL;
   if (std::is_same_v<T, double> && *mx - mn > T(kSpan)) return SERIAL;
   return DONE;
 }
 
-// log sum exp(x - mx) (>= 0: the maximum adds exp(0)).
+// log sum exp(x - mx) over the allowed entries (>= 0: the maximum adds exp(0)).
 template <class T, int VB>
-PGM_CROW_INLINE T log_sum(const T* x, index_t K, T mx) {
+PGM_CROW_INLINE T log_sum(const T* x, const std::uint8_t* m, index_t K, T mx) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
+  passes<T, VB>(x, nullptr, m, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
     const V e = exp_le0(a - mx);
-    acc[u] += in ? e : V{};
+    acc[u] += keep(in, e);
   });
   return std::log(lanes_sum<V, U, T>(acc));
 }
 
 // The row maximum and log sum exp(x - max) of a logit row: DONE, P_BAD or SERIAL (row_max).
 template <class T, int VB>
-PGM_CROW_INLINE int stats(const T* x, index_t K, T* mx, T* ls) {
-  const int st = row_max<T, VB>(x, K, mx);
+PGM_CROW_INLINE int stats(const T* x, const std::uint8_t* m, index_t K, T* mx, T* ls) {
+  const int st = row_max<T, VB>(x, m, K, mx);
   if (st != DONE) return st;
-  *ls = log_sum<T, VB>(x, K, *mx);
+  *ls = log_sum<T, VB>(x, m, K, *mx);
   return DONE;
 }
 
-// log p_a of logits x (K >= 1, 0 <= a < K): x_a less the log-partition.
+// log p_a of logits x (K >= 1, 0 <= a < K): x_a less the log-partition; -inf when m masks a.
 template <class T, int VB>
-PGM_CROW_INLINE int log_prob(const T* x, index_t K, std::int64_t a, T* out) {
+PGM_CROW_INLINE int log_prob(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T* out) {
   T mx, ls;
-  const int st = stats<T, VB>(x, K, &mx, &ls);
+  const int st = stats<T, VB>(x, m, K, &mx, &ls);
   if (st != DONE) return st;
-  *out = (x[a] - mx) - ls;
+  *out = m && !m[a] ? -std::numeric_limits<T>::infinity() : (x[a] - mx) - ls;
   return DONE;
 }
 
@@ -186,151 +242,156 @@ PGM_CROW_INLINE int log_prob(const T* x, index_t K, std::int64_t a, T* out) {
 // e_j = exp(d_j), S = sum e_j and W = sum e_j d_j, H = log S - W / S (both terms >= 0: no
 // cancellation). The log-partition's pass and a second exp pass were one exp more per entry.
 template <class T, int VB>
-PGM_CROW_INLINE int entropy(const T* x, index_t K, T* out) {
+PGM_CROW_INLINE int entropy(const T* x, const std::uint8_t* m, index_t K, T* out) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   T mx;
-  const int st = row_max<T, VB>(x, K, &mx);
+  const int st = row_max<T, VB>(x, m, K, &mx);
   if (st != DONE) return st;
   V s[U], w[U];
   for (int u = 0; u < U; ++u) s[u] = w[u] = V{};
-  passes<T, VB>(x, nullptr, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
+  passes<T, VB>(x, nullptr, m, K, [&](int u, const V& a, const V&, const auto& in) __attribute__((always_inline)) {
     const V d = a - mx;
     const V e = exp_le0(d);
-    s[u] += in ? e : V{};
-    w[u] += in ? e * d : V{};
+    s[u] += keep(in, e);
+    w[u] += keep(in, e * d);
   });
   const T sum = lanes_sum<V, U, T>(s);
   *out = std::log(sum) - lanes_sum<V, U, T>(w) / sum;
   return DONE;
 }
 
-// KL(p || q) given the rows' statistics.
+// KL(p || q) given the rows' statistics (one mask m for both).
 template <class T, int VB>
-PGM_CROW_INLINE T kl_sum(const T* p, const T* q, index_t K, T mxp, T lsp, T mxq, T lsq) {
+PGM_CROW_INLINE T kl_sum(const T* p, const T* q, const std::uint8_t* m, index_t K, T mxp, T lsp, T mxq, T lsq) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(p, q, K, [&](int u, const V& a, const V& b, const auto& in) __attribute__((always_inline)) {
+  passes<T, VB>(p, q, m, K, [&](int u, const V& a, const V& b, const auto& in) __attribute__((always_inline)) {
     const V lp = (a - mxp) - lsp;
     const V t = exp_le0(lp) * (lp - ((b - mxq) - lsq));
-    acc[u] += in ? t : V{};
+    acc[u] += keep(in, t);
   });
   return lanes_sum<V, U, T>(acc);
 }
 
-// The statistics of logit rows p and q: DONE, P_BAD, Q_BAD or SERIAL.
+// The statistics of logit rows p and q (one mask m for both): DONE, P_BAD, Q_BAD or SERIAL.
 template <class T, int VB>
-PGM_CROW_INLINE int stats_pq(const T* p, const T* q, index_t K, T* mxp, T* lsp, T* mxq, T* lsq) {
-  const int sp = stats<T, VB>(p, K, mxp, lsp);
+PGM_CROW_INLINE int stats_pq(const T* p, const T* q, const std::uint8_t* m, index_t K, T* mxp, T* lsp, T* mxq, T* lsq) {
+  const int sp = stats<T, VB>(p, m, K, mxp, lsp);
   if (sp != DONE) return sp;
-  const int sq = stats<T, VB>(q, K, mxq, lsq);
+  const int sq = stats<T, VB>(q, m, K, mxq, lsq);
   return sq == P_BAD ? Q_BAD : sq;
 }
 
-// KL(p || q) of logit rows p and q (K >= 1), in one pass of two exps per entry (the
-// log-partitions' passes and the sum's were three): with dp_j = p_j - max p, dq_j = q_j - max q,
-// e_j = exp(dp_j), S_p = sum e_j, S_q = sum exp(dq_j) and W = sum e_j (dp_j - dq_j),
-// KL = W / S_p - log S_p + log S_q.
+// KL(p || q) of logit rows p and q (K >= 1; one mask m for both), in one pass of two exps per
+// entry (the log-partitions' passes and the sum's were three): with dp_j = p_j - max p,
+// dq_j = q_j - max q, e_j = exp(dp_j), S_p = sum e_j, S_q = sum exp(dq_j) and
+// W = sum e_j (dp_j - dq_j), KL = W / S_p - log S_p + log S_q.
 template <class T, int VB>
-PGM_CROW_INLINE int kl(const T* p, const T* q, index_t K, T* out) {
+PGM_CROW_INLINE int kl(const T* p, const T* q, const std::uint8_t* m, index_t K, T* out) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   T mxp, mxq;
-  const int sp = row_max<T, VB>(p, K, &mxp);
+  const int sp = row_max<T, VB>(p, m, K, &mxp);
   if (sp != DONE) return sp;
-  const int sq = row_max<T, VB>(q, K, &mxq);
+  const int sq = row_max<T, VB>(q, m, K, &mxq);
   if (sq != DONE) return sq == P_BAD ? Q_BAD : sq;
   V s_p[U], s_q[U], w[U];
   for (int u = 0; u < U; ++u) s_p[u] = s_q[u] = w[u] = V{};
-  passes<T, VB>(p, q, K, [&](int u, const V& a, const V& b, const auto& in) __attribute__((always_inline)) {
+  passes<T, VB>(p, q, m, K, [&](int u, const V& a, const V& b, const auto& in) __attribute__((always_inline)) {
     const V dp = a - mxp, dq = b - mxq;
     const V e = exp_le0(dp);
-    s_p[u] += in ? e : V{};
-    s_q[u] += in ? exp_le0(dq) : V{};
-    w[u] += in ? e * (dp - dq) : V{};
+    s_p[u] += keep(in, e);
+    s_q[u] += keep(in, exp_le0(dq));
+    w[u] += keep(in, e * (dp - dq));
   });
   const T sum_p = lanes_sum<V, U, T>(s_p);
   *out = lanes_sum<V, U, T>(w) / sum_p - std::log(sum_p) + std::log(lanes_sum<V, U, T>(s_q));
   return DONE;
 }
 
-// Backward passes (the serial rows' gradients, from p_j = e_j / S; a row they do not take
-// returns SERIAL, or P_BAD / Q_BAD for the caller's NaN gradients).
+// Backward passes (the serial rows' gradients, from p_j = e_j / S, 0 at masked entries; a row
+// they do not take returns SERIAL, or P_BAD / Q_BAD for the caller's NaN gradients).
 
 // The backward rows' softmax of one row into p: the checks of stats, then e_j = exp(x_j - mx)
-// written to p (one exp per entry: exp was the rows' cost, 1.7 ns an entry against ~0.1 for
-// a pass), their sum in log_sum's lanes and order (so the same log-partition ls), and p_j =
-// e_j / sum in place. *mx, *ls: the row maximum and log-partition. DONE, P_BAD or SERIAL.
+// written to p (0 where m masks j; one exp per entry: exp was the rows' cost, 1.7 ns an entry
+// against ~0.1 for a pass), their sum in log_sum's lanes and order (so the same log-partition
+// ls), and p_j = e_j / sum in place. *mx, *ls: the row maximum and log-partition. DONE, P_BAD
+// or SERIAL.
 template <class T, int VB>
-PGM_CROW_INLINE int softmax_into(const T* x, index_t K, T* p, T* mx, T* ls) {
+PGM_CROW_INLINE int softmax_into(const T* x, const std::uint8_t* m, index_t K, T* p, T* mx, T* ls) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
-  const int st = row_max<T, VB>(x, K, mx);
+  const int st = row_max<T, VB>(x, m, K, mx);
   if (st != DONE) return st;
-  const T m = *mx;
-  write_passes<T, VB>(x, nullptr, K, p, nullptr,
-                      [&](const V& v, const V&, V& o, V&) __attribute__((always_inline)) { o = exp_le0(v - m); });
+  const T hi = *mx;
+  write_passes<T, VB>(x, nullptr, m, K, p, nullptr,
+                      [&](const V& v, const V&, V& o, V&) __attribute__((always_inline)) { o = exp_le0(v - hi); });
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(p, nullptr, K, [&](int u, const V& e, const V&, const auto& in) __attribute__((always_inline)) {
-    acc[u] += in ? e : V{};
-  });
+  passes<T, VB>(p, nullptr, nullptr, K,
+                [&](int u, const V& e, const V&, const auto& in) __attribute__((always_inline)) {
+                  acc[u] += keep(in, e);  // (a masked e_j is +0: adding it is exact)
+                });
   const T sum = lanes_sum<V, U, T>(acc);
   *ls = std::log(sum);
   const T inv = T(1) / sum;
-  write_passes<T, VB>(p, nullptr, K, p, nullptr,
+  write_passes<T, VB>(p, nullptr, nullptr, K, p, nullptr,
                       [&](const V& e, const V&, V& o, V&) __attribute__((always_inline)) { o = e * inv; });
   return DONE;
 }
 
-// d/dx_j [g log p_a] = g (1{j = a} - p_j).
+// d/dx_j [g log p_a] = g (1{j = a} - p_j) (a masked action: SERIAL, the NaN row).
 template <class T, int VB>
-PGM_CROW_INLINE int log_prob_backward(const T* x, index_t K, std::int64_t a, T g, T* dx) {
+PGM_CROW_INLINE int log_prob_backward(const T* x, const std::uint8_t* m, index_t K, std::int64_t a, T g, T* dx) {
   using V = typename vm::vec<T, VB>::type;
+  if (m && !m[a]) return SERIAL;
   T mx, ls;
-  const int st = softmax_into<T, VB>(x, K, dx, &mx, &ls);
+  const int st = softmax_into<T, VB>(x, m, K, dx, &mx, &ls);
   if (st != DONE) return st;
   const T pa = dx[a];
-  write_passes<T, VB>(dx, nullptr, K, dx, nullptr, [&](const V& p, const V&, V& o, V&) __attribute__((always_inline)) {
-    o = g * (T(0) - p);  // the serial row's g (0 - p_j): the same signed zeros
-  });
+  write_passes<T, VB>(dx, nullptr, m, K, dx, nullptr,
+                      [&](const V& p, const V&, V& o, V&) __attribute__((always_inline)) {
+                        o = g * (T(0) - p);  // the serial row's g (0 - p_j): the same signed zeros
+                      });
   dx[a] = g * (T(1) - pa);
   return DONE;
 }
 
 // dH/dx_j = -p_j (log p_j + H), H = -sum p_j log p_j.
 template <class T, int VB>
-PGM_CROW_INLINE int entropy_backward(const T* x, index_t K, T g, T* dx) {
+PGM_CROW_INLINE int entropy_backward(const T* x, const std::uint8_t* m, index_t K, T g, T* dx) {
   using V = typename vm::vec<T, VB>::type;
   constexpr int U = 64 / VB;
   T mx, ls;
-  const int st = softmax_into<T, VB>(x, K, dx, &mx, &ls);
+  const int st = softmax_into<T, VB>(x, m, K, dx, &mx, &ls);
   if (st != DONE) return st;
   V acc[U];
   for (int u = 0; u < U; ++u) acc[u] = V{};
-  passes<T, VB>(x, dx, K, [&](int u, const V& v, const V& p, const auto& in) __attribute__((always_inline)) {
+  passes<T, VB>(x, dx, m, K, [&](int u, const V& v, const V& p, const auto& in) __attribute__((always_inline)) {
     const V t = p * ((v - mx) - ls);
-    acc[u] -= in ? t : V{};
+    acc[u] -= keep(in, t);
   });
   const T h = lanes_sum<V, U, T>(acc);
-  write_passes<T, VB>(x, dx, K, dx, nullptr, [&](const V& v, const V& p, V& o, V&) __attribute__((always_inline)) {
+  write_passes<T, VB>(x, dx, m, K, dx, nullptr, [&](const V& v, const V& p, V& o, V&) __attribute__((always_inline)) {
     o = -g * p * (((v - mx) - ls) + h);
   });
   return DONE;
 }
 
-// dKL/dp_j = p_j (log p_j - log q_j - KL) (dp may be null), dKL/dq_j = q_j - p_j.
+// dKL/dp_j = p_j (log p_j - log q_j - KL) (dp may be null), dKL/dq_j = q_j - p_j (one mask m
+// for p and q).
 template <class T, int VB>
-PGM_CROW_INLINE int kl_backward(const T* p, const T* q, index_t K, T g, T* dp, T* dq) {
+PGM_CROW_INLINE int kl_backward(const T* p, const T* q, const std::uint8_t* m, index_t K, T g, T* dp, T* dq) {
   using V = typename vm::vec<T, VB>::type;
   T mxp, lsp, mxq, lsq;
-  const int st = stats_pq<T, VB>(p, q, K, &mxp, &lsp, &mxq, &lsq);
+  const int st = stats_pq<T, VB>(p, q, m, K, &mxp, &lsp, &mxq, &lsq);
   if (st != DONE) return st;
-  const T kl_pq = kl_sum<T, VB>(p, q, K, mxp, lsp, mxq, lsq);
+  const T kl_pq = kl_sum<T, VB>(p, q, m, K, mxp, lsp, mxq, lsq);
   if (!(kl_pq < std::numeric_limits<T>::infinity())) return SERIAL;  // (its NaN gradients)
-  write_passes<T, VB>(q, p, K, dq, dp, [&](const V& b, const V& a, V& oq, V& op) __attribute__((always_inline)) {
+  write_passes<T, VB>(q, p, m, K, dq, dp, [&](const V& b, const V& a, V& oq, V& op) __attribute__((always_inline)) {
     const V lp = (a - mxp) - lsp, lq = (b - mxq) - lsq;
     const V pj = exp_le0(lp);
     op = g * pj * (lp - lq - kl_pq);
@@ -375,12 +436,13 @@ PGM_CROW_INLINE int kl_backward(const T* p, const T* q, index_t K, T g, T* dp, T
     return name##_base<T> args;              \
   }
 #endif
-PGM_CROW_ENTRIES(log_prob, (const T* x, index_t K, std::int64_t a, T* out), (x, K, a, out))
-PGM_CROW_ENTRIES(entropy, (const T* x, index_t K, T* out), (x, K, out))
-PGM_CROW_ENTRIES(kl, (const T* p, const T* q, index_t K, T* out), (p, q, K, out))
-PGM_CROW_ENTRIES(log_prob_backward, (const T* x, index_t K, std::int64_t a, T g, T* dx), (x, K, a, g, dx))
-PGM_CROW_ENTRIES(entropy_backward, (const T* x, index_t K, T g, T* dx), (x, K, g, dx))
-PGM_CROW_ENTRIES(kl_backward, (const T* p, const T* q, index_t K, T g, T* dp, T* dq), (p, q, K, g, dp, dq))
+using Mask = const std::uint8_t*;
+PGM_CROW_ENTRIES(log_prob, (const T* x, Mask m, index_t K, std::int64_t a, T* out), (x, m, K, a, out))
+PGM_CROW_ENTRIES(entropy, (const T* x, Mask m, index_t K, T* out), (x, m, K, out))
+PGM_CROW_ENTRIES(kl, (const T* p, const T* q, Mask m, index_t K, T* out), (p, q, m, K, out))
+PGM_CROW_ENTRIES(log_prob_backward, (const T* x, Mask m, index_t K, std::int64_t a, T g, T* dx), (x, m, K, a, g, dx))
+PGM_CROW_ENTRIES(entropy_backward, (const T* x, Mask m, index_t K, T g, T* dx), (x, m, K, g, dx))
+PGM_CROW_ENTRIES(kl_backward, (const T* p, const T* q, Mask m, index_t K, T g, T* dp, T* dq), (p, q, m, K, g, dp, dq))
 #undef PGM_CROW_ENTRIES
 
 }  // namespace pygenmod::categorical::rows_cpu
