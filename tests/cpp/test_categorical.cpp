@@ -1,6 +1,7 @@
 // Categorical rows with known answers: uniform logits have entropy log K and log-probabilities
 // -log K; KL(p || p) = 0; a masked action has log-probability -inf and no gradient; KL is +inf
 // where p puts mass on an action q masks; an all-masked row reports its status. float and double.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -66,6 +67,53 @@ void known_answers(double tol) {
   CHECK(st[1] == cat::BAD_ACTION);
 }
 
+// Masked rows (one random mask, NaN and inf at its masked entries) through the vector rows
+// against the serial rows: values and gradients within tol, gradients exactly +0 where masked;
+// a NaN at a masked entry is not read, one at an allowed entry is reported; all masked too.
+template <class T>
+void masked_rows(std::mt19937& gen, std::vector<T> p, std::vector<T> q, double tol) {
+  const pygenmod::index_t K = static_cast<pygenmod::index_t>(p.size());
+  const T nan = std::numeric_limits<T>::quiet_NaN(), inf = std::numeric_limits<T>::infinity();
+  std::vector<std::uint8_t> m(K);
+  for (auto& v : m) v = std::uniform_int_distribution<int>(0, 2)(gen) != 0 ? 3 : 0;  // nonzero = allowed
+  const std::int64_t a = K / 2;
+  m[a] = 1;
+  for (pygenmod::index_t j = 0; j < K; ++j)
+    if (!m[j]) p[j] = nan, q[j] = j % 2 ? inf : -inf;
+  T v1 = 0, v2 = 0;
+  CHECK(cat::entropy_row<T>(p.data(), m.data(), K, &v1) == cat::OK);
+  CHECK(cat::entropy_row_cpu<T>(p.data(), m.data(), K, &v2) == cat::OK);
+  CHECK_NEAR(double(v2), double(v1), tol * (1 + std::log(double(K))));
+  CHECK(cat::kl_row<T>(p.data(), q.data(), m.data(), m.data(), K, false, &v1) == cat::OK);
+  CHECK(cat::kl_row_cpu<T>(p.data(), q.data(), m.data(), m.data(), K, false, &v2) == cat::OK);
+  CHECK_NEAR(double(v2), double(v1), tol * (1 + std::fabs(double(v1))));
+  CHECK(cat::log_prob_row<T>(p.data(), m.data(), K, a, &v1) == cat::OK);
+  CHECK(cat::log_prob_row_cpu<T>(p.data(), m.data(), K, a, &v2) == cat::OK);
+  CHECK_NEAR(double(v2), double(v1), tol * (1 + std::fabs(double(v1))));
+  std::vector<T> d1(K), d2(K), e1(K), e2(K);
+  const auto same_grads = [&](const std::vector<T>& x, const std::vector<T>& y) {
+    for (pygenmod::index_t j = 0; j < K; ++j) {
+      CHECK_NEAR(double(y[j]), double(x[j]), tol);
+      if (!m[j]) CHECK(y[j] == T(0) && !std::signbit(y[j]));
+    }
+  };
+  cat::entropy_row_backward<T>(p.data(), m.data(), K, T(0.7), d1.data());
+  cat::entropy_row_backward_cpu<T>(p.data(), m.data(), K, T(0.7), d2.data());
+  same_grads(d1, d2);
+  cat::log_prob_row_backward<T>(p.data(), m.data(), K, a, T(-1.3), d1.data());
+  cat::log_prob_row_backward_cpu<T>(p.data(), m.data(), K, a, T(-1.3), d2.data());
+  same_grads(d1, d2);
+  cat::kl_row_backward<T>(p.data(), q.data(), m.data(), m.data(), K, false, T(0.9), d1.data(), e1.data());
+  cat::kl_row_backward_cpu<T>(p.data(), q.data(), m.data(), m.data(), K, false, T(0.9), d2.data(), e2.data());
+  same_grads(d1, d2);
+  same_grads(e1, e2);
+  p[a] = nan;  // an allowed entry: reported
+  CHECK(cat::entropy_row_cpu<T>(p.data(), m.data(), K, &v2) == cat::P_NONFINITE);
+  std::fill(m.begin(), m.end(), std::uint8_t(0));
+  CHECK(cat::entropy_row_cpu<T>(p.data(), m.data(), K, &v2) == cat::P_ALL_MASKED);
+  CHECK(cat::kl_row_cpu<T>(p.data(), q.data(), m.data(), m.data(), K, false, &v2) == cat::P_ALL_MASKED);
+}
+
 // The vector rows of unmasked logits (categorical_rows.hpp) against the serial rows, at every
 // ISA level: values within rounding, the same status (non-finite p or q, in the tail too);
 // float64 rows whose logits span more than 600 (the serial rows' libm exp); the same bits on
@@ -98,6 +146,7 @@ void vector_rows(double rtol) {
           CHECK(cat::kl_row_cpu<T>(p.data(), qb.data(), nullptr, nullptr, K, false, &k2) == cat::Q_NONFINITE);
           CHECK(cat::kl_row_cpu<T>(pb.data(), qb.data(), nullptr, nullptr, K, false, &k2) == cat::P_NONFINITE);
         }
+        masked_rows<T>(gen, p, q, rtol * (1 + scale));
       }
   }
   pygenmod::cpu::set_isa_cap(-1);

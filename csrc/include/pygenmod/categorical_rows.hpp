@@ -99,7 +99,6 @@ template <class T, int VB, class F>
 PGM_CROW_INLINE void passes(const T* x, const T* y, const std::uint8_t* m, index_t K, F&& f) {
   using V = typename vm::vec<T, VB>::type;
   using VI = decltype(V{} < V{});
-  using I = typename std::remove_reference<decltype(VI{}[0])>::type;
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));
   constexpr int U = 64 / VB;
   constexpr index_t W = N * U;
