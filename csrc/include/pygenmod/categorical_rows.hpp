@@ -100,11 +100,11 @@ PGM_CROW_INLINE V pick(const VI& in, const V& a, const V& b) {
   return vm::bitcast<V>((vm::bitcast<VI>(a) & in) | (vm::bitcast<VI>(b) & ~in));
 }
 
-// Row passes over x (and y when y is not null): f(const V& x, const V& y, const V& in) per
+// Row passes over x (and y, z when not null): f(u, const V& x, const V& y, const V& z, in) per
 // step of W entries, in the zero-padded tail `in` marks the row's entries (all ones elsewhere),
 // and with a mask m (nullable) only its allowed entries.
 template <class T, int VB, class F>
-PGM_CROW_INLINE void passes(const T* x, const T* y, const std::uint8_t* m, index_t K, F&& f) {
+PGM_CROW_INLINE void passes3(const T* x, const T* y, const T* z, const std::uint8_t* m, index_t K, F&& f) {
   using V = typename vm::vec<T, VB>::type;
   using VI = decltype(V{} < V{});
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));
@@ -112,60 +112,90 @@ PGM_CROW_INLINE void passes(const T* x, const T* y, const std::uint8_t* m, index
   constexpr index_t W = N * U;
   const index_t Kw = K / W * W;
   const VI all = ~VI{};
+  const auto at = [](const T* a, index_t i) __attribute__((always_inline)) { return a ? vm::load<V>(a + i) : V{}; };
   if (m == nullptr) {
     for (index_t k = 0; k < Kw; k += W)
-      for (int u = 0; u < U; ++u) f(u, vm::load<V>(x + k + u * N), y ? vm::load<V>(y + k + u * N) : V{}, all);
+      for (int u = 0; u < U; ++u) {
+        const index_t i = k + u * N;
+        f(u, vm::load<V>(x + i), at(y, i), at(z, i), all);
+      }
   } else {
     for (index_t k = 0; k < Kw; k += W)
-      for (int u = 0; u < U; ++u)
-        f(u, vm::load<V>(x + k + u * N), y ? vm::load<V>(y + k + u * N) : V{}, mask_lanes<VI, N>(m + k + u * N));
+      for (int u = 0; u < U; ++u) {
+        const index_t i = k + u * N;
+        f(u, vm::load<V>(x + i), at(y, i), at(z, i), mask_lanes<VI, N>(m + i));
+      }
   }
   if (Kw == K) return;
-  T tx[W] = {}, ty[W] = {};
+  T tx[W] = {}, ty[W] = {}, tz[W] = {};
   std::uint8_t tm[W] = {};
   for (index_t j = 0; Kw + j < K; ++j) {
     tx[j] = x[Kw + j];
     ty[j] = y ? y[Kw + j] : T(0);
+    tz[j] = z ? z[Kw + j] : T(0);
     tm[j] = m ? m[Kw + j] : 1;
   }
-  for (int u = 0; u < U; ++u) f(u, vm::load<V>(tx + u * N), vm::load<V>(ty + u * N), mask_lanes<VI, N>(tm + u * N));
+  for (int u = 0; u < U; ++u)
+    f(u, vm::load<V>(tx + u * N), vm::load<V>(ty + u * N), vm::load<V>(tz + u * N), mask_lanes<VI, N>(tm + u * N));
 }
 
-// Row passes that write: f(x, y, o1, o2) per vector of entries sets o1 (and o2) for out1[j]
-// (out2[j] when out2 is not null), written as 0 where a mask m (nullable) masks the entry; the
-// tail through zero-padded copies.
+// passes3 over x and y: f(u, const V& x, const V& y, in).
 template <class T, int VB, class F>
-PGM_CROW_INLINE void write_passes(const T* x, const T* y, const std::uint8_t* m, index_t K, T* out1, T* out2, F&& f) {
+PGM_CROW_INLINE void passes(const T* x, const T* y, const std::uint8_t* m, index_t K, F&& f) {
+  using V = typename vm::vec<T, VB>::type;
+  passes3<T, VB>(x, y, nullptr, m, K,
+                 [&](int u, const V& a, const V& b, const V&, const auto& in)
+                     __attribute__((always_inline)) { f(u, a, b, in); });
+}
+
+// Row passes that write: f(x, y, z, o1, o2) per vector of entries (y, z nullable: zeros) sets o1
+// (and o2) for out1[j] (out2[j] when out2 is not null), written as 0 where a mask m (nullable)
+// masks the entry; the tail through zero-padded copies. Outputs may be inputs (in place).
+template <class T, int VB, class F>
+PGM_CROW_INLINE void write_passes3(const T* x, const T* y, const T* z, const std::uint8_t* m, index_t K, T* out1,
+                                   T* out2, F&& f) {
   using V = typename vm::vec<T, VB>::type;
   using VI = decltype(V{} < V{});
   constexpr index_t N = VB / static_cast<index_t>(sizeof(T));
   const index_t Kn = K / N * N;
   V o1{}, o2{};
-  const auto step = [&](const T* px, const T* py, const std::uint8_t* pm, T* d1, T* d2) __attribute__((always_inline)) {
-    f(vm::load<V>(px), py ? vm::load<V>(py) : V{}, o1, o2);
-    if (pm) {
-      const VI in = mask_lanes<VI, N>(pm);
-      o1 = keep(in, o1);
-      o2 = keep(in, o2);
-    }
-    vm::store(d1, o1);
-    if (d2) vm::store(d2, o2);
-  };
+  const auto at = [](const T* a) __attribute__((always_inline)) { return a ? vm::load<V>(a) : V{}; };
+  const auto step = [&](const T* px, const T* py, const T* pz, const std::uint8_t* pm, T* d1, T* d2)
+                        __attribute__((always_inline)) {
+                          f(vm::load<V>(px), at(py), at(pz), o1, o2);
+                          if (pm) {
+                            const VI in = mask_lanes<VI, N>(pm);
+                            o1 = keep(in, o1);
+                            o2 = keep(in, o2);
+                          }
+                          vm::store(d1, o1);
+                          if (d2) vm::store(d2, o2);
+                        };
   for (index_t k = 0; k < Kn; k += N)
-    step(x + k, y ? y + k : nullptr, m ? m + k : nullptr, out1 + k, out2 ? out2 + k : nullptr);
+    step(x + k, y ? y + k : nullptr, z ? z + k : nullptr, m ? m + k : nullptr, out1 + k, out2 ? out2 + k : nullptr);
   if (Kn == K) return;
-  T tx[N] = {}, ty[N] = {}, t1[N], t2[N];
+  T tx[N] = {}, ty[N] = {}, tz[N] = {}, t1[N], t2[N];
   std::uint8_t tm[N] = {};
   for (index_t j = 0; Kn + j < K; ++j) {
     tx[j] = x[Kn + j];
     ty[j] = y ? y[Kn + j] : T(0);
+    tz[j] = z ? z[Kn + j] : T(0);
     tm[j] = m ? m[Kn + j] : 1;
   }
-  step(tx, ty, m ? tm : nullptr, t1, t2);
+  step(tx, ty, tz, m ? tm : nullptr, t1, t2);
   for (index_t j = 0; Kn + j < K; ++j) {
     out1[Kn + j] = t1[j];
     if (out2) out2[Kn + j] = t2[j];
   }
+}
+
+// write_passes3 over x and y: f(x, y, o1, o2).
+template <class T, int VB, class F>
+PGM_CROW_INLINE void write_passes(const T* x, const T* y, const std::uint8_t* m, index_t K, T* out1, T* out2, F&& f) {
+  using V = typename vm::vec<T, VB>::type;
+  write_passes3<T, VB>(x, y, nullptr, m, K, out1, out2,
+                       [&](const V& a, const V& b, const V&, V& o1, V& o2)
+                           __attribute__((always_inline)) { f(a, b, o1, o2); });
 }
 
 // Row maximum, the smallest finite entry and chk (NaN iff an entry is not finite) of x's
@@ -389,21 +419,42 @@ PGM_CROW_INLINE int entropy_backward(const T* x, const std::uint8_t* m, index_t 
 }
 
 // dKL/dp_j = p_j (log p_j - log q_j - KL) (dp may be null), dKL/dq_j = q_j - p_j (one mask m
-// for p and q).
+// for p and q). With dp, two exps per entry: p's and q's probabilities are kept in dp and dq
+// (softmax_into) and the passes after read them; without it, five (p's exp is recomputed).
 template <class T, int VB>
 PGM_CROW_INLINE int kl_backward(const T* p, const T* q, const std::uint8_t* m, index_t K, T g, T* dp, T* dq) {
   using V = typename vm::vec<T, VB>::type;
+  constexpr int U = 64 / VB;
+  const T inf = std::numeric_limits<T>::infinity();
   T mxp, lsp, mxq, lsq;
-  const int st = stats_pq<T, VB>(p, q, m, K, &mxp, &lsp, &mxq, &lsq);
+  if (dp == nullptr) {
+    const int st = stats_pq<T, VB>(p, q, m, K, &mxp, &lsp, &mxq, &lsq);
+    if (st != DONE) return st;
+    const T kl_pq = kl_sum<T, VB>(p, q, m, K, mxp, lsp, mxq, lsq);
+    if (!(kl_pq < inf)) return SERIAL;  // (its NaN gradients)
+    write_passes<T, VB>(q, p, m, K, dq, nullptr, [&](const V& b, const V& a, V& oq, V&) __attribute__((always_inline)) {
+      oq = g * (exp_le0((b - mxq) - lsq) - exp_le0((a - mxp) - lsp));
+    });
+    return DONE;
+  }
+  int st = softmax_into<T, VB>(p, m, K, dp, &mxp, &lsp);  // dp: p_j
   if (st != DONE) return st;
-  const T kl_pq = kl_sum<T, VB>(p, q, m, K, mxp, lsp, mxq, lsq);
-  if (!(kl_pq < std::numeric_limits<T>::infinity())) return SERIAL;  // (its NaN gradients)
-  write_passes<T, VB>(q, p, m, K, dq, dp, [&](const V& b, const V& a, V& oq, V& op) __attribute__((always_inline)) {
-    const V lp = (a - mxp) - lsp, lq = (b - mxq) - lsq;
-    const V pj = exp_le0(lp);
-    op = g * pj * (lp - lq - kl_pq);
-    oq = g * (exp_le0(lq) - pj);
-  });
+  st = softmax_into<T, VB>(q, m, K, dq, &mxq, &lsq);  // dq: q_j
+  if (st != DONE) return st == P_BAD ? Q_BAD : st;
+  V acc[U];
+  for (int u = 0; u < U; ++u) acc[u] = V{};
+  passes3<T, VB>(p, q, dp, m, K,
+                 [&](int u, const V& a, const V& b, const V& pj, const auto& in) __attribute__((always_inline)) {
+                   acc[u] += keep(in, pj * (((a - mxp) - lsp) - ((b - mxq) - lsq)));
+                 });
+  const T kl_pq = lanes_sum<V, U, T>(acc);
+  if (!(kl_pq < inf)) return SERIAL;  // (its NaN gradients)
+  write_passes<T, VB>(dq, dp, m, K, dq, nullptr,
+                      [&](const V& qj, const V& pj, V& o, V&) __attribute__((always_inline)) { o = g * (qj - pj); });
+  write_passes3<T, VB>(p, q, dp, m, K, dp, nullptr,
+                       [&](const V& a, const V& b, const V& pj, V& o, V&) __attribute__((always_inline)) {
+                         o = g * pj * ((((a - mxp) - lsp) - ((b - mxq) - lsq)) - kl_pq);
+                       });
   return DONE;
 }
 
