@@ -1772,7 +1772,7 @@ def test_categorical_errors_and_edge_cases_equal(host, monkeypatch, case):
 
 
 # ----------------------------------------------------------------------------- adversarial.gail_reward
-@pytest.mark.parametrize("shape", [(1,), (2, 6), (3, 1, 5), (2, 4099), (4, 0)])
+@pytest.mark.parametrize("shape", [(1,), (2, 6), (3, 1, 5), (2, 4099), (3, 6001), (4, 0)])  # (3, 6001): parallel
 @pytest.mark.parametrize("kind", ["log_d", "neg_log_one_minus_d"])
 def test_gail_reward_fast_equals_general(host, dtype, rng, monkeypatch, shape, kind):
     # logits over many scales, zeros and both signs: every branch of NumPy's logaddexp

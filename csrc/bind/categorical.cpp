@@ -177,11 +177,9 @@ static py::object softplus_fast_t(const py::array& x, int sign) {
   const T* p = fast::view<T>(x);
   if (!p || (sign != 1 && sign != -1) || !fast::all_finite(p, x.size())) return py::none();
   auto out = fast::empty<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
-  T* o = out.mutable_data();
-  const T s = T(sign);
   {
     fast::ReleaseIfLarge nogil(x.size());
-    for (py::ssize_t i = 0; i < x.size(); ++i) o[i] = s * categorical::logaddexp0<T>(s * p[i]);
+    categorical::softplus_cpu<T>(p, x.size(), T(sign), out.mutable_data());
   }
   return std::move(out);
 }
