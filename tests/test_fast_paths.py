@@ -1611,6 +1611,16 @@ def _categorical_call(fn, x, q, a, g):
     }[fn]
 
 
+def _assert_categorical_fast_takes(host, monkeypatch, fn, args, kw):
+    """categorical.fn(*args, **kw): the one-call path's result is the general path's, bit for bit,
+    and on the cpu host the compiled call takes it (kw in the binding's positional order)."""
+    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
+    assert not raises(fast)
+    assert_same(fast, general)
+    if host == "cpu":
+        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
+
+
 @pytest.mark.parametrize("shape", [(1,), (6,), (2, 6), (3, 1), (2, 3, 17), (4, 0, 5), (70, 600)])
 @pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl", "log_prob_backward", "entropy_backward", "kl_backward"])
 def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, fn):
@@ -1618,12 +1628,7 @@ def test_categorical_fast_equals_general(host, dtype, rng, monkeypatch, shape, f
     q = (3 * rng.standard_normal(shape)).astype(dtype)
     a = rng.integers(0, shape[-1], shape[:-1])
     g = rng.standard_normal(shape[:-1]).astype(dtype)
-    args, kw = _categorical_call(fn, x, q, a, g)
-    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
-    assert not raises(fast)
-    assert_same(fast, general)
-    if host == "cpu":
-        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
+    _assert_categorical_fast_takes(host, monkeypatch, fn, *_categorical_call(fn, x, q, a, g))
 
 
 @pytest.mark.parametrize("fn", ["log_prob", "entropy", "kl", "log_prob_backward", "entropy_backward", "kl_backward"])
@@ -1634,12 +1639,7 @@ def test_categorical_fast_path_takes_strided_views(host, dtype, rng, monkeypatch
     x, q = out[:, :4], out[:, 1:]
     a = rng.integers(0, 4, (6, 2))[:, 1]
     g = rng.standard_normal((6, 2)).astype(dtype)[:, 0]
-    args, kw = _categorical_call(fn, x, q, a, g)
-    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
-    assert not raises(fast)
-    assert_same(fast, general)
-    if host == "cpu":
-        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
+    _assert_categorical_fast_takes(host, monkeypatch, fn, *_categorical_call(fn, x, q, a, g))
 
 
 @pytest.mark.parametrize("shape", [(6,), (2, 6), (3, 1), (2, 3, 17), (4, 0, 5), (70, 600)])
@@ -1656,12 +1656,7 @@ def test_categorical_fast_path_takes_masks(host, dtype, rng, monkeypatch, shape,
     a = rng.integers(0, shape[-1], shape[:-1])
     g = rng.standard_normal(shape[:-1]).astype(dtype)
     args, kw = _categorical_call(fn, x, q, a, g)
-    kw["mask"] = m
-    fast, general = both(lambda: getattr(categorical, fn)(*args, **kw), monkeypatch)
-    assert not raises(fast)
-    assert_same(fast, general)
-    if host == "cpu":
-        assert getattr(pygenmod._cpu_categorical, fn + "_fast")(*args, *kw.values()) is not None
+    _assert_categorical_fast_takes(host, monkeypatch, fn, args, {**kw, "mask": m})
 
 
 def _categorical_mask_cases():

@@ -33,6 +33,8 @@ static const T* rows_view(fast::Inputs& in, const py::array& x, py::ssize_t& B, 
   return p;
 }
 
+static std::vector<py::ssize_t> shape_of(const py::array& x) { return {x.shape(), x.shape() + x.ndim()}; }
+
 // The mask: None (m null), or a bool ndarray (strided: copied) of the logits' shape (one row per
 // logit row) or (K,) (shared: mask_rows 1). False for any other mask.
 struct MaskRows {
@@ -45,7 +47,7 @@ static bool mask_view(fast::Inputs& in, const py::handle& mask, const py::array&
   const auto a = py::reinterpret_borrow<py::array>(mask);
   const py::ssize_t K = x.shape(x.ndim() - 1);
   const bool shared = a.ndim() == 1 && a.shape(0) == K;
-  if (!shared && !fast::shape_is(a, std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()))) return false;
+  if (!shared && !fast::shape_is(a, shape_of(x))) return false;
   const bool* p = in.get<bool>(a);
   if (!p) return false;
   out.m = reinterpret_cast<const std::uint8_t*>(p);  // NumPy bools are bytes; the kernels read nonzero as allowed
@@ -90,8 +92,6 @@ static py::object entropy_fast_t(const py::array& x, const py::handle& mask) {
   return per_row_result<T>(
       B, K, lead, [&](T* out, std::int32_t* st) { categorical::entropy_cpu<T>(p, mk.m, mk.rows, B, K, out, st); });
 }
-
-static std::vector<py::ssize_t> shape_of(const py::array& x) { return {x.shape(), x.shape() + x.ndim()}; }
 
 // kl: p_logits of q_logits' shape and dtype; one mask for p and q (no q_mask).
 template <class T>
