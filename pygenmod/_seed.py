@@ -3,7 +3,8 @@
 Every pygenmod function that draws random numbers takes ``seed=None``:
 
 - ``seed=None`` (the default): a fresh 64-bit Philox key from the *package generator*, which
-  advances on every such call, so two default calls never repeat the same noise. The package
+  advances on every such call, so two default calls never repeat the same noise. A call given
+  its noise (the sampling functions' ``eps=``) draws none and takes no key. The package
   generator is keyed from OS entropy at import (and again in a child after ``os.fork``, so
   forked workers do not repeat their parent's noise); ``manual_seed(s)`` makes a whole sequence
   of default calls reproducible, and ``get_state()``/``set_state()`` save and restore it.

@@ -136,9 +136,12 @@ def key(value: int) -> int:
     return int(value) % _TWO64
 
 
-def seed_arg(seed: Any, name: str = "seed") -> Union[int, torch.SymInt]:
+def seed_arg(seed: Any, name: str = "seed", eps: Any = None) -> Union[int, torch.SymInt]:
     """The seed of one wrapper call as an op argument: resolved once (``None`` draws a fresh
-    key from the package generator), so the op's forward and backward share it."""
+    key from the package generator), so the op's forward and backward share it. A call given
+    its noise (``eps`` not None) draws none: ``None`` then takes no key (as the NumPy API)."""
+    if seed is None and eps is not None:
+        return 0
     if isinstance(seed, torch.SymInt):
         return seed
     if seed is None and torch.compiler.is_compiling():

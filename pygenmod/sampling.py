@@ -218,7 +218,10 @@ def _call(mu, seed, n_samples, stream, offset, eps, backward=False):
             "seed: a backward pass regenerates the forward's noise, so it needs the "
             "forward's explicit seed (or its eps=); seed=None would draw new noise"
         )
-    seed, stream, offset = resolve_seed(seed), val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
+    # a call given eps draws no noise, so seed=None takes no key (the package generator stays
+    # where it is); an explicit seed is still checked (and a Generator still advances)
+    seed = 0 if seed is None and eps is not None else resolve_seed(seed)
+    stream, offset = val.seed_int(stream, "stream"), val.seed_int(offset, "offset")
     return _Call(m, back, half, one, S, multi, seed, stream, offset, _eps_arg(eps, m, S, multi, one))
 
 

@@ -1113,6 +1113,64 @@ def test_seeded_fast_paths_take_the_general_paths_keys(host, monkeypatch, case):
     assert_same(fast, general)
 
 
+def _given_noise_calls(dtype):
+    rng = np.random.default_rng(8)
+    mu, lv, gz, eps = (rng.standard_normal((3, 5)).astype(dtype) for _ in range(4))
+    L = (np.tril(0.2 * rng.standard_normal((3, 5, 5))) + np.eye(5)).astype(dtype)
+    gk = rng.standard_normal(3).astype(dtype)
+    return {
+        "rsample_normal": lambda: sampling.rsample_normal(mu, lv, eps=eps),
+        "normal_head": lambda: sampling.normal_head(mu, lv, eps=eps),
+        "rsample_mvn": lambda: sampling.rsample_mvn(mu, L, eps=eps),
+        "rsample_normal_backward": lambda: sampling.rsample_normal_backward(mu, lv, grad_z=gz, eps=eps),
+        "normal_head_backward": lambda: sampling.normal_head_backward(mu, lv, grad_z=gz, grad_kl=gk, eps=eps),
+        "normal_head_backward log_std": lambda: sampling.normal_head_backward(mu, log_std=lv, grad_z=gz, eps=eps),
+        "rsample_mvn_backward": lambda: sampling.rsample_mvn_backward(mu, L, grad_z=gz, eps=eps),
+        "mvn_head_backward": lambda: sampling.mvn_head_backward(mu, L, grad_z=gz, grad_kl=gk, eps=eps),
+        "eps of a wrong shape": lambda: sampling.rsample_normal_backward(mu, lv, grad_z=gz, eps=eps[:, :4]),
+        "NaN grad_z": lambda: sampling.rsample_normal_backward(mu, lv, grad_z=np.full_like(gz, np.nan), eps=eps),
+    }
+
+
+@pytest.mark.parametrize("case", list(_given_noise_calls(np.float64)))
+def test_given_noise_takes_no_key(host, dtype, monkeypatch, case):
+    """seed=None with eps given: the call draws no noise, so it takes no key and the package
+    generator stays where it is, on the fast and the general path alike (errors included); the
+    result does not depend on the seed."""
+    call = _given_noise_calls(dtype)[case]
+
+    def f():
+        pygenmod.random.manual_seed(3)
+        try:
+            out = call()
+        except Exception as exc:  # noqa: BLE001 - compared
+            out = (type(exc), str(exc))
+        return out, pygenmod.random.get_state()["counter"]
+
+    fast, general = both(f, monkeypatch)
+    assert_same(fast, general)
+    pygenmod.random.manual_seed(3)
+    assert fast[1] == pygenmod.random.get_state()["counter"]
+
+
+def test_torch_given_noise_takes_no_key():
+    """The torch wrappers follow the same rule: eps given and seed=None take no key."""
+    torch = pytest.importorskip("torch")
+    import pygenmod.torch as pt
+
+    mu, lv, eps = (torch.randn(3, 5, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    L = torch.eye(5, dtype=torch.float64).expand(3, 5, 5).clone().requires_grad_(True)
+    pygenmod.random.manual_seed(3)
+    before = pygenmod.random.get_state()["counter"]
+    z = pt.rsample_normal(mu, lv, eps=eps.detach())
+    z2 = pt.rsample_mvn(mu, L, eps=eps.detach())
+    (z.sum() + z2.sum()).backward()
+    assert pygenmod.random.get_state()["counter"] == before
+    torch.testing.assert_close(z, mu + torch.exp(0.5 * lv) * eps)
+    pt.rsample_normal(mu, lv)  # no eps: one key
+    assert pygenmod.random.get_state()["counter"] == before + 1
+
+
 # ----------------------------------------------------------------------------- spatial softmax
 @pytest.mark.parametrize("shape", [(1, 4, 4, 4), (2, 3, 1, 5), (1, 2, 6, 1), (2, 1, 1, 1), (0, 2, 3, 3), (3, 5, 17, 9)])
 @pytest.mark.parametrize("temperature", [1.0, 0.37])

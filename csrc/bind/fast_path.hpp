@@ -181,6 +181,11 @@ inline std::uint64_t draw_key(const py::handle& resolve, const py::handle& seed)
   if (u64(seed, key)) return key;  // an int seed is its own key (resolve_seed's answer, without the call)
   return resolve(seed).cast<std::uint64_t>();
 }
+// The key of a call that may be given its noise (eps not None): seed=None then takes no key, as
+// in sampling._call (the key is unused and the package generator stays where it is).
+inline std::uint64_t draw_key(const py::handle& resolve, const py::handle& seed, const py::handle& eps) {
+  return seed.is_none() && !eps.is_none() ? 0 : draw_key(resolve, seed);
+}
 // An exact float, or an exact int that a double holds exactly.
 inline bool number(const py::handle& h, double& out) {
   if (PyFloat_CheckExact(h.ptr())) {

@@ -115,7 +115,7 @@ static py::tuple normal_head_backward_fast_t(const py::array& mu, const py::arra
   py::ssize_t B, D;
   const T* m = batch_view<T>(in, mu, B, D);
   if (!m) return no_result();
-  const auto key = fast::draw_key(resolve, seed);
+  const auto key = fast::draw_key(resolve, seed, eps);
   const T* p = in.get<T>(logvar);
   const T *e, *gz, *gk, *gq;
   if (!p || !fast::shape_is(logvar, {B, D}) ||
@@ -237,7 +237,7 @@ static py::tuple mvn_head_backward_fast_t(const py::array& mu, const py::array& 
   py::ssize_t B, D;
   const T* m = batch_view<T>(in, mu, B, D);
   if (!m) return no_result();
-  const auto key = fast::draw_key(resolve, seed);
+  const auto key = fast::draw_key(resolve, seed, eps);
   bool shared;
   const T* pl = tril_view<T>(in, L, B, D, shared);
   const T *e, *gz, *gk, *gq;
