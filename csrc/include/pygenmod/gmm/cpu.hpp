@@ -107,7 +107,9 @@ struct SmallWork {
   std::vector<T> xt, lp, wv, mx;   // D x CH, K x CH, CH, CH
   std::vector<double> xd, r, acc;  // D x CH (float32 input), K x CH, accumulators
   std::vector<index_t> idx;
-  void resize(index_t D, index_t K) {
+  bool products_fit = false;  // unit_products_fit for these lanes
+  void resize(index_t D, index_t K, index_t lanes) {
+    products_fit = unit_products_fit<T>(K, CH, lanes);
     const index_t na = 1 + D + D * (D + 1) / 2;
     xt.assign(D * CH, T(0));
     lp.assign(K * CH, T(0));
@@ -187,6 +189,7 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
   std::fill(acc, acc + (K + 1) * NA * 8, 0.0);
   VD llacc = {};
   const index_t ld = prep.ld;
+  const bool fits = w.products_fit;
   index_t n = n0;
   while (n < n1) {
     const index_t m = gather_lanes(X, Wt, n, n1, D, c, xt, wv, w.idx.data(), CH, VW);
@@ -194,7 +197,7 @@ PGM_INLINE void accumulate_small_impl(int type, const T* X, const T* Wt, const T
     const index_t mp = round_up(m, VW);
     if (!resp) {
       V bad = {}, prod = vsplat<V>(T(1));
-      V* pprod = unit_chunk(wv, m, K, CH, VW) ? &prod : nullptr;
+      V* pprod = unit_chunk(wv, m, fits) ? &prod : nullptr;
       for (index_t p = 0; p < mp; p += VW) {
         V x[DD];
         for (index_t i = 0; i < D; ++i) x[i] = load<V>(xt + i * CH + p);
@@ -386,12 +389,14 @@ struct ChunkWork {
   std::vector<double> r;                 // K x CH weight * responsibility
   std::vector<double> xcd, zd, axd, Cd;  // float64 point-major copies for the statistics
   SmallWork<T> small;                    // the small-D path's buffers
+  bool products_fit = false;             // unit_products_fit for these lanes
   void resize(int type, index_t D, index_t K, index_t lanes) {
     W = lanes;
     if (D <= kSmallDMax) {
-      small.resize(D, K);
+      small.resize(D, K, lanes);
       return;
     }
+    products_fit = unit_products_fit<T>(K, CH, lanes);
     xt.assign(D * CH, T(0));
     dt.assign(D * CH, T(0));
     lp.assign(K * CH, T(0));
@@ -434,6 +439,7 @@ PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T
   T* wv = w.wv.data();
   const bool fullish = (type == FULL || type == TIED);
   VD llacc = {};
+  const bool fits = w.products_fit;
   index_t n = n0;
   while (n < n1) {
     const index_t m = gather_lanes(X, Wt, n, n1, D, c, xt, wv, w.idx.data(), CH, 2 * VW);
@@ -480,7 +486,7 @@ PGM_INLINE void accumulate_large_impl(int type, const T* X, const T* Wt, const T
         }
       }
       V bad = {}, prod = vsplat<V>(T(1));
-      V* pprod = unit_chunk(wv, m, K, CH, VW) ? &prod : nullptr;
+      V* pprod = unit_chunk(wv, m, fits) ? &prod : nullptr;
       for (index_t p = 0; p < mp; p += VW) resp_block<T, VB>(lp, r, w.mx.data(), K, CH, p, wv, llacc, bad, pprod);
       if (pprod) chunk_ll<T, VB>(prod, llacc);
       resp_fixup<T, VB>(r, w.mx.data(), K, CH, m, wv, bad);

@@ -348,12 +348,19 @@ PGM_INLINE void chunk_ll(const typename simd<T, VB>::v& prod, typename simd<doub
   }
 }
 
-// True when every weight of the chunk is 1 (padding lanes 0) and a lane's product of CH / W
-// factors in [1, K] cannot overflow.
+// True when a lane's product of CH / W factors in [1, K] cannot overflow T (once per group:
+// a pow per chunk was 1.3% of 512 small fits).
 template <class T>
-PGM_INLINE bool unit_chunk(const T* wv, index_t m, index_t K, index_t CH, index_t W) {
+PGM_INLINE bool unit_products_fit(index_t K, index_t CH, index_t W) {
   const double lim = sizeof(T) == 8 ? 1e300 : 1e37;
-  if (std::pow(static_cast<double>(K), static_cast<double>(CH / W)) > lim) return false;
+  return std::pow(static_cast<double>(K), static_cast<double>(CH / W)) <= lim;
+}
+
+// True when every weight of the chunk is 1 (padding lanes 0) and the products fit
+// (unit_products_fit).
+template <class T>
+PGM_INLINE bool unit_chunk(const T* wv, index_t m, bool products_fit) {
+  if (!products_fit) return false;
   int other = 0;  // (an int reduction: vectorises, a bool one does not)
   for (index_t p = 0; p < m; ++p) other |= wv[p] != T(1);
   return other == 0;
