@@ -464,7 +464,8 @@ def test_diag_gaussian_fast_equals_general(host, dtype, rng, monkeypatch, fn, sh
 @pytest.mark.parametrize("fn", ["normal_head", "kl_normal", "normal_log_prob"])
 def test_diag_gaussian_fast_path_takes_strided_views(host, dtype, rng, monkeypatch, fn):
     """mu and logvar sliced from one (B, 2D) encoder output (strided views): the one-call path
-    copies them, as the general path does, and gives its bits."""
+    reads their rows in place (normal_log_prob copies them, as the general path does) and
+    gives the general path's bits."""
     h = rng.standard_normal((5, 14)).astype(dtype)
     mu, lv = h[:, :7], h[:, 7:]
     x = rng.standard_normal((7, 5)).astype(dtype).T  # a transposed x
@@ -474,6 +475,63 @@ def test_diag_gaussian_fast_path_takes_strided_views(host, dtype, rng, monkeypat
     assert_same(fast, general)
     if host == "cpu":
         _assert_diag_fast_path_takes(fn, mu, lv, x)
+
+
+def _row_layouts(dtype):
+    """(mu, logvar) pairs in the layouts a caller hands over: rows read in place at their
+    stride (column slices, a row step), and the layouts that are copied (Fortran order,
+    reversed rows, unaligned rows)."""
+    rng = np.random.default_rng(12)
+
+    def f(shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    h, w, big, wide = f((5, 14)), f((4, 17)), f((12, 9)), f((70, 1200))
+    raw = np.zeros(w.nbytes + 1, np.uint8)
+    raw[1:] = np.frombuffer(w.tobytes(), np.uint8)
+    odd = np.frombuffer(raw.data, dtype=dtype, count=w.size, offset=1).reshape(w.shape)
+    assert not odd.flags.aligned
+    return {
+        "column slices of one output": (h[:, :7], h[:, 7:]),
+        "columns at an offset": (w[:, 1:8], w[:, 9:16]),
+        "a row step": (big[::2], big[1::2]),
+        "one row": (h[:1, :7], h[:1, 7:]),
+        "one column": (h[:, :1], h[:, 7:8]),
+        "large, in parallel": (wide[:, :600], wide[:, 600:]),
+        "Fortran order (copied)": (np.asfortranarray(big[:6]), big[6:]),
+        "reversed rows (copied)": (h[::-1, :7], h[:, 7:]),
+        "unaligned rows (copied)": (odd[:, 1:8], odd[:, 9:16]),
+    }
+
+
+@pytest.mark.parametrize("layout", list(_row_layouts(np.float64)))
+def test_diag_gaussian_rows_read_at_their_strides(host, dtype, monkeypatch, layout):
+    """The one-call paths of the diagonal Gaussian's sample, KL and their backward passes read
+    (B, D) rows at their strides (no copy) where the rows are contiguous and aligned, else copy:
+    the general path's bits either way, and the compiled call answers."""
+    mu, lv = _row_layouts(dtype)[layout]
+    B, D = mu.shape
+    rng = np.random.default_rng(13)
+    gz, eps = (rng.standard_normal((B, D)).astype(dtype) for _ in range(2))
+    gk = rng.standard_normal(B).astype(dtype)
+    calls = {
+        "normal_head": lambda: sampling.normal_head(mu, lv, seed=3),
+        "rsample_normal": lambda: sampling.rsample_normal(mu, lv, seed=3),
+        "kl_normal": lambda: sampling.kl_normal(mu, lv),
+        "kl_normal_backward": lambda: sampling.kl_normal_backward(mu, lv, grad_kl=gk),
+        "rsample_normal_backward": lambda: sampling.rsample_normal_backward(mu, lv, grad_z=gz, eps=eps),
+        "normal_head_backward": lambda: sampling.normal_head_backward(mu, lv, grad_z=gz, grad_kl=gk, seed=3),
+    }
+    for name, call in calls.items():
+        fast, general = both(call, monkeypatch)
+        assert not raises(fast), name
+        assert_same(fast, general)
+    if host == "cpu":
+        c = pygenmod._cpu_sampling
+        assert c.normal_head_fast(mu, lv, 3, resolve_seed, 0, 0, True)[0] is not None
+        assert c.kl_normal_fast(mu, lv) is not None
+        assert c.kl_normal_backward_fast(mu, lv, gk) is not None
+        assert c.normal_head_backward_fast(mu, lv, eps, None, resolve_seed, 0, 0, gz, gk, None)[0] is not None
 
 
 def test_fast_path_copies_unaligned_arrays(dtype, rng, monkeypatch):
@@ -2319,14 +2377,13 @@ def test_elbo_errors_and_edge_cases_equal(host, dtype, monkeypatch, case, backwa
 def test_elbo_fast_path_takes_strided_views(rng):
     """mu and logvar sliced from one (B, 2D) encoder output, a transposed dec: the one-call path
     copies them (as the general path does) instead of handing the call on."""
+    cpu_elbo = pytest.importorskip("pygenmod._cpu_elbo")  # (loaded on first use: not an attribute before)
     x, dec, mu, lv = _elbo_inputs(rng, 3, 4, 5, 0, np.float64, "gaussian")
     h = np.concatenate([mu, lv], 1)
     decT = np.ascontiguousarray(dec.T).T
-    assert pygenmod._cpu_elbo.elbo_fast(x, decT, h[:, :4], h[:, 4:], "gaussian", 1.0) is not None
+    assert cpu_elbo.elbo_fast(x, decT, h[:, :4], h[:, 4:], "gaussian", 1.0) is not None
     g = np.repeat(np.ones(3), 2)[::2]
-    assert (
-        pygenmod._cpu_elbo.elbo_backward_fast(x, decT, h[:, :4], h[:, 4:], "gaussian", 1.0, g, None, None) is not None
-    )
+    assert cpu_elbo.elbo_backward_fast(x, decT, h[:, :4], h[:, 4:], "gaussian", 1.0, g, None, None) is not None
 
 
 def test_elbo_unit_variance_row_matches_a_zero_logvar(rng):

@@ -49,6 +49,25 @@ class Inputs {
     return c.data();
   }
 
+  // A (B, D) input whose rows the kernel may read at a stride (a column slice of a wider array,
+  // such as mu and logvar sliced from one encoder output): its own data and its row stride in
+  // elements (ld) when it is an aligned array of native T with contiguous rows that do not
+  // overlap, else get's contiguous copy (ld = D). nullptr for any other array.
+  template <class T>
+  const T* rows(const py::array& a, std::int64_t& ld) {
+    constexpr int kAligned = py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+    constexpr py::ssize_t t = sizeof(T);
+    if (a.ndim() != 2) return nullptr;
+    const py::ssize_t B = a.shape(0), D = a.shape(1);
+    ld = D;
+    if (B > 1 && D > 1 && a.strides(1) == t && a.strides(0) % t == 0 && a.strides(0) / t >= D &&
+        (a.flags() & kAligned) && py::isinstance<py::array_t<T>>(a)) {
+      ld = a.strides(0) / t;
+      return static_cast<const T*>(a.data());
+    }
+    return get<T>(a);
+  }
+
  private:
   static constexpr int kMax = 8;
   py::object keep_[kMax];

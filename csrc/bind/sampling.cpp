@@ -39,6 +39,27 @@ static const T* batch_view(fast::Inputs& in, const py::array& a, py::ssize_t& B,
   return p;
 }
 
+// mu and the scale of a diagonal Gaussian's fast path, (B, D) each, their rows read in place
+// at their strides (Inputs::rows): a column slice of one encoder output is not copied.
+template <class T>
+struct GaussRows {
+  const T* m = nullptr;
+  const T* p = nullptr;
+  py::ssize_t B = 0, D = 0;
+  sampling::RowStrides ld;
+};
+template <class T>
+static bool gauss_rows(fast::Inputs& in, const py::array& mu, const py::array& scale, GaussRows<T>& g) {
+  std::int64_t lm, lp;
+  g.m = in.rows<T>(mu, lm);
+  if (!g.m) return false;
+  g.B = mu.shape(0);
+  g.D = mu.shape(1);
+  g.p = fast::shape_is(scale, {g.B, g.D}) ? in.rows<T>(scale, lp) : nullptr;
+  g.ld = {lm, lp};
+  return g.p != nullptr;
+}
+
 static py::tuple no_result(const std::optional<std::uint64_t>& key = std::nullopt) {
   return py::make_tuple(py::none(), key ? py::object(py::int_(*key)) : py::object(py::none()));
 }
@@ -61,20 +82,23 @@ static py::tuple normal_head_fast_t(const py::array& mu, const py::array& logvar
                                     const py::object& resolve, uint64_t stream, uint64_t offset, bool head) {
   fast::Inputs in;
   if (!(mu.ndim() == 2 || (mu.ndim() == 1 && !head))) return no_result();
-  const T* m = in.get<T>(mu);
+  const bool one = mu.ndim() == 1;
+  std::int64_t lm = 0, lp = 0;  // (B, D) rows are read at their strides (Inputs::rows)
+  const T* m = one ? in.get<T>(mu) : in.rows<T>(mu, lm);
   if (!m) return no_result();
   const auto key = fast::draw_key(resolve, seed);
-  const bool one = mu.ndim() == 1;
   const py::ssize_t B = one ? 1 : mu.shape(0), D = mu.shape(one ? 0 : 1);
-  const T* p = in.get<T>(logvar);
-  if (!p || !(one ? fast::shape_is(logvar, {D}) : fast::shape_is(logvar, {B, D}))) return no_result(key);
+  const T* p = one ? (fast::shape_is(logvar, {D}) ? in.get<T>(logvar) : nullptr)
+                   : (fast::shape_is(logvar, {B, D}) ? in.rows<T>(logvar, lp) : nullptr);
+  if (!p) return no_result(key);
   auto z = one ? fast::empty<T>({D}) : fast::empty<T>({B, D});
   auto kl = fast::empty<T>({head ? B : 0});
   std::vector<std::int32_t> status(B);
   {
     fast::ReleaseIfLarge nogil(B * D);
     sampling::normal_head_cpu<T>(m, p, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), key, stream, offset, 1, B, D,
-                                 z.mutable_data(), nullptr, head ? kl.mutable_data() : nullptr, nullptr, status.data());
+                                 z.mutable_data(), nullptr, head ? kl.mutable_data() : nullptr, nullptr, status.data(),
+                                 {lm, lp});
   }
   if (!fast::all_clean(status)) return no_result(key);
   return py::make_tuple(head ? py::object(py::make_tuple(z, kl)) : py::object(std::move(z)), key);
@@ -112,21 +136,20 @@ static py::tuple normal_head_backward_fast_t(const py::array& mu, const py::arra
                                              uint64_t offset, const py::object& grad_z, const py::object& grad_kl,
                                              const py::object& grad_log_q) {
   fast::Inputs in;
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(in, mu, B, D);
+  std::int64_t lm, lp;
+  const T* m = in.rows<T>(mu, lm);
   if (!m) return no_result();
   const auto key = fast::draw_key(resolve, seed, eps);
-  const T* p = in.get<T>(logvar);
+  const py::ssize_t B = mu.shape(0), D = mu.shape(1);
+  const T* p = fast::shape_is(logvar, {B, D}) ? in.rows<T>(logvar, lp) : nullptr;
   const T *e, *gz, *gk, *gq;
-  if (!p || !fast::shape_is(logvar, {B, D}) ||
-      !head_grad_views<T>(in, B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq))
-    return no_result(key);
+  if (!p || !head_grad_views<T>(in, B, D, eps, grad_z, grad_kl, grad_log_q, e, gz, gk, gq)) return no_result(key);
   auto dm = fast::empty<T>({B, D});
   auto dp = fast::empty<T>({B, D});
   {
     fast::ReleaseIfLarge nogil(2 * B * D);
     sampling::normal_head_backward_cpu<T>(m, p, e, sampling::LOGVAR, T(-kInf), T(kInf), key, stream, offset, 1, B, D,
-                                          gz, gk, gq, dm.mutable_data(), dp.mutable_data());
+                                          gz, gk, gq, dm.mutable_data(), dp.mutable_data(), {lm, lp});
   }
   return py::make_tuple(py::make_tuple(dm, dp), key);
 }
@@ -135,16 +158,15 @@ static py::tuple normal_head_backward_fast_t(const py::array& mu, const py::arra
 template <class T>
 static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar) {
   fast::Inputs in;
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(in, mu, B, D);
-  const T* p = m ? in.get<T>(logvar) : nullptr;
-  if (!m || !p || !fast::shape_is(logvar, {B, D})) return py::none();
+  GaussRows<T> g;
+  if (!gauss_rows<T>(in, mu, logvar, g)) return py::none();
+  const py::ssize_t B = g.B, D = g.D;
   auto kl = fast::empty<T>({B});
   std::vector<std::int32_t> status(B);
   {
     fast::ReleaseIfLarge nogil(B * D);
-    sampling::kl_normal_cpu<T>(m, p, nullptr, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), B, D, kl.mutable_data(),
-                               status.data());
+    sampling::kl_normal_cpu<T>(g.m, g.p, nullptr, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), B, D, kl.mutable_data(),
+                               status.data(), g.ld);
   }
   if (!fast::all_clean(status)) return py::none();
   return std::move(kl);
@@ -181,17 +203,16 @@ static const T* row_grad_view(fast::Inputs& in, const py::array& g, py::ssize_t 
 template <class T>
 static py::object kl_normal_backward_fast_t(const py::array& mu, const py::array& logvar, const py::array& grad) {
   fast::Inputs in;
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(in, mu, B, D);
-  const T* p = m ? in.get<T>(logvar) : nullptr;
-  const T* g = p ? row_grad_view<T>(in, grad, B) : nullptr;
-  if (!m || !p || !g || !fast::shape_is(logvar, {B, D})) return py::none();
+  GaussRows<T> r;
+  const T* g = gauss_rows<T>(in, mu, logvar, r) ? row_grad_view<T>(in, grad, r.B) : nullptr;
+  if (!g) return py::none();
+  const py::ssize_t B = r.B, D = r.D;
   auto dm = fast::empty<T>({B, D});
   auto dp = fast::empty<T>({B, D});
   {
     fast::ReleaseIfLarge nogil(B * D);
-    sampling::kl_normal_backward_cpu<T>(m, p, nullptr, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), B, D, g,
-                                        dm.mutable_data(), dp.mutable_data(), nullptr, nullptr);
+    sampling::kl_normal_backward_cpu<T>(r.m, r.p, nullptr, nullptr, sampling::LOGVAR, T(-kInf), T(kInf), B, D, g,
+                                        dm.mutable_data(), dp.mutable_data(), nullptr, nullptr, r.ld);
   }
   return py::make_tuple(dm, dp, py::none(), py::none());
 }

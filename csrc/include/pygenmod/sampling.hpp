@@ -489,23 +489,33 @@ PGM_CLONES inline T affine_row(const T* __restrict m, const T* __restrict sig, c
   return sq;
 }
 
+// Row strides, in elements, of a CPU launcher's (B, D) inputs mu and p: 0 means D (contiguous
+// rows). The one-call paths pass a column slice's stride (mu and logvar sliced from one encoder
+// output) instead of copying it; the rows' arithmetic is the same, so are the bits.
+struct RowStrides {
+  index_t mu = 0, p = 0;
+  index_t of_mu(index_t D) const { return mu ? mu : D; }
+  index_t of_p(index_t D) const { return p ? p : D; }
+};
+
 template <class T>
 void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
                      std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, T* z, T* eps_out,
-                     T* kl, T* logq, std::int32_t* status) {
+                     T* kl, T* logq, std::int32_t* status, RowStrides ld = {}) {
+  const index_t lm = ld.of_mu(D), lp = ld.of_p(D);
   auto bufs = slot_buffers<T>(2 * D);  // sig, eb
   // the first sample's pass computes the KL and log q sums only for outputs that use them (and
   // sum e^2 for the check of a given eps)
   const bool sums_wanted = kl || logq || eps_in;
   parallel_for_slots(B, 32, B * D * (S + 1) > PAR_MIN, bufs, [&](index_t b, std::vector<T>& buf) {
     T *sig = buf.data(), *eb = buf.data() + D;
-    const T* m = mu + b * D;
+    const T* m = mu + b * lm;
     // The RNG below is compute-bound: have the next rows' mu, scale and z lines on their way
     // meanwhile (sequential streams, but the hardware prefetcher alone leaves them serial).
     if (b + PREFETCH_ROWS < B)
       for (index_t k = 0; k < D; k += 64 / static_cast<index_t>(sizeof(T))) {
-        __builtin_prefetch(mu + (b + PREFETCH_ROWS) * D + k);
-        __builtin_prefetch(p + (b + PREFETCH_ROWS) * D + k);
+        __builtin_prefetch(mu + (b + PREFETCH_ROWS) * lm + k);
+        __builtin_prefetch(p + (b + PREFETCH_ROWS) * lp + k);
         __builtin_prefetch(z + (b + PREFETCH_ROWS) * D + k, 1);
       }
     T sums[4] = {0, 0, 0, 0};
@@ -515,15 +525,15 @@ void normal_head_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T
       const T* e = eps_in ? eps_in + b * D : eo;
       if (!eps_in) fill_range<T>(rng::NORMAL, seed, stream + b, offset, D, eo);
       if (sums_wanted)
-        head_first<true, T>(kind, m, p + b * D, e, lo, hi, D, sig, z + b * D, sums);
+        head_first<true, T>(kind, m, p + b * lp, e, lo, hi, D, sig, z + b * D, sums);
       else
-        head_first<false, T>(kind, m, p + b * D, e, lo, hi, D, sig, z + b * D, sums);
+        head_first<false, T>(kind, m, p + b * lp, e, lo, hi, D, sig, z + b * D, sums);
       if (eps_in && eps_out) std::copy(e, e + D, eps_out + b * D);
       if (logq) logq[b] = T(-0.5) * sums[3] - sums[0] - T(D * HALF_LOG_2PI);
       if (eps_in) sums[2] += nan_if_bad(sums[3]);
       s0 = 1;
     } else {
-      head_scales<T>(kind, m, p + b * D, lo, hi, D, sig, sums);
+      head_scales<T>(kind, m, p + b * lp, lo, hi, D, sig, sums);
     }
     T chk = sums[2];
     if (kl) kl[b] = sums[1];
@@ -603,13 +613,14 @@ inline void one_kind(int kind, const T* m, const T* p, const T* g, const T* e, T
 template <class T>
 void normal_head_backward_cpu(const T* mu, const T* p, const T* eps_in, int kind, T lo, T hi, std::uint64_t seed,
                               std::uint64_t stream, std::uint64_t offset, index_t S, index_t B, index_t D, const T* gz,
-                              const T* gkl, const T* glogq, T* dmu, T* dp) {
+                              const T* gkl, const T* glogq, T* dmu, T* dp, RowStrides ld = {}) {
+  const index_t lm = ld.of_mu(D), lp = ld.of_p(D);
   constexpr T inf = std::numeric_limits<T>::infinity();
   const bool path_only = !gkl && !glogq && lo == -inf && hi == inf;
   auto ebs = slot_buffers<T>(eps_in ? 0 : D);  // (the noise's row buffer, when it is regenerated)
   parallel_for_slots(B, 32, B * D * (S + 1) > PAR_MIN, ebs, [&](index_t b, std::vector<T>& eb) {
-    const T* m = mu + b * D;
-    const T* pb = p + b * D;
+    const T* m = mu + b * lm;
+    const T* pb = p + b * lp;
     T* dm = dmu + b * D;
     T* dpb = dp + b * D;
     const T gk = gkl ? gkl[b] : T(0);
@@ -964,11 +975,12 @@ inline T normal_log_prob_row_cpu(const T* x, const T* m, const T* p, int kind, T
 
 template <class T>
 void kl_normal_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B, index_t D, T* kl,
-                   std::int32_t* status) {
+                   std::int32_t* status, RowStrides ld = {}) {
+  const index_t lm = ld.of_mu(D), lp = ld.of_p(D);
   parallel_for(B, 32, B * D > PAR_MIN, [&](index_t b) {
     T chk;
-    kl[b] = kl_normal_row_cpu<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo,
-                                 hi, D, &chk);
+    kl[b] = kl_normal_row_cpu<T>(mu + b * lm, p + b * lp, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
+                                 lo, hi, D, &chk);
     status[b] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
   });
 }
@@ -1062,10 +1074,11 @@ inline void normal_log_prob_row_backward_cpu(const T* x, const T* m, const T* p,
 
 template <class T>
 void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, int kind, T lo, T hi, index_t B,
-                            index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp) {
+                            index_t D, const T* g, T* dmu, T* dp, T* dpm, T* dpp, RowStrides ld = {}) {
+  const index_t lm = ld.of_mu(D), lp = ld.of_p(D);
   parallel_for(B, 32, B * D > PAR_MIN, [&](index_t b) {
-    kl_normal_row_backward_cpu<T>(mu + b * D, p + b * D, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind, lo,
-                                  hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
+    kl_normal_row_backward_cpu<T>(mu + b * lm, p + b * lp, pm ? pm + b * D : nullptr, pp ? pp + b * D : nullptr, kind,
+                                  lo, hi, D, g[b], dmu + b * D, dp + b * D, dpm ? dpm + b * D : nullptr,
                                   dpp ? dpp + b * D : nullptr);
   });
 }
