@@ -464,8 +464,8 @@ def test_diag_gaussian_fast_equals_general(host, dtype, rng, monkeypatch, fn, sh
 @pytest.mark.parametrize("fn", ["normal_head", "kl_normal", "normal_log_prob"])
 def test_diag_gaussian_fast_path_takes_strided_views(host, dtype, rng, monkeypatch, fn):
     """mu and logvar sliced from one (B, 2D) encoder output (strided views): the one-call path
-    reads their rows in place (normal_log_prob copies them, as the general path does) and
-    gives the general path's bits."""
+    reads their rows in place (x, transposed, is copied, as the general path does) and gives
+    the general path's bits."""
     h = rng.standard_normal((5, 14)).astype(dtype)
     mu, lv = h[:, :7], h[:, 7:]
     x = rng.standard_normal((7, 5)).astype(dtype).T  # a transposed x
@@ -506,7 +506,7 @@ def _row_layouts(dtype):
 
 @pytest.mark.parametrize("layout", list(_row_layouts(np.float64)))
 def test_diag_gaussian_rows_read_at_their_strides(host, dtype, monkeypatch, layout):
-    """The one-call paths of the diagonal Gaussian's sample, KL and their backward passes read
+    """The diagonal Gaussian one-call paths (sample, KL, log-density and their backward passes) read
     (B, D) rows at their strides (no copy) where the rows are contiguous and aligned, else copy:
     the general path's bits either way, and the compiled call answers."""
     mu, lv = _row_layouts(dtype)[layout]
@@ -514,7 +514,10 @@ def test_diag_gaussian_rows_read_at_their_strides(host, dtype, monkeypatch, layo
     rng = np.random.default_rng(13)
     gz, eps = (rng.standard_normal((B, D)).astype(dtype) for _ in range(2))
     gk = rng.standard_normal(B).astype(dtype)
+    x = rng.standard_normal((B, D)).astype(dtype)
     calls = {
+        "normal_log_prob": lambda: sampling.normal_log_prob(x, mu, lv),
+        "normal_log_prob_backward": lambda: sampling.normal_log_prob_backward(x, mu, lv, grad_log_prob=gk),
         "normal_head": lambda: sampling.normal_head(mu, lv, seed=3),
         "rsample_normal": lambda: sampling.rsample_normal(mu, lv, seed=3),
         "kl_normal": lambda: sampling.kl_normal(mu, lv),
@@ -531,6 +534,8 @@ def test_diag_gaussian_rows_read_at_their_strides(host, dtype, monkeypatch, layo
         assert c.normal_head_fast(mu, lv, 3, resolve_seed, 0, 0, True)[0] is not None
         assert c.kl_normal_fast(mu, lv) is not None
         assert c.kl_normal_backward_fast(mu, lv, gk) is not None
+        assert c.normal_log_prob_fast(x, mu, lv) is not None
+        assert c.normal_log_prob_backward_fast(x, mu, lv, gk) is not None
         assert c.normal_head_backward_fast(mu, lv, eps, None, resolve_seed, 0, 0, gz, gk, None)[0] is not None
 
 

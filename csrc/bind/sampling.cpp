@@ -175,17 +175,16 @@ static py::object kl_normal_fast_t(const py::array& mu, const py::array& logvar)
 template <class T>
 static py::object normal_log_prob_fast_t(const py::array& x, const py::array& mu, const py::array& logvar) {
   fast::Inputs in;
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(in, mu, B, D);
-  const T* p = m ? in.get<T>(logvar) : nullptr;
-  const T* px = p ? in.get<T>(x) : nullptr;
-  if (!m || !p || !px || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
+  GaussRows<T> g;
+  const T* px = gauss_rows<T>(in, mu, logvar, g) && fast::shape_is(x, {g.B, g.D}) ? in.get<T>(x) : nullptr;
+  if (!px) return py::none();
+  const py::ssize_t B = g.B, D = g.D;
   auto out = fast::empty<T>({B});
   std::vector<std::int32_t> status(B);
   {
     fast::ReleaseIfLarge nogil(B * D);
-    sampling::normal_log_prob_cpu<T>(px, m, p, sampling::LOGVAR, T(-kInf), T(kInf), B, B, D, out.mutable_data(),
-                                     status.data());
+    sampling::normal_log_prob_cpu<T>(px, g.m, g.p, sampling::LOGVAR, T(-kInf), T(kInf), B, B, D, out.mutable_data(),
+                                     status.data(), g.ld);
   }
   if (!fast::all_clean(status)) return py::none();
   return std::move(out);
@@ -221,19 +220,18 @@ template <class T>
 static py::object normal_log_prob_backward_fast_t(const py::array& x, const py::array& mu, const py::array& logvar,
                                                   const py::array& grad) {
   fast::Inputs in;
-  py::ssize_t B, D;
-  const T* m = batch_view<T>(in, mu, B, D);
-  const T* p = m ? in.get<T>(logvar) : nullptr;
-  const T* px = p ? in.get<T>(x) : nullptr;
-  const T* g = px ? row_grad_view<T>(in, grad, B) : nullptr;
-  if (!m || !p || !px || !g || !fast::shape_is(logvar, {B, D}) || !fast::shape_is(x, {B, D})) return py::none();
+  GaussRows<T> r;
+  const T* px = gauss_rows<T>(in, mu, logvar, r) && fast::shape_is(x, {r.B, r.D}) ? in.get<T>(x) : nullptr;
+  const T* g = px ? row_grad_view<T>(in, grad, r.B) : nullptr;
+  if (!g) return py::none();
+  const py::ssize_t B = r.B, D = r.D;
   auto dx = fast::empty<T>({B, D});
   auto dm = fast::empty<T>({B, D});
   auto dp = fast::empty<T>({B, D});
   {
     fast::ReleaseIfLarge nogil(B * D);
-    sampling::normal_log_prob_backward_cpu<T>(px, m, p, sampling::LOGVAR, T(-kInf), T(kInf), B, B, D, g,
-                                              dx.mutable_data(), dm.mutable_data(), dp.mutable_data());
+    sampling::normal_log_prob_backward_cpu<T>(px, r.m, r.p, sampling::LOGVAR, T(-kInf), T(kInf), B, B, D, g,
+                                              dx.mutable_data(), dm.mutable_data(), dp.mutable_data(), r.ld);
   }
   return py::make_tuple(dx, dm, dp);
 }

@@ -1086,24 +1086,26 @@ void kl_normal_backward_cpu(const T* mu, const T* p, const T* pm, const T* pp, i
 // x (R, D) rows against (mu, p) (B, D) rows r % B, R a multiple of B.
 template <class T>
 void normal_log_prob_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B, index_t D,
-                         T* out, std::int32_t* status) {
+                         T* out, std::int32_t* status, RowStrides ld = {}) {
+  const index_t lm = ld.of_mu(D), lp = ld.of_p(D);
   parallel_for(R, 32, R * D > PAR_MIN, [&](index_t r) {
     T chk;
     const index_t b = r % B;
-    out[r] = normal_log_prob_row_cpu<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, &chk);
+    out[r] = normal_log_prob_row_cpu<T>(x + r * D, mu + b * lm, p + b * lp, kind, lo, hi, D, &chk);
     status[r] = chk == T(0) ? ROW_OK : ROW_NONFINITE;
   });
 }
 
 template <class T>
 void normal_log_prob_backward_cpu(const T* x, const T* mu, const T* p, int kind, T lo, T hi, index_t R, index_t B,
-                                  index_t D, const T* g, T* dx, T* dmu, T* dp) {
+                                  index_t D, const T* g, T* dx, T* dmu, T* dp, RowStrides ld = {}) {
+  const index_t lm = ld.of_mu(D), lp = ld.of_p(D);
   // Parallel over the (mu, p) rows b; each accumulates its S = R / B samples in order.
   parallel_for(B, 32, R * D > PAR_MIN, [&](index_t b) {
     std::fill(dmu + b * D, dmu + (b + 1) * D, T(0));
     std::fill(dp + b * D, dp + (b + 1) * D, T(0));
     for (index_t r = b; r < R; r += B)
-      normal_log_prob_row_backward_cpu<T>(x + r * D, mu + b * D, p + b * D, kind, lo, hi, D, g[r], dx + r * D,
+      normal_log_prob_row_backward_cpu<T>(x + r * D, mu + b * lm, p + b * lp, kind, lo, hi, D, g[r], dx + r * D,
                                           dmu + b * D, dp + b * D);
   });
 }
