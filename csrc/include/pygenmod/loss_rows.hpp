@@ -12,6 +12,7 @@
 #include "pygenmod/numpy_sum.hpp"
 
 #include <cmath>
+#include <vector>
 
 namespace pygenmod::loss_rows {
 
@@ -20,9 +21,28 @@ enum Reduce : int { NONE = 0, SUM = 1, MEAN = 2 };  // adversarial's reduction= 
 // The logistic terms of x: y = s x (s = +-1), sp = softplus(y) = logaddexp(0, y) and
 // t = y - sp = log sigmoid(y), written to t (B * N; the caller's NumPy exp(t) is the general
 // path's sigmoid, bit for bit). terms: out_sign * sp per entry (NONE, B * N) or per row the
-// sum of those (SUM) or sum / N (MEAN) (B).
+// sum of those (SUM) or sum / N (MEAN) (B). From categorical::SOFTPLUS_PAR_MIN entries (two
+// libm calls each) the entries run in parallel and the row sums follow them, in NumPy's order.
 template <class T>
 void softplus_rows(const T* x, index_t B, index_t N, T s, Reduce reduce, index_t chunk, T out_sign, T* t, T* terms) {
+  if (B * N >= categorical::SOFTPLUS_PAR_MIN) {
+    std::vector<T> buf(reduce == NONE ? 0 : B * N);
+    T* sp = reduce == NONE ? terms : buf.data();
+    parallel_for(B * N, share_chunk(B * N), true, [&](index_t i) {
+      const T y = s * x[i];
+      const T v = categorical::logaddexp0<T>(y);
+      t[i] = y - v;
+      sp[i] = out_sign * v;
+    });
+    if (reduce == NONE) return;
+    for (index_t b = 0; b < B; ++b) {
+      const T* row = sp + b * N;
+      auto at = [&](index_t i) __attribute__((always_inline)) { return row[i]; };
+      const T total = numpy_sum::row_sum<T>(N, chunk, at);
+      terms[b] = reduce == MEAN ? total / static_cast<T>(N) : total;
+    }
+    return;
+  }
   for (index_t b = 0; b < B; ++b) {
     const T* xr = x + b * N;
     T* tr = t + b * N;
