@@ -932,6 +932,26 @@ def _mvn_rows(x, mu, scale_tril, precision_tril, mode, squared):
 
 
 def _mvn_rows_backward(x, mu, scale_tril, precision_tril, mode, squared, grad, gname):
+    factor = scale_tril if precision_tril is None else precision_tril if scale_tril is None else None
+    if (
+        type(x) is np.ndarray
+        and type(mu) is np.ndarray
+        and type(factor) is np.ndarray
+        and type(grad) is np.ndarray
+        and type(squared) is bool
+    ):
+        fast = _fast.cpu_kernel("sampling", "mvn_rows_backward_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            res = fast(
+                x,
+                mu,
+                factor,
+                _MVN_MODES[mode or ("scale_tril" if precision_tril is None else "precision_tril")],
+                squared,
+                grad,
+            )
+            if res is not None:
+                return res
     m, back, half, one, name, L, lead, xr, given_ndim = _maha_args(x, mu, scale_tril, precision_tril)
     xp = xp_of(m)
     g = _like(grad, gname, m, finite=True)

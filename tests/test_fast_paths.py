@@ -1027,20 +1027,35 @@ def _tril(rng, lead, D, dtype):
     return L.astype(dtype)
 
 
+def _mvn_grad(x, mu):
+    """An upstream gradient of the rows' result shape (x's leading axes), of mu's dtype."""
+    return np.linspace(-1.5, 2.0, int(np.prod(x.shape[:-1]))).reshape(x.shape[:-1]).astype(mu.dtype)
+
+
 def _mvn_calls(mu, L, x, kw):
+    kw = dict(kw or {})
+    g = kw.pop("grad") if "grad" in kw else None if x is None else _mvn_grad(x, mu)
     return {
         "rsample_mvn": lambda: sampling.rsample_mvn(mu, L, **{"seed": 3, **kw}),
         "mvn_log_prob": lambda: sampling.mvn_log_prob(x, mu, L),
         "kl_mvn": lambda: sampling.kl_mvn(mu, L),
         "mahalanobis": lambda: sampling.mahalanobis(x, mu, L),
         "mahalanobis, precision, not squared": lambda: sampling.mahalanobis(x, mu, precision_tril=L, squared=False),
+        "mvn_log_prob_backward": lambda: sampling.mvn_log_prob_backward(x, mu, L, grad_log_prob=g),
+        "mahalanobis_backward": lambda: sampling.mahalanobis_backward(x, mu, L, grad_mahalanobis=g),
+        "mahalanobis_backward, precision, not squared": lambda: sampling.mahalanobis_backward(
+            x, mu, precision_tril=L, squared=False, grad_mahalanobis=g
+        ),
     }
 
 
-_MVN_FAST = {  # the mvn_rows_fast mode and squared flag of each
+_MVN_FAST = {  # the mvn_rows_fast (and mvn_rows_backward_fast) mode and squared flag of each
     "mvn_log_prob": (2, True),
     "mahalanobis": (0, True),
     "mahalanobis, precision, not squared": (1, False),
+    "mvn_log_prob_backward": (2, True),
+    "mahalanobis_backward": (0, True),
+    "mahalanobis_backward, precision, not squared": (1, False),
 }
 
 
@@ -1054,7 +1069,10 @@ def test_mvn_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        if fn in _MVN_FAST:
+        if fn.endswith("_backward") or "_backward," in fn:
+            g = _mvn_grad(x, mu)
+            assert pygenmod._cpu_sampling.mvn_rows_backward_fast(x, mu, L, *_MVN_FAST[fn], g) is not None
+        elif fn in _MVN_FAST:
             assert pygenmod._cpu_sampling.mvn_rows_fast(x, mu, L, *_MVN_FAST[fn]) is not None
         else:
             args = (
@@ -1101,6 +1119,12 @@ def _mvn_cases(dtype):
         "two samples": (mu, L, x, {"n_samples": 2}),
         "seed negative": (mu, L, x, {"seed": -1}),
         "offset too big": (mu, L, x, {"offset": 2**64}),
+        "nan grad": (mu, L, x, {"grad": with_(_mvn_grad(x, mu), 1, np.nan)}),
+        "grad of shape (B, 1)": (mu, L, x, {"grad": _mvn_grad(x, mu)[:, None]}),
+        "grad as a list": (mu, L, x, {"grad": _mvn_grad(x, mu).tolist()}),
+        "grad of another dtype": (mu, L, x, {"grad": _mvn_grad(x, mu).astype(other)}),
+        "grad of 2 rows": (mu, L, x, {"grad": _mvn_grad(x, mu)[:2]}),
+        "strided grad": (mu, L, x, {"grad": np.repeat(_mvn_grad(x, mu), 2)[::2]}),
     }
 
 

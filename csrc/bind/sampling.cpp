@@ -322,6 +322,36 @@ static py::object mvn_rows_fast_t(const py::array& x, const py::array& mu, const
   return std::move(out);
 }
 
+// Their backward passes: grad (B,) of mu's dtype and finite (the general path's check).
+// (grad_x, grad_mu, grad_factor), grad_factor shaped as the general path's (_fold_factor): (D, D)
+// for a shared factor or a single row, else (B, D, D).
+template <class T>
+static py::object mvn_rows_backward_fast_t(const py::array& x, const py::array& mu, const py::array& L, int mode,
+                                           bool squared, const py::array& grad) {
+  fast::Inputs in;
+  py::ssize_t B, D;
+  bool shared;
+  const T* m = batch_view<T>(in, mu, B, D);
+  const T* pl = m ? tril_view<T>(in, L, B, D, shared) : nullptr;
+  const T* px = pl && fast::shape_is(x, {B, D}) ? in.get<T>(x) : nullptr;
+  const T* g = px ? row_grad_view<T>(in, grad, B) : nullptr;
+  if (!g) return py::none();
+  const py::ssize_t NL = shared ? 1 : B;
+  std::vector<std::int32_t> flags(NL), status(B);
+  auto dx = fast::empty<T>({B, D});
+  auto dm = fast::empty<T>({B, D});
+  auto dL = shared || B == 1 ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
+  {
+    fast::ReleaseIfLarge nogil(B * D * D);
+    sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
+    if (fast::all_clean(flags))  // (a factor of one row is not shared, as in the general path's launcher)
+      sampling::mvn_rows_backward_cpu<T>(px, m, pl, shared && B != 1, mode, squared, B, B, D, g, dx.mutable_data(),
+                                         dm.mutable_data(), dL.mutable_data(), status.data());
+  }
+  if (!fast::all_clean(flags) || !fast::all_clean(status)) return py::none();
+  return py::make_tuple(dx, dm, dL);
+}
+
 // gumbel_softmax: logits of rank >= 1 (checked before the draw, as the general path does) with
 // K >= 1 categories. ((y, y_soft, index), key); y is y_soft unless hard.
 template <class T>
@@ -647,6 +677,11 @@ PYBIND11_MODULE(_cpu_sampling, m) {
   m.def("mvn_rows_fast", [](py::array x, py::array mu, py::array L, int mode, bool squared) {
     if (mode < sampling::MVN_SCALE || mode > sampling::MVN_LOG_PROB) return py::object(py::none());
     return fast::by_float_dtype(mu, [&](auto t) { return mvn_rows_fast_t<decltype(t)>(x, mu, L, mode, squared); });
+  });
+  m.def("mvn_rows_backward_fast", [](py::array x, py::array mu, py::array L, int mode, bool squared, py::array grad) {
+    if (mode < sampling::MVN_SCALE || mode > sampling::MVN_LOG_PROB) return py::object(py::none());
+    return fast::by_float_dtype(
+        mu, [&](auto t) { return mvn_rows_backward_fast_t<decltype(t)>(x, mu, L, mode, squared, grad); });
   });
   m.def("gumbel_softmax_fast", [](py::array logits, double tau, py::handle seed, py::object resolve, py::handle stream_,
                                   py::handle offset_, bool hard) {
