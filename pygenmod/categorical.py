@@ -31,7 +31,7 @@ from ._arrays import is_device, output_like, returner, xp_of
 from ._dispatch import kernel
 from ._status import Status, input_error
 from ._typing import Array, ArrayLike, QIs, Reduction
-from .adversarial import REDUCTIONS, LossGrad
+from .adversarial import REDUCTIONS, LossGrad, numpy_sum_chunk
 
 # Per-row status codes of the kernels (categorical.hpp's enum, exported by _cpu_categorical as
 # STATUS; tests/test_contracts.py checks this copy, which the numba backend uses).
@@ -274,6 +274,15 @@ def _target_args(weights, logits, mask):
     return rows, xp.ascontiguousarray(w / s), rows.mask(mask, "mask")
 
 
+def _policy_target_fast(weights, logits, mask, grad):
+    """policy_target_kl (grad None) or its backward pass in one compiled call, or None."""
+    if not (type(weights) is type(logits) is np.ndarray and _host_mask(mask)):
+        return None
+    fast = _fast.cpu_kernel("categorical", "policy_target_kl_fast")  # one compiled call (pygenmod._fast)
+    chunk = None if fast is None else numpy_sum_chunk()  # the weights' row sums, in NumPy's slices
+    return None if chunk is None else fast(weights, logits, mask, chunk, grad)
+
+
 def policy_target_kl(weights: ArrayLike, logits: ArrayLike, *, mask: ArrayLike | None = None) -> Array:
     """SI-GARL's policy update target ``KL(pi_improved || pi_theta)`` per row.
 
@@ -284,6 +293,9 @@ def policy_target_kl(weights: ArrayLike, logits: ArrayLike, *, mask: ArrayLike |
     Minimising it over theta is minimising the cross-entropy ``-sum_j w_j log pi_theta(j)``
     (AlphaZero's policy loss): they differ by the weights' entropy, a constant.
     """
+    out = _policy_target_fast(weights, logits, mask, None)
+    if out is not None:
+        return out
     rows, w, m = _target_args(weights, logits, mask)
     xp, N = rows.xp, rows.x.shape[0]
     out, status = xp.empty(N, rows.dtype), xp.zeros(N, xp.int32)
@@ -297,6 +309,10 @@ def policy_target_kl_backward(
 ) -> Array:
     """VJP of :func:`policy_target_kl` w.r.t. the logits: ``grad_logits``,
     ``g (pi_theta(j) - w_j)`` with w normalised (the weights are a fixed target)."""
+    if type(grad_kl) is np.ndarray:
+        dq = _policy_target_fast(weights, logits, mask, grad_kl)
+        if dq is not None:
+            return dq
     rows, w, m = _target_args(weights, logits, mask)
     g = rows.per_row(grad_kl, "grad_kl")
     dq = output_like(rows.x)

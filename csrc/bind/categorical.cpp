@@ -170,6 +170,37 @@ static py::object kl_backward_fast_t(const py::array& p_logits, const py::array&
   return py::make_tuple(dp, dq);
 }
 
+// policy_target_kl and its backward pass: weights (the improved policy) of the logits' shape and
+// dtype, normalised as NumPy does on the general path (normalise_weights_cpu; chunk: its row
+// sums' slices), then the KL rows with p given as probabilities and the mask q's. grad None:
+// the forward (KL per row), else its VJP w.r.t. the logits.
+template <class T>
+static py::object policy_target_kl_fast_t(const py::array& weights, const py::array& logits, const py::handle& mask,
+                                          py::ssize_t chunk, const py::object& grad) {
+  fast::Inputs in;
+  py::ssize_t B, K;
+  std::vector<py::ssize_t> lead;
+  MaskRows mk;
+  const T* q = rows_view<T>(in, logits, B, K, lead);
+  const T* w = q && chunk >= 0 && fast::shape_is(weights, shape_of(logits)) ? in.get<T>(weights) : nullptr;
+  const bool backward = !grad.is_none();
+  if (!w || (backward && !py::isinstance<py::array>(grad)) || !mask_view(in, mask, logits, mk)) return py::none();
+  const T* g = backward ? grad_view<T>(in, py::reinterpret_borrow<py::array>(grad), lead) : nullptr;
+  if (backward && !g) return py::none();
+  std::vector<T> p(static_cast<std::size_t>(B * K));
+  if (!categorical::normalise_weights_cpu<T>(w, B, K, chunk, p.data())) return py::none();
+  if (!backward)
+    return per_row_result<T>(B, K, lead, [&](T* out, std::int32_t* st) {
+      categorical::kl_cpu<T>(p.data(), q, nullptr, 0, mk.m, mk.rows, true, B, K, out, st);
+    });
+  auto dq = fast::empty<T>(shape_of(logits));
+  {
+    fast::ReleaseIfLarge nogil(B * K);
+    categorical::kl_backward_cpu<T>(p.data(), q, nullptr, 0, mk.m, mk.rows, true, B, K, g, nullptr, dq.mutable_data());
+  }
+  return std::move(dq);
+}
+
 // sign * logaddexp(0, sign * x) elementwise (sign -1: log sigmoid, +1: softplus) of finite x of
 // any shape: adversarial.gail_reward's NumPy expression, bit for bit.
 template <class T>
@@ -342,4 +373,11 @@ PYBIND11_MODULE(_cpu_categorical, m) {
         return fast::by_float_dtype(q, [&](auto t) { return kl_backward_fast_t<decltype(t)>(p, q, grad, mask); });
       },
       "p_logits"_a, "q_logits"_a, "grad"_a, "mask"_a = py::none());
+  m.def(
+      "policy_target_kl_fast",
+      [](py::array w, py::array logits, py::object mask, py::ssize_t chunk, py::object grad) {
+        return fast::by_float_dtype(
+            logits, [&](auto t) { return policy_target_kl_fast_t<decltype(t)>(w, logits, mask, chunk, grad); });
+      },
+      "weights"_a, "logits"_a, "mask"_a, "chunk"_a, "grad"_a = py::none());
 }

@@ -18,6 +18,7 @@
 #pragma once
 
 #include "pygenmod/common.hpp"
+#include "pygenmod/numpy_sum.hpp"  // normalise_weights_cpu: NumPy's row sums
 #include "pygenmod/parallel.hpp"
 #include "pygenmod/random.hpp"  // rng::exp_f32: a branch-free float exp that vectorises
 #if !defined(__CUDACC__)
@@ -344,6 +345,24 @@ void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, cons
     status[b] =
         kl_row_cpu(p + b * K, q + b * K, mask_row(mp, mprows, b, K), mask_row(mq, mqrows, b, K), K, p_is_prob, out + b);
   });
+}
+
+// An improved policy's weights as probabilities (policy_target_kl): each row divided by its sum,
+// summed in NumPy's order (numpy_sum.hpp, `chunk` as there), so NumPy's w / w.sum(-1) bit for
+// bit. False (out partly written) where an entry is not finite or is negative, or a row sums
+// to <= 0: the general path raises for those.
+template <class T>
+bool normalise_weights_cpu(const T* w, index_t B, index_t K, index_t chunk, T* out) {
+  for (index_t i = 0; i < B * K; ++i)
+    if (!(std::isfinite(w[i]) && w[i] >= T(0))) return false;
+  for (index_t b = 0; b < B; ++b) {
+    const T* row = w + b * K;
+    auto at = [&](index_t i) __attribute__((always_inline)) { return row[i]; };
+    const T s = numpy_sum::row_sum<T>(K, chunk, at);
+    if (!(s > T(0))) return false;
+    for (index_t j = 0; j < K; ++j) out[b * K + j] = row[j] / s;
+  }
+  return true;
 }
 
 template <class T>
