@@ -1240,6 +1240,49 @@ def test_given_noise_takes_no_key(host, dtype, monkeypatch, case):
     assert fast[1] == pygenmod.random.get_state()["counter"]
 
 
+def test_given_noise_with_a_generator_seed_advances_it_once(host, monkeypatch):
+    """eps given and a numpy Generator as the seed: one key drawn from the Generator, as before,
+    on the fast and the general path (a failing call too: its key is drawn first)."""
+    rng = np.random.default_rng(8)
+    mu, lv, gz, eps = (rng.standard_normal((3, 5)) for _ in range(4))
+
+    def f(bad):
+        gen = np.random.default_rng(4)
+        e = eps[:, :4] if bad else eps
+        try:
+            out = sampling.rsample_normal_backward(mu, lv, grad_z=gz, eps=e, seed=gen)
+        except Exception as exc:  # noqa: BLE001 - compared
+            out = (type(exc), str(exc))
+        return out, int(gen.integers(0, 2**63))
+
+    for bad in (False, True):
+        fast, general = both(lambda bad=bad: f(bad), monkeypatch)
+        assert_same(fast, general)
+        gen = np.random.default_rng(4)
+        gen.integers(0, 2**64, dtype=np.uint64)  # the one key
+        assert fast[1] == int(gen.integers(0, 2**63))
+
+
+@pytest.mark.parametrize("kind", ["logvar", "log_std", "std"])
+def test_rsample_only_vjp_equals_the_general_loop(host, dtype, kind):
+    """rsample_normal_backward's loop without the KL and clamp terms (PATH_ONLY) gives the bits of
+    the general loop run with those terms zero (grad_kl of zeros): signed zeros in grad_z, eps and
+    mu, inf and NaN in mu, scales whose square overflows."""
+    rng = np.random.default_rng(14)
+    mu, p, gz, eps = (rng.standard_normal((4, 37)).astype(dtype) for _ in range(4))
+    gz[0, :6], eps[1, :6], mu[2, :6] = -0.0, -0.0, -0.0
+    gz[3, :3] = 0.0
+    mu[3, 0], mu[3, 1], mu[3, 2] = np.inf, -np.inf, np.nan
+    p[1, 7], p[1, 8] = (800.0, 90.0) if dtype == np.float64 else (100.0, 60.0)
+    if kind == "std":
+        p = (np.abs(p) + 0.1).astype(dtype)
+    kw = {"logvar": {"logvar": p}, "log_std": {"log_std": p}, "std": {"std": p}}[kind]
+    zeros = np.zeros(4, dtype)
+    path = sampling.normal_head_backward(mu, grad_z=gz, eps=eps, **kw)
+    general = sampling.normal_head_backward(mu, grad_z=gz, grad_kl=zeros, eps=eps, **kw)
+    assert_same(path, general)
+
+
 def test_torch_given_noise_takes_no_key():
     """The torch wrappers follow the same rule: eps given and seed=None take no key."""
     torch = pytest.importorskip("torch")
@@ -1911,6 +1954,76 @@ def test_categorical_errors_and_edge_cases_equal(host, monkeypatch, case):
     assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- categorical.policy_target_kl
+def _policy_target_calls(w, x, g, mask):
+    kw = {} if mask is None else {"mask": mask}
+    return {
+        "policy_target_kl": lambda: categorical.policy_target_kl(w, x, **kw),
+        "policy_target_kl_backward": lambda: categorical.policy_target_kl_backward(w, x, grad_kl=g, **kw),
+    }
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 4), (3, 2, 9), (5, 130), (2, 8300), (0, 3)])
+@pytest.mark.parametrize("mask", [None, "rows", "shared"])
+def test_policy_target_kl_fast_equals_general(host, dtype, rng, monkeypatch, shape, mask):
+    """Visit-count weights (zeros included) against logits, masked or not: the one-call path
+    normalises the weights as NumPy does (row sums in its order: 130 and 8300 entries cross
+    its pairwise blocks and slices) and gives the general path's bits."""
+    w = (rng.integers(0, 4, shape) * rng.random(shape)).astype(dtype)
+    w[..., 0] += 1  # every row has mass
+    x = (3 * rng.standard_normal(shape)).astype(dtype)
+    g = rng.standard_normal(shape[:-1]).astype(dtype)
+    m = None
+    if mask is not None:
+        m = rng.random(shape[-1:] if mask == "shared" else shape) < 0.7
+        m[..., 0] = True
+        w = np.where(m, w, 0).astype(dtype)  # no weight on a masked action
+    for name, call in _policy_target_calls(w, x, g, m).items():
+        fast, general = both(call, monkeypatch)
+        assert not raises(fast), name
+        assert_same(fast, general)
+    if host == "cpu":
+        chunk = pygenmod.adversarial.numpy_sum_chunk()
+        assert pygenmod._cpu_categorical.policy_target_kl_fast(w, x, m, chunk) is not None
+        assert pygenmod._cpu_categorical.policy_target_kl_fast(w, x, m, chunk, g) is not None
+
+
+def _policy_target_cases():
+    rng = np.random.default_rng(9)
+    w, x = rng.random((3, 4)), rng.standard_normal((3, 4))
+    g = rng.standard_normal(3)
+    m = np.array([[1, 0, 1, 1], [1, 1, 0, 1], [0, 1, 1, 1]], bool)
+
+    def with_(a, where, v):
+        a = a.copy()
+        a[where] = v
+        return a
+
+    return {
+        "negative weight": (with_(w, (1, 2), -0.5), x, g, None),
+        "NaN weight": (with_(w, (0, 1), np.nan), x, g, None),
+        "inf weight": (with_(w, (2, 3), np.inf), x, g, None),
+        "a row of zero weights": (with_(w, 1, 0.0), x, g, None),
+        "weight on a masked action": (w, x, g, m),
+        "NaN logit": (w, with_(x, (1, 1), np.nan), g, None),
+        "NaN upstream gradient": (w, x, with_(g, 1, np.nan), None),
+        "float32 weights, float64 logits": (w.astype(np.float32), x, g, None),
+        "weights as a list": (w.tolist(), x, g, None),
+        "strided weights": (np.repeat(w, 2, 1)[:, ::2], x, g, None),
+        "weights of another shape": (w[:, :3], x, g, None),
+        "a 0-d upstream gradient": (w, x, np.array(0.5), None),
+        "an int mask": (w, x, g, m.astype(int)),
+        "-0.0 weights": (with_(w, (0, 0), -0.0), x, g, None),
+    }
+
+
+@pytest.mark.parametrize("case", list(_policy_target_cases()))
+def test_policy_target_kl_errors_and_edge_cases_equal(host, monkeypatch, case):
+    for call in _policy_target_calls(*_policy_target_cases()[case]).values():
+        fast, general = both(call, monkeypatch)
+        assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- adversarial.gail_reward
 @pytest.mark.parametrize("shape", [(1,), (2, 6), (3, 1, 5), (2, 4099), (3, 6001), (4, 0)])  # (3, 6001): parallel
 @pytest.mark.parametrize("kind", ["log_d", "neg_log_one_minus_d"])
@@ -1979,6 +2092,21 @@ def test_adversarial_losses_take_the_compiled_rows(rng):
     assert pygenmod._cpu_categorical.softplus_rows_fast(x, -1, 2, 0, 1) is not None
     assert pygenmod._cpu_categorical.square_rows_fast(x, 1.0, 2, 0, 0.4) is not None
     assert pygenmod._cpu_categorical.neg_distance_fast(x, x[0], 0, False) is not None
+
+
+@pytest.mark.parametrize("reduce", [0, 1, 2])
+def test_logistic_rows_do_not_depend_on_the_thread_count(rng, reduce):
+    """softplus_rows from 2^14 entries runs its entries over threads and sums the rows after
+    them: the same bits with one thread and with two."""
+    x = (rng.standard_normal((3, 6001)) * rng.choice([0.0, 1.0, 30.0, 800.0], (3, 6001))).astype(np.float64)
+    before, out = pygenmod.get_num_threads(), []
+    try:
+        for nt in (1, 2):
+            pygenmod.set_num_threads(nt)
+            out.append(pygenmod._cpu_categorical.softplus_rows_fast(x, -1, reduce, 0, 1))
+    finally:
+        pygenmod.set_num_threads(before)
+    assert_same(out[0], out[1])
 
 
 @pytest.mark.parametrize("dtype_", [np.float32, np.float64])

@@ -50,7 +50,7 @@ struct GaussRows {
 };
 template <class T>
 static bool gauss_rows(fast::Inputs& in, const py::array& mu, const py::array& scale, GaussRows<T>& g) {
-  std::int64_t lm, lp;
+  std::int64_t lm = 0, lp = 0;
   g.m = in.rows<T>(mu, lm);
   if (!g.m) return false;
   g.B = mu.shape(0);

@@ -567,8 +567,8 @@ PGM_CLONES inline void head_backward_scales(const T* __restrict m, const T* __re
 // One sample's whole VJP in one pass (S = 1 with grad_z): head_backward_scales after
 // path_grad_row from zeros, without the zero fill and the two passes over dm and dp between.
 // PATH_ONLY: rsample's VJP alone (no KL or log-q gradient, no clamp). The same expression with
-// those terms' constants, which the compiler folds (only IEEE-exact folds: the same bits) and
-// so drops the clamps and the KL term: a quarter of the loop's instructions.
+// those terms' constants, which the compiler folds (only IEEE-exact folds: the same bits): the
+// clamps' selects and the KL's d/d log sigma go, about a quarter of the loop's instructions.
 template <int KIND, bool PATH_ONLY, class T>
 PGM_CLONES inline void head_backward_one(const T* __restrict m, const T* __restrict p, const T* __restrict g,
                                          const T* __restrict e, T lo, T hi, index_t D, T gk, T glq, T* __restrict dm,

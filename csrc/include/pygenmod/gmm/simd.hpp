@@ -348,8 +348,8 @@ PGM_INLINE void chunk_ll(const typename simd<T, VB>::v& prod, typename simd<doub
   }
 }
 
-// True when a lane's product of CH / W factors in [1, K] cannot overflow T (once per group:
-// a pow per chunk was 1.3% of 512 small fits).
+// True when a lane's product of CH / W factors in [1, K] cannot overflow T (once per
+// workspace: a pow per chunk was 1.3% of 512 small fits).
 template <class T>
 PGM_INLINE bool unit_products_fit(index_t K, index_t CH, index_t W) {
   const double lim = sizeof(T) == 8 ? 1e300 : 1e37;
