@@ -752,6 +752,23 @@ def mvn_head(
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``check=False`` skips the
     check that the entries above the diagonal are zero (they are never read); ``validate=`` is
     its deprecated spelling."""
+    if (
+        type(mu) is np.ndarray
+        and type(scale_tril) is np.ndarray
+        and n_samples is None
+        and eps is None
+        and not log_q
+        and not return_eps
+        and check is True
+        and out is None
+        and validate is val.DEPRECATED
+    ):
+        fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
+        if fast is not None:
+            zk, key = fast(mu, scale_tril, seed, resolve_seed, stream, offset, _MVN_HEAD_OUT["z, kl"])
+            if zk is not None:
+                return Head(zk[0], zk[1], None, None)
+            seed = seed if key is None else key  # a key drawn there: the general path reuses it
     check = val.renamed(check, validate, "check", "validate", func="sampling.mvn_head", default=True)
     return _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, check, out, True)
 
@@ -796,7 +813,7 @@ def rsample_mvn(
     ):
         fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            z, key = fast(mu, scale_tril, seed, resolve_seed, stream, offset, True)
+            z, key = fast(mu, scale_tril, seed, resolve_seed, stream, offset, _MVN_HEAD_OUT["z"])
             if z is not None:
                 return z
             seed = seed if key is None else key  # a key drawn there: the general path reuses it
@@ -869,6 +886,7 @@ def rsample_mvn_backward(
 # GUMBEL_STATUS; tests/test_mvn_kernels.py checks that they match; the numba backend has its own copy).
 _TRIL_FLAGS = {"nonfinite": 1, "upper": 2, "diag": 4}
 _MVN_MODES = {"scale_tril": 0, "precision_tril": 1, "log_prob": 2}
+_MVN_HEAD_OUT = {"kl": 0, "z": 1, "z, kl": 2}  # mvn_head_fast's outputs (bind/sampling.cpp MvnHeadOut)
 _ROW_STATUS = {"x": 1, "mu": 2}
 _GUMBEL_STATUS = {"bad_logit": 1, "all_masked": 2}
 
@@ -1060,7 +1078,7 @@ def kl_mvn(
         if type(mu) is np.ndarray and type(scale_tril) is np.ndarray:
             fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
             if fast is not None:
-                kl, _ = fast(mu, scale_tril, 0, resolve_seed, 0, 0, False)  # no noise: no key
+                kl, _ = fast(mu, scale_tril, 0, resolve_seed, 0, 0, _MVN_HEAD_OUT["kl"])  # no noise: no key
                 if kl is not None:
                     return kl
         # seed=0: no noise is drawn, so no key is taken from the package generator

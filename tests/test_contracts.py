@@ -27,6 +27,7 @@ def test_sampling_codes():
     assert m.SCALE_KINDS == sampling.KINDS
     assert m.DISTS == {"uniform": random.UNIFORM, "normal": random.NORMAL, "gumbel": random.GUMBEL}
     assert m.ROW_CODES == sampling.ROW_CODES
+    assert m.MVN_HEAD_OUT == sampling._MVN_HEAD_OUT
     nbs = pytest.importorskip("pygenmod._numba.sampling", reason="numba not installed")
     assert (nbs._ROW_NONFINITE, nbs._ROW_BAD_TRIL) == (sampling.ROW_CODES["nonfinite"], sampling.ROW_CODES["bad_tril"])
 

@@ -1037,6 +1037,7 @@ def _mvn_calls(mu, L, x, kw):
     g = kw.pop("grad") if "grad" in kw else None if x is None else _mvn_grad(x, mu)
     return {
         "rsample_mvn": lambda: sampling.rsample_mvn(mu, L, **{"seed": 3, **kw}),
+        "mvn_head": lambda: sampling.mvn_head(mu, L, **{"seed": 3, **kw}),
         "mvn_log_prob": lambda: sampling.mvn_log_prob(x, mu, L),
         "kl_mvn": lambda: sampling.kl_mvn(mu, L),
         "mahalanobis": lambda: sampling.mahalanobis(x, mu, L),
@@ -1075,14 +1076,13 @@ def test_mvn_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared
         elif fn in _MVN_FAST:
             assert pygenmod._cpu_sampling.mvn_rows_fast(x, mu, L, *_MVN_FAST[fn]) is not None
         else:
-            args = (
-                (mu, L, 3, resolve_seed, 0, 0, True) if fn == "rsample_mvn" else (mu, L, 0, resolve_seed, 0, 0, False)
-            )
+            out = {"rsample_mvn": 1, "mvn_head": 2}.get(fn, 0)  # MVN_HEAD_OUT: z, (z, kl) or kl
+            args = (mu, L, 3 if out else 0, resolve_seed, 0, 0, out)
             assert pygenmod._cpu_sampling.mvn_head_fast(*args)[0] is not None
 
-    def keys():  # seed=None takes one key per rsample_mvn call on either path; kl_mvn takes none
+    def keys():  # seed=None takes one key per rsample_mvn or mvn_head call on either path; kl_mvn none
         pygenmod.random.manual_seed(5)
-        z = sampling.rsample_mvn(mu, L)
+        z = sampling.rsample_mvn(mu, L), sampling.mvn_head(mu, L)
         sampling.kl_mvn(mu, L)
         return z, pygenmod.random.get_state()["counter"]
 

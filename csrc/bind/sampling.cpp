@@ -272,11 +272,17 @@ static py::tuple mvn_head_backward_fast_t(const py::array& mu, const py::array& 
   return py::make_tuple(py::make_tuple(dm, dL), key);
 }
 
-// rsample_mvn (S = 1) and kl_mvn against N(0, I) (S = 0, no key) with check=True, as the
-// general path's mvn_head call. (z or kl, key); before the draw: mu (B, D) float and finite.
+// What a call of mvn_head_fast returns: kl_mvn's KL (no noise, no key), rsample_mvn's z, or
+// mvn_head's (z, kl).
+enum MvnHeadOut : int { MVN_KL = 0, MVN_Z = 1, MVN_Z_KL = 2 };
+
+// rsample_mvn, mvn_head (S = 1) and kl_mvn against N(0, I) (S = 0, no key) with check=True, as
+// the general path's mvn_head call. (z, kl or (z, kl); key); before the draw: mu (B, D) float
+// and, when sampling, finite.
 template <class T>
 static py::tuple mvn_head_fast_t(const py::array& mu, const py::array& L, const py::handle& seed,
-                                 const py::object& resolve, uint64_t stream, uint64_t offset, bool sample) {
+                                 const py::object& resolve, uint64_t stream, uint64_t offset, int what) {
+  const bool sample = what != MVN_KL, want_kl = what != MVN_Z;
   fast::Inputs in;
   py::ssize_t B, D;
   bool shared;
@@ -286,15 +292,17 @@ static py::tuple mvn_head_fast_t(const py::array& mu, const py::array& L, const 
   if (sample) key = fast::draw_key(resolve, seed);
   const T* pl = tril_view<T>(in, L, B, D, shared);
   if (!pl) return no_result(key);
-  auto out = sample ? fast::empty<T>({B, D}) : fast::empty<T>({B});  // z or the KL
+  auto z = fast::empty<T>({sample ? B : 0, D});
+  auto kl = fast::empty<T>({want_kl ? B : 0});
   std::vector<std::int32_t> status(B);
   {
     fast::ReleaseIfLarge nogil(B * D * D);
-    T* o = out.mutable_data();
     sampling::mvn_head_cpu<T>(m, pl, shared, true, nullptr, key.value_or(0), stream, offset, sample ? 1 : 0, B, D,
-                              sample ? o : nullptr, nullptr, sample ? nullptr : o, nullptr, status.data());
+                              sample ? z.mutable_data() : nullptr, nullptr, want_kl ? kl.mutable_data() : nullptr,
+                              nullptr, status.data());
   }
   if (!fast::all_clean(status)) return no_result(key);
+  const py::object out = what == MVN_Z_KL ? py::object(py::make_tuple(z, kl)) : what == MVN_Z ? z : kl;
   return py::make_tuple(out, key ? py::object(py::int_(*key)) : py::object(py::none()));
 }
 
@@ -575,6 +583,7 @@ PYBIND11_MODULE(_cpu_sampling, m) {
       py::dict("scale_tril"_a = int(sampling::MVN_SCALE), "precision_tril"_a = int(sampling::MVN_PRECISION),
                "log_prob"_a = int(sampling::MVN_LOG_PROB));
   m.attr("ROW_STATUS") = py::dict("x"_a = int(sampling::BAD_X), "mu"_a = int(sampling::BAD_MU));
+  m.attr("MVN_HEAD_OUT") = py::dict("kl"_a = int(MVN_KL), "z"_a = int(MVN_Z), "z, kl"_a = int(MVN_Z_KL));
   m.attr("GUMBEL_STATUS") =
       py::dict("bad_logit"_a = int(sampling::GUMBEL_BAD_LOGIT), "all_masked"_a = int(sampling::GUMBEL_ALL_MASKED));
   m.def(
@@ -667,11 +676,12 @@ PYBIND11_MODULE(_cpu_sampling, m) {
         mu, [&](auto t) { return normal_log_prob_backward_fast_t<decltype(t)>(x, mu, logvar, grad); });
   });
   m.def("mvn_head_fast", [](py::array mu, py::array L, py::handle seed, py::object resolve, py::handle stream_,
-                            py::handle offset_, bool sample) {
+                            py::handle offset_, int what) {
     uint64_t stream, offset;
-    if (!fast::counter(seed, stream_, offset_, stream, offset)) return py::object(no_result());
+    if (what < MVN_KL || what > MVN_Z_KL || !fast::counter(seed, stream_, offset_, stream, offset))
+      return py::object(no_result());
     return seeded_by_dtype(mu, [&](auto t) -> py::object {
-      return mvn_head_fast_t<decltype(t)>(mu, L, seed, resolve, stream, offset, sample);
+      return mvn_head_fast_t<decltype(t)>(mu, L, seed, resolve, stream, offset, what);
     });
   });
   m.def("mvn_rows_fast", [](py::array x, py::array mu, py::array L, int mode, bool squared) {
