@@ -1105,6 +1105,17 @@ def kl_mvn_backward(
     (prior gradients None when the prior was not given; factor gradients lower triangular and
     summed over rows for a shared factor, in a fixed order). ``grad_kl``: (B,) or a scalar. The
     old grad-first form ``kl_mvn_backward(grad, mu, ...)`` is deprecated."""
+    if (
+        prior_mu is None
+        and prior_scale_tril is None
+        and type(mu) is np.ndarray
+        and type(scale_tril) is np.ndarray
+        and type(grad_kl) is np.ndarray
+    ):
+        fast = _fast.cpu_kernel("sampling", "kl_mvn_backward_fast")  # one compiled call (pygenmod._fast)
+        res = None if fast is None else fast(mu, scale_tril, grad_kl)
+        if res is not None:
+            return res
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)
     xp = xp_of(m)
     B = m.shape[0]

@@ -1043,6 +1043,7 @@ def _mvn_calls(mu, L, x, kw):
         "mahalanobis": lambda: sampling.mahalanobis(x, mu, L),
         "mahalanobis, precision, not squared": lambda: sampling.mahalanobis(x, mu, precision_tril=L, squared=False),
         "mvn_log_prob_backward": lambda: sampling.mvn_log_prob_backward(x, mu, L, grad_log_prob=g),
+        "kl_mvn_backward": lambda: sampling.kl_mvn_backward(mu, L, grad_kl=g),
         "mahalanobis_backward": lambda: sampling.mahalanobis_backward(x, mu, L, grad_mahalanobis=g),
         "mahalanobis_backward, precision, not squared": lambda: sampling.mahalanobis_backward(
             x, mu, precision_tril=L, squared=False, grad_mahalanobis=g
@@ -1070,7 +1071,9 @@ def test_mvn_fast_equals_general(host, dtype, rng, monkeypatch, fn, B, D, shared
     assert not raises(fast)
     assert_same(fast, general)
     if host == "cpu":
-        if fn.endswith("_backward") or "_backward," in fn:
+        if fn == "kl_mvn_backward":
+            assert pygenmod._cpu_sampling.kl_mvn_backward_fast(mu, L, _mvn_grad(x, mu)) is not None
+        elif fn.endswith("_backward") or "_backward," in fn:
             g = _mvn_grad(x, mu)
             assert pygenmod._cpu_sampling.mvn_rows_backward_fast(x, mu, L, *_MVN_FAST[fn], g) is not None
         elif fn in _MVN_FAST:

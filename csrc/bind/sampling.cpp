@@ -360,6 +360,33 @@ static py::object mvn_rows_backward_fast_t(const py::array& x, const py::array& 
   return py::make_tuple(dx, dm, dL);
 }
 
+// kl_mvn_backward against N(0, I): mu (B, D), the factor per row or shared (checked first, as the
+// general path does), grad_kl (B,) of mu's dtype and finite. (grad_mu, grad_scale_tril, None,
+// None), grad_scale_tril shaped as the general path's (_fold_factor).
+template <class T>
+static py::object kl_mvn_backward_fast_t(const py::array& mu, const py::array& L, const py::array& grad) {
+  fast::Inputs in;
+  py::ssize_t B, D;
+  bool shared;
+  const T* m = batch_view<T>(in, mu, B, D);
+  const T* pl = m ? tril_view<T>(in, L, B, D, shared) : nullptr;
+  const T* g = pl ? row_grad_view<T>(in, grad, B) : nullptr;
+  if (!g) return py::none();
+  const py::ssize_t NL = shared ? 1 : B;
+  std::vector<std::int32_t> flags(NL);
+  auto dm = fast::empty<T>({B, D});
+  auto dL = shared || B == 1 ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
+  {
+    fast::ReleaseIfLarge nogil(B * D * D);
+    sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
+    if (fast::all_clean(flags))  // (a factor of one row is not shared, as in the general path's launcher)
+      sampling::kl_mvn_backward_cpu<T>(m, pl, shared && B != 1, nullptr, nullptr, false, B, D, g, dm.mutable_data(),
+                                       dL.mutable_data(), nullptr, nullptr);
+  }
+  if (!fast::all_clean(flags)) return py::none();
+  return py::make_tuple(dm, dL, py::none(), py::none());
+}
+
 // gumbel_softmax: logits of rank >= 1 (checked before the draw, as the general path does) with
 // K >= 1 categories. ((y, y_soft, index), key); y is y_soft unless hard.
 template <class T>
@@ -692,6 +719,9 @@ PYBIND11_MODULE(_cpu_sampling, m) {
     if (mode < sampling::MVN_SCALE || mode > sampling::MVN_LOG_PROB) return py::object(py::none());
     return fast::by_float_dtype(
         mu, [&](auto t) { return mvn_rows_backward_fast_t<decltype(t)>(x, mu, L, mode, squared, grad); });
+  });
+  m.def("kl_mvn_backward_fast", [](py::array mu, py::array L, py::array grad) {
+    return fast::by_float_dtype(mu, [&](auto t) { return kl_mvn_backward_fast_t<decltype(t)>(mu, L, grad); });
   });
   m.def("gumbel_softmax_fast", [](py::array logits, double tau, py::handle seed, py::object resolve, py::handle stream_,
                                   py::handle offset_, bool hard) {
