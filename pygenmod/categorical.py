@@ -31,7 +31,7 @@ from ._arrays import is_device, output_like, returner, xp_of
 from ._dispatch import kernel
 from ._status import Status, input_error
 from ._typing import Array, ArrayLike, QIs, Reduction
-from .adversarial import REDUCTIONS, LossGrad, numpy_sum_chunk
+from .adversarial import REDUCTIONS, LossGrad, _fast_rows, _grad_scale, numpy_sum_chunk
 
 # Per-row status codes of the kernels (categorical.hpp's enum, exported by _cpu_categorical as
 # STATUS; tests/test_contracts.py checks this copy, which the numba backend uses).
@@ -347,6 +347,19 @@ def pg_loss(
     the last axis (``"mean"``, ``"sum"`` or ``"none"``). Returns ``LossGrad(loss, grad, grad_other)``:
     ``grad`` = d loss / d log_probs, ``grad_other`` = d loss / d entropy (None without entropy).
     """
+    code = _fast_rows(reduction, log_probs, q_values)
+    if (
+        code is not None
+        and (entropy is None or type(entropy) is np.ndarray)
+        and type(lam) in (float, int)
+        and q_is in ("reward", "cost")
+    ):
+        fast = _fast.cpu_kernel("categorical", "pg_rows_fast")  # one compiled call (pygenmod._fast)
+        sign, scale = (-1 if q_is == "reward" else 1), _grad_scale(log_probs, code)
+        res = None if fast is None else fast(log_probs, q_values, entropy, sign, lam, code, numpy_sum_chunk(), scale)
+        if res is not None:
+            g_h = None if entropy is None else np.full(log_probs.shape, -float(lam) * scale, dtype=log_probs.dtype)
+            return LossGrad(res[0][()], res[1], g_h)
     val.choice(reduction, "reduction", REDUCTIONS)
     val.choice(q_is, "q_is", ("reward", "cost"))
     back = returner(log_probs)

@@ -2027,6 +2027,73 @@ def test_policy_target_kl_errors_and_edge_cases_equal(host, monkeypatch, case):
         assert_same(fast, general)
 
 
+# ----------------------------------------------------------------------------- categorical.pg_loss
+@pytest.mark.parametrize("shape", [(1,), (7,), (2, 6), (3, 1, 9), (2, 129), (1, 8300), (4, 0)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("with_entropy", [False, True])
+def test_pg_loss_fast_equals_general(dtype, rng, monkeypatch, shape, reduction, with_entropy):
+    """GAIL's surrogate in one compiled pass: each entry and gradient rounded as NumPy's
+    expression, the row sums in NumPy's order (129 and 8300 entries cross its pairwise blocks)."""
+    lp = (-3 * rng.random(shape)).astype(dtype)
+    q, h = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    for q_is in ("reward", "cost"):
+        kw = dict(lam=0.37, q_is=q_is, reduction=reduction) if with_entropy else dict(q_is=q_is, reduction=reduction)
+        args = (lp, q, h) if with_entropy else (lp, q)
+        fast, general = both(lambda args=args, kw=kw: categorical.pg_loss(*args, **kw), monkeypatch)
+        if shape[-1] == 0 and reduction == "mean":
+            assert raises(fast)
+        else:
+            assert not raises(fast)
+            sign = -1 if q_is == "reward" else 1
+            code = {"none": 0, "sum": 1, "mean": 2}[reduction]
+            assert (
+                pygenmod._cpu_categorical.pg_rows_fast(
+                    lp, q, args[2] if with_entropy else None, sign, kw.get("lam", 0.0), code, 0, 1.0
+                )
+                is not None
+            )
+        assert_same(fast, general)
+
+
+def _pg_loss_cases():
+    rng = np.random.default_rng(10)
+    lp, q, h = -rng.random((3, 5)), rng.standard_normal((3, 5)), rng.random((3, 5))
+
+    def with_(a, where, v):
+        a = a.copy()
+        a[where] = v
+        return a
+
+    return {
+        "NaN log-prob": ((with_(lp, (1, 2), np.nan), q), {}),
+        "inf q": ((lp, with_(q, (0, 0), np.inf)), {}),
+        "NaN entropy": ((lp, q, with_(h, (2, 4), np.nan)), {"lam": 0.1}),
+        "lam without entropy": ((lp, q), {"lam": 0.1}),
+        "negative lam": ((lp, q, h), {"lam": -0.1}),
+        "inf lam": ((lp, q, h), {"lam": float("inf")}),
+        "lam beyond float32": ((lp.astype(np.float32), q.astype(np.float32), h.astype(np.float32)), {"lam": 1e39}),
+        "bool lam": ((lp, q, h), {"lam": True}),
+        "numpy lam": ((lp, q, h), {"lam": np.float64(0.2)}),
+        "entropy of another shape": ((lp, q, h[:, :4]), {"lam": 0.1}),
+        "q of another shape": ((lp, q[:2]), {}),
+        "q of another dtype": ((lp, q.astype(np.float32)), {}),
+        "q as a list": ((lp, q.tolist()), {}),
+        "strided q": ((lp, np.repeat(q, 2, 1)[:, ::2]), {}),
+        "entropy as a list": ((lp, q, h.tolist()), {"lam": 0.1}),
+        "0-d": ((lp[0, 0] * np.ones(()), q[0, 0] * np.ones(())), {}),
+        "bad reduction": ((lp, q), {"reduction": "max"}),
+        "bad q_is": ((lp, q), {"q_is": "advantage"}),
+        "entropy with lam 0": ((lp, q, h), {}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_pg_loss_cases()))
+def test_pg_loss_errors_and_edge_cases_equal(monkeypatch, case):
+    args, kw = _pg_loss_cases()[case]
+    fast, general = both(lambda: categorical.pg_loss(*args, **kw), monkeypatch)
+    assert_same(fast, general)
+
+
 # ----------------------------------------------------------------------------- adversarial.gail_reward
 @pytest.mark.parametrize("shape", [(1,), (2, 6), (3, 1, 5), (2, 4099), (3, 6001), (4, 0)])  # (3, 6001): parallel
 @pytest.mark.parametrize("kind", ["log_d", "neg_log_one_minus_d"])

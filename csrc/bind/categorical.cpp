@@ -256,6 +256,27 @@ static py::object square_rows_fast_t(const py::array& x, double target, int redu
   });
 }
 
+// categorical.pg_loss: log_probs x, q_values q and the entropy h (None, or an array), all of x's
+// shape and dtype and finite; sign +-1, lam finite >= 0 (0 without h) and the gradient's scale
+// as Python floats (cast to x's dtype, as NumPy casts them). (terms, grad of the log-probs).
+template <class T>
+static py::object pg_rows_fast_t(const py::array& x, const py::array& q, const py::object& h, int sign, double lam,
+                                 int reduce, py::ssize_t chunk, double g_scale) {
+  const auto shape = shape_of(x);
+  const T* pq = fast::shape_is(q, shape) ? fast::view<T>(q) : nullptr;
+  const T* ph = nullptr;
+  if (!h.is_none() && py::isinstance<py::array>(h)) {
+    const auto ha = py::reinterpret_borrow<py::array>(h);
+    ph = fast::shape_is(ha, shape) ? fast::view<T>(ha) : nullptr;
+    if (ph && !fast::all_finite(ph, ha.size())) ph = nullptr;
+  }
+  const bool ok = pq && fast::all_finite(pq, q.size()) && (h.is_none() || ph) && (sign == 1 || sign == -1) &&
+                  std::isfinite(T(lam)) && lam >= 0 && (ph || lam == 0) && std::isfinite(T(g_scale));
+  return loss_rows_result<T>(x, reduce, chunk, ok, [&](const T* p, py::ssize_t B, py::ssize_t N, T* grad, T* terms) {
+    loss_rows::pg_rows<T>(p, pq, ph, B, N, T(sign), T(lam), loss_rows::Reduce(reduce), chunk, T(g_scale), grad, terms);
+  });
+}
+
 // goals.rig_reward without a factor: z (..., D) against g whose shape is z's trailing axes
 // (one or two of them), both finite, of one dtype, D >= 1, chunk >= 0; the rewards (...).
 template <class T>
@@ -373,6 +394,11 @@ PYBIND11_MODULE(_cpu_categorical, m) {
         return fast::by_float_dtype(q, [&](auto t) { return kl_backward_fast_t<decltype(t)>(p, q, grad, mask); });
       },
       "p_logits"_a, "q_logits"_a, "grad"_a, "mask"_a = py::none());
+  m.def("pg_rows_fast", [](py::array x, py::array q, py::object h, int sign, double lam, int reduce, py::ssize_t chunk,
+                           double g_scale) {
+    return fast::by_float_dtype(
+        x, [&](auto t) { return pg_rows_fast_t<decltype(t)>(x, q, h, sign, lam, reduce, chunk, g_scale); });
+  });
   m.def(
       "policy_target_kl_fast",
       [](py::array w, py::array logits, py::object mask, py::ssize_t chunk, py::object grad) {

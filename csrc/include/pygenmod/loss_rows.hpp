@@ -93,6 +93,33 @@ void square_rows(const T* x, index_t B, index_t N, T target, Reduce reduce, inde
   }
 }
 
+// GAIL's policy-gradient surrogate (categorical.pg_loss): per entry elem = sign lp q, minus lam h
+// with an entropy h (may be null), and the gradient sign q g_scale, each as NumPy's expression
+// rounds it ((sign lp) q, (sign q) g_scale, lam h before the difference); terms: elem per entry
+// (NONE) or per row the sum of those (SUM) or sum / N (MEAN).
+template <class T>
+PGM_NO_CONTRACT void pg_rows(const T* lp, const T* q, const T* h, index_t B, index_t N, T sign, T lam, Reduce reduce,
+                             index_t chunk, T g_scale, T* grad, T* terms) {
+  for (index_t b = 0; b < B; ++b) {
+    const T* lr = lp + b * N;
+    const T* qr = q + b * N;
+    const T* hr = h ? h + b * N : nullptr;
+    T* gr = grad + b * N;
+    auto at = [&](index_t i) __attribute__((always_inline)) {
+      PGM_NO_CONTRACT_SCOPE
+      gr[i] = sign * qr[i] * g_scale;
+      const T e = sign * lr[i] * qr[i];
+      return hr ? e - lam * hr[i] : e;
+    };
+    if (reduce == NONE) {
+      for (index_t i = 0; i < N; ++i) terms[b * N + i] = at(i);
+      continue;
+    }
+    const T total = numpy_sum::row_sum<T>(N, chunk, at);
+    terms[b] = reduce == MEAN ? total / static_cast<T>(N) : total;
+  }
+}
+
 // RIG's Euclidean reward: row r of z (R rows of D) against row r % M of g (M rows of D, the
 // trailing-axes broadcast), out[r] = -sqrt(sum_j (z_rj - g_j)^2), or minus the sum (squared).
 template <class T>
