@@ -68,6 +68,11 @@ def _entropy_backward(x, g):
     return -g[:, None] * p * (lp + h)
 
 
+def _policy_target_kl(w, x):
+    p = w / w.sum(-1, keepdims=True)
+    return (p * (np.log(np.where(p > 0, p, 1)) - _log_softmax(x))).sum(-1)
+
+
 def _mahalanobis(x, mu, L):
     y = np.linalg.solve(L, (x - mu)[..., None])[..., 0]
     return (y * y).sum(-1)
@@ -132,6 +137,8 @@ def cases(D=4, K=6, T=8, D_full=None):
     act = rng.integers(0, K, 2)
     mk = rng.random((2, K)) < 0.7  # an action mask (True: allowed), the taken actions allowed
     mk[np.arange(2), act] = True
+    visits = rng.integers(0, 5, (2, K)).astype(float)  # MCTS visit counts, the policy target
+    visits[:, 0] += 1
     gb = rng.standard_normal(2)
     gz, eps = rng.standard_normal((2, D)), rng.standard_normal((2, D))
     xo = rng.random((2, T))  # elbo: x and the decoder's means (the rewards' rows), latent size 8
@@ -202,6 +209,21 @@ def cases(D=4, K=6, T=8, D_full=None):
             lambda: sampling.mvn_log_prob_backward(xf, muf, L, grad_log_prob=gb),
             lambda: _mvn_log_prob_backward(xf, muf, L, gb),
         ),
+        "sampling.mvn_head": (
+            lambda: sampling.mvn_head(muf, L, seed=1),
+            lambda: (
+                muf + (L @ g.standard_normal((2, Df, 1)))[..., 0],
+                0.5 * ((L**2).sum((1, 2)) + (muf * muf).sum(-1) - Df)
+                - np.log(np.diagonal(L, axis1=1, axis2=2)).sum(-1),
+            ),
+        ),
+        "sampling.kl_mvn_backward": (
+            lambda: sampling.kl_mvn_backward(muf, L, grad_kl=gb),
+            lambda: (
+                gb[:, None] * muf,
+                gb[:, None, None] * (L - np.eye(Df) / np.diagonal(L, axis1=1, axis2=2)[:, None]),
+            ),
+        ),
         "sampling.mahalanobis": (lambda: sampling.mahalanobis(xf, muf, L), lambda: _mahalanobis(xf, muf, L)),
         "sampling.kl_mvn": (
             lambda: sampling.kl_mvn(muf, L),
@@ -249,6 +271,18 @@ def cases(D=4, K=6, T=8, D_full=None):
         "categorical.entropy_backward": (
             lambda: categorical.entropy_backward(lg, grad_entropy=gb),
             lambda: _entropy_backward(lg, gb),
+        ),
+        "categorical.policy_target_kl": (
+            lambda: categorical.policy_target_kl(visits, lg),
+            lambda: _policy_target_kl(visits, lg),
+        ),
+        "categorical.policy_target_kl_backward": (
+            lambda: categorical.policy_target_kl_backward(visits, lg, grad_kl=gb),
+            lambda: gb[:, None] * (_softmax(lg) - visits / visits.sum(-1, keepdims=True)),
+        ),
+        "categorical.pg_loss": (
+            lambda: categorical.pg_loss(-np.abs(lq), lg),
+            lambda: (-(-np.abs(lq) * lg).mean(-1), -lg / n),
         ),
         "spatial.spatial_softmax": (lambda: spatial.spatial_softmax(img), lambda: _keypoints(img, grid)),
         "spatial.spatial_softmax_backward": (

@@ -449,6 +449,14 @@ for K in (1, 7, 16, 33, 1000):
         out[key + "-m-d_entropy"] = cat.entropy_backward(xm, grad_entropy=g, mask=m)
         out[key + "-m-dp_kl"], out[key + "-m-dq_kl"] = cat.kl_backward(xm, qm, grad_kl=g, mask=m)
         out[key + "-m-mask"] = m
+        # policy_target_kl_backward: visit-count targets (its own vector rows), masked or not
+        w = rng.integers(0, 4, (3, K)).astype(dtype)
+        w[:, 0] += 1
+        wm = np.where(m, w, 0).astype(dtype)
+        wm[np.arange(3), a] += 1
+        out[key + "-w"], out[key + "-m-w"] = w, wm
+        out[key + "-d_target"] = cat.policy_target_kl_backward(w, x, grad_kl=g)
+        out[key + "-m-d_target"] = cat.policy_target_kl_backward(wm, xm, grad_kl=g, mask=m)
 np.savez(OUT, **out)
 """
 
@@ -483,7 +491,14 @@ def test_vector_rows_agree_on_every_isa(tmp_path):
             np.testing.assert_allclose(
                 got[key + "-kl"], oracle.categorical_kl(lp, oracle.log_softmax_masked(q64)), err_msg=f"{isa} {key}", **t
             )
-            _check_masked_rows(got, key, x64, q64, a, got[key + "-g"].astype(np.float64), t, f"{isa} {key}")
+            g64, w = got[key + "-g"].astype(np.float64), got[key + "-w"].astype(np.float64)
+            np.testing.assert_allclose(
+                got[key + "-d_target"],
+                g64[:, None] * (np.exp(lp) - w / w.sum(-1, keepdims=True)),
+                err_msg=f"{isa} {key}",
+                **t,
+            )
+            _check_masked_rows(got, key, x64, q64, a, g64, t, f"{isa} {key}")
 
 
 def _check_masked_rows(got, key, x, q, a, g, t, msg):
@@ -496,6 +511,7 @@ def _check_masked_rows(got, key, x, q, a, g, t, msg):
     h = oracle.categorical_entropy(x, m)
     kl = oracle.categorical_kl(lp, lq)
     onehot = np.eye(x.shape[1])[a]
+    wm = got[key + "-m-w"].astype(np.float64)
     want = {
         "log_prob": lp[np.arange(3), a],
         "entropy": h,
@@ -504,6 +520,7 @@ def _check_masked_rows(got, key, x, q, a, g, t, msg):
         "d_entropy": -g[:, None] * p * (lp0 + h[:, None]),
         "dp_kl": g[:, None] * p * (lp0 - lq0 - kl[:, None]),
         "dq_kl": g[:, None] * (pq - p),
+        "d_target": g[:, None] * (p - wm / wm.sum(-1, keepdims=True)),
     }
     for name, w in want.items():
         np.testing.assert_allclose(got[key + "-m-" + name], w, err_msg=f"{msg} masked {name}", **t)

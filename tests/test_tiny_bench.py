@@ -43,6 +43,7 @@ _SWEEP_RANDOM = {
     "sampling.rsample_normal",
     "sampling.normal_head",
     "sampling.rsample_mvn",
+    "sampling.mvn_head",
     "sampling.gumbel_softmax",
     "random.normal",
 }

@@ -8,6 +8,8 @@
 #include "pygenmod/categorical.hpp"
 #include "pygenmod/loss_rows.hpp"
 
+#include <memory>
+
 namespace py = pybind11;
 using namespace pybind11::literals;
 using namespace pygenmod;
@@ -187,16 +189,22 @@ static py::object policy_target_kl_fast_t(const py::array& weights, const py::ar
   if (!w || (backward && !py::isinstance<py::array>(grad)) || !mask_view(in, mask, logits, mk)) return py::none();
   const T* g = backward ? grad_view<T>(in, py::reinterpret_borrow<py::array>(grad), lead) : nullptr;
   if (backward && !g) return py::none();
-  std::vector<T> p(static_cast<std::size_t>(B * K));
-  if (!categorical::normalise_weights_cpu<T>(w, B, K, chunk, p.data())) return py::none();
+  std::unique_ptr<T[]> pbuf(new T[static_cast<std::size_t>(B * K)]);  // (not zeroed: every entry is written)
+  T* const pw = pbuf.get();
+  bool normalised;
+  {
+    fast::ReleaseIfLarge nogil(B * K);
+    normalised = categorical::normalise_weights_cpu<T>(w, B, K, chunk, pw);
+  }
+  if (!normalised) return py::none();
   if (!backward)
     return per_row_result<T>(B, K, lead, [&](T* out, std::int32_t* st) {
-      categorical::kl_cpu<T>(p.data(), q, nullptr, 0, mk.m, mk.rows, true, B, K, out, st);
+      categorical::kl_cpu<T>(pw, q, nullptr, 0, mk.m, mk.rows, true, B, K, out, st);
     });
   auto dq = fast::empty<T>(shape_of(logits));
   {
     fast::ReleaseIfLarge nogil(B * K);
-    categorical::kl_backward_cpu<T>(p.data(), q, nullptr, 0, mk.m, mk.rows, true, B, K, g, nullptr, dq.mutable_data());
+    categorical::kl_backward_cpu<T>(pw, q, nullptr, 0, mk.m, mk.rows, true, B, K, g, nullptr, dq.mutable_data());
   }
   return std::move(dq);
 }

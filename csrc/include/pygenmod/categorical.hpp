@@ -278,6 +278,8 @@ template <class T>
 void kl_row_backward_cpu(const T* p, const T* q, const std::uint8_t* mp, const std::uint8_t* mq, index_t K,
                          bool p_is_prob, T g, T* dp, T* dq) {
   if (mp == mq && !p_is_prob && K > 0 && rows_cpu::kl_backward_any<T>(p, q, mp, K, g, dp, dq) == rows_cpu::DONE) return;
+  if (p_is_prob && !mp && !dp && K > 0 && rows_cpu::target_kl_backward_any<T>(p, q, mq, K, g, dq) == rows_cpu::DONE)
+    return;
   kl_row_backward(p, q, mp, mq, K, p_is_prob, g, dp, dq);
 }
 
@@ -349,19 +351,23 @@ void kl_cpu(const T* p, const T* q, const std::uint8_t* mp, index_t mprows, cons
 
 // An improved policy's weights as probabilities (policy_target_kl): each row divided by its sum,
 // summed in NumPy's order (numpy_sum.hpp, `chunk` as there), so NumPy's w / w.sum(-1) bit for
-// bit. False (out partly written) where an entry is not finite or is negative, or a row sums
-// to <= 0: the general path raises for those.
+// bit; rows in parallel as the KL rows. False (out partly written) where an entry is not finite
+// or is negative, or a row sums to <= 0: the general path raises for those.
 template <class T>
 bool normalise_weights_cpu(const T* w, index_t B, index_t K, index_t chunk, T* out) {
-  for (index_t i = 0; i < B * K; ++i)
-    if (!(std::isfinite(w[i]) && w[i] >= T(0))) return false;
-  for (index_t b = 0; b < B; ++b) {
+  std::vector<std::uint8_t> bad(static_cast<std::size_t>(B), 0);
+  parallel_for(B, share_chunk(B), B * K > CAT_PAR_MIN, [&](index_t b) {
     const T* row = w + b * K;
+    int ok = 1;  // (an int reduction: vectorises, a bool one does not)
+    for (index_t j = 0; j < K; ++j) ok &= std::isfinite(row[j]) && row[j] >= T(0);
     auto at = [&](index_t i) __attribute__((always_inline)) { return row[i]; };
-    const T s = numpy_sum::row_sum<T>(K, chunk, at);
-    if (!(s > T(0))) return false;
-    for (index_t j = 0; j < K; ++j) out[b * K + j] = row[j] / s;
-  }
+    const T s = ok ? numpy_sum::row_sum<T>(K, chunk, at) : T(0);
+    bad[b] = !(s > T(0));
+    if (!bad[b])
+      for (index_t j = 0; j < K; ++j) out[b * K + j] = row[j] / s;
+  });
+  for (auto x : bad)
+    if (x) return false;
   return true;
 }
 

@@ -458,6 +458,23 @@ PGM_CROW_INLINE int kl_backward(const T* p, const T* q, const std::uint8_t* m, i
   return DONE;
 }
 
+// d/dq_j of KL(w || softmax(q)) with the target w given as probabilities (policy_target_kl's
+// weights, one mask m for q): g (q_j - w_j), +0 at masked entries, one exp per entry (the serial
+// row took four libm calls). A row with mass on a masked action (its NaN gradients) returns SERIAL.
+template <class T, int VB>
+PGM_CROW_INLINE int target_kl_backward(const T* w, const T* q, const std::uint8_t* m, index_t K, T g, T* dq) {
+  using V = typename vm::vec<T, VB>::type;
+  if (m)
+    for (index_t j = 0; j < K; ++j)
+      if (!m[j] && w[j] > T(0)) return SERIAL;
+  T mx, ls;
+  const int st = softmax_into<T, VB>(q, m, K, dq, &mx, &ls);  // dq: q_j
+  if (st != DONE) return st == P_BAD ? Q_BAD : st;
+  write_passes<T, VB>(dq, w, m, K, dq, nullptr,
+                      [&](const V& qj, const V& wj, V& o, V&) __attribute__((always_inline)) { o = g * (qj - wj); });
+  return DONE;
+}
+
 #undef PGM_CROW_INLINE
 
 // Per row function `name`: its entry points per ISA (cpu_features.hpp) and name_any, the one
@@ -501,6 +518,7 @@ PGM_CROW_ENTRIES(kl, (const T* p, const T* q, Mask m, index_t K, T* out), (p, q,
 PGM_CROW_ENTRIES(log_prob_backward, (const T* x, Mask m, index_t K, std::int64_t a, T g, T* dx), (x, m, K, a, g, dx))
 PGM_CROW_ENTRIES(entropy_backward, (const T* x, Mask m, index_t K, T g, T* dx), (x, m, K, g, dx))
 PGM_CROW_ENTRIES(kl_backward, (const T* p, const T* q, Mask m, index_t K, T g, T* dp, T* dq), (p, q, m, K, g, dp, dq))
+PGM_CROW_ENTRIES(target_kl_backward, (const T* w, const T* q, Mask m, index_t K, T g, T* dq), (w, q, m, K, g, dq))
 #undef PGM_CROW_ENTRIES
 
 }  // namespace pygenmod::categorical::rows_cpu
