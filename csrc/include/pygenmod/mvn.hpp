@@ -200,7 +200,11 @@ PGM_HD void kl_mvn_row_backward(const T* m1, const T* L1, const T* m2, const T* 
                                 T* dL1, T* dL2, T* work) {
   T* c = work;
   T* q = work + D;
-  for (index_t j = 0; j < D; ++j) {
+  if (!L2) {  // M = L1: dL1's lower triangle gains g L1, row by row (each entry's operation as below)
+    for (index_t i = 0; i < D; ++i)
+      for (index_t j = 0; j <= i; ++j) dL1[i * D + j] += g * L1[i * D + j];
+  }
+  for (index_t j = 0; L2 && j < D; ++j) {  // column j of M = L2^-1 L1 (O(D^3) in all)
     kl_column<T>(L1, L2, D, j, c);
     for (index_t i = 0; i < j; ++i) q[i] = T(0);
     for (index_t i = j; i < D; ++i) q[i] = c[i];
