@@ -752,25 +752,31 @@ def mvn_head(
     with ``log_q=True``, ``log q(z | x)``. Returns :class:`Head`. ``check=False`` skips the
     check that the entries above the diagonal are zero (they are never read); ``validate=`` is
     its deprecated spelling."""
-    if (
-        type(mu) is np.ndarray
-        and type(scale_tril) is np.ndarray
-        and n_samples is None
-        and eps is None
-        and not log_q
-        and not return_eps
-        and check is True
-        and out is None
-        and validate is val.DEPRECATED
-    ):
-        fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
-        if fast is not None:
-            zk, key = fast(mu, scale_tril, seed, resolve_seed, stream, offset, _MVN_HEAD_OUT["z, kl"])
-            if zk is not None:
-                return Head(zk[0], zk[1], None, None)
-            seed = seed if key is None else key  # a key drawn there: the general path reuses it
+    plain = n_samples is None and eps is None and not log_q and not return_eps and out is None
+    zk, seed = _mvn_head_fast("z, kl", mu, scale_tril, seed, stream, offset, plain, check, validate)
+    if zk is not None:
+        return Head(zk[0], zk[1], None, None)
     check = val.renamed(check, validate, "check", "validate", func="sampling.mvn_head", default=True)
     return _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, check, out, True)
+
+
+def _mvn_head_fast(what, mu, scale_tril, seed, stream, offset, plain, check=True, validate=val.DEPRECATED):
+    """The one-call path of mvn_head, rsample_mvn and kl_mvn (``what``: _MVN_HEAD_OUT's key) for
+    plain NumPy arguments and options: (its result or None, the seed for the general path: a key
+    drawn there, or the caller's)."""
+    if not (
+        plain
+        and type(mu) is np.ndarray
+        and type(scale_tril) is np.ndarray
+        and check is True
+        and validate is val.DEPRECATED
+    ):
+        return None, seed
+    fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
+    if fast is None:
+        return None, seed
+    res, key = fast(mu, scale_tril, seed, resolve_seed, stream, offset, _MVN_HEAD_OUT[what])
+    return res, (seed if key is None else key)
 
 
 def _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, log_q, return_eps, check, out, want_kl):
@@ -801,22 +807,10 @@ def rsample_mvn(
 ) -> Array | Sample:
     """Reparameterized sample ``z = mu + L eps`` of ``N(mu, L L^T)``; L per row (B, D, D) or shared (D, D).
     Returns z, or :class:`Sample` ``(z, eps)`` with ``return_eps=True``; ``check`` as in :func:`mvn_head`."""
-    if (
-        type(mu) is np.ndarray
-        and type(scale_tril) is np.ndarray
-        and n_samples is None
-        and eps is None
-        and not return_eps
-        and check is True
-        and out is None
-        and validate is val.DEPRECATED
-    ):
-        fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
-        if fast is not None:
-            z, key = fast(mu, scale_tril, seed, resolve_seed, stream, offset, _MVN_HEAD_OUT["z"])
-            if z is not None:
-                return z
-            seed = seed if key is None else key  # a key drawn there: the general path reuses it
+    plain = n_samples is None and eps is None and not return_eps and out is None
+    z, seed = _mvn_head_fast("z", mu, scale_tril, seed, stream, offset, plain, check, validate)
+    if z is not None:
+        return z
     check = val.renamed(check, validate, "check", "validate", func="sampling.rsample_mvn", default=True)
     h = _mvn(mu, scale_tril, seed, n_samples, stream, offset, eps, False, return_eps, check, out, False)
     return Sample(h.z, h.eps) if return_eps else h.z
@@ -1075,12 +1069,9 @@ def kl_mvn(
     the prior defaults to N(0, I), which takes the fused one-pass kernel. With a prior, one row
     kernel: the trace term ``||L2^-1 L||_F^2`` by column-wise triangular solves (O(D^3) per row)."""
     if prior_mu is None and prior_scale_tril is None:
-        if type(mu) is np.ndarray and type(scale_tril) is np.ndarray:
-            fast = _fast.cpu_kernel("sampling", "mvn_head_fast")  # one compiled call (pygenmod._fast)
-            if fast is not None:
-                kl, _ = fast(mu, scale_tril, 0, resolve_seed, 0, 0, _MVN_HEAD_OUT["kl"])  # no noise: no key
-                if kl is not None:
-                    return kl
+        kl, _ = _mvn_head_fast("kl", mu, scale_tril, 0, 0, 0, True)  # no noise: no key
+        if kl is not None:
+            return kl
         # seed=0: no noise is drawn, so no key is taken from the package generator
         return mvn_head(mu, scale_tril, n_samples=0, seed=0, check=True).kl
     m, back, half, one, L1, m2, L2 = _kl_mvn_args(mu, scale_tril, prior_mu, prior_scale_tril)

@@ -1185,21 +1185,23 @@ def _seeded_failures():
     }
 
 
+def _result_and_counter(call, seed):
+    """call()'s result (or its exception's type and message) and the package generator's counter
+    after it, from manual_seed(seed)."""
+    pygenmod.random.manual_seed(seed)
+    try:
+        out = call()
+    except Exception as exc:  # noqa: BLE001 - compared
+        out = (type(exc), str(exc))
+    return out, pygenmod.random.get_state()["counter"]
+
+
 @pytest.mark.parametrize("case", list(_seeded_failures()))
 def test_seeded_fast_paths_take_the_general_paths_keys(host, monkeypatch, case):
     """seed=None: the package generator advances exactly as on the general path, also for calls
     that fail, and the retry after a fast path gave up with its key draws the same noise."""
     call = _seeded_failures()[case]
-
-    def f():
-        pygenmod.random.manual_seed(21)
-        try:
-            out = call()
-        except Exception as exc:  # noqa: BLE001 - compared
-            out = (type(exc), str(exc))
-        return out, pygenmod.random.get_state()["counter"]
-
-    fast, general = both(f, monkeypatch)
+    fast, general = both(lambda: _result_and_counter(call, 21), monkeypatch)
     assert_same(fast, general)
 
 
@@ -1228,16 +1230,7 @@ def test_given_noise_takes_no_key(host, dtype, monkeypatch, case):
     generator stays where it is, on the fast and the general path alike (errors included); the
     result does not depend on the seed."""
     call = _given_noise_calls(dtype)[case]
-
-    def f():
-        pygenmod.random.manual_seed(3)
-        try:
-            out = call()
-        except Exception as exc:  # noqa: BLE001 - compared
-            out = (type(exc), str(exc))
-        return out, pygenmod.random.get_state()["counter"]
-
-    fast, general = both(f, monkeypatch)
+    fast, general = both(lambda: _result_and_counter(call, 3), monkeypatch)
     assert_same(fast, general)
     pygenmod.random.manual_seed(3)
     assert fast[1] == pygenmod.random.get_state()["counter"]
