@@ -39,9 +39,12 @@ MAX_KEPT_BYTES = 512 << 20
 #: heap's free lists without page faults anyway)
 MIN_BYTES = 1 << 16
 MAX_BYTES = 32 << 20
-#: empty() (outputs): the smallest array remembered (glibc maps anew from 32 MiB, other C
-#: libraries from smaller sizes; below this the pool's bookkeeping is not worth it)
-OUTPUT_MIN_BYTES = 4 << 20
+#: empty() (outputs): the smallest array remembered. glibc maps anew from 32 MiB, and gives the
+#: top of its heap back to the OS: outputs of a few hundred KiB faulted their pages in again
+#: call after call (rsample_normal at 2 x 16384 float64, 256 KiB: 334 -> 152 us with the pool;
+#: kl_normal_backward at 2 x 65536: 945 -> 234 us). Below 128 KiB (glibc's first mmap bound)
+#: the pool's bookkeeping (~1 us) is not worth it.
+OUTPUT_MIN_BYTES = 128 << 10
 
 _ENABLED = sys.implementation.name == "cpython" and getattr(sys, "_is_gil_enabled", lambda: True)()
 # re-entrant: a garbage collection inside _remember may run code that calls back into pygenmod

@@ -143,8 +143,8 @@ def test_threads_never_share_an_array():
 
 
 # ----------------------------------------------------------------------------- large outputs
-# 512 x 512 float32 is 1 MiB: the compiled fast paths ask pygenmod._recycle from 1 MiB on
-# (fast_path.hpp), and the tests lower the Python bound to it.
+# 512 x 512 float32 is 1 MiB: the compiled fast paths ask pygenmod._recycle from 128 KiB on
+# (fast_path.hpp), and the tests set the Python bound to 1 MiB.
 BIG = (512, 512)
 
 

@@ -237,7 +237,8 @@ static py::object loss_rows_result(const py::array& x, int reduce, py::ssize_t c
   const std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim()), lead(shape.begin(), shape.end() - 1);
   py::ssize_t B = 1;
   for (auto d : lead) B *= d;
-  py::array_t<T> per_entry(shape), terms(reduce == loss_rows::NONE ? shape : lead);
+  auto per_entry = fast::empty<T>(shape);
+  auto terms = fast::empty<T>(reduce == loss_rows::NONE ? shape : lead);
   {
     fast::ReleaseIfLarge nogil(x.size());
     run(p, B, N, per_entry.mutable_data(), terms.mutable_data());

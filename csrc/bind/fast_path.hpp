@@ -226,10 +226,11 @@ inline bool all_clean(const std::vector<std::int32_t>& status) {
   return true;
 }
 
-// Outputs of at least this many bytes are asked of pygenmod._recycle.empty, which reuses a
-// large array that nothing references any more (no fresh pages to fault in) by its own size
-// bound; smaller ones are allocated here (a Python call would cost more than they can save).
-constexpr py::ssize_t kRecycleFloorBytes = 1 << 20;
+// Outputs of at least this many bytes (_recycle.OUTPUT_MIN_BYTES) are asked of
+// pygenmod._recycle.empty, which reuses an array that nothing references any more (no fresh
+// pages to fault in) by its own size bound; smaller ones are allocated here (a Python call
+// would cost more than they can save).
+constexpr py::ssize_t kRecycleFloorBytes = 1 << 17;
 
 // A C-contiguous array of shape dims[0..nd) (uninitialised): a fast path's output. Small ones
 // straight from NumPy's C API (py::array_t's constructor copies the shape and strides into

@@ -97,27 +97,39 @@ void square_rows(const T* x, index_t B, index_t N, T target, Reduce reduce, inde
 // with an entropy h (may be null), and the gradient sign q g_scale, each as NumPy's expression
 // rounds it ((sign lp) q, (sign q) g_scale, lam h before the difference); terms: elem per entry
 // (NONE) or per row the sum of those (SUM) or sum / N (MEAN).
-template <class T>
-PGM_NO_CONTRACT void pg_rows(const T* lp, const T* q, const T* h, index_t B, index_t N, T sign, T lam, Reduce reduce,
-                             index_t chunk, T g_scale, T* grad, T* terms) {
+// (The gradient is its own loop and the entries a pure callable: a store inside the summed
+// callable kept the rows scalar, 1.2 ns an entry.)
+template <bool kH, class T>
+PGM_NO_CONTRACT void pg_rows_h(const T* __restrict lp, const T* __restrict q, const T* __restrict h, index_t B,
+                               index_t N, T sign, T lam, Reduce reduce, index_t chunk, T g_scale, T* __restrict grad,
+                               T* __restrict terms) {
+  for (index_t i = 0; i < B * N; ++i) grad[i] = sign * q[i] * g_scale;
   for (index_t b = 0; b < B; ++b) {
     const T* lr = lp + b * N;
     const T* qr = q + b * N;
-    const T* hr = h ? h + b * N : nullptr;
-    T* gr = grad + b * N;
+    const T* hr = kH ? h + b * N : nullptr;
     auto at = [&](index_t i) __attribute__((always_inline)) {
       PGM_NO_CONTRACT_SCOPE
-      gr[i] = sign * qr[i] * g_scale;
       const T e = sign * lr[i] * qr[i];
-      return hr ? e - lam * hr[i] : e;
+      if constexpr (kH) return e - lam * hr[i];
+      return e;
     };
     if (reduce == NONE) {
-      for (index_t i = 0; i < N; ++i) terms[b * N + i] = at(i);
+      T* tr = terms + b * N;
+      for (index_t i = 0; i < N; ++i) tr[i] = at(i);
       continue;
     }
     const T total = numpy_sum::row_sum<T>(N, chunk, at);
     terms[b] = reduce == MEAN ? total / static_cast<T>(N) : total;
   }
+}
+template <class T>
+void pg_rows(const T* lp, const T* q, const T* h, index_t B, index_t N, T sign, T lam, Reduce reduce, index_t chunk,
+             T g_scale, T* grad, T* terms) {
+  if (h)
+    pg_rows_h<true, T>(lp, q, h, B, N, sign, lam, reduce, chunk, g_scale, grad, terms);
+  else
+    pg_rows_h<false, T>(lp, q, h, B, N, sign, lam, reduce, chunk, g_scale, grad, terms);
 }
 
 // RIG's Euclidean reward: row r of z (R rows of D) against row r % M of g (M rows of D, the
