@@ -2276,6 +2276,16 @@ def test_gae_fast_equals_general(host, dtype, rng, monkeypatch, T, B, flags, boo
         assert pygenmod._cpu_returns.gae_fast(r, v, 0.97, 1, term, bv, compute_returns) is not None
 
 
+def test_gae_fast_path_declines_non_array_values():
+    """values, bootstrap and terminated that are not arrays: the binding answers None (before
+    reading an array header: a Python int as values was read as one)."""
+    r = np.ones((3, 2))
+    for other in (1, 2.5, "x", [1.0, 2.0], (r,)):
+        assert pygenmod._cpu_returns.gae_fast(r, other, 0.9, 0.9, None, None, True) is None
+        assert pygenmod._cpu_returns.gae_fast(r, r, 0.9, 0.9, other, None, True) is None
+        assert pygenmod._cpu_returns.gae_fast(r, r, 0.9, 0.9, None, other, True) is None
+
+
 def test_gae_fast_path_takes_strided_buffers(host, dtype, rng, monkeypatch):
     """Rewards, values and dones sliced from a rollout buffer (T, B, 3) (strided views): the
     one-call path copies them, as the general path does, and gives its bits."""

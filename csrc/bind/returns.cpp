@@ -40,6 +40,7 @@ static py::object gae_fast_t(const py::array& r, const py::object& values, const
   const py::ssize_t Tn = r.shape(0), B = r.shape(1);
   const T* pv = nullptr;
   if (!values.is_none()) {
+    if (!py::isinstance<py::array>(values)) return py::none();  // (shape_is reads an array's header)
     const py::array v = py::reinterpret_borrow<py::array>(values);
     if (!fast::shape_is(v, {Tn, B}) || !(pv = in.get<T>(v))) return py::none();
   }
