@@ -943,8 +943,16 @@ def _mvn_rows(x, mu, scale_tril, precision_tril, mode, squared):
     return back(out.reshape(lead))
 
 
+def _given_factor(scale_tril, precision_tril):
+    """(the factor given, its _MVN_MODES key) for the one-call paths; the factor is None unless
+    exactly one was given (the general path then raises)."""
+    if precision_tril is None:
+        return scale_tril, "scale_tril"
+    return (precision_tril if scale_tril is None else None), "precision_tril"
+
+
 def _mvn_rows_backward(x, mu, scale_tril, precision_tril, mode, squared, grad, gname):
-    factor = scale_tril if precision_tril is None else precision_tril if scale_tril is None else None
+    factor, name = _given_factor(scale_tril, precision_tril)
     if (
         type(x) is np.ndarray
         and type(mu) is np.ndarray
@@ -954,14 +962,7 @@ def _mvn_rows_backward(x, mu, scale_tril, precision_tril, mode, squared, grad, g
     ):
         fast = _fast.cpu_kernel("sampling", "mvn_rows_backward_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            res = fast(
-                x,
-                mu,
-                factor,
-                _MVN_MODES[mode or ("scale_tril" if precision_tril is None else "precision_tril")],
-                squared,
-                grad,
-            )
+            res = fast(x, mu, factor, _MVN_MODES[mode or name], squared, grad)
             if res is not None:
                 return res
     m, back, half, one, name, L, lead, xr, given_ndim = _maha_args(x, mu, scale_tril, precision_tril)
@@ -994,11 +995,11 @@ def mahalanobis(
     the precision ``precision_tril`` (Sigma^{-1} = U U^T); per row (B, D, D) or shared (D, D).
     x is (B, D) or (S, B, D). ``squared=False`` returns the distance itself. One row kernel:
     a forward substitution (or a triangular mat-vec) per row."""
-    factor = scale_tril if precision_tril is None else precision_tril if scale_tril is None else None
+    factor, name = _given_factor(scale_tril, precision_tril)
     if type(x) is np.ndarray and type(mu) is np.ndarray and type(factor) is np.ndarray and type(squared) is bool:
         fast = _fast.cpu_kernel("sampling", "mvn_rows_fast")  # one compiled call (pygenmod._fast)
         if fast is not None:
-            d = fast(x, mu, factor, _MVN_MODES["scale_tril" if precision_tril is None else "precision_tril"], squared)
+            d = fast(x, mu, factor, _MVN_MODES[name], squared)
             if d is not None:
                 return d
     return _mvn_rows(x, mu, scale_tril, precision_tril, None, squared)

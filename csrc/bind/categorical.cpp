@@ -215,7 +215,7 @@ template <class T>
 static py::object softplus_fast_t(const py::array& x, int sign) {
   const T* p = fast::view<T>(x);
   if (!p || (sign != 1 && sign != -1) || !fast::all_finite(p, x.size())) return py::none();
-  auto out = fast::empty<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  auto out = fast::empty<T>(shape_of(x));
   {
     fast::ReleaseIfLarge nogil(x.size());
     categorical::softplus_cpu<T>(p, x.size(), T(sign), out.mutable_data());

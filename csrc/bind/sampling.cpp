@@ -330,6 +330,14 @@ static py::object mvn_rows_fast_t(const py::array& x, const py::array& mu, const
   return std::move(out);
 }
 
+// The factor gradient of an mvn backward fast path, shaped as the general path's (_fold_factor):
+// (D, D) for a shared factor or a single row, else (B, D, D). The kernels' `shared` flag is
+// shared && B != 1 (a factor of one row is not shared, as in the general path's launcher).
+template <class T>
+static py::array_t<T> factor_grad(bool shared, py::ssize_t B, py::ssize_t D) {
+  return shared || B == 1 ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
+}
+
 // Their backward passes: grad (B,) of mu's dtype and finite (the general path's check).
 // (grad_x, grad_mu, grad_factor), grad_factor shaped as the general path's (_fold_factor): (D, D)
 // for a shared factor or a single row, else (B, D, D).
@@ -348,11 +356,11 @@ static py::object mvn_rows_backward_fast_t(const py::array& x, const py::array& 
   std::vector<std::int32_t> flags(NL), status(B);
   auto dx = fast::empty<T>({B, D});
   auto dm = fast::empty<T>({B, D});
-  auto dL = shared || B == 1 ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
+  auto dL = factor_grad<T>(shared, B, D);
   {
     fast::ReleaseIfLarge nogil(B * D * D);
     sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
-    if (fast::all_clean(flags))  // (a factor of one row is not shared, as in the general path's launcher)
+    if (fast::all_clean(flags))
       sampling::mvn_rows_backward_cpu<T>(px, m, pl, shared && B != 1, mode, squared, B, B, D, g, dx.mutable_data(),
                                          dm.mutable_data(), dL.mutable_data(), status.data());
   }
@@ -375,11 +383,11 @@ static py::object kl_mvn_backward_fast_t(const py::array& mu, const py::array& L
   const py::ssize_t NL = shared ? 1 : B;
   std::vector<std::int32_t> flags(NL);
   auto dm = fast::empty<T>({B, D});
-  auto dL = shared || B == 1 ? fast::empty<T>({D, D}) : fast::empty<T>({B, D, D});
+  auto dL = factor_grad<T>(shared, B, D);
   {
     fast::ReleaseIfLarge nogil(B * D * D);
     sampling::tril_check_cpu<T>(pl, NL, D, flags.data());
-    if (fast::all_clean(flags))  // (a factor of one row is not shared, as in the general path's launcher)
+    if (fast::all_clean(flags))
       sampling::kl_mvn_backward_cpu<T>(m, pl, shared && B != 1, nullptr, nullptr, false, B, D, g, dm.mutable_data(),
                                        dL.mutable_data(), nullptr, nullptr);
   }
